@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything veil, its lab and its tests need on a Debian machine (run as root), then
+# the npm dependencies (which also builds the TypeScript and the native datapath addon).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+PACKAGES=(iproute2 iputils-ping procps tcpdump tshark iperf3 ethtool wireguard-go wireguard-tools python3 python3-scapy openssl make g++)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+npm ci --no-audit --no-fund

@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// veil: the command-line entry. One file per command group under src/cli/; this file only dispatches.
+import { isVeilError, errorMessage } from '../util/errors.js';
+
+type CommandGroup = { run(args: string[]): Promise<number> };
+
+// Each group is loaded only when used, so a broken or slow group never slows the others.
+const GROUPS: Record<string, { summary: string; load: () => Promise<CommandGroup> }> = {
+  lab: { summary: 'Create and inspect the local lab cluster (network namespaces)', load: () => import('./lab.js') },
+  secret: { summary: 'Create, read, patch and delete secrets (kubectl subset)', load: () => import('./secret.js') },
+};
+
+export function usage(): string {
+  const lines = ['veil: transparent encryption for cluster networks (WireGuard, IPsec)', '', 'Usage: veil <command> [args] [-h]', '', 'Commands:'];
+  for (const [name, g] of Object.entries(GROUPS)) lines.push(`  ${name.padEnd(12)} ${g.summary}`);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    console.log(usage());
+    return cmd ? 0 : 2;
+  }
+  const group = GROUPS[cmd];
+  if (!group) {
+    console.error(`veil: unknown command '${cmd}'. Run 'veil --help' for the list of commands.`);
+    return 2;
+  }
+  try {
+    return await (await group.load()).run(rest);
+  } catch (e) {
+    if (isVeilError(e)) {
+      console.error(`veil ${cmd}: ${e.describe()}`);
+      return 1;
+    }
+    if (e instanceof TypeError && 'code' in e && String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS')) {
+      console.error(`veil ${cmd}: ${e.message}. Run 'veil ${cmd} -h' for usage.`);
+      return 2;
+    }
+    console.error(`veil ${cmd}: unexpected error: ${errorMessage(e)}`);
+    if (process.env['VEIL_DEBUG']) console.error(e);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

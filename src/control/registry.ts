@@ -1,0 +1,61 @@
+// The registry: the cluster's shared state (nodes, pods, secrets, config, what agents publish).
+// One interface, several backends: embedded (files in $VEIL_HOME, the default and the lab's),
+// later etcd and Kubernetes. Objects look like Kubernetes objects so that the CLI can print them
+// the way kubectl does.
+
+export type Kind = 'Node' | 'Pod' | 'Secret' | 'ConfigMap';
+
+export interface ObjectMeta {
+  name: string;
+  /** Set by the registry: the revision of the store at this object's last write. */
+  resourceVersion?: number;
+  creationTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface RegistryObject {
+  kind: Kind;
+  metadata: ObjectMeta;
+  spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
+  /** Secrets: base64 values; ConfigMaps: plain strings. */
+  data?: Record<string, string>;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface WatchEvent {
+  type: WatchEventType;
+  /** The store revision this event produced; strictly increasing across all kinds. */
+  revision: number;
+  object: RegistryObject;
+}
+
+export interface Watch {
+  stop(): void;
+}
+
+export interface Registry {
+  get(kind: Kind, name: string): Promise<RegistryObject | undefined>;
+  list(kind: Kind): Promise<RegistryObject[]>;
+  /** Fails with code ALREADY_EXISTS if the object exists. */
+  create(obj: RegistryObject): Promise<RegistryObject>;
+  /** Compare-and-swap on metadata.resourceVersion; fails with code CONFLICT if it moved, NOT_FOUND if gone. */
+  update(obj: RegistryObject): Promise<RegistryObject>;
+  /**
+   * Atomic read-modify-write: fn sees the current object (or undefined) and returns the new one,
+   * or undefined to leave it unchanged. Retried on conflict, so fn must be pure.
+   */
+  mutate(kind: Kind, name: string, fn: (cur: RegistryObject | undefined) => RegistryObject | undefined): Promise<RegistryObject | undefined>;
+  /** Returns false if there was nothing to delete. */
+  delete(kind: Kind, name: string): Promise<boolean>;
+  /** The store's current revision. */
+  revision(): Promise<number>;
+  /**
+   * Calls onEvent for every change after `sinceRevision` (0: from the start), in revision order,
+   * never skipping one. kind undefined: all kinds.
+   */
+  watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void): Watch;
+  close(): void;
+}
