@@ -1,0 +1,94 @@
+// Known-answer tests for the crypto seam: RFC 7748 (X25519), RFC 7693 / BLAKE2 KAT (BLAKE2s),
+// RFC 8439 §2.8.2 (ChaCha20-Poly1305); keyed BLAKE2s-128 and HMAC-BLAKE2s against Python's hashlib.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  X25519PrivateKey, x25519, generatePrivateKey, hash, mac128, hmacBlake2s, kdf,
+  aeadSeal, aeadOpen, counterNonce, xaeadSeal, xaeadOpen, clampPrivateKey,
+} from '../../src/crypto/index.js';
+import { blake2s } from '@noble/hashes/blake2.js';
+
+const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const ascii = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
+
+test('X25519 RFC 7748 §6.1 vector', () => {
+  const alice = new X25519PrivateKey(hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'));
+  const bob = new X25519PrivateKey(hex('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb'));
+  assert.equal(toHex(alice.publicKey), '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');
+  assert.equal(toHex(bob.publicKey), 'de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
+  const shared = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
+  assert.equal(toHex(x25519(alice, bob.publicKey)!), shared);
+  assert.equal(toHex(x25519(bob, alice.publicKey)!), shared);
+});
+
+test('X25519 refuses low-order points and bad sizes', () => {
+  const k = generatePrivateKey();
+  assert.equal(x25519(k, new Uint8Array(32)), null); // all-zero result
+  assert.equal(x25519(k, new Uint8Array(31)), null);
+  assert.throws(() => new X25519PrivateKey(new Uint8Array(16)), RangeError);
+  const c = clampPrivateKey(new Uint8Array(32).fill(0xff));
+  assert.equal(c[0], 0xf8);
+  assert.equal(c[31], 0x7f);
+});
+
+test('generated keys agree on the shared secret', () => {
+  const a = generatePrivateKey();
+  const b = generatePrivateKey();
+  assert.deepEqual(x25519(a, b.publicKey), x25519(b, a.publicKey));
+  assert.deepEqual(new X25519PrivateKey(a.raw).publicKey, a.publicKey);
+});
+
+test('BLAKE2s-256, keyed BLAKE2s, HMAC-BLAKE2s known answers', () => {
+  assert.equal(toHex(hash(ascii('abc'))), '508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982');
+  assert.equal(toHex(hash(ascii('a'), ascii('bc'))), '508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982');
+  // blake2s-kat.txt first keyed entry: key 00..1f, empty input (32-byte output)
+  const key32 = Uint8Array.from({ length: 32 }, (_, i) => i);
+  assert.equal(toHex(blake2s(new Uint8Array(0), { key: key32 })), '48a8997da407876b3d79c0d92325ad3b89cbb754d86ab71aee047ad345fd2c49');
+  const key16 = Uint8Array.from({ length: 16 }, (_, i) => i);
+  assert.equal(toHex(mac128(key16, ascii('hello wireguard'))), 'f79336d9851d215e27a23c66eae32bed');
+  assert.equal(toHex(hmacBlake2s(ascii('key'), ascii('The quick brown fox'))), '8717096fc5e7ac53d11d990acd4380c9ddd7bd8da5d8b5bc29855e6c98a866a4');
+});
+
+test('KDF outputs chain as Noise HKDF says', () => {
+  const ck = hash(ascii('ck'));
+  const input = ascii('input');
+  const [t1, t2, t3] = kdf(3, ck, input);
+  const prk = hmacBlake2s(ck, input);
+  assert.deepEqual(t1, hmacBlake2s(prk, Uint8Array.of(1)));
+  assert.deepEqual(t2, hmacBlake2s(prk, t1!, Uint8Array.of(2)));
+  assert.deepEqual(t3, hmacBlake2s(prk, t2!, Uint8Array.of(3)));
+  assert.deepEqual(kdf(1, ck, input)[0], t1);
+});
+
+test('ChaCha20-Poly1305 RFC 8439 §2.8.2 vector, tamper detection', () => {
+  const key = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i);
+  const nonce = hex('070000004041424344454647');
+  const aad = hex('50515253c0c1c2c3c4c5c6c7');
+  const pt = ascii("Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.");
+  const sealed = aeadSeal(key, nonce, pt, aad);
+  assert.equal(toHex(sealed.subarray(0, 16)), 'd31a8d34648e60db7b86afbc53ef7ec2');
+  assert.equal(toHex(sealed.subarray(sealed.length - 16)), '1ae10b594f09e26a7e902ecbd0600691');
+  assert.deepEqual(aeadOpen(key, nonce, sealed, aad), pt);
+  sealed[3]! ^= 1;
+  assert.equal(aeadOpen(key, nonce, sealed, aad), null);
+  assert.equal(aeadOpen(key, nonce, new Uint8Array(5)), null);
+  const empty = aeadSeal(key, nonce, new Uint8Array(0));
+  assert.equal(empty.length, 16);
+  assert.deepEqual(aeadOpen(key, nonce, empty), new Uint8Array(0));
+});
+
+test('transport nonce is 4 zero bytes then the little-endian counter', () => {
+  assert.equal(toHex(counterNonce(0x0102030405)), '000000000504030201000000');
+  assert.equal(toHex(counterNonce(2 ** 53 - 1)), '00000000ffffffffffff1f00');
+});
+
+test('XChaCha20-Poly1305 round trip and tamper detection', () => {
+  const key = hash(ascii('k'));
+  const nonce = new Uint8Array(24).fill(7);
+  const aad = ascii('mac1');
+  const sealed = xaeadSeal(key, nonce, ascii('cookie'), aad);
+  assert.equal(sealed.length, 6 + 16);
+  assert.deepEqual(xaeadOpen(key, nonce, sealed, aad), ascii('cookie'));
+  assert.equal(xaeadOpen(key, nonce, sealed, ascii('other')), null);
+});
