@@ -1,0 +1,65 @@
+// The ESP transforms veil implements, and the sizes that follow from each. The key file names them
+// the way the Linux kernel (and so Cilium) does; these are the only two families we accept.
+
+export const AEAD_GCM = 'rfc4106(gcm(aes))';
+export const AUTH_SHA256 = 'hmac(sha256)';
+export const AUTH_SHA512 = 'hmac(sha512)';
+export const ENC_CBC_AES = 'cbc(aes)';
+
+export type AuthName = typeof AUTH_SHA256 | typeof AUTH_SHA512;
+
+/** AES-GCM per RFC 4106: key of 16/24/32 bytes, 4-byte salt, ICV 12 or 16 bytes. */
+export interface GcmTransform {
+  kind: 'aead';
+  name: typeof AEAD_GCM;
+  key: Uint8Array;
+  salt: Uint8Array;
+  icvLength: 12 | 16;
+}
+
+/** AES-CBC (RFC 3602) with HMAC-SHA-256/512 truncated per RFC 4868 (16 / 32 bytes). */
+export interface CbcHmacTransform {
+  kind: 'authenc';
+  auth: AuthName;
+  authKey: Uint8Array;
+  enc: typeof ENC_CBC_AES;
+  encKey: Uint8Array;
+  icvLength: 16 | 32;
+}
+
+export type EspTransform = GcmTransform | CbcHmacTransform;
+
+export const GCM_SALT_LENGTH = 4;
+/** RFC 4106 explicit IV: 8 bytes on the wire (we put the 64-bit sequence number there). */
+export const GCM_IV_LENGTH = 8;
+export const CBC_IV_LENGTH = 16;
+export const AES_KEY_LENGTHS: readonly number[] = [16, 24, 32];
+/** HMAC keys: at least what `create-key` generates for SHA-256 (16 bytes), at most what derivation handles. */
+export const HMAC_KEY_MIN = 16;
+export const HMAC_KEY_MAX = 64;
+
+/** RFC 4868 truncation: half the digest. */
+export function hmacIcvLength(auth: AuthName): 16 | 32 {
+  return auth === AUTH_SHA256 ? 16 : 32;
+}
+
+export function ivLength(t: EspTransform): number {
+  return t.kind === 'aead' ? GCM_IV_LENGTH : CBC_IV_LENGTH;
+}
+
+/** The length the encrypted part (payload + padding + 2) must be a multiple of. */
+export function paddingBlock(t: EspTransform): number {
+  return t.kind === 'aead' ? 4 : 16;
+}
+
+/** node:crypto cipher name for the transform. */
+export function cipherName(t: EspTransform): string {
+  if (t.kind === 'aead') return `aes-${t.key.length * 8}-gcm`;
+  return `aes-${t.encKey.length * 8}-cbc`;
+}
+
+/** Human description, e.g. for `veil ipsec state`: "rfc4106(gcm(aes)) 128-bit key, ICV 128". */
+export function describeTransform(t: EspTransform): string {
+  if (t.kind === 'aead') return `${t.name} ${t.key.length * 8}-bit key, ICV ${t.icvLength * 8}`;
+  return `${t.auth} (ICV ${t.icvLength * 8}) + ${t.enc} ${t.encKey.length * 8}-bit key`;
+}
