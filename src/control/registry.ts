@@ -19,6 +19,8 @@ export interface RegistryObject {
   metadata: ObjectMeta;
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
+  /** Secrets: the secret type, e.g. 'Opaque' (as in Kubernetes). */
+  type?: string;
   /** Secrets: base64 values; ConfigMaps: plain strings. */
   data?: Record<string, string>;
 }

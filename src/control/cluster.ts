@@ -1,0 +1,47 @@
+// Which cluster a command talks to, and its registry.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { clusterDir, veilHome } from '../util/paths.js';
+import { VeilError } from '../util/errors.js';
+import { EmbeddedRegistry } from './embedded-registry.js';
+import type { Registry } from './registry.js';
+
+export const DEFAULT_CLUSTER = 'kind';
+
+/** Lowercase letters, digits and dashes (no underscores: namespace names use '_' as separator). */
+const CLUSTER_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$/;
+
+export function checkClusterName(name: string): string {
+  if (!CLUSTER_NAME_RE.test(name)) {
+    throw new VeilError('INVALID_CLUSTER_NAME', `invalid cluster name '${name}'`, 'use 1-20 lowercase letters, digits and dashes, starting and ending with a letter or digit');
+  }
+  return name;
+}
+
+/** The file `veil lab up` writes so that later commands find the cluster without flags. */
+export function currentClusterFile(): string {
+  return join(veilHome(), 'current-cluster');
+}
+
+/** flag (a --cluster/--name value) > $VEIL_CLUSTER > <veilHome>/current-cluster > 'kind'. */
+export function currentCluster(flag?: string): string {
+  if (flag) return checkClusterName(flag);
+  const env = process.env['VEIL_CLUSTER'];
+  if (env) return checkClusterName(env);
+  const file = currentClusterFile();
+  if (existsSync(file)) {
+    const name = readFileSync(file, 'utf8').trim();
+    if (name) return checkClusterName(name);
+  }
+  return DEFAULT_CLUSTER;
+}
+
+/** The directory of a cluster's embedded registry. */
+export function registryDir(cluster: string): string {
+  return join(clusterDir(checkClusterName(cluster)), 'registry');
+}
+
+/** The cluster's registry (today always the embedded one; etcd/Kubernetes backends plug in here). */
+export function openRegistry(cluster: string): Registry {
+  return new EmbeddedRegistry(registryDir(cluster));
+}
