@@ -1,0 +1,68 @@
+// Anti-replay with extended sequence numbers (RFC 4303 §3.4.3 and Appendix A2): only the low 32 bits
+// travel; the high 32 bits are inferred from the window's top. A window of 1024, as Cilium's SAs.
+// check() before authenticating, accept() only after the ICV verified (RFC 4303 §3.4.3).
+
+export const REPLAY_WINDOW_SIZE = 1024;
+const TWO_32 = 2 ** 32;
+
+export class EspReplayWindow {
+  readonly size: number;
+  /** Highest sequence number accepted so far (0 = none). */
+  #top = 0;
+  /** Bit (seq mod size) set = that sequence number was seen; valid for seq in (top - size, top]. */
+  readonly #bits: Uint32Array;
+
+  constructor(size = REPLAY_WINDOW_SIZE) {
+    if (size <= 0 || size % 32 !== 0) throw new RangeError('replay window size must be a positive multiple of 32');
+    this.size = size;
+    this.#bits = new Uint32Array(size / 32);
+  }
+
+  get top(): number {
+    return this.#top;
+  }
+
+  /** The full 64-bit sequence number that `seqLow` most likely stands for (RFC 4303 A2.2); -1 if it can only be older than any possible. */
+  infer(seqLow: number): number {
+    const w = this.size;
+    const tl = this.#top % TWO_32;
+    const th = Math.floor(this.#top / TWO_32);
+    let high: number;
+    if (tl >= w - 1) {
+      // The window lies within one 2^32 subspace.
+      high = seqLow >= tl - w + 1 ? th : th + 1;
+    } else {
+      // The window spans two subspaces: low numbers near 2^32 belong to the previous one.
+      high = seqLow >= tl - w + 1 + TWO_32 ? th - 1 : th;
+    }
+    if (high < 0) return -1;
+    return high * TWO_32 + seqLow;
+  }
+
+  /** True if `seq` is new: above the window, or inside it and not yet seen. Does not change state. */
+  check(seq: number): boolean {
+    if (seq <= 0) return false;
+    if (seq > this.#top) return true;
+    if (this.#top - seq >= this.size) return false;
+    const bit = seq % this.size;
+    return (this.#bits[bit >>> 5]! & (1 << (bit & 31))) === 0;
+  }
+
+  /** Records `seq` as seen (after its ICV verified), sliding the window forward if needed. */
+  accept(seq: number): void {
+    if (seq > this.#top) {
+      const diff = seq - this.#top;
+      if (diff >= this.size) {
+        this.#bits.fill(0);
+      } else {
+        for (let s = this.#top + 1; s <= seq; s++) {
+          const bit = s % this.size;
+          this.#bits[bit >>> 5]! &= ~(1 << (bit & 31));
+        }
+      }
+      this.#top = seq;
+    }
+    const bit = seq % this.size;
+    this.#bits[bit >>> 5]! |= 1 << (bit & 31);
+  }
+}

@@ -1,0 +1,69 @@
+// Outbound sequence numbers that never repeat for a key, also across an agent restart or crash: the
+// sequence number is the AES-GCM IV, and a repeated (key, IV) pair gives the key away. Per-tunnel
+// keys survive an agent restart (same boot ids, same PSK), so the sender reserves numbers in blocks
+// and a block's end must be durably persisted before its first number is used. After a restart the
+// sender resumes above the persisted mark; receivers simply see a jump forward.
+// This is the pure policy; the agent does the writing (sequence-mark-file.ts is a small file store).
+
+export const SEQUENCE_BLOCK = 2 ** 20;
+/** Sequence numbers stay exact JavaScript numbers; long before this the key must be rotated. */
+export const SEQUENCE_LIMIT = Number.MAX_SAFE_INTEGER;
+
+export const SEQ_NOT_RESERVED = 0;
+export const SEQ_EXHAUSTED = -1;
+
+export class OutboundSequence {
+  readonly blockSize: number;
+  #next: number;
+  #durableEnd: number;
+  #pending: number | undefined;
+
+  /** `persistedMark`: the last mark persisted for this key (0 if none): every number up to it may have been used. */
+  constructor(persistedMark = 0, blockSize = SEQUENCE_BLOCK) {
+    if (!Number.isSafeInteger(persistedMark) || persistedMark < 0) throw new RangeError('persisted sequence mark must be a non-negative integer');
+    this.blockSize = blockSize;
+    this.#next = persistedMark + 1;
+    this.#durableEnd = persistedMark;
+  }
+
+  /** The last sequence number handed out (0 = none): `Max Seq. Number` in status. */
+  get last(): number {
+    return this.#next - 1;
+  }
+
+  /** Highest number usable without another persist. */
+  get durableEnd(): number {
+    return this.#durableEnd;
+  }
+
+  /** The next sequence number; SEQ_NOT_RESERVED when the reservation is not persisted yet (hold the packet or drop it), SEQ_EXHAUSTED past SEQUENCE_LIMIT. */
+  take(): number {
+    const seq = this.#next;
+    if (seq > SEQUENCE_LIMIT) return SEQ_EXHAUSTED;
+    if (seq > this.#durableEnd) return SEQ_NOT_RESERVED;
+    this.#next = seq + 1;
+    return seq;
+  }
+
+  /**
+   * The mark to persist now, or undefined. A new block is requested once less than half a block
+   * remains, so that with prompt I/O the sender never waits. Call it after sending (it is cheap).
+   */
+  persistDue(): number | undefined {
+    if (this.#pending !== undefined) return undefined;
+    if (this.#durableEnd - this.#next >= this.blockSize / 2) return undefined;
+    this.#pending = Math.max(this.#durableEnd, this.#next - 1) + this.blockSize;
+    return this.#pending;
+  }
+
+  /** The agent wrote `mark` durably (fsync'd): numbers up to it may be used. */
+  persisted(mark: number): void {
+    if (mark > this.#durableEnd) this.#durableEnd = mark;
+    if (this.#pending !== undefined && mark >= this.#pending) this.#pending = undefined;
+  }
+
+  /** Writing the pending mark failed: ask again on the next persistDue(). */
+  persistFailed(): void {
+    this.#pending = undefined;
+  }
+}
