@@ -1,0 +1,179 @@
+// `lab up` and `lab down`: a cluster of network namespaces like kind's, and its removal.
+//
+//   veil-<c>_fabric          bridge veil-br0, ports veil-n0, veil-n1, ... (the underlay L2 segment)
+//   veil-<c>_control-plane   eth0 172.18.0.2/16 ── veil-n0
+//   veil-<c>_worker          eth0 172.18.0.3/16 ── veil-n1          ... and so on
+//
+// Every veth is created directly between two of our namespaces: the root namespace gets nothing
+// but the namespace names.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { clusterDir } from '../util/paths.js';
+import { VeilError } from '../util/errors.js';
+import { mustRun } from '../util/exec.js';
+import { checkClusterName, currentClusterFile, openRegistry } from '../control/cluster.js';
+import type { RegistryObject } from '../control/registry.js';
+import { cidrsOverlap, formatCidr, nodeAddressing, parseCidr } from './addressing.js';
+import { FABRIC_BRIDGE, UNDERLAY_IF, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
+import { addNetns, deleteNetns, listNetns, netnsPids } from './netns.js';
+import { preflight } from './preflight.js';
+import { stopProcesses, stopRegisteredProcesses } from './pids.js';
+import { installPlaintextRoutes } from './routes.js';
+import { CONTROL_PLANE_LABEL, bootIdPath, listLabClusters, readLabMeta, writeLabMeta, type LabMeta, type NodeSpec } from './objects.js';
+
+export interface LabUpOptions {
+  name?: string;
+  nodes?: number;
+  mtu?: number;
+  underlaySubnet?: string;
+  podCIDR?: string;
+}
+
+export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16' } as const;
+export const MAX_NODES = 100;
+
+/** Checks options without touching anything; returns the complete, normalised set. */
+export function validateLabOptions(opts: LabUpOptions): Required<LabUpOptions> {
+  const o = { ...LAB_DEFAULTS, ...stripUndefined(opts) };
+  checkClusterName(o.name);
+  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > MAX_NODES) {
+    throw new VeilError('BAD_FLAG', `--nodes must be a whole number from 1 to ${MAX_NODES}, not '${o.nodes}'`, 'e.g. --nodes 4');
+  }
+  if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) {
+    throw new VeilError('BAD_FLAG', `--mtu must be a whole number from 576 to 9000, not '${o.mtu}'`, 'e.g. --mtu 1500');
+  }
+  const underlay = parseCidr(o.underlaySubnet, '--underlay-subnet');
+  const pods = parseCidr(o.podCIDR, '--pod-cidr');
+  if (cidrsOverlap(underlay, pods)) {
+    throw new VeilError('SUBNET_OVERLAP', `--pod-cidr ${o.podCIDR} overlaps --underlay-subnet ${o.underlaySubnet}`, 'pick subnets that do not overlap, e.g. the defaults 10.244.0.0/16 and 172.18.0.0/16');
+  }
+  for (let i = 0; i < o.nodes; i++) nodeAddressing(i, underlay, pods); // throws if too small
+  return { ...o, underlaySubnet: formatCidr(underlay), podCIDR: formatCidr(pods) };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Our subnets against every other lab cluster's. */
+function checkOverlapWithOtherClusters(o: Required<LabUpOptions>): void {
+  const mine = [['--underlay-subnet', o.underlaySubnet], ['--pod-cidr', o.podCIDR]] as const;
+  for (const other of listLabClusters()) {
+    if (other.name === o.name) continue;
+    for (const [flag, cidr] of mine) {
+      for (const theirs of [other.underlaySubnet, other.podCIDR]) {
+        if (cidrsOverlap(parseCidr(cidr), parseCidr(theirs))) {
+          throw new VeilError('SUBNET_OVERLAP', `${flag} ${cidr} overlaps ${theirs} of lab cluster '${other.name}'`,
+            `pick another ${flag}, or remove that cluster with 'veil lab down --name ${other.name}'`);
+        }
+      }
+    }
+  }
+}
+
+/** Creates the cluster; on any failure removes whatever it made and rethrows. */
+export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
+  preflight('veil lab up');
+  const o = validateLabOptions(opts);
+  const cluster = o.name;
+  if (readLabMeta(cluster) || listNetns().some((ns) => ns.startsWith(netnsPrefix(cluster)))) {
+    throw new VeilError('NAME_IN_USE', `lab cluster '${cluster}' already exists`, `remove it with 'veil lab down --name ${cluster}', or choose another --name`);
+  }
+  checkOverlapWithOtherClusters(o);
+
+  const meta: LabMeta = { name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, createdAt: new Date().toISOString(), state: 'creating' };
+  mkdirSync(clusterDir(cluster), { recursive: true });
+  writeLabMeta(meta); // from here on, lab down knows this cluster even if we crash
+  try {
+    await buildCluster(meta);
+    meta.state = 'ready';
+    writeLabMeta(meta);
+    writeFileSync(currentClusterFile(), cluster + '\n');
+    return meta;
+  } catch (e) {
+    await labDown(cluster);
+    throw e;
+  }
+}
+
+async function buildCluster(meta: LabMeta): Promise<void> {
+  const cluster = meta.name;
+  const underlay = parseCidr(meta.underlaySubnet);
+  const pods = parseCidr(meta.podCIDR);
+  const mtu = String(meta.mtu);
+
+  const fabric = fabricNetns(cluster);
+  addNetns(fabric);
+  mustRun(['ip', '-n', fabric, 'link', 'add', FABRIC_BRIDGE, 'mtu', mtu, 'type', 'bridge']);
+  mustRun(['ip', '-n', fabric, 'link', 'set', FABRIC_BRIDGE, 'up']);
+
+  const reg = openRegistry(cluster);
+  try {
+    const names = nodeNames(cluster, meta.nodes);
+    for (const [index, node] of names.entries()) {
+      const ns = nodeNetns(cluster, node);
+      const addr = nodeAddressing(index, underlay, pods);
+      addNetns(ns);
+      mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      const port = fabricPort(index);
+      mustRun(['ip', '-n', fabric, 'link', 'add', port, 'mtu', mtu, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns, 'mtu', mtu]);
+      mustRun(['ip', '-n', fabric, 'link', 'set', port, 'master', FABRIC_BRIDGE, 'up']);
+      mustRun(['ip', '-n', ns, 'addr', 'add', `${addr.internalIP}/${addr.underlayPrefix}`, 'dev', UNDERLAY_IF]);
+      mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
+
+      const bootIDFile = bootIdPath(cluster, node);
+      mkdirSync(dirname(bootIDFile), { recursive: true });
+      writeFileSync(bootIDFile, randomUUID() + '\n');
+
+      const spec: NodeSpec = {
+        internalIP: addr.internalIP, podCIDR: addr.podCIDR, podGateway: addr.podGateway, netns: ns,
+        underlayInterface: UNDERLAY_IF, underlayPrefix: addr.underlayPrefix, mtu: meta.mtu, bootIDFile, index,
+      };
+      const labels: Record<string, string> = { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' };
+      if (index === 0) labels[CONTROL_PLANE_LABEL] = '';
+      const obj: RegistryObject = { kind: 'Node', metadata: { name: node, labels }, spec: { ...spec }, status: {} };
+      await reg.mutate('Node', node, () => obj);
+    }
+  } finally {
+    reg.close();
+  }
+  await installPlaintextRoutes(cluster);
+}
+
+export interface LabDownResult {
+  cluster: string;
+  namespaces: string[];
+  processes: number[];
+  removedDir: boolean;
+}
+
+/**
+ * Removes everything of the cluster, whatever state it is in: registered processes (by PID),
+ * processes still inside its namespaces, the namespaces (found by name prefix, not only from
+ * state), its directory, and current-cluster if it names it. Idempotent.
+ */
+export async function labDown(cluster: string): Promise<LabDownResult> {
+  checkClusterName(cluster);
+  preflight('veil lab down');
+  const processes = await stopRegisteredProcesses(cluster);
+  const prefix = netnsPrefix(cluster);
+  const fabric = fabricNetns(cluster);
+  // pods first, the fabric last: nothing is ever left dangling from a namespace that is gone
+  const namespaces = listNetns().filter((ns) => ns.startsWith(prefix))
+    .sort((a, b) => rank(a) - rank(b));
+  function rank(ns: string): number {
+    return ns.startsWith(`${prefix}pod_`) ? 0 : ns === fabric ? 2 : 1;
+  }
+  const stray = namespaces.flatMap(netnsPids);
+  processes.push(...await stopProcesses(stray));
+  for (const ns of namespaces) deleteNetns(ns);
+
+  const dir = clusterDir(cluster);
+  const removedDir = existsSync(dir);
+  rmSync(dir, { recursive: true, force: true });
+  try { rmdirSync(dirname(dir)); } catch { /* other clusters still there */ }
+  const cur = currentClusterFile();
+  if (existsSync(cur) && readFileSync(cur, 'utf8').trim() === cluster) rmSync(cur, { force: true });
+  return { cluster, namespaces, processes, removedDir };
+}
