@@ -1,0 +1,331 @@
+// The WireGuard device, sans-I/O (boringtun's shape): it holds the local static key, the peers
+// (by public key) and the receiver-index table. Callers hand it bytes and the time, and perform
+// the Actions it returns: datagrams to send, packets to write to the TUN device, key log lines.
+//
+// Clock: every `now` is milliseconds on one monotonic-or-wall clock chosen by the caller. TAI64N
+// timestamps need Unix time; they use `now + wallClockOffsetMs` (default offset 0, i.e. pass
+// Date.now(); with performance.now() pass performance.timeOrigin as the offset).
+//
+// Two ways to move data:
+//  - single packet: encapsulate() / decapsulate(), which do the ChaCha20-Poly1305 themselves;
+//  - batched: peer.currentSendKeypair() + keypair.reserveSendCounters() + peer.onDataSent() on
+//    send, device.keypairByReceiverIndex() + keypair.canReceive() + keypair.replay.check() +
+//    peer.onAuthenticatedDataReceived() on receive, with a native AEAD in between. Handshake,
+//    cookie reply and any non-transport datagram always go through decapsulate().
+import { isAllZero } from '../crypto/index.js';
+import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
+import { CookieChecker } from './cookie.js';
+import { endpointBytes, type Endpoint } from './endpoint.js';
+import { IndexTable } from './index-table.js';
+import type { Keypair } from './keypair.js';
+import {
+  checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
+  type InitiationMessage, type ResponseMessage,
+} from './messages.js';
+import { StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake } from './noise-handshake.js';
+import { Peer, type PeerConfig, type PeerHost } from './peer.js';
+import { DeviceStats, type DropReason } from './stats.js';
+import { innerPacketLength, openTransport, sealTransport } from './transport.js';
+import type { Action } from './actions.js';
+
+export interface DeviceOptions {
+  /** Our static X25519 private key, 32 raw bytes (clamped on use). */
+  privateKey: Uint8Array;
+  /** Tunnel MTU: transport plaintext padding never exceeds it. Default 1420; 0 = pad freely. */
+  mtu?: number;
+  /** Added to `now` to get Unix ms for TAI64N timestamps and status. Default 0. */
+  wallClockOffsetMs?: number;
+  /** Random source in [0, 1) for timer jitter (tests pass a seeded one). Default Math.random. */
+  random?: () => number;
+  /** Emit 'keylog' actions with the secrets of every handshake (Wireshark format). Default false. */
+  keylog?: boolean;
+}
+
+export class Device implements PeerHost {
+  readonly identity: StaticIdentity;
+  /** Our public key, 32 bytes; base64 in publicKeyBase64. */
+  readonly publicKey: Uint8Array;
+  readonly publicKeyBase64: string;
+  readonly stats = new DeviceStats();
+  /** @internal receiver index -> handshake/keypair */
+  readonly indexes = new IndexTable();
+  readonly mtu: number;
+  keylog: boolean;
+  /**
+   * Set by the caller when it is overloaded (e.g. its handshake queue is long): handshake messages
+   * then need a valid mac2, and senders without one get a cookie reply.
+   */
+  underLoad = false;
+  private readonly peersByKey = new Map<string, Peer>();
+  private readonly cookieChecker: CookieChecker;
+  private readonly wallClockOffsetMs: number;
+  private readonly random: () => number;
+
+  constructor(options: DeviceOptions) {
+    this.identity = new StaticIdentity(options.privateKey);
+    this.publicKey = this.identity.publicKey;
+    this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
+    this.cookieChecker = new CookieChecker(this.publicKey);
+    this.mtu = options.mtu ?? 1420;
+    this.wallClockOffsetMs = options.wallClockOffsetMs ?? 0;
+    this.random = options.random ?? Math.random;
+    this.keylog = options.keylog ?? false;
+  }
+
+  /** @internal PeerHost */
+  jitter(): number {
+    return Math.floor(this.random() * REKEY_TIMEOUT_JITTER_MAX);
+  }
+
+  /** @internal PeerHost */
+  wallClock(now: number): number {
+    return now + this.wallClockOffsetMs;
+  }
+
+  // ---- peers -------------------------------------------------------------------------------
+
+  /**
+   * Adds a peer, or returns the existing one with that key after updating its endpoint and
+   * keepalive. Throws RangeError for a key that is not 32 bytes, is all zero, or is our own.
+   */
+  addPeer(config: PeerConfig): Peer {
+    if (config.publicKey.length !== 32 || isAllZero(config.publicKey)) throw new RangeError('peer public key must be 32 non-zero bytes');
+    if (Buffer.from(config.publicKey).equals(Buffer.from(this.publicKey))) throw new RangeError('a peer cannot use our own public key');
+    if (config.presharedKey && config.presharedKey.length !== 32) throw new RangeError('preshared key must be 32 bytes');
+    const key = Buffer.from(config.publicKey).toString('base64');
+    const existing = this.peersByKey.get(key);
+    if (existing) {
+      if (config.endpoint !== undefined) existing.endpoint = config.endpoint;
+      if (config.persistentKeepalive !== undefined) existing.persistentKeepalive = config.persistentKeepalive;
+      return existing;
+    }
+    const peer = new Peer(this, config);
+    this.peersByKey.set(key, peer);
+    return peer;
+  }
+
+  /** Removes a peer and erases its keys. Returns false if unknown. */
+  removePeer(publicKey: Uint8Array | string): boolean {
+    const key = typeof publicKey === 'string' ? publicKey : Buffer.from(publicKey).toString('base64');
+    const peer = this.peersByKey.get(key);
+    if (!peer) return false;
+    peer.zeroAndFlushAll();
+    peer.timers.stopAll();
+    this.peersByKey.delete(key);
+    return true;
+  }
+
+  /** The peer with this public key (raw bytes or standard base64). */
+  peer(publicKey: Uint8Array | string): Peer | undefined {
+    return this.peersByKey.get(typeof publicKey === 'string' ? publicKey : Buffer.from(publicKey).toString('base64'));
+  }
+
+  peers(): IterableIterator<Peer> {
+    return this.peersByKey.values();
+  }
+
+  get peerCount(): number {
+    return this.peersByKey.size;
+  }
+
+  // ---- single-packet data path ---------------------------------------------------------------
+
+  /**
+   * Encrypts an inner IP packet for `peer`. With a usable session: one 'network' action. Without:
+   * the packet is staged (copied) and a 'queued' action comes back, with a handshake initiation
+   * to send when one is due. The packet buffer may be reused by the caller afterwards.
+   */
+  encapsulate(peer: Peer, packet: Uint8Array, now: number): Action[] {
+    const out: Action[] = [];
+    const kp = peer.staged.length === 0 ? peer.currentSendKeypair(now) : null;
+    const endpoint = peer.endpoint;
+    if (kp && endpoint) {
+      const counter = kp.reserveSendCounters(1);
+      if (counter >= 0) {
+        const datagram = sealTransport(kp, counter, packet, this.mtu);
+        this.stats.dataPacketsSent++;
+        out.push({ kind: 'network', peer, endpoint, datagram });
+        for (const a of peer.onDataSent(now, datagram.length, packet.length === 0)) out.push(a);
+        return out;
+      }
+    }
+    peer.stage(packet, out);
+    peer.sendStaged(now, out);
+    if (peer.staged.length > 0) out.push({ kind: 'queued', peer });
+    return out;
+  }
+
+  /**
+   * Handles one datagram received from `source`. Returns what to do: 'tunnel' (decrypted packet
+   * from a peer), 'network' (handshake response, cookie reply, staged packets, keepalive),
+   * 'drop' (counted in stats.drops), 'keylog', 'handshakeComplete'. Never throws on bad input.
+   */
+  decapsulate(datagram: Uint8Array, source: Endpoint, now: number): Action[] {
+    const out: Action[] = [];
+    switch (messageType(datagram)) {
+      case MESSAGE_TRANSPORT_TYPE:
+        this.receiveTransport(datagram, source, now, out);
+        break;
+      case MESSAGE_INITIATION_TYPE:
+        this.receiveInitiation(datagram, source, now, out);
+        break;
+      case MESSAGE_RESPONSE_TYPE:
+        this.receiveResponse(datagram, source, now, out);
+        break;
+      case MESSAGE_COOKIE_REPLY_TYPE:
+        this.receiveCookieReply(datagram, now, out);
+        break;
+      default:
+        this.dropped(datagram.length < 4 ? 'badLength' : 'badType', null, out);
+    }
+    return out;
+  }
+
+  /** Fires every expired timer of every peer: retransmits, keepalives, rekeys, key erasure. */
+  tick(now: number): Action[] {
+    const out: Action[] = [];
+    for (const peer of this.peersByKey.values()) peer.tick(now, out);
+    return out;
+  }
+
+  /** Earliest timer deadline over all peers (device clock), null when all are idle. */
+  nextDeadline(): number | null {
+    let d: number | null = null;
+    for (const peer of this.peersByKey.values()) {
+      const p = peer.nextDeadline();
+      if (p !== null && (d === null || p < d)) d = p;
+    }
+    return d;
+  }
+
+  /** Starts a handshake with `peer` now, ignoring the REKEY_TIMEOUT rate limit (forced rekey). */
+  initiateHandshake(peer: Peer, now: number): Action[] {
+    const out: Action[] = [];
+    peer.handshake.lastSentHandshake = Number.NEGATIVE_INFINITY;
+    peer.sendHandshakeInitiation(now, false, out);
+    return out;
+  }
+
+  // ---- lower-level receive path for a batched datapath -------------------------------------
+
+  /**
+   * The live keypair our index `idx` names (the receiver field of a transport message), or
+   * undefined. Then: keypair.canReceive(now), native decrypt with keypair.receiveKey and nonce
+   * counter, keypair.replay.check(counter), keypair.peer.onAuthenticatedDataReceived(...).
+   */
+  keypairByReceiverIndex(idx: number): Keypair | undefined {
+    const kp = this.indexes.get(idx)?.keypair;
+    return kp && kp.isAlive ? kp : undefined;
+  }
+
+  /** Counts a drop found by the batched datapath (e.g. 'replay', 'decryptFailed'). */
+  countDrop(reason: DropReason): void {
+    this.stats.drop(reason);
+  }
+
+  // ---- receive internals -----------------------------------------------------------------
+
+  private dropped(reason: DropReason, peer: Peer | null, out: Action[]): void {
+    this.stats.drop(reason);
+    out.push({ kind: 'drop', reason, peer });
+  }
+
+  private receiveTransport(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
+    const bad = checkTransport(datagram);
+    if (bad) return this.dropped(bad, null, out);
+    const kp = this.keypairByReceiverIndex(transportReceiver(datagram));
+    if (!kp) return this.dropped('unknownReceiverIndex', null, out);
+    const peer = kp.peer;
+    if (!kp.canReceive(now)) return this.dropped('keypairExpired', peer, out);
+    const counter = transportCounter(datagram);
+    if (!kp.replay.wouldAccept(counter)) return this.dropped('replay', peer, out);
+    const plaintext = openTransport(kp, counter, datagram);
+    if (!plaintext) return this.dropped('decryptFailed', peer, out);
+    if (!kp.replay.check(counter)) return this.dropped('replay', peer, out);
+    peer.receivedData(kp, now, source, plaintext.length, 1, out);
+    if (plaintext.length === 0) return; // keepalive
+    const length = innerPacketLength(plaintext);
+    if (length < 0) return this.dropped('invalidInnerPacket', peer, out);
+    out.push({ kind: 'tunnel', peer, packet: plaintext.subarray(0, length) });
+  }
+
+  /** mac1 always; under load a valid mac2 or we answer with a cookie reply. True to continue. */
+  private checkMacs(datagram: Uint8Array, sender: number, source: Endpoint, now: number, out: Action[]): boolean {
+    if (!this.cookieChecker.checkMac1(datagram)) {
+      this.dropped('mac1Invalid', null, out);
+      return false;
+    }
+    if (this.underLoad) {
+      const src = endpointBytes(source);
+      if (!this.cookieChecker.checkMac2(datagram, src, now)) {
+        const reply = this.cookieChecker.createReply(datagram, sender, src, now);
+        this.stats.cookieRepliesSent++;
+        this.dropped('mac2Required', null, out);
+        out.push({ kind: 'network', peer: null, endpoint: source, datagram: reply });
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private receiveInitiation(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
+    const msg: InitiationMessage | DropReason = parseInitiation(datagram);
+    if (typeof msg === 'string') return this.dropped(msg, null, out);
+    if (!this.checkMacs(datagram, msg.sender, source, now, out)) return;
+    let peer: Peer | undefined;
+    const lookup = (remoteStatic: Uint8Array): Handshake | undefined => {
+      peer = this.peer(remoteStatic);
+      return peer?.handshake;
+    };
+    const hs = consumeInitiation(this.identity, msg, lookup, now);
+    if (typeof hs === 'string') return this.dropped(hs, peer ?? null, out);
+    const p = peer!;
+    p.timers.anyAuthenticatedPacketTraversal(now, p.persistentKeepalive * 1000);
+    p.timers.anyAuthenticatedPacketReceived();
+    p.roam(source);
+    // Respond (wireguard-go's SendHandshakeResponse).
+    this.indexes.delete(hs.localIndex);
+    const index = this.indexes.newIndexForHandshake(p, hs);
+    const response = createResponse(hs, index);
+    if (!response) {
+      this.indexes.delete(index);
+      hs.clear();
+      return this.dropped('handshakeDecryptFailed', p, out);
+    }
+    p.cookieGenerator.addMacs(response, now);
+    hs.lastSentHandshake = now;
+    if (this.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: p.keylogText(hs.localEphemeral.raw) });
+    p.beginSymmetricSession(now);
+    p.timers.anyAuthenticatedPacketTraversal(now, p.persistentKeepalive * 1000);
+    p.timers.anyAuthenticatedPacketSent();
+    this.stats.handshakeResponsesSent++;
+    out.push({ kind: 'network', peer: p, endpoint: source, datagram: response });
+  }
+
+  private receiveResponse(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
+    const msg: ResponseMessage | DropReason = parseResponse(datagram);
+    if (typeof msg === 'string') return this.dropped(msg, null, out);
+    if (!this.checkMacs(datagram, msg.sender, source, now, out)) return;
+    const entry = this.indexes.get(msg.receiver);
+    if (!entry || !entry.handshake) return this.dropped('unknownReceiverIndex', null, out);
+    const peer = entry.peer;
+    const bad = consumeResponse(this.identity, entry.handshake, msg);
+    if (bad) return this.dropped(bad, peer, out);
+    peer.timers.anyAuthenticatedPacketTraversal(now, peer.persistentKeepalive * 1000);
+    peer.timers.anyAuthenticatedPacketReceived();
+    peer.roam(source);
+    if (!peer.beginSymmetricSession(now)) return this.dropped('unexpectedResponse', peer, out);
+    peer.timers.handshakeComplete();
+    peer.markHandshake(now, out);
+    peer.sendKeepalive(now, out); // staged packets, or a keepalive to confirm the session
+  }
+
+  private receiveCookieReply(datagram: Uint8Array, now: number, out: Action[]): void {
+    const msg = parseCookieReply(datagram);
+    if (typeof msg === 'string') return this.dropped(msg, null, out);
+    const entry = this.indexes.get(msg.receiver);
+    if (!entry) return this.dropped('unknownReceiverIndex', null, out);
+    if (!entry.peer.cookieGenerator.consumeReply(msg, now)) return this.dropped('cookieDecryptFailed', entry.peer, out);
+    this.stats.cookieRepliesReceived++;
+  }
+}

@@ -1,0 +1,48 @@
+// Receiver index -> handshake or keypair (wireguard-go's IndexTable). Indexes are random 32-bit
+// values so they reveal nothing; the wire's receiver field is looked up here.
+import { randomBytes } from '../crypto/index.js';
+import type { Handshake } from './noise-handshake.js';
+import type { Keypair } from './keypair.js';
+import type { Peer } from './peer.js';
+
+export interface IndexEntry {
+  peer: Peer;
+  handshake: Handshake | null;
+  keypair: Keypair | null;
+}
+
+export class IndexTable {
+  private readonly table = new Map<number, IndexEntry>();
+
+  /** Allocates a fresh non-zero index for a pending handshake. */
+  newIndexForHandshake(peer: Peer, handshake: Handshake): number {
+    for (;;) {
+      const b = randomBytes(4);
+      const idx = ((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0);
+      if (idx === 0 || this.table.has(idx)) continue;
+      this.table.set(idx, { peer, handshake, keypair: null });
+      return idx;
+    }
+  }
+
+  /** Re-points a handshake's index at the keypair it produced. */
+  swapIndexForKeypair(idx: number, keypair: Keypair): void {
+    const e = this.table.get(idx);
+    if (e) {
+      e.handshake = null;
+      e.keypair = keypair;
+    }
+  }
+
+  get(idx: number): IndexEntry | undefined {
+    return this.table.get(idx);
+  }
+
+  delete(idx: number): void {
+    if (idx !== 0) this.table.delete(idx);
+  }
+
+  get size(): number {
+    return this.table.size;
+  }
+}

@@ -1,0 +1,403 @@
+// One WireGuard peer: its handshake, its three keypairs (current/previous/next, as wireguard-go),
+// the packets waiting for a session, its timers, endpoint and counters. The protocol decisions
+// (when to handshake, which keypair to use, when to send keepalives) all live here.
+//
+// Keypair rotation, exactly as wireguard-go:
+//  - Initiator: the new keypair becomes `current` as soon as the response is consumed (the old
+//    current moves to `previous`), and it sends at once (staged packets or a keepalive).
+//  - Responder: the new keypair waits in `next` and is not used for sending until the first
+//    transport message arrives under it (key confirmation); then next -> current,
+//    current -> previous. Until then the responder keeps sending with its old current.
+import type { KeyObject } from 'node:crypto';
+import {
+  KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
+  REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
+} from './constants.js';
+import { CookieGenerator } from './cookie.js';
+import { sameEndpoint, type Endpoint } from './endpoint.js';
+import type { IndexTable } from './index-table.js';
+import { Keypair } from './keypair.js';
+import { keylogLines } from './keylog.js';
+import { Handshake, createInitiation, deriveSessionKeys, type StaticIdentity } from './noise-handshake.js';
+import type { DeviceStats } from './stats.js';
+import { tai64n } from './tai64n.js';
+import { PeerTimers } from './timers.js';
+import { sealTransport } from './transport.js';
+import { NO_ACTIONS, type Action } from './actions.js';
+
+/** How a peer is configured (what `wg set peer` would take). */
+export interface PeerConfig {
+  /** The peer's X25519 public key, 32 bytes. */
+  publicKey: Uint8Array;
+  /** Optional 32-byte preshared key (psk in Noise_IKpsk2); all zero when absent. */
+  presharedKey?: Uint8Array;
+  /** Where to send; learned from authenticated packets when null (roaming). */
+  endpoint?: Endpoint | null;
+  /** Persistent keepalive interval in seconds; 0 = off. */
+  persistentKeepalive?: number;
+}
+
+/** What a Peer needs from its Device (an interface, so peer.ts does not import device.ts). */
+export interface PeerHost {
+  readonly identity: StaticIdentity;
+  readonly stats: DeviceStats;
+  readonly indexes: IndexTable;
+  readonly keylog: boolean;
+  /** Tunnel MTU used to cap padding (0 = none). */
+  readonly mtu: number;
+  /** Random jitter in [0, REKEY_TIMEOUT_JITTER_MAX) ms. */
+  jitter(): number;
+  /** Unix milliseconds for a device-clock `now` (for TAI64N timestamps and status). */
+  wallClock(now: number): number;
+}
+
+export interface PeerStats {
+  /** Bytes of transport datagrams received/sent (header + ciphertext + tag), as `wg show`. */
+  rxBytes: number;
+  txBytes: number;
+  /** Device-clock ms of the latest completed handshake, null if none. */
+  lastHandshakeAt: number | null;
+  /** Unix ms of the latest completed handshake, null if none. */
+  lastHandshakeUnixMs: number | null;
+}
+
+export class Peer {
+  readonly publicKey: Uint8Array;
+  readonly publicKeyBase64: string;
+  /** Current outer address; updated from the source of every authenticated packet. */
+  endpoint: Endpoint | null;
+  /** Persistent keepalive interval in seconds (0 = off). */
+  persistentKeepalive: number;
+  readonly handshake: Handshake;
+  readonly cookieGenerator: CookieGenerator;
+  readonly timers = new PeerTimers();
+  readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, lastHandshakeAt: null, lastHandshakeUnixMs: null };
+  /** The keypair we send with. */
+  current: Keypair | null = null;
+  /** The keypair before current, still accepted on receive (packets in flight during rekey). */
+  previous: Keypair | null = null;
+  /** Responder side: the new keypair awaiting its first received packet. */
+  next: Keypair | null = null;
+  /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. */
+  readonly staged: Uint8Array[] = [];
+
+  /** @internal created by Device.addPeer */
+  constructor(private readonly host: PeerHost, config: PeerConfig) {
+    this.publicKey = Uint8Array.from(config.publicKey);
+    this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
+    this.endpoint = config.endpoint ?? null;
+    this.persistentKeepalive = config.persistentKeepalive ?? 0;
+    this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey);
+    this.cookieGenerator = new CookieGenerator(this.publicKey);
+  }
+
+  /** @internal the peer's public key object for the handshake. */
+  get publicKeyObject(): KeyObject | null {
+    return this.handshake.remoteStaticObject;
+  }
+
+  // ---- lower-level API for a batched datapath -------------------------------------------------
+
+  /**
+   * The keypair to encrypt with now, or null when a handshake is needed first (then stage the
+   * packets with Device.encapsulate, which starts one). Reserve counters with
+   * keypair.reserveSendCounters(n), encrypt natively, then call onDataSent().
+   */
+  currentSendKeypair(now: number): Keypair | null {
+    const kp = this.current;
+    return kp && kp.canSend(now) ? kp : null;
+  }
+
+  /**
+   * Hook after encrypted datagrams went out under a keypair from currentSendKeypair():
+   * arms the timers and starts a rekey when the session is old or has sent too much.
+   * `datagramBytes` is their total size; `keepaliveOnly` when every one was a keepalive.
+   * One call per batch is enough. The returned actions (usually none) must be performed.
+   */
+  onDataSent(now: number, datagramBytes: number, keepaliveOnly = false): readonly Action[] {
+    const out: Action[] = [];
+    this.afterSend(now, datagramBytes, keepaliveOnly);
+    this.keepKeyFreshSending(now, out);
+    return out.length ? out : NO_ACTIONS;
+  }
+
+  /**
+   * Hook after transport data under `keypair` authenticated and passed keypair.replay.check():
+   * confirms a responder's next keypair, rekeys an initiator's session near REJECT_AFTER_TIME,
+   * arms keepalive timers and updates the endpoint (roaming). `plaintextBytes` is the decrypted
+   * (padded) length summed over the batch, 0 when only keepalives arrived. Returns the actions to
+   * perform (e.g. staged packets now sendable, a handshake initiation).
+   */
+  onAuthenticatedDataReceived(keypair: Keypair, now: number, source: Endpoint, plaintextBytes: number, packets = 1): readonly Action[] {
+    const out: Action[] = [];
+    this.receivedData(keypair, now, source, plaintextBytes, packets, out);
+    return out.length ? out : NO_ACTIONS;
+  }
+
+  /** Earliest timer deadline of this peer (device clock), null if idle. */
+  nextDeadline(): number | null {
+    return this.timers.nextDeadline();
+  }
+
+  // ---- protocol internals (called by Device) ---------------------------------------------------
+
+  /** @internal */
+  receivedData(keypair: Keypair, now: number, source: Endpoint, plaintextBytes: number, packets: number, out: Action[]): void {
+    if (this.receivedWithKeypair(keypair)) {
+      this.timers.handshakeComplete();
+      this.markHandshake(now, out);
+      this.sendStaged(now, out);
+    }
+    this.keepKeyFreshReceiving(now, out);
+    this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
+    this.timers.anyAuthenticatedPacketReceived();
+    this.roam(source);
+    this.stats.rxBytes += plaintextBytes + packets * MESSAGE_TRANSPORT_MIN_SIZE;
+    if (plaintextBytes === 0) {
+      this.host.stats.keepalivesReceived += packets;
+      return;
+    }
+    this.host.stats.dataPacketsReceived += packets;
+    this.timers.dataReceived(now);
+  }
+
+  /** @internal endpoint roaming: the source of any authenticated packet becomes the endpoint. */
+  roam(source: Endpoint): void {
+    if (!sameEndpoint(this.endpoint, source)) this.endpoint = { address: source.address, port: source.port };
+  }
+
+  /** @internal Stages (a copy of) a packet; drops the oldest when full. */
+  stage(packet: Uint8Array, out: Action[]): void {
+    if (this.staged.length >= MAX_STAGED_PACKETS) {
+      this.staged.shift();
+      this.host.stats.drop('stagedQueueFull');
+      out.push({ kind: 'drop', reason: 'stagedQueueFull', peer: this });
+    }
+    this.staged.push(Uint8Array.from(packet));
+  }
+
+  /** @internal Sends what is staged if a keypair is usable, else starts a handshake. */
+  sendStaged(now: number, out: Action[]): void {
+    if (this.staged.length === 0) return;
+    const kp = this.currentSendKeypair(now);
+    if (!kp) {
+      this.sendHandshakeInitiation(now, false, out);
+      return;
+    }
+    const endpoint = this.endpoint;
+    if (!endpoint) {
+      this.dropStaged('noEndpoint', out);
+      return;
+    }
+    let bytes = 0;
+    let allKeepalive = true;
+    while (this.staged.length) {
+      const counter = kp.reserveSendCounters(1);
+      if (counter < 0) {
+        this.sendHandshakeInitiation(now, false, out);
+        return;
+      }
+      const packet = this.staged.shift()!;
+      const datagram = sealTransport(kp, counter, packet, this.host.mtu);
+      if (packet.length === 0) this.host.stats.keepalivesSent++;
+      else {
+        this.host.stats.dataPacketsSent++;
+        allKeepalive = false;
+      }
+      bytes += datagram.length;
+      out.push({ kind: 'network', peer: this, endpoint, datagram });
+    }
+    this.afterSend(now, bytes, allKeepalive);
+    this.keepKeyFreshSending(now, out);
+  }
+
+  /** @internal Queues a keepalive (empty packet) unless something is staged, then sends. */
+  sendKeepalive(now: number, out: Action[]): void {
+    if (this.staged.length === 0) this.staged.push(new Uint8Array(0));
+    this.sendStaged(now, out);
+  }
+
+  /**
+   * @internal Creates and emits an initiation. Rate-limited to one per REKEY_TIMEOUT; `isRetry`
+   * keeps the attempt counter (retransmissions), anything else resets it.
+   */
+  sendHandshakeInitiation(now: number, isRetry: boolean, out: Action[]): void {
+    if (!isRetry) this.timers.handshakeAttempts = 0;
+    const hs = this.handshake;
+    if (now - hs.lastSentHandshake < REKEY_TIMEOUT) return;
+    const endpoint = this.endpoint;
+    if (!endpoint) {
+      this.host.stats.drop('noEndpoint');
+      out.push({ kind: 'drop', reason: 'noEndpoint', peer: this });
+      return;
+    }
+    hs.lastSentHandshake = now;
+    this.host.indexes.delete(hs.localIndex);
+    const index = this.host.indexes.newIndexForHandshake(this, hs);
+    const msg = createInitiation(this.host.identity, hs, index, tai64n(this.host.wallClock(now)));
+    if (!msg) {
+      this.host.indexes.delete(index);
+      this.host.stats.drop('handshakeDecryptFailed');
+      out.push({ kind: 'drop', reason: 'handshakeDecryptFailed', peer: this });
+      return;
+    }
+    this.cookieGenerator.addMacs(msg, now);
+    if (this.host.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: this.keylogText(hs.localEphemeral.raw) });
+    this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
+    this.timers.anyAuthenticatedPacketSent();
+    this.timers.handshakeInitiated(now, this.host.jitter());
+    this.host.stats.handshakeInitiationsSent++;
+    out.push({ kind: 'network', peer: this, endpoint, datagram: msg });
+  }
+
+  /** @internal Key log text for a handshake whose local ephemeral is `ephemeral`. */
+  keylogText(ephemeral: Uint8Array): string {
+    return keylogLines({
+      localStaticPrivateKey: this.host.identity.privateKey.raw,
+      remoteStaticPublicKey: this.publicKey,
+      localEphemeralPrivateKey: ephemeral,
+      presharedKey: this.handshake.presharedKey,
+    });
+  }
+
+  /**
+   * @internal Turns the finished handshake into a keypair and rotates current/previous/next
+   * (wireguard-go's BeginSymmetricSession). Returns the keypair, null if the state was wrong.
+   */
+  beginSymmetricSession(now: number): Keypair | null {
+    const keys = deriveSessionKeys(this.handshake);
+    if (!keys) return null;
+    const kp = new Keypair({ ...keys, createdAt: now, peer: this });
+    this.host.indexes.swapIndexForKeypair(keys.localIndex, kp);
+    const { previous, next, current } = this;
+    if (keys.isInitiator) {
+      if (next) {
+        this.next = null;
+        this.previous = next;
+        this.deleteKeypair(current);
+      } else {
+        this.previous = current;
+      }
+      this.deleteKeypair(previous);
+      this.current = kp;
+    } else {
+      this.next = kp;
+      this.deleteKeypair(next);
+      this.previous = null;
+      this.deleteKeypair(previous);
+    }
+    this.timers.sessionDerived(now);
+    return kp;
+  }
+
+  /** @internal Records a completed handshake for status and emits the event. */
+  markHandshake(now: number, out: Action[]): void {
+    this.stats.lastHandshakeAt = now;
+    this.stats.lastHandshakeUnixMs = this.host.wallClock(now);
+    this.host.stats.handshakesCompleted++;
+    out.push({ kind: 'handshakeComplete', peer: this });
+  }
+
+  /** @internal Fires every expired timer (wireguard-go's expired* functions). */
+  tick(now: number, out: Action[]): void {
+    const t = this.timers;
+    if (t.retransmitHandshake !== null && t.retransmitHandshake <= now) {
+      t.retransmitHandshake = null;
+      this.expiredRetransmitHandshake(now, out);
+    }
+    if (t.sendKeepalive !== null && t.sendKeepalive <= now) {
+      t.sendKeepalive = null;
+      this.sendKeepalive(now, out);
+      if (t.needAnotherKeepalive) {
+        t.needAnotherKeepalive = false;
+        t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
+      }
+    }
+    if (t.newHandshake !== null && t.newHandshake <= now) {
+      t.newHandshake = null;
+      this.sendHandshakeInitiation(now, false, out);
+    }
+    if (t.zeroKeyMaterial !== null && t.zeroKeyMaterial <= now) {
+      t.zeroKeyMaterial = null;
+      this.zeroAndFlushAll();
+    }
+    if (t.persistentKeepalive !== null && t.persistentKeepalive <= now) {
+      t.persistentKeepalive = null;
+      if (this.persistentKeepalive > 0) this.sendKeepalive(now, out);
+    }
+  }
+
+  /** @internal Erases every key and staged packet (3 * REJECT_AFTER_TIME without a new session, or removal). */
+  zeroAndFlushAll(): void {
+    this.deleteKeypair(this.previous);
+    this.deleteKeypair(this.current);
+    this.deleteKeypair(this.next);
+    this.previous = this.current = this.next = null;
+    this.host.indexes.delete(this.handshake.localIndex);
+    this.handshake.clear();
+    this.staged.length = 0;
+  }
+
+  private expiredRetransmitHandshake(now: number, out: Action[]): void {
+    const t = this.timers;
+    if (t.handshakeAttempts > MAX_TIMER_HANDSHAKES) {
+      // Give up: drop what waited for this handshake; erase partial state later.
+      t.sendKeepalive = null;
+      this.dropStaged('handshakeGaveUp', out);
+      if (t.zeroKeyMaterial === null) t.zeroKeyMaterial = now + 3 * REJECT_AFTER_TIME;
+      return;
+    }
+    t.handshakeAttempts++;
+    this.sendHandshakeInitiation(now, true, out);
+  }
+
+  private dropStaged(reason: 'handshakeGaveUp' | 'noEndpoint', out: Action[]): void {
+    if (this.staged.length === 0) return;
+    for (let i = 0; i < this.staged.length; i++) this.host.stats.drop(reason);
+    this.staged.length = 0;
+    out.push({ kind: 'drop', reason, peer: this });
+  }
+
+  private afterSend(now: number, datagramBytes: number, keepaliveOnly: boolean): void {
+    this.stats.txBytes += datagramBytes;
+    this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
+    this.timers.anyAuthenticatedPacketSent();
+    if (!keepaliveOnly) this.timers.dataSent(now, this.host.jitter());
+  }
+
+  /** Initiator rekeys after REKEY_AFTER_TIME; either side after REKEY_AFTER_MESSAGES. */
+  private keepKeyFreshSending(now: number, out: Action[]): void {
+    const kp = this.current;
+    if (!kp) return;
+    if (kp.sendCounter > REKEY_AFTER_MESSAGES || (kp.isInitiator && now - kp.createdAt > REKEY_AFTER_TIME)) {
+      this.sendHandshakeInitiation(now, false, out);
+    }
+  }
+
+  /** An initiator still receiving on a session about to be rejected starts one last handshake. */
+  private keepKeyFreshReceiving(now: number, out: Action[]): void {
+    if (this.timers.sentLastMinuteHandshake) return;
+    const kp = this.current;
+    if (kp && kp.isInitiator && now - kp.createdAt > REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT) {
+      this.timers.sentLastMinuteHandshake = true;
+      this.sendHandshakeInitiation(now, false, out);
+    }
+  }
+
+  /** Responder key confirmation: first packet under `next` promotes it to current. */
+  private receivedWithKeypair(kp: Keypair): boolean {
+    if (this.next !== kp) return false;
+    const old = this.previous;
+    this.previous = this.current;
+    this.deleteKeypair(old);
+    this.current = kp;
+    this.next = null;
+    return true;
+  }
+
+  private deleteKeypair(kp: Keypair | null): void {
+    if (!kp) return;
+    this.host.indexes.delete(kp.localIndex);
+    kp.zero();
+  }
+}

@@ -1,0 +1,56 @@
+// Sliding replay window over 64-bit message counters, RFC 6479 style: a ring of 32-bit words, so
+// advancing the window clears whole words instead of shifting bits. Window: 4064 counters.
+import { REJECT_AFTER_MESSAGES } from './constants.js';
+
+const WORD_BITS = 32;
+const RING_WORDS = 128; // power of two
+/** How far behind the highest counter seen a counter may be and still be accepted. */
+export const REPLAY_WINDOW_SIZE = (RING_WORDS - 1) * WORD_BITS;
+
+export class ReplayWindow {
+  private readonly ring = new Uint32Array(RING_WORDS);
+  /** Highest counter accepted so far (-1 before the first). */
+  private last = -1;
+
+  constructor(private readonly limit: number = REJECT_AFTER_MESSAGES) {}
+
+  /**
+   * True if `counter` could be accepted now, without recording it: a cheap pre-check before
+   * decryption. The authoritative call is check(), after the packet authenticated.
+   */
+  wouldAccept(counter: number): boolean {
+    if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
+    if (counter > this.last) return true;
+    if (this.last - counter >= REPLAY_WINDOW_SIZE) return false;
+    const word = Math.floor(counter / WORD_BITS) & (RING_WORDS - 1);
+    return (this.ring[word]! & (1 << (counter % WORD_BITS))) === 0;
+  }
+
+  /**
+   * Records `counter` and returns true if it is new and inside the window; false for a replay,
+   * a counter too old, or one at or beyond the limit. Call only after authentication, so a forger
+   * cannot move the window.
+   */
+  check(counter: number): boolean {
+    if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
+    const index = Math.floor(counter / WORD_BITS);
+    if (counter > this.last) {
+      const current = this.last < 0 ? -1 : Math.floor(this.last / WORD_BITS);
+      const advance = Math.min(index - current, RING_WORDS);
+      for (let i = 1; i <= advance; i++) this.ring[(current + i) & (RING_WORDS - 1)] = 0;
+      this.last = counter;
+    } else if (this.last - counter >= REPLAY_WINDOW_SIZE) {
+      return false;
+    }
+    const word = index & (RING_WORDS - 1);
+    const bit = 1 << (counter % WORD_BITS);
+    if ((this.ring[word]! & bit) !== 0) return false;
+    this.ring[word] = this.ring[word]! | bit;
+    return true;
+  }
+
+  reset(): void {
+    this.ring.fill(0);
+    this.last = -1;
+  }
+}

@@ -1,0 +1,88 @@
+// Two sans-I/O Devices wired back to back through plain byte arrays, with a fake clock.
+import { Device, type Action, type Endpoint, type Peer } from '../../src/wireguard/index.js';
+import { generatePrivateKey } from '../../src/crypto/index.js';
+
+export const EP_A: Endpoint = { address: '192.0.2.1', port: 51871 };
+export const EP_B: Endpoint = { address: '192.0.2.2', port: 51871 };
+
+/** Minimal IPv4 packet (protocol 253, experimental) carrying payload; length fields consistent. */
+export function ipv4Packet(payload: Uint8Array | string, src = [10, 0, 0, 1], dst = [10, 0, 0, 2]): Uint8Array {
+  const body = typeof payload === 'string' ? new Uint8Array(Buffer.from(payload)) : payload;
+  const p = new Uint8Array(20 + body.length);
+  p[0] = 0x45;
+  p[2] = p.length >> 8;
+  p[3] = p.length & 0xff;
+  p[8] = 64;
+  p[9] = 253;
+  p.set(src, 12);
+  p.set(dst, 16);
+  p.set(body, 20);
+  return p;
+}
+
+export type Side = 'a' | 'b';
+
+export class Pair {
+  now = 1_700_000_000_000;
+  readonly a: Device;
+  readonly b: Device;
+  /** B as a peer of A, and A as a peer of B. */
+  readonly peerB: Peer;
+  readonly peerA: Peer;
+  /** Inner packets written to each side's tunnel. */
+  readonly tunnel: Record<Side, Uint8Array[]> = { a: [], b: [] };
+  /** Every datagram put on the wire, in order (side = sender). */
+  readonly wire: { from: Side; datagram: Uint8Array }[] = [];
+  readonly keylog: string[] = [];
+  /** Return false to lose a datagram in flight. */
+  filter: (from: Side, datagram: Uint8Array) => boolean = () => true;
+
+  constructor(opts: { psk?: Uint8Array; keepaliveA?: number; endpointOnB?: boolean; keylog?: boolean } = {}) {
+    let seed = 1;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    this.a = new Device({ privateKey: generatePrivateKey().raw, random, keylog: opts.keylog });
+    this.b = new Device({ privateKey: generatePrivateKey().raw, random, keylog: opts.keylog });
+    this.peerB = this.a.addPeer({ publicKey: this.b.publicKey, endpoint: EP_B, presharedKey: opts.psk, persistentKeepalive: opts.keepaliveA });
+    this.peerA = this.b.addPeer({ publicKey: this.a.publicKey, endpoint: opts.endpointOnB === false ? null : EP_A, presharedKey: opts.psk });
+  }
+
+  device(side: Side): Device {
+    return side === 'a' ? this.a : this.b;
+  }
+
+  /** Performs actions produced by `side`, delivering datagrams (and their consequences) at once. */
+  run(side: Side, actions: readonly Action[]): void {
+    const queue: [Side, Action][] = actions.map((a) => [side, a]);
+    while (queue.length) {
+      const [from, action] = queue.shift()!;
+      if (action.kind === 'tunnel') this.tunnel[from].push(Uint8Array.from(action.packet));
+      if (action.kind === 'keylog') this.keylog.push(action.text);
+      if (action.kind !== 'network') continue;
+      this.wire.push({ from, datagram: action.datagram });
+      if (!this.filter(from, action.datagram)) continue;
+      const to: Side = from === 'a' ? 'b' : 'a';
+      const src = from === 'a' ? EP_A : EP_B;
+      for (const next of this.device(to).decapsulate(action.datagram, src, this.now)) queue.push([to, next]);
+    }
+  }
+
+  send(side: Side, packet: Uint8Array): void {
+    const dev = this.device(side);
+    this.run(side, dev.encapsulate(side === 'a' ? this.peerB : this.peerA, packet, this.now));
+  }
+
+  /** Advances the clock in `step` ms increments, ticking both devices. */
+  advance(ms: number, step = 100): void {
+    const end = this.now + ms;
+    while (this.now < end) {
+      this.now = Math.min(end, this.now + step);
+      this.run('a', this.a.tick(this.now));
+      this.run('b', this.b.tick(this.now));
+    }
+  }
+
+  /** Datagrams of a message type sent by `from` (type 1..4), optionally since index. */
+  sent(from: Side, type: number, since = 0): Uint8Array[] {
+    return this.wire.slice(since).filter((w) => w.from === from && w.datagram[0] === type).map((w) => w.datagram);
+  }
+}
