@@ -8,6 +8,10 @@ type CommandGroup = { run(args: string[]): Promise<number> };
 const GROUPS: Record<string, { summary: string; load: () => Promise<CommandGroup> }> = {
   lab: { summary: 'Create and inspect the local lab cluster (network namespaces)', load: () => import('./lab.js') },
   secret: { summary: 'Create, read, patch and delete secrets (kubectl subset)', load: () => import('./secret.js') },
+  install: { summary: 'Turn on encryption: an agent on every node', load: () => import('./install.js') },
+  uninstall: { summary: 'Turn encryption off and restore plaintext routing', load: () => import('./uninstall.js') },
+  config: { summary: 'Show the agent configuration', load: () => import('./config.js') },
+  agent: { summary: "Ask one node's agent: status, encrypt status, logs", load: () => import('./agent.js') },
 };
 
 export function usage(): string {

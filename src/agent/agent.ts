@@ -1,0 +1,197 @@
+// The node agent: loads its node and the install settings, runs one encryption mode, follows the
+// registry (reconcile, don't script), publishes its own state, and serves status and metrics.
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { openRegistry } from '../control/cluster.js';
+import type { RegistryObject, Watch } from '../control/registry.js';
+import { nodeSpec } from '../lab/objects.js';
+import { clusterDir } from '../util/paths.js';
+import { VeilError, errorMessage } from '../util/errors.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { Health } from './health.js';
+import { mustReadSettings } from './install-state.js';
+import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
+import { StatusServer } from './status-server.js';
+import { agentMetrics } from './metrics.js';
+
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+const RESYNC_INTERVAL_MS = 10_000;
+
+export interface AgentOptions {
+  cluster: string;
+  node: string;
+}
+
+export function nodeStateDir(cluster: string, node: string): string {
+  return join(clusterDir(cluster), 'nodes', node);
+}
+
+export function agentSocketPath(cluster: string, node: string): string {
+  return join(nodeStateDir(cluster, node), 'agent.sock');
+}
+
+async function createMode(ctx: AgentContext): Promise<EncryptionMode> {
+  if (ctx.settings['encryption.type'] === 'wireguard') {
+    const { WireguardMode } = await import('./wireguard-mode.js');
+    return new WireguardMode(ctx);
+  }
+  const { IpsecMode } = await import('./ipsec-mode.js');
+  return new IpsecMode(ctx);
+}
+
+function readBootID(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().toLowerCase();
+  } catch (e) {
+    throw new VeilError('NO_BOOT_ID', `cannot read the node's boot id from ${file}: ${errorMessage(e)}`, 'recreate the lab (veil lab down && veil lab up)');
+  }
+}
+
+export class Agent {
+  readonly log: Logger;
+  readonly health = new Health();
+  private ctx!: AgentContext;
+  private mode!: EncryptionMode;
+  private server?: StatusServer;
+  private watch?: Watch;
+  private timers: NodeJS.Timeout[] = [];
+  private reconcileQueued = false;
+  private reconciling: Promise<void> = Promise.resolve();
+  private stopped = false;
+  readonly startedAt = new Date();
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = createLogger({ node: opts.node });
+  }
+
+  async start(): Promise<void> {
+    const registry = openRegistry(this.opts.cluster);
+    const self = await registry.get('Node', this.opts.node);
+    if (!self) throw new VeilError('UNKNOWN_NODE', `node '${this.opts.node}' is not in cluster '${this.opts.cluster}'`, "list nodes with 'veil lab get nodes'");
+    const spec = nodeSpec(self);
+    const settings = await mustReadSettings(registry);
+    const stateDir = nodeStateDir(this.opts.cluster, this.opts.node);
+    mkdirSync(stateDir, { recursive: true, mode: 0o770 });
+    this.ctx = {
+      cluster: this.opts.cluster, nodeName: this.opts.node, internalIP: spec.internalIP, podCIDR: spec.podCIDR,
+      underlayMtu: spec.mtu, bootID: readBootID(spec.bootIDFile), stateDir, settings, registry, log: this.log, health: this.health,
+    };
+    this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
+
+    this.server = new StatusServer(agentSocketPath(this.opts.cluster, this.opts.node), this);
+    await this.server.listen();
+
+    this.mode = await createMode(this.ctx);
+    try {
+      await this.mode.start();
+      this.health.ok('datapath', `${this.mode.device} up`);
+    } catch (e) {
+      this.health.set('datapath', 'Failure', errorMessage(e));
+      await this.publish(false);
+      throw e;
+    }
+    await this.reconcileNow();
+    await this.publish(true);
+    this.log.info('agent ready', { device: this.mode.device });
+
+    const rev = await registry.revision();
+    this.watch = registry.watch('Node', rev, () => this.queueReconcile());
+    this.timers.push(setInterval(() => { void this.publish(true).catch((e) => this.log.warn('heartbeat failed', { error: errorMessage(e) })); }, HEARTBEAT_INTERVAL_MS));
+    this.timers.push(setInterval(() => this.queueReconcile(), RESYNC_INTERVAL_MS));
+  }
+
+  get context(): AgentContext {
+    return this.ctx;
+  }
+
+  get encryption(): EncryptionMode {
+    return this.mode;
+  }
+
+  private queueReconcile(): void {
+    if (this.reconcileQueued || this.stopped) return;
+    this.reconcileQueued = true;
+    setTimeout(() => {
+      this.reconcileQueued = false;
+      this.reconciling = this.reconciling.then(() => this.reconcileNow()).catch((e) => {
+        this.log.error('reconcile failed', { error: errorMessage(e) });
+      });
+    }, 50);
+  }
+
+  private async reconcileNow(): Promise<void> {
+    const nodes = await this.ctx.registry.list('Node');
+    const peers: PeerNode[] = [];
+    for (const n of nodes) {
+      if (n.metadata.name === this.opts.node) continue;
+      const s = nodeSpec(n);
+      if (!s?.internalIP || !s.podCIDR) continue;
+      peers.push({ name: n.metadata.name, internalIP: s.internalIP, podCIDR: s.podCIDR, object: n });
+    }
+    try {
+      await this.mode.reconcile(peers);
+      this.health.clear('reconcile');
+    } catch (e) {
+      this.health.set('reconcile', 'Degraded', errorMessage(e));
+      throw e;
+    }
+  }
+
+  /** Writes status.agent (the heartbeat) and the mode's published fields to the node object. */
+  async publish(ready: boolean): Promise<void> {
+    const status = {
+      ready: ready && this.health.state() !== 'Failure',
+      heartbeat: new Date().toISOString(),
+      pid: process.pid,
+      bootID: this.ctx.bootID,
+      startedAt: this.startedAt.toISOString(),
+      health: { state: this.health.state(), problems: this.health.problems().map((c) => `${c.name}: ${c.message}`) },
+      encryption: this.mode ? { mode: this.mode.mode, device: this.mode.device, detail: this.mode.statusDetail() } : undefined,
+    };
+    await this.ctx.registry.mutate('Node', this.opts.node, (cur: RegistryObject | undefined) => {
+      if (!cur) return undefined;
+      const next: RegistryObject = { ...cur, status: { ...(cur.status ?? {}), agent: status } };
+      return this.mode ? this.mode.publish(next) : next;
+    });
+  }
+
+  async metrics(): Promise<string> {
+    return agentMetrics(this) + (this.mode ? await this.mode.metrics() : '');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.watch?.stop();
+    await this.reconciling.catch(() => undefined);
+    try { await this.mode?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
+    try { await this.publish(false); } catch { /* the registry may be gone (lab down) */ }
+    await this.server?.close();
+    this.ctx?.registry.close();
+    this.log.info('agent stopped');
+  }
+}
+
+/** `veil agent run`: runs until SIGTERM/SIGINT. */
+export async function runAgent(opts: AgentOptions): Promise<number> {
+  process.title = `veil-agent-${opts.node}`;
+  const agent = new Agent(opts);
+  let done: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((r) => { done = r; });
+  const shutdown = (sig: string) => {
+    agent.log.info('signal received', { signal: sig });
+    void agent.stop().then(() => done(0), () => done(1));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await agent.start();
+  } catch (e) {
+    agent.log.error('agent failed to start', { error: errorMessage(e) });
+    await agent.stop().catch(() => undefined);
+    rmSync(agentSocketPath(opts.cluster, opts.node), { force: true });
+    return 1;
+  }
+  return finished;
+}

@@ -1,0 +1,45 @@
+// The agent's health: named checks, each Ok or with a reason; the worst decides the state.
+
+export type HealthState = 'Ok' | 'Degraded' | 'Failure';
+
+export interface HealthCheck {
+  name: string;
+  state: HealthState;
+  message: string;
+  since: string;
+}
+
+export class Health {
+  private readonly checks = new Map<string, HealthCheck>();
+
+  set(name: string, state: HealthState, message: string): void {
+    const prev = this.checks.get(name);
+    const since = prev && prev.state === state && prev.message === message ? prev.since : new Date().toISOString();
+    this.checks.set(name, { name, state, message, since });
+  }
+
+  ok(name: string, message = 'OK'): void {
+    this.set(name, 'Ok', message);
+  }
+
+  clear(name: string): void {
+    this.checks.delete(name);
+  }
+
+  state(): HealthState {
+    let worst: HealthState = 'Ok';
+    for (const c of this.checks.values()) {
+      if (c.state === 'Failure') return 'Failure';
+      if (c.state === 'Degraded') worst = 'Degraded';
+    }
+    return worst;
+  }
+
+  list(): HealthCheck[] {
+    return [...this.checks.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  problems(): HealthCheck[] {
+    return this.list().filter((c) => c.state !== 'Ok');
+  }
+}

@@ -1,0 +1,28 @@
+// Prometheus text exposition helpers and the agent-wide metrics.
+import type { Agent } from './agent.js';
+
+export function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** One metric family: HELP, TYPE and its samples. */
+export function family(name: string, type: 'counter' | 'gauge', help: string, samples: { labels?: Record<string, string>; value: number }[]): string {
+  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`];
+  for (const s of samples) {
+    const l = s.labels && Object.keys(s.labels).length
+      ? '{' + Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',') + '}'
+      : '';
+    lines.push(`${name}${l} ${Number.isFinite(s.value) ? s.value : 0}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function agentMetrics(agent: Agent): string {
+  const health = agent.health.state();
+  const mem = process.memoryUsage();
+  return [
+    family('veil_agent_health', 'gauge', 'Agent health: 1 for the current state.', (['Ok', 'Degraded', 'Failure'] as const).map((s) => ({ labels: { state: s }, value: s === health ? 1 : 0 }))),
+    family('veil_agent_start_time_seconds', 'gauge', 'When the agent started (unix time).', [{ value: agent.startedAt.getTime() / 1000 }]),
+    family('veil_agent_resident_memory_bytes', 'gauge', 'Resident set size of the agent.', [{ value: mem.rss }]),
+  ].join('');
+}

@@ -1,0 +1,49 @@
+// Steering: which destinations go into the tunnel device. Routes are replaced in place (one
+// netlink operation per prefix), so a prefix never falls back to the plaintext path while moving
+// to the tunnel. A blackhole route of lower priority stays under every encrypted prefix: if the
+// tunnel device vanishes (agent crash, restart), packets are dropped, never sent in plaintext.
+import { mustRun, run } from '../util/exec.js';
+
+/** Metric of the fail-closed blackhole under each encrypted prefix (higher = less preferred). */
+export const FAIL_CLOSED_METRIC = 4242;
+
+export interface TunnelRoute {
+  prefix: string; // CIDR
+  device: string;
+  mtu?: number;
+}
+
+function family(prefix: string): '-4' | '-6' {
+  return prefix.includes(':') ? '-6' : '-4';
+}
+
+/** Routes every prefix through the device, fail-closed. Idempotent. netns: run there (ip -n). */
+export function steerIntoTunnel(routes: TunnelRoute[], netns?: string): void {
+  for (const r of routes) {
+    const ip = netns ? ['ip', '-n', netns, family(r.prefix)] : ['ip', family(r.prefix)];
+    mustRun([...ip, 'route', 'replace', 'blackhole', r.prefix, 'metric', String(FAIL_CLOSED_METRIC)]);
+    mustRun([...ip, 'route', 'replace', r.prefix, 'dev', r.device, ...(r.mtu ? ['mtu', String(r.mtu)] : [])]);
+  }
+}
+
+/** Removes the tunnel route and the blackhole under one prefix. Missing routes are fine. */
+export function releasePrefix(prefix: string, device: string, netns?: string): void {
+  const ip = netns ? ['ip', '-n', netns, family(prefix)] : ['ip', family(prefix)];
+  run([...ip, 'route', 'del', prefix, 'dev', device]);
+  run([...ip, 'route', 'del', 'blackhole', prefix, 'metric', String(FAIL_CLOSED_METRIC)]);
+}
+
+/** The prefixes currently routed through the device (for reconciling away stale ones). */
+export function prefixesOnDevice(device: string, netns?: string): string[] {
+  const out: string[] = [];
+  for (const fam of ['-4', '-6'] as const) {
+    const ip = netns ? ['ip', '-n', netns, fam] : ['ip', fam];
+    const r = run([...ip, '-j', 'route', 'show', 'dev', device]);
+    if (r.status !== 0 || !r.stdout.trim()) continue;
+    for (const e of JSON.parse(r.stdout) as { dst: string }[]) {
+      if (e.dst === 'default') continue;
+      out.push(e.dst.includes('/') ? e.dst : `${e.dst}/${fam === '-4' ? 32 : 128}`);
+    }
+  }
+  return out;
+}

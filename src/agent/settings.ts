@@ -1,0 +1,134 @@
+// The install settings (Helm-style keys), their validation, and the agent config they render to
+// (Cilium's config keys, as `veil config view` shows them).
+import { VeilError } from '../util/errors.js';
+
+export type EncryptionType = 'ipsec' | 'wireguard';
+
+export interface Settings {
+  'encryption.enabled': boolean;
+  'encryption.type': EncryptionType;
+  'encryption.nodeEncryption': boolean;
+  'encryption.wireguard.persistentKeepalive': string;
+  'encryption.wireguard.keylogFile': string;
+  'encryption.ipsec.secretName': string;
+  'encryption.ipsec.keyRotationDuration': string;
+  'encryption.ipsec.keyWatcher': boolean;
+  'agent.metricsPort': number;
+  'agent.healthProbeInterval': string;
+}
+
+type Kind = 'bool' | 'duration' | 'string' | 'port' | { oneOf: readonly string[] };
+
+const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: string } } = {
+  'encryption.enabled': { kind: 'bool', default: false, doc: 'encrypt traffic between nodes' },
+  'encryption.type': { kind: { oneOf: ['ipsec', 'wireguard'] }, default: 'ipsec', doc: 'ipsec or wireguard' },
+  'encryption.nodeEncryption': { kind: 'bool', default: false, doc: 'also encrypt node-to-node traffic (WireGuard)' },
+  'encryption.wireguard.persistentKeepalive': { kind: 'duration', default: '0s', doc: 'keepalive interval, 0s = off' },
+  'encryption.wireguard.keylogFile': { kind: 'string', default: '', doc: "write WireGuard session secrets for Wireshark (per node: '{node}' expands)" },
+  'encryption.ipsec.secretName': { kind: 'string', default: 'ipsec-keys', doc: 'secret holding the IPsec key file (data key "keys")' },
+  'encryption.ipsec.keyRotationDuration': { kind: 'duration', default: '5m', doc: 'how long old keys keep decrypting after a rotation' },
+  'encryption.ipsec.keyWatcher': { kind: 'bool', default: true, doc: 'apply key file changes without a restart' },
+  'agent.metricsPort': { kind: 'port', default: 9962, doc: 'Prometheus metrics port on the node IP' },
+  'agent.healthProbeInterval': { kind: 'duration', default: '2s', doc: 'how often agents probe every other node through the tunnel' },
+};
+
+export const SETTING_KEYS = Object.keys(SCHEMA) as (keyof Settings)[];
+
+export function defaultSettings(): Settings {
+  const s: Record<string, unknown> = {};
+  for (const k of SETTING_KEYS) s[k] = SCHEMA[k].default;
+  return s as unknown as Settings;
+}
+
+export function settingDoc(key: keyof Settings): string {
+  return SCHEMA[key].doc;
+}
+
+/** Parses a Go-style duration ("5m", "1m30s", "250ms", "0s") to milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(?:\d+(?:\.\d+)?(?:h|m|s|ms))+$/.exec(text);
+  if (!m && text !== '0') throw new VeilError('BAD_DURATION', `invalid duration "${text}"`, 'use a Go duration such as 30s, 5m or 1m30s');
+  let total = 0;
+  for (const part of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) {
+    const n = Number(part[1]);
+    total += n * ({ h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const)[part[2] as 'h' | 'm' | 's' | 'ms'];
+  }
+  return total;
+}
+
+/** Levenshtein distance, to suggest the nearest known key on a typo. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+export function nearestKey(key: string): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of SETTING_KEYS) {
+    const d = distance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestD) { bestD = d; best = k; }
+  }
+  return bestD <= Math.max(3, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** Applies one `key=value` assignment (as given to --set), validating key and value. */
+export function applySet(settings: Settings, assignment: string): void {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new VeilError('BAD_SET', `--set "${assignment}" is not key=value`, 'write it as --set encryption.type=wireguard');
+  const key = assignment.slice(0, eq).trim();
+  const value = assignment.slice(eq + 1).trim();
+  if (!(key in SCHEMA)) {
+    const near = nearestKey(key);
+    throw new VeilError('UNKNOWN_SETTING', `unknown setting "${key}"`,
+      near ? `did you mean "${near}"?` : `known settings: ${SETTING_KEYS.join(', ')}`);
+  }
+  const k = key as keyof Settings;
+  const kind = SCHEMA[k].kind;
+  const target = settings as unknown as Record<string, unknown>;
+  if (kind === 'bool') {
+    if (value !== 'true' && value !== 'false') throw new VeilError('BAD_SETTING', `${key} must be true or false, not "${value}"`);
+    target[k] = value === 'true';
+  } else if (kind === 'duration') {
+    parseDuration(value);
+    target[k] = value;
+  } else if (kind === 'port') {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new VeilError('BAD_SETTING', `${key} must be a port number 1-65535, not "${value}"`);
+    target[k] = n;
+  } else if (kind === 'string') {
+    target[k] = value;
+  } else {
+    if (!kind.oneOf.includes(value)) throw new VeilError('BAD_SETTING', `${key} must be one of ${kind.oneOf.join(', ')}, not "${value}"`);
+    target[k] = value;
+  }
+}
+
+/** The agent config keys and values (Cilium's names), as `veil config view` prints them. */
+export function renderConfig(s: Settings): Record<string, string> {
+  const c: Record<string, string> = {};
+  if (s['encryption.enabled'] && s['encryption.type'] === 'ipsec') {
+    c['enable-ipsec'] = 'true';
+    c['ipsec-key-file'] = `secret:${s['encryption.ipsec.secretName']}/keys`;
+    c['ipsec-key-rotation-duration'] = s['encryption.ipsec.keyRotationDuration'];
+    c['enable-ipsec-key-watcher'] = String(s['encryption.ipsec.keyWatcher']);
+  }
+  if (s['encryption.enabled'] && s['encryption.type'] === 'wireguard') {
+    c['enable-wireguard'] = 'true';
+    c['wireguard-persistent-keepalive'] = s['encryption.wireguard.persistentKeepalive'];
+    if (s['encryption.nodeEncryption']) c['encrypt-node'] = 'true';
+    if (s['encryption.wireguard.keylogFile']) c['wireguard-keylog-file'] = s['encryption.wireguard.keylogFile'];
+  }
+  c['prometheus-serve-addr'] = `:${s['agent.metricsPort']}`;
+  c['health-probe-interval'] = s['agent.healthProbeInterval'];
+  return c;
+}

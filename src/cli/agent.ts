@@ -1,0 +1,112 @@
+// veil agent: run the node agent (internal, started by install) and ask one agent about itself.
+import { parseArgs } from 'node:util';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { currentCluster, openRegistry } from '../control/cluster.js';
+import { agentSocketPath, runAgent } from '../agent/agent.js';
+import { agentGet } from '../agent/status-server.js';
+import { agentLogPath, agentPid, startAgent, stopAgent } from '../agent/installer.js';
+import { VeilError } from '../util/errors.js';
+import { printStructured } from './output.js';
+import { formatEncryptStatus } from '../agent/encrypt-status-text.js';
+
+const HELP = `Usage: veil agent <subcommand> [flags]
+
+Subcommands:
+  status NODE [-o json]            health and encryption of the agent on NODE
+  encrypt status NODE [-o json]    the tunnel: interface, keys, peers / SAs, counters
+  logs NODE [-f]                   the agent's structured log
+  restart NODE                     stop and start the agent on NODE (keys and routes survive)
+  run --node NODE                  run the agent in the foreground (install does this for you)
+
+Examples:
+  veil agent status kind-worker
+  veil agent encrypt status kind-worker -o json
+  veil agent logs kind-worker -f`;
+
+async function knownNode(cluster: string, node: string | undefined): Promise<string> {
+  if (!node) throw new VeilError('BAD_ARGS', 'which node?', "name one, e.g. 'veil agent status kind-worker'");
+  const reg = openRegistry(cluster);
+  try {
+    const obj = await reg.get('Node', node);
+    if (!obj) {
+      const names = (await reg.list('Node')).map((n) => n.metadata.name);
+      throw new VeilError('UNKNOWN_NODE', `unknown node '${node}'`, names.length ? `nodes: ${names.join(', ')}` : "create the lab with 'veil lab up'");
+    }
+    return node;
+  } finally {
+    reg.close();
+  }
+}
+
+interface Healthz {
+  node: string; pid: number; startedAt: string;
+  health: { state: string; checks: { name: string; state: string; message: string }[] };
+  encryption: { mode: string; device?: string; detail?: string };
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: {
+      node: { type: 'string' }, cluster: { type: 'string' }, output: { type: 'string', short: 'o' },
+      follow: { type: 'boolean', short: 'f' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help || !positionals.length) { console.log(HELP); return values.help ? 0 : 2; }
+  const cluster = currentCluster(values.cluster);
+  const [sub, ...rest] = positionals;
+  switch (sub) {
+    case 'run': {
+      if (!values.node) throw new VeilError('BAD_ARGS', 'veil agent run needs --node NODE');
+      return runAgent({ cluster, node: values.node });
+    }
+    case 'status': {
+      const node = await knownNode(cluster, rest[0]);
+      const h = JSON.parse(await agentGet(agentSocketPath(cluster, node), '/healthz')) as Healthz;
+      if (values.output) { printStructured(h, values.output); return 0; }
+      console.log(`Node: ${h.node}`);
+      console.log(`Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`);
+      for (const c of h.health.checks) console.log(`  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`);
+      console.log(`Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`);
+      return 0;
+    }
+    case 'encrypt': {
+      if (rest[0] !== 'status') throw new VeilError('BAD_ARGS', `unknown subcommand 'agent encrypt ${rest[0] ?? ''}'`, "use 'veil agent encrypt status NODE'");
+      const node = await knownNode(cluster, rest[1]);
+      const st = JSON.parse(await agentGet(agentSocketPath(cluster, node), '/encrypt')) as Record<string, unknown>;
+      if (values.output) { printStructured(st, values.output); return 0; }
+      process.stdout.write(formatEncryptStatus(st));
+      return 0;
+    }
+    case 'logs': {
+      const node = await knownNode(cluster, rest[0]);
+      const path = agentLogPath(cluster, node);
+      if (!existsSync(path)) throw new VeilError('NO_LOG', `no agent log for ${node} yet`, "is veil installed? ('veil status')");
+      if (!values.follow) { process.stdout.write(readFileSync(path, 'utf8')); return 0; }
+      const tail = spawn('tail', ['-n', '+1', '-f', path], { stdio: 'inherit' });
+      return new Promise((r) => tail.on('exit', (c) => r(c ?? 0)));
+    }
+    case 'restart': {
+      const node = await knownNode(cluster, rest[0]);
+      await stopAgent(cluster, node);
+      const reg = openRegistry(cluster);
+      try {
+        const pid = startAgent(cluster, (await reg.get('Node', node))!);
+        console.log(`agent on ${node} restarted (pid ${pid})`);
+      } finally {
+        reg.close();
+      }
+      return 0;
+    }
+    case 'pid': {
+      const node = await knownNode(cluster, rest[0]);
+      const pid = agentPid(cluster, node);
+      if (!pid) return 1;
+      console.log(pid);
+      return 0;
+    }
+    default:
+      throw new VeilError('BAD_ARGS', `unknown subcommand 'agent ${sub}'`, "run 'veil agent -h'");
+  }
+}
