@@ -113,6 +113,16 @@ export function parseSpiField(field: string): SpiResult {
 export function parseKeyLine(line: string, lineNo = 1): Result<IpsecKey> {
   const f = line.trim().split(/\s+/);
   if (f.length < 3) return formatError('missing IPSec key or invalid format', lineNo);
+  // Cilium <= 1.19 panics on a leading space and 1.20 reads an empty id: refuse with 1.20's words.
+  if (/^\s/.test(line)) {
+    return formatError('failed to parse SPI: the first argument of the IPsec secret is not a number. Attempted ""', lineNo,
+      'remove the whitespace before the key id');
+  }
+  // Cilium <= 1.19 reads two separators in a row as an empty key, which the kernel refuses later.
+  if (/\s\s/.test(line.trim())) {
+    return formatError('invalid format: empty field in the IPsec secret (two separators in a row)', lineNo,
+      'separate the fields by a single space');
+  }
   const spiResult = parseSpiField(f[0]!);
   if (!spiResult.ok) {
     return formatError(`failed to parse SPI: ${spiResult.message}`, lineNo, 'the key id is a number from 1 to 15, usually followed by "+"');
