@@ -1,0 +1,16 @@
+{
+  "targets": [
+    {
+      "target_name": "veil_datapath",
+      "sources": [
+        "native/module.c",
+        "native/checksum.c",
+        "native/tun.c",
+        "native/udp.c",
+        "native/aead.c"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    }
+  ]
+}

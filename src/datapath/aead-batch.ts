@@ -1,0 +1,85 @@
+// Bulk AEAD through the native addon: a key context created once, and batches of in-place seal/open
+// operations described by (ctx, data, nonce, AAD) offsets into one buffer. The same shape serves
+// WireGuard (nonce = 0^4 || counter LE, no AAD) and ESP AES-GCM (nonce = salt || IV, AAD = SPI || seq).
+import { VeilError } from '../util/errors.js';
+import { AEAD_ALG, AEAD_DESC_STRIDE, AEAD_KEY_LENGTH, type AeadAlgorithm, native, nativeError } from './native.js';
+
+/** One key in one native cipher context (both directions). Free it when the key retires. */
+export class AeadKey {
+  readonly algorithm: AeadAlgorithm;
+  readonly tagLength: number;
+  #handle: number;
+
+  private constructor(algorithm: AeadAlgorithm, tagLength: number, handle: number) {
+    this.algorithm = algorithm;
+    this.tagLength = tagLength;
+    this.#handle = handle;
+  }
+
+  /** Creates the context. tagLength: 16 for ChaCha20-Poly1305; 8, 12 or 16 for AES-GCM (ESP ICV). */
+  static create(algorithm: AeadAlgorithm, key: Uint8Array, tagLength = 16): AeadKey {
+    const want = AEAD_KEY_LENGTH[algorithm];
+    if (want === undefined) throw new VeilError('AEAD_ALG', `unknown AEAD algorithm '${algorithm}'`, `use one of ${Object.keys(AEAD_ALG).join(', ')}`);
+    if (key.length !== want) throw new VeilError('AEAD_KEY', `${algorithm} needs a ${want}-byte key, got ${key.length} bytes`);
+    const tagOk = algorithm === 'chacha20-poly1305' ? tagLength === 16 : [8, 12, 16].includes(tagLength);
+    if (!tagOk) throw new VeilError('AEAD_TAG', `${algorithm} does not support a ${tagLength}-byte tag`);
+    const h = native().aeadCreate(AEAD_ALG[algorithm], key, tagLength);
+    if (h < 0) throw nativeError(h, `cannot create a ${algorithm} context`);
+    return new AeadKey(algorithm, tagLength, h);
+  }
+
+  /** The native handle to put in descriptors; -1 once freed. */
+  get handle(): number {
+    return this.#handle;
+  }
+
+  free(): void {
+    if (this.#handle >= 0) native().aeadFree(this.#handle);
+    this.#handle = -1;
+  }
+}
+
+/** Descriptors for up to `capacity` AEAD operations, reused batch after batch. */
+export class AeadBatch {
+  readonly capacity: number;
+  readonly descs: Int32Array;
+  /** ok[i] = 1 when operation i succeeded (after seal/open). */
+  readonly ok: Uint8Array;
+  count = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.descs = new Int32Array(capacity * AEAD_DESC_STRIDE);
+    this.ok = new Uint8Array(capacity);
+  }
+
+  /**
+   * Queues one operation: data (plaintext to seal / ciphertext to open) at dataOffset, tag right
+   * after it, 12-byte nonce at nonceOffset, AAD at aadOffset (aadLength may be 0). Returns its index.
+   */
+  add(key: AeadKey, dataOffset: number, dataLength: number, nonceOffset: number, aadOffset = 0, aadLength = 0): number {
+    const i = this.count++;
+    const d = this.descs, b = i * AEAD_DESC_STRIDE;
+    d[b] = key.handle;
+    d[b + 1] = dataOffset;
+    d[b + 2] = dataLength;
+    d[b + 3] = nonceOffset;
+    d[b + 4] = aadOffset;
+    d[b + 5] = aadLength;
+    return i;
+  }
+
+  clear(): void {
+    this.count = 0;
+  }
+
+  /** Encrypts every queued packet in place and writes its tag; returns how many succeeded. */
+  seal(buf: Uint8Array): number {
+    return native().sealBatch(buf, this.count, this.descs, this.ok);
+  }
+
+  /** Decrypts and authenticates every queued packet in place; returns how many were authentic. */
+  open(buf: Uint8Array): number {
+    return native().openBatch(buf, this.count, this.descs, this.ok);
+  }
+}

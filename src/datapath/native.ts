@@ -1,0 +1,176 @@
+// The native datapath addon (native/*.c, built by `npm ci` into build/Release/veil_datapath.node):
+// a typed view of its functions, its constants, and the translation of its negative error returns
+// into VeilErrors. The addon only does syscalls and bulk crypto; decisions stay in TypeScript.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorMap } from 'node:util';
+import { VeilError } from '../util/errors.js';
+
+/** The raw functions of the addon. Failures are negative numbers; see `nativeError`. */
+export interface NativeDatapath {
+  tunOpen(name: string, flags: number): number;
+  tunSetOffload(fd: number, tunFlags: number): number;
+  tunName(fd: number): string | number;
+  tunReadBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, tailroom: number,
+    offs: Int32Array, lens: Int32Array, maxPkts: number, vnet: number, scratch: Uint8Array | null,
+    stats: Float64Array): number;
+  tunWriteBatch(fd: number, buf: Uint8Array, n: number, offs: Int32Array, lens: Int32Array, mode: number,
+    stats: Float64Array): number;
+  close(fd: number): number;
+  /** Blocks up to timeoutMs (-1: forever); bit i set when fds[i] is readable. Worker threads only. */
+  waitReadable(fds: Int32Array, count: number, timeoutMs: number): number;
+  udpOpen(addr: string, port: number, v6only: number): number;
+  udpSetGro(fd: number, on: number): number;
+  udpSetBuffers(fd: number, bytes: number): number;
+  udpLocalPort(fd: number): number;
+  udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, maxMsgs: number,
+    offs: Int32Array, lens: Int32Array, addrs: Uint8Array, families: Uint8Array, ports: Uint16Array,
+    maxPkts: number, stats: Float64Array): number;
+  udpSendBatch(fd: number, buf: Uint8Array, n: number, offs: Int32Array, lens: Int32Array, addrs: Uint8Array,
+    families: Uint8Array, ports: Uint16Array, mode: number, stats: Float64Array): number;
+  udpSend(fd: number, buf: Uint8Array, offset: number, length: number, addr: Uint8Array, family: number,
+    port: number, mode: number): number;
+  /** Handles belong to the thread (napi env) that created them. */
+  aeadCreate(alg: number, key: Uint8Array, tagLen: number): number;
+  aeadFree(handle: number): number;
+  /** descs: AEAD_DESC_STRIDE int32 per packet (see AeadDesc); ok[i] = 1 when packet i succeeded. */
+  sealBatch(buf: Uint8Array, n: number, descs: Int32Array, ok: Uint8Array): number;
+  openBatch(buf: Uint8Array, n: number, descs: Int32Array, ok: Uint8Array): number;
+  checksum(buf: Uint8Array, offset: number, length: number, initial: number): number;
+}
+
+/** tunOpen flags. */
+export const TUN_OPEN = { VNET_HDR: 1, MULTI_QUEUE: 2, PERSIST: 4 } as const;
+/** TUNSETOFFLOAD flags (linux/if_tun.h). */
+export const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, UFO: 0x10, USO4: 0x20, USO6: 0x40 } as const;
+/** tunWriteBatch mode bits. */
+export const TUN_WRITE = { VNET: 1, COALESCE: 2, CSUM_TRUSTED: 4 } as const;
+/** Slots of the Float64Array the TUN functions add their counters to. */
+export const TUN_STAT = {
+  reads: 0, gsoIn: 1, segmentsOut: 2, checksumsCompleted: 3, dropMalformed: 4, dropTooBig: 5,
+  writes: 6, coalescedWrites: 7, coalescedSegments: 8, writeErrors: 9, lastErrno: 10,
+} as const;
+export const TUN_STAT_COUNT = 11;
+/** udpSendBatch / udpSend mode bits. */
+export const UDP_MODE = { GSO: 1, SOCKET_V6: 2 } as const;
+/** Slots of the Float64Array the UDP functions add their counters to. */
+export const UDP_STAT = {
+  recvCalls: 0, recvDatagrams: 1, groSplit: 2, dropTruncated: 3, dropNoRoom: 4, sendCalls: 5,
+  sent: 6, sendErrors: 7, gsoFallback: 8, lastErrno: 9,
+} as const;
+export const UDP_STAT_COUNT = 10;
+
+export type AeadAlgorithm = 'chacha20-poly1305' | 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm';
+export const AEAD_ALG: Record<AeadAlgorithm, number> = {
+  'chacha20-poly1305': 0, 'aes-128-gcm': 1, 'aes-192-gcm': 2, 'aes-256-gcm': 3,
+};
+export const AEAD_KEY_LENGTH: Record<AeadAlgorithm, number> = {
+  'chacha20-poly1305': 32, 'aes-128-gcm': 16, 'aes-192-gcm': 24, 'aes-256-gcm': 32,
+};
+/** Int32 slots per packet in an AEAD batch descriptor array. */
+export const AEAD_DESC_STRIDE = 6;
+/** Offsets inside one AEAD descriptor. */
+export const AeadDesc = { ctx: 0, dataOffset: 1, dataLength: 2, nonceOffset: 3, aadOffset: 4, aadLength: 5 } as const;
+
+/** A named view of a stats array the addon fills (slots from TUN_STAT or UDP_STAT). */
+export function countersFrom<K extends string>(stats: Float64Array, slots: Record<K, number>): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const k of Object.keys(slots) as K[]) out[k] = stats[slots[k]] ?? 0;
+  return out;
+}
+
+/** The step of the addon that failed, encoded in bits 12.. of a negative return. */
+export const ERROR_STAGE = {
+  none: 0, tunOpen: 1, tunSetIff: 2, tunPersist: 3, tunOffload: 4, udpSocket: 5, udpBind: 6, udpAddress: 7,
+  udpGro: 8, io: 9, argument: 10,
+} as const;
+
+export interface DecodedError { stage: number; errno: number; name: string; text: string }
+
+/** Splits a negative addon return into its stage and errno (name like 'ENOENT', text like 'no such file or directory'). */
+export function decodeNativeError(ret: number): DecodedError {
+  const code = -ret;
+  const errno = code & 0xfff;
+  const [name, text] = getSystemErrorMap().get(-errno) ?? [`E${errno}`, `error ${errno}`];
+  return { stage: code >> 12, errno, name, text };
+}
+
+/** The name of an errno number, e.g. 11 -> 'EAGAIN'. */
+export function errnoName(errno: number): string {
+  return getSystemErrorMap().get(-errno)?.[0] ?? `E${errno}`;
+}
+
+function hintFor(stage: number, name: string): string | undefined {
+  if (name === 'EPERM' || name === 'EACCES') return 'run veil as root (it needs CAP_NET_ADMIN)';
+  switch (stage) {
+    case ERROR_STAGE.tunOpen:
+      return name === 'ENOENT' || name === 'ENODEV' ? 'load the tun module (modprobe tun)' : undefined;
+    case ERROR_STAGE.tunSetIff:
+      if (name === 'EBUSY') return 'another process holds this device, or it exists with other flags (vnetHdr/multiQueue); stop that process or delete the link';
+      if (name === 'EINVAL') return 'a non-TUN link with this name exists, or the flags do not match the existing device; delete it (ip link del NAME)';
+      return undefined;
+    case ERROR_STAGE.tunOffload:
+      return 'this kernel refuses TUN offloads; open the device without vnetHdr';
+    case ERROR_STAGE.udpBind:
+      if (name === 'EADDRINUSE') return 'another socket uses this port; stop it or choose another port';
+      if (name === 'EADDRNOTAVAIL') return 'the address is not configured on any interface in this network namespace';
+      return undefined;
+    case ERROR_STAGE.udpAddress:
+      return 'give an IPv4 (10.0.0.1) or IPv6 (fd00::1) address';
+    case ERROR_STAGE.udpGro:
+      return 'this kernel lacks UDP_GRO (Linux >= 5.0); open the socket without gro';
+    default:
+      return undefined;
+  }
+}
+
+/** A VeilError for a negative addon return; `what` says what was being done ("cannot open /dev/net/tun"). */
+export function nativeError(ret: number, what: string): VeilError {
+  const d = decodeNativeError(ret);
+  return new VeilError(`DATAPATH_${d.name}`, `${what}: ${d.text} (${d.name})`, hintFor(d.stage, d.name));
+}
+
+/** Returns ret when it is >= 0, otherwise throws nativeError(ret, what). */
+export function check(ret: number, what: string): number {
+  if (ret < 0) throw nativeError(ret, what);
+  return ret;
+}
+
+/** The package root: the nearest directory above this file with veil's package.json. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'veil') return dir;
+      } catch { /* keep looking */ }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new VeilError('NATIVE_MISSING', 'cannot find the veil package root', 'run veil from its installed package');
+    dir = up;
+  }
+}
+
+export const ADDON_RELATIVE_PATH = join('build', 'Release', 'veil_datapath.node');
+let loaded: NativeDatapath | undefined;
+
+/** The addon, loaded once per thread. Throws a VeilError telling how to build it when missing. */
+export function native(): NativeDatapath {
+  if (loaded) return loaded;
+  const root = packageRoot();
+  const file = join(root, ADDON_RELATIVE_PATH);
+  if (!existsSync(file)) {
+    throw new VeilError('NATIVE_MISSING', `the native datapath addon ${file} is not built`,
+      `run 'npm ci' in ${root} (needs g++, make and python3; scripts/setup.sh installs them)`);
+  }
+  try {
+    loaded = createRequire(import.meta.url)(file) as NativeDatapath;
+  } catch (e) {
+    throw new VeilError('NATIVE_LOAD', `cannot load ${file}: ${(e as Error).message}`,
+      `rebuild it for this node (${process.version}) with 'npm ci' or 'npx node-gyp rebuild'`);
+  }
+  return loaded;
+}
