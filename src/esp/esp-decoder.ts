@@ -61,6 +61,9 @@ export function decodeEsp(sa: InboundSa | undefined, packet: Uint8Array, nowMs: 
   const seq = sa.replay.infer(readEspSeqLow(packet));
   if (seq < 0 || !sa.replay.check(seq)) return drop(drops, 'replay');
 
+  // RFC 4303 A2.2 reads a number below the window as the next 2^32 block; if its ICV then fails, it
+  // was almost surely an old packet (a genuine jump of ~2^32 is implausible): count it as a replay.
+  const failure: EspDropReason = seq - sa.replay.top > 2 ** 31 ? 'replay' : 'auth-failed';
   const iv = packet.subarray(ESP_HEADER_LENGTH, ivEnd);
   const encrypted = packet.subarray(ivEnd, ivEnd + encryptedLength);
   const icv = packet.subarray(ivEnd + encryptedLength);
@@ -75,13 +78,13 @@ export function decodeEsp(sa: InboundSa | undefined, packet: Uint8Array, nowMs: 
       const mac = createHmac(t.auth === 'hmac(sha256)' ? 'sha256' : 'sha512', t.authKey);
       mac.update(packet.subarray(0, ivEnd + encryptedLength));
       mac.update(esnHighBytes(seq, esnHigh));
-      if (!timingSafeEqual(mac.digest().subarray(0, t.icvLength), icv)) return drop(drops, 'auth-failed');
+      if (!timingSafeEqual(mac.digest().subarray(0, t.icvLength), icv)) return drop(drops, failure);
       const d = createDecipheriv(cipherName(t), t.encKey, iv);
       d.setAutoPadding(false);
       plain = Buffer.concat([d.update(encrypted), d.final()]);
     }
   } catch {
-    return drop(drops, 'auth-failed');
+    return drop(drops, failure);
   }
   const payloadLength = checkEspTrailer(plain);
   if (payloadLength < 0) return drop(drops, 'bad-padding');

@@ -12,10 +12,17 @@ export class EspReplayWindow {
   /** Bit (seq mod size) set = that sequence number was seen; valid for seq in (top - size, top]. */
   readonly #bits: Uint32Array;
 
-  constructor(size = REPLAY_WINDOW_SIZE) {
+  /**
+   * `resumeTop`: a persisted top from before an agent restart (0 = fresh). Only the low 32 bits travel,
+   * so a receiver that restarts while its peer keeps sending above 2^32 must know roughly where the
+   * sequence is to infer the high bits (and it refuses replays of anything up to that top).
+   */
+  constructor(size = REPLAY_WINDOW_SIZE, resumeTop = 0) {
     if (size <= 0 || size % 32 !== 0) throw new RangeError('replay window size must be a positive multiple of 32');
     this.size = size;
-    this.#bits = new Uint32Array(size / 32);
+    this.#bits = new Uint32Array(size / 32).fill(0xffffffff);
+    if (resumeTop === 0) this.#bits.fill(0);
+    this.#top = resumeTop;
   }
 
   get top(): number {

@@ -58,8 +58,9 @@ export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }): 
   return { ...common(p), direction: 'out', sequence: p.sequence };
 }
 
-export function createInboundSa(p: SaParams): InboundSa {
-  return { ...common(p), direction: 'in', replay: new EspReplayWindow(REPLAY_WINDOW_SIZE) };
+/** `replayTop`: the window top persisted before an agent restart, if any (see EspReplayWindow). */
+export function createInboundSa(p: SaParams & { replayTop?: number }): InboundSa {
+  return { ...common(p), direction: 'in', replay: new EspReplayWindow(REPLAY_WINDOW_SIZE, p.replayTop ?? 0) };
 }
 
 /**
