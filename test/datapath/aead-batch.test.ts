@@ -1,0 +1,105 @@
+// Batch AEAD through the native addon, checked byte for byte against node:crypto single-shot.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCipheriv, createDecipheriv, randomBytes, type CipherGCMTypes } from 'node:crypto';
+import { AeadBatch, AeadKey } from '../../src/datapath/aead-batch.js';
+import type { AeadAlgorithm } from '../../src/datapath/native.js';
+import { isVeilError } from '../../src/util/errors.js';
+
+const KEY_LEN: Record<AeadAlgorithm, number> = { 'chacha20-poly1305': 32, 'aes-128-gcm': 16, 'aes-192-gcm': 24, 'aes-256-gcm': 32 };
+
+function referenceSeal(alg: AeadAlgorithm, key: Buffer, nonce: Buffer, aad: Buffer, pt: Buffer, tagLen: number): Buffer {
+  const c = createCipheriv(alg as CipherGCMTypes, key, nonce, { authTagLength: tagLen });
+  if (aad.length) c.setAAD(aad, { plaintextLength: pt.length });
+  return Buffer.concat([c.update(pt), c.final(), c.getAuthTag()]);
+}
+
+function referenceOpen(alg: AeadAlgorithm, key: Buffer, nonce: Buffer, aad: Buffer, ct: Buffer, tagLen: number): Buffer {
+  const d = createDecipheriv(alg as CipherGCMTypes, key, nonce, { authTagLength: tagLen });
+  d.setAuthTag(ct.subarray(ct.length - tagLen));
+  if (aad.length) d.setAAD(aad, { plaintextLength: ct.length - tagLen });
+  return Buffer.concat([d.update(ct.subarray(0, ct.length - tagLen)), d.final()]);
+}
+
+// Lays out packets like the datapath does: [aad | nonce | data | tag] per 2 KiB slot.
+function layout(n: number, aadLen: number) {
+  const buf = Buffer.alloc(n * 2048);
+  const sizes = Array.from({ length: n }, (_, i) => [0, 1, 15, 16, 17, 64, 1420, 1500][i % 8]!);
+  const slots = sizes.map((len, i) => ({ aad: i * 2048, nonce: i * 2048 + 32, data: i * 2048 + 64, len, aadLen }));
+  for (const s of slots) {
+    randomBytes(aadLen).copy(buf, s.aad);
+    randomBytes(12).copy(buf, s.nonce);
+    randomBytes(s.len).copy(buf, s.data);
+  }
+  return { buf, slots };
+}
+
+for (const [alg, aadLen, tagLen] of [
+  ['chacha20-poly1305', 0, 16], ['aes-128-gcm', 0, 16], ['aes-128-gcm', 8, 16], ['aes-256-gcm', 12, 16],
+  ['aes-192-gcm', 8, 16], ['aes-128-gcm', 8, 12], ['chacha20-poly1305', 16, 16],
+] as [AeadAlgorithm, number, number][]) {
+  test(`sealBatch/openBatch ${alg} aad=${aadLen} tag=${tagLen} match node:crypto`, () => {
+    const keyBytes = randomBytes(KEY_LEN[alg]);
+    const key = AeadKey.create(alg, keyBytes, tagLen);
+    const n = 40;
+    const { buf, slots } = layout(n, aadLen);
+    const original = Buffer.from(buf);
+    const batch = new AeadBatch(64);
+    for (const s of slots) batch.add(key, s.data, s.len, s.nonce, s.aad, s.aadLen);
+    assert.equal(batch.seal(buf), n);
+    for (const s of slots) {
+      const pt = original.subarray(s.data, s.data + s.len);
+      const want = referenceSeal(alg, keyBytes, original.subarray(s.nonce, s.nonce + 12), original.subarray(s.aad, s.aad + aadLen), pt, tagLen);
+      assert.deepEqual(buf.subarray(s.data, s.data + s.len + tagLen), want, `packet of ${s.len} bytes`);
+      // node:crypto accepts what we sealed
+      assert.deepEqual(referenceOpen(alg, keyBytes, buf.subarray(s.nonce, s.nonce + 12), buf.subarray(s.aad, s.aad + aadLen),
+        buf.subarray(s.data, s.data + s.len + tagLen), tagLen), pt);
+    }
+    // Tamper: flip a tag bit in packet 3, a ciphertext bit in 5 (if it has data), an AAD bit in 7.
+    buf[slots[3]!.data + slots[3]!.len] ^= 1;
+    if (slots[5]!.len > 0) buf[slots[5]!.data] ^= 0x80;
+    if (aadLen > 0) buf[slots[7]!.aad] ^= 2;
+    const bad = new Set([3, ...(slots[5]!.len > 0 ? [5] : []), ...(aadLen > 0 ? [7] : [])]);
+    const ok = batch.open(buf);
+    assert.equal(ok, n - bad.size);
+    slots.forEach((s, i) => {
+      assert.equal(batch.ok[i], bad.has(i) ? 0 : 1, `ok flag of packet ${i}`);
+      if (!bad.has(i)) assert.deepEqual(buf.subarray(s.data, s.data + s.len), original.subarray(s.data, s.data + s.len));
+    });
+    key.free();
+  });
+}
+
+test('one batch mixes keys and algorithms; a freed or bogus handle fails only its packet', () => {
+  const k1 = AeadKey.create('chacha20-poly1305', randomBytes(32));
+  const k2 = AeadKey.create('aes-128-gcm', randomBytes(16));
+  const k3 = AeadKey.create('aes-256-gcm', randomBytes(32));
+  const buf = Buffer.alloc(4096);
+  const batch = new AeadBatch(8);
+  batch.add(k1, 100, 50, 0);
+  batch.add(k2, 300, 50, 0);
+  batch.add(k3, 500, 50, 0);
+  k3.free();
+  batch.add(k1, 4090, 50, 0); // runs past the buffer
+  assert.equal(batch.seal(buf), 2);
+  assert.deepEqual([...batch.ok.subarray(0, 4)], [1, 1, 0, 0]);
+  batch.descs[0] = 9999;
+  batch.count = 1;
+  assert.equal(batch.seal(buf), 0);
+  k1.free();
+  k2.free();
+});
+
+test('bad keys and tags are VeilErrors', () => {
+  assert.throws(() => AeadKey.create('aes-128-gcm', new Uint8Array(32)), (e) => isVeilError(e) && /16-byte key/.test(e.message));
+  assert.throws(() => AeadKey.create('chacha20-poly1305', new Uint8Array(32), 12), (e) => isVeilError(e) && /12-byte tag/.test(e.message));
+});
+
+test('freed handles are reused and stay independent', () => {
+  const a = AeadKey.create('aes-128-gcm', randomBytes(16));
+  const h = a.handle;
+  a.free();
+  const b = AeadKey.create('aes-128-gcm', randomBytes(16));
+  assert.equal(b.handle, h);
+  b.free();
+});

@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AllowedIps } from '../../src/net/allowed-ips.js';
+import { formatCidr, maskAddress, parseCidr, parseIp, type Cidr } from '../../src/net/cidr.js';
+
+function look<T>(t: AllowedIps<T>, addr: string): T | undefined {
+  const a = parseIp(addr);
+  // at an offset inside a larger buffer, as packets are
+  const buf = new Uint8Array(40);
+  buf.set(a.bytes, 12);
+  return t.lookup(buf, 12, a.family);
+}
+
+test('longest prefix wins, IPv4 and IPv6 kept apart', () => {
+  const t = new AllowedIps<string>();
+  t.insert('10.0.0.0/8', 'a');
+  t.insert('10.1.0.0/16', 'b');
+  t.insert('10.1.2.0/24', 'c');
+  t.insert('10.1.2.3/32', 'd');
+  t.insert('0.0.0.0/0', 'default');
+  t.insert('fd00::/8', 'v6a');
+  t.insert('fd00:1::/32', 'v6b');
+  t.insert('fd00:1:0:0:0:0:0:7/128', 'v6c');
+  assert.equal(look(t, '10.1.2.3'), 'd');
+  assert.equal(look(t, '10.1.2.4'), 'c');
+  assert.equal(look(t, '10.1.3.4'), 'b');
+  assert.equal(look(t, '10.9.3.4'), 'a');
+  assert.equal(look(t, '11.0.0.1'), 'default');
+  assert.equal(look(t, 'fd00:1::7'), 'v6c');
+  assert.equal(look(t, 'fd00:1::8'), 'v6b');
+  assert.equal(look(t, 'fd42::1'), 'v6a');
+  assert.equal(look(t, '2001:db8::1'), undefined);
+  assert.equal(t.size, 8);
+});
+
+test('re-insert replaces, removal falls back to shorter prefixes and prunes', () => {
+  const t = new AllowedIps<string>();
+  t.insert('10.1.0.0/16', 'b');
+  t.insert('10.1.2.0/24', 'c');
+  t.insert('10.1.2.0/24', 'c2');
+  assert.equal(look(t, '10.1.2.9'), 'c2');
+  assert.equal(t.size, 2);
+  assert.ok(t.remove('10.1.2.0/24'));
+  assert.ok(!t.remove('10.1.2.0/24'));
+  assert.ok(!t.remove('10.1.0.0/17'));
+  assert.equal(look(t, '10.1.2.9'), 'b');
+  assert.ok(t.remove('10.1.0.0/16'));
+  assert.equal(look(t, '10.1.2.9'), undefined);
+  assert.equal(t.size, 0);
+  assert.deepEqual(t.entries(), []);
+});
+
+test('removeValue drops every prefix of a peer and leaves the others', () => {
+  const peerA = { name: 'A' }, peerB = { name: 'B' };
+  const t = new AllowedIps<object>();
+  for (const c of ['10.0.1.0/24', '10.0.2.0/24', 'fd00:a::/64', '10.0.1.128/25']) t.insert(c, peerA);
+  for (const c of ['10.0.1.64/26', '10.0.0.0/16', 'fd00:b::/64']) t.insert(c, peerB);
+  assert.deepEqual(t.prefixesOf(peerA).sort(), ['10.0.1.0/24', '10.0.1.128/25', '10.0.2.0/24', 'fd00:a::/64']);
+  assert.equal(t.removeValue(peerA), 4);
+  assert.equal(look(t, '10.0.1.200'), peerB); // falls back to 10.0.0.0/16
+  assert.equal(look(t, '10.0.1.70'), peerB);
+  assert.equal(look(t, 'fd00:a::1'), undefined);
+  assert.equal(look(t, 'fd00:b::1'), peerB);
+  assert.equal(t.size, 3);
+});
+
+// Property check against a linear scan, with random prefixes, lookups and removals.
+test('agrees with a brute-force longest-prefix match on random tables', () => {
+  let seed = 12345;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  for (const family of [4, 6] as const) {
+    const len = family === 4 ? 4 : 16, max = family === 4 ? 32 : 128;
+    const t = new AllowedIps<number>();
+    const model = new Map<string, { c: Cidr; v: number }>();
+    const randAddr = () => {
+      const b = new Uint8Array(len);
+      // few distinct leading bytes so that prefixes nest and share paths
+      for (let i = 0; i < len; i++) b[i] = i < 2 ? [10, 11, 0xfd][rnd(3)]! : rnd(4) * 64 + rnd(2);
+      return b;
+    };
+    for (let round = 0; round < 3000; round++) {
+      const op = rnd(10);
+      if (op < 6) {
+        const p = rnd(max + 1);
+        const c: Cidr = { family, bytes: maskAddress(randAddr(), p), prefixLength: p };
+        t.insert(c, round);
+        model.set(formatCidr(c), { c, v: round });
+      } else if (op < 8 && model.size > 0) {
+        const keys = [...model.keys()];
+        const k = keys[rnd(keys.length)]!;
+        assert.ok(t.remove(parseCidr(k)));
+        model.delete(k);
+      } else {
+        const a = randAddr();
+        let best: { c: Cidr; v: number } | undefined;
+        for (const e of model.values()) {
+          const m = maskAddress(a, e.c.prefixLength);
+          if (m.every((x, i) => x === e.c.bytes[i]) && (!best || e.c.prefixLength > best.c.prefixLength)) best = e;
+        }
+        assert.equal(t.lookup(a, 0, family), best?.v);
+      }
+      assert.equal(t.size, model.size);
+    }
+  }
+});
