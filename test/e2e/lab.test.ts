@@ -1,0 +1,147 @@
+// The lab end to end, through the CLI: 4 nodes, pods on two of them, ping both ways, the plaintext
+// ICMP seen on a node's underlay, and a `lab down` that leaves nothing behind.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { registerPid } from '../../src/lab/pids.js';
+import { openRegistry } from '../../src/control/cluster.js';
+
+const CLUSTER = 'tlabe2e';
+const home = mkdtempSync(join(tmpdir(), 'veil-t-lab-'));
+const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
+delete env['VEIL_CLUSTER'];
+
+function veil(...args: string[]) {
+  return spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', env, timeout: 60_000 });
+}
+function ok(r: ReturnType<typeof veil>) {
+  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+const ourNetns = () => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n')
+  .map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`veil-${CLUSTER}_`));
+const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
+
+before(() => { process.env['VEIL_HOME'] = home; });
+after(() => {
+  veil('lab', 'down', '--name', CLUSTER);
+  rmSync(home, { recursive: true, force: true });
+});
+
+test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothing', async () => {
+  ok(veil('lab', 'up', '--name', CLUSTER, '--nodes', '4'));
+  assert.equal(readFileSync(join(home, 'current-cluster'), 'utf8').trim(), CLUSTER);
+  assert.deepEqual(ourNetns().sort(), ['control-plane', 'fabric', 'worker', 'worker2', 'worker3'].map((s) => `veil-${CLUSTER}_${s}`).sort());
+
+  const nodes = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items;
+  assert.deepEqual(nodes.map((n: { metadata: { name: string } }) => n.metadata.name),
+    [`${CLUSTER}-control-plane`, `${CLUSTER}-worker`, `${CLUSTER}-worker2`, `${CLUSTER}-worker3`]);
+  const worker = nodes[1];
+  assert.deepEqual({ ip: worker.spec.internalIP, cidr: worker.spec.podCIDR, ns: worker.spec.netns, dev: worker.spec.underlayInterface, mtu: worker.spec.mtu },
+    { ip: '172.18.0.3', cidr: '10.244.1.0/24', ns: `veil-${CLUSTER}_worker`, dev: 'eth0', mtu: 1500 });
+  const bootIds = nodes.map((n: { spec: { bootIDFile: string } }) => readFileSync(n.spec.bootIDFile, 'utf8').trim());
+  assert.equal(new Set(bootIds).size, 4, 'each node has its own boot id');
+
+  // NotReady until an agent reports; a fresh ready heartbeat in the registry makes it Ready
+  assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s+<none>\\s+\\d+s\\s+172\\.18\\.0\\.3\\s+10\\.244\\.1\\.0/24$`, 'm'));
+  const reg = openRegistry(CLUSTER);
+  await reg.mutate('Node', `${CLUSTER}-worker`, (cur) => cur && { ...cur, status: { agent: { ready: true, heartbeat: new Date().toISOString(), pid: process.pid } } });
+  reg.close();
+  assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+Ready\\s`, 'm'));
+  assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-control-plane\\s+NotReady\\s+control-plane\\s`, 'm'));
+
+  ok(veil('lab', 'pod', 'create', 'pod-a', '--node', `${CLUSTER}-worker`));
+  ok(veil('lab', 'pod', 'create', 'pod-b', '--node', `${CLUSTER}-worker2`));
+  const pods = ok(veil('lab', 'get', 'pods', '-o', 'wide'));
+  assert.match(pods, new RegExp(`^pod-a\\s+1/1\\s+Running\\s+\\d+s\\s+10\\.244\\.1\\.2\\s+${CLUSTER}-worker$`, 'm'));
+  assert.match(pods, new RegExp(`^pod-b\\s+1/1\\s+Running\\s+\\d+s\\s+10\\.244\\.2\\.2\\s+${CLUSTER}-worker2$`, 'm'));
+
+  // capture on worker's underlay while pinging both ways with a marker payload
+  const cap = spawn('ip', ['netns', 'exec', `veil-${CLUSTER}_worker`, 'tcpdump', '-n', '-l', '-X', '-i', 'eth0', '-c', '4', 'icmp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  registerPid(CLUSTER, 'e2e-capture', cap.pid!);
+  let capOut = '', capErr = '';
+  cap.stdout.on('data', (d) => { capOut += d; });
+  const capDone = new Promise<void>((res) => cap.on('exit', () => res()));
+  await new Promise<void>((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${capErr}`)), 10_000);
+    cap.stderr.on('data', (d) => { capErr += d; if (capErr.includes('listening on')) { clearTimeout(t); res(); } });
+  });
+  ok(veil('lab', 'exec', 'pod-a', '--', 'ping', '-c', '1', '-W', '2', '-p', 'feedc0de', '10.244.2.2'));
+  ok(veil('lab', 'exec', 'pod-b', '--', 'ping', '-c', '1', '-W', '2', '-p', 'feedc0de', '10.244.1.2'));
+  await Promise.race([capDone, new Promise((r) => setTimeout(r, 5000))]);
+  assert.match(capOut, /IP 10\.244\.1\.2 > 10\.244\.2\.2: ICMP echo request/);
+  assert.match(capOut, /IP 10\.244\.2\.2 > 10\.244\.1\.2: ICMP echo reply/);
+  assert.match(capOut, /IP 10\.244\.2\.2 > 10\.244\.1\.2: ICMP echo request/);
+  assert.match(capOut, /IP 10\.244\.1\.2 > 10\.244\.2\.2: ICMP echo reply/);
+  assert.match(capOut, /feed ?c0de/, 'the payload marker is readable on the underlay: plaintext');
+
+  // exit status comes through; errors say what to do and change nothing
+  assert.equal(veil('lab', 'exec', 'pod-a', '--', 'sh', '-c', 'exit 3').status, 3);
+  assert.equal(veil('lab', 'node-exec', `${CLUSTER}-worker3`, '--', 'ip', 'addr', 'show', 'eth0').stdout.includes('172.18.0.5/16'), true);
+  const unknownNode = veil('lab', 'pod', 'create', 'pod-c', '--node', 'nope');
+  assert.equal(unknownNode.status, 1);
+  assert.match(unknownNode.stderr, /node 'nope' not found .*veil lab get nodes/);
+  const unknownPod = veil('lab', 'exec', 'nope', '--', 'true');
+  assert.equal(unknownPod.status, 1);
+  assert.match(unknownPod.stderr, /pod 'nope' not found/);
+  const inUse = veil('lab', 'up', '--name', CLUSTER);
+  assert.equal(inUse.status, 1);
+  assert.match(inUse.stderr, /already exists.*veil lab down --name/);
+  const overlap = veil('lab', 'up', '--name', 'tlabe2e2');
+  assert.equal(overlap.status, 1);
+  assert.match(overlap.stderr, /overlaps .* of lab cluster 'tlabe2e'/);
+  assert.equal(existsSync(join(home, 'clusters', 'tlabe2e2')), false);
+  assert.equal(ourNetns().length, 7);
+
+  // pod delete takes its namespace and veth
+  ok(veil('lab', 'pod', 'create', 'pod-c', '--node', `${CLUSTER}-worker`));
+  const hostLinks = () => spawnSync('ip', ['-n', `veil-${CLUSTER}_worker`, '-o', 'link'], { encoding: 'utf8' }).stdout.match(/veil[0-9a-f]{8}/g) ?? [];
+  assert.equal(hostLinks().length, 2);
+  ok(veil('lab', 'pod', 'delete', 'pod-c'));
+  assert.equal(hostLinks().length, 1);
+  assert.equal(ourNetns().includes(`veil-${CLUSTER}_pod_pod-c`), false);
+
+  // processes: one registered (an "agent"), one stray inside a pod (the safety net)
+  const agent = spawn('ip', ['netns', 'exec', `veil-${CLUSTER}_worker2`, 'sleep', '1000'], { stdio: 'ignore' });
+  const stray = spawn('ip', ['netns', 'exec', `veil-${CLUSTER}_pod_pod-b`, 'sleep', '1001'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300));
+  registerPid(CLUSTER, 'agent-worker2', agent.pid!);
+  assert.ok(alive(agent.pid!) && alive(stray.pid!));
+
+  const down = veil('lab', 'down', '--name', CLUSTER);
+  assert.equal(down.status, 0, down.stderr);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(alive(agent.pid!), false, 'registered process stopped');
+  assert.equal(alive(stray.pid!), false, 'process inside a namespace stopped');
+  assert.equal(alive(cap.pid!), false);
+  assert.deepEqual(ourNetns(), [], 'no namespace left');
+  const rootLinks = spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' }).stdout;
+  assert.doesNotMatch(rootLinks, /veil-n\d|veil-br0|veil[0-9a-f]{8}/, 'no link in the root namespace');
+  assert.equal(existsSync(join(home, 'clusters', CLUSTER)), false, 'no cluster files left');
+  assert.equal(existsSync(join(home, 'current-cluster')), false);
+  assert.equal(spawnSync('pgrep', ['-f', `veil-${CLUSTER}_`]).status, 1, 'no process mentions the cluster');
+
+  const again = veil('lab', 'down', '--name', CLUSTER);
+  assert.equal(again.status, 0);
+  assert.match(again.stdout, /nothing to remove/);
+});
+
+test('e2e lab: down cleans up after a half-finished up', () => {
+  // namespaces of a cluster whose state directory never got written (a crash early in up)
+  for (const s of ['fabric', 'control-plane']) assert.equal(spawnSync('ip', ['netns', 'add', `veil-${CLUSTER}_${s}`]).status, 0);
+  spawnSync('ip', ['-n', `veil-${CLUSTER}_fabric`, 'link', 'add', 'veil-n0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', `veil-${CLUSTER}_control-plane`]);
+  const inUse = veil('lab', 'up', '--name', CLUSTER);
+  assert.equal(inUse.status, 1);
+  assert.match(inUse.stderr, /already exists/);
+  ok(veil('lab', 'down', '--name', CLUSTER));
+  assert.deepEqual(ourNetns(), []);
+  // and then up works again
+  ok(veil('lab', 'up', '--name', CLUSTER, '--nodes', '2', '--mtu', '1400', '--underlay-subnet', '172.30.5.0/24', '--pod-cidr', '10.77.0.0/16'));
+  assert.match(ok(veil('lab', 'node-exec', `${CLUSTER}-worker`, '--', 'ip', 'addr', 'show', 'eth0')), /mtu 1400[\s\S]*172\.30\.5\.3\/24/);
+  assert.match(ok(veil('lab', 'node-exec', `${CLUSTER}-worker`, '--', 'ip', 'route')), /10\.77\.0\.0\/24 via 172\.30\.5\.2 dev eth0/);
+  ok(veil('lab', 'down'));
+  assert.deepEqual(ourNetns(), []);
+});

@@ -1,0 +1,69 @@
+// The lab's pure pieces: addresses, names, option checks.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { allocatePodIP, cidrsOverlap, nodeAddressing, parseCidr } from '../../src/lab/addressing.js';
+import { fabricNetns, netnsPrefix, nodeNames, nodeNetns, podHostInterface, podNetns } from '../../src/lab/names.js';
+import { validateLabOptions } from '../../src/lab/lifecycle.js';
+import { formatAge, nodeReady } from '../../src/lab/objects.js';
+import { isVeilError } from '../../src/util/errors.js';
+
+const code = (c: string) => (e: unknown) => isVeilError(e) && e.code === c;
+
+test('node addressing follows kind: .2 upwards on the underlay, one /24 per node', () => {
+  const u = parseCidr('172.18.0.0/16'), p = parseCidr('10.244.0.0/16');
+  assert.deepEqual(nodeAddressing(0, u, p), { internalIP: '172.18.0.2', underlayPrefix: 16, podCIDR: '10.244.0.0/24', podGateway: '10.244.0.1' });
+  assert.deepEqual(nodeAddressing(3, u, p), { internalIP: '172.18.0.5', underlayPrefix: 16, podCIDR: '10.244.3.0/24', podGateway: '10.244.3.1' });
+  assert.throws(() => nodeAddressing(2, u, parseCidr('10.1.0.0/23')), code('SUBNET_TOO_SMALL'));
+  assert.throws(() => nodeAddressing(2, parseCidr('192.168.0.0/30'), p), code('SUBNET_TOO_SMALL'));
+});
+
+test('pod IP allocation takes the lowest free address from .2', () => {
+  assert.equal(allocatePodIP('10.244.1.0/24', []), '10.244.1.2');
+  assert.equal(allocatePodIP('10.244.1.0/24', ['10.244.1.2', '10.244.1.4']), '10.244.1.3');
+  const all = Array.from({ length: 253 }, (_, i) => `10.244.1.${i + 2}`);
+  assert.throws(() => allocatePodIP('10.244.1.0/24', all), code('POD_CIDR_FULL'));
+});
+
+test('CIDR parsing and overlap', () => {
+  for (const bad of ['10.244.0.0', '10.244.0.0/33', '10.244.0.1/16', '300.1.1.1/8', 'x/8']) assert.throws(() => parseCidr(bad), code('BAD_CIDR'), bad);
+  assert.ok(cidrsOverlap(parseCidr('10.0.0.0/8'), parseCidr('10.244.0.0/16')));
+  assert.ok(!cidrsOverlap(parseCidr('172.18.0.0/16'), parseCidr('172.19.0.0/16')));
+});
+
+test('names: kind-style nodes, namespaces with a per-cluster prefix, short link names', () => {
+  assert.deepEqual(nodeNames('kind', 4), ['kind-control-plane', 'kind-worker', 'kind-worker2', 'kind-worker3']);
+  assert.equal(nodeNetns('kind', 'kind-worker2'), 'veil-kind_worker2');
+  assert.equal(fabricNetns('kind'), 'veil-kind_fabric');
+  assert.equal(podNetns('kind', 'pod-worker'), 'veil-kind_pod_pod-worker');
+  // no other cluster's namespaces can share a cluster's prefix ('_' is not allowed in cluster names)
+  assert.ok(!nodeNetns('kind-x', 'kind-x-worker').startsWith(netnsPrefix('kind')));
+  const ifname = podHostInterface('a-very-long-pod-name-indeed');
+  assert.match(ifname, /^veil[0-9a-f]{8}$/);
+  assert.notEqual(ifname, podHostInterface('another'));
+});
+
+test('lab options are checked before anything is created', () => {
+  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16' });
+  assert.throws(() => validateLabOptions({ name: 'Bad_Name' }), code('INVALID_CLUSTER_NAME'));
+  assert.throws(() => validateLabOptions({ nodes: 0 }), code('BAD_FLAG'));
+  assert.throws(() => validateLabOptions({ mtu: 100 }), code('BAD_FLAG'));
+  assert.throws(() => validateLabOptions({ podCIDR: '172.18.0.0/20' }), code('SUBNET_OVERLAP'));
+  assert.throws(() => validateLabOptions({ podCIDR: '10.1.0.0/24', nodes: 2 }), code('SUBNET_TOO_SMALL'));
+});
+
+test('a node is Ready only with a fresh ready heartbeat', () => {
+  const now = Date.parse('2025-01-01T00:01:00Z');
+  const node = (agent: unknown) => ({ kind: 'Node' as const, metadata: { name: 'n' }, status: agent === undefined ? {} : { agent } });
+  assert.equal(nodeReady(node(undefined), now), false);
+  assert.equal(nodeReady(node({ ready: true, heartbeat: '2025-01-01T00:00:45Z' }), now), true);
+  assert.equal(nodeReady(node({ ready: false, heartbeat: '2025-01-01T00:00:45Z' }), now), false);
+  assert.equal(nodeReady(node({ ready: true, heartbeat: '2025-01-01T00:00:29Z' }), now), false);
+  assert.equal(nodeReady(node({ ready: true, heartbeat: 'garbage' }), now), false);
+});
+
+test('AGE like kubectl', () => {
+  const t0 = Date.parse('2025-01-01T00:00:00Z');
+  const age = (s: number) => formatAge('2025-01-01T00:00:00Z', t0 + s * 1000);
+  assert.deepEqual([age(5), age(119), age(312), age(42 * 60), age(3 * 3600 + 7 * 60), age(20 * 3600), age(53 * 3600), age(12 * 86400)],
+    ['5s', '119s', '5m12s', '42m', '3h7m', '20h', '2d5h', '12d']);
+});
