@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerPid } from '../../src/lab/pids.js';
@@ -144,4 +144,15 @@ test('e2e lab: down cleans up after a half-finished up', () => {
   assert.match(ok(veil('lab', 'node-exec', `${CLUSTER}-worker`, '--', 'ip', 'route')), /10\.77\.0\.0\/24 via 172\.30\.5\.2 dev eth0/);
   ok(veil('lab', 'down'));
   assert.deepEqual(ourNetns(), []);
+});
+
+test('e2e lab: an up that fails half-way leaves nothing behind', () => {
+  // a directory where worker's boot_id file must go: up fails after several namespaces exist
+  mkdirSync(join(home, 'clusters', CLUSTER, 'nodes', `${CLUSTER}-worker`, 'boot_id'), { recursive: true });
+  const r = veil('lab', 'up', '--name', CLUSTER, '--nodes', '3');
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  assert.deepEqual(ourNetns(), [], 'rolled back');
+  assert.equal(existsSync(join(home, 'clusters', CLUSTER)), false);
+  assert.equal(existsSync(join(home, 'current-cluster')), false);
 });
