@@ -1,0 +1,29 @@
+// The node's tunnel device: a persistent TUN (it outlives the agent, so its routes survive a
+// restart and packets wait in the kernel instead of leaking), its MTU, and the node's health
+// address on it (the pod gateway, so probes and node-originated tunnel traffic have a source).
+import { TunDevice } from '../datapath/tun-device.js';
+import { mustRun, run } from '../util/exec.js';
+
+export interface TunnelDeviceOptions {
+  name: string;
+  mtu: number;
+  /** An address of this node inside the tunnel (its pod gateway), /32. */
+  address: string;
+}
+
+export function openTunnelDevice(opts: TunnelDeviceOptions): TunDevice {
+  const tun = TunDevice.open(opts.name, { persist: true });
+  mustRun(['ip', 'link', 'set', 'dev', opts.name, 'mtu', String(opts.mtu), 'up']);
+  mustRun(['ip', 'addr', 'replace', `${opts.address}/32`, 'dev', opts.name]);
+  // Decrypted packets come in with remote pod sources; strict reverse-path filtering must not drop them.
+  run(['sysctl', '-q', '-w', `net.ipv4.conf.${opts.name}.rp_filter=0`]);
+  return tun;
+}
+
+/** The first host address of a pod CIDR (10.244.1.0/24 -> 10.244.1.1): the node's pod gateway. */
+export function podGatewayOf(podCIDR: string): string {
+  const [addr] = podCIDR.split('/');
+  const parts = addr!.split('.').map(Number);
+  parts[3] = parts[3]! + 1;
+  return parts.join('.');
+}

@@ -1,0 +1,177 @@
+// WireGuard mode of the agent: the node's key pair, the veil_wg0 device and its datapath worker,
+// peers from the registry (public key annotation, node IP endpoint, pod CIDR + node IP allowed),
+// and the routes that steer remote pod CIDRs (and node IPs with node encryption) into the tunnel.
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { RegistryObject } from '../control/registry.js';
+import { loadOrGenerateKeyPair, type WireGuardKeyPair } from '../keys/wireguard-keypair.js';
+import { UdpSocket } from '../datapath/udp-socket.js';
+import type { TunDevice } from '../datapath/tun-device.js';
+import { DatapathHost } from '../datapath/datapath-host.js';
+import type { WireguardPeerSpec } from '../datapath/wireguard-engine.js';
+import { errorMessage } from '../util/errors.js';
+import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
+import { HealthProber } from './health-prober.js';
+import { parseDuration } from './settings.js';
+import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
+import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
+import { family } from './metrics.js';
+
+export const WG_DEVICE = 'veil_wg0';
+export const WG_PORT = 51871;
+/** Cilium's MTU overhead for WireGuard: 32 (message) + 40 (outer IP) + 8 (UDP). */
+export const WG_MTU_OVERHEAD = 80;
+export const WG_PUBKEY_ANNOTATION = 'network.veil.io/wg-pub-key';
+
+interface EngineStatus {
+  publicKey: string;
+  listenPort: number;
+  peers: { name: string | null; publicKey: string; endpoint: string | null; allowedIPs: string[]; lastHandshakeUnixMs: number | null; rxBytes: number; txBytes: number }[];
+  counters: Record<string, number>;
+  drops: Record<string, number>;
+}
+
+export class WireguardMode implements EncryptionMode {
+  readonly mode = 'Wireguard' as const;
+  readonly device = WG_DEVICE;
+  private keys!: WireGuardKeyPair;
+  private tun?: TunDevice;
+  private udp?: UdpSocket;
+  private host?: DatapathHost;
+  private prober?: HealthProber;
+  private peerCount = 0;
+  private readonly problems = new Map<string, string>();
+
+  constructor(private readonly ctx: AgentContext) {}
+
+  private get nodeEncryption(): boolean {
+    return this.ctx.settings['encryption.nodeEncryption'];
+  }
+
+  async start(): Promise<void> {
+    const c = this.ctx;
+    this.keys = loadOrGenerateKeyPair(join(c.stateDir, `${WG_DEVICE}.key`));
+    c.log.info(this.keys.generated ? 'generated a new WireGuard key pair' : 'loaded the WireGuard key pair', { publicKey: this.keys.publicKeyBase64 });
+    const mtu = c.underlayMtu - WG_MTU_OVERHEAD;
+    this.tun = openTunnelDevice({ name: WG_DEVICE, mtu, address: podGatewayOf(c.podCIDR) });
+    this.udp = UdpSocket.open(c.internalIP, WG_PORT);
+    const keylog = c.settings['encryption.wireguard.keylogFile'].replace('{node}', c.nodeName);
+    this.host = new DatapathHost({
+      kind: 'wireguard', tun: this.tun.describe(), udp: this.udp.describe(),
+      privateKey: this.keys.privateKey, mtu, keylogFile: keylog || undefined,
+      wallClockOffsetMs: Date.now() - performance.now(),
+    }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });
+    await this.host.whenReady();
+    this.prober = new HealthProber(c.nodeName, podGatewayOf(c.podCIDR), parseDuration(c.settings['agent.healthProbeInterval']));
+    await this.prober.start();
+  }
+
+  async reconcile(peers: PeerNode[]): Promise<void> {
+    const specs: WireguardPeerSpec[] = [];
+    const byKey = new Map<string, string>();
+    this.problems.clear();
+    const keepalive = Math.round(parseDuration(this.ctx.settings['encryption.wireguard.persistentKeepalive']) / 1000);
+    for (const p of peers) {
+      const key = p.object.metadata.annotations?.[WG_PUBKEY_ANNOTATION];
+      if (!key) continue; // its agent has not published a key yet: its prefixes stay fail-closed
+      if (key === this.keys.publicKeyBase64 || byKey.has(key)) {
+        const other = key === this.keys.publicKeyBase64 ? this.ctx.nodeName : byKey.get(key)!;
+        this.problems.set(`peer ${p.name}`, `detected duplicate public key. node "${p.name}" uses same key as existing node "${other}"`);
+        continue;
+      }
+      if (!/^[A-Za-z0-9+/]{43}=$/.test(key) || /^A{43}=$/.test(key)) {
+        this.problems.set(`peer ${p.name}`, `node "${p.name}" publishes an invalid public key`);
+        continue;
+      }
+      byKey.set(key, p.name);
+      specs.push({
+        name: p.name, publicKey: key, endpoint: { address: p.internalIP, port: WG_PORT },
+        allowedIPs: [p.podCIDR, `${p.internalIP}/32`], persistentKeepalive: keepalive,
+      });
+    }
+    await this.host!.request({ type: 'setPeers', peers: specs });
+    this.peerCount = specs.length;
+    for (const [name, msg] of this.problems) this.ctx.health.set(name, 'Degraded', msg);
+    // Steer every remote node's pods into the tunnel, whether or not its key is known yet:
+    // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
+    const wanted = new Set<string>();
+    for (const p of peers) {
+      wanted.add(p.podCIDR);
+      if (this.nodeEncryption) wanted.add(`${p.internalIP}/32`);
+    }
+    steerIntoTunnel([...wanted].map((prefix) => ({ prefix, device: WG_DEVICE })));
+    for (const stale of prefixesOnDevice(WG_DEVICE)) if (!wanted.has(stale)) releasePrefix(stale, WG_DEVICE);
+    this.prober?.setPeers(new Map(peers.map((p) => [p.name, podGatewayOf(p.podCIDR)])));
+    this.checkProbes();
+  }
+
+  private checkProbes(): void {
+    const down = this.prober?.unreachable() ?? [];
+    if (down.length) this.ctx.health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${down.map((d) => d.node).join(', ')}`);
+    else this.ctx.health.ok('node-connectivity');
+  }
+
+  publish(self: RegistryObject): RegistryObject {
+    this.checkProbes();
+    return {
+      ...self,
+      metadata: { ...self.metadata, annotations: { ...(self.metadata.annotations ?? {}), [WG_PUBKEY_ANNOTATION]: this.keys.publicKeyBase64 } },
+      spec: { ...(self.spec ?? {}), encryption: { key: 255 } },
+    };
+  }
+
+  statusDetail(): string {
+    return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.keys.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${this.peerCount})]`;
+  }
+
+  private async engineStatus(): Promise<EngineStatus> {
+    return this.host!.request<EngineStatus>({ type: 'status' });
+  }
+
+  async encryptStatus(): Promise<Record<string, unknown>> {
+    const st = await this.engineStatus();
+    return {
+      mode: 'Wireguard',
+      wireguard: {
+        interfaces: [{
+          name: WG_DEVICE, 'listen-port': st.listenPort, 'public-key': st.publicKey, 'peer-count': st.peers.length,
+          peers: st.peers.map((p) => ({
+            node: p.name ?? undefined, 'public-key': p.publicKey, endpoint: p.endpoint ?? undefined, 'allowed-ips': p.allowedIPs,
+            'last-handshake-time': p.lastHandshakeUnixMs ? new Date(p.lastHandshakeUnixMs).toISOString() : '0001-01-01T00:00:00.000Z',
+            'transfer-rx': p.rxBytes, 'transfer-tx': p.txBytes,
+          })),
+        }],
+        'node-encryption': this.nodeEncryption ? 'Enabled' : 'Disabled',
+      },
+      counters: st.counters,
+      drops: st.drops,
+      probes: this.prober?.list(),
+    };
+  }
+
+  async metrics(): Promise<string> {
+    const st = await this.engineStatus();
+    const now = Date.now();
+    const peer = (p: EngineStatus['peers'][number]) => ({ peer: p.name ?? p.publicKey });
+    const drops = { ...st.drops };
+    for (const k of ['noRoute', 'sourceNotAllowed', 'replay', 'authFailed', 'unknownIndex', 'malformed', 'tooBig', 'sendFailed']) drops[`datapath_${k}`] = st.counters[k] ?? 0;
+    return [
+      family('veil_wireguard_peers', 'gauge', 'Configured WireGuard peers.', [{ value: st.peers.length }]),
+      family('veil_wireguard_peer_rx_bytes_total', 'counter', 'Bytes received from a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.rxBytes }))),
+      family('veil_wireguard_peer_tx_bytes_total', 'counter', 'Bytes sent to a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.txBytes }))),
+      family('veil_wireguard_peer_handshake_age_seconds', 'gauge', 'Seconds since the latest handshake with a peer (-1: never).', st.peers.map((p) => ({ labels: peer(p), value: p.lastHandshakeUnixMs ? (now - p.lastHandshakeUnixMs) / 1000 : -1 }))),
+      family('veil_datapath_packets_total', 'counter', 'Inner packets through the tunnel.', [
+        { labels: { direction: 'tx' }, value: st.counters['txPackets'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxPackets'] ?? 0 }]),
+      family('veil_datapath_bytes_total', 'counter', 'Inner bytes through the tunnel.', [
+        { labels: { direction: 'tx' }, value: st.counters['txBytes'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxBytes'] ?? 0 }]),
+      family('veil_datapath_drops_total', 'counter', 'Dropped packets by reason.', Object.entries(drops).map(([reason, value]) => ({ labels: { reason }, value }))),
+    ].join('');
+  }
+
+  async stop(): Promise<void> {
+    this.prober?.stop();
+    await this.host?.stop();
+    this.udp?.close();
+    this.tun?.close();
+  }
+}

@@ -1,0 +1,67 @@
+// The agent's side of the datapath worker: starts it, sends it control requests, stops it.
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { VeilError } from '../util/errors.js';
+import type { ControlReply, ControlRequest } from './engine.js';
+
+const WORKER_JS = join(dirname(fileURLToPath(import.meta.url)), 'datapath-worker.js');
+
+export class DatapathHost {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private exited = false;
+  private readonly ready: Promise<void>;
+
+  /** Starts the worker; `init` is its workerData (engine kind, fds, keys). */
+  constructor(init: Record<string, unknown>, onFatal: (e: Error) => void) {
+    this.worker = new Worker(WORKER_JS, { workerData: init, name: 'veil-datapath' });
+    let readyResolve: () => void = () => undefined;
+    let readyReject: (e: Error) => void = () => undefined;
+    this.ready = new Promise((res, rej) => { readyResolve = res; readyReject = rej; });
+    this.worker.on('message', (m: ControlReply | { ready: true }) => {
+      if ('ready' in m) { readyResolve(); return; }
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new VeilError(m.error!.code, m.error!.message, m.error!.hint));
+    });
+    this.worker.on('error', (e) => { readyReject(e); onFatal(e); });
+    this.worker.on('exit', (code) => {
+      this.exited = true;
+      const err = new VeilError('DATAPATH_EXITED', `the datapath worker exited (code ${code})`);
+      readyReject(err);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+  }
+
+  /** Resolves once the worker has set up its engine. */
+  whenReady(): Promise<void> {
+    return this.ready;
+  }
+
+  request<T = unknown>(request: ControlRequest, timeoutMs = 5000): Promise<T> {
+    if (this.exited) return Promise.reject(new VeilError('DATAPATH_EXITED', 'the datapath worker is not running'));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new VeilError('DATAPATH_TIMEOUT', `the datapath did not answer '${request.type}' within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (v) => { clearTimeout(timer); resolve(v as T); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+      this.worker.postMessage({ id, request });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    await this.request({ type: 'stop' }, 2000).catch(() => undefined);
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,50 @@
+// The datapath worker's loop: wait for the TUN or the UDP socket, let the engine move batches,
+// run timers, answer control requests. It blocks in poll(2), so control messages are read
+// synchronously (receiveMessageOnPort) between waits.
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { native } from './native.js';
+import type { ControlEnvelope, ControlReply, DatapathEngine } from './engine.js';
+import { isVeilError, errorMessage } from '../util/errors.js';
+
+/** Longest a wait may block, so that control requests are answered promptly. */
+const MAX_WAIT_MS = 20;
+/** Batches per readiness before looking at the other fd (fairness between directions). */
+const BURST = 8;
+
+export function runWorkerLoop(engine: DatapathEngine, tunFd: number, udpFd: number, port: MessagePort): void {
+  const fds = Int32Array.of(tunFd, udpFd);
+  const n = native();
+  let running = true;
+  while (running) {
+    for (;;) {
+      const m = receiveMessageOnPort(port);
+      if (!m) break;
+      const env = m.message as ControlEnvelope;
+      if (env.request.type === 'stop') running = false;
+      port.postMessage(answer(engine, env));
+    }
+    if (!running) break;
+    let now = performance.now();
+    const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline() - now)));
+    const ready = n.waitReadable(fds, 2, wait);
+    now = performance.now();
+    if (ready > 0) {
+      if (ready & 1) for (let i = 0; i < BURST && engine.fromTunnel(now) > 0; i++);
+      if (ready & 2) for (let i = 0; i < BURST && engine.fromNetwork(now) > 0; i++);
+    }
+    if (engine.nextDeadline() <= now) engine.tick(now);
+  }
+  engine.close();
+}
+
+function answer(engine: DatapathEngine, env: ControlEnvelope): ControlReply {
+  try {
+    return { id: env.id, ok: true, value: env.request.type === 'stop' ? null : engine.control(env.request) };
+  } catch (e) {
+    return {
+      id: env.id, ok: false,
+      error: isVeilError(e) ? { code: e.code, message: e.message, hint: e.hint } : { code: 'DATAPATH', message: errorMessage(e) },
+    };
+  }
+}
