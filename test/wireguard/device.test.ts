@@ -1,13 +1,380 @@
+// Two Devices talking through byte arrays with a fake clock: handshake, data, rotation, rekey,
+// expiry, keepalives, retransmission, give-up, replay, hostile input, cookies, 10 minutes of timers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pair, ipv4Packet } from './harness.js';
+import { Pair, ipv4Packet, EP_A, EP_B } from './harness.js';
+import { generatePrivateKey, aeadSeal, aeadOpen, counterNonce, isAllZero } from '../../src/crypto/index.js';
+import {
+  Device, REKEY_AFTER_MESSAGES, REJECT_AFTER_MESSAGES, MESSAGE_TRANSPORT_HEADER_SIZE, writeTransportHeader,
+  transportCounter, transportReceiver, type Action,
+} from '../../src/wireguard/index.js';
 
-test('handshake, then data both ways', () => {
+const INIT = 1, RESP = 2, COOKIE = 3, DATA = 4;
+
+test('handshake, then data both ways; initiator uses the new keypair at once, responder after confirmation', () => {
   const p = new Pair();
+  p.filter = (from, d) => !(from === 'a' && d[0] === DATA); // lose A's first data packet
+  p.send('a', ipv4Packet('lost'));
+  assert.ok(p.peerB.current, 'initiator: current at once');
+  assert.equal(p.peerB.current!.isInitiator, true);
+  assert.equal(p.peerA.current, null, 'responder: nothing confirmed yet');
+  assert.ok(p.peerA.next, 'responder: new keypair waits in next');
+  // B has data for A but no confirmed keypair: it is staged, not sent under `next`.
+  const before = p.wire.length;
+  p.send('b', ipv4Packet('early'));
+  assert.equal(p.sent('b', DATA, before).length, 0);
+  assert.equal(p.peerA.staged.length, 1);
+  p.filter = () => true;
   p.send('a', ipv4Packet('hello b'));
-  assert.equal(p.tunnel.b.length, 1);
-  assert.deepEqual(p.tunnel.b[0], ipv4Packet('hello b'));
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('hello b')]);
+  assert.ok(p.peerA.current && !p.peerA.next, 'first data under next promoted it');
+  assert.deepEqual(p.tunnel.a, [ipv4Packet('early')], 'staged packet flushed on confirmation');
   p.send('b', ipv4Packet('hello a'));
-  assert.deepEqual(p.tunnel.a, [ipv4Packet('hello a')]);
-  console.log(p.wire.map(w => w.from + w.datagram[0] + ':' + w.datagram.length).join(' '));
+  assert.deepEqual(p.tunnel.a.at(-1), ipv4Packet('hello a'));
+  assert.equal(p.a.stats.handshakesCompleted, 1);
+  assert.equal(p.b.stats.handshakesCompleted, 1);
+  assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
+});
+
+test('transport format: padding to 16, counter nonce, keepalive is 32 bytes', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('x'));
+  const data = p.sent('a', DATA);
+  assert.equal(data.length, 1);
+  assert.equal(data[0]!.length, 16 + 32 + 16); // 21-byte packet padded to 32
+  assert.equal(transportCounter(data[0]!), 0);
+  assert.equal(transportReceiver(data[0]!), p.peerB.current!.remoteIndex);
+  const plain = aeadOpen(p.peerA.current!.receiveKey, counterNonce(0), data[0]!.subarray(16));
+  assert.deepEqual(plain!.subarray(0, 21), ipv4Packet('x'));
+  assert.ok(isAllZero(plain!.subarray(21)));
+  p.advance(11_000);
+  const keepalives = p.sent('b', DATA).filter((d) => d.length === 32);
+  assert.equal(keepalives.length, 1, 'passive keepalive after KEEPALIVE_TIMEOUT');
+});
+
+test('rekey after REKEY_AFTER_TIME (initiator), traffic continues, previous keypair kept', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  const first = p.peerB.current!;
+  let initiations = p.sent('a', INIT).length;
+  for (let s = 1; s <= 119; s++) {
+    p.advance(1000);
+    p.send('a', ipv4Packet(`t${s}`));
+    p.send('b', ipv4Packet(`r${s}`));
+  }
+  assert.equal(p.sent('a', INIT).length, initiations, 'no rekey before 120 s');
+  assert.equal(p.sent('b', INIT).length, 0, 'responder never rekeys on time');
+  p.advance(1500);
+  p.send('a', ipv4Packet('after 120 s'));
+  initiations = p.sent('a', INIT).length;
+  assert.equal(initiations, 2, 'the packet after 120 s triggered a new handshake');
+  assert.notEqual(p.peerB.current, first);
+  assert.equal(p.peerB.previous, first);
+  p.send('a', ipv4Packet('new session'));
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('new session'));
+  assert.equal(p.tunnel.b.length, 121 + 1);
+  assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
+});
+
+test('REJECT_AFTER_TIME: a 180 s old keypair is neither used nor accepted', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  // a datagram sealed now but delivered after REJECT_AFTER_TIME (no hooks: the timers stay quiet)
+  const kp = p.peerB.current!;
+  const counter = kp.reserveSendCounters(1);
+  const sealed = aeadSeal(kp.sendKey, counterNonce(counter), ipv4Packet('late'));
+  const late = new Uint8Array(16 + sealed.length);
+  writeTransportHeader(late, kp.remoteIndex, counter);
+  late.set(sealed, 16);
+  p.advance(179_000, 1000);
+  assert.equal(p.peerB.currentSendKeypair(p.now), kp);
+  p.advance(2000, 1000);
+  assert.equal(p.peerB.currentSendKeypair(p.now), null);
+  const r = p.b.decapsulate(late, EP_A, p.now);
+  assert.deepEqual(r.map((x) => x.kind === 'drop' && x.reason), ['keypairExpired']);
+  const before = p.wire.length;
+  const acts = p.a.encapsulate(p.peerB, ipv4Packet('fresh'), p.now);
+  assert.ok(acts.some((x) => x.kind === 'queued'));
+  p.run('a', acts);
+  assert.equal(p.sent('a', INIT, before).length, 1);
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('fresh'));
+});
+
+test('REKEY_AFTER_MESSAGES and REJECT_AFTER_MESSAGES', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  p.advance(6000); // past the REKEY_TIMEOUT rate limit on initiations
+  p.peerB.current!.sendCounter = REKEY_AFTER_MESSAGES + 1024; // 2^60 + 1 is not a distinct float
+  let before = p.wire.length;
+  p.send('b', ipv4Packet('many')); // B (responder) also rekeys on message count
+  assert.equal(p.sent('b', INIT, before).length, 0, 'counter is on A\'s keypair, not B\'s');
+  p.send('a', ipv4Packet('many'));
+  assert.equal(p.sent('a', INIT, before).length, 1);
+  p.advance(6000);
+  p.peerB.current!.sendCounter = REJECT_AFTER_MESSAGES;
+  before = p.wire.length;
+  const acts = p.a.encapsulate(p.peerB, ipv4Packet('no counters left'), p.now);
+  assert.ok(acts.some((x) => x.kind === 'queued'));
+  p.run('a', acts);
+  assert.equal(p.sent('a', INIT, before).length, 1);
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('no counters left'));
+});
+
+test('lost response: initiation retransmitted after REKEY_TIMEOUT + jitter, then completes', () => {
+  const p = new Pair();
+  let dropped = 0;
+  p.filter = (from, d) => !(from === 'b' && d[0] === RESP && dropped++ === 0);
+  const t0 = p.now;
+  p.send('a', ipv4Packet('wait for me'));
+  assert.equal(p.tunnel.b.length, 0);
+  p.advance(4900, 10);
+  assert.equal(p.sent('a', INIT).length, 1);
+  p.advance(500, 10);
+  assert.equal(p.sent('a', INIT).length, 2);
+  const second = p.wire.findIndex((w, i) => w.from === 'a' && w.datagram[0] === INIT && i > 0);
+  assert.ok(second > 0);
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('wait for me')]);
+  assert.ok(p.now - t0 <= 5400);
+});
+
+test('give up after REKEY_ATTEMPT_TIME: no more initiations, staged packets dropped', () => {
+  const p = new Pair();
+  p.filter = (from) => from !== 'a';
+  p.send('a', ipv4Packet('never arrives'));
+  p.advance(120_000, 50);
+  const attempts = p.sent('a', INIT).length;
+  assert.equal(attempts, 20, 'initial + 19 retries (wireguard-go: MaxTimerHandshakes + 2)');
+  assert.equal(p.a.stats.drops.handshakeGaveUp, 1);
+  assert.equal(p.peerB.staged.length, 0);
+  p.advance(60_000, 500);
+  assert.equal(p.sent('a', INIT).length, attempts, 'silent after giving up');
+  // new data starts over
+  p.filter = () => true;
+  p.send('a', ipv4Packet('again'));
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('again')]);
+});
+
+test('data sent but nothing received for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT: new handshake', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.filter = (from) => from === 'a'; // B's answers (keepalives included) are lost
+  const before = p.wire.length;
+  p.send('a', ipv4Packet('anyone there?'));
+  p.advance(14_900, 50);
+  assert.equal(p.sent('a', INIT, before).length, 0);
+  p.advance(500, 50);
+  assert.equal(p.sent('a', INIT, before).length, 1);
+});
+
+test('persistent keepalive and 10 minutes of timers in milliseconds', () => {
+  const p = new Pair({ keepaliveA: 25 });
+  const t = performance.now();
+  p.send('a', ipv4Packet('start'));
+  p.advance(600_000, 250);
+  const elapsed = performance.now() - t;
+  const keepalives = p.sent('a', DATA).filter((d) => d.length === 32).length;
+  // 600 s / 25 s = 24 persistent ones, plus one confirming each of the ~5 handshakes
+  assert.ok(keepalives >= 24 && keepalives <= 30, `keepalives: ${keepalives}`);
+  assert.ok(p.a.stats.handshakesCompleted >= 4, 'keepalives keep the session fresh: rekeys every ~2 min');
+  assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
+  assert.ok(elapsed < 3000, `10 minutes simulated in ${elapsed.toFixed(0)} ms`);
+  p.send('b', ipv4Packet('still alive'));
+  assert.deepEqual(p.tunnel.a.at(-1), ipv4Packet('still alive'));
+});
+
+test('keys erased after 3 * REJECT_AFTER_TIME without a new session', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  const kp = p.peerB.current!;
+  const idx = kp.localIndex;
+  p.advance(539_000, 1000);
+  assert.ok(p.peerB.current);
+  p.advance(2000, 1000);
+  assert.equal(p.peerB.current, null);
+  assert.ok(isAllZero(kp.sendKey) && isAllZero(kp.receiveKey));
+  assert.equal(p.a.keypairByReceiverIndex(idx), undefined);
+  assert.equal(p.peerA.current, null);
+});
+
+test('replayed initiation and duplicated data are dropped and counted', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('one'));
+  const init = p.sent('a', INIT)[0]!;
+  const data = p.sent('a', DATA)[0]!;
+  const r1 = p.b.decapsulate(init, EP_A, p.now + 1000);
+  assert.deepEqual(r1.map((x) => x.kind === 'drop' && x.reason), ['staleTimestamp']);
+  const r2 = p.b.decapsulate(data, EP_A, p.now);
+  assert.deepEqual(r2.map((x) => x.kind === 'drop' && x.reason), ['replay']);
+  assert.equal(p.b.stats.drops.staleTimestamp, 1);
+  assert.equal(p.b.stats.drops.replay, 1);
+  assert.equal(p.tunnel.b.length, 1);
+});
+
+test('out-of-order delivery inside the window (2048+) accepted, duplicates and too-old dropped', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.filter = () => false;
+  for (let i = 0; i < 5000; i++) p.send('a', ipv4Packet(`n${i}`));
+  const data = p.sent('a', DATA).slice(1); // counters 1..5000
+  assert.equal(data.length, 5000);
+  const deliver = (d: Uint8Array) => p.b.decapsulate(d, EP_A, p.now);
+  const newest = data.at(-1)!;
+  assert.equal(deliver(newest)[0]!.kind, 'tunnel');
+  let accepted = 0;
+  for (let i = data.length - 2; i >= data.length - 1 - 2048; i--) {
+    if (deliver(data[i]!).some((x) => x.kind === 'tunnel')) accepted++;
+  }
+  assert.equal(accepted, 2048, '2048 older packets, newest-first, all accepted');
+  assert.deepEqual(deliver(data[data.length - 5]!).map((x) => x.kind === 'drop' && x.reason), ['replay']);
+  assert.deepEqual(deliver(data[0]!).map((x) => x.kind === 'drop' && x.reason), ['replay'], '5000 behind is outside the window');
+});
+
+test('garbage, truncated and malformed datagrams are counted, never thrown', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  const samples: Uint8Array[] = [new Uint8Array(0), Uint8Array.of(1), Uint8Array.of(4, 0, 0)];
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 48271) % 2147483647) & 0xff);
+  for (let n = 0; n < 300; n++) samples.push(Uint8Array.from({ length: n % 200 }, rnd));
+  for (const real of p.wire.map((w) => w.datagram)) {
+    for (const cut of [1, 4, 15, 16, 31, real.length - 1]) if (cut < real.length) samples.push(real.subarray(0, cut));
+    const flipped = Uint8Array.from(real);
+    flipped[flipped.length - 20]! ^= 0x40;
+    samples.push(flipped);
+    const reserved = Uint8Array.from(real);
+    reserved[2] = 1;
+    samples.push(reserved);
+    if (real[0] === DATA) {
+      const unseen = Uint8Array.from(real);
+      unseen[9] = 0x55; // a counter never used: reaches the AEAD, which refuses it
+      samples.push(unseen);
+    }
+    const longer = new Uint8Array(real.length + 1);
+    longer.set(real);
+    if (real[0] !== DATA) samples.push(longer);
+  }
+  for (const s of samples) {
+    for (const dev of [p.a, p.b]) {
+      const out = dev.decapsulate(s, EP_A, p.now);
+      assert.ok(out.every((x) => x.kind === 'drop'), `no effect from garbage ${Buffer.from(s.subarray(0, 8)).toString('hex')}`);
+    }
+  }
+  const drops = p.b.stats.drops;
+  assert.ok(drops.badLength > 0 && drops.badType > 0 && drops.decryptFailed > 0 && drops.mac1Invalid > 0);
+  assert.equal(p.b.stats.totalDrops(), samples.length);
+  // the session still works
+  p.send('a', ipv4Packet('still fine'));
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('still fine'));
+});
+
+test('handshake from an unknown key, and to the wrong device, are dropped', () => {
+  const p = new Pair();
+  const c = new Device({ privateKey: generatePrivateKey().raw });
+  const bAsSeenByC = c.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B });
+  const init = c.encapsulate(bAsSeenByC, ipv4Packet('hi'), p.now).find((x) => x.kind === 'network')!;
+  assert.ok(init.kind === 'network');
+  const r = p.b.decapsulate(init.datagram, { address: '192.0.2.9', port: 1 }, p.now);
+  assert.deepEqual(r.map((x) => x.kind === 'drop' && x.reason), ['handshakeForUnknownKey']);
+  const r2 = p.a.decapsulate(init.datagram, { address: '192.0.2.9', port: 1 }, p.now);
+  assert.deepEqual(r2.map((x) => x.kind === 'drop' && x.reason), ['mac1Invalid']);
+});
+
+test('under load: cookie reply, then the retransmission carries mac2 and is accepted', () => {
+  const p = new Pair();
+  p.b.underLoad = true;
+  p.send('a', ipv4Packet('busy?'));
+  assert.equal(p.sent('b', COOKIE).length, 1);
+  assert.equal(p.sent('b', RESP).length, 0);
+  assert.equal(p.b.stats.drops.mac2Required, 1);
+  assert.equal(p.peerB.cookieGenerator.hasCookie(p.now), true);
+  p.advance(5500, 50);
+  assert.equal(p.sent('a', INIT).length, 2);
+  assert.equal(p.sent('b', RESP).length, 1, 'initiation with mac2 accepted under load');
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('busy?')]);
+  // a forged cookie reply is refused
+  const forged = Uint8Array.from(p.sent('b', COOKIE)[0]!);
+  new DataView(forged.buffer).setUint32(4, p.peerB.current!.localIndex, true);
+  forged[40]! ^= 1;
+  assert.deepEqual(p.a.decapsulate(forged, EP_B, p.now).map((x) => x.kind === 'drop' && x.reason), ['cookieDecryptFailed']);
+});
+
+test('endpoint roaming: any authenticated packet updates the endpoint; unknown endpoint learned', () => {
+  const p = new Pair({ endpointOnB: false });
+  assert.equal(p.peerA.endpoint, null);
+  p.send('a', ipv4Packet('hi'));
+  assert.deepEqual(p.peerA.endpoint, EP_A);
+  const roamed = { address: '198.51.100.7', port: 40000 };
+  p.filter = () => false;
+  p.send('a', ipv4Packet('from elsewhere'));
+  const d = p.sent('a', DATA).at(-1)!;
+  p.b.decapsulate(d, roamed, p.now);
+  assert.deepEqual(p.peerA.endpoint, roamed);
+  const forged = Uint8Array.from(d);
+  forged[20]! ^= 1;
+  p.b.decapsulate(forged, { address: '203.0.113.66', port: 1 }, p.now);
+  assert.deepEqual(p.peerA.endpoint, roamed, 'unauthenticated packets do not move the endpoint');
+});
+
+test('preshared key: matching works, mismatch fails the handshake', () => {
+  const psk = new Uint8Array(32).fill(9);
+  const ok = new Pair({ psk });
+  ok.send('a', ipv4Packet('psk'));
+  assert.deepEqual(ok.tunnel.b, [ipv4Packet('psk')]);
+  const bad = new Pair();
+  bad.peerA.handshake.presharedKey = new Uint8Array(32).fill(1);
+  bad.send('a', ipv4Packet('psk'));
+  assert.equal(bad.tunnel.b.length, 0);
+  assert.equal(bad.a.stats.drops.handshakeDecryptFailed, 1);
+});
+
+test('key log lines for each handshake side', () => {
+  const p = new Pair({ keylog: true });
+  p.send('a', ipv4Packet('log'));
+  assert.equal(p.keylog.length, 2);
+  for (const text of p.keylog) {
+    assert.match(text, /^LOCAL_STATIC_PRIVATE_KEY = [A-Za-z0-9+/]{43}=\nREMOTE_STATIC_PUBLIC_KEY = [A-Za-z0-9+/]{43}=\nLOCAL_EPHEMERAL_PRIVATE_KEY = [A-Za-z0-9+/]{43}=\nPRESHARED_KEY = A{43}=\n$/);
+  }
+  assert.ok(p.keylog[0]!.includes(`REMOTE_STATIC_PUBLIC_KEY = ${p.b.publicKeyBase64}`));
+});
+
+test('batched datapath API: raw keys, reserved counters, hooks keep protocol state', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  const kp = p.peerB.currentSendKeypair(p.now)!;
+  const first = kp.reserveSendCounters(3);
+  const datagrams = [0, 1, 2].map((i) => {
+    const sealed = aeadSeal(kp.sendKey, counterNonce(first + i), ipv4Packet(`batch${i}`.padEnd(12, '.')));
+    const d = new Uint8Array(MESSAGE_TRANSPORT_HEADER_SIZE + sealed.length);
+    writeTransportHeader(d, kp.remoteIndex, first + i);
+    d.set(sealed, MESSAGE_TRANSPORT_HEADER_SIZE);
+    return d;
+  });
+  assert.deepEqual(p.peerB.onDataSent(p.now, datagrams.reduce((n, d) => n + d.length, 0)), []);
+  // receive on B "natively"
+  let plaintextBytes = 0;
+  for (const d of datagrams) {
+    const rk = p.b.keypairByReceiverIndex(transportReceiver(d))!;
+    assert.ok(rk && rk.canReceive(p.now));
+    const counter = transportCounter(d);
+    const plain = aeadOpen(rk.receiveKey, counterNonce(counter), d.subarray(16))!;
+    assert.ok(rk.replay.check(counter));
+    assert.equal(rk.replay.check(counter), false);
+    plaintextBytes += plain.length;
+  }
+  const rk = p.b.keypairByReceiverIndex(transportReceiver(datagrams[0]!))!;
+  const acts: readonly Action[] = rk.peer.onAuthenticatedDataReceived(rk, p.now, EP_A, plaintextBytes, 3);
+  assert.deepEqual(acts, []);
+  assert.ok(p.peerA.timers.sendKeepalive !== null, 'passive keepalive armed by the hook');
+  assert.equal(p.b.stats.dataPacketsReceived, 1 + 3);
+  // the single-packet path continues after the batch's counters
+  p.send('a', ipv4Packet('after batch'));
+  assert.equal(transportCounter(p.sent('a', DATA).at(-1)!), first + 3);
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('after batch'));
+  assert.equal(p.sent('b', DATA).length >= 1, true);
+  void EP_B;
 });

@@ -1,0 +1,135 @@
+// Replay window, message parsing, TAI64N, the Noise constants and the handshake state machine alone.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  ReplayWindow, REPLAY_WINDOW_SIZE, parseInitiation, parseResponse, parseCookieReply, checkTransport, messageType,
+  serializeInitiation, serializeResponse, tai64n, tai64nAfter, INITIAL_CHAIN_KEY, INITIAL_HASH, StaticIdentity,
+  MESSAGE_INITIATION_SIZE, MESSAGE_RESPONSE_SIZE, MESSAGE_COOKIE_REPLY_SIZE, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES_BIG,
+  REJECT_AFTER_MESSAGES_BIG, innerPacketLength, paddedLength,
+} from '../../src/wireguard/index.js';
+import { Handshake, createInitiation, consumeInitiation, createResponse, consumeResponse, deriveSessionKeys } from '../../src/wireguard/noise-handshake.js';
+import { generatePrivateKey, hash } from '../../src/crypto/index.js';
+
+test('replay window: in-order, duplicates, out-of-order, window edge, limit', () => {
+  assert.ok(REPLAY_WINDOW_SIZE >= 2048);
+  const w = new ReplayWindow();
+  assert.ok(w.check(0));
+  assert.equal(w.check(0), false);
+  for (let i = 1; i < 100; i++) assert.ok(w.check(i));
+  assert.ok(w.check(10_000));
+  assert.ok(w.check(10_000 - REPLAY_WINDOW_SIZE + 1), 'oldest counter inside the window');
+  assert.equal(w.check(10_000 - REPLAY_WINDOW_SIZE), false, 'just outside');
+  assert.ok(w.check(9_999));
+  assert.equal(w.wouldAccept(9_999), false);
+  assert.ok(w.wouldAccept(9_998));
+  assert.ok(w.check(1e12), 'big jump clears the ring');
+  assert.ok(w.check(1e12 - 5));
+  assert.equal(w.check(1e12 - 5), false);
+  assert.equal(w.check(-1), false);
+  assert.equal(w.check(REJECT_AFTER_MESSAGES), false);
+  const small = new ReplayWindow(10);
+  assert.ok(small.check(9));
+  assert.equal(small.check(10), false, 'counters at the limit are rejected');
+  assert.equal(REKEY_AFTER_MESSAGES_BIG, 2n ** 60n);
+  assert.equal(REJECT_AFTER_MESSAGES_BIG, 2n ** 64n - 2n ** 13n - 1n);
+});
+
+test('replay window: every permutation inside a 2048 block accepted exactly once', () => {
+  const w = new ReplayWindow();
+  const order = Array.from({ length: 4096 }, (_, i) => i);
+  let seed = 3;
+  for (let i = order.length - 1; i > 0; i--) {
+    seed = (seed * 48271) % 2147483647;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  // shuffle only locally (within 2048 of the max) so everything stays inside the window
+  order.sort((a, b) => Math.floor(a / 2048) - Math.floor(b / 2048));
+  let ok = 0;
+  for (const c of order) if (w.check(c)) ok++;
+  assert.equal(ok, 4096);
+  for (const c of order) assert.equal(w.check(c), false);
+});
+
+test('message parsers: strict sizes and types, round trips', () => {
+  const init = serializeInitiation({
+    sender: 0xdeadbeef, ephemeral: new Uint8Array(32).fill(1), encryptedStatic: new Uint8Array(48).fill(2),
+    encryptedTimestamp: new Uint8Array(28).fill(3), mac1: new Uint8Array(16).fill(4), mac2: new Uint8Array(16).fill(5),
+  });
+  assert.equal(init.length, MESSAGE_INITIATION_SIZE);
+  const m = parseInitiation(init);
+  assert.ok(typeof m !== 'string');
+  assert.equal(m.sender, 0xdeadbeef);
+  assert.deepEqual(m.mac2, new Uint8Array(16).fill(5));
+  assert.equal(parseInitiation(init.subarray(0, 147)), 'badLength');
+  assert.equal(parseResponse(init), 'badType');
+  const resp = serializeResponse({
+    sender: 1, receiver: 2, ephemeral: new Uint8Array(32), encryptedNothing: new Uint8Array(16), mac1: new Uint8Array(16), mac2: new Uint8Array(16),
+  });
+  assert.equal(resp.length, MESSAGE_RESPONSE_SIZE);
+  const r = parseResponse(resp);
+  assert.ok(typeof r !== 'string' && r.receiver === 2);
+  assert.equal(parseCookieReply(new Uint8Array(MESSAGE_COOKIE_REPLY_SIZE).fill(0).map((_, i) => (i === 0 ? 3 : 0))).constructor, Object);
+  assert.equal(parseCookieReply(Uint8Array.of(3, 0, 0, 0)), 'badLength');
+  assert.equal(checkTransport(Uint8Array.of(4, 0, 0, 0, 1)), 'badLength');
+  assert.equal(checkTransport(new Uint8Array(32).map((_, i) => (i === 0 ? 4 : 0))), null);
+  assert.equal(messageType(Uint8Array.of(5, 0, 0, 0)), 0);
+  assert.equal(messageType(Uint8Array.of(1, 0, 1, 0)), 0);
+});
+
+test('TAI64N: 12 bytes, ordered by time, label 2^62 + 10 + seconds', () => {
+  const t = tai64n(1_700_000_000_123);
+  assert.equal(t.length, 12);
+  assert.equal(new DataView(t.buffer).getBigUint64(0), 0x4000000000000000n + 10n + 1_700_000_000n);
+  assert.ok(tai64nAfter(tai64n(1_700_000_001_000), t));
+  assert.equal(tai64nAfter(t, t), false);
+  assert.equal(tai64nAfter(tai64n(1_700_000_000_000), t), false);
+});
+
+test('Noise constants: initial chaining key and hash', () => {
+  assert.deepEqual(INITIAL_CHAIN_KEY, hash(new Uint8Array(Buffer.from('Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s'))));
+  assert.deepEqual(INITIAL_HASH, hash(INITIAL_CHAIN_KEY, new Uint8Array(Buffer.from('WireGuard v1 zx2c4 Jason@zx2c4.com'))));
+  // well-known value of HASH(CONSTRUCTION), shared by every WireGuard implementation
+  assert.equal(Buffer.from(INITIAL_CHAIN_KEY).toString('hex'), '60e26daef327efc02ec335e2a025d2d016eb4206f87277f52d38d1988b78cd36');
+});
+
+test('handshake state machine: both sides derive mirrored keys', () => {
+  const i = new StaticIdentity(generatePrivateKey());
+  const r = new StaticIdentity(generatePrivateKey());
+  const hsI = new Handshake(i, r.publicKey);
+  const hsR = new Handshake(r, i.publicKey);
+  const msg = createInitiation(i, hsI, 11, tai64n(Date.now()))!;
+  const parsed = parseInitiation(msg);
+  assert.ok(typeof parsed !== 'string');
+  const got = consumeInitiation(r, parsed, (k) => (Buffer.from(k).equals(Buffer.from(i.publicKey)) ? hsR : undefined), 0);
+  assert.equal(got, hsR);
+  const resp = parseResponse(createResponse(hsR, 22)!);
+  assert.ok(typeof resp !== 'string');
+  assert.equal(consumeResponse(i, hsI, resp), null);
+  const ki = deriveSessionKeys(hsI)!;
+  const kr = deriveSessionKeys(hsR)!;
+  assert.deepEqual(ki.sendKey, kr.receiveKey);
+  assert.deepEqual(ki.receiveKey, kr.sendKey);
+  assert.equal(ki.remoteIndex, 22);
+  assert.equal(kr.remoteIndex, 11);
+  assert.equal(deriveSessionKeys(hsI), null, 'handshake state zeroed after derivation');
+  assert.equal(consumeResponse(i, hsI, resp), 'unexpectedResponse', 'a response is consumed once');
+});
+
+test('inner packet length and padding', () => {
+  const v4 = new Uint8Array(48);
+  v4[0] = 0x45;
+  v4[3] = 33;
+  assert.equal(innerPacketLength(v4), 33);
+  v4[3] = 49;
+  assert.equal(innerPacketLength(v4), -1);
+  const v6 = new Uint8Array(64);
+  v6[0] = 0x60;
+  v6[5] = 8;
+  assert.equal(innerPacketLength(v6), 48);
+  assert.equal(innerPacketLength(Uint8Array.of(0x10)), -1);
+  assert.equal(paddedLength(0, 1420), 0);
+  assert.equal(paddedLength(1, 1420), 16);
+  assert.equal(paddedLength(1419, 1420), 1420);
+  assert.equal(paddedLength(1420, 1420), 1420);
+});
