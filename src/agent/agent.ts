@@ -74,7 +74,7 @@ export class Agent {
     mkdirSync(stateDir, { recursive: true, mode: 0o770 });
     this.ctx = {
       cluster: this.opts.cluster, nodeName: this.opts.node, internalIP: spec.internalIP, podCIDR: spec.podCIDR,
-      underlayMtu: spec.mtu, bootID: readBootID(spec.bootIDFile), stateDir, settings, registry, log: this.log, health: this.health,
+      underlayMtu: spec.mtu, underlayInterface: spec.underlayInterface, bootID: readBootID(spec.bootIDFile), stateDir, settings, registry, log: this.log, health: this.health,
     };
     this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
 

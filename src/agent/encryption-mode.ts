@@ -20,6 +20,7 @@ export interface AgentContext {
   internalIP: string;
   podCIDR: string;
   underlayMtu: number;
+  underlayInterface: string;
   bootID: string;
   /** The node's own state directory (keys, sequence marks, sockets). */
   stateDir: string;

@@ -13,7 +13,7 @@ import { VeilError } from '../util/errors.js';
 import { nodeStateDir } from './agent.js';
 import { clearSettings, readSettings, writeSettings } from './install-state.js';
 import type { Settings } from './settings.js';
-import { FAIL_CLOSED_METRIC } from './routes.js';
+import { FAIL_CLOSED_METRIC, releaseTunnelBypass } from './routes.js';
 
 export const TUNNEL_DEVICES = ['veil_wg0', 'veil_ipsec0'];
 
@@ -98,6 +98,7 @@ export async function uninstall(cluster: string, reg: Registry): Promise<void> {
   for (const n of nodes) {
     const ns = nodeSpec(n).netns;
     for (const dev of TUNNEL_DEVICES) run(['ip', '-n', ns, 'link', 'del', dev]);
+    for (const port of [51871, 4500]) releaseTunnelBypass(port, ns);
     for (const peer of plaintextRoutes(n, nodes)) {
       run(['ip', '-n', ns, 'route', 'del', 'blackhole', peer.dst, 'metric', String(FAIL_CLOSED_METRIC)]);
     }

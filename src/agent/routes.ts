@@ -47,3 +47,27 @@ export function prefixesOnDevice(device: string, netns?: string): string[] {
   }
   return out;
 }
+
+/** Routing table that keeps the tunnel's own datagrams on the underlay (Cilium's encrypt mark idea). */
+export const TUNNEL_BYPASS_TABLE = 2005;
+const BYPASS_RULE_PRIORITY = 100;
+
+/**
+ * With node encryption the peers' node IPs route into the tunnel, which would also capture the
+ * tunnel's own UDP datagrams to those IPs. A rule matching the tunnel's source port sends them to
+ * a table that holds only the underlay's connected route.
+ */
+export function keepTunnelTrafficOnUnderlay(udpPort: number, underlayDevice: string): void {
+  const link = run(['ip', '-4', '-j', 'route', 'show', 'dev', underlayDevice, 'scope', 'link']);
+  const routes = link.status === 0 && link.stdout.trim() ? (JSON.parse(link.stdout) as { dst: string }[]) : [];
+  for (const r of routes) mustRun(['ip', '-4', 'route', 'replace', r.dst, 'dev', underlayDevice, 'table', String(TUNNEL_BYPASS_TABLE)]);
+  const rule = ['priority', String(BYPASS_RULE_PRIORITY), 'ipproto', 'udp', 'sport', String(udpPort), 'lookup', String(TUNNEL_BYPASS_TABLE)];
+  run(['ip', '-4', 'rule', 'del', ...rule]);
+  mustRun(['ip', '-4', 'rule', 'add', ...rule]);
+}
+
+export function releaseTunnelBypass(udpPort: number, netns?: string): void {
+  const ip = netns ? ['ip', '-n', netns, '-4'] : ['ip', '-4'];
+  run([...ip, 'rule', 'del', 'priority', String(BYPASS_RULE_PRIORITY), 'ipproto', 'udp', 'sport', String(udpPort), 'lookup', String(TUNNEL_BYPASS_TABLE)]);
+  run([...ip, 'route', 'flush', 'table', String(TUNNEL_BYPASS_TABLE)]);
+}

@@ -14,7 +14,7 @@ import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.j
 import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
 import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
-import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
+import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
 import { family } from './metrics.js';
 
 export const WG_DEVICE = 'veil_wg0';
@@ -55,6 +55,7 @@ export class WireguardMode implements EncryptionMode {
     const mtu = c.underlayMtu - WG_MTU_OVERHEAD;
     this.tun = openTunnelDevice({ name: WG_DEVICE, mtu, address: podGatewayOf(c.podCIDR) });
     this.udp = UdpSocket.open(c.internalIP, WG_PORT);
+    if (this.nodeEncryption) keepTunnelTrafficOnUnderlay(WG_PORT, c.underlayInterface);
     const keylog = c.settings['encryption.wireguard.keylogFile'].replace('{node}', c.nodeName);
     this.host = new DatapathHost({
       kind: 'wireguard', tun: this.tun.describe(), udp: this.udp.describe(),
