@@ -1,16 +1,22 @@
-// BLAKE2s-256 hash, HMAC-BLAKE2s, keyed BLAKE2s-128 (WireGuard's MAC) and the Noise KDF, through
-// @noble/hashes: node:crypto has BLAKE2s-256 but no keyed mode, and these are handshake-only.
+// BLAKE2s-256 hash, HMAC-BLAKE2s, keyed BLAKE2s-128 (WireGuard's MAC) and the Noise KDF.
+// Hash and HMAC through node:crypto's 'blake2s256' (OpenSSL; measured 3x faster than pure JS,
+// and the KDF dominates handshake cost); keyed BLAKE2s through @noble/hashes, since node:crypto
+// has no keyed BLAKE2s.
+import { createHash, createHmac } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2.js';
-import { hmac } from '@noble/hashes/hmac.js';
 
 export const BLAKE2S_SIZE = 32;
 export const BLAKE2S_128_SIZE = 16;
 
 /** BLAKE2s-256 of the concatenation of parts. */
 export function hash(...parts: Uint8Array[]): Uint8Array {
-  const h = blake2s.create({});
+  const h = createHash('blake2s256');
   for (const p of parts) h.update(p);
-  return h.digest();
+  return asBytes(h.digest());
+}
+
+function asBytes(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }
 
 /** Keyed BLAKE2s with a 16-byte output: WireGuard's MAC(key, input) for mac1, mac2 and cookies. */
@@ -20,9 +26,9 @@ export function mac128(key: Uint8Array, input: Uint8Array): Uint8Array {
 
 /** HMAC-BLAKE2s-256 (RFC 2104 over BLAKE2s, 64-byte block). */
 export function hmacBlake2s(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const h = hmac.create(blake2s, key);
+  const h = createHmac('blake2s256', key);
   for (const p of parts) h.update(p);
-  return h.digest();
+  return asBytes(h.digest());
 }
 
 const ONE = Uint8Array.of(1);

@@ -46,6 +46,8 @@ export class Handshake {
   chainKey: Uint8Array = new Uint8Array(32);
   localEphemeral: X25519PrivateKey | null = null;
   remoteEphemeral: Uint8Array = new Uint8Array(32);
+  /** The remote ephemeral as an OpenSSL key, imported once for the responder's two DHs. */
+  remoteEphemeralObject: KeyObject | null = null;
   /** Our index for this handshake (0 = none). */
   localIndex = 0;
   /** The peer's index: the receiver field of what we send. */
@@ -72,6 +74,7 @@ export class Handshake {
     this.localEphemeral?.zero();
     this.localEphemeral = null;
     zeroize(this.remoteEphemeral, this.chainKey, this.hash);
+    this.remoteEphemeralObject = null;
     this.localIndex = 0;
     this.state = HandshakeState.Zeroed;
   }
@@ -126,7 +129,8 @@ export function consumeInitiation(
   let h = mixHash(INITIAL_HASH, local.publicKey);
   h = mixHash(h, msg.ephemeral);
   const ck = mixKey(INITIAL_CHAIN_KEY, msg.ephemeral);
-  const es = x25519(local.privateKey, msg.ephemeral);
+  const ephemeralObject = publicKeyObject(msg.ephemeral);
+  const es = ephemeralObject ? x25519(local.privateKey, ephemeralObject) : null;
   if (!es) return 'handshakeDecryptFailed';
   let [ck2, key] = kdf(2, ck, es);
   zeroize(es);
@@ -149,6 +153,7 @@ export function consumeInitiation(
   hs.chainKey = ck2!;
   hs.remoteIndex = msg.sender;
   hs.remoteEphemeral = Uint8Array.from(msg.ephemeral);
+  hs.remoteEphemeralObject = ephemeralObject;
   hs.lastTimestamp = timestamp;
   hs.lastInitiationConsumption = now;
   hs.state = HandshakeState.InitiationConsumed;
@@ -162,7 +167,7 @@ export function createResponse(hs: Handshake, senderIndex: number): Uint8Array |
   const eph = generatePrivateKey();
   let h = mixHash(hs.hash, eph.publicKey);
   let ck = mixKey(hs.chainKey, eph.publicKey);
-  const ee = x25519(eph, hs.remoteEphemeral);
+  const ee = x25519(eph, hs.remoteEphemeralObject ?? hs.remoteEphemeral);
   const se = hs.remoteStaticObject ? x25519(eph, hs.remoteStaticObject) : null;
   if (!ee || !se) return null;
   ck = mixKey(ck, ee);
@@ -188,8 +193,10 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Respo
   if (hs.state !== HandshakeState.InitiationCreated || !hs.localEphemeral) return 'unexpectedResponse';
   let h = mixHash(hs.hash, msg.ephemeral);
   let ck = mixKey(hs.chainKey, msg.ephemeral);
-  const ee = x25519(hs.localEphemeral, msg.ephemeral);
-  const se = x25519(local.privateKey, msg.ephemeral);
+  const ephemeralObject = publicKeyObject(msg.ephemeral);
+  if (!ephemeralObject) return 'handshakeDecryptFailed';
+  const ee = x25519(hs.localEphemeral, ephemeralObject);
+  const se = x25519(local.privateKey, ephemeralObject);
   if (!ee || !se) return 'handshakeDecryptFailed';
   ck = mixKey(ck, ee);
   ck = mixKey(ck, se);
