@@ -74,6 +74,14 @@ export const AEAD_DESC_STRIDE = 6;
 /** Offsets inside one AEAD descriptor. */
 export const AeadDesc = { ctx: 0, dataOffset: 1, dataLength: 2, nonceOffset: 3, aadOffset: 4, aadLength: 5 } as const;
 
+/**
+ * Blocks until one of fds[0..count) is readable or timeoutMs passes (-1: forever); returns the
+ * bitmask of readable ones (bit i = fds[i]). For datapath worker threads, never the main thread.
+ */
+export function waitAnyReadable(fds: Int32Array, count: number, timeoutMs: number): number {
+  return check(native().waitReadable(fds, count, timeoutMs), 'waiting for packets');
+}
+
 /** A named view of a stats array the addon fills (slots from TUN_STAT or UDP_STAT). */
 export function countersFrom<K extends string>(stats: Float64Array, slots: Record<K, number>): Record<K, number> {
   const out = {} as Record<K, number>;
