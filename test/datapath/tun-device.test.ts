@@ -37,13 +37,15 @@ function nodeIn(ns: string, code: string, args: string[] = []): Promise<string> 
 }
 
 const SERVER = `
+const host = process.argv[1];
 const h = require('crypto').createHash('sha256'); let n = 0;
 const s = require('net').createServer((c) => { c.on('data', (d) => { h.update(d); n += d.length; });
   c.on('end', () => { console.log(JSON.stringify({ n, sha: h.digest('hex') })); s.close(); }); });
-s.listen(5301, '10.202.0.2', () => console.log('listening'));`;
+s.listen(5301, host, () => console.log('listening'));`;
 const CLIENT = `
+const host = process.argv[1];
 const crypto = require('crypto'); const h = crypto.createHash('sha256'); let sent = 0;
-const c = require('net').connect(5301, '10.202.0.2', () => {
+const c = require('net').connect(5301, host, () => {
   const send = () => { while (sent < 48 << 20) { const b = crypto.createHash('sha512').update(String(sent)).digest(); const chunk = Buffer.concat(Array(1024).fill(b)).subarray(0, 65536 - (sent % 7));
     h.update(chunk); sent += chunk.length; if (!c.write(chunk)) return c.once('drain', send); }
     c.end(() => console.log(JSON.stringify({ n: sent, sha: h.digest('hex') }))); };
@@ -56,18 +58,20 @@ test('vnetHdr + TSO: super-packets are split on read and coalesced on write, TCP
   try {
     assert.equal(fwd.first['ready'], true);
     assert.equal(fwd.first['offloads'], 7, 'CSUM|TSO4|TSO6 accepted');
-    // a server that hashes what it receives, a client that sends 48 MiB of known bytes
-    const server = new Promise<string>((resolve, reject) => {
-      const p = spawn('ip', ['netns', 'exec', b, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      p.stdout.on('data', (d) => { out += String(d); });
-      p.on('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`server exited ${c}`))));
-    });
-    await new Promise((r) => setTimeout(r, 400));
-    const sent = JSON.parse(await nodeIn(a, CLIENT)) as { n: number; sha: string };
-    const got = JSON.parse((await server).trim().split('\n').pop()!) as { n: number; sha: string };
-    assert.equal(got.n, sent.n);
-    assert.equal(got.sha, sent.sha);
+    // for each family: a server that hashes what it receives, a client that sends 48 MiB of known bytes
+    for (const host of ['10.202.0.2', 'fd00:202::2']) {
+      const server = new Promise<string>((resolve, reject) => {
+        const p = spawn('ip', ['netns', 'exec', b, process.execPath, '-e', SERVER, host], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => { out += String(d); });
+        p.on('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`server exited ${c}`))));
+      });
+      await new Promise((r) => setTimeout(r, 400));
+      const sent = JSON.parse(await nodeIn(a, CLIENT, [host])) as { n: number; sha: string };
+      const got = JSON.parse((await server).trim().split('\n').pop()!) as { n: number; sha: string };
+      assert.equal(got.n, sent.n, host);
+      assert.equal(got.sha, sent.sha, host);
+    }
     // throughput figure with iperf3 (printed, not asserted)
     const srv = spawn('ip', ['netns', 'exec', b, 'iperf3', '-s', '-1'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 300));
