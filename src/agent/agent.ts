@@ -75,6 +75,7 @@ export class Agent {
     this.ctx = {
       cluster: this.opts.cluster, nodeName: this.opts.node, internalIP: spec.internalIP, podCIDR: spec.podCIDR,
       underlayMtu: spec.mtu, underlayInterface: spec.underlayInterface, bootID: readBootID(spec.bootIDFile), stateDir, settings, registry, log: this.log, health: this.health,
+      requestPublish: () => this.publish(true), requestReconcile: () => this.queueReconcile(),
     };
     this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
 
@@ -87,7 +88,8 @@ export class Agent {
       this.health.ok('datapath', `${this.mode.device} up`);
     } catch (e) {
       this.health.set('datapath', 'Failure', errorMessage(e));
-      await this.publish(false);
+      // report NotReady, but never let a failed publish hide the reason the start failed
+      await this.publish(false).catch((pe) => this.log.warn('publish failed', { error: errorMessage(pe) }));
       throw e;
     }
     await this.reconcileNow();

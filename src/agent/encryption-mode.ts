@@ -28,6 +28,10 @@ export interface AgentContext {
   registry: Registry;
   log: Logger;
   health: Health;
+  /** Publishes the node object now (e.g. a newly loaded IPsec SPI) instead of at the next heartbeat. */
+  requestPublish: () => Promise<void>;
+  /** Reconciles now (e.g. after a key change). */
+  requestReconcile: () => void;
 }
 
 export interface EncryptionMode {

@@ -1,0 +1,248 @@
+// IPsec mode of the agent: the key file from the secret (Cilium's grammar and rotation rules),
+// per-tunnel SAs derived for every peer and key in force, the veil_ipsec0 device and its ESP
+// datapath worker, and rotation in the safe order: inbound SAs for the new key first, then
+// publish the SPI, and a sender moves only when both ends published it (pairSpi).
+import { join } from 'node:path';
+import type { RegistryObject, Watch } from '../control/registry.js';
+import { IpsecKeyLoader } from '../keys/ipsec-key-loader.js';
+import type { IpsecKey } from '../keys/ipsec-keyfile.js';
+import { deriveTunnelTransforms } from '../keys/ipsec-derive.js';
+import { pairSpi } from '../keys/ipsec-spi.js';
+import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
+import { readSequenceMarks } from '../esp/sequence-mark-file.js';
+import { UdpSocket } from '../datapath/udp-socket.js';
+import type { TunDevice } from '../datapath/tun-device.js';
+import { DatapathHost } from '../datapath/datapath-host.js';
+import type { EspPeerSpec } from '../datapath/esp-engine.js';
+import { VeilError, errorMessage } from '../util/errors.js';
+import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
+import { HealthProber } from './health-prober.js';
+import { parseDuration } from './settings.js';
+import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
+import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
+import { family } from './metrics.js';
+
+export const IPSEC_DEVICE = 'veil_ipsec0';
+export const ESP_UDP_PORT = 4500;
+
+export interface EspSaStatus {
+  peer: string; direction: 'in' | 'out'; src: string; dst: string; spi: number; algorithm: string; active: boolean;
+  bytes: number; packets: number; sequence: number; addTimeMs: number; useTimeMs: number;
+}
+
+interface EngineStatus {
+  sas: EspSaStatus[];
+  drops: Record<string, number>;
+  xfrmErrors: Record<string, number>;
+  counters: Record<string, number>;
+  peers: { name: string; ip: string; activeSpi: number }[];
+}
+
+export class IpsecMode implements EncryptionMode {
+  readonly mode = 'IPsec' as const;
+  readonly device = IPSEC_DEVICE;
+  private readonly loader = new IpsecKeyLoader();
+  private tun?: TunDevice;
+  private udp?: UdpSocket;
+  private host?: DatapathHost;
+  private prober?: HealthProber;
+  private secretWatch?: Watch;
+  private expiryTimer?: NodeJS.Timeout;
+  private publishedSpi = 0;
+  private started = false;
+  private mtu = 0;
+
+  constructor(private readonly ctx: AgentContext) {}
+
+  private get secretName(): string {
+    return this.ctx.settings['encryption.ipsec.secretName'];
+  }
+
+  private get keyFileName(): string {
+    return `secret:${this.secretName}/keys`;
+  }
+
+  private async readKeyFile(): Promise<string> {
+    const s = await this.ctx.registry.get('Secret', this.secretName);
+    const raw = s?.data?.['keys'];
+    if (raw === undefined) {
+      throw new VeilError('NO_IPSEC_KEYS', `open ${this.keyFileName}: no such file or directory`,
+        `create the secret: veil secret create ${this.secretName} --from-literal=keys="3+ rfc4106(gcm(aes)) $(openssl rand -hex 20) 128"`);
+    }
+    return Buffer.from(raw, 'base64').toString('utf8');
+  }
+
+  async start(): Promise<void> {
+    const c = this.ctx;
+    const loaded = this.loader.load(await this.readKeyFile(), Date.now());
+    if (!loaded.ok) throw new VeilError(loaded.error.code, `failed to load IPsec keyfile ${this.keyFileName}: ${loaded.error.message}`, loaded.error.hint);
+    const key = loaded.value.current;
+    c.health.ok('ipsec-keys', `Watching keyfiles (key id ${key.spi})`);
+    this.mtu = ipsecTunnelMtu(c.underlayMtu, key).mtu;
+    this.tun = openTunnelDevice({ name: IPSEC_DEVICE, mtu: this.mtu, address: podGatewayOf(c.podCIDR) });
+    this.udp = UdpSocket.open(c.internalIP, ESP_UDP_PORT);
+    const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
+    const marks = await readSequenceMarks(marksFile);
+    this.host = new DatapathHost({
+      kind: 'esp', tun: this.tun.describe(), udp: this.udp.describe(),
+      localIp: c.internalIP, mtu: this.mtu, marksFile, marks: Object.fromEntries(marks),
+    }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });
+    await this.host.whenReady();
+    this.prober = new HealthProber(c.nodeName, podGatewayOf(c.podCIDR), parseDuration(c.settings['agent.healthProbeInterval']));
+    await this.prober.start();
+    if (c.settings['encryption.ipsec.keyWatcher']) {
+      this.secretWatch = c.registry.watch('Secret', await c.registry.revision(), (ev) => {
+        if (ev.object.metadata.name === this.secretName) void this.reloadKeys();
+      });
+    }
+    // Retired keys expire on their own clock, not only when the cluster changes.
+    this.expiryTimer = setInterval(() => { if (this.loader.retired().length) c.requestReconcile(); }, 1000);
+    this.started = true;
+  }
+
+  /** The key file changed: load it, or keep the key in force and say why not. */
+  private async reloadKeys(): Promise<void> {
+    const c = this.ctx;
+    let text: string;
+    try {
+      text = await this.readKeyFile();
+    } catch (e) {
+      c.health.set('ipsec-keys', 'Degraded', `Failed to load keyfile "${this.keyFileName}": ${errorMessage(e)}`);
+      c.log.error('Failed to load IPsec keyfile', { error: errorMessage(e) });
+      return;
+    }
+    const r = this.loader.load(text, Date.now());
+    if (!r.ok) {
+      c.health.set('ipsec-keys', 'Degraded', `Failed to load keyfile "${this.keyFileName}": ${r.error.message}; key id ${this.loader.current?.spi} stays in force`);
+      c.log.error('Failed to load IPsec keyfile', { error: r.error.describe(), keyInForce: this.loader.current?.spi });
+      return;
+    }
+    c.health.ok('ipsec-keys', `Watching keyfiles (key id ${r.value.current.spi})`);
+    if (!r.value.changed) return;
+    c.log.info('new IPsec key loaded', { spi: r.value.current.spi, rotatedFrom: r.value.rotatedFrom.map((k) => k.spi) });
+    c.requestReconcile();
+  }
+
+  private keysInForce(): IpsecKey[] {
+    const cur = this.loader.current!;
+    return [cur, ...this.loader.retired().map((r) => r.key).filter((k) => k.spi !== cur.spi)];
+  }
+
+  async reconcile(peers: PeerNode[]): Promise<void> {
+    const c = this.ctx;
+    const expired = this.loader.expire(Date.now(), parseDuration(c.settings['encryption.ipsec.keyRotationDuration']));
+    if (expired.length) c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
+    const keys = this.keysInForce();
+    const current = this.loader.current!;
+    const localSpi = this.publishedSpi || current.spi;
+    const local = { ip: c.internalIP, bootId: c.bootID };
+    const specs: EspPeerSpec[] = [];
+    for (const p of peers) {
+      const agent = p.object.status?.['agent'] as { bootID?: string } | undefined;
+      const bootId = agent?.bootID;
+      if (!bootId) continue; // no boot id published yet: no SA, its pods stay fail-closed
+      const peerSpi = Number((p.object.spec?.['encryption'] as { key?: number } | undefined)?.key ?? 0);
+      const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [p.podCIDR], outbound: [], inbound: [], activeSpi: 0 };
+      try {
+        for (const k of keys) {
+          const t = deriveTunnelTransforms(k, local, { ip: p.internalIP, bootId });
+          spec.outbound.push({ spi: k.spi, transform: t.out });
+          spec.inbound.push({ spi: k.spi, transform: t.in });
+        }
+      } catch (e) {
+        c.health.set(`peer ${p.name}`, 'Degraded', `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
+        continue;
+      }
+      c.health.clear(`peer ${p.name}`);
+      const spi = pairSpi(localSpi, peerSpi);
+      spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
+      specs.push(spec);
+    }
+    // Inbound SAs for every key in force are installed before the new SPI is published.
+    await this.host!.request({ type: 'setPeers', peers: specs });
+    const wanted = new Set(peers.map((p) => p.podCIDR));
+    steerIntoTunnel([...wanted].map((prefix) => ({ prefix, device: IPSEC_DEVICE })));
+    for (const stale of prefixesOnDevice(IPSEC_DEVICE)) if (!wanted.has(stale)) releasePrefix(stale, IPSEC_DEVICE);
+    this.prober?.setPeers(new Map(peers.map((p) => [p.name, podGatewayOf(p.podCIDR)])));
+    this.checkProbes();
+    if (this.publishedSpi !== current.spi) {
+      this.publishedSpi = current.spi;
+      if (this.started) {
+        await c.requestPublish();
+        c.requestReconcile(); // our own published SPI moved: pair SPIs may move too
+      }
+    }
+  }
+
+  private checkProbes(): void {
+    const down = this.prober?.unreachable() ?? [];
+    if (down.length) this.ctx.health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${down.map((d) => d.node).join(', ')}`);
+    else this.ctx.health.ok('node-connectivity');
+  }
+
+  publish(self: RegistryObject): RegistryObject {
+    this.checkProbes();
+    return { ...self, spec: { ...(self.spec ?? {}), encryption: { key: this.publishedSpi } } };
+  }
+
+  statusDetail(): string {
+    return '';
+  }
+
+  async engineStatus(showKeys = false): Promise<EngineStatus> {
+    return this.host!.request<EngineStatus>({ type: 'status', showKeys });
+  }
+
+  async encryptStatus(): Promise<Record<string, unknown>> {
+    const st = await this.engineStatus();
+    const maxSeq = st.sas.filter((s) => s.direction === 'out').reduce((m, s) => Math.max(m, s.sequence), 0);
+    const errors = Object.values(st.xfrmErrors).reduce((a, b) => a + b, 0);
+    return {
+      mode: 'IPsec',
+      ipsec: {
+        'decrypt-interfaces': [IPSEC_DEVICE],
+        'keys-in-use': st.sas.length,
+        'max-seq-number': st.sas.length ? `0x${maxSeq.toString(16)}/0xffffffffffffffff` : 'N/A',
+        'error-count': errors,
+        'xfrm-errors': st.xfrmErrors,
+      },
+      keyId: this.loader.current?.spi,
+      publishedSpi: this.publishedSpi,
+      retiredKeys: this.loader.retired().map((r) => ({ spi: r.key.spi, since: new Date(r.sinceMs).toISOString() })),
+      sas: st.sas,
+      drops: st.drops,
+      counters: st.counters,
+      probes: this.prober?.list(),
+    };
+  }
+
+  async metrics(): Promise<string> {
+    const st = await this.engineStatus();
+    const sa = (s: EspSaStatus) => ({ peer: s.peer, spi: String(s.spi), direction: s.direction });
+    const drops: Record<string, number> = { ...st.drops };
+    for (const k of ['noRoute', 'noOutboundSa', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed', 'sequenceWait']) drops[`datapath_${k}`] = st.counters[k] ?? 0;
+    return [
+      family('veil_ipsec_keys_in_use', 'gauge', 'SAs installed (one key each), as cilium encrypt status counts them.', [{ value: st.sas.length }]),
+      family('veil_ipsec_key_id', 'gauge', 'The key id (SPI) in force and the one published.', [
+        { labels: { kind: 'loaded' }, value: this.loader.current?.spi ?? 0 }, { labels: { kind: 'published' }, value: this.publishedSpi }]),
+      family('veil_ipsec_key_rotation_in_progress', 'gauge', '1 while retired keys still have SAs.', [{ value: this.loader.retired().length ? 1 : 0 }]),
+      family('veil_ipsec_sa_bytes_total', 'counter', 'Inner bytes through an SA.', st.sas.map((s) => ({ labels: sa(s), value: s.bytes }))),
+      family('veil_ipsec_sa_packets_total', 'counter', 'Packets through an SA.', st.sas.map((s) => ({ labels: sa(s), value: s.packets }))),
+      family('veil_datapath_packets_total', 'counter', 'Inner packets through the tunnel.', [
+        { labels: { direction: 'tx' }, value: st.counters['txPackets'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxPackets'] ?? 0 }]),
+      family('veil_datapath_bytes_total', 'counter', 'Inner bytes through the tunnel.', [
+        { labels: { direction: 'tx' }, value: st.counters['txBytes'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxBytes'] ?? 0 }]),
+      family('veil_datapath_drops_total', 'counter', 'Dropped packets by reason.', Object.entries(drops).map(([reason, value]) => ({ labels: { reason }, value }))),
+    ].join('');
+  }
+
+  async stop(): Promise<void> {
+    this.started = false;
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.secretWatch?.stop();
+    this.prober?.stop();
+    await this.host?.stop();
+    this.udp?.close();
+    this.tun?.close();
+  }
+}

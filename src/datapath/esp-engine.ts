@@ -1,0 +1,458 @@
+// The ESP shell of the datapath (ESP in UDP 4500, tunnel mode): batches from the TUN device are
+// routed by the allowed-ips trie to a peer's active outbound SA, framed per RFC 4303/4106 and
+// sealed natively (AES-GCM); batches from the socket are matched to an inbound SA by (source,
+// SPI), replay-checked with ESN, opened natively, trailer- and source-checked and written to the
+// TUN device. CBC+HMAC SAs take the single-packet path of src/esp/. Every SA decision (which
+// keys, which SPI) is the agent's; this file only applies them.
+import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { AllowedIps } from '../net/allowed-ips.js';
+import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
+import { buildTooBig } from '../net/icmp-too-big.js';
+import { createInboundSa, createOutboundSa, InboundSaTable, type InboundSa, type OutboundSa } from '../esp/security-association.js';
+import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
+import { sequenceMarkId } from '../esp/sequence-mark-file.js';
+import { decodeEsp, newDropCounters, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
+import { encodeEsp } from '../esp/esp-encoder.js';
+import { espPadLength, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, seqHigh, seqLow } from '../esp/esp-packet.js';
+import { describeTransform, type EspTransform } from '../esp/esp-transform.js';
+import { AeadBatch, AeadKey } from './aead-batch.js';
+import { PacketBatch } from './packet-batch.js';
+import type { TunDevice } from './tun-device.js';
+import type { UdpSocket } from './udp-socket.js';
+import type { ControlRequest, DatapathEngine } from './engine.js';
+import { VeilError } from '../util/errors.js';
+
+export interface EspSaSpec {
+  spi: number;
+  transform: EspTransform;
+}
+
+export interface EspPeerSpec {
+  name: string;
+  /** The peer's tunnel (node) IP: outer destination of outbound SAs, outer source of inbound. */
+  ip: string;
+  allowedIPs: string[];
+  /** Outbound SAs for every key in force; the one with activeSpi carries traffic (0: none yet). */
+  outbound: EspSaSpec[];
+  activeSpi: number;
+  inbound: EspSaSpec[];
+}
+
+export interface EspEngineInit {
+  localIp: string;
+  mtu: number;
+  /** File of persisted sequence marks (JSON {markId: mark}), fsync'd before numbers are used. */
+  marksFile: string;
+  marks: Record<string, number>;
+}
+
+interface PeerState {
+  name: string;
+  ip: string;
+  ipBytes: Uint8Array;
+  family: 4 | 6;
+  outbound: Map<number, OutboundSa>;
+  active: OutboundSa | null;
+}
+
+const ESP_PREFIX = 16; // SPI, sequence, 8-byte IV
+const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV before the packet
+const TX_TAILROOM = 48; // padding (<= 3), pad length, next header, ICV (<= 16)
+const RX_HEADROOM = 32; // nonce (12) + AAD (12)
+const BATCH = 128;
+const SLOT = 2048;
+const TWO_32 = 2 ** 32;
+
+function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
+  return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
+}
+
+function writeU32(buf: Uint8Array, off: number, v: number): void {
+  buf[off] = v >>> 24; buf[off + 1] = (v >>> 16) & 0xff; buf[off + 2] = (v >>> 8) & 0xff; buf[off + 3] = v & 0xff;
+}
+
+function readU32(buf: Uint8Array, off: number): number {
+  return ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
+}
+
+function sameTransform(a: EspTransform, b: EspTransform): boolean {
+  const eq = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
+  if (a.kind === 'aead' && b.kind === 'aead') return eq(a.key, b.key) && eq(a.salt, b.salt) && a.icvLength === b.icvLength;
+  if (a.kind === 'authenc' && b.kind === 'authenc') return a.auth === b.auth && eq(a.authKey, b.authKey) && eq(a.encKey, b.encKey);
+  return false;
+}
+
+export class EspEngine implements DatapathEngine {
+  private readonly allowed = new AllowedIps<PeerState>();
+  private readonly peers = new Map<string, PeerState>();
+  private readonly inbound = new InboundSaTable();
+  private readonly keys = new WeakMap<object, AeadKey>();
+  private readonly marks: Map<string, number>;
+  private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
+  private readonly rx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
+  private readonly ctl = new PacketBatch({ capacity: 1, slotSize: SLOT });
+  private readonly aead = new AeadBatch(BATCH);
+  private readonly scratch = new Uint8Array(SLOT);
+  private readonly tooBig = new Uint8Array(1280);
+  private readonly rxIndex = new Int32Array(BATCH);
+  private readonly rxSa: (InboundSa | null)[] = new Array(BATCH).fill(null);
+  private readonly rxSeq = new Float64Array(BATCH);
+  private readonly rxCipherLength = new Int32Array(BATCH);
+  private readonly srcNames = new Map<number, string>();
+  readonly drops: EspDropCounters = newDropCounters();
+  readonly counters = {
+    txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, noOutboundSa: 0, sourceNotAllowed: 0,
+    malformed: 0, tooBig: 0, sendFailed: 0, sequenceWait: 0, sequenceExhausted: 0,
+  };
+
+  constructor(private readonly init: EspEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
+    this.marks = new Map(Object.entries(init.marks ?? {}));
+  }
+
+  // ---- sequence marks: a block is durable before any of its numbers is used --------------------
+
+  private persistMarks(): void {
+    const tmp = `${this.init.marksFile}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(Object.fromEntries(this.marks)));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.init.marksFile);
+  }
+
+  private reserve(sa: OutboundSa): void {
+    const mark = sa.sequence.persistDue();
+    if (mark === undefined) return;
+    const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
+    this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
+    try {
+      this.persistMarks();
+      sa.sequence.persisted(mark);
+    } catch {
+      sa.sequence.persistFailed();
+    }
+  }
+
+  private takeSequence(sa: OutboundSa): number {
+    let seq = sa.sequence.take();
+    if (seq === SEQ_NOT_RESERVED) {
+      this.reserve(sa);
+      seq = sa.sequence.take();
+    }
+    return seq;
+  }
+
+  private aeadKey(sa: OutboundSa | InboundSa): AeadKey {
+    let k = this.keys.get(sa);
+    if (!k) {
+      const t = sa.transform;
+      if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
+      k = AeadKey.create(gcmAlgorithm(t.key.length), t.key, t.icvLength);
+      this.keys.set(sa, k);
+    }
+    return k;
+  }
+
+  private freeKey(sa: object): void {
+    this.keys.get(sa)?.free();
+    this.keys.delete(sa);
+  }
+
+  // ---- TUN -> network ---------------------------------------------------------------------------
+
+  fromTunnel(now: number): number {
+    const b = this.tx;
+    const n = this.tun.readBatch(b);
+    if (n === 0) return 0;
+    const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
+    aead.clear();
+    let out = 0;
+    for (let i = 0; i < n; i++) {
+      const off = b.offs[i]!, len = b.lens[i]!;
+      const v = buf[off]! >> 4;
+      if ((v !== 4 && v !== 6) || len < (v === 4 ? 20 : 40)) { this.counters.malformed++; continue; }
+      const family: IpFamily = v;
+      const peer = this.allowed.lookup(buf, off + (family === 4 ? 16 : 24), family);
+      if (!peer) { this.counters.noRoute++; continue; }
+      const sa = peer.active;
+      if (!sa) { this.counters.noOutboundSa++; continue; }
+      if (len > mtu) { this.answerTooBig(off, len); continue; }
+      const t = sa.transform;
+      if (t.kind !== 'aead') { this.sendSingle(sa, peer, off, len, now); continue; }
+      const seq = this.takeSequence(sa);
+      if (seq === SEQ_NOT_RESERVED) { this.counters.sequenceWait++; continue; }
+      if (seq === SEQ_EXHAUSTED) { this.counters.sequenceExhausted++; continue; }
+      const pad = espPadLength(len, 4);
+      let p = off + len;
+      for (let k = 1; k <= pad; k++) buf[p++] = k;
+      buf[p++] = pad;
+      buf[p++] = v === 4 ? NEXT_HEADER_IPV4 : NEXT_HEADER_IPV6;
+      const hi = seqHigh(seq), lo = seqLow(seq);
+      const h = off - ESP_PREFIX;
+      writeU32(buf, h, sa.spi); writeU32(buf, h + 4, lo);
+      writeU32(buf, h + 8, hi); writeU32(buf, h + 12, lo); // IV = the 64-bit sequence number
+      const slot = off - TX_HEADROOM;
+      const salt = t.salt;
+      buf[slot] = salt[0]!; buf[slot + 1] = salt[1]!; buf[slot + 2] = salt[2]!; buf[slot + 3] = salt[3]!;
+      writeU32(buf, slot + 4, hi); writeU32(buf, slot + 8, lo);
+      writeU32(buf, slot + 12, sa.spi); writeU32(buf, slot + 16, hi); writeU32(buf, slot + 20, lo);
+      aead.add(this.aeadKey(sa), off, len + pad + 2, slot, slot + 12, 12);
+      b.setPeer(out, peer.ipBytes, peer.family, 4500);
+      b.offs[out] = h;
+      b.lens[out] = ESP_PREFIX + len + pad + 2 + t.icvLength;
+      out++;
+      sa.counters.bytes += len;
+      sa.counters.packets++;
+      sa.counters.useTimeMs = Date.now();
+      this.counters.txBytes += len;
+      if (sa.sequence.durableEnd - seq < sa.sequence.blockSize / 2) this.reserve(sa);
+    }
+    if (out > 0) {
+      aead.seal(buf);
+      for (let j = 0; j < out; j++) if (!aead.ok[j]) b.lens[j] = -1;
+      const sent = this.udp.sendBatch(b, out);
+      if (sent < out) this.counters.sendFailed += out - sent;
+      this.counters.txPackets += sent;
+    }
+    return n;
+  }
+
+  /** The slow path for CBC+HMAC SAs: one packet through node:crypto. */
+  private sendSingle(sa: OutboundSa, peer: PeerState, off: number, len: number, now: number): void {
+    if (sa.sequence.durableEnd <= sa.sequence.last) this.reserve(sa);
+    const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, now);
+    if (!r.ok) { this.counters.sequenceWait++; return; }
+    if (!this.udp.sendTo(this.scratch, peer.ipBytes, 4500, 0, r.length)) this.counters.sendFailed++;
+    else { this.counters.txPackets++; this.counters.txBytes += len; }
+    if (sa.sequence.durableEnd - sa.sequence.last < sa.sequence.blockSize / 2) this.reserve(sa);
+  }
+
+  private answerTooBig(off: number, len: number): void {
+    this.counters.tooBig++;
+    const n = buildTooBig(this.tx.buf, off, len, this.init.mtu, this.tooBig);
+    if (n > 0) this.writeTunnel(this.tooBig, n);
+  }
+
+  // ---- network -> TUN ---------------------------------------------------------------------------
+
+  private sourceName(i: number): string {
+    const b = this.rx;
+    const a = 16 * i;
+    if (b.families[i] === 4) {
+      const key = readU32(b.addrs, a);
+      let s = this.srcNames.get(key);
+      if (!s) {
+        if (this.srcNames.size > 4096) this.srcNames.clear();
+        s = `${b.addrs[a]}.${b.addrs[a + 1]}.${b.addrs[a + 2]}.${b.addrs[a + 3]}`;
+        this.srcNames.set(key, s);
+      }
+      return s;
+    }
+    return formatIp(b.addrs.subarray(a, a + 16), 6);
+  }
+
+  fromNetwork(now: number): number {
+    const b = this.rx;
+    const n = this.udp.recvBatch(b);
+    if (n === 0) return 0;
+    const buf = b.buf, aead = this.aead;
+    aead.clear();
+    let ops = 0;
+    for (let i = 0; i < n; i++) {
+      const off = b.offs[i]!, len = b.lens[i]!;
+      if (len === 1 && buf[off] === 0xff) { this.drops.keepalive++; continue; }
+      if (len < 8) { this.drops.truncated++; continue; }
+      const spi = readU32(buf, off);
+      if (spi === 0) { this.drops.ike++; continue; }
+      const sa = this.inbound.lookup(this.sourceName(i), spi);
+      if (!sa) { this.drops['no-state']++; continue; }
+      const t = sa.transform;
+      if (t.kind !== 'aead') { this.receiveSingle(sa, i, now); continue; }
+      const cipherLength = len - ESP_PREFIX - t.icvLength;
+      if (cipherLength < 4) { this.drops.truncated++; continue; }
+      if (cipherLength % 4 !== 0) { this.drops['bad-length']++; continue; }
+      const seq = sa.replay.infer(readU32(buf, off + 4));
+      if (seq < 0 || !sa.replay.check(seq)) { this.drops.replay++; continue; }
+      const hi = Math.floor(seq / TWO_32), lo = seq >>> 0;
+      const slot = off - RX_HEADROOM;
+      const salt = t.salt;
+      buf[slot] = salt[0]!; buf[slot + 1] = salt[1]!; buf[slot + 2] = salt[2]!; buf[slot + 3] = salt[3]!;
+      for (let k = 0; k < 8; k++) buf[slot + 4 + k] = buf[off + 8 + k]!;
+      writeU32(buf, slot + 12, spi); writeU32(buf, slot + 16, hi); writeU32(buf, slot + 20, lo);
+      aead.add(this.aeadKey(sa), off + ESP_PREFIX, cipherLength, slot, slot + 12, 12);
+      this.rxIndex[ops] = i;
+      this.rxSa[ops] = sa;
+      this.rxSeq[ops] = seq;
+      this.rxCipherLength[ops] = cipherLength;
+      ops++;
+    }
+    if (ops === 0) return n;
+    aead.open(buf);
+    let out = 0;
+    for (let j = 0; j < ops; j++) {
+      const sa = this.rxSa[j]!;
+      this.rxSa[j] = null;
+      const seq = this.rxSeq[j]!;
+      if (!aead.ok[j]) {
+        // Below the window read as the next 2^32 block: an old packet, not an attack on the ICV.
+        if (seq - sa.replay.top > 2 ** 31) this.drops.replay++; else this.drops['auth-failed']++;
+        continue;
+      }
+      const i = this.rxIndex[j]!;
+      const plain = b.offs[i]! + ESP_PREFIX, cl = this.rxCipherLength[j]!;
+      const payload = this.checkTrailer(buf, plain, cl);
+      if (payload < 0) continue;
+      sa.replay.accept(seq);
+      sa.counters.bytes += payload;
+      sa.counters.packets++;
+      sa.counters.useTimeMs = Date.now();
+      if (!this.sourceAllowed(buf, plain, sa)) continue;
+      b.offs[out] = plain;
+      b.lens[out] = payload;
+      out++;
+      this.counters.rxPackets++;
+      this.counters.rxBytes += payload;
+    }
+    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true });
+    return n;
+  }
+
+  /** Validates padding and next header of a decrypted payload; returns the inner length or -1. */
+  private checkTrailer(buf: Uint8Array, plain: number, cl: number): number {
+    const padLength = buf[plain + cl - 2]!;
+    const nextHeader = buf[plain + cl - 1]!;
+    const payload = cl - 2 - padLength;
+    if (payload < 20) { this.drops['bad-padding']++; return -1; }
+    for (let k = 0; k < padLength; k++) if (buf[plain + payload + k] !== k + 1) { this.drops['bad-padding']++; return -1; }
+    const v = buf[plain]! >> 4;
+    if (!((nextHeader === NEXT_HEADER_IPV4 && v === 4) || (nextHeader === NEXT_HEADER_IPV6 && v === 6))) { this.drops['bad-next-header']++; return -1; }
+    return payload;
+  }
+
+  /** The inner source must belong to the node that sent the packet (its allowed IPs). */
+  private sourceAllowed(buf: Uint8Array, off: number, sa: InboundSa): boolean {
+    const fam: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
+    const owner = this.allowed.lookup(buf, off + (fam === 4 ? 12 : 8), fam);
+    if (!owner || owner.ip !== sa.src) { this.counters.sourceNotAllowed++; return false; }
+    return true;
+  }
+
+  private receiveSingle(sa: InboundSa, i: number, now: number): void {
+    const b = this.rx;
+    const r = decodeEsp(sa, b.buf.subarray(b.offs[i]!, b.offs[i]! + b.lens[i]!), now, this.drops);
+    if (!r.ok) return;
+    if (!this.sourceAllowed(r.inner, 0, sa)) return;
+    this.writeTunnel(r.inner, r.inner.length);
+    this.counters.rxPackets++;
+    this.counters.rxBytes += r.inner.length;
+  }
+
+  private writeTunnel(packet: Uint8Array, length: number): void {
+    const c = this.ctl;
+    c.buf.set(packet.subarray(0, length), 0);
+    c.set(0, 0, length);
+    c.count = 1;
+    this.tun.writeBatch(c, 1);
+  }
+
+  tick(): void {
+    // ESP has no timers in the datapath: rotation and expiry are the agent's.
+  }
+
+  nextDeadline(): number {
+    return Infinity;
+  }
+
+  // ---- control ----------------------------------------------------------------------------------
+
+  control(req: ControlRequest): unknown {
+    switch (req.type) {
+      case 'setPeers': return this.setPeers(req['peers'] as EspPeerSpec[]);
+      case 'status': return this.status(Boolean(req['showKeys']));
+      default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${req.type}'`);
+    }
+  }
+
+  /** Makes peers, SAs and allowed IPs exactly `specs`, keeping live SAs (sequence, replay) as they are. */
+  private setPeers(specs: EspPeerSpec[]): { peers: number; sas: number } {
+    const now = Date.now();
+    const wanted = new Map(specs.map((s) => [s.ip, s]));
+    for (const [ip, st] of this.peers) {
+      if (wanted.has(ip)) continue;
+      this.allowed.removeValue(st);
+      for (const sa of st.outbound.values()) this.freeKey(sa);
+      this.peers.delete(ip);
+    }
+    for (const sa of this.inbound.all()) {
+      const spec = wanted.get(sa.src);
+      const keep = spec?.inbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
+      if (!keep) { this.inbound.remove(sa.src, sa.spi); this.freeKey(sa); }
+    }
+    for (const s of specs) {
+      let st = this.peers.get(s.ip);
+      if (!st) {
+        const ip = parseIp(s.ip);
+        st = { name: s.name, ip: s.ip, ipBytes: ip.bytes, family: ip.family, outbound: new Map(), active: null };
+        this.peers.set(s.ip, st);
+      }
+      st.name = s.name;
+      for (const [spi, sa] of st.outbound) {
+        const keep = s.outbound.find((x) => x.spi === spi && sameTransform(x.transform, sa.transform));
+        if (!keep) { st.outbound.delete(spi); this.freeKey(sa); }
+      }
+      for (const o of s.outbound) {
+        if (st.outbound.has(o.spi)) continue;
+        const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, s.ip)) ?? 0;
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: s.ip, transform: o.transform, nowMs: now, sequence: new OutboundSequence(mark) });
+        this.reserve(sa);
+        st.outbound.set(o.spi, sa);
+      }
+      for (const x of s.inbound) {
+        if (!this.inbound.lookup(s.ip, x.spi)) this.inbound.add(createInboundSa({ spi: x.spi, src: s.ip, dst: this.init.localIp, transform: x.transform, nowMs: now }));
+      }
+      st.active = st.outbound.get(s.activeSpi) ?? null;
+      const have = new Set(this.allowed.prefixesOf(st));
+      const want = new Set(s.allowedIPs);
+      for (const p of want) if (!have.has(p)) this.allowed.insert(p, st);
+      for (const p of have) if (!want.has(p)) this.allowed.remove(p);
+    }
+    return { peers: this.peers.size, sas: this.inbound.all().length + [...this.peers.values()].reduce((a, p) => a + p.outbound.size, 0) };
+  }
+
+  private status(showKeys: boolean): Record<string, unknown> {
+    const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean) => ({
+      peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: 'espinudp 4500',
+      algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
+      active, bytes: sa.counters.bytes, packets: sa.counters.packets, addTimeMs: sa.counters.addTimeMs, useTimeMs: sa.counters.useTimeMs,
+      sequence: sa.direction === 'out' ? sa.sequence.last : sa.replay.top,
+      ...(showKeys ? { key: keyHex(sa.transform) } : {}),
+    });
+    const sas: Record<string, unknown>[] = [];
+    for (const p of this.peers.values()) for (const sa of p.outbound.values()) sas.push(describe(sa, p.name, sa === p.active));
+    for (const sa of this.inbound.all()) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
+    const xfrm: Record<string, number> = {};
+    for (const [reason, count] of Object.entries(this.drops)) {
+      const name = XFRM_STAT_NAMES[reason as keyof typeof XFRM_STAT_NAMES];
+      if (name && count) xfrm[name] = (xfrm[name] ?? 0) + count;
+    }
+    return {
+      sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
+      peers: [...this.peers.values()].map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: this.allowed.prefixesOf(p) })),
+      tun: this.tun.counters(), udp: this.udp.counters(),
+    };
+  }
+
+  close(): void {
+    for (const p of this.peers.values()) for (const sa of p.outbound.values()) this.freeKey(sa);
+    for (const sa of this.inbound.all()) this.freeKey(sa);
+  }
+}
+
+/** Key material as tshark's ESP SA table wants it (key||salt for GCM; enc and auth for CBC). */
+export function keyHex(t: EspTransform): { encryption: string; authentication?: string } {
+  if (t.kind === 'aead') return { encryption: Buffer.concat([t.key, t.salt]).toString('hex') };
+  return { encryption: Buffer.from(t.encKey).toString('hex'), authentication: Buffer.from(t.authKey).toString('hex') };
+}
