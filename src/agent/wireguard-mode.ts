@@ -34,7 +34,8 @@ interface EngineStatus {
 export class WireguardMode implements EncryptionMode {
   readonly mode = 'Wireguard' as const;
   readonly device = WG_DEVICE;
-  private keys!: WireGuardKeyPair;
+  /** Unset until start() has loaded the key file (a start can fail before that). */
+  private keys?: WireGuardKeyPair;
   private tun?: TunDevice;
   private udp?: UdpSocket;
   private host?: DatapathHost;
@@ -71,12 +72,13 @@ export class WireguardMode implements EncryptionMode {
     const specs: WireguardPeerSpec[] = [];
     const byKey = new Map<string, string>();
     this.problems.clear();
+    const own = this.keys!.publicKeyBase64; // reconcile runs only after a successful start
     const keepalive = Math.round(parseDuration(this.ctx.settings['encryption.wireguard.persistentKeepalive']) / 1000);
     for (const p of peers) {
       const key = p.object.metadata.annotations?.[WG_PUBKEY_ANNOTATION];
       if (!key) continue; // its agent has not published a key yet: its prefixes stay fail-closed
-      if (key === this.keys.publicKeyBase64 || byKey.has(key)) {
-        const other = key === this.keys.publicKeyBase64 ? this.ctx.nodeName : byKey.get(key)!;
+      if (key === own || byKey.has(key)) {
+        const other = key === own ? this.ctx.nodeName : byKey.get(key)!;
         this.problems.set(`peer ${p.name}`, `detected duplicate public key. node "${p.name}" uses same key as existing node "${other}"`);
         continue;
       }
@@ -114,6 +116,7 @@ export class WireguardMode implements EncryptionMode {
 
   publish(self: RegistryObject): RegistryObject {
     this.checkProbes();
+    if (!this.keys) return self; // no key loaded (start failed): publish no key rather than a stale one
     return {
       ...self,
       metadata: { ...self.metadata, annotations: { ...(self.metadata.annotations ?? {}), [WG_PUBKEY_ANNOTATION]: this.keys.publicKeyBase64 } },
@@ -122,6 +125,7 @@ export class WireguardMode implements EncryptionMode {
   }
 
   statusDetail(): string {
+    if (!this.keys) return '';
     return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.keys.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${this.peerCount})]`;
   }
 
