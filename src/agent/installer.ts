@@ -1,7 +1,7 @@
 // Installing veil on a cluster: store the settings, start an agent on every node, wait for them;
 // and the reverse. Every step is idempotent, so a re-run after a crash finishes the job.
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry, RegistryObject } from '../control/registry.js';
@@ -61,8 +61,24 @@ export async function stopAgent(cluster: string, node: string): Promise<boolean>
   return true;
 }
 
-/** Waits until every node reports ready; calls progress on each change. */
-export async function waitReady(reg: Registry, timeoutMs: number, progress?: (ready: number, total: number, notReady: string[]) => void): Promise<void> {
+/** The error an agent logged since its latest start (pid: that start), if any: why it is not running. */
+export function agentStartFailure(cluster: string, node: string, pid?: number): string | undefined {
+  const path = agentLogPath(cluster, node);
+  if (!existsSync(path)) return undefined;
+  const lines: Record<string, unknown>[] = [];
+  for (const line of readFileSync(path, 'utf8').split('\n').slice(-50)) {
+    try { lines.push(JSON.parse(line) as Record<string, unknown>); } catch { /* not a JSON line */ }
+  }
+  const started = lines.findLastIndex((l) => l['msg'] === 'agent starting' && (pid === undefined || l['pid'] === pid));
+  const failed = started < 0 ? undefined : lines.slice(started).find((l) => l['level'] === 'error');
+  return failed ? String(failed['error'] ?? failed['msg']) : undefined;
+}
+
+/**
+ * Waits until every node reports ready; calls progress on each change. With `cluster`, an agent
+ * that has exited (it failed to start) ends the wait at once with the error it logged.
+ */
+export async function waitReady(reg: Registry, timeoutMs: number, progress?: (ready: number, total: number, notReady: string[]) => void, cluster?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
   for (;;) {
@@ -71,6 +87,11 @@ export async function waitReady(reg: Registry, timeoutMs: number, progress?: (re
     const ready = nodes.length - notReady.length;
     if (ready !== last) { progress?.(ready, nodes.length, notReady); last = ready; }
     if (!notReady.length) return;
+    const dead = cluster ? notReady.find((n) => !agentPid(cluster, n)) : undefined;
+    if (dead) {
+      const why = agentStartFailure(cluster!, dead);
+      throw new VeilError('AGENT_FAILED', `the agent on ${dead} exited${why ? `: ${why}` : ''}`, `look at 'veil agent logs ${dead}', fix the cause, then re-run 'veil install'`);
+    }
     if (Date.now() > deadline) {
       throw new VeilError('NOT_READY', `agents not ready after ${Math.round(timeoutMs / 1000)}s on: ${notReady.join(', ')}`,
         `look at 'veil agent logs ${notReady[0]}' and 'veil status'`);

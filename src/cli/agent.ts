@@ -3,9 +3,11 @@ import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { currentCluster, openRegistry } from '../control/cluster.js';
+import type { Registry } from '../control/registry.js';
+import { nodeReady } from '../lab/objects.js';
 import { agentSocketPath, runAgent } from '../agent/agent.js';
 import { agentGet } from '../agent/status-server.js';
-import { agentLogPath, agentPid, startAgent, stopAgent } from '../agent/installer.js';
+import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { printStructured } from './output.js';
 import { formatEncryptStatus } from '../agent/encrypt-status-text.js';
@@ -36,6 +38,23 @@ async function knownNode(cluster: string, node: string | undefined): Promise<str
     return node;
   } finally {
     reg.close();
+  }
+}
+
+const RESTART_TIMEOUT_MS = 30_000;
+
+/** Waits until the agent with this pid reports ready; fails with the agent's own error if it exits. */
+async function waitAgentReady(reg: Registry, cluster: string, node: string, pid: number): Promise<void> {
+  const deadline = Date.now() + RESTART_TIMEOUT_MS;
+  for (;;) {
+    const obj = await reg.get('Node', node);
+    if (obj && nodeReady(obj) && (obj.status?.['agent'] as { pid?: number } | undefined)?.pid === pid) return;
+    const alive = agentPid(cluster, node) === pid;
+    if (!alive || Date.now() > deadline) {
+      const why = alive ? ' in time' : `: ${agentStartFailure(cluster, node, pid) ?? 'it exited'}`;
+      throw new VeilError('AGENT_NOT_READY', `the agent on ${node} did not become ready${why}`, `see 'veil agent logs ${node}'`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -93,6 +112,7 @@ export async function run(args: string[]): Promise<number> {
       const reg = openRegistry(cluster);
       try {
         const pid = startAgent(cluster, (await reg.get('Node', node))!);
+        await waitAgentReady(reg, cluster, node, pid);
         console.log(`agent on ${node} restarted (pid ${pid})`);
       } finally {
         reg.close();

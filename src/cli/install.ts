@@ -72,7 +72,7 @@ export async function run(args: string[]): Promise<number> {
     }
     const nodes = await install(cluster, reg, settings);
     console.log(`${ui.run} Starting agents on ${nodes.length} nodes: ${nodes.map((n) => n.metadata.name).join(', ')}`);
-    await waitReady(reg, timeout, (ready, total) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`));
+    await waitReady(reg, timeout, (ready, total) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`), cluster);
     console.log(`${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes.length} nodes.`);
     return 0;
   } finally {
