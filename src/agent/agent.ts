@@ -97,7 +97,10 @@ export class Agent {
     this.log.info('agent ready', { device: this.mode.device });
 
     const rev = await registry.revision();
-    this.watch = registry.watch('Node', rev, () => this.queueReconcile());
+    this.watch = registry.watch('Node', rev, (ev) => {
+      this.cache(ev.object, ev.type === 'DELETED');
+      this.queueReconcile();
+    });
     this.timers.push(setInterval(() => { void this.publish(true).catch((e) => this.log.warn('heartbeat failed', { error: errorMessage(e) })); }, HEARTBEAT_INTERVAL_MS));
     this.timers.push(setInterval(() => this.queueReconcile(), RESYNC_INTERVAL_MS));
   }
@@ -121,10 +124,29 @@ export class Agent {
     }, 50);
   }
 
+  /**
+   * The node objects as the watch delivered them (an informer cache): a watch event carries the
+   * object as committed, while a read right after the event may still see the previous file.
+   */
+  private readonly nodes = new Map<string, RegistryObject>();
+  private readonly deleted = new Map<string, number>();
+
+  private cache(obj: RegistryObject, deleted = false): void {
+    const name = obj.metadata.name;
+    const rv = obj.metadata.resourceVersion ?? 0;
+    const have = this.nodes.get(name)?.metadata.resourceVersion ?? this.deleted.get(name) ?? -1;
+    if (rv < have) return; // never go back to an older version
+    if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
+    else { this.nodes.set(name, obj); this.deleted.delete(name); }
+  }
+
   private async reconcileNow(): Promise<void> {
-    const nodes = await this.ctx.registry.list('Node');
+    const listed = await this.ctx.registry.list('Node');
+    const names = new Set(listed.map((n) => n.metadata.name));
+    for (const n of listed) this.cache(n);
+    for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) this.nodes.delete(name);
     const peers: PeerNode[] = [];
-    for (const n of nodes) {
+    for (const n of this.nodes.values()) {
       if (n.metadata.name === this.opts.node) continue;
       const s = nodeSpec(n);
       if (!s?.internalIP || !s.podCIDR) continue;

@@ -62,8 +62,9 @@ export class IpsecMode implements EncryptionMode {
     return `secret:${this.secretName}/keys`;
   }
 
-  private async readKeyFile(): Promise<string> {
-    const s = await this.ctx.registry.get('Secret', this.secretName);
+  /** The key file text; `committed` is the secret as a watch event delivered it (fresher than a read). */
+  private async readKeyFile(committed?: RegistryObject): Promise<string> {
+    const s = committed ?? await this.ctx.registry.get('Secret', this.secretName);
     const raw = s?.data?.['keys'];
     if (raw === undefined) {
       throw new VeilError('NO_IPSEC_KEYS', `open ${this.keyFileName}: no such file or directory`,
@@ -92,7 +93,7 @@ export class IpsecMode implements EncryptionMode {
     await this.prober.start();
     if (c.settings['encryption.ipsec.keyWatcher']) {
       this.secretWatch = c.registry.watch('Secret', await c.registry.revision(), (ev) => {
-        if (ev.object.metadata.name === this.secretName) void this.reloadKeys();
+        if (ev.object.metadata.name === this.secretName) void this.reloadKeys(ev.type === 'DELETED' ? { ...ev.object, data: {} } : ev.object);
       });
     }
     // Retired keys expire on their own clock, not only when the cluster changes.
@@ -101,11 +102,11 @@ export class IpsecMode implements EncryptionMode {
   }
 
   /** The key file changed: load it, or keep the key in force and say why not. */
-  private async reloadKeys(): Promise<void> {
+  private async reloadKeys(committed: RegistryObject): Promise<void> {
     const c = this.ctx;
     let text: string;
     try {
-      text = await this.readKeyFile();
+      text = await this.readKeyFile(committed);
     } catch (e) {
       c.health.set('ipsec-keys', 'Degraded', `Failed to load keyfile "${this.keyFileName}": ${errorMessage(e)}`);
       c.log.error('Failed to load IPsec keyfile', { error: errorMessage(e) });
