@@ -20,6 +20,8 @@ const RESYNC_INTERVAL_MS = 10_000;
 export interface AgentOptions {
   cluster: string;
   node: string;
+  /** Overrides encryption.wireguard.keylogFile for this agent. */
+  wireguardKeylog?: string;
 }
 
 export function nodeStateDir(cluster: string, node: string): string {
@@ -70,6 +72,7 @@ export class Agent {
     if (!self) throw new VeilError('UNKNOWN_NODE', `node '${this.opts.node}' is not in cluster '${this.opts.cluster}'`, "list nodes with 'veil lab get nodes'");
     const spec = nodeSpec(self);
     const settings = await mustReadSettings(registry);
+    if (this.opts.wireguardKeylog) settings['encryption.wireguard.keylogFile'] = this.opts.wireguardKeylog;
     const stateDir = nodeStateDir(this.opts.cluster, this.opts.node);
     mkdirSync(stateDir, { recursive: true, mode: 0o770 });
     this.ctx = {

@@ -19,7 +19,9 @@ Subcommands:
   encrypt status NODE [-o json]    the tunnel: interface, keys, peers / SAs, counters
   logs NODE [-f]                   the agent's structured log
   restart NODE                     stop and start the agent on NODE (keys and routes survive)
-  run --node NODE                  run the agent in the foreground (install does this for you)
+  run --node NODE [--wireguard-keylog FILE]
+                                   run the agent in the foreground (install does this for you);
+                                   the key log lets Wireshark decrypt a WireGuard capture
 
 Examples:
   veil agent status kind-worker
@@ -69,7 +71,7 @@ export async function run(args: string[]): Promise<number> {
     args, allowPositionals: true,
     options: {
       node: { type: 'string' }, cluster: { type: 'string' }, output: { type: 'string', short: 'o' },
-      follow: { type: 'boolean', short: 'f' }, help: { type: 'boolean', short: 'h' },
+      follow: { type: 'boolean', short: 'f' }, 'wireguard-keylog': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help || !positionals.length) { console.log(HELP); return values.help ? 0 : 2; }
@@ -78,7 +80,7 @@ export async function run(args: string[]): Promise<number> {
   switch (sub) {
     case 'run': {
       if (!values.node) throw new VeilError('BAD_ARGS', 'veil agent run needs --node NODE');
-      return runAgent({ cluster, node: values.node });
+      return runAgent({ cluster, node: values.node, wireguardKeylog: values['wireguard-keylog'] });
     }
     case 'status': {
       const node = await knownNode(cluster, rest[0]);
