@@ -1,0 +1,170 @@
+// `veil status`: from what the registry and each reachable agent say, a report of the agents
+// (desired, ready, available), the encryption of the cluster and every problem with its reason.
+// Pure: the observations come in, the report and its text go out (tested without a cluster).
+import type { RegistryObject } from '../control/registry.js';
+import { HEARTBEAT_TIMEOUT_MS, type AgentStatus } from '../lab/objects.js';
+import type { Settings } from '../agent/settings.js';
+import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
+import { table } from '../cli/ui.js';
+
+/** What the agent's /healthz answers. */
+export interface Healthz {
+  node: string;
+  pid: number;
+  startedAt: string;
+  health: { state: string; checks: { name: string; state: string; message: string }[] };
+  encryption: { mode: string; device?: string; detail?: string };
+}
+
+/** Everything known about one node when the report is made. */
+export interface NodeObservation {
+  name: string;
+  object: RegistryObject;
+  /** The agent's pid if its recorded process is alive. */
+  agentPid?: number;
+  healthz?: Healthz;
+  healthzError?: string;
+  encrypt?: Record<string, unknown>;
+}
+
+export interface NodeReport {
+  name: string;
+  running: boolean;
+  pid?: number;
+  ready: boolean;
+  available: boolean;
+  health: string;
+  heartbeatAgeSeconds?: number;
+  encryption: { mode: string; device?: string; detail?: string };
+  errors: string[];
+}
+
+export interface StatusReport {
+  ok: boolean;
+  version: string;
+  cluster: string;
+  installed: boolean;
+  encryptionType?: string;
+  agents: { desired: number; running: number; ready: number; available: number };
+  encryption: ClusterEncryptionStatus;
+  nodes: NodeReport[];
+  errors: { node: string; reason: string }[];
+}
+
+/** A peer that never completed a handshake this long after the agent started is a problem. */
+export const HANDSHAKE_GRACE_MS = 20_000;
+/** WireGuard rekeys every 120 s while traffic flows (the health probes are traffic); 180 s is REJECT_AFTER_TIME. */
+export const HANDSHAKE_MAX_AGE_MS = 180_000;
+
+interface WgPeerJson { node?: string; 'public-key'?: string; 'last-handshake-time'?: string }
+
+/** Peers of a WireGuard encrypt status without a recent handshake (empty for other modes). */
+export function handshakeProblems(encrypt: Record<string, unknown> | undefined, agentStartedAt: number, now: number): string[] {
+  const ifaces = (encrypt?.['wireguard'] as { interfaces?: { peers?: WgPeerJson[] | null }[] } | undefined)?.interfaces ?? [];
+  const out: string[] = [];
+  for (const i of ifaces) {
+    for (const p of i.peers ?? []) {
+      const who = p.node ?? p['public-key'] ?? '?';
+      const hs = p['last-handshake-time'];
+      const t = hs && !hs.startsWith('0001-') ? Date.parse(hs) : NaN;
+      if (!Number.isFinite(t)) {
+        if (now - agentStartedAt > HANDSHAKE_GRACE_MS) out.push(`peer ${who}: no handshake ${Math.round((now - agentStartedAt) / 1000)}s after the agent started`);
+      } else if (now - t > HANDSHAKE_MAX_AGE_MS) {
+        out.push(`peer ${who}: latest handshake ${Math.round((now - t) / 1000)}s ago (more than ${HANDSHAKE_MAX_AGE_MS / 1000}s)`);
+      }
+    }
+  }
+  return out;
+}
+
+function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeReport {
+  const st = o.object.status?.['agent'] as (Partial<AgentStatus> & { health?: { state?: string; problems?: string[] }; encryption?: NodeReport['encryption']; startedAt?: string }) | undefined;
+  const errors: string[] = [];
+  const hb = typeof st?.heartbeat === 'string' ? Date.parse(st.heartbeat) : NaN;
+  const heartbeatAge = Number.isFinite(hb) ? Math.max(0, now - hb) : undefined;
+  const fresh = heartbeatAge !== undefined && heartbeatAge < HEARTBEAT_TIMEOUT_MS;
+  const ready = st?.ready === true && fresh;
+  const running = o.agentPid !== undefined;
+  if (installed) {
+    if (!running) errors.push(`agent not running${st?.pid ? ` (pid ${st.pid} is gone)` : ''}`);
+    else if (!o.healthz) errors.push(`agent status API unreachable${o.healthzError ? `: ${o.healthzError}` : ''}`);
+    if (!st) errors.push('agent has not reported to the registry yet');
+    else if (!fresh) errors.push(`heartbeat stale: last one ${heartbeatAge === undefined ? 'never' : `${Math.round(heartbeatAge / 1000)}s ago`} (limit ${HEARTBEAT_TIMEOUT_MS / 1000}s)`);
+    else if (st.ready !== true) errors.push('agent reports not ready');
+    // The live answer is fresher than the registry's copy; the copy is all there is for a dead agent.
+    const problems = o.healthz
+      ? o.healthz.health.checks.filter((c) => c.state !== 'Ok').map((c) => `${c.name}: ${c.message}`)
+      : (st?.health?.problems ?? []).map((p) => `${p} (last reported)`);
+    errors.push(...problems);
+    const started = Date.parse(o.healthz?.startedAt ?? st?.startedAt ?? '');
+    if (o.encrypt && Number.isFinite(started)) errors.push(...handshakeProblems(o.encrypt, started, now));
+  }
+  const health = o.healthz?.health.state ?? (running ? (st?.health?.state ?? 'Unknown') : '-');
+  const encryption = o.healthz?.encryption ?? (installed && running && st?.encryption ? st.encryption : { mode: 'Disabled' });
+  return {
+    name: o.name, running, pid: o.agentPid, ready: installed && ready,
+    available: installed && ready && running && !!o.healthz && health !== 'Failure',
+    health, heartbeatAgeSeconds: heartbeatAge === undefined ? undefined : Math.round(heartbeatAge / 1000),
+    encryption, errors,
+  };
+}
+
+export function buildStatusReport(input: { cluster: string; version: string; settings?: Settings; observations: NodeObservation[]; now: number }): StatusReport {
+  const installed = !!input.settings?.['encryption.enabled'];
+  const nodes = input.observations.map((o) => nodeReport(o, installed, input.now));
+  const encNodes: NodeEncryption[] = nodes.map((n, i) => ({
+    node: n.name,
+    status: input.observations[i]!.encrypt ?? { mode: n.available || n.ready ? n.encryption.mode : 'Disabled' },
+  }));
+  const encryption = summarizeEncryption(encNodes, { ipsecEnabled: installed && input.settings?.['encryption.type'] === 'ipsec' });
+  const errors = nodes.flatMap((n) => n.errors.map((reason) => ({ node: n.name, reason })));
+  const agents = {
+    desired: installed ? nodes.length : 0,
+    running: nodes.filter((n) => n.running).length,
+    ready: nodes.filter((n) => n.ready).length,
+    available: nodes.filter((n) => n.available).length,
+  };
+  const ok = installed && nodes.length > 0 && agents.ready === nodes.length && agents.available === nodes.length && errors.length === 0;
+  return {
+    ok, version: input.version, cluster: input.cluster, installed,
+    encryptionType: installed ? input.settings!['encryption.type'] : undefined,
+    agents, encryption, nodes, errors,
+  };
+}
+
+export interface Painter {
+  ok: string; fail: string; warn: string;
+  green(s: string): string; red(s: string): string; yellow(s: string): string; bold(s: string): string;
+}
+
+const PLAIN: Painter = { ok: '[ok]', fail: '[fail]', warn: '[warn]', green: (s) => s, red: (s) => s, yellow: (s) => s, bold: (s) => s };
+
+/** The text form, in the layout of `cilium status`: headline rows, a node table, then the errors. */
+export function formatStatusReport(r: StatusReport, p: Painter = PLAIN): string {
+  const a = r.agents;
+  const headline = !r.installed ? p.yellow('not installed') : r.ok ? p.green('OK') : p.red(`${r.errors.length} error${r.errors.length === 1 ? '' : 's'}`);
+  const enc = modeCounts(r.encryption).map(({ mode, count }) => `${mode} (${count}/${r.encryption['total-node-count'] ?? 0} nodes)`).join(', ');
+  const rows = [
+    ['Veil:', headline],
+    ['Agents:', r.installed ? `Desired: ${a.desired}, Ready: ${a.ready}/${a.desired}, Available: ${a.available}/${a.desired}` : `none (run 'veil install --encryption wireguard|ipsec')`],
+    ['Encryption:', enc || 'Disabled'],
+    ['Version:', `veil ${r.version}`],
+    ['Cluster:', `${r.cluster} (${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'})`],
+  ];
+  const out = [table(rows, 2), ''];
+  if (r.nodes.length) {
+    const nodeRows = [['NODE', 'AGENT', 'HEALTH', 'ENCRYPTION', 'HEARTBEAT']];
+    for (const n of r.nodes) {
+      const agent = !r.installed ? '-' : !n.running ? 'NotRunning' : n.available ? 'Available' : n.ready ? 'Ready' : 'NotReady';
+      nodeRows.push([n.name, agent, n.health, n.encryption.mode, n.heartbeatAgeSeconds === undefined ? '-' : `${n.heartbeatAgeSeconds}s ago`]);
+    }
+    out.push(table(nodeRows), '');
+  }
+  if (r.errors.length) {
+    out.push('Errors:');
+    out.push(table(r.errors.map((e) => [`  ${p.fail} ${e.node}`, e.reason])));
+    out.push('');
+  }
+  return out.join('\n');
+}
+

@@ -1,0 +1,46 @@
+// Looking at a cluster as it is now: every node's registry object, whether its agent's process
+// lives, and what the agent answers on its status API (short timeouts: a hung agent is a finding).
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Registry } from '../control/registry.js';
+import { agentSocketPath } from '../agent/agent.js';
+import { agentPid } from '../agent/installer.js';
+import { readSettings } from '../agent/install-state.js';
+import type { Settings } from '../agent/settings.js';
+import { agentGet } from '../agent/status-server.js';
+import { errorMessage } from '../util/errors.js';
+import { buildStatusReport, type Healthz, type NodeObservation, type StatusReport } from './cluster-status.js';
+
+const AGENT_TIMEOUT_MS = 2000;
+
+export function veilVersion(): string {
+  const pkg = join(dirname(fileURLToPath(import.meta.url)), '../../../package.json');
+  try { return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version; } catch { return 'unknown'; }
+}
+
+/** GET a JSON document from a node's agent; undefined + the reason when it cannot answer. */
+export async function askAgent<T>(cluster: string, node: string, path: string): Promise<{ value?: T; error?: string }> {
+  try {
+    return { value: JSON.parse(await agentGet(agentSocketPath(cluster, node), path, AGENT_TIMEOUT_MS)) as T };
+  } catch (e) {
+    return { error: errorMessage(e).split(': is veil installed')[0] };
+  }
+}
+
+export async function observeNodes(cluster: string, reg: Registry, settings: Settings | undefined): Promise<NodeObservation[]> {
+  const nodes = await reg.list('Node');
+  return Promise.all(nodes.map(async (object): Promise<NodeObservation> => {
+    const name = object.metadata.name;
+    const pid = agentPid(cluster, name);
+    if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid };
+    const [h, e] = await Promise.all([askAgent<Healthz>(cluster, name, '/healthz'), askAgent<Record<string, unknown>>(cluster, name, '/encrypt')]);
+    return { name, object, agentPid: pid, healthz: h.value, healthzError: h.error, encrypt: e.value };
+  }));
+}
+
+export async function clusterStatus(cluster: string, reg: Registry): Promise<StatusReport> {
+  const settings = await readSettings(reg);
+  const observations = await observeNodes(cluster, reg, settings);
+  return buildStatusReport({ cluster, version: veilVersion(), settings, observations, now: Date.now() });
+}

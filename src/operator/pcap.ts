@@ -1,0 +1,118 @@
+// Reading the pcap files tcpdump writes (classic format, either byte order, micro or nano seconds,
+// Ethernet link type) and telling what each underlay frame is: the expected tunnel datagrams
+// (WireGuard on 51871, ESP-in-UDP on 4500) between node addresses, ARP, IPv6 link housekeeping,
+// or anything else (which on an encrypted cluster means plaintext leaked).
+import { VeilError } from '../util/errors.js';
+
+export interface PcapPacket {
+  /** Seconds since the epoch (fractional). */
+  time: number;
+  /** The captured bytes (possibly shorter than on the wire). */
+  data: Buffer;
+}
+
+const LINKTYPE_ETHERNET = 1;
+
+export function parsePcap(buf: Buffer): PcapPacket[] {
+  if (buf.length < 24) throw new VeilError('BAD_PCAP', `pcap file too short (${buf.length} bytes)`);
+  const magic = buf.readUInt32LE(0);
+  let le: boolean; let nano: boolean;
+  if (magic === 0xa1b2c3d4) { le = true; nano = false; } else if (magic === 0xd4c3b2a1) { le = false; nano = false; }
+  else if (magic === 0xa1b23c4d) { le = true; nano = true; } else if (magic === 0x4d3cb2a1) { le = false; nano = true; }
+  else throw new VeilError('BAD_PCAP', `not a pcap file (magic 0x${magic.toString(16)})`, 'pcapng is not read here: capture with tcpdump -w');
+  const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const linkType = u32(20) & 0x0fffffff;
+  if (linkType !== LINKTYPE_ETHERNET) throw new VeilError('BAD_PCAP', `unsupported link type ${linkType} (only Ethernet)`);
+  const out: PcapPacket[] = [];
+  let off = 24;
+  while (off + 16 <= buf.length) {
+    const caplen = u32(off + 8);
+    const start = off + 16;
+    if (start + caplen > buf.length) break; // a capture cut short: the last record is torn
+    out.push({ time: u32(off) + u32(off + 4) / (nano ? 1e9 : 1e6), data: buf.subarray(start, start + caplen) });
+    off = start + caplen;
+  }
+  return out;
+}
+
+export type FrameKind = 'WireGuard' | 'ESP-in-UDP' | 'ARP' | 'IPv6 link-local' | 'plaintext' | 'other';
+
+export interface FrameInfo {
+  kind: FrameKind;
+  /** Outer IPv4 addresses, when it is IPv4. */
+  src?: string;
+  dst?: string;
+  /** A short tcpdump-like description, for reports. */
+  summary: string;
+}
+
+export const WIREGUARD_PORT = 51871;
+export const ESP_IN_UDP_PORT = 4500;
+
+function ipv4(b: Buffer, o: number): string {
+  return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+}
+
+const IP_PROTOCOLS: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 50: 'ESP' };
+/** ICMPv6 neighbour discovery and multicast listener messages carry no user data. */
+const ICMP6_LINK_TYPES = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143]);
+
+/** What one Ethernet frame on the underlay is. `nodeIPs` are the cluster's node addresses. */
+export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>): FrameInfo {
+  if (frame.length < 14) return { kind: 'other', summary: 'runt frame' };
+  let etherType = frame.readUInt16BE(12);
+  let l3 = 14;
+  if (etherType === 0x8100 && frame.length >= 18) { etherType = frame.readUInt16BE(16); l3 = 18; }
+  if (etherType === 0x0806) return { kind: 'ARP', summary: 'ARP' };
+  if (etherType === 0x86dd) {
+    if (frame.length >= l3 + 41) {
+      const next = frame[l3 + 6];
+      const srcLinkLocal = frame[l3 + 8] === 0xfe && (frame[l3 + 9]! & 0xc0) === 0x80;
+      const srcUnspecified = frame.subarray(l3 + 8, l3 + 24).every((x) => x === 0);
+      // ICMPv6 directly, or after a hop-by-hop header (MLD reports carry one).
+      const icmpType = next === 58 ? frame[l3 + 40] : next === 0 && frame[l3 + 40] === 58 ? frame[l3 + 40 + (frame[l3 + 41]! + 1) * 8] : undefined;
+      if ((srcLinkLocal || srcUnspecified) && icmpType !== undefined && ICMP6_LINK_TYPES.has(icmpType)) return { kind: 'IPv6 link-local', summary: `ICMPv6 type ${icmpType}` };
+    }
+    return { kind: 'other', summary: 'IPv6' };
+  }
+  if (etherType !== 0x0800 || frame.length < l3 + 20) return { kind: 'other', summary: `ethertype 0x${etherType.toString(16)}` };
+  const ihl = (frame[l3]! & 0x0f) * 4;
+  const proto = frame[l3 + 9]!;
+  const src = ipv4(frame, l3 + 12);
+  const dst = ipv4(frame, l3 + 16);
+  const fragOffset = frame.readUInt16BE(l3 + 6) & 0x1fff;
+  const l4 = l3 + ihl;
+  const name = IP_PROTOCOLS[proto] ?? `proto ${proto}`;
+  const betweenNodes = nodeIPs.has(src) && nodeIPs.has(dst);
+  if (proto === 17 && fragOffset === 0 && frame.length >= l4 + 8) {
+    const sport = frame.readUInt16BE(l4);
+    const dport = frame.readUInt16BE(l4 + 2);
+    const payload = frame.subarray(l4 + 8);
+    const summary = `UDP ${src}:${sport} > ${dst}:${dport}`;
+    if (betweenNodes && (sport === WIREGUARD_PORT || dport === WIREGUARD_PORT) && isWireGuardMessage(payload)) return { kind: 'WireGuard', src, dst, summary };
+    if (betweenNodes && (sport === ESP_IN_UDP_PORT || dport === ESP_IN_UDP_PORT) && isEspInUdp(payload)) return { kind: 'ESP-in-UDP', src, dst, summary };
+    return { kind: 'plaintext', src, dst, summary };
+  }
+  if ((proto === 6) && frame.length >= l4 + 4) {
+    return { kind: 'plaintext', src, dst, summary: `TCP ${src}:${frame.readUInt16BE(l4)} > ${dst}:${frame.readUInt16BE(l4 + 2)}` };
+  }
+  return { kind: 'plaintext', src, dst, summary: `${name} ${src} > ${dst}` };
+}
+
+/** A WireGuard message: type 1-4 and three zero reserved bytes (whitepaper §5.4). */
+export function isWireGuardMessage(p: Buffer): boolean {
+  return p.length >= 32 && p[0]! >= 1 && p[0]! <= 4 && p[1] === 0 && p[2] === 0 && p[3] === 0;
+}
+
+/** ESP in UDP (RFC 3948): a non-zero SPI and at least SPI + sequence, or a NAT keepalive (0xff). */
+export function isEspInUdp(p: Buffer): boolean {
+  if (p.length === 1) return p[0] === 0xff;
+  return p.length >= 8 && p.readUInt32BE(0) !== 0;
+}
+
+/** How many times `needle` occurs in `hay`. */
+export function countOccurrences(hay: Buffer, needle: Buffer): number {
+  let n = 0;
+  for (let i = hay.indexOf(needle); i !== -1; i = hay.indexOf(needle, i + 1)) n++;
+  return n;
+}

@@ -1,0 +1,117 @@
+// The traffic end of `veil verify`, run inside one test pod's namespace (`ip netns exec <pod> node
+// verify-probe.js <json>`): it echoes TCP and UDP on a port, prints "ready", waits for "go" on
+// stdin, then sends ICMP (ping -p marker), TCP and UDP carrying each target's marker to every
+// target, checks the echoes, prints one JSON line of results and exits when stdin closes.
+import { spawn } from 'node:child_process';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { createInterface } from 'node:readline';
+
+export interface ProbeTarget {
+  node: string;
+  ip: string;
+  /** 16 bytes, hex: what the traffic to this target carries. */
+  marker: string;
+}
+
+export interface ProbeConfig {
+  port: number;
+  timeoutMs: number;
+  targets: ProbeTarget[];
+}
+
+export interface ProbeResult {
+  node: string;
+  icmp: boolean;
+  tcp: boolean;
+  udp: boolean;
+  detail: string[];
+}
+
+/** The payload: the marker (binary) and its hex again (so it shows in either form), twice. */
+export function probePayload(markerHex: string, proto: string): Buffer {
+  const m = Buffer.from(markerHex, 'hex');
+  return Buffer.concat([m, Buffer.from(` veil-verify ${proto} ${markerHex} `), m]);
+}
+
+function ping(t: ProbeTarget, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+  return new Promise((resolve) => {
+    const count = 3;
+    const p = spawn('ping', ['-n', '-q', '-c', String(count), '-i', '0.2', '-W', String(Math.max(1, Math.round(timeoutMs / 1000))), '-p', t.marker, t.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { out += d; });
+    p.on('error', (e) => resolve({ ok: false, detail: `ping: ${e.message}` }));
+    p.on('exit', () => {
+      const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+      const ok = !!m && Number(m[2]) === count;
+      resolve({ ok, detail: ok ? '' : `icmp: ${m ? `${m[2]}/${m[1]} replies` : out.trim().split('\n').pop()}` });
+    });
+  });
+}
+
+function tcp(t: ProbeTarget, port: number, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+  const payload = probePayload(t.marker, 'tcp');
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const s = connect({ host: t.ip, port, timeout: timeoutMs }, () => s.end(payload));
+    const done = (ok: boolean, detail: string) => { s.destroy(); resolve({ ok, detail }); };
+    s.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+    s.on('end', () => done(got.equals(payload), got.equals(payload) ? '' : `tcp: echo ${got.length}/${payload.length} bytes`));
+    s.on('timeout', () => done(false, 'tcp: timed out'));
+    s.on('error', (e) => done(false, `tcp: ${e.message}`));
+  });
+}
+
+function udp(t: ProbeTarget, port: number, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+  const payload = probePayload(t.marker, 'udp');
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    let sent = 0;
+    const send = () => { sent++; s.send(payload, port, t.ip); };
+    // UDP may lose the first datagram while a tunnel handshakes: resend a few times.
+    const retry = setInterval(send, 300);
+    const finish = (ok: boolean, detail: string) => { clearInterval(retry); clearTimeout(timer); s.close(); resolve({ ok, detail }); };
+    const timer = setTimeout(() => finish(false, `udp: no echo to ${sent} datagrams`), timeoutMs);
+    s.on('message', (m) => { if (m.equals(payload)) finish(true, ''); });
+    s.on('error', (e) => finish(false, `udp: ${e.message}`));
+    send();
+  });
+}
+
+async function probe(cfg: ProbeConfig, t: ProbeTarget): Promise<ProbeResult> {
+  const [i, tc, u] = await Promise.all([ping(t, cfg.timeoutMs), tcp(t, cfg.port, cfg.timeoutMs), udp(t, cfg.port, cfg.timeoutMs)]);
+  return { node: t.node, icmp: i.ok, tcp: tc.ok, udp: u.ok, detail: [i.detail, tc.detail, u.detail].filter(Boolean) };
+}
+
+async function listen(port: number): Promise<{ tcp: Server; close(): void }> {
+  const server = createServer((c: Socket) => {
+    const chunks: Buffer[] = [];
+    c.on('data', (d: Buffer) => chunks.push(d));
+    c.on('end', () => c.end(Buffer.concat(chunks)));
+    c.on('error', () => c.destroy());
+  });
+  const u = createSocket('udp4');
+  u.on('message', (m, r) => u.send(m, r.port, r.address));
+  await new Promise<void>((r) => server.listen(port, '0.0.0.0', () => r()));
+  await new Promise<void>((r) => u.bind(port, '0.0.0.0', () => r()));
+  return { tcp: server, close: () => { server.close(); u.close(); } };
+}
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as ProbeConfig;
+  const servers = await listen(cfg.port);
+  process.stdout.write('ready\n');
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (line.trim() !== 'go') continue;
+    const results = await Promise.all(cfg.targets.map((t) => probe(cfg, t)));
+    process.stdout.write(JSON.stringify(results) + '\n');
+  }
+  servers.close();
+  process.exit(0);
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  main().catch((e) => { process.stderr.write(`verify-probe: ${e instanceof Error ? e.message : String(e)}\n`); process.exit(1); });
+}
