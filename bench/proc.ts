@@ -1,0 +1,81 @@
+// Child processes for the bench (async, so that SIGINT/SIGTERM handlers still run while a
+// measurement is going on) and the /proc figures it reads: CPU ticks and peak RSS of a pid.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export interface ExecResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Every child still running: the signal handler stops them by pid. */
+export const liveChildren = new Set<ChildProcess>();
+
+/** Runs argv to completion (killed after timeoutMs); never throws for a non-zero exit. */
+export function exec(argv: string[], timeoutMs = 60_000, env?: NodeJS.ProcessEnv): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    liveChildren.add(child);
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => { stderr += `\n(killed after ${timeoutMs} ms)`; child.kill('SIGKILL'); }, timeoutMs);
+    child.on('error', (e) => { stderr += e.message; });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      resolve({ status: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/** Like exec, but a non-zero exit is an error that carries stderr. */
+export async function mustExec(argv: string[], timeoutMs?: number, env?: NodeJS.ProcessEnv): Promise<string> {
+  const r = await exec(argv, timeoutMs, env);
+  if (r.status !== 0) throw new Error(`'${argv.join(' ')}' failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+/** Starts a long-running child (a server, a daemon); the caller stops it with stopChild. */
+export function startChild(argv: string[]): ChildProcess {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr!.on('data', () => undefined);
+  liveChildren.add(child);
+  child.on('close', () => liveChildren.delete(child));
+  return child;
+}
+
+export async function stopChild(child: ChildProcess, graceMs = 2000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const closed = new Promise<void>((r) => child.once('close', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await closed;
+  clearTimeout(timer);
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+const CLK_TCK = 100; // getconf CLK_TCK on Linux
+
+/** utime + stime of a process (all its threads), in seconds; 0 when it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+/** Peak resident set (VmHWM) of a process in bytes; 0 when it is gone. */
+export function peakRssBytes(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,121 @@
+// `npm run bench`: plain / wireguard-go / veil WireGuard / veil IPsec on a 2-node lab, rounds
+// interleaved so that drift hits every mode alike; one table with ratios, JSON in bench/results/.
+// Cleans up (veil uninstall, wireguard-go, lab down, temp VEIL_HOME) also on SIGINT/SIGTERM.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { run } from '../src/util/exec.js';
+import { BenchLab, MODES, type ActiveMode, type Mode } from './bench-lab.js';
+import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } from './measure.js';
+import { liveChildren } from './proc.js';
+import { formatTable, summarize } from './report.js';
+
+const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--smoke] [--out FILE] [--name CLUSTER]
+
+Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
+  --rounds N     rounds (default 3; the table shows the median per figure)
+  --seconds S    seconds per iperf3 test (default 5)
+  --udp-rate R   offered UDP rate, iperf3 -b syntax (default 400M)
+  --smoke        1 round of 1-second tests: each mode must pass traffic; no JSON unless --out
+  --out FILE     where the JSON goes (default bench/results/<date>.json)
+  --name CLUSTER lab cluster name (default vb<pid>)
+Exit status: 0 when every mode passed traffic in every round, 1 otherwise, 130 when interrupted.`;
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+function machine(): Record<string, unknown> {
+  const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model;
+  const commit = run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD']).stdout.trim();
+  return { nproc: cpus().length, cpu: model, kernel: release(), node: process.version, commit };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' },
+      smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { console.log(HELP); return 0; }
+  const smoke = !!values.smoke;
+  const rounds = Number(values.rounds ?? (smoke ? 1 : 3));
+  const opts: MeasureOptions = { seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : 200 };
+  const modes = (values.modes ? values.modes.split(',') : [...MODES]) as Mode[];
+  const bad = modes.filter((m) => !MODES.includes(m));
+  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1)) {
+    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
+    return 2;
+  }
+
+  const home = mkdtempSync(join(tmpdir(), 'veil-bench-'));
+  process.env['VEIL_HOME'] = home; // for the registry reads (agent pids) in this process
+  const lab = new BenchLab(values.name ?? `vb${process.pid}`, home);
+  let active: ActiveMode | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () => cleaning ??= (async () => {
+    await active?.teardown().catch(() => undefined);
+    await lab.destroy();
+    rmSync(home, { recursive: true, force: true });
+  })();
+  const onSignal = (sig: NodeJS.Signals) => {
+    console.error(`\n${sig}: cleaning up`);
+    for (const c of liveChildren) c.kill('SIGKILL');
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const results: Partial<Record<Mode, ModeFigures>>[] = [];
+  const failures: { round: number; mode: Mode; error: string }[] = [];
+  const started = new Date();
+  try {
+    console.error(`creating lab ${lab.cluster} (VEIL_HOME=${home})`);
+    await lab.create();
+    const [client, server] = lab.pods as [typeof lab.pods[0], typeof lab.pods[0]];
+    for (let r = 0; r < rounds; r++) {
+      const round: Partial<Record<Mode, ModeFigures>> = {};
+      for (const mode of modes) {
+        const t0 = Date.now();
+        try {
+          active = await lab.activate(mode, home);
+          if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
+          round[mode] = await measureMode(client, server, active.datapathPids, opts);
+          const f = round[mode]!;
+          console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s, ` +
+            `udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), rtt p50 ${f.rttP50Us.toFixed(0)} µs (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        } catch (e) {
+          const error = e instanceof Error ? e.message : String(e);
+          failures.push({ round: r + 1, mode, error });
+          console.error(`round ${r + 1}/${rounds} ${mode}: FAILED: ${error}`);
+        } finally {
+          const a = active;
+          active = undefined;
+          await a?.teardown();
+        }
+      }
+      results.push(round);
+    }
+  } finally {
+    await cleanup();
+  }
+
+  const summary = summarize(results);
+  const table = formatTable(summary);
+  const info = machine();
+  console.log(`\nveil bench ${started.toISOString().slice(0, 10)}: ${rounds} round(s) × ${opts.seconds} s, UDP offered ${opts.udpRate}; ` +
+    `${info['nproc']} × ${info['cpu']}; medians over rounds (÷wg-go, ÷plain)\n`);
+  console.log(table);
+  for (const f of failures) console.log(`FAILED round ${f.round} ${f.mode}: ${f.error}`);
+  if (!smoke || values.out) {
+    const stamp = started.toISOString().replace(/:/g, '').slice(0, 17);
+    const file = values.out ?? join(ROOT, 'bench', 'results', `${stamp}.json`);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify({ date: started.toISOString(), machine: info, options: { rounds, ...opts, modes }, summary, rounds: results, failures, table }, null, 2) + '\n');
+    console.log(`\nJSON: ${file}`);
+  }
+  return failures.length ? 1 : 0;
+}
+
+main().then((code) => process.exit(code), (e) => { console.error(e instanceof Error ? e.stack : e); process.exit(1); });
