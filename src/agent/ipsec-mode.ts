@@ -35,7 +35,7 @@ interface EngineStatus {
   drops: Record<string, number>;
   xfrmErrors: Record<string, number>;
   counters: Record<string, number>;
-  peers: { name: string; ip: string; activeSpi: number }[];
+  peers: { name: string; ip: string; activeSpi: number; allowedIPs: string[] }[];
 }
 
 export class IpsecMode implements EncryptionMode {

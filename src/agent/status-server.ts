@@ -1,9 +1,11 @@
 // The agent's local API: HTTP on a unix socket in the node's state directory (reachable from the
-// host whatever network namespace the agent runs in). Read-only: /healthz, /encrypt, /metrics.
+// host whatever network namespace the agent runs in). Read-only: /healthz, /encrypt, /metrics,
+// /ipsec/sas[?keys=1]. The socket is root's alone (0600): /ipsec/sas?keys=1 hands out key material.
 import { createServer, request, type Server } from 'node:http';
-import { rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { Agent } from './agent.js';
+import type { IpsecMode } from './ipsec-mode.js';
 
 export class StatusServer {
   private server?: Server;
@@ -22,12 +24,14 @@ export class StatusServer {
       this.server!.once('error', reject);
       this.server!.listen(this.socketPath, () => resolve());
     });
+    chmodSync(this.socketPath, 0o600);
   }
 
   private async handle(url: string): Promise<{ type: string; body: string }> {
-    const path = url.split('?')[0];
+    const [path, query] = url.split('?');
     if (path === '/metrics') return { type: 'text/plain; version=0.0.4', body: await this.agent.metrics() };
     if (path === '/encrypt') return { type: 'application/json', body: JSON.stringify(await this.agent.encryption.encryptStatus()) };
+    if (path === '/ipsec/sas') return { type: 'application/json', body: JSON.stringify(await this.ipsecSas(new URLSearchParams(query).get('keys') === '1')) };
     if (path === '/healthz') {
       const ctx = this.agent.context;
       const mode = this.agent.encryption;
@@ -42,6 +46,15 @@ export class StatusServer {
       };
     }
     throw new VeilError('NOT_FOUND', `no such path ${path}`);
+  }
+
+  /** The SAs and peers of the ESP engine (with key material if asked), and this node's addresses. */
+  private async ipsecSas(showKeys: boolean): Promise<Record<string, unknown>> {
+    const mode = this.agent.encryption;
+    if (mode?.mode !== 'IPsec') throw new VeilError('NOT_IPSEC', `this agent runs ${mode?.mode ?? 'no'} encryption, not IPsec`);
+    const st = await (mode as IpsecMode).engineStatus(showKeys);
+    const ctx = this.agent.context;
+    return { node: ctx.nodeName, internalIP: ctx.internalIP, podCIDR: ctx.podCIDR, sas: st.sas, peers: st.peers };
   }
 
   async close(): Promise<void> {

@@ -426,6 +426,7 @@ export class EspEngine implements DatapathEngine {
     const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean) => ({
       peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: 'espinudp 4500',
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
+      transform: sa.transform.kind === 'aead' ? { aead: sa.transform.name } : { auth: sa.transform.auth, enc: sa.transform.enc },
       active, bytes: sa.counters.bytes, packets: sa.counters.packets, addTimeMs: sa.counters.addTimeMs, useTimeMs: sa.counters.useTimeMs,
       sequence: sa.direction === 'out' ? sa.sequence.last : sa.replay.top,
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
