@@ -1,0 +1,44 @@
+// Prometheus metrics over HTTP on the node's address (agent.metricsPort, Cilium's 9962), for
+// scrapers on the network; the same body as GET /metrics on the local status socket.
+import { createServer, type Server } from 'node:http';
+import { errorMessage } from '../util/errors.js';
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+export class MetricsServer {
+  private server?: Server;
+
+  constructor(private readonly host: string, private readonly port: number, private readonly render: () => Promise<string>) {}
+
+  async listen(): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' || (path !== '/metrics' && path !== '/')) {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try GET /metrics\n');
+        return;
+      }
+      this.render().then(
+        (body) => { res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }); res.end(body); },
+        (e) => { res.writeHead(500, { 'content-type': 'text/plain' }); res.end(`metrics failed: ${errorMessage(e)}\n`); },
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, this.host, () => { server.off('error', reject); resolve(); });
+    });
+    this.server = server;
+  }
+
+  get address(): string {
+    return `http://${this.host}:${this.port}/metrics`;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}
