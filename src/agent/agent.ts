@@ -12,6 +12,7 @@ import { Health } from './health.js';
 import { mustReadSettings } from './install-state.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { StatusServer } from './status-server.js';
+import { MetricsServer } from './metrics-server.js';
 import { agentMetrics } from './metrics.js';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
@@ -55,6 +56,7 @@ export class Agent {
   private ctx!: AgentContext;
   private mode!: EncryptionMode;
   private server?: StatusServer;
+  private metricsServer?: MetricsServer;
   private watch?: Watch;
   private timers: NodeJS.Timeout[] = [];
   private reconcileQueued = false;
@@ -84,6 +86,12 @@ export class Agent {
 
     this.server = new StatusServer(agentSocketPath(this.opts.cluster, this.opts.node), this);
     await this.server.listen();
+    // Metrics on the node IP are optional: a taken port degrades health instead of failing the node.
+    this.metricsServer = new MetricsServer(spec.internalIP, settings['agent.metricsPort'], () => this.metrics());
+    await this.metricsServer.listen().then(
+      () => this.health.ok('metrics', this.metricsServer!.address),
+      (e) => { this.health.set('metrics', 'Degraded', `cannot serve metrics on ${this.metricsServer!.address}: ${errorMessage(e)}`); this.metricsServer = undefined; },
+    );
 
     this.mode = await createMode(this.ctx);
     try {
@@ -195,6 +203,7 @@ export class Agent {
     try { await this.mode?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
     try { await this.publish(false); } catch { /* the registry may be gone (lab down) */ }
     await this.server?.close();
+    await this.metricsServer?.close();
     this.ctx?.registry.close();
     this.log.info('agent stopped');
   }
