@@ -103,11 +103,13 @@ export class Agent {
       await this.publish(false).catch((pe) => this.log.warn('publish failed', { error: errorMessage(pe) }));
       throw e;
     }
+    // Watch from before the first reconcile: a peer that publishes its key meanwhile must not be
+    // missed until the next resync (it was: peers converged only with the 5 s heartbeats).
+    const rev = await registry.revision();
     await this.reconcileNow();
     await this.publish(true);
     this.log.info('agent ready', { device: this.mode.device });
 
-    const rev = await registry.revision();
     this.watch = registry.watch('Node', rev, (ev) => {
       this.cache(ev.object, ev.type === 'DELETED');
       this.queueReconcile();
