@@ -11,6 +11,8 @@ export interface TunnelRoute {
   prefix: string; // CIDR
   device: string;
   mtu?: number;
+  /** Preferred source address (node IPs: keep the node's own IP, not the tunnel device's). */
+  src?: string;
 }
 
 function family(prefix: string): '-4' | '-6' {
@@ -22,7 +24,7 @@ export function steerIntoTunnel(routes: TunnelRoute[], netns?: string): void {
   for (const r of routes) {
     const ip = netns ? ['ip', '-n', netns, family(r.prefix)] : ['ip', family(r.prefix)];
     mustRun([...ip, 'route', 'replace', 'blackhole', r.prefix, 'metric', String(FAIL_CLOSED_METRIC)]);
-    mustRun([...ip, 'route', 'replace', r.prefix, 'dev', r.device, ...(r.mtu ? ['mtu', String(r.mtu)] : [])]);
+    mustRun([...ip, 'route', 'replace', r.prefix, 'dev', r.device, ...(r.mtu ? ['mtu', String(r.mtu)] : []), ...(r.src ? ['src', r.src] : [])]);
   }
 }
 

@@ -97,12 +97,14 @@ export class WireguardMode implements EncryptionMode {
     for (const [name, msg] of this.problems) this.ctx.health.set(name, 'Degraded', msg);
     // Steer every remote node's pods into the tunnel, whether or not its key is known yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
-    const wanted = new Set<string>();
+    // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
+    // traffic stays node-to-node inside the tunnel.
+    const wanted = new Map<string, string | undefined>();
     for (const p of peers) {
-      wanted.add(p.podCIDR);
-      if (this.nodeEncryption) wanted.add(`${p.internalIP}/32`);
+      wanted.set(p.podCIDR, undefined);
+      if (this.nodeEncryption) wanted.set(`${p.internalIP}/32`, this.ctx.internalIP);
     }
-    steerIntoTunnel([...wanted].map((prefix) => ({ prefix, device: WG_DEVICE })));
+    steerIntoTunnel([...wanted].map(([prefix, src]) => ({ prefix, device: WG_DEVICE, src })));
     for (const stale of prefixesOnDevice(WG_DEVICE)) if (!wanted.has(stale)) releasePrefix(stale, WG_DEVICE);
     this.prober?.setPeers(new Map(peers.map((p) => [p.name, podGatewayOf(p.podCIDR)])));
     this.checkProbes();
