@@ -56,7 +56,8 @@ export async function run(args: string[]): Promise<number> {
       const deadline = Date.now() + timeoutMs;
       let last = '';
       while (!report.ok && Date.now() < deadline) {
-        const line = `${ui.wait} Waiting for veil: ${report.agents.ready}/${report.nodes.length} agents ready${report.errors[0] ? ` (${report.errors[0].node}: ${report.errors[0].reason})` : ''}`;
+        const why = report.errors[0] ?? report.nodes.flatMap((n) => n.pending.map((reason) => ({ node: n.name, reason })))[0];
+        const line = `${ui.wait} Waiting for veil: ${report.agents.available}/${report.nodes.length} agents available${why ? ` (${why.node}: ${why.reason})` : ''}`;
         if (line !== last) { process.stderr.write(line + '\n'); last = line; }
         await new Promise((r) => setTimeout(r, 500));
         report = await clusterStatus(cluster, reg);

@@ -37,6 +37,8 @@ export interface NodeReport {
   heartbeatAgeSeconds?: number;
   encryption: { mode: string; device?: string; detail?: string };
   errors: string[];
+  /** Why the node is not available yet although nothing is wrong (e.g. a first handshake pending). */
+  pending: string[];
 }
 
 export interface StatusReport {
@@ -58,20 +60,28 @@ export const HANDSHAKE_MAX_AGE_MS = 180_000;
 
 interface WgPeerJson { node?: string; 'public-key'?: string; 'last-handshake-time'?: string }
 
+/** Peers still waiting for their first handshake (within the grace time): the node is not available yet. */
+export function peersAwaitingHandshake(encrypt: Record<string, unknown> | undefined, agentStartedAt: number, now: number): string[] {
+  if (now - agentStartedAt > HANDSHAKE_GRACE_MS) return [];
+  return wgPeers(encrypt).filter((p) => !p['last-handshake-time'] || p['last-handshake-time'].startsWith('0001-')).map((p) => p.node ?? p['public-key'] ?? '?');
+}
+
+function wgPeers(encrypt: Record<string, unknown> | undefined): WgPeerJson[] {
+  const ifaces = (encrypt?.['wireguard'] as { interfaces?: { peers?: WgPeerJson[] | null }[] } | undefined)?.interfaces ?? [];
+  return ifaces.flatMap((i) => i.peers ?? []);
+}
+
 /** Peers of a WireGuard encrypt status without a recent handshake (empty for other modes). */
 export function handshakeProblems(encrypt: Record<string, unknown> | undefined, agentStartedAt: number, now: number): string[] {
-  const ifaces = (encrypt?.['wireguard'] as { interfaces?: { peers?: WgPeerJson[] | null }[] } | undefined)?.interfaces ?? [];
   const out: string[] = [];
-  for (const i of ifaces) {
-    for (const p of i.peers ?? []) {
-      const who = p.node ?? p['public-key'] ?? '?';
-      const hs = p['last-handshake-time'];
-      const t = hs && !hs.startsWith('0001-') ? Date.parse(hs) : NaN;
-      if (!Number.isFinite(t)) {
-        if (now - agentStartedAt > HANDSHAKE_GRACE_MS) out.push(`peer ${who}: no handshake ${Math.round((now - agentStartedAt) / 1000)}s after the agent started`);
-      } else if (now - t > HANDSHAKE_MAX_AGE_MS) {
-        out.push(`peer ${who}: latest handshake ${Math.round((now - t) / 1000)}s ago (more than ${HANDSHAKE_MAX_AGE_MS / 1000}s)`);
-      }
+  for (const p of wgPeers(encrypt)) {
+    const who = p.node ?? p['public-key'] ?? '?';
+    const hs = p['last-handshake-time'];
+    const t = hs && !hs.startsWith('0001-') ? Date.parse(hs) : NaN;
+    if (!Number.isFinite(t)) {
+      if (now - agentStartedAt > HANDSHAKE_GRACE_MS) out.push(`peer ${who}: no handshake ${Math.round((now - agentStartedAt) / 1000)}s after the agent started`);
+    } else if (now - t > HANDSHAKE_MAX_AGE_MS) {
+      out.push(`peer ${who}: latest handshake ${Math.round((now - t) / 1000)}s ago (more than ${HANDSHAKE_MAX_AGE_MS / 1000}s)`);
     }
   }
   return out;
@@ -80,6 +90,7 @@ export function handshakeProblems(encrypt: Record<string, unknown> | undefined, 
 function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeReport {
   const st = o.object.status?.['agent'] as (Partial<AgentStatus> & { health?: { state?: string; problems?: string[] }; encryption?: NodeReport['encryption']; startedAt?: string }) | undefined;
   const errors: string[] = [];
+  const pending: string[] = [];
   const hb = typeof st?.heartbeat === 'string' ? Date.parse(st.heartbeat) : NaN;
   const heartbeatAge = Number.isFinite(hb) ? Math.max(0, now - hb) : undefined;
   const fresh = heartbeatAge !== undefined && heartbeatAge < HEARTBEAT_TIMEOUT_MS;
@@ -97,15 +108,18 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
       : (st?.health?.problems ?? []).map((p) => `${p} (last reported)`);
     errors.push(...problems);
     const started = Date.parse(o.healthz?.startedAt ?? st?.startedAt ?? '');
-    if (o.encrypt && Number.isFinite(started)) errors.push(...handshakeProblems(o.encrypt, started, now));
+    if (o.encrypt && Number.isFinite(started)) {
+      errors.push(...handshakeProblems(o.encrypt, started, now));
+      pending.push(...peersAwaitingHandshake(o.encrypt, started, now).map((p) => `waiting for the first handshake with ${p}`));
+    }
   }
   const health = o.healthz?.health.state ?? (running ? (st?.health?.state ?? 'Unknown') : '-');
   const encryption = o.healthz?.encryption ?? (installed && running && st?.encryption ? st.encryption : { mode: 'Disabled' });
   return {
     name: o.name, running, pid: o.agentPid, ready: installed && ready,
-    available: installed && ready && running && !!o.healthz && health !== 'Failure',
+    available: installed && ready && running && !!o.healthz && health !== 'Failure' && !pending.length,
     health, heartbeatAgeSeconds: heartbeatAge === undefined ? undefined : Math.round(heartbeatAge / 1000),
-    encryption, errors,
+    encryption, errors, pending,
   };
 }
 

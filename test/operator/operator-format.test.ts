@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatEncryptionSummary, summarizeEncryption, encryptionSummaryJson } from '../../src/operator/encryption-summary.js';
-import { buildStatusReport, formatStatusReport, handshakeProblems } from '../../src/operator/cluster-status.js';
+import { buildStatusReport, formatStatusReport, handshakeProblems, peersAwaitingHandshake } from '../../src/operator/cluster-status.js';
 import { classifyFrame, countOccurrences, parsePcap } from '../../src/operator/pcap.js';
 import { judgeVerify } from '../../src/operator/verify-report.js';
 import { parsePrometheusText, sampleValue } from '../../src/operator/prometheus-text.js';
@@ -84,6 +84,8 @@ test('status report: a WireGuard peer without a handshake is a problem only afte
   assert.deepEqual(handshakeProblems(st, now - 5_000, now), ['peer z: latest handshake 400s ago (more than 180s)']);
   assert.deepEqual(handshakeProblems(st, now - 60_000, now), ['peer x: no handshake 60s after the agent started', 'peer z: latest handshake 400s ago (more than 180s)']);
   assert.deepEqual(handshakeProblems({ mode: 'IPsec' }, 0, now), []);
+  assert.deepEqual(peersAwaitingHandshake(st, now - 5_000, now), ['x'], 'within the grace time x is pending, not an error');
+  assert.deepEqual(peersAwaitingHandshake(st, now - 60_000, now), []);
 });
 
 // ---- pcap ---------------------------------------------------------------------------------------
