@@ -10,6 +10,7 @@ import { agentPid } from '../agent/installer.js';
 import { encryptionSummaryJson, formatEncryptionSummary, formatPerNode, summarizeEncryption, type NodeEncryption } from '../operator/encryption-summary.js';
 import { printStructured } from './output.js';
 import { checkOutputFormat } from './read-flags.js';
+import { KEY_SUBCOMMANDS } from './encryption-keys.js';
 
 interface Subcommand {
   summary: string;
@@ -89,12 +90,13 @@ async function status(args: string[]): Promise<number> {
 /** The subcommands; create-key and rotate-key are added here by the IPsec key tooling. */
 const SUBCOMMANDS: Record<string, Subcommand> = {
   status: { summary: 'the encryption of every node, summed up (cilium-cli format)', run: status },
+  ...KEY_SUBCOMMANDS,
 };
 
 function help(): string {
   const lines = ['Usage: veil encryption <subcommand> [flags]', '', 'Subcommands:'];
   for (const [name, s] of Object.entries(SUBCOMMANDS)) lines.push(`  ${name.padEnd(12)} ${s.summary}`);
-  lines.push('', 'Examples:', '  veil encryption status', '  veil encryption status -o json', '', "Run 'veil encryption <subcommand> -h' for its flags.");
+  lines.push('', 'Examples:', '  veil encryption status', '  veil encryption status -o json', '  veil encryption create-key', '  veil encryption rotate-key', '', "Run 'veil encryption <subcommand> -h' for its flags.");
   return lines.join('\n');
 }
 
