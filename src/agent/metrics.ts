@@ -22,6 +22,8 @@ export function agentMetrics(agent: Agent): string {
   const mem = process.memoryUsage();
   return [
     family('veil_agent_health', 'gauge', 'Agent health: 1 for the current state.', (['Ok', 'Degraded', 'Failure'] as const).map((s) => ({ labels: { state: s }, value: s === health ? 1 : 0 }))),
+    family('veil_agent_health_check_failing', 'gauge', 'Health checks that are not Ok (1 each), with their state.',
+      agent.health.problems().map((c) => ({ labels: { check: c.name, state: c.state }, value: 1 }))),
     family('veil_agent_start_time_seconds', 'gauge', 'When the agent started (unix time).', [{ value: agent.startedAt.getTime() / 1000 }]),
     family('veil_agent_resident_memory_bytes', 'gauge', 'Resident set size of the agent.', [{ value: mem.rss }]),
   ].join('');
