@@ -6,6 +6,7 @@ type CommandGroup = { run(args: string[]): Promise<number> };
 
 // Each group is loaded only when used, so a broken or slow group never slows the others.
 const GROUPS: Record<string, { summary: string; load: () => Promise<CommandGroup> }> = {
+  demo: { summary: 'Run the encryption tutorial for real on a local lab (main job)', load: () => import('./demo.js') },
   lab: { summary: 'Create and inspect the local lab cluster (network namespaces)', load: () => import('./lab.js') },
   secret: { summary: 'Create, read, patch and delete secrets (kubectl subset)', load: () => import('./secret.js') },
   install: { summary: 'Turn on encryption: an agent on every node', load: () => import('./install.js') },
