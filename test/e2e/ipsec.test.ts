@@ -150,6 +150,32 @@ test('e2e ipsec: install without the key secret fails with a clear message and i
   assert.equal(veil('agent', 'status', WORKER).status, 1, 'no agent runs');
 });
 
+test('e2e ipsec: encryption create-key / key-status / rotate-key on a spare secret, as cilium-cli does them', () => {
+  const formats: [string, RegExp][] = [
+    ['rfc4106-gcm-aes', /^1\+ rfc4106\(gcm\(aes\)\) [0-9a-f]{40} 128$/],
+    ['cbc-aes-sha256', /^1\+ hmac\(sha256\) [0-9a-f]{32} cbc\(aes\) [0-9a-f]{32}$/],
+    ['cbc-aes-sha512', /^1\+ hmac\(sha512\) [0-9a-f]{64} cbc\(aes\) [0-9a-f]{32}$/],
+  ];
+  for (const [algo, line] of formats) {
+    const secret = `spare-${algo}`;
+    assert.equal(ok(veil('encryption', 'create-key', '--auth-algo', algo, '--secret', secret)), 'IPsec key successfully created, new key SPI: 1\n');
+    const raw = (JSON.parse(ok(veil('encryption', 'key-status', '--secret', secret, '-o', 'json'))) as { 'ipsec-key': string })['ipsec-key'];
+    assert.match(raw, line);
+    assert.equal(ok(veil('encryption', 'key-status', '--secret', secret)), `IPsec key: ${raw}\n`);
+    const again = veil('encryption', 'create-key', '--secret', secret);
+    assert.equal(again.status, 1);
+    assert.equal(again.stderr, 'veil encryption: IPsec secret already exists, rotate key if needed using `veil encryption rotate-key` command\n');
+    assert.equal(ok(veil('encryption', 'rotate-key', '--secret', secret)), 'IPsec key successfully rotated, new key SPI: 2\n');
+    const rotated = ok(veil('encryption', 'ks', '--secret', secret)).trim().replace(/^IPsec key: /, '');
+    assert.match(rotated, new RegExp(line.source.replace('^1', '^2')));
+    assert.notEqual(rotated.split(' ')[2], raw.split(' ')[2], 'fresh key material');
+    ok(veil('secret', 'delete', secret));
+  }
+  const bad = veil('encryption', 'rotate-key', '--secret', 'nope');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /IPsec secret "nope" not found/);
+});
+
 test('e2e ipsec: seed flow: secret, install, config, status; the underlay carries only ESP spi=3 on every node pair, never the marker', async () => {
   const t0 = Date.now();
   ok(veil('secret', 'create', 'ipsec-keys', `--from-literal=keys=${keyLine(3)}`));
