@@ -13,7 +13,7 @@
 //    peer.onAuthenticatedDataReceived() on receive, with a native AEAD in between. Handshake,
 //    cookie reply and any non-transport datagram always go through decapsulate().
 import { isAllZero } from '../crypto/index.js';
-import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
+import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { endpointBytes, type Endpoint } from './endpoint.js';
 import { IndexTable } from './index-table.js';
@@ -22,7 +22,7 @@ import {
   checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
   type InitiationMessage, type ResponseMessage,
 } from './messages.js';
-import { StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake } from './noise-handshake.js';
+import { HandshakeState, StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake } from './noise-handshake.js';
 import { Peer, type PeerConfig, type PeerHost } from './peer.js';
 import { DeviceStats, type DropReason } from './stats.js';
 import { innerPacketLength, openTransport, sealTransport } from './transport.js';
@@ -273,11 +273,21 @@ export class Device implements PeerHost {
     if (typeof msg === 'string') return this.dropped(msg, null, out);
     if (!this.checkMacs(datagram, msg.sender, source, now, out)) return;
     let peer: Peer | undefined;
+    let yielded = false;
     const lookup = (remoteStatic: Uint8Array): Handshake | undefined => {
       peer = this.peer(remoteStatic);
+      // Both sides initiated at once: if each consumed the other's initiation, both responses
+      // would be dropped as unexpected and the pair would wait REKEY_TIMEOUT. The side with the
+      // greater public key keeps its own initiation and ignores the peer's; the other responds.
+      if (peer && peer.handshake.state === HandshakeState.InitiationCreated && now - peer.handshake.lastSentHandshake < REKEY_TIMEOUT &&
+          Buffer.compare(Buffer.from(this.publicKey), Buffer.from(remoteStatic)) > 0) {
+        yielded = true;
+        return undefined;
+      }
       return peer?.handshake;
     };
     const hs = consumeInitiation(this.identity, msg, lookup, now);
+    if (yielded) return this.dropped('simultaneousInitiation', peer ?? null, out);
     if (typeof hs === 'string') return this.dropped(hs, peer ?? null, out);
     const p = peer!;
     p.timers.anyAuthenticatedPacketTraversal(now, p.persistentKeepalive * 1000);

@@ -378,3 +378,27 @@ test('batched datapath API: raw keys, reserved counters, hooks keep protocol sta
   assert.equal(p.sent('b', DATA).length >= 1, true);
   void EP_B;
 });
+
+test('initiations that cross converge in one round trip: the greater static key keeps its initiation', () => {
+  const p = new Pair();
+  const held: { from: 'a' | 'b'; datagram: Uint8Array }[] = [];
+  p.filter = (from, d) => { held.push({ from, datagram: d }); return false; };
+  p.send('a', ipv4Packet('from a'));
+  p.send('b', ipv4Packet('from b'));
+  assert.deepEqual(held.map((h) => [h.from, h.datagram[0]]), [['a', INIT], ['b', INIT]], 'both initiated');
+  // Both initiations cross on the wire; from now on everything is delivered at once.
+  p.filter = () => true;
+  for (const h of held) {
+    const to = h.from === 'a' ? 'b' : 'a';
+    p.run(to, p.device(to).decapsulate(h.datagram, h.from === 'a' ? EP_A : EP_B, p.now));
+  }
+  // No time passed: without the tie-break both responses were 'unexpectedResponse' and both
+  // sides waited REKEY_TIMEOUT (5 s) for a retry.
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('from a')]);
+  assert.deepEqual(p.tunnel.a, [ipv4Packet('from b')]);
+  const winner = Buffer.compare(Buffer.from(p.a.publicKey), Buffer.from(p.b.publicKey)) > 0 ? p.a : p.b;
+  const loser = winner === p.a ? p.b : p.a;
+  assert.equal(winner.stats.drops.simultaneousInitiation, 1);
+  assert.equal(loser.stats.drops.simultaneousInitiation, 0);
+  assert.equal(p.a.stats.drops.unexpectedResponse + p.b.stats.drops.unexpectedResponse, 0);
+});
