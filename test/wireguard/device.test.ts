@@ -388,10 +388,11 @@ test('initiations that cross converge in one round trip: the greater static key 
   assert.deepEqual(held.map((h) => [h.from, h.datagram[0]]), [['a', INIT], ['b', INIT]], 'both initiated');
   // Both initiations cross on the wire; from now on everything is delivered at once.
   p.filter = () => true;
-  for (const h of held) {
-    const to = h.from === 'a' ? 'b' : 'a';
-    p.run(to, p.device(to).decapsulate(h.datagram, h.from === 'a' ? EP_A : EP_B, p.now));
-  }
+  // Each side receives the other's initiation before anything it answers has arrived.
+  const atB = p.b.decapsulate(held[0]!.datagram, EP_A, p.now);
+  const atA = p.a.decapsulate(held[1]!.datagram, EP_B, p.now);
+  p.run('b', atB);
+  p.run('a', atA);
   // No time passed: without the tie-break both responses were 'unexpectedResponse' and both
   // sides waited REKEY_TIMEOUT (5 s) for a retry.
   assert.deepEqual(p.tunnel.b, [ipv4Packet('from a')]);
