@@ -13,7 +13,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const CLUSTER = 'tipsec';
+// Unique per run: namespace names are machine-wide, and a second run of this file (another
+// checkout's test suite) must neither collide with this lab nor tear it down.
+const CLUSTER = `tipsec-${process.pid}`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-ipsec-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
 delete env['VEIL_CLUSTER'];
@@ -123,12 +125,14 @@ function pingOk(from: string, to: string, count = 3): void {
 const keyLine = (id: number) => `${id}+ rfc4106(gcm(aes)) ${randomBytes(20).toString('hex')} 128`;
 const patchKeys = (value: string) => ok(veil('secret', 'patch', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: value } })));
 
+let labIsOurs = false; // only a lab this run created is torn down
 let keyId = 3; // the key id in force, as the tests move it
 
 before(() => {
   process.env['VEIL_HOME'] = home;
   const t0 = Date.now();
   ok(veil('lab', 'up', '--name', CLUSTER, '--nodes', '4'));
+  labIsOurs = true;
   for (const n of JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items as { metadata: { name: string }; spec: { internalIP: string } }[]) {
     ip[n.metadata.name] = n.spec.internalIP;
   }
@@ -139,7 +143,11 @@ before(() => {
 
 after(() => {
   for (const c of children) c.kill('SIGKILL');
-  veil('lab', 'down', '--name', CLUSTER);
+  if (process.env['VEIL_TEST_KEEP']) { // keep the lab's state for a post-mortem (agent logs, pcaps)
+    spawnSync('cp', ['-r', join(home, 'clusters', CLUSTER, 'nodes'), `${home}-nodes`]);
+    console.log(`# agent logs kept in ${home}-nodes`);
+  }
+  if (labIsOurs) veil('lab', 'down', '--name', CLUSTER);
   rmSync(home, { recursive: true, force: true });
 });
 
