@@ -1,0 +1,41 @@
+// Agent memory per additional WireGuard peer: `node dist/bench/peer-memory.js [peers]`.
+// Adds peers to a Device and their prefixes (a /24 pod CIDR and a /32 node IP, as the agent does)
+// to an AllowedIps trie; prints the heap and RSS growth per peer after a full GC. Target: < 2 KB.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Device, type Peer } from '../src/wireguard/index.js';
+import { AllowedIps } from '../src/net/allowed-ips.js';
+import { generatePrivateKey } from '../src/crypto/index.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+const N = Number(process.argv[2] ?? 1000);
+const WARM = 10;
+const keys = Array.from({ length: N + WARM }, () => generatePrivateKey().publicKey);
+const device = new Device({ privateKey: generatePrivateKey().raw });
+const allowed = new AllowedIps<Peer>();
+
+function add(i: number): void {
+  const peer = device.addPeer({ publicKey: keys[i]!, endpoint: { address: `172.18.${i >> 8}.${i & 255}`, port: 51871 }, persistentKeepalive: 0 });
+  allowed.insert(`10.${(i >> 8) & 255}.${i & 255}.0/24`, peer);
+  allowed.insert(`172.18.${i >> 8}.${i & 255}/32`, peer);
+}
+
+function sample(): { heap: number; rss: number } {
+  for (let k = 0; k < 3; k++) gc();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+}
+
+for (let i = 0; i < WARM; i++) add(i); // first-use costs (code, hidden classes) are not per peer
+const before = sample();
+for (let i = WARM; i < WARM + N; i++) add(i);
+const after = sample();
+console.log(JSON.stringify({
+  peers: N,
+  heapBytesPerPeer: Math.round((after.heap - before.heap) / N),
+  rssBytesPerPeer: Math.round((after.rss - before.rss) / N),
+  rssMB: Number((after.rss / (1 << 20)).toFixed(1)),
+  devicePeers: device.peerCount,
+}));
