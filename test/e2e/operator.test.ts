@@ -26,7 +26,7 @@ interface VerifyJson { ok: boolean; mode: string; pairs: { from: string; to: str
 
 function verify(expectPass: boolean): VerifyJson {
   const t0 = Date.now();
-  const r = veil('verify', '-o', 'json');
+  const r = veil('verify', '--timeout', '10s', '-o', 'json');
   const elapsed = Date.now() - t0;
   assert.equal(r.status, expectPass ? 0 : 1, `verify exit ${r.status}: ${r.stderr}\n${r.stdout.slice(0, 3000)}`);
   const rep = JSON.parse(r.stdout) as VerifyJson;
