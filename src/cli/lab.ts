@@ -1,6 +1,8 @@
 // veil lab: the local cluster of network namespaces. Argument parsing and printing only; the work
 // is in src/lab/.
 import { parseArgs } from 'node:util';
+import { printStructured } from './output.js';
+import { table } from './ui.js';
 import { VeilError } from '../util/errors.js';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
@@ -40,7 +42,7 @@ its state. Safe to re-run, also after a crash or a half-finished 'up'.
 Examples:
   veil lab down
   veil lab down --name demo`,
-  get: `Usage: veil lab get nodes|pods [-o wide|json] [--cluster NAME]
+  get: `Usage: veil lab get nodes|pods [-o wide|json|yaml] [--cluster NAME]
 
 A node is Ready while a veil agent on it reports ready (heartbeat younger than 30 s).
 
@@ -139,10 +141,10 @@ async function down(args: string[]): Promise<number> {
   return 0;
 }
 
-function outputFlag(v: string | undefined): 'table' | 'wide' | 'json' {
+function outputFlag(v: string | undefined): 'table' | 'wide' | 'json' | 'yaml' {
   if (v === undefined) return 'table';
-  if (v === 'wide' || v === 'json') return v;
-  throw new VeilError('BAD_FLAG', `unsupported output format '${v}'`, 'use -o wide or -o json');
+  if (v === 'wide' || v === 'json' || v === 'yaml') return v;
+  throw new VeilError('BAD_FLAG', `unsupported output format '${v}'`, 'use -o wide, -o json or -o yaml');
 }
 
 async function get(args: string[]): Promise<number> {
@@ -158,8 +160,8 @@ async function get(args: string[]): Promise<number> {
   const reg = openRegistry(cluster);
   let items: RegistryObject[];
   try { items = await reg.list(kind); } finally { reg.close(); }
-  if (out === 'json') {
-    console.log(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: items.map((o) => ({ apiVersion: 'v1', ...o })) }, null, 2));
+  if (out === 'json' || out === 'yaml') {
+    printStructured({ apiVersion: 'v1', kind: 'List', items: items.map((o) => ({ apiVersion: 'v1', ...o })) }, out);
     return 0;
   }
   if (!items.length) {
@@ -187,12 +189,6 @@ async function get(args: string[]): Promise<number> {
   }
   console.log(table(rows));
   return 0;
-}
-
-/** Columns padded like kubectl's (three spaces between). */
-export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n');
 }
 
 async function pod(args: string[]): Promise<number> {
