@@ -3,6 +3,7 @@
 // same encrypted path as pod traffic, so they prove the path (and keep ESP/WireGuard visible on
 // the wire even with no pod traffic, as Cilium's health checks do).
 import { createSocket, type Socket } from 'node:dgram';
+import type { Health } from './health.js';
 
 export const HEALTH_PORT = 4240;
 
@@ -75,6 +76,13 @@ export class HealthProber {
     const limit = 3 * this.intervalMs + 5000;
     if (now - this.startedAt < limit) return [];
     return [...this.peers.values()].filter((p) => p.lastAckMs === null || now - p.lastAckMs > limit);
+  }
+
+  /** Sets the agent's 'node-connectivity' check from the probes. */
+  reportTo(health: Health): void {
+    const down = this.unreachable();
+    if (down.length) health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${down.map((d) => d.node).join(', ')}`);
+    else health.ok('node-connectivity');
   }
 
   list(): PeerHealth[] {

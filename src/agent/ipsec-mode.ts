@@ -20,7 +20,7 @@ import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
 import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
 import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
-import { family } from './metrics.js';
+import { datapathMetrics, family } from './metrics.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
 export const ESP_UDP_PORT = 4500;
@@ -176,9 +176,7 @@ export class IpsecMode implements EncryptionMode {
   }
 
   private checkProbes(): void {
-    const down = this.prober?.unreachable() ?? [];
-    if (down.length) this.ctx.health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${down.map((d) => d.node).join(', ')}`);
-    else this.ctx.health.ok('node-connectivity');
+    this.prober?.reportTo(this.ctx.health);
   }
 
   publish(self: RegistryObject): RegistryObject {
@@ -229,11 +227,7 @@ export class IpsecMode implements EncryptionMode {
       family('veil_ipsec_key_rotation_in_progress', 'gauge', '1 while retired keys still have SAs.', [{ value: this.loader.retired().length ? 1 : 0 }]),
       family('veil_ipsec_sa_bytes_total', 'counter', 'Inner bytes through an SA.', st.sas.map((s) => ({ labels: sa(s), value: s.bytes }))),
       family('veil_ipsec_sa_packets_total', 'counter', 'Packets through an SA.', st.sas.map((s) => ({ labels: sa(s), value: s.packets }))),
-      family('veil_datapath_packets_total', 'counter', 'Inner packets through the tunnel.', [
-        { labels: { direction: 'tx' }, value: st.counters['txPackets'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxPackets'] ?? 0 }]),
-      family('veil_datapath_bytes_total', 'counter', 'Inner bytes through the tunnel.', [
-        { labels: { direction: 'tx' }, value: st.counters['txBytes'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxBytes'] ?? 0 }]),
-      family('veil_datapath_drops_total', 'counter', 'Dropped packets by reason.', Object.entries(drops).map(([reason, value]) => ({ labels: { reason }, value }))),
+      datapathMetrics(st.counters, drops),
     ].join('');
   }
 

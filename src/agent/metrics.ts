@@ -28,3 +28,14 @@ export function agentMetrics(agent: Agent): string {
     family('veil_agent_resident_memory_bytes', 'gauge', 'Resident set size of the agent.', [{ value: mem.rss }]),
   ].join('');
 }
+
+/** The datapath families both modes share: inner packets and bytes each way, drops by reason. */
+export function datapathMetrics(counters: Record<string, number>, drops: Record<string, number>): string {
+  return [
+    family('veil_datapath_packets_total', 'counter', 'Inner packets through the tunnel.', [
+      { labels: { direction: 'tx' }, value: counters['txPackets'] ?? 0 }, { labels: { direction: 'rx' }, value: counters['rxPackets'] ?? 0 }]),
+    family('veil_datapath_bytes_total', 'counter', 'Inner bytes through the tunnel.', [
+      { labels: { direction: 'tx' }, value: counters['txBytes'] ?? 0 }, { labels: { direction: 'rx' }, value: counters['rxBytes'] ?? 0 }]),
+    family('veil_datapath_drops_total', 'counter', 'Dropped packets by reason.', Object.entries(drops).map(([reason, value]) => ({ labels: { reason }, value }))),
+  ].join('');
+}

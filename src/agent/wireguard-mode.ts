@@ -15,7 +15,7 @@ import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
 import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
-import { family } from './metrics.js';
+import { datapathMetrics, family } from './metrics.js';
 
 export const WG_DEVICE = 'veil_wg0';
 export const WG_PORT = 51871;
@@ -111,9 +111,7 @@ export class WireguardMode implements EncryptionMode {
   }
 
   private checkProbes(): void {
-    const down = this.prober?.unreachable() ?? [];
-    if (down.length) this.ctx.health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${down.map((d) => d.node).join(', ')}`);
-    else this.ctx.health.ok('node-connectivity');
+    this.prober?.reportTo(this.ctx.health);
   }
 
   publish(self: RegistryObject): RegistryObject {
@@ -167,11 +165,7 @@ export class WireguardMode implements EncryptionMode {
       family('veil_wireguard_peer_rx_bytes_total', 'counter', 'Bytes received from a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.rxBytes }))),
       family('veil_wireguard_peer_tx_bytes_total', 'counter', 'Bytes sent to a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.txBytes }))),
       family('veil_wireguard_peer_handshake_age_seconds', 'gauge', 'Seconds since the latest handshake with a peer (-1: never).', st.peers.map((p) => ({ labels: peer(p), value: p.lastHandshakeUnixMs ? (now - p.lastHandshakeUnixMs) / 1000 : -1 }))),
-      family('veil_datapath_packets_total', 'counter', 'Inner packets through the tunnel.', [
-        { labels: { direction: 'tx' }, value: st.counters['txPackets'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxPackets'] ?? 0 }]),
-      family('veil_datapath_bytes_total', 'counter', 'Inner bytes through the tunnel.', [
-        { labels: { direction: 'tx' }, value: st.counters['txBytes'] ?? 0 }, { labels: { direction: 'rx' }, value: st.counters['rxBytes'] ?? 0 }]),
-      family('veil_datapath_drops_total', 'counter', 'Dropped packets by reason.', Object.entries(drops).map(([reason, value]) => ({ labels: { reason }, value }))),
+      datapathMetrics(st.counters, drops),
     ].join('');
   }
 
