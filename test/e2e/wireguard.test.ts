@@ -249,6 +249,14 @@ c.on('end',()=>{console.log(n+' '+h.digest('hex'));c.end();s.close();});});s.lis
   console.log(`TCP transfer of 16 MiB through the tunnel: ${Date.now() - t0} ms`);
 });
 
+test('e2e wireguard: path MTU discovery: a packet larger than the tunnel MTU gets "fragmentation needed" with mtu 1420', () => {
+  const big = veil('lab', 'exec', 'pa', '--', 'ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1450', podB);
+  assert.notEqual(big.status, 0);
+  assert.match(big.stdout + big.stderr, /Frag needed and DF set \(mtu = 1420\)|message too long, mtu=1420/);
+  // The largest packet that fits (1420 - 20 IP - 8 ICMP) goes through.
+  ok(veil('lab', 'exec', 'pa', '--', 'ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1392', podB));
+});
+
 test('e2e wireguard: an agent restart keeps its key and pods reconverge; a deleted key file gives a new key every peer picks up', async () => {
   const key = pubKeyOf(W1);
   const pid = ok(veil('agent', 'pid', W1)).trim();
