@@ -241,7 +241,7 @@ export class WireguardEngine implements DatapathEngine {
       this.counters.rxPackets++;
       this.counters.rxBytes += inner;
     }
-    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true });
+    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true }); // AEAD-authenticated: merge TCP runs (GRO-like)
     for (const [kp, r] of this.received) this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, r.source, r.bytes, r.packets));
     return n;
   }
