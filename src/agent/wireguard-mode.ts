@@ -55,7 +55,7 @@ export class WireguardMode implements EncryptionMode {
     c.log.info(this.keys.generated ? 'generated a new WireGuard key pair' : 'loaded the WireGuard key pair', { publicKey: this.keys.publicKeyBase64 });
     const mtu = c.underlayMtu - WG_MTU_OVERHEAD;
     this.tun = openTunnelDevice({ name: WG_DEVICE, mtu, address: podGatewayOf(c.podCIDR) });
-    this.udp = UdpSocket.open(c.internalIP, WG_PORT, { gso: true }); // UDP_SEGMENT: one send per run of same-size datagrams
+    this.udp = UdpSocket.open(c.internalIP, WG_PORT, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
     if (this.nodeEncryption) keepTunnelTrafficOnUnderlay(WG_PORT, c.underlayInterface);
     const keylog = c.settings['encryption.wireguard.keylogFile'].replace('{node}', c.nodeName);
     this.host = new DatapathHost({
