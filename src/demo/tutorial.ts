@@ -183,22 +183,39 @@ export class Tutorial {
     });
   }
 
-  /** Captures on a node while `traffic` runs; prints the capture. */
+  /**
+   * Captures on a node while `traffic` runs; prints the capture. The traffic runs once tcpdump
+   * listens (unless the capture already has its packets) and always finishes before this returns;
+   * its failure fails the step.
+   */
   private captureWhile(node: string, iface: 'underlay' | 'tunnel', tcpdumpArgs: string[], traffic: () => void, quiet = false): Promise<string> {
     const args = ['capture', node, '--iface', iface, ...tcpdumpArgs];
     if (!quiet) this.o.out(`$ veil ${args.map(quote).join(' ')}`);
-    return new Promise((resolveP) => {
+    return new Promise((resolveP, rejectP) => {
       const child = spawn(process.execPath, [MAIN_JS, ...args], { env: { ...process.env, VEIL_CLUSTER: this.o.cluster } });
       let out = '';
+      let exited = false;
+      let trafficDone = false;
+      let trafficError: unknown;
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
       const killer = setTimeout(() => child.kill('SIGINT'), 15_000);
-      child.on('exit', () => {
+      const finish = () => {
+        if (!exited || !trafficDone) return;
         clearTimeout(killer);
         if (!quiet) for (const l of out.trimEnd().split('\n').filter((x) => /IP|ESP|ICMP|UDP/.test(x)).slice(0, 8)) this.o.out(`  ${l}`);
-        resolveP(out);
-      });
-      setTimeout(() => { try { traffic(); } catch (e) { child.kill('SIGINT'); throw e; } }, 1200);
+        if (trafficError) rejectP(trafficError); else resolveP(out);
+      };
+      child.on('exit', () => { exited = true; finish(); });
+      setTimeout(() => {
+        if (!exited) {
+          try { traffic(); } catch (e) { trafficError = e; }
+          // tcpdump -c N may still wait for packets that will not come: give it a moment, then stop it.
+          setTimeout(() => { if (!exited) child.kill('SIGINT'); }, 3000);
+        }
+        trafficDone = true;
+        finish();
+      }, 1200);
     });
   }
 
