@@ -26,7 +26,7 @@ export const WG_PUBKEY_ANNOTATION = 'network.veil.io/wg-pub-key';
 interface EngineStatus {
   publicKey: string;
   listenPort: number;
-  peers: { name: string | null; publicKey: string; endpoint: string | null; allowedIPs: string[]; lastHandshakeUnixMs: number | null; rxBytes: number; txBytes: number }[];
+  peers: { name: string | null; publicKey: string; endpoint: string | null; allowedIPs: string[]; lastHandshakeUnixMs: number | null; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; keypairs: number }[];
   counters: Record<string, number>;
   drops: Record<string, number>;
 }
@@ -164,6 +164,9 @@ export class WireguardMode implements EncryptionMode {
       family('veil_wireguard_peers', 'gauge', 'Configured WireGuard peers.', [{ value: st.peers.length }]),
       family('veil_wireguard_peer_rx_bytes_total', 'counter', 'Bytes received from a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.rxBytes }))),
       family('veil_wireguard_peer_tx_bytes_total', 'counter', 'Bytes sent to a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.txBytes }))),
+      family('veil_wireguard_peer_rx_packets_total', 'counter', 'Transport packets received from a peer (keepalives included).', st.peers.map((p) => ({ labels: peer(p), value: p.rxPackets }))),
+      family('veil_wireguard_peer_tx_packets_total', 'counter', 'Transport packets sent to a peer (keepalives included).', st.peers.map((p) => ({ labels: peer(p), value: p.txPackets }))),
+      family('veil_wireguard_keys_in_use', 'gauge', 'Live session keypairs (current, previous, next) over all peers.', [{ value: st.peers.reduce((a, p) => a + p.keypairs, 0) }]),
       family('veil_wireguard_peer_handshake_age_seconds', 'gauge', 'Seconds since the latest handshake with a peer (-1: never).', st.peers.map((p) => ({ labels: peer(p), value: p.lastHandshakeUnixMs ? (now - p.lastHandshakeUnixMs) / 1000 : -1 }))),
       datapathMetrics(st.counters, drops),
     ].join('');

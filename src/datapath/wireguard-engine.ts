@@ -112,6 +112,9 @@ export class WireguardEngine implements DatapathEngine {
   private readonly rxKeypair: (Keypair | null)[] = new Array(BATCH).fill(null);
   private readonly rxCounter = new Float64Array(BATCH);
   private readonly sentBytes = new Map<Peer, number>();
+  private readonly sentPackets = new Map<Peer, number>();
+  /** Transport packets each way per peer (keepalives included), for status and metrics. */
+  private readonly peerPackets = new WeakMap<Peer, { tx: number; rx: number }>();
   private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
@@ -140,6 +143,7 @@ export class WireguardEngine implements DatapathEngine {
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
     aead.clear();
     this.sentBytes.clear();
+    this.sentPackets.clear();
     let out = 0;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
@@ -174,6 +178,7 @@ export class WireguardEngine implements DatapathEngine {
       b.lens[out] = HEADER + padded + TAG;
       out++;
       this.sentBytes.set(peer, (this.sentBytes.get(peer) ?? 0) + HEADER + padded + TAG);
+      this.sentPackets.set(peer, (this.sentPackets.get(peer) ?? 0) + 1);
       this.counters.txBytes += len;
     }
     if (out > 0) {
@@ -182,6 +187,7 @@ export class WireguardEngine implements DatapathEngine {
       const sent = this.udp.sendBatch(b, out);
       if (sent < out) this.counters.sendFailed += out - sent;
       this.counters.txPackets += sent;
+      for (const [peer, packets] of this.sentPackets) this.packetsOf(peer).tx += packets;
       for (const [peer, bytes] of this.sentBytes) this.perform(peer.onDataSent(now, bytes));
     }
     return n;
@@ -249,7 +255,10 @@ export class WireguardEngine implements DatapathEngine {
       this.counters.rxBytes += inner;
     }
     if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true }); // AEAD-authenticated: merge TCP runs (GRO-like)
-    for (const [kp, r] of this.received) this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, r.source, r.bytes, r.packets));
+    for (const [kp, r] of this.received) {
+      this.packetsOf(kp.peer).rx += r.packets;
+      this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, r.source, r.bytes, r.packets));
+    }
     return n;
   }
 
@@ -300,7 +309,10 @@ export class WireguardEngine implements DatapathEngine {
         case 'network': {
           const d = this.destination(a.endpoint);
           if (!this.udp.sendTo(a.datagram, d.bytes, a.endpoint.port)) this.counters.sendFailed++;
-          else if (a.datagram[0] === MESSAGE_TRANSPORT_TYPE) { this.counters.txPackets++; }
+          else if (a.datagram[0] === MESSAGE_TRANSPORT_TYPE) {
+            this.counters.txPackets++;
+            if (a.peer) this.packetsOf(a.peer).tx++;
+          }
           break;
         }
         case 'tunnel': {
@@ -373,6 +385,12 @@ export class WireguardEngine implements DatapathEngine {
     return { peers: this.device.peerCount };
   }
 
+  private packetsOf(peer: Peer): { tx: number; rx: number } {
+    let c = this.peerPackets.get(peer);
+    if (!c) { c = { tx: 0, rx: 0 }; this.peerPackets.set(peer, c); }
+    return c;
+  }
+
   private status(): Record<string, unknown> {
     const peers = [...this.device.peers()].map((p) => ({
       name: this.names.get(p) ?? null,
@@ -382,6 +400,9 @@ export class WireguardEngine implements DatapathEngine {
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,
+      rxPackets: this.packetsOf(p).rx,
+      txPackets: this.packetsOf(p).tx,
+      keypairs: [p.current, p.previous, p.next].filter((k) => k && k.isAlive).length,
       persistentKeepalive: p.persistentKeepalive,
     }));
     return {

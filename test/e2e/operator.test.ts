@@ -104,6 +104,9 @@ test('e2e operator: metrics over HTTP move with traffic', () => {
   const pk = (s: typeof before) => sampleValue(s, 'veil_datapath_packets_total', { direction: 'tx' }) ?? 0;
   assert.ok(tx(after) - tx(before) >= 50 * 1000, `peer tx bytes grew by ${tx(after) - tx(before)}`);
   assert.ok(pk(after) - pk(before) >= 50, `tx packets grew by ${pk(after) - pk(before)}`);
+  const peerPk = (s: typeof before) => sampleValue(s, 'veil_wireguard_peer_tx_packets_total', { peer: W2 }) ?? 0;
+  assert.ok(peerPk(after) - peerPk(before) >= 50, `peer tx packets grew by ${peerPk(after) - peerPk(before)}`);
+  assert.ok((sampleValue(after, 'veil_wireguard_keys_in_use', {}) ?? 0) >= 1, 'at least one live session keypair');
   // the CLI gives the same families, via the socket and via HTTP
   const viaCli = JSON.parse(ok(veil('metrics', W1, '--http', '-o', 'json'))) as { name: string }[];
   assert.ok(viaCli.some((s) => s.name === 'veil_wireguard_peer_rx_bytes_total'));
