@@ -7,7 +7,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
-import { buildTooBig } from '../net/icmp-too-big.js';
 import { createInboundSa, createOutboundSa, InboundSaTable, type InboundSa, type OutboundSa } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { sequenceMarkId } from '../esp/sequence-mark-file.js';
@@ -17,6 +16,7 @@ import { espPadLength, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, seqHigh, seqLow } fro
 import { describeTransform, type EspTransform } from '../esp/esp-transform.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
+import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import type { ControlRequest, DatapathEngine } from './engine.js';
@@ -90,10 +90,9 @@ export class EspEngine implements DatapathEngine {
   private readonly marks: Map<string, number>;
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
-  private readonly ctl = new PacketBatch({ capacity: 1, slotSize: SLOT });
   private readonly aead = new AeadBatch(BATCH);
+  private readonly single: SinglePacketWriter;
   private readonly scratch = new Uint8Array(SLOT);
-  private readonly tooBig = new Uint8Array(1280);
   private readonly rxIndex = new Int32Array(BATCH);
   private readonly rxSa: (InboundSa | null)[] = new Array(BATCH).fill(null);
   private readonly rxSeq = new Float64Array(BATCH);
@@ -107,6 +106,7 @@ export class EspEngine implements DatapathEngine {
 
   constructor(private readonly init: EspEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
     this.marks = new Map(Object.entries(init.marks ?? {}));
+    this.single = new SinglePacketWriter(tun, init.mtu);
   }
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
@@ -232,8 +232,7 @@ export class EspEngine implements DatapathEngine {
 
   private answerTooBig(off: number, len: number): void {
     this.counters.tooBig++;
-    const n = buildTooBig(this.tx.buf, off, len, this.init.mtu, this.tooBig);
-    if (n > 0) this.writeTunnel(this.tooBig, n);
+    this.single.answerTooBig(this.tx.buf, off, len);
   }
 
   // ---- network -> TUN ---------------------------------------------------------------------------
@@ -345,18 +344,11 @@ export class EspEngine implements DatapathEngine {
     const r = decodeEsp(sa, b.buf.subarray(b.offs[i]!, b.offs[i]! + b.lens[i]!), now, this.drops);
     if (!r.ok) return;
     if (!this.sourceAllowed(r.inner, 0, sa)) return;
-    this.writeTunnel(r.inner, r.inner.length);
+    this.single.write(r.inner, r.inner.length);
     this.counters.rxPackets++;
     this.counters.rxBytes += r.inner.length;
   }
 
-  private writeTunnel(packet: Uint8Array, length: number): void {
-    const c = this.ctl;
-    c.buf.set(packet.subarray(0, length), 0);
-    c.set(0, 0, length);
-    c.count = 1;
-    this.tun.writeBatch(c, 1);
-  }
 
   tick(): void {
     // ESP has no timers in the datapath: rotation and expiry are the agent's.

@@ -6,7 +6,6 @@
 import { appendFileSync } from 'node:fs';
 import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
-import { buildTooBig } from '../net/icmp-too-big.js';
 import { Device } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
@@ -16,6 +15,7 @@ import { paddedLength } from '../wireguard/transport.js';
 import { MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
+import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { ControlRequest, DatapathEngine } from './engine.js';
@@ -105,8 +105,8 @@ export class WireguardEngine implements DatapathEngine {
   private readonly names = new Map<Peer, string>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
-  private readonly ctl = new PacketBatch({ capacity: 1, slotSize: SLOT });
   private readonly aead = new AeadBatch(BATCH);
+  private readonly single: SinglePacketWriter;
   /** Per rx AEAD op: the packet index and keypair/counter it belongs to. */
   private readonly rxIndex = new Int32Array(BATCH);
   private readonly rxKeypair: (Keypair | null)[] = new Array(BATCH).fill(null);
@@ -118,7 +118,6 @@ export class WireguardEngine implements DatapathEngine {
   private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
-  private readonly tooBig = new Uint8Array(1280);
   private handshakeWindowStart = 0;
   private handshakesInWindow = 0;
   readonly counters = {
@@ -127,6 +126,7 @@ export class WireguardEngine implements DatapathEngine {
   };
 
   constructor(private readonly init: WireguardEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
+    this.single = new SinglePacketWriter(tun, init.mtu);
     // With UDP GRO a slot takes a coalesced super-datagram (up to 64 KiB) split into many packets.
     this.rx = udp.gro
       ? new PacketBatch({ capacity: BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
@@ -195,8 +195,7 @@ export class WireguardEngine implements DatapathEngine {
 
   private answerTooBig(off: number, len: number): void {
     this.counters.tooBig++;
-    const n = buildTooBig(this.tx.buf, off, len, this.init.mtu, this.tooBig);
-    if (n > 0) this.writeTunnel(this.tooBig.subarray(0, n));
+    this.single.answerTooBig(this.tx.buf, off, len);
   }
 
   // ---- network -> TUN -------------------------------------------------------------------------
@@ -320,7 +319,7 @@ export class WireguardEngine implements DatapathEngine {
           if (inner < 0) { this.counters.malformed++; break; }
           const fam: IpFamily = a.packet[0]! >> 4 === 6 ? 6 : 4;
           if (this.allowed.lookup(a.packet, fam === 4 ? 12 : 8, fam) !== a.peer) { this.counters.sourceNotAllowed++; break; }
-          this.writeTunnel(a.packet.subarray(0, inner));
+          this.single.write(a.packet.subarray(0, inner));
           this.counters.rxPackets++;
           this.counters.rxBytes += inner;
           break;
@@ -336,13 +335,6 @@ export class WireguardEngine implements DatapathEngine {
     }
   }
 
-  private writeTunnel(packet: Uint8Array): void {
-    const c = this.ctl;
-    c.buf.set(packet, 0);
-    c.set(0, 0, packet.length);
-    c.count = 1;
-    this.tun.writeBatch(c, 1);
-  }
 
   tick(now: number): void {
     this.perform(this.device.tick(now));
