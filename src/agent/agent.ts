@@ -78,7 +78,7 @@ export class Agent {
     const stateDir = nodeStateDir(this.opts.cluster, this.opts.node);
     mkdirSync(stateDir, { recursive: true, mode: 0o770 });
     this.ctx = {
-      cluster: this.opts.cluster, nodeName: this.opts.node, internalIP: spec.internalIP, podCIDR: spec.podCIDR,
+      cluster: this.opts.cluster, nodeName: this.opts.node, internalIP: spec.internalIP, podCIDR: spec.podCIDR, podGateway: spec.podGateway,
       underlayMtu: spec.mtu, underlayInterface: spec.underlayInterface, bootID: readBootID(spec.bootIDFile), stateDir, settings, registry, log: this.log, health: this.health,
       requestPublish: () => this.publish(true), requestReconcile: () => this.queueReconcile(),
     };
@@ -162,8 +162,8 @@ export class Agent {
     for (const n of this.nodes.values()) {
       if (n.metadata.name === this.opts.node) continue;
       const s = nodeSpec(n);
-      if (!s?.internalIP || !s.podCIDR) continue;
-      peers.push({ name: n.metadata.name, internalIP: s.internalIP, podCIDR: s.podCIDR, object: n });
+      if (!s?.internalIP || !s.podCIDR || !s.podGateway) continue;
+      peers.push({ name: n.metadata.name, internalIP: s.internalIP, podCIDR: s.podCIDR, podGateway: s.podGateway, object: n });
     }
     try {
       await this.mode.reconcile(peers);

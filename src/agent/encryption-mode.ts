@@ -11,6 +11,8 @@ export interface PeerNode {
   name: string;
   internalIP: string;
   podCIDR: string;
+  /** Its pod gateway (on the node side of its pods, and on its tunnel device): health probes go there. */
+  podGateway: string;
   object: RegistryObject;
 }
 
@@ -19,6 +21,8 @@ export interface AgentContext {
   nodeName: string;
   internalIP: string;
   podCIDR: string;
+  /** This node's pod gateway, also its address on the tunnel device. */
+  podGateway: string;
   underlayMtu: number;
   underlayInterface: string;
   bootID: string;

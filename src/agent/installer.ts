@@ -14,8 +14,11 @@ import { nodeStateDir } from './agent.js';
 import { clearSettings, readSettings, writeSettings } from './install-state.js';
 import type { Settings } from './settings.js';
 import { FAIL_CLOSED_METRIC, releaseTunnelBypass } from './routes.js';
+import { WG_DEVICE, WG_PORT } from './wireguard-mode.js';
+import { IPSEC_DEVICE } from './ipsec-mode.js';
 
-export const TUNNEL_DEVICES = ['veil_wg0', 'veil_ipsec0'];
+/** The tunnel devices an agent may have left (they are persistent: they outlive the agent). */
+export const TUNNEL_DEVICES = [WG_DEVICE, IPSEC_DEVICE];
 
 const MAIN_JS = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
 
@@ -119,7 +122,7 @@ export async function uninstall(cluster: string, reg: Registry): Promise<void> {
   for (const n of nodes) {
     const ns = nodeSpec(n).netns;
     for (const dev of TUNNEL_DEVICES) run(['ip', '-n', ns, 'link', 'del', dev]);
-    for (const port of [51871, 4500]) releaseTunnelBypass(port, ns);
+    releaseTunnelBypass(WG_PORT, ns); // only WireGuard's node encryption adds the bypass rule
     for (const peer of plaintextRoutes(n, nodes)) {
       run(['ip', '-n', ns, 'route', 'del', 'blackhole', peer.dst, 'metric', String(FAIL_CLOSED_METRIC)]);
     }

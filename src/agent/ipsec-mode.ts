@@ -18,7 +18,7 @@ import { VeilError, errorMessage } from '../util/errors.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
-import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
+import { openTunnelDevice } from './tunnel-device.js';
 import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
 import { datapathMetrics, family } from './metrics.js';
 
@@ -80,7 +80,7 @@ export class IpsecMode implements EncryptionMode {
     const key = loaded.value.current;
     c.health.ok('ipsec-keys', `Watching keyfiles (key id ${key.spi})`);
     this.mtu = ipsecTunnelMtu(c.underlayMtu, key).mtu;
-    this.tun = openTunnelDevice({ name: IPSEC_DEVICE, mtu: this.mtu, address: podGatewayOf(c.podCIDR) });
+    this.tun = openTunnelDevice({ name: IPSEC_DEVICE, mtu: this.mtu, address: c.podGateway });
     this.udp = UdpSocket.open(c.internalIP, ESP_UDP_PORT, { gso: true }); // UDP_SEGMENT: one send per run of same-size datagrams
     const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
     const marks = await readSequenceMarks(marksFile);
@@ -89,7 +89,7 @@ export class IpsecMode implements EncryptionMode {
       localIp: c.internalIP, mtu: this.mtu, marksFile, marks: Object.fromEntries(marks),
     }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });
     await this.host.whenReady();
-    this.prober = new HealthProber(c.nodeName, podGatewayOf(c.podCIDR), parseDuration(c.settings['agent.healthProbeInterval']));
+    this.prober = new HealthProber(c.nodeName, c.podGateway, parseDuration(c.settings['agent.healthProbeInterval']));
     await this.prober.start();
     if (c.settings['encryption.ipsec.keyWatcher']) {
       this.secretWatch = c.registry.watch('Secret', await c.registry.revision(), (ev) => {
@@ -164,7 +164,7 @@ export class IpsecMode implements EncryptionMode {
     const wanted = new Set(peers.map((p) => p.podCIDR));
     steerIntoTunnel([...wanted].map((prefix) => ({ prefix, device: IPSEC_DEVICE })));
     for (const stale of prefixesOnDevice(IPSEC_DEVICE)) if (!wanted.has(stale)) releasePrefix(stale, IPSEC_DEVICE);
-    this.prober?.setPeers(new Map(peers.map((p) => [p.name, podGatewayOf(p.podCIDR)])));
+    this.prober?.setPeers(new Map(peers.map((p) => [p.name, p.podGateway])));
     this.checkProbes();
     if (this.publishedSpi !== current.spi) {
       this.publishedSpi = current.spi;

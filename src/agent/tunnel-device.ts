@@ -22,11 +22,3 @@ export function openTunnelDevice(opts: TunnelDeviceOptions): TunDevice {
   run(['sysctl', '-q', '-w', `net.ipv4.conf.${opts.name}.rp_filter=0`]);
   return tun;
 }
-
-/** The first host address of a pod CIDR (10.244.1.0/24 -> 10.244.1.1): the node's pod gateway. */
-export function podGatewayOf(podCIDR: string): string {
-  const [addr] = podCIDR.split('/');
-  const parts = addr!.split('.').map(Number);
-  parts[3] = parts[3]! + 1;
-  return parts.join('.');
-}

@@ -13,7 +13,7 @@ import { errorMessage } from '../util/errors.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
-import { openTunnelDevice, podGatewayOf } from './tunnel-device.js';
+import { openTunnelDevice } from './tunnel-device.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
 import { datapathMetrics, family } from './metrics.js';
 
@@ -54,7 +54,7 @@ export class WireguardMode implements EncryptionMode {
     this.keys = loadOrGenerateKeyPair(join(c.stateDir, `${WG_DEVICE}.key`));
     c.log.info(this.keys.generated ? 'generated a new WireGuard key pair' : 'loaded the WireGuard key pair', { publicKey: this.keys.publicKeyBase64 });
     const mtu = c.underlayMtu - WG_MTU_OVERHEAD;
-    this.tun = openTunnelDevice({ name: WG_DEVICE, mtu, address: podGatewayOf(c.podCIDR) });
+    this.tun = openTunnelDevice({ name: WG_DEVICE, mtu, address: c.podGateway });
     this.udp = UdpSocket.open(c.internalIP, WG_PORT, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
     if (this.nodeEncryption) keepTunnelTrafficOnUnderlay(WG_PORT, c.underlayInterface);
     const keylog = c.settings['encryption.wireguard.keylogFile'].replace('{node}', c.nodeName);
@@ -64,7 +64,7 @@ export class WireguardMode implements EncryptionMode {
       wallClockOffsetMs: Date.now() - performance.now(),
     }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });
     await this.host.whenReady();
-    this.prober = new HealthProber(c.nodeName, podGatewayOf(c.podCIDR), parseDuration(c.settings['agent.healthProbeInterval']));
+    this.prober = new HealthProber(c.nodeName, c.podGateway, parseDuration(c.settings['agent.healthProbeInterval']));
     await this.prober.start();
   }
 
@@ -106,7 +106,7 @@ export class WireguardMode implements EncryptionMode {
     }
     steerIntoTunnel([...wanted].map(([prefix, src]) => ({ prefix, device: WG_DEVICE, src })));
     for (const stale of prefixesOnDevice(WG_DEVICE)) if (!wanted.has(stale)) releasePrefix(stale, WG_DEVICE);
-    this.prober?.setPeers(new Map(peers.map((p) => [p.name, podGatewayOf(p.podCIDR)])));
+    this.prober?.setPeers(new Map(peers.map((p) => [p.name, p.podGateway])));
     this.checkProbes();
   }
 

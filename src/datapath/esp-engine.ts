@@ -168,6 +168,7 @@ export class EspEngine implements DatapathEngine {
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
+    const wall = Date.now(); // SA use time: one clock read per batch
     aead.clear();
     let out = 0;
     for (let i = 0; i < n; i++) {
@@ -206,7 +207,7 @@ export class EspEngine implements DatapathEngine {
       out++;
       sa.counters.bytes += len;
       sa.counters.packets++;
-      sa.counters.useTimeMs = Date.now();
+      sa.counters.useTimeMs = wall;
       this.counters.txBytes += len;
       if (sa.sequence.durableEnd - seq < sa.sequence.blockSize / 2) this.reserve(sa);
     }
@@ -290,6 +291,7 @@ export class EspEngine implements DatapathEngine {
     }
     if (ops === 0) return n;
     aead.open(buf);
+    const wall = Date.now(); // SA use time: one clock read per batch
     let out = 0;
     for (let j = 0; j < ops; j++) {
       const sa = this.rxSa[j]!;
@@ -307,7 +309,7 @@ export class EspEngine implements DatapathEngine {
       sa.replay.accept(seq);
       sa.counters.bytes += payload;
       sa.counters.packets++;
-      sa.counters.useTimeMs = Date.now();
+      sa.counters.useTimeMs = wall;
       if (!this.sourceAllowed(buf, plain, sa)) continue;
       b.offs[out] = plain;
       b.lens[out] = payload;

@@ -11,7 +11,7 @@ import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
 import type { Endpoint } from '../wireguard/endpoint.js';
-import { paddedLength } from '../wireguard/transport.js';
+import { innerPacketLength, paddedLength } from '../wireguard/transport.js';
 import { MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
@@ -82,21 +82,6 @@ function writeCounter(buf: Uint8Array, off: number, counter: number): void {
 
 function readU32(buf: Uint8Array, off: number): number {
   return (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
-}
-
-/** Total length of the IP packet at off from its own header, or -1. */
-function ipTotalLength(buf: Uint8Array, off: number, avail: number): number {
-  if (avail < 20) return -1;
-  const v = buf[off]! >> 4;
-  if (v === 4) {
-    const t = (buf[off + 2]! << 8) | buf[off + 3]!;
-    return t >= 20 && t <= avail ? t : -1;
-  }
-  if (v === 6 && avail >= 40) {
-    const t = 40 + ((buf[off + 4]! << 8) | buf[off + 5]!);
-    return t <= avail ? t : -1;
-  }
-  return -1;
 }
 
 export class WireguardEngine implements DatapathEngine {
@@ -243,7 +228,7 @@ export class WireguardEngine implements DatapathEngine {
       r.bytes += plain;
       r.packets++;
       if (plain === 0) continue; // keepalive
-      const inner = ipTotalLength(buf, off, plain);
+      const inner = innerPacketLength(buf, off, plain);
       if (inner < 0) { this.counters.malformed++; continue; }
       const family: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
       if (this.allowed.lookup(buf, off + (family === 4 ? 12 : 8), family) !== kp.peer) { this.counters.sourceNotAllowed++; continue; }
@@ -315,7 +300,7 @@ export class WireguardEngine implements DatapathEngine {
           break;
         }
         case 'tunnel': {
-          const inner = ipTotalLength(a.packet, 0, a.packet.length);
+          const inner = innerPacketLength(a.packet, 0, a.packet.length);
           if (inner < 0) { this.counters.malformed++; break; }
           const fam: IpFamily = a.packet[0]! >> 4 === 6 ? 6 : 4;
           if (this.allowed.lookup(a.packet, fam === 4 ? 12 : 8, fam) !== a.peer) { this.counters.sourceNotAllowed++; break; }

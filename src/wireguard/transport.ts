@@ -35,21 +35,22 @@ export function openTransport(kp: Keypair, counter: number, datagram: Uint8Array
 }
 
 /**
- * Length of the IP packet at the start of a decrypted (padded) plaintext, from its own header;
- * -1 if it is not a consistent IPv4/IPv6 packet. Padding is cut off with it.
+ * Length of the IP packet at p[off..off+avail) (a decrypted, padded plaintext), from its own
+ * header; -1 if it is not a consistent IPv4/IPv6 packet. Padding is cut off with it. The offset
+ * form lets a batched datapath use it on its buffer without a view per packet.
  */
-export function innerPacketLength(p: Uint8Array): number {
-  if (p.length < 1) return -1;
-  const version = p[0]! >> 4;
+export function innerPacketLength(p: Uint8Array, off = 0, avail = p.length - off): number {
+  if (avail < 1) return -1;
+  const version = p[off]! >> 4;
   if (version === 4) {
-    if (p.length < 20) return -1;
-    const total = (p[2]! << 8) | p[3]!;
-    return total >= 20 && total <= p.length ? total : -1;
+    if (avail < 20) return -1;
+    const total = (p[off + 2]! << 8) | p[off + 3]!;
+    return total >= 20 && total <= avail ? total : -1;
   }
   if (version === 6) {
-    if (p.length < 40) return -1;
-    const total = 40 + ((p[4]! << 8) | p[5]!);
-    return total <= p.length ? total : -1;
+    if (avail < 40) return -1;
+    const total = 40 + ((p[off + 4]! << 8) | p[off + 5]!);
+    return total <= avail ? total : -1;
   }
   return -1;
 }
