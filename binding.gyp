@@ -7,7 +7,8 @@
         "native/checksum.c",
         "native/tun.c",
         "native/udp.c",
-        "native/aead.c"
+        "native/aead.c",
+        "native/crypto-pool.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

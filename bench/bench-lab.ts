@@ -43,7 +43,8 @@ export class BenchLab {
   pods: LabPod[] = [];
   private up = false;
 
-  constructor(readonly cluster: string, readonly home: string) {}
+  /** cryptoThreads: veil's datapath.cryptoThreads for both veil modes (undefined: the default). */
+  constructor(readonly cluster: string, readonly home: string, readonly cryptoThreads?: number) {}
 
   private veil(args: string[], timeoutMs = 180_000): Promise<string> {
     return mustExec([process.execPath, MAIN_JS, ...args], timeoutMs, { ...process.env, VEIL_HOME: this.home });
@@ -82,7 +83,8 @@ export class BenchLab {
   }
 
   private async installVeil(mode: Mode, flags: string[]): Promise<ActiveMode> {
-    await this.veil(['install', ...flags, '--cluster', this.cluster]);
+    const threads = this.cryptoThreads === undefined ? [] : ['--set', `datapath.cryptoThreads=${this.cryptoThreads}`];
+    await this.veil(['install', ...flags, ...threads, '--cluster', this.cluster]);
     const pids = listPids(this.cluster).filter((r) => r.name.startsWith('agent-') && isRecordedProcessAlive(r)).map((r) => r.pid);
     return {
       mode, datapathPids: pids,

@@ -64,5 +64,8 @@ export function formatTable(summary: Summary): string {
     });
     lines.push(`| ${row.label} | ${cells.join(' | ')} |`);
   }
+  // Scaling: does a mode carry more with four streams than with one (issue #6: "more than one")?
+  const scaling = modes.map((m) => ratio(summary[m]?.tcp4Gbps, summary[m]?.tcp1Gbps));
+  lines.push(`| TCP 4 streams ÷ 1 stream | ${scaling.join(' | ')} |`);
   return lines.join('\n');
 }

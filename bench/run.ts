@@ -12,12 +12,14 @@ import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } fr
 import { liveChildren } from './proc.js';
 import { formatTable, summarize } from './report.js';
 
-const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--smoke] [--out FILE] [--name CLUSTER]
+const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--smoke] [--out FILE] [--name CLUSTER]
 
 Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
   --rounds N     rounds (default 3; the table shows the median per figure)
   --seconds S    seconds per iperf3 test (default 5)
   --udp-rate R   offered UDP rate, iperf3 -b syntax (default 400M)
+  --crypto-threads T
+                 veil's datapath.cryptoThreads (default: the install default, 2)
   --smoke        1 round of 1-second tests: each mode must pass traffic; no JSON unless --out
   --out FILE     where the JSON goes (default bench/results/<date>.json)
   --name CLUSTER lab cluster name (default vb<pid>)
@@ -34,7 +36,7 @@ function machine(): Record<string, unknown> {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' },
+      rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
       smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -44,14 +46,16 @@ async function main(): Promise<number> {
   const opts: MeasureOptions = { seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : 200 };
   const modes = (values.modes ? values.modes.split(',') : [...MODES]) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
-  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1)) {
-    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
+  const cryptoThreads = values['crypto-threads'] === undefined ? undefined : Number(values['crypto-threads']);
+  const badThreads = cryptoThreads !== undefined && !(Number.isInteger(cryptoThreads) && cryptoThreads >= 1 && cryptoThreads <= 8);
+  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads) {
+    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : badThreads ? '--crypto-threads must be 1 to 8' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
     return 2;
   }
 
   const home = mkdtempSync(join(tmpdir(), 'veil-bench-'));
   process.env['VEIL_HOME'] = home; // for the registry reads (agent pids) in this process
-  const lab = new BenchLab(values.name ?? `vb${process.pid}`, home);
+  const lab = new BenchLab(values.name ?? `vb${process.pid}`, home, cryptoThreads);
   let active: ActiveMode | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () => cleaning ??= (async () => {
@@ -112,7 +116,7 @@ async function main(): Promise<number> {
     const stamp = started.toISOString().replace(/:/g, '').slice(0, 17);
     const file = values.out ?? join(ROOT, 'bench', 'results', `${stamp}.json`);
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify({ date: started.toISOString(), machine: info, options: { rounds, ...opts, modes }, summary, rounds: results, failures, table }, null, 2) + '\n');
+    writeFileSync(file, JSON.stringify({ date: started.toISOString(), machine: info, options: { rounds, ...opts, modes, cryptoThreads: cryptoThreads ?? 'default' }, summary, rounds: results, failures, table }, null, 2) + '\n');
     console.log(`\nJSON: ${file}`);
   }
   return failures.length ? 1 : 0;

@@ -36,6 +36,8 @@ enum veil_stage {
 struct aead_ctx;
 typedef struct {
   struct aead_ctx **ctxs;
+  struct crypto_pool *pool; // crypto threads helping this worker with large batches (NULL: none)
+  double pool_batches;      // batches shared with the pool so far
   int32_t nctx, cap;
   struct mmsghdr msgs[MAX_MSGS];
   struct iovec iov[MAX_MSGS * 2];
@@ -91,6 +93,8 @@ napi_value udp_send(napi_env env, napi_callback_info info);
 napi_value aead_create(napi_env env, napi_callback_info info);
 napi_value aead_free(napi_env env, napi_callback_info info);
 napi_value aead_seal_batch(napi_env env, napi_callback_info info);
+napi_value aead_set_threads(napi_env env, napi_callback_info info);
+napi_value aead_pool_batches(napi_env env, napi_callback_info info);
 napi_value aead_open_batch(napi_env env, napi_callback_info info);
 napi_value checksum(napi_env env, napi_callback_info info);
 #endif

@@ -100,6 +100,8 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("aeadFree", aead_free),
     EXPORT("sealBatch", aead_seal_batch),
     EXPORT("openBatch", aead_open_batch),
+    EXPORT("aeadSetThreads", aead_set_threads),
+    EXPORT("aeadPoolBatches", aead_pool_batches),
     EXPORT("checksum", checksum),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);

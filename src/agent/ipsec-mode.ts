@@ -85,7 +85,7 @@ export class IpsecMode implements EncryptionMode {
     const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
     const marks = await readSequenceMarks(marksFile);
     this.host = new DatapathHost({
-      kind: 'esp', tun: this.tun.describe(), udp: this.udp.describe(),
+      kind: 'esp', tun: this.tun.describe(), udp: this.udp.describe(), cryptoThreads: c.settings['datapath.cryptoThreads'],
       localIp: c.internalIP, mtu: this.mtu, marksFile, marks: Object.fromEntries(marks),
     }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });
     await this.host.whenReady();

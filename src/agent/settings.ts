@@ -15,9 +15,13 @@ export interface Settings {
   'encryption.ipsec.keyWatcher': boolean;
   'agent.metricsPort': number;
   'agent.healthProbeInterval': string;
+  'datapath.cryptoThreads': number;
 }
 
-type Kind = 'bool' | 'duration' | 'string' | 'port' | { oneOf: readonly string[] };
+type Kind = 'bool' | 'duration' | 'string' | 'port' | 'threads' | { oneOf: readonly string[] };
+
+/** Most crypto threads per datapath worker (the native pool's limit). */
+const MAX_THREADS = 8;
 
 const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: string } } = {
   'encryption.enabled': { kind: 'bool', default: false, doc: 'encrypt traffic between nodes' },
@@ -30,6 +34,7 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   'encryption.ipsec.keyWatcher': { kind: 'bool', default: true, doc: 'apply key file changes without a restart' },
   'agent.metricsPort': { kind: 'port', default: 9962, doc: 'Prometheus metrics port on the node IP' },
   'agent.healthProbeInterval': { kind: 'duration', default: '2s', doc: 'how often agents probe every other node through the tunnel' },
+  'datapath.cryptoThreads': { kind: 'threads', default: 2, doc: `threads (1-${MAX_THREADS}) that share the datapath's large encryption batches` },
 };
 
 export const SETTING_KEYS = Object.keys(SCHEMA) as (keyof Settings)[];
@@ -105,6 +110,10 @@ export function applySet(settings: Settings, assignment: string): void {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1 || n > 65535) throw new VeilError('BAD_SETTING', `${key} must be a port number 1-65535, not "${value}"`);
     target[k] = n;
+  } else if (kind === 'threads') {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) throw new VeilError('BAD_SETTING', `${key} must be a whole number from 1 to ${MAX_THREADS}, not "${value}"`);
+    target[k] = n;
   } else if (kind === 'string') {
     target[k] = value;
   } else {
@@ -130,5 +139,6 @@ export function renderConfig(s: Settings): Record<string, string> {
   }
   c['prometheus-serve-addr'] = `:${s['agent.metricsPort']}`;
   c['health-probe-interval'] = s['agent.healthProbeInterval'];
+  c['datapath-crypto-threads'] = String(s['datapath.cryptoThreads']);
   return c;
 }

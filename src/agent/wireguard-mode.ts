@@ -59,7 +59,7 @@ export class WireguardMode implements EncryptionMode {
     if (this.nodeEncryption) keepTunnelTrafficOnUnderlay(WG_PORT, c.underlayInterface);
     const keylog = c.settings['encryption.wireguard.keylogFile'].replace('{node}', c.nodeName);
     this.host = new DatapathHost({
-      kind: 'wireguard', tun: this.tun.describe(), udp: this.udp.describe(),
+      kind: 'wireguard', tun: this.tun.describe(), udp: this.udp.describe(), cryptoThreads: c.settings['datapath.cryptoThreads'],
       privateKey: this.keys.privateKey, mtu, keylogFile: keylog || undefined,
       wallClockOffsetMs: Date.now() - performance.now(),
     }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });

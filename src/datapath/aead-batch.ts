@@ -39,6 +39,26 @@ export class AeadKey {
   }
 }
 
+/** Most crypto threads a datapath worker may use (native VEIL_MAX_CRYPTO_THREADS). */
+export const MAX_CRYPTO_THREADS = 8;
+
+/**
+ * Crypto threads in all, this worker included, that share its large AEAD batches (1 = the worker
+ * alone). Applies to the calling thread's batches only.
+ */
+export function setCryptoThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_CRYPTO_THREADS) {
+    throw new VeilError('CRYPTO_THREADS', `crypto threads must be a whole number from 1 to ${MAX_CRYPTO_THREADS}, got ${threads}`);
+  }
+  const r = native().aeadSetThreads(threads);
+  if (r < 0) throw nativeError(r, `cannot start ${threads - 1} crypto thread(s)`);
+}
+
+/** How many batches the calling worker has shared with its crypto threads. */
+export function cryptoPoolBatches(): number {
+  return native().aeadPoolBatches();
+}
+
 /** Descriptors for up to `capacity` AEAD operations, reused batch after batch. */
 export class AeadBatch {
   readonly capacity: number;

@@ -38,6 +38,10 @@ export interface NativeDatapath {
   /** descs: AEAD_DESC_STRIDE int32 per packet (see AeadDesc); ok[i] = 1 when packet i succeeded. */
   sealBatch(buf: Uint8Array, n: number, descs: Int32Array, ok: Uint8Array): number;
   openBatch(buf: Uint8Array, n: number, descs: Int32Array, ok: Uint8Array): number;
+  /** Crypto threads in all (caller included) sharing this worker's large AEAD batches; 1 = none. */
+  aeadSetThreads(threads: number): number;
+  /** Batches this worker has shared with its crypto pool. */
+  aeadPoolBatches(): number;
   checksum(buf: Uint8Array, offset: number, length: number, initial: number): number;
 }
 

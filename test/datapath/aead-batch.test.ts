@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes, type CipherGCMTypes } from 'node:crypto';
-import { AeadBatch, AeadKey } from '../../src/datapath/aead-batch.js';
+import { AeadBatch, AeadKey, cryptoPoolBatches, setCryptoThreads } from '../../src/datapath/aead-batch.js';
 import type { AeadAlgorithm } from '../../src/datapath/native.js';
 import { isVeilError } from '../../src/util/errors.js';
 
@@ -22,9 +22,13 @@ function referenceOpen(alg: AeadAlgorithm, key: Buffer, nonce: Buffer, aad: Buff
 }
 
 // Lays out packets like the datapath does: [aad | nonce | data | tag] per 2 KiB slot.
-function layout(n: number, aadLen: number) {
+const EDGE_SIZES = [0, 1, 15, 16, 17, 64, 1420, 1500];
+// Mostly full packets: enough work (> 128 KiB of AES) for a batch to be shared with the pool.
+const LARGE_SIZES = [0, 1, 15, 1420, 1500, 1500, 1420, 1500];
+
+function layout(n: number, aadLen: number, sizeCycle = EDGE_SIZES) {
   const buf = Buffer.alloc(n * 2048);
-  const sizes = Array.from({ length: n }, (_, i) => [0, 1, 15, 16, 17, 64, 1420, 1500][i % 8]!);
+  const sizes = Array.from({ length: n }, (_, i) => sizeCycle[i % sizeCycle.length]!);
   const slots = sizes.map((len, i) => ({ aad: i * 2048, nonce: i * 2048 + 32, data: i * 2048 + 64, len, aadLen }));
   for (const s of slots) {
     randomBytes(aadLen).copy(buf, s.aad);
@@ -34,17 +38,20 @@ function layout(n: number, aadLen: number) {
   return { buf, slots };
 }
 
-for (const [alg, aadLen, tagLen] of [
+// threads = 3: the batch is shared with two crypto threads (work claimed in chunks), same bytes.
+for (const threads of [1, 3]) for (const [alg, aadLen, tagLen] of [
   ['chacha20-poly1305', 0, 16], ['aes-128-gcm', 0, 16], ['aes-128-gcm', 8, 16], ['aes-256-gcm', 12, 16],
   ['aes-192-gcm', 8, 16], ['aes-128-gcm', 8, 12], ['chacha20-poly1305', 16, 16],
 ] as [AeadAlgorithm, number, number][]) {
-  test(`sealBatch/openBatch ${alg} aad=${aadLen} tag=${tagLen} match node:crypto`, () => {
+  test(`sealBatch/openBatch ${alg} aad=${aadLen} tag=${tagLen}, ${threads} crypto thread(s), match node:crypto`, () => {
+    setCryptoThreads(threads);
+    const pooledBefore = cryptoPoolBatches();
     const keyBytes = randomBytes(KEY_LEN[alg]);
     const key = AeadKey.create(alg, keyBytes, tagLen);
-    const n = 40;
-    const { buf, slots } = layout(n, aadLen);
+    const n = threads > 1 ? 160 : 40;
+    const { buf, slots } = layout(n, aadLen, threads > 1 ? LARGE_SIZES : EDGE_SIZES);
     const original = Buffer.from(buf);
-    const batch = new AeadBatch(64);
+    const batch = new AeadBatch(n);
     for (const s of slots) batch.add(key, s.data, s.len, s.nonce, s.aad, s.aadLen);
     assert.equal(batch.seal(buf), n);
     for (const s of slots) {
@@ -66,6 +73,8 @@ for (const [alg, aadLen, tagLen] of [
       assert.equal(batch.ok[i], bad.has(i) ? 0 : 1, `ok flag of packet ${i}`);
       if (!bad.has(i)) assert.deepEqual(buf.subarray(s.data, s.data + s.len), original.subarray(s.data, s.data + s.len));
     });
+    assert.equal(cryptoPoolBatches() - pooledBefore, threads > 1 ? 2 : 0, 'seal and open shared with the pool');
+    setCryptoThreads(1);
     key.free();
   });
 }
@@ -102,4 +111,9 @@ test('freed handles are reused and stay independent', () => {
   const b = AeadKey.create('aes-128-gcm', randomBytes(16));
   assert.equal(b.handle, h);
   b.free();
+});
+
+test('crypto thread counts outside 1..8 are VeilErrors', () => {
+  assert.throws(() => setCryptoThreads(0), (e) => isVeilError(e) && /from 1 to 8/.test(e.message));
+  assert.throws(() => setCryptoThreads(2.5), (e) => isVeilError(e) && /whole number/.test(e.message));
 });

@@ -1,0 +1,23 @@
+// Install settings: the datapath's crypto threads are validated and rendered like every other key.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { applySet, defaultSettings, renderConfig } from '../../src/agent/settings.js';
+import { isVeilError } from '../../src/util/errors.js';
+
+test('datapath.cryptoThreads defaults to 2, takes 1..8, and shows in the agent config', () => {
+  const s = defaultSettings();
+  assert.equal(s['datapath.cryptoThreads'], 2);
+  applySet(s, 'datapath.cryptoThreads=4');
+  assert.equal(s['datapath.cryptoThreads'], 4);
+  assert.equal(renderConfig(s)['datapath-crypto-threads'], '4');
+  for (const bad of ['0', '9', '1.5', 'two', '']) {
+    assert.throws(() => applySet(s, `datapath.cryptoThreads=${bad}`),
+      (e) => isVeilError(e) && e.message === `datapath.cryptoThreads must be a whole number from 1 to 8, not "${bad}"`);
+  }
+  assert.equal(s['datapath.cryptoThreads'], 4, 'a refused value leaves the old one');
+});
+
+test('a misspelt datapath key gets a suggestion', () => {
+  assert.throws(() => applySet(defaultSettings(), 'datapath.cryptoThread=2'),
+    (e) => isVeilError(e) && e.hint === 'did you mean "datapath.cryptoThreads"?');
+});
