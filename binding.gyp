@@ -8,7 +8,8 @@
         "native/tun.c",
         "native/udp.c",
         "native/aead.c",
-        "native/crypto-pool.c"
+        "native/crypto-pool.c",
+        "native/noise-crypto.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

@@ -72,6 +72,8 @@ bool arg_string(napi_env env, napi_value v, char *out, size_t cap, const char *w
   return true;
 }
 
+void noise_crypto_register(napi_env env, napi_value exports); // noise-crypto.c
+
 #define EXPORT(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -105,6 +107,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("checksum", checksum),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  noise_crypto_register(env, exports);
   return exports;
 }
 

@@ -43,6 +43,19 @@ export interface NativeDatapath {
   /** Batches this worker has shared with its crypto pool. */
   aeadPoolBatches(): number;
   checksum(buf: Uint8Array, offset: number, length: number, initial: number): number;
+  // Handshake crypto (native/noise-crypto.c), used by src/crypto when the addon is built.
+  /** BLAKE2s of a||b||c into out (1..32 bytes), keyed when key is not empty. */
+  noiseBlake2s(out: Uint8Array, key: Uint8Array, a: Uint8Array, b: Uint8Array, c: Uint8Array): number;
+  /** Noise KDF over HMAC-BLAKE2s: out.length / 32 outputs (32, 64 or 96 bytes). */
+  noiseKdf(out: Uint8Array, chainingKey: Uint8Array, input: Uint8Array): number;
+  /** ChaCha20-Poly1305; 1 ok, 0 tag mismatch. Seal: out = input + 16; open: out = input - 16. */
+  noiseAead(encrypt: number, out: Uint8Array, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, input: Uint8Array): number;
+  /** X25519 shared secret into out; 1 ok, 0 all-zero result. */
+  noiseX25519(out: Uint8Array, privateKey: Uint8Array, publicKey: Uint8Array): number;
+  noiseX25519Public(out: Uint8Array, privateKey: Uint8Array): number;
+  noiseX25519Generate(privateKey: Uint8Array, publicKey: Uint8Array): number;
+  /** 1 when node's raw OpenSSL scalar multiplication is used, 0 for the EVP fallback. */
+  noiseX25519Backend(): number;
 }
 
 /** tunOpen flags. */

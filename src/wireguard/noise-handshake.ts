@@ -1,15 +1,20 @@
 // Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s as WireGuard uses it (paper §5.4.2–5.4.4): the per-peer
 // handshake state and the four steps (create/consume initiation, create/consume response), then
 // the derivation of the transport keys. Pure: bytes and a clock in, bytes and state out.
-import type { KeyObject } from 'node:crypto';
+//
+// Cost: the four steps write hashes, chaining keys and ciphertexts straight into preallocated
+// slabs and the message being built (the *Into primitives): no per-step arrays, no key objects.
+// A peer's idle Handshake holds only what outlives a handshake (its keys, the replay timestamp);
+// the in-flight state (HandshakeWork) exists only between the first step and the session keys.
 import {
-  X25519PrivateKey, generatePrivateKey, publicKeyObject, x25519, hash, kdf, aeadSeal, aeadOpen,
+  X25519PrivateKey, generatePrivateKey, x25519, x25519Into, hash, hashInto, kdfInto, aeadSealInto, aeadOpenInto,
   zeroize, AEAD_NONCE_SIZE,
 } from '../crypto/index.js';
-import { HANDSHAKE_INITIATION_RATE, NOISE_CONSTRUCTION, WG_IDENTIFIER } from './constants.js';
 import {
-  serializeInitiation, serializeResponse, type InitiationMessage, type ResponseMessage,
-} from './messages.js';
+  HANDSHAKE_INITIATION_RATE, MESSAGE_INITIATION_SIZE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_SIZE, MESSAGE_RESPONSE_TYPE,
+  NOISE_CONSTRUCTION, WG_IDENTIFIER,
+} from './constants.js';
+import type { InitiationMessage, ResponseMessage } from './messages.js';
 import { TAI64N_SIZE, tai64nAfter } from './tai64n.js';
 import type { DropReason } from './stats.js';
 
@@ -18,7 +23,8 @@ export const INITIAL_CHAIN_KEY = hash(enc(NOISE_CONSTRUCTION));
 export const INITIAL_HASH = hash(INITIAL_CHAIN_KEY, enc(WG_IDENTIFIER));
 const ZERO_NONCE = new Uint8Array(AEAD_NONCE_SIZE);
 const EMPTY = new Uint8Array(0);
-const MAC_SPACE = new Uint8Array(16);
+/** The preshared key of peers configured without one (never written). */
+const NO_PRESHARED_KEY = new Uint8Array(32);
 
 export const enum HandshakeState {
   Zeroed = 0,
@@ -32,90 +38,120 @@ export const enum HandshakeState {
 export class StaticIdentity {
   readonly privateKey: X25519PrivateKey;
   readonly publicKey: Uint8Array;
+  /** HASH(INITIAL_HASH || our public key): the responder's first hash, the same for every initiation. */
+  readonly responderInitialHash: Uint8Array;
 
   constructor(privateKey: Uint8Array | X25519PrivateKey) {
     this.privateKey = privateKey instanceof X25519PrivateKey ? privateKey : new X25519PrivateKey(privateKey);
     this.publicKey = this.privateKey.publicKey;
+    this.responderInitialHash = hash(INITIAL_HASH, this.publicKey);
   }
 }
+
+/**
+ * The state of one handshake in flight, in one 192-byte slab: hash h, then chaining key ck
+ * followed by the two KDF outputs after it (so KDF2/KDF3 write ck || t1 || t2 in one call),
+ * a DH scratch and the remote ephemeral.
+ */
+class HandshakeWork {
+  readonly slab = new Uint8Array(192);
+  readonly h = this.slab.subarray(0, 32);
+  readonly ck = this.slab.subarray(32, 64);
+  readonly t1 = this.slab.subarray(64, 96);
+  readonly t2 = this.slab.subarray(96, 128);
+  readonly kdf2 = this.slab.subarray(32, 96); // ck || t1
+  readonly kdf3 = this.slab.subarray(32, 128); // ck || t1 || t2
+  readonly dh = this.slab.subarray(128, 160);
+  readonly remoteEphemeral = this.slab.subarray(160, 192);
+}
+
+/** Responder scratch for an initiation not yet matched to a peer (the core is synchronous). */
+const incoming = new HandshakeWork();
+const incomingTimestamp = new Uint8Array(TAI64N_SIZE);
+const incomingStatic = new Uint8Array(32);
 
 /** Handshake state with one peer (wireguard-go's Handshake). */
 export class Handshake {
   state = HandshakeState.Zeroed;
-  hash: Uint8Array = new Uint8Array(32);
-  chainKey: Uint8Array = new Uint8Array(32);
+  /** In-flight state: null while Zeroed. */
+  work: HandshakeWork | null = null;
   localEphemeral: X25519PrivateKey | null = null;
-  remoteEphemeral: Uint8Array = new Uint8Array(32);
-  /** The remote ephemeral as an OpenSSL key, imported once for the responder's two DHs. */
-  remoteEphemeralObject: KeyObject | null = null;
   /** Our index for this handshake (0 = none). */
   localIndex = 0;
   /** The peer's index: the receiver field of what we send. */
   remoteIndex = 0;
   readonly remoteStatic: Uint8Array;
-  readonly remoteStaticObject: KeyObject | null;
   presharedKey: Uint8Array;
   /** DH(our static, peer static), computed once; null when the peer key is unusable. */
   readonly precomputedStaticStatic: Uint8Array | null;
   /** Latest TAI64N accepted from the peer: initiations not newer than this are replays. */
-  lastTimestamp: Uint8Array = new Uint8Array(TAI64N_SIZE);
+  readonly lastTimestamp: Uint8Array = new Uint8Array(TAI64N_SIZE);
   lastInitiationConsumption = Number.NEGATIVE_INFINITY;
   lastSentHandshake = Number.NEGATIVE_INFINITY;
 
+  /** remoteStatic is kept by reference (the peer's own copy); presharedKey is copied. */
   constructor(local: StaticIdentity, remoteStatic: Uint8Array, presharedKey?: Uint8Array) {
-    this.remoteStatic = Uint8Array.from(remoteStatic);
-    this.remoteStaticObject = publicKeyObject(this.remoteStatic);
-    this.presharedKey = presharedKey ? Uint8Array.from(presharedKey) : new Uint8Array(32);
-    this.precomputedStaticStatic = this.remoteStaticObject ? x25519(local.privateKey, this.remoteStaticObject) : null;
+    this.remoteStatic = remoteStatic;
+    this.presharedKey = presharedKey ? Uint8Array.from(presharedKey) : NO_PRESHARED_KEY;
+    this.precomputedStaticStatic = x25519(local.privateKey, this.remoteStatic);
   }
 
   /** Forgets the in-flight handshake (keeps the replay/flood memory). */
   clear(): void {
     this.localEphemeral?.zero();
     this.localEphemeral = null;
-    zeroize(this.remoteEphemeral, this.chainKey, this.hash);
-    this.remoteEphemeralObject = null;
+    if (this.work) zeroize(this.work.slab);
+    this.work = null;
     this.localIndex = 0;
     this.state = HandshakeState.Zeroed;
   }
+
+  /** @internal Clears, then gives the handshake a fresh zeroed in-flight state. */
+  begin(): HandshakeWork {
+    this.clear();
+    return (this.work = new HandshakeWork());
+  }
 }
 
-function mixHash(h: Uint8Array, data: Uint8Array): Uint8Array {
-  return hash(h, data);
+function writeU32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v;
+  b[off + 1] = v >>> 8;
+  b[off + 2] = v >>> 16;
+  b[off + 3] = v >>> 24;
 }
 
-function mixKey(ck: Uint8Array, data: Uint8Array): Uint8Array {
-  return kdf(1, ck, data)[0]!;
+/** ck = KDF1(ck, input) in place (the KDF reads the chaining key before writing). */
+function mixKey(w: HandshakeWork, input: Uint8Array): void {
+  kdfInto(w.ck, w.ck, input);
 }
 
 /** Step 1 (initiator): a serialized initiation with mac1/mac2 left zero for the cookie layer. */
 export function createInitiation(local: StaticIdentity, hs: Handshake, senderIndex: number, timestamp: Uint8Array): Uint8Array | null {
-  if (!hs.precomputedStaticStatic || !hs.remoteStaticObject) return null;
-  hs.clear();
-  let h = mixHash(INITIAL_HASH, hs.remoteStatic);
-  let ck = INITIAL_CHAIN_KEY;
+  if (!hs.precomputedStaticStatic) return null;
+  const w = hs.begin();
+  const msg = new Uint8Array(MESSAGE_INITIATION_SIZE);
+  msg[0] = MESSAGE_INITIATION_TYPE;
+  writeU32(msg, 4, senderIndex);
   const eph = generatePrivateKey();
-  ck = mixKey(ck, eph.publicKey);
-  h = mixHash(h, eph.publicKey);
-  const es = x25519(eph, hs.remoteStaticObject);
-  if (!es) return null;
-  let [ck2, key] = kdf(2, ck, es);
-  zeroize(es);
-  const encryptedStatic = aeadSeal(key!, ZERO_NONCE, local.publicKey, h);
-  h = mixHash(h, encryptedStatic);
-  zeroize(key);
-  [ck2, key] = kdf(2, ck2!, hs.precomputedStaticStatic);
-  const encryptedTimestamp = aeadSeal(key!, ZERO_NONCE, timestamp, h);
-  h = mixHash(h, encryptedTimestamp);
-  zeroize(key);
-  hs.hash = h;
-  hs.chainKey = ck2!;
+  msg.set(eph.publicKey, 8);
+  hashInto(w.h, INITIAL_HASH, hs.remoteStatic);
+  hashInto(w.h, w.h, eph.publicKey);
+  kdfInto(w.ck, INITIAL_CHAIN_KEY, eph.publicKey);
+  if (!x25519Into(w.dh, eph, hs.remoteStatic)) {
+    hs.clear();
+    return null;
+  }
+  kdfInto(w.kdf2, w.ck, w.dh);
+  const encryptedStatic = aeadSealInto(msg.subarray(40, 88), w.t1, ZERO_NONCE, local.publicKey, w.h);
+  hashInto(w.h, w.h, encryptedStatic);
+  kdfInto(w.kdf2, w.ck, hs.precomputedStaticStatic);
+  const encryptedTimestamp = aeadSealInto(msg.subarray(88, 116), w.t1, ZERO_NONCE, timestamp, w.h);
+  hashInto(w.h, w.h, encryptedTimestamp);
+  zeroize(w.t1, w.dh);
   hs.localEphemeral = eph;
   hs.localIndex = senderIndex;
   hs.state = HandshakeState.InitiationCreated;
-  return serializeInitiation({
-    sender: senderIndex, ephemeral: eph.publicKey, encryptedStatic, encryptedTimestamp, mac1: MAC_SPACE, mac2: MAC_SPACE,
-  });
+  return msg;
 }
 
 /**
@@ -126,88 +162,86 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
 export function consumeInitiation(
   local: StaticIdentity, msg: InitiationMessage, lookup: (remoteStatic: Uint8Array) => Handshake | undefined, now: number,
 ): Handshake | DropReason {
-  let h = mixHash(INITIAL_HASH, local.publicKey);
-  h = mixHash(h, msg.ephemeral);
-  const ck = mixKey(INITIAL_CHAIN_KEY, msg.ephemeral);
-  const ephemeralObject = publicKeyObject(msg.ephemeral);
-  const es = ephemeralObject ? x25519(local.privateKey, ephemeralObject) : null;
-  if (!es) return 'handshakeDecryptFailed';
-  let [ck2, key] = kdf(2, ck, es);
-  zeroize(es);
-  const remoteStatic = aeadOpen(key!, ZERO_NONCE, msg.encryptedStatic, h);
-  zeroize(key);
-  if (!remoteStatic) return 'handshakeDecryptFailed';
-  h = mixHash(h, msg.encryptedStatic);
-  const hs = lookup(remoteStatic);
-  if (!hs) return 'handshakeForUnknownKey';
-  if (!hs.precomputedStaticStatic) return 'handshakeDecryptFailed';
-  [ck2, key] = kdf(2, ck2!, hs.precomputedStaticStatic);
-  const timestamp = aeadOpen(key!, ZERO_NONCE, msg.encryptedTimestamp, h);
-  zeroize(key);
-  if (!timestamp) return 'handshakeDecryptFailed';
-  h = mixHash(h, msg.encryptedTimestamp);
-  if (!tai64nAfter(timestamp, hs.lastTimestamp)) return 'staleTimestamp';
-  if (now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
-  hs.clear();
-  hs.hash = h;
-  hs.chainKey = ck2!;
-  hs.remoteIndex = msg.sender;
-  hs.remoteEphemeral = Uint8Array.from(msg.ephemeral);
-  hs.remoteEphemeralObject = ephemeralObject;
-  hs.lastTimestamp = timestamp;
-  hs.lastInitiationConsumption = now;
-  hs.state = HandshakeState.InitiationConsumed;
-  zeroize(ck);
-  return hs;
+  const w = incoming;
+  try {
+    hashInto(w.h, local.responderInitialHash, msg.ephemeral);
+    kdfInto(w.ck, INITIAL_CHAIN_KEY, msg.ephemeral);
+    if (!x25519Into(w.dh, local.privateKey, msg.ephemeral)) return 'handshakeDecryptFailed';
+    kdfInto(w.kdf2, w.ck, w.dh);
+    if (!aeadOpenInto(incomingStatic, w.t1, ZERO_NONCE, msg.encryptedStatic, w.h)) return 'handshakeDecryptFailed';
+    hashInto(w.h, w.h, msg.encryptedStatic);
+    const hs = lookup(incomingStatic);
+    if (!hs) return 'handshakeForUnknownKey';
+    if (!hs.precomputedStaticStatic) return 'handshakeDecryptFailed';
+    kdfInto(w.kdf2, w.ck, hs.precomputedStaticStatic);
+    if (!aeadOpenInto(incomingTimestamp, w.t1, ZERO_NONCE, msg.encryptedTimestamp, w.h)) return 'handshakeDecryptFailed';
+    hashInto(w.h, w.h, msg.encryptedTimestamp);
+    if (!tai64nAfter(incomingTimestamp, hs.lastTimestamp)) return 'staleTimestamp';
+    if (now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
+    const mine = hs.begin();
+    mine.h.set(w.h);
+    mine.ck.set(w.ck);
+    mine.remoteEphemeral.set(msg.ephemeral);
+    hs.remoteIndex = msg.sender;
+    hs.lastTimestamp.set(incomingTimestamp);
+    hs.lastInitiationConsumption = now;
+    hs.state = HandshakeState.InitiationConsumed;
+    return hs;
+  } finally {
+    zeroize(w.slab, incomingStatic);
+  }
 }
 
 /** Step 3 (responder): the serialized response (macs zero), after consumeInitiation. */
 export function createResponse(hs: Handshake, senderIndex: number): Uint8Array | null {
-  if (hs.state !== HandshakeState.InitiationConsumed) return null;
+  const w = hs.work;
+  if (hs.state !== HandshakeState.InitiationConsumed || !w) return null;
+  const msg = new Uint8Array(MESSAGE_RESPONSE_SIZE);
+  msg[0] = MESSAGE_RESPONSE_TYPE;
+  writeU32(msg, 4, senderIndex);
+  writeU32(msg, 8, hs.remoteIndex);
   const eph = generatePrivateKey();
-  let h = mixHash(hs.hash, eph.publicKey);
-  let ck = mixKey(hs.chainKey, eph.publicKey);
-  const ee = x25519(eph, hs.remoteEphemeralObject ?? hs.remoteEphemeral);
-  const se = hs.remoteStaticObject ? x25519(eph, hs.remoteStaticObject) : null;
-  if (!ee || !se) return null;
-  ck = mixKey(ck, ee);
-  ck = mixKey(ck, se);
-  zeroize(ee, se);
-  const [ck2, tau, key] = kdf(3, ck, hs.presharedKey);
-  h = mixHash(h, tau!);
-  const encryptedNothing = aeadSeal(key!, ZERO_NONCE, EMPTY, h);
-  h = mixHash(h, encryptedNothing);
-  zeroize(tau, key, ck);
-  hs.hash = h;
-  hs.chainKey = ck2!;
+  msg.set(eph.publicKey, 12);
+  hashInto(w.h, w.h, eph.publicKey);
+  mixKey(w, eph.publicKey);
+  if (!x25519Into(w.dh, eph, w.remoteEphemeral)) return null;
+  mixKey(w, w.dh);
+  if (!x25519Into(w.dh, eph, hs.remoteStatic)) return null;
+  mixKey(w, w.dh);
+  kdfInto(w.kdf3, w.ck, hs.presharedKey); // ck || tau || key
+  hashInto(w.h, w.h, w.t1);
+  const encryptedNothing = aeadSealInto(msg.subarray(44, 60), w.t2, ZERO_NONCE, EMPTY, w.h);
+  hashInto(w.h, w.h, encryptedNothing);
+  zeroize(w.t1, w.t2, w.dh, w.remoteEphemeral);
   hs.localEphemeral = eph;
   hs.localIndex = senderIndex;
   hs.state = HandshakeState.ResponseCreated;
-  return serializeResponse({
-    sender: senderIndex, receiver: hs.remoteIndex, ephemeral: eph.publicKey, encryptedNothing, mac1: MAC_SPACE, mac2: MAC_SPACE,
-  });
+  return msg;
 }
 
 /** Step 4 (initiator): authenticates a response to our pending initiation. */
 export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: ResponseMessage): DropReason | null {
-  if (hs.state !== HandshakeState.InitiationCreated || !hs.localEphemeral) return 'unexpectedResponse';
-  let h = mixHash(hs.hash, msg.ephemeral);
-  let ck = mixKey(hs.chainKey, msg.ephemeral);
-  const ephemeralObject = publicKeyObject(msg.ephemeral);
-  if (!ephemeralObject) return 'handshakeDecryptFailed';
-  const ee = x25519(hs.localEphemeral, ephemeralObject);
-  const se = x25519(local.privateKey, ephemeralObject);
-  if (!ee || !se) return 'handshakeDecryptFailed';
-  ck = mixKey(ck, ee);
-  ck = mixKey(ck, se);
-  zeroize(ee, se);
-  const [ck2, tau, key] = kdf(3, ck, hs.presharedKey);
-  h = mixHash(h, tau!);
-  const ok = aeadOpen(key!, ZERO_NONCE, msg.encryptedNothing, h);
-  zeroize(tau, key, ck);
-  if (!ok) return 'handshakeDecryptFailed';
-  hs.hash = mixHash(h, msg.encryptedNothing);
-  hs.chainKey = ck2!;
+  const w = hs.work;
+  if (hs.state !== HandshakeState.InitiationCreated || !hs.localEphemeral || !w) return 'unexpectedResponse';
+  // Work on a copy: a forged response must leave the pending handshake intact.
+  const trial = incoming;
+  try {
+    trial.slab.set(w.slab);
+    hashInto(trial.h, trial.h, msg.ephemeral);
+    kdfInto(trial.ck, trial.ck, msg.ephemeral);
+    if (!x25519Into(trial.dh, hs.localEphemeral, msg.ephemeral)) return 'handshakeDecryptFailed';
+    kdfInto(trial.ck, trial.ck, trial.dh);
+    if (!x25519Into(trial.dh, local.privateKey, msg.ephemeral)) return 'handshakeDecryptFailed';
+    kdfInto(trial.ck, trial.ck, trial.dh);
+    kdfInto(trial.kdf3, trial.ck, hs.presharedKey);
+    hashInto(trial.h, trial.h, trial.t1);
+    if (!aeadOpenInto(EMPTY, trial.t2, ZERO_NONCE, msg.encryptedNothing, trial.h)) return 'handshakeDecryptFailed';
+    hashInto(trial.h, trial.h, msg.encryptedNothing);
+    w.h.set(trial.h);
+    w.ck.set(trial.ck);
+  } finally {
+    zeroize(trial.slab);
+  }
   hs.remoteIndex = msg.sender;
   hs.state = HandshakeState.ResponseConsumed;
   return null;
@@ -230,10 +264,12 @@ export function deriveSessionKeys(hs: Handshake): SessionKeys | null {
   if (hs.state === HandshakeState.ResponseConsumed) isInitiator = true;
   else if (hs.state === HandshakeState.ResponseCreated) isInitiator = false;
   else return null;
-  const [t1, t2] = kdf(2, hs.chainKey, EMPTY);
+  const both = kdfInto(new Uint8Array(64), hs.work!.ck, EMPTY);
+  const t1 = both.subarray(0, 32);
+  const t2 = both.subarray(32, 64);
   const keys: SessionKeys = {
-    sendKey: isInitiator ? t1! : t2!,
-    receiveKey: isInitiator ? t2! : t1!,
+    sendKey: isInitiator ? t1 : t2,
+    receiveKey: isInitiator ? t2 : t1,
     isInitiator,
     localIndex: hs.localIndex,
     remoteIndex: hs.remoteIndex,

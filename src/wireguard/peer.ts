@@ -8,7 +8,6 @@
 //  - Responder: the new keypair waits in `next` and is not used for sending until the first
 //    transport message arrives under it (key confirmation); then next -> current,
 //    current -> previous. Until then the responder keeps sending with its old current.
-import type { KeyObject } from 'node:crypto';
 import {
   KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
@@ -89,11 +88,6 @@ export class Peer {
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
     this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey);
     this.cookieGenerator = new CookieGenerator(this.publicKey);
-  }
-
-  /** @internal the peer's public key object for the handshake. */
-  get publicKeyObject(): KeyObject | null {
-    return this.handshake.remoteStaticObject;
   }
 
   // ---- lower-level API for a batched datapath -------------------------------------------------

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   X25519PrivateKey, x25519, generatePrivateKey, hash, mac128, hmacBlake2s, kdf,
-  aeadSeal, aeadOpen, counterNonce, xaeadSeal, xaeadOpen, clampPrivateKey,
+  aeadSeal, aeadOpen, counterNonce, xaeadSeal, xaeadOpen, clampPrivateKey, setCryptoBackend, cryptoBackend,
+  hashInto, kdfInto, aeadSealInto, aeadOpenInto, x25519Into, randomBytes, type CryptoBackend,
 } from '../../src/crypto/index.js';
 import { blake2s } from '@noble/hashes/blake2.js';
 
@@ -91,4 +92,50 @@ test('XChaCha20-Poly1305 round trip and tamper detection', () => {
   assert.equal(sealed.length, 6 + 16);
   assert.deepEqual(xaeadOpen(key, nonce, sealed, aad), ascii('cookie'));
   assert.equal(xaeadOpen(key, nonce, sealed, ascii('other')), null);
+});
+
+// Every test above runs on the backend chosen at load (native when the addon is built). This one
+// runs a fixed workload of every primitive on both backends and requires identical bytes.
+test('native and node:crypto backends give the same bytes', (t) => {
+  const work = (kind: CryptoBackend): string[] => {
+    assert.equal(setCryptoBackend(kind), kind);
+    const out: string[] = [];
+    const seedKey = new X25519PrivateKey(hash(ascii('static')));
+    for (let i = 0; i < 40; i++) {
+      const a = hash(ascii(`a${i}`));
+      const long = new Uint8Array(i * 7).fill(i); // 0..273 bytes: several BLAKE2s blocks, block edges
+      out.push(toHex(hash(a, long, ascii('c'))), toHex(hashInto(new Uint8Array(32), long)));
+      out.push(toHex(mac128(a.subarray(0, 16 + (i % 17)), long)));
+      out.push(toHex(kdfInto(new Uint8Array(32 * (1 + (i % 3))), a, long)));
+      const nonce = counterNonce(i);
+      const sealed = aeadSealInto(new Uint8Array(long.length + 16), a, nonce, long, ascii('aad'));
+      out.push(toHex(sealed));
+      const opened = new Uint8Array(long.length);
+      assert.ok(aeadOpenInto(opened, a, nonce, sealed, ascii('aad')));
+      assert.deepEqual(opened, long);
+      if (long.length) {
+        sealed[0]! ^= 1;
+        assert.equal(aeadOpenInto(opened, a, nonce, sealed, ascii('aad')), false);
+      }
+      const k = new X25519PrivateKey(a);
+      const shared = new Uint8Array(32);
+      assert.ok(x25519Into(shared, k, seedKey.publicKey));
+      out.push(toHex(k.publicKey), toHex(shared));
+    }
+    const g = generatePrivateKey();
+    assert.deepEqual(new X25519PrivateKey(g.raw).publicKey, g.publicKey);
+    assert.equal(x25519Into(new Uint8Array(32), g, new Uint8Array(32)), false, 'low-order point refused');
+    return out;
+  };
+  const initial = cryptoBackend();
+  try {
+    if (setCryptoBackend('native') !== 'native') return t.skip('the native addon is not built');
+    const native = work('native');
+    const node = work('node');
+    assert.equal(native.length, node.length);
+    for (let i = 0; i < native.length; i++) assert.equal(native[i], node[i], `output ${i}`);
+    assert.ok(randomBytes(4).length === 4);
+  } finally {
+    setCryptoBackend(initial);
+  }
 });

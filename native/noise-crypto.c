@@ -1,0 +1,350 @@
+// The handshake primitives of WireGuard's Noise_IKpsk2 in one crossing each, with no allocation:
+// BLAKE2s (plain and keyed, RFC 7693), the Noise KDF over HMAC-BLAKE2s (all outputs per call),
+// small ChaCha20-Poly1305 seals/opens through OpenSSL EVP (contexts reused per thread) and X25519.
+// Why: through node:crypto each HMAC is an object and a digest (~3 us), each AEAD a cipher object
+// (~10 us) and each DH a JWK import; a handshake makes ~20 of them.
+// X25519 calls node's own OpenSSL scalar multiplication (ossl_x25519, exported by the node binary)
+// on raw keys: EVP would need a key object per call, and importing a raw private key recomputes
+// its public key (a second scalar multiplication). The symbol is checked against RFC 7748's test
+// vector once; without it (a node linking a shared libcrypto) the EVP path serves.
+#include "common.h"
+#include <dlfcn.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+// Reads argv[first..first+n) as byte arrays (names for the TypeError); false after throwing.
+static bool byte_args(napi_env env, napi_value *argv, int first, int n, uint8_t **p, size_t *len, const char *const *names) {
+  for (int i = 0; i < n; i++)
+    if (!arg_bytes(env, argv[first + i], &p[i], &len[i], names[i])) return false;
+  return true;
+}
+
+// ---- BLAKE2s -------------------------------------------------------------------------------
+
+typedef struct { uint32_t h[8], t; uint8_t buf[64]; size_t buflen, outlen; } b2s;
+
+static const uint32_t B2S_IV[8] = {
+  0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19,
+};
+static const uint8_t SIGMA[10][16] = {
+  {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+  {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4}, {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+  {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13}, {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+  {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11}, {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+  {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5}, {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+};
+
+static inline uint32_t rotr32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+static inline uint32_t load32le(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+#define G(a, b, c, d, x, y)                \
+  do {                                     \
+    v[a] += v[b] + (x); v[d] = rotr32(v[d] ^ v[a], 16); \
+    v[c] += v[d]; v[b] = rotr32(v[b] ^ v[c], 12);       \
+    v[a] += v[b] + (y); v[d] = rotr32(v[d] ^ v[a], 8);  \
+    v[c] += v[d]; v[b] = rotr32(v[b] ^ v[c], 7);        \
+  } while (0)
+
+static void b2s_compress(b2s *S, const uint8_t *block, bool last) {
+  uint32_t m[16], v[16];
+  for (int i = 0; i < 16; i++) m[i] = load32le(block + 4 * i);
+  for (int i = 0; i < 8; i++) { v[i] = S->h[i]; v[i + 8] = B2S_IV[i]; }
+  v[12] ^= S->t; // messages here are far below 2^32 bytes: the high counter word stays 0
+  if (last) v[14] = ~v[14];
+  for (int r = 0; r < 10; r++) {
+    const uint8_t *s = SIGMA[r];
+    G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+    G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+    G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+    G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+    G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+    G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+    G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+    G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+  }
+  for (int i = 0; i < 8; i++) S->h[i] ^= v[i] ^ v[i + 8];
+}
+
+static void b2s_update(b2s *S, const uint8_t *in, size_t n) {
+  while (n > 0) {
+    if (S->buflen == 64) { // a full block is compressed only once more input proves it is not the last
+      S->t += 64;
+      b2s_compress(S, S->buf, false);
+      S->buflen = 0;
+    }
+    size_t take = 64 - S->buflen;
+    if (take > n) take = n;
+    memcpy(S->buf + S->buflen, in, take);
+    S->buflen += take; in += take; n -= take;
+  }
+}
+
+static void b2s_init(b2s *S, size_t outlen, const uint8_t *key, size_t keylen) {
+  memcpy(S->h, B2S_IV, sizeof S->h);
+  S->h[0] ^= 0x01010000u ^ (uint32_t)(keylen << 8) ^ (uint32_t)outlen;
+  S->t = 0; S->buflen = 0; S->outlen = outlen;
+  if (keylen) {
+    uint8_t block[64] = {0};
+    memcpy(block, key, keylen);
+    b2s_update(S, block, 64);
+    OPENSSL_cleanse(block, sizeof block);
+  }
+}
+
+static void b2s_final(b2s *S, uint8_t *out) {
+  S->t += (uint32_t)S->buflen;
+  memset(S->buf + S->buflen, 0, 64 - S->buflen);
+  b2s_compress(S, S->buf, true);
+  uint8_t full[32];
+  for (int i = 0; i < 8; i++) {
+    full[4 * i] = (uint8_t)S->h[i]; full[4 * i + 1] = (uint8_t)(S->h[i] >> 8);
+    full[4 * i + 2] = (uint8_t)(S->h[i] >> 16); full[4 * i + 3] = (uint8_t)(S->h[i] >> 24);
+  }
+  memcpy(out, full, S->outlen);
+  OPENSSL_cleanse(full, sizeof full);
+  OPENSSL_cleanse(S, sizeof *S);
+}
+
+// HMAC-BLAKE2s-256 (RFC 2104, 64-byte block) of a || b; key at most 32 bytes here.
+static void hmac_b2s(uint8_t out[32], const uint8_t *key, size_t keylen, const uint8_t *a, size_t alen,
+                     const uint8_t *b, size_t blen) {
+  uint8_t pad[64], inner[32];
+  b2s S;
+  memset(pad, 0x36, sizeof pad);
+  for (size_t i = 0; i < keylen; i++) pad[i] ^= key[i];
+  b2s_init(&S, 32, NULL, 0);
+  b2s_update(&S, pad, 64);
+  b2s_update(&S, a, alen);
+  if (blen) b2s_update(&S, b, blen);
+  b2s_final(&S, inner);
+  for (size_t i = 0; i < 64; i++) pad[i] ^= 0x36 ^ 0x5c;
+  b2s_init(&S, 32, NULL, 0);
+  b2s_update(&S, pad, 64);
+  b2s_update(&S, inner, 32);
+  b2s_final(&S, out);
+  OPENSSL_cleanse(pad, sizeof pad);
+  OPENSSL_cleanse(inner, sizeof inner);
+}
+
+// noiseBlake2s(out, key, a, b, c): BLAKE2s of a || b || c with out.length (1..32) bytes of output,
+// keyed when key is not empty (at most 32 bytes). Returns 0.
+static napi_value noise_blake2s(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  static const char *const names[] = {"out", "key", "a", "b", "c"};
+  uint8_t *p[5]; size_t n[5];
+  NEED(byte_args(env, argv, 0, 5, p, n, names));
+  if (n[0] < 1 || n[0] > 32 || n[1] > 32) return throw_range(env, "noiseBlake2s: out must be 1..32 bytes, key at most 32");
+  b2s S;
+  b2s_init(&S, n[0], p[1], n[1]);
+  for (int i = 2; i < 5; i++) b2s_update(&S, p[i], n[i]);
+  b2s_final(&S, p[0]);
+  return ret_int(env, 0);
+}
+
+// noiseKdf(out, chainingKey, input): Noise's HKDF over HMAC-BLAKE2s; out.length / 32 (1..3)
+// outputs written back to back. Returns 0.
+static napi_value noise_kdf(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  static const char *const names[] = {"out", "chainingKey", "input"};
+  uint8_t *p[3]; size_t n[3];
+  NEED(byte_args(env, argv, 0, 3, p, n, names));
+  uint8_t *out = p[0], *ck = p[1], *in = p[2]; size_t outlen = n[0], cklen = n[1], inlen = n[2];
+  if ((outlen != 32 && outlen != 64 && outlen != 96) || cklen != 32) return throw_range(env, "noiseKdf: out must be 32, 64 or 96 bytes and the chaining key 32");
+  uint8_t prk[32], t[33];
+  hmac_b2s(prk, ck, 32, in, inlen, NULL, 0);
+  t[0] = 1;
+  hmac_b2s(t, prk, 32, t, 1, NULL, 0); // t: input read before output written (inner hash first)
+  memcpy(out, t, 32);
+  for (size_t i = 1; i < outlen / 32; i++) {
+    uint8_t ctr = (uint8_t)(i + 1);
+    hmac_b2s(t, prk, 32, out + 32 * (i - 1), 32, &ctr, 1);
+    memcpy(out + 32 * i, t, 32);
+  }
+  OPENSSL_cleanse(prk, sizeof prk);
+  OPENSSL_cleanse(t, sizeof t);
+  return ret_int(env, 0);
+}
+
+// ---- ChaCha20-Poly1305 for small messages ----------------------------------------------------
+
+static __thread EVP_CIPHER_CTX *seal_ctx, *open_ctx;
+
+static EVP_CIPHER_CTX *chacha_ctx(EVP_CIPHER_CTX **slot, int enc) {
+  if (!*slot) {
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    if (!x || EVP_CipherInit_ex(x, EVP_chacha20_poly1305(), NULL, NULL, NULL, enc) != 1) {
+      EVP_CIPHER_CTX_free(x);
+      return NULL;
+    }
+    *slot = x;
+  }
+  return *slot;
+}
+
+// noiseAead(encrypt, out, key, nonce, aad, input): ChaCha20-Poly1305 (12-byte nonce). Seal: out is
+// input.length + 16 (ciphertext || tag). Open: out is input.length - 16. Returns 1, or 0 when the
+// tag does not verify (out is then zeroed).
+static napi_value noise_aead(napi_env env, napi_callback_info info) {
+  GET_ARGS(6);
+  static const char *const names[] = {"out", "key", "nonce", "aad", "input"};
+  int32_t enc; uint8_t *p[5]; size_t n[5];
+  NEED(arg_int(env, argv[0], &enc, "encrypt"));
+  NEED(byte_args(env, argv, 1, 5, p, n, names));
+  uint8_t *out = p[0], *key = p[1], *nonce = p[2], *aad = p[3], *in = p[4];
+  size_t outlen = n[0], keylen = n[1], noncelen = n[2], aadlen = n[3], inlen = n[4];
+  size_t body = enc ? inlen : inlen - 16;
+  if (keylen != 32 || noncelen != 12 || (!enc && inlen < 16) || outlen != (enc ? inlen + 16 : inlen - 16) || inlen > (1 << 20))
+    return throw_range(env, "noiseAead: key 32, nonce 12 bytes, out sized for input +/- 16");
+  EVP_CIPHER_CTX *x = enc ? chacha_ctx(&seal_ctx, 1) : chacha_ctx(&open_ctx, 0);
+  int l = 0;
+  bool ok = x && EVP_CipherInit_ex(x, NULL, NULL, key, nonce, enc) == 1 &&
+            (aadlen == 0 || EVP_CipherUpdate(x, NULL, &l, aad, (int)aadlen) == 1) &&
+            (body == 0 || EVP_CipherUpdate(x, out, &l, in, (int)body) == 1);
+  if (ok && enc) {
+    ok = EVP_CipherFinal_ex(x, out + body, &l) == 1 &&
+         EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, out + body) == 1;
+  } else if (ok) {
+    uint8_t tag[16];
+    memcpy(tag, in + body, 16); // the tag may share memory with out
+    ok = EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, 16, tag) == 1 && EVP_CipherFinal_ex(x, out + body, &l) == 1;
+  }
+  if (!ok && !enc) OPENSSL_cleanse(out, outlen);
+  return ret_int(env, ok ? 1 : 0);
+}
+
+// ---- X25519 ----------------------------------------------------------------------------------
+
+typedef int (*x25519_fn)(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]);
+typedef void (*x25519_base_fn)(uint8_t out[32], const uint8_t priv[32]);
+static x25519_fn raw_x25519;
+static x25519_base_fn raw_x25519_base;
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+static bool hexeq(const uint8_t *p, const char *hex) {
+  for (int i = 0; i < 32; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1 || p[i] != v) return false;
+  }
+  return true;
+}
+
+static void unhex(uint8_t *p, const char *hex) {
+  for (int i = 0; i < 32; i++) { unsigned v = 0; sscanf(hex + 2 * i, "%2x", &v); p[i] = (uint8_t)v; }
+}
+
+// RFC 7748 §6.1: both public keys from the private ones, and the same secret from either side.
+static void resolve_raw(void) {
+  x25519_fn f = (x25519_fn)dlsym(RTLD_DEFAULT, "ossl_x25519");
+  x25519_base_fn b = (x25519_base_fn)dlsym(RTLD_DEFAULT, "ossl_x25519_public_from_private");
+  if (!f || !b) return;
+  uint8_t a[32], bb[32], apub[32], bpub[32], s1[32], s2[32];
+  unhex(a, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+  unhex(bb, "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+  b(apub, a);
+  b(bpub, bb);
+  if (!hexeq(apub, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a") ||
+      !hexeq(bpub, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")) return;
+  if (f(s1, a, bpub) != 1 || f(s2, bb, apub) != 1 || memcmp(s1, s2, 32) != 0) return;
+  raw_x25519_base = b;
+  raw_x25519 = f;
+}
+
+static bool evp_x25519(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]) {
+  EVP_PKEY *sk = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
+  EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, 32);
+  EVP_PKEY_CTX *c = sk ? EVP_PKEY_CTX_new(sk, NULL) : NULL;
+  size_t n = 32;
+  bool ok = c && pk && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_derive_set_peer(c, pk) == 1 &&
+            EVP_PKEY_derive(c, out, &n) == 1 && n == 32;
+  EVP_PKEY_CTX_free(c);
+  EVP_PKEY_free(pk);
+  EVP_PKEY_free(sk);
+  return ok;
+}
+
+static bool evp_x25519_public(uint8_t out[32], const uint8_t priv[32]) {
+  EVP_PKEY *sk = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
+  size_t n = 32;
+  bool ok = sk && EVP_PKEY_get_raw_public_key(sk, out, &n) == 1 && n == 32;
+  EVP_PKEY_free(sk);
+  return ok;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+  uint8_t acc = 0;
+  for (size_t i = 0; i < n; i++) acc |= p[i];
+  return acc == 0;
+}
+
+static bool x25519_public(uint8_t out[32], const uint8_t priv[32]) {
+  pthread_once(&resolve_once, resolve_raw);
+  if (raw_x25519_base) { raw_x25519_base(out, priv); return true; }
+  return evp_x25519_public(out, priv);
+}
+
+// noiseX25519(out, privateKey, publicKey): the shared secret. Returns 1, or 0 when the result is
+// all zeros (a low-order point, which WireGuard refuses) or the key is unusable.
+static napi_value noise_x25519(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  static const char *const names[] = {"out", "privateKey", "publicKey"};
+  uint8_t *p[3]; size_t n[3];
+  NEED(byte_args(env, argv, 0, 3, p, n, names));
+  uint8_t *out = p[0], *sk = p[1], *pk = p[2];
+  if (n[0] != 32 || n[1] != 32 || n[2] != 32) return throw_range(env, "noiseX25519: keys and out must be 32 bytes");
+  pthread_once(&resolve_once, resolve_raw);
+  bool ok = raw_x25519 ? raw_x25519(out, sk, pk) == 1 : evp_x25519(out, sk, pk);
+  ok = ok && !all_zero(out, 32);
+  if (!ok) OPENSSL_cleanse(out, 32);
+  return ret_int(env, ok ? 1 : 0);
+}
+
+// noiseX25519Public(out, privateKey): the public key of a private key. Returns 1 (0 on failure).
+static napi_value noise_x25519_public(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  static const char *const names[] = {"out", "privateKey"};
+  uint8_t *p[2]; size_t n[2];
+  NEED(byte_args(env, argv, 0, 2, p, n, names));
+  if (n[0] != 32 || n[1] != 32) return throw_range(env, "noiseX25519Public: key and out must be 32 bytes");
+  return ret_int(env, x25519_public(p[0], p[1]) ? 1 : 0);
+}
+
+// noiseX25519Generate(privateKey, publicKey): a fresh clamped private key (OpenSSL's RNG) and its
+// public key, written into the two 32-byte arrays. Returns 1 (0 on failure).
+static napi_value noise_x25519_generate(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  static const char *const names[] = {"privateKey", "publicKey"};
+  uint8_t *p[2]; size_t n[2];
+  NEED(byte_args(env, argv, 0, 2, p, n, names));
+  uint8_t *sk = p[0], *pk = p[1];
+  if (n[0] != 32 || n[1] != 32) return throw_range(env, "noiseX25519Generate: keys must be 32 bytes");
+  if (RAND_bytes(sk, 32) != 1) return ret_int(env, 0);
+  sk[0] &= 248; sk[31] &= 127; sk[31] |= 64;
+  return ret_int(env, x25519_public(pk, sk) ? 1 : 0);
+}
+
+// noiseX25519Backend() -> 1 when node's raw scalar multiplication is used, 0 for the EVP path.
+static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
+  pthread_once(&resolve_once, resolve_raw);
+  return ret_int(env, raw_x25519 ? 1 : 0);
+}
+
+#define EXPORT(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
+
+void noise_crypto_register(napi_env env, napi_value exports) {
+  napi_property_descriptor d[] = {
+    EXPORT("noiseBlake2s", noise_blake2s),
+    EXPORT("noiseKdf", noise_kdf),
+    EXPORT("noiseAead", noise_aead),
+    EXPORT("noiseX25519", noise_x25519),
+    EXPORT("noiseX25519Public", noise_x25519_public),
+    EXPORT("noiseX25519Generate", noise_x25519_generate),
+    EXPORT("noiseX25519Backend", noise_x25519_backend),
+  };
+  napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+}
