@@ -81,7 +81,7 @@ export class IpsecMode implements EncryptionMode {
     c.health.ok('ipsec-keys', `Watching keyfiles (key id ${key.spi})`);
     this.mtu = ipsecTunnelMtu(c.underlayMtu, key).mtu;
     this.tun = openTunnelDevice({ name: IPSEC_DEVICE, mtu: this.mtu, address: c.podGateway });
-    this.udp = UdpSocket.open(c.internalIP, ESP_UDP_PORT, { gso: true }); // UDP_SEGMENT: one send per run of same-size datagrams
+    this.udp = UdpSocket.open(c.internalIP, ESP_UDP_PORT, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
     const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
     const marks = await readSequenceMarks(marksFile);
     this.host = new DatapathHost({

@@ -18,7 +18,7 @@ import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
-import type { UdpSocket } from './udp-socket.js';
+import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { ControlRequest, DatapathEngine } from './engine.js';
 import { VeilError } from '../util/errors.js';
 
@@ -58,9 +58,18 @@ interface PeerState {
 const ESP_PREFIX = 16; // SPI, sequence, 8-byte IV
 const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV before the packet
 const TX_TAILROOM = 48; // padding (<= 3), pad length, next header, ICV (<= 16)
-const RX_HEADROOM = 32; // nonce (12) + AAD (12)
 const BATCH = 128;
 const SLOT = 2048;
+/** Receive slots with UDP GRO: each takes a coalesced super-datagram of up to 64 segments. */
+const GRO_SLOTS = 4;
+const RX_BATCH = 64 * GRO_SLOTS;
+/**
+ * Per receive op, 12 bytes of nonce (salt || IV) and 12 of AAD (SPI || seq-hi || seq-lo). GRO
+ * segments sit back to back with no room between them, so these live in a side area: the headroom
+ * of slot 0 (every slot gets the same headroom; the kernel writes only after it).
+ */
+const RX_NONCE_AAD = 24;
+const RX_SIDE = RX_NONCE_AAD * RX_BATCH;
 const TWO_32 = 2 ** 32;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
@@ -89,14 +98,14 @@ export class EspEngine implements DatapathEngine {
   private readonly keys = new WeakMap<object, AeadKey>();
   private readonly marks: Map<string, number>;
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
-  private readonly rx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
-  private readonly aead = new AeadBatch(BATCH);
+  private readonly rx: PacketBatch;
+  private readonly aead = new AeadBatch(RX_BATCH);
   private readonly single: SinglePacketWriter;
   private readonly scratch = new Uint8Array(SLOT);
-  private readonly rxIndex = new Int32Array(BATCH);
-  private readonly rxSa: (InboundSa | null)[] = new Array(BATCH).fill(null);
-  private readonly rxSeq = new Float64Array(BATCH);
-  private readonly rxCipherLength = new Int32Array(BATCH);
+  private readonly rxIndex = new Int32Array(RX_BATCH);
+  private readonly rxSa: (InboundSa | null)[] = new Array(RX_BATCH).fill(null);
+  private readonly rxSeq = new Float64Array(RX_BATCH);
+  private readonly rxCipherLength = new Int32Array(RX_BATCH);
   private readonly srcNames = new Map<number, string>();
   readonly drops: EspDropCounters = newDropCounters();
   readonly counters = {
@@ -107,6 +116,9 @@ export class EspEngine implements DatapathEngine {
   constructor(private readonly init: EspEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
     this.marks = new Map(Object.entries(init.marks ?? {}));
     this.single = new SinglePacketWriter(tun, init.mtu);
+    this.rx = udp.gro
+      ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_SIDE })
+      : new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + SLOT, slots: BATCH, headroom: RX_SIDE });
   }
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
@@ -254,20 +266,36 @@ export class EspEngine implements DatapathEngine {
     return formatIp(b.addrs.subarray(a, a + 16), 6);
   }
 
+  /** Packets i and j of the receive batch came from the same address (ports do not pick SAs). */
+  private sameSender(i: number, j: number): boolean {
+    const b = this.rx, f = b.families[i]!;
+    if (f !== b.families[j]) return false;
+    const a = 16 * i, c = 16 * j, len = f === 4 ? 4 : 16;
+    for (let k = 0; k < len; k++) if (b.addrs[a + k] !== b.addrs[c + k]) return false;
+    return true;
+  }
+
   fromNetwork(now: number): number {
     const b = this.rx;
     const n = this.udp.recvBatch(b);
     if (n === 0) return 0;
     const buf = b.buf, aead = this.aead;
     aead.clear();
-    let ops = 0;
+    let ops = 0, lastIndex = -1, lastSpi = 0;
+    let lastSa: InboundSa | undefined;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
       if (len === 1 && buf[off] === 0xff) { this.drops.keepalive++; continue; }
       if (len < 8) { this.drops.truncated++; continue; }
       const spi = readU32(buf, off);
       if (spi === 0) { this.drops.ike++; continue; }
-      const sa = this.inbound.lookup(this.sourceName(i), spi);
+      // GRO segments of one datagram share the sender: look the SA up once per run.
+      if (spi !== lastSpi || lastIndex < 0 || !this.sameSender(lastIndex, i)) {
+        lastSa = this.inbound.lookup(this.sourceName(i), spi);
+        lastSpi = spi;
+      }
+      lastIndex = i;
+      const sa = lastSa;
       if (!sa) { this.drops['no-state']++; continue; }
       const t = sa.transform;
       if (t.kind !== 'aead') { this.receiveSingle(sa, i, now); continue; }
@@ -277,7 +305,7 @@ export class EspEngine implements DatapathEngine {
       const seq = sa.replay.infer(readU32(buf, off + 4));
       if (seq < 0 || !sa.replay.check(seq)) { this.drops.replay++; continue; }
       const hi = Math.floor(seq / TWO_32), lo = seq >>> 0;
-      const slot = off - RX_HEADROOM;
+      const slot = RX_NONCE_AAD * ops; // side area (slot 0's headroom)
       const salt = t.salt;
       buf[slot] = salt[0]!; buf[slot + 1] = salt[1]!; buf[slot + 2] = salt[2]!; buf[slot + 3] = salt[3]!;
       for (let k = 0; k < 8; k++) buf[slot + 4 + k] = buf[off + 8 + k]!;
