@@ -1,0 +1,33 @@
+// The ESP datapath's UDP GRO receive path on real sockets and a real TUN device: a GSO
+// super-datagram of ESP packets is split, opened with nonces/AADs from the side area, and a
+// replayed copy or a corrupted packet inside the same batch is dropped and counted by reason.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { mustRun, run } from '../../src/util/exec.js';
+
+const SCENARIO = fileURLToPath(new URL('./fixtures/esp-engine-scenario.js', import.meta.url));
+const ns = `veil-tesp-${process.pid}`;
+after(() => { run(['ip', 'netns', 'del', ns]); });
+
+interface Result {
+  sent: number; datagrams: number; rxPackets: number; groSplit: number; inboundTop: number; inboundPackets: number;
+  drops: Record<string, number>; counters: Record<string, number>;
+}
+
+test('ESP receive with UDP GRO: one super-datagram split and opened; an in-batch replay and a corrupted packet are dropped by reason', () => {
+  mustRun(['ip', 'netns', 'add', ns]);
+  const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO], { timeout: 60_000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  assert.ok(r.status === 0 && line.startsWith('{'), `scenario failed (exit ${r.status}): ${r.stdout}${r.stderr}`);
+  const res = JSON.parse(line) as Result;
+  assert.equal(res.sent, res.datagrams, 'the kernel took every datagram');
+  assert.ok(res.groSplit > 0, `the kernel delivered a coalesced datagram and it was split (groSplit ${res.groSplit})`);
+  assert.equal(res.drops['replay'], 1, 'the second copy of a sequence number in the same batch is a replay');
+  assert.equal(res.drops['auth-failed'], 1, 'the bit-flipped packet fails its ICV');
+  assert.equal(res.rxPackets, 39, 'every other packet reaches the TUN device');
+  assert.equal(res.inboundPackets, 39);
+  assert.equal(res.inboundTop, 40, 'the replay window moved to the highest authentic sequence number');
+  assert.equal(res.counters['sourceNotAllowed'], 0);
+  for (const reason of ['truncated', 'bad-length', 'no-state', 'bad-padding', 'bad-next-header']) assert.equal(res.drops[reason], 0, reason);
+});
