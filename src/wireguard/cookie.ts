@@ -4,7 +4,7 @@
 // also be valid, where the cookie is MAC(secret rotated every COOKIE_REFRESH_TIME, source address);
 // a sender without it gets a cookie reply: the cookie XChaCha20-Poly1305-sealed under
 // HASH(LABEL_COOKIE || S_pub of the responder) with the rejected message's mac1 as AAD.
-import { hash, mac128, xaeadSeal, xaeadOpen, randomBytes, constantTimeEqual, zeroize, XAEAD_NONCE_SIZE } from '../crypto/index.js';
+import { hash, hashInto, mac128, xaeadSeal, xaeadOpen, randomBytes, constantTimeEqual, zeroize, XAEAD_NONCE_SIZE } from '../crypto/index.js';
 import { COOKIE_REFRESH_TIME, LABEL_COOKIE, LABEL_MAC1 } from './constants.js';
 import { MAC1_FROM_END, MAC2_FROM_END, serializeCookieReply, type CookieReplyMessage } from './messages.js';
 
@@ -65,30 +65,50 @@ export class CookieChecker {
   }
 }
 
-/** Initiator side, one per peer (keys derive from the peer's public key). */
+/** Bytes of a peer's cookie state kept in its slab: the mac1 of our last handshake message. */
+export const COOKIE_STATE_SIZE = 16;
+const macKeyScratch = new Uint8Array(32);
+
+/**
+ * Initiator side, one per peer. Its keys derive from the peer's public key and are recomputed on
+ * use (a hash per handshake message) rather than kept: a peer stays small. The last mac1 lives in
+ * the caller's slab at `offset`.
+ */
 export class CookieGenerator {
-  private readonly mac1Key: Uint8Array;
-  private readonly cookieKey: Uint8Array;
+  private remotePublicKey: Uint8Array;
   private cookie: Uint8Array | null = null;
   private cookieSetAt = Number.NEGATIVE_INFINITY;
-  private readonly lastMac1 = new Uint8Array(16);
   private hasLastMac1 = false;
+  private slab: Uint8Array;
+  private offset: number;
 
-  constructor(remotePublicKey: Uint8Array) {
-    this.mac1Key = mac1Key(remotePublicKey);
-    this.cookieKey = cookieKey(remotePublicKey);
+  /** remotePublicKey is kept by reference. */
+  constructor(remotePublicKey: Uint8Array, slab: Uint8Array = new Uint8Array(COOKIE_STATE_SIZE), offset = 0) {
+    this.remotePublicKey = remotePublicKey;
+    this.slab = slab;
+    this.offset = offset;
+  }
+
+  /** @internal Moves the state to slab at offset (copied there first by the caller). */
+  rehome(slab: Uint8Array, offset: number, remotePublicKey: Uint8Array): void {
+    this.slab = slab;
+    this.offset = offset;
+    this.remotePublicKey = remotePublicKey;
+  }
+
+  private get lastMac1(): Uint8Array {
+    return this.slab.subarray(this.offset, this.offset + COOKIE_STATE_SIZE);
   }
 
   /** Writes mac1 and (with a fresh cookie) mac2 into a serialized handshake message, in place. */
   addMacs(msg: Uint8Array, now: number): void {
     const m1 = msg.length - MAC1_FROM_END;
-    const mac1 = mac128(this.mac1Key, msg.subarray(0, m1));
-    msg.set(mac1, m1);
+    const mac1 = mac128(hashInto(macKeyScratch, MAC1_LABEL, this.remotePublicKey), msg.subarray(0, m1), msg.subarray(m1, m1 + 16));
     this.lastMac1.set(mac1);
     this.hasLastMac1 = true;
     const m2 = msg.length - MAC2_FROM_END;
     if (this.cookie && now - this.cookieSetAt <= COOKIE_REFRESH_TIME) {
-      msg.set(mac128(this.cookie, msg.subarray(0, m2)), m2);
+      mac128(this.cookie, msg.subarray(0, m2), msg.subarray(m2, m2 + 16));
     } else {
       msg.fill(0, m2);
     }
@@ -97,7 +117,7 @@ export class CookieGenerator {
   /** Decrypts a cookie reply to our last handshake message and keeps the cookie. */
   consumeReply(reply: CookieReplyMessage, now: number): boolean {
     if (!this.hasLastMac1) return false;
-    const cookie = xaeadOpen(this.cookieKey, reply.nonce, reply.encryptedCookie, this.lastMac1);
+    const cookie = xaeadOpen(hashInto(macKeyScratch, COOKIE_LABEL, this.remotePublicKey), reply.nonce, reply.encryptedCookie, this.lastMac1);
     if (!cookie) return false;
     zeroize(this.cookie);
     this.cookie = cookie;

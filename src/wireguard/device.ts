@@ -23,10 +23,19 @@ import {
   type InitiationMessage, type ResponseMessage,
 } from './messages.js';
 import { HandshakeState, StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake } from './noise-handshake.js';
-import { Peer, type PeerConfig, type PeerHost } from './peer.js';
+import { PEER_SLOT_SIZE, Peer, type PeerConfig, type PeerHost } from './peer.js';
+import { SlotAllocator } from './slot-allocator.js';
 import { DeviceStats, type DropReason } from './stats.js';
 import { innerPacketLength, openTransport, sealTransport } from './transport.js';
 import type { Action } from './actions.js';
+
+/**
+ * The peers map's key for a public key (raw bytes or standard base64): its 32 bytes as a Latin-1
+ * string, the smallest string that names it (48 bytes of heap, base64 would take ~120).
+ */
+function mapKey(publicKey: Uint8Array | string): string {
+  return (typeof publicKey === 'string' ? Buffer.from(publicKey, 'base64') : Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength)).toString('latin1');
+}
 
 export interface DeviceOptions {
   /** Our static X25519 private key, 32 raw bytes (clamped on use). */
@@ -51,6 +60,8 @@ export class Device implements PeerHost {
   readonly indexes = new IndexTable();
   readonly mtu: number;
   keylog: boolean;
+  /** @internal PeerHost */
+  readonly peerSlots = new SlotAllocator(PEER_SLOT_SIZE);
   /**
    * Set by the caller when it is overloaded (e.g. its handshake queue is long): handshake messages
    * then need a valid mac2, and senders without one get a cookie reply.
@@ -92,32 +103,32 @@ export class Device implements PeerHost {
     if (config.publicKey.length !== 32 || isAllZero(config.publicKey)) throw new RangeError('peer public key must be 32 non-zero bytes');
     if (Buffer.from(config.publicKey).equals(Buffer.from(this.publicKey))) throw new RangeError('a peer cannot use our own public key');
     if (config.presharedKey && config.presharedKey.length !== 32) throw new RangeError('preshared key must be 32 bytes');
-    const key = Buffer.from(config.publicKey).toString('base64');
-    const existing = this.peersByKey.get(key);
+    const existing = this.peersByKey.get(mapKey(config.publicKey));
     if (existing) {
       if (config.endpoint !== undefined) existing.endpoint = config.endpoint;
       if (config.persistentKeepalive !== undefined) existing.persistentKeepalive = config.persistentKeepalive;
       return existing;
     }
     const peer = new Peer(this, config);
-    this.peersByKey.set(key, peer);
+    this.peersByKey.set(mapKey(peer.publicKey), peer);
     return peer;
   }
 
   /** Removes a peer and erases its keys. Returns false if unknown. */
   removePeer(publicKey: Uint8Array | string): boolean {
-    const key = typeof publicKey === 'string' ? publicKey : Buffer.from(publicKey).toString('base64');
+    const key = mapKey(publicKey);
     const peer = this.peersByKey.get(key);
     if (!peer) return false;
     peer.zeroAndFlushAll();
     peer.timers.stopAll();
     this.peersByKey.delete(key);
+    this.peerSlots.release(peer.leaveSlot());
     return true;
   }
 
   /** The peer with this public key (raw bytes or standard base64). */
   peer(publicKey: Uint8Array | string): Peer | undefined {
-    return this.peersByKey.get(typeof publicKey === 'string' ? publicKey : Buffer.from(publicKey).toString('base64'));
+    return this.peersByKey.get(mapKey(publicKey));
   }
 
   peers(): IterableIterator<Peer> {

@@ -7,7 +7,7 @@
 // A peer's idle Handshake holds only what outlives a handshake (its keys, the replay timestamp);
 // the in-flight state (HandshakeWork) exists only between the first step and the session keys.
 import {
-  X25519PrivateKey, generatePrivateKey, x25519, x25519Into, hash, hashInto, kdfInto, aeadSealInto, aeadOpenInto,
+  X25519PrivateKey, generatePrivateKey, x25519Into, hash, hashInto, kdfInto, aeadSealInto, aeadOpenInto,
   zeroize, AEAD_NONCE_SIZE,
 } from '../crypto/index.js';
 import {
@@ -70,7 +70,14 @@ const incoming = new HandshakeWork();
 const incomingTimestamp = new Uint8Array(TAI64N_SIZE);
 const incomingStatic = new Uint8Array(32);
 
-/** Handshake state with one peer (wireguard-go's Handshake). */
+/** Bytes of a peer's long-lived handshake state: DH(static, static) then the latest TAI64N. */
+export const HANDSHAKE_STATE_SIZE = 32 + TAI64N_SIZE;
+
+/**
+ * Handshake state with one peer (wireguard-go's Handshake). What outlives a handshake lives in
+ * a caller's slab (the Peer's one ArrayBuffer) at `offset`, read through short-lived views: a
+ * peer then costs no typed array of its own for it.
+ */
 export class Handshake {
   state = HandshakeState.Zeroed;
   /** In-flight state: null while Zeroed. */
@@ -80,20 +87,43 @@ export class Handshake {
   localIndex = 0;
   /** The peer's index: the receiver field of what we send. */
   remoteIndex = 0;
-  readonly remoteStatic: Uint8Array;
+  /** The peer's static public key (by reference). */
+  remoteStatic: Uint8Array;
   presharedKey: Uint8Array;
-  /** DH(our static, peer static), computed once; null when the peer key is unusable. */
-  readonly precomputedStaticStatic: Uint8Array | null;
-  /** Latest TAI64N accepted from the peer: initiations not newer than this are replays. */
-  readonly lastTimestamp: Uint8Array = new Uint8Array(TAI64N_SIZE);
   lastInitiationConsumption = Number.NEGATIVE_INFINITY;
   lastSentHandshake = Number.NEGATIVE_INFINITY;
+  private slab: Uint8Array;
+  private offset: number;
+  private readonly staticStaticOk: boolean;
 
-  /** remoteStatic is kept by reference (the peer's own copy); presharedKey is copied. */
-  constructor(local: StaticIdentity, remoteStatic: Uint8Array, presharedKey?: Uint8Array) {
+  /**
+   * remoteStatic is kept by reference (the peer's own copy); presharedKey is copied. slab/offset:
+   * where to keep HANDSHAKE_STATE_SIZE bytes (default: a slab of its own).
+   */
+  constructor(local: StaticIdentity, remoteStatic: Uint8Array, presharedKey?: Uint8Array,
+    slab: Uint8Array = new Uint8Array(HANDSHAKE_STATE_SIZE), offset = 0) {
     this.remoteStatic = remoteStatic;
     this.presharedKey = presharedKey ? Uint8Array.from(presharedKey) : NO_PRESHARED_KEY;
-    this.precomputedStaticStatic = x25519(local.privateKey, this.remoteStatic);
+    this.slab = slab;
+    this.offset = offset;
+    this.staticStaticOk = x25519Into(slab.subarray(offset, offset + 32), local.privateKey, remoteStatic);
+  }
+
+  /** @internal Moves the long-lived state to slab at offset (copied there first by the caller). */
+  rehome(slab: Uint8Array, offset: number, remoteStatic: Uint8Array): void {
+    this.slab = slab;
+    this.offset = offset;
+    this.remoteStatic = remoteStatic;
+  }
+
+  /** DH(our static, peer static), computed once; null when the peer key is unusable. */
+  get precomputedStaticStatic(): Uint8Array | null {
+    return this.staticStaticOk ? this.slab.subarray(this.offset, this.offset + 32) : null;
+  }
+
+  /** Latest TAI64N accepted from the peer: initiations not newer than this are replays. */
+  get lastTimestamp(): Uint8Array {
+    return this.slab.subarray(this.offset + 32, this.offset + HANDSHAKE_STATE_SIZE);
   }
 
   /** Forgets the in-flight handshake (keeps the replay/flood memory). */
@@ -127,7 +157,8 @@ function mixKey(w: HandshakeWork, input: Uint8Array): void {
 
 /** Step 1 (initiator): a serialized initiation with mac1/mac2 left zero for the cookie layer. */
 export function createInitiation(local: StaticIdentity, hs: Handshake, senderIndex: number, timestamp: Uint8Array): Uint8Array | null {
-  if (!hs.precomputedStaticStatic) return null;
+  const staticStatic = hs.precomputedStaticStatic;
+  if (!staticStatic) return null;
   const w = hs.begin();
   const msg = new Uint8Array(MESSAGE_INITIATION_SIZE);
   msg[0] = MESSAGE_INITIATION_TYPE;
@@ -144,7 +175,7 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
   kdfInto(w.kdf2, w.ck, w.dh);
   const encryptedStatic = aeadSealInto(msg.subarray(40, 88), w.t1, ZERO_NONCE, local.publicKey, w.h);
   hashInto(w.h, w.h, encryptedStatic);
-  kdfInto(w.kdf2, w.ck, hs.precomputedStaticStatic);
+  kdfInto(w.kdf2, w.ck, staticStatic);
   const encryptedTimestamp = aeadSealInto(msg.subarray(88, 116), w.t1, ZERO_NONCE, timestamp, w.h);
   hashInto(w.h, w.h, encryptedTimestamp);
   zeroize(w.t1, w.dh);
@@ -172,8 +203,9 @@ export function consumeInitiation(
     hashInto(w.h, w.h, msg.encryptedStatic);
     const hs = lookup(incomingStatic);
     if (!hs) return 'handshakeForUnknownKey';
-    if (!hs.precomputedStaticStatic) return 'handshakeDecryptFailed';
-    kdfInto(w.kdf2, w.ck, hs.precomputedStaticStatic);
+    const staticStatic = hs.precomputedStaticStatic;
+    if (!staticStatic) return 'handshakeDecryptFailed';
+    kdfInto(w.kdf2, w.ck, staticStatic);
     if (!aeadOpenInto(incomingTimestamp, w.t1, ZERO_NONCE, msg.encryptedTimestamp, w.h)) return 'handshakeDecryptFailed';
     hashInto(w.h, w.h, msg.encryptedTimestamp);
     if (!tai64nAfter(incomingTimestamp, hs.lastTimestamp)) return 'staleTimestamp';

@@ -12,17 +12,21 @@ import {
   KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
 } from './constants.js';
-import { CookieGenerator } from './cookie.js';
+import { COOKIE_STATE_SIZE, CookieGenerator } from './cookie.js';
 import { sameEndpoint, type Endpoint } from './endpoint.js';
 import type { IndexTable } from './index-table.js';
 import { Keypair } from './keypair.js';
 import { keylogLines } from './keylog.js';
-import { Handshake, createInitiation, deriveSessionKeys, type StaticIdentity } from './noise-handshake.js';
+import { HANDSHAKE_STATE_SIZE, Handshake, createInitiation, deriveSessionKeys, type StaticIdentity } from './noise-handshake.js';
 import type { DeviceStats } from './stats.js';
 import { tai64n } from './tai64n.js';
 import { PeerTimers } from './timers.js';
+import type { Slot, SlotAllocator } from './slot-allocator.js';
 import { sealTransport } from './transport.js';
 import { NO_ACTIONS, type Action } from './actions.js';
+
+/** Bytes of a peer's slot in PeerHost.peerSlots: public key, handshake state, cookie state. */
+export const PEER_SLOT_SIZE = 32 + HANDSHAKE_STATE_SIZE + COOKIE_STATE_SIZE;
 
 /** How a peer is configured (what `wg set peer` would take). */
 export interface PeerConfig {
@@ -48,6 +52,8 @@ export interface PeerHost {
   jitter(): number;
   /** Unix milliseconds for a device-clock `now` (for TAI64N timestamps and status). */
   wallClock(now: number): number;
+  /** Where peers keep their bytes (slots of PEER_SLOT_SIZE). */
+  readonly peerSlots: SlotAllocator;
 }
 
 export interface PeerStats {
@@ -61,8 +67,6 @@ export interface PeerStats {
 }
 
 export class Peer {
-  readonly publicKey: Uint8Array;
-  readonly publicKeyBase64: string;
   /** Current outer address; updated from the source of every authenticated packet. */
   endpoint: Endpoint | null;
   /** Persistent keepalive interval in seconds (0 = off). */
@@ -80,14 +84,43 @@ export class Peer {
   /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. */
   readonly staged: Uint8Array[] = [];
 
+  /** A view of the peer's slot (its first 32 bytes): where the slot is, too. */
+  private key: Uint8Array;
+
   /** @internal created by Device.addPeer */
   constructor(private readonly host: PeerHost, config: PeerConfig) {
-    this.publicKey = Uint8Array.from(config.publicKey);
-    this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
+    // Every byte a peer keeps (public key, handshake state, last mac1) in one slot of a shared chunk.
+    const { chunk: slab, offset } = host.peerSlots.alloc();
+    this.key = slab.subarray(offset, offset + 32);
+    this.key.set(config.publicKey);
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
-    this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey);
-    this.cookieGenerator = new CookieGenerator(this.publicKey);
+    this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey, slab, offset + 32);
+    this.cookieGenerator = new CookieGenerator(this.publicKey, slab, offset + 32 + HANDSHAKE_STATE_SIZE);
+  }
+
+  /** The peer's X25519 public key, 32 bytes. */
+  get publicKey(): Uint8Array {
+    return this.key;
+  }
+
+  /** The public key in standard base64 (made on each call: peers do not keep the string). */
+  get publicKeyBase64(): string {
+    return Buffer.from(this.key).toString('base64');
+  }
+
+  /**
+   * @internal Device.removePeer: moves the peer's bytes into a slab of its own (a removed Peer
+   * stays readable) and returns its shared slot for reuse.
+   */
+  leaveSlot(): Slot {
+    const old: Slot = { chunk: new Uint8Array(this.key.buffer), offset: this.key.byteOffset };
+    const own = new Uint8Array(PEER_SLOT_SIZE);
+    own.set(old.chunk.subarray(old.offset, old.offset + PEER_SLOT_SIZE));
+    this.key = own.subarray(0, 32);
+    this.handshake.rehome(own, 32, this.key);
+    this.cookieGenerator.rehome(own, 32 + HANDSHAKE_STATE_SIZE, this.key);
+    return old;
   }
 
   // ---- lower-level API for a batched datapath -------------------------------------------------

@@ -403,3 +403,24 @@ test('initiations that cross converge in one round trip: the greater static key 
   assert.equal(loser.stats.drops.simultaneousInitiation, 0);
   assert.equal(p.a.stats.drops.unexpectedResponse + p.b.stats.drops.unexpectedResponse, 0);
 });
+
+test('peers share slab chunks: a removed peer keeps its own bytes, its slot serves the next peer', () => {
+  const p = new Pair();
+  const others = Array.from({ length: 70 }, () => generatePrivateKey().publicKey); // more than one chunk
+  const added = others.map((k) => p.a.addPeer({ publicKey: k }));
+  const victim = added[3]!;
+  const victimKey = Uint8Array.from(victim.publicKey);
+  assert.ok(p.a.removePeer(victim.publicKey));
+  const fresh = generatePrivateKey().publicKey;
+  const newcomer = p.a.addPeer({ publicKey: fresh });
+  assert.equal(newcomer.publicKey.buffer, added[2]!.publicKey.buffer, 'the freed slot was reused');
+  assert.deepEqual(victim.publicKey, victimKey, 'the removed peer still reads its own key');
+  assert.equal(victim.publicKeyBase64, Buffer.from(victimKey).toString('base64'));
+  assert.deepEqual(newcomer.publicKey, fresh);
+  assert.equal(p.a.peer(Buffer.from(fresh).toString('base64')), newcomer);
+  assert.equal(p.a.peer(victimKey), undefined);
+  for (let i = 0; i < others.length; i++) if (i !== 3) assert.deepEqual(added[i]!.publicKey, others[i]);
+  // The pair's own peers, sharing chunks with all these, still handshake and carry data.
+  p.send('a', ipv4Packet('after churn'));
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('after churn')]);
+});
