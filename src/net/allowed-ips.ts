@@ -2,18 +2,50 @@
 // value (a peer), as wireguard-go's allowedips.go: path-compressed binary trie, lookups walk at most
 // one node per distinct prefix length on the path and allocate nothing.
 import { VeilError } from '../util/errors.js';
-import { type Cidr, formatCidr, type IpFamily, maskAddress, parseCidr, samePrefix } from './cidr.js';
+import { type Cidr, formatCidr, type IpFamily, maskAddress, parseCidr } from './cidr.js';
+
+/**
+ * A node's prefix bytes as a Latin-1 string (one char per byte): 16 bytes of heap for IPv4, 32 for
+ * IPv6, where a Uint8Array costs ~300 with its ArrayBuffer and backing store. With a node or two
+ * per prefix, this is most of what a peer's allowed IPs cost (the < 2 KB per peer target).
+ */
+type Key = string;
+
+function toKey(bytes: Uint8Array): Key {
+  return String.fromCharCode(...bytes);
+}
+
+function keyBytes(k: Key): Uint8Array {
+  const out = new Uint8Array(k.length);
+  for (let i = 0; i < k.length; i++) out[i] = k.charCodeAt(i);
+  return out;
+}
+
+function keyBit(k: Key, i: number): number {
+  return (k.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
+}
+
+/** Whether the first `bits` bits of k equal those of buf[off..]. */
+function keyMatches(k: Key, buf: Uint8Array, off: number, bits: number): boolean {
+  const full = bits >> 3;
+  for (let i = 0; i < full; i++) if (k.charCodeAt(i) !== buf[off + i]) return false;
+  const rest = bits & 7;
+  return rest === 0 || ((k.charCodeAt(full) ^ buf[off + full]!) & (0xff00 >> rest) & 0xff) === 0;
+}
 
 class TrieNode<T> {
-  key: Uint8Array;
+  key: Key;
+  /** IPv4 nodes: the key as a 32-bit integer, so a lookup tests a node with one masked compare. */
+  v4: number;
   prefixLength: number;
   value: T | undefined;
   parent: TrieNode<T> | null = null;
   zero: TrieNode<T> | null = null;
   one: TrieNode<T> | null = null;
 
-  constructor(key: Uint8Array, prefixLength: number, value: T | undefined) {
+  constructor(key: Key, prefixLength: number, value: T | undefined) {
     this.key = key;
+    this.v4 = key.length === 4 ? (key.charCodeAt(0) << 24) | (key.charCodeAt(1) << 16) | (key.charCodeAt(2) << 8) | key.charCodeAt(3) : 0;
     this.prefixLength = prefixLength;
     this.value = value;
   }
@@ -27,11 +59,11 @@ function bitAt(buf: Uint8Array, off: number, i: number): number {
   return (buf[off + (i >> 3)]! >> (7 - (i & 7))) & 1;
 }
 
-/** Leading bits (at most max) that a[..] and b[..] share. */
-function commonBits(a: Uint8Array, b: Uint8Array, max: number): number {
+/** Leading bits (at most max) that key a and bytes b share. */
+function commonBits(a: Key, b: Uint8Array, max: number): number {
   let i = 0;
-  while (i + 8 <= max && a[i >> 3] === b[i >> 3]) i += 8;
-  while (i < max && bitAt(a, 0, i) === bitAt(b, 0, i)) i++;
+  while (i + 8 <= max && a.charCodeAt(i >> 3) === b[i >> 3]) i += 8;
+  while (i < max && keyBit(a, i) === bitAt(b, 0, i)) i++;
   return i;
 }
 
@@ -72,7 +104,7 @@ export class AllowedIps<T> {
   }
 
   #attach(parent: TrieNode<T>, child: TrieNode<T>): void {
-    if (bitAt(child.key, 0, parent.prefixLength)) parent.one = child;
+    if (keyBit(child.key, parent.prefixLength)) parent.one = child;
     else parent.zero = child;
     child.parent = parent;
   }
@@ -85,7 +117,7 @@ export class AllowedIps<T> {
     const cidr = c.prefixLength;
     let node = this.#root(c.family);
     if (!node) {
-      this.#setRoot(c.family, new TrieNode(key, cidr, value));
+      this.#setRoot(c.family, new TrieNode(toKey(key), cidr, value));
       this.#size++;
       return;
     }
@@ -99,7 +131,7 @@ export class AllowedIps<T> {
         }
         const next: TrieNode<T> | null = bitAt(key, 0, node.prefixLength) ? node.one : node.zero;
         if (!next) {
-          this.#attach(node, new TrieNode(key, cidr, value));
+          this.#attach(node, new TrieNode(toKey(key), cidr, value));
           this.#size++;
           return;
         }
@@ -107,13 +139,13 @@ export class AllowedIps<T> {
         continue;
       }
       // The new prefix leaves node's path at bit `common`.
-      const fresh = new TrieNode(key, cidr, value);
+      const fresh = new TrieNode(toKey(key), cidr, value);
       this.#size++;
       if (common === cidr) {
         this.#replace(c.family, node, fresh);
         this.#attach(fresh, node);
       } else {
-        const fork = new TrieNode<T>(maskAddress(key, common), common, undefined);
+        const fork = new TrieNode<T>(toKey(maskAddress(key, common)), common, undefined);
         this.#replace(c.family, node, fork);
         this.#attach(fork, node);
         this.#attach(fork, fresh);
@@ -124,7 +156,7 @@ export class AllowedIps<T> {
 
   #find(c: Cidr): TrieNode<T> | null {
     let node = this.#root(c.family);
-    while (node && node.prefixLength <= c.prefixLength && samePrefix(node.key, 0, c.bytes, 0, node.prefixLength)) {
+    while (node && node.prefixLength <= c.prefixLength && keyMatches(node.key, c.bytes, 0, node.prefixLength)) {
       if (node.prefixLength === c.prefixLength) return node;
       node = bitAt(c.bytes, 0, node.prefixLength) ? node.one : node.zero;
     }
@@ -154,12 +186,23 @@ export class AllowedIps<T> {
 
   /** The value of the longest prefix containing the family-sized address at buf[off..]. */
   lookup(buf: Uint8Array, off: number, family: IpFamily): T | undefined {
-    let node = family === 4 ? this.#v4 : this.#v6;
-    const max = family === 4 ? 32 : 128;
     let found: T | undefined;
-    while (node && samePrefix(node.key, 0, buf, off, node.prefixLength)) {
+    if (family === 4) {
+      const a = (buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!;
+      let node = this.#v4;
+      while (node) {
+        const len = node.prefixLength;
+        if (len !== 0 && ((a ^ node.v4) & (-1 << (32 - len))) !== 0) break;
+        if (node.value !== undefined) found = node.value;
+        if (len === 32) break;
+        node = (a >>> (31 - len)) & 1 ? node.one : node.zero;
+      }
+      return found;
+    }
+    let node = this.#v6;
+    while (node && keyMatches(node.key, buf, off, node.prefixLength)) {
       if (node.value !== undefined) found = node.value;
-      if (node.prefixLength === max) break;
+      if (node.prefixLength === 128) break;
       node = bitAt(buf, off, node.prefixLength) ? node.one : node.zero;
     }
     return found;
@@ -171,7 +214,7 @@ export class AllowedIps<T> {
     const walk = (n: TrieNode<T> | null, family: IpFamily) => {
       if (!n) return;
       if (n.value !== undefined && (value === undefined || n.value === value)) {
-        out.push({ cidr: { family, bytes: Uint8Array.from(n.key), prefixLength: n.prefixLength }, value: n.value });
+        out.push({ cidr: { family, bytes: keyBytes(n.key), prefixLength: n.prefixLength }, value: n.value });
       }
       walk(n.zero, family);
       walk(n.one, family);
