@@ -187,20 +187,9 @@ static EVP_CIPHER_CTX *chacha_ctx(EVP_CIPHER_CTX **slot, int enc) {
   return *slot;
 }
 
-// noiseAead(encrypt, out, key, nonce, aad, input): ChaCha20-Poly1305 (12-byte nonce). Seal: out is
-// input.length + 16 (ciphertext || tag). Open: out is input.length - 16. Returns 1, or 0 when the
-// tag does not verify (out is then zeroed).
-static napi_value noise_aead(napi_env env, napi_callback_info info) {
-  GET_ARGS(6);
-  static const char *const names[] = {"out", "key", "nonce", "aad", "input"};
-  int32_t enc; uint8_t *p[5]; size_t n[5];
-  NEED(arg_int(env, argv[0], &enc, "encrypt"));
-  NEED(byte_args(env, argv, 1, 5, p, n, names));
-  uint8_t *out = p[0], *key = p[1], *nonce = p[2], *aad = p[3], *in = p[4];
-  size_t outlen = n[0], keylen = n[1], noncelen = n[2], aadlen = n[3], inlen = n[4];
+static bool chacha_poly(int enc, uint8_t *out, size_t outlen, const uint8_t *key, const uint8_t *nonce,
+                        const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen) {
   size_t body = enc ? inlen : inlen - 16;
-  if (keylen != 32 || noncelen != 12 || (!enc && inlen < 16) || outlen != (enc ? inlen + 16 : inlen - 16) || inlen > (1 << 20))
-    return throw_range(env, "noiseAead: key 32, nonce 12 bytes, out sized for input +/- 16");
   EVP_CIPHER_CTX *x = enc ? chacha_ctx(&seal_ctx, 1) : chacha_ctx(&open_ctx, 0);
   int l = 0;
   bool ok = x && EVP_CipherInit_ex(x, NULL, NULL, key, nonce, enc) == 1 &&
@@ -215,6 +204,48 @@ static napi_value noise_aead(napi_env env, napi_callback_info info) {
     ok = EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, 16, tag) == 1 && EVP_CipherFinal_ex(x, out + body, &l) == 1;
   }
   if (!ok && !enc) OPENSSL_cleanse(out, outlen);
+  return ok;
+}
+
+// HChaCha20 (draft-irtf-cfrg-xchacha §2.2): the subkey of XChaCha20 from a key and 16 nonce bytes.
+#define QR(a, b, c, d) \
+  do { a += b; d = rotr32(d ^ a, 16); c += d; b = rotr32(b ^ c, 20); a += b; d = rotr32(d ^ a, 24); c += d; b = rotr32(b ^ c, 25); } while (0)
+static void hchacha20(uint8_t out[32], const uint8_t key[32], const uint8_t nonce16[16]) {
+  uint32_t x[16] = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574};
+  for (int i = 0; i < 8; i++) x[4 + i] = load32le(key + 4 * i);
+  for (int i = 0; i < 4; i++) x[12 + i] = load32le(nonce16 + 4 * i);
+  for (int r = 0; r < 10; r++) {
+    QR(x[0], x[4], x[8], x[12]); QR(x[1], x[5], x[9], x[13]); QR(x[2], x[6], x[10], x[14]); QR(x[3], x[7], x[11], x[15]);
+    QR(x[0], x[5], x[10], x[15]); QR(x[1], x[6], x[11], x[12]); QR(x[2], x[7], x[8], x[13]); QR(x[3], x[4], x[9], x[14]);
+  }
+  static const int pick[8] = {0, 1, 2, 3, 12, 13, 14, 15};
+  for (int i = 0; i < 8; i++) {
+    uint32_t v = x[pick[i]];
+    out[4 * i] = (uint8_t)v; out[4 * i + 1] = (uint8_t)(v >> 8); out[4 * i + 2] = (uint8_t)(v >> 16); out[4 * i + 3] = (uint8_t)(v >> 24);
+  }
+  OPENSSL_cleanse(x, sizeof x);
+}
+
+// noiseAead(encrypt, out, key, nonce, aad, input): ChaCha20-Poly1305 with a 12-byte nonce, or
+// XChaCha20-Poly1305 with a 24-byte one (cookie replies). Seal: out is input.length + 16
+// (ciphertext || tag). Open: out is input.length - 16. Returns 1, or 0 when the tag does not
+// verify (out is then zeroed).
+static napi_value noise_aead(napi_env env, napi_callback_info info) {
+  GET_ARGS(6);
+  static const char *const names[] = {"out", "key", "nonce", "aad", "input"};
+  int32_t enc; uint8_t *p[5]; size_t n[5];
+  NEED(arg_int(env, argv[0], &enc, "encrypt"));
+  NEED(byte_args(env, argv, 1, 5, p, n, names));
+  uint8_t *out = p[0], *key = p[1], *nonce = p[2], *aad = p[3], *in = p[4];
+  size_t outlen = n[0], keylen = n[1], noncelen = n[2], aadlen = n[3], inlen = n[4];
+  if (keylen != 32 || (noncelen != 12 && noncelen != 24) || (!enc && inlen < 16) || outlen != (enc ? inlen + 16 : inlen - 16) || inlen > (1 << 20))
+    return throw_range(env, "noiseAead: key 32, nonce 12 or 24 bytes, out sized for input +/- 16");
+  if (noncelen == 12) return ret_int(env, chacha_poly(enc, out, outlen, key, nonce, aad, aadlen, in, inlen) ? 1 : 0);
+  uint8_t subkey[32], nonce12[12] = {0};
+  hchacha20(subkey, key, nonce);
+  memcpy(nonce12 + 4, nonce + 16, 8);
+  bool ok = chacha_poly(enc, out, outlen, subkey, nonce12, aad, aadlen, in, inlen);
+  OPENSSL_cleanse(subkey, sizeof subkey);
   return ret_int(env, ok ? 1 : 0);
 }
 

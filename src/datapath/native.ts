@@ -48,7 +48,7 @@ export interface NativeDatapath {
   noiseBlake2s(out: Uint8Array, key: Uint8Array, a: Uint8Array, b: Uint8Array, c: Uint8Array): number;
   /** Noise KDF over HMAC-BLAKE2s: out.length / 32 outputs (32, 64 or 96 bytes). */
   noiseKdf(out: Uint8Array, chainingKey: Uint8Array, input: Uint8Array): number;
-  /** ChaCha20-Poly1305; 1 ok, 0 tag mismatch. Seal: out = input + 16; open: out = input - 16. */
+  /** ChaCha20-Poly1305 (12-byte nonce) or XChaCha20-Poly1305 (24); 1 ok, 0 tag mismatch. Seal: out = input + 16; open: out = input - 16. */
   noiseAead(encrypt: number, out: Uint8Array, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, input: Uint8Array): number;
   /** X25519 shared secret into out; 1 ok, 0 all-zero result. */
   noiseX25519(out: Uint8Array, privateKey: Uint8Array, publicKey: Uint8Array): number;

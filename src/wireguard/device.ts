@@ -16,6 +16,7 @@ import { isAllZero } from '../crypto/index.js';
 import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { endpointBytes, type Endpoint } from './endpoint.js';
+import { HandshakeLimiter } from './handshake-limiter.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
 import {
@@ -48,6 +49,12 @@ export interface DeviceOptions {
   random?: () => number;
   /** Emit 'keylog' actions with the secrets of every handshake (Wireshark format). Default false. */
   keylog?: boolean;
+  /**
+   * Handshake messages a second above which the device is under load (mac2 required, per-source
+   * rate limits; see handshake-limiter.ts). Default LOAD_THRESHOLD (100); benchmarks of raw
+   * handshake cost pass Infinity.
+   */
+  handshakeLoadThreshold?: number;
 }
 
 export class Device implements PeerHost {
@@ -69,6 +76,9 @@ export class Device implements PeerHost {
   underLoad = false;
   private readonly peersByKey = new Map<string, Peer>();
   private readonly cookieChecker: CookieChecker;
+  private readonly limiter: HandshakeLimiter;
+  /** Whether the handshake message being handled arrived under load (set by admitHandshake). */
+  private loaded = false;
   private readonly wallClockOffsetMs: number;
   private readonly random: () => number;
 
@@ -81,6 +91,7 @@ export class Device implements PeerHost {
     this.wallClockOffsetMs = options.wallClockOffsetMs ?? 0;
     this.random = options.random ?? Math.random;
     this.keylog = options.keylog ?? false;
+    this.limiter = new HandshakeLimiter(options.handshakeLoadThreshold);
   }
 
   /** @internal PeerHost */
@@ -178,10 +189,10 @@ export class Device implements PeerHost {
         this.receiveTransport(datagram, source, now, out);
         break;
       case MESSAGE_INITIATION_TYPE:
-        this.receiveInitiation(datagram, source, now, out);
+        if (this.admitHandshake(source, now, out)) this.receiveInitiation(datagram, source, now, out);
         break;
       case MESSAGE_RESPONSE_TYPE:
-        this.receiveResponse(datagram, source, now, out);
+        if (this.admitHandshake(source, now, out)) this.receiveResponse(datagram, source, now, out);
         break;
       case MESSAGE_COOKIE_REPLY_TYPE:
         this.receiveCookieReply(datagram, now, out);
@@ -260,15 +271,33 @@ export class Device implements PeerHost {
     out.push({ kind: 'tunnel', peer, packet: plaintext.subarray(0, length) });
   }
 
+  /**
+   * Admission before any parsing or crypto: under load (the caller's flag, or more than
+   * LOAD_THRESHOLD handshake messages a second), each source address gets its own small rate.
+   */
+  private admitHandshake(source: Endpoint, now: number, out: Action[]): boolean {
+    const loaded = this.limiter.arrive(now) || this.underLoad;
+    this.loaded = loaded;
+    if (loaded && !this.limiter.admitSource(source.address, now)) {
+      this.dropped('handshakeRateLimited', null, out);
+      return false;
+    }
+    return true;
+  }
+
   /** mac1 always; under load a valid mac2 or we answer with a cookie reply. True to continue. */
   private checkMacs(datagram: Uint8Array, sender: number, source: Endpoint, now: number, out: Action[]): boolean {
     if (!this.cookieChecker.checkMac1(datagram)) {
       this.dropped('mac1Invalid', null, out);
       return false;
     }
-    if (this.underLoad) {
+    if (this.loaded) {
       const src = endpointBytes(source);
       if (!this.cookieChecker.checkMac2(datagram, src, now)) {
+        if (!this.limiter.admitCookieReply(now)) {
+          this.dropped('handshakeRateLimited', null, out);
+          return false;
+        }
         const reply = this.cookieChecker.createReply(datagram, sender, src, now);
         this.stats.cookieRepliesSent++;
         this.dropped('mac2Required', null, out);

@@ -5,6 +5,7 @@ export const DROP_REASONS = [
   'badType',              // unknown message type or non-zero reserved bytes
   'mac1Invalid',          // handshake message whose mac1 does not verify
   'mac2Required',         // under load and no valid mac2: answered with a cookie reply
+  'handshakeRateLimited', // under load, unprocessed: its source is over its rate, or the cookie-reply budget is spent
   'unknownReceiverIndex', // response, cookie reply or data for an index we do not hold
   'handshakeDecryptFailed', // initiation/response that fails to decrypt (wrong key, forged)
   'handshakeForUnknownKey', // initiation from a static key that is not a configured peer

@@ -117,6 +117,11 @@ test('native and node:crypto backends give the same bytes', (t) => {
         sealed[0]! ^= 1;
         assert.equal(aeadOpenInto(opened, a, nonce, sealed, ascii('aad')), false);
       }
+      const xnonce = hash(ascii(`n${i}`)).subarray(0, 24);
+      const xsealed = xaeadSeal(a, xnonce, long, ascii('mac1'));
+      out.push(toHex(xsealed));
+      assert.deepEqual(xaeadOpen(a, xnonce, xsealed, ascii('mac1')), long);
+      assert.equal(xaeadOpen(a, xnonce, xsealed, ascii('mac2')), null);
       const k = new X25519PrivateKey(a);
       const shared = new Uint8Array(32);
       assert.ok(x25519Into(shared, k, seedKey.publicKey));

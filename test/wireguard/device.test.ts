@@ -424,3 +424,39 @@ test('peers share slab chunks: a removed peer keeps its own bytes, its slot serv
   p.send('a', ipv4Packet('after churn'));
   assert.deepEqual(p.tunnel.b, [ipv4Packet('after churn')]);
 });
+
+test('handshake flood: past 100 a second the device is under load; a flooding source is cut off before any crypto, others get cookies', () => {
+  const p = new Pair();
+  const flooder = { address: '198.51.100.7', port: 40000 };
+  // 300 valid initiations (mac1 right) from random static keys, one source, within one millisecond.
+  const floodInits = Array.from({ length: 300 }, () => {
+    const c = new Device({ privateKey: generatePrivateKey().raw });
+    const a = c.initiateHandshake(c.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B }), p.now).find((x) => x.kind === 'network')!;
+    assert.ok(a.kind === 'network');
+    return a.datagram;
+  });
+  const replies: Uint8Array[] = [];
+  for (const d of floodInits) {
+    for (const x of p.b.decapsulate(d, flooder, p.now)) if (x.kind === 'network') replies.push(x.datagram);
+  }
+  const drops = p.b.stats.drops;
+  assert.equal(drops.handshakeForUnknownKey, 100, 'the first 100 are worked on (and refused: unknown keys)');
+  assert.equal(drops.mac2Required, 5, 'then the source\'s burst of 5 gets cookie replies');
+  assert.equal(drops.handshakeRateLimited, 195, 'the rest is dropped unprocessed');
+  assert.equal(replies.length, 5);
+  assert.ok(replies.every((r) => r[0] === COOKIE && r.length === 64));
+  assert.equal(p.b.peerCount, 1);
+  // A real peer from its own address during the flood: a cookie, then its retry with mac2 wins.
+  p.send('a', ipv4Packet('during the flood'));
+  assert.equal(p.sent('b', COOKIE).length, 1);
+  assert.equal(p.peerB.cookieGenerator.hasCookie(p.now), true);
+  for (const d of floodInits.slice(0, 50)) p.b.decapsulate(d, flooder, p.now + 1000); // the flood goes on
+  p.advance(5500, 50);
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('during the flood')]);
+  // Two quiet seconds later the load is gone: no cookies asked.
+  p.advance(200_000, 1000);
+  const before = p.sent('b', COOKIE).length;
+  p.b.decapsulate(floodInits[0]!, flooder, p.now);
+  assert.equal(p.sent('b', COOKIE).length, before);
+  assert.equal(drops.handshakeForUnknownKey, 101);
+});

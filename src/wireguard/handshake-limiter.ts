@@ -1,0 +1,78 @@
+// Admission control for handshake messages, so that a flood of them cannot take the CPU that
+// established sessions need (the kernel's ratelimiter.c and its under-load test, sans-I/O):
+//  - load: more than LOAD_THRESHOLD handshake messages in the current or the previous second
+//    puts the device under load at once (no waiting for a window to close);
+//  - per source address, under load: a token bucket (PER_SOURCE_RATE/s, burst PER_SOURCE_BURST)
+//    admits a source's handshake messages; the rest are dropped before any crypto;
+//  - cookie replies, under load: a device-wide budget (COOKIE_REPLY_RATE/s), so that a flood
+//    from many addresses costs at most that many replies a second.
+// Every decision reads only the `now` passed in.
+
+/** Handshake messages per second above which the device is under load. */
+export const LOAD_THRESHOLD = 100;
+/** Handshake messages per second one source address may have processed under load (as the kernel's ratelimiter). */
+export const PER_SOURCE_RATE = 20;
+export const PER_SOURCE_BURST = 5;
+/** Cookie replies per second the device sends at most under load. */
+export const COOKIE_REPLY_RATE = 2000;
+/** Source buckets kept; beyond it idle ones are forgotten, then all (a flood of spoofed sources). */
+const MAX_SOURCES = 8192;
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** A token bucket refilled at `rate` per second up to `burst`. */
+function take(b: Bucket, now: number, rate: number, burst: number): boolean {
+  b.tokens = Math.min(burst, b.tokens + ((now - b.at) * rate) / 1000);
+  b.at = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+export class HandshakeLimiter {
+  /** threshold: handshake messages a second that mean load (default LOAD_THRESHOLD). */
+  constructor(private readonly threshold = LOAD_THRESHOLD) {}
+
+  private windowStart = Number.NEGATIVE_INFINITY;
+  private inWindow = 0;
+  private inPreviousWindow = 0;
+  private readonly sources = new Map<string, Bucket>();
+  private readonly cookies: Bucket = { tokens: COOKIE_REPLY_RATE, at: 0 };
+
+  /** Counts one handshake message; true when the device is under load. */
+  arrive(now: number): boolean {
+    if (now - this.windowStart >= 1000) {
+      this.inPreviousWindow = now - this.windowStart < 2000 ? this.inWindow : 0;
+      this.windowStart = now;
+      this.inWindow = 0;
+    }
+    this.inWindow++;
+    return this.inWindow > this.threshold || this.inPreviousWindow > this.threshold;
+  }
+
+  /** Under load: may this source address have one more handshake message processed? */
+  admitSource(address: string, now: number): boolean {
+    let b = this.sources.get(address);
+    if (!b) {
+      if (this.sources.size >= MAX_SOURCES) this.forgetIdle(now);
+      b = { tokens: PER_SOURCE_BURST, at: now };
+      this.sources.set(address, b);
+    }
+    return take(b, now, PER_SOURCE_RATE, PER_SOURCE_BURST);
+  }
+
+  /** Under load: may the device send one more cookie reply now? */
+  admitCookieReply(now: number): boolean {
+    return take(this.cookies, now, COOKIE_REPLY_RATE, COOKIE_REPLY_RATE);
+  }
+
+  /** Drops buckets that have refilled (their sources are quiet); all of them if none has. */
+  private forgetIdle(now: number): void {
+    const full = (1000 * PER_SOURCE_BURST) / PER_SOURCE_RATE;
+    for (const [k, b] of this.sources) if (now - b.at >= full) this.sources.delete(k);
+    if (this.sources.size >= MAX_SOURCES) this.sources.clear();
+  }
+}

@@ -1,0 +1,152 @@
+// A handshake flood against a node must not stop its established sessions (issue 6). On a
+// 3-node lab with veil WireGuard: pod pa (worker) pings pod pb (worker2) 100 times a second while
+// a flooder in the control-plane node's namespace sends worker2's WireGuard port initiations as
+// fast as it can, each from a random static key and with a valid mac1 (mac1 is keyed by the
+// receiver's PUBLIC key, so anyone can compute it). The session pa<->pb must keep passing
+// traffic, the node must answer with cookie replies and count the flood, and no flooder key may
+// become a peer or a session.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { registerPid } from '../../src/lab/pids.js';
+
+const C = 'vtflood';
+const WG_PORT = 51871;
+const home = mkdtempSync(join(tmpdir(), 'veil-t-flood-'));
+const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
+delete env['VEIL_CLUSTER'];
+const CP = `${C}-control-plane`, W1 = `${C}-worker`, W2 = `${C}-worker2`;
+const nsOf = (node: string) => `veil-${C}_${node.slice(C.length + 1)}`;
+const nodeIP: Record<string, string> = {};
+let podB = '';
+
+function veil(...args: string[]) {
+  return spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', env, timeout: 120_000 });
+}
+function ok(r: ReturnType<typeof veil>): string {
+  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface WgStatus {
+  wireguard: { interfaces: { 'public-key': string; 'peer-count': number; peers: { 'public-key': string; 'latest-handshake'?: unknown }[] }[] };
+  counters: Record<string, number>;
+  drops: Record<string, number>;
+}
+const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WgStatus;
+
+/**
+ * The flooder (ESM, run with `node --input-type=module -e` inside a lab namespace): builds a pool
+ * of initiations with veil's own sans-I/O core, each from a fresh random static key to the
+ * target's public key (real Noise messages with a valid mac1, mac2 empty), then sends them round
+ * robin for the given seconds with at most 512 sends in flight, counts the cookie replies that
+ * come back, and prints one JSON line.
+ */
+const FLOODER = `
+const [distRoot, host, port, pubB64, seconds, poolSize] = process.argv.slice(1);
+const { Device } = await import(distRoot + '/src/wireguard/index.js');
+const { generatePrivateKey } = await import(distRoot + '/src/crypto/index.js');
+const dgram = await import('node:dgram');
+const target = Buffer.from(pubB64, 'base64');
+const pool = [];
+for (let i = 0; i < Number(poolSize); i++) {
+  const d = new Device({ privateKey: generatePrivateKey().raw });
+  const p = d.addPeer({ publicKey: target, endpoint: { address: host, port: Number(port) } });
+  const a = d.initiateHandshake(p, Date.now()).find((x) => x.kind === 'network');
+  pool.push(Buffer.from(a.datagram));
+}
+const s = dgram.createSocket('udp4');
+s.on('error', () => {});
+let cookies = 0, others = 0;
+s.on('message', (m) => { if (m.length === 64 && m[0] === 3) cookies++; else others++; });
+await new Promise((r) => s.bind(0, r));
+let sent = 0, inflight = 0, errors = 0, i = 0;
+const t0 = Date.now(), end = t0 + Number(seconds) * 1000;
+const done = (e) => { inflight--; if (e) errors++; else sent++; };
+await new Promise((resolve) => {
+  const pump = () => {
+    if (Date.now() >= end) return resolve();
+    while (inflight < 512) { inflight++; s.send(pool[i++ % pool.length], Number(port), host, done); }
+    setImmediate(pump);
+  };
+  pump();
+});
+const elapsed = (Date.now() - t0) / 1000;
+await new Promise((r) => setTimeout(r, 300));
+console.log(JSON.stringify({ sent, errors, seconds: elapsed, perSecond: Math.round(sent / elapsed), cookieReplies: cookies, otherReplies: others, pool: pool.length }));
+s.close();
+`;
+
+before(() => {
+  ok(veil('lab', 'up', '--name', C, '--nodes', '3'));
+  const items = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items as { metadata: { name: string }; spec: { internalIP: string } }[];
+  for (const n of items) nodeIP[n.metadata.name] = n.spec.internalIP;
+  ok(veil('lab', 'pod', 'create', 'pa', '--node', W1));
+  podB = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pb', '--node', W2)))![1]!;
+  ok(veil('install', '--encryption', 'wireguard'));
+});
+
+after(() => {
+  veil('lab', 'down', '--name', C);
+  rmSync(home, { recursive: true, force: true });
+});
+
+/** Runs ping in pod pa (100 per second) and resolves with its summary once it ends. */
+function pingFlow(count: number): Promise<{ sent: number; received: number; loss: number; out: string }> {
+  const p = spawn(process.execPath, ['dist/src/cli/main.js', 'lab', 'exec', 'pa', '--', 'ping', '-q', '-i', '0.01', '-W', '1', '-c', String(count), podB],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  registerPid(C, 'flood-ping', p.pid!);
+  let out = '';
+  p.stdout!.on('data', (d) => { out += d; });
+  p.stderr!.on('data', (d) => { out += d; });
+  return new Promise((res) => p.on('exit', () => {
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    const sent = Number(m?.[1] ?? 0), received = Number(m?.[2] ?? 0);
+    res({ sent, received, loss: sent ? (sent - received) / sent : 1, out });
+  }));
+}
+
+test('e2e handshake flood: the established session keeps passing traffic, the node answers with cookies, no flooder becomes a peer', async () => {
+  // The session exists before the flood.
+  for (let i = 0; i < 50 && veil('lab', 'exec', 'pa', '--', 'ping', '-c', '1', '-W', '1', podB).status !== 0; i++) await sleep(200);
+  ok(veil('lab', 'exec', 'pa', '--', 'ping', '-c', '3', '-i', '0.2', '-W', '1', podB));
+  const before = encryptStatus(W2);
+  const keysBefore = before.wireguard.interfaces[0]!.peers.map((p) => p['public-key']).sort();
+  assert.equal(keysBefore.length, 2);
+
+  // 8 s of pings; the flood runs through the middle 5 s of them.
+  const pings = pingFlow(800);
+  await sleep(1500);
+  const flooder = spawn('ip', ['netns', 'exec', nsOf(CP), process.execPath, '--input-type=module', '-e', FLOODER,
+    resolve('dist'), nodeIP[W2]!, String(WG_PORT), before.wireguard.interfaces[0]!['public-key'], '5', '4000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  registerPid(C, 'flooder', flooder.pid!);
+  let fout = '', ferr = '';
+  flooder.stdout!.on('data', (d) => { fout += d; });
+  flooder.stderr!.on('data', (d) => { ferr += d; });
+  const floodExit = new Promise<number | null>((r) => flooder.on('exit', (code) => r(code)));
+  const [ping, code] = await Promise.all([pings, floodExit]);
+  assert.equal(code, 0, `flooder: ${ferr}`);
+  const flood = JSON.parse(fout.trim().split('\n').at(-1)!) as { sent: number; perSecond: number; cookieReplies: number; otherReplies: number };
+  const after = encryptStatus(W2);
+  const d = (k: string) => (after.drops[k] ?? 0) - (before.drops[k] ?? 0);
+  console.log(`flood: ${JSON.stringify(flood)}; ping: ${ping.received}/${ping.sent} (loss ${(ping.loss * 100).toFixed(1)} %); ` +
+    `worker2 drops during the flood: ${JSON.stringify(Object.fromEntries(Object.keys(after.drops).filter((k) => d(k) > 0).map((k) => [k, d(k)])))}`);
+
+  assert.ok(flood.perSecond >= 5_000, `a real flood: ${flood.perSecond} initiations/s`);
+  assert.ok(ping.sent >= 790, `ping ran its course: ${ping.out}`);
+  assert.ok(ping.loss <= 0.05, `the established session keeps passing traffic: loss ${(ping.loss * 100).toFixed(1)} %\n${ping.out}`);
+  // The node saw the flood: it asked for cookies (each mac2Required drop is a cookie reply sent),
+  // and the initiations it did work on were from keys it does not know.
+  assert.ok(d('mac2Required') > 0, `cookie replies sent: ${JSON.stringify(after.drops)}`);
+  assert.ok(flood.cookieReplies > 0, 'cookie replies reached the flooder');
+  assert.equal(flood.otherReplies, 0, 'never a handshake response to the flooder');
+  // No flooder key became a peer; the two real peers are the same.
+  const keysAfter = after.wireguard.interfaces[0]!.peers.map((p) => p['public-key']).sort();
+  assert.deepEqual(keysAfter, keysBefore);
+  // And the session is still there once the flood is over.
+  ok(veil('lab', 'exec', 'pa', '--', 'ping', '-c', '3', '-i', '0.2', '-W', '1', podB));
+});
