@@ -1,6 +1,6 @@
 // Receiver index -> handshake or keypair (wireguard-go's IndexTable). Indexes are random 32-bit
 // values so they reveal nothing; the wire's receiver field is looked up here.
-import { randomBytes } from '../crypto/index.js';
+import { randomUint32 } from '../crypto/index.js';
 import type { Handshake } from './noise-handshake.js';
 import type { Keypair } from './keypair.js';
 import type { Peer } from './peer.js';
@@ -17,8 +17,7 @@ export class IndexTable {
   /** Allocates a fresh non-zero index for a pending handshake. */
   newIndexForHandshake(peer: Peer, handshake: Handshake): number {
     for (;;) {
-      const b = randomBytes(4);
-      const idx = ((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0);
+      const idx = randomUint32();
       if (idx === 0 || this.table.has(idx)) continue;
       this.table.set(idx, { peer, handshake, keypair: null });
       return idx;

@@ -72,7 +72,8 @@ export class Peer {
   /** Persistent keepalive interval in seconds (0 = off). */
   persistentKeepalive: number;
   readonly handshake: Handshake;
-  readonly cookieGenerator: CookieGenerator;
+  /** Made on first use: a peer that never handshakes does not pay for it. */
+  private cookies: CookieGenerator | null = null;
   readonly timers = new PeerTimers();
   readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, lastHandshakeAt: null, lastHandshakeUnixMs: null };
   /** The keypair we send with. */
@@ -96,12 +97,20 @@ export class Peer {
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
     this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey, slab, offset + 32);
-    this.cookieGenerator = new CookieGenerator(this.publicKey, slab, offset + 32 + HANDSHAKE_STATE_SIZE);
   }
 
   /** The peer's X25519 public key, 32 bytes. */
   get publicKey(): Uint8Array {
     return this.key;
+  }
+
+  /** mac1/mac2 for what we send this peer, and the cookies it gives us. */
+  get cookieGenerator(): CookieGenerator {
+    if (!this.cookies) {
+      const offset = this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE; // the slot's cookie state
+      this.cookies = new CookieGenerator(this.key, new Uint8Array(this.key.buffer), offset);
+    }
+    return this.cookies;
   }
 
   /** The public key in standard base64 (made on each call: peers do not keep the string). */
@@ -119,7 +128,7 @@ export class Peer {
     own.set(old.chunk.subarray(old.offset, old.offset + PEER_SLOT_SIZE));
     this.key = own.subarray(0, 32);
     this.handshake.rehome(own, 32, this.key);
-    this.cookieGenerator.rehome(own, 32 + HANDSHAKE_STATE_SIZE, this.key);
+    this.cookies?.rehome(own, 32 + HANDSHAKE_STATE_SIZE, this.key);
     return old;
   }
 
