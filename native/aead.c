@@ -15,8 +15,10 @@
 // by the caller (never while a batch runs) the first time thread t needs this key.
 typedef struct aead_ctx { EVP_CIPHER_CTX *enc[VEIL_MAX_CRYPTO_THREADS], *dec[VEIL_MAX_CRYPTO_THREADS]; int tag_len, cost; } aead_ctx;
 
-// Relative cost per byte (measured here: AES-NI GCM ~27 Gbit/s, ChaCha20-Poly1305 ~10 on one core).
-enum { COST_AES_GCM = 1, COST_CHACHA = 3 };
+// Work per byte that is worth sharing. AES-NI GCM (~27 Gbit/s on one core here) finishes a whole
+// batch faster than a helper wakes up (bench/aead-batch.ts: 0.87-0.95x with 2 threads), so it
+// stays on the calling thread; ChaCha20-Poly1305 (~10 Gbit/s) gains 1.3-1.8x.
+enum { COST_AES_GCM = 0, COST_CHACHA = 1 };
 
 enum { ALG_CHACHA20_POLY1305 = 0, ALG_AES_128_GCM = 1, ALG_AES_192_GCM = 2, ALG_AES_256_GCM = 3 };
 #define DESC_STRIDE 6 // ctx, dataOff, dataLen, nonceOff, aadOff, aadLen
@@ -162,9 +164,9 @@ static bool contexts_for_pool(veil_state *S, const int32_t *d, int n, int thread
 }
 
 // Below this much work (bytes x cost) a batch is cheaper on the calling thread alone: waking a
-// helper costs more than it saves (break-even measured with bench/aead-batch.ts: ~30 ChaCha or
-// ~90 AES-GCM packets of 1420 bytes).
-#define POOL_MIN_WORK (128 * 1024)
+// helper costs more than it saves (break-even measured with bench/aead-batch.ts: ~30 ChaCha
+// packets of 1420 bytes).
+#define POOL_MIN_WORK (48 * 1024)
 
 static napi_value crypt_batch(napi_env env, napi_callback_info info, bool enc) {
   GET_ARGS(4);

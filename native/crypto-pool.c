@@ -3,7 +3,6 @@
 // index), so a helper that wakes late for an old generation can never claim a newer batch's items.
 #include "crypto-pool.h"
 #include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -14,6 +13,7 @@ typedef struct { struct crypto_pool *pool; int t; } helper_arg;
 struct crypto_pool {
   pthread_mutex_t mu;
   pthread_cond_t go;
+  pthread_cond_t finished;  // a helper completed the batch's last item
   uint32_t gen;             // guarded by mu
   bool stop;                // guarded by mu
   crypto_range_fn fn;       // the current batch, guarded by mu
@@ -40,7 +40,11 @@ static void work(crypto_pool *p, uint32_t gen, crypto_range_fn fn, void *job, in
     int end = begin + CHUNK < n ? begin + CHUNK : n;
     int ok = fn(job, t, begin, end);
     __atomic_add_fetch(&p->good, ok, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&p->done, end - begin, __ATOMIC_RELEASE);
+    if (__atomic_add_fetch(&p->done, end - begin, __ATOMIC_RELEASE) == n && t != 0) {
+      pthread_mutex_lock(&p->mu); // the caller checks `done` under mu before it sleeps
+      pthread_cond_signal(&p->finished);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
 }
 
@@ -68,6 +72,7 @@ crypto_pool *crypto_pool_create(int threads) {
   if (!p) return NULL;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->go, NULL);
+  pthread_cond_init(&p->finished, NULL);
   p->threads = threads;
   for (int t = 1; t < threads; t++) {
     p->args[t] = (helper_arg){ p, t };
@@ -85,6 +90,7 @@ void crypto_pool_destroy(crypto_pool *p) {
   pthread_mutex_unlock(&p->mu);
   for (int t = 1; t <= p->started; t++) pthread_join(p->th[t], NULL);
   pthread_cond_destroy(&p->go);
+  pthread_cond_destroy(&p->finished);
   pthread_mutex_destroy(&p->mu);
   free(p);
 }
@@ -105,12 +111,17 @@ int crypto_pool_run(crypto_pool *p, crypto_range_fn fn, void *job, int n) {
   pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
   work(p, gen, fn, job, n, 0);
-  // Only chunks a helper has already claimed remain; they are being worked on right now.
-  for (int spins = 0; __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n; spins++) {
-    if (spins >= 2000) sched_yield();
+  // Only chunks a helper has already claimed remain, and they are being worked on: wait a few
+  // microseconds awake, then sleep, so that a helper preempted mid-chunk does not cost CPU here.
+  for (int spins = 0; spins < 64 && __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n; spins++) {
 #if defined(__x86_64__) || defined(__i386__)
-    else __builtin_ia32_pause();
+    __builtin_ia32_pause();
 #endif
+  }
+  if (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) {
+    pthread_mutex_lock(&p->mu);
+    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) pthread_cond_wait(&p->finished, &p->mu);
+    pthread_mutex_unlock(&p->mu);
   }
   return __atomic_load_n(&p->good, __ATOMIC_RELAXED);
 }
