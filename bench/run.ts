@@ -19,7 +19,7 @@ Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the ro
   --seconds S    seconds per iperf3 test (default 5)
   --udp-rate R   offered UDP rate, iperf3 -b syntax (default 400M)
   --crypto-threads T
-                 veil's datapath.cryptoThreads (default: the install default, 2)
+                 veil's datapath.cryptoThreads (default: the install default, 1)
   --smoke        1 round of 1-second tests: each mode must pass traffic; no JSON unless --out
   --out FILE     where the JSON goes (default bench/results/<date>.json)
   --name CLUSTER lab cluster name (default vb<pid>)

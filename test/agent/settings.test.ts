@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { applySet, defaultSettings, renderConfig } from '../../src/agent/settings.js';
 import { isVeilError } from '../../src/util/errors.js';
 
-test('datapath.cryptoThreads defaults to 2, takes 1..8, and shows in the agent config', () => {
+test('datapath.cryptoThreads defaults to 1, takes 1..8, and shows in the agent config', () => {
   const s = defaultSettings();
-  assert.equal(s['datapath.cryptoThreads'], 2);
+  assert.equal(s['datapath.cryptoThreads'], 1);
   applySet(s, 'datapath.cryptoThreads=4');
   assert.equal(s['datapath.cryptoThreads'], 4);
   assert.equal(renderConfig(s)['datapath-crypto-threads'], '4');
