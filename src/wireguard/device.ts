@@ -20,7 +20,7 @@ import { HandshakeLimiter } from './handshake-limiter.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
 import {
-  checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
+  MAC2_FROM_END, checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
   type InitiationMessage, type ResponseMessage,
 } from './messages.js';
 import { HandshakeState, StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake } from './noise-handshake.js';
@@ -36,6 +36,11 @@ import type { Action } from './actions.js';
  */
 function mapKey(publicKey: Uint8Array | string): string {
   return (typeof publicKey === 'string' ? Buffer.from(publicKey, 'base64') : Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength)).toString('latin1');
+}
+
+/** True when a handshake message's last 16 bytes (mac2) are all zero: its sender holds no cookie. */
+function noMac2(datagram: Uint8Array): boolean {
+  return datagram.length >= MAC2_FROM_END && isAllZero(datagram.subarray(datagram.length - MAC2_FROM_END));
 }
 
 export interface DeviceOptions {
@@ -189,10 +194,10 @@ export class Device implements PeerHost {
         this.receiveTransport(datagram, source, now, out);
         break;
       case MESSAGE_INITIATION_TYPE:
-        if (this.admitHandshake(source, now, out)) this.receiveInitiation(datagram, source, now, out);
+        if (this.admitHandshake(datagram, source, now, out)) this.receiveInitiation(datagram, source, now, out);
         break;
       case MESSAGE_RESPONSE_TYPE:
-        if (this.admitHandshake(source, now, out)) this.receiveResponse(datagram, source, now, out);
+        if (this.admitHandshake(datagram, source, now, out)) this.receiveResponse(datagram, source, now, out);
         break;
       case MESSAGE_COOKIE_REPLY_TYPE:
         this.receiveCookieReply(datagram, now, out);
@@ -275,10 +280,10 @@ export class Device implements PeerHost {
    * Admission before any parsing or crypto: under load (the caller's flag, or more than
    * LOAD_THRESHOLD handshake messages a second), each source address gets its own small rate.
    */
-  private admitHandshake(source: Endpoint, now: number, out: Action[]): boolean {
+  private admitHandshake(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): boolean {
     const loaded = this.limiter.arrive(now) || this.underLoad;
     this.loaded = loaded;
-    if (loaded && !this.limiter.admitSource(source.address, now)) {
+    if (loaded && (!this.limiter.admitSource(source.address, now) || (this.limiter.cookieBudgetSpent(now) && noMac2(datagram)))) {
       this.dropped('handshakeRateLimited', null, out);
       return false;
     }

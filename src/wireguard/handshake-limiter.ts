@@ -5,7 +5,8 @@
 //  - per source address, under load: a token bucket (PER_SOURCE_RATE/s, burst PER_SOURCE_BURST)
 //    admits a source's handshake messages; the rest are dropped before any crypto;
 //  - cookie replies, under load: a device-wide budget (COOKIE_REPLY_RATE/s), so that a flood
-//    from many addresses costs at most that many replies a second.
+//    from many addresses costs at most that many replies a second; once it is spent, a message
+//    without mac2 (which could only earn a cookie reply) is dropped before any MAC is computed.
 // Every decision reads only the `now` passed in.
 
 /** Handshake messages per second above which the device is under load. */
@@ -13,8 +14,13 @@ export const LOAD_THRESHOLD = 100;
 /** Handshake messages per second one source address may have processed under load (as the kernel's ratelimiter). */
 export const PER_SOURCE_RATE = 20;
 export const PER_SOURCE_BURST = 5;
-/** Cookie replies per second the device sends at most under load. */
-export const COOKIE_REPLY_RATE = 2000;
+/**
+ * Cookie replies per second the device sends at most under load (burst as many). Low on purpose:
+ * a reply to a spoofed on-link source costs a neighbour entry and an ARP broadcast, and at 2,000/s
+ * the neighbour table overflowed and took real peers' entries with it (e2e handshake-flood test).
+ * Real peers need one cookie per COOKIE_REFRESH_TIME and retry after REKEY_TIMEOUT.
+ */
+export const COOKIE_REPLY_RATE = 250;
 /** Source buckets kept; beyond it idle ones are forgotten, then all (a flood of spoofed sources). */
 const MAX_SOURCES = 8192;
 
@@ -67,6 +73,11 @@ export class HandshakeLimiter {
   /** Under load: may the device send one more cookie reply now? */
   admitCookieReply(now: number): boolean {
     return take(this.cookies, now, COOKIE_REPLY_RATE, COOKIE_REPLY_RATE);
+  }
+
+  /** Under load: is the cookie-reply budget spent (without taking from it)? */
+  cookieBudgetSpent(now: number): boolean {
+    return this.cookies.tokens + ((now - this.cookies.at) * COOKIE_REPLY_RATE) / 1000 < 1;
   }
 
   /** Drops buckets that have refilled (their sources are quiet); all of them if none has. */
