@@ -51,23 +51,26 @@ static inline uint32_t load32le(const uint8_t *p) {
     v[c] += v[d]; v[b] = rotr32(v[b] ^ v[c], 7);        \
   } while (0)
 
+#define ROUND(r)                                           \
+  do {                                                     \
+    G(0, 4, 8, 12, m[SIGMA[r][0]], m[SIGMA[r][1]]);        \
+    G(1, 5, 9, 13, m[SIGMA[r][2]], m[SIGMA[r][3]]);        \
+    G(2, 6, 10, 14, m[SIGMA[r][4]], m[SIGMA[r][5]]);       \
+    G(3, 7, 11, 15, m[SIGMA[r][6]], m[SIGMA[r][7]]);       \
+    G(0, 5, 10, 15, m[SIGMA[r][8]], m[SIGMA[r][9]]);       \
+    G(1, 6, 11, 12, m[SIGMA[r][10]], m[SIGMA[r][11]]);     \
+    G(2, 7, 8, 13, m[SIGMA[r][12]], m[SIGMA[r][13]]);      \
+    G(3, 4, 9, 14, m[SIGMA[r][14]], m[SIGMA[r][15]]);      \
+  } while (0)
+
+// The ten rounds written out: with constant SIGMA indexes the message words stay in registers.
 static void b2s_compress(b2s *S, const uint8_t *block, bool last) {
   uint32_t m[16], v[16];
   for (int i = 0; i < 16; i++) m[i] = load32le(block + 4 * i);
   for (int i = 0; i < 8; i++) { v[i] = S->h[i]; v[i + 8] = B2S_IV[i]; }
   v[12] ^= S->t; // messages here are far below 2^32 bytes: the high counter word stays 0
   if (last) v[14] = ~v[14];
-  for (int r = 0; r < 10; r++) {
-    const uint8_t *s = SIGMA[r];
-    G(0, 4, 8, 12, m[s[0]], m[s[1]]);
-    G(1, 5, 9, 13, m[s[2]], m[s[3]]);
-    G(2, 6, 10, 14, m[s[4]], m[s[5]]);
-    G(3, 7, 11, 15, m[s[6]], m[s[7]]);
-    G(0, 5, 10, 15, m[s[8]], m[s[9]]);
-    G(1, 6, 11, 12, m[s[10]], m[s[11]]);
-    G(2, 7, 8, 13, m[s[12]], m[s[13]]);
-    G(3, 4, 9, 14, m[s[14]], m[s[15]]);
-  }
+  ROUND(0); ROUND(1); ROUND(2); ROUND(3); ROUND(4); ROUND(5); ROUND(6); ROUND(7); ROUND(8); ROUND(9);
   for (int i = 0; i < 8; i++) S->h[i] ^= v[i] ^ v[i + 8];
 }
 
@@ -111,24 +114,44 @@ static void b2s_final(b2s *S, uint8_t *out) {
   OPENSSL_cleanse(S, sizeof *S);
 }
 
-// HMAC-BLAKE2s-256 (RFC 2104, 64-byte block) of a || b; key at most 32 bytes here.
-static void hmac_b2s(uint8_t out[32], const uint8_t *key, size_t keylen, const uint8_t *a, size_t alen,
-                     const uint8_t *b, size_t blen) {
-  uint8_t pad[64], inner[32];
-  b2s S;
+// HMAC-BLAKE2s-256 (RFC 2104, 64-byte block) with the key's two pad blocks already absorbed, so
+// that the KDF's outputs under one key cost two compressions less each.
+typedef struct { b2s inner, outer; uint8_t ipad[64]; } hmac_b2s_key;
+
+static void absorb_block(b2s *S, const uint8_t block[64]) { // a block known not to be the last
+  S->t += 64;
+  b2s_compress(S, block, false);
+}
+
+static void hmac_b2s_init(hmac_b2s_key *k, const uint8_t *key, size_t keylen) {
+  uint8_t pad[64];
   memset(pad, 0x36, sizeof pad);
   for (size_t i = 0; i < keylen; i++) pad[i] ^= key[i];
-  b2s_init(&S, 32, NULL, 0);
-  b2s_update(&S, pad, 64);
-  b2s_update(&S, a, alen);
-  if (blen) b2s_update(&S, b, blen);
-  b2s_final(&S, inner);
+  b2s_init(&k->inner, 32, NULL, 0);
+  absorb_block(&k->inner, pad);
+  memcpy(k->ipad, pad, 64);
   for (size_t i = 0; i < 64; i++) pad[i] ^= 0x36 ^ 0x5c;
-  b2s_init(&S, 32, NULL, 0);
-  b2s_update(&S, pad, 64);
+  b2s_init(&k->outer, 32, NULL, 0);
+  absorb_block(&k->outer, pad);
+  OPENSSL_cleanse(pad, sizeof pad);
+}
+
+// out = HMAC(key, a || b); out may alias a or b (they are read first).
+static void hmac_b2s(uint8_t out[32], const hmac_b2s_key *k, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+  uint8_t inner[32];
+  b2s S;
+  if (alen + blen == 0) { // the pad block is then the last block: it cannot come pre-absorbed
+    b2s_init(&S, 32, NULL, 0);
+    b2s_update(&S, k->ipad, 64);
+  } else {
+    S = k->inner;
+    b2s_update(&S, a, alen);
+    if (blen) b2s_update(&S, b, blen);
+  }
+  b2s_final(&S, inner);
+  S = k->outer;
   b2s_update(&S, inner, 32);
   b2s_final(&S, out);
-  OPENSSL_cleanse(pad, sizeof pad);
   OPENSSL_cleanse(inner, sizeof inner);
 }
 
@@ -156,16 +179,19 @@ static napi_value noise_kdf(napi_env env, napi_callback_info info) {
   NEED(byte_args(env, argv, 0, 3, p, n, names));
   uint8_t *out = p[0], *ck = p[1], *in = p[2]; size_t outlen = n[0], cklen = n[1], inlen = n[2];
   if ((outlen != 32 && outlen != 64 && outlen != 96) || cklen != 32) return throw_range(env, "noiseKdf: out must be 32, 64 or 96 bytes and the chaining key 32");
-  uint8_t prk[32], t[33];
-  hmac_b2s(prk, ck, 32, in, inlen, NULL, 0);
-  t[0] = 1;
-  hmac_b2s(t, prk, 32, t, 1, NULL, 0); // t: input read before output written (inner hash first)
+  uint8_t prk[32], t[32], one = 1;
+  hmac_b2s_key k;
+  hmac_b2s_init(&k, ck, 32);
+  hmac_b2s(prk, &k, in, inlen, NULL, 0);
+  hmac_b2s_init(&k, prk, 32);
+  hmac_b2s(t, &k, &one, 1, NULL, 0);
   memcpy(out, t, 32);
   for (size_t i = 1; i < outlen / 32; i++) {
     uint8_t ctr = (uint8_t)(i + 1);
-    hmac_b2s(t, prk, 32, out + 32 * (i - 1), 32, &ctr, 1);
+    hmac_b2s(t, &k, out + 32 * (i - 1), 32, &ctr, 1);
     memcpy(out + 32 * i, t, 32);
   }
+  OPENSSL_cleanse(&k, sizeof k);
   OPENSSL_cleanse(prk, sizeof prk);
   OPENSSL_cleanse(t, sizeof t);
   return ret_int(env, 0);
