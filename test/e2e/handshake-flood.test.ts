@@ -17,6 +17,7 @@ import { COOKIE_REPLY_RATE } from '../../src/wireguard/handshake-limiter.js';
 const C = 'vtflood';
 const WG_PORT = 51871;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-flood-'));
+process.env['VEIL_HOME'] = home; // registerPid records go to the lab's own state, which lab down reads
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
 delete env['VEIL_CLUSTER'];
 const CP = `${C}-control-plane`, W1 = `${C}-worker`, W2 = `${C}-worker2`;
