@@ -3,7 +3,7 @@
 import { isIP } from 'node:net';
 import { VeilError } from '../util/errors.js';
 import { parseIp } from '../net/cidr.js';
-import { check, countersFrom, native, nativeError, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from './native.js';
+import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from './native.js';
 import type { PacketBatch } from './packet-batch.js';
 
 export interface UdpOpenOptions {
@@ -116,17 +116,24 @@ export class UdpSocket {
   }
 
   /**
-   * Sends one datagram (control messages: handshakes, cookies). Returns false when the socket
-   * buffer is full; throws a VeilError for other failures (no route, bad address family).
+   * Sends one datagram (control messages: handshakes, cookies). Returns false when it was not
+   * sent: the socket buffer is full, or the kernel refused this destination (no route back to a
+   * spoofed handshake source, a firewall): such a failure concerns that datagram only, so it is
+   * counted (sendErrors, lastErrno) and never ends the datapath. Throws a VeilError only for an
+   * address this socket cannot send to at all (wrong family).
    */
   sendTo(data: Uint8Array, address: string | Uint8Array, port: number, offset = 0, length = data.length - offset): boolean {
     const addr = typeof address === 'string' ? parseIp(address) : { bytes: address, family: address.length === 4 ? 4 : 6 };
     const mode = this.family === 6 ? UDP_MODE.SOCKET_V6 : 0;
     const r = native().udpSend(this.fd, data, offset, length, addr.bytes, addr.family, port, mode);
     if (r >= 0) return true;
-    const e = nativeError(r, `sending to ${typeof address === 'string' ? address : 'peer'} port ${port}`);
-    if (e.code === 'DATAPATH_EAGAIN' || e.code === 'DATAPATH_ENOBUFS') return false;
-    throw e;
+    const d = decodeNativeError(r);
+    if (d.stage === ERROR_STAGE.io) {
+      if (d.name !== 'EAGAIN' && d.name !== 'ENOBUFS') this.stats[UDP_STAT.sendErrors]!++;
+      this.stats[UDP_STAT.lastErrno] = d.errno;
+      return false;
+    }
+    throw nativeError(r, `sending to ${typeof address === 'string' ? address : 'peer'} port ${port}`);
   }
 
   /** Blocks up to timeoutMs for a datagram (worker threads only). */
