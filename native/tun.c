@@ -24,7 +24,9 @@
 // Counters the caller passes in (Float64Array), accumulated here. Keep in sync with native.ts.
 enum {
   ST_READS, ST_GSO_IN, ST_SEGMENTS_OUT, ST_CSUM_COMPLETED, ST_DROP_MALFORMED, ST_DROP_TOO_BIG,
-  ST_WRITES, ST_COALESCED_WRITES, ST_COALESCED_SEGMENTS, ST_WRITE_ERRORS, ST_LAST_ERRNO, ST_COUNT
+  ST_WRITES, ST_COALESCED_WRITES, ST_COALESCED_SEGMENTS, ST_WRITE_ERRORS, ST_LAST_ERRNO,
+  ST_DRAINED, // 1 when the last tunReadBatch found the device empty (so reading again is a wasted syscall)
+  ST_COUNT
 };
 
 // tunOpen(name, flags) -> fd | error
@@ -213,12 +215,13 @@ napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   if (vnet && sclen < 4 + VNET_HDR_LEN + 65536) return throw_range(env, "veil_datapath: tunReadBatch scratch too small");
   c.n = 0;
   int err = 0;
+  bool drained = false;
   while (c.n < c.max) {
     if (!vnet) {
       uint8_t *o = slot_data(&c, c.n);
       ssize_t r = read(fd, o, (size_t)slot_room(&c));
-      if (r < 0) { if (errno == EINTR) continue; if (errno != EAGAIN) err = errno; break; }
-      if (r == 0) break;
+      if (r < 0) { if (errno == EINTR) continue; if (errno != EAGAIN) err = errno; drained = true; break; }
+      if (r == 0) { drained = true; break; }
       c.st[ST_READS]++;
       if (r >= slot_room(&c)) { c.st[ST_DROP_TOO_BIG]++; continue; } // maybe truncated
       c.offs[c.n] = (int32_t)(o - c.buf); c.lens[c.n] = (int32_t)r; c.n++;
@@ -228,8 +231,8 @@ napi_value tun_read_batch(napi_env env, napi_callback_info info) {
     memcpy(&pending, scratch, 4);
     if (pending <= 0) {
       ssize_t r = read(fd, scratch + 4, sclen - 4);
-      if (r < 0) { if (errno == EINTR) continue; if (errno != EAGAIN) err = errno; break; }
-      if (r == 0) break;
+      if (r < 0) { if (errno == EINTR) continue; if (errno != EAGAIN) err = errno; drained = true; break; }
+      if (r == 0) { drained = true; break; }
       c.st[ST_READS]++;
       pending = (int32_t)r;
     }
@@ -244,6 +247,7 @@ napi_value tun_read_batch(napi_env env, napi_callback_info info) {
     c.n += k;
   }
   if (err) c.st[ST_LAST_ERRNO] = err;
+  c.st[ST_DRAINED] = drained;
   if (c.n == 0 && err) return ret_int(env, VEIL_ERR(STAGE_IO, err));
   return ret_int(env, c.n);
 }

@@ -20,7 +20,9 @@
 #define SOCK_V6 2   // the socket is AF_INET6: IPv4 destinations are sent as ::ffff:a.b.c.d
 
 enum { US_RECV_CALLS, US_RECV_DGRAMS, US_GRO_SPLIT, US_DROP_TRUNC, US_DROP_NO_ROOM, US_SEND_CALLS,
-       US_SENT, US_SEND_ERRORS, US_GSO_FALLBACK, US_LAST_ERRNO, US_COUNT };
+       US_SENT, US_SEND_ERRORS, US_GSO_FALLBACK, US_LAST_ERRNO,
+       US_DRAINED, // 1 when the last udpRecvBatch got fewer datagrams than it asked for: the queue is empty
+       US_COUNT };
 
 static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -157,6 +159,7 @@ napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   int r;
   do r = recvmmsg(fd, S->msgs, (unsigned)maxm, MSG_DONTWAIT, NULL); while (r < 0 && errno == EINTR);
   st[US_RECV_CALLS]++;
+  st[US_DRAINED] = r < maxm;
   if (r < 0) {
     if (errno == EAGAIN) return ret_int(env, 0);
     st[US_LAST_ERRNO] = errno;

@@ -28,4 +28,4 @@ if (init.kind === 'wireguard') {
   engine = new EspEngine(init as never, tun, udp);
 }
 parentPort!.postMessage({ ready: true });
-runWorkerLoop(engine, tun.fd, udp.fd, parentPort!);
+runWorkerLoop(engine, tun, udp, parentPort!);

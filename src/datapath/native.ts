@@ -69,7 +69,9 @@ export const TUN_STAT = {
   reads: 0, gsoIn: 1, segmentsOut: 2, checksumsCompleted: 3, dropMalformed: 4, dropTooBig: 5,
   writes: 6, coalescedWrites: 7, coalescedSegments: 8, writeErrors: 9, lastErrno: 10,
 } as const;
-export const TUN_STAT_COUNT = 11;
+export const TUN_STAT_COUNT = 12;
+/** Stats slot (not a counter): 1 when the last TUN read batch found the device empty. */
+export const TUN_DRAINED_SLOT = 11;
 /** udpSendBatch / udpSend mode bits. */
 export const UDP_MODE = { GSO: 1, SOCKET_V6: 2 } as const;
 /** Slots of the Float64Array the UDP functions add their counters to. */
@@ -77,7 +79,9 @@ export const UDP_STAT = {
   recvCalls: 0, recvDatagrams: 1, groSplit: 2, dropTruncated: 3, dropNoRoom: 4, sendCalls: 5,
   sent: 6, sendErrors: 7, gsoFallback: 8, lastErrno: 9,
 } as const;
-export const UDP_STAT_COUNT = 10;
+export const UDP_STAT_COUNT = 11;
+/** Stats slot (not a counter): 1 when the last UDP receive batch found the queue empty. */
+export const UDP_DRAINED_SLOT = 10;
 
 export type AeadAlgorithm = 'chacha20-poly1305' | 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm';
 export const AEAD_ALG: Record<AeadAlgorithm, number> = {

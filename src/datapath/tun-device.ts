@@ -2,7 +2,7 @@
 // vnetHdr the kernel hands over 64 KiB TCP super-packets (TSO) that the addon splits into MTU-sized
 // packets, and writes may coalesce TCP segments back into super-packets (GRO-like).
 import { VeilError } from '../util/errors.js';
-import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, TUN_F, TUN_OPEN, TUN_STAT, TUN_STAT_COUNT, TUN_WRITE } from './native.js';
+import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, TUN_F, TUN_DRAINED_SLOT, TUN_OPEN, TUN_STAT, TUN_STAT_COUNT, TUN_WRITE } from './native.js';
 import type { PacketBatch } from './packet-batch.js';
 
 export interface TunOpenOptions {
@@ -124,6 +124,11 @@ export class TunDevice {
   /** Blocks up to timeoutMs for a packet (worker threads only). */
   waitReadable(timeoutMs: number): boolean {
     return check(native().waitReadable(this.#pollFds, 1, timeoutMs), `waiting on TUN device ${this.name}`) !== 0;
+  }
+
+  /** Whether the last readBatch found the device empty: reading again now would return nothing. */
+  get drained(): boolean {
+    return this.stats[TUN_DRAINED_SLOT] === 1;
   }
 
   counters(): TunCounters {

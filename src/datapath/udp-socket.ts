@@ -3,7 +3,7 @@
 import { isIP } from 'node:net';
 import { VeilError } from '../util/errors.js';
 import { parseIp } from '../net/cidr.js';
-import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from './native.js';
+import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, UDP_DRAINED_SLOT, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from './native.js';
 import type { PacketBatch } from './packet-batch.js';
 
 export interface UdpOpenOptions {
@@ -139,6 +139,11 @@ export class UdpSocket {
   /** Blocks up to timeoutMs for a datagram (worker threads only). */
   waitReadable(timeoutMs: number): boolean {
     return check(native().waitReadable(this.#pollFds, 1, timeoutMs), `waiting on UDP port ${this.port}`) !== 0;
+  }
+
+  /** Whether the last recvBatch found the queue empty: receiving again now would return nothing. */
+  get drained(): boolean {
+    return this.stats[UDP_DRAINED_SLOT] === 1;
   }
 
   counters(): UdpCounters {

@@ -5,15 +5,21 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from './native.js';
 import type { ControlEnvelope, ControlReply, DatapathEngine } from './engine.js';
+import type { TunDevice } from './tun-device.js';
+import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
 
 /** Longest a wait may block, so that control requests are answered promptly. */
 const MAX_WAIT_MS = 20;
-/** Batches per readiness before looking at the other fd (fairness between directions). */
+/**
+ * Batches per readiness before looking at the other fd (fairness between directions). A batch
+ * that found its queue empty ends the burst: another read would be a wasted syscall, and with
+ * sparse traffic (a ping, a lone ACK) every microsecond of a wake-up is latency.
+ */
 const BURST = 8;
 
-export function runWorkerLoop(engine: DatapathEngine, tunFd: number, udpFd: number, port: MessagePort): void {
-  const fds = Int32Array.of(tunFd, udpFd);
+export function runWorkerLoop(engine: DatapathEngine, tun: TunDevice, udp: UdpSocket, port: MessagePort): void {
+  const fds = Int32Array.of(tun.fd, udp.fd);
   const n = native();
   let running = true;
   while (running) {
@@ -30,8 +36,8 @@ export function runWorkerLoop(engine: DatapathEngine, tunFd: number, udpFd: numb
     const ready = n.waitReadable(fds, 2, wait);
     now = performance.now();
     if (ready > 0) {
-      if (ready & 1) for (let i = 0; i < BURST && engine.fromTunnel(now) > 0; i++);
-      if (ready & 2) for (let i = 0; i < BURST && engine.fromNetwork(now) > 0; i++);
+      if (ready & 1) for (let i = 0; i < BURST && engine.fromTunnel(now) > 0 && !tun.drained; i++);
+      if (ready & 2) for (let i = 0; i < BURST && engine.fromNetwork(now) > 0 && !udp.drained; i++);
     }
     if (engine.nextDeadline() <= now) engine.tick(now);
   }

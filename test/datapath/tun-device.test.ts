@@ -15,12 +15,13 @@ after(() => { for (const ns of namespaces) deleteNetns(ns); });
 test('a multi-queue TUN answers ping (IPv4 and IPv6) through readBatch and writeBatch', () => {
   const ns = makeNetns('ping');
   namespaces.push(ns);
-  const r = runScenario(ns, ['ping', 'veil-tdp0']) as { pingV4Exit: number; pingV6Exit: number; seen: { v4: number; v6: number; offsetsOk: boolean }; queues: number[]; sameName: boolean };
+  const r = runScenario(ns, ['ping', 'veil-tdp0']) as { pingV4Exit: number; pingV6Exit: number; seen: { v4: number; v6: number; offsetsOk: boolean; drainedOk: boolean }; queues: number[]; sameName: boolean };
   assert.equal(r.pingV4Exit, 0, JSON.stringify(r));
   assert.equal(r.pingV6Exit, 0, JSON.stringify(r));
   assert.equal(r.seen.v4, 3);
   assert.equal(r.seen.v6, 3);
   assert.ok(r.seen.offsetsOk, 'packets sit at their slot headroom');
+  assert.ok(r.seen.drainedOk, 'every short read reports the device drained');
   assert.notEqual(r.queues[0], r.queues[1]);
   assert.ok(r.sameName, 'both queues belong to one device');
 });

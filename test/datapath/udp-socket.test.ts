@@ -11,7 +11,7 @@ const namespaces: string[] = [];
 after(() => { for (const ns of namespaces) deleteNetns(ns); });
 
 interface UdpResult {
-  sent: number; expected: { gro: string[]; plain: string[] }; got: string[]; gotPlain: string[];
+  sent: number; expected: { gro: string[]; plain: string[] }; got: string[]; gotPlain: string[]; plainDrained: boolean[];
   contentOk: boolean; srcOk: boolean; dualPort: number; dualSent: number;
   from6: { n: number; text: string; family: number; addr: string; port: number };
   from4: { n: number; text: string; family: number; addr: string; port: number };
@@ -25,6 +25,7 @@ test('UDP batches: GSO send, GRO receive, per-packet sources, IPv6 and dual-stac
   assert.equal(r.sent, 140);
   assert.deepEqual(r.got, r.expected.gro, 'every GRO-delivered packet, in order, right length');
   assert.deepEqual(r.gotPlain, r.expected.plain);
+  assert.deepEqual(r.plainDrained, [false, false, true], 'drained once a batch comes back short of its slots');
   assert.ok(r.contentOk, 'payload bytes intact');
   assert.ok(r.srcOk, 'source 127.0.0.1 and the sender port on every packet');
   assert.ok(r.senderCounters['sendCalls']! <= 2, `one sendmmsg for the batch (got ${r.senderCounters['sendCalls']})`);
