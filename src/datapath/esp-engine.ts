@@ -330,13 +330,12 @@ export class EspEngine implements DatapathEngine {
         if (seq - sa.replay.top > 2 ** 31) this.drops.replay++; else this.drops['auth-failed']++;
         continue;
       }
-      // Checked again: a copy of a sequence number earlier in this same batch was accepted since.
-      if (!sa.replay.check(seq)) { this.drops.replay++; continue; }
       const i = this.rxIndex[j]!;
       const plain = b.offs[i]! + ESP_PREFIX, cl = this.rxCipherLength[j]!;
       const payload = this.checkTrailer(buf, plain, cl);
       if (payload < 0) continue;
-      sa.replay.accept(seq);
+      // A copy of this sequence number earlier in the same batch may have been accepted since check().
+      if (!sa.replay.accept(seq)) { this.drops.replay++; continue; }
       sa.counters.bytes += payload;
       sa.counters.packets++;
       sa.counters.useTimeMs = wall;

@@ -93,7 +93,7 @@ export function decodeEsp(sa: InboundSa | undefined, packet: Uint8Array, nowMs: 
   if (!((nextHeader === NEXT_HEADER_IPV4 && version === 4) || (nextHeader === NEXT_HEADER_IPV6 && version === 6))) {
     return drop(drops, 'bad-next-header');
   }
-  sa.replay.accept(seq);
+  if (!sa.replay.accept(seq)) return drop(drops, 'replay');
   sa.counters.bytes += payloadLength;
   sa.counters.packets++;
   sa.counters.useTimeMs = nowMs;

@@ -1,6 +1,7 @@
 // Anti-replay with extended sequence numbers (RFC 4303 §3.4.3 and Appendix A2): only the low 32 bits
 // travel; the high 32 bits are inferred from the window's top. A window of 1024, as Cilium's SAs.
-// check() before authenticating, accept() only after the ICV verified (RFC 4303 §3.4.3).
+// check() before authenticating, accept() only after the ICV verified (RFC 4303 §3.4.3); accept()
+// checks again, since a copy of the same number may have been accepted in between (one batch).
 
 export const REPLAY_WINDOW_SIZE = 1024;
 const TWO_32 = 2 ** 32;
@@ -55,8 +56,12 @@ export class EspReplayWindow {
     return (this.#bits[bit >>> 5]! & (1 << (bit & 31))) === 0;
   }
 
-  /** Records `seq` as seen (after its ICV verified), sliding the window forward if needed. */
-  accept(seq: number): void {
+  /**
+   * Records `seq` as seen (after its ICV verified), sliding the window forward if needed. False,
+   * and nothing recorded, when it is no longer new: a copy was accepted since check().
+   */
+  accept(seq: number): boolean {
+    if (!this.check(seq)) return false;
     if (seq > this.#top) {
       const diff = seq - this.#top;
       if (diff >= this.size) {
@@ -71,5 +76,6 @@ export class EspReplayWindow {
     }
     const bit = seq % this.size;
     this.#bits[bit >>> 5]! |= 1 << (bit & 31);
+    return true;
   }
 }

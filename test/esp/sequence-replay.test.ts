@@ -23,6 +23,14 @@ function accept(w: EspReplayWindow, low: number): number {
   return seq;
 }
 
+test('replay window: accept() refuses a copy accepted since check() (two copies in one batch)', () => {
+  const w = new EspReplayWindow();
+  assert.ok(w.check(7) && w.check(7), 'both copies pass the pre-check');
+  assert.equal(w.accept(7), true);
+  assert.equal(w.accept(7), false, 'the second copy is a replay');
+  assert.equal(w.top, 7);
+});
+
 test('replay window: duplicates refused, reordering within 1024 accepted, older refused', () => {
   const w = new EspReplayWindow();
   for (let s = 1; s <= 100; s++) assert.equal(accept(w, s), s);
