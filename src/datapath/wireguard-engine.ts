@@ -49,8 +49,6 @@ const BATCH = 128;
 const SLOT = 2048;
 /** Receive slots with UDP GRO (each up to 64 KiB). */
 const GRO_SLOTS = 8;
-/** Handshake messages per second above which the device asks for cookies (mac2). */
-const HANDSHAKE_LOAD_THRESHOLD = 100;
 
 interface KeyHandles {
   send: AeadKey;
@@ -103,8 +101,6 @@ export class WireguardEngine implements DatapathEngine {
   private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
-  private handshakeWindowStart = 0;
-  private handshakesInWindow = 0;
   readonly counters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0, replay: 0,
     authFailed: 0, unknownIndex: 0, malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
@@ -246,13 +242,8 @@ export class WireguardEngine implements DatapathEngine {
     return n;
   }
 
+  /** Load detection and flood limits are the core's (src/wireguard/handshake-limiter.ts). */
   private handshakeMessage(i: number, now: number): void {
-    if (now - this.handshakeWindowStart >= 1000) {
-      this.device.underLoad = this.handshakesInWindow > HANDSHAKE_LOAD_THRESHOLD;
-      this.handshakeWindowStart = now;
-      this.handshakesInWindow = 0;
-    }
-    this.handshakesInWindow++;
     const b = this.rx;
     const datagram = Uint8Array.prototype.slice.call(b.buf, b.offs[i]!, b.offs[i]! + b.lens[i]!);
     this.perform(this.device.decapsulate(datagram, this.sourceEndpoint(i), now));
