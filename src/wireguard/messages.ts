@@ -56,9 +56,8 @@ function header(b: Uint8Array, type: number, size: number, exact: boolean): Drop
   return null;
 }
 
-export function parseInitiation(b: Uint8Array): InitiationMessage | DropReason {
-  const bad = header(b, MESSAGE_INITIATION_TYPE, MESSAGE_INITIATION_SIZE, true);
-  if (bad) return bad;
+/** An initiation's fields as views into b (its layout, in one place). */
+function initiationFields(b: Uint8Array): InitiationMessage {
   return {
     sender: view(b).getUint32(4, true),
     ephemeral: b.subarray(8, 40),
@@ -69,21 +68,20 @@ export function parseInitiation(b: Uint8Array): InitiationMessage | DropReason {
   };
 }
 
-export function serializeInitiation(m: InitiationMessage): Uint8Array {
-  const b = new Uint8Array(MESSAGE_INITIATION_SIZE);
-  b[0] = MESSAGE_INITIATION_TYPE;
-  view(b).setUint32(4, m.sender, true);
-  b.set(m.ephemeral, 8);
-  b.set(m.encryptedStatic, 40);
-  b.set(m.encryptedTimestamp, 88);
-  b.set(m.mac1, 116);
-  b.set(m.mac2, 132);
-  return b;
+export function parseInitiation(b: Uint8Array): InitiationMessage | DropReason {
+  return header(b, MESSAGE_INITIATION_TYPE, MESSAGE_INITIATION_SIZE, true) ?? initiationFields(b);
 }
 
-export function parseResponse(b: Uint8Array): ResponseMessage | DropReason {
-  const bad = header(b, MESSAGE_RESPONSE_TYPE, MESSAGE_RESPONSE_SIZE, true);
-  if (bad) return bad;
+/** A zeroed initiation with its header and sender written; the handshake fills the field views in place. */
+export function newInitiation(sender: number): { bytes: Uint8Array; fields: InitiationMessage } {
+  const b = new Uint8Array(MESSAGE_INITIATION_SIZE);
+  b[0] = MESSAGE_INITIATION_TYPE;
+  view(b).setUint32(4, sender, true);
+  return { bytes: b, fields: initiationFields(b) };
+}
+
+/** A response's fields as views into b. */
+function responseFields(b: Uint8Array): ResponseMessage {
   const v = view(b);
   return {
     sender: v.getUint32(4, true),
@@ -95,17 +93,18 @@ export function parseResponse(b: Uint8Array): ResponseMessage | DropReason {
   };
 }
 
-export function serializeResponse(m: ResponseMessage): Uint8Array {
+export function parseResponse(b: Uint8Array): ResponseMessage | DropReason {
+  return header(b, MESSAGE_RESPONSE_TYPE, MESSAGE_RESPONSE_SIZE, true) ?? responseFields(b);
+}
+
+/** A zeroed response with its header and indexes written; the handshake fills the field views in place. */
+export function newResponse(sender: number, receiver: number): { bytes: Uint8Array; fields: ResponseMessage } {
   const b = new Uint8Array(MESSAGE_RESPONSE_SIZE);
   b[0] = MESSAGE_RESPONSE_TYPE;
   const v = view(b);
-  v.setUint32(4, m.sender, true);
-  v.setUint32(8, m.receiver, true);
-  b.set(m.ephemeral, 12);
-  b.set(m.encryptedNothing, 44);
-  b.set(m.mac1, 60);
-  b.set(m.mac2, 76);
-  return b;
+  v.setUint32(4, sender, true);
+  v.setUint32(8, receiver, true);
+  return { bytes: b, fields: responseFields(b) };
 }
 
 export function parseCookieReply(b: Uint8Array): CookieReplyMessage | DropReason {

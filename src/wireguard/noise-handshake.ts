@@ -10,11 +10,8 @@ import {
   X25519PrivateKey, generatePrivateKey, x25519Into, hash, hashInto, kdfInto, aeadSealInto, aeadOpenInto,
   zeroize, AEAD_NONCE_SIZE,
 } from '../crypto/index.js';
-import {
-  HANDSHAKE_INITIATION_RATE, MESSAGE_INITIATION_SIZE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_SIZE, MESSAGE_RESPONSE_TYPE,
-  NOISE_CONSTRUCTION, WG_IDENTIFIER,
-} from './constants.js';
-import type { InitiationMessage, ResponseMessage } from './messages.js';
+import { HANDSHAKE_INITIATION_RATE, NOISE_CONSTRUCTION, WG_IDENTIFIER } from './constants.js';
+import { newInitiation, newResponse, type InitiationMessage, type ResponseMessage } from './messages.js';
 import { TAI64N_SIZE, tai64nAfter } from './tai64n.js';
 import type { DropReason } from './stats.js';
 
@@ -143,13 +140,6 @@ export class Handshake {
   }
 }
 
-function writeU32(b: Uint8Array, off: number, v: number): void {
-  b[off] = v;
-  b[off + 1] = v >>> 8;
-  b[off + 2] = v >>> 16;
-  b[off + 3] = v >>> 24;
-}
-
 /** ck = KDF1(ck, input) in place (the KDF reads the chaining key before writing). */
 function mixKey(w: HandshakeWork, input: Uint8Array): void {
   kdfInto(w.ck, w.ck, input);
@@ -160,11 +150,9 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
   const staticStatic = hs.precomputedStaticStatic;
   if (!staticStatic) return null;
   const w = hs.begin();
-  const msg = new Uint8Array(MESSAGE_INITIATION_SIZE);
-  msg[0] = MESSAGE_INITIATION_TYPE;
-  writeU32(msg, 4, senderIndex);
+  const { bytes: msg, fields } = newInitiation(senderIndex);
   const eph = generatePrivateKey();
-  msg.set(eph.publicKey, 8);
+  fields.ephemeral.set(eph.publicKey);
   hashInto(w.h, INITIAL_HASH, hs.remoteStatic);
   hashInto(w.h, w.h, eph.publicKey);
   kdfInto(w.ck, INITIAL_CHAIN_KEY, eph.publicKey);
@@ -173,10 +161,10 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
     return null;
   }
   kdfInto(w.kdf2, w.ck, w.dh);
-  const encryptedStatic = aeadSealInto(msg.subarray(40, 88), w.t1, ZERO_NONCE, local.publicKey, w.h);
+  const encryptedStatic = aeadSealInto(fields.encryptedStatic, w.t1, ZERO_NONCE, local.publicKey, w.h);
   hashInto(w.h, w.h, encryptedStatic);
   kdfInto(w.kdf2, w.ck, staticStatic);
-  const encryptedTimestamp = aeadSealInto(msg.subarray(88, 116), w.t1, ZERO_NONCE, timestamp, w.h);
+  const encryptedTimestamp = aeadSealInto(fields.encryptedTimestamp, w.t1, ZERO_NONCE, timestamp, w.h);
   hashInto(w.h, w.h, encryptedTimestamp);
   zeroize(w.t1, w.dh);
   hs.localEphemeral = eph;
@@ -228,12 +216,9 @@ export function consumeInitiation(
 export function createResponse(hs: Handshake, senderIndex: number): Uint8Array | null {
   const w = hs.work;
   if (hs.state !== HandshakeState.InitiationConsumed || !w) return null;
-  const msg = new Uint8Array(MESSAGE_RESPONSE_SIZE);
-  msg[0] = MESSAGE_RESPONSE_TYPE;
-  writeU32(msg, 4, senderIndex);
-  writeU32(msg, 8, hs.remoteIndex);
+  const { bytes: msg, fields } = newResponse(senderIndex, hs.remoteIndex);
   const eph = generatePrivateKey();
-  msg.set(eph.publicKey, 12);
+  fields.ephemeral.set(eph.publicKey);
   hashInto(w.h, w.h, eph.publicKey);
   mixKey(w, eph.publicKey);
   if (!x25519Into(w.dh, eph, w.remoteEphemeral)) return null;
@@ -242,7 +227,7 @@ export function createResponse(hs: Handshake, senderIndex: number): Uint8Array |
   mixKey(w, w.dh);
   kdfInto(w.kdf3, w.ck, hs.presharedKey); // ck || tau || key
   hashInto(w.h, w.h, w.t1);
-  const encryptedNothing = aeadSealInto(msg.subarray(44, 60), w.t2, ZERO_NONCE, EMPTY, w.h);
+  const encryptedNothing = aeadSealInto(fields.encryptedNothing, w.t2, ZERO_NONCE, EMPTY, w.h);
   hashInto(w.h, w.h, encryptedNothing);
   zeroize(w.t1, w.t2, w.dh, w.remoteEphemeral);
   hs.localEphemeral = eph;

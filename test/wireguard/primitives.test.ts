@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ReplayWindow, REPLAY_WINDOW_SIZE, parseInitiation, parseResponse, parseCookieReply, checkTransport, messageType,
-  serializeInitiation, serializeResponse, tai64n, tai64nAfter, INITIAL_CHAIN_KEY, INITIAL_HASH, StaticIdentity,
+  newInitiation, newResponse, tai64n, tai64nAfter, INITIAL_CHAIN_KEY, INITIAL_HASH, StaticIdentity,
   MESSAGE_INITIATION_SIZE, MESSAGE_RESPONSE_SIZE, MESSAGE_COOKIE_REPLY_SIZE, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES_BIG,
   REJECT_AFTER_MESSAGES_BIG, innerPacketLength, paddedLength,
 } from '../../src/wireguard/index.js';
@@ -52,10 +52,12 @@ test('replay window: every permutation inside a 2048 block accepted exactly once
 });
 
 test('message parsers: strict sizes and types, round trips', () => {
-  const init = serializeInitiation({
-    sender: 0xdeadbeef, ephemeral: new Uint8Array(32).fill(1), encryptedStatic: new Uint8Array(48).fill(2),
-    encryptedTimestamp: new Uint8Array(28).fill(3), mac1: new Uint8Array(16).fill(4), mac2: new Uint8Array(16).fill(5),
-  });
+  const { bytes: init, fields } = newInitiation(0xdeadbeef);
+  fields.ephemeral.fill(1);
+  fields.encryptedStatic.fill(2);
+  fields.encryptedTimestamp.fill(3);
+  fields.mac1.fill(4);
+  fields.mac2.fill(5);
   assert.equal(init.length, MESSAGE_INITIATION_SIZE);
   const m = parseInitiation(init);
   assert.ok(typeof m !== 'string');
@@ -63,9 +65,7 @@ test('message parsers: strict sizes and types, round trips', () => {
   assert.deepEqual(m.mac2, new Uint8Array(16).fill(5));
   assert.equal(parseInitiation(init.subarray(0, 147)), 'badLength');
   assert.equal(parseResponse(init), 'badType');
-  const resp = serializeResponse({
-    sender: 1, receiver: 2, ephemeral: new Uint8Array(32), encryptedNothing: new Uint8Array(16), mac1: new Uint8Array(16), mac2: new Uint8Array(16),
-  });
+  const resp = newResponse(1, 2).bytes;
   assert.equal(resp.length, MESSAGE_RESPONSE_SIZE);
   const r = parseResponse(resp);
   assert.ok(typeof r !== 'string' && r.receiver === 2);
