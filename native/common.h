@@ -57,6 +57,9 @@ bool arg_string(napi_env env, napi_value v, char *out, size_t cap, const char *w
 napi_value ret_int(napi_env env, int64_t x);
 napi_value throw_range(napi_env env, const char *msg);
 
+// One entry of a napi_define_properties table: the JS name and its C function.
+#define EXPORT(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
+
 #define GET_ARGS(N)                                                                 \
   size_t argc = (N);                                                                \
   napi_value argv[(N) > 0 ? (N) : 1];                                               \

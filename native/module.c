@@ -74,8 +74,6 @@ bool arg_string(napi_env env, napi_value v, char *out, size_t cap, const char *w
 
 void noise_crypto_register(napi_env env, napi_value exports); // noise-crypto.c
 
-#define EXPORT(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
-
 static napi_value init(napi_env env, napi_value exports) {
   veil_state *st = calloc(1, sizeof *st);
   if (!st || napi_set_instance_data(env, st, state_finalize, NULL) != napi_ok) {

@@ -391,7 +391,6 @@ static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
   return ret_int(env, raw_x25519 ? 1 : 0);
 }
 
-#define EXPORT(js, c) { js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL }
 
 void noise_crypto_register(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {

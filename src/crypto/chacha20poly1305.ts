@@ -27,11 +27,7 @@ export function aeadOpenInto(out: Uint8Array, key: Uint8Array, nonce: Uint8Array
 
 /** Encrypts plaintext; returns ciphertext || 16-byte tag. */
 export function aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array = EMPTY): Uint8Array {
-  if (noise) {
-    const sealed = new Uint8Array(plaintext.length + AEAD_TAG_SIZE);
-    noise.noiseAead(1, sealed, key, nonce, aad, plaintext);
-    return sealed;
-  }
+  if (noise) return aeadSealInto(new Uint8Array(plaintext.length + AEAD_TAG_SIZE), key, nonce, plaintext, aad);
   const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
   if (aad.length) c.setAAD(aad, { plaintextLength: plaintext.length });
   const body = c.update(plaintext);
@@ -48,7 +44,7 @@ export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array,
   const bodyLen = sealed.length - AEAD_TAG_SIZE;
   if (noise) {
     const body = new Uint8Array(bodyLen);
-    return noise.noiseAead(0, body, key, nonce, aad, sealed) === 1 ? body : null;
+    return aeadOpenInto(body, key, nonce, sealed, aad) ? body : null;
   }
   try {
     const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
