@@ -179,7 +179,7 @@ export class Tutorial {
       let out = '';
       p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       p.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-      p.on('exit', () => resolveP(out));
+      p.on('close', () => resolveP(out)); // after the last output, not just the exit
     });
   }
 
@@ -206,7 +206,7 @@ export class Tutorial {
         if (!quiet) for (const l of out.trimEnd().split('\n').filter((x) => /IP|ESP|ICMP|UDP/.test(x)).slice(0, 8)) this.o.out(`  ${l}`);
         if (trafficError) rejectP(trafficError); else resolveP(out);
       };
-      child.on('exit', () => { exited = true; finish(); });
+      child.on('close', () => { exited = true; finish(); }); // the capture's output is complete
       setTimeout(() => {
         if (!exited) {
           try { traffic(); } catch (e) { trafficError = e; }

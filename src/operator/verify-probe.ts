@@ -44,7 +44,8 @@ function ping(t: ProbeTarget, timeoutMs: number): Promise<{ ok: boolean; detail:
     p.stdout.on('data', (d) => { out += d; });
     p.stderr.on('data', (d) => { out += d; });
     p.on('error', (e) => resolve({ ok: false, detail: `ping: ${e.message}` }));
-    p.on('exit', () => {
+    // 'close', not 'exit': only then has all of ping's output (its summary) been read.
+    p.on('close', () => {
       const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
       const ok = !!m && Number(m[2]) >= count;
       resolve({ ok, detail: ok ? '' : `icmp: ${m ? `${m[2]} replies to ${m[1]} requests` : out.trim().split('\n').pop()}` });
