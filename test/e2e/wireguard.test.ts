@@ -142,7 +142,10 @@ function udpDatagrams(pcap: Buffer): { src: string; dst: string; payload: Buffer
 }
 
 /** Link-local housekeeping of the underlay (ARP, IPv6 neighbour discovery / MLD), never data. */
-const linkControl = (f: Frame) => f.protocols === 'eth:ethertype:arp' || (f.protocols === 'eth:ethertype:ipv6:icmpv6' && /^(fe80:|::$)/.test(f.src6));
+// Link control carries no user data: ARP, and link-local ICMPv6 (neighbour discovery; MLD reports
+// come after a hop-by-hop header), as src/operator/pcap.ts classifies them for veil verify.
+const linkControl = (f: Frame) => f.protocols === 'eth:ethertype:arp' ||
+  (/^eth:ethertype:ipv6(:ipv6\.hopopts)?:icmpv6$/.test(f.protocols) && /^(fe80:|::$)/.test(f.src6));
 
 /** The underlay of a node carried nothing but WireGuard between node IPs on 51871 (and ARP). */
 function assertOnlyWireguard(file: string, pcap: Buffer, mark: Buffer): Frame[] {
