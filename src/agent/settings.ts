@@ -1,6 +1,7 @@
 // The install settings (Helm-style keys), their validation, and the agent config they render to
 // (Cilium's config keys, as `veil config view` shows them).
 import { VeilError } from '../util/errors.js';
+import { nearest } from '../util/nearest.js';
 
 export type EncryptionType = 'ipsec' | 'wireguard';
 
@@ -63,29 +64,8 @@ export function parseDuration(text: string): number {
   return total;
 }
 
-/** Levenshtein distance, to suggest the nearest known key on a typo. */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
-}
-
 export function nearestKey(key: string): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of SETTING_KEYS) {
-    const d = distance(key.toLowerCase(), k.toLowerCase());
-    if (d < bestD) { bestD = d; best = k; }
-  }
-  return bestD <= Math.max(3, Math.floor(key.length / 3)) ? best : undefined;
+  return nearest(key, SETTING_KEYS);
 }
 
 /** Applies one `key=value` assignment (as given to --set), validating key and value. */
