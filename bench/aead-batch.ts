@@ -5,7 +5,7 @@
 // Run: npx tsc -p tsconfig.json && node dist/bench/aead-batch.js [packetBytes] [seconds] [batch]
 import { createCipheriv, randomBytes, type CipherGCMTypes } from 'node:crypto';
 import { AeadBatch, AeadKey, setCryptoThreads } from '../src/datapath/aead-batch.js';
-import type { AeadAlgorithm } from '../src/datapath/native.js';
+import type { AeadAlgorithm } from '../src/native/addon.js';
 
 const SIZE = Number(process.argv[2] ?? 1420);
 const SECONDS = Number(process.argv[3] ?? 1.5);

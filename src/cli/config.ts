@@ -5,7 +5,7 @@ import { AGENT_CONFIGMAP } from '../agent/install-state.js';
 import { SETTING_KEYS, defaultSettings, settingDoc } from '../agent/settings.js';
 import { VeilError } from '../util/errors.js';
 import { printStructured, type OutputFormat } from './output.js';
-import { table } from './ui.js';
+import { table } from '../util/text-table.js';
 
 const HELP = `Usage: veil config view [-o json|yaml] [--cluster NAME]
        veil config keys

@@ -2,7 +2,7 @@
 // is in src/lab/.
 import { parseArgs } from 'node:util';
 import { printStructured } from './output.js';
-import { table } from './ui.js';
+import { table } from '../util/text-table.js';
 import { VeilError } from '../util/errors.js';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';

@@ -10,7 +10,7 @@ import { VeilError } from '../util/errors.js';
 import { formatSamples, parsePrometheusText } from '../operator/prometheus-text.js';
 import { printStructured } from './output.js';
 import { checkOutputFormat } from './read-flags.js';
-import { table } from './ui.js';
+import { table } from '../util/text-table.js';
 
 const HELP = `Usage: veil metrics NODE [--raw] [--http] [--grep TEXT] [-o json|yaml]
 

@@ -10,7 +10,7 @@ import {
 import { renderGoTemplate } from '../control/go-template.js';
 import { toYaml } from '../control/yaml.js';
 import { formatAge } from '../lab/objects.js';
-import { table } from './ui.js';
+import { table } from '../util/text-table.js';
 
 const HELP: Record<string, string> = {
   '': `veil secret: create, read, patch and delete secrets (the kubectl subset)

@@ -19,10 +19,3 @@ export const ui = {
   yellow: (s: string) => paint(33, s),
   bold: (s: string) => paint(1, s),
 };
-
-/** Left-aligned columns, like kubectl's tabwriter output. */
-export function table(rows: string[][], gap = 3): string {
-  const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, c.length); });
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + gap))).join('')).join('\n');
-}

@@ -6,7 +6,8 @@ import { verifyEncryption } from '../operator/verify.js';
 import { formatVerifyReport } from '../operator/verify-report.js';
 import { printStructured } from './output.js';
 import { checkOutputFormat } from './read-flags.js';
-import { table, ui } from './ui.js';
+import { ui } from './ui.js';
+import { table } from '../util/text-table.js';
 
 const HELP = `Usage: veil verify [--cluster NAME] [--timeout DUR] [-o json|yaml]
 

@@ -1,7 +1,7 @@
 // Which implementation serves the handshake primitives: the addon's native/noise-crypto.c (raw
 // keys, no objects, one crossing per KDF) when it is built, node:crypto otherwise. Chosen once at
 // load; tests switch with setCryptoBackend() to check both give the same bytes.
-import { native, type NativeDatapath } from '../datapath/native.js';
+import { native, type NativeDatapath } from '../native/addon.js';
 
 export type NoiseNative = Pick<NativeDatapath,
   'noiseBlake2s' | 'noiseKdf' | 'noiseAead' | 'noiseX25519' | 'noiseX25519Public' | 'noiseX25519Generate' | 'noiseX25519Backend'>;

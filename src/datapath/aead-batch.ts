@@ -2,7 +2,7 @@
 // operations described by (ctx, data, nonce, AAD) offsets into one buffer. The same shape serves
 // WireGuard (nonce = 0^4 || counter LE, no AAD) and ESP AES-GCM (nonce = salt || IV, AAD = SPI || seq).
 import { VeilError } from '../util/errors.js';
-import { AEAD_ALG, AEAD_DESC_STRIDE, AEAD_KEY_LENGTH, type AeadAlgorithm, native, nativeError } from './native.js';
+import { AEAD_ALG, AEAD_DESC_STRIDE, AEAD_KEY_LENGTH, type AeadAlgorithm, native, nativeError } from '../native/addon.js';
 
 /** One key in one native cipher context (both directions). Free it when the key retires. */
 export class AeadKey {

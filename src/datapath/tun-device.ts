@@ -2,7 +2,7 @@
 // vnetHdr the kernel hands over 64 KiB TCP super-packets (TSO) that the addon splits into MTU-sized
 // packets, and writes may coalesce TCP segments back into super-packets (GRO-like).
 import { VeilError } from '../util/errors.js';
-import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, TUN_F, TUN_DRAINED_SLOT, TUN_OPEN, TUN_STAT, TUN_STAT_COUNT, TUN_WRITE } from './native.js';
+import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, TUN_F, TUN_DRAINED_SLOT, TUN_OPEN, TUN_STAT, TUN_STAT_COUNT, TUN_WRITE } from '../native/addon.js';
 import type { PacketBatch } from './packet-batch.js';
 
 export interface TunOpenOptions {

@@ -3,7 +3,7 @@
 import { isIP } from 'node:net';
 import { VeilError } from '../util/errors.js';
 import { parseIp } from '../net/cidr.js';
-import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, UDP_DRAINED_SLOT, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from './native.js';
+import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, UDP_DRAINED_SLOT, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from '../native/addon.js';
 import type { PacketBatch } from './packet-batch.js';
 
 export interface UdpOpenOptions {

@@ -3,7 +3,7 @@
 // synchronously (receiveMessageOnPort) between waits.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { native } from './native.js';
+import { native } from '../native/addon.js';
 import type { ControlEnvelope, ControlReply, DatapathEngine } from './engine.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';

@@ -5,7 +5,7 @@ import type { RegistryObject } from '../control/registry.js';
 import { HEARTBEAT_TIMEOUT_MS, type AgentStatus } from '../lab/objects.js';
 import type { Settings } from '../agent/settings.js';
 import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
-import { table } from '../cli/ui.js';
+import { table } from '../util/text-table.js';
 
 /** What the agent's /healthz answers. */
 export interface Healthz {

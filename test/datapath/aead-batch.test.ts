@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes, type CipherGCMTypes } from 'node:crypto';
 import { AeadBatch, AeadKey, cryptoPoolBatches, setCryptoThreads } from '../../src/datapath/aead-batch.js';
-import type { AeadAlgorithm } from '../../src/datapath/native.js';
+import type { AeadAlgorithm } from '../../src/native/addon.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const KEY_LEN: Record<AeadAlgorithm, number> = { 'chacha20-poly1305': 32, 'aes-128-gcm': 16, 'aes-192-gcm': 24, 'aes-256-gcm': 32 };

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { internetChecksum, IpHeader, IPPROTO, ipv4Destination, ipv4HeaderChecksumValid, ipv4Source, parseIpHeader,
   pseudoHeaderSum, transportChecksumValid, writeIpv4HeaderChecksum } from '../../src/net/ip-packet.js';
-import { native } from '../../src/datapath/native.js';
+import { native } from '../../src/native/addon.js';
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 
