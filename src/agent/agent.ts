@@ -14,6 +14,7 @@ import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.j
 import { StatusServer } from './status-server.js';
 import { MetricsServer } from './metrics-server.js';
 import { agentMetrics } from './metrics.js';
+import type { PublishedAgentStatus } from './api.js';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 const RESYNC_INTERVAL_MS = 10_000;
@@ -176,7 +177,7 @@ export class Agent {
 
   /** Writes status.agent (the heartbeat) and the mode's published fields to the node object. */
   async publish(ready: boolean): Promise<void> {
-    const status = {
+    const status: PublishedAgentStatus = {
       ready: ready && this.health.state() !== 'Failure',
       heartbeat: new Date().toISOString(),
       pid: process.pid,

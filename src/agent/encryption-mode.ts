@@ -5,6 +5,7 @@ import type { Logger } from '../util/log.js';
 import type { Registry } from '../control/registry.js';
 import type { Settings } from './settings.js';
 import type { Health } from './health.js';
+import type { EncryptStatus } from './api.js';
 
 /** A remote node as the agent sees it in the registry. */
 export interface PeerNode {
@@ -52,7 +53,7 @@ export interface EncryptionMode {
   /** The detail of the `Encryption:` status line. */
   statusDetail(): string;
   /** `veil agent encrypt status` as JSON (Cilium's EncryptionStatus shape plus veil's details). */
-  encryptStatus(): Promise<Record<string, unknown>>;
+  encryptStatus(): Promise<EncryptStatus>;
   /** Prometheus text lines (without the agent-wide ones). */
   metrics(): Promise<string>;
   /** Stops the datapath worker; device and routes stay, so a restart loses nothing and leaks nothing. */

@@ -13,7 +13,7 @@ import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { UdpSocket } from '../datapath/udp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
-import type { EspPeerSpec } from '../datapath/esp-engine.js';
+import type { EspEngineStatus, EspPeerSpec, EspSaStatus } from '../datapath/messages.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { HealthProber } from './health-prober.js';
@@ -21,22 +21,10 @@ import { parseDuration } from './settings.js';
 import { openTunnelDevice } from './tunnel-device.js';
 import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
 import { datapathMetrics, family } from './metrics.js';
+import type { IpsecEncryptStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
 export const ESP_UDP_PORT = 4500;
-
-export interface EspSaStatus {
-  peer: string; direction: 'in' | 'out'; src: string; dst: string; spi: number; algorithm: string; active: boolean;
-  bytes: number; packets: number; sequence: number; addTimeMs: number; useTimeMs: number;
-}
-
-interface EngineStatus {
-  sas: EspSaStatus[];
-  drops: Record<string, number>;
-  xfrmErrors: Record<string, number>;
-  counters: Record<string, number>;
-  peers: { name: string; ip: string; activeSpi: number; allowedIPs: string[] }[];
-}
 
 export class IpsecMode implements EncryptionMode {
   readonly mode = 'IPsec' as const;
@@ -44,7 +32,7 @@ export class IpsecMode implements EncryptionMode {
   private readonly loader = new IpsecKeyLoader();
   private tun?: TunDevice;
   private udp?: UdpSocket;
-  private host?: DatapathHost;
+  private host?: DatapathHost<'esp'>;
   private prober?: HealthProber;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
@@ -188,11 +176,11 @@ export class IpsecMode implements EncryptionMode {
     return '';
   }
 
-  async engineStatus(showKeys = false): Promise<EngineStatus> {
-    return this.host!.request<EngineStatus>({ type: 'status', showKeys });
+  async engineStatus(showKeys = false): Promise<EspEngineStatus> {
+    return this.host!.request({ type: 'status', showKeys });
   }
 
-  async encryptStatus(): Promise<Record<string, unknown>> {
+  async encryptStatus(): Promise<IpsecEncryptStatus> {
     const st = await this.engineStatus();
     const maxSeq = st.sas.filter((s) => s.direction === 'out').reduce((m, s) => Math.max(m, s.sequence), 0);
     const errors = Object.values(st.xfrmErrors).reduce((a, b) => a + b, 0);
@@ -219,7 +207,7 @@ export class IpsecMode implements EncryptionMode {
     const st = await this.engineStatus();
     const sa = (s: EspSaStatus) => ({ peer: s.peer, spi: String(s.spi), direction: s.direction });
     const drops: Record<string, number> = { ...st.drops };
-    for (const k of ['noRoute', 'noOutboundSa', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed', 'sequenceWait']) drops[`datapath_${k}`] = st.counters[k] ?? 0;
+    for (const k of ['noRoute', 'noOutboundSa', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed', 'sequenceWait'] as const) drops[`datapath_${k}`] = st.counters[k];
     return [
       family('veil_ipsec_keys_in_use', 'gauge', 'SAs installed (one key each), as cilium encrypt status counts them.', [{ value: st.sas.length }]),
       family('veil_ipsec_key_id', 'gauge', 'The key id (SPI) in force and the one published.', [

@@ -1,5 +1,6 @@
 // Prometheus text exposition helpers and the agent-wide metrics.
 import type { Agent } from './agent.js';
+import type { TrafficCounters } from '../datapath/messages.js';
 
 export function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -30,12 +31,12 @@ export function agentMetrics(agent: Agent): string {
 }
 
 /** The datapath families both modes share: inner packets and bytes each way, drops by reason. */
-export function datapathMetrics(counters: Record<string, number>, drops: Record<string, number>): string {
+export function datapathMetrics(counters: TrafficCounters, drops: Record<string, number>): string {
   return [
     family('veil_datapath_packets_total', 'counter', 'Inner packets through the tunnel.', [
-      { labels: { direction: 'tx' }, value: counters['txPackets'] ?? 0 }, { labels: { direction: 'rx' }, value: counters['rxPackets'] ?? 0 }]),
+      { labels: { direction: 'tx' }, value: counters.txPackets }, { labels: { direction: 'rx' }, value: counters.rxPackets }]),
     family('veil_datapath_bytes_total', 'counter', 'Inner bytes through the tunnel.', [
-      { labels: { direction: 'tx' }, value: counters['txBytes'] ?? 0 }, { labels: { direction: 'rx' }, value: counters['rxBytes'] ?? 0 }]),
+      { labels: { direction: 'tx' }, value: counters.txBytes }, { labels: { direction: 'rx' }, value: counters.rxBytes }]),
     family('veil_datapath_drops_total', 'counter', 'Dropped packets by reason.', Object.entries(drops).map(([reason, value]) => ({ labels: { reason }, value }))),
   ].join('');
 }

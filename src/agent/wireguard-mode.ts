@@ -8,7 +8,7 @@ import { loadOrGenerateKeyPair, type WireGuardKeyPair } from '../keys/wireguard-
 import { UdpSocket } from '../datapath/udp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
-import type { WireguardPeerSpec } from '../datapath/wireguard-engine.js';
+import type { WireguardEngineStatus, WireguardPeerSpec } from '../datapath/messages.js';
 import { errorMessage } from '../util/errors.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { HealthProber } from './health-prober.js';
@@ -16,20 +16,13 @@ import { parseDuration } from './settings.js';
 import { openTunnelDevice } from './tunnel-device.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
 import { datapathMetrics, family } from './metrics.js';
+import type { WireguardEncryptStatus } from './api.js';
 
 export const WG_DEVICE = 'veil_wg0';
 export const WG_PORT = 51871;
 /** Cilium's MTU overhead for WireGuard: 32 (message) + 40 (outer IP) + 8 (UDP). */
 export const WG_MTU_OVERHEAD = 80;
 export const WG_PUBKEY_ANNOTATION = 'network.veil.io/wg-pub-key';
-
-interface EngineStatus {
-  publicKey: string;
-  listenPort: number;
-  peers: { name: string | null; publicKey: string; endpoint: string | null; allowedIPs: string[]; lastHandshakeUnixMs: number | null; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; keypairs: number }[];
-  counters: Record<string, number>;
-  drops: Record<string, number>;
-}
 
 export class WireguardMode implements EncryptionMode {
   readonly mode = 'Wireguard' as const;
@@ -38,7 +31,7 @@ export class WireguardMode implements EncryptionMode {
   private keys?: WireGuardKeyPair;
   private tun?: TunDevice;
   private udp?: UdpSocket;
-  private host?: DatapathHost;
+  private host?: DatapathHost<'wireguard'>;
   private prober?: HealthProber;
   private peerCount = 0;
   private readonly problems = new Map<string, string>();
@@ -129,11 +122,11 @@ export class WireguardMode implements EncryptionMode {
     return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.keys.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${this.peerCount})]`;
   }
 
-  private async engineStatus(): Promise<EngineStatus> {
-    return this.host!.request<EngineStatus>({ type: 'status' });
+  private async engineStatus(): Promise<WireguardEngineStatus> {
+    return this.host!.request({ type: 'status' });
   }
 
-  async encryptStatus(): Promise<Record<string, unknown>> {
+  async encryptStatus(): Promise<WireguardEncryptStatus> {
     const st = await this.engineStatus();
     return {
       mode: 'Wireguard',
@@ -157,9 +150,9 @@ export class WireguardMode implements EncryptionMode {
   async metrics(): Promise<string> {
     const st = await this.engineStatus();
     const now = Date.now();
-    const peer = (p: EngineStatus['peers'][number]) => ({ peer: p.name ?? p.publicKey });
-    const drops = { ...st.drops };
-    for (const k of ['noRoute', 'sourceNotAllowed', 'replay', 'authFailed', 'unknownIndex', 'malformed', 'tooBig', 'sendFailed']) drops[`datapath_${k}`] = st.counters[k] ?? 0;
+    const peer = (p: WireguardEngineStatus['peers'][number]) => ({ peer: p.name ?? p.publicKey });
+    const drops: Record<string, number> = { ...st.drops };
+    for (const k of ['noRoute', 'sourceNotAllowed', 'replay', 'authFailed', 'unknownIndex', 'malformed', 'tooBig', 'sendFailed'] as const) drops[`datapath_${k}`] = st.counters[k];
     return [
       family('veil_wireguard_peers', 'gauge', 'Configured WireGuard peers.', [{ value: st.peers.length }]),
       family('veil_wireguard_peer_rx_bytes_total', 'counter', 'Bytes received from a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.rxBytes }))),

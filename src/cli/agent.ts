@@ -6,11 +6,11 @@ import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { Registry } from '../control/registry.js';
 import { nodeReady } from '../lab/objects.js';
 import { agentSocketPath, runAgent } from '../agent/agent.js';
-import { agentGet } from '../agent/status-server.js';
+import { AgentClient } from '../agent/agent-client.js';
 import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { printStructured } from './output.js';
-import { formatEncryptStatus } from '../agent/encrypt-status-text.js';
+import { formatEncryptStatus } from '../operator/encrypt-status-text.js';
 
 const HELP = `Usage: veil agent <subcommand> [flags]
 
@@ -60,12 +60,6 @@ async function waitAgentReady(reg: Registry, cluster: string, node: string, pid:
   }
 }
 
-interface Healthz {
-  node: string; pid: number; startedAt: string;
-  health: { state: string; checks: { name: string; state: string; message: string }[] };
-  encryption: { mode: string; device?: string; detail?: string };
-}
-
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
@@ -84,7 +78,7 @@ export async function run(args: string[]): Promise<number> {
     }
     case 'status': {
       const node = await knownNode(cluster, rest[0]);
-      const h = JSON.parse(await agentGet(agentSocketPath(cluster, node), '/healthz')) as Healthz;
+      const h = await new AgentClient(agentSocketPath(cluster, node)).healthz();
       if (values.output) { printStructured(h, values.output); return 0; }
       console.log(`Node: ${h.node}`);
       console.log(`Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`);
@@ -95,7 +89,7 @@ export async function run(args: string[]): Promise<number> {
     case 'encrypt': {
       if (rest[0] !== 'status') throw new VeilError('BAD_ARGS', `unknown subcommand 'agent encrypt ${rest[0] ?? ''}'`, "use 'veil agent encrypt status NODE'");
       const node = await knownNode(cluster, rest[1]);
-      const st = JSON.parse(await agentGet(agentSocketPath(cluster, node), '/encrypt')) as Record<string, unknown>;
+      const st = await new AgentClient(agentSocketPath(cluster, node)).encryptStatus();
       if (values.output) { printStructured(st, values.output); return 0; }
       process.stdout.write(formatEncryptStatus(st));
       return 0;

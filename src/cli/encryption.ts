@@ -8,6 +8,7 @@ import { VeilError } from '../util/errors.js';
 import { askAgent, observeNodes } from '../operator/observe.js';
 import { agentPid } from '../agent/installer.js';
 import { encryptionSummaryJson, formatEncryptionSummary, formatPerNode, summarizeEncryption, type NodeEncryption } from '../operator/encryption-summary.js';
+import type { CiliumEncryptionStatus } from '../agent/api.js';
 import { printStructured } from './output.js';
 import { checkOutputFormat } from './read-flags.js';
 import { KEY_SUBCOMMANDS } from './encryption-keys.js';
@@ -63,11 +64,11 @@ async function status(args: string[]): Promise<number> {
     const failures: string[] = [];
     for (const o of observed) {
       if (!installed) { nodes.push({ node: o.name, status: { mode: 'Disabled' } }); continue; }
-      let answer = o.encrypt ? { value: o.encrypt } : await askAgent<Record<string, unknown>>(cluster, o.name, '/encrypt');
+      let answer: { value?: CiliumEncryptionStatus; error?: string } = o.encrypt ? { value: o.encrypt } : await askAgent(cluster, o.name, (a) => a.encryptStatus());
       // Wait only for an agent that is alive but not answering yet (starting up); a dead one will not.
       while (!answer.value && o.agentPid !== undefined && agentPid(cluster, o.name) !== undefined && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 1000));
-        answer = await askAgent<Record<string, unknown>>(cluster, o.name, '/encrypt');
+        answer = await askAgent(cluster, o.name, (a) => a.encryptStatus());
       }
       if (answer.value) nodes.push({ node: o.name, status: answer.value });
       else failures.push(`${o.name}: ${answer.error ?? 'no answer'}`);

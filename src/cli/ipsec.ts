@@ -1,15 +1,15 @@
 // veil ipsec: one node's ESP SAs and selectors, as `ip -s xfrm state` / `ip -s xfrm policy` show
 // them, and its SAs exported for Wireshark/tshark. Parsing and printing only; the views are in
-// src/agent/ipsec-xfrm-view.ts, the data comes from the agent's /ipsec/sas endpoint.
+// src/operator/ipsec-xfrm-view.ts, the data comes from the agent's /ipsec/sas endpoint.
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import { agentSocketPath } from '../agent/agent.js';
-import { agentGet } from '../agent/status-server.js';
+import { AgentClient } from '../agent/agent-client.js';
+import type { IpsecSasReport } from '../agent/api.js';
 import {
   formatXfrmPolicy, formatXfrmState, wiresharkOptionLines, wiresharkSaRecords, wiresharkUatFile, xfrmPolicyEntries, xfrmStateEntries,
-  type IpsecSasReport,
-} from '../agent/ipsec-xfrm-view.js';
+} from '../operator/ipsec-xfrm-view.js';
 import { VeilError } from '../util/errors.js';
 import { printStructured } from './output.js';
 import { checkOutputFormat } from './read-flags.js';
@@ -80,7 +80,7 @@ async function requireNode(cluster: string, node: string | undefined, sub: strin
 }
 
 async function fetchSas(cluster: string, node: string, showKeys: boolean): Promise<IpsecSasReport> {
-  return JSON.parse(await agentGet(agentSocketPath(cluster, node), `/ipsec/sas${showKeys ? '?keys=1' : ''}`)) as IpsecSasReport;
+  return new AgentClient(agentSocketPath(cluster, node)).ipsecSas(showKeys);
 }
 
 export async function run(args: string[]): Promise<number> {

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import { agentSocketPath } from '../agent/agent.js';
-import { agentGet } from '../agent/status-server.js';
+import { AgentClient } from '../agent/agent-client.js';
 import { mustReadSettings } from '../agent/install-state.js';
 import { nodeSpec } from '../lab/objects.js';
 import { inNetns, run as runCommand } from '../util/exec.js';
@@ -63,7 +63,7 @@ export async function run(args: string[]): Promise<number> {
       const port = (await mustReadSettings(reg))['agent.metricsPort'];
       text = httpGetInNetns(nodeSpec(obj).netns, `http://${nodeSpec(obj).internalIP}:${port}/metrics`);
     } else {
-      text = await agentGet(agentSocketPath(cluster, node), '/metrics');
+      text = await new AgentClient(agentSocketPath(cluster, node)).metricsText();
     }
   } finally {
     reg.close();

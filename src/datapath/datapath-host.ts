@@ -3,11 +3,12 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { VeilError } from '../util/errors.js';
-import type { ControlReply, ControlRequest } from './engine.js';
+import type { ControlEnvelope, EngineKind, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerInit, WorkerMessage } from './messages.js';
 
 const WORKER_JS = join(dirname(fileURLToPath(import.meta.url)), 'datapath-worker.js');
 
-export class DatapathHost {
+/** A worker running the engine of kind K; request() answers with that engine's reply type. */
+export class DatapathHost<K extends EngineKind> {
   private readonly worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -15,18 +16,18 @@ export class DatapathHost {
   private readonly ready: Promise<void>;
 
   /** Starts the worker; `init` is its workerData (engine kind, fds, keys). */
-  constructor(init: Record<string, unknown>, onFatal: (e: Error) => void) {
+  constructor(init: Extract<WorkerInit, { kind: K }>, onFatal: (e: Error) => void) {
     this.worker = new Worker(WORKER_JS, { workerData: init, name: 'veil-datapath' });
     let readyResolve: () => void = () => undefined;
     let readyReject: (e: Error) => void = () => undefined;
     this.ready = new Promise((res, rej) => { readyResolve = res; readyReject = rej; });
-    this.worker.on('message', (m: ControlReply | { ready: true }) => {
-      if ('ready' in m) { readyResolve(); return; }
+    this.worker.on('message', (m: WorkerMessage) => {
+      if (m.type === 'ready') { readyResolve(); return; }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
       if (m.ok) p.resolve(m.value);
-      else p.reject(new VeilError(m.error!.code, m.error!.message, m.error!.hint));
+      else p.reject(new VeilError(m.error.code, m.error.message, m.error.hint));
     });
     this.worker.on('error', (e) => { readyReject(e); onFatal(e); });
     this.worker.on('exit', (code) => {
@@ -43,25 +44,30 @@ export class DatapathHost {
     return this.ready;
   }
 
-  request<T = unknown>(request: ControlRequest, timeoutMs = 5000): Promise<T> {
+  request<R extends RequestOf<ProtocolOf[K]>>(request: R, timeoutMs = 5000): Promise<ReplyTo<ProtocolOf[K], R>> {
+    return this.send(request, timeoutMs) as Promise<ReplyTo<ProtocolOf[K], R>>; // the engine's control() answers R with this type
+  }
+
+  private send(request: RequestOf<ProtocolOf[K]> | StopRequest, timeoutMs: number): Promise<unknown> {
     if (this.exited) return Promise.reject(new VeilError('DATAPATH_EXITED', 'the datapath worker is not running'));
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new VeilError('DATAPATH_TIMEOUT', `the datapath did not answer '${request.type}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, {
-        resolve: (v) => { clearTimeout(timer); resolve(v as T); },
+        resolve: (v) => { clearTimeout(timer); resolve(v); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       });
-      this.worker.postMessage({ id, request });
+      const envelope: ControlEnvelope<RequestOf<ProtocolOf[K]>> = { id, request };
+      this.worker.postMessage(envelope);
     });
   }
 
   async stop(): Promise<void> {
     if (this.exited) return;
-    await this.request({ type: 'stop' }, 2000).catch(() => undefined);
+    await this.send({ type: 'stop' }, 2000).catch(() => undefined);
     await this.worker.terminate();
   }
 }

@@ -1,31 +1,24 @@
 // Entry of the datapath worker thread: adopt the fds the agent opened, build the engine, loop.
 import { parentPort, workerData } from 'node:worker_threads';
-import { TunDevice, type TunQueueDescriptor } from './tun-device.js';
-import { UdpSocket, type UdpSocketDescriptor } from './udp-socket.js';
+import { TunDevice } from './tun-device.js';
+import { UdpSocket } from './udp-socket.js';
 import { runWorkerLoop } from './worker-loop.js';
 import { setCryptoThreads } from './aead-batch.js';
-import type { DatapathEngine } from './engine.js';
+import type { WorkerInit, WorkerMessage } from './messages.js';
 
-interface WorkerInit {
-  kind: 'wireguard' | 'esp';
-  tun: TunQueueDescriptor;
-  udp: UdpSocketDescriptor;
-  /** Threads in all, this one included, that share large AEAD batches (1 = this thread alone). */
-  cryptoThreads?: number;
-  [key: string]: unknown;
-}
-
-const init = workerData as WorkerInit;
+const init = workerData as WorkerInit; // DatapathHost passes a WorkerInit as workerData
 const tun = TunDevice.adopt(init.tun);
 const udp = UdpSocket.adopt(init.udp);
-setCryptoThreads(init.cryptoThreads ?? 1);
-let engine: DatapathEngine;
+setCryptoThreads(init.cryptoThreads);
+const ready: WorkerMessage = { type: 'ready' };
 if (init.kind === 'wireguard') {
   const { WireguardEngine } = await import('./wireguard-engine.js');
-  engine = new WireguardEngine(init as never, tun, udp);
+  const engine = new WireguardEngine(init, tun, udp);
+  parentPort!.postMessage(ready);
+  runWorkerLoop(engine, tun, udp, parentPort!);
 } else {
   const { EspEngine } = await import('./esp-engine.js');
-  engine = new EspEngine(init as never, tun, udp);
+  const engine = new EspEngine(init, tun, udp);
+  parentPort!.postMessage(ready);
+  runWorkerLoop(engine, tun, udp, parentPort!);
 }
-parentPort!.postMessage({ ready: true });
-runWorkerLoop(engine, tun, udp, parentPort!);

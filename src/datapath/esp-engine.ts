@@ -19,32 +19,9 @@ import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
-import type { ControlRequest, DatapathEngine } from './engine.js';
+import type { DatapathEngine } from './engine.js';
+import type { EspEngineCounters, EspEngineInit, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
 import { VeilError } from '../util/errors.js';
-
-export interface EspSaSpec {
-  spi: number;
-  transform: EspTransform;
-}
-
-export interface EspPeerSpec {
-  name: string;
-  /** The peer's tunnel (node) IP: outer destination of outbound SAs, outer source of inbound. */
-  ip: string;
-  allowedIPs: string[];
-  /** Outbound SAs for every key in force; the one with activeSpi carries traffic (0: none yet). */
-  outbound: EspSaSpec[];
-  activeSpi: number;
-  inbound: EspSaSpec[];
-}
-
-export interface EspEngineInit {
-  localIp: string;
-  mtu: number;
-  /** File of persisted sequence marks (JSON {markId: mark}), fsync'd before numbers are used. */
-  marksFile: string;
-  marks: Record<string, number>;
-}
 
 interface PeerState {
   name: string;
@@ -91,7 +68,7 @@ function sameTransform(a: EspTransform, b: EspTransform): boolean {
   return false;
 }
 
-export class EspEngine implements DatapathEngine {
+export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly allowed = new AllowedIps<PeerState>();
   private readonly peers = new Map<string, PeerState>();
   private readonly inbound = new InboundSaTable();
@@ -108,7 +85,7 @@ export class EspEngine implements DatapathEngine {
   private readonly rxCipherLength = new Int32Array(RX_BATCH);
   private readonly srcNames = new Map<number, string>();
   readonly drops: EspDropCounters = newDropCounters();
-  readonly counters = {
+  readonly counters: EspEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, noOutboundSa: 0, sourceNotAllowed: 0,
     malformed: 0, tooBig: 0, sendFailed: 0, sequenceWait: 0, sequenceExhausted: 0,
   };
@@ -391,11 +368,11 @@ export class EspEngine implements DatapathEngine {
 
   // ---- control ----------------------------------------------------------------------------------
 
-  control(req: ControlRequest): unknown {
+  control(req: RequestOf<EspProtocol>): AnyReplyOf<EspProtocol> {
     switch (req.type) {
-      case 'setPeers': return this.setPeers(req['peers'] as EspPeerSpec[]);
-      case 'status': return this.status(Boolean(req['showKeys']));
-      default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${req.type}'`);
+      case 'setPeers': return this.setPeers(req.peers);
+      case 'status': return this.status(req.showKeys === true);
+      default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${(req as { type: string }).type}'`);
     }
   }
 
@@ -445,8 +422,8 @@ export class EspEngine implements DatapathEngine {
     return { peers: this.peers.size, sas: this.inbound.all().length + [...this.peers.values()].reduce((a, p) => a + p.outbound.size, 0) };
   }
 
-  private status(showKeys: boolean): Record<string, unknown> {
-    const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean) => ({
+  private status(showKeys: boolean): EspEngineStatus {
+    const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean): EspSaStatus => ({
       peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: 'espinudp 4500',
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
       transform: sa.transform.kind === 'aead' ? { aead: sa.transform.name } : { auth: sa.transform.auth, enc: sa.transform.enc },
@@ -454,7 +431,7 @@ export class EspEngine implements DatapathEngine {
       sequence: sa.direction === 'out' ? sa.sequence.last : sa.replay.top,
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
     });
-    const sas: Record<string, unknown>[] = [];
+    const sas: EspSaStatus[] = [];
     for (const p of this.peers.values()) for (const sa of p.outbound.values()) sas.push(describe(sa, p.name, sa === p.active));
     for (const sa of this.inbound.all()) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
     const xfrm: Record<string, number> = {};

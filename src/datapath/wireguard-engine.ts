@@ -18,25 +18,9 @@ import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
-import type { ControlRequest, DatapathEngine } from './engine.js';
+import type { DatapathEngine } from './engine.js';
+import type { AnyReplyOf, RequestOf, WireguardEngineCounters, WireguardEngineInit, WireguardEngineStatus, WireguardPeerSpec, WireguardPeerStatus, WireguardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
-
-export interface WireguardPeerSpec {
-  publicKey: string; // base64
-  endpoint: { address: string; port: number } | null;
-  allowedIPs: string[];
-  persistentKeepalive: number; // seconds
-  /** A name for status (the node). */
-  name?: string;
-}
-
-export interface WireguardEngineInit {
-  privateKey: Uint8Array;
-  mtu: number;
-  keylogFile?: string;
-  /** Device clock (performance.now()) to Unix ms. */
-  wallClockOffsetMs: number;
-}
 
 /** Bytes before a TUN packet: the 12-byte nonce at the slot start, then the 16-byte header. */
 const TX_HEADROOM = 32;
@@ -82,7 +66,7 @@ function readU32(buf: Uint8Array, off: number): number {
   return (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
 }
 
-export class WireguardEngine implements DatapathEngine {
+export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
   private readonly names = new Map<Peer, string>();
@@ -101,7 +85,7 @@ export class WireguardEngine implements DatapathEngine {
   private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
-  readonly counters = {
+  readonly counters: WireguardEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0, replay: 0,
     authFailed: 0, unknownIndex: 0, malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
   };
@@ -322,11 +306,11 @@ export class WireguardEngine implements DatapathEngine {
 
   // ---- control ---------------------------------------------------------------------------------
 
-  control(req: ControlRequest): unknown {
+  control(req: RequestOf<WireguardProtocol>): AnyReplyOf<WireguardProtocol> {
     switch (req.type) {
-      case 'setPeers': return this.setPeers(req['peers'] as WireguardPeerSpec[]);
+      case 'setPeers': return this.setPeers(req.peers);
       case 'status': return this.status();
-      default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${req.type}'`);
+      default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${(req as { type: string }).type}'`);
     }
   }
 
@@ -359,8 +343,8 @@ export class WireguardEngine implements DatapathEngine {
     return c;
   }
 
-  private status(): Record<string, unknown> {
-    const peers = [...this.device.peers()].map((p) => ({
+  private status(): WireguardEngineStatus {
+    const peers = [...this.device.peers()].map((p): WireguardPeerStatus => ({
       name: this.names.get(p) ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? (p.endpoint.address.includes(':') ? `[${p.endpoint.address}]:${p.endpoint.port}` : `${p.endpoint.address}:${p.endpoint.port}`) : null,

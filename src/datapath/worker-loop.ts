@@ -4,7 +4,8 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/addon.js';
-import type { ControlEnvelope, ControlReply, DatapathEngine } from './engine.js';
+import type { DatapathEngine } from './engine.js';
+import type { ControlEnvelope, EspProtocol, RequestOf, StopRequest, WireguardProtocol, WorkerMessage } from './messages.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
@@ -18,7 +19,7 @@ const MAX_WAIT_MS = 20;
  */
 const BURST = 8;
 
-export function runWorkerLoop(engine: DatapathEngine, tun: TunDevice, udp: UdpSocket, port: MessagePort): void {
+export function runWorkerLoop<P extends WireguardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort): void {
   const fds = Int32Array.of(tun.fd, udp.fd);
   const n = native();
   let running = true;
@@ -26,8 +27,8 @@ export function runWorkerLoop(engine: DatapathEngine, tun: TunDevice, udp: UdpSo
     for (;;) {
       const m = receiveMessageOnPort(port);
       if (!m) break;
-      const env = m.message as ControlEnvelope;
-      if (env.request.type === 'stop') running = false;
+      const env = m.message as ControlEnvelope<RequestOf<P>>; // DatapathHost<kind of this engine> sent it
+      if (isStop(env.request)) running = false;
       port.postMessage(answer(engine, env));
     }
     if (!running) break;
@@ -44,12 +45,17 @@ export function runWorkerLoop(engine: DatapathEngine, tun: TunDevice, udp: UdpSo
   engine.close();
 }
 
-function answer(engine: DatapathEngine, env: ControlEnvelope): ControlReply {
+function isStop(request: { type: string }): request is StopRequest {
+  return request.type === 'stop';
+}
+
+function answer<P extends WireguardProtocol | EspProtocol>(engine: DatapathEngine<P>, env: ControlEnvelope<RequestOf<P>>): WorkerMessage {
+  const request = env.request;
   try {
-    return { id: env.id, ok: true, value: env.request.type === 'stop' ? null : engine.control(env.request) };
+    return { type: 'reply', id: env.id, ok: true, value: isStop(request) ? null : engine.control(request) };
   } catch (e) {
     return {
-      id: env.id, ok: false,
+      type: 'reply', id: env.id, ok: false,
       error: isVeilError(e) ? { code: e.code, message: e.message, hint: e.hint } : { code: 'DATAPATH', message: errorMessage(e) },
     };
   }

@@ -2,19 +2,11 @@
 // (desired, ready, available), the encryption of the cluster and every problem with its reason.
 // Pure: the observations come in, the report and its text go out (tested without a cluster).
 import type { RegistryObject } from '../control/registry.js';
-import { HEARTBEAT_TIMEOUT_MS, type AgentStatus } from '../lab/objects.js';
+import { HEARTBEAT_TIMEOUT_MS } from '../lab/objects.js';
 import type { Settings } from '../agent/settings.js';
 import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
 import { table } from '../util/text-table.js';
-
-/** What the agent's /healthz answers. */
-export interface Healthz {
-  node: string;
-  pid: number;
-  startedAt: string;
-  health: { state: string; checks: { name: string; state: string; message: string }[] };
-  encryption: { mode: string; device?: string; detail?: string };
-}
+import type { CiliumEncryptionStatus, Healthz, PublishedAgentStatus, WireguardPeerJson } from '../agent/api.js';
 
 /** Everything known about one node when the report is made. */
 export interface NodeObservation {
@@ -24,7 +16,7 @@ export interface NodeObservation {
   agentPid?: number;
   healthz?: Healthz;
   healthzError?: string;
-  encrypt?: Record<string, unknown>;
+  encrypt?: CiliumEncryptionStatus;
 }
 
 export interface NodeReport {
@@ -35,7 +27,7 @@ export interface NodeReport {
   available: boolean;
   health: string;
   heartbeatAgeSeconds?: number;
-  encryption: { mode: string; device?: string; detail?: string };
+  encryption: Healthz['encryption'];
   errors: string[];
   /** Why the node is not available yet although nothing is wrong (e.g. a first handshake pending). */
   pending: string[];
@@ -58,21 +50,18 @@ export const HANDSHAKE_GRACE_MS = 20_000;
 /** WireGuard rekeys every 120 s while traffic flows (the health probes are traffic); 180 s is REJECT_AFTER_TIME. */
 export const HANDSHAKE_MAX_AGE_MS = 180_000;
 
-interface WgPeerJson { node?: string; 'public-key'?: string; 'last-handshake-time'?: string }
-
 /** Peers still waiting for their first handshake (within the grace time): the node is not available yet. */
-export function peersAwaitingHandshake(encrypt: Record<string, unknown> | undefined, agentStartedAt: number, now: number): string[] {
+export function peersAwaitingHandshake(encrypt: CiliumEncryptionStatus | undefined, agentStartedAt: number, now: number): string[] {
   if (now - agentStartedAt > HANDSHAKE_GRACE_MS) return [];
   return wgPeers(encrypt).filter((p) => !p['last-handshake-time'] || p['last-handshake-time'].startsWith('0001-')).map((p) => p.node ?? p['public-key'] ?? '?');
 }
 
-function wgPeers(encrypt: Record<string, unknown> | undefined): WgPeerJson[] {
-  const ifaces = (encrypt?.['wireguard'] as { interfaces?: { peers?: WgPeerJson[] | null }[] } | undefined)?.interfaces ?? [];
-  return ifaces.flatMap((i) => i.peers ?? []);
+function wgPeers(encrypt: CiliumEncryptionStatus | undefined): Partial<WireguardPeerJson>[] {
+  return (encrypt?.wireguard?.interfaces ?? []).flatMap((i) => i.peers ?? []);
 }
 
 /** Peers of a WireGuard encrypt status without a recent handshake (empty for other modes). */
-export function handshakeProblems(encrypt: Record<string, unknown> | undefined, agentStartedAt: number, now: number): string[] {
+export function handshakeProblems(encrypt: CiliumEncryptionStatus | undefined, agentStartedAt: number, now: number): string[] {
   const out: string[] = [];
   for (const p of wgPeers(encrypt)) {
     const who = p.node ?? p['public-key'] ?? '?';
@@ -88,7 +77,8 @@ export function handshakeProblems(encrypt: Record<string, unknown> | undefined, 
 }
 
 function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeReport {
-  const st = o.object.status?.['agent'] as (Partial<AgentStatus> & { health?: { state?: string; problems?: string[] }; encryption?: NodeReport['encryption']; startedAt?: string }) | undefined;
+  // Any part may be missing: an agent that never reported, or one of another version.
+  const st = o.object.status?.['agent'] as Partial<PublishedAgentStatus> | undefined;
   const errors: string[] = [];
   const pending: string[] = [];
   const hb = typeof st?.heartbeat === 'string' ? Date.parse(st.heartbeat) : NaN;

@@ -1,17 +1,12 @@
 // The cluster-wide encryption summary of `cilium encryption status` (cilium-cli), computed from
 // every node's `encrypt status` JSON (Cilium's EncryptionStatus shape): one line per mode, and for
 // IPsec the keys in use, the highest sequence number, the expected key count and the errors.
-
-export type EncryptionModeName = 'Disabled' | 'IPsec' | 'Wireguard';
+import type { CiliumEncryptionStatus, EncryptionModeName } from '../agent/api.js';
 
 /** What one node's agent answered on /encrypt (or a stand-in: {mode:'Disabled'} without an agent). */
 export interface NodeEncryption {
   node: string;
-  status: Record<string, unknown>;
-}
-
-interface IpsecJson {
-  'keys-in-use'?: number; 'max-seq-number'?: string; 'error-count'?: number; 'xfrm-errors'?: Record<string, number>;
+  status: CiliumEncryptionStatus;
 }
 
 /** cilium-cli's ClusterEncryptionStatus; zero values are left out of the JSON form. */
@@ -29,8 +24,9 @@ export interface ClusterEncryptionStatus {
   'xfrm-error-node-count'?: Record<string, number>;
 }
 
-export function modeOf(status: Record<string, unknown>): EncryptionModeName {
-  const m = status['mode'];
+/** The node's mode; anything unknown (an older or newer agent) counts as Disabled, as cilium-cli does. */
+export function modeOf(status: CiliumEncryptionStatus): EncryptionModeName {
+  const m = status.mode;
   return m === 'IPsec' || m === 'Wireguard' ? m : 'Disabled';
 }
 
@@ -60,7 +56,7 @@ export function summarizeEncryption(nodes: NodeEncryption[], opts: { ipsecEnable
     if (mode === 'Disabled') { inc('enc-disabled-node-count'); continue; }
     if (mode === 'Wireguard') { inc('enc-wireguard-node-count'); continue; }
     inc('enc-ipsec-node-count');
-    const ip = (status['ipsec'] ?? {}) as IpsecJson;
+    const ip = status.ipsec ?? {};
     const inUse = ip['keys-in-use'] ?? 0;
     if (inUse > 0) keys[String(inUse)] = (keys[String(inUse)] ?? 0) + 1;
     if (opts.ipsecEnabled && inUse !== expected) rotating = true;

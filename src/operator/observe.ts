@@ -8,9 +8,9 @@ import { agentSocketPath } from '../agent/agent.js';
 import { agentPid } from '../agent/installer.js';
 import { readSettings } from '../agent/install-state.js';
 import type { Settings } from '../agent/settings.js';
-import { agentGet } from '../agent/status-server.js';
+import { AgentClient } from '../agent/agent-client.js';
 import { errorMessage } from '../util/errors.js';
-import { buildStatusReport, type Healthz, type NodeObservation, type StatusReport } from './cluster-status.js';
+import { buildStatusReport, type NodeObservation, type StatusReport } from './cluster-status.js';
 
 const AGENT_TIMEOUT_MS = 2000;
 
@@ -19,10 +19,10 @@ export function veilVersion(): string {
   try { return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version; } catch { return 'unknown'; }
 }
 
-/** GET a JSON document from a node's agent; undefined + the reason when it cannot answer. */
-export async function askAgent<T>(cluster: string, node: string, path: string): Promise<{ value?: T; error?: string }> {
+/** Asks a node's agent (e.g. `(a) => a.healthz()`); undefined + the reason when it cannot answer. */
+export async function askAgent<T>(cluster: string, node: string, ask: (agent: AgentClient) => Promise<T>): Promise<{ value?: T; error?: string }> {
   try {
-    return { value: JSON.parse(await agentGet(agentSocketPath(cluster, node), path, AGENT_TIMEOUT_MS)) as T };
+    return { value: await ask(new AgentClient(agentSocketPath(cluster, node), AGENT_TIMEOUT_MS)) };
   } catch (e) {
     return { error: errorMessage(e).split(': is veil installed')[0] };
   }
@@ -34,7 +34,7 @@ export async function observeNodes(cluster: string, reg: Registry, settings: Set
     const name = object.metadata.name;
     const pid = agentPid(cluster, name);
     if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid };
-    const [h, e] = await Promise.all([askAgent<Healthz>(cluster, name, '/healthz'), askAgent<Record<string, unknown>>(cluster, name, '/encrypt')]);
+    const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz()), askAgent(cluster, name, (a) => a.encryptStatus())]);
     return { name, object, agentPid: pid, healthz: h.value, healthzError: h.error, encrypt: e.value };
   }));
 }

@@ -11,6 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { WireguardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { COOKIE_REPLY_RATE } from '../../src/wireguard/handshake-limiter.js';
 
@@ -34,11 +35,7 @@ function ok(r: ReturnType<typeof veil>): string {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface WgStatus {
-  wireguard: { interfaces: { 'public-key': string; 'peer-count': number; peers: { 'public-key': string; 'latest-handshake'?: unknown }[] }[] };
-  counters: Record<string, number>;
-  drops: Record<string, number>;
-}
+type WgStatus = WireguardEncryptStatus;
 const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WgStatus;
 
 /**
@@ -174,7 +171,7 @@ interface FloodRun {
   before: WgStatus;
   after: WgStatus;
   /** Growth of a drop counter of worker2 over the run. */
-  drop: (reason: string) => number;
+  drop: (reason: keyof WgStatus['drops']) => number;
 }
 
 /** 8 s of pings pa -> pb with a 5 s flood (the process `flooder` starts) through the middle. */
@@ -196,9 +193,9 @@ async function pingsUnderFlood(flooder: (pubB64: string) => ChildProcess, prepar
   assert.equal(code, 0, `flooder: ${ferr}`);
   const flood = JSON.parse(fout.trim().split('\n').at(-1)!) as FloodRun['flood'];
   const after = encryptStatus(W2);
-  const drop = (k: string) => (after.drops[k] ?? 0) - (before.drops[k] ?? 0);
+  const drop = (k: keyof WgStatus['drops']) => (after.drops[k] ?? 0) - (before.drops[k] ?? 0);
   console.log(`flood: ${JSON.stringify(flood)}; ping: ${ping.received}/${ping.sent} (loss ${(ping.loss * 100).toFixed(1)} %); ` +
-    `worker2 drops during the flood: ${JSON.stringify(Object.fromEntries(Object.keys(after.drops).filter((k) => drop(k) > 0).map((k) => [k, drop(k)])))}`);
+    `worker2 drops during the flood: ${JSON.stringify(Object.fromEntries((Object.keys(after.drops) as (keyof WgStatus['drops'])[]).filter((k) => drop(k) > 0).map((k) => [k, drop(k)])))}`);
   assert.ok(flood.perSecond >= 5_000, `a real flood: ${flood.perSecond} initiations/s`);
   assert.ok(ping.sent >= 790, `ping ran its course: ${ping.out}`);
   assert.ok(ping.loss <= 0.05, `the established session keeps passing traffic: loss ${(ping.loss * 100).toFixed(1)} %\n${ping.out}`);

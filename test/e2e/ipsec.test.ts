@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Healthz, IpsecEncryptStatus } from '../../src/agent/api.js';
 
 // Unique per run: namespace names are machine-wide, and a second run of this file (another
 // checkout's test suite) must neither collide with this lab nor tear it down.
@@ -107,9 +108,7 @@ function allPairs(): string[] {
 
 interface StateEntry { src: string; dst: string; dir: 'in' | 'out'; spi: string; active: boolean; peer: string; aead?: { key?: string } }
 const ipsecState = (node: string): StateEntry[] => JSON.parse(ok(veil('ipsec', 'state', node, '-o', 'json'))) as StateEntry[];
-interface EncryptStatus { ipsec: { 'keys-in-use': number; 'xfrm-errors': Record<string, number> }; drops: Record<string, number>; keyId: number }
-const encryptStatus = (node: string): EncryptStatus => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as EncryptStatus;
-interface Healthz { pid: number; health: { state: string; checks: { name: string; state: string; message: string }[] } }
+const encryptStatus = (node: string): IpsecEncryptStatus => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as IpsecEncryptStatus;
 const agentHealth = (node: string): Healthz => JSON.parse(ok(veil('agent', 'status', node, '-o', 'json'))) as Healthz;
 /** True when every node sends to every peer with `spi` (and only that SPI is active). */
 function allActive(spi: number): boolean {
@@ -275,7 +274,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
   const stillAt = ROTATION_S - 5;
   await sleep(rotatedAt + stillAt * 1000 - Date.now());
   const still = await Promise.all(NODES.map((n) => veilAsync('agent', 'encrypt', 'status', n, '-o', 'json').done));
-  assert.deepEqual(still.map((r) => (JSON.parse(r.stdout) as EncryptStatus).ipsec['keys-in-use']), during, `old SAs still there ${stillAt} s after the rotation`);
+  assert.deepEqual(still.map((r) => (JSON.parse(r.stdout) as IpsecEncryptStatus).ipsec['keys-in-use']), during, `old SAs still there ${stillAt} s after the rotation`);
 
   const [p, c, s] = await Promise.all([ping.done, client.done, server.done]);
   assert.equal(p.status, 0, p.stdout + p.stderr);
@@ -361,7 +360,7 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
     const s = encryptStatus(WORKER);
     return s.drops['no-state']! - before.drops['no-state']! >= n ? s : undefined;
   }, 5000);
-  const delta = (k: string) => afterDrops.drops[k]! - before.drops[k]!;
+  const delta = (k: keyof IpsecEncryptStatus['drops']) => afterDrops.drops[k] - before.drops[k];
   assert.deepEqual({ replay: delta('replay'), 'auth-failed': delta('auth-failed'), truncated: delta('truncated'), 'no-state': delta('no-state') },
     { replay: n, 'auth-failed': n, truncated: n, 'no-state': n });
   const xdelta = (k: string) => (afterDrops.ipsec['xfrm-errors'][k] ?? 0) - (before.ipsec['xfrm-errors'][k] ?? 0);
@@ -429,7 +428,7 @@ test('e2e ipsec: an agent restart during pod traffic: its sequence numbers jump 
   assert.ok(jump > 0, `the restarted sender starts above everything it sent before (jump ${jump})`);
 
   const after = encryptStatus(WORKER);
-  for (const k of ['replay', 'auth-failed', 'no-state']) assert.equal(after.drops[k]! - before.drops[k]!, 0, `no ${k} drops at the receiver`);
+  for (const k of ['replay', 'auth-failed', 'no-state'] as const) assert.equal(after.drops[k] - before.drops[k], 0, `no ${k} drops at the receiver`);
   const replies = [...p.stdout.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
   assert.ok(replies.length >= 100, `${replies.length}/120 replies through a restart of ${restartMs} ms`);
   assert.ok(Math.max(...replies) >= 118, 'ping answered to the end');

@@ -10,6 +10,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { WireguardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
@@ -59,11 +60,8 @@ const podPing = (pod: string, dst: string, mark: Buffer, count?: number) => ping
 const nodePing = (node: string, dst: string, mark: Buffer, count?: number) => ping(['lab', 'node-exec', node], dst, mark, count);
 const pingWorks = (pod: string, dst: string) => veil('lab', 'exec', pod, '--', 'ping', '-c', '1', '-W', '1', dst).status === 0;
 
-function encryptStatus(node: string) {
-  return JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as {
-    wireguard: { interfaces: { 'public-key': string; 'peer-count': number; peers: { node?: string; 'public-key': string }[] }[] };
-    counters: Record<string, number>; drops: Record<string, number>;
-  };
+function encryptStatus(node: string): WireguardEncryptStatus {
+  return JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WireguardEncryptStatus;
 }
 function statusLine(node: string): string {
   return ok(veil('agent', 'status', node)).split('\n').find((l) => l.startsWith('Encryption:')) ?? '';
@@ -331,7 +329,7 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
     const s = encryptStatus(W1);
     return s.drops['staleTimestamp']! > before.drops['staleTimestamp']! && s.drops['handshakeForUnknownKey']! > before.drops['handshakeForUnknownKey']! ? s : undefined;
   });
-  const moved = (k: 'counters' | 'drops', name: string) => after[k][name]! - before[k][name]!;
+  const moved = <K extends 'counters' | 'drops'>(k: K, name: keyof WireguardEncryptStatus[K]) => (after[k][name] as number) - (before[k][name] as number);
   assert.ok(moved('counters', 'malformed') >= 3, `malformed +${moved('counters', 'malformed')}`);
   assert.ok(moved('drops', 'badType') >= 1, 'badType');
   assert.ok(moved('drops', 'badLength') >= 2, `badLength +${moved('drops', 'badLength')}`);

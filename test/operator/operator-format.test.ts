@@ -9,9 +9,11 @@ import { judgeVerify } from '../../src/operator/verify-report.js';
 import { parsePrometheusText, sampleValue } from '../../src/operator/prometheus-text.js';
 import { defaultSettings } from '../../src/agent/settings.js';
 import type { RegistryObject } from '../../src/control/registry.js';
+import type { CiliumEncryptionStatus, Healthz } from '../../src/agent/api.js';
+import type { HealthCheck } from '../../src/agent/health.js';
 
-const wg = { mode: 'Wireguard' };
-const ipsec = (keys: number, seq: string, errors: Record<string, number> = {}) => ({
+const wg: CiliumEncryptionStatus = { mode: 'Wireguard' };
+const ipsec = (keys: number, seq: string, errors: Record<string, number> = {}): CiliumEncryptionStatus => ({
   mode: 'IPsec', ipsec: { 'decrypt-interfaces': ['eth0'], 'keys-in-use': keys, 'max-seq-number': seq, 'error-count': Object.values(errors).reduce((a, b) => a + b, 0), 'xfrm-errors': errors },
 });
 
@@ -19,7 +21,7 @@ test('encryption summary: WireGuard on every node, and a mixed cluster, as ciliu
   const all = summarizeEncryption([1, 2, 3, 4].map((i) => ({ node: `n${i}`, status: wg })), { ipsecEnabled: false });
   assert.equal(formatEncryptionSummary(all), 'Encryption: Wireguard (4/4 nodes)\n\n');
   assert.equal(encryptionSummaryJson(all), '{\n "total-node-count": 4,\n "enc-wireguard-node-count": 4\n}\n');
-  const mixed = summarizeEncryption([{ node: 'a', status: { mode: 'Disabled' } }, { node: 'b', status: wg }, { node: 'c', status: wg }], { ipsecEnabled: false });
+  const mixed = summarizeEncryption([{ node: 'a', status: { mode: 'Disabled' as const } }, { node: 'b', status: wg }, { node: 'c', status: wg }], { ipsecEnabled: false });
   assert.equal(formatEncryptionSummary(mixed), 'Encryption: Disabled (1/3 nodes)\nEncryption: Wireguard (2/3 nodes)\n\n');
 });
 
@@ -48,7 +50,7 @@ test('status report: all ready is OK (exit-worthy), a dead agent and a stale hea
   const now = Date.parse('2026-01-01T00:01:00Z');
   const settings = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };
   const fresh = { ready: true, heartbeat: new Date(now - 2000).toISOString(), pid: 10, health: { state: 'Ok', problems: [] }, encryption: { mode: 'Wireguard' } };
-  const healthz = (n: string, checks: { name: string; state: string; message: string }[] = []) => ({ node: n, pid: 10, startedAt: new Date(now - 60_000).toISOString(), health: { state: checks.length ? 'Degraded' : 'Ok', checks }, encryption: { mode: 'Wireguard', device: 'veil_wg0' } });
+  const healthz = (n: string, checks: HealthCheck[] = []): Healthz => ({ node: n, pid: 10, startedAt: new Date(now - 60_000).toISOString(), health: { state: checks.length ? 'Degraded' : 'Ok', checks }, encryption: { mode: 'Wireguard', device: 'veil_wg0' } });
   const ok = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: ['a', 'b'].map((n) => ({ name: n, object: node(n, fresh), agentPid: 10, healthz: healthz(n), encrypt: wg })) });
   assert.equal(ok.ok, true);
   assert.deepEqual(ok.agents, { desired: 2, running: 2, ready: 2, available: 2 });
@@ -56,7 +58,7 @@ test('status report: all ready is OK (exit-worthy), a dead agent and a stale hea
   assert.match(formatStatusReport(ok), /^Encryption:\s+Wireguard \(2\/2 nodes\)$/m);
 
   const bad = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
-    { name: 'a', object: node('a', fresh), agentPid: 10, healthz: healthz('a', [{ name: 'peer b', state: 'Degraded', message: 'detected duplicate public key' }]) },
+    { name: 'a', object: node('a', fresh), agentPid: 10, healthz: healthz('a', [{ name: 'peer b', state: 'Degraded', message: 'detected duplicate public key', since: new Date(now - 5000).toISOString() }]) },
     { name: 'b', object: node('b', { ...fresh, heartbeat: new Date(now - 45_000).toISOString(), health: { state: 'Failure', problems: ['keys: key file rejected'] } }) },
   ] });
   assert.equal(bad.ok, false);
@@ -77,7 +79,7 @@ test('status report: all ready is OK (exit-worthy), a dead agent and a stale hea
 
 test('status report: a WireGuard peer without a handshake is a problem only after the grace time', () => {
   const now = 1_000_000_000;
-  const st = { mode: 'Wireguard', wireguard: { interfaces: [{ peers: [
+  const st: CiliumEncryptionStatus = { mode: 'Wireguard', wireguard: { interfaces: [{ peers: [
     { node: 'x', 'last-handshake-time': '0001-01-01T00:00:00.000Z' },
     { node: 'y', 'last-handshake-time': new Date(now - 10_000).toISOString() },
     { node: 'z', 'last-handshake-time': new Date(now - 400_000).toISOString() }] }] } };

@@ -1,22 +1,12 @@
 // The text form of `encrypt status` (cilium-dbg's layout: "%-26s" padding, tab-indented details),
 // from the JSON form (Cilium's EncryptionStatus shape), so both always tell the same story.
+import type { CiliumEncryptionStatus } from '../agent/api.js';
 
-interface WgPeer {
-  'public-key'?: string; endpoint?: string; 'allowed-ips'?: string[]; 'last-handshake-time'?: string;
-  'transfer-rx'?: number; 'transfer-tx'?: number; node?: string;
-}
-interface WgInterface { name?: string; 'listen-port'?: number; 'public-key'?: string; 'peer-count'?: number; peers?: WgPeer[] | null }
-interface IpsecStatus {
-  'decrypt-interfaces'?: string[]; 'keys-in-use'?: number; 'max-seq-number'?: string; 'error-count'?: number;
-  'xfrm-errors'?: Record<string, number>;
-}
-
-export function formatEncryptStatus(st: Record<string, unknown>): string {
+export function formatEncryptStatus(st: CiliumEncryptionStatus): string {
   const out: string[] = [];
-  if (st['msg']) out.push(`Msg: ${String(st['msg'])}`);
-  out.push(`Encryption: ${String(st['mode'] ?? 'Disabled').padEnd(26)}`);
-  const wg = st['wireguard'] as { interfaces?: WgInterface[] } | undefined;
-  for (const i of wg?.interfaces ?? []) {
+  if (st.msg) out.push(`Msg: ${st.msg}`);
+  out.push(`Encryption: ${st.mode.padEnd(26)}`);
+  for (const i of st.wireguard?.interfaces ?? []) {
     out.push(`Interface: ${i.name}`);
     out.push(`\tPublic key: ${i['public-key']}`);
     out.push(`\tListen port: ${i['listen-port']}`);
@@ -30,7 +20,7 @@ export function formatEncryptStatus(st: Record<string, unknown>): string {
       out.push(`\t\tTransfer: ${p['transfer-rx'] ?? 0} B received, ${p['transfer-tx'] ?? 0} B sent`);
     }
   }
-  const ipsec = st['ipsec'] as IpsecStatus | undefined;
+  const ipsec = st.ipsec;
   if (ipsec) {
     out.push(`Decryption interface(s): ${(ipsec['decrypt-interfaces'] ?? []).join(', ')}`);
     out.push(`Keys in use: ${String(ipsec['keys-in-use'] ?? 0).padEnd(26)}`);

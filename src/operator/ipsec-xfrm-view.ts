@@ -1,43 +1,8 @@
 // The agent's ESP SAs seen the way Linux shows XFRM: `ip -s xfrm state` and `ip -s xfrm policy`
 // text, the same entries as structured objects (-o json|yaml), and the SA table Wireshark/tshark
 // read to decrypt a capture. Pure: it takes the agent's /ipsec/sas answer and returns text or data.
-
-/** One SA as the ESP engine reports it (`status` control request). */
-export interface IpsecSaReport {
-  peer: string;
-  direction: 'in' | 'out';
-  src: string;
-  dst: string;
-  spi: number;
-  icvBits: number;
-  replayWindow: number;
-  esn: boolean;
-  transform: { aead?: string; auth?: string; enc?: string };
-  active: boolean;
-  bytes: number;
-  packets: number;
-  addTimeMs: number;
-  useTimeMs: number;
-  sequence: number;
-  /** Only with showKeys: hex as tshark wants it (AES-GCM: key||salt). */
-  key?: { encryption: string; authentication?: string };
-}
-
-export interface IpsecPeerReport {
-  name: string;
-  ip: string;
-  activeSpi: number;
-  allowedIPs: string[];
-}
-
-/** The agent's GET /ipsec/sas answer. */
-export interface IpsecSasReport {
-  node: string;
-  internalIP: string;
-  podCIDR: string;
-  sas: IpsecSaReport[];
-  peers: IpsecPeerReport[];
-}
+import type { IpsecSasReport } from '../agent/api.js';
+import type { EspSaStatus } from '../datapath/messages.js';
 
 export const IPSEC_REQID = 1;
 export const ESP_IN_UDP_PORT = 4500;
@@ -52,7 +17,7 @@ function xfrmTime(ms: number): string {
 }
 
 /** Outbound first, then by peer address and SPI: a stable order to read and to diff. */
-function sortSas(sas: IpsecSaReport[]): IpsecSaReport[] {
+function sortSas(sas: EspSaStatus[]): EspSaStatus[] {
   return [...sas].sort((a, b) => (a.direction === b.direction ? 0 : a.direction === 'out' ? -1 : 1)
     || (a.direction === 'out' ? a.dst : a.src).localeCompare(b.direction === 'out' ? b.dst : b.src, 'en', { numeric: true })
     || a.spi - b.spi);
@@ -157,7 +122,7 @@ export function xfrmPolicyEntries(report: IpsecSasReport): XfrmPolicyEntry[] {
   for (const p of peers) {
     const active = report.sas.find((s) => s.direction === 'out' && s.dst === p.ip && s.spi === p.activeSpi);
     const inbound = report.sas.filter((s) => s.direction === 'in' && s.src === p.ip);
-    const sum = (sas: IpsecSaReport[]) => ({
+    const sum = (sas: EspSaStatus[]) => ({
       bytes: sas.reduce((a, s) => a + s.bytes, 0), packets: sas.reduce((a, s) => a + s.packets, 0),
       add: xfrmTime(Math.min(...sas.map((s) => s.addTimeMs))), use: xfrmTime(Math.max(0, ...sas.map((s) => s.useTimeMs))),
     });
@@ -193,7 +158,7 @@ export function formatXfrmPolicy(entries: XfrmPolicyEntry[]): string {
 }
 
 /** Wireshark's names for the algorithms (the values of its esp_sa UAT's algorithm columns). */
-function wiresharkAlgorithms(sa: IpsecSaReport): { encryption: string; authentication: string } {
+function wiresharkAlgorithms(sa: EspSaStatus): { encryption: string; authentication: string } {
   if (sa.transform.aead) return { encryption: `AES-GCM with ${sa.icvBits / 8} octet ICV [RFC4106]`, authentication: 'NULL' };
   const auth = sa.transform.auth === 'hmac(sha512)' ? 'HMAC-SHA-512-256 [RFC4868]' : 'HMAC-SHA-256-128 [RFC4868]';
   return { encryption: 'AES-CBC [RFC3602]', authentication: auth };

@@ -5,12 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   formatXfrmPolicy, formatXfrmState, wiresharkOptionLines, wiresharkSaRecords, wiresharkUatFile, xfrmPolicyEntries, xfrmStateEntries,
-  type IpsecSaReport, type IpsecSasReport,
-} from '../../src/agent/ipsec-xfrm-view.js';
+} from '../../src/operator/ipsec-xfrm-view.js';
+import type { IpsecSasReport } from '../../src/agent/api.js';
+import type { EspSaStatus } from '../../src/datapath/messages.js';
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
-const gcm = (p: Partial<IpsecSaReport>): IpsecSaReport => ({
-  peer: 'n2', direction: 'out', src: '172.18.0.3', dst: '172.18.0.4', spi: 3, icvBits: 128, replayWindow: 1024, esn: true,
+const gcm = (p: Partial<EspSaStatus>): EspSaStatus => ({
+  peer: 'n2', direction: 'out', src: '172.18.0.3', dst: '172.18.0.4', spi: 3, mode: 'tunnel', encap: 'espinudp 4500', algorithm: 'rfc4106(gcm(aes)) 128', icvBits: 128, replayWindow: 1024, esn: true,
   transform: { aead: 'rfc4106(gcm(aes))' }, active: true, bytes: 380, packets: 5, addTimeMs: T0, useTimeMs: T0 + 2000, sequence: 2 ** 32 + 5, ...p,
 });
 

@@ -1,0 +1,117 @@
+// The agent's local API (HTTP on its status socket): the paths and the JSON each one answers. The
+// status server builds these shapes, and the CLI, the operator views and the tests read them with
+// these same types, so a field renamed on one side does not silently go missing on the other.
+import type { EspEngineCounters, EspPeerStatus, EspSaStatus, WireguardEngineCounters } from '../datapath/messages.js';
+import type { EspDropCounters } from '../esp/esp-decoder.js';
+import type { DropReason } from '../wireguard/stats.js';
+import type { HealthCheck, HealthState } from './health.js';
+import type { PeerHealth } from './health-prober.js';
+import type { AgentStatus } from '../lab/objects.js';
+
+export const AGENT_API = {
+  healthz: '/healthz',
+  encrypt: '/encrypt',
+  metrics: '/metrics',
+  /** ?keys=1 adds key material (the socket is root's alone). */
+  ipsecSas: '/ipsec/sas',
+} as const;
+
+/** Cilium's spelling of the modes (`cilium encrypt status`). */
+export type EncryptionModeName = 'Disabled' | 'IPsec' | 'Wireguard';
+
+/** GET /healthz */
+export interface Healthz {
+  node: string;
+  pid: number;
+  startedAt: string;
+  health: { state: HealthState; checks: HealthCheck[] };
+  encryption: { mode: EncryptionModeName; device?: string; detail?: string };
+  nodeEncryption?: boolean;
+}
+
+/** What the agent publishes as status.agent of its Node object (the heartbeat), for `veil status`. */
+export interface PublishedAgentStatus extends AgentStatus {
+  pid: number;
+  bootID: string;
+  startedAt: string;
+  health: { state: HealthState; problems: string[] };
+  encryption?: Healthz['encryption'];
+}
+
+// ---- GET /encrypt: Cilium's EncryptionStatus, plus veil's details
+
+export interface WireguardPeerJson {
+  node?: string;
+  'public-key': string;
+  endpoint?: string;
+  'allowed-ips': string[];
+  /** ISO 8601; 0001-01-01T00:00:00.000Z for never (Go's zero time). */
+  'last-handshake-time': string;
+  'transfer-rx': number;
+  'transfer-tx': number;
+}
+
+export interface WireguardInterfaceJson {
+  name: string;
+  'listen-port': number;
+  'public-key': string;
+  'peer-count': number;
+  peers: WireguardPeerJson[];
+}
+
+export interface IpsecStatusJson {
+  'decrypt-interfaces': string[];
+  'keys-in-use': number;
+  /** "0x1a/0xffffffffffffffff", or N/A without SAs. */
+  'max-seq-number': string;
+  'error-count': number;
+  'xfrm-errors': Record<string, number>;
+}
+
+/**
+ * Cilium's EncryptionStatus as its readers take it: every field but the mode may be missing (as
+ * in Cilium's API, and in the stand-in {mode:'Disabled'} for a node without an agent).
+ */
+export interface CiliumEncryptionStatus {
+  mode: EncryptionModeName;
+  msg?: string;
+  ipsec?: Partial<IpsecStatusJson>;
+  wireguard?: {
+    interfaces?: (Partial<Omit<WireguardInterfaceJson, 'peers'>> & { peers?: Partial<WireguardPeerJson>[] | null })[];
+    'node-encryption'?: 'Enabled' | 'Disabled';
+  };
+}
+
+export interface WireguardEncryptStatus extends CiliumEncryptionStatus {
+  mode: 'Wireguard';
+  wireguard: { interfaces: WireguardInterfaceJson[]; 'node-encryption': 'Enabled' | 'Disabled' };
+  counters: WireguardEngineCounters;
+  /** The WireGuard core's drops by reason. */
+  drops: Record<DropReason, number>;
+  probes?: PeerHealth[];
+}
+
+export interface IpsecEncryptStatus extends CiliumEncryptionStatus {
+  mode: 'IPsec';
+  ipsec: IpsecStatusJson;
+  /** The key id (SPI) loaded from the key file, and the one this node publishes. */
+  keyId?: number;
+  publishedSpi: number;
+  retiredKeys: { spi: number; since: string }[];
+  sas: EspSaStatus[];
+  drops: EspDropCounters;
+  counters: EspEngineCounters;
+  probes?: PeerHealth[];
+}
+
+/** What a running agent's /encrypt answers. */
+export type EncryptStatus = WireguardEncryptStatus | IpsecEncryptStatus;
+
+/** GET /ipsec/sas: the ESP engine's SAs and peers, and this node's addresses. */
+export interface IpsecSasReport {
+  node: string;
+  internalIP: string;
+  podCIDR: string;
+  sas: EspSaStatus[];
+  peers: EspPeerStatus[];
+}

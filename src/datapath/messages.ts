@@ -1,0 +1,218 @@
+// Every message between the agent (main thread) and the datapath worker: what the worker starts
+// with, the control requests each engine answers, their replies and the status it reports. Both
+// sides import these types, so a field added on one side is a compile error on the other until it
+// is handled there too.
+import type { EspTransform } from '../esp/esp-transform.js';
+import type { EspDropCounters } from '../esp/esp-decoder.js';
+import type { DropReason } from '../wireguard/stats.js';
+import type { TunCounters, TunQueueDescriptor } from './tun-device.js';
+import type { UdpCounters, UdpSocketDescriptor } from './udp-socket.js';
+
+// ---- what the worker starts with (its workerData) ------------------------------------------------
+
+/** The fds the agent opened, and how many threads share large AEAD batches (1 = the worker alone). */
+interface WorkerIo {
+  tun: TunQueueDescriptor;
+  udp: UdpSocketDescriptor;
+  cryptoThreads: number;
+}
+
+export interface WireguardEngineInit {
+  privateKey: Uint8Array;
+  mtu: number;
+  keylogFile?: string;
+  /** Device clock (performance.now()) to Unix ms. */
+  wallClockOffsetMs: number;
+}
+
+export interface EspEngineInit {
+  localIp: string;
+  mtu: number;
+  /** File of persisted sequence marks (JSON {markId: mark}), fsync'd before numbers are used. */
+  marksFile: string;
+  marks: Record<string, number>;
+}
+
+export type WorkerInit =
+  | ({ kind: 'wireguard' } & WorkerIo & WireguardEngineInit)
+  | ({ kind: 'esp' } & WorkerIo & EspEngineInit);
+
+export type EngineKind = WorkerInit['kind'];
+
+// ---- desired state the agent hands an engine ----------------------------------------------------
+
+export interface WireguardPeerSpec {
+  publicKey: string; // base64
+  endpoint: { address: string; port: number } | null;
+  allowedIPs: string[];
+  persistentKeepalive: number; // seconds
+  /** A name for status (the node). */
+  name?: string;
+}
+
+export interface EspSaSpec {
+  spi: number;
+  transform: EspTransform;
+}
+
+export interface EspPeerSpec {
+  name: string;
+  /** The peer's tunnel (node) IP: outer destination of outbound SAs, outer source of inbound. */
+  ip: string;
+  allowedIPs: string[];
+  /** Outbound SAs for every key in force; the one with activeSpi carries traffic (0: none yet). */
+  outbound: EspSaSpec[];
+  activeSpi: number;
+  inbound: EspSaSpec[];
+}
+
+// ---- counters ------------------------------------------------------------------------------------
+
+/** Inner packets and bytes each way through the tunnel. */
+export interface TrafficCounters {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+}
+
+/**
+ * Packets the WireGuard engine drops itself (the core's drops are `drops`). The metrics export
+ * exactly this list, so a new drop counter reaches them by being named here.
+ */
+export const WIREGUARD_ENGINE_DROPS = [
+  'noRoute', 'sourceNotAllowed', 'replay', 'authFailed', 'unknownIndex', 'malformed', 'tooBig', 'sendFailed',
+] as const;
+
+export type WireguardEngineCounters = TrafficCounters & Record<(typeof WIREGUARD_ENGINE_DROPS)[number], number> & {
+  /** Packets staged in the core while a handshake runs (not dropped). */
+  staged: number;
+};
+
+/** Packets the ESP engine drops itself (the decoder's drops are `drops`); the metrics export this list. */
+export const ESP_ENGINE_DROPS = [
+  'noRoute', 'noOutboundSa', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed', 'sequenceWait', 'sequenceExhausted',
+] as const;
+
+export type EspEngineCounters = TrafficCounters & Record<(typeof ESP_ENGINE_DROPS)[number], number>;
+
+// ---- status --------------------------------------------------------------------------------------
+
+export interface WireguardPeerStatus {
+  name: string | null;
+  publicKey: string;
+  endpoint: string | null;
+  allowedIPs: string[];
+  lastHandshakeUnixMs: number | null;
+  rxBytes: number;
+  txBytes: number;
+  /** Transport packets each way (keepalives included). */
+  rxPackets: number;
+  txPackets: number;
+  /** Live session keypairs (current, previous, next). */
+  keypairs: number;
+  persistentKeepalive: number;
+}
+
+export interface WireguardEngineStatus {
+  publicKey: string;
+  listenPort: number;
+  peers: WireguardPeerStatus[];
+  counters: WireguardEngineCounters;
+  drops: Record<DropReason, number>;
+  tun: TunCounters;
+  udp: UdpCounters;
+}
+
+/** One SA as the ESP engine reports it; `ip xfrm state` and the SA export are made from it. */
+export interface EspSaStatus {
+  peer: string;
+  direction: 'in' | 'out';
+  src: string;
+  dst: string;
+  spi: number;
+  mode: 'tunnel';
+  encap: string;
+  /** describeTransform(), e.g. rfc4106(gcm(aes)) 128. */
+  algorithm: string;
+  icvBits: number;
+  replayWindow: number;
+  esn: boolean;
+  transform: { aead?: string; auth?: string; enc?: string };
+  /** Outbound: the SA that carries traffic to its peer; inbound SAs are always active. */
+  active: boolean;
+  bytes: number;
+  packets: number;
+  addTimeMs: number;
+  useTimeMs: number;
+  /** Outbound: the last sequence number used; inbound: the top of the replay window. */
+  sequence: number;
+  /** Only with showKeys: hex as tshark wants it (AES-GCM: key||salt). */
+  key?: { encryption: string; authentication?: string };
+}
+
+export interface EspPeerStatus {
+  name: string;
+  ip: string;
+  activeSpi: number;
+  allowedIPs: string[];
+}
+
+export interface EspEngineStatus {
+  sas: EspSaStatus[];
+  drops: EspDropCounters;
+  /** The drops by the /proc/net/xfrm_stat name Linux would count them under. */
+  xfrmErrors: Record<string, number>;
+  counters: EspEngineCounters;
+  peers: EspPeerStatus[];
+  tun: TunCounters;
+  udp: UdpCounters;
+}
+
+// ---- control requests and their replies, per engine ---------------------------------------------
+
+/** An engine's control protocol: for each request type, the request and what the engine answers. */
+type Protocol = Record<string, { request: { type: string }; reply: unknown }>;
+
+export type WireguardProtocol = {
+  setPeers: { request: { type: 'setPeers'; peers: WireguardPeerSpec[] }; reply: { peers: number } };
+  status: { request: { type: 'status' }; reply: WireguardEngineStatus };
+};
+
+export type EspProtocol = {
+  setPeers: { request: { type: 'setPeers'; peers: EspPeerSpec[] }; reply: { peers: number; sas: number } };
+  status: { request: { type: 'status'; showKeys?: boolean }; reply: EspEngineStatus };
+};
+
+export type ProtocolOf = {
+  wireguard: WireguardProtocol;
+  esp: EspProtocol;
+};
+
+/** The requests an engine of protocol P answers (a union discriminated by `type`). */
+export type RequestOf<P extends Protocol> = P[keyof P]['request'] & { type: string };
+/** What the engine answers to request R. */
+export type ReplyTo<P extends Protocol, R extends RequestOf<P>> = Extract<P[keyof P], { request: { type: R['type'] } }>['reply'];
+/** Any reply of protocol P. */
+export type AnyReplyOf<P extends Protocol> = P[keyof P]['reply'];
+
+/** The loop itself answers this one (null) and then closes the engine. */
+export interface StopRequest { type: 'stop' }
+
+/** Agent to worker. */
+export interface ControlEnvelope<Request extends { type: string } = RequestOf<WireguardProtocol> | RequestOf<EspProtocol>> {
+  id: number;
+  request: Request | StopRequest;
+}
+
+export interface ControlError {
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+/** Worker to agent: once 'ready' after the engine is built, then one reply per envelope. */
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'reply'; id: number; ok: true; value: unknown }
+  | { type: 'reply'; id: number; ok: false; error: ControlError };
