@@ -13,7 +13,7 @@ import { mustReadSettings } from './install-state.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { StatusServer } from './status-server.js';
 import { MetricsServer } from './metrics-server.js';
-import { agentMetrics } from './metrics.js';
+import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
 import type { PublishedAgentStatus } from './api.js';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
@@ -193,8 +193,15 @@ export class Agent {
     });
   }
 
-  async metrics(): Promise<string> {
-    return agentMetrics(this) + (this.mode ? await this.mode.metrics() : '');
+  private readonly prometheus = new AgentMetrics(this);
+
+  /** The Prometheus text exposition of this agent (GET /metrics). */
+  metrics(): Promise<string> {
+    return this.prometheus.render();
+  }
+
+  async modeMetrics(): Promise<ModeMetricsSnapshot | undefined> {
+    return this.mode?.modeMetrics();
   }
 
   async stop(): Promise<void> {

@@ -6,6 +6,7 @@ import type { Registry } from '../control/registry.js';
 import type { Settings } from './settings.js';
 import type { Health } from './health.js';
 import type { EncryptStatus } from './api.js';
+import type { ModeMetricsSnapshot } from './metrics.js';
 
 /** A remote node as the agent sees it in the registry. */
 export interface PeerNode {
@@ -54,8 +55,8 @@ export interface EncryptionMode {
   statusDetail(): string;
   /** `veil agent encrypt status` as JSON (Cilium's EncryptionStatus shape plus veil's details). */
   encryptStatus(): Promise<EncryptStatus>;
-  /** Prometheus text lines (without the agent-wide ones). */
-  metrics(): Promise<string>;
+  /** What the metrics export of this mode, read once per scrape. */
+  modeMetrics(): Promise<ModeMetricsSnapshot>;
   /** Stops the datapath worker; device and routes stay, so a restart loses nothing and leaks nothing. */
   stop(): Promise<void>;
 }

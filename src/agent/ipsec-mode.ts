@@ -13,14 +13,14 @@ import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { UdpSocket } from '../datapath/udp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
-import type { EspEngineStatus, EspPeerSpec, EspSaStatus } from '../datapath/messages.js';
+import type { EspEngineStatus, EspPeerSpec } from '../datapath/messages.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
 import { openTunnelDevice } from './tunnel-device.js';
 import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
-import { datapathMetrics, family } from './metrics.js';
+import type { ModeMetricsSnapshot } from './metrics.js';
 import type { IpsecEncryptStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
@@ -203,20 +203,11 @@ export class IpsecMode implements EncryptionMode {
     };
   }
 
-  async metrics(): Promise<string> {
-    const st = await this.engineStatus();
-    const sa = (s: EspSaStatus) => ({ peer: s.peer, spi: String(s.spi), direction: s.direction });
-    const drops: Record<string, number> = { ...st.drops };
-    for (const k of ['noRoute', 'noOutboundSa', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed', 'sequenceWait'] as const) drops[`datapath_${k}`] = st.counters[k];
-    return [
-      family('veil_ipsec_keys_in_use', 'gauge', 'SAs installed (one key each), as cilium encrypt status counts them.', [{ value: st.sas.length }]),
-      family('veil_ipsec_key_id', 'gauge', 'The key id (SPI) in force and the one published.', [
-        { labels: { kind: 'loaded' }, value: this.loader.current?.spi ?? 0 }, { labels: { kind: 'published' }, value: this.publishedSpi }]),
-      family('veil_ipsec_key_rotation_in_progress', 'gauge', '1 while retired keys still have SAs.', [{ value: this.loader.retired().length ? 1 : 0 }]),
-      family('veil_ipsec_sa_bytes_total', 'counter', 'Inner bytes through an SA.', st.sas.map((s) => ({ labels: sa(s), value: s.bytes }))),
-      family('veil_ipsec_sa_packets_total', 'counter', 'Packets through an SA.', st.sas.map((s) => ({ labels: sa(s), value: s.packets }))),
-      datapathMetrics(st.counters, drops),
-    ].join('');
+  async modeMetrics(): Promise<ModeMetricsSnapshot> {
+    return {
+      mode: 'IPsec', engine: await this.engineStatus(),
+      loadedKeyId: this.loader.current?.spi ?? 0, publishedSpi: this.publishedSpi, rotationInProgress: this.loader.retired().length > 0,
+    };
   }
 
   async stop(): Promise<void> {

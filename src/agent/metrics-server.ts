@@ -1,9 +1,8 @@
 // Prometheus metrics over HTTP on the node's address (agent.metricsPort, Cilium's 9962), for
 // scrapers on the network; the same body as GET /metrics on the local status socket.
 import { createServer, type Server } from 'node:http';
+import { prometheusContentType } from 'prom-client';
 import { errorMessage } from '../util/errors.js';
-
-export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export class MetricsServer {
   private server?: Server;
@@ -19,7 +18,7 @@ export class MetricsServer {
         return;
       }
       this.render().then(
-        (body) => { res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }); res.end(body); },
+        (body) => { res.writeHead(200, { 'content-type': prometheusContentType }); res.end(body); },
         (e) => { res.writeHead(500, { 'content-type': 'text/plain' }); res.end(`metrics failed: ${errorMessage(e)}\n`); },
       );
     });

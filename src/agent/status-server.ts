@@ -4,6 +4,7 @@
 // key material.
 import { createServer, type Server } from 'node:http';
 import { chmodSync, rmSync } from 'node:fs';
+import { prometheusContentType } from 'prom-client';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { Agent } from './agent.js';
 import type { IpsecMode } from './ipsec-mode.js';
@@ -33,7 +34,7 @@ export class StatusServer {
     const [path, query] = url.split('?');
     const json = (value: object) => ({ type: 'application/json', body: JSON.stringify(value) });
     switch (path) {
-      case AGENT_API.metrics: return { type: 'text/plain; version=0.0.4', body: await this.agent.metrics() };
+      case AGENT_API.metrics: return { type: prometheusContentType, body: await this.agent.metrics() };
       case AGENT_API.encrypt: return json(await this.agent.encryption.encryptStatus());
       case AGENT_API.ipsecSas: return json(await this.ipsecSas(new URLSearchParams(query).get('keys') === '1'));
       case AGENT_API.healthz: return json(this.healthz());

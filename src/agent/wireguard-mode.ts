@@ -15,7 +15,7 @@ import { HealthProber } from './health-prober.js';
 import { parseDuration } from './settings.js';
 import { openTunnelDevice } from './tunnel-device.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
-import { datapathMetrics, family } from './metrics.js';
+import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireguardEncryptStatus } from './api.js';
 
 export const WG_DEVICE = 'veil_wg0';
@@ -147,22 +147,8 @@ export class WireguardMode implements EncryptionMode {
     };
   }
 
-  async metrics(): Promise<string> {
-    const st = await this.engineStatus();
-    const now = Date.now();
-    const peer = (p: WireguardEngineStatus['peers'][number]) => ({ peer: p.name ?? p.publicKey });
-    const drops: Record<string, number> = { ...st.drops };
-    for (const k of ['noRoute', 'sourceNotAllowed', 'replay', 'authFailed', 'unknownIndex', 'malformed', 'tooBig', 'sendFailed'] as const) drops[`datapath_${k}`] = st.counters[k];
-    return [
-      family('veil_wireguard_peers', 'gauge', 'Configured WireGuard peers.', [{ value: st.peers.length }]),
-      family('veil_wireguard_peer_rx_bytes_total', 'counter', 'Bytes received from a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.rxBytes }))),
-      family('veil_wireguard_peer_tx_bytes_total', 'counter', 'Bytes sent to a peer (transport datagrams).', st.peers.map((p) => ({ labels: peer(p), value: p.txBytes }))),
-      family('veil_wireguard_peer_rx_packets_total', 'counter', 'Transport packets received from a peer (keepalives included).', st.peers.map((p) => ({ labels: peer(p), value: p.rxPackets }))),
-      family('veil_wireguard_peer_tx_packets_total', 'counter', 'Transport packets sent to a peer (keepalives included).', st.peers.map((p) => ({ labels: peer(p), value: p.txPackets }))),
-      family('veil_wireguard_keys_in_use', 'gauge', 'Live session keypairs (current, previous, next) over all peers.', [{ value: st.peers.reduce((a, p) => a + p.keypairs, 0) }]),
-      family('veil_wireguard_peer_handshake_age_seconds', 'gauge', 'Seconds since the latest handshake with a peer (-1: never).', st.peers.map((p) => ({ labels: peer(p), value: p.lastHandshakeUnixMs ? (now - p.lastHandshakeUnixMs) / 1000 : -1 }))),
-      datapathMetrics(st.counters, drops),
-    ].join('');
+  async modeMetrics(): Promise<ModeMetricsSnapshot> {
+    return { mode: 'Wireguard', engine: await this.engineStatus() };
   }
 
   async stop(): Promise<void> {
