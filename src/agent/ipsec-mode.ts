@@ -21,7 +21,7 @@ import { parseDuration } from './settings.js';
 import { openTunnelDevice } from './tunnel-device.js';
 import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
-import type { IpsecEncryptStatus } from './api.js';
+import type { IpsecEncryptStatus, PublishedAgentStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
 export const ESP_UDP_PORT = 4500;
@@ -127,7 +127,7 @@ export class IpsecMode implements EncryptionMode {
     const local = { ip: c.internalIP, bootId: c.bootID };
     const specs: EspPeerSpec[] = [];
     for (const p of peers) {
-      const agent = p.object.status?.['agent'] as { bootID?: string } | undefined;
+      const agent = p.object.status?.['agent'] as Partial<PublishedAgentStatus> | undefined;
       const bootId = agent?.bootID;
       if (!bootId) continue; // no boot id published yet: no SA, its pods stay fail-closed
       const peerSpi = Number((p.object.spec?.['encryption'] as { key?: number } | undefined)?.key ?? 0);

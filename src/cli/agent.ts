@@ -7,6 +7,7 @@ import type { Registry } from '../control/registry.js';
 import { nodeReady } from '../lab/objects.js';
 import { agentSocketPath, runAgent } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
+import type { PublishedAgentStatus } from '../agent/api.js';
 import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { printStructured } from './output.js';
@@ -50,7 +51,7 @@ async function waitAgentReady(reg: Registry, cluster: string, node: string, pid:
   const deadline = Date.now() + RESTART_TIMEOUT_MS;
   for (;;) {
     const obj = await reg.get('Node', node);
-    if (obj && nodeReady(obj) && (obj.status?.['agent'] as { pid?: number } | undefined)?.pid === pid) return;
+    if (obj && nodeReady(obj) && (obj.status?.['agent'] as Partial<PublishedAgentStatus> | undefined)?.pid === pid) return;
     const alive = agentPid(cluster, node) === pid;
     if (!alive || Date.now() > deadline) {
       const why = alive ? ' in time' : `: ${agentStartFailure(cluster, node, pid) ?? 'it exited'}`;
