@@ -16,7 +16,8 @@ import {
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { VeilError } from '../util/errors.js';
-import type { Kind, Registry, RegistryObject, Watch, WatchEvent, WatchEventType } from './registry.js';
+import type { Kind, LeaseHandle, Registry, RegistryObject, Watch, WatchEvent, WatchEventType } from './registry.js';
+import { KINDS, checkKind, checkName, checkObject, withCreation } from './object-checks.js';
 
 export interface EmbeddedRegistryOptions {
   /** Compact the event log once it is larger than this (bytes). */
@@ -39,8 +40,6 @@ const DEFAULTS: Required<EmbeddedRegistryOptions> = {
 /** Deletions remembered by compaction, so that a watcher far behind still learns of them. */
 const MAX_TOMBSTONES = 10_000;
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
-const KINDS: readonly Kind[] = ['Node', 'Pod', 'Secret', 'ConfigMap'];
 
 export class EmbeddedRegistry implements Registry {
   readonly dir: string;
@@ -135,6 +134,10 @@ export class EmbeddedRegistry implements Registry {
     const w = new LogWatch(this.dir, this.logPath, kind, sinceRevision, onEvent, this.opts.pollMs, () => this.watches.delete(w));
     this.watches.add(w);
     return w;
+  }
+
+  async holdLease(name: string): Promise<LeaseHandle> {
+    throw new VeilError('NOT_SUPPORTED', `the embedded registry cannot hold lease '${name}' yet`, 'use an etcd registry for leases');
   }
 
   close(): void {
@@ -486,26 +489,4 @@ function pidAlive(pid: number): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function withCreation(obj: RegistryObject, cur: RegistryObject | undefined): RegistryObject {
-  const o = structuredClone(obj);
-  o.metadata.creationTimestamp = cur?.metadata.creationTimestamp ?? o.metadata.creationTimestamp ?? new Date().toISOString();
-  return o;
-}
-
-function checkKind(kind: Kind): void {
-  if (!KINDS.includes(kind)) throw new VeilError('INVALID_KIND', `unknown object kind '${kind}'`, `use one of ${KINDS.join(', ')}`);
-}
-
-function checkName(name: string): void {
-  if (!NAME_RE.test(name)) {
-    throw new VeilError('INVALID_NAME', `invalid object name '${name}'`, 'use letters, digits, dots, dashes and underscores, starting with a letter or digit');
-  }
-}
-
-function checkObject(obj: RegistryObject): void {
-  checkKind(obj.kind);
-  if (!obj.metadata) throw new VeilError('INVALID_OBJECT', `${obj.kind} object has no metadata`);
-  checkName(obj.metadata.name);
 }

@@ -3,7 +3,7 @@
 // later etcd and Kubernetes. Objects look like Kubernetes objects so that the CLI can print them
 // the way kubectl does.
 
-export type Kind = 'Node' | 'Pod' | 'Secret' | 'ConfigMap';
+export type Kind = 'Node' | 'Pod' | 'Secret' | 'ConfigMap' | 'Lease';
 
 export interface ObjectMeta {
   name: string;
@@ -38,6 +38,8 @@ export interface Watch {
   stop(): void;
 }
 
+export interface LeaseHandle { /** Stops renewing and deletes the lease now (clean shutdown). */ release(): Promise<void>; }
+
 export interface Registry {
   get(kind: Kind, name: string): Promise<RegistryObject | undefined>;
   list(kind: Kind): Promise<RegistryObject[]>;
@@ -59,5 +61,7 @@ export interface Registry {
    * never skipping one. kind undefined: all kinds.
    */
   watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void): Watch;
+  /** Liveness apart from the node object: keeps Lease/<name> (spec = holder fields plus renewTime, ttlSeconds) present while renewed about every ttlSeconds/3; once the holder stops renewing, it is gone (absent from get/list; a DELETED watch event where the backend can) within ttlSeconds. onLost is called when renewal has failed for longer than the TTL. */
+  holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle>;
   close(): void;
 }

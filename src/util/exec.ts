@@ -39,7 +39,7 @@ export function inNetns(ns: string, argv: string[]): string[] {
 
 const PACKAGES: Record<string, string> = {
   ip: 'iproute2', ping: 'iputils-ping', tcpdump: 'tcpdump', tshark: 'tshark', iperf3: 'iperf3',
-  'wireguard-go': 'wireguard-go', wg: 'wireguard-tools', ethtool: 'ethtool', etcd: 'etcd-server',
+  'wireguard-go': 'wireguard-go', wg: 'wireguard-tools', ethtool: 'ethtool', etcd: 'etcd-server', etcdctl: 'etcd-client',
 };
 
 export function debianPackageOf(cmd: string): string {

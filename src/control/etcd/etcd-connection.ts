@@ -1,0 +1,85 @@
+// How veil reaches an etcd cluster: endpoints, TLS files, user and password file.
+//
+// Client library: `etcd3` (npm, on @grpc/grpc-js): etcd's own v3 gRPC protos, kept current with
+// etcd 3.4/3.5, pure JavaScript on Node 20 (no native gRPC build), with endpoint failover (calls go
+// to another endpoint when one is unavailable), TLS and password auth built in. veil uses its raw
+// KV/Watch/Lease RPCs and keeps watch resumption and leases in its own hands (etcd-watch.ts,
+// etcd-lease.ts): the library's own watcher moves its resume point to the header revision, which
+// can skip events when a stream breaks during catch-up.
+import { readFileSync } from 'node:fs';
+import { Etcd3, type IOptions } from 'etcd3';
+import { VeilError } from '../../util/errors.js';
+
+export interface EtcdConnectionOptions {
+  /** Client URLs, http://host:port or https://host:port; calls fail over between them. */
+  endpoints: string[];
+  /** PEM file of the CA that signed etcd's server certificate (https endpoints). */
+  ca?: string;
+  /** PEM files of a client certificate and its key (etcd run with --client-cert-auth). */
+  cert?: string;
+  key?: string;
+  /** etcd user (etcd auth enabled); its password is read from passwordFile, or given as password. */
+  username?: string;
+  passwordFile?: string;
+  password?: string;
+  /** Deadline of every unary call (ms, default 5000). */
+  callTimeoutMs?: number;
+}
+
+const ENDPOINT_RE = /^(https?):\/\/[^/\s]+:\d+\/?$/;
+
+export function checkEndpoints(endpoints: string[]): void {
+  if (endpoints.length === 0) throw new VeilError('ETCD_NO_ENDPOINTS', 'no etcd endpoints given', 'give one or more, e.g. https://10.0.0.1:2379,https://10.0.0.2:2379');
+  for (const e of endpoints) {
+    if (!ENDPOINT_RE.test(e)) throw new VeilError('ETCD_BAD_ENDPOINT', `invalid etcd endpoint '${e}'`, 'write it as http://HOST:PORT or https://HOST:PORT');
+  }
+  const schemes = new Set(endpoints.map((e) => e.split(':')[0]));
+  if (schemes.size > 1) throw new VeilError('ETCD_BAD_ENDPOINT', `etcd endpoints mix http and https (${endpoints.join(', ')})`, 'use https for all of them (or http for all)');
+}
+
+function readPem(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new VeilError('ETCD_FILE_UNREADABLE', `cannot read the etcd ${what} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, `check the path in the cluster's registry settings ('veil cluster list')`);
+  }
+}
+
+/** The password: given, or the first line of passwordFile. */
+export function readPassword(opts: EtcdConnectionOptions): string | undefined {
+  if (opts.password !== undefined) return opts.password;
+  if (opts.passwordFile === undefined) return undefined;
+  return readPem('password', opts.passwordFile).toString('utf8').split('\n')[0]!.trimEnd();
+}
+
+/** A client for these settings. It connects lazily: nothing is dialled before the first call. */
+export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
+  checkEndpoints(opts.endpoints);
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw new VeilError('ETCD_CERT_WITHOUT_KEY', 'an etcd client certificate needs both cert and key', 'give both files (or neither)');
+  }
+  const tls = opts.endpoints[0]!.startsWith('https:');
+  if (!tls && (opts.ca || opts.cert)) {
+    throw new VeilError('ETCD_TLS_FILES_WITHOUT_HTTPS', 'TLS files are set but the etcd endpoints are http://', 'write the endpoints as https://HOST:PORT');
+  }
+  const timeout = opts.callTimeoutMs ?? 5000;
+  const options: IOptions = {
+    hosts: opts.endpoints,
+    // A unary call never hangs; streams (watch, keepalive) live on and are watched by keepalive pings.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    dialTimeout: timeout,
+    grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000 },
+  };
+  if (tls && (opts.ca || opts.cert)) {
+    options.credentials = {
+      rootCertificate: opts.ca ? readPem('CA', opts.ca) : (undefined as unknown as Buffer), // undefined: the system's CAs
+      ...(opts.cert ? { certChain: readPem('client certificate', opts.cert), privateKey: readPem('client key', opts.key!) } : {}),
+    };
+  }
+  const password = readPassword(opts);
+  if (opts.username !== undefined) {
+    if (password === undefined) throw new VeilError('ETCD_NO_PASSWORD', `etcd user '${opts.username}' has no password`, 'give a password file');
+    options.auth = { username: opts.username, password };
+  }
+  return new Etcd3(options);
+}

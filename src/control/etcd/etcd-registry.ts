@@ -1,0 +1,248 @@
+// The registry on a real etcd v3: objects at veil/<cluster>/<plural kind>/<name> as JSON,
+// resourceVersion = the key's mod_revision, revision() = etcd's header revision. create is a txn on
+// create_revision == 0, update a compare-and-swap on mod_revision, mutate read + CAS retried.
+// Values that are not valid objects (someone else's garbage) are skipped by list and watch and
+// reported by onInvalid / invalidObjects(), so an agent can name them in its status.
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { Range } from 'etcd3';
+import { VeilError } from '../../util/errors.js';
+import type { Kind, LeaseHandle, Registry, RegistryObject, Watch, WatchEvent } from '../registry.js';
+import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
+import { clusterPrefix, kindPrefix, objectKey } from './keys.js';
+import { decodeObject, encodeObject } from './object-codec.js';
+import { connectEtcd, type EtcdConnectionOptions } from './etcd-connection.js';
+import { etcdError } from './etcd-errors.js';
+import { EtcdWatch } from './etcd-watch.js';
+import { EtcdLease } from './etcd-lease.js';
+
+export interface EtcdRegistryOptions extends EtcdConnectionOptions {
+  /** The veil cluster: the key prefix veil/<cluster>/. */
+  cluster: string;
+  /** A value that is not a valid object was met (and skipped) at key. */
+  onInvalid?: (key: string, reason: string) => void;
+  /** A watch lost its stream or was refused; it keeps retrying by itself. */
+  onWatchError?: (e: VeilError) => void;
+  /** Give up a mutate that keeps conflicting after this long (ms, default 30 s). */
+  mutateTimeoutMs?: number;
+}
+
+export interface InvalidObject {
+  key: string;
+  reason: string;
+}
+
+export class EtcdRegistry implements Registry {
+  readonly cluster: string;
+  private readonly client: Etcd3;
+  private readonly opts: EtcdRegistryOptions;
+  private readonly watches = new Set<EtcdWatch>();
+  private readonly leases = new Set<LeaseHandle>();
+  private readonly invalid = new Map<string, string>();
+
+  constructor(opts: EtcdRegistryOptions) {
+    checkName(opts.cluster);
+    this.cluster = opts.cluster;
+    this.opts = opts;
+    this.client = connectEtcd(opts);
+  }
+
+  /** Values under this cluster's prefix seen to be invalid (and skipped), until fixed or deleted. */
+  invalidObjects(): InvalidObject[] {
+    return [...this.invalid].map(([key, reason]) => ({ key, reason }));
+  }
+
+  async get(kind: Kind, name: string): Promise<RegistryObject | undefined> {
+    checkKind(kind);
+    checkName(name);
+    const kv = await this.readKv(kind, name);
+    if (!kv) return undefined;
+    const dec = decodeObject(this.cluster, kv);
+    this.report(dec.key, dec.ok ? undefined : dec.reason);
+    if (!dec.ok) throw invalidObject(dec.key, dec.reason);
+    return dec.object;
+  }
+
+  async list(kind: Kind): Promise<RegistryObject[]> {
+    checkKind(kind);
+    const r = Range.prefix(kindPrefix(this.cluster, kind));
+    const res = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: r.start, range_end: r.end }));
+    const out: RegistryObject[] = [];
+    for (const kv of res.kvs) {
+      const dec = decodeObject(this.cluster, kv);
+      this.report(dec.key, dec.ok ? undefined : dec.reason);
+      if (dec.ok) out.push(dec.object);
+    }
+    return out;
+  }
+
+  async create(obj: RegistryObject): Promise<RegistryObject> {
+    checkObject(obj);
+    const stored = withCreation(obj, undefined);
+    const key = this.keyOf(obj);
+    const res = await this.call(`creating ${obj.kind} '${obj.metadata.name}'`, () => this.client.kv.txn({
+      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key, value: Buffer.from(encodeObject(stored)) } }],
+    }));
+    if (!res.succeeded) {
+      throw new VeilError('ALREADY_EXISTS', `${obj.kind} '${obj.metadata.name}' already exists`, 'pick another name, or delete the existing one first');
+    }
+    stored.metadata.resourceVersion = Number(res.header.revision);
+    return stored;
+  }
+
+  async update(obj: RegistryObject): Promise<RegistryObject> {
+    checkObject(obj);
+    const want = obj.metadata.resourceVersion;
+    const deadline = Date.now() + (this.opts.mutateTimeoutMs ?? 30_000);
+    for (;;) {
+      const kv = await this.readKv(obj.kind, obj.metadata.name);
+      if (!kv) throw new VeilError('NOT_FOUND', `${obj.kind} '${obj.metadata.name}' not found`, 'create it first');
+      const modRev = Number(kv.mod_revision);
+      if (want !== undefined && want !== modRev) throw conflict(obj, modRev, want);
+      const cur = decodeObject(this.cluster, kv);
+      const stored = withCreation(obj, cur.ok ? cur.object : undefined);
+      const rev = await this.casPut(obj.kind, obj.metadata.name, modRev, stored);
+      if (rev !== undefined) {
+        stored.metadata.resourceVersion = rev;
+        return stored;
+      }
+      // Moved between our read and our write: with a resourceVersion that is a conflict, without
+      // one the caller asked for last-writer-wins, so read again.
+      if (want !== undefined || Date.now() > deadline) {
+        const now = await this.readKv(obj.kind, obj.metadata.name);
+        if (!now) throw new VeilError('NOT_FOUND', `${obj.kind} '${obj.metadata.name}' not found`, 'create it first');
+        throw conflict(obj, Number(now.mod_revision), want ?? modRev);
+      }
+    }
+  }
+
+  async mutate(kind: Kind, name: string, fn: (cur: RegistryObject | undefined) => RegistryObject | undefined): Promise<RegistryObject | undefined> {
+    checkKind(kind);
+    checkName(name);
+    const deadline = Date.now() + (this.opts.mutateTimeoutMs ?? 30_000);
+    for (let attempt = 0; ; attempt++) {
+      const kv = await this.readKv(kind, name);
+      const dec = kv ? decodeObject(this.cluster, kv) : undefined;
+      if (dec) this.report(dec.key, dec.ok ? undefined : dec.reason);
+      // A value that is not an object counts as absent: fn's object replaces it (CAS on its revision).
+      const cur = dec?.ok ? dec.object : undefined;
+      const next = fn(cur === undefined ? undefined : structuredClone(cur));
+      if (next === undefined) return cur;
+      checkObject(next);
+      if (next.kind !== kind || next.metadata.name !== name) {
+        throw new VeilError('INVALID_OBJECT', `mutate of ${kind} '${name}' returned ${next.kind} '${next.metadata.name}'`);
+      }
+      const stored = withCreation(next, cur);
+      const rev = await this.casPut(kind, name, kv ? Number(kv.mod_revision) : 0, stored);
+      if (rev !== undefined) {
+        stored.metadata.resourceVersion = rev;
+        return stored;
+      }
+      if (Date.now() > deadline) {
+        throw new VeilError('CONFLICT', `${kind} '${name}' kept changing under ${attempt + 1} attempts to update it`, 'retry later; many writers are updating it at once');
+      }
+      if (attempt >= 3) await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * attempt)));
+    }
+  }
+
+  async delete(kind: Kind, name: string): Promise<boolean> {
+    checkKind(kind);
+    checkName(name);
+    const key = Buffer.from(objectKey(this.cluster, kind, name));
+    const res = await this.call(`deleting ${kind} '${name}'`, () => this.client.kv.deleteRange({ key }));
+    this.report(key.toString(), undefined);
+    return Number(res.deleted) > 0;
+  }
+
+  async revision(): Promise<number> {
+    const res = await this.call('reading the revision', () => this.client.kv.range({ key: Buffer.from(clusterPrefix(this.cluster)), count_only: true }));
+    return Number(res.header.revision);
+  }
+
+  watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void): Watch {
+    if (kind !== undefined) checkKind(kind);
+    const w: EtcdWatch = new EtcdWatch({
+      client: this.client,
+      cluster: this.cluster,
+      prefix: kindPrefix(this.cluster, kind),
+      onEvent,
+      report: (key, reason) => this.report(key, reason),
+      onError: async (e) => {
+        const err = await etcdError(e, this.opts, `watching ${kind ?? 'all'} objects`);
+        this.opts.onWatchError?.(err);
+        return err;
+      },
+      onStop: () => this.watches.delete(w),
+    }, sinceRevision);
+    this.watches.add(w);
+    return w;
+  }
+
+  async holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle> {
+    checkName(name);
+    const lease = await EtcdLease.hold({
+      client: this.client, key: objectKey(this.cluster, 'Lease', name), name, ttlSeconds, holder, onLost,
+      explain: (e, doing) => etcdError(e, this.opts, doing),
+    });
+    this.leases.add(lease);
+    return {
+      release: async () => {
+        this.leases.delete(lease);
+        await lease.release();
+      },
+    };
+  }
+
+  /** Stops watches and renewals (leases then expire after their TTL) and closes the connections. */
+  close(): void {
+    for (const w of [...this.watches]) w.stop();
+    this.leases.clear();
+    this.client.close();
+  }
+
+  // ---- helpers ----
+
+  private keyOf(obj: RegistryObject): Buffer {
+    return Buffer.from(objectKey(this.cluster, obj.kind, obj.metadata.name));
+  }
+
+  private async readKv(kind: Kind, name: string): Promise<IKeyValue | undefined> {
+    const res = await this.call(`reading ${kind} '${name}'`, () => this.client.kv.range({ key: Buffer.from(objectKey(this.cluster, kind, name)) }));
+    return res.kvs[0];
+  }
+
+  /** Puts stored if the key's mod_revision is still modRev (0: the key is absent). The new revision, or undefined. */
+  private async casPut(kind: Kind, name: string, modRev: number, stored: RegistryObject): Promise<number | undefined> {
+    const key = Buffer.from(objectKey(this.cluster, kind, name));
+    const res = await this.call(`writing ${kind} '${name}'`, () => this.client.kv.txn({
+      compare: [modRev === 0
+        ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
+        : { key, target: 'Mod', result: 'Equal', mod_revision: modRev }],
+      success: [{ request_put: { key, value: Buffer.from(encodeObject(stored)) } }],
+    }));
+    return res.succeeded ? Number(res.header.revision) : undefined;
+  }
+
+  private async call<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw await etcdError(e, this.opts, doing);
+    }
+  }
+
+  private report(key: string, reason: string | undefined): void {
+    if (reason === undefined) { this.invalid.delete(key); return; }
+    const known = this.invalid.get(key) === reason;
+    this.invalid.set(key, reason);
+    if (!known) this.opts.onInvalid?.(key, reason);
+  }
+}
+
+function conflict(obj: RegistryObject, have: number, want: number): VeilError {
+  return new VeilError('CONFLICT', `${obj.kind} '${obj.metadata.name}' changed (resourceVersion ${have}, expected ${want})`, 'read it again and retry');
+}
+
+function invalidObject(key: string, reason: string): VeilError {
+  return new VeilError('INVALID_OBJECT', `the value at ${key} in etcd is not a valid object: ${reason}`, `fix it or delete it (etcdctl del ${key}); its writer is not veil`);
+}

@@ -1,0 +1,217 @@
+// One registry watch on etcd: a gRPC watch stream on a key prefix that survives everything.
+//
+// - Resume: after a broken stream (member killed, restarted, network) it reopens on any endpoint
+//   from the revision after the last one it delivered, and drops events at or below it, so nothing
+//   is missed or replayed. (etcd never splits one revision over two responses.)
+// - Compaction: if that revision is gone, it relists: ADDED/MODIFIED/DELETED for the difference
+//   between the list and what this watch had delivered, then goes on from the list's revision.
+// - Bad values: a key holding something that is not a valid object is skipped and reported.
+import { Range, type IKeyValue, type IWatchResponse, type Etcd3 } from 'etcd3';
+import type { RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
+import type { VeilError } from '../../util/errors.js';
+import { decodeObject } from './object-codec.js';
+
+export interface EtcdWatchDeps {
+  client: Etcd3;
+  cluster: string;
+  /** The key prefix watched. */
+  prefix: string;
+  onEvent: (ev: WatchEvent) => void;
+  /** reason: why the value at key is not an object (it is skipped); undefined: key is fine or gone. */
+  report: (key: string, reason: string | undefined) => void;
+  /** The stream broke or etcd refused it; the watch retries by itself. */
+  onError: (e: unknown) => Promise<VeilError>;
+  onStop: () => void;
+}
+
+type Stream = Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
+
+const BACKOFF_MIN_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+
+export class EtcdWatch implements Watch {
+  /** The revision up to which every event has been delivered. */
+  private last: number;
+  /** What this watch has delivered, by key: the base a relist diffs against. */
+  private readonly seen = new Map<string, RegistryObject>();
+  private stream: Stream | undefined;
+  private stopped = false;
+  private backoffMs = BACKOFF_MIN_MS;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Relists done (after compaction), for status and tests. */
+  relists = 0;
+  /** The etcd member (id, hex) whose stream delivered the last response. */
+  memberId = '';
+
+  constructor(private readonly d: EtcdWatchDeps, sinceRevision: number) {
+    this.last = sinceRevision;
+    void this.begin(sinceRevision);
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.closeStream();
+    this.d.onStop();
+  }
+
+  /** The revision every event up to which has been delivered. */
+  get revision(): number {
+    return this.last;
+  }
+
+  private async begin(since: number): Promise<void> {
+    // What the caller had at `since` (it listed at that revision), so that a relist after a
+    // compaction can also tell it what was deleted meanwhile.
+    if (since > 0) {
+      try {
+        const r = await this.d.client.kv.range({ ...this.range(), revision: since });
+        for (const kv of r.kvs) this.remember(kv);
+      } catch (e) {
+        if (!isCompacted(e)) { this.retry(e, () => this.begin(since)); return; }
+        // Already compacted: the relist below can report what exists, not what was deleted.
+      }
+    }
+    this.open();
+  }
+
+  private range(): { key: Buffer; range_end: Buffer } {
+    const r = Range.prefix(this.d.prefix);
+    return { key: r.start, range_end: r.end };
+  }
+
+  private remember(kv: IKeyValue): void {
+    const dec = decodeObject(this.d.cluster, kv);
+    if (dec.ok) this.seen.set(dec.key, dec.object);
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    this.d.client.watchClient.watch().then((stream) => {
+      if (this.stopped) { stream.cancel(); return; }
+      this.stream = stream;
+      let failed = false;
+      const fail = (e: unknown) => {
+        if (failed || this.stream !== stream) return;
+        failed = true;
+        this.closeStream();
+        this.retry(e, () => this.open());
+      };
+      stream.on('data', (res: IWatchResponse) => {
+        if (this.stream !== stream) return;
+        try {
+          this.handle(res);
+        } catch (e) {
+          fail(e);
+        }
+      });
+      stream.on('error', fail);
+      stream.on('end', () => fail(new Error('the etcd watch stream ended')));
+      stream.write({ create_request: { ...this.range(), start_revision: String(this.last + 1), prev_kv: true } });
+    }, (e) => this.retry(e, () => this.open()));
+  }
+
+  private handle(res: IWatchResponse): void {
+    this.memberId = BigInt(res.header.member_id).toString(16);
+    if (res.canceled) {
+      this.closeStream();
+      if (Number(res.compact_revision) > 0) { void this.relist(); return; }
+      throw new Error(`etcd cancelled the watch: ${res.cancel_reason || 'no reason given'}`);
+    }
+    if (res.created) { this.backoffMs = BACKOFF_MIN_MS; return; }
+    if (!res.events.length) return; // a progress notification
+    let top = this.last;
+    for (const ev of res.events) {
+      const rev = Number(ev.kv.mod_revision);
+      if (rev <= this.last) continue; // delivered before the stream broke
+      if (rev > top) top = rev;
+      if (ev.type === 'Delete') this.deleted(ev.kv, ev.prev_kv, rev);
+      else this.put(ev.kv, rev);
+    }
+    this.last = top;
+  }
+
+  private put(kv: IKeyValue, rev: number): void {
+    const dec = decodeObject(this.d.cluster, kv);
+    this.d.report(dec.key, dec.ok ? undefined : dec.reason);
+    if (!dec.ok) return; // the watcher keeps the last good version it saw, if any
+    const type: WatchEventType = this.seen.has(dec.key) ? 'MODIFIED' : 'ADDED';
+    this.seen.set(dec.key, dec.object);
+    this.deliver({ type, revision: rev, object: dec.object });
+  }
+
+  private deleted(kv: IKeyValue, prev: IKeyValue | undefined, rev: number): void {
+    const key = kv.key.toString();
+    const had = this.seen.get(key);
+    this.d.report(key, undefined);
+    const prevDec = prev ? decodeObject(this.d.cluster, prev) : undefined;
+    const object = had ?? (prevDec?.ok ? prevDec.object : undefined);
+    this.seen.delete(key);
+    if (object) this.deliver({ type: 'DELETED', revision: rev, object });
+  }
+
+  /** The revision we would resume from was compacted: list, tell the difference, go on. */
+  private async relist(): Promise<void> {
+    if (this.stopped) return;
+    let res;
+    try {
+      res = await this.d.client.kv.range(this.range());
+    } catch (e) {
+      this.retry(e, () => this.relist());
+      return;
+    }
+    if (this.stopped) return;
+    this.relists++;
+    const rev = Number(res.header.revision);
+    const now = new Map<string, RegistryObject>();
+    for (const kv of res.kvs) {
+      const dec = decodeObject(this.d.cluster, kv);
+      this.d.report(dec.key, dec.ok ? undefined : dec.reason);
+      if (dec.ok) now.set(dec.key, dec.object);
+      else if (this.seen.has(dec.key)) now.set(dec.key, this.seen.get(dec.key)!); // keep the last good one
+    }
+    const events: WatchEvent[] = [];
+    for (const [key, obj] of now) {
+      const had = this.seen.get(key);
+      if (!had) events.push({ type: 'ADDED', revision: obj.metadata.resourceVersion!, object: obj });
+      else if (had.metadata.resourceVersion !== obj.metadata.resourceVersion) events.push({ type: 'MODIFIED', revision: obj.metadata.resourceVersion!, object: obj });
+    }
+    for (const [key, obj] of this.seen) if (!now.has(key)) events.push({ type: 'DELETED', revision: rev, object: obj });
+    events.sort((a, b) => a.revision - b.revision);
+    this.seen.clear();
+    for (const [k, o] of now) this.seen.set(k, o);
+    this.last = rev;
+    for (const ev of events) this.deliver(ev);
+    this.open();
+  }
+
+  private deliver(ev: WatchEvent): void {
+    if (this.stopped) return;
+    try {
+      this.d.onEvent(ev);
+    } catch (e) {
+      queueMicrotask(() => { throw e; }); // the handler's bug: surface it, keep our place
+    }
+  }
+
+  private retry(e: unknown, again: () => void): void {
+    if (this.stopped) return;
+    void this.d.onError(e).catch(() => undefined);
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
+    this.retryTimer = setTimeout(again, wait * (0.75 + Math.random() / 2));
+  }
+
+  private closeStream(): void {
+    const s = this.stream;
+    this.stream = undefined;
+    if (!s) return;
+    // Its listeners stay: they ignore a stream that is no longer this.stream (CANCELLED included).
+    try { s.cancel(); } catch { /* already closed */ }
+  }
+}
+
+function isCompacted(e: unknown): boolean {
+  return /compacted/.test((e as Error)?.message ?? '');
+}

@@ -1,0 +1,50 @@
+// Objects as etcd values: JSON, without resourceVersion (etcd's mod_revision is the version, so a
+// stored value never disagrees with it). Decoding checks the value really is the object its key
+// names: anyone with write access to etcd can put anything there.
+import type { IKeyValue } from 'etcd3';
+import type { Kind, RegistryObject } from '../registry.js';
+import { parseObjectKey } from './keys.js';
+import { checkName } from '../object-checks.js';
+
+export function encodeObject(obj: RegistryObject): string {
+  const stored = structuredClone(obj);
+  delete stored.metadata.resourceVersion;
+  return JSON.stringify(stored);
+}
+
+export type Decoded =
+  | { ok: true; key: string; object: RegistryObject }
+  | { ok: false; key: string; reason: string };
+
+/** The object stored in kv, with resourceVersion = its mod_revision; or why it is not one. */
+export function decodeObject(cluster: string, kv: IKeyValue): Decoded {
+  const key = kv.key.toString();
+  const where = parseObjectKey(cluster, key);
+  if (!where) return { ok: false, key, reason: 'the key is not veil/<cluster>/<kind>/<name>' };
+  let value: unknown;
+  try {
+    value = JSON.parse(kv.value.toString());
+  } catch (e) {
+    return { ok: false, key, reason: `not JSON (${(e as Error).message})` };
+  }
+  const reason = shapeProblem(value, where.kind, where.name);
+  if (reason) return { ok: false, key, reason };
+  const object = value as RegistryObject;
+  object.metadata.resourceVersion = Number(kv.mod_revision);
+  return { ok: true, key, object };
+}
+
+function shapeProblem(v: unknown, kind: Kind, name: string): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
+  const o = v as Record<string, unknown>;
+  if (o['kind'] !== kind) return `kind is ${JSON.stringify(o['kind'])}, the key says ${kind}`;
+  const meta = o['metadata'];
+  if (typeof meta !== 'object' || meta === null) return 'no metadata';
+  const n = (meta as Record<string, unknown>)['name'];
+  if (n !== name) return `metadata.name is ${JSON.stringify(n)}, the key says '${name}'`;
+  try { checkName(name); } catch (e) { return (e as Error).message; }
+  for (const f of ['spec', 'status', 'data'] as const) {
+    if (o[f] !== undefined && (typeof o[f] !== 'object' || o[f] === null || Array.isArray(o[f]))) return `${f} is not an object`;
+  }
+  return undefined;
+}

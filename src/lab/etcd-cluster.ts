@@ -1,0 +1,241 @@
+// A real etcd (Debian's etcd-server) run as child processes on loopback: 1 or 3 members, optionally
+// with TLS (--client-cert-auth) and with auth (users root and veil). For the tests and, later, the
+// lab's control plane. Every process is ours, stopped by its PID; every file is in one temp dir.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { VeilError } from '../util/errors.js';
+import { makeEtcdCerts, type EtcdCerts } from './etcd-certs.js';
+
+export interface EtcdClusterOptions {
+  /** 1 or 3 members (default 1). */
+  members?: number;
+  /** Serve clients over TLS and require a client certificate. */
+  tls?: boolean;
+  /** Enable auth: user root (all) and user veil (read/write under veil/). */
+  auth?: boolean;
+  /** Parent of the cluster's temp dir (default the OS temp dir). */
+  parentDir?: string;
+  /** How long to wait for the cluster to become healthy (ms, default 30 s). */
+  startTimeoutMs?: number;
+}
+
+export interface EtcdMember {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  process: ChildProcess | undefined;
+}
+
+export interface EtcdAuth {
+  rootPassword: string;
+  username: string;
+  password: string;
+  /** A file holding `password` (what a cluster config points at). */
+  passwordFile: string;
+}
+
+/** Every etcd this process started, so that an abrupt exit still takes them down. */
+const LIVE = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of LIVE) if (p.pid !== undefined && p.exitCode === null) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+});
+
+export class EtcdCluster {
+  readonly dir: string;
+  readonly members: EtcdMember[];
+  readonly certs: EtcdCerts | undefined;
+  readonly auth: EtcdAuth | undefined;
+  private readonly args: Map<EtcdMember, string[]>;
+
+  private constructor(dir: string, members: EtcdMember[], args: Map<EtcdMember, string[]>, certs: EtcdCerts | undefined, auth: EtcdAuth | undefined) {
+    this.dir = dir;
+    this.members = members;
+    this.args = args;
+    this.certs = certs;
+    this.auth = auth;
+  }
+
+  /** Starts the members and waits until every one is healthy (and auth is set up, if asked). */
+  static async start(opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+    const n = opts.members ?? 1;
+    if (n !== 1 && n !== 3) throw new VeilError('BAD_ETCD_MEMBERS', `an etcd cluster of ${n} members`, 'use 1 or 3 members');
+    const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'veil-etcd-'));
+    let cluster: EtcdCluster | undefined;
+    try {
+      const certs = opts.tls ? makeEtcdCerts(join(dir, 'pki')) : undefined;
+      const scheme = certs ? 'https' : 'http';
+      const ports = await freePorts(2 * n);
+      const members: EtcdMember[] = Array.from({ length: n }, (_, i) => ({
+        name: `veil-etcd-${i}`,
+        clientUrl: `${scheme}://127.0.0.1:${ports[2 * i]}`,
+        peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`,
+        dataDir: join(dir, `veil-etcd-${i}.data`),
+        logFile: join(dir, `veil-etcd-${i}.log`),
+        process: undefined,
+      }));
+      const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+      const token = `veil-etcd-${randomBytes(4).toString('hex')}`;
+      const args = new Map<EtcdMember, string[]>();
+      for (const m of members) {
+        args.set(m, [
+          '--name', m.name, '--data-dir', m.dataDir,
+          '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+          '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
+          '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', token,
+          '--logger', 'zap', '--log-level', 'warn',
+          ...(certs ? ['--cert-file', certs.server.cert, '--key-file', certs.server.key, '--trusted-ca-file', certs.ca, '--client-cert-auth'] : []),
+        ]);
+      }
+      let auth: EtcdAuth | undefined;
+      if (opts.auth) {
+        const password = randomBytes(12).toString('hex');
+        const passwordFile = join(dir, 'veil.password');
+        writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
+        auth = { rootPassword: randomBytes(12).toString('hex'), username: 'veil', password, passwordFile };
+      }
+      cluster = new EtcdCluster(dir, members, args, certs, undefined);
+      for (const m of members) cluster.launch(m);
+      const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
+      for (const m of members) await cluster.waitHealthy(m, deadline);
+      if (auth) {
+        await cluster.enableAuth(auth);
+        cluster = new EtcdCluster(dir, members, args, certs, auth);
+      }
+      return cluster;
+    } catch (e) {
+      if (cluster) await cluster.stopAll();
+      else rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** The client URLs of all members. */
+  get endpoints(): string[] {
+    return this.members.map((m) => m.clientUrl);
+  }
+
+  /** Runs etcdctl against the given members (default all) with the cluster's credentials. */
+  async etcdctl(args: string[], members: EtcdMember[] = this.members, user = this.auth ? `root:${this.auth.rootPassword}` : undefined): Promise<string> {
+    const creds = [
+      ...(this.certs ? ['--cacert', this.certs.ca, '--cert', this.certs.client.cert, '--key', this.certs.client.key] : []),
+      ...(user ? ['--user', user] : []),
+    ];
+    const argv = ['--endpoints', members.map((m) => m.clientUrl).join(','), '--dial-timeout', '3s', '--command-timeout', '5s', ...creds, ...args];
+    return new Promise((resolve, reject) => {
+      execFile('etcdctl', argv, { env: { ...process.env, ETCDCTL_API: '3' } }, (err, stdout, stderr) => {
+        if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') {
+          reject(new VeilError('MISSING_TOOL', "'etcdctl' is not installed", 'install it (Debian: apt-get install etcd-client)'));
+        } else if (err) {
+          reject(new VeilError('ETCDCTL_FAILED', `etcdctl ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim()}`));
+        } else resolve(stdout);
+      });
+    });
+  }
+
+  /** SIGKILL one member (a crash: no clean shutdown). */
+  async kill(index: number): Promise<void> {
+    await this.signal(this.member(index), 'SIGKILL');
+  }
+
+  /** SIGTERM one member and wait for it to exit (SIGKILL after 10 s). */
+  async stop(index: number): Promise<void> {
+    await this.signal(this.member(index), 'SIGTERM');
+  }
+
+  /** Starts a stopped or killed member again on its data dir and ports, and waits until healthy. */
+  async restart(index: number, timeoutMs = 30_000): Promise<void> {
+    const m = this.member(index);
+    if (m.process && m.process.exitCode === null && m.process.signalCode === null) await this.signal(m, 'SIGTERM');
+    this.launch(m);
+    await this.waitHealthy(m, Date.now() + timeoutMs);
+  }
+
+  /** Stops every member by PID and removes the temp dir. Safe to call twice. */
+  async stopAll(): Promise<void> {
+    // Its data goes with it, so no member needs long to hand leadership over: 1 s, then SIGKILL.
+    await Promise.all(this.members.map((m) => this.signal(m, 'SIGTERM', 1000)));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The last lines of a member's log, for failure messages. */
+  logTail(index: number, lines = 20): string {
+    try { return readFileSync(this.member(index).logFile, 'utf8').trim().split('\n').slice(-lines).join('\n'); } catch { return ''; }
+  }
+
+  private member(index: number): EtcdMember {
+    const m = this.members[index];
+    if (!m) throw new VeilError('BAD_ETCD_MEMBER', `no etcd member ${index}`, `use 0..${this.members.length - 1}`);
+    return m;
+  }
+
+  private launch(m: EtcdMember): void {
+    mkdirSync(this.dir, { recursive: true });
+    const log = openSync(m.logFile, 'a');
+    try {
+      const p = spawn('etcd', this.args.get(m)!, { stdio: ['ignore', log, log] });
+      p.on('error', () => { /* reported by waitHealthy: the member never answers */ });
+      LIVE.add(p);
+      p.once('exit', () => LIVE.delete(p));
+      m.process = p;
+    } finally {
+      closeSync(log);
+    }
+  }
+
+  private async signal(m: EtcdMember, sig: NodeJS.Signals, graceMs = 10_000): Promise<void> {
+    const p = m.process;
+    if (!p || p.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill(sig);
+    const timer = setTimeout(() => p.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private async waitHealthy(m: EtcdMember, deadline: number): Promise<void> {
+    let last = '';
+    for (;;) {
+      if (m.process?.exitCode !== null || m.process?.signalCode !== null) {
+        throw new VeilError('ETCD_START_FAILED', `etcd member ${m.name} exited (${m.process?.exitCode ?? m.process?.signalCode})`, `see its log ${m.logFile}: ${this.logTail(this.members.indexOf(m), 5)}`);
+      }
+      try {
+        await this.etcdctl(['endpoint', 'health'], [m]);
+        return;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (Date.now() > deadline) {
+        throw new VeilError('ETCD_START_TIMEOUT', `etcd member ${m.name} did not become healthy: ${last}`, `see its log ${m.logFile}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  private async enableAuth(auth: EtcdAuth): Promise<void> {
+    const ctl = (args: string[]) => this.etcdctl(args, this.members, undefined);
+    await ctl(['user', 'add', `root:${auth.rootPassword}`, '--interactive=false']);
+    await ctl(['user', 'add', `${auth.username}:${auth.password}`, '--interactive=false']);
+    await ctl(['role', 'add', 'veil']);
+    await ctl(['role', 'grant-permission', 'veil', '--prefix=true', 'readwrite', 'veil/']);
+    await ctl(['user', 'grant-role', auth.username, 'veil']);
+    await ctl(['auth', 'enable']);
+  }
+}
+
+/** count distinct loopback ports that were free a moment ago. */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve(s));
+  })));
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}

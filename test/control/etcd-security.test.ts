@@ -1,0 +1,81 @@
+// A real etcd with TLS (--client-cert-auth) and auth: the right client works; a wrong CA, no client
+// certificate, a wrong password, http against https and dead endpoints each fail fast with an
+// error that says which and what to do.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { EtcdCluster } from '../../src/lab/etcd-cluster.js';
+import { makeCa } from '../../src/lab/etcd-certs.js';
+import { EtcdRegistry, type EtcdRegistryOptions } from '../../src/control/etcd/etcd-registry.js';
+import { isVeilError, type VeilError } from '../../src/util/errors.js';
+import { regOptions } from './etcd-helpers.js';
+
+let etcd: EtcdCluster;
+before(async () => { etcd = await EtcdCluster.start({ members: 1, tls: true, auth: true }); });
+after(async () => { await etcd?.stopAll(); });
+
+/** The VeilError a first call with these options fails with, and how long it took. */
+async function failure(opts: EtcdRegistryOptions): Promise<{ err: VeilError; ms: number }> {
+  const reg = new EtcdRegistry(opts);
+  const t0 = Date.now();
+  try {
+    await reg.list('Node');
+  } catch (e) {
+    assert.ok(isVeilError(e), `a VeilError, not ${String(e)}`);
+    return { err: e, ms: Date.now() - t0 };
+  } finally {
+    reg.close();
+  }
+  assert.fail('the call succeeded');
+}
+
+test('the right CA, client certificate and password work', async () => {
+  const reg = new EtcdRegistry(regOptions(etcd, 'sec'));
+  try {
+    const o = await reg.create({ kind: 'Node', metadata: { name: 'n1' } });
+    assert.equal((await reg.get('Node', 'n1'))?.metadata.resourceVersion, o.metadata.resourceVersion);
+  } finally {
+    reg.close();
+  }
+});
+
+test('a wrong CA is refused clearly', async () => {
+  const other = makeCa(etcd.dir, 'veil-other-ca');
+  const { err, ms } = await failure({ ...regOptions(etcd, 'sec'), ca: other.cert });
+  assert.equal(err.code, 'ETCD_TLS_UNTRUSTED', err.describe());
+  assert.match(err.message, /not signed by the CA .*veil-other-ca\.crt/);
+  assert.match(err.hint!, /CA that signed etcd's server certificate/);
+  assert.ok(ms < 5000, `${ms} ms`);
+});
+
+test('no client certificate is refused clearly', async () => {
+  const { err } = await failure({ ...regOptions(etcd, 'sec'), cert: undefined, key: undefined });
+  assert.equal(err.code, 'ETCD_CLIENT_CERT_REQUIRED', err.describe());
+  assert.match(err.message, /requires a client certificate/);
+  assert.match(err.hint!, /--cert FILE --key FILE/);
+});
+
+test('a client certificate from another CA is refused clearly', async () => {
+  const other = makeCa(etcd.dir, 'veil-rogue-ca');
+  const { signCert } = await import('../../src/lab/etcd-certs.js');
+  const rogue = signCert(etcd.dir, 'veil-rogue-client', 'veil', other, ['extendedKeyUsage=clientAuth']);
+  const { err } = await failure({ ...regOptions(etcd, 'sec'), cert: rogue.cert, key: rogue.key });
+  assert.equal(err.code, 'ETCD_CLIENT_CERT_REJECTED', err.describe());
+});
+
+test('a wrong password is refused clearly', async () => {
+  const { err } = await failure({ ...regOptions(etcd, 'sec'), passwordFile: undefined, password: 'not-the-password' });
+  assert.equal(err.code, 'ETCD_AUTH_FAILED', err.describe());
+  assert.match(err.message, /refused user 'veil': wrong user name or password/);
+});
+
+test('http:// against a TLS etcd says to use https', async () => {
+  const { err } = await failure({ ...regOptions(etcd, 'sec'), endpoints: etcd.endpoints.map((e) => e.replace('https:', 'http:')), ca: undefined, cert: undefined, key: undefined });
+  assert.equal(err.code, 'ETCD_ENDPOINT_NEEDS_HTTPS', err.describe());
+});
+
+test('unreachable endpoints fail within a few seconds, naming each', async () => {
+  const { err, ms } = await failure({ ...regOptions(etcd, 'sec'), endpoints: ['https://127.0.0.1:1', 'https://127.0.0.1:9'] });
+  assert.equal(err.code, 'ETCD_UNREACHABLE', err.describe());
+  assert.match(err.message, /127\.0\.0\.1:1 \(connection refused\).*127\.0\.0\.1:9 \(connection refused\)/);
+  assert.ok(ms < 5000, `${ms} ms`);
+});
