@@ -8,6 +8,7 @@ type CommandGroup = { run(args: string[]): Promise<number> };
 const GROUPS: Record<string, { summary: string; load: () => Promise<CommandGroup> }> = {
   demo: { summary: 'Run the encryption tutorial for real on a local lab (main job)', load: () => import('./demo.js') },
   lab: { summary: 'Create and inspect the local lab cluster (network namespaces)', load: () => import('./lab.js') },
+  cluster: { summary: 'The clusters this CLI knows (config file), and the current one', load: () => import('./cluster.js') },
   secret: { summary: 'Create, read, patch and delete secrets (kubectl subset)', load: () => import('./secret.js') },
   install: { summary: 'Turn on encryption: an agent on every node', load: () => import('./install.js') },
   uninstall: { summary: 'Turn encryption off and restore plaintext routing', load: () => import('./uninstall.js') },

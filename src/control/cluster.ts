@@ -1,9 +1,11 @@
 // Which cluster a command talks to, and its registry.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterDir, veilHome } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
 import { EmbeddedRegistry } from './embedded-registry.js';
+import { EtcdRegistry } from './etcd/etcd-registry.js';
+import { loadClusterConfig, saveCurrentCluster } from './cluster-config.js';
 import type { Registry } from './registry.js';
 
 export const DEFAULT_CLUSTER = 'kind';
@@ -23,7 +25,11 @@ export function currentClusterFile(): string {
   return join(veilHome(), 'current-cluster');
 }
 
-/** flag (a --cluster/--name value) > $VEIL_CLUSTER > <veilHome>/current-cluster > 'kind'. */
+/**
+ * flag (a --cluster/--name value) > $VEIL_CLUSTER > <veilHome>/current-cluster (written by
+ * `veil lab up` and `veil cluster use`, so the later of the two wins) > the cluster config's
+ * current-cluster (e.g. a config copied to an operator's machine) > 'kind'.
+ */
 export function currentCluster(flag?: string): string {
   if (flag) return checkClusterName(flag);
   const env = process.env['VEIL_CLUSTER'];
@@ -33,7 +39,17 @@ export function currentCluster(flag?: string): string {
     const name = readFileSync(file, 'utf8').trim();
     if (name) return checkClusterName(name);
   }
+  const configured = loadClusterConfig().currentCluster;
+  if (configured) return checkClusterName(configured);
   return DEFAULT_CLUSTER;
+}
+
+/** Makes name the current cluster, for this machine's state and in the cluster config. */
+export function useCluster(name: string): void {
+  checkClusterName(name);
+  saveCurrentCluster(name);
+  mkdirSync(veilHome(), { recursive: true });
+  writeFileSync(currentClusterFile(), name + '\n');
 }
 
 /** The directory of a cluster's embedded registry. */
@@ -41,7 +57,15 @@ export function registryDir(cluster: string): string {
   return join(clusterDir(checkClusterName(cluster)), 'registry');
 }
 
-/** The cluster's registry (today always the embedded one; etcd/Kubernetes backends plug in here). */
+/**
+ * The cluster's registry: etcd if the cluster config says so, otherwise the embedded one (the
+ * lab's, and every cluster the config does not name).
+ */
 export function openRegistry(cluster: string): Registry {
+  const entry = loadClusterConfig().clusters.find((c) => c.name === cluster);
+  if (entry?.registry.type === 'etcd') {
+    const { type: _type, ...conn } = entry.registry;
+    return new EtcdRegistry({ cluster: checkClusterName(cluster), ...conn });
+  }
   return new EmbeddedRegistry(registryDir(cluster));
 }

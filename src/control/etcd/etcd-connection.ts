@@ -7,7 +7,8 @@
 // etcd-lease.ts): the library's own watcher moves its resume point to the header revision, which
 // can skip events when a stream breaks during catch-up.
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IOptions } from 'etcd3';
+import type { Etcd3, IOptions } from 'etcd3';
+import { etcd3 } from './etcd3-lib.js';
 import { VeilError } from '../../util/errors.js';
 
 export interface EtcdConnectionOptions {
@@ -81,5 +82,5 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
     if (password === undefined) throw new VeilError('ETCD_NO_PASSWORD', `etcd user '${opts.username}' has no password`, 'give a password file');
     options.auth = { username: opts.username, password };
   }
-  return new Etcd3(options);
+  return new (etcd3().Etcd3)(options);
 }

@@ -5,12 +5,9 @@
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import {
-  EtcdAuthenticationFailedError, EtcdPermissionDeniedError, GRPCDeadlineExceededError, GRPCUnavailableError,
-  GRPCCancelledError, EtcdError, GRPCGenericError,
-} from 'etcd3';
 import { VeilError, isVeilError } from '../../util/errors.js';
 import type { EtcdConnectionOptions } from './etcd-connection.js';
+import { etcd3 } from './etcd3-lib.js';
 
 const CHECK_CONFIG = "the cluster's registry settings are shown by 'veil cluster list'";
 
@@ -18,6 +15,10 @@ const CHECK_CONFIG = "the cluster's registry settings are shown by 'veil cluster
 export async function etcdError(e: unknown, opts: EtcdConnectionOptions, doing: string): Promise<VeilError> {
   if (isVeilError(e)) return e;
   const msg = (e as Error)?.message ?? String(e);
+  const {
+    EtcdAuthenticationFailedError, EtcdPermissionDeniedError, GRPCDeadlineExceededError, GRPCUnavailableError,
+    GRPCCancelledError, EtcdError, GRPCGenericError,
+  } = etcd3();
   if (e instanceof EtcdAuthenticationFailedError) {
     return new VeilError('ETCD_AUTH_FAILED', `etcd refused user '${opts.username}': wrong user name or password`,
       `check the password in ${opts.passwordFile ?? 'the cluster settings'} (an etcd admin resets it with 'etcdctl user passwd ${opts.username}')`);

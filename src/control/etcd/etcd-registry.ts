@@ -4,7 +4,6 @@
 // Values that are not valid objects (someone else's garbage) are skipped by list and watch and
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { Range } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
 import type { Kind, LeaseHandle, Registry, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
@@ -14,6 +13,7 @@ import { connectEtcd, type EtcdConnectionOptions } from './etcd-connection.js';
 import { etcdError } from './etcd-errors.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { EtcdLease } from './etcd-lease.js';
+import { prefixRange } from './etcd3-lib.js';
 
 export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   /** The veil cluster: the key prefix veil/<cluster>/. */
@@ -64,8 +64,7 @@ export class EtcdRegistry implements Registry {
 
   async list(kind: Kind): Promise<RegistryObject[]> {
     checkKind(kind);
-    const r = Range.prefix(kindPrefix(this.cluster, kind));
-    const res = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: r.start, range_end: r.end }));
+    const res = await this.call(`listing ${kind} objects`, () => this.client.kv.range(prefixRange(kindPrefix(this.cluster, kind))));
     const out: RegistryObject[] = [];
     for (const kv of res.kvs) {
       const dec = decodeObject(this.cluster, kv);

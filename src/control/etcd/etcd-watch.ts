@@ -6,7 +6,8 @@
 // - Compaction: if that revision is gone, it relists: ADDED/MODIFIED/DELETED for the difference
 //   between the list and what this watch had delivered, then goes on from the list's revision.
 // - Bad values: a key holding something that is not a valid object is skipped and reported.
-import { Range, type IKeyValue, type IWatchResponse, type Etcd3 } from 'etcd3';
+import type { IKeyValue, IWatchResponse, Etcd3 } from 'etcd3';
+import { prefixRange } from './etcd3-lib.js';
 import type { RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
 import type { VeilError } from '../../util/errors.js';
 import { decodeObject } from './object-codec.js';
@@ -77,8 +78,7 @@ export class EtcdWatch implements Watch {
   }
 
   private range(): { key: Buffer; range_end: Buffer } {
-    const r = Range.prefix(this.d.prefix);
-    return { key: r.start, range_end: r.end };
+    return prefixRange(this.d.prefix);
   }
 
   private remember(kv: IKeyValue): void {

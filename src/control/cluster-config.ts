@@ -1,0 +1,141 @@
+// The clusters a veil CLI knows, like a kubeconfig: ~/.veil/config ($VEIL_CONFIG overrides) lists
+// each cluster's registry (the embedded file store, or etcd endpoints and credentials) and names the
+// current one. YAML, as a kubeconfig is, read and written with the `yaml` package, whose document
+// API lets `veil cluster add|use` change one entry and keep the rest of the file, comments included.
+// Relative file paths in it are relative to the file's directory.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { parseDocument, isMap, isSeq, type Document } from 'yaml';
+import { VeilError } from '../util/errors.js';
+import { atomicWrite } from './embedded-registry.js';
+import { checkEndpoints, type EtcdConnectionOptions } from './etcd/etcd-connection.js';
+
+export interface EmbeddedRegistryConfig {
+  type: 'embedded';
+}
+
+/** How to reach the cluster's etcd (the file's password-file is passwordFile here). */
+export interface EtcdRegistryConfig extends Pick<EtcdConnectionOptions, 'endpoints' | 'ca' | 'cert' | 'key' | 'username' | 'passwordFile'> {
+  type: 'etcd';
+}
+
+export type RegistryConfig = EmbeddedRegistryConfig | EtcdRegistryConfig;
+
+export interface ClusterEntry {
+  name: string;
+  registry: RegistryConfig;
+}
+
+export interface ClusterConfig {
+  path: string;
+  currentCluster: string | undefined;
+  clusters: ClusterEntry[];
+}
+
+export function clusterConfigPath(): string {
+  return process.env['VEIL_CONFIG'] || join(homedir(), '.veil', 'config');
+}
+
+/** The config file's clusters (none when the file does not exist), file paths made absolute. */
+export function loadClusterConfig(path = clusterConfigPath()): ClusterConfig {
+  if (!existsSync(path)) return { path, currentCluster: undefined, clusters: [] };
+  const raw = readDoc(path).toJS() as unknown;
+  if (raw === null || raw === undefined) return { path, currentCluster: undefined, clusters: [] };
+  const bad = (what: string) => new VeilError('BAD_CLUSTER_CONFIG', `${path}: ${what}`, "fix the file, or rewrite an entry with 'veil cluster add' (see 'veil cluster add -h')");
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw bad('not a map of current-cluster and clusters');
+  const top = raw as Record<string, unknown>;
+  for (const k of Object.keys(top)) if (k !== 'current-cluster' && k !== 'clusters') throw bad(`unknown key '${k}' (known: current-cluster, clusters)`);
+  const current = top['current-cluster'];
+  if (current !== undefined && typeof current !== 'string') throw bad('current-cluster is not a name');
+  const list = top['clusters'] ?? [];
+  if (!Array.isArray(list)) throw bad('clusters is not a list');
+  const base = dirname(resolve(path));
+  const clusters = list.map((c, i) => parseEntry(c, `clusters[${i}]`, base, bad));
+  return { path, currentCluster: current as string | undefined, clusters };
+}
+
+function parseEntry(c: unknown, at: string, base: string, bad: (what: string) => VeilError): ClusterEntry {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw bad(`${at} is not a map`);
+  const e = c as Record<string, unknown>;
+  if (typeof e['name'] !== 'string' || !e['name']) throw bad(`${at} has no name`);
+  const name = e['name'];
+  const r = e['registry'];
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad(`cluster '${name}' has no registry map`);
+  const reg = r as Record<string, unknown>;
+  if (reg['type'] === 'embedded') return { name, registry: { type: 'embedded' } };
+  if (reg['type'] !== 'etcd') throw bad(`cluster '${name}': registry type ${JSON.stringify(reg['type'])} (use embedded or etcd)`);
+  const known = ['type', 'endpoints', 'ca', 'cert', 'key', 'username', 'password-file'];
+  for (const k of Object.keys(reg)) if (!known.includes(k)) throw bad(`cluster '${name}': unknown registry key '${k}' (known: ${known.join(', ')})`);
+  const endpoints = reg['endpoints'];
+  if (!Array.isArray(endpoints) || !endpoints.every((x) => typeof x === 'string')) throw bad(`cluster '${name}': endpoints is not a list of URLs`);
+  try { checkEndpoints(endpoints); } catch (err) { throw bad(`cluster '${name}': ${(err as VeilError).describe()}`); }
+  const file = (k: string): string | undefined => {
+    const v = reg[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !v) throw bad(`cluster '${name}': ${k} is not a file path`);
+    return isAbsolute(v) ? v : resolve(base, v);
+  };
+  const username = reg['username'];
+  if (username !== undefined && typeof username !== 'string') throw bad(`cluster '${name}': username is not a string`);
+  const out: EtcdRegistryConfig = { type: 'etcd', endpoints };
+  const ca = file('ca'), cert = file('cert'), key = file('key'), passwordFile = file('password-file');
+  if (ca) out.ca = ca;
+  if (cert) out.cert = cert;
+  if (key) out.key = key;
+  if (username) out.username = username;
+  if (passwordFile) out.passwordFile = passwordFile;
+  return { name, registry: out };
+}
+
+/** Adds the cluster, or replaces the entry of that name; the rest of the file stays as it was. */
+export function saveClusterEntry(entry: ClusterEntry, path = clusterConfigPath()): void {
+  const doc = existsSync(path) ? readDoc(path) : parseDocument('');
+  if (!isMap(doc.contents)) doc.contents = doc.createNode({}) as typeof doc.contents;
+  const reg = entry.registry;
+  const node = doc.createNode({
+    name: entry.name,
+    registry: reg.type === 'embedded' ? { type: 'embedded' } : {
+      type: 'etcd', endpoints: reg.endpoints,
+      ...(reg.ca ? { ca: reg.ca } : {}), ...(reg.cert ? { cert: reg.cert } : {}), ...(reg.key ? { key: reg.key } : {}),
+      ...(reg.username ? { username: reg.username } : {}), ...(reg.passwordFile ? { 'password-file': reg.passwordFile } : {}),
+    },
+  });
+  let seq = doc.get('clusters');
+  if (!isSeq(seq)) {
+    seq = doc.createNode([]);
+    doc.set('clusters', seq);
+  }
+  const items = (seq as { items: unknown[] }).items;
+  const at = items.findIndex((i) => isMap(i) && i.get('name') === entry.name);
+  if (at >= 0) items[at] = node;
+  else items.push(node);
+  writeDoc(path, doc);
+}
+
+/** Records name as the config's current cluster. */
+export function saveCurrentCluster(name: string, path = clusterConfigPath()): void {
+  const doc = existsSync(path) ? readDoc(path) : parseDocument('');
+  if (!isMap(doc.contents)) doc.contents = doc.createNode({}) as typeof doc.contents;
+  doc.set('current-cluster', name);
+  writeDoc(path, doc);
+}
+
+function readDoc(path: string): Document {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new VeilError('BAD_CLUSTER_CONFIG', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'check its permissions, or point $VEIL_CONFIG at another file');
+  }
+  const doc = parseDocument(text);
+  if (doc.errors.length) {
+    throw new VeilError('BAD_CLUSTER_CONFIG', `${path} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`, 'fix the file (it is YAML, like a kubeconfig)');
+  }
+  return doc;
+}
+
+function writeDoc(path: string, doc: Document): void {
+  mkdirSync(dirname(path), { recursive: true });
+  atomicWrite(path, doc.toString());
+}
