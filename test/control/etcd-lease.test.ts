@@ -19,7 +19,7 @@ after(async () => {
   await etcd?.stopAll();
 });
 
-const TTL = 3;
+const TTL = 2;
 
 test('a killed holder loses its Lease object with a DELETED event within the TTL; a living one keeps it', async () => {
   const events: { ev: WatchEvent; at: number }[] = [];

@@ -7,7 +7,7 @@ import { EtcdCluster } from '../../src/lab/etcd-cluster.js';
 import { makeCa } from '../../src/lab/etcd-certs.js';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../../src/control/etcd/etcd-registry.js';
 import { isVeilError, type VeilError } from '../../src/util/errors.js';
-import { regOptions } from './etcd-helpers.js';
+import { regOptions, waitFor } from './etcd-helpers.js';
 
 let etcd: EtcdCluster;
 before(async () => { etcd = await EtcdCluster.start({ members: 1, tls: true, auth: true }); });
@@ -78,4 +78,29 @@ test('unreachable endpoints fail within a few seconds, naming each', async () =>
   assert.equal(err.code, 'ETCD_UNREACHABLE', err.describe());
   assert.match(err.message, /127\.0\.0\.1:1 \(connection refused\).*127\.0\.0\.1:9 \(connection refused\)/);
   assert.ok(ms < 5000, `${ms} ms`);
+});
+
+test('with password auth, a watch and a lease go on after the member restarts (and forgets its tokens)', async () => {
+  const reg = new EtcdRegistry(regOptions(etcd, 'sec-restart'));
+  const writer = new EtcdRegistry(regOptions(etcd, 'sec-restart'));
+  try {
+    const got: string[] = [];
+    const w = reg.watch('Node', 0, (ev) => got.push(ev.object.metadata.name));
+    await writer.create({ kind: 'Node', metadata: { name: 'before' } });
+    await waitFor(() => got.length === 1, 5000, () => 'the first event');
+    const lost: Error[] = [];
+    await reg.holdLease('holder', 2, {}, (e) => lost.push(e));
+    await etcd.restart(0);
+    await writer.create({ kind: 'Node', metadata: { name: 'after' } });
+    await waitFor(() => got.length === 2, 10_000, () => `the event after the restart (got ${got.join(', ')})`);
+    assert.deepEqual(got, ['before', 'after']);
+    // renewed after the restart: still held after twice its TTL
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.ok(await writer.get('Lease', 'holder'), 'the lease is still held');
+    assert.deepEqual(lost, []);
+    w.stop();
+  } finally {
+    reg.close();
+    writer.close();
+  }
 });

@@ -43,10 +43,15 @@ export class EtcdLease implements LeaseHandle {
     return lease;
   }
 
-  async release(): Promise<void> {
-    if (this.released) return;
+  /** Stops renewing without deleting: etcd removes the object when the TTL runs out. */
+  abandon(): void {
     this.released = true;
     clearInterval(this.timer);
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.abandon();
     try {
       await this.d.client.leaseClient.leaseRevoke({ ID: this.id }); // deletes the key with it
     } catch (e) {
@@ -78,6 +83,9 @@ export class EtcdLease implements LeaseHandle {
       else this.lastRenewed = Date.now();
       this.lostReported = false;
     } catch (e) {
+      // A unary call re-authenticates if the token went stale (etcd3 does that for unary calls,
+      // not for the keepalive stream), so the next renewal can go through.
+      await this.d.client.leaseClient.leaseTimeToLive({ ID: this.id }).catch(() => undefined);
       if (!this.lostReported && Date.now() - this.lastRenewed > this.d.ttlSeconds * 1000) {
         this.lostReported = true;
         const err = await this.d.explain(e, `renewing lease ${this.d.name}`);

@@ -36,7 +36,7 @@ export class EtcdRegistry implements Registry {
   private readonly client: Etcd3;
   private readonly opts: EtcdRegistryOptions;
   private readonly watches = new Set<EtcdWatch>();
-  private readonly leases = new Set<LeaseHandle>();
+  private readonly leases = new Set<EtcdLease>();
   private readonly invalid = new Map<string, string>();
 
   constructor(opts: EtcdRegistryOptions) {
@@ -77,15 +77,11 @@ export class EtcdRegistry implements Registry {
   async create(obj: RegistryObject): Promise<RegistryObject> {
     checkObject(obj);
     const stored = withCreation(obj, undefined);
-    const key = this.keyOf(obj);
-    const res = await this.call(`creating ${obj.kind} '${obj.metadata.name}'`, () => this.client.kv.txn({
-      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-      success: [{ request_put: { key, value: Buffer.from(encodeObject(stored)) } }],
-    }));
-    if (!res.succeeded) {
+    const rev = await this.casPut(obj.kind, obj.metadata.name, 0, stored);
+    if (rev === undefined) {
       throw new VeilError('ALREADY_EXISTS', `${obj.kind} '${obj.metadata.name}' already exists`, 'pick another name, or delete the existing one first');
     }
-    stored.metadata.resourceVersion = Number(res.header.revision);
+    stored.metadata.resourceVersion = rev;
     return stored;
   }
 
@@ -192,18 +188,15 @@ export class EtcdRegistry implements Registry {
     };
   }
 
-  /** Stops watches and renewals (leases then expire after their TTL) and closes the connections. */
+  /** Stops watches and renewals (held leases then expire after their TTL) and closes the connections. */
   close(): void {
     for (const w of [...this.watches]) w.stop();
+    for (const l of this.leases) l.abandon();
     this.leases.clear();
     this.client.close();
   }
 
   // ---- helpers ----
-
-  private keyOf(obj: RegistryObject): Buffer {
-    return Buffer.from(objectKey(this.cluster, obj.kind, obj.metadata.name));
-  }
 
   private async readKv(kind: Kind, name: string): Promise<IKeyValue | undefined> {
     const res = await this.call(`reading ${kind} '${name}'`, () => this.client.kv.range({ key: Buffer.from(objectKey(this.cluster, kind, name)) }));
@@ -213,13 +206,21 @@ export class EtcdRegistry implements Registry {
   /** Puts stored if the key's mod_revision is still modRev (0: the key is absent). The new revision, or undefined. */
   private async casPut(kind: Kind, name: string, modRev: number, stored: RegistryObject): Promise<number | undefined> {
     const key = Buffer.from(objectKey(this.cluster, kind, name));
+    const value = encodeObject(stored);
     const res = await this.call(`writing ${kind} '${name}'`, () => this.client.kv.txn({
       compare: [modRev === 0
         ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
         : { key, target: 'Mod', result: 'Equal', mod_revision: modRev }],
-      success: [{ request_put: { key, value: Buffer.from(encodeObject(stored)) } }],
+      success: [{ request_put: { key, value: Buffer.from(value) } }],
+      // on failure, what is there now: if it is exactly our value, written after modRev, then an
+      // earlier attempt of this same call committed (the client retries a call whose answer was
+      // lost, e.g. when the leader died) and this "failure" is our own write
+      failure: [{ request_range: { key } }],
     }));
-    return res.succeeded ? Number(res.header.revision) : undefined;
+    if (res.succeeded) return Number(res.header.revision);
+    const now = res.responses[0]?.response_range?.kvs[0];
+    if (now && now.value.toString() === value && Number(now.mod_revision) > modRev) return Number(now.mod_revision);
+    return undefined;
   }
 
   private async call<T>(doing: string, fn: () => Promise<T>): Promise<T> {

@@ -88,7 +88,9 @@ export class EtcdWatch implements Watch {
 
   private open(): void {
     if (this.stopped) return;
-    this.d.client.watchClient.watch().then((stream) => {
+    // A unary call first: etcd3 re-authenticates unary calls whose token went stale (a restarted
+    // member forgets its tokens) but not streams, and it tells a dead cluster from a refused watch.
+    this.d.client.kv.range({ ...this.range(), count_only: true }).then(() => this.d.client.watchClient.watch()).then((stream) => {
       if (this.stopped) { stream.cancel(); return; }
       this.stream = stream;
       let failed = false;

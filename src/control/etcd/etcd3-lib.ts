@@ -3,11 +3,19 @@
 import { createRequire } from 'node:module';
 
 type Etcd3Lib = typeof import('etcd3');
+type CockatielLib = typeof import('cockatiel');
 let lib: Etcd3Lib | undefined;
+let cockatiel: CockatielLib | undefined;
 
 export function etcd3(): Etcd3Lib {
   lib ??= createRequire(import.meta.url)('etcd3') as Etcd3Lib;
   return lib;
+}
+
+/** cockatiel: the fault-handling policies etcd3 takes (loaded with it, on first use). */
+export function faultPolicies(): CockatielLib {
+  cockatiel ??= createRequire(import.meta.url)('cockatiel') as CockatielLib;
+  return cockatiel;
 }
 
 /** The key range of every key that starts with prefix (etcd's [key, range_end)). */
