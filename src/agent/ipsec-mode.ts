@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import type { RegistryObject, Watch } from '../control/registry.js';
 import { IpsecKeyLoader } from '../keys/ipsec-key-loader.js';
+import { IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
 import type { IpsecKey } from '../keys/ipsec-keyfile.js';
 import { deriveTunnelTransforms } from '../keys/ipsec-derive.js';
 import { pairSpi } from '../keys/ipsec-spi.js';
@@ -47,13 +48,13 @@ export class IpsecMode implements EncryptionMode {
   }
 
   private get keyFileName(): string {
-    return `secret:${this.secretName}/keys`;
+    return `secret:${this.secretName}/${IPSEC_SECRET_DATA_KEY}`;
   }
 
   /** The key file text; `committed` is the secret as a watch event delivered it (fresher than a read). */
   private async readKeyFile(committed?: RegistryObject): Promise<string> {
     const s = committed ?? await this.ctx.registry.get('Secret', this.secretName);
-    const raw = s?.data?.['keys'];
+    const raw = s?.data?.[IPSEC_SECRET_DATA_KEY];
     if (raw === undefined) {
       throw new VeilError('NO_IPSEC_KEYS', `open ${this.keyFileName}: no such file or directory`,
         `create the secret: veil secret create ${this.secretName} --from-literal=keys="3+ rfc4106(gcm(aes)) $(openssl rand -hex 20) 128"`);

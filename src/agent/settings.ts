@@ -2,6 +2,7 @@
 // (Cilium's config keys, as `veil config view` shows them).
 import { VeilError } from '../util/errors.js';
 import { nearest } from '../util/nearest.js';
+import { DEFAULT_IPSEC_SECRET, IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
 
 export type EncryptionType = 'ipsec' | 'wireguard';
 
@@ -30,7 +31,7 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   'encryption.nodeEncryption': { kind: 'bool', default: false, doc: 'also encrypt node-to-node traffic (WireGuard)' },
   'encryption.wireguard.persistentKeepalive': { kind: 'duration', default: '0s', doc: 'keepalive interval, 0s = off' },
   'encryption.wireguard.keylogFile': { kind: 'string', default: '', doc: "write WireGuard session secrets for Wireshark (per node: '{node}' expands)" },
-  'encryption.ipsec.secretName': { kind: 'string', default: 'ipsec-keys', doc: 'secret holding the IPsec key file (data key "keys")' },
+  'encryption.ipsec.secretName': { kind: 'string', default: DEFAULT_IPSEC_SECRET, doc: `secret holding the IPsec key file (data key "${IPSEC_SECRET_DATA_KEY}")` },
   'encryption.ipsec.keyRotationDuration': { kind: 'duration', default: '5m', doc: 'how long old keys keep decrypting after a rotation' },
   'encryption.ipsec.keyWatcher': { kind: 'bool', default: true, doc: 'apply key file changes without a restart' },
   'agent.metricsPort': { kind: 'port', default: 9962, doc: 'Prometheus metrics port on the node IP' },
@@ -109,7 +110,7 @@ export function renderConfig(s: Settings): Record<string, string> {
   const c: Record<string, string> = {};
   if (s['encryption.enabled'] && s['encryption.type'] === 'ipsec') {
     c['enable-ipsec'] = 'true';
-    c['ipsec-key-file'] = `secret:${s['encryption.ipsec.secretName']}/keys`;
+    c['ipsec-key-file'] = `secret:${s['encryption.ipsec.secretName']}/${IPSEC_SECRET_DATA_KEY}`;
     c['ipsec-key-rotation-duration'] = s['encryption.ipsec.keyRotationDuration'];
     c['enable-ipsec-key-watcher'] = String(s['encryption.ipsec.keyWatcher']);
   }

@@ -14,13 +14,16 @@ function distance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-/** The candidate nearest to `word` (case-insensitive), or undefined if none is near enough to be a typo. */
-export function nearest(word: string, candidates: readonly string[]): string | undefined {
+/**
+ * The candidate nearest to `word` (case-insensitive), or undefined if none is within maxDistance
+ * edits (short words such as flag values want a tighter bound than the default).
+ */
+export function nearest(word: string, candidates: readonly string[], maxDistance = Math.max(3, Math.floor(word.length / 3))): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
     const d = distance(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) { bestD = d; best = c; }
   }
-  return bestD <= Math.max(3, Math.floor(word.length / 3)) ? best : undefined;
+  return bestD <= maxDistance ? best : undefined;
 }
