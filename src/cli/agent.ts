@@ -1,5 +1,4 @@
 // veil agent: run the node agent (internal, started by install) and ask one agent about itself.
-import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { currentCluster, openRegistry } from '../control/cluster.js';
@@ -10,39 +9,10 @@ import { AgentClient } from '../agent/agent-client.js';
 import type { PublishedAgentStatus } from '../agent/api.js';
 import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
+import { command, group, UsageError } from './flags.js';
+import { clusterNode } from './node-arg.js';
 import { printStructured } from './output.js';
 import { formatEncryptStatus } from '../operator/encrypt-status-text.js';
-
-const HELP = `Usage: veil agent <subcommand> [flags]
-
-Subcommands:
-  status NODE [-o json]            health and encryption of the agent on NODE
-  encrypt status NODE [-o json]    the tunnel: interface, keys, peers / SAs, counters
-  logs NODE [-f]                   the agent's structured log
-  restart NODE                     stop and start the agent on NODE (keys and routes survive)
-  run --node NODE [--wireguard-keylog FILE]
-                                   run the agent in the foreground (install does this for you);
-                                   the key log lets Wireshark decrypt a WireGuard capture
-
-Examples:
-  veil agent status kind-worker
-  veil agent encrypt status kind-worker -o json
-  veil agent logs kind-worker -f`;
-
-async function knownNode(cluster: string, node: string | undefined): Promise<string> {
-  if (!node) throw new VeilError('BAD_ARGS', 'which node?', "name one, e.g. 'veil agent status kind-worker'");
-  const reg = openRegistry(cluster);
-  try {
-    const obj = await reg.get('Node', node);
-    if (!obj) {
-      const names = (await reg.list('Node')).map((n) => n.metadata.name);
-      throw new VeilError('UNKNOWN_NODE', `unknown node '${node}'`, names.length ? `nodes: ${names.join(', ')}` : "create the lab with 'veil lab up'");
-    }
-    return node;
-  } finally {
-    reg.close();
-  }
-}
 
 const RESTART_TIMEOUT_MS = 30_000;
 
@@ -61,69 +31,121 @@ async function waitAgentReady(reg: Registry, cluster: string, node: string, pid:
   }
 }
 
-export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: {
-      node: { type: 'string' }, cluster: { type: 'string' }, output: { type: 'string', short: 'o' },
-      follow: { type: 'boolean', short: 'f' }, 'wireguard-keylog': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help || !positionals.length) { console.log(HELP); return values.help ? 0 : 2; }
-  const cluster = currentCluster(values.cluster);
-  const [sub, ...rest] = positionals;
-  switch (sub) {
-    case 'run': {
-      if (!values.node) throw new VeilError('BAD_ARGS', 'veil agent run needs --node NODE');
-      return runAgent({ cluster, node: values.node, wireguardKeylog: values['wireguard-keylog'] });
+const runCmd = command({
+  name: 'veil agent run',
+  summary: "run the agent in the foreground (install does this for you)",
+  usage: ['veil agent run --node NODE [--wireguard-keylog FILE] [--cluster NAME]'],
+  about: `Runs the node agent in the foreground, in the node's namespace ('veil install' starts one
+per node this way). The key log lets Wireshark decrypt a WireGuard capture.`,
+  flags: {
+    node: { type: 'string', value: 'NODE', help: 'the node this agent serves' },
+    'wireguard-keylog': { type: 'string', value: 'FILE', help: 'write WireGuard session keys for Wireshark' },
+  },
+  examples: ['ip netns exec veil-kind_kind-worker veil agent run --node kind-worker'],
+  run({ values }) {
+    if (!values.node) throw new UsageError('veil agent run needs --node NODE', 'e.g. veil agent run --node kind-worker');
+    return runAgent({ cluster: currentCluster(values.cluster), node: values.node, wireguardKeylog: values['wireguard-keylog'] });
+  },
+});
+
+const status = command({
+  name: 'veil agent status',
+  summary: 'health and encryption of the agent on NODE',
+  usage: ['veil agent status NODE [-o json|yaml] [--cluster NAME]'],
+  about: "The agent's health checks and its encryption line (mode, device, key, port, peers).",
+  positionals: true,
+  output: { choices: ['json', 'yaml'] },
+  examples: ['veil agent status kind-worker', 'veil agent status kind-worker -o json'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent status kind-worker');
+    const h = await new AgentClient(agentSocketPath(cluster, node)).healthz();
+    if (values.output) { printStructured(h, values.output); return 0; }
+    console.log(`Node: ${h.node}`);
+    console.log(`Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`);
+    for (const c of h.health.checks) console.log(`  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`);
+    console.log(`Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`);
+    return 0;
+  },
+});
+
+const encryptStatus = command({
+  name: 'veil agent encrypt status',
+  summary: 'the tunnel: interface, keys, peers / SAs, counters',
+  usage: ['veil agent encrypt status NODE [-o json|yaml] [--cluster NAME]'],
+  about: "The node's tunnel as the agent sees it: interface, keys, peers or SAs, counters.",
+  positionals: true,
+  output: { choices: ['json', 'yaml'] },
+  examples: ['veil agent encrypt status kind-worker', 'veil agent encrypt status kind-worker -o json'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent encrypt status kind-worker');
+    const st = await new AgentClient(agentSocketPath(cluster, node)).encryptStatus();
+    if (values.output) { printStructured(st, values.output); return 0; }
+    process.stdout.write(formatEncryptStatus(st));
+    return 0;
+  },
+});
+
+const logs = command({
+  name: 'veil agent logs',
+  summary: "the agent's structured log",
+  usage: ['veil agent logs NODE [-f] [--cluster NAME]'],
+  about: "The agent's structured log (one JSON object per line).",
+  positionals: true,
+  flags: { follow: { type: 'boolean', short: 'f', help: 'keep printing new lines (Ctrl-C stops)' } },
+  examples: ['veil agent logs kind-worker', 'veil agent logs kind-worker -f'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent logs kind-worker');
+    const path = agentLogPath(cluster, node);
+    if (!existsSync(path)) throw new VeilError('NO_LOG', `no agent log for ${node} yet`, "is veil installed? ('veil status')");
+    if (!values.follow) { process.stdout.write(readFileSync(path, 'utf8')); return 0; }
+    const tail = spawn('tail', ['-n', '+1', '-f', path], { stdio: 'inherit' });
+    return new Promise((r) => tail.on('exit', (c) => r(c ?? 0)));
+  },
+});
+
+const restart = command({
+  name: 'veil agent restart',
+  summary: 'stop and start the agent on NODE (keys and routes survive)',
+  usage: ['veil agent restart NODE [--cluster NAME]'],
+  about: 'Stops the agent on NODE and starts it again, waiting until it is ready. Keys and routes survive.',
+  positionals: true,
+  examples: ['veil agent restart kind-worker'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent restart kind-worker');
+    await stopAgent(cluster, node);
+    const reg = openRegistry(cluster);
+    try {
+      const pid = startAgent(cluster, (await reg.get('Node', node))!);
+      await waitAgentReady(reg, cluster, node, pid);
+      console.log(`agent on ${node} restarted (pid ${pid})`);
+    } finally {
+      reg.close();
     }
-    case 'status': {
-      const node = await knownNode(cluster, rest[0]);
-      const h = await new AgentClient(agentSocketPath(cluster, node)).healthz();
-      if (values.output) { printStructured(h, values.output); return 0; }
-      console.log(`Node: ${h.node}`);
-      console.log(`Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`);
-      for (const c of h.health.checks) console.log(`  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`);
-      console.log(`Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`);
-      return 0;
-    }
-    case 'encrypt': {
-      if (rest[0] !== 'status') throw new VeilError('BAD_ARGS', `unknown subcommand 'agent encrypt ${rest[0] ?? ''}'`, "use 'veil agent encrypt status NODE'");
-      const node = await knownNode(cluster, rest[1]);
-      const st = await new AgentClient(agentSocketPath(cluster, node)).encryptStatus();
-      if (values.output) { printStructured(st, values.output); return 0; }
-      process.stdout.write(formatEncryptStatus(st));
-      return 0;
-    }
-    case 'logs': {
-      const node = await knownNode(cluster, rest[0]);
-      const path = agentLogPath(cluster, node);
-      if (!existsSync(path)) throw new VeilError('NO_LOG', `no agent log for ${node} yet`, "is veil installed? ('veil status')");
-      if (!values.follow) { process.stdout.write(readFileSync(path, 'utf8')); return 0; }
-      const tail = spawn('tail', ['-n', '+1', '-f', path], { stdio: 'inherit' });
-      return new Promise((r) => tail.on('exit', (c) => r(c ?? 0)));
-    }
-    case 'restart': {
-      const node = await knownNode(cluster, rest[0]);
-      await stopAgent(cluster, node);
-      const reg = openRegistry(cluster);
-      try {
-        const pid = startAgent(cluster, (await reg.get('Node', node))!);
-        await waitAgentReady(reg, cluster, node, pid);
-        console.log(`agent on ${node} restarted (pid ${pid})`);
-      } finally {
-        reg.close();
-      }
-      return 0;
-    }
-    case 'pid': {
-      const node = await knownNode(cluster, rest[0]);
-      const pid = agentPid(cluster, node);
-      if (!pid) return 1;
-      console.log(pid);
-      return 0;
-    }
-    default:
-      throw new VeilError('BAD_ARGS', `unknown subcommand 'agent ${sub}'`, "run 'veil agent -h'");
-  }
-}
+    return 0;
+  },
+});
+
+/** The agent's pid (exit 1 when none runs): for tests and scripts, not listed in the help. */
+const pid = command({
+  name: 'veil agent pid',
+  usage: ['veil agent pid NODE [--cluster NAME]'],
+  positionals: true,
+  examples: ['veil agent pid kind-worker'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent pid kind-worker');
+    const p = agentPid(cluster, node);
+    if (!p) return 1;
+    console.log(p);
+    return 0;
+  },
+});
+
+export const { run } = group({
+  name: 'veil agent',
+  about: "veil agent: ask one node's agent about itself, or run one",
+  commands: {
+    status, encrypt: group({ name: 'veil agent encrypt', summary: 'status NODE: the tunnel (interface, keys, peers / SAs, counters)', commands: { status: encryptStatus } }),
+    logs, restart, run: runCmd, pid: { ...pid, hidden: true },
+  },
+  examples: ['veil agent status kind-worker', 'veil agent encrypt status kind-worker -o json', 'veil agent logs kind-worker -f'],
+});

@@ -1,6 +1,5 @@
 // veil cluster: the clusters this CLI knows (like kubectl config get-contexts/use-context):
 // list them, pick the current one, add one with its registry. The file is src/control/cluster-config.ts.
-import { parseArgs } from 'node:util';
 import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { VeilError } from '../util/errors.js';
@@ -8,64 +7,9 @@ import { veilHome } from '../util/paths.js';
 import { checkClusterName, currentCluster, registryDir, useCluster } from '../control/cluster.js';
 import { clusterConfigPath, loadClusterConfig, saveClusterEntry, type ClusterEntry, type RegistryConfig } from '../control/cluster-config.js';
 import { checkEndpoints } from '../control/etcd/etcd-connection.js';
-import { printStructured, type OutputFormat } from './output.js';
-import { checkOutputFormat } from './read-flags.js';
+import { printStructured } from './output.js';
+import { command, flagValue, group, UsageError } from './flags.js';
 import { table } from '../util/text-table.js';
-
-const HELP: Record<string, string> = {
-  '': `veil cluster: the clusters this CLI knows, and which one commands talk to
-
-Usage: veil cluster <list|use|add> [flags]
-
-The clusters are kept in ~/.veil/config ($VEIL_CONFIG overrides), like a kubeconfig; lab clusters
-made by 'veil lab up' are known without an entry (embedded registry).
-Run 'veil cluster <command> -h' for its flags and examples.`,
-  list: `Usage: veil cluster list [-o json|yaml]
-
-Every cluster in the config file and every lab cluster on this machine; * marks the current one.
-
-Examples:
-  veil cluster list
-  veil cluster list -o json`,
-  use: `Usage: veil cluster use NAME
-
-Makes NAME the cluster later commands talk to (--cluster and $VEIL_CLUSTER still override).
-
-Examples:
-  veil cluster use prod
-  veil cluster use kind`,
-  add: `Usage: veil cluster add NAME --etcd-endpoints URL[,URL...] [--ca FILE] [--cert FILE --key FILE] [--username USER --password-file FILE]
-       veil cluster add NAME --embedded
-
-Adds NAME to the config file (or replaces its entry). File paths are stored absolute. etcd
-endpoints are tried in turn (failover); https endpoints want the CA that signed etcd's server
-certificate, and a client certificate and key when etcd runs with --client-cert-auth.
-
-Examples:
-  veil cluster add prod --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379 \\
-      --ca /etc/veil/etcd-ca.crt --cert /etc/veil/etcd-client.crt --key /etc/veil/etcd-client.key
-  veil cluster add staging --etcd-endpoints http://127.0.0.1:2379 --username veil --password-file ~/.veil/staging.password
-  veil cluster add kind --embedded`,
-};
-
-export async function run(args: string[]): Promise<number> {
-  const [cmd, ...rest] = args;
-  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-    console.log(HELP['']);
-    return cmd ? 0 : 2;
-  }
-  if (!(cmd in HELP) || cmd === '') throw new VeilError('BAD_FLAG', `unknown cluster command '${cmd}'`, "use list, use or add ('veil cluster -h')");
-  if (rest.includes('-h') || rest.includes('--help')) {
-    console.log(HELP[cmd]);
-    return 0;
-  }
-  switch (cmd) {
-    case 'list': return list(rest);
-    case 'use': return use(rest);
-    case 'add': return add(rest);
-  }
-  return 2;
-}
 
 interface ClusterRow {
   name: string;
@@ -91,85 +35,128 @@ function rows(): ClusterRow[] {
   return out;
 }
 
-async function list(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { output: { type: 'string', short: 'o' } } });
-  if (positionals.length) throw new VeilError('BAD_FLAG', `cluster list takes no arguments, got ${positionals.join(' ')}`, "run 'veil cluster list -h'");
-  checkOutputFormat(values.output);
-  const all = rows();
-  if (values.output) {
-    printStructured({ config: clusterConfigPath(), currentCluster: currentCluster(), clusters: all }, values.output as OutputFormat);
+const list = command({
+  name: 'veil cluster list',
+  summary: 'every known cluster; * marks the current one',
+  usage: ['veil cluster list [-o json|yaml]'],
+  about: 'Every cluster in the config file and every lab cluster on this machine; * marks the current one.',
+  cluster: false,
+  output: { choices: ['json', 'yaml'] },
+  examples: ['veil cluster list', 'veil cluster list -o json'],
+  run({ values }) {
+    const all = rows();
+    if (values.output) {
+      printStructured({ config: clusterConfigPath(), currentCluster: currentCluster(), clusters: all }, values.output);
+      return 0;
+    }
+    if (!all.length) {
+      console.log(`no clusters yet: 'veil lab up' makes one, 'veil cluster add' names one (config: ${clusterConfigPath()})`);
+      return 0;
+    }
+    const describe = (r: RegistryConfig) => r.type === 'embedded' ? ['embedded', '-', '-'] : [
+      'etcd', r.endpoints.join(','),
+      [r.ca || r.cert ? `tls${r.cert ? '+client-cert' : ''}` : '', r.username ? `user ${r.username}` : ''].filter(Boolean).join(', ') || '-',
+    ];
+    console.log(table([['CURRENT', 'NAME', 'REGISTRY', 'ENDPOINTS', 'AUTH', 'SOURCE'],
+      ...all.map((r) => [r.current ? '*' : '', r.name, ...describe(r.registry), r.source])]));
     return 0;
-  }
-  if (!all.length) {
-    console.log(`no clusters yet: 'veil lab up' makes one, 'veil cluster add' names one (config: ${clusterConfigPath()})`);
+  },
+});
+
+const use = command({
+  name: 'veil cluster use',
+  summary: 'make NAME the cluster later commands talk to',
+  usage: ['veil cluster use NAME'],
+  about: 'Makes NAME the cluster later commands talk to (--cluster and $VEIL_CLUSTER still override).',
+  cluster: false,
+  positionals: true,
+  examples: ['veil cluster use prod', 'veil cluster use kind'],
+  run({ positionals }) {
+    if (positionals.length !== 1) throw new UsageError('cluster use takes one NAME', "e.g. 'veil cluster use prod'");
+    const name = checkClusterName(positionals[0]!);
+    const known = rows().map((r) => r.name);
+    if (!known.includes(name)) {
+      throw new VeilError('UNKNOWN_CLUSTER', `no cluster named '${name}'${known.length ? ` (known: ${known.join(', ')})` : ''}`, "add it with 'veil cluster add' or make a lab with 'veil lab up --name NAME'");
+    }
+    useCluster(name);
+    console.log(`Switched to cluster "${name}".`);
     return 0;
-  }
-  const describe = (r: RegistryConfig) => r.type === 'embedded' ? ['embedded', '-', '-'] : [
-    'etcd', r.endpoints.join(','),
-    [r.ca || r.cert ? `tls${r.cert ? '+client-cert' : ''}` : '', r.username ? `user ${r.username}` : ''].filter(Boolean).join(', ') || '-',
-  ];
-  console.log(table([['CURRENT', 'NAME', 'REGISTRY', 'ENDPOINTS', 'AUTH', 'SOURCE'],
-    ...all.map((r) => [r.current ? '*' : '', r.name, ...describe(r.registry), r.source])]));
-  return 0;
-}
+  },
+});
 
-async function use(args: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: {} });
-  if (positionals.length !== 1) throw new VeilError('BAD_FLAG', 'cluster use takes one NAME', "e.g. 'veil cluster use prod'");
-  const name = checkClusterName(positionals[0]!);
-  const known = rows().map((r) => r.name);
-  if (!known.includes(name)) {
-    throw new VeilError('UNKNOWN_CLUSTER', `no cluster named '${name}'${known.length ? ` (known: ${known.join(', ')})` : ''}`, "add it with 'veil cluster add' or make a lab with 'veil lab up --name NAME'");
-  }
-  useCluster(name);
-  console.log(`Switched to cluster "${name}".`);
-  return 0;
-}
+const add = command({
+  name: 'veil cluster add',
+  summary: 'add a cluster (its registry: etcd or embedded) to the config file',
+  usage: [
+    'veil cluster add NAME --etcd-endpoints URL[,URL...] [--ca FILE] [--cert FILE --key FILE] [--username USER --password-file FILE]',
+    'veil cluster add NAME --embedded',
+  ],
+  about: `Adds NAME to the config file (or replaces its entry). File paths are stored absolute. etcd
+endpoints are tried in turn (failover); https endpoints want the CA that signed etcd's server
+certificate, and a client certificate and key when etcd runs with --client-cert-auth.`,
+  cluster: false,
+  positionals: true,
+  flags: {
+    'etcd-endpoints': { type: 'string', value: 'URL[,URL...]', help: "etcd's client URLs, tried in turn" },
+    embedded: { type: 'boolean', help: "the embedded registry (files in $VEIL_HOME, as the lab's)" },
+    ca: { type: 'string', value: 'FILE', help: "the CA that signed etcd's server certificate (https)" },
+    cert: { type: 'string', value: 'FILE', help: 'a client certificate (with --key)' },
+    key: { type: 'string', value: 'FILE', help: "the client certificate's key" },
+    username: { type: 'string', value: 'USER', help: 'an etcd user (with --password-file)' },
+    'password-file': { type: 'string', value: 'FILE', help: "a file holding the user's password" },
+  },
+  examples: [
+    `veil cluster add prod --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379 \\
+      --ca /etc/veil/etcd-ca.crt --cert /etc/veil/etcd-client.crt --key /etc/veil/etcd-client.key`,
+    'veil cluster add staging --etcd-endpoints http://127.0.0.1:2379 --username veil --password-file ~/.veil/staging.password',
+    'veil cluster add kind --embedded',
+  ],
+  run({ values, positionals }) {
+    if (positionals.length !== 1) throw new UsageError('cluster add takes one NAME', "run 'veil cluster add -h' for examples");
+    const name = checkClusterName(positionals[0]!);
+    const endpoints = values['etcd-endpoints'];
+    if (values.embedded === (endpoints !== undefined)) {
+      throw new UsageError('cluster add needs either --etcd-endpoints or --embedded', "run 'veil cluster add -h' for examples");
+    }
+    let entry: ClusterEntry;
+    if (values.embedded) {
+      const etcdOnly = ['ca', 'cert', 'key', 'username', 'password-file'].filter((k) => values[k as keyof typeof values] !== undefined);
+      if (etcdOnly.length) throw new UsageError(`--${etcdOnly.join(', --')} only apply to an etcd registry`, 'drop them, or give --etcd-endpoints instead of --embedded');
+      entry = { name, registry: { type: 'embedded' } };
+    } else {
+      const eps = endpoints!.split(',').map((e) => e.trim()).filter(Boolean);
+      flagValue(() => checkEndpoints(eps));
+      if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together', 'give both (a client certificate and its key) or neither');
+      if ((values.username === undefined) !== (values['password-file'] === undefined)) throw new UsageError('--username and --password-file go together', 'give both or neither');
+      if ((values.ca || values.cert) && !eps[0]!.startsWith('https:')) throw new UsageError('--ca/--cert are for https endpoints', 'write the endpoints as https://HOST:PORT');
+      const file = (flag: string, v: string | undefined) => {
+        if (v === undefined) return {};
+        const p = resolve(v);
+        try { accessSync(p, constants.R_OK); } catch {
+          throw new VeilError('BAD_FLAG', `--${flag} ${v}: no readable file at ${p}`, 'check the path');
+        }
+        return { [flag === 'password-file' ? 'passwordFile' : flag]: p };
+      };
+      entry = {
+        name,
+        registry: {
+          type: 'etcd', endpoints: eps,
+          ...file('ca', values.ca), ...file('cert', values.cert), ...file('key', values.key),
+          ...(values.username ? { username: values.username } : {}), ...file('password-file', values['password-file']),
+        },
+      };
+    }
+    saveClusterEntry(entry);
+    console.log(`cluster "${name}" written to ${clusterConfigPath()}${currentCluster() === name ? '' : ` (make it current: veil cluster use ${name})`}`);
+    return 0;
+  },
+});
 
-async function add(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, strict: true, allowPositionals: true,
-    options: {
-      'etcd-endpoints': { type: 'string' }, embedded: { type: 'boolean' },
-      ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
-      username: { type: 'string' }, 'password-file': { type: 'string' },
-    },
-  });
-  if (positionals.length !== 1) throw new VeilError('BAD_FLAG', 'cluster add takes one NAME', "run 'veil cluster add -h' for examples");
-  const name = checkClusterName(positionals[0]!);
-  const endpoints = values['etcd-endpoints'];
-  if (values.embedded === (endpoints !== undefined)) {
-    throw new VeilError('BAD_FLAG', 'cluster add needs either --etcd-endpoints or --embedded', "run 'veil cluster add -h' for examples");
-  }
-  let entry: ClusterEntry;
-  if (values.embedded) {
-    const etcdOnly = ['ca', 'cert', 'key', 'username', 'password-file'].filter((k) => values[k as keyof typeof values] !== undefined);
-    if (etcdOnly.length) throw new VeilError('BAD_FLAG', `--${etcdOnly.join(', --')} only apply to an etcd registry`, 'drop them, or give --etcd-endpoints instead of --embedded');
-    entry = { name, registry: { type: 'embedded' } };
-  } else {
-    const eps = endpoints!.split(',').map((e) => e.trim()).filter(Boolean);
-    checkEndpoints(eps);
-    if ((values.cert === undefined) !== (values.key === undefined)) throw new VeilError('BAD_FLAG', '--cert and --key go together', 'give both (a client certificate and its key) or neither');
-    if ((values.username === undefined) !== (values['password-file'] === undefined)) throw new VeilError('BAD_FLAG', '--username and --password-file go together', 'give both or neither');
-    if ((values.ca || values.cert) && !eps[0]!.startsWith('https:')) throw new VeilError('BAD_FLAG', '--ca/--cert are for https endpoints', 'write the endpoints as https://HOST:PORT');
-    const file = (flag: string, v: string | undefined) => {
-      if (v === undefined) return {};
-      const p = resolve(v);
-      try { accessSync(p, constants.R_OK); } catch {
-        throw new VeilError('BAD_FLAG', `--${flag} ${v}: no readable file at ${p}`, 'check the path');
-      }
-      return { [flag === 'password-file' ? 'passwordFile' : flag]: p };
-    };
-    entry = {
-      name,
-      registry: {
-        type: 'etcd', endpoints: eps,
-        ...file('ca', values.ca), ...file('cert', values.cert), ...file('key', values.key),
-        ...(values.username ? { username: values.username } : {}), ...file('password-file', values['password-file']),
-      },
-    };
-  }
-  saveClusterEntry(entry);
-  console.log(`cluster "${name}" written to ${clusterConfigPath()}${currentCluster() === name ? '' : ` (make it current: veil cluster use ${name})`}`);
-  return 0;
-}
+export const { run } = group({
+  name: 'veil cluster',
+  about: `veil cluster: the clusters this CLI knows, and which one commands talk to
+
+The clusters are kept in ~/.veil/config ($VEIL_CONFIG overrides), like a kubeconfig; lab clusters
+made by 'veil lab up' are known without an entry (embedded registry).`,
+  commands: { list, use, add },
+});

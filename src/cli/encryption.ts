@@ -1,6 +1,5 @@
-// veil encryption: cluster-wide encryption commands, like `cilium encryption`. Each subcommand is
-// one entry of SUBCOMMANDS (create-key and rotate-key come with the IPsec key tooling).
-import { parseArgs } from 'node:util';
+// veil encryption: cluster-wide encryption commands, like `cilium encryption`: status here, the
+// IPsec key commands (create-key, rotate-key, key-status) in encryption-keys.ts.
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import { readSettings } from '../agent/install-state.js';
 import { parseDuration } from '../agent/settings.js';
@@ -10,101 +9,70 @@ import { agentPid } from '../agent/installer.js';
 import { encryptionSummaryJson, formatEncryptionSummary, formatPerNode, summarizeEncryption, type NodeEncryption } from '../operator/encryption-summary.js';
 import type { CiliumEncryptionStatus } from '../agent/api.js';
 import { printStructured } from './output.js';
-import { checkOutputFormat } from './read-flags.js';
-import { KEY_SUBCOMMANDS } from './encryption-keys.js';
+import { command, flagValue, group } from './flags.js';
+import { KEY_ALIASES, KEY_COMMANDS } from './encryption-keys.js';
 
-interface Subcommand {
-  summary: string;
-  run(args: string[]): Promise<number>;
-}
-
-const STATUS_HELP = `Usage: veil encryption status [--node NODE] [--per-node-details] [--wait-duration DUR] [-o summary|json|yaml]
-
-Asks every node's agent for its encryption status and sums it up as cilium-cli does:
+const status = command({
+  name: 'veil encryption status',
+  summary: 'the encryption of every node, summed up (cilium-cli format)',
+  usage: ['veil encryption status [--node NODE] [--per-node-details] [--wait-duration DUR] [-o summary|json|yaml]'],
+  about: `Asks every node's agent for its encryption status and sums it up as cilium-cli does:
 one "Encryption: <mode> (n/total nodes)" line per mode; for IPsec also the keys in use, the
 highest sequence number, the expected key count, whether a key rotation is in progress and the
-errors. Nodes without an agent count as Disabled.
-
-Flags:
-  --node NODE             only this node
-  --per-node-details      one block per node instead of the summary
-  --wait-duration DUR     how long to wait for agents that do not answer yet (default 1m)
-  -o, --output FORMAT     summary (default), json (cilium-cli's fields) or yaml
-  --cluster NAME          the cluster (default: the current one)
-
-Exit codes: 0 every asked node answered, 1 some installed agent did not answer, 2 bad usage.
-
-Examples:
-  veil encryption status
-  veil encryption status --per-node-details
-  veil encryption status -o json`;
-
-async function status(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args, allowPositionals: false,
-    options: {
-      node: { type: 'string' }, 'per-node-details': { type: 'boolean' }, 'wait-duration': { type: 'string', default: '1m' },
-      output: { type: 'string', short: 'o', default: 'summary' }, cluster: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) { console.log(STATUS_HELP); return 0; }
-  checkOutputFormat(values.output, ['summary', 'json', 'yaml']);
-  const deadline = Date.now() + parseDuration(values['wait-duration']!);
-  const cluster = currentCluster(values.cluster);
-  const reg = openRegistry(cluster);
-  try {
-    const settings = await readSettings(reg);
-    const installed = !!settings?.['encryption.enabled'];
-    let observed = await observeNodes(cluster, reg, settings);
-    if (values.node) {
-      observed = observed.filter((o) => o.name === values.node);
-      if (!observed.length) throw new VeilError('UNKNOWN_NODE', `unknown node '${values.node}'`, "see the nodes with 'veil lab get nodes'");
-    }
-    const nodes: NodeEncryption[] = [];
-    const failures: string[] = [];
-    for (const o of observed) {
-      if (!installed) { nodes.push({ node: o.name, status: { mode: 'Disabled' } }); continue; }
-      let answer: { value?: CiliumEncryptionStatus; error?: string } = o.encrypt ? { value: o.encrypt } : await askAgent(cluster, o.name, (a) => a.encryptStatus());
-      // Wait only for an agent that is alive but not answering yet (starting up); a dead one will not.
-      while (!answer.value && o.agentPid !== undefined && agentPid(cluster, o.name) !== undefined && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 1000));
-        answer = await askAgent(cluster, o.name, (a) => a.encryptStatus());
+errors. Nodes without an agent count as Disabled.`,
+  flags: {
+    node: { type: 'string', value: 'NODE', help: 'only this node' },
+    'per-node-details': { type: 'boolean', help: 'one block per node instead of the summary' },
+    'wait-duration': { type: 'string', value: 'DUR', default: '1m', help: 'how long to wait for agents that do not answer yet (default 1m)' },
+  },
+  output: { choices: ['summary', 'json', 'yaml'], default: 'summary', help: "summary (default), json (cilium-cli's fields) or yaml" },
+  notes: 'Exit codes: 0 every asked node answered, 1 some installed agent did not answer, 2 bad usage.',
+  examples: ['veil encryption status', 'veil encryption status --per-node-details', 'veil encryption status -o json'],
+  async run({ values }) {
+    const deadline = Date.now() + flagValue(() => parseDuration(values['wait-duration']!));
+    const cluster = currentCluster(values.cluster);
+    const reg = openRegistry(cluster);
+    try {
+      const settings = await readSettings(reg);
+      const installed = !!settings?.['encryption.enabled'];
+      let observed = await observeNodes(cluster, reg, settings);
+      if (values.node) {
+        observed = observed.filter((o) => o.name === values.node);
+        if (!observed.length) throw new VeilError('UNKNOWN_NODE', `unknown node '${values.node}'`, "see the nodes with 'veil lab get nodes'");
       }
-      if (answer.value) nodes.push({ node: o.name, status: answer.value });
-      else failures.push(`${o.name}: ${answer.error ?? 'no answer'}`);
+      const nodes: NodeEncryption[] = [];
+      const failures: string[] = [];
+      for (const o of observed) {
+        if (!installed) { nodes.push({ node: o.name, status: { mode: 'Disabled' } }); continue; }
+        let answer: { value?: CiliumEncryptionStatus; error?: string } = o.encrypt ? { value: o.encrypt } : await askAgent(cluster, o.name, (a) => a.encryptStatus());
+        // Wait only for an agent that is alive but not answering yet (starting up); a dead one will not.
+        while (!answer.value && o.agentPid !== undefined && agentPid(cluster, o.name) !== undefined && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 1000));
+          answer = await askAgent(cluster, o.name, (a) => a.encryptStatus());
+        }
+        if (answer.value) nodes.push({ node: o.name, status: answer.value });
+        else failures.push(`${o.name}: ${answer.error ?? 'no answer'}`);
+      }
+      const summary = summarizeEncryption(nodes, { ipsecEnabled: installed && settings!['encryption.type'] === 'ipsec' });
+      if (failures.length) summary['total-node-count'] = observed.length;
+      if (values['per-node-details']) {
+        if (values.output === 'summary') process.stdout.write(formatPerNode(nodes));
+        else for (const n of nodes) printStructured({ node: n.node, ...n.status }, values.output!);
+      } else if (values.output === 'json') process.stdout.write(encryptionSummaryJson(summary));
+      else if (values.output === 'yaml') printStructured(summary, 'yaml');
+      else process.stdout.write(formatEncryptionSummary(summary));
+      for (const f of failures) process.stderr.write(`Unable to get the encryption status of ${f}\n`);
+      return failures.length ? 1 : 0;
+    } finally {
+      reg.close();
     }
-    const summary = summarizeEncryption(nodes, { ipsecEnabled: installed && settings!['encryption.type'] === 'ipsec' });
-    if (failures.length) summary['total-node-count'] = observed.length;
-    if (values['per-node-details']) {
-      if (values.output === 'summary') process.stdout.write(formatPerNode(nodes));
-      else for (const n of nodes) printStructured({ node: n.node, ...n.status }, values.output!);
-    } else if (values.output === 'json') process.stdout.write(encryptionSummaryJson(summary));
-    else if (values.output === 'yaml') printStructured(summary, 'yaml');
-    else process.stdout.write(formatEncryptionSummary(summary));
-    for (const f of failures) process.stderr.write(`Unable to get the encryption status of ${f}\n`);
-    return failures.length ? 1 : 0;
-  } finally {
-    reg.close();
-  }
-}
+  },
+});
 
-/** The subcommands; create-key and rotate-key are added here by the IPsec key tooling. */
-const SUBCOMMANDS: Record<string, Subcommand> = {
-  status: { summary: 'the encryption of every node, summed up (cilium-cli format)', run: status },
-  ...KEY_SUBCOMMANDS,
-};
-
-function help(): string {
-  const lines = ['Usage: veil encryption <subcommand> [flags]', '', 'Subcommands:'];
-  for (const [name, s] of Object.entries(SUBCOMMANDS)) lines.push(`  ${name.padEnd(12)} ${s.summary}`);
-  lines.push('', 'Examples:', '  veil encryption status', '  veil encryption status -o json', '  veil encryption create-key', '  veil encryption rotate-key', '', "Run 'veil encryption <subcommand> -h' for its flags.");
-  return lines.join('\n');
-}
-
-export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (!sub || sub === '-h' || sub === '--help') { console.log(help()); return sub ? 0 : 2; }
-  const cmd = SUBCOMMANDS[sub];
-  if (!cmd) throw new VeilError('BAD_ARGS', `unknown subcommand 'encryption ${sub}'`, `use one of: ${Object.keys(SUBCOMMANDS).join(', ')}`);
-  return cmd.run(rest);
-}
+export const { run } = group({
+  name: 'veil encryption',
+  about: 'veil encryption: cluster-wide encryption status, and the IPsec keys as cilium-cli does them',
+  commands: { status, ...KEY_COMMANDS },
+  aliases: KEY_ALIASES,
+  examples: ['veil encryption status', 'veil encryption status -o json', 'veil encryption create-key', 'veil encryption rotate-key'],
+});

@@ -1,9 +1,7 @@
 // veil ipsec: one node's ESP SAs and selectors, as `ip -s xfrm state` / `ip -s xfrm policy` show
 // them, and its SAs exported for Wireshark/tshark. Parsing and printing only; the views are in
 // src/operator/ipsec-xfrm-view.ts, the data comes from the agent's /ipsec/sas endpoint.
-import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
-import { currentCluster, openRegistry } from '../control/cluster.js';
 import { agentSocketPath } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { IpsecSasReport } from '../agent/api.js';
@@ -12,117 +10,107 @@ import {
 } from '../operator/ipsec-xfrm-view.js';
 import { VeilError } from '../util/errors.js';
 import { printStructured } from './output.js';
-import { checkOutputFormat } from './read-flags.js';
+import { command, group, UsageError } from './flags.js';
+import { clusterNode } from './node-arg.js';
 
-const HELP: Record<string, string> = {
-  '': `Usage: veil ipsec <state|policy|sa-export> NODE [flags]
+async function fetchSas(cluster: string, node: string, showKeys: boolean): Promise<IpsecSasReport> {
+  return new AgentClient(agentSocketPath(cluster, node)).ipsecSas(showKeys);
+}
 
-Subcommands:
-  state NODE [--show-keys] [-o json|yaml]              the SAs, like 'ip -s xfrm state' (keys hidden unless --show-keys)
-  policy NODE [-o json|yaml]                           the selectors, like 'ip -s xfrm policy'
-  sa-export NODE --format wireshark [-o FILE] [--uat-file FILE]
-                                                       the SAs with their keys, for tshark/Wireshark to decrypt a capture
+/** The one NODE of an ipsec subcommand, a node of the cluster. */
+function target(cmd: string, clusterFlag: string | undefined, positionals: string[]): Promise<{ cluster: string; node: string }> {
+  if (positionals.length > 1) throw new UsageError(`ipsec ${cmd} takes one NODE, got ${positionals.join(' ')}`, `run 'veil ipsec ${cmd} -h'`);
+  return clusterNode(clusterFlag, positionals[0], `veil ipsec ${cmd} kind-worker`);
+}
 
-Examples:
-  veil ipsec state kind-worker
-  veil ipsec state kind-worker --show-keys -o json
-  veil ipsec policy kind-worker
-  veil ipsec sa-export kind-worker --format wireshark > sa.opts
-  eval tshark -r underlay.pcap $(tr '\\n' ' ' < sa.opts) -Y icmp
+/** state and policy: the entries as 'ip xfrm' prints them, or as -o json|yaml. */
+function show<T>(entries: T[], format: string | undefined, asText: (entries: T[]) => string): number {
+  if (format) printStructured(entries, format);
+  else process.stdout.write(asText(entries));
+  return 0;
+}
 
-Run 'veil ipsec <subcommand> -h' for its flags.`,
-  state: `Usage: veil ipsec state NODE [--show-keys] [-o json|yaml] [--cluster NAME]
-
-The node's ESP security associations, one block per SA as 'ip -s xfrm state' prints them: outer
+const state = command({
+  name: 'veil ipsec state',
+  summary: "the SAs, like 'ip -s xfrm state' (keys hidden unless --show-keys)",
+  usage: ['veil ipsec state NODE [--show-keys] [-o json|yaml] [--cluster NAME]'],
+  about: `The node's ESP security associations, one block per SA as 'ip -s xfrm state' prints them: outer
 src/dst, SPI (the key id), reqid 1, tunnel mode, ESN with a 1024-packet replay window, the
 algorithm, ESP-in-UDP 4500, the direction and peer, sequence numbers, byte/packet counters and
-add/use times. Key material is hidden unless --show-keys (root only: it comes from the agent's socket).
+add/use times. Key material is hidden unless --show-keys (root only: it comes from the agent's socket).`,
+  positionals: true,
+  flags: { 'show-keys': { type: 'boolean', help: 'show the keys (root only)' } },
+  output: { choices: ['json', 'yaml'] },
+  examples: ['veil ipsec state kind-worker', 'veil ipsec state kind-worker --show-keys', 'veil ipsec state kind-worker -o json'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await target('state', values.cluster, positionals);
+    return show(xfrmStateEntries(await fetchSas(cluster, node, values['show-keys'] === true)), values.output, formatXfrmState);
+  },
+});
 
-Examples:
-  veil ipsec state kind-worker
-  veil ipsec state kind-worker --show-keys
-  veil ipsec state kind-worker -o json`,
-  policy: `Usage: veil ipsec policy NODE [-o json|yaml] [--cluster NAME]
+const policy = command({
+  name: 'veil ipsec policy',
+  summary: "the selectors, like 'ip -s xfrm policy'",
+  usage: ['veil ipsec policy NODE [-o json|yaml] [--cluster NAME]'],
+  about: `The node's selectors, as 'ip -s xfrm policy' prints them: for each peer, its pod CIDR (and node IP
+with node encryption) out through the SA in use (dir out), and in/fwd from the peer's tunnel.`,
+  positionals: true,
+  output: { choices: ['json', 'yaml'] },
+  examples: ['veil ipsec policy kind-worker', 'veil ipsec policy kind-worker -o yaml'],
+  async run({ values, positionals }) {
+    const { cluster, node } = await target('policy', values.cluster, positionals);
+    return show(xfrmPolicyEntries(await fetchSas(cluster, node, false)), values.output, formatXfrmPolicy);
+  },
+});
 
-The node's selectors, as 'ip -s xfrm policy' prints them: for each peer, its pod CIDR (and node IP
-with node encryption) out through the SA in use (dir out), and in/fwd from the peer's tunnel.
-
-Examples:
-  veil ipsec policy kind-worker
-  veil ipsec policy kind-worker -o yaml`,
-  'sa-export': `Usage: veil ipsec sa-export NODE --format wireshark [-o FILE] [--uat-file FILE] [--cluster NAME]
-
-Writes the node's SAs (both directions, every key in force) with their keys in the form tshark's
+const saExport = command({
+  name: 'veil ipsec sa-export',
+  summary: 'the SAs with their keys, for tshark/Wireshark to decrypt a capture',
+  usage: ['veil ipsec sa-export NODE --format wireshark [-o FILE] [--uat-file FILE] [--cluster NAME]'],
+  about: `Writes the node's SAs (both directions, every key in force) with their keys in the form tshark's
 ESP preferences read, so a capture of the node's underlay can be decrypted by a third-party tool.
 By default: tshark command-line options, one per line (-o esp.enable_encryption_decode:TRUE and one
 -o 'uat:esp_sa:...' per SA), to stdout or to -o FILE. With --uat-file FILE: the esp_sa file of a
 Wireshark profile (the same eight quoted fields per line, without the uat:esp_sa: prefix); put it
 in ~/.config/wireshark/ (or a profile directory) and set esp.enable_encryption_decode: TRUE.
 The output holds key material: keep it secret. tshark shows the ICV as [incorrect] with extended
-sequence numbers (it does not fold in the high bits); the payload still decrypts.
-
-Examples:
-  veil ipsec sa-export kind-worker --format wireshark -o sa.opts
-  eval tshark -r underlay.pcap $(tr '\\n' ' ' < sa.opts) -Y icmp
-  veil ipsec sa-export kind-worker --format wireshark --uat-file ~/.config/wireshark/esp_sa`,
-};
-
-async function requireNode(cluster: string, node: string | undefined, sub: string): Promise<string> {
-  if (!node) throw new VeilError('BAD_ARGS', 'which node?', `name one, e.g. 'veil ipsec ${sub} kind-worker'`);
-  const reg = openRegistry(cluster);
-  try {
-    if (await reg.get('Node', node)) return node;
-    const names = (await reg.list('Node')).map((n) => n.metadata.name);
-    throw new VeilError('UNKNOWN_NODE', `unknown node '${node}'`, names.length ? `nodes: ${names.join(', ')}` : "create the lab with 'veil lab up'");
-  } finally {
-    reg.close();
-  }
-}
-
-async function fetchSas(cluster: string, node: string, showKeys: boolean): Promise<IpsecSasReport> {
-  return new AgentClient(agentSocketPath(cluster, node)).ipsecSas(showKeys);
-}
-
-export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (!sub || sub === '-h' || sub === '--help') { console.log(HELP['']); return sub ? 0 : 2; }
-  if (!(sub in HELP) || sub === '') throw new VeilError('BAD_ARGS', `unknown subcommand 'ipsec ${sub}'`, 'use state, policy or sa-export');
-  const { values, positionals } = parseArgs({
-    args: rest, allowPositionals: true,
-    options: {
-      'show-keys': { type: 'boolean' }, output: { type: 'string', short: 'o' }, format: { type: 'string' }, 'uat-file': { type: 'string' },
-      cluster: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) { console.log(HELP[sub]); return 0; }
-  if (positionals.length > 1) throw new VeilError('BAD_ARGS', `ipsec ${sub} takes one NODE, got ${positionals.join(' ')}`, `run 'veil ipsec ${sub} -h'`);
-  if (sub !== 'sa-export') checkOutputFormat(values.output);
-  const cluster = currentCluster(values.cluster);
-  const node = await requireNode(cluster, positionals[0], sub);
-  switch (sub) {
-    case 'state': {
-      const entries = xfrmStateEntries(await fetchSas(cluster, node, values['show-keys'] === true));
-      if (values.output) printStructured(entries, values.output);
-      else process.stdout.write(formatXfrmState(entries));
-      return 0;
+sequence numbers (it does not fold in the high bits); the payload still decrypts.`,
+  positionals: true,
+  flags: {
+    format: { type: 'string', value: 'wireshark', help: 'the export format (only wireshark)' },
+    // -o here names a file (the tshark options), not an output format
+    output: { type: 'string', short: 'o', value: 'FILE', help: 'write the tshark options to FILE instead of stdout' },
+    'uat-file': { type: 'string', value: 'FILE', help: "write a Wireshark profile's esp_sa file" },
+  },
+  examples: [
+    'veil ipsec sa-export kind-worker --format wireshark -o sa.opts',
+    "eval tshark -r underlay.pcap $(tr '\\n' ' ' < sa.opts) -Y icmp",
+    'veil ipsec sa-export kind-worker --format wireshark --uat-file ~/.config/wireshark/esp_sa',
+  ],
+  async run({ values, positionals }) {
+    if (values.format !== 'wireshark') {
+      throw new UsageError(values.format ? `unknown export format '${values.format}'` : 'sa-export needs --format', 'use --format wireshark');
     }
-    case 'policy': {
-      const entries = xfrmPolicyEntries(await fetchSas(cluster, node, false));
-      if (values.output) printStructured(entries, values.output);
-      else process.stdout.write(formatXfrmPolicy(entries));
-      return 0;
-    }
-    default: {
-      if (values.format !== 'wireshark') {
-        throw new VeilError('BAD_ARGS', values.format ? `unknown export format '${values.format}'` : 'sa-export needs --format', 'use --format wireshark');
-      }
-      const records = wiresharkSaRecords(await fetchSas(cluster, node, true));
-      if (!records.length) throw new VeilError('NO_SAS', `the agent on ${node} has no SAs yet`, "wait until its peers are up ('veil agent encrypt status NODE')");
-      if (values['uat-file']) writeFileSync(values['uat-file'], wiresharkUatFile(records), { mode: 0o600 });
-      if (values.output) writeFileSync(values.output, wiresharkOptionLines(records), { mode: 0o600 });
-      if (!values['uat-file'] && !values.output) process.stdout.write(wiresharkOptionLines(records));
-      else console.error(`${records.length} SAs of ${node} written to ${[values['uat-file'], values.output].filter(Boolean).join(' and ')}`);
-      return 0;
-    }
-  }
-}
+    const { cluster, node } = await target('sa-export', values.cluster, positionals);
+    const records = wiresharkSaRecords(await fetchSas(cluster, node, true));
+    if (!records.length) throw new VeilError('NO_SAS', `the agent on ${node} has no SAs yet`, "wait until its peers are up ('veil agent encrypt status NODE')");
+    if (values['uat-file']) writeFileSync(values['uat-file'], wiresharkUatFile(records), { mode: 0o600 });
+    if (values.output) writeFileSync(values.output, wiresharkOptionLines(records), { mode: 0o600 });
+    if (!values['uat-file'] && !values.output) process.stdout.write(wiresharkOptionLines(records));
+    else console.error(`${records.length} SAs of ${node} written to ${[values['uat-file'], values.output].filter(Boolean).join(' and ')}`);
+    return 0;
+  },
+});
+
+export const { run } = group({
+  name: 'veil ipsec',
+  about: "veil ipsec: one node's IPsec SAs and selectors (ip xfrm style), and its SAs for Wireshark",
+  commands: { state, policy, 'sa-export': saExport },
+  examples: [
+    'veil ipsec state kind-worker',
+    'veil ipsec state kind-worker --show-keys -o json',
+    'veil ipsec policy kind-worker',
+    'veil ipsec sa-export kind-worker --format wireshark > sa.opts',
+    "eval tshark -r underlay.pcap $(tr '\\n' ' ' < sa.opts) -Y icmp",
+  ],
+});

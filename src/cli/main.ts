@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // veil: the command-line entry. One file per command group under src/cli/; this file only dispatches.
 import { isVeilError, errorMessage } from '../util/errors.js';
+import { UsageError } from './flags.js';
+import { nearest } from '../util/nearest.js';
 
 type CommandGroup = { run(args: string[]): Promise<number> };
 
@@ -36,7 +38,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const group = GROUPS[cmd];
   if (!group) {
-    console.error(`veil: unknown command '${cmd}'. Run 'veil --help' for the list of commands.`);
+    const near = nearest(cmd, Object.keys(GROUPS), 2);
+    console.error(`veil: unknown command '${cmd}'.${near ? ` Did you mean 'veil ${near}'?` : ''} Run 'veil --help' for the list of commands.`);
     return 2;
   }
   try {
@@ -44,11 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (isVeilError(e)) {
       console.error(`veil ${cmd}: ${e.describe()}`);
-      return 1;
-    }
-    if (e instanceof TypeError && 'code' in e && String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS')) {
-      console.error(`veil ${cmd}: ${e.message}. Run 'veil ${cmd} -h' for usage.`);
-      return 2;
+      return e instanceof UsageError ? 2 : 1;
     }
     console.error(`veil ${cmd}: unexpected error: ${errorMessage(e)}`);
     if (process.env['VEIL_DEBUG']) console.error(e);

@@ -1,4 +1,4 @@
-// Secrets on a real embedded registry, the go-template subset, the YAML writer, and the CLI.
+// Secrets on a real embedded registry, the go-template subset, the YAML output, and the CLI.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
 import { createSecret, deleteSecret, getSecret, parseFromLiteral, patchSecret, secretManifest, secretValue } from '../../src/control/secrets.js';
 import { renderGoTemplate } from '../../src/control/go-template.js';
-import { toYaml } from '../../src/control/yaml.js';
+import { parse as parseYaml } from 'yaml';
+import { toYaml } from '../../src/cli/output.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const home = mkdtempSync(join(tmpdir(), 'veil-t-sec-'));
@@ -56,6 +57,9 @@ test('yaml output quotes what would not read back as the same string', () => {
   const y = toYaml(secretManifest({ kind: 'Secret', metadata: { name: 's', resourceVersion: 7, labels: { on: 'true' } }, data: { k: 'YQ==' } }));
   assert.equal(y, ['apiVersion: v1', 'kind: Secret', 'metadata:', '  name: s', '  labels:', '    "on": "true"', '  resourceVersion: "7"', 'type: Opaque', 'data:', '  k: YQ==', ''].join('\n'));
   assert.equal(toYaml({ a: [], b: {}, c: [{ x: 1 }, 'a: b'] }), 'a: []\nb: {}\nc:\n- x: 1\n- "a: b"\n');
+  // what reads back as another type or another string, in a YAML 1.2 or a 1.1 (kubectl's) reader
+  const tricky = { on: 'yes', n: '0x1F', e: '1e3', t: '2026-01-01T00:00:00Z', s: ' lead', m: 'a\nb', q: "it's \"q\"", h: '#x', star: '*a', empty: '', none: null, list: [[], {}, [1, 'true']] };
+  for (const version of ['1.1', '1.2'] as const) assert.deepEqual(parseYaml(toYaml(tricky), { version }), tricky, version);
 });
 
 test('the veil secret CLI: the seed tutorial commands', () => {
@@ -79,7 +83,7 @@ test('the veil secret CLI: the seed tutorial commands', () => {
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /secret 'nope' not found: create it with/);
   assert.equal(veil('get', 'ipsec-keys', '--bogus').status, 2);
-  assert.equal(veil('get', 'ipsec-keys', '-o', 'table').status, 1);
+  assert.equal(veil('get', 'ipsec-keys', '-o', 'table').status, 2);
   assert.equal(veil('delete', 'ipsec-keys').status, 0);
   assert.equal(veil('delete', 'ipsec-keys').status, 1);
   assert.match(veil('create', '-h').stdout, /Examples:/);
