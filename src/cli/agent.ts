@@ -6,7 +6,7 @@ import type { Registry } from '../control/registry.js';
 import { nodeReady } from '../lab/objects.js';
 import { agentSocketPath, runAgent } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
-import type { PublishedAgentStatus } from '../agent/api.js';
+import type { Healthz, PublishedAgentStatus } from '../agent/api.js';
 import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { command, group, UsageError } from './flags.js';
@@ -48,41 +48,43 @@ per node this way). The key log lets Wireshark decrypt a WireGuard capture.`,
   },
 });
 
-const status = command({
-  name: 'veil agent status',
+/** status and encrypt status: one of the agent's reports, as text or -o json|yaml. */
+function agentReport<T>(sub: string, o: { summary: string; about: string; ask(agent: AgentClient): Promise<T>; text(report: T): string }) {
+  const name = `veil agent ${sub}`;
+  return command({
+    name, summary: o.summary, about: o.about,
+    usage: [`${name} NODE [-o json|yaml] [--cluster NAME]`],
+    positionals: true,
+    output: { choices: ['json', 'yaml'] },
+    examples: [`${name} kind-worker`, `${name} kind-worker -o json`],
+    async run({ values, positionals }) {
+      const { cluster, node } = await clusterNode(values.cluster, positionals[0], `${name} kind-worker`);
+      const report = await o.ask(new AgentClient(agentSocketPath(cluster, node)));
+      if (values.output) printStructured(report, values.output);
+      else process.stdout.write(o.text(report));
+      return 0;
+    },
+  });
+}
+
+const status = agentReport('status', {
   summary: 'health and encryption of the agent on NODE',
-  usage: ['veil agent status NODE [-o json|yaml] [--cluster NAME]'],
   about: "The agent's health checks and its encryption line (mode, device, key, port, peers).",
-  positionals: true,
-  output: { choices: ['json', 'yaml'] },
-  examples: ['veil agent status kind-worker', 'veil agent status kind-worker -o json'],
-  async run({ values, positionals }) {
-    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent status kind-worker');
-    const h = await new AgentClient(agentSocketPath(cluster, node)).healthz();
-    if (values.output) { printStructured(h, values.output); return 0; }
-    console.log(`Node: ${h.node}`);
-    console.log(`Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`);
-    for (const c of h.health.checks) console.log(`  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`);
-    console.log(`Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`);
-    return 0;
-  },
+  ask: (a) => a.healthz(),
+  text: (h: Healthz) => [
+    `Node: ${h.node}`,
+    `Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`,
+    ...h.health.checks.map((c) => `  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`),
+    `Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`,
+    '',
+  ].join('\n'),
 });
 
-const encryptStatus = command({
-  name: 'veil agent encrypt status',
+const encryptStatus = agentReport('encrypt status', {
   summary: 'the tunnel: interface, keys, peers / SAs, counters',
-  usage: ['veil agent encrypt status NODE [-o json|yaml] [--cluster NAME]'],
   about: "The node's tunnel as the agent sees it: interface, keys, peers or SAs, counters.",
-  positionals: true,
-  output: { choices: ['json', 'yaml'] },
-  examples: ['veil agent encrypt status kind-worker', 'veil agent encrypt status kind-worker -o json'],
-  async run({ values, positionals }) {
-    const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent encrypt status kind-worker');
-    const st = await new AgentClient(agentSocketPath(cluster, node)).encryptStatus();
-    if (values.output) { printStructured(st, values.output); return 0; }
-    process.stdout.write(formatEncryptStatus(st));
-    return 0;
-  },
+  ask: (a) => a.encryptStatus(),
+  text: formatEncryptStatus,
 });
 
 const logs = command({

@@ -35,41 +35,43 @@ async function withSecret<T>(values: { cluster?: string; secret?: string }, fn: 
   }
 }
 
-const createKey = command({
-  name: 'veil encryption create-key',
+/** create-key and rotate-key: a new key line in the secret, then cilium-cli's one-line answer. */
+function keyChange(sub: 'create-key' | 'rotate-key', o: { summary: string; usage: string; about: string; algoHelp: string; examples: string[] }) {
+  return command({
+    name: `veil encryption ${sub}`, summary: o.summary, usage: [o.usage], about: o.about, examples: o.examples,
+    flags: { 'auth-algo': { type: 'string', value: 'ALGO', help: o.algoHelp }, ...KEY_FLAGS },
+    async run({ values }) {
+      const algo = algorithm(values['auth-algo']);
+      const k = await withSecret(values, (reg, name) => (sub === 'create-key'
+        ? createIpsecKeySecret(reg, name, algo ?? 'rfc4106-gcm-aes', randomBytes)
+        : rotateIpsecKeySecret(reg, name, algo, randomBytes)));
+      console.log(`IPsec key successfully ${sub === 'create-key' ? 'created' : 'rotated'}, new key SPI: ${k.spi}`);
+      return 0;
+    },
+  });
+}
+
+const createKey = keyChange('create-key', {
   summary: 'create the IPsec key secret with a fresh key (SPI 1)',
-  usage: ['veil encryption create-key [--auth-algo rfc4106-gcm-aes|cbc-aes-sha256|cbc-aes-sha512] [flags]'],
+  usage: 'veil encryption create-key [--auth-algo rfc4106-gcm-aes|cbc-aes-sha256|cbc-aes-sha512] [flags]',
   about: `Creates the IPsec key secret with a fresh random key, key id (SPI) 1, as cilium-cli does:
   rfc4106-gcm-aes (default)  1+ rfc4106(gcm(aes)) <40 hex> 128
   cbc-aes-sha256             1+ hmac(sha256) <32 hex> cbc(aes) <32 hex>
   cbc-aes-sha512             1+ hmac(sha512) <64 hex> cbc(aes) <32 hex>
 Fails if the secret exists (rotate instead).`,
-  flags: { 'auth-algo': { type: 'string', value: 'ALGO', help: 'the algorithm (default rfc4106-gcm-aes)' }, ...KEY_FLAGS },
+  algoHelp: 'the algorithm (default rfc4106-gcm-aes)',
   examples: ['veil encryption create-key', 'veil encryption create-key --auth-algo cbc-aes-sha256'],
-  async run({ values }) {
-    const algo = algorithm(values['auth-algo']) ?? 'rfc4106-gcm-aes';
-    const k = await withSecret(values, (reg, name) => createIpsecKeySecret(reg, name, algo, randomBytes));
-    console.log(`IPsec key successfully created, new key SPI: ${k.spi}`);
-    return 0;
-  },
 });
 
-const rotateKey = command({
-  name: 'veil encryption rotate-key',
+const rotateKey = keyChange('rotate-key', {
   summary: 'replace the IPsec key with the next one (SPI + 1)',
-  usage: ['veil encryption rotate-key [--auth-algo ALGO] [flags]'],
+  usage: 'veil encryption rotate-key [--auth-algo ALGO] [flags]',
   about: `Replaces the key in the IPsec secret with the next one: key id + 1 (15 wraps to 1), always "+",
 fresh random key of the same length and algorithm. The agents install the new key's inbound SAs,
 publish it, move their senders, and drop the old SAs after encryption.ipsec.keyRotationDuration.
 --auth-algo switches algorithm only where the key length stays (agents refuse a length change).`,
-  flags: { 'auth-algo': { type: 'string', value: 'ALGO', help: 'rfc4106-gcm-aes, cbc-aes-sha256 or cbc-aes-sha512 (default: keep)' }, ...KEY_FLAGS },
+  algoHelp: 'rfc4106-gcm-aes, cbc-aes-sha256 or cbc-aes-sha512 (default: keep)',
   examples: ['veil encryption rotate-key', 'veil encryption rotate-key && veil encryption status'],
-  async run({ values }) {
-    const algo = algorithm(values['auth-algo']);
-    const k = await withSecret(values, (reg, name) => rotateIpsecKeySecret(reg, name, algo, randomBytes));
-    console.log(`IPsec key successfully rotated, new key SPI: ${k.spi}`);
-    return 0;
-  },
 });
 
 const keyStatus = command({
