@@ -8,7 +8,7 @@ import { askAgent, observeNodes } from '../operator/observe.js';
 import { agentPid } from '../agent/installer.js';
 import { encryptionSummaryJson, formatEncryptionSummary, formatPerNode, summarizeEncryption, type NodeEncryption } from '../operator/encryption-summary.js';
 import type { CiliumEncryptionStatus } from '../agent/api.js';
-import { printStructured } from './output.js';
+import { printEach, printStructured } from './output.js';
 import { command, flagValue, group } from './flags.js';
 import { KEY_ALIASES, KEY_COMMANDS } from './encryption-keys.js';
 
@@ -57,7 +57,7 @@ errors. Nodes without an agent count as Disabled.`,
       if (failures.length) summary['total-node-count'] = observed.length;
       if (values['per-node-details']) {
         if (values.output === 'summary') process.stdout.write(formatPerNode(nodes));
-        else for (const n of nodes) printStructured({ node: n.node, ...n.status }, values.output!);
+        else printEach(nodes.map((n) => ({ node: n.node, ...n.status })), values.output!);
       } else if (values.output === 'json') process.stdout.write(encryptionSummaryJson(summary));
       else if (values.output === 'yaml') printStructured(summary, 'yaml');
       else process.stdout.write(formatEncryptionSummary(summary));

@@ -15,3 +15,11 @@ export function printStructured(v: unknown, format: OutputFormat | string): void
   else if (format === 'yaml') process.stdout.write(toYaml(v));
   else throw new UsageError(`unknown output format '${format}'`, 'use -o json or -o yaml');
 }
+
+/** One document per value: JSON texts one after another, or a YAML stream ('---' before each). */
+export function printEach(vs: readonly unknown[], format: OutputFormat | string): void {
+  for (const v of vs) {
+    if (format === 'yaml') process.stdout.write('---\n');
+    printStructured(v, format);
+  }
+}
