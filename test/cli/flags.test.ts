@@ -19,6 +19,7 @@ const COMMANDS = [
   'secret delete', 'install', 'uninstall', 'config view', 'config keys', 'agent status', 'agent encrypt status', 'agent logs',
   'agent restart', 'agent run', 'ipsec state', 'ipsec policy', 'ipsec sa-export', 'status', 'encryption status',
   'encryption create-key', 'encryption rotate-key', 'encryption key-status', 'encryption ks', 'verify', 'capture', 'metrics',
+  'cluster list', 'cluster use', 'cluster add',
 ];
 
 test('every command prints its help with examples on -h and --help, exit 0', () => {
@@ -38,7 +39,7 @@ test('every command prints its help with examples on -h and --help, exit 0', () 
 });
 
 test('groups list their commands; no command is bad usage, -h is not', () => {
-  for (const g of ['lab', 'secret', 'config', 'agent', 'ipsec', 'encryption']) {
+  for (const g of ['lab', 'cluster', 'secret', 'config', 'agent', 'ipsec', 'encryption']) {
     const bare = veil(g);
     assert.equal(bare.status, 2, g);
     assert.match(bare.stdout, /Commands:\n/);
@@ -72,6 +73,8 @@ test('bad usage: a clear message, the nearest flag, command or value, and exit 2
     [['lab', 'exec', 'pod'], /no command given: put it after '--'/],
     [['lab', 'up', '--nodes', 'x'], /--nodes must be a whole number, not 'x'/],
     [['stauts'], /unknown command 'stauts'\. Did you mean 'veil status'\?/],
+    [['cluster', 'add', 'x', '--embedded', '--ca', 'f'], /--ca only apply to an etcd registry/],
+    [['cluster', 'add', 'x', '--embeded'], /unknown flag '--embeded': did you mean --embedded\?/],
   ];
   for (const [args, message] of cases) {
     const r = veil(...args);
