@@ -293,6 +293,8 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
   keyId = 5;
   await until('every node sending with key 5', () => allActive(5), 15_000);
   pingOk('pa', POD_B);
+  // The tests after this one count SAs: they start once key 4's have gone, as 3's did above.
+  await until('the SAs of key 4 to go', () => NODES.every((n) => encryptStatus(n)['ipsec']['keys-in-use'] === (NODES.length - 1) * 2), ROTATION_S * 1000 + 20_000);
 });
 
 test('e2e ipsec: bad key files degrade health with the error, the key in force stays, traffic flows', { timeout: 60_000 }, async () => {
