@@ -13,6 +13,9 @@ import { mustReadSettings } from './install-state.js';
 import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
 import { StatusServer } from './status-server.js';
 import { MetricsServer } from './metrics-server.js';
+import { ApiServer } from './api-server.js';
+import { loadOrCreateApiCertificate } from './api-certificate.js';
+import { ApiTokenSource } from './api-token.js';
 import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
 import type { PublishedAgentStatus } from './api.js';
 
@@ -58,6 +61,8 @@ export class Agent {
   private mode!: EncryptionMode;
   private server?: StatusServer;
   private metricsServer?: MetricsServer;
+  private apiServer?: ApiServer;
+  private apiFingerprint?: string;
   private watch?: Watch;
   private timers: NodeJS.Timeout[] = [];
   private reconcileQueued = false;
@@ -93,6 +98,7 @@ export class Agent {
       () => this.health.ok('metrics', this.metricsServer!.address),
       (e) => { this.health.set('metrics', 'Degraded', `cannot serve metrics on ${this.metricsServer!.address}: ${errorMessage(e)}`); this.metricsServer = undefined; },
     );
+    await this.serveNetworkApi();
 
     this.mode = await createMode(this.ctx);
     try {
@@ -117,6 +123,30 @@ export class Agent {
     });
     this.timers.push(setInterval(() => { void this.publish(true).catch((e) => this.log.warn('heartbeat failed', { error: errorMessage(e) })); }, HEARTBEAT_INTERVAL_MS));
     this.timers.push(setInterval(() => this.queueReconcile(), RESYNC_INTERVAL_MS));
+  }
+
+  /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */
+  private async serveNetworkApi(): Promise<void> {
+    const { internalIP, settings, stateDir, registry } = this.ctx;
+    try {
+      const certificate = await loadOrCreateApiCertificate(stateDir, this.opts.node, internalIP);
+      const tokens = new ApiTokenSource(registry);
+      const server = new ApiServer({
+        host: internalIP, port: settings['agent.apiPort'], certificate, log: this.log,
+        token: () => tokens.token(), answer: (url) => this.server!.answer(url),
+      });
+      await server.listen();
+      this.apiServer = server;
+      this.apiFingerprint = certificate.fingerprint256;
+      this.health.ok('api', server.address);
+    } catch (e) {
+      this.health.set('api', 'Degraded', `cannot serve the agent API on ${internalIP}:${settings['agent.apiPort']}: ${errorMessage(e)}`);
+    }
+  }
+
+  /** Requests the network API refused, by reason (for the metrics). */
+  apiRefusals(): Record<string, number> {
+    return { ...(this.apiServer?.refused ?? {}) };
   }
 
   get context(): AgentContext {
@@ -185,6 +215,8 @@ export class Agent {
       startedAt: this.startedAt.toISOString(),
       health: { state: this.health.state(), problems: this.health.problems().map((c) => `${c.name}: ${c.message}`) },
       encryption: this.mode ? { mode: this.mode.mode, device: this.mode.device, detail: this.mode.statusDetail() } : undefined,
+      apiAddress: this.apiServer?.address,
+      apiFingerprint: this.apiFingerprint,
     };
     await this.ctx.registry.mutate('Node', this.opts.node, (cur: RegistryObject | undefined) => {
       if (!cur) return undefined;
@@ -214,6 +246,7 @@ export class Agent {
     try { await this.publish(false); } catch { /* the registry may be gone (lab down) */ }
     await this.server?.close();
     await this.metricsServer?.close();
+    await this.apiServer?.close();
     this.ctx?.registry.close();
     this.log.info('agent stopped');
   }

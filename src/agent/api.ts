@@ -1,4 +1,4 @@
-// The agent's local API (HTTP on its status socket): the paths and the JSON each one answers. The
+// The agent's API (HTTP on its status socket; HTTPS with a token on the network): the paths and the JSON each one answers. The
 // status server builds these shapes, and the CLI, the operator views and the tests read them with
 // these same types, so a field renamed on one side does not silently go missing on the other.
 import type { EspEngineCounters, EspPeerStatus, EspSaStatus, WireguardEngineCounters } from '../datapath/messages.js';
@@ -36,6 +36,10 @@ export interface PublishedAgentStatus extends AgentStatus {
   startedAt: string;
   health: { state: HealthState; problems: string[] };
   encryption?: Healthz['encryption'];
+  /** The agent API on the network (https://IP:agent.apiPort), absent when it could not listen. */
+  apiAddress?: string;
+  /** SHA-256 of that API's certificate (AB:CD:...): clients pin exactly this one. */
+  apiFingerprint?: string;
 }
 
 // ---- GET /encrypt: Cilium's EncryptionStatus, plus veil's details

@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import { prometheusContentType } from 'prom-client';
 import { errorMessage } from '../util/errors.js';
+import { closeServer, listenOn } from '../util/http-listen.js';
 
 export class MetricsServer {
   private server?: Server;
@@ -22,10 +23,7 @@ export class MetricsServer {
         (e) => { res.writeHead(500, { 'content-type': 'text/plain' }); res.end(`metrics failed: ${errorMessage(e)}\n`); },
       );
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, this.host, () => { server.off('error', reject); resolve(); });
-    });
+    await listenOn(server, this.port, this.host);
     this.server = server;
   }
 
@@ -36,8 +34,6 @@ export class MetricsServer {
   async close(): Promise<void> {
     const s = this.server;
     this.server = undefined;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
+    await closeServer(s);
   }
 }

@@ -24,6 +24,8 @@ export interface MetricsSource {
   readonly startedAt: Date;
   /** Undefined while no encryption mode runs. */
   modeMetrics(): Promise<ModeMetricsSnapshot | undefined>;
+  /** Requests the network API refused since start, by reason. */
+  apiRefusals(): Record<string, number>;
 }
 
 interface Scrape {
@@ -63,6 +65,14 @@ export class AgentMetrics {
     this.gauge({
       name: 'veil_agent_start_time_seconds', help: 'When the agent started (unix time).',
       collect() { this.set(source.startedAt.getTime() / 1000); },
+    });
+    new Counter({
+      name: 'veil_agent_api_refused_total', help: 'Requests the agent API on the network refused (401: no or wrong token; 405: not GET), by reason.',
+      labelNames: ['reason'], registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(source.apiRefusals())) this.inc({ reason }, n);
+      },
     });
     this.gauge({
       name: 'veil_agent_resident_memory_bytes', help: 'Resident set size of the agent.',

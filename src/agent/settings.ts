@@ -16,6 +16,7 @@ export interface Settings {
   'encryption.ipsec.keyRotationDuration': string;
   'encryption.ipsec.keyWatcher': boolean;
   'agent.metricsPort': number;
+  'agent.apiPort': number;
   'agent.healthProbeInterval': string;
   'datapath.cryptoThreads': number;
 }
@@ -35,6 +36,7 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   'encryption.ipsec.keyRotationDuration': { kind: 'duration', default: '5m', doc: 'how long old keys keep decrypting after a rotation' },
   'encryption.ipsec.keyWatcher': { kind: 'bool', default: true, doc: 'apply key file changes without a restart' },
   'agent.metricsPort': { kind: 'port', default: 9962, doc: 'Prometheus metrics port on the node IP' },
+  'agent.apiPort': { kind: 'port', default: 9964, doc: 'the agent API over HTTPS on the node IP (read-only, needs the veil-agent-api-token secret)' },
   'agent.healthProbeInterval': { kind: 'duration', default: '2s', doc: 'how often agents probe every other node through the tunnel' },
   // 1 by default: on a machine whose cores are all busy (both lab nodes, iperf3 and the kernel on 2 vCPUs)
   // a helper only competes for them; more pays off where cores are idle (bench/aead-batch.ts).
@@ -121,6 +123,7 @@ export function renderConfig(s: Settings): Record<string, string> {
     if (s['encryption.wireguard.keylogFile']) c['wireguard-keylog-file'] = s['encryption.wireguard.keylogFile'];
   }
   c['prometheus-serve-addr'] = `:${s['agent.metricsPort']}`;
+  c['agent-api-serve-addr'] = `:${s['agent.apiPort']}`;
   c['health-probe-interval'] = s['agent.healthProbeInterval'];
   c['datapath-crypto-threads'] = String(s['datapath.cryptoThreads']);
   return c;

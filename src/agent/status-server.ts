@@ -1,14 +1,28 @@
 // The agent's local API: HTTP on a unix socket in the node's state directory (reachable from the
 // host whatever network namespace the agent runs in). Read-only: the paths and shapes of api.ts;
 // its client is agent-client.ts. The socket is root's alone (0600): /ipsec/sas?keys=1 hands out
-// key material.
-import { createServer, type Server } from 'node:http';
+// key material. The same answers go over the network through api-server.ts (HTTPS, a token).
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, rmSync } from 'node:fs';
 import { prometheusContentType } from 'prom-client';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { Agent } from './agent.js';
 import type { IpsecMode } from './ipsec-mode.js';
 import { AGENT_API, type Healthz, type IpsecSasReport } from './api.js';
+
+/** One answer of the API: its content type and body. */
+export interface ApiAnswer {
+  type: string;
+  body: string;
+}
+
+/** Writes an answer, or the error it failed with as JSON (500), to res. */
+export function sendAnswer(res: ServerResponse, answer: Promise<ApiAnswer>): void {
+  void answer.then(
+    ({ type, body }) => { res.writeHead(200, { 'content-type': type }); res.end(body); },
+    (e) => { res.writeHead(500, { 'content-type': 'application/json' }); res.end(JSON.stringify({ error: errorMessage(e) })); },
+  );
+}
 
 export class StatusServer {
   private server?: Server;
@@ -17,12 +31,7 @@ export class StatusServer {
 
   async listen(): Promise<void> {
     rmSync(this.socketPath, { force: true });
-    this.server = createServer((req, res) => {
-      void this.handle(req.url ?? '/').then(
-        ({ type, body }) => { res.writeHead(200, { 'content-type': type }); res.end(body); },
-        (e) => { res.writeHead(500, { 'content-type': 'application/json' }); res.end(JSON.stringify({ error: errorMessage(e) })); },
-      );
-    });
+    this.server = createServer((req, res) => sendAnswer(res, this.answer(req.url ?? '/')));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.socketPath, () => resolve());
@@ -30,7 +39,8 @@ export class StatusServer {
     chmodSync(this.socketPath, 0o600);
   }
 
-  private async handle(url: string): Promise<{ type: string; body: string }> {
+  /** The answer to GET url (also what the network API serves once the caller is authenticated). */
+  async answer(url: string): Promise<ApiAnswer> {
     const [path, query] = url.split('?');
     const json = (value: object) => ({ type: 'application/json', body: JSON.stringify(value) });
     switch (path) {

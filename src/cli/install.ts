@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import { applySet, defaultSettings, parseDuration } from '../agent/settings.js';
 import { install, waitReady } from '../agent/installer.js';
+import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
 import { VeilError } from '../util/errors.js';
 import { createIpsecKeySecret, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
 import { parseKeyFile } from '../keys/ipsec-keyfile.js';
@@ -56,6 +57,7 @@ export const { run } = command({
       } else {
         console.log(`${ui.key} WireGuard: every node generates its own key pair and publishes its public key`);
       }
+      if (await ensureApiToken(reg)) console.log(`${ui.key} Generated the agent API token (secret ${API_TOKEN_SECRET}): the CLI reads agents over the network with it`);
       const nodes = await install(cluster, reg, settings);
       console.log(`${ui.run} Starting agents on ${nodes.length} nodes: ${nodes.map((n) => n.metadata.name).join(', ')}`);
       await waitReady(reg, timeout, (ready, total) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`), cluster);
