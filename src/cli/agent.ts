@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { Registry } from '../control/registry.js';
 import { nodeReady } from '../lab/objects.js';
-import { agentSocketPath, runAgent } from '../agent/agent.js';
+import { runAgent } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz, PublishedAgentStatus } from '../agent/api.js';
 import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
@@ -59,7 +59,7 @@ function agentReport<T>(sub: string, o: { summary: string; about: string; ask(ag
     examples: [`${name} kind-worker`, `${name} kind-worker -o json`],
     async run({ values, positionals }) {
       const { cluster, node } = await clusterNode(values.cluster, positionals[0], `${name} kind-worker`);
-      const report = await o.ask(new AgentClient(agentSocketPath(cluster, node)));
+      const report = await o.ask(await AgentClient.connect(cluster, node));
       if (values.output) printStructured(report, values.output);
       else process.stdout.write(o.text(report));
       return 0;

@@ -44,11 +44,11 @@ errors. Nodes without an agent count as Disabled.`,
       const failures: string[] = [];
       for (const o of observed) {
         if (!installed) { nodes.push({ node: o.name, status: { mode: 'Disabled' } }); continue; }
-        let answer: { value?: CiliumEncryptionStatus; error?: string } = o.encrypt ? { value: o.encrypt } : await askAgent(cluster, o.name, (a) => a.encryptStatus());
+        let answer: { value?: CiliumEncryptionStatus; error?: string } = o.encrypt ? { value: o.encrypt } : await askAgent(cluster, o.name, (a) => a.encryptStatus(), reg);
         // Wait only for an agent that is alive but not answering yet (starting up); a dead one will not.
         while (!answer.value && o.agentPid !== undefined && agentPid(cluster, o.name) !== undefined && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 1000));
-          answer = await askAgent(cluster, o.name, (a) => a.encryptStatus());
+          answer = await askAgent(cluster, o.name, (a) => a.encryptStatus(), reg);
         }
         if (answer.value) nodes.push({ node: o.name, status: answer.value });
         else failures.push(`${o.name}: ${answer.error ?? 'no answer'}`);

@@ -2,7 +2,6 @@
 // them, and its SAs exported for Wireshark/tshark. Parsing and printing only; the views are in
 // src/operator/ipsec-xfrm-view.ts, the data comes from the agent's /ipsec/sas endpoint.
 import { writeFileSync } from 'node:fs';
-import { agentSocketPath } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { IpsecSasReport } from '../agent/api.js';
 import {
@@ -14,7 +13,7 @@ import { command, group, UsageError } from './flags.js';
 import { clusterNode } from './node-arg.js';
 
 async function fetchSas(cluster: string, node: string, showKeys: boolean): Promise<IpsecSasReport> {
-  return new AgentClient(agentSocketPath(cluster, node)).ipsecSas(showKeys);
+  return (await AgentClient.connect(cluster, node)).ipsecSas(showKeys);
 }
 
 /** The one NODE of an ipsec subcommand, a node of the cluster. */

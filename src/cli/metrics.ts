@@ -1,6 +1,5 @@
 // veil metrics NODE: the Prometheus metrics of one node's agent.
 import { currentCluster, openRegistry } from '../control/cluster.js';
-import { agentSocketPath } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
 import { mustReadSettings } from '../agent/install-state.js';
 import { nodeSpec } from '../lab/objects.js';
@@ -46,7 +45,7 @@ node IP, port agent.metricsPort (default 9962), for Prometheus.`,
         const port = (await mustReadSettings(reg))['agent.metricsPort'];
         text = httpGetInNetns(nodeSpec(obj).netns, `http://${nodeSpec(obj).internalIP}:${port}/metrics`);
       } else {
-        text = await new AgentClient(agentSocketPath(cluster, node)).metricsText();
+        text = await (await AgentClient.connect(cluster, node, { registry: reg })).metricsText();
       }
     } finally {
       reg.close();

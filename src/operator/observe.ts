@@ -4,12 +4,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from '../control/registry.js';
-import { agentSocketPath } from '../agent/agent.js';
 import { agentPid } from '../agent/installer.js';
 import { readSettings } from '../agent/install-state.js';
 import type { Settings } from '../agent/settings.js';
 import { AgentClient } from '../agent/agent-client.js';
-import { errorMessage } from '../util/errors.js';
+import { VeilError, errorMessage } from '../util/errors.js';
 import { buildStatusReport, type NodeObservation, type StatusReport } from './cluster-status.js';
 
 const AGENT_TIMEOUT_MS = 2000;
@@ -20,11 +19,11 @@ export function veilVersion(): string {
 }
 
 /** Asks a node's agent (e.g. `(a) => a.healthz()`); undefined + the reason when it cannot answer. */
-export async function askAgent<T>(cluster: string, node: string, ask: (agent: AgentClient) => Promise<T>): Promise<{ value?: T; error?: string }> {
+export async function askAgent<T>(cluster: string, node: string, ask: (agent: AgentClient) => Promise<T>, registry?: Registry): Promise<{ value?: T; error?: string }> {
   try {
-    return { value: await ask(new AgentClient(agentSocketPath(cluster, node), AGENT_TIMEOUT_MS)) };
+    return { value: await ask(await AgentClient.connect(cluster, node, { registry, timeoutMs: AGENT_TIMEOUT_MS })) };
   } catch (e) {
-    return { error: errorMessage(e).split(': is veil installed')[0] };
+    return { error: e instanceof VeilError ? e.message : errorMessage(e) }; // a status line: the what, without the hint
   }
 }
 
@@ -34,7 +33,7 @@ export async function observeNodes(cluster: string, reg: Registry, settings: Set
     const name = object.metadata.name;
     const pid = agentPid(cluster, name);
     if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid };
-    const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz()), askAgent(cluster, name, (a) => a.encryptStatus())]);
+    const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz(), reg), askAgent(cluster, name, (a) => a.encryptStatus(), reg)]);
     return { name, object, agentPid: pid, healthz: h.value, healthzError: h.error, encrypt: e.value };
   }));
 }
