@@ -52,10 +52,11 @@ export class ApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let expected: string | undefined;
+    let tokenError: string | undefined;
     try {
       expected = await this.opts.token();
     } catch (e) {
-      this.opts.log.warn('agent API: cannot read the token', { error: errorMessage(e) });
+      tokenError = errorMessage(e); // logged with the refusal, so a registry outage cannot flood the log either
     }
     const header = req.headers.authorization;
     const refusal: ApiRefusal | undefined = !expected ? 'token_unavailable'
@@ -63,17 +64,17 @@ export class ApiServer {
       : !bearerMatches(header, expected) ? 'wrong_token'
       : req.method !== 'GET' ? 'not_get' : undefined;
     if (refusal) {
-      this.refuse(req, res, refusal);
+      this.refuse(req, res, refusal, tokenError);
       return;
     }
     sendAnswer(res, this.opts.answer(req.url ?? '/'));
   }
 
-  private refuse(req: IncomingMessage, res: ServerResponse, reason: ApiRefusal): void {
+  private refuse(req: IncomingMessage, res: ServerResponse, reason: ApiRefusal, tokenError?: string): void {
     this.refused[reason]++;
     const now = Date.now();
     if (now - this.lastLog >= LOG_EVERY_MS) {
-      this.opts.log.warn('agent API: request refused', { reason, from: req.socket.remoteAddress, path: req.url, alsoRefusedSinceLastLine: this.unlogged });
+      this.opts.log.warn('agent API: request refused', { reason, from: req.socket.remoteAddress, path: req.url, alsoRefusedSinceLastLine: this.unlogged, tokenError });
       this.lastLog = now;
       this.unlogged = 0;
     } else {

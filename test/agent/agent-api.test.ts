@@ -84,14 +84,14 @@ test('certificate: made once with its key 0600, the same fingerprint after a res
 });
 
 /** An API server on loopback answering '{"path": ...}', counting what it answered. */
-async function withServer(token: string | undefined, body: (s: ApiServer, cert: ApiCertificate, answered: string[], logged: string[]) => Promise<void>): Promise<void> {
+async function withServer(token: string | undefined | (() => Promise<string | undefined>), body: (s: ApiServer, cert: ApiCertificate, answered: string[], logged: string[]) => Promise<void>): Promise<void> {
   const dir = tempDir();
   const answered: string[] = [];
   const logged: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logged.push(String(chunk)); cb(); } });
   const cert = await loadOrCreateApiCertificate(dir, 'n1', '127.0.0.1');
   const server = new ApiServer({
-    host: '127.0.0.1', port: 0, certificate: cert, log: createLogger({}, sink), token: async () => token,
+    host: '127.0.0.1', port: 0, certificate: cert, log: createLogger({}, sink), token: typeof token === 'function' ? token : async () => token,
     answer: async (url) => { answered.push(url); return { type: 'application/json', body: JSON.stringify({ path: url }) }; },
   });
   await server.listen();
@@ -153,13 +153,22 @@ test('network API: a client pinning another fingerprint refuses to talk and send
   });
 });
 
-test('network API: an agent without its token refuses everyone; a closed port is unreachable, with the address', async () => {
+test('network API: an agent without its token (absent, or the registry failing) refuses everyone; a closed port is unreachable, with the address', async () => {
   let closed = '';
   await withServer(undefined, async (server, cert) => {
     const ep: AgentEndpoint = { kind: 'network', node: 'n1', url: server.address, fingerprint256: cert.fingerprint256, token: TOKEN };
     await rejects(agentGet(ep, '/healthz'), 'AGENT_UNAUTHORIZED', /401/);
     assert.equal(server.refused.token_unavailable, 1);
     closed = server.address;
+  });
+  await withServer(() => Promise.reject(new Error('registry unreachable')), async (server, cert, answered, logged) => {
+    const ep: AgentEndpoint = { kind: 'network', node: 'n1', url: server.address, fingerprint256: cert.fingerprint256, token: TOKEN };
+    await rejects(agentGet(ep, '/healthz'), 'AGENT_UNAUTHORIZED', /401/);
+    await rejects(agentGet(ep, '/healthz'), 'AGENT_UNAUTHORIZED', /401/);
+    assert.equal(server.refused.token_unavailable, 2);
+    assert.deepEqual(answered, []);
+    assert.equal(logged.length, 1, 'one line for both');
+    assert.match(logged[0], /"reason":"token_unavailable".*"tokenError":"registry unreachable"/);
   });
   const ep: AgentEndpoint = { kind: 'network', node: 'n1', url: closed, fingerprint256: 'AA', token: TOKEN };
   const e = await rejects(agentGet(ep, '/healthz', 2000), 'AGENT_UNREACHABLE', new RegExp(`cannot reach the agent at ${closed.replace(/[.]/g, '\\.')} \\(node n1\\)`));
