@@ -6,9 +6,10 @@
 import { existsSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { connect, type TLSSocket } from 'node:tls';
-import { openRegistry } from '../control/cluster.js';
+import { isLabCluster, labNetnsPrefix, openRegistry } from '../control/cluster.js';
 import type { Registry } from '../control/registry.js';
 import { VeilError, errorMessage } from '../util/errors.js';
+import { currentNamedNetns } from '../util/netns.js';
 import { agentSocketPath } from './agent.js';
 import { sameFingerprint } from './api-certificate.js';
 import { API_TOKEN_SECRET, readApiToken } from './api-token.js';
@@ -119,6 +120,12 @@ export async function agentEndpoint(cluster: string, node: string, reg?: Registr
   const transport = agentTransport();
   const socketPath = agentSocketPath(cluster, node);
   if (transport === 'socket' || (transport === 'auto' && existsSync(socketPath))) return { kind: 'socket', socketPath };
+  // A lab's addresses live only in its namespaces: from the host's own namespace they would be
+  // routed off this machine, so nothing is sent there.
+  if (isLabCluster(cluster) && !currentNamedNetns()?.startsWith(labNetnsPrefix(cluster))) {
+    throw new VeilError('AGENT_UNREACHABLE', `no status socket for node ${node}'s agent (${socketPath}), and the lab's network is reachable only from its own namespaces`,
+      `is the agent running? see 'veil status'; start it with 'veil agent restart ${node}', or ask from inside the lab: veil lab node-exec NODE -- veil …`);
+  }
   if (reg) return publishedEndpoint(reg, node);
   const own = openRegistry(cluster);
   try {

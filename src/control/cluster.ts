@@ -52,6 +52,20 @@ export function useCluster(name: string): void {
   writeFileSync(currentClusterFile(), name + '\n');
 }
 
+/** Where `veil lab up` records a lab cluster (its nodes are network namespaces of this machine). */
+export function labMetaPath(cluster: string): string {
+  return join(clusterDir(checkClusterName(cluster)), 'lab.json');
+}
+
+/** Every network namespace of a lab cluster is named with this prefix (lab down relies on it). */
+export function labNetnsPrefix(cluster: string): string {
+  return `veil-${cluster}_`;
+}
+
+export function isLabCluster(cluster: string): boolean {
+  return existsSync(labMetaPath(cluster));
+}
+
 /** The directory of a cluster's embedded registry. */
 export function registryDir(cluster: string): string {
   return join(clusterDir(checkClusterName(cluster)), 'registry');

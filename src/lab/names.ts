@@ -6,6 +6,7 @@
 // '_', so the prefix veil-<cluster>_ finds exactly one cluster's namespaces (lab down relies on it).
 import { createHash } from 'node:crypto';
 import { VeilError } from '../util/errors.js';
+import { labNetnsPrefix } from '../control/cluster.js';
 
 /** The underlay bridge, inside the fabric namespace. */
 export const FABRIC_BRIDGE = 'veil-br0';
@@ -19,9 +20,7 @@ export function nodeNames(cluster: string, count: number): string[] {
   return names;
 }
 
-export function netnsPrefix(cluster: string): string {
-  return `veil-${cluster}_`;
-}
+export const netnsPrefix = labNetnsPrefix;
 
 export function fabricNetns(cluster: string): string {
   return `${netnsPrefix(cluster)}fabric`;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { clusterDir, veilHome } from '../util/paths.js';
 import type { RegistryObject } from '../control/registry.js';
 import { atomicWrite } from '../control/embedded-registry.js';
+import { labMetaPath } from '../control/cluster.js';
 
 export const CONTROL_PLANE_LABEL = 'node-role.kubernetes.io/control-plane';
 /** A node is Ready only while its agent's heartbeat is younger than this. */
@@ -84,9 +85,7 @@ export interface LabMeta {
   state: 'creating' | 'ready';
 }
 
-export function labMetaPath(cluster: string): string {
-  return join(clusterDir(cluster), 'lab.json');
-}
+export { labMetaPath };
 
 export function readLabMeta(cluster: string): LabMeta | undefined {
   try {

@@ -96,12 +96,12 @@ test('e2e agent API: agents publish an HTTPS address and the fingerprint of a ce
   assert.notEqual(published(W1).apiFingerprint, published(W2).apiFingerprint, 'a certificate per node');
 });
 
-test('e2e agent API: VEIL_AGENT_TRANSPORT=network takes the network even where the socket is at hand', () => {
-  // The root namespace shares the socket's filesystem but is not on the lab's network (its default
-  // route leads out of the machine): forced onto the network, the CLI fails there, naming the address.
+test('e2e agent API: from the host\'s own namespace the lab\'s agents are never asked over the network', () => {
+  // The lab's addresses exist only in its namespaces; from the host's namespace they would be routed
+  // off the machine. Forced onto the network there, the CLI refuses before sending anything.
   const r = spawnSync(process.execPath, [MAIN, 'agent', 'status', W1], { encoding: 'utf8', env: { ...env, VEIL_AGENT_TRANSPORT: 'network' }, timeout: 30_000 });
-  assert.notEqual(r.status, 0, `the socket was not used: ${r.stdout}`);
-  assert.match(r.stderr, new RegExp(`the agent at ${published(W1).apiAddress!.replace(/[./]/g, '\\$&')} \\(node ${W1}\\)`));
+  assert.equal(r.status, 1, `the socket was not used: ${r.stdout}`);
+  assert.match(r.stderr, new RegExp(`the lab's network is reachable only from its own namespaces.*veil lab node-exec`));
   assert.match(ok(veil('agent', 'status', W1)), new RegExp(`^Node: ${W1}$`, 'm'), 'the socket still serves the same CLI without the variable');
 });
 
@@ -180,4 +180,8 @@ test('e2e agent API: a stopped agent is unreachable, and the error says where an
   assert.equal(r.status, 1, r.stdout);
   assert.match(r.stderr, new RegExp(`cannot reach the agent at ${address.replace(/[./]/g, '\\$&')} \\(node ${W2}\\) \\(connect ECONNREFUSED`));
   assert.match(r.stderr, /check that the agent runs \('veil status'\), that this machine has a route to 172\.18\.0\.\d+ and that TCP port 9964 \(setting agent\.apiPort\) is open/);
+  // From the host's namespace the same question never goes to the network (it would leave the machine).
+  const local = veil('agent', 'status', W2);
+  assert.equal(local.status, 1, local.stdout);
+  assert.doesNotMatch(local.stderr, /cannot reach the agent at https/);
 });
