@@ -15,6 +15,7 @@ import {
 } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { writeFileAtomic, writeFileDurable } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 import type { Kind, LeaseHandle, Registry, RegistryObject, Watch, WatchEvent, WatchEventType } from './registry.js';
 import { KINDS, checkKind, checkName, checkObject, withCreation } from './object-checks.js';
@@ -171,7 +172,8 @@ export class EmbeddedRegistry implements Registry {
   private apply(type: WatchEventType, obj: RegistryObject): void {
     const path = this.objectPath(obj.kind, obj.metadata.name);
     if (type === 'DELETED') unlinkIfExists(path);
-    else atomicWrite(path, JSON.stringify(obj, null, 1));
+    // Not fsync'd: an object file is rebuilt from the event log (the commit point) if a crash loses it.
+    else writeFileAtomic(path, JSON.stringify(obj, null, 1));
   }
 
   /** The last complete, parseable event in the log (the log's own revision). */
@@ -311,8 +313,9 @@ export function compactEvents<E extends { revision: number; type: WatchEventType
   return [...old, ...recent];
 }
 
+/** The compacted log replaces the commit point itself: durably. */
 function writeCompacted(path: string, events: LogEvent[]): void {
-  atomicWrite(path, events.map((e) => JSON.stringify(e) + '\n').join(''));
+  writeFileDurable(path, events.map((e) => JSON.stringify(e) + '\n').join(''));
 }
 
 /** Tails the event log of one registry for one watcher: fs.watch wakes it, a timer backs it up. */
@@ -419,19 +422,6 @@ function readIfExists(path: string): string | undefined {
 function unlinkIfExists(path: string): void {
   try { unlinkSync(path); } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-}
-
-/** Readers see the old file or the new one, never a part of either. */
-export function atomicWrite(path: string, content: string): void {
-  const dot = path.lastIndexOf('/');
-  const tmp = `${path.slice(0, dot + 1)}.${path.slice(dot + 1)}.${process.pid}.${randomUUID()}.tmp`;
-  try {
-    writeFileSync(tmp, content);
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkIfExists(tmp);
-    throw e;
   }
 }
 

@@ -1,8 +1,8 @@
 // A small durable store for outbound sequence marks (see sequence-store.ts): one JSON file of
-// { "<sa id>": mark }, replaced atomically (write a temporary file, fsync, rename, fsync the folder),
-// so a crash leaves either the old or the new marks, never a torn file.
-import { open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+// { "<sa id>": mark }, replaced durably (util/durable-file.ts), so a crash leaves either the old or
+// the new marks, never a torn file, and a mark the sender relies on is never lost.
+import { readFile } from 'node:fs/promises';
+import { writeFileDurable } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 
 /** The identity of an outbound SA's key for its mark: SPI and tunnel IPs (a jump forward is always safe). */
@@ -41,21 +41,10 @@ export async function readSequenceMarks(path: string): Promise<Map<string, numbe
   return marks;
 }
 
-/** Replaces the file at `path` with `marks`, durably. */
-export async function writeSequenceMarks(path: string, marks: ReadonlyMap<string, number>): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(Object.fromEntries(marks)) + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+/**
+ * Replaces the file at `path` with `marks`, durably: synchronous, since the datapath may use no
+ * number of a block before its mark is on disk.
+ */
+export function writeSequenceMarks(path: string, marks: ReadonlyMap<string, number>): void {
+  writeFileDurable(path, JSON.stringify(Object.fromEntries(marks)) + '\n', { mode: 0o600 });
 }

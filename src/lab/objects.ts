@@ -3,8 +3,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterDir, veilHome } from '../util/paths.js';
 import type { RegistryObject } from '../control/registry.js';
-import { atomicWrite } from '../control/embedded-registry.js';
 import { labMetaPath } from '../control/cluster.js';
+import { writeFileAtomic } from '../util/durable-file.js';
 
 export const CONTROL_PLANE_LABEL = 'node-role.kubernetes.io/control-plane';
 /** A node is Ready only while its agent's heartbeat is younger than this. */
@@ -96,7 +96,8 @@ export function readLabMeta(cluster: string): LabMeta | undefined {
 }
 
 export function writeLabMeta(meta: LabMeta): void {
-  atomicWrite(labMetaPath(meta.name), JSON.stringify(meta, null, 2) + '\n');
+  // Not fsync'd: a lab's namespaces do not outlive a reboot, and `lab down` copes with a missing file.
+  writeFileAtomic(labMetaPath(meta.name), JSON.stringify(meta, null, 2) + '\n');
 }
 
 /** Every lab cluster with a lab.json under $VEIL_HOME. */

@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterDir } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
-import { atomicWrite } from '../control/embedded-registry.js';
+import { writeFileAtomic } from '../util/durable-file.js';
 
 export interface PidRecord {
   name: string;
@@ -34,7 +34,8 @@ export function registerPid(cluster: string, name: string, pid: number): void {
   if (startTime === undefined) throw new VeilError('NO_SUCH_PROCESS', `process ${pid} is not running`, 'register a process right after starting it');
   mkdirSync(pidDir(cluster), { recursive: true });
   const rec: PidRecord = { name, pid, startTime };
-  atomicWrite(join(pidDir(cluster), `${name}.pid`), JSON.stringify(rec) + '\n');
+  // Not fsync'd: after a machine crash no recorded process is running anyway.
+  writeFileAtomic(join(pidDir(cluster), `${name}.pid`), JSON.stringify(rec) + '\n');
 }
 
 export function unregisterPid(cluster: string, name: string): void {
