@@ -77,11 +77,12 @@ export interface TrafficCounters {
 }
 
 /**
- * Packets the WireGuard engine drops itself (the core's drops are `drops`). The metrics export
+ * Packets the WireGuard engine drops itself before or after the core (every transport packet's
+ * own verdict, e.g. replay or decryptFailed, is the core's, in `drops`). The metrics export
  * exactly this list, so a new drop counter reaches them by being named here.
  */
 export const WIREGUARD_ENGINE_DROPS = [
-  'noRoute', 'sourceNotAllowed', 'replay', 'authFailed', 'unknownIndex', 'malformed', 'tooBig', 'sendFailed',
+  'noRoute', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed',
 ] as const;
 
 export type WireguardEngineCounters = TrafficCounters & Record<(typeof WIREGUARD_ENGINE_DROPS)[number], number> & {

@@ -1,8 +1,8 @@
 // The WireGuard shell of the datapath: batches from the TUN device are routed by the allowed-ips
-// trie, framed and sealed natively, and sent; batches from the UDP socket are opened natively,
-// replay-checked, source-checked and written to the TUN device. Handshakes, timers and every
-// other protocol decision belong to the sans-I/O core (src/wireguard/); this file only does I/O
-// and bookkeeping for it, without allocating per packet on the data path.
+// trie, framed by the core and sealed natively, and sent; batches from the UDP socket are accepted
+// by the core, opened natively, source-checked and written to the TUN device. Packet layout,
+// handshakes, timers and every acceptance decision belong to the sans-I/O core (src/wireguard/);
+// this file only does I/O and bookkeeping for it, without allocating per packet on the data path.
 import { appendFileSync } from 'node:fs';
 import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
@@ -11,8 +11,9 @@ import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
 import type { Endpoint } from '../wireguard/endpoint.js';
-import { innerPacketLength, paddedLength } from '../wireguard/transport.js';
-import { MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
+import { frameTransport, transportLength } from '../wireguard/transport.js';
+import { messageType, transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
+import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
@@ -27,7 +28,6 @@ const TX_HEADROOM = 32;
 /** Bytes after: padding (< 16) and the tag (16). */
 const TX_TAILROOM = 32;
 const RX_HEADROOM = 16;
-const HEADER = 16;
 const TAG = 16;
 const BATCH = 128;
 const SLOT = 2048;
@@ -54,18 +54,6 @@ function handles(kp: Keypair): KeyHandles {
   return h;
 }
 
-/** Writes counter (< 2^53) as 8 little-endian bytes. */
-function writeCounter(buf: Uint8Array, off: number, counter: number): void {
-  const lo = counter >>> 0;
-  const hi = Math.floor(counter / 0x1_0000_0000);
-  buf[off] = lo & 0xff; buf[off + 1] = (lo >>> 8) & 0xff; buf[off + 2] = (lo >>> 16) & 0xff; buf[off + 3] = lo >>> 24;
-  buf[off + 4] = hi & 0xff; buf[off + 5] = (hi >>> 8) & 0xff; buf[off + 6] = (hi >>> 16) & 0xff; buf[off + 7] = hi >>> 24;
-}
-
-function readU32(buf: Uint8Array, off: number): number {
-  return (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
-}
-
 export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
@@ -86,8 +74,8 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
   readonly counters: WireguardEngineCounters = {
-    txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0, replay: 0,
-    authFailed: 0, unknownIndex: 0, malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
+    txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0,
+    malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
   };
 
   constructor(private readonly init: WireguardEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
@@ -118,31 +106,23 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
       const peer = this.allowed.lookup(buf, off + (family === 4 ? 16 : 24), family);
       if (!peer) { this.counters.noRoute++; continue; }
       if (len > mtu) { this.answerTooBig(off, len); continue; }
-      const kp = peer.staged.length === 0 ? peer.currentSendKeypair(now) : null;
-      const counter = kp ? kp.reserveSendCounters(1) : -1;
-      if (!kp || counter < 0) {
+      const kp = this.device.sendingKeypair(peer, now);
+      const nonce = off - TX_HEADROOM;
+      const padded = kp ? frameTransport(buf, off, len, kp, mtu, buf, nonce) : -1;
+      if (kp === null || padded < 0) {
         // No session yet (or out of counters): the core stages a copy and starts a handshake.
         this.counters.staged++;
         this.perform(this.device.encapsulate(peer, buf.subarray(off, off + len), now));
         continue;
       }
-      const padded = paddedLength(len, mtu);
-      buf.fill(0, off + len, off + padded);
-      const h = off - HEADER;
-      buf[h] = MESSAGE_TRANSPORT_TYPE; buf[h + 1] = 0; buf[h + 2] = 0; buf[h + 3] = 0;
-      const ri = kp.remoteIndex;
-      buf[h + 4] = ri & 0xff; buf[h + 5] = (ri >>> 8) & 0xff; buf[h + 6] = (ri >>> 16) & 0xff; buf[h + 7] = ri >>> 24;
-      writeCounter(buf, h + 8, counter);
-      const nonce = off - TX_HEADROOM;
-      buf[nonce] = 0; buf[nonce + 1] = 0; buf[nonce + 2] = 0; buf[nonce + 3] = 0;
-      writeCounter(buf, nonce + 4, counter);
       aead.add(handles(kp).send, off, padded, nonce);
-      const dest = this.destination(peer.endpoint!);
-      b.setPeer(out, dest.bytes, dest.family, peer.endpoint!.port);
-      b.offs[out] = h;
-      b.lens[out] = HEADER + padded + TAG;
+      const endpoint = peer.endpoint!; // sendingKeypair() answers only for a peer with an endpoint
+      const dest = this.destination(endpoint);
+      b.setPeer(out, dest.bytes, dest.family, endpoint.port);
+      b.offs[out] = off - HEADER;
+      b.lens[out] = transportLength(padded);
       out++;
-      this.sentBytes.set(peer, (this.sentBytes.get(peer) ?? 0) + HEADER + padded + TAG);
+      this.sentBytes.set(peer, (this.sentBytes.get(peer) ?? 0) + transportLength(padded));
       this.sentPackets.set(peer, (this.sentPackets.get(peer) ?? 0) + 1);
       this.counters.txBytes += len;
     }
@@ -174,22 +154,13 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
     let ops = 0;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
-      if (len < 4) { this.counters.malformed++; continue; }
-      const type = buf[off]!;
-      if (type !== MESSAGE_TRANSPORT_TYPE) { this.handshakeMessage(i, now); continue; }
-      if (len < HEADER + TAG || buf[off + 1] !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) { this.counters.malformed++; continue; }
-      const kp = this.device.keypairByReceiverIndex(readU32(buf, off + 4));
-      if (!kp || !kp.canReceive(now)) { this.counters.unknownIndex++; continue; }
-      const counter = readU32(buf, off + 8) + readU32(buf, off + 12) * 0x1_0000_0000;
-      if (!kp.replay.wouldAccept(counter)) { this.counters.replay++; continue; }
-      // The nonce (0^4 || counter LE) is built in place over the receiver index, already read:
-      // GRO segments sit back to back, so the bytes before a datagram belong to the previous one.
-      const nonce = off + 4;
-      buf[nonce] = 0; buf[nonce + 1] = 0; buf[nonce + 2] = 0; buf[nonce + 3] = 0;
-      aead.add(handles(kp).receive, off + HEADER, len - HEADER - TAG, nonce);
+      if (messageType(buf, off, len) !== MESSAGE_TRANSPORT_TYPE) { this.handshakeMessage(i, now); continue; }
+      const kp = this.device.transportKeypair(buf, off, len, now);
+      if (!kp) continue;
+      this.rxCounter[ops] = transportCounter(buf, off);
+      aead.add(handles(kp).receive, off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
       this.rxIndex[ops] = i;
       this.rxKeypair[ops] = kp;
-      this.rxCounter[ops] = counter;
       ops++;
     }
     if (ops === 0) return n;
@@ -199,19 +170,16 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
     for (let j = 0; j < ops; j++) {
       const kp = this.rxKeypair[j]!;
       this.rxKeypair[j] = null;
-      if (!aead.ok[j]) { this.counters.authFailed++; continue; }
+      if (!this.device.acceptTransport(kp, this.rxCounter[j]!, aead.ok[j] === 1)) continue;
       const i = this.rxIndex[j]!;
-      if (!kp.replay.check(this.rxCounter[j]!)) { this.counters.replay++; continue; }
       const off = b.offs[i]! + HEADER, plain = b.lens[i]! - HEADER - TAG;
       let r = this.received.get(kp);
       if (!r) { r = { bytes: 0, packets: 0, source: this.sourceEndpoint(i) }; this.received.set(kp, r); }
       r.bytes += plain;
       r.packets++;
       if (plain === 0) continue; // keepalive
-      const inner = innerPacketLength(buf, off, plain);
-      if (inner < 0) { this.counters.malformed++; continue; }
-      const family: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
-      if (this.allowed.lookup(buf, off + (family === 4 ? 12 : 8), family) !== kp.peer) { this.counters.sourceNotAllowed++; continue; }
+      const inner = this.device.innerPacket(buf, off, plain, kp.peer);
+      if (inner < 0 || !this.sourceAllowed(buf, off, kp.peer)) continue;
       b.offs[out] = off;
       b.lens[out] = inner;
       out++;
@@ -224,6 +192,14 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
       this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, r.source, r.bytes, r.packets));
     }
     return n;
+  }
+
+  /** Cryptokey routing: the inner packet at buf[off] must come from an address of `peer`. */
+  private sourceAllowed(buf: Uint8Array, off: number, peer: Peer): boolean {
+    const family: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
+    if (this.allowed.lookup(buf, off + (family === 4 ? 12 : 8), family) === peer) return true;
+    this.counters.sourceNotAllowed++;
+    return false;
   }
 
   /** Load detection and flood limits are the core's (src/wireguard/handshake-limiter.ts). */
@@ -274,16 +250,12 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
           }
           break;
         }
-        case 'tunnel': {
-          const inner = innerPacketLength(a.packet, 0, a.packet.length);
-          if (inner < 0) { this.counters.malformed++; break; }
-          const fam: IpFamily = a.packet[0]! >> 4 === 6 ? 6 : 4;
-          if (this.allowed.lookup(a.packet, fam === 4 ? 12 : 8, fam) !== a.peer) { this.counters.sourceNotAllowed++; break; }
-          this.single.write(a.packet.subarray(0, inner));
+        case 'tunnel': // a whole inner packet, accepted by the core
+          if (!this.sourceAllowed(a.packet, 0, a.peer)) break;
+          this.single.write(a.packet);
           this.counters.rxPackets++;
-          this.counters.rxBytes += inner;
+          this.counters.rxBytes += a.packet.length;
           break;
-        }
         case 'keylog':
           if (this.init.keylogFile) {
             try { appendFileSync(this.init.keylogFile, a.text.endsWith('\n') ? a.text : a.text + '\n', { mode: 0o600 }); } catch { /* best effort */ }

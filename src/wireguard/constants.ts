@@ -45,5 +45,3 @@ export const MESSAGE_TRANSPORT_MIN_SIZE = MESSAGE_TRANSPORT_HEADER_SIZE + 16;
 export const MESSAGE_KEEPALIVE_SIZE = MESSAGE_TRANSPORT_MIN_SIZE;
 /** Transport plaintext is zero-padded to a multiple of this. */
 export const MESSAGE_PADDING_MULTIPLE = 16;
-/** Tunnel overhead: 32 message bytes + 8 UDP + 40 (IPv6) outer header; MTU = underlay - 80. */
-export const WIREGUARD_OVERHEAD = 80;

@@ -6,12 +6,12 @@
 // timestamps need Unix time; they use `now + wallClockOffsetMs` (default offset 0, i.e. pass
 // Date.now(); with performance.now() pass performance.timeOrigin as the offset).
 //
-// Two ways to move data:
-//  - single packet: encapsulate() / decapsulate(), which do the ChaCha20-Poly1305 themselves;
-//  - batched: peer.currentSendKeypair() + keypair.reserveSendCounters() + peer.onDataSent() on
-//    send, device.keypairByReceiverIndex() + keypair.canReceive() + keypair.replay.check() +
-//    peer.onAuthenticatedDataReceived() on receive, with a native AEAD in between. Handshake,
-//    cookie reply and any non-transport datagram always go through decapsulate().
+// Transport data takes one path, in two shapes: encapsulate()/decapsulate() handle a single
+// packet (ChaCha20-Poly1305 here), a batch datapath frames and opens many at once (native AEAD).
+// Both make every decision through the same calls: sendingKeypair() + frameTransport() to send,
+// transportKeypair() -> open -> acceptTransport() -> innerPacket() to receive, then the peer's
+// onDataSent()/receivedData() hooks. Handshake, cookie reply and any non-transport datagram always
+// go through decapsulate().
 import { isAllZero } from '../crypto/index.js';
 import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
 import { CookieChecker } from './cookie.js';
@@ -164,17 +164,14 @@ export class Device implements PeerHost {
    */
   encapsulate(peer: Peer, packet: Uint8Array, now: number): Action[] {
     const out: Action[] = [];
-    const kp = peer.staged.length === 0 ? peer.currentSendKeypair(now) : null;
+    const kp = this.sendingKeypair(peer, now);
+    const datagram = kp ? sealTransport(kp, packet, this.mtu) : null;
     const endpoint = peer.endpoint;
-    if (kp && endpoint) {
-      const counter = kp.reserveSendCounters(1);
-      if (counter >= 0) {
-        const datagram = sealTransport(kp, counter, packet, this.mtu);
-        this.stats.dataPacketsSent++;
-        out.push({ kind: 'network', peer, endpoint, datagram });
-        for (const a of peer.onDataSent(now, datagram.length, packet.length === 0)) out.push(a);
-        return out;
-      }
+    if (datagram && endpoint) {
+      this.stats.dataPacketsSent++;
+      out.push({ kind: 'network', peer, endpoint, datagram });
+      for (const a of peer.onDataSent(now, datagram.length, packet.length === 0)) out.push(a);
+      return out;
     }
     peer.stage(packet, out);
     peer.sendStaged(now, out);
@@ -233,47 +230,87 @@ export class Device implements PeerHost {
     return out;
   }
 
-  // ---- lower-level receive path for a batched datapath -------------------------------------
+  // ---- transport data, one packet or a batch -----------------------------------------------
 
   /**
-   * The live keypair our index `idx` names (the receiver field of a transport message), or
-   * undefined. Then: keypair.canReceive(now), native decrypt with keypair.receiveKey and nonce
-   * counter, keypair.replay.check(counter), keypair.peer.onAuthenticatedDataReceived(...).
+   * The keypair to send `peer`'s next packet under now (frame it with frameTransport()), or null:
+   * no usable session, packets already waiting for one (they keep their order), or no endpoint to
+   * send to. Then hand the packet to encapsulate(), which stages it and starts a handshake.
    */
+  sendingKeypair(peer: Peer, now: number): Keypair | null {
+    if (peer.staged.length !== 0 || !peer.endpoint) return null;
+    return peer.currentSendKeypair(now);
+  }
+
+  /** The live keypair our index `idx` names (the receiver field of a transport message), or undefined. */
   keypairByReceiverIndex(idx: number): Keypair | undefined {
     const kp = this.indexes.get(idx)?.keypair;
     return kp && kp.isAlive ? kp : undefined;
   }
 
-  /** Counts a drop found by the batched datapath (e.g. 'replay', 'decryptFailed'). */
-  countDrop(reason: DropReason): void {
-    this.stats.drop(reason);
+  /**
+   * Receiving transport data, before any crypto: the keypair that may open the datagram at
+   * buf[off..off+len), or null when it is malformed, names no live keypair of ours, comes too late
+   * for it, or repeats a counter already accepted. A null is a drop, counted (and added to `out`
+   * when given). Open with the keypair's receiveKey and the counter's nonce, then acceptTransport().
+   */
+  transportKeypair(buf: Uint8Array, off: number, len: number, now: number, out: Action[] | null = null): Keypair | null {
+    const bad = checkTransport(buf, off, len);
+    if (bad) return this.refused(bad, null, out);
+    const kp = this.keypairByReceiverIndex(transportReceiver(buf, off));
+    if (!kp) return this.refused('unknownReceiverIndex', null, out);
+    if (!kp.canReceive(now)) return this.refused('keypairExpired', kp.peer, out);
+    if (!kp.replay.wouldAccept(transportCounter(buf, off))) return this.refused('replay', kp.peer, out);
+    return kp;
+  }
+
+  /**
+   * Receiving transport data, after the AEAD: true when the packet is accepted (its counter is
+   * recorded in the replay window); false, a counted drop, when it did not authenticate or when a
+   * copy of it was accepted since transportKeypair() (e.g. earlier in the same batch). Then call
+   * the peer's receivedData hook, and innerPacket() unless the plaintext is empty (a keepalive).
+   */
+  acceptTransport(kp: Keypair, counter: number, authentic: boolean, out: Action[] | null = null): boolean {
+    const reason: DropReason | null = !authentic ? 'decryptFailed' : !kp.replay.check(counter) ? 'replay' : null;
+    if (reason) this.dropped(reason, kp.peer, out);
+    return reason === null;
+  }
+
+  /**
+   * The length of the IP packet in the accepted plaintext buf[off..off+len) (padding cut off), or
+   * -1 when it is no consistent IPv4/IPv6 packet (a counted drop).
+   */
+  innerPacket(buf: Uint8Array, off: number, len: number, peer: Peer, out: Action[] | null = null): number {
+    const length = innerPacketLength(buf, off, len);
+    if (length < 0) this.dropped('invalidInnerPacket', peer, out);
+    return length;
   }
 
   // ---- receive internals -----------------------------------------------------------------
 
-  private dropped(reason: DropReason, peer: Peer | null, out: Action[]): void {
+  /** Counts a drop, and reports it in `out` when there is one. */
+  private dropped(reason: DropReason, peer: Peer | null, out: Action[] | null): void {
     this.stats.drop(reason);
-    out.push({ kind: 'drop', reason, peer });
+    out?.push({ kind: 'drop', reason, peer });
+  }
+
+  /** dropped(), for the transport checks that answer null or false. */
+  private refused(reason: DropReason, peer: Peer | null, out: Action[] | null): null {
+    this.dropped(reason, peer, out);
+    return null;
   }
 
   private receiveTransport(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
-    const bad = checkTransport(datagram);
-    if (bad) return this.dropped(bad, null, out);
-    const kp = this.keypairByReceiverIndex(transportReceiver(datagram));
-    if (!kp) return this.dropped('unknownReceiverIndex', null, out);
-    const peer = kp.peer;
-    if (!kp.canReceive(now)) return this.dropped('keypairExpired', peer, out);
+    const kp = this.transportKeypair(datagram, 0, datagram.length, now, out);
+    if (!kp) return;
     const counter = transportCounter(datagram);
-    if (!kp.replay.wouldAccept(counter)) return this.dropped('replay', peer, out);
     const plaintext = openTransport(kp, counter, datagram);
-    if (!plaintext) return this.dropped('decryptFailed', peer, out);
-    if (!kp.replay.check(counter)) return this.dropped('replay', peer, out);
-    peer.receivedData(kp, now, source, plaintext.length, 1, out);
-    if (plaintext.length === 0) return; // keepalive
-    const length = innerPacketLength(plaintext);
-    if (length < 0) return this.dropped('invalidInnerPacket', peer, out);
-    out.push({ kind: 'tunnel', peer, packet: plaintext.subarray(0, length) });
+    if (!this.acceptTransport(kp, counter, plaintext !== null, out)) return;
+    const peer = kp.peer;
+    peer.receivedData(kp, now, source, plaintext!.length, 1, out);
+    if (plaintext!.length === 0) return; // keepalive
+    const length = this.innerPacket(plaintext!, 0, plaintext!.length, peer, out);
+    if (length >= 0) out.push({ kind: 'tunnel', peer, packet: plaintext!.subarray(0, length) });
   }
 
   /**

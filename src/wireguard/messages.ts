@@ -41,18 +41,18 @@ function view(b: Uint8Array): DataView {
 }
 
 /**
- * The message type of a datagram if its 4-byte header is well formed (type 1..4, reserved bytes
- * zero), else 0.
+ * The message type of the datagram at b[off..off+len) if its 4-byte header is well formed (type
+ * 1..4, reserved bytes zero), else 0. The offset form serves a batch buffer without a view.
  */
-export function messageType(b: Uint8Array): number {
-  if (b.length < 4 || b[1] !== 0 || b[2] !== 0 || b[3] !== 0) return 0;
-  const t = b[0]!;
+export function messageType(b: Uint8Array, off = 0, len = b.length - off): number {
+  if (len < 4 || b[off + 1] !== 0 || b[off + 2] !== 0 || b[off + 3] !== 0) return 0;
+  const t = b[off]!;
   return t >= MESSAGE_INITIATION_TYPE && t <= MESSAGE_TRANSPORT_TYPE ? t : 0;
 }
 
-function header(b: Uint8Array, type: number, size: number, exact: boolean): DropReason | null {
-  if (messageType(b) !== type) return 'badType';
-  if (exact ? b.length !== size : b.length < size) return 'badLength';
+function header(b: Uint8Array, type: number, size: number, exact: boolean, off = 0, len = b.length - off): DropReason | null {
+  if (messageType(b, off, len) !== type) return 'badType';
+  if (exact ? len !== size : len < size) return 'badLength';
   return null;
 }
 
@@ -122,21 +122,31 @@ export function serializeCookieReply(m: CookieReplyMessage): Uint8Array {
   return b;
 }
 
-/** Checks a transport message's header and minimum size; null when well formed. */
-export function checkTransport(b: Uint8Array): DropReason | null {
-  return header(b, MESSAGE_TRANSPORT_TYPE, MESSAGE_TRANSPORT_MIN_SIZE, false);
+/** Checks the header and minimum size of the transport message at b[off..off+len); null when well formed. */
+export function checkTransport(b: Uint8Array, off = 0, len = b.length - off): DropReason | null {
+  return header(b, MESSAGE_TRANSPORT_TYPE, MESSAGE_TRANSPORT_MIN_SIZE, false, off, len);
 }
 
-/** Receiver index of a transport message (call after checkTransport). Allocation-free. */
-export function transportReceiver(b: Uint8Array): number {
-  return (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0;
+function readU32le(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
 }
 
-/** 64-bit counter of a transport message as a number (exact below 2^53). Allocation-free. */
-export function transportCounter(b: Uint8Array): number {
-  const lo = (b[8]! | (b[9]! << 8) | (b[10]! << 16) | (b[11]! << 24)) >>> 0;
-  const hi = (b[12]! | (b[13]! << 8) | (b[14]! << 16) | (b[15]! << 24)) >>> 0;
-  return hi * 0x1_0000_0000 + lo;
+/** Receiver index of the transport message at b[off] (call after checkTransport). Allocation-free. */
+export function transportReceiver(b: Uint8Array, off = 0): number {
+  return readU32le(b, off + 4);
+}
+
+/** 64-bit counter of the transport message at b[off] as a number (exact below 2^53). Allocation-free. */
+export function transportCounter(b: Uint8Array, off = 0): number {
+  return readU32le(b, off + 12) * 0x1_0000_0000 + readU32le(b, off + 8);
+}
+
+/** Writes counter (< 2^53) as 8 little-endian bytes at out[offset]. */
+function writeU64le(out: Uint8Array, offset: number, counter: number): void {
+  const lo = counter >>> 0;
+  const hi = Math.floor(counter / 0x1_0000_0000) >>> 0;
+  out[offset] = lo & 0xff; out[offset + 1] = (lo >>> 8) & 0xff; out[offset + 2] = (lo >>> 16) & 0xff; out[offset + 3] = lo >>> 24;
+  out[offset + 4] = hi & 0xff; out[offset + 5] = (hi >>> 8) & 0xff; out[offset + 6] = (hi >>> 16) & 0xff; out[offset + 7] = hi >>> 24;
 }
 
 /** Writes the 16-byte transport header at out[offset]. Allocation-free. */
@@ -147,12 +157,24 @@ export function writeTransportHeader(out: Uint8Array, receiver: number, counter:
   out[offset + 5] = (receiver >>> 8) & 0xff;
   out[offset + 6] = (receiver >>> 16) & 0xff;
   out[offset + 7] = (receiver >>> 24) & 0xff;
-  const lo = counter >>> 0;
-  const hi = Math.floor(counter / 0x1_0000_0000) >>> 0;
-  for (let i = 0; i < 4; i++) {
-    out[offset + 8 + i] = (lo >>> (8 * i)) & 0xff;
-    out[offset + 12 + i] = (hi >>> (8 * i)) & 0xff;
-  }
+  writeU64le(out, offset + 8, counter);
+}
+
+/** The transport nonce, 4 zero bytes || counter (little endian), at out[offset..offset+12). */
+export function writeTransportNonce(out: Uint8Array, offset: number, counter: number): void {
+  out[offset] = out[offset + 1] = out[offset + 2] = out[offset + 3] = 0;
+  writeU64le(out, offset + 4, counter);
+}
+
+/**
+ * Turns the received transport message at b[off] into its own nonce, in place, and returns the
+ * nonce's offset: the counter already follows the receiver index, so zeroing the (already read)
+ * index makes bytes 4..16 the nonce. No room outside the datagram is needed, which GRO segments,
+ * back to back in one buffer, do not have.
+ */
+export function transportNonceInPlace(b: Uint8Array, off: number): number {
+  b[off + 4] = b[off + 5] = b[off + 6] = b[off + 7] = 0;
+  return off + 4;
 }
 
 export { MESSAGE_TRANSPORT_HEADER_SIZE };

@@ -228,13 +228,12 @@ export class Peer {
     let bytes = 0;
     let allKeepalive = true;
     while (this.staged.length) {
-      const counter = kp.reserveSendCounters(1);
-      if (counter < 0) {
+      const datagram = sealTransport(kp, this.staged[0]!, this.host.mtu);
+      if (!datagram) {
         this.sendHandshakeInitiation(now, false, out);
         return;
       }
       const packet = this.staged.shift()!;
-      const datagram = sealTransport(kp, counter, packet, this.host.mtu);
       if (packet.length === 0) this.host.stats.keepalivesSent++;
       else {
         this.host.stats.dataPacketsSent++;

@@ -1,9 +1,11 @@
-// Transport data messages on the single-packet path (paper §5.4.6): header (type 4, receiver,
-// 64-bit counter) then ChaCha20-Poly1305 of the zero-padded plaintext, nonce = 4 zero bytes ||
-// counter (little endian), empty AAD. An empty plaintext is a keepalive.
-import { aeadOpen, aeadSeal, counterNonce } from '../crypto/index.js';
-import { MESSAGE_PADDING_MULTIPLE, MESSAGE_TRANSPORT_HEADER_SIZE } from './constants.js';
-import { writeTransportHeader } from './messages.js';
+// Transport data messages (paper §5.4.6): header (type 4, receiver, 64-bit counter) then
+// ChaCha20-Poly1305 of the zero-padded plaintext, nonce = 4 zero bytes || counter (little
+// endian), empty AAD. An empty plaintext is a keepalive. frameTransport() is the one place that
+// lays a transport packet out; the single-packet path here and the batch engine (which seals
+// natively) both call it.
+import { AEAD_TAG_SIZE, aeadOpenInto, aeadSealInto } from '../crypto/index.js';
+import { MESSAGE_PADDING_MULTIPLE, MESSAGE_TRANSPORT_HEADER_SIZE, MESSAGE_TRANSPORT_MIN_SIZE } from './constants.js';
+import { writeTransportHeader, writeTransportNonce } from './messages.js';
 import type { Keypair } from './keypair.js';
 
 const nonce = new Uint8Array(12);
@@ -14,24 +16,45 @@ export function paddedLength(length: number, mtu: number): number {
   return mtu > 0 && padded > mtu ? Math.max(mtu, length) : padded;
 }
 
-/** Encrypts one packet with `counter` (already reserved on the keypair) into a new datagram. */
-export function sealTransport(kp: Keypair, counter: number, packet: Uint8Array, mtu: number): Uint8Array {
-  const padded = paddedLength(packet.length, mtu);
-  let plaintext = packet;
-  if (padded !== packet.length) {
-    plaintext = new Uint8Array(padded);
-    plaintext.set(packet);
-  }
-  const sealed = aeadSeal(kp.sendKey, counterNonce(counter, nonce), plaintext);
-  const out = new Uint8Array(MESSAGE_TRANSPORT_HEADER_SIZE + sealed.length);
-  writeTransportHeader(out, kp.remoteIndex, counter);
-  out.set(sealed, MESSAGE_TRANSPORT_HEADER_SIZE);
+/** The datagram length for a padded plaintext: header before it, tag after it. */
+export function transportLength(padded: number): number {
+  return padded + MESSAGE_TRANSPORT_MIN_SIZE;
+}
+
+/**
+ * Frames the inner packet at buf[off..off+len) in place as transport data under kp: reserves its
+ * send counter, zero-pads the packet (paddedLength), writes the header into the 16 bytes before
+ * it and the nonce at nonceBuf[nonceOff..+12). Returns the padded length: seal buf[off..off+padded)
+ * with kp.sendKey and that nonce, the tag right after it. -1 when kp has no counter left (nothing
+ * written; a new handshake is needed). Allocation-free.
+ */
+export function frameTransport(buf: Uint8Array, off: number, len: number, kp: Keypair, mtu: number, nonceBuf: Uint8Array, nonceOff: number): number {
+  const counter = kp.reserveSendCounters(1);
+  if (counter < 0) return -1;
+  const padded = paddedLength(len, mtu);
+  buf.fill(0, off + len, off + padded);
+  writeTransportHeader(buf, kp.remoteIndex, counter, off - MESSAGE_TRANSPORT_HEADER_SIZE);
+  writeTransportNonce(nonceBuf, nonceOff, counter);
+  return padded;
+}
+
+/** A single packet sealed under kp into a new datagram; null when kp has no counter left. */
+export function sealTransport(kp: Keypair, packet: Uint8Array, mtu: number): Uint8Array | null {
+  const out = new Uint8Array(transportLength(paddedLength(packet.length, mtu)));
+  out.set(packet, MESSAGE_TRANSPORT_HEADER_SIZE);
+  const padded = frameTransport(out, MESSAGE_TRANSPORT_HEADER_SIZE, packet.length, kp, mtu, nonce, 0);
+  if (padded < 0) return null;
+  const plaintext = out.subarray(MESSAGE_TRANSPORT_HEADER_SIZE, MESSAGE_TRANSPORT_HEADER_SIZE + padded);
+  aeadSealInto(out.subarray(MESSAGE_TRANSPORT_HEADER_SIZE), kp.sendKey, nonce, plaintext); // in place
   return out;
 }
 
 /** Decrypts a transport datagram under kp; the padded plaintext, or null if it does not authenticate. */
 export function openTransport(kp: Keypair, counter: number, datagram: Uint8Array): Uint8Array | null {
-  return aeadOpen(kp.receiveKey, counterNonce(counter, nonce), datagram.subarray(MESSAGE_TRANSPORT_HEADER_SIZE));
+  writeTransportNonce(nonce, 0, counter);
+  const sealed = datagram.subarray(MESSAGE_TRANSPORT_HEADER_SIZE);
+  const plaintext = new Uint8Array(sealed.length - AEAD_TAG_SIZE);
+  return aeadOpenInto(plaintext, kp.receiveKey, nonce, sealed) ? plaintext : null;
 }
 
 /**

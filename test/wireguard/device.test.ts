@@ -6,7 +6,7 @@ import { Pair, ipv4Packet, EP_A, EP_B } from './harness.js';
 import { generatePrivateKey, aeadSeal, aeadOpen, counterNonce, isAllZero } from '../../src/crypto/index.js';
 import {
   Device, REKEY_AFTER_MESSAGES, REJECT_AFTER_MESSAGES, MESSAGE_TRANSPORT_HEADER_SIZE, writeTransportHeader,
-  transportCounter, transportReceiver, type Action,
+  frameTransport, transportCounter, transportNonceInPlace, transportReceiver, type Action,
 } from '../../src/wireguard/index.js';
 
 const INIT = 1, RESP = 2, COOKIE = 3, DATA = 4;
@@ -341,42 +341,78 @@ test('key log lines for each handshake side', () => {
   assert.ok(p.keylog[0]!.includes(`REMOTE_STATIC_PUBLIC_KEY = ${p.b.publicKeyBase64}`));
 });
 
-test('batched datapath API: raw keys, reserved counters, hooks keep protocol state', () => {
+test('batched datapath API: packets framed in place by the core, accepted by the core, hooks keep protocol state', () => {
   const p = new Pair();
   p.send('a', ipv4Packet('start'));
   p.send('b', ipv4Packet('ack'));
-  const kp = p.peerB.currentSendKeypair(p.now)!;
-  const first = kp.reserveSendCounters(3);
+  // B sends a batch as the engine does: each packet framed in one buffer (nonce, header, packet,
+  // padding, tag room), sealed outside the core.
+  const slot = 128, buf = new Uint8Array(3 * slot);
   const datagrams = [0, 1, 2].map((i) => {
-    const sealed = aeadSeal(kp.sendKey, counterNonce(first + i), ipv4Packet(`batch${i}`.padEnd(12, '.')));
-    const d = new Uint8Array(MESSAGE_TRANSPORT_HEADER_SIZE + sealed.length);
-    writeTransportHeader(d, kp.remoteIndex, first + i);
-    d.set(sealed, MESSAGE_TRANSPORT_HEADER_SIZE);
-    return d;
+    const kp = p.b.sendingKeypair(p.peerA, p.now)!;
+    assert.ok(kp, 'a session, an endpoint, nothing staged');
+    const packet = ipv4Packet(`batch${i}`.padEnd(12, '.'));
+    const nonce = i * slot, off = nonce + 32;
+    buf.set(packet, off);
+    const padded = frameTransport(buf, off, packet.length, kp, p.b.mtu, buf, nonce);
+    assert.equal(padded, 32, "a 32-byte packet needs no padding");
+    buf.set(aeadSeal(kp.sendKey, buf.subarray(nonce, nonce + 12), buf.subarray(off, off + padded)), off);
+    return buf.slice(off - MESSAGE_TRANSPORT_HEADER_SIZE, off + padded + 16);
   });
-  assert.deepEqual(p.peerB.onDataSent(p.now, datagrams.reduce((n, d) => n + d.length, 0)), []);
-  // receive on B "natively"
+  const first = transportCounter(datagrams[0]!);
+  assert.deepEqual(datagrams.map((d) => transportCounter(d)), [first, first + 1, first + 2], 'one counter reserved per packet');
+  assert.deepEqual(p.peerA.onDataSent(p.now, datagrams.reduce((n, d) => n + d.length, 0)), []);
+  // A receives them "natively", a replayed copy among them.
+  const rx = [...datagrams, datagrams[1]!].map((d) => Uint8Array.from(d));
+  const keypairs = rx.map((d) => p.a.transportKeypair(d, 0, d.length, p.now));
+  assert.ok(keypairs.every((k) => k !== null), 'the copy also passes the pre-check: nothing was accepted yet');
   let plaintextBytes = 0;
-  for (const d of datagrams) {
-    const rk = p.b.keypairByReceiverIndex(transportReceiver(d))!;
-    assert.ok(rk && rk.canReceive(p.now));
+  let replays = 0;
+  rx.forEach((d, i) => {
+    const rk = keypairs[i]!;
     const counter = transportCounter(d);
-    const plain = aeadOpen(rk.receiveKey, counterNonce(counter), d.subarray(16))!;
-    assert.ok(rk.replay.check(counter));
-    assert.equal(rk.replay.check(counter), false);
-    plaintextBytes += plain.length;
-  }
-  const rk = p.b.keypairByReceiverIndex(transportReceiver(datagrams[0]!))!;
-  const acts: readonly Action[] = rk.peer.onAuthenticatedDataReceived(rk, p.now, EP_A, plaintextBytes, 3);
+    const nonce = transportNonceInPlace(d, 0);
+    const plain = aeadOpen(rk.receiveKey, d.subarray(nonce, nonce + 12), d.subarray(16));
+    if (!p.a.acceptTransport(rk, counter, plain !== null)) { replays++; return; }
+    assert.equal(p.a.innerPacket(plain!, 0, plain!.length, rk.peer), 32);
+    plaintextBytes += plain!.length;
+  });
+  assert.equal(replays, 1, 'the copy is refused after the AEAD');
+  assert.equal(p.a.stats.drops.replay, 1);
+  assert.equal(p.a.transportKeypair(datagrams[0]!, 0, datagrams[0]!.length, p.now), null, 'an accepted counter fails the pre-check');
+  assert.equal(p.a.stats.drops.replay, 2);
+  const rk = p.a.keypairByReceiverIndex(transportReceiver(datagrams[0]!))!;
+  const acts: readonly Action[] = rk.peer.onAuthenticatedDataReceived(rk, p.now, EP_B, plaintextBytes, 3);
   assert.deepEqual(acts, []);
-  assert.ok(p.peerA.timers.sendKeepalive !== null, 'passive keepalive armed by the hook');
-  assert.equal(p.b.stats.dataPacketsReceived, 1 + 3);
+  assert.ok(p.peerB.timers.sendKeepalive !== null, 'passive keepalive armed by the hook');
+  assert.equal(p.a.stats.dataPacketsReceived, 1 + 3);
   // the single-packet path continues after the batch's counters
-  p.send('a', ipv4Packet('after batch'));
-  assert.equal(transportCounter(p.sent('a', DATA).at(-1)!), first + 3);
-  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('after batch'));
+  p.send('b', ipv4Packet('after batch'));
+  assert.equal(transportCounter(p.sent('b', DATA).at(-1)!), first + 3);
+  assert.deepEqual(p.tunnel.a.at(-1), ipv4Packet('after batch'));
   assert.equal(p.sent('b', DATA).length >= 1, true);
-  void EP_B;
+  // a forged tag is refused after the AEAD, by the same call, under the core's name for it
+  const sealed = p.b.encapsulate(p.peerA, ipv4Packet('forged'), p.now).find((a) => a.kind === 'network');
+  assert.ok(sealed && sealed.kind === 'network');
+  const forged = Uint8Array.from(sealed.datagram);
+  forged[forged.length - 1]! ^= 1;
+  const drop = p.a.decapsulate(forged, EP_B, p.now);
+  assert.deepEqual(drop.map((a) => a.kind === 'drop' && a.reason), ['decryptFailed']);
+  assert.equal(p.a.stats.drops.decryptFailed, 1);
+});
+
+test('a peer with a session but no endpoint: nothing is sealed for it, the packet is dropped as noEndpoint', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  assert.ok(p.peerB.currentSendKeypair(p.now), 'a usable session');
+  p.a.addPeer({ publicKey: p.b.publicKey, endpoint: null }); // the agent forgot where B is
+  assert.equal(p.a.sendingKeypair(p.peerB, p.now), null);
+  const before = p.wire.length;
+  const actions = p.a.encapsulate(p.peerB, ipv4Packet('nowhere'), p.now);
+  assert.deepEqual(actions.map((a) => a.kind === 'drop' && a.reason), ['noEndpoint']);
+  assert.equal(p.a.stats.drops.noEndpoint, 1);
+  assert.equal(p.peerB.staged.length, 0);
+  assert.equal(p.wire.length, before, 'nothing sent');
 });
 
 test('initiations that cross converge in one round trip: the greater static key keeps its initiation', () => {
