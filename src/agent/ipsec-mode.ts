@@ -11,6 +11,7 @@ import { deriveTunnelTransforms } from '../keys/ipsec-derive.js';
 import { pairSpi } from '../keys/ipsec-spi.js';
 import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
+import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { UdpSocket } from '../datapath/udp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
@@ -25,7 +26,6 @@ import type { ModeMetricsSnapshot } from './metrics.js';
 import type { IpsecEncryptStatus, PublishedAgentStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
-export const ESP_UDP_PORT = 4500;
 
 export class IpsecMode implements EncryptionMode {
   readonly mode = 'IPsec' as const;
@@ -70,7 +70,7 @@ export class IpsecMode implements EncryptionMode {
     c.health.ok('ipsec-keys', `Watching keyfiles (key id ${key.spi})`);
     this.mtu = ipsecTunnelMtu(c.underlayMtu, key).mtu;
     this.tun = openTunnelDevice({ name: IPSEC_DEVICE, mtu: this.mtu, address: c.podGateway });
-    this.udp = UdpSocket.open(c.internalIP, ESP_UDP_PORT, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
+    this.udp = UdpSocket.open(c.internalIP, ESP_IN_UDP_PORT, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
     const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
     const marks = await readSequenceMarks(marksFile);
     this.host = new DatapathHost({

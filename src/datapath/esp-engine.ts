@@ -1,19 +1,21 @@
-// The ESP shell of the datapath (ESP in UDP 4500, tunnel mode): batches from the TUN device are
-// routed by the allowed-ips trie to a peer's active outbound SA, framed per RFC 4303/4106 and
-// sealed natively (AES-GCM); batches from the socket are matched to an inbound SA by (source,
-// SPI), replay-checked with ESN, opened natively, trailer- and source-checked and written to the
-// TUN device. CBC+HMAC SAs take the single-packet path of src/esp/. Every SA decision (which
-// keys, which SPI) is the agent's; this file only applies them.
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+// The ESP shell of the datapath (ESP in UDP, tunnel mode): batches from the TUN device are routed
+// by the allowed-ips trie to a peer's active outbound SA, framed by the core (src/esp/) and sealed
+// natively (AES-GCM); batches from the socket are matched to an inbound SA by (source, SPI),
+// accepted by the core (lengths, ESN replay window), opened natively, accepted again (ICV, trailer,
+// replay), source-checked and written to the TUN device. CBC+HMAC SAs take the single-packet path
+// of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
 import { createInboundSa, createOutboundSa, InboundSaTable, type InboundSa, type OutboundSa } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
-import { sequenceMarkId } from '../esp/sequence-mark-file.js';
-import { decodeEsp, newDropCounters, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
-import { encodeEsp } from '../esp/esp-encoder.js';
-import { espPadLength, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, seqHigh, seqLow } from '../esp/esp-packet.js';
-import { describeTransform, type EspTransform } from '../esp/esp-transform.js';
+import { sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
+import { acceptEsp, decodeEsp, espSequence, newDropCounters, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
+import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
+import {
+  ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, NEXT_HEADER_IPV4, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
+} from '../esp/esp-packet.js';
+import { describeTransform, type EspTransform, type GcmTransform } from '../esp/esp-transform.js';
+import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
@@ -32,8 +34,7 @@ interface PeerState {
   active: OutboundSa | null;
 }
 
-const ESP_PREFIX = 16; // SPI, sequence, 8-byte IV
-const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV before the packet
+const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV (16) before the packet
 const TX_TAILROOM = 48; // padding (<= 3), pad length, next header, ICV (<= 16)
 const BATCH = 128;
 const SLOT = 2048;
@@ -45,20 +46,10 @@ const RX_BATCH = 64 * GRO_SLOTS;
  * segments sit back to back with no room between them, so these live in a side area: the headroom
  * of slot 0 (every slot gets the same headroom; the kernel writes only after it).
  */
-const RX_NONCE_AAD = 24;
-const RX_SIDE = RX_NONCE_AAD * RX_BATCH;
-const TWO_32 = 2 ** 32;
+const RX_SIDE = GCM_NONCE_AAD_LENGTH * RX_BATCH;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
-}
-
-function writeU32(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = v >>> 24; buf[off + 1] = (v >>> 16) & 0xff; buf[off + 2] = (v >>> 8) & 0xff; buf[off + 3] = v & 0xff;
-}
-
-function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
 }
 
 function sameTransform(a: EspTransform, b: EspTransform): boolean {
@@ -100,25 +91,14 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
 
-  private persistMarks(): void {
-    const tmp = `${this.init.marksFile}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(Object.fromEntries(this.marks)));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.init.marksFile);
-  }
-
+  /** Persists the SA's next block when its sequence asks for one (early: less than half a block left). */
   private reserve(sa: OutboundSa): void {
     const mark = sa.sequence.persistDue();
     if (mark === undefined) return;
     const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
     this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
     try {
-      this.persistMarks();
+      writeSequenceMarks(this.init.marksFile, this.marks);
       sa.sequence.persisted(mark);
     } catch {
       sa.sequence.persistFailed();
@@ -152,7 +132,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   // ---- TUN -> network ---------------------------------------------------------------------------
 
-  fromTunnel(now: number): number {
+  fromTunnel(_now: number): number { // ESP keeps no timers here; SA use times are wall-clock (Date.now())
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
@@ -162,43 +142,28 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     let out = 0;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
-      const v = buf[off]! >> 4;
-      if ((v !== 4 && v !== 6) || len < (v === 4 ? 20 : 40)) { this.counters.malformed++; continue; }
-      const family: IpFamily = v;
+      const nextHeader = nextHeaderFor(buf, off, len);
+      if (nextHeader === 0) { this.counters.malformed++; continue; }
+      const family: IpFamily = nextHeader === NEXT_HEADER_IPV4 ? 4 : 6;
       const peer = this.allowed.lookup(buf, off + (family === 4 ? 16 : 24), family);
       if (!peer) { this.counters.noRoute++; continue; }
       const sa = peer.active;
       if (!sa) { this.counters.noOutboundSa++; continue; }
       if (len > mtu) { this.answerTooBig(off, len); continue; }
       const t = sa.transform;
-      if (t.kind !== 'aead') { this.sendSingle(sa, peer, off, len, now); continue; }
+      if (t.kind !== 'aead') { this.sendSingle(sa, peer, off, len); continue; }
       const seq = this.takeSequence(sa);
       if (seq === SEQ_NOT_RESERVED) { this.counters.sequenceWait++; continue; }
       if (seq === SEQ_EXHAUSTED) { this.counters.sequenceExhausted++; continue; }
-      const pad = espPadLength(len, 4);
-      let p = off + len;
-      for (let k = 1; k <= pad; k++) buf[p++] = k;
-      buf[p++] = pad;
-      buf[p++] = v === 4 ? NEXT_HEADER_IPV4 : NEXT_HEADER_IPV6;
-      const hi = seqHigh(seq), lo = seqLow(seq);
-      const h = off - ESP_PREFIX;
-      writeU32(buf, h, sa.spi); writeU32(buf, h + 4, lo);
-      writeU32(buf, h + 8, hi); writeU32(buf, h + 12, lo); // IV = the 64-bit sequence number
-      const slot = off - TX_HEADROOM;
-      const salt = t.salt;
-      buf[slot] = salt[0]!; buf[slot + 1] = salt[1]!; buf[slot + 2] = salt[2]!; buf[slot + 3] = salt[3]!;
-      writeU32(buf, slot + 4, hi); writeU32(buf, slot + 8, lo);
-      writeU32(buf, slot + 12, sa.spi); writeU32(buf, slot + 16, hi); writeU32(buf, slot + 20, lo);
-      aead.add(this.aeadKey(sa), off, len + pad + 2, slot, slot + 12, 12);
-      b.setPeer(out, peer.ipBytes, peer.family, 4500);
-      b.offs[out] = h;
-      b.lens[out] = ESP_PREFIX + len + pad + 2 + t.icvLength;
+      const nonceAad = off - TX_HEADROOM;
+      const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
+      aead.add(this.aeadKey(sa), off, sealed, nonceAad, nonceAad + 12, 12);
+      b.setPeer(out, peer.ipBytes, peer.family, ESP_IN_UDP_PORT);
+      b.offs[out] = off - ESP_GCM_PREFIX;
+      b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
       out++;
-      sa.counters.bytes += len;
-      sa.counters.packets++;
-      sa.counters.useTimeMs = wall;
       this.counters.txBytes += len;
-      if (sa.sequence.durableEnd - seq < sa.sequence.blockSize / 2) this.reserve(sa);
+      this.reserve(sa);
     }
     if (out > 0) {
       aead.seal(buf);
@@ -211,13 +176,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
   /** The slow path for CBC+HMAC SAs: one packet through node:crypto. */
-  private sendSingle(sa: OutboundSa, peer: PeerState, off: number, len: number, now: number): void {
+  private sendSingle(sa: OutboundSa, peer: PeerState, off: number, len: number): void {
     if (sa.sequence.durableEnd <= sa.sequence.last) this.reserve(sa);
-    const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, now);
+    const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
-    if (!this.udp.sendTo(this.scratch, peer.ipBytes, 4500, 0, r.length)) this.counters.sendFailed++;
+    if (!this.udp.sendTo(this.scratch, peer.ipBytes, ESP_IN_UDP_PORT, 0, r.length)) this.counters.sendFailed++;
     else { this.counters.txPackets++; this.counters.txBytes += len; }
-    if (sa.sequence.durableEnd - sa.sequence.last < sa.sequence.blockSize / 2) this.reserve(sa);
+    this.reserve(sa);
   }
 
   private answerTooBig(off: number, len: number): void {
@@ -231,7 +196,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const b = this.rx;
     const a = 16 * i;
     if (b.families[i] === 4) {
-      const key = readU32(b.addrs, a);
+      const key = ((b.addrs[a]! << 24) | (b.addrs[a + 1]! << 16) | (b.addrs[a + 2]! << 8) | b.addrs[a + 3]!) >>> 0;
       let s = this.srcNames.get(key);
       if (!s) {
         if (this.srcNames.size > 4096) this.srcNames.clear();
@@ -252,7 +217,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return true;
   }
 
-  fromNetwork(now: number): number {
+  fromNetwork(_now: number): number {
     const b = this.rx;
     const n = this.udp.recvBatch(b);
     if (n === 0) return 0;
@@ -262,10 +227,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     let lastSa: InboundSa | undefined;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
-      if (len === 1 && buf[off] === 0xff) { this.drops.keepalive++; continue; }
-      if (len < 8) { this.drops.truncated++; continue; }
-      const spi = readU32(buf, off);
-      if (spi === 0) { this.drops.ike++; continue; }
+      const kind = classifyUdpEncap(buf, off, len);
+      if (kind !== 'esp') { this.drops[kind]++; continue; }
+      const spi = readEspSpi(buf, off);
       // GRO segments of one datagram share the sender: look the SA up once per run.
       if (spi !== lastSpi || lastIndex < 0 || !this.sameSender(lastIndex, i)) {
         lastSa = this.inbound.lookup(this.sourceName(i), spi);
@@ -273,25 +237,18 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       lastIndex = i;
       const sa = lastSa;
-      if (!sa) { this.drops['no-state']++; continue; }
-      const t = sa.transform;
-      if (t.kind !== 'aead') { this.receiveSingle(sa, i, now); continue; }
-      const cipherLength = len - ESP_PREFIX - t.icvLength;
-      if (cipherLength < 4) { this.drops.truncated++; continue; }
-      if (cipherLength % 4 !== 0) { this.drops['bad-length']++; continue; }
-      const seq = sa.replay.infer(readU32(buf, off + 4));
-      if (seq < 0 || !sa.replay.check(seq)) { this.drops.replay++; continue; }
-      const hi = Math.floor(seq / TWO_32), lo = seq >>> 0;
-      const slot = RX_NONCE_AAD * ops; // side area (slot 0's headroom)
-      const salt = t.salt;
-      buf[slot] = salt[0]!; buf[slot + 1] = salt[1]!; buf[slot + 2] = salt[2]!; buf[slot + 3] = salt[3]!;
-      for (let k = 0; k < 8; k++) buf[slot + 4 + k] = buf[off + 8 + k]!;
-      writeU32(buf, slot + 12, spi); writeU32(buf, slot + 16, hi); writeU32(buf, slot + 20, lo);
-      aead.add(this.aeadKey(sa), off + ESP_PREFIX, cipherLength, slot, slot + 12, 12);
+      if (sa && sa.transform.kind !== 'aead') { this.receiveSingle(sa, i); continue; }
+      const seq = espSequence(sa, buf, off, len, this.drops);
+      if (typeof seq === 'string') continue;
+      const t = sa!.transform as GcmTransform; // espSequence() passes only a packet with an SA, an AES-GCM one here
+      const nonceAad = GCM_NONCE_AAD_LENGTH * ops; // side area (slot 0's headroom)
+      writeGcmNonceAad(buf, nonceAad, t.salt, buf, off + ESP_HEADER_LENGTH, spi, seq);
+      const encrypted = espEncryptedLength(t, len);
+      aead.add(this.aeadKey(sa!), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
       this.rxIndex[ops] = i;
-      this.rxSa[ops] = sa;
+      this.rxSa[ops] = sa!;
       this.rxSeq[ops] = seq;
-      this.rxCipherLength[ops] = cipherLength;
+      this.rxCipherLength[ops] = encrypted;
       ops++;
     }
     if (ops === 0) return n;
@@ -301,22 +258,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (let j = 0; j < ops; j++) {
       const sa = this.rxSa[j]!;
       this.rxSa[j] = null;
-      const seq = this.rxSeq[j]!;
-      if (!aead.ok[j]) {
-        // Below the window read as the next 2^32 block: an old packet, not an attack on the ICV.
-        if (seq - sa.replay.top > 2 ** 31) this.drops.replay++; else this.drops['auth-failed']++;
-        continue;
-      }
-      const i = this.rxIndex[j]!;
-      const plain = b.offs[i]! + ESP_PREFIX, cl = this.rxCipherLength[j]!;
-      const payload = this.checkTrailer(buf, plain, cl);
-      if (payload < 0) continue;
-      // A copy of this sequence number earlier in the same batch may have been accepted since check().
-      if (!sa.replay.accept(seq)) { this.drops.replay++; continue; }
-      sa.counters.bytes += payload;
-      sa.counters.packets++;
-      sa.counters.useTimeMs = wall;
-      if (!this.sourceAllowed(buf, plain, sa)) continue;
+      const plain = b.offs[this.rxIndex[j]!]! + ESP_GCM_PREFIX;
+      const payload = acceptEsp(sa, this.rxSeq[j]!, aead.ok[j] === 1, buf, plain, this.rxCipherLength[j]!, wall, this.drops);
+      if (typeof payload === 'string' || !this.sourceAllowed(buf, plain, sa)) continue;
       b.offs[out] = plain;
       b.lens[out] = payload;
       out++;
@@ -327,18 +271,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return n;
   }
 
-  /** Validates padding and next header of a decrypted payload; returns the inner length or -1. */
-  private checkTrailer(buf: Uint8Array, plain: number, cl: number): number {
-    const padLength = buf[plain + cl - 2]!;
-    const nextHeader = buf[plain + cl - 1]!;
-    const payload = cl - 2 - padLength;
-    if (payload < 20) { this.drops['bad-padding']++; return -1; }
-    for (let k = 0; k < padLength; k++) if (buf[plain + payload + k] !== k + 1) { this.drops['bad-padding']++; return -1; }
-    const v = buf[plain]! >> 4;
-    if (!((nextHeader === NEXT_HEADER_IPV4 && v === 4) || (nextHeader === NEXT_HEADER_IPV6 && v === 6))) { this.drops['bad-next-header']++; return -1; }
-    return payload;
-  }
-
   /** The inner source must belong to the node that sent the packet (its allowed IPs). */
   private sourceAllowed(buf: Uint8Array, off: number, sa: InboundSa): boolean {
     const fam: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
@@ -347,9 +279,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return true;
   }
 
-  private receiveSingle(sa: InboundSa, i: number, now: number): void {
+  private receiveSingle(sa: InboundSa, i: number): void {
     const b = this.rx;
-    const r = decodeEsp(sa, b.buf.subarray(b.offs[i]!, b.offs[i]! + b.lens[i]!), now, this.drops);
+    const r = decodeEsp(sa, b.buf.subarray(b.offs[i]!, b.offs[i]! + b.lens[i]!), Date.now(), this.drops); // SA use time is wall-clock
     if (!r.ok) return;
     if (!this.sourceAllowed(r.inner, 0, sa)) return;
     this.single.write(r.inner, r.inner.length);
@@ -424,7 +356,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   private status(showKeys: boolean): EspEngineStatus {
     const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean): EspSaStatus => ({
-      peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: 'espinudp 4500',
+      peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: `espinudp ${ESP_IN_UDP_PORT}`,
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
       transform: sa.transform.kind === 'aead' ? { aead: sa.transform.name } : { auth: sa.transform.auth, enc: sa.transform.enc },
       active, bytes: sa.counters.bytes, packets: sa.counters.packets, addTimeMs: sa.counters.addTimeMs, useTimeMs: sa.counters.useTimeMs,

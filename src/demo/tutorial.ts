@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VeilError } from '../util/errors.js';
 import { readLabMeta } from '../lab/objects.js';
+import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 
 const MAIN_JS = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
 
@@ -136,7 +137,7 @@ export class Tutorial {
     let moved = '';
     for (let i = 0; i < 10 && !/ESP\(spi=0x00000004/.test(moved); i++) {
       sleep(1000);
-      moved = await this.captureWhile(this.nodeA, 'underlay', ['-c', '6', 'udp', 'port', '4500'], () => undefined, i > 0);
+      moved = await this.captureWhile(this.nodeA, 'underlay', ['-c', '6', 'udp', 'port', String(ESP_IN_UDP_PORT)], () => undefined, i > 0);
     }
     if (!/ESP\(spi=0x00000004/.test(moved)) throw new DemoFailure(this.step, 'the wire did not move to spi=4', moved);
     const pingOut = await pinger;

@@ -53,6 +53,13 @@ function common(p: SaParams): SaCommon {
   };
 }
 
+/** Counts one packet of `bytes` inner bytes through the SA (either direction). */
+export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number): void {
+  sa.counters.bytes += bytes;
+  sa.counters.packets++;
+  sa.counters.useTimeMs = nowMs;
+}
+
 /** `sequence` carries the persisted mark for this key (new OutboundSequence(mark)); nothing is sendable until a block is persisted. */
 export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }): OutboundSa {
   return { ...common(p), direction: 'out', sequence: p.sequence };

@@ -5,14 +5,16 @@ import { decodeEsp, type EspDecodeResult, type EspDropCounters } from './esp-dec
 import { readEspSpi } from './esp-packet.js';
 import type { InboundSaTable } from './security-association.js';
 
+/** The one port of ESP in UDP, both ends (veil's sockets, captures, status). */
 export const ESP_IN_UDP_PORT = 4500;
 
 export type UdpEncapKind = 'esp' | 'ike' | 'keepalive' | 'truncated';
 
-export function classifyUdpEncap(payload: Uint8Array): UdpEncapKind {
-  if (payload.length === 1 && payload[0] === 0xff) return 'keepalive';
-  if (payload.length >= 4 && readEspSpi(payload) === 0) return 'ike';
-  if (payload.length < 8) return 'truncated';
+/** What the UDP payload at buf[off..off+len) carries (RFC 3948 §2.2, 2.3). Allocation-free. */
+export function classifyUdpEncap(buf: Uint8Array, off = 0, len = buf.length - off): UdpEncapKind {
+  if (len === 1 && buf[off] === 0xff) return 'keepalive';
+  if (len >= 4 && readEspSpi(buf, off) === 0) return 'ike';
+  if (len < 8) return 'truncated';
   return 'esp';
 }
 

@@ -3,9 +3,9 @@
 // read to decrypt a capture. Pure: it takes the agent's /ipsec/sas answer and returns text or data.
 import type { IpsecSasReport } from '../agent/api.js';
 import type { EspSaStatus } from '../datapath/messages.js';
+import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 
 export const IPSEC_REQID = 1;
-export const ESP_IN_UDP_PORT = 4500;
 const HIDDEN = '(hidden, use --show-keys)';
 
 const spiHex = (spi: number): string => `0x${spi.toString(16).padStart(8, '0')}`;

@@ -2,6 +2,7 @@
 // Ethernet link type) and telling what each underlay frame is: the expected tunnel datagrams
 // (WireGuard on 51871, ESP-in-UDP on 4500) between node addresses, ARP, IPv6 link housekeeping,
 // or anything else (which on an encrypted cluster means plaintext leaked).
+import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { VeilError } from '../util/errors.js';
 
 export interface PcapPacket {
@@ -47,7 +48,6 @@ export interface FrameInfo {
 }
 
 export const WIREGUARD_PORT = 51871;
-export const ESP_IN_UDP_PORT = 4500;
 
 function ipv4(b: Buffer, o: number): string {
   return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;

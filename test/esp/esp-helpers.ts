@@ -2,6 +2,7 @@
 import { createOutboundSa, createInboundSa, type InboundSa, type OutboundSa } from '../../src/esp/security-association.js';
 import type { EspTransform } from '../../src/esp/esp-transform.js';
 import { OutboundSequence } from '../../src/esp/sequence-store.js';
+import { ESP_IN_UDP_PORT } from '../../src/esp/udp-encap.js';
 
 export function checksum(b: Uint8Array, initial = 0): number {
   let sum = initial;
@@ -84,7 +85,7 @@ export function cbc(auth: 'hmac(sha256)' | 'hmac(sha512)' = 'hmac(sha256)', encB
   };
 }
 
-/** A pcap (Ethernet) of IPv4/UDP src:4500 -> dst:4500 datagrams with the given payloads. */
+/** A pcap (Ethernet) of IPv4/UDP ESP-in-UDP datagrams (port 4500 both ends) with the given payloads. */
 export function espInUdpPcap(src: string, dst: string, payloads: Uint8Array[]): Buffer {
   const parts: Buffer[] = [];
   const global = Buffer.alloc(24);
@@ -96,8 +97,8 @@ export function espInUdpPcap(src: string, dst: string, payloads: Uint8Array[]): 
   parts.push(global);
   payloads.forEach((payload, i) => {
     const udp = Buffer.alloc(8);
-    udp.writeUInt16BE(4500, 0);
-    udp.writeUInt16BE(4500, 2);
+    udp.writeUInt16BE(ESP_IN_UDP_PORT, 0);
+    udp.writeUInt16BE(ESP_IN_UDP_PORT, 2);
     udp.writeUInt16BE(8 + payload.length, 4); // checksum 0: allowed for UDP over IPv4
     const eth = Buffer.from('02000000000202000000000108 00'.replace(/ /g, ''), 'hex');
     const frame = Buffer.concat([eth, ipv4Header(src, dst, 17, 8 + payload.length, i + 1), udp, payload]);
