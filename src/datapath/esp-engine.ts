@@ -5,14 +5,14 @@
 // replay), source-checked and written to the TUN device. CBC+HMAC SAs take the single-packet path
 // of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
-import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
+import { formatIp, parseIp } from '../net/cidr.js';
 import { createInboundSa, createOutboundSa, InboundSaTable, type InboundSa, type OutboundSa } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
 import { acceptEsp, decodeEsp, espSequence, newDropCounters, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
 import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
-  ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, NEXT_HEADER_IPV4, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
+  ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
 } from '../esp/esp-packet.js';
 import { describeTransform, type EspTransform, type GcmTransform } from '../esp/esp-transform.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
@@ -144,8 +144,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const off = b.offs[i]!, len = b.lens[i]!;
       const nextHeader = nextHeaderFor(buf, off, len);
       if (nextHeader === 0) { this.counters.malformed++; continue; }
-      const family: IpFamily = nextHeader === NEXT_HEADER_IPV4 ? 4 : 6;
-      const peer = this.allowed.lookup(buf, off + (family === 4 ? 16 : 24), family);
+      const peer = this.allowed.lookupDestination(buf, off);
       if (!peer) { this.counters.noRoute++; continue; }
       const sa = peer.active;
       if (!sa) { this.counters.noOutboundSa++; continue; }
@@ -273,8 +272,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** The inner source must belong to the node that sent the packet (its allowed IPs). */
   private sourceAllowed(buf: Uint8Array, off: number, sa: InboundSa): boolean {
-    const fam: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
-    const owner = this.allowed.lookup(buf, off + (fam === 4 ? 12 : 8), fam);
+    const owner = this.allowed.lookupSource(buf, off);
     if (!owner || owner.ip !== sa.src) { this.counters.sourceNotAllowed++; return false; }
     return true;
   }

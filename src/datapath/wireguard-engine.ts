@@ -5,14 +5,15 @@
 // this file only does I/O and bookkeeping for it, without allocating per packet on the data path.
 import { appendFileSync } from 'node:fs';
 import { AllowedIps } from '../net/allowed-ips.js';
-import { formatIp, parseIp, type IpFamily } from '../net/cidr.js';
+import { formatIp, parseIp } from '../net/cidr.js';
+import { ipFamilyOf } from '../net/ip-packet.js';
 import { Device } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
 import type { Endpoint } from '../wireguard/endpoint.js';
 import { frameTransport, transportLength } from '../wireguard/transport.js';
-import { messageType, transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
+import { transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
 import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
@@ -100,10 +101,8 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
     let out = 0;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
-      const v = buf[off]! >> 4;
-      const family: IpFamily = v === 6 ? 6 : 4;
-      if ((v !== 4 && v !== 6) || len < (v === 4 ? 20 : 40)) { this.counters.malformed++; continue; }
-      const peer = this.allowed.lookup(buf, off + (family === 4 ? 16 : 24), family);
+      if (ipFamilyOf(buf, off, len) === 0) { this.counters.malformed++; continue; }
+      const peer = this.allowed.lookupDestination(buf, off);
       if (!peer) { this.counters.noRoute++; continue; }
       if (len > mtu) { this.answerTooBig(off, len); continue; }
       const kp = this.device.sendingKeypair(peer, now);
@@ -154,7 +153,8 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
     let ops = 0;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
-      if (messageType(buf, off, len) !== MESSAGE_TRANSPORT_TYPE) { this.handshakeMessage(i, now); continue; }
+      // Transport data by its type byte; the core judges the rest of its header, decapsulate() everything else.
+      if (len < 4 || buf[off] !== MESSAGE_TRANSPORT_TYPE) { this.handshakeMessage(i, now); continue; }
       const kp = this.device.transportKeypair(buf, off, len, now);
       if (!kp) continue;
       this.rxCounter[ops] = transportCounter(buf, off);
@@ -196,8 +196,7 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
 
   /** Cryptokey routing: the inner packet at buf[off] must come from an address of `peer`. */
   private sourceAllowed(buf: Uint8Array, off: number, peer: Peer): boolean {
-    const family: IpFamily = buf[off]! >> 4 === 6 ? 6 : 4;
-    if (this.allowed.lookup(buf, off + (family === 4 ? 12 : 8), family) === peer) return true;
+    if (this.allowed.lookupSource(buf, off) === peer) return true;
     this.counters.sourceNotAllowed++;
     return false;
   }

@@ -4,6 +4,7 @@
 //
 //   SPI (4) | sequence low 32 (4) | IV (8 GCM / 16 CBC) | encrypted: inner packet, padding 1,2,3..,
 //   pad length (1), next header (1) | ICV
+import { ipFamilyOf } from '../net/ip-packet.js';
 import type { EspTransform } from './esp-transform.js';
 import { GCM_IV_LENGTH, GCM_SALT_LENGTH, ivLength, paddingBlock } from './esp-transform.js';
 
@@ -100,10 +101,8 @@ export function writeEspTrailer(buf: Uint8Array, offset: number, padLength: numb
 
 /** The ESP next header for the inner packet at buf[off..off+len) (4 or 41), 0 if it is no IPv4/IPv6 packet. */
 export function nextHeaderFor(buf: Uint8Array, off = 0, len = buf.length - off): number {
-  const version = len > 0 ? buf[off]! >> 4 : 0;
-  if (version === 4 && len >= 20) return NEXT_HEADER_IPV4;
-  if (version === 6 && len >= 40) return NEXT_HEADER_IPV6;
-  return 0;
+  const family = ipFamilyOf(buf, off, len);
+  return family === 4 ? NEXT_HEADER_IPV4 : family === 6 ? NEXT_HEADER_IPV6 : 0;
 }
 
 /** The whole ESP packet length (without UDP) for an inner packet of `innerLength` bytes. */

@@ -208,6 +208,16 @@ export class AllowedIps<T> {
     return found;
   }
 
+  /** The value for the destination of the IP packet at buf[off] (IPv6 if its version says so, else IPv4). */
+  lookupDestination(buf: Uint8Array, off: number): T | undefined {
+    return buf[off]! >> 4 === 6 ? this.lookup(buf, off + 24, 6) : this.lookup(buf, off + 16, 4);
+  }
+
+  /** The value for the source of the IP packet at buf[off]: cryptokey routing's inbound check. */
+  lookupSource(buf: Uint8Array, off: number): T | undefined {
+    return buf[off]! >> 4 === 6 ? this.lookup(buf, off + 8, 6) : this.lookup(buf, off + 12, 4);
+  }
+
   /** Every prefix (with its value), optionally only those of one value; IPv4 first, in key order. */
   entries(value?: T): AllowedIpEntry<T>[] {
     const out: AllowedIpEntry<T>[] = [];

@@ -32,6 +32,14 @@ export function ipVersion(buf: Uint8Array, off: number): number {
   return off < buf.length ? buf[off]! >> 4 : 0;
 }
 
+/** 4 or 6 when the len-byte packet at buf[off] has that version and room for its fixed header, else 0. */
+export function ipFamilyOf(buf: Uint8Array, off: number, len: number): 0 | 4 | 6 {
+  const version = len > 0 ? buf[off]! >> 4 : 0;
+  if (version === 4) return len >= 20 ? 4 : 0;
+  if (version === 6) return len >= 40 ? 6 : 0;
+  return 0;
+}
+
 /**
  * Parses the IP header of the len-byte packet at buf[off]. Returns false (out.version = 0) for
  * anything malformed: a short packet, bad lengths, an unknown version.

@@ -20,7 +20,7 @@ export class Keypair {
   readonly createdAt: number;
   /** True if we initiated this handshake (only the initiator rekeys on REKEY_AFTER_TIME). */
   readonly isInitiator: boolean;
-  /** Receive-side replay window; call replay.check(counter) after a packet authenticates. */
+  /** Receive-side replay window (Device.transportKeypair() and acceptTransport() consult it). */
   readonly replay = new ReplayWindow(REJECT_AFTER_MESSAGES);
   readonly peer: Peer;
   /** Next send counter (nonce) to use. */
@@ -60,8 +60,7 @@ export class Keypair {
 
   /**
    * Reserves `count` consecutive send counters and returns the first, or -1 when that would pass
-   * REJECT_AFTER_MESSAGES (then a new handshake is needed). The batch datapath calls this once
-   * per batch.
+   * REJECT_AFTER_MESSAGES (then a new handshake is needed). frameTransport() takes one per packet.
    */
   reserveSendCounters(count = 1): number {
     const first = this.sendCounter;

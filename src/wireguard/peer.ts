@@ -135,9 +135,8 @@ export class Peer {
   // ---- lower-level API for a batched datapath -------------------------------------------------
 
   /**
-   * The keypair to encrypt with now, or null when a handshake is needed first (then stage the
-   * packets with Device.encapsulate, which starts one). Reserve counters with
-   * keypair.reserveSendCounters(n), encrypt natively, then call onDataSent().
+   * The keypair to encrypt with now, or null when a handshake is needed first. A datapath asks
+   * Device.sendingKeypair(), which also minds staged packets and the endpoint.
    */
   currentSendKeypair(now: number): Keypair | null {
     const kp = this.current;
@@ -145,7 +144,7 @@ export class Peer {
   }
 
   /**
-   * Hook after encrypted datagrams went out under a keypair from currentSendKeypair():
+   * Hook after encrypted datagrams went out under a keypair from Device.sendingKeypair():
    * arms the timers and starts a rekey when the session is old or has sent too much.
    * `datagramBytes` is their total size; `keepaliveOnly` when every one was a keepalive.
    * One call per batch is enough. The returned actions (usually none) must be performed.
@@ -158,7 +157,7 @@ export class Peer {
   }
 
   /**
-   * Hook after transport data under `keypair` authenticated and passed keypair.replay.check():
+   * Hook after transport data under `keypair` was accepted (Device.acceptTransport()):
    * confirms a responder's next keypair, rekeys an initiator's session near REJECT_AFTER_TIME,
    * arms keepalive timers and updates the endpoint (roaming). `plaintextBytes` is the decrypted
    * (padded) length summed over the batch, 0 when only keepalives arrived. Returns the actions to

@@ -103,3 +103,24 @@ test('agrees with a brute-force longest-prefix match on random tables', () => {
     }
   }
 });
+
+test('a packet\'s destination and source pick their owners, IPv4 and IPv6, at an offset', () => {
+  const t = new AllowedIps<string>();
+  t.insert('10.0.1.0/24', 'node1');
+  t.insert('10.0.2.0/24', 'node2');
+  t.insert('fd00:1::/64', 'node1');
+  t.insert('fd00:2::/64', 'node2');
+  const buf = new Uint8Array(100);
+  // IPv4 at 10: 10.0.1.5 -> 10.0.2.7
+  buf[10] = 0x45;
+  buf.set(parseIp('10.0.1.5').bytes, 10 + 12);
+  buf.set(parseIp('10.0.2.7').bytes, 10 + 16);
+  assert.equal(t.lookupSource(buf, 10), 'node1');
+  assert.equal(t.lookupDestination(buf, 10), 'node2');
+  // IPv6 at 50: fd00:2::9 -> fd00:1::3
+  buf[50] = 0x60;
+  buf.set(parseIp('fd00:2::9').bytes, 50 + 8);
+  buf.set(parseIp('fd00:1::3').bytes, 50 + 24);
+  assert.equal(t.lookupSource(buf, 50), 'node2');
+  assert.equal(t.lookupDestination(buf, 50), 'node1');
+});

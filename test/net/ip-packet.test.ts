@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { internetChecksum, IpHeader, IPPROTO, ipv4Destination, ipv4HeaderChecksumValid, ipv4Source, parseIpHeader,
+import { internetChecksum, ipFamilyOf, IpHeader, IPPROTO, ipv4Destination, ipv4HeaderChecksumValid, ipv4Source, parseIpHeader,
   pseudoHeaderSum, transportChecksumValid, writeIpv4HeaderChecksum } from '../../src/net/ip-packet.js';
 import { native } from '../../src/native/addon.js';
 
@@ -95,4 +95,17 @@ test('the native checksum agrees with the TypeScript one on random data and odd 
     assert.equal(n.checksum(buf, off, len, 0), internetChecksum(buf, off, len), `off ${off} len ${len}`);
   }
   assert.equal(n.checksum(WIKI_V4, 0, 20, 0), 0);
+});
+
+test('ipFamilyOf: the version, only with room for its fixed header', () => {
+  const p = new Uint8Array(60);
+  p[5] = 0x45;
+  assert.equal(ipFamilyOf(p, 5, 20), 4);
+  assert.equal(ipFamilyOf(p, 5, 19), 0);
+  p[5] = 0x60;
+  assert.equal(ipFamilyOf(p, 5, 40), 6);
+  assert.equal(ipFamilyOf(p, 5, 39), 0);
+  p[5] = 0x10;
+  assert.equal(ipFamilyOf(p, 5, 55), 0);
+  assert.equal(ipFamilyOf(p, 5, 0), 0);
 });
