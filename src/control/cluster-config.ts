@@ -7,8 +7,8 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseDocument, isMap, isSeq, type Document } from 'yaml';
+import { writeFileDurable } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
-import { atomicWrite } from './embedded-registry.js';
 import { checkEndpoints, type EtcdConnectionOptions } from './etcd/etcd-connection.js';
 
 export interface EmbeddedRegistryConfig {
@@ -137,5 +137,5 @@ function readDoc(path: string): Document {
 
 function writeDoc(path: string, doc: Document): void {
   mkdirSync(dirname(path), { recursive: true });
-  atomicWrite(path, doc.toString());
+  writeFileDurable(path, doc.toString()); // the user's own file: a crash must not lose an edit
 }
