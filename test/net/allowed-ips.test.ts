@@ -106,10 +106,7 @@ test('agrees with a brute-force longest-prefix match on random tables', () => {
 
 test('a packet\'s destination and source pick their owners, IPv4 and IPv6, at an offset', () => {
   const t = new AllowedIps<string>();
-  t.insert('10.0.1.0/24', 'node1');
-  t.insert('10.0.2.0/24', 'node2');
-  t.insert('fd00:1::/64', 'node1');
-  t.insert('fd00:2::/64', 'node2');
+  for (const [prefix, node] of [['10.0.1.0/24', 'node1'], ['10.0.2.0/24', 'node2'], ['fd00:1::/64', 'node1'], ['fd00:2::/64', 'node2']]) t.insert(prefix!, node!);
   const buf = new Uint8Array(100);
   // IPv4 at 10: 10.0.1.5 -> 10.0.2.7
   buf[10] = 0x45;
