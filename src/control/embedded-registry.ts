@@ -57,12 +57,14 @@ export class EmbeddedRegistry implements Registry {
   }
 
   async get(kind: Kind, name: string): Promise<RegistryObject | undefined> {
-    return this.readObject(kind, name);
+    const o = this.readObject(kind, name);
+    return o && !leaseExpired(o, Date.now()) ? o : undefined;
   }
 
   async list(kind: Kind): Promise<RegistryObject[]> {
     checkKind(kind);
     const out: RegistryObject[] = [];
+    const now = Date.now();
     let files: string[];
     try { files = readdirSync(join(this.dir, 'objects', kind)).sort(); } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out; // nothing written yet
@@ -71,7 +73,7 @@ export class EmbeddedRegistry implements Registry {
     for (const f of files) {
       if (f.startsWith('.') || !f.endsWith('.json')) continue;
       const o = this.readObject(kind, f.slice(0, -5));
-      if (o) out.push(o);
+      if (o && !leaseExpired(o, now)) out.push(o);
     }
     return out;
   }
@@ -137,8 +139,54 @@ export class EmbeddedRegistry implements Registry {
     return w;
   }
 
-  async holdLease(name: string): Promise<LeaseHandle> {
-    throw new VeilError('NOT_SUPPORTED', `the embedded registry cannot hold lease '${name}' yet`, 'use an etcd registry for leases');
+  async holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle> {
+    checkName(name);
+    if (!(ttlSeconds > 0)) throw new VeilError('BAD_LEASE_TTL', `lease TTL must be positive, not ${ttlSeconds}`, 'pass a TTL in seconds, e.g. 15');
+    const ttlMs = ttlSeconds * 1000;
+    const renew = async (): Promise<void> => {
+      const spec = { ...holder, renewTime: new Date().toISOString(), ttlSeconds };
+      await this.mutate('Lease', name, (cur) => ({ kind: 'Lease', metadata: { name, creationTimestamp: cur?.metadata.creationTimestamp }, spec }));
+      await this.deleteExpiredLeases();
+    };
+    await renew();
+    let renewedAt = Date.now();
+    let lost = false;
+    let inFlight: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      inFlight = renew().then(() => { renewedAt = Date.now(); lost = false; }, (e: unknown) => {
+        if (lost || Date.now() - renewedAt <= ttlMs) return;
+        lost = true;
+        onLost?.(e instanceof Error ? e : new Error(String(e)));
+      });
+    }, Math.max(1, Math.floor(ttlMs / 3)));
+    timer.unref();
+    return {
+      release: async () => {
+        clearInterval(timer);
+        await inFlight;
+        await this.delete('Lease', name);
+      },
+    };
+  }
+
+  /**
+   * Files cannot expire by themselves: every renewal also deletes the leases nobody renewed in
+   * time, so that watchers get a DELETED event for a holder that died.
+   */
+  private async deleteExpiredLeases(): Promise<void> {
+    let files: string[];
+    try { files = readdirSync(join(this.dir, 'objects', 'Lease')); } catch { return; }
+    const now = Date.now();
+    for (const f of files) {
+      if (f.startsWith('.') || !f.endsWith('.json')) continue;
+      const name = f.slice(0, -5);
+      const o = this.readObject('Lease', name);
+      if (!o || !leaseExpired(o, now)) continue;
+      await this.withLock((rev) => {
+        const cur = this.readObject('Lease', name); // renewed meanwhile? then it stays
+        if (cur && leaseExpired(cur, Date.now())) this.commit(rev, 'DELETED', cur);
+      });
+    }
   }
 
   close(): void {
@@ -480,3 +528,12 @@ function pidAlive(pid: number): boolean {
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** A Lease whose holder has not renewed it within its TTL: as good as deleted. */
+function leaseExpired(o: RegistryObject, now: number): boolean {
+  if (o.kind !== 'Lease') return false;
+  const renewed = Date.parse(String(o.spec?.['renewTime'] ?? ''));
+  const ttl = Number(o.spec?.['ttlSeconds']);
+  return !Number.isFinite(renewed) || !Number.isFinite(ttl) || now - renewed > ttl * 1000;
+}
+

@@ -212,3 +212,44 @@ test('compactEvents keeps recent events verbatim and the latest older event per 
   const out = compactEvents([ev(1, 'a', 'ADDED'), ev(2, 'b', 'ADDED'), ev(3, 'a'), ev(4, 'c', 'ADDED'), ev(5, 'c', 'DELETED'), ev(6, 'b'), ev(7, 'a')], 2);
   assert.deepEqual(out.map((e) => `${e.revision}${e.object.metadata.name}`), ['5c', '6b', '7a']);
 });
+
+test('a lease stays while its holder renews it, is gone within the TTL once the holder is killed, and release deletes it at once', async () => {
+  const dir = freshDir();
+  const reg = new EmbeddedRegistry(dir);
+  const deleted: string[] = [];
+  const w = reg.watch('Lease', 0, (ev) => { if (ev.type === 'DELETED') deleted.push(ev.object.metadata.name); });
+  // a holder in another process, killed without releasing: its lease must lapse by itself
+  const holder = child(dir, `await reg.holdLease('killed', 1, { pid: process.pid }); await new Promise(() => setInterval(() => {}, 1000));`);
+  const mine = await reg.holdLease('alive', 1, { node: 'alive' });
+  for (let i = 0; i < 100 && !(await reg.get('Lease', 'killed')); i++) await new Promise((r) => setTimeout(r, 50));
+  const held = await reg.get('Lease', 'killed');
+  assert.equal(held?.spec?.['pid'], holder.pid);
+  assert.equal(held?.spec?.['ttlSeconds'], 1);
+  assert.ok(Number.isFinite(Date.parse(String(held?.spec?.['renewTime']))));
+  process.kill(holder.pid, 'SIGKILL');
+  await holder;
+  const killedAt = Date.now();
+  while (await reg.get('Lease', 'killed')) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(Date.now() - killedAt <= 1000 + 100, `gone within the TTL (${Date.now() - killedAt} ms)`);
+  assert.deepEqual((await reg.list('Lease')).map((l) => l.metadata.name), ['alive'], 'the renewed lease outlives its TTL');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.ok(await reg.get('Lease', 'alive'), 'still renewed after 1.5 TTLs');
+  assert.ok(deleted.includes('killed'), 'a live holder deleted the lapsed lease: watchers saw DELETED');
+  await mine.release();
+  assert.equal(await reg.get('Lease', 'alive'), undefined, 'release deletes at once');
+  w.stop();
+  reg.close();
+});
+
+test('a lease whose renewals fail for longer than the TTL reports onLost', async () => {
+  const dir = freshDir();
+  const reg = new EmbeddedRegistry(dir, { lockTimeoutMs: 100 });
+  let lost: Error | undefined;
+  const h = await reg.holdLease('n', 0.3, {}, (e) => { lost = e; });
+  writeFileSync(join(dir, 'lock'), '1 held-by-init\n'); // pid 1 is alive: the lock stays taken
+  for (let i = 0; i < 40 && !lost; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(String(lost?.message), /registry lock .* is held/);
+  rmSync(join(dir, 'lock'));
+  await h.release();
+  reg.close();
+});
