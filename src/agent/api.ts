@@ -6,6 +6,7 @@ import type { EspDropCounters } from '../esp/esp-decoder.js';
 import type { DropReason } from '../wireguard/stats.js';
 import type { HealthCheck, HealthState } from './health.js';
 import type { PeerHealth } from './health-prober.js';
+import type { CiliumModeName } from './settings.js';
 import type { AgentStatus } from '../lab/objects.js';
 
 export const AGENT_API = {
@@ -16,8 +17,8 @@ export const AGENT_API = {
   ipsecSas: '/ipsec/sas',
 } as const;
 
-/** Cilium's spelling of the modes (`cilium encrypt status`). */
-export type EncryptionModeName = 'Disabled' | 'IPsec' | 'Wireguard';
+/** Cilium's spelling of the modes (`cilium encrypt status`), or none. */
+export type EncryptionModeName = 'Disabled' | CiliumModeName;
 
 /** GET /healthz */
 export interface Healthz {

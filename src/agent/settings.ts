@@ -4,7 +4,15 @@ import { VeilError } from '../util/errors.js';
 import { nearest } from '../util/nearest.js';
 import { DEFAULT_IPSEC_SECRET, IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
 
+/** The encryption mode as the setting spells it (encryption.type). */
 export type EncryptionType = 'ipsec' | 'wireguard';
+
+/** Cilium's display spelling of a mode ('Encryption: Wireguard', `cilium encrypt status`). */
+export type CiliumModeName = 'IPsec' | 'Wireguard';
+
+export function ciliumModeName(t: EncryptionType): CiliumModeName {
+  return t === 'wireguard' ? 'Wireguard' : 'IPsec';
+}
 
 export interface Settings {
   'encryption.enabled': boolean;

@@ -2,7 +2,7 @@
 // the pre-shared key, both tunnel IPs and both boot ids, exactly as Cilium does, so that our nodes
 // and Cilium nodes agree on ESP. Throws VeilError on bad inputs (short boot id, bad IP, key > 64 B).
 import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
+import { tryParseIp } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { IpsecKey } from './ipsec-keyfile.js';
 import { ENC_CBC_AES, GCM_SALT_LENGTH, hmacIcvLength, type EspTransform } from '../esp/esp-transform.js';
@@ -11,34 +11,13 @@ export const BOOT_ID_LENGTH = 36;
 
 /** IPv4 and IPv4-mapped IPv6 as 4 bytes, other IPv6 as 16 (Go's To4/To16). */
 export function canonicalTunnelIp(ip: string): Uint8Array {
-  const family = isIP(ip);
-  if (family === 4) return Uint8Array.from(ip.split('.').map(Number));
-  if (family !== 6 || ip.includes('%')) {
+  const a = ip.includes('%') ? undefined : tryParseIp(ip);
+  if (!a || a.bytes.length === 0 || ip.trim() !== ip) {
     throw new VeilError('IPSEC_BAD_TUNNEL_IP', `invalid tunnel IP "${ip}"`, 'a tunnel IP is a plain IPv4 or IPv6 address');
   }
-  const bytes = parseIpv6(ip);
-  const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  return mapped ? bytes.slice(12) : bytes;
-}
-
-/** 16 bytes of an address node:net already accepted as IPv6 (`::`, embedded dotted IPv4). */
-function parseIpv6(ip: string): Uint8Array {
-  let text = ip;
-  const tail: number[] = [];
-  const dot = text.lastIndexOf(':');
-  if (text.includes('.')) {
-    tail.push(...text.slice(dot + 1).split('.').map(Number));
-    text = text.slice(0, dot + 1) + '0:0'; // two placeholder groups, replaced below
-  }
-  const [head, rest] = text.split('::') as [string, string | undefined];
-  const groups = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
-  const left = groups(head);
-  const right = rest === undefined ? [] : groups(rest);
-  const all = [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
-  const out = new Uint8Array(16);
-  all.forEach((g, i) => { out[2 * i] = g >> 8; out[2 * i + 1] = g & 0xff; });
-  if (tail.length === 4) out.set(tail, 12);
-  return out;
+  if (a.family === 4) return Uint8Array.from(a.bytes);
+  const mapped = a.bytes.subarray(0, 10).every((b) => b === 0) && a.bytes[10] === 0xff && a.bytes[11] === 0xff;
+  return mapped ? a.bytes.slice(12) : Uint8Array.from(a.bytes);
 }
 
 function bootIdBytes(bootId: string): Uint8Array {

@@ -14,7 +14,8 @@ import { VeilError } from '../util/errors.js';
 import { mustRun } from '../util/exec.js';
 import { checkClusterName, currentClusterFile, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
-import { cidrsOverlap, formatCidr, nodeAddressing, parseCidr } from './addressing.js';
+import { cidrsOverlap, formatCidr } from '../net/cidr.js';
+import { nodeAddressing, parseLabSubnet } from './addressing.js';
 import { FABRIC_BRIDGE, UNDERLAY_IF, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
 import { addNetns, deleteNetns, listNetns, netnsPids } from './netns.js';
 import { preflight } from './preflight.js';
@@ -43,8 +44,8 @@ export function validateLabOptions(opts: LabUpOptions): Required<LabUpOptions> {
   if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) {
     throw new VeilError('BAD_FLAG', `--mtu must be a whole number from 576 to 9000, not '${o.mtu}'`, 'e.g. --mtu 1500');
   }
-  const underlay = parseCidr(o.underlaySubnet, '--underlay-subnet');
-  const pods = parseCidr(o.podCIDR, '--pod-cidr');
+  const underlay = parseLabSubnet(o.underlaySubnet, '--underlay-subnet');
+  const pods = parseLabSubnet(o.podCIDR, '--pod-cidr');
   if (cidrsOverlap(underlay, pods)) {
     throw new VeilError('SUBNET_OVERLAP', `--pod-cidr ${o.podCIDR} overlaps --underlay-subnet ${o.underlaySubnet}`, 'pick subnets that do not overlap, e.g. the defaults 10.244.0.0/16 and 172.18.0.0/16');
   }
@@ -63,7 +64,7 @@ function checkOverlapWithOtherClusters(o: Required<LabUpOptions>): void {
     if (other.name === o.name) continue;
     for (const [flag, cidr] of mine) {
       for (const theirs of [other.underlaySubnet, other.podCIDR]) {
-        if (cidrsOverlap(parseCidr(cidr), parseCidr(theirs))) {
+        if (cidrsOverlap(parseLabSubnet(cidr), parseLabSubnet(theirs))) {
           throw new VeilError('SUBNET_OVERLAP', `${flag} ${cidr} overlaps ${theirs} of lab cluster '${other.name}'`,
             `pick another ${flag}, or remove that cluster with 'veil lab down --name ${other.name}'`);
         }
@@ -99,8 +100,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
 
 async function buildCluster(meta: LabMeta): Promise<void> {
   const cluster = meta.name;
-  const underlay = parseCidr(meta.underlaySubnet);
-  const pods = parseCidr(meta.podCIDR);
+  const underlay = parseLabSubnet(meta.underlaySubnet);
+  const pods = parseLabSubnet(meta.podCIDR);
   const mtu = String(meta.mtu);
 
   const fabric = fabricNetns(cluster);

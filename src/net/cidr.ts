@@ -174,3 +174,28 @@ export function cidrContainsCidr(outer: Cidr, inner: Cidr): boolean {
 export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
   return a.family === b.family && samePrefix(a.bytes, 0, b.bytes, 0, Math.min(a.prefixLength, b.prefixLength));
 }
+
+/** The prefix's size in addresses (2^host bits; a Number, so exact up to 2^53). */
+export function cidrSize(c: Cidr): number {
+  return 2 ** ((c.family === 4 ? 32 : 128) - c.prefixLength);
+}
+
+/** The address `index` places after the network address (the first host is index 1). */
+export function addressAt(c: Cidr, index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= cidrSize(c)) {
+    throw new VeilError('BAD_CIDR', `${formatCidr(c)} has no address number ${index}`, 'use a larger prefix');
+  }
+  const out = Uint8Array.from(c.bytes);
+  let carry = index;
+  for (let i = out.length - 1; i >= 0 && carry > 0; i--) {
+    const sum = out[i]! + (carry % 256);
+    out[i] = sum & 0xff;
+    carry = Math.floor(carry / 256) + (sum >> 8);
+  }
+  return formatIp(out, c.family);
+}
+
+/** The host prefix of an address: 10.0.0.1/32, fd00::1/128. */
+export function hostPrefix(ip: string): string {
+  return `${ip}/${parseIp(ip).family === 4 ? 32 : 128}`;
+}

@@ -1,7 +1,7 @@
 // Judging a `veil verify` run: per ordered pair of nodes, did ICMP, TCP and UDP arrive, did its
 // marker show up in any underlay capture, and what did the underlay carry between the two nodes.
 // Pure: results and classified captures in, verdict and text out.
-import { cidrContains, ipToInt, parseCidr, type Cidr } from '../lab/addressing.js';
+import { cidrContains, parseCidr, tryParseIp, type Cidr } from '../net/cidr.js';
 import type { FrameInfo, FrameKind } from './pcap.js';
 
 export interface VerifyNode {
@@ -63,8 +63,8 @@ function ownerOf(nodes: VerifyNode[]): (ip: string | undefined) => string | unde
     if (!ip) return undefined;
     const direct = byIP.get(ip);
     if (direct) return direct;
-    const v = ipToInt(ip);
-    return cidrs.find(([c]) => cidrContains(c, v))?.[1];
+    const a = tryParseIp(ip);
+    return a && cidrs.find(([c]) => cidrContains(c, a))?.[1];
   };
 }
 

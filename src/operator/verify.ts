@@ -3,6 +3,7 @@
 // pairs at once) while tcpdump records every node's underlay to a pcap; then the marker is searched
 // in the raw capture bytes and every frame is classified. Pods, captures and files are removed
 // whatever happens.
+import { ciliumModeName } from '../agent/settings.js';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -90,7 +91,7 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     const objects = await reg.list('Node');
     if (objects.length < 2) throw new VeilError('TOO_FEW_NODES', `verify needs at least 2 nodes, cluster '${cluster}' has ${objects.length}`, "create a lab with 'veil lab up --nodes 4'");
     const settings = await readSettings(reg);
-    const mode = !settings?.['encryption.enabled'] ? 'Disabled' : settings['encryption.type'] === 'wireguard' ? 'Wireguard' : 'IPsec';
+    const mode = !settings?.['encryption.enabled'] ? 'Disabled' : ciliumModeName(settings['encryption.type']);
     const nodes: VerifyNode[] = objects.map((o) => ({ name: o.metadata.name, internalIP: nodeSpec(o).internalIP, podCIDR: nodeSpec(o).podCIDR }));
     say(`Encryption mode: ${mode}; ${nodes.length} nodes, ${nodes.length * (nodes.length - 1)} ordered pairs`);
 

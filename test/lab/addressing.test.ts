@@ -1,7 +1,8 @@
 // The lab's pure pieces: addresses, names, option checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { allocatePodIP, cidrsOverlap, nodeAddressing, parseCidr } from '../../src/lab/addressing.js';
+import { allocatePodIP, nodeAddressing, parseLabSubnet } from '../../src/lab/addressing.js';
+import { cidrsOverlap } from '../../src/net/cidr.js';
 import { fabricNetns, netnsPrefix, nodeNames, nodeNetns, podHostInterface, podNetns } from '../../src/lab/names.js';
 import { validateLabOptions } from '../../src/lab/lifecycle.js';
 import { formatAge, nodeReady } from '../../src/lab/objects.js';
@@ -10,11 +11,11 @@ import { isVeilError } from '../../src/util/errors.js';
 const code = (c: string) => (e: unknown) => isVeilError(e) && e.code === c;
 
 test('node addressing follows kind: .2 upwards on the underlay, one /24 per node', () => {
-  const u = parseCidr('172.18.0.0/16'), p = parseCidr('10.244.0.0/16');
+  const u = parseLabSubnet('172.18.0.0/16'), p = parseLabSubnet('10.244.0.0/16');
   assert.deepEqual(nodeAddressing(0, u, p), { internalIP: '172.18.0.2', underlayPrefix: 16, podCIDR: '10.244.0.0/24', podGateway: '10.244.0.1' });
   assert.deepEqual(nodeAddressing(3, u, p), { internalIP: '172.18.0.5', underlayPrefix: 16, podCIDR: '10.244.3.0/24', podGateway: '10.244.3.1' });
-  assert.throws(() => nodeAddressing(2, u, parseCidr('10.1.0.0/23')), code('SUBNET_TOO_SMALL'));
-  assert.throws(() => nodeAddressing(2, parseCidr('192.168.0.0/30'), p), code('SUBNET_TOO_SMALL'));
+  assert.throws(() => nodeAddressing(2, u, parseLabSubnet('10.1.0.0/23')), code('SUBNET_TOO_SMALL'));
+  assert.throws(() => nodeAddressing(2, parseLabSubnet('192.168.0.0/30'), p), code('SUBNET_TOO_SMALL'));
 });
 
 test('pod IP allocation takes the lowest free address from .2', () => {
@@ -25,9 +26,9 @@ test('pod IP allocation takes the lowest free address from .2', () => {
 });
 
 test('CIDR parsing and overlap', () => {
-  for (const bad of ['10.244.0.0', '10.244.0.0/33', '10.244.0.1/16', '300.1.1.1/8', 'x/8']) assert.throws(() => parseCidr(bad), code('BAD_CIDR'), bad);
-  assert.ok(cidrsOverlap(parseCidr('10.0.0.0/8'), parseCidr('10.244.0.0/16')));
-  assert.ok(!cidrsOverlap(parseCidr('172.18.0.0/16'), parseCidr('172.19.0.0/16')));
+  for (const bad of ['10.244.0.0', '10.244.0.0/33', '10.244.0.1/16', '300.1.1.1/8', 'x/8']) assert.throws(() => parseLabSubnet(bad), code('BAD_CIDR'), bad);
+  assert.ok(cidrsOverlap(parseLabSubnet('10.0.0.0/8'), parseLabSubnet('10.244.0.0/16')));
+  assert.ok(!cidrsOverlap(parseLabSubnet('172.18.0.0/16'), parseLabSubnet('172.19.0.0/16')));
 });
 
 test('names: kind-style nodes, namespaces with a per-cluster prefix, short link names', () => {
