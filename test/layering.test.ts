@@ -1,5 +1,6 @@
 // The source folders form layers, and imports only run down them: the CLI uses the operator views,
-// they use the agent, the agent the datapath, the datapath the protocol cores, and everything the
+// they use the lab (which runs agents on its nodes, as a host's systemd would) and the agent, the
+// agent the datapath, the datapath the protocol cores, and everything the
 // utilities. A folder never imports one above it or beside it, so each layer can be read (and
 // tested) without the ones above.
 import { test } from 'node:test';
@@ -16,10 +17,11 @@ const RANK: Record<string, number> = {
   native: 1,
   crypto: 2, net: 2, control: 2,
   esp: 3, wireguard: 3,
-  keys: 4, datapath: 4, lab: 4, host: 4,
+  keys: 4, datapath: 4, host: 4,
   agent: 5,
-  operator: 6, demo: 6,
-  cli: 7,
+  lab: 6,
+  operator: 7, demo: 7,
+  cli: 8,
 };
 
 function sources(dir: string): string[] {

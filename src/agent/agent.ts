@@ -1,25 +1,35 @@
-// The node agent: loads its node and the install settings, runs one encryption mode, follows the
-// registry (reconcile, don't script), publishes its own state, and serves status and metrics.
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+// The node agent: learns its node through a node source, runs one encryption mode over one
+// tunnel, follows its peers (reconcile, don't script), publishes its own fields when they change,
+// keeps its liveness lease, and serves status and metrics.
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openRegistry } from '../control/cluster.js';
-import type { RegistryObject, Watch } from '../control/registry.js';
-import { nodeSpec } from '../lab/objects.js';
+import type { LeaseHandle, Registry } from '../control/registry.js';
 import { clusterDir } from '../util/paths.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Health } from './health.js';
 import { mustReadSettings } from './install-state.js';
-import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
+import type { EncryptionMode, ModeContext } from './encryption-mode.js';
+import type { NodeSource, OwnFields, OwnNode } from './node-source.js';
+import type { EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
+import { RegistryNodeSource } from './registry-node-source.js';
+import { ciliumModeName, parseDuration, type Settings } from './settings.js';
+import { Tunnel, type DesiredState, type TunnelOptions } from './tunnel.js';
+import type { EngineKind } from '../datapath/messages.js';
+import type { PeerNode } from './node-source.js';
 import { StatusServer } from './status-server.js';
 import { MetricsServer } from './metrics-server.js';
 import { ApiServer } from './api-server.js';
 import { loadOrCreateApiCertificate } from './api-certificate.js';
 import { ApiTokenSource } from './api-token.js';
 import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
-import type { PublishedAgentStatus } from './api.js';
 
-export const HEARTBEAT_INTERVAL_MS = 5_000;
+/** The liveness lease: renewed every TTL/3; a dead agent's node is NotReady within the TTL. */
+export const LIVENESS_TTL_SECONDS = 15;
+/** How often the agent re-checks its health and publishes it if it changed (no write otherwise). */
+const PUBLISH_CHECK_INTERVAL_MS = 2_000;
+/** A full pass now and then, whatever the watch said (probes, retries). */
 const RESYNC_INTERVAL_MS = 10_000;
 
 export interface AgentOptions {
@@ -37,97 +47,138 @@ export function agentSocketPath(cluster: string, node: string): string {
   return join(nodeStateDir(cluster, node), 'agent.sock');
 }
 
-async function createMode(ctx: AgentContext): Promise<EncryptionMode> {
-  if (ctx.settings['encryption.type'] === 'wireguard') {
-    const { WireguardMode } = await import('./wireguard-mode.js');
-    return new WireguardMode(ctx);
+/** A mode and the tunnel it runs on, of the same engine kind. */
+class ModeOnTunnel<K extends EngineKind> {
+  /** The desired state of the latest pass that was applied. */
+  applied?: DesiredState<K>;
+
+  private constructor(readonly mode: EncryptionMode<K>, readonly tunnel: Tunnel<K>) {}
+
+  static async open<K extends EngineKind>(mode: EncryptionMode<K>, self: OwnNode, o: TunnelOptions): Promise<ModeOnTunnel<K>> {
+    try {
+      return new ModeOnTunnel(mode, await Tunnel.open(self, await mode.prepare(), o));
+    } catch (e) {
+      mode.stop();
+      throw e;
+    }
   }
-  const { IpsecMode } = await import('./ipsec-mode.js');
-  return new IpsecMode(ctx);
+
+  /** One pass: the mode's desired state for these peers, applied to the tunnel. */
+  async apply(peers: PeerNode[], publishedKey: number | undefined): Promise<DesiredState<K>> {
+    const desired = this.mode.desired(peers, publishedKey);
+    await this.tunnel.apply(desired);
+    this.applied = desired;
+    return desired;
+  }
+
+  statusDetail(): string {
+    return this.mode.statusDetail(this.applied);
+  }
+
+  encryptStatus(publishedKey: number | undefined): Promise<EncryptStatus> {
+    return this.mode.encryptStatus(this.tunnel, publishedKey);
+  }
+
+  modeMetrics(publishedKey: number | undefined): Promise<ModeMetricsSnapshot> {
+    return this.mode.modeMetrics(this.tunnel, publishedKey);
+  }
+
+  async stop(): Promise<void> {
+    this.mode.stop();
+    await this.tunnel.stop();
+  }
 }
 
-function readBootID(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').trim().toLowerCase();
-  } catch (e) {
-    throw new VeilError('NO_BOOT_ID', `cannot read the node's boot id from ${file}: ${errorMessage(e)}`, 'recreate the lab (veil lab down && veil lab up)');
+type RunningMode = ModeOnTunnel<'wireguard'> | ModeOnTunnel<'esp'>;
+
+async function openMode(ctx: ModeContext, o: TunnelOptions): Promise<RunningMode> {
+  if (ctx.settings['encryption.type'] === 'wireguard') {
+    const { WireguardMode } = await import('./wireguard-mode.js');
+    return ModeOnTunnel.open(new WireguardMode(ctx), ctx.node, o);
   }
+  const { IpsecMode } = await import('./ipsec-mode.js');
+  return ModeOnTunnel.open(new IpsecMode(ctx), ctx.node, o);
 }
 
 export class Agent {
   readonly log: Logger;
   readonly health = new Health();
-  private ctx!: AgentContext;
-  private mode!: EncryptionMode;
+  readonly startedAt = new Date();
+  private readonly source: NodeSource;
+  private self?: OwnNode;
+  private settingsInForce?: Settings;
+  private running?: RunningMode;
+  private lease?: LeaseHandle;
   private server?: StatusServer;
   private metricsServer?: MetricsServer;
   private apiServer?: ApiServer;
   private apiFingerprint?: string;
-  private watch?: Watch;
   private timers: NodeJS.Timeout[] = [];
   private reconcileQueued = false;
   private reconciling: Promise<void> = Promise.resolve();
   private stopped = false;
-  readonly startedAt = new Date();
+  private startError?: string;
+  private registry?: Registry;
 
-  constructor(private readonly opts: AgentOptions) {
+  constructor(private readonly opts: AgentOptions, source?: NodeSource) {
     this.log = createLogger({ node: opts.node });
+    this.source = source ?? new RegistryNodeSource(openRegistry(opts.cluster), opts.node);
   }
 
   async start(): Promise<void> {
-    const registry = openRegistry(this.opts.cluster);
-    const self = await registry.get('Node', this.opts.node);
-    if (!self) throw new VeilError('UNKNOWN_NODE', `node '${this.opts.node}' is not in cluster '${this.opts.cluster}'`, "list nodes with 'veil lab get nodes'");
-    const spec = nodeSpec(self);
+    this.registry = openRegistry(this.opts.cluster);
+    this.self = await this.source.self();
+    try {
+      await this.startOn(this.self, this.registry);
+    } catch (e) {
+      // stop() reports NotReady with this reason: the installer shows it without reading logs
+      this.startError = errorMessage(e);
+      throw e;
+    }
+  }
+
+  private async startOn(self: OwnNode, registry: Registry): Promise<void> {
     const settings = await mustReadSettings(registry);
     if (this.opts.wireguardKeylog) settings['encryption.wireguard.keylogFile'] = this.opts.wireguardKeylog;
+    this.settingsInForce = settings;
     const stateDir = nodeStateDir(this.opts.cluster, this.opts.node);
     mkdirSync(stateDir, { recursive: true, mode: 0o770 });
-    this.ctx = {
-      cluster: this.opts.cluster, nodeName: this.opts.node, internalIP: spec.internalIP, podCIDR: spec.podCIDR, podGateway: spec.podGateway,
-      underlayMtu: spec.mtu, underlayInterface: spec.underlayInterface, bootID: readBootID(spec.bootIDFile), stateDir, settings, registry, log: this.log, health: this.health,
-      requestPublish: () => this.publish(true), requestReconcile: () => this.queueReconcile(),
-    };
     this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
 
     this.server = new StatusServer(agentSocketPath(this.opts.cluster, this.opts.node), this);
     await this.server.listen();
     // Metrics on the node IP are optional: a taken port degrades health instead of failing the node.
-    this.metricsServer = new MetricsServer(spec.internalIP, settings['agent.metricsPort'], () => this.metrics());
-    await this.metricsServer.listen().then(
-      () => this.health.ok('metrics', this.metricsServer!.address),
-      (e) => { this.health.set('metrics', 'Degraded', `cannot serve metrics on ${this.metricsServer!.address}: ${errorMessage(e)}`); this.metricsServer = undefined; },
+    const metricsServer = new MetricsServer(self.internalIPs[0]!, settings['agent.metricsPort'], () => this.metrics());
+    await metricsServer.listen().then(
+      () => { this.health.ok('metrics', metricsServer.address); this.metricsServer = metricsServer; },
+      (e) => this.health.set('metrics', 'Degraded', `cannot serve metrics on ${metricsServer.address}: ${errorMessage(e)}`),
     );
-    await this.serveNetworkApi();
+    await this.serveNetworkApi(self, settings, stateDir, registry);
 
-    this.mode = await createMode(this.ctx);
+    const ctx: ModeContext = { node: self, stateDir, settings, registry, log: this.log, health: this.health, requestReconcile: () => this.queueReconcile() };
     try {
-      await this.mode.start();
-      this.health.ok('datapath', `${this.mode.device} up`);
+      this.running = await openMode(ctx, {
+        cryptoThreads: settings['datapath.cryptoThreads'], probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
+        onWorkerError: (e) => { this.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); this.log.error('datapath worker failed', { error: errorMessage(e) }); },
+      });
+      this.health.ok('datapath', `${this.running.mode.device} up`);
     } catch (e) {
       this.health.set('datapath', 'Failure', errorMessage(e));
-      // report NotReady, but never let a failed publish hide the reason the start failed
-      await this.publish(false).catch((pe) => this.log.warn('publish failed', { error: errorMessage(pe) }));
       throw e;
     }
-    // Watch from before the first reconcile: a peer that publishes its key meanwhile must not be
-    // missed until the next resync (it was: peers converged only with the 5 s heartbeats).
-    const rev = await registry.revision();
+    await this.source.watchPeers(() => this.queueReconcile());
     await this.reconcileNow();
-    await this.publish(true);
-    this.log.info('agent ready', { device: this.mode.device });
+    this.lease = await this.source.holdLiveness(LIVENESS_TTL_SECONDS, { pid: process.pid, bootID: self.bootID, startedAt: this.startedAt.toISOString() },
+      (e) => this.log.error('cannot renew the liveness lease: peers will see this node as gone', { error: errorMessage(e) }));
+    this.log.info('agent ready', { device: this.running.mode.device });
 
-    this.watch = registry.watch('Node', rev, (ev) => {
-      this.cache(ev.object, ev.type === 'DELETED');
-      this.queueReconcile();
-    });
-    this.timers.push(setInterval(() => { void this.publish(true).catch((e) => this.log.warn('heartbeat failed', { error: errorMessage(e) })); }, HEARTBEAT_INTERVAL_MS));
+    this.timers.push(setInterval(() => { void this.publish().catch((e) => this.log.warn('publish failed', { error: errorMessage(e) })); }, PUBLISH_CHECK_INTERVAL_MS));
     this.timers.push(setInterval(() => this.queueReconcile(), RESYNC_INTERVAL_MS));
   }
 
   /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */
-  private async serveNetworkApi(): Promise<void> {
-    const { internalIP, settings, stateDir, registry } = this.ctx;
+  private async serveNetworkApi(self: OwnNode, settings: Settings, stateDir: string, registry: Registry): Promise<void> {
+    const internalIP = self.internalIPs[0]!;
     try {
       const certificate = await loadOrCreateApiCertificate(stateDir, this.opts.node, internalIP);
       const tokens = new ApiTokenSource(registry);
@@ -149,12 +200,35 @@ export class Agent {
     return { ...(this.apiServer?.refused ?? {}) };
   }
 
-  get context(): AgentContext {
-    return this.ctx;
+  get node(): OwnNode | undefined {
+    return this.self;
   }
 
-  get encryption(): EncryptionMode {
-    return this.mode;
+  get settings(): Settings | undefined {
+    return this.settingsInForce;
+  }
+
+  get encryption(): EncryptionMode<'wireguard'> | EncryptionMode<'esp'> | undefined {
+    return this.running?.mode;
+  }
+
+  /** The `Encryption:` line's parts. */
+  encryptionSummary(): Healthz['encryption'] | undefined {
+    const r = this.running;
+    return r && { mode: ciliumModeName(r.mode.type), device: r.mode.device, detail: r.statusDetail() };
+  }
+
+  async encryptStatus(): Promise<EncryptStatus> {
+    return this.mustRun().encryptStatus(this.source.published()?.encryptionKey);
+  }
+
+  mustTunnel(): Tunnel<'wireguard'> | Tunnel<'esp'> {
+    return this.mustRun().tunnel;
+  }
+
+  private mustRun(): RunningMode {
+    if (!this.running) throw new VeilError('NO_TUNNEL', 'the agent has no tunnel (its start failed)', "see 'veil agent logs NODE'");
+    return this.running;
   }
 
   private queueReconcile(): void {
@@ -168,61 +242,43 @@ export class Agent {
     }, 50);
   }
 
-  /**
-   * The node objects as the watch delivered them (an informer cache): a watch event carries the
-   * object as committed, while a read right after the event may still see the previous file.
-   */
-  private readonly nodes = new Map<string, RegistryObject>();
-  private readonly deleted = new Map<string, number>();
-
-  private cache(obj: RegistryObject, deleted = false): void {
-    const name = obj.metadata.name;
-    const rv = obj.metadata.resourceVersion ?? 0;
-    const have = this.nodes.get(name)?.metadata.resourceVersion ?? this.deleted.get(name) ?? -1;
-    if (rv < have) return; // never go back to an older version
-    if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
-    else { this.nodes.set(name, obj); this.deleted.delete(name); }
-  }
-
+  /** One pass: the mode's desired state for the peers, applied, then published. */
   private async reconcileNow(): Promise<void> {
-    const listed = await this.ctx.registry.list('Node');
-    const names = new Set(listed.map((n) => n.metadata.name));
-    for (const n of listed) this.cache(n);
-    for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) this.nodes.delete(name);
-    const peers: PeerNode[] = [];
-    for (const n of this.nodes.values()) {
-      if (n.metadata.name === this.opts.node) continue;
-      const s = nodeSpec(n);
-      if (!s?.internalIP || !s.podCIDR || !s.podGateway) continue;
-      peers.push({ name: n.metadata.name, internalIP: s.internalIP, podCIDR: s.podCIDR, podGateway: s.podGateway, object: n });
-    }
+    const keyBefore = this.source.published()?.encryptionKey;
+    let desired: DesiredState;
     try {
-      await this.mode.reconcile(peers);
+      desired = await this.mustRun().apply(this.source.peers(), keyBefore);
       this.health.clear('reconcile');
     } catch (e) {
       this.health.set('reconcile', 'Degraded', errorMessage(e));
       throw e;
     }
+    this.health.replaceGroup('peer ', desired.problems);
+    await this.publish();
+    // Our own published key id moved (a new IPsec key): the pairing with every peer may move too.
+    if (this.source.published()?.encryptionKey !== keyBefore) this.queueReconcile();
   }
 
-  /** Writes status.agent (the heartbeat) and the mode's published fields to the node object. */
-  async publish(ready: boolean): Promise<void> {
-    const status: PublishedAgentStatus = {
-      ready: ready && this.health.state() !== 'Failure',
-      heartbeat: new Date().toISOString(),
-      pid: process.pid,
-      bootID: this.ctx.bootID,
-      startedAt: this.startedAt.toISOString(),
-      health: { state: this.health.state(), problems: this.health.problems().map((c) => `${c.name}: ${c.message}`) },
-      encryption: this.mode ? { mode: this.mode.mode, device: this.mode.device, detail: this.mode.statusDetail() } : undefined,
-      apiAddress: this.apiServer?.address,
-      apiFingerprint: this.apiFingerprint,
+  private agentStatus(ready: boolean): PublishedAgentStatus {
+    const error = this.startError;
+    const problems = this.health.problems().map((c) => `${c.name}: ${c.message}`);
+    return {
+      ready: ready && this.health.state() !== 'Failure', pid: process.pid, bootID: this.self!.bootID, startedAt: this.startedAt.toISOString(),
+      health: { state: this.health.state(), problems }, encryption: this.encryptionSummary(), ...(error ? { error } : {}),
+      ...(this.apiServer ? { apiAddress: this.apiServer.address, apiFingerprint: this.apiFingerprint } : {}),
     };
-    await this.ctx.registry.mutate('Node', this.opts.node, (cur: RegistryObject | undefined) => {
-      if (!cur) return undefined;
-      const next: RegistryObject = { ...cur, status: { ...(cur.status ?? {}), agent: status } };
-      return this.mode ? this.mode.publish(next) : next;
-    });
+  }
+
+  /** Publishes the own fields; the node source writes only what changed. */
+  private async publish(ready = true): Promise<void> {
+    this.running?.tunnel.reportProbes(this.health);
+    const fields: OwnFields = { agent: this.agentStatus(ready), annotations: {} };
+    const applied = this.running?.applied;
+    if (applied) {
+      fields.annotations = applied.publish.annotations;
+      fields.encryptionKey = applied.publish.encryptionKey;
+    }
+    await this.source.publish(fields);
   }
 
   private readonly prometheus = new AgentMetrics(this);
@@ -233,21 +289,25 @@ export class Agent {
   }
 
   async modeMetrics(): Promise<ModeMetricsSnapshot | undefined> {
-    return this.mode?.modeMetrics();
+    return this.running?.modeMetrics(this.source.published()?.encryptionKey);
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    this.watch?.stop();
     await this.reconciling.catch(() => undefined);
-    try { await this.mode?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
-    try { await this.publish(false); } catch { /* the registry may be gone (lab down) */ }
+    try { await this.running?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
+    if (this.self) {
+      // NotReady (with the reason if the start failed); a failed publish never hides that reason
+      try { await this.publish(false); } catch (e) { this.log.warn('publish failed', { error: errorMessage(e) }); }
+    }
+    try { await this.lease?.release(); } catch { /* it lapses by itself within its TTL */ }
     await this.server?.close();
     await this.metricsServer?.close();
     await this.apiServer?.close();
-    this.ctx?.registry.close();
+    this.source.close();
+    this.registry?.close();
     this.log.info('agent stopped');
   }
 }

@@ -7,7 +7,6 @@ import type { DropReason } from '../wireguard/stats.js';
 import type { HealthCheck, HealthState } from './health.js';
 import type { PeerHealth } from './health-prober.js';
 import type { CiliumModeName } from './settings.js';
-import type { AgentStatus } from '../lab/objects.js';
 
 export const AGENT_API = {
   healthz: '/healthz',
@@ -30,8 +29,12 @@ export interface Healthz {
   nodeEncryption?: boolean;
 }
 
-/** What the agent publishes as status.agent of its Node object (the heartbeat), for `veil status`. */
-export interface PublishedAgentStatus extends AgentStatus {
+/**
+ * What the agent publishes as status.agent of its Node object (written only when it changes;
+ * liveness is its lease, Lease/<node>), for `veil status` and its peers (the boot id).
+ */
+export interface PublishedAgentStatus {
+  ready: boolean;
   pid: number;
   bootID: string;
   startedAt: string;
@@ -41,6 +44,8 @@ export interface PublishedAgentStatus extends AgentStatus {
   apiAddress?: string;
   /** SHA-256 of that API's certificate (AB:CD:...): clients pin exactly this one. */
   apiFingerprint?: string;
+  /** Why the latest start failed (then ready is false). */
+  error?: string;
 }
 
 // ---- GET /encrypt: Cilium's EncryptionStatus, plus veil's details

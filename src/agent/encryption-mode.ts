@@ -1,62 +1,46 @@
-// What the agent asks of an encryption mode (WireGuard or IPsec): set up its datapath, follow the
-// cluster's nodes, publish what peers need to know, and report its state.
-import type { RegistryObject } from '../control/registry.js';
-import type { Logger } from '../util/log.js';
+// What the agent asks of an encryption mode (WireGuard or IPsec): its keys and how to open the
+// tunnel, and, as a pure function of the peers, the state the tunnel should hold and what this
+// node publishes. The agent owns everything with a side effect: the tunnel, health, publishing.
 import type { Registry } from '../control/registry.js';
-import type { Settings } from './settings.js';
+import type { Logger } from '../util/log.js';
+import type { EncryptionType, Settings } from './settings.js';
 import type { Health } from './health.js';
+import type { OwnNode, PeerNode } from './node-source.js';
+import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
+import type { EngineKind } from '../datapath/messages.js';
 import type { EncryptStatus } from './api.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 
-/** A remote node as the agent sees it in the registry. */
-export interface PeerNode {
-  name: string;
-  internalIP: string;
-  podCIDR: string;
-  /** Its pod gateway (on the node side of its pods, and on its tunnel device): health probes go there. */
-  podGateway: string;
-  object: RegistryObject;
-}
-
-export interface AgentContext {
-  cluster: string;
-  nodeName: string;
-  internalIP: string;
-  podCIDR: string;
-  /** This node's pod gateway, also its address on the tunnel device. */
-  podGateway: string;
-  underlayMtu: number;
-  underlayInterface: string;
-  bootID: string;
-  /** The node's own state directory (keys, sequence marks, sockets). */
+export interface ModeContext {
+  node: OwnNode;
+  /** The node's own state directory (keys, sequence marks). */
   stateDir: string;
   settings: Settings;
+  /** Where the IPsec key secret lives. */
   registry: Registry;
   log: Logger;
   health: Health;
-  /** Publishes the node object now (e.g. a newly loaded IPsec SPI) instead of at the next heartbeat. */
-  requestPublish: () => Promise<void>;
-  /** Reconciles now (e.g. after a key change). */
+  /** Asks for a reconcile pass (e.g. after a key change). */
   requestReconcile: () => void;
 }
 
-export interface EncryptionMode {
-  /** 'Wireguard' or 'IPsec' (Cilium's spelling of the mode). */
-  readonly mode: 'Wireguard' | 'IPsec';
+export interface EncryptionMode<K extends EngineKind = EngineKind> {
+  readonly type: EncryptionType;
   /** The tunnel device name. */
   readonly device: string;
-  /** Creates the device and the datapath; fails with a VeilError the agent reports. */
-  start(): Promise<void>;
-  /** Makes peers/SAs and routes match the set of remote nodes. Idempotent. */
-  reconcile(peers: PeerNode[]): Promise<void>;
-  /** Adds what peers must know about this node (keys, SPI) to its own registry object. */
-  publish(self: RegistryObject): RegistryObject;
-  /** The detail of the `Encryption:` status line. */
-  statusDetail(): string;
+  /** Loads the keys and says how to open the tunnel; fails with a VeilError the agent reports. */
+  prepare(): Promise<TunnelParams<K>>;
+  /**
+   * Pure: the tunnel's state for these peers. `publishedKey` is the key id peers currently see
+   * from this node (the encryption key it published last), undefined before the first publish.
+   */
+  desired(peers: PeerNode[], publishedKey: number | undefined): DesiredState<K>;
+  /** The detail of the `Encryption:` status line, given the state applied last. */
+  statusDetail(applied: DesiredState<K> | undefined): string;
   /** `veil agent encrypt status` as JSON (Cilium's EncryptionStatus shape plus veil's details). */
-  encryptStatus(): Promise<EncryptStatus>;
+  encryptStatus(tunnel: Tunnel<K>, publishedKey: number | undefined): Promise<EncryptStatus>;
   /** What the metrics export of this mode, read once per scrape. */
-  modeMetrics(): Promise<ModeMetricsSnapshot>;
-  /** Stops the datapath worker; device and routes stay, so a restart loses nothing and leaks nothing. */
-  stop(): Promise<void>;
+  modeMetrics(tunnel: Tunnel<K>, publishedKey: number | undefined): Promise<ModeMetricsSnapshot>;
+  /** Stops the mode's own watchers and timers. */
+  stop(): void;
 }

@@ -26,6 +26,15 @@ export class Health {
     this.checks.delete(name);
   }
 
+  /**
+   * Makes the checks whose names start with `prefix` exactly `problems` (name -> reason, all
+   * Degraded): one that is no longer a problem is gone, not left behind.
+   */
+  replaceGroup(prefix: string, problems: ReadonlyMap<string, string>): void {
+    for (const name of [...this.checks.keys()]) if (name.startsWith(prefix) && !problems.has(name)) this.checks.delete(name);
+    for (const [name, message] of problems) this.set(name, 'Degraded', message);
+  }
+
   state(): HealthState {
     let worst: HealthState = 'Ok';
     for (const c of this.checks.values()) {

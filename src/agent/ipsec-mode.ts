@@ -1,7 +1,7 @@
 // IPsec mode of the agent: the key file from the secret (Cilium's grammar and rotation rules),
-// per-tunnel SAs derived for every peer and key in force, the veil_ipsec0 device and its ESP
-// datapath worker, and rotation in the safe order: inbound SAs for the new key first, then
-// publish the SPI, and a sender moves only when both ends published it (pairSpi).
+// and from the peers the per-tunnel SAs for every key in force. Rotation goes in the safe order:
+// the pass that installs inbound SAs for the new key publishes its SPI only once applied, and a
+// sender moves only when both ends published it (pairSpi).
 import { join } from 'node:path';
 import type { RegistryObject, Watch } from '../control/registry.js';
 import { IpsecKeyLoader } from '../keys/ipsec-key-loader.js';
@@ -12,36 +12,25 @@ import { pairSpi } from '../keys/ipsec-spi.js';
 import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
-import { UdpSocket } from '../datapath/udp-socket.js';
-import type { TunDevice } from '../datapath/tun-device.js';
-import { DatapathHost } from '../datapath/datapath-host.js';
 import type { EspEngineStatus, EspPeerSpec } from '../datapath/messages.js';
 import { VeilError, errorMessage } from '../util/errors.js';
-import type { AgentContext, EncryptionMode, PeerNode } from './encryption-mode.js';
-import { HealthProber } from './health-prober.js';
-import { parseDuration } from './settings.js';
-import { openTunnelDevice } from './tunnel-device.js';
-import { prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
+import type { EncryptionMode, ModeContext } from './encryption-mode.js';
+import type { PeerNode } from './node-source.js';
+import { ciliumModeName, parseDuration } from './settings.js';
+import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
-import type { IpsecEncryptStatus, PublishedAgentStatus } from './api.js';
+import type { IpsecEncryptStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
 
-export class IpsecMode implements EncryptionMode {
-  readonly mode = 'IPsec' as const;
+export class IpsecMode implements EncryptionMode<'esp'> {
+  readonly type = 'ipsec' as const;
   readonly device = IPSEC_DEVICE;
   private readonly loader = new IpsecKeyLoader();
-  private tun?: TunDevice;
-  private udp?: UdpSocket;
-  private host?: DatapathHost<'esp'>;
-  private prober?: HealthProber;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
-  private publishedSpi = 0;
-  private started = false;
-  private mtu = 0;
 
-  constructor(private readonly ctx: AgentContext) {}
+  constructor(private readonly ctx: ModeContext) {}
 
   private get secretName(): string {
     return this.ctx.settings['encryption.ipsec.secretName'];
@@ -62,32 +51,31 @@ export class IpsecMode implements EncryptionMode {
     return Buffer.from(raw, 'base64').toString('utf8');
   }
 
-  async start(): Promise<void> {
+  async prepare(): Promise<TunnelParams<'esp'>> {
     const c = this.ctx;
     const loaded = this.loader.load(await this.readKeyFile(), Date.now());
     if (!loaded.ok) throw new VeilError(loaded.error.code, `failed to load IPsec keyfile ${this.keyFileName}: ${loaded.error.message}`, loaded.error.hint);
     const key = loaded.value.current;
     c.health.ok('ipsec-keys', `Watching keyfiles (key id ${key.spi})`);
-    this.mtu = ipsecTunnelMtu(c.underlayMtu, key).mtu;
-    this.tun = openTunnelDevice({ name: IPSEC_DEVICE, mtu: this.mtu, address: c.podGateway });
-    this.udp = UdpSocket.open(c.internalIP, ESP_IN_UDP_PORT, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
     const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
     const marks = await readSequenceMarks(marksFile);
-    this.host = new DatapathHost({
-      kind: 'esp', tun: this.tun.describe(), udp: this.udp.describe(), cryptoThreads: c.settings['datapath.cryptoThreads'],
-      localIp: c.internalIP, mtu: this.mtu, marksFile, marks: Object.fromEntries(marks),
-    }, (e) => { c.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); c.log.error('datapath worker failed', { error: errorMessage(e) }); });
-    await this.host.whenReady();
-    this.prober = new HealthProber(c.nodeName, c.podGateway, parseDuration(c.settings['agent.healthProbeInterval']));
-    await this.prober.start();
     if (c.settings['encryption.ipsec.keyWatcher']) {
       this.secretWatch = c.registry.watch('Secret', await c.registry.revision(), (ev) => {
         if (ev.object.metadata.name === this.secretName) void this.reloadKeys(ev.type === 'DELETED' ? { ...ev.object, data: {} } : ev.object);
       });
     }
     // Retired keys expire on their own clock, not only when the cluster changes.
-    this.expiryTimer = setInterval(() => { if (this.loader.retired().length) c.requestReconcile(); }, 1000);
-    this.started = true;
+    const rotation = parseDuration(c.settings['encryption.ipsec.keyRotationDuration']);
+    this.expiryTimer = setInterval(() => {
+      const expired = this.loader.expire(Date.now(), rotation);
+      if (!expired.length) return;
+      c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
+      c.requestReconcile();
+    }, 1000);
+    return {
+      device: IPSEC_DEVICE, mtu: ipsecTunnelMtu(c.node.underlayMtu, key).mtu, port: ESP_IN_UDP_PORT,
+      engine: { kind: 'esp', localIp: c.node.internalIPs[0]!, marksFile, marks: Object.fromEntries(marks) },
+    };
   }
 
   /** The key file changed: load it, or keep the key in force and say why not. */
@@ -118,75 +106,54 @@ export class IpsecMode implements EncryptionMode {
     return [cur, ...this.loader.retired().map((r) => r.key).filter((k) => k.spi !== cur.spi)];
   }
 
-  async reconcile(peers: PeerNode[]): Promise<void> {
-    const c = this.ctx;
-    const expired = this.loader.expire(Date.now(), parseDuration(c.settings['encryption.ipsec.keyRotationDuration']));
-    if (expired.length) c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
+  desired(peers: PeerNode[], publishedKey: number | undefined): DesiredState<'esp'> {
     const keys = this.keysInForce();
     const current = this.loader.current!;
-    const localSpi = this.publishedSpi || current.spi;
-    const local = { ip: c.internalIP, bootId: c.bootID };
+    const localSpi = publishedKey || current.spi;
+    const local = { ip: this.ctx.node.internalIPs[0]!, bootId: this.ctx.node.bootID };
     const specs: EspPeerSpec[] = [];
+    const problems = new Map<string, string>();
     for (const p of peers) {
-      const agent = p.object.status?.['agent'] as Partial<PublishedAgentStatus> | undefined;
-      const bootId = agent?.bootID;
-      if (!bootId) continue; // no boot id published yet: no SA, its pods stay fail-closed
-      const peerSpi = Number((p.object.spec?.['encryption'] as { key?: number } | undefined)?.key ?? 0);
-      const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [p.podCIDR], outbound: [], inbound: [], activeSpi: 0 };
+      if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
+      const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [...p.podCIDRs], outbound: [], inbound: [], activeSpi: 0 };
       try {
         for (const k of keys) {
-          const t = deriveTunnelTransforms(k, local, { ip: p.internalIP, bootId });
+          const t = deriveTunnelTransforms(k, local, { ip: p.internalIP, bootId: p.bootID });
           spec.outbound.push({ spi: k.spi, transform: t.out });
           spec.inbound.push({ spi: k.spi, transform: t.in });
         }
       } catch (e) {
-        c.health.set(`peer ${p.name}`, 'Degraded', `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
+        problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;
       }
-      c.health.clear(`peer ${p.name}`);
-      const spi = pairSpi(localSpi, peerSpi);
+      const spi = pairSpi(localSpi, p.encryptionKey ?? 0);
       spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
       specs.push(spec);
     }
-    // Inbound SAs for every key in force are installed before the new SPI is published.
-    await this.host!.request({ type: 'setPeers', peers: specs });
-    const wanted = new Set(peers.map((p) => p.podCIDR));
-    steerIntoTunnel([...wanted].map((prefix) => ({ prefix, device: IPSEC_DEVICE })));
-    for (const stale of prefixesOnDevice(IPSEC_DEVICE)) if (!wanted.has(stale)) releasePrefix(stale, IPSEC_DEVICE);
-    this.prober?.setPeers(new Map(peers.map((p) => [p.name, p.podGateway])));
-    this.checkProbes();
-    if (this.publishedSpi !== current.spi) {
-      this.publishedSpi = current.spi;
-      if (this.started) {
-        await c.requestPublish();
-        c.requestReconcile(); // our own published SPI moved: pair SPIs may move too
-      }
-    }
-  }
-
-  private checkProbes(): void {
-    this.prober?.reportTo(this.ctx.health);
-  }
-
-  publish(self: RegistryObject): RegistryObject {
-    this.checkProbes();
-    return { ...self, spec: { ...(self.spec ?? {}), encryption: { key: this.publishedSpi } } };
+    return {
+      datapathPeers: specs,
+      routes: [...new Set(peers.flatMap((p) => p.podCIDRs))].map((prefix) => ({ prefix })),
+      probes: new Map(peers.map((p) => [p.name, p.podGateway])),
+      problems,
+      // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
+      publish: { annotations: {}, encryptionKey: current.spi },
+    };
   }
 
   statusDetail(): string {
     return '';
   }
 
-  async engineStatus(showKeys = false): Promise<EspEngineStatus> {
-    return this.host!.request({ type: 'status', showKeys });
+  engineStatus(tunnel: Tunnel<'esp'>, showKeys = false): Promise<EspEngineStatus> {
+    return tunnel.request({ type: 'status', showKeys });
   }
 
-  async encryptStatus(): Promise<IpsecEncryptStatus> {
-    const st = await this.engineStatus();
+  async encryptStatus(tunnel: Tunnel<'esp'>, publishedKey = 0): Promise<IpsecEncryptStatus> {
+    const st = await this.engineStatus(tunnel);
     const maxSeq = st.sas.filter((s) => s.direction === 'out').reduce((m, s) => Math.max(m, s.sequence), 0);
     const errors = Object.values(st.xfrmErrors).reduce((a, b) => a + b, 0);
     return {
-      mode: 'IPsec',
+      mode: ciliumModeName(this.type),
       ipsec: {
         'decrypt-interfaces': [IPSEC_DEVICE],
         'keys-in-use': st.sas.length,
@@ -195,29 +162,24 @@ export class IpsecMode implements EncryptionMode {
         'xfrm-errors': st.xfrmErrors,
       },
       keyId: this.loader.current?.spi,
-      publishedSpi: this.publishedSpi,
+      publishedSpi: publishedKey,
       retiredKeys: this.loader.retired().map((r) => ({ spi: r.key.spi, since: new Date(r.sinceMs).toISOString() })),
       sas: st.sas,
       drops: st.drops,
       counters: st.counters,
-      probes: this.prober?.list(),
+      probes: tunnel.probes(),
     };
   }
 
-  async modeMetrics(): Promise<ModeMetricsSnapshot> {
+  async modeMetrics(tunnel: Tunnel<'esp'>, publishedKey = 0): Promise<ModeMetricsSnapshot> {
     return {
-      mode: 'IPsec', engine: await this.engineStatus(),
-      loadedKeyId: this.loader.current?.spi ?? 0, publishedSpi: this.publishedSpi, rotationInProgress: this.loader.retired().length > 0,
+      mode: ciliumModeName(this.type), engine: await this.engineStatus(tunnel),
+      loadedKeyId: this.loader.current?.spi ?? 0, publishedSpi: publishedKey, rotationInProgress: this.loader.retired().length > 0,
     };
   }
 
-  async stop(): Promise<void> {
-    this.started = false;
+  stop(): void {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.secretWatch?.stop();
-    this.prober?.stop();
-    await this.host?.stop();
-    this.udp?.close();
-    this.tun?.close();
   }
 }

@@ -10,8 +10,8 @@ export type EncryptionType = 'ipsec' | 'wireguard';
 /** Cilium's display spelling of a mode ('Encryption: Wireguard', `cilium encrypt status`). */
 export type CiliumModeName = 'IPsec' | 'Wireguard';
 
-export function ciliumModeName(t: EncryptionType): CiliumModeName {
-  return t === 'wireguard' ? 'Wireguard' : 'IPsec';
+export function ciliumModeName<T extends EncryptionType>(t: T): T extends 'wireguard' ? 'Wireguard' : 'IPsec' {
+  return (t === 'wireguard' ? 'Wireguard' : 'IPsec') as T extends 'wireguard' ? 'Wireguard' : 'IPsec';
 }
 
 export interface Settings {

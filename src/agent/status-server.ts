@@ -8,6 +8,7 @@ import { prometheusContentType } from 'prom-client';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { Agent } from './agent.js';
 import type { IpsecMode } from './ipsec-mode.js';
+import type { Tunnel } from './tunnel.js';
 import { AGENT_API, type Healthz, type IpsecSasReport } from './api.js';
 
 /** One answer of the API: its content type and body. */
@@ -45,7 +46,7 @@ export class StatusServer {
     const json = (value: object) => ({ type: 'application/json', body: JSON.stringify(value) });
     switch (path) {
       case AGENT_API.metrics: return { type: prometheusContentType, body: await this.agent.metrics() };
-      case AGENT_API.encrypt: return json(await this.agent.encryption.encryptStatus());
+      case AGENT_API.encrypt: return json(await this.agent.encryptStatus());
       case AGENT_API.ipsecSas: return json(await this.ipsecSas(new URLSearchParams(query).get('keys') === '1'));
       case AGENT_API.healthz: return json(this.healthz());
       default: throw new VeilError('NOT_FOUND', `no such path ${path}`);
@@ -53,24 +54,24 @@ export class StatusServer {
   }
 
   private healthz(): Healthz {
-    const ctx = this.agent.context;
-    const mode = this.agent.encryption;
     return {
-      node: ctx.nodeName, pid: process.pid, startedAt: this.agent.startedAt.toISOString(),
+      node: this.agent.node?.name ?? '', pid: process.pid, startedAt: this.agent.startedAt.toISOString(),
       health: { state: this.agent.health.state(), checks: this.agent.health.list() },
-      encryption: mode ? { mode: mode.mode, device: mode.device, detail: mode.statusDetail() } : { mode: 'Disabled' },
-      nodeEncryption: ctx.settings['encryption.nodeEncryption'],
+      encryption: this.agent.encryptionSummary() ?? { mode: 'Disabled' },
+      nodeEncryption: this.agent.settings?.['encryption.nodeEncryption'],
     };
   }
 
   /** The SAs and peers of the ESP engine (with key material if asked), and this node's addresses. */
   private async ipsecSas(showKeys: boolean): Promise<IpsecSasReport> {
     const mode = this.agent.encryption;
-    if (mode?.mode !== 'IPsec') throw new VeilError('NOT_IPSEC', `this agent runs ${mode?.mode ?? 'no'} encryption, not IPsec`);
-    const st = await (mode as IpsecMode).engineStatus(showKeys);
-    const ctx = this.agent.context;
-    return { node: ctx.nodeName, internalIP: ctx.internalIP, podCIDR: ctx.podCIDR, sas: st.sas, peers: st.peers };
+    if (mode?.type !== 'ipsec') throw new VeilError('NOT_IPSEC', `this agent runs ${this.agent.encryptionSummary()?.mode ?? 'no'} encryption, not IPsec`);
+    // type 'ipsec': the IPsec mode over an ESP tunnel
+    const st = await (mode as IpsecMode).engineStatus(this.agent.mustTunnel() as Tunnel<'esp'>, showKeys);
+    const node = this.agent.node!;
+    return { node: node.name, internalIP: node.internalIPs[0]!, podCIDR: node.podCIDRs[0]!, sas: st.sas, peers: st.peers };
   }
+
 
   async close(): Promise<void> {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));

@@ -2,12 +2,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { currentCluster, openRegistry } from '../control/cluster.js';
-import type { Registry } from '../control/registry.js';
-import { nodeReady } from '../lab/objects.js';
 import { runAgent } from '../agent/agent.js';
 import { AgentClient } from '../agent/agent-client.js';
-import type { Healthz, PublishedAgentStatus } from '../agent/api.js';
-import { agentLogPath, agentPid, agentStartFailure, startAgent, stopAgent } from '../agent/installer.js';
+import type { Healthz } from '../agent/api.js';
+import { agentLogPath, agentPid, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
 import { command, group, UsageError } from './flags.js';
 import { clusterNode } from './node-arg.js';
@@ -15,21 +13,6 @@ import { printStructured } from './output.js';
 import { formatEncryptStatus } from '../operator/encrypt-status-text.js';
 
 const RESTART_TIMEOUT_MS = 30_000;
-
-/** Waits until the agent with this pid reports ready; fails with the agent's own error if it exits. */
-async function waitAgentReady(reg: Registry, cluster: string, node: string, pid: number): Promise<void> {
-  const deadline = Date.now() + RESTART_TIMEOUT_MS;
-  for (;;) {
-    const obj = await reg.get('Node', node);
-    if (obj && nodeReady(obj) && (obj.status?.['agent'] as Partial<PublishedAgentStatus> | undefined)?.pid === pid) return;
-    const alive = agentPid(cluster, node) === pid;
-    if (!alive || Date.now() > deadline) {
-      const why = alive ? ' in time' : `: ${agentStartFailure(cluster, node, pid) ?? 'it exited'}`;
-      throw new VeilError('AGENT_NOT_READY', `the agent on ${node} did not become ready${why}`, `see 'veil agent logs ${node}'`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const runCmd = command({
   name: 'veil agent run',
@@ -118,7 +101,7 @@ const restart = command({
     const reg = openRegistry(cluster);
     try {
       const pid = startAgent(cluster, (await reg.get('Node', node))!);
-      await waitAgentReady(reg, cluster, node, pid);
+      await waitAgentReady(reg, cluster, node, pid, RESTART_TIMEOUT_MS);
       console.log(`agent on ${node} restarted (pid ${pid})`);
     } finally {
       reg.close();

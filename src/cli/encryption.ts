@@ -5,7 +5,7 @@ import { readSettings } from '../agent/install-state.js';
 import { parseDuration } from '../agent/settings.js';
 import { VeilError } from '../util/errors.js';
 import { askAgent, observeNodes } from '../operator/observe.js';
-import { agentPid } from '../agent/installer.js';
+import { agentPid } from '../lab/agents.js';
 import { encryptionSummaryJson, formatEncryptionSummary, formatPerNode, summarizeEncryption, type NodeEncryption } from '../operator/encryption-summary.js';
 import type { CiliumEncryptionStatus } from '../agent/api.js';
 import { printEach, printStructured } from './output.js';

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import { applySet, defaultSettings, parseDuration } from '../agent/settings.js';
-import { install, waitReady } from '../agent/installer.js';
+import { labInstall } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
 import { VeilError } from '../util/errors.js';
 import { createIpsecKeySecret, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
@@ -58,9 +58,8 @@ export const { run } = command({
         console.log(`${ui.key} WireGuard: every node generates its own key pair and publishes its public key`);
       }
       if (await ensureApiToken(reg)) console.log(`${ui.key} Generated the agent API token (secret ${API_TOKEN_SECRET}): the CLI reads agents over the network with it`);
-      const nodes = await install(cluster, reg, settings);
-      console.log(`${ui.run} Starting agents on ${nodes.length} nodes: ${nodes.map((n) => n.metadata.name).join(', ')}`);
-      await waitReady(reg, timeout, (ready, total) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`), cluster);
+      const nodes = await labInstall(cluster, reg, settings, timeout, (ready, total) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`),
+        (started) => console.log(`${ui.run} Starting agents on ${started.length} nodes: ${started.map((n) => n.metadata.name).join(', ')}`));
       console.log(`${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes.length} nodes.`);
       return 0;
     } finally {

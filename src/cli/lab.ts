@@ -7,7 +7,8 @@ import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { LAB_DEFAULTS, labDown, labUp } from '../lab/lifecycle.js';
 import { createPod, deletePod, execInPod, execOnNode } from '../lab/pods.js';
-import { formatAge, nodeReady, nodeRoles, nodeSpec, podSpec } from '../lab/objects.js';
+import { formatAge, nodeRoles, nodeSpec, podSpec } from '../lab/objects.js';
+import { leasesByName, nodeReady } from '../agent/registry-node-source.js';
 import { listNetns } from '../lab/netns.js';
 
 const D = LAB_DEFAULTS;
@@ -72,7 +73,7 @@ const get = command({
   name: 'veil lab get',
   summary: 'list nodes or pods (kubectl style)',
   usage: ['veil lab get nodes|pods [-o wide|json|yaml] [--cluster NAME]'],
-  about: 'A node is Ready while a veil agent on it reports ready (heartbeat younger than 30 s).',
+  about: 'A node is Ready while a veil agent on it reports ready and holds its liveness lease (renewed every 5 s, lapses 15 s after the agent stops).',
   positionals: true,
   output: { choices: ['wide', 'json', 'yaml'] },
   examples: ['veil lab get nodes', 'veil lab get pods -o wide', 'veil lab get nodes -o json'],
@@ -84,7 +85,8 @@ const get = command({
     const cluster = currentCluster(values.cluster);
     const reg = openRegistry(cluster);
     let items: RegistryObject[];
-    try { items = await reg.list(kind); } finally { reg.close(); }
+    let leases: Map<string, RegistryObject>;
+    try { items = await reg.list(kind); leases = await leasesByName(reg); } finally { reg.close(); }
     if (out === 'json' || out === 'yaml') {
       printStructured({ apiVersion: 'v1', kind: 'List', items: items.map((o) => ({ apiVersion: 'v1', ...o })) }, out);
       return 0;
@@ -99,7 +101,7 @@ const get = command({
       rows.push(['NAME', 'STATUS', 'ROLES', 'AGE', 'INTERNAL-IP', 'POD-CIDR']);
       for (const n of items) {
         const s = nodeSpec(n);
-        rows.push([n.metadata.name, nodeReady(n, now) ? 'Ready' : 'NotReady', nodeRoles(n), formatAge(n.metadata.creationTimestamp, now), s.internalIP, s.podCIDR]);
+        rows.push([n.metadata.name, nodeReady(n, leases.get(n.metadata.name)) ? 'Ready' : 'NotReady', nodeRoles(n), formatAge(n.metadata.creationTimestamp, now), s.internalIP, s.podCIDR]);
       }
     } else {
       const live = new Set(listNetns());

@@ -1,6 +1,6 @@
 // veil uninstall: stop every agent and give the cluster its plaintext routing back.
 import { currentCluster, openRegistry } from '../control/cluster.js';
-import { uninstall } from '../agent/installer.js';
+import { labUninstall } from '../lab/agents.js';
 import { command } from './flags.js';
 import { ui } from './ui.js';
 
@@ -15,7 +15,7 @@ routing. Safe to re-run.`,
     const reg = openRegistry(cluster);
     try {
       console.log(`${ui.info} Uninstalling veil from cluster "${cluster}"`);
-      await uninstall(cluster, reg);
+      await labUninstall(cluster, reg);
       console.log(`${ui.ok} veil was uninstalled; traffic between nodes is no longer encrypted.`);
       return 0;
     } finally {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { VeilError } from '../util/errors.js';
 import { readLabMeta } from '../lab/objects.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
+import { WG_PUBKEY_ANNOTATION } from '../agent/wireguard-mode.js';
 
 const MAIN_JS = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
 
@@ -150,9 +151,9 @@ export class Tutorial {
     this.must(this.veil(['install', '--encryption', 'wireguard']), 'install', /successfully installed/);
     const nodes = JSON.parse(this.must(this.veil(['lab', 'get', 'nodes', '-o', 'json'], { quiet: true }), 'lab get nodes')) as { items: { metadata: { name: string; annotations?: Record<string, string> } }[] };
     const node = nodes.items.find((n) => n.metadata.name === this.nodeA);
-    const key = node?.metadata.annotations?.['network.veil.io/wg-pub-key'];
-    if (!key) throw new DemoFailure(this.step, `node ${this.nodeA} has no network.veil.io/wg-pub-key annotation`);
-    o.out(`  ${this.nodeA} annotation network.veil.io/wg-pub-key: ${key}`);
+    const key = node?.metadata.annotations?.[WG_PUBKEY_ANNOTATION];
+    if (!key) throw new DemoFailure(this.step, `node ${this.nodeA} has no ${WG_PUBKEY_ANNOTATION} annotation`);
+    o.out(`  ${this.nodeA} annotation ${WG_PUBKEY_ANNOTATION}: ${key}`);
     this.must(this.veil(['agent', 'status', this.nodeA]), 'agent status', /veil_wg0 \(Pubkey: [A-Za-z0-9+/]{43}=, Port: 51871, Peers: 3\)/);
 
     this.heading('7. Pod to pod through WireGuard: ICMP inside veil_wg0, only WireGuard on the underlay');

@@ -7,8 +7,6 @@ import { labMetaPath } from '../control/cluster.js';
 import { writeFileAtomic } from '../util/durable-file.js';
 
 export const CONTROL_PLANE_LABEL = 'node-role.kubernetes.io/control-plane';
-/** A node is Ready only while its agent's heartbeat is younger than this. */
-export const HEARTBEAT_TIMEOUT_MS = 30_000;
 
 /** spec of a Node object, as `lab up` writes it. */
 export interface NodeSpec {
@@ -25,19 +23,11 @@ export interface NodeSpec {
   /** Prefix length of the underlay subnet. */
   underlayPrefix: number;
   mtu: number;
-  /** File holding this node's boot id (a UUID per node per `lab up`; nodes share one kernel). */
+  /** File holding this node's boot id (a UUID per node per `lab up`; nodes share one kernel): the lab's
+   *  agent runner mounts it over /proc/sys/kernel/random/boot_id for the node's agent. */
   bootIDFile: string;
   /** 0 for the control plane, then 1, 2, ... */
   index: number;
-}
-
-/** What an agent writes to status.agent of its Node object. */
-export interface AgentStatus {
-  ready: boolean;
-  /** ISO 8601 time of the agent's last heartbeat. */
-  heartbeat: string;
-  pid?: number;
-  [key: string]: unknown;
 }
 
 /** spec of a Pod object. */
@@ -56,14 +46,6 @@ export function nodeSpec(obj: RegistryObject): NodeSpec {
 
 export function podSpec(obj: RegistryObject): PodSpec {
   return obj.spec as unknown as PodSpec;
-}
-
-/** Ready iff status.agent.ready and a heartbeat younger than 30 s. */
-export function nodeReady(obj: RegistryObject, now: number = Date.now()): boolean {
-  const agent = obj.status?.['agent'] as Partial<AgentStatus> | undefined;
-  if (!agent || agent.ready !== true || typeof agent.heartbeat !== 'string') return false;
-  const t = Date.parse(agent.heartbeat);
-  return Number.isFinite(t) && now - t < HEARTBEAT_TIMEOUT_MS;
 }
 
 export function nodeRoles(obj: RegistryObject): string {

@@ -2,7 +2,6 @@
 // (desired, ready, available), the encryption of the cluster and every problem with its reason.
 // Pure: the observations come in, the report and its text go out (tested without a cluster).
 import type { RegistryObject } from '../control/registry.js';
-import { HEARTBEAT_TIMEOUT_MS } from '../lab/objects.js';
 import type { Settings } from '../agent/settings.js';
 import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
 import { table } from '../util/text-table.js';
@@ -14,6 +13,8 @@ export interface NodeObservation {
   object: RegistryObject;
   /** The agent's pid if its recorded process is alive. */
   agentPid?: number;
+  /** The node's liveness lease, if live (an agent that stopped renewing has none). */
+  lease?: RegistryObject;
   healthz?: Healthz;
   healthzError?: string;
   encrypt?: CiliumEncryptionStatus;
@@ -26,7 +27,8 @@ export interface NodeReport {
   ready: boolean;
   available: boolean;
   health: string;
-  heartbeatAgeSeconds?: number;
+  /** Seconds since the agent last renewed its liveness lease. */
+  leaseAgeSeconds?: number;
   encryption: Healthz['encryption'];
   errors: string[];
   /** Why the node is not available yet although nothing is wrong (e.g. a first handshake pending). */
@@ -81,16 +83,16 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
   const st = o.object.status?.['agent'] as Partial<PublishedAgentStatus> | undefined;
   const errors: string[] = [];
   const pending: string[] = [];
-  const hb = typeof st?.heartbeat === 'string' ? Date.parse(st.heartbeat) : NaN;
-  const heartbeatAge = Number.isFinite(hb) ? Math.max(0, now - hb) : undefined;
-  const fresh = heartbeatAge !== undefined && heartbeatAge < HEARTBEAT_TIMEOUT_MS;
-  const ready = st?.ready === true && fresh;
+  const renewed = Date.parse(String(o.lease?.spec?.['renewTime'] ?? ''));
+  const leaseAge = Number.isFinite(renewed) ? Math.max(0, now - renewed) : undefined;
+  const live = o.lease !== undefined;
+  const ready = st?.ready === true && live;
   const running = o.agentPid !== undefined;
   if (installed) {
     if (!running) errors.push(`agent not running${st?.pid ? ` (pid ${st.pid} is gone)` : ''}`);
     else if (!o.healthz) errors.push(`agent status API unreachable${o.healthzError ? `: ${o.healthzError}` : ''}`);
     if (!st) errors.push('agent has not reported to the registry yet');
-    else if (!fresh) errors.push(`heartbeat stale: last one ${heartbeatAge === undefined ? 'never' : `${Math.round(heartbeatAge / 1000)}s ago`} (limit ${HEARTBEAT_TIMEOUT_MS / 1000}s)`);
+    else if (!live) errors.push(`no liveness lease: Lease/${o.name} lapsed (its agent stopped renewing it)`);
     else if (st.ready !== true) errors.push('agent reports not ready');
     // The live answer is fresher than the registry's copy; the copy is all there is for a dead agent.
     const problems = o.healthz
@@ -108,7 +110,7 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
   return {
     name: o.name, running, pid: o.agentPid, ready: installed && ready,
     available: installed && ready && running && !!o.healthz && health !== 'Failure' && !pending.length,
-    health, heartbeatAgeSeconds: heartbeatAge === undefined ? undefined : Math.round(heartbeatAge / 1000),
+    health, leaseAgeSeconds: leaseAge === undefined ? undefined : Math.round(leaseAge / 1000),
     encryption, errors, pending,
   };
 }
@@ -157,10 +159,10 @@ export function formatStatusReport(r: StatusReport, p: Painter = PLAIN): string 
   ];
   const out = [table(rows, 2), ''];
   if (r.nodes.length) {
-    const nodeRows = [['NODE', 'AGENT', 'HEALTH', 'ENCRYPTION', 'HEARTBEAT']];
+    const nodeRows = [['NODE', 'AGENT', 'HEALTH', 'ENCRYPTION', 'LEASE RENEWED']];
     for (const n of r.nodes) {
       const agent = !r.installed ? '-' : !n.running ? 'NotRunning' : n.available ? 'Available' : n.ready ? 'Ready' : 'NotReady';
-      nodeRows.push([n.name, agent, n.health, n.encryption.mode, n.heartbeatAgeSeconds === undefined ? '-' : `${n.heartbeatAgeSeconds}s ago`]);
+      nodeRows.push([n.name, agent, n.health, n.encryption.mode, n.leaseAgeSeconds === undefined ? '-' : `${n.leaseAgeSeconds}s ago`]);
     }
     out.push(table(nodeRows), '');
   }

@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from '../control/registry.js';
-import { agentPid } from '../agent/installer.js';
+import { agentPid } from '../lab/agents.js';
 import { readSettings } from '../agent/install-state.js';
+import { leasesByName } from '../agent/registry-node-source.js';
 import type { Settings } from '../agent/settings.js';
 import { AgentClient } from '../agent/agent-client.js';
 import { VeilError, errorMessage } from '../util/errors.js';
@@ -29,12 +30,14 @@ export async function askAgent<T>(cluster: string, node: string, ask: (agent: Ag
 
 export async function observeNodes(cluster: string, reg: Registry, settings: Settings | undefined): Promise<NodeObservation[]> {
   const nodes = await reg.list('Node');
+  const leases = await leasesByName(reg);
   return Promise.all(nodes.map(async (object): Promise<NodeObservation> => {
     const name = object.metadata.name;
     const pid = agentPid(cluster, name);
-    if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid };
+    const lease = leases.get(name);
+    if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid, lease };
     const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz(), reg), askAgent(cluster, name, (a) => a.encryptStatus(), reg)]);
-    return { name, object, agentPid: pid, healthz: h.value, healthzError: h.error, encrypt: e.value };
+    return { name, object, agentPid: pid, lease, healthz: h.value, healthzError: h.error, encrypt: e.value };
   }));
 }
 

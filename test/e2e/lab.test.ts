@@ -45,12 +45,15 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   const bootIds = nodes.map((n: { spec: { bootIDFile: string } }) => readFileSync(n.spec.bootIDFile, 'utf8').trim());
   assert.equal(new Set(bootIds).size, 4, 'each node has its own boot id');
 
-  // NotReady until an agent reports; a fresh ready heartbeat in the registry makes it Ready
+  // NotReady until an agent reports; a ready report and a live liveness lease in the registry make it Ready
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s+<none>\\s+\\d+s\\s+172\\.18\\.0\\.3\\s+10\\.244\\.1\\.0/24$`, 'm'));
   const reg = openRegistry(CLUSTER);
-  await reg.mutate('Node', `${CLUSTER}-worker`, (cur) => cur && { ...cur, status: { agent: { ready: true, heartbeat: new Date().toISOString(), pid: process.pid } } });
-  reg.close();
+  await reg.mutate('Node', `${CLUSTER}-worker`, (cur) => cur && { ...cur, status: { agent: { ready: true, pid: process.pid } } });
+  assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s`, 'm'), 'no lease: not ready');
+  const lease = await reg.holdLease(`${CLUSTER}-worker`, 15, { pid: process.pid });
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+Ready\\s`, 'm'));
+  await lease.release();
+  reg.close();
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-control-plane\\s+NotReady\\s+control-plane\\s`, 'm'));
 
   ok(veil('lab', 'pod', 'create', 'pod-a', '--node', `${CLUSTER}-worker`));

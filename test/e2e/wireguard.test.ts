@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WireguardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
+import { openRegistry } from '../../src/control/cluster.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 
@@ -193,11 +194,18 @@ after(() => {
 test('e2e wireguard: install on 4 nodes, nodes Ready, the status line, published keys, config view', async () => {
   const out = ok(veil('install', '--encryption', 'wireguard'));
   assert.match(out, /successfully installed.*4 nodes/);
-  const items = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items as { metadata: { name: string }; status?: { agent?: { ready: boolean; heartbeat: string } } }[];
+  const items = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items as { metadata: { name: string }; status?: { agent?: { ready: boolean; pid: number } } }[];
   assert.deepEqual(items.map((n) => n.metadata.name), NODES);
-  for (const n of items) {
-    assert.equal(n.status?.agent?.ready, true, `${n.metadata.name} ready`);
-    assert.ok(Date.now() - Date.parse(n.status!.agent!.heartbeat) < 30_000, 'fresh heartbeat');
+  const reg = openRegistry(C);
+  try {
+    for (const n of items) {
+      assert.equal(n.status?.agent?.ready, true, `${n.metadata.name} ready`);
+      const lease = await reg.get('Lease', n.metadata.name);
+      assert.ok(lease && Date.now() - Date.parse(String(lease.spec?.['renewTime'])) < 15_000, 'a fresh liveness lease');
+      assert.equal(lease.spec?.['pid'], n.status?.agent?.pid, 'held by the agent that reports');
+    }
+  } finally {
+    reg.close();
   }
   for (const n of NODES) assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${n}\\s+Ready\\s`, 'm'));
 
@@ -212,6 +220,30 @@ test('e2e wireguard: install on 4 nodes, nodes Ready, the status line, published
   assert.equal(new Set(Object.values(keys)).size, 4, 'four different keys');
   assert.match(ok(veil('config', 'view')), /^enable-wireguard\s+true$/m);
   assert.doesNotMatch(ok(veil('config', 'view')), /encrypt-node|enable-ipsec/);
+});
+
+test('e2e wireguard: a peer problem (a duplicate public key) is cleared once the peer is fixed', async () => {
+  // A node object that claims worker2's key: every agent reports it, and must stop reporting it
+  // once the node publishes a key of its own (it was never cleared: only new problems were set).
+  const impostor = `${C}-impostor`;
+  const check = () => ((JSON.parse(ok(veil('agent', 'status', W1, '-o', 'json'))) as { health: { checks: { name: string; state: string; message: string }[] } })
+    .health.checks.find((c) => c.name === `peer ${impostor}`));
+  const reg = openRegistry(C);
+  try {
+    await reg.create({ kind: 'Node', metadata: { name: impostor, annotations: { 'network.veil.io/wg-pub-key': pubKeyOf(W2)! } },
+      spec: { internalIP: '172.18.0.99', podCIDR: '10.244.99.0/24', podGateway: '10.244.99.1', underlayInterface: 'eth0', mtu: 1500 }, status: {} });
+    const dup = await waitFor('the duplicate key reported', check);
+    assert.equal(dup.state, 'Degraded');
+    assert.match(dup.message, new RegExp(`detected duplicate public key. node "${impostor}" uses same key as existing node "${W2}"`));
+    await reg.mutate('Node', impostor, (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { 'network.veil.io/wg-pub-key': randomBytes(32).toString('base64') } } });
+    await waitFor('the fixed peer no longer reported', () => check() === undefined);
+    await waitFor(`${W1} to have the fixed peer`, () => statusLine(W1).endsWith('Peers: 4)]'));
+  } finally {
+    await reg.delete('Node', impostor);
+    reg.close();
+  }
+  await allPeersConfigured();
+  assert.match(ok(veil('agent', 'status', W1)), /^Agent: Ok /m);
 });
 
 test('e2e wireguard: pods on two nodes talk only through WireGuard on the underlay; ICMP inside veil_wg0; a TCP transfer arrives intact', async () => {

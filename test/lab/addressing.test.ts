@@ -5,7 +5,8 @@ import { allocatePodIP, nodeAddressing, parseLabSubnet } from '../../src/lab/add
 import { cidrsOverlap } from '../../src/net/cidr.js';
 import { fabricNetns, netnsPrefix, nodeNames, nodeNetns, podHostInterface, podNetns } from '../../src/lab/names.js';
 import { validateLabOptions } from '../../src/lab/lifecycle.js';
-import { formatAge, nodeReady } from '../../src/lab/objects.js';
+import { formatAge } from '../../src/lab/objects.js';
+import { nodeReady } from '../../src/agent/registry-node-source.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const code = (c: string) => (e: unknown) => isVeilError(e) && e.code === c;
@@ -52,14 +53,14 @@ test('lab options are checked before anything is created', () => {
   assert.throws(() => validateLabOptions({ podCIDR: '10.1.0.0/24', nodes: 2 }), code('SUBNET_TOO_SMALL'));
 });
 
-test('a node is Ready only with a fresh ready heartbeat', () => {
-  const now = Date.parse('2025-01-01T00:01:00Z');
+test('a node is Ready only with a live liveness lease and a ready report', () => {
   const node = (agent: unknown) => ({ kind: 'Node' as const, metadata: { name: 'n' }, status: agent === undefined ? {} : { agent } });
-  assert.equal(nodeReady(node(undefined), now), false);
-  assert.equal(nodeReady(node({ ready: true, heartbeat: '2025-01-01T00:00:45Z' }), now), true);
-  assert.equal(nodeReady(node({ ready: false, heartbeat: '2025-01-01T00:00:45Z' }), now), false);
-  assert.equal(nodeReady(node({ ready: true, heartbeat: '2025-01-01T00:00:29Z' }), now), false);
-  assert.equal(nodeReady(node({ ready: true, heartbeat: 'garbage' }), now), false);
+  const lease = { kind: 'Lease' as const, metadata: { name: 'n' }, spec: { renewTime: new Date().toISOString(), ttlSeconds: 15 } };
+  assert.equal(nodeReady(node(undefined), lease), false);
+  assert.equal(nodeReady(node({ ready: true }), lease), true);
+  assert.equal(nodeReady(node({ ready: false }), lease), false);
+  assert.equal(nodeReady(node({ ready: true }), undefined), false, 'a lapsed lease is absent from the registry');
+  assert.equal(nodeReady(node({ ready: 'garbage' }), lease), false);
 });
 
 test('AGE like kubectl', () => {

@@ -46,27 +46,29 @@ function node(name: string, agent?: Record<string, unknown>): RegistryObject {
   return { kind: 'Node', metadata: { name }, spec: {}, status: agent ? { agent } : {} };
 }
 
-test('status report: all ready is OK (exit-worthy), a dead agent and a stale heartbeat are errors with reasons', () => {
+test('status report: all ready is OK (exit-worthy), a dead agent and a lapsed liveness lease are errors with reasons', () => {
   const now = Date.parse('2026-01-01T00:01:00Z');
   const settings = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };
-  const fresh = { ready: true, heartbeat: new Date(now - 2000).toISOString(), pid: 10, health: { state: 'Ok', problems: [] }, encryption: { mode: 'Wireguard' } };
+  const fresh = { ready: true, pid: 10, health: { state: 'Ok', problems: [] }, encryption: { mode: 'Wireguard' } };
+  const lease = (n: string): RegistryObject => ({ kind: 'Lease', metadata: { name: n }, spec: { renewTime: new Date(now - 2000).toISOString(), ttlSeconds: 15 } });
   const healthz = (n: string, checks: HealthCheck[] = []): Healthz => ({ node: n, pid: 10, startedAt: new Date(now - 60_000).toISOString(), health: { state: checks.length ? 'Degraded' : 'Ok', checks }, encryption: { mode: 'Wireguard', device: 'veil_wg0' } });
-  const ok = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: ['a', 'b'].map((n) => ({ name: n, object: node(n, fresh), agentPid: 10, healthz: healthz(n), encrypt: wg })) });
+  const ok = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: ['a', 'b'].map((n) => ({ name: n, object: node(n, fresh), agentPid: 10, lease: lease(n), healthz: healthz(n), encrypt: wg })) });
   assert.equal(ok.ok, true);
   assert.deepEqual(ok.agents, { desired: 2, running: 2, ready: 2, available: 2 });
   assert.match(formatStatusReport(ok), /^Veil:\s+OK$/m);
   assert.match(formatStatusReport(ok), /^Encryption:\s+Wireguard \(2\/2 nodes\)$/m);
+  assert.match(formatStatusReport(ok), /^a\s+Available\s+Ok\s+Wireguard\s+2s ago$/m);
 
   const bad = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
-    { name: 'a', object: node('a', fresh), agentPid: 10, healthz: healthz('a', [{ name: 'peer b', state: 'Degraded', message: 'detected duplicate public key', since: new Date(now - 5000).toISOString() }]) },
-    { name: 'b', object: node('b', { ...fresh, heartbeat: new Date(now - 45_000).toISOString(), health: { state: 'Failure', problems: ['keys: key file rejected'] } }) },
+    { name: 'a', object: node('a', fresh), agentPid: 10, lease: lease('a'), healthz: healthz('a', [{ name: 'peer b', state: 'Degraded', message: 'detected duplicate public key', since: new Date(now - 5000).toISOString() }]) },
+    { name: 'b', object: node('b', { ...fresh, health: { state: 'Failure', problems: ['keys: key file rejected'] } }) }, // no lease: it lapsed
   ] });
   assert.equal(bad.ok, false);
   assert.deepEqual(bad.agents, { desired: 2, running: 1, ready: 1, available: 1 });
   const reasons = bad.errors.map((e) => `${e.node}: ${e.reason}`);
   assert.ok(reasons.includes('a: peer b: detected duplicate public key'), reasons.join('\n'));
   assert.ok(reasons.includes('b: agent not running (pid 10 is gone)'), reasons.join('\n'));
-  assert.ok(reasons.includes('b: heartbeat stale: last one 45s ago (limit 30s)'), reasons.join('\n'));
+  assert.ok(reasons.includes('b: no liveness lease: Lease/b lapsed (its agent stopped renewing it)'), reasons.join('\n'));
   assert.ok(reasons.includes('b: keys: key file rejected (last reported)'), reasons.join('\n'));
   assert.match(formatStatusReport(bad), /^Veil:\s+4 errors$/m);
   assert.match(formatStatusReport(bad), /^Encryption:\s+Disabled \(1\/2 nodes\), Wireguard \(1\/2 nodes\)$/m);

@@ -1,0 +1,76 @@
+// Where the agent's node comes from: the seam between the agent and its environment. The agent
+// learns its own node, follows its peers and publishes its own fields only through a NodeSource,
+// so it runs the same whether the node objects were written by the lab, by a host's registration
+// or by Kubernetes. Liveness is kept apart (a lease), so that staying alive never makes other
+// agents reconcile.
+import { readFileSync } from 'node:fs';
+import type { LeaseHandle } from '../control/registry.js';
+import type { PublishedAgentStatus } from './api.js';
+import { VeilError, errorMessage } from '../util/errors.js';
+
+/** The kernel's id of this boot: it changes on every reboot (Cilium derives IPsec keys from it). */
+export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
+
+/** This node, as the agent needs it. */
+export interface OwnNode {
+  name: string;
+  /** The node's underlay address(es); the first is the tunnel endpoint. */
+  internalIPs: string[];
+  /** The pod CIDR(s) routed to this node. */
+  podCIDRs: string[];
+  /** The node's pod gateway (given, or the first address of its first pod CIDR); also its tunnel address. */
+  podGateway: string;
+  underlayInterface: string;
+  underlayMtu: number;
+  bootID: string;
+}
+
+/** A remote node as the agent sees it: its addresses and what its agent published. */
+export interface PeerNode {
+  name: string;
+  /** The tunnel endpoint (the first internal IP). */
+  internalIP: string;
+  internalIPs: string[];
+  podCIDRs: string[];
+  /** Its pod gateway (on the node side of its pods, and on its tunnel device): health probes go there. */
+  podGateway: string;
+  /** Published by its agent; absent until its agent ran. */
+  bootID?: string;
+  /** The encryption key id its agent published (IPsec: the SPI it uses; Cilium's spec.encryption.key). */
+  encryptionKey?: number;
+  annotations: Record<string, string>;
+}
+
+/** The agent's own published fields. Each is written only when it differs from what is stored. */
+export interface OwnFields {
+  agent: PublishedAgentStatus;
+  /** The mode's published key id; undefined removes it. */
+  encryptionKey?: number;
+  /** Annotations this agent owns: a string sets one, null removes it. */
+  annotations: Record<string, string | null>;
+}
+
+export interface NodeSource {
+  /** This node; fails with a VeilError saying what is missing. */
+  self(): Promise<OwnNode>;
+  /** The peers as last seen (every node but this one with addresses). */
+  peers(): PeerNode[];
+  /** Follows the peers: onChange runs when anything the modes use changed (not on liveness or health). */
+  watchPeers(onChange: () => void): Promise<void>;
+  /** Writes the own fields, and nothing when they are unchanged. */
+  publish(fields: OwnFields): Promise<void>;
+  /** The fields as last published (undefined before the first publish). */
+  published(): OwnFields | undefined;
+  /** Keeps this node's liveness lease while the agent runs. */
+  holdLiveness(ttlSeconds: number, holder: Record<string, unknown>, onLost: (e: Error) => void): Promise<LeaseHandle>;
+  close(): void;
+}
+
+/** The boot id, lowercased and trimmed, from the kernel's file. */
+export function readBootID(file = BOOT_ID_FILE): string {
+  try {
+    return readFileSync(file, 'utf8').trim().toLowerCase();
+  } catch (e) {
+    throw new VeilError('NO_BOOT_ID', `cannot read the node's boot id from ${file}: ${errorMessage(e)}`, 'the agent needs Linux with /proc mounted');
+  }
+}

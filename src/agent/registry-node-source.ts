@@ -1,0 +1,194 @@
+// The node source over a Registry (any backend: embedded, etcd): Node objects hold each node's
+// addresses (written by whoever registers the node: the lab, or a host) and what its agent
+// published; Lease/<node> proves the agent alive. An informer cache of Node objects answers
+// peers(); a watch and a periodic relist keep it current.
+import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/registry.js';
+import { addressAt, parseCidr } from '../net/cidr.js';
+import { VeilError } from '../util/errors.js';
+import type { PublishedAgentStatus } from './api.js';
+import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
+
+const RELIST_INTERVAL_MS = 10_000;
+
+/** The addresses in a Node object's spec, or the reason they are unusable. */
+interface NodeAddresses {
+  internalIPs: string[];
+  podCIDRs: string[];
+  podGateway: string;
+  underlayInterface?: string;
+  mtu?: number;
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x.length > 0) : typeof v === 'string' && v ? [v] : [];
+}
+
+function nodeAddresses(obj: RegistryObject): NodeAddresses | string {
+  const s = obj.spec ?? {};
+  const internalIPs = strings(s['internalIPs']).length ? strings(s['internalIPs']) : strings(s['internalIP']);
+  const podCIDRs = strings(s['podCIDRs']).length ? strings(s['podCIDRs']) : strings(s['podCIDR']);
+  if (!internalIPs.length) return 'no internal IP';
+  if (!podCIDRs.length) return 'no pod CIDR';
+  let podGateway = typeof s['podGateway'] === 'string' ? s['podGateway'] : '';
+  try {
+    if (!podGateway) podGateway = addressAt(parseCidr(podCIDRs[0]!, { strict: true }), 1);
+  } catch (e) {
+    return `bad pod CIDR ${podCIDRs[0]}: ${(e as Error).message}`;
+  }
+  const mtu = typeof s['mtu'] === 'number' ? s['mtu'] : undefined;
+  const underlayInterface = typeof s['underlayInterface'] === 'string' ? s['underlayInterface'] : undefined;
+  return { internalIPs, podCIDRs, podGateway, underlayInterface, mtu };
+}
+
+/** status.agent of a Node object, if its agent ever reported. */
+export function agentStatusOf(obj: RegistryObject): Partial<PublishedAgentStatus> | undefined {
+  // any part may be missing: an agent that never reported, or one of another version
+  return obj.status?.['agent'] as Partial<PublishedAgentStatus> | undefined;
+}
+
+/** Ready: the node's agent holds its liveness lease and reports ready. */
+export function nodeReady(obj: RegistryObject, lease: RegistryObject | undefined): boolean {
+  return lease !== undefined && agentStatusOf(obj)?.ready === true;
+}
+
+/** The live leases by name (a lease is named after the node it proves alive). */
+export async function leasesByName(reg: Registry): Promise<Map<string, RegistryObject>> {
+  return new Map((await reg.list('Lease')).map((l) => [l.metadata.name, l]));
+}
+
+/**
+ * The node object with the agent's own fields applied, or undefined when they are already there
+ * (pure: registry.mutate may run it more than once).
+ */
+export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject | undefined {
+  const annotations = { ...(cur.metadata.annotations ?? {}) };
+  for (const [k, v] of Object.entries(f.annotations)) {
+    if (v === null) delete annotations[k];
+    else annotations[k] = v;
+  }
+  const spec = { ...(cur.spec ?? {}) };
+  if (f.encryptionKey === undefined) delete spec['encryption'];
+  else spec['encryption'] = { key: f.encryptionKey };
+  const next: RegistryObject = { ...cur, metadata: { ...cur.metadata, annotations }, spec, status: { ...(cur.status ?? {}), agent: f.agent } };
+  const same = JSON.stringify([cur.metadata.annotations ?? {}, cur.spec?.['encryption'], cur.status?.['agent']])
+    === JSON.stringify([annotations, spec['encryption'], f.agent]);
+  return same ? undefined : next;
+}
+
+export class RegistryNodeSource implements NodeSource {
+  /** The Node objects as the watch delivered them: a watch event carries the object as committed. */
+  private readonly nodes = new Map<string, RegistryObject>();
+  private readonly deleted = new Map<string, number>();
+  private watch?: Watch;
+  private relistTimer?: NodeJS.Timeout;
+  private peerView = '';
+  private onChange: () => void = () => undefined;
+  private last?: OwnFields;
+  private lastWritten = '';
+  private publishing: Promise<void> = Promise.resolve();
+
+  constructor(readonly registry: Registry, readonly nodeName: string, private readonly bootIDFile = BOOT_ID_FILE) {}
+
+  async self(): Promise<OwnNode> {
+    const obj = await this.registry.get('Node', this.nodeName);
+    if (!obj) throw new VeilError('UNKNOWN_NODE', `node '${this.nodeName}' is not in the registry`, 'register the node first (the lab does it for its nodes)');
+    this.cache(obj);
+    const a = nodeAddresses(obj);
+    if (typeof a === 'string') throw new VeilError('BAD_NODE', `node '${this.nodeName}' in the registry is unusable: ${a}`, 'fix the Node object (spec.internalIP, spec.podCIDR)');
+    if (!a.underlayInterface || !a.mtu) throw new VeilError('BAD_NODE', `node '${this.nodeName}' names no underlay interface or MTU`, 'set spec.underlayInterface and spec.mtu');
+    return {
+      name: this.nodeName, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
+      underlayInterface: a.underlayInterface, underlayMtu: a.mtu, bootID: readBootID(this.bootIDFile),
+    };
+  }
+
+  peers(): PeerNode[] {
+    const out: PeerNode[] = [];
+    // Oldest first: where two nodes claim the same thing (a key), the one that was there first keeps it.
+    const age = (n: RegistryObject) => n.metadata.creationTimestamp ?? '';
+    const byAge = [...this.nodes.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name));
+    for (const n of byAge) {
+      if (n.metadata.name === this.nodeName) continue;
+      const a = nodeAddresses(n);
+      if (typeof a === 'string') continue; // not usable (yet): its prefixes are not routed to it
+      const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
+      out.push({
+        name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
+        bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined, annotations: { ...(n.metadata.annotations ?? {}) },
+      });
+    }
+    return out;
+  }
+
+  async watchPeers(onChange: () => void): Promise<void> {
+    this.onChange = onChange;
+    // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
+    const rev = await this.registry.revision();
+    await this.relist();
+    this.watch = this.registry.watch('Node', rev, (ev) => {
+      this.cache(ev.object, ev.type === 'DELETED');
+      if (ev.object.metadata.name === this.nodeName) this.reassert(ev.object);
+      this.notify();
+    });
+    this.relistTimer = setInterval(() => { void this.relist().catch(() => undefined); }, RELIST_INTERVAL_MS);
+  }
+
+  private async relist(): Promise<void> {
+    const listed = await this.registry.list('Node');
+    const names = new Set(listed.map((n) => n.metadata.name));
+    for (const n of listed) this.cache(n);
+    for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) this.nodes.delete(name);
+    this.notify();
+  }
+
+  private cache(obj: RegistryObject, deleted = false): void {
+    const name = obj.metadata.name;
+    const rv = obj.metadata.resourceVersion ?? 0;
+    const have = this.nodes.get(name)?.metadata.resourceVersion ?? this.deleted.get(name) ?? -1;
+    if (rv < have) return; // never go back to an older version
+    if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
+    else { this.nodes.set(name, obj); this.deleted.delete(name); }
+  }
+
+  /** Only what the modes use counts as a change: liveness and other agents' health do not. */
+  private notify(): void {
+    const view = JSON.stringify(this.peers());
+    if (view === this.peerView) return;
+    this.peerView = view;
+    this.onChange();
+  }
+
+  /** Someone else rewrote our fields (or the node object was recreated): write them again. */
+  private reassert(obj: RegistryObject): void {
+    if (!this.last || withOwnFields(obj, this.last) === undefined) return;
+    this.lastWritten = '';
+    void this.publish(this.last).catch(() => undefined);
+  }
+
+  publish(fields: OwnFields): Promise<void> {
+    // One write at a time, in call order: a slow write never lands after a newer one.
+    const p = this.publishing.then(async () => {
+      const text = JSON.stringify(fields);
+      if (text === this.lastWritten) return;
+      await this.registry.mutate('Node', this.nodeName, (cur) => (cur ? withOwnFields(cur, fields) : undefined));
+      this.last = fields;
+      this.lastWritten = text;
+    });
+    this.publishing = p.catch(() => undefined);
+    return p;
+  }
+
+  published(): OwnFields | undefined {
+    return this.last;
+  }
+
+  holdLiveness(ttlSeconds: number, holder: Record<string, unknown>, onLost: (e: Error) => void): Promise<LeaseHandle> {
+    return this.registry.holdLease(this.nodeName, ttlSeconds, { node: this.nodeName, ...holder }, onLost);
+  }
+
+  close(): void {
+    this.watch?.stop();
+    if (this.relistTimer) clearInterval(this.relistTimer);
+    this.registry.close();
+  }
+}

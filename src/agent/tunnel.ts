@@ -1,0 +1,123 @@
+// The node's tunnel, the same for every encryption mode: the persistent TUN device, the UDP
+// socket, the datapath worker, the health prober and the routes that steer remote prefixes into
+// the device. A mode only says what it should hold (DesiredState); apply() makes it so.
+import { UdpSocket } from '../datapath/udp-socket.js';
+import type { TunDevice } from '../datapath/tun-device.js';
+import { DatapathHost } from '../datapath/datapath-host.js';
+import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireguardPeerSpec, WorkerInit } from '../datapath/messages.js';
+import type { Health } from './health.js';
+import { HealthProber, type PeerHealth } from './health-prober.js';
+import type { OwnNode } from './node-source.js';
+import { openTunnelDevice } from './tunnel-device.js';
+import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
+
+/** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
+export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'mtu'>;
+
+/** The engine's peers (what its setPeers request carries). */
+export type PeerSpecsOf<K extends EngineKind> = K extends 'wireguard' ? WireguardPeerSpec[] : EspPeerSpec[];
+
+/** How a mode wants its tunnel opened. */
+export interface TunnelParams<K extends EngineKind> {
+  device: string;
+  mtu: number;
+  /** The UDP port on the node's internal IP. */
+  port: number;
+  /** The engine's own part of the worker's init message (kind, keys, ...). */
+  engine: EngineParams<K>;
+  /** Node encryption routes node IPs into the tunnel: its own datagrams must stay on the underlay. */
+  bypassUnderlay?: boolean;
+}
+
+/** A route into the tunnel device. */
+export interface TunnelPrefix {
+  prefix: string;
+  /** Preferred source (node IPs keep the node's own IP, not the tunnel device's). */
+  src?: string;
+}
+
+/** What the tunnel should hold for the current set of peers: a mode's pure answer. */
+export interface DesiredState<K extends EngineKind = EngineKind> {
+  /** The engine's peers (WireGuard peers or ESP peers with their SAs). */
+  datapathPeers: PeerSpecsOf<K>;
+  /** Every prefix routed into the tunnel (fail-closed); the device's other routes are removed. */
+  routes: TunnelPrefix[];
+  /** Probe targets: peer name -> its pod gateway. */
+  probes: Map<string, string>;
+  /** Per-peer problems ('peer NAME' -> reason); they replace the previous pass's. */
+  problems: Map<string, string>;
+  /** What this node publishes once the pass is applied (keys, key id). */
+  publish: { annotations: Record<string, string | null>; encryptionKey?: number };
+}
+
+export interface TunnelOptions {
+  cryptoThreads: number;
+  probeIntervalMs: number;
+  /** The worker died: the agent reports it (the device stays, packets wait, nothing leaks). */
+  onWorkerError: (e: unknown) => void;
+}
+
+export class Tunnel<K extends EngineKind = EngineKind> {
+  private constructor(
+    readonly device: string,
+    private readonly tun: TunDevice,
+    private readonly udp: UdpSocket,
+    private readonly host: DatapathHost<K>,
+    private readonly prober: HealthProber,
+  ) {}
+
+  static async open<K extends EngineKind>(node: OwnNode, p: TunnelParams<K>, o: TunnelOptions): Promise<Tunnel<K>> {
+    const tun = openTunnelDevice({ name: p.device, mtu: p.mtu, address: node.podGateway });
+    const localIp = node.internalIPs[0]!;
+    let udp: UdpSocket | undefined;
+    let host: DatapathHost<K> | undefined;
+    try {
+      udp = UdpSocket.open(localIp, p.port, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
+      if (p.bypassUnderlay) keepTunnelTrafficOnUnderlay(p.port, node.underlayInterface);
+      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, mtu: p.mtu };
+      host = new DatapathHost<K>(init as Extract<WorkerInit, { kind: K }>, o.onWorkerError); // EngineParams<K> plus exactly the omitted fields
+      await host.whenReady();
+      const prober = new HealthProber(node.name, node.podGateway, o.probeIntervalMs);
+      await prober.start();
+      return new Tunnel(p.device, tun, udp, host, prober);
+    } catch (e) {
+      await host?.stop().catch(() => undefined);
+      udp?.close();
+      tun.close();
+      throw e;
+    }
+  }
+
+  /** A request to the datapath worker (status, counters). */
+  request<R extends RequestOf<ProtocolOf[K]>>(msg: R): Promise<ReplyTo<ProtocolOf[K], R>> {
+    return this.host.request(msg);
+  }
+
+  /** Peers/SAs first (inbound keys in place before anything is published), then routes and probes. */
+  async apply(d: DesiredState<K>): Promise<void> {
+    await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
+    // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
+    steerIntoTunnel(d.routes.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
+    const wanted = new Set(d.routes.map((r) => r.prefix));
+    for (const stale of prefixesOnDevice(this.device)) if (!wanted.has(stale)) releasePrefix(stale, this.device);
+    this.prober.setPeers(d.probes);
+  }
+
+  /** Sets the 'node-connectivity' check from the probes. */
+  reportProbes(health: Health): void {
+    this.prober.reportTo(health);
+  }
+
+  probes(): PeerHealth[] {
+    return this.prober.list();
+  }
+
+  /** Stops the worker; device and routes stay, so a restart loses nothing and leaks nothing. */
+  async stop(): Promise<void> {
+    this.prober.stop();
+    await this.host.stop();
+    this.udp.close();
+    this.tun.close();
+  }
+}

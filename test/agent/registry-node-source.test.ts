@@ -1,0 +1,91 @@
+// The node source over a real embedded registry: the own node from its Node object (pod gateway
+// derived, boot id from the kernel's file), peers followed through the watch, own fields written
+// only when they change (and written again when someone else rewrote them), and liveness apart:
+// another agent's lease renewals or health reports never look like a peer change.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
+import type { RegistryObject } from '../../src/control/registry.js';
+import { RegistryNodeSource, withOwnFields } from '../../src/agent/registry-node-source.js';
+import type { OwnFields } from '../../src/agent/node-source.js';
+
+const root = mkdtempSync(join(tmpdir(), 'veil-t-nodesource-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+const node = (name: string, i: number, extra: Record<string, unknown> = {}): RegistryObject => ({
+  kind: 'Node', metadata: { name }, spec: { internalIP: `172.18.0.${2 + i}`, podCIDR: `10.244.${i}.0/24`, underlayInterface: 'eth0', mtu: 1500, ...extra }, status: {},
+});
+const fields = (key: string, problems: string[] = []): OwnFields => ({
+  agent: { ready: true, pid: 1, bootID: 'b', startedAt: 't', health: { state: problems.length ? 'Degraded' : 'Ok', problems } },
+  annotations: { 'network.veil.io/wg-pub-key': key }, encryptionKey: 255,
+});
+
+test('own node, peers, publish only on change, re-assert after a clobber, liveness apart from peers', async () => {
+  const dir = join(root, 'reg');
+  const reg = new EmbeddedRegistry(dir);
+  await reg.create(node('a', 0));
+  await reg.create(node('b', 1, { podGateway: '10.244.1.1' }));
+  const bootFile = join(root, 'boot_id');
+  writeFileSync(bootFile, 'D1C8A8E9-1111-2222-3333-444455556666\n');
+  const src = new RegistryNodeSource(new EmbeddedRegistry(dir), 'a', bootFile);
+
+  const self = await src.self();
+  assert.deepEqual(self, { name: 'a', internalIPs: ['172.18.0.2'], podCIDRs: ['10.244.0.0/24'], podGateway: '10.244.0.1',
+    underlayInterface: 'eth0', underlayMtu: 1500, bootID: 'd1c8a8e9-1111-2222-3333-444455556666' });
+
+  let changes = 0;
+  await src.watchPeers(() => { changes++; });
+  assert.deepEqual(src.peers().map((p) => [p.name, p.internalIP, p.podCIDRs, p.podGateway]), [['b', '172.18.0.3', ['10.244.1.0/24'], '10.244.1.1']]);
+  const afterList = changes;
+
+  // own fields: one write, then none while they stay the same
+  const rev0 = await reg.revision();
+  await src.publish(fields('K1'));
+  await src.publish(fields('K1'));
+  assert.equal(await reg.revision(), rev0 + 1, 'the same fields are written once');
+  const a = (await reg.get('Node', 'a'))!;
+  assert.equal(a.metadata.annotations?.['network.veil.io/wg-pub-key'], 'K1');
+  assert.deepEqual(a.spec?.['encryption'], { key: 255 });
+  assert.equal(withOwnFields(a, fields('K1')), undefined, 'nothing to change: mutate leaves the object alone');
+
+  // another agent's liveness and health are no peer change; its published key is
+  const lease = await reg.holdLease('b', 0.3, { pid: 2 });
+  await reg.mutate('Node', 'b', (cur) => cur && { ...cur, status: { agent: { ready: true, health: { state: 'Degraded', problems: ['x'] } } } });
+  await sleep(700); // two lease renewals and the health write delivered by the watch
+  assert.equal(changes, afterList, 'no reconcile for a heartbeat or a health report');
+  await reg.mutate('Node', 'b', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { 'network.veil.io/wg-pub-key': 'KB' } } });
+  await waitFor('the peer change', () => changes === afterList + 1);
+  assert.equal(src.peers()[0]!.annotations['network.veil.io/wg-pub-key'], 'KB');
+  await lease.release();
+
+  // someone rewrites our fields (e.g. an old uninstall): the source writes them again
+  await reg.mutate('Node', 'a', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: {} } });
+  await waitFor('the own fields re-asserted', async () => (await reg.get('Node', 'a'))?.metadata.annotations?.['network.veil.io/wg-pub-key'] === 'K1');
+
+  // liveness: the lease names the node and carries the holder's fields
+  const mine = await src.holdLiveness(15, { pid: 7 }, () => undefined);
+  assert.deepEqual({ ...(await reg.get('Lease', 'a'))!.spec, renewTime: undefined }, { node: 'a', pid: 7, renewTime: undefined, ttlSeconds: 15 });
+  await mine.release();
+  assert.equal(await reg.get('Lease', 'a'), undefined);
+
+  // a node without addresses is no peer; an unusable own node says why
+  await reg.create({ kind: 'Node', metadata: { name: 'c' }, spec: {}, status: {} });
+  await sleep(300);
+  assert.deepEqual(src.peers().map((p) => p.name), ['b']);
+  const c = new RegistryNodeSource(new EmbeddedRegistry(dir), 'c', bootFile);
+  await assert.rejects(c.self(), /node 'c' in the registry is unusable: no internal IP/);
+  c.close();
+  src.close();
+  reg.close();
+});
