@@ -1,6 +1,6 @@
 // Plaintext routing between nodes: each node reaches every other node's pod CIDR via that node's
 // underlay address. `veil install` replaces these with tunnel routes; `veil uninstall` puts them back.
-import { run, mustRun } from '../util/exec.js';
+import { mustRun } from '../util/exec.js';
 import { openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { nodeSpec } from './objects.js';
@@ -29,21 +29,6 @@ export async function installPlaintextRoutes(cluster: string): Promise<void> {
     for (const n of nodes) {
       for (const r of plaintextRoutes(n, nodes)) {
         mustRun(['ip', '-n', nodeSpec(n).netns, 'route', 'replace', r.dst, 'via', r.via, 'dev', r.dev]);
-      }
-    }
-  } finally {
-    reg.close();
-  }
-}
-
-/** Removes the plaintext routes from every node (missing ones are fine). */
-export async function removePlaintextRoutes(cluster: string): Promise<void> {
-  const reg = openRegistry(cluster);
-  try {
-    const nodes = await reg.list('Node');
-    for (const n of nodes) {
-      for (const r of plaintextRoutes(n, nodes)) {
-        run(['ip', '-n', nodeSpec(n).netns, 'route', 'del', r.dst, 'via', r.via, 'dev', r.dev]);
       }
     }
   } finally {
