@@ -11,7 +11,7 @@ import { Device } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
-import type { Endpoint } from '../wireguard/endpoint.js';
+import { formatEndpoint, type Endpoint } from '../wireguard/endpoint.js';
 import { frameTransport, transportLength } from '../wireguard/transport.js';
 import { transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
 import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
@@ -318,7 +318,7 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
     const peers = [...this.device.peers()].map((p): WireguardPeerStatus => ({
       name: this.names.get(p) ?? null,
       publicKey: p.publicKeyBase64,
-      endpoint: p.endpoint ? (p.endpoint.address.includes(':') ? `[${p.endpoint.address}]:${p.endpoint.port}` : `${p.endpoint.address}:${p.endpoint.port}`) : null,
+      endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
       allowedIPs: this.allowed.prefixesOf(p),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,

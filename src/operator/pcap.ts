@@ -3,6 +3,7 @@
 // (WireGuard on 51871, ESP-in-UDP on 4500) between node addresses, ARP, IPv6 link housekeeping,
 // or anything else (which on an encrypted cluster means plaintext leaked).
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
+import { WG_PORT } from '../agent/wireguard-mode.js';
 import { VeilError } from '../util/errors.js';
 
 export interface PcapPacket {
@@ -47,8 +48,6 @@ export interface FrameInfo {
   summary: string;
 }
 
-export const WIREGUARD_PORT = 51871;
-
 function ipv4(b: Buffer, o: number): string {
   return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
 }
@@ -89,7 +88,7 @@ export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>): Fram
     const dport = frame.readUInt16BE(l4 + 2);
     const payload = frame.subarray(l4 + 8);
     const summary = `UDP ${src}:${sport} > ${dst}:${dport}`;
-    if (betweenNodes && (sport === WIREGUARD_PORT || dport === WIREGUARD_PORT) && isWireGuardMessage(payload)) return { kind: 'WireGuard', src, dst, summary };
+    if (betweenNodes && (sport === WG_PORT || dport === WG_PORT) && isWireGuardMessage(payload)) return { kind: 'WireGuard', src, dst, summary };
     if (betweenNodes && (sport === ESP_IN_UDP_PORT || dport === ESP_IN_UDP_PORT) && isEspInUdp(payload)) return { kind: 'ESP-in-UDP', src, dst, summary };
     return { kind: 'plaintext', src, dst, summary };
   }
