@@ -2,8 +2,7 @@
 // tunnel, follows its peers (reconcile, don't script), publishes its own fields when they change,
 // keeps its liveness lease, and serves status and metrics.
 import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { openRegistry } from '../control/cluster.js';
+import { dirname, join } from 'node:path';
 import type { LeaseHandle, Registry } from '../control/registry.js';
 import { clusterDir } from '../util/paths.js';
 import { VeilError, errorMessage } from '../util/errors.js';
@@ -34,6 +33,12 @@ const RESYNC_INTERVAL_MS = 10_000;
 export interface AgentOptions {
   cluster: string;
   node: string;
+  /** Keys, sequence marks (a host: /var/lib/veil; a lab node: its dir in the cluster's state). */
+  stateDir: string;
+  /** The status socket (a host: /run/veil/agent.sock). */
+  socketPath: string;
+  /** Opens a connection to the cluster's registry (the node source and the agent each hold one). */
+  openRegistry: () => Registry;
   /** Overrides encryption.wireguard.keylogFile for this agent. */
   wireguardKeylog?: string;
 }
@@ -121,11 +126,11 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions, source?: NodeSource) {
     this.log = createLogger({ node: opts.node });
-    this.source = source ?? new RegistryNodeSource(openRegistry(opts.cluster), opts.node);
+    this.source = source ?? new RegistryNodeSource(opts.openRegistry(), opts.node);
   }
 
   async start(): Promise<void> {
-    this.registry = openRegistry(this.opts.cluster);
+    this.registry = this.opts.openRegistry();
     this.self = await this.source.self();
     try {
       await this.startOn(this.self, this.registry);
@@ -140,11 +145,12 @@ export class Agent {
     const settings = await mustReadSettings(registry);
     if (this.opts.wireguardKeylog) settings['encryption.wireguard.keylogFile'] = this.opts.wireguardKeylog;
     this.settingsInForce = settings;
-    const stateDir = nodeStateDir(this.opts.cluster, this.opts.node);
+    const stateDir = this.opts.stateDir;
     mkdirSync(stateDir, { recursive: true, mode: 0o770 });
+    mkdirSync(dirname(this.opts.socketPath), { recursive: true, mode: 0o750 });
     this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
 
-    this.server = new StatusServer(agentSocketPath(this.opts.cluster, this.opts.node), this);
+    this.server = new StatusServer(this.opts.socketPath, this);
     await this.server.listen();
     // Metrics on the node IP are optional: a taken port degrades health instead of failing the node.
     const metricsServer = new MetricsServer(self.internalIPs[0]!, settings['agent.metricsPort'], () => this.metrics());
@@ -165,10 +171,11 @@ export class Agent {
       this.health.set('datapath', 'Failure', errorMessage(e));
       throw e;
     }
-    await this.source.watchPeers(() => this.queueReconcile());
-    await this.reconcileNow();
+    // Alive before the first pass: peers take a node as a peer only while its lease lives.
     this.lease = await this.source.holdLiveness(LIVENESS_TTL_SECONDS, { pid: process.pid, bootID: self.bootID, startedAt: this.startedAt.toISOString() },
       (e) => this.log.error('cannot renew the liveness lease: peers will see this node as gone', { error: errorMessage(e) }));
+    await this.source.watchPeers(() => this.queueReconcile());
+    await this.reconcileNow();
     this.log.info('agent ready', { device: this.running.mode.device });
 
     this.timers.push(setInterval(() => { void this.publish().catch((e) => this.log.warn('publish failed', { error: errorMessage(e) })); }, PUBLISH_CHECK_INTERVAL_MS));
@@ -301,7 +308,9 @@ export class Agent {
       // NotReady (with the reason if the start failed); a failed publish never hides that reason
       try { await this.publish(false); } catch (e) { this.log.warn('publish failed', { error: errorMessage(e) }); }
     }
-    try { await this.lease?.release(); } catch { /* it lapses by itself within its TTL */ }
+    // A clean stop lets the lease lapse (within its TTL) rather than deleting it: an agent restarted
+    // meanwhile takes it over and its peers never drop it. A failed start gives it up at once.
+    if (this.startError) { try { await this.lease?.release(); } catch { /* it lapses by itself within its TTL */ } }
     await this.server?.close();
     await this.metricsServer?.close();
     await this.apiServer?.close();
@@ -328,7 +337,7 @@ export async function runAgent(opts: AgentOptions): Promise<number> {
   } catch (e) {
     agent.log.error('agent failed to start', { error: errorMessage(e) });
     await agent.stop().catch(() => undefined);
-    rmSync(agentSocketPath(opts.cluster, opts.node), { force: true });
+    rmSync(opts.socketPath, { force: true });
     return 1;
   }
   return finished;

@@ -28,8 +28,9 @@ export async function install(cluster: string, reg: Registry, settings: Settings
   return nodes;
 }
 
-/** Removes the settings and what agents published to their nodes (their agents must be stopped). */
+/** Removes the settings, the liveness leases and what agents published to their nodes (their agents must be stopped). */
 export async function uninstall(reg: Registry): Promise<void> {
+  for (const l of await reg.list('Lease')) await reg.delete('Lease', l.metadata.name); // stopped agents let theirs lapse
   for (const n of await reg.list('Node')) {
     await reg.mutate('Node', n.metadata.name, (cur) => {
       if (!cur) return undefined;

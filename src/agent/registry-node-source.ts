@@ -1,7 +1,9 @@
 // The node source over a Registry (any backend: embedded, etcd): Node objects hold each node's
 // addresses (written by whoever registers the node: the lab, or a host) and what its agent
-// published; Lease/<node> proves the agent alive. An informer cache of Node objects answers
-// peers(); a watch and a periodic relist keep it current.
+// published; Lease/<node> proves the agent alive, and only a node whose agent is alive is a peer (a
+// host that stops or dies leaves its peers when its lease lapses). An informer cache of Node
+// objects and of the live leases' names answers peers(); watches and a periodic relist keep it
+// current. A lease renewal is a keepalive, not a write: it never wakes a watcher.
 import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/registry.js';
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
@@ -79,7 +81,10 @@ export class RegistryNodeSource implements NodeSource {
   /** The Node objects as the watch delivered them: a watch event carries the object as committed. */
   private readonly nodes = new Map<string, RegistryObject>();
   private readonly deleted = new Map<string, number>();
+  /** The live leases: name -> resourceVersion (-1: deleted at that version, kept to ignore older news). */
+  private readonly leases = new Map<string, { rv: number; live: boolean }>();
   private watch?: Watch;
+  private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
   private peerView = '';
   private onChange: () => void = () => undefined;
@@ -109,6 +114,7 @@ export class RegistryNodeSource implements NodeSource {
     const byAge = [...this.nodes.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name));
     for (const n of byAge) {
       if (n.metadata.name === this.nodeName) continue;
+      if (!this.leases.get(n.metadata.name)?.live) continue; // no live agent there: not a peer
       const a = nodeAddresses(n);
       if (typeof a === 'string') continue; // not usable (yet): its prefixes are not routed to it
       const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
@@ -130,10 +136,18 @@ export class RegistryNodeSource implements NodeSource {
       if (ev.object.metadata.name === this.nodeName) this.reassert(ev.object);
       this.notify();
     });
+    this.leaseWatch = this.registry.watch('Lease', rev, (ev) => {
+      this.cacheLease(ev.object.metadata.name, ev.object.metadata.resourceVersion ?? 0, ev.type !== 'DELETED');
+      this.notify();
+    });
     this.relistTimer = setInterval(() => { void this.relist().catch(() => undefined); }, RELIST_INTERVAL_MS);
   }
 
   private async relist(): Promise<void> {
+    const leases = await this.registry.list('Lease');
+    const live = new Set(leases.map((l) => l.metadata.name));
+    for (const l of leases) this.cacheLease(l.metadata.name, l.metadata.resourceVersion ?? 0, true);
+    for (const [name, l] of this.leases) if (l.live && !live.has(name)) this.leases.set(name, { rv: l.rv, live: false });
     const listed = await this.registry.list('Node');
     const names = new Set(listed.map((n) => n.metadata.name));
     for (const n of listed) this.cache(n);
@@ -148,6 +162,11 @@ export class RegistryNodeSource implements NodeSource {
     if (rv < have) return; // never go back to an older version
     if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
     else { this.nodes.set(name, obj); this.deleted.delete(name); }
+  }
+
+  private cacheLease(name: string, rv: number, live: boolean): void {
+    if (rv < (this.leases.get(name)?.rv ?? -1)) return; // never go back to an older version
+    this.leases.set(name, { rv, live });
   }
 
   /** Only what the modes use counts as a change: liveness and other agents' health do not. */
@@ -188,6 +207,7 @@ export class RegistryNodeSource implements NodeSource {
 
   close(): void {
     this.watch?.stop();
+    this.leaseWatch?.stop();
     if (this.relistTimer) clearInterval(this.relistTimer);
     this.registry.close();
   }

@@ -1,33 +1,44 @@
 // veil agent: run the node agent (internal, started by install) and ask one agent about itself.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { currentCluster, openRegistry } from '../control/cluster.js';
-import { runAgent } from '../agent/agent.js';
+import { openRegistry } from '../control/cluster.js';
+import { runHostAgent } from '../agent/host-agent.js';
+import { CONFIG_FLAGS, DEFAULT_AGENT_CONFIG, loadAgentConfig, type ConfigField } from '../host/agent-config.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz } from '../agent/api.js';
 import { agentLogPath, agentPid, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
-import { command, group, UsageError } from './flags.js';
+import { command, group, type FlagSpec } from './flags.js';
 import { clusterNode } from './node-arg.js';
 import { printStructured } from './output.js';
 import { formatEncryptStatus } from '../operator/encrypt-status-text.js';
 
 const RESTART_TIMEOUT_MS = 30_000;
 
+/** The config settings as flags of `veil agent run` (--cluster is the common flag). */
+const SETTING_FLAGS: Record<string, FlagSpec> = Object.fromEntries(Object.entries(CONFIG_FLAGS).filter(([f]) => f !== 'cluster').map(([flag, field]) =>
+  [flag, { type: 'string', multiple: field === 'podCIDRs', value: field === 'podCIDRs' ? 'CIDR' : 'VALUE', help: `the config's ${field}${field === 'podCIDRs' ? ' (repeats)' : ''}` }]));
+
 const runCmd = command({
   name: 'veil agent run',
-  summary: "run the agent in the foreground (install does this for you)",
-  usage: ['veil agent run --node NODE [--wireguard-keylog FILE] [--cluster NAME]'],
-  about: `Runs the node agent in the foreground, in the node's namespace ('veil install' starts one
-per node this way). The key log lets Wireshark decrypt a WireGuard capture.`,
-  flags: {
-    node: { type: 'string', value: 'NODE', help: 'the node this agent serves' },
-    'wireguard-keylog': { type: 'string', value: 'FILE', help: 'write WireGuard session keys for Wireshark' },
-  },
-  examples: ['ip netns exec veil-kind_kind-worker veil agent run --node kind-worker'],
+  summary: 'run the agent in the foreground, as a host does (systemd; in the lab, install)',
+  usage: ['veil agent run [--config FILE] [--wireguard-keylog FILE] [--node NAME] [--etcd-endpoints URL,...] [--pod-cidr CIDR]... [setting flags]'],
+  about: `Runs the node agent in the foreground, as a host runs it (deploy/systemd/veil-agent.service;
+the lab runs exactly this in each node's namespace). Its settings come from the config file
+(default ${DEFAULT_AGENT_CONFIG}), then VEIL_* variables, then these flags. Before it changes
+anything it checks CAP_NET_ADMIN, /dev/net/tun, etcd, the install settings and its UDP port; then
+it registers its node (or updates its addresses) and refuses when another node claims its IP or
+pod CIDR. The key log lets Wireshark decrypt a WireGuard capture.`,
+  flags: { config: { type: 'string', value: 'FILE', help: `the agent config (default ${DEFAULT_AGENT_CONFIG}, if it exists)` },
+    'wireguard-keylog': { type: 'string', value: 'FILE', help: 'write WireGuard session keys for Wireshark' }, ...SETTING_FLAGS },
+  examples: ['veil agent run --config /etc/veil/agent.yaml',
+    'VEIL_ETCD_ENDPOINTS=https://10.0.0.1:2379 veil agent run --node host-a --pod-cidr 10.244.7.0/24'],
   run({ values }) {
-    if (!values.node) throw new UsageError('veil agent run needs --node NODE', 'e.g. veil agent run --node kind-worker');
-    return runAgent({ cluster: currentCluster(values.cluster), node: values.node, wireguardKeylog: values['wireguard-keylog'] });
+    const given = values as Record<string, string | string[] | undefined>;
+    const flags: Partial<Record<ConfigField, string | string[]>> = {};
+    for (const [flag, field] of Object.entries(CONFIG_FLAGS)) if (given[flag] !== undefined) flags[field] = given[flag];
+    const config = loadAgentConfig({ file: given['config'] as string | undefined, flags });
+    return runHostAgent(config, { wireguardKeylog: given['wireguard-keylog'] as string | undefined });
   },
 });
 

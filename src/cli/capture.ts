@@ -23,7 +23,8 @@ export const { run } = command({
   about: `Runs tcpdump -n in NODE's network namespace: on the underlay (eth0, what the wire between nodes
 carries: WireGuard or ESP when encrypted) or on the tunnel device (veil_wg0 / veil_ipsec0: the
 pod packets before encryption). Stops after N packets, or on Ctrl-C. 'veil lab down' stops
-captures left running. FILTER... is a pcap filter, e.g. icmp, 'udp port 51871', esp.`,
+captures left running. FILTER... is a pcap filter, e.g. icmp, 'udp port 51871', esp; without one, the
+underlay capture shows everything but the agents' etcd traffic ('not tcp port 2379').`,
   positionals: true,
   flags: {
     iface: { type: 'string', value: 'WHICH', choices: ['underlay', 'tunnel'], default: 'underlay', help: 'underlay (default) or tunnel' },
@@ -58,7 +59,8 @@ captures left running. FILTER... is a pcap filter, e.g. icmp, 'udp port 51871', 
     // -U: each packet reaches the file at once (a killed capture keeps what it saw); -Z root: write where asked.
     if (values.write) argv.push('-U', '-Z', 'root', '-w', resolve(values.write));
     else argv.push('-l');
-    argv.push(...filter);
+    // the agents' etcd traffic crosses a lab node's underlay too: left out unless a filter asks for it
+    argv.push(...(filter.length || values.iface === 'tunnel' ? filter : ['not', 'tcp', 'port', '2379']));
     const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit' });
     const record = `capture-${node}-${process.pid}`;
     if (child.pid) registerPid(cluster, record, child.pid);

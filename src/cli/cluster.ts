@@ -1,10 +1,10 @@
 // veil cluster: the clusters this CLI knows (like kubectl config get-contexts/use-context):
 // list them, pick the current one, add one with its registry. The file is src/control/cluster-config.ts.
-import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants } from 'node:fs';
+import { resolve } from 'node:path';
 import { VeilError } from '../util/errors.js';
-import { veilHome } from '../util/paths.js';
-import { checkClusterName, currentCluster, registryDir, useCluster } from '../control/cluster.js';
+import { clusterDir } from '../util/paths.js';
+import { checkClusterName, currentCluster, useCluster } from '../control/cluster.js';
 import { clusterConfigPath, loadClusterConfig, saveClusterEntry, type ClusterEntry, type RegistryConfig } from '../control/cluster-config.js';
 import { checkEndpoints } from '../control/etcd/etcd-connection.js';
 import { printStructured } from './output.js';
@@ -19,27 +19,18 @@ interface ClusterRow {
   source: 'config' | 'lab';
 }
 
-/** The lab clusters on this machine: those with an embedded registry under $VEIL_HOME. */
-function labClusters(): string[] {
-  const dir = join(veilHome(), 'clusters');
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return []; }
-  return names.filter((n) => existsSync(registryDir(n))).sort();
-}
-
 function rows(): ClusterRow[] {
   const cfg = loadClusterConfig();
   const current = currentCluster();
-  const out: ClusterRow[] = cfg.clusters.map((c) => ({ name: c.name, current: c.name === current, registry: c.registry, source: 'config' }));
-  for (const n of labClusters()) if (!out.some((r) => r.name === n)) out.push({ name: n, current: n === current, registry: { type: 'embedded' }, source: 'lab' });
-  return out;
+  return cfg.clusters.map((c) => ({ name: c.name, current: c.name === current, registry: c.registry,
+    source: c.registry.endpoints.every((e) => e.startsWith(`unix://${clusterDir(c.name)}/`)) ? 'lab' : 'config' }));
 }
 
 const list = command({
   name: 'veil cluster list',
   summary: 'every known cluster; * marks the current one',
   usage: ['veil cluster list [-o json|yaml]'],
-  about: 'Every cluster in the config file and every lab cluster on this machine; * marks the current one.',
+  about: 'Every cluster in the config file (lab clusters too: lab up adds them); * marks the current one.',
   cluster: false,
   output: { choices: ['json', 'yaml'] },
   examples: ['veil cluster list', 'veil cluster list -o json'],
@@ -53,7 +44,7 @@ const list = command({
       console.log(`no clusters yet: 'veil lab up' makes one, 'veil cluster add' names one (config: ${clusterConfigPath()})`);
       return 0;
     }
-    const describe = (r: RegistryConfig) => r.type === 'embedded' ? ['embedded', '-', '-'] : [
+    const describe = (r: RegistryConfig) => [
       'etcd', r.endpoints.join(','),
       [r.ca || r.cert ? `tls${r.cert ? '+client-cert' : ''}` : '', r.username ? `user ${r.username}` : ''].filter(Boolean).join(', ') || '-',
     ];
@@ -86,10 +77,9 @@ const use = command({
 
 const add = command({
   name: 'veil cluster add',
-  summary: 'add a cluster (its registry: etcd or embedded) to the config file',
+  summary: 'add a cluster (its etcd) to the config file',
   usage: [
     'veil cluster add NAME --etcd-endpoints URL[,URL...] [--ca FILE] [--cert FILE --key FILE] [--username USER --password-file FILE]',
-    'veil cluster add NAME --embedded',
   ],
   about: `Adds NAME to the config file (or replaces its entry). File paths are stored absolute. etcd
 endpoints are tried in turn (failover); https endpoints want the CA that signed etcd's server
@@ -98,7 +88,6 @@ certificate, and a client certificate and key when etcd runs with --client-cert-
   positionals: true,
   flags: {
     'etcd-endpoints': { type: 'string', value: 'URL[,URL...]', help: "etcd's client URLs, tried in turn" },
-    embedded: { type: 'boolean', help: "the embedded registry (files in $VEIL_HOME, as the lab's)" },
     ca: { type: 'string', value: 'FILE', help: "the CA that signed etcd's server certificate (https)" },
     cert: { type: 'string', value: 'FILE', help: 'a client certificate (with --key)' },
     key: { type: 'string', value: 'FILE', help: "the client certificate's key" },
@@ -109,21 +98,16 @@ certificate, and a client certificate and key when etcd runs with --client-cert-
     `veil cluster add prod --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379 \\
       --ca /etc/veil/etcd-ca.crt --cert /etc/veil/etcd-client.crt --key /etc/veil/etcd-client.key`,
     'veil cluster add staging --etcd-endpoints http://127.0.0.1:2379 --username veil --password-file ~/.veil/staging.password',
-    'veil cluster add kind --embedded',
   ],
   run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError('cluster add takes one NAME', "run 'veil cluster add -h' for examples");
     const name = checkClusterName(positionals[0]!);
     const endpoints = values['etcd-endpoints'];
-    if (values.embedded === (endpoints !== undefined)) {
-      throw new UsageError('cluster add needs either --etcd-endpoints or --embedded', "run 'veil cluster add -h' for examples");
+    if (endpoints === undefined) {
+      throw new UsageError('cluster add needs --etcd-endpoints', "run 'veil cluster add -h' for examples");
     }
     let entry: ClusterEntry;
-    if (values.embedded) {
-      const etcdOnly = ['ca', 'cert', 'key', 'username', 'password-file'].filter((k) => values[k as keyof typeof values] !== undefined);
-      if (etcdOnly.length) throw new UsageError(`--${etcdOnly.join(', --')} only apply to an etcd registry`, 'drop them, or give --etcd-endpoints instead of --embedded');
-      entry = { name, registry: { type: 'embedded' } };
-    } else {
+    {
       const eps = endpoints!.split(',').map((e) => e.trim()).filter(Boolean);
       flagValue(() => checkEndpoints(eps));
       if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together', 'give both (a client certificate and its key) or neither');
@@ -156,7 +140,8 @@ export const { run } = group({
   name: 'veil cluster',
   about: `veil cluster: the clusters this CLI knows, and which one commands talk to
 
-The clusters are kept in ~/.veil/config ($VEIL_CONFIG overrides), like a kubeconfig; lab clusters
-made by 'veil lab up' are known without an entry (embedded registry).`,
+The clusters are kept in ~/.veil/config ($VEIL_HOME/config when $VEIL_HOME is set; $VEIL_CONFIG
+overrides both), like a kubeconfig; 'veil lab up' adds its cluster there (its etcd's unix sockets)
+and 'veil lab down' removes it.`,
   commands: { list, use, add },
 });

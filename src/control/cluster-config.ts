@@ -1,5 +1,5 @@
 // The clusters a veil CLI knows, like a kubeconfig: ~/.veil/config ($VEIL_CONFIG overrides) lists
-// each cluster's registry (the embedded file store, or etcd endpoints and credentials) and names the
+// each cluster's registry (etcd endpoints and credentials; a lab's are its etcd's unix sockets) and names the
 // current one. YAML, as a kubeconfig is, read and written with the `yaml` package, whose document
 // API lets `veil cluster add|use` change one entry and keep the rest of the file, comments included.
 // Relative file paths in it are relative to the file's directory.
@@ -11,16 +11,12 @@ import { writeFileDurable } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 import { checkEndpoints, type EtcdConnectionOptions } from './etcd/etcd-connection.js';
 
-export interface EmbeddedRegistryConfig {
-  type: 'embedded';
-}
-
 /** How to reach the cluster's etcd (the file's password-file is passwordFile here). */
 export interface EtcdRegistryConfig extends Pick<EtcdConnectionOptions, 'endpoints' | 'ca' | 'cert' | 'key' | 'username' | 'passwordFile'> {
   type: 'etcd';
 }
 
-export type RegistryConfig = EmbeddedRegistryConfig | EtcdRegistryConfig;
+export type RegistryConfig = EtcdRegistryConfig;
 
 export interface ClusterEntry {
   name: string;
@@ -33,8 +29,10 @@ export interface ClusterConfig {
   clusters: ClusterEntry[];
 }
 
+/** $VEIL_CONFIG, else config in $VEIL_HOME (a lab's home keeps its own clusters), else ~/.veil/config. */
 export function clusterConfigPath(): string {
-  return process.env['VEIL_CONFIG'] || join(homedir(), '.veil', 'config');
+  const home = process.env['VEIL_HOME'];
+  return process.env['VEIL_CONFIG'] || (home ? join(home, 'config') : join(homedir(), '.veil', 'config'));
 }
 
 /** The config file's clusters (none when the file does not exist), file paths made absolute. */
@@ -63,8 +61,7 @@ function parseEntry(c: unknown, at: string, base: string, bad: (what: string) =>
   const r = e['registry'];
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad(`cluster '${name}' has no registry map`);
   const reg = r as Record<string, unknown>;
-  if (reg['type'] === 'embedded') return { name, registry: { type: 'embedded' } };
-  if (reg['type'] !== 'etcd') throw bad(`cluster '${name}': registry type ${JSON.stringify(reg['type'])} (use embedded or etcd)`);
+  if (reg['type'] !== 'etcd') throw bad(`cluster '${name}': registry type ${JSON.stringify(reg['type'])} (veil's registry is etcd: type etcd)`);
   const known = ['type', 'endpoints', 'ca', 'cert', 'key', 'username', 'password-file'];
   for (const k of Object.keys(reg)) if (!known.includes(k)) throw bad(`cluster '${name}': unknown registry key '${k}' (known: ${known.join(', ')})`);
   const endpoints = reg['endpoints'];
@@ -95,7 +92,7 @@ export function saveClusterEntry(entry: ClusterEntry, path = clusterConfigPath()
   const reg = entry.registry;
   const node = doc.createNode({
     name: entry.name,
-    registry: reg.type === 'embedded' ? { type: 'embedded' } : {
+    registry: {
       type: 'etcd', endpoints: reg.endpoints,
       ...(reg.ca ? { ca: reg.ca } : {}), ...(reg.cert ? { cert: reg.cert } : {}), ...(reg.key ? { key: reg.key } : {}),
       ...(reg.username ? { username: reg.username } : {}), ...(reg.passwordFile ? { 'password-file': reg.passwordFile } : {}),
@@ -111,6 +108,21 @@ export function saveClusterEntry(entry: ClusterEntry, path = clusterConfigPath()
   if (at >= 0) items[at] = node;
   else items.push(node);
   writeDoc(path, doc);
+}
+
+/** Removes the cluster's entry (and current-cluster if it names it); nothing if there is none. */
+export function removeClusterEntry(name: string, path = clusterConfigPath()): void {
+  if (!existsSync(path)) return;
+  const doc = readDoc(path);
+  const seq = doc.get('clusters');
+  let changed = false;
+  if (isSeq(seq)) {
+    const items = (seq as { items: unknown[] }).items;
+    const at = items.findIndex((i) => isMap(i) && i.get('name') === name);
+    if (at >= 0) { items.splice(at, 1); changed = true; }
+  }
+  if (doc.get('current-cluster') === name) { doc.delete('current-cluster'); changed = true; }
+  if (changed) writeDoc(path, doc);
 }
 
 /** Records name as the config's current cluster. */

@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterDir, veilHome } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
-import { EmbeddedRegistry } from './embedded-registry.js';
 import { EtcdRegistry } from './etcd/etcd-registry.js';
 import { loadClusterConfig, saveCurrentCluster } from './cluster-config.js';
 import type { Registry } from './registry.js';
@@ -66,20 +65,15 @@ export function isLabCluster(cluster: string): boolean {
   return existsSync(labMetaPath(cluster));
 }
 
-/** The directory of a cluster's embedded registry. */
-export function registryDir(cluster: string): string {
-  return join(clusterDir(checkClusterName(cluster)), 'registry');
-}
-
-/**
- * The cluster's registry: etcd if the cluster config says so, otherwise the embedded one (the
- * lab's, and every cluster the config does not name).
- */
+/** The cluster's registry: the etcd the cluster config names for it (`veil lab up` adds its own). */
 export function openRegistry(cluster: string): Registry {
-  const entry = loadClusterConfig().clusters.find((c) => c.name === cluster);
-  if (entry?.registry.type === 'etcd') {
-    const { type: _type, ...conn } = entry.registry;
-    return new EtcdRegistry({ cluster: checkClusterName(cluster), ...conn });
+  const config = loadClusterConfig();
+  const entry = config.clusters.find((c) => c.name === cluster);
+  if (!entry) {
+    const known = config.clusters.map((c) => c.name);
+    throw new VeilError('UNKNOWN_CLUSTER', `no cluster named '${cluster}' in ${config.path}${known.length ? ` (known: ${known.join(', ')})` : ''}`,
+      `create a lab with 'veil lab up --name ${cluster}', or add the cluster's etcd with 'veil cluster add ${cluster} --etcd-endpoints URL'`);
   }
-  return new EmbeddedRegistry(registryDir(cluster));
+  const { type: _type, ...conn } = entry.registry;
+  return new EtcdRegistry({ cluster: checkClusterName(cluster), ...conn });
 }

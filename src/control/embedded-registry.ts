@@ -57,12 +57,14 @@ export class EmbeddedRegistry implements Registry {
   }
 
   async get(kind: Kind, name: string): Promise<RegistryObject | undefined> {
+    await this.commitsLanded();
     const o = this.readObject(kind, name);
     return o && !leaseExpired(o, Date.now()) ? o : undefined;
   }
 
   async list(kind: Kind): Promise<RegistryObject[]> {
     checkKind(kind);
+    await this.commitsLanded();
     const out: RegistryObject[] = [];
     const now = Date.now();
     let files: string[];
@@ -265,6 +267,20 @@ export class EmbeddedRegistry implements Registry {
   }
 
   // ---- the writers' lock ----
+
+  /**
+   * A commit appends its event (which watchers may already have delivered) before it writes the
+   * object file, all under the lock: a read waits until no commit is in flight, so that it never
+   * returns a version older than an event already seen. A dead holder's commit is recovered first.
+   */
+  private async commitsLanded(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const holder = readIfExists(this.lockPath);
+      if (holder === undefined) return;
+      if (!pidAlive(Number.parseInt(holder, 10))) { await this.withLock(() => undefined); return; }
+      await sleep(Math.min(1 + attempt, 20) * (0.5 + Math.random()));
+    }
+  }
 
   private async withLock<T>(fn: (revision: number) => T): Promise<T> {
     // Directories appear with the first write, so that reading a cluster never creates it.

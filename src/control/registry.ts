@@ -40,6 +40,14 @@ export interface Watch {
 
 export interface LeaseHandle { /** Stops renewing and deletes the lease now (clean shutdown). */ release(): Promise<void>; }
 
+/** One server of the registry (an etcd member) as a client sees it. */
+export interface RegistryMember {
+  endpoint: string;
+  healthy: boolean;
+  /** Why it is not healthy. */
+  error?: string;
+}
+
 export interface Registry {
   get(kind: Kind, name: string): Promise<RegistryObject | undefined>;
   list(kind: Kind): Promise<RegistryObject[]>;
@@ -63,5 +71,7 @@ export interface Registry {
   watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void): Watch;
   /** Liveness apart from the node object: keeps Lease/<name> (spec = holder fields plus renewTime, ttlSeconds) present while renewed about every ttlSeconds/3; once the holder stops renewing, it is gone (absent from get/list; a DELETED watch event where the backend can) within ttlSeconds. onLost is called when renewal has failed for longer than the TTL. */
   holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle>;
+  /** Each server of a replicated backend (etcd: every endpoint), asked alone; absent for a single store. */
+  members?(): Promise<RegistryMember[]>;
   close(): void;
 }

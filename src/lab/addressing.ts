@@ -4,6 +4,7 @@
 //                               pod CIDR     = i-th /24 of the pod CIDR   (10.244.0.0/24, 10.244.1.0/24, ...)
 //                               pod gateway  = .1 of its pod CIDR (on the node side of every pod veth)
 //   pods on a node               .2 upwards of the node's pod CIDR
+//   etcd member j (0-based)      address      = the subnet's last usable address - j (172.18.255.254, .253, .252)
 import { addressAt, cidrSize, formatCidr, parseCidr, type Cidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 
@@ -41,6 +42,15 @@ export function nodeAddressing(index: number, underlay: Cidr, podCidr: Cidr): No
     podCIDR: `${addressAt(podCidr, index * 256)}/${NODE_POD_PREFIX}`,
     podGateway: addressAt(podCidr, index * 256 + 1),
   };
+}
+
+/** The lab address of etcd member `index`: from the top of the underlay subnet, where no node is. */
+export function etcdMemberAddress(index: number, underlay: Cidr, nodes: number): string {
+  const at = cidrSize(underlay) - 2 - index;
+  if (at < 2 + nodes) {
+    throw new VeilError('SUBNET_TOO_SMALL', `underlay subnet ${formatCidr(underlay)} has no address for etcd member ${index + 1} beside ${nodes} nodes`, 'use a larger --underlay-subnet, fewer --nodes or fewer --etcd-members');
+  }
+  return addressAt(underlay, at);
 }
 
 /** The lowest free pod address in a node's pod CIDR (.2 upwards), given the ones in use. */

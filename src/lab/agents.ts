@@ -1,10 +1,13 @@
 // The lab runs each node's agent the way a real host runs it under systemd: one process per node,
-// started in the node's network namespace, logging to a file, stopped by pid. The agent in it is
-// exactly a host's agent: it reads its Node object (written by `lab up`) through the registry and
-// the boot id from /proc/sys/kernel/random/boot_id, which the lab makes per-node (lab nodes share
-// one kernel) by bind-mounting the node's boot_id file over it in the agent's own mount namespace.
+// `veil agent run --config FILE` in the node's network namespace, logging to a file, stopped by
+// pid. The config file is what a host's /etc/veil/agent.yaml would say: the lab's etcd at its lab
+// addresses, the underlay eth0, state and socket in the node's dir; the pod CIDR comes from the
+// Node object `lab up` wrote. The boot id is read from /proc/sys/kernel/random/boot_id, which the
+// lab makes per-node (lab nodes share one kernel) by bind-mounting the node's boot_id file over it
+// in the agent's own mount namespace.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { stringify as toYaml } from 'yaml';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry, RegistryObject } from '../control/registry.js';
@@ -19,7 +22,32 @@ import { run } from '../util/exec.js';
 import { VeilError } from '../util/errors.js';
 import { isRecordedProcessAlive, listPids, registerPid, stopProcesses, unregisterPid } from './pids.js';
 import { installPlaintextRoutes, plaintextRoutes } from './routes.js';
-import { nodeSpec } from './objects.js';
+import { nodeSpec, readLabMeta } from './objects.js';
+import { labAgentEtcdEndpoints } from './lifecycle.js';
+
+/** The node's agent config: what a host's /etc/veil/agent.yaml holds. */
+export function agentConfigPath(cluster: string, node: string): string {
+  return join(nodeStateDir(cluster, node), 'agent.yaml');
+}
+
+function writeAgentConfig(cluster: string, node: RegistryObject): string {
+  const meta = readLabMeta(cluster);
+  if (!meta) throw new VeilError('NO_LAB', `lab cluster '${cluster}' has no lab.json`, `create it with 'veil lab up --name ${cluster}'`);
+  const name = node.metadata.name;
+  const dir = nodeStateDir(cluster, name);
+  const config = {
+    cluster, nodeName: name, etcd: { endpoints: labAgentEtcdEndpoints(meta) },
+    underlay: { interface: nodeSpec(node).underlayInterface }, stateDir: dir, runDir: dir,
+  };
+  const path = agentConfigPath(cluster, name);
+  writeFileSync(path, toYaml(config));
+  return path;
+}
+
+/** The environment without the VEIL_* settings of the agent config: the file alone says them. */
+function agentEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^VEIL_(CLUSTER|NODE_NAME|ETCD_|UNDERLAY_|POD_CIDRS|STATE_DIR|RUN_DIR)/.test(k)));
+}
 
 const MAIN_JS = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
 
@@ -44,13 +72,14 @@ export function startAgent(cluster: string, node: RegistryObject): number {
   if (running) return running;
   const spec = nodeSpec(node);
   mkdirSync(nodeStateDir(cluster, name), { recursive: true, mode: 0o770 });
+  const config = writeAgentConfig(cluster, node);
   const log = openSync(agentLogPath(cluster, name), 'a');
   try {
     // `ip netns exec` gives the command a mount namespace of its own: the bind mount stays in it.
     const script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"';
     const child = spawn('ip', ['netns', 'exec', spec.netns, 'sh', '-c', script, 'veil-agent', spec.bootIDFile, BOOT_ID_FILE,
-      process.execPath, MAIN_JS, 'agent', 'run', '--node', name, '--cluster', cluster], {
-      detached: true, stdio: ['ignore', log, log], env: { ...process.env, VEIL_CLUSTER: cluster },
+      process.execPath, MAIN_JS, 'agent', 'run', '--config', config], {
+      detached: true, stdio: ['ignore', log, log], env: agentEnv(),
     });
     if (!child.pid) throw new VeilError('AGENT_SPAWN', `could not start the agent on ${name}`);
     child.unref();

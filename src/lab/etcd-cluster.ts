@@ -1,6 +1,8 @@
-// A real etcd (Debian's etcd-server) run as child processes on loopback: 1 or 3 members, optionally
-// with TLS (--client-cert-auth) and with auth (users root and veil). For the tests and, later, the
-// lab's control plane. Every process is ours, stopped by its PID; every file is in one temp dir.
+// A real etcd (Debian's etcd-server) run as child processes: 1 or 3 members, optionally with TLS
+// (--client-cert-auth) and with auth (users root and veil). For the tests (on loopback, in a temp
+// dir) and as the lab's control plane (each member in a network namespace of its own, listening on
+// its lab address for agents and on a unix socket in the cluster's state dir for the CLI, detached
+// so that it outlives `lab up`; `lab down` stops it by PID). Every process is ours.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -21,11 +23,22 @@ export interface EtcdClusterOptions {
   parentDir?: string;
   /** How long to wait for the cluster to become healthy (ms, default 30 s). */
   startTimeoutMs?: number;
+  /** The lab's placement: member i runs in netns(i), listens on address(i) (ports 2379/2380) and on
+   *  a unix socket in `dir`, detached; spawned(i, pid) records each process. */
+  lab?: {
+    dir: string;
+    netns: (index: number) => string;
+    address: (index: number) => string;
+    spawned: (member: EtcdMember, pid: number) => void;
+  };
 }
 
 export interface EtcdMember {
   readonly name: string;
+  /** Where this process reaches the member: loopback, or the lab's unix socket. */
   readonly clientUrl: string;
+  /** Where other hosts reach it (the lab's agents: its lab address); clientUrl on loopback. */
+  readonly networkUrl: string;
   readonly peerUrl: string;
   readonly dataDir: string;
   readonly logFile: string;
@@ -52,8 +65,10 @@ export class EtcdCluster {
   readonly certs: EtcdCerts | undefined;
   readonly auth: EtcdAuth | undefined;
   private readonly args: Map<EtcdMember, string[]>;
+  private readonly lab: EtcdClusterOptions['lab'];
 
-  private constructor(dir: string, members: EtcdMember[], args: Map<EtcdMember, string[]>, certs: EtcdCerts | undefined, auth: EtcdAuth | undefined) {
+  private constructor(dir: string, members: EtcdMember[], args: Map<EtcdMember, string[]>, certs: EtcdCerts | undefined, auth: EtcdAuth | undefined, lab?: EtcdClusterOptions['lab']) {
+    this.lab = lab;
     this.dir = dir;
     this.members = members;
     this.args = args;
@@ -65,27 +80,32 @@ export class EtcdCluster {
   static async start(opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
     const n = opts.members ?? 1;
     if (n !== 1 && n !== 3) throw new VeilError('BAD_ETCD_MEMBERS', `an etcd cluster of ${n} members`, 'use 1 or 3 members');
-    const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'veil-etcd-'));
+    const lab = opts.lab;
+    if (lab && (opts.tls || opts.auth)) throw new VeilError('BAD_ETCD_OPTIONS', 'the lab etcd runs without TLS and auth', 'leave tls and auth off for the lab');
+    let dir: string;
+    if (lab) { dir = lab.dir; mkdirSync(dir, { recursive: true, mode: 0o700 }); } else dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'veil-etcd-'));
     let cluster: EtcdCluster | undefined;
     try {
       const certs = opts.tls ? makeEtcdCerts(join(dir, 'pki')) : undefined;
       const scheme = certs ? 'https' : 'http';
-      const ports = await freePorts(2 * n);
-      const members: EtcdMember[] = Array.from({ length: n }, (_, i) => ({
-        name: `veil-etcd-${i}`,
-        clientUrl: `${scheme}://127.0.0.1:${ports[2 * i]}`,
-        peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`,
-        dataDir: join(dir, `veil-etcd-${i}.data`),
-        logFile: join(dir, `veil-etcd-${i}.log`),
-        process: undefined,
-      }));
+      const ports = lab ? [] : await freePorts(2 * n);
+      const members: EtcdMember[] = Array.from({ length: n }, (_, i) => {
+        const name = `veil-etcd-${i}`;
+        const net = lab ? `http://${lab.address(i)}:2379` : `${scheme}://127.0.0.1:${ports[2 * i]}`;
+        return {
+          name, clientUrl: lab ? `unix://${join(dir, unixSocketName(name))}` : net, networkUrl: net,
+          peerUrl: lab ? `http://${lab.address(i)}:2380` : `http://127.0.0.1:${ports[2 * i + 1]}`,
+          dataDir: join(dir, `${name}.data`), logFile: join(dir, `${name}.log`), process: undefined,
+        };
+      });
       const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
       const token = `veil-etcd-${randomBytes(4).toString('hex')}`;
       const args = new Map<EtcdMember, string[]>();
       for (const m of members) {
         args.set(m, [
           '--name', m.name, '--data-dir', m.dataDir,
-          '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+          // etcd creates a unix://NAME:PORT socket as the file NAME:PORT in its working directory
+          '--listen-client-urls', lab ? `${m.networkUrl},unix://${unixSocketName(m.name)}` : m.clientUrl, '--advertise-client-urls', m.networkUrl,
           '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
           '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', token,
           '--logger', 'zap', '--log-level', 'warn',
@@ -99,13 +119,13 @@ export class EtcdCluster {
         writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
         auth = { rootPassword: randomBytes(12).toString('hex'), username: 'veil', password, passwordFile };
       }
-      cluster = new EtcdCluster(dir, members, args, certs, undefined);
+      cluster = new EtcdCluster(dir, members, args, certs, undefined, lab);
       for (const m of members) cluster.launch(m);
       const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
       for (const m of members) await cluster.waitHealthy(m, deadline);
       if (auth) {
         await cluster.enableAuth(auth);
-        cluster = new EtcdCluster(dir, members, args, certs, auth);
+        cluster = new EtcdCluster(dir, members, args, certs, auth, lab);
       }
       return cluster;
     } catch (e) {
@@ -115,9 +135,14 @@ export class EtcdCluster {
     }
   }
 
-  /** The client URLs of all members. */
+  /** The client URLs of all members, as this process reaches them. */
   get endpoints(): string[] {
     return this.members.map((m) => m.clientUrl);
+  }
+
+  /** The client URLs of all members, as other hosts (the lab's agents) reach them. */
+  get networkEndpoints(): string[] {
+    return this.members.map((m) => m.networkUrl);
   }
 
   /** Runs etcdctl against the given members (default all) with the cluster's credentials. */
@@ -178,10 +203,20 @@ export class EtcdCluster {
     mkdirSync(this.dir, { recursive: true });
     const log = openSync(m.logFile, 'a');
     try {
-      const p = spawn('etcd', this.args.get(m)!, { stdio: ['ignore', log, log] });
+      const lab = this.lab;
+      const index = this.members.indexOf(m);
+      // `ip netns exec` execs etcd in place: the pid is etcd's
+      const p = lab
+        ? spawn('ip', ['netns', 'exec', lab.netns(index), 'etcd', ...this.args.get(m)!], { stdio: ['ignore', log, log], cwd: this.dir, detached: true })
+        : spawn('etcd', this.args.get(m)!, { stdio: ['ignore', log, log] });
       p.on('error', () => { /* reported by waitHealthy: the member never answers */ });
-      LIVE.add(p);
-      p.once('exit', () => LIVE.delete(p));
+      if (lab) {
+        p.unref();
+        if (p.pid !== undefined) lab.spawned(m, p.pid);
+      } else {
+        LIVE.add(p);
+        p.once('exit', () => LIVE.delete(p));
+      }
       m.process = p;
     } finally {
       closeSync(log);
@@ -226,6 +261,11 @@ export class EtcdCluster {
     await ctl(['user', 'grant-role', auth.username, 'veil']);
     await ctl(['auth', 'enable']);
   }
+}
+
+/** The unix socket etcd makes for unix://NAME:2379 (its file name is NAME:2379). */
+export function unixSocketName(member: string): string {
+  return `${member}:2379`;
 }
 
 /** count distinct loopback ports that were free a moment ago. */

@@ -3,6 +3,9 @@
 //   veil-<c>_fabric          bridge veil-br0, ports veil-n0, veil-n1, ... (the underlay L2 segment)
 //   veil-<c>_control-plane   eth0 172.18.0.2/16 ── veil-n0
 //   veil-<c>_worker          eth0 172.18.0.3/16 ── veil-n1          ... and so on
+//   veil-<c>_etcd1           eth0 172.18.255.254/16 ── veil-e0     the control plane: a real etcd
+//                            (1 or 3 members) on 2379 for the agents, and on a unix socket in
+//                            <clusterDir>/etcd for the CLI (the root namespace has no route in)
 //
 // Every veth is created directly between two of our namespaces: the root namespace gets nothing
 // but the namespace names.
@@ -12,14 +15,16 @@ import { randomUUID } from 'node:crypto';
 import { clusterDir } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
 import { mustRun } from '../util/exec.js';
-import { checkClusterName, currentClusterFile, openRegistry } from '../control/cluster.js';
+import { checkClusterName, currentClusterFile, openRegistry, useCluster } from '../control/cluster.js';
+import { loadClusterConfig, removeClusterEntry, saveClusterEntry } from '../control/cluster-config.js';
+import { EtcdCluster } from './etcd-cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { cidrsOverlap, formatCidr } from '../net/cidr.js';
-import { nodeAddressing, parseLabSubnet } from './addressing.js';
-import { FABRIC_BRIDGE, UNDERLAY_IF, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
+import { etcdMemberAddress, nodeAddressing, parseLabSubnet } from './addressing.js';
+import { FABRIC_BRIDGE, UNDERLAY_IF, etcdFabricPort, etcdNetns, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
 import { addNetns, deleteNetns, listNetns, netnsPids } from './netns.js';
 import { preflight } from './preflight.js';
-import { stopProcesses, stopRegisteredProcesses } from './pids.js';
+import { registerPid, stopProcesses, stopRegisteredProcesses } from './pids.js';
 import { installPlaintextRoutes } from './routes.js';
 import { CONTROL_PLANE_LABEL, bootIdPath, listLabClusters, readLabMeta, writeLabMeta, type LabMeta, type NodeSpec } from './objects.js';
 
@@ -29,9 +34,11 @@ export interface LabUpOptions {
   mtu?: number;
   underlaySubnet?: string;
   podCIDR?: string;
+  /** 1 or 3 etcd members. */
+  etcdMembers?: number;
 }
 
-export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16' } as const;
+export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1 } as const;
 export const MAX_NODES = 100;
 
 /** Checks options without touching anything; returns the complete, normalised set. */
@@ -49,7 +56,11 @@ export function validateLabOptions(opts: LabUpOptions): Required<LabUpOptions> {
   if (cidrsOverlap(underlay, pods)) {
     throw new VeilError('SUBNET_OVERLAP', `--pod-cidr ${o.podCIDR} overlaps --underlay-subnet ${o.underlaySubnet}`, 'pick subnets that do not overlap, e.g. the defaults 10.244.0.0/16 and 172.18.0.0/16');
   }
+  if (o.etcdMembers !== 1 && o.etcdMembers !== 3) {
+    throw new VeilError('BAD_FLAG', `--etcd-members must be 1 or 3, not '${o.etcdMembers}'`, 'e.g. --etcd-members 3');
+  }
   for (let i = 0; i < o.nodes; i++) nodeAddressing(i, underlay, pods); // throws if too small
+  for (let i = 0; i < o.etcdMembers; i++) etcdMemberAddress(i, underlay, o.nodes);
   return { ...o, underlaySubnet: formatCidr(underlay), podCIDR: formatCidr(pods) };
 }
 
@@ -83,14 +94,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
   }
   checkOverlapWithOtherClusters(o);
 
-  const meta: LabMeta = { name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, createdAt: new Date().toISOString(), state: 'creating' };
+  const meta: LabMeta = { name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers, createdAt: new Date().toISOString(), state: 'creating' };
   mkdirSync(clusterDir(cluster), { recursive: true });
   writeLabMeta(meta); // from here on, lab down knows this cluster even if we crash
   try {
     await buildCluster(meta);
     meta.state = 'ready';
     writeLabMeta(meta);
-    writeFileSync(currentClusterFile(), cluster + '\n');
+    useCluster(cluster);
     return meta;
   } catch (e) {
     await labDown(cluster);
@@ -108,6 +119,7 @@ async function buildCluster(meta: LabMeta): Promise<void> {
   addNetns(fabric);
   mustRun(['ip', '-n', fabric, 'link', 'add', FABRIC_BRIDGE, 'mtu', mtu, 'type', 'bridge']);
   mustRun(['ip', '-n', fabric, 'link', 'set', FABRIC_BRIDGE, 'up']);
+  await startEtcd(meta);
 
   const reg = openRegistry(cluster);
   try {
@@ -140,6 +152,55 @@ async function buildCluster(meta: LabMeta): Promise<void> {
     reg.close();
   }
   await installPlaintextRoutes(cluster);
+}
+
+/** The etcd directory of a lab cluster: data, logs, and the members' unix sockets. */
+export function labEtcdDir(cluster: string): string {
+  return `${clusterDir(cluster)}/etcd`;
+}
+
+/** The etcd client URLs the lab's agents use: the members' lab addresses. */
+export function labAgentEtcdEndpoints(meta: LabMeta): string[] {
+  const underlay = parseLabSubnet(meta.underlaySubnet);
+  return Array.from({ length: meta.etcdMembers }, (_, i) => `http://${etcdMemberAddress(i, underlay, meta.nodes)}:2379`);
+}
+
+/** The etcd pid record of a member (lab down stops it by that pid). */
+export function etcdPidName(member: string): string {
+  return `etcd-${member}`;
+}
+
+/**
+ * The control plane: each member in a namespace on the fabric, at the top of the underlay subnet;
+ * then the cluster config names the cluster with the members' unix sockets, so every CLI command
+ * reads and writes this etcd.
+ */
+async function startEtcd(meta: LabMeta): Promise<EtcdCluster> {
+  const cluster = meta.name;
+  const underlay = parseLabSubnet(meta.underlaySubnet);
+  const fabric = fabricNetns(cluster);
+  const mtu = String(meta.mtu);
+  const address = (i: number) => etcdMemberAddress(i, underlay, meta.nodes);
+  for (let i = 0; i < meta.etcdMembers; i++) {
+    const ns = etcdNetns(cluster, i);
+    addNetns(ns);
+    mustRun(['ip', '-n', fabric, 'link', 'add', etcdFabricPort(i), 'mtu', mtu, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns, 'mtu', mtu]);
+    mustRun(['ip', '-n', fabric, 'link', 'set', etcdFabricPort(i), 'master', FABRIC_BRIDGE, 'up']);
+    mustRun(['ip', '-n', ns, 'addr', 'add', `${address(i)}/${underlay.prefixLength}`, 'dev', UNDERLAY_IF]);
+    mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
+  }
+  const etcd = await EtcdCluster.start({ // its network URLs are labAgentEtcdEndpoints(meta)
+    members: meta.etcdMembers,
+    lab: { dir: labEtcdDir(cluster), netns: (i) => etcdNetns(cluster, i), address, spawned: (m, pid) => registerPid(cluster, etcdPidName(m.name), pid) },
+  });
+  saveClusterEntry({ name: cluster, registry: { type: 'etcd', endpoints: etcd.endpoints } });
+  return etcd;
+}
+
+/** Removes the cluster config's entry for this lab's etcd (an entry of that name elsewhere stays). */
+function forgetLabEtcd(cluster: string): void {
+  const entry = loadClusterConfig().clusters.find((c) => c.name === cluster);
+  if (entry?.registry.type === 'etcd' && entry.registry.endpoints.every((e) => e.startsWith(`unix://${labEtcdDir(cluster)}/`))) removeClusterEntry(cluster);
 }
 
 export interface LabDownResult {
@@ -176,5 +237,6 @@ export async function labDown(cluster: string): Promise<LabDownResult> {
   try { rmdirSync(dirname(dir)); } catch { /* other clusters still there */ }
   const cur = currentClusterFile();
   if (existsSync(cur) && readFileSync(cur, 'utf8').trim() === cluster) rmSync(cur, { force: true });
+  forgetLabEtcd(cluster);
   return { cluster, namespaces, processes, removedDir };
 }

@@ -35,6 +35,16 @@ export function podNetns(cluster: string, pod: string): string {
   return `${netnsPrefix(cluster)}pod_${pod}`;
 }
 
+/** The namespace of etcd member i (0-based): veil-<c>_etcd1, _etcd2, ... */
+export function etcdNetns(cluster: string, index: number): string {
+  return `${netnsPrefix(cluster)}etcd${index + 1}`;
+}
+
+/** The fabric-side end of etcd member i's veth. */
+export function etcdFabricPort(index: number): string {
+  return `veil-e${index}`;
+}
+
 /** The fabric-side end of node i's underlay veth. */
 export function fabricPort(index: number): string {
   return `veil-n${index}`;

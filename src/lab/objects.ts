@@ -62,6 +62,8 @@ export interface LabMeta {
   mtu: number;
   underlaySubnet: string;
   podCIDR: string;
+  /** The lab's etcd: 1 or 3 members. */
+  etcdMembers: number;
   createdAt: string;
   /** 'creating' until `lab up` finished. */
   state: 'creating' | 'ready';

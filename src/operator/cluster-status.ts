@@ -1,7 +1,7 @@
 // `veil status`: from what the registry and each reachable agent say, a report of the agents
 // (desired, ready, available), the encryption of the cluster and every problem with its reason.
 // Pure: the observations come in, the report and its text go out (tested without a cluster).
-import type { RegistryObject } from '../control/registry.js';
+import type { RegistryMember, RegistryObject } from '../control/registry.js';
 import type { Settings } from '../agent/settings.js';
 import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
 import { table } from '../util/text-table.js';
@@ -45,6 +45,8 @@ export interface StatusReport {
   encryption: ClusterEncryptionStatus;
   nodes: NodeReport[];
   errors: { node: string; reason: string }[];
+  /** The registry's servers (etcd members), each asked alone; absent for a single store. */
+  registry?: RegistryMember[];
 }
 
 /** A peer that never completed a handshake this long after the agent started is a problem. */
@@ -115,7 +117,7 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
   };
 }
 
-export function buildStatusReport(input: { cluster: string; version: string; settings?: Settings; observations: NodeObservation[]; now: number }): StatusReport {
+export function buildStatusReport(input: { cluster: string; version: string; settings?: Settings; observations: NodeObservation[]; now: number; registry?: RegistryMember[] }): StatusReport {
   const installed = !!input.settings?.['encryption.enabled'];
   const nodes = input.observations.map((o) => nodeReport(o, installed, input.now));
   const encNodes: NodeEncryption[] = nodes.map((n, i) => ({
@@ -134,7 +136,7 @@ export function buildStatusReport(input: { cluster: string; version: string; set
   return {
     ok, version: input.version, cluster: input.cluster, installed,
     encryptionType: installed ? input.settings!['encryption.type'] : undefined,
-    agents, encryption, nodes, errors,
+    agents, encryption, nodes, errors, ...(input.registry ? { registry: input.registry } : {}),
   };
 }
 
@@ -157,6 +159,12 @@ export function formatStatusReport(r: StatusReport, p: Painter = PLAIN): string 
     ['Version:', `veil ${r.version}`],
     ['Cluster:', `${r.cluster} (${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'})`],
   ];
+  if (r.registry) {
+    const healthy = r.registry.filter((m) => m.healthy).length;
+    const line = `etcd: ${healthy}/${r.registry.length} members healthy`;
+    rows.push(['Registry:', healthy === r.registry.length ? line : p.yellow(line)]);
+    for (const m of r.registry) if (!m.healthy) rows.push(['', `${p.warn} member ${m.endpoint} down: ${m.error ?? 'no answer'}`]);
+  }
   const out = [table(rows, 2), ''];
   if (r.nodes.length) {
     const nodeRows = [['NODE', 'AGENT', 'HEALTH', 'ENCRYPTION', 'LEASE RENEWED']];

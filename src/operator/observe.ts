@@ -44,5 +44,6 @@ export async function observeNodes(cluster: string, reg: Registry, settings: Set
 export async function clusterStatus(cluster: string, reg: Registry): Promise<StatusReport> {
   const settings = await readSettings(reg);
   const observations = await observeNodes(cluster, reg, settings);
-  return buildStatusReport({ cluster, version: veilVersion(), settings, observations, now: Date.now() });
+  const registry = await reg.members?.();
+  return buildStatusReport({ cluster, version: veilVersion(), settings, observations, now: Date.now(), registry });
 }

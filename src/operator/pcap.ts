@@ -37,7 +37,10 @@ export function parsePcap(buf: Buffer): PcapPacket[] {
   return out;
 }
 
-export type FrameKind = 'WireGuard' | 'ESP-in-UDP' | 'ARP' | 'IPv6 link-local' | 'plaintext' | 'other';
+export type FrameKind = 'WireGuard' | 'ESP-in-UDP' | 'ARP' | 'IPv6 link-local' | 'registry' | 'plaintext' | 'other';
+
+/** etcd's client port: the agents' registry traffic (control plane, not pod traffic). */
+export const ETCD_CLIENT_PORT = 2379;
 
 export interface FrameInfo {
   kind: FrameKind;
@@ -56,8 +59,11 @@ const IP_PROTOCOLS: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 5
 /** ICMPv6 neighbour discovery and multicast listener messages carry no user data. */
 const ICMP6_LINK_TYPES = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143]);
 
-/** What one Ethernet frame on the underlay is. `nodeIPs` are the cluster's node addresses. */
-export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>): FrameInfo {
+/**
+ * What one Ethernet frame on the underlay is. `nodeIPs` are the cluster's node addresses;
+ * `registryIPs` its etcd members' (TCP to or from their client port is the agents' registry traffic).
+ */
+export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>, registryIPs: ReadonlySet<string> = new Set()): FrameInfo {
   if (frame.length < 14) return { kind: 'other', summary: 'runt frame' };
   let etherType = frame.readUInt16BE(12);
   let l3 = 14;
@@ -93,7 +99,10 @@ export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>): Fram
     return { kind: 'plaintext', src, dst, summary };
   }
   if ((proto === 6) && frame.length >= l4 + 4) {
-    return { kind: 'plaintext', src, dst, summary: `TCP ${src}:${frame.readUInt16BE(l4)} > ${dst}:${frame.readUInt16BE(l4 + 2)}` };
+    const sport = frame.readUInt16BE(l4), dport = frame.readUInt16BE(l4 + 2);
+    const summary = `TCP ${src}:${sport} > ${dst}:${dport}`;
+    if ((registryIPs.has(src) && sport === ETCD_CLIENT_PORT) || (registryIPs.has(dst) && dport === ETCD_CLIENT_PORT)) return { kind: 'registry', src, dst, summary };
+    return { kind: 'plaintext', src, dst, summary };
   }
   return { kind: 'plaintext', src, dst, summary: `${name} ${src} > ${dst}` };
 }

@@ -54,7 +54,8 @@ export function expectedOuter(mode: string): FrameKind | null {
   return null;
 }
 
-const HARMLESS: ReadonlySet<FrameKind> = new Set<FrameKind>(['ARP', 'IPv6 link-local']);
+/** No pod traffic: link housekeeping, and the agents' registry traffic (the marker search still covers them). */
+const HARMLESS: ReadonlySet<FrameKind> = new Set<FrameKind>(['ARP', 'IPv6 link-local', 'registry']);
 
 function ownerOf(nodes: VerifyNode[]): (ip: string | undefined) => string | undefined {
   const cidrs: [Cidr, string][] = nodes.map((n) => [parseCidr(n.podCIDR), n.name]);

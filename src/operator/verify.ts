@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { openRegistry } from '../control/cluster.js';
 import { readSettings } from '../agent/install-state.js';
 import { createPod, deletePod } from '../lab/pods.js';
-import { nodeSpec, podSpec } from '../lab/objects.js';
+import { nodeSpec, podSpec, readLabMeta } from '../lab/objects.js';
+import { labAgentEtcdEndpoints } from '../lab/lifecycle.js';
 import { registerPid, stopProcesses, unregisterPid } from '../lab/pids.js';
 import { preflight } from '../lab/preflight.js';
 import { run } from '../util/exec.js';
@@ -147,13 +148,15 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     await stopAll(cluster, procs);
     // 4. what the underlay carried
     const nodeIPs = new Set(nodes.map((n) => n.internalIP));
+    const meta = readLabMeta(cluster);
+    const registryIPs = new Set(meta ? labAgentEtcdEndpoints(meta).map((u) => new URL(u).hostname) : []);
     const marks = Object.values(markers);
     const nodeCaptures: NodeCapture[] = captures.map((c) => {
       let raw: Buffer;
       try { raw = readFileSync(c.file); } catch (e) { problems.push(`capture on ${c.node}: ${errorMessage(e)}`); return { node: c.node, frames: [], markerHits: {} }; }
       const markerHits: Record<string, number> = {};
       for (const m of marks) markerHits[m] = countOccurrences(raw, Buffer.from(m, 'hex')) + countOccurrences(raw, Buffer.from(m, 'latin1'));
-      return { node: c.node, frames: parsePcap(raw).map((f) => classifyFrame(f.data, nodeIPs)), markerHits };
+      return { node: c.node, frames: parsePcap(raw).map((f) => classifyFrame(f.data, nodeIPs, registryIPs)), markerHits };
     });
     traffic.sort((a, b) => nodes.findIndex((n) => n.name === a.from) - nodes.findIndex((n) => n.name === b.from) || nodes.findIndex((n) => n.name === a.to) - nodes.findIndex((n) => n.name === b.to));
     return judgeVerify({ mode, nodes, traffic, markers, captures: nodeCaptures, durationMs: Date.now() - t0, problems });

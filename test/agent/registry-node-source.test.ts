@@ -1,7 +1,9 @@
 // The node source over a real embedded registry: the own node from its Node object (pod gateway
 // derived, boot id from the kernel's file), peers followed through the watch, own fields written
 // only when they change (and written again when someone else rewrote them), and liveness apart:
-// another agent's lease renewals or health reports never look like a peer change.
+// another agent's lease renewals or health reports never look like a peer change, and a node is a
+// peer only while its agent's lease lives. (The embedded registry is the test library; the e2e
+// tests run the same source on etcd.)
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,6 +46,7 @@ test('own node, peers, publish only on change, re-assert after a clobber, livene
   assert.deepEqual(self, { name: 'a', internalIPs: ['172.18.0.2'], podCIDRs: ['10.244.0.0/24'], podGateway: '10.244.0.1',
     underlayInterface: 'eth0', underlayMtu: 1500, bootID: 'd1c8a8e9-1111-2222-3333-444455556666' });
 
+  const bAlive = await reg.holdLease('b', 15, { pid: 2 });
   let changes = 0;
   await src.watchPeers(() => { changes++; });
   assert.deepEqual(src.peers().map((p) => [p.name, p.internalIP, p.podCIDRs, p.podGateway]), [['b', '172.18.0.3', ['10.244.1.0/24'], '10.244.1.1']]);
@@ -67,7 +70,12 @@ test('own node, peers, publish only on change, re-assert after a clobber, livene
   await reg.mutate('Node', 'b', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { 'network.veil.io/wg-pub-key': 'KB' } } });
   await waitFor('the peer change', () => changes === afterList + 1);
   assert.equal(src.peers()[0]!.annotations['network.veil.io/wg-pub-key'], 'KB');
+  await bAlive.release();
   await lease.release();
+  // b's agent is gone: b leaves the peers; back when a lease of b lives again
+  await waitFor('b gone with its lease', () => src.peers().length === 0);
+  const bBack = await reg.holdLease('b', 15, { pid: 3 });
+  await waitFor('b back with a new lease', () => src.peers().map((p) => p.name).join() === 'b');
 
   // someone rewrites our fields (e.g. an old uninstall): the source writes them again
   await reg.mutate('Node', 'a', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: {} } });
@@ -81,11 +89,14 @@ test('own node, peers, publish only on change, re-assert after a clobber, livene
 
   // a node without addresses is no peer; an unusable own node says why
   await reg.create({ kind: 'Node', metadata: { name: 'c' }, spec: {}, status: {} });
+  const cAlive = await reg.holdLease('c', 15, { pid: 4 });
   await sleep(300);
   assert.deepEqual(src.peers().map((p) => p.name), ['b']);
   const c = new RegistryNodeSource(new EmbeddedRegistry(dir), 'c', bootFile);
   await assert.rejects(c.self(), /node 'c' in the registry is unusable: no internal IP/);
   c.close();
+  await bBack.release();
+  await cAlive.release();
   src.close();
   reg.close();
 });

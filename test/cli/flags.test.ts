@@ -73,8 +73,11 @@ test('bad usage: a clear message, the nearest flag, command or value, and exit 2
     [['lab', 'exec', 'pod'], /no command given: put it after '--'/],
     [['lab', 'up', '--nodes', 'x'], /--nodes must be a whole number, not 'x'/],
     [['stauts'], /unknown command 'stauts'\. Did you mean 'veil status'\?/],
-    [['cluster', 'add', 'x', '--embedded', '--ca', 'f'], /--ca only apply to an etcd registry/],
-    [['cluster', 'add', 'x', '--embeded'], /unknown flag '--embeded': did you mean --embedded\?/],
+    [['cluster', 'add', 'x'], /cluster add needs --etcd-endpoints/],
+    [['cluster', 'add', 'x', '--etcd-endpoint', 'http://a:2379'], /unknown flag '--etcd-endpoint': did you mean --etcd-endpoints\?/],
+    [['cluster', 'add', 'x', '--embedded'], /unknown flag '--embedded'/],
+    [['agent', 'run', '--pod-cidrs', '10.0.0.0/24'], /unknown flag '--pod-cidrs': did you mean --pod-cidr\?/],
+    [['lab', 'up', '--etcd-members', 'x'], /--etcd-members must be a whole number, not 'x'/],
   ];
   for (const [args, message] of cases) {
     const r = veil(...args);

@@ -10,7 +10,6 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadClusterConfig, saveClusterEntry } from '../../src/control/cluster-config.js';
 import { currentCluster, openRegistry } from '../../src/control/cluster.js';
-import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
 import { EtcdRegistry } from '../../src/control/etcd/etcd-registry.js';
 import { isVeilError } from '../../src/util/errors.js';
 import { etcdForTests } from './etcd-helpers.js';
@@ -81,13 +80,11 @@ test('veil cluster add/use/list, and commands then read and write the real etcd'
   assert.match(refused.stderr, /etcd refused user 'veil': wrong user name or password: check the password in .*bad\.password/);
 });
 
-test('clusters the config does not name stay on the embedded registry; lab up and cluster use: the later wins', async () => {
+test('a cluster the config does not name is refused with what to do; lab up and cluster use: the later wins', async () => {
   const e = env();
   await withEnv(e, async () => {
     assert.equal(currentCluster(), 'kind');
-    const reg = openRegistry('kind');
-    assert.ok(reg instanceof EmbeddedRegistry);
-    reg.close();
+    assert.throws(() => openRegistry('kind'), (err) => isVeilError(err) && err.code === 'UNKNOWN_CLUSTER' && /veil lab up --name kind/.test(err.hint ?? ''));
   });
   assert.equal(veil(e, 'cluster', 'add', 'other', '--etcd-endpoints', 'http://127.0.0.1:1').status, 0);
   assert.equal(veil(e, 'cluster', 'use', 'other').status, 0);
@@ -96,8 +93,10 @@ test('clusters the config does not name stay on the embedded registry; lab up an
     // what `veil lab up --name kind` does: it records its cluster as current on this machine
     writeFileSync(join(e.VEIL_HOME, 'current-cluster'), 'kind\n');
     assert.equal(currentCluster(), 'kind');
-    assert.ok(openRegistry('kind') instanceof EmbeddedRegistry);
   });
+  const unknown = veil(e, 'secret', 'get', 'x');
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /no cluster named 'kind' .*\(known: other\)/);
   const unreachable = veil(e, 'secret', 'get', 'x', '--cluster', 'other');
   assert.equal(unreachable.status, 1);
   assert.match(unreachable.stderr, /no etcd endpoint is reachable: http:\/\/127\.0\.0\.1:1 \(connection refused\)/);
@@ -106,7 +105,7 @@ test('clusters the config does not name stay on the embedded registry; lab up an
 test('the config file keeps its comments when an entry is rewritten; a broken file is named', async () => {
   const e = env();
   await withEnv(e, () => {
-    writeFileSync(e.VEIL_CONFIG, '# our clusters\ncurrent-cluster: a  # the usual one\nclusters:\n  - name: a\n    registry: {type: embedded}\n');
+    writeFileSync(e.VEIL_CONFIG, '# our clusters\ncurrent-cluster: a  # the usual one\nclusters:\n  - name: a\n    registry: {type: etcd, endpoints: [unix:///run/a:2379]}\n');
     saveClusterEntry({ name: 'b', registry: { type: 'etcd', endpoints: ['http://127.0.0.1:2379'], username: 'veil', passwordFile: '/etc/veil/pw' } });
     const text = readFileSync(e.VEIL_CONFIG, 'utf8');
     assert.match(text, /# our clusters/);

@@ -253,3 +253,23 @@ test('a lease whose renewals fail for longer than the TTL reports onLost', async
   await h.release();
   reg.close();
 });
+
+test('a read right after a watch event returns that version, not the one before (the commit still writing its file)', async () => {
+  const dir = freshDir();
+  const reg = new EmbeddedRegistry(dir, { pollMs: 20 });
+  const v1 = await reg.create({ kind: 'ConfigMap', metadata: { name: 'c' }, data: { n: '1' } });
+  // a writer (alive: this process) in the middle of its commit: event appended, object file not yet written
+  writeFileSync(join(dir, 'lock'), `${process.pid} mid-commit\n`);
+  const v2: RegistryObject = { ...v1, metadata: { ...v1.metadata, resourceVersion: 2 }, data: { n: '2' } };
+  appendFileSync(join(dir, 'events.log'), JSON.stringify({ revision: 2, type: 'MODIFIED', object: v2 }) + '\n');
+  const read = new Promise<RegistryObject | undefined>((res) => {
+    const w = reg.watch('ConfigMap', 1, () => { w.stop(); res(reg.get('ConfigMap', 'c')); });
+  });
+  await new Promise((r) => setTimeout(r, 300)); // the watcher has the event; its read waits for the commit
+  writeFileSync(join(dir, 'objects', 'ConfigMap', 'c.json'), JSON.stringify(v2));
+  rmSync(join(dir, 'lock'));
+  const got = await read;
+  assert.equal(got?.data?.['n'], '2');
+  assert.equal(got?.metadata.resourceVersion, 2);
+  reg.close();
+});

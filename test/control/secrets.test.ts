@@ -1,4 +1,5 @@
-// Secrets on a real embedded registry, the go-template subset, the YAML output, and the CLI.
+// Secrets on a real embedded registry, the go-template subset, the YAML output, and the CLI on a
+// real etcd.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,10 +12,12 @@ import { renderGoTemplate } from '../../src/control/go-template.js';
 import { parse as parseYaml } from 'yaml';
 import { toYaml } from '../../src/cli/output.js';
 import { isVeilError } from '../../src/util/errors.js';
+import { etcdForTests } from './etcd-helpers.js';
 
 const home = mkdtempSync(join(tmpdir(), 'veil-t-sec-'));
 after(() => rmSync(home, { recursive: true, force: true }));
 const code = (c: string) => (e: unknown) => isVeilError(e) && e.code === c;
+const t = etcdForTests({ members: 1 });
 
 test('create, patch with stringData and data, delete', async () => {
   const reg = new EmbeddedRegistry(join(home, 'r1'));
@@ -65,6 +68,7 @@ test('yaml output quotes what would not read back as the same string', () => {
 test('the veil secret CLI: the seed tutorial commands', () => {
   const env = { ...process.env, VEIL_HOME: join(home, 'cli'), VEIL_CLUSTER: 'tsec' };
   const veil = (...args: string[]) => spawnSync(process.execPath, ['dist/src/cli/main.js', 'secret', ...args], { encoding: 'utf8', env });
+  assert.equal(spawnSync(process.execPath, ['dist/src/cli/main.js', 'cluster', 'add', 'tsec', '--etcd-endpoints', t.etcd.endpoints.join(',')], { env }).status, 0);
   const keys = '3+ rfc4106(gcm(aes)) 5a2f4c0e 128';
   assert.equal(veil('create', 'generic', 'ipsec-keys', `--from-literal=keys=${keys}`).status, 0);
   assert.equal(veil('get', 'ipsec-keys', '-o', 'go-template={{.data.keys | base64decode}}{{"\\n"}}').stdout, keys + '\n');

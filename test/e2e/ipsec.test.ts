@@ -76,7 +76,8 @@ async function capture(ns: string, dev: string, filter: string): Promise<{ file:
   return { file, stop: async () => { child.kill('SIGINT'); await exited; return file; } };
 }
 /** Captures on every node's underlay at once. */
-async function captureAll(filter = 'not arp') {
+// the agents' etcd traffic (the lab's control plane on the underlay, port 2379) is no pod traffic
+async function captureAll(filter = 'not arp and not tcp port 2379') {
   const caps = await Promise.all(NODES.map((n) => capture(netnsOf(n), 'eth0', filter)));
   return { stop: async () => Promise.all(caps.map((c) => c.stop())) };
 }

@@ -34,7 +34,10 @@ after(() => {
 test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothing', async () => {
   ok(veil('lab', 'up', '--name', CLUSTER, '--nodes', '4'));
   assert.equal(readFileSync(join(home, 'current-cluster'), 'utf8').trim(), CLUSTER);
-  assert.deepEqual(ourNetns().sort(), ['control-plane', 'fabric', 'worker', 'worker2', 'worker3'].map((s) => `veil-${CLUSTER}_${s}`).sort());
+  assert.deepEqual(ourNetns().sort(), ['control-plane', 'etcd1', 'fabric', 'worker', 'worker2', 'worker3'].map((s) => `veil-${CLUSTER}_${s}`).sort());
+  // the control plane: a real etcd in its own namespace at the top of the underlay, the CLI on its unix socket
+  assert.match(ok(veil('lab', 'node-exec', `${CLUSTER}-worker`, '--', 'ping', '-c', '1', '-W', '2', '172.18.255.254')), /1 received/);
+  assert.match(readFileSync(join(home, 'config'), 'utf8'), new RegExp(`unix://${home}/clusters/${CLUSTER}/etcd/veil-etcd-0:2379`));
 
   const nodes = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items;
   assert.deepEqual(nodes.map((n: { metadata: { name: string } }) => n.metadata.name),
@@ -97,7 +100,7 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   assert.equal(overlap.status, 1);
   assert.match(overlap.stderr, /overlaps .* of lab cluster 'tlabe2e'/);
   assert.equal(existsSync(join(home, 'clusters', 'tlabe2e2')), false);
-  assert.equal(ourNetns().length, 7);
+  assert.equal(ourNetns().length, 8);
 
   // pod delete takes its namespace and veth
   ok(veil('lab', 'pod', 'create', 'pod-c', '--node', `${CLUSTER}-worker`));
@@ -122,10 +125,12 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   assert.equal(alive(cap.pid!), false);
   assert.deepEqual(ourNetns(), [], 'no namespace left');
   const rootLinks = spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' }).stdout;
-  assert.doesNotMatch(rootLinks, /veil-n\d|veil-br0|veil[0-9a-f]{8}/, 'no link in the root namespace');
+  assert.doesNotMatch(rootLinks, /veil-n\d|veil-e\d|veil-br0|veil[0-9a-f]{8}/, 'no link in the root namespace');
   assert.equal(existsSync(join(home, 'clusters', CLUSTER)), false, 'no cluster files left');
   assert.equal(existsSync(join(home, 'current-cluster')), false);
   assert.equal(spawnSync('pgrep', ['-f', `veil-${CLUSTER}_`]).status, 1, 'no process mentions the cluster');
+  assert.equal(spawnSync('pgrep', ['-f', `${home}/clusters/${CLUSTER}`]).status, 1, 'no etcd member left');
+  assert.doesNotMatch(readFileSync(join(home, 'config'), 'utf8'), new RegExp(`name: ${CLUSTER}\b`), 'the cluster config forgot the lab');
 
   const again = veil('lab', 'down', '--name', CLUSTER);
   assert.equal(again.status, 0);
@@ -156,6 +161,7 @@ test('e2e lab: an up that fails half-way leaves nothing behind', () => {
   assert.equal(r.status, 1);
   assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
   assert.deepEqual(ourNetns(), [], 'rolled back');
+  assert.equal(spawnSync('pgrep', ['-f', `${home}/clusters/${CLUSTER}`]).status, 1, 'the etcd it had started is stopped');
   assert.equal(existsSync(join(home, 'clusters', CLUSTER)), false);
   assert.equal(existsSync(join(home, 'current-cluster')), false);
 });

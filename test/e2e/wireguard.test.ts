@@ -88,7 +88,8 @@ class Capture {
 
   static async start(ns: string, iface: string): Promise<Capture> {
     const file = join(home, `cap-${++captures}.pcap`);
-    const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-n', '-U', '--immediate-mode', '-s', '0', '-i', iface, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // the agents' etcd traffic (the lab's control plane on the underlay, port 2379) is no pod traffic
+    const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-n', '-U', '--immediate-mode', '-s', '0', '-i', iface, '-w', file, 'not tcp port 2379'], { stdio: ['ignore', 'ignore', 'pipe'] });
     registerPid(C, `e2e-capture-${captures}`, proc.pid!); // lab down stops it if a test dies first
     const exited = new Promise<void>((r) => proc.on('exit', () => r()));
     let err = '';

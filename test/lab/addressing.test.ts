@@ -1,9 +1,9 @@
 // The lab's pure pieces: addresses, names, option checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { allocatePodIP, nodeAddressing, parseLabSubnet } from '../../src/lab/addressing.js';
+import { allocatePodIP, etcdMemberAddress, nodeAddressing, parseLabSubnet } from '../../src/lab/addressing.js';
 import { cidrsOverlap } from '../../src/net/cidr.js';
-import { fabricNetns, netnsPrefix, nodeNames, nodeNetns, podHostInterface, podNetns } from '../../src/lab/names.js';
+import { etcdNetns, fabricNetns, netnsPrefix, nodeNames, nodeNetns, podHostInterface, podNetns } from '../../src/lab/names.js';
 import { validateLabOptions } from '../../src/lab/lifecycle.js';
 import { formatAge } from '../../src/lab/objects.js';
 import { nodeReady } from '../../src/agent/registry-node-source.js';
@@ -17,6 +17,15 @@ test('node addressing follows kind: .2 upwards on the underlay, one /24 per node
   assert.deepEqual(nodeAddressing(3, u, p), { internalIP: '172.18.0.5', underlayPrefix: 16, podCIDR: '10.244.3.0/24', podGateway: '10.244.3.1' });
   assert.throws(() => nodeAddressing(2, u, parseLabSubnet('10.1.0.0/23')), code('SUBNET_TOO_SMALL'));
   assert.throws(() => nodeAddressing(2, parseLabSubnet('192.168.0.0/30'), p), code('SUBNET_TOO_SMALL'));
+});
+
+test('etcd members sit at the top of the underlay subnet, never on a node address', () => {
+  const u = parseLabSubnet('172.18.0.0/16');
+  assert.deepEqual([0, 1, 2].map((i) => etcdMemberAddress(i, u, 4)), ['172.18.255.254', '172.18.255.253', '172.18.255.252']);
+  const small = parseLabSubnet('172.30.0.0/29'); // .1-.6 usable: nodes .2 .3 .4, members .6 .5
+  assert.equal(etcdMemberAddress(1, small, 3), '172.30.0.5');
+  assert.throws(() => etcdMemberAddress(2, small, 3), code('SUBNET_TOO_SMALL'));
+  assert.equal(etcdNetns('kind', 0), 'veil-kind_etcd1');
 });
 
 test('pod IP allocation takes the lowest free address from .2', () => {
@@ -45,7 +54,8 @@ test('names: kind-style nodes, namespaces with a per-cluster prefix, short link 
 });
 
 test('lab options are checked before anything is created', () => {
-  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16' });
+  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1 });
+  assert.throws(() => validateLabOptions({ etcdMembers: 2 }), code('BAD_FLAG'));
   assert.throws(() => validateLabOptions({ name: 'Bad_Name' }), code('INVALID_CLUSTER_NAME'));
   assert.throws(() => validateLabOptions({ nodes: 0 }), code('BAD_FLAG'));
   assert.throws(() => validateLabOptions({ mtu: 100 }), code('BAD_FLAG'));

@@ -28,13 +28,15 @@ export interface EtcdConnectionOptions {
 }
 
 const ENDPOINT_RE = /^(https?):\/\/[^/\s]+:\d+\/?$/;
+/** A unix socket, e.g. the lab's etcd socket: gRPC dials unix:///abs/path itself (etcd3 passes it through). */
+const UNIX_ENDPOINT_RE = /^unix:\/\/\/\S+$/;
 
 export function checkEndpoints(endpoints: string[]): void {
   if (endpoints.length === 0) throw new VeilError('ETCD_NO_ENDPOINTS', 'no etcd endpoints given', 'give one or more, e.g. https://10.0.0.1:2379,https://10.0.0.2:2379');
   for (const e of endpoints) {
-    if (!ENDPOINT_RE.test(e)) throw new VeilError('ETCD_BAD_ENDPOINT', `invalid etcd endpoint '${e}'`, 'write it as http://HOST:PORT or https://HOST:PORT');
+    if (!ENDPOINT_RE.test(e) && !UNIX_ENDPOINT_RE.test(e)) throw new VeilError('ETCD_BAD_ENDPOINT', `invalid etcd endpoint '${e}'`, 'write it as http://HOST:PORT, https://HOST:PORT or unix:///ABSOLUTE/PATH');
   }
-  const schemes = new Set(endpoints.map((e) => e.split(':')[0]));
+  const schemes = new Set(endpoints.map((e) => e.split(':')[0]).map((s) => (s === 'unix' ? 'http' : s)));
   if (schemes.size > 1) throw new VeilError('ETCD_BAD_ENDPOINT', `etcd endpoints mix http and https (${endpoints.join(', ')})`, 'use https for all of them (or http for all)');
 }
 

@@ -5,7 +5,7 @@
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
-import type { Kind, LeaseHandle, Registry, RegistryObject, Watch, WatchEvent } from '../registry.js';
+import type { Kind, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
 import { clusterPrefix, kindPrefix, objectKey } from './keys.js';
 import { decodeObject, encodeObject } from './object-codec.js';
@@ -14,6 +14,8 @@ import { etcdError } from './etcd-errors.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { EtcdLease } from './etcd-lease.js';
 import { prefixRange } from './etcd3-lib.js';
+
+const MEMBER_CHECK_TIMEOUT_MS = 1500;
 
 export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   /** The veil cluster: the key prefix veil/<cluster>/. */
@@ -189,6 +191,21 @@ export class EtcdRegistry implements Registry {
   }
 
   /** Stops watches and renewals (held leases then expire after their TTL) and closes the connections. */
+  /** Asks every endpoint alone for its status (a short deadline: a dead member is a finding). */
+  async members(): Promise<RegistryMember[]> {
+    return Promise.all(this.opts.endpoints.map(async (endpoint): Promise<RegistryMember> => {
+      const one = connectEtcd({ ...this.opts, endpoints: [endpoint], callTimeoutMs: MEMBER_CHECK_TIMEOUT_MS });
+      try {
+        await one.maintenance.status();
+        return { endpoint, healthy: true };
+      } catch (e) {
+        return { endpoint, healthy: false, error: (await etcdError(e, { ...this.opts, endpoints: [endpoint] }, 'asking the member for its status')).message };
+      } finally {
+        one.close();
+      }
+    }));
+  }
+
   close(): void {
     for (const w of [...this.watches]) w.stop();
     for (const l of this.leases) l.abandon();

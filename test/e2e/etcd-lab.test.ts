@@ -1,0 +1,162 @@
+// The lab on a 3-member etcd, end to end: both modes install, converge and pass `veil verify`; a
+// SIGKILLed etcd member stops neither traffic nor agents, and `veil status` names it down; a host
+// agent started by hand from a config file (no `veil install`), as on a real host, joins the running
+// cluster and leaves its peers within the lease TTL once stopped.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LIVENESS_TTL_SECONDS } from '../../src/agent/agent.js';
+
+const C = 'tetcde2e';
+const W1 = `${C}-worker`, W2 = `${C}-worker2`;
+const home = mkdtempSync(join(tmpdir(), 'veil-t-etcdlab-'));
+const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: C };
+const MAIN = 'dist/src/cli/main.js';
+const PSK = '0123456789abcdef0123456789abcdef01234567';
+
+function veil(...args: string[]) {
+  return spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env, timeout: 120_000 });
+}
+function ok(r: ReturnType<typeof veil>) {
+  assert.equal(r.status, 0, `exit ${r.status}: ${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(what: string, fn: () => boolean, ms: number): Promise<number> {
+  const t0 = Date.now();
+  while (!fn()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(250);
+  }
+  return Date.now() - t0;
+}
+function verifyPasses(mode: string): void {
+  const r = veil('verify', '--timeout', '15s', '-o', 'json');
+  assert.equal(r.status, 0, `verify (${mode}) exit ${r.status}: ${r.stderr}\n${r.stdout.slice(0, 3000)}`);
+  const rep = JSON.parse(r.stdout) as { ok: boolean; mode: string; pairs: unknown[] };
+  assert.equal(rep.ok, true);
+  assert.equal(rep.mode, mode);
+  assert.equal(rep.pairs.length, 12);
+}
+/** The WireGuard peers the agent on a node has configured. */
+function wgPeers(node: string): string[] {
+  const st = JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as { wireguard?: { interfaces?: { peers?: { node?: string }[] }[] } };
+  return (st.wireguard?.interfaces?.[0]?.peers ?? []).map((p) => p.node ?? '?').sort();
+}
+function etcdPid(member: number): number {
+  return (JSON.parse(readFileSync(join(home, 'clusters', C, 'pids', `etcd-veil-etcd-${member}.pid`), 'utf8')) as { pid: number }).pid;
+}
+/** A 20/s ping between two pods in the background; resolves with ping's summary. */
+function backgroundPing(from: string, to: string, count: number): Promise<string> {
+  const p = spawn(process.execPath, [MAIN, 'lab', 'exec', from, '--', 'ping', '-i', '0.05', '-c', String(count), '-W', '1', to], { env });
+  let out = '';
+  p.stdout!.on('data', (d) => { out += d; });
+  return new Promise((res) => p.on('close', () => res(out)));
+}
+const lossOf = (summary: string) => Number(/(\d+(?:\.\d+)?)% packet loss/.exec(summary)?.[1] ?? 'NaN');
+
+let podA = '', podB = '';
+before(() => {
+  ok(veil('lab', 'up', '--name', C, '--nodes', '4', '--etcd-members', '3'));
+  podA = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pa', '--node', W1)))![1]!;
+  podB = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pb', '--node', W2)))![1]!;
+});
+after(() => {
+  veil('lab', 'down', '--name', C);
+  rmSync(home, { recursive: true, force: true });
+});
+
+test('e2e etcd lab: 4 nodes on a 3-member etcd; IPsec then WireGuard install, converge and pass verify', { timeout: 300_000 }, () => {
+  const netns = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
+  for (const i of [1, 2, 3]) assert.match(netns, new RegExp(`^veil-${C}_etcd${i}\\b`, 'm'));
+  const st0 = veil('status');
+  assert.equal(st0.status, 3, 'not installed yet');
+  assert.match(st0.stdout, /Registry:\s+etcd: 3\/3 members healthy/);
+
+  ok(veil('secret', 'create', 'ipsec-keys', `--from-literal=keys=3+ rfc4106(gcm(aes)) ${PSK} 128`));
+  ok(veil('install', '--encryption', 'ipsec'));
+  ok(veil('status', '--wait', '--wait-duration', '90s'));
+  verifyPasses('IPsec');
+
+  ok(veil('uninstall'));
+  ok(veil('install', '--encryption', 'wireguard'));
+  ok(veil('status', '--wait', '--wait-duration', '90s'));
+  verifyPasses('Wireguard');
+  for (const n of [W1, W2]) assert.equal(wgPeers(n).length, 3, `${n} has the 3 other nodes as peers`);
+});
+
+test('e2e etcd lab: one etcd member SIGKILLed: traffic and agents go on, status names the member down', { timeout: 120_000 }, async () => {
+  const pings = [backgroundPing('pa', podB, 200), backgroundPing('pb', podA, 200)]; // 10 s at 20/s, both ways
+  await sleep(2000);
+  process.kill(etcdPid(1), 'SIGKILL');
+  for (const summary of await Promise.all(pings)) assert.equal(lossOf(summary), 0, `no ping lost: ${summary}`);
+  const st = veil('status');
+  assert.equal(st.status, 0, `agents all fine: ${st.stdout}\n${st.stderr}`);
+  assert.match(st.stdout, /Registry:\s+etcd: 2\/3 members healthy/);
+  assert.match(st.stdout, new RegExp(`member unix://\\S+/veil-etcd-1:2379 down`));
+  assert.match(st.stdout, /Agents:\s+Desired: 4, Ready: 4\/4, Available: 4\/4/);
+  // writes still work (quorum 2 of 3): a secret round trip
+  ok(veil('secret', 'create', 'after-kill', '--from-literal=k=v'));
+  assert.equal(ok(veil('secret', 'get', 'after-kill', '-o', 'go-template={{.data.k | base64decode}}')), 'v');
+});
+
+test('e2e etcd lab: a host agent started by hand from a config file joins, and leaves its peers within the lease TTL', { timeout: 180_000 }, async () => {
+  // a fifth "host" on the fabric, outside the lab's own node list: only its config file makes it a node
+  const ns = `veil-${C}_host5`, name = `${C}-host5`;
+  const sh = (...a: string[]) => assert.equal(spawnSync(a[0]!, a.slice(1), { encoding: 'utf8' }).status, 0, a.join(' '));
+  sh('ip', 'netns', 'add', ns);
+  sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  sh('ip', '-n', `veil-${C}_fabric`, 'link', 'add', 'veil-h5', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+  sh('ip', '-n', `veil-${C}_fabric`, 'link', 'set', 'veil-h5', 'master', 'veil-br0', 'up');
+  sh('ip', '-n', ns, 'addr', 'add', '172.18.0.50/16', 'dev', 'eth0');
+  sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
+  const dir = join(home, 'host5');
+  mkdirSync(dir);
+  // what README shows for a real host: etcd endpoints, a pod CIDR; the underlay is found by the route to etcd
+  const config = join(dir, 'agent.yaml');
+  writeFileSync(config, [
+    `cluster: ${C}`, `nodeName: ${name}`, 'etcd:', '  endpoints:',
+    ...[0, 1, 2].map((i) => `    - http://172.18.255.${254 - i}:2379`),
+    'podCIDRs: [10.244.50.0/24]', `stateDir: ${dir}/state`, `runDir: ${dir}/run`, '',
+  ].join('\n'));
+  const agentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VEIL_')));
+
+  // first an agent claiming worker's pod CIDR: refused before it changes anything
+  const clash = spawnSync('ip', ['netns', 'exec', ns, process.execPath, MAIN, 'agent', 'run', '--config', config, '--pod-cidr', '10.244.1.0/24'],
+    { encoding: 'utf8', env: agentEnv, timeout: 30_000 });
+  assert.equal(clash.status, 1, clash.stderr);
+  assert.match(clash.stderr, new RegExp(`pod CIDR 10\\.244\\.1\\.0/24 of node '${name}' overlaps 10\\.244\\.1\\.0/24 of node '${W1}'`));
+  assert.equal(ok(veil('lab', 'get', 'nodes')).includes(name), false, 'the refusal wrote nothing');
+  assert.equal(spawnSync('ip', ['-n', ns, 'link', 'show', 'veil_wg0']).status, 1, 'and created no device');
+  const agent: ChildProcess = spawn('ip', ['netns', 'exec', ns, process.execPath, MAIN, 'agent', 'run', '--config', config], { env: agentEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  agent.stdout!.on('data', (d) => { log += d; });
+  agent.stderr!.on('data', (d) => { log += d; });
+  try {
+    const joined = await waitFor('every lab agent to take host5 as a peer', () => [`${C}-control-plane`, W1, W2, `${C}-worker3`].every((n) => wgPeers(n).includes(name)), 30_000);
+    console.log(`# host5 joined every agent's peers in ${joined} ms`);
+    const node = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items.find((n: { metadata: { name: string } }) => n.metadata.name === name);
+    assert.equal(node.spec.internalIP, '172.18.0.50', 'its address found from the route to etcd');
+    assert.deepEqual(node.spec.podCIDRs, ['10.244.50.0/24']);
+    assert.equal(node.spec.underlayInterface, 'eth0');
+    assert.ok(existsSync(join(dir, 'run', 'agent.sock')), 'its status socket in runDir');
+    assert.ok(existsSync(join(dir, 'state', 'veil_wg0.key')), 'its key in stateDir');
+
+    agent.kill('SIGTERM');
+    await new Promise((r) => agent.once('exit', r));
+    const left = await waitFor('every lab agent to drop host5', () => [`${C}-control-plane`, W1, W2, `${C}-worker3`].every((n) => !wgPeers(n).includes(name)), (LIVENESS_TTL_SECONDS + 10) * 1000);
+    console.log(`# host5 left every agent's peers ${left} ms after its agent stopped (lease TTL ${LIVENESS_TTL_SECONDS} s)`);
+    assert.ok(left <= (LIVENESS_TTL_SECONDS + 5) * 1000, `within the lease TTL (+ the watch): ${left} ms`);
+    // the pods keep talking meanwhile
+    assert.equal(lossOf(await backgroundPing('pa', podB, 20)), 0);
+  } catch (e) {
+    console.log(`# host5 agent output:\n${log.split('\n').slice(-30).join('\n')}`);
+    throw e;
+  } finally {
+    if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+});
