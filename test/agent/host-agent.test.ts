@@ -1,0 +1,43 @@
+// A host agent's registration on a real etcd: it creates its Node object from its config, takes
+// its pod CIDRs from an existing object, and refuses (writing nothing) without a pod CIDR or when
+// another node claims its address or pod CIDR.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { registerNode } from '../../src/agent/host-agent.js';
+import type { HostAgentConfig } from '../../src/host/agent-config.js';
+import { isVeilError } from '../../src/util/errors.js';
+import { etcdForTests } from '../control/etcd-helpers.js';
+
+const t = etcdForTests({ members: 1 });
+const underlay = { interface: 'eth0', address: '10.0.0.11', mtu: 1500 };
+const config = (over: Partial<HostAgentConfig> = {}): HostAgentConfig => ({
+  cluster: 'thost', nodeName: 'host-a', etcd: { endpoints: t.etcd.endpoints }, underlay: {}, podCIDRs: [],
+  stateDir: '/var/lib/veil', runDir: '/run/veil', ...over,
+});
+const code = (c: string, what: RegExp) => (e: unknown) => isVeilError(e) && e.code === c && what.test(e.message);
+
+test('registration: created from the config, pod CIDRs from the object, refusals write nothing', async () => {
+  const reg = t.registry('thost');
+  await assert.rejects(registerNode(reg, config(), underlay), code('NO_POD_CIDR', /node 'host-a' has no pod CIDR: none in the agent config and no node object/));
+  assert.equal(await reg.get('Node', 'host-a'), undefined);
+
+  await registerNode(reg, config({ podCIDRs: ['10.244.7.0/24'] }), underlay);
+  const a = (await reg.get('Node', 'host-a'))!;
+  assert.deepEqual(a.spec, { internalIP: '10.0.0.11', podCIDR: '10.244.7.0/24', podCIDRs: ['10.244.7.0/24'], underlayInterface: 'eth0', mtu: 1500 });
+  assert.equal(a.metadata.labels?.['kubernetes.io/hostname'], 'host-a');
+
+  // restarted without pod CIDRs in its config: the object's stay; nothing to change, nothing written
+  await registerNode(reg, config(), underlay);
+  assert.equal((await reg.get('Node', 'host-a'))!.metadata.resourceVersion, a.metadata.resourceVersion);
+
+  // another host claiming host-a's address, or an overlapping pod CIDR
+  const rev = await reg.revision();
+  await assert.rejects(registerNode(reg, config({ nodeName: 'host-b', podCIDRs: ['10.244.8.0/24'] }), underlay),
+    code('NODE_CONFLICT', /node 'host-a' already claims the address 10\.0\.0\.11 of this node 'host-b'/));
+  await assert.rejects(registerNode(reg, config({ nodeName: 'host-b', podCIDRs: ['10.244.0.0/16'] }), { ...underlay, address: '10.0.0.12' }),
+    code('NODE_CONFLICT', /pod CIDR 10\.244\.0\.0\/16 of node 'host-b' overlaps 10\.244\.7\.0\/24 of node 'host-a'/));
+  assert.equal(await reg.revision(), rev, 'the refusals wrote nothing');
+
+  await registerNode(reg, config({ nodeName: 'host-b', podCIDRs: ['10.244.8.0/24'] }), { ...underlay, address: '10.0.0.12' });
+  assert.deepEqual((await reg.list('Node')).map((n) => n.metadata.name), ['host-a', 'host-b']);
+});
