@@ -20,12 +20,27 @@ const AGENT_ANNOTATIONS = [WG_PUBKEY_ANNOTATION];
 export async function install(cluster: string, reg: Registry, settings: Settings): Promise<RegistryObject[]> {
   const nodes = await reg.list('Node');
   if (!nodes.length) throw new VeilError('NO_NODES', `cluster '${cluster}' has no nodes`, "create the lab first: 'veil lab up'");
+  await storeSettings(reg, settings);
+  return nodes;
+}
+
+/**
+ * `veil install` on hosts, whose agents systemd runs: the settings (an agent that found none exits
+ * and is restarted), then the wait for the nodes registered so far; hosts that join later read them.
+ */
+export async function hostInstall(reg: Registry, settings: Settings, timeoutMs: number, progress?: (ready: number, total: number, notReady: string[]) => void): Promise<RegistryObject[]> {
+  await storeSettings(reg, settings);
+  const nodes = await reg.list('Node');
+  if (nodes.length) await waitReady(reg, timeoutMs, progress);
+  return nodes;
+}
+
+async function storeSettings(reg: Registry, settings: Settings): Promise<void> {
   const prev = await readSettings(reg);
   if (prev && prev['encryption.enabled'] && (prev['encryption.type'] !== settings['encryption.type'])) {
     throw new VeilError('ALREADY_INSTALLED', `veil is already installed with ${prev['encryption.type']} encryption`, "run 'veil uninstall' first");
   }
   await writeSettings(reg, settings);
-  return nodes;
 }
 
 /** Removes the settings, the liveness leases and what agents published to their nodes (their agents must be stopped). */

@@ -1,9 +1,10 @@
 // veil install: turn on encryption on the cluster (starts an agent on every node).
 import { randomBytes } from 'node:crypto';
-import { currentCluster, openRegistry } from '../control/cluster.js';
+import { currentCluster, isLabCluster, openRegistry } from '../control/cluster.js';
 import { applySet, defaultSettings, parseDuration } from '../agent/settings.js';
 import { labInstall } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
+import { hostInstall } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { createIpsecKeySecret, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
 import { parseKeyFile } from '../keys/ipsec-keyfile.js';
@@ -13,7 +14,8 @@ import { ui } from './ui.js';
 export const { run } = command({
   name: 'veil install',
   usage: ['veil install [--encryption wireguard|ipsec] [--set key=value]... [flags]'],
-  about: 'Starts a veil agent on every node of the cluster and waits until all are ready.',
+  about: `Stores the encryption settings in the cluster's registry; on a lab, starts a veil agent on every
+node; on hosts (agents under systemd), waits for the registered nodes' agents. Waits until all are ready.`,
   flags: {
     encryption: { type: 'string', value: 'MODE', choices: ['wireguard', 'ipsec'], help: 'wireguard or ipsec (same as --set encryption.enabled=true --set encryption.type=MODE)' },
     set: { type: 'string', multiple: true, value: 'key=value', help: "a setting (repeatable); see 'veil config keys'" },
@@ -58,7 +60,16 @@ export const { run } = command({
         console.log(`${ui.key} WireGuard: every node generates its own key pair and publishes its public key`);
       }
       if (await ensureApiToken(reg)) console.log(`${ui.key} Generated the agent API token (secret ${API_TOKEN_SECRET}): the CLI reads agents over the network with it`);
-      const nodes = await labInstall(cluster, reg, settings, timeout, (ready, total) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`),
+      const progress = (ready: number, total: number) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`);
+      if (!isLabCluster(cluster)) {
+        // real hosts: their agents run under systemd and read the settings from the registry
+        const nodes = await hostInstall(reg, settings, timeout, progress);
+        console.log(nodes.length
+          ? `${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes.length} registered nodes.`
+          : `${ui.ok} settings stored: every host's agent ('veil agent run', deploy/systemd/veil-agent.service) uses them when it starts`);
+        return 0;
+      }
+      const nodes = await labInstall(cluster, reg, settings, timeout, progress,
         (started) => console.log(`${ui.run} Starting agents on ${started.length} nodes: ${started.map((n) => n.metadata.name).join(', ')}`));
       console.log(`${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes.length} nodes.`);
       return 0;

@@ -4,6 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { registerNode } from '../../src/agent/host-agent.js';
+import { hostInstall } from '../../src/agent/installer.js';
+import { readSettings } from '../../src/agent/install-state.js';
+import { defaultSettings } from '../../src/agent/settings.js';
 import type { HostAgentConfig } from '../../src/host/agent-config.js';
 import { isVeilError } from '../../src/util/errors.js';
 import { etcdForTests } from '../control/etcd-helpers.js';
@@ -40,4 +43,14 @@ test('registration: created from the config, pod CIDRs from the object, refusals
 
   await registerNode(reg, config({ nodeName: 'host-b', podCIDRs: ['10.244.8.0/24'] }), { ...underlay, address: '10.0.0.12' });
   assert.deepEqual((await reg.list('Node')).map((n) => n.metadata.name), ['host-a', 'host-b']);
+});
+
+test('install on hosts stores the settings for agents that start later, and waits for the registered ones', async () => {
+  const reg = t.registry('thostinst');
+  const settings = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };
+  assert.deepEqual(await hostInstall(reg, settings, 1000), [], 'no host yet: nothing to wait for');
+  assert.equal((await readSettings(reg))?.['encryption.type'], 'wireguard');
+  await registerNode(reg, config({ cluster: 'thostinst', podCIDRs: ['10.244.9.0/24'] }), underlay);
+  await assert.rejects(hostInstall(reg, settings, 500), code('NOT_READY', /agents not ready after 1s on: host-a|agents not ready after 0s on: host-a/));
+  await assert.rejects(hostInstall(reg, { ...settings, 'encryption.type': 'ipsec' }, 500), code('ALREADY_INSTALLED', /already installed with wireguard/));
 });
