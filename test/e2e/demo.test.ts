@@ -42,7 +42,8 @@ test('e2e demo: refuses to reuse an existing lab and leaves it alone', { timeout
     const r = spawnSync(process.execPath, [MAIN, 'demo', '--name', CLUSTER], { encoding: 'utf8', env });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /already exists.*lab down --name tdemo/);
-    assert.equal(namespaces().length, 3, 'the existing lab (2 nodes + fabric) is untouched');
+    assert.equal(namespaces().length, 4, 'the existing lab (2 nodes, fabric, etcd) is untouched');
+    assert.equal(spawnSync(process.execPath, [MAIN, 'secret', 'get', 'nope', '--cluster', CLUSTER], { encoding: 'utf8', env }).stderr.includes('not found'), true, 'and its etcd still answers');
   } finally {
     spawnSync(process.execPath, [MAIN, 'lab', 'down', '--name', CLUSTER], { env });
     rmSync(home, { recursive: true, force: true });

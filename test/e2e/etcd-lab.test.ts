@@ -9,11 +9,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LIVENESS_TTL_SECONDS } from '../../src/agent/agent.js';
+import { registerPid } from '../../src/lab/pids.js';
 
 const C = 'tetcde2e';
 const W1 = `${C}-worker`, W2 = `${C}-worker2`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-etcdlab-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: C };
+process.env['VEIL_HOME'] = home; // registerPid records go to the lab's own state, which lab down reads
 const MAIN = 'dist/src/cli/main.js';
 const PSK = '0123456789abcdef0123456789abcdef01234567';
 
@@ -49,12 +51,22 @@ function wgPeers(node: string): string[] {
 function etcdPid(member: number): number {
   return (JSON.parse(readFileSync(join(home, 'clusters', C, 'pids', `etcd-veil-etcd-${member}.pid`), 'utf8')) as { pid: number }).pid;
 }
-/** A 20/s ping between two pods in the background; resolves with ping's summary. */
-function backgroundPing(from: string, to: string, count: number): Promise<string> {
-  const p = spawn(process.execPath, [MAIN, 'lab', 'exec', from, '--', 'ping', '-i', '0.05', '-c', String(count), '-W', '1', to], { env });
+/** A ping (20/s unless told) between two pods in the background; resolves with ping's summary. */
+function backgroundPing(from: string, to: string, count: number, interval = 0.05): Promise<string> {
+  const p = spawn(process.execPath, [MAIN, 'lab', 'exec', from, '--', 'ping', '-i', String(interval), '-c', String(count), '-W', '1', to], { env });
   let out = '';
   p.stdout!.on('data', (d) => { out += d; });
   return new Promise((res) => p.on('close', () => res(out)));
+}
+/** A fifth "host" on the lab's fabric at 172.18.0.50: a namespace the lab does not know as a node. */
+function addHost5(ns: string): void {
+  const sh = (...a: string[]) => assert.equal(spawnSync(a[0]!, a.slice(1), { encoding: 'utf8' }).status, 0, a.join(' '));
+  sh('ip', 'netns', 'add', ns);
+  sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  sh('ip', '-n', `veil-${C}_fabric`, 'link', 'add', 'veil-h5', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+  sh('ip', '-n', `veil-${C}_fabric`, 'link', 'set', 'veil-h5', 'master', 'veil-br0', 'up');
+  sh('ip', '-n', ns, 'addr', 'add', '172.18.0.50/16', 'dev', 'eth0');
+  sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
 }
 const lossOf = (summary: string) => Number(/(\d+(?:\.\d+)?)% packet loss/.exec(summary)?.[1] ?? 'NaN');
 
@@ -106,13 +118,7 @@ test('e2e etcd lab: one etcd member SIGKILLed: traffic and agents go on, status 
 test('e2e etcd lab: a host agent started by hand from a config file joins, and leaves its peers within the lease TTL', { timeout: 180_000 }, async () => {
   // a fifth "host" on the fabric, outside the lab's own node list: only its config file makes it a node
   const ns = `veil-${C}_host5`, name = `${C}-host5`;
-  const sh = (...a: string[]) => assert.equal(spawnSync(a[0]!, a.slice(1), { encoding: 'utf8' }).status, 0, a.join(' '));
-  sh('ip', 'netns', 'add', ns);
-  sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  sh('ip', '-n', `veil-${C}_fabric`, 'link', 'add', 'veil-h5', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-  sh('ip', '-n', `veil-${C}_fabric`, 'link', 'set', 'veil-h5', 'master', 'veil-br0', 'up');
-  sh('ip', '-n', ns, 'addr', 'add', '172.18.0.50/16', 'dev', 'eth0');
-  sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
+  addHost5(ns);
   const dir = join(home, 'host5');
   mkdirSync(dir);
   // what README shows for a real host: etcd endpoints, a pod CIDR; the underlay is found by the route to etcd
@@ -158,5 +164,53 @@ test('e2e etcd lab: a host agent started by hand from a config file joins, and l
   } finally {
     if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
     spawnSync('ip', ['netns', 'del', ns]);
+  }
+});
+
+test('e2e etcd lab: every etcd member stopped for 60 s: pods keep talking at 50/s, status says the registry is unreachable, nothing crashes; a host that starts meanwhile joins once etcd is back', { timeout: 240_000 }, async () => {
+  // the lab's four agents by pid (host5, from the test before, has no agent now: status is not ok)
+  const agents = () => JSON.parse(veil('status', '-o', 'json').stdout).nodes.filter((n: { name: string }) => !n.name.endsWith('host5')).map((n: { name: string; pid?: number }) => `${n.name}:${n.pid}`).sort();
+  const before = agents();
+  assert.equal(before.length, 4);
+  const ping = backgroundPing('pa', podB, 3750, 0.02); // 75 s at 50/s
+  await sleep(3000);
+  const etcdDir = join(home, 'clusters', C, 'etcd');
+  const pids = [0, 1, 2].map((i) => { try { return etcdPid(i); } catch { return 0; } });
+  for (const pid of pids) try { process.kill(pid, 'SIGTERM'); } catch { /* member 1 is already dead */ }
+  await waitFor('every member gone', () => pids.every((pid) => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')), 15_000);
+  const stoppedAt = Date.now();
+
+  const st = veil('status');
+  assert.equal(st.status, 1);
+  assert.match(st.stderr, /no etcd endpoint is reachable/);
+
+  // a host that starts while etcd is down: its agent fails and is restarted (as systemd would) until etcd is back
+  const ns = `veil-${C}_host5`, name = `${C}-host5`, dir = join(home, 'host5');
+  addHost5(ns);
+  const agentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VEIL_')));
+  const loop = spawn('ip', ['netns', 'exec', ns, 'sh', '-c', `until "$0" ${MAIN} agent run --config ${join(dir, 'agent.yaml')}; do sleep 1; done`, process.execPath],
+    { env: agentEnv, stdio: 'ignore', detached: true });
+  try {
+    await sleep(Math.max(0, 60_000 - (Date.now() - stoppedAt)));
+    // every member back on its data (the lab's own arguments; etcd keeps its cluster in its WAL)
+    for (const i of [0, 1, 2]) {
+      const addr = `172.18.255.${254 - i}`;
+      const m = spawn('ip', ['netns', 'exec', `veil-${C}_etcd${i + 1}`, 'etcd', '--name', `veil-etcd-${i}`, '--data-dir', join(etcdDir, `veil-etcd-${i}.data`),
+        '--listen-client-urls', `http://${addr}:2379,unix://veil-etcd-${i}:2379`, '--advertise-client-urls', `http://${addr}:2379`,
+        '--listen-peer-urls', `http://${addr}:2380`, '--initial-advertise-peer-urls', `http://${addr}:2380`, '--logger', 'zap', '--log-level', 'warn'],
+      { cwd: etcdDir, detached: true, stdio: 'ignore' });
+      m.unref();
+      registerPid(C, `etcd-veil-etcd-${i}`, m.pid!);
+    }
+    await waitFor('etcd to answer again', () => veil('secret', 'get', 'after-kill').status === 0, 30_000);
+    const joined = await waitFor('every lab agent to take host5 as a peer', () => [`${C}-control-plane`, W1, W2, `${C}-worker3`].every((n) => wgPeers(n).includes(name)), 30_000);
+    console.log(`# after ${Math.round((Date.now() - stoppedAt) / 1000)} s without etcd: host5 on every agent ${joined} ms after etcd answered`);
+    assert.ok(joined <= 5000, `host5 joined within 5 s of etcd's return (${joined} ms)`);
+    const summary = await ping;
+    assert.equal(lossOf(summary), 0, `no ping lost at 50/s through the outage: ${summary}`);
+    assert.deepEqual(agents(), before, 'no agent restarted or crashed');
+    await waitFor('all five nodes Ready', () => (ok(veil('lab', 'get', 'nodes')).match(/ Ready /g) ?? []).length === 5, 30_000);
+  } finally {
+    try { process.kill(-loop.pid!, 'SIGTERM'); } catch { /* gone */ }
   }
 });
