@@ -23,7 +23,7 @@ import { cidrsOverlap, formatCidr } from '../net/cidr.js';
 import { etcdMemberAddress, nodeAddressing, parseLabSubnet } from './addressing.js';
 import { FABRIC_BRIDGE, UNDERLAY_IF, etcdFabricPort, etcdNetns, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
 import { addNetns, deleteNetns, listNetns, netnsPids } from './netns.js';
-import { preflight } from './preflight.js';
+import { preflight, requireEtcd } from './preflight.js';
 import { registerPid, stopProcesses, stopRegisteredProcesses } from './pids.js';
 import { installPlaintextRoutes } from './routes.js';
 import { CONTROL_PLANE_LABEL, bootIdPath, listLabClusters, readLabMeta, writeLabMeta, type LabMeta, type NodeSpec } from './objects.js';
@@ -87,6 +87,7 @@ function checkOverlapWithOtherClusters(o: Required<LabUpOptions>): void {
 /** Creates the cluster; on any failure removes whatever it made and rethrows. */
 export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
   preflight('veil lab up');
+  requireEtcd();
   const o = validateLabOptions(opts);
   const cluster = o.name;
   if (readLabMeta(cluster) || listNetns().some((ns) => ns.startsWith(netnsPrefix(cluster)))) {

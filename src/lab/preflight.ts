@@ -1,6 +1,6 @@
-// What the lab needs before it touches anything: root and iproute2.
+// What the lab needs before it touches anything: root and iproute2 (and etcd, for `lab up`).
 import { VeilError } from '../util/errors.js';
-import { run } from '../util/exec.js';
+import { debianPackageOf, run } from '../util/exec.js';
 
 export function requireRoot(what = 'veil lab'): void {
   if (process.getuid?.() !== 0) {
@@ -17,4 +17,12 @@ export function requireIp(): void {
 export function preflight(what?: string): void {
   requireRoot(what);
   requireIp();
+}
+
+/** `lab up` runs a real etcd as the control plane, and waits for it with etcdctl (MISSING_TOOL names the package). */
+export function requireEtcd(): void {
+  for (const argv of [['etcd', '--version'], ['etcdctl', 'version']]) {
+    const r = run(argv);
+    if (r.status !== 0) throw new VeilError('MISSING_TOOL', `'${argv.join(' ')}' failed: ${r.stderr.trim()}`, `reinstall it (Debian: apt-get install ${debianPackageOf(argv[0]!)})`);
+  }
 }

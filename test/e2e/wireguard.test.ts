@@ -230,6 +230,8 @@ test('e2e wireguard: a peer problem (a duplicate public key) is cleared once the
   const check = () => ((JSON.parse(ok(veil('agent', 'status', W1, '-o', 'json'))) as { health: { checks: { name: string; state: string; message: string }[] } })
     .health.checks.find((c) => c.name === `peer ${impostor}`));
   const reg = openRegistry(C);
+  // a node is a peer only while an agent holds its liveness lease: the impostor's "agent" holds one
+  const alive = await reg.holdLease(impostor, 15, { pid: process.pid });
   try {
     await reg.create({ kind: 'Node', metadata: { name: impostor, annotations: { 'network.veil.io/wg-pub-key': pubKeyOf(W2)! } },
       spec: { internalIP: '172.18.0.99', podCIDR: '10.244.99.0/24', podGateway: '10.244.99.1', underlayInterface: 'eth0', mtu: 1500 }, status: {} });
@@ -241,6 +243,7 @@ test('e2e wireguard: a peer problem (a duplicate public key) is cleared once the
     await waitFor(`${W1} to have the fixed peer`, () => statusLine(W1).endsWith('Peers: 4)]'));
   } finally {
     await reg.delete('Node', impostor);
+    await alive.release();
     reg.close();
   }
   await allPeersConfigured();
