@@ -4,8 +4,8 @@ import { currentCluster, openRegistry } from '../control/cluster.js';
 import { readSettings } from '../agent/install-state.js';
 import { parseDuration } from '../agent/settings.js';
 import { VeilError } from '../util/errors.js';
-import { askAgent, observeNodes } from '../operator/observe.js';
-import { agentPid } from '../lab/agents.js';
+import { askAgent, observeNodes, runningAgentPid } from '../operator/observe.js';
+import { leasesByName } from '../agent/registry-node-source.js';
 import { encryptionSummaryJson, formatEncryptionSummary, formatPerNode, summarizeEncryption, type NodeEncryption } from '../operator/encryption-summary.js';
 import type { CiliumEncryptionStatus } from '../agent/api.js';
 import { printEach, printStructured } from './output.js';
@@ -46,7 +46,7 @@ errors. Nodes without an agent count as Disabled.`,
         if (!installed) { nodes.push({ node: o.name, status: { mode: 'Disabled' } }); continue; }
         let answer: { value?: CiliumEncryptionStatus; error?: string } = o.encrypt ? { value: o.encrypt } : await askAgent(cluster, o.name, (a) => a.encryptStatus(), reg);
         // Wait only for an agent that is alive but not answering yet (starting up); a dead one will not.
-        while (!answer.value && o.agentPid !== undefined && agentPid(cluster, o.name) !== undefined && Date.now() < deadline) {
+        while (!answer.value && o.agentPid !== undefined && runningAgentPid(cluster, o.name, (await leasesByName(reg)).get(o.name)) !== undefined && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 1000));
           answer = await askAgent(cluster, o.name, (a) => a.encryptStatus(), reg);
         }

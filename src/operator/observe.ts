@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Registry } from '../control/registry.js';
+import type { Registry, RegistryObject } from '../control/registry.js';
+import { isLabCluster } from '../control/cluster.js';
 import { agentPid } from '../lab/agents.js';
 import { readSettings } from '../agent/install-state.js';
 import { leasesByName } from '../agent/registry-node-source.js';
@@ -28,13 +29,23 @@ export async function askAgent<T>(cluster: string, node: string, ask: (agent: Ag
   }
 }
 
+/**
+ * The pid of a node's running agent: a lab knows its agents' processes on this machine; a host's
+ * agent is running while its liveness lease lives (the lease names its pid).
+ */
+export function runningAgentPid(cluster: string, node: string, lease: RegistryObject | undefined): number | undefined {
+  if (isLabCluster(cluster)) return agentPid(cluster, node);
+  const pid = lease?.spec?.['pid'];
+  return typeof pid === 'number' ? pid : undefined;
+}
+
 export async function observeNodes(cluster: string, reg: Registry, settings: Settings | undefined): Promise<NodeObservation[]> {
   const nodes = await reg.list('Node');
   const leases = await leasesByName(reg);
   return Promise.all(nodes.map(async (object): Promise<NodeObservation> => {
     const name = object.metadata.name;
-    const pid = agentPid(cluster, name);
     const lease = leases.get(name);
+    const pid = runningAgentPid(cluster, name, lease);
     if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid, lease };
     const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz(), reg), askAgent(cluster, name, (a) => a.encryptStatus(), reg)]);
     return { name, object, agentPid: pid, lease, healthz: h.value, healthzError: h.error, encrypt: e.value };

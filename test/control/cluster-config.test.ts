@@ -80,6 +80,30 @@ test('veil cluster add/use/list, and commands then read and write the real etcd'
   assert.match(refused.stderr, /etcd refused user 'veil': wrong user name or password: check the password in .*bad\.password/);
 });
 
+test('veil uninstall on hosts: refused while an agent holds its lease (this CLI cannot stop it), then removes the install', async () => {
+  const e = env();
+  const etcd = t.etcd;
+  assert.equal(veil(e, 'cluster', 'add', 'hosts', '--etcd-endpoints', etcd.endpoints.join(','), '--ca', etcd.certs!.ca,
+    '--cert', etcd.certs!.client.cert, '--key', etcd.certs!.client.key, '--username', 'veil', '--password-file', etcd.auth!.passwordFile).status, 0);
+  assert.equal(veil(e, 'cluster', 'use', 'hosts').status, 0);
+  const installed = veil(e, 'install', '--encryption', 'wireguard', '--wait-timeout', '1s');
+  assert.match(veil(e, 'config', 'view').stdout, /enable-wireguard\s+true/, installed.stderr);
+  await withEnv(e, async () => {
+    const reg = openRegistry('hosts');
+    try {
+      const lease = await reg.holdLease('host-a', 15, { pid: 4242 });
+      const refused = veil(e, 'uninstall');
+      assert.equal(refused.status, 1, refused.stdout);
+      assert.match(refused.stderr, /still hold their liveness leases on host-a .*systemctl disable --now veil-agent/);
+      assert.match(veil(e, 'config', 'view').stdout, /enable-wireguard\s+true/, 'nothing removed');
+      await lease.release();
+      const done = veil(e, 'uninstall');
+      assert.equal(done.status, 0, done.stderr);
+      assert.doesNotMatch(veil(e, 'config', 'view').stdout, /enable-wireguard/);
+    } finally { reg.close(); }
+  });
+});
+
 test('a cluster the config does not name is refused with what to do; lab up and cluster use: the later wins', async () => {
   const e = env();
   await withEnv(e, async () => {

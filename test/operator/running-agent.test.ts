@@ -1,0 +1,28 @@
+// Whether a node's agent runs: a lab knows its processes; a host's agent runs while its lease lives.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runningAgentPid } from '../../src/operator/observe.js';
+import type { RegistryObject } from '../../src/control/registry.js';
+
+const lease = (pid: unknown): RegistryObject => ({ kind: 'Lease', metadata: { name: 'host-a' }, spec: { pid, bootID: 'b', ttlSeconds: 15 } });
+
+test('on hosts (no lab): the live lease names the running agent', () => {
+  const home = mkdtempSync(join(tmpdir(), 'veil-t-running-'));
+  const saved = process.env['VEIL_HOME'];
+  process.env['VEIL_HOME'] = home;
+  try {
+    assert.equal(runningAgentPid('prod', 'host-a', lease(4242)), 4242);
+    assert.equal(runningAgentPid('prod', 'host-a', undefined), undefined, 'no lease: not running');
+    assert.equal(runningAgentPid('prod', 'host-a', lease('4242')), undefined, 'a malformed lease names no process');
+    // a lab cluster asks its pid records instead: none here, so not running whatever the lease says
+    mkdirSync(join(home, 'clusters', 'labby'), { recursive: true });
+    writeFileSync(join(home, 'clusters', 'labby', 'lab.json'), '{}');
+    assert.equal(runningAgentPid('labby', 'host-a', lease(process.pid)), undefined);
+  } finally {
+    if (saved === undefined) delete process.env['VEIL_HOME']; else process.env['VEIL_HOME'] = saved;
+    rmSync(home, { recursive: true, force: true });
+  }
+});
