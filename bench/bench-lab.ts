@@ -76,7 +76,7 @@ export class BenchLab {
   async activate(mode: Mode, workDir: string): Promise<ActiveMode> {
     switch (mode) {
       case 'plain': return { mode, datapathPids: [], teardown: async () => undefined };
-      case 'wireguard-go': return this.startWireguardGo(workDir);
+      case 'wireguard-go': return this.startWireGuardGo(workDir);
       case 'veil-wireguard': return this.installVeil(mode, ['--encryption', 'wireguard']);
       case 'veil-ipsec': return this.installVeil(mode, ['--encryption', 'ipsec', '--generate-key']);
     }
@@ -93,7 +93,7 @@ export class BenchLab {
   }
 
   /** wireguard-go in the foreground on each node (the bench owns the pids), then `wg set`. */
-  private async startWireguardGo(workDir: string): Promise<ActiveMode> {
+  private async startWireGuardGo(workDir: string): Promise<ActiveMode> {
     const devs = this.nodes.map((_, i) => `veil-bw${this.cluster.slice(-4)}${i}`.slice(0, 15));
     const children: ChildProcess[] = [];
     const restore = async () => {

@@ -97,8 +97,8 @@ type RunningMode = ModeOnTunnel<'wireguard'> | ModeOnTunnel<'esp'>;
 
 async function openMode(ctx: ModeContext, o: TunnelOptions): Promise<RunningMode> {
   if (ctx.settings['encryption.type'] === 'wireguard') {
-    const { WireguardMode } = await import('./wireguard-mode.js');
-    return ModeOnTunnel.open(new WireguardMode(ctx), ctx.node, o);
+    const { WireGuardMode } = await import('./wireguard-mode.js');
+    return ModeOnTunnel.open(new WireGuardMode(ctx), ctx.node, o);
   }
   const { IpsecMode } = await import('./ipsec-mode.js');
   return ModeOnTunnel.open(new IpsecMode(ctx), ctx.node, o);

@@ -1,7 +1,7 @@
 // The agent's API (HTTP on its status socket; HTTPS with a token on the network): the paths and the JSON each one answers. The
 // status server builds these shapes, and the CLI, the operator views and the tests read them with
 // these same types, so a field renamed on one side does not silently go missing on the other.
-import type { EspEngineCounters, EspPeerStatus, EspSaStatus, WireguardEngineCounters } from '../datapath/messages.js';
+import type { EspEngineCounters, EspPeerStatus, EspSaStatus, WireGuardEngineCounters } from '../datapath/messages.js';
 import type { EspDropCounters } from '../esp/esp-decoder.js';
 import type { DropReason } from '../wireguard/stats.js';
 import type { HealthCheck, HealthState } from './health.js';
@@ -50,7 +50,7 @@ export interface PublishedAgentStatus {
 
 // ---- GET /encrypt: Cilium's EncryptionStatus, plus veil's details
 
-export interface WireguardPeerJson {
+export interface WireGuardPeerJson {
   node?: string;
   'public-key': string;
   endpoint?: string;
@@ -61,12 +61,12 @@ export interface WireguardPeerJson {
   'transfer-tx': number;
 }
 
-export interface WireguardInterfaceJson {
+export interface WireGuardInterfaceJson {
   name: string;
   'listen-port': number;
   'public-key': string;
   'peer-count': number;
-  peers: WireguardPeerJson[];
+  peers: WireGuardPeerJson[];
 }
 
 export interface IpsecStatusJson {
@@ -87,15 +87,15 @@ export interface CiliumEncryptionStatus {
   msg?: string;
   ipsec?: Partial<IpsecStatusJson>;
   wireguard?: {
-    interfaces?: (Partial<Omit<WireguardInterfaceJson, 'peers'>> & { peers?: Partial<WireguardPeerJson>[] | null })[];
+    interfaces?: (Partial<Omit<WireGuardInterfaceJson, 'peers'>> & { peers?: Partial<WireGuardPeerJson>[] | null })[];
     'node-encryption'?: 'Enabled' | 'Disabled';
   };
 }
 
-export interface WireguardEncryptStatus extends CiliumEncryptionStatus {
+export interface WireGuardEncryptStatus extends CiliumEncryptionStatus {
   mode: 'Wireguard';
-  wireguard: { interfaces: WireguardInterfaceJson[]; 'node-encryption': 'Enabled' | 'Disabled' };
-  counters: WireguardEngineCounters;
+  wireguard: { interfaces: WireGuardInterfaceJson[]; 'node-encryption': 'Enabled' | 'Disabled' };
+  counters: WireGuardEngineCounters;
   /** The WireGuard core's drops by reason. */
   drops: Record<DropReason, number>;
   probes?: PeerHealth[];
@@ -115,7 +115,7 @@ export interface IpsecEncryptStatus extends CiliumEncryptionStatus {
 }
 
 /** What a running agent's /encrypt answers. */
-export type EncryptStatus = WireguardEncryptStatus | IpsecEncryptStatus;
+export type EncryptStatus = WireGuardEncryptStatus | IpsecEncryptStatus;
 
 /** GET /ipsec/sas: the ESP engine's SAs and peers, and this node's addresses. */
 export interface IpsecSasReport {

@@ -3,13 +3,13 @@
 // request to the worker and the numbers of one scrape belong together.
 import { Counter, Gauge, Registry, type GaugeConfiguration } from 'prom-client';
 import {
-  ESP_ENGINE_DROPS, WIREGUARD_ENGINE_DROPS, type EspEngineStatus, type TrafficCounters, type WireguardEngineStatus,
+  ESP_ENGINE_DROPS, WIREGUARD_ENGINE_DROPS, type EspEngineStatus, type TrafficCounters, type WireGuardEngineStatus,
 } from '../datapath/messages.js';
 import type { Health } from './health.js';
 
 /** What an encryption mode reports for the metrics, once per scrape. */
 export type ModeMetricsSnapshot =
-  | { mode: 'Wireguard'; engine: WireguardEngineStatus }
+  | { mode: 'Wireguard'; engine: WireGuardEngineStatus }
   | {
     mode: 'IPsec'; engine: EspEngineStatus;
     /** The key id (SPI) loaded from the key file (0: none) and the one this node publishes. */
@@ -113,7 +113,7 @@ export class AgentMetrics {
   /** The mode's families, registered once the mode is known (a WireGuard agent serves no IPsec families). */
   private registerModeFamilies(mode: ModeMetricsSnapshot['mode']): void {
     this.modeFamilies = mode;
-    if (mode === 'Wireguard') this.registerWireguard();
+    if (mode === 'Wireguard') this.registerWireGuard();
     else this.registerIpsec();
     // Both modes: inner packets and bytes each way, drops by reason.
     const traffic = (c: TrafficCounters, what: 'Packets' | 'Bytes'): [{ direction: string }, number][] =>
@@ -123,10 +123,10 @@ export class AgentMetrics {
     this.fromScrape('counter', 'veil_datapath_drops_total', 'Dropped packets by reason.', ['reason'], (m) => Object.entries(dropsOf(m)).map(([reason, v]) => [{ reason }, v]));
   }
 
-  private registerWireguard(): void {
-    const wg = (f: (st: WireguardEngineStatus) => [Partial<Record<'peer', string>>, number][]) =>
+  private registerWireGuard(): void {
+    const wg = (f: (st: WireGuardEngineStatus) => [Partial<Record<'peer', string>>, number][]) =>
       (m: ModeMetricsSnapshot) => (m.mode === 'Wireguard' ? f(m.engine) : []);
-    const perPeer = (value: (p: WireguardEngineStatus['peers'][number]) => number) =>
+    const perPeer = (value: (p: WireGuardEngineStatus['peers'][number]) => number) =>
       wg((st) => st.peers.map((p) => [{ peer: p.name ?? p.publicKey }, value(p)]));
     this.fromScrape('gauge', 'veil_wireguard_peers', 'Configured WireGuard peers.', [], wg((st) => [[{}, st.peers.length]]));
     this.fromScrape('counter', 'veil_wireguard_peer_rx_bytes_total', 'Bytes received from a peer (transport datagrams).', ['peer'], perPeer((p) => p.rxBytes));

@@ -4,7 +4,7 @@
 import { UdpSocket } from '../datapath/udp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
-import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireguardPeerSpec, WorkerInit } from '../datapath/messages.js';
+import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
 import type { OwnNode } from './node-source.js';
@@ -15,7 +15,7 @@ import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerInto
 export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'mtu'>;
 
 /** The engine's peers (what its setPeers request carries). */
-export type PeerSpecsOf<K extends EngineKind> = K extends 'wireguard' ? WireguardPeerSpec[] : EspPeerSpec[];
+export type PeerSpecsOf<K extends EngineKind> = K extends 'wireguard' ? WireGuardPeerSpec[] : EspPeerSpec[];
 
 /** How a mode wants its tunnel opened. */
 export interface TunnelParams<K extends EngineKind> {

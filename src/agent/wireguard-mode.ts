@@ -4,14 +4,14 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadOrGenerateKeyPair, type WireGuardKeyPair } from '../keys/wireguard-keypair.js';
-import type { WireguardEngineStatus, WireguardPeerSpec } from '../datapath/messages.js';
+import type { WireGuardEngineStatus, WireGuardPeerSpec } from '../datapath/messages.js';
 import { hostPrefix } from '../net/cidr.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
-import type { WireguardEncryptStatus } from './api.js';
+import type { WireGuardEncryptStatus } from './api.js';
 
 export const WG_DEVICE = 'veil_wg0';
 export const WG_PORT = 51871;
@@ -21,7 +21,7 @@ export const WG_PUBKEY_ANNOTATION = 'network.veil.io/wg-pub-key';
 /** The encryption key id a WireGuard node publishes (spec.encryption.key), as Cilium's nodes do. */
 export const WG_ENCRYPTION_KEY = 255;
 
-export class WireguardMode implements EncryptionMode<'wireguard'> {
+export class WireGuardMode implements EncryptionMode<'wireguard'> {
   readonly type = 'wireguard' as const;
   readonly device = WG_DEVICE;
   /** Unset until prepare() has loaded the key file (a start can fail before that). */
@@ -47,7 +47,7 @@ export class WireguardMode implements EncryptionMode<'wireguard'> {
   desired(peers: PeerNode[]): DesiredState<'wireguard'> {
     const own = this.keys!.publicKeyBase64; // desired runs only after a successful prepare
     const keepalive = Math.round(parseDuration(this.ctx.settings['encryption.wireguard.persistentKeepalive']) / 1000);
-    const specs: WireguardPeerSpec[] = [];
+    const specs: WireGuardPeerSpec[] = [];
     const problems = new Map<string, string>();
     const byKey = new Map<string, string>();
     for (const p of peers) {
@@ -89,11 +89,11 @@ export class WireguardMode implements EncryptionMode<'wireguard'> {
     return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.keys.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${applied?.datapathPeers.length ?? 0})]`;
   }
 
-  private engineStatus(tunnel: Tunnel<'wireguard'>): Promise<WireguardEngineStatus> {
+  private engineStatus(tunnel: Tunnel<'wireguard'>): Promise<WireGuardEngineStatus> {
     return tunnel.request({ type: 'status' });
   }
 
-  async encryptStatus(tunnel: Tunnel<'wireguard'>): Promise<WireguardEncryptStatus> {
+  async encryptStatus(tunnel: Tunnel<'wireguard'>): Promise<WireGuardEncryptStatus> {
     const st = await this.engineStatus(tunnel);
     return {
       mode: ciliumModeName(this.type),

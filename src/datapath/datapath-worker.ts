@@ -12,8 +12,8 @@ const udp = UdpSocket.adopt(init.udp);
 setCryptoThreads(init.cryptoThreads);
 const ready: WorkerMessage = { type: 'ready' };
 if (init.kind === 'wireguard') {
-  const { WireguardEngine } = await import('./wireguard-engine.js');
-  const engine = new WireguardEngine(init, tun, udp);
+  const { WireGuardEngine } = await import('./wireguard-engine.js');
+  const engine = new WireGuardEngine(init, tun, udp);
   parentPort!.postMessage(ready);
   runWorkerLoop(engine, tun, udp, parentPort!);
 } else {

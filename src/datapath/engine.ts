@@ -1,8 +1,8 @@
 // The contract between the datapath worker loop and a tunnel protocol's shell (WireGuard, ESP).
 // The loop owns the fds and the clock; an engine turns readable fds into batches of work.
-import type { AnyReplyOf, EspProtocol, RequestOf, WireguardProtocol } from './messages.js';
+import type { AnyReplyOf, EspProtocol, RequestOf, WireGuardProtocol } from './messages.js';
 
-export interface DatapathEngine<P extends WireguardProtocol | EspProtocol> {
+export interface DatapathEngine<P extends WireGuardProtocol | EspProtocol> {
   /** Handles what the TUN device has to read; returns packets handled (0: nothing was there). */
   fromTunnel(now: number): number;
   /** Handles what the UDP socket has to read; returns datagrams handled. */

@@ -17,7 +17,7 @@ interface WorkerIo {
   cryptoThreads: number;
 }
 
-export interface WireguardEngineInit {
+export interface WireGuardEngineInit {
   privateKey: Uint8Array;
   mtu: number;
   keylogFile?: string;
@@ -34,14 +34,14 @@ export interface EspEngineInit {
 }
 
 export type WorkerInit =
-  | ({ kind: 'wireguard' } & WorkerIo & WireguardEngineInit)
+  | ({ kind: 'wireguard' } & WorkerIo & WireGuardEngineInit)
   | ({ kind: 'esp' } & WorkerIo & EspEngineInit);
 
 export type EngineKind = WorkerInit['kind'];
 
 // ---- desired state the agent hands an engine ----------------------------------------------------
 
-export interface WireguardPeerSpec {
+export interface WireGuardPeerSpec {
   publicKey: string; // base64
   endpoint: { address: string; port: number } | null;
   allowedIPs: string[];
@@ -85,7 +85,7 @@ export const WIREGUARD_ENGINE_DROPS = [
   'noRoute', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed',
 ] as const;
 
-export type WireguardEngineCounters = TrafficCounters & Record<(typeof WIREGUARD_ENGINE_DROPS)[number], number> & {
+export type WireGuardEngineCounters = TrafficCounters & Record<(typeof WIREGUARD_ENGINE_DROPS)[number], number> & {
   /** Packets staged in the core while a handshake runs (not dropped). */
   staged: number;
 };
@@ -99,7 +99,7 @@ export type EspEngineCounters = TrafficCounters & Record<(typeof ESP_ENGINE_DROP
 
 // ---- status --------------------------------------------------------------------------------------
 
-export interface WireguardPeerStatus {
+export interface WireGuardPeerStatus {
   name: string | null;
   publicKey: string;
   endpoint: string | null;
@@ -115,11 +115,11 @@ export interface WireguardPeerStatus {
   persistentKeepalive: number;
 }
 
-export interface WireguardEngineStatus {
+export interface WireGuardEngineStatus {
   publicKey: string;
   listenPort: number;
-  peers: WireguardPeerStatus[];
-  counters: WireguardEngineCounters;
+  peers: WireGuardPeerStatus[];
+  counters: WireGuardEngineCounters;
   drops: Record<DropReason, number>;
   tun: TunCounters;
   udp: UdpCounters;
@@ -175,9 +175,9 @@ export interface EspEngineStatus {
 /** An engine's control protocol: for each request type, the request and what the engine answers. */
 type Protocol = Record<string, { request: { type: string }; reply: unknown }>;
 
-export type WireguardProtocol = {
-  setPeers: { request: { type: 'setPeers'; peers: WireguardPeerSpec[] }; reply: { peers: number } };
-  status: { request: { type: 'status' }; reply: WireguardEngineStatus };
+export type WireGuardProtocol = {
+  setPeers: { request: { type: 'setPeers'; peers: WireGuardPeerSpec[] }; reply: { peers: number } };
+  status: { request: { type: 'status' }; reply: WireGuardEngineStatus };
 };
 
 export type EspProtocol = {
@@ -186,7 +186,7 @@ export type EspProtocol = {
 };
 
 export type ProtocolOf = {
-  wireguard: WireguardProtocol;
+  wireguard: WireGuardProtocol;
   esp: EspProtocol;
 };
 
@@ -201,7 +201,7 @@ export type AnyReplyOf<P extends Protocol> = P[keyof P]['reply'];
 export interface StopRequest { type: 'stop' }
 
 /** Agent to worker. */
-export interface ControlEnvelope<Request extends { type: string } = RequestOf<WireguardProtocol> | RequestOf<EspProtocol>> {
+export interface ControlEnvelope<Request extends { type: string } = RequestOf<WireGuardProtocol> | RequestOf<EspProtocol>> {
   id: number;
   request: Request | StopRequest;
 }

@@ -21,7 +21,7 @@ import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
-import type { AnyReplyOf, RequestOf, WireguardEngineCounters, WireguardEngineInit, WireguardEngineStatus, WireguardPeerSpec, WireguardPeerStatus, WireguardProtocol } from './messages.js';
+import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
 
 /** Bytes before a TUN packet: the 12-byte nonce at the slot start, then the 16-byte header. */
@@ -55,7 +55,7 @@ function handles(kp: Keypair): KeyHandles {
   return h;
 }
 
-export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
+export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
   private readonly names = new Map<Peer, string>();
@@ -74,12 +74,12 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
   private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
-  readonly counters: WireguardEngineCounters = {
+  readonly counters: WireGuardEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0,
     malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
   };
 
-  constructor(private readonly init: WireguardEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
+  constructor(private readonly init: WireGuardEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
     this.single = new SinglePacketWriter(tun, init.mtu);
     // With UDP GRO a slot takes a coalesced super-datagram (up to 64 KiB) split into many packets.
     this.rx = udp.gro
@@ -277,7 +277,7 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
 
   // ---- control ---------------------------------------------------------------------------------
 
-  control(req: RequestOf<WireguardProtocol>): AnyReplyOf<WireguardProtocol> {
+  control(req: RequestOf<WireGuardProtocol>): AnyReplyOf<WireGuardProtocol> {
     switch (req.type) {
       case 'setPeers': return this.setPeers(req.peers);
       case 'status': return this.status();
@@ -286,7 +286,7 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
   }
 
   /** Makes the device's peers and allowed IPs exactly `specs` (a key change rebuilds the peer). */
-  private setPeers(specs: WireguardPeerSpec[]): { peers: number } {
+  private setPeers(specs: WireGuardPeerSpec[]): { peers: number } {
     const wanted = new Map(specs.map((s) => [s.publicKey, s]));
     for (const p of [...this.device.peers()]) {
       if (!wanted.has(p.publicKeyBase64)) {
@@ -314,8 +314,8 @@ export class WireguardEngine implements DatapathEngine<WireguardProtocol> {
     return c;
   }
 
-  private status(): WireguardEngineStatus {
-    const peers = [...this.device.peers()].map((p): WireguardPeerStatus => ({
+  private status(): WireGuardEngineStatus {
+    const peers = [...this.device.peers()].map((p): WireGuardPeerStatus => ({
       name: this.names.get(p) ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,

@@ -5,7 +5,7 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/addon.js';
 import type { DatapathEngine } from './engine.js';
-import type { ControlEnvelope, EspProtocol, RequestOf, StopRequest, WireguardProtocol, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EspProtocol, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
@@ -19,7 +19,7 @@ const MAX_WAIT_MS = 20;
  */
 const BURST = 8;
 
-export function runWorkerLoop<P extends WireguardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort): void {
+export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort): void {
   const fds = Int32Array.of(tun.fd, udp.fd);
   const n = native();
   let running = true;
@@ -49,7 +49,7 @@ function isStop(request: { type: string }): request is StopRequest {
   return request.type === 'stop';
 }
 
-function answer<P extends WireguardProtocol | EspProtocol>(engine: DatapathEngine<P>, env: ControlEnvelope<RequestOf<P>>): WorkerMessage {
+function answer<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, env: ControlEnvelope<RequestOf<P>>): WorkerMessage {
   const request = env.request;
   try {
     return { type: 'reply', id: env.id, ok: true, value: isStop(request) ? null : engine.control(request) };

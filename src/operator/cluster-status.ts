@@ -5,7 +5,7 @@ import type { RegistryMember, RegistryObject } from '../control/registry.js';
 import type { Settings } from '../agent/settings.js';
 import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
 import { table } from '../util/text-table.js';
-import type { CiliumEncryptionStatus, Healthz, PublishedAgentStatus, WireguardPeerJson } from '../agent/api.js';
+import type { CiliumEncryptionStatus, Healthz, PublishedAgentStatus, WireGuardPeerJson } from '../agent/api.js';
 
 /** Everything known about one node when the report is made. */
 export interface NodeObservation {
@@ -60,7 +60,7 @@ export function peersAwaitingHandshake(encrypt: CiliumEncryptionStatus | undefin
   return wgPeers(encrypt).filter((p) => !p['last-handshake-time'] || p['last-handshake-time'].startsWith('0001-')).map((p) => p.node ?? p['public-key'] ?? '?');
 }
 
-function wgPeers(encrypt: CiliumEncryptionStatus | undefined): Partial<WireguardPeerJson>[] {
+function wgPeers(encrypt: CiliumEncryptionStatus | undefined): Partial<WireGuardPeerJson>[] {
   return (encrypt?.wireguard?.interfaces ?? []).flatMap((i) => i.peers ?? []);
 }
 

@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { WireguardEncryptStatus } from '../../src/agent/api.js';
+import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { COOKIE_REPLY_RATE } from '../../src/wireguard/handshake-limiter.js';
 
@@ -35,7 +35,7 @@ function ok(r: ReturnType<typeof veil>): string {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type WgStatus = WireguardEncryptStatus;
+type WgStatus = WireGuardEncryptStatus;
 const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WgStatus;
 
 /**

@@ -10,7 +10,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { WireguardEncryptStatus } from '../../src/agent/api.js';
+import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
 import { Device } from '../../src/wireguard/index.js';
@@ -61,8 +61,8 @@ const podPing = (pod: string, dst: string, mark: Buffer, count?: number) => ping
 const nodePing = (node: string, dst: string, mark: Buffer, count?: number) => ping(['lab', 'node-exec', node], dst, mark, count);
 const pingWorks = (pod: string, dst: string) => veil('lab', 'exec', pod, '--', 'ping', '-c', '1', '-W', '1', dst).status === 0;
 
-function encryptStatus(node: string): WireguardEncryptStatus {
-  return JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WireguardEncryptStatus;
+function encryptStatus(node: string): WireGuardEncryptStatus {
+  return JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WireGuardEncryptStatus;
 }
 function statusLine(node: string): string {
   return ok(veil('agent', 'status', node)).split('\n').find((l) => l.startsWith('Encryption:')) ?? '';
@@ -148,7 +148,7 @@ const linkControl = (f: Frame) => f.protocols === 'eth:ethertype:arp' ||
   (/^eth:ethertype:ipv6(:ipv6\.hopopts)?:icmpv6$/.test(f.protocols) && /^(fe80:|::$)/.test(f.src6));
 
 /** The underlay of a node carried nothing but WireGuard between node IPs on 51871 (and ARP). */
-function assertOnlyWireguard(file: string, pcap: Buffer, mark: Buffer): Frame[] {
+function assertOnlyWireGuard(file: string, pcap: Buffer, mark: Buffer): Frame[] {
   const fs = frames(file);
   const ips = new Set(Object.values(nodeIP));
   const wg = fs.filter((f) => !linkControl(f));
@@ -258,7 +258,7 @@ test('e2e wireguard: pods on two nodes talk only through WireGuard on the underl
   ok(podPing('pb', podA, mark));
   const innerPcap = await inner.stop();
   const underPcap = await under.stop();
-  const fs = assertOnlyWireguard(under.file, underPcap, mark);
+  const fs = assertOnlyWireGuard(under.file, underPcap, mark);
   assert.ok(fs.some((f) => f.src === nodeIP[W1] && f.dst === nodeIP[W2]) && fs.some((f) => f.src === nodeIP[W2] && f.dst === nodeIP[W1]), 'both directions between worker and worker2');
   assertInnerIcmp(inner.file, innerPcap, mark, podA, podB);
   assertInnerIcmp(inner.file, innerPcap, mark, podB, podA);
@@ -365,7 +365,7 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
     const s = encryptStatus(W1);
     return s.drops['staleTimestamp']! > before.drops['staleTimestamp']! && s.drops['handshakeForUnknownKey']! > before.drops['handshakeForUnknownKey']! ? s : undefined;
   });
-  const moved = <K extends 'counters' | 'drops'>(k: K, name: keyof WireguardEncryptStatus[K]) => (after[k][name] as number) - (before[k][name] as number);
+  const moved = <K extends 'counters' | 'drops'>(k: K, name: keyof WireGuardEncryptStatus[K]) => (after[k][name] as number) - (before[k][name] as number);
   // The core judges every datagram, batched or not: 3 shorter than their header + 2 initiations of the wrong length.
   assert.ok(moved('drops', 'badLength') >= 5, `badLength +${moved('drops', 'badLength')}`);
   assert.ok(moved('drops', 'badType') >= 1, 'badType');
@@ -440,7 +440,7 @@ test('e2e wireguard: node encryption puts node-to-node traffic into WireGuard to
   ok(nodePing(W2, nodeIP[W1]!, mark));
   ok(podPing('pa', podB, mark)); // pods too
   const innerPcap = await inner.stop();
-  assertOnlyWireguard(under.file, await under.stop(), mark);
+  assertOnlyWireGuard(under.file, await under.stop(), mark);
   const fs = frames(inner.file);
   const echo = (src: string, dst: string, type: string) => fs.some((f) => f.protocols.endsWith('icmp:data') && f.src === src && f.dst === dst && f.icmpType === type);
   assert.ok(echo(nodeIP[W1]!, nodeIP[W2]!, '8') && echo(nodeIP[W2]!, nodeIP[W1]!, '0'), `worker -> worker2 echo, node IP to node IP, inside the tunnel: ${dump(inner.file)}`);
