@@ -11,23 +11,16 @@ import { join } from 'node:path';
 import { LIVENESS_TTL_SECONDS } from '../../src/agent/agent.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
+import { MAIN, ok, veilCli, sleep } from './cli.js';
 
 const C = 'tetcde2e';
 const W1 = `${C}-worker`, W2 = `${C}-worker2`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-etcdlab-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: C };
 process.env['VEIL_HOME'] = home; // registerPid records go to the lab's own state, which lab down reads
-const MAIN = 'dist/src/cli/main.js';
 const PSK = '0123456789abcdef0123456789abcdef01234567';
 
-function veil(...args: string[]) {
-  return spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env, timeout: 120_000 });
-}
-function ok(r: ReturnType<typeof veil>) {
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const veil = veilCli(env, 120_000);
 async function waitFor(what: string, fn: () => boolean, ms: number): Promise<number> {
   const t0 = Date.now();
   while (!fn()) {

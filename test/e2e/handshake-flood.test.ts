@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { COOKIE_REPLY_RATE } from '../../src/wireguard/handshake-limiter.js';
+import { ok, veilCli, sleep } from './cli.js';
 
 const C = 'vtflood';
 const WG_PORT = 51871;
@@ -26,14 +27,7 @@ const nsOf = (node: string) => `veil-${C}_${node.slice(C.length + 1)}`;
 const nodeIP: Record<string, string> = {};
 let podB = '';
 
-function veil(...args: string[]) {
-  return spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', env, timeout: 120_000 });
-}
-function ok(r: ReturnType<typeof veil>): string {
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const veil = veilCli(env, 120_000);
 
 type WgStatus = WireGuardEncryptStatus;
 const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WgStatus;
@@ -218,14 +212,23 @@ test('e2e handshake flood: the established session keeps passing traffic, the no
   ok(veil('lab', 'exec', 'pa', '--', 'ping', '-c', '3', '-i', '0.2', '-W', '1', podB));
 });
 
-test('e2e handshake flood from spoofed sources: no per-source limit applies, the cookie budget and mac checks hold the line', async () => {
-  const poolFile = join(home, 'pool.hex');
-  const makePool = (pub: string) => {
-    const made = spawnSync(process.execPath, ['--input-type=module', '-e', FLOODER, resolve('dist'), nodeIP[W2]!, String(WG_PORT), pub, '0', '4000', poolFile], { encoding: 'utf8' });
+/** Writes `size` initiations to worker2's key (given its public key) into file, for the spoofer. */
+function poolWriter(file: string, size: number): (pubB64: string) => void {
+  return (pub) => {
+    const made = spawnSync(process.execPath, ['--input-type=module', '-e', FLOODER, resolve('dist'), nodeIP[W2]!, String(WG_PORT), pub, '0', String(size), file], { encoding: 'utf8' });
     assert.equal(made.status, 0, made.stderr);
   };
-  const run = await pingsUnderFlood(() => spawn('ip', ['netns', 'exec', nsOf(CP), 'python3', '-c', SPOOFER, nodeIP[W2]!, String(WG_PORT), '5', poolFile, process.env['VEIL_T_SPOOF_RATE'] ?? String(SPOOF_RATE)],
-    { stdio: ['ignore', 'pipe', 'pipe'] }), makePool);
+}
+
+/** The spoofer in the control plane's namespace for 5 s at rate/s; 'far': sources no route leads back to. */
+function spoofer(poolFile: string, rate: string, far?: 'far'): ChildProcess {
+  return spawn('ip', ['netns', 'exec', nsOf(CP), 'python3', '-c', SPOOFER, nodeIP[W2]!, String(WG_PORT), '5', poolFile, rate, ...(far ? [far] : [])],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+test('e2e handshake flood from spoofed sources: no per-source limit applies, the cookie budget and mac checks hold the line', async () => {
+  const poolFile = join(home, 'pool.hex');
+  const run = await pingsUnderFlood(() => spoofer(poolFile, process.env['VEIL_T_SPOOF_RATE'] ?? String(SPOOF_RATE)), poolWriter(poolFile, 4000));
   assert.ok(run.drop('mac2Required') > 0, 'cookie replies sent');
   // At most the budget over the run (flood and pings: < 10 s) plus one burst.
   assert.ok(run.drop('mac2Required') <= COOKIE_REPLY_RATE * 11, `within the device-wide cookie budget: ${run.drop('mac2Required')}`);
@@ -238,12 +241,7 @@ test('e2e handshake flood from spoofed sources: no per-source limit applies, the
 // ended the datapath worker, so one such datagram under load stopped every session of the node.
 test('e2e handshake flood from unroutable spoofed sources: the node keeps running', async () => {
   const poolFile = join(home, 'pool-far.hex');
-  const makePool = (pub: string) => {
-    const made = spawnSync(process.execPath, ['--input-type=module', '-e', FLOODER, resolve('dist'), nodeIP[W2]!, String(WG_PORT), pub, '0', '1000', poolFile], { encoding: 'utf8' });
-    assert.equal(made.status, 0, made.stderr);
-  };
-  const run = await pingsUnderFlood(() => spawn('ip', ['netns', 'exec', nsOf(CP), 'python3', '-c', SPOOFER, nodeIP[W2]!, String(WG_PORT), '5', poolFile, String(FLOOD_RATE), 'far'],
-    { stdio: ['ignore', 'pipe', 'pipe'] }), makePool);
+  const run = await pingsUnderFlood(() => spoofer(poolFile, String(FLOOD_RATE), 'far'), poolWriter(poolFile, 1000));
   assert.ok(run.drop('mac2Required') > 0, 'the node tried to answer with cookies (and could not reach the sources)');
   // Its datapath is still the same worker, healthy, and the session still passes traffic.
   assert.equal(run.after.wireguard.interfaces[0]!.peers.length, run.before.wireguard.interfaces[0]!.peers.length);

@@ -8,19 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
+import { ok, veilCli } from './cli.js';
 
 const CLUSTER = 'tlabe2e';
 const home = mkdtempSync(join(tmpdir(), 'veil-t-lab-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
 delete env['VEIL_CLUSTER'];
 
-function veil(...args: string[]) {
-  return spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', env, timeout: 60_000 });
-}
-function ok(r: ReturnType<typeof veil>) {
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
+const veil = veilCli(env, 60_000);
 const ourNetns = () => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n')
   .map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`veil-${CLUSTER}_`));
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');

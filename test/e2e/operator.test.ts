@@ -9,19 +9,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePrometheusText, sampleValue } from '../../src/operator/prometheus-text.js';
+import { ok, veilCli } from './cli.js';
 
 const CLUSTER = 'topere2e';
 const W1 = `${CLUSTER}-worker`, W2 = `${CLUSTER}-worker2`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-oper-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: CLUSTER };
 
-function veil(...args: string[]) {
-  return spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', env, timeout: 90_000 });
-}
-function ok(r: ReturnType<typeof veil>) {
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const veil = veilCli(env, 90_000);
 interface VerifyJson { ok: boolean; mode: string; pairs: { from: string; to: string; icmp: boolean; tcp: boolean; udp: boolean; leaked: number; outer: string[]; ok: boolean }[]; unexpected: unknown[]; durationMs: number }
 
 function verify(expectPass: boolean): VerifyJson {

@@ -15,6 +15,7 @@ import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
+import { ok, veilCli, sleep } from './cli.js';
 
 const C = 'twge2e';
 const WG_PORT = 51871;
@@ -32,14 +33,7 @@ let podA = '', podB = ''; // pa on worker, pb on worker2
 
 // ---- CLI and process helpers --------------------------------------------------------------------
 
-function veil(...args: string[]) {
-  return spawnSync(process.execPath, ['dist/src/cli/main.js', ...args], { encoding: 'utf8', env, timeout: 60_000 });
-}
-function ok(r: ReturnType<typeof veil>): string {
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const veil = veilCli(env, 60_000);
 async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

@@ -76,6 +76,16 @@ test('rekey after REKEY_AFTER_TIME (initiator), traffic continues, previous keyp
   assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
 });
 
+/** A's packet waits (queued) for the new handshake A starts at once; once it completes, B gets it. */
+function queuedUntilRekeyed(p: Pair, text: string): void {
+  const before = p.wire.length;
+  const acts = p.a.encapsulate(p.peerB, ipv4Packet(text), p.now);
+  assert.ok(acts.some((x) => x.kind === 'queued'));
+  p.run('a', acts);
+  assert.equal(p.sent('a', INIT, before).length, 1);
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet(text));
+}
+
 test('REJECT_AFTER_TIME: a 180 s old keypair is neither used nor accepted', () => {
   const p = new Pair();
   p.send('a', ipv4Packet('start'));
@@ -93,12 +103,7 @@ test('REJECT_AFTER_TIME: a 180 s old keypair is neither used nor accepted', () =
   assert.equal(p.peerB.currentSendKeypair(p.now), null);
   const r = p.b.decapsulate(late, EP_A, p.now);
   assert.deepEqual(r.map((x) => x.kind === 'drop' && x.reason), ['keypairExpired']);
-  const before = p.wire.length;
-  const acts = p.a.encapsulate(p.peerB, ipv4Packet('fresh'), p.now);
-  assert.ok(acts.some((x) => x.kind === 'queued'));
-  p.run('a', acts);
-  assert.equal(p.sent('a', INIT, before).length, 1);
-  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('fresh'));
+  queuedUntilRekeyed(p, 'fresh');
 });
 
 test('REKEY_AFTER_MESSAGES and REJECT_AFTER_MESSAGES', () => {
@@ -107,19 +112,14 @@ test('REKEY_AFTER_MESSAGES and REJECT_AFTER_MESSAGES', () => {
   p.send('b', ipv4Packet('ack'));
   p.advance(6000); // past the REKEY_TIMEOUT rate limit on initiations
   p.peerB.current!.sendCounter = REKEY_AFTER_MESSAGES + 1024; // 2^60 + 1 is not a distinct float
-  let before = p.wire.length;
+  const before = p.wire.length;
   p.send('b', ipv4Packet('many')); // B (responder) also rekeys on message count
   assert.equal(p.sent('b', INIT, before).length, 0, 'counter is on A\'s keypair, not B\'s');
   p.send('a', ipv4Packet('many'));
   assert.equal(p.sent('a', INIT, before).length, 1);
   p.advance(6000);
   p.peerB.current!.sendCounter = REJECT_AFTER_MESSAGES;
-  before = p.wire.length;
-  const acts = p.a.encapsulate(p.peerB, ipv4Packet('no counters left'), p.now);
-  assert.ok(acts.some((x) => x.kind === 'queued'));
-  p.run('a', acts);
-  assert.equal(p.sent('a', INIT, before).length, 1);
-  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('no counters left'));
+  queuedUntilRekeyed(p, 'no counters left');
 });
 
 test('lost response: initiation retransmitted after REKEY_TIMEOUT + jitter, then completes', () => {

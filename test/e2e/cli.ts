@@ -1,0 +1,21 @@
+// The veil CLI as the end-to-end tests run it: a child process with the test's environment, and
+// the check that a run succeeded (its output and error in the failure message).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+
+export const MAIN = 'dist/src/cli/main.js';
+
+export interface Result { status: number | null; stdout: string; stderr: string }
+
+/** A function running `veil ARGS…` with env, killed after timeoutMs. */
+export function veilCli(env: NodeJS.ProcessEnv, timeoutMs = 60_000): (...args: string[]) => Result {
+  return (...args) => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env, timeout: timeoutMs });
+}
+
+/** The run's stdout; fails the test with its exit status, stdout and stderr if it did not exit 0. */
+export function ok(r: Result): string {
+  assert.equal(r.status, 0, `exit ${r.status}: ${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
