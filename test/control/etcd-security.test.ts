@@ -89,13 +89,17 @@ test('with password auth, a watch and a lease go on after the member restarts (a
     await writer.create({ kind: 'Node', metadata: { name: 'before' } });
     await waitFor(() => got.length === 1, 5000, () => 'the first event');
     const lost: Error[] = [];
-    await reg.holdLease('holder', 2, {}, (e) => lost.push(e));
+    // The TTL outlasts the outage (SIGTERM, start, health, the client's reconnect backoff of up to
+    // 2 s: over 2 s on a busy machine), so no renewal may go missing long enough to report onLost.
+    const ttl = 6;
+    await reg.holdLease('holder', ttl, {}, (e) => lost.push(e));
     await etcd.restart(0);
     await writer.create({ kind: 'Node', metadata: { name: 'after' } });
     await waitFor(() => got.length === 2, 10_000, () => `the event after the restart (got ${got.join(', ')})`);
     assert.deepEqual(got, ['before', 'after']);
-    // renewed after the restart: still held after twice its TTL
-    await new Promise((r) => setTimeout(r, 4000));
+    // renewed after the restart: still held past the TTL etcd gave it when it came back (TTL + its
+    // 1 s election timeout), which a lease nobody renewed would not outlive
+    await new Promise((r) => setTimeout(r, (ttl + 2) * 1000));
     assert.ok(await writer.get('Lease', 'holder'), 'the lease is still held');
     assert.deepEqual(lost, []);
     w.stop();
