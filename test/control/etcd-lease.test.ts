@@ -19,7 +19,9 @@ after(async () => {
   await etcd?.stopAll();
 });
 
-const TTL = 2;
+// 3 s, not the least a lease may have (2): renewals (every TTL/3, each with a 1 s deadline) then survive a
+// busy machine's second-long stall, and TTL + the expiry margin below stays under 2 x TTL.
+const TTL = 3;
 
 test('a killed holder loses its Lease object with a DELETED event within the TTL; a living one keeps it', async () => {
   const events: { ev: WatchEvent; at: number }[] = [];
@@ -45,8 +47,11 @@ await new Promise(() => {});`);
   const gone = events[1]!;
   assert.equal(gone.ev.type, 'DELETED');
   assert.equal(gone.ev.object.metadata.name, 'node-a');
-  // within the TTL, plus etcd's lease-expiry check period (500 ms) and a scheduling margin
-  assert.ok(gone.at - killedAt <= TTL * 1000 + 1500, `gone ${gone.at - killedAt} ms after the kill`);
+  // Within the TTL (the last renewal came before the kill), plus etcd's lease-expiry check period
+  // (500 ms) and 2 s for a busy machine (the revoke goes through raft, then the watch stream, then
+  // this event loop; measured up to TTL + 0.45 s with both cores loaded). Still under 2 x TTL:
+  // the object goes when its own TTL runs out, not a TTL later.
+  assert.ok(gone.at - killedAt <= TTL * 1000 + 2500, `gone ${gone.at - killedAt} ms after the kill`);
   assert.equal(await reg.get('Lease', 'node-a'), undefined);
   assert.deepEqual(await reg.list('Lease'), []);
   w.stop();
