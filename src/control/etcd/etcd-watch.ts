@@ -117,8 +117,9 @@ export class EtcdWatch implements Watch {
   private handle(res: IWatchResponse): void {
     this.memberId = BigInt(res.header.member_id).toString(16);
     if (res.canceled) {
-      this.closeStream();
-      if (Number(res.compact_revision) > 0) { void this.relist(); return; }
+      if (Number(res.compact_revision) > 0) { this.closeStream(); void this.relist(); return; }
+      // The stream must still be this.stream here: the thrown error reaches fail(), which closes
+      // it and retries (a stream closed first would make fail() ignore it, and the watch go silent).
       throw new Error(`etcd cancelled the watch: ${res.cancel_reason || 'no reason given'}`);
     }
     if (res.created) { this.backoffMs = BACKOFF_MIN_MS; return; }
