@@ -259,7 +259,7 @@ export class Agent {
       this.health.set('reconcile', 'Degraded', errorMessage(e));
       throw e;
     }
-    this.health.replaceGroup('peer ', desired.problems);
+    this.health.replaceGroup('peer ', new Map([...this.source.refusedPeers(), ...desired.problems]));
     await this.publish();
     // Our own published key id moved (a new IPsec key): the pairing with every peer may move too.
     if (this.source.published()?.encryptionKey !== keyBefore) this.queueReconcile();

@@ -55,6 +55,8 @@ export interface NodeSource {
   self(): Promise<OwnNode>;
   /** The peers as last seen (every node but this one with addresses). */
   peers(): PeerNode[];
+  /** Nodes refused as peers ('peer NAME' -> why: an unusable object, or one claiming what another node holds). */
+  refusedPeers(): ReadonlyMap<string, string>;
   /** Follows the peers: onChange runs when anything the modes use changed (not on liveness or health). */
   watchPeers(onChange: () => void): Promise<void>;
   /** Writes the own fields, and nothing when they are unchanged. */

@@ -8,6 +8,7 @@ import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/re
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
+import { admitPeers } from './peer-admission.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
 const RELIST_INTERVAL_MS = 10_000;
@@ -108,22 +109,42 @@ export class RegistryNodeSource implements NodeSource {
   }
 
   peers(): PeerNode[] {
-    const out: PeerNode[] = [];
-    // Oldest first: where two nodes claim the same thing (a key), the one that was there first keeps it.
+    return this.admission().admitted;
+  }
+
+  refusedPeers(): ReadonlyMap<string, string> {
+    return this.admission().refused;
+  }
+
+  /** Every node with a live agent, admitted as a peer unless its object is unusable or claims what another node holds. */
+  private admission(): { admitted: PeerNode[]; refused: Map<string, string> } {
+    const candidates: PeerNode[] = [];
+    const unusable = new Map<string, string>();
+    // Oldest first: where two nodes claim the same thing (a key, an address), the one that was there first keeps it.
     const age = (n: RegistryObject) => n.metadata.creationTimestamp ?? '';
     const byAge = [...this.nodes.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name));
     for (const n of byAge) {
       if (n.metadata.name === this.nodeName) continue;
       if (!this.leases.get(n.metadata.name)?.live) continue; // no live agent there: not a peer
       const a = nodeAddresses(n);
-      if (typeof a === 'string') continue; // not usable (yet): its prefixes are not routed to it
+      if (typeof a === 'string') { unusable.set(`peer ${n.metadata.name}`, `node object refused: ${a}`); continue; } // its prefixes are not routed to it
       const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
-      out.push({
+      candidates.push({
         name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
         bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined, annotations: { ...(n.metadata.annotations ?? {}) },
       });
     }
-    return out;
+    const selfObj = this.nodes.get(this.nodeName);
+    const own = selfObj ? nodeAddresses(selfObj) : undefined;
+    const self = own && typeof own !== 'string' ? { name: this.nodeName, ips: own.internalIPs, podCIDRs: own.podCIDRs } : undefined;
+    const { admitted, refused } = admitPeers(self, candidates.map((c) => ({ ...c, ips: c.internalIPs })));
+    for (const [k, v] of unusable) refused.set(k, v);
+    // Objects the registry could not even read (garbage where a node should be): named by their key.
+    for (const { key, reason } of this.registry.invalidObjects?.() ?? []) {
+      const m = /\/nodes\/([^/]+)$/.exec(key);
+      if (m && m[1] !== this.nodeName) refused.set(`peer ${m[1]}`, `registry object ${key} refused: ${reason}`);
+    }
+    return { admitted: admitted.map(({ ips: _ips, ...peer }) => peer), refused };
   }
 
   async watchPeers(onChange: () => void): Promise<void> {
@@ -171,7 +192,8 @@ export class RegistryNodeSource implements NodeSource {
 
   /** Only what the modes use counts as a change: liveness and other agents' health do not. */
   private notify(): void {
-    const view = JSON.stringify(this.peers());
+    const { admitted, refused } = this.admission();
+    const view = JSON.stringify([admitted, [...refused]]);
     if (view === this.peerView) return;
     this.peerView = view;
     this.onChange();

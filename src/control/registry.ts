@@ -73,5 +73,7 @@ export interface Registry {
   holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle>;
   /** Each server of a replicated backend (etcd: every endpoint), asked alone; absent for a single store. */
   members?(): Promise<RegistryMember[]>;
+  /** Stored values that are not valid objects (skipped by list and watch), by key. */
+  invalidObjects?(): { key: string; reason: string }[];
   close(): void;
 }
