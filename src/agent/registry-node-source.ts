@@ -12,6 +12,13 @@ import { admitPeers } from './peer-admission.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
 const RELIST_INTERVAL_MS = 10_000;
+/**
+ * A node stays a peer this long after its lease went. After a registry outage a lease can lapse in
+ * the seconds before its holder's next renewal gets through (the holder then takes a new one): seen
+ * as 16 pings lost at 50/s right after etcd came back from 60 s down. One renewal interval bridges
+ * it; a host that is really gone leaves within TTL + this.
+ */
+export const LEASE_GRACE_MS = 5_000;
 
 /** The addresses in a Node object's spec, or the reason they are unusable. */
 interface NodeAddresses {
@@ -83,10 +90,11 @@ export class RegistryNodeSource implements NodeSource {
   private readonly nodes = new Map<string, RegistryObject>();
   private readonly deleted = new Map<string, number>();
   /** The live leases: name -> resourceVersion (-1: deleted at that version, kept to ignore older news). */
-  private readonly leases = new Map<string, { rv: number; live: boolean }>();
+  private readonly leases = new Map<string, { rv: number; live: boolean; goneAt?: number }>();
   private watch?: Watch;
   private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
+  private readonly graceTimers = new Set<NodeJS.Timeout>();
   private peerView = '';
   private onChange: () => void = () => undefined;
   private last?: OwnFields;
@@ -125,7 +133,7 @@ export class RegistryNodeSource implements NodeSource {
     const byAge = [...this.nodes.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name));
     for (const n of byAge) {
       if (n.metadata.name === this.nodeName) continue;
-      if (!this.leases.get(n.metadata.name)?.live) continue; // no live agent there: not a peer
+      if (!this.alive(n.metadata.name)) continue; // no live agent there: not a peer
       const a = nodeAddresses(n);
       if (typeof a === 'string') { unusable.set(`peer ${n.metadata.name}`, `node object refused: ${a}`); continue; } // its prefixes are not routed to it
       const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
@@ -168,7 +176,7 @@ export class RegistryNodeSource implements NodeSource {
     const leases = await this.registry.list('Lease');
     const live = new Set(leases.map((l) => l.metadata.name));
     for (const l of leases) this.cacheLease(l.metadata.name, l.metadata.resourceVersion ?? 0, true);
-    for (const [name, l] of this.leases) if (l.live && !live.has(name)) this.leases.set(name, { rv: l.rv, live: false });
+    for (const [name, l] of this.leases) if (l.live && !live.has(name)) this.cacheLease(name, l.rv, false);
     const listed = await this.registry.list('Node');
     const names = new Set(listed.map((n) => n.metadata.name));
     for (const n of listed) this.cache(n);
@@ -186,8 +194,18 @@ export class RegistryNodeSource implements NodeSource {
   }
 
   private cacheLease(name: string, rv: number, live: boolean): void {
-    if (rv < (this.leases.get(name)?.rv ?? -1)) return; // never go back to an older version
-    this.leases.set(name, { rv, live });
+    const was = this.leases.get(name);
+    if (rv < (was?.rv ?? -1)) return; // never go back to an older version
+    if (live || !was?.live) { this.leases.set(name, { rv, live, goneAt: live ? undefined : was?.goneAt }); return; }
+    this.leases.set(name, { rv, live: false, goneAt: Date.now() });
+    const t: NodeJS.Timeout = setTimeout(() => { this.graceTimers.delete(t); this.notify(); }, LEASE_GRACE_MS + 100).unref();
+    this.graceTimers.add(t);
+  }
+
+  /** Its agent holds its lease, or held it less than LEASE_GRACE_MS ago. */
+  private alive(name: string): boolean {
+    const l = this.leases.get(name);
+    return !!l && (l.live || (l.goneAt !== undefined && Date.now() - l.goneAt < LEASE_GRACE_MS));
   }
 
   /** Only what the modes use counts as a change: liveness and other agents' health do not. */
@@ -231,6 +249,7 @@ export class RegistryNodeSource implements NodeSource {
     this.watch?.stop();
     this.leaseWatch?.stop();
     if (this.relistTimer) clearInterval(this.relistTimer);
+    for (const t of this.graceTimers) clearTimeout(t);
     this.registry.close();
   }
 }
