@@ -19,24 +19,29 @@ async function bump(reg: EtcdRegistry, name: string): Promise<number> {
 }
 
 /**
- * Every member's id (hex) by client URL. Read from etcdctl's table: JSON would round the 64-bit ids.
- * The table pads each cell to its column's widest (an id with a leading zero digit is one digit
- * shorter), so cells are split and trimmed, not matched with fixed spacing. A member too slow to
- * answer is left out of the table: asked again until all are in it.
+ * Every member's id (hex) and whether it leads, by client URL. Read from etcdctl's table: JSON would
+ * round the 64-bit ids. The table pads each cell to its column's widest (an id with a leading zero
+ * digit is one digit shorter), so cells are split and trimmed, not matched with fixed spacing. A
+ * member too slow to answer is left out of the table: asked again until all are in it.
  */
-async function memberIds(): Promise<Map<string, string>> {
-  const ids = new Map<string, string>();
+async function memberStatus(): Promise<Map<string, { id: string; leader: boolean }>> {
+  const members = new Map<string, { id: string; leader: boolean }>();
   let table = '';
   await waitFor(async () => {
     table = await t.etcd.etcdctl(['endpoint', 'status', '-w', 'table']).catch((e: Error) => e.message);
-    ids.clear();
+    members.clear();
     for (const line of table.split('\n')) {
       const cells = line.split('|').map((c) => c.trim());
-      if (cells.length > 3 && /^https?:\/\//.test(cells[1]!)) ids.set(cells[1]!, cells[2]!);
+      if (cells.length > 5 && /^https?:\/\//.test(cells[1]!)) members.set(cells[1]!, { id: cells[2]!, leader: cells[5] === 'true' });
     }
-    return t.etcd.members.every((m) => ids.has(m.clientUrl));
+    return t.etcd.members.every((m) => members.has(m.clientUrl));
   }, 15_000, () => `every member in etcdctl endpoint status:\n${table}`);
-  return ids;
+  return members;
+}
+
+/** Every member's id (hex) by client URL. */
+async function memberIds(): Promise<Map<string, string>> {
+  return new Map([...await memberStatus()].map(([url, s]) => [url, s.id]));
 }
 
 test('a watch on a member that is killed and restarted resumes without missing or replaying', async () => {
@@ -110,4 +115,41 @@ test('the member a client watches through is SIGKILLed: reads, writes and the wa
   assert.deepEqual(seen.map((e) => e.revision), written);
   assert.notEqual(w.memberId, ids.get(t.etcd.members[victim]!.clientUrl), 'the watch moved to another member');
   await t.etcd.restart(victim);
+});
+
+test('the member a watch streams from stops answering with its TCP up (SIGSTOP): the watch moves on at once and misses nothing', async () => {
+  const c = `f${seq++}`;
+  for (const i of [0, 1, 2]) if (!t.etcd.members[i]!.process || t.etcd.members[i]!.process!.exitCode !== null) await t.etcd.restart(i);
+  // The watch may use only followers, so that stopping its member leaves the writes undisturbed.
+  const status = await memberStatus();
+  const followers = [0, 1, 2].filter((i) => !status.get(t.etcd.members[i]!.clientUrl)!.leader);
+  // A 250 ms stall deadline: the watch must move long before gRPC's keepalive could notice the
+  // silence (a ping unanswered for 5 s), so only the watchdog can make the bound below.
+  let stoppedAt = 0;
+  const errors: string[] = [];
+  const onWatchError = (e: Error) => errors.push(`${Date.now() - stoppedAt} ms: ${e.message}`);
+  const watcherReg = t.registry(c, { endpoints: followers.map((i) => t.etcd.members[i]!.clientUrl), watchStallMs: 250, onWatchError });
+  const seen: WatchEvent[] = [];
+  const w = watcherReg.watch('Node', await watcherReg.revision(), (ev) => seen.push(ev)) as EtcdWatch;
+  const watchedUrl = () => [...status].find(([, s]) => s.id === w.memberId)?.[0];
+  const written: number[] = [];
+  const writerAll = registry(c, [0, 1, 2]);
+  for (let i = 0; i < 5; i++) written.push(await bump(writerAll, 'a'));
+  await waitFor(() => seen.length === 5 && watchedUrl() !== undefined, 10_000, () => `${seen.length}/5 events`);
+  const victim = t.etcd.members.findIndex((m) => m.clientUrl === watchedUrl());
+  const writer = registry(c, [0, 1, 2].filter((i) => i !== victim));
+  const pid = t.etcd.members[victim]!.process!.pid!;
+  process.kill(pid, 'SIGSTOP');
+  stoppedAt = Date.now();
+  try {
+    for (let i = 0; i < 5; i++) written.push(await bump(writer, 'a'));
+    const boundMs = 4500;
+    await waitFor(() => seen.length >= 10, Math.max(0, stoppedAt + boundMs - Date.now()), () => `${seen.length}/10 events within ${boundMs} ms of the SIGSTOP (watch errors: ${errors.join('; ')})`);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  w.stop();
+  assert.deepEqual(seen.map((e) => e.revision), written, 'every event once, in order');
+  assert.notEqual(w.memberId, status.get(t.etcd.members[victim]!.clientUrl)!.id, 'the watch moved to another member');
 });

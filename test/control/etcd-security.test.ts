@@ -81,7 +81,9 @@ test('unreachable endpoints fail within a few seconds, naming each', async () =>
 });
 
 test('with password auth, a watch and a lease go on after the member restarts (and forgets its tokens)', async () => {
-  const reg = new EtcdRegistry(regOptions(etcd, 'sec-restart'));
+  const watchErrors: string[] = [];
+  let t0 = Date.now();
+  const reg = new EtcdRegistry({ ...regOptions(etcd, 'sec-restart'), onWatchError: (e) => watchErrors.push(`${Date.now() - t0} ms: ${e.message}`) });
   const writer = new EtcdRegistry(regOptions(etcd, 'sec-restart'));
   try {
     const got: string[] = [];
@@ -93,9 +95,10 @@ test('with password auth, a watch and a lease go on after the member restarts (a
     // 2 s: over 2 s on a busy machine), so no renewal may go missing long enough to report onLost.
     const ttl = 6;
     await reg.holdLease('holder', ttl, {}, (e) => lost.push(e));
+    t0 = Date.now();
     await etcd.restart(0);
     await writer.create({ kind: 'Node', metadata: { name: 'after' } });
-    await waitFor(() => got.length === 2, 10_000, () => `the event after the restart (got ${got.join(', ')})`);
+    await waitFor(() => got.length === 2, 10_000, () => `the event after the restart (got ${got.join(', ')}; watch errors since the restart: ${watchErrors.join('; ')})`);
     assert.deepEqual(got, ['before', 'after']);
     // renewed after the restart: still held past the TTL etcd gave it when it came back (TTL + its
     // 1 s election timeout), which a lease nobody renewed would not outlive

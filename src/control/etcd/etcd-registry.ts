@@ -26,6 +26,9 @@ export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   onWatchError?: (e: VeilError) => void;
   /** Give up a mutate that keeps conflicting after this long (ms, default 30 s). */
   mutateTimeoutMs?: number;
+  /** A watch stream silent this long is asked for progress, and reopened if it stays silent as
+   *  long again, or if it is not created within this long (ms, default 3 s). */
+  watchStallMs?: number;
 }
 
 export interface InvalidObject {
@@ -170,6 +173,7 @@ export class EtcdRegistry implements Registry {
         return err;
       },
       onStop: () => this.watches.delete(w),
+      stallMs: this.opts.watchStallMs,
     }, sinceRevision);
     this.watches.add(w);
     return w;

@@ -6,6 +6,10 @@
 // - Compaction: if that revision is gone, it relists: ADDED/MODIFIED/DELETED for the difference
 //   between the list and what this watch had delivered, then goes on from the list's revision.
 // - Bad values: a key holding something that is not a valid object is skipped and reported.
+// - Watchdog: no stream may stall silently (a member that keeps its TCP up but never answers, or a
+//   stream call that never returns after a restart): an open must reach `created` within a deadline,
+//   and a quiet stream is asked for progress, which must be answered within a deadline; otherwise
+//   the stream is closed and reopened (with backoff, on whichever member etcd3 picks).
 import type { IKeyValue, IWatchResponse, Etcd3 } from 'etcd3';
 import { prefixRange } from './etcd3-lib.js';
 import type { RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
@@ -23,12 +27,18 @@ export interface EtcdWatchDeps {
   /** The stream broke or etcd refused it; the watch retries by itself. */
   onError: (e: unknown) => Promise<VeilError>;
   onStop: () => void;
+  /** The watchdog's deadline (ms, default STALL_MS): see STALL_MS. */
+  stallMs?: number;
 }
 
 type Stream = Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
 
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
+/** The deadline of each try of open()'s unary call, and then for the stream's `created` response; how long a
+ *  stream may be quiet before it is asked for progress (etcd answers at once with an empty
+ *  response); how long that answer may take. */
+const STALL_MS = 3000;
 
 export class EtcdWatch implements Watch {
   /** The revision up to which every event has been delivered. */
@@ -39,6 +49,11 @@ export class EtcdWatch implements Watch {
   private stopped = false;
   private backoffMs = BACKOFF_MIN_MS;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Fires when the current open or stream has been silent too long; see watchdog(). */
+  private watchdogTimer: NodeJS.Timeout | undefined;
+  /** Counts open() calls: an open that the watchdog gave up on must not install its stream late. */
+  private attempt = 0;
+  private readonly stallMs: number;
   /** Relists done (after compaction), for status and tests. */
   relists = 0;
   /** The etcd member (id, hex) whose stream delivered the last response. */
@@ -46,6 +61,7 @@ export class EtcdWatch implements Watch {
 
   constructor(private readonly d: EtcdWatchDeps, sinceRevision: number) {
     this.last = sinceRevision;
+    this.stallMs = d.stallMs ?? STALL_MS;
     void this.begin(sinceRevision);
   }
 
@@ -53,7 +69,7 @@ export class EtcdWatch implements Watch {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.retryTimer);
-    this.closeStream();
+    this.abandon();
     this.d.onStop();
   }
 
@@ -88,38 +104,78 @@ export class EtcdWatch implements Watch {
 
   private open(): void {
     if (this.stopped) return;
+    const attempt = ++this.attempt;
+    const current = () => attempt === this.attempt && !this.stopped;
+    const fail = (e: unknown) => {
+      if (!current()) return;
+      this.abandon();
+      this.retry(e, () => this.open());
+    };
     // A unary call first: etcd3 re-authenticates unary calls whose token went stale (a restarted
     // member forgets its tokens) but not streams, and it tells a dead cluster from a refused watch.
-    this.d.client.kv.range({ ...this.range(), count_only: true }).then(() => this.d.client.watchClient.watch()).then((stream) => {
-      if (this.stopped) { stream.cancel(); return; }
+    // Its deadline is the stall deadline, so a silent member fails it soon, which counts against
+    // that member in etcd3's circuit breaker and moves the call on to another member (a getter:
+    // etcd3 reads the options afresh for each member it tries, and each try gets the full time).
+    const stallMs = this.stallMs;
+    const probe = { get deadline() { return Date.now() + stallMs; } };
+    // The probe can still hang before it reaches any member (seen after a restart with auth: no
+    // answer and no error for over 10 s), so it too has a deadline: two tries' worth.
+    this.watchdog(2 * stallMs, () => fail(new Error(`no etcd member answered within ${2 * stallMs} ms`)));
+    this.d.client.kv.range({ ...this.range(), count_only: true }, probe).then(() => {
+      if (!current()) throw new Error('abandoned');
+      // From here to `created`, the stream call and the create may hang on a member that is up but
+      // silent, which no error would ever report.
+      this.watchdog(stallMs, () => fail(new Error(`no etcd watch stream was created within ${stallMs} ms`)));
+      return this.d.client.watchClient.watch();
+    }).then((stream) => {
+      if (!current()) { try { stream.cancel(); } catch { /* already closed */ } return; }
       this.stream = stream;
-      let failed = false;
-      const fail = (e: unknown) => {
-        if (failed || this.stream !== stream) return;
-        failed = true;
-        this.closeStream();
-        this.retry(e, () => this.open());
-      };
+      let created = false;
       stream.on('data', (res: IWatchResponse) => {
         if (this.stream !== stream) return;
         try {
           this.handle(res);
         } catch (e) {
           fail(e);
+          return;
         }
+        if (this.stream !== stream) return; // closed for a relist
+        // Any answer after `created` shows the stream is alive: ask again after the next quiet spell.
+        created ||= res.created;
+        if (created) this.quiet(stream, fail);
       });
       stream.on('error', fail);
       stream.on('end', () => fail(new Error('the etcd watch stream ended')));
       stream.write({ create_request: { ...this.range(), start_revision: String(this.last + 1), prev_kv: true } });
-    }, (e) => this.retry(e, () => this.open()));
+    }, fail);
+  }
+
+  /** Arms the watchdog: run `expire` unless something re-arms or clears it within ms. */
+  private watchdog(ms: number, expire: () => void): void {
+    clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = setTimeout(expire, ms);
+  }
+
+  /** The stream answered: after stallMs of silence, ask for progress; no answer in time: reopen. */
+  private quiet(stream: Stream, fail: (e: unknown) => void): void {
+    this.watchdog(this.stallMs, () => {
+      if (this.stream !== stream) return;
+      try {
+        stream.write({ progress_request: {} });
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      this.watchdog(this.stallMs, () => fail(new Error(`the etcd watch stream did not answer a progress request within ${this.stallMs} ms`)));
+    });
   }
 
   private handle(res: IWatchResponse): void {
     this.memberId = BigInt(res.header.member_id).toString(16);
     if (res.canceled) {
-      if (Number(res.compact_revision) > 0) { this.closeStream(); void this.relist(); return; }
-      // The stream must still be this.stream here: the thrown error reaches fail(), which closes
-      // it and retries (a stream closed first would make fail() ignore it, and the watch go silent).
+      if (Number(res.compact_revision) > 0) { this.abandon(); void this.relist(); return; }
+      // The attempt must still be current here: the thrown error reaches fail(), which closes the
+      // stream and retries (an attempt abandoned first would make fail() ignore it: a silent watch).
       throw new Error(`etcd cancelled the watch: ${res.cancel_reason || 'no reason given'}`);
     }
     if (res.created) { this.backoffMs = BACKOFF_MIN_MS; return; }
@@ -204,6 +260,13 @@ export class EtcdWatch implements Watch {
     const wait = this.backoffMs;
     this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
     this.retryTimer = setTimeout(again, wait * (0.75 + Math.random() / 2));
+  }
+
+  /** Ends the current open or stream: its watchdog stops, and its late callbacks are ignored. */
+  private abandon(): void {
+    this.attempt++;
+    clearTimeout(this.watchdogTimer);
+    this.closeStream();
   }
 
   private closeStream(): void {
