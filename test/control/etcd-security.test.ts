@@ -92,8 +92,9 @@ test('with password auth, a watch and a lease go on after the member restarts (a
     await waitFor(() => got.length === 1, 5000, () => 'the first event');
     const lost: Error[] = [];
     // The TTL outlasts the outage (SIGTERM, start, health, the client's reconnect backoff of up to
-    // 2 s: over 2 s on a busy machine), so no renewal may go missing long enough to report onLost.
-    const ttl = 6;
+    // 2 s, a stale-token login waiting out its 5 s deadline), so no renewal may go missing long
+    // enough to report onLost.
+    const ttl = 10;
     await reg.holdLease('holder', ttl, {}, (e) => lost.push(e));
     t0 = Date.now();
     await etcd.restart(0);
