@@ -13,7 +13,7 @@
 // onDataSent()/receivedData() hooks. Handshake, cookie reply and any non-transport datagram always
 // go through decapsulate().
 import { isAllZero } from '../crypto/index.js';
-import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
+import { MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE, REKEY_TIMEOUT_JITTER_MAX } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { endpointBytes, type Endpoint } from './endpoint.js';
 import { HandshakeLimiter } from './handshake-limiter.js';
@@ -23,7 +23,7 @@ import {
   MAC2_FROM_END, checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
   type InitiationMessage, type ResponseMessage,
 } from './messages.js';
-import { HandshakeState, StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake } from './noise-handshake.js';
+import { StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake, type PendingInitiation } from './noise-handshake.js';
 import { PEER_SLOT_SIZE, Peer, type PeerConfig, type PeerHost } from './peer.js';
 import { SlotAllocator } from './slot-allocator.js';
 import { DeviceStats, type DropReason } from './stats.js';
@@ -350,33 +350,39 @@ export class Device implements PeerHost {
     return true;
   }
 
+  /**
+   * Every valid initiation is answered and its source becomes the peer's endpoint, as kernel
+   * WireGuard and wireguard-go do: a peer whose own path to us is one-way (stale endpoint, NAT,
+   * lost responses) still gets its session. When the peer's initiation crosses one of ours, ours
+   * is set aside while we answer and then goes on waiting for its response, so whichever response
+   * arrives completes a session within one round trip (see Peer.beginSymmetricSession for which
+   * of the two sessions both sides end up sending with).
+   */
   private receiveInitiation(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
     const msg: InitiationMessage | DropReason = parseInitiation(datagram);
     if (typeof msg === 'string') return this.dropped(msg, null, out);
     if (!this.checkMacs(datagram, msg.sender, source, now, out)) return;
     let peer: Peer | undefined;
-    let yielded = false;
+    let ours = null as PendingInitiation | null;
     const lookup = (remoteStatic: Uint8Array): Handshake | undefined => {
       peer = this.peer(remoteStatic);
-      // Both sides initiated at once: if each consumed the other's initiation, both responses
-      // would be dropped as unexpected and the pair would wait REKEY_TIMEOUT. The side with the
-      // greater public key keeps its own initiation and ignores the peer's; the other responds.
-      if (peer && peer.handshake.state === HandshakeState.InitiationCreated && now - peer.handshake.lastSentHandshake < REKEY_TIMEOUT &&
-          Buffer.compare(Buffer.from(this.publicKey), Buffer.from(remoteStatic)) > 0) {
-        yielded = true;
-        return undefined;
-      }
+      ours = peer?.handshake.suspendInitiation() ?? null;
       return peer?.handshake;
     };
-    const hs = consumeInitiation(this.identity, msg, lookup, now);
-    if (yielded) return this.dropped('simultaneousInitiation', peer ?? null, out);
-    if (typeof hs === 'string') return this.dropped(hs, peer ?? null, out);
-    const p = peer!;
+    try {
+      const hs = consumeInitiation(this.identity, msg, lookup, now);
+      if (typeof hs === 'string') return this.dropped(hs, peer ?? null, out);
+      this.respond(peer!, hs, source, now, out);
+    } finally {
+      if (ours) peer!.handshake.resumeInitiation(ours);
+    }
+  }
+
+  /** Answers a consumed initiation (wireguard-go's SendHandshakeResponse) at its source. */
+  private respond(p: Peer, hs: Handshake, source: Endpoint, now: number, out: Action[]): void {
     p.timers.anyAuthenticatedPacketTraversal(now, p.persistentKeepalive * 1000);
     p.timers.anyAuthenticatedPacketReceived();
     p.roam(source);
-    // Respond (wireguard-go's SendHandshakeResponse).
-    this.indexes.delete(hs.localIndex);
     const index = this.indexes.newIndexForHandshake(p, hs);
     const response = createResponse(hs, index);
     if (!response) {

@@ -67,6 +67,13 @@ const incoming = new HandshakeWork();
 const incomingTimestamp = new Uint8Array(TAI64N_SIZE);
 const incomingStatic = new Uint8Array(32);
 
+/** Our initiation in flight, held apart while we answer a crossing initiation of the peer. */
+export interface PendingInitiation {
+  readonly work: HandshakeWork;
+  readonly localEphemeral: X25519PrivateKey;
+  readonly localIndex: number;
+}
+
 /** Bytes of a peer's long-lived handshake state: DH(static, static) then the latest TAI64N. */
 export const HANDSHAKE_STATE_SIZE = 32 + TAI64N_SIZE;
 
@@ -131,6 +138,29 @@ export class Handshake {
     this.work = null;
     this.localIndex = 0;
     this.state = HandshakeState.Zeroed;
+  }
+
+  /**
+   * @internal Sets our initiation in flight aside (the peer's initiation crossed it and is being
+   * answered in this same state), so a response to ours can still complete it. Null when none.
+   */
+  suspendInitiation(): PendingInitiation | null {
+    if (this.state !== HandshakeState.InitiationCreated || !this.work || !this.localEphemeral) return null;
+    const pending: PendingInitiation = { work: this.work, localEphemeral: this.localEphemeral, localIndex: this.localIndex };
+    this.work = null;
+    this.localEphemeral = null;
+    this.localIndex = 0;
+    this.state = HandshakeState.Zeroed;
+    return pending;
+  }
+
+  /** @internal Puts a suspended initiation back, after the answer to the peer's is done. */
+  resumeInitiation(pending: PendingInitiation): void {
+    this.clear();
+    this.work = pending.work;
+    this.localEphemeral = pending.localEphemeral;
+    this.localIndex = pending.localIndex;
+    this.state = HandshakeState.InitiationCreated;
   }
 
   /** @internal Clears, then gives the handshake a fresh zeroed in-flight state. */

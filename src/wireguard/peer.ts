@@ -85,6 +85,8 @@ export class Peer {
   /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. */
   readonly staged: Uint8Array[] = [];
 
+  /** When we created our latest initiation (device clock). */
+  private initiatedAt = Number.NEGATIVE_INFINITY;
   /** A view of the peer's slot (its first 32 bytes): where the slot is, too. */
   private key: Uint8Array;
 
@@ -266,6 +268,7 @@ export class Peer {
       return;
     }
     hs.lastSentHandshake = now;
+    this.initiatedAt = now;
     this.host.indexes.delete(hs.localIndex);
     const index = this.host.indexes.newIndexForHandshake(this, hs);
     const msg = createInitiation(this.host.identity, hs, index, tai64n(this.host.wallClock(now)));
@@ -296,7 +299,16 @@ export class Peer {
 
   /**
    * @internal Turns the finished handshake into a keypair and rotates current/previous/next
-   * (wireguard-go's BeginSymmetricSession). Returns the keypair, null if the state was wrong.
+   * (wireguard-go's BeginSymmetricSession). Returns the keypair to send with once confirmed (the
+   * new one but for a crossing resolved already), null if the state was wrong.
+   *
+   * Crossing initiations: both sides answered each other's and kept their own, so each may
+   * complete two sessions. The one the greater public key initiated is the one both keep: its
+   * initiator moves the other into `previous` (wireguard-go's rule). The other side completes
+   * its own as initiator either with the peer's still waiting in `next` (it sends with its own at
+   * once but keeps `next`, which the peer's first packet promotes) or after the peer's session
+   * already carries traffic (it keeps that one and drops its own). No packet waits a
+   * REKEY_TIMEOUT, either response may be lost, and the initiator of the kept session rekeys.
    */
   beginSymmetricSession(now: number): Keypair | null {
     const keys = deriveSessionKeys(this.handshake);
@@ -304,7 +316,15 @@ export class Peer {
     const kp = new Keypair({ ...keys, createdAt: now, peer: this });
     this.host.indexes.swapIndexForKeypair(keys.localIndex, kp);
     const { previous, next, current } = this;
-    if (keys.isInitiator) {
+    if (keys.isInitiator && this.peerWinsCrossings() && current && !current.isInitiator && current.createdAt >= this.initiatedAt) {
+      this.deleteKeypair(kp);
+      return current;
+    }
+    if (keys.isInitiator && next && this.peerWinsCrossings()) {
+      this.previous = current;
+      this.deleteKeypair(previous);
+      this.current = kp;
+    } else if (keys.isInitiator) {
       if (next) {
         this.next = null;
         this.previous = next;
@@ -322,6 +342,11 @@ export class Peer {
     }
     this.timers.sessionDerived(now);
     return kp;
+  }
+
+  /** True when the peer's public key is the greater: its session wins a crossing. */
+  private peerWinsCrossings(): boolean {
+    return Buffer.compare(Buffer.from(this.key), Buffer.from(this.host.identity.publicKey)) > 0;
   }
 
   /** @internal Records a completed handshake for status and emits the event. */

@@ -12,7 +12,6 @@ export const DROP_REASONS = [
   'staleTimestamp',       // initiation whose TAI64N is not newer than the last accepted (replay)
   'handshakeFlood',       // initiations from one peer faster than HANDSHAKE_INITIATION_RATE
   'unexpectedResponse',   // response when no initiation of ours is pending for that index
-  'simultaneousInitiation', // the peer's initiation crossed ours and our key wins the tie-break: ours goes on
   'cookieDecryptFailed',  // cookie reply that does not decrypt against our last mac1
   'replay',               // data counter already seen or older than the window
   'decryptFailed',        // data that does not authenticate

@@ -6,7 +6,7 @@ import { Pair, ipv4Packet, EP_A, EP_B } from './harness.js';
 import { generatePrivateKey, aeadSeal, aeadOpen, counterNonce, isAllZero } from '../../src/crypto/index.js';
 import {
   Device, REKEY_AFTER_MESSAGES, REJECT_AFTER_MESSAGES, MESSAGE_TRANSPORT_HEADER_SIZE, writeTransportHeader,
-  frameTransport, transportCounter, transportNonceInPlace, transportReceiver, type Action,
+  REKEY_TIMEOUT, frameTransport, transportCounter, transportNonceInPlace, transportReceiver, type Action,
 } from '../../src/wireguard/index.js';
 
 const INIT = 1, RESP = 2, COOKIE = 3, DATA = 4;
@@ -415,30 +415,110 @@ test('a peer with a session but no endpoint: nothing is sealed for it, the packe
   assert.equal(p.wire.length, before, 'nothing sent');
 });
 
-test('initiations that cross converge in one round trip: the greater static key keeps its initiation', () => {
-  const p = new Pair();
-  const held: { from: 'a' | 'b'; datagram: Uint8Array }[] = [];
-  p.filter = (from, d) => { held.push({ from, datagram: d }); return false; };
-  p.send('a', ipv4Packet('from a'));
-  p.send('b', ipv4Packet('from b'));
-  assert.deepEqual(held.map((h) => [h.from, h.datagram[0]]), [['a', INIT], ['b', INIT]], 'both initiated');
-  // Both initiations cross on the wire; from now on everything is delivered at once.
-  p.filter = () => true;
-  // Each side receives the other's initiation before anything it answers has arrived.
-  const atB = p.b.decapsulate(held[0]!.datagram, EP_A, p.now);
-  const atA = p.a.decapsulate(held[1]!.datagram, EP_B, p.now);
-  p.run('b', atB);
-  p.run('a', atA);
-  // No time passed: without the tie-break both responses were 'unexpectedResponse' and both
-  // sides waited REKEY_TIMEOUT (5 s) for a retry.
-  assert.deepEqual(p.tunnel.b, [ipv4Packet('from a')]);
-  assert.deepEqual(p.tunnel.a, [ipv4Packet('from b')]);
-  const winner = Buffer.compare(Buffer.from(p.a.publicKey), Buffer.from(p.b.publicKey)) > 0 ? p.a : p.b;
-  const loser = winner === p.a ? p.b : p.a;
-  assert.equal(winner.stats.drops.simultaneousInitiation, 1);
-  assert.equal(loser.stats.drops.simultaneousInitiation, 0);
-  assert.equal(p.a.stats.drops.unexpectedResponse + p.b.stats.drops.unexpectedResponse, 0);
-});
+for (const greater of ['a', 'b'] as const) {
+  test(`initiations that cross are both answered and converge in one round trip on one session (${greater}'s key greater)`, () => {
+    const p = new Pair({ greater });
+    const held: { from: 'a' | 'b'; datagram: Uint8Array }[] = [];
+    p.filter = (from, d) => { held.push({ from, datagram: d }); return false; };
+    p.send('a', ipv4Packet('from a'));
+    p.send('b', ipv4Packet('from b'));
+    assert.deepEqual(held.map((h) => [h.from, h.datagram[0]]), [['a', INIT], ['b', INIT]], 'both initiated');
+    // Both initiations cross on the wire; from now on everything is delivered at once.
+    p.filter = () => true;
+    // Each side receives the other's initiation before anything it answers has arrived.
+    const atB = p.b.decapsulate(held[0]!.datagram, EP_A, p.now);
+    const atA = p.a.decapsulate(held[1]!.datagram, EP_B, p.now);
+    assert.ok(atB.some((x) => x.kind === 'network' && x.datagram[0] === RESP), 'B answers A\'s initiation');
+    assert.ok(atA.some((x) => x.kind === 'network' && x.datagram[0] === RESP), 'A answers B\'s initiation');
+    p.run('b', atB);
+    p.run('a', atA);
+    // No time passed: neither side waited REKEY_TIMEOUT for a retry.
+    assert.deepEqual(p.tunnel.b, [ipv4Packet('from a')]);
+    assert.deepEqual(p.tunnel.a, [ipv4Packet('from b')]);
+    assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0, 'both responses completed a session, nothing dropped');
+    // A few packets later both send under the one session the greater key initiated.
+    for (let i = 0; i < 3; i++) { p.send('a', ipv4Packet(`a${i}`)); p.send('b', ipv4Packet(`b${i}`)); }
+    const leader = greater === 'a' ? p.peerB : p.peerA;
+    const follower = greater === 'a' ? p.peerA : p.peerB;
+    assert.equal(leader.current!.isInitiator, true, 'the greater key initiated the kept session');
+    assert.equal(follower.current!.isInitiator, false);
+    assert.deepEqual(leader.current!.sendKey, follower.current!.receiveKey, 'one session both ways');
+    assert.equal(p.tunnel.a.length, 4);
+    assert.equal(p.tunnel.b.length, 4);
+    assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
+    // The initiator of the kept session rekeys on time, and the pair goes on.
+    p.advance(121_000, 1000);
+    const before = p.wire.length;
+    p.send(greater, ipv4Packet('after 121 s'));
+    assert.equal(p.sent(greater, INIT, before).length, 1);
+    p.send(greater === 'a' ? 'b' : 'a', ipv4Packet('reply'));
+    assert.equal(p.tunnel.a.length + p.tunnel.b.length, 10);
+  });
+
+  for (const lostResponseFrom of ['a', 'b'] as const) {
+    test(`crossing initiations with ${lostResponseFrom}'s response lost still converge at once (${greater}'s key greater)`, () => {
+      const p = new Pair({ greater });
+      const held: { from: 'a' | 'b'; datagram: Uint8Array }[] = [];
+      p.filter = (from, d) => { held.push({ from, datagram: d }); return false; };
+      p.send('a', ipv4Packet('from a'));
+      p.send('b', ipv4Packet('from b'));
+      p.filter = (from, d) => !(from === lostResponseFrom && d[0] === RESP);
+      const atB = p.b.decapsulate(held[0]!.datagram, EP_A, p.now);
+      const atA = p.a.decapsulate(held[1]!.datagram, EP_B, p.now);
+      p.run('b', atB);
+      p.run('a', atA);
+      p.filter = () => true;
+      assert.deepEqual(p.tunnel.b, [ipv4Packet('from a')]);
+      assert.deepEqual(p.tunnel.a, [ipv4Packet('from b')]);
+      for (let i = 0; i < 3; i++) { p.send('a', ipv4Packet(`a${i}`)); p.send('b', ipv4Packet(`b${i}`)); }
+      assert.deepEqual(p.peerB.current!.sendKey, p.peerA.current!.receiveKey, 'one session both ways');
+      assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
+    });
+  }
+}
+
+/**
+ * One-way reachability: `stale` holds a wrong endpoint for the other side, so its initiations
+ * (and anything it sends before it learns the right one) are lost; the other side's reach it.
+ * Both have traffic; the session must be up both ways within one REKEY_TIMEOUT.
+ */
+function oneWay(stale: 'a' | 'b', greater: 'a' | 'b', first: 'a' | 'b'): void {
+  const p = new Pair({ greater });
+  const wrong = { address: '192.0.2.99', port: 51871 };
+  (stale === 'a' ? p.peerB : p.peerA).endpoint = wrong;
+  const other = stale === 'a' ? 'b' : 'a';
+  const t0 = p.now;
+  const second = first === 'a' ? 'b' : 'a';
+  p.send(first, ipv4Packet(`from ${first}`));
+  p.advance(1000, 10);
+  p.send(second, ipv4Packet(`from ${second}`));
+  while (p.now - t0 < REKEY_TIMEOUT && (p.tunnel.a.length === 0 || p.tunnel.b.length === 0)) p.advance(10, 10);
+  assert.ok(p.now - t0 < REKEY_TIMEOUT, `converged after ${p.now - t0} ms`);
+  assert.deepEqual(p.tunnel[other], [ipv4Packet(`from ${stale}`)]);
+  assert.deepEqual(p.tunnel[stale], [ipv4Packet(`from ${other}`)]);
+  assert.ok(p.lost.every((l) => l.from === stale && l.datagram[0] === INIT), 'only the stale side\'s initiations were lost');
+  if (first === stale) assert.ok(p.lost.length > 0, 'its own initiation was in flight when the other\'s arrived');
+  const learned = stale === 'a' ? p.peerB : p.peerA;
+  assert.deepEqual(learned.endpoint, p.at[other], 'the stale side learned the right endpoint from the initiation it answered');
+  // and from now on both directions flow without a handshake
+  const before = p.wire.length;
+  p.send('a', ipv4Packet('again a'));
+  p.send('b', ipv4Packet('again b'));
+  assert.equal(p.sent('a', INIT, before).length + p.sent('b', INIT, before).length, 0);
+  assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('again a'));
+  assert.deepEqual(p.tunnel.a.at(-1), ipv4Packet('again b'));
+}
+
+for (const stale of ['a', 'b'] as const) {
+  for (const greater of ['a', 'b'] as const) {
+    for (const first of ['a', 'b'] as const) {
+      const other = stale === 'a' ? 'b' : 'a';
+      test(`one-way reachability: ${other}'s initiations reach ${stale}, ${stale}'s do not; ${first} sends first, ${greater}'s key greater: up within REKEY_TIMEOUT`, () => {
+        oneWay(stale, greater, first);
+      });
+    }
+  }
+}
 
 test('peers share slab chunks: a removed peer keeps its own bytes, its slot serves the next peer', () => {
   const p = new Pair();

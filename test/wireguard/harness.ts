@@ -1,6 +1,6 @@
 // Two sans-I/O Devices wired back to back through plain byte arrays, with a fake clock.
-import { Device, type Action, type Endpoint, type Peer } from '../../src/wireguard/index.js';
-import { generatePrivateKey } from '../../src/crypto/index.js';
+import { Device, sameEndpoint, type Action, type Endpoint, type Peer } from '../../src/wireguard/index.js';
+import { generatePrivateKey, type X25519PrivateKey } from '../../src/crypto/index.js';
 
 export const EP_A: Endpoint = { address: '192.0.2.1', port: 51871 };
 export const EP_B: Endpoint = { address: '192.0.2.2', port: 51871 };
@@ -22,6 +22,10 @@ export function ipv4Packet(payload: Uint8Array | string, src = [10, 0, 0, 1], ds
 
 export type Side = 'a' | 'b';
 
+function compareKeys(x: X25519PrivateKey, y: X25519PrivateKey): number {
+  return Buffer.compare(Buffer.from(x.publicKey), Buffer.from(y.publicKey));
+}
+
 export class Pair {
   now = 1_700_000_000_000;
   readonly a: Device;
@@ -36,12 +40,22 @@ export class Pair {
   readonly keylog: string[] = [];
   /** Return false to lose a datagram in flight. */
   filter: (from: Side, datagram: Uint8Array) => boolean = () => true;
+  /**
+   * Where each side really is: a datagram reaches the other side only when sent to its address
+   * (a stale endpoint loses it), and arrives from the sender's address.
+   */
+  readonly at: Record<Side, Endpoint> = { a: EP_A, b: EP_B };
+  /** Datagrams sent to an address where no side is. */
+  readonly lost: { from: Side; endpoint: Endpoint; datagram: Uint8Array }[] = [];
 
-  constructor(opts: { psk?: Uint8Array; keepaliveA?: number; endpointOnB?: boolean; keylog?: boolean } = {}) {
+  /** greater: which side's public key compares greater (crossing initiations break ties by it). */
+  constructor(opts: { psk?: Uint8Array; keepaliveA?: number; endpointOnB?: boolean; keylog?: boolean; greater?: Side } = {}) {
     let seed = 1;
     const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
-    this.a = new Device({ privateKey: generatePrivateKey().raw, random, keylog: opts.keylog });
-    this.b = new Device({ privateKey: generatePrivateKey().raw, random, keylog: opts.keylog });
+    let [ka, kb] = [generatePrivateKey(), generatePrivateKey()];
+    if (opts.greater && (compareKeys(ka, kb) > 0) !== (opts.greater === 'a')) [ka, kb] = [kb, ka];
+    this.a = new Device({ privateKey: ka.raw, random, keylog: opts.keylog });
+    this.b = new Device({ privateKey: kb.raw, random, keylog: opts.keylog });
     this.peerB = this.a.addPeer({ publicKey: this.b.publicKey, endpoint: EP_B, presharedKey: opts.psk, persistentKeepalive: opts.keepaliveA });
     this.peerA = this.b.addPeer({ publicKey: this.a.publicKey, endpoint: opts.endpointOnB === false ? null : EP_A, presharedKey: opts.psk });
   }
@@ -61,8 +75,11 @@ export class Pair {
       this.wire.push({ from, datagram: action.datagram });
       if (!this.filter(from, action.datagram)) continue;
       const to: Side = from === 'a' ? 'b' : 'a';
-      const src = from === 'a' ? EP_A : EP_B;
-      for (const next of this.device(to).decapsulate(action.datagram, src, this.now)) queue.push([to, next]);
+      if (!sameEndpoint(action.endpoint, this.at[to])) {
+        this.lost.push({ from, endpoint: action.endpoint, datagram: action.datagram });
+        continue;
+      }
+      for (const next of this.device(to).decapsulate(action.datagram, this.at[from], this.now)) queue.push([to, next]);
     }
   }
 
