@@ -8,8 +8,8 @@ import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import { createInboundSa, createOutboundSa, InboundSaTable, type InboundSa, type OutboundSa } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
-import { sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
-import { acceptEsp, decodeEsp, espSequence, newDropCounters, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
+import { replayMarkId, replayMarkSpi, sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
+import { acceptEsp, acceptOpenedEsp, espSequence, newDropCounters, openEsp, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
 import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
@@ -65,6 +65,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly inbound = new InboundSaTable();
   private readonly keys = new WeakMap<object, AeadKey>();
   private readonly marks: Map<string, number>;
+  private readonly replayIds = new WeakMap<InboundSa, string>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
@@ -78,7 +79,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   readonly drops: EspDropCounters = newDropCounters();
   readonly counters: EspEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, noOutboundSa: 0, sourceNotAllowed: 0,
-    malformed: 0, tooBig: 0, sendFailed: 0, sequenceWait: 0, sequenceExhausted: 0,
+    malformed: 0, tooBig: 0, sendFailed: 0, sequenceWait: 0, sequenceExhausted: 0, replayMarkFailed: 0,
   };
 
   constructor(private readonly init: EspEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
@@ -103,6 +104,31 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     } catch {
       sa.sequence.persistFailed();
     }
+  }
+
+  /**
+   * Makes `seq` acceptable on `sa` across a crash: a replay mark above it is durable before it is
+   * accepted (replay-mark.ts). The same write moves every other busy SA's mark ahead, so a busy
+   * cluster writes about once per lead, not once per tunnel. False: the write failed, drop it.
+   */
+  private replayDurable(sa: InboundSa, seq: number, nowMs: number): boolean {
+    if (seq <= sa.replayMark.durable) return true;
+    const moved: [InboundSa, number, number][] = [];
+    for (const x of this.inbound.all()) {
+      const top = x === sa ? seq : x.replay.top;
+      if (!x.replayMark.movedSince(top)) continue;
+      const mark = x.replayMark.next(top, nowMs);
+      if (mark > x.replayMark.durable) moved.push([x, mark, top]);
+    }
+    for (const [x, mark] of moved) this.marks.set(this.replayIds.get(x)!, mark);
+    try {
+      writeSequenceMarks(this.init.marksFile, this.marks);
+    } catch {
+      this.counters.replayMarkFailed++;
+      return false;
+    }
+    for (const [x, mark, top] of moved) x.replayMark.persisted(mark, top, nowMs);
+    return true;
   }
 
   private takeSequence(sa: OutboundSa): number {
@@ -258,7 +284,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const sa = this.rxSa[j]!;
       this.rxSa[j] = null;
       const plain = b.offs[this.rxIndex[j]!]! + ESP_GCM_PREFIX;
-      const payload = acceptEsp(sa, this.rxSeq[j]!, aead.ok[j] === 1, buf, plain, this.rxCipherLength[j]!, wall, this.drops);
+      const seq = this.rxSeq[j]!, authentic = aead.ok[j] === 1;
+      if (authentic && !this.replayDurable(sa, seq, wall)) continue;
+      const payload = acceptEsp(sa, seq, authentic, buf, plain, this.rxCipherLength[j]!, wall, this.drops);
       if (typeof payload === 'string' || !this.sourceAllowed(buf, plain, sa)) continue;
       b.offs[out] = plain;
       b.lens[out] = payload;
@@ -279,7 +307,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   private receiveSingle(sa: InboundSa, i: number): void {
     const b = this.rx;
-    const r = decodeEsp(sa, b.buf.subarray(b.offs[i]!, b.offs[i]! + b.lens[i]!), Date.now(), this.drops); // SA use time is wall-clock
+    const packet = b.buf.subarray(b.offs[i]!, b.offs[i]! + b.lens[i]!);
+    const opened = openEsp(sa, packet, this.drops);
+    if (typeof opened === 'string') return;
+    const wall = Date.now(); // SA use time is wall-clock
+    if (opened.plain && !this.replayDurable(sa, opened.seq, wall)) return;
+    const r = acceptOpenedEsp(sa, opened, packet, wall, this.drops);
     if (!r.ok) return;
     if (!this.sourceAllowed(r.inner, 0, sa)) return;
     this.single.write(r.inner, r.inner.length);
@@ -316,6 +349,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       for (const sa of st.outbound.values()) this.freeKey(sa);
       this.peers.delete(ip);
     }
+    // Replay marks of keys no longer in force can go; those of a peer that left stay, so that
+    // its SAs come back (same key) with their top, not an empty window.
+    const spis = new Set(specs.flatMap((s) => s.inbound.map((x) => x.spi)));
+    for (const id of this.marks.keys()) {
+      const spi = replayMarkSpi(id);
+      if (spi !== undefined && !spis.has(spi)) this.marks.delete(id);
+    }
     for (const sa of this.inbound.all()) {
       const spec = wanted.get(sa.src);
       const keep = spec?.inbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
@@ -341,7 +381,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         st.outbound.set(o.spi, sa);
       }
       for (const x of s.inbound) {
-        if (!this.inbound.lookup(s.ip, x.spi)) this.inbound.add(createInboundSa({ spi: x.spi, src: s.ip, dst: this.init.localIp, transform: x.transform, nowMs: now }));
+        if (this.inbound.lookup(s.ip, x.spi)) continue;
+        const id = replayMarkId(x.spi, s.ip, this.init.localIp, x.transform);
+        const sa = createInboundSa({ spi: x.spi, src: s.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0 });
+        this.replayIds.set(sa, id);
+        this.inbound.add(sa);
       }
       st.active = st.outbound.get(s.activeSpi) ?? null;
       const have = new Set(this.allowed.prefixesOf(st));
@@ -376,7 +420,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     };
   }
 
+  /** A clean stop: the exact replay tops replace the marks' leads, so the next start drops no fresh packet. */
   close(): void {
+    const inbound = this.inbound.all();
+    if (inbound.length) {
+      for (const sa of inbound) this.marks.set(this.replayIds.get(sa)!, sa.replay.top);
+      try { writeSequenceMarks(this.init.marksFile, this.marks); } catch { /* the marks' leads stay: still no replay */ }
+    }
     for (const p of this.peers.values()) for (const sa of p.outbound.values()) this.freeKey(sa);
     for (const sa of this.inbound.all()) this.freeKey(sa);
   }

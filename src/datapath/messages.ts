@@ -28,7 +28,7 @@ export interface WireGuardEngineInit {
 export interface EspEngineInit {
   localIp: string;
   mtu: number;
-  /** File of persisted sequence marks (JSON {markId: mark}), fsync'd before numbers are used. */
+  /** File of persisted sequence marks and inbound replay marks (JSON {markId: mark}), fsync'd before numbers are used or accepted. */
   marksFile: string;
   marks: Record<string, number>;
 }
@@ -93,6 +93,7 @@ export type WireGuardEngineCounters = TrafficCounters & Record<(typeof WIREGUARD
 /** Packets the ESP engine drops itself (the decoder's drops are `drops`); the metrics export this list. */
 export const ESP_ENGINE_DROPS = [
   'noRoute', 'noOutboundSa', 'sourceNotAllowed', 'malformed', 'tooBig', 'sendFailed', 'sequenceWait', 'sequenceExhausted',
+  'replayMarkFailed',
 ] as const;
 
 export type EspEngineCounters = TrafficCounters & Record<(typeof ESP_ENGINE_DROPS)[number], number>;

@@ -89,13 +89,17 @@ export function acceptEsp(
   return payload;
 }
 
+/** A packet espSequence() passed, opened: its sequence number and plaintext (inner packet and trailer), or null if its ICV failed. */
+export type OpenedEsp = { seq: number; plain: Uint8Array | null };
+
 /**
- * Decodes an ESP packet (starting at the SPI) for `sa`, the SA the caller found for its source and
- * SPI (undefined = no state). On success the replay window and counters advance.
+ * Opens an ESP packet (starting at the SPI) for `sa`, the SA the caller found for its source and
+ * SPI (undefined = no state): the sequence number it may be accepted as and its plaintext, or why it
+ * is dropped before any crypto (counted). Nothing is recorded: acceptEsp() decides.
  */
-export function decodeEsp(sa: InboundSa | undefined, packet: Uint8Array, nowMs: number, drops: EspDropCounters): EspDecodeResult {
+export function openEsp(sa: InboundSa | undefined, packet: Uint8Array, drops: EspDropCounters): OpenedEsp | EspDropReason {
   const seq = espSequence(sa, packet, 0, packet.length, drops);
-  if (typeof seq === 'string') return { ok: false, reason: seq };
+  if (typeof seq === 'string') return seq;
   const t = sa!.transform;
   const ivEnd = ESP_HEADER_LENGTH + ivLength(t);
   const encryptedLength = espEncryptedLength(t, packet.length);
@@ -122,8 +126,21 @@ export function decodeEsp(sa: InboundSa | undefined, packet: Uint8Array, nowMs: 
   } catch {
     plain = null;
   }
+  return { seq, plain };
+}
+
+/** openEsp() then acceptEsp(): on success the replay window and counters advance. */
+export function decodeEsp(sa: InboundSa | undefined, packet: Uint8Array, nowMs: number, drops: EspDropCounters): EspDecodeResult {
+  const opened = openEsp(sa, packet, drops);
+  if (typeof opened === 'string') return { ok: false, reason: opened };
+  return acceptOpenedEsp(sa!, opened, packet, nowMs, drops);
+}
+
+/** acceptEsp() for a packet openEsp() opened. */
+export function acceptOpenedEsp(sa: InboundSa, opened: OpenedEsp, packet: Uint8Array, nowMs: number, drops: EspDropCounters): EspDecodeResult {
+  const { seq, plain } = opened;
   const length = plain ? plain.length : 0;
-  const payload = acceptEsp(sa!, seq, plain !== null, plain ?? packet, 0, length, nowMs, drops);
+  const payload = acceptEsp(sa, seq, plain !== null, plain ?? packet, 0, length, nowMs, drops);
   if (typeof payload === 'string') return { ok: false, reason: payload };
   return { ok: true, seq, nextHeader: plain![length - 1]!, inner: plain!.subarray(0, payload) };
 }

@@ -4,6 +4,7 @@
 import type { EspTransform } from './esp-transform.js';
 import { EspReplayWindow, REPLAY_WINDOW_SIZE } from './replay-window.js';
 import { OutboundSequence } from './sequence-store.js';
+import { ReplayMark } from './replay-mark.js';
 
 export interface SaCounters {
   /** Inner (plaintext) bytes and packets through this SA. */
@@ -34,6 +35,8 @@ export interface OutboundSa extends SaCommon {
 export interface InboundSa extends SaCommon {
   direction: 'in';
   replay: EspReplayWindow;
+  /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable. */
+  replayMark: ReplayMark;
 }
 
 export type SecurityAssociation = OutboundSa | InboundSa;
@@ -65,9 +68,13 @@ export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }): 
   return { ...common(p), direction: 'out', sequence: p.sequence };
 }
 
-/** `replayTop`: the window top persisted before an agent restart, if any (see EspReplayWindow). */
+/** `replayTop`: the replay mark persisted before an agent restart, if any (see replay-mark.ts): everything up to it counts as seen. */
 export function createInboundSa(p: SaParams & { replayTop?: number }): InboundSa {
-  return { ...common(p), direction: 'in', replay: new EspReplayWindow(REPLAY_WINDOW_SIZE, p.replayTop ?? 0) };
+  const top = p.replayTop ?? 0;
+  return {
+    ...common(p), direction: 'in', replay: new EspReplayWindow(REPLAY_WINDOW_SIZE, top),
+    replayMark: new ReplayMark(top, p.nowMs),
+  };
 }
 
 /**

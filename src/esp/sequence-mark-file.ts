@@ -1,13 +1,34 @@
-// A small durable store for outbound sequence marks (see sequence-store.ts): one JSON file of
+// A small durable store for outbound sequence marks (see sequence-store.ts) and inbound replay
+// marks (replay-mark.ts): one JSON file of
 // { "<sa id>": mark }, replaced durably (util/durable-file.ts), so a crash leaves either the old or
 // the new marks, never a torn file, and a mark the sender relies on is never lost.
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { EspTransform } from './esp-transform.js';
 import { writeFileDurable } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 
 /** The identity of an outbound SA's key for its mark: SPI and tunnel IPs (a jump forward is always safe). */
 export function sequenceMarkId(spi: number, src: string, dst: string): string {
   return `${spi} ${src}>${dst}`;
+}
+
+const REPLAY_PREFIX = 'in ';
+
+/**
+ * The identity of an inbound SA's replay mark: SPI, tunnel IPs and a fingerprint of its key, since
+ * a top means nothing for another key (a peer that rebooted derives new keys and starts at 1).
+ */
+export function replayMarkId(spi: number, src: string, dst: string, transform: EspTransform): string {
+  const h = createHash('sha256');
+  if (transform.kind === 'aead') h.update(transform.key).update(transform.salt);
+  else h.update(transform.encKey).update(transform.authKey);
+  return `${REPLAY_PREFIX}${spi} ${src}>${dst} ${h.digest('hex').slice(0, 16)}`;
+}
+
+/** The SPI of a replay mark id, undefined for an outbound sequence mark. */
+export function replayMarkSpi(id: string): number | undefined {
+  return id.startsWith(REPLAY_PREFIX) ? Number(id.slice(REPLAY_PREFIX.length).split(' ')[0]) : undefined;
 }
 
 /** The marks stored at `path`; an empty map when the file does not exist yet. */

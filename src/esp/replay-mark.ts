@@ -1,0 +1,56 @@
+// Inbound replay protection that survives an agent restart or crash. Per-tunnel keys outlive the
+// agent (same boot ids, same PSK), so a receiver that restarts with an empty replay window would
+// accept every captured datagram again. The receiver therefore persists a mark above its window
+// top, and never accepts a sequence number above the persisted mark before a higher mark is
+// durable: after a crash it resumes with everything up to the mark counted as seen, so no packet
+// it ever accepted is accepted twice. The price of a crash is the fresh packets between the real
+// top and the mark (the lead): sized to about LEAD_SECONDS of the tunnel's own rate, so a write
+// happens about once per LEAD_SECONDS per busy tunnel and a crash drops about that much traffic.
+// A clean stop persists the exact top instead, and then drops nothing. The mark is a full 64-bit
+// (ESN) number, so the restarted receiver also infers the high half of a sender above 2^32.
+// This is the pure policy; the engine does the writing (sequence-mark-file.ts is the store).
+
+/** Fewest numbers a mark leads the top by: a slow tunnel writes every MIN_LEAD packets, a busy one about once per LEAD_SECONDS (at most one write a second either way). */
+export const REPLAY_MIN_LEAD = 8;
+/** Most numbers a mark leads the top by (well under 2^31, so ESN inference stays right after a crash). */
+export const REPLAY_MAX_LEAD = 2 ** 20;
+/** The lead covers about this long at the tunnel's recent rate. */
+export const REPLAY_LEAD_SECONDS = 1;
+
+export class ReplayMark {
+  #durable: number;
+  #lastTop: number;
+  #lastMs: number;
+
+  /** `persisted`: the mark read from disk (0 = none); every number up to it counts as seen. */
+  constructor(persisted: number, nowMs: number) {
+    this.#durable = persisted;
+    this.#lastTop = persisted;
+    this.#lastMs = nowMs;
+  }
+
+  /** Numbers up to this may be accepted without a write. */
+  get durable(): number {
+    return this.#durable;
+  }
+
+  /** The top moved since the last write (its mark may want moving too). */
+  movedSince(top: number): boolean {
+    return top > this.#lastTop;
+  }
+
+  /** The mark to persist so that `top` (the highest number about to be accepted) is covered, with a lead sized to the recent rate. */
+  next(top: number, nowMs: number): number {
+    const elapsed = Math.max(1, nowMs - this.#lastMs);
+    const rate = Math.max(0, top - this.#lastTop) * 1000 / elapsed;
+    const lead = Math.min(REPLAY_MAX_LEAD, Math.max(REPLAY_MIN_LEAD, Math.ceil(rate * REPLAY_LEAD_SECONDS)));
+    return Math.max(this.#durable, top + lead);
+  }
+
+  /** `mark` is durable (fsync'd), written at `nowMs` when the top was `top`. */
+  persisted(mark: number, top: number, nowMs: number): void {
+    if (mark > this.#durable) this.#durable = mark;
+    this.#lastTop = top;
+    this.#lastMs = nowMs;
+  }
+}
