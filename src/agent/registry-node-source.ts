@@ -129,7 +129,7 @@ export class RegistryNodeSource implements NodeSource {
     const candidates: PeerNode[] = [];
     const unusable = new Map<string, string>();
     // Oldest first: where two nodes claim the same thing (a key, an address), the one that was there first keeps it.
-    const age = (n: RegistryObject) => n.metadata.creationTimestamp ?? '';
+    const age = (n: RegistryObject) => String(n.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
     const byAge = [...this.nodes.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name));
     for (const n of byAge) {
       if (n.metadata.name === this.nodeName) continue;

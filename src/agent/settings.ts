@@ -85,7 +85,8 @@ export function applySet(settings: Settings, assignment: string): void {
   if (eq <= 0) throw new VeilError('BAD_SET', `--set "${assignment}" is not key=value`, 'write it as --set encryption.type=wireguard');
   const key = assignment.slice(0, eq).trim();
   const value = assignment.slice(eq + 1).trim();
-  if (!(key in SCHEMA)) {
+  // own keys only: `in` also finds Object.prototype's (--set valueOf=x threw a TypeError; found by fuzzing)
+  if (!Object.hasOwn(SCHEMA, key)) {
     const near = nearestKey(key);
     throw new VeilError('UNKNOWN_SETTING', `unknown setting "${key}"`,
       near ? `did you mean "${near}"?` : `known settings: ${SETTING_KEYS.join(', ')}`);

@@ -38,7 +38,7 @@ export function clusterConfigPath(): string {
 /** The config file's clusters (none when the file does not exist), file paths made absolute. */
 export function loadClusterConfig(path = clusterConfigPath()): ClusterConfig {
   if (!existsSync(path)) return { path, currentCluster: undefined, clusters: [] };
-  const raw = readDoc(path).toJS() as unknown;
+  const raw = documentValue(readDoc(path), path);
   if (raw === null || raw === undefined) return { path, currentCluster: undefined, clusters: [] };
   const bad = (what: string) => new VeilError('BAD_CLUSTER_CONFIG', `${path}: ${what}`, "fix the file, or rewrite an entry with 'veil cluster add' (see 'veil cluster add -h')");
   if (typeof raw !== 'object' || Array.isArray(raw)) throw bad('not a map of current-cluster and clusters');
@@ -145,6 +145,15 @@ function readDoc(path: string): Document {
     throw new VeilError('BAD_CLUSTER_CONFIG', `${path} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`, 'fix the file (it is YAML, like a kubeconfig)');
   }
   return doc;
+}
+
+/** The document as plain values; the YAML library's own refusals (an alias bomb) said as ours. */
+function documentValue(doc: Document, path: string): unknown {
+  try {
+    return doc.toJS();
+  } catch (e) {
+    throw new VeilError('BAD_CLUSTER_CONFIG', `${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`, 'fix the file (it is YAML, like a kubeconfig)');
+  }
 }
 
 function writeDoc(path: string, doc: Document): void {

@@ -35,16 +35,32 @@ export function decodeObject(cluster: string, kv: IKeyValue): Decoded {
 }
 
 function shapeProblem(v: unknown, kind: Kind, name: string): string | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
-  const o = v as Record<string, unknown>;
+  if (!isMap(v)) return 'not a JSON object';
+  const o = v;
   if (o['kind'] !== kind) return `kind is ${JSON.stringify(o['kind'])}, the key says ${kind}`;
   const meta = o['metadata'];
-  if (typeof meta !== 'object' || meta === null) return 'no metadata';
-  const n = (meta as Record<string, unknown>)['name'];
+  if (!isMap(meta)) return 'no metadata';
+  const n = meta['name'];
   if (n !== name) return `metadata.name is ${JSON.stringify(n)}, the key says '${name}'`;
   try { checkName(name); } catch (e) { return (e as Error).message; }
-  for (const f of ['spec', 'status', 'data'] as const) {
-    if (o[f] !== undefined && (typeof o[f] !== 'object' || o[f] === null || Array.isArray(o[f]))) return `${f} is not an object`;
+  // Every field readers use as a string or a map of strings is one (a number where a timestamp
+  // should be made the node source's sort throw: found by the registry fuzz harness).
+  if (meta['creationTimestamp'] !== undefined && typeof meta['creationTimestamp'] !== 'string') return 'metadata.creationTimestamp is not a string';
+  for (const f of ['labels', 'annotations'] as const) {
+    if (meta[f] !== undefined && !isStringMap(meta[f])) return `metadata.${f} is not a map of strings`;
   }
+  for (const f of ['spec', 'status', 'data'] as const) {
+    if (o[f] !== undefined && !isMap(o[f])) return `${f} is not an object`;
+  }
+  if (o['data'] !== undefined && !isStringMap(o['data'])) return 'data is not a map of strings';
+  if (o['type'] !== undefined && typeof o['type'] !== 'string') return 'type is not a string';
   return undefined;
+}
+
+function isMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isStringMap(v: unknown): boolean {
+  return isMap(v) && Object.values(v).every((x) => typeof x === 'string');
 }
