@@ -3,15 +3,14 @@
 // install settings. Any text, near-valid documents built from the real keys, YAML aliases: a
 // config, or a VeilError saying where and what; a valid config reads back as written.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { applySet, defaultSettings, parseDuration, SETTING_KEYS } from '../../src/agent/settings.js';
 import { loadClusterConfig } from '../../src/control/cluster-config.js';
 import { CONFIG_FIELDS, loadAgentConfig } from '../../src/host/agent-config.js';
-import { expectClearError, harness, thrown } from './harness.js';
+import { expectClearError, harness, scratchDir, thrown } from './harness.js';
 
 const anyJson = fc.jsonValue({ maxDepth: 2 });
 const goodOrAny = <T>(a: fc.Arbitrary<T>) => fc.oneof({ arbitrary: a, weight: 8 }, { arbitrary: anyJson, weight: 1 });
@@ -58,7 +57,6 @@ const clusterDoc = fc.record({
   }, { requiredKeys: [] })), { maxLength: 3 })),
 }, { requiredKeys: [] });
 
-let dir: string | undefined;
 const seen = { agentOk: 0, agentRefused: 0, clusterOk: 0, clusterRefused: 0 };
 
 export const agentConfig = harness({
@@ -67,8 +65,7 @@ export const agentConfig = harness({
   runs: 20_000,
   ciRuns: 600,
   property: () => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    dir = mkdtempSync(join(tmpdir(), 'veil-fuzz-config-'));
+    const dir = scratchDir('config');
     const file = join(dir, 'agent.yaml');
     const clusters = join(dir, 'config.yaml');
     return fc.property(
@@ -103,8 +100,7 @@ export const agentConfigRoundTrip = harness({
   runs: 20_000,
   ciRuns: 1_000,
   property: () => {
-    const d = mkdtempSync(join(tmpdir(), 'veil-fuzz-config-rt-'));
-    const file = join(d, 'agent.yaml');
+    const file = join(scratchDir('config-rt'), 'agent.yaml');
     return fc.property(
       fc.record({
         cluster: fc.stringMatching(/^[a-z][a-z0-9-]{0,20}[a-z0-9]$/), nodeName: fc.domain().map((x) => x.toLowerCase()),

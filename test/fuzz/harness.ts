@@ -2,6 +2,9 @@
 // property over hostile inputs for it, and how many cases `npm run fuzz` runs (CI runs ciRuns of
 // every harness in test/fuzz/fuzz.test.ts). A property fails by throwing (node:assert) or returning
 // false; a failure is shrunk by fast-check and kept, fixed, as a regression test.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { VeilError } from '../../src/util/errors.js';
 
@@ -66,4 +69,14 @@ export function mutated(samples: readonly Uint8Array[], maxRandom = 200): fc.Arb
     return Uint8Array.from([...b.subarray(0, cutAt), ...(cut === null ? [] : tail)]);
   });
   return fc.oneof({ arbitrary: edit, weight: 3 }, { arbitrary: random, weight: 1 });
+}
+
+const scratch = new Set<string>();
+process.on('exit', () => { for (const d of scratch) rmSync(d, { recursive: true, force: true }); });
+
+/** A new temporary directory for a harness's files, removed when the process exits. */
+export function scratchDir(name: string): string {
+  const d = mkdtempSync(join(tmpdir(), `veil-fuzz-${name}-`));
+  scratch.add(d);
+  return d;
 }

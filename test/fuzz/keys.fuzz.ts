@@ -2,13 +2,12 @@
 // from its own tokens, its round trip on every valid key shape, and the WireGuard private key file
 // on any bytes. The contract: a key, or a VeilError that names the line and says what to write.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseKeyFile, type IpsecKey } from '../../src/keys/ipsec-keyfile.js';
 import { loadOrGenerateKeyPair, publicKeyBase64Of } from '../../src/keys/wireguard-keypair.js';
-import { expectClearError, harness, thrown } from './harness.js';
+import { expectClearError, harness, scratchDir, thrown } from './harness.js';
 
 const hex = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b).toString('hex'));
 const TOKENS = ['3+', '15', '0', '16', '-1', '+', '0x', '""', 'rfc4106(gcm(aes))', 'rfc4543(gcm(aes))', 'hmac(sha256)', 'hmac(sha512)',
@@ -56,17 +55,13 @@ export const ipsecKeyFile = harness({
   ),
 });
 
-let dir: string | undefined;
-
 export const wireguardKeyFile = harness({
   name: 'wg-keyfile',
   target: 'src/keys/wireguard-keypair.ts loadOrGenerateKeyPair on any file contents',
   runs: 100_000,
   ciRuns: 2_000,
   property: () => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    dir = mkdtempSync(join(tmpdir(), 'veil-fuzz-wgkey-'));
-    const path = join(dir, 'veil_wg0.key');
+    const path = join(scratchDir('wgkey'), 'veil_wg0.key');
     return fc.property(
       fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.constant(null)),
       (contents) => {

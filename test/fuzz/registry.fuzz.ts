@@ -4,9 +4,6 @@
 // admits through WireGuard mode's desired state. Never a throw; admitted peers never collide;
 // every WireGuard peer has a valid, unique key that is not ours; encode -> decode round-trips.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import type { IKeyValue } from 'etcd3';
 import { admitPeers } from '../../src/agent/peer-admission.js';
@@ -20,7 +17,7 @@ import { checkObject, KINDS } from '../../src/control/object-checks.js';
 import type { Kind, Registry, RegistryObject } from '../../src/control/registry.js';
 import { parseIp } from '../../src/net/cidr.js';
 import { createLogger } from '../../src/util/log.js';
-import { harness } from './harness.js';
+import { harness, scratchDir } from './harness.js';
 
 const CLUSTER = 'fuzz';
 const SELF = 'self';
@@ -87,7 +84,7 @@ const seen = { decoded: 0, refusedValues: 0, admitted: 0, refusedPeers: 0, wgPee
 /** WireGuard mode as the agent runs it, with a key pair in a temporary state directory. */
 async function wireguardMode(): Promise<WireGuardMode> {
   if (mode) return mode;
-  const stateDir = mkdtempSync(join(tmpdir(), 'veil-fuzz-wg-'));
+  const stateDir = scratchDir('wg-mode');
   const settings = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };
   const node = { name: SELF, internalIPs: ['10.0.0.1'], podCIDRs: ['10.244.0.0/24'], podGateway: '10.244.0.1', underlayInterface: 'eth0', underlayMtu: 1500, bootID: 'x' };
   mode = new WireGuardMode({
