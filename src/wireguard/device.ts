@@ -314,38 +314,48 @@ export class Device implements PeerHost {
   }
 
   /**
-   * Admission before any parsing or crypto: under load (the caller's flag, or more than
-   * LOAD_THRESHOLD handshake messages a second), each source address gets its own small rate.
+   * Admission before any parsing or crypto, device-wide only: under load (the caller's flag, or more
+   * than LOAD_THRESHOLD handshake messages a second), once the cookie-reply budget is spent a message
+   * without mac2 (it could only earn a cookie reply) is dropped unread. Nothing here is charged to a
+   * source address: a forged message carries any address it likes (see checkMacs).
    */
   private admitHandshake(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): boolean {
     const loaded = this.limiter.arrive(now) || this.underLoad;
     this.loaded = loaded;
-    if (loaded && (!this.limiter.admitSource(source.address, now) || (this.limiter.cookieBudgetSpent(now) && noMac2(datagram)))) {
+    if (loaded && this.limiter.cookieBudgetSpent(now) && noMac2(datagram)) {
       this.dropped('handshakeRateLimited', null, out);
       return false;
     }
     return true;
   }
 
-  /** mac1 always; under load a valid mac2 or we answer with a cookie reply. True to continue. */
+  /**
+   * In the protocol's order (the kernel's cookie.c, wireguard-go): mac1 always; under load a valid
+   * mac2 or we answer with a cookie reply; only then, under load, the source's own rate. A message
+   * that reaches the source's token bucket has proved (mac2) that its sender receives at that
+   * address, so forged messages bearing a peer's address cannot spend that peer's budget.
+   */
   private checkMacs(datagram: Uint8Array, sender: number, source: Endpoint, now: number, out: Action[]): boolean {
     if (!this.cookieChecker.checkMac1(datagram)) {
       this.dropped('mac1Invalid', null, out);
       return false;
     }
-    if (this.loaded) {
-      const src = endpointBytes(source);
-      if (!this.cookieChecker.checkMac2(datagram, src, now)) {
-        if (!this.limiter.admitCookieReply(now)) {
-          this.dropped('handshakeRateLimited', null, out);
-          return false;
-        }
-        const reply = this.cookieChecker.createReply(datagram, sender, src, now);
-        this.stats.cookieRepliesSent++;
-        this.dropped('mac2Required', null, out);
-        out.push({ kind: 'network', peer: null, endpoint: source, datagram: reply });
+    if (!this.loaded) return true;
+    const src = endpointBytes(source);
+    if (!this.cookieChecker.checkMac2(datagram, src, now)) {
+      if (!this.limiter.admitCookieReply(now)) {
+        this.dropped('handshakeRateLimited', null, out);
         return false;
       }
+      const reply = this.cookieChecker.createReply(datagram, sender, src, now);
+      this.stats.cookieRepliesSent++;
+      this.dropped('mac2Required', null, out);
+      out.push({ kind: 'network', peer: null, endpoint: source, datagram: reply });
+      return false;
+    }
+    if (!this.limiter.admitSource(source.address, now)) {
+      this.dropped('handshakeRateLimited', null, out);
+      return false;
     }
     return true;
   }

@@ -2,11 +2,14 @@
 // established sessions need (the kernel's ratelimiter.c and its under-load test, sans-I/O):
 //  - load: more than LOAD_THRESHOLD handshake messages in the current or the previous second
 //    puts the device under load at once (no waiting for a window to close);
-//  - per source address, under load: a token bucket (PER_SOURCE_RATE/s, burst PER_SOURCE_BURST)
-//    admits a source's handshake messages; the rest are dropped before any crypto;
 //  - cookie replies, under load: a device-wide budget (COOKIE_REPLY_RATE/s), so that a flood
 //    from many addresses costs at most that many replies a second; once it is spent, a message
-//    without mac2 (which could only earn a cookie reply) is dropped before any MAC is computed.
+//    without mac2 (which could only earn a cookie reply) is dropped before any MAC is computed;
+//  - per source address, under load: a token bucket (PER_SOURCE_RATE/s, burst PER_SOURCE_BURST)
+//    admits a source's handshake messages to the Diffie-Hellman work. It is charged only after
+//    mac1 and mac2 verified (the protocol's order, as the kernel and wireguard-go): a valid mac2
+//    proves the sender receives at its address, so a forged message bearing another's address
+//    is refused before it can spend that address's budget.
 // Every decision reads only the `now` passed in.
 
 /** Handshake messages per second above which the device is under load. */

@@ -541,38 +541,89 @@ test('peers share slab chunks: a removed peer keeps its own bytes, its slot serv
   assert.deepEqual(p.tunnel.b, [ipv4Packet('after churn')]);
 });
 
-test('handshake flood: past 100 a second the device is under load; a flooding source is cut off before any crypto, others get cookies', () => {
+test('handshake flood: past 100 a second the device is under load; cookie replies within a device-wide budget, a source that proves its address (mac2) gets only its own rate, a real peer gets through', () => {
   const p = new Pair();
   const flooder = { address: '198.51.100.7', port: 40000 };
-  // 300 valid initiations (mac1 right) from random static keys, one source, within one millisecond.
-  const floodInits = Array.from({ length: 300 }, () => {
-    const c = new Device({ privateKey: generatePrivateKey().raw });
-    const a = c.initiateHandshake(c.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B }), p.now).find((x) => x.kind === 'network')!;
+  const stranger = () => new Device({ privateKey: generatePrivateKey().raw });
+  const initiation = (c: Device, peer = c.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B })) => {
+    const a = c.initiateHandshake(peer, p.now).find((x) => x.kind === 'network')!;
     assert.ok(a.kind === 'network');
     return a.datagram;
-  });
+  };
+  // 300 valid initiations (mac1 right) from random static keys, one source, within one millisecond.
+  const floodInits = Array.from({ length: 300 }, () => initiation(stranger()));
   const replies: Uint8Array[] = [];
-  for (const d of floodInits) {
-    for (const x of p.b.decapsulate(d, flooder, p.now)) if (x.kind === 'network') replies.push(x.datagram);
-  }
+  const flood = (ds: Uint8Array[], from = flooder, now = p.now) => {
+    for (const d of ds) for (const x of p.b.decapsulate(d, from, now)) if (x.kind === 'network') replies.push(x.datagram);
+  };
+  flood(floodInits);
   const drops = p.b.stats.drops;
   assert.equal(drops.handshakeForUnknownKey, 100, 'the first 100 are worked on (and refused: unknown keys)');
-  assert.equal(drops.mac2Required, 5, 'then the source\'s burst of 5 gets cookie replies');
-  assert.equal(drops.handshakeRateLimited, 195, 'the rest is dropped unprocessed');
-  assert.equal(replies.length, 5);
+  assert.equal(drops.mac2Required, 200, 'then mac2 is required: cookie replies, no Diffie-Hellman');
+  assert.equal(drops.handshakeRateLimited, 0);
+  assert.equal(replies.length, 200);
   assert.ok(replies.every((r) => r[0] === COOKIE && r.length === 64));
   assert.equal(p.b.peerCount, 1);
   // A real peer from its own address during the flood: a cookie, then its retry with mac2 wins.
   p.send('a', ipv4Packet('during the flood'));
   assert.equal(p.sent('b', COOKIE).length, 1);
   assert.equal(p.peerB.cookieGenerator.hasCookie(p.now), true);
-  for (const d of floodInits.slice(0, 50)) p.b.decapsulate(d, flooder, p.now + 1000); // the flood goes on
+  // The rest of the cookie budget (250 a second) goes; past it a message without mac2 is dropped unread.
+  flood(floodInits.slice(0, 100));
+  assert.equal(drops.mac2Required, 250);
+  assert.equal(drops.handshakeRateLimited, 51);
+  // A flooder that receives at its address holds a cookie: its messages pass mac2 and meet its own rate (burst 5).
+  const owner = stranger();
+  const ownerPeer = owner.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B });
+  p.now += 1000; // a refilled cookie budget
+  flood([initiation(owner, ownerPeer)]);
+  for (const x of owner.decapsulate(replies.at(-1)!, EP_B, p.now)) assert.notEqual(x.kind, 'drop');
+  const worked = drops.handshakeForUnknownKey, limited = drops.handshakeRateLimited;
+  flood(Array.from({ length: 50 }, () => initiation(owner, ownerPeer)));
+  assert.equal(drops.handshakeForUnknownKey - worked, 5, 'its burst is worked on');
+  assert.equal(drops.handshakeRateLimited - limited, 45, 'the rest is dropped before any Diffie-Hellman');
+  for (const d of floodInits.slice(0, 50)) p.b.decapsulate(d, flooder, p.now); // the flood goes on
   p.advance(5500, 50);
   assert.deepEqual(p.tunnel.b, [ipv4Packet('during the flood')]);
   // Two quiet seconds later the load is gone: no cookies asked.
   p.advance(200_000, 1000);
   const before = p.sent('b', COOKIE).length;
+  const unknown = drops.handshakeForUnknownKey;
   p.b.decapsulate(floodInits[0]!, flooder, p.now);
   assert.equal(p.sent('b', COOKIE).length, before);
-  assert.equal(drops.handshakeForUnknownKey, 101);
+  assert.equal(drops.handshakeForUnknownKey, unknown + 1);
+});
+
+test('forged initiations bearing a real peer\'s address (200/s, garbage and valid mac1) do not keep it out: the peer that starts over gets its session within one retry', () => {
+  const p = new Pair();
+  // What an attacker can forge without receiving at A's address: garbage, and initiations with a
+  // valid mac1 (B's public key is public) but no mac2 (no cookie for A's address).
+  const garbage = Uint8Array.from({ length: 148 }, (_, i) => (i * 73 + 11) & 0xff);
+  garbage.set([1, 0, 0, 0]);
+  const attacker = new Device({ privateKey: generatePrivateKey().raw });
+  const withMac1 = () => {
+    const a = attacker.initiateHandshake(attacker.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B }), p.now).find((x) => x.kind === 'network')!;
+    assert.ok(a.kind === 'network');
+    return a.datagram;
+  };
+  const forged = [garbage, withMac1()];
+  let n = 0;
+  const flood = (ms: number) => {
+    for (const end = p.now + ms; p.now < end;) { // 200 a second, 5 ms apart, from A's address
+      p.run('b', p.b.decapsulate(forged[n++ % 2]!, EP_A, p.now));
+      p.advance(5, 5);
+    }
+  };
+  flood(1500); // B is under load
+  const start = p.now;
+  p.send('a', ipv4Packet('after a restart'));
+  let delivered = -1;
+  for (let t = 0; t < 10_000 && delivered < 0; t += 100) {
+    flood(100);
+    if (p.tunnel.b.length) delivered = p.now - start;
+  }
+  assert.ok(delivered >= 0, `A kept out for the whole 10 s flood (drops ${JSON.stringify(p.b.stats.drops)})`);
+  assert.ok(delivered <= 5000 + 1000, `in after one retry with mac2 (REKEY_TIMEOUT 5 s): ${delivered} ms`);
+  assert.deepEqual(p.tunnel.b, [ipv4Packet('after a restart')]);
+  assert.ok(p.b.stats.drops.mac1Invalid > 100 && p.b.stats.drops.mac2Required > 100, 'both kinds of forgery arrived and were refused by their MACs');
 });
