@@ -23,7 +23,7 @@ import {
   MAC2_FROM_END, checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
   type InitiationMessage, type ResponseMessage,
 } from './messages.js';
-import { StaticIdentity, consumeInitiation, consumeResponse, createResponse, type Handshake, type PendingInitiation } from './noise-handshake.js';
+import { StaticIdentity, consumeInitiation, consumeResponse, createResponse, staticStaticInto, type Handshake, type PendingInitiation } from './noise-handshake.js';
 import { PEER_SLOT_SIZE, Peer, type PeerConfig, type PeerHost } from './peer.js';
 import { SlotAllocator } from './slot-allocator.js';
 import { DeviceStats, type DropReason } from './stats.js';
@@ -63,10 +63,11 @@ export interface DeviceOptions {
 }
 
 export class Device implements PeerHost {
-  readonly identity: StaticIdentity;
+  /** Our static identity: changes only by setStaticKey() (a static key rotation). */
+  identity: StaticIdentity;
   /** Our public key, 32 bytes; base64 in publicKeyBase64. */
-  readonly publicKey: Uint8Array;
-  readonly publicKeyBase64: string;
+  publicKey: Uint8Array;
+  publicKeyBase64: string;
   readonly stats = new DeviceStats();
   /** @internal receiver index -> handshake/keypair */
   readonly indexes = new IndexTable();
@@ -80,7 +81,13 @@ export class Device implements PeerHost {
    */
   underLoad = false;
   private readonly peersByKey = new Map<string, Peer>();
-  private readonly cookieChecker: CookieChecker;
+  /** Peers by the next key their node announced (a rotation in progress). */
+  private readonly peersByNextKey = new Map<string, Peer>();
+  private cookieChecker: CookieChecker;
+  /** During a static key rotation, the identity we rotated away from: initiations to it are still answered. */
+  private retiring: { identity: StaticIdentity; checker: CookieChecker } | null = null;
+  /** Scratch for a static-static DH computed on demand (rotation). */
+  private readonly dhScratch = new Uint8Array(32);
   private readonly limiter: HandshakeLimiter;
   /** Whether the handshake message being handled arrived under load (set by admitHandshake). */
   private loaded = false;
@@ -120,6 +127,7 @@ export class Device implements PeerHost {
     if (Buffer.from(config.publicKey).equals(Buffer.from(this.publicKey))) throw new RangeError('a peer cannot use our own public key');
     if (config.presharedKey && config.presharedKey.length !== 32) throw new RangeError('preshared key must be 32 bytes');
     const existing = this.peersByKey.get(mapKey(config.publicKey));
+    if (!existing && this.peersByNextKey.has(mapKey(config.publicKey))) throw new RangeError('another peer announced this public key as its next key');
     if (existing) {
       if (config.endpoint !== undefined) existing.endpoint = config.endpoint;
       if (config.persistentKeepalive !== undefined) existing.persistentKeepalive = config.persistentKeepalive;
@@ -137,14 +145,16 @@ export class Device implements PeerHost {
     if (!peer) return false;
     peer.zeroAndFlushAll();
     peer.timers.stopAll();
+    this.forgetKeys(peer);
     this.peersByKey.delete(key);
     this.peerSlots.release(peer.leaveSlot());
     return true;
   }
 
-  /** The peer with this public key (raw bytes or standard base64). */
+  /** The peer with this public key (raw bytes or standard base64), or whose announced next key it is. */
   peer(publicKey: Uint8Array | string): Peer | undefined {
-    return this.peersByKey.get(mapKey(publicKey));
+    const key = mapKey(publicKey);
+    return this.peersByKey.get(key) ?? this.peersByNextKey.get(key);
   }
 
   peers(): IterableIterator<Peer> {
@@ -228,6 +238,87 @@ export class Device implements PeerHost {
     peer.handshake.lastSentHandshake = Number.NEGATIVE_INFINITY;
     peer.sendHandshakeInitiation(now, false, out);
     return out;
+  }
+
+  // ---- static key rotation --------------------------------------------------------------------
+
+  /**
+   * Switches our static key (a rotation with no loss): handshakes from now on use the new key,
+   * initiations addressed to the old one are still answered until retirePreviousKey(), and every
+   * peer with an endpoint gets a new initiation now, so each confirms the new key (existing
+   * sessions go on meanwhile: they do not depend on static keys). Returns those initiations.
+   */
+  setStaticKey(privateKey: Uint8Array, now: number): Action[] {
+    const identity = new StaticIdentity(privateKey);
+    if (Buffer.compare(identity.publicKey, this.publicKey) === 0) return [];
+    for (const p of this.peersByKey.values()) {
+      if (Buffer.compare(p.publicKey, identity.publicKey) === 0) throw new RangeError('a peer already uses this public key');
+    }
+    this.retiring?.identity.privateKey.zero();
+    this.retiring = { identity: this.identity, checker: this.cookieChecker };
+    this.identity = identity;
+    this.publicKey = identity.publicKey;
+    this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
+    this.cookieChecker = new CookieChecker(this.publicKey);
+    const out: Action[] = [];
+    for (const p of this.peersByKey.values()) {
+      p.handshake.resetStaticStatic(identity);
+      if (p.endpoint) for (const a of this.initiateHandshake(p, now)) out.push(a);
+    }
+    return out;
+  }
+
+  /** The public key we rotated away from and still answer for (base64), or null. */
+  get retiringPublicKeyBase64(): string | null {
+    return this.retiring ? Buffer.from(this.retiring.identity.publicKey).toString('base64') : null;
+  }
+
+  /** Ends a rotation: initiations to the old key are refused from now on. False when none was retiring. */
+  retirePreviousKey(): boolean {
+    if (!this.retiring) return false;
+    this.retiring.identity.privateKey.zero();
+    this.retiring = null;
+    return true;
+  }
+
+  /** True when the latest handshake with `peer` used our current static key. */
+  peerOnCurrentKey(peer: Peer): boolean {
+    return peer.ourKeyAtHandshake === this.publicKey;
+  }
+
+  /**
+   * The peer's node rotated its key: the peer is the same (sessions, endpoint, timers, counters
+   * stay), under `publicKey` from now on. Throws RangeError for a key another peer or we hold.
+   */
+  changePeerKey(peer: Peer, publicKey: Uint8Array): void {
+    if (Buffer.compare(peer.publicKey, publicKey) === 0) return;
+    this.checkNewPeerKey(publicKey, peer);
+    this.forgetKeys(peer);
+    peer.changeKey(publicKey);
+    this.peersByKey.set(mapKey(peer.publicKey), peer);
+    if (peer.nextPublicKey) this.peersByNextKey.set(mapKey(peer.nextPublicKey), peer);
+  }
+
+  /** Accepts initiations from `nextKey` as `peer`'s (its node announced that key), or stops (null). */
+  setPeerNextKey(peer: Peer, nextKey: Uint8Array | null): void {
+    if (nextKey && (Buffer.compare(nextKey, peer.publicKey) === 0 || (peer.nextPublicKey && Buffer.compare(nextKey, peer.nextPublicKey) === 0))) return;
+    if (nextKey) this.checkNewPeerKey(nextKey, peer);
+    if (peer.nextPublicKey) this.peersByNextKey.delete(mapKey(peer.nextPublicKey));
+    peer.nextPublicKey = nextKey ? Uint8Array.from(nextKey) : null;
+    if (nextKey) this.peersByNextKey.set(mapKey(nextKey), peer);
+  }
+
+  private checkNewPeerKey(key: Uint8Array, peer: Peer): void {
+    if (key.length !== 32 || isAllZero(key)) throw new RangeError('peer public key must be 32 non-zero bytes');
+    if (Buffer.compare(key, this.publicKey) === 0) throw new RangeError('a peer cannot use our own public key');
+    const holder = this.peer(key);
+    if (holder && holder !== peer) throw new RangeError('another peer already uses this public key');
+  }
+
+  /** Removes the peer's keys (its own and its next one) from the key map. */
+  private forgetKeys(peer: Peer): void {
+    this.peersByKey.delete(mapKey(peer.publicKey));
+    if (peer.nextPublicKey) this.peersByNextKey.delete(mapKey(peer.nextPublicKey));
   }
 
   // ---- transport data, one packet or a batch -----------------------------------------------
@@ -330,24 +421,33 @@ export class Device implements PeerHost {
   }
 
   /**
+   * The identity a handshake message is addressed to, by its mac1 (keyed by the receiver's public
+   * key): ours, or during a rotation the retiring one. Ours when neither matches (mac1 then fails).
+   */
+  private addressee(datagram: Uint8Array): { identity: StaticIdentity; checker: CookieChecker } {
+    if (this.retiring && !this.cookieChecker.checkMac1(datagram) && this.retiring.checker.checkMac1(datagram)) return this.retiring;
+    return { identity: this.identity, checker: this.cookieChecker };
+  }
+
+  /**
    * In the protocol's order (the kernel's cookie.c, wireguard-go): mac1 always; under load a valid
    * mac2 or we answer with a cookie reply; only then, under load, the source's own rate. A message
    * that reaches the source's token bucket has proved (mac2) that its sender receives at that
    * address, so forged messages bearing a peer's address cannot spend that peer's budget.
    */
-  private checkMacs(datagram: Uint8Array, sender: number, source: Endpoint, now: number, out: Action[]): boolean {
-    if (!this.cookieChecker.checkMac1(datagram)) {
+  private checkMacs(datagram: Uint8Array, sender: number, source: Endpoint, now: number, out: Action[], checker = this.cookieChecker): boolean {
+    if (!checker.checkMac1(datagram)) {
       this.dropped('mac1Invalid', null, out);
       return false;
     }
     if (!this.loaded) return true;
     const src = endpointBytes(source);
-    if (!this.cookieChecker.checkMac2(datagram, src, now)) {
+    if (!checker.checkMac2(datagram, src, now)) {
       if (!this.limiter.admitCookieReply(now)) {
         this.dropped('handshakeRateLimited', null, out);
         return false;
       }
-      const reply = this.cookieChecker.createReply(datagram, sender, src, now);
+      const reply = checker.createReply(datagram, sender, src, now);
       this.stats.cookieRepliesSent++;
       this.dropped('mac2Required', null, out);
       out.push({ kind: 'network', peer: null, endpoint: source, datagram: reply });
@@ -371,17 +471,27 @@ export class Device implements PeerHost {
   private receiveInitiation(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
     const msg: InitiationMessage | DropReason = parseInitiation(datagram);
     if (typeof msg === 'string') return this.dropped(msg, null, out);
-    if (!this.checkMacs(datagram, msg.sender, source, now, out)) return;
+    const to = this.addressee(datagram);
+    if (!this.checkMacs(datagram, msg.sender, source, now, out, to.checker)) return;
     let peer: Peer | undefined;
     let ours = null as PendingInitiation | null;
+    let fromNextKey = false;
     const lookup = (remoteStatic: Uint8Array): Handshake | undefined => {
       peer = this.peer(remoteStatic);
+      fromNextKey = !!peer?.nextPublicKey && Buffer.compare(peer.nextPublicKey, remoteStatic) === 0;
       ours = peer?.handshake.suspendInitiation() ?? null;
       return peer?.handshake;
     };
+    // Rotation: to our retiring key, or from the peer's next key, the precomputed DH does not apply.
+    const staticStatic = (hs: Handshake, remoteStatic: Uint8Array): Uint8Array | null =>
+      to.identity === this.identity && !fromNextKey ? hs.precomputedStaticStatic : staticStaticInto(this.dhScratch, to.identity, remoteStatic);
     try {
-      const hs = consumeInitiation(this.identity, msg, lookup, now);
+      const hs = consumeInitiation(to.identity, msg, lookup, now, staticStatic);
+      this.dhScratch.fill(0);
       if (typeof hs === 'string') return this.dropped(hs, peer ?? null, out);
+      // The peer proved it holds its announced next key: that is its key from now on (the response is made for it).
+      if (fromNextKey) this.changePeerKey(peer!, peer!.nextPublicKey!);
+      peer!.ourKeyAtHandshake = to.identity.publicKey;
       this.respond(peer!, hs, source, now, out);
     } finally {
       if (ours) peer!.handshake.resumeInitiation(ours);
@@ -413,7 +523,7 @@ export class Device implements PeerHost {
   private receiveResponse(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): void {
     const msg: ResponseMessage | DropReason = parseResponse(datagram);
     if (typeof msg === 'string') return this.dropped(msg, null, out);
-    if (!this.checkMacs(datagram, msg.sender, source, now, out)) return;
+    if (!this.checkMacs(datagram, msg.sender, source, now, out, this.addressee(datagram).checker)) return;
     const entry = this.indexes.get(msg.receiver);
     if (!entry || !entry.handshake) return this.dropped('unknownReceiverIndex', null, out);
     const peer = entry.peer;
@@ -423,6 +533,7 @@ export class Device implements PeerHost {
     peer.timers.anyAuthenticatedPacketReceived();
     peer.roam(source);
     if (!peer.beginSymmetricSession(now)) return this.dropped('unexpectedResponse', peer, out);
+    peer.ourKeyAtHandshake = this.publicKey; // our initiations always use our current key
     peer.timers.handshakeComplete();
     peer.markHandshake(now, out);
     peer.sendKeepalive(now, out); // staged packets, or a keepalive to confirm the session

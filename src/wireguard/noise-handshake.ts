@@ -98,7 +98,7 @@ export class Handshake {
   lastSentHandshake = Number.NEGATIVE_INFINITY;
   private slab: Uint8Array;
   private offset: number;
-  private readonly staticStaticOk: boolean;
+  private staticStaticOk: boolean;
 
   /**
    * remoteStatic is kept by reference (the peer's own copy); presharedKey is copied. slab/offset:
@@ -118,6 +118,14 @@ export class Handshake {
     this.slab = slab;
     this.offset = offset;
     this.remoteStatic = remoteStatic;
+  }
+
+  /**
+   * @internal Recomputes DH(our static, peer static) after either key changed (a static key
+   * rotation); the in-flight handshake and the replay timestamp are kept.
+   */
+  resetStaticStatic(local: StaticIdentity): void {
+    this.staticStaticOk = x25519Into(this.slab.subarray(this.offset, this.offset + 32), local.privateKey, this.remoteStatic);
   }
 
   /** DH(our static, peer static), computed once; null when the peer key is unusable. */
@@ -203,6 +211,11 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
   return msg;
 }
 
+/** DH(local, remote) into out (32 bytes), or null for an unusable key: a static-static DH computed on demand. */
+export function staticStaticInto(out: Uint8Array, local: StaticIdentity, remote: Uint8Array): Uint8Array | null {
+  return x25519Into(out, local.privateKey, remote) ? out : null;
+}
+
 /**
  * Step 2 (responder): decrypts an initiation, finds the peer by its static key (lookup), checks
  * the timestamp against replay and the flood rate, and stores the state in that peer's Handshake.
@@ -210,6 +223,7 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
  */
 export function consumeInitiation(
   local: StaticIdentity, msg: InitiationMessage, lookup: (remoteStatic: Uint8Array) => Handshake | undefined, now: number,
+  staticStaticOf: (hs: Handshake, remoteStatic: Uint8Array) => Uint8Array | null = (hs) => hs.precomputedStaticStatic,
 ): Handshake | DropReason {
   const w = incoming;
   try {
@@ -221,7 +235,9 @@ export function consumeInitiation(
     hashInto(w.h, w.h, msg.encryptedStatic);
     const hs = lookup(incomingStatic);
     if (!hs) return 'handshakeForUnknownKey';
-    const staticStatic = hs.precomputedStaticStatic;
+    // Usually the precomputed one; during a static key rotation (ours retiring, or the peer's next
+    // key) the caller computes DH for the pair of keys this initiation really uses.
+    const staticStatic = staticStaticOf(hs, incomingStatic);
     if (!staticStatic) return 'handshakeDecryptFailed';
     kdfInto(w.kdf2, w.ck, staticStatic);
     if (!aeadOpenInto(incomingTimestamp, w.t1, ZERO_NONCE, msg.encryptedTimestamp, w.h)) return 'handshakeDecryptFailed';

@@ -85,6 +85,14 @@ export class Peer {
   /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. */
   readonly staged: Uint8Array[] = [];
 
+  /**
+   * The key this peer will switch to (its node announced it, WireGuard static key rotation): an
+   * initiation from it is accepted as this peer's, and then it becomes the peer's key.
+   */
+  nextPublicKey: Uint8Array | null = null;
+  /** Our public key (by reference) when the latest handshake with this peer completed. */
+  ourKeyAtHandshake: Uint8Array | null = null;
+
   /** When we created our latest initiation (device clock). */
   private initiatedAt = Number.NEGATIVE_INFINITY;
   /** A view of the peer's slot (its first 32 bytes): where the slot is, too. */
@@ -104,6 +112,16 @@ export class Peer {
   /** The peer's X25519 public key, 32 bytes. */
   get publicKey(): Uint8Array {
     return this.key;
+  }
+
+  /**
+   * @internal Device.changePeerKey: the peer now uses `publicKey` (its static key rotated). Its
+   * sessions, endpoint, timers and counters stay: they do not depend on static keys.
+   */
+  changeKey(publicKey: Uint8Array): void {
+    this.key.set(publicKey);
+    this.handshake.resetStaticStatic(this.host.identity);
+    if (this.nextPublicKey && Buffer.compare(this.nextPublicKey, publicKey) === 0) this.nextPublicKey = null;
   }
 
   /** mac1/mac2 for what we send this peer, and the cookies it gives us. */
