@@ -170,8 +170,10 @@ function convert(field: ConfigField, raw: unknown, where: string): unknown {
         let url: URL;
         try { url = new URL(u); } catch { return invalid(where, `${field}: "${u}" is not a URL`, 'write endpoints as https://10.0.0.1:2379 (or http:// without TLS)'); }
         if (url.protocol !== 'http:' && url.protocol !== 'https:') invalid(where, `${field}: "${u}" must be http:// or https://`, 'write endpoints as https://10.0.0.1:2379');
-        if (!url.port) invalid(where, `${field}: "${u}" has no port`, "etcd's client port is usually 2379");
-        return `${url.protocol}//${url.host}`;
+        // url.port is '' for a scheme's default port even when written (http://x:80): read the text too.
+        const port = url.port || (/^[a-z]+:\/\/(?:\[[^\]]*\]|[^/:@]*)(?::(\d+))/i.exec(u)?.[1] ?? '');
+        if (!port) invalid(where, `${field}: "${u}" has no port`, "etcd's client port is usually 2379");
+        return `${url.protocol}//${url.hostname}:${Number(port)}`;
       });
   }
 }

@@ -84,7 +84,8 @@ export const agentConfig = harness({
         if (!e3) {
           const at = assignment.indexOf('=');
           const v = (settings as unknown as Record<string, unknown>)[assignment.slice(0, at).trim()];
-          assert.equal(String(v), assignment.slice(at + 1).trim(), 'the setting holds the value given');
+          const given = assignment.slice(at + 1).trim();
+          assert.equal(String(v), typeof v === 'number' ? String(Number(given)) : given, 'the setting holds the value given');
           if (typeof v === 'string' && /duration|Interval|Keepalive/i.test(key)) assert.ok(Number.isFinite(parseDuration(v)));
         }
       },

@@ -9,6 +9,7 @@ import { RegistryNodeSource } from '../../src/agent/registry-node-source.js';
 import { applySet, defaultSettings } from '../../src/agent/settings.js';
 import { loadClusterConfig } from '../../src/control/cluster-config.js';
 import { decodeObject } from '../../src/control/etcd/object-codec.js';
+import { loadAgentConfig } from '../../src/host/agent-config.js';
 import type { Registry, RegistryObject } from '../../src/control/registry.js';
 import { VeilError } from '../../src/util/errors.js';
 
@@ -55,4 +56,15 @@ test('config fuzz: --set with a key of Object.prototype (valueOf, constructor, _
   for (const key of ['valueOf', 'constructor', '__proto__', 'toString', 'hasOwnProperty']) {
     assert.throws(() => applySet(defaultSettings(), `${key}=x`), (e) => e instanceof VeilError && e.code === 'UNKNOWN_SETTING', key);
   }
+});
+
+test('config-roundtrip fuzz: an etcd endpoint on its scheme\'s default port (http://x:80, https://x:443) is kept, not refused as "no port"', () => {
+  // Found: URL.port is '' for a default port even when written, and the check said "has no port".
+  const path = join(mkdtempSync(join(tmpdir(), 'veil-regress-')), 'agent.yaml');
+  writeFileSync(path, 'etcd:\n  endpoints: ["http://10.0.0.1:80", "http://[fd00::1]:2379"]\n');
+  assert.deepEqual(loadAgentConfig({ file: path, env: {} }).etcd.endpoints, ['http://10.0.0.1:80', 'http://[fd00::1]:2379']);
+  writeFileSync(path, 'etcd:\n  endpoints: https://etcd.example:443\n');
+  assert.deepEqual(loadAgentConfig({ file: path, env: {} }).etcd.endpoints, ['https://etcd.example:443']);
+  writeFileSync(path, 'etcd:\n  endpoints: http://10.0.0.1\n');
+  assert.throws(() => loadAgentConfig({ file: path, env: {} }), /has no port/);
 });
