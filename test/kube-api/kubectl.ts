@@ -1,0 +1,36 @@
+// The real kubectl for the tests (Debian's kubernetes-client, which scripts/setup.sh installs when
+// no kubectl is present), and the certificates and kubeconfig that point it (and veil) at a test
+// API server over TLS with a bearer token, as at a real cluster.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { stringify as toYaml } from 'yaml';
+import { makeCa, signCert, type CertPair } from '../../src/lab/etcd-certs.js';
+
+export function kubectlPath(): string {
+  const r = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' });
+  const path = r.stdout.trim();
+  if (r.status !== 0 || !path) throw new Error("kubectl is not installed: run scripts/setup.sh (it installs Debian's kubernetes-client)");
+  return path;
+}
+
+export const TEST_TOKEN = 'veil-test-token';
+
+/** A CA and a serving certificate for the given IPs (and 127.0.0.1), in dir. */
+export function makeApiServerCerts(dir: string, ips: string[] = []): { ca: string; server: CertPair } {
+  const ca = makeCa(dir, 'veil-kube-ca');
+  const sans = ['IP:127.0.0.1', 'DNS:localhost', ...ips.map((ip) => `IP:${ip}`)];
+  const server = signCert(dir, 'veil-kube-apiserver', 'kube-apiserver', ca, [
+    `subjectAltName=${sans.join(',')}`, 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth']);
+  return { ca: ca.cert, server };
+}
+
+/** A kubeconfig with one cluster (the server's URL and CA), one token user, one context: 'veil-test'. */
+export function writeKubeconfig(path: string, server: string, ca: string, token = TEST_TOKEN): string {
+  writeFileSync(path, toYaml({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'veil-test',
+    clusters: [{ name: 'veil-test', cluster: { server, 'certificate-authority': ca } }],
+    users: [{ name: 'veil-test', user: { token } }],
+    contexts: [{ name: 'veil-test', context: { cluster: 'veil-test', user: 'veil-test', namespace: 'veil' } }],
+  }), { mode: 0o600 });
+  return path;
+}
