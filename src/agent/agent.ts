@@ -8,7 +8,7 @@ import { clusterDir } from '../util/paths.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Health } from './health.js';
-import { mustReadSettings } from './install-state.js';
+import { registryInputs, type AgentInputs } from './agent-inputs.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
 import type { EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
@@ -38,7 +38,9 @@ export interface AgentOptions {
   /** The status socket (a host: /run/veil/agent.sock). */
   socketPath: string;
   /** Opens a connection to the cluster's registry (the node source and the agent each hold one). */
-  openRegistry: () => Registry;
+  openRegistry?: () => Registry;
+  /** Where the settings and secrets come from, when not from the registry (Kubernetes: mounted files). */
+  openInputs?: () => AgentInputs;
   /** Overrides encryption.wireguard.keylogFile for this agent. */
   wireguardKeylog?: string;
 }
@@ -122,18 +124,23 @@ export class Agent {
   private reconciling: Promise<void> = Promise.resolve();
   private stopped = false;
   private startError?: string;
-  private registry?: Registry;
+  private inputs?: AgentInputs;
 
   constructor(private readonly opts: AgentOptions, source?: NodeSource) {
     this.log = createLogger({ node: opts.node });
-    this.source = source ?? new RegistryNodeSource(opts.openRegistry(), opts.node);
+    this.source = source ?? new RegistryNodeSource(this.mustOpenRegistry(), opts.node);
+  }
+
+  private mustOpenRegistry(): Registry {
+    if (!this.opts.openRegistry) throw new VeilError('NO_REGISTRY', 'the agent was given neither a registry nor its inputs', 'a bug: report it');
+    return this.opts.openRegistry();
   }
 
   async start(): Promise<void> {
-    this.registry = this.opts.openRegistry();
+    this.inputs = this.opts.openInputs?.() ?? registryInputs(this.mustOpenRegistry());
     this.self = await this.source.self();
     try {
-      await this.startOn(this.self, this.registry);
+      await this.startOn(this.self, this.inputs);
     } catch (e) {
       // stop() reports NotReady with this reason: the installer shows it without reading logs
       this.startError = errorMessage(e);
@@ -141,8 +148,8 @@ export class Agent {
     }
   }
 
-  private async startOn(self: OwnNode, registry: Registry): Promise<void> {
-    const settings = await mustReadSettings(registry);
+  private async startOn(self: OwnNode, inputs: AgentInputs): Promise<void> {
+    const settings = await inputs.settings();
     if (this.opts.wireguardKeylog) settings['encryption.wireguard.keylogFile'] = this.opts.wireguardKeylog;
     this.settingsInForce = settings;
     const stateDir = this.opts.stateDir;
@@ -153,14 +160,14 @@ export class Agent {
     this.server = new StatusServer(this.opts.socketPath, this);
     await this.server.listen();
     // Metrics on the node IP are optional: a taken port degrades health instead of failing the node.
-    const metricsServer = new MetricsServer(self.internalIPs[0]!, settings['agent.metricsPort'], () => this.metrics());
+    const metricsServer = new MetricsServer(self.internalIPs[0]!, settings['agent.metricsPort'], () => this.metrics(), (kind) => this.probe(kind));
     await metricsServer.listen().then(
       () => { this.health.ok('metrics', metricsServer.address); this.metricsServer = metricsServer; },
       (e) => this.health.set('metrics', 'Degraded', `cannot serve metrics on ${metricsServer.address}: ${errorMessage(e)}`),
     );
-    await this.serveNetworkApi(self, settings, stateDir, registry);
+    await this.serveNetworkApi(self, settings, stateDir, inputs);
 
-    const ctx: ModeContext = { node: self, stateDir, settings, registry, log: this.log, health: this.health, requestReconcile: () => this.queueReconcile() };
+    const ctx: ModeContext = { node: self, stateDir, settings, secrets: inputs.secrets, log: this.log, health: this.health, requestReconcile: () => this.queueReconcile() };
     try {
       this.running = await openMode(ctx, {
         cryptoThreads: settings['datapath.cryptoThreads'], probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
@@ -183,11 +190,11 @@ export class Agent {
   }
 
   /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */
-  private async serveNetworkApi(self: OwnNode, settings: Settings, stateDir: string, registry: Registry): Promise<void> {
+  private async serveNetworkApi(self: OwnNode, settings: Settings, stateDir: string, inputs: AgentInputs): Promise<void> {
     const internalIP = self.internalIPs[0]!;
     try {
       const certificate = await loadOrCreateApiCertificate(stateDir, this.opts.node, internalIP);
-      const tokens = new ApiTokenSource(registry);
+      const tokens = new ApiTokenSource(inputs.secrets);
       const server = new ApiServer({
         host: internalIP, port: settings['agent.apiPort'], certificate, log: this.log,
         token: () => tokens.token(), answer: (url) => this.server!.answer(url),
@@ -199,6 +206,15 @@ export class Agent {
     } catch (e) {
       this.health.set('api', 'Degraded', `cannot serve the agent API on ${internalIP}:${settings['agent.apiPort']}: ${errorMessage(e)}`);
     }
+  }
+
+  /** The kubelet's probes: alive while not stopped; ready once the datapath runs and nothing failed. */
+  probe(kind: 'healthz' | 'readyz'): { ok: boolean; detail: string } {
+    if (this.stopped) return { ok: false, detail: 'stopping' };
+    if (kind === 'healthz') return { ok: true, detail: 'ok' };
+    if (!this.running) return { ok: false, detail: this.startError ?? 'starting' };
+    const failed = this.health.problems().filter((c) => c.state === 'Failure');
+    return failed.length ? { ok: false, detail: failed.map((c) => `${c.name}: ${c.message}`).join('; ') } : { ok: true, detail: `ready: ${this.health.state()}` };
   }
 
   /** Requests the network API refused, by reason (for the metrics). */
@@ -315,15 +331,15 @@ export class Agent {
     await this.metricsServer?.close();
     await this.apiServer?.close();
     this.source.close();
-    this.registry?.close();
+    this.inputs?.close();
     this.log.info('agent stopped');
   }
 }
 
 /** `veil agent run`: runs until SIGTERM/SIGINT. */
-export async function runAgent(opts: AgentOptions): Promise<number> {
+export async function runAgent(opts: AgentOptions, source?: NodeSource): Promise<number> {
   process.title = `veil-agent-${opts.node}`;
-  const agent = new Agent(opts);
+  const agent = new Agent(opts, source);
   let done: (code: number) => void = () => undefined;
   const finished = new Promise<number>((r) => { done = r; });
   const shutdown = (sig: string) => {

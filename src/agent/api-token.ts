@@ -2,7 +2,8 @@
 // who may read the cluster's secrets (its admins) can call the agents. `veil install` creates it;
 // agents read it; the CLI sends it. Compared in constant time.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Registry } from '../control/registry.js';
+import type { Registry, RegistryObject } from '../control/registry.js';
+import type { SecretSource } from './agent-inputs.js';
 import { secretValue } from '../control/secrets.js';
 import { VeilError } from '../util/errors.js';
 
@@ -29,7 +30,11 @@ export async function ensureApiToken(reg: Registry): Promise<boolean> {
 
 /** The token, or undefined when the Secret (or its key) does not exist. */
 export async function readApiToken(reg: Registry): Promise<string | undefined> {
-  const secret = await reg.get('Secret', API_TOKEN_SECRET);
+  return apiTokenOf(await reg.get('Secret', API_TOKEN_SECRET));
+}
+
+/** The token in the token Secret, if it holds one. */
+export function apiTokenOf(secret: RegistryObject | undefined): string | undefined {
   const value = secret && secretValue(secret, TOKEN_KEY)?.toString('utf8');
   return value || undefined;
 }
@@ -45,14 +50,14 @@ export function bearerMatches(header: string | undefined, expected: string): boo
   return timingSafeEqual(presented, digest(expected)) && m !== null && expected.length > 0;
 }
 
-/** The agent's view of the token: read from the registry, kept for a few seconds. */
+/** The agent's view of the token: read from the registry or the mounted Secret, kept for a few seconds. */
 export class ApiTokenSource {
   private cached?: { token: string | undefined; at: number };
 
-  constructor(private readonly reg: Registry, private readonly now: () => number = Date.now) {}
+  constructor(private readonly secrets: SecretSource, private readonly now: () => number = Date.now) {}
 
   async token(): Promise<string | undefined> {
-    if (!this.cached || this.now() - this.cached.at > TOKEN_CACHE_MS) this.cached = { token: await readApiToken(this.reg), at: this.now() };
+    if (!this.cached || this.now() - this.cached.at > TOKEN_CACHE_MS) this.cached = { token: apiTokenOf(await this.secrets.get(API_TOKEN_SECRET)), at: this.now() };
     return this.cached.token;
   }
 }

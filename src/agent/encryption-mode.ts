@@ -1,7 +1,7 @@
 // What the agent asks of an encryption mode (WireGuard or IPsec): its keys and how to open the
 // tunnel, and, as a pure function of the peers, the state the tunnel should hold and what this
 // node publishes. The agent owns everything with a side effect: the tunnel, health, publishing.
-import type { Registry } from '../control/registry.js';
+import type { SecretSource } from './agent-inputs.js';
 import type { Logger } from '../util/log.js';
 import type { EncryptionType, Settings } from './settings.js';
 import type { Health } from './health.js';
@@ -16,8 +16,8 @@ export interface ModeContext {
   /** The node's own state directory (keys, sequence marks). */
   stateDir: string;
   settings: Settings;
-  /** Where the IPsec key secret lives. */
-  registry: Registry;
+  /** Where the IPsec key secret comes from (the registry, or a mounted Secret). */
+  secrets: SecretSource;
   log: Logger;
   health: Health;
   /** Asks for a reconcile pass (e.g. after a key change). */

@@ -41,8 +41,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 
   /** The key file text; `committed` is the secret as a watch event delivered it (fresher than a read). */
-  private async readKeyFile(committed?: RegistryObject): Promise<string> {
-    const s = committed ?? await this.ctx.registry.get('Secret', this.secretName);
+  private async readKeyFile(committed?: RegistryObject | null): Promise<string> {
+    const s = committed === null ? undefined : committed ?? await this.ctx.secrets.get(this.secretName);
     const raw = s?.data?.[IPSEC_SECRET_DATA_KEY];
     if (raw === undefined) {
       throw new VeilError('NO_IPSEC_KEYS', `open ${this.keyFileName}: no such file or directory`,
@@ -60,9 +60,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const marksFile = join(c.stateDir, 'esp-sequence-marks.json');
     const marks = await readSequenceMarks(marksFile);
     if (c.settings['encryption.ipsec.keyWatcher']) {
-      this.secretWatch = c.registry.watch('Secret', await c.registry.revision(), (ev) => {
-        if (ev.object.metadata.name === this.secretName) void this.reloadKeys(ev.type === 'DELETED' ? { ...ev.object, data: {} } : ev.object);
-      });
+      this.secretWatch = await c.secrets.watch(this.secretName, (secret) => { void this.reloadKeys(secret ?? null); });
     }
     // Retired keys expire on their own clock, not only when the cluster changes.
     const rotation = parseDuration(c.settings['encryption.ipsec.keyRotationDuration']);
@@ -79,7 +77,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 
   /** The key file changed: load it, or keep the key in force and say why not. */
-  private async reloadKeys(committed: RegistryObject): Promise<void> {
+  private async reloadKeys(committed: RegistryObject | null): Promise<void> {
     const c = this.ctx;
     let text: string;
     try {

@@ -9,6 +9,7 @@ import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
 import { admitPeers } from './peer-admission.js';
+import { OwnFieldsWriter, PeerViewFilter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
 const RELIST_INTERVAL_MS = 10_000;
@@ -95,11 +96,8 @@ export class RegistryNodeSource implements NodeSource {
   private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
   private readonly graceTimers = new Set<NodeJS.Timeout>();
-  private peerView = '';
-  private onChange: () => void = () => undefined;
-  private last?: OwnFields;
-  private lastWritten = '';
-  private publishing: Promise<void> = Promise.resolve();
+  private readonly peerView = new PeerViewFilter();
+  private readonly writer = new OwnFieldsWriter((fields) => this.registry.mutate('Node', this.nodeName, (cur) => (cur ? withOwnFields(cur, fields) : undefined)).then(() => undefined));
 
   constructor(readonly registry: Registry, readonly nodeName: string, private readonly bootIDFile = BOOT_ID_FILE) {}
 
@@ -156,7 +154,7 @@ export class RegistryNodeSource implements NodeSource {
   }
 
   async watchPeers(onChange: () => void): Promise<void> {
-    this.onChange = onChange;
+    this.peerView.onChange = onChange;
     // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
     const rev = await this.registry.revision();
     await this.relist();
@@ -211,34 +209,20 @@ export class RegistryNodeSource implements NodeSource {
   /** Only what the modes use counts as a change: liveness and other agents' health do not. */
   private notify(): void {
     const { admitted, refused } = this.admission();
-    const view = JSON.stringify([admitted, [...refused]]);
-    if (view === this.peerView) return;
-    this.peerView = view;
-    this.onChange();
+    this.peerView.update(admitted, refused);
   }
 
   /** Someone else rewrote our fields (or the node object was recreated): write them again. */
   private reassert(obj: RegistryObject): void {
-    if (!this.last || withOwnFields(obj, this.last) === undefined) return;
-    this.lastWritten = '';
-    void this.publish(this.last).catch(() => undefined);
+    this.writer.reassert((last) => withOwnFields(obj, last) === undefined);
   }
 
   publish(fields: OwnFields): Promise<void> {
-    // One write at a time, in call order: a slow write never lands after a newer one.
-    const p = this.publishing.then(async () => {
-      const text = JSON.stringify(fields);
-      if (text === this.lastWritten) return;
-      await this.registry.mutate('Node', this.nodeName, (cur) => (cur ? withOwnFields(cur, fields) : undefined));
-      this.last = fields;
-      this.lastWritten = text;
-    });
-    this.publishing = p.catch(() => undefined);
-    return p;
+    return this.writer.publish(fields);
   }
 
   published(): OwnFields | undefined {
-    return this.last;
+    return this.writer.published();
   }
 
   holdLiveness(ttlSeconds: number, holder: Record<string, unknown>, onLost: (e: Error) => void): Promise<LeaseHandle> {

@@ -3,12 +3,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { openRegistry } from '../control/cluster.js';
 import { runHostAgent } from '../agent/host-agent.js';
+import { KUBE_PATHS, kubernetesAgentConfig, runKubernetesAgent } from '../agent/kubernetes-agent.js';
 import { CONFIG_FLAGS, DEFAULT_AGENT_CONFIG, loadAgentConfig, type ConfigField } from '../host/agent-config.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz } from '../agent/api.js';
 import { agentLogPath, agentPid, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
-import { command, group, type FlagSpec } from './flags.js';
+import { command, group, UsageError, type FlagSpec } from './flags.js';
 import { clusterNode } from './node-arg.js';
 import { printStructured } from './output.js';
 import { formatEncryptStatus } from '../operator/encrypt-status-text.js';
@@ -22,21 +23,48 @@ const SETTING_FLAGS: Record<string, FlagSpec> = Object.fromEntries(Object.entrie
 const runCmd = command({
   name: 'veil agent run',
   summary: 'run the agent in the foreground, as a host does (systemd; in the lab, install)',
-  usage: ['veil agent run [--config FILE] [--wireguard-keylog FILE] [--node NAME] [--etcd-endpoints URL,...] [--pod-cidr CIDR]... [setting flags]'],
+  usage: ['veil agent run [--config FILE] [--wireguard-keylog FILE] [--node NAME] [--etcd-endpoints URL,...] [--pod-cidr CIDR]... [setting flags]',
+    'veil agent run --kubernetes [--node NAME] [--namespace NS] [--kubeconfig FILE [--context NAME]] [--settings-file F] [--ipsec-keys-dir D] [--api-token-dir D] [--state-dir D] [--run-dir D]'],
   about: `Runs the node agent in the foreground, as a host runs it (deploy/systemd/veil-agent.service;
 the lab runs exactly this in each node's namespace). Its settings come from the config file
 (default ${DEFAULT_AGENT_CONFIG}), then VEIL_* variables, then these flags. Before it changes
 anything it checks CAP_NET_ADMIN, /dev/net/tun, etcd, the install settings and its UDP port; then
 it registers its node (or updates its addresses) and refuses when another node claims its IP or
-pod CIDR. The key log lets Wireshark decrypt a WireGuard capture.`,
+pod CIDR. The key log lets Wireshark decrypt a WireGuard capture.
+
+With --kubernetes it runs as the DaemonSet runs it: its node is the Node named $NODE_NAME (or
+--node) in the Kubernetes API (the pod's service account, or --kubeconfig), peers are the other
+Nodes whose agents hold their Lease in $POD_NAMESPACE (or --namespace, default veil), and the
+settings and the IPsec key are the files the kubelet mounts (defaults: ${KUBE_PATHS.settingsFile},
+${KUBE_PATHS.ipsecKeysDir}).`,
   flags: { config: { type: 'string', value: 'FILE', help: `the agent config (default ${DEFAULT_AGENT_CONFIG}, if it exists)` },
-    'wireguard-keylog': { type: 'string', value: 'FILE', help: 'write WireGuard session keys for Wireshark' }, ...SETTING_FLAGS },
+    'wireguard-keylog': { type: 'string', value: 'FILE', help: 'write WireGuard session keys for Wireshark' }, ...SETTING_FLAGS,
+    kubernetes: { type: 'boolean', help: 'take the node, peers and liveness from the Kubernetes API (the DaemonSet)' },
+    kubeconfig: { type: 'string', value: 'FILE', help: 'with --kubernetes: a kubeconfig instead of the pod\'s service account' },
+    context: { type: 'string', value: 'NAME', help: 'with --kubeconfig: its context' },
+    namespace: { type: 'string', value: 'NS', help: 'with --kubernetes: veil\'s namespace (default $POD_NAMESPACE, else veil)' },
+    'settings-file': { type: 'string', value: 'FILE', help: `with --kubernetes: the mounted settings (default ${KUBE_PATHS.settingsFile})` },
+    'ipsec-keys-dir': { type: 'string', value: 'DIR', help: `with --kubernetes: the mounted IPsec key Secret (default ${KUBE_PATHS.ipsecKeysDir})` },
+    'api-token-dir': { type: 'string', value: 'DIR', help: `with --kubernetes: the mounted API token Secret (default ${KUBE_PATHS.apiTokenDir})` } },
   examples: ['veil agent run --config /etc/veil/agent.yaml',
-    'VEIL_ETCD_ENDPOINTS=https://10.0.0.1:2379 veil agent run --node host-a --pod-cidr 10.244.7.0/24'],
+    'VEIL_ETCD_ENDPOINTS=https://10.0.0.1:2379 veil agent run --node host-a --pod-cidr 10.244.7.0/24',
+    'veil agent run --kubernetes --kubeconfig ~/.kube/config --node kind-worker'],
   run({ values }) {
-    const given = values as Record<string, string | string[] | undefined>;
+    const given = values as Record<string, string | string[] | boolean | undefined>;
+    const str = (k: string) => given[k] as string | undefined;
+    if (given['kubernetes']) {
+      const etcdFlag = Object.keys(given).find((k) => given[k] !== undefined && (k === 'config' || k.startsWith('etcd-') || k === 'pod-cidr' || k.startsWith('underlay-')));
+      if (etcdFlag) throw new UsageError(`--${etcdFlag} does not go with --kubernetes`, 'on Kubernetes the node, its addresses and pod CIDRs come from its Node object');
+      return runKubernetesAgent(kubernetesAgentConfig({
+        nodeName: str('node'), namespace: str('namespace'), kubeconfig: str('kubeconfig'), context: str('context'), settingsFile: str('settings-file'),
+        ipsecKeysDir: str('ipsec-keys-dir'), apiTokenDir: str('api-token-dir'), stateDir: str('state-dir'), runDir: str('run-dir'), wireguardKeylog: str('wireguard-keylog'),
+      }));
+    }
+    for (const k of ['kubeconfig', 'context', 'namespace', 'settings-file', 'ipsec-keys-dir', 'api-token-dir']) {
+      if (given[k] !== undefined) throw new UsageError(`--${k} goes only with --kubernetes`, 'add --kubernetes, or leave it out');
+    }
     const flags: Partial<Record<ConfigField, string | string[]>> = {};
-    for (const [flag, field] of Object.entries(CONFIG_FLAGS)) if (given[flag] !== undefined) flags[field] = given[flag];
+    for (const [flag, field] of Object.entries(CONFIG_FLAGS)) if (given[flag] !== undefined) flags[field] = given[flag] as string | string[];
     const config = loadAgentConfig({ file: given['config'] as string | undefined, flags });
     return runHostAgent(config, { wireguardKeylog: given['wireguard-keylog'] as string | undefined });
   },

@@ -23,7 +23,7 @@ function rows(): ClusterRow[] {
   const cfg = loadClusterConfig();
   const current = currentCluster();
   return cfg.clusters.map((c) => ({ name: c.name, current: c.name === current, registry: c.registry,
-    source: c.registry.endpoints.every((e) => e.startsWith(`unix://${clusterDir(c.name)}/`)) ? 'lab' : 'config' }));
+    source: c.registry.type === 'etcd' && c.registry.endpoints.every((e) => e.startsWith(`unix://${clusterDir(c.name)}/`)) ? 'lab' : 'config' }));
 }
 
 const list = command({
@@ -44,7 +44,7 @@ const list = command({
       console.log(`no clusters yet: 'veil lab up' makes one, 'veil cluster add' names one (config: ${clusterConfigPath()})`);
       return 0;
     }
-    const describe = (r: RegistryConfig) => [
+    const describe = (r: RegistryConfig) => r.type === 'kubernetes' ? ['kubernetes', `${r.kubeconfig ?? '(default kubeconfig)'}${r.context ? ` context ${r.context}` : ''}`, `namespace ${r.namespace ?? 'veil'}`] : [
       'etcd', r.endpoints.join(','),
       [r.ca || r.cert ? `tls${r.cert ? '+client-cert' : ''}` : '', r.username ? `user ${r.username}` : ''].filter(Boolean).join(', ') || '-',
     ];
@@ -80,6 +80,7 @@ const add = command({
   summary: 'add a cluster (its etcd) to the config file',
   usage: [
     'veil cluster add NAME --etcd-endpoints URL[,URL...] [--ca FILE] [--cert FILE --key FILE] [--username USER --password-file FILE]',
+    'veil cluster add NAME --kubernetes [--kubeconfig FILE] [--context NAME] [--namespace NS]',
   ],
   about: `Adds NAME to the config file (or replaces its entry). File paths are stored absolute. etcd
 endpoints are tried in turn (failover); https endpoints want the CA that signed etcd's server
@@ -88,6 +89,10 @@ certificate, and a client certificate and key when etcd runs with --client-cert-
   positionals: true,
   flags: {
     'etcd-endpoints': { type: 'string', value: 'URL[,URL...]', help: "etcd's client URLs, tried in turn" },
+    kubernetes: { type: 'boolean', help: 'a Kubernetes cluster where veil runs as a DaemonSet (read through its API)' },
+    kubeconfig: { type: 'string', value: 'FILE', help: 'with --kubernetes: the kubeconfig (default $KUBECONFIG, else ~/.kube/config)' },
+    context: { type: 'string', value: 'NAME', help: 'with --kubernetes: the kubeconfig context' },
+    namespace: { type: 'string', value: 'NS', help: 'with --kubernetes: where veil runs (default veil)' },
     ca: { type: 'string', value: 'FILE', help: "the CA that signed etcd's server certificate (https)" },
     cert: { type: 'string', value: 'FILE', help: 'a client certificate (with --key)' },
     key: { type: 'string', value: 'FILE', help: "the client certificate's key" },
@@ -102,6 +107,14 @@ certificate, and a client certificate and key when etcd runs with --client-cert-
   run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError('cluster add takes one NAME', "run 'veil cluster add -h' for examples");
     const name = checkClusterName(positionals[0]!);
+    if (values.kubernetes) {
+      if (values['etcd-endpoints'] !== undefined) throw new UsageError('--etcd-endpoints does not go with --kubernetes', 'a Kubernetes cluster is reached through its kubeconfig');
+      const kubeconfig = values.kubeconfig === undefined ? undefined : resolve(values.kubeconfig);
+      if (kubeconfig) { try { accessSync(kubeconfig, constants.R_OK); } catch { throw new VeilError('BAD_FLAG', `--kubeconfig ${values.kubeconfig}: no readable file at ${kubeconfig}`, 'check the path'); } }
+      saveClusterEntry({ name, registry: { type: 'kubernetes', ...(kubeconfig ? { kubeconfig } : {}), ...(values.context ? { context: values.context } : {}), ...(values.namespace ? { namespace: values.namespace } : {}) } });
+      console.log(`cluster "${name}" (Kubernetes) written to ${clusterConfigPath()}${currentCluster() === name ? '' : ` (make it current: veil cluster use ${name})`}`);
+      return 0;
+    }
     const endpoints = values['etcd-endpoints'];
     if (endpoints === undefined) {
       throw new UsageError('cluster add needs --etcd-endpoints', "run 'veil cluster add -h' for examples");

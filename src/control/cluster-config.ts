@@ -16,7 +16,15 @@ export interface EtcdRegistryConfig extends Pick<EtcdConnectionOptions, 'endpoin
   type: 'etcd';
 }
 
-export type RegistryConfig = EtcdRegistryConfig;
+/** A Kubernetes cluster, reached like kubectl (a kubeconfig and context); veil's objects are in namespace. */
+export interface KubernetesRegistryConfig {
+  type: 'kubernetes';
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+}
+
+export type RegistryConfig = EtcdRegistryConfig | KubernetesRegistryConfig;
 
 export interface ClusterEntry {
   name: string;
@@ -61,7 +69,8 @@ function parseEntry(c: unknown, at: string, base: string, bad: (what: string) =>
   const r = e['registry'];
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad(`cluster '${name}' has no registry map`);
   const reg = r as Record<string, unknown>;
-  if (reg['type'] !== 'etcd') throw bad(`cluster '${name}': registry type ${JSON.stringify(reg['type'])} (veil's registry is etcd: type etcd)`);
+  if (reg['type'] === 'kubernetes') return { name, registry: parseKubernetesEntry(reg, name, base, bad) };
+  if (reg['type'] !== 'etcd') throw bad(`cluster '${name}': registry type ${JSON.stringify(reg['type'])} (etcd or kubernetes)`);
   const known = ['type', 'endpoints', 'ca', 'cert', 'key', 'username', 'password-file'];
   for (const k of Object.keys(reg)) if (!known.includes(k)) throw bad(`cluster '${name}': unknown registry key '${k}' (known: ${known.join(', ')})`);
   const endpoints = reg['endpoints'];
@@ -85,12 +94,25 @@ function parseEntry(c: unknown, at: string, base: string, bad: (what: string) =>
   return { name, registry: out };
 }
 
+function parseKubernetesEntry(reg: Record<string, unknown>, name: string, base: string, bad: (what: string) => VeilError): KubernetesRegistryConfig {
+  const known = ['type', 'kubeconfig', 'context', 'namespace'];
+  for (const k of Object.keys(reg)) if (!known.includes(k)) throw bad(`cluster '${name}': unknown registry key '${k}' (known: ${known.join(', ')})`);
+  const out: KubernetesRegistryConfig = { type: 'kubernetes' };
+  for (const k of ['kubeconfig', 'context', 'namespace'] as const) {
+    const v = reg[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !v) throw bad(`cluster '${name}': ${k} is not a string`);
+    out[k] = k === 'kubeconfig' && !isAbsolute(v) ? resolve(base, v) : v;
+  }
+  return out;
+}
+
 /** Adds the cluster, or replaces the entry of that name; the rest of the file stays as it was. */
 export function saveClusterEntry(entry: ClusterEntry, path = clusterConfigPath()): void {
   const doc = existsSync(path) ? readDoc(path) : parseDocument('');
   if (!isMap(doc.contents)) doc.contents = doc.createNode({}) as typeof doc.contents;
   const reg = entry.registry;
-  const node = doc.createNode({
+  const node = reg.type === 'kubernetes' ? doc.createNode({ name: entry.name, registry: { ...reg } }) : doc.createNode({
     name: entry.name,
     registry: {
       type: 'etcd', endpoints: reg.endpoints,

@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterDir, veilHome } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
+import { KubernetesRegistry } from './kubernetes/kubernetes-registry.js';
+import { loadKubeConfig } from './kubernetes/kube-connection.js';
 import { EtcdRegistry } from './etcd/etcd-registry.js';
 import { loadClusterConfig, saveCurrentCluster } from './cluster-config.js';
 import type { Registry } from './registry.js';
@@ -73,6 +75,10 @@ export function openRegistry(cluster: string): Registry {
     const known = config.clusters.map((c) => c.name);
     throw new VeilError('UNKNOWN_CLUSTER', `no cluster named '${cluster}' in ${config.path}${known.length ? ` (known: ${known.join(', ')})` : ''}`,
       `create a lab with 'veil lab up --name ${cluster}', or add the cluster's etcd with 'veil cluster add ${cluster} --etcd-endpoints URL'`);
+  }
+  if (entry.registry.type === 'kubernetes') {
+    const r = entry.registry;
+    return new KubernetesRegistry({ kc: loadKubeConfig({ kubeconfig: r.kubeconfig, context: r.context }), namespace: r.namespace ?? 'veil' });
   }
   const { type: _type, ...conn } = entry.registry;
   return new EtcdRegistry({ cluster: checkClusterName(cluster), ...conn });

@@ -77,3 +77,11 @@ export function readBootID(file = BOOT_ID_FILE): string {
     throw new VeilError('NO_BOOT_ID', `cannot read the boot id from ${file}: ${errorMessage(e)}`, 'the agent needs a Linux /proc');
   }
 }
+
+/** The interface holding `address` (a Kubernetes Node's InternalIP), with its MTU. */
+export function underlayWithAddress(address: string): Underlay {
+  const links = ipJson<IpLink[]>(['addr', 'show']) ?? [];
+  const l = links.find((x) => (x.addr_info ?? []).some((a) => a.local === address));
+  if (!l) throw new VeilError('NO_UNDERLAY', `no interface of this host has the node's InternalIP ${address}`, 'the agent must run in the host network namespace (hostNetwork: true) of the node it is named after');
+  return { interface: l.ifname, address, mtu: l.mtu };
+}

@@ -41,6 +41,9 @@ export type FrameKind = 'WireGuard' | 'ESP-in-UDP' | 'ARP' | 'IPv6 link-local' |
 
 /** etcd's client port: the agents' registry traffic (control plane, not pod traffic). */
 export const ETCD_CLIENT_PORT = 2379;
+/** The Kubernetes API server's port: a lab whose nodes live in an API server (its control-plane address) serves it. */
+export const KUBE_API_PORT = 6443;
+const CONTROL_PLANE_PORTS = new Set([ETCD_CLIENT_PORT, KUBE_API_PORT]);
 
 export interface FrameInfo {
   kind: FrameKind;
@@ -61,7 +64,8 @@ const ICMP6_LINK_TYPES = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143]);
 
 /**
  * What one Ethernet frame on the underlay is. `nodeIPs` are the cluster's node addresses;
- * `registryIPs` its etcd members' (TCP to or from their client port is the agents' registry traffic).
+ * `registryIPs` its control plane's (TCP to or from etcd's client port or the API server's port there is
+ * the agents' registry traffic).
  */
 export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>, registryIPs: ReadonlySet<string> = new Set()): FrameInfo {
   if (frame.length < 14) return { kind: 'other', summary: 'runt frame' };
@@ -101,7 +105,7 @@ export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>, regis
   if ((proto === 6) && frame.length >= l4 + 4) {
     const sport = frame.readUInt16BE(l4), dport = frame.readUInt16BE(l4 + 2);
     const summary = `TCP ${src}:${sport} > ${dst}:${dport}`;
-    if ((registryIPs.has(src) && sport === ETCD_CLIENT_PORT) || (registryIPs.has(dst) && dport === ETCD_CLIENT_PORT)) return { kind: 'registry', src, dst, summary };
+    if ((registryIPs.has(src) && CONTROL_PLANE_PORTS.has(sport)) || (registryIPs.has(dst) && CONTROL_PLANE_PORTS.has(dport))) return { kind: 'registry', src, dst, summary };
     return { kind: 'plaintext', src, dst, summary };
   }
   return { kind: 'plaintext', src, dst, summary: `${name} ${src} > ${dst}` };

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
 import { API_CERT_FILE, API_KEY_FILE, loadOrCreateApiCertificate, sameFingerprint, type ApiCertificate } from '../../src/agent/api-certificate.js';
 import { API_TOKEN_SECRET, ApiTokenSource, bearerMatches, ensureApiToken, readApiToken } from '../../src/agent/api-token.js';
+import { registrySecrets } from '../../src/agent/agent-inputs.js';
 import { ApiServer } from '../../src/agent/api-server.js';
 import { AgentClient, agentGet, type AgentEndpoint } from '../../src/agent/agent-client.js';
 import { createLogger } from '../../src/util/log.js';
@@ -47,7 +48,7 @@ test('token secret: install makes 32 random bytes once; agents read it, re-readi
     assert.equal(await readApiToken(reg), token);
 
     let now = 0;
-    const source = new ApiTokenSource(reg, () => now);
+    const source = new ApiTokenSource(registrySecrets(reg), () => now);
     assert.equal(await source.token(), token);
     await reg.mutate('Secret', API_TOKEN_SECRET, (cur) => ({ ...cur!, data: { token: Buffer.from('rotated').toString('base64') } }));
     now = 5_000;

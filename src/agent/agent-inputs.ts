@@ -1,0 +1,37 @@
+// What the agent reads from its cluster besides its node: the install settings and the secrets
+// (the IPsec key file, the API token). On etcd (a lab, hosts) both are registry objects, watched;
+// on Kubernetes they are files the kubelet mounts from the ConfigMap and the Secrets, so the agent
+// needs no right to read Secrets through the API.
+import type { Registry, RegistryObject, Watch } from '../control/registry.js';
+import type { Settings } from './settings.js';
+import { mustReadSettings } from './install-state.js';
+
+export interface SecretSource {
+  /** The secret as a registry object (data base64), or undefined when it does not exist. */
+  get(name: string): Promise<RegistryObject | undefined>;
+  /** Calls onChange with the secret's new content (undefined: deleted) whenever it changes. */
+  watch(name: string, onChange: (secret: RegistryObject | undefined) => void): Promise<Watch>;
+}
+
+export interface AgentInputs {
+  /** The install settings; fails with NOT_INSTALLED when there are none. */
+  settings(): Promise<Settings>;
+  secrets: SecretSource;
+  close(): void;
+}
+
+export function registrySecrets(reg: Registry): SecretSource {
+  return {
+    get: (name) => reg.get('Secret', name),
+    async watch(name, onChange) {
+      return reg.watch('Secret', await reg.revision(), (ev) => {
+        if (ev.object.metadata.name === name) onChange(ev.type === 'DELETED' ? undefined : ev.object);
+      });
+    },
+  };
+}
+
+/** The inputs of an agent on a registry (etcd or embedded). */
+export function registryInputs(reg: Registry): AgentInputs & { registry: Registry } {
+  return { registry: reg, settings: () => mustReadSettings(reg), secrets: registrySecrets(reg), close: () => reg.close() };
+}

@@ -1,0 +1,89 @@
+// The agent's inputs as a Kubernetes pod gets them: the settings from the mounted ConfigMap
+// (settings.json) and each Secret as a directory of files, one per key. The kubelet updates a
+// mounted Secret by swapping a symlink (..data), never in place, so a read sees the old or the new
+// content whole; the directory is polled, which works on every volume type and catches the swap.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RegistryObject, Watch } from '../control/registry.js';
+import { VeilError, errorMessage } from '../util/errors.js';
+import type { AgentInputs, SecretSource } from './agent-inputs.js';
+import { defaultSettings, type Settings } from './settings.js';
+
+const POLL_MS = 1000;
+
+/** The secret in `dir` (one file per key; the kubelet's dot-entries skipped), or undefined if absent or empty. */
+export function readMountedSecret(name: string, dir: string): RegistryObject | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).filter((f) => !f.startsWith('.')).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new VeilError('SECRET_UNREADABLE', `cannot read the mounted secret ${name} at ${dir}: ${errorMessage(e)}`, 'check the DaemonSet\'s secret volume');
+  }
+  const data: Record<string, string> = {};
+  for (const f of entries) {
+    const p = join(dir, f);
+    try {
+      if (statSync(p).isFile()) data[f] = readFileSync(p).toString('base64');
+    } catch { /* swapped away while listing: the next poll sees the new content */ }
+  }
+  if (!Object.keys(data).length) return undefined;
+  return { kind: 'Secret', metadata: { name }, type: 'Opaque', data };
+}
+
+export class MountedSecrets implements SecretSource {
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  /** dirs: secret name -> the directory it is mounted at. */
+  constructor(private readonly dirs: Record<string, string>) {}
+
+  private dir(name: string): string | undefined {
+    return this.dirs[name];
+  }
+
+  async get(name: string): Promise<RegistryObject | undefined> {
+    const dir = this.dir(name);
+    return dir ? readMountedSecret(name, dir) : undefined;
+  }
+
+  async watch(name: string, onChange: (secret: RegistryObject | undefined) => void): Promise<Watch> {
+    const dir = this.dir(name);
+    let last = JSON.stringify(dir ? readMountedSecret(name, dir)?.data ?? null : null);
+    const t = setInterval(() => {
+      if (!dir) return;
+      let now: RegistryObject | undefined;
+      try { now = readMountedSecret(name, dir); } catch { return; }
+      const text = JSON.stringify(now?.data ?? null);
+      if (text === last) return;
+      last = text;
+      onChange(now);
+    }, POLL_MS);
+    this.timers.add(t);
+    return { stop: () => { clearInterval(t); this.timers.delete(t); } };
+  }
+
+  close(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers.clear();
+  }
+}
+
+/** settings.json of the mounted install ConfigMap, over the defaults. */
+export function readSettingsFile(file: string): Settings {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new VeilError('NOT_INSTALLED', `cannot read the settings ${file}: ${errorMessage(e)}`, "install veil with 'veil install --kubernetes' (it creates the ConfigMap veil-install the DaemonSet mounts)");
+  }
+  try {
+    return { ...defaultSettings(), ...(JSON.parse(text) as Partial<Settings>) };
+  } catch (e) {
+    throw new VeilError('BAD_SETTINGS', `the settings ${file} are not JSON: ${errorMessage(e)}`, "re-apply them with 'veil install --kubernetes'");
+  }
+}
+
+export function mountedInputs(settingsFile: string, secretDirs: Record<string, string>): AgentInputs {
+  const secrets = new MountedSecrets(secretDirs);
+  return { settings: async () => readSettingsFile(settingsFile), secrets, close: () => secrets.close() };
+}

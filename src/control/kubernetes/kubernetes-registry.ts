@@ -1,0 +1,127 @@
+// A Kubernetes cluster seen through the registry interface, so that the operator's commands
+// (status, encryption status, agent status, config view) read it as they read etcd: Nodes become
+// node objects (InternalIPs and podCIDRs in spec, the agent's published status and key from its
+// annotations), a Lease counts while it is renewed within its duration, and Secrets and
+// ConfigMaps are veil's namespace's. It is read-only: veil's objects on Kubernetes are changed
+// with `veil install --kubernetes` and kubectl, never behind their field managers' backs.
+import * as k8s from '@kubernetes/client-node';
+import type { Kind, LeaseHandle, Registry, RegistryObject, Watch } from '../registry.js';
+import { VeilError } from '../../util/errors.js';
+import { apiError, apiStatusCode } from './kube-connection.js';
+import { agentStatusAnnotation, encryptionKeyAnnotation, kubeNodeView } from './kube-node.js';
+import { leaseDurationMs, leaseRenewedAt } from './kube-lease.js';
+
+export interface KubernetesRegistryOptions {
+  kc: k8s.KubeConfig;
+  /** veil's namespace (its Leases, Secrets, ConfigMaps). */
+  namespace: string;
+}
+
+type Obj = Record<string, unknown> & { metadata?: Record<string, unknown> };
+
+function plain(o: unknown): Obj {
+  return JSON.parse(JSON.stringify(o)) as Obj;
+}
+
+function meta(o: Obj): RegistryObject['metadata'] {
+  const m = o.metadata ?? {};
+  return {
+    name: String(m['name'] ?? ''), resourceVersion: Number(m['resourceVersion'] ?? 0) || undefined,
+    creationTimestamp: typeof m['creationTimestamp'] === 'string' ? m['creationTimestamp'] : undefined,
+    labels: m['labels'] as Record<string, string> | undefined, annotations: m['annotations'] as Record<string, string> | undefined,
+  };
+}
+
+/** A Node as veil's node object: spec.internalIP(s), spec.podCIDR(s), status.agent, spec.encryption.key. */
+export function nodeObjectOf(node: Obj): RegistryObject {
+  const v = kubeNodeView(node);
+  const key = encryptionKeyAnnotation(v);
+  const agent = agentStatusAnnotation(v);
+  return {
+    kind: 'Node', metadata: meta(node),
+    spec: { internalIP: v.internalIPs[0], internalIPs: v.internalIPs, podCIDR: v.podCIDRs[0], podCIDRs: v.podCIDRs, ...(key !== undefined ? { encryption: { key } } : {}) },
+    status: { ...(agent ? { agent } : {}), ...(v.bootID ? { bootID: v.bootID } : {}) },
+  };
+}
+
+/** A Lease as veil's lease object while it is renewed within its duration (else undefined: lapsed). */
+export function leaseObjectOf(lease: Obj, now = Date.now()): RegistryObject | undefined {
+  const renewed = leaseRenewedAt(lease);
+  const duration = leaseDurationMs(lease);
+  if (renewed === undefined || now - renewed > duration) return undefined;
+  const holder = String((lease['spec'] as { holderIdentity?: unknown } | undefined)?.holderIdentity ?? '');
+  const pid = Number(holder.split('/')[1]);
+  return {
+    kind: 'Lease', metadata: meta(lease),
+    spec: { holder, ...(Number.isInteger(pid) ? { pid } : {}), renewTime: new Date(renewed).toISOString(), ttlSeconds: duration / 1000 },
+  };
+}
+
+const GVK: Record<Kind, { apiVersion: string; kind: string; namespaced: boolean }> = {
+  Node: { apiVersion: 'v1', kind: 'Node', namespaced: false },
+  Lease: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespaced: true },
+  Secret: { apiVersion: 'v1', kind: 'Secret', namespaced: true },
+  ConfigMap: { apiVersion: 'v1', kind: 'ConfigMap', namespaced: true },
+  Pod: { apiVersion: 'v1', kind: 'Pod', namespaced: true },
+};
+
+export class KubernetesRegistry implements Registry {
+  private readonly api: k8s.KubernetesObjectApi;
+
+  constructor(private readonly o: KubernetesRegistryOptions) {
+    this.api = k8s.KubernetesObjectApi.makeApiClient(o.kc);
+  }
+
+  private convert(kind: Kind, o: Obj): RegistryObject | undefined {
+    if (kind === 'Node') return nodeObjectOf(o);
+    if (kind === 'Lease') return leaseObjectOf(o);
+    const out: RegistryObject = { kind, metadata: meta(o) };
+    if (o['data']) out.data = o['data'] as Record<string, string>;
+    if (typeof o['type'] === 'string') out.type = o['type'];
+    return out;
+  }
+
+  async get(kind: Kind, name: string): Promise<RegistryObject | undefined> {
+    const g = GVK[kind];
+    try {
+      const o = plain(await this.api.read({ apiVersion: g.apiVersion, kind: g.kind, metadata: { name, ...(g.namespaced ? { namespace: this.o.namespace } : {}) } }));
+      return this.convert(kind, o);
+    } catch (e) {
+      if (apiStatusCode(e) === 404) return undefined;
+      throw apiError(`cannot read ${g.kind} ${name}`, e);
+    }
+  }
+
+  async list(kind: Kind): Promise<RegistryObject[]> {
+    const g = GVK[kind];
+    try {
+      const l = await this.api.list(g.apiVersion, g.kind, g.namespaced ? this.o.namespace : undefined);
+      return l.items.map((i) => this.convert(kind, plain(i))).filter((x): x is RegistryObject => x !== undefined);
+    } catch (e) {
+      if (apiStatusCode(e) === 404 && g.namespaced) return []; // no such namespace: veil is not installed
+      throw apiError(`cannot list ${g.kind}s`, e);
+    }
+  }
+
+  private readOnly(): never {
+    throw new VeilError('READ_ONLY', "this command would write to a Kubernetes cluster's objects, which veil changes only through its installer",
+      "use 'veil install --kubernetes' / 'veil uninstall --kubernetes', or kubectl (e.g. kubectl -n veil patch secret ipsec-keys ...)");
+  }
+
+  create(): Promise<RegistryObject> { return this.readOnly(); }
+  update(): Promise<RegistryObject> { return this.readOnly(); }
+  mutate(): Promise<RegistryObject | undefined> { return this.readOnly(); }
+  delete(): Promise<boolean> { return this.readOnly(); }
+  holdLease(): Promise<LeaseHandle> { return this.readOnly(); }
+
+  async revision(): Promise<number> {
+    const l = await this.api.list('v1', 'Node');
+    return Number(l.metadata?.resourceVersion ?? 0);
+  }
+
+  watch(): Watch {
+    throw new VeilError('NOT_SUPPORTED', 'watching a Kubernetes cluster through the registry interface is not supported', 'the agent watches Nodes with its informer; use kubectl get -w');
+  }
+
+  close(): void { /* stateless HTTP client */ }
+}
