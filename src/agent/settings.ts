@@ -21,6 +21,7 @@ export interface Settings {
   'encryption.wireguard.persistentKeepalive': string;
   'encryption.wireguard.keylogFile': string;
   'encryption.ipsec.secretName': string;
+  'encryption.ipsec.secretNamespace': string;
   'encryption.ipsec.keyRotationDuration': string;
   'encryption.ipsec.keyWatcher': boolean;
   'agent.metricsPort': number;
@@ -41,6 +42,7 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   'encryption.wireguard.persistentKeepalive': { kind: 'duration', default: '0s', doc: 'keepalive interval, 0s = off' },
   'encryption.wireguard.keylogFile': { kind: 'string', default: '', doc: "write WireGuard session secrets for Wireshark (per node: '{node}' expands)" },
   'encryption.ipsec.secretName': { kind: 'string', default: DEFAULT_IPSEC_SECRET, doc: `secret holding the IPsec key file (data key "${IPSEC_SECRET_DATA_KEY}")` },
+  'encryption.ipsec.secretNamespace': { kind: 'string', default: '', doc: "Kubernetes: the secret's namespace, where veil then runs (a pod mounts only its own namespace's Secrets); default veil" },
   'encryption.ipsec.keyRotationDuration': { kind: 'duration', default: '5m', doc: 'how long old keys keep decrypting after a rotation' },
   'encryption.ipsec.keyWatcher': { kind: 'bool', default: true, doc: 'apply key file changes without a restart' },
   'agent.metricsPort': { kind: 'port', default: 9962, doc: 'Prometheus metrics port on the node IP' },

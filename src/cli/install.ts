@@ -1,31 +1,65 @@
 // veil install: turn on encryption on the cluster (starts an agent on every node).
 import { randomBytes } from 'node:crypto';
 import { currentCluster, isLabCluster, openRegistry } from '../control/cluster.js';
-import { applySet, defaultSettings, parseDuration } from '../agent/settings.js';
+import { applySet, defaultSettings, parseDuration, type Settings } from '../agent/settings.js';
+import { stringify as toYaml } from 'yaml';
+import { kubernetesInstall } from '../agent/kubernetes-installer.js';
+import { DEFAULT_IMAGE, renderManifests } from '../agent/kubernetes-manifests.js';
+import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
 import { labInstall } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
 import { hostInstall } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { createIpsecKeySecret, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
 import { parseKeyFile } from '../keys/ipsec-keyfile.js';
-import { command, flagValue } from './flags.js';
+import { command, flagValue, UsageError } from './flags.js';
 import { ui } from './ui.js';
+
+interface KubeFlags { kubeconfig?: string; context?: string; image?: string; 'dry-run'?: boolean; output?: string }
+
+async function installOnKubernetes(settings: Settings, f: KubeFlags, timeoutMs: number): Promise<number> {
+  if (f['dry-run']) {
+    const docs = renderManifests({ settings, image: f.image });
+    process.stdout.write(f.output === 'json' ? `${JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }, null, 2)}\n` : docs.map((d) => toYaml(d)).join('---\n'));
+    return 0;
+  }
+  if (f.output) throw new UsageError('-o goes only with --dry-run', 'add --dry-run to print the objects');
+  const kc = loadKubeConfig({ kubeconfig: f.kubeconfig, context: f.context });
+  const type = settings['encryption.type'];
+  console.log(`${ui.info} Installing veil on Kubernetes cluster "${kc.getCurrentCluster()?.name}" (context ${kc.getCurrentContext()}) with ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption`);
+  const { nodes } = await kubernetesInstall(kc, { settings, image: f.image, timeoutMs, progress: (line) => console.log(line) });
+  console.log(`${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes} nodes.`);
+  return 0;
+}
 
 export const { run } = command({
   name: 'veil install',
-  usage: ['veil install [--encryption wireguard|ipsec] [--set key=value]... [flags]'],
+  usage: ['veil install [--encryption wireguard|ipsec] [--set key=value]... [flags]',
+    'veil install --kubernetes [--kubeconfig FILE] [--context NAME] [--image IMAGE] [--dry-run -o yaml] [--encryption ...] [--set ...]'],
   about: `Stores the encryption settings in the cluster's registry; on a lab, starts a veil agent on every
-node; on hosts (agents under systemd), waits for the registered nodes' agents. Waits until all are ready.`,
+node; on hosts (agents under systemd), waits for the registered nodes' agents. Waits until all are ready.
+
+With --kubernetes: renders veil's objects (Namespace, ServiceAccount, ClusterRole/Binding, Role/Binding,
+ConfigMaps, DaemonSet) and server-side applies them with your kubeconfig and context, like kubectl;
+then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml prints them instead.`,
   flags: {
     encryption: { type: 'string', value: 'MODE', choices: ['wireguard', 'ipsec'], help: 'wireguard or ipsec (same as --set encryption.enabled=true --set encryption.type=MODE)' },
     set: { type: 'string', multiple: true, value: 'key=value', help: "a setting (repeatable); see 'veil config keys'" },
     'generate-key': { type: 'boolean', help: 'IPsec: create the key secret if it does not exist' },
     'wait-timeout': { type: 'string', value: 'DUR', default: '2m', help: 'how long to wait for the agents (default 2m)' },
+    kubernetes: { type: 'boolean', help: 'install into a Kubernetes cluster as a DaemonSet' },
+    kubeconfig: { type: 'string', value: 'FILE', help: 'with --kubernetes: the kubeconfig (default $KUBECONFIG, else ~/.kube/config)' },
+    context: { type: 'string', value: 'NAME', help: 'with --kubernetes: the kubeconfig context (default its current one)' },
+    image: { type: 'string', value: 'IMAGE', help: `with --kubernetes: the agent image (default ${DEFAULT_IMAGE}, built from the Dockerfile)` },
+    'dry-run': { type: 'boolean', help: 'with --kubernetes: print the objects (-o yaml or json), apply nothing' },
   },
+  output: { choices: ['yaml', 'json'], help: 'with --dry-run: the format of the objects' },
   examples: [
     'veil secret create ipsec-keys --from-literal=keys="3+ rfc4106(gcm(aes)) $PSK 128"',
     'veil install --encryption ipsec',
     'veil install --set encryption.enabled=true --set encryption.type=wireguard --set encryption.nodeEncryption=true',
+    'veil install --kubernetes --encryption wireguard --dry-run -o yaml',
+    'veil install --kubernetes --encryption ipsec --set encryption.ipsec.secretName=cilium-ipsec-keys --set encryption.ipsec.secretNamespace=kube-system',
   ],
   async run({ values }) {
     const settings = defaultSettings();
@@ -38,6 +72,10 @@ node; on hosts (agents under systemd), waits for the registered nodes' agents. W
       throw new VeilError('NO_ENCRYPTION', 'nothing to install: encryption is not enabled', 'pass --encryption wireguard|ipsec or --set encryption.enabled=true');
     }
     const timeout = flagValue(() => parseDuration(values['wait-timeout']!));
+    if (values.kubernetes) return installOnKubernetes(settings, values, timeout);
+    for (const k of ['kubeconfig', 'context', 'image', 'dry-run'] as const) {
+      if (values[k] !== undefined) throw new UsageError(`--${k} goes only with --kubernetes`, 'add --kubernetes, or leave it out');
+    }
     const cluster = currentCluster(values.cluster);
     const reg = openRegistry(cluster);
     try {

@@ -4,16 +4,37 @@ import { uninstall } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { labUninstall } from '../lab/agents.js';
 import { command } from './flags.js';
+import { defaultSettings } from '../agent/settings.js';
+import { kubernetesUninstall } from '../agent/kubernetes-installer.js';
+import { DEFAULT_NAMESPACE } from '../agent/kubernetes-manifests.js';
+import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
 import { ui } from './ui.js';
 
 export const { run } = command({
   name: 'veil uninstall',
-  usage: ['veil uninstall [--cluster NAME]'],
+  usage: ['veil uninstall [--cluster NAME]', 'veil uninstall --kubernetes [--kubeconfig FILE] [--context NAME] [--namespace NS]'],
   about: `On a lab: stops the veil agents on every node, removes the tunnel devices and restores the lab's
 plaintext routing. On hosts (agents under systemd): once every agent is stopped, removes the install
-settings and what the agents published. Safe to re-run.`,
-  examples: ['veil uninstall', 'veil uninstall --cluster demo'],
+settings and what the agents published. Safe to re-run.
+
+With --kubernetes: deletes the DaemonSet and everything install applied, the agents' Leases and their
+annotations on the Nodes. Your IPsec Secret stays (and its namespace with it).`,
+  flags: {
+    kubernetes: { type: 'boolean', help: 'uninstall from a Kubernetes cluster' },
+    kubeconfig: { type: 'string', value: 'FILE', help: 'with --kubernetes: the kubeconfig' },
+    context: { type: 'string', value: 'NAME', help: 'with --kubernetes: the kubeconfig context' },
+    namespace: { type: 'string', value: 'NS', help: `with --kubernetes: where veil runs (default ${DEFAULT_NAMESPACE})` },
+  },
+  examples: ['veil uninstall', 'veil uninstall --cluster demo', 'veil uninstall --kubernetes --context kind-kind'],
   async run({ values }) {
+    if (values.kubernetes) {
+      const kc = loadKubeConfig({ kubeconfig: values.kubeconfig, context: values.context });
+      const ns = values.namespace ?? DEFAULT_NAMESPACE;
+      console.log(`${ui.info} Uninstalling veil from Kubernetes cluster "${kc.getCurrentCluster()?.name}" (namespace ${ns})`);
+      await kubernetesUninstall(kc, { ...defaultSettings(), 'encryption.ipsec.secretNamespace': ns === DEFAULT_NAMESPACE ? '' : ns }, (line) => console.log(line));
+      console.log(`${ui.ok} veil was uninstalled; traffic between nodes is no longer encrypted.`);
+      return 0;
+    }
     const cluster = currentCluster(values.cluster);
     const reg = openRegistry(cluster);
     try {

@@ -1,0 +1,162 @@
+// `veil install --kubernetes` and `veil uninstall --kubernetes` through the user's kubeconfig:
+// everything is checked before anything is written (the IPsec Secret exists and parses), the
+// objects are server-side applied as field manager "veil" (re-running converges; a field someone
+// else changed is taken back), the agent API token Secret is made once, and the wait follows the
+// DaemonSet's rollout and then every Node's published agent status, printing progress as it moves.
+import { randomBytes } from 'node:crypto';
+import * as k8s from '@kubernetes/client-node';
+import { apiError, apiStatusCode } from '../control/kubernetes/kube-connection.js';
+import { AGENT_STATUS_ANNOTATION, ENCRYPTION_KEY_ANNOTATION, agentStatusAnnotation, kubeNodeView } from '../control/kubernetes/kube-node.js';
+import { IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
+import { parseKeyFile } from '../keys/ipsec-keyfile.js';
+import { VeilError } from '../util/errors.js';
+import { API_TOKEN_SECRET } from './api-token.js';
+import { AGENT_NAME, FIELD_MANAGER, installNamespace, renderManifests, type Manifest } from './kubernetes-manifests.js';
+import type { Settings } from './settings.js';
+import { WG_PUBKEY_ANNOTATION } from './wireguard-mode.js';
+
+export interface KubeInstallOptions {
+  settings: Settings;
+  image?: string;
+  timeoutMs: number;
+  progress: (line: string) => void;
+}
+
+type Obj = k8s.KubernetesObject & Record<string, unknown>;
+
+function plain<T>(o: T): Obj {
+  return JSON.parse(JSON.stringify(o)) as Obj;
+}
+
+async function readOrUndefined(api: k8s.KubernetesObjectApi, spec: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }): Promise<Obj | undefined> {
+  try {
+    return plain(await api.read(spec));
+  } catch (e) {
+    if (apiStatusCode(e) === 404) return undefined;
+    throw apiError(`cannot read ${spec.kind} ${spec.metadata.namespace ? `${spec.metadata.namespace}/` : ''}${spec.metadata.name}`, e);
+  }
+}
+
+/** IPsec: the key Secret must exist and hold a key file Cilium would accept. */
+async function checkIpsecSecret(api: k8s.KubernetesObjectApi, s: Settings, ns: string): Promise<string> {
+  const name = s['encryption.ipsec.secretName'];
+  const secret = await readOrUndefined(api, { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns } });
+  const raw = (secret?.['data'] as Record<string, string> | undefined)?.[IPSEC_SECRET_DATA_KEY];
+  if (raw === undefined) {
+    throw new VeilError('NO_SECRET', `IPsec needs the Secret ${ns}/${name} with a "${IPSEC_SECRET_DATA_KEY}" entry, which does not exist`,
+      `create it: kubectl create -n ${ns} secret generic ${name} --from-literal=${IPSEC_SECRET_DATA_KEY}="3+ rfc4106(gcm(aes)) $(openssl rand -hex 20) 128"`);
+  }
+  const parsed = parseKeyFile(Buffer.from(raw, 'base64').toString('utf8'));
+  if (!parsed.ok) throw new VeilError(parsed.error.code, `the Secret ${ns}/${name}: ${parsed.error.message}`, parsed.error.hint);
+  return `key id ${parsed.value[0]!.spi}`;
+}
+
+/** The rollout as cilium-cli reports it: desired, ready, updated, available. */
+function rolloutOf(ds: Obj | undefined): { desired: number; ready: number; updated: number; available: number; current: boolean } {
+  const st = (ds?.['status'] ?? {}) as Record<string, number>;
+  const gen = Number((ds?.metadata as { generation?: number } | undefined)?.generation ?? 0);
+  return {
+    desired: st['desiredNumberScheduled'] ?? 0, ready: st['numberReady'] ?? 0, updated: st['updatedNumberScheduled'] ?? 0,
+    available: st['numberAvailable'] ?? 0, current: (st['observedGeneration'] ?? 0) >= gen,
+  };
+}
+
+/** Every Node's agent, as it published itself: name -> ready, or why not. */
+async function agentsOnNodes(api: k8s.KubernetesObjectApi): Promise<Map<string, string | true>> {
+  const list = await api.list('v1', 'Node');
+  return new Map(list.items.map((n) => {
+    const v = kubeNodeView(plain(n));
+    const st = agentStatusAnnotation(v);
+    return [v.name, st?.['ready'] === true ? true : typeof st?.['error'] === 'string' ? st['error'] : st ? 'not ready' : 'no agent yet'];
+  }));
+}
+
+export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOptions): Promise<{ nodes: number }> {
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const s = o.settings;
+  const ns = installNamespace(s);
+  const manifests = renderManifests({ settings: s, image: o.image });
+  if (s['encryption.type'] === 'ipsec') o.progress(`🔑 Found the IPsec Secret ${ns}/${s['encryption.ipsec.secretName']} (${await checkIpsecSecret(api, s, ns)})`);
+  else o.progress('🔑 WireGuard: every node generates its own key pair and publishes its public key on its Node');
+  for (const m of manifests) await applyOne(api, m);
+  o.progress(`🚀 Applied ${manifests.length} objects (server-side apply, field manager "${FIELD_MANAGER}") in namespace ${ns}`);
+  if (!await readOrUndefined(api, { apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns } })) {
+    try {
+      await api.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns, labels: { 'app.kubernetes.io/part-of': 'veil' } }, type: 'Opaque', data: { token: Buffer.from(randomBytes(32).toString('base64url')).toString('base64') } } as k8s.KubernetesObject);
+      o.progress(`🔑 Generated the agent API token (Secret ${ns}/${API_TOKEN_SECRET})`);
+    } catch (e) {
+      if (apiStatusCode(e) !== 409) throw apiError('cannot create the agent API token Secret', e);
+    }
+  }
+  const deadline = Date.now() + o.timeoutMs;
+  let last = '';
+  for (;;) {
+    const ds = await readOrUndefined(api, { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: AGENT_NAME, namespace: ns } });
+    const r = rolloutOf(ds);
+    const agents = await agentsOnNodes(api);
+    const ready = [...agents.values()].filter((x) => x === true).length;
+    const line = `⌛ Waiting for DaemonSet ${ns}/${AGENT_NAME}: ${r.ready}/${r.desired} pods ready, ${r.updated}/${r.desired} updated; agents ready on ${ready}/${agents.size} nodes`;
+    if (line !== last) { o.progress(line); last = line; }
+    if (r.current && r.desired > 0 && r.available === r.desired && r.updated === r.desired && ready === agents.size && agents.size > 0) return { nodes: agents.size };
+    if (Date.now() > deadline) {
+      const waiting = [...agents].filter(([, x]) => x !== true).map(([n, why]) => `${n}: ${why}`);
+      throw new VeilError('INSTALL_TIMEOUT', `veil is not ready after ${Math.round(o.timeoutMs / 1000)} s: ${r.ready}/${r.desired} pods ready${waiting.length ? `; ${waiting.join('; ')}` : ''}`,
+        `see kubectl -n ${ns} describe daemonset ${AGENT_NAME}, and kubectl -n ${ns} logs -l app.kubernetes.io/name=${AGENT_NAME}`);
+    }
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
+async function applyOne(api: k8s.KubernetesObjectApi, m: Manifest): Promise<void> {
+  try {
+    await api.patch(m, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+  } catch (e) {
+    throw apiError(`cannot apply ${m.kind} ${m.metadata.namespace ? `${m.metadata.namespace}/` : ''}${m.metadata.name}`, e);
+  }
+}
+
+/**
+ * Removes what install made (the DaemonSet first, so no agent republishes), the agents' Leases
+ * and their annotations on every Node. The IPsec Secret is the user's: it stays, and so does its
+ * namespace while it holds a Secret.
+ */
+export async function kubernetesUninstall(kc: k8s.KubeConfig, settingsHint: Settings, progress: (line: string) => void): Promise<void> {
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const ns = installNamespace(settingsHint);
+  const del = async (spec: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }): Promise<boolean> => {
+    try {
+      await api.delete(spec);
+      return true;
+    } catch (e) {
+      if (apiStatusCode(e) === 404) return false;
+      throw apiError(`cannot delete ${spec.kind} ${spec.metadata.name}`, e);
+    }
+  };
+  const manifests = renderManifests({ settings: settingsHint }).reverse();
+  for (const m of manifests) {
+    if (m.kind === 'Namespace') continue;
+    if (await del({ apiVersion: m.apiVersion, kind: m.kind, metadata: { name: m.metadata.name, namespace: m.metadata.namespace } })) progress(`🔥 Deleted ${m.kind} ${m.metadata.name}`);
+  }
+  await del({ apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns } });
+  const leases = await api.list('coordination.k8s.io/v1', 'Lease', ns).catch(() => ({ items: [] as k8s.KubernetesObject[] }));
+  for (const l of leases.items) if (l.metadata?.labels?.['app.kubernetes.io/name'] === 'veil') await del({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: l.metadata.name!, namespace: ns } });
+  const nodes = await api.list('v1', 'Node');
+  for (const n of nodes.items) {
+    const a = n.metadata?.annotations ?? {};
+    const ours = [AGENT_STATUS_ANNOTATION, ENCRYPTION_KEY_ANNOTATION, WG_PUBKEY_ANNOTATION].filter((k) => k in a);
+    if (!ours.length) continue;
+    try {
+      await api.patch({ apiVersion: 'v1', kind: 'Node', metadata: { name: n.metadata!.name!, annotations: Object.fromEntries(ours.map((k) => [k, null])) as unknown as Record<string, string> } },
+        undefined, undefined, FIELD_MANAGER, undefined, k8s.PatchStrategy.StrategicMergePatch);
+    } catch (e) {
+      if (apiStatusCode(e) !== 404) throw apiError(`cannot remove veil's annotations from node ${n.metadata?.name}`, e);
+    }
+  }
+  progress(`🔥 Removed the agents' Leases and their annotations on ${nodes.items.length} nodes`);
+  if (ns !== 'kube-system') {
+    const secrets = await api.list('v1', 'Secret', ns).catch(() => ({ items: [] as k8s.KubernetesObject[] }));
+    if (!secrets.items.length && await del({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } })) progress(`🔥 Deleted Namespace ${ns}`);
+    else if (secrets.items.length) progress(`ℹ️  Kept Namespace ${ns}: it holds your Secret(s) ${secrets.items.map((x) => x.metadata?.name).join(', ')}`);
+  }
+}
+

@@ -1,0 +1,125 @@
+// `veil install --kubernetes` and `veil uninstall --kubernetes` against the test API server: the
+// CLI refuses before writing anything when the IPsec Secret is missing, applies every object
+// server-side, waits with progress while the test plays the DaemonSet controller and the agents,
+// converges when run again (no object rewritten), and uninstall removes all of it but the user's
+// Secret. kubectl reads back what was applied.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
+import { TestApiServer } from '../kube-api/test-api-server.js';
+import { kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
+import { AGENT_STATUS_ANNOTATION } from '../../src/control/kubernetes/kube-node.js';
+
+let server: TestApiServer;
+let dir: string;
+let kubeconfig: string;
+
+interface Run { status: number | null; stdout: string; stderr: string }
+
+function run(cmd: string, args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+const kubectl = (...a: string[]) => run(kubectlPath(), ['--kubeconfig', kubeconfig, ...a]);
+const veil = (...a: string[]) => run(process.execPath, ['dist/src/cli/main.js', ...a, '--kubeconfig', kubeconfig]);
+
+async function kubectlOk(...a: string[]): Promise<string> {
+  const r = await kubectl(...a);
+  assert.equal(r.status, 0, `kubectl ${a.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const NODES = ['k1', 'k2'];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'veil-kube-install-'));
+  const certs = makeApiServerCerts(dir);
+  server = new TestApiServer({ tls: certs.server, token: TEST_TOKEN });
+  kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), await server.listen({ host: '127.0.0.1', port: 0 }), certs.ca);
+  const nodes = NODES.map((n, i) => `apiVersion: v1\nkind: Node\nmetadata: {name: ${n}}\nspec: {podCIDRs: [10.244.${i}.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 172.18.0.${i + 2}}]}\n`);
+  const create = spawn(kubectlPath(), ['--kubeconfig', kubeconfig, 'create', '--validate=false', '-f', '-']);
+  create.stdin.end(nodes.join('---\n'));
+  await new Promise((r) => create.on('close', r));
+});
+
+after(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The DaemonSet controller and the agents, as far as the installer can see them. */
+async function playControllerAndAgents(): Promise<void> {
+  const ds = server.get('daemonsets', 'veil', 'veil-agent');
+  assert.ok(ds);
+  const gen = (ds['metadata'] as { generation: number }).generation;
+  const status = { desiredNumberScheduled: 2, currentNumberScheduled: 2, numberReady: 2, updatedNumberScheduled: 2, numberAvailable: 2, numberMisscheduled: 0, observedGeneration: gen };
+  // the DaemonSet controller writes the status subresource (kubectl can only from 1.24 on)
+  const apps = loadKubeConfig({ kubeconfig }).makeApiClient(AppsV1Api);
+  await apps.patchNamespacedDaemonSetStatus({ name: 'veil-agent', namespace: 'veil', body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  for (const n of NODES) {
+    await kubectlOk('annotate', 'node', n, '--overwrite', `${AGENT_STATUS_ANNOTATION}=${JSON.stringify({ ready: true, health: { state: 'Ok', problems: [] } })}`);
+  }
+}
+
+test('install --kubernetes with IPsec refuses before writing anything when the key Secret is missing', async () => {
+  const r = await veil('install', '--kubernetes', '--encryption', 'ipsec', '--wait-timeout', '5s');
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /IPsec needs the Secret veil\/ipsec-keys.*kubectl create -n veil secret generic ipsec-keys/s);
+  assert.equal(server.get('namespaces', '', 'veil'), undefined, 'nothing applied');
+});
+
+test('install --kubernetes applies everything, waits with progress, converges on a re-run; uninstall removes it all but the Secret', async () => {
+  const ns = spawn(kubectlPath(), ['--kubeconfig', kubeconfig, 'create', '--validate=false', '-f', '-']);
+  ns.stdin.end('apiVersion: v1\nkind: Namespace\nmetadata: {name: veil}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: ipsec-keys, namespace: veil}\nstringData: {keys: "3+ rfc4106(gcm(aes)) 0123456789abcdef0123456789abcdef01234567 128"}\n');
+  await new Promise((r) => ns.on('close', r));
+
+  const install = veil('install', '--kubernetes', '--encryption', 'ipsec', '--wait-timeout', '60s', '--image', 'veil:test');
+  const deadline = Date.now() + 30_000;
+  while (!server.get('daemonsets', 'veil', 'veil-agent')) {
+    assert.ok(Date.now() < deadline, 'the DaemonSet was applied');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1500)); // the installer reports the rollout at 0 first
+  await playControllerAndAgents();
+  const r = await install;
+  assert.equal(r.status, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /Found the IPsec Secret veil\/ipsec-keys \(key id 3\)/);
+  assert.match(r.stdout, /Waiting for DaemonSet veil\/veil-agent: 0\/0 pods ready/);
+  assert.match(r.stdout, /2\/2 pods ready, 2\/2 updated; agents ready on 2\/2 nodes/);
+  assert.match(r.stdout, /successfully installed! IPsec encryption is on for all 2 nodes/);
+
+  // kubectl sees what the CLI applied, owned by the "veil" field manager
+  const ds = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'ds', 'veil-agent', '-o', 'json'));
+  assert.equal(ds.spec.template.spec.containers[0].image, 'veil:test');
+  assert.equal((server.get('daemonsets', 'veil', 'veil-agent')!['metadata'] as { managedFields: { manager: string }[] }).managedFields[0]!.manager, 'veil');
+  assert.match(await kubectlOk('get', 'clusterrole', 'veil-agent', '-o', 'jsonpath={.rules[0].verbs}'), /"patch"/);
+  assert.equal(await kubectlOk('-n', 'veil', 'get', 'sa', 'veil-agent', '-o', 'jsonpath={.metadata.name}'), 'veil-agent');
+  assert.equal(JSON.parse(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'cm', 'veil-install', '-o', 'json')).data['settings.json'])['encryption.type'], 'ipsec');
+  const token = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'secret', 'veil-agent-api-token', '-o', 'json'));
+
+  // Run again: everything is as applied, so no object is written; the token stays.
+  const rv = ds.metadata.resourceVersion;
+  const again = await veil('install', '--kubernetes', '--encryption', 'ipsec', '--wait-timeout', '20s', '--image', 'veil:test');
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'ds', 'veil-agent', '-o', 'json')).metadata.resourceVersion, rv);
+  assert.equal(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'secret', 'veil-agent-api-token', '-o', 'json')).data.token, token.data.token);
+
+  const un = await veil('uninstall', '--kubernetes');
+  assert.equal(un.status, 0, un.stderr);
+  for (const [res, name] of [['daemonsets', 'veil-agent'], ['configmaps', 'veil-install'], ['serviceaccounts', 'veil-agent'], ['secrets', 'veil-agent-api-token'], ['roles', 'veil-agent']] as const) {
+    assert.equal(server.get(res, 'veil', name), undefined, `${res}/${name} deleted`);
+  }
+  assert.equal(server.get('clusterroles', '', 'veil-agent'), undefined);
+  assert.equal(server.get('clusterrolebindings', '', 'veil-agent'), undefined);
+  for (const n of NODES) assert.equal(((server.get('nodes', '', n)!['metadata'] as { annotations?: Record<string, string> }).annotations ?? {})[AGENT_STATUS_ANNOTATION], undefined);
+  assert.ok(server.get('secrets', 'veil', 'ipsec-keys'), "the user's key Secret stays");
+  assert.match(un.stdout, /Kept Namespace veil: it holds your Secret\(s\) ipsec-keys/);
+});
