@@ -179,7 +179,7 @@ export class KubeLab {
     return r.status === 0 ? JSON.parse(r.stdout) : undefined;
   }
 
-  control(name: 'hold-watches' | 'expire-watches' | 'compact' | 'watches'): Promise<unknown> {
+  control(name: 'hold-watches' | 'hold-watches?resource=nodes' | 'expire-watches' | 'compact' | 'watches'): Promise<unknown> {
     return apiControl(this.socket, name);
   }
 

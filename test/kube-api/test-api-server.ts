@@ -108,10 +108,11 @@ export class TestApiServer {
     return n;
   }
 
-  /** Stops delivering events (and bookmarks) to the watches open now; they miss what happens meanwhile. */
-  holdWatches(): number {
-    for (const w of this.watchers) w.held = true;
-    return this.watchers.size;
+  /** Stops delivering events (and bookmarks) to the watches open now (of one resource, if given); they miss what happens meanwhile. */
+  holdWatches(resource?: string): number {
+    const held = [...this.watchers].filter((w) => !resource || w.resource.name === resource);
+    for (const w of held) w.held = true;
+    return held.length;
   }
 
   openWatches(resource?: string): number {
@@ -261,7 +262,7 @@ export class TestApiServer {
   private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string): { code: number; body: Json } | undefined {
     const path = url.pathname.replace(/\/+$/, '');
     const method = req.method ?? 'GET';
-    if (path.startsWith('/veil-test/') && method === 'POST' && !req.socket.remotePort) return { code: 200, body: this.control(path.slice('/veil-test/'.length)) };
+    if (path.startsWith('/veil-test/') && method === 'POST' && !req.socket.remotePort) return { code: 200, body: this.control(path.slice('/veil-test/'.length), url.searchParams) };
     if (path === '/version') return { code: 200, body: { major: '1', minor: '32', gitVersion: 'v1.32.0-veil-test', platform: 'linux/amd64' } };
     if (path === '/healthz' || path === '/readyz' || path === '/livez') return { code: 200, body: 'ok' };
     if (path === '/api') return { code: 200, body: { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: req.headers.host ?? '' }] } };
@@ -498,11 +499,11 @@ export class TestApiServer {
     }
   }
 
-  private control(what: string): Json {
+  private control(what: string, q: URLSearchParams): Json {
     switch (what) {
       case 'compact': this.compact(); return { resourceVersion: String(this.rv) };
       case 'expire-watches': return { expired: this.expireWatches() };
-      case 'hold-watches': return { held: this.holdWatches() };
+      case 'hold-watches': return { held: this.holdWatches(q.get('resource') ?? undefined) };
       case 'watches': return Object.fromEntries(RESOURCES.map((r) => [r.name, this.openWatches(r.name)]));
       default: throw new ApiError(404, 'NotFound', `no test control '${what}'`);
     }
