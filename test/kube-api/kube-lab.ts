@@ -180,7 +180,11 @@ export class KubeLab {
   }
 
   control(name: 'hold-watches' | 'hold-watches?resource=nodes' | 'expire-watches' | 'compact' | 'watches'): Promise<unknown> {
-    return apiControl(this.socket, name);
+    return apiControl(this.socket, name).catch((e: Error) => {
+      let alive = false;
+      try { process.kill(this.apiPid!, 0); alive = true; } catch { /* gone */ }
+      throw new Error(`test control ${name}: ${e.message} (the API server ${alive ? 'runs' : 'is gone'}; its log: ${this.apiServerLog().trim() || 'empty'})`);
+    });
   }
 
   cleanup(): void {

@@ -8,10 +8,14 @@ import { request } from 'node:http';
 import { mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
+// Every request on a connection of its own (agent: false): the test process blocks its event loop
+// in spawnSync for seconds, so a kept-alive connection the server closed meanwhile would be reused
+// unnoticed and fail with EPIPE.
+
 /** GET path on the API server's unix socket; undefined on 404. */
 export function apiGet(socketPath: string, path: string): Promise<Record<string, unknown> | undefined> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET' }, (res) => {
+    const req = request({ socketPath, path, method: 'GET', agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { body += d; });
@@ -29,7 +33,7 @@ export function apiGet(socketPath: string, path: string): Promise<Record<string,
 /** POST a test control (/veil-test/NAME) on the unix socket. */
 export function apiControl(socketPath: string, name: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: `/veil-test/${name}`, method: 'POST' }, (res) => {
+    const req = request({ socketPath, path: `/veil-test/${name}`, method: 'POST', agent: false }, (res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
       res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`${name}: ${res.statusCode} ${body}`))));

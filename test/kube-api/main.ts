@@ -22,4 +22,4 @@ const at = values.listen.lastIndexOf(':');
 const url = await server.listen({ host: values.listen.slice(0, at), port: Number(values.listen.slice(at + 1)) });
 await server.listen({ path: values.socket });
 process.stdout.write(`${JSON.stringify({ url, socket: values.socket, pid: process.pid })}\n`);
-process.on('SIGTERM', () => { void server.close().then(() => process.exit(0)); });
+process.on('SIGTERM', () => { process.stderr.write('test API server: SIGTERM, stopping\n'); void server.close().then(() => process.exit(0)); });
