@@ -15,6 +15,7 @@ import { decodeObject, encodeObject } from '../../src/control/etcd/object-codec.
 import { objectKey } from '../../src/control/etcd/keys.js';
 import { checkObject, KINDS } from '../../src/control/object-checks.js';
 import type { Kind, Registry, RegistryObject } from '../../src/control/registry.js';
+import type { SecretSource } from '../../src/agent/agent-inputs.js';
 import { parseIp } from '../../src/net/cidr.js';
 import { createLogger } from '../../src/util/log.js';
 import { harness, scratchDir } from './harness.js';
@@ -88,7 +89,7 @@ async function wireguardMode(): Promise<WireGuardMode> {
   const settings = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };
   const node = { name: SELF, internalIPs: ['10.0.0.1'], podCIDRs: ['10.244.0.0/24'], podGateway: '10.244.0.1', underlayInterface: 'eth0', underlayMtu: 1500, bootID: 'x' };
   mode = new WireGuardMode({
-    node, stateDir, settings, registry: undefined as unknown as Registry, log: createLogger({}, { write: () => true } as unknown as NodeJS.WritableStream),
+    node, stateDir, settings, secrets: undefined as unknown as SecretSource, log: createLogger({}, { write: () => true } as unknown as NodeJS.WritableStream),
     health: new Health(), requestReconcile: () => undefined,
   });
   await mode.prepare();
