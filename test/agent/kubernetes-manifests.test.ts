@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { parseAllDocuments } from 'yaml';
 import { applySet, defaultSettings, type Settings } from '../../src/agent/settings.js';
 import { renderManifests, type Manifest } from '../../src/agent/kubernetes-manifests.js';
+import { kubernetesAgentConfig } from '../../src/agent/kubernetes-agent.js';
 
 /** The Kubernetes versions README claims, and the schema package generated from each one's OpenAPI spec. */
 const SCHEMAS = [
@@ -99,4 +100,33 @@ test('veil install --kubernetes --dry-run -o yaml prints the objects; json too; 
   const noEnc = run('--dry-run');
   assert.equal(noEnc.status, 1);
   assert.match(noEnc.stderr, /encryption is not enabled/);
+});
+
+test('the DaemonSet gives the agent what `veil agent run --kubernetes` reads: NODE_NAME, POD_NAMESPACE and every default path mounted', () => {
+  const ds = renderManifests({ settings: VARIANTS[0]![1] }).find((m) => m.kind === 'DaemonSet')! as any;
+  const c = ds.spec.template.spec.containers[0];
+  assert.deepEqual(c.command, ['veil', 'agent', 'run', '--kubernetes']);
+  const env = Object.fromEntries(c.env.map((e: any) => [e.name, 'from-pod']));
+  const cfg = kubernetesAgentConfig({}, env);
+  assert.deepEqual([cfg.nodeName, cfg.namespace], ['from-pod', 'from-pod'], 'node and namespace come from the pod');
+  const mounts: string[] = c.volumeMounts.map((m: any) => m.mountPath);
+  for (const path of [cfg.settingsFile, cfg.ipsecKeysDir, cfg.apiTokenDir, cfg.stateDir, cfg.runDir]) {
+    assert.ok(mounts.some((m) => path === m || path.startsWith(`${m}/`)), `${path} is on a volume`);
+  }
+  const install = c.volumeMounts.find((m: any) => cfg.settingsFile.startsWith(`${m.mountPath}/`));
+  assert.equal(ds.spec.template.spec.volumes.find((v: any) => v.name === install.name).configMap.name, 'veil-install');
+});
+
+test('veil agent run --kubernetes refuses a missing node name and flags of the etcd agent, saying what to do', () => {
+  const run = (env: NodeJS.ProcessEnv, ...a: string[]) => spawnSync(process.execPath, ['dist/src/cli/main.js', 'agent', 'run', '--kubernetes', ...a], { encoding: 'utf8', env });
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_NAME'));
+  const noNode = run(env);
+  assert.equal(noNode.status, 1);
+  assert.match(noNode.stderr, /no node name: neither --node nor \$NODE_NAME.*spec.nodeName/);
+  const mixed = run(env, '--etcd-endpoints', 'http://127.0.0.1:2379');
+  assert.equal(mixed.status, 2);
+  assert.match(mixed.stderr, /--etcd-endpoints does not go with --kubernetes/);
+  const stray = spawnSync(process.execPath, ['dist/src/cli/main.js', 'agent', 'run', '--kubeconfig', '/x'], { encoding: 'utf8', env });
+  assert.equal(stray.status, 2);
+  assert.match(stray.stderr, /--kubeconfig goes only with --kubernetes/);
 });
