@@ -139,8 +139,9 @@ const restart = command({
     await stopAgent(cluster, node);
     const reg = openRegistry(cluster);
     try {
-      const pid = startAgent(cluster, (await reg.get('Node', node))!);
-      await waitAgentReady(reg, cluster, node, pid, RESTART_TIMEOUT_MS);
+      const since = Date.now();
+      startAgent(cluster, (await reg.get('Node', node))!);
+      const pid = await waitAgentReady(reg, cluster, node, since, RESTART_TIMEOUT_MS);
       console.log(`agent on ${node} restarted (pid ${pid})`);
     } finally {
       reg.close();

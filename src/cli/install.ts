@@ -6,7 +6,7 @@ import { stringify as toYaml } from 'yaml';
 import { kubernetesInstall } from '../agent/kubernetes-installer.js';
 import { DEFAULT_IMAGE, renderManifests } from '../agent/kubernetes-manifests.js';
 import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
-import { labInstall } from '../lab/agents.js';
+import { labInstallAtomic } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
 import { hostInstall } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
@@ -78,6 +78,7 @@ then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml
     }
     const cluster = currentCluster(values.cluster);
     const reg = openRegistry(cluster);
+    const createdSecrets: string[] = []; // an install that fails removes what it created
     try {
       const type = settings['encryption.type'];
       console.log(`${ui.info} Installing veil on cluster "${cluster}" with ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption`);
@@ -89,6 +90,7 @@ then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml
           console.log(`${ui.key} Found existing encryption secret ${name}`);
         } else if (values['generate-key']) {
           await createIpsecKeySecret(reg, name, 'rfc4106-gcm-aes', randomBytes);
+          createdSecrets.push(name);
           console.log(`${ui.key} Generated encryption secret ${name} (key id 1)`);
         } else {
           throw new VeilError('NO_SECRET', `IPsec needs the key secret "${name}", which does not exist`,
@@ -97,7 +99,8 @@ then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml
       } else {
         console.log(`${ui.key} WireGuard: every node generates its own key pair and publishes its public key`);
       }
-      if (await ensureApiToken(reg)) console.log(`${ui.key} Generated the agent API token (secret ${API_TOKEN_SECRET}): the CLI reads agents over the network with it`);
+      if (await ensureApiToken(reg)) createdSecrets.push(API_TOKEN_SECRET);
+      if (createdSecrets.includes(API_TOKEN_SECRET)) console.log(`${ui.key} Generated the agent API token (secret ${API_TOKEN_SECRET}): the CLI reads agents over the network with it`);
       const progress = (ready: number, total: number) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`);
       if (!isLabCluster(cluster)) {
         // real hosts: their agents run under systemd and read the settings from the registry
@@ -107,8 +110,14 @@ then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml
           : `${ui.ok} settings stored: every host's agent ('veil agent run', deploy/systemd/veil-agent.service) uses them when it starts`);
         return 0;
       }
-      const nodes = await labInstall(cluster, reg, settings, timeout, progress,
-        (started) => console.log(`${ui.run} Starting agents on ${started.length} nodes: ${started.map((n) => n.metadata.name).join(', ')}`));
+      let nodes;
+      try {
+        nodes = await labInstallAtomic(cluster, reg, settings, timeout, progress,
+          (started) => console.log(`${ui.run} Starting agents on ${started.length} nodes: ${started.map((n) => n.metadata.name).join(', ')}`));
+      } catch (e) {
+        for (const s of createdSecrets) await reg.delete('Secret', s).catch(() => undefined);
+        throw e;
+      }
       console.log(`${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes.length} nodes.`);
       return 0;
     } finally {

@@ -8,8 +8,11 @@ import type { RegistryObject } from '../control/registry.js';
 import { LAB_DEFAULTS, labDown, labUp } from '../lab/lifecycle.js';
 import { createPod, deletePod, execInPod, execOnNode } from '../lab/pods.js';
 import { formatAge, nodeRoles, nodeSpec, podSpec } from '../lab/objects.js';
-import { leasesByName, nodeReady } from '../agent/registry-node-source.js';
+import { leasesByName } from '../agent/registry-node-source.js';
 import { listNetns } from '../lab/netns.js';
+import { agentCommand, agentLogPath, agentPidName, labNodeReady } from '../lab/agents.js';
+import { superviseAgent } from '../lab/agent-supervisor.js';
+import { nodeStateDir } from '../agent/agent.js';
 
 const D = LAB_DEFAULTS;
 
@@ -106,7 +109,7 @@ const get = command({
       rows.push(['NAME', 'STATUS', 'ROLES', 'AGE', 'INTERNAL-IP', 'POD-CIDR']);
       for (const n of items) {
         const s = nodeSpec(n);
-        rows.push([n.metadata.name, nodeReady(n, leases.get(n.metadata.name)) ? 'Ready' : 'NotReady', nodeRoles(n), formatAge(n.metadata.creationTimestamp, now), s.internalIP, s.podCIDR]);
+        rows.push([n.metadata.name, labNodeReady(cluster, n, leases.get(n.metadata.name)) ? 'Ready' : 'NotReady', nodeRoles(n), formatAge(n.metadata.creationTimestamp, now), s.internalIP, s.podCIDR]);
       }
     } else {
       const live = new Set(listNetns());
@@ -174,8 +177,27 @@ function execCommand(cmd: 'exec' | 'node-exec'): ReturnType<typeof command> {
   });
 }
 
+/** The supervisor of one node's agent (the lab starts it; not listed in the help). */
+const supervise = command({
+  name: 'veil lab supervise',
+  usage: ['veil lab supervise NODE --cluster NAME'],
+  about: "Runs NODE's agent and restarts it with a backoff when it dies (the lab's systemd). Started by 'veil install'.",
+  positionals: true,
+  examples: ['veil lab supervise kind-worker --cluster kind'],
+  async run({ values, positionals }) {
+    const node = positionals[0];
+    if (!node || positionals.length > 1) throw new UsageError('expected one node name', 'e.g. veil lab supervise kind-worker --cluster kind');
+    const cluster = currentCluster(values.cluster);
+    process.title = `veil-supervisor-${node}`;
+    return superviseAgent({
+      cluster, node, nodeDir: nodeStateDir(cluster, node), command: agentCommand(cluster, node),
+      logFile: agentLogPath(cluster, node), pidName: agentPidName(node),
+    });
+  },
+});
+
 export const { run } = group({
   name: 'veil lab',
   about: 'veil lab: a local cluster of network namespaces (like kind)',
-  commands: { up, down, get, pod, exec: execCommand('exec'), 'node-exec': execCommand('node-exec') },
+  commands: { up, down, get, pod, exec: execCommand('exec'), 'node-exec': execCommand('node-exec'), supervise: { ...supervise, hidden: true } },
 });

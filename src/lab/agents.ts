@@ -1,12 +1,12 @@
 // The lab runs each node's agent the way a real host runs it under systemd: one process per node,
-// `veil agent run --config FILE` in the node's network namespace, logging to a file, stopped by
-// pid. The config file is what a host's /etc/veil/agent.yaml would say: the lab's etcd at its lab
+// `veil agent run --config FILE` in the node's network namespace, logging to a file, restarted by a
+// supervisor when it dies (as systemd's Restart= does; src/lab/agent-supervisor.ts), stopped by pid. The config file is what a host's /etc/veil/agent.yaml would say: the lab's etcd at its lab
 // addresses, the underlay eth0, state and socket in the node's dir; the pod CIDR comes from the
 // Node object `lab up` wrote. The boot id is read from /proc/sys/kernel/random/boot_id, which the
 // lab makes per-node (lab nodes share one kernel) by bind-mounting the node's boot_id file over it
 // in the agent's own mount namespace.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,9 +19,12 @@ import type { Settings } from '../agent/settings.js';
 import { FAIL_CLOSED_METRIC, releaseTunnelBypass } from '../agent/routes.js';
 import { WG_PORT } from '../agent/wireguard-mode.js';
 import { run } from '../util/exec.js';
-import { VeilError } from '../util/errors.js';
+import { VeilError, errorMessage } from '../util/errors.js';
+import { labNetnsPrefix } from '../control/cluster.js';
+import { readSettings, writeSettings } from '../agent/install-state.js';
 import { isRecordedProcessAlive, listPids, registerPid, stopProcesses, unregisterPid } from './pids.js';
-import { installPlaintextRoutes, plaintextRoutes } from './routes.js';
+import { installPlaintextRoutes } from './routes.js';
+import { readSupervisorState, supervisorStatePath, type SupervisorState } from './agent-supervisor.js';
 import { nodeSpec, readLabMeta } from './objects.js';
 import { labAgentEtcdEndpoints } from './lifecycle.js';
 
@@ -30,7 +33,7 @@ export function agentConfigPath(cluster: string, node: string): string {
   return join(nodeStateDir(cluster, node), 'agent.yaml');
 }
 
-function writeAgentConfig(cluster: string, node: RegistryObject): string {
+function writeAgentConfig(cluster: string, node: RegistryObject): void {
   const meta = readLabMeta(cluster);
   if (!meta) throw new VeilError('NO_LAB', `lab cluster '${cluster}' has no lab.json`, `create it with 'veil lab up --name ${cluster}'`);
   const name = node.metadata.name;
@@ -41,7 +44,6 @@ function writeAgentConfig(cluster: string, node: RegistryObject): string {
   };
   const path = agentConfigPath(cluster, name);
   writeFileSync(path, toYaml(config));
-  return path;
 }
 
 /** The environment without the VEIL_* settings of the agent config: the file alone says them. */
@@ -65,72 +67,148 @@ export function agentPid(cluster: string, node: string): number | undefined {
   return rec && isRecordedProcessAlive(rec) ? rec.pid : undefined;
 }
 
-/** Starts the agent of one node in the node's namespace, detached, logging to its state dir. */
+export function supervisorPidName(node: string): string {
+  return `supervisor-${node}`;
+}
+
+/** The running supervisor's pid on a node, if any. */
+export function supervisorPid(cluster: string, node: string): number | undefined {
+  const rec = listPids(cluster).find((r) => r.name === supervisorPidName(node));
+  return rec && isRecordedProcessAlive(rec) ? rec.pid : undefined;
+}
+
+/** What the node's supervisor last recorded (restarts, the agent's last exit). */
+export function agentSupervision(cluster: string, node: string): SupervisorState | undefined {
+  return readSupervisorState(nodeStateDir(cluster, node));
+}
+
+/** The command the supervisor runs: exactly what a host's systemd unit runs. */
+export function agentCommand(cluster: string, node: string): string[] {
+  return [process.execPath, MAIN_JS, 'agent', 'run', '--config', agentConfigPath(cluster, node)];
+}
+
+/**
+ * Starts the supervisor of one node's agent in the node's namespace, detached; it starts the agent
+ * and restarts it when it dies (src/lab/agent-supervisor.ts). Returns the supervisor's pid.
+ */
 export function startAgent(cluster: string, node: RegistryObject): number {
   const name = node.metadata.name;
-  const running = agentPid(cluster, name);
+  const running = supervisorPid(cluster, name);
   if (running) return running;
   const spec = nodeSpec(node);
   mkdirSync(nodeStateDir(cluster, name), { recursive: true, mode: 0o770 });
-  const config = writeAgentConfig(cluster, node);
+  writeAgentConfig(cluster, node);
+  rmSync(supervisorStatePath(nodeStateDir(cluster, name)), { force: true }); // restarts count from this start
   const log = openSync(agentLogPath(cluster, name), 'a');
   try {
-    // `ip netns exec` gives the command a mount namespace of its own: the bind mount stays in it.
+    // `ip netns exec` gives the command a mount namespace of its own: the bind mount stays in it,
+    // and the agents the supervisor starts inherit both namespaces.
     const script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"';
-    const child = spawn('ip', ['netns', 'exec', spec.netns, 'sh', '-c', script, 'veil-agent', spec.bootIDFile, BOOT_ID_FILE,
-      process.execPath, MAIN_JS, 'agent', 'run', '--config', config], {
+    const child = spawn('ip', ['netns', 'exec', spec.netns, 'sh', '-c', script, 'veil-supervisor', spec.bootIDFile, BOOT_ID_FILE,
+      process.execPath, MAIN_JS, 'lab', 'supervise', name, '--cluster', cluster], {
       detached: true, stdio: ['ignore', log, log], env: agentEnv(),
     });
-    if (!child.pid) throw new VeilError('AGENT_SPAWN', `could not start the agent on ${name}`);
+    if (!child.pid) throw new VeilError('AGENT_SPAWN', `could not start the agent's supervisor on ${name}`);
     child.unref();
-    registerPid(cluster, agentPidName(name), child.pid);
+    registerPid(cluster, supervisorPidName(name), child.pid);
     return child.pid;
   } finally {
     closeSync(log);
   }
 }
 
+/** Stops the node's supervisor (it stops its agent cleanly), then whatever agent is left. */
 export async function stopAgent(cluster: string, node: string): Promise<boolean> {
+  const sup = supervisorPid(cluster, node);
+  if (sup) await stopProcesses([sup], 15_000);
+  unregisterPid(cluster, supervisorPidName(node));
   const pid = agentPid(cluster, node);
   unregisterPid(cluster, agentPidName(node));
-  if (!pid) return false;
-  await stopProcesses([pid], 5000);
-  return true;
+  if (pid) await stopProcesses([pid], 5000);
+  return !!(sup || pid);
+}
+
+/**
+ * Why the node's agent is not coming up, if it died since `since` (ms): its supervisor saw it exit.
+ * A start that fails does so again after every restart; waiting longer would only hide the reason.
+ */
+export function agentDiedSince(cluster: string, node: string, since: number): string | undefined {
+  const st = agentSupervision(cluster, node);
+  const exit = st?.lastExit;
+  if (!exit || Date.parse(exit.at) < since) return undefined;
+  const how = exit.signal ? `killed by ${exit.signal}` : `exit status ${exit.code}`;
+  return `${how}${exit.lastLine ? `; its last words: ${exit.lastLine}` : ''}`;
+}
+
+/**
+ * Ready on the lab: the agent's process runs, is the one that published, holds its lease and
+ * reports ready. A killed agent's lease lives on for its TTL; its process does not.
+ */
+export function labNodeReady(cluster: string, obj: RegistryObject, lease: RegistryObject | undefined): boolean {
+  const name = obj.metadata.name;
+  if (!labRunsAgent(cluster, name)) return nodeReady(obj, lease); // a host agent started by hand: its lease says it lives
+  const pid = agentPid(cluster, name);
+  return pid !== undefined && agentStatusOf(obj)?.pid === pid && nodeReady(obj, lease);
+}
+
+/** Whether the lab runs (or ran) this node's agent: a pid record of it or of its supervisor, alive or not. */
+export function labRunsAgent(cluster: string, node: string): boolean {
+  return listPids(cluster).some((r) => r.name === agentPidName(node) || r.name === supervisorPidName(node));
 }
 
 /** `veil install` on the lab: the settings, then an agent per node, then the wait through the registry. */
 export async function labInstall(cluster: string, reg: Registry, settings: Settings, timeoutMs: number,
   progress?: (ready: number, total: number, notReady: string[]) => void, started?: (nodes: RegistryObject[]) => void): Promise<RegistryObject[]> {
+  const since = Date.now();
   const nodes = await install(cluster, reg, settings);
-  const pids = new Map(nodes.map((n) => [n.metadata.name, startAgent(cluster, n)]));
+  for (const n of nodes) startAgent(cluster, n);
   started?.(nodes);
   await waitReady(reg, timeoutMs, progress, async (n) => {
-    const pid = pids.get(n.metadata.name);
-    if (pid !== undefined && agentPid(cluster, n.metadata.name) === pid) return undefined;
-    return { reason: await startFailure(reg, n.metadata.name, pid) };
+    const name = n.metadata.name;
+    const died = agentDiedSince(cluster, name, since);
+    if (!died && supervisorPid(cluster, name)) return undefined;
+    return { reason: (await startFailure(reg, name, since)) ?? died ?? 'its supervisor is gone' };
   });
   return nodes;
 }
 
-/** Why the agent (pid) exited, as it published before exiting: read after the exit, not before. */
-async function startFailure(reg: Registry, node: string, pid: number | undefined): Promise<string | undefined> {
+/** Why the agent exited, as it published before exiting (only a report made after `since`). */
+async function startFailure(reg: Registry, node: string, since: number): Promise<string | undefined> {
   const obj = await reg.get('Node', node);
-  return obj && publishedStartFailure(obj, pid);
+  if (!obj || !(Date.parse(agentStatusOf(obj)?.startedAt ?? '') >= since)) return undefined;
+  return publishedStartFailure(obj);
 }
 
-/** Waits until the agent with this pid is ready; fails with the agent's own reason if it exits. */
-export async function waitAgentReady(reg: Registry, cluster: string, node: string, pid: number, timeoutMs: number): Promise<void> {
+/** Waits until the node's agent (started by its supervisor after `since`) is ready; fails with the agent's own reason if it dies. */
+export async function waitAgentReady(reg: Registry, cluster: string, node: string, since: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    const pid = agentPid(cluster, node);
     const obj = await reg.get('Node', node);
-    if (obj && agentStatusOf(obj)?.pid === pid && nodeReady(obj, await reg.get('Lease', node))) return;
-    const alive = agentPid(cluster, node) === pid;
-    if (!alive || Date.now() > deadline) {
-      const why = alive ? ' in time' : `: ${await startFailure(reg, node, pid) ?? 'it exited'}`;
+    if (pid && obj && agentStatusOf(obj)?.pid === pid && nodeReady(obj, await reg.get('Lease', node))) return pid;
+    const died = agentDiedSince(cluster, node, since);
+    if (died || !supervisorPid(cluster, node) || Date.now() > deadline) {
+      const why = died ? `: ${(await startFailure(reg, node, since)) ?? died}` : supervisorPid(cluster, node) ? ' in time' : ': its supervisor is gone';
       throw new VeilError('AGENT_NOT_READY', `the agent on ${node} did not become ready${why}`, `see 'veil agent logs ${node}'`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Every fail-closed blackhole in a node's namespace, whatever node object it was made for: the
+ * object may be gone (deleted, or a hostile one), and what veil installed it must be able to remove.
+ */
+function failClosedRoutes(ns: string): { family: '-4' | '-6'; dst: string }[] {
+  const out: { family: '-4' | '-6'; dst: string }[] = [];
+  for (const family of ['-4', '-6'] as const) {
+    const r = run(['ip', '-n', ns, family, '-j', 'route', 'show', 'type', 'blackhole']);
+    if (r.status !== 0 || !r.stdout.trim()) continue;
+    for (const e of JSON.parse(r.stdout) as { dst: string; metric?: number }[]) {
+      if (e.metric === FAIL_CLOSED_METRIC) out.push({ family, dst: e.dst });
+    }
+  }
+  return out;
 }
 
 /** Stops every agent and gives the nodes their plaintext lab routing back. */
@@ -139,16 +217,43 @@ export async function labUninstall(cluster: string, reg: Registry): Promise<void
   for (const n of nodes) await stopAgent(cluster, n.metadata.name);
   for (const n of nodes) {
     const ns = nodeSpec(n).netns;
+    if (typeof ns !== 'string' || !ns.startsWith(labNetnsPrefix(cluster))) continue; // not a lab node: nothing of ours there
     for (const dev of TUNNEL_DEVICES) run(['ip', '-n', ns, 'link', 'del', dev]);
     releaseTunnelBypass(WG_PORT, ns); // only WireGuard's node encryption adds the bypass rule
-    for (const peer of plaintextRoutes(n, nodes)) {
-      run(['ip', '-n', ns, 'route', 'del', 'blackhole', peer.dst, 'metric', String(FAIL_CLOSED_METRIC)]);
-    }
-    for (const other of nodes) {
-      if (other === n) continue;
-      run(['ip', '-n', ns, 'route', 'del', 'blackhole', `${nodeSpec(other).internalIP}/32`, 'metric', String(FAIL_CLOSED_METRIC)]);
-    }
+    for (const r of failClosedRoutes(ns)) run(['ip', '-n', ns, r.family, 'route', 'del', 'blackhole', r.dst, 'metric', String(FAIL_CLOSED_METRIC)]);
   }
   await uninstall(reg);
   await installPlaintextRoutes(cluster);
+}
+
+/**
+ * `veil install` on the lab, all or nothing: when any node's agent fails, everything this install
+ * started and wrote is undone (a cluster that was not installed is uninstalled: agents, devices,
+ * fail-closed routes, settings; one that was keeps its settings and running agents), and the error
+ * says so. Half an install would leave the failed node's pods talking in plaintext to nodes whose
+ * status says encrypted.
+ */
+export async function labInstallAtomic(cluster: string, reg: Registry, settings: Settings, timeoutMs: number,
+  progress?: (ready: number, total: number, notReady: string[]) => void, started?: (nodes: RegistryObject[]) => void): Promise<RegistryObject[]> {
+  const before = await readSettings(reg);
+  const running = new Set((await reg.list('Node')).map((n) => n.metadata.name).filter((n) => supervisorPid(cluster, n)));
+  try {
+    return await labInstall(cluster, reg, settings, timeoutMs, progress, started);
+  } catch (e) {
+    let undone: string;
+    try {
+      if (!before) {
+        await labUninstall(cluster, reg);
+        undone = 'the install was rolled back: every agent it started is stopped, its tunnel devices, routes and settings are removed, and the nodes route in plaintext as before';
+      } else {
+        await writeSettings(reg, before);
+        for (const n of await reg.list('Node')) if (!running.has(n.metadata.name)) await stopAgent(cluster, n.metadata.name);
+        undone = 'the previous settings are back and the agents this install started are stopped';
+      }
+    } catch (r) {
+      undone = `rolling it back failed too (${errorMessage(r)}): run 'veil uninstall'`;
+    }
+    if (e instanceof VeilError) throw new VeilError(e.code, `${e.message}; ${undone}`, e.hint);
+    throw new VeilError('INSTALL_FAILED', `${errorMessage(e)}; ${undone}`);
+  }
 }

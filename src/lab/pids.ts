@@ -53,9 +53,9 @@ export function listPids(cluster: string): PidRecord[] {
   return out;
 }
 
-/** Whether the recorded process is still the one we recorded. */
+/** Whether the recorded process is still the one we recorded, and not dead awaiting its parent (a zombie). */
 export function isRecordedProcessAlive(rec: PidRecord): boolean {
-  return processStartTime(rec.pid) === rec.startTime;
+  return processStartTime(rec.pid) === rec.startTime && !isZombie(rec.pid);
 }
 
 /** SIGTERM, then SIGKILL after graceMs for those still there. Returns the pids signalled. */

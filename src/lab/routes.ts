@@ -1,9 +1,9 @@
 // Plaintext routing between nodes: each node reaches every other node's pod CIDR via that node's
 // underlay address. `veil install` replaces these with tunnel routes; `veil uninstall` puts them back.
 import { mustRun } from '../util/exec.js';
-import { openRegistry } from '../control/cluster.js';
+import { labNetnsPrefix, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
-import { nodeSpec } from './objects.js';
+import { nodeSpec, readLabMeta } from './objects.js';
 
 export interface PlainRoute {
   /** Another node's pod CIDR. */
@@ -13,20 +13,37 @@ export interface PlainRoute {
   dev: string;
 }
 
-/** The plaintext routes `node` needs to reach the pods of every other node. */
+/** The plaintext routes `node` needs to reach the pods of every other node of the lab. */
 export function plaintextRoutes(node: RegistryObject, allNodes: RegistryObject[]): PlainRoute[] {
   const me = nodeSpec(node);
   return allNodes
-    .filter((n) => n.metadata.name !== node.metadata.name)
+    .filter((n) => n.metadata.name !== node.metadata.name && isLabNode(n, me.netns.slice(0, me.netns.indexOf('_') + 1)))
     .map((n) => ({ dst: nodeSpec(n).podCIDR, via: nodeSpec(n).internalIP, dev: me.underlayInterface }));
 }
 
-/** Installs (replace: idempotent) the plaintext routes on every node of the cluster. */
+/**
+ * Whether the object is one of the lab's own nodes (`lab up` made it: its namespace has the lab's
+ * prefix): anyone may write a Node object, and only the lab's own get plaintext routes.
+ */
+function isLabNode(n: RegistryObject, netnsPrefix: string): boolean {
+  const s = n.spec ?? {};
+  return typeof s['netns'] === 'string' && s['netns'].startsWith(netnsPrefix) && typeof s['podCIDR'] === 'string' && typeof s['internalIP'] === 'string';
+}
+
+/**
+ * Installs (replace: idempotent) the plaintext routes on every node of the cluster, after the
+ * node's connected underlay route, which they go through: should anything have replaced it, it
+ * comes back first (a route via a node IP needs it).
+ */
 export async function installPlaintextRoutes(cluster: string): Promise<void> {
   const reg = openRegistry(cluster);
+  const meta = readLabMeta(cluster);
   try {
     const nodes = await reg.list('Node');
     for (const n of nodes) {
+      const s = nodeSpec(n);
+      if (!isLabNode(n, labNetnsPrefix(cluster))) continue;
+      if (meta) mustRun(['ip', '-n', s.netns, 'route', 'replace', meta.underlaySubnet, 'dev', s.underlayInterface, 'proto', 'kernel', 'scope', 'link', 'src', s.internalIP]);
       for (const r of plaintextRoutes(n, nodes)) {
         mustRun(['ip', '-n', nodeSpec(n).netns, 'route', 'replace', r.dst, 'via', r.via, 'dev', r.dev]);
       }

@@ -13,6 +13,8 @@ export interface NodeObservation {
   object: RegistryObject;
   /** The agent's pid if its recorded process is alive. */
   agentPid?: number;
+  /** What the agent's supervisor saw (the lab's; a host's systemd keeps its own count). */
+  supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: { code: number | null; signal: string | null; at: string }; nextStartAt?: string };
   /** The node's liveness lease, if live (an agent that stopped renewing has none). */
   lease?: RegistryObject;
   healthz?: Healthz;
@@ -29,6 +31,8 @@ export interface NodeReport {
   health: string;
   /** Seconds since the agent last renewed its liveness lease. */
   leaseAgeSeconds?: number;
+  /** How often its supervisor restarted the agent after it died (where known). */
+  restarts?: number;
   encryption: Healthz['encryption'];
   errors: string[];
   /** Why the node is not available yet although nothing is wrong (e.g. a first handshake pending). */
@@ -88,10 +92,12 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
   const renewed = Date.parse(String(o.lease?.spec?.['renewTime'] ?? ''));
   const leaseAge = Number.isFinite(renewed) ? Math.max(0, now - renewed) : undefined;
   const live = o.lease !== undefined;
-  const ready = st?.ready === true && live;
   const running = o.agentPid !== undefined;
+  // A dead agent's lease and published "ready" outlive it (up to the lease's TTL): ready needs the
+  // process that published it to be running.
+  const ready = st?.ready === true && live && running && st.pid === o.agentPid;
   if (installed) {
-    if (!running) errors.push(`agent not running${st?.pid ? ` (pid ${st.pid} is gone)` : ''}`);
+    if (!running) errors.push(`agent not running${st?.pid ? ` (pid ${st.pid} is gone)` : ''}${supervisionNote(o.supervision, now)}`);
     else if (!o.healthz) errors.push(`agent status API unreachable${o.healthzError ? `: ${o.healthzError}` : ''}`);
     if (!st) errors.push('agent has not reported to the registry yet');
     else if (!live) errors.push(`no liveness lease: Lease/${o.name} lapsed (its agent stopped renewing it)`);
@@ -110,11 +116,23 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
   const health = o.healthz?.health.state ?? (running ? (st?.health?.state ?? 'Unknown') : '-');
   const encryption = o.healthz?.encryption ?? (installed && running && st?.encryption ? st.encryption : { mode: 'Disabled' });
   return {
-    name: o.name, running, pid: o.agentPid, ready: installed && ready,
+    name: o.name, running, pid: o.agentPid, ready: installed && ready, restarts: o.supervision?.restarts,
     available: installed && ready && running && !!o.healthz && health !== 'Failure' && !pending.length,
     health, leaseAgeSeconds: leaseAge === undefined ? undefined : Math.round(leaseAge / 1000),
     encryption, errors, pending,
   };
+}
+
+/** What the supervisor says about a dead agent: how it died, and when it starts again. */
+function supervisionNote(s: NodeObservation['supervision'], now: number): string {
+  if (!s) return '';
+  const parts: string[] = [];
+  const e = s.lastExit;
+  if (e) parts.push(`it ${e.signal ? `was killed by ${e.signal}` : `exited with status ${e.code}`} ${Math.max(0, Math.round((now - Date.parse(e.at)) / 1000))}s ago`);
+  if (s.state === 'backoff' && s.nextStartAt) parts.push(`its supervisor restarts it in ${Math.max(0, (Date.parse(s.nextStartAt) - now) / 1000).toFixed(1)}s`);
+  if (s.state === 'stopped') parts.push('its supervisor has stopped');
+  parts.push(`restarts: ${s.restarts}`);
+  return `: ${parts.join('; ')}`;
 }
 
 export function buildStatusReport(input: { cluster: string; version: string; settings?: Settings; observations: NodeObservation[]; now: number; registry?: RegistryMember[] }): StatusReport {
@@ -167,10 +185,10 @@ export function formatStatusReport(r: StatusReport, p: Painter = PLAIN): string 
   }
   const out = [table(rows, 2), ''];
   if (r.nodes.length) {
-    const nodeRows = [['NODE', 'AGENT', 'HEALTH', 'ENCRYPTION', 'LEASE RENEWED']];
+    const nodeRows = [['NODE', 'AGENT', 'RESTARTS', 'HEALTH', 'ENCRYPTION', 'LEASE RENEWED']];
     for (const n of r.nodes) {
       const agent = !r.installed ? '-' : !n.running ? 'NotRunning' : n.available ? 'Available' : n.ready ? 'Ready' : 'NotReady';
-      nodeRows.push([n.name, agent, n.health, n.encryption.mode, n.leaseAgeSeconds === undefined ? '-' : `${n.leaseAgeSeconds}s ago`]);
+      nodeRows.push([n.name, agent, n.restarts === undefined ? '-' : String(n.restarts), n.health, n.encryption.mode, n.leaseAgeSeconds === undefined ? '-' : `${n.leaseAgeSeconds}s ago`]);
     }
     out.push(table(nodeRows), '');
   }

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry, RegistryObject } from '../control/registry.js';
 import { isLabCluster } from '../control/cluster.js';
-import { agentPid } from '../lab/agents.js';
+import { agentPid, agentSupervision, labRunsAgent } from '../lab/agents.js';
 import { readSettings } from '../agent/install-state.js';
 import { leasesByName } from '../agent/registry-node-source.js';
 import type { Settings } from '../agent/settings.js';
@@ -30,11 +30,12 @@ export async function askAgent<T>(cluster: string, node: string, ask: (agent: Ag
 }
 
 /**
- * The pid of a node's running agent: a lab knows its agents' processes on this machine; a host's
- * agent is running while its liveness lease lives (the lease names its pid).
+ * The pid of a node's running agent: a lab knows the processes of the agents it runs on this
+ * machine; a host's agent (also one started by hand in a lab node) is running while its liveness
+ * lease lives (the lease names its pid).
  */
 export function runningAgentPid(cluster: string, node: string, lease: RegistryObject | undefined): number | undefined {
-  if (isLabCluster(cluster)) return agentPid(cluster, node);
+  if (isLabCluster(cluster) && labRunsAgent(cluster, node)) return agentPid(cluster, node);
   const pid = lease?.spec?.['pid'];
   return typeof pid === 'number' ? pid : undefined;
 }
@@ -46,9 +47,10 @@ export async function observeNodes(cluster: string, reg: Registry, settings: Set
     const name = object.metadata.name;
     const lease = leases.get(name);
     const pid = runningAgentPid(cluster, name, lease);
-    if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid, lease };
+    const supervision = isLabCluster(cluster) ? agentSupervision(cluster, name) : undefined;
+    if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid, lease, supervision };
     const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz(), reg), askAgent(cluster, name, (a) => a.encryptStatus(), reg)]);
-    return { name, object, agentPid: pid, lease, healthz: h.value, healthzError: h.error, encrypt: e.value };
+    return { name, object, agentPid: pid, lease, supervision, healthz: h.value, healthzError: h.error, encrypt: e.value };
   }));
 }
 

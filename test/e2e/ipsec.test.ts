@@ -480,8 +480,13 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   pingOk('pa', POD_B);
 
   // A crash: no clean stop, the receiver resumes from the mark it persisted ahead of its top.
-  process.kill(agentHealth(WORKER).pid, 'SIGKILL');
-  assert.match(ok(veil('agent', 'restart', WORKER)), /restarted/);
+  const crashed = agentHealth(WORKER).pid;
+  process.kill(crashed, 'SIGKILL'); // the lab's supervisor starts it again, as systemd would
+  await until('the supervisor to restart the agent', () => {
+    const r = veil('agent', 'status', WORKER, '-o', 'json');
+    return r.status === 0 && (JSON.parse(r.stdout) as Healthz).pid !== crashed;
+  }, 30_000);
+  ok(veil('status', '--wait', '--wait-duration', '30s'));
   await refused('a kill -9');
   // Fresh numbers under the crashed receiver's mark are dropped too (about a second of traffic): push past them.
   const push = veil('lab', 'exec', 'pa', '--', 'ping', '-c', '300', '-i', '0.01', '-W', '1', POD_B);

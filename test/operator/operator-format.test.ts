@@ -57,7 +57,7 @@ test('status report: all ready is OK (exit-worthy), a dead agent and a lapsed li
   assert.deepEqual(ok.agents, { desired: 2, running: 2, ready: 2, available: 2 });
   assert.match(formatStatusReport(ok), /^Veil:\s+OK$/m);
   assert.match(formatStatusReport(ok), /^Encryption:\s+Wireguard \(2\/2 nodes\)$/m);
-  assert.match(formatStatusReport(ok), /^a\s+Available\s+Ok\s+Wireguard\s+2s ago$/m);
+  assert.match(formatStatusReport(ok), /^a\s+Available\s+-\s+Ok\s+Wireguard\s+2s ago$/m);
 
   const bad = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
     { name: 'a', object: node('a', fresh), agentPid: 10, lease: lease('a'), healthz: healthz('a', [{ name: 'peer b', state: 'Degraded', message: 'detected duplicate public key', since: new Date(now - 5000).toISOString() }]) },
@@ -72,6 +72,21 @@ test('status report: all ready is OK (exit-worthy), a dead agent and a lapsed li
   assert.ok(reasons.includes('b: keys: key file rejected (last reported)'), reasons.join('\n'));
   assert.match(formatStatusReport(bad), /^Veil:\s+4 errors$/m);
   assert.match(formatStatusReport(bad), /^Encryption:\s+Disabled \(1\/2 nodes\), Wireguard \(1\/2 nodes\)$/m);
+
+  // killed (kill -9) a second ago: its lease and its published "ready" live on, its process does not
+  const killed = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
+    { name: 'a', object: node('a', fresh), agentPid: 10, lease: lease('a'), healthz: healthz('a'), encrypt: wg },
+    { name: 'b', object: node('b', fresh), lease: lease('b'), supervision: { restarts: 3, state: 'backoff', lastExit: { code: null, signal: 'SIGKILL', at: new Date(now - 1000).toISOString() }, nextStartAt: new Date(now + 500).toISOString() } },
+  ] });
+  assert.equal(killed.ok, false);
+  assert.deepEqual(killed.agents, { desired: 2, running: 1, ready: 1, available: 1 });
+  assert.ok(killed.errors.some((e) => e.node === 'b' && e.reason === 'agent not running (pid 10 is gone): it was killed by SIGKILL 1s ago; its supervisor restarts it in 0.5s; restarts: 3'), JSON.stringify(killed.errors));
+  assert.match(formatStatusReport(killed), /^b\s+NotRunning\s+3\s+/m);
+  // a new agent runs but the registry still holds what the dead one published: not ready yet
+  const replaced = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
+    { name: 'b', object: node('b', fresh), agentPid: 11, lease: lease('b'), healthz: healthz('b'), encrypt: wg },
+  ] });
+  assert.equal(replaced.agents.ready, 0);
 
   const none = buildStatusReport({ cluster: 'c', version: '1', settings: undefined, now, observations: [{ name: 'a', object: node('a') }] });
   assert.equal(none.installed, false);

@@ -1,4 +1,4 @@
-// Whether a node's agent runs: a lab knows its processes; a host's agent runs while its lease lives.
+// Whether a node's agent runs: a lab knows the processes of the agents it runs; a host's agent runs while its lease lives.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,10 +17,13 @@ test('on hosts (no lab): the live lease names the running agent', () => {
     assert.equal(runningAgentPid('prod', 'host-a', lease(4242)), 4242);
     assert.equal(runningAgentPid('prod', 'host-a', undefined), undefined, 'no lease: not running');
     assert.equal(runningAgentPid('prod', 'host-a', lease('4242')), undefined, 'a malformed lease names no process');
-    // a lab cluster asks its pid records instead: none here, so not running whatever the lease says
-    mkdirSync(join(home, 'clusters', 'labby'), { recursive: true });
+    // a lab cluster asks its pid records for the agents it runs: one recorded, gone, is not running whatever the lease says
+    mkdirSync(join(home, 'clusters', 'labby', 'pids'), { recursive: true });
     writeFileSync(join(home, 'clusters', 'labby', 'lab.json'), '{}');
+    writeFileSync(join(home, 'clusters', 'labby', 'pids', 'supervisor-host-a.pid'), JSON.stringify({ name: 'supervisor-host-a', pid: 999999999, startTime: '1' }));
     assert.equal(runningAgentPid('labby', 'host-a', lease(process.pid)), undefined);
+    // an agent the lab does not run (started by hand from its config in a lab node) is a host's: its lease says
+    assert.equal(runningAgentPid('labby', 'host-b', lease(4343)), 4343);
   } finally {
     if (saved === undefined) delete process.env['VEIL_HOME']; else process.env['VEIL_HOME'] = saved;
     rmSync(home, { recursive: true, force: true });
