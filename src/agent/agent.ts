@@ -22,6 +22,9 @@ import { ApiServer } from './api-server.js';
 import { loadOrCreateApiCertificate } from './api-certificate.js';
 import { ApiTokenSource } from './api-token.js';
 import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
+import { screenAgainstUnderlay } from './peer-admission.js';
+import { readUnderlayFacts } from './underlay-routes.js';
+import { TUNNEL_DEVICES } from './installer.js';
 
 /** The liveness lease: renewed every TTL/3; a dead agent's node is NotReady within the TTL. */
 export const LIVENESS_TTL_SECONDS = 15;
@@ -43,6 +46,8 @@ export interface AgentOptions {
   openInputs?: () => AgentInputs;
   /** Overrides encryption.wireguard.keylogFile for this agent. */
   wireguardKeylog?: string;
+  /** Addresses this node must keep reaching outside the tunnel besides its gateways (the registry's). */
+  underlayAddresses?: { ip: string; what: string }[];
 }
 
 export function nodeStateDir(cluster: string, node: string): string {
@@ -267,15 +272,17 @@ export class Agent {
   /** One pass: the mode's desired state for the peers, applied, then published. */
   private async reconcileNow(): Promise<void> {
     const keyBefore = this.source.published()?.encryptionKey;
+    // Read each pass: no peer's prefix may be routed over what the node itself stands on.
+    const screened = screenAgainstUnderlay(this.source.peers(), readUnderlayFacts(TUNNEL_DEVICES, this.opts.underlayAddresses));
     let desired: DesiredState;
     try {
-      desired = await this.mustRun().apply(this.source.peers(), keyBefore);
+      desired = await this.mustRun().apply(screened.admitted, keyBefore);
       this.health.clear('reconcile');
     } catch (e) {
       this.health.set('reconcile', 'Degraded', errorMessage(e));
       throw e;
     }
-    this.health.replaceGroup('peer ', new Map([...this.source.refusedPeers(), ...desired.problems]));
+    this.health.replaceGroup('peer ', new Map([...this.source.refusedPeers(), ...screened.refused, ...desired.problems]));
     await this.publish();
     // Our own published key id moved (a new IPsec key): the pairing with every peer may move too.
     if (this.source.published()?.encryptionKey !== keyBefore) this.queueReconcile();

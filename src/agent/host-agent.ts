@@ -4,6 +4,7 @@
 // registry, the install settings, the mode's UDP port, and the node's claim on its IP and pod CIDRs.
 // Then the node is registered (or its object brought up to date) and the agent runs until signalled.
 import { join } from 'node:path';
+import { isIP } from 'node:net';
 import { EtcdRegistry } from '../control/etcd/etcd-registry.js';
 import type { Registry, RegistryObject } from '../control/registry.js';
 import type { HostAgentConfig } from '../host/agent-config.js';
@@ -109,5 +110,6 @@ export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions 
   return runAgent({
     cluster: cfg.cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: hostSocketPath(cfg),
     openRegistry: () => hostRegistry(cfg), wireguardKeylog: opts.wireguardKeylog,
+    underlayAddresses: endpointHosts(cfg.etcd.endpoints).filter((h) => isIP(h)).map((ip) => ({ ip, what: 'an etcd endpoint of this agent' })),
   });
 }

@@ -1,0 +1,53 @@
+// No peer prefix over the node's own underlay: the routing table is read into connected routes and
+// addresses the node must reach directly, and a peer whose pod CIDR overlaps or contains them (or
+// whose address is one of them) is refused, naming the route. A forged object with the underlay,
+// or the etcd member's subnet, as its pod CIDR once cut a whole cluster off for good (#14).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { screenAgainstUnderlay } from '../../src/agent/peer-admission.js';
+import { underlayFactsFrom } from '../../src/agent/underlay-routes.js';
+
+test('the routing table gives the connected routes and the gateways; veil tunnels and blackholes are not the underlay', () => {
+  const facts = underlayFactsFrom([
+    { dst: 'default', gateway: '192.168.1.1', dev: 'eth1' },
+    { dst: '172.18.0.0/16', dev: 'eth0', scope: 'link' },
+    { dst: '10.244.1.2', dev: 'veil-pa', scope: 'link' },
+    { dst: '10.244.2.0/24', dev: 'veil_ipsec0', scope: 'link' },
+    { dst: '10.244.2.0/24', type: 'blackhole' },
+    { dst: '10.96.0.0/12', gateway: '172.18.0.9', dev: 'eth0' },
+  ], 4, ['veil_wg0', 'veil_ipsec0']);
+  assert.deepEqual(facts.connected, [{ prefix: '172.18.0.0/16', dev: 'eth0' }, { prefix: '10.244.1.2/32', dev: 'veil-pa' }]);
+  assert.deepEqual(facts.viaGateway, [{ prefix: '10.96.0.0/12', gateway: '172.18.0.9' }]);
+  assert.deepEqual(facts.addresses, [{ ip: '192.168.1.1', what: 'the default gateway of this node' }]);
+});
+
+test('peers over the underlay are refused with the route they would cut; a peer own plaintext pod route may be replaced', () => {
+  const underlay = {
+    connected: [{ prefix: '172.18.0.0/16', dev: 'eth0' }],
+    viaGateway: [
+      { prefix: '10.244.2.0/24', gateway: '172.18.0.4' }, // w2's pods through w2: the plaintext route veil replaces
+      { prefix: '10.96.0.0/12', gateway: '172.18.0.9' }, // services through a router
+    ],
+    addresses: [{ ip: '192.168.1.1', what: 'the default gateway of this node' }, { ip: '10.0.0.9', what: 'an etcd endpoint of this agent' }],
+  };
+  const peer = (name: string, ip: string, cidr: string) => ({ name, internalIPs: [ip], podCIDRs: [cidr] });
+  const { admitted, refused } = screenAgainstUnderlay([
+    peer('w2', '172.18.0.4', '10.244.2.0/24'),
+    peer('etcdnet', '172.18.0.250', '172.18.255.0/24'), // the etcd member's /24, no node address in it
+    peer('wide', '172.18.0.251', '0.0.0.0/0'),
+    peer('gw', '172.18.0.252', '192.168.0.0/16'), // contains the default gateway
+    peer('etcdip', '10.0.0.9', '10.244.9.0/24'), // node encryption would route the registry into the tunnel
+    peer('services', '172.18.0.253', '10.96.0.0/16'), // over the route to the services
+    peer('router', '172.18.0.9', '10.244.8.0/24'), // the services' gateway posing as a node
+  ], underlay);
+  assert.deepEqual(admitted.map((p) => p.name), ['w2']);
+  const cut = ': routing it into the tunnel would cut this node off its underlay';
+  assert.deepEqual(Object.fromEntries(refused), {
+    'peer etcdnet': `node object refused: its pod CIDR 172.18.255.0/24 overlaps the connected route 172.18.0.0/16 dev eth0 of this node${cut}`,
+    'peer wide': `node object refused: its pod CIDR 0.0.0.0/0 overlaps the connected route 172.18.0.0/16 dev eth0 of this node${cut}`,
+    'peer gw': `node object refused: its pod CIDR 192.168.0.0/16 contains 192.168.1.1, the default gateway of this node${cut}`,
+    'peer etcdip': `node object refused: its address 10.0.0.9 is an etcd endpoint of this agent${cut}`,
+    'peer services': `node object refused: its pod CIDR 10.96.0.0/16 overlaps the route 10.96.0.0/12 via 172.18.0.9 of this node${cut}`,
+    'peer router': `node object refused: its address 172.18.0.9 is the gateway of the route 10.96.0.0/12 of this node${cut}`,
+  });
+});
