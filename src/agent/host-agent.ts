@@ -43,10 +43,16 @@ function claims(obj: RegistryObject): { ips: string[]; podCIDRs: string[] } {
   return { ips, podCIDRs };
 }
 
-/** Refuses when another node already claims this node's IP or one of its pod CIDRs. */
-export function checkClaims(node: string, ip: string, podCIDRs: string[], others: RegistryObject[]): void {
+/**
+ * Refuses when another node already claims this node's IP or one of its pod CIDRs. A node that is
+ * registered already keeps its claims against objects created after its own (the first claim is
+ * kept, as every agent's peer admission keeps it): a forged object must not keep it from starting.
+ */
+export function checkClaims(node: string, ip: string, podCIDRs: string[], others: RegistryObject[], registeredAt?: string): void {
   for (const o of others) {
     if (o.metadata.name === node) continue;
+    const created = o.metadata.creationTimestamp;
+    if (registeredAt !== undefined && typeof created === 'string' && created > registeredAt) continue; // a later claim: peers refuse it
     const c = claims(o);
     if (c.ips.includes(ip)) {
       throw new VeilError('NODE_CONFLICT', `node '${o.metadata.name}' already claims the address ${ip} of this node '${node}'`,
@@ -77,7 +83,8 @@ export async function registerNode(reg: Registry, cfg: HostAgentConfig, underlay
     throw new VeilError('NO_POD_CIDR', `node '${name}' has no pod CIDR: none in the agent config and ${cur ? 'none in its node object' : 'no node object in the registry'}`,
       'set podCIDRs in the agent config (e.g. podCIDRs: [10.244.5.0/24]) or $VEIL_POD_CIDRS');
   }
-  checkClaims(name, underlay.address, podCIDRs, await reg.list('Node'));
+  const registeredAt = typeof cur?.metadata.creationTimestamp === 'string' ? cur.metadata.creationTimestamp : undefined;
+  checkClaims(name, underlay.address, podCIDRs, await reg.list('Node'), registeredAt);
   const addresses = { internalIP: underlay.address, podCIDR: podCIDRs[0], podCIDRs, underlayInterface: underlay.interface, mtu: underlay.mtu };
   await reg.mutate('Node', name, (obj) => {
     if (!obj) {

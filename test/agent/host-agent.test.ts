@@ -43,6 +43,13 @@ test('registration: created from the config, pod CIDRs from the object, refusals
 
   await registerNode(reg, config({ nodeName: 'host-b', podCIDRs: ['10.244.8.0/24'] }), { ...underlay, address: '10.0.0.12' });
   assert.deepEqual((await reg.list('Node')).map((n) => n.metadata.name), ['host-a', 'host-b']);
+
+  // a forged object made later with host-a's address and pod CIDR does not keep host-a from
+  // starting again (the first claim is kept; every agent's peer admission refuses the forgery)
+  await reg.create({ kind: 'Node', metadata: { name: 'forged' }, spec: { internalIP: '10.0.0.11', podCIDR: '10.244.7.0/24' } });
+  await registerNode(reg, config(), underlay);
+  await assert.rejects(registerNode(reg, config({ nodeName: 'host-c', podCIDRs: ['10.244.7.0/24'] }), { ...underlay, address: '10.0.0.13' }),
+    code('NODE_CONFLICT', /overlaps 10\.244\.7\.0\/24 of node '(host-a|forged)'/), 'a new node is still refused');
 });
 
 test('install on hosts stores the settings for agents that start later, and waits for the registered ones', async () => {
