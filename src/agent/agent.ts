@@ -63,7 +63,9 @@ class ModeOnTunnel<K extends EngineKind> {
   /** The desired state of the latest pass that was applied. */
   applied?: DesiredState<K>;
 
-  private constructor(readonly mode: EncryptionMode<K>, readonly tunnel: Tunnel<K>) {}
+  private constructor(readonly mode: EncryptionMode<K>, readonly tunnel: Tunnel<K>) {
+    mode.attach?.(tunnel);
+  }
 
   static async open<K extends EngineKind>(mode: EncryptionMode<K>, self: OwnNode, o: TunnelOptions): Promise<ModeOnTunnel<K>> {
     try {

@@ -1,6 +1,7 @@
 // The agent's API (HTTP on its status socket; HTTPS with a token on the network): the paths and the JSON each one answers. The
 // status server builds these shapes, and the CLI, the operator views and the tests read them with
 // these same types, so a field renamed on one side does not silently go missing on the other.
+import type { RotationRecord } from './wireguard-key-rotation.js';
 import type { EspEngineCounters, EspPeerStatus, EspSaStatus, WireGuardEngineCounters } from '../datapath/messages.js';
 import type { EspDropCounters } from '../esp/esp-decoder.js';
 import type { DropReason } from '../wireguard/stats.js';
@@ -94,7 +95,11 @@ export interface CiliumEncryptionStatus {
 
 export interface WireGuardEncryptStatus extends CiliumEncryptionStatus {
   mode: 'Wireguard';
-  wireguard: { interfaces: WireGuardInterfaceJson[]; 'node-encryption': 'Enabled' | 'Disabled' };
+  wireguard: {
+    interfaces: WireGuardInterfaceJson[]; 'node-encryption': 'Enabled' | 'Disabled';
+    /** veil: the node's static key rotation (the last one, or the one in progress). */
+    'key-rotation'?: RotationRecord & { retiringKey: string | null };
+  };
   counters: WireGuardEngineCounters;
   /** The WireGuard core's drops by reason. */
   drops: Record<DropReason, number>;

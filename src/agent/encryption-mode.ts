@@ -41,6 +41,8 @@ export interface EncryptionMode<K extends EngineKind = EngineKind> {
   encryptStatus(tunnel: Tunnel<K>, publishedKey: number | undefined): Promise<EncryptStatus>;
   /** What the metrics export of this mode, read once per scrape. */
   modeMetrics(tunnel: Tunnel<K>, publishedKey: number | undefined): Promise<ModeMetricsSnapshot>;
+  /** The tunnel is open (a mode that drives it, e.g. a key rotation, keeps it). */
+  attach?(tunnel: Tunnel<K>): void;
   /** Stops the mode's own watchers and timers. */
   stop(): void;
 }

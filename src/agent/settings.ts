@@ -20,6 +20,7 @@ export interface Settings {
   'encryption.nodeEncryption': boolean;
   'encryption.wireguard.persistentKeepalive': string;
   'encryption.wireguard.keylogFile': string;
+  'encryption.wireguard.keyRotationInterval': string;
   'encryption.ipsec.secretName': string;
   'encryption.ipsec.secretNamespace': string;
   'encryption.ipsec.keyRotationDuration': string;
@@ -40,6 +41,7 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   'encryption.type': { kind: { oneOf: ['ipsec', 'wireguard'] }, default: 'ipsec', doc: 'ipsec or wireguard' },
   'encryption.nodeEncryption': { kind: 'bool', default: false, doc: 'also encrypt node-to-node traffic (WireGuard)' },
   'encryption.wireguard.persistentKeepalive': { kind: 'duration', default: '0s', doc: 'keepalive interval, 0s = off' },
+  'encryption.wireguard.keyRotationInterval': { kind: 'duration', default: '0s', doc: "rotate each node's WireGuard static key this often, without loss (0s: only on `veil encryption rotate-key --wireguard`)" },
   'encryption.wireguard.keylogFile': { kind: 'string', default: '', doc: "write WireGuard session secrets for Wireshark (per node: '{node}' expands)" },
   'encryption.ipsec.secretName': { kind: 'string', default: DEFAULT_IPSEC_SECRET, doc: `secret holding the IPsec key file (data key "${IPSEC_SECRET_DATA_KEY}")` },
   'encryption.ipsec.secretNamespace': { kind: 'string', default: '', doc: "Kubernetes: the secret's namespace, where veil then runs (a pod mounts only its own namespace's Secrets); default veil" },

@@ -1,9 +1,7 @@
 // WireGuard mode of the agent: the node's key pair, and from the peers (public key annotation,
 // node IP endpoint, pod CIDRs + node IPs allowed) the tunnel's peers and the routes that steer
 // remote pod CIDRs (and node IPs with node encryption) into veil_wg0.
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { loadOrGenerateKeyPair, type WireGuardKeyPair } from '../keys/wireguard-keypair.js';
 import type { WireGuardEngineStatus, WireGuardPeerSpec } from '../datapath/messages.js';
 import { hostPrefix } from '../net/cidr.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
@@ -12,6 +10,7 @@ import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireGuardEncryptStatus } from './api.js';
+import { WG_ACCEPTS_ANNOTATION, WG_NEXT_PUBKEY_ANNOTATION, WireGuardKeyRotation } from './wireguard-key-rotation.js';
 
 export const WG_DEVICE = 'veil_wg0';
 export const WG_PORT = 51871;
@@ -21,11 +20,16 @@ export const WG_PUBKEY_ANNOTATION = 'network.veil.io/wg-pub-key';
 /** The encryption key id a WireGuard node publishes (spec.encryption.key), as Cilium's nodes do. */
 export const WG_ENCRYPTION_KEY = 255;
 
+/** Standard base64 of 32 bytes, not all zero. */
+function validKey(key: string): boolean {
+  return /^[A-Za-z0-9+/]{43}=$/.test(key) && !/^A{43}=$/.test(key);
+}
+
 export class WireGuardMode implements EncryptionMode<'wireguard'> {
   readonly type = 'wireguard' as const;
   readonly device = WG_DEVICE;
-  /** Unset until prepare() has loaded the key file (a start can fail before that). */
-  private keys?: WireGuardKeyPair;
+  /** The node's key pair and its rotation; unset until prepare() has loaded the key file (a start can fail before that). */
+  private rotation?: WireGuardKeyRotation;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -35,39 +39,62 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
 
   async prepare(): Promise<TunnelParams<'wireguard'>> {
     const c = this.ctx;
-    this.keys = loadOrGenerateKeyPair(join(c.stateDir, `${WG_DEVICE}.key`));
-    c.log.info(this.keys.generated ? 'generated a new WireGuard key pair' : 'loaded the WireGuard key pair', { publicKey: this.keys.publicKeyBase64 });
+    this.rotation = new WireGuardKeyRotation(c.stateDir, WG_DEVICE, c.node.name, {
+      log: c.log, registry: c.registry, requestReconcile: c.requestReconcile,
+      intervalMs: parseDuration(c.settings['encryption.wireguard.keyRotationInterval']),
+    });
+    const keys = this.rotation.current;
+    c.log.info(keys.generated ? 'generated a new WireGuard key pair' : 'loaded the WireGuard key pair', { publicKey: keys.publicKeyBase64 });
     const keylog = c.settings['encryption.wireguard.keylogFile'].replace('{node}', c.node.name);
     return {
       device: WG_DEVICE, mtu: c.node.underlayMtu - WG_MTU_OVERHEAD, port: WG_PORT, bypassUnderlay: this.nodeEncryption,
-      engine: { kind: 'wireguard', privateKey: this.keys.privateKey, keylogFile: keylog || undefined, wallClockOffsetMs: Date.now() - performance.now() },
+      engine: { kind: 'wireguard', privateKey: keys.privateKey, keylogFile: keylog || undefined, wallClockOffsetMs: Date.now() - performance.now() },
     };
   }
 
+  /** The tunnel is up: rotation requests and the schedule are followed from now on. */
+  attach(tunnel: Tunnel<'wireguard'>): void {
+    void this.rotation?.start(tunnel);
+  }
+
   desired(peers: PeerNode[]): DesiredState<'wireguard'> {
-    const own = this.keys!.publicKeyBase64; // desired runs only after a successful prepare
+    const rotation = this.rotation!; // desired runs only after a successful prepare
+    const own = rotation.current.publicKeyBase64;
+    const ownNext = rotation.nextPublicKey;
     const keepalive = Math.round(parseDuration(this.ctx.settings['encryption.wireguard.persistentKeepalive']) / 1000);
     const specs: WireGuardPeerSpec[] = [];
     const problems = new Map<string, string>();
     const byKey = new Map<string, string>();
+    const keyed: PeerNode[] = [];
     for (const p of peers) {
       const key = p.annotations[WG_PUBKEY_ANNOTATION];
       if (!key) continue; // its agent has not published a key yet: its prefixes stay fail-closed
-      if (key === own || byKey.has(key)) {
-        const other = key === own ? this.ctx.node.name : byKey.get(key)!;
+      if (key === own || key === ownNext || byKey.has(key)) {
+        const other = key === own || key === ownNext ? this.ctx.node.name : byKey.get(key)!;
         problems.set(`peer ${p.name}`, `detected duplicate public key. node "${p.name}" uses same key as existing node "${other}"`);
         continue;
       }
-      if (!/^[A-Za-z0-9+/]{43}=$/.test(key) || /^A{43}=$/.test(key)) {
+      if (!validKey(key)) {
         problems.set(`peer ${p.name}`, `node "${p.name}" publishes an invalid public key`);
         continue;
       }
       byKey.set(key, p.name);
+      keyed.push(p);
       specs.push({
         name: p.name, publicKey: key, endpoint: { address: p.internalIP, port: WG_PORT },
         allowedIPs: [...p.podCIDRs, ...p.internalIPs.map(hostPrefix)], persistentKeepalive: keepalive,
       });
     }
+    // Next keys (their nodes rotate): accepted when no one else holds them; we say so in wg-accepts.
+    const accepts: string[] = [];
+    for (const s of specs) {
+      const next = keyed.find((p) => p.name === s.name)!.annotations[WG_NEXT_PUBKEY_ANNOTATION];
+      if (!next || next === s.publicKey || !validKey(next) || next === own || next === ownNext || byKey.has(next)) continue;
+      byKey.set(next, s.name!);
+      s.nextPublicKey = next;
+      accepts.push(next);
+    }
+    rotation.observe(keyed.map((p) => ({ name: p.name, annotations: p.annotations })));
     // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
     // traffic stays node-to-node inside the tunnel.
     const routes = new Map<string, string | undefined>();
@@ -80,13 +107,17 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       routes: [...routes].map(([prefix, src]) => ({ prefix, src })),
       probes: new Map(peers.map((p) => [p.name, p.podGateway])),
       problems,
-      publish: { annotations: { [WG_PUBKEY_ANNOTATION]: own }, encryptionKey: WG_ENCRYPTION_KEY },
+      publish: {
+        annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
+        encryptionKey: WG_ENCRYPTION_KEY,
+      },
     };
   }
 
   statusDetail(applied: DesiredState<'wireguard'> | undefined): string {
-    if (!this.keys) return '';
-    return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.keys.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${applied?.datapathPeers.length ?? 0})]`;
+    if (!this.rotation) return '';
+    const rotation = this.rotation.describe();
+    return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.rotation.current.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${applied?.datapathPeers.length ?? 0})${rotation ? `, ${rotation}` : ''}]`;
   }
 
   private engineStatus(tunnel: Tunnel<'wireguard'>): Promise<WireGuardEngineStatus> {
@@ -107,6 +138,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
           })),
         }],
         'node-encryption': this.nodeEncryption ? 'Enabled' : 'Disabled',
+        ...(this.rotation ? { 'key-rotation': { ...this.rotation.status, retiringKey: st.retiringPublicKey } } : {}),
       },
       counters: st.counters,
       drops: st.drops,
@@ -119,6 +151,6 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
   }
 
   stop(): void {
-    // nothing of its own: the key pair stays on disk, the tunnel is the agent's
+    this.rotation?.stop(); // the key pair stays on disk, the tunnel is the agent's
   }
 }

@@ -48,6 +48,12 @@ export interface WireGuardPeerSpec {
   persistentKeepalive: number; // seconds
   /** A name for status (the node). */
   name?: string;
+  /**
+   * The key the peer's node announced it will switch to (static key rotation): handshakes from it
+   * are accepted as this peer's. A spec whose publicKey changed for the same name switches the
+   * peer's key in place (its sessions go on).
+   */
+  nextPublicKey?: string;
 }
 
 export interface EspSaSpec {
@@ -114,10 +120,16 @@ export interface WireGuardPeerStatus {
   /** Live session keypairs (current, previous, next). */
   keypairs: number;
   persistentKeepalive: number;
+  /** The peer's announced next key (a rotation of its node in progress), or null. */
+  nextPublicKey: string | null;
+  /** The latest handshake with it used our current static key (a rotation of ours is confirmed by it). */
+  onCurrentKey: boolean;
 }
 
 export interface WireGuardEngineStatus {
   publicKey: string;
+  /** During a rotation of our static key: the old public key, still answered until retired. */
+  retiringPublicKey: string | null;
   listenPort: number;
   peers: WireGuardPeerStatus[];
   counters: WireGuardEngineCounters;
@@ -179,6 +191,9 @@ type Protocol = Record<string, { request: { type: string }; reply: unknown }>;
 export type WireGuardProtocol = {
   setPeers: { request: { type: 'setPeers'; peers: WireGuardPeerSpec[] }; reply: { peers: number } };
   status: { request: { type: 'status' }; reply: WireGuardEngineStatus };
+  /** Switches the static key (raw 32-byte private key); the old one is answered until retireKey. */
+  rotateKey: { request: { type: 'rotateKey'; privateKey: Uint8Array }; reply: { publicKey: string } };
+  retireKey: { request: { type: 'retireKey' }; reply: { retired: boolean } };
 };
 
 export type EspProtocol = {

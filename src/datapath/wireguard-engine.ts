@@ -281,12 +281,33 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     switch (req.type) {
       case 'setPeers': return this.setPeers(req.peers);
       case 'status': return this.status();
+      case 'rotateKey': {
+        this.perform(this.device.setStaticKey(Uint8Array.from(req.privateKey), performance.now())); // the worker loop's clock
+        return { publicKey: this.device.publicKeyBase64 };
+      }
+      case 'retireKey': return { retired: this.device.retirePreviousKey() };
       default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${(req as { type: string }).type}'`);
     }
   }
 
-  /** Makes the device's peers and allowed IPs exactly `specs` (a key change rebuilds the peer). */
-  private setPeers(specs: WireGuardPeerSpec[]): { peers: number } {
+  /**
+   * Makes the device's peers and allowed IPs exactly `specs`. A named peer whose key changed (its
+   * node rotated its static key) keeps its sessions: the key changes in place.
+   */
+  private setPeers(wantedSpecs: WireGuardPeerSpec[]): { peers: number } {
+    const byName = new Map([...this.names].map(([peer, name]) => [name, peer]));
+    // A peer that already proved its announced next key (a handshake from it) has switched; the
+    // registry, which still shows the old key beside the next one, lags: keep the peer as it is.
+    const specs = wantedSpecs.map((s) => {
+      const peer = s.name ? byName.get(s.name) : undefined;
+      return peer && s.nextPublicKey === peer.publicKeyBase64 ? { ...s, publicKey: s.nextPublicKey, nextPublicKey: undefined } : s;
+    });
+    for (const s of specs) {
+      const peer = s.name ? byName.get(s.name) : undefined;
+      if (peer && peer.publicKeyBase64 !== s.publicKey && this.keyFree(s.publicKey, peer)) {
+        this.device.changePeerKey(peer, Buffer.from(s.publicKey, 'base64'));
+      }
+    }
     const wanted = new Map(specs.map((s) => [s.publicKey, s]));
     for (const p of [...this.device.peers()]) {
       if (!wanted.has(p.publicKeyBase64)) {
@@ -299,6 +320,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const key = Buffer.from(s.publicKey, 'base64');
       const peer = this.device.addPeer({ publicKey: key, endpoint: s.endpoint, persistentKeepalive: s.persistentKeepalive });
       if (s.name) this.names.set(peer, s.name);
+      const next = s.nextPublicKey && this.keyFree(s.nextPublicKey, peer) ? Buffer.from(s.nextPublicKey, 'base64') : null;
+      this.device.setPeerNextKey(peer, next);
       const have = new Set(this.allowed.prefixesOf(peer));
       const want = new Set(s.allowedIPs);
       // Add first, then remove: a prefix is never without an owner while it moves.
@@ -306,6 +329,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       for (const pfx of have) if (!want.has(pfx)) this.allowed.remove(pfx);
     }
     return { peers: this.device.peerCount };
+  }
+
+  /** No other peer holds (or announced) this key, and it is not ours. */
+  private keyFree(key: string, peer: Peer): boolean {
+    const holder = this.device.peer(key);
+    return (!holder || holder === peer) && key !== this.device.publicKeyBase64;
   }
 
   private packetsOf(peer: Peer): { tx: number; rx: number } {
@@ -327,9 +356,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       txPackets: this.packetsOf(p).tx,
       keypairs: [p.current, p.previous, p.next].filter((k) => k && k.isAlive).length,
       persistentKeepalive: p.persistentKeepalive,
+      nextPublicKey: p.nextPublicKey ? Buffer.from(p.nextPublicKey).toString('base64') : null,
+      onCurrentKey: this.device.peerOnCurrentKey(p),
     }));
     return {
-      publicKey: this.device.publicKeyBase64, listenPort: this.udp.port, peers,
+      publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers,
       counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }

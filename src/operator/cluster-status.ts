@@ -192,6 +192,13 @@ export function formatStatusReport(r: StatusReport, p: Painter = PLAIN): string 
     }
     out.push(table(nodeRows), '');
   }
+  // WireGuard static key rotations (in progress, or the last one), as each agent's status line tells them.
+  const rotations = r.nodes.map((n) => [n.name, /, (Key rotat.*)\]$/.exec(n.encryption?.detail ?? '')?.[1]] as const).filter(([, t]) => t);
+  if (rotations.length) {
+    out.push('Key rotations:');
+    out.push(table(rotations.map(([n, t]) => [`  ${n}`, t!])));
+    out.push('');
+  }
   if (r.errors.length) {
     out.push('Errors:');
     out.push(table(r.errors.map((e) => [`  ${p.fail} ${e.node}`, e.reason])));

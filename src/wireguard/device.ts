@@ -491,7 +491,9 @@ export class Device implements PeerHost {
       if (typeof hs === 'string') return this.dropped(hs, peer ?? null, out);
       // The peer proved it holds its announced next key: that is its key from now on (the response is made for it).
       if (fromNextKey) this.changePeerKey(peer!, peer!.nextPublicKey!);
-      peer!.ourKeyAtHandshake = to.identity.publicKey;
+      // Answering under our current key confirms it; under the retiring one confirms nothing (and
+      // never undoes a confirmation: that peer had authenticated our new key before).
+      if (to.identity === this.identity) peer!.ourKeyAtHandshake = this.publicKey;
       this.respond(peer!, hs, source, now, out);
     } finally {
       if (ours) peer!.handshake.resumeInitiation(ours);
@@ -532,8 +534,10 @@ export class Device implements PeerHost {
     peer.timers.anyAuthenticatedPacketTraversal(now, peer.persistentKeepalive * 1000);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.roam(source);
+    // The peer authenticated us under our current key (our initiations always use it), even if a
+    // crossing makes the other session the one kept.
+    peer.ourKeyAtHandshake = this.publicKey;
     if (!peer.beginSymmetricSession(now)) return this.dropped('unexpectedResponse', peer, out);
-    peer.ourKeyAtHandshake = this.publicKey; // our initiations always use our current key
     peer.timers.handshakeComplete();
     peer.markHandshake(now, out);
     peer.sendKeepalive(now, out); // staged packets, or a keepalive to confirm the session

@@ -90,7 +90,7 @@ export class Peer {
    * initiation from it is accepted as this peer's, and then it becomes the peer's key.
    */
   nextPublicKey: Uint8Array | null = null;
-  /** Our public key (by reference) when the latest handshake with this peer completed. */
+  /** Our public key (by reference) when this peer last authenticated us under our current key. */
   ourKeyAtHandshake: Uint8Array | null = null;
 
   /** When we created our latest initiation (device clock). */

@@ -1,0 +1,134 @@
+// WireGuard static key rotation end to end (issue 15): on a 4-node lab under 100 pings/s on every
+// node pair, `veil encryption rotate-key --wireguard --node NODE` and then the same on every node
+// at once lose no ping; afterwards every peer holds the new keys and none of the old ones, no node
+// still answers for its old key, and `veil status` shows the rotations.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
+import { registerPid } from '../../src/lab/pids.js';
+import { ok, veilCli, sleep } from './cli.js';
+
+const C = 'twgrot';
+const home = mkdtempSync(join(tmpdir(), 'veil-t-wgrot-'));
+const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
+delete env['VEIL_CLUSTER'];
+const veil = veilCli(env, 60_000);
+const NODES = [`${C}-control-plane`, `${C}-worker`, `${C}-worker2`, `${C}-worker3`];
+const podNs = (pod: string) => `veil-${C}_pod_${pod}`;
+const pods: { name: string; ip: string }[] = [];
+/** Pings per pair: 100/s for 40 s, long enough to cover both rotations on a busy machine. */
+const PINGS = 4000;
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WireGuardEncryptStatus;
+const rotationOf = (node: string) => encryptStatus(node).wireguard['key-rotation'];
+const keyOf = (node: string) => encryptStatus(node).wireguard.interfaces[0]!['public-key'];
+
+/** A ping stream from one pod to another: 100 a second; resolves with what ping's summary says. */
+function pingStream(from: string, to: string): { done: Promise<{ sent: number; received: number; out: string }>; running: () => boolean } {
+  const p = spawn('ip', ['netns', 'exec', podNs(from), 'ping', '-q', '-c', String(PINGS), '-i', '0.01', '-W', '3', pods.find((x) => x.name === to)!.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+  registerPid(C, `e2e-ping-${from}-${to}`, p.pid!);
+  let out = '';
+  let running = true;
+  p.stdout.on('data', (d) => { out += d; });
+  p.stderr.on('data', (d) => { out += d; });
+  const done = new Promise<{ sent: number; received: number; out: string }>((resolve) => p.on('exit', () => {
+    running = false;
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    resolve({ sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), out: `${from} -> ${to}: ${out.trim()}` });
+  }));
+  return { done, running: () => running };
+}
+
+before(() => {
+  ok(veil('lab', 'up', '--name', C, '--nodes', '4'));
+  NODES.forEach((node, i) => pods.push({ name: `r${i}`, ip: /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', `r${i}`, '--node', node)))![1]! }));
+  ok(veil('install', '--encryption', 'wireguard'));
+});
+
+after(() => {
+  veil('lab', 'down', '--name', C);
+  rmSync(home, { recursive: true, force: true });
+});
+
+test('e2e wireguard key rotation: one node, then all nodes at once, under 100 pings/s on every node pair: no ping lost, old keys gone everywhere', async () => {
+  await waitFor('every pod pair to answer', () => pods.every((a) => pods.every((b) => a === b ||
+    veil('lab', 'exec', a.name, '--', 'ping', '-c', '1', '-W', '1', b.ip).status === 0)), 60_000);
+  const oldKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
+  const streams = pods.flatMap((a, i) => pods.slice(i + 1).map((b) => pingStream(a.name, b.name)));
+  assert.equal(streams.length, 6);
+  await sleep(1000);
+
+  // One node.
+  const one = NODES[1]!;
+  assert.match(ok(veil('encryption', 'rotate-key', '--wireguard', '--node', one)), /WireGuard key rotation requested on 1 node/);
+  const t0 = Date.now();
+  await waitFor(`${one} to finish its rotation`, () => rotationOf(one)?.retiredAt && rotationOf(one)!.phase === 'idle', 40_000);
+  console.log(`one node rotated in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${JSON.stringify(rotationOf(one))}`);
+  const afterOne = keyOf(one);
+  assert.notEqual(afterOne, oldKeys[one]);
+
+  // Every node at once.
+  await sleep(1000);
+  assert.match(ok(veil('encryption', 'rotate-key', '--wireguard')), /WireGuard key rotation requested on 4 nodes/);
+  const t1 = Date.now();
+  await waitFor('every node to finish its rotation', () => NODES.every((n) => {
+    const r = rotationOf(n);
+    return r?.phase === 'idle' && r.retiredAt && Date.parse(r.retiredAt) >= t1 - 1000;
+  }), 60_000).catch((e) => {
+    for (const n of NODES) console.log(`${n}: ${JSON.stringify(rotationOf(n))} ${JSON.stringify(encryptStatus(n).drops)}`);
+    for (const n of NODES) console.log(veil('agent', 'logs', n).stdout.split('\n').filter((l) => /rotation|WireGuard|warn|error/i.test(l)).slice(-15).join('\n'));
+    throw e;
+  });
+  console.log(`all nodes rotated in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  assert.ok(streams.every((s) => s.running()), 'the pings still ran when the rotations ended (the rotations happened under traffic)');
+
+  const results = await Promise.all(streams.map((s) => s.done));
+  for (const r of results) console.log(r.out.split('\n').slice(-2).join(' '));
+  for (const r of results) {
+    assert.equal(r.sent, PINGS, r.out);
+    assert.equal(r.received, r.sent, `no ping lost: ${r.out}`);
+  }
+
+  // Afterwards: every peer holds each node's new key, none holds an old one, nothing is retiring.
+  const newKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
+  for (const n of NODES) {
+    assert.notEqual(newKeys[n], oldKeys[n], `${n} has a new key`);
+    assert.notEqual(newKeys[n], afterOne, `${n}: the second rotation gave a new key again`);
+  }
+  const retired = new Set([...Object.values(oldKeys), afterOne]);
+  const objects = JSON.parse(ok(veil('lab', 'get', 'nodes', '-o', 'json'))).items as { metadata: { name: string; annotations: Record<string, string> } }[];
+  for (const n of NODES) {
+    const st = encryptStatus(n);
+    assert.equal(st.wireguard['key-rotation']?.retiringKey, null, `${n} no longer answers for its old key`);
+    assert.equal(st.wireguard['key-rotation']?.confirmed, '3/3', `${n}: every peer handshook under the new key`);
+    const peers = st.wireguard.interfaces[0]!.peers;
+    assert.equal(peers.length, 3);
+    for (const p of peers) {
+      assert.equal(p['public-key'], newKeys[p.node!], `${n} holds ${p.node}'s new key`);
+      assert.ok(!retired.has(p['public-key']!), `${n} holds no old key`);
+    }
+    const annotations = objects.find((o) => o.metadata.name === n)!.metadata.annotations;
+    assert.equal(annotations['network.veil.io/wg-pub-key'], newKeys[n]);
+    assert.equal(annotations['network.veil.io/wg-next-pub-key'], undefined, 'no next key announced any more');
+  }
+  // veil status shows the rotations.
+  const status = await waitFor('veil status to show the rotations', () => {
+    const out = veil('status').stdout;
+    return NODES.every((n) => new RegExp(`^  ${n}\\s+Key rotated `, 'm').test(out)) && out;
+  }, 30_000);
+  assert.match(status, /^Key rotations:$/m);
+});
