@@ -291,8 +291,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   }
 
   /**
-   * Makes the device's peers and allowed IPs exactly `specs`. A named peer whose key changed (its
-   * node rotated its static key) keeps its sessions: the key changes in place.
+   * Makes the device's peers and allowed IPs exactly `specs`. A named peer that moves to the next
+   * key its node announced (a static key rotation) keeps its sessions: the key changes in place.
    */
   private setPeers(wantedSpecs: WireGuardPeerSpec[]): { peers: number } {
     const byName = new Map([...this.names].map(([peer, name]) => [name, peer]));
@@ -302,11 +302,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const peer = s.name ? byName.get(s.name) : undefined;
       return peer && s.nextPublicKey === peer.publicKeyBase64 ? { ...s, publicKey: s.nextPublicKey, nextPublicKey: undefined } : s;
     });
+    // The key it announced (a rotation): the peer switches in place, its sessions go on. Any other
+    // new key (a node that lost its key file) rebuilds the peer below: its sessions died with it.
     for (const s of specs) {
       const peer = s.name ? byName.get(s.name) : undefined;
-      if (peer && peer.publicKeyBase64 !== s.publicKey && this.keyFree(s.publicKey, peer)) {
-        this.device.changePeerKey(peer, Buffer.from(s.publicKey, 'base64'));
-      }
+      const announced = peer?.nextPublicKey && Buffer.from(peer.nextPublicKey).toString('base64') === s.publicKey;
+      if (peer && announced) this.device.changePeerKey(peer, peer.nextPublicKey!);
     }
     const wanted = new Map(specs.map((s) => [s.publicKey, s]));
     for (const p of [...this.device.peers()]) {
