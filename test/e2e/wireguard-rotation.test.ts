@@ -37,18 +37,30 @@ const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', '
 const rotationOf = (node: string) => encryptStatus(node).wireguard['key-rotation'];
 const keyOf = (node: string) => encryptStatus(node).wireguard.interfaces[0]!['public-key'];
 
-/** A ping stream from one pod to another: 100 a second; resolves with what ping's summary says. */
-function pingStream(from: string, to: string): { done: Promise<{ sent: number; received: number; out: string }>; running: () => boolean } {
-  const p = spawn('ip', ['netns', 'exec', podNs(from), 'ping', '-q', '-c', String(PINGS), '-i', '0.01', '-W', '3', pods.find((x) => x.name === to)!.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+// -c with -w: ping ends once every reply is in (or at the deadline); -c alone stops waiting two
+// average RTTs after the last request, so a last reply delayed by a load spike counted as lost.
+interface PingResult { sent: number; received: number; out: string; missing: string }
+
+/** A ping stream from one pod to another: 100 a second; resolves with ping's summary and the replies that never came (with the time around them). */
+function pingStream(from: string, to: string): { done: Promise<PingResult>; running: () => boolean } {
+  const p = spawn('ip', ['netns', 'exec', podNs(from), 'ping', '-D', '-c', String(PINGS), '-i', '0.01', '-w', '150', pods.find((x) => x.name === to)!.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
   registerPid(C, `e2e-ping-${from}-${to}`, p.pid!);
   let out = '';
   let running = true;
   p.stdout.on('data', (d) => { out += d; });
   p.stderr.on('data', (d) => { out += d; });
-  const done = new Promise<{ sent: number; received: number; out: string }>((resolve) => p.on('exit', () => {
+  const done = new Promise<PingResult>((resolve) => p.on('exit', () => {
     running = false;
     const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
-    resolve({ sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), out: `${from} -> ${to}: ${out.trim()}` });
+    const replies = new Map([...out.matchAll(/^\[(\d+\.\d+)\].*icmp_seq=(\d+)/gm)].map((r) => [Number(r[2]), Number(r[1])]));
+    const missing: string[] = [];
+    for (let seq = 1; seq <= PINGS; seq++) {
+      if (replies.has(seq)) continue;
+      const near = replies.get(seq - 1) ?? replies.get(seq + 1);
+      missing.push(`icmp_seq=${seq} near ${near ? new Date(near * 1000).toISOString() : '?'}`);
+    }
+    const summary = out.trim().split('\n').slice(-3).join(' ');
+    resolve({ sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), out: `${from} -> ${to}: ${summary}`, missing: missing.join(', ') });
   }));
   return { done, running: () => running };
 }
@@ -97,10 +109,20 @@ test('e2e wireguard key rotation: one node, then all nodes at once, under 100 pi
   assert.ok(streams.every((s) => s.running()), 'the pings still ran when the rotations ended (the rotations happened under traffic)');
 
   const results = await Promise.all(streams.map((s) => s.done));
-  for (const r of results) console.log(r.out.split('\n').slice(-2).join(' '));
+  for (const r of results) console.log(r.out);
+  const lost = results.filter((r) => r.received !== r.sent || r.sent !== PINGS);
+  if (lost.length) {
+    // Where they went: the missing replies' times against each node's rotation, and every drop counter.
+    for (const r of lost) console.log(`lost: ${r.out}: ${r.missing}`);
+    for (const n of NODES) {
+      const st = encryptStatus(n);
+      const nonzero = (o: object) => Object.entries(o).filter(([, v]) => typeof v === 'number' && v > 0 && !/^(tx|rx)/.test(`${String(v)}`));
+      console.log(`${n}: ${JSON.stringify(st.wireguard['key-rotation'])} drops ${JSON.stringify(nonzero(st.drops))} counters ${JSON.stringify(st.counters)}`);
+    }
+  }
   for (const r of results) {
     assert.equal(r.sent, PINGS, r.out);
-    assert.equal(r.received, r.sent, `no ping lost: ${r.out}`);
+    assert.equal(r.received, r.sent, `no ping lost: ${r.out}: ${r.missing}`);
   }
 
   // Afterwards: every peer holds each node's new key, none holds an old one, nothing is retiring.
