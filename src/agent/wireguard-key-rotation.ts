@@ -10,16 +10,17 @@
 //      the old key are still answered. Sessions go on throughout: they do not depend on static keys.
 //   3. retire: once every peer completed a handshake under the new key (or CONFIRM_TIMEOUT_MS),
 //      the old key is dropped from the datapath and the disk.
-// Triggers: `veil encryption rotate-key --wireguard` (a request id per node in the ConfigMap
-// veil-wireguard-key-rotation) and encryption.wireguard.keyRotationInterval.
+// Triggers: `veil encryption rotate-key --wireguard` (a request id per node in the Secret
+// veil-wireguard-key-rotation, read like the IPsec key secret) and encryption.wireguard.keyRotationInterval.
 import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Registry, Watch } from '../control/registry.js';
+import type { Watch } from '../control/registry.js';
 import { writeFileAtomic } from '../util/durable-file.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { loadOrGenerateKeyPair, type WireGuardKeyPair } from '../keys/wireguard-keypair.js';
-import { WG_ROTATION_CONFIGMAP } from '../keys/wireguard-rotation-request.js';
+import { WG_ROTATION_SECRET, rotationRequestFor } from '../keys/wireguard-rotation-request.js';
+import type { SecretSource } from './agent-inputs.js';
 import type { Tunnel } from './tunnel.js';
 
 export const WG_NEXT_PUBKEY_ANNOTATION = 'network.veil.io/wg-next-pub-key';
@@ -69,7 +70,7 @@ export class WireGuardKeyRotation {
 
   constructor(
     private readonly dir: string, private readonly device: string, private readonly node: string,
-    private readonly o: { log: Logger; registry: Registry; intervalMs: number; requestReconcile: () => void },
+    private readonly o: { log: Logger; secrets: SecretSource; intervalMs: number; requestReconcile: () => void },
   ) {
     const restored = this.readRecord();
     this.keys = loadOrGenerateKeyPair(this.path('key'));
@@ -124,17 +125,13 @@ export class WireGuardKeyRotation {
   /** Starts following requests and the schedule once the tunnel is up. */
   async start(tunnel: Tunnel<'wireguard'>): Promise<void> {
     this.tunnel = tunnel;
-    const reg = this.o.registry;
     const onRequest = (data: Record<string, string> | undefined): void => {
-      const id = data?.[this.node];
+      const id = rotationRequestFor(data, this.node);
       if (id && id !== this.record.request) this.pendingRequest = id;
     };
     try {
-      const rev = await reg.revision();
-      onRequest((await reg.get('ConfigMap', WG_ROTATION_CONFIGMAP))?.data);
-      this.watch = reg.watch('ConfigMap', rev, (ev) => {
-        if (ev.object.metadata.name === WG_ROTATION_CONFIGMAP && ev.type !== 'DELETED') onRequest(ev.object.data);
-      });
+      this.watch = await this.o.secrets.watch(WG_ROTATION_SECRET, (secret) => onRequest(secret?.data));
+      onRequest((await this.o.secrets.get(WG_ROTATION_SECRET))?.data);
     } catch (e) {
       this.o.log.warn('cannot follow WireGuard key rotation requests', { error: errorMessage(e) });
     }

@@ -40,7 +40,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
   async prepare(): Promise<TunnelParams<'wireguard'>> {
     const c = this.ctx;
     this.rotation = new WireGuardKeyRotation(c.stateDir, WG_DEVICE, c.node.name, {
-      log: c.log, registry: c.registry, requestReconcile: c.requestReconcile,
+      log: c.log, secrets: c.secrets, requestReconcile: c.requestReconcile,
       intervalMs: parseDuration(c.settings['encryption.wireguard.keyRotationInterval']),
     });
     const keys = this.rotation.current;

@@ -1,12 +1,13 @@
 // How `veil encryption rotate-key --wireguard` asks agents to rotate their node's WireGuard static
-// key: a request id per node in one ConfigMap. An agent acts once on each new id for its node
-// (src/agent/wireguard-key-rotation.ts); the ConfigMap changes only on such a request, so
-// watching it costs nothing.
+// key: a request id per node (base64, as Secret data is) in one Secret, which agents read where they
+// read the IPsec key secret (the registry, or a mounted Secret under Kubernetes). An agent acts once
+// on each new id for its node (src/agent/wireguard-key-rotation.ts); the Secret changes only on such
+// a request, so watching it costs nothing.
 import { randomUUID } from 'node:crypto';
 import type { Registry } from '../control/registry.js';
 import { VeilError } from '../util/errors.js';
 
-export const WG_ROTATION_CONFIGMAP = 'veil-wireguard-key-rotation';
+export const WG_ROTATION_SECRET = 'veil-wireguard-key-rotation';
 
 /**
  * Requests a rotation on `nodes` (every registered node when undefined). Returns the request id
@@ -20,9 +21,15 @@ export async function requestWireGuardRotation(reg: Registry, nodes: string[] | 
   }
   if (targets.length === 0) throw new VeilError('NO_NODES', 'the cluster has no nodes to rotate', 'register nodes first');
   const id = `${new Date().toISOString()}-${randomUUID().slice(0, 8)}`;
-  await reg.mutate('ConfigMap', WG_ROTATION_CONFIGMAP, (cur) => ({
-    kind: 'ConfigMap', metadata: cur?.metadata ?? { name: WG_ROTATION_CONFIGMAP },
-    data: { ...(cur?.data ?? {}), ...Object.fromEntries(targets.map((n) => [n, id])) },
+  await reg.mutate('Secret', WG_ROTATION_SECRET, (cur) => ({
+    kind: 'Secret', type: 'Opaque', metadata: cur?.metadata ?? { name: WG_ROTATION_SECRET },
+    data: { ...(cur?.data ?? {}), ...Object.fromEntries(targets.map((n) => [n, Buffer.from(id).toString('base64')])) },
   }));
   return { id, nodes: targets };
+}
+
+/** The request id for `node` in the rotation Secret's data, or undefined. */
+export function rotationRequestFor(data: Record<string, string> | undefined, node: string): string | undefined {
+  const v = data?.[node];
+  return v ? Buffer.from(v, 'base64').toString('utf8') : undefined;
 }
