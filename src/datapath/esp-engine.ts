@@ -117,7 +117,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const x of this.inbound.all()) {
       const top = x === sa ? seq : x.replay.top;
       if (!x.replayMark.movedSince(top)) continue;
-      const mark = x.replayMark.next(top, nowMs);
+      const mark = x.replayMark.next(top, x.counters.packets, nowMs);
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
     }
     for (const [x, mark] of moved) this.marks.set(this.replayIds.get(x)!, mark);
@@ -127,7 +127,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.counters.replayMarkFailed++;
       return false;
     }
-    for (const [x, mark, top] of moved) x.replayMark.persisted(mark, top, nowMs);
+    for (const [x, mark, top] of moved) x.replayMark.persisted(mark, top, x.counters.packets, nowMs);
     return true;
   }
 

@@ -20,6 +20,7 @@ export const REPLAY_LEAD_SECONDS = 1;
 export class ReplayMark {
   #durable: number;
   #lastTop: number;
+  #lastPackets = 0;
   #lastMs: number;
 
   /** `persisted`: the mark read from disk (0 = none); every number up to it counts as seen. */
@@ -39,18 +40,25 @@ export class ReplayMark {
     return top > this.#lastTop;
   }
 
-  /** The mark to persist so that `top` (the highest number about to be accepted) is covered, with a lead sized to the recent rate. */
-  next(top: number, nowMs: number): number {
+  /**
+   * The mark to persist so that `top` (the highest number about to be accepted) is covered, with a
+   * lead sized to the recent rate of packets accepted (`packets`: the SA's count so far). Not the
+   * rate of sequence numbers: a sender restarted after a crash jumps up to a whole reservation block
+   * (2^20) ahead, and a lead sized to that jump, persisted and then met by a crash of this receiver,
+   * dropped the next 2^20 packets of that tunnel: days of outage at a few packets a second.
+   */
+  next(top: number, packets: number, nowMs: number): number {
     const elapsed = Math.max(1, nowMs - this.#lastMs);
-    const rate = Math.max(0, top - this.#lastTop) * 1000 / elapsed;
+    const rate = Math.max(0, packets - this.#lastPackets) * 1000 / elapsed;
     const lead = Math.min(REPLAY_MAX_LEAD, Math.max(REPLAY_MIN_LEAD, Math.ceil(rate * REPLAY_LEAD_SECONDS)));
     return Math.max(this.#durable, top + lead);
   }
 
-  /** `mark` is durable (fsync'd), written at `nowMs` when the top was `top`. */
-  persisted(mark: number, top: number, nowMs: number): void {
+  /** `mark` is durable (fsync'd), written at `nowMs` when the top was `top` and `packets` had been accepted. */
+  persisted(mark: number, top: number, packets: number, nowMs: number): void {
     if (mark > this.#durable) this.#durable = mark;
     this.#lastTop = top;
+    this.#lastPackets = packets;
     this.#lastMs = nowMs;
   }
 }
