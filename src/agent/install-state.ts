@@ -14,6 +14,12 @@ export async function readSettings(reg: Registry): Promise<Settings | undefined>
   return { ...defaultSettings(), ...(JSON.parse(raw) as Partial<Settings>) };
 }
 
+/** The IPsec key secret's name: the installed encryption.ipsec.secretName, else the default. */
+export async function ipsecSecretName(reg: Registry): Promise<string> {
+  const settings = await readSettings(reg).catch(() => undefined);
+  return settings?.['encryption.ipsec.secretName'] ?? defaultSettings()['encryption.ipsec.secretName'];
+}
+
 export async function mustReadSettings(reg: Registry): Promise<Settings> {
   const s = await readSettings(reg);
   if (!s) throw new VeilError('NOT_INSTALLED', 'veil is not installed on this cluster', "run 'veil install --encryption wireguard' or '--encryption ipsec'");

@@ -6,7 +6,7 @@ import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { Registry } from '../control/registry.js';
 import { KEY_ALGORITHM_CHOICES, type KeyAlgorithmChoice } from '../keys/ipsec-cli-keys.js';
 import { createIpsecKeySecret, DEFAULT_IPSEC_SECRET, readIpsecKeySecret, rotateIpsecKeySecret } from '../keys/ipsec-key-secret.js';
-import { readSettings } from '../agent/install-state.js';
+import { ipsecSecretName } from '../agent/install-state.js';
 import { requestWireGuardRotation } from '../keys/wireguard-rotation-request.js';
 import { command, UsageError, type Runnable } from './flags.js';
 
@@ -29,8 +29,7 @@ function algorithm(value: string | undefined): KeyAlgorithmChoice | undefined {
 async function withSecret<T>(values: { cluster?: string; secret?: string }, fn: (reg: Registry, name: string) => Promise<T>): Promise<T> {
   const reg = openRegistry(currentCluster(values.cluster));
   try {
-    const settings = values.secret ? undefined : await readSettings(reg).catch(() => undefined);
-    return await fn(reg, values.secret || (settings?.['encryption.ipsec.secretName'] ?? DEFAULT_IPSEC_SECRET));
+    return await fn(reg, values.secret || await ipsecSecretName(reg));
   } finally {
     reg.close();
   }

@@ -10,7 +10,7 @@ import { labInstallAtomic } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
 import { hostInstall } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
-import { createIpsecKeySecret, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
+import { createIpsecKeySecret, emptyKeys, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
 import { parseKeyFile } from '../keys/ipsec-keyfile.js';
 import { command, flagValue, UsageError } from './flags.js';
 import { ui } from './ui.js';
@@ -85,8 +85,10 @@ then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml
       if (type === 'ipsec') {
         const name = settings['encryption.ipsec.secretName'];
         if (await reg.get('Secret', name)) {
-          const parsed = parseKeyFile(await readIpsecKeySecret(reg, name));
-          if (!parsed.ok) throw parsed.error;
+          const text = await readIpsecKeySecret(reg, name);
+          if (text.trim() === '') throw emptyKeys(name);
+          const parsed = parseKeyFile(text);
+          if (!parsed.ok) throw new VeilError(parsed.error.code, `the IPsec key secret "${name}" holds a key file agents refuse: ${parsed.error.message}`, parsed.error.hint);
           console.log(`${ui.key} Found existing encryption secret ${name}`);
         } else if (values['generate-key']) {
           await createIpsecKeySecret(reg, name, 'rfc4106-gcm-aes', randomBytes);

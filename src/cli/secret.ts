@@ -3,8 +3,10 @@
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { Registry } from '../control/registry.js';
 import {
-  createSecret, deleteSecret, getSecret, parseFromFile, parseFromLiteral, patchSecret, secretManifest, type PatchType,
+  createSecret, deleteSecret, getSecret, parseFromFile, parseFromLiteral, patchSecret, secretManifest, type PatchType, type SecretWriteCheck,
 } from '../control/secrets.js';
+import { ipsecSecretName } from '../agent/install-state.js';
+import { checkIpsecSecretWrite } from '../keys/ipsec-key-secret.js';
 import { renderGoTemplate } from '../control/go-template.js';
 import { formatAge } from '../lab/objects.js';
 import { command, group, UsageError, type FlagSpec } from './flags.js';
@@ -26,6 +28,12 @@ async function withRegistry<T>(cluster: string | undefined, fn: (reg: Registry) 
   try { return await fn(reg); } finally { reg.close(); }
 }
 
+/** The IPsec key secret is checked as agents check it before it is written; other secrets are not. */
+async function writeCheck(reg: Registry, name: string): Promise<SecretWriteCheck | undefined> {
+  if (name !== await ipsecSecretName(reg)) return undefined;
+  return (before, after) => checkIpsecSecretWrite(name, before, after);
+}
+
 const create = command({
   name: 'veil secret create',
   summary: 'create a secret from literals and files',
@@ -44,7 +52,7 @@ const create = command({
   async run({ values, positionals }) {
     const name = oneName('create', positionals[0] === 'generic' ? positionals.slice(1) : positionals);
     const entries = [...(values['from-literal'] ?? []).map(parseFromLiteral), ...(values['from-file'] ?? []).map(parseFromFile)];
-    await withRegistry(values.cluster, (reg) => createSecret(reg, name, entries, values.type ?? 'Opaque'));
+    await withRegistry(values.cluster, async (reg) => createSecret(reg, name, entries, values.type ?? 'Opaque', await writeCheck(reg, name)));
     console.log(`secret/${name} created`);
     return 0;
   },
@@ -105,7 +113,7 @@ const patch = command({
     const name = oneName('patch', positionals);
     const p = values.patch;
     if (p === undefined) throw new UsageError('secret patch needs -p PATCH', `e.g. -p '{"stringData":{"keys":"..."}}'`);
-    await withRegistry(values.cluster, (reg) => patchSecret(reg, name, p, (values.type ?? 'strategic') as PatchType));
+    await withRegistry(values.cluster, async (reg) => patchSecret(reg, name, p, (values.type ?? 'strategic') as PatchType, await writeCheck(reg, name)));
     console.log(`secret/${name} patched`);
     return 0;
   },

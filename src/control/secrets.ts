@@ -38,14 +38,19 @@ function notFound(name: string): VeilError {
   return new VeilError('NOT_FOUND', `secret '${name}' not found`, `create it with 'veil secret create ${name} --from-literal key=value'`);
 }
 
-export async function createSecret(reg: Registry, name: string, entries: [string, Buffer][], type = 'Opaque'): Promise<RegistryObject> {
+/** Refuses a write (throws a VeilError): `before` is undefined when the secret is created. */
+export type SecretWriteCheck = (before: RegistryObject | undefined, after: RegistryObject) => void;
+
+export async function createSecret(reg: Registry, name: string, entries: [string, Buffer][], type = 'Opaque', check?: SecretWriteCheck): Promise<RegistryObject> {
   const data: Record<string, string> = {};
   for (const [k, v] of entries) {
     if (k in data) throw new VeilError('BAD_FLAG', `secret key '${k}' given twice`, 'give each key once');
     data[k] = v.toString('base64');
   }
+  const obj: RegistryObject = { kind: 'Secret', metadata: { name }, type, data };
+  check?.(undefined, obj);
   try {
-    return await reg.create({ kind: 'Secret', metadata: { name }, type, data });
+    return await reg.create(obj);
   } catch (e) {
     if (e instanceof VeilError && e.code === 'ALREADY_EXISTS') {
       throw new VeilError('ALREADY_EXISTS', `secret '${name}' already exists`, `change it with 'veil secret patch ${name} -p ...', or delete it first`);
@@ -104,12 +109,14 @@ function isBase64(s: string): boolean {
   return /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0;
 }
 
-/** Applies a JSON merge patch (RFC 7386) to a secret, atomically. */
-export async function patchSecret(reg: Registry, name: string, patchText: string, type: PatchType = 'strategic'): Promise<RegistryObject> {
+/** Applies a JSON merge patch (RFC 7386) to a secret, atomically; `check` may refuse the result. */
+export async function patchSecret(reg: Registry, name: string, patchText: string, type: PatchType = 'strategic', check?: SecretWriteCheck): Promise<RegistryObject> {
   void type; // for a secret's flat maps strategic-merge and merge patches are the same thing
   const p = parseSecretPatch(patchText);
   let missing = false;
+  let refused: unknown;
   const out = await reg.mutate('Secret', name, (cur) => {
+    missing = false; refused = undefined;
     if (!cur) { missing = true; return undefined; }
     const data = { ...(cur.data ?? {}) };
     const apply = (m: unknown, encode: boolean) => {
@@ -124,8 +131,16 @@ export async function patchSecret(reg: Registry, name: string, patchText: string
     const metadata = { ...cur.metadata, labels: mergeMap(cur.metadata.labels, meta.labels), annotations: mergeMap(cur.metadata.annotations, meta.annotations) };
     if (!metadata.labels) delete metadata.labels;
     if (!metadata.annotations) delete metadata.annotations;
-    return { ...cur, metadata, data, type: typeof p['type'] === 'string' ? p['type'] : cur.type };
+    const next = { ...cur, metadata, data, type: typeof p['type'] === 'string' ? p['type'] : cur.type };
+    try {
+      check?.(cur, next);
+    } catch (e) {
+      refused = e;
+      return undefined;
+    }
+    return next;
   });
+  if (refused) throw refused;
   if (missing || !out) throw notFound(name);
   return out;
 }

@@ -1,9 +1,12 @@
 // The key in force across reloads of the key file (spec ipsec.md §4, §10). Each line after the one
 // in force is a rotation and must follow the rules: a new id (Cilium's same-SPI error), the same
 // KeyLen (Cilium's key-length error) and, veil's own rule, exactly the next id (15 wraps to 1).
-// A load is all or nothing: on any error the key in force stays, as Cilium's watcher keeps it.
+// Lines are taken in order and each in Cilium's order: its grammar, Cilium's rotation rules, then
+// veil's own refusals (algorithms, key sizes: where Cilium leaves them to the kernel), then the
+// next-id rule. A load is all or nothing: on any error the key in force stays, as Cilium's
+// watcher keeps it. checkKeyFileUpdate() runs the same rules where a key file is written.
 import { VeilError } from '../util/errors.js';
-import { parseKeyFile, sameKey, type IpsecKey, type Result } from './ipsec-keyfile.js';
+import { keyFileNonEmptyLines, parseKeyLine, readKeyLine, sameKey, type IpsecKey, type KeyLine, type Result } from './ipsec-keyfile.js';
 import { nextKeyId } from './ipsec-spi.js';
 
 export interface KeyLoadOutcome {
@@ -36,29 +39,38 @@ export class IpsecKeyLoader {
 
   /** Loads the whole file text; `nowMs` stamps the keys it retires. */
   load(text: string, nowMs: number): Result<KeyLoadOutcome> {
-    const parsed = parseKeyFile(text);
-    if (!parsed.ok) return parsed;
-    const keys = parsed.value;
+    const lines = keyFileNonEmptyLines(text);
+    if (!lines.ok) return lines;
     let cur = this.#current;
     // Lines up to and including the key in force are already applied.
     let start = 0;
     if (cur) {
-      for (let i = keys.length - 1; i >= 0; i--) {
-        if (sameKey(keys[i]!, cur)) {
+      for (let i = lines.value.length - 1; i >= 0; i--) {
+        const k = parseKeyLine(lines.value[i]!, i + 1);
+        if (k.ok && sameKey(k.value, cur)) {
           start = i + 1;
           break;
         }
       }
     }
     const rotatedFrom: IpsecKey[] = [];
-    for (let i = start; i < keys.length; i++) {
-      const key = keys[i]!;
-      if (cur) {
-        const bad = checkRotation(cur, key);
+    for (let i = 0; i < lines.value.length; i++) {
+      const line = readKeyLine(lines.value[i]!, i + 1);
+      if (!line.ok) return line;
+      const rotation = i >= start && cur !== undefined;
+      if (rotation) {
+        const bad = checkCiliumRotation(cur!, line.value);
         if (bad) return bad;
-        rotatedFrom.push(cur);
       }
-      cur = key;
+      const key = line.value.key();
+      if (!key.ok) return key;
+      if (i < start) continue;
+      if (rotation) {
+        const bad = checkNextId(cur!, key.value);
+        if (bad) return bad;
+        rotatedFrom.push(cur!);
+      }
+      cur = key.value;
     }
     if (!cur) return rotationError('internal: no key loaded', 'report this');
     const changed = cur !== this.#current;
@@ -86,19 +98,36 @@ export class IpsecKeyLoader {
   }
 }
 
-function checkRotation(cur: IpsecKey, key: IpsecKey): Result<never> | undefined {
-  if (key.spi === cur.spi) {
+/** Cilium's rotation rules, in its order: a new id, then the same KeyLen. */
+function checkCiliumRotation(cur: IpsecKey, line: KeyLine): Result<never> | undefined {
+  if (line.spi === cur.spi) {
     return rotationError('invalid SPI: changing IPSec keys requires incrementing the key id',
       `key id ${cur.spi} is in force; give the new key id ${nextKeyId(cur.spi)} (\`veil encryption rotate-key\` does this)`);
   }
-  if (key.keyLen !== cur.keyLen) {
+  if (line.keyLen !== cur.keyLen) {
     return rotationError('invalid key rotation: key length must not change',
-      `the key in force has KeyLen ${cur.keyLen}, the new one ${key.keyLen}; keep the algorithm, the ICV length and the key sizes`);
+      `the key in force has KeyLen ${cur.keyLen}, the new one ${line.keyLen}; keep the algorithm, the ICV length and the key sizes`);
   }
+  return undefined;
+}
+
+/** veil's own rotation rule: exactly the next id. */
+function checkNextId(cur: IpsecKey, key: IpsecKey): Result<never> | undefined {
   const expected = nextKeyId(cur.spi);
   if (key.spi !== expected) {
     return rotationError(`invalid key rotation: key id ${key.spi} does not follow key id ${cur.spi}; the next key id is ${expected}`,
       'rotate one id at a time (15 wraps to 1), so that every node can tell the older key from the newer');
   }
   return undefined;
+}
+
+/**
+ * Whether agents would load `next` as the key file, given that they loaded `previous` (undefined:
+ * none, or one they refused, so they check `next` as a first load): the same rules, the same
+ * messages, before the file is written anywhere an agent reads it.
+ */
+export function checkKeyFileUpdate(previous: string | undefined, next: string): Result<KeyLoadOutcome> {
+  const loader = new IpsecKeyLoader();
+  if (previous !== undefined) loader.load(previous, 0);
+  return loader.load(next, 0);
 }

@@ -1,9 +1,10 @@
 // The IPsec key secret (data key `keys`) as `veil encryption create-key / rotate-key / key-status`
 // change and read it, with cilium-cli's messages (spec ipsec.md §12.2). The key lines themselves
 // come from ipsec-cli-keys.ts; this file is the registry half.
-import type { Registry } from '../control/registry.js';
+import type { Registry, RegistryObject } from '../control/registry.js';
 import { VeilError } from '../util/errors.js';
 import { createKeyLine, rotateKeyLine, type KeyAlgorithmChoice, type RandomBytes, type RotatedKey } from './ipsec-cli-keys.js';
+import { checkKeyFileUpdate } from './ipsec-key-loader.js';
 
 export const IPSEC_SECRET_DATA_KEY = 'keys';
 export const DEFAULT_IPSEC_SECRET = 'ipsec-keys';
@@ -12,6 +13,32 @@ const encode = (line: string): string => Buffer.from(line, 'utf8').toString('bas
 
 function missing(name: string): VeilError {
   return new VeilError('NO_SECRET', `IPsec secret "${name}" not found`, 'create it with `veil encryption create-key`');
+}
+
+const decode = (raw: string | undefined): string | undefined => (raw === undefined ? undefined : Buffer.from(raw, 'base64').toString('utf8'));
+
+/**
+ * Refuses a write of the IPsec key secret `name` (from `before`, undefined when it is created, to
+ * `after`) that agents would refuse: a missing or empty `keys`, a line they cannot parse, a rotation
+ * against their rules (same id with a new key, a KeyLen change, a skipped id). Written anyway, the
+ * running agents keep the old key, but an agent that restarts later cannot start, or starts with a
+ * key its peers do not have. The message is the agents' own.
+ */
+export function checkIpsecSecretWrite(name: string, before: RegistryObject | undefined, after: RegistryObject): void {
+  const next = decode(after.data?.[IPSEC_SECRET_DATA_KEY]);
+  const hint = `e.g. veil secret patch ${name} -p '{"stringData":{"${IPSEC_SECRET_DATA_KEY}":"3+ rfc4106(gcm(aes)) '$(openssl rand -hex 20)' 128"}}', or veil encryption rotate-key`;
+  if (next === undefined) {
+    throw new VeilError('NO_IPSEC_KEYS', `refused: the IPsec key secret "${name}" would have no data key "${IPSEC_SECRET_DATA_KEY}"; every agent would fail with: open secret:${name}/${IPSEC_SECRET_DATA_KEY}: no such file or directory`, hint);
+  }
+  if (next.trim() === '') throw emptyKeys(name);
+  const r = checkKeyFileUpdate(decode(before?.data?.[IPSEC_SECRET_DATA_KEY]), next);
+  if (!r.ok) throw new VeilError(r.error.code, `refused: every agent would refuse this IPsec key file: ${r.error.message}`, r.error.hint);
+}
+
+/** The secret holds `keys` with nothing in it. */
+export function emptyKeys(name: string): VeilError {
+  return new VeilError('BAD_SECRET', `the IPsec key secret "${name}" has an empty "${IPSEC_SECRET_DATA_KEY}" value: it holds no key`,
+    `put a key in it: veil secret patch ${name} -p '{"stringData":{"${IPSEC_SECRET_DATA_KEY}":"3+ rfc4106(gcm(aes)) '$(openssl rand -hex 20)' 128"}}'`);
 }
 
 /** Creates the secret with a fresh key id 1; refuses (cilium-cli's message) if the secret exists. */
@@ -51,8 +78,15 @@ export async function rotateIpsecKeySecret(reg: Registry, name: string, algo: Ke
     if (raw === undefined) { failure = new VeilError('BAD_SECRET', `IPsec secret "${name}" has no data key "${IPSEC_SECRET_DATA_KEY}"`); return undefined; }
     const r = rotateKeyLine(Buffer.from(raw, 'base64').toString('utf8'), random, algo);
     if (!r.ok) { failure = r.error; return undefined; }
+    const next = { ...cur, data: { ...cur.data, [IPSEC_SECRET_DATA_KEY]: encode(r.value.line) } };
+    try {
+      checkIpsecSecretWrite(name, cur, next);
+    } catch (e) {
+      failure = e as VeilError;
+      return undefined;
+    }
     rotated = r.value;
-    return { ...cur, data: { ...cur.data, [IPSEC_SECRET_DATA_KEY]: encode(r.value.line) } };
+    return next;
   });
   if (failure) throw failure;
   return rotated!;

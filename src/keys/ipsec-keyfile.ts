@@ -109,8 +109,26 @@ export function parseSpiField(field: string): SpiResult {
   return { ok: true, spi: n, plus };
 }
 
+/**
+ * One key line after Cilium's own checks: what the rotation rules need (id, KeyLen), and key() for
+ * veil's own checks (algorithms it implements, key sizes), which come after the rotation rules, as
+ * the kernel's checks come after Cilium's.
+ */
+export interface KeyLine {
+  spi: number;
+  keyLen: number;
+  lineNo: number;
+  key(): Result<IpsecKey>;
+}
+
 /** Parses one key line (already split off and CR-stripped). lineNo only feeds the hint. */
 export function parseKeyLine(line: string, lineNo = 1): Result<IpsecKey> {
+  const l = readKeyLine(line, lineNo);
+  return l.ok ? l.value.key() : l;
+}
+
+/** Cilium's checks of one key line, in Cilium's order; veil's own follow in key(). */
+export function readKeyLine(line: string, lineNo = 1): Result<KeyLine> {
   const f = line.trim().split(/\s+/);
   if (f.length < 3) return formatError('missing IPSec key or invalid format', lineNo);
   // Cilium <= 1.19 panics on a leading space and 1.20 reads an empty id: refuse with 1.20's words.
@@ -129,15 +147,15 @@ export function parseKeyLine(line: string, lineNo = 1): Result<IpsecKey> {
   }
   if (f.length > 5) return formatError('invalid format: too many fields in the IPsec secret', lineNo);
   const { spi, plus } = spiResult;
-  if (f.length === 4) return parseAeadFields(f as [string, string, string, string], spi, plus, lineNo);
+  if (f.length === 4) return readAeadFields(f as [string, string, string, string], spi, plus, lineNo);
   if (f.length === 3) {
     // Cilium indexes a fifth field here and panics.
     return formatError(`invalid format: ${f.length} fields in the IPsec secret; an AEAD key has 4 and an authentication + encryption key has 5`, lineNo);
   }
-  return parseAuthEncFields(f as [string, string, string, string, string], spi, plus, lineNo);
+  return readAuthEncFields(f as [string, string, string, string, string], spi, plus, lineNo);
 }
 
-function parseAeadFields(f: [string, string, string, string], spi: number, plus: boolean, lineNo: number): Result<IpsecKey> {
+function readAeadFields(f: [string, string, string, string], spi: number, plus: boolean, lineNo: number): Result<KeyLine> {
   const [, name, keyField, icvField] = f;
   if (!name.startsWith('rfc')) return formatError(`invalid AEAD algorithm "${name}"`, lineNo);
   const key = decodeKeyField(keyField);
@@ -145,7 +163,11 @@ function parseAeadFields(f: [string, string, string, string], spi: number, plus:
   const icv = atoi(icvField);
   if (icv === undefined) return formatError('ICV length is invalid or missing', lineNo);
   if (icv !== 96 && icv !== 128 && icv !== 256) return formatError('only ICV lengths 96, 128, and 256 are accepted', lineNo);
-  // veil's own checks: Cilium hands these to the kernel.
+  return ok({ spi, keyLen: icv / 8, lineNo, key: () => aeadKey(name, key, icv, spi, plus, lineNo) });
+}
+
+/** veil's own checks of an AEAD line: Cilium hands these to the kernel. */
+function aeadKey(name: string, key: Uint8Array, icv: 96 | 128 | 256, spi: number, plus: boolean, lineNo: number): Result<IpsecKey> {
   if (name !== AEAD_GCM) {
     return unsupported(`unsupported AEAD algorithm "${name}": veil implements ${AEAD_GCM}`, lineNo, `use ${AEAD_GCM}`);
   }
@@ -161,15 +183,22 @@ function parseAeadFields(f: [string, string, string, string], spi: number, plus:
   return ok({ kind: 'aead', spi, plus, keyLen: icv / 8, reqid: 1, name: AEAD_GCM, key, icvBits: icv });
 }
 
-function parseAuthEncFields(
+function readAuthEncFields(
   f: [string, string, string, string, string], spi: number, plus: boolean, lineNo: number,
-): Result<IpsecKey> {
+): Result<KeyLine> {
   const [, auth, authField, enc, encField] = f;
   const authKey = decodeKeyField(authField);
   if (!authKey) return formatError(`unable to decode authentication key string "${authField}"`, lineNo, 'the key is an even number of hex digits');
   const encKey = decodeKeyField(encField);
   if (!encKey) return formatError(`unable to decode encryption key string "${encField}"`, lineNo, 'the key is an even number of hex digits');
-  // veil's own checks: Cilium hands these to the kernel.
+  const keyLen = hexLength(authField);
+  return ok({ spi, keyLen, lineNo, key: () => authEncKey(auth, authKey, enc, encKey, keyLen, spi, plus, lineNo) });
+}
+
+/** veil's own checks of an authentication + encryption line: Cilium hands these to the kernel. */
+function authEncKey(
+  auth: string, authKey: Uint8Array, enc: string, encKey: Uint8Array, keyLen: number, spi: number, plus: boolean, lineNo: number,
+): Result<IpsecKey> {
   const better = `use ${AUTH_SHA256} or ${AUTH_SHA512} with ${ENC_CBC_AES}, or ${AEAD_GCM}`;
   if (auth === 'digest_null') {
     return unsupported('authentication algorithm "digest_null" refused: it provides no integrity protection', lineNo, better);
@@ -190,17 +219,22 @@ function parseAuthEncFields(
     return formatError(`invalid ${ENC_CBC_AES} key length: ${encKey.length} bytes; it must be 16, 24 or 32 bytes`, lineNo,
       '`veil encryption create-key` generates 16 bytes (32 hex characters)');
   }
-  return ok({ kind: 'authenc', spi, plus, keyLen: hexLength(authField), reqid: 1, auth, authKey, enc: ENC_CBC_AES, encKey });
+  return ok({ kind: 'authenc', spi, plus, keyLen, reqid: 1, auth, authKey, enc: ENC_CBC_AES, encKey });
+}
+
+/** The lines of a key file, refused when there is none. */
+export function keyFileNonEmptyLines(text: string): Result<string[]> {
+  const lines = keyFileLines(text);
+  if (!lines.ok) return lines;
+  // Cilium accepts an empty file and runs with SPI 0 (PR #45641).
+  if (lines.value.length === 0) return formatError('the IPsec key file is empty', 1);
+  return lines;
 }
 
 /** Parses a whole key file: every line is a full key, applied in order. An empty file is refused. */
 export function parseKeyFile(text: string): Result<IpsecKey[]> {
-  const lines = keyFileLines(text);
+  const lines = keyFileNonEmptyLines(text);
   if (!lines.ok) return lines;
-  if (lines.value.length === 0) {
-    // Cilium accepts this and runs with SPI 0 (PR #45641).
-    return formatError('the IPsec key file is empty', 1);
-  }
   const keys: IpsecKey[] = [];
   for (let i = 0; i < lines.value.length; i++) {
     const key = parseKeyLine(lines.value[i]!, i + 1);

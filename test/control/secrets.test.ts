@@ -69,13 +69,18 @@ test('the veil secret CLI: the seed tutorial commands', () => {
   const env = { ...process.env, VEIL_HOME: join(home, 'cli'), VEIL_CLUSTER: 'tsec' };
   const veil = (...args: string[]) => spawnSync(process.execPath, ['dist/src/cli/main.js', 'secret', ...args], { encoding: 'utf8', env });
   assert.equal(spawnSync(process.execPath, ['dist/src/cli/main.js', 'cluster', 'add', 'tsec', '--etcd-endpoints', t.etcd.endpoints.join(',')], { env }).status, 0);
-  const keys = '3+ rfc4106(gcm(aes)) 5a2f4c0e 128';
+  const keys = '3+ rfc4106(gcm(aes)) 0123456789abcdef0123456789abcdef01234567 128';
   assert.equal(veil('create', 'generic', 'ipsec-keys', `--from-literal=keys=${keys}`).status, 0);
   assert.equal(veil('get', 'ipsec-keys', '-o', 'go-template={{.data.keys | base64decode}}{{"\\n"}}').stdout, keys + '\n');
   assert.match(veil('get', 'ipsec-keys').stdout, /^NAME\s+TYPE\s+DATA\s+AGE\nipsec-keys\s+Opaque\s+1\s+\d+s\n$/);
-  const p = veil('patch', 'ipsec-keys', '-p', '{"stringData":{"keys":"4+ rotated"}}');
+  const rotated = '4+ rfc4106(gcm(aes)) 89abcdef0123456789abcdef0123456789abcdef 128';
+  const p = veil('patch', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: rotated } }));
   assert.equal(p.status, 0, p.stderr);
-  assert.equal(JSON.parse(veil('get', 'ipsec-keys', '-o', 'json').stdout).data.keys, Buffer.from('4+ rotated').toString('base64'));
+  assert.equal(JSON.parse(veil('get', 'ipsec-keys', '-o', 'json').stdout).data.keys, Buffer.from(rotated).toString('base64'));
+  // the IPsec key secret is checked as agents check it: a key they would refuse is not written
+  const refused = veil('patch', 'ipsec-keys', '-p', '{"stringData":{"keys":"4+ rotated"}}');
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /refused: every agent would refuse this IPsec key file: invalid format: 2 fields|refused: every agent would refuse this IPsec key file: missing IPSec key or invalid format/);
   writeFileSync(join(home, 'k.txt'), 'from file');
   assert.equal(veil('create', 'f', '--from-file', `x=${join(home, 'k.txt')}`).status, 0);
   assert.equal(veil('get', 'f', '-o', 'yaml').stdout.includes(`x: ${Buffer.from('from file').toString('base64')}`), true);

@@ -14,6 +14,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Healthz, IpsecEncryptStatus } from '../../src/agent/api.js';
+import { openRegistry } from '../../src/control/cluster.js';
 
 // Unique per run: namespace names are machine-wide, and a second run of this file (another
 // checkout's test suite) must neither collide with this lab nor tear it down.
@@ -125,6 +126,15 @@ function pingOk(from: string, to: string, count = 3): void {
 }
 const keyLine = (id: number) => `${id}+ rfc4106(gcm(aes)) ${randomBytes(20).toString('hex')} 128`;
 const patchKeys = (value: string) => ok(veil('secret', 'patch', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: value } })));
+/** Writes the key file past veil's CLI, as another tool (kubectl, etcdctl, an older veil) may. */
+async function writeKeysUnchecked(value: string): Promise<void> {
+  const reg = openRegistry(CLUSTER);
+  try {
+    await reg.mutate('Secret', 'ipsec-keys', (cur) => ({ ...cur!, data: { ...cur!.data, keys: Buffer.from(value).toString('base64') } }));
+  } finally {
+    reg.close();
+  }
+}
 
 let labIsOurs = false; // only a lab this run created is torn down
 let keyId = 3; // the key id in force, as the tests move it
@@ -156,6 +166,15 @@ test('e2e ipsec: install without the key secret fails with a clear message and i
   const r = veil('install', '--encryption', 'ipsec');
   assert.equal(r.status, 1);
   assert.match(r.stderr, /IPsec needs the key secret "ipsec-keys", which does not exist.*veil secret create ipsec-keys/);
+  // an empty key file is refused where it is written, and by install when another tool wrote it
+  const empty = veil('secret', 'create', 'ipsec-keys', '--from-literal', 'keys=');
+  assert.equal(empty.status, 1);
+  assert.match(empty.stderr, /the IPsec key secret "ipsec-keys" has an empty "keys" value: it holds no key/);
+  ok(veil('secret', 'create', 'other-keys', '--from-literal', 'keys=')); // not the IPsec secret (yet)
+  const install = veil('install', '--encryption', 'ipsec', '--set', 'encryption.ipsec.secretName=other-keys');
+  assert.equal(install.status, 1);
+  assert.match(install.stderr, /the IPsec key secret "other-keys" has an empty "keys" value: it holds no key: put a key in it: veil secret patch other-keys/);
+  ok(veil('secret', 'delete', 'other-keys'));
   assert.equal(veil('agent', 'status', WORKER).status, 1, 'no agent runs');
 });
 
@@ -299,17 +318,25 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
   await until('the SAs of key 4 to go', () => NODES.every((n) => encryptStatus(n)['ipsec']['keys-in-use'] === (NODES.length - 1) * 2), ROTATION_S * 1000 + 20_000);
 });
 
-test('e2e ipsec: bad key files degrade health with the error, the key in force stays, traffic flows', { timeout: 60_000 }, async () => {
+test('e2e ipsec: bad key files are refused by `veil secret patch` with the agents\' messages; written past the CLI they degrade health with the error, the key in force stays, traffic flows', { timeout: 60_000 }, async () => {
   const inForce = ok(veil('encryption', 'key-status')).replace(/^IPsec key: /, '').trim();
   const cases: [string, string, RegExp][] = [
     ['garbage', 'this is not a key file', /failed to parse SPI: the first argument of the IPsec secret is not a number/],
     ['reused key id', keyLine(keyId), /invalid SPI: changing IPSec keys requires incrementing the key id/],
     // Cilium's KeyLen of an AEAD key is its ICV length (spec §6): a 96-bit ICV changes it, a longer AES key does not
     ['key length change', `${keyId + 1}+ rfc4106(gcm(aes)) ${randomBytes(20).toString('hex')} 96`, /invalid key rotation: key length must not change/],
+    // Cilium's order: the KeyLen rule (digest_null "" has KeyLen 0) before veil's refusal of digest_null
+    ['digest_null second line', `${inForce}\n${keyId + 1}+ digest_null "" cipher_null ""`, /invalid key rotation: key length must not change/],
     ['skipped id', keyLine(keyId + 2), new RegExp(`key id ${keyId + 2} does not follow key id ${keyId}`)],
   ];
   for (const [what, value, error] of cases) {
-    patchKeys(value);
+    const refused = veil('secret', 'patch', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: value } }));
+    assert.equal(refused.status, 1, `${what}: refused at the source`);
+    assert.match(refused.stderr, new RegExp(`refused: every agent would refuse this IPsec key file: (invalid key rotation: )?${error.source}`));
+    assert.equal(ok(veil('encryption', 'key-status')).replace(/^IPsec key: /, '').trim(), inForce, `${what}: the secret is unchanged`);
+  }
+  for (const [what, value, error] of cases) {
+    await writeKeysUnchecked(value);
     for (const n of NODES) {
       const check = await until(`${what}: degraded health on ${n}`, () => {
         const h = agentHealth(n);
@@ -329,7 +356,7 @@ test('e2e ipsec: bad key files degrade health with the error, the key in force s
   assert.deepEqual([...new Set(esp.map((p) => p.spi))], [keyId], `the wire still carries spi=${keyId} only`);
   assert.ok(esp.length > 5);
   // the file as it was: healthy again, nothing rotated
-  patchKeys(inForce);
+  await writeKeysUnchecked(inForce);
   await until('healthy ipsec-keys again', () => NODES.every((n) => agentHealth(n).health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000);
   assert.ok(allActive(keyId));
 });

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseKeyFile, parseKeyLine, decodeKeyField, type IpsecKey } from '../../src/keys/ipsec-keyfile.js';
-import { IpsecKeyLoader } from '../../src/keys/ipsec-key-loader.js';
+import { checkKeyFileUpdate, IpsecKeyLoader } from '../../src/keys/ipsec-key-loader.js';
 import { ciliumOverhead, espInUdpOverhead, ipsecTunnelMtu } from '../../src/keys/ipsec-mtu.js';
 
 const K20 = '0123456789abcdef0123456789abcdef01234567'; // 20 bytes: AES-128 + salt
@@ -213,4 +213,44 @@ test('§6 KeyLen and MTU: Cilium overhead, real ESP-in-UDP overhead, the larger 
   const sha512 = key(`3+ hmac(sha512) ${H32} cbc(aes) ${A16}`);
   assert.equal(espInUdpOverhead(sha512, 4), 20 + 8 + 8 + 16 + 15 + 2 + 32);
   assert.equal(ipsecTunnelMtu(1500, sha512).mtu, 1500 - 125);
+});
+
+test('loader: each line in Cilium\'s order, grammar, then Cilium\'s rotation rules, then veil\'s own refusals; a rotation error stops before a later line', () => {
+  const loaded = (first: string) => { const l = new IpsecKeyLoader(); assert.ok(l.load(first, 0).ok); return l; };
+  const gcm3 = `3+ rfc4106(gcm(aes)) ${K20} 128`;
+  const sha3 = `3+ hmac(sha256) ${H16} cbc(aes) ${A16}`; // KeyLen 32 (hex characters of the auth key)
+  // digest_null "" has KeyLen 0: Cilium says the key length changed before the kernel sees digest_null
+  for (const [inForce, next] of [[gcm3, '4+ digest_null "" cipher_null ""'], [sha3, '4+ digest_null "" cipher_null ""']] as const) {
+    const second = loaded(inForce).load(`${inForce}\n${next}`, 0);
+    assert.ok(!second.ok);
+    assert.equal(second.error.message, 'invalid key rotation: key length must not change');
+    const first = new IpsecKeyLoader().load(`${inForce}\n${next}`, 0);
+    assert.ok(!first.ok && first.error.message === 'invalid key rotation: key length must not change', 'also as the second line of a first load');
+  }
+  // same KeyLen: the rotation passes Cilium's rules and veil refuses the algorithm
+  const nul = loaded(`3+ hmac(sha256) ${H16} cbc(aes) ${A16}`).load(`4+ digest_null ${H16} cipher_null ${A16}`, 0);
+  assert.ok(!nul.ok && nul.error.message.startsWith('authentication algorithm "digest_null" refused'));
+  // same id and an unsupported algorithm: the same-SPI rule comes first
+  const same = loaded(gcm3).load('3+ rfc7539esp(chacha20,poly1305) aa 128', 0);
+  assert.ok(!same.ok && same.error.message === 'invalid SPI: changing IPSec keys requires incrementing the key id');
+  // a rotation error on line 2 is reported before a grammar error on line 3
+  const order = new IpsecKeyLoader().load(`${gcm3}\n${gcm3.replace(K20, K28.slice(0, 40))}\nnot a key`, 0);
+  assert.ok(!order.ok && order.error.message === 'invalid SPI: changing IPSec keys requires incrementing the key id');
+  // grammar before rotation: a bad line 2 is a format error even with the same id
+  const grammar = loaded(gcm3).load('3+ rfc4106(gcm(aes)) xyz 128', 0);
+  assert.ok(!grammar.ok && /unable to decode AEAD key string/.test(grammar.error.message));
+});
+
+test('checkKeyFileUpdate: a key file is checked against the one agents loaded before, as they check it', () => {
+  const gcm3 = `3+ rfc4106(gcm(aes)) ${K20} 128`;
+  const msg = (prev: string | undefined, next: string) => { const r = checkKeyFileUpdate(prev, next); return r.ok ? 'ok' : r.error.message; };
+  assert.equal(msg(undefined, gcm3), 'ok');
+  assert.equal(msg(gcm3, gcm3), 'ok', 'unchanged');
+  assert.equal(msg(gcm3, `4+ rfc4106(gcm(aes)) ${K28.slice(0, 40)} 128`), 'ok', 'the next id');
+  assert.equal(msg(gcm3, `3+ rfc4106(gcm(aes)) ${K28.slice(0, 40)} 128`), 'invalid SPI: changing IPSec keys requires incrementing the key id');
+  assert.equal(msg(gcm3, `4+ rfc4106(gcm(aes)) ${K20} 96`), 'invalid key rotation: key length must not change');
+  assert.equal(msg(gcm3, `4+ hmac(sha256) ${H16} cbc(aes) ${A16}`), 'invalid key rotation: key length must not change', 'an algorithm change');
+  assert.match(msg(gcm3, `5+ rfc4106(gcm(aes)) ${K20} 128`), /key id 5 does not follow key id 3/);
+  assert.match(msg(gcm3, ''), /the IPsec key file is empty/);
+  assert.match(msg('garbage', gcm3.replace('3+', '7+')), /^ok$/, 'after a file agents refused, the next is checked as a first load');
 });
