@@ -123,8 +123,9 @@ test('the member a watch streams from stops answering with its TCP up (SIGSTOP):
   // The watch may use only followers, so that stopping its member leaves the writes undisturbed.
   const status = await memberStatus();
   const followers = [0, 1, 2].filter((i) => !status.get(t.etcd.members[i]!.clientUrl)!.leader);
-  // A 250 ms stall deadline: the watch must move long before gRPC's keepalive could notice the
-  // silence (a ping unanswered for 5 s), so only the watchdog can make the bound below.
+  // A 250 ms stall deadline: the watch must move because the watchdog saw the silence (its own
+  // error says so), not because gRPC's keepalive did (a ping every 10 s, unanswered for 5 s). The
+  // deadline is generous: a loaded machine can delay the move, the cause is what is asserted.
   let stoppedAt = 0;
   const errors: string[] = [];
   const onWatchError = (e: Error) => errors.push(`${Date.now() - stoppedAt} ms: ${e.message}`);
@@ -141,10 +142,13 @@ test('the member a watch streams from stops answering with its TCP up (SIGSTOP):
   const pid = t.etcd.members[victim]!.process!.pid!;
   process.kill(pid, 'SIGSTOP');
   stoppedAt = Date.now();
+  errors.length = 0; // only what the watch saw after the member fell silent
   try {
     for (let i = 0; i < 5; i++) written.push(await bump(writer, 'a'));
-    const boundMs = 4500;
+    const boundMs = 30_000;
     await waitFor(() => seen.length >= 10, Math.max(0, stoppedAt + boundMs - Date.now()), () => `${seen.length}/10 events within ${boundMs} ms of the SIGSTOP (watch errors: ${errors.join('; ')})`);
+    console.log(`watch moved on ${Date.now() - stoppedAt} ms after the SIGSTOP (${errors.join('; ')})`);
+    assert.ok(errors.some((e) => /progress request|stream was created|no etcd member answered/.test(e)), `the watchdog moved the watch (watch errors: ${errors.join('; ')})`);
   } finally {
     process.kill(pid, 'SIGCONT');
   }
