@@ -94,7 +94,10 @@ const get = command({
     const reg = openRegistry(cluster);
     let items: RegistryObject[];
     let leases: Map<string, RegistryObject>;
-    try { items = await reg.list(kind); leases = await leasesByName(reg); } finally { reg.close(); }
+    let invalid: { key: string; reason: string }[];
+    try { items = await reg.list(kind); leases = await leasesByName(reg); invalid = reg.invalidObjects?.() ?? []; } finally { reg.close(); }
+    // garbage where an object should be: skipped, and named (on stderr: the list itself stays parseable)
+    for (const o of invalid) console.error(`warning: ${o.key} is not a valid object, skipped: ${o.reason} (fix or delete it: etcdctl del ${o.key})`);
     if (out === 'json' || out === 'yaml') {
       printStructured({ apiVersion: 'v1', kind: 'List', items: items.map((o) => ({ apiVersion: 'v1', ...o })) }, out);
       return 0;

@@ -135,7 +135,9 @@ function supervisionNote(s: NodeObservation['supervision'], now: number): string
   return `: ${parts.join('; ')}`;
 }
 
-export function buildStatusReport(input: { cluster: string; version: string; settings?: Settings; observations: NodeObservation[]; now: number; registry?: RegistryMember[] }): StatusReport {
+export function buildStatusReport(input: { cluster: string; version: string; settings?: Settings; observations: NodeObservation[]; now: number; registry?: RegistryMember[];
+  /** Registry values that are no valid object (garbage, oversized), by key: skipped, and named. */
+  invalidObjects?: { key: string; reason: string }[] }): StatusReport {
   const installed = !!input.settings?.['encryption.enabled'];
   const nodes = input.observations.map((o) => nodeReport(o, installed, input.now));
   const encNodes: NodeEncryption[] = nodes.map((n, i) => ({
@@ -144,6 +146,7 @@ export function buildStatusReport(input: { cluster: string; version: string; set
   }));
   const encryption = summarizeEncryption(encNodes, { ipsecEnabled: installed && input.settings?.['encryption.type'] === 'ipsec' });
   const errors = nodes.flatMap((n) => n.errors.map((reason) => ({ node: n.name, reason })));
+  for (const o of input.invalidObjects ?? []) errors.push({ node: 'registry', reason: `${o.key} is not a valid object, skipped: ${o.reason}` });
   const agents = {
     desired: installed ? nodes.length : 0,
     running: nodes.filter((n) => n.running).length,

@@ -58,5 +58,5 @@ export async function clusterStatus(cluster: string, reg: Registry): Promise<Sta
   const settings = await readSettings(reg);
   const observations = await observeNodes(cluster, reg, settings);
   const registry = await reg.members?.();
-  return buildStatusReport({ cluster, version: veilVersion(), settings, observations, now: Date.now(), registry });
+  return buildStatusReport({ cluster, version: veilVersion(), settings, observations, now: Date.now(), registry, invalidObjects: reg.invalidObjects?.() });
 }

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import type { EtcdWatch } from '../../src/control/etcd/etcd-watch.js';
 import type { WatchEvent } from '../../src/control/registry.js';
 import { isVeilError } from '../../src/util/errors.js';
+import { etcd3 } from '../../src/control/etcd/etcd3-lib.js';
+import { MAX_OBJECT_BYTES } from '../../src/control/etcd/object-codec.js';
 import { etcdChild, etcdForTests, regOptions, waitFor } from './etcd-helpers.js';
 
 const t = etcdForTests({ members: 1 });
@@ -128,6 +130,27 @@ test('garbage at a node key is skipped and reported; list and watch keep going',
   w.stop();
   assert.deepEqual(seen, ['ADDED good1', 'ADDED good2', 'ADDED bad']);
   assert.deepEqual(reg.invalidObjects(), []);
+});
+
+test('oversized values are refused by their size, unread, and named; a list page they fill (over the default 4 MiB of gRPC) still returns the rest; etcd refuses 60 MB itself', async () => {
+  const reg = freshRegistry();
+  const c = reg.cluster;
+  const raw = new (etcd3().Etcd3)({ hosts: t.etcd.endpoints });
+  try {
+    // four values under etcd's 1.5 MiB request limit, together over what one gRPC answer may carry
+    for (let i = 0; i < 4; i++) {
+      await raw.put(`veil/${c}/nodes/big${i}`).value(JSON.stringify({ kind: 'Node', metadata: { name: `big${i}`, annotations: { x: 'a'.repeat(1_400_000) } } }));
+    }
+    await reg.create({ kind: 'Node', metadata: { name: 'good' } });
+    assert.deepEqual((await reg.list('Node')).map((o) => o.metadata.name), ['good']);
+    const invalid = reg.invalidObjects();
+    assert.deepEqual(invalid.map((o) => o.key).sort(), [0, 1, 2, 3].map((i) => `veil/${c}/nodes/big${i}`));
+    for (const o of invalid) assert.match(o.reason, new RegExp(`^\\d+ bytes, more than the ${MAX_OBJECT_BYTES} a veil object may hold \\(not read\\)$`));
+    await assert.rejects(reg.get('Node', 'big0'), (e) => isVeilError(e) && e.code === 'INVALID_OBJECT' && /bytes, more than/.test(e.message));
+    await assert.rejects(raw.put(`veil/${c}/nodes/huge`).value(Buffer.alloc(60_000_000, 0x61)).exec(), /received message larger than max|request is too large/);
+  } finally {
+    raw.close();
+  }
 });
 
 test('a watch from a revision that was already compacted relists instead of failing', async () => {

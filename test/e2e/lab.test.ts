@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { registerPid } from '../../src/lab/pids.js';
+import { registerPid, unregisterPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
 import { ok, veilCli } from './cli.js';
 
@@ -43,13 +43,17 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   const bootIds = nodes.map((n: { spec: { bootIDFile: string } }) => readFileSync(n.spec.bootIDFile, 'utf8').trim());
   assert.equal(new Set(bootIds).size, 4, 'each node has its own boot id');
 
-  // NotReady until an agent reports; a ready report and a live liveness lease in the registry make it Ready
+  // NotReady until an agent reports; a ready report, a live liveness lease in the registry and the
+  // reporting agent's process running (this test process stands in for it) make it Ready
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s+<none>\\s+\\d+s\\s+172\\.18\\.0\\.3\\s+10\\.244\\.1\\.0/24$`, 'm'));
   const reg = openRegistry(CLUSTER);
   await reg.mutate('Node', `${CLUSTER}-worker`, (cur) => cur && { ...cur, status: { agent: { ready: true, pid: process.pid } } });
+  registerPid(CLUSTER, `agent-${CLUSTER}-worker`, process.pid);
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s`, 'm'), 'no lease: not ready');
   const lease = await reg.holdLease(`${CLUSTER}-worker`, 15, { pid: process.pid });
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+Ready\\s`, 'm'));
+  unregisterPid(CLUSTER, `agent-${CLUSTER}-worker`); // lab down must not stop this process
+  assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s`, 'm'), 'the reporting agent is not running: not ready');
   await lease.release();
   reg.close();
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-control-plane\\s+NotReady\\s+control-plane\\s`, 'm'));

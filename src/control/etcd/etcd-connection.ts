@@ -55,6 +55,9 @@ export function readPassword(opts: EtcdConnectionOptions): string | undefined {
   return readPem('password', opts.passwordFile).toString('utf8').split('\n')[0]!.trimEnd();
 }
 
+/** The largest answer the client takes from etcd (values over MAX_OBJECT_BYTES are then refused unread). */
+export const MAX_RECEIVE_BYTES = 100 * 1024 * 1024;
+
 /** A client for these settings. It connects lazily: nothing is dialled before the first call. */
 export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
   checkEndpoints(opts.endpoints);
@@ -71,7 +74,12 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
     // A unary call never hangs; streams (watch, keepalive) live on and are watched by keepalive pings.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     dialTimeout: timeout,
-    grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000 },
+    grpcOptions: {
+      'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000,
+      // A list page (64 values) or a batch of watch events of etcd's largest values: gRPC's 4 MiB
+      // default would refuse a few oversized values that anyone with write access can put.
+      'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
+    },
     faultHandling: faultHandling(),
   };
   if (tls && (opts.ca || opts.cert)) {

@@ -3,7 +3,7 @@
 // create_revision == 0, update a compare-and-swap on mod_revision, mutate read + CAS retried.
 // Values that are not valid objects (someone else's garbage) are skipped by list and watch and
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
-import type { Etcd3, IKeyValue } from 'etcd3';
+import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
 import type { Kind, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
@@ -16,6 +16,8 @@ import { EtcdLease } from './etcd-lease.js';
 import { prefixRange } from './etcd3-lib.js';
 
 const MEMBER_CHECK_TIMEOUT_MS = 1500;
+/** Values per list page: 64 of etcd's largest (1.5 MiB by default) fit in MAX_RECEIVE_BYTES. */
+const LIST_PAGE = 64;
 
 export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   /** The veil cluster: the key prefix veil/<cluster>/. */
@@ -69,9 +71,8 @@ export class EtcdRegistry implements Registry {
 
   async list(kind: Kind): Promise<RegistryObject[]> {
     checkKind(kind);
-    const res = await this.call(`listing ${kind} objects`, () => this.client.kv.range(prefixRange(kindPrefix(this.cluster, kind))));
     const out: RegistryObject[] = [];
-    for (const kv of res.kvs) {
+    for await (const kv of this.rangePages(kind)) {
       const dec = decodeObject(this.cluster, kv);
       this.report(dec.key, dec.ok ? undefined : dec.reason);
       if (dec.ok) out.push(dec.object);
@@ -218,6 +219,26 @@ export class EtcdRegistry implements Registry {
   }
 
   // ---- helpers ----
+
+  /**
+   * Every key-value of a kind, in pages read at one revision (a consistent list). A page holds at
+   * most LIST_PAGE values, each at most etcd's request limit (1.5 MiB by default), so it always fits
+   * in what the client takes (MAX_RECEIVE_BYTES): a few oversized values never make the whole list
+   * fail. (A refused answer would not do: etcd3 takes RESOURCE_EXHAUSTED for a connection fault and
+   * resets the connection, watches and lease keepalives with it.)
+   */
+  private async *rangePages(kind: Kind): AsyncGenerator<IKeyValue> {
+    const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
+    let from = key;
+    let revision: string | undefined;
+    for (;;) {
+      const res: IRangeResponse = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: from, range_end, limit: LIST_PAGE, ...(revision ? { revision } : {}) }));
+      revision ??= res.header.revision;
+      yield* res.kvs;
+      if (!res.more || !res.kvs.length) return;
+      from = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+    }
+  }
 
   private async readKv(kind: Kind, name: string): Promise<IKeyValue | undefined> {
     const res = await this.call(`reading ${kind} '${name}'`, () => this.client.kv.range({ key: Buffer.from(objectKey(this.cluster, kind, name)) }));

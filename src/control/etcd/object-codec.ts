@@ -12,6 +12,14 @@ export function encodeObject(obj: RegistryObject): string {
   return JSON.stringify(stored);
 }
 
+/**
+ * The most a stored object may hold. A node object is a few KiB; anyone who can write to etcd can
+ * put up to etcd's request limit (1.5 MiB by default, more where raised) at a key, and every agent
+ * lists every node: such a value is refused by its size before it is parsed (a 60 MB one once took
+ * agents from 70 MB to over 400 MB).
+ */
+export const MAX_OBJECT_BYTES = 512 * 1024;
+
 export type Decoded =
   | { ok: true; key: string; object: RegistryObject }
   | { ok: false; key: string; reason: string };
@@ -21,6 +29,9 @@ export function decodeObject(cluster: string, kv: IKeyValue): Decoded {
   const key = kv.key.toString();
   const where = parseObjectKey(cluster, key);
   if (!where) return { ok: false, key, reason: 'the key is not veil/<cluster>/<kind>/<name>' };
+  if (kv.value.length > MAX_OBJECT_BYTES) {
+    return { ok: false, key, reason: `${kv.value.length} bytes, more than the ${MAX_OBJECT_BYTES} a veil object may hold (not read)` };
+  }
   let value: unknown;
   try {
     value = JSON.parse(kv.value.toString());
