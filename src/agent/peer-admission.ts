@@ -2,7 +2,12 @@
 // that claims an address or pod CIDR another node already holds (or this node's own, or a pod CIDR
 // over node addresses, such as the underlay subnet) is refused, naming both, and the first claim is
 // kept. Without this, a forged object would take over another node's pods.
-import { cidrContains, cidrContainsCidr, cidrsOverlap, parseCidr, parseIp, type Cidr, type IpAddress } from '../net/cidr.js';
+//
+// Incremental: one node's change re-decides that node and only the nodes whose claims overlap its
+// old or new ones (an address index answers "who overlaps this range" without a scan), so the cost
+// of an event does not grow with the cluster. The result is the same as admitting every node in
+// age order, each against the nodes admitted before it.
+import { cidrContains, cidrContainsCidr, cidrsOverlap, maskAddress, parseCidr, parseIp, type Cidr, type IpAddress, type IpFamily } from '../net/cidr.js';
 
 export interface Claim {
   name: string;
@@ -39,28 +44,229 @@ function collision(candidate: Parsed, holder: Parsed, whose: string): string | u
   return undefined;
 }
 
+/** One claimed range (an address is a full-length range) in the index. */
+interface Range { owner: string; family: IpFamily; bits: number; start: string; end: string }
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: number): Range {
+  const start = maskAddress(bytes, bits);
+  const end = Uint8Array.from(start);
+  for (let i = bits; i < end.length * 8; i++) end[i >> 3]! |= 0x80 >> (i & 7);
+  return { owner, family, bits, start: hex(start), end: hex(end) };
+}
+
+/**
+ * Address ranges by owner. Prefixes are nested or disjoint, so a range overlaps another exactly when
+ * one contains the other: the containing ones are found by one lookup per prefix length in use, the
+ * contained ones by a binary search in the ranges sorted by start.
+ */
+class RangeIndex {
+  private readonly exact = new Map<string, Set<Range>>();
+  private readonly lengths = new Map<string, Map<number, number>>(); // family -> bits -> ranges of that length
+  private readonly sorted = new Map<IpFamily, Range[]>();
+
+  private static key(family: IpFamily, bits: number, start: string): string {
+    return `${family}/${bits}/${start}`;
+  }
+
+  add(r: Range): void {
+    const k = RangeIndex.key(r.family, r.bits, r.start);
+    let s = this.exact.get(k);
+    if (!s) this.exact.set(k, (s = new Set()));
+    s.add(r);
+    const lens = this.lengths.get(String(r.family)) ?? new Map<number, number>();
+    this.lengths.set(String(r.family), lens);
+    lens.set(r.bits, (lens.get(r.bits) ?? 0) + 1);
+    const arr = this.sorted.get(r.family) ?? [];
+    this.sorted.set(r.family, arr);
+    arr.splice(lowerBound(arr, r.start), 0, r);
+  }
+
+  remove(r: Range): void {
+    const k = RangeIndex.key(r.family, r.bits, r.start);
+    const s = this.exact.get(k);
+    s?.delete(r);
+    if (s && !s.size) this.exact.delete(k);
+    const lens = this.lengths.get(String(r.family))!;
+    const n = lens.get(r.bits)! - 1;
+    if (n) lens.set(r.bits, n); else lens.delete(r.bits);
+    const arr = this.sorted.get(r.family)!;
+    for (let i = lowerBound(arr, r.start); i < arr.length && arr[i]!.start === r.start; i++) {
+      if (arr[i] === r) { arr.splice(i, 1); break; }
+    }
+  }
+
+  /** The owners of ranges that overlap r (r's own owner included if it holds one). */
+  overlapping(r: Range, into: Set<string>): void {
+    const startBytes = Buffer.from(r.start, 'hex');
+    for (const bits of this.lengths.get(String(r.family))?.keys() ?? []) {
+      if (bits > r.bits) continue;
+      const k = RangeIndex.key(r.family, bits, hex(maskAddress(startBytes, bits)));
+      for (const x of this.exact.get(k) ?? []) into.add(x.owner);
+    }
+    const arr = this.sorted.get(r.family) ?? [];
+    for (let i = lowerBound(arr, r.start); i < arr.length && arr[i]!.start <= r.end; i++) into.add(arr[i]!.owner);
+  }
+}
+
+function lowerBound(arr: Range[], start: string): number {
+  let lo = 0;
+  let hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (arr[mid]!.start < start) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+function rangesOf(p: Parsed): Range[] {
+  return [
+    ...p.ips.map(({ ip }) => rangeOf(p.name, ip.family, ip.bytes, ip.bytes.length * 8)),
+    ...p.cidrs.map(({ cidr }) => rangeOf(p.name, cidr.family, cidr.bytes, cidr.prefixLength)),
+  ];
+}
+
+interface Entry<T> { candidate: T; order: string; parsed: Parsed | string; ranges: Range[]; admitted: boolean; reason?: string }
+
+/** The key under which this node's own claim sorts: before every candidate. */
+const SELF_ORDER = '';
+
+/**
+ * The admission of every candidate, kept up to date one change at a time. `order` says who came
+ * first (oldest first: the node source passes creation time and name); this node is older than all.
+ */
+export class PeerAdmission<T extends Claim> {
+  private readonly entries = new Map<string, Entry<T>>();
+  private readonly index = new RangeIndex();
+  private self?: Entry<Claim>;
+  private readonly admittedSet = new Map<string, T>();
+  private readonly refusedMap = new Map<string, string>();
+
+  /** Admitted candidates by name. */
+  get admitted(): ReadonlyMap<string, T> {
+    return this.admittedSet;
+  }
+
+  /** Refused candidates: 'peer NAME' -> why. */
+  get refused(): ReadonlyMap<string, string> {
+    return this.refusedMap;
+  }
+
+  /** This node's own claim (undefined: its object is unusable, it claims nothing). Returns the names whose admission changed. */
+  setSelf(self: Claim | undefined): Set<string> {
+    const affected = new Set<string>();
+    if (this.self) this.unindex(this.self, affected);
+    const parsed = self ? parse(self) : undefined;
+    this.self = self && parsed && typeof parsed !== 'string'
+      ? { candidate: self, order: SELF_ORDER, parsed, ranges: rangesOf(parsed), admitted: true } : undefined;
+    if (this.self) this.indexEntry(this.self, affected);
+    return this.redecide(affected);
+  }
+
+  /** A candidate is new or changed. Returns the names whose admission (or its reason, or the candidate) changed. */
+  upsert(candidate: T, order: string): Set<string> {
+    const affected = new Set<string>([candidate.name]);
+    const was = this.entries.get(candidate.name);
+    if (was) this.unindex(was, affected);
+    const parsed = parse(candidate);
+    const e: Entry<T> = { candidate, order, parsed, ranges: typeof parsed === 'string' ? [] : rangesOf(parsed), admitted: false };
+    this.entries.set(candidate.name, e);
+    this.indexEntry(e, affected);
+    const changed = this.redecide(affected);
+    changed.add(candidate.name);
+    return changed;
+  }
+
+  /** A candidate is gone. Returns the names whose admission changed (its own included). */
+  remove(name: string): Set<string> {
+    const was = this.entries.get(name);
+    if (!was) return new Set();
+    const affected = new Set<string>();
+    this.unindex(was, affected);
+    this.entries.delete(name);
+    this.admittedSet.delete(name);
+    this.refusedMap.delete(`peer ${name}`);
+    affected.delete(name);
+    const changed = this.redecide(affected);
+    changed.add(name);
+    return changed;
+  }
+
+  private indexEntry(e: Entry<Claim>, affected: Set<string>): void {
+    for (const r of e.ranges) { this.index.add(r); this.index.overlapping(r, affected); }
+  }
+
+  private unindex(e: Entry<Claim>, affected: Set<string>): void {
+    for (const r of e.ranges) { this.index.overlapping(r, affected); this.index.remove(r); }
+  }
+
+  private entry(name: string): Entry<Claim> | undefined {
+    return name === this.self?.candidate.name && this.self ? this.self : this.entries.get(name);
+  }
+
+  /** Decides the affected candidates oldest first; a candidate whose verdict flips re-decides the younger ones it overlaps. */
+  private redecide(affected: Set<string>): Set<string> {
+    const changed = new Set<string>();
+    const queue = [...affected].map((n) => this.entries.get(n)).filter((e): e is Entry<T> => !!e);
+    const queued = new Set(queue.map((e) => e.candidate.name));
+    while (queue.length) {
+      queue.sort((a, b) => (a.order < b.order ? 1 : a.order > b.order ? -1 : 0)); // oldest last: pop() takes it
+      const e = queue.pop()!;
+      queued.delete(e.candidate.name);
+      const [wasAdmitted, wasReason] = [e.admitted, e.reason];
+      const over = this.decide(e);
+      if (e.admitted !== wasAdmitted || e.reason !== wasReason) changed.add(e.candidate.name);
+      if (e.admitted === wasAdmitted) continue; // same verdict: nobody younger is affected
+      for (const n of over) {
+        const y = this.entries.get(n);
+        if (y && y !== e && y.order > e.order && !queued.has(n)) { queue.push(y); queued.add(n); }
+      }
+    }
+    return changed;
+  }
+
+  /** Decides one candidate against this node and the older admitted ones; returns who overlaps it. */
+  private decide(e: Entry<T>): Set<string> {
+    const name = e.candidate.name;
+    const over = new Set<string>();
+    if (typeof e.parsed === 'string') {
+      this.setVerdict(e, false, `node object refused: ${e.parsed}`);
+      return over;
+    }
+    for (const r of e.ranges) this.index.overlapping(r, over);
+    let first: Entry<Claim> | undefined;
+    for (const n of over) {
+      if (n === name) continue;
+      const h = this.entry(n);
+      if (!h || !h.admitted || !(h.order < e.order)) continue;
+      if (!first || h.order < first.order || (h.order === first.order && n < first.candidate.name)) first = h;
+    }
+    const why = first && collision(e.parsed, first.parsed as Parsed, first === this.self ? `this node (${first.candidate.name})` : `node '${first.candidate.name}'`);
+    if (why) this.setVerdict(e, false, `node object refused: ${why} (the first claim is kept)`);
+    else this.setVerdict(e, true);
+    return over;
+  }
+
+  private setVerdict(e: Entry<T>, admitted: boolean, reason?: string): void {
+    e.admitted = admitted;
+    e.reason = reason;
+    const key = `peer ${e.candidate.name}`;
+    if (admitted) { this.admittedSet.set(e.candidate.name, e.candidate); this.refusedMap.delete(key); }
+    else { this.admittedSet.delete(e.candidate.name); this.refusedMap.set(key, reason!); }
+  }
+}
+
 /**
  * Admits candidates in the order given (oldest first): each must be well-formed and collide with
  * neither this node nor a node admitted before it. refused: 'peer NAME' -> the reason.
  */
 export function admitPeers<T extends Claim>(self: Claim | undefined, candidates: T[]): { admitted: T[]; refused: Map<string, string> } {
-  const own = self ? parse(self) : undefined;
-  const holders: Parsed[] = own && typeof own !== 'string' ? [own] : [];
-  const admitted: T[] = [];
-  const refused = new Map<string, string>();
-  for (const c of candidates) {
-    const p = parse(c);
-    if (typeof p === 'string') { refused.set(`peer ${c.name}`, `node object refused: ${p}`); continue; }
-    let why: string | undefined;
-    for (const h of holders) {
-      why = collision(p, h, h === own ? `this node (${h.name})` : `node '${h.name}'`);
-      if (why) break;
-    }
-    if (why) { refused.set(`peer ${c.name}`, `node object refused: ${why} (the first claim is kept)`); continue; }
-    holders.push(p);
-    admitted.push(c);
-  }
-  return { admitted, refused };
+  const a = new PeerAdmission<T>();
+  a.setSelf(self);
+  const width = String(candidates.length).length;
+  candidates.forEach((c, i) => a.upsert(c, String(i).padStart(width, '0')));
+  return { admitted: candidates.filter((c) => a.admitted.get(c.name) === c), refused: new Map(a.refused) };
 }
 
 /** The node's own underlay, as underlay-routes.ts reads it. */

@@ -4,7 +4,8 @@
 // peers and each is named.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { admitPeers } from '../../src/agent/peer-admission.js';
+import { admitPeers, PeerAdmission, type Claim } from '../../src/agent/peer-admission.js';
+import { cidrsOverlap, parseCidr } from '../../src/net/cidr.js';
 import { RegistryNodeSource } from '../../src/agent/registry-node-source.js';
 import type { RegistryObject } from '../../src/control/registry.js';
 import { etcdForTests } from '../control/etcd-helpers.js';
@@ -37,6 +38,73 @@ test('collisions are refused naming both nodes; the first claim is kept', () => 
 test('IPv6 and IPv4 claims do not collide across families; an unusable own object claims nothing', () => {
   const { admitted } = admitPeers(undefined, [claim('a', 'fd00::1', 'fd00:10::/64'), claim('b', '10.0.0.1', '10.244.0.0/24')]);
   assert.deepEqual(admitted.map((a) => a.name), ['a', 'b']);
+});
+
+/** The rule as first written (every candidate against every one admitted before it): the oracle. */
+function greedy(self: Claim | undefined, candidates: Claim[]): Set<string> {
+  const range = (x: string) => parseCidr(x.includes('/') ? x : `${x}/${x.includes(':') ? 128 : 32}`);
+  const parsedOf = (c: Claim) => { try { return [...c.ips, ...c.podCIDRs].map(range); } catch { return undefined; } };
+  const holders = self && parsedOf(self) ? [parsedOf(self)!] : [];
+  const admitted = new Set<string>();
+  for (const c of candidates) {
+    const mine = parsedOf(c);
+    if (!mine || holders.some((h) => h.some((a) => mine.some((b) => cidrsOverlap(a, b))))) continue;
+    holders.push(mine);
+    admitted.add(c.name);
+  }
+  return admitted;
+}
+
+/** A small deterministic PRNG, so a failure names its seed and can be replayed. */
+function prng(seed: number): (n: number) => number {
+  let x = seed >>> 0 || 1;
+  return (n) => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n; };
+}
+
+test('incremental admission equals admitting all nodes oldest first, after every change (random clusters with collisions)', () => {
+  for (let seed = 1; seed <= 150; seed++) {
+    const r = prng(seed);
+    // a small address space so claims collide often: addresses and /24../26 pod CIDRs, now and then a /16 or garbage
+    const ip = () => (r(8) === 0 ? `10.9.${r(4)}.${r(8)}` : `172.18.0.${r(12)}`);
+    const cidr = () => { const k = r(10); return k === 0 ? '172.18.0.0/16' : k === 1 ? 'nonsense' : k < 5 ? `10.9.${r(4)}.0/24` : `10.9.${r(4)}.${64 * r(4)}/26`; };
+    const self = r(3) ? { name: 's', ips: [ip()], podCIDRs: [cidr()] } : undefined;
+    const inc = new PeerAdmission<Claim>();
+    inc.setSelf(self);
+    const live = new Map<string, { c: Claim; order: string }>();
+    for (let step = 0; step < 40; step++) {
+      const name = `n${r(14)}`;
+      if (live.has(name) && r(3) === 0) { live.delete(name); inc.remove(name); }
+      else {
+        const c = { name, ips: r(3) ? [ip()] : [ip(), ip()], podCIDRs: r(4) ? [cidr()] : [cidr(), cidr()] }; // two claims chain verdicts
+        const order = live.get(name)?.order ?? `t${String(step).padStart(3, '0')}`; // an update keeps the creation time
+        live.set(name, { c, order });
+        inc.upsert(c, order);
+      }
+      const byAge = [...live.values()].sort((a, b) => (a.order < b.order ? -1 : 1)).map((x) => x.c);
+      const want = greedy(self, byAge);
+      assert.deepEqual(new Set(inc.admitted.keys()), want, `seed ${seed} step ${step}`);
+      assert.equal(inc.refused.size, live.size - want.size, `seed ${seed} step ${step}: every other candidate is refused`);
+    }
+  }
+});
+
+test('a change re-decides only the nodes it overlaps: the holder leaving admits the node it had blocked', () => {
+  const a = new PeerAdmission<Claim>();
+  a.setSelf(self);
+  assert.deepEqual([...a.upsert(claim('w2', '172.18.0.4', '10.244.2.0/24'), '1')], ['w2']);
+  assert.deepEqual([...a.upsert(claim('thief', '172.18.0.50', '10.244.2.0/24'), '2')], ['thief']);
+  assert.deepEqual([...a.upsert(claim('w3', '172.18.0.5', '10.244.3.0/24'), '3')], ['w3'], 'an unrelated node touches nobody else');
+  assert.ok(a.refused.has('peer thief'));
+  assert.deepEqual(new Set(a.remove('w2')), new Set(['w2', 'thief']));
+  assert.deepEqual([...a.admitted.keys()].sort(), ['thief', 'w3']);
+  assert.equal(a.refused.size, 0);
+  // a chain: x blocks y; y, once admitted, blocks z (which never overlapped x)
+  a.upsert({ name: 'x', ips: ['172.18.0.60'], podCIDRs: ['10.244.60.0/24'] }, '4');
+  a.upsert({ name: 'y', ips: ['172.18.0.61'], podCIDRs: ['10.244.60.0/25'] }, '5');
+  a.upsert({ name: 'z', ips: ['172.18.0.61'], podCIDRs: ['10.244.62.0/24'] }, '6');
+  assert.deepEqual([...a.refused.keys()], ['peer y']);
+  assert.deepEqual(new Set(a.remove('x')), new Set(['x', 'y', 'z']));
+  assert.deepEqual([...a.refused.keys()], ['peer z']);
 });
 
 const t = etcdForTests({ members: 1 });
