@@ -39,7 +39,7 @@ const keyOf = (node: string) => encryptStatus(node).wireguard.interfaces[0]!['pu
 
 // -c with -w: ping ends once every reply is in (or at the deadline); -c alone stops waiting two
 // average RTTs after the last request, so a last reply delayed by a load spike counted as lost.
-interface PingResult { sent: number; received: number; out: string; missing: string }
+interface PingResult { sent: number; received: number; out: string; missing: string; missingAt: number[] }
 
 /** A ping stream from one pod to another: 100 a second; resolves with ping's summary and the replies that never came (with the time around them). */
 function pingStream(from: string, to: string): { done: Promise<PingResult>; running: () => boolean } {
@@ -54,13 +54,15 @@ function pingStream(from: string, to: string): { done: Promise<PingResult>; runn
     const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
     const replies = new Map([...out.matchAll(/^\[(\d+\.\d+)\].*icmp_seq=(\d+)/gm)].map((r) => [Number(r[2]), Number(r[1])]));
     const missing: string[] = [];
+    const missingAt: number[] = [];
     for (let seq = 1; seq <= PINGS; seq++) {
       if (replies.has(seq)) continue;
       const near = replies.get(seq - 1) ?? replies.get(seq + 1);
+      missingAt.push(near ? near * 1000 : NaN);
       missing.push(`icmp_seq=${seq} near ${near ? new Date(near * 1000).toISOString() : '?'}`);
     }
     const summary = out.trim().split('\n').slice(-3).join(' ');
-    resolve({ sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), out: `${from} -> ${to}: ${summary}`, missing: missing.join(', ') });
+    resolve({ sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), out: `${from} -> ${to}: ${summary}`, missing: missing.join(', '), missingAt });
   }));
   return { done, running: () => running };
 }
@@ -76,14 +78,14 @@ after(() => {
   rmSync(home, { recursive: true, force: true });
 });
 
-// todo, not a CI failure: of 4 runs that got to the count, 2 lost no ping (24,000 and 15,000), one
-// lost 1 of 15,000 (with ping -c alone, which may stop waiting for a late reply), and one on the
-// landed code lost 8 of 15,000 during the all-nodes-at-once rotation, between the first and last
-// switch (unknownReceiverIndex at the receivers: a session's keypair went while its sender still
-// used it). Open: #15 follow-up.
-const KNOWN_LOSS = 'the all-nodes-at-once rotation lost 8 of 15,000 pings in one of 4 runs (unknownReceiverIndex at the receivers); see the comment above';
+// The one-node rotation must lose nothing. The all-nodes-at-once rotation is asserted to keep every
+// pair up (at most 0.5 % lost) and its losses are printed: of 4 runs that got to the count, 2 lost
+// no ping (24,000 and 15,000), one lost 1 of 15,000 (ping -c alone, which may stop waiting for a late
+// reply), and one lost 8 of 15,000 between the first and last switch (unknownReceiverIndex at the
+// receivers: a session's keypair went while its sender still used it). Zero there is open (#15).
+const ALL_AT_ONCE_MAX_LOSS = 0.005;
 
-test('e2e wireguard key rotation: one node, then all nodes at once, under 100 pings/s on every node pair: no ping lost, old keys gone everywhere', { todo: KNOWN_LOSS }, async () => {
+test('e2e wireguard key rotation: one node (no ping lost), then all nodes at once (every pair stays up), under 100 pings/s on every node pair; old keys gone everywhere', async () => {
   await waitFor('every pod pair to answer', () => pods.every((a) => pods.every((b) => a === b ||
     veil('lab', 'exec', a.name, '--', 'ping', '-c', '1', '-W', '1', b.ip).status === 0)), 60_000);
   const oldKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
@@ -129,8 +131,13 @@ test('e2e wireguard key rotation: one node, then all nodes at once, under 100 pi
   }
   for (const r of results) {
     assert.equal(r.sent, PINGS, r.out);
-    assert.equal(r.received, r.sent, `no ping lost: ${r.out}: ${r.missing}`);
+    const beforeAllAtOnce = r.missingAt.filter((at) => !(at >= t1 - 500)); // unknown times count against the one-node phase
+    assert.equal(beforeAllAtOnce.length, 0, `no ping lost before the all-at-once rotation (the one-node rotation): ${r.out}: ${r.missing}`);
   }
+  const sent = results.reduce((a, r) => a + r.sent, 0);
+  const lostAll = results.reduce((a, r) => a + (r.sent - r.received), 0);
+  console.log(`all-nodes-at-once rotation: ${lostAll} of ${sent} pings lost`);
+  assert.ok(lostAll <= ALL_AT_ONCE_MAX_LOSS * sent, `every pair stayed up through the all-at-once rotation: ${lostAll} of ${sent} lost`);
 
   // Afterwards: every peer holds each node's new key, none holds an old one, nothing is retiring.
   const newKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
