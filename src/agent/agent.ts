@@ -13,6 +13,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
 import type { EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
 import { RegistryNodeSource } from './registry-node-source.js';
+import { WithExternalPeers } from './external-peers.js';
 import { ciliumModeName, parseDuration, type Settings } from './settings.js';
 import { Tunnel, type DesiredState, type TunnelOptions } from './tunnel.js';
 import type { EngineKind } from '../datapath/messages.js';
@@ -135,7 +136,11 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions, source?: NodeSource) {
     this.log = createLogger({ node: opts.node });
-    this.source = source ?? new RegistryNodeSource(this.mustOpenRegistry(), opts.node);
+    if (source) this.source = source;
+    else {
+      const registry = this.mustOpenRegistry();
+      this.source = new WithExternalPeers(new RegistryNodeSource(registry, opts.node), registry);
+    }
   }
 
   private mustOpenRegistry(): Registry {

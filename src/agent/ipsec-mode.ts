@@ -113,6 +113,10 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const problems = new Map<string, string>();
     for (const p of peers) {
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
+      if (p.external && !p.encryptionKey) {
+        problems.set(`peer ${p.name}`, `peer ${p.name} has no IPsec configuration yet: run 'veil ipsec peer-config ${p.name}' and apply it there`);
+        continue;
+      }
       const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [...p.podCIDRs], outbound: [], inbound: [], activeSpi: 0 };
       try {
         for (const k of keys) {
@@ -131,7 +135,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     return {
       datapathPeers: specs,
       routes: [...new Set(peers.flatMap((p) => p.podCIDRs))].map((prefix) => ({ prefix })),
-      probes: new Map(peers.map((p) => [p.name, p.podGateway])),
+      probes: new Map(peers.filter((p) => !p.external).map((p) => [p.name, p.podGateway])),
       problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
       publish: { annotations: {}, encryptionKey: current.spi },

@@ -39,6 +39,8 @@ export interface PeerNode {
   /** The encryption key id its agent published (IPsec: the SPI it uses; Cilium's spec.encryption.key). */
   encryptionKey?: number;
   annotations: Record<string, string>;
+  /** A member that runs no veil agent (a Peer object): its port and keepalive; it has no node IPs or pod gateway. */
+  external?: { port: number; persistentKeepalive: number };
 }
 
 /** The agent's own published fields. Each is written only when it differs from what is stored. */

@@ -81,8 +81,8 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       byKey.set(key, p.name);
       keyed.push(p);
       specs.push({
-        name: p.name, publicKey: key, endpoint: { address: p.internalIP, port: WG_PORT },
-        allowedIPs: [...p.podCIDRs, ...p.internalIPs.map(hostPrefix)], persistentKeepalive: keepalive,
+        name: p.name, publicKey: key, endpoint: { address: p.internalIP, port: p.external?.port ?? WG_PORT },
+        allowedIPs: [...p.podCIDRs, ...p.internalIPs.map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
       });
     }
     // Next keys (their nodes rotate): accepted when no one else holds them; we say so in wg-accepts.
@@ -105,7 +105,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     return {
       datapathPeers: specs,
       routes: [...routes].map(([prefix, src]) => ({ prefix, src })),
-      probes: new Map(peers.map((p) => [p.name, p.podGateway])),
+      probes: new Map(peers.filter((p) => !p.external).map((p) => [p.name, p.podGateway])),
       problems,
       publish: {
         annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },

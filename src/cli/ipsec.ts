@@ -11,6 +11,12 @@ import { VeilError } from '../util/errors.js';
 import { printStructured } from './output.js';
 import { command, group, UsageError } from './flags.js';
 import { clusterNode } from './node-arg.js';
+import { currentCluster } from '../control/cluster.js';
+import { readSettings } from '../agent/install-state.js';
+import { IpsecKeyLoader } from '../keys/ipsec-key-loader.js';
+import { IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
+import { xfrmPeerCommands } from '../operator/peer-config.js';
+import { clusterNodes, getPeer, withRegistry } from './peer.js';
 
 async function fetchSas(cluster: string, node: string, showKeys: boolean): Promise<IpsecSasReport> {
   return (await AgentClient.connect(cluster, node)).ipsecSas(showKeys);
@@ -101,10 +107,46 @@ sequence numbers (it does not fold in the high bits); the payload still decrypts
   },
 });
 
+const peerConfig = command({
+  name: 'veil ipsec peer-config',
+  summary: "the ip xfrm commands that make a plain Linux host (a 'veil peer') an IPsec member",
+  usage: ['veil ipsec peer-config NAME [--cluster NAME]'],
+  about: `Prints, for the peer NAME ('veil peer add'), the shell commands that give a Linux host without
+veil kernel IPsec with every node: per node one SA each way with Cilium's per-tunnel keys (derived
+from the secret's current key, the peer's and the node's boot ids, as every agent derives them),
+SPI = key id, reqid 1, tunnel mode, ESN with a 1024-packet replay window, ESP in UDP 4500; the
+policies between its allowed IPs and the nodes' pod CIDRs, and routes to those. It records the key
+id in the peer object: the nodes then send to the peer under that key (the older of theirs and
+its, as between nodes). After a key rotation, run it again and apply the output on the peer.
+The output holds key material: keep it secret.`,
+  positionals: true,
+  examples: ['veil ipsec peer-config vm1 > vm1-ipsec.sh   # then on vm1: sh vm1-ipsec.sh'],
+  async run({ values, positionals }) {
+    if (positionals.length !== 1) throw new UsageError(`ipsec peer-config takes one NAME, got ${positionals.length}`, "run 'veil ipsec peer-config -h'");
+    const name = positionals[0]!;
+    const cluster = currentCluster(values.cluster);
+    const text = await withRegistry(cluster, async (reg) => {
+      const peer = await getPeer(reg, name);
+      const settings = await readSettings(reg);
+      const secretName = settings?.['encryption.ipsec.secretName'] ?? 'ipsec-keys';
+      const raw = (await reg.get('Secret', secretName))?.data?.[IPSEC_SECRET_DATA_KEY];
+      if (raw === undefined) throw new VeilError('NO_IPSEC_KEYS', `secret ${secretName} holds no IPsec keys`, `create it: veil secret create ${secretName} --from-literal=keys="3+ rfc4106(gcm(aes)) $(openssl rand -hex 20) 128"`);
+      const loaded = new IpsecKeyLoader().load(Buffer.from(raw, 'base64').toString('utf8'), Date.now());
+      if (!loaded.ok) throw new VeilError(loaded.error.code, `the IPsec key in secret ${secretName} is unusable: ${loaded.error.message}`, loaded.error.hint);
+      const key = loaded.value.current;
+      const out = xfrmPeerCommands(cluster, peer, key, clusterNodes(await reg.list('Node')));
+      await reg.mutate('Peer', name, (cur) => cur && { ...cur, spec: { ...(cur.spec ?? {}), ipsecKeyId: key.spi } });
+      return out;
+    });
+    process.stdout.write(text);
+    return 0;
+  },
+});
+
 export const { run } = group({
   name: 'veil ipsec',
   about: "veil ipsec: one node's IPsec SAs and selectors (ip xfrm style), and its SAs for Wireshark",
-  commands: { state, policy, 'sa-export': saExport },
+  commands: { state, policy, 'sa-export': saExport, 'peer-config': peerConfig },
   examples: [
     'veil ipsec state kind-worker',
     'veil ipsec state kind-worker --show-keys -o json',

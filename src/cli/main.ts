@@ -16,6 +16,7 @@ const GROUPS: Record<string, { summary: string; load: () => Promise<CommandGroup
   uninstall: { summary: 'Turn encryption off and restore plaintext routing', load: () => import('./uninstall.js') },
   config: { summary: 'Show the agent configuration', load: () => import('./config.js') },
   agent: { summary: "Ask one node's agent: status, encrypt status, logs", load: () => import('./agent.js') },
+  peer: { summary: 'Members that run no veil agent (kernel WireGuard / IPsec hosts) and their configs', load: () => import('./peer.js') },
   ipsec: { summary: "One node's IPsec SAs and selectors (ip xfrm style), SAs for Wireshark", load: () => import('./ipsec.js') },
   status: { summary: 'Agents, encryption and health problems of the whole cluster', load: () => import('./status.js') },
   encryption: { summary: 'Cluster-wide encryption status (and IPsec keys)', load: () => import('./encryption.js') },

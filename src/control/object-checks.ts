@@ -3,7 +3,7 @@
 import { VeilError } from '../util/errors.js';
 import type { Kind, RegistryObject } from './registry.js';
 
-export const KINDS: readonly Kind[] = ['Node', 'Pod', 'Secret', 'ConfigMap', 'Lease'];
+export const KINDS: readonly Kind[] = ['Node', 'Pod', 'Secret', 'ConfigMap', 'Lease', 'Peer'];
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 

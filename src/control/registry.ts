@@ -3,7 +3,7 @@
 // later etcd and Kubernetes. Objects look like Kubernetes objects so that the CLI can print them
 // the way kubectl does.
 
-export type Kind = 'Node' | 'Pod' | 'Secret' | 'ConfigMap' | 'Lease';
+export type Kind = 'Node' | 'Pod' | 'Secret' | 'ConfigMap' | 'Lease' | 'Peer';
 
 export interface ObjectMeta {
   name: string;

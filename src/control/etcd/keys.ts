@@ -3,7 +3,7 @@
 import type { Kind } from '../registry.js';
 import { KINDS } from '../object-checks.js';
 
-const PLURAL: Record<Kind, string> = { Node: 'nodes', Pod: 'pods', Secret: 'secrets', ConfigMap: 'configmaps', Lease: 'leases' };
+const PLURAL: Record<Kind, string> = { Node: 'nodes', Pod: 'pods', Secret: 'secrets', ConfigMap: 'configmaps', Lease: 'leases', Peer: 'peers' };
 const KIND_OF_PLURAL = new Map(KINDS.map((k) => [PLURAL[k], k]));
 
 /** veil/<cluster>/ : everything of one cluster. */

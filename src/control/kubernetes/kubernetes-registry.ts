@@ -57,13 +57,19 @@ export function leaseObjectOf(lease: Obj, now = Date.now()): RegistryObject | un
   };
 }
 
-const GVK: Record<Kind, { apiVersion: string; kind: string; namespaced: boolean }> = {
+const GVK: Record<Exclude<Kind, 'Peer'>, { apiVersion: string; kind: string; namespaced: boolean }> = {
   Node: { apiVersion: 'v1', kind: 'Node', namespaced: false },
   Lease: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespaced: true },
   Secret: { apiVersion: 'v1', kind: 'Secret', namespaced: true },
   ConfigMap: { apiVersion: 'v1', kind: 'ConfigMap', namespaced: true },
   Pod: { apiVersion: 'v1', kind: 'Pod', namespaced: true },
 };
+
+/** The API type of a kind; veil's Peer objects (members without an agent) have none on Kubernetes yet. */
+function gvkOf(kind: Kind): { apiVersion: string; kind: string; namespaced: boolean } {
+  if (kind === 'Peer') throw new VeilError('UNSUPPORTED', 'veil peers (members without an agent) are not supported on Kubernetes yet', 'use them on a cluster whose registry is etcd');
+  return GVK[kind];
+}
 
 export class KubernetesRegistry implements Registry {
   private readonly api: k8s.KubernetesObjectApi;
@@ -82,7 +88,7 @@ export class KubernetesRegistry implements Registry {
   }
 
   async get(kind: Kind, name: string): Promise<RegistryObject | undefined> {
-    const g = GVK[kind];
+    const g = gvkOf(kind);
     try {
       const o = plain(await this.api.read({ apiVersion: g.apiVersion, kind: g.kind, metadata: { name, ...(g.namespaced ? { namespace: this.o.namespace } : {}) } }));
       return this.convert(kind, o);
@@ -93,7 +99,7 @@ export class KubernetesRegistry implements Registry {
   }
 
   async list(kind: Kind): Promise<RegistryObject[]> {
-    const g = GVK[kind];
+    const g = gvkOf(kind);
     try {
       const l = await this.api.list(g.apiVersion, g.kind, g.namespaced ? this.o.namespace : undefined);
       return l.items.map((i) => this.convert(kind, plain(i))).filter((x): x is RegistryObject => x !== undefined);
