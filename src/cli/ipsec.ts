@@ -115,7 +115,9 @@ const peerConfig = command({
 veil kernel IPsec with every node: per node one SA each way with Cilium's per-tunnel keys (derived
 from the secret's current key, the peer's and the node's boot ids, as every agent derives them),
 SPI = key id, reqid 1, tunnel mode, ESN with a 1024-packet replay window, ESP in UDP 4500; the
-policies between its allowed IPs and the nodes' pod CIDRs, and routes to those. It records the key
+policies between its allowed IPs and the nodes' pod CIDRs, and routes to those. The inbound SAs of
+all nodes share destination and SPI: the kernel tells them apart by mark (Cilium's IN state mark),
+set by a tc ingress filter per node (modules cls_u32, act_skbedit; DEV=eth0 unless set). It records the key
 id in the peer object: the nodes then send to the peer under that key (the older of theirs and
 its, as between nodes). After a key rotation, run it again and apply the output on the peer.
 The output holds key material: keep it secret.`,

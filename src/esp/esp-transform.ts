@@ -17,14 +17,19 @@ export interface GcmTransform {
   icvLength: 12 | 16;
 }
 
-/** AES-CBC (RFC 3602) with HMAC-SHA-256/512 truncated per RFC 4868 (16 / 32 bytes). */
+/**
+ * AES-CBC (RFC 3602) with HMAC-SHA-256/512. The ICV is what the kernel makes of Cilium's keys:
+ * Cilium passes 'auth hmac(sha256)' without a truncation length, so the kernel's default applies,
+ * 96 bits for SHA-256 (not RFC 4868's 128) and 256 for SHA-512 (checked against the kernel in
+ * test/e2e/kernel-ipsec.test.ts).
+ */
 export interface CbcHmacTransform {
   kind: 'authenc';
   auth: AuthName;
   authKey: Uint8Array;
   enc: typeof ENC_CBC_AES;
   encKey: Uint8Array;
-  icvLength: 16 | 32;
+  icvLength: 12 | 32;
 }
 
 export type EspTransform = GcmTransform | CbcHmacTransform;
@@ -38,9 +43,9 @@ export const AES_KEY_LENGTHS: readonly number[] = [16, 24, 32];
 export const HMAC_KEY_MIN = 16;
 export const HMAC_KEY_MAX = 64;
 
-/** RFC 4868 truncation: half the digest. */
-export function hmacIcvLength(auth: AuthName): 16 | 32 {
-  return auth === AUTH_SHA256 ? 16 : 32;
+/** The kernel's default ICV truncation for the algorithm (net/xfrm/xfrm_algo.c), which Cilium's keys get. */
+export function hmacIcvLength(auth: AuthName): 12 | 32 {
+  return auth === AUTH_SHA256 ? 12 : 32;
 }
 
 export function ivLength(t: EspTransform): number {

@@ -160,7 +160,7 @@ export function formatXfrmPolicy(entries: XfrmPolicyEntry[]): string {
 /** Wireshark's names for the algorithms (the values of its esp_sa UAT's algorithm columns). */
 function wiresharkAlgorithms(sa: EspSaStatus): { encryption: string; authentication: string } {
   if (sa.transform.aead) return { encryption: `AES-GCM with ${sa.icvBits / 8} octet ICV [RFC4106]`, authentication: 'NULL' };
-  const auth = sa.transform.auth === 'hmac(sha512)' ? 'HMAC-SHA-512-256 [RFC4868]' : 'HMAC-SHA-256-128 [RFC4868]';
+  const auth = sa.transform.auth === 'hmac(sha512)' ? 'HMAC-SHA-512-256 [RFC4868]' : 'HMAC-SHA-256-96 [draft-ietf-ipsec-ciph-sha-256-00]';
   return { encryption: 'AES-CBC [RFC3602]', authentication: auth };
 }
 

@@ -53,11 +53,18 @@ export function xfrmAlgorithmArgs(t: EspTransform): string {
   return `auth '${t.auth}' ${hex(t.authKey)} enc '${t.enc}' ${hex(t.encKey)}`;
 }
 
+/** The mark that tells the kernel which node an inbound SA is for (Cilium's IN state mark and mask). */
+export function inboundMark(nodeIndex: number): { mark: string; mask: string } {
+  return { mark: `0x${(0xd00 | (nodeIndex << 16)).toString(16)}`, mask: '0xffff0f00' };
+}
+
 /**
  * The shell commands that make a plain Linux host `peer` an IPsec member: per node one SA each way
  * (Cilium's per-tunnel keys from the key and both boot ids, SPI = key id, reqid 1, tunnel mode, ESN
  * with a 1024-packet replay window, ESP in UDP 4500), policies between its allowed IPs and the
- * node's pod CIDRs, and routes to those pod CIDRs through the node.
+ * node's pod CIDRs, and routes to those pod CIDRs through the node. Every node's inbound SA has the
+ * same destination and SPI, which the kernel tells apart only by mark (as Cilium does): a tc
+ * filter marks what arrives from each node, and its inbound SA carries that mark.
  */
 export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: IpsecKey, nodes: ClusterNode[]): string {
   const me = peer.endpoint.address;
@@ -68,17 +75,22 @@ export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: Ipsec
     `# Receiving ESP in UDP needs a UDP socket on port ${ESP_IN_UDP_PORT} with UDP_ENCAP_ESPINUDP (an IKE daemon opens one).`,
     '# After a key rotation, flush the SAs of the old key (ip xfrm state deleteall proto esp) and apply the new output.',
   ];
+  lines.push('DEV=${DEV:-eth0}   # the interface the nodes reach this host on', 'tc qdisc add dev $DEV clsact 2>/dev/null || true');
   if (own.length) lines.push(`ip addr add ${own[0]} dev lo 2>/dev/null || true`);
-  for (const n of nodes) {
+  for (const [i, n] of nodes.entries()) {
     if (!n.bootID) {
       lines.push(`# node ${n.name}: its agent has published no boot id yet (re-run this once it has)`);
       continue;
     }
     const t = deriveTunnelTransforms(key, { ip: me, bootId: peer.bootID }, { ip: n.ip, bootId: n.bootID });
-    const sa = (from: string, to: string, tr: EspTransform) =>
+    const sa = (from: string, to: string, tr: EspTransform, mark = '') =>
       `ip xfrm state add src ${from} dst ${to} proto esp spi ${key.spi} reqid 1 mode tunnel ${xfrmAlgorithmArgs(tr)} ` +
-      `flag esn replay-window ${REPLAY_WINDOW_SIZE} encap espinudp ${ESP_IN_UDP_PORT} ${ESP_IN_UDP_PORT} 0.0.0.0`;
-    lines.push(`# node ${n.name} (${n.ip})`, sa(me, n.ip, t.out), sa(n.ip, me, t.in));
+      `flag esn replay-window ${REPLAY_WINDOW_SIZE}${mark} encap espinudp ${ESP_IN_UDP_PORT} ${ESP_IN_UDP_PORT} 0.0.0.0`;
+    const { mark, mask } = inboundMark(i + 1);
+    const pref = 49000 + i + 1;
+    lines.push(`# node ${n.name} (${n.ip})`,
+      `tc filter del dev $DEV ingress pref ${pref} 2>/dev/null; tc filter add dev $DEV ingress pref ${pref} protocol ip u32 match ip src ${n.ip}/32 action skbedit mark ${mark}`,
+      sa(me, n.ip, t.out), sa(n.ip, me, t.in, ` mark ${mark} mask ${mask}`));
     for (const cidr of n.podCIDRs) {
       for (const mine of peer.allowedIPs) {
         lines.push(`ip xfrm policy add src ${mine} dst ${cidr} dir out tmpl src ${me} dst ${n.ip} proto esp reqid 1 mode tunnel`);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ok, veilCli, sleep } from './cli.js';
 import type { KernelVm } from '../kernel-vm/kernel-vm.js';
-import { TapCapture, bootLabVm, linkControl, skipReason } from '../kernel-vm/lab-vm.js';
+import { TapCapture, bootLabVm, linkControl, skipReason, waitFor } from '../kernel-vm/lab-vm.js';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 
 const SKIP = skipReason();
@@ -29,19 +29,6 @@ let vm: KernelVm | undefined;
 let vmPub = '';
 let wgConf = '';
 const started = Date.now();
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(everyMs);
-  }
-}
 
 const podPing = (pod: string, dst: string, count = 1) => veil('lab', 'exec', pod, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst).status === 0;
 const vmPing = async (dst: string, count = 1) => (await vm!.exec(`ping -c ${count} -W 2 ${dst}`)).rc === 0;

@@ -81,7 +81,7 @@ export function gcm(keyBytes = 16, icvLength: 12 | 16 = 16): EspTransform {
 export function cbc(auth: 'hmac(sha256)' | 'hmac(sha512)' = 'hmac(sha256)', encBytes = 16): EspTransform {
   return {
     kind: 'authenc', auth, authKey: Uint8Array.from({ length: auth === 'hmac(sha256)' ? 32 : 64 }, (_, i) => 0x40 + i),
-    enc: 'cbc(aes)', encKey: Uint8Array.from({ length: encBytes }, (_, i) => 0x80 + i), icvLength: auth === 'hmac(sha256)' ? 16 : 32,
+    enc: 'cbc(aes)', encKey: Uint8Array.from({ length: encBytes }, (_, i) => 0x80 + i), icvLength: auth === 'hmac(sha256)' ? 12 : 32,
   };
 }
 

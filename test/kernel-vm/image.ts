@@ -16,13 +16,13 @@ const SOURCES = join(dirname(fileURLToPath(import.meta.url)), '../../../test/ker
 
 /**
  * Modules the peer needs (those built into the kernel are skipped): the NIC, WireGuard, ESP with
- * GCM and CBC+HMAC, xfrm's netlink, the tc drop filters, and stdrng (seqiv wants it on 6.1).
+ * GCM and CBC+HMAC, xfrm's netlink, the tc drop and mark filters, and stdrng (seqiv wants it on 6.1).
  */
 const WANTED_MODULES = [
   // stdrng first, in the order the crypto API would have asked for them (jitterentropy wants sha3-256)
   'sha3_generic', 'jitterentropy_rng', 'sha512_generic', 'sha512_ssse3', 'drbg',
   'virtio_pci', 'virtio_net', 'wireguard', 'esp4', 'xfrm_user', 'xfrm_algo', 'gcm', 'ghash_generic', 'ghash_clmulni_intel',
-  'aesni_intel', 'seqiv', 'echainiv', 'authenc', 'authencesn', 'ctr', 'crypto_null', 'sch_ingress', 'cls_u32', 'act_gact',
+  'aesni_intel', 'seqiv', 'echainiv', 'authenc', 'authencesn', 'ctr', 'crypto_null', 'sch_ingress', 'cls_u32', 'act_gact', 'act_skbedit',
 ];
 
 export interface KernelImage {

@@ -1,6 +1,7 @@
 // The ip-xfrm views and the Wireshark SA export, from a report shaped as the agent's /ipsec/sas.
 // (End to end, test/e2e/ipsec.test.ts has tshark decrypt a real capture with this export; a CBC
-// export was checked by hand the same way: AES-CBC [RFC3602] + HMAC-SHA-256-128 [RFC4868].)
+// export was checked by hand the same way when veil's SHA-256 ICV was 128 bits; it is 96 bits now, the kernel's default for
+// Cilium's hmac(sha256) keys, which Wireshark calls HMAC-SHA-256-96 [draft-ietf-ipsec-ciph-sha-256-00]: not re-checked by hand.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
