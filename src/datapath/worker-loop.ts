@@ -28,7 +28,12 @@ export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine:
       const m = receiveMessageOnPort(port);
       if (!m) break;
       const env = m.message as ControlEnvelope<RequestOf<P>>; // DatapathHost<kind of this engine> sent it
-      if (isStop(env.request)) running = false;
+      if (isStop(env.request)) {
+        // Close before answering: the host terminates this thread as soon as the answer arrives,
+        // and close() is what writes the exact replay tops of a clean stop.
+        running = false;
+        engine.close();
+      }
       port.postMessage(answer(engine, env));
     }
     if (!running) break;
@@ -42,7 +47,6 @@ export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine:
     }
     if (engine.nextDeadline() <= now) engine.tick(now);
   }
-  engine.close();
 }
 
 function isStop(request: { type: string }): request is StopRequest {
