@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { registerPid, unregisterPid } from '../../src/lab/pids.js';
+import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
 import { ok, veilCli } from './cli.js';
 
@@ -44,15 +44,20 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   assert.equal(new Set(bootIds).size, 4, 'each node has its own boot id');
 
   // NotReady until an agent reports; a ready report, a live liveness lease in the registry and the
-  // reporting agent's process running (this test process stands in for it) make it Ready
+  // reporting agent's process running (a sleep stands in for it, recorded as the lab's agent of
+  // that node) make it Ready; once that process is gone the node is NotReady, lease or not
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s+<none>\\s+\\d+s\\s+172\\.18\\.0\\.3\\s+10\\.244\\.1\\.0/24$`, 'm'));
+  const standIn = spawn('sleep', ['600'], { stdio: 'ignore' });
+  const standInPid = standIn.pid!;
   const reg = openRegistry(CLUSTER);
-  await reg.mutate('Node', `${CLUSTER}-worker`, (cur) => cur && { ...cur, status: { agent: { ready: true, pid: process.pid } } });
-  registerPid(CLUSTER, `agent-${CLUSTER}-worker`, process.pid);
+  await reg.mutate('Node', `${CLUSTER}-worker`, (cur) => cur && { ...cur, status: { agent: { ready: true, pid: standInPid } } });
+  registerPid(CLUSTER, `agent-${CLUSTER}-worker`, standInPid);
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s`, 'm'), 'no lease: not ready');
-  const lease = await reg.holdLease(`${CLUSTER}-worker`, 15, { pid: process.pid });
+  const lease = await reg.holdLease(`${CLUSTER}-worker`, 15, { pid: standInPid });
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+Ready\\s`, 'm'));
-  unregisterPid(CLUSTER, `agent-${CLUSTER}-worker`); // lab down must not stop this process
+  const exited = new Promise((r) => standIn.once('exit', r));
+  standIn.kill('SIGKILL');
+  await exited;
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${CLUSTER}-worker\\s+NotReady\\s`, 'm'), 'the reporting agent is not running: not ready');
   await lease.release();
   reg.close();
