@@ -381,7 +381,8 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
   assert.equal(r.status, 1);
   assert.match(r.stderr, /incorrect key size 31 bytes .* \(want 32\)/);
   assert.match(ok(veil('agent', 'logs', W3)), /"level":"error","msg":"agent failed to start".*failed to load wg private key: incorrect key size 31 bytes/);
-  assert.equal(veil('agent', 'pid', W3).status, 1, 'no agent running');
+  // (no 'agent pid' check: the lab's supervisor starts the agent again with a backoff, and each try
+  // fails the same way; at any moment one may be starting. What counts: the node is never ready.)
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${W3}\\s+NotReady\\s`, 'm'));
   assert.equal(pingWorks('pa', podB), true, 'the other nodes carry on');
   // a reinstall reports it at once; following the hint (delete the file) recovers
