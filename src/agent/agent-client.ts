@@ -10,7 +10,7 @@ import { isLabCluster, labNetnsPrefix, openRegistry } from '../control/cluster.j
 import type { Registry } from '../control/registry.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { currentNamedNetns } from '../util/netns.js';
-import { agentSocketPath } from './agent.js';
+import { agentSocketPath } from './state-paths.js';
 import { sameFingerprint } from './api-certificate.js';
 import { API_TOKEN_SECRET, readApiToken } from './api-token.js';
 import { AGENT_API, type EncryptStatus, type Healthz, type IpsecSasReport, type PublishedAgentStatus } from './api.js';

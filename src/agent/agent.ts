@@ -2,9 +2,8 @@
 // tunnel, follows its peers (reconcile, don't script), publishes its own fields when they change,
 // keeps its liveness lease, and serves status and metrics.
 import { mkdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import type { LeaseHandle, Registry } from '../control/registry.js';
-import { clusterDir } from '../util/paths.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Health } from './health.js';
@@ -49,14 +48,6 @@ export interface AgentOptions {
   wireguardKeylog?: string;
   /** Addresses this node must keep reaching outside the tunnel besides its gateways (the registry's). */
   underlayAddresses?: { ip: string; what: string }[];
-}
-
-export function nodeStateDir(cluster: string, node: string): string {
-  return join(clusterDir(cluster), 'nodes', node);
-}
-
-export function agentSocketPath(cluster: string, node: string): string {
-  return join(nodeStateDir(cluster, node), 'agent.sock');
 }
 
 /** A mode and the tunnel it runs on, of the same engine kind. */

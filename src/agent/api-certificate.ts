@@ -3,11 +3,9 @@
 // same across restarts and a client can pin exactly that certificate. @peculiar/x509 over Node's
 // WebCrypto makes it in-process (an ECDSA P-256 key in milliseconds, no openssl child process, no
 // pure-JS RSA key generation); it needs the Reflect metadata polyfill its dependency injection uses.
-import 'reflect-metadata';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
 import { VeilError, errorMessage } from '../util/errors.js';
 
 export const API_KEY_FILE = 'api-key.pem';
@@ -35,6 +33,9 @@ function pem(label: string, der: ArrayBuffer): string {
 }
 
 async function createCertificate(commonName: string, ip: string): Promise<{ keyPem: string; certPem: string }> {
+  // Loaded only to make a certificate (once per node): clients that only check one never need it.
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
   const notBefore = new Date(Date.now() - 60_000); // a client's clock a little behind still accepts it

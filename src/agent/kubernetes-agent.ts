@@ -13,16 +13,9 @@ import { API_TOKEN_SECRET } from './api-token.js';
 import { KubernetesNodeSource } from './kubernetes-node-source.js';
 import { mountedInputs, readSettingsFile } from './mounted-inputs.js';
 import { WG_PORT } from './wireguard-mode.js';
+import { KUBE_PATHS } from './kube-paths.js';
 
 /** Where the DaemonSet mounts what the agent reads (README: Install on Kubernetes). */
-export const KUBE_PATHS = {
-  settingsFile: '/etc/veil/install/settings.json',
-  ipsecKeysDir: '/etc/veil/ipsec-keys',
-  apiTokenDir: '/etc/veil/api-token',
-  stateDir: '/var/lib/veil',
-  runDir: '/run/veil',
-} as const;
-
 export interface KubernetesAgentConfig {
   nodeName: string;
   /** veil's namespace (its Leases). */

@@ -5,7 +5,7 @@
 // DaemonSet's rollout and then every Node's published agent status, printing progress as it moves.
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { apiError, apiStatusCode } from '../control/kubernetes/kube-connection.js';
+import { apiError, apiStatusCode } from '../control/kubernetes/kube-errors.js';
 import { AGENT_STATUS_ANNOTATION, ENCRYPTION_KEY_ANNOTATION, agentStatusAnnotation, kubeNodeView } from '../control/kubernetes/kube-node.js';
 import { IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
 import { parseKeyFile } from '../keys/ipsec-keyfile.js';

@@ -5,7 +5,7 @@
 // cilium-ipsec-keys), because a pod can mount only Secrets of its own namespace.
 import { API_TOKEN_SECRET } from './api-token.js';
 import { AGENT_CONFIGMAP, INSTALL_CONFIGMAP } from './install-state.js';
-import { KUBE_PATHS } from './kubernetes-agent.js';
+import { KUBE_PATHS } from './kube-paths.js';
 import { renderConfig, type Settings } from './settings.js';
 import { WG_PORT } from './wireguard-mode.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';

@@ -8,7 +8,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { KubernetesObjectApi, PatchStrategy } from '@kubernetes/client-node';
 import type { LeaseHandle } from '../control/registry.js';
 import { Informer, type KubeObject } from '../control/kubernetes/informer.js';
-import { apiError, apiStatusCode } from '../control/kubernetes/kube-connection.js';
+import { apiError, apiStatusCode } from '../control/kubernetes/kube-errors.js';
 import { holdLease, leaseDurationMs, leaseRenewedAt, type LeaseHandle as KubeLeaseHandle } from '../control/kubernetes/kube-lease.js';
 import { AGENT_STATUS_ANNOTATION, ENCRYPTION_KEY_ANNOTATION, agentStatusAnnotation, encryptionKeyAnnotation, kubeNodeView, type KubeNodeView } from '../control/kubernetes/kube-node.js';
 import { underlayWithAddress, type Underlay } from '../host/underlay.js';

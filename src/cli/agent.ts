@@ -2,8 +2,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { openRegistry } from '../control/cluster.js';
-import { runHostAgent } from '../agent/host-agent.js';
-import { KUBE_PATHS, kubernetesAgentConfig, runKubernetesAgent } from '../agent/kubernetes-agent.js';
+import { KUBE_PATHS } from '../agent/kube-paths.js';
 import { CONFIG_FLAGS, DEFAULT_AGENT_CONFIG, loadAgentConfig, type ConfigField } from '../host/agent-config.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz } from '../agent/api.js';
@@ -49,12 +48,13 @@ ${KUBE_PATHS.ipsecKeysDir}).`,
   examples: ['veil agent run --config /etc/veil/agent.yaml',
     'VEIL_ETCD_ENDPOINTS=https://10.0.0.1:2379 veil agent run --node host-a --pod-cidr 10.244.7.0/24',
     'veil agent run --kubernetes --kubeconfig ~/.kube/config --node kind-worker'],
-  run({ values }) {
+  async run({ values }) {
     const given = values as Record<string, string | string[] | boolean | undefined>;
     const str = (k: string) => given[k] as string | undefined;
     if (given['kubernetes']) {
       const etcdFlag = Object.keys(given).find((k) => given[k] !== undefined && (k === 'config' || k.startsWith('etcd-') || k === 'pod-cidr' || k.startsWith('underlay-')));
       if (etcdFlag) throw new UsageError(`--${etcdFlag} does not go with --kubernetes`, 'on Kubernetes the node, its addresses and pod CIDRs come from its Node object');
+      const { kubernetesAgentConfig, runKubernetesAgent } = await import('../agent/kubernetes-agent.js'); // the Kubernetes client only here
       return runKubernetesAgent(kubernetesAgentConfig({
         nodeName: str('node'), namespace: str('namespace'), kubeconfig: str('kubeconfig'), context: str('context'), settingsFile: str('settings-file'),
         ipsecKeysDir: str('ipsec-keys-dir'), apiTokenDir: str('api-token-dir'), stateDir: str('state-dir'), runDir: str('run-dir'), wireguardKeylog: str('wireguard-keylog'),
@@ -66,6 +66,7 @@ ${KUBE_PATHS.ipsecKeysDir}).`,
     const flags: Partial<Record<ConfigField, string | string[]>> = {};
     for (const [flag, field] of Object.entries(CONFIG_FLAGS)) if (given[flag] !== undefined) flags[field] = given[flag] as string | string[];
     const config = loadAgentConfig({ file: given['config'] as string | undefined, flags });
+    const { runHostAgent } = await import('../agent/host-agent.js'); // the agent itself only when it runs
     return runHostAgent(config, { wireguardKeylog: given['wireguard-keylog'] as string | undefined });
   },
 });

@@ -3,9 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { currentCluster, isLabCluster, openRegistry } from '../control/cluster.js';
 import { applySet, defaultSettings, parseDuration, type Settings } from '../agent/settings.js';
 import { stringify as toYaml } from 'yaml';
-import { kubernetesInstall } from '../agent/kubernetes-installer.js';
 import { DEFAULT_IMAGE, renderManifests } from '../agent/kubernetes-manifests.js';
-import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
 import { labInstallAtomic } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
 import { hostInstall } from '../agent/installer.js';
@@ -24,6 +22,7 @@ async function installOnKubernetes(settings: Settings, f: KubeFlags, timeoutMs: 
     return 0;
   }
   if (f.output) throw new UsageError('-o goes only with --dry-run', 'add --dry-run to print the objects');
+  const [{ loadKubeConfig }, { kubernetesInstall }] = await Promise.all([import('../control/kubernetes/kube-connection.js'), import('../agent/kubernetes-installer.js')]);
   const kc = loadKubeConfig({ kubeconfig: f.kubeconfig, context: f.context });
   const type = settings['encryption.type'];
   console.log(`${ui.info} Installing veil on Kubernetes cluster "${kc.getCurrentCluster()?.name}" (context ${kc.getCurrentContext()}) with ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption`);

@@ -12,7 +12,7 @@ import { leasesByName } from '../agent/registry-node-source.js';
 import { listNetns } from '../lab/netns.js';
 import { agentCommand, agentLogPath, agentPidName, labNodeReady } from '../lab/agents.js';
 import { superviseAgent } from '../lab/agent-supervisor.js';
-import { nodeStateDir } from '../agent/agent.js';
+import { nodeStateDir } from '../agent/state-paths.js';
 
 const D = LAB_DEFAULTS;
 

@@ -5,9 +5,7 @@ import { VeilError } from '../util/errors.js';
 import { labUninstall } from '../lab/agents.js';
 import { command } from './flags.js';
 import { defaultSettings } from '../agent/settings.js';
-import { kubernetesUninstall } from '../agent/kubernetes-installer.js';
 import { DEFAULT_NAMESPACE } from '../agent/kubernetes-manifests.js';
-import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
 import { ui } from './ui.js';
 
 export const { run } = command({
@@ -28,6 +26,7 @@ annotations on the Nodes. Your IPsec Secret stays (and its namespace with it).`,
   examples: ['veil uninstall', 'veil uninstall --cluster demo', 'veil uninstall --kubernetes --context kind-kind'],
   async run({ values }) {
     if (values.kubernetes) {
+      const [{ loadKubeConfig }, { kubernetesUninstall }] = await Promise.all([import('../control/kubernetes/kube-connection.js'), import('../agent/kubernetes-installer.js')]);
       const kc = loadKubeConfig({ kubeconfig: values.kubeconfig, context: values.context });
       const ns = values.namespace ?? DEFAULT_NAMESPACE;
       console.log(`${ui.info} Uninstalling veil from Kubernetes cluster "${kc.getCurrentCluster()?.name}" (namespace ${ns})`);

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { clusterDir, veilHome } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
 import { KubernetesRegistry } from './kubernetes/kubernetes-registry.js';
-import { loadKubeConfig } from './kubernetes/kube-connection.js';
 import { EtcdRegistry } from './etcd/etcd-registry.js';
 import { loadClusterConfig, saveCurrentCluster } from './cluster-config.js';
 import type { Registry } from './registry.js';
@@ -78,7 +77,7 @@ export function openRegistry(cluster: string): Registry {
   }
   if (entry.registry.type === 'kubernetes') {
     const r = entry.registry;
-    return new KubernetesRegistry({ kc: loadKubeConfig({ kubeconfig: r.kubeconfig, context: r.context }), namespace: r.namespace ?? 'veil' });
+    return new KubernetesRegistry({ kubeconfig: r.kubeconfig, context: r.context, namespace: r.namespace ?? 'veil' });
   }
   const { type: _type, ...conn } = entry.registry;
   return new EtcdRegistry({ cluster: checkClusterName(cluster), ...conn });

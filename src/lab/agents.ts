@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { Registry, RegistryObject } from '../control/registry.js';
 import { agentStatusOf, nodeReady } from '../agent/registry-node-source.js';
 import { install, publishedStartFailure, TUNNEL_DEVICES, uninstall, waitReady } from '../agent/installer.js';
-import { nodeStateDir } from '../agent/agent.js';
+import { nodeStateDir } from '../agent/state-paths.js';
 import { BOOT_ID_FILE } from '../agent/node-source.js';
 import type { Settings } from '../agent/settings.js';
 import { FAIL_CLOSED_METRIC, releaseTunnelBypass } from '../agent/routes.js';

@@ -323,7 +323,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
   await until('the SAs of key 4 to go', () => NODES.every((n) => encryptStatus(n)['ipsec']['keys-in-use'] === (NODES.length - 1) * 2), ROTATION_S * 1000 + 20_000);
 });
 
-test('e2e ipsec: bad key files are refused by `veil secret patch` with the agents\' messages; written past the CLI they degrade health with the error, the key in force stays, traffic flows', { timeout: 60_000 }, async () => {
+test('e2e ipsec: bad key files are refused by `veil secret patch` with the agents\' messages; written past the CLI they degrade health with the error, the key in force stays, traffic flows', { timeout: 180_000 }, async () => {
   const inForce = ok(veil('encryption', 'key-status')).replace(/^IPsec key: /, '').trim();
   const cases: [string, string, RegExp][] = [
     ['garbage', 'this is not a key file', /failed to parse SPI: the first argument of the IPsec secret is not a number/],

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeStateDir } from '../../src/agent/agent.js';
+import { nodeStateDir } from '../../src/agent/state-paths.js';
 import { defaultSettings, type Settings } from '../../src/agent/settings.js';
 import { writeSettings } from '../../src/agent/install-state.js';
 import { AGENT_STATUS_ANNOTATION, ENCRYPTION_KEY_ANNOTATION } from '../../src/control/kubernetes/kube-node.js';

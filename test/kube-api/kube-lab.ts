@@ -10,7 +10,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify as toYaml } from 'yaml';
-import { nodeStateDir } from '../../src/agent/agent.js';
+import { nodeStateDir } from '../../src/agent/state-paths.js';
 import { BOOT_ID_FILE } from '../../src/agent/node-source.js';
 import { renderConfig, type Settings } from '../../src/agent/settings.js';
 import { API_TOKEN_SECRET } from '../../src/agent/api-token.js';

@@ -6,7 +6,7 @@
 // backoff. The client's own ListWatch neither asks for bookmarks nor restarts after an error, so
 // this one is written here over the client's list call and its Watch.
 import * as k8s from '@kubernetes/client-node';
-import { apiErrorMessage, apiStatusCode } from './kube-connection.js';
+import { apiErrorMessage, apiStatusCode } from './kube-errors.js';
 
 export type KubeObject = k8s.KubernetesObject & Record<string, unknown>;
 

@@ -2,8 +2,8 @@
 // renews spec.renewTime every third of leaseDurationSeconds; a lease not renewed within its
 // duration means its holder is gone. Renewal is an update guarded by resourceVersion, so two
 // holders never both think they renewed; a 409 is simply retried on the next tick.
-import * as k8s from '@kubernetes/client-node';
-import { apiError, apiStatusCode } from './kube-connection.js';
+import type * as k8s from '@kubernetes/client-node';
+import { apiError, apiStatusCode } from './kube-errors.js';
 
 export interface LeaseHandle {
   /** Stops renewing and deletes the lease now. */
@@ -36,12 +36,13 @@ export function leaseDurationMs(lease: Record<string, unknown>): number {
 }
 
 export async function holdLease(kc: k8s.KubeConfig, o: LeaseOptions): Promise<LeaseHandle> {
-  const api = kc.makeApiClient(k8s.CoordinationV1Api);
+  const lib = await import('@kubernetes/client-node'); // loaded by the holder only (see kubernetes-registry.ts)
+  const api = kc.makeApiClient(lib.CoordinationV1Api);
   const { namespace, name } = o;
   let lastOk = Date.now();
   let lost = false;
   const renew = async (): Promise<void> => {
-    const now = new k8s.V1MicroTime();
+    const now = new lib.V1MicroTime();
     let cur: k8s.V1Lease | undefined;
     try {
       cur = await api.readNamespacedLease({ name, namespace });
@@ -54,7 +55,7 @@ export async function holdLease(kc: k8s.KubeConfig, o: LeaseOptions): Promise<Le
       return;
     }
     // A new holder (a restarted agent) takes the lease over: acquireTime marks it.
-    const acquireTime = cur.spec?.holderIdentity === o.holderIdentity && cur.spec.acquireTime ? new k8s.V1MicroTime(cur.spec.acquireTime) : now;
+    const acquireTime = cur.spec?.holderIdentity === o.holderIdentity && cur.spec.acquireTime ? new lib.V1MicroTime(cur.spec.acquireTime) : now;
     const leaseTransitions = (cur.spec?.leaseTransitions ?? 0) + (cur.spec?.holderIdentity === o.holderIdentity ? 0 : 1);
     await api.replaceNamespacedLease({ name, namespace, body: { ...cur, spec: { ...cur.spec, ...spec, acquireTime, leaseTransitions } } });
   };

@@ -4,15 +4,19 @@
 // annotations), a Lease counts while it is renewed within its duration, and Secrets and
 // ConfigMaps are veil's namespace's. It is read-only: veil's objects on Kubernetes are changed
 // with `veil install --kubernetes` and kubectl, never behind their field managers' backs.
-import * as k8s from '@kubernetes/client-node';
+// The client library (~800 files) is loaded on the first call, so that a command on an etcd
+// cluster, or only asking for help, never pays for it.
+import type * as k8s from '@kubernetes/client-node';
 import type { Kind, LeaseHandle, Registry, RegistryObject, Watch } from '../registry.js';
 import { VeilError } from '../../util/errors.js';
-import { apiError, apiStatusCode } from './kube-connection.js';
+import { apiError, apiStatusCode } from './kube-errors.js';
 import { agentStatusAnnotation, encryptionKeyAnnotation, kubeNodeView } from './kube-node.js';
 import { leaseDurationMs, leaseRenewedAt } from './kube-lease.js';
 
 export interface KubernetesRegistryOptions {
-  kc: k8s.KubeConfig;
+  /** The kubeconfig file (else in-cluster or the default) and context: loaded on the first call. */
+  kubeconfig?: string;
+  context?: string;
   /** veil's namespace (its Leases, Secrets, ConfigMaps). */
   namespace: string;
 }
@@ -72,10 +76,16 @@ function gvkOf(kind: Kind): { apiVersion: string; kind: string; namespaced: bool
 }
 
 export class KubernetesRegistry implements Registry {
-  private readonly api: k8s.KubernetesObjectApi;
+  private client: Promise<k8s.KubernetesObjectApi> | undefined;
 
-  constructor(private readonly o: KubernetesRegistryOptions) {
-    this.api = k8s.KubernetesObjectApi.makeApiClient(o.kc);
+  constructor(private readonly o: KubernetesRegistryOptions) {}
+
+  private api(): Promise<k8s.KubernetesObjectApi> {
+    this.client ??= (async () => {
+      const [{ KubernetesObjectApi }, { loadKubeConfig }] = await Promise.all([import('@kubernetes/client-node'), import('./kube-connection.js')]);
+      return KubernetesObjectApi.makeApiClient(loadKubeConfig({ kubeconfig: this.o.kubeconfig, context: this.o.context }));
+    })();
+    return this.client;
   }
 
   private convert(kind: Kind, o: Obj): RegistryObject | undefined {
@@ -89,8 +99,9 @@ export class KubernetesRegistry implements Registry {
 
   async get(kind: Kind, name: string): Promise<RegistryObject | undefined> {
     const g = gvkOf(kind);
+    const api = await this.api();
     try {
-      const o = plain(await this.api.read({ apiVersion: g.apiVersion, kind: g.kind, metadata: { name, ...(g.namespaced ? { namespace: this.o.namespace } : {}) } }));
+      const o = plain(await api.read({ apiVersion: g.apiVersion, kind: g.kind, metadata: { name, ...(g.namespaced ? { namespace: this.o.namespace } : {}) } }));
       return this.convert(kind, o);
     } catch (e) {
       if (apiStatusCode(e) === 404) return undefined;
@@ -100,8 +111,9 @@ export class KubernetesRegistry implements Registry {
 
   async list(kind: Kind): Promise<RegistryObject[]> {
     const g = gvkOf(kind);
+    const api = await this.api();
     try {
-      const l = await this.api.list(g.apiVersion, g.kind, g.namespaced ? this.o.namespace : undefined);
+      const l = await api.list(g.apiVersion, g.kind, g.namespaced ? this.o.namespace : undefined);
       return l.items.map((i) => this.convert(kind, plain(i))).filter((x): x is RegistryObject => x !== undefined);
     } catch (e) {
       if (apiStatusCode(e) === 404 && g.namespaced) return []; // no such namespace: veil is not installed
@@ -121,7 +133,7 @@ export class KubernetesRegistry implements Registry {
   holdLease(): Promise<LeaseHandle> { return this.readOnly(); }
 
   async revision(): Promise<number> {
-    const l = await this.api.list('v1', 'Node');
+    const l = await (await this.api()).list('v1', 'Node');
     return Number(l.metadata?.resourceVersion ?? 0);
   }
 
