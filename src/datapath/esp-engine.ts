@@ -20,7 +20,7 @@ import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
-import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
+import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
 import type { EspEngineCounters, EspEngineInit, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
 import { VeilError } from '../util/errors.js';
@@ -40,7 +40,7 @@ const BATCH = 128;
 const SLOT = 2048;
 /** Receive slots with UDP GRO: each takes a coalesced super-datagram of up to 64 segments. */
 const GRO_SLOTS = 4;
-const RX_BATCH = 64 * GRO_SLOTS;
+const RX_BATCH = UDP_GRO_MAX_SEGMENTS * GRO_SLOTS;
 /**
  * Per receive op, 12 bytes of nonce (salt || IV) and 12 of AAD (SPI || seq-hi || seq-lo). GRO
  * segments sit back to back with no room between them, so these live in a side area: the headroom

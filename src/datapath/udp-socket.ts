@@ -32,6 +32,11 @@ export type UdpCounters = Record<keyof typeof UDP_STAT, number>;
 
 /** Slot size for a GRO receive batch: a coalesced datagram may be up to 64 KiB. */
 export const UDP_GRO_SLOT = 65536;
+/**
+ * Most packets one received datagram may carry: the kernel's GRO stops at 64 segments
+ * (UDP_GRO_CNT_MAX), and veil and wireguard-go send at most 64 per UDP_SEGMENT datagram.
+ */
+export const UDP_GRO_MAX_SEGMENTS = 64;
 
 export class UdpSocket {
   readonly fd: number;
@@ -90,12 +95,16 @@ export class UdpSocket {
   }
 
   /**
-   * Receives up to batch.capacity packets (at most batch.slots datagrams), each datagram at its
-   * slot's headroom, GRO super-datagrams split into descriptors; the sender of each packet goes to
+   * Receives up to batch.capacity packets (at most batch.slots datagrams; with GRO at most
+   * capacity / UDP_GRO_MAX_SEGMENTS), each datagram at its slot's headroom, GRO super-datagrams
+   * split into descriptors; the sender of each packet goes to
    * batch.addrs/families/ports. Sets batch.count and returns it (0 when nothing is waiting).
    */
   recvBatch(batch: PacketBatch): number {
-    const r = native().udpRecvBatch(this.fd, batch.buf, batch.slotSize, batch.headroom, batch.slots,
+    // A datagram taken from the socket must fit whole: segments beyond the batch's descriptors
+    // would be lost (dropNoRoom), so with GRO take only as many as the worst case fits.
+    const datagrams = this.gro ? Math.max(1, Math.min(batch.slots, Math.floor(batch.capacity / UDP_GRO_MAX_SEGMENTS))) : batch.slots;
+    const r = native().udpRecvBatch(this.fd, batch.buf, batch.slotSize, batch.headroom, datagrams,
       batch.offs, batch.lens, batch.addrs, batch.families, batch.ports, batch.capacity, this.stats);
     if (r < 0) throw nativeError(r, `receiving on UDP port ${this.port}`);
     batch.count = r;

@@ -19,7 +19,7 @@ import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
-import { UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
+import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
 import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
@@ -32,8 +32,9 @@ const RX_HEADROOM = 16;
 const TAG = 16;
 const BATCH = 128;
 const SLOT = 2048;
-/** Receive slots with UDP GRO (each up to 64 KiB). */
-const GRO_SLOTS = 8;
+/** Receive slots with UDP GRO (each up to 64 KiB), and descriptors for every segment they may hold. */
+const GRO_SLOTS = 4;
+const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
 
 interface KeyHandles {
   send: AeadKey;
@@ -61,12 +62,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly names = new Map<Peer, string>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
-  private readonly aead = new AeadBatch(BATCH);
+  private readonly aead = new AeadBatch(RX_BATCH);
   private readonly single: SinglePacketWriter;
   /** Per rx AEAD op: the packet index and keypair/counter it belongs to. */
-  private readonly rxIndex = new Int32Array(BATCH);
-  private readonly rxKeypair: (Keypair | null)[] = new Array(BATCH).fill(null);
-  private readonly rxCounter = new Float64Array(BATCH);
+  private readonly rxIndex = new Int32Array(RX_BATCH);
+  private readonly rxKeypair: (Keypair | null)[] = new Array(RX_BATCH).fill(null);
+  private readonly rxCounter = new Float64Array(RX_BATCH);
   private readonly sentBytes = new Map<Peer, number>();
   private readonly sentPackets = new Map<Peer, number>();
   /** Transport packets each way per peer (keepalives included), for status and metrics. */
@@ -83,7 +84,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     this.single = new SinglePacketWriter(tun, init.mtu);
     // With UDP GRO a slot takes a coalesced super-datagram (up to 64 KiB) split into many packets.
     this.rx = udp.gro
-      ? new PacketBatch({ capacity: BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
+      ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
       : new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
     this.device = new Device({ privateKey: init.privateKey, mtu: init.mtu, wallClockOffsetMs: init.wallClockOffsetMs, keylog: !!init.keylogFile });
   }
