@@ -7,6 +7,7 @@
         "native/checksum.c",
         "native/tun.c",
         "native/udp.c",
+        "native/raw-ip.c",
         "native/aead.c",
         "native/crypto-pool.c",
         "native/noise-crypto.c"

@@ -96,6 +96,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("udpRecvBatch", udp_recv_batch),
     EXPORT("udpSendBatch", udp_send_batch),
     EXPORT("udpSend", udp_send),
+    EXPORT("rawOpen", raw_open),
     EXPORT("aeadCreate", aead_create),
     EXPORT("aeadFree", aead_free),
     EXPORT("sealBatch", aead_seal_batch),

@@ -72,6 +72,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     }, 1000);
     return {
       device: IPSEC_DEVICE, mtu: ipsecTunnelMtu(c.node.underlayMtu, key).mtu, port: ESP_IN_UDP_PORT,
+      rawEsp: c.settings['encryption.ipsec.encapsulation'] === 'esp',
       engine: { kind: 'esp', localIp: c.node.internalIPs[0]!, marksFile, marks: Object.fromEntries(marks) },
     };
   }

@@ -14,6 +14,9 @@ export function ciliumModeName<T extends EncryptionType>(t: T): T extends 'wireg
   return (t === 'wireguard' ? 'Wireguard' : 'IPsec') as T extends 'wireguard' ? 'Wireguard' : 'IPsec';
 }
 
+/** How ESP travels between nodes: in UDP 4500 (RFC 3948, veil's default) or as IP protocol 50 (Cilium's nodes). */
+export type IpsecEncapsulation = 'udp' | 'esp';
+
 export interface Settings {
   'encryption.enabled': boolean;
   'encryption.type': EncryptionType;
@@ -25,6 +28,7 @@ export interface Settings {
   'encryption.ipsec.secretNamespace': string;
   'encryption.ipsec.keyRotationDuration': string;
   'encryption.ipsec.keyWatcher': boolean;
+  'encryption.ipsec.encapsulation': IpsecEncapsulation;
   'agent.metricsPort': number;
   'agent.apiPort': number;
   'agent.healthProbeInterval': string;
@@ -47,6 +51,7 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   'encryption.ipsec.secretNamespace': { kind: 'string', default: '', doc: "Kubernetes: the secret's namespace, where veil then runs (a pod mounts only its own namespace's Secrets); default veil" },
   'encryption.ipsec.keyRotationDuration': { kind: 'duration', default: '5m', doc: 'how long old keys keep decrypting after a rotation' },
   'encryption.ipsec.keyWatcher': { kind: 'bool', default: true, doc: 'apply key file changes without a restart' },
+  'encryption.ipsec.encapsulation': { kind: { oneOf: ['udp', 'esp'] }, default: 'udp', doc: "udp: ESP in UDP 4500 (crosses NAT and firewalls that pass only UDP); esp: raw ESP, IP protocol 50, as Cilium's nodes send it" },
   'agent.metricsPort': { kind: 'port', default: 9962, doc: 'Prometheus metrics port on the node IP' },
   'agent.apiPort': { kind: 'port', default: 9964, doc: 'the agent API over HTTPS on the node IP (read-only, needs the veil-agent-api-token secret)' },
   'agent.healthProbeInterval': { kind: 'duration', default: '2s', doc: 'how often agents probe every other node through the tunnel' },

@@ -2,6 +2,7 @@
 // socket, the datapath worker, the health prober and the routes that steer remote prefixes into
 // the device. A mode only says what it should hold (DesiredState); apply() makes it so.
 import { UdpSocket } from '../datapath/udp-socket.js';
+import { RawEspSocket } from '../datapath/raw-esp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
@@ -23,6 +24,8 @@ export interface TunnelParams<K extends EngineKind> {
   mtu: number;
   /** The UDP port on the node's internal IP. */
   port: number;
+  /** IPsec without UDP encapsulation: a raw ESP socket (IP protocol 50) instead of the UDP port. */
+  rawEsp?: boolean;
   /** The engine's own part of the worker's init message (kind, keys, ...). */
   engine: EngineParams<K>;
   /** Node encryption routes node IPs into the tunnel: its own datagrams must stay on the underlay. */
@@ -72,7 +75,8 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     let udp: UdpSocket | undefined;
     let host: DatapathHost<K> | undefined;
     try {
-      udp = UdpSocket.open(localIp, p.port, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
+      udp = p.rawEsp ? RawEspSocket.openEsp(localIp)
+        : UdpSocket.open(localIp, p.port, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
       if (p.bypassUnderlay) keepTunnelTrafficOnUnderlay(p.port, node.underlayInterface);
       const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, mtu: p.mtu };
       host = new DatapathHost<K>(init as Extract<WorkerInit, { kind: K }>, o.onWorkerError); // EngineParams<K> plus exactly the omitted fields

@@ -136,7 +136,7 @@ The output holds key material: keep it secret.`,
       const loaded = new IpsecKeyLoader().load(Buffer.from(raw, 'base64').toString('utf8'), Date.now());
       if (!loaded.ok) throw new VeilError(loaded.error.code, `the IPsec key in secret ${secretName} is unusable: ${loaded.error.message}`, loaded.error.hint);
       const key = loaded.value.current;
-      const out = xfrmPeerCommands(cluster, peer, key, clusterNodes(await reg.list('Node')));
+      const out = xfrmPeerCommands(cluster, peer, key, clusterNodes(await reg.list('Node')), settings?.['encryption.ipsec.encapsulation'] ?? 'udp');
       await reg.mutate('Peer', name, (cur) => cur && { ...cur, spec: { ...(cur.spec ?? {}), ipsecKeyId: key.spi } });
       return out;
     });

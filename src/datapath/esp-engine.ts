@@ -82,7 +82,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     malformed: 0, tooBig: 0, sendFailed: 0, sequenceWait: 0, sequenceExhausted: 0, replayMarkFailed: 0,
   };
 
+  /** ESP in UDP: the peers' port 4500 (ours too). Raw ESP (IP protocol 50): no port, and no non-ESP markers. */
+  private readonly peerPort: number;
+  private readonly rawEsp: boolean;
+
   constructor(private readonly init: EspEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
+    this.rawEsp = udp.describe().rawEsp === true;
+    this.peerPort = this.rawEsp ? 0 : ESP_IN_UDP_PORT;
     this.marks = new Map(Object.entries(init.marks ?? {}));
     this.single = new SinglePacketWriter(tun, init.mtu);
     this.rx = udp.gro
@@ -183,7 +189,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const nonceAad = off - TX_HEADROOM;
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(this.aeadKey(sa), off, sealed, nonceAad, nonceAad + 12, 12);
-      b.setPeer(out, peer.ipBytes, peer.family, ESP_IN_UDP_PORT);
+      b.setPeer(out, peer.ipBytes, peer.family, this.peerPort);
       b.offs[out] = off - ESP_GCM_PREFIX;
       b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
       out++;
@@ -205,7 +211,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (sa.sequence.durableEnd <= sa.sequence.last) this.reserve(sa);
     const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
-    if (!this.udp.sendTo(this.scratch, peer.ipBytes, ESP_IN_UDP_PORT, 0, r.length)) this.counters.sendFailed++;
+    if (!this.udp.sendTo(this.scratch, peer.ipBytes, this.peerPort, 0, r.length)) this.counters.sendFailed++;
     else { this.counters.txPackets++; this.counters.txBytes += len; }
     this.reserve(sa);
   }
@@ -252,7 +258,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     let lastSa: InboundSa | undefined;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
-      const kind = classifyUdpEncap(buf, off, len);
+      const kind = this.rawEsp ? (len < 8 ? 'truncated' : 'esp') : classifyUdpEncap(buf, off, len);
       if (kind !== 'esp') { this.drops[kind]++; continue; }
       const spi = readEspSpi(buf, off);
       // GRO segments of one datagram share the sender: look the SA up once per run.
@@ -398,7 +404,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   private status(showKeys: boolean): EspEngineStatus {
     const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean): EspSaStatus => ({
-      peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: `espinudp ${ESP_IN_UDP_PORT}`,
+      peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: this.rawEsp ? 'none' : `espinudp ${ESP_IN_UDP_PORT}`,
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
       transform: sa.transform.kind === 'aead' ? { aead: sa.transform.name } : { auth: sa.transform.auth, enc: sa.transform.enc },
       active, bytes: sa.counters.bytes, packets: sa.counters.packets, addTimeMs: sa.counters.addTimeMs, useTimeMs: sa.counters.useTimeMs,

@@ -26,6 +26,8 @@ export interface UdpSocketDescriptor {
   gro: boolean;
   gso: boolean;
   bufferBytes: number;
+  /** A raw ESP socket (raw-esp-socket.ts), not UDP. */
+  rawEsp?: boolean;
 }
 
 export type UdpCounters = Record<keyof typeof UDP_STAT, number>;
@@ -53,7 +55,7 @@ export class UdpSocket {
   readonly #pollFds: Int32Array;
   #closed = false;
 
-  private constructor(fd: number, family: 4 | 6, address: string, port: number, gro: boolean, gso: boolean, bufferBytes: number) {
+  protected constructor(fd: number, family: 4 | 6, address: string, port: number, gro: boolean, gso: boolean, bufferBytes: number) {
     this.fd = fd;
     this.family = family;
     this.address = address;

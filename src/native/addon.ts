@@ -32,6 +32,8 @@ export interface NativeDatapath {
     families: Uint8Array, ports: Uint16Array, mode: number, stats: Float64Array): number;
   udpSend(fd: number, buf: Uint8Array, offset: number, length: number, addr: Uint8Array, family: number,
     port: number, mode: number): number;
+  /** A raw IP socket for `protocol` bound to addr (batches then go through udpRecvBatch/udpSendBatch). */
+  rawOpen(addr: string, protocol: number): number;
   /** Handles belong to the thread (napi env) that created them. */
   aeadCreate(alg: number, key: Uint8Array, tagLen: number): number;
   aeadFree(handle: number): number;

@@ -54,7 +54,8 @@ export interface XfrmStateEntry {
   aead?: { name: string; key?: string; icvBits: number };
   authTrunc?: { name: string; key?: string; truncBits: number };
   enc?: { name: string; key?: string };
-  encap: { type: 'espinudp'; sport: number; dport: number };
+  /** ESP in UDP; absent for raw ESP (IP protocol 50). */
+  encap?: { type: 'espinudp'; sport: number; dport: number };
   /** Highest sequence number sent (out) or accepted (in), ESN included. */
   sequence: number;
   lifetime: { current: LifetimeCurrent };
@@ -66,7 +67,7 @@ export function xfrmStateEntries(report: IpsecSasReport): XfrmStateEntry[] {
     const e: XfrmStateEntry = {
       src: sa.src, dst: sa.dst, dir: sa.direction, peer: sa.peer, active: sa.active, proto: 'esp', spi: spiHex(sa.spi), reqid: IPSEC_REQID,
       mode: 'tunnel', replayWindow: sa.replayWindow, flags: sa.esn ? ['esn'] : [],
-      encap: { type: 'espinudp', sport: ESP_IN_UDP_PORT, dport: ESP_IN_UDP_PORT }, sequence: sa.sequence,
+      ...(sa.encap === 'none' ? {} : { encap: { type: 'espinudp' as const, sport: ESP_IN_UDP_PORT, dport: ESP_IN_UDP_PORT } }), sequence: sa.sequence,
       lifetime: { current: { bytes: sa.bytes, packets: sa.packets, add: xfrmTime(sa.addTimeMs), use: xfrmTime(sa.useTimeMs) } },
     };
     if (sa.transform.aead) e.aead = { name: sa.transform.aead, ...(sa.key ? { key: sa.key.encryption } : {}), icvBits: sa.icvBits };
@@ -90,7 +91,7 @@ export function formatXfrmState(entries: XfrmStateEntry[]): string {
     if (e.aead) out.push(`\taead ${e.aead.name} ${hexKey(e.aead.key)} ${e.aead.icvBits}`);
     if (e.authTrunc) out.push(`\tauth-trunc ${e.authTrunc.name} ${hexKey(e.authTrunc.key)} ${e.authTrunc.truncBits}`);
     if (e.enc) out.push(`\tenc ${e.enc.name} ${hexKey(e.enc.key)}`);
-    out.push(`\tencap type ${e.encap.type} sport ${e.encap.sport} dport ${e.encap.dport} addr 0.0.0.0`);
+    if (e.encap) out.push(`\tencap type ${e.encap.type} sport ${e.encap.sport} dport ${e.encap.dport} addr 0.0.0.0`);
     out.push(`\tdir ${e.dir} peer ${e.peer}${e.dir === 'out' ? (e.active ? ' (active)' : ' (standby)') : ''}`);
     out.push('\tanti-replay esn context:');
     out.push(e.dir === 'out' ? `\t seq-hi 0x0, seq 0x0, oseq-hi ${x(seqHi)}, oseq ${x(seqLo)}` : `\t seq-hi ${x(seqHi)}, seq ${x(seqLo)}, oseq-hi 0x0, oseq 0x0`);

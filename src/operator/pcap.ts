@@ -1,6 +1,6 @@
 // Reading the pcap files tcpdump writes (classic format, either byte order, micro or nano seconds,
 // Ethernet link type) and telling what each underlay frame is: the expected tunnel datagrams
-// (WireGuard on 51871, ESP-in-UDP on 4500) between node addresses, ARP, IPv6 link housekeeping,
+// (WireGuard on 51871, ESP-in-UDP on 4500, raw ESP as IP protocol 50) between node addresses, ARP, IPv6 link housekeeping,
 // or anything else (which on an encrypted cluster means plaintext leaked).
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { WG_PORT } from '../agent/wireguard-mode.js';
@@ -37,7 +37,7 @@ export function parsePcap(buf: Buffer): PcapPacket[] {
   return out;
 }
 
-export type FrameKind = 'WireGuard' | 'ESP-in-UDP' | 'ARP' | 'IPv6 link-local' | 'registry' | 'plaintext' | 'other';
+export type FrameKind = 'WireGuard' | 'ESP-in-UDP' | 'ESP' | 'ARP' | 'IPv6 link-local' | 'registry' | 'plaintext' | 'other';
 
 /** etcd's client port: the agents' registry traffic (control plane, not pod traffic). */
 export const ETCD_CLIENT_PORT = 2379;
@@ -101,6 +101,9 @@ export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>, regis
     if (betweenNodes && (sport === WG_PORT || dport === WG_PORT) && isWireGuardMessage(payload)) return { kind: 'WireGuard', src, dst, summary };
     if (betweenNodes && (sport === ESP_IN_UDP_PORT || dport === ESP_IN_UDP_PORT) && isEspInUdp(payload)) return { kind: 'ESP-in-UDP', src, dst, summary };
     return { kind: 'plaintext', src, dst, summary };
+  }
+  if (proto === 50 && betweenNodes && (fragOffset > 0 || (frame.length >= l4 + 8 && frame.readUInt32BE(l4) !== 0))) {
+    return { kind: 'ESP', src, dst, summary: `ESP ${src} > ${dst}` };
   }
   if ((proto === 6) && frame.length >= l4 + 4) {
     const sport = frame.readUInt16BE(l4), dport = frame.readUInt16BE(l4 + 2);

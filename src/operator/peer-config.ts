@@ -8,6 +8,7 @@ import { REPLAY_WINDOW_SIZE } from '../esp/replay-window.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspTransform } from '../esp/esp-transform.js';
 import { WG_PORT } from '../agent/wireguard-mode.js';
+import type { IpsecEncapsulation } from '../agent/settings.js';
 
 /** A veil node as a peer's configuration needs it. */
 export interface ClusterNode {
@@ -61,22 +62,25 @@ export function inboundMark(nodeIndex: number): { mark: string; mask: string } {
 /**
  * The shell commands that make a plain Linux host `peer` an IPsec member: per node one SA each way
  * (Cilium's per-tunnel keys from the key and both boot ids, SPI = key id, reqid 1, tunnel mode, ESN
- * with a 1024-packet replay window, ESP in UDP 4500), policies between its allowed IPs and the
+ * with a 1024-packet replay window, ESP in UDP 4500 or raw ESP as the cluster's encapsulation says), policies between its allowed IPs and the
  * node's pod CIDRs, and routes to those pod CIDRs through the node. Every node's inbound SA has the
  * same destination and SPI, which the kernel tells apart only by mark (as Cilium does): a tc
  * filter marks what arrives from each node, and its inbound SA carries that mark.
  */
-export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: IpsecKey, nodes: ClusterNode[]): string {
+export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: IpsecKey, nodes: ClusterNode[], encapsulation: IpsecEncapsulation = 'udp'): string {
   const me = peer.endpoint.address;
   const own = hostAddresses(peer);
   const src = own.length ? ` src ${own[0]!.replace(/\/\d+$/, '')}` : '';
   const lines = [
     `# veil cluster '${cluster}': IPsec for peer '${peer.name}' (${me}), key id ${key.spi}. Run as root on the peer.`,
-    `# Receiving ESP in UDP needs a UDP socket on port ${ESP_IN_UDP_PORT} with UDP_ENCAP_ESPINUDP (an IKE daemon opens one).`,
+    encapsulation === 'udp'
+      ? `# Receiving ESP in UDP needs a UDP socket on port ${ESP_IN_UDP_PORT} with UDP_ENCAP_ESPINUDP (an IKE daemon opens one).`
+      : '# Raw ESP (IP protocol 50, no UDP): the path to every node must pass protocol 50.',
     '# After a key rotation, flush the SAs of the old key (ip xfrm state deleteall proto esp) and apply the new output.',
   ];
   lines.push('DEV=${DEV:-eth0}   # the interface the nodes reach this host on', 'tc qdisc add dev $DEV clsact 2>/dev/null || true');
   if (own.length) lines.push(`ip addr add ${own[0]} dev lo 2>/dev/null || true`);
+  const encap = encapsulation === 'udp' ? ` encap espinudp ${ESP_IN_UDP_PORT} ${ESP_IN_UDP_PORT} 0.0.0.0` : '';
   for (const [i, n] of nodes.entries()) {
     if (!n.bootID) {
       lines.push(`# node ${n.name}: its agent has published no boot id yet (re-run this once it has)`);
@@ -85,7 +89,7 @@ export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: Ipsec
     const t = deriveTunnelTransforms(key, { ip: me, bootId: peer.bootID }, { ip: n.ip, bootId: n.bootID });
     const sa = (from: string, to: string, tr: EspTransform, mark = '') =>
       `ip xfrm state add src ${from} dst ${to} proto esp spi ${key.spi} reqid 1 mode tunnel ${xfrmAlgorithmArgs(tr)} ` +
-      `flag esn replay-window ${REPLAY_WINDOW_SIZE}${mark} encap espinudp ${ESP_IN_UDP_PORT} ${ESP_IN_UDP_PORT} 0.0.0.0`;
+      `flag esn replay-window ${REPLAY_WINDOW_SIZE}${mark}${encap}`;
     const { mark, mask } = inboundMark(i + 1);
     const pref = 49000 + i + 1;
     lines.push(`# node ${n.name} (${n.ip})`,

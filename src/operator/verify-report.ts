@@ -3,6 +3,7 @@
 // Pure: results and classified captures in, verdict and text out.
 import { cidrContains, parseCidr, tryParseIp, type Cidr } from '../net/cidr.js';
 import type { FrameInfo, FrameKind } from './pcap.js';
+import type { IpsecEncapsulation } from '../agent/settings.js';
 
 export interface VerifyNode {
   name: string;
@@ -48,9 +49,9 @@ export interface VerifyReport {
 }
 
 /** The outer packets an installed mode should put on the underlay; null: nothing encrypts. */
-export function expectedOuter(mode: string): FrameKind | null {
+export function expectedOuter(mode: string, encapsulation: IpsecEncapsulation = 'udp'): FrameKind | null {
   if (mode === 'Wireguard') return 'WireGuard';
-  if (mode === 'IPsec') return 'ESP-in-UDP';
+  if (mode === 'IPsec') return encapsulation === 'esp' ? 'ESP' : 'ESP-in-UDP';
   return null;
 }
 
@@ -70,10 +71,10 @@ function ownerOf(nodes: VerifyNode[]): (ip: string | undefined) => string | unde
 }
 
 export function judgeVerify(input: {
-  mode: string; nodes: VerifyNode[]; traffic: PairTraffic[]; markers: Record<string, string>;
+  mode: string; encapsulation?: IpsecEncapsulation; nodes: VerifyNode[]; traffic: PairTraffic[]; markers: Record<string, string>;
   captures: NodeCapture[]; durationMs: number; problems?: string[];
 }): VerifyReport {
-  const expected = expectedOuter(input.mode);
+  const expected = expectedOuter(input.mode, input.encapsulation);
   const owner = ownerOf(input.nodes);
   const outerByPair = new Map<string, Set<FrameKind>>();
   const frames: Partial<Record<FrameKind, number>> = {};

@@ -159,7 +159,7 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
       return { node: c.node, frames: parsePcap(raw).map((f) => classifyFrame(f.data, nodeIPs, registryIPs)), markerHits };
     });
     traffic.sort((a, b) => nodes.findIndex((n) => n.name === a.from) - nodes.findIndex((n) => n.name === b.from) || nodes.findIndex((n) => n.name === a.to) - nodes.findIndex((n) => n.name === b.to));
-    return judgeVerify({ mode, nodes, traffic, markers, captures: nodeCaptures, durationMs: Date.now() - t0, problems });
+    return judgeVerify({ mode, encapsulation: settings?.['encryption.ipsec.encapsulation'], nodes, traffic, markers, captures: nodeCaptures, durationMs: Date.now() - t0, problems });
   } finally {
     await stopAll(cluster, procs).catch(() => undefined);
     for (const p of pods) await deletePod(cluster, p).catch((e) => say(`could not delete test pod ${p}: ${errorMessage(e)}`));

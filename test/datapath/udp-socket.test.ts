@@ -49,6 +49,23 @@ test('a burst of GRO super-datagrams is received whole, whatever the batch: no p
   assert.ok(r.inOrder, 'in order');
 });
 
+interface RawEspFamily { sent: number; single: boolean; sentShapes: string[]; got: string[]; contentOk: boolean; sources: string[]; rawEsp: boolean }
+
+test('raw ESP (IP protocol 50, no UDP): batches both ways in IPv4 and IPv6, ESP bytes from the first byte, the sender per packet', () => {
+  const ns = makeNetns('rawesp');
+  namespaces.push(ns);
+  const r = runScenario(ns, ['raw-esp']) as unknown as Record<'v4' | 'v6', RawEspFamily>;
+  for (const [fam, from] of [['v4', '127.0.0.1:0'], ['v6', 'fd00:e5::1:0']] as const) {
+    const f = r[fam];
+    assert.equal(f.sent, 12, fam);
+    assert.equal(f.single, true, `${fam}: single send`);
+    assert.deepEqual(f.got, [...f.sentShapes, `${0x2000}/99/14`], `${fam}: every packet, SPI first (an IPv4 header skipped), its length, in order`);
+    assert.ok(f.contentOk, `${fam}: payload intact`);
+    assert.deepEqual(f.sources, [from], `${fam}: the sender's address, no port`);
+    assert.ok(f.rawEsp, `${fam}: a worker adopts it as raw ESP`);
+  }
+});
+
 test('bad addresses and busy ports are VeilErrors with hints', () => {
   assert.throws(() => UdpSocket.open('10.0.0.300', 0), (e) => isVeilError(e) && e.code === 'UDP_ADDRESS');
   assert.throws(() => UdpSocket.open('127.0.0.1', 70000), (e) => isVeilError(e) && e.code === 'UDP_PORT');

@@ -141,12 +141,15 @@ test('pcap: reads both byte orders; classifies WireGuard, ESP-in-UDP, ARP, IPv6 
     ipv4Frame('10.244.1.2', '10.244.2.2', 1, Buffer.concat([Buffer.from([8, 0, 0, 0, 0, 1, 0, 1]), marker, marker])),
     ipv4Frame('172.18.0.2', '172.18.0.3', 17, udp(51871, 51871, Buffer.from('not wireguard at all, plaintext'))),
     ipv4Frame('172.18.0.2', '172.18.0.9', 17, udp(4500, 4500, esp)),
+    ipv4Frame('172.18.0.2', '172.18.0.3', 50, esp), // raw ESP, as Cilium's nodes send it
+    ipv4Frame('172.18.0.2', '172.18.0.9', 50, esp), // ...but not to a node
+    ipv4Frame('172.18.0.2', '172.18.0.3', 50, Buffer.alloc(40)), // SPI 0 is no ESP
   ];
   for (const be of [false, true]) {
     const pkts = parsePcap(pcapFile(frames, be));
     assert.equal(pkts.length, frames.length);
     assert.equal(pkts[1]!.time, 1700000001.5);
-    assert.deepEqual(pkts.map((p) => classifyFrame(p.data, nodes).kind), ['WireGuard', 'ESP-in-UDP', 'ARP', 'IPv6 link-local', 'plaintext', 'plaintext', 'plaintext']);
+    assert.deepEqual(pkts.map((p) => classifyFrame(p.data, nodes).kind), ['WireGuard', 'ESP-in-UDP', 'ARP', 'IPv6 link-local', 'plaintext', 'plaintext', 'plaintext', 'ESP', 'plaintext', 'plaintext']);
   }
   assert.equal(classifyFrame(frames[4]!, nodes).summary, 'ICMP 10.244.1.2 > 10.244.2.2');
   assert.equal(countOccurrences(pcapFile(frames), marker), 2);
@@ -169,6 +172,13 @@ test('verify verdict: passes only with all traffic, no marker and only the expec
   assert.equal(leak.ok, false);
   assert.deepEqual(leak.pairs.map((p) => [p.leaked, p.ok]), [[3, false], [0, true]]);
   assert.deepEqual(leak.unexpected, [{ summary: 'ICMP 10.244.0.2 > 10.244.1.2', count: 1 }]);
+
+  const espAB = { ...wgAB, kind: 'ESP' as const }, espBA = { ...wgBA, kind: 'ESP' as const };
+  const raw = judgeVerify({ mode: 'IPsec', encapsulation: 'esp', nodes, traffic, markers, durationMs: 1, captures: [{ node: 'a', frames: [espAB, espBA], markerHits: {} }] });
+  assert.equal(raw.ok, true, raw.problems.join('; '));
+  assert.equal(raw.expected, 'ESP');
+  const rawExpectedUdp = judgeVerify({ mode: 'IPsec', nodes, traffic, markers, durationMs: 1, captures: [{ node: 'a', frames: [espAB, espBA], markerHits: {} }] });
+  assert.equal(rawExpectedUdp.ok, false, 'raw ESP where ESP in UDP is installed is unexpected');
 
   const lost = judgeVerify({ mode: 'IPsec', nodes, traffic: [{ ...traffic[0]!, udp: false }], markers, durationMs: 1, captures: [{ node: 'a', frames: [{ ...wgAB, kind: 'ESP-in-UDP' }], markerHits: {} }] });
   assert.equal(lost.ok, false);
