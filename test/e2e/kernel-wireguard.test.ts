@@ -14,6 +14,7 @@ import { ok, veilCli, sleep } from './cli.js';
 import type { KernelVm } from '../kernel-vm/kernel-vm.js';
 import { TapCapture, bootLabVm, linkControl, skipReason, waitFor } from '../kernel-vm/lab-vm.js';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
+import { podNetns } from '../../src/lab/names.js';
 
 const SKIP = skipReason();
 const C = 'kvmwg';
@@ -30,7 +31,9 @@ let vmPub = '';
 let wgConf = '';
 const started = Date.now();
 
-const podPing = (pod: string, dst: string, count = 1) => veil('lab', 'exec', pod, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst).status === 0;
+/** A ping from a pod's namespace (ip netns exec: no CLI process per ping). */
+const podPing = (pod: string, dst: string, count = 1) =>
+  spawnSync('ip', ['netns', 'exec', podNetns(C, pod), 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst], { timeout: 30_000 }).status === 0;
 const vmPing = async (dst: string, count = 1) => (await vm!.exec(`ping -c ${count} -W 2 ${dst}`)).rc === 0;
 
 /** The VM's latest handshake (unix s) with each node, by node name. */
@@ -80,6 +83,9 @@ const tcDropped = async (dir: 'ingress' | 'egress') => {
 before(async () => {
   if (SKIP) return;
   ok(veil('lab', 'up', '--name', C, '--nodes', '4', '--underlay-subnet', '172.29.0.0/16', '--pod-cidr', '10.229.0.0/16'));
+  // QEMU starts now and boots while the cluster installs (the calls below block this thread, not it)
+  const vmBoot = bootLabVm(C, `${VM_IP}/16`);
+  vmBoot.catch(() => undefined); // awaited below; a failure there fails before()
   ok(veil('install', '--encryption', 'wireguard'));
   for (const [i, node] of NODES.entries()) {
     const name = `kp${i}`;
@@ -88,7 +94,6 @@ before(async () => {
   const priv = spawnSync('wg', ['genkey'], { encoding: 'utf8' }).stdout.trim();
   vmPub = spawnSync('wg', ['pubkey'], { input: priv, encoding: 'utf8' }).stdout.trim();
   ok(veil('peer', 'add', 'kvm', '--public-key', vmPub, '--endpoint', `${VM_IP}:51871`, '--allowed-ips', `${VM_TUN}/32`));
-  const vmBoot = bootLabVm(C, `${VM_IP}/16`);
   // every node published its key and took the peer (the config lists them all)
   await waitFor('every node in the peer config', () => { wgConf = ok(veil('peer', 'config', 'kvm')); return (wgConf.match(/^\[Peer\]$/gm) ?? []).length === 4; });
   for (const m of wgConf.matchAll(/# node (\S+)\nPublicKey = (\S+)/g)) nodeKey[m[1]!] = m[2]!;
@@ -96,7 +101,7 @@ before(async () => {
   console.log(`# kernel VM up in ${vm.bootMs} ms (lab and install took ${Date.now() - started} ms in all)`);
   await applyWgQuick(wgConf, priv);
   await vm.sh('tc qdisc add dev eth0 clsact');
-});
+}, { timeout: 300_000 });
 
 after(async () => {
   await vm?.stop();
@@ -105,7 +110,9 @@ after(async () => {
   console.log(`# kernel WireGuard file: ${((Date.now() - started) / 1000).toFixed(1)} s wall`);
 });
 
-test('kernel WireGuard peer: the config lists every node with its key, endpoint and pod CIDR; the peer is listed; conflicts and bad keys are refused', { skip: SKIP }, () => {
+const T = { timeout: 240_000 };
+
+test('kernel WireGuard peer: the config lists every node with its key, endpoint and pod CIDR; the peer is listed; conflicts and bad keys are refused', { skip: SKIP, ...T }, () => {
   assert.match(wgConf, /^ListenPort = 51871$/m);
   assert.match(wgConf, new RegExp(`^Address = ${VM_TUN.replace(/\./g, '\\.')}/32$`, 'm'));
   for (const n of NODES) assert.ok(nodeKey[n], `node ${n} in the config`);
@@ -123,7 +130,7 @@ test('kernel WireGuard peer: the config lists every node with its key, endpoint 
   assert.doesNotMatch(ok(veil('peer', 'list')), /clash|twin|short/);
 });
 
-test('kernel WireGuard peer: handshakes initiated by each side, pings both ways with every node, only UDP 51871 on the underlay', { skip: SKIP }, async () => {
+test('kernel WireGuard peer: handshakes initiated by each side, pings both ways with every node, only UDP 51871 on the underlay', { skip: SKIP, ...T }, async () => {
   const cap = await TapCapture.start(C, home);
   // 1. The kernel initiates: veil's initiations are dropped on their way into the VM.
   const [first, second] = [pods[1]!, pods[2]!];
@@ -162,7 +169,7 @@ test('kernel WireGuard peer: handshakes initiated by each side, pings both ways 
   assert.equal(drops['decryptFailed'] ?? 0, 0, JSON.stringify(drops));
 });
 
-test('kernel WireGuard peer: a new handshake on a live session, initiated by either side, seen from both; traffic goes on', { skip: SKIP }, async () => {
+test('kernel WireGuard peer: a new handshake on a live session, initiated by either side, seen from both; traffic goes on', { skip: SKIP, ...T }, async () => {
   const p = pods[3]!;
   await waitFor(`${p.name} <-> VM`, async () => podPing(p.name, VM_TUN) && await vmPing(p.ip), 30_000, 200);
   // The kernel starts over with that node (its peer removed and set again): veil answers on a live session.
@@ -185,7 +192,7 @@ test('kernel WireGuard peer: a new handshake on a live session, initiated by eit
   assert.ok(await vmPing(p.ip, 3), 'VM -> pod on the new session');
 });
 
-test('kernel WireGuard peer: REKEY_AFTER_TIME under steady traffic, seen from both sides, no ping lost (VEIL_KERNEL_VM_LONG=1)', { skip: SKIP ?? (process.env['VEIL_KERNEL_VM_LONG'] ? false : 'long form: set VEIL_KERNEL_VM_LONG=1 (about 140 s)') }, async () => {
+test('kernel WireGuard peer: REKEY_AFTER_TIME under steady traffic, seen from both sides, no ping lost (VEIL_KERNEL_VM_LONG=1)', { skip: SKIP ?? (process.env['VEIL_KERNEL_VM_LONG'] ? false : 'long form: set VEIL_KERNEL_VM_LONG=1 (about 140 s)'), timeout: 400_000 }, async () => {
   const p = pods[0]!;
   await waitFor('pod <-> VM', async () => podPing(p.name, VM_TUN) && await vmPing(p.ip), 30_000, 200);
   const start = { vm: (await vmHandshakes())[p.node]!, veil: veilPeerView(p.node).handshakeMs };

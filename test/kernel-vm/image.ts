@@ -31,9 +31,10 @@ export interface KernelImage {
   initramfs: string;
 }
 
-/** Why the VM cannot run here, or undefined when it can (QEMU present). */
+/** Why the VM cannot run here, or undefined when it can (QEMU and the kernel image present). */
 export function qemuMissing(): string | undefined {
   if (run(['sh', '-c', 'command -v qemu-system-x86_64']).status !== 0) return 'qemu-system-x86_64 is not installed (scripts/setup.sh installs qemu-system-x86)';
+  if (!existsSync(join(CACHE_DIR, 'kernel', 'current'))) return `no kernel image in ${CACHE_DIR} (scripts/setup.sh runs scripts/fetch-kernel-vm.sh, which downloads it)`;
   return undefined;
 }
 

@@ -107,6 +107,18 @@ export class KernelVm {
     await this.sh(`base64 -d ${path}.b64 > ${path} && rm ${path}.b64 && chmod 600 ${path}`);
   }
 
+  /**
+   * Runs a shell script in the guest as `sh script` would, line by line in one shell (variables
+   * carry over), but stopping at the first line that fails: its line and output in the error. One
+   * upload and one command, not a serial-port round trip per line.
+   */
+  async runScript(script: string): Promise<string> {
+    await this.writeFile('/tmp/script.sh', script);
+    const r = await this.exec(`(while IFS= read -r l; do case "$l" in ''|'#'*) continue;; esac; eval "$l" || { echo "VM-SCRIPT-FAILED: $l"; exit 1; }; done < /tmp/script.sh)`, 120_000);
+    if (r.rc !== 0) throw new Error(`script failed in the VM (rc ${r.rc}):\n${r.output}`);
+    return r.output;
+  }
+
   /** Powers the guest off, kills QEMU (by its pid) if it lingers, deletes the tap. Idempotent. */
   async stop(): Promise<void> {
     if (this.qemu.exitCode === null && this.qemu.signalCode === null) {
