@@ -13,7 +13,7 @@ export const AGENT_API = {
   healthz: '/healthz',
   encrypt: '/encrypt',
   metrics: '/metrics',
-  /** ?keys=1 adds key material (the socket is root's alone). */
+  /** ?keys=1 adds key material (the socket is root's alone); ?peer=NAME: that peer's SAs only. */
   ipsecSas: '/ipsec/sas',
 } as const;
 
@@ -129,4 +129,6 @@ export interface IpsecSasReport {
   podCIDR: string;
   sas: EspSaStatus[];
   peers: EspPeerStatus[];
+  /** Peers in the datapath (all, also when ?peer= lists one). */
+  peerCount: number;
 }

@@ -147,8 +147,9 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     return '';
   }
 
-  engineStatus(tunnel: Tunnel<'esp'>, showKeys = false): Promise<EspEngineStatus> {
-    return tunnel.request({ type: 'status', showKeys });
+  /** peer: that peer's SAs only. */
+  engineStatus(tunnel: Tunnel<'esp'>, showKeys = false, peer?: string): Promise<EspEngineStatus> {
+    return tunnel.request({ type: 'status', showKeys, ...(peer === undefined ? {} : { peer }) });
   }
 
   async encryptStatus(tunnel: Tunnel<'esp'>, publishedKey = 0): Promise<IpsecEncryptStatus> {

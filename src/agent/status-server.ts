@@ -47,7 +47,10 @@ export class StatusServer {
     switch (path) {
       case AGENT_API.metrics: return { type: prometheusContentType, body: await this.agent.metrics() };
       case AGENT_API.encrypt: return json(await this.agent.encryptStatus());
-      case AGENT_API.ipsecSas: return json(await this.ipsecSas(new URLSearchParams(query).get('keys') === '1'));
+      case AGENT_API.ipsecSas: {
+        const q = new URLSearchParams(query);
+        return json(await this.ipsecSas(q.get('keys') === '1', q.get('peer') ?? undefined));
+      }
       case AGENT_API.healthz: return json(this.healthz());
       default: throw new VeilError('NOT_FOUND', `no such path ${path}`);
     }
@@ -63,13 +66,13 @@ export class StatusServer {
   }
 
   /** The SAs and peers of the ESP engine (with key material if asked), and this node's addresses. */
-  private async ipsecSas(showKeys: boolean): Promise<IpsecSasReport> {
+  private async ipsecSas(showKeys: boolean, peer?: string): Promise<IpsecSasReport> {
     const mode = this.agent.encryption;
     if (mode?.type !== 'ipsec') throw new VeilError('NOT_IPSEC', `this agent runs ${this.agent.encryptionSummary()?.mode ?? 'no'} encryption, not IPsec`);
     // type 'ipsec': the IPsec mode over an ESP tunnel
-    const st = await (mode as IpsecMode).engineStatus(this.agent.mustTunnel() as Tunnel<'esp'>, showKeys);
+    const st = await (mode as IpsecMode).engineStatus(this.agent.mustTunnel() as Tunnel<'esp'>, showKeys, peer);
     const node = this.agent.node!;
-    return { node: node.name, internalIP: node.internalIPs[0]!, podCIDR: node.podCIDRs[0]!, sas: st.sas, peers: st.peers };
+    return { node: node.name, internalIP: node.internalIPs[0]!, podCIDR: node.podCIDRs[0]!, sas: st.sas, peers: st.peers, peerCount: st.peerCount };
   }
 
 

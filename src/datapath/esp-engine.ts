@@ -32,6 +32,8 @@ interface PeerState {
   family: 4 | 6;
   outbound: Map<number, OutboundSa>;
   active: OutboundSa | null;
+  /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
+  prefixes: string[];
 }
 
 const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV (16) before the packet
@@ -63,6 +65,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly allowed = new AllowedIps<PeerState>();
   private readonly peers = new Map<string, PeerState>();
   private readonly inbound = new InboundSaTable();
+  private inboundSas = 0;
+  private outboundSas = 0;
+  private readonly inboundBySpi = new Map<number, number>();
+  /** The set of SPIs in force moved (or this is the first configuration): purge stale replay marks. */
+  private spisMoved = true;
   private readonly keys = new WeakMap<object, AeadKey>();
   private readonly marks: Map<string, number>;
   private readonly replayIds = new WeakMap<InboundSa, string>();
@@ -100,15 +107,25 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** Persists the SA's next block when its sequence asks for one (early: less than half a block left). */
   private reserve(sa: OutboundSa): void {
-    const mark = sa.sequence.persistDue();
-    if (mark === undefined) return;
-    const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
-    this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
+    this.reserveAll([sa]);
+  }
+
+  /** reserve() for many SAs with one write of the marks file (new peers arrive in batches). */
+  private reserveAll(sas: OutboundSa[]): void {
+    const due: [OutboundSa, number][] = [];
+    for (const sa of sas) {
+      const mark = sa.sequence.persistDue();
+      if (mark === undefined) continue;
+      const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
+      this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
+      due.push([sa, mark]);
+    }
+    if (!due.length) return;
     try {
       writeSequenceMarks(this.init.marksFile, this.marks);
-      sa.sequence.persisted(mark);
+      for (const [sa, mark] of due) sa.sequence.persisted(mark);
     } catch {
-      sa.sequence.persistFailed();
+      for (const [sa] of due) sa.sequence.persistFailed();
     }
   }
 
@@ -339,52 +356,58 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   control(req: RequestOf<EspProtocol>): AnyReplyOf<EspProtocol> {
     switch (req.type) {
+      case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
-      case 'status': return this.status(req.showKeys === true);
+      case 'status': return this.status(req.showKeys === true, req.peer);
       default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${(req as { type: string }).type}'`);
     }
   }
 
   /** Makes peers, SAs and allowed IPs exactly `specs`, keeping live SAs (sequence, replay) as they are. */
   private setPeers(specs: EspPeerSpec[]): { peers: number; sas: number } {
+    const wanted = new Set(specs.map((s) => s.ip));
+    const strays = new Set([...this.peers.keys(), ...this.inbound.all().map((sa) => sa.src)]);
+    return this.updatePeers(specs, [...strays].filter((ip) => !wanted.has(ip)));
+  }
+
+  /**
+   * Removes peers by IP (their SAs with them), then adds or updates the given ones, keeping live SAs
+   * (sequence, replay) whose key is unchanged: the cost is that of the peers named.
+   */
+  private updatePeers(upsert: EspPeerSpec[], remove: string[]): { peers: number; sas: number } {
     const now = Date.now();
-    const wanted = new Map(specs.map((s) => [s.ip, s]));
-    for (const [ip, st] of this.peers) {
-      if (wanted.has(ip)) continue;
-      this.allowed.removeValue(st);
-      for (const sa of st.outbound.values()) this.freeKey(sa);
-      this.peers.delete(ip);
+    const created: OutboundSa[] = [];
+    for (const ip of remove) {
+      const st = this.peers.get(ip);
+      if (st) {
+        this.releasePrefixes(st, st.prefixes);
+        for (const sa of st.outbound.values()) { this.freeKey(sa); this.outboundSas--; }
+        this.peers.delete(ip);
+      }
+      for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa);
     }
-    // Replay marks of keys no longer in force can go; those of a peer that left stay, so that
-    // its SAs come back (same key) with their top, not an empty window.
-    const spis = new Set(specs.flatMap((s) => s.inbound.map((x) => x.spi)));
-    for (const id of this.marks.keys()) {
-      const spi = replayMarkSpi(id);
-      if (spi !== undefined && !spis.has(spi)) this.marks.delete(id);
-    }
-    for (const sa of this.inbound.all()) {
-      const spec = wanted.get(sa.src);
-      const keep = spec?.inbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
-      if (!keep) { this.inbound.remove(sa.src, sa.spi); this.freeKey(sa); }
-    }
-    for (const s of specs) {
+    for (const s of upsert) {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        st = { name: s.name, ip: s.ip, ipBytes: ip.bytes, family: ip.family, outbound: new Map(), active: null };
+        st = { name: s.name, ip: s.ip, ipBytes: ip.bytes, family: ip.family, outbound: new Map(), active: null, prefixes: [] };
         this.peers.set(s.ip, st);
       }
       st.name = s.name;
       for (const [spi, sa] of st.outbound) {
         const keep = s.outbound.find((x) => x.spi === spi && sameTransform(x.transform, sa.transform));
-        if (!keep) { st.outbound.delete(spi); this.freeKey(sa); }
+        if (!keep) { st.outbound.delete(spi); this.freeKey(sa); this.outboundSas--; }
       }
       for (const o of s.outbound) {
         if (st.outbound.has(o.spi)) continue;
         const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, s.ip)) ?? 0;
         const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: s.ip, transform: o.transform, nowMs: now, sequence: new OutboundSequence(mark) });
-        this.reserve(sa);
+        created.push(sa);
         st.outbound.set(o.spi, sa);
+        this.outboundSas++;
+      }
+      for (const sa of this.inbound.ofSource(s.ip)) {
+        if (!s.inbound.some((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform))) this.dropInbound(sa);
       }
       for (const x of s.inbound) {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
@@ -392,17 +415,49 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const sa = createInboundSa({ spi: x.spi, src: s.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0 });
         this.replayIds.set(sa, id);
         this.inbound.add(sa);
+        this.countInbound(x.spi, +1);
       }
       st.active = st.outbound.get(s.activeSpi) ?? null;
-      const have = new Set(this.allowed.prefixesOf(st));
       const want = new Set(s.allowedIPs);
-      for (const p of want) if (!have.has(p)) this.allowed.insert(p, st);
-      for (const p of have) if (!want.has(p)) this.allowed.remove(p);
+      for (const p of want) this.allowed.insert(p, st); // add first, then remove: a prefix is never without an owner while it moves
+      this.releasePrefixes(st, st.prefixes.filter((p) => !want.has(p)));
+      st.prefixes = [...want];
     }
-    return { peers: this.peers.size, sas: this.inbound.all().length + [...this.peers.values()].reduce((a, p) => a + p.outbound.size, 0) };
+    this.reserveAll(created);
+    if (this.spisMoved) {
+      // Replay marks of keys no longer in force can go; those of a peer that left stay, so that
+      // its SAs come back (same key) with their top, not an empty window.
+      this.spisMoved = false;
+      for (const id of this.marks.keys()) {
+        const spi = replayMarkSpi(id);
+        if (spi !== undefined && !this.inboundBySpi.has(spi)) this.marks.delete(id);
+      }
+    }
+    return { peers: this.peers.size, sas: this.inboundSas + this.outboundSas };
   }
 
-  private status(showKeys: boolean): EspEngineStatus {
+  /** Counts inbound SAs per SPI: a key coming into force or leaving it is when old replay marks can go. */
+  private countInbound(spi: number, delta: 1 | -1): void {
+    const n = (this.inboundBySpi.get(spi) ?? 0) + delta;
+    this.inboundSas += delta;
+    if (n > 0 && this.inboundBySpi.has(spi)) { this.inboundBySpi.set(spi, n); return; }
+    if (n > 0) this.inboundBySpi.set(spi, n); else this.inboundBySpi.delete(spi);
+    this.spisMoved = true;
+  }
+
+  private dropInbound(sa: InboundSa): void {
+    this.inbound.remove(sa.src, sa.spi);
+    this.freeKey(sa);
+    this.countInbound(sa.spi, -1);
+  }
+
+  /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
+  private releasePrefixes(st: PeerState, prefixes: string[]): void {
+    for (const p of prefixes) if (this.allowed.get(p) === st) this.allowed.remove(p);
+  }
+
+  /** peer: only that peer's SAs and entry (one peer of thousands, without listing them all). */
+  private status(showKeys: boolean, peer?: string): EspEngineStatus {
     const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean): EspSaStatus => ({
       peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: this.rawEsp ? 'none' : `espinudp ${ESP_IN_UDP_PORT}`,
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
@@ -412,8 +467,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
     });
     const sas: EspSaStatus[] = [];
-    for (const p of this.peers.values()) for (const sa of p.outbound.values()) sas.push(describe(sa, p.name, sa === p.active));
-    for (const sa of this.inbound.all()) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
+    const peers = [...this.peers.values()].filter((p) => peer === undefined || p.name === peer);
+    for (const p of peers) for (const sa of p.outbound.values()) sas.push(describe(sa, p.name, sa === p.active));
+    const inbound = peer === undefined ? this.inbound.all() : peers.flatMap((p) => this.inbound.ofSource(p.ip));
+    for (const sa of inbound) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
     const xfrm: Record<string, number> = {};
     for (const [reason, count] of Object.entries(this.drops)) {
       const name = XFRM_STAT_NAMES[reason as keyof typeof XFRM_STAT_NAMES];
@@ -421,7 +478,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
-      peers: [...this.peers.values()].map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: this.allowed.prefixesOf(p) })),
+      peerCount: this.peers.size,
+      peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: p.prefixes.filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }

@@ -178,6 +178,8 @@ export interface EspEngineStatus {
   /** The drops by the /proc/net/xfrm_stat name Linux would count them under. */
   xfrmErrors: Record<string, number>;
   counters: EspEngineCounters;
+  /** Peers in the engine (all of them, also when `peers` lists one). */
+  peerCount: number;
   peers: EspPeerStatus[];
   tun: TunCounters;
   udp: UdpCounters;
@@ -188,7 +190,17 @@ export interface EspEngineStatus {
 /** An engine's control protocol: for each request type, the request and what the engine answers. */
 type Protocol = Record<string, { request: { type: string }; reply: unknown }>;
 
+/**
+ * A change to some peers (the agent sends diffs, not the table): `upsert` adds or updates peers by
+ * their identity (WireGuard: the public key; ESP: the peer's IP), `remove` drops peers by it.
+ * Removals go first, so an identity can move between names in one request (WireGuard: a peer both
+ * removed and upserted is updated instead, so a key rotation keeps its sessions).
+ */
+export interface PeerUpdate<Spec> { type: 'updatePeers'; upsert: Spec[]; remove: string[] }
+
 export type WireGuardProtocol = {
+  updatePeers: { request: PeerUpdate<WireGuardPeerSpec>; reply: { peers: number } };
+  /** The whole table at once (tests, tools): peers not in it are removed. */
   setPeers: { request: { type: 'setPeers'; peers: WireGuardPeerSpec[] }; reply: { peers: number } };
   status: { request: { type: 'status' }; reply: WireGuardEngineStatus };
   /** Switches the static key (raw 32-byte private key); the old one is answered until retireKey. */
@@ -197,8 +209,9 @@ export type WireGuardProtocol = {
 };
 
 export type EspProtocol = {
+  updatePeers: { request: PeerUpdate<EspPeerSpec>; reply: { peers: number; sas: number } };
   setPeers: { request: { type: 'setPeers'; peers: EspPeerSpec[] }; reply: { peers: number; sas: number } };
-  status: { request: { type: 'status'; showKeys?: boolean }; reply: EspEngineStatus };
+  status: { request: { type: 'status'; showKeys?: boolean; peer?: string }; reply: EspEngineStatus };
 };
 
 export type ProtocolOf = {

@@ -60,6 +60,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
   private readonly names = new Map<Peer, string>();
+  private readonly byName = new Map<string, Peer>();
+  /** The public key the agent last gave each peer (its identity in updatePeers' remove), both ways. */
+  private readonly keyGiven = new Map<Peer, string>();
+  private readonly givenKey = new Map<string, Peer>();
+  /** Each peer's allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
+  private readonly prefixes = new Map<Peer, string[]>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
@@ -280,6 +286,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   control(req: RequestOf<WireGuardProtocol>): AnyReplyOf<WireGuardProtocol> {
     switch (req.type) {
+      case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
       case 'status': return this.status();
       case 'rotateKey': {
@@ -292,51 +299,101 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   }
 
   /**
-   * Makes the device's peers and allowed IPs exactly `specs`. A named peer that moves to the next
-   * key its node announced (a static key rotation) keeps its sessions: the key changes in place.
+   * Makes the device's peers and allowed IPs exactly `specs` (the whole table: tests, the agent's
+   * safety net). A named peer that moves to the next key its node announced keeps its sessions.
    */
-  private setPeers(wantedSpecs: WireGuardPeerSpec[]): { peers: number } {
-    const byName = new Map([...this.names].map(([peer, name]) => [name, peer]));
-    // A peer that already proved its announced next key (a handshake from it) has switched; the
-    // registry, which still shows the old key beside the next one, lags: keep the peer as it is.
-    const specs = wantedSpecs.map((s) => {
-      const peer = s.name ? byName.get(s.name) : undefined;
+  private setPeers(wanted: WireGuardPeerSpec[]): { peers: number } {
+    const specs = this.followRotations(wanted);
+    const keep = new Set(specs.map((s) => s.publicKey));
+    return this.applyPeers(specs, [...this.device.peers()].filter((p) => !keep.has(p.publicKeyBase64)));
+  }
+
+  /**
+   * Removes peers by the public key they were given, then adds or updates the given ones: the cost
+   * is that of the peers named. A peer both removed and upserted (its key changed) is updated:
+   * in place if the new key is the one it announced, rebuilt otherwise.
+   */
+  private updatePeers(upsert: WireGuardPeerSpec[], remove: string[]): { peers: number } {
+    const specs = this.followRotations(upsert);
+    const keep = new Set(specs.map((s) => s.publicKey));
+    const gone: Peer[] = [];
+    for (const key of remove) {
+      // The device may have moved the peer to its next key on its own (a handshake under it).
+      const p = this.givenKey.get(key) ?? this.device.peer(key);
+      if (p && !keep.has(p.publicKeyBase64)) gone.push(p);
+    }
+    return this.applyPeers(specs, gone);
+  }
+
+  /**
+   * A static key rotation, seen in the specs: a peer that already proved its announced next key (a
+   * handshake from it) has switched and the registry, still showing the old key beside the next one,
+   * lags: the peer stays as it is. A spec naming the key its peer announced switches the peer in
+   * place (sessions go on); any other new key (a node that lost its key file) rebuilds the peer.
+   */
+  private followRotations(wanted: WireGuardPeerSpec[]): WireGuardPeerSpec[] {
+    const specs = wanted.map((s) => {
+      const peer = s.name ? this.byName.get(s.name) : undefined;
       return peer && s.nextPublicKey === peer.publicKeyBase64 ? { ...s, publicKey: s.nextPublicKey, nextPublicKey: undefined } : s;
     });
-    // The key it announced (a rotation): the peer switches in place, its sessions go on. Any other
-    // new key (a node that lost its key file) rebuilds the peer below: its sessions died with it.
     for (const s of specs) {
-      const peer = s.name ? byName.get(s.name) : undefined;
+      const peer = s.name ? this.byName.get(s.name) : undefined;
       const announced = peer?.nextPublicKey && Buffer.from(peer.nextPublicKey).toString('base64') === s.publicKey;
       if (peer && announced) this.device.changePeerKey(peer, peer.nextPublicKey!);
     }
-    const wanted = new Map(specs.map((s) => [s.publicKey, s]));
-    for (const p of [...this.device.peers()]) {
-      if (!wanted.has(p.publicKeyBase64)) {
-        this.allowed.removeValue(p);
-        this.names.delete(p);
-        this.device.removePeer(p.publicKey);
-      }
+    return specs;
+  }
+
+  private applyPeers(specs: WireGuardPeerSpec[], gone: Peer[]): { peers: number } {
+    for (const p of gone) {
+      this.releasePrefixes(p, this.prefixes.get(p) ?? []);
+      this.prefixes.delete(p);
+      this.setName(p, undefined);
+      this.setGivenKey(p, undefined);
+      this.device.removePeer(p.publicKey);
     }
     for (const s of specs) {
       const key = Buffer.from(s.publicKey, 'base64');
       const peer = this.device.addPeer({ publicKey: key, endpoint: s.endpoint, persistentKeepalive: s.persistentKeepalive });
-      if (s.name) this.names.set(peer, s.name);
+      this.setName(peer, s.name);
+      this.setGivenKey(peer, s.publicKey);
       const next = s.nextPublicKey && this.keyFree(s.nextPublicKey, peer) ? Buffer.from(s.nextPublicKey, 'base64') : null;
       this.device.setPeerNextKey(peer, next);
-      const have = new Set(this.allowed.prefixesOf(peer));
+      const have = this.prefixes.get(peer) ?? [];
       const want = new Set(s.allowedIPs);
       // Add first, then remove: a prefix is never without an owner while it moves.
-      for (const pfx of want) if (!have.has(pfx)) this.allowed.insert(pfx, peer);
-      for (const pfx of have) if (!want.has(pfx)) this.allowed.remove(pfx);
+      for (const pfx of want) this.allowed.insert(pfx, peer);
+      this.releasePrefixes(peer, have.filter((p) => !want.has(p)));
+      this.prefixes.set(peer, [...want]);
     }
     return { peers: this.device.peerCount };
+  }
+
+  private setName(peer: Peer, name: string | undefined): void {
+    const had = this.names.get(peer);
+    if (had !== undefined && this.byName.get(had) === peer) this.byName.delete(had);
+    if (name === undefined) { this.names.delete(peer); return; }
+    this.names.set(peer, name);
+    this.byName.set(name, peer);
+  }
+
+  private setGivenKey(peer: Peer, key: string | undefined): void {
+    const had = this.keyGiven.get(peer);
+    if (had !== undefined && this.givenKey.get(had) === peer) this.givenKey.delete(had);
+    if (key === undefined) { this.keyGiven.delete(peer); return; }
+    this.keyGiven.set(peer, key);
+    this.givenKey.set(key, peer);
   }
 
   /** No other peer holds (or announced) this key, and it is not ours. */
   private keyFree(key: string, peer: Peer): boolean {
     const holder = this.device.peer(key);
     return (!holder || holder === peer) && key !== this.device.publicKeyBase64;
+  }
+
+  /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
+  private releasePrefixes(peer: Peer, prefixes: string[]): void {
+    for (const pfx of prefixes) if (this.allowed.get(pfx) === peer) this.allowed.remove(pfx);
   }
 
   private packetsOf(peer: Peer): { tx: number; rx: number } {
@@ -350,7 +407,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       name: this.names.get(p) ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
-      allowedIPs: this.allowed.prefixesOf(p),
+      allowedIPs: (this.prefixes.get(p) ?? []).filter((x) => this.allowed.get(x) === p),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,

@@ -97,6 +97,11 @@ export class InboundSaTable {
     return true;
   }
 
+  /** The SAs from one source (a peer), without a walk over all of them. */
+  ofSource(src: string): InboundSa[] {
+    return [...(this.#bySource.get(src)?.values() ?? [])];
+  }
+
   lookup(src: string, spi: number): InboundSa | undefined {
     return this.#bySource.get(src)?.get(spi);
   }

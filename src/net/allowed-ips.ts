@@ -163,6 +163,12 @@ export class AllowedIps<T> {
     return null;
   }
 
+  /** The value of exactly this prefix (no longest match), or undefined. */
+  get(prefix: Cidr | string): T | undefined {
+    const c = typeof prefix === 'string' ? parseCidr(prefix) : prefix;
+    return this.#find({ ...c, bytes: maskAddress(c.bytes, c.prefixLength) })?.value;
+  }
+
   /** Removes exactly this prefix; returns whether it was present. */
   remove(prefix: Cidr | string): boolean {
     const c = typeof prefix === 'string' ? parseCidr(prefix) : prefix;

@@ -25,7 +25,7 @@ function report(withKeys: boolean): IpsecSasReport {
       gcm({ spi: 4, active: false, ...key('cc') }),
       gcm({ ...key('aa') }),
     ],
-    peers: [{ name: 'n2', ip: '172.18.0.4', activeSpi: 3, allowedIPs: ['10.244.2.0/24'] }],
+    peers: [{ name: 'n2', ip: '172.18.0.4', activeSpi: 3, allowedIPs: ['10.244.2.0/24'] }], peerCount: 1,
   };
 }
 
