@@ -1,8 +1,9 @@
 // Steering: which destinations go into the tunnel device. Routes are replaced in place (one
-// netlink operation per prefix), so a prefix never falls back to the plaintext path while moving
+// netlink operation per prefix, all of a reconcile in one `ip -batch` process), so a prefix never falls back to the plaintext path while moving
 // to the tunnel. A blackhole route of lower priority stays under every encrypted prefix: if the
 // tunnel device vanishes (agent crash, restart), packets are dropped, never sent in plaintext.
 import { mustRun, run } from '../util/exec.js';
+import { VeilError } from '../util/errors.js';
 
 /** Metric of the fail-closed blackhole under each encrypted prefix (higher = less preferred). */
 export const FAIL_CLOSED_METRIC = 4242;
@@ -15,24 +16,36 @@ export interface TunnelRoute {
   src?: string;
 }
 
-function family(prefix: string): '-4' | '-6' {
-  return prefix.includes(':') ? '-6' : '-4';
+/**
+ * Runs `ip` lines (ip's own arguments, the family read from each prefix) in one `ip -batch`
+ * process: a reconcile costs one process, not two per prefix. -force: one bad line does not leave
+ * the lines after it undone; the failure is still reported.
+ */
+function batch(lines: string[], netns: string | undefined): { status: number; stderr: string } {
+  if (!lines.length) return { status: 0, stderr: '' };
+  return run(['ip', ...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });
 }
 
-/** Routes every prefix through the device, fail-closed. Idempotent. netns: run there (ip -n). */
+/**
+ * Routes every prefix through its device, fail-closed (the blackhole first, then the tunnel route
+ * over it), in one process. Idempotent. netns: run there (ip -n).
+ */
 export function steerIntoTunnel(routes: TunnelRoute[], netns?: string): void {
+  const lines: string[] = [];
   for (const r of routes) {
-    const ip = netns ? ['ip', '-n', netns, family(r.prefix)] : ['ip', family(r.prefix)];
-    mustRun([...ip, 'route', 'replace', 'blackhole', r.prefix, 'metric', String(FAIL_CLOSED_METRIC)]);
-    mustRun([...ip, 'route', 'replace', r.prefix, 'dev', r.device, ...(r.mtu ? ['mtu', String(r.mtu)] : []), ...(r.src ? ['src', r.src] : [])]);
+    lines.push(`route replace blackhole ${r.prefix} metric ${FAIL_CLOSED_METRIC}`);
+    lines.push(`route replace ${r.prefix} dev ${r.device}${r.mtu ? ` mtu ${r.mtu}` : ''}${r.src ? ` src ${r.src}` : ''}`);
+  }
+  const res = batch(lines, netns);
+  if (res.status !== 0) {
+    throw new VeilError('ROUTE_FAILED', `routing ${routes.length} prefix(es) into the tunnel failed: ${res.stderr.trim().split('\n').slice(0, 3).join('; ')}`,
+      "check the tunnel device and the node's routing table (ip route)");
   }
 }
 
-/** Removes the tunnel route and the blackhole under one prefix. Missing routes are fine. */
-export function releasePrefix(prefix: string, device: string, netns?: string): void {
-  const ip = netns ? ['ip', '-n', netns, family(prefix)] : ['ip', family(prefix)];
-  run([...ip, 'route', 'del', prefix, 'dev', device]);
-  run([...ip, 'route', 'del', 'blackhole', prefix, 'metric', String(FAIL_CLOSED_METRIC)]);
+/** Removes the tunnel routes and the blackholes under these prefixes, in one process. Missing routes are fine. */
+export function releasePrefixes(prefixes: string[], device: string, netns?: string): void {
+  batch(prefixes.flatMap((p) => [`route del ${p} dev ${device}`, `route del blackhole ${p} metric ${FAIL_CLOSED_METRIC}`]), netns);
 }
 
 /** The prefixes currently routed through the device (for reconciling away stale ones). */

@@ -10,7 +10,7 @@ import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
 import type { OwnNode } from './node-source.js';
 import { openTunnelDevice } from './tunnel-device.js';
-import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefix, steerIntoTunnel } from './routes.js';
+import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, steerIntoTunnel } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
 export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'mtu'>;
@@ -104,7 +104,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
     steerIntoTunnel(d.routes.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
     const wanted = new Set(d.routes.map((r) => r.prefix));
-    for (const stale of prefixesOnDevice(this.device)) if (!wanted.has(stale)) releasePrefix(stale, this.device);
+    releasePrefixes(prefixesOnDevice(this.device).filter((p) => !wanted.has(p)), this.device);
     this.prober.setPeers(d.probes);
   }
 
