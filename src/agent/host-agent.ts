@@ -109,7 +109,7 @@ export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions 
   const reg = hostRegistry(cfg);
   try {
     const settings = await mustReadSettings(reg);
-    await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
+    if (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp') await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT); // raw ESP uses no port
     await registerNode(reg, cfg, underlay);
   } finally {
     reg.close();

@@ -46,7 +46,7 @@ export async function runKubernetesAgent(cfg: KubernetesAgentConfig): Promise<nu
   requireNetAdmin();
   requireTun();
   const settings = readSettingsFile(cfg.settingsFile);
-  await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
+  if (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp') await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT); // raw ESP uses no port
   const kc = loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context });
   const source = new KubernetesNodeSource({ kc, nodeName: cfg.nodeName, namespace: cfg.namespace });
   const cluster = kc.getCurrentCluster()?.name ?? 'kubernetes';

@@ -37,6 +37,8 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
   const ns = installNamespace(s);
   const meta = (name: string, namespaced = true) => ({ name, ...(namespaced ? { namespace: ns } : {}), labels: { ...LABELS } });
   const udpPort = s['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT;
+  // raw ESP (IP protocol 50): a raw socket, which needs CAP_NET_RAW, and no UDP port
+  const rawEsp = s['encryption.type'] === 'ipsec' && s['encryption.ipsec.encapsulation'] === 'esp';
   const probe = (path: string) => ({ httpGet: { path, port: s['agent.metricsPort'], scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 });
   const out: Manifest[] = [];
   if (ns !== 'kube-system') out.push({ apiVersion: 'v1', kind: 'Namespace', metadata: meta(ns, false) });
@@ -91,14 +93,14 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
               ports: [
                 { name: 'metrics', containerPort: s['agent.metricsPort'], protocol: 'TCP' },
                 { name: 'api', containerPort: s['agent.apiPort'], protocol: 'TCP' },
-                { name: 'tunnel', containerPort: udpPort, protocol: 'UDP' },
+                ...(rawEsp ? [] : [{ name: 'tunnel', containerPort: udpPort, protocol: 'UDP' }]),
               ],
               livenessProbe: { ...probe('/healthz'), initialDelaySeconds: 10 },
               readinessProbe: { ...probe('/readyz'), initialDelaySeconds: 2 },
               resources: { requests: { cpu: '100m', memory: '128Mi' } },
               securityContext: {
-                // TUN, routes and rules: CAP_NET_ADMIN; nothing else
-                capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
+                // TUN, routes and rules: CAP_NET_ADMIN; raw ESP's socket: CAP_NET_RAW; nothing else
+                capabilities: { add: rawEsp ? ['NET_ADMIN', 'NET_RAW'] : ['NET_ADMIN'], drop: ['ALL'] },
                 runAsUser: 0,
                 readOnlyRootFilesystem: true,
                 allowPrivilegeEscalation: false,

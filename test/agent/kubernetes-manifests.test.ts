@@ -66,7 +66,7 @@ test('RBAC is least privilege: Nodes get/list/watch/patch, Leases in its namespa
   assert.deepEqual(crb['subjects'], [{ kind: 'ServiceAccount', name: 'veil-agent', namespace: 'veil' }]);
 });
 
-test('the DaemonSet: host network, NET_ADMIN only, /dev/net/tun, /var/lib/veil, the key Secret as a volume, probes, every node, rolling update', () => {
+test('the DaemonSet: host network, NET_ADMIN only (NET_RAW too for raw ESP), /dev/net/tun, /var/lib/veil, the key Secret as a volume, probes, every node, rolling update', () => {
   for (const [name, s] of VARIANTS) {
     const ds = renderManifests({ settings: s }).find((m) => m.kind === 'DaemonSet')! as any;
     const pod = ds.spec.template.spec;
@@ -82,6 +82,10 @@ test('the DaemonSet: host network, NET_ADMIN only, /dev/net/tun, /var/lib/veil, 
     assert.equal(ds.spec.updateStrategy.type, 'RollingUpdate');
     assert.deepEqual(c.env.map((e: any) => e.valueFrom.fieldRef.fieldPath), ['spec.nodeName', 'metadata.namespace']);
   }
+  // raw ESP: its raw socket needs CAP_NET_RAW, and there is no UDP tunnel port
+  const raw = (renderManifests({ settings: settings('encryption.enabled=true', 'encryption.type=ipsec', 'encryption.ipsec.encapsulation=esp') }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0];
+  assert.deepEqual(raw.securityContext.capabilities, { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] });
+  assert.deepEqual(raw.ports.map((p: any) => p.name), ['metrics', 'api']);
   const cilium = renderManifests({ settings: VARIANTS[2]![1] });
   assert.ok(cilium.every((m) => m.kind === 'Namespace' ? false : !m.metadata.namespace || m.metadata.namespace === 'kube-system'), 'with Cilium\'s secret veil runs in kube-system, whose Namespace it does not own');
   assert.ok(!cilium.some((m) => m.kind === 'Namespace'));
