@@ -1,5 +1,5 @@
-// The bench's 2-node lab and its four modes: plain routing, Debian's wireguard-go on both nodes
-// (configured with `wg`, same MTU and routes as veil), veil WireGuard and veil IPsec. A mode is
+// The bench's 2-node lab and its modes: plain routing, Debian's wireguard-go on both nodes
+// (configured with `wg`, same MTU and routes as veil), veil WireGuard and veil IPsec (ESP in UDP, and raw ESP). A mode is
 // set up, measured, and torn down again, so that rounds can interleave the modes.
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { run } from '../src/util/exec.js';
 import { listPids, isRecordedProcessAlive } from '../src/lab/pids.js';
 import { exec, mustExec, sleep, startChild, stopChild } from './proc.js';
 
-export const MODES = ['plain', 'wireguard-go', 'veil-wireguard', 'veil-ipsec'] as const;
+export const MODES = ['plain', 'wireguard-go', 'veil-wireguard', 'veil-ipsec', 'veil-ipsec-esp'] as const;
 export type Mode = (typeof MODES)[number];
 
 const MAIN_JS = resolve(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
@@ -79,6 +79,8 @@ export class BenchLab {
       case 'wireguard-go': return this.startWireGuardGo(workDir);
       case 'veil-wireguard': return this.installVeil(mode, ['--encryption', 'wireguard']);
       case 'veil-ipsec': return this.installVeil(mode, ['--encryption', 'ipsec', '--generate-key']);
+      // raw ESP (IP protocol 50), as Cilium's nodes send it
+      case 'veil-ipsec-esp': return this.installVeil(mode, ['--encryption', 'ipsec', '--generate-key', '--set', 'encryption.ipsec.encapsulation=esp']);
     }
   }
 

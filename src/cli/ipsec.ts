@@ -41,7 +41,7 @@ const state = command({
   usage: ['veil ipsec state NODE [--show-keys] [-o json|yaml] [--cluster NAME]'],
   about: `The node's ESP security associations, one block per SA as 'ip -s xfrm state' prints them: outer
 src/dst, SPI (the key id), reqid 1, tunnel mode, ESN with a 1024-packet replay window, the
-algorithm, ESP-in-UDP 4500, the direction and peer, sequence numbers, byte/packet counters and
+algorithm, ESP-in-UDP 4500 (no encap line for raw ESP), the direction and peer, sequence numbers, byte/packet counters and
 add/use times. Key material is hidden unless --show-keys (root only: it comes from the agent's socket).`,
   positionals: true,
   flags: { 'show-keys': { type: 'boolean', help: 'show the keys (root only)' } },
@@ -114,7 +114,8 @@ const peerConfig = command({
   about: `Prints, for the peer NAME ('veil peer add'), the shell commands that give a Linux host without
 veil kernel IPsec with every node: per node one SA each way with Cilium's per-tunnel keys (derived
 from the secret's current key, the peer's and the node's boot ids, as every agent derives them),
-SPI = key id, reqid 1, tunnel mode, ESN with a 1024-packet replay window, ESP in UDP 4500; the
+SPI = key id, reqid 1, tunnel mode, ESN with a 1024-packet replay window, ESP in UDP 4500 (raw ESP
+when the cluster's encryption.ipsec.encapsulation is esp); the
 policies between its allowed IPs and the nodes' pod CIDRs, and routes to those. The inbound SAs of
 all nodes share destination and SPI: the kernel tells them apart by mark (Cilium's IN state mark),
 set by a tc ingress filter per node (modules cls_u32, act_skbedit; DEV=eth0 unless set). It records the key

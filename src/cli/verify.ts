@@ -15,7 +15,7 @@ export const { run } = command({
 (veil-verify-*), and for every ordered pair of nodes sends ICMP, TCP and UDP carrying a random
 marker while tcpdump records the underlay (eth0) of every node. Passes only if all traffic
 arrived, no marker appears in any capture, and the underlay carried nothing but the installed
-mode's tunnel packets (WireGuard on UDP 51871, or ESP-in-UDP on 4500) between the nodes, plus ARP
+mode's tunnel packets (WireGuard on UDP 51871, ESP-in-UDP on 4500, or raw ESP) between the nodes, plus ARP
 and IPv6 neighbour discovery. Without encryption installed it fails: plaintext is seen.
 Test pods and captures are removed afterwards, pass or fail.`,
   flags: {

@@ -1,4 +1,4 @@
-// The ESP shell of the datapath (ESP in UDP, tunnel mode): batches from the TUN device are routed
+// The ESP shell of the datapath (ESP in UDP or raw ESP, tunnel mode): batches from the TUN device are routed
 // by the allowed-ips trie to a peer's active outbound SA, framed by the core (src/esp/) and sealed
 // natively (AES-GCM); batches from the socket are matched to an inbound SA by (source, SPI),
 // accepted by the core (lengths, ESN replay window), opened natively, accepted again (ICV, trailer,

@@ -26,7 +26,8 @@ test('e2e bench smoke: every mode passes TCP, UDP and ping traffic, and the lab 
   const dir = mkdtempSync(join(tmpdir(), 'veil-tbench-'));
   try {
     const json = join(dir, 'smoke.json');
-    const r = await runBench(['--smoke', '--name', CLUSTER, '--out', json], 110_000);
+    // raw ESP (veil-ipsec-esp) is left to the bench itself: the kernel IPsec e2e runs it, and CI time is short
+    const r = await runBench(['--smoke', '--modes', MODES.join(','), '--name', CLUSTER, '--out', json], 110_000);
     assert.equal(r.code, 0, `bench --smoke exited ${r.code}:\n${r.out}`);
     const result = JSON.parse(readFileSync(json, 'utf8')) as { summary: Record<string, Record<string, number | null>>; failures: unknown[] };
     assert.deepEqual(result.failures, []);
