@@ -30,10 +30,11 @@ PROFILE
   stty -F /dev/ttyS1 raw -echo 2>/dev/null
   exec 3<>/dev/ttyS1
   . /etc/profile.vm
+  # ready only now: what arrives on a serial port nobody has open, or before it is raw, is lost or mangled
+  echo "VM-CTL-READY"
   while IFS= read -r line <&3; do
     eval "$line" >&3 2>&1 </dev/null; rc=$?
     echo "VM-END $rc" >&3
   done
 ) &
-echo "VM-CTL-READY"
 while true; do sleep 3600; done
