@@ -4,7 +4,10 @@ import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
 import { VeilError } from '../util/errors.js';
 import { clusterDir } from '../util/paths.js';
-import { checkClusterName, currentCluster, useCluster } from '../control/cluster.js';
+import { checkClusterName, clusterEtcdOptions, currentCluster, useCluster } from '../control/cluster.js';
+import { grantNodeCredentials, nodeUserName, revokeNodeCredentials } from '../control/etcd/etcd-node-credentials.js';
+import { checkName } from '../control/object-checks.js';
+import { writePrivateFile } from '../util/private-files.js';
 import { clusterConfigPath, loadClusterConfig, saveClusterEntry, type ClusterEntry, type RegistryConfig } from '../control/cluster-config.js';
 import { checkEndpoints } from '../control/etcd/etcd-connection.js';
 import { printStructured } from './output.js';
@@ -149,6 +152,51 @@ certificate, and a client certificate and key when etcd runs with --client-cert-
   },
 });
 
+const nodeUser = command({
+  name: 'veil cluster node-user',
+  summary: "an etcd user for one node's agent that may write only that node's objects",
+  usage: ['veil cluster node-user NODE --password-file FILE', 'veil cluster node-user NODE --delete'],
+  about: `Makes (or resets, with a new password) the etcd user and role ${'`'}veil-node/<cluster>/NODE${'`'}: read on
+the cluster's prefix veil/<cluster>/, read-write on exactly NODE's own Node object and liveness
+Lease. Put the user and the password file in that node's agent config (etcd.username,
+etcd.passwordFile): a host taken over can then not forge or rewrite another node's object.
+Needs the cluster's admin credentials (etcd's root role) and takes effect once etcd runs with
+auth enabled (etcdctl auth enable); it says so when etcd does not enforce it. The password file is
+written 0600. --delete removes the user and role.`,
+  positionals: true,
+  flags: {
+    'password-file': { type: 'string', value: 'FILE', help: "where to write the new user's password (0600)" },
+    delete: { type: 'boolean', help: "remove the node's user and role" },
+  },
+  examples: [
+    'veil cluster node-user worker-1 --password-file /etc/veil/etcd-worker-1.password',
+    'veil cluster node-user worker-1 --delete',
+  ],
+  async run({ values, positionals }) {
+    if (positionals.length !== 1) throw new UsageError('cluster node-user takes one NODE', "run 'veil cluster node-user -h' for examples");
+    const node = positionals[0]!;
+    flagValue(() => checkName(node));
+    const cluster = currentCluster(values.cluster);
+    const admin = clusterEtcdOptions(cluster);
+    if (values.delete) {
+      if (values['password-file'] !== undefined) throw new UsageError('--delete takes no --password-file', "run 'veil cluster node-user -h'");
+      const gone = await revokeNodeCredentials(admin, cluster, node);
+      console.log(gone ? `etcd user and role ${nodeUserName(cluster, node)} deleted` : `no etcd user ${nodeUserName(cluster, node)}: nothing to delete`);
+      return 0;
+    }
+    if (values['password-file'] === undefined) throw new UsageError('cluster node-user needs --password-file FILE', 'the new password is written there (0600), for the agent config');
+    const file = resolve(values['password-file']);
+    const creds = await grantNodeCredentials(admin, cluster, node);
+    writePrivateFile(file, creds.password + '\n');
+    console.log(`etcd user ${creds.username}: reads veil/${cluster}/, writes only Node and Lease '${node}'; password in ${file}`);
+    console.log(`in ${node}'s agent config:\n  etcd:\n    username: ${creds.username}\n    passwordFile: ${file}`);
+    if (!creds.enforced) {
+      console.error(`warning: etcd does not enforce it: auth is not enabled there (a write outside the node's keys was not refused); enable it: etcdctl user add root && etcdctl auth enable`);
+    }
+    return 0;
+  },
+});
+
 export const { run } = group({
   name: 'veil cluster',
   about: `veil cluster: the clusters this CLI knows, and which one commands talk to
@@ -156,5 +204,5 @@ export const { run } = group({
 The clusters are kept in ~/.veil/config ($VEIL_HOME/config when $VEIL_HOME is set; $VEIL_CONFIG
 overrides both), like a kubeconfig; 'veil lab up' adds its cluster there (its etcd's unix sockets)
 and 'veil lab down' removes it.`,
-  commands: { list, use, add },
+  commands: { list, use, add, 'node-user': nodeUser },
 });

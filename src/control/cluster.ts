@@ -5,7 +5,8 @@ import { clusterDir, veilHome } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
 import { KubernetesRegistry } from './kubernetes/kubernetes-registry.js';
 import { EtcdRegistry } from './etcd/etcd-registry.js';
-import { loadClusterConfig, saveCurrentCluster } from './cluster-config.js';
+import { loadClusterConfig, saveCurrentCluster, type ClusterEntry } from './cluster-config.js';
+import type { EtcdConnectionOptions } from './etcd/etcd-connection.js';
 import type { Registry } from './registry.js';
 
 export const DEFAULT_CLUSTER = 'kind';
@@ -66,8 +67,17 @@ export function isLabCluster(cluster: string): boolean {
   return existsSync(labMetaPath(cluster));
 }
 
-/** The cluster's registry: the etcd the cluster config names for it (`veil lab up` adds its own). */
-export function openRegistry(cluster: string): Registry {
+/** How this CLI reaches the cluster's etcd (its admin credentials); refuses a Kubernetes cluster. */
+export function clusterEtcdOptions(cluster: string): EtcdConnectionOptions {
+  const entry = clusterEntry(cluster);
+  if (entry.registry.type === 'kubernetes') {
+    throw new VeilError('NOT_ETCD', `cluster '${cluster}' is a Kubernetes cluster, not an etcd one`, "this is for clusters whose registry is an etcd (veil cluster add NAME --etcd-endpoints ...)");
+  }
+  const { type: _type, ...conn } = entry.registry;
+  return conn;
+}
+
+function clusterEntry(cluster: string): ClusterEntry {
   const config = loadClusterConfig();
   const entry = config.clusters.find((c) => c.name === cluster);
   if (!entry) {
@@ -75,10 +85,15 @@ export function openRegistry(cluster: string): Registry {
     throw new VeilError('UNKNOWN_CLUSTER', `no cluster named '${cluster}' in ${config.path}${known.length ? ` (known: ${known.join(', ')})` : ''}`,
       `create a lab with 'veil lab up --name ${cluster}', or add the cluster's etcd with 'veil cluster add ${cluster} --etcd-endpoints URL'`);
   }
+  return entry;
+}
+
+/** The cluster's registry: the etcd the cluster config names for it (`veil lab up` adds its own). */
+export function openRegistry(cluster: string): Registry {
+  const entry = clusterEntry(cluster);
   if (entry.registry.type === 'kubernetes') {
     const r = entry.registry;
     return new KubernetesRegistry({ kubeconfig: r.kubeconfig, context: r.context, namespace: r.namespace ?? 'veil' });
   }
-  const { type: _type, ...conn } = entry.registry;
-  return new EtcdRegistry({ cluster: checkClusterName(cluster), ...conn });
+  return new EtcdRegistry({ cluster: checkClusterName(cluster), ...clusterEtcdOptions(cluster) });
 }

@@ -9,6 +9,9 @@ import { VeilError, isVeilError } from '../../util/errors.js';
 import type { EtcdConnectionOptions } from './etcd-connection.js';
 import { etcd3 } from './etcd3-lib.js';
 
+/** Users made by `veil cluster node-user` (etcd-node-credentials.ts). */
+export const NODE_USER_PREFIX = 'veil-node/';
+
 const CHECK_CONFIG = "the cluster's registry settings are shown by 'veil cluster list'";
 
 /** e as a VeilError; connection failures are diagnosed by probing the endpoints. */
@@ -27,6 +30,10 @@ export async function etcdError(e: unknown, opts: EtcdConnectionOptions, doing: 
     return new VeilError('ETCD_AUTH_NOT_ENABLED', `a user name is set for etcd but etcd has auth disabled`, 'remove the user name and password file from the cluster settings, or enable auth in etcd');
   }
   if (e instanceof EtcdPermissionDeniedError || /permission denied/.test(msg)) {
+    if (opts.username?.startsWith(NODE_USER_PREFIX)) {
+      return new VeilError('ETCD_PERMISSION_DENIED', `etcd denied ${doing} to node user '${opts.username}': a node's etcd user may write only its own Node and Lease objects`,
+        "write other objects with the cluster's admin credentials (veil cluster list shows them); if this node's own keys were refused, make its user again: veil cluster node-user NODE --password-file FILE");
+    }
     return new VeilError('ETCD_PERMISSION_DENIED', `etcd denied ${doing} to user '${opts.username ?? '(client certificate CN)'}'`,
       "grant the user's role read/write on the veil/ prefix: etcdctl role grant-permission ROLE --prefix=true readwrite veil/");
   }
