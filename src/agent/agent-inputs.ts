@@ -11,6 +11,11 @@ export interface SecretSource {
   get(name: string): Promise<RegistryObject | undefined>;
   /** Calls onChange with the secret's new content (undefined: deleted) whenever it changes. */
   watch(name: string, onChange: (secret: RegistryObject | undefined) => void): Promise<Watch>;
+  /**
+   * Makes the secret's earlier values (old keys) unreadable from the store's history; what it did,
+   * for the log. Absent where the agent cannot (a mounted Kubernetes Secret: the API server's etcd).
+   */
+  forgetEarlierValues?(name: string): Promise<string>;
 }
 
 export interface AgentInputs {
@@ -28,6 +33,14 @@ export function registrySecrets(reg: Registry): SecretSource {
         if (ev.object.metadata.name === name) onChange(ev.type === 'DELETED' ? undefined : ev.object);
       });
     },
+    ...(reg.forgetHistoryBefore ? {
+      async forgetEarlierValues(name: string) {
+        const rv = (await reg.get('Secret', name))?.metadata.resourceVersion;
+        if (rv === undefined) return `secret ${name} is gone: nothing to keep`;
+        await reg.forgetHistoryBefore!(rv);
+        return `history compacted to revision ${rv}, the secret's current value`;
+      },
+    } : {}),
   };
 }
 

@@ -69,12 +69,27 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       if (!expired.length) return;
       c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
       c.requestReconcile();
+      void this.forgetRetiredKeys(expired.map((k) => k.spi));
     }, 1000);
     return {
       device: IPSEC_DEVICE, mtu: ipsecTunnelMtu(c.node.underlayMtu, key).mtu, port: ESP_IN_UDP_PORT,
       rawEsp: c.settings['encryption.ipsec.encapsulation'] === 'esp',
       engine: { kind: 'esp', localIp: c.node.internalIPs[0]!, marksFile, marks: Object.fromEntries(marks) },
     };
+  }
+
+  /**
+   * A rotation is over: no old key may stay readable in the registry's history (etcd keeps every
+   * earlier value of the secret until compaction). Every agent asks; the first does it.
+   */
+  private async forgetRetiredKeys(spis: number[]): Promise<void> {
+    const c = this.ctx;
+    if (!c.secrets.forgetEarlierValues) return;
+    try {
+      c.log.info('old IPsec keys removed from the registry history', { spis, how: await c.secrets.forgetEarlierValues(this.secretName) });
+    } catch (e) {
+      c.log.warn('could not remove old IPsec keys from the registry history', { spis, error: errorMessage(e) });
+    }
   }
 
   /** The key file changed: load it, or keep the key in force and say why not. */

@@ -73,6 +73,12 @@ export interface Registry {
   holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle>;
   /** Each server of a replicated backend (etcd: every endpoint), asked alone; absent for a single store. */
   members?(): Promise<RegistryMember[]>;
+  /**
+   * Makes every value overwritten at or before `revision` unreadable, so a store that keeps history
+   * (etcd's MVCC) no longer hands out a replaced key (etcd: compaction at revision; a later call
+   * with an older revision is a no-op). Absent where nothing keeps history.
+   */
+  forgetHistoryBefore?(revision: number): Promise<void>;
   /** Stored values that are not valid objects (skipped by list and watch), by key. */
   invalidObjects?(): { key: string; reason: string }[];
   close(): void;

@@ -11,7 +11,7 @@ import { clusterPrefix, kindPrefix, objectKey } from './keys.js';
 import { decodeObject, encodeObject } from './object-codec.js';
 import { connectEtcd, type EtcdConnectionOptions } from './etcd-connection.js';
 import { etcdError } from './etcd-errors.js';
-import { EtcdWatch } from './etcd-watch.js';
+import { EtcdWatch, isCompacted } from './etcd-watch.js';
 import { EtcdLease } from './etcd-lease.js';
 import { prefixRange } from './etcd3-lib.js';
 
@@ -195,7 +195,16 @@ export class EtcdRegistry implements Registry {
     };
   }
 
-  /** Stops watches and renewals (held leases then expire after their TTL) and closes the connections. */
+  async forgetHistoryBefore(revision: number): Promise<void> {
+    try {
+      // physical: the call returns once every member has removed the old revisions, not merely queued it
+      await this.client.kv.compact({ revision: String(revision), physical: true });
+    } catch (e) {
+      if (isCompacted(e)) return; // compacted to this revision or later already (another agent)
+      throw await etcdError(e, this.opts, `compacting etcd's history to revision ${revision}`);
+    }
+  }
+
   /** Asks every endpoint alone for its status (a short deadline: a dead member is a finding). */
   async members(): Promise<RegistryMember[]> {
     return Promise.all(this.opts.endpoints.map(async (endpoint): Promise<RegistryMember> => {
@@ -211,6 +220,7 @@ export class EtcdRegistry implements Registry {
     }));
   }
 
+  /** Stops watches and renewals (held leases then expire after their TTL) and closes the connections. */
   close(): void {
     for (const w of [...this.watches]) w.stop();
     for (const l of this.leases) l.abandon();

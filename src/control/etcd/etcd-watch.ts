@@ -278,6 +278,6 @@ export class EtcdWatch implements Watch {
   }
 }
 
-function isCompacted(e: unknown): boolean {
+export function isCompacted(e: unknown): boolean {
   return /compacted/.test((e as Error)?.message ?? '');
 }
