@@ -3,6 +3,7 @@
 // keeps its liveness lease, and serves status and metrics.
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { ensurePrivateDir } from '../util/private-files.js';
 import type { LeaseHandle, Registry } from '../control/registry.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -156,7 +157,7 @@ export class Agent {
     if (this.opts.wireguardKeylog) settings['encryption.wireguard.keylogFile'] = this.opts.wireguardKeylog;
     this.settingsInForce = settings;
     const stateDir = this.opts.stateDir;
-    mkdirSync(stateDir, { recursive: true, mode: 0o770 });
+    ensurePrivateDir(stateDir); // its keys, marks and certificate key are root's alone
     mkdirSync(dirname(this.opts.socketPath), { recursive: true, mode: 0o750 });
     this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
 

@@ -179,6 +179,7 @@ function documentValue(doc: Document, path: string): unknown {
 }
 
 function writeDoc(path: string, doc: Document): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileDurable(path, doc.toString()); // the user's own file: a crash must not lose an edit
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  // the user's own file: a crash must not lose an edit; it names credentials: 0600
+  writeFileDurable(path, doc.toString(), { mode: 0o600 });
 }

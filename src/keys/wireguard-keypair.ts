@@ -1,7 +1,9 @@
 // The node's WireGuard static key pair, kept as Cilium keeps it (spec §2): 32 raw bytes (not
-// base64), file mode 0600 in a state directory of mode 0770, generated on first start only when
+// base64), file mode 0600 in a state directory of mode 0700 (Cilium's is 0770; here no group
+// shares it), generated on first start only when
 // the file does not exist, never rotated otherwise. The public key travels as standard base64.
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { ensurePrivateDir, narrowToPrivate } from '../util/private-files.js';
 import { dirname } from 'node:path';
 import { VeilError } from '../util/errors.js';
 import { X25519PrivateKey, generatePrivateKey, X25519_KEY_SIZE } from '../crypto/index.js';
@@ -40,12 +42,12 @@ export function loadOrGenerateKeyPair(path: string): WireGuardKeyPair {
     }
     const key = new X25519PrivateKey(raw);
     raw.fill(0);
+    narrowToPrivate(path); // a key file an older version or a careless copy left readable
     return result(key, false);
   }
   const key = generatePrivateKey();
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o770 });
-    chmodSync(dirname(path), 0o770);
+    ensurePrivateDir(dirname(path));
     // 'wx': never overwrite a key that appeared meanwhile (another agent instance).
     writeFileSync(path, key.raw, { mode: 0o600, flag: 'wx' });
   } catch (e) {

@@ -6,7 +6,8 @@
 // lab makes per-node (lab nodes share one kernel) by bind-mounting the node's boot_id file over it
 // in the agent's own mount namespace.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
+import { ensurePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { stringify as toYaml } from 'yaml';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +27,8 @@ import { isRecordedProcessAlive, listPids, registerPid, stopProcesses, unregiste
 import { installPlaintextRoutes } from './routes.js';
 import { readSupervisorState, supervisorStatePath, type SupervisorState } from './agent-supervisor.js';
 import { nodeSpec, readLabMeta } from './objects.js';
-import { labAgentEtcdEndpoints } from './lifecycle.js';
+import { labAgentEtcdEndpoints, labNodeEtcdPasswordFile } from './lifecycle.js';
+import { nodeUserName } from '../control/etcd/etcd-node-credentials.js';
 
 /** The node's agent config: what a host's /etc/veil/agent.yaml holds. */
 export function agentConfigPath(cluster: string, node: string): string {
@@ -38,12 +40,14 @@ function writeAgentConfig(cluster: string, node: RegistryObject): void {
   if (!meta) throw new VeilError('NO_LAB', `lab cluster '${cluster}' has no lab.json`, `create it with 'veil lab up --name ${cluster}'`);
   const name = node.metadata.name;
   const dir = nodeStateDir(cluster, name);
+  // With auth, the node's own etcd user: it may write only this node's Node and Lease.
+  const credentials = meta.etcdAuth ? { username: nodeUserName(cluster, name), passwordFile: labNodeEtcdPasswordFile(cluster, name) } : {};
   const config = {
-    cluster, nodeName: name, etcd: { endpoints: labAgentEtcdEndpoints(meta) },
+    cluster, nodeName: name, etcd: { endpoints: labAgentEtcdEndpoints(meta), ...credentials },
     underlay: { interface: nodeSpec(node).underlayInterface }, stateDir: dir, runDir: dir,
   };
   const path = agentConfigPath(cluster, name);
-  writeFileSync(path, toYaml(config));
+  writePrivateFile(path, toYaml(config)); // a host's /etc/veil/agent.yaml: its etcd credentials
 }
 
 /** The environment without the VEIL_* settings of the agent config: the file alone says them. */
@@ -96,7 +100,7 @@ export function startAgent(cluster: string, node: RegistryObject): number {
   const running = supervisorPid(cluster, name);
   if (running) return running;
   const spec = nodeSpec(node);
-  mkdirSync(nodeStateDir(cluster, name), { recursive: true, mode: 0o770 });
+  ensurePrivateDir(nodeStateDir(cluster, name));
   writeAgentConfig(cluster, node);
   rmSync(supervisorStatePath(nodeStateDir(cluster, name)), { force: true }); // restarts count from this start
   const log = openSync(agentLogPath(cluster, name), 'a');

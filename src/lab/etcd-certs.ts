@@ -1,7 +1,8 @@
 // Certificates for an etcd served over TLS on loopback, made with the openssl CLI: a CA, a server
 // certificate for 127.0.0.1/localhost and a client certificate (etcd's --client-cert-auth wants one).
 // EC P-256 keys: generated in milliseconds, and both etcd (Go) and gRPC (Node) accept them.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { ensurePrivateDir } from '../util/private-files.js';
 import { join } from 'node:path';
 import { mustRun } from '../util/exec.js';
 
@@ -22,7 +23,7 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-n
 
 /** A self-signed CA in dir: <name>.crt and <name>.key. */
 export function makeCa(dir: string, name: string): CertPair {
-  mkdirSync(dir, { recursive: true });
+  ensurePrivateDir(dir);
   const pair = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   mustRun(['openssl', 'req', '-x509', ...EC_KEY, '-keyout', pair.key, '-out', pair.cert, '-days', '7',
     '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VeilError } from '../util/errors.js';
+import { ensurePrivateDir } from '../util/private-files.js';
 import { makeEtcdCerts, type EtcdCerts } from './etcd-certs.js';
 
 export interface EtcdClusterOptions {
@@ -17,7 +18,8 @@ export interface EtcdClusterOptions {
   members?: number;
   /** Serve clients over TLS and require a client certificate. */
   tls?: boolean;
-  /** Enable auth: user root (all) and user veil (read/write under veil/). */
+  /** Enable auth: user root (all) and user veil (read/write under veil/); root.password and
+   *  veil.password in the cluster's dir (0600). */
   auth?: boolean;
   /** Parent of the cluster's temp dir (default the OS temp dir). */
   parentDir?: string;
@@ -51,6 +53,8 @@ export interface EtcdAuth {
   password: string;
   /** A file holding `password` (what a cluster config points at). */
   passwordFile: string;
+  /** A file holding rootPassword (the lab's CLI is the cluster's admin). */
+  rootPasswordFile: string;
 }
 
 /** Every etcd this process started, so that an abrupt exit still takes them down. */
@@ -81,9 +85,9 @@ export class EtcdCluster {
     const n = opts.members ?? 1;
     if (n !== 1 && n !== 3) throw new VeilError('BAD_ETCD_MEMBERS', `an etcd cluster of ${n} members`, 'use 1 or 3 members');
     const lab = opts.lab;
-    if (lab && (opts.tls || opts.auth)) throw new VeilError('BAD_ETCD_OPTIONS', 'the lab etcd runs without TLS and auth', 'leave tls and auth off for the lab');
+    if (lab && opts.tls) throw new VeilError('BAD_ETCD_OPTIONS', 'the lab etcd runs without TLS (its agents reach it over the lab fabric)', 'leave tls off for the lab');
     let dir: string;
-    if (lab) { dir = lab.dir; mkdirSync(dir, { recursive: true, mode: 0o700 }); } else dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'veil-etcd-'));
+    if (lab) { dir = lab.dir; ensurePrivateDir(dir); } else dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'veil-etcd-'));
     let cluster: EtcdCluster | undefined;
     try {
       const certs = opts.tls ? makeEtcdCerts(join(dir, 'pki')) : undefined;
@@ -117,7 +121,10 @@ export class EtcdCluster {
         const password = randomBytes(12).toString('hex');
         const passwordFile = join(dir, 'veil.password');
         writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
-        auth = { rootPassword: randomBytes(12).toString('hex'), username: 'veil', password, passwordFile };
+        const rootPassword = randomBytes(12).toString('hex');
+        const rootPasswordFile = join(dir, 'root.password');
+        writeFileSync(rootPasswordFile, rootPassword + '\n', { mode: 0o600 });
+        auth = { rootPassword, username: 'veil', password, passwordFile, rootPasswordFile };
       }
       cluster = new EtcdCluster(dir, members, args, certs, undefined, lab);
       for (const m of members) cluster.launch(m);

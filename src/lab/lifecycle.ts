@@ -10,12 +10,15 @@
 // Every veth is created directly between two of our namespaces: the root namespace gets nothing
 // but the namespace names.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { ensurePrivateDir, writePrivateFile } from '../util/private-files.js';
+import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { clusterDir } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
 import { mustRun } from '../util/exec.js';
-import { checkClusterName, currentClusterFile, openRegistry, useCluster } from '../control/cluster.js';
+import { checkClusterName, clusterEtcdOptions, currentClusterFile, openRegistry, useCluster } from '../control/cluster.js';
+import { grantNodeCredentials } from '../control/etcd/etcd-node-credentials.js';
+import { nodeStateDir } from '../agent/state-paths.js';
 import { loadClusterConfig, removeClusterEntry, saveClusterEntry } from '../control/cluster-config.js';
 import { EtcdCluster } from './etcd-cluster.js';
 import type { RegistryObject } from '../control/registry.js';
@@ -36,9 +39,12 @@ export interface LabUpOptions {
   podCIDR?: string;
   /** 1 or 3 etcd members. */
   etcdMembers?: number;
+  /** etcd with auth: the CLI as etcd's root, each node's agent as its own user that may write only
+   *  its own Node and Lease (`veil cluster node-user`). */
+  etcdAuth?: boolean;
 }
 
-export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1 } as const;
+export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: false } as const;
 export const MAX_NODES = 100;
 
 /** Checks options without touching anything; returns the complete, normalised set. */
@@ -95,8 +101,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
   }
   checkOverlapWithOtherClusters(o);
 
-  const meta: LabMeta = { name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers, createdAt: new Date().toISOString(), state: 'creating' };
-  mkdirSync(clusterDir(cluster), { recursive: true });
+  const meta: LabMeta = { name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers, ...(o.etcdAuth ? { etcdAuth: true } : {}), createdAt: new Date().toISOString(), state: 'creating' };
+  ensurePrivateDir(clusterDir(cluster)); // its etcd's data (the secrets), the nodes' keys: root's alone
   writeLabMeta(meta); // from here on, lab down knows this cluster even if we crash
   try {
     await buildCluster(meta);
@@ -148,11 +154,20 @@ async function buildCluster(meta: LabMeta): Promise<void> {
       if (index === 0) labels[CONTROL_PLANE_LABEL] = '';
       const obj: RegistryObject = { kind: 'Node', metadata: { name: node, labels }, spec: { ...spec }, status: {} };
       await reg.mutate('Node', node, () => obj);
+      if (meta.etcdAuth) {
+        const creds = await grantNodeCredentials(clusterEtcdOptions(cluster), cluster, node);
+        writePrivateFile(labNodeEtcdPasswordFile(cluster, node), creds.password + '\n');
+      }
     }
   } finally {
     reg.close();
   }
   await installPlaintextRoutes(cluster);
+}
+
+/** The password of a node's own etcd user (a lab with --etcd-auth), in its state dir. */
+export function labNodeEtcdPasswordFile(cluster: string, node: string): string {
+  return join(nodeStateDir(cluster, node), 'etcd.password');
 }
 
 /** The etcd directory of a lab cluster: data, logs, and the members' unix sockets. */
@@ -191,10 +206,11 @@ async function startEtcd(meta: LabMeta): Promise<EtcdCluster> {
     mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
   }
   const etcd = await EtcdCluster.start({ // its network URLs are labAgentEtcdEndpoints(meta)
-    members: meta.etcdMembers,
+    members: meta.etcdMembers, auth: meta.etcdAuth === true,
     lab: { dir: labEtcdDir(cluster), netns: (i) => etcdNetns(cluster, i), address, spawned: (m, pid) => registerPid(cluster, etcdPidName(m.name), pid) },
   });
-  saveClusterEntry({ name: cluster, registry: { type: 'etcd', endpoints: etcd.endpoints } });
+  const admin = etcd.auth ? { username: 'root', passwordFile: etcd.auth.rootPasswordFile } : {};
+  saveClusterEntry({ name: cluster, registry: { type: 'etcd', endpoints: etcd.endpoints, ...admin } });
   return etcd;
 }
 

@@ -1,7 +1,7 @@
 // Key material (private keys, pre-shared keys, passwords, sequence marks, the registry's data) is
 // for root alone: files 0600, the directories holding them 0700. Explicit modes rather than trust
 // in the umask, and an existing directory made by an older version is narrowed too.
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeFileAtomic } from './durable-file.js';
 
@@ -19,4 +19,10 @@ export function writePrivateFile(path: string, content: string | Uint8Array): vo
   mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
   writeFileAtomic(path, content, { mode: PRIVATE_FILE_MODE });
   chmodSync(path, PRIVATE_FILE_MODE); // the umask could only narrow it further; say it exactly
+}
+
+/** Takes group and other bits off an existing file or directory (0644 → 0600, 0755 → 0700). */
+export function narrowToPrivate(path: string): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) chmodSync(path, mode & 0o700);
 }

@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,12 +126,13 @@ test('a cluster the config does not name is refused with what to do; lab up and 
   assert.match(unreachable.stderr, /no etcd endpoint is reachable: http:\/\/127\.0\.0\.1:1 \(connection refused\)/);
 });
 
-test('the config file keeps its comments when an entry is rewritten; a broken file is named', async () => {
+test('the config file keeps its comments when an entry is rewritten, and is 0600; a broken file is named', async () => {
   const e = env();
   await withEnv(e, () => {
     writeFileSync(e.VEIL_CONFIG, '# our clusters\ncurrent-cluster: a  # the usual one\nclusters:\n  - name: a\n    registry: {type: etcd, endpoints: [unix:///run/a:2379]}\n');
     saveClusterEntry({ name: 'b', registry: { type: 'etcd', endpoints: ['http://127.0.0.1:2379'], username: 'veil', passwordFile: '/etc/veil/pw' } });
     const text = readFileSync(e.VEIL_CONFIG, 'utf8');
+    assert.equal(statSync(e.VEIL_CONFIG).mode & 0o777, 0o600, 'it names credentials: root\'s (the user\'s) alone, also when it was 0644 before');
     assert.match(text, /# our clusters/);
     assert.match(text, /# the usual one/);
     const cfg = loadClusterConfig();

@@ -1,7 +1,8 @@
-// The lab on a 3-member etcd, end to end: both modes install, converge and pass `veil verify`; a
-// SIGKILLed etcd member stops neither traffic nor agents, and `veil status` names it down; a host
-// agent started by hand from a config file (no `veil install`), as on a real host, joins the running
-// cluster and leaves its peers within the lease TTL once stopped.
+// The lab on a 3-member etcd, end to end: both modes install, converge and pass `veil verify`, and
+// every file holding key material is root's alone; a SIGKILLed etcd member stops neither traffic nor
+// agents, and `veil status` names it down; a host agent started by hand from a config file (no `veil
+// install`), as on a real host, joins the running cluster and leaves its peers within the lease TTL
+// once stopped.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -12,6 +13,7 @@ import { LIVENESS_TTL_SECONDS } from '../../src/agent/agent.js';
 import { LEASE_GRACE_MS } from '../../src/agent/registry-node-source.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
+import { keyMaterialReport } from './private-files.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
 
 const C = 'tetcde2e';
@@ -87,13 +89,26 @@ test('e2e etcd lab: 4 nodes on a 3-member etcd; IPsec then WireGuard install, co
   ok(veil('install', '--encryption', 'ipsec'));
   ok(veil('status', '--wait', '--wait-duration', '90s'));
   verifyPasses('IPsec');
+  keyMaterialIsPrivate(['esp-sequence-marks.json', 'api-key.pem', 'agent.yaml']);
 
   ok(veil('uninstall'));
   ok(veil('install', '--encryption', 'wireguard'));
   ok(veil('status', '--wait', '--wait-duration', '90s'));
   verifyPasses('Wireguard');
   for (const n of [W1, W2]) assert.equal(wgPeers(n).length, 3, `${n} has the 3 other nodes as peers`);
+  keyMaterialIsPrivate(['veil_wg0.key']);
 });
+
+/** Every key file the lab and its agents wrote is 0600 in 0700 directories; `expect` were among them (per node). */
+function keyMaterialIsPrivate(expect: string[]): void {
+  const r = keyMaterialReport(join(home, 'clusters', C), [join(home, 'config')]);
+  for (const name of expect) {
+    const nodes = r.found.filter((f) => f.endsWith(`/${name}`));
+    assert.equal(nodes.length, 4, `${name} of every node among the checked files: ${r.found.join(', ')}`);
+  }
+  assert.ok(r.found.some((f) => /veil-etcd-0\.data\/member\/snap\/db$/.test(f)), `etcd's db among them: ${r.found.join(', ')}`);
+  assert.deepEqual(r.problems, [], 'no key material readable by others');
+}
 
 test('e2e etcd lab: one etcd member SIGKILLed: traffic and agents go on, status names the member down', { timeout: 120_000 }, async () => {
   const pings = [backgroundPing('pa', podB, 200), backgroundPing('pb', podA, 200)]; // 10 s at 20/s, both ways

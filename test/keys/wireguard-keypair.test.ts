@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { loadOrGenerateKeyPair } from '../../src/keys/wireguard-keypair.js';
 import { isVeilError } from '../../src/util/errors.js';
 
-test('first start generates 32 raw bytes (0600, dir 0770); restart reuses them', () => {
+test('first start generates 32 raw bytes (0600, dir 0700); restart reuses them and narrows a readable key file', () => {
   const base = mkdtempSync(join(tmpdir(), 'veil-twgkey-'));
   try {
     const path = join(base, 'state', 'veil_wg0.key');
@@ -16,10 +16,12 @@ test('first start generates 32 raw bytes (0600, dir 0770); restart reuses them',
     const st = statSync(path);
     assert.equal(st.size, 32);
     assert.equal(st.mode & 0o777, 0o600);
-    assert.equal(statSync(join(base, 'state')).mode & 0o777, 0o770);
+    assert.equal(statSync(join(base, 'state')).mode & 0o777, 0o700);
     assert.match(first.publicKeyBase64, /^[A-Za-z0-9+/]{43}=$/);
+    chmodSync(path, 0o644); // as a careless copy leaves it
     const again = loadOrGenerateKeyPair(path);
     assert.equal(again.generated, false);
+    assert.equal(statSync(path).mode & 0o777, 0o600, 'a readable key file is narrowed on load');
     assert.equal(again.publicKeyBase64, first.publicKeyBase64);
     assert.deepEqual(new Uint8Array(readFileSync(path)), first.privateKey);
     // wg agrees on the public key
