@@ -56,6 +56,15 @@ function handles(kp: Keypair): KeyHandles {
   return h;
 }
 
+/** A peer's transport packets each way, and what the tx batch being built sends it. */
+interface PeerPackets {
+  readonly peer: Peer;
+  tx: number;
+  rx: number;
+  batchBytes: number;
+  batchPackets: number;
+}
+
 export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
@@ -74,10 +83,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly rxIndex = new Int32Array(RX_BATCH);
   private readonly rxKeypair: (Keypair | null)[] = new Array(RX_BATCH).fill(null);
   private readonly rxCounter = new Float64Array(RX_BATCH);
-  private readonly sentBytes = new Map<Peer, number>();
-  private readonly sentPackets = new Map<Peer, number>();
+  /** The peers the current tx batch sends to (their counters carry the batch's sums). */
+  private readonly batchPeers: PeerPackets[] = [];
   /** Transport packets each way per peer (keepalives included), for status and metrics. */
-  private readonly peerPackets = new WeakMap<Peer, { tx: number; rx: number }>();
+  private readonly peerPackets = new WeakMap<Peer, PeerPackets>();
   private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
@@ -103,9 +112,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     if (n === 0) return 0;
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
     aead.clear();
-    this.sentBytes.clear();
-    this.sentPackets.clear();
     let out = 0;
+    let last: PeerPackets | null = null; // most batches go to one peer: one lookup per run of them
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
       if (ipFamilyOf(buf, off, len) === 0) { this.counters.malformed++; continue; }
@@ -128,8 +136,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       b.offs[out] = off - HEADER;
       b.lens[out] = transportLength(padded);
       out++;
-      this.sentBytes.set(peer, (this.sentBytes.get(peer) ?? 0) + transportLength(padded));
-      this.sentPackets.set(peer, (this.sentPackets.get(peer) ?? 0) + 1);
+      if (last?.peer !== peer) {
+        last = this.packetsOf(peer);
+        if (last.batchPackets === 0) this.batchPeers.push(last);
+      }
+      last.batchBytes += transportLength(padded);
+      last.batchPackets++;
       this.counters.txBytes += len;
     }
     if (out > 0) {
@@ -138,9 +150,14 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const sent = this.udp.sendBatch(b, out);
       if (sent < out) this.counters.sendFailed += out - sent;
       this.counters.txPackets += sent;
-      for (const [peer, packets] of this.sentPackets) this.packetsOf(peer).tx += packets;
-      for (const [peer, bytes] of this.sentBytes) this.perform(peer.onDataSent(now, bytes));
     }
+    for (const c of this.batchPeers) {
+      c.tx += c.batchPackets;
+      const bytes = c.batchBytes;
+      c.batchPackets = c.batchBytes = 0;
+      this.perform(c.peer.onDataSent(now, bytes));
+    }
+    this.batchPeers.length = 0;
     return n;
   }
 
@@ -396,9 +413,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const pfx of prefixes) if (this.allowed.get(pfx) === peer) this.allowed.remove(pfx);
   }
 
-  private packetsOf(peer: Peer): { tx: number; rx: number } {
+  private packetsOf(peer: Peer): PeerPackets {
     let c = this.peerPackets.get(peer);
-    if (!c) { c = { tx: 0, rx: 0 }; this.peerPackets.set(peer, c); }
+    if (!c) { c = { peer, tx: 0, rx: 0, batchBytes: 0, batchPackets: 0 }; this.peerPackets.set(peer, c); }
     return c;
   }
 

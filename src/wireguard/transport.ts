@@ -32,7 +32,7 @@ export function frameTransport(buf: Uint8Array, off: number, len: number, kp: Ke
   const counter = kp.reserveSendCounters(1);
   if (counter < 0) return -1;
   const padded = paddedLength(len, mtu);
-  buf.fill(0, off + len, off + padded);
+  for (let i = off + len; i < off + padded; i++) buf[i] = 0; // < 16 bytes: no Buffer.fill call per packet
   writeTransportHeader(buf, kp.remoteIndex, counter, off - MESSAGE_TRANSPORT_HEADER_SIZE);
   writeTransportNonce(nonceBuf, nonceOff, counter);
   return padded;
