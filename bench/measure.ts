@@ -1,14 +1,27 @@
-// One mode's measurements between the two bench pods: iperf3 TCP (1 stream both ways, 4 streams),
-// UDP at a fixed offered rate, idle ping RTT, and CPU seconds of the datapath processes per GB.
+// One mode's measurements between the two bench pods: iperf3 TCP (1 stream both ways, 4 streams)
+// with per-second throughput (stalls), ping RTT idle and while the single stream runs, UDP at a
+// fixed offered rate and the highest rate with < 1 % loss (doubling, then bisecting), and CPU
+// seconds of the datapath processes per GB.
 import type { LabPod } from './bench-lab.js';
 import { cpuSeconds, exec, peakRssBytes, sleep, startChild, stopChild } from './proc.js';
+import { median } from './stats.js';
 
 export interface MeasureOptions {
   seconds: number;
   /** Offered UDP rate, iperf3 -b syntax (e.g. 400M). */
   udpRate: string;
   pings: number;
+  /** Search the highest UDP rate with < 1 % loss (skipped by --smoke). */
+  udpSearch: boolean;
 }
+
+/** Loss below which an offered UDP rate counts as carried. */
+export const UDP_MAX_LOSS_PCT = 1;
+const UDP_SEARCH_START_MBPS = 200;
+const UDP_SEARCH_CAP_MBPS = 12_800;
+/** Bisection steps after the doubling found a rate that loses too much. */
+const UDP_SEARCH_BISECT_STEPS = 3;
+const UDP_SEARCH_TRIAL_SECONDS = 2;
 
 export interface ModeFigures {
   tcp1Gbps: number;
@@ -18,6 +31,17 @@ export interface ModeFigures {
   udpLossPct: number;
   rttP50Us: number;
   rttP99Us: number;
+  /** Ping RTT while the single TCP stream runs through the same pair. */
+  rttLoadedP50Us: number;
+  rttLoadedP99Us: number;
+  /** Of every TCP test: its slowest second ÷ its median second; the lowest here (1 = steady, near 0 = a stall). */
+  tcpSlowestSecondRatio: number;
+  /** Per TCP test, its per-second Gbit/s (iperf3 intervals), to see where a stall was. */
+  tcpSeconds: Record<string, number[]>;
+  /** Highest offered UDP rate with < 1 % loss, Mbit/s (null: not searched). */
+  udpMaxRateMbps: number | null;
+  /** Every UDP trial of the search: offered Mbit/s and loss %. */
+  udpTrials: { mbps: number; lossPct: number }[];
   /** CPU seconds of the datapath processes per GB through TCP (null: no such process, plain). */
   cpuSecPerGB: number | null;
   /** Largest VmHWM among the datapath processes, MB (null for plain). */
@@ -30,6 +54,8 @@ interface IperfResult {
   gbps: number;
   bytes: number;
   lossPct: number;
+  /** Gbit/s of each whole second (iperf3's intervals; a short last one is left out). */
+  seconds: number[];
 }
 
 async function iperf(client: LabPod, server: LabPod, seconds: number, extra: string[]): Promise<IperfResult> {
@@ -42,16 +68,17 @@ async function iperf(client: LabPod, server: LabPod, seconds: number, extra: str
         '-J', '--connect-timeout', '3000', ...extra], (seconds + 20) * 1000);
       if (!/Connection refused/.test(r.stdout)) break;
     }
-    const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: Record<string, Record<string, number>> };
+    const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: Record<string, Record<string, number>>; intervals?: { sum: { seconds: number; bits_per_second: number } }[] };
     if (j.error || !j.end) throw new Error(`iperf3 ${extra.join(' ')}: ${j.error ?? r.stderr.trim()}`);
     const e = j.end;
+    const perSecond = (j.intervals ?? []).filter((i) => i.sum.seconds >= 0.5).map((i) => i.sum.bits_per_second / 1e9);
     if (extra.includes('-u')) {
       const s = e['sum_received'] ?? e['sum']!;
       const lossPct = e['sum']?.['lost_percent'] ?? s['lost_percent'] ?? 0;
       const gbps = e['sum_received'] ? s['bits_per_second']! / 1e9 : (s['bits_per_second']! * (1 - lossPct / 100)) / 1e9;
-      return { gbps, bytes: s['bytes']!, lossPct };
+      return { gbps, bytes: s['bytes']!, lossPct, seconds: perSecond };
     }
-    return { gbps: e['sum_received']!['bits_per_second']! / 1e9, bytes: e['sum_received']!['bytes']!, lossPct: 0 };
+    return { gbps: e['sum_received']!['bits_per_second']! / 1e9, bytes: e['sum_received']!['bytes']!, lossPct: 0, seconds: perSecond };
   } finally {
     await stopChild(srv);
   }
@@ -63,7 +90,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function pingRtt(client: LabPod, server: LabPod, count: number): Promise<{ p50: number; p99: number; received: number }> {
-  const r = await exec(['ip', 'netns', 'exec', client.netns, 'ping', '-n', '-c', String(count), '-i', '0.01', '-W', '1', server.ip], 60_000);
+  // -c with -w: wait for every reply (-c alone stops two RTTs after the last request)
+  const r = await exec(['ip', 'netns', 'exec', client.netns, 'ping', '-n', '-c', String(count), '-i', '0.01', '-W', '1', '-w', String(Math.ceil(count / 100) + 5), server.ip], 60_000);
   const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
   return { p50: percentile(rtts, 50), p99: percentile(rtts, 99), received: rtts.length };
 }
@@ -79,25 +107,70 @@ export async function waitForTraffic(client: LabPod, server: LabPod, timeoutMs =
   return false;
 }
 
+/** The slowest whole second of a test divided by its median second (NaN with no whole second). */
+export function slowestSecondRatio(seconds: number[]): number {
+  if (seconds.length === 0) return NaN;
+  const m = median(seconds);
+  return m > 0 ? Math.min(...seconds) / m : 0;
+}
+
+/**
+ * The highest offered rate (Mbit/s) that loses < UDP_MAX_LOSS_PCT: doubling from a start rate until
+ * a rate loses more (or the cap), then bisecting between the last good and the first bad rate.
+ * `trial` offers a rate and answers its loss %. Null when even the start rate loses too much.
+ */
+export async function searchUdpRate(trial: (mbps: number) => Promise<number>, start = UDP_SEARCH_START_MBPS, cap = UDP_SEARCH_CAP_MBPS, steps = UDP_SEARCH_BISECT_STEPS): Promise<number | null> {
+  let good: number | null = null, bad: number | null = null;
+  for (let rate = start; rate <= cap; rate *= 2) {
+    if ((await trial(rate)) < UDP_MAX_LOSS_PCT) good = rate;
+    else { bad = rate; break; }
+  }
+  if (bad === null) return good;
+  let lo = good ?? 0, hi = bad;
+  for (let i = 0; i < steps; i++) {
+    const mid = Math.round((lo + hi) / 2);
+    if (mid <= 0 || mid === lo || mid === hi) break;
+    if ((await trial(mid)) < UDP_MAX_LOSS_PCT) lo = mid;
+    else hi = mid;
+  }
+  return lo > 0 ? lo : null;
+}
+
 export async function measureMode(client: LabPod, server: LabPod, pids: number[], opts: MeasureOptions): Promise<ModeFigures> {
   const cpu = () => pids.reduce((s, p) => s + cpuSeconds(p), 0);
   let cpuUsed = 0, bytes = 0;
-  const tcp = async (extra: string[]) => {
+  const tcpSeconds: Record<string, number[]> = {};
+  const tcp = async (name: string, extra: string[]) => {
     const c0 = cpu();
     const r = await iperf(client, server, opts.seconds, extra);
     cpuUsed += cpu() - c0;
     bytes += r.bytes;
+    tcpSeconds[name] = r.seconds;
     return r.gbps;
   };
   const ping = await pingRtt(client, server, opts.pings);
   if (ping.received === 0) throw new Error('no ping answer');
-  const tcp1Gbps = await tcp([]);
-  const tcp1RGbps = await tcp(['-R']);
-  const tcp4Gbps = await tcp(['-P', '4']);
+  // RTT under load: pings at 100/s while the single stream runs (from a fifth of it, or 1 s, on).
+  const startMs = Math.min(1000, opts.seconds * 200);
+  const loadedPings = Math.max(10, Math.floor((opts.seconds * 1000 - startMs - 200) / 10));
+  const [tcp1Gbps, loaded] = await Promise.all([tcp('tcp1', []), sleep(startMs).then(() => pingRtt(client, server, loadedPings))]);
+  const tcp1RGbps = await tcp('tcp1R', ['-R']);
+  const tcp4Gbps = await tcp('tcp4', ['-P', '4']);
   const udp = await iperf(client, server, opts.seconds, ['-u', '-b', opts.udpRate, '-l', '1360']);
+  const udpTrials: { mbps: number; lossPct: number }[] = [];
+  const udpMaxRateMbps = !opts.udpSearch ? null : await searchUdpRate(async (mbps) => {
+    const r = await iperf(client, server, Math.min(opts.seconds, UDP_SEARCH_TRIAL_SECONDS), ['-u', '-b', `${mbps}M`, '-l', '1360']);
+    udpTrials.push({ mbps, lossPct: r.lossPct });
+    return r.lossPct;
+  });
+  const ratios = Object.values(tcpSeconds).map(slowestSecondRatio).filter((x) => Number.isFinite(x));
   return {
     tcp1Gbps, tcp1RGbps, tcp4Gbps, udpRxGbps: udp.gbps, udpLossPct: udp.lossPct,
     rttP50Us: ping.p50, rttP99Us: ping.p99,
+    rttLoadedP50Us: loaded.p50, rttLoadedP99Us: loaded.p99,
+    tcpSlowestSecondRatio: ratios.length ? Math.min(...ratios) : NaN,
+    tcpSeconds,
+    udpMaxRateMbps, udpTrials,
     cpuSecPerGB: pids.length ? cpuUsed / (bytes / 1e9) : null,
     peakRssMB: pids.length ? Math.max(...pids.map(peakRssBytes)) / (1 << 20) : null,
   };

@@ -2,11 +2,17 @@
 // and to plain (the figures move ±20 % between runs on this machine; the ratios hold better).
 import type { ModeFigures } from './measure.js';
 import type { Mode } from './bench-lab.js';
+import { median } from './stats.js';
+
+/** The figures of a mode that are single numbers (the table's rows). */
+type Figure = { [K in keyof ModeFigures]: ModeFigures[K] extends number | null ? K : never }[keyof ModeFigures];
 
 interface Row {
-  key: keyof ModeFigures;
+  key: Figure;
   label: string;
   digits: number;
+  /** How rounds combine: the median, or the worst round (lowest) for a figure that must hold in every round. */
+  over?: 'median' | 'min';
 }
 
 const ROWS: Row[] = [
@@ -15,39 +21,65 @@ const ROWS: Row[] = [
   { key: 'tcp4Gbps', label: 'TCP 4 streams Gbit/s', digits: 2 },
   { key: 'udpRxGbps', label: 'UDP received Gbit/s', digits: 3 },
   { key: 'udpLossPct', label: 'UDP loss %', digits: 2 },
+  { key: 'tcpSlowestSecondRatio', label: 'TCP slowest second ÷ median (worst round)', digits: 2, over: 'min' },
+  { key: 'udpMaxRateMbps', label: 'UDP highest rate < 1 % loss Mbit/s', digits: 0 },
   { key: 'rttP50Us', label: 'ping RTT p50 µs', digits: 0 },
   { key: 'rttP99Us', label: 'ping RTT p99 µs', digits: 0 },
+  { key: 'rttLoadedP50Us', label: 'ping RTT p50 under 1 TCP stream µs', digits: 0 },
+  { key: 'rttLoadedP99Us', label: 'ping RTT p99 under 1 TCP stream µs', digits: 0 },
   { key: 'cpuSecPerGB', label: 'datapath CPU s/GB', digits: 2 },
   { key: 'peakRssMB', label: 'datapath peak RSS MB', digits: 1 },
 ];
 
-export function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+export type Summary = Partial<Record<Mode, Partial<Record<Figure, number | null>>>>;
 
-export type Summary = Partial<Record<Mode, Partial<Record<keyof ModeFigures, number | null>>>>;
-
-/** Median per mode and figure over the rounds that produced it. */
+/** Per mode and figure, the median (or worst round) over the rounds that produced it. */
 export function summarize(rounds: Partial<Record<Mode, ModeFigures>>[]): Summary {
   const out: Summary = {};
   for (const r of rounds) {
     for (const mode of Object.keys(r) as Mode[]) out[mode] ??= {};
   }
   for (const mode of Object.keys(out) as Mode[]) {
-    for (const { key } of ROWS) {
+    for (const { key, over } of ROWS) {
       const xs = rounds.map((r) => r[mode]?.[key]).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
-      out[mode]![key] = xs.length ? median(xs) : null;
+      out[mode]![key] = !xs.length ? null : over === 'min' ? Math.min(...xs) : median(xs);
     }
   }
   return out;
 }
 
+function quotient(a: number | null | undefined, b: number | null | undefined): number | null {
+  return a == null || b == null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0 ? null : a / b;
+}
+
 function ratio(a: number | null | undefined, b: number | null | undefined): string {
-  if (a == null || b == null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '–';
-  return `${(a / b).toFixed(2)}×`;
+  const q = quotient(a, b);
+  return q === null ? '–' : `${q.toFixed(2)}×`;
+}
+
+/** For the JSON: each veil mode's figures ÷ wireguard-go's, from the same run. */
+export function ratiosToWireGuardGo(summary: Summary): Partial<Record<Mode, Partial<Record<Figure, number | null>>>> {
+  const base = summary['wireguard-go'];
+  const out: Partial<Record<Mode, Partial<Record<Figure, number | null>>>> = {};
+  if (!base) return out;
+  for (const mode of Object.keys(summary) as Mode[]) {
+    if (mode === 'plain' || mode === 'wireguard-go') continue;
+    out[mode] = Object.fromEntries(ROWS.map(({ key }) => [key, quotient(summary[mode]?.[key], base[key])]));
+  }
+  return out;
+}
+
+/** Rounds in which a tunnel's slowest TCP second fell below half its median second: each one is a stall to look into. */
+export function stalls(rounds: Partial<Record<Mode, ModeFigures>>[]): { round: number; mode: Mode; test: string; seconds: number[] }[] {
+  const out: { round: number; mode: Mode; test: string; seconds: number[] }[] = [];
+  rounds.forEach((r, i) => {
+    for (const [mode, f] of Object.entries(r) as [Mode, ModeFigures][]) {
+      for (const [test, seconds] of Object.entries(f.tcpSeconds)) {
+        if (seconds.length && Math.min(...seconds) < 0.5 * median(seconds)) out.push({ round: i + 1, mode, test, seconds });
+      }
+    }
+  });
+  return out;
 }
 
 /** A markdown table: one row per figure, per mode its value and ratios (÷ wireguard-go, ÷ plain). */

@@ -10,17 +10,19 @@ import { run } from '../src/util/exec.js';
 import { BenchLab, MODES, type ActiveMode, type Mode } from './bench-lab.js';
 import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } from './measure.js';
 import { liveChildren } from './proc.js';
-import { formatTable, summarize } from './report.js';
+import { formatTable, ratiosToWireGuardGo, stalls, summarize } from './report.js';
 
 const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--smoke] [--out FILE] [--name CLUSTER]
 
 Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
   --rounds N     rounds (default 3; the table shows the median per figure)
-  --seconds S    seconds per iperf3 test (default 5)
-  --udp-rate R   offered UDP rate, iperf3 -b syntax (default 400M)
+  --seconds S    seconds per iperf3 test (default 5; UDP search trials take at most 2)
+  --udp-rate R   offered UDP rate, iperf3 -b syntax (default 400M); the bench also searches the
+                 highest rate with < 1 % loss (doubling from 200M, then bisecting)
   --crypto-threads T
                  veil's datapath.cryptoThreads (default: the install default, 1)
-  --smoke        1 round of 1-second tests: each mode must pass traffic; no JSON unless --out
+  --smoke        1 round of 1-second tests, no UDP search or handshake figures: each mode must
+                 pass traffic; no JSON unless --out
   --out FILE     where the JSON goes (default bench/results/<date>.json)
   --name CLUSTER lab cluster name (default vb<pid>)
 Exit status: 0 when every mode passed traffic in every round, 1 otherwise, 130 when interrupted.`;
@@ -33,6 +35,19 @@ function machine(): Record<string, unknown> {
   return { nproc: cpus().length, cpu: model, kernel: release(), node: process.version, commit };
 }
 
+const HANDSHAKE_ARGS = ['1000', '3'];
+
+/** The handshake micro-benchmark's figures (one core, sans-I/O), or null when it failed. */
+function handshakeFigures(): Record<string, number> | null {
+  const r = run([process.execPath, join(ROOT, 'dist', 'bench', 'wireguard-handshake.js'), ...HANDSHAKE_ARGS], { timeout: 120_000 });
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as Record<string, number>;
+  } catch {
+    console.error(`handshake benchmark failed: ${r.stderr.trim()}`);
+    return null;
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -43,7 +58,7 @@ async function main(): Promise<number> {
   if (values.help) { console.log(HELP); return 0; }
   const smoke = !!values.smoke;
   const rounds = Number(values.rounds ?? (smoke ? 1 : 3));
-  const opts: MeasureOptions = { seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : 200 };
+  const opts: MeasureOptions = { seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : 200, udpSearch: !smoke };
   const modes = (values.modes ? values.modes.split(',') : [...MODES]) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
   const cryptoThreads = values['crypto-threads'] === undefined ? undefined : Number(values['crypto-threads']);
@@ -87,8 +102,9 @@ async function main(): Promise<number> {
           if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
           round[mode] = await measureMode(client, server, active.datapathPids, opts);
           const f = round[mode]!;
-          console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s, ` +
-            `udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), rtt p50 ${f.rttP50Us.toFixed(0)} µs (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+          console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
+            `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
+            `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s, rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
         } catch (e) {
           const error = e instanceof Error ? e.message : String(e);
           failures.push({ round: r + 1, mode, error });
@@ -108,15 +124,23 @@ async function main(): Promise<number> {
   const summary = summarize(results);
   const table = formatTable(summary);
   const info = machine();
+  const stalled = stalls(results);
+  const handshakes = smoke ? null : handshakeFigures();
   console.log(`\nveil bench ${started.toISOString().slice(0, 10)}: ${rounds} round(s) × ${opts.seconds} s, UDP offered ${opts.udpRate}; ` +
     `${info['nproc']} × ${info['cpu']}; medians over rounds (÷wg-go, ÷plain)\n`);
   console.log(table);
+  if (handshakes) console.log(`\nWireGuard handshakes on one core (node dist/bench/wireguard-handshake.js ${HANDSHAKE_ARGS.join(' ')}): ` +
+    `${handshakes['fullHandshakesPerSecond']} full handshakes/s (both sides' work), ${handshakes['responderPerSecond']} initiations answered/s`);
+  for (const s of stalled) console.log(`STALL round ${s.round} ${s.mode} ${s.test}: per-second Gbit/s ${s.seconds.map((x) => x.toFixed(2)).join(' ')}`);
   for (const f of failures) console.log(`FAILED round ${f.round} ${f.mode}: ${f.error}`);
   if (!smoke || values.out) {
     const stamp = started.toISOString().replace(/:/g, '').slice(0, 17);
     const file = values.out ?? join(ROOT, 'bench', 'results', `${stamp}.json`);
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify({ date: started.toISOString(), machine: info, options: { rounds, ...opts, modes, cryptoThreads: cryptoThreads ?? 'default' }, summary, rounds: results, failures, table }, null, 2) + '\n');
+    writeFileSync(file, JSON.stringify({
+      date: started.toISOString(), machine: info, options: { rounds, ...opts, modes, cryptoThreads: cryptoThreads ?? 'default' },
+      summary, ratiosToWireGuardGo: ratiosToWireGuardGo(summary), stalls: stalled, handshakes, rounds: results, failures, table,
+    }, null, 2) + '\n');
     console.log(`\nJSON: ${file}`);
   }
   return failures.length ? 1 : 0;

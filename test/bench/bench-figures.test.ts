@@ -1,0 +1,35 @@
+// The bench's derived figures: the UDP rate search (doubling, then bisecting) against a simulated
+// path with a known capacity, and the slowest-second ratio that flags a stall.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { searchUdpRate, slowestSecondRatio } from '../../bench/measure.js';
+import { stalls } from '../../bench/report.js';
+import type { ModeFigures } from '../../bench/measure.js';
+
+/** A path that carries up to `capacity` Mbit/s and loses what is offered beyond it. */
+function path(capacity: number) {
+  const offered: number[] = [];
+  const trial = async (mbps: number) => { offered.push(mbps); return mbps <= capacity ? 0.1 : (100 * (mbps - capacity)) / mbps; };
+  return { offered, trial };
+}
+
+test('UDP search: doubles until a rate loses >= 1 %, then bisects between the last good and the first bad rate', async () => {
+  const p = path(1000);
+  const best = await searchUdpRate(p.trial);
+  assert.deepEqual(p.offered, [200, 400, 800, 1600, 1200, 1000, 1100]);
+  assert.equal(best, 1000);
+  const slow = path(150);
+  assert.equal(await searchUdpRate(slow.trial), 150, 'below the start rate the bisection goes down from it');
+  const fast = path(1e9);
+  assert.equal(await searchUdpRate(fast.trial, 200, 1600), 1600, 'never lossy: the cap');
+  assert.equal(await searchUdpRate(async () => 50), null, 'loses everything: no rate');
+});
+
+test('slowest second ÷ median second, and the rounds whose tests stalled', () => {
+  assert.equal(slowestSecondRatio([2, 2, 2, 2]), 1);
+  assert.equal(slowestSecondRatio([2, 0.4, 2, 2]), 0.2);
+  assert.ok(Number.isNaN(slowestSecondRatio([])));
+  const f = (tcpSeconds: Record<string, number[]>) => ({ tcpSeconds }) as unknown as ModeFigures;
+  const found = stalls([{ 'veil-wireguard': f({ tcp1: [1.2, 1.3, 1.2] }) }, { 'veil-wireguard': f({ tcp1: [1.2, 0.48, 1.2], tcp4: [2, 2, 2] }) }]);
+  assert.deepEqual(found, [{ round: 2, mode: 'veil-wireguard', test: 'tcp1', seconds: [1.2, 0.48, 1.2] }]);
+});
