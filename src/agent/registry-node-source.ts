@@ -8,11 +8,12 @@ import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/re
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
-import { admitPeers } from './peer-admission.js';
-import { OwnFieldsWriter, PeerViewFilter } from './own-fields-writer.js';
+import { PeerAdmission, type Claim } from './peer-admission.js';
+import { OwnFieldsWriter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
-const RELIST_INTERVAL_MS = 10_000;
+/** The relist behind the watches (they have their own watchdog): jittered ±20 %, cheap when nothing changed. */
+const RELIST_INTERVAL_MS = 30_000;
 /**
  * A node stays a peer this long after its lease went. After a registry outage a lease can lapse in
  * the seconds before its holder's next renewal gets through (the holder then takes a new one): seen
@@ -51,6 +52,15 @@ function nodeAddresses(obj: RegistryObject): NodeAddresses | string {
   return { internalIPs, podCIDRs, podGateway, underlayInterface, mtu };
 }
 
+/** The peer a usable Node object makes: only what peers need of it (the object itself is not kept). */
+function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
+  const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
+  return {
+    name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
+    bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined, annotations: { ...(n.metadata.annotations ?? {}) },
+  };
+}
+
 /** status.agent of a Node object, if its agent ever reported. */
 export function agentStatusOf(obj: RegistryObject): Partial<PublishedAgentStatus> | undefined {
   // any part may be missing: an agent that never reported, or one of another version
@@ -86,17 +96,50 @@ export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject
   return same ? undefined : next;
 }
 
+/** What the source keeps of a Node object: only what peers need (not the whole object: memory per peer). */
+interface CachedNode {
+  rv: number;
+  /** Who came first: creation time, then name. */
+  order: string;
+  addresses: NodeAddresses | string;
+  /** The peer it makes (undefined for this node, or when its addresses are unusable). */
+  peer?: PeerNode;
+  /** The peer's identity, to tell a real change from a rewrite of status only. */
+  fingerprint: string;
+}
+
+/** A peer candidate as the admission sees it. */
+interface Candidate extends Claim { peer: PeerNode }
+
+/**
+ * The informer: one event costs that node's work (its admission, and the nodes whose claims overlap
+ * it), not a pass over every node; peers() hands out the same PeerNode object until that node
+ * changes, so the modes and the tunnel can tell an unchanged peer by identity.
+ */
 export class RegistryNodeSource implements NodeSource {
-  /** The Node objects as the watch delivered them: a watch event carries the object as committed. */
-  private readonly nodes = new Map<string, RegistryObject>();
+  /** The Node objects as the watch delivered them (what peers need of them). */
+  private readonly nodes = new Map<string, CachedNode>();
   private readonly deleted = new Map<string, number>();
   /** The live leases: name -> resourceVersion (-1: deleted at that version, kept to ignore older news). */
   private readonly leases = new Map<string, { rv: number; live: boolean; goneAt?: number }>();
+  /** Who may be a peer, kept up to date one node at a time. */
+  private readonly admission = new PeerAdmission<Candidate>();
+  /** What the admission holds per name (the fingerprint), or the reason a live node is unusable. */
+  private readonly submitted = new Map<string, string>();
+  private readonly unusable = new Map<string, string>();
+  private invalid = new Map<string, string>();
+  private selfFingerprint?: string;
+  /** Names whose peer or refusal changed since the last notification. */
+  private readonly pending = new Set<string>();
+  /** The admitted peers oldest first, and where each is in it; names changed since it was built. */
+  private peerList: PeerNode[] = [];
+  private readonly peerIndex = new Map<string, number>();
+  private readonly stale = new Set<string>();
   private watch?: Watch;
   private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
   private readonly graceTimers = new Set<NodeJS.Timeout>();
-  private readonly peerView = new PeerViewFilter();
+  private onChange: () => void = () => undefined;
   private readonly writer = new OwnFieldsWriter((fields) => this.registry.mutate('Node', this.nodeName, (cur) => (cur ? withOwnFields(cur, fields) : undefined)).then(() => undefined));
 
   constructor(readonly registry: Registry, readonly nodeName: string, private readonly bootIDFile = BOOT_ID_FILE) {}
@@ -114,47 +157,32 @@ export class RegistryNodeSource implements NodeSource {
     };
   }
 
+  /** The admitted peers, oldest first (where two nodes claim the same thing, the older keeps it). */
   peers(): PeerNode[] {
-    return this.admission().admitted;
+    if (!this.stale.size) return this.peerList;
+    const list = [...this.peerList]; // a new array: a caller may hold the old one
+    let rebuild = false;
+    for (const name of this.stale) {
+      const now = this.admission.admitted.get(name)?.peer;
+      const i = this.peerIndex.get(name);
+      if (now && i !== undefined) list[i] = now; // changed in place: same order
+      else if (now || i !== undefined) { rebuild = true; break; }
+    }
+    this.stale.clear();
+    if (!rebuild) return (this.peerList = list);
+    const order = (c: Candidate) => this.nodes.get(c.name)?.order ?? '';
+    this.peerList = [...this.admission.admitted.values()].sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0)).map((c) => c.peer);
+    this.peerIndex.clear();
+    this.peerList.forEach((p, i) => this.peerIndex.set(p.name, i));
+    return this.peerList;
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
-    return this.admission().refused;
-  }
-
-  /** Every node with a live agent, admitted as a peer unless its object is unusable or claims what another node holds. */
-  private admission(): { admitted: PeerNode[]; refused: Map<string, string> } {
-    const candidates: PeerNode[] = [];
-    const unusable = new Map<string, string>();
-    // Oldest first: where two nodes claim the same thing (a key, an address), the one that was there first keeps it.
-    const age = (n: RegistryObject) => String(n.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
-    const byAge = [...this.nodes.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name));
-    for (const n of byAge) {
-      if (n.metadata.name === this.nodeName) continue;
-      if (!this.alive(n.metadata.name)) continue; // no live agent there: not a peer
-      const a = nodeAddresses(n);
-      if (typeof a === 'string') { unusable.set(`peer ${n.metadata.name}`, `node object refused: ${a}`); continue; } // its prefixes are not routed to it
-      const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
-      candidates.push({
-        name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
-        bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined, annotations: { ...(n.metadata.annotations ?? {}) },
-      });
-    }
-    const selfObj = this.nodes.get(this.nodeName);
-    const own = selfObj ? nodeAddresses(selfObj) : undefined;
-    const self = own && typeof own !== 'string' ? { name: this.nodeName, ips: own.internalIPs, podCIDRs: own.podCIDRs } : undefined;
-    const { admitted, refused } = admitPeers(self, candidates.map((c) => ({ ...c, ips: c.internalIPs })));
-    for (const [k, v] of unusable) refused.set(k, v);
-    // Objects the registry could not even read (garbage where a node should be): named by their key.
-    for (const { key, reason } of this.registry.invalidObjects?.() ?? []) {
-      const m = /\/nodes\/([^/]+)$/.exec(key);
-      if (m && m[1] !== this.nodeName) refused.set(`peer ${m[1]}`, `registry object ${key} refused: ${reason}`);
-    }
-    return { admitted: admitted.map(({ ips: _ips, ...peer }) => peer), refused };
+    return new Map([...this.admission.refused, ...this.unusable, ...this.invalid]);
   }
 
   async watchPeers(onChange: () => void): Promise<void> {
-    this.peerView.onChange = onChange;
+    this.onChange = onChange;
     // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
     const rev = await this.registry.revision();
     await this.relist();
@@ -167,7 +195,15 @@ export class RegistryNodeSource implements NodeSource {
       this.cacheLease(ev.object.metadata.name, ev.object.metadata.resourceVersion ?? 0, ev.type !== 'DELETED');
       this.notify();
     });
-    this.relistTimer = setInterval(() => { void this.relist().catch(() => undefined); }, RELIST_INTERVAL_MS);
+    this.scheduleRelist();
+  }
+
+  /** The safety net behind the watches, at a jittered interval so that agents do not all list at once. */
+  private scheduleRelist(): void {
+    const ms = RELIST_INTERVAL_MS * (0.8 + 0.4 * Math.random());
+    this.relistTimer = setTimeout(() => {
+      void this.relist().catch(() => undefined).finally(() => { if (this.relistTimer) this.scheduleRelist(); });
+    }, ms);
   }
 
   private async relist(): Promise<void> {
@@ -178,25 +214,46 @@ export class RegistryNodeSource implements NodeSource {
     const listed = await this.registry.list('Node');
     const names = new Set(listed.map((n) => n.metadata.name));
     for (const n of listed) this.cache(n);
-    for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) this.nodes.delete(name);
+    for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) { this.nodes.delete(name); this.sync(name); }
+    // Objects the registry could not even read (garbage where a node should be): named by their key.
+    const invalid = new Map<string, string>();
+    for (const { key, reason } of this.registry.invalidObjects?.() ?? []) {
+      const m = /\/nodes\/([^/]+)$/.exec(key);
+      if (m && m[1] !== this.nodeName) invalid.set(`peer ${m[1]}`, `registry object ${key} refused: ${reason}`);
+    }
+    for (const k of new Set([...invalid.keys(), ...this.invalid.keys()])) if (invalid.get(k) !== this.invalid.get(k)) this.pending.add(k.slice('peer '.length));
+    this.invalid = invalid;
     this.notify();
   }
 
   private cache(obj: RegistryObject, deleted = false): void {
     const name = obj.metadata.name;
     const rv = obj.metadata.resourceVersion ?? 0;
-    const have = this.nodes.get(name)?.metadata.resourceVersion ?? this.deleted.get(name) ?? -1;
-    if (rv < have) return; // never go back to an older version
+    const cached = this.nodes.get(name);
+    const have = cached?.rv ?? this.deleted.get(name) ?? -1;
+    if (rv < have || (rv === have && !deleted && cached)) return; // never go back to an older version; a relist of the same one is no news
     if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
-    else { this.nodes.set(name, obj); this.deleted.delete(name); }
+    else {
+      const addresses = nodeAddresses(obj);
+      const peer = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses);
+      const fingerprint = JSON.stringify(peer ?? addresses);
+      const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
+      this.nodes.set(name, { rv, order: `${created}\u0000${name}`, addresses, peer, fingerprint });
+      this.deleted.delete(name);
+    }
+    this.sync(name);
   }
 
   private cacheLease(name: string, rv: number, live: boolean): void {
     const was = this.leases.get(name);
     if (rv < (was?.rv ?? -1)) return; // never go back to an older version
-    if (live || !was?.live) { this.leases.set(name, { rv, live, goneAt: live ? undefined : was?.goneAt }); return; }
+    if (live || !was?.live) {
+      this.leases.set(name, { rv, live, goneAt: live ? undefined : was?.goneAt });
+      if (live !== was?.live) this.sync(name);
+      return;
+    }
     this.leases.set(name, { rv, live: false, goneAt: Date.now() });
-    const t: NodeJS.Timeout = setTimeout(() => { this.graceTimers.delete(t); this.notify(); }, LEASE_GRACE_MS + 100).unref();
+    const t: NodeJS.Timeout = setTimeout(() => { this.graceTimers.delete(t); this.sync(name); this.notify(); }, LEASE_GRACE_MS + 100).unref();
     this.graceTimers.add(t);
   }
 
@@ -206,10 +263,37 @@ export class RegistryNodeSource implements NodeSource {
     return !!l && (l.live || (l.goneAt !== undefined && Date.now() - l.goneAt < LEASE_GRACE_MS));
   }
 
-  /** Only what the modes use counts as a change: liveness and other agents' health do not. */
+  /** Brings one node's admission up to date with its object and lease; only a change the modes see is pending. */
+  private sync(name: string): void {
+    const n = this.nodes.get(name);
+    if (name === this.nodeName) {
+      if (n?.fingerprint === this.selfFingerprint) return;
+      this.selfFingerprint = n?.fingerprint;
+      const a = n?.addresses;
+      for (const c of this.admission.setSelf(a && typeof a !== 'string' ? { name, ips: a.internalIPs, podCIDRs: a.podCIDRs } : undefined)) this.pending.add(c);
+      return;
+    }
+    const live = n !== undefined && this.alive(name);
+    const bad = live && typeof n.addresses === 'string' ? `node object refused: ${n.addresses}` : undefined; // its prefixes are not routed to it
+    if (bad !== this.unusable.get(`peer ${name}`)) {
+      if (bad) this.unusable.set(`peer ${name}`, bad); else this.unusable.delete(`peer ${name}`);
+      this.pending.add(name);
+    }
+    const want = live && n.peer ? n.fingerprint : undefined;
+    if (want === this.submitted.get(name)) return;
+    const changed = want && n?.peer
+      ? this.admission.upsert({ name, ips: n.peer.internalIPs, podCIDRs: n.peer.podCIDRs, peer: n.peer }, n.order)
+      : this.admission.remove(name);
+    if (want) this.submitted.set(name, want); else this.submitted.delete(name);
+    for (const c of changed) this.pending.add(c);
+  }
+
+  /** Tells the agent that peers changed (only what the modes use counts: lease renewals and other agents' health do not). */
   private notify(): void {
-    const { admitted, refused } = this.admission();
-    this.peerView.update(admitted, refused);
+    if (!this.pending.size) return;
+    for (const name of this.pending) this.stale.add(name);
+    this.pending.clear();
+    this.onChange();
   }
 
   /** Someone else rewrote our fields (or the node object was recreated): write them again. */
@@ -232,7 +316,8 @@ export class RegistryNodeSource implements NodeSource {
   close(): void {
     this.watch?.stop();
     this.leaseWatch?.stop();
-    if (this.relistTimer) clearInterval(this.relistTimer);
+    if (this.relistTimer) clearTimeout(this.relistTimer);
+    this.relistTimer = undefined;
     for (const t of this.graceTimers) clearTimeout(t);
     this.registry.close();
   }

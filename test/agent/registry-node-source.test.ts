@@ -102,3 +102,56 @@ test('own node, peers, publish only on change, re-assert after a clobber, livene
   src.close();
   reg.close();
 });
+
+test('one event re-decides that node only, and the peers equal a decision over every node from scratch; an unchanged peer keeps its object', { timeout: 120_000 }, async () => {
+  const { admitPeers } = await import('../../src/agent/peer-admission.js');
+  const dir = join(root, 'reg-incremental');
+  const reg = new EmbeddedRegistry(dir);
+  await reg.create(node('self', 0));
+  const src = new RegistryNodeSource(new EmbeddedRegistry(dir), 'self', join(root, 'boot_id'));
+  await src.self();
+  await src.watchPeers(() => undefined);
+  /** The old rule, over every node: live ones oldest first, each against this node and the ones admitted before it. */
+  const fromScratch = async (): Promise<string> => {
+    const live = new Set((await reg.list('Lease')).map((l) => l.metadata.name));
+    const nodes = (await reg.list('Node')).filter((n) => n.metadata.name !== 'self' && live.has(n.metadata.name))
+      .sort((x, y) => String(x.metadata.creationTimestamp).localeCompare(String(y.metadata.creationTimestamp)) || x.metadata.name.localeCompare(y.metadata.name));
+    const claims = nodes.map((n) => ({ name: n.metadata.name, ips: [String(n.spec?.['internalIP'])], podCIDRs: [String(n.spec?.['podCIDR'])], key: n.metadata.annotations?.['k'] }));
+    const { admitted } = admitPeers({ name: 'self', ips: ['172.18.0.2'], podCIDRs: ['10.244.0.0/24'] }, claims);
+    return JSON.stringify(admitted.map((c) => [c.name, c.podCIDRs[0], c.key]));
+  };
+  const seen = () => JSON.stringify(src.peers().map((p) => [p.name, p.podCIDRs[0], p.annotations['k']]));
+  let seed = 12345;
+  const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+  const leases = new Map<string, Awaited<ReturnType<typeof reg.holdLease>>>();
+  for (let step = 0; step < 40; step++) {
+    const name = `n${rand(8)}`;
+    const exists = await reg.get('Node', name);
+    const what = rand(5);
+    if (!exists || what === 0) {
+      // created, or its pod CIDR moved: it may now collide with another node (or this node's)
+      const obj = node(name, 1 + rand(6));
+      if (exists) await reg.mutate('Node', name, (cur) => cur && { ...cur, spec: obj.spec });
+      else await reg.create(obj);
+      if (!leases.has(name)) leases.set(name, await reg.holdLease(name, 30, {}));
+    } else if (what === 1) {
+      await reg.mutate('Node', name, (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { k: `v${step}` } } });
+    } else if (what === 2) {
+      await reg.delete('Node', name);
+    } else if (what === 3 && leases.has(name) && rand(2) === 0) {
+      await leases.get(name)!.release(); // its agent is gone: it leaves after the grace
+      leases.delete(name);
+    } else {
+      // status only (health, a heartbeat): no peer change, the same object
+      const before = src.peers().find((p) => p.name === name);
+      await reg.mutate('Node', name, (cur) => cur && { ...cur, status: { agent: { ready: true, health: { state: 'Ok', problems: [`s${step}`] }, bootID: cur.status?.['agent'] ? (cur.status['agent'] as { bootID?: string }).bootID : undefined } } });
+      await sleep(50);
+      if (before) assert.equal(src.peers().find((p) => p.name === name), before, 'a status-only write leaves the peer object as it was');
+    }
+    const want = await fromScratch();
+    await waitFor(`step ${step}: peers as decided from scratch ${want}`, async () => seen() === want || seen() === await fromScratch(), LEASE_GRACE_MS + 10_000);
+  }
+  for (const l of leases.values()) await l.release();
+  src.close();
+  reg.close();
+});
