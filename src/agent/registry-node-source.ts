@@ -231,7 +231,9 @@ export class RegistryNodeSource implements NodeSource {
     const rv = obj.metadata.resourceVersion ?? 0;
     const cached = this.nodes.get(name);
     const have = cached?.rv ?? this.deleted.get(name) ?? -1;
-    if (rv < have || (rv === have && !deleted && cached)) return; // never go back to an older version; a relist of the same one is no news
+    // Never go back to an older version. The same one again is no news: a relist of what the cache
+    // holds, or of the version whose deletion the watch delivered (the list was answered before it).
+    if (rv < have || (rv === have && !deleted)) return;
     if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
     else {
       const addresses = nodeAddresses(obj);
@@ -247,6 +249,9 @@ export class RegistryNodeSource implements NodeSource {
   private cacheLease(name: string, rv: number, live: boolean): void {
     const was = this.leases.get(name);
     if (rv < (was?.rv ?? -1)) return; // never go back to an older version
+    // A list answered before a deletion the watch already delivered names the lease at the version
+    // that was deleted: not alive again (a lease taken again has a newer version).
+    if (live && was && !was.live && rv <= was.rv) return;
     if (live || !was?.live) {
       this.leases.set(name, { rv, live, goneAt: live ? undefined : was?.goneAt });
       if (live !== was?.live) this.sync(name);

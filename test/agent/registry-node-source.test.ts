@@ -25,6 +25,7 @@ async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 
   }
 }
 
+const bootIDFile = (): string => { const f = join(root, 'boot_id'); writeFileSync(f, 'D1C8A8E9-1111-2222-3333-444455556666\n'); return f; };
 const node = (name: string, i: number, extra: Record<string, unknown> = {}): RegistryObject => ({
   kind: 'Node', metadata: { name }, spec: { internalIP: `172.18.0.${2 + i}`, podCIDR: `10.244.${i}.0/24`, underlayInterface: 'eth0', mtu: 1500, ...extra }, status: {},
 });
@@ -108,7 +109,7 @@ test('one event re-decides that node only, and the peers equal a decision over e
   const dir = join(root, 'reg-incremental');
   const reg = new EmbeddedRegistry(dir);
   await reg.create(node('self', 0));
-  const src = new RegistryNodeSource(new EmbeddedRegistry(dir), 'self', join(root, 'boot_id'));
+  const src = new RegistryNodeSource(new EmbeddedRegistry(dir), 'self', bootIDFile());
   await src.self();
   await src.watchPeers(() => undefined);
   /** The old rule, over every node: live ones oldest first, each against this node and the ones admitted before it. */
@@ -153,5 +154,49 @@ test('one event re-decides that node only, and the peers equal a decision over e
   }
   for (const l of leases.values()) await l.release();
   src.close();
+  reg.close();
+});
+
+test('a relist answered before a deletion the watch delivered brings neither the lease nor the node back', { timeout: 60_000 }, async () => {
+  const dir = join(root, 'reg-stale-list');
+  const reg = new EmbeddedRegistry(dir);
+  await reg.create(node('self', 0));
+  await reg.create(node('b', 1));
+  await reg.create(node('c', 2));
+  const leaseB = await reg.holdLease('b', 30, {});
+  const leaseC = await reg.holdLease('c', 30, {});
+  // The source's registry answers lists from a snapshot taken before b's lease and c's node go.
+  const stale = { Lease: await reg.list('Lease'), Node: await reg.list('Node') };
+  const view = new EmbeddedRegistry(dir);
+  let useStale = false;
+  const list = view.list.bind(view);
+  view.list = (async (kind: 'Lease' | 'Node') => (useStale ? stale[kind] : list(kind))) as typeof view.list;
+  // As etcd's watch does: a deletion carries the object as last seen (its version, not the deletion's).
+  const seenRv = new Map<string, number | undefined>();
+  for (const o of [...stale.Lease, ...stale.Node]) seenRv.set(`${o.kind}/${o.metadata.name}`, o.metadata.resourceVersion);
+  const watch = view.watch.bind(view);
+  view.watch = ((kind, rev, cb) => watch(kind, rev, (ev) => {
+    const k = `${ev.object.kind}/${ev.object.metadata.name}`;
+    if (ev.type === 'DELETED') cb({ ...ev, object: { ...ev.object, metadata: { ...ev.object.metadata, resourceVersion: seenRv.get(k) } } });
+    else { seenRv.set(k, ev.object.metadata.resourceVersion); cb(ev); }
+  })) as typeof view.watch;
+  const src = new RegistryNodeSource(view, 'self', bootIDFile());
+  try {
+    await src.self();
+    await src.watchPeers(() => undefined);
+    assert.deepEqual(src.peers().map((p) => p.name), ['b', 'c']);
+    await leaseB.release();
+    await reg.delete('Node', 'c');
+    await waitFor('c gone (its node deleted)', () => !src.peers().some((p) => p.name === 'c'));
+    useStale = true;
+    await (src as unknown as { relist(): Promise<void> }).relist(); // the safety net, with the old answer
+    assert.ok(!src.peers().some((p) => p.name === 'c'), 'the deleted node stays deleted');
+    await waitFor('b gone after its lease and the grace', () => src.peers().length === 0, LEASE_GRACE_MS + 5000);
+    await (src as unknown as { relist(): Promise<void> }).relist();
+    assert.deepEqual(src.peers(), [], 'the lease deleted stays deleted');
+  } finally {
+    await leaseC.release();
+    src.close();
+  }
   reg.close();
 });
