@@ -13,6 +13,7 @@ import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspEngineStatus, EspPeerSpec } from '../datapath/messages.js';
+import type { EspTransform } from '../esp/esp-transform.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
@@ -27,6 +28,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   readonly type = 'ipsec' as const;
   readonly device = IPSEC_DEVICE;
   private readonly loader = new IpsecKeyLoader();
+  /**
+   * Each peer's derived SA keys, by key and tunnel ends: a pass derives only for a peer that is new,
+   * rebooted (a new boot id) or under a new key, not for every peer (two HMACs per key each).
+   */
+  private derived = new Map<string, { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[]>();
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
 
@@ -127,6 +133,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const local = { ip: this.ctx.node.internalIPs[0]!, bootId: this.ctx.node.bootID };
     const specs: EspPeerSpec[] = [];
     const problems = new Map<string, string>();
+    const derived = new Map<string, { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[]>();
     for (const p of peers) {
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
       if (p.external && !p.encryptionKey) {
@@ -135,11 +142,16 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       }
       const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [...p.podCIDRs], outbound: [], inbound: [], activeSpi: 0 };
       try {
+        const had = this.derived.get(p.name) ?? [];
+        const now: typeof had = [];
         for (const k of keys) {
-          const t = deriveTunnelTransforms(k, local, { ip: p.internalIP, bootId: p.bootID });
+          const remote = { ip: p.internalIP, bootId: p.bootID };
+          const t = had.find((d) => d.key === k && d.ip === remote.ip && d.bootId === remote.bootId)?.t ?? deriveTunnelTransforms(k, local, remote);
+          now.push({ key: k, ...remote, t });
           spec.outbound.push({ spi: k.spi, transform: t.out });
           spec.inbound.push({ spi: k.spi, transform: t.in });
         }
+        derived.set(p.name, now);
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;
@@ -148,6 +160,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
       specs.push(spec);
     }
+    this.derived = derived; // peers gone and keys retired are forgotten
     return {
       datapathPeers: specs,
       routes: [...new Set(peers.flatMap((p) => p.podCIDRs))].map((prefix) => ({ prefix })),

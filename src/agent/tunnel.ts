@@ -1,6 +1,9 @@
 // The node's tunnel, the same for every encryption mode: the persistent TUN device, the UDP
 // socket, the datapath worker, the health prober and the routes that steer remote prefixes into
-// the device. A mode only says what it should hold (DesiredState); apply() makes it so.
+// the device. A mode only says what it should hold (DesiredState); apply() makes it so, by
+// difference: the worker gets the peers that changed, the routes that moved go in one `ip -batch`,
+// so an event costs what changed, not the cluster. A whole pass now and then is the safety net.
+import { isDeepStrictEqual } from 'node:util';
 import { UdpSocket } from '../datapath/udp-socket.js';
 import { RawEspSocket } from '../datapath/raw-esp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
@@ -17,6 +20,14 @@ export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind
 
 /** The engine's peers (what its setPeers request carries). */
 export type PeerSpecsOf<K extends EngineKind> = K extends 'wireguard' ? WireGuardPeerSpec[] : EspPeerSpec[];
+
+/** A peer's identity in the datapath: WireGuard's public key, ESP's peer IP. */
+function specId(spec: WireGuardPeerSpec | EspPeerSpec): string {
+  return 'publicKey' in spec ? spec.publicKey : spec.ip;
+}
+
+/** A whole pass (every peer to the worker, every route) at most this long after the last one. */
+const WHOLE_PASS_INTERVAL_MS = 60_000;
 
 /** How a mode wants its tunnel opened. */
 export interface TunnelParams<K extends EngineKind> {
@@ -97,15 +108,40 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     return this.host.request(msg);
   }
 
-  /** Peers/SAs first (inbound keys in place before anything is published), then routes and probes. */
+  /** What the worker and the routing table hold, as last applied: spec by identity, route source by prefix. */
+  private appliedPeers = new Map<string, WireGuardPeerSpec | EspPeerSpec>();
+  private routed = new Map<string, string | undefined>();
+  /** When the last whole pass ran (0: one is due, e.g. after a failure). */
+  private wholeAt = 0;
+
+  /**
+   * Peers/SAs first (inbound keys in place before anything is published), then routes and probes.
+   * Only what differs from the last pass is sent; a whole pass (the table, every route, the
+   * device's stale routes removed) runs first, after a failure and every WHOLE_PASS_INTERVAL_MS.
+   */
   async apply(d: DesiredState<K>): Promise<void> {
-    await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    const lastWhole = this.wholeAt;
+    const whole = Date.now() - lastWhole >= WHOLE_PASS_INTERVAL_MS;
+    const wanted = new Map<string, WireGuardPeerSpec | EspPeerSpec>(d.datapathPeers.map((s) => [specId(s), s]));
+    const routes = new Map(d.routes.map((r) => [r.prefix, r.src]));
+    this.wholeAt = 0; // until this pass is through: a failure anywhere makes the next one whole
+    if (whole) {
+      await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    } else {
+      const upsert = [...wanted].filter(([id, s]) => !isDeepStrictEqual(this.appliedPeers.get(id), s)).map(([, s]) => s);
+      const remove = [...this.appliedPeers.keys()].filter((id) => !wanted.has(id));
+      if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
+    }
+    this.appliedPeers = wanted;
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
-    steerIntoTunnel(d.routes.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
-    const wanted = new Set(d.routes.map((r) => r.prefix));
-    releasePrefixes(prefixesOnDevice(this.device).filter((p) => !wanted.has(p)), this.device);
+    const steer = whole ? d.routes : d.routes.filter((r) => !this.routed.has(r.prefix) || this.routed.get(r.prefix) !== r.src);
+    if (steer.length) steerIntoTunnel(steer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
+    const stale = whole ? prefixesOnDevice(this.device) : [...this.routed.keys()];
+    releasePrefixes(stale.filter((p) => !routes.has(p)), this.device);
+    this.routed = routes;
     this.prober.setPeers(d.probes);
+    this.wholeAt = whole ? Date.now() : lastWhole;
   }
 
   /** Sets the 'node-connectivity' check from the probes. */

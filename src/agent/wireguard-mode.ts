@@ -87,8 +87,9 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     }
     // Next keys (their nodes rotate): accepted when no one else holds them; we say so in wg-accepts.
     const accepts: string[] = [];
+    const nextKeys = new Map(keyed.map((p) => [p.name, p.annotations[WG_NEXT_PUBKEY_ANNOTATION]]));
     for (const s of specs) {
-      const next = keyed.find((p) => p.name === s.name)!.annotations[WG_NEXT_PUBKEY_ANNOTATION];
+      const next = nextKeys.get(s.name!); // a map, not a search per peer: O(N) per pass, not O(N^2)
       if (!next || next === s.publicKey || !validKey(next) || next === own || next === ownNext || byKey.has(next)) continue;
       byKey.set(next, s.name!);
       s.nextPublicKey = next;
