@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import type { Etcd3, IOptions } from 'etcd3';
 import { etcd3, faultPolicies } from './etcd3-lib.js';
+import { endpointBreaker } from './endpoint-breaker.js';
 import { VeilError } from '../../util/errors.js';
 
 export interface EtcdConnectionOptions {
@@ -97,15 +98,15 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
 }
 
 /**
- * etcd3's defaults, but an endpoint that failed 3 times in a row is skipped for 1 s rather than 5:
- * with one endpoint (or all of them down a moment) the client would otherwise refuse every call
- * for 5 s after etcd came back.
+ * etcd3's defaults, but an endpoint that failed 3 times in a row is skipped for 1 s rather than 5
+ * (with one endpoint, or all of them down a moment, the client would otherwise refuse every call
+ * for 5 s after etcd came back), by a breaker that never makes a call wait (endpoint-breaker.ts).
  */
 function faultHandling(): IOptions['faultHandling'] {
-  const { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } = faultPolicies();
+  const { handleWhen, retry } = faultPolicies();
   const { isRecoverableError } = etcd3();
   return {
-    host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+    host: () => endpointBreaker(),
     global: retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
   };
 }
