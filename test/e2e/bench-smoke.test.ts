@@ -3,31 +3,21 @@
 // asserts a timing: throughput moves too much on a shared 2-core machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runBenchScript } from './cli.js';
 
 const CLUSTER = 'tbenchsmoke';
 const MODES = ['plain', 'wireguard-go', 'veil-wireguard', 'veil-ipsec'];
-
-function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['dist/bench/run.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs); // the bench cleans up on SIGTERM
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); });
-  });
-}
 
 test('e2e bench smoke: every mode passes TCP, UDP and ping traffic, and the lab is gone afterwards', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'veil-tbench-'));
   try {
     const json = join(dir, 'smoke.json');
     // raw ESP (veil-ipsec-esp) is left to the bench itself: the kernel IPsec e2e runs it, and CI time is short
-    const r = await runBench(['--smoke', '--modes', MODES.join(','), '--name', CLUSTER, '--out', json], 110_000);
+    const r = await runBenchScript('dist/bench/run.js', ['--smoke', '--modes', MODES.join(','), '--name', CLUSTER, '--out', json], 110_000);
     assert.equal(r.code, 0, `bench --smoke exited ${r.code}:\n${r.out}`);
     const result = JSON.parse(readFileSync(json, 'utf8')) as { summary: Record<string, Record<string, number | null>>; failures: unknown[] };
     assert.deepEqual(result.failures, []);

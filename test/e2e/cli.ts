@@ -1,7 +1,7 @@
 // The veil CLI as the end-to-end tests run it: a child process with the test's environment, and
 // the check that a run succeeded (its output and error in the failure message).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 
 export const MAIN = 'dist/src/cli/main.js';
 
@@ -19,3 +19,15 @@ export function ok(r: Result): string {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs a bench script (dist/bench/…) to its end, output collected; SIGTERM after timeoutMs (the benches clean up on it). */
+export function runBenchScript(script: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); });
+  });
+}

@@ -1,0 +1,345 @@
+// The scale bench (issue #13): the real agents of a 2-node lab (IPsec) against 100 / 1,000 / 5,000
+// synthetic nodes written to the lab's real etcd as real agents publish themselves. Per size:
+// convergence after the last node is written, a node's key change (a reboot: new boot id, new
+// derived keys) reaching the real agent's datapath, agent CPU per peer event, steady-state CPU and
+// resident memory; at the rotation size an IPsec key rotation with a ping between the real pair
+// (zero loss) and the rotation rule checked from published key ids and installed SAs. Correctness
+// failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import { run } from '../src/util/exec.js';
+import { openRegistry } from '../src/control/cluster.js';
+import { IpsecKeyLoader } from '../src/keys/ipsec-key-loader.js';
+import { deriveTunnelTransforms } from '../src/keys/ipsec-derive.js';
+import { DEFAULT_IPSEC_SECRET, IPSEC_SECRET_DATA_KEY } from '../src/keys/ipsec-key-secret.js';
+import { keyHex } from '../src/datapath/esp-engine.js';
+import { exec, liveChildren, mustExec, sleep } from './proc.js';
+import { AgentView } from './scale/agent-view.js';
+import { SyntheticNodes } from './scale/synthetic-nodes.js';
+
+const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--smoke] [--out FILE] [--name CLUSTER]
+
+  --sizes        synthetic node counts, ascending (default 100,1000,5000); nodes are added between sizes
+  --changes N    key changes timed per size (default 100; the p99 needs 100)
+  --events N     peer events for the CPU-per-event figure (default 1000)
+  --steady S     seconds of steady-state CPU per size (default 60: one safety-net resync and relist fall in it)
+  --rotation-size N
+                 the size at which the IPsec rotation runs (default 1000)
+  --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
+  --out FILE     JSON results (default bench/results/scale-<date>.json; --smoke: none unless given)
+  --name CLUSTER lab cluster name (default vs<pid>)
+Exit status: 0 when every correctness check passed, 1 otherwise, 130 when interrupted.`;
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const MAIN_JS = join(ROOT, 'dist/src/cli/main.js');
+
+interface SizeFigures {
+  size: number;
+  convergenceMs: number;
+  keyChangeP50Ms: number;
+  keyChangeP99Ms: number;
+  keyChangeMaxMs: number;
+  cpuUsPerEvent: number;
+  steadyCpuPercent: number;
+  rssMB: number;
+  routes: number;
+}
+
+interface RotationFigures {
+  peers: number;
+  pingsSent: number;
+  pingsLost: number;
+  samples: number;
+  ruleViolations: string[];
+  completedMs: number;
+}
+
+const failures: string[] = [];
+function check(ok: boolean, what: string): void {
+  if (!ok) { failures.push(what); console.error(`FAILED: ${what}`); }
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
+}
+
+async function waitUntil<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 10): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+class ScaleLab {
+  agents: AgentView[] = [];
+  nodes: { name: string; netns: string; internalIP: string }[] = [];
+  private up = false;
+  constructor(readonly cluster: string, readonly home: string) {}
+
+  veil(args: string[], timeoutMs = 180_000): Promise<string> {
+    return mustExec([process.execPath, MAIN_JS, ...args, '--cluster', this.cluster], timeoutMs, { ...process.env, VEIL_HOME: this.home });
+  }
+
+  async create(): Promise<void> {
+    this.up = true;
+    await mustExec([process.execPath, MAIN_JS, 'lab', 'up', '--name', this.cluster, '--nodes', '2'], 180_000, { ...process.env, VEIL_HOME: this.home });
+    await this.veil(['install', '--encryption', 'ipsec', '--generate-key']);
+    const nodes = JSON.parse(await this.veil(['lab', 'get', 'nodes', '-o', 'json'])) as { items: { metadata: { name: string }; spec: Record<string, string> }[] };
+    this.nodes = nodes.items.map((n) => ({ name: n.metadata.name, netns: n.spec['netns']!, internalIP: n.spec['internalIP']! }));
+    for (const n of this.nodes) {
+      const pid = Number((await this.veil(['agent', 'pid', n.name])).trim());
+      this.agents.push(new AgentView(n.name, pid, join(this.home, 'clusters', this.cluster, 'nodes', n.name, 'agent.sock')));
+    }
+  }
+
+  async destroy(): Promise<void> {
+    if (!this.up) return;
+    this.up = false;
+    await this.veil(['uninstall']).catch(() => undefined);
+    await mustExec([process.execPath, MAIN_JS, 'lab', 'down', '--name', this.cluster], 120_000, { ...process.env, VEIL_HOME: this.home })
+      .catch((e) => console.error(`lab down failed: ${String(e)}`));
+  }
+
+  /** Routes into the tunnel on a node. */
+  routes(node: { netns: string }): number {
+    const out = run(['ip', '-n', node.netns, 'route', 'show', 'dev', 'veil_ipsec0']).stdout.trim();
+    return out ? out.split('\n').length : 0;
+  }
+}
+
+/** The key (hex) a real agent must hold for inbound traffic from a synthetic node: derived the way every agent derives it. */
+async function expectedInboundKey(lab: ScaleLab, agent: AgentView, peerIP: string, peerBoot: string): Promise<string> {
+  const reg = openRegistry(lab.cluster);
+  try {
+    const raw = (await reg.get('Secret', DEFAULT_IPSEC_SECRET))?.data?.[IPSEC_SECRET_DATA_KEY] ?? '';
+    const loaded = new IpsecKeyLoader().load(Buffer.from(raw, 'base64').toString('utf8'), Date.now());
+    if (!loaded.ok) throw new Error(`cannot read the cluster's IPsec key: ${loaded.error.message}`);
+    const node = (await reg.get('Node', agent.node))!;
+    const bootId = (node.status?.['agent'] as { bootID: string }).bootID;
+    const t = deriveTunnelTransforms(loaded.value.current, { ip: String(node.spec!['internalIP']), bootId }, { ip: peerIP, bootId: peerBoot });
+    return keyHex(t.in).encryption;
+  } finally {
+    reg.close();
+  }
+}
+
+async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: { changes: number; events: number; steadyS: number }): Promise<SizeFigures> {
+  const agent = lab.agents[0]!;
+  const realPeers = lab.agents.length - 1;
+  console.log(`\n== ${size} synthetic nodes`);
+  // Convergence: every new node written as fast as etcd takes them; the clock starts at the last write.
+  const lastWrite = await sim.add(sim.size, size);
+  await waitUntil(`${size + realPeers} peers in ${agent.node}'s datapath`, async () => (await agent.datapathPeers()) === size + realPeers || undefined, 120_000, 20);
+  await waitUntil(`${size + realPeers} routes on ${agent.node}`, () => lab.routes(lab.nodes[0]!) === size + realPeers || undefined, 60_000, 20);
+  const convergenceMs = Date.now() - lastWrite;
+  const routes = lab.routes(lab.nodes[0]!);
+  check(routes === size + realPeers, `${size}: ${routes} routes into the tunnel, want ${size + realPeers}`);
+  console.log(`converged ${convergenceMs} ms after the last node was written (${routes} routes)`);
+  await sleep(2000);
+
+  // A node's key change (reboot: a new boot id) until the real agent's datapath holds the new inbound key.
+  const names = sim.names();
+  const latencies: number[] = [];
+  for (let c = 0; c < o.changes; c++) {
+    const name = names[Math.floor(Math.random() * names.length)]!;
+    const boot = randomUUID();
+    const ip = (await agent.sas(name)).peers[0]?.ip;
+    check(ip !== undefined, `${size}: ${name} is a peer of ${agent.node}`);
+    if (!ip) continue;
+    const want = await expectedInboundKey(lab, agent, ip, boot);
+    const t0 = Date.now();
+    await sim.setBootID(name, boot);
+    try {
+      await waitUntil(`${name}'s new key in ${agent.node}'s datapath`, async () => {
+        const r = await agent.sas(name, true);
+        return r.sas.some((s) => s.direction === 'in' && s.key?.encryption === want) || undefined;
+      }, 30_000, 2);
+      latencies.push(Date.now() - t0);
+    } catch (e) {
+      check(false, `${size}: ${String(e)}`);
+    }
+  }
+  const p50 = percentile(latencies, 50), p99 = percentile(latencies, 99);
+  console.log(`key change to datapath: p50 ${p50} ms, p99 ${p99} ms, max ${Math.max(...latencies)} ms over ${latencies.length}`);
+
+  // CPU per peer event: key changes at 200/s, against the idle rate just before.
+  await sleep(1000);
+  const idle0 = agent.cpuMicros(), idleT0 = performance.now();
+  await sleep(5000);
+  const idleRate = (agent.cpuMicros() - idle0) / (performance.now() - idleT0); // µs of CPU per ms
+  const burst = names.slice(0, Math.min(o.events, names.length));
+  while (burst.length < o.events) burst.push(names[burst.length % names.length]!);
+  const cpu0 = agent.cpuMicros(), t0 = performance.now();
+  let lastBoot = '';
+  for (let i = 0; i < burst.length; i++) {
+    lastBoot = await sim.setBootID(burst[i]!);
+    const due = t0 + (i + 1) * 5;
+    if (performance.now() < due) await sleep(due - performance.now());
+  }
+  const lastName = burst.at(-1)!;
+  const lastIp = (await agent.sas(lastName)).peers[0]!.ip;
+  const lastKey = await expectedInboundKey(lab, agent, lastIp, lastBoot);
+  await waitUntil('the last event in the datapath', async () => (await agent.sas(lastName, true)).sas.some((s) => s.key?.encryption === lastKey) || undefined, 60_000, 20);
+  await sleep(1000); // the tail of the watch
+  const busy = agent.cpuMicros() - cpu0 - idleRate * (performance.now() - t0);
+  const cpuUsPerEvent = Math.max(0, busy) / burst.length;
+  console.log(`agent CPU per peer event: ${cpuUsPerEvent.toFixed(0)} µs (${burst.length} events; idle rate subtracted)`);
+
+  // Steady state: only leases (keepalives) and the agent's own timers.
+  const s0 = agent.cpuMicros(), st0 = performance.now();
+  await sleep(o.steadyS * 1000);
+  const steadyCpuPercent = ((agent.cpuMicros() - s0) / ((performance.now() - st0) * 1000)) * 100;
+  const rssMB = agent.rssBytes() / 1e6;
+  console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s; RSS ${rssMB.toFixed(1)} MB`);
+  return { size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent, steadyCpuPercent, rssMB, routes };
+}
+
+/** A rotation with every synthetic node acting as a real agent: it publishes the new key id after its jitter. */
+async function rotation(lab: ScaleLab, sim: SyntheticNodes, count: number): Promise<RotationFigures> {
+  console.log(`\n== IPsec rotation across ${sim.size} synthetic peers and the real pair`);
+  const [a, b] = lab.agents as [AgentView, AgentView];
+  for (const [i, n] of lab.nodes.entries()) await lab.veil(['lab', 'pod', 'create', `scale-pod${i}`, '--node', n.name]);
+  const pods = (JSON.parse(await lab.veil(['lab', 'get', 'pods', '-o', 'json'])) as { items: { metadata: { name: string }; spec: Record<string, string> }[] }).items;
+  const pod0 = pods.find((p) => p.metadata.name === 'scale-pod0')!, pod1 = pods.find((p) => p.metadata.name === 'scale-pod1')!;
+  const ping = exec(['ip', 'netns', 'exec', pod0.spec['netns']!, 'ping', '-i', '0.02', '-c', String(count), '-W', '2', pod1.spec['podIP']!], 120_000);
+  await sleep(2000);
+  const out = await lab.veil(['encryption', 'rotate-key']);
+  const spi = Number(/new key SPI: (\d+)/.exec(out)?.[1]);
+  check(Number.isInteger(spi), `rotate-key said: ${out}`);
+  const rotatedAt = Date.now();
+  // Synthetic agents: each publishes the new key id at a random moment within the jitter real agents use.
+  const spread = Math.min(5000, sim.size);
+  const schedule = sim.names().map((n) => ({ n, at: rotatedAt + 50 + Math.random() * spread })).sort((x, y) => x.at - y.at);
+  sim.defaultSpi = spi;
+  const publishing = (async () => {
+    for (const s of schedule) {
+      if (Date.now() < s.at) await sleep(s.at - Date.now());
+      await sim.setSpi(s.n, spi);
+    }
+  })();
+  // The rule, sampled: a sender's active SPI towards a peer is one that peer has published (a
+  // synthetic peer publishes only what it installed) or, for the real receiver, one it holds an inbound SA for.
+  const violations: string[] = [];
+  let samples = 0;
+  const realIP = new Map(lab.nodes.map((n) => [n.name, n.internalIP]));
+  let doneAt = 0;
+  while (Date.now() - rotatedAt < 60_000) {
+    for (const [sender, receiver] of [[a, b], [b, a]] as const) {
+      const sent = await sender.sas();
+      const tReply = Date.now();
+      samples++;
+      for (const p of sent.peers) {
+        if (!p.activeSpi) continue;
+        if (p.name === receiver.node) {
+          const held = await receiver.sas(sender.node);
+          if (!held.sas.some((s) => s.direction === 'in' && s.spi === p.activeSpi && s.src === realIP.get(sender.node))) {
+            violations.push(`${sender.node} sends with SPI ${p.activeSpi} to ${receiver.node}, which holds no inbound SA for it`);
+          }
+          continue;
+        }
+        const at = sim.spiPublishedAt.get(p.name)?.get(p.activeSpi);
+        if (at === undefined || at > tReply) violations.push(`${sender.node} sends with SPI ${p.activeSpi} to ${p.name} before it published that key id`);
+      }
+      if (sender === a && sent.peers.length === sim.size + 1 && sent.peers.every((p) => p.activeSpi === spi) && !doneAt) doneAt = Date.now();
+    }
+    if (doneAt) break;
+    await sleep(100);
+  }
+  await publishing;
+  check(doneAt > 0, `rotation: ${a.node} did not move every peer to SPI ${spi} within 60 s`);
+  const r = await ping;
+  const sent = Number(/(\d+) packets transmitted/.exec(r.stdout)?.[1] ?? 0), received = Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
+  check(sent === count, `rotation: ping sent ${sent} of ${count}: ${r.stdout.slice(-300)} ${r.stderr}`);
+  check(sent - received === 0, `rotation: ${sent - received} of ${sent} pings lost between the real pair`);
+  check(violations.length === 0, `rotation rule broken ${violations.length} times: ${violations.slice(0, 3).join('; ')}`);
+  console.log(`rotation to SPI ${spi}: every peer moved ${doneAt ? doneAt - rotatedAt : 'never'} ms after the rotation; ${sent - received}/${sent} pings lost; ${samples} samples, ${violations.length} rule violations`);
+  return { peers: sim.size, pingsSent: sent, pingsLost: sent - received, samples, ruleViolations: violations.slice(0, 20), completedMs: doneAt ? doneAt - rotatedAt : -1 };
+}
+
+function machine(): Record<string, unknown> {
+  const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model;
+  const commit = run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD']).stdout.trim();
+  return { nproc: cpus().length, cpu: model, kernel: release(), node: process.version, commit, load: readFileSync('/proc/loadavg', 'utf8').trim() };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
+      smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { console.log(HELP); return 0; }
+  const smoke = !!values.smoke;
+  const sizes = (values.sizes ?? (smoke ? '200' : '100,1000,5000')).split(',').map(Number);
+  const o = { changes: Number(values.changes ?? (smoke ? 10 : 100)), events: Number(values.events ?? (smoke ? 100 : 1000)), steadyS: Number(values.steady ?? (smoke ? 5 : 60)) };
+  const rotationSize = Number(values['rotation-size'] ?? (smoke ? 200 : 1000));
+  const pings = smoke ? 500 : 1000; // at 50/s: the rotation and its jitter fall well inside
+  if (sizes.some((s, i) => !(Number.isInteger(s) && s > 0 && s <= 20_000 && (i === 0 || s > sizes[i - 1]!))) || !(o.changes >= 1 && o.events >= 1 && o.steadyS >= 1)) {
+    console.error(`bad options: --sizes must be ascending whole numbers up to 20000; --changes, --events, --steady at least 1\n\n${HELP}`);
+    return 2;
+  }
+  const home = mkdtempSync(join(tmpdir(), 'veil-scale-'));
+  process.env['VEIL_HOME'] = home; // the cluster config this process reads (etcd endpoints)
+  const lab = new ScaleLab(values.name ?? `vs${process.pid}`, home);
+  let sim: SyntheticNodes | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () => (cleaning ??= (async () => {
+    for (const c of liveChildren) c.kill('SIGTERM');
+    await sim?.removeAll().catch(() => undefined);
+    await sim?.close().catch(() => undefined);
+    await lab.destroy();
+    rmSync(home, { recursive: true, force: true });
+  })());
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { void cleanup().then(() => process.exit(130)); });
+
+  const figures: SizeFigures[] = [];
+  let rot: RotationFigures | undefined;
+  const started = Date.now();
+  try {
+    await lab.create();
+    const spi = ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
+    sim = await SyntheticNodes.open(lab.cluster, spi);
+    for (const size of sizes) {
+      if (rotationSize < size && !rot) { await sim.add(sim.size, rotationSize); rot = await rotation(lab, sim, pings); }
+      figures.push(await measureSize(lab, sim, size, o));
+      if (rotationSize === size) rot = await rotation(lab, sim, pings);
+    }
+    if (!rot) rot = await rotation(lab, sim, pings);
+    // Leaving: every synthetic node goes, and so do its routes and datapath entries.
+    await sim.removeAll();
+    await waitUntil('the synthetic peers gone from the datapath', async () => (await lab.agents[0]!.datapathPeers()) === lab.agents.length - 1 || undefined, 60_000 + 5000, 50);
+    await waitUntil('their routes gone', () => lab.routes(lab.nodes[0]!) === lab.agents.length - 1 || undefined, 30_000, 50);
+  } catch (e) {
+    check(false, `scale bench aborted: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  }
+  await cleanup();
+
+  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize }, sizes: figures, rotation: rot, failures };
+  printTable(figures, rot);
+  const out = values.out ?? (smoke ? undefined : join(ROOT, 'bench/results', `scale-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`));
+  if (out) { mkdirSync(dirname(out), { recursive: true }); writeFileSync(out, JSON.stringify(result, null, 2) + '\n'); console.log(`results: ${out}`); }
+  return failures.length ? 1 : 0;
+}
+
+function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): void {
+  const base = figures[0];
+  console.log('\nnodes  converge  key p50/p99 ms  CPU µs/event (× first)  steady %core  RSS MB');
+  for (const f of figures) {
+    console.log(`${String(f.size).padStart(5)}  ${String(f.convergenceMs).padStart(6)} ms  ${String(f.keyChangeP50Ms).padStart(5)}/${String(f.keyChangeP99Ms).padEnd(6)}  ${f.cpuUsPerEvent.toFixed(0).padStart(8)} (${base ? (f.cpuUsPerEvent / base.cpuUsPerEvent).toFixed(2) : '-'}×)  ${f.steadyCpuPercent.toFixed(2).padStart(10)}  ${f.rssMB.toFixed(1).padStart(6)}`);
+  }
+  const lo = figures.find((f) => f.size === 1000) ?? figures.at(-2), hi = figures.at(-1);
+  if (lo && hi && hi !== lo) console.log(`memory slope ${lo.size}->${hi.size}: ${(((hi.rssMB - lo.rssMB) * 1e6) / (hi.size - lo.size) / 1024).toFixed(2)} KB/peer`);
+  if (rot) console.log(`rotation across ${rot.peers} peers: ${rot.pingsLost}/${rot.pingsSent} pings lost, ${rot.ruleViolations.length} rule violations in ${rot.samples} samples, all moved in ${rot.completedMs} ms`);
+  if (failures.length) console.log(`\n${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);
+}
+
+process.exitCode = await main();

@@ -1,0 +1,144 @@
+// Synthetic nodes for the scale bench: Node objects and liveness leases written to the cluster's
+// real etcd exactly as `lab up` registers a node and its agent publishes itself (addresses, pod
+// CIDR, boot id, the IPsec key id, a ready status; the lease object under the node's name), so the
+// real agents under test cannot tell them from real nodes. Their addresses lie inside the lab's
+// underlay subnet (the lab bridge: nothing sent to them leaves the lab's namespaces). All leases
+// hang off one etcd lease kept alive by this process, so heartbeats cost etcd one keepalive.
+import { randomUUID } from 'node:crypto';
+import type { Etcd3, Lease } from 'etcd3';
+import { loadClusterConfig } from '../../src/control/cluster-config.js';
+import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
+import { encodeObject } from '../../src/control/etcd/object-codec.js';
+import { objectKey } from '../../src/control/etcd/keys.js';
+import type { RegistryObject } from '../../src/control/registry.js';
+
+/** etcd's default --max-txn-ops is 128. */
+const PUTS_PER_TXN = 100;
+/** The lab's underlay is 172.18.0.0/16 with its real nodes at the bottom: synthetic ones start at 172.18.100.0. */
+const FIRST_UNDERLAY_OCTET = 100;
+
+export interface SyntheticAddresses { internalIP: string; podCIDR: string; podGateway: string }
+
+/** Node i's addresses: 172.18.(100 + i/250).(2 + i%250) and 10.(100 + i/256).(i%256).0/24. */
+export function syntheticAddresses(i: number): SyntheticAddresses {
+  const hi = 100 + (i >> 8);
+  const lo = i & 255;
+  return {
+    internalIP: `172.18.${FIRST_UNDERLAY_OCTET + Math.floor(i / 250)}.${2 + (i % 250)}`,
+    podCIDR: `10.${hi}.${lo}.0/24`, podGateway: `10.${hi}.${lo}.1`,
+  };
+}
+
+export const syntheticName = (i: number) => `sim-${String(i).padStart(5, '0')}`;
+
+export class SyntheticNodes {
+  private readonly objects = new Map<string, RegistryObject>();
+  /** When each node's current encryption key id was accepted by etcd (ms, this process's clock). */
+  readonly spiPublishedAt = new Map<string, Map<number, number>>();
+
+  private constructor(readonly cluster: string, private readonly client: Etcd3, private readonly lease: Lease, private readonly leaseId: string, private spi: number) {}
+
+  /** Connects to the cluster's etcd as its config says; spi: the key id synthetic agents publish at first. */
+  static async open(cluster: string, spi: number): Promise<SyntheticNodes> {
+    const entry = loadClusterConfig().clusters.find((c) => c.name === cluster);
+    if (!entry) throw new Error(`no cluster '${cluster}' in the cluster config`);
+    if (entry.registry.type !== 'etcd') throw new Error(`cluster '${cluster}' has no etcd registry (${entry.registry.type})`);
+    const { type: _type, ...conn } = entry.registry;
+    const client = connectEtcd(conn);
+    const lease = client.lease(30, { autoKeepAlive: true });
+    const id = await lease.grant();
+    return new SyntheticNodes(cluster, client, lease, id, spi);
+  }
+
+  get size(): number {
+    return this.objects.size;
+  }
+
+  names(): string[] {
+    return [...this.objects.keys()];
+  }
+
+  /** Registers nodes [from, to) with live leases; resolves when etcd accepted the last one (Date.now()). */
+  async add(from: number, to: number): Promise<number> {
+    const now = new Date().toISOString();
+    const nodes: RegistryObject[] = [];
+    const leases: RegistryObject[] = [];
+    for (let i = from; i < to; i++) {
+      const name = syntheticName(i);
+      const a = syntheticAddresses(i);
+      const bootID = randomUUID();
+      const obj: RegistryObject = {
+        kind: 'Node', metadata: { name, creationTimestamp: now, labels: { 'veil.io/synthetic': 'true' }, annotations: {} },
+        spec: { ...a, underlayInterface: 'eth0', underlayPrefix: 16, mtu: 1500, index: 1000 + i, encryption: { key: this.spi } },
+        status: { agent: { ready: true, pid: 100_000 + i, bootID, startedAt: now, health: { state: 'Ok', problems: [] }, encryption: { mode: 'IPsec', device: 'veil_ipsec0', detail: '' } } },
+      };
+      this.objects.set(name, obj);
+      this.recordSpi(name, this.spi);
+      nodes.push(obj);
+      leases.push({ kind: 'Lease', metadata: { name, creationTimestamp: now }, spec: { node: name, pid: 100_000 + i, bootID, startedAt: now, renewTime: now, ttlSeconds: 30 } });
+    }
+    await this.putAll(leases, true); // alive first: a node is a peer once both are there
+    await this.putAll(nodes, false);
+    return Date.now();
+  }
+
+  /** The node rebooted: a new boot id (IPsec keys are derived from it). Resolves when etcd accepted it. */
+  async setBootID(name: string, bootID = randomUUID()): Promise<string> {
+    const obj = this.mustGet(name);
+    (obj.status!['agent'] as Record<string, unknown>)['bootID'] = bootID;
+    await this.putAll([obj], false);
+    return bootID;
+  }
+
+  /** The node's agent publishes a new IPsec key id (it installed the inbound SAs first, as real agents do). */
+  async setSpi(name: string, spi: number): Promise<void> {
+    const obj = this.mustGet(name);
+    obj.spec!['encryption'] = { key: spi };
+    await this.putAll([obj], false);
+    this.recordSpi(name, spi);
+  }
+
+  /** Every node publishes `spi` from now on (new nodes too). */
+  set defaultSpi(spi: number) {
+    this.spi = spi;
+  }
+
+  private recordSpi(name: string, spi: number): void {
+    let m = this.spiPublishedAt.get(name);
+    if (!m) this.spiPublishedAt.set(name, (m = new Map()));
+    if (!m.has(spi)) m.set(spi, Date.now());
+  }
+
+  private mustGet(name: string): RegistryObject {
+    const obj = this.objects.get(name);
+    if (!obj) throw new Error(`no synthetic node ${name}`);
+    return obj;
+  }
+
+  private async putAll(objs: RegistryObject[], withLease: boolean): Promise<void> {
+    for (let i = 0; i < objs.length; i += PUTS_PER_TXN) {
+      const success = objs.slice(i, i + PUTS_PER_TXN).map((o) => ({
+        request_put: { key: Buffer.from(objectKey(this.cluster, o.kind, o.metadata.name)), value: Buffer.from(encodeObject(o)), ...(withLease ? { lease: this.leaseId } : {}) },
+      }));
+      await this.client.kv.txn({ compare: [], success, failure: [] });
+    }
+  }
+
+  /** Deletes every synthetic node and lease. */
+  async removeAll(): Promise<void> {
+    const names = [...this.objects.keys()];
+    for (let i = 0; i < names.length; i += PUTS_PER_TXN / 2) {
+      const success = names.slice(i, i + PUTS_PER_TXN / 2).flatMap((n) => [ // two deletes a node
+        { request_delete_range: { key: Buffer.from(objectKey(this.cluster, 'Node', n)) } },
+        { request_delete_range: { key: Buffer.from(objectKey(this.cluster, 'Lease', n)) } },
+      ]);
+      await this.client.kv.txn({ compare: [], success, failure: [] });
+    }
+    this.objects.clear();
+  }
+
+  async close(): Promise<void> {
+    await this.lease.revoke().catch(() => undefined);
+    this.client.close();
+  }
+}
