@@ -5,7 +5,7 @@
 // resident memory; at the rotation size an IPsec key rotation with a ping between the real pair
 // (zero loss) and the rotation rule checked from published key ids and installed SAs. Correctness
 // failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,8 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
   --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
   --out FILE     JSON results (default bench/results/scale-<date>.json; --smoke: none unless given)
   --name CLUSTER lab cluster name (default vs<pid>)
+  --heap-snapshots DIR
+                 after each size, a V8 heap snapshot of the first agent's main thread in DIR (where the memory goes)
 Exit status: 0 when every correctness check passed, 1 otherwise, 130 when interrupted.`;
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -264,6 +266,17 @@ async function rotation(lab: ScaleLab, sim: SyntheticNodes, count: number): Prom
   return { peers: sim.size, pingsSent: sent, pingsLost: sent - received, samples, ruleViolations: violations.slice(0, 20), completedMs: doneAt ? doneAt - rotatedAt : -1 };
 }
 
+/** A heap snapshot of the agent's main thread (its NODE_OPTIONS name SIGUSR2), renamed after the size. */
+async function heapSnapshot(agent: AgentView, dir: string, size: number): Promise<void> {
+  const before = new Set(readdirSync(dir));
+  process.kill(agent.pid, 'SIGUSR2');
+  const file = await waitUntil('the heap snapshot', () => readdirSync(dir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot')), 120_000, 200);
+  let last = -1;
+  await waitUntil('the snapshot written', () => { const n = statSync(join(dir, file)).size; const done = n === last && n > 0; last = n; return done || undefined; }, 300_000, 1000);
+  renameSync(join(dir, file), join(dir, `agent-${size}.heapsnapshot`));
+  console.log(`heap snapshot: ${join(dir, `agent-${size}.heapsnapshot`)} (${(last / 1e6).toFixed(0)} MB); ${agent.memoryDetail()}`);
+}
+
 function machine(): Record<string, unknown> {
   const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model;
   const commit = run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD']).stdout.trim();
@@ -275,6 +288,7 @@ async function main(): Promise<number> {
     options: {
       sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
       smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'heap-snapshots': { type: 'string' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -286,6 +300,12 @@ async function main(): Promise<number> {
   if (sizes.some((s, i) => !(Number.isInteger(s) && s > 0 && s <= 20_000 && (i === 0 || s > sizes[i - 1]!))) || !(o.changes >= 1 && o.events >= 1 && o.steadyS >= 1)) {
     console.error(`bad options: --sizes must be ascending whole numbers up to 20000; --changes, --events, --steady at least 1\n\n${HELP}`);
     return 2;
+  }
+  const snapshots = values['heap-snapshots'] && resolve(values['heap-snapshots']);
+  if (snapshots) {
+    mkdirSync(snapshots, { recursive: true });
+    // The agents inherit it through the lab: SIGUSR2 writes a snapshot of the main thread there.
+    process.env['NODE_OPTIONS'] = `${process.env['NODE_OPTIONS'] ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshots}`.trim();
   }
   const home = mkdtempSync(join(tmpdir(), 'veil-scale-'));
   process.env['VEIL_HOME'] = home; // the cluster config this process reads (etcd endpoints)
@@ -311,6 +331,7 @@ async function main(): Promise<number> {
     for (const size of sizes) {
       if (rotationSize < size && !rot) { await sim.add(sim.size, rotationSize); rot = await rotation(lab, sim, pings); }
       figures.push(await measureSize(lab, sim, size, o));
+      if (snapshots) await heapSnapshot(lab.agents[0]!, snapshots, size);
       if (rotationSize === size) rot = await rotation(lab, sim, pings);
     }
     if (!rot) rot = await rotation(lab, sim, pings);

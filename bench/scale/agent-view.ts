@@ -46,6 +46,12 @@ export class AgentView {
     return ns / 1000;
   }
 
+  /** The process's resident memory by kind (anonymous: heaps and native allocations; file: code), from /proc. */
+  memoryDetail(): string {
+    const st = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    return ['VmRSS', 'RssAnon', 'RssFile', 'VmData'].map((k) => `${k} ${new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? '?'} kB`).join(', ');
+  }
+
   /** Resident memory of the whole process, bytes. */
   rssBytes(): number {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
