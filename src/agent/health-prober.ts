@@ -6,6 +6,14 @@ import { createSocket, type Socket } from 'node:dgram';
 import type { Health } from './health.js';
 
 export const HEALTH_PORT = 4240;
+/**
+ * Probes sent per interval at most: in a large cluster each peer is probed every
+ * ceil(peers / MAX) intervals instead (5,000 peers at the 2 s default: every 50 s), so probing costs
+ * the same at any size.
+ */
+export const MAX_PROBES_PER_INTERVAL = 200;
+/** The unreachable peers a status message names (the rest are counted). */
+const NAMED_IN_STATUS = 10;
 
 export interface PeerHealth {
   node: string;
@@ -20,6 +28,9 @@ export class HealthProber {
   private socket?: Socket;
   private timer?: NodeJS.Timeout;
   private readonly peers = new Map<string, PeerHealth>();
+  private readonly byAddress = new Map<string, PeerHealth>();
+  /** Round-robin position: the peers probed next. */
+  private cursor: IterableIterator<PeerHealth> = this.peers.values();
   private seq = 0;
   readonly startedAt = Date.now();
 
@@ -40,16 +51,34 @@ export class HealthProber {
 
   /** The set of peers to probe: node name -> its pod gateway address. */
   setPeers(peers: Map<string, string>): void {
-    for (const name of [...this.peers.keys()]) if (!peers.has(name)) this.peers.delete(name);
-    for (const [name, address] of peers) {
-      const p = this.peers.get(name);
-      if (!p || p.address !== address) this.peers.set(name, { node: name, address, sent: 0, acked: 0, lastAckMs: null, rttMs: null });
-    }
+    for (const name of [...this.peers.keys()]) if (!peers.has(name)) this.setPeer(name, undefined);
+    for (const [name, address] of peers) this.setPeer(name, address);
+  }
+
+  /** One peer to probe at this address (undefined: no longer). */
+  setPeer(name: string, address: string | undefined): void {
+    const p = this.peers.get(name);
+    if (p?.address === address) return;
+    if (p) { this.peers.delete(name); if (this.byAddress.get(p.address) === p) this.byAddress.delete(p.address); }
+    if (address === undefined) return;
+    const fresh = { node: name, address, sent: 0, acked: 0, lastAckMs: null, rttMs: null };
+    this.peers.set(name, fresh);
+    this.byAddress.set(address, fresh);
+  }
+
+  /** How many intervals pass between two probes of the same peer. */
+  private get rounds(): number {
+    return Math.max(1, Math.ceil(this.peers.size / MAX_PROBES_PER_INTERVAL));
   }
 
   private probeAll(): void {
     const now = Date.now();
-    for (const p of this.peers.values()) {
+    const n = Math.min(this.peers.size, MAX_PROBES_PER_INTERVAL);
+    for (let i = 0; i < n; i++) {
+      let next = this.cursor.next();
+      if (next.done) { this.cursor = this.peers.values(); next = this.cursor.next(); }
+      if (next.done) return;
+      const p = next.value;
       const msg = Buffer.from(`veil-probe ${this.nodeName} ${++this.seq} ${now}`);
       p.sent++;
       this.socket?.send(msg, HEALTH_PORT, p.address, () => undefined);
@@ -62,7 +91,7 @@ export class HealthProber {
     if (parts[0] === 'veil-probe' && parts.length === 4) {
       this.socket?.send(Buffer.from(`veil-ack ${this.nodeName} ${parts[2]} ${parts[3]}`), port, address, () => undefined);
     } else if (parts[0] === 'veil-ack' && parts.length === 4) {
-      const p = [...this.peers.values()].find((x) => x.address === address);
+      const p = this.byAddress.get(address);
       const sentAt = Number(parts[3]);
       if (!p || !Number.isFinite(sentAt)) return;
       p.acked++;
@@ -73,7 +102,7 @@ export class HealthProber {
 
   /** Peers that did not answer recently (after a start-up grace period). */
   unreachable(now = Date.now()): PeerHealth[] {
-    const limit = 3 * this.intervalMs + 5000;
+    const limit = 3 * this.intervalMs * this.rounds + 5000;
     if (now - this.startedAt < limit) return [];
     return [...this.peers.values()].filter((p) => p.lastAckMs === null || now - p.lastAckMs > limit);
   }
@@ -81,7 +110,9 @@ export class HealthProber {
   /** Sets the agent's 'node-connectivity' check from the probes. */
   reportTo(health: Health): void {
     const down = this.unreachable();
-    if (down.length) health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${down.map((d) => d.node).join(', ')}`);
+    const named = down.slice(0, NAMED_IN_STATUS).map((d) => d.node).join(', ');
+    const more = down.length > NAMED_IN_STATUS ? ` and ${down.length - NAMED_IN_STATUS} more` : '';
+    if (down.length) health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${named}${more}`);
     else health.ok('node-connectivity');
   }
 

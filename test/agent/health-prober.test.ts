@@ -1,0 +1,48 @@
+// Health probes at scale, on real UDP sockets (loopback): at most MAX_PROBES_PER_INTERVAL probes
+// per interval however many peers, every peer still probed in turn, an ack found by address, and
+// the status names a few unreachable peers and counts the rest (a message that grew with the
+// cluster was published in the node object).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HealthProber, MAX_PROBES_PER_INTERVAL } from '../../src/agent/health-prober.js';
+import { Health } from '../../src/agent/health.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('probes: capped per interval, round robin over every peer, acks by address, a short status', { timeout: 60_000 }, async () => {
+  const INTERVAL = 100;
+  const a = new HealthProber('a', '127.77.0.1', INTERVAL);
+  const b = new HealthProber('b', '127.77.0.2', 60_000);
+  await a.start();
+  await b.start();
+  try {
+    const peers = new Map([['b', '127.77.0.2']]);
+    for (let i = 0; i < 449; i++) peers.set(`x${i}`, `127.78.${i >> 8}.${(i & 255) + 1}`); // nothing answers there
+    a.setPeers(peers);
+    const t0 = Date.now();
+    await sleep(INTERVAL * 4.5);
+    const list = a.list();
+    const sent = list.reduce((n, p) => n + p.sent, 0);
+    const intervals = Math.floor((Date.now() - t0) / INTERVAL) + 1;
+    assert.ok(sent <= MAX_PROBES_PER_INTERVAL * intervals, `${sent} probes in ${intervals} intervals: at most ${MAX_PROBES_PER_INTERVAL} each`);
+    assert.ok(sent >= MAX_PROBES_PER_INTERVAL * 3, `the cap is used (${sent})`);
+    assert.ok(list.every((p) => p.sent >= 1), 'every peer was probed in turn');
+    const max = Math.max(...list.map((p) => p.sent)), min = Math.min(...list.map((p) => p.sent));
+    assert.ok(max - min <= 1, `round robin: ${min}..${max} probes per peer`);
+    const bState = list.find((p) => p.node === 'b')!;
+    assert.ok(bState.acked >= 1 && bState.rttMs !== null, 'the real peer answered and its ack was found by address');
+
+    // Past the grace (3 rounds of the peers, at 3 intervals per round), the unreachable are named, 10 of them.
+    const health = new Health();
+    const limit = 3 * INTERVAL * Math.ceil(450 / MAX_PROBES_PER_INTERVAL) + 5000;
+    await sleep(Math.max(0, limit - (Date.now() - t0)) + 200);
+    a.reportTo(health);
+    const check = health.problems().find((c) => c.name === 'node-connectivity');
+    assert.ok(check, 'the unreachable peers degrade the node');
+    assert.match(check.message, /no probe answer through the tunnel from (x\d+, ){9}x\d+ and 439 more$/);
+    assert.doesNotMatch(check.message, /\bb\b/, 'the peer that answers is not named');
+  } finally {
+    a.stop();
+    b.stop();
+  }
+});
