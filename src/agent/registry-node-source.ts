@@ -61,6 +61,15 @@ function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
   };
 }
 
+/** Whether two peers say the same (a Node object rewritten with only its status changed). */
+function samePeer(a: PeerNode, b: PeerNode): boolean {
+  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  const ak = Object.keys(a.annotations), bk = Object.keys(b.annotations);
+  return a.name === b.name && a.internalIP === b.internalIP && same(a.internalIPs, b.internalIPs) && same(a.podCIDRs, b.podCIDRs)
+    && a.podGateway === b.podGateway && a.bootID === b.bootID && a.encryptionKey === b.encryptionKey
+    && ak.length === bk.length && ak.every((k) => a.annotations[k] === b.annotations[k]);
+}
+
 /** status.agent of a Node object, if its agent ever reported. */
 export function agentStatusOf(obj: RegistryObject): Partial<PublishedAgentStatus> | undefined {
   // any part may be missing: an agent that never reported, or one of another version
@@ -101,11 +110,12 @@ interface CachedNode {
   rv: number;
   /** Who came first: creation time, then name. */
   order: string;
-  addresses: NodeAddresses | string;
+  /** Why its addresses are unusable; for this node, its addresses (a peer's are in `peer`). */
+  addresses?: NodeAddresses | string;
   /** The peer it makes (undefined for this node, or when its addresses are unusable). */
   peer?: PeerNode;
-  /** The peer's identity, to tell a real change from a rewrite of status only. */
-  fingerprint: string;
+  /** This node's addresses as text, to tell a change of them from a rewrite of its status. */
+  fingerprint?: string;
 }
 
 /** A peer candidate as the admission sees it. */
@@ -124,8 +134,8 @@ export class RegistryNodeSource implements NodeSource {
   private readonly leases = new Map<string, { rv: number; live: boolean; goneAt?: number }>();
   /** Who may be a peer, kept up to date one node at a time. */
   private readonly admission = new PeerAdmission<Candidate>();
-  /** What the admission holds per name (the fingerprint), or the reason a live node is unusable. */
-  private readonly submitted = new Map<string, string>();
+  /** What the admission holds per name, or the reason a live node is unusable. */
+  private readonly submitted = new Map<string, PeerNode>();
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
   private selfFingerprint?: string;
@@ -237,10 +247,14 @@ export class RegistryNodeSource implements NodeSource {
     if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
     else {
       const addresses = nodeAddresses(obj);
-      const peer = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses);
-      const fingerprint = JSON.stringify(peer ?? addresses);
+      const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses);
+      // A rewrite of its status only (health, heartbeat) keeps the peer object: the modes and the tunnel tell it unchanged by identity.
+      const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
-      this.nodes.set(name, { rv, order: `${created}\u0000${name}`, addresses, peer, fingerprint });
+      this.nodes.set(name, {
+        rv, order: `${created}\u0000${name}`, peer,
+        ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
+      });
       this.deleted.delete(name);
     }
     this.sync(name);
@@ -284,7 +298,7 @@ export class RegistryNodeSource implements NodeSource {
       if (bad) this.unusable.set(`peer ${name}`, bad); else this.unusable.delete(`peer ${name}`);
       this.pending.add(name);
     }
-    const want = live && n.peer ? n.fingerprint : undefined;
+    const want = live ? n.peer : undefined;
     if (want === this.submitted.get(name)) return;
     const changed = want && n?.peer
       ? this.admission.upsert({ name, ips: n.peer.internalIPs, podCIDRs: n.peer.podCIDRs, peer: n.peer }, n.order)
