@@ -3,6 +3,7 @@
 // by the core, opened natively, source-checked and written to the TUN device. Packet layout,
 // handshakes, timers and every acceptance decision belong to the sans-I/O core (src/wireguard/);
 // this file only does I/O and bookkeeping for it, without allocating per packet on the data path.
+import { performance } from 'node:perf_hooks';
 import { appendFileSync } from 'node:fs';
 import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp } from '../net/cidr.js';
@@ -35,6 +36,8 @@ const SLOT = 2048;
 /** Receive slots with UDP GRO (each up to 64 KiB), and descriptors for every segment they may hold. */
 const GRO_SLOTS = 4;
 const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
+/** How stale the cached earliest timer may be (see nextDeadline). */
+const DEADLINE_REFRESH_MS = 10;
 
 interface KeyHandles {
   send: AeadKey;
@@ -73,6 +76,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The public key the agent last gave each peer (its identity in updatePeers' remove), both ways. */
   private readonly keyGiven = new Map<Peer, string>();
   private readonly givenKey = new Map<string, Peer>();
+  private deadline = Infinity;
+  private deadlineAt = -Infinity;
   /** Each peer's allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
   private readonly prefixes = new Map<Peer, string[]>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
@@ -293,15 +298,27 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   tick(now: number): void {
     this.perform(this.device.tick(now));
+    this.deadlineAt = -Infinity;
   }
 
+  /**
+   * The earliest peer timer, recomputed at most every DEADLINE_REFRESH_MS: it is a walk over every
+   * peer and the loop asks before each wait. A timer armed meanwhile fires at most that much late
+   * (WireGuard's timers are seconds long).
+   */
   nextDeadline(): number {
-    return this.device.nextDeadline() ?? Infinity;
+    const now = performance.now();
+    if (now - this.deadlineAt >= DEADLINE_REFRESH_MS || this.deadline <= now) {
+      this.deadline = this.device.nextDeadline() ?? Infinity;
+      this.deadlineAt = now;
+    }
+    return this.deadline;
   }
 
   // ---- control ---------------------------------------------------------------------------------
 
   control(req: RequestOf<WireGuardProtocol>): AnyReplyOf<WireGuardProtocol> {
+    this.deadlineAt = -Infinity; // peers come and go
     switch (req.type) {
       case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
