@@ -1,8 +1,9 @@
-// The lab on a 3-member etcd, end to end: both modes install, converge and pass `veil verify`, and
-// every file holding key material is root's alone; a SIGKILLed etcd member stops neither traffic nor
-// agents, and `veil status` names it down; a host agent started by hand from a config file (no `veil
-// install`), as on a real host, joins the running cluster and leaves its peers within the lease TTL
-// once stopped.
+// The lab on a 3-member etcd with auth, end to end: both modes install, converge and pass `veil
+// verify` with every agent logged in as its own node's etcd user, which etcd refuses another node's
+// object; every file holding key material is root's alone; a SIGKILLed etcd member stops neither
+// traffic nor agents, and `veil status` names it down; a host agent started by hand from a config
+// file (no `veil install`) with the user `veil cluster node-user` made, as on a real host, joins the
+// running cluster and leaves its peers within the lease TTL once stopped.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -12,7 +13,10 @@ import { join } from 'node:path';
 import { LIVENESS_TTL_SECONDS } from '../../src/agent/agent.js';
 import { LEASE_GRACE_MS } from '../../src/agent/registry-node-source.js';
 import { registerPid } from '../../src/lab/pids.js';
-import { openRegistry } from '../../src/control/cluster.js';
+import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
+import { EtcdRegistry } from '../../src/control/etcd/etcd-registry.js';
+import { isVeilError } from '../../src/util/errors.js';
+import { parse as parseYaml } from 'yaml';
 import { keyMaterialReport } from './private-files.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
 
@@ -69,7 +73,7 @@ const lossOf = (summary: string) => Number(/(\d+(?:\.\d+)?)% packet loss/.exec(s
 
 let podA = '', podB = '';
 before(() => {
-  ok(veil('lab', 'up', '--name', C, '--nodes', '4', '--etcd-members', '3'));
+  ok(veil('lab', 'up', '--name', C, '--nodes', '4', '--etcd-members', '3', '--etcd-auth'));
   podA = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pa', '--node', W1)))![1]!;
   podB = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pb', '--node', W2)))![1]!;
 });
@@ -89,7 +93,7 @@ test('e2e etcd lab: 4 nodes on a 3-member etcd; IPsec then WireGuard install, co
   ok(veil('install', '--encryption', 'ipsec'));
   ok(veil('status', '--wait', '--wait-duration', '90s'));
   verifyPasses('IPsec');
-  keyMaterialIsPrivate(['esp-sequence-marks.json', 'api-key.pem', 'agent.yaml']);
+  keyMaterialIsPrivate(['esp-sequence-marks.json', 'api-key.pem', 'agent.yaml', 'etcd.password']);
 
   ok(veil('uninstall'));
   ok(veil('install', '--encryption', 'wireguard'));
@@ -109,6 +113,25 @@ function keyMaterialIsPrivate(expect: string[]): void {
   assert.ok(r.found.some((f) => /veil-etcd-0\.data\/member\/snap\/db$/.test(f)), `etcd's db among them: ${r.found.join(', ')}`);
   assert.deepEqual(r.problems, [], 'no key material readable by others');
 }
+
+test("e2e etcd lab: every agent runs as its own node's etcd user, which etcd refuses another node's object", { timeout: 60_000 }, async () => {
+  const cfg = parseYaml(readFileSync(join(home, 'clusters', C, 'nodes', W1, 'agent.yaml'), 'utf8')) as { etcd: { username: string; passwordFile: string } };
+  assert.equal(cfg.etcd.username, `veil-node/${C}/${W1}`);
+  // the agents are ready, so they registered, published and hold their leases as these users
+  const asW1 = new EtcdRegistry({ cluster: C, endpoints: clusterEtcdOptions(C).endpoints, username: cfg.etcd.username, passwordFile: cfg.etcd.passwordFile });
+  try {
+    const before = await asW1.get('Node', W2);
+    let err: unknown;
+    try {
+      await asW1.mutate('Node', W2, (cur) => cur && { ...cur, spec: { ...cur.spec, internalIP: '172.18.0.66' } });
+    } catch (e) { err = e; }
+    assert.ok(isVeilError(err) && err.code === 'ETCD_PERMISSION_DENIED', `refused: ${String(err)}`);
+    assert.match(err.message, new RegExp(`etcd denied writing Node '${W2}' to node user 'veil-node/${C}/${W1}': a node's etcd user may write only its own Node and Lease objects`));
+    assert.deepEqual(await asW1.get('Node', W2), before, `${W2}'s object is unchanged`);
+  } finally {
+    asW1.close();
+  }
+});
 
 test('e2e etcd lab: one etcd member SIGKILLed: traffic and agents go on, status names the member down', { timeout: 120_000 }, async () => {
   const pings = [backgroundPing('pa', podB, 200), backgroundPing('pb', podA, 200)]; // 10 s at 20/s, both ways
@@ -133,8 +156,11 @@ test('e2e etcd lab: a host agent started by hand from a config file joins, and l
   mkdirSync(dir);
   // what README shows for a real host: etcd endpoints, a pod CIDR; the underlay is found by the route to etcd
   const config = join(dir, 'agent.yaml');
+  // its own etcd user, as README shows for a host: it may write only its own Node and Lease
+  const passwordFile = join(dir, 'etcd.password');
+  assert.match(ok(veil('cluster', 'node-user', name, '--password-file', passwordFile)), new RegExp(`username: veil-node/${C}/${name}`));
   writeFileSync(config, [
-    `cluster: ${C}`, `nodeName: ${name}`, 'etcd:', '  endpoints:',
+    `cluster: ${C}`, `nodeName: ${name}`, 'etcd:', `  username: veil-node/${C}/${name}`, `  passwordFile: ${passwordFile}`, '  endpoints:',
     ...[0, 1, 2].map((i) => `    - http://172.18.255.${254 - i}:2379`),
     'podCIDRs: [10.244.50.0/24]', `stateDir: ${dir}/state`, `runDir: ${dir}/run`, '',
   ].join('\n'));
