@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { VeilError } from '../util/errors.js';
-import type { ControlEnvelope, EngineKind, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerInit, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EngineKind, EngineResume, EngineStateOf, HandoverRequest, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerInit, WorkerMessage } from './messages.js';
 
 const WORKER_JS = join(dirname(fileURLToPath(import.meta.url)), 'datapath-worker.js');
 
@@ -15,8 +15,8 @@ export class DatapathHost<K extends EngineKind> {
   private exited = false;
   private readonly ready: Promise<void>;
 
-  /** Starts the worker; `init` is its workerData (engine kind, fds, keys). */
-  constructor(init: Extract<WorkerInit, { kind: K }>, onFatal: (e: Error) => void) {
+  /** Starts the worker; `init` is its workerData (engine kind, fds, keys). `onFatal` may be replaced later (a datapath resumed before the agent took it). */
+  constructor(readonly init: Extract<WorkerInit, { kind: K }>, public onFatal: (e: Error) => void) {
     this.worker = new Worker(WORKER_JS, { workerData: init, name: 'veil-datapath' });
     let readyResolve: () => void = () => undefined;
     let readyReject: (e: Error) => void = () => undefined;
@@ -29,7 +29,7 @@ export class DatapathHost<K extends EngineKind> {
       if (m.ok) p.resolve(m.value);
       else p.reject(new VeilError(m.error.code, m.error.message, m.error.hint));
     });
-    this.worker.on('error', (e) => { readyReject(e); onFatal(e); });
+    this.worker.on('error', (e) => { readyReject(e); this.onFatal(e); });
     this.worker.on('exit', (code) => {
       this.exited = true;
       const err = new VeilError('DATAPATH_EXITED', `the datapath worker exited (code ${code})`);
@@ -48,7 +48,7 @@ export class DatapathHost<K extends EngineKind> {
     return this.send(request, timeoutMs) as Promise<ReplyTo<ProtocolOf[K], R>>; // the engine's control() answers R with this type
   }
 
-  private send(request: RequestOf<ProtocolOf[K]> | StopRequest, timeoutMs: number): Promise<unknown> {
+  private send(request: RequestOf<ProtocolOf[K]> | StopRequest | HandoverRequest, timeoutMs: number): Promise<unknown> {
     if (this.exited) return Promise.reject(new VeilError('DATAPATH_EXITED', 'the datapath worker is not running'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -63,6 +63,19 @@ export class DatapathHost<K extends EngineKind> {
       const envelope: ControlEnvelope<RequestOf<ProtocolOf[K]>> = { id, request };
       this.worker.postMessage(envelope);
     });
+  }
+
+  /**
+   * Stops the worker for a handover: it stops moving packets and answers with the engine's state,
+   * from which the next datapath (another agent) goes on with the same fds. Rejects when the worker
+   * could not answer (it is then terminated, as by stop()).
+   */
+  async handover(): Promise<EngineResume<EngineStateOf[K]>> {
+    try {
+      return await this.send({ type: 'handover' }, 2000) as EngineResume<EngineStateOf[K]>; // the loop answers 'handover' with this
+    } finally {
+      await this.worker.terminate();
+    }
   }
 
   async stop(): Promise<void> {

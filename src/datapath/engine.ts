@@ -1,6 +1,6 @@
 // The contract between the datapath worker loop and a tunnel protocol's shell (WireGuard, ESP).
 // The loop owns the fds and the clock; an engine turns readable fds into batches of work.
-import type { AnyReplyOf, EspProtocol, RequestOf, WireGuardProtocol } from './messages.js';
+import type { AnyReplyOf, EspEngineState, EspProtocol, RequestOf, WireGuardEngineState, WireGuardProtocol } from './messages.js';
 
 export interface DatapathEngine<P extends WireGuardProtocol | EspProtocol> {
   /** Handles what the TUN device has to read; returns packets handled (0: nothing was there). */
@@ -13,5 +13,7 @@ export interface DatapathEngine<P extends WireGuardProtocol | EspProtocol> {
   nextDeadline(): number;
   /** A control request of the engine's protocol (messages.ts); the reply is posted back. */
   control(request: RequestOf<P>): AnyReplyOf<P>;
+  /** The state a next datapath resumes from (after the loop stopped: nothing is sent after it). */
+  exportState(now: number): P extends WireGuardProtocol ? WireGuardEngineState : EspEngineState;
   close(): void;
 }

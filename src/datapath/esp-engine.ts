@@ -22,7 +22,8 @@ import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
-import type { EspEngineCounters, EspEngineInit, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
+import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
+import { EspReplayWindow } from '../esp/replay-window.js';
 import { VeilError } from '../util/errors.js';
 
 interface PeerState {
@@ -101,6 +102,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.rx = udp.gro
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_SIDE })
       : new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + SLOT, slots: BATCH, headroom: RX_SIDE });
+    // A handover: the SAs of the datapath before (which stopped before exporting), their sequences and windows.
+    const r = init.resume;
+    if (r) this.updatePeers(r.state.peers, [], new Map(r.state.sas.map((x) => [saStateKey(x.direction, x.spi, x.peer), x])));
   }
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
@@ -374,7 +378,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * Removes peers by IP (their SAs with them), then adds or updates the given ones, keeping live SAs
    * (sequence, replay) whose key is unchanged: the cost is that of the peers named.
    */
-  private updatePeers(upsert: EspPeerSpec[], remove: string[]): { peers: number; sas: number } {
+  private updatePeers(upsert: EspPeerSpec[], remove: string[], resumed?: Map<string, EspSaState>): { peers: number; sas: number } {
     const now = Date.now();
     const created: OutboundSa[] = [];
     for (const ip of remove) {
@@ -401,7 +405,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       for (const o of s.outbound) {
         if (st.outbound.has(o.spi)) continue;
         const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, s.ip)) ?? 0;
-        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: s.ip, transform: o.transform, nowMs: now, sequence: new OutboundSequence(mark) });
+        // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
+        const r = resumed?.get(saStateKey('out', o.spi, s.ip));
+        const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: s.ip, transform: o.transform, nowMs: now, sequence });
+        if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
         created.push(sa);
         st.outbound.set(o.spi, sa);
         this.outboundSas++;
@@ -413,6 +421,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
         const id = replayMarkId(x.spi, s.ip, this.init.localIp, x.transform);
         const sa = createInboundSa({ spi: x.spi, src: s.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0 });
+        // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
+        const r = resumed?.get(saStateKey('in', x.spi, s.ip));
+        const window = r?.replay && EspReplayWindow.restore(r.replay, sa.replayWindowSize);
+        if (window && window.top >= sa.replay.top) sa.replay = window;
+        if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
         this.replayIds.set(sa, id);
         this.inbound.add(sa);
         this.countInbound(x.spi, +1);
@@ -484,6 +497,21 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     };
   }
 
+  /** The peers as configured (the specs that make them again) and each SA's live numbers. */
+  exportState(): EspEngineState {
+    const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: sa.transform });
+    const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => ({
+      name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: [...p.outbound.values()].map(spec), activeSpi: p.active?.spi ?? 0,
+      inbound: this.inbound.ofSource(p.ip).map(spec),
+    }));
+    const sas: EspSaState[] = [];
+    for (const p of this.peers.values()) {
+      for (const sa of p.outbound.values()) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.counters.bytes, packets: sa.counters.packets });
+    }
+    for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.replay.save(), bytes: sa.counters.bytes, packets: sa.counters.packets });
+    return { peers, sas };
+  }
+
   /** A clean stop: the exact replay tops replace the marks' leads, so the next start drops no fresh packet. */
   close(): void {
     const inbound = this.inbound.all();
@@ -494,6 +522,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const p of this.peers.values()) for (const sa of p.outbound.values()) this.freeKey(sa);
     for (const sa of this.inbound.all()) this.freeKey(sa);
   }
+}
+
+function saStateKey(direction: 'in' | 'out', spi: number, peer: string): string {
+  return `${direction} ${spi} ${peer}`;
 }
 
 /** Key material as tshark's ESP SA table wants it (key||salt for GCM; enc and auth for CBC). */

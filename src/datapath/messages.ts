@@ -7,6 +7,8 @@ import type { EspDropCounters } from '../esp/esp-decoder.js';
 import type { DropReason } from '../wireguard/stats.js';
 import type { TunCounters, TunQueueDescriptor } from './tun-device.js';
 import type { UdpCounters, UdpSocketDescriptor } from './udp-socket.js';
+import type { WireGuardSessions } from '../wireguard/session-snapshot.js';
+import type { EspReplayWindowState } from '../esp/replay-window.js';
 
 // ---- what the worker starts with (its workerData) ------------------------------------------------
 
@@ -23,6 +25,8 @@ export interface WireGuardEngineInit {
   keylogFile?: string;
   /** Device clock (performance.now()) to Unix ms. */
   wallClockOffsetMs: number;
+  /** The state of the datapath this one takes over from (a restart with handover), if any. */
+  resume?: EngineResume<WireGuardEngineState>;
 }
 
 export interface EspEngineInit {
@@ -31,6 +35,8 @@ export interface EspEngineInit {
   /** File of persisted sequence marks and inbound replay marks (JSON {markId: mark}), fsync'd before numbers are used or accepted. */
   marksFile: string;
   marks: Record<string, number>;
+  /** The state of the datapath this one takes over from (a restart with handover), if any. */
+  resume?: EngineResume<EspEngineState>;
 }
 
 export type WorkerInit =
@@ -70,6 +76,43 @@ export interface EspPeerSpec {
   outbound: EspSaSpec[];
   activeSpi: number;
   inbound: EspSaSpec[];
+}
+
+// ---- the state one datapath hands the next (a restart or upgrade without loss) --------------------
+
+/** A WireGuard engine's state: its peers as last set, and every live session. */
+export interface WireGuardEngineState {
+  peers: WireGuardPeerSpec[];
+  sessions: WireGuardSessions;
+}
+
+/** One SA's live numbers; the SA itself (keys) is in the peers' specs. */
+export interface EspSaState {
+  direction: 'in' | 'out';
+  spi: number;
+  /** The peer's tunnel IP. */
+  peer: string;
+  /** Outbound: the last sequence number sent. */
+  last?: number;
+  /** Inbound: the replay window. */
+  replay?: EspReplayWindowState;
+  bytes: number;
+  packets: number;
+}
+
+/** An ESP engine's state: its peers (SAs with keys) as last set, and each SA's sequence or replay window. */
+export interface EspEngineState {
+  peers: EspPeerSpec[];
+  sas: EspSaState[];
+}
+
+export type EngineStateOf = { wireguard: WireGuardEngineState; esp: EspEngineState };
+
+/** What a stopping datapath answers to 'handover', and what the next one starts from. */
+export interface EngineResume<S> {
+  state: S;
+  /** When the old datapath stopped (Unix ms): the time since then passed without any packet. */
+  exportedAtUnixMs: number;
 }
 
 // ---- counters ------------------------------------------------------------------------------------
@@ -229,10 +272,17 @@ export type AnyReplyOf<P extends Protocol> = P[keyof P]['reply'];
 /** The loop itself answers this one (null) and then closes the engine. */
 export interface StopRequest { type: 'stop' }
 
+/**
+ * The loop answers this one too: it stops moving packets, answers with the engine's state
+ * (EngineResume) and closes the engine, which never sends again: the next datapath goes on from
+ * exactly that state (sequence numbers, replay windows) with the same fds.
+ */
+export interface HandoverRequest { type: 'handover' }
+
 /** Agent to worker. */
 export interface ControlEnvelope<Request extends { type: string } = RequestOf<WireGuardProtocol> | RequestOf<EspProtocol>> {
   id: number;
-  request: Request | StopRequest;
+  request: Request | StopRequest | HandoverRequest;
 }
 
 export interface ControlError {

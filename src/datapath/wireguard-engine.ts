@@ -22,7 +22,8 @@ import { SinglePacketWriter } from './single-packet-writer.js';
 import type { TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
-import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
+import { exportSessions, importSessions } from '../wireguard/session-snapshot.js';
+import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineState, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
 
 /** Bytes before a TUN packet: the 12-byte nonce at the slot start, then the 16-byte header. */
@@ -107,6 +108,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
       : new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
     this.device = new Device({ privateKey: init.privateKey, mtu: init.mtu, wallClockOffsetMs: init.wallClockOffsetMs, keylog: !!init.keylogFile });
+    if (init.resume) {
+      // A handover: the peers and sessions of the datapath before, which stopped before exporting them.
+      this.updatePeers(init.resume.state.peers, []);
+      importSessions(this.device, init.resume.state.sessions, performance.now(), Date.now() - init.resume.exportedAtUnixMs);
+    }
   }
 
   // ---- TUN -> network -------------------------------------------------------------------------
@@ -456,6 +462,16 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers,
       counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
     };
+  }
+
+  /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
+  exportState(now: number): WireGuardEngineState {
+    const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => ({
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: [...(this.prefixes.get(p) ?? [])],
+      persistentKeepalive: p.persistentKeepalive, ...(this.names.has(p) ? { name: this.names.get(p)! } : {}),
+      ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
+    }));
+    return { peers, sessions: exportSessions(this.device, now) };
   }
 
   close(): void {

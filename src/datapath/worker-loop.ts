@@ -5,7 +5,7 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/addon.js';
 import type { DatapathEngine } from './engine.js';
-import type { ControlEnvelope, EspProtocol, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EspProtocol, HandoverRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
@@ -28,6 +28,12 @@ export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine:
       const m = receiveMessageOnPort(port);
       if (!m) break;
       const env = m.message as ControlEnvelope<RequestOf<P>>; // DatapathHost<kind of this engine> sent it
+      if (isHandover(env.request)) {
+        // No packet moves after this: the state answered is final, the next datapath goes on from it.
+        running = false;
+        port.postMessage(handOver(engine, env.id));
+        continue;
+      }
       if (isStop(env.request)) {
         // Close before answering: the host terminates this thread as soon as the answer arrives,
         // and close() is what writes the exact replay tops of a clean stop.
@@ -53,8 +59,24 @@ function isStop(request: { type: string }): request is StopRequest {
   return request.type === 'stop';
 }
 
+function isHandover(request: { type: string }): request is HandoverRequest {
+  return request.type === 'handover';
+}
+
+/** The engine's state, then a clean close (ESP's exact replay tops on disk: a fallback cold start loses nothing either). */
+function handOver<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, id: number): WorkerMessage {
+  try {
+    const value = { state: engine.exportState(performance.now()), exportedAtUnixMs: Date.now() };
+    engine.close();
+    return { type: 'reply', id, ok: true, value };
+  } catch (e) {
+    engine.close();
+    return { type: 'reply', id, ok: false, error: { code: 'DATAPATH_HANDOVER', message: errorMessage(e) } };
+  }
+}
+
 function answer<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, env: ControlEnvelope<RequestOf<P>>): WorkerMessage {
-  const request = env.request;
+  const request = env.request as RequestOf<P> | StopRequest; // handover requests never come here
   try {
     return { type: 'reply', id: env.id, ok: true, value: isStop(request) ? null : engine.control(request) };
   } catch (e) {

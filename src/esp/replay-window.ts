@@ -6,6 +6,12 @@
 export const REPLAY_WINDOW_SIZE = 1024;
 const TWO_32 = 2 ** 32;
 
+/** An EspReplayWindow as plain numbers (a datapath handover carries it to the next agent). */
+export interface EspReplayWindowState {
+  top: number;
+  bits: number[];
+}
+
 export class EspReplayWindow {
   readonly size: number;
   /** Highest sequence number accepted so far (0 = none). */
@@ -24,6 +30,20 @@ export class EspReplayWindow {
     this.#bits = new Uint32Array(size / 32).fill(0xffffffff);
     if (resumeTop === 0) this.#bits.fill(0);
     this.#top = resumeTop;
+  }
+
+  /** The window as plain numbers, for a datapath handover. */
+  save(): EspReplayWindowState {
+    return { top: this.#top, bits: Array.from(this.#bits) };
+  }
+
+  /** A window exactly as saved, or undefined when `s` is not a window of this size. */
+  static restore(s: EspReplayWindowState, size = REPLAY_WINDOW_SIZE): EspReplayWindow | undefined {
+    if (!Number.isSafeInteger(s.top) || s.top < 0 || !Array.isArray(s.bits) || s.bits.length !== size / 32) return undefined;
+    if (!s.bits.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) return undefined;
+    const w = new EspReplayWindow(size, s.top);
+    w.#bits.set(s.bits);
+    return w;
   }
 
   get top(): number {

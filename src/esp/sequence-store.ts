@@ -26,6 +26,18 @@ export class OutboundSequence {
     this.#durableEnd = persistedMark;
   }
 
+  /**
+   * The sequence of a running SA handed over by the agent before this one (datapath handover): it
+   * goes on right after `last`, the last number that agent's datapath used (it stopped before the
+   * handover, so it never sends another), with the marks up to `durableEnd` already on disk.
+   */
+  static resume(last: number, durableEnd: number, blockSize = SEQUENCE_BLOCK): OutboundSequence {
+    if (!Number.isSafeInteger(last) || last < 0) throw new RangeError('resumed sequence number must be a non-negative integer');
+    const s = new OutboundSequence(Math.max(last, 0), blockSize);
+    s.#durableEnd = Math.max(last, Number.isSafeInteger(durableEnd) ? durableEnd : 0);
+    return s;
+  }
+
   /** The last sequence number handed out (0 = none): `Max Seq. Number` in status. */
   get last(): number {
     return this.#next - 1;

@@ -33,6 +33,13 @@ export class IndexTable {
     }
   }
 
+  /** Names a keypair handed over by a previous datapath under its own index; false when that index is taken. */
+  restoreKeypair(idx: number, keypair: Keypair): boolean {
+    if (idx === 0 || this.table.has(idx)) return false;
+    this.table.set(idx, { peer: keypair.peer, handshake: null, keypair });
+    return true;
+  }
+
   get(idx: number): IndexEntry | undefined {
     return this.table.get(idx);
   }

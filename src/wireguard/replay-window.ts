@@ -7,6 +7,12 @@ const RING_WORDS = 128; // power of two
 /** How far behind the highest counter seen a counter may be and still be accepted. */
 export const REPLAY_WINDOW_SIZE = (RING_WORDS - 1) * WORD_BITS;
 
+/** A ReplayWindow as plain numbers (a datapath handover carries it to the next agent). */
+export interface ReplayWindowState {
+  last: number;
+  ring: number[];
+}
+
 export class ReplayWindow {
   private readonly ring = new Uint32Array(RING_WORDS);
   /** Highest counter accepted so far (-1 before the first). */
@@ -46,6 +52,20 @@ export class ReplayWindow {
     const bit = 1 << (counter % WORD_BITS);
     if ((this.ring[word]! & bit) !== 0) return false;
     this.ring[word] = this.ring[word]! | bit;
+    return true;
+  }
+
+  /** The window as plain numbers, for a datapath handover (restore() takes it back). */
+  save(): ReplayWindowState {
+    return { last: this.last, ring: Array.from(this.ring) };
+  }
+
+  /** Takes a saved window back; false (and nothing changed) when it is not one. */
+  restore(s: ReplayWindowState): boolean {
+    if (!Number.isSafeInteger(s.last) || s.last < -1 || !Array.isArray(s.ring) || s.ring.length !== RING_WORDS) return false;
+    if (!s.ring.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) return false;
+    this.ring.set(s.ring);
+    this.last = s.last;
     return true;
   }
 

@@ -1,0 +1,140 @@
+// A device's live sessions as plain data, for a datapath handover: an agent that stops hands its
+// sessions to the next one (a restart, an upgrade), which goes on sending with the same keypairs
+// and counters and accepting with the same replay windows, so no handshake and no packet is lost.
+// Times travel as ages, since each process has its own monotonic clock. Handshakes in flight and
+// staged packets do not travel: a peer without a session simply handshakes again. The previous
+// datapath must have stopped before the export (it never sends under these counters again).
+import type { Endpoint } from './endpoint.js';
+import { Keypair } from './keypair.js';
+import type { Peer } from './peer.js';
+import type { Device } from './device.js';
+import type { ReplayWindowState } from './replay-window.js';
+
+export interface KeypairState {
+  /** base64 of the 32-byte keys. */
+  sendKey: string;
+  receiveKey: string;
+  localIndex: number;
+  remoteIndex: number;
+  isInitiator: boolean;
+  ageMs: number;
+  sendCounter: number;
+  replay: ReplayWindowState;
+}
+
+/** Pending timers as the time left (ms), null when not armed. */
+export interface TimersState {
+  sendKeepalive: number | null;
+  newHandshake: number | null;
+  zeroKeyMaterial: number | null;
+  persistentKeepalive: number | null;
+  needAnotherKeepalive: boolean;
+  sentLastMinuteHandshake: boolean;
+}
+
+export interface PeerSessionState {
+  /** base64; the peer is matched by it in the next datapath. */
+  publicKey: string;
+  endpoint: Endpoint | null;
+  current: KeypairState | null;
+  previous: KeypairState | null;
+  next: KeypairState | null;
+  lastHandshakeAgeMs: number | null;
+  lastHandshakeUnixMs: number | null;
+  onCurrentKey: boolean;
+  rxBytes: number;
+  txBytes: number;
+  timers: TimersState;
+}
+
+export interface WireGuardSessions {
+  /** Our public key (base64) when exported: sessions belong to it and to each peer's key. */
+  publicKey: string;
+  peers: PeerSessionState[];
+}
+
+const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');
+
+function keypairState(kp: Keypair | null, now: number): KeypairState | null {
+  if (!kp || !kp.isAlive) return null;
+  return {
+    sendKey: b64(kp.sendKey), receiveKey: b64(kp.receiveKey), localIndex: kp.localIndex, remoteIndex: kp.remoteIndex,
+    isInitiator: kp.isInitiator, ageMs: now - kp.createdAt, sendCounter: kp.sendCounter, replay: kp.replay.save(),
+  };
+}
+
+const left = (deadline: number | null, now: number) => (deadline === null ? null : Math.max(0, deadline - now));
+
+/** Every peer's sessions at `now` (device clock). */
+export function exportSessions(device: Device, now: number): WireGuardSessions {
+  const peers: PeerSessionState[] = [];
+  for (const p of device.peers()) {
+    const t = p.timers;
+    peers.push({
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null,
+      current: keypairState(p.current, now), previous: keypairState(p.previous, now), next: keypairState(p.next, now),
+      lastHandshakeAgeMs: p.stats.lastHandshakeAt === null ? null : now - p.stats.lastHandshakeAt,
+      lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs, onCurrentKey: device.peerOnCurrentKey(p),
+      rxBytes: p.stats.rxBytes, txBytes: p.stats.txBytes,
+      timers: {
+        sendKeepalive: left(t.sendKeepalive, now), newHandshake: left(t.newHandshake, now), zeroKeyMaterial: left(t.zeroKeyMaterial, now),
+        persistentKeepalive: left(t.persistentKeepalive, now), needAnotherKeepalive: t.needAnotherKeepalive, sentLastMinuteHandshake: t.sentLastMinuteHandshake,
+      },
+    });
+  }
+  return { publicKey: device.publicKeyBase64, peers };
+}
+
+function key32(s: string): Uint8Array | undefined {
+  const k = Buffer.from(s, 'base64');
+  return k.length === 32 ? new Uint8Array(k) : undefined;
+}
+
+function restoreKeypair(device: Device, peer: Peer, s: KeypairState | null, now: number): Keypair | null {
+  if (!s) return null;
+  const sendKey = key32(s.sendKey), receiveKey = key32(s.receiveKey);
+  if (!sendKey || !receiveKey || !Number.isSafeInteger(s.sendCounter) || s.sendCounter < 0 || !(s.ageMs >= 0)) return null;
+  const kp = new Keypair({
+    sendKey, receiveKey, localIndex: s.localIndex >>> 0, remoteIndex: s.remoteIndex >>> 0, isInitiator: !!s.isInitiator,
+    createdAt: now - s.ageMs, peer,
+  });
+  kp.sendCounter = s.sendCounter;
+  if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(); return null; }
+  return kp;
+}
+
+/**
+ * Gives the device's peers (already added, by public key) their sessions back, aged by `elapsedMs`
+ * (the time between export and now, when no packet moved). A peer with no state, or a keypair that
+ * does not read back, starts without it and handshakes. Returns how many peers got sessions.
+ */
+export function importSessions(device: Device, sessions: WireGuardSessions, now: number, elapsedMs: number): number {
+  const gap = Math.max(0, elapsedMs);
+  const at = now - gap; // the export's moment on this device's clock
+  let restored = 0;
+  for (const s of sessions.peers) {
+    const peer = device.peer(s.publicKey);
+    if (!peer || peer.publicKeyBase64 !== s.publicKey || peer.current || peer.previous || peer.next) continue;
+    peer.current = restoreKeypair(device, peer, s.current, at);
+    peer.previous = restoreKeypair(device, peer, s.previous, at);
+    peer.next = restoreKeypair(device, peer, s.next, at);
+    if (s.endpoint && !peer.endpoint) peer.endpoint = { address: s.endpoint.address, port: s.endpoint.port };
+    if (s.lastHandshakeAgeMs !== null) {
+      peer.stats.lastHandshakeAt = at - s.lastHandshakeAgeMs;
+      peer.stats.lastHandshakeUnixMs = s.lastHandshakeUnixMs;
+    }
+    if (s.onCurrentKey && s.publicKey && sessions.publicKey === device.publicKeyBase64) peer.ourKeyAtHandshake = device.publicKey;
+    peer.stats.rxBytes = s.rxBytes;
+    peer.stats.txBytes = s.txBytes;
+    const t = peer.timers, st = s.timers;
+    const due = (x: number | null) => (x === null ? null : at + x);
+    t.sendKeepalive = due(st.sendKeepalive);
+    t.newHandshake = due(st.newHandshake);
+    t.zeroKeyMaterial = due(st.zeroKeyMaterial);
+    t.persistentKeepalive = due(st.persistentKeepalive);
+    t.needAnotherKeepalive = st.needAnotherKeepalive;
+    t.sentLastMinuteHandshake = st.sentLastMinuteHandshake;
+    if (peer.current || peer.next) restored++;
+  }
+  return restored;
+}
