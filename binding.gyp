@@ -10,7 +10,8 @@
         "native/raw-ip.c",
         "native/aead.c",
         "native/crypto-pool.c",
-        "native/noise-crypto.c"
+        "native/noise-crypto.c",
+        "native/fdpass.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

@@ -86,6 +86,10 @@ napi_value tun_read_batch(napi_env env, napi_callback_info info);
 napi_value tun_write_batch(napi_env env, napi_callback_info info);
 napi_value fd_close(napi_env env, napi_callback_info info);
 napi_value wait_readable(napi_env env, napi_callback_info info);
+napi_value unix_dgram_bind(napi_env env, napi_callback_info info); // fdpass.c
+napi_value send_fds(napi_env env, napi_callback_info info);
+napi_value recv_fds(napi_env env, napi_callback_info info);
+napi_value memfd_create_fd(napi_env env, napi_callback_info info);
 napi_value udp_open(napi_env env, napi_callback_info info);
 napi_value udp_set_gro(napi_env env, napi_callback_info info);
 napi_value udp_set_buffers(napi_env env, napi_callback_info info);

@@ -104,6 +104,10 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("aeadSetThreads", aead_set_threads),
     EXPORT("aeadPoolBatches", aead_pool_batches),
     EXPORT("checksum", checksum),
+    EXPORT("unixDgramBind", unix_dgram_bind),
+    EXPORT("sendFds", send_fds),
+    EXPORT("recvFds", recv_fds),
+    EXPORT("memfdCreate", memfd_create_fd),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   noise_crypto_register(env, exports);

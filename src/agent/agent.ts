@@ -26,6 +26,7 @@ import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
 import { screenAgainstUnderlay } from './peer-admission.js';
 import { readUnderlayFacts } from './underlay-routes.js';
 import { TUNNEL_DEVICES } from './installer.js';
+import { resumeHandedOverDatapath, storeDatapath, type ResumedDatapath } from './datapath-handover.js';
 
 /** The liveness lease: renewed every TTL/3; a dead agent's node is NotReady within the TTL. */
 export const LIVENESS_TTL_SECONDS = 15;
@@ -49,6 +50,13 @@ export interface AgentOptions {
   wireguardKeylog?: string;
   /** Addresses this node must keep reaching outside the tunnel besides its gateways (the registry's). */
   underlayAddresses?: { ip: string; what: string }[];
+  /**
+   * The service manager's fd store ($NOTIFY_SOCKET: systemd, or the lab's supervisor): a stop hands
+   * the datapath to it, and the next agent takes it from LISTEN_FDS (datapath-handover.ts).
+   */
+  notifySocket?: string;
+  /** The datapath the agent before handed over, already moving packets again (takeHandedOverDatapath). */
+  resumed?: ResumedDatapath;
 }
 
 /** A mode and the tunnel it runs on, of the same engine kind. */
@@ -92,6 +100,22 @@ class ModeOnTunnel<K extends EngineKind> {
   async stop(): Promise<void> {
     this.mode.stop();
     await this.tunnel.stop();
+  }
+
+  /** Stops the datapath and hands its fds and state to the service manager; false when it could not (a cold stop then). */
+  async handOver(notifySocket: string, log: Logger): Promise<boolean> {
+    this.mode.stop();
+    try {
+      const h = await this.tunnel.handover();
+      storeDatapath(notifySocket, h.tun, h.udp, h.snapshot);
+      log.info('datapath handed over', { peers: h.snapshot.state.peers.length });
+      return true;
+    } catch (e) {
+      log.warn('datapath handover failed: the next agent starts cold', { error: errorMessage(e) });
+      return false;
+    } finally {
+      this.tunnel.close();
+    }
   }
 }
 
@@ -172,10 +196,17 @@ export class Agent {
     await this.serveNetworkApi(self, settings, stateDir, inputs);
 
     const ctx: ModeContext = { node: self, stateDir, settings, secrets: inputs.secrets, log: this.log, health: this.health, requestReconcile: () => this.queueReconcile() };
+    const resumed = this.opts.resumed;
+    this.opts.resumed = undefined; // the tunnel owns it from here
     try {
       this.running = await openMode(ctx, {
         cryptoThreads: settings['datapath.cryptoThreads'], probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
         onWorkerError: (e) => { this.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); this.log.error('datapath worker failed', { error: errorMessage(e) }); },
+        resumed,
+        onHandover: (o) => {
+          if (o.resumed) this.log.info('datapath taken over from the agent before: sessions, sequence numbers and replay windows go on', { handoverGapMs: o.gapMs, restartedWithNewSettings: o.restarted });
+          else this.log.warn('datapath handover not used: cold start', { reason: o.reason });
+        },
       });
       this.health.ok('datapath', `${this.running.mode.device} up`);
     } catch (e) {
@@ -320,12 +351,27 @@ export class Agent {
     return this.running?.modeMetrics(this.source.published()?.encryptionKey);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the agent. With `handOver` (a SIGTERM under a service manager with an fd store) the
+   * datapath keeps moving packets until everything else is done, and then hands its fds and state
+   * to the fd store for the next agent: the gap is as short as it can be.
+   */
+  async stop(opts: { handOver?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     await this.reconciling.catch(() => undefined);
-    try { await this.running?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
+    const handOver = opts.handOver && this.opts.notifySocket && this.running && !this.startError ? this.opts.notifySocket : undefined;
+    if (!handOver) {
+      try { await this.running?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
+    }
+    const untaken = this.opts.resumed; // resumed, but the start failed before the tunnel took it
+    if (untaken) {
+      this.opts.resumed = undefined;
+      await untaken.host.stop();
+      untaken.tun.close();
+      untaken.udp.close();
+    }
     if (this.self) {
       // NotReady (with the reason if the start failed); a failed publish never hides that reason
       try { await this.publish(false); } catch (e) { this.log.warn('publish failed', { error: errorMessage(e) }); }
@@ -338,19 +384,44 @@ export class Agent {
     await this.apiServer?.close();
     this.source.close();
     this.inputs?.close();
+    if (handOver) await this.running!.handOver(handOver, this.log);
     this.log.info('agent stopped');
   }
+}
+
+/** $NOTIFY_SOCKET (the service manager's fd store), removed from the environment: it is for this process, not its children. */
+export function takeNotifySocket(): string | undefined {
+  const s = process.env['NOTIFY_SOCKET'];
+  delete process.env['NOTIFY_SOCKET'];
+  return s;
+}
+
+/**
+ * First thing in `veil agent run`: the datapath the agent before handed over, moving packets again
+ * before this agent's checks, registry and settings (seconds on a loaded machine). A refusal (another
+ * version, unreadable state) is logged: the agent starts cold.
+ */
+export async function resumeDatapathEarly(node: string, notifySocket: string | undefined): Promise<ResumedDatapath | undefined> {
+  const r = await resumeHandedOverDatapath(process.env, notifySocket);
+  const log = createLogger({ node });
+  if ('refused' in r) log.warn('datapath handover not used: cold start', { reason: r.refused });
+  if ('resumed' in r) log.info('datapath resumed from the agent before', { handoverGapMs: r.resumed.resumedAtUnixMs - r.resumed.snapshot.exportedAtUnixMs });
+  return 'resumed' in r ? r.resumed : undefined;
 }
 
 /** `veil agent run`: runs until SIGTERM/SIGINT. */
 export async function runAgent(opts: AgentOptions, source?: NodeSource): Promise<number> {
   process.title = `veil-agent-${opts.node}`;
+  // The service manager's fd store (systemd's sd_notify protocol): for this process, not its children.
+  const notifySocket = opts.notifySocket ?? takeNotifySocket();
+  if (notifySocket) opts = { ...opts, notifySocket };
   const agent = new Agent(opts, source);
   let done: (code: number) => void = () => undefined;
   const finished = new Promise<number>((r) => { done = r; });
   const shutdown = (sig: string) => {
     agent.log.info('signal received', { signal: sig });
-    void agent.stop().then(() => done(0), () => done(1));
+    // SIGTERM is how a service manager stops (and restarts) a service: hand the datapath over.
+    void agent.stop({ handOver: sig === 'SIGTERM' }).then(() => done(0), () => done(1));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

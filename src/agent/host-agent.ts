@@ -12,7 +12,7 @@ import { requireNetAdmin, requireTun, requireUdpPortFree } from '../host/preflig
 import { detectUnderlay, type Underlay } from '../host/underlay.js';
 import { cidrsOverlap, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
-import { runAgent } from './agent.js';
+import { resumeDatapathEarly, runAgent, takeNotifySocket } from './agent.js';
 import { mustReadSettings } from './install-state.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { WG_PORT } from './wireguard-mode.js';
@@ -103,20 +103,23 @@ export interface HostAgentOptions {
 
 /** `veil agent run` from a validated config: checks, registration, then the agent until a signal. */
 export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions = {}): Promise<number> {
+  const notifySocket = takeNotifySocket();
+  const resumed = await resumeDatapathEarly(cfg.nodeName, notifySocket);
   requireNetAdmin();
   requireTun();
   const underlay = detectUnderlay({ interface: cfg.underlay.interface, address: cfg.underlay.address, mtu: cfg.underlay.mtu }, endpointHosts(cfg.etcd.endpoints));
   const reg = hostRegistry(cfg);
   try {
     const settings = await mustReadSettings(reg);
-    if (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp') await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT); // raw ESP uses no port
+    // raw ESP uses no port; a datapath handed over holds its own (this agent goes on with that socket)
+    if (!resumed && (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp')) await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
     await registerNode(reg, cfg, underlay);
   } finally {
     reg.close();
   }
   return runAgent({
     cluster: cfg.cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: hostSocketPath(cfg),
-    openRegistry: () => hostRegistry(cfg), wireguardKeylog: opts.wireguardKeylog,
+    openRegistry: () => hostRegistry(cfg), wireguardKeylog: opts.wireguardKeylog, notifySocket, resumed,
     underlayAddresses: endpointHosts(cfg.etcd.endpoints).filter((h) => isIP(h)).map((ip) => ({ ip, what: 'an etcd endpoint of this agent' })),
   });
 }

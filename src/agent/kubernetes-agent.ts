@@ -8,7 +8,7 @@ import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
 import { requireNetAdmin, requireTun, requireUdpPortFree } from '../host/preflight.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { VeilError } from '../util/errors.js';
-import { runAgent } from './agent.js';
+import { resumeDatapathEarly, runAgent, takeNotifySocket } from './agent.js';
 import { API_TOKEN_SECRET } from './api-token.js';
 import { KubernetesNodeSource } from './kubernetes-node-source.js';
 import { mountedInputs, readSettingsFile } from './mounted-inputs.js';
@@ -43,15 +43,18 @@ export function kubernetesAgentConfig(flags: Partial<Record<keyof KubernetesAgen
 }
 
 export async function runKubernetesAgent(cfg: KubernetesAgentConfig): Promise<number> {
+  const notifySocket = takeNotifySocket();
+  const resumed = await resumeDatapathEarly(cfg.nodeName, notifySocket);
   requireNetAdmin();
   requireTun();
   const settings = readSettingsFile(cfg.settingsFile);
-  if (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp') await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT); // raw ESP uses no port
+  // raw ESP uses no port; a datapath handed over holds its own (this agent goes on with that socket)
+  if (!resumed && (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp')) await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
   const kc = loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context });
   const source = new KubernetesNodeSource({ kc, nodeName: cfg.nodeName, namespace: cfg.namespace });
   const cluster = kc.getCurrentCluster()?.name ?? 'kubernetes';
   return runAgent({
-    cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: join(cfg.runDir, 'agent.sock'), wireguardKeylog: cfg.wireguardKeylog,
+    cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: join(cfg.runDir, 'agent.sock'), wireguardKeylog: cfg.wireguardKeylog, notifySocket, resumed,
     openInputs: () => mountedInputs(cfg.settingsFile, { [settings['encryption.ipsec.secretName']]: cfg.ipsecKeysDir, [API_TOKEN_SECRET]: cfg.apiTokenDir }),
   }, source);
 }

@@ -16,9 +16,21 @@ export function openTunnelDevice(opts: TunnelDeviceOptions): TunDevice {
   // readBatch splits into <= MTU packets for the engines. A persistent device created without the
   // header takes the new flags when reattached (TUNSETIFF updates IFF_VNET_HDR).
   const tun = TunDevice.open(opts.name, { persist: true, vnetHdr: true });
-  mustRun(['ip', 'link', 'set', 'dev', opts.name, 'mtu', String(opts.mtu), 'up']);
+  configureTunnelDevice(opts);
+  return tun;
+}
+
+/**
+ * The device's MTU, state, address and queue length (also for a queue handed over by the agent
+ * before: the settings may have changed). The queue holds what is routed into the device while no
+ * datapath reads it (a datapath handover): at 10,000 it holds seconds of a busy node's pings.
+ */
+export function configureTunnelDevice(opts: TunnelDeviceOptions): void {
+  mustRun(['ip', 'link', 'set', 'dev', opts.name, 'mtu', String(opts.mtu), 'txqueuelen', String(TUNNEL_QUEUE_LENGTH), 'up']);
   mustRun(['ip', 'addr', 'replace', `${opts.address}/32`, 'dev', opts.name]);
   // Decrypted packets come in with remote pod sources; strict reverse-path filtering must not drop them.
   run(['sysctl', '-q', '-w', `net.ipv4.conf.${opts.name}.rp_filter=0`]);
-  return tun;
 }
+
+/** Packets the TUN device queues for its reader (ip link txqueuelen; the kernel's default is 500). */
+export const TUNNEL_QUEUE_LENGTH = 10_000;

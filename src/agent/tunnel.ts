@@ -12,7 +12,9 @@ import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuard
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
 import type { OwnNode } from './node-source.js';
-import { openTunnelDevice } from './tunnel-device.js';
+import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
+import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
+import { makeSnapshot, sameEngineInit, type DatapathSnapshot, type EngineInitOf } from '../datapath/datapath-snapshot.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, steerIntoTunnel } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
@@ -69,6 +71,17 @@ export interface TunnelOptions {
   probeIntervalMs: number;
   /** The worker died: the agent reports it (the device stays, packets wait, nothing leaks). */
   onWorkerError: (e: unknown) => void;
+  /** The datapath the agent before handed over, already running again: the tunnel goes on with it if it fits (else it stops). */
+  resumed?: ResumedDatapath;
+  /** What became of `resumed`: taken (gapMs: no packet moved that long), or the reason it was not (then the tunnel starts cold). */
+  onHandover?: (outcome: { resumed: true; gapMs: number; restarted: boolean } | { resumed: false; reason: string }) => void;
+}
+
+/** The datapath a stopping tunnel hands over: its fds and the snapshot of its state. */
+export interface HandedOver {
+  tun: TunDevice;
+  udp: UdpSocket;
+  snapshot: DatapathSnapshot;
 }
 
 export class Tunnel<K extends EngineKind = EngineKind> {
@@ -81,17 +94,31 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   ) {}
 
   static async open<K extends EngineKind>(node: OwnNode, p: TunnelParams<K>, o: TunnelOptions): Promise<Tunnel<K>> {
-    const tun = openTunnelDevice({ name: p.device, mtu: p.mtu, address: node.podGateway });
     const localIp = node.internalIPs[0]!;
+    const kind = (p.engine as { kind: K }).kind; // EngineParams<K> keeps the init's kind
+    const resumed = o.resumed && await Tunnel.takeOver(o.resumed, kind, p, localIp, o);
+    const device = { name: p.device, mtu: p.mtu, address: node.podGateway };
+    if (resumed) configureTunnelDevice(device);
+    const tun = resumed ? resumed.tun : openTunnelDevice(device);
     let udp: UdpSocket | undefined;
     let host: DatapathHost<K> | undefined;
     try {
-      udp = p.rawEsp ? RawEspSocket.openEsp(localIp)
+      udp = resumed ? resumed.udp : p.rawEsp ? RawEspSocket.openEsp(localIp)
         : UdpSocket.open(localIp, p.port, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
       if (p.bypassUnderlay) keepTunnelTrafficOnUnderlay(p.port, node.underlayInterface);
-      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, mtu: p.mtu };
-      host = new DatapathHost<K>(init as Extract<WorkerInit, { kind: K }>, o.onWorkerError); // EngineParams<K> plus exactly the omitted fields
-      await host.whenReady();
+      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, mtu: p.mtu } as Extract<WorkerInit, { kind: K }>; // EngineParams<K> plus exactly the omitted fields
+      if (resumed) {
+        // takeOver() checked that the resumed datapath runs kind K.
+        const same = sameEngineInit(resumed.snapshot.engine, Tunnel.engineInit(init));
+        // Started again with what it ran with: the agent's own settings (a new key, MTU) take over by one more handover, in this process.
+        host = same ? resumed.host as unknown as DatapathHost<K> : new DatapathHost<K>({ ...init, resume: await resumed.host.handover() }, o.onWorkerError);
+        host.onFatal = o.onWorkerError;
+        await host.whenReady();
+        o.onHandover?.({ resumed: true, gapMs: resumed.resumedAtUnixMs - resumed.snapshot.exportedAtUnixMs, restarted: !same });
+      } else {
+        host = new DatapathHost<K>(init, o.onWorkerError);
+        await host.whenReady();
+      }
       const prober = new HealthProber(node.name, node.podGateway, o.probeIntervalMs);
       await prober.start();
       return new Tunnel(p.device, tun, udp, host, prober);
@@ -101,6 +128,22 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       tun.close();
       throw e;
     }
+  }
+
+  private static engineInit<K extends EngineKind>(init: Extract<WorkerInit, { kind: K }>): EngineInitOf<K> {
+    const { tun: _t, udp: _u, resume: _r, ...engine } = init;
+    return engine as EngineInitOf<K>; // the init without exactly the omitted fields
+  }
+
+  /** The handed-over datapath if it fits this tunnel; else it stops (a clean stop), its fds close and the reason is reported. */
+  private static async takeOver(a: ResumedDatapath, kind: EngineKind, p: TunnelParams<EngineKind>, localIp: string, o: TunnelOptions): Promise<ResumedDatapath | undefined> {
+    const reason = handoverMismatch(a, kind, p.device, localIp, p.rawEsp ? 0 : p.port, !!p.rawEsp);
+    if (!reason) return a;
+    await a.host.stop();
+    a.tun.close();
+    a.udp.close();
+    o.onHandover?.({ resumed: false, reason });
+    return undefined;
   }
 
   /** A request to the datapath worker (status, counters). */
@@ -151,6 +194,22 @@ export class Tunnel<K extends EngineKind = EngineKind> {
 
   probes(): PeerHealth[] {
     return this.prober.list();
+  }
+
+  /**
+   * Stops the worker for a handover: no packet moves after its state is taken, and the fds stay
+   * open for the caller to hand over (then close()). Rejects when the worker could not answer.
+   */
+  async handover(): Promise<HandedOver> {
+    this.prober.stop();
+    const resume = await this.host.handover();
+    return { tun: this.tun, udp: this.udp, snapshot: makeSnapshot(this.host.init, resume) };
+  }
+
+  /** Closes this process's fds of the tunnel (after a handover or a failed one). */
+  close(): void {
+    this.udp.close();
+    this.tun.close();
   }
 
   /** Stops the worker; device and routes stay, so a restart loses nothing and leaks nothing. */

@@ -6,7 +6,7 @@ import { KUBE_PATHS } from '../agent/kube-paths.js';
 import { CONFIG_FLAGS, DEFAULT_AGENT_CONFIG, loadAgentConfig, type ConfigField } from '../host/agent-config.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz } from '../agent/api.js';
-import { agentLogPath, agentPid, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
+import { agentLogPath, agentPid, restartAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
 import { command, group, UsageError, type FlagSpec } from './flags.js';
 import { clusterNode } from './node-arg.js';
@@ -132,17 +132,16 @@ const restart = command({
   name: 'veil agent restart',
   summary: 'stop and start the agent on NODE (keys and routes survive)',
   usage: ['veil agent restart NODE [--cluster NAME]'],
-  about: 'Stops the agent on NODE and starts it again, waiting until it is ready. Keys and routes survive.',
+  about: 'Restarts the agent on NODE through its supervisor and waits until the new one is ready. The datapath is handed over (TUN queue, UDP socket, sessions, sequence numbers): no packet is lost. Keys and routes survive.',
   positionals: true,
   examples: ['veil agent restart kind-worker'],
   async run({ values, positionals }) {
     const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent restart kind-worker');
-    await stopAgent(cluster, node);
     const reg = openRegistry(cluster);
     try {
       const since = Date.now();
-      startAgent(cluster, (await reg.get('Node', node))!);
-      const pid = await waitAgentReady(reg, cluster, node, since, RESTART_TIMEOUT_MS);
+      const before = restartAgent(cluster, (await reg.get('Node', node))!);
+      const pid = await waitAgentReady(reg, cluster, node, since, RESTART_TIMEOUT_MS, before);
       console.log(`agent on ${node} restarted (pid ${pid})`);
     } finally {
       reg.close();

@@ -5,11 +5,17 @@
 // It lives in the node's namespace and mount namespace (the lab starts it where it started the
 // agent before), so the agent it starts is the same process a host runs. What it did is kept in
 // supervisor.json in the node's state dir: `veil status` shows the restarts and the last exit.
+// Like systemd it keeps a file descriptor store (fd-store.ts): an agent stopped by SIGTERM stores its
+// datapath there, and the next start gets it back, so a restart loses no packet. SIGHUP restarts the
+// agent (`systemctl restart`; `veil agent restart` sends it): SIGTERM, then a start at once with the
+// stored fds. After a clean exit that left fds stored, the supervisor keeps them for
+// STORE_PRESERVE_MS (systemd's FileDescriptorStorePreserve=) for a start (SIGHUP) to take them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/durable-file.js';
 import { registerPid, unregisterPid } from './pids.js';
+import { FdStore } from './fd-store.js';
 
 /** The first restart waits this long (systemd's RestartSec), each further one twice as long... */
 export const RESTART_BASE_MS = 250;
@@ -19,6 +25,8 @@ export const RESTART_MAX_MS = 10_000;
 export const RESTART_RESET_AFTER_MS = 30_000;
 /** After SIGTERM the agent gets this long to stop cleanly before SIGKILL (systemd: TimeoutStopSec). */
 const STOP_TIMEOUT_MS = 10_000;
+/** How long fds stored by an agent that exited cleanly wait for the next start (then the supervision ends). */
+export const STORE_PRESERVE_MS = 30_000;
 
 /** The delay before restart number `consecutive` (1 = the first after a run that lasted). */
 export function restartDelayMs(consecutive: number): number {
@@ -35,8 +43,10 @@ export interface AgentExit {
 
 export interface SupervisorState {
   supervisorPid: number;
-  /** running: the agent runs; backoff: it died and starts again at nextStartAt; stopped: stopped on request. */
+  /** running: the agent runs; backoff: it died and starts again at nextStartAt; stopped: stopped on request (or waiting with stored fds). */
   state: 'running' | 'backoff' | 'stopped';
+  /** Fds the agent stored (its datapath handover) that the next start gets. */
+  storedFds?: number;
   agentPid?: number;
   agentStartedAt?: string;
   /** Agent starts after the first: every one follows a death. */
@@ -91,15 +101,18 @@ function lastLine(file: string): string | undefined {
 /** Runs the agent and restarts it when it dies, until SIGTERM/SIGINT; resolves with the exit code. */
 export function superviseAgent(o: SuperviseOptions): Promise<number> {
   const st: SupervisorState = { supervisorPid: process.pid, state: 'backoff', restarts: 0 };
-  const save = () => writeFileAtomic(supervisorStatePath(o.nodeDir), JSON.stringify(st) + '\n');
+  const store = new FdStore(`veil-supervisor-${process.pid}`);
+  const save = () => { st.storedFds = store.size; writeFileAtomic(supervisorStatePath(o.nodeDir), JSON.stringify(st) + '\n'); };
   let child: ChildProcess | undefined;
   let stopping = false;
+  let restartRequested = false;
   let consecutive = 0;
   let timer: NodeJS.Timeout | undefined;
   let finish: (code: number) => void = () => undefined;
   const finished = new Promise<number>((r) => { finish = r; });
 
   const end = (code: number) => {
+    store.close();
     st.state = 'stopped';
     delete st.agentPid;
     delete st.nextStartAt;
@@ -113,10 +126,19 @@ export function superviseAgent(o: SuperviseOptions): Promise<number> {
     if (stopping) return end(0);
     const log = openSync(o.logFile, 'a');
     const startedAt = Date.now();
+    // The stored fds become the child's 3, 4, ... (sd_listen_fds); LISTEN_PID must be its own pid,
+    // which a shell knows before it execs the agent. Passed once: the supervisor's copies close.
+    const stored = store.list();
+    const env = { ...process.env, NOTIFY_SOCKET: store.address };
+    const command = stored.length
+      ? ['sh', '-c', 'LISTEN_PID=$$ exec "$@"', 'veil-agent', ...o.command]
+      : o.command;
+    if (stored.length) Object.assign(env, { LISTEN_FDS: String(stored.length), LISTEN_FDNAMES: stored.map((x) => x.name).join(':') });
     try {
-      child = spawn(o.command[0]!, o.command.slice(1), { stdio: ['ignore', log, log] });
+      child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', log, log, ...stored.map((x) => x.fd)], env });
     } finally {
       closeSync(log);
+      store.flush();
     }
     const pid = child.pid;
     if (pid !== undefined) {
@@ -128,10 +150,22 @@ export function superviseAgent(o: SuperviseOptions): Promise<number> {
     child.once('error', () => undefined); // a spawn failure also ends in 'exit'
     child.once('exit', (code, signal) => {
       child = undefined;
-      st.lastExit = { code, signal, at: new Date().toISOString(), lastLine: lastLine(o.logFile) };
+      store.drain(); // what it stored on its way out (its datapath), in order after what it took
       delete st.agentPid;
-      // Restart=on-failure: exit 0 is the agent's clean answer to a stop.
-      if (stopping || (code === 0 && signal === null)) return end(0);
+      if (restartRequested && !stopping) {
+        restartRequested = false;
+        return start(); // a restart asked for (SIGHUP): at once, with what it stored
+      }
+      st.lastExit = { code, signal, at: new Date().toISOString(), lastLine: lastLine(o.logFile) };
+      if (stopping) return end(0);
+      // Restart=on-failure: exit 0 is the agent's clean answer to a stop. Fds it stored wait a while for a start.
+      if (code === 0 && signal === null) {
+        if (store.size === 0) return end(0);
+        st.state = 'stopped';
+        save();
+        timer = setTimeout(() => end(0), STORE_PRESERVE_MS);
+        return;
+      }
       consecutive = Date.now() - startedAt >= RESTART_RESET_AFTER_MS ? 1 : consecutive + 1;
       const delay = restartDelayMs(consecutive);
       st.state = 'backoff';
@@ -142,17 +176,32 @@ export function superviseAgent(o: SuperviseOptions): Promise<number> {
     });
   };
 
+  const terminate = (c: ChildProcess) => {
+    c.kill('SIGTERM');
+    setTimeout(() => { if (child === c) c.kill('SIGKILL'); }, STOP_TIMEOUT_MS).unref();
+  };
+
   const stop = () => {
     if (stopping) return;
     stopping = true;
     if (timer) { clearTimeout(timer); return end(0); }
-    const c = child;
-    if (!c) return;
-    c.kill('SIGTERM');
-    setTimeout(() => { if (child === c) c.kill('SIGKILL'); }, STOP_TIMEOUT_MS).unref();
+    if (child) terminate(child);
+  };
+
+  /** SIGHUP: restart the agent now (it hands its datapath over on the way), or start it if it is not running. */
+  const restart = () => {
+    if (stopping || restartRequested) return;
+    if (child) {
+      restartRequested = true;
+      terminate(child);
+      return;
+    }
+    if (timer) clearTimeout(timer);
+    start();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  process.on('SIGHUP', restart);
   start();
   return finished;
 }

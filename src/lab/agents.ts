@@ -98,7 +98,11 @@ export function agentCommand(cluster: string, node: string): string[] {
 export function startAgent(cluster: string, node: RegistryObject): number {
   const name = node.metadata.name;
   const running = supervisorPid(cluster, name);
-  if (running) return running;
+  if (running) {
+    // A supervisor without an agent keeps what its agent stored (its datapath) for a start: SIGHUP.
+    if (!agentPid(cluster, name)) process.kill(running, 'SIGHUP');
+    return running;
+  }
   const spec = nodeSpec(node);
   ensurePrivateDir(nodeStateDir(cluster, name));
   writeAgentConfig(cluster, node);
@@ -119,6 +123,20 @@ export function startAgent(cluster: string, node: RegistryObject): number {
   } finally {
     closeSync(log);
   }
+}
+
+/**
+ * Restarts the node's agent through its supervisor (SIGHUP, as `systemctl restart`): the agent
+ * hands its datapath over and the next one goes on with it. Starts a supervisor if none runs.
+ * Returns the pid of the agent that was running (undefined: none).
+ */
+export function restartAgent(cluster: string, node: RegistryObject): number | undefined {
+  const name = node.metadata.name;
+  const before = agentPid(cluster, name);
+  const sup = supervisorPid(cluster, name);
+  if (sup) process.kill(sup, 'SIGHUP');
+  else startAgent(cluster, node);
+  return before;
 }
 
 /** Stops the node's supervisor (it stops its agent cleanly), then whatever agent is left. */
@@ -184,10 +202,11 @@ async function startFailure(reg: Registry, node: string, since: number): Promise
 }
 
 /** Waits until the node's agent (started by its supervisor after `since`) is ready; fails with the agent's own reason if it dies. */
-export async function waitAgentReady(reg: Registry, cluster: string, node: string, since: number, timeoutMs: number): Promise<number> {
+export async function waitAgentReady(reg: Registry, cluster: string, node: string, since: number, timeoutMs: number, notPid?: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const pid = agentPid(cluster, node);
+    const found = agentPid(cluster, node);
+    const pid = found === notPid ? undefined : found; // the agent being replaced does not count
     const obj = await reg.get('Node', node);
     if (pid && obj && agentStatusOf(obj)?.pid === pid && nodeReady(obj, await reg.get('Lease', node))) return pid;
     const died = agentDiedSince(cluster, node, since);

@@ -45,6 +45,14 @@ export interface NativeDatapath {
   /** Batches this worker has shared with its crypto pool. */
   aeadPoolBatches(): number;
   checksum(buf: Uint8Array, offset: number, length: number, initial: number): number;
+  // fd passing (native/fdpass.c): the datapath handover to a supervisor's fd store.
+  /** A non-blocking unix datagram socket bound at path ('@name': abstract). */
+  unixDgramBind(path: string): number;
+  /** One datagram to the socket at path: text plus the fds (SCM_RIGHTS). */
+  sendFds(path: string, text: Uint8Array, fds: Int32Array): number;
+  /** One datagram: its text length; the fds received go to fds[] (-1 after the last). EAGAIN when none waits. */
+  recvFds(fd: number, text: Uint8Array, fds: Int32Array): number;
+  memfdCreate(name: string): number;
   // Handshake crypto (native/noise-crypto.c), used by src/crypto when the addon is built.
   /** BLAKE2s of a||b||c into out (1..32 bytes), keyed when key is not empty. */
   noiseBlake2s(out: Uint8Array, key: Uint8Array, a: Uint8Array, b: Uint8Array, c: Uint8Array): number;

@@ -3,9 +3,9 @@
 // marker), rotation under load (100 pings/s and a hashed 20 MB TCP transfer, zero loss, the wire
 // moves to the new SPI on every pair, old SAs gone after keyRotationDuration), bad key files
 // (degraded health, old key in force), hostile packets dropped and counted by reason, tshark
-// decrypting a capture with `veil ipsec sa-export`, and an agent restart whose sender jumps
-// its sequence numbers ahead without replay drops at the receiver, and a receiver restarted
-// (cleanly or by kill -9) that refuses 200 captured datagrams resent to it.
+// decrypting a capture with `veil ipsec sa-export`, and a receiver restarted (cleanly or by
+// kill -9) that refuses 200 captured datagrams resent to it. A restart under traffic (no loss, no
+// sequence number twice) is test/e2e/hitless-restart.test.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -437,41 +437,6 @@ test('e2e ipsec: tshark decrypts an underlay capture with the SAs from `veil ips
   const fromProfile = spawnSync('tshark', ['-r', file, '-Y', 'icmp', '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'icmp.type', '-e', 'data.data'],
     { encoding: 'utf8', env: { ...process.env, XDG_CONFIG_HOME: config } }).stdout;
   assert.match(fromProfile, request);
-});
-
-test('e2e ipsec: an agent restart during pod traffic: its sequence numbers jump ahead, the receiver accepts them, ping goes on', { timeout: 60_000 }, async () => {
-  const src = ip[WORKER2]!, dst = ip[WORKER]!;
-  const cap = await capture(netnsOf(WORKER), 'eth0', `src host ${src} and udp port 4500`);
-  const before = encryptStatus(WORKER);
-  const pidBefore = agentHealth(WORKER2).pid;
-  const ping = veilAsync('lab', 'exec', 'pa', '--', 'ping', '-i', '0.05', '-c', '120', '-W', '1', POD_B);
-  await sleep(1500);
-  const restartFrom = Date.now() / 1000;
-  const t0 = Date.now();
-  assert.match(ok(veil('agent', 'restart', WORKER2)), /restarted/);
-  const restartMs = Date.now() - t0;
-  const restartTo = Date.now() / 1000;
-  const p = await ping.done;
-  const file = await cap.stop();
-  assert.notEqual(agentHealth(WORKER2).pid, pidBefore);
-
-  const seqs = espPackets([file]).esp.filter((x) => x.src === src && x.dst === dst && x.spi === keyId);
-  const beforeSeqs = seqs.filter((x) => x.time < restartFrom).map((x) => x.seq);
-  const afterSeqs = seqs.filter((x) => x.time > restartTo).map((x) => x.seq);
-  assert.ok(beforeSeqs.length > 10 && afterSeqs.length > 10, `${beforeSeqs.length} packets before, ${afterSeqs.length} after`);
-  assert.equal(new Set(seqs.map((x) => x.seq)).size, seqs.length, 'no sequence number on the wire twice');
-  const jump = Math.min(...afterSeqs) - Math.max(...beforeSeqs);
-  assert.ok(jump > 0, `the restarted sender starts above everything it sent before (jump ${jump})`);
-
-  const after = encryptStatus(WORKER);
-  for (const k of ['replay', 'auth-failed', 'no-state'] as const) assert.equal(after.drops[k] - before.drops[k], 0, `no ${k} drops at the receiver`);
-  const replies = [...p.stdout.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
-  // The gap is a figure (logged below), not the point here: the restart replaces the lab's supervisor
-  // and then its agent, two process starts, 1.5-2 s on a loaded machine (hitless restart is #15).
-  assert.ok(replies.length >= 60, `${replies.length}/120 replies through a restart of ${restartMs} ms`);
-  assert.ok(Math.max(...replies) >= 118, 'ping answered to the end');
-  console.log(`# agent restart: ${restartMs} ms, sequence jump ${jump}, ${replies.length}/120 ping replies`);
-  pingOk('pa', POD_B);
 });
 
 test('e2e ipsec: 200 captured ESP datagrams resent after the receiver\'s `veil agent restart`, and again after its kill -9, are all refused as replays; pings flow after both', { timeout: 90_000 }, async () => {

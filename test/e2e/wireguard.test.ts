@@ -319,10 +319,13 @@ test('e2e wireguard: an agent restart keeps its key and pods reconverge; a delet
 test('e2e wireguard: garbage, truncated, forged and replayed datagrams are counted drops; the agent stays up; a 31-byte key file is refused', async () => {
   const target = nodeIP[W1]!, from = nsOf(W2);
   const pid = ok(veil('agent', 'pid', W1)).trim();
-  // Capture a fresh initiation and data packets from worker2 to worker: restart worker2's agent
-  // (it keeps its key, loses its sessions) and ping from its pod.
+  // Capture a fresh initiation and data packets from worker2 to worker: kill worker2's agent (its
+  // supervisor starts it cold: it keeps its key, loses its sessions; a `veil agent restart` would
+  // hand them over and need no handshake) and ping from its pod.
   const cap = await Capture.start(nsOf(W1), 'eth0');
-  ok(veil('agent', 'restart', W2));
+  const killed = Number(ok(veil('agent', 'pid', W2)).trim());
+  process.kill(killed, 'SIGKILL');
+  await waitFor('worker2\'s agent to start again', () => { const r = veil('agent', 'pid', W2); return r.status === 0 && Number(r.stdout.trim()) !== killed; }, 20_000);
   await waitFor('ping after worker2 restarted', () => pingWorks('pb', podA), 10_000);
   ok(podPing('pb', podA, marker()));
   const wire = udpDatagrams(await cap.stop()).filter((d) => d.src === nodeIP[W2] && d.dst === target);

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +61,56 @@ test('a dying child is restarted with backoff and its last words kept; SIGTERM s
     const done = readSupervisorState(clean.dir)!;
     assert.deepEqual({ state: done.state, restarts: done.restarts, code: done.lastExit?.code }, { state: 'stopped', restarts: 0, code: 0 });
   } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+const ADDON = resolve(fileURLToPath(import.meta.url), '../../../src/native/addon.js');
+
+test('the fd store (systemd\'s protocol): fds stored on the way out come back to the next start as LISTEN_FDS, once; SIGHUP restarts at once; stored fds wait for a start after a clean exit', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'veil-t-sup-'));
+  let s: ReturnType<typeof supervise> | undefined;
+  try {
+    mkdirSync(join(home, 'node'));
+    const seen = join(home, 'seen');
+    writeFileSync(seen, '');
+    // Each start writes what it was handed (LISTEN_* and the content of fd 3) and, on SIGTERM, stores
+    // a memfd saying which start it was, then exits cleanly: what an agent's datapath handover does.
+    const agent = join(home, 'agent.mjs');
+    writeFileSync(agent, `import { native } from ${JSON.stringify(ADDON)};
+import { appendFileSync, readFileSync, writeSync, closeSync } from 'node:fs';
+const e = process.env, n = native();
+const got = e.LISTEN_FDS ? readFileSync('/proc/self/fd/3', 'utf8') : '-'; // from the start: the offset is shared
+appendFileSync(${JSON.stringify(seen)}, JSON.stringify({ fds: e.LISTEN_FDS ?? null, names: e.LISTEN_FDNAMES ?? null, pidOk: e.LISTEN_PID === String(process.pid), got }) + '\\n');
+process.on('SIGTERM', () => {
+  const fd = n.memfdCreate('t');
+  writeSync(fd, 'from ' + process.pid);
+  n.sendFds(e.NOTIFY_SOCKET, Buffer.from('FDSTORE=1\\nFDNAME=veil-datapath\\n'), Int32Array.of(fd));
+  closeSync(fd);
+  process.exit(0);
+});
+setInterval(() => undefined, 1000);`);
+    s = supervise(home, `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(agent)}`);
+    const lines = () => readFileSync(seen, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { fds: string | null; names: string | null; pidOk: boolean; got: string });
+    const sup = s;
+    const first = await until('the first start', () => { const x = readSupervisorState(sup.dir); return x?.state === 'running' && lines().length === 1 && x; });
+    assert.deepEqual(lines()[0], { fds: null, names: null, pidOk: false, got: '-' }, 'nothing stored yet');
+    process.kill(sup.child.pid!, 'SIGHUP'); // veil agent restart
+    await until('the restart with the stored fd', () => lines().length === 2);
+    assert.deepEqual(lines()[1], { fds: '1', names: 'veil-datapath', pidOk: true, got: `from ${first.agentPid}` });
+    const second = await until('the second agent', () => { const x = readSupervisorState(sup.dir); return x?.state === 'running' && x.agentPid !== first.agentPid && x; });
+    assert.equal(second.restarts, 0, 'a restart asked for is not a failure');
+    // SIGTERM to the agent itself: a clean exit with fds stored: the supervisor keeps them for a start.
+    process.kill(second.agentPid!, 'SIGTERM');
+    const waiting = await until('the stored fds to wait', () => { const x = readSupervisorState(sup.dir); return x?.state === 'stopped' && x.storedFds === 1 && x; });
+    assert.equal(waiting.lastExit?.code, 0);
+    process.kill(sup.child.pid!, 'SIGHUP'); // a start
+    await until('the start with the fd stored by the second agent', () => lines().length === 3);
+    assert.equal(lines()[2]!.got, `from ${second.agentPid}`, 'each stored fd is handed over once, to the next start');
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
+  } finally {
+    s?.child.kill('SIGTERM'); // after a failure too: it stops its agent
     rmSync(home, { recursive: true, force: true });
   }
 });
