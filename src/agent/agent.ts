@@ -26,7 +26,7 @@ import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
 import { screenAgainstUnderlay } from './peer-admission.js';
 import { readUnderlayFacts } from './underlay-routes.js';
 import { TUNNEL_DEVICES } from './installer.js';
-import { resumeHandedOverDatapath, storeDatapath, type ResumedDatapath } from './datapath-handover.js';
+import { resumeHandedOverDatapath, stopResumed, storeDatapath, type ResumedDatapath } from './datapath-handover.js';
 
 /** The liveness lease: renewed every TTL/3; a dead agent's node is NotReady within the TTL. */
 export const LIVENESS_TTL_SECONDS = 15;
@@ -196,8 +196,7 @@ export class Agent {
     await this.serveNetworkApi(self, settings, stateDir, inputs);
 
     const ctx: ModeContext = { node: self, stateDir, settings, secrets: inputs.secrets, log: this.log, health: this.health, requestReconcile: () => this.queueReconcile() };
-    const resumed = this.opts.resumed;
-    this.opts.resumed = undefined; // the tunnel owns it from here
+    const resumed = this.opts.resumed; // the tunnel takes it over; until it does, stop() stops it
     try {
       this.running = await openMode(ctx, {
         cryptoThreads: settings['datapath.cryptoThreads'], probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
@@ -365,13 +364,7 @@ export class Agent {
     if (!handOver) {
       try { await this.running?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
     }
-    const untaken = this.opts.resumed; // resumed, but the start failed before the tunnel took it
-    if (untaken) {
-      this.opts.resumed = undefined;
-      await untaken.host.stop();
-      untaken.tun.close();
-      untaken.udp.close();
-    }
+    await stopResumed(this.opts.resumed); // resumed, but the start failed before the tunnel took it
     if (this.self) {
       // NotReady (with the reason if the start failed); a failed publish never hides that reason
       try { await this.publish(false); } catch (e) { this.log.warn('publish failed', { error: errorMessage(e) }); }

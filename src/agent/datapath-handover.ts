@@ -113,6 +113,8 @@ export interface ResumedDatapath extends AdoptedDatapath {
   host: DatapathHost<EngineKind>;
   /** When it moved packets again (Unix ms): the handover's gap is this minus snapshot.exportedAtUnixMs. */
   resumedAtUnixMs: number;
+  /** Set by the tunnel that took it over (from then on it stops it); until then the agent does. */
+  taken?: boolean;
 }
 
 export type Resumption = { resumed: ResumedDatapath } | { refused: string } | { none: true };
@@ -141,6 +143,15 @@ export async function resumeHandedOverDatapath(env: NodeJS.ProcessEnv, notifySoc
     return { refused: `the handed-over datapath did not start: ${errorMessage(fatal ?? e)}` };
   }
   return { resumed: { ...a.adopted, host, resumedAtUnixMs: Date.now() } };
+}
+
+/** Stops a resumed datapath nothing took over (a start that failed first): a clean stop, fds closed. */
+export async function stopResumed(r: ResumedDatapath | undefined): Promise<void> {
+  if (!r || r.taken) return;
+  r.taken = true;
+  await r.host.stop().catch(() => undefined);
+  r.tun.close();
+  r.udp.close();
 }
 
 /** Why an adopted datapath cannot serve a tunnel of this kind, device, address and port (undefined: it can). */

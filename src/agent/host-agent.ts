@@ -13,6 +13,7 @@ import { detectUnderlay, type Underlay } from '../host/underlay.js';
 import { cidrsOverlap, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import { resumeDatapathEarly, runAgent, takeNotifySocket } from './agent.js';
+import { stopResumed } from './datapath-handover.js';
 import { mustReadSettings } from './install-state.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { WG_PORT } from './wireguard-mode.js';
@@ -105,17 +106,22 @@ export interface HostAgentOptions {
 export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions = {}): Promise<number> {
   const notifySocket = takeNotifySocket();
   const resumed = await resumeDatapathEarly(cfg.nodeName, notifySocket);
-  requireNetAdmin();
-  requireTun();
-  const underlay = detectUnderlay({ interface: cfg.underlay.interface, address: cfg.underlay.address, mtu: cfg.underlay.mtu }, endpointHosts(cfg.etcd.endpoints));
-  const reg = hostRegistry(cfg);
   try {
-    const settings = await mustReadSettings(reg);
-    // raw ESP uses no port; a datapath handed over holds its own (this agent goes on with that socket)
-    if (!resumed && (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp')) await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
-    await registerNode(reg, cfg, underlay);
-  } finally {
-    reg.close();
+    requireNetAdmin();
+    requireTun();
+    const underlay = detectUnderlay({ interface: cfg.underlay.interface, address: cfg.underlay.address, mtu: cfg.underlay.mtu }, endpointHosts(cfg.etcd.endpoints));
+    const reg = hostRegistry(cfg);
+    try {
+      const settings = await mustReadSettings(reg);
+      // raw ESP uses no port; a datapath handed over holds its own (this agent goes on with that socket)
+      if (!resumed && (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp')) await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
+      await registerNode(reg, cfg, underlay);
+    } finally {
+      reg.close();
+    }
+  } catch (e) {
+    await stopResumed(resumed); // its worker would keep this process from exiting
+    throw e;
   }
   return runAgent({
     cluster: cfg.cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: hostSocketPath(cfg),

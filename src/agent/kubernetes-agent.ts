@@ -9,6 +9,7 @@ import { requireNetAdmin, requireTun, requireUdpPortFree } from '../host/preflig
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { VeilError } from '../util/errors.js';
 import { resumeDatapathEarly, runAgent, takeNotifySocket } from './agent.js';
+import { stopResumed } from './datapath-handover.js';
 import { API_TOKEN_SECRET } from './api-token.js';
 import { KubernetesNodeSource } from './kubernetes-node-source.js';
 import { mountedInputs, readSettingsFile } from './mounted-inputs.js';
@@ -45,11 +46,17 @@ export function kubernetesAgentConfig(flags: Partial<Record<keyof KubernetesAgen
 export async function runKubernetesAgent(cfg: KubernetesAgentConfig): Promise<number> {
   const notifySocket = takeNotifySocket();
   const resumed = await resumeDatapathEarly(cfg.nodeName, notifySocket);
-  requireNetAdmin();
-  requireTun();
-  const settings = readSettingsFile(cfg.settingsFile);
-  // raw ESP uses no port; a datapath handed over holds its own (this agent goes on with that socket)
-  if (!resumed && (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp')) await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
+  let settings: ReturnType<typeof readSettingsFile>;
+  try {
+    requireNetAdmin();
+    requireTun();
+    settings = readSettingsFile(cfg.settingsFile);
+    // raw ESP uses no port; a datapath handed over holds its own (this agent goes on with that socket)
+    if (!resumed && (settings['encryption.type'] === 'wireguard' || settings['encryption.ipsec.encapsulation'] === 'udp')) await requireUdpPortFree(settings['encryption.type'] === 'wireguard' ? WG_PORT : ESP_IN_UDP_PORT);
+  } catch (e) {
+    await stopResumed(resumed); // its worker would keep this process from exiting
+    throw e;
+  }
   const kc = loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context });
   const source = new KubernetesNodeSource({ kc, nodeName: cfg.nodeName, namespace: cfg.namespace });
   const cluster = kc.getCurrentCluster()?.name ?? 'kubernetes';

@@ -96,6 +96,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   static async open<K extends EngineKind>(node: OwnNode, p: TunnelParams<K>, o: TunnelOptions): Promise<Tunnel<K>> {
     const localIp = node.internalIPs[0]!;
     const kind = (p.engine as { kind: K }).kind; // EngineParams<K> keeps the init's kind
+    if (o.resumed) o.resumed.taken = true;
     const resumed = o.resumed && await Tunnel.takeOver(o.resumed, kind, p, localIp, o);
     const device = { name: p.device, mtu: p.mtu, address: node.podGateway };
     if (resumed) configureTunnelDevice(device);
@@ -124,6 +125,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       return new Tunnel(p.device, tun, udp, host, prober);
     } catch (e) {
       await host?.stop().catch(() => undefined);
+      await resumed?.host.stop().catch(() => undefined); // not taken over yet (a stopped one returns at once)
       udp?.close();
       tun.close();
       throw e;
