@@ -6,7 +6,7 @@ import { KUBE_PATHS } from '../agent/kube-paths.js';
 import { CONFIG_FLAGS, DEFAULT_AGENT_CONFIG, loadAgentConfig, type ConfigField } from '../host/agent-config.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz } from '../agent/api.js';
-import { agentLogPath, agentPid, restartAgent, waitAgentReady } from '../lab/agents.js';
+import { agentLogPath, agentPid, restartAgent, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
 import { command, group, UsageError, type FlagSpec } from './flags.js';
 import { clusterNode } from './node-arg.js';
@@ -130,17 +130,20 @@ const logs = command({
 
 const restart = command({
   name: 'veil agent restart',
-  summary: 'stop and start the agent on NODE (keys and routes survive)',
-  usage: ['veil agent restart NODE [--cluster NAME]'],
-  about: 'Restarts the agent on NODE through its supervisor and waits until the new one is ready. The datapath is handed over (TUN queue, UDP socket, sessions, sequence numbers): no packet is lost. Keys and routes survive.',
+  summary: 'restart the agent on NODE (the datapath is handed over: no packet lost)',
+  usage: ['veil agent restart NODE [--cold] [--cluster NAME]'],
+  about: 'Restarts the agent on NODE through its supervisor and waits until the new one is ready. The datapath is handed over (TUN queue, UDP socket, sessions, sequence numbers): no packet is lost. Keys and routes survive. --cold stops the agent and its supervisor and starts both again, as before handovers: a fresh datapath (new WireGuard sessions, IPsec sequence numbers from the persisted marks).',
   positionals: true,
-  examples: ['veil agent restart kind-worker'],
+  flags: { cold: { type: 'boolean', help: 'no handover: a fresh datapath (packets are lost for the time it takes)' } },
+  examples: ['veil agent restart kind-worker', 'veil agent restart kind-worker --cold'],
   async run({ values, positionals }) {
     const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent restart kind-worker');
+    if (values.cold) await stopAgent(cluster, node);
     const reg = openRegistry(cluster);
     try {
       const since = Date.now();
-      const before = restartAgent(cluster, (await reg.get('Node', node))!);
+      const obj = (await reg.get('Node', node))!;
+      const before = values.cold ? (startAgent(cluster, obj), undefined) : restartAgent(cluster, obj);
       const pid = await waitAgentReady(reg, cluster, node, since, RESTART_TIMEOUT_MS, before);
       console.log(`agent on ${node} restarted (pid ${pid})`);
     } finally {

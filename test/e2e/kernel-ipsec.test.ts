@@ -128,7 +128,7 @@ test('kernel IPsec peer: a veil sender above 2^32 is accepted by the kernel (ESN
   const line = ok(veil('ipsec', 'peer-config', 'kvm')).split('\n').find((l) => l.startsWith(`ip xfrm state add src ${nodeIP[p.node]} dst ${VM_IP} `))!;
   await vm!.sh(`ip xfrm state deleteall src ${nodeIP[p.node]} dst ${VM_IP} proto esp spi 3`);
   await vm!.sh(line.replace(' flag esn ', ' replay-seq 0xfffffff0 flag esn '));
-  ok(veil('agent', 'restart', p.node));
+  ok(veil('agent', 'restart', p.node, '--cold')); // no handover: the sender resumes above its persisted mark
   await waitFor('pod -> VM after the restart', () => podPing(p.name), 60_000, 300);
   assert.ok(podPing(p.name, 20), '20 more pings across 2^32');
   const st = await vm!.sh(`ip -s xfrm state list src ${nodeIP[p.node]} dst ${VM_IP} proto esp spi 3`);

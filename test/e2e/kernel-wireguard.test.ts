@@ -185,7 +185,7 @@ test('kernel WireGuard peer: a new handshake on a live session, initiated by eit
   assert.ok(podPing(p.name, VM_TUN, 3), 'pod -> VM on the new session');
   // veil starts over (its agent restarted, sessions gone): the kernel answers on its live session.
   await sleep(1100);
-  ok(veil('agent', 'restart', p.node));
+  ok(veil('agent', 'restart', p.node, '--cold')); // no handover: a fresh datapath, sessions gone
   await waitFor('pod -> VM after the agent restart', () => podPing(p.name, VM_TUN), 60_000, 200);
   const after = { vm: (await vmHandshakes())[p.node]!, veil: veilPeerView(p.node).handshakeMs };
   assert.ok(after.vm > mid.vm && after.veil > mid.veil, `both saw veil's new handshake: ${JSON.stringify({ mid, after })}`);
