@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openRegistry } from '../control/cluster.js';
 import { readSettings } from '../agent/install-state.js';
+import { externalPeerFromObject } from '../agent/external-peers.js';
 import { createPod, deletePod } from '../lab/pods.js';
 import { nodeSpec, podSpec, readLabMeta } from '../lab/objects.js';
 import { labAgentEtcdEndpoints } from '../lab/lifecycle.js';
@@ -147,7 +148,10 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     await new Promise((r) => setTimeout(r, 300));
     await stopAll(cluster, procs);
     // 4. what the underlay carried
-    const nodeIPs = new Set(nodes.map((n) => n.internalIP));
+    // the tunnel's ends: the nodes, and the members without an agent (veil peer add), whose tunnel traffic is as encrypted
+    const peerObjects = await reg.list('Peer').catch(() => []); // a registry without peers (Kubernetes)
+    const peerIPs = peerObjects.map(externalPeerFromObject).flatMap((p) => typeof p === 'string' ? [] : [p.endpoint.address]);
+    const nodeIPs = new Set([...nodes.map((n) => n.internalIP), ...peerIPs]);
     const meta = readLabMeta(cluster);
     const registryIPs = new Set(meta ? labAgentEtcdEndpoints(meta).map((u) => new URL(u).hostname) : []);
     const marks = Object.values(markers);

@@ -172,6 +172,12 @@ test("kernel IPsec peer: raw ESP (IP protocol 50, no UDP) with Cilium's CBC+HMAC
   await waitFor('4 ESP packets in veil capture', () => { podPing(pods[0]!.name, 1, pods[1]!.ip); return capture.exitCode !== null || capture.signalCode !== null; }, 30_000, 100)
     .finally(() => capture.kill('SIGINT'));
   await captured;
+  // veil verify on raw ESP while the kernel peer talks to a pod: the peer's ESP is tunnel traffic, not a leak
+  await vm!.sh(`ping -c 60 -i 0.25 -I ${VM_ADDR} ${pods[3]!.ip} > /dev/null 2>&1 &`);
+  const verify = veil('verify');
+  assert.equal(verify.status, 0, `veil verify with raw ESP:\n${verify.stdout}\n${verify.stderr}`);
+  assert.match(verify.stdout, /only ESP on the underlay/);
+  console.log(`# veil verify with raw ESP: ${/Underlay captures: .*/.exec(verify.stdout)?.[0]}`);
   const espLines = capOut.split('\n').filter((l) => /^\S+ IP 172\.28\.\d+\.\d+ > 172\.28\.\d+\.\d+: ESP\(spi=0x00000004,seq=0x[0-9a-f]+\), length \d+$/.test(l));
   assert.equal(espLines.length, 4, `veil capture ${pods[1]!.node} esp:\n${capOut}`);
   const { frames, pcap } = await cap.stop();
