@@ -34,6 +34,14 @@ export const LIVENESS_TTL_SECONDS = 15;
 const PUBLISH_CHECK_INTERVAL_MS = 2_000;
 /** A full pass now and then, whatever the watch said (probes, retries). */
 const RESYNC_INTERVAL_MS = 10_000;
+/**
+ * A new key id (a cluster-wide IPsec rotation) is published after a random delay of up to 1 ms per
+ * peer (at most this): every agent writes its node object, spread out instead of all at once. The
+ * rotation rule holds: the inbound SAs for the new key are in place before the delay starts.
+ */
+const KEY_PUBLISH_JITTER_MAX_MS = 5_000;
+/** Health details alone (a probe, a peer problem) are written at most this often; a change of state at once. */
+const STATUS_ONLY_PUBLISH_MS = 10_000;
 
 export interface AgentOptions {
   cluster: string;
@@ -145,6 +153,10 @@ export class Agent {
   private apiFingerprint?: string;
   private timers: NodeJS.Timeout[] = [];
   private reconcileQueued = false;
+  /** The key id to publish once its jitter has passed (a rotation), and when. */
+  private keyHeld?: { key: number | undefined; until: number };
+  private lastStatusWrite = 0;
+  private lastPublishedState = '';
   private reconciling: Promise<void> = Promise.resolve();
   private stopped = false;
   private startError?: string;
@@ -313,8 +325,6 @@ export class Agent {
     }
     this.health.replaceGroup('peer ', new Map([...this.source.refusedPeers(), ...screened.refused, ...desired.problems]));
     await this.publish();
-    // Our own published key id moved (a new IPsec key): the pairing with every peer may move too.
-    if (this.source.published()?.encryptionKey !== keyBefore) this.queueReconcile();
   }
 
   private agentStatus(ready: boolean): PublishedAgentStatus {
@@ -327,16 +337,46 @@ export class Agent {
     };
   }
 
-  /** Publishes the own fields; the node source writes only what changed. */
+  /** What the last applied pass publishes, with a new key id held back for its jitter (see KEY_PUBLISH_JITTER_MAX_MS). */
+  private publication(): DesiredState['publish'] | undefined {
+    const applied = this.running?.applied;
+    if (!applied) return undefined;
+    const next = applied.publish;
+    const current = this.source.published();
+    if (!current || current.encryptionKey === undefined || current.encryptionKey === next.encryptionKey) { this.keyHeld = undefined; return next; }
+    const now = Date.now();
+    if (this.keyHeld?.key !== next.encryptionKey) {
+      const spread = Math.min(KEY_PUBLISH_JITTER_MAX_MS, applied.datapathPeers.length); // 1 ms per peer
+      const held = { key: next.encryptionKey, until: now + Math.random() * spread };
+      this.keyHeld = held;
+      if (spread > 0) setTimeout(() => { void this.publish().catch((e) => this.log.warn('publish failed', { error: errorMessage(e) })); }, held.until - now + 5).unref();
+    }
+    if (now < this.keyHeld!.until) return { ...next, encryptionKey: current.encryptionKey };
+    return next;
+  }
+
+  /**
+   * Publishes the own fields; the node source writes only what changed. What peers use (keys, key
+   * id, ready) and a change of health state go at once; health details alone at most every
+   * STATUS_ONLY_PUBLISH_MS, so that a cluster's status churn does not wake every agent's watch.
+   */
   private async publish(ready = true): Promise<void> {
     this.running?.tunnel.reportProbes(this.health);
     const fields: OwnFields = { agent: this.agentStatus(ready), annotations: {} };
-    const applied = this.running?.applied;
-    if (applied) {
-      fields.annotations = applied.publish.annotations;
-      fields.encryptionKey = applied.publish.encryptionKey;
+    const pub = this.publication();
+    if (pub) {
+      fields.annotations = pub.annotations;
+      fields.encryptionKey = pub.encryptionKey;
     }
+    const state = JSON.stringify([fields.annotations, fields.encryptionKey, fields.agent.ready, fields.agent.health.state, fields.agent.error]);
+    const now = Date.now();
+    if (state === this.lastPublishedState && ready && now - this.lastStatusWrite < STATUS_ONLY_PUBLISH_MS) return;
+    const keyBefore = this.source.published()?.encryptionKey;
     await this.source.publish(fields);
+    this.lastPublishedState = state;
+    this.lastStatusWrite = now;
+    // Our own published key id moved (a new IPsec key, once its jitter passed): the pairing with every peer may move too.
+    if (this.source.published()?.encryptionKey !== keyBefore) this.queueReconcile();
   }
 
   private readonly prometheus = new AgentMetrics(this);
