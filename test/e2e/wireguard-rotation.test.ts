@@ -119,7 +119,7 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
 
   const results = await Promise.all(streams.map((s) => s.done));
   for (const r of results) console.log(r.out);
-  const lost = results.filter((r) => r.received !== r.sent || r.sent !== PINGS);
+  const lost = results.filter((r) => r.received !== r.sent);
   if (lost.length) {
     // Where they went: the missing replies' times against each node's rotation, and every drop counter.
     for (const r of lost) console.log(`lost: ${r.out}: ${r.missing}`);
@@ -130,7 +130,8 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
     }
   }
   for (const r of results) {
-    assert.equal(r.sent, PINGS, r.out);
+    // with -w, ping sends until PINGS replies are in: each lost reply is one more request
+    assert.ok(r.sent >= PINGS && r.received === PINGS, `ping ran its course: ${r.out}`);
     const beforeAllAtOnce = r.missingAt.filter((at) => !(at >= t1 - 500)); // unknown times count against the one-node phase
     assert.equal(beforeAllAtOnce.length, 0, `no ping lost before the all-at-once rotation (the one-node rotation): ${r.out}: ${r.missing}`);
   }
