@@ -135,11 +135,16 @@ export class Tutorial {
       { display: `veil secret patch ipsec-keys -p '{"stringData":{"keys":"4+ rfc4106(gcm(aes)) '$PSK' 128"}}'` }), 'secret patch');
     this.must(this.veil(['secret', 'get', 'ipsec-keys', '-o', 'go-template={{.data.keys | base64decode}}{{"\\n"}}'],
       { display: `veil secret get ipsec-keys -o go-template='{{.data.keys | base64decode}}{{"\\n"}}'` }), 'secret get', /^4\+ rfc4106/m);
+    // Captured until the new SPI shows (each node switches once its peers publish the new key id,
+    // after a jitter), and that capture is the one shown.
+    const movedArgs = ['-c', '6', 'udp', 'port', String(ESP_IN_UDP_PORT)];
+    o.out(`$ veil capture ${this.nodeA} --iface underlay ${movedArgs.join(' ')}`);
     let moved = '';
     for (let i = 0; i < 10 && !/ESP\(spi=0x00000004/.test(moved); i++) {
       sleep(1000);
-      moved = await this.captureWhile(this.nodeA, 'underlay', ['-c', '6', 'udp', 'port', String(ESP_IN_UDP_PORT)], () => undefined, i > 0);
+      moved = await this.captureWhile(this.nodeA, 'underlay', movedArgs, () => undefined, true);
     }
+    this.showCapture(moved);
     if (!/ESP\(spi=0x00000004/.test(moved)) throw new DemoFailure(this.step, 'the wire did not move to spi=4', moved);
     const pingOut = await pinger;
     o.out(`  ${pingOut.split('\n').find((l) => /packets transmitted/.test(l)) ?? pingOut}`);
@@ -190,6 +195,11 @@ export class Tutorial {
    * listens (unless the capture already has its packets) and always finishes before this returns;
    * its failure fails the step.
    */
+  /** A capture's first packet lines, as tcpdump printed them. */
+  private showCapture(out: string): void {
+    for (const l of out.trimEnd().split('\n').filter((x) => /IP|ESP|ICMP|UDP/.test(x)).slice(0, 8)) this.o.out(`  ${l}`);
+  }
+
   private captureWhile(node: string, iface: 'underlay' | 'tunnel', tcpdumpArgs: string[], traffic: () => void, quiet = false): Promise<string> {
     const args = ['capture', node, '--iface', iface, ...tcpdumpArgs];
     if (!quiet) this.o.out(`$ veil ${args.map(quote).join(' ')}`);
@@ -205,7 +215,7 @@ export class Tutorial {
       const finish = () => {
         if (!exited || !trafficDone) return;
         clearTimeout(killer);
-        if (!quiet) for (const l of out.trimEnd().split('\n').filter((x) => /IP|ESP|ICMP|UDP/.test(x)).slice(0, 8)) this.o.out(`  ${l}`);
+        if (!quiet) this.showCapture(out);
         if (trafficError) rejectP(trafficError); else resolveP(out);
       };
       child.on('close', () => { exited = true; finish(); }); // the capture's output is complete
