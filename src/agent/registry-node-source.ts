@@ -14,6 +14,8 @@ import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode
 
 /** The relist behind the watches (they have their own watchdog): jittered ±20 %, cheap when nothing changed. */
 const RELIST_INTERVAL_MS = 30_000;
+/** How often the registry's view of unreadable node objects is looked at (see readInvalid). */
+const INVALID_READ_INTERVAL_MS = 2_000;
 /**
  * A node stays a peer this long after its lease went. After a registry outage a lease can lapse in
  * the seconds before its holder's next renewal gets through (the holder then takes a new one): seen
@@ -148,6 +150,7 @@ export class RegistryNodeSource implements NodeSource {
   private watch?: Watch;
   private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
+  private invalidTimer?: NodeJS.Timeout;
   private readonly graceTimers = new Set<NodeJS.Timeout>();
   private onChange: () => void = () => undefined;
   private readonly writer = new OwnFieldsWriter((fields) => this.registry.mutate('Node', this.nodeName, (cur) => (cur ? withOwnFields(cur, fields) : undefined)).then(() => undefined));
@@ -206,6 +209,7 @@ export class RegistryNodeSource implements NodeSource {
       this.notify();
     });
     this.scheduleRelist();
+    this.invalidTimer = setInterval(() => { this.readInvalid(); this.notify(); }, INVALID_READ_INTERVAL_MS).unref();
   }
 
   /** The safety net behind the watches, at a jittered interval so that agents do not all list at once. */
@@ -225,7 +229,16 @@ export class RegistryNodeSource implements NodeSource {
     const names = new Set(listed.map((n) => n.metadata.name));
     for (const n of listed) this.cache(n);
     for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) { this.nodes.delete(name); this.sync(name); }
-    // Objects the registry could not even read (garbage where a node should be): named by their key.
+    this.readInvalid();
+    this.notify();
+  }
+
+  /**
+   * Objects the registry could not even read (garbage where a node should be), named by their key.
+   * The registry's watch keeps its view of them current but delivers no event for them (there is no
+   * object), so it is read here at every relist and every few seconds: no I/O, a map's size.
+   */
+  private readInvalid(): void {
     const invalid = new Map<string, string>();
     for (const { key, reason } of this.registry.invalidObjects?.() ?? []) {
       const m = /\/nodes\/([^/]+)$/.exec(key);
@@ -233,7 +246,6 @@ export class RegistryNodeSource implements NodeSource {
     }
     for (const k of new Set([...invalid.keys(), ...this.invalid.keys()])) if (invalid.get(k) !== this.invalid.get(k)) this.pending.add(k.slice('peer '.length));
     this.invalid = invalid;
-    this.notify();
   }
 
   private cache(obj: RegistryObject, deleted = false): void {
@@ -337,6 +349,7 @@ export class RegistryNodeSource implements NodeSource {
     this.leaseWatch?.stop();
     if (this.relistTimer) clearTimeout(this.relistTimer);
     this.relistTimer = undefined;
+    clearInterval(this.invalidTimer);
     for (const t of this.graceTimers) clearTimeout(t);
     this.registry.close();
   }

@@ -138,7 +138,7 @@ test('e2e resilience: garbage and oversized node objects in etcd are named by st
     assert.equal(nodes.status, 0, nodes.stderr);
     assert.match(nodes.stdout, new RegExp(`^${WORKER}\\s+Ready`, 'm'));
     assert.match(nodes.stderr, new RegExp(`warning: ${key('garbage')} is not a valid object, skipped: not JSON`));
-    // every agent names them, and goes on reconciling: a relist (every 10 s) and a restart both read the list
+    // every agent names them (read from its registry every 2 s), and goes on reconciling: a restart reads the list
     await until('every agent to name the oversized object', () => lab.nodes.every((n) => {
       const h = JSON.parse(veil('agent', 'status', n, '-o', 'json').stdout || '{}') as Partial<Healthz>;
       return h.health?.checks.some((c) => c.name === 'peer huge3' && /bytes, more than/.test(c.message));
