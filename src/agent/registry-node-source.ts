@@ -317,6 +317,9 @@ export class RegistryNodeSource implements NodeSource {
       : this.admission.remove(name);
     if (want) this.submitted.set(name, want); else this.submitted.delete(name);
     for (const c of changed) this.pending.add(c);
+    // A new peer object is news for the modes even when no admission verdict moved (its published
+    // IPsec key id, boot id, annotations): without this a key id reached the agent only at its 10 s resync.
+    this.pending.add(name);
   }
 
   /** Tells the agent that peers changed (only what the modes use counts: lease renewals and other agents' health do not). */

@@ -426,6 +426,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const window = r?.replay && EspReplayWindow.restore(r.replay, sa.replayWindowSize);
         if (window && window.top >= sa.replay.top) sa.replay = window;
         if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
+        // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
+        if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
         this.replayIds.set(sa, id);
         this.inbound.add(sa);
         this.countInbound(x.spi, +1);
