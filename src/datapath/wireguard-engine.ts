@@ -409,21 +409,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return { peers: this.device.peerCount };
   }
 
-  private setName(peer: Peer, name: string | undefined): void {
-    const had = this.names.get(peer);
-    if (had !== undefined && this.byName.get(had) === peer) this.byName.delete(had);
-    if (name === undefined) { this.names.delete(peer); return; }
-    this.names.set(peer, name);
-    this.byName.set(name, peer);
-  }
-
-  private setGivenKey(peer: Peer, key: string | undefined): void {
-    const had = this.keyGiven.get(peer);
-    if (had !== undefined && this.givenKey.get(had) === peer) this.givenKey.delete(had);
-    if (key === undefined) { this.keyGiven.delete(peer); return; }
-    this.keyGiven.set(peer, key);
-    this.givenKey.set(key, peer);
-  }
+  private setName(peer: Peer, name: string | undefined): void { relabel(this.names, this.byName, peer, name); }
+  private setGivenKey(peer: Peer, key: string | undefined): void { relabel(this.keyGiven, this.givenKey, peer, key); }
 
   /** No other peer holds (or announced) this key, and it is not ours. */
   private keyFree(key: string, peer: Peer): boolean {
@@ -477,4 +464,13 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   close(): void {
     for (const p of [...this.device.peers()]) this.device.removePeer(p.publicKey);
   }
+}
+
+/** A peer's label in a two-way index (peer -> label, label -> peer): the old label freed if still its own. */
+function relabel(labelOf: Map<Peer, string>, peerOf: Map<string, Peer>, peer: Peer, label: string | undefined): void {
+  const had = labelOf.get(peer);
+  if (had !== undefined && peerOf.get(had) === peer) peerOf.delete(had);
+  if (label === undefined) { labelOf.delete(peer); return; }
+  labelOf.set(peer, label);
+  peerOf.set(label, peer);
 }
