@@ -109,12 +109,17 @@ export class KubernetesNodeSource implements NodeSource {
     const views = this.views().sort((x, y) => x.createdMs - y.createdMs || x.name.localeCompare(y.name));
     const candidates: (PeerNode & { ips: string[] })[] = [];
     const unusable = new Map<string, string>();
+    const live = new Set<string>();
     for (const v of views) {
-      if (v.name === this.o.nodeName || !this.alive(v.name)) continue;
-      if (!v.internalIPs.length) { unusable.set(`peer ${v.name}`, 'node object refused: no InternalIP'); continue; }
-      if (!v.podCIDRs.length) { unusable.set(`peer ${v.name}`, 'node object refused: no pod CIDR'); continue; }
+      if (v.name === this.o.nodeName) continue;
+      // Every node's claim counts, lease or not: a node whose agent is down keeps its addresses and
+      // pod CIDR, so a later object claiming them stays refused while it is away. Only a live one is a peer.
+      if (this.alive(v.name)) live.add(v.name);
+      const refuse = (why: string) => { if (live.has(v.name)) unusable.set(`peer ${v.name}`, `node object refused: ${why}`); };
+      if (!v.internalIPs.length) { refuse('no InternalIP'); continue; }
+      if (!v.podCIDRs.length) { refuse('no pod CIDR'); continue; }
       const gw = podGatewayOf(v);
-      if (Array.isArray(gw)) { unusable.set(`peer ${v.name}`, `node object refused: ${gw[0]}`); continue; }
+      if (Array.isArray(gw)) { refuse(gw[0]!); continue; }
       const agent = agentStatusAnnotation(v);
       candidates.push({
         name: v.name, internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, ips: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
@@ -124,9 +129,10 @@ export class KubernetesNodeSource implements NodeSource {
     }
     const own = views.find((v) => v.name === this.o.nodeName);
     const self = own ? { name: own.name, ips: own.internalIPs, podCIDRs: own.podCIDRs } : undefined;
-    const { admitted, refused } = admitPeers(self, candidates);
+    const verdict = admitPeers(self, candidates);
+    const refused = new Map([...verdict.refused].filter(([key]) => live.has(key.slice('peer '.length))));
     for (const [k, v] of unusable) refused.set(k, v);
-    return { admitted: admitted.map(({ ips: _ips, ...peer }) => peer), refused };
+    return { admitted: verdict.admitted.filter((p) => live.has(p.name)).map(({ ips: _ips, ...peer }) => peer), refused };
   }
 
   /** Its lease was renewed (as seen here) within its duration plus the grace. */

@@ -136,8 +136,10 @@ export class RegistryNodeSource implements NodeSource {
   private readonly leases = new Map<string, { rv: number; live: boolean; goneAt?: number }>();
   /** Who may be a peer, kept up to date one node at a time. */
   private readonly admission = new PeerAdmission<Candidate>();
-  /** What the admission holds per name, or the reason a live node is unusable. */
+  /** What the admission holds per name (every node object's claim), or the reason a live node is unusable. */
   private readonly submitted = new Map<string, PeerNode>();
+  /** The nodes whose agents are alive: of the admitted, only these are peers. */
+  private readonly live = new Set<string>();
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
   private selfFingerprint?: string;
@@ -176,7 +178,7 @@ export class RegistryNodeSource implements NodeSource {
     const list = [...this.peerList]; // a new array: a caller may hold the old one
     let rebuild = false;
     for (const name of this.stale) {
-      const now = this.admission.admitted.get(name)?.peer;
+      const now = this.live.has(name) ? this.admission.admitted.get(name)?.peer : undefined;
       const i = this.peerIndex.get(name);
       if (now && i !== undefined) list[i] = now; // changed in place: same order
       else if (now || i !== undefined) { rebuild = true; break; }
@@ -184,14 +186,15 @@ export class RegistryNodeSource implements NodeSource {
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
     const order = (c: Candidate) => this.nodes.get(c.name)?.order ?? '';
-    this.peerList = [...this.admission.admitted.values()].sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0)).map((c) => c.peer);
+    this.peerList = [...this.admission.admitted.values()].filter((c) => this.live.has(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0)).map((c) => c.peer);
     this.peerIndex.clear();
     this.peerList.forEach((p, i) => this.peerIndex.set(p.name, i));
     return this.peerList;
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
-    return new Map([...this.admission.refused, ...this.unusable, ...this.invalid]);
+    const refused = [...this.admission.refused].filter(([key]) => this.live.has(key.slice('peer '.length))); // a dead node's refusal harms nobody
+    return new Map([...refused, ...this.unusable, ...this.invalid]);
   }
 
   async watchPeers(onChange: () => void): Promise<void> {
@@ -310,13 +313,20 @@ export class RegistryNodeSource implements NodeSource {
       if (bad) this.unusable.set(`peer ${name}`, bad); else this.unusable.delete(`peer ${name}`);
       this.pending.add(name);
     }
-    const want = live ? n.peer : undefined;
-    if (want === this.submitted.get(name)) return;
-    const changed = want && n?.peer
-      ? this.admission.upsert({ name, ips: n.peer.internalIPs, podCIDRs: n.peer.podCIDRs, peer: n.peer }, n.order)
-      : this.admission.remove(name);
-    if (want) this.submitted.set(name, want); else this.submitted.delete(name);
-    for (const c of changed) this.pending.add(c);
+    // A claim holds while its object exists, lease or not: a node whose agent is down keeps its
+    // addresses and pod CIDR, so a later object claiming them stays refused instead of taking over
+    // its pods while it is away. Only a live node is a peer.
+    const claim = n?.peer;
+    const claimChanged = claim !== this.submitted.get(name);
+    if (!claimChanged && live === this.live.has(name)) return;
+    if (live) this.live.add(name); else this.live.delete(name);
+    if (claimChanged) {
+      const changed = claim
+        ? this.admission.upsert({ name, ips: claim.internalIPs, podCIDRs: claim.podCIDRs, peer: claim }, n!.order)
+        : this.admission.remove(name);
+      if (claim) this.submitted.set(name, claim); else this.submitted.delete(name);
+      for (const c of changed) this.pending.add(c);
+    }
     // A new peer object is news for the modes even when no admission verdict moved (its published
     // IPsec key id, boot id, annotations): without this a key id reached the agent only at its 10 s resync.
     this.pending.add(name);

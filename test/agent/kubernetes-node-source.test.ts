@@ -81,7 +81,7 @@ test('self: the Node\'s InternalIP, pod CIDRs and boot id; a Node without them, 
   assert.equal(unknown.code, 'UNKNOWN_NODE');
 });
 
-test('peers: only Nodes whose agent renews its Lease, a forged pod CIDR refused, a lapsed Lease and a deleted Node leave', async () => {
+test('peers: only Nodes whose agent renews its Lease, a forged pod CIDR refused (also while its holder is away), a lapsed Lease and a deleted Node leave', async () => {
   const s = source('a');
   let changes = 0;
   const renewers = [await holdFor('b', 1), await holdFor('forger', 1)];
@@ -93,13 +93,19 @@ test('peers: only Nodes whose agent renews its Lease, a forged pod CIDR refused,
     assert.deepEqual([b.internalIP, b.podCIDRs, b.podGateway, b.bootID], ['172.18.0.3', ['10.244.1.0/24'], '10.244.1.1', 'b-boot']);
     assert.match(s.refusedPeers().get('peer forger') ?? '', /overlaps 10.244.1.0\/24 of node 'b'/);
     assert.ok(!s.peers().some((p) => p.name === 'no-cidr'), 'no Lease: not a peer');
-    // c's agent stops renewing: it leaves after the Lease's duration and the grace.
+    // c's and b's agents stop renewing: they leave after the Lease's duration and the grace.
     clearInterval(cLease);
+    clearInterval(renewers[0]);
     const t0 = Date.now();
-    await waitFor('c to lapse', () => !s.peers().some((p) => p.name === 'c'), 1000 + LEASE_GRACE_MS + 5000);
+    await waitFor('c and b to lapse', () => s.peers().length === 0, 1000 + LEASE_GRACE_MS + 5000);
     assert.ok(Date.now() - t0 >= LEASE_GRACE_MS - 1000, 'not before its grace');
+    // b's claim holds while it is away: the forger does not take its pods
+    assert.match(s.refusedPeers().get('peer forger') ?? '', /overlaps 10.244.1.0\/24 of node 'b'/);
+    renewers[0] = await holdFor('b', 1);
+    await waitFor('b back', () => s.peers().map((p) => p.name).join() === 'b');
+    // a deleted Node's claim goes with it
     await api.delete({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'b' } });
-    await waitFor('b deleted', () => !s.peers().some((p) => p.name === 'b'));
+    await waitFor('b deleted, its pod CIDR free for the forger', () => s.peers().map((p) => p.name).join() === 'forger');
     assert.ok(changes >= 3);
   } finally {
     for (const r of renewers) clearInterval(r);

@@ -1,7 +1,7 @@
 // Peer admission: a node object that repeats another node's address or pod CIDR, this node's own,
 // or a pod CIDR over node addresses is refused with both names, the first claim kept; and the same
 // on a real etcd through the node source, where a forged object and a garbage value never become
-// peers and each is named.
+// peers and each is named, and a node whose agent is away keeps its claim.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { admitPeers, PeerAdmission, type Claim } from '../../src/agent/peer-admission.js';
@@ -145,6 +145,19 @@ test('on real etcd: a forged node object and a garbage value are refused by the 
     const gone = Date.now() + 15_000;
     while (src.refusedPeers().has('peer garbage') && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
     assert.ok(!src.refusedPeers().has('peer garbage'), 'a deleted garbage object is no longer named');
+
+    // w2's agent stops (its lease goes): w2 is no peer, and its claim still holds against the impostor
+    await leases.shift()!.release();
+    const dropped = Date.now() + 20_000;
+    while (src.peers().some((p) => p.name === 'w2') && Date.now() < dropped) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(src.peers().map((p) => p.name), [], 'w2 left; the impostor did not take its pod CIDR');
+    assert.match(src.refusedPeers().get('peer impostor') ?? '', /overlaps 10\.244\.2\.0\/24 of node 'w2'/);
+    // and back: w2 is a peer again, the impostor still refused
+    leases.push(await reg.holdLease('w2', 15, { pid: 4 }));
+    const back = Date.now() + 20_000;
+    while (!src.peers().some((p) => p.name === 'w2') && Date.now() < back) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(src.peers().map((p) => p.name), ['w2']);
+    assert.ok(src.refusedPeers().has('peer impostor'));
   } finally {
     for (const l of leases) await l.release();
     src.close();
