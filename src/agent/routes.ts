@@ -70,19 +70,32 @@ const BYPASS_RULE_PRIORITY = 100;
 /**
  * With node encryption the peers' node IPs route into the tunnel, which would also capture the
  * tunnel's own UDP datagrams to those IPs. A rule matching the tunnel's source port sends them to
- * a table that holds only the underlay's connected route.
+ * a table that holds only the underlay's connected route. Idempotent and never a moment without the
+ * rule: routes are replaced in place and the rule is added only if missing (an agent restart, hitless
+ * or not, finds it in force; deleting and re-adding it let the node's own datagrams into the tunnel).
+ * netns: run there (ip -n).
  */
-export function keepTunnelTrafficOnUnderlay(udpPort: number, underlayDevice: string): void {
-  const link = run(['ip', '-4', '-j', 'route', 'show', 'dev', underlayDevice, 'scope', 'link']);
+export function keepTunnelTrafficOnUnderlay(udpPort: number, underlayDevice: string, netns?: string): void {
+  const ip = netns ? ['ip', '-n', netns, '-4'] : ['ip', '-4'];
+  const link = run([...ip, '-j', 'route', 'show', 'dev', underlayDevice, 'scope', 'link']);
   const routes = link.status === 0 && link.stdout.trim() ? (JSON.parse(link.stdout) as { dst: string }[]) : [];
-  for (const r of routes) mustRun(['ip', '-4', 'route', 'replace', r.dst, 'dev', underlayDevice, 'table', String(TUNNEL_BYPASS_TABLE)]);
-  const rule = ['priority', String(BYPASS_RULE_PRIORITY), 'ipproto', 'udp', 'sport', String(udpPort), 'lookup', String(TUNNEL_BYPASS_TABLE)];
-  run(['ip', '-4', 'rule', 'del', ...rule]);
-  mustRun(['ip', '-4', 'rule', 'add', ...rule]);
+  for (const r of routes) mustRun([...ip, 'route', 'replace', r.dst, 'dev', underlayDevice, 'table', String(TUNNEL_BYPASS_TABLE)]);
+  const rule = bypassRule(udpPort);
+  const shown = run([...ip, '-j', 'rule', 'show', ...rule]); // lists only rules with exactly these selectors
+  if (shown.status === 0 && shown.stdout.trim() && (JSON.parse(shown.stdout) as unknown[]).length > 0) return;
+  const added = run([...ip, 'rule', 'add', ...rule]);
+  if (added.status !== 0 && !/File exists/.test(added.stderr)) { // the kernel refuses a second identical rule: someone added it meanwhile
+    throw new VeilError('ROUTE_FAILED', `keeping the tunnel's own datagrams (udp sport ${udpPort}) on the underlay failed: ${added.stderr.trim()}`,
+      "check the node's policy routing rules (ip rule)");
+  }
+}
+
+function bypassRule(udpPort: number): string[] {
+  return ['priority', String(BYPASS_RULE_PRIORITY), 'ipproto', 'udp', 'sport', String(udpPort), 'lookup', String(TUNNEL_BYPASS_TABLE)];
 }
 
 export function releaseTunnelBypass(udpPort: number, netns?: string): void {
   const ip = netns ? ['ip', '-n', netns, '-4'] : ['ip', '-4'];
-  run([...ip, 'rule', 'del', 'priority', String(BYPASS_RULE_PRIORITY), 'ipproto', 'udp', 'sport', String(udpPort), 'lookup', String(TUNNEL_BYPASS_TABLE)]);
+  run([...ip, 'rule', 'del', ...bypassRule(udpPort)]);
   run([...ip, 'route', 'flush', 'table', String(TUNNEL_BYPASS_TABLE)]);
 }

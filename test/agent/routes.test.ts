@@ -1,13 +1,16 @@
 // Steering routes in one `ip -batch` process, on a real routing table (a throwaway namespace): every
 // prefix of both families gets the tunnel route over its fail-closed blackhole, a line ip refuses
 // is reported without leaving the prefixes after it unrouted, and a release removes both routes.
+// The tunnel's underlay bypass rule is set up again at every agent start without a moment missing.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mustRun, run } from '../../src/util/exec.js';
-import { FAIL_CLOSED_METRIC, prefixesOnDevice, releasePrefixes, steerIntoTunnel } from '../../src/agent/routes.js';
+import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, releaseTunnelBypass, steerIntoTunnel, TUNNEL_BYPASS_TABLE } from '../../src/agent/routes.js';
 
 const ns = `veil-trt-${process.pid}`;
-after(() => { run(['ip', 'netns', 'del', ns]); });
+const bypassNs = `veil-tbp-${process.pid}`;
+after(() => { run(['ip', 'netns', 'del', ns]); run(['ip', 'netns', 'del', bypassNs]); });
 
 function routes(fam: '-4' | '-6'): string[] {
   return mustRun(['ip', '-n', ns, fam, 'route', 'show']).trim().split('\n').filter(Boolean);
@@ -36,4 +39,51 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   assert.deepEqual(prefixesOnDevice(device, ns).sort(), ['10.2.0.0/24', '10.4.0.0/24']);
   assert.ok(!routes('-4').some((l) => l.includes('10.1.0.0/24')), 'the blackhole went too');
   assert.ok(!routes('-6').some((l) => l.includes('fd00:1::/64')));
+});
+
+test('the underlay bypass rule is kept in place, never deleted and re-added, when the agent starts again', { timeout: 60_000 }, async () => {
+  const port = 51871, ipn = ['ip', '-n', bypassNs, '-4'];
+  mustRun(['ip', 'netns', 'add', bypassNs]);
+  mustRun([...ipn, 'link', 'add', 'veil-bp0', 'type', 'veth', 'peer', 'name', 'veil-bp1']);
+  mustRun([...ipn, 'link', 'add', 'veil-bptun', 'type', 'veth', 'peer', 'name', 'veil-bptun1']); // stands for the tunnel device
+  for (const l of ['veil-bp0', 'veil-bp1', 'veil-bptun', 'veil-bptun1']) mustRun([...ipn, 'link', 'set', l, 'up']);
+  mustRun([...ipn, 'addr', 'add', '10.78.0.1/24', 'dev', 'veil-bp0']);
+  mustRun([...ipn, 'route', 'add', '10.78.0.2/32', 'dev', 'veil-bptun']); // node encryption: the peer's node IP into the tunnel
+  const rules = () => JSON.parse(mustRun([...ipn, '-j', 'rule', 'show', 'priority', '100'])) as { sport?: number; table?: string }[];
+  const deviceFor = (extra: string[]) => /dev (\S+)/.exec(mustRun([...ipn, 'route', 'get', '10.78.0.2', ...extra]))?.[1];
+
+  keepTunnelTrafficOnUnderlay(port, 'veil-bp0', bypassNs);
+  assert.deepEqual(rules().map((r) => [r.sport, r.table]), [[port, String(TUNNEL_BYPASS_TABLE)]]);
+  assert.equal(deviceFor(['ipproto', 'udp', 'sport', String(port)]), 'veil-bp0', "the tunnel's own datagrams stay on the underlay");
+  assert.equal(deviceFor([]), 'veil-bptun', 'other traffic to the node IP goes into the tunnel');
+
+  // Every rule change the kernel announces while the agent starts twice more, between two marker rules.
+  const monitor = spawn('ip', ['-n', bypassNs, 'monitor', 'rule'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let seen = '';
+  monitor.stdout.on('data', (d: Buffer) => { seen += d.toString(); });
+  const marker = async (prio: number): Promise<void> => {
+    const deadline = Date.now() + 20_000;
+    while (!seen.includes(`${prio}:`)) { // the monitor subscribes after it starts: add the marker until it is seen
+      assert.ok(Date.now() < deadline, `ip monitor never showed marker rule ${prio}: ${seen}`);
+      run([...ipn, 'rule', 'del', 'priority', String(prio)]);
+      mustRun([...ipn, 'rule', 'add', 'priority', String(prio), 'lookup', String(prio)]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  try {
+    await marker(7001);
+    const start = seen.length;
+    keepTunnelTrafficOnUnderlay(port, 'veil-bp0', bypassNs);
+    keepTunnelTrafficOnUnderlay(port, 'veil-bp0', bypassNs);
+    await marker(7002);
+    const during = seen.slice(start, seen.indexOf('7002:', start));
+    assert.ok(!during.includes(`lookup ${TUNNEL_BYPASS_TABLE}`), `the bypass rule was touched while in force: ${during}`);
+  } finally {
+    monitor.kill();
+  }
+  assert.deepEqual(rules().map((r) => [r.sport, r.table]), [[port, String(TUNNEL_BYPASS_TABLE)]], 'still exactly one rule');
+  assert.equal(deviceFor(['ipproto', 'udp', 'sport', String(port)]), 'veil-bp0');
+
+  releaseTunnelBypass(port, bypassNs);
+  assert.deepEqual(rules(), []);
 });
