@@ -11,6 +11,7 @@
         "native/aead.c",
         "native/crypto-pool.c",
         "native/noise-crypto.c",
+        "native/x25519.c",
         "native/fdpass.c"
       ],
       "defines": ["NAPI_VERSION=8"],

@@ -1,19 +1,13 @@
 // The handshake primitives of WireGuard's Noise_IKpsk2 in one crossing each, with no allocation:
 // BLAKE2s (plain and keyed, RFC 7693), the Noise KDF over HMAC-BLAKE2s (all outputs per call),
-// small ChaCha20-Poly1305 seals/opens through OpenSSL EVP (contexts reused per thread) and X25519.
-// Why: through node:crypto each HMAC is an object and a digest (~3 us), each AEAD a cipher object
-// (~10 us) and each DH a JWK import; a handshake makes ~20 of them.
-// X25519 calls node's own OpenSSL scalar multiplication (ossl_x25519, exported by the node binary)
-// on raw keys: EVP would need a key object per call, and importing a raw private key recomputes
-// its public key (a second scalar multiplication). The symbol is checked against RFC 7748's test
-// vector once; without it (a node linking a shared libcrypto) the EVP path serves.
+// small ChaCha20-Poly1305 seals/opens through OpenSSL EVP (contexts reused per thread) and X25519
+// on raw keys (native/x25519.c). Why: through node:crypto each HMAC is an object and a digest
+// (~3 us), each AEAD a cipher object (~10 us) and each DH a JWK import; a handshake makes ~20.
 #include "common.h"
-#include <dlfcn.h>
+#include "x25519.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 
 // Reads argv[first..first+n) as byte arrays (names for the TypeError); false after throwing.
@@ -275,75 +269,7 @@ static napi_value noise_aead(napi_env env, napi_callback_info info) {
   return ret_int(env, ok ? 1 : 0);
 }
 
-// ---- X25519 ----------------------------------------------------------------------------------
-
-typedef int (*x25519_fn)(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]);
-typedef void (*x25519_base_fn)(uint8_t out[32], const uint8_t priv[32]);
-static x25519_fn raw_x25519;
-static x25519_base_fn raw_x25519_base;
-static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
-
-static bool hexeq(const uint8_t *p, const char *hex) {
-  for (int i = 0; i < 32; i++) {
-    unsigned v;
-    if (sscanf(hex + 2 * i, "%2x", &v) != 1 || p[i] != v) return false;
-  }
-  return true;
-}
-
-static void unhex(uint8_t *p, const char *hex) {
-  for (int i = 0; i < 32; i++) { unsigned v = 0; sscanf(hex + 2 * i, "%2x", &v); p[i] = (uint8_t)v; }
-}
-
-// RFC 7748 §6.1: both public keys from the private ones, and the same secret from either side.
-static void resolve_raw(void) {
-  x25519_fn f = (x25519_fn)dlsym(RTLD_DEFAULT, "ossl_x25519");
-  x25519_base_fn b = (x25519_base_fn)dlsym(RTLD_DEFAULT, "ossl_x25519_public_from_private");
-  if (!f || !b) return;
-  uint8_t a[32], bb[32], apub[32], bpub[32], s1[32], s2[32];
-  unhex(a, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
-  unhex(bb, "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
-  b(apub, a);
-  b(bpub, bb);
-  if (!hexeq(apub, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a") ||
-      !hexeq(bpub, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")) return;
-  if (f(s1, a, bpub) != 1 || f(s2, bb, apub) != 1 || memcmp(s1, s2, 32) != 0) return;
-  raw_x25519_base = b;
-  raw_x25519 = f;
-}
-
-static bool evp_x25519(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]) {
-  EVP_PKEY *sk = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
-  EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, 32);
-  EVP_PKEY_CTX *c = sk ? EVP_PKEY_CTX_new(sk, NULL) : NULL;
-  size_t n = 32;
-  bool ok = c && pk && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_derive_set_peer(c, pk) == 1 &&
-            EVP_PKEY_derive(c, out, &n) == 1 && n == 32;
-  EVP_PKEY_CTX_free(c);
-  EVP_PKEY_free(pk);
-  EVP_PKEY_free(sk);
-  return ok;
-}
-
-static bool evp_x25519_public(uint8_t out[32], const uint8_t priv[32]) {
-  EVP_PKEY *sk = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
-  size_t n = 32;
-  bool ok = sk && EVP_PKEY_get_raw_public_key(sk, out, &n) == 1 && n == 32;
-  EVP_PKEY_free(sk);
-  return ok;
-}
-
-static bool all_zero(const uint8_t *p, size_t n) {
-  uint8_t acc = 0;
-  for (size_t i = 0; i < n; i++) acc |= p[i];
-  return acc == 0;
-}
-
-static bool x25519_public(uint8_t out[32], const uint8_t priv[32]) {
-  pthread_once(&resolve_once, resolve_raw);
-  if (raw_x25519_base) { raw_x25519_base(out, priv); return true; }
-  return evp_x25519_public(out, priv);
-}
+// ---- X25519 (native/x25519.c) ------------------------------------------------------------
 
 // noiseX25519(out, privateKey, publicKey): the shared secret. Returns 1, or 0 when the result is
 // all zeros (a low-order point, which WireGuard refuses) or the key is unusable.
@@ -354,11 +280,7 @@ static napi_value noise_x25519(napi_env env, napi_callback_info info) {
   NEED(byte_args(env, argv, 0, 3, p, n, names));
   uint8_t *out = p[0], *sk = p[1], *pk = p[2];
   if (n[0] != 32 || n[1] != 32 || n[2] != 32) return throw_range(env, "noiseX25519: keys and out must be 32 bytes");
-  pthread_once(&resolve_once, resolve_raw);
-  bool ok = raw_x25519 ? raw_x25519(out, sk, pk) == 1 : evp_x25519(out, sk, pk);
-  ok = ok && !all_zero(out, 32);
-  if (!ok) OPENSSL_cleanse(out, 32);
-  return ret_int(env, ok ? 1 : 0);
+  return ret_int(env, x25519_shared(out, sk, pk) ? 1 : 0);
 }
 
 // noiseX25519Public(out, privateKey): the public key of a private key. Returns 1 (0 on failure).
@@ -385,10 +307,10 @@ static napi_value noise_x25519_generate(napi_env env, napi_callback_info info) {
   return ret_int(env, x25519_public(pk, sk) ? 1 : 0);
 }
 
-// noiseX25519Backend() -> 1 when node's raw scalar multiplication is used, 0 for the EVP path.
+// noiseX25519Backend() -> bits: 1 when node's raw scalar multiplication serves shared secrets (0:
+// the EVP path), 2 when public keys come from the fixed-base comb on node's fe64 routines.
 static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
-  pthread_once(&resolve_once, resolve_raw);
-  return ret_int(env, raw_x25519 ? 1 : 0);
+  return ret_int(env, x25519_backend());
 }
 
 

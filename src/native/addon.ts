@@ -64,7 +64,10 @@ export interface NativeDatapath {
   noiseX25519(out: Uint8Array, privateKey: Uint8Array, publicKey: Uint8Array): number;
   noiseX25519Public(out: Uint8Array, privateKey: Uint8Array): number;
   noiseX25519Generate(privateKey: Uint8Array, publicKey: Uint8Array): number;
-  /** 1 when node's raw OpenSSL scalar multiplication is used, 0 for the EVP fallback. */
+  /**
+   * Bits: 1 when node's raw OpenSSL scalar multiplication serves shared secrets (0: the EVP
+   * fallback); 2 when public keys come from the fixed-base comb on node's fe64 field routines.
+   */
   noiseX25519Backend(): number;
 }
 

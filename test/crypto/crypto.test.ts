@@ -33,6 +33,30 @@ test('X25519 refuses low-order points and bad sizes', () => {
   assert.equal(c[31], 0x7f);
 });
 
+// Public keys come from a fixed-base comb (native/x25519.c) where node exports OpenSSL's fe64
+// field routines: check it against two other derivations, the Montgomery ladder on u = 9 and
+// node:crypto's (OpenSSL's Edwards code), on random keys and on scalars at the digit edges.
+test('X25519 public keys agree with the ladder on the base point and with node:crypto', (t) => {
+  const basePoint = new Uint8Array(32);
+  basePoint[0] = 9;
+  const edges = [0x00, 0xff, 0x88, 0x77, 0x80, 0x08, 0x0f, 0xf0].map((b) => new Uint8Array(32).fill(b));
+  const keys = [...edges, ...Array.from({ length: 300 }, () => randomBytes(32))];
+  const initial = cryptoBackend();
+  try {
+    for (const [i, raw] of keys.entries()) {
+      setCryptoBackend(initial);
+      const k = new X25519PrivateKey(raw);
+      assert.equal(toHex(k.publicKey), toHex(x25519(k, basePoint)!), `key ${i}: ladder on u = 9`);
+      if (i % 4 === 0 && setCryptoBackend('node') === 'node') {
+        assert.equal(toHex(k.publicKey), toHex(new X25519PrivateKey(raw).publicKey), `key ${i}: node:crypto`);
+      }
+    }
+  } finally {
+    setCryptoBackend(initial);
+  }
+  t.diagnostic(`crypto backend ${initial}`);
+});
+
 test('generated keys agree on the shared secret', () => {
   const a = generatePrivateKey();
   const b = generatePrivateKey();
