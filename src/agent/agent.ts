@@ -67,6 +67,11 @@ export interface AgentOptions {
   resumed?: ResumedDatapath;
 }
 
+/** What peers and the cluster's status act on in the own fields (health details aside). */
+function peerFacing(f: OwnFields): string {
+  return JSON.stringify([f.annotations, f.encryptionKey, f.agent.ready, f.agent.health.state, f.agent.error]);
+}
+
 /** A mode and the tunnel it runs on, of the same engine kind. */
 class ModeOnTunnel<K extends EngineKind> {
   /** The desired state of the latest pass that was applied. */
@@ -156,7 +161,6 @@ export class Agent {
   /** The key id to publish once its jitter has passed (a rotation), and when. */
   private keyHeld?: { key: number | undefined; until: number };
   private lastStatusWrite = 0;
-  private lastPublishedState = '';
   private reconciling: Promise<void> = Promise.resolve();
   private stopped = false;
   private startError?: string;
@@ -368,12 +372,12 @@ export class Agent {
       fields.annotations = pub.annotations;
       fields.encryptionKey = pub.encryptionKey;
     }
-    const state = JSON.stringify([fields.annotations, fields.encryptionKey, fields.agent.ready, fields.agent.health.state, fields.agent.error]);
     const now = Date.now();
-    if (state === this.lastPublishedState && ready && now - this.lastStatusWrite < STATUS_ONLY_PUBLISH_MS) return;
-    const keyBefore = this.source.published()?.encryptionKey;
+    const stored = this.source.published();
+    // Against what the source wrote last, not what this agent meant to: the gate never holds back a change peers use.
+    if (ready && stored && peerFacing(stored) === peerFacing(fields) && now - this.lastStatusWrite < STATUS_ONLY_PUBLISH_MS) return;
+    const keyBefore = stored?.encryptionKey;
     await this.source.publish(fields);
-    this.lastPublishedState = state;
     this.lastStatusWrite = now;
     // Our own published key id moved (a new IPsec key, once its jitter passed): the pairing with every peer may move too.
     if (this.source.published()?.encryptionKey !== keyBefore) this.queueReconcile();

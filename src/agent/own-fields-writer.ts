@@ -5,13 +5,17 @@
 import type { OwnFields, PeerNode } from './node-source.js';
 
 export class OwnFieldsWriter {
+  /** The fields of the latest completed write. */
   private last?: OwnFields;
+  /** The fields of the latest publish() call (written, being written, or queued). */
+  private wanted?: OwnFields;
   private lastWritten = '';
   private writing: Promise<void> = Promise.resolve();
 
   constructor(private readonly write: (fields: OwnFields) => Promise<void>) {}
 
   publish(fields: OwnFields): Promise<void> {
+    this.wanted = fields;
     const p = this.writing.then(async () => {
       const text = JSON.stringify(fields);
       if (text === this.lastWritten) return;
@@ -27,11 +31,17 @@ export class OwnFieldsWriter {
     return this.last;
   }
 
-  /** The stored object no longer says what we wrote (`says` checks it): write it again. */
+  /**
+   * The stored object no longer says what we asked for last (`says` checks it): write that again.
+   * Checked against the latest fields asked for, not the last written: a watch can deliver our own
+   * newest write before that write's call returns, and writing the older fields again then undid
+   * it (a node's new IPsec key id went back to the old one until the next status write, 10 s).
+   */
   reassert(says: (fields: OwnFields) => boolean): void {
-    if (!this.last || says(this.last)) return;
+    const wanted = this.wanted;
+    if (!wanted || says(wanted)) return;
     this.lastWritten = '';
-    void this.publish(this.last).catch(() => undefined);
+    void this.publish(wanted).catch(() => undefined);
   }
 }
 
