@@ -1,6 +1,6 @@
 // What `veil install --kubernetes` puts in a cluster, rendered from the settings (pure). The agent
-// gets the least it uses: nodes get/list/watch/patch (its Node's annotations) cluster-wide, and
-// Leases in its own namespace; no Secret access: the IPsec key and the API token come as volumes.
+// gets the least it uses: nodes get/list/watch/patch (its Node's annotations) cluster-wide, held to
+// its own Node's network.veil.io/ annotations by an admission policy, and Leases in its own namespace; no Secret access: the IPsec key and the API token come as volumes.
 // veil runs in the namespace of its IPsec Secret (default veil; kube-system when it uses Cilium's
 // cilium-ipsec-keys), because a pod can mount only Secrets of its own namespace.
 import { API_TOKEN_SECRET } from './api-token.js';
@@ -9,6 +9,7 @@ import { KUBE_PATHS } from './kube-paths.js';
 import { renderConfig, type Settings } from './settings.js';
 import { WG_PORT } from './wireguard-mode.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
+import { nodeWritePolicy } from './node-write-policy.js';
 
 export const DEFAULT_NAMESPACE = 'veil';
 export const AGENT_NAME = 'veil-agent';
@@ -64,6 +65,8 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: AGENT_NAME },
       subjects: [{ kind: 'ServiceAccount', name: AGENT_NAME, namespace: ns }],
     },
+    // what RBAC cannot say: only its own Node, only veil's annotations (before any agent runs)
+    ...nodeWritePolicy(ns, AGENT_NAME, LABELS),
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta(INSTALL_CONFIGMAP), data: { 'settings.json': JSON.stringify(s) } },
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta(AGENT_CONFIGMAP), data: renderConfig(s) },
     {

@@ -66,6 +66,20 @@ test('RBAC is least privilege: Nodes get/list/watch/patch, Leases in its namespa
   assert.deepEqual(crb['subjects'], [{ kind: 'ServiceAccount', name: 'veil-agent', namespace: 'veil' }]);
 });
 
+test('an admission policy holds the agent to its own Node\'s network.veil.io/ annotations, in place before the DaemonSet', () => {
+  for (const [name, s] of VARIANTS) {
+    const ms = renderManifests({ settings: s });
+    const kinds = ms.map((m) => m.kind);
+    const ns = ms.find((m) => m.kind === 'ServiceAccount')!.metadata.namespace;
+    const policy = ms.find((m) => m.kind === 'ValidatingAdmissionPolicy') as any;
+    const binding = ms.find((m) => m.kind === 'ValidatingAdmissionPolicyBinding') as any;
+    assert.ok(kinds.indexOf('ValidatingAdmissionPolicyBinding') < kinds.indexOf('DaemonSet'), name);
+    assert.deepEqual(policy.spec.matchConditions.map((c: any) => c.expression), [`request.userInfo.username == 'system:serviceaccount:${ns}:veil-agent'`], name);
+    assert.equal(policy.spec.failurePolicy, 'Fail');
+    assert.deepEqual([binding.spec.policyName, binding.spec.validationActions], [policy.metadata.name, ['Deny']]);
+  }
+});
+
 test('the DaemonSet: host network, NET_ADMIN only (NET_RAW too for raw ESP), /dev/net/tun, /var/lib/veil, the key Secret as a volume, probes, every node, rolling update', () => {
   for (const [name, s] of VARIANTS) {
     const ds = renderManifests({ settings: s }).find((m) => m.kind === 'DaemonSet')! as any;

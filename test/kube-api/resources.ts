@@ -26,6 +26,8 @@ export const RESOURCES: Resource[] = [
   { group: 'rbac.authorization.k8s.io', version: 'v1', name: 'clusterrolebindings', singular: 'clusterrolebinding', kind: 'ClusterRoleBinding', namespaced: false },
   { group: 'rbac.authorization.k8s.io', version: 'v1', name: 'roles', singular: 'role', kind: 'Role', namespaced: true },
   { group: 'rbac.authorization.k8s.io', version: 'v1', name: 'rolebindings', singular: 'rolebinding', kind: 'RoleBinding', namespaced: true },
+  { group: 'admissionregistration.k8s.io', version: 'v1', name: 'validatingadmissionpolicies', singular: 'validatingadmissionpolicy', kind: 'ValidatingAdmissionPolicy', namespaced: false, status: true },
+  { group: 'admissionregistration.k8s.io', version: 'v1', name: 'validatingadmissionpolicybindings', singular: 'validatingadmissionpolicybinding', kind: 'ValidatingAdmissionPolicyBinding', namespaced: false },
 ];
 
 export const VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];

@@ -10,6 +10,10 @@
 //   (field managers, conflicts unless force, fields a manager stops applying are removed);
 // - status subresources for Nodes and DaemonSets; Secrets' stringData folded into data;
 //   metadata.generation moves when anything but metadata and status does.
+// - callers told apart by bearer token (the admin's, or `identities`: username, groups, extra), and
+//   ValidatingAdmissionPolicies with their bindings enforced on every create and update
+//   (admission-policy.ts), with the API server's refusal; no RBAC (every identity may do anything
+//   the policies allow).
 // Test controls (POST /veil-test/...): compact the history, cut every watch with 410, hold event
 // delivery to the open watches (events then go missing, as for a watcher the cache dropped).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -19,6 +23,7 @@ import { randomUUID } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { clone, fieldPaths, fieldsV1, isObject, jsonMergePatch, jsonPatch, PatchError, removePath, strategicMergePatch, type Json, type JsonObject } from './patches.js';
 import { apiVersionOf, groups, RESOURCES, VERBS, type Resource } from './resources.js';
+import { admit, unsupportedPolicy, type UserInfo } from './admission-policy.js';
 
 interface Stored {
   object: JsonObject;
@@ -52,9 +57,17 @@ export interface TestApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Serve TCP over TLS with this certificate (PEM files), as every real API server does. */
   tls?: { cert: string; key: string };
-  /** The bearer token TCP clients must present (401 otherwise); the unix socket is trusted. */
+  /** The bearer token TCP clients must present (401 otherwise), the cluster admin's; the unix socket is trusted as the admin. */
   token?: string;
+  /** More bearer tokens and who they authenticate (e.g. a ServiceAccount's pod-bound token, with its extra). */
+  identities?: Record<string, UserInfo>;
 }
+
+/** The cluster admin (kubeadm's admin.conf user): the test token and the unix socket. */
+export const ADMIN: UserInfo = { username: 'kubernetes-admin', groups: ['kubeadm:cluster-admins', 'system:authenticated'] };
+
+/** What one request's admission needs: who asked, which subresource, and the warnings for the reply. */
+interface RequestContext { user: UserInfo; sub: string; warnings: string[] }
 
 export class TestApiServer {
   private rv = 1;
@@ -158,7 +171,7 @@ export class TestApiServer {
   }
 
   /** Defaults, the kind's rules and generation, then the write. */
-  private write(r: Resource, ns: string, name: string, next: JsonObject, old: Stored | undefined, managers?: Map<string, Set<string>>): JsonObject {
+  private write(r: Resource, ns: string, name: string, next: JsonObject, old: Stored | undefined, ctx: RequestContext, managers?: Map<string, Set<string>>): JsonObject {
     next['apiVersion'] = apiVersionOf(r);
     next['kind'] = r.kind;
     const meta = (isObject(next['metadata']) ? next['metadata'] : {}) as JsonObject;
@@ -199,6 +212,11 @@ export class TestApiServer {
     meta['generation'] = !old ? 1 : body(old.object) === body(next) ? gen || 1 : gen + 1;
     if (r.kind === 'Node' || r.kind === 'Namespace' || r.kind === 'Secret' || r.kind === 'ConfigMap' || r.kind === 'ServiceAccount' || r.kind === 'Lease') delete meta['generation'];
     const mgrs = managers ?? old?.managers ?? new Map<string, Set<string>>();
+    if (r.kind === 'ValidatingAdmissionPolicy') {
+      const why = unsupportedPolicy(next);
+      if (why) throw new ApiError(422, 'Invalid', `ValidatingAdmissionPolicy.admissionregistration.k8s.io "${name}" is invalid: ${why}`, { name, group: r.group, kind: r.kind });
+    }
+    this.admit(r, ns, name, next, old?.object ?? null, ctx);
     // A write that changes nothing is no write: no new resourceVersion, no event (as kube-apiserver).
     const comparable = (o: JsonObject, m: Map<string, Set<string>>) => JSON.stringify([{ ...o, metadata: { ...(o['metadata'] as JsonObject), resourceVersion: null, managedFields: null, generation: null } }, [...m].map(([k, v]) => [k, [...v].sort()])]);
     if (old && comparable(old.object, old.managers) === comparable(next, mgrs)) return clone(old.object);
@@ -208,6 +226,20 @@ export class TestApiServer {
       }));
     } else delete meta['managedFields'];
     return this.commit(r, ns, name, old ? 'MODIFIED' : 'ADDED', { object: next, managers: mgrs });
+  }
+
+  /** Validating admission (after defaults, before storage; also for a write that changes nothing, as kube-apiserver). */
+  private admit(r: Resource, ns: string, name: string, object: JsonObject, oldObject: JsonObject | null, ctx: RequestContext): void {
+    const objects = (resource: string) => this.list(RESOURCES.find((x) => x.name === resource)!, undefined).map((s) => s.object);
+    const policies = objects('validatingadmissionpolicies');
+    if (!policies.length) return;
+    const nsObject = r.namespaced ? this.objects.get(this.key(RESOURCES.find((x) => x.name === 'namespaces')!, '', ns))?.object ?? null : null;
+    const { denial, warnings } = admit(policies, objects('validatingadmissionpolicybindings'), {
+      operation: oldObject ? 'UPDATE' : 'CREATE', resource: r, subResource: ctx.sub, name, namespace: ns, user: ctx.user,
+      object: clone(object), oldObject: oldObject && clone(oldObject), namespaceObject: nsObject && clone(nsObject), dryRun: false,
+    });
+    ctx.warnings.push(...warnings);
+    if (denial) throw new ApiError(denial.code, denial.reason, denial.message, denial.details);
   }
 
   private requireNamespace(r: Resource, ns: string): void {
@@ -232,13 +264,16 @@ export class TestApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse, tcp: boolean): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (tcp && this.opts.token && req.headers.authorization !== `Bearer ${this.opts.token}`) {
+    const user = this.authenticate(req, tcp);
+    if (!user) {
       res.writeHead(401, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(status(401, 'Unauthorized', 'Unauthorized')));
       return;
     }
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (this.requests.length > 1000) this.requests.splice(0, 500);
+    const ctx: RequestContext = { user, sub: '', warnings: [] };
+    const warning = (): Record<string, string[]> => (ctx.warnings.length ? { Warning: ctx.warnings.map((w) => `299 - ${JSON.stringify(w)}`) } : {});
     try {
       const body = await new Promise<string>((resolve, reject) => {
         let s = '';
@@ -247,19 +282,28 @@ export class TestApiServer {
         req.on('end', () => resolve(s));
         req.on('error', reject);
       });
-      const out = this.route(req, res, url, body);
+      const out = this.route(req, res, url, body, ctx);
       if (out === undefined) return; // a watch: the response stays open
-      res.writeHead(out.code, { 'Content-Type': 'application/json' });
+      res.writeHead(out.code, { 'Content-Type': 'application/json', ...warning() });
       res.end(JSON.stringify(out.body));
     } catch (e) {
       const err = e instanceof ApiError ? e : e instanceof PatchError ? new ApiError(422, 'Invalid', e.message) : new ApiError(500, 'InternalError', (e as Error).message);
       if (res.headersSent) { res.end(); return; }
-      res.writeHead(err.code, { 'Content-Type': 'application/json' });
+      res.writeHead(err.code, { 'Content-Type': 'application/json', ...warning() });
       res.end(JSON.stringify(status(err.code, err.reason, err.message, err.details)));
     }
   }
 
-  private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string): { code: number; body: Json } | undefined {
+  /** Who the request is: the admin's token or the unix socket, else a token of `identities`; undefined: 401. */
+  private authenticate(req: IncomingMessage, tcp: boolean): UserInfo | undefined {
+    if (!tcp || (!this.opts.token && !this.opts.identities)) return ADMIN;
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+    if (!m) return undefined;
+    if (m[1] === this.opts.token) return ADMIN;
+    return this.opts.identities?.[m[1]!];
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse, url: URL, body: string, ctx: RequestContext): { code: number; body: Json } | undefined {
     const path = url.pathname.replace(/\/+$/, '');
     const method = req.method ?? 'GET';
     if (path.startsWith('/veil-test/') && method === 'POST' && !req.socket.remotePort) return { code: 200, body: this.control(path.slice('/veil-test/'.length), url.searchParams) };
@@ -287,6 +331,7 @@ export class TestApiServer {
     const r = served.find((x) => x.name === segs[0]);
     if (!r || (ns !== undefined && !r.namespaced)) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const [, name, sub] = segs;
+    ctx.sub = sub ?? '';
     if (sub !== undefined && (sub !== 'status' || !r.status)) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     if (r.namespaced && name !== undefined && ns === undefined) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const q = url.searchParams;
@@ -306,7 +351,7 @@ export class TestApiServer {
         if (this.objects.has(this.key(r, ns ?? '', n))) throw new ApiError(409, 'AlreadyExists', `${r.name} "${n}" already exists`, { name: n, group, kind: r.name });
         delete (obj['metadata'] as JsonObject)['resourceVersion'];
         if (r.status && r.kind !== 'Node') delete obj['status'];
-        return { code: 201, body: this.write(r, ns ?? '', n, obj, undefined) };
+        return { code: 201, body: this.write(r, ns ?? '', n, obj, undefined, ctx) };
       }
       throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
@@ -323,9 +368,9 @@ export class TestApiServer {
         const given = (obj['metadata'] as JsonObject | undefined)?.['resourceVersion'];
         if (given === undefined || given === '') throw new ApiError(422, 'Invalid', `${r.kind} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`);
         if (given !== (cur.object['metadata'] as JsonObject)['resourceVersion']) throw this.conflict(r, name);
-        return { code: 200, body: this.write(r, nsKey, name, this.subresourceRules(r, sub, cur.object, obj), cur) };
+        return { code: 200, body: this.write(r, nsKey, name, this.subresourceRules(r, sub, cur.object, obj), cur, ctx) };
       }
-      case 'PATCH': return this.patch(r, nsKey, name, sub, cur, req, body, q);
+      case 'PATCH': return this.patch(r, nsKey, name, sub, cur, req, body, q, ctx);
       case 'DELETE': {
         if (!cur) throw this.notFound(r, name);
         if (r.kind === 'Namespace') for (const [k, s] of [...this.objects]) {
@@ -362,10 +407,10 @@ export class TestApiServer {
     return v as JsonObject;
   }
 
-  private patch(r: Resource, ns: string, name: string, sub: string | undefined, cur: Stored | undefined, req: IncomingMessage, body: string, q: URLSearchParams): { code: number; body: Json } {
+  private patch(r: Resource, ns: string, name: string, sub: string | undefined, cur: Stored | undefined, req: IncomingMessage, body: string, q: URLSearchParams, ctx: RequestContext): { code: number; body: Json } {
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
     const patch = this.parseBody(req, body) as Json;
-    if (type === 'application/apply-patch+yaml') return this.apply(r, ns, name, sub, cur, patch as JsonObject, q);
+    if (type === 'application/apply-patch+yaml') return this.apply(r, ns, name, sub, cur, patch as JsonObject, q, ctx);
     if (!cur) throw this.notFound(r, name);
     let next: Json;
     switch (type) {
@@ -377,11 +422,11 @@ export class TestApiServer {
     if (!isObject(next)) throw new ApiError(422, 'Invalid', 'the patch made the object something other than an object');
     const given = (next['metadata'] as JsonObject | undefined)?.['resourceVersion'];
     if (given !== undefined && given !== (cur.object['metadata'] as JsonObject)['resourceVersion']) throw this.conflict(r, name);
-    return { code: 200, body: this.write(r, ns, name, this.subresourceRules(r, sub, cur.object, next), cur) };
+    return { code: 200, body: this.write(r, ns, name, this.subresourceRules(r, sub, cur.object, next), cur, ctx) };
   }
 
   /** Server-side apply: the configuration merged in, owned by its field manager. */
-  private apply(r: Resource, ns: string, name: string, sub: string | undefined, cur: Stored | undefined, config: JsonObject, q: URLSearchParams): { code: number; body: Json } {
+  private apply(r: Resource, ns: string, name: string, sub: string | undefined, cur: Stored | undefined, config: JsonObject, q: URLSearchParams, ctx: RequestContext): { code: number; body: Json } {
     const manager = q.get('fieldManager');
     if (!manager) throw new ApiError(400, 'BadRequest', 'PATCH requests with apply content type must specify fieldManager');
     if (config['apiVersion'] !== apiVersionOf(r) || config['kind'] !== r.kind) {
@@ -400,7 +445,7 @@ export class TestApiServer {
       managers.set(manager, new Set(paths.keys()));
       const created: JsonObject = { ...config, metadata: { ...(config['metadata'] as JsonObject), name } };
       if (r.status && r.kind !== 'Node') delete created['status']; // as on POST: a new object's status is the controllers'
-      return { code: 201, body: this.write(r, ns, name, created, undefined, managers) };
+      return { code: 201, body: this.write(r, ns, name, created, undefined, ctx, managers) };
     }
     const current = fieldPaths(cur.object);
     const conflicts: string[] = [];
@@ -418,7 +463,7 @@ export class TestApiServer {
     next = this.subresourceRules(r, sub, cur.object, next);
     managers.set(manager, new Set(paths.keys()));
     for (const [m, s] of managers) if (!s.size) managers.delete(m);
-    return { code: 200, body: this.write(r, ns, name, next, cur, managers) };
+    return { code: 200, body: this.write(r, ns, name, next, cur, ctx, managers) };
   }
 
   private resourceList(group: string, version: string, served: Resource[]): JsonObject {

@@ -22,7 +22,8 @@ export function apiErrorMessage(e: unknown): string {
 /** A failed API call as a VeilError that says what was asked and what the server said. */
 export function apiError(what: string, e: unknown, hint?: string): VeilError {
   const code = apiStatusCode(e);
-  const h = hint ?? (code === 403 ? 'the service account lacks this right: re-apply the ClusterRole (veil install --kubernetes)'
+  const h = hint ?? (apiErrorMessage(e).includes('denied request') && /ValidatingAdmissionPolicy '/.test(apiErrorMessage(e)) ? 'an admission policy refused the write; the message says which policy and why'
+    : code === 403 ? 'the service account lacks this right: re-apply the ClusterRole (veil install --kubernetes)'
     : code === 401 ? 'the credentials were refused: check the kubeconfig user or the service account token'
       : code === undefined ? 'check that the API server is reachable from here' : undefined);
   return new VeilError(code === 404 ? 'NOT_FOUND' : code === 409 ? 'CONFLICT' : 'KUBE_API', `${what}: ${apiErrorMessage(e)}`, h);
