@@ -16,7 +16,7 @@ import * as k8s from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { TestApiServer } from '../kube-api/test-api-server.js';
 import type { UserInfo } from '../kube-api/admission-policy.js';
-import { kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
+import { kubectlPath, makeApiServerCerts, podTokenIdentity, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
 import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
 import { renderManifests } from '../../src/agent/kubernetes-manifests.js';
 import { NODE_WRITE_POLICY } from '../../src/agent/node-write-policy.js';
@@ -27,13 +27,8 @@ import { VeilError } from '../../src/util/errors.js';
 
 const AGENT_USER = 'system:serviceaccount:veil:veil-agent';
 const SA_GROUPS = ['system:serviceaccounts', 'system:serviceaccounts:veil', 'system:authenticated'];
-/** The identity of a pod-bound token of veil's agent on `node` (what kube-apiserver 1.30+ puts in user.Info). */
-const agentOn = (node: string): UserInfo => ({
-  username: AGENT_USER, uid: 'sa-uid', groups: SA_GROUPS,
-  extra: { 'authentication.kubernetes.io/node-name': [node], 'authentication.kubernetes.io/pod-name': [`veil-agent-${node}`], 'authentication.kubernetes.io/credential-id': [`JTI=${node}`] },
-});
 const IDENTITIES: Record<string, UserInfo> = {
-  'token-agent-a': agentOn('a'),
+  'token-agent-a': podTokenIdentity('veil', 'veil-agent', 'a'),
   // a legacy Secret-based token: the agent's ServiceAccount, but no node in its extra
   'token-agent-legacy': { username: AGENT_USER, uid: 'sa-uid', groups: SA_GROUPS },
   'token-other-sa': { username: 'system:serviceaccount:kube-system:node-labeller', groups: ['system:serviceaccounts', 'system:authenticated'], extra: { 'authentication.kubernetes.io/node-name': ['a'] } },

@@ -13,6 +13,7 @@ import { Informer } from '../../src/control/kubernetes/informer.js';
 import { holdLease } from '../../src/control/kubernetes/kube-lease.js';
 import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
 import { kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
+import { stringify as toYaml } from 'yaml';
 
 let server: TestApiServer;
 let dir: string;
@@ -199,4 +200,48 @@ test('lease: created and renewed with MicroTime (as the API requires), released 
     await lease.release();
   }
   assert.match((await kubectl('-n', 'veil', 'get', 'lease', 'kind-worker')).stderr, /NotFound/);
+});
+
+test('ValidatingAdmissionPolicy as kube-apiserver applies it: objectSelector, matchConditions, variables, messageExpression, Deny (422 Invalid) and Warn, failurePolicy Fail and Ignore; paramKind refused', async () => {
+  const rule = { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['configmaps'] };
+  const policy = (name: string, spec: object) => ({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name }, spec: { matchConstraints: { resourceRules: [rule] }, ...spec } });
+  const binding = (name: string, actions: string[], label: string) => ({
+    apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name },
+    spec: { policyName: name, validationActions: actions, matchResources: { objectSelector: { matchLabels: { vap: label } } } },
+  });
+  const objects = [
+    policy('few-keys', {
+      variables: [{ name: 'keys', expression: 'has(object.data) ? size(object.data) : 0' }],
+      validations: [{ expression: 'variables.keys <= 2', messageExpression: "'at most 2 keys, not ' + string(variables.keys)" }],
+    }), binding('few-keys', ['Deny'], 'few'),
+    policy('no-secret', { validations: [{ expression: "!has(object.data) || !('password' in object.data)", message: 'no passwords in ConfigMaps' }] }), binding('no-secret', ['Warn'], 'warn'),
+    policy('broken-fail', { validations: [{ expression: "object.data.missing == 'x'" }] }), binding('broken-fail', ['Deny'], 'broken-fail'),
+    policy('broken-ignore', { failurePolicy: 'Ignore', validations: [{ expression: "object.data.missing == 'x'" }] }), binding('broken-ignore', ['Deny'], 'broken-ignore'),
+    policy('not-for-admins', { matchConditions: [{ name: 'not-admin', expression: "request.userInfo.username != 'kubernetes-admin'" }], validations: [{ expression: 'false' }] }), binding('not-for-admins', ['Deny'], 'few'),
+  ];
+  const applied = await applyFile(objects.map((o) => toYaml(o)).join('---\n'));
+  assert.equal(applied.status, 0, applied.stderr);
+  const cm = (name: string, label: string, data: Record<string, string>) => applyFile(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'veil', labels: { vap: label } }, data }));
+  const three = { a: '1', b: '2', c: '3' };
+  // Deny: kubectl words the 422 Status (causes without a field) as it does a real server's
+  const denied = await cm('vap-few', 'few', three);
+  assert.notEqual(denied.status, 0);
+  assert.match(denied.stderr, /The configmaps "vap-few" is invalid: : ValidatingAdmissionPolicy 'few-keys' with binding 'few-keys' denied request: at most 2 keys, not 3/);
+  assert.equal(server.get('configmaps', 'veil', 'vap-few'), undefined);
+  assert.equal((await cm('vap-few', 'few', { a: '1' })).status, 0, 'within the rule; the admin is not matched by not-for-admins');
+  assert.equal((await cm('vap-other', 'none', three)).status, 0, 'no binding selects it');
+  // Warn: admitted, with the API server's Warning header, which kubectl prints
+  const warned = await cm('vap-warn', 'warn', { password: 'x' });
+  assert.equal(warned.status, 0, warned.stderr);
+  assert.match(warned.stderr, /Warning: Validation failed for ValidatingAdmissionPolicy 'no-secret' with binding 'no-secret': no passwords in ConfigMaps/);
+  // an evaluation error (no such key) denies under Fail, is ignored under Ignore
+  const failed = await cm('vap-broken', 'broken-fail', { a: '1' });
+  assert.match(failed.stderr, /ValidatingAdmissionPolicy 'broken-fail' with binding 'broken-fail' denied request: expression 'object.data.missing == 'x'' resulted in error/);
+  assert.equal((await cm('vap-broken', 'broken-ignore', { a: '1' })).status, 0);
+  // an update is checked too
+  const update = await kubectl('-n', 'veil', 'patch', 'configmap', 'vap-few', '-p', JSON.stringify({ data: three }));
+  assert.match(update.stderr, /denied request: at most 2 keys, not 3/);
+  const params = await applyFile(JSON.stringify(policy('with-params', { paramKind: { apiVersion: 'v1', kind: 'ConfigMap' }, validations: [{ expression: 'true' }] })));
+  assert.match(params.stderr, /paramKind: this test API server does not implement policy parameters/);
+  for (const o of objects) await ok('delete', o.kind.toLowerCase(), o.metadata.name);
 });

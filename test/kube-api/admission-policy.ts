@@ -49,16 +49,16 @@ export interface AdmissionResult { denial?: Denial; warnings: string[] }
 
 const CODES: Record<string, number> = { Forbidden: 403, Unauthorized: 401, RequestEntityTooLarge: 413, Invalid: 422 };
 
-/** Why a policy cannot be served here, or undefined. */
-export function unsupportedPolicy(policy: JsonObject): string | undefined {
+/** Why a policy cannot be served here (the field and what), or undefined. */
+export function unsupportedPolicy(policy: JsonObject): { field: string; message: string } | undefined {
   const spec = (policy['spec'] ?? {}) as JsonObject;
-  if (spec['paramKind'] !== undefined && spec['paramKind'] !== null) return 'spec.paramKind: this test API server does not implement policy parameters';
+  if (spec['paramKind'] !== undefined && spec['paramKind'] !== null) return { field: 'spec.paramKind', message: 'this test API server does not implement policy parameters' };
   const expressions = [
     ...asList(spec['validations']).flatMap((v) => [v['expression'], v['messageExpression']]),
     ...asList(spec['matchConditions']).map((c) => c['expression']),
     ...asList(spec['variables']).map((c) => c['expression']),
   ];
-  if (expressions.some((e) => typeof e === 'string' && /\bauthorizer\b/.test(e))) return 'the authorizer variable: this test API server has no authorizer';
+  if (expressions.some((e) => typeof e === 'string' && /\bauthorizer\b/.test(e))) return { field: 'spec', message: 'the authorizer variable: this test API server has no authorizer' };
   return undefined;
 }
 

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { makeCa, signCert, type CertPair } from '../../src/lab/etcd-certs.js';
+import type { UserInfo } from './admission-policy.js';
 
 export function kubectlPath(): string {
   const r = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' });
@@ -14,6 +15,18 @@ export function kubectlPath(): string {
 }
 
 export const TEST_TOKEN = 'veil-test-token';
+
+/** Who a pod's bound ServiceAccount token is on kube-apiserver 1.30+: the ServiceAccount, with its pod and node in the user extra. */
+export function podTokenIdentity(namespace: string, serviceAccount: string, node: string): UserInfo {
+  return {
+    username: `system:serviceaccount:${namespace}:${serviceAccount}`, uid: `${namespace}-${serviceAccount}-uid`,
+    groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+    extra: {
+      'authentication.kubernetes.io/node-name': [node], 'authentication.kubernetes.io/pod-name': [`${serviceAccount}-${node}`],
+      'authentication.kubernetes.io/credential-id': [`JTI=${namespace}-${serviceAccount}-${node}`],
+    },
+  };
+}
 
 /** A CA and a serving certificate for the given IPs (and 127.0.0.1), in dir. */
 export function makeApiServerCerts(dir: string, ips: string[] = []): { ca: string; server: CertPair } {

@@ -3,21 +3,24 @@
 // and on a unix socket (for the test process outside the namespaces). Prints one JSON line when it
 // listens; stops on SIGTERM.
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { TestApiServer } from './test-api-server.js';
+import type { UserInfo } from './admission-policy.js';
 
 const { values } = parseArgs({
   options: {
     listen: { type: 'string' }, socket: { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
-    token: { type: 'string' }, 'bookmark-ms': { type: 'string', default: '1000' },
+    token: { type: 'string' }, identities: { type: 'string' }, 'bookmark-ms': { type: 'string', default: '1000' },
   },
 });
 if (!values.listen || !values.socket) {
-  process.stderr.write('usage: main.js --listen HOST:PORT --socket PATH [--tls-cert F --tls-key F] [--token T] [--bookmark-ms N]\n');
+  process.stderr.write('usage: main.js --listen HOST:PORT --socket PATH [--tls-cert F --tls-key F] [--token T] [--identities FILE (JSON: token -> user)] [--bookmark-ms N]\n');
   process.exit(2);
 }
 const tls = values['tls-cert'] && values['tls-key'] ? { cert: values['tls-cert'], key: values['tls-key'] } : undefined;
 process.on('uncaughtException', (e) => { process.stderr.write(`test API server: uncaught ${e.stack ?? String(e)}\n`); process.exit(1); });
-const server = new TestApiServer({ bookmarkIntervalMs: Number(values['bookmark-ms']), tls, token: values.token });
+const server = new TestApiServer({ bookmarkIntervalMs: Number(values['bookmark-ms']), tls, token: values.token,
+  identities: values.identities ? JSON.parse(readFileSync(values.identities, 'utf8')) as Record<string, UserInfo> : undefined });
 const at = values.listen.lastIndexOf(':');
 const url = await server.listen({ host: values.listen.slice(0, at), port: Number(values.listen.slice(at + 1)) });
 await server.listen({ path: values.socket });

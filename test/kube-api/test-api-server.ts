@@ -214,7 +214,10 @@ export class TestApiServer {
     const mgrs = managers ?? old?.managers ?? new Map<string, Set<string>>();
     if (r.kind === 'ValidatingAdmissionPolicy') {
       const why = unsupportedPolicy(next);
-      if (why) throw new ApiError(422, 'Invalid', `ValidatingAdmissionPolicy.admissionregistration.k8s.io "${name}" is invalid: ${why}`, { name, group: r.group, kind: r.kind });
+      if (why) {
+        throw new ApiError(422, 'Invalid', `ValidatingAdmissionPolicy.admissionregistration.k8s.io "${name}" is invalid: ${why.field}: ${why.message}`,
+          { name, group: r.group, kind: r.kind, causes: [{ reason: 'FieldValueForbidden', message: why.message, field: why.field }] });
+      }
     }
     this.admit(r, ns, name, next, old?.object ?? null, ctx);
     // A write that changes nothing is no write: no new resourceVersion, no event (as kube-apiserver).
