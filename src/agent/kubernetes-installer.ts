@@ -1,5 +1,6 @@
 // `veil install --kubernetes` and `veil uninstall --kubernetes` through the user's kubeconfig:
-// everything is checked before anything is written (the IPsec Secret exists and parses), the
+// everything is checked before anything is written (the cluster serves ValidatingAdmissionPolicy,
+// the IPsec Secret exists and parses), the
 // objects are server-side applied as field manager "veil" (re-running converges; a field someone
 // else changed is taken back), the agent API token Secret is made once, and the wait follows the
 // DaemonSet's rollout and then every Node's published agent status, printing progress as it moves.
@@ -34,6 +35,20 @@ async function readOrUndefined(api: k8s.KubernetesObjectApi, spec: { apiVersion:
   } catch (e) {
     if (apiStatusCode(e) === 404) return undefined;
     throw apiError(`cannot read ${spec.kind} ${spec.metadata.namespace ? `${spec.metadata.namespace}/` : ''}${spec.metadata.name}`, e);
+  }
+}
+
+/** The policy that holds each agent to its own Node needs ValidatingAdmissionPolicy v1 (Kubernetes 1.30+). */
+async function checkAdmissionPolicies(kc: k8s.KubeConfig): Promise<void> {
+  let served: string[] = [];
+  try {
+    served = (await kc.makeApiClient(k8s.AdmissionregistrationV1Api).getAPIResources()).resources.map((r) => r.name);
+  } catch (e) {
+    if (apiStatusCode(e) !== 404) throw apiError('cannot list the API server\'s admissionregistration.k8s.io/v1 resources', e);
+  }
+  if (!served.includes('validatingadmissionpolicies')) {
+    throw new VeilError('KUBE_TOO_OLD', 'this cluster does not serve ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1), which veil installs so that each agent writes only its own Node',
+      'veil needs Kubernetes 1.30 or later: upgrade the cluster');
   }
 }
 
@@ -76,6 +91,7 @@ export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOption
   const s = o.settings;
   const ns = installNamespace(s);
   const manifests = renderManifests({ settings: s, image: o.image });
+  await checkAdmissionPolicies(kc);
   if (s['encryption.type'] === 'ipsec') o.progress(`🔑 Found the IPsec Secret ${ns}/${s['encryption.ipsec.secretName']} (${await checkIpsecSecret(api, s, ns)})`);
   else o.progress('🔑 WireGuard: every node generates its own key pair and publishes its public key on its Node');
   for (const m of manifests) await applyOne(api, m);

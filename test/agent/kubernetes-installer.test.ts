@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -76,6 +76,21 @@ test('install --kubernetes with IPsec refuses before writing anything when the k
   assert.equal(server.get('namespaces', '', 'veil'), undefined, 'nothing applied');
 });
 
+test('install --kubernetes on a cluster older than 1.30 (no ValidatingAdmissionPolicy) refuses before writing anything, saying what it needs', async () => {
+  mkdirSync(join(dir, 'old'));
+  const certs = makeApiServerCerts(join(dir, 'old'));
+  const old = new TestApiServer({ tls: certs.server, token: TEST_TOKEN, unserved: ['validatingadmissionpolicies', 'validatingadmissionpolicybindings'] });
+  try {
+    const oldConfig = writeKubeconfig(join(dir, 'old', 'kubeconfig'), await old.listen({ host: '127.0.0.1', port: 0 }), certs.ca);
+    const r = await run(process.execPath, ['dist/src/cli/main.js', 'install', '--kubernetes', '--encryption', 'wireguard', '--wait-timeout', '5s', '--kubeconfig', oldConfig]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /does not serve ValidatingAdmissionPolicy \(admissionregistration.k8s.io\/v1\).*Kubernetes 1.30 or later/s);
+    assert.equal(old.get('namespaces', '', 'veil'), undefined, 'nothing applied');
+  } finally {
+    await old.close();
+  }
+});
+
 test('install --kubernetes applies everything, waits with progress, converges on a re-run; uninstall removes it all but the Secret', async () => {
   const ns = spawn(kubectlPath(), ['--kubeconfig', kubeconfig, 'create', '--validate=false', '-f', '-']);
   ns.stdin.end('apiVersion: v1\nkind: Namespace\nmetadata: {name: veil}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: ipsec-keys, namespace: veil}\nstringData: {keys: "3+ rfc4106(gcm(aes)) 0123456789abcdef0123456789abcdef01234567 128"}\n');
@@ -102,6 +117,7 @@ test('install --kubernetes applies everything, waits with progress, converges on
   assert.equal((server.get('daemonsets', 'veil', 'veil-agent')!['metadata'] as { managedFields: { manager: string }[] }).managedFields[0]!.manager, 'veil');
   assert.match(await kubectlOk('get', 'clusterrole', 'veil-agent', '-o', 'jsonpath={.rules[0].verbs}'), /"patch"/);
   assert.equal(await kubectlOk('-n', 'veil', 'get', 'sa', 'veil-agent', '-o', 'jsonpath={.metadata.name}'), 'veil-agent');
+  assert.equal(await kubectlOk('get', 'validatingadmissionpolicybinding', 'veil-agent-writes-own-node', '-o', 'jsonpath={.spec.policyName}'), 'veil-agent-writes-own-node');
   assert.equal(JSON.parse(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'cm', 'veil-install', '-o', 'json')).data['settings.json'])['encryption.type'], 'ipsec');
   const token = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'secret', 'veil-agent-api-token', '-o', 'json'));
 
@@ -119,6 +135,8 @@ test('install --kubernetes applies everything, waits with progress, converges on
   }
   assert.equal(server.get('clusterroles', '', 'veil-agent'), undefined);
   assert.equal(server.get('clusterrolebindings', '', 'veil-agent'), undefined);
+  assert.equal(server.get('validatingadmissionpolicies', '', 'veil-agent-writes-own-node'), undefined);
+  assert.equal(server.get('validatingadmissionpolicybindings', '', 'veil-agent-writes-own-node'), undefined);
   for (const n of NODES) assert.equal(((server.get('nodes', '', n)!['metadata'] as { annotations?: Record<string, string> }).annotations ?? {})[AGENT_STATUS_ANNOTATION], undefined);
   assert.ok(server.get('secrets', 'veil', 'ipsec-keys'), "the user's key Secret stays");
   assert.match(un.stdout, /Kept Namespace veil: it holds your Secret\(s\) ipsec-keys/);

@@ -37,6 +37,6 @@ export function apiVersionOf(r: Resource): string {
 }
 
 /** The groups (other than the core one) and their versions. */
-export function groups(): Map<string, string> {
-  return new Map(RESOURCES.filter((r) => r.group).map((r) => [r.group, r.version]));
+export function groups(served: Resource[] = RESOURCES): Map<string, string> {
+  return new Map(served.filter((r) => r.group).map((r) => [r.group, r.version]));
 }

@@ -61,6 +61,8 @@ export interface TestApiServerOptions {
   token?: string;
   /** More bearer tokens and who they authenticate (e.g. a ServiceAccount's pod-bound token, with its extra). */
   identities?: Record<string, UserInfo>;
+  /** Resources (plural names) this server does not serve, as an older Kubernetes (e.g. validatingadmissionpolicies before 1.30). */
+  unserved?: string[];
 }
 
 /** The cluster admin (kubeadm's admin.conf user): the test token and the unix socket. */
@@ -297,6 +299,10 @@ export class TestApiServer {
     }
   }
 
+  private served(): Resource[] {
+    return RESOURCES.filter((r) => !this.opts.unserved?.includes(r.name));
+  }
+
   /** Who the request is: the admin's token or the unix socket, else a token of `identities`; undefined: 401. */
   private authenticate(req: IncomingMessage, tcp: boolean): UserInfo | undefined {
     if (!tcp || (!this.opts.token && !this.opts.identities)) return ADMIN;
@@ -317,7 +323,7 @@ export class TestApiServer {
       return {
         code: 200, body: {
           kind: 'APIGroupList', apiVersion: 'v1',
-          groups: [...groups()].map(([name, version]) => ({ name, versions: [{ groupVersion: `${name}/${version}`, version }], preferredVersion: { groupVersion: `${name}/${version}`, version } })),
+          groups: [...groups(this.served())].map(([name, version]) => ({ name, versions: [{ groupVersion: `${name}/${version}`, version }], preferredVersion: { groupVersion: `${name}/${version}`, version } })),
         },
       };
     }
@@ -325,7 +331,7 @@ export class TestApiServer {
     if (!m) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const group = m[2] ?? '';
     const version = m[1] ?? m[3]!;
-    const served = RESOURCES.filter((r) => r.group === group && r.version === version);
+    const served = this.served().filter((r) => r.group === group && r.version === version);
     if (!served.length) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     if (!m[4]) return { code: 200, body: this.resourceList(group, version, served) };
     let segs = m[4].split('/').map(decodeURIComponent);
