@@ -13,6 +13,8 @@ export interface MeasureOptions {
   pings: number;
   /** Search the highest UDP rate with < 1 % loss (skipped by --smoke). */
   udpSearch: boolean;
+  /** Idle ping RTT only (--latency): no TCP, UDP or CPU figures (they stay NaN / null). */
+  latencyOnly?: boolean;
 }
 
 /** Loss below which an offered UDP rate counts as carried. */
@@ -150,6 +152,13 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   };
   const ping = await pingRtt(client, server, opts.pings);
   if (ping.received === 0) throw new Error('no ping answer');
+  if (opts.latencyOnly) {
+    return {
+      tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: ping.p50, rttP99Us: ping.p99,
+      rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpTrials: [],
+      cpuSecPerGB: null, peakRssMB: null,
+    };
+  }
   // RTT under load: pings at 100/s while the single stream runs (from a fifth of it, or 1 s, on).
   const startMs = Math.min(1000, opts.seconds * 200);
   const loadedPings = Math.max(10, Math.floor((opts.seconds * 1000 - startMs - 200) / 10));

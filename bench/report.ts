@@ -88,6 +88,7 @@ export function formatTable(summary: Summary): string {
   const head = ['figure', ...modes.map((m) => m + (m === 'plain' || m === 'wireguard-go' ? '' : ' (÷wg-go, ÷plain)'))];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const row of ROWS) {
+    if (modes.every((m) => summary[m]?.[row.key] == null)) continue; // not measured in this run (--latency)
     const cells = modes.map((m) => {
       const v = summary[m]?.[row.key];
       const text = v == null ? '–' : v.toFixed(row.digits);
@@ -98,6 +99,6 @@ export function formatTable(summary: Summary): string {
   }
   // Scaling: does a mode carry more with four streams than with one (issue #6: "more than one")?
   const scaling = modes.map((m) => ratio(summary[m]?.tcp4Gbps, summary[m]?.tcp1Gbps));
-  lines.push(`| TCP 4 streams ÷ 1 stream | ${scaling.join(' | ')} |`);
+  if (scaling.some((x) => x !== '–')) lines.push(`| TCP 4 streams ÷ 1 stream | ${scaling.join(' | ')} |`);
   return lines.join('\n');
 }

@@ -12,7 +12,7 @@ import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } fr
 import { liveChildren } from './proc.js';
 import { formatTable, ratiosToWireGuardGo, stalls, summarize } from './report.js';
 
-const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--smoke] [--out FILE] [--name CLUSTER]
+const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--smoke | --latency] [--out FILE] [--name CLUSTER]
 
 Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
   --rounds N     rounds (default 3; the table shows the median per figure)
@@ -23,6 +23,8 @@ Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the ro
                  veil's datapath.cryptoThreads (default: the install default, 1)
   --smoke        1 round of 1-second tests, no UDP search or handshake figures: each mode must
                  pass traffic; no JSON unless --out
+  --latency      idle ping RTT only (default 500 pings a mode and round, 10 ms apart, 5 rounds)
+                 and the handshake figures: the quick check of a latency change
   --out FILE     where the JSON goes (default bench/results/<date>.json)
   --name CLUSTER lab cluster name (default vb<pid>)
 Exit status: 0 when every mode passed traffic in every round, 1 otherwise, 130 when interrupted.`;
@@ -52,13 +54,17 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
-      smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
   const smoke = !!values.smoke;
-  const rounds = Number(values.rounds ?? (smoke ? 1 : 3));
-  const opts: MeasureOptions = { seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : 200, udpSearch: !smoke };
+  const latencyOnly = !smoke && !!values.latency;
+  const rounds = Number(values.rounds ?? (smoke ? 1 : latencyOnly ? 5 : 3));
+  const opts: MeasureOptions = {
+    seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : latencyOnly ? 500 : 200,
+    udpSearch: !smoke && !latencyOnly, latencyOnly,
+  };
   const modes = (values.modes ? values.modes.split(',') : [...MODES]) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
   const cryptoThreads = values['crypto-threads'] === undefined ? undefined : Number(values['crypto-threads']);
@@ -102,7 +108,8 @@ async function main(): Promise<number> {
           if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
           round[mode] = await measureMode(client, server, active.datapathPids, opts);
           const f = round[mode]!;
-          console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
+          if (latencyOnly) console.error(`round ${r + 1}/${rounds} ${mode}: rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle`);
+          else console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
             `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
             `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s, rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
         } catch (e) {
