@@ -65,16 +65,16 @@ export class PeerTimers {
     if (persistentKeepaliveMs > 0) this.persistentKeepalive = now + persistentKeepaliveMs;
   }
 
-  /** Earliest pending deadline, or null when all are idle. */
+  /** Earliest pending deadline, or null when all are idle (no array: the engine asks for every peer). */
   nextDeadline(): number | null {
-    let d: number | null = null;
-    for (const t of [this.retransmitHandshake, this.sendKeepalive, this.newHandshake, this.zeroKeyMaterial, this.persistentKeepalive]) {
-      if (t !== null && (d === null || t < d)) d = t;
-    }
-    return d;
+    return earlier(earlier(earlier(earlier(this.retransmitHandshake, this.sendKeepalive), this.newHandshake), this.zeroKeyMaterial), this.persistentKeepalive);
   }
 
   stopAll(): void {
     this.retransmitHandshake = this.sendKeepalive = this.newHandshake = this.zeroKeyMaterial = this.persistentKeepalive = null;
   }
+}
+
+function earlier(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null || a <= b ? a : b;
 }
