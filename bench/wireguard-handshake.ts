@@ -5,8 +5,10 @@
 //  - createInitiationUs, responderUs (consume initiation + create response), consumeResponseUs;
 //  - responderPerSecond: initiations one core can answer (a node's handshake capacity);
 //  - fullHandshakesPerSecond: complete handshakes when one core does both sides' work;
-//  - x25519Us and x25519BoundFullPerSecond: the X25519 scalar multiplication measured here and
-//    the full-handshake rate its 8 multiplications alone would allow (the floor of the cost);
+//  - x25519Us, ephemeralKeyUs and dhBoundFullPerSecond: one X25519 shared secret (a Montgomery
+//    ladder), one fresh key pair (random scalar and its public key, a fixed-base multiplication),
+//    and the full-handshake rate they alone would allow: a handshake makes 6 shared secrets (es,
+//    ee, se on each side; ss is precomputed per peer) and 2 key pairs (the floor of the cost);
 //  - floodCookieReplyUs, floodCookieBudgetSpentDropUs, floodRateLimitedDropUs: what a flood
 //    initiation costs under load: answered with a cookie, dropped once the cookie budget is spent
 //    (no MAC computed for a zero mac2), dropped after its macs but before any Diffie-Hellman (a
@@ -56,6 +58,9 @@ const shared = new Uint8Array(32);
 let t = performance.now();
 for (let i = 0; i < 2000; i++) x25519Into(shared, k, other);
 const x25519Us = ((performance.now() - t) * 1000) / 2000;
+t = performance.now();
+for (let i = 0; i < 2000; i++) generatePrivateKey();
+const ephemeralKeyUs = ((performance.now() - t) * 1000) / 2000;
 
 // Under a flood: what one initiation without mac2 costs the node (a cookie reply), and one from a
 // source over its rate (dropped before any crypto). Fresh initiations, distinct or one source.
@@ -99,7 +104,8 @@ console.log(JSON.stringify({
   responderPerSecond: Math.round((N / median(resp)) * 1000),
   fullHandshakesPerSecond: Math.round((N / full) * 1000),
   x25519Us: Number(x25519Us.toFixed(1)),
-  x25519BoundFullPerSecond: Math.round(1e6 / (8 * x25519Us)),
+  ephemeralKeyUs: Number(ephemeralKeyUs.toFixed(1)),
+  dhBoundFullPerSecond: Math.round(1e6 / (6 * x25519Us + 2 * ephemeralKeyUs)),
   floodCookieReplyUs: Number(cookieReplyUs.toFixed(2)),
   floodCookieBudgetSpentDropUs: Number(budgetSpentUs.toFixed(2)),
   floodRateLimitedDropUs: Number(rateLimitedUs.toFixed(2)),
