@@ -122,6 +122,10 @@ test('e2e kubernetes: IPsec from Nodes in the API converges, passes verify, and 
   console.log(`# IPsec: 4 agents ready through the API in ${ms} ms`);
   const leases = JSON.parse(lab.kubectlOk(['-n', 'veil', 'get', 'leases.coordination.k8s.io', '-o', 'json'])) as { items: { metadata: { name: string } }[] };
   assert.deepEqual(leases.items.map((l) => l.metadata.name).sort(), nodes.map((n) => n.metadata.name).sort(), 'one liveness Lease per node');
+  // every agent published with its own pod's identity through veil's admission policy, which refuses it any other Node
+  const forged = lab.kubectl(['annotate', 'node', W3, '--overwrite', `${ENCRYPTION_KEY_ANNOTATION}=9`], undefined, W1);
+  assert.notEqual(forged.status, 0, 'W1\'s agent credentials annotate W3\'s Node');
+  assert.match(forged.stderr, new RegExp(`ValidatingAdmissionPolicy 'veil-agent-writes-own-node' .*the veil agent on Node ${W1} may not write Node ${W3}`));
   verifyPasses('IPsec');
 
   // The operator's commands read the cluster through the API (run where the API server is reachable).

@@ -3,10 +3,13 @@
 // underlay, so agents reach it as pods reach a real one) with TLS and a bearer token; each lab node
 // gets a Node object as a kubelet would register it (InternalIP, podCIDRs, nodeInfo.bootID); each
 // node's agent runs `veil agent run --kubernetes` in the node's namespace with the ConfigMap and
-// Secrets projected into directories as the kubelet mounts them. Every process is recorded in
+// Secrets projected into directories as the kubelet mounts them. Each agent authenticates with a
+// token of its own that the API server maps to what a pod-bound ServiceAccount token is on
+// Kubernetes 1.30+ (veil-agent, its node in the user extra), so veil's admission policy, installed
+// with the cluster, holds it to its own Node. Every process is recorded in
 // the lab's pid records, so `veil lab down` stops them.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify as toYaml } from 'yaml';
@@ -22,7 +25,9 @@ import { agentPidName } from '../../src/lab/agents.js';
 import { registerPid, unregisterPid } from '../../src/lab/pids.js';
 import { stopProcesses } from '../../src/lab/pids.js';
 import { KubeletVolumes, apiControl } from './kubelet-volumes.js';
-import { kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from './kubectl.js';
+import { kubectlPath, makeApiServerCerts, podTokenIdentity, TEST_TOKEN, writeKubeconfig } from './kubectl.js';
+import { AGENT_NAME } from '../../src/agent/kubernetes-manifests.js';
+import { nodeWritePolicy } from '../../src/agent/node-write-policy.js';
 
 const MAIN_JS = resolve('dist/src/cli/main.js');
 const SERVER_JS = resolve('dist/test/kube-api/main.js');
@@ -35,6 +40,8 @@ export class KubeLab {
   readonly kubeconfig: string;
   private volumes?: KubeletVolumes;
   private apiPid?: number;
+  private apiUrl = '';
+  private ca = '';
 
   constructor(readonly cluster: string, readonly home: string, readonly nodes: RegistryObject[], readonly apiAddress: string) {
     this.dir = join(home, 'kube');
@@ -50,10 +57,14 @@ export class KubeLab {
   async startApiServer(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const certs = makeApiServerCerts(this.dir, [this.apiAddress]);
-    writeKubeconfig(this.kubeconfig, `https://${this.apiAddress}:${API_PORT}`, certs.ca);
+    this.apiUrl = `https://${this.apiAddress}:${API_PORT}`;
+    this.ca = certs.ca;
+    writeKubeconfig(this.kubeconfig, this.apiUrl, certs.ca);
+    const identities = join(this.dir, 'identities.json');
+    writeFileSync(identities, JSON.stringify(Object.fromEntries(this.nodes.map((n) => [this.agentToken(n.metadata.name), podTokenIdentity(NAMESPACE, AGENT_NAME, n.metadata.name)]))), { mode: 0o600 });
     const log = openSync(join(this.dir, 'apiserver.log'), 'a');
     const child = spawn('ip', ['netns', 'exec', this.apiNetns, process.execPath, SERVER_JS, '--listen', `${this.apiAddress}:${API_PORT}`,
-      '--socket', this.socket, '--tls-cert', certs.server.cert, '--tls-key', certs.server.key, '--token', TEST_TOKEN, '--bookmark-ms', '1000'],
+      '--socket', this.socket, '--tls-cert', certs.server.cert, '--tls-key', certs.server.key, '--token', TEST_TOKEN, '--identities', identities, '--bookmark-ms', '1000'],
     { stdio: ['ignore', 'pipe', log], detached: true });
     closeSync(log);
     this.apiPid = child.pid!;
@@ -67,6 +78,11 @@ export class KubeLab {
     child.unref();
   }
 
+  /** The token of a node's agent pod (its bound ServiceAccount token). */
+  private agentToken(node: string): string {
+    return `veil-agent-token-${node}`;
+  }
+
   /** What the API server wrote to its log (its errors), for a failing test's report. */
   apiServerLog(): string {
     try { return readFileSync(join(this.dir, 'apiserver.log'), 'utf8'); } catch { return ''; }
@@ -78,9 +94,15 @@ export class KubeLab {
     unregisterPid(this.cluster, 'kube-apiserver');
   }
 
-  /** kubectl against the API server, from inside the control-plane namespace. */
-  kubectl(args: string[], input?: string): SpawnSyncReturns<string> {
-    return spawnSync('ip', ['netns', 'exec', this.apiNetns, kubectlPath(), '--kubeconfig', this.kubeconfig, ...args], { encoding: 'utf8', input, timeout: 30_000 });
+  /** kubectl against the API server, from inside the control-plane namespace, as the admin or (asNode) as that node's agent. */
+  kubectl(args: string[], input?: string, asNode?: string): SpawnSyncReturns<string> {
+    const kubeconfig = asNode ? this.agentKubeconfig(asNode) : this.kubeconfig;
+    return spawnSync('ip', ['netns', 'exec', this.apiNetns, kubectlPath(), '--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', input, timeout: 30_000 });
+  }
+
+  /** The kubeconfig of a node's agent pod: its own token. */
+  private agentKubeconfig(node: string): string {
+    return writeKubeconfig(join(this.dir, `kubeconfig-${node}`), this.apiUrl, this.ca, this.agentToken(node));
   }
 
   kubectlOk(args: string[], input?: string): string {
@@ -107,6 +129,8 @@ export class KubeLab {
     docs.push({ apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: NAMESPACE }, type: 'Opaque', stringData: { token: randomBytes(32).toString('base64url') } });
     docs.push(this.settingsConfigMap(settings));
     docs.push(this.agentConfigMap(settings));
+    // what `veil install --kubernetes` puts in place before the DaemonSet: each agent writes only its own Node
+    docs.push(...nodeWritePolicy(NAMESPACE, AGENT_NAME, {}));
     // create, not apply: a kubelet POSTs its Node with its status
     this.kubectlOk(['create', '--validate=false', '-f', '-'], docs.map((d) => toYaml(d)).join('---\n'));
   }
@@ -156,10 +180,11 @@ export class KubeLab {
     mkdirSync(state, { recursive: true });
     const m = this.mounts(name);
     mkdirSync(m.token, { recursive: true });
+    const kubeconfig = this.agentKubeconfig(name);
     const log = openSync(join(state, 'agent.log'), 'a');
     const script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"';
     const child = spawn('ip', ['netns', 'exec', s.netns, 'sh', '-c', script, 'veil-agent', s.bootIDFile, BOOT_ID_FILE,
-      process.execPath, MAIN_JS, 'agent', 'run', '--kubernetes', '--kubeconfig', this.kubeconfig, '--node', name, '--namespace', NAMESPACE,
+      process.execPath, MAIN_JS, 'agent', 'run', '--kubernetes', '--kubeconfig', kubeconfig, '--node', name, '--namespace', NAMESPACE,
       '--settings-file', join(m.settings, 'settings.json'), '--ipsec-keys-dir', m.ipsec, '--api-token-dir', m.token, '--state-dir', state, '--run-dir', state],
     { detached: true, stdio: ['ignore', log, log], env: { ...process.env, NODE_NAME: '', POD_NAMESPACE: '' } });
     closeSync(log);
