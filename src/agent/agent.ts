@@ -32,8 +32,15 @@ import { resumeHandedOverDatapath, stopResumed, storeDatapath, type ResumedDatap
 export const LIVENESS_TTL_SECONDS = 15;
 /** How often the agent re-checks its health and publishes it if it changed (no write otherwise). */
 const PUBLISH_CHECK_INTERVAL_MS = 2_000;
-/** A full pass now and then, whatever the watch said (probes, retries). */
-const RESYNC_INTERVAL_MS = 10_000;
+/**
+ * A full pass now and then, whatever the watch said (the safety net: every change the modes use
+ * comes as an event, and a failed pass is retried on its own): at 5,000 peers each costs the mode's
+ * desired state over every peer, so it is not frequent.
+ */
+const RESYNC_INTERVAL_MS = 30_000;
+/** A failed pass is tried again after this, doubling up to RETRY_MAX_MS (the resync's interval before it went to 30 s). */
+const RETRY_FIRST_MS = 1_000;
+const RETRY_MAX_MS = 10_000;
 /**
  * A new key id (a cluster-wide IPsec rotation) is published after a random delay of up to 1 ms per
  * peer (at most this): every agent writes its node object, spread out instead of all at once. The
@@ -158,6 +165,9 @@ export class Agent {
   private apiFingerprint?: string;
   private timers: NodeJS.Timeout[] = [];
   private reconcileQueued = false;
+  /** The wait before retrying a failed pass (0: the last pass went through). */
+  private retryMs = 0;
+  private retryTimer?: NodeJS.Timeout;
   /** The key id to publish once its jitter has passed (a rotation), and when. */
   private keyHeld?: { key: number | undefined; until: number };
   private lastStatusWrite = 0;
@@ -308,8 +318,10 @@ export class Agent {
     this.reconcileQueued = true;
     setTimeout(() => {
       this.reconcileQueued = false;
-      this.reconciling = this.reconciling.then(() => this.reconcileNow()).catch((e) => {
-        this.log.error('reconcile failed', { error: errorMessage(e) });
+      this.reconciling = this.reconciling.then(() => this.reconcileNow()).then(() => { this.retryMs = 0; }, (e) => {
+        this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_FIRST_MS);
+        this.log.error('reconcile failed', { error: errorMessage(e), retryInMs: this.retryMs });
+        this.retryTimer ??= setTimeout(() => { this.retryTimer = undefined; this.queueReconcile(); }, this.retryMs).unref();
       });
     }, 50);
   }
