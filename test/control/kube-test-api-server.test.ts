@@ -3,7 +3,7 @@
 // JavaScript client (veil's informer: bookmarks, 410 and relist; its Lease) against it, on loopback.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { TestApiServer } from '../kube-api/test-api-server.js';
 import { Informer } from '../../src/control/kubernetes/informer.js';
 import { holdLease } from '../../src/control/kubernetes/kube-lease.js';
 import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
-import { kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
+import { kubectlAsync, kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
 import { stringify as toYaml } from 'yaml';
 
 let server: TestApiServer;
@@ -20,13 +20,7 @@ let dir: string;
 let kubeconfig: string;
 
 // Asynchronous: the server runs in this very process, so a synchronous child would starve it.
-function kubectl(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(kubectlPath(), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const kubectl = (...args: string[]) => kubectlAsync(kubeconfig, args);
 
 async function ok(...args: string[]): Promise<string> {
   const r = await kubectl(...args);

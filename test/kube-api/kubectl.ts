@@ -1,7 +1,7 @@
 // The real kubectl for the tests (Debian's kubernetes-client, which scripts/setup.sh installs when
 // no kubectl is present), and the certificates and kubeconfig that point it (and veil) at a test
 // API server over TLS with a bearer token, as at a real cluster.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { makeCa, signCert, type CertPair } from '../../src/lab/etcd-certs.js';
@@ -46,4 +46,23 @@ export function writeKubeconfig(path: string, server: string, ca: string, token 
     contexts: [{ name: 'veil-test', context: { cluster: 'veil-test', user: 'veil-test', namespace: 'veil' } }],
   }), { mode: 0o600 });
   return path;
+}
+
+export interface Run { status: number | null; stdout: string; stderr: string }
+
+/**
+ * A command run without blocking (a test API server in the same process must go on serving it),
+ * its exit status (1 when it could not run), output and errors.
+ */
+export function runAsync(cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs, env }, (err, stdout, stderr) => {
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** kubectl with this kubeconfig, without blocking. */
+export function kubectlAsync(kubeconfig: string, args: string[]): Promise<Run> {
+  return runAsync(kubectlPath(), ['--kubeconfig', kubeconfig, ...args], undefined, 30_000);
 }

@@ -1,5 +1,6 @@
 // The resources the test API server serves: what veil's agent, CLI and installer use, with the
-// names, scopes, short names and verbs discovery reports for them on a real API server.
+// names, scopes, short names and verbs discovery reports for them on a real API server; custom
+// resources join them while their CRD is Established.
 
 export interface Resource {
   group: string;
@@ -12,6 +13,9 @@ export interface Resource {
   shortNames?: string[];
   /** Has a status subresource: writes to the object keep its status, writes to /status keep the rest. */
   status?: boolean;
+  categories?: string[];
+  /** A custom resource: its CRD's name and this version's schema (objects are pruned, defaulted, validated). */
+  crd?: { name: string; schema: import('./patches.js').JsonObject };
 }
 
 export const RESOURCES: Resource[] = [
@@ -28,6 +32,7 @@ export const RESOURCES: Resource[] = [
   { group: 'rbac.authorization.k8s.io', version: 'v1', name: 'rolebindings', singular: 'rolebinding', kind: 'RoleBinding', namespaced: true },
   { group: 'admissionregistration.k8s.io', version: 'v1', name: 'validatingadmissionpolicies', singular: 'validatingadmissionpolicy', kind: 'ValidatingAdmissionPolicy', namespaced: false, status: true },
   { group: 'admissionregistration.k8s.io', version: 'v1', name: 'validatingadmissionpolicybindings', singular: 'validatingadmissionpolicybinding', kind: 'ValidatingAdmissionPolicyBinding', namespaced: false },
+  { group: 'apiextensions.k8s.io', version: 'v1', name: 'customresourcedefinitions', singular: 'customresourcedefinition', kind: 'CustomResourceDefinition', namespaced: false, shortNames: ['crd', 'crds'], status: true },
 ];
 
 export const VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];

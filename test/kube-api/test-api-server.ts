@@ -9,11 +9,17 @@
 // - PATCH as JSON merge, JSON patch, strategic merge (merge keys, $patch) and server-side apply
 //   (field managers, conflicts unless force, fields a manager stops applying are removed);
 // - status subresources for Nodes and DaemonSets; Secrets' stringData folded into data;
-//   metadata.generation moves when anything but metadata and status does.
+//   metadata.generation moves when anything but metadata and status does;
 // - callers told apart by bearer token (the admin's, or `identities`: username, groups, extra), and
 //   ValidatingAdmissionPolicies with their bindings enforced on every create and update
 //   (admission-policy.ts), with the API server's refusal; no RBAC (every identity may do anything
-//   the policies allow).
+//   the policies allow);
+// - CustomResourceDefinitions: a CRD is checked (crd-schema.ts), Established a moment after it is
+//   written (a status write of its own, as the controllers do it), and from then on its resource is
+//   served (discovery, list, watch, get, create, update, merge/JSON/apply patches, delete; a strategic
+//   merge patch is 415, as for every custom resource): objects pruned to the schema (warned, or 400
+//   with fieldValidation=Strict), defaulted and validated (422 with kube-apiserver's field messages);
+//   deleting the CRD deletes its objects and ends their watches.
 // Test controls (POST /veil-test/...): compact the history, cut every watch with 410, hold event
 // delivery to the open watches (events then go missing, as for a watcher the cache dropped).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -24,6 +30,7 @@ import { parse as parseYaml } from 'yaml';
 import { clone, fieldPaths, fieldsV1, isObject, jsonMergePatch, jsonPatch, PatchError, removePath, strategicMergePatch, type Json, type JsonObject } from './patches.js';
 import { apiVersionOf, groups, RESOURCES, VERBS, type Resource } from './resources.js';
 import { admit, unsupportedPolicy, type UserInfo } from './admission-policy.js';
+import { applyDefaults, parseCrd, prune, validate } from './crd-schema.js';
 
 interface Stored {
   object: JsonObject;
@@ -69,7 +76,10 @@ export interface TestApiServerOptions {
 export const ADMIN: UserInfo = { username: 'kubernetes-admin', groups: ['kubeadm:cluster-admins', 'system:authenticated'] };
 
 /** What one request's admission needs: who asked, which subresource, and the warnings for the reply. */
-interface RequestContext { user: UserInfo; sub: string; warnings: string[] }
+interface RequestContext { user: UserInfo; sub: string; warnings: string[]; /** The request's fieldValidation (Strict, Warn, Ignore; '' as Warn). */ fieldValidation: string }
+
+/** Who the API server's own controllers write as (a CRD's status, as the apiextensions controller does). */
+const CONTROLLER: UserInfo = { username: 'system:apiserver', groups: ['system:masters', 'system:authenticated'] };
 
 export class TestApiServer {
   private rv = 1;
@@ -78,6 +88,8 @@ export class TestApiServer {
   private history: HistoryEvent[] = [];
   private readonly watchers = new Set<Watcher>();
   private readonly servers: Server[] = [];
+  /** Custom resources of Established CRDs, by CRD name and version. */
+  private readonly custom = new Map<string, Resource>();
   /** Requests by method and path, for tests that check what a client did. */
   readonly requests: string[] = [];
 
@@ -140,8 +152,13 @@ export class TestApiServer {
     return `${r.group}/${r.name}/${ns}/${name}`;
   }
 
+  /** What is served now: the built-in resources and the custom ones. */
+  private resources(): Resource[] {
+    return [...RESOURCES, ...this.custom.values()];
+  }
+
   get(resourceName: string, namespace: string, name: string): JsonObject | undefined {
-    const r = RESOURCES.find((x) => x.name === resourceName)!;
+    const r = this.resources().find((x) => x.name === resourceName)!;
     const s = this.objects.get(this.key(r, r.namespaced ? namespace : '', name));
     return s && clone(s.object);
   }
@@ -183,6 +200,12 @@ export class TestApiServer {
       throw new ApiError(422, 'Invalid', `${r.kind} "${name}" is invalid: metadata.name: Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`, { name, kind: r.name });
     }
     if (r.namespaced) meta['namespace'] = ns; else delete meta['namespace'];
+    if (r.crd) this.admitCustom(r, name, next, ctx);
+    const isCrd = r.kind === 'CustomResourceDefinition' && r.group === 'apiextensions.k8s.io';
+    if (isCrd) {
+      const problems = parseCrd(next);
+      if (Array.isArray(problems)) throw this.invalid(r, name, problems);
+    }
     const oldMeta = old?.object['metadata'] as JsonObject | undefined;
     meta['uid'] = oldMeta?.['uid'] ?? randomUUID();
     meta['creationTimestamp'] = oldMeta?.['creationTimestamp'] ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -230,7 +253,74 @@ export class TestApiServer {
         manager, operation: 'Apply', apiVersion: apiVersionOf(r), time: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), fieldsType: 'FieldsV1', fieldsV1: fieldsV1(paths),
       }));
     } else delete meta['managedFields'];
-    return this.commit(r, ns, name, old ? 'MODIFIED' : 'ADDED', { object: next, managers: mgrs });
+    const written = this.commit(r, ns, name, old ? 'MODIFIED' : 'ADDED', { object: next, managers: mgrs });
+    // The controllers accept its names and establish it a moment later (not within this request).
+    if (isCrd && JSON.stringify(old?.object['spec']) !== JSON.stringify(next['spec'])) setImmediate(() => this.establish(name));
+    return written;
+  }
+
+  private invalid(r: Resource, name: string, errors: string[]): ApiError {
+    return new ApiError(422, 'Invalid', `${r.kind}${r.group ? `.${r.group}` : ''} "${name}" is invalid: ${errors.length > 1 ? `[${errors.join(', ')}]` : errors[0]}`,
+      { name, group: r.group, kind: r.kind, causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e.slice(e.indexOf(': ') + 2), field: e.slice(0, e.indexOf(': ')) })) });
+  }
+
+  /** A custom object as kube-apiserver stores it: pruned to the schema, defaulted, valid. */
+  private admitCustom(r: Resource, name: string, obj: JsonObject, ctx: RequestContext): void {
+    const schema = r.crd!.schema;
+    const unknown: string[] = [];
+    prune(obj, schema, '', unknown);
+    if (unknown.length && ctx.fieldValidation === 'Strict') {
+      throw new ApiError(400, 'BadRequest', `${r.kind} in version "${r.version}" cannot be handled as a ${r.kind}: strict decoding error: ${unknown.map((u) => `unknown field "${u}"`).join(', ')}`);
+    }
+    if (ctx.fieldValidation !== 'Ignore') ctx.warnings.push(...unknown.map((u) => `unknown field "${u}"`));
+    applyDefaults(obj, schema);
+    const errors: string[] = [];
+    validate(obj, schema, '', errors);
+    if (errors.length) throw this.invalid(r, name, errors);
+  }
+
+  /** The CRD's names accepted and its served versions registered; its status says so. */
+  private establish(crdName: string): void {
+    const crdResource = RESOURCES.find((x) => x.kind === 'CustomResourceDefinition')!;
+    const cur = this.objects.get(this.key(crdResource, '', crdName));
+    if (!cur) return;
+    const spec = parseCrd(cur.object);
+    if (Array.isArray(spec)) return;
+    const served = new Set<string>();
+    for (const v of spec.versions.filter((x) => x.served)) {
+      const k = `${crdName}/${v.name}`;
+      served.add(k);
+      const r: Resource = {
+        group: spec.group, version: v.name, name: spec.plural, singular: spec.singular, kind: spec.kind, namespaced: spec.scope === 'Namespaced',
+        shortNames: spec.shortNames, categories: spec.categories, status: v.statusSubresource, crd: { name: crdName, schema: v.schema },
+      };
+      const had = this.custom.get(k);
+      if (had) Object.assign(had, r); else this.custom.set(k, r); // the same object: open watches keep matching
+    }
+    for (const k of [...this.custom.keys()]) if (k.startsWith(`${crdName}/`) && !served.has(k)) this.custom.delete(k);
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const names = { plural: spec.plural, singular: spec.singular, kind: spec.kind, listKind: spec.listKind, ...(spec.shortNames ? { shortNames: spec.shortNames } : {}), ...(spec.categories ? { categories: spec.categories } : {}) };
+    const status: JsonObject = {
+      conditions: [
+        { type: 'NamesAccepted', status: 'True', lastTransitionTime: now, reason: 'NoConflicts', message: 'no conflicts found' },
+        { type: 'Established', status: 'True', lastTransitionTime: now, reason: 'InitialNamesAccepted', message: 'the initial names have been accepted' },
+      ],
+      acceptedNames: names, storedVersions: [spec.versions.find((v) => v.storage)!.name],
+    };
+    this.write(crdResource, '', crdName, { ...clone(cur.object), status }, cur, { user: CONTROLLER, sub: 'status', warnings: [], fieldValidation: '' });
+  }
+
+  /** A CRD going: its objects are deleted (events and all), its watches end, its resource is no longer served. */
+  private dropCustom(crdName: string): void {
+    for (const [k, r] of [...this.custom]) {
+      if (!k.startsWith(`${crdName}/`)) continue;
+      for (const s of this.list(r, undefined)) {
+        const m = s.object['metadata'] as JsonObject;
+        this.commit(r, String(m['namespace'] ?? ''), String(m['name']), 'DELETED', s);
+      }
+      for (const w of [...this.watchers]) if (w.resource === r) w.close();
+      this.custom.delete(k);
+    }
   }
 
   /** Validating admission (after defaults, before storage; also for a write that changes nothing, as kube-apiserver). */
@@ -277,7 +367,7 @@ export class TestApiServer {
     }
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (this.requests.length > 1000) this.requests.splice(0, 500);
-    const ctx: RequestContext = { user, sub: '', warnings: [] };
+    const ctx: RequestContext = { user, sub: '', warnings: [], fieldValidation: url.searchParams.get('fieldValidation') ?? '' };
     const warning = (): Record<string, string[]> => (ctx.warnings.length ? { Warning: ctx.warnings.map((w) => `299 - ${JSON.stringify(w)}`) } : {});
     try {
       const body = await new Promise<string>((resolve, reject) => {
@@ -300,7 +390,7 @@ export class TestApiServer {
   }
 
   private served(): Resource[] {
-    return RESOURCES.filter((r) => !this.opts.unserved?.includes(r.name));
+    return this.resources().filter((r) => !this.opts.unserved?.includes(r.name));
   }
 
   /** Who the request is: the admin's token or the unix socket, else a token of `identities`; undefined: 401. */
@@ -386,9 +476,10 @@ export class TestApiServer {
           const o = s.object;
           if ((o['metadata'] as JsonObject)['namespace'] === name) {
             const [g, rn] = k.split('/');
-            this.commit(RESOURCES.find((x) => x.group === g && x.name === rn)!, name, String((o['metadata'] as JsonObject)['name']), 'DELETED', s);
+            this.commit(this.resources().find((x) => x.group === g && x.name === rn)!, name, String((o['metadata'] as JsonObject)['name']), 'DELETED', s);
           }
         }
+        if (r.kind === 'CustomResourceDefinition' && r.group === 'apiextensions.k8s.io') this.dropCustom(name);
         return { code: 200, body: this.commit(r, nsKey, name, 'DELETED', cur) };
       }
       default:
@@ -424,7 +515,9 @@ export class TestApiServer {
     let next: Json;
     switch (type) {
       case 'application/merge-patch+json': next = jsonMergePatch(cur.object, patch); break;
-      case 'application/strategic-merge-patch+json': next = strategicMergePatch(cur.object, patch); break;
+      case 'application/strategic-merge-patch+json':
+        if (r.crd) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml');
+        next = strategicMergePatch(cur.object, patch); break;
       case 'application/json-patch+json': next = jsonPatch(cur.object, patch); break;
       default: throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`);
     }
@@ -479,7 +572,7 @@ export class TestApiServer {
     return {
       kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version,
       resources: served.flatMap((r) => [
-        { name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: VERBS, ...(r.shortNames ? { shortNames: r.shortNames } : {}) },
+        { name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: VERBS, ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}) },
         ...(r.status ? [{ name: `${r.name}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] }] : []),
       ]),
     };
@@ -520,6 +613,7 @@ export class TestApiServer {
   private watch(r: Resource, ns: string | undefined, q: URLSearchParams, res: ServerResponse): void {
     const matches = this.selector(r, q);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders(); // as kube-apiserver does: a client blocked on the headers of a quiet watch could not let go of it
     const rv = q.get('resourceVersion');
     const from = rv && rv !== '0' ? Number(rv) : undefined;
     if (from !== undefined && (!Number.isInteger(from) || from < this.compactedRv - 1)) {
@@ -558,7 +652,7 @@ export class TestApiServer {
       case 'compact': this.compact(); return { resourceVersion: String(this.rv) };
       case 'expire-watches': return { expired: this.expireWatches() };
       case 'hold-watches': return { held: this.holdWatches(q.get('resource') ?? undefined) };
-      case 'watches': return Object.fromEntries(RESOURCES.map((r) => [r.name, this.openWatches(r.name)]));
+      case 'watches': return Object.fromEntries(this.resources().map((r) => [r.name, this.openWatches(r.name)]));
       default: throw new ApiError(404, 'NotFound', `no test control '${what}'`);
     }
   }

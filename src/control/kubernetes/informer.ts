@@ -27,6 +27,8 @@ export interface InformerHandlers {
   synced?(): void;
   /** A list or watch failed (it is retried). */
   error?(message: string): void;
+  /** A list failed (it is retried): the cache may be stale until synced() comes. */
+  listFailed?(message: string): void;
 }
 
 export interface InformerStats { lists: number; watches: number; expired: number; bookmarks: number; errors: number }
@@ -59,6 +61,11 @@ export class Informer {
   async start(): Promise<void> {
     await this.list();
     void this.watch();
+  }
+
+  /** Lists and watches, retrying a failed list with backoff (listFailed says why) until stop(). */
+  startInBackground(): void {
+    void this.resume();
   }
 
   items(): KubeObject[] {
@@ -116,6 +123,8 @@ export class Informer {
       if (this.stopped) return;
       const e = err ?? failed;
       if (apiStatusCode(e) === 410) { this.stats.expired++; this.resourceVersion = ''; }
+      // 404: the collection went (a CRD or a namespace deleted): relist, which says so, until it is back
+      if (apiStatusCode(e) === 404) this.resourceVersion = '';
       if (e && apiStatusCode(e) !== 410 && (e as { name?: string }).name !== 'AbortError') {
         this.stats.errors++;
         this.on.error?.(`watch ${this.target.path}: ${apiErrorMessage(e)}`);
@@ -159,6 +168,7 @@ export class Informer {
       } catch (e) {
         this.stats.errors++;
         this.on.error?.(`list ${this.target.path}: ${apiErrorMessage(e)}`);
+        this.on.listFailed?.(apiErrorMessage(e));
         this.schedule();
         return;
       }
