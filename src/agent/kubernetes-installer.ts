@@ -13,6 +13,7 @@ import { parseKeyFile } from '../keys/ipsec-keyfile.js';
 import { VeilError } from '../util/errors.js';
 import { API_TOKEN_SECRET } from './api-token.js';
 import { AGENT_NAME, FIELD_MANAGER, installNamespace, renderManifests, type Manifest } from './kubernetes-manifests.js';
+import { PEER_API_VERSION, PEER_CRD_NAME, PEER_KIND } from '../control/kubernetes/peer-crd.js';
 import type { Settings } from './settings.js';
 import { WG_PUBKEY_ANNOTATION } from './wireguard-mode.js';
 
@@ -96,6 +97,7 @@ export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOption
   else o.progress('🔑 WireGuard: every node generates its own key pair and publishes its public key on its Node');
   for (const m of manifests) await applyOne(api, m);
   o.progress(`🚀 Applied ${manifests.length} objects (server-side apply, field manager "${FIELD_MANAGER}") in namespace ${ns}`);
+  await waitEstablished(api, Date.now() + o.timeoutMs);
   if (!await readOrUndefined(api, { apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns } })) {
     try {
       await api.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns, labels: { 'app.kubernetes.io/part-of': 'veil' } }, type: 'Opaque', data: { token: Buffer.from(randomBytes(32).toString('base64url')).toString('base64') } } as k8s.KubernetesObject);
@@ -123,6 +125,20 @@ export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOption
   }
 }
 
+/** The API server serves the Peer resource only once its CRD is Established (`veil peer add` right after install needs it). */
+async function waitEstablished(api: k8s.KubernetesObjectApi, deadline: number): Promise<void> {
+  for (;;) {
+    const crd = await readOrUndefined(api, { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: PEER_CRD_NAME } });
+    const conditions = ((crd?.['status'] as { conditions?: { type?: string; status?: string; message?: string }[] } | undefined)?.conditions ?? []);
+    if (conditions.some((c) => c.type === 'Established' && c.status === 'True')) return;
+    if (Date.now() > deadline) {
+      const why = conditions.filter((c) => c.status !== 'True' && c.message).map((c) => `${c.type}: ${c.message}`).join('; ');
+      throw new VeilError('INSTALL_TIMEOUT', `the CRD ${PEER_CRD_NAME} is not Established${why ? `: ${why}` : ''}`, `see kubectl get crd ${PEER_CRD_NAME} -o yaml`);
+    }
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
 async function applyOne(api: k8s.KubernetesObjectApi, m: Manifest): Promise<void> {
   try {
     await api.patch(m, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
@@ -134,7 +150,8 @@ async function applyOne(api: k8s.KubernetesObjectApi, m: Manifest): Promise<void
 /**
  * Removes what install made (the DaemonSet first, so no agent republishes), the agents' Leases
  * and their annotations on every Node. The IPsec Secret is the user's: it stays, and so does its
- * namespace while it holds a Secret.
+ * namespace while it holds a Secret; so are the Peer objects: the CRD (whose deletion would delete
+ * them) stays while there is one.
  */
 export async function kubernetesUninstall(kc: k8s.KubeConfig, settingsHint: Settings, progress: (line: string) => void): Promise<void> {
   const api = k8s.KubernetesObjectApi.makeApiClient(kc);
@@ -151,6 +168,10 @@ export async function kubernetesUninstall(kc: k8s.KubeConfig, settingsHint: Sett
   const manifests = renderManifests({ settings: settingsHint }).reverse();
   for (const m of manifests) {
     if (m.kind === 'Namespace') continue;
+    if (m.kind === 'CustomResourceDefinition') {
+      const peers = await api.list(PEER_API_VERSION, PEER_KIND).catch(() => ({ items: [] as k8s.KubernetesObject[] }));
+      if (peers.items.length) { progress(`ℹ️  Kept CustomResourceDefinition ${m.metadata.name}: it holds your Peer(s) ${peers.items.map((x) => x.metadata?.name).join(', ')}`); continue; }
+    }
     if (await del({ apiVersion: m.apiVersion, kind: m.kind, metadata: { name: m.metadata.name, namespace: m.metadata.namespace } })) progress(`🔥 Deleted ${m.kind} ${m.metadata.name}`);
   }
   await del({ apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns } });

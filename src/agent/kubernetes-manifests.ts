@@ -1,6 +1,8 @@
-// What `veil install --kubernetes` puts in a cluster, rendered from the settings (pure). The agent
-// gets the least it uses: nodes get/list/watch/patch (its Node's annotations) cluster-wide, held to
-// its own Node's network.veil.io/ annotations by an admission policy, and Leases in its own namespace; no Secret access: the IPsec key and the API token come as volumes.
+// What `veil install --kubernetes` puts in a cluster, rendered from the settings (pure): the Peer
+// CRD (members without an agent), RBAC, settings, the DaemonSet. The agent gets the least it uses:
+// nodes get/list/watch/patch (its Node's annotations) cluster-wide, held to its own Node's
+// network.veil.io/ annotations by an admission policy, peers get/list/watch, and Leases in its own
+// namespace; no Secret access: the IPsec key and the API token come as volumes.
 // veil runs in the namespace of its IPsec Secret (default veil; kube-system when it uses Cilium's
 // cilium-ipsec-keys), because a pod can mount only Secrets of its own namespace.
 import { API_TOKEN_SECRET } from './api-token.js';
@@ -10,6 +12,7 @@ import { renderConfig, type Settings } from './settings.js';
 import { WG_PORT } from './wireguard-mode.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { nodeWritePolicy } from './node-write-policy.js';
+import { PEER_GROUP, PEER_PLURAL, peerCrd } from '../control/kubernetes/peer-crd.js';
 
 export const DEFAULT_NAMESPACE = 'veil';
 export const AGENT_NAME = 'veil-agent';
@@ -32,7 +35,7 @@ export function installNamespace(s: Settings): string {
 const LABELS = { 'app.kubernetes.io/name': 'veil', 'app.kubernetes.io/part-of': 'veil', 'app.kubernetes.io/managed-by': 'veil' };
 const AGENT_LABELS = { 'app.kubernetes.io/name': AGENT_NAME, 'app.kubernetes.io/part-of': 'veil' };
 
-/** The objects in apply order (a Namespace before what lives in it, RBAC before the DaemonSet). */
+/** The objects in apply order (the CRD and a Namespace before what uses them, RBAC before the DaemonSet). */
 export function renderManifests(o: ManifestOptions): Manifest[] {
   const s = o.settings;
   const ns = installNamespace(s);
@@ -41,14 +44,17 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
   // raw ESP (IP protocol 50): a raw socket, which needs CAP_NET_RAW, and no UDP port
   const rawEsp = s['encryption.type'] === 'ipsec' && s['encryption.ipsec.encapsulation'] === 'esp';
   const probe = (path: string) => ({ httpGet: { path, port: s['agent.metricsPort'], scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 });
-  const out: Manifest[] = [];
+  const out: Manifest[] = [peerCrd(LABELS)];
   if (ns !== 'kube-system') out.push({ apiVersion: 'v1', kind: 'Namespace', metadata: meta(ns, false) });
   out.push(
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(AGENT_NAME) },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: meta(AGENT_NAME, false),
-      // its own Node's annotations (patch) and every Node's addresses (get/list/watch)
-      rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] }],
+      // its own Node's annotations (patch) and every Node's addresses (get/list/watch); the Peers, read only
+      rules: [
+        { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] },
+        { apiGroups: [PEER_GROUP], resources: [PEER_PLURAL], verbs: ['get', 'list', 'watch'] },
+      ],
     },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: meta(AGENT_NAME, false),

@@ -73,7 +73,9 @@ const add = command({
 veil node adds it as a peer: WireGuard to ENDPOINT with the public key, the allowed IPs routed to
 it through the tunnel. Refused when the key is not 32 bytes, or the allowed IPs overlap a node's
 pod CIDR or address or another peer's allowed IPs. Then 'veil peer config NAME' prints its
-wg-quick configuration, 'veil ipsec peer-config NAME' its ip xfrm commands.`,
+wg-quick configuration, 'veil ipsec peer-config NAME' its ip xfrm commands. On a Kubernetes
+cluster the peer is a Peer resource (peers.network.veil.io, kubectl get peers), created through
+your kubeconfig.`,
   positionals: true,
   flags: {
     'public-key': { type: 'string', value: 'KEY', help: "its WireGuard public key (wg pubkey); needed for WireGuard" },
@@ -172,6 +174,7 @@ export const { run } = group({
   name: 'veil peer',
   about: 'veil peer: cluster members that run no veil agent (kernel WireGuard or kernel IPsec hosts)',
   commands: { add, list, delete: del, config },
+  aliases: { remove: 'delete' },
   examples: [
     'veil peer add laptop --public-key KEY --endpoint 172.18.0.200:51820 --allowed-ips 10.250.0.1/32',
     'veil peer list',

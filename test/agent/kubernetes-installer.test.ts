@@ -2,7 +2,7 @@
 // CLI refuses before writing anything when the IPsec Secret is missing, applies every object
 // server-side, waits with progress while the test plays the DaemonSet controller and the agents,
 // converges when run again (no object rewritten), and uninstall removes all of it but the user's
-// Secret. kubectl reads back what was applied.
+// Secret and, while Peers exist, the Peer CRD. kubectl reads back what was applied.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -116,6 +116,10 @@ test('install --kubernetes applies everything, waits with progress, converges on
   assert.equal(ds.spec.template.spec.containers[0].image, 'veil:test');
   assert.equal((server.get('daemonsets', 'veil', 'veil-agent')!['metadata'] as { managedFields: { manager: string }[] }).managedFields[0]!.manager, 'veil');
   assert.match(await kubectlOk('get', 'clusterrole', 'veil-agent', '-o', 'jsonpath={.rules[0].verbs}'), /"patch"/);
+  assert.equal(await kubectlOk('get', 'clusterrole', 'veil-agent', '-o', 'jsonpath={.rules[1].resources}'), '["peers"]');
+  // the Peer CRD, Established before install returned: a Peer can be written at once
+  assert.equal(await kubectlOk('get', 'crd', 'peers.network.veil.io', '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}'), 'True');
+  assert.equal(server.requests.findIndex((q) => q.startsWith('PATCH /apis/apiextensions.k8s.io/v1/customresourcedefinitions/')) < server.requests.findIndex((q) => q.startsWith('PATCH /apis/apps/v1/')), true, 'the CRD applied first');
   assert.equal(await kubectlOk('-n', 'veil', 'get', 'sa', 'veil-agent', '-o', 'jsonpath={.metadata.name}'), 'veil-agent');
   assert.equal(await kubectlOk('get', 'validatingadmissionpolicybinding', 'veil-agent-writes-own-node', '-o', 'jsonpath={.spec.policyName}'), 'veil-agent-writes-own-node');
   assert.equal(JSON.parse(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'cm', 'veil-install', '-o', 'json')).data['settings.json'])['encryption.type'], 'ipsec');
@@ -128,8 +132,15 @@ test('install --kubernetes applies everything, waits with progress, converges on
   assert.equal(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'ds', 'veil-agent', '-o', 'json')).metadata.resourceVersion, rv);
   assert.equal(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'secret', 'veil-agent-api-token', '-o', 'json')).data.token, token.data.token);
 
+  // a Peer the user declared keeps the CRD (deleting it would delete the Peer) until it is gone
+  const p = spawn(kubectlPath(), ['--kubeconfig', kubeconfig, 'create', '--validate=false', '-f', '-']);
+  p.stdin.end('apiVersion: network.veil.io/v1alpha1\nkind: Peer\nmetadata: {name: laptop}\nspec: {endpoint: {address: 192.0.2.10, port: 51820}, allowedIPs: [10.250.0.1/32]}\n');
+  await new Promise((res) => p.on('close', res));
+  assert.ok(server.get('peers', '', 'laptop'));
   const un = await veil('uninstall', '--kubernetes');
   assert.equal(un.status, 0, un.stderr);
+  assert.match(un.stdout, /Kept CustomResourceDefinition peers.network.veil.io: it holds your Peer\(s\) laptop/);
+  assert.ok(server.get('peers', '', 'laptop'), "the user's Peer stays");
   for (const [res, name] of [['daemonsets', 'veil-agent'], ['configmaps', 'veil-install'], ['serviceaccounts', 'veil-agent'], ['secrets', 'veil-agent-api-token'], ['roles', 'veil-agent']] as const) {
     assert.equal(server.get(res, 'veil', name), undefined, `${res}/${name} deleted`);
   }
@@ -140,4 +151,8 @@ test('install --kubernetes applies everything, waits with progress, converges on
   for (const n of NODES) assert.equal(((server.get('nodes', '', n)!['metadata'] as { annotations?: Record<string, string> }).annotations ?? {})[AGENT_STATUS_ANNOTATION], undefined);
   assert.ok(server.get('secrets', 'veil', 'ipsec-keys'), "the user's key Secret stays");
   assert.match(un.stdout, /Kept Namespace veil: it holds your Secret\(s\) ipsec-keys/);
+  await kubectlOk('delete', 'peer', 'laptop');
+  const un2 = await veil('uninstall', '--kubernetes');
+  assert.equal(un2.status, 0, un2.stderr);
+  assert.equal(server.get('customresourcedefinitions', '', 'peers.network.veil.io'), undefined, 'no Peer left: the CRD goes');
 });

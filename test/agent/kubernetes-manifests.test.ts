@@ -54,10 +54,13 @@ for (const schema of SCHEMAS) {
   });
 }
 
-test('RBAC is least privilege: Nodes get/list/watch/patch, Leases in its namespace, no Secrets', () => {
+test('RBAC is least privilege: Nodes get/list/watch/patch, Peers get/list/watch, Leases in its namespace, no Secrets', () => {
   const ms = renderManifests({ settings: VARIANTS[0]![1] });
   const cr = ms.find((m) => m.kind === 'ClusterRole')!;
-  assert.deepEqual(cr['rules'], [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] }]);
+  assert.deepEqual(cr['rules'], [
+    { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: ['network.veil.io'], resources: ['peers'], verbs: ['get', 'list', 'watch'] },
+  ]);
   const role = ms.find((m) => m.kind === 'Role')!;
   assert.equal(role.metadata.namespace, 'veil');
   assert.deepEqual(role['rules'], [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] }]);
