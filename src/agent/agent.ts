@@ -13,7 +13,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
 import type { EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
 import { RegistryNodeSource } from './registry-node-source.js';
-import { WithExternalPeers } from './external-peers.js';
+import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
 import { ciliumModeName, parseDuration, type Settings } from './settings.js';
 import { Tunnel, type DesiredState, type TunnelOptions } from './tunnel.js';
 import type { EngineKind } from '../datapath/messages.js';
@@ -181,7 +181,7 @@ export class Agent {
     if (source) this.source = source;
     else {
       const registry = this.mustOpenRegistry();
-      this.source = new WithExternalPeers(new RegistryNodeSource(registry, opts.node), registry);
+      this.source = new WithExternalPeers(new RegistryNodeSource(registry, opts.node), new RegistryPeerObjects(registry));
     }
   }
 

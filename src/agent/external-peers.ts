@@ -154,15 +154,60 @@ export function externalPeerNode(p: ExternalPeer): PeerNode {
 }
 
 /**
- * A NodeSource with the registry's Peer objects added to the nodes another source gives: each
- * admitted oldest first against this node, the admitted nodes and the peers admitted before it.
+ * Where the Peer objects come from: the registry's (etcd, the embedded one), or the Kubernetes API's
+ * Peer resources (followed by an informer).
  */
-export class WithExternalPeers implements NodeSource {
-  private readonly objects = new Map<string, RegistryObject>();
-  private own?: OwnNode;
+export interface PeerObjects {
+  /** Fills the current set (failing only where nothing could run), then calls onChange after each change until stop(). */
+  follow(onChange: () => void): Promise<void>;
+  /** The objects as last seen. */
+  objects(): RegistryObject[];
+  /** Why the objects cannot be followed right now (it is retried), or undefined. */
+  problem(): string | undefined;
+  stop(): void;
+}
+
+/** The Peer objects of a registry that watches (etcd, embedded). */
+export class RegistryPeerObjects implements PeerObjects {
+  private readonly byName = new Map<string, RegistryObject>();
   private watch?: Watch;
 
-  constructor(private readonly inner: NodeSource, private readonly registry: Registry) {}
+  constructor(private readonly registry: Registry) {}
+
+  async follow(onChange: () => void): Promise<void> {
+    const rev = await this.registry.revision();
+    for (const o of await this.registry.list('Peer')) this.byName.set(o.metadata.name, o);
+    this.watch = this.registry.watch('Peer', rev, (ev) => {
+      if (ev.type === 'DELETED') this.byName.delete(ev.object.metadata.name);
+      else this.byName.set(ev.object.metadata.name, ev.object);
+      onChange();
+    });
+  }
+
+  objects(): RegistryObject[] {
+    return [...this.byName.values()];
+  }
+
+  problem(): string | undefined {
+    return undefined;
+  }
+
+  stop(): void {
+    this.watch?.stop();
+  }
+}
+
+/** Where a source's failure to follow the Peer objects shows in the agent's health. */
+export const PEER_OBJECTS_CHECK = 'peer (Peer objects)'; // no peer name has a space or parentheses
+
+/**
+ * A NodeSource with the Peer objects added to the nodes another source gives: each admitted oldest
+ * first against this node, the admitted nodes and the peers admitted before it.
+ */
+export class WithExternalPeers implements NodeSource {
+  private own?: OwnNode;
+
+  constructor(private readonly inner: NodeSource, private readonly peerObjects: PeerObjects) {}
 
   async self(): Promise<OwnNode> {
     this.own = await this.inner.self();
@@ -177,6 +222,8 @@ export class WithExternalPeers implements NodeSource {
   refusedPeers(): ReadonlyMap<string, string> {
     const refused = new Map(this.inner.refusedPeers());
     for (const [k, v] of this.admission(this.inner.peers()).refused) refused.set(k, v);
+    const problem = this.peerObjects.problem();
+    if (problem) refused.set(PEER_OBJECTS_CHECK, problem);
     return refused;
   }
 
@@ -186,7 +233,7 @@ export class WithExternalPeers implements NodeSource {
     const age = (o: RegistryObject) => o.metadata.creationTimestamp ?? '';
     const admitted: ExternalPeer[] = [];
     const refused = new Map<string, string>();
-    for (const o of [...this.objects.values()].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name))) {
+    for (const o of this.peerObjects.objects().sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name))) {
       const p = externalPeerFromObject(o);
       const why = typeof p === 'string' ? p : peerCollision(p, claims, admitted);
       if (why) refused.set(`peer ${o.metadata.name}`, `peer object refused: ${why}`);
@@ -197,13 +244,7 @@ export class WithExternalPeers implements NodeSource {
 
   async watchPeers(onChange: () => void): Promise<void> {
     await this.inner.watchPeers(onChange);
-    const rev = await this.registry.revision();
-    for (const o of await this.registry.list('Peer')) this.objects.set(o.metadata.name, o);
-    this.watch = this.registry.watch('Peer', rev, (ev) => {
-      if (ev.type === 'DELETED') this.objects.delete(ev.object.metadata.name);
-      else this.objects.set(ev.object.metadata.name, ev.object);
-      onChange();
-    });
+    await this.peerObjects.follow(onChange);
     onChange();
   }
 
@@ -220,7 +261,7 @@ export class WithExternalPeers implements NodeSource {
   }
 
   close(): void {
-    this.watch?.stop();
+    this.peerObjects.stop();
     this.inner.close();
   }
 }

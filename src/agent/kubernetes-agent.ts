@@ -1,8 +1,9 @@
 // `veil agent run --kubernetes`: the agent as the DaemonSet runs it. Its node is the Node named
 // NODE_NAME (the pod's spec.nodeName, through the downward API); peers and liveness go through the
-// API server (the pod's service account, or a kubeconfig); the settings and the secrets are files the
-// kubelet mounts. Everything that can refuse does so before anything changes: CAP_NET_ADMIN,
-// /dev/net/tun, the settings, the mode's UDP port, the API server and the Node itself.
+// API server (the pod's service account, or a kubeconfig), and so do the members without an agent
+// (Peer resources, peers.network.veil.io); the settings and the secrets are files the kubelet
+// mounts. Everything that can refuse does so before anything changes: CAP_NET_ADMIN, /dev/net/tun,
+// the settings, the mode's UDP port, the API server and the Node itself.
 import { join } from 'node:path';
 import { loadKubeConfig } from '../control/kubernetes/kube-connection.js';
 import { requireNetAdmin, requireTun, requireUdpPortFree } from '../host/preflight.js';
@@ -12,6 +13,8 @@ import { resumeDatapathEarly, runAgent, takeNotifySocket } from './agent.js';
 import { stopResumed } from './datapath-handover.js';
 import { API_TOKEN_SECRET } from './api-token.js';
 import { KubernetesNodeSource } from './kubernetes-node-source.js';
+import { KubernetesPeerObjects } from './kubernetes-peer-objects.js';
+import { WithExternalPeers } from './external-peers.js';
 import { mountedInputs, readSettingsFile } from './mounted-inputs.js';
 import { WG_PORT } from './wireguard-mode.js';
 import { KUBE_PATHS } from './kube-paths.js';
@@ -58,7 +61,8 @@ export async function runKubernetesAgent(cfg: KubernetesAgentConfig): Promise<nu
     throw e;
   }
   const kc = loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context });
-  const source = new KubernetesNodeSource({ kc, nodeName: cfg.nodeName, namespace: cfg.namespace });
+  // members without an agent: the cluster's Peer resources, admitted as on etcd
+  const source = new WithExternalPeers(new KubernetesNodeSource({ kc, nodeName: cfg.nodeName, namespace: cfg.namespace }), new KubernetesPeerObjects(kc));
   const cluster = kc.getCurrentCluster()?.name ?? 'kubernetes';
   return runAgent({
     cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: join(cfg.runDir, 'agent.sock'), wireguardKeylog: cfg.wireguardKeylog, notifySocket, resumed,

@@ -16,6 +16,7 @@ import { stringify as toYaml } from 'yaml';
 import { nodeStateDir } from '../../src/agent/state-paths.js';
 import { BOOT_ID_FILE } from '../../src/agent/node-source.js';
 import { renderConfig, type Settings } from '../../src/agent/settings.js';
+import { renderManifests } from '../../src/agent/kubernetes-manifests.js';
 import { API_TOKEN_SECRET } from '../../src/agent/api-token.js';
 import { randomBytes } from 'node:crypto';
 import type { RegistryObject } from '../../src/control/registry.js';
@@ -111,9 +112,10 @@ export class KubeLab {
     return r.stdout;
   }
 
-  /** The Nodes (as their kubelets register them), veil's Namespace, the IPsec key Secret and the settings ConfigMap. */
+  /** The Nodes (as their kubelets register them), the Peer CRD and veil's Namespace (as install applies them), the IPsec key Secret and the settings ConfigMap. */
   registerCluster(ipsecKeys: string, settings: Settings): void {
-    const docs: unknown[] = [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } }];
+    const crd = renderManifests({ settings }).find((m) => m.kind === 'CustomResourceDefinition')!;
+    const docs: unknown[] = [crd, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } }];
     for (const n of this.nodes) {
       const s = nodeSpec(n);
       docs.push({
