@@ -4,7 +4,8 @@
 // passes `veil verify`; `kubectl patch secret` rotates the key with no ping lost; WireGuard
 // converges and passes verify; a restarted agent's new public key, published while every watch was
 // held and then cut with 410 Gone, reaches its peers through the relist; a deleted Node leaves its
-// peers.
+// peers; a Peer added with `veil peer add` through the API becomes a WireGuard peer of every agent,
+// a hostile one written with kubectl is refused in every agent's status, and a deleted one leaves.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -19,7 +20,7 @@ import { openRegistry } from '../../src/control/cluster.js';
 import type { RegistryObject } from '../../src/control/registry.js';
 import { labUninstall } from '../../src/lab/agents.js';
 import { labAgentEtcdEndpoints } from '../../src/lab/lifecycle.js';
-import { readLabMeta } from '../../src/lab/objects.js';
+import { nodeSpec, readLabMeta } from '../../src/lab/objects.js';
 import { WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
 import { KubeLab } from '../kube-api/kube-lab.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
@@ -183,4 +184,22 @@ test('e2e kubernetes: WireGuard converges and passes verify; a key published whi
   ok(veil('lab', 'pod', 'delete', 'pb'));
   lab.kubectlOk(['delete', 'node', W3]);
   await waitFor('worker3 gone from every peer list', () => nodes.filter((n) => n.metadata.name !== W3).every((n) => !wgPeerKeys(n.metadata.name).has(W3)), 20_000);
+});
+
+test('e2e kubernetes: a Peer added through the API is configured on every agent; a hostile one is refused in their status; deleted, it leaves', { timeout: 120_000 }, async () => {
+  const live = nodes.filter((n) => n.metadata.name !== W3).map((n) => n.metadata.name); // worker3's Node was deleted above
+  const kenv = { ...env, VEIL_CLUSTER: 'k8s' };
+  const key = `${'p'.repeat(42)}A=`;
+  ok(lab.veil(['peer', 'add', 'laptop', '--public-key', key, '--endpoint', '192.0.2.10:51820', '--allowed-ips', '10.250.0.1/32'], kenv));
+  const ms = await waitFor('laptop on every agent', () => live.every((n) => wgPeerKeys(n).get('laptop') === key), 30_000);
+  console.log(`# Peer: configured on ${live.length} agents ${ms} ms after veil peer add`);
+  // written past the CLI's checks (kubectl): its allowed IPs are worker's pods; every agent refuses it
+  const podCidr = nodeSpec(nodes.find((n) => n.metadata.name === W1)!).podCIDR;
+  lab.kubectlOk(['create', '--validate=false', '-f', '-'], JSON.stringify({ apiVersion: 'network.veil.io/v1alpha1', kind: 'Peer', metadata: { name: 'evil' }, spec: { endpoint: { address: '192.0.2.66', port: 51820 }, allowedIPs: [podCidr] } }));
+  const refused = new RegExp(`peer evil: Degraded \\(peer object refused: its allowed IPs ${podCidr.replace(/[./]/g, '\\$&')} overlap ${podCidr.replace(/[./]/g, '\\$&')} of node '${W1}'`);
+  await waitFor('evil refused in the status of every agent', () => live.every((n) => refused.test(lab.veil(['agent', 'status', n], kenv).stdout)), 30_000);
+  assert.ok(live.every((n) => !wgPeerKeys(n).has('evil')), 'configured nowhere');
+  lab.kubectlOk(['delete', 'peer', 'evil']);
+  ok(lab.veil(['peer', 'delete', 'laptop'], kenv));
+  await waitFor('laptop gone from every agent', () => live.every((n) => !wgPeerKeys(n).has('laptop')), 30_000);
 });
