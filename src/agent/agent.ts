@@ -7,6 +7,7 @@ import { ensurePrivateDir } from '../util/private-files.js';
 import type { LeaseHandle, Registry } from '../control/registry.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
+import { veilVersion } from '../util/version.js';
 import { Health } from './health.js';
 import { registryInputs, type AgentInputs } from './agent-inputs.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
@@ -209,7 +210,7 @@ export class Agent {
     const stateDir = this.opts.stateDir;
     ensurePrivateDir(stateDir); // its keys, marks and certificate key are root's alone
     mkdirSync(dirname(this.opts.socketPath), { recursive: true, mode: 0o750 });
-    this.log.info('agent starting', { pid: process.pid, encryption: settings['encryption.type'] });
+    this.log.info('agent starting', { pid: process.pid, version: veilVersion(), encryption: settings['encryption.type'] });
 
     this.server = new StatusServer(this.opts.socketPath, this);
     await this.server.listen();
@@ -347,7 +348,7 @@ export class Agent {
     const error = this.startError;
     const problems = this.health.problems().map((c) => `${c.name}: ${c.message}`);
     return {
-      ready: ready && this.health.state() !== 'Failure', pid: process.pid, bootID: this.self!.bootID, startedAt: this.startedAt.toISOString(),
+      ready: ready && this.health.state() !== 'Failure', pid: process.pid, bootID: this.self!.bootID, startedAt: this.startedAt.toISOString(), version: veilVersion(),
       health: { state: this.health.state(), problems }, encryption: this.encryptionSummary(), ...(error ? { error } : {}),
       ...(this.apiServer ? { apiAddress: this.apiServer.address, apiFingerprint: this.apiFingerprint } : {}),
     };

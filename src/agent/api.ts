@@ -24,6 +24,8 @@ export type EncryptionModeName = 'Disabled' | CiliumModeName;
 export interface Healthz {
   node: string;
   pid: number;
+  /** The veil version the agent runs (its package.json): an upgrade shows here. Absent: an agent from before it was reported. */
+  version?: string;
   startedAt: string;
   health: { state: HealthState; checks: HealthCheck[] };
   encryption: { mode: EncryptionModeName; device?: string; detail?: string };
@@ -39,6 +41,8 @@ export interface PublishedAgentStatus {
   pid: number;
   bootID: string;
   startedAt: string;
+  /** The veil version the agent runs (absent: an agent from before it was published). */
+  version?: string;
   health: { state: HealthState; problems: string[] };
   encryption?: Healthz['encryption'];
   /** The agent API on the network (https://IP:agent.apiPort), absent when it could not listen. */

@@ -6,6 +6,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, rmSync } from 'node:fs';
 import { prometheusContentType } from 'prom-client';
 import { VeilError, errorMessage } from '../util/errors.js';
+import { veilVersion } from '../util/version.js';
 import type { Agent } from './agent.js';
 import type { IpsecMode } from './ipsec-mode.js';
 import type { Tunnel } from './tunnel.js';
@@ -58,7 +59,7 @@ export class StatusServer {
 
   private healthz(): Healthz {
     return {
-      node: this.agent.node?.name ?? '', pid: process.pid, startedAt: this.agent.startedAt.toISOString(),
+      node: this.agent.node?.name ?? '', pid: process.pid, version: veilVersion(), startedAt: this.agent.startedAt.toISOString(),
       health: { state: this.agent.health.state(), checks: this.agent.health.list() },
       encryption: this.agent.encryptionSummary() ?? { mode: 'Disabled' },
       nodeEncryption: this.agent.settings?.['encryption.nodeEncryption'],

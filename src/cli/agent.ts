@@ -8,6 +8,7 @@ import { AgentClient } from '../agent/agent-client.js';
 import type { Healthz } from '../agent/api.js';
 import { agentLogPath, agentPid, restartAgent, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
+import { checkBuild } from '../lab/agent-build.js';
 import { command, group, UsageError, type FlagSpec } from './flags.js';
 import { clusterNode } from './node-arg.js';
 import { printStructured } from './output.js';
@@ -96,7 +97,7 @@ const status = agentReport('status', {
   ask: (a) => a.healthz(),
   text: (h: Healthz) => [
     `Node: ${h.node}`,
-    `Agent: ${h.health.state} (pid ${h.pid}, up since ${h.startedAt})`,
+    `Agent: ${h.health.state} (pid ${h.pid}, veil ${h.version ?? 'unknown'}, up since ${h.startedAt})`,
     ...h.health.checks.map((c) => `  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`),
     `Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`,
     '',
@@ -131,21 +132,25 @@ const logs = command({
 const restart = command({
   name: 'veil agent restart',
   summary: 'restart the agent on NODE (the datapath is handed over: no packet lost)',
-  usage: ['veil agent restart NODE [--cold] [--cluster NAME]'],
-  about: 'Restarts the agent on NODE through its supervisor and waits until the new one is ready. The datapath is handed over (TUN queue, UDP socket, sessions, sequence numbers): no packet is lost. Keys and routes survive. --cold stops the agent and its supervisor and starts both again, as before handovers: a fresh datapath (new WireGuard sessions, IPsec sequence numbers from the persisted marks).',
+  usage: ['veil agent restart NODE [--build DIR] [--cold] [--cluster NAME]'],
+  about: `Restarts the agent on NODE through its supervisor and waits until the new one is ready. The datapath is handed over (TUN queue, UDP socket, sessions, sequence numbers): no packet is lost. Keys and routes survive. --build DIR restarts it into the veil build at DIR (an upgrade or a downgrade, as a host installs a new package and restarts the service); the node runs that build from then on. The datapath is handed over when both builds read the same handover snapshot version; otherwise the new agent logs 'datapath handover not used: cold start' and starts cold. --cold stops the agent and its supervisor and starts both again, as before handovers: a fresh datapath (new WireGuard sessions, IPsec sequence numbers from the persisted marks).`,
   positionals: true,
-  flags: { cold: { type: 'boolean', help: 'no handover: a fresh datapath (packets are lost for the time it takes)' } },
-  examples: ['veil agent restart kind-worker', 'veil agent restart kind-worker --cold'],
+  flags: {
+    cold: { type: 'boolean', help: 'no handover: a fresh datapath (packets are lost for the time it takes)' },
+    build: { type: 'string', value: 'DIR', help: "restart into the veil build at DIR (its package root: package.json, dist/, the native addon)" },
+  },
+  examples: ['veil agent restart kind-worker', 'veil agent restart kind-worker --build /opt/veil-0.2.0', 'veil agent restart kind-worker --cold'],
   async run({ values, positionals }) {
     const { cluster, node } = await clusterNode(values.cluster, positionals[0], 'veil agent restart kind-worker');
+    const build = values.build === undefined ? undefined : checkBuild(values.build); // before anything stops
     if (values.cold) await stopAgent(cluster, node);
     const reg = openRegistry(cluster);
     try {
       const since = Date.now();
       const obj = (await reg.get('Node', node))!;
-      const before = values.cold ? (startAgent(cluster, obj), undefined) : restartAgent(cluster, obj);
+      const before = values.cold ? (startAgent(cluster, obj, build?.root), undefined) : restartAgent(cluster, obj, build?.root);
       const pid = await waitAgentReady(reg, cluster, node, since, RESTART_TIMEOUT_MS, before);
-      console.log(`agent on ${node} restarted (pid ${pid})`);
+      console.log(`agent on ${node} restarted (pid ${pid}${build ? `, veil ${build.version} from ${build.root}` : ''})`);
     } finally {
       reg.close();
     }

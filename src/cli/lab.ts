@@ -198,7 +198,7 @@ const supervise = command({
     const cluster = currentCluster(values.cluster);
     process.title = `veil-supervisor-${node}`;
     return superviseAgent({
-      cluster, node, nodeDir: nodeStateDir(cluster, node), command: agentCommand(cluster, node),
+      cluster, node, nodeDir: nodeStateDir(cluster, node), command: () => agentCommand(cluster, node),
       logFile: agentLogPath(cluster, node), pidName: agentPidName(node),
     });
   },

@@ -73,8 +73,8 @@ export interface SuperviseOptions {
   node: string;
   /** The node's state dir (agent config, log, supervisor.json). */
   nodeDir: string;
-  /** The agent's command line (argv[0] is the program). */
-  command: string[];
+  /** The agent's command line (argv[0] is the program); a function is asked at every start (the build may change: an upgrade). */
+  command: string[] | (() => string[]);
   /** The agent's log file (stdout and stderr, appended). */
   logFile: string;
   /** The pid record the agent is registered under (lab down and status find it there). */
@@ -130,9 +130,8 @@ export function superviseAgent(o: SuperviseOptions): Promise<number> {
     // which a shell knows before it execs the agent. Passed once: the supervisor's copies close.
     const stored = store.list();
     const env = { ...process.env, NOTIFY_SOCKET: store.address };
-    const command = stored.length
-      ? ['sh', '-c', 'LISTEN_PID=$$ exec "$@"', 'veil-agent', ...o.command]
-      : o.command;
+    const agent = typeof o.command === 'function' ? o.command() : o.command;
+    const command = stored.length ? ['sh', '-c', 'LISTEN_PID=$$ exec "$@"', 'veil-agent', ...agent] : agent;
     if (stored.length) Object.assign(env, { LISTEN_FDS: String(stored.length), LISTEN_FDNAMES: stored.map((x) => x.name).join(':') });
     try {
       child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', log, log, ...stored.map((x) => x.fd)], env });

@@ -27,6 +27,7 @@ import { isRecordedProcessAlive, listPids, registerPid, stopProcesses, unregiste
 import { installPlaintextRoutes } from './routes.js';
 import { readSupervisorState, supervisorStatePath, type SupervisorState } from './agent-supervisor.js';
 import { nodeSpec, readLabMeta } from './objects.js';
+import { agentBuildOf, buildMainJs, ownBuild, recordAgentBuild } from './agent-build.js';
 import { labAgentEtcdEndpoints, labNodeEtcdPasswordFile } from './lifecycle.js';
 import { nodeUserName } from '../control/etcd/etcd-node-credentials.js';
 
@@ -86,17 +87,19 @@ export function agentSupervision(cluster: string, node: string): SupervisorState
   return readSupervisorState(nodeStateDir(cluster, node));
 }
 
-/** The command the supervisor runs: exactly what a host's systemd unit runs. */
+/** The command the supervisor runs (asked again at every start): exactly what a host's systemd unit runs, from the node's build (agent-build.ts). */
 export function agentCommand(cluster: string, node: string): string[] {
-  return [process.execPath, MAIN_JS, 'agent', 'run', '--config', agentConfigPath(cluster, node)];
+  return [process.execPath, buildMainJs(agentBuildOf(nodeStateDir(cluster, node))), 'agent', 'run', '--config', agentConfigPath(cluster, node)];
 }
 
 /**
  * Starts the supervisor of one node's agent in the node's namespace, detached; it starts the agent
  * and restarts it when it dies (src/lab/agent-supervisor.ts). Returns the supervisor's pid.
+ * build: the package root the agent runs from from now on (default: the one recorded for the node).
  */
-export function startAgent(cluster: string, node: RegistryObject): number {
+export function startAgent(cluster: string, node: RegistryObject, build?: string): number {
   const name = node.metadata.name;
+  if (build) recordAgentBuild(nodeStateDir(cluster, name), build);
   const running = supervisorPid(cluster, name);
   if (running) {
     // A supervisor without an agent keeps what its agent stored (its datapath) for a start: SIGHUP.
@@ -128,10 +131,11 @@ export function startAgent(cluster: string, node: RegistryObject): number {
 /**
  * Restarts the node's agent through its supervisor (SIGHUP, as `systemctl restart`): the agent
  * hands its datapath over and the next one goes on with it. Starts a supervisor if none runs.
- * Returns the pid of the agent that was running (undefined: none).
+ * build: restart into that build (an upgrade). Returns the pid of the agent that was running (undefined: none).
  */
-export function restartAgent(cluster: string, node: RegistryObject): number | undefined {
+export function restartAgent(cluster: string, node: RegistryObject, build?: string): number | undefined {
   const name = node.metadata.name;
+  if (build) recordAgentBuild(nodeStateDir(cluster, name), build);
   const before = agentPid(cluster, name);
   const sup = supervisorPid(cluster, name);
   if (sup) process.kill(sup, 'SIGHUP');
@@ -183,7 +187,7 @@ export async function labInstall(cluster: string, reg: Registry, settings: Setti
   progress?: (ready: number, total: number, notReady: string[]) => void, started?: (nodes: RegistryObject[]) => void): Promise<RegistryObject[]> {
   const since = Date.now();
   const nodes = await install(cluster, reg, settings);
-  for (const n of nodes) startAgent(cluster, n);
+  for (const n of nodes) startAgent(cluster, n, ownBuild()); // an install installs the build it comes from
   started?.(nodes);
   await waitReady(reg, timeoutMs, progress, async (n) => {
     const name = n.metadata.name;

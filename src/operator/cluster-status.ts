@@ -34,6 +34,8 @@ export interface NodeReport {
   /** How often its supervisor restarted the agent after it died (where known). */
   restarts?: number;
   encryption: Healthz['encryption'];
+  /** The veil version its agent runs, as it reports it (live, else as published). */
+  version?: string;
   errors: string[];
   /** Why the node is not available yet although nothing is wrong (e.g. a first handshake pending). */
   pending: string[];
@@ -119,8 +121,16 @@ function nodeReport(o: NodeObservation, installed: boolean, now: number): NodeRe
     name: o.name, running, pid: o.agentPid, ready: installed && ready, restarts: o.supervision?.restarts,
     available: installed && ready && running && !!o.healthz && health !== 'Failure' && !pending.length,
     health, leaseAgeSeconds: leaseAge === undefined ? undefined : Math.round(leaseAge / 1000),
-    encryption, errors, pending,
+    encryption, errors, pending, ...(running && (o.healthz?.version ?? st?.version) ? { version: o.healthz?.version ?? st?.version } : {}),
   };
+}
+
+/** The agents' versions when any differs from the CLI's (an upgrade under way): "9.9.1 (1/3 nodes), 0.1.0 (2/3 nodes)". */
+function agentVersions(r: StatusReport): string | undefined {
+  const counts = new Map<string, number>();
+  for (const n of r.nodes) if (n.version) counts.set(n.version, (counts.get(n.version) ?? 0) + 1);
+  if (![...counts.keys()].some((v) => v !== r.version)) return undefined;
+  return [...counts].map(([v, c]) => `${v} (${c}/${r.nodes.length} nodes)`).join(', ');
 }
 
 /** What the supervisor says about a dead agent: how it died, and when it starts again. */
@@ -177,7 +187,7 @@ export function formatStatusReport(r: StatusReport, p: Painter = PLAIN): string 
     ['Veil:', headline],
     ['Agents:', r.installed ? `Desired: ${a.desired}, Ready: ${a.ready}/${a.desired}, Available: ${a.available}/${a.desired}` : `none (run 'veil install --encryption wireguard|ipsec')`],
     ['Encryption:', enc || 'Disabled'],
-    ['Version:', `veil ${r.version}`],
+    ['Version:', `veil ${r.version}${agentVersions(r) ? `; agents: ${agentVersions(r)}` : ''}`],
     ['Cluster:', `${r.cluster} (${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'})`],
   ];
   if (r.registry) {

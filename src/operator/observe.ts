@@ -1,8 +1,5 @@
 // Looking at a cluster as it is now: every node's registry object, whether its agent's process
 // lives, and what the agent answers on its status API (short timeouts: a hung agent is a finding).
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Registry, RegistryObject } from '../control/registry.js';
 import { isLabCluster } from '../control/cluster.js';
 import { agentPid, agentSupervision, labRunsAgent } from '../lab/agents.js';
@@ -11,14 +8,11 @@ import { leasesByName } from '../agent/registry-node-source.js';
 import type { Settings } from '../agent/settings.js';
 import { AgentClient } from '../agent/agent-client.js';
 import { VeilError, errorMessage } from '../util/errors.js';
+import { veilVersion } from '../util/version.js';
 import { buildStatusReport, type NodeObservation, type StatusReport } from './cluster-status.js';
 
 const AGENT_TIMEOUT_MS = 2000;
 
-export function veilVersion(): string {
-  const pkg = join(dirname(fileURLToPath(import.meta.url)), '../../../package.json');
-  try { return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version; } catch { return 'unknown'; }
-}
 
 /** Asks a node's agent (e.g. `(a) => a.healthz()`); undefined + the reason when it cannot answer. */
 export async function askAgent<T>(cluster: string, node: string, ask: (agent: AgentClient) => Promise<T>, registry?: Registry): Promise<{ value?: T; error?: string }> {

@@ -58,6 +58,13 @@ test('status report: all ready is OK (exit-worthy), a dead agent and a lapsed li
   assert.match(formatStatusReport(ok), /^Veil:\s+OK$/m);
   assert.match(formatStatusReport(ok), /^Encryption:\s+Wireguard \(2\/2 nodes\)$/m);
   assert.match(formatStatusReport(ok), /^a\s+Available\s+-\s+Ok\s+Wireguard\s+2s ago$/m);
+  assert.match(formatStatusReport(ok), /^Version:\s+veil 1$/m, 'agents of the CLI\'s version (or none reported): nothing more');
+  // An upgrade under way: the agents' versions are counted when one differs from the CLI's.
+  const upgrading = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
+    { name: 'a', object: node('a', fresh), agentPid: 10, lease: lease('a'), healthz: { ...healthz('a'), version: '2' }, encrypt: wg },
+    { name: 'b', object: node('b', { ...fresh, version: '1' }), agentPid: 10, lease: lease('b'), encrypt: wg }] });
+  assert.deepEqual(upgrading.nodes.map((n) => n.version), ['2', '1']);
+  assert.match(formatStatusReport(upgrading), /^Version:\s+veil 1; agents: 2 \(1\/2 nodes\), 1 \(1\/2 nodes\)$/m);
 
   const bad = buildStatusReport({ cluster: 'c', version: '1', settings, now, observations: [
     { name: 'a', object: node('a', fresh), agentPid: 10, lease: lease('a'), healthz: healthz('a', [{ name: 'peer b', state: 'Degraded', message: 'detected duplicate public key', since: new Date(now - 5000).toISOString() }]) },
