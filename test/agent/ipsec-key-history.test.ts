@@ -25,7 +25,8 @@ test('after a rotation and its keyRotationDuration, etcd no longer hands out the
   const stateDir = mkdtempSync(join(tmpdir(), 'veil-keyhist-'));
   const logs: string[] = [];
   const log = createLogger({}, new Writable({ write(chunk, _e, cb) { logs.push(String(chunk)); cb(); } }));
-  const settings = { ...defaultSettings(), 'encryption.ipsec.keyRotationDuration': '1s' };
+  // long enough that the positive control below is read before the old key's expiry on a loaded machine
+  const settings = { ...defaultSettings(), 'encryption.ipsec.keyRotationDuration': '3s' };
   const oldRev = (await reg.create({ kind: 'Secret', metadata: { name: 'ipsec-keys' }, type: 'Opaque', data: { keys: b64(OLD) } })).metadata.resourceVersion!;
   const mode = new IpsecMode({
     node: { name: 'n1', internalIPs: ['172.18.0.2'], podCIDRs: ['10.244.1.0/24'], podGateway: '10.244.1.1', underlayInterface: 'eth0', underlayMtu: 1500, bootID: 'b' },
@@ -36,9 +37,12 @@ test('after a rotation and its keyRotationDuration, etcd no longer hands out the
   try {
     await mode.prepare();
     await reg.mutate('Secret', 'ipsec-keys', (cur) => cur && { ...cur, data: { keys: b64(NEW) } });
+    // the history holds the old key after the write (what the fix must remove): read at once, as the
+    // retired key's keyRotationDuration can only start once the mode has loaded the new one
+    const held = atOldRev();
+    held.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
     await waitFor(() => logs.some((l) => l.includes('new IPsec key loaded')), 10_000, () => `the new key loaded (log: ${logs.join('')})`);
-    // while the rotation runs, the history still holds the old key (what the fix must remove)
-    assert.match(Buffer.from(/"keys":"([^"]+)"/.exec(await atOldRev())![1]!, 'base64').toString(), /^3\+ /);
+    assert.match(Buffer.from(/"keys":"([^"]+)"/.exec(await held)![1]!, 'base64').toString(), /^3\+ /);
     let refusal = '';
     await waitFor(async () => {
       try { await atOldRev(); return false; } catch (e) { refusal = (e as Error).message; return true; }
