@@ -215,20 +215,24 @@ export class WithExternalPeers implements NodeSource {
   }
 
   peers(): PeerNode[] {
-    const nodes = this.inner.peers();
-    return [...nodes, ...this.admission(nodes).admitted.map(externalPeerNode)];
+    return [...this.inner.peers(), ...this.admission().admitted.map(externalPeerNode)];
+  }
+
+  nodeClaims(): PeerNode[] {
+    return this.inner.nodeClaims();
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
     const refused = new Map(this.inner.refusedPeers());
-    for (const [k, v] of this.admission(this.inner.peers()).refused) refused.set(k, v);
+    for (const [k, v] of this.admission().refused) refused.set(k, v);
     const problem = this.peerObjects.problem();
     if (problem) refused.set(PEER_OBJECTS_CHECK, problem);
     return refused;
   }
 
-  private admission(nodes: PeerNode[]): { admitted: ExternalPeer[]; refused: Map<string, string> } {
-    const claims: NodeClaim[] = nodes.map((n) => ({ name: n.name, ips: n.internalIPs, podCIDRs: n.podCIDRs, publicKey: n.annotations['network.veil.io/wg-pub-key'] }));
+  /** Against every node's claim, its agent alive or not: a Peer on an away node's pods would flap. */
+  private admission(): { admitted: ExternalPeer[]; refused: Map<string, string> } {
+    const claims: NodeClaim[] = this.inner.nodeClaims().map((n) => ({ name: n.name, ips: n.internalIPs, podCIDRs: n.podCIDRs, publicKey: n.annotations['network.veil.io/wg-pub-key'] }));
     if (this.own) claims.unshift({ name: this.own.name, ips: this.own.internalIPs, podCIDRs: this.own.podCIDRs });
     const age = (o: RegistryObject) => o.metadata.creationTimestamp ?? '';
     const admitted: ExternalPeer[] = [];

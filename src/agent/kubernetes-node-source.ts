@@ -97,6 +97,10 @@ export class KubernetesNodeSource implements NodeSource {
     return this.admission().admitted;
   }
 
+  nodeClaims(): PeerNode[] {
+    return this.admission().claims;
+  }
+
   refusedPeers(): ReadonlyMap<string, string> {
     return this.admission().refused;
   }
@@ -105,7 +109,7 @@ export class KubernetesNodeSource implements NodeSource {
     return (this.nodeInformer?.items() ?? []).map(kubeNodeView);
   }
 
-  private admission(): { admitted: PeerNode[]; refused: Map<string, string> } {
+  private admission(): { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] } {
     const views = this.views().sort((x, y) => x.createdMs - y.createdMs || x.name.localeCompare(y.name));
     const candidates: (PeerNode & { ips: string[] })[] = [];
     const unusable = new Map<string, string>();
@@ -132,7 +136,8 @@ export class KubernetesNodeSource implements NodeSource {
     const verdict = admitPeers(self, candidates);
     const refused = new Map([...verdict.refused].filter(([key]) => live.has(key.slice('peer '.length))));
     for (const [k, v] of unusable) refused.set(k, v);
-    return { admitted: verdict.admitted.filter((p) => live.has(p.name)).map(({ ips: _ips, ...peer }) => peer), refused };
+    const claims = verdict.admitted.map(({ ips: _ips, ...peer }) => peer);
+    return { admitted: claims.filter((p) => live.has(p.name)), refused, claims };
   }
 
   /** Its lease was renewed (as seen here) within its duration plus the grace. */

@@ -57,6 +57,11 @@ export interface NodeSource {
   self(): Promise<OwnNode>;
   /** The peers as last seen (every node but this one with addresses). */
   peers(): PeerNode[];
+  /**
+   * Every node whose claim (addresses, pod CIDRs) was admitted, its agent alive or not: a claim lasts
+   * as long as its node object, so what else is admitted (Peer objects) is checked against these.
+   */
+  nodeClaims(): PeerNode[];
   /** Nodes refused as peers ('peer NAME' -> why: an unusable object, or one claiming what another node holds). */
   refusedPeers(): ReadonlyMap<string, string>;
   /** Follows the peers: onChange runs when anything the modes use changed (not on liveness or health). */

@@ -192,6 +192,10 @@ export class RegistryNodeSource implements NodeSource {
     return this.peerList;
   }
 
+  nodeClaims(): PeerNode[] {
+    return [...this.admission.admitted.values()].map((c) => c.peer);
+  }
+
   refusedPeers(): ReadonlyMap<string, string> {
     const refused = [...this.admission.refused].filter(([key]) => this.live.has(key.slice('peer '.length))); // a dead node's refusal harms nobody
     return new Map([...refused, ...this.unusable, ...this.invalid]);

@@ -2,8 +2,8 @@
 // resources (an informer over peers.network.veil.io) through the same admission as on etcd, against
 // the test API server with the real client. Without the CRD the agent runs on and says why; once
 // the CRD is applied the Peers arrive; a hostile Peer that the schema lets through (its allowed
-// IPs on this node's pod CIDR or address, host bits set, another peer's range) is refused with the
-// reason; a deleted Peer leaves.
+// IPs on this node's pod CIDR or address, or on a node's whose agent is away, host bits set, another
+// peer's range) is refused with the reason; a deleted Peer leaves.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -47,6 +47,11 @@ before(async () => {
     apiVersion: 'v1', kind: 'Node', metadata: { name: 'a' }, spec: { podCIDR: '10.244.0.0/24', podCIDRs: ['10.244.0.0/24'] },
     status: { addresses: [{ type: 'InternalIP', address: '172.18.0.2' }], nodeInfo: { bootID: 'a-boot' } },
   } as k8s.KubernetesObject);
+  // a node whose agent is away (no Lease): no peer, but its pod CIDR is still its own
+  await api.create({
+    apiVersion: 'v1', kind: 'Node', metadata: { name: 'b' }, spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
+    status: { addresses: [{ type: 'InternalIP', address: '172.18.0.3' }], nodeInfo: { bootID: 'b-boot' } },
+  } as k8s.KubernetesObject);
 });
 
 after(async () => {
@@ -81,12 +86,14 @@ test('Peer resources reach the agent through the same admission as on etcd: no C
     await api.create(peer('on-my-address', ['172.18.0.0/24']));
     await api.create(peer('host-bits', ['10.250.5.1/24']));
     await api.create(peer('overlaps-laptop', ['10.250.0.0/24']));
-    await waitFor('four refusals', () => [...s.refusedPeers().keys()].filter((k) => k !== PEER_OBJECTS_CHECK).length === 4);
+    await api.create(peer('on-away-pods', ['10.244.1.0/25']));
+    await waitFor('five refusals', () => [...s.refusedPeers().keys()].filter((k) => k !== PEER_OBJECTS_CHECK).length === 5);
     const refused = s.refusedPeers();
     assert.match(refused.get('peer on-my-pods')!, /peer object refused: its allowed IPs 10.244.0.128\/25 overlap 10.244.0.0\/24 of node 'a' \(its pod CIDR\)/);
     assert.match(refused.get('peer on-my-address')!, /contain the address 172.18.0.2 of node 'a'/);
     assert.match(refused.get('peer host-bits')!, /10.250.5.1\/24.*not a CIDR/);
     assert.match(refused.get('peer overlaps-laptop')!, /overlap 10.250.0.1\/32 of peer 'laptop'/);
+    assert.match(refused.get('peer on-away-pods')!, /overlap 10.244.1.0\/24 of node 'b'/, 'a node whose agent is away keeps its pod CIDR');
     assert.deepEqual(s.peers().map((p) => p.name), ['laptop']);
 
     await api.delete({ apiVersion: PEER_API_VERSION, kind: 'Peer', metadata: { name: 'laptop' } });
