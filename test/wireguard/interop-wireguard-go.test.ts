@@ -144,7 +144,8 @@ test('interop with wireguard-go: veil initiates, rekeys, wireguard-go initiates,
   sh(inNs(NS_WG, ['wg', 'set', WG_IF, 'peer', peerB64, 'remove']));
   sh(inNs(NS_WG, ['wg', 'set', WG_IF, 'peer', peerB64, 'allowed-ips', '10.98.0.1/32', 'endpoint', '10.99.0.1:51871']));
   const mark = events.length;
-  const ping = spawnSync('ip', ['netns', 'exec', NS_WG, 'ping', '-c', '2', '-W', '3', '10.98.0.1'], { encoding: 'utf8' });
+  // -w: asks again until 2 replies or 20 s (a handshake on a loaded machine can outlast one reply's wait)
+  const ping = spawnSync('ip', ['netns', 'exec', NS_WG, 'ping', '-c', '2', '-w', '20', '10.98.0.1'], { encoding: 'utf8' });
   assert.equal(ping.status, 0, `ping from wireguard-go side failed: ${ping.stdout}${ping.stderr}`);
   assert.match(ping.stdout, /2 received/);
   const answered = await waitEvent((e) => e.event === 'echoRequestAnswered', 2000, mark);
