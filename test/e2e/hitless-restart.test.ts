@@ -100,7 +100,7 @@ k.on('close', () => console.log(JSON.stringify({ bytes: n, sha: h.digest('hex') 
 /** A capture of what a node sends on its underlay, headers only (the tunnel headers and any leaked inner header). */
 async function captureSent(node: string): Promise<{ stop(): Promise<string> }> {
   const file = join(lab.home, `cap-${node}-${Date.now()}.pcap`);
-  const child = lab.spawn(['ip', 'netns', 'exec', lab.netns(node), 'tcpdump', '-n', '-U', '-s', '128', '-Q', 'out', '-i', 'eth0', '-w', file, 'ip']);
+  const child = lab.spawn(['ip', 'netns', 'exec', lab.netns(node), 'tcpdump', '-n', '-U', '--immediate-mode', '-s', '128', '-Q', 'out', '-i', 'eth0', '-w', file, 'ip']);
   let err = '';
   await new Promise<void>((res, rej) => {
     const t = setTimeout(() => rej(new Error(`tcpdump on ${node} did not start: ${err}`)), 10_000);

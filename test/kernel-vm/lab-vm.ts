@@ -50,7 +50,7 @@ export class TapCapture {
 
   static async start(cluster: string, dir: string, filter: string[] = []): Promise<TapCapture> {
     const file = join(dir, `tap-${Date.now()}.pcap`);
-    const proc = spawn('ip', ['netns', 'exec', fabricNetns(cluster), 'tcpdump', '-n', '-U', '-s', '0', '-i', 'veil-kvmtap0', '-w', file, ...filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn('ip', ['netns', 'exec', fabricNetns(cluster), 'tcpdump', '-n', '-U', '--immediate-mode', '-s', '0', '-i', 'veil-kvmtap0', '-w', file, ...filter], { stdio: ['ignore', 'ignore', 'pipe'] });
     registerPid(cluster, 'kernel-vm-capture', proc.pid!);
     const exited = new Promise<void>((r) => proc.on('exit', () => r()));
     await new Promise<void>((res, rej) => {

@@ -90,7 +90,7 @@ before(async () => {
   sh(['ip', '-n', NS_WG, 'addr', 'add', '10.98.0.2/24', 'dev', WG_IF]);
   sh(['ip', '-n', NS_WG, 'link', 'set', WG_IF, 'up']);
   // capture the underlay for the key log check
-  dump = spawn('ip', ['netns', 'exec', NS_VEIL, 'tcpdump', '-i', 'veil-twga0', '-U', '-w', join(tmp, 'wg.pcap'), 'udp'], { stdio: 'ignore' });
+  dump = spawn('ip', ['netns', 'exec', NS_VEIL, 'tcpdump', '-i', 'veil-twga0', '-U', '--immediate-mode', '-w', join(tmp, 'wg.pcap'), 'udp'], { stdio: 'ignore' });
   // veil's Device in the other namespace
   veil = spawn('ip', ['netns', 'exec', NS_VEIL, process.execPath, join(here, 'interop-veil-node.js'),
     Buffer.from(veilKey.raw).toString('base64'), Buffer.from(wgKey.publicKey).toString('base64'),
