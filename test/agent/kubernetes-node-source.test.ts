@@ -16,6 +16,7 @@ import { AGENT_STATUS_ANNOTATION, ENCRYPTION_KEY_ANNOTATION } from '../../src/co
 import { LEASE_GRACE_MS } from '../../src/agent/registry-node-source.js';
 import type { OwnFields } from '../../src/agent/node-source.js';
 import { VeilError } from '../../src/util/errors.js';
+import { waitFor } from '../kube-api/wait-for.js';
 
 let server: TestApiServer;
 let dir: string;
@@ -42,14 +43,6 @@ async function holdFor(name: string, durationSeconds: number): Promise<ReturnTyp
   await renew();
   return setInterval(() => { void renew().catch(() => undefined); }, 300);
 }
-
-const waitFor = async (what: string, cond: () => boolean, ms = 15_000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'veil-kube-source-'));

@@ -17,19 +17,12 @@ import { KubernetesNodeSource } from '../../src/agent/kubernetes-node-source.js'
 import { KubernetesPeerObjects } from '../../src/agent/kubernetes-peer-objects.js';
 import { PEER_OBJECTS_CHECK, WithExternalPeers } from '../../src/agent/external-peers.js';
 import { PEER_API_VERSION, peerCrd } from '../../src/control/kubernetes/peer-crd.js';
+import { waitFor } from '../kube-api/wait-for.js';
 
 let server: TestApiServer;
 let dir: string;
 let kc: k8s.KubeConfig;
 let api: k8s.KubernetesObjectApi;
-
-const waitFor = async (what: string, cond: () => boolean, ms = 15_000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 const KEY = `${'k'.repeat(42)}A=`;
 const peer = (name: string, allowedIPs: string[], publicKey?: string) => ({

@@ -18,6 +18,7 @@ import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js'
 import { Informer } from '../../src/control/kubernetes/informer.js';
 import { PEER_API_VERSION, PEER_CRD_NAME, PEER_PATH, peerCrd } from '../../src/control/kubernetes/peer-crd.js';
 import { apiErrorMessage, apiStatusCode } from '../../src/control/kubernetes/kube-errors.js';
+import { waitFor } from '../kube-api/wait-for.js';
 
 let server: TestApiServer;
 let dir: string;
@@ -37,14 +38,6 @@ function file(doc: unknown, json = false): string {
   writeFileSync(f, json ? JSON.stringify(doc) : toYaml(doc));
   return f;
 }
-
-const waitFor = async (what: string, cond: () => boolean, ms = 10_000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 const KEY = 'hE1gZp3Vq0l7wv3ZcQF6m2nX4J0s8bYyq6kS5d9uT0A=';
 const peer = (name: string, spec: Record<string, unknown>) => ({ apiVersion: PEER_API_VERSION, kind: 'Peer', metadata: { name }, spec });

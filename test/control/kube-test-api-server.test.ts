@@ -14,6 +14,7 @@ import { holdLease } from '../../src/control/kubernetes/kube-lease.js';
 import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
 import { kubectlAsync, kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
 import { stringify as toYaml } from 'yaml';
+import { waitFor } from '../kube-api/wait-for.js';
 
 let server: TestApiServer;
 let dir: string;
@@ -39,14 +40,6 @@ async function patchNodeStatus(body: object): Promise<void> {
   const core = loadKubeConfig({ kubeconfig }).makeApiClient(CoreV1Api);
   await core.patchNodeStatus({ name: 'kind-worker', body }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
 }
-
-const waitFor = async (what: string, cond: () => boolean, ms = 10_000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 const NODE = `apiVersion: v1
 kind: Node
