@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBenchScript } from './cli.js';
 
-const CLUSTER = 'tbenchsmoke';
+const CLUSTER = `tbenchsmoke-${process.pid}`; // a run cut off mid-test must not collide with the next
 const MODES = ['plain', 'wireguard-go', 'veil-wireguard', 'veil-ipsec'];
 
 test('e2e bench smoke: every mode passes TCP, UDP and ping traffic, and the lab is gone afterwards', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const MAIN = join(process.cwd(), 'dist/src/cli/main.js');
-const CLUSTER = 'tdemo';
+const CLUSTER = `tdemo-${process.pid}`; // a run cut off mid-test must not collide with the next
 
 function namespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
@@ -41,7 +41,7 @@ test('e2e demo: refuses to reuse an existing lab and leaves it alone', { timeout
     assert.equal(spawnSync(process.execPath, [MAIN, 'lab', 'up', '--name', CLUSTER, '--nodes', '2'], { env }).status, 0);
     const r = spawnSync(process.execPath, [MAIN, 'demo', '--name', CLUSTER], { encoding: 'utf8', env });
     assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /already exists.*lab down --name tdemo/);
+    assert.match(r.stderr, new RegExp(`already exists.*lab down --name ${CLUSTER}`));
     assert.equal(namespaces().length, 4, 'the existing lab (2 nodes, fabric, etcd) is untouched');
     assert.equal(spawnSync(process.execPath, [MAIN, 'secret', 'get', 'nope', '--cluster', CLUSTER], { encoding: 'utf8', env }).stderr.includes('not found'), true, 'and its etcd still answers');
   } finally {

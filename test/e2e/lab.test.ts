@@ -10,7 +10,8 @@ import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
 import { ok, veilCli } from './cli.js';
 
-const CLUSTER = 'tlabe2e';
+const CLUSTER = `tlabe2e-${process.pid}`; // a run cut off mid-test must not collide with the next
+const OVERLAPPING = `tlabe2e2-${process.pid}`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-lab-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
 delete env['VEIL_CLUSTER'];
@@ -100,10 +101,10 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   const inUse = veil('lab', 'up', '--name', CLUSTER);
   assert.equal(inUse.status, 1);
   assert.match(inUse.stderr, /already exists.*veil lab down --name/);
-  const overlap = veil('lab', 'up', '--name', 'tlabe2e2');
+  const overlap = veil('lab', 'up', '--name', OVERLAPPING);
   assert.equal(overlap.status, 1);
-  assert.match(overlap.stderr, /overlaps .* of lab cluster 'tlabe2e'/);
-  assert.equal(existsSync(join(home, 'clusters', 'tlabe2e2')), false);
+  assert.match(overlap.stderr, new RegExp(`overlaps .* of lab cluster '${CLUSTER}'`));
+  assert.equal(existsSync(join(home, 'clusters', OVERLAPPING)), false);
   assert.equal(ourNetns().length, 8);
 
   // pod delete takes its namespace and veth

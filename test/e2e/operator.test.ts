@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parsePrometheusText, sampleValue } from '../../src/operator/prometheus-text.js';
 import { ok, veilCli } from './cli.js';
 
-const CLUSTER = 'topere2e';
+const CLUSTER = `topere2e-${process.pid}`; // a run cut off mid-test must not collide with the next
 const W1 = `${CLUSTER}-worker`, W2 = `${CLUSTER}-worker2`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-oper-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: CLUSTER };

@@ -15,7 +15,7 @@ test('e2e scale smoke: 200 synthetic nodes become peers, key changes reach the d
   try {
     const json = join(dir, 'scale.json');
     const started = Date.now();
-    const r = await runBenchScript('dist/bench/scale.js', ['--smoke', '--name', 'tscalesmoke', '--out', json], 240_000);
+    const r = await runBenchScript('dist/bench/scale.js', ['--smoke', '--name', `tscalesmoke-${process.pid}`, '--out', json], 240_000);
     console.log(`scale smoke: ${Math.round((Date.now() - started) / 1000)} s`);
     assert.equal(r.code, 0, `scale bench --smoke exited ${r.code}:\n${r.out}`);
     const result = JSON.parse(readFileSync(json, 'utf8')) as {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const NS = 'veil-test-underlay';
+const NS = `veil-tul-${process.pid}`;
 const MODULE = fileURLToPath(new URL('../../src/host/underlay.js', import.meta.url));
 
 function ip(...args: string[]): void {
