@@ -95,17 +95,36 @@ export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOption
   await checkAdmissionPolicies(kc);
   if (s['encryption.type'] === 'ipsec') o.progress(`🔑 Found the IPsec Secret ${ns}/${s['encryption.ipsec.secretName']} (${await checkIpsecSecret(api, s, ns)})`);
   else o.progress('🔑 WireGuard: every node generates its own key pair and publishes its public key on its Node');
-  for (const m of manifests) await applyOne(api, m);
-  o.progress(`🚀 Applied ${manifests.length} objects (server-side apply, field manager "${FIELD_MANAGER}") in namespace ${ns}`);
-  await waitEstablished(api, Date.now() + o.timeoutMs);
-  if (!await readOrUndefined(api, { apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns } })) {
-    try {
-      await api.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns, labels: { 'app.kubernetes.io/part-of': 'veil' } }, type: 'Opaque', data: { token: Buffer.from(randomBytes(32).toString('base64url')).toString('base64') } } as k8s.KubernetesObject);
-      o.progress(`🔑 Generated the agent API token (Secret ${ns}/${API_TOKEN_SECRET})`);
-    } catch (e) {
-      if (apiStatusCode(e) !== 409) throw apiError('cannot create the agent API token Secret', e);
+  // what the cluster holds before anything is written: an install that fails puts it back
+  const before = await Promise.all(manifests.map((m) => readOrUndefined(api, m)));
+  const tokenRef = { apiVersion: 'v1', kind: 'Secret', metadata: { name: API_TOKEN_SECRET, namespace: ns } };
+  let madeToken = false;
+  try {
+    for (const m of manifests) await applyOne(api, m);
+    o.progress(`🚀 Applied ${manifests.length} objects (server-side apply, field manager "${FIELD_MANAGER}") in namespace ${ns}`);
+    await waitEstablished(api, Date.now() + o.timeoutMs);
+    if (!await readOrUndefined(api, tokenRef)) {
+      try {
+        await api.create({ ...tokenRef, metadata: { ...tokenRef.metadata, labels: { 'app.kubernetes.io/part-of': 'veil' } }, type: 'Opaque', data: { token: Buffer.from(randomBytes(32).toString('base64url')).toString('base64') } } as k8s.KubernetesObject);
+        madeToken = true;
+        o.progress(`🔑 Generated the agent API token (Secret ${ns}/${API_TOKEN_SECRET})`);
+      } catch (e) {
+        if (apiStatusCode(e) !== 409) throw apiError('cannot create the agent API token Secret', e);
+      }
     }
+    return { nodes: await waitRollout(api, ns, o) };
+  } catch (e) {
+    const wasInstalled = before.some((b) => b?.kind === 'DaemonSet');
+    const failed = e instanceof VeilError ? e : apiError('install failed', e);
+    const undone = await rollBack(kc, api, manifests, before, wasInstalled, madeToken ? tokenRef : undefined, s, o.progress)
+      .then(() => wasInstalled ? 'the objects veil had before were put back' : 'everything it applied was removed')
+      .catch((r: unknown) => `rolling back failed too, so some objects may be left (veil uninstall --kubernetes removes them): ${r instanceof Error ? r.message : String(r)}`);
+    throw new VeilError(failed.code, `${failed.message}; the install was rolled back: ${undone}`, failed.hint);
   }
+}
+
+/** Waits until the DaemonSet is rolled out and every Node's agent published ready; the node count. */
+async function waitRollout(api: k8s.KubernetesObjectApi, ns: string, o: KubeInstallOptions): Promise<number> {
   const deadline = Date.now() + o.timeoutMs;
   let last = '';
   for (;;) {
@@ -115,7 +134,7 @@ export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOption
     const ready = [...agents.values()].filter((x) => x === true).length;
     const line = `⌛ Waiting for DaemonSet ${ns}/${AGENT_NAME}: ${r.ready}/${r.desired} pods ready, ${r.updated}/${r.desired} updated; agents ready on ${ready}/${agents.size} nodes`;
     if (line !== last) { o.progress(line); last = line; }
-    if (r.current && r.desired > 0 && r.available === r.desired && r.updated === r.desired && ready === agents.size && agents.size > 0) return { nodes: agents.size };
+    if (r.current && r.desired > 0 && r.available === r.desired && r.updated === r.desired && ready === agents.size && agents.size > 0) return agents.size;
     if (Date.now() > deadline) {
       const waiting = [...agents].filter(([, x]) => x !== true).map(([n, why]) => `${n}: ${why}`);
       throw new VeilError('INSTALL_TIMEOUT', `veil is not ready after ${Math.round(o.timeoutMs / 1000)} s: ${r.ready}/${r.desired} pods ready${waiting.length ? `; ${waiting.join('; ')}` : ''}`,
@@ -123,6 +142,38 @@ export async function kubernetesInstall(kc: k8s.KubeConfig, o: KubeInstallOption
     }
     await new Promise((res) => setTimeout(res, 1000));
   }
+}
+
+/**
+ * Undoes a failed install. On a cluster without veil before, that is an uninstall (which also takes
+ * the Leases and annotations its agents may have published meanwhile). On one that had veil, every
+ * object goes back to what it was (replaced with its earlier self; one that did not exist is
+ * deleted), so the running agents go back to their earlier DaemonSet and settings.
+ */
+async function rollBack(kc: k8s.KubeConfig, api: k8s.KubernetesObjectApi, manifests: Manifest[], before: (Obj | undefined)[], wasInstalled: boolean,
+  madeToken: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } } | undefined, s: Settings, progress: (line: string) => void): Promise<void> {
+  progress('↩️  The install failed: rolling back');
+  if (!wasInstalled) return kubernetesUninstall(kc, s, progress);
+  for (let i = manifests.length - 1; i >= 0; i--) {
+    const m = manifests[i]!;
+    const prior = before[i];
+    const now = await readOrUndefined(api, m);
+    if (!prior) {
+      if (now) await api.delete(m);
+      continue;
+    }
+    const { managedFields: _f, resourceVersion: _v, uid: _u, creationTimestamp: _c, generation: _g, ...meta } = prior.metadata as Record<string, unknown>;
+    const restored = { ...prior, metadata: { ...meta, ...(now ? { resourceVersion: (now.metadata as { resourceVersion?: string }).resourceVersion } : {}) } } as Obj;
+    delete restored['status'];
+    try {
+      if (now) await api.replace(restored);
+      else await api.create(restored);
+    } catch (e) {
+      throw apiError(`cannot put back ${m.kind} ${m.metadata.name}`, e);
+    }
+  }
+  if (madeToken) await api.delete(madeToken).catch((e: unknown) => { if (apiStatusCode(e) !== 404) throw apiError(`cannot delete Secret ${API_TOKEN_SECRET}`, e); });
+  progress('↩️  Put back the objects veil had before');
 }
 
 /** The API server serves the Peer resource only once its CRD is Established (`veil peer add` right after install needs it). */

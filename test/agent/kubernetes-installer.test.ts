@@ -2,7 +2,8 @@
 // CLI refuses before writing anything when the IPsec Secret is missing, applies every object
 // server-side, waits with progress while the test plays the DaemonSet controller and the agents,
 // converges when run again (no object rewritten), and uninstall removes all of it but the user's
-// Secret and, while Peers exist, the Peer CRD. kubectl reads back what was applied.
+// Secret and, while Peers exist, the Peer CRD. kubectl reads back what was applied. An install that
+// fails is rolled back: a first one removes everything, a re-install puts back what was there.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -155,4 +156,48 @@ test('install --kubernetes applies everything, waits with progress, converges on
   const un2 = await veil('uninstall', '--kubernetes');
   assert.equal(un2.status, 0, un2.stderr);
   assert.equal(server.get('customresourcedefinitions', '', 'peers.network.veil.io'), undefined, 'no Peer left: the CRD goes');
+});
+
+/** What install applies, and whether each is there now. */
+function veilObjectsLeft(): string[] {
+  const refs = [['daemonsets', 'veil', 'veil-agent'], ['configmaps', 'veil', 'veil-install'], ['serviceaccounts', 'veil', 'veil-agent'], ['secrets', 'veil', 'veil-agent-api-token'],
+    ['roles', 'veil', 'veil-agent'], ['clusterroles', '', 'veil-agent'], ['clusterrolebindings', '', 'veil-agent'], ['validatingadmissionpolicies', '', 'veil-agent-writes-own-node'],
+    ['validatingadmissionpolicybindings', '', 'veil-agent-writes-own-node'], ['customresourcedefinitions', '', 'peers.network.veil.io']] as const;
+  return refs.filter(([res, ns, name]) => server.get(res, ns, name)).map(([res, , name]) => `${res}/${name}`);
+}
+
+test('install --kubernetes whose agents never become ready is rolled back: nothing it applied is left, the user\'s Secret stays', async () => {
+  assert.deepEqual(veilObjectsLeft(), [], 'no veil before');
+  const r = await veil('install', '--kubernetes', '--encryption', 'wireguard', '--wait-timeout', '2s');
+  assert.equal(r.status, 1, r.stdout);
+  assert.match(r.stderr, /veil is not ready after 2 s: 0\/0 pods ready.*; the install was rolled back: everything it applied was removed/s);
+  assert.match(r.stdout, /The install failed: rolling back/);
+  assert.deepEqual(veilObjectsLeft(), [], 'every object it applied is gone');
+  assert.ok(server.get('secrets', 'veil', 'ipsec-keys'), "the user's key Secret stays");
+});
+
+test('a re-install --kubernetes that fails puts back the objects veil had before (the running DaemonSet, the settings, the token)', async () => {
+  const first = veil('install', '--kubernetes', '--encryption', 'ipsec', '--wait-timeout', '60s', '--image', 'veil:test');
+  const deadline = Date.now() + 30_000;
+  while (!server.get('daemonsets', 'veil', 'veil-agent')) {
+    assert.ok(Date.now() < deadline, 'the DaemonSet was applied');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  await playControllerAndAgents();
+  assert.equal((await first).status, 0);
+  const dsBefore = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'ds', 'veil-agent', '-o', 'json'));
+  const token = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'secret', 'veil-agent-api-token', '-o', 'json')).data.token;
+
+  // a new image and a setting: the DaemonSet controller never rolls it out (its status stays at the old generation)
+  const r = await veil('install', '--kubernetes', '--encryption', 'ipsec', '--set', 'agent.metricsPort=9977', '--wait-timeout', '2s', '--image', 'veil:broken');
+  assert.equal(r.status, 1, r.stdout);
+  assert.match(r.stderr, /veil is not ready after 2 s.*; the install was rolled back: the objects veil had before were put back/s);
+  const ds = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'ds', 'veil-agent', '-o', 'json'));
+  assert.deepEqual(ds.spec, dsBefore.spec, 'the DaemonSet as it was: image veil:test, the old port');
+  assert.equal(ds.spec.template.spec.containers[0].image, 'veil:test');
+  assert.equal(JSON.parse(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'cm', 'veil-install', '-o', 'json')).data['settings.json'])['agent.metricsPort'], 9962, 'the settings as they were');
+  assert.equal(JSON.parse(await kubectlOk('-n', 'veil', 'get', 'secret', 'veil-agent-api-token', '-o', 'json')).data.token, token, 'the token kept');
+  const un = await veil('uninstall', '--kubernetes');
+  assert.equal(un.status, 0, un.stderr);
 });
