@@ -13,8 +13,9 @@ export interface NodeObservation {
   object: RegistryObject;
   /** The agent's pid if its recorded process is alive. */
   agentPid?: number;
-  /** What the agent's supervisor saw (the lab's; a host's systemd keeps its own count). */
-  supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: { code: number | null; signal: string | null; at: string }; nextStartAt?: string };
+  /** What the agent's supervisor saw (the lab's, or the kubelet's in the agent pod's status; a
+   *  host's systemd keeps its own count). waitingReason: the kubelet's, e.g. CrashLoopBackOff. */
+  supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: { code: number | null; signal: string | null; at: string }; nextStartAt?: string; waitingReason?: string };
   /** The node's liveness lease, if live (an agent that stopped renewing has none). */
   lease?: RegistryObject;
   healthz?: Healthz;
@@ -138,8 +139,10 @@ function supervisionNote(s: NodeObservation['supervision'], now: number): string
   if (!s) return '';
   const parts: string[] = [];
   const e = s.lastExit;
-  if (e) parts.push(`it ${e.signal ? `was killed by ${e.signal}` : `exited with status ${e.code}`} ${Math.max(0, Math.round((now - Date.parse(e.at)) / 1000))}s ago`);
+  const ago = Date.parse(e?.at ?? '');
+  if (e) parts.push(`it ${e.signal ? `was killed by ${e.signal}` : `exited with status ${e.code}`}${Number.isFinite(ago) ? ` ${Math.max(0, Math.round((now - ago) / 1000))}s ago` : ''}`);
   if (s.state === 'backoff' && s.nextStartAt) parts.push(`its supervisor restarts it in ${Math.max(0, (Date.parse(s.nextStartAt) - now) / 1000).toFixed(1)}s`);
+  if (s.state === 'backoff' && s.waitingReason) parts.push(`the kubelet restarts it (${s.waitingReason})`);
   if (s.state === 'stopped') parts.push('its supervisor has stopped');
   parts.push(`restarts: ${s.restarts}`);
   return `: ${parts.join('; ')}`;

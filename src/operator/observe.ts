@@ -10,6 +10,7 @@ import { AgentClient } from '../agent/agent-client.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { veilVersion } from '../util/version.js';
 import { buildStatusReport, type NodeObservation, type StatusReport } from './cluster-status.js';
+import { podSupervision } from './agent-pod-supervision.js';
 
 const AGENT_TIMEOUT_MS = 2000;
 
@@ -37,11 +38,15 @@ export function runningAgentPid(cluster: string, node: string, lease: RegistryOb
 export async function observeNodes(cluster: string, reg: Registry, settings: Settings | undefined): Promise<NodeObservation[]> {
   const nodes = await reg.list('Node');
   const leases = await leasesByName(reg);
+  const lab = isLabCluster(cluster);
+  // elsewhere the agents may be a DaemonSet's pods (on etcd clusters there are none)
+  const pods = lab ? undefined : podSupervision(await reg.list('Pod').catch(() => []));
   return Promise.all(nodes.map(async (object): Promise<NodeObservation> => {
     const name = object.metadata.name;
     const lease = leases.get(name);
-    const pid = runningAgentPid(cluster, name, lease);
-    const supervision = isLabCluster(cluster) ? agentSupervision(cluster, name) : undefined;
+    const supervision = lab ? agentSupervision(cluster, name) : pods?.get(name);
+    // a pod whose agent container is not running has no agent, whatever its lease still says
+    const pid = supervision && !lab && supervision.state !== 'running' ? undefined : runningAgentPid(cluster, name, lease);
     if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid, lease, supervision };
     const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz(), reg), askAgent(cluster, name, (a) => a.encryptStatus(), reg)]);
     return { name, object, agentPid: pid, lease, supervision, healthz: h.value, healthzError: h.error, encrypt: e.value };

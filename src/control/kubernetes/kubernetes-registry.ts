@@ -111,6 +111,8 @@ export class KubernetesRegistry implements Registry {
     if (kind === 'Node') return nodeObjectOf(o);
     if (kind === 'Lease') return leaseObjectOf(o);
     if (kind === 'Peer') return peerObjectOf(o);
+    // a pod: where it runs and its containers' states (`veil status` reads the agents' restarts there)
+    if (kind === 'Pod') return { kind, metadata: meta(o), spec: { nodeName: (o['spec'] as Obj | undefined)?.['nodeName'] }, status: { containerStatuses: (o['status'] as Obj | undefined)?.['containerStatuses'] ?? [] } };
     const out: RegistryObject = { kind, metadata: meta(o) };
     if (o['data']) out.data = o['data'] as Record<string, string>;
     if (typeof o['type'] === 'string') out.type = o['type'];
