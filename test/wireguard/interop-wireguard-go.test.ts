@@ -1,5 +1,5 @@
-// Interop with a real implementation: Debian's wireguard-go in namespace veil-twg-b, veil's
-// sans-I/O Device (driven by interop-veil-node.js) in veil-twg-a, a veth between them.
+// Interop with a real implementation: Debian's wireguard-go in namespace veil-twg-b-<pid>, veil's
+// sans-I/O Device (driven by interop-veil-node.js) in veil-twg-a-<pid>, a veth between them.
 // Proves handshake, KDF and transport format both ways, a rekey, and the Wireshark key log.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,9 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 
-const NS_VEIL = 'veil-twg-a';
-const NS_WG = 'veil-twg-b';
-const WG_IF = 'veil-wgt0';
+// Every machine-wide name carries our pid: a run cut off mid-test leaves its namespaces (and
+// wireguard-go's socket /var/run/wireguard/<WG_IF>.sock) behind, and the next run must not meet them.
+const NS_VEIL = `veil-twg-a-${process.pid}`;
+const NS_WG = `veil-twg-b-${process.pid}`;
+/** A link name (at most 15 characters: 'veil-w' and a pid of at most 7 digits) and the socket's name. */
+const WG_IF = `veil-w${process.pid}`;
+const WG_SOCKET = `/var/run/wireguard/${WG_IF}.sock`;
 const here = dirname(fileURLToPath(import.meta.url));
 const tools = ['ip', 'wireguard-go', 'wg', 'tcpdump', 'tshark', 'python3'];
 const missing = tools.filter((t) => spawnSync('which', [t]).status !== 0);
@@ -42,6 +46,7 @@ function cleanup(): void {
   }
   spawnSync('ip', ['netns', 'del', NS_VEIL]);
   spawnSync('ip', ['netns', 'del', NS_WG]);
+  rmSync(WG_SOCKET, { force: true }); // wireguard-go removes it on SIGTERM, not if it was killed harder
 }
 
 async function waitEvent(pred: (e: Record<string, unknown>) => boolean, ms = 5000, from = 0): Promise<Record<string, unknown>> {
@@ -81,8 +86,7 @@ before(async () => {
   wgProc = spawn('ip', ['netns', 'exec', NS_WG, 'wireguard-go', WG_IF], {
     env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'verbose' }, stdio: ['ignore', process.env.VEIL_TEST_WG_LOG ? 'inherit' : 'ignore', 'ignore'],
   });
-  const sock = `/var/run/wireguard/${WG_IF}.sock`;
-  for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && !existsSync(WG_SOCKET); i++) await new Promise((r) => setTimeout(r, 50));
   const keyFile = join(tmp, 'wg.key');
   writeFileSync(keyFile, Buffer.from(wgKey.raw).toString('base64') + '\n', { mode: 0o600 });
   sh(inNs(NS_WG, ['wg', 'set', WG_IF, 'private-key', keyFile, 'listen-port', '51820',
