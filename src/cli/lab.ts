@@ -22,19 +22,25 @@ function intFlag(flag: string, v: string | undefined): number | undefined {
   return Number(v);
 }
 
+function etcdAuthFlag(on: boolean | undefined, off: boolean | undefined): boolean | undefined {
+  if (on && off) throw new UsageError('--etcd-auth and --no-etcd-auth contradict each other', 'give one of them (auth is on by default)');
+  return off ? false : on ? true : undefined;
+}
+
 const up = command({
   name: 'veil lab up',
   summary: 'create a cluster (nodes, underlay, plaintext pod routing)',
-  usage: [`veil lab up [--name ${D.name}] [--nodes ${D.nodes}] [--mtu ${D.mtu}] [--underlay-subnet ${D.underlaySubnet}] [--pod-cidr ${D.podCIDR}] [--etcd-members 1|3] [--etcd-auth]`],
+  usage: [`veil lab up [--name ${D.name}] [--nodes ${D.nodes}] [--mtu ${D.mtu}] [--underlay-subnet ${D.underlaySubnet}] [--pod-cidr ${D.podCIDR}] [--etcd-members 1|3] [--no-etcd-auth]`],
   about: `Creates nodes <name>-control-plane, <name>-worker, <name>-worker2, ... Each node is a network
 namespace with eth0 on a shared bridge; node i gets the (i+2)-th address of the underlay subnet and
 the i-th /24 of the pod CIDR (control-plane 10.244.0.0/24, worker 10.244.1.0/24, ...).
 The control plane is a real etcd (1 or 3 members, namespaces <name>_etcd1...) at the top of the
 underlay subnet (172.18.255.254, .253, ...); the agents reach it there, the CLI through its unix
 sockets in the cluster's state dir (the cluster config records them).
---etcd-auth runs etcd with auth: the CLI is etcd's root, and each node's agent logs in as its own
-user that may write only that node's Node and Lease objects (see 'veil cluster node-user'); without
-it any process in a node's namespace can write every object.`,
+etcd runs with auth: the CLI is etcd's root, and each node's agent logs in as its own user that may
+write only that node's Node and Lease objects (see 'veil cluster node-user'), so etcd refuses a node
+any other write. --no-etcd-auth turns auth off: then any process in a node's namespace can write
+every object, and only the agents' peer admission (first claim kept) stands against a forged one.`,
   cluster: false,
   flags: {
     name: { type: 'string', value: 'NAME', help: `the cluster's name (default ${D.name})` },
@@ -43,7 +49,8 @@ it any process in a node's namespace can write every object.`,
     'underlay-subnet': { type: 'string', value: 'CIDR', help: `the nodes' subnet (default ${D.underlaySubnet})` },
     'pod-cidr': { type: 'string', value: 'CIDR', help: `the pods' addresses, a /24 per node (default ${D.podCIDR})` },
     'etcd-members': { type: 'string', value: 'N', help: `the control plane's etcd members, 1 or 3 (default ${D.etcdMembers})` },
-    'etcd-auth': { type: 'boolean', help: "etcd with auth: every node's agent may write only its own Node and Lease" },
+    'etcd-auth': { type: 'boolean', help: "etcd with auth, every node's agent as its own user that may write only its own Node and Lease (the default)" },
+    'no-etcd-auth': { type: 'boolean', help: 'etcd without auth: any process on a node may write every object' },
   },
   examples: ['veil lab up', 'veil lab up --name demo --nodes 2 --mtu 9000 --underlay-subnet 172.30.0.0/24 --pod-cidr 10.30.0.0/16'],
   async run({ values }) {
@@ -54,7 +61,7 @@ it any process in a node's namespace can write every object.`,
       underlaySubnet: values['underlay-subnet'],
       podCIDR: values['pod-cidr'],
       etcdMembers: intFlag('--etcd-members', values['etcd-members']),
-      etcdAuth: values['etcd-auth'] === true,
+      etcdAuth: etcdAuthFlag(values['etcd-auth'], values['no-etcd-auth']),
     });
     console.log(`Lab cluster '${meta.name}' is up: ${meta.nodes} nodes, underlay ${meta.underlaySubnet} (MTU ${meta.mtu}), pods ${meta.podCIDR}, etcd ${meta.etcdMembers === 1 ? '1 member' : `${meta.etcdMembers} members`}${meta.etcdAuth ? ' with auth (a user per node)' : ''}.`);
     console.log(`Next: 'veil lab get nodes', 'veil lab pod create NAME --node ${meta.name}-worker'.`);

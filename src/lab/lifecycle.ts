@@ -39,12 +39,12 @@ export interface LabUpOptions {
   podCIDR?: string;
   /** 1 or 3 etcd members. */
   etcdMembers?: number;
-  /** etcd with auth: the CLI as etcd's root, each node's agent as its own user that may write only
-   *  its own Node and Lease (`veil cluster node-user`). */
+  /** etcd with auth (the default): the CLI as etcd's root, each node's agent as its own user that
+   *  may write only its own Node and Lease (`veil cluster node-user`). false: no auth at all. */
   etcdAuth?: boolean;
 }
 
-export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: false } as const;
+export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true } as const;
 export const MAX_NODES = 100;
 
 /** Checks options without touching anything; returns the complete, normalised set. */

@@ -18,9 +18,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ok, sleep } from './cli.js';
 import { TestLab, until, type Capture } from './lab-harness.js';
-import { openRegistry } from '../../src/control/cluster.js';
+import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
 import type { LeaseHandle, Registry } from '../../src/control/registry.js';
-import { etcd3 } from '../../src/control/etcd/etcd3-lib.js';
+import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
 import type { StatusReport } from '../../src/operator/cluster-status.js';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 
@@ -153,7 +153,7 @@ async function hostileObjects(reg: Registry, mode: 'ipsec' | 'wireguard'): Promi
     const annotations: Record<string, string> = mode === 'wireguard' ? { 'network.veil.io/wg-pub-key': randomBytes(32).toString('base64') } : {};
     await reg.create({ kind: 'Node', metadata: { name: f.name, annotations }, spec: f.spec });
   }
-  const raw = new (etcd3().Etcd3)({ hosts: [`unix://${join(lab.home, 'clusters', lab.cluster, 'etcd', 'veil-etcd-0')}:2379`] });
+  const raw = connectEtcd(clusterEtcdOptions(lab.cluster)); // as the lab's admin: its etcd runs with auth
   const junk = `veil/${lab.cluster}/nodes/${lab.cluster}-junk`;
   await raw.put(junk).value('{"kind":"Node","metadata":{"name":');
   return async () => {

@@ -20,7 +20,7 @@ import { parse as parseYaml } from 'yaml';
 import { keyMaterialReport } from './private-files.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
 
-const C = 'tetcde2e';
+const C = `tetcde2e-${process.pid}`; // a run cut off mid-test must not collide with the next
 const W1 = `${C}-worker`, W2 = `${C}-worker2`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-etcdlab-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: C };
@@ -73,7 +73,7 @@ const lossOf = (summary: string) => Number(/(\d+(?:\.\d+)?)% packet loss/.exec(s
 
 let podA = '', podB = '';
 before(() => {
-  ok(veil('lab', 'up', '--name', C, '--nodes', '4', '--etcd-members', '3', '--etcd-auth'));
+  ok(veil('lab', 'up', '--name', C, '--nodes', '4', '--etcd-members', '3')); // with auth, the default
   podA = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pa', '--node', W1)))![1]!;
   podB = /with IP (\S+)/.exec(ok(veil('lab', 'pod', 'create', 'pb', '--node', W2)))![1]!;
 });

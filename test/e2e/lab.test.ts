@@ -1,5 +1,6 @@
-// The lab end to end, through the CLI: 4 nodes, pods on two of them, ping both ways, the plaintext
-// ICMP seen on a node's underlay, and a `lab down` that leaves nothing behind.
+// The lab end to end, through the CLI: 4 nodes, its etcd refusing a node's user any object but its
+// own, pods on two of them, ping both ways, the plaintext ICMP seen on a node's underlay, and a
+// `lab down` that leaves nothing behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -7,7 +8,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerPid } from '../../src/lab/pids.js';
-import { openRegistry } from '../../src/control/cluster.js';
+import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
+import { EtcdRegistry } from '../../src/control/etcd/etcd-registry.js';
+import type { RegistryObject } from '../../src/control/registry.js';
+import { labNodeEtcdPasswordFile } from '../../src/lab/lifecycle.js';
+import { isVeilError } from '../../src/util/errors.js';
 import { ok, veilCli } from './cli.js';
 
 const CLUSTER = `tlabe2e-${process.pid}`; // a run cut off mid-test must not collide with the next
@@ -27,7 +32,7 @@ after(() => {
   rmSync(home, { recursive: true, force: true });
 });
 
-test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothing', async () => {
+test('e2e lab: up, its etcd refusing a node another node\'s object, pods, plaintext ping seen on the underlay, down leaves nothing', { timeout: 180_000 }, async () => {
   ok(veil('lab', 'up', '--name', CLUSTER, '--nodes', '4'));
   assert.equal(readFileSync(join(home, 'current-cluster'), 'utf8').trim(), CLUSTER);
   assert.deepEqual(ourNetns().sort(), ['control-plane', 'etcd1', 'fabric', 'worker', 'worker2', 'worker3'].map((s) => `veil-${CLUSTER}_${s}`).sort());
@@ -43,6 +48,26 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
     { ip: '172.18.0.3', cidr: '10.244.1.0/24', ns: `veil-${CLUSTER}_worker`, dev: 'eth0', mtu: 1500 });
   const bootIds = nodes.map((n: { spec: { bootIDFile: string } }) => readFileSync(n.spec.bootIDFile, 'utf8').trim());
   assert.equal(new Set(bootIds).size, 4, 'each node has its own boot id');
+
+  // etcd runs with auth: a client without credentials may write nothing; worker's own etcd user
+  // (its password in worker's state dir, where its agent reads it) writes its own Node, and etcd
+  // refuses it worker2's
+  const { endpoints } = clusterEtcdOptions(CLUSTER);
+  const anonymous = new EtcdRegistry({ cluster: CLUSTER, endpoints });
+  await assert.rejects(anonymous.mutate('Node', `${CLUSTER}-worker`, (cur) => cur), /user name is empty|permission denied/, 'no write without credentials');
+  anonymous.close();
+  const asWorker = new EtcdRegistry({ cluster: CLUSTER, endpoints, username: `veil-node/${CLUSTER}/${CLUSTER}-worker`, passwordFile: labNodeEtcdPasswordFile(CLUSTER, `${CLUSTER}-worker`) });
+  try {
+    const mark = (cur: RegistryObject | undefined) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { ...cur.metadata.annotations, 'network.veil.io/test': 'own' } } };
+    await asWorker.mutate('Node', `${CLUSTER}-worker`, mark);
+    assert.equal((await asWorker.get('Node', `${CLUSTER}-worker`))?.metadata.annotations?.['network.veil.io/test'], 'own');
+    const other = await asWorker.get('Node', `${CLUSTER}-worker2`);
+    await assert.rejects(asWorker.mutate('Node', `${CLUSTER}-worker2`, mark),
+      (e) => isVeilError(e) && e.code === 'ETCD_PERMISSION_DENIED' && e.message.includes(`etcd denied writing Node '${CLUSTER}-worker2' to node user 'veil-node/${CLUSTER}/${CLUSTER}-worker'`));
+    assert.deepEqual(await asWorker.get('Node', `${CLUSTER}-worker2`), other, 'worker2 unchanged');
+  } finally {
+    asWorker.close();
+  }
 
   // NotReady until an agent reports; a ready report, a live liveness lease in the registry and the
   // reporting agent's process running (a sleep stands in for it, recorded as the lab's agent of
@@ -142,7 +167,7 @@ test('e2e lab: up, pods, plaintext ping seen on the underlay, down leaves nothin
   assert.match(again.stdout, /nothing to remove/);
 });
 
-test('e2e lab: down cleans up after a half-finished up', () => {
+test('e2e lab: down cleans up after a half-finished up', { timeout: 120_000 }, () => {
   // namespaces of a cluster whose state directory never got written (a crash early in up)
   for (const s of ['fabric', 'control-plane']) assert.equal(spawnSync('ip', ['netns', 'add', `veil-${CLUSTER}_${s}`]).status, 0);
   spawnSync('ip', ['-n', `veil-${CLUSTER}_fabric`, 'link', 'add', 'veil-n0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', `veil-${CLUSTER}_control-plane`]);
@@ -159,7 +184,7 @@ test('e2e lab: down cleans up after a half-finished up', () => {
   assert.deepEqual(ourNetns(), []);
 });
 
-test('e2e lab: an up that fails half-way leaves nothing behind', () => {
+test('e2e lab: an up that fails half-way leaves nothing behind', { timeout: 120_000 }, () => {
   // a directory where worker's boot_id file must go: up fails after several namespaces exist
   mkdirSync(join(home, 'clusters', CLUSTER, 'nodes', `${CLUSTER}-worker`, 'boot_id'), { recursive: true });
   const r = veil('lab', 'up', '--name', CLUSTER, '--nodes', '3');

@@ -10,8 +10,8 @@ import { ok } from './cli.js';
 import { TestLab, pingCount, until } from './lab-harness.js';
 import type { StatusReport } from '../../src/operator/cluster-status.js';
 import type { Healthz } from '../../src/agent/api.js';
-import { openRegistry } from '../../src/control/cluster.js';
-import { etcd3 } from '../../src/control/etcd/etcd3-lib.js';
+import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
+import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -121,7 +121,7 @@ function agentRssMb(node: string): number {
 }
 
 test('e2e resilience: garbage and oversized node objects in etcd are named by status and lab get nodes, refused by size unread, and no agent stops reconciling', { timeout: 120_000 }, async () => {
-  const raw = new (etcd3().Etcd3)({ hosts: [`unix://${join(lab.home, 'clusters', lab.cluster, 'etcd', 'veil-etcd-0')}:2379`] });
+  const raw = connectEtcd(clusterEtcdOptions(lab.cluster)); // as the lab's admin: its etcd runs with auth
   const key = (name: string) => `veil/${lab.cluster}/nodes/${name}`;
   const rssBefore = lab.nodes.map(agentRssMb);
   try {

@@ -54,7 +54,7 @@ test('names: kind-style nodes, namespaces with a per-cluster prefix, short link 
 });
 
 test('lab options are checked before anything is created', () => {
-  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: false });
+  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true });
   assert.throws(() => validateLabOptions({ etcdMembers: 2 }), code('BAD_FLAG'));
   assert.throws(() => validateLabOptions({ name: 'Bad_Name' }), code('INVALID_CLUSTER_NAME'));
   assert.throws(() => validateLabOptions({ nodes: 0 }), code('BAD_FLAG'));
