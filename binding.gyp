@@ -11,6 +11,7 @@
         "native/aead.c",
         "native/crypto-pool.c",
         "native/noise-crypto.c",
+        "native/noise-handshake.c",
         "native/x25519.c",
         "native/fdpass.c"
       ],

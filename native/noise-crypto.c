@@ -4,6 +4,7 @@
 // on raw keys (native/x25519.c). Why: through node:crypto each HMAC is an object and a digest
 // (~3 us), each AEAD a cipher object (~10 us) and each DH a JWK import; a handshake makes ~20.
 #include "common.h"
+#include "noise-crypto.h"
 #include "x25519.h"
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -157,22 +158,13 @@ static napi_value noise_blake2s(napi_env env, napi_callback_info info) {
   uint8_t *p[5]; size_t n[5];
   NEED(byte_args(env, argv, 0, 5, p, n, names));
   if (n[0] < 1 || n[0] > 32 || n[1] > 32) return throw_range(env, "noiseBlake2s: out must be 1..32 bytes, key at most 32");
-  b2s S;
-  b2s_init(&S, n[0], p[1], n[1]);
-  for (int i = 2; i < 5; i++) b2s_update(&S, p[i], n[i]);
-  b2s_final(&S, p[0]);
+  noise_blake2s_raw(p[0], n[0], p[1], n[1], p[2], n[2], p[3], n[3], p[4], n[4]);
   return ret_int(env, 0);
 }
 
-// noiseKdf(out, chainingKey, input): Noise's HKDF over HMAC-BLAKE2s; out.length / 32 (1..3)
-// outputs written back to back. Returns 0.
-static napi_value noise_kdf(napi_env env, napi_callback_info info) {
-  GET_ARGS(3);
-  static const char *const names[] = {"out", "chainingKey", "input"};
-  uint8_t *p[3]; size_t n[3];
-  NEED(byte_args(env, argv, 0, 3, p, n, names));
-  uint8_t *out = p[0], *ck = p[1], *in = p[2]; size_t outlen = n[0], cklen = n[1], inlen = n[2];
-  if ((outlen != 32 && outlen != 64 && outlen != 96) || cklen != 32) return throw_range(env, "noiseKdf: out must be 32, 64 or 96 bytes and the chaining key 32");
+// Noise's HKDF over HMAC-BLAKE2s: outlen / 32 (1..3) outputs back to back into out, which may
+// alias the chaining key (it is absorbed first).
+void noise_hkdf(uint8_t *out, size_t outlen, const uint8_t ck[32], const uint8_t *in, size_t inlen) {
   uint8_t prk[32], t[32], one = 1;
   hmac_b2s_key k;
   hmac_b2s_init(&k, ck, 32);
@@ -188,6 +180,28 @@ static napi_value noise_kdf(napi_env env, napi_callback_info info) {
   OPENSSL_cleanse(&k, sizeof k);
   OPENSSL_cleanse(prk, sizeof prk);
   OPENSSL_cleanse(t, sizeof t);
+}
+
+// out = BLAKE2s(a || b || c) with outlen (1..32) bytes, keyed when keylen > 0 (at most 32).
+void noise_blake2s_raw(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
+                       const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, const uint8_t *c, size_t clen) {
+  b2s S;
+  b2s_init(&S, outlen, key, keylen);
+  b2s_update(&S, a, alen);
+  b2s_update(&S, b, blen);
+  b2s_update(&S, c, clen);
+  b2s_final(&S, out);
+}
+
+// noiseKdf(out, chainingKey, input): Noise's HKDF over HMAC-BLAKE2s; out.length / 32 (1..3)
+// outputs written back to back. Returns 0.
+static napi_value noise_kdf(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  static const char *const names[] = {"out", "chainingKey", "input"};
+  uint8_t *p[3]; size_t n[3];
+  NEED(byte_args(env, argv, 0, 3, p, n, names));
+  if ((n[0] != 32 && n[0] != 64 && n[0] != 96) || n[1] != 32) return throw_range(env, "noiseKdf: out must be 32, 64 or 96 bytes and the chaining key 32");
+  noise_hkdf(p[0], n[0], p[1], p[2], n[2]);
   return ret_int(env, 0);
 }
 
@@ -207,7 +221,7 @@ static EVP_CIPHER_CTX *chacha_ctx(EVP_CIPHER_CTX **slot, int enc) {
   return *slot;
 }
 
-static bool chacha_poly(int enc, uint8_t *out, size_t outlen, const uint8_t *key, const uint8_t *nonce,
+bool chacha_poly(int enc, uint8_t *out, size_t outlen, const uint8_t *key, const uint8_t *nonce,
                         const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen) {
   size_t body = enc ? inlen : inlen - 16;
   EVP_CIPHER_CTX *x = enc ? chacha_ctx(&seal_ctx, 1) : chacha_ctx(&open_ctx, 0);
@@ -314,6 +328,8 @@ static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
 }
 
 
+void noise_handshake_register(napi_env env, napi_value exports); // noise-handshake.c
+
 void noise_crypto_register(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     EXPORT("noiseBlake2s", noise_blake2s),
@@ -325,4 +341,5 @@ void noise_crypto_register(napi_env env, napi_value exports) {
     EXPORT("noiseX25519Backend", noise_x25519_backend),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  noise_handshake_register(env, exports);
 }

@@ -4,13 +4,14 @@
 import { native, type NativeDatapath } from '../native/addon.js';
 
 export type NoiseNative = Pick<NativeDatapath,
-  'noiseBlake2s' | 'noiseKdf' | 'noiseAead' | 'noiseX25519' | 'noiseX25519Public' | 'noiseX25519Generate' | 'noiseX25519Backend'>;
+  'noiseBlake2s' | 'noiseKdf' | 'noiseAead' | 'noiseX25519' | 'noiseX25519Public' | 'noiseX25519Generate' | 'noiseX25519Backend' |
+  'noiseCreateInitiation' | 'noiseConsumeInitiationStatic' | 'noiseConsumeInitiationTimestamp' | 'noiseCreateResponse' | 'noiseConsumeResponse'>;
 
 function load(): NoiseNative | null {
   if (process.env.VEIL_CRYPTO === 'node') return null;
   try {
     const n = native();
-    return typeof n.noiseKdf === 'function' ? n : null; // an addon built before noise-crypto.c
+    return typeof n.noiseCreateInitiation === 'function' ? n : null; // an addon built before noise-handshake.c
   } catch {
     return null;
   }

@@ -69,6 +69,17 @@ export interface NativeDatapath {
    * fallback); 2 when public keys come from the fixed-base comb on node's fe64 field routines.
    */
   noiseX25519Backend(): number;
+  // The four handshake steps (native/noise-handshake.c), one crossing each, on a 256-byte work
+  // slab (HandshakeWork in src/wireguard/noise-handshake.ts). Each returns 1, or 0 on a key that
+  // fails or a field that does not decrypt. generate 0 keeps the ephemeral already in work (tests).
+  noiseCreateInitiation(work: Uint8Array, msg: Uint8Array, localPublic: Uint8Array, remoteStatic: Uint8Array,
+    staticStatic: Uint8Array, timestamp: Uint8Array, generate: number): number;
+  noiseConsumeInitiationStatic(work: Uint8Array, msg: Uint8Array, localPrivate: Uint8Array, responderInitialHash: Uint8Array,
+    staticOut: Uint8Array): number;
+  noiseConsumeInitiationTimestamp(work: Uint8Array, msg: Uint8Array, staticStatic: Uint8Array, timestampOut: Uint8Array): number;
+  noiseCreateResponse(work: Uint8Array, msg: Uint8Array, remoteStatic: Uint8Array, presharedKey: Uint8Array, generate: number): number;
+  /** Leaves work untouched when the response does not authenticate. */
+  noiseConsumeResponse(work: Uint8Array, msg: Uint8Array, localPrivate: Uint8Array, presharedKey: Uint8Array): number;
 }
 
 /** tunOpen flags. */

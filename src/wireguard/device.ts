@@ -514,7 +514,7 @@ export class Device implements PeerHost {
     }
     p.cookieGenerator.addMacs(response, now);
     hs.lastSentHandshake = now;
-    if (this.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: p.keylogText(hs.localEphemeral.raw) });
+    if (this.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: p.keylogText(hs.localEphemeral) });
     p.beginSymmetricSession(now);
     p.timers.anyAuthenticatedPacketTraversal(now, p.persistentKeepalive * 1000);
     p.timers.anyAuthenticatedPacketSent();

@@ -9,6 +9,8 @@ import {
 import type { DropReason } from './stats.js';
 
 export interface InitiationMessage {
+  /** The whole message (148 bytes); the fields below are views into it. */
+  bytes: Uint8Array;
   sender: number;
   ephemeral: Uint8Array; // 32
   encryptedStatic: Uint8Array; // 32 + 16
@@ -18,6 +20,8 @@ export interface InitiationMessage {
 }
 
 export interface ResponseMessage {
+  /** The whole message (92 bytes); the fields below are views into it. */
+  bytes: Uint8Array;
   sender: number;
   receiver: number;
   ephemeral: Uint8Array; // 32
@@ -59,6 +63,7 @@ function header(b: Uint8Array, type: number, size: number, exact: boolean, off =
 /** An initiation's fields as views into b (its layout, in one place). */
 function initiationFields(b: Uint8Array): InitiationMessage {
   return {
+    bytes: b,
     sender: view(b).getUint32(4, true),
     ephemeral: b.subarray(8, 40),
     encryptedStatic: b.subarray(40, 88),
@@ -84,6 +89,7 @@ export function newInitiation(sender: number): { bytes: Uint8Array; fields: Init
 function responseFields(b: Uint8Array): ResponseMessage {
   const v = view(b);
   return {
+    bytes: b,
     sender: v.getUint32(4, true),
     receiver: v.getUint32(8, true),
     ephemeral: b.subarray(12, 44),

@@ -2,14 +2,17 @@
 // handshake state and the four steps (create/consume initiation, create/consume response), then
 // the derivation of the transport keys. Pure: bytes and a clock in, bytes and state out.
 //
-// Cost: the four steps write hashes, chaining keys and ciphertexts straight into preallocated
-// slabs and the message being built (the *Into primitives): no per-step arrays, no key objects.
-// A peer's idle Handshake holds only what outlives a handshake (its keys, the replay timestamp);
-// the in-flight state (HandshakeWork) exists only between the first step and the session keys.
+// Cost: with the addon, each step is one native call (native/noise-handshake.c) that makes all
+// of a message's hashes, KDFs, AEADs and DHs on the handshake's work slab; the steps below on the
+// primitives serve without it (and prove it computes the same bytes). Either way no per-step
+// arrays and no key objects. A peer's idle Handshake holds only what outlives a handshake (its
+// keys, the replay timestamp); the in-flight state (HandshakeWork, pooled) exists only between the
+// first step and the session keys.
 import {
   X25519PrivateKey, generatePrivateKey, x25519Into, hash, hashInto, kdfInto, aeadSealInto, aeadOpenInto,
-  zeroize, AEAD_NONCE_SIZE,
+  zeroize, clampPrivateKey, AEAD_NONCE_SIZE,
 } from '../crypto/index.js';
+import { noise } from '../crypto/native-backend.js';
 import { HANDSHAKE_INITIATION_RATE, NOISE_CONSTRUCTION, WG_IDENTIFIER } from './constants.js';
 import { newInitiation, newResponse, type InitiationMessage, type ResponseMessage } from './messages.js';
 import { TAI64N_SIZE, tai64nAfter } from './tai64n.js';
@@ -46,12 +49,12 @@ export class StaticIdentity {
 }
 
 /**
- * The state of one handshake in flight, in one 192-byte slab: hash h, then chaining key ck
- * followed by the two KDF outputs after it (so KDF2/KDF3 write ck || t1 || t2 in one call),
- * a DH scratch and the remote ephemeral.
+ * The state of one handshake in flight, in one 256-byte slab (native/noise-handshake.c's layout):
+ * hash h, then chaining key ck followed by the two KDF outputs after it (so KDF2/KDF3 write
+ * ck || t1 || t2 in one call), a DH scratch, the remote ephemeral, and our ephemeral key pair.
  */
 class HandshakeWork {
-  readonly slab = new Uint8Array(192);
+  readonly slab = new Uint8Array(256);
   readonly h = this.slab.subarray(0, 32);
   readonly ck = this.slab.subarray(32, 64);
   readonly t1 = this.slab.subarray(64, 96);
@@ -60,6 +63,58 @@ class HandshakeWork {
   readonly kdf3 = this.slab.subarray(32, 128); // ck || t1 || t2
   readonly dh = this.slab.subarray(128, 160);
   readonly remoteEphemeral = this.slab.subarray(160, 192);
+  readonly ephemeral = this.slab.subarray(192, 224);
+  readonly ephemeralPublic = this.slab.subarray(224, 256);
+}
+
+/**
+ * Zeroed work slabs of finished handshakes, reused: a handshake then allocates no slab (each was
+ * a malloc'd ArrayBuffer and its views). Bounded: a burst of thousands leaves at most this many.
+ */
+const spareWork: HandshakeWork[] = [];
+const SPARE_WORK_MAX = 64;
+
+function takeWork(): HandshakeWork {
+  return spareWork.pop() ?? new HandshakeWork();
+}
+
+function releaseWork(w: HandshakeWork): void {
+  zeroize(w.slab);
+  if (spareWork.length < SPARE_WORK_MAX) spareWork.push(w);
+}
+
+/** Our ephemeral in w as a key object, for the primitives' X25519 (the path without the addon). */
+function ephemeralKey(w: HandshakeWork): X25519PrivateKey {
+  return new X25519PrivateKey(w.ephemeral, undefined, w.ephemeralPublic);
+}
+
+/** A fresh ephemeral key pair into w (without the addon; the native steps make their own). */
+function newEphemeral(w: HandshakeWork): void {
+  const eph = generatePrivateKey();
+  w.ephemeral.set(eph.raw);
+  w.ephemeralPublic.set(eph.publicKey);
+  eph.zero();
+}
+
+/**
+ * @internal Tests only: when set, the next handshake steps use this ephemeral private key instead
+ * of a fresh one (to compare the native steps with the primitives' byte for byte). Null: fresh.
+ */
+export let fixedEphemeralForTests: Uint8Array | null = null;
+export function setFixedEphemeralForTests(key: Uint8Array | null): void {
+  fixedEphemeralForTests = key;
+}
+
+/** Puts our ephemeral into w: fixed (tests) or, without the addon, fresh. Returns the native generate flag. */
+function prepareEphemeral(w: HandshakeWork): number {
+  if (fixedEphemeralForTests) {
+    w.ephemeral.set(fixedEphemeralForTests);
+    clampPrivateKey(w.ephemeral);
+    if (!noise) w.ephemeralPublic.set(new X25519PrivateKey(fixedEphemeralForTests).publicKey);
+    return 0;
+  }
+  if (!noise) newEphemeral(w);
+  return 1;
 }
 
 /** Responder scratch for an initiation not yet matched to a peer (the core is synchronous). */
@@ -70,7 +125,6 @@ const incomingStatic = new Uint8Array(32);
 /** Our initiation in flight, held apart while we answer a crossing initiation of the peer. */
 export interface PendingInitiation {
   readonly work: HandshakeWork;
-  readonly localEphemeral: X25519PrivateKey;
   readonly localIndex: number;
 }
 
@@ -84,9 +138,8 @@ export const HANDSHAKE_STATE_SIZE = 32 + TAI64N_SIZE;
  */
 export class Handshake {
   state = HandshakeState.Zeroed;
-  /** In-flight state: null while Zeroed. */
+  /** In-flight state (our ephemeral included): null while Zeroed. */
   work: HandshakeWork | null = null;
-  localEphemeral: X25519PrivateKey | null = null;
   /** Our index for this handshake (0 = none). */
   localIndex = 0;
   /** The peer's index: the receiver field of what we send. */
@@ -138,11 +191,15 @@ export class Handshake {
     return this.slab.subarray(this.offset + 32, this.offset + HANDSHAKE_STATE_SIZE);
   }
 
+  /** Our ephemeral private key of the handshake in flight (key log), or null. */
+  get localEphemeral(): Uint8Array | null {
+    return this.work && (this.state === HandshakeState.InitiationCreated || this.state === HandshakeState.ResponseCreated)
+      ? this.work.ephemeral : null;
+  }
+
   /** Forgets the in-flight handshake (keeps the replay/flood memory). */
   clear(): void {
-    this.localEphemeral?.zero();
-    this.localEphemeral = null;
-    if (this.work) zeroize(this.work.slab);
+    if (this.work) releaseWork(this.work);
     this.work = null;
     this.localIndex = 0;
     this.state = HandshakeState.Zeroed;
@@ -153,10 +210,9 @@ export class Handshake {
    * answered in this same state), so a response to ours can still complete it. Null when none.
    */
   suspendInitiation(): PendingInitiation | null {
-    if (this.state !== HandshakeState.InitiationCreated || !this.work || !this.localEphemeral) return null;
-    const pending: PendingInitiation = { work: this.work, localEphemeral: this.localEphemeral, localIndex: this.localIndex };
+    if (this.state !== HandshakeState.InitiationCreated || !this.work) return null;
+    const pending: PendingInitiation = { work: this.work, localIndex: this.localIndex };
     this.work = null;
-    this.localEphemeral = null;
     this.localIndex = 0;
     this.state = HandshakeState.Zeroed;
     return pending;
@@ -166,7 +222,6 @@ export class Handshake {
   resumeInitiation(pending: PendingInitiation): void {
     this.clear();
     this.work = pending.work;
-    this.localEphemeral = pending.localEphemeral;
     this.localIndex = pending.localIndex;
     this.state = HandshakeState.InitiationCreated;
   }
@@ -174,7 +229,7 @@ export class Handshake {
   /** @internal Clears, then gives the handshake a fresh zeroed in-flight state. */
   begin(): HandshakeWork {
     this.clear();
-    return (this.work = new HandshakeWork());
+    return (this.work = takeWork());
   }
 }
 
@@ -189,15 +244,28 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
   if (!staticStatic) return null;
   const w = hs.begin();
   const { bytes: msg, fields } = newInitiation(senderIndex);
-  const eph = generatePrivateKey();
-  fields.ephemeral.set(eph.publicKey);
-  hashInto(w.h, INITIAL_HASH, hs.remoteStatic);
-  hashInto(w.h, w.h, eph.publicKey);
-  kdfInto(w.ck, INITIAL_CHAIN_KEY, eph.publicKey);
-  if (!x25519Into(w.dh, eph, hs.remoteStatic)) {
+  const generate = prepareEphemeral(w);
+  if (noise) {
+    if (noise.noiseCreateInitiation(w.slab, msg, local.publicKey, hs.remoteStatic, staticStatic, timestamp, generate) !== 1) {
+      hs.clear();
+      return null;
+    }
+  } else if (!initiationOnPrimitives(local, hs, w, fields, staticStatic, timestamp)) {
     hs.clear();
     return null;
   }
+  hs.localIndex = senderIndex;
+  hs.state = HandshakeState.InitiationCreated;
+  return msg;
+}
+
+function initiationOnPrimitives(local: StaticIdentity, hs: Handshake, w: HandshakeWork, fields: InitiationMessage,
+  staticStatic: Uint8Array, timestamp: Uint8Array): boolean {
+  fields.ephemeral.set(w.ephemeralPublic);
+  hashInto(w.h, INITIAL_HASH, hs.remoteStatic);
+  hashInto(w.h, w.h, w.ephemeralPublic);
+  kdfInto(w.ck, INITIAL_CHAIN_KEY, w.ephemeralPublic);
+  if (!x25519Into(w.dh, ephemeralKey(w), hs.remoteStatic)) return false;
   kdfInto(w.kdf2, w.ck, w.dh);
   const encryptedStatic = aeadSealInto(fields.encryptedStatic, w.t1, ZERO_NONCE, local.publicKey, w.h);
   hashInto(w.h, w.h, encryptedStatic);
@@ -205,10 +273,7 @@ export function createInitiation(local: StaticIdentity, hs: Handshake, senderInd
   const encryptedTimestamp = aeadSealInto(fields.encryptedTimestamp, w.t1, ZERO_NONCE, timestamp, w.h);
   hashInto(w.h, w.h, encryptedTimestamp);
   zeroize(w.t1, w.dh);
-  hs.localEphemeral = eph;
-  hs.localIndex = senderIndex;
-  hs.state = HandshakeState.InitiationCreated;
-  return msg;
+  return true;
 }
 
 /** DH(local, remote) into out (32 bytes), or null for an unusable key: a static-static DH computed on demand. */
@@ -227,21 +292,31 @@ export function consumeInitiation(
 ): Handshake | DropReason {
   const w = incoming;
   try {
-    hashInto(w.h, local.responderInitialHash, msg.ephemeral);
-    kdfInto(w.ck, INITIAL_CHAIN_KEY, msg.ephemeral);
-    if (!x25519Into(w.dh, local.privateKey, msg.ephemeral)) return 'handshakeDecryptFailed';
-    kdfInto(w.kdf2, w.ck, w.dh);
-    if (!aeadOpenInto(incomingStatic, w.t1, ZERO_NONCE, msg.encryptedStatic, w.h)) return 'handshakeDecryptFailed';
-    hashInto(w.h, w.h, msg.encryptedStatic);
+    if (noise) {
+      if (noise.noiseConsumeInitiationStatic(w.slab, msg.bytes, local.privateKey.raw, local.responderInitialHash, incomingStatic) !== 1) {
+        return 'handshakeDecryptFailed';
+      }
+    } else {
+      hashInto(w.h, local.responderInitialHash, msg.ephemeral);
+      kdfInto(w.ck, INITIAL_CHAIN_KEY, msg.ephemeral);
+      if (!x25519Into(w.dh, local.privateKey, msg.ephemeral)) return 'handshakeDecryptFailed';
+      kdfInto(w.kdf2, w.ck, w.dh);
+      if (!aeadOpenInto(incomingStatic, w.t1, ZERO_NONCE, msg.encryptedStatic, w.h)) return 'handshakeDecryptFailed';
+      hashInto(w.h, w.h, msg.encryptedStatic);
+    }
     const hs = lookup(incomingStatic);
     if (!hs) return 'handshakeForUnknownKey';
     // Usually the precomputed one; during a static key rotation (ours retiring, or the peer's next
     // key) the caller computes DH for the pair of keys this initiation really uses.
     const staticStatic = staticStaticOf(hs, incomingStatic);
     if (!staticStatic) return 'handshakeDecryptFailed';
-    kdfInto(w.kdf2, w.ck, staticStatic);
-    if (!aeadOpenInto(incomingTimestamp, w.t1, ZERO_NONCE, msg.encryptedTimestamp, w.h)) return 'handshakeDecryptFailed';
-    hashInto(w.h, w.h, msg.encryptedTimestamp);
+    if (noise) {
+      if (noise.noiseConsumeInitiationTimestamp(w.slab, msg.bytes, staticStatic, incomingTimestamp) !== 1) return 'handshakeDecryptFailed';
+    } else {
+      kdfInto(w.kdf2, w.ck, staticStatic);
+      if (!aeadOpenInto(incomingTimestamp, w.t1, ZERO_NONCE, msg.encryptedTimestamp, w.h)) return 'handshakeDecryptFailed';
+      hashInto(w.h, w.h, msg.encryptedTimestamp);
+    }
     if (!tai64nAfter(incomingTimestamp, hs.lastTimestamp)) return 'staleTimestamp';
     if (now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
     const mine = hs.begin();
@@ -263,36 +338,54 @@ export function createResponse(hs: Handshake, senderIndex: number): Uint8Array |
   const w = hs.work;
   if (hs.state !== HandshakeState.InitiationConsumed || !w) return null;
   const { bytes: msg, fields } = newResponse(senderIndex, hs.remoteIndex);
-  const eph = generatePrivateKey();
-  fields.ephemeral.set(eph.publicKey);
-  hashInto(w.h, w.h, eph.publicKey);
-  mixKey(w, eph.publicKey);
-  if (!x25519Into(w.dh, eph, w.remoteEphemeral)) return null;
-  mixKey(w, w.dh);
-  if (!x25519Into(w.dh, eph, hs.remoteStatic)) return null;
-  mixKey(w, w.dh);
-  kdfInto(w.kdf3, w.ck, hs.presharedKey); // ck || tau || key
-  hashInto(w.h, w.h, w.t1);
-  const encryptedNothing = aeadSealInto(fields.encryptedNothing, w.t2, ZERO_NONCE, EMPTY, w.h);
-  hashInto(w.h, w.h, encryptedNothing);
-  zeroize(w.t1, w.t2, w.dh, w.remoteEphemeral);
-  hs.localEphemeral = eph;
+  const generate = prepareEphemeral(w);
+  if (noise ? noise.noiseCreateResponse(w.slab, msg, hs.remoteStatic, hs.presharedKey, generate) !== 1 : !responseOnPrimitives(hs, w, fields)) {
+    return null;
+  }
   hs.localIndex = senderIndex;
   hs.state = HandshakeState.ResponseCreated;
   return msg;
 }
 
+function responseOnPrimitives(hs: Handshake, w: HandshakeWork, fields: ResponseMessage): boolean {
+  const eph = ephemeralKey(w);
+  fields.ephemeral.set(w.ephemeralPublic);
+  hashInto(w.h, w.h, w.ephemeralPublic);
+  mixKey(w, w.ephemeralPublic);
+  try {
+    if (!x25519Into(w.dh, eph, w.remoteEphemeral)) return false;
+    mixKey(w, w.dh);
+    if (!x25519Into(w.dh, eph, hs.remoteStatic)) return false;
+    mixKey(w, w.dh);
+    kdfInto(w.kdf3, w.ck, hs.presharedKey); // ck || tau || key
+    hashInto(w.h, w.h, w.t1);
+    const encryptedNothing = aeadSealInto(fields.encryptedNothing, w.t2, ZERO_NONCE, EMPTY, w.h);
+    hashInto(w.h, w.h, encryptedNothing);
+    return true;
+  } finally {
+    zeroize(w.t1, w.t2, w.dh, w.remoteEphemeral);
+    eph.zero();
+  }
+}
+
 /** Step 4 (initiator): authenticates a response to our pending initiation. */
 export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: ResponseMessage): DropReason | null {
   const w = hs.work;
-  if (hs.state !== HandshakeState.InitiationCreated || !hs.localEphemeral || !w) return 'unexpectedResponse';
+  if (hs.state !== HandshakeState.InitiationCreated || !w) return 'unexpectedResponse';
+  if (noise) {
+    if (noise.noiseConsumeResponse(w.slab, msg.bytes, local.privateKey.raw, hs.presharedKey) !== 1) return 'handshakeDecryptFailed';
+    hs.remoteIndex = msg.sender;
+    hs.state = HandshakeState.ResponseConsumed;
+    return null;
+  }
   // Work on a copy: a forged response must leave the pending handshake intact.
   const trial = incoming;
+  const eph = ephemeralKey(w);
   try {
     trial.slab.set(w.slab);
     hashInto(trial.h, trial.h, msg.ephemeral);
     kdfInto(trial.ck, trial.ck, msg.ephemeral);
-    if (!x25519Into(trial.dh, hs.localEphemeral, msg.ephemeral)) return 'handshakeDecryptFailed';
+    if (!x25519Into(trial.dh, eph, msg.ephemeral)) return 'handshakeDecryptFailed';
     kdfInto(trial.ck, trial.ck, trial.dh);
     if (!x25519Into(trial.dh, local.privateKey, msg.ephemeral)) return 'handshakeDecryptFailed';
     kdfInto(trial.ck, trial.ck, trial.dh);
@@ -304,6 +397,7 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Respo
     w.ck.set(trial.ck);
   } finally {
     zeroize(trial.slab);
+    eph.zero();
   }
   hs.remoteIndex = msg.sender;
   hs.state = HandshakeState.ResponseConsumed;

@@ -297,7 +297,7 @@ export class Peer {
       return;
     }
     this.cookieGenerator.addMacs(msg, now);
-    if (this.host.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: this.keylogText(hs.localEphemeral.raw) });
+    if (this.host.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: this.keylogText(hs.localEphemeral) });
     this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
     this.timers.anyAuthenticatedPacketSent();
     this.timers.handshakeInitiated(now, this.host.jitter());

@@ -7,8 +7,10 @@ import {
   MESSAGE_INITIATION_SIZE, MESSAGE_RESPONSE_SIZE, MESSAGE_COOKIE_REPLY_SIZE, REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES_BIG,
   REJECT_AFTER_MESSAGES_BIG, innerPacketLength, paddedLength,
 } from '../../src/wireguard/index.js';
-import { Handshake, createInitiation, consumeInitiation, createResponse, consumeResponse, deriveSessionKeys } from '../../src/wireguard/noise-handshake.js';
-import { generatePrivateKey, hash } from '../../src/crypto/index.js';
+import {
+  Handshake, createInitiation, consumeInitiation, createResponse, consumeResponse, deriveSessionKeys, setFixedEphemeralForTests,
+} from '../../src/wireguard/noise-handshake.js';
+import { generatePrivateKey, hash, setCryptoBackend, cryptoBackend, type CryptoBackend } from '../../src/crypto/index.js';
 
 test('replay window: in-order, duplicates, out-of-order, window edge, limit', () => {
   assert.ok(REPLAY_WINDOW_SIZE >= 2048);
@@ -114,6 +116,66 @@ test('handshake state machine: both sides derive mirrored keys', () => {
   assert.equal(kr.remoteIndex, 11);
   assert.equal(deriveSessionKeys(hsI), null, 'handshake state zeroed after derivation');
   assert.equal(consumeResponse(i, hsI, resp), 'unexpectedResponse', 'a response is consumed once');
+});
+
+// With the addon each step is one native call (native/noise-handshake.c); without it the steps
+// run on the primitives. Same keys, ephemerals and timestamps: the same bytes on the wire and the
+// same session keys, each side on either backend, and a forged response leaves the handshake as it was.
+test('handshake steps: the native calls and the primitives write the same bytes', (t) => {
+  const initial = cryptoBackend();
+  if (setCryptoBackend('native') !== 'native') return t.skip('the native addon is not built');
+  const key = (label: string) => hash(new Uint8Array(Buffer.from(label)));
+  const i = new StaticIdentity(key('initiator static'));
+  const r = new StaticIdentity(key('responder static'));
+  const run = (initiatorSide: CryptoBackend, responderSide: CryptoBackend, psk?: Uint8Array, round = 0) => {
+    setCryptoBackend(initiatorSide);
+    const hsI = new Handshake(i, r.publicKey, psk);
+    setFixedEphemeralForTests(key(`initiator ephemeral ${round}`));
+    const init = createInitiation(i, hsI, 11, tai64n(1_700_000_000_000 + round))!;
+    const ephI = Uint8Array.from(hsI.localEphemeral!);
+    setCryptoBackend(responderSide);
+    const hsR = new Handshake(r, i.publicKey, psk);
+    const parsed = parseInitiation(init);
+    assert.ok(typeof parsed !== 'string');
+    assert.equal(consumeInitiation(r, parsed, () => hsR, 0), hsR);
+    setFixedEphemeralForTests(key(`responder ephemeral ${round}`));
+    const resp = createResponse(hsR, 22)!;
+    setFixedEphemeralForTests(null);
+    setCryptoBackend(initiatorSide);
+    const forged = Uint8Array.from(resp);
+    forged[50]! ^= 1;
+    assert.equal(consumeResponse(i, hsI, parseResponse(forged) as never), 'handshakeDecryptFailed');
+    assert.equal(consumeResponse(i, hsI, parseResponse(resp) as never), null, 'the real response still completes it');
+    const ki = deriveSessionKeys(hsI)!;
+    setCryptoBackend(responderSide);
+    const kr = deriveSessionKeys(hsR)!;
+    assert.deepEqual(ki.sendKey, kr.receiveKey);
+    assert.deepEqual(ki.receiveKey, kr.sendKey);
+    const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+    return [hex(init), hex(resp), hex(ki.sendKey), hex(ki.receiveKey), hex(ephI)].join(' ');
+  };
+  try {
+    for (const [round, psk] of [[0, undefined], [1, key('preshared')]] as const) {
+      const reference = run('node', 'node', psk, round);
+      assert.equal(run('native', 'native', psk, round), reference, 'native on both sides');
+      assert.equal(run('native', 'node', psk, round), reference, 'native initiator');
+      assert.equal(run('node', 'native', psk, round), reference, 'native responder');
+    }
+    // Fresh ephemerals (the native steps draw their own): still a handshake across backends.
+    setCryptoBackend('native');
+    const hsI = new Handshake(i, r.publicKey);
+    const init = parseInitiation(createInitiation(i, hsI, 5, tai64n(Date.now()))!) as never;
+    setCryptoBackend('node');
+    const hsR = new Handshake(r, i.publicKey);
+    assert.equal(consumeInitiation(r, init, () => hsR, 0), hsR);
+    const resp = parseResponse(createResponse(hsR, 6)!) as never;
+    setCryptoBackend('native');
+    assert.equal(consumeResponse(i, hsI, resp), null);
+    assert.deepEqual(deriveSessionKeys(hsI)!.sendKey, deriveSessionKeys(hsR)!.receiveKey);
+  } finally {
+    setFixedEphemeralForTests(null);
+    setCryptoBackend(initial);
+  }
 });
 
 test('inner packet length and padding', () => {
