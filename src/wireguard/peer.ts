@@ -364,7 +364,7 @@ export class Peer {
 
   /** True when the peer's public key is the greater: its session wins a crossing. */
   private peerWinsCrossings(): boolean {
-    return Buffer.compare(Buffer.from(this.key), Buffer.from(this.host.identity.publicKey)) > 0;
+    return Buffer.compare(this.key, this.host.identity.publicKey) > 0;
   }
 
   /** @internal Records a completed handshake for status and emits the event. */
