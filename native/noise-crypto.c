@@ -322,7 +322,8 @@ static napi_value noise_x25519_generate(napi_env env, napi_callback_info info) {
 }
 
 // noiseX25519Backend() -> bits: 1 when node's raw scalar multiplication serves shared secrets (0:
-// the EVP path), 2 when public keys come from the fixed-base comb on node's fe64 routines.
+// the EVP path), 2 when public keys come from the fixed-base comb on node's fe64 routines, 4 when
+// the handshake steps batch their results on the ladder of native/x25519.c (x25519_many).
 static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
   return ret_int(env, x25519_backend());
 }

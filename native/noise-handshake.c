@@ -26,11 +26,11 @@ static void mix_hash(uint8_t *w, const uint8_t *data, size_t n) {
   noise_blake2s_raw(w + W_H, 32, NULL, 0, w + W_H, 32, data, n, NULL, 0);
 }
 
-// A fresh ephemeral (generate) or the one already in the slab (tests): its public key beside it.
+// A fresh ephemeral private key (generate) or the one already in the slab (tests), clamped.
 static bool ephemeral(uint8_t *w, int generate) {
   if (generate && RAND_bytes(w + W_EPH, 32) != 1) return false;
   w[W_EPH] &= 248; w[W_EPH + 31] &= 127; w[W_EPH + 31] |= 64;
-  return x25519_public(w + W_EPH_PUB, w + W_EPH);
+  return true;
 }
 
 // Reads n byte arrays with their exact sizes (0: any); false after throwing.
@@ -60,11 +60,15 @@ static napi_value create_initiation(napi_env env, napi_callback_info info) {
   NEED(arg_int(env, argv[6], &generate, "generate"));
   uint8_t *w = p[0], *msg = p[1], *spub = p[2], *rs = p[3], *ss = p[4], *ts = p[5];
   if (!ephemeral(w, generate)) return ret_int(env, 0);
+  // Our ephemeral's public key and es, one inversion between them.
+  uint8_t *outs[2] = {w + W_EPH_PUB, w + W_DH};
+  const uint8_t *privs[2] = {w + W_EPH, w + W_EPH}, *pubs[2] = {NULL, rs};
+  bool oks[2];
+  bool ok = x25519_many(outs, privs, pubs, 2, oks);
   memcpy(msg + INIT_EPH, w + W_EPH_PUB, 32);
   noise_blake2s_raw(w + W_H, 32, NULL, 0, initial_hash, 32, rs, 32, NULL, 0);
   mix_hash(w, w + W_EPH_PUB, 32);
   noise_hkdf(w + W_CK, 32, initial_chain_key, w + W_EPH_PUB, 32);
-  bool ok = x25519_shared(w + W_DH, w + W_EPH, rs);
   if (ok) {
     noise_hkdf(w + W_CK, 64, w + W_CK, w + W_DH, 32);
     ok = chacha_poly(1, msg + INIT_STATIC, 48, w + W_T1, ZERO_NONCE, w + W_H, 32, spub, 32);
@@ -117,19 +121,15 @@ static napi_value consume_initiation_timestamp(napi_env env, napi_callback_info 
   return ret_int(env, ok ? 1 : 0);
 }
 
-// The response's chain from the two ephemerals on (both sides): ck over e, ee, se, then psk.
-// Returns false on an unusable DH. Leaves tau in t1 and the key in t2.
-static bool response_chain(uint8_t *w, const uint8_t *resp_eph, const uint8_t *ee_priv, const uint8_t *ee_pub,
-                           const uint8_t *se_priv, const uint8_t *se_pub, const uint8_t *psk) {
+// The response's chain from the responder's ephemeral on (both sides): ck over e, ee, se (the
+// two shared secrets, computed), then psk. Leaves tau in t1 and the key in t2.
+static void response_chain(uint8_t *w, const uint8_t *resp_eph, const uint8_t *ee, const uint8_t *se, const uint8_t *psk) {
   mix_hash(w, resp_eph, 32);
   noise_hkdf(w + W_CK, 32, w + W_CK, resp_eph, 32);
-  if (!x25519_shared(w + W_DH, ee_priv, ee_pub)) return false;
-  noise_hkdf(w + W_CK, 32, w + W_CK, w + W_DH, 32);
-  if (!x25519_shared(w + W_DH, se_priv, se_pub)) return false;
-  noise_hkdf(w + W_CK, 32, w + W_CK, w + W_DH, 32);
+  noise_hkdf(w + W_CK, 32, w + W_CK, ee, 32);
+  noise_hkdf(w + W_CK, 32, w + W_CK, se, 32);
   noise_hkdf(w + W_CK, 96, w + W_CK, psk, 32); // ck || tau || key
   mix_hash(w, w + W_T1, 32);
-  return true;
 }
 
 // noiseCreateResponse(work, msg, remoteStatic, presharedKey, generate): after a consumed
@@ -142,13 +142,21 @@ static napi_value create_response(napi_env env, napi_callback_info info) {
   NEED(sized_args(env, argv, 4, p, sizes, names, NULL));
   NEED(arg_int(env, argv[4], &generate, "generate"));
   uint8_t *w = p[0], *msg = p[1], *rs = p[2], *psk = p[3];
+  uint8_t se[32];
   bool ok = ephemeral(w, generate);
+  if (ok) { // our ephemeral's public key, ee and se: one inversion between them
+    uint8_t *outs[3] = {w + W_EPH_PUB, w + W_DH, se};
+    const uint8_t *privs[3] = {w + W_EPH, w + W_EPH, w + W_EPH}, *pubs[3] = {NULL, w + W_RE, rs};
+    bool oks[3];
+    ok = x25519_many(outs, privs, pubs, 3, oks);
+  }
   if (ok) {
     memcpy(msg + RESP_EPH, w + W_EPH_PUB, 32);
-    ok = response_chain(w, w + W_EPH_PUB, w + W_EPH, w + W_RE, w + W_EPH, rs, psk) &&
-         chacha_poly(1, msg + RESP_EMPTY, 16, w + W_T2, ZERO_NONCE, w + W_H, 32, NULL, 0);
+    response_chain(w, w + W_EPH_PUB, w + W_DH, se, psk);
+    ok = chacha_poly(1, msg + RESP_EMPTY, 16, w + W_T2, ZERO_NONCE, w + W_H, 32, NULL, 0);
     if (ok) mix_hash(w, msg + RESP_EMPTY, 16);
   }
+  OPENSSL_cleanse(se, sizeof se);
   OPENSSL_cleanse(w + W_T1, W_EPH - W_T1); // t1, t2, dh, the remote ephemeral
   return ret_int(env, ok ? 1 : 0);
 }
@@ -163,11 +171,18 @@ static napi_value consume_response(napi_env env, napi_callback_info info) {
   uint8_t *p[4];
   NEED(sized_args(env, argv, 4, p, sizes, names, NULL));
   uint8_t *w = p[0], *msg = p[1], *sk = p[2], *psk = p[3];
-  uint8_t trial[WORK_SIZE], empty[1];
+  uint8_t trial[WORK_SIZE], se[32], empty[1];
   memcpy(trial, w, WORK_SIZE);
   const uint8_t *eph = msg + RESP_EPH;
-  bool ok = response_chain(trial, eph, trial + W_EPH, eph, sk, eph, psk) &&
-            chacha_poly(0, empty, 0, trial + W_T2, ZERO_NONCE, trial + W_H, 32, msg + RESP_EMPTY, 16);
+  uint8_t *outs[2] = {trial + W_DH, se}; // ee and se, one inversion between them
+  const uint8_t *privs[2] = {trial + W_EPH, sk}, *pubs[2] = {eph, eph};
+  bool oks[2];
+  bool ok = x25519_many(outs, privs, pubs, 2, oks);
+  if (ok) {
+    response_chain(trial, eph, trial + W_DH, se, psk);
+    ok = chacha_poly(0, empty, 0, trial + W_T2, ZERO_NONCE, trial + W_H, 32, msg + RESP_EMPTY, 16);
+  }
+  OPENSSL_cleanse(se, sizeof se);
   if (ok) {
     mix_hash(trial, msg + RESP_EMPTY, 16);
     memcpy(w + W_H, trial + W_H, 64); // h, ck

@@ -230,8 +230,8 @@ static void select_precomp(ge_precomp *t, int pos, int8_t b) {
   fe_cmov(t->xy2d, negated_xy2d, negative);
 }
 
-// out = the X25519 public key of priv: the u coordinate of clamp(priv) * B.
-static void fixed_base(uint8_t out[32], const uint8_t priv[32]) {
+// u(clamp(priv) * B) = num / den (projective: the caller divides, maybe in a batch).
+static void fixed_base_fraction(fe num, fe den, const uint8_t priv[32]) {
   uint8_t a[32];
   int8_t e[64], carry = 0;
   memcpy(a, priv, 32);
@@ -263,18 +263,123 @@ static void fixed_base(uint8_t out[32], const uint8_t priv[32]) {
     p1p1_to_p3(&h, &r);
   }
   // Birational map to Montgomery: u = (1 + y) / (1 - y) = (Z + Y) / (Z - Y).
-  fe num, den, inv;
   F.add(num, h.Z, h.Y);
   F.sub(den, h.Z, h.Y);
-  fe_invert(inv, den);
-  F.mul(num, num, inv);
-  fe_tobytes(out, num);
   OPENSSL_cleanse(a, sizeof a);
   OPENSSL_cleanse(e, sizeof e);
   OPENSSL_cleanse(&h, sizeof h);
   OPENSSL_cleanse(&r, sizeof r);
   OPENSSL_cleanse(&s, sizeof s);
   OPENSSL_cleanse(&t, sizeof t);
+}
+
+// out = the X25519 public key of priv: the u coordinate of clamp(priv) * B.
+static void fixed_base(uint8_t out[32], const uint8_t priv[32]) {
+  fe num, den, inv;
+  fixed_base_fraction(num, den, priv);
+  fe_invert(inv, den);
+  F.mul(num, num, inv);
+  fe_tobytes(out, num);
+  OPENSSL_cleanse(num, sizeof num);
+  OPENSSL_cleanse(den, sizeof den);
+  OPENSSL_cleanse(inv, sizeof inv);
+}
+
+// ---- Montgomery ladder (RFC 7748 §5) on the fe64 routines, inversions shared -----------------
+// The same ladder OpenSSL runs, ending at the projective (x2 : z2) so that the several results a
+// handshake message needs (our ephemeral's public key and one or two shared secrets) pay one
+// field inversion between them (Montgomery's trick) instead of one each (~10 % of a ladder).
+
+static fe_sqr_fn mul121666; // h = 121666 f
+static bool ladder_ready;
+
+static void fe_frombytes(fe h, const uint8_t s[32]) {
+  for (int i = 0; i < 4; i++) {
+    h[i] = 0;
+    for (int j = 0; j < 8; j++) h[i] |= (uint64_t)s[8 * i + j] << (8 * j);
+  }
+  h[3] &= 0x7fffffffffffffffULL; // RFC 7748: the top bit of u is ignored
+}
+
+// Swaps f and g when b == 1, without a branch on b.
+static void fe_cswap(fe f, fe g, uint64_t b) {
+  uint64_t mask = (uint64_t)0 - b;
+  for (int i = 0; i < 4; i++) {
+    uint64_t x = mask & (f[i] ^ g[i]);
+    f[i] ^= x;
+    g[i] ^= x;
+  }
+}
+
+// u(clamp(scalar) * P) = x2 / z2, for P of u-coordinate point.
+static void ladder(fe x2, fe z2, const uint8_t scalar[32], const uint8_t point[32]) {
+  uint8_t e[32];
+  memcpy(e, scalar, 32);
+  e[0] &= 248; e[31] &= 127; e[31] |= 64;
+  fe x1, x3, z3, t0, t1;
+  fe_frombytes(x1, point);
+  fe_one(x2); fe_zero(z2); fe_copy(x3, x1); fe_one(z3);
+  // The routines in registers (through the global table each call would reload its pointer), and
+  // OpenSSL's order of the step: independent pairs side by side, so the CPU overlaps them.
+  const fe_mul_fn mul = F.mul, add = F.add, sub = F.sub;
+  const fe_sqr_fn sqr = F.sqr, mul_a24 = mul121666;
+  uint64_t swap = 0;
+  for (int pos = 254; pos >= 0; pos--) {
+    uint64_t bit = (e[pos / 8] >> (pos & 7)) & 1;
+    swap ^= bit;
+    fe_cswap(x2, x3, swap);
+    fe_cswap(z2, z3, swap);
+    swap = bit;
+    sub(t0, x3, z3); sub(t1, x2, z2); add(x2, x2, z2); add(z2, x3, z3); // D, B, A, C
+    mul(z3, x2, t0); mul(z2, z2, t1);                                    // DA, CB
+    sqr(t0, t1); sqr(t1, x2);                                            // BB, AA
+    add(x3, z3, z2); sub(z2, z3, z2);                                    // DA + CB, DA - CB
+    mul(x2, t1, t0); sub(t1, t1, t0);                                    // x2 = AA BB, E = AA - BB
+    sqr(z2, z2); mul_a24(z3, t1);
+    sqr(x3, x3); add(t0, t0, z3);                                        // x3 = (DA + CB)^2, BB + 121666 E
+    mul(z3, x1, z2); mul(z2, t1, t0);                                    // z3 = x1 (DA - CB)^2, z2 = E (AA + 121665 E)
+  }
+  fe_cswap(x2, x3, swap);
+  fe_cswap(z2, z3, swap);
+  OPENSSL_cleanse(e, sizeof e);
+  OPENSSL_cleanse(x3, sizeof x3); OPENSSL_cleanse(z3, sizeof z3);
+  OPENSSL_cleanse(t0, sizeof t0); OPENSSL_cleanse(t1, sizeof t1);
+}
+
+// 1 when f is 0 mod p, without a branch.
+static uint64_t fe_is_zero(const fe f) {
+  uint8_t s[32];
+  fe_tobytes(s, f);
+  uint32_t acc = 0;
+  for (int i = 0; i < 32; i++) acc |= s[i];
+  return (uint64_t)((acc - 1) >> 31);
+}
+
+// outs[i] = x[i] / z[i] (i < n <= X25519_MANY_MAX) with one inversion. A zero z gives 0 (what the
+// ladder's z^(p-2) gives: a low-order point).
+static void fe_divide_many(uint8_t *const outs[], fe x[], fe z[], int n) {
+  if (n < 1) return;
+  fe prefix[X25519_MANY_MAX], inv, t, one, zero;
+  fe_one(one); fe_zero(zero);
+  for (int i = 0; i < n; i++) {
+    uint64_t bad = fe_is_zero(z[i]);
+    fe_cmov(z[i], one, bad);
+    fe_cmov(x[i], zero, bad);
+    if (i == 0) fe_copy(prefix[0], z[0]);
+    else F.mul(prefix[i], prefix[i - 1], z[i]);
+  }
+  fe_invert(inv, prefix[n - 1]); // 1 / (z0 ... z(n-1))
+  for (int i = n - 1; i > 0; i--) {
+    F.mul(t, inv, prefix[i - 1]); // 1 / z[i]
+    F.mul(inv, inv, z[i]);        // 1 / (z0 ... z(i-1))
+    F.mul(t, x[i], t);
+    fe_tobytes(outs[i], t);
+  }
+  F.mul(t, x[0], inv);
+  fe_tobytes(outs[0], t);
+  OPENSSL_cleanse(prefix, sizeof prefix);
+  OPENSSL_cleanse(inv, sizeof inv);
+  OPENSSL_cleanse(t, sizeof t);
 }
 
 // ---- Resolution and self-checks ----------------------------------------------------------------
@@ -312,6 +417,28 @@ static bool fixed_base_agrees(void) {
   return true;
 }
 
+// The shared ladder and the batched division against OpenSSL's ladder: the RFC keys, then a fixed
+// pseudo-random walk of keys and points, in batches of 1 to X25519_MANY_MAX.
+static bool ladder_agrees(void) {
+  uint8_t k[X25519_MANY_MAX][32], u[X25519_MANY_MAX][32], mine[X25519_MANY_MAX][32], theirs[32];
+  uint8_t *outs[X25519_MANY_MAX];
+  fe x[X25519_MANY_MAX], z[X25519_MANY_MAX];
+  for (int i = 0; i < X25519_MANY_MAX; i++) { unhex(k[i], RFC_A); unhex(u[i], RFC_BPUB); k[i][0] ^= (uint8_t)i; outs[i] = mine[i]; }
+  for (int round = 0; round < 48; round++) {
+    int n = 1 + round % X25519_MANY_MAX;
+    for (int i = 0; i < n; i++) ladder(x[i], z[i], k[i], u[i]);
+    fe_divide_many(outs, x, z, n);
+    for (int i = 0; i < n; i++) {
+      if (raw_x25519(theirs, k[i], u[i]) != 1 || memcmp(mine[i], theirs, 32) != 0) return false;
+      for (int j = 0; j < 32; j++) {
+        k[i][j] = (uint8_t)(k[i][j] * 181u + 97u + (uint8_t)round + theirs[j]);
+        u[i][j] = (uint8_t)(u[i][j] * 109u + 31u + (uint8_t)i + theirs[31 - j]);
+      }
+    }
+  }
+  return true;
+}
+
 static void resolve(void) {
   x25519_fn f = (x25519_fn)dlsym(RTLD_DEFAULT, "ossl_x25519");
   x25519_base_fn b = (x25519_base_fn)dlsym(RTLD_DEFAULT, "ossl_x25519_public_from_private");
@@ -331,6 +458,8 @@ static void resolve(void) {
   unhex(a, RFC_A); unhex(want, RFC_APUB);
   fixed_base(apub, a);
   fixed_base_ready = memcmp(apub, want, 32) == 0 && fixed_base_agrees();
+  mul121666 = (fe_sqr_fn)dlsym(RTLD_DEFAULT, "x25519_fe64_mul121666");
+  ladder_ready = fixed_base_ready && mul121666 && ladder_agrees();
 }
 
 // ---- EVP fallbacks -----------------------------------------------------------------------------
@@ -379,7 +508,31 @@ bool x25519_public(uint8_t out[32], const uint8_t priv[32]) {
   return evp_x25519_public(out, priv);
 }
 
+bool x25519_many(uint8_t *const outs[], const uint8_t *const privs[], const uint8_t *const pubs[], int n, bool oks[]) {
+  pthread_once(&resolve_once, resolve);
+  if (n < 1 || n > X25519_MANY_MAX) return false;
+  if (!ladder_ready) {
+    bool all = true;
+    for (int i = 0; i < n; i++) all &= (oks[i] = pubs[i] ? x25519_shared(outs[i], privs[i], pubs[i]) : x25519_public(outs[i], privs[i]));
+    return all;
+  }
+  fe x[X25519_MANY_MAX], z[X25519_MANY_MAX];
+  for (int i = 0; i < n; i++) {
+    if (pubs[i]) ladder(x[i], z[i], privs[i], pubs[i]);
+    else fixed_base_fraction(x[i], z[i], privs[i]);
+  }
+  fe_divide_many(outs, x, z, n);
+  bool all = true;
+  for (int i = 0; i < n; i++) {
+    oks[i] = !pubs[i] || !all_zero(outs[i], 32);
+    all &= oks[i];
+  }
+  OPENSSL_cleanse(x, sizeof x);
+  OPENSSL_cleanse(z, sizeof z);
+  return all;
+}
+
 int x25519_backend(void) {
   pthread_once(&resolve_once, resolve);
-  return (raw_x25519 ? X25519_RAW_LADDER : 0) | (fixed_base_ready ? X25519_FE64_FIXED_BASE : 0);
+  return (raw_x25519 ? X25519_RAW_LADDER : 0) | (fixed_base_ready ? X25519_FE64_FIXED_BASE : 0) | (ladder_ready ? X25519_FE64_LADDER : 0);
 }

@@ -66,7 +66,8 @@ export interface NativeDatapath {
   noiseX25519Generate(privateKey: Uint8Array, publicKey: Uint8Array): number;
   /**
    * Bits: 1 when node's raw OpenSSL scalar multiplication serves shared secrets (0: the EVP
-   * fallback); 2 when public keys come from the fixed-base comb on node's fe64 field routines.
+   * fallback); 2 when public keys come from the fixed-base comb on node's fe64 field routines; 4
+   * when the handshake steps' own ladder on those routines (one inversion per message) passed its check.
    */
   noiseX25519Backend(): number;
   // The four handshake steps (native/noise-handshake.c), one crossing each, on a 256-byte work

@@ -11,6 +11,7 @@ import {
   Handshake, createInitiation, consumeInitiation, createResponse, consumeResponse, deriveSessionKeys, setFixedEphemeralForTests,
 } from '../../src/wireguard/noise-handshake.js';
 import { generatePrivateKey, hash, setCryptoBackend, cryptoBackend, type CryptoBackend } from '../../src/crypto/index.js';
+import { native } from '../../src/native/addon.js';
 
 test('replay window: in-order, duplicates, out-of-order, window edge, limit', () => {
   assert.ok(REPLAY_WINDOW_SIZE >= 2048);
@@ -124,6 +125,9 @@ test('handshake state machine: both sides derive mirrored keys', () => {
 test('handshake steps: the native calls and the primitives write the same bytes', (t) => {
   const initial = cryptoBackend();
   if (setCryptoBackend('native') !== 'native') return t.skip('the native addon is not built');
+  const bits = native().noiseX25519Backend();
+  // Where node's fe64 field routines serve (the fixed base), the steps' own ladder passed its check too.
+  if (bits & 2) assert.ok(bits & 4, 'native/x25519.c: the batched ladder disagreed with OpenSSL at load');
   const key = (label: string) => hash(new Uint8Array(Buffer.from(label)));
   const i = new StaticIdentity(key('initiator static'));
   const r = new StaticIdentity(key('responder static'));
@@ -135,6 +139,10 @@ test('handshake steps: the native calls and the primitives write the same bytes'
     const ephI = Uint8Array.from(hsI.localEphemeral!);
     setCryptoBackend(responderSide);
     const hsR = new Handshake(r, i.publicKey, psk);
+    const lowOrderInit = Uint8Array.from(init);
+    lowOrderInit.fill(0, 8, 40);
+    lowOrderInit[8] = 1; // ephemeral u = 1 (low order): es would be all zero
+    assert.equal(consumeInitiation(r, parseInitiation(lowOrderInit) as never, () => hsR, 0), 'handshakeDecryptFailed');
     const parsed = parseInitiation(init);
     assert.ok(typeof parsed !== 'string');
     assert.equal(consumeInitiation(r, parsed, () => hsR, 0), hsR);
@@ -145,6 +153,9 @@ test('handshake steps: the native calls and the primitives write the same bytes'
     const forged = Uint8Array.from(resp);
     forged[50]! ^= 1;
     assert.equal(consumeResponse(i, hsI, parseResponse(forged) as never), 'handshakeDecryptFailed');
+    const lowOrder = Uint8Array.from(resp);
+    lowOrder.fill(0, 12, 44); // ephemeral u = 0: ee would be all zero, which WireGuard refuses
+    assert.equal(consumeResponse(i, hsI, parseResponse(lowOrder) as never), 'handshakeDecryptFailed');
     assert.equal(consumeResponse(i, hsI, parseResponse(resp) as never), null, 'the real response still completes it');
     const ki = deriveSessionKeys(hsI)!;
     setCryptoBackend(responderSide);
@@ -155,7 +166,9 @@ test('handshake steps: the native calls and the primitives write the same bytes'
     return [hex(init), hex(resp), hex(ki.sendKey), hex(ki.receiveKey), hex(ephI)].join(' ');
   };
   try {
-    for (const [round, psk] of [[0, undefined], [1, key('preshared')]] as const) {
+    // Several rounds: each draws other keys through the native ladder and the fixed base.
+    for (let round = 0; round < 6; round++) {
+      const psk = round % 2 ? key(`preshared ${round}`) : undefined;
       const reference = run('node', 'node', psk, round);
       assert.equal(run('native', 'native', psk, round), reference, 'native on both sides');
       assert.equal(run('native', 'node', psk, round), reference, 'native initiator');
