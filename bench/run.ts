@@ -137,7 +137,8 @@ async function main(): Promise<number> {
     `${info['nproc']} × ${info['cpu']}; medians over rounds (÷wg-go, ÷plain)\n`);
   console.log(table);
   if (handshakes) console.log(`\nWireGuard handshakes on one core (node dist/bench/wireguard-handshake.js ${HANDSHAKE_ARGS.join(' ')}): ` +
-    `${handshakes['fullHandshakesPerSecond']} full handshakes/s (both sides' work), ${handshakes['responderPerSecond']} initiations answered/s`);
+    `${handshakes['fullHandshakesPerSecond']} full handshakes/s (both sides' work; ${handshakes['fullHandshakesPerCpuSecond']} per CPU second), ` +
+    `${handshakes['responderPerSecond']} initiations answered/s`);
   for (const s of stalled) console.log(`STALL round ${s.round} ${s.mode} ${s.test}: per-second Gbit/s ${s.seconds.map((x) => x.toFixed(2)).join(' ')}`);
   for (const f of failures) console.log(`FAILED round ${f.round} ${f.mode}: ${f.error}`);
   if (!smoke || values.out) {

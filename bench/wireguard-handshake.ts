@@ -5,6 +5,9 @@
 //  - createInitiationUs, responderUs (consume initiation + create response), consumeResponseUs;
 //  - responderPerSecond: initiations one core can answer (a node's handshake capacity);
 //  - fullHandshakesPerSecond: complete handshakes when one core does both sides' work;
+//  - fullHandshakeCpuUs and fullHandshakesPerCpuSecond: the same by the process's CPU time
+//    (process.cpuUsage, GC threads included) instead of the wall clock: on a shared machine a
+//    descheduled thread stretches wall time, not CPU time, so this one is the steadier figure;
 //  - x25519Us, ephemeralKeyUs and dhBoundFullPerSecond: one X25519 shared secret (a Montgomery
 //    ladder), one fresh key pair (random scalar and its public key, a fixed-base multiplication),
 //    and the full-handshake rate they alone would allow: a handshake makes 6 shared secrets (es,
@@ -34,10 +37,11 @@ function datagram(acts: Action[]): Uint8Array {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const init: number[] = [], resp: number[] = [], done: number[] = [];
+const init: number[] = [], resp: number[] = [], done: number[] = [], cpu: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   const now = 1000 + r * 1000; // newer TAI64N and past the per-peer flood interval every round
   const before = responder.stats.handshakeResponsesSent;
+  const cpuBefore = process.cpuUsage();
   let t = performance.now();
   const inits = initiators.map((d, i) => datagram(d.initiateHandshake(peers[i]!, now)));
   init.push(performance.now() - t);
@@ -47,6 +51,8 @@ for (let r = 0; r < ROUNDS; r++) {
   t = performance.now();
   for (let i = 0; i < N; i++) initiators[i]!.decapsulate(resps[i]!, ep, now);
   done.push(performance.now() - t);
+  const c = process.cpuUsage(cpuBefore);
+  cpu.push((c.user + c.system) / 1000);
   const completed = initiators.filter((d) => d.stats.handshakesCompleted === r + 1).length;
   if (completed !== N || responder.stats.handshakeResponsesSent - before !== N) throw new Error(`round ${r}: ${completed}/${N} handshakes completed`);
 }
@@ -103,6 +109,8 @@ console.log(JSON.stringify({
   fullHandshakeUs: us(full),
   responderPerSecond: Math.round((N / median(resp)) * 1000),
   fullHandshakesPerSecond: Math.round((N / full) * 1000),
+  fullHandshakeCpuUs: us(median(cpu)),
+  fullHandshakesPerCpuSecond: Math.round((N / median(cpu)) * 1000),
   x25519Us: Number(x25519Us.toFixed(1)),
   ephemeralKeyUs: Number(ephemeralKeyUs.toFixed(1)),
   dhBoundFullPerSecond: Math.round(1e6 / (6 * x25519Us + 2 * ephemeralKeyUs)),
