@@ -11,6 +11,7 @@
 #include "x25519.h"
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
 
 enum { W_H = 0, W_CK = 32, W_T1 = 64, W_T2 = 96, W_DH = 128, W_RE = 160, W_EPH = 192, W_EPH_PUB = 224, WORK_SIZE = 256 };
@@ -191,11 +192,17 @@ static napi_value consume_response(napi_env env, napi_callback_info info) {
   return ret_int(env, ok ? 1 : 0);
 }
 
-void noise_handshake_register(napi_env env, napi_value exports) {
+// Once per process (every worker thread registers the addon; the constants are shared).
+static void noise_constants(void) {
   static const char construction[] = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
   static const char identifier[] = "WireGuard v1 zx2c4 Jason@zx2c4.com";
   noise_blake2s_raw(initial_chain_key, 32, NULL, 0, (const uint8_t *)construction, sizeof construction - 1, NULL, 0, NULL, 0);
   noise_blake2s_raw(initial_hash, 32, NULL, 0, initial_chain_key, 32, (const uint8_t *)identifier, sizeof identifier - 1, NULL, 0);
+}
+
+void noise_handshake_register(napi_env env, napi_value exports) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, noise_constants);
   napi_property_descriptor d[] = {
     EXPORT("noiseCreateInitiation", create_initiation),
     EXPORT("noiseConsumeInitiationStatic", consume_initiation_static),
