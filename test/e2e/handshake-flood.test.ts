@@ -16,7 +16,7 @@ import { registerPid } from '../../src/lab/pids.js';
 import { COOKIE_REPLY_RATE } from '../../src/wireguard/handshake-limiter.js';
 import { ok, veilCli, sleep } from './cli.js';
 
-const C = 'vtflood';
+const C = `vtflood-${process.pid}`; // a run cut off mid-test must not collide with the next
 const WG_PORT = 51871;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-flood-'));
 process.env['VEIL_HOME'] = home; // registerPid records go to the lab's own state, which lab down reads

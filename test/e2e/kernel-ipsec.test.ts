@@ -21,7 +21,7 @@ import type { IpsecEncryptStatus } from '../../src/agent/api.js';
 import { podNetns } from '../../src/lab/names.js';
 
 const SKIP = skipReason();
-const C = 'kvmips';
+const C = `kvmips-${process.pid}`; // a run cut off mid-test must not collide with the next
 const home = mkdtempSync(join(tmpdir(), 'veil-t-kvmips-'));
 process.env['VEIL_HOME'] = home; // the lab helpers imported below find the lab's files there
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };

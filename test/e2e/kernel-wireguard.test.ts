@@ -17,7 +17,7 @@ import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { podNetns } from '../../src/lab/names.js';
 
 const SKIP = skipReason();
-const C = 'kvmwg';
+const C = `kvmwg-${process.pid}`; // a run cut off mid-test must not collide with the next
 const home = mkdtempSync(join(tmpdir(), 'veil-t-kvmwg-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
 delete env['VEIL_CLUSTER'];

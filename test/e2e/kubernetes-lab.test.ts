@@ -25,7 +25,7 @@ import { WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
 import { KubeLab } from '../kube-api/kube-lab.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
 
-const C = 'tk8se2e';
+const C = `tk8se2e-${process.pid}`; // a run cut off mid-test must not collide with the next
 const W1 = `${C}-worker`, W3 = `${C}-worker3`;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-k8slab-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home, VEIL_CLUSTER: C };

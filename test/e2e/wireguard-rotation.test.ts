@@ -12,7 +12,7 @@ import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { ok, veilCli, sleep } from './cli.js';
 
-const C = 'twgrot';
+const C = `twgrot-${process.pid}`; // a run cut off mid-test must not collide with the next
 const home = mkdtempSync(join(tmpdir(), 'veil-t-wgrot-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
 delete env['VEIL_CLUSTER'];

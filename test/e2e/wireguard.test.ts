@@ -17,7 +17,7 @@ import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 import { ok, veilCli, sleep } from './cli.js';
 
-const C = 'twge2e';
+const C = `twge2e-${process.pid}`; // a run cut off mid-test must not collide with the next
 const WG_PORT = 51871;
 const home = mkdtempSync(join(tmpdir(), 'veil-t-wge2e-'));
 process.env['VEIL_HOME'] = home;
