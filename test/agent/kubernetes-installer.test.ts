@@ -183,7 +183,6 @@ test('a re-install --kubernetes that fails puts back the objects veil had before
     assert.ok(Date.now() < deadline, 'the DaemonSet was applied');
     await new Promise((r) => setTimeout(r, 100));
   }
-  await new Promise((r) => setTimeout(r, 1500));
   await playControllerAndAgents();
   assert.equal((await first).status, 0);
   const dsBefore = JSON.parse(await kubectlOk('-n', 'veil', 'get', 'ds', 'veil-agent', '-o', 'json'));
