@@ -165,7 +165,7 @@ async function buildCluster(meta: LabMeta): Promise<void> {
   await installPlaintextRoutes(cluster);
 }
 
-/** The password of a node's own etcd user (a lab with --etcd-auth), in its state dir. */
+/** The password of a node's own etcd user (a lab with etcd auth, the default), in its state dir. */
 export function labNodeEtcdPasswordFile(cluster: string, node: string): string {
   return join(nodeStateDir(cluster, node), 'etcd.password');
 }

@@ -64,7 +64,7 @@ export interface LabMeta {
   podCIDR: string;
   /** The lab's etcd: 1 or 3 members. */
   etcdMembers: number;
-  /** etcd runs with auth; every node's agent has a user of its own (lab up --etcd-auth). */
+  /** etcd runs with auth; every node's agent has a user of its own (lab up, unless --no-etcd-auth). */
   etcdAuth?: boolean;
   createdAt: string;
   /** 'creating' until `lab up` finished. */
