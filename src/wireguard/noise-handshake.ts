@@ -65,6 +65,8 @@ class HandshakeWork {
   readonly remoteEphemeral = this.slab.subarray(160, 192);
   readonly ephemeral = this.slab.subarray(192, 224);
   readonly ephemeralPublic = this.slab.subarray(224, 256);
+  /** True while it waits among the spares (a second release must never hand it out twice). */
+  spare = false;
 }
 
 /**
@@ -75,12 +77,17 @@ const spareWork: HandshakeWork[] = [];
 const SPARE_WORK_MAX = 64;
 
 function takeWork(): HandshakeWork {
-  return spareWork.pop() ?? new HandshakeWork();
+  const w = spareWork.pop();
+  if (!w) return new HandshakeWork();
+  w.spare = false;
+  return w;
 }
 
 function releaseWork(w: HandshakeWork): void {
   zeroize(w.slab);
-  if (spareWork.length < SPARE_WORK_MAX) spareWork.push(w);
+  if (w.spare || spareWork.length >= SPARE_WORK_MAX) return;
+  w.spare = true;
+  spareWork.push(w);
 }
 
 /** Our ephemeral in w as a key object, for the primitives' X25519 (the path without the addon). */
