@@ -24,7 +24,7 @@ import { ApiServer } from './api-server.js';
 import { loadOrCreateApiCertificate } from './api-certificate.js';
 import { ApiTokenSource } from './api-token.js';
 import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
-import { screenAgainstUnderlay } from './peer-admission.js';
+import { UnderlayScreen } from './peer-admission.js';
 import { readUnderlayFacts } from './underlay-routes.js';
 import { TUNNEL_DEVICES } from './installer.js';
 import { resumeHandedOverDatapath, stopResumed, storeDatapath, type ResumedDatapath } from './datapath-handover.js';
@@ -173,6 +173,7 @@ export class Agent {
   private keyHeld?: { key: number | undefined; until: number };
   private lastStatusWrite = 0;
   private reconciling: Promise<void> = Promise.resolve();
+  private readonly underlayScreen = new UnderlayScreen<PeerNode>();
   private stopped = false;
   private startError?: string;
   private inputs?: AgentInputs;
@@ -331,7 +332,7 @@ export class Agent {
   private async reconcileNow(): Promise<void> {
     const keyBefore = this.source.published()?.encryptionKey;
     // Read each pass: no peer's prefix may be routed over what the node itself stands on.
-    const screened = screenAgainstUnderlay(this.source.peers(), readUnderlayFacts(TUNNEL_DEVICES, this.opts.underlayAddresses));
+    const screened = this.underlayScreen.screen(this.source.peers(), readUnderlayFacts(TUNNEL_DEVICES, this.opts.underlayAddresses));
     let desired: DesiredState;
     try {
       desired = await this.mustRun().apply(screened.admitted, keyBefore);

@@ -33,6 +33,12 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * rebooted (a new boot id) or under a new key, not for every peer (two HMACs per key each).
    */
   private derived = new Map<string, { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[]>();
+  /**
+   * Each peer's spec as the last pass made it, and from what: the same peer object (the node source
+   * keeps it until the node changes), keys and published key id give the same spec object, which
+   * the tunnel tells unchanged by identity (a pass over 5,000 peers builds and compares no spec).
+   */
+  private specs = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec }>();
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
 
@@ -134,8 +140,16 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const specs: EspPeerSpec[] = [];
     const problems = new Map<string, string>();
     const derived = new Map<string, { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[]>();
+    const made = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec }>();
     for (const p of peers) {
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
+      const last = this.specs.get(p.name);
+      if (last && last.peer === p && last.localSpi === localSpi && last.keys.length === keys.length && last.keys.every((k, i) => k === keys[i])) {
+        specs.push(last.spec);
+        made.set(p.name, last);
+        derived.set(p.name, this.derived.get(p.name)!);
+        continue;
+      }
       if (p.external && !p.encryptionKey) {
         problems.set(`peer ${p.name}`, `peer ${p.name} has no IPsec configuration yet: run 'veil ipsec peer-config ${p.name}' and apply it there`);
         continue;
@@ -159,8 +173,10 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       const spi = pairSpi(localSpi, p.encryptionKey ?? 0);
       spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
       specs.push(spec);
+      made.set(p.name, { peer: p, keys, localSpi, spec });
     }
     this.derived = derived; // peers gone and keys retired are forgotten
+    this.specs = made;
     return {
       datapathPeers: specs,
       routes: [...new Set(peers.flatMap((p) => p.podCIDRs))].map((prefix) => ({ prefix })),

@@ -290,10 +290,15 @@ const parsedIp = (text: string): IpAddress | undefined => { try { return parseIp
  * its own pods. refused: 'peer NAME' -> the reason.
  */
 export function screenAgainstUnderlay<T extends { name: string; internalIPs: string[]; podCIDRs: string[] }>(peers: T[], u: Underlay): { admitted: T[]; refused: Map<string, string> } {
+  return screenWith(peers, underlayCheck(u));
+}
+
+/** Why a peer may not be routed into the tunnel given the node's underlay, or undefined (see screenAgainstUnderlay). */
+function underlayCheck(u: Underlay): (p: ScreenedPeer) => string | undefined {
   const connected = u.connected.flatMap((c) => { const cidr = parsedCidr(c.prefix); return cidr ? [{ ...c, cidr }] : []; });
   const routes = u.viaGateway.flatMap((r) => { const cidr = parsedCidr(r.prefix); const gw = parsedIp(r.gateway); return cidr && gw ? [{ ...r, cidr, gw }] : []; });
   const addresses = u.addresses.flatMap((a) => { const addr = parsedIp(a.ip); return addr ? [{ ...a, addr }] : []; });
-  const why = (p: T): string | undefined => {
+  return (p: ScreenedPeer): string | undefined => {
     const cidrs: { text: string; cidr: Cidr }[] = [];
     const ips: { text: string; ip: IpAddress }[] = [];
     for (const text of p.podCIDRs) {
@@ -321,6 +326,11 @@ export function screenAgainstUnderlay<T extends { name: string; internalIPs: str
     }
     return undefined;
   };
+}
+
+type ScreenedPeer = { name: string; internalIPs: string[]; podCIDRs: string[] };
+
+function screenWith<T extends ScreenedPeer>(peers: T[], why: (p: T) => string | undefined): { admitted: T[]; refused: Map<string, string> } {
   const admitted: T[] = [];
   const refused = new Map<string, string>();
   for (const p of peers) {
@@ -329,4 +339,29 @@ export function screenAgainstUnderlay<T extends { name: string; internalIPs: str
     else admitted.push(p);
   }
   return { admitted, refused };
+}
+
+/**
+ * screenAgainstUnderlay for every pass: a peer object's verdict is kept until the underlay changes,
+ * so a pass costs a lookup per peer, not parsing every peer's prefixes (~9 ms at 5,000 peers). The
+ * node source hands out the same object until that node changes.
+ */
+export class UnderlayScreen<T extends ScreenedPeer> {
+  private underlay = '';
+  private check: (p: ScreenedPeer) => string | undefined = () => undefined;
+  private verdicts = new WeakMap<T, string | null>();
+
+  screen(peers: T[], u: Underlay): { admitted: T[]; refused: Map<string, string> } {
+    const text = JSON.stringify(u);
+    if (text !== this.underlay) {
+      this.underlay = text;
+      this.check = underlayCheck(u);
+      this.verdicts = new WeakMap();
+    }
+    return screenWith(peers, (p) => {
+      let v = this.verdicts.get(p);
+      if (v === undefined) this.verdicts.set(p, v = this.check(p) ?? null);
+      return v ?? undefined;
+    });
+  }
 }

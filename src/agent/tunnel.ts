@@ -173,7 +173,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     if (whole) {
       await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
     } else {
-      const upsert = [...wanted].filter(([id, s]) => !isDeepStrictEqual(this.appliedPeers.get(id), s)).map(([, s]) => s);
+      const upsert = [...wanted].filter(([id, s]) => { const had = this.appliedPeers.get(id); return had !== s && !isDeepStrictEqual(had, s); }).map(([, s]) => s);
       const remove = [...this.appliedPeers.keys()].filter((id) => !wanted.has(id));
       if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
     }
