@@ -4,7 +4,7 @@
 // or the etcd member's subnet, as its pod CIDR once cut a whole cluster off for good (#14).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { screenAgainstUnderlay } from '../../src/agent/peer-admission.js';
+import { UnderlayScreen, screenAgainstUnderlay } from '../../src/agent/peer-admission.js';
 import { underlayFactsFrom } from '../../src/agent/underlay-routes.js';
 
 test('the routing table gives the connected routes and the gateways; veil tunnels and blackholes are not the underlay', () => {
@@ -50,4 +50,27 @@ test('peers over the underlay are refused with the route they would cut; a peer 
     'peer services': `node object refused: its pod CIDR 10.96.0.0/16 overlaps the route 10.96.0.0/12 via 172.18.0.9 of this node${cut}`,
     'peer router': `node object refused: its address 172.18.0.9 is the gateway of the route 10.96.0.0/12 of this node${cut}`,
   });
+});
+
+test('the screen of every pass keeps a peer object\'s verdict until the underlay changes, and decides as the one-off screen', () => {
+  const peer = (name: string, ip: string, cidr: string) => ({ name, internalIPs: [ip], podCIDRs: [cidr] });
+  const w2 = peer('w2', '172.18.0.4', '10.244.2.0/24');
+  const etcdnet = peer('etcdnet', '172.18.0.250', '172.18.255.0/24');
+  const services = peer('services', '172.18.0.253', '10.96.0.0/16');
+  const before = { connected: [{ prefix: '172.18.0.0/16', dev: 'eth0' }], viaGateway: [], addresses: [] };
+  const after = { ...before, viaGateway: [{ prefix: '10.96.0.0/12', gateway: '172.18.0.9' }] };
+  const screen = new UnderlayScreen<typeof w2>();
+  const names = (r: { admitted: { name: string }[] }) => r.admitted.map((p) => p.name);
+  for (const u of [before, before, after, after, before]) {
+    const peers = [w2, etcdnet, services];
+    const once = screenAgainstUnderlay(peers, u);
+    const kept = screen.screen(peers, structuredClone(u)); // an equal underlay read again is the same underlay
+    assert.deepEqual(names(kept), names(once));
+    assert.deepEqual(kept.refused, once.refused);
+  }
+  assert.deepEqual(names(screen.screen([w2, etcdnet, services], after)), ['w2'], 'a route that came up refuses the peer over it');
+  assert.deepEqual(names(screen.screen([w2, etcdnet, services], before)), ['w2', 'services'], 'and admits it again once the route is gone');
+  // a node changed: a new peer object, decided afresh
+  const moved = peer('w2', '172.18.0.4', '172.18.254.0/24');
+  assert.deepEqual(names(screen.screen([moved, services], before)), ['services']);
 });

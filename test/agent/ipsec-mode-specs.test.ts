@@ -1,0 +1,84 @@
+// The IPsec mode's desired state pass after pass: an unchanged peer keeps its spec object (the tunnel
+// then skips it by identity), and whatever a spec depends on (the peer object, the published key id,
+// the keys in force) makes it anew, equal to what a mode without that memory makes.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { IpsecMode } from '../../src/agent/ipsec-mode.js';
+import { registrySecrets } from '../../src/agent/agent-inputs.js';
+import { defaultSettings } from '../../src/agent/settings.js';
+import { Health } from '../../src/agent/health.js';
+import { createLogger } from '../../src/util/log.js';
+import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
+import type { PeerNode } from '../../src/agent/node-source.js';
+
+const root = mkdtempSync(join(tmpdir(), 'veil-t-ipsec-specs-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const KEY3 = '3+ rfc4106(gcm(aes)) 0123456789abcdef0123456789abcdef01234567 128';
+const KEY4 = '4+ rfc4106(gcm(aes)) 89abcdef0123456789abcdef0123456789abcdef 128';
+
+const peer = (i: number, key = 3, boot = 'a'): PeerNode => ({ // boot ids are UUIDs (Cilium derives from them)
+  name: `n${i}`, internalIP: `172.18.0.${10 + i}`, internalIPs: [`172.18.0.${10 + i}`], podCIDRs: [`10.244.${10 + i}.0/24`],
+  podGateway: `10.244.${10 + i}.1`, bootID: `${boot.repeat(8)}-1111-2222-3333-${String(i).padStart(12, '0')}`, encryptionKey: key, annotations: {},
+});
+
+async function openMode(reg: EmbeddedRegistry, dir: string): Promise<IpsecMode> {
+  const mode = new IpsecMode({
+    node: { name: 'self', internalIPs: ['172.18.0.2'], podCIDRs: ['10.244.1.0/24'], podGateway: '10.244.1.1', underlayInterface: 'eth0', underlayMtu: 1500, bootID: 'f0f0f0f0-1111-2222-3333-444455556666' },
+    stateDir: mkdtempSync(join(dir, 'state-')), settings: defaultSettings(), secrets: registrySecrets(reg),
+    log: createLogger({}, new Writable({ write(_c, _e, cb) { cb(); } })), health: new Health(), requestReconcile: () => undefined,
+  });
+  await mode.prepare();
+  return mode;
+}
+
+test('an unchanged peer keeps its spec object; a new peer object, published key id or key makes it anew, as from scratch', { timeout: 30_000 }, async () => {
+  const dir = join(root, 'reg');
+  const reg = new EmbeddedRegistry(dir);
+  await reg.create({ kind: 'Secret', metadata: { name: 'ipsec-keys' }, type: 'Opaque', data: { keys: b64(KEY3) } });
+  const mode = await openMode(reg, root);
+  const fresh = async () => openMode(reg, root); // no memory of earlier passes
+  const check = async (peers: PeerNode[], published: number) => {
+    const d = mode.desired(peers, published);
+    assert.deepEqual([...d.problems], []);
+    assert.equal(d.datapathPeers.length, peers.length, 'a spec per peer');
+    const f = await fresh();
+    try { assert.deepEqual(d.datapathPeers, f.desired(peers, published).datapathPeers); } finally { f.stop(); }
+    return d.datapathPeers;
+  };
+  try {
+    const peers = [peer(1), peer(2), peer(3)];
+    const first = await check(peers, 3);
+    const again = await check(peers, 3);
+    assert.ok(again.every((s, i) => s === first[i]), 'the same spec objects');
+
+    // n2 rebooted and published key 4: only its spec is new
+    const moved = [peers[0]!, peer(2, 4, 'b'), peers[2]!];
+    const next = await check(moved, 3);
+    assert.deepEqual(next.map((s, i) => s === first[i]), [true, false, true]);
+    assert.notDeepEqual(next[1], first[1], 'new derived keys');
+
+    // this node published another key id: every pairing is decided again
+    const published = await check(moved, 4);
+    assert.ok(published.every((s, i) => s !== next[i]));
+
+    // a new key in force: new specs with the SAs of both keys
+    await reg.mutate('Secret', 'ipsec-keys', (cur) => cur && { ...cur, data: { keys: b64(KEY4) } });
+    const deadline = Date.now() + 10_000;
+    let rotated = mode.desired(moved, 3).datapathPeers;
+    while (rotated[0]!.outbound.length < 2) {
+      assert.ok(Date.now() < deadline, 'the new key loaded');
+      await new Promise((r) => setTimeout(r, 50));
+      rotated = mode.desired(moved, 3).datapathPeers;
+    }
+    assert.ok(rotated.every((s, i) => s !== published[i]));
+    assert.deepEqual(rotated.map((s) => [s.outbound.map((o) => o.spi), s.activeSpi]), [[[4, 3], 3], [[4, 3], 3], [[4, 3], 3]]);
+  } finally {
+    mode.stop();
+    reg.close();
+  }
+});
