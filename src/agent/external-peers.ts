@@ -170,6 +170,8 @@ export interface PeerObjects {
 /** The Peer objects of a registry that watches (etcd, embedded). */
 export class RegistryPeerObjects implements PeerObjects {
   private readonly byName = new Map<string, RegistryObject>();
+  /** objects() as last handed out, until the next change (the same array: callers can tell nothing changed). */
+  private list?: RegistryObject[];
   private watch?: Watch;
 
   constructor(private readonly registry: Registry) {}
@@ -177,15 +179,17 @@ export class RegistryPeerObjects implements PeerObjects {
   async follow(onChange: () => void): Promise<void> {
     const rev = await this.registry.revision();
     for (const o of await this.registry.list('Peer')) this.byName.set(o.metadata.name, o);
+    this.list = undefined;
     this.watch = this.registry.watch('Peer', rev, (ev) => {
       if (ev.type === 'DELETED') this.byName.delete(ev.object.metadata.name);
       else this.byName.set(ev.object.metadata.name, ev.object);
+      this.list = undefined;
       onChange();
     });
   }
 
   objects(): RegistryObject[] {
-    return [...this.byName.values()];
+    return (this.list ??= [...this.byName.values()]);
   }
 
   problem(): string | undefined {
@@ -197,6 +201,10 @@ export class RegistryPeerObjects implements PeerObjects {
   }
 }
 
+/** The admitted Peer objects as peers, and the refused ones: 'peer NAME' -> why. */
+interface Admission { peers: PeerNode[]; refused: ReadonlyMap<string, string> }
+const NO_PEER_OBJECTS: Admission = { peers: [], refused: new Map() };
+
 /** Where a source's failure to follow the Peer objects shows in the agent's health. */
 export const PEER_OBJECTS_CHECK = 'peer (Peer objects)'; // no peer name has a space or parentheses
 
@@ -206,6 +214,10 @@ export const PEER_OBJECTS_CHECK = 'peer (Peer objects)'; // no peer name has a s
  */
 export class WithExternalPeers implements NodeSource {
   private own?: OwnNode;
+  /** The last admission and what it was made from (by identity: the sources hand out the same arrays until something changes). */
+  private last?: { claims: PeerNode[]; objects: RegistryObject[]; own?: OwnNode; result: Admission };
+  /** peers() as last made, and from what. */
+  private lastPeers?: { nodes: PeerNode[]; result: Admission; peers: PeerNode[] };
 
   constructor(private readonly inner: NodeSource, private readonly peerObjects: PeerObjects) {}
 
@@ -215,7 +227,12 @@ export class WithExternalPeers implements NodeSource {
   }
 
   peers(): PeerNode[] {
-    return [...this.inner.peers(), ...this.admission().admitted.map(externalPeerNode)];
+    const nodes = this.inner.peers();
+    const result = this.admission();
+    if (!result.peers.length) return nodes; // no Peer objects (the usual cluster): the node source's own array
+    const l = this.lastPeers;
+    if (l?.nodes === nodes && l.result === result) return l.peers;
+    return (this.lastPeers = { nodes, result, peers: [...nodes, ...result.peers] }).peers;
   }
 
   nodeClaims(): PeerNode[] {
@@ -230,20 +247,31 @@ export class WithExternalPeers implements NodeSource {
     return refused;
   }
 
-  /** Against every node's claim, its agent alive or not: a Peer on an away node's pods would flap. */
-  private admission(): { admitted: ExternalPeer[]; refused: Map<string, string> } {
-    const claims: NodeClaim[] = this.inner.nodeClaims().map((n) => ({ name: n.name, ips: n.internalIPs, podCIDRs: n.podCIDRs, publicKey: n.annotations['network.veil.io/wg-pub-key'] }));
+  /**
+   * Against every node's claim, its agent alive or not: a Peer on an away node's pods would flap.
+   * Made again only when the Peer objects, the node claims or this node changed: a pass over 5,000
+   * nodes does not build 5,000 claims to admit no Peer at all.
+   */
+  private admission(): Admission {
+    const objects = this.peerObjects.objects();
+    if (!objects.length) return NO_PEER_OBJECTS;
+    const nodes = this.inner.nodeClaims();
+    const l = this.last;
+    if (l?.objects === objects && l.claims === nodes && l.own === this.own) return l.result;
+    const claims: NodeClaim[] = nodes.map((n) => ({ name: n.name, ips: n.internalIPs, podCIDRs: n.podCIDRs, publicKey: n.annotations['network.veil.io/wg-pub-key'] }));
     if (this.own) claims.unshift({ name: this.own.name, ips: this.own.internalIPs, podCIDRs: this.own.podCIDRs });
     const age = (o: RegistryObject) => o.metadata.creationTimestamp ?? '';
     const admitted: ExternalPeer[] = [];
     const refused = new Map<string, string>();
-    for (const o of this.peerObjects.objects().sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name))) {
+    for (const o of [...objects].sort((x, y) => age(x).localeCompare(age(y)) || x.metadata.name.localeCompare(y.metadata.name))) {
       const p = externalPeerFromObject(o);
       const why = typeof p === 'string' ? p : peerCollision(p, claims, admitted);
       if (why) refused.set(`peer ${o.metadata.name}`, `peer object refused: ${why}`);
       else admitted.push(p as ExternalPeer);
     }
-    return { admitted, refused };
+    const result = { peers: admitted.map(externalPeerNode), refused };
+    this.last = { claims: nodes, objects, own: this.own, result };
+    return result;
   }
 
   async watchPeers(onChange: () => void): Promise<void> {

@@ -61,6 +61,7 @@ export class KubernetesNodeSource implements NodeSource {
   private livenessTimer?: NodeJS.Timeout;
   private lease?: KubeLeaseHandle;
   private readonly peerView = new PeerViewFilter();
+  private admitted?: { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] };
   private readonly writer = new OwnFieldsWriter((fields) => this.writeAnnotations(fields));
 
   constructor(private readonly o: KubernetesNodeSourceOptions) {
@@ -105,11 +106,16 @@ export class KubernetesNodeSource implements NodeSource {
     return this.admission().refused;
   }
 
+  /** The admission as of the last informer event or liveness tick (a pass reads it three times; it is made once). */
+  private admission(): { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] } {
+    return (this.admitted ??= this.admit());
+  }
+
   private views(): KubeNodeView[] {
     return (this.nodeInformer?.items() ?? []).map(kubeNodeView);
   }
 
-  private admission(): { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] } {
+  private admit(): { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] } {
     const views = this.views().sort((x, y) => x.createdMs - y.createdMs || x.name.localeCompare(y.name));
     const candidates: (PeerNode & { ips: string[] })[] = [];
     const unusable = new Map<string, string>();
@@ -184,6 +190,7 @@ export class KubernetesNodeSource implements NodeSource {
   }
 
   private notify(): void {
+    this.admitted = undefined;
     const { admitted, refused } = this.admission();
     this.peerView.update(admitted, refused);
   }

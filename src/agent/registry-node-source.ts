@@ -149,6 +149,8 @@ export class RegistryNodeSource implements NodeSource {
   private peerList: PeerNode[] = [];
   private readonly peerIndex = new Map<string, number>();
   private readonly stale = new Set<string>();
+  /** nodeClaims() until the admission changes (the same array: WithExternalPeers tells by identity that no claim moved). */
+  private claims?: PeerNode[];
   private watch?: Watch;
   private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
@@ -193,7 +195,7 @@ export class RegistryNodeSource implements NodeSource {
   }
 
   nodeClaims(): PeerNode[] {
-    return [...this.admission.admitted.values()].map((c) => c.peer);
+    return (this.claims ??= [...this.admission.admitted.values()].map((c) => c.peer));
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
@@ -308,6 +310,7 @@ export class RegistryNodeSource implements NodeSource {
       if (n?.fingerprint === this.selfFingerprint) return;
       this.selfFingerprint = n?.fingerprint;
       const a = n?.addresses;
+      this.claims = undefined;
       for (const c of this.admission.setSelf(a && typeof a !== 'string' ? { name, ips: a.internalIPs, podCIDRs: a.podCIDRs } : undefined)) this.pending.add(c);
       return;
     }
@@ -325,6 +328,7 @@ export class RegistryNodeSource implements NodeSource {
     if (!claimChanged && live === this.live.has(name)) return;
     if (live) this.live.add(name); else this.live.delete(name);
     if (claimChanged) {
+      this.claims = undefined;
       const changed = claim
         ? this.admission.upsert({ name, ips: claim.internalIPs, podCIDRs: claim.podCIDRs, peer: claim }, n!.order)
         : this.admission.remove(name);
