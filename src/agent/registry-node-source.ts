@@ -16,6 +16,8 @@ import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode
 const RELIST_INTERVAL_MS = 30_000;
 /** How often the registry's view of unreadable node objects is looked at (see readInvalid). */
 const INVALID_READ_INTERVAL_MS = 2_000;
+/** A relist reads the moved Node objects one by one up to this many, else lists them all. */
+const RELIST_READ_ONE_BY_ONE = 64;
 /**
  * A node stays a peer this long after its lease went. After a registry outage a lease can lapse in
  * the seconds before its holder's next renewal gets through (the holder then takes a new one): seen
@@ -229,17 +231,37 @@ export class RegistryNodeSource implements NodeSource {
     }, ms);
   }
 
+  /**
+   * Names and versions first (where the registry lists keys alone): only the Node objects that moved
+   * are read, so a relist of 5,000 unchanged nodes decodes none (was ~150 ms of CPU and ~19 MB of
+   * garbage each). Lease liveness needs nothing but names and versions.
+   */
   private async relist(): Promise<void> {
-    const leases = await this.registry.list('Lease');
-    const live = new Set(leases.map((l) => l.metadata.name));
-    for (const l of leases) this.cacheLease(l.metadata.name, l.metadata.resourceVersion ?? 0, true);
-    for (const [name, l] of this.leases) if (l.live && !live.has(name)) this.cacheLease(name, l.rv, false);
-    const listed = await this.registry.list('Node');
-    const names = new Set(listed.map((n) => n.metadata.name));
-    for (const n of listed) this.cache(n);
-    for (const name of [...this.nodes.keys()]) if (!names.has(name) && !this.deleted.has(name)) { this.nodes.delete(name); this.sync(name); }
+    const leases = await this.versionsOf('Lease');
+    for (const [name, rv] of leases) this.cacheLease(name, rv, true);
+    for (const [name, l] of this.leases) if (l.live && !leases.has(name)) this.cacheLease(name, l.rv, false);
+    const versions = await this.versionsOf('Node');
+    const moved = [...versions].filter(([name, rv]) => rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)).map(([name]) => name);
+    let listed = new Set(versions.keys());
+    if (moved.length > RELIST_READ_ONE_BY_ONE) {
+      const all = await this.registry.list('Node');
+      listed = new Set(all.map((n) => n.metadata.name)); // an unreadable object is not listed: it leaves, as the list always had it
+      for (const n of all) this.cache(n);
+    } else {
+      const unreadable = (e: unknown) => e instanceof VeilError && e.code === 'INVALID_OBJECT';
+      for (const [name, obj] of await Promise.all(moved.map(async (name) => [name, await this.registry.get('Node', name).catch((e) => (unreadable(e) ? undefined : Promise.reject(e)))] as const))) {
+        if (obj) this.cache(obj); else listed.delete(name); // gone meanwhile, or unreadable: as a list would say
+      }
+    }
+    for (const name of [...this.nodes.keys()]) if (!listed.has(name) && !this.deleted.has(name)) { this.nodes.delete(name); this.sync(name); }
     this.readInvalid();
     this.notify();
+  }
+
+  /** name -> resourceVersion of every object of a kind (the objects themselves only where the registry cannot list keys alone). */
+  private async versionsOf(kind: 'Node' | 'Lease'): Promise<Map<string, number>> {
+    if (this.registry.versions) return this.registry.versions(kind);
+    return new Map((await this.registry.list(kind)).map((o) => [o.metadata.name, o.metadata.resourceVersion ?? 0]));
   }
 
   /**

@@ -65,6 +65,11 @@ export interface Registry {
   /** The store's current revision. */
   revision(): Promise<number>;
   /**
+   * Every object's name and resourceVersion, without the objects (where the backend can list keys
+   * alone): a relist that fetches only what moved. Objects it cannot read are listed too.
+   */
+  versions?(kind: Kind): Promise<Map<string, number>>;
+  /**
    * Calls onEvent for every change after `sinceRevision` (0: from the start), in revision order,
    * never skipping one. kind undefined: all kinds.
    */

@@ -7,7 +7,7 @@ import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
 import type { Kind, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
-import { clusterPrefix, kindPrefix, objectKey } from './keys.js';
+import { clusterPrefix, kindPrefix, objectKey, parseObjectKey } from './keys.js';
 import { decodeObject, encodeObject } from './object-codec.js';
 import { connectEtcd, type EtcdConnectionOptions } from './etcd-connection.js';
 import { etcdError } from './etcd-errors.js';
@@ -18,6 +18,8 @@ import { prefixRange } from './etcd3-lib.js';
 const MEMBER_CHECK_TIMEOUT_MS = 1500;
 /** Values per list page: 64 of etcd's largest (1.5 MiB by default) fit in MAX_RECEIVE_BYTES. */
 const LIST_PAGE = 64;
+/** Keys per page when the values are left out: a key is at most a few hundred bytes (~1 MiB a page at the most). */
+const KEYS_PAGE = 4096;
 
 export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   /** The veil cluster: the key prefix veil/<cluster>/. */
@@ -76,6 +78,16 @@ export class EtcdRegistry implements Registry {
       const dec = decodeObject(this.cluster, kv);
       this.report(dec.key, dec.ok ? undefined : dec.reason);
       if (dec.ok) out.push(dec.object);
+    }
+    return out;
+  }
+
+  async versions(kind: Kind): Promise<Map<string, number>> {
+    checkKind(kind);
+    const out = new Map<string, number>();
+    for await (const kv of this.rangePages(kind, true)) {
+      const where = parseObjectKey(this.cluster, kv.key.toString());
+      if (where) out.set(where.name, Number(kv.mod_revision));
     }
     return out;
   }
@@ -237,12 +249,13 @@ export class EtcdRegistry implements Registry {
    * fail. (A refused answer would not do: etcd3 takes RESOURCE_EXHAUSTED for a connection fault and
    * resets the connection, watches and lease keepalives with it.)
    */
-  private async *rangePages(kind: Kind): AsyncGenerator<IKeyValue> {
+  /** keysOnly: each key's versions without its value (etcd's keys_only). */
+  private async *rangePages(kind: Kind, keysOnly = false): AsyncGenerator<IKeyValue> {
     const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
     let from = key;
     let revision: string | undefined;
     for (;;) {
-      const res: IRangeResponse = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: from, range_end, limit: LIST_PAGE, ...(revision ? { revision } : {}) }));
+      const res: IRangeResponse = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: from, range_end, limit: keysOnly ? KEYS_PAGE : LIST_PAGE, ...(keysOnly ? { keys_only: true } : {}), ...(revision ? { revision } : {}) }));
       revision ??= res.header.revision;
       yield* res.kvs;
       if (!res.more || !res.kvs.length) return;
