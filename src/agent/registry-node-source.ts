@@ -240,10 +240,10 @@ export class RegistryNodeSource implements NodeSource {
     const leases = await this.versionsOf('Lease');
     for (const [name, rv] of leases) this.cacheLease(name, rv, true);
     for (const [name, l] of this.leases) if (l.live && !leases.has(name)) this.cacheLease(name, l.rv, false);
-    const versions = await this.versionsOf('Node');
-    const moved = [...versions].filter(([name, rv]) => rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)).map(([name]) => name);
-    let listed = new Set(versions.keys());
-    if (moved.length > RELIST_READ_ONE_BY_ONE) {
+    const versions = this.registry.versions ? await this.registry.versions('Node') : undefined;
+    const moved = [...(versions ?? [])].filter(([name, rv]) => rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)).map(([name]) => name);
+    let listed = new Set(versions?.keys());
+    if (!versions || moved.length > RELIST_READ_ONE_BY_ONE) { // a registry that cannot list keys alone: the objects
       const all = await this.registry.list('Node');
       listed = new Set(all.map((n) => n.metadata.name)); // an unreadable object is not listed: it leaves, as the list always had it
       for (const n of all) this.cache(n);
