@@ -73,6 +73,15 @@ export function checkClaims(node: string, ip: string, podCIDRs: string[], others
 }
 
 /**
+ * The node's addresses of the other family than its tunnel end (a dual-stack node's IPv6 beside
+ * IPv4) that its object lists and the underlay interface still holds: a stale one is dropped.
+ */
+function otherFamilyAddresses(listed: string[], underlay: Underlay): string[] {
+  const v6 = underlay.address.includes(':');
+  return listed.filter((ip) => ip.includes(':') !== v6 && (underlay.addresses ?? []).includes(ip)).slice(0, 1);
+}
+
+/**
  * Registers the node, or brings its object's addresses up to date. Pod CIDRs: the config's, else
  * the object's; none anywhere is an error. Refuses (writing nothing) when another node claims them.
  */
@@ -92,7 +101,7 @@ export async function registerNode(reg: Registry, cfg: HostAgentConfig, underlay
       return { kind: 'Node', metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } }, spec: addresses, status: {} };
     }
     const spec = { ...(obj.spec ?? {}), ...addresses };
-    if ('internalIPs' in spec) spec['internalIPs'] = [underlay.address];
+    if ('internalIPs' in spec) spec['internalIPs'] = [underlay.address, ...otherFamilyAddresses(claims(obj).ips, underlay)];
     if (JSON.stringify(spec) === JSON.stringify(obj.spec)) return undefined;
     return { ...obj, spec };
   });

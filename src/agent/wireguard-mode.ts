@@ -101,7 +101,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     const routes = new Map<string, string | undefined>();
     for (const p of peers) {
       for (const c of p.podCIDRs) routes.set(c, undefined);
-      if (this.nodeEncryption) for (const ip of p.internalIPs) routes.set(hostPrefix(ip), this.ctx.node.internalIPs[0]);
+      if (this.nodeEncryption) for (const ip of p.internalIPs) routes.set(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
     }
     return {
       datapathPeers: specs,

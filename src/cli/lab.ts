@@ -6,6 +6,8 @@ import { command, group, UsageError } from './flags.js';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { LAB_DEFAULTS, labDown, labUp } from '../lab/lifecycle.js';
+import { ipv6PodRange, parseLabSubnet, type LabIpFamily } from '../lab/addressing.js';
+import { formatCidr } from '../net/cidr.js';
 import { createPod, deletePod, execInPod, execOnNode } from '../lab/pods.js';
 import { formatAge, nodeRoles, nodeSpec, podSpec } from '../lab/objects.js';
 import { leasesByName } from '../agent/registry-node-source.js';
@@ -30,7 +32,7 @@ function etcdAuthFlag(on: boolean | undefined, off: boolean | undefined): boolea
 const up = command({
   name: 'veil lab up',
   summary: 'create a cluster (nodes, underlay, plaintext pod routing)',
-  usage: [`veil lab up [--name ${D.name}] [--nodes ${D.nodes}] [--mtu ${D.mtu}] [--underlay-subnet ${D.underlaySubnet}] [--pod-cidr ${D.podCIDR}] [--etcd-members 1|3] [--no-etcd-auth]`],
+  usage: [`veil lab up [--name ${D.name}] [--nodes ${D.nodes}] [--mtu ${D.mtu}] [--underlay-subnet ${D.underlaySubnet}] [--pod-cidr ${D.podCIDR}] [--etcd-members 1|3] [--no-etcd-auth] [--ip-family ipv4|dual]`],
   about: `Creates nodes <name>-control-plane, <name>-worker, <name>-worker2, ... Each node is a network
 namespace with eth0 on a shared bridge; node i gets the (i+2)-th address of the underlay subnet and
 the i-th /24 of the pod CIDR (control-plane 10.244.0.0/24, worker 10.244.1.0/24, ...).
@@ -40,7 +42,11 @@ sockets in the cluster's state dir (the cluster config records them).
 etcd runs with auth: the CLI is etcd's root, and each node's agent logs in as its own user that may
 write only that node's Node and Lease objects (see 'veil cluster node-user'), so etcd refuses a node
 any other write. --no-etcd-auth turns auth off: then any process in a node's namespace can write
-every object, and only the agents' peer admission (first claim kept) stands against a forged one.`,
+every object, and only the agents' peer admission (first claim kept) stands against a forged one.
+--ip-family dual gives every node an IPv6 address beside its IPv4 one and a /64 IPv6 pod CIDR, and
+every pod an IPv6 address, all derived from the IPv4 subnets: underlay fd12:<underlay network>::/64,
+pods fd10:<pod network>:<node index>::/64 (worker of the defaults: fd10:af4:0:1::/64). The tunnels
+run between the nodes' IPv4 addresses and carry both families.`,
   cluster: false,
   flags: {
     name: { type: 'string', value: 'NAME', help: `the cluster's name (default ${D.name})` },
@@ -51,6 +57,7 @@ every object, and only the agents' peer admission (first claim kept) stands agai
     'etcd-members': { type: 'string', value: 'N', help: `the control plane's etcd members, 1 or 3 (default ${D.etcdMembers})` },
     'etcd-auth': { type: 'boolean', help: "etcd with auth, every node's agent as its own user that may write only its own Node and Lease (the default)" },
     'no-etcd-auth': { type: 'boolean', help: 'etcd without auth: any process on a node may write every object' },
+    'ip-family': { type: 'string', value: 'ipv4|dual', help: `the address families of nodes and pods (default ${D.ipFamily})` },
   },
   examples: ['veil lab up', 'veil lab up --name demo --nodes 2 --mtu 9000 --underlay-subnet 172.30.0.0/24 --pod-cidr 10.30.0.0/16'],
   async run({ values }) {
@@ -62,8 +69,9 @@ every object, and only the agents' peer admission (first claim kept) stands agai
       podCIDR: values['pod-cidr'],
       etcdMembers: intFlag('--etcd-members', values['etcd-members']),
       etcdAuth: etcdAuthFlag(values['etcd-auth'], values['no-etcd-auth']),
+      ipFamily: values['ip-family'] as LabIpFamily | undefined,
     });
-    console.log(`Lab cluster '${meta.name}' is up: ${meta.nodes} nodes, underlay ${meta.underlaySubnet} (MTU ${meta.mtu}), pods ${meta.podCIDR}, etcd ${meta.etcdMembers === 1 ? '1 member' : `${meta.etcdMembers} members`}${meta.etcdAuth ? ' with auth (a user per node)' : ''}.`);
+    console.log(`Lab cluster '${meta.name}' is up: ${meta.nodes} nodes, underlay ${meta.underlaySubnet} (MTU ${meta.mtu}), pods ${meta.podCIDR}${meta.ipFamily === 'dual' ? ` and IPv6 (dual stack: ${formatCidr(ipv6PodRange(parseLabSubnet(meta.podCIDR)))}, a /64 per node)` : ''}, etcd ${meta.etcdMembers === 1 ? '1 member' : `${meta.etcdMembers} members`}${meta.etcdAuth ? ' with auth (a user per node)' : ''}.`);
     console.log(`Next: 'veil lab get nodes', 'veil lab pod create NAME --node ${meta.name}-worker'.`);
     return 0;
   },
@@ -124,7 +132,7 @@ const get = command({
       rows.push(['NAME', 'STATUS', 'ROLES', 'AGE', 'INTERNAL-IP', 'POD-CIDR']);
       for (const n of items) {
         const s = nodeSpec(n);
-        rows.push([n.metadata.name, labNodeReady(cluster, n, leases.get(n.metadata.name)) ? 'Ready' : 'NotReady', nodeRoles(n), formatAge(n.metadata.creationTimestamp, now), s.internalIP, s.podCIDR]);
+        rows.push([n.metadata.name, labNodeReady(cluster, n, leases.get(n.metadata.name)) ? 'Ready' : 'NotReady', nodeRoles(n), formatAge(n.metadata.creationTimestamp, now), (s.internalIPs ?? [s.internalIP]).join(','), (s.podCIDRs ?? [s.podCIDR]).join(',')]);
       }
     } else {
       const live = new Set(listNetns());
@@ -134,7 +142,7 @@ const get = command({
         const phase = String(p.status?.['phase'] ?? 'Unknown');
         const running = phase === 'Running' && live.has(s.netns);
         rows.push([p.metadata.name, running ? '1/1' : '0/1', running || phase !== 'Running' ? phase : 'Unknown',
-          formatAge(p.metadata.creationTimestamp, now), ...(out === 'wide' ? [s.podIP, s.node] : [])]);
+          formatAge(p.metadata.creationTimestamp, now), ...(out === 'wide' ? [(s.podIPs ?? [s.podIP]).join(','), s.node] : [])]);
       }
     }
     console.log(table(rows));
@@ -160,7 +168,8 @@ route via the node.`,
     if (action === 'create') {
       if (!values.node) throw new UsageError('pod create needs --node', `e.g. veil lab pod create ${name} --node ${cluster}-worker`);
       const p = await createPod(cluster, name, values.node);
-      console.log(`pod/${name} created on ${values.node} with IP ${podSpec(p).podIP}`);
+      const ips = podSpec(p).podIPs ?? [podSpec(p).podIP];
+      console.log(`pod/${name} created on ${values.node} with IP${ips.length > 1 ? 's' : ''} ${ips.join(', ')}`);
     } else {
       if (values.node) throw new UsageError('pod delete takes no --node', `e.g. veil lab pod delete ${name}`);
       await deletePod(cluster, name);

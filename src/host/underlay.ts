@@ -12,6 +12,8 @@ export interface Underlay {
   interface: string;
   address: string;
   mtu: number;
+  /** Every global address of the interface (a dual-stack node has one of each family). */
+  addresses?: string[];
 }
 
 interface IpRoute { dev?: string; prefsrc?: string; type?: string }
@@ -66,7 +68,7 @@ export function detectUnderlay(given: Partial<Underlay>, registryHosts: string[]
   if (given.address && !addresses.some((a) => a.local === given.address)) {
     throw new VeilError('NO_UNDERLAY', `${given.address} is not an address of '${dev}'`, `use one of: ${addresses.map((a) => a.local).join(', ') || '(none)'}`);
   }
-  return { interface: dev, address, mtu: given.mtu ?? l.mtu };
+  return { interface: dev, address, mtu: given.mtu ?? l.mtu, addresses: addresses.map((a) => a.local) };
 }
 
 /** The kernel's boot id: a new one after every reboot, which tells peers to forget old sessions. */

@@ -5,7 +5,14 @@
 //                               pod gateway  = .1 of its pod CIDR (on the node side of every pod veth)
 //   pods on a node               .2 upwards of the node's pod CIDR
 //   etcd member j (0-based)      address      = the subnet's last usable address - j (172.18.255.254, .253, .252)
-import { addressAt, cidrSize, formatCidr, parseCidr, type Cidr } from '../net/cidr.js';
+//
+// IPv6 (lab up --ip-family dual): prefixes derived from the IPv4 ones, so two labs whose IPv4
+// subnets do not overlap get IPv6 prefixes that do not either, and nobody picks a second set:
+//   node i                       internal IPv6 = fd12:<underlay network as 8 hex digits>::(2 + i) /64
+//                                pod CIDR      = fd10:<pod network as 8 hex digits>:<i>::/64
+//                                pod gateway   = ::1 of its pod CIDR
+//   a pod at IPv4 .n             IPv6          = ::n of its node's IPv6 pod CIDR (the IPv4 address is the reservation)
+import { addressAt, cidrSize, formatCidr, parseCidr, parseIp, type Cidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 
 export const NODE_POD_PREFIX = 24;
@@ -18,6 +25,54 @@ export function parseLabSubnet(text: string, what = 'CIDR'): Cidr {
   try { c = parseCidr(text, { strict: true }); } catch (e) { throw bad((e as VeilError).message); }
   if (c.family !== 4) throw bad('the lab is IPv4 only');
   return c;
+}
+
+/** Which address families the lab's pods and nodes have (veil lab up --ip-family). */
+export type LabIpFamily = 'ipv4' | 'dual';
+export const LAB_IP_FAMILIES: readonly LabIpFamily[] = ['ipv4', 'dual'];
+
+/** The IPv6 prefix /`prefix` whose first 32 bits after `tag` are the IPv4 network's address. */
+function derivedIpv6(tag: number, v4: Cidr, prefix: number): Cidr {
+  const bytes = new Uint8Array(16);
+  bytes[0] = tag >> 8; bytes[1] = tag & 0xff;
+  bytes.set(v4.bytes, 2);
+  return { family: 6, bytes, prefixLength: prefix };
+}
+
+/** The lab's IPv6 underlay: fd12:<IPv4 underlay network>::/64. */
+export function ipv6Underlay(underlay: Cidr): Cidr {
+  return derivedIpv6(0xfd12, underlay, 64);
+}
+
+/** The lab's IPv6 pod range: fd10:<IPv4 pod network>::/48, a /64 per node. */
+export function ipv6PodRange(podCidr: Cidr): Cidr {
+  return derivedIpv6(0xfd10, podCidr, 48);
+}
+
+export interface NodeIpv6Addressing {
+  internalIP: string;
+  underlayPrefix: number;
+  podCIDR: string;
+  podGateway: string;
+}
+
+/** The IPv6 addresses of node `index` beside its IPv4 ones (a dual-stack lab). */
+export function nodeIpv6Addressing(index: number, underlay: Cidr, podCidr: Cidr): NodeIpv6Addressing {
+  const u6 = ipv6Underlay(underlay);
+  const range = ipv6PodRange(podCidr);
+  const pods = Uint8Array.from(range.bytes);
+  pods[6] = index >> 8; pods[7] = index & 0xff; // the index-th /64 of the /48
+  const podCIDR: Cidr = { family: 6, bytes: pods, prefixLength: 64 };
+  return { internalIP: addressAt(u6, 2 + index), underlayPrefix: u6.prefixLength, podCIDR: formatCidr(podCIDR), podGateway: addressAt(podCIDR, 1) };
+}
+
+/** A pod's IPv6 address: the host number of its IPv4 address in the node's IPv6 pod CIDR. */
+export function podIpv6(nodePodCIDR: string, nodePodCIDR6: string, podIP: string): string {
+  const v4 = parseLabSubnet(nodePodCIDR, 'pod CIDR');
+  const ip = parseIp(podIP);
+  let host = 0;
+  for (let i = 0; i < 4; i++) host = host * 256 + ip.bytes[i]! - (v4.bytes[i]! & 0xff);
+  return addressAt(parseCidr(nodePodCIDR6, { strict: true }), host);
 }
 
 export interface NodeAddressing {

@@ -23,7 +23,7 @@ import { loadClusterConfig, removeClusterEntry, saveClusterEntry } from '../cont
 import { EtcdCluster } from './etcd-cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { cidrsOverlap, formatCidr } from '../net/cidr.js';
-import { etcdMemberAddress, nodeAddressing, parseLabSubnet } from './addressing.js';
+import { LAB_IP_FAMILIES, etcdMemberAddress, nodeAddressing, nodeIpv6Addressing, parseLabSubnet, type LabIpFamily } from './addressing.js';
 import { FABRIC_BRIDGE, UNDERLAY_IF, etcdFabricPort, etcdNetns, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
 import { addNetns, deleteNetns, listNetns, netnsPids } from './netns.js';
 import { preflight, requireEtcd } from './preflight.js';
@@ -42,9 +42,13 @@ export interface LabUpOptions {
   /** etcd with auth (the default): the CLI as etcd's root, each node's agent as its own user that
    *  may write only its own Node and Lease (`veil cluster node-user`). false: no auth at all. */
   etcdAuth?: boolean;
+  /** 'dual': IPv6 node addresses and pod CIDRs beside the IPv4 ones (derived from them, see addressing.ts). */
+  ipFamily?: LabIpFamily;
 }
 
-export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true } as const;
+export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4' as LabIpFamily } as const;
+/** IPv6 needs links of at least 1280 bytes: the tunnel device's MTU is the underlay's less the largest overhead (WireGuard's 80, IPsec's up to 73). */
+export const MIN_DUAL_STACK_MTU = 1280 + 80;
 export const MAX_NODES = 100;
 
 /** Checks options without touching anything; returns the complete, normalised set. */
@@ -61,6 +65,15 @@ export function validateLabOptions(opts: LabUpOptions): Required<LabUpOptions> {
   const pods = parseLabSubnet(o.podCIDR, '--pod-cidr');
   if (cidrsOverlap(underlay, pods)) {
     throw new VeilError('SUBNET_OVERLAP', `--pod-cidr ${o.podCIDR} overlaps --underlay-subnet ${o.underlaySubnet}`, 'pick subnets that do not overlap, e.g. the defaults 10.244.0.0/16 and 172.18.0.0/16');
+  }
+  if (!LAB_IP_FAMILIES.includes(o.ipFamily)) {
+    const hint = (o.ipFamily as string) === 'ipv6'
+      ? 'an IPv6-only lab is not built yet: use --ip-family dual (IPv6 pods and node addresses beside IPv4)'
+      : `one of ${LAB_IP_FAMILIES.join(', ')}`;
+    throw new VeilError('BAD_FLAG', `--ip-family must be ${LAB_IP_FAMILIES.join(' or ')}, not '${o.ipFamily}'`, hint);
+  }
+  if (o.ipFamily === 'dual' && o.mtu < MIN_DUAL_STACK_MTU) {
+    throw new VeilError('BAD_FLAG', `--mtu ${o.mtu} is too small for --ip-family dual: IPv6 needs 1280 bytes inside the tunnel`, `use --mtu ${MIN_DUAL_STACK_MTU} or more`);
   }
   if (o.etcdMembers !== 1 && o.etcdMembers !== 3) {
     throw new VeilError('BAD_FLAG', `--etcd-members must be 1 or 3, not '${o.etcdMembers}'`, 'e.g. --etcd-members 3');
@@ -101,7 +114,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
   }
   checkOverlapWithOtherClusters(o);
 
-  const meta: LabMeta = { name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers, ...(o.etcdAuth ? { etcdAuth: true } : {}), createdAt: new Date().toISOString(), state: 'creating' };
+  const meta: LabMeta = {
+    name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers,
+    ...(o.etcdAuth ? { etcdAuth: true } : {}), ...(o.ipFamily === 'dual' ? { ipFamily: 'dual' as const } : {}), createdAt: new Date().toISOString(), state: 'creating' };
   ensurePrivateDir(clusterDir(cluster)); // its etcd's data (the secrets), the nodes' keys: root's alone
   writeLabMeta(meta); // from here on, lab down knows this cluster even if we crash
   try {
@@ -134,12 +149,17 @@ async function buildCluster(meta: LabMeta): Promise<void> {
     for (const [index, node] of names.entries()) {
       const ns = nodeNetns(cluster, node);
       const addr = nodeAddressing(index, underlay, pods);
+      const addr6 = meta.ipFamily === 'dual' ? nodeIpv6Addressing(index, underlay, pods) : undefined;
       addNetns(ns);
       mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      // IPv6 forwarding, and no duplicate address detection: an address is usable at once (every
+      // address in the lab is unique by construction), so nothing waits or flakes on DAD.
+      if (addr6) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
       const port = fabricPort(index);
       mustRun(['ip', '-n', fabric, 'link', 'add', port, 'mtu', mtu, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns, 'mtu', mtu]);
       mustRun(['ip', '-n', fabric, 'link', 'set', port, 'master', FABRIC_BRIDGE, 'up']);
       mustRun(['ip', '-n', ns, 'addr', 'add', `${addr.internalIP}/${addr.underlayPrefix}`, 'dev', UNDERLAY_IF]);
+      if (addr6) mustRun(['ip', '-n', ns, 'addr', 'add', `${addr6.internalIP}/${addr6.underlayPrefix}`, 'dev', UNDERLAY_IF, 'nodad']);
       mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
 
       const bootIDFile = bootIdPath(cluster, node);
@@ -149,6 +169,7 @@ async function buildCluster(meta: LabMeta): Promise<void> {
       const spec: NodeSpec = {
         internalIP: addr.internalIP, podCIDR: addr.podCIDR, podGateway: addr.podGateway, netns: ns,
         underlayInterface: UNDERLAY_IF, underlayPrefix: addr.underlayPrefix, mtu: meta.mtu, bootIDFile, index,
+        ...(addr6 ? { internalIPs: [addr.internalIP, addr6.internalIP], podCIDRs: [addr.podCIDR, addr6.podCIDR], podGateway6: addr6.podGateway } : {}),
       };
       const labels: Record<string, string> = { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' };
       if (index === 0) labels[CONTROL_PLANE_LABEL] = '';

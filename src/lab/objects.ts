@@ -5,6 +5,7 @@ import { clusterDir, veilHome } from '../util/paths.js';
 import type { RegistryObject } from '../control/registry.js';
 import { labMetaPath } from '../control/cluster.js';
 import { writeFileAtomic } from '../util/durable-file.js';
+import type { LabIpFamily } from './addressing.js';
 
 export const CONTROL_PLANE_LABEL = 'node-role.kubernetes.io/control-plane';
 
@@ -14,6 +15,12 @@ export interface NodeSpec {
   internalIP: string;
   /** The pod CIDR routed to this node, e.g. 10.244.1.0/24. */
   podCIDR: string;
+  /** A dual-stack lab: [internalIP, its IPv6 address] (the agent's tunnel end is the first). */
+  internalIPs?: string[];
+  /** A dual-stack lab: [podCIDR, its IPv6 pod CIDR]. */
+  podCIDRs?: string[];
+  /** A dual-stack lab: the IPv6 pod gateway (::1 of the IPv6 pod CIDR). */
+  podGateway6?: string;
   /** The address every pod on this node uses as its gateway (.1 of podCIDR). */
   podGateway: string;
   /** The node's network namespace. */
@@ -38,6 +45,8 @@ export interface PodSpec {
   /** The node-side end of the pod's veth (in the node's namespace). */
   hostInterface: string;
   gateway: string;
+  /** A dual-stack lab: [podIP, its IPv6 address]. */
+  podIPs?: string[];
 }
 
 export function nodeSpec(obj: RegistryObject): NodeSpec {
@@ -66,6 +75,8 @@ export interface LabMeta {
   etcdMembers: number;
   /** etcd runs with auth; every node's agent has a user of its own (lab up, unless --no-etcd-auth). */
   etcdAuth?: boolean;
+  /** 'dual': nodes and pods have IPv6 addresses beside IPv4 (absent: 'ipv4'). */
+  ipFamily?: LabIpFamily;
   createdAt: string;
   /** 'creating' until `lab up` finished. */
   state: 'creating' | 'ready';

@@ -1,13 +1,14 @@
 // Lab pods, CNI ptp style: the pod's own namespace, a veth to its node (pod side eth0 with a /32,
 // node side veil<hash> carrying the node's pod gateway .1/32), a /32 route per pod on the node,
-// and in the pod `default via <gateway> dev eth0 onlink`.
+// and in the pod `default via <gateway> dev eth0 onlink`. In a dual-stack lab the same again for
+// IPv6 (/128s, the node's IPv6 pod gateway), without duplicate address detection: usable at once.
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { VeilError } from '../util/errors.js';
 import { mustRun } from '../util/exec.js';
 import { openRegistry } from '../control/cluster.js';
 import type { Registry, RegistryObject } from '../control/registry.js';
-import { allocatePodIP } from './addressing.js';
+import { allocatePodIP, podIpv6 } from './addressing.js';
 import { POD_IF, checkPodName, podHostInterface, podNetns } from './names.js';
 import { addNetns, deleteNetns, netnsExists, netnsPids } from './netns.js';
 import { preflight } from './preflight.js';
@@ -53,9 +54,11 @@ export async function createPod(cluster: string, name: string, node: string): Pr
     const hostIf = podHostInterface(name);
     const pod = await reservePod(reg, cluster, name, node, { node, netns: ns, hostInterface: hostIf, gateway: n.podGateway });
     const { podIP } = podSpec(pod);
+    const podIP6 = n.podCIDRs?.[1] && n.podGateway6 ? podIpv6(n.podCIDR, n.podCIDRs[1], podIP) : undefined;
     try {
       deleteNetns(ns); // a leftover of a crashed create of the same name
       addNetns(ns);
+      if (podIP6) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
       const mtu = String(n.mtu);
       mustRun(['ip', '-n', n.netns, 'link', 'add', hostIf, 'mtu', mtu, 'type', 'veth', 'peer', 'name', POD_IF, 'netns', ns, 'mtu', mtu]);
       mustRun(['ip', '-n', n.netns, 'addr', 'add', `${n.podGateway}/32`, 'dev', hostIf]);
@@ -64,7 +67,16 @@ export async function createPod(cluster: string, name: string, node: string): Pr
       mustRun(['ip', '-n', ns, 'addr', 'add', `${podIP}/32`, 'dev', POD_IF]);
       mustRun(['ip', '-n', ns, 'link', 'set', POD_IF, 'up']);
       mustRun(['ip', '-n', ns, 'route', 'add', 'default', 'via', n.podGateway, 'dev', POD_IF, 'onlink']);
-      return (await reg.mutate('Pod', name, (cur) => cur && { ...cur, status: { phase: 'Running', podIP, hostIP: n.internalIP } }))!;
+      if (podIP6) {
+        mustRun(['ip', '-n', n.netns, 'addr', 'add', `${n.podGateway6}/128`, 'dev', hostIf, 'nodad']);
+        mustRun(['ip', '-n', n.netns, 'route', 'replace', `${podIP6}/128`, 'dev', hostIf]);
+        mustRun(['ip', '-n', ns, 'addr', 'add', `${podIP6}/128`, 'dev', POD_IF, 'nodad']);
+        mustRun(['ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', n.podGateway6!, 'dev', POD_IF, 'onlink']);
+      }
+      const podIPs = podIP6 ? [podIP, podIP6] : undefined;
+      return (await reg.mutate('Pod', name, (cur) => cur && {
+        ...cur, spec: podIPs ? { ...cur.spec, podIPs } : cur.spec, status: { phase: 'Running', podIP, ...(podIPs ? { podIPs } : {}), hostIP: n.internalIP },
+      }))!;
     } catch (e) {
       deleteNetns(ns); // takes the veth (both ends) and the node's /32 route with it
       await reg.delete('Pod', name);

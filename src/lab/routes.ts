@@ -13,12 +13,22 @@ export interface PlainRoute {
   dev: string;
 }
 
-/** The plaintext routes `node` needs to reach the pods of every other node of the lab. */
+/**
+ * The plaintext routes `node` needs to reach the pods of every other node of the lab: each pod
+ * CIDR via that node's address of the same family (a dual-stack lab has one of each).
+ */
 export function plaintextRoutes(node: RegistryObject, allNodes: RegistryObject[]): PlainRoute[] {
   const me = nodeSpec(node);
   return allNodes
     .filter((n) => n.metadata.name !== node.metadata.name && isLabNode(n, me.netns.slice(0, me.netns.indexOf('_') + 1)))
-    .map((n) => ({ dst: nodeSpec(n).podCIDR, via: nodeSpec(n).internalIP, dev: me.underlayInterface }));
+    .flatMap((n) => {
+      const s = nodeSpec(n);
+      const ips = s.internalIPs ?? [s.internalIP];
+      return (s.podCIDRs ?? [s.podCIDR]).flatMap((dst) => {
+        const via = ips.find((ip) => ip.includes(':') === dst.includes(':'));
+        return via ? [{ dst, via, dev: me.underlayInterface }] : [];
+      });
+    });
 }
 
 /**

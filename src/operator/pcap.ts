@@ -5,6 +5,7 @@
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { WG_PORT } from '../agent/wireguard-mode.js';
 import { VeilError } from '../util/errors.js';
+import { formatIp } from '../net/cidr.js';
 
 export interface PcapPacket {
   /** Seconds since the epoch (fractional). */
@@ -47,7 +48,7 @@ const CONTROL_PLANE_PORTS = new Set([ETCD_CLIENT_PORT, KUBE_API_PORT]);
 
 export interface FrameInfo {
   kind: FrameKind;
-  /** Outer IPv4 addresses, when it is IPv4. */
+  /** Outer IP addresses, when it is IP. */
   src?: string;
   dst?: string;
   /** A short tcpdump-like description, for reports. */
@@ -61,6 +62,8 @@ function ipv4(b: Buffer, o: number): string {
 const IP_PROTOCOLS: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 50: 'ESP' };
 /** ICMPv6 neighbour discovery and multicast listener messages carry no user data. */
 const ICMP6_LINK_TYPES = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143]);
+/** Router and neighbour solicitations and advertisements, redirects (RFC 4861). */
+const ICMP6_ND_TYPES = new Set([133, 134, 135, 136, 137]);
 
 /**
  * What one Ethernet frame on the underlay is. `nodeIPs` are the cluster's node addresses;
@@ -73,31 +76,49 @@ export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>, regis
   let l3 = 14;
   if (etherType === 0x8100 && frame.length >= 18) { etherType = frame.readUInt16BE(16); l3 = 18; }
   if (etherType === 0x0806) return { kind: 'ARP', summary: 'ARP' };
-  if (etherType === 0x86dd) {
-    if (frame.length >= l3 + 41) {
-      const next = frame[l3 + 6];
-      const srcLinkLocal = frame[l3 + 8] === 0xfe && (frame[l3 + 9]! & 0xc0) === 0x80;
-      const srcUnspecified = frame.subarray(l3 + 8, l3 + 24).every((x) => x === 0);
-      // ICMPv6 directly, or after a hop-by-hop header (MLD reports carry one).
-      const icmpType = next === 58 ? frame[l3 + 40] : next === 0 && frame[l3 + 40] === 58 ? frame[l3 + 40 + (frame[l3 + 41]! + 1) * 8] : undefined;
-      if ((srcLinkLocal || srcUnspecified) && icmpType !== undefined && ICMP6_LINK_TYPES.has(icmpType)) return { kind: 'IPv6 link-local', summary: `ICMPv6 type ${icmpType}` };
-    }
-    return { kind: 'other', summary: 'IPv6' };
-  }
+  if (etherType === 0x86dd) return classifyIpv6(frame, l3, nodeIPs, registryIPs);
   if (etherType !== 0x0800 || frame.length < l3 + 20) return { kind: 'other', summary: `ethertype 0x${etherType.toString(16)}` };
   const ihl = (frame[l3]! & 0x0f) * 4;
-  const proto = frame[l3 + 9]!;
-  const src = ipv4(frame, l3 + 12);
-  const dst = ipv4(frame, l3 + 16);
   const fragOffset = frame.readUInt16BE(l3 + 6) & 0x1fff;
-  const l4 = l3 + ihl;
-  const name = IP_PROTOCOLS[proto] ?? `proto ${proto}`;
+  return classifyTransport(frame, { l4: l3 + ihl, proto: frame[l3 + 9]!, src: ipv4(frame, l3 + 12), dst: ipv4(frame, l3 + 16), fragOffset }, nodeIPs, registryIPs);
+}
+
+/** IPv6 extension headers that may precede the upper layer (hop-by-hop, routing, destination options). */
+const IPV6_SKIPPED_HEADERS = new Set([0, 43, 60]);
+const IPV6_FRAGMENT = 44;
+
+/** An IPv6 frame: neighbour discovery and MLD are link housekeeping; the rest is judged as IPv4 is. */
+function classifyIpv6(frame: Buffer, l3: number, nodeIPs: ReadonlySet<string>, registryIPs: ReadonlySet<string>): FrameInfo {
+  if (frame.length < l3 + 40) return { kind: 'other', summary: 'IPv6 (truncated)' };
+  const srcBytes = frame.subarray(l3 + 8, l3 + 24);
+  const src = formatIp(srcBytes, 6), dst = formatIp(frame.subarray(l3 + 24, l3 + 40), 6);
+  let next = frame[l3 + 6]!;
+  let off = l3 + 40;
+  let fragOffset = 0;
+  while (IPV6_SKIPPED_HEADERS.has(next) && off + 2 <= frame.length) { next = frame[off]!; off += (frame[off + 1]! + 1) * 8; }
+  if (next === IPV6_FRAGMENT && off + 8 <= frame.length) { fragOffset = frame.readUInt16BE(off + 2) >> 3; next = frame[off]!; off += 8; }
+  if (next === 58 && fragOffset === 0 && off < frame.length) {
+    const icmpType = frame[off]!;
+    const srcLinkLocal = srcBytes[0] === 0xfe && (srcBytes[1]! & 0xc0) === 0x80;
+    const srcUnspecified = srcBytes.every((x) => x === 0);
+    // Neighbour discovery for a global address (a dual-stack underlay) comes from a global source too.
+    if (ICMP6_LINK_TYPES.has(icmpType) && (srcLinkLocal || srcUnspecified || ICMP6_ND_TYPES.has(icmpType))) return { kind: 'IPv6 link-local', summary: `ICMPv6 type ${icmpType}` };
+  }
+  return classifyTransport(frame, { l4: off, proto: next, src, dst, fragOffset, v6: true }, nodeIPs, registryIPs);
+}
+
+/** Tunnel datagrams between node addresses, the registry's TCP, or plaintext (either family). */
+function classifyTransport(frame: Buffer, ip: { l4: number; proto: number; src: string; dst: string; fragOffset: number; v6?: boolean },
+  nodeIPs: ReadonlySet<string>, registryIPs: ReadonlySet<string>): FrameInfo {
+  const { l4, proto, src, dst, fragOffset } = ip;
+  const at = (a: string, port: number) => (ip.v6 ? `[${a}]:${port}` : `${a}:${port}`);
+  const name = IP_PROTOCOLS[proto] ?? (ip.v6 && proto === 58 ? 'ICMPv6' : `proto ${proto}`);
   const betweenNodes = nodeIPs.has(src) && nodeIPs.has(dst);
   if (proto === 17 && fragOffset === 0 && frame.length >= l4 + 8) {
     const sport = frame.readUInt16BE(l4);
     const dport = frame.readUInt16BE(l4 + 2);
     const payload = frame.subarray(l4 + 8);
-    const summary = `UDP ${src}:${sport} > ${dst}:${dport}`;
+    const summary = `UDP ${at(src, sport)} > ${at(dst, dport)}`;
     if (betweenNodes && (sport === WG_PORT || dport === WG_PORT) && isWireGuardMessage(payload)) return { kind: 'WireGuard', src, dst, summary };
     if (betweenNodes && (sport === ESP_IN_UDP_PORT || dport === ESP_IN_UDP_PORT) && isEspInUdp(payload)) return { kind: 'ESP-in-UDP', src, dst, summary };
     return { kind: 'plaintext', src, dst, summary };
@@ -107,7 +128,7 @@ export function classifyFrame(frame: Buffer, nodeIPs: ReadonlySet<string>, regis
   }
   if ((proto === 6) && frame.length >= l4 + 4) {
     const sport = frame.readUInt16BE(l4), dport = frame.readUInt16BE(l4 + 2);
-    const summary = `TCP ${src}:${sport} > ${dst}:${dport}`;
+    const summary = `TCP ${at(src, sport)} > ${at(dst, dport)}`;
     if ((registryIPs.has(src) && CONTROL_PLANE_PORTS.has(sport)) || (registryIPs.has(dst) && CONTROL_PLANE_PORTS.has(dport))) return { kind: 'registry', src, dst, summary };
     return { kind: 'plaintext', src, dst, summary };
   }

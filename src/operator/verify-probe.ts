@@ -3,13 +3,15 @@
 // stdin, then sends ICMP (ping -p marker), TCP and UDP carrying each target's marker to every
 // target, checks the echoes, prints one JSON line of results and exits when stdin closes.
 import { spawn } from 'node:child_process';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, type Socket } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { createInterface } from 'node:readline';
 
 export interface ProbeTarget {
   node: string;
   ip: string;
+  /** 6: the target's IPv6 address (a dual-stack lab probes both). */
+  family?: 4 | 6;
   /** 16 bytes, hex: what the traffic to this target carries. */
   marker: string;
 }
@@ -18,10 +20,13 @@ export interface ProbeConfig {
   port: number;
   timeoutMs: number;
   targets: ProbeTarget[];
+  /** The pod has an IPv6 address too: echo on it as well. */
+  ipv6?: boolean;
 }
 
 export interface ProbeResult {
   node: string;
+  family?: 4 | 6;
   icmp: boolean;
   tcp: boolean;
   udp: boolean;
@@ -69,7 +74,7 @@ function tcp(t: ProbeTarget, port: number, timeoutMs: number): Promise<{ ok: boo
 function udp(t: ProbeTarget, port: number, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
   const payload = probePayload(t.marker, 'udp');
   return new Promise((resolve) => {
-    const s = createSocket('udp4');
+    const s = createSocket(t.family === 6 ? 'udp6' : 'udp4');
     let sent = 0;
     const send = () => { sent++; s.send(payload, port, t.ip); };
     // UDP may lose the first datagram while a tunnel handshakes: resend a few times.
@@ -84,26 +89,32 @@ function udp(t: ProbeTarget, port: number, timeoutMs: number): Promise<{ ok: boo
 
 async function probe(cfg: ProbeConfig, t: ProbeTarget): Promise<ProbeResult> {
   const [i, tc, u] = await Promise.all([ping(t, cfg.timeoutMs), tcp(t, cfg.port, cfg.timeoutMs), udp(t, cfg.port, cfg.timeoutMs)]);
-  return { node: t.node, icmp: i.ok, tcp: tc.ok, udp: u.ok, detail: [i.detail, tc.detail, u.detail].filter(Boolean) };
+  return { node: t.node, ...(t.family === 6 ? { family: 6 as const } : {}), icmp: i.ok, tcp: tc.ok, udp: u.ok, detail: [i.detail, tc.detail, u.detail].filter(Boolean) };
 }
 
-async function listen(port: number): Promise<{ tcp: Server; close(): void }> {
-  const server = createServer((c: Socket) => {
-    const chunks: Buffer[] = [];
-    c.on('data', (d: Buffer) => chunks.push(d));
-    c.on('end', () => c.end(Buffer.concat(chunks)));
-    c.on('error', () => c.destroy());
-  });
-  const u = createSocket('udp4');
-  u.on('message', (m, r) => u.send(m, r.port, r.address));
-  await new Promise<void>((r) => server.listen(port, '0.0.0.0', () => r()));
-  await new Promise<void>((r) => u.bind(port, '0.0.0.0', () => r()));
-  return { tcp: server, close: () => { server.close(); u.close(); } };
+/** TCP and UDP echo servers on the port, on IPv4 and (ipv6) on IPv6. */
+async function listen(port: number, ipv6: boolean): Promise<{ close(): void }> {
+  const closers: (() => void)[] = [];
+  for (const family of ipv6 ? [4, 6] as const : [4] as const) {
+    const host = family === 4 ? '0.0.0.0' : '::';
+    const server = createServer((c: Socket) => {
+      const chunks: Buffer[] = [];
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('end', () => c.end(Buffer.concat(chunks)));
+      c.on('error', () => c.destroy());
+    });
+    const u = createSocket({ type: family === 4 ? 'udp4' : 'udp6', ipv6Only: family === 6 });
+    u.on('message', (m, r) => u.send(m, r.port, r.address));
+    await new Promise<void>((r) => server.listen({ port, host, ipv6Only: family === 6 }, () => r()));
+    await new Promise<void>((r) => u.bind(port, host, () => r()));
+    closers.push(() => { server.close(); u.close(); });
+  }
+  return { close: () => closers.forEach((c) => c()) };
 }
 
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as ProbeConfig;
-  const servers = await listen(cfg.port);
+  const servers = await listen(cfg.port, cfg.ipv6 === true);
   process.stdout.write('ready\n');
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {

@@ -9,11 +9,16 @@ export interface VerifyNode {
   name: string;
   internalIP: string;
   podCIDR: string;
+  /** A dual-stack node: every address and pod CIDR of it (both families). */
+  internalIPs?: string[];
+  podCIDRs?: string[];
 }
 
 export interface PairTraffic {
   from: string;
   to: string;
+  /** 6: between the two pods' IPv6 addresses (absent: IPv4). */
+  family?: 6;
   icmp: boolean;
   tcp: boolean;
   udp: boolean;
@@ -58,9 +63,14 @@ export function expectedOuter(mode: string, encapsulation: IpsecEncapsulation = 
 /** No pod traffic: link housekeeping, and the agents' registry traffic (the marker search still covers them). */
 const HARMLESS: ReadonlySet<FrameKind> = new Set<FrameKind>(['ARP', 'IPv6 link-local', 'registry']);
 
+/** The markers' key of a pair: from>to, and /IPv6 for the pair's IPv6 traffic. */
+export function pairKey(from: string, to: string, family?: 4 | 6): string {
+  return `${from}>${to}${family === 6 ? '/IPv6' : ''}`;
+}
+
 function ownerOf(nodes: VerifyNode[]): (ip: string | undefined) => string | undefined {
-  const cidrs: [Cidr, string][] = nodes.map((n) => [parseCidr(n.podCIDR), n.name]);
-  const byIP = new Map(nodes.map((n) => [n.internalIP, n.name]));
+  const cidrs: [Cidr, string][] = nodes.flatMap((n) => (n.podCIDRs ?? [n.podCIDR]).map((c): [Cidr, string] => [parseCidr(c), n.name]));
+  const byIP = new Map(nodes.flatMap((n) => (n.internalIPs ?? [n.internalIP]).map((ip): [string, string] => [ip, n.name])));
   return (ip) => {
     if (!ip) return undefined;
     const direct = byIP.get(ip);
@@ -95,10 +105,9 @@ export function judgeVerify(input: {
   const problems = [...(input.problems ?? [])];
   if (!expected) problems.push(`encryption is not installed (mode ${input.mode}): pod traffic crosses the underlay in plaintext`);
   const pairs = input.traffic.map((t): PairReport => {
-    const key = `${t.from}>${t.to}`;
-    const marker = input.markers[key] ?? '';
+    const marker = input.markers[pairKey(t.from, t.to, t.family)] ?? '';
     const leaked = input.captures.reduce((n, c) => n + (c.markerHits[marker] ?? 0), 0);
-    const outer = [...(outerByPair.get(key) ?? [])].sort();
+    const outer = [...(outerByPair.get(pairKey(t.from, t.to)) ?? [])].sort(); // the tunnel between the nodes carries both families
     const ok = t.icmp && t.tcp && t.udp && leaked === 0 && !!expected && outer.includes(expected) && outer.every((k) => k === expected);
     return { ...t, marker, leaked, outer, ok };
   });
@@ -119,11 +128,11 @@ export function formatVerifyReport(r: VerifyReport, p: { ok: string; fail: strin
   const out = [`Encryption: ${r.mode}${r.expected ? ` (expected on the underlay: ${r.expected} only)` : ''}`, ''];
   const rows = [['FROM', 'TO', 'ICMP', 'TCP', 'UDP', 'MARKER ON UNDERLAY', 'UNDERLAY CARRIED', 'RESULT']];
   for (const x of r.pairs) {
-    rows.push([x.from, x.to, yes(x.icmp), yes(x.tcp), yes(x.udp), x.leaked ? p.red(`LEAKED (${x.leaked}x)`) : 'not seen',
+    rows.push([x.from, x.family === 6 ? `${x.to} (IPv6)` : x.to, yes(x.icmp), yes(x.tcp), yes(x.udp), x.leaked ? p.red(`LEAKED (${x.leaked}x)`) : 'not seen',
       x.outer.join(', ') || '(nothing)', x.ok ? p.green('pass') : p.red('FAIL')]);
   }
   out.push(table(rows), '');
-  for (const x of r.pairs) for (const d of x.detail) out.push(`  ${x.from} -> ${x.to}: ${d}`);
+  for (const x of r.pairs) for (const d of x.detail) out.push(`  ${x.from} -> ${x.to}${x.family === 6 ? ' (IPv6)' : ''}: ${d}`);
   const total = Object.values(r.frames).reduce((a, b) => a + (b ?? 0), 0);
   out.push(`Underlay captures: ${total} frames (${Object.entries(r.frames).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'})`);
   if (r.unexpected.length) {
@@ -132,7 +141,8 @@ export function formatVerifyReport(r: VerifyReport, p: { ok: string; fail: strin
     if (r.unexpected.length > 10) out.push(`  ... and ${r.unexpected.length - 10} more`);
   }
   const secs = (r.durationMs / 1000).toFixed(1);
-  if (r.ok) out.push(`${p.ok} veil verify passed: ${r.pairs.length}/${r.pairs.length} node pairs exchanged ICMP, TCP and UDP, only ${r.expected} on the underlay, no marker in plaintext (${secs}s)`);
+  const ipv6 = r.pairs.filter((x) => x.family === 6).length;
+  if (r.ok) out.push(`${p.ok} veil verify passed: ${r.pairs.length}/${r.pairs.length} node pairs${ipv6 ? ` (${ipv6} of them over IPv6)` : ''} exchanged ICMP, TCP and UDP, only ${r.expected} on the underlay, no marker in plaintext (${secs}s)`);
   else out.push(`${p.fail} veil verify FAILED: ${r.problems.join('; ')} (${secs}s)`);
   return out.join('\n') + '\n';
 }

@@ -21,8 +21,8 @@ import { preflight } from '../lab/preflight.js';
 import { run } from '../util/exec.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { classifyFrame, countOccurrences, parsePcap } from './pcap.js';
-import type { ProbeConfig, ProbeResult } from './verify-probe.js';
-import { judgeVerify, type NodeCapture, type PairTraffic, type VerifyNode, type VerifyReport } from './verify-report.js';
+import type { ProbeConfig, ProbeResult, ProbeTarget } from './verify-probe.js';
+import { judgeVerify, pairKey, type NodeCapture, type PairTraffic, type VerifyNode, type VerifyReport } from './verify-report.js';
 
 const PROBE_JS = join(dirname(fileURLToPath(import.meta.url)), 'verify-probe.js');
 export const VERIFY_PORT = 4245;
@@ -94,16 +94,19 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     if (objects.length < 2) throw new VeilError('TOO_FEW_NODES', `verify needs at least 2 nodes, cluster '${cluster}' has ${objects.length}`, "create a lab with 'veil lab up --nodes 4'");
     const settings = await readSettings(reg);
     const mode = !settings?.['encryption.enabled'] ? 'Disabled' : ciliumModeName(settings['encryption.type']);
-    const nodes: VerifyNode[] = objects.map((o) => ({ name: o.metadata.name, internalIP: nodeSpec(o).internalIP, podCIDR: nodeSpec(o).podCIDR }));
+    const nodes: VerifyNode[] = objects.map((o) => {
+      const s = nodeSpec(o);
+      return { name: o.metadata.name, internalIP: s.internalIP, podCIDR: s.podCIDR, ...(s.internalIPs ? { internalIPs: s.internalIPs } : {}), ...(s.podCIDRs ? { podCIDRs: s.podCIDRs } : {}) };
+    });
     say(`Encryption mode: ${mode}; ${nodes.length} nodes, ${nodes.length * (nodes.length - 1)} ordered pairs`);
 
     // 1. a test pod per node
-    const podIPs = new Map<string, { pod: string; ip: string; netns: string }>();
+    const podIPs = new Map<string, { pod: string; ip: string; ip6?: string; netns: string }>();
     for (const [i, n] of nodes.entries()) {
       const name = `${VERIFY_POD_PREFIX}${runId}-${i}`;
       const pod = await createPod(cluster, name, n.name);
       pods.push(name);
-      podIPs.set(n.name, { pod: name, ip: podSpec(pod).podIP, netns: podSpec(pod).netns });
+      podIPs.set(n.name, { pod: name, ip: podSpec(pod).podIP, ip6: podSpec(pod).podIPs?.find((ip) => ip.includes(':')), netns: podSpec(pod).netns });
     }
     // 2. underlay captures on every node
     const captures = objects.map((o, i) => {
@@ -117,12 +120,17 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     // 3. a traffic probe per pod, each with a fresh marker per target
     const markers: Record<string, string> = {};
     const probes = nodes.map((n, i) => {
-      const targets = nodes.filter((m) => m !== n).map((m) => {
-        const marker = randomBytes(16).toString('hex');
-        markers[`${n.name}>${m.name}`] = marker;
-        return { node: m.name, ip: podIPs.get(m.name)!.ip, marker };
+      // Every family both pods have: a dual-stack lab proves IPv6 as well.
+      const targets = nodes.filter((m) => m !== n).flatMap((m) => {
+        const to = podIPs.get(m.name)!;
+        const ips: [string, 4 | 6][] = [[to.ip, 4], ...(to.ip6 && podIPs.get(n.name)!.ip6 ? [[to.ip6, 6] as [string, 6]] : [])];
+        return ips.map(([ip, family]): ProbeTarget => {
+          const marker = randomBytes(16).toString('hex');
+          markers[pairKey(n.name, m.name, family)] = marker;
+          return { node: m.name, ip, marker, ...(family === 6 ? { family } : {}) };
+        });
       });
-      const cfg: ProbeConfig = { port: VERIFY_PORT, timeoutMs, targets };
+      const cfg: ProbeConfig = { port: VERIFY_PORT, timeoutMs, targets, ipv6: !!podIPs.get(n.name)!.ip6 };
       const p = start(cluster, `verify-${runId}-probe-${i}`, ['ip', 'netns', 'exec', podIPs.get(n.name)!.netns, process.execPath, PROBE_JS, JSON.stringify(cfg)]);
       procs.push(p);
       return { node: n.name, proc: p };
@@ -136,7 +144,7 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
       try {
         await waitFor(p.proc, (x) => /^\[.*\]$/m.test(x.stdout), timeoutMs * 3 + 5000, `traffic probe on ${p.node}`);
         const results = JSON.parse(/^\[.*\]$/m.exec(p.proc.stdout)![0]) as ProbeResult[];
-        for (const r of results) traffic.push({ from: p.node, to: r.node, icmp: r.icmp, tcp: r.tcp, udp: r.udp, detail: r.detail });
+        for (const r of results) traffic.push({ from: p.node, to: r.node, ...(r.family === 6 ? { family: 6 as const } : {}), icmp: r.icmp, tcp: r.tcp, udp: r.udp, detail: r.detail });
       } catch (e) {
         problems.push(`probe on ${p.node}: ${errorMessage(e)}`);
         for (const n of nodes) if (n.name !== p.node) traffic.push({ from: p.node, to: n.name, icmp: false, tcp: false, udp: false, detail: ['probe failed'] });
@@ -151,7 +159,7 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     // the tunnel's ends: the nodes, and the members without an agent (veil peer add), whose tunnel traffic is as encrypted
     const peerObjects = await reg.list('Peer').catch(() => []); // a registry without peers (Kubernetes)
     const peerIPs = peerObjects.map(externalPeerFromObject).flatMap((p) => typeof p === 'string' ? [] : [p.endpoint.address]);
-    const nodeIPs = new Set([...nodes.map((n) => n.internalIP), ...peerIPs]);
+    const nodeIPs = new Set([...nodes.flatMap((n) => n.internalIPs ?? [n.internalIP]), ...peerIPs]);
     const meta = readLabMeta(cluster);
     const registryIPs = new Set(meta ? labAgentEtcdEndpoints(meta).map((u) => new URL(u).hostname) : []);
     const marks = Object.values(markers);
@@ -162,7 +170,8 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
       for (const m of marks) markerHits[m] = countOccurrences(raw, Buffer.from(m, 'hex')) + countOccurrences(raw, Buffer.from(m, 'latin1'));
       return { node: c.node, frames: parsePcap(raw).map((f) => classifyFrame(f.data, nodeIPs, registryIPs)), markerHits };
     });
-    traffic.sort((a, b) => nodes.findIndex((n) => n.name === a.from) - nodes.findIndex((n) => n.name === b.from) || nodes.findIndex((n) => n.name === a.to) - nodes.findIndex((n) => n.name === b.to));
+    traffic.sort((a, b) => nodes.findIndex((n) => n.name === a.from) - nodes.findIndex((n) => n.name === b.from) || nodes.findIndex((n) => n.name === a.to) - nodes.findIndex((n) => n.name === b.to)
+      || (a.family ?? 4) - (b.family ?? 4));
     return judgeVerify({ mode, encapsulation: settings?.['encryption.ipsec.encapsulation'], nodes, traffic, markers, captures: nodeCaptures, durationMs: Date.now() - t0, problems });
   } finally {
     await stopAll(cluster, procs).catch(() => undefined);

@@ -52,6 +52,18 @@ test('registration: created from the config, pod CIDRs from the object, refusals
     code('NODE_CONFLICT', /overlaps 10\.244\.7\.0\/24 of node '(host-a|forged)'/), 'a new node is still refused');
 });
 
+test('registration of a dual-stack node: its IPv6 address stays while the underlay holds it, its IPv6 pod CIDR stays', async () => {
+  const reg = t.registry('thostdual');
+  const spec = { internalIP: '10.0.0.21', internalIPs: ['10.0.0.21', 'fd12::21'], podCIDR: '10.244.21.0/24', podCIDRs: ['10.244.21.0/24', 'fd10:0:0:21::/64'] };
+  await reg.create({ kind: 'Node', metadata: { name: 'host-a' }, spec });
+  const dual = { ...underlay, address: '10.0.0.21', addresses: ['10.0.0.21', 'fd12::21'] };
+  await registerNode(reg, config({ cluster: 'thostdual' }), dual);
+  const kept = (await reg.get('Node', 'host-a'))!.spec!;
+  assert.deepEqual([kept['internalIPs'], kept['podCIDRs']], [spec.internalIPs, spec.podCIDRs]);
+  await registerNode(reg, config({ cluster: 'thostdual' }), { ...dual, addresses: ['10.0.0.21'] }); // the IPv6 address is gone from the host
+  assert.deepEqual((await reg.get('Node', 'host-a'))!.spec!['internalIPs'], ['10.0.0.21']);
+});
+
 test('install on hosts stores the settings for agents that start later, and waits for the registered ones', async () => {
   const reg = t.registry('thostinst');
   const settings = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };

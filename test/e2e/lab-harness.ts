@@ -28,10 +28,10 @@ export class TestLab {
     this.veil = veilCli(this.env, 90_000);
   }
 
-  /** lab up; the registry helpers of src/ read VEIL_HOME from this process's environment. */
-  start(): void {
+  /** lab up (extra: more of its flags); the registry helpers of src/ read VEIL_HOME from this process's environment. */
+  start(...extra: string[]): void {
     process.env['VEIL_HOME'] = this.home;
-    ok(this.veil('lab', 'up', '--name', this.cluster, '--nodes', String(this.nodes.length)));
+    ok(this.veil('lab', 'up', '--name', this.cluster, '--nodes', String(this.nodes.length), ...extra));
     this.up = true;
   }
 

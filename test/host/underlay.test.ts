@@ -30,6 +30,7 @@ before(() => {
   ip('link', 'set', 'veil-up0p', 'up');
   ip('link', 'set', 'veil-up1p', 'up');
   ip('addr', 'add', '10.99.0.10/24', 'dev', 'veil-up0');
+  ip('addr', 'add', 'fd00:99::10/64', 'dev', 'veil-up0', 'nodad'); // a dual-stack underlay
   ip('addr', 'add', '10.98.0.10/24', 'dev', 'veil-up1');
   ip('link', 'set', 'lo', 'up');
   ip('link', 'set', 'veil-up0', 'up');
@@ -38,16 +39,16 @@ before(() => {
 });
 after(() => { spawnSync('ip', ['netns', 'del', NS]); });
 
-test('the route to the registry picks the interface, its address and MTU', () => {
-  assert.deepEqual(detect({}, ['10.99.0.5']).ok, { interface: 'veil-up0', address: '10.99.0.10', mtu: 9000 });
+test('the route to the registry picks the interface, its address and MTU; its global addresses of both families are listed', () => {
+  assert.deepEqual(detect({}, ['10.99.0.5']).ok, { interface: 'veil-up0', address: '10.99.0.10', mtu: 9000, addresses: ['10.99.0.10', 'fd00:99::10'] });
 });
 
 test('a registry on loopback or by name falls back to the default route', () => {
-  assert.deepEqual(detect({}, ['127.0.0.1', 'etcd.example']).ok, { interface: 'veil-up1', address: '10.98.0.10', mtu: 1500 });
+  assert.deepEqual(detect({}, ['127.0.0.1', 'etcd.example']).ok, { interface: 'veil-up1', address: '10.98.0.10', mtu: 1500, addresses: ['10.98.0.10'] });
 });
 
 test('given fields win; wrong ones are refused with what to use', () => {
-  assert.deepEqual(detect({ interface: 'veil-up1', mtu: 1400 }, ['10.99.0.5']).ok, { interface: 'veil-up1', address: '10.98.0.10', mtu: 1400 });
+  assert.deepEqual(detect({ interface: 'veil-up1', mtu: 1400 }, ['10.99.0.5']).ok, { interface: 'veil-up1', address: '10.98.0.10', mtu: 1400, addresses: ['10.98.0.10'] });
   const missing = detect({ interface: 'veil-nope' }, []);
   assert.equal(missing.code, 'NO_UNDERLAY');
   assert.match(missing.text!, /'veil-nope' does not exist/);

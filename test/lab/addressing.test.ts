@@ -1,7 +1,8 @@
 // The lab's pure pieces: addresses, names, option checks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { allocatePodIP, etcdMemberAddress, nodeAddressing, parseLabSubnet } from '../../src/lab/addressing.js';
+import { allocatePodIP, etcdMemberAddress, ipv6PodRange, ipv6Underlay, nodeAddressing, nodeIpv6Addressing, parseLabSubnet, podIpv6 } from '../../src/lab/addressing.js';
+import { formatCidr } from '../../src/net/cidr.js';
 import { cidrsOverlap } from '../../src/net/cidr.js';
 import { etcdNetns, fabricNetns, netnsPrefix, nodeNames, nodeNetns, podHostInterface, podNetns } from '../../src/lab/names.js';
 import { validateLabOptions } from '../../src/lab/lifecycle.js';
@@ -10,6 +11,22 @@ import { nodeReady } from '../../src/agent/registry-node-source.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const code = (c: string) => (e: unknown) => isVeilError(e) && e.code === c;
+
+test('dual stack: IPv6 prefixes derived from the IPv4 ones, a /64 per node, pods at the host number of their IPv4 address', () => {
+  const u = parseLabSubnet('172.18.0.0/16'), p = parseLabSubnet('10.244.0.0/16');
+  assert.equal(formatCidr(ipv6Underlay(u)), 'fd12:ac12::/64');
+  assert.equal(formatCidr(ipv6PodRange(p)), 'fd10:af4::/48');
+  assert.deepEqual(nodeIpv6Addressing(0, u, p), { internalIP: 'fd12:ac12::2', underlayPrefix: 64, podCIDR: 'fd10:af4::/64', podGateway: 'fd10:af4::1' });
+  assert.deepEqual(nodeIpv6Addressing(3, u, p), { internalIP: 'fd12:ac12::5', underlayPrefix: 64, podCIDR: 'fd10:af4:0:3::/64', podGateway: 'fd10:af4:0:3::1' });
+  assert.equal(podIpv6('10.244.3.0/24', 'fd10:af4:0:3::/64', '10.244.3.2'), 'fd10:af4:0:3::2');
+  assert.equal(podIpv6('10.244.3.0/24', 'fd10:af4:0:3::/64', '10.244.3.254'), 'fd10:af4:0:3::fe');
+  // Labs whose IPv4 subnets do not overlap get IPv6 prefixes that do not either.
+  assert.equal(cidrsOverlap(ipv6PodRange(p), ipv6PodRange(parseLabSubnet('10.245.0.0/16'))), false);
+  assert.equal(cidrsOverlap(ipv6Underlay(u), ipv6Underlay(parseLabSubnet('172.19.0.0/16'))), false);
+  assert.equal(validateLabOptions({ ipFamily: 'dual' }).ipFamily, 'dual');
+  assert.throws(() => validateLabOptions({ ipFamily: 'ipv6' as 'dual' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /not built yet/.test(e.hint ?? ''));
+  assert.throws(() => validateLabOptions({ ipFamily: 'dual', mtu: 1300 }), (e: unknown) => isVeilError(e) && /IPv6 needs 1280/.test(e.message));
+});
 
 test('node addressing follows kind: .2 upwards on the underlay, one /24 per node', () => {
   const u = parseLabSubnet('172.18.0.0/16'), p = parseLabSubnet('10.244.0.0/16');
@@ -54,7 +71,7 @@ test('names: kind-style nodes, namespaces with a per-cluster prefix, short link 
 });
 
 test('lab options are checked before anything is created', () => {
-  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true });
+  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4' });
   assert.throws(() => validateLabOptions({ etcdMembers: 2 }), code('BAD_FLAG'));
   assert.throws(() => validateLabOptions({ name: 'Bad_Name' }), code('INVALID_CLUSTER_NAME'));
   assert.throws(() => validateLabOptions({ nodes: 0 }), code('BAD_FLAG'));

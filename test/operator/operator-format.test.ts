@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { formatEncryptionSummary, summarizeEncryption, encryptionSummaryJson } from '../../src/operator/encryption-summary.js';
 import { buildStatusReport, formatStatusReport, handshakeProblems, peersAwaitingHandshake } from '../../src/operator/cluster-status.js';
 import { classifyFrame, countOccurrences, parsePcap } from '../../src/operator/pcap.js';
+import { parseIp } from '../../src/net/cidr.js';
 import { judgeVerify } from '../../src/operator/verify-report.js';
 import { parsePrometheusText, sampleValue } from '../../src/operator/prometheus-text.js';
 import { defaultSettings } from '../../src/agent/settings.js';
@@ -163,6 +164,59 @@ test('pcap: reads both byte orders; classifies WireGuard, ESP-in-UDP, ARP, IPv6 
   assert.throws(() => parsePcap(Buffer.from('0a0d0d0a000000000000000000000000000000000000000000', 'hex')), /not a pcap file/);
   const torn = pcapFile(frames).subarray(0, -5);
   assert.equal(parsePcap(torn).length, frames.length - 1, 'a torn last record is left out');
+});
+
+function ipv6Frame(src: string, dst: string, next: number, l4: Buffer): Buffer {
+  const eth = Buffer.alloc(14); eth.writeUInt16BE(0x86dd, 12);
+  const ip = Buffer.alloc(40); ip[0] = 0x60; ip.writeUInt16BE(l4.length, 4); ip[6] = next; ip[7] = 64;
+  Buffer.from(parseIp(src).bytes).copy(ip, 8); Buffer.from(parseIp(dst).bytes).copy(ip, 24);
+  return Buffer.concat([eth, ip, l4]);
+}
+
+test('pcap: IPv6 frames are judged as IPv4 ones are: tunnel datagrams between node addresses, ND, plaintext', () => {
+  const nodes = new Set(['fd12:ac1f:4d00::2', 'fd12:ac1f:4d00::3']);
+  const wgMsg = Buffer.alloc(48); wgMsg[0] = 4;
+  const esp = Buffer.alloc(40); esp.writeUInt32BE(3, 0); esp.writeUInt32BE(7, 4);
+  const ns = Buffer.alloc(24); ns[0] = 135; // a neighbour solicitation for a global address, from a global source
+  const echo = Buffer.concat([Buffer.from([128, 0, 0, 0, 0, 1, 0, 1]), Buffer.alloc(16, 0xab)]);
+  const hopByHop = Buffer.alloc(8); hopByHop[0] = 17; // then UDP
+  const frames = [
+    ipv6Frame('fd12:ac1f:4d00::2', 'fd12:ac1f:4d00::3', 17, udp(51871, 51871, wgMsg)),
+    ipv6Frame('fd12:ac1f:4d00::3', 'fd12:ac1f:4d00::2', 17, udp(4500, 4500, esp)),
+    ipv6Frame('fd12:ac1f:4d00::2', 'fd12:ac1f:4d00::3', 50, esp),
+    ipv6Frame('fd12:ac1f:4d00::2', 'ff02::1:ff00:3', 58, ns),
+    ipv6Frame('fd10:ab1:0:1::2', 'fd10:ab1:0:2::2', 58, echo),
+    ipv6Frame('fd12:ac1f:4d00::2', 'fd12:ac1f:4d00::9', 17, udp(51871, 51871, wgMsg)), // not to a node
+    ipv6Frame('fd12:ac1f:4d00::2', 'fd12:ac1f:4d00::3', 0, Buffer.concat([hopByHop, udp(51871, 51871, wgMsg)])),
+  ];
+  assert.deepEqual(frames.map((f) => classifyFrame(f, nodes).kind), ['WireGuard', 'ESP-in-UDP', 'ESP', 'IPv6 link-local', 'plaintext', 'plaintext', 'WireGuard']);
+  assert.equal(classifyFrame(frames[4]!, nodes).summary, 'ICMPv6 fd10:ab1:0:1::2 > fd10:ab1:0:2::2');
+  assert.equal(classifyFrame(frames[0]!, nodes).summary, 'UDP [fd12:ac1f:4d00::2]:51871 > [fd12:ac1f:4d00::3]:51871');
+  assert.equal(classifyFrame(frames[0]!, nodes).src, 'fd12:ac1f:4d00::2');
+});
+
+test('verify verdict, dual stack: the IPv6 pairs have markers of their own and the tunnel between the nodes carries them', () => {
+  const nodes = [
+    { name: 'a', internalIP: '172.18.0.2', podCIDR: '10.244.0.0/24', internalIPs: ['172.18.0.2', 'fd12:ac12::2'], podCIDRs: ['10.244.0.0/24', 'fd10:af4:0:0::/64'] },
+    { name: 'b', internalIP: '172.18.0.3', podCIDR: '10.244.1.0/24', internalIPs: ['172.18.0.3', 'fd12:ac12::3'], podCIDRs: ['10.244.1.0/24', 'fd10:af4:0:1::/64'] },
+  ];
+  const all = { icmp: true, tcp: true, udp: true, detail: [] };
+  const traffic = [{ from: 'a', to: 'b', ...all }, { from: 'a', to: 'b', family: 6 as const, ...all }, { from: 'b', to: 'a', ...all }, { from: 'b', to: 'a', family: 6 as const, ...all }];
+  const markers = { 'a>b': 'aa', 'a>b/IPv6': 'a6', 'b>a': 'bb', 'b>a/IPv6': 'b6' };
+  const wg = (src: string, dst: string) => ({ kind: 'WireGuard' as const, src, dst, summary: 'UDP' });
+  const tunnel = [wg('172.18.0.2', '172.18.0.3'), wg('172.18.0.3', '172.18.0.2')];
+  const good = judgeVerify({ mode: 'Wireguard', nodes, traffic, markers, durationMs: 1, captures: [{ node: 'a', frames: tunnel, markerHits: { aa: 0, a6: 0, bb: 0, b6: 0 } }] });
+  assert.equal(good.ok, true, good.problems.join('; '));
+  assert.deepEqual(good.pairs.map((p) => [p.family ?? 4, p.marker, p.outer]), [[4, 'aa', ['WireGuard']], [6, 'a6', ['WireGuard']], [4, 'bb', ['WireGuard']], [6, 'b6', ['WireGuard']]]);
+  // An IPv6 pod packet in plaintext between the pods' IPv6 addresses is the pair's leak, and its marker counts for the IPv6 pair only.
+  const leak = judgeVerify({ mode: 'Wireguard', nodes, traffic, markers, durationMs: 1, captures: [{ node: 'a', frames: [...tunnel, { kind: 'plaintext', src: 'fd10:af4:0:0::2', dst: 'fd10:af4:0:1::2', summary: 'ICMPv6' }], markerHits: { a6: 2 } }] });
+  assert.equal(leak.ok, false);
+  assert.deepEqual(leak.pairs.map((p) => p.ok), [false, false, true, true]);
+  assert.deepEqual(leak.pairs.map((p) => p.leaked), [0, 2, 0, 0]);
+  assert.deepEqual(leak.pairs[0]!.outer, ['WireGuard', 'plaintext']);
+  // Tunnel datagrams between the nodes' IPv6 addresses belong to the same node pair.
+  const over6 = judgeVerify({ mode: 'Wireguard', nodes, traffic, markers, durationMs: 1, captures: [{ node: 'a', frames: [wg('fd12:ac12::2', 'fd12:ac12::3'), wg('fd12:ac12::3', 'fd12:ac12::2')], markerHits: {} }] });
+  assert.equal(over6.ok, true, over6.problems.join('; '));
 });
 
 test('verify verdict: passes only with all traffic, no marker and only the expected tunnel packets', () => {
