@@ -43,7 +43,7 @@ node IP, port agent.metricsPort (default 9962), for Prometheus.`,
       const obj = await findNode(reg, node);
       if (values.http) {
         const port = (await mustReadSettings(reg))['agent.metricsPort'];
-        text = httpGetInNetns(nodeSpec(obj).netns, `http://${nodeSpec(obj).internalIP}:${port}/metrics`);
+        text = httpGetInNetns(nodeSpec(obj).netns, `http://${nodeSpec(obj).internalIP.includes(':') ? `[${nodeSpec(obj).internalIP}]` : nodeSpec(obj).internalIP}:${port}/metrics`);
       } else {
         text = await (await AgentClient.connect(cluster, node, { registry: reg })).metricsText();
       }

@@ -44,9 +44,11 @@ export interface LabUpOptions {
   etcdAuth?: boolean;
   /** 'dual': IPv6 node addresses and pod CIDRs beside the IPv4 ones (derived from them, see addressing.ts). */
   ipFamily?: LabIpFamily;
+  /** With ipFamily 'dual': 'ipv6' makes the nodes' IPv6 address their tunnel end (first internal IP). */
+  underlayFamily?: 'ipv4' | 'ipv6';
 }
 
-export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4' as LabIpFamily } as const;
+export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4' as LabIpFamily, underlayFamily: 'ipv4' as 'ipv4' | 'ipv6' } as const;
 /** IPv6 needs links of at least 1280 bytes: the tunnel device's MTU is the underlay's less the largest overhead (WireGuard's 80, IPsec's up to 73). */
 export const MIN_DUAL_STACK_MTU = 1280 + 80;
 export const MAX_NODES = 100;
@@ -71,6 +73,12 @@ export function validateLabOptions(opts: LabUpOptions): Required<LabUpOptions> {
       ? 'an IPv6-only lab is not built yet: use --ip-family dual (IPv6 pods and node addresses beside IPv4)'
       : `one of ${LAB_IP_FAMILIES.join(', ')}`;
     throw new VeilError('BAD_FLAG', `--ip-family must be ${LAB_IP_FAMILIES.join(' or ')}, not '${o.ipFamily}'`, hint);
+  }
+  if (o.underlayFamily !== 'ipv4' && o.underlayFamily !== 'ipv6') {
+    throw new VeilError('BAD_FLAG', `--underlay-family must be ipv4 or ipv6, not '${o.underlayFamily}'`, 'e.g. --ip-family dual --underlay-family ipv6');
+  }
+  if (o.underlayFamily === 'ipv6' && o.ipFamily !== 'dual') {
+    throw new VeilError('BAD_FLAG', '--underlay-family ipv6 needs IPv6 node addresses', 'add --ip-family dual');
   }
   if (o.ipFamily === 'dual' && o.mtu < MIN_DUAL_STACK_MTU) {
     throw new VeilError('BAD_FLAG', `--mtu ${o.mtu} is too small for --ip-family dual: IPv6 needs 1280 bytes inside the tunnel`, `use --mtu ${MIN_DUAL_STACK_MTU} or more`);
@@ -116,7 +124,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
 
   const meta: LabMeta = {
     name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers,
-    ...(o.etcdAuth ? { etcdAuth: true } : {}), ...(o.ipFamily === 'dual' ? { ipFamily: 'dual' as const } : {}), createdAt: new Date().toISOString(), state: 'creating' };
+    ...(o.etcdAuth ? { etcdAuth: true } : {}), ...(o.ipFamily === 'dual' ? { ipFamily: 'dual' as const } : {}),
+    ...(o.underlayFamily === 'ipv6' ? { underlayFamily: 'ipv6' as const } : {}), createdAt: new Date().toISOString(), state: 'creating' };
   ensurePrivateDir(clusterDir(cluster)); // its etcd's data (the secrets), the nodes' keys: root's alone
   writeLabMeta(meta); // from here on, lab down knows this cluster even if we crash
   try {
@@ -166,10 +175,12 @@ async function buildCluster(meta: LabMeta): Promise<void> {
       mkdirSync(dirname(bootIDFile), { recursive: true });
       writeFileSync(bootIDFile, randomUUID() + '\n');
 
+      // The first internal IP is the tunnel end: IPv6 with --underlay-family ipv6.
+      const ips = !addr6 ? [addr.internalIP] : meta.underlayFamily === 'ipv6' ? [addr6.internalIP, addr.internalIP] : [addr.internalIP, addr6.internalIP];
       const spec: NodeSpec = {
-        internalIP: addr.internalIP, podCIDR: addr.podCIDR, podGateway: addr.podGateway, netns: ns,
+        internalIP: ips[0]!, podCIDR: addr.podCIDR, podGateway: addr.podGateway, netns: ns,
         underlayInterface: UNDERLAY_IF, underlayPrefix: addr.underlayPrefix, mtu: meta.mtu, bootIDFile, index,
-        ...(addr6 ? { internalIPs: [addr.internalIP, addr6.internalIP], podCIDRs: [addr.podCIDR, addr6.podCIDR], podGateway6: addr6.podGateway } : {}),
+        ...(addr6 ? { internalIPs: ips, podCIDRs: [addr.podCIDR, addr6.podCIDR], podGateway6: addr6.podGateway } : {}),
       };
       const labels: Record<string, string> = { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' };
       if (index === 0) labels[CONTROL_PLANE_LABEL] = '';

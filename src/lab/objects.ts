@@ -11,11 +11,11 @@ export const CONTROL_PLANE_LABEL = 'node-role.kubernetes.io/control-plane';
 
 /** spec of a Node object, as `lab up` writes it. */
 export interface NodeSpec {
-  /** The node's address on the underlay (eth0). */
+  /** The node's address on the underlay (eth0), its tunnel end (IPv6 in a lab with --underlay-family ipv6). */
   internalIP: string;
   /** The pod CIDR routed to this node, e.g. 10.244.1.0/24. */
   podCIDR: string;
-  /** A dual-stack lab: [internalIP, its IPv6 address] (the agent's tunnel end is the first). */
+  /** A dual-stack lab: both addresses, internalIP first (the agent's tunnel end). */
   internalIPs?: string[];
   /** A dual-stack lab: [podCIDR, its IPv6 pod CIDR]. */
   podCIDRs?: string[];
@@ -77,6 +77,8 @@ export interface LabMeta {
   etcdAuth?: boolean;
   /** 'dual': nodes and pods have IPv6 addresses beside IPv4 (absent: 'ipv4'). */
   ipFamily?: LabIpFamily;
+  /** 'ipv6': the tunnels run between the nodes' IPv6 addresses (absent: IPv4). */
+  underlayFamily?: 'ipv6';
   createdAt: string;
   /** 'creating' until `lab up` finished. */
   state: 'creating' | 'ready';

@@ -53,7 +53,8 @@ export async function installPlaintextRoutes(cluster: string): Promise<void> {
     for (const n of nodes) {
       const s = nodeSpec(n);
       if (!isLabNode(n, labNetnsPrefix(cluster))) continue;
-      if (meta) mustRun(['ip', '-n', s.netns, 'route', 'replace', meta.underlaySubnet, 'dev', s.underlayInterface, 'proto', 'kernel', 'scope', 'link', 'src', s.internalIP]);
+      const ipv4 = (s.internalIPs ?? [s.internalIP]).find((ip) => !ip.includes(':'));
+      if (meta && ipv4) mustRun(['ip', '-n', s.netns, 'route', 'replace', meta.underlaySubnet, 'dev', s.underlayInterface, 'proto', 'kernel', 'scope', 'link', 'src', ipv4]);
       for (const r of plaintextRoutes(n, nodes)) {
         mustRun(['ip', '-n', nodeSpec(n).netns, 'route', 'replace', r.dst, 'via', r.via, 'dev', r.dev]);
       }

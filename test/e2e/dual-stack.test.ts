@@ -3,6 +3,8 @@
 // `veil verify` fails on it (so the IPv6 check can fail); then WireGuard and IPsec each carry IPv6
 // pod traffic between the nodes and `veil verify` proves both families, IPv6 pairs with markers
 // of their own; a too-big IPv6 packet gets its ICMPv6 Packet Too Big back through the tunnel path.
+// WireGuard runs between the nodes' IPv4 addresses; IPsec, on a second lab, between their IPv6 ones
+// (--underlay-family ipv6), with the per-tunnel keys of IPv6 node pairs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -72,13 +74,26 @@ test('e2e dual stack: WireGuard carries IPv6 pod traffic; allowed IPs of both fa
   assert.match(big.out, /(Packet too big|message too long).*mtu ?=? ?1420/i, big.out);
   assert.equal(ping6(ipB6, ['-s', '1372']).received, 3, 'a packet that fits the tunnel crosses it');
   assertBothFamiliesPass(verify(true), 'WireGuard');
-  ok(lab.veil('uninstall'));
 });
 
-test('e2e dual stack: IPsec carries IPv6 pod traffic; verify passes for both', { timeout: 120_000 }, async () => {
-  ok(lab.veil('install', '--encryption', 'ipsec', '--generate-key'));
-  ok(lab.veil('status', '--wait', '--wait-duration', '30s'));
-  await until('an IPv6 ping through IPsec', () => ping6(ipB6).received === 3, 20_000);
-  assertBothFamiliesPass(verify(true), 'ESP-in-UDP');
-  ok(lab.veil('uninstall'));
+test('e2e dual stack, tunnels over IPv6 (--underlay-family ipv6): IPsec SAs between the nodes\' IPv6 addresses carry both families; verify passes for both', { timeout: 120_000 }, async () => {
+  const lab6 = new TestLab('tdual6', 2);
+  try {
+    lab6.start('--ip-family', 'dual', '--underlay-family', 'ipv6', '--underlay-subnet', '172.29.1.0/24', '--pod-cidr', '10.230.0.0/16');
+    ok(lab6.veil('lab', 'pod', 'create', 'pa', '--node', lab6.nodes[0]!));
+    ok(lab6.veil('lab', 'pod', 'create', 'pb', '--node', lab6.nodes[1]!));
+    ok(lab6.veil('install', '--encryption', 'ipsec', '--generate-key'));
+    ok(lab6.veil('status', '--wait', '--wait-duration', '30s'));
+    // Cilium's per-tunnel keys derived from the IPv6 node pair: both ends agree, or nothing would pass.
+    const st = JSON.parse(ok(lab6.veil('agent', 'encrypt', 'status', lab6.nodes[0]!, '-o', 'json'))) as { sas: { direction: string; src: string; dst: string }[] };
+    assert.deepEqual(st.sas.map((x) => `${x.direction} ${x.src}>${x.dst}`).sort(), ['in fd12:ac1d:100::3>fd12:ac1d:100::2', 'out fd12:ac1d:100::2>fd12:ac1d:100::3']);
+    const pod6 = (dst: string) => spawnSync('ip', ['netns', 'exec', `veil-${lab6.cluster}_pod_pa`, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', dst], { encoding: 'utf8', timeout: 30_000 });
+    const cap = await lab6.capture(lab6.nodes[0]!, 'eth0', 'udp port 4500');
+    await until('IPv6 and IPv4 pings through IPsec over IPv6', () => /3 received/.test(pod6('fd10:ae6:0:1::2').stdout) && /3 received/.test(pod6('10.230.1.2').stdout), 20_000);
+    const lines = spawnSync('tcpdump', ['-nr', await cap.stop()], { encoding: 'utf8' }).stdout.trim().split('\n');
+    assert.ok(lines.length >= 12 && lines.every((l) => / IP6 fd12:ac1d:100::[23]\.4500 > fd12:ac1d:100::[23]\.4500: /.test(l)), lines.slice(0, 5).join('\n'));
+    assertBothFamiliesPass(JSON.parse(lab6.veil('verify', '--timeout', '10s', '-o', 'json').stdout) as VerifyJson, 'ESP-in-UDP');
+  } finally {
+    lab6.stop();
+  }
 });

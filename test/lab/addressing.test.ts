@@ -26,6 +26,9 @@ test('dual stack: IPv6 prefixes derived from the IPv4 ones, a /64 per node, pods
   assert.equal(validateLabOptions({ ipFamily: 'dual' }).ipFamily, 'dual');
   assert.throws(() => validateLabOptions({ ipFamily: 'ipv6' as 'dual' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /not built yet/.test(e.hint ?? ''));
   assert.throws(() => validateLabOptions({ ipFamily: 'dual', mtu: 1300 }), (e: unknown) => isVeilError(e) && /IPv6 needs 1280/.test(e.message));
+  assert.equal(validateLabOptions({ ipFamily: 'dual', underlayFamily: 'ipv6' }).underlayFamily, 'ipv6');
+  assert.throws(() => validateLabOptions({ underlayFamily: 'ipv6' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /--ip-family dual/.test(e.hint ?? ''));
+  assert.throws(() => validateLabOptions({ ipFamily: 'dual', underlayFamily: 'ip6' as 'ipv6' }), code('BAD_FLAG'));
 });
 
 test('node addressing follows kind: .2 upwards on the underlay, one /24 per node', () => {
@@ -71,7 +74,7 @@ test('names: kind-style nodes, namespaces with a per-cluster prefix, short link 
 });
 
 test('lab options are checked before anything is created', () => {
-  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4' });
+  assert.deepEqual(validateLabOptions({}), { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4', underlayFamily: 'ipv4' });
   assert.throws(() => validateLabOptions({ etcdMembers: 2 }), code('BAD_FLAG'));
   assert.throws(() => validateLabOptions({ name: 'Bad_Name' }), code('INVALID_CLUSTER_NAME'));
   assert.throws(() => validateLabOptions({ nodes: 0 }), code('BAD_FLAG'));
