@@ -2,10 +2,22 @@
 // no kubectl is present), and the certificates and kubeconfig that point it (and veil) at a test
 // API server over TLS with a bearer token, as at a real cluster.
 import { execFile, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { makeCa, signCert, type CertPair } from '../../src/lab/etcd-certs.js';
 import type { UserInfo } from './admission-policy.js';
+
+// kubectl caches discovery per server address under ~/.kube/cache; a test API server that gets a
+// port an earlier one had would be read from that stale cache (kubectl then skips discovery: other
+// errors, unknown resource types). Every kubectl a test process starts (they inherit the
+// environment) caches in the process's own directory instead, removed when the process ends.
+if (!process.env['KUBECACHEDIR']) {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'veil-kubectl-cache-'));
+  process.env['KUBECACHEDIR'] = cacheDir;
+  process.on('exit', () => rmSync(cacheDir, { recursive: true, force: true }));
+}
 
 export function kubectlPath(): string {
   const r = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' });
