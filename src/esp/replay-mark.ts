@@ -49,9 +49,14 @@ export class ReplayMark {
    */
   next(top: number, packets: number, nowMs: number): number {
     const elapsed = Math.max(1, nowMs - this.#lastMs);
-    const rate = Math.max(0, packets - this.#lastPackets) * 1000 / elapsed;
-    const lead = Math.min(REPLAY_MAX_LEAD, Math.max(REPLAY_MIN_LEAD, Math.ceil(rate * REPLAY_LEAD_SECONDS)));
-    return Math.max(this.#durable, top + lead);
+    const counted = Math.max(0, packets - this.#lastPackets);
+    const spanMs = REPLAY_LEAD_SECONDS * 1000;
+    // Over less than the lead's own span a rate is noise: every write also moves the other busy
+    // SAs' marks, so one packet 2 ms after an SA's own write read as 500/s, and a crash then cost
+    // that tunnel 50 s at 10 packets/s (chaos test, CI). Then the lead at most doubles what came
+    // since the last write: a busy tunnel still grows to a second of its packets in a few writes.
+    const lead = elapsed >= spanMs ? Math.ceil(counted * spanMs / elapsed) : 2 * counted;
+    return Math.max(this.#durable, top + Math.min(REPLAY_MAX_LEAD, Math.max(REPLAY_MIN_LEAD, lead)));
   }
 
   /** `mark` is durable (fsync'd), written at `nowMs` when the top was `top` and `packets` had been accepted. */

@@ -14,7 +14,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ok, sleep } from './cli.js';
 import { TestLab, until, type Capture } from './lab-harness.js';
@@ -292,10 +292,25 @@ async function chaosRun(mode: 'ipsec' | 'wireguard'): Promise<void> {
   ok(veil('uninstall'));
 }
 
+/** One mode's run; when it fails, the agents' last log lines (for the post-mortem a CI run allows) and an uninstall, so the next mode starts from a lab without veil. */
+async function chaosTest(mode: 'ipsec' | 'wireguard'): Promise<void> {
+  try {
+    await chaosRun(mode);
+  } catch (e) {
+    for (const node of lab.nodes) {
+      const log = join(lab.home, 'clusters', lab.cluster, 'nodes', node, 'agent.log');
+      const lines = existsSync(log) ? readFileSync(log, 'utf8').trimEnd().split('\n').slice(-40) : ['(no log)'];
+      console.log(`# ${node} agent log, last ${lines.length} lines:\n${lines.map((l) => `#   ${l}`).join('\n')}`);
+    }
+    veil('uninstall');
+    throw e;
+  }
+}
+
 test('e2e chaos: IPsec under kills, a key rotation, a node leaving and rejoining, forged objects, garbage and replays: no plaintext, no replay, every fault recovered', { timeout: (SECONDS + 150) * 1000 }, async () => {
-  await chaosRun('ipsec');
+  await chaosTest('ipsec');
 });
 
 test('e2e chaos: WireGuard under kills, a node losing its key, a node leaving and rejoining, forged objects, garbage and replays: no plaintext, no replay, every fault recovered', { timeout: (SECONDS + 150) * 1000 }, async () => {
-  await chaosRun('wireguard');
+  await chaosTest('wireguard');
 });

@@ -21,3 +21,28 @@ test('a busy tunnel gets a lead of about a second of its packets, capped', () =>
   assert.equal(m.next(50_000, 50_000, 1000) - 50_000, 50_000);
   assert.equal(m.next(5_000_000, 5_000_000, 1000) - 5_000_000, REPLAY_MAX_LEAD);
 });
+
+test('a packet just after a write is no rate: another SA\'s write moments later keeps a slow tunnel\'s lead', () => {
+  // 10 packets a second; its own write at 1 s, then another SA's write 2 ms later moves this mark too
+  const m = new ReplayMark(0, 0);
+  m.persisted(m.next(10, 10, 1000), 10, 10, 1000);
+  const mark = m.next(11, 11, 1002);
+  assert.ok(mark - 11 <= 10, `lead ${mark - 11}: a crash would drop ${((mark - 11) / 10).toFixed(0)} s of this tunnel, not a second`);
+});
+
+test('a busy tunnel whose writes come fast still reaches a second of its packets within a few writes', () => {
+  const m = new ReplayMark(0, 0);
+  const rate = 100_000; // packets a second, one sequence number each
+  let now = 0, top = 0, writes = 0;
+  let mark = m.durable;
+  while (now < 5000) { // each write when the top reaches the mark
+    const step = Math.max(1, mark - top);
+    now += (step / rate) * 1000; top += step;
+    mark = m.next(top, top, now);
+    m.persisted(mark, top, top, now);
+    writes++;
+    if (mark - top >= rate * 0.9) break;
+  }
+  assert.ok(mark - top >= rate * 0.9, `lead ${mark - top} after ${writes} writes`);
+  assert.ok(writes <= 20, `${writes} writes to grow the lead`);
+});
