@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { AppsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
 import { TestApiServer } from '../kube-api/test-api-server.js';
+import { startTlsApiServer } from '../kube-api/tls-api-server.js';
 import { kubectlPath, makeApiServerCerts, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
 import { AGENT_STATUS_ANNOTATION } from '../../src/control/kubernetes/kube-node.js';
 
@@ -42,9 +43,7 @@ const NODES = ['k1', 'k2'];
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'veil-kube-install-'));
-  const certs = makeApiServerCerts(dir);
-  server = new TestApiServer({ tls: certs.server, token: TEST_TOKEN });
-  kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), await server.listen({ host: '127.0.0.1', port: 0 }), certs.ca);
+  ({ server, kubeconfig } = await startTlsApiServer(dir));
   const nodes = NODES.map((n, i) => `apiVersion: v1\nkind: Node\nmetadata: {name: ${n}}\nspec: {podCIDRs: [10.244.${i}.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 172.18.0.${i + 2}}]}\n`);
   const create = spawn(kubectlPath(), ['--kubeconfig', kubeconfig, 'create', '--validate=false', '-f', '-']);
   create.stdin.end(nodes.join('---\n'));

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { TestApiServer } from '../kube-api/test-api-server.js';
-import { kubectlAsync, makeApiServerCerts, runAsync, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
+import { startTlsApiServer } from '../kube-api/tls-api-server.js';
+import { kubectlAsync, runAsync } from '../kube-api/kubectl.js';
 import { KubernetesRegistry } from '../../src/control/kubernetes/kubernetes-registry.js';
 import { PEER_API_VERSION, PEER_CRD_NAME } from '../../src/control/kubernetes/peer-crd.js';
 import { renderManifests } from '../../src/agent/kubernetes-manifests.js';
@@ -48,9 +49,7 @@ async function failure(p: Promise<unknown>): Promise<VeilError> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'veil-kube-peers-'));
-  const certs = makeApiServerCerts(dir);
-  server = new TestApiServer({ tls: certs.server, token: TEST_TOKEN });
-  kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), await server.listen({ host: '127.0.0.1', port: 0 }), certs.ca);
+  ({ server, kubeconfig } = await startTlsApiServer(dir));
   env = { ...process.env, VEIL_HOME: join(dir, 'home'), VEIL_CLUSTER: 'k8s' };
   const add = await veil('cluster', 'add', 'k8s', '--kubernetes', '--kubeconfig', kubeconfig);
   assert.equal(add.status, 0, add.stderr);

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { TestApiServer } from '../kube-api/test-api-server.js';
-import { kubectlAsync, makeApiServerCerts, runAsync, TEST_TOKEN, writeKubeconfig } from '../kube-api/kubectl.js';
+import { startTlsApiServer } from '../kube-api/tls-api-server.js';
+import { kubectlAsync, runAsync } from '../kube-api/kubectl.js';
 import { loadKubeConfig } from '../../src/control/kubernetes/kube-connection.js';
 import { AGENT_STATUS_ANNOTATION } from '../../src/control/kubernetes/kube-node.js';
 import { renderManifests } from '../../src/agent/kubernetes-manifests.js';
@@ -44,9 +45,7 @@ let env: NodeJS.ProcessEnv;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'veil-kube-podsup-'));
-  const certs = makeApiServerCerts(dir);
-  server = new TestApiServer({ tls: certs.server, token: TEST_TOKEN });
-  kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), await server.listen({ host: '127.0.0.1', port: 0 }), certs.ca);
+  ({ server, kubeconfig } = await startTlsApiServer(dir));
   env = { ...process.env, VEIL_HOME: join(dir, 'home'), VEIL_CLUSTER: 'k8s' };
   const add = await runAsync(process.execPath, ['dist/src/cli/main.js', 'cluster', 'add', 'k8s', '--kubernetes', '--kubeconfig', kubeconfig], env);
   assert.equal(add.status, 0, add.stderr);
