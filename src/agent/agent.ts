@@ -27,6 +27,7 @@ import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
 import { UnderlayScreen } from './peer-admission.js';
 import { readUnderlayFacts } from './underlay-routes.js';
 import { TUNNEL_DEVICES } from './installer.js';
+import type { AgentRuns } from './agent-runs.js';
 import { resumeHandedOverDatapath, stopResumed, storeDatapath, type ResumedDatapath } from './datapath-handover.js';
 
 /** The liveness lease: renewed every TTL/3; a dead agent's node is NotReady within the TTL. */
@@ -73,6 +74,8 @@ export interface AgentOptions {
   notifySocket?: string;
   /** The datapath the agent before handed over, already moving packets again (takeHandedOverDatapath). */
   resumed?: ResumedDatapath;
+  /** A host agent's record of its runs (restarts, the end of the run before), published with its health. */
+  runs?: AgentRuns;
 }
 
 /** What peers and the cluster's status act on in the own fields (health details aside). */
@@ -352,6 +355,7 @@ export class Agent {
       ready: ready && this.health.state() !== 'Failure', pid: process.pid, bootID: this.self!.bootID, startedAt: this.startedAt.toISOString(), version: veilVersion(),
       health: { state: this.health.state(), problems }, encryption: this.encryptionSummary(), ...(error ? { error } : {}),
       ...(this.apiServer ? { apiAddress: this.apiServer.address, apiFingerprint: this.apiFingerprint } : {}),
+      ...(this.opts.runs ? { supervision: { restarts: this.opts.runs.restarts, state: 'running', ...(this.opts.runs.lastExit ? { lastExit: this.opts.runs.lastExit } : {}) } } : {}),
     };
   }
 

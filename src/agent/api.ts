@@ -1,6 +1,7 @@
 // The agent's API (HTTP on its status socket; HTTPS with a token on the network): the paths and the JSON each one answers. The
 // status server builds these shapes, and the CLI, the operator views and the tests read them with
 // these same types, so a field renamed on one side does not silently go missing on the other.
+import type { AgentExit } from './agent-runs.js';
 import type { RotationRecord } from './wireguard-key-rotation.js';
 import type { EspEngineCounters, EspPeerStatus, EspSaStatus, WireGuardEngineCounters } from '../datapath/messages.js';
 import type { EspDropCounters } from '../esp/esp-decoder.js';
@@ -51,6 +52,12 @@ export interface PublishedAgentStatus {
   apiFingerprint?: string;
   /** Why the latest start failed (then ready is false). */
   error?: string;
+  /**
+   * A host agent's runs as its state dir records them (agent-runs.ts): restarts and how the run
+   * before ended. `backoff` is written by the unit's ExecStopPost (`veil agent stopped`) once this
+   * pid has died: systemd restarts it.
+   */
+  supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: AgentExit };
 }
 
 // ---- GET /encrypt: Cilium's EncryptionStatus, plus veil's details

@@ -11,10 +11,12 @@ import type { HostAgentConfig } from '../host/agent-config.js';
 import { requireNetAdmin, requireTun, requireUdpPortFree } from '../host/preflight.js';
 import { detectUnderlay, type Underlay } from '../host/underlay.js';
 import { cidrsOverlap, parseCidr } from '../net/cidr.js';
-import { VeilError } from '../util/errors.js';
+import { VeilError, errorMessage } from '../util/errors.js';
 import { resumeDatapathEarly, runAgent, takeNotifySocket } from './agent.js';
 import { stopResumed } from './datapath-handover.js';
 import { mustReadSettings } from './install-state.js';
+import { recordAgentExit, recordAgentStart, type AgentRuns } from './agent-runs.js';
+import { ensurePrivateDir } from '../util/private-files.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { WG_PORT } from './wireguard-mode.js';
 
@@ -115,6 +117,15 @@ export interface HostAgentOptions {
 export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions = {}): Promise<number> {
   const notifySocket = takeNotifySocket();
   const resumed = await resumeDatapathEarly(cfg.nodeName, notifySocket);
+  let runs: AgentRuns | undefined;
+  try {
+    ensurePrivateDir(cfg.stateDir);
+    runs = recordAgentStart(cfg.stateDir, process.pid);
+  } catch { /* a state dir it cannot write: its start refuses below with the reason */ }
+  const ended = (code: number, reason?: string) => {
+    if (runs) { try { recordAgentExit(cfg.stateDir, { code, signal: null, at: new Date().toISOString(), ...(reason ? { reason } : {}) }); } catch { /* the next start counts it as unrecorded */ } }
+    return code;
+  };
   try {
     requireNetAdmin();
     requireTun();
@@ -130,11 +141,13 @@ export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions 
     }
   } catch (e) {
     await stopResumed(resumed); // its worker would keep this process from exiting
+    ended(1, errorMessage(e)); // main exits 1 with the reason
     throw e;
   }
-  return runAgent({
+  return ended(await runAgent({
     cluster: cfg.cluster, node: cfg.nodeName, stateDir: cfg.stateDir, socketPath: hostSocketPath(cfg),
     openRegistry: () => hostRegistry(cfg), wireguardKeylog: opts.wireguardKeylog, notifySocket, resumed,
     underlayAddresses: endpointHosts(cfg.etcd.endpoints).filter((h) => isIP(h)).map((ip) => ({ ip, what: 'an etcd endpoint of this agent' })),
-  });
+    runs,
+  }));
 }

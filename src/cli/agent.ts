@@ -64,13 +64,38 @@ ${KUBE_PATHS.ipsecKeysDir}).`,
     for (const k of ['kubeconfig', 'context', 'namespace', 'settings-file', 'ipsec-keys-dir', 'api-token-dir']) {
       if (given[k] !== undefined) throw new UsageError(`--${k} goes only with --kubernetes`, 'add --kubernetes, or leave it out');
     }
-    const flags: Partial<Record<ConfigField, string | string[]>> = {};
-    for (const [flag, field] of Object.entries(CONFIG_FLAGS)) if (given[flag] !== undefined) flags[field] = given[flag] as string | string[];
-    const config = loadAgentConfig({ file: given['config'] as string | undefined, flags });
+    const config = hostConfigFrom(given);
     const { runHostAgent } = await import('../agent/host-agent.js'); // the agent itself only when it runs
     return runHostAgent(config, { wireguardKeylog: given['wireguard-keylog'] as string | undefined });
   },
 });
+
+const stoppedCmd = command({
+  name: 'veil agent stopped',
+  summary: "the systemd unit's ExecStopPost=: record how the agent ended, mark its node not ready after a failure",
+  usage: ['veil agent stopped [--config FILE] [setting flags]'],
+  about: `The systemd unit runs this after the agent's process ended (ExecStopPost=), with systemd's
+$SERVICE_RESULT, $EXIT_CODE and $EXIT_STATUS. It records the end in the agent's state dir (the next
+start counts a restart from it and publishes it: RESTARTS in 'veil status'), and when the agent
+failed (a crash, kill -9, a refused start) it marks the node not ready in etcd at once, saying how
+the agent ended, instead of leaving it ready until its lease lapses. Exits 0 even when etcd cannot be
+reached (the lease then lapses within its TTL).`,
+  flags: { config: { type: 'string', value: 'FILE', help: `the agent config (default ${DEFAULT_AGENT_CONFIG}, if it exists)` }, ...SETTING_FLAGS },
+  examples: ['SERVICE_RESULT=signal EXIT_CODE=killed EXIT_STATUS=KILL veil agent stopped --config /etc/veil/agent.yaml'],
+  async run({ values }) {
+    const config = hostConfigFrom(values as Record<string, string | string[] | boolean | undefined>);
+    const [{ agentStopped }, { hostRegistry }] = await Promise.all([import('../agent/agent-stopped.js'), import('../agent/host-agent.js')]);
+    console.log(await agentStopped(config, process.env, () => hostRegistry(config)));
+    return 0;
+  },
+});
+
+/** The host agent's config: the file, then VEIL_* variables, then the setting flags. */
+function hostConfigFrom(given: Record<string, string | string[] | boolean | undefined>) {
+  const flags: Partial<Record<ConfigField, string | string[]>> = {};
+  for (const [flag, field] of Object.entries(CONFIG_FLAGS)) if (given[flag] !== undefined) flags[field] = given[flag] as string | string[];
+  return loadAgentConfig({ file: given['config'] as string | undefined, flags });
+}
 
 /** status and encrypt status: one of the agent's reports, as text or -o json|yaml. */
 function agentReport<T>(sub: string, o: { summary: string; about: string; ask(agent: AgentClient): Promise<T>; text(report: T): string }) {
@@ -178,7 +203,7 @@ export const { run } = group({
   about: "veil agent: ask one node's agent about itself, or run one",
   commands: {
     status, encrypt: group({ name: 'veil agent encrypt', summary: 'status NODE: the tunnel (interface, keys, peers / SAs, counters)', commands: { status: encryptStatus } }),
-    logs, restart, run: runCmd, pid: { ...pid, hidden: true },
+    logs, restart, run: runCmd, stopped: stoppedCmd, pid: { ...pid, hidden: true },
   },
   examples: ['veil agent status kind-worker', 'veil agent encrypt status kind-worker -o json', 'veil agent logs kind-worker -f'],
 });

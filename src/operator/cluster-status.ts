@@ -3,6 +3,7 @@
 // Pure: the observations come in, the report and its text go out (tested without a cluster).
 import type { RegistryMember, RegistryObject } from '../control/registry.js';
 import type { Settings } from '../agent/settings.js';
+import { describeExit, type AgentExit } from '../agent/agent-runs.js';
 import { modeCounts, summarizeEncryption, type ClusterEncryptionStatus, type NodeEncryption } from './encryption-summary.js';
 import { table } from '../util/text-table.js';
 import type { CiliumEncryptionStatus, Healthz, PublishedAgentStatus, WireGuardPeerJson } from '../agent/api.js';
@@ -13,9 +14,11 @@ export interface NodeObservation {
   object: RegistryObject;
   /** The agent's pid if its recorded process is alive. */
   agentPid?: number;
-  /** What the agent's supervisor saw (the lab's, or the kubelet's in the agent pod's status; a
-   *  host's systemd keeps its own count). waitingReason: the kubelet's, e.g. CrashLoopBackOff. */
-  supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: { code: number | null; signal: string | null; at: string }; nextStartAt?: string; waitingReason?: string };
+  /** What the agent's supervisor saw (the lab's; the kubelet's in the agent pod's status; on a host
+   *  what the agent and its unit's ExecStopPost published). waitingReason: the kubelet's, e.g. CrashLoopBackOff. */
+  supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: AgentExit; nextStartAt?: string; waitingReason?: string;
+    /** systemd: a host agent's own record and its unit's ExecStopPost (agent-runs.ts). */
+    by?: 'systemd' };
   /** The node's liveness lease, if live (an agent that stopped renewing has none). */
   lease?: RegistryObject;
   healthz?: Healthz;
@@ -140,9 +143,10 @@ function supervisionNote(s: NodeObservation['supervision'], now: number): string
   const parts: string[] = [];
   const e = s.lastExit;
   const ago = Date.parse(e?.at ?? '');
-  if (e) parts.push(`it ${e.signal ? `was killed by ${e.signal}` : `exited with status ${e.code}`}${Number.isFinite(ago) ? ` ${Math.max(0, Math.round((now - ago) / 1000))}s ago` : ''}`);
+  if (e) parts.push(`it ${describeExit(e)}${Number.isFinite(ago) ? ` ${Math.max(0, Math.round((now - ago) / 1000))}s ago` : ''}${e.reason ? ` (${e.reason})` : ''}`);
   if (s.state === 'backoff' && s.nextStartAt) parts.push(`its supervisor restarts it in ${Math.max(0, (Date.parse(s.nextStartAt) - now) / 1000).toFixed(1)}s`);
   if (s.state === 'backoff' && s.waitingReason) parts.push(`the kubelet restarts it (${s.waitingReason})`);
+  if (s.state === 'backoff' && s.by === 'systemd') parts.push('systemd restarts it (Restart=on-failure)');
   if (s.state === 'stopped') parts.push('its supervisor has stopped');
   parts.push(`restarts: ${s.restarts}`);
   return `: ${parts.join('; ')}`;

@@ -4,7 +4,7 @@ import type { Registry, RegistryObject } from '../control/registry.js';
 import { isLabCluster } from '../control/cluster.js';
 import { agentPid, agentSupervision, labRunsAgent } from '../lab/agents.js';
 import { readSettings } from '../agent/install-state.js';
-import { leasesByName } from '../agent/registry-node-source.js';
+import { agentStatusOf, leasesByName } from '../agent/registry-node-source.js';
 import type { Settings } from '../agent/settings.js';
 import { AgentClient } from '../agent/agent-client.js';
 import { VeilError, errorMessage } from '../util/errors.js';
@@ -35,6 +35,19 @@ export function runningAgentPid(cluster: string, node: string, lease: RegistryOb
   return typeof pid === 'number' ? pid : undefined;
 }
 
+/**
+ * A host agent's supervision as it published it (agent-runs.ts, agent-stopped.ts): its restarts, and
+ * `backoff` once the unit's ExecStopPost recorded its death, unless a newer agent holds the lease.
+ */
+export function hostSupervision(object: RegistryObject, lease: RegistryObject | undefined): NodeObservation['supervision'] {
+  const st = agentStatusOf(object);
+  const s = st?.supervision;
+  if (!s) return undefined;
+  const leasePid = lease?.spec?.['pid'];
+  const state = s.state === 'backoff' && typeof leasePid === 'number' && leasePid !== st.pid ? 'running' : s.state;
+  return { restarts: s.restarts, state, ...(s.lastExit ? { lastExit: s.lastExit } : {}), by: 'systemd' };
+}
+
 export async function observeNodes(cluster: string, reg: Registry, settings: Settings | undefined): Promise<NodeObservation[]> {
   const nodes = await reg.list('Node');
   const leases = await leasesByName(reg);
@@ -44,9 +57,11 @@ export async function observeNodes(cluster: string, reg: Registry, settings: Set
   return Promise.all(nodes.map(async (object): Promise<NodeObservation> => {
     const name = object.metadata.name;
     const lease = leases.get(name);
-    const supervision = lab ? agentSupervision(cluster, name) : pods?.get(name);
-    // a pod whose agent container is not running has no agent, whatever its lease still says
-    const pid = supervision && !lab && supervision.state !== 'running' ? undefined : runningAgentPid(cluster, name, lease);
+    const labSupervised = lab && labRunsAgent(cluster, name);
+    const supervision = (labSupervised ? agentSupervision(cluster, name) : pods?.get(name)) ?? hostSupervision(object, lease);
+    // a pod whose agent container is not running, or a host agent whose unit's ExecStopPost said it
+    // died, has no agent, whatever its lease still says
+    const pid = supervision && !labSupervised && supervision.state !== 'running' ? undefined : runningAgentPid(cluster, name, lease);
     if (!pid || !settings?.['encryption.enabled']) return { name, object, agentPid: pid, lease, supervision };
     const [h, e] = await Promise.all([askAgent(cluster, name, (a) => a.healthz(), reg), askAgent(cluster, name, (a) => a.encryptStatus(), reg)]);
     return { name, object, agentPid: pid, lease, supervision, healthz: h.value, healthzError: h.error, encrypt: e.value };
