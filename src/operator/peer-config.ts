@@ -65,12 +65,19 @@ export function inboundMark(nodeIndex: number): { mark: string; mask: string } {
  * with a 1024-packet replay window, ESP in UDP 4500 or raw ESP as the cluster's encapsulation says), policies between its allowed IPs and the
  * node's pod CIDRs, and routes to those pod CIDRs through the node. Every node's inbound SA has the
  * same destination and SPI, which the kernel tells apart only by mark (as Cilium does): a tc
- * filter marks what arrives from each node, and its inbound SA carries that mark.
+ * filter marks what arrives from each node, and its inbound SA carries that mark. IPv6 as IPv4: a
+ * policy pairs an allowed IP and a pod CIDR of the same family (ip xfrm refuses mixed ones); one SA
+ * pair per node carries both inner families, whatever the family of the tunnel's ends (tunnel mode).
  */
 export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: IpsecKey, nodes: ClusterNode[], encapsulation: IpsecEncapsulation = 'udp'): string {
   const me = peer.endpoint.address;
   const own = hostAddresses(peer);
-  const src = own.length ? ` src ${own[0]!.replace(/\/\d+$/, '')}` : '';
+  const v6 = (ip: string) => ip.includes(':');
+  /** The route's source: the peer's own address of the pod CIDR's family, if it has one. */
+  const srcFor = (cidr: string) => {
+    const a = own.find((o) => v6(o) === v6(cidr));
+    return a ? ` src ${a.replace(/\/\d+$/, '')}` : '';
+  };
   const lines = [
     `# veil cluster '${cluster}': IPsec for peer '${peer.name}' (${me}), key id ${key.spi}. Run as root on the peer.`,
     encapsulation === 'udp'
@@ -79,7 +86,7 @@ export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: Ipsec
     '# After a key rotation, flush the SAs of the old key (ip xfrm state deleteall proto esp) and apply the new output.',
   ];
   lines.push('DEV=${DEV:-eth0}   # the interface the nodes reach this host on', 'tc qdisc add dev $DEV clsact 2>/dev/null || true');
-  if (own.length) lines.push(`ip addr add ${own[0]} dev lo 2>/dev/null || true`);
+  for (const a of [own.find((o) => !v6(o)), own.find(v6)]) if (a) lines.push(`ip addr add ${a} dev lo 2>/dev/null || true`);
   const encap = encapsulation === 'udp' ? ` encap espinudp ${ESP_IN_UDP_PORT} ${ESP_IN_UDP_PORT} 0.0.0.0` : '';
   for (const [i, n] of nodes.entries()) {
     if (!n.bootID) {
@@ -93,14 +100,17 @@ export function xfrmPeerCommands(cluster: string, peer: ExternalPeer, key: Ipsec
     const { mark, mask } = inboundMark(i + 1);
     const pref = 49000 + i + 1;
     lines.push(`# node ${n.name} (${n.ip})`,
-      `tc filter del dev $DEV ingress pref ${pref} 2>/dev/null; tc filter add dev $DEV ingress pref ${pref} protocol ip u32 match ip src ${n.ip}/32 action skbedit mark ${mark}`,
+      `tc filter del dev $DEV ingress pref ${pref} 2>/dev/null; tc filter add dev $DEV ingress pref ${pref} ${v6(n.ip) ? `protocol ipv6 u32 match ip6 src ${n.ip}/128` : `protocol ip u32 match ip src ${n.ip}/32`} action skbedit mark ${mark}`,
       sa(me, n.ip, t.out), sa(n.ip, me, t.in, ` mark ${mark} mask ${mask}`));
     for (const cidr of n.podCIDRs) {
-      for (const mine of peer.allowedIPs) {
+      const mineOfFamily = peer.allowedIPs.filter((mine) => v6(mine) === v6(cidr));
+      if (!mineOfFamily.length) continue; // no address of this family on the peer: nothing of it to carry
+      for (const mine of mineOfFamily) {
         lines.push(`ip xfrm policy add src ${mine} dst ${cidr} dir out tmpl src ${me} dst ${n.ip} proto esp reqid 1 mode tunnel`);
         for (const dir of ['in', 'fwd']) lines.push(`ip xfrm policy add src ${cidr} dst ${mine} dir ${dir} tmpl src ${n.ip} dst ${me} proto esp reqid 1 mode tunnel`);
       }
-      lines.push(`ip route replace ${cidr} via ${n.ip}${src}`);
+      // The inner family's route: via the node when the tunnel has that family, else onto the device (the policy takes it into the tunnel).
+      lines.push(`ip route replace ${cidr} ${v6(n.ip) === v6(cidr) ? `via ${n.ip}` : 'dev $DEV'}${srcFor(cidr)}`);
     }
   }
   return lines.join('\n') + '\n';

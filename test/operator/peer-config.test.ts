@@ -28,3 +28,23 @@ test('peer-config: ESP in UDP by default, raw ESP (no encap clause, no encap soc
   // the same SAs apart from the encapsulation
   assert.deepEqual(states(esp), states(udp).map((l) => l.replace(' encap espinudp 4500 4500 0.0.0.0', '')));
 });
+
+test('peer-config over IPv6 and dual stack: tc matches IPv6 node addresses, policies pair allowed IPs and pod CIDRs of one family, routes of the other family go onto the device', () => {
+  const peer6 = { ...peer, endpoint: { address: 'fd12:ac1c::c8', port: 0 }, allowedIPs: ['10.250.0.1/32', 'fd50::1/128'] };
+  const dual = [{ name: 'n1', ip: 'fd12:ac1c::2', podCIDRs: ['10.228.0.0/24', 'fd10:ae4::/64'], bootID: nodes[0]!.bootID },
+    { name: 'n2', ip: 'fd12:ac1c::3', podCIDRs: ['fd10:ae4:0:1::/64'], bootID: nodes[1]!.bootID }];
+  const out = xfrmPeerCommands('c', peer6, key, dual).split('\n');
+  assert.ok(out.some((l) => /^tc filter del .* tc filter add dev \$DEV ingress pref 49001 protocol ipv6 u32 match ip6 src fd12:ac1c::2\/128 action skbedit mark 0x[0-9a-f]+$/.test(l)), out.join('\n'));
+  assert.ok(out.includes('ip xfrm state add src fd12:ac1c::c8 dst fd12:ac1c::2 proto esp spi 3 reqid 1 mode tunnel ' + out.find((l) => l.startsWith('ip xfrm state add src fd12:ac1c::c8 dst fd12:ac1c::2'))!.split(' mode tunnel ')[1]));
+  const policies = out.filter((l) => l.startsWith('ip xfrm policy add'));
+  const sel = (l: string) => / src (\S+) dst (\S+) dir/.exec(l)!.slice(1);
+  for (const l of policies) assert.equal(sel(l)[0]!.includes(':'), sel(l)[1]!.includes(':'), `one family per policy: ${l}`);
+  assert.equal(policies.length, 3 * 3, 'n1: 10.228.0.0/24 with 10.250.0.1, fd10:ae4::/64 with fd50::1; n2: fd10:ae4:0:1::/64 with fd50::1');
+  assert.deepEqual(out.filter((l) => l.startsWith('ip route')), [
+    'ip route replace 10.228.0.0/24 dev $DEV src 10.250.0.1', 'ip route replace fd10:ae4::/64 via fd12:ac1c::2 src fd50::1', 'ip route replace fd10:ae4:0:1::/64 via fd12:ac1c::3 src fd50::1']);
+  assert.deepEqual(out.filter((l) => l.startsWith('ip addr add')), ['ip addr add 10.250.0.1/32 dev lo 2>/dev/null || true', 'ip addr add fd50::1/128 dev lo 2>/dev/null || true']);
+  // A peer with IPv4 allowed IPs alone gets no IPv6 policies (ip xfrm refuses a policy of mixed families).
+  const v4only = xfrmPeerCommands('c', { ...peer6, allowedIPs: ['10.250.0.1/32'] }, key, dual);
+  assert.doesNotMatch(v4only, /policy add src \S+ dst fd10|policy add src fd10/);
+  assert.doesNotMatch(v4only, /route replace fd10/);
+});
