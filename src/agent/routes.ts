@@ -73,20 +73,24 @@ const BYPASS_RULE_PRIORITY = 100;
  * a table that holds only the underlay's connected route. Idempotent and never a moment without the
  * rule: routes are replaced in place and the rule is added only if missing (an agent restart, hitless
  * or not, finds it in force; deleting and re-adding it let the node's own datagrams into the tunnel).
- * netns: run there (ip -n).
+ * Both families: a tunnel between IPv6 node addresses needs it as much (its connected routes are
+ * the kernel's, IPv6 has no link scope). netns: run there (ip -n).
  */
 export function keepTunnelTrafficOnUnderlay(udpPort: number, underlayDevice: string, netns?: string): void {
-  const ip = netns ? ['ip', '-n', netns, '-4'] : ['ip', '-4'];
-  const link = run([...ip, '-j', 'route', 'show', 'dev', underlayDevice, 'scope', 'link']);
-  const routes = link.status === 0 && link.stdout.trim() ? (JSON.parse(link.stdout) as { dst: string }[]) : [];
-  for (const r of routes) mustRun([...ip, 'route', 'replace', r.dst, 'dev', underlayDevice, 'table', String(TUNNEL_BYPASS_TABLE)]);
-  const rule = bypassRule(udpPort);
-  const shown = run([...ip, '-j', 'rule', 'show', ...rule]); // lists only rules with exactly these selectors
-  if (shown.status === 0 && shown.stdout.trim() && (JSON.parse(shown.stdout) as unknown[]).length > 0) return;
-  const added = run([...ip, 'rule', 'add', ...rule]);
-  if (added.status !== 0 && !/File exists/.test(added.stderr)) { // the kernel refuses a second identical rule: someone added it meanwhile
-    throw new VeilError('ROUTE_FAILED', `keeping the tunnel's own datagrams (udp sport ${udpPort}) on the underlay failed: ${added.stderr.trim()}`,
-      "check the node's policy routing rules (ip rule)");
+  for (const fam of ['-4', '-6'] as const) {
+    const ip = netns ? ['ip', '-n', netns, fam] : ['ip', fam];
+    const link = run([...ip, '-j', 'route', 'show', 'dev', underlayDevice, ...(fam === '-4' ? ['scope', 'link'] : ['proto', 'kernel'])]);
+    const routes = link.status === 0 && link.stdout.trim() ? (JSON.parse(link.stdout) as { dst: string }[]) : [];
+    if (fam === '-6' && !routes.length) continue; // no IPv6 on the underlay (or in the kernel): no IPv6 tunnel to keep apart
+    for (const r of routes) mustRun([...ip, 'route', 'replace', r.dst, 'dev', underlayDevice, 'table', String(TUNNEL_BYPASS_TABLE)]);
+    const rule = bypassRule(udpPort);
+    const shown = run([...ip, '-j', 'rule', 'show', ...rule]); // lists only rules with exactly these selectors
+    if (shown.status === 0 && shown.stdout.trim() && (JSON.parse(shown.stdout) as unknown[]).length > 0) continue;
+    const added = run([...ip, 'rule', 'add', ...rule]);
+    if (added.status !== 0 && !/File exists/.test(added.stderr)) { // the kernel refuses a second identical rule: someone added it meanwhile
+      throw new VeilError('ROUTE_FAILED', `keeping the tunnel's own datagrams (udp sport ${udpPort}, IPv${fam.slice(1)}) on the underlay failed: ${added.stderr.trim()}`,
+        "check the node's policy routing rules (ip rule, ip -6 rule)");
+    }
   }
 }
 
@@ -95,7 +99,9 @@ function bypassRule(udpPort: number): string[] {
 }
 
 export function releaseTunnelBypass(udpPort: number, netns?: string): void {
-  const ip = netns ? ['ip', '-n', netns, '-4'] : ['ip', '-4'];
-  run([...ip, 'rule', 'del', ...bypassRule(udpPort)]);
-  run([...ip, 'route', 'flush', 'table', String(TUNNEL_BYPASS_TABLE)]);
+  for (const fam of ['-4', '-6']) {
+    const ip = netns ? ['ip', '-n', netns, fam] : ['ip', fam];
+    run([...ip, 'rule', 'del', ...bypassRule(udpPort)]);
+    run([...ip, 'route', 'flush', 'table', String(TUNNEL_BYPASS_TABLE)]);
+  }
 }

@@ -41,7 +41,7 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   assert.ok(!routes('-6').some((l) => l.includes('fd00:1::/64')));
 });
 
-test('the underlay bypass rule is kept in place, never deleted and re-added, when the agent starts again', { timeout: 60_000 }, async () => {
+test('the underlay bypass rule (both families) is kept in place, never deleted and re-added, when the agent starts again', { timeout: 60_000 }, async () => {
   const port = 51871, ipn = ['ip', '-n', bypassNs, '-4'];
   mustRun(['ip', 'netns', 'add', bypassNs]);
   mustRun([...ipn, 'link', 'add', 'veil-bp0', 'type', 'veth', 'peer', 'name', 'veil-bp1']);
@@ -49,13 +49,18 @@ test('the underlay bypass rule is kept in place, never deleted and re-added, whe
   for (const l of ['veil-bp0', 'veil-bp1', 'veil-bptun', 'veil-bptun1']) mustRun([...ipn, 'link', 'set', l, 'up']);
   mustRun([...ipn, 'addr', 'add', '10.78.0.1/24', 'dev', 'veil-bp0']);
   mustRun([...ipn, 'route', 'add', '10.78.0.2/32', 'dev', 'veil-bptun']); // node encryption: the peer's node IP into the tunnel
-  const rules = () => JSON.parse(mustRun([...ipn, '-j', 'rule', 'show', 'priority', '100'])) as { sport?: number; table?: string }[];
-  const deviceFor = (extra: string[]) => /dev (\S+)/.exec(mustRun([...ipn, 'route', 'get', '10.78.0.2', ...extra]))?.[1];
+  // The same over IPv6 (a tunnel between IPv6 node addresses): the connected route is the kernel's, without a link scope.
+  mustRun(['ip', '-n', bypassNs, '-6', 'addr', 'add', 'fd78::1/64', 'dev', 'veil-bp0', 'nodad']);
+  mustRun(['ip', '-n', bypassNs, '-6', 'route', 'add', 'fd78::2/128', 'dev', 'veil-bptun']);
+  const rules = (fam = '-4') => JSON.parse(mustRun(['ip', '-n', bypassNs, fam, '-j', 'rule', 'show', 'priority', '100'])) as { sport?: number; table?: string }[];
+  const deviceFor = (extra: string[], dst = '10.78.0.2') => /dev (\S+)/.exec(mustRun(['ip', '-n', bypassNs, 'route', 'get', dst, ...extra]))?.[1];
 
   keepTunnelTrafficOnUnderlay(port, 'veil-bp0', bypassNs);
-  assert.deepEqual(rules().map((r) => [r.sport, r.table]), [[port, String(TUNNEL_BYPASS_TABLE)]]);
+  for (const fam of ['-4', '-6']) assert.deepEqual(rules(fam).map((r) => [r.sport, r.table]), [[port, String(TUNNEL_BYPASS_TABLE)]], fam);
   assert.equal(deviceFor(['ipproto', 'udp', 'sport', String(port)]), 'veil-bp0', "the tunnel's own datagrams stay on the underlay");
   assert.equal(deviceFor([]), 'veil-bptun', 'other traffic to the node IP goes into the tunnel');
+  assert.equal(deviceFor(['ipproto', 'udp', 'sport', String(port)], 'fd78::2'), 'veil-bp0', "IPv6: the tunnel's own datagrams stay on the underlay");
+  assert.equal(deviceFor([], 'fd78::2'), 'veil-bptun', 'IPv6: other traffic to the node IP goes into the tunnel');
 
   // Every rule change the kernel announces while the agent starts twice more, between two marker rules.
   const monitor = spawn('ip', ['-n', bypassNs, 'monitor', 'rule'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -86,4 +91,5 @@ test('the underlay bypass rule is kept in place, never deleted and re-added, whe
 
   releaseTunnelBypass(port, bypassNs);
   assert.deepEqual(rules(), []);
+  assert.deepEqual(rules('-6'), []);
 });
