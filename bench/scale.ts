@@ -47,7 +47,16 @@ interface SizeFigures {
   keyChangeMaxMs: number;
   cpuUsPerEvent: number;
   steadyCpuPercent: number;
+  /** RSS over the steady window, sampled every second: median and peak. */
   rssMB: number;
+  rssPeakMB: number;
+  /** After a full collection on both threads (the agent's /memory?collect=1): RSS, and the live heaps. */
+  rssCollectedMB: number;
+  liveHeapMainMB: number;
+  liveHeapWorkerMB: number;
+  /** Heap pages V8 held just before that collection (both threads), and their young generations. */
+  heapTotalMB: number;
+  youngMB: number;
   routes: number;
 }
 
@@ -196,12 +205,26 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   console.log(`agent CPU per peer event: ${cpuUsPerEvent.toFixed(0)} µs (${burst.length} events; idle rate subtracted)`);
 
   // Steady state: only leases (keepalives) and the agent's own timers.
+  // RSS read from /proc once a second (costs the agent nothing), the heaps once at the end.
   const s0 = agent.cpuMicros(), st0 = performance.now();
-  await sleep(o.steadyS * 1000);
+  const rss: number[] = [];
+  while (performance.now() - st0 < o.steadyS * 1000) {
+    rss.push(agent.rssBytes() / 1e6);
+    await sleep(Math.min(1000, o.steadyS * 1000 - (performance.now() - st0)));
+  }
   const steadyCpuPercent = ((agent.cpuMicros() - s0) / ((performance.now() - st0) * 1000)) * 100;
-  const rssMB = agent.rssBytes() / 1e6;
-  console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s; RSS ${rssMB.toFixed(1)} MB`);
-  return { size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent, steadyCpuPercent, rssMB, routes };
+  const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
+  const held = await agent.memory(false);
+  const live = await agent.memory(true);
+  const mb = (b: number | undefined) => (b ?? 0) / 1e6;
+  const mem = {
+    rssMB, rssPeakMB, rssCollectedMB: mb(live.rssBytes), liveHeapMainMB: mb(live.main.usedBytes), liveHeapWorkerMB: mb(live.datapath?.usedBytes),
+    heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
+  };
+  console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s; RSS median ${rssMB.toFixed(1)} MB, peak ${rssPeakMB.toFixed(1)} MB; ` +
+    `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
+    `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB`);
+  return { size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent, steadyCpuPercent, ...mem, routes };
 }
 
 /** A rotation with every synthetic node acting as a real agent: it publishes the new key id after its jitter. */
@@ -358,7 +381,11 @@ function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): v
     console.log(`${String(f.size).padStart(5)}  ${String(f.convergenceMs).padStart(6)} ms  ${String(f.keyChangeP50Ms).padStart(5)}/${String(f.keyChangeP99Ms).padEnd(6)}  ${f.cpuUsPerEvent.toFixed(0).padStart(8)} (${base ? (f.cpuUsPerEvent / base.cpuUsPerEvent).toFixed(2) : '-'}×)  ${f.steadyCpuPercent.toFixed(2).padStart(10)}  ${f.rssMB.toFixed(1).padStart(6)}`);
   }
   const lo = figures.find((f) => f.size === 1000) ?? figures.at(-2), hi = figures.at(-1);
-  if (lo && hi && hi !== lo) console.log(`memory slope ${lo.size}->${hi.size}: ${(((hi.rssMB - lo.rssMB) * 1e6) / (hi.size - lo.size) / 1024).toFixed(2)} KB/peer`);
+  if (lo && hi && hi !== lo) {
+    const slope = (k: 'rssMB' | 'rssPeakMB' | 'rssCollectedMB' | 'liveHeapMainMB' | 'liveHeapWorkerMB') => ((((hi[k] - lo[k]) * 1e6) / (hi.size - lo.size)) / 1024).toFixed(2);
+    console.log(`memory slope ${lo.size}->${hi.size}, KB per peer: RSS (median of the steady window) ${slope('rssMB')} [the target's figure], RSS peak ${slope('rssPeakMB')}, ` +
+      `RSS after a full collection ${slope('rssCollectedMB')}; live heap main ${slope('liveHeapMainMB')}, worker ${slope('liveHeapWorkerMB')}`);
+  }
   if (rot) console.log(`rotation across ${rot.peers} peers: ${rot.pingsLost}/${rot.pingsSent} pings lost, ${rot.ruleViolations.length} rule violations in ${rot.samples} samples, all moved in ${rot.completedMs} ms`);
   if (failures.length) console.log(`\n${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);
 }

@@ -2,7 +2,7 @@
 // `veil` reads them), and from /proc its CPU time (every thread, nanoseconds) and resident memory.
 import { request } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
-import type { IpsecSasReport } from '../../src/agent/api.js';
+import { AGENT_API, type AgentMemory, type IpsecSasReport } from '../../src/agent/api.js';
 
 export class AgentView {
   constructor(readonly node: string, readonly pid: number, private readonly socketPath: string) {}
@@ -30,6 +30,11 @@ export class AgentView {
     if (keys) q.set('keys', '1');
     if (peer) q.set('peer', peer);
     return this.get(`/ipsec/sas?${q}`);
+  }
+
+  /** The agent's RSS and both threads' heaps; `collect`: after a full garbage collection on both. */
+  memory(collect: boolean): Promise<AgentMemory> {
+    return this.get(`${AGENT_API.memory}${collect ? '?collect=1' : ''}`);
   }
 
   /** Peers in the datapath (a cheap question: one peer's SAs are listed, the count is of all). */

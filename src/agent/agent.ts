@@ -1,7 +1,7 @@
 // The node agent: learns its node through a node source, runs one encryption mode over one
 // tunnel, follows its peers (reconcile, don't script), publishes its own fields when they change,
 // keeps its liveness lease, and serves status and metrics.
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ensurePrivateDir } from '../util/private-files.js';
 import type { LeaseHandle, Registry } from '../control/registry.js';
@@ -12,7 +12,8 @@ import { Health } from './health.js';
 import { registryInputs, type AgentInputs } from './agent-inputs.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
-import type { EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
+import type { AgentMemory, EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
+import { heapFigures } from '../util/heap-figures.js';
 import { RegistryNodeSource } from './registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
 import { ciliumModeName, parseDuration, type Settings } from './settings.js';
@@ -307,6 +308,15 @@ export class Agent {
 
   async encryptStatus(): Promise<EncryptStatus> {
     return this.mustRun().encryptStatus(this.source.published()?.encryptionKey);
+  }
+
+  /** GET /memory: both threads' heaps (the worker's first, so a collection there also shows in the RSS read after), then the process's RSS. */
+  async memory(collect: boolean): Promise<AgentMemory> {
+    const datapath = await this.running?.tunnel.workerMemory(collect);
+    const main = heapFigures(collect);
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+    return { rssBytes: kB('VmRSS'), rssAnonBytes: kB('RssAnon'), main, ...(datapath && { datapath }) };
   }
 
   mustTunnel(): Tunnel<'wireguard'> | Tunnel<'esp'> {

@@ -9,6 +9,7 @@ import type { DropReason } from '../wireguard/stats.js';
 import type { HealthCheck, HealthState } from './health.js';
 import type { PeerHealth } from './health-prober.js';
 import type { CiliumModeName } from './settings.js';
+import type { HeapFigures } from '../util/heap-figures.js';
 
 export const AGENT_API = {
   healthz: '/healthz',
@@ -16,7 +17,19 @@ export const AGENT_API = {
   metrics: '/metrics',
   /** ?keys=1 adds key material (the socket is root's alone); ?peer=NAME: that peer's SAs only. */
   ipsecSas: '/ipsec/sas',
+  /** ?collect=1: a full garbage collection on both threads first (live heap only; costs tens of ms of CPU). */
+  memory: '/memory',
 } as const;
+
+/** GET /memory: the agent process's resident memory (from /proc) and each thread's V8 heap. */
+export interface AgentMemory {
+  /** VmRSS and its anonymous part (heaps, native allocations; the rest is mapped files: code). */
+  rssBytes: number;
+  rssAnonBytes: number;
+  main: HeapFigures;
+  /** Absent while no tunnel runs. */
+  datapath?: HeapFigures;
+}
 
 /** Cilium's spelling of the modes (`cilium encrypt status`), or none. */
 export type EncryptionModeName = 'Disabled' | CiliumModeName;

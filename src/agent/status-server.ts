@@ -53,6 +53,7 @@ export class StatusServer {
         return json(await this.ipsecSas(q.get('keys') === '1', q.get('peer') ?? undefined));
       }
       case AGENT_API.healthz: return json(this.healthz());
+      case AGENT_API.memory: return json(await this.agent.memory(new URLSearchParams(query).get('collect') === '1'));
       default: throw new VeilError('NOT_FOUND', `no such path ${path}`);
     }
   }

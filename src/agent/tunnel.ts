@@ -8,6 +8,7 @@ import { UdpSocket } from '../datapath/udp-socket.js';
 import { RawEspSocket } from '../datapath/raw-esp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
+import type { HeapFigures } from '../util/heap-figures.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
@@ -151,6 +152,11 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   /** A request to the datapath worker (status, counters). */
   request<R extends RequestOf<ProtocolOf[K]>>(msg: R): Promise<ReplyTo<ProtocolOf[K], R>> {
     return this.host.request(msg);
+  }
+
+  /** The datapath worker's heap (the agent's /memory). */
+  workerMemory(collect: boolean): Promise<HeapFigures> {
+    return this.host.memory(collect);
   }
 
   /** What the worker and the routing table hold, as last applied: spec by identity, route source by prefix. */

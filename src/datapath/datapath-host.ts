@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { VeilError } from '../util/errors.js';
-import type { ControlEnvelope, EngineKind, EngineResume, EngineStateOf, HandoverRequest, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerInit, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EngineKind, EngineResume, EngineStateOf, HandoverRequest, MemoryRequest, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerInit, WorkerMessage } from './messages.js';
+import type { HeapFigures } from '../util/heap-figures.js';
 
 const WORKER_JS = join(dirname(fileURLToPath(import.meta.url)), 'datapath-worker.js');
 
@@ -48,7 +49,7 @@ export class DatapathHost<K extends EngineKind> {
     return this.send(request, timeoutMs) as Promise<ReplyTo<ProtocolOf[K], R>>; // the engine's control() answers R with this type
   }
 
-  private send(request: RequestOf<ProtocolOf[K]> | StopRequest | HandoverRequest, timeoutMs: number): Promise<unknown> {
+  private send(request: RequestOf<ProtocolOf[K]> | StopRequest | HandoverRequest | MemoryRequest, timeoutMs: number): Promise<unknown> {
     if (this.exited) return Promise.reject(new VeilError('DATAPATH_EXITED', 'the datapath worker is not running'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -63,6 +64,11 @@ export class DatapathHost<K extends EngineKind> {
       const envelope: ControlEnvelope<RequestOf<ProtocolOf[K]>> = { id, request };
       this.worker.postMessage(envelope);
     });
+  }
+
+  /** The worker thread's heap, after a full collection there if `collect`. */
+  memory(collect: boolean): Promise<HeapFigures> {
+    return this.send({ type: 'memory', collect }, 10_000) as Promise<HeapFigures>; // the loop answers 'memory' with this
   }
 
   /**

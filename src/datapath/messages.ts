@@ -279,10 +279,13 @@ export interface StopRequest { type: 'stop' }
  */
 export interface HandoverRequest { type: 'handover' }
 
+/** The loop answers this one too: the worker thread's heap (HeapFigures), after a full collection if asked. */
+export interface MemoryRequest { type: 'memory'; collect: boolean }
+
 /** Agent to worker. */
 export interface ControlEnvelope<Request extends { type: string } = RequestOf<WireGuardProtocol> | RequestOf<EspProtocol>> {
   id: number;
-  request: Request | StopRequest | HandoverRequest;
+  request: Request | StopRequest | HandoverRequest | MemoryRequest;
 }
 
 export interface ControlError {

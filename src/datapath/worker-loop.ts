@@ -5,7 +5,8 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/addon.js';
 import type { DatapathEngine } from './engine.js';
-import type { ControlEnvelope, EspProtocol, HandoverRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EspProtocol, HandoverRequest, MemoryRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
+import { heapFigures } from '../util/heap-figures.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
@@ -34,6 +35,10 @@ export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine:
         port.postMessage(handOver(engine, env.id));
         continue;
       }
+      if (isMemory(env.request)) {
+        port.postMessage({ type: 'reply', id: env.id, ok: true, value: heapFigures(env.request.collect) } satisfies WorkerMessage);
+        continue;
+      }
       if (isStop(env.request)) {
         // Close before answering: the host terminates this thread as soon as the answer arrives,
         // and close() is what writes the exact replay tops of a clean stop.
@@ -59,6 +64,10 @@ function isStop(request: { type: string }): request is StopRequest {
   return request.type === 'stop';
 }
 
+function isMemory(request: { type: string }): request is MemoryRequest {
+  return request.type === 'memory';
+}
+
 function isHandover(request: { type: string }): request is HandoverRequest {
   return request.type === 'handover';
 }
@@ -76,7 +85,7 @@ function handOver<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEng
 }
 
 function answer<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, env: ControlEnvelope<RequestOf<P>>): WorkerMessage {
-  const request = env.request as RequestOf<P> | StopRequest; // handover requests never come here
+  const request = env.request as RequestOf<P> | StopRequest; // handover and memory requests never come here
   try {
     return { type: 'reply', id: env.id, ok: true, value: isStop(request) ? null : engine.control(request) };
   } catch (e) {

@@ -1,0 +1,40 @@
+// One thread's V8 heap, as numbers: what the agent's /memory answers for its main thread and its
+// datapath worker. With `collect`, a full garbage collection runs first, so `usedBytes` is the
+// live heap (what the state costs) rather than live heap plus garbage not yet collected.
+import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** A thread's heap (bytes); after a full collection when `collected`. */
+export interface HeapFigures {
+  collected: boolean;
+  /** Objects on the V8 heap (live ones only when collected). */
+  usedBytes: number;
+  /** The pages V8 holds for its heap (what it costs in resident memory, at most). */
+  totalBytes: number;
+  /** Of totalBytes, the young generation's (new space): it grows under bursts of short-lived objects. */
+  youngBytes: number;
+  /** Memory outside the heap that V8 knows of: ArrayBuffers' backing stores, the isolate's own allocations. */
+  externalBytes: number;
+  mallocedBytes: number;
+}
+
+let collectGarbage: (() => void) | undefined;
+
+/** The isolate's gc(): exposed once (the flag is process-wide), taken from a fresh context, which then has it. */
+function fullCollection(): void {
+  if (!collectGarbage) {
+    setFlagsFromString('--expose-gc');
+    collectGarbage = runInNewContext('gc') as () => void;
+  }
+  collectGarbage();
+}
+
+export function heapFigures(collect: boolean): HeapFigures {
+  if (collect) fullCollection();
+  const h = getHeapStatistics();
+  return {
+    collected: collect, usedBytes: h.used_heap_size, totalBytes: h.total_heap_size,
+    youngBytes: getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
+    externalBytes: h.external_memory, mallocedBytes: h.malloced_memory,
+  };
+}
