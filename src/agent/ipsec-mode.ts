@@ -18,7 +18,8 @@ import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
-import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
+import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
+import { forgetUnmarked } from '../util/forget-unmarked.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { IpsecEncryptStatus } from './api.js';
 
@@ -32,13 +33,20 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * Each peer's derived SA keys, by key and tunnel ends: a pass derives only for a peer that is new,
    * rebooted (a new boot id) or under a new key, not for every peer (two HMACs per key each).
    */
-  private derived = new Map<string, { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[]>();
+  private derived = new Map<string, { pass: number; list: { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[] }>();
   /**
    * Each peer's spec as the last pass made it, and from what: the same peer object (the node source
    * keeps it until the node changes), keys and published key id give the same spec object, which
    * the tunnel tells unchanged by identity (a pass over 5,000 peers builds and compares no spec).
    */
-  private specs = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec }>();
+  private specs = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec; pass: number }>();
+  /**
+   * The route object of each prefix. These three maps are kept and marked pass after pass
+   * (forget-unmarked.ts), so a pass allocates nothing per unchanged peer: made anew, with the
+   * routes and probes, they were ~3 MB of garbage per event at 5,000 peers.
+   */
+  private routeOf = new Map<string, { route: TunnelPrefix; pass: number }>();
+  private passes = 0;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
 
@@ -139,15 +147,14 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const local = { ip: this.ctx.node.internalIPs[0]!, bootId: this.ctx.node.bootID };
     const specs: EspPeerSpec[] = [];
     const problems = new Map<string, string>();
-    const derived = new Map<string, { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[]>();
-    const made = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec }>();
+    const pass = ++this.passes;
     for (const p of peers) {
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
       const last = this.specs.get(p.name);
-      if (last && last.peer === p && last.localSpi === localSpi && last.keys.length === keys.length && last.keys.every((k, i) => k === keys[i])) {
+      if (last && last.peer === p && last.localSpi === localSpi && sameKeys(last.keys, keys)) {
         specs.push(last.spec);
-        made.set(p.name, last);
-        derived.set(p.name, this.derived.get(p.name)!);
+        last.pass = pass;
+        this.derived.get(p.name)!.pass = pass;
         continue;
       }
       if (p.external && !p.encryptionKey) {
@@ -156,7 +163,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       }
       const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [...p.podCIDRs], outbound: [], inbound: [], activeSpi: 0 };
       try {
-        const had = this.derived.get(p.name) ?? [];
+        const had = this.derived.get(p.name)?.list ?? [];
         const now: typeof had = [];
         for (const k of keys) {
           const remote = { ip: p.internalIP, bootId: p.bootID };
@@ -165,7 +172,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
           spec.outbound.push({ spi: k.spi, transform: t.out });
           spec.inbound.push({ spi: k.spi, transform: t.in });
         }
-        derived.set(p.name, now);
+        this.derived.set(p.name, { pass, list: now });
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;
@@ -173,15 +180,25 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       const spi = pairSpi(localSpi, p.encryptionKey ?? 0);
       spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
       specs.push(spec);
-      made.set(p.name, { peer: p, keys, localSpi, spec });
+      this.specs.set(p.name, { peer: p, keys, localSpi, spec, pass });
     }
-    this.derived = derived; // peers gone and keys retired are forgotten
-    this.specs = made;
+    forgetUnmarked(this.derived, pass); // peers gone and keys retired are forgotten
+    forgetUnmarked(this.specs, pass);
+    const routes: TunnelPrefix[] = [];
+    const probes = new Map<string, string>();
+    for (const p of peers) {
+      if (!p.external) probes.set(p.name, p.podGateway);
+      for (const prefix of p.podCIDRs) {
+        let r = this.routeOf.get(prefix);
+        if (r?.pass === pass) continue; // a prefix twice: once
+        if (r) r.pass = pass;
+        else this.routeOf.set(prefix, r = { route: { prefix }, pass });
+        routes.push(r.route);
+      }
+    }
+    forgetUnmarked(this.routeOf, pass);
     return {
-      datapathPeers: specs,
-      routes: [...new Set(peers.flatMap((p) => p.podCIDRs))].map((prefix) => ({ prefix })),
-      probes: new Map(peers.filter((p) => !p.external).map((p) => [p.name, p.podGateway])),
-      problems,
+      datapathPeers: specs, routes, probes, problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
       publish: { annotations: {}, encryptionKey: current.spi },
     };
@@ -230,4 +247,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.secretWatch?.stop();
   }
+}
+
+/** The same keys in the same order (a loop: a closure per peer and pass is garbage at 5,000 peers). */
+function sameKeys(a: IpsecKey[], b: IpsecKey[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

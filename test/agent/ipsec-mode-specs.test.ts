@@ -47,7 +47,12 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
     assert.deepEqual([...d.problems], []);
     assert.equal(d.datapathPeers.length, peers.length, 'a spec per peer');
     const f = await fresh();
-    try { assert.deepEqual(d.datapathPeers, f.desired(peers, published).datapathPeers); } finally { f.stop(); }
+    try {
+      const scratch = f.desired(peers, published);
+      assert.deepEqual(d.datapathPeers, scratch.datapathPeers);
+      assert.deepEqual(d.routes, scratch.routes, 'the same routes (a prefix once)');
+      assert.deepEqual([...d.probes], [...scratch.probes], 'the same probes');
+    } finally { f.stop(); }
     return d.datapathPeers;
   };
   try {
@@ -61,6 +66,15 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
     const next = await check(moved, 3);
     assert.deepEqual(next.map((s, i) => s === first[i]), [true, false, true]);
     assert.notDeepEqual(next[1], first[1], 'new derived keys');
+
+    // a peer gone, then back under the same name; a prefix two peers claim is routed once
+    assert.equal((await check([moved[0]!, moved[2]!], 3)).length, 2);
+    const back = await check(moved, 3);
+    assert.ok(back[1] !== next[1], 'a peer that went is made anew when it comes back');
+    const shared = { ...peer(4), podCIDRs: [...peer(1).podCIDRs, '10.99.0.0/24'] };
+    await check([...moved, shared], 3);
+    assert.deepEqual(mode.desired([...moved, shared], 3).routes.map((r) => r.prefix), [...moved.map((p) => p.podCIDRs[0]), '10.99.0.0/24']);
+    assert.deepEqual(mode.desired(moved, 3).routes.map((r) => r.prefix), moved.map((p) => p.podCIDRs[0]), 'a prefix no peer claims is no longer routed');
 
     // this node published another key id: every pairing is decided again
     const published = await check(moved, 4);
