@@ -186,12 +186,11 @@ async function leaveAndRejoin(i: number, reg: Registry, mode: 'ipsec' | 'wiregua
   return { leftAt, rejoinAt };
 }
 
-async function chaosRun(mode: 'ipsec' | 'wireguard'): Promise<void> {
+async function chaosRun(mode: 'ipsec' | 'wireguard', reg: Registry): Promise<void> {
   const t0 = Date.now();
   if (mode === 'ipsec') ok(veil('install', '--encryption', 'ipsec', '--generate-key'));
   else ok(veil('install', '--encryption', 'wireguard'));
   ok(veil('status', '--wait', '--wait-duration', '60s'));
-  const reg = openRegistry(lab.cluster);
   const captures: Capture[] = await Promise.all(lab.nodes.map((n) => lab.capture(n, 'eth0', 'not tcp port 2379')));
   const tunnelCapture = await lab.capture(lab.nodes[1]!, mode === 'ipsec' ? 'veil_ipsec0' : 'veil_wg0', 'icmp'); // the marker's positive control
   const pingers = startPingers();
@@ -288,14 +287,14 @@ async function chaosRun(mode: 'ipsec' | 'wireguard'): Promise<void> {
   console.log(`# ${mode}: worst gap ${(worst.gap / 1000).toFixed(1)} s on ${worst.pair} after "${before?.kind ?? 'start'}"${before?.node !== undefined ? ` on ${lab.nodes[before.node]}` : ''}; a rejoined node answered all pairs within ${(rejoinWorst / 1000).toFixed(1)} s; ${replayDrops.sent} datagrams replayed, 0 accepted; 0 markers`);
   assert.ok(worst.gap <= RECOVERY_BOUND_MS, `pair ${worst.pair} had no answer for ${worst.gap} ms (bound ${RECOVERY_BOUND_MS} ms)`);
   assert.ok(rejoinWorst <= RECOVERY_BOUND_MS, `the rejoined node took ${rejoinWorst} ms (bound ${RECOVERY_BOUND_MS} ms)`);
-  reg.close();
   ok(veil('uninstall'));
 }
 
 /** One mode's run; when it fails, the agents' last log lines (for the post-mortem a CI run allows) and an uninstall, so the next mode starts from a lab without veil. */
 async function chaosTest(mode: 'ipsec' | 'wireguard'): Promise<void> {
+  const reg = openRegistry(lab.cluster);
   try {
-    await chaosRun(mode);
+    await chaosRun(mode, reg);
   } catch (e) {
     for (const node of lab.nodes) {
       const log = join(lab.home, 'clusters', lab.cluster, 'nodes', node, 'agent.log');
@@ -304,6 +303,8 @@ async function chaosTest(mode: 'ipsec' | 'wireguard'): Promise<void> {
     }
     veil('uninstall');
     throw e;
+  } finally {
+    reg.close();
   }
 }
 
