@@ -4,7 +4,7 @@
 // needs no right to read Secrets through the API.
 import type { Registry, RegistryObject, Watch } from '../control/registry.js';
 import type { Settings } from './settings.js';
-import { mustReadSettings } from './install-state.js';
+import { INSTALL_CONFIGMAP, mustReadSettings } from './install-state.js';
 
 export interface SecretSource {
   /** The secret as a registry object (data base64), or undefined when it does not exist. */
@@ -22,6 +22,12 @@ export interface AgentInputs {
   /** The install settings; fails with NOT_INSTALLED when there are none. */
   settings(): Promise<Settings>;
   secrets: SecretSource;
+  /**
+   * Calls onUninstalled once the install settings are gone (an uninstall, or a failed install rolled
+   * back), also when they went before the watch began. Absent where the agent's own removal ends it
+   * (Kubernetes: uninstall deletes the DaemonSet).
+   */
+  watchUninstall?(onUninstalled: () => void): Promise<Watch>;
   close(): void;
 }
 
@@ -46,5 +52,16 @@ export function registrySecrets(reg: Registry): SecretSource {
 
 /** The inputs of an agent on a registry (etcd or embedded). */
 export function registryInputs(reg: Registry): AgentInputs & { registry: Registry } {
-  return { registry: reg, settings: () => mustReadSettings(reg), secrets: registrySecrets(reg), close: () => reg.close() };
+  return {
+    registry: reg, settings: () => mustReadSettings(reg), secrets: registrySecrets(reg), close: () => reg.close(),
+    async watchUninstall(onUninstalled) {
+      let told = false;
+      const tell = () => { if (!told) { told = true; onUninstalled(); } };
+      const w = await reg.watch('ConfigMap', await reg.revision(), (ev) => {
+        if (ev.object.metadata.name === INSTALL_CONFIGMAP && ev.type === 'DELETED') tell();
+      });
+      if (!(await reg.get('ConfigMap', INSTALL_CONFIGMAP))) tell(); // deleted before the watch began
+      return w;
+    },
+  };
 }

@@ -4,7 +4,7 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ensurePrivateDir } from '../util/private-files.js';
-import type { LeaseHandle, Registry } from '../control/registry.js';
+import type { LeaseHandle, Registry, Watch } from '../control/registry.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { veilVersion } from '../util/version.js';
@@ -29,6 +29,8 @@ import { UnderlayScreen } from './peer-admission.js';
 import { readUnderlayFacts } from './underlay-routes.js';
 import { TUNNEL_DEVICES } from './installer.js';
 import type { AgentRuns } from './agent-runs.js';
+import { removeTunnelState } from './node-teardown.js';
+import { replacedRoutesPath } from './replaced-routes.js';
 import { resumeHandedOverDatapath, stopResumed, storeDatapath, type ResumedDatapath } from './datapath-handover.js';
 
 /** The liveness lease: renewed every TTL/3; a dead agent's node is NotReady within the TTL. */
@@ -181,6 +183,9 @@ export class Agent {
   private stopped = false;
   private startError?: string;
   private inputs?: AgentInputs;
+  private uninstallWatch?: Watch;
+  /** The install settings are gone (runAgent then stops the agent with a teardown and exits). */
+  onUninstalled?: () => void;
 
   constructor(private readonly opts: AgentOptions, source?: NodeSource) {
     this.log = createLogger({ node: opts.node });
@@ -231,7 +236,7 @@ export class Agent {
     const resumed = this.opts.resumed; // the tunnel takes it over; until it does, stop() stops it
     try {
       this.running = await openMode(ctx, {
-        cryptoThreads: settings['datapath.cryptoThreads'], probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
+        cryptoThreads: settings['datapath.cryptoThreads'], replacedRoutesFile: replacedRoutesPath(stateDir), probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
         onWorkerError: (e) => { this.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); this.log.error('datapath worker failed', { error: errorMessage(e) }); },
         resumed,
         onHandover: (o) => {
@@ -249,6 +254,7 @@ export class Agent {
       (e) => this.log.error('cannot renew the liveness lease: peers will see this node as gone', { error: errorMessage(e) }));
     await this.source.watchPeers(() => this.queueReconcile());
     await this.reconcileNow();
+    this.uninstallWatch = await inputs.watchUninstall?.(() => this.onUninstalled?.());
     this.log.info('agent ready', { device: this.running.mode.device });
 
     this.timers.push(setInterval(() => { void this.publish().catch((e) => this.log.warn('publish failed', { error: errorMessage(e) })); }, PUBLISH_CHECK_INTERVAL_MS));
@@ -427,14 +433,21 @@ export class Agent {
    * datapath keeps moving packets until everything else is done, and then hands its fds and state
    * to the fd store for the next agent: the gap is as short as it can be.
    */
-  async stop(opts: { handOver?: boolean } = {}): Promise<void> {
+  async stop(opts: { handOver?: boolean; teardown?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.uninstallWatch?.stop();
     await this.reconciling.catch(() => undefined);
-    const handOver = opts.handOver && this.opts.notifySocket && this.running && !this.startError ? this.opts.notifySocket : undefined;
+    const handOver = opts.handOver && !opts.teardown && this.opts.notifySocket && this.running && !this.startError ? this.opts.notifySocket : undefined;
     if (!handOver) {
       try { await this.running?.stop(); } catch (e) { this.log.warn('datapath stop failed', { error: errorMessage(e) }); }
+    }
+    if (opts.teardown) {
+      // uninstalled: the host goes back to its plaintext routing, as it was before veil
+      const failed = removeTunnelState({ replacedRoutesFile: replacedRoutesPath(this.opts.stateDir) });
+      if (failed.length) this.log.warn('some routes the tunnel replaced could not be put back', { failed });
+      this.log.info('tunnel removed: devices, fail-closed routes and rules gone, the replaced routes put back');
     }
     await stopResumed(this.opts.resumed); // resumed, but the start failed before the tunnel took it
     if (this.self) {
@@ -443,7 +456,7 @@ export class Agent {
     }
     // A clean stop lets the lease lapse (within its TTL) rather than deleting it: an agent restarted
     // meanwhile takes it over and its peers never drop it. A failed start gives it up at once.
-    if (this.startError) { try { await this.lease?.release(); } catch { /* it lapses by itself within its TTL */ } }
+    if (this.startError || opts.teardown) { try { await this.lease?.release(); } catch { /* it lapses by itself within its TTL */ } }
     await this.server?.close();
     await this.metricsServer?.close();
     await this.apiServer?.close();
@@ -474,7 +487,10 @@ export async function resumeDatapathEarly(node: string, notifySocket: string | u
   return 'resumed' in r ? r.resumed : undefined;
 }
 
-/** `veil agent run`: runs until SIGTERM/SIGINT. */
+/** The agent's exit status after an uninstall took its settings away (systemd's Restart=on-failure starts it again). */
+export const EXIT_UNINSTALLED = 1;
+
+/** `veil agent run`: runs until SIGTERM/SIGINT, or until veil is uninstalled. */
 export async function runAgent(opts: AgentOptions, source?: NodeSource): Promise<number> {
   process.title = `veil-agent-${opts.node}`;
   // The service manager's fd store (systemd's sd_notify protocol): for this process, not its children.
@@ -490,6 +506,11 @@ export async function runAgent(opts: AgentOptions, source?: NodeSource): Promise
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  agent.onUninstalled = () => {
+    // As at a start without an install: exit 1, and the service manager's restarts wait for the next install.
+    agent.log.warn('veil was uninstalled (the install settings are gone): removing the tunnel and exiting');
+    void agent.stop({ teardown: true }).then(() => done(EXIT_UNINSTALLED), () => done(1));
+  };
   try {
     await agent.start();
   } catch (e) {

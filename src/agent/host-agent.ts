@@ -17,6 +17,8 @@ import { stopResumed } from './datapath-handover.js';
 import { mustReadSettings } from './install-state.js';
 import { recordAgentExit, recordAgentStart, type AgentRuns } from './agent-runs.js';
 import { ensurePrivateDir } from '../util/private-files.js';
+import { removeTunnelState } from './node-teardown.js';
+import { replacedRoutesPath } from './replaced-routes.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { WG_PORT } from './wireguard-mode.js';
 
@@ -141,6 +143,9 @@ export async function runHostAgent(cfg: HostAgentConfig, opts: HostAgentOptions 
     }
   } catch (e) {
     await stopResumed(resumed); // its worker would keep this process from exiting
+    // Not installed (an uninstall or a rolled-back install while this agent was down): whatever
+    // tunnel an agent before left here goes, and the host routes in plaintext as before veil.
+    if (e instanceof VeilError && e.code === 'NOT_INSTALLED') removeTunnelState({ replacedRoutesFile: replacedRoutesPath(cfg.stateDir) });
     ended(1, errorMessage(e)); // main exits 1 with the reason
     throw e;
   }

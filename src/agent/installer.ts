@@ -3,7 +3,7 @@
 // the installer's business: the lab starts its nodes' agents (src/lab/agents.ts), a real host
 // runs its agent under systemd.
 import type { Registry, RegistryObject } from '../control/registry.js';
-import { VeilError } from '../util/errors.js';
+import { VeilError, errorMessage } from '../util/errors.js';
 import { clearSettings, readSettings, writeSettings } from './install-state.js';
 import { agentStatusOf, leasesByName, nodeReady } from './registry-node-source.js';
 import type { Settings } from './settings.js';
@@ -33,6 +33,57 @@ export async function hostInstall(reg: Registry, settings: Settings, timeoutMs: 
   const nodes = await reg.list('Node');
   if (nodes.length) await waitReady(reg, timeoutMs, progress);
   return nodes;
+}
+
+/** How long a rolled-back host install waits for the agents to remove their tunnels and let go of their leases. */
+export const HOST_ROLLBACK_WAIT_MS = 60_000;
+
+/**
+ * `veil install` on hosts, all or nothing: when the wait fails, the settings this install wrote are
+ * taken back. A cluster that was not installed loses them: every running agent sees its settings
+ * go, removes its tunnel (device, fail-closed routes, the plaintext routes it replaced put back)
+ * and lets go of its lease; once all have (at most rollbackWaitMs), what they published is
+ * removed. One that was installed gets its previous settings back. The error says what was undone
+ * (the caller removes the secrets it made).
+ */
+export async function hostInstallAtomic(reg: Registry, settings: Settings, timeoutMs: number, progress?: (ready: number, total: number, notReady: string[]) => void,
+  rollbackWaitMs = HOST_ROLLBACK_WAIT_MS): Promise<RegistryObject[]> {
+  const before = await readSettings(reg);
+  try {
+    return await hostInstall(reg, settings, timeoutMs, progress);
+  } catch (e) {
+    if (e instanceof VeilError && e.code === 'ALREADY_INSTALLED') throw e; // nothing was written
+    let undone: string;
+    try {
+      if (before) {
+        await writeSettings(reg, before);
+        undone = 'the previous settings are back';
+      } else {
+        await clearSettings(reg);
+        const holding = await leasesGone(reg, rollbackWaitMs);
+        if (holding.length) {
+          undone = `the install was rolled back, but the agents on ${holding.join(', ')} have not let go of their leases in ${Math.round(rollbackWaitMs / 1000)}s: look at 'journalctl -u veil-agent' there, then run 'veil uninstall'`;
+        } else {
+          await uninstall(reg);
+          undone = 'the install was rolled back: its settings are removed, and every agent removed its tunnel (devices, fail-closed routes) and put its plaintext routes back';
+        }
+      }
+    } catch (r) {
+      undone = `rolling it back failed too (${errorMessage(r)}): run 'veil uninstall'`;
+    }
+    if (e instanceof VeilError) throw new VeilError(e.code, `${e.message}; ${undone}`, e.hint);
+    throw new VeilError('INSTALL_FAILED', `${errorMessage(e)}; ${undone}`);
+  }
+}
+
+/** Waits until no agent holds a lease (at most ms); returns the nodes whose agents still do. */
+async function leasesGone(reg: Registry, ms: number): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const holding = (await reg.list('Lease')).map((l) => l.metadata.name);
+    if (!holding.length || Date.now() > deadline) return holding;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 async function storeSettings(reg: Registry, settings: Settings): Promise<void> {

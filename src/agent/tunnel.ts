@@ -17,6 +17,7 @@ import type { OwnNode } from './node-source.js';
 import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
 import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
 import { makeSnapshot, sameEngineInit, type DatapathSnapshot, type EngineInitOf } from '../datapath/datapath-snapshot.js';
+import { ReplacedRoutes } from './replaced-routes.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, steerIntoTunnel } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
@@ -77,6 +78,8 @@ export interface TunnelOptions {
   resumed?: ResumedDatapath;
   /** What became of `resumed`: taken (gapMs: no packet moved that long), or the reason it was not (then the tunnel starts cold). */
   onHandover?: (outcome: { resumed: true; gapMs: number; restarted: boolean } | { resumed: false; reason: string }) => void;
+  /** Where the routes that steering replaces are recorded, for an uninstall to put back (replaced-routes.ts). */
+  replacedRoutesFile?: string;
 }
 
 /** The datapath a stopping tunnel hands over: its fds and the snapshot of its state. */
@@ -93,6 +96,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     private readonly udp: UdpSocket,
     private readonly host: DatapathHost<K>,
     private readonly prober: HealthProber,
+    private readonly replaced?: ReplacedRoutes,
   ) {}
 
   static async open<K extends EngineKind>(node: OwnNode, p: TunnelParams<K>, o: TunnelOptions): Promise<Tunnel<K>> {
@@ -124,7 +128,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       }
       const prober = new HealthProber(node.name, node.podGateway, o.probeIntervalMs);
       await prober.start();
-      return new Tunnel(p.device, tun, udp, host, prober);
+      return new Tunnel(p.device, tun, udp, host, prober, o.replacedRoutesFile ? new ReplacedRoutes(o.replacedRoutesFile, p.device) : undefined);
     } catch (e) {
       await host?.stop().catch(() => undefined);
       await resumed?.host.stop().catch(() => undefined); // not taken over yet (a stopped one returns at once)
@@ -208,6 +212,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       steer.push(r);
     }
     const toSteer = whole ? d.routes : steer;
+    if (toSteer.length) this.replaced?.recordBefore(toSteer.map((r) => r.prefix)); // the routes a steer replaces, for an uninstall
     if (toSteer.length) steerIntoTunnel(toSteer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
     const stale = forgetUnmarked(this.routed, pass);
     if (whole) for (const p of prefixesOnDevice(this.device)) if (!this.routed.has(p)) stale.push(p);

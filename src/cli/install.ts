@@ -6,7 +6,7 @@ import { stringify as toYaml } from 'yaml';
 import { DEFAULT_IMAGE, renderManifests } from '../agent/kubernetes-manifests.js';
 import { labInstallAtomic } from '../lab/agents.js';
 import { API_TOKEN_SECRET, ensureApiToken } from '../agent/api-token.js';
-import { hostInstall } from '../agent/installer.js';
+import { hostInstallAtomic } from '../agent/installer.js';
 import { VeilError } from '../util/errors.js';
 import { createIpsecKeySecret, emptyKeys, readIpsecKeySecret } from '../keys/ipsec-key-secret.js';
 import { parseKeyFile } from '../keys/ipsec-keyfile.js';
@@ -105,7 +105,13 @@ then waits for the DaemonSet's rollout and every node's agent. --dry-run -o yaml
       const progress = (ready: number, total: number) => console.log(`${ui.wait} Waiting for agents: ${ready}/${total} ready`);
       if (!isLabCluster(cluster)) {
         // real hosts: their agents run under systemd and read the settings from the registry
-        const nodes = await hostInstall(reg, settings, timeout, progress);
+        let nodes;
+        try {
+          nodes = await hostInstallAtomic(reg, settings, timeout, progress);
+        } catch (e) {
+          for (const s of createdSecrets) await reg.delete('Secret', s).catch(() => undefined);
+          throw e;
+        }
         console.log(nodes.length
           ? `${ui.ok} veil was successfully installed! ${type === 'wireguard' ? 'WireGuard' : 'IPsec'} encryption is on for all ${nodes.length} registered nodes.`
           : `${ui.ok} settings stored: every host's agent ('veil agent run', deploy/systemd/veil-agent.service) uses them when it starts`);

@@ -12,7 +12,7 @@ import { createPod, deletePod, execInPod, execOnNode } from '../lab/pods.js';
 import { formatAge, nodeRoles, nodeSpec, podSpec } from '../lab/objects.js';
 import { leasesByName } from '../agent/registry-node-source.js';
 import { listNetns } from '../lab/netns.js';
-import { agentCommand, agentLogPath, agentPidName, labNodeReady } from '../lab/agents.js';
+import { agentCommand, agentLogPath, agentPidName, agentStopPostCommand, labNodeReady } from '../lab/agents.js';
 import { superviseAgent } from '../lab/agent-supervisor.js';
 import { nodeStateDir } from '../agent/state-paths.js';
 
@@ -218,7 +218,7 @@ const supervise = command({
     process.title = `veil-supervisor-${node}`;
     return superviseAgent({
       cluster, node, nodeDir: nodeStateDir(cluster, node), command: () => agentCommand(cluster, node),
-      logFile: agentLogPath(cluster, node), pidName: agentPidName(node),
+      logFile: agentLogPath(cluster, node), pidName: agentPidName(node), stopPost: () => agentStopPostCommand(cluster, node),
     });
   },
 });

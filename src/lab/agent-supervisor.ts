@@ -79,6 +79,36 @@ export interface SuperviseOptions {
   logFile: string;
   /** The pid record the agent is registered under (lab down and status find it there). */
   pidName: string;
+  /**
+   * The unit's ExecStopPost= (`veil agent stopped`): run after an agent that failed, with systemd's
+   * $SERVICE_RESULT, $EXIT_CODE and $EXIT_STATUS; the restart waits for it (as systemd's does), at
+   * most STOP_POST_TIMEOUT_MS. Like the unit's, it is skipped after a clean stop.
+   */
+  stopPost?: () => string[];
+}
+
+/** How long the supervisor lets the stop-post command run before it kills it (systemd: TimeoutStopSec). */
+const STOP_POST_TIMEOUT_MS = 20_000;
+
+/** The environment systemd gives ExecStopPost= for an agent that failed so (systemd.exec(5)). */
+export function systemdExitEnv(code: number | null, signal: string | null): Record<string, string> {
+  if (signal) return { SERVICE_RESULT: signal === 'SIGSEGV' || signal === 'SIGABRT' ? 'core-dump' : 'signal', EXIT_CODE: signal === 'SIGSEGV' || signal === 'SIGABRT' ? 'dumped' : 'killed', EXIT_STATUS: signal.replace(/^SIG/, '') };
+  return { SERVICE_RESULT: 'exit-code', EXIT_CODE: 'exited', EXIT_STATUS: String(code ?? 1) };
+}
+
+/** Runs the stop-post command to its end (or its timeout), its output into the agent's log. */
+function runStopPost(command: string[], env: NodeJS.ProcessEnv, logFile: string): Promise<void> {
+  const log = openSync(logFile, 'a');
+  try {
+    const c = spawn(command[0]!, command.slice(1), { stdio: ['ignore', log, log], env });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => c.kill('SIGKILL'), STOP_POST_TIMEOUT_MS);
+      c.once('error', () => { clearTimeout(timer); resolve(); });
+      c.once('exit', () => { clearTimeout(timer); resolve(); });
+    });
+  } finally {
+    closeSync(log);
+  }
 }
 
 /** The last non-empty line of a file, from its last 4 KiB. */
@@ -171,7 +201,15 @@ export function superviseAgent(o: SuperviseOptions): Promise<number> {
       st.restarts++;
       st.nextStartAt = new Date(Date.now() + delay).toISOString();
       save();
-      timer = setTimeout(start, delay);
+      if (!o.stopPost) { timer = setTimeout(start, delay); return; }
+      // the stop-post command and the backoff run at once; the start waits for both
+      const env = { ...process.env, ...systemdExitEnv(code, signal) };
+      delete env['NOTIFY_SOCKET'];
+      const posted = runStopPost(o.stopPost(), env, o.logFile);
+      timer = setTimeout(() => {
+        timer = undefined;
+        void posted.then(() => { if (!timer && !child) { if (stopping) end(0); else start(); } });
+      }, delay);
     });
   };
 

@@ -13,13 +13,12 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry, RegistryObject } from '../control/registry.js';
 import { agentStatusOf, nodeReady } from '../agent/registry-node-source.js';
-import { install, publishedStartFailure, TUNNEL_DEVICES, uninstall, waitReady } from '../agent/installer.js';
+import { install, publishedStartFailure, uninstall, waitReady } from '../agent/installer.js';
+import { removeTunnelState } from '../agent/node-teardown.js';
+import { replacedRoutesPath } from '../agent/replaced-routes.js';
 import { nodeStateDir } from '../agent/state-paths.js';
 import { BOOT_ID_FILE } from '../agent/node-source.js';
 import type { Settings } from '../agent/settings.js';
-import { FAIL_CLOSED_METRIC, releaseTunnelBypass } from '../agent/routes.js';
-import { WG_PORT } from '../agent/wireguard-mode.js';
-import { run } from '../util/exec.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { labNetnsPrefix } from '../control/cluster.js';
 import { readSettings, writeSettings } from '../agent/install-state.js';
@@ -91,6 +90,11 @@ export function agentSupervision(cluster: string, node: string): SupervisorState
 /** The command the supervisor runs (asked again at every start): exactly what a host's systemd unit runs, from the node's build (agent-build.ts). */
 export function agentCommand(cluster: string, node: string): string[] {
   return [process.execPath, buildMainJs(agentBuildOf(nodeStateDir(cluster, node))), 'agent', 'run', '--config', agentConfigPath(cluster, node)];
+}
+
+/** The unit's ExecStopPost= for the node, from the node's build: `veil agent stopped` on its config. */
+export function agentStopPostCommand(cluster: string, node: string): string[] {
+  return [process.execPath, buildMainJs(agentBuildOf(nodeStateDir(cluster, node))), 'agent', 'stopped', '--config', agentConfigPath(cluster, node)];
 }
 
 /**
@@ -223,22 +227,6 @@ export async function waitAgentReady(reg: Registry, cluster: string, node: strin
   }
 }
 
-/**
- * Every fail-closed blackhole in a node's namespace, whatever node object it was made for: the
- * object may be gone (deleted, or a hostile one), and what veil installed it must be able to remove.
- */
-function failClosedRoutes(ns: string): { family: '-4' | '-6'; dst: string }[] {
-  const out: { family: '-4' | '-6'; dst: string }[] = [];
-  for (const family of ['-4', '-6'] as const) {
-    const r = run(['ip', '-n', ns, family, '-j', 'route', 'show', 'type', 'blackhole']);
-    if (r.status !== 0 || !r.stdout.trim()) continue;
-    for (const e of JSON.parse(r.stdout) as { dst: string; metric?: number }[]) {
-      if (e.metric === FAIL_CLOSED_METRIC) out.push({ family, dst: e.dst });
-    }
-  }
-  return out;
-}
-
 /** Stops every agent and gives the nodes their plaintext lab routing back. */
 export async function labUninstall(cluster: string, reg: Registry): Promise<void> {
   const nodes = await reg.list('Node');
@@ -246,9 +234,7 @@ export async function labUninstall(cluster: string, reg: Registry): Promise<void
   for (const n of nodes) {
     const ns = nodeSpec(n).netns;
     if (typeof ns !== 'string' || !ns.startsWith(labNetnsPrefix(cluster))) continue; // not a lab node: nothing of ours there
-    for (const dev of TUNNEL_DEVICES) run(['ip', '-n', ns, 'link', 'del', dev]);
-    releaseTunnelBypass(WG_PORT, ns); // only WireGuard's node encryption adds the bypass rule
-    for (const r of failClosedRoutes(ns)) run(['ip', '-n', ns, r.family, 'route', 'del', 'blackhole', r.dst, 'metric', String(FAIL_CLOSED_METRIC)]);
+    removeTunnelState({ netns: ns, replacedRoutesFile: replacedRoutesPath(nodeStateDir(cluster, n.metadata.name)) }); // and the lab's plaintext routes below
   }
   await uninstall(reg);
   await installPlaintextRoutes(cluster);

@@ -2,17 +2,21 @@
 // is undone everywhere (no half-installed cluster); a killed agent is restarted by its supervisor
 // and counts as not ready while it is dead; a hostile node object never gets a route over the
 // underlay, and uninstall removes everything veil installed; garbage and oversized registry
-// objects are named, never fatal.
+// objects are named, never fatal; on hosts (the install made through etcd while the agents run under
+// their supervisors), a failed install is rolled back by the agents themselves.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ok } from './cli.js';
+import { ok, veilCli } from './cli.js';
+import { startAgent, stopAgent } from '../../src/lab/agents.js';
 import { TestLab, pingCount, until } from './lab-harness.js';
 import type { StatusReport } from '../../src/operator/cluster-status.js';
 import type { Healthz } from '../../src/agent/api.js';
+import { agentStatusOf } from '../../src/agent/registry-node-source.js';
 import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
 import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const lab = new TestLab('tresil', 3);
@@ -90,6 +94,16 @@ test('e2e resilience: a kill -9ed agent counts as not ready while dead (its leas
   const w = nodeStatus(after, WORKER);
   assert.equal(w.restarts, 1);
   assert.notEqual(w.pid, dead);
+  // what a host's agent publishes of itself: the unit's ExecStopPost (`veil agent stopped`, which
+  // the lab's supervisor runs with systemd's environment) recorded the SIGKILL, and the restarted
+  // agent counted the restart from that record
+  const reg = openRegistry(lab.cluster);
+  try {
+    const own = agentStatusOf((await reg.get('Node', WORKER))!)?.supervision;
+    assert.deepEqual([own?.restarts, own?.state, own?.lastExit?.signal, own?.lastExit?.result], [1, 'running', 'SIGKILL', 'signal'], JSON.stringify(own));
+  } finally {
+    reg.close();
+  }
   assert.match(ok(veil('status')), new RegExp(`^${WORKER}\\s+Available\\s+1\\s`, 'm'));
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${WORKER}\\s+Ready`, 'm'));
   // a restarted receiver refuses fresh ESP numbers under its persisted replay mark for a moment
@@ -184,4 +198,41 @@ test('e2e resilience: a node object whose pod CIDR covers the etcd member subnet
   ok(veil('uninstall'));
   assert.deepEqual(lab.routes(), plainRoutes, 'every node routes exactly as before veil was installed');
   assert.equal(pingCount(lab, 'pa', POD_B), 3);
+});
+
+test('e2e resilience: on hosts (agents running under their supervisors before the install, the install made from an operator\'s machine through etcd), an install that fails on one node is rolled back: every agent removes its tunnel and puts back the routes it replaced', { timeout: 150_000 }, async () => {
+  assert.deepEqual(lab.routes(), plainRoutes, 'plaintext before');
+  // an operator's machine: the cluster config names the lab's etcd, and this CLI runs no lab
+  const operatorHome = mkdtempSync(join(tmpdir(), 'veil-t-operator-'));
+  const operator = veilCli({ ...lab.env, VEIL_HOME: operatorHome, VEIL_CONFIG: join(lab.home, 'config'), VEIL_CLUSTER: lab.cluster }, 120_000);
+  const blocker = lab.spawn(['ip', 'netns', 'exec', lab.netns(WORKER2), 'python3', '-c',
+    "import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',4500)); print('bound',flush=True); time.sleep(600)"]);
+  await new Promise<void>((res) => blocker.stdout!.once('data', () => res()));
+  const reg = openRegistry(lab.cluster);
+  try {
+    await reg.delete('Secret', 'veil-agent-api-token'); // left by the installs before: this one makes it
+    // as systemd runs them on hosts before 'veil install': they exit NOT_INSTALLED and are started again
+    for (const n of await reg.list('Node')) startAgent(lab.cluster, n);
+    const r = operator('install', '--encryption', 'ipsec', '--wait-timeout', '25s');
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`agents not ready after 25s on: ${WORKER2}`), r.stderr);
+    assert.match(r.stderr, /the install was rolled back: its settings are removed, and every agent removed its tunnel/, r.stderr);
+    assert.match(r.stdout, /Waiting for agents: 2\/3 ready/, 'the other agents had their tunnels up');
+    assert.match(r.stdout, /Generated the agent API token/);
+
+    // the agents did it themselves (nothing of the lab's): no device, no blackhole, the plaintext routes back
+    for (const n of lab.nodes) assert.notEqual(lab.onNode(n, 'ip', 'link', 'show', 'veil_ipsec0').status, 0, `no tunnel device on ${n}`);
+    assert.deepEqual(lab.routes(), plainRoutes, 'every node routes exactly as before the install');
+    assert.equal(pingCount(lab, 'pa', POD_B), 3, 'the pods reach each other in plaintext, as before');
+    assert.equal(status().installed, false, 'no settings are left');
+    assert.deepEqual((await reg.list('Lease')).map((l) => l.metadata.name), [], 'no agent holds a lease');
+    assert.equal(veil('secret', 'get', 'veil-agent-api-token').status, 1, 'the API token this install made is gone');
+    ok(veil('secret', 'get', 'ipsec-keys')); // the operator's own secret stays
+    assert.ok(lab.nodes.every((n) => lab.recordedPid(`supervisor-${n}`)), 'the agents stay supervised, waiting for the next install');
+  } finally {
+    blocker.kill('SIGKILL');
+    for (const n of lab.nodes) await stopAgent(lab.cluster, n);
+    reg.close();
+    rmSync(operatorHome, { recursive: true, force: true });
+  }
 });

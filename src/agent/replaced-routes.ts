@@ -1,0 +1,100 @@
+// The routes the tunnel replaced. Steering a peer's prefix into the tunnel is a `route replace`: a
+// plaintext route the host had for that prefix (via the peer's address, a CNI's host route) is gone
+// from the table. Before a prefix is first steered, its routes are recorded in the state dir
+// (replaced-routes.json, kept across restarts: a restarted agent finds its own routes there, and
+// the record of the first run stays), so that an uninstall can give the host its plaintext routing
+// back exactly as it was.
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from '../util/exec.js';
+import { writeFileAtomic } from '../util/durable-file.js';
+import { FAIL_CLOSED_METRIC } from './routes.js';
+
+/** A route as `ip -j route show` prints it (the fields a replace needs). */
+export interface ShownRoute {
+  dst: string;
+  type?: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  prefsrc?: string;
+  metric?: number;
+}
+
+type Record_ = Record<string, ShownRoute[]>;
+
+/** The record in an agent's state dir. */
+export function replacedRoutesPath(stateDir: string): string {
+  return join(stateDir, 'replaced-routes.json');
+}
+
+function withLength(dst: string, family: '-4' | '-6'): string {
+  return dst.includes('/') ? dst : `${dst}/${family === '-4' ? 32 : 128}`;
+}
+
+function readRecord(file: string): Record_ {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record_;
+  } catch {
+    return {};
+  }
+}
+
+/** The main table's routes, both families, with their prefix lengths spelled out. */
+function mainTable(netns?: string): ShownRoute[] {
+  const out: ShownRoute[] = [];
+  for (const family of ['-4', '-6'] as const) {
+    const r = run(['ip', ...(netns ? ['-n', netns] : []), family, '-j', 'route', 'show', 'table', 'main']);
+    if (r.status !== 0 || !r.stdout.trim()) continue;
+    for (const e of JSON.parse(r.stdout) as ShownRoute[]) if (e.dst !== 'default') out.push({ ...e, dst: withLength(e.dst, family) });
+  }
+  return out;
+}
+
+/** Records, once per prefix, the routes that steering `prefixes` into `device` replaces. */
+export class ReplacedRoutes {
+  private readonly known: Set<string>;
+
+  constructor(private readonly file: string, private readonly device: string) {
+    this.known = new Set(Object.keys(readRecord(file)));
+  }
+
+  /** Before steering: one read of the table when any prefix is new, nothing otherwise. */
+  recordBefore(prefixes: string[]): void {
+    const fresh = prefixes.filter((p) => !this.known.has(p));
+    if (!fresh.length) return;
+    const table = mainTable();
+    const record = readRecord(this.file);
+    for (const p of fresh) {
+      this.known.add(p);
+      if (record[p]) continue; // recorded by a run before this one
+      // veil's own routes (an agent restarted over its device's routes) are no host route to give back
+      const theirs = table.filter((r) => r.dst === p && r.dev !== this.device && !(r.type === 'blackhole' && r.metric === FAIL_CLOSED_METRIC));
+      record[p] = theirs;
+    }
+    writeFileAtomic(this.file, JSON.stringify(record) + '\n', { mode: 0o600 });
+  }
+}
+
+function replaceLine(r: ShownRoute): string[] {
+  return ['route', 'replace', ...(r.type && r.type !== 'unicast' ? [r.type] : []), r.dst, ...(r.gateway ? ['via', r.gateway] : []),
+    ...(r.dev ? ['dev', r.dev] : []), ...(r.protocol ? ['proto', r.protocol] : []), ...(r.scope ? ['scope', r.scope] : []),
+    ...(r.prefsrc ? ['src', r.prefsrc] : []), ...(r.metric !== undefined ? ['metric', String(r.metric)] : [])];
+}
+
+/**
+ * Puts the recorded routes back (over whatever holds their prefixes now, e.g. a fail-closed
+ * blackhole of a lower priority) and forgets the record. Returns the routes it could not restore.
+ */
+export function restoreReplacedRoutes(file: string, netns?: string): string[] {
+  const failed: string[] = [];
+  for (const routes of Object.values(readRecord(file))) {
+    for (const r of routes) {
+      const res = run(['ip', ...(netns ? ['-n', netns] : []), ...(r.dst.includes(':') ? ['-6'] : ['-4']), ...replaceLine(r)]);
+      if (res.status !== 0) failed.push(`${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}: ${res.stderr.trim()}`);
+    }
+  }
+  rmSync(file, { force: true });
+  return failed;
+}
