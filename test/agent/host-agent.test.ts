@@ -4,8 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { registerNode } from '../../src/agent/host-agent.js';
-import { hostInstall } from '../../src/agent/installer.js';
-import { readSettings } from '../../src/agent/install-state.js';
+import { hostInstall, hostInstallAtomic } from '../../src/agent/installer.js';
+import { WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
+import { readSettings, writeSettings } from '../../src/agent/install-state.js';
 import { defaultSettings } from '../../src/agent/settings.js';
 import type { HostAgentConfig } from '../../src/host/agent-config.js';
 import { isVeilError } from '../../src/util/errors.js';
@@ -72,4 +73,29 @@ test('install on hosts stores the settings for agents that start later, and wait
   await registerNode(reg, config({ cluster: 'thostinst', podCIDRs: ['10.244.9.0/24'] }), underlay);
   await assert.rejects(hostInstall(reg, settings, 500), code('NOT_READY', /agents not ready after 1s on: host-a|agents not ready after 0s on: host-a/));
   await assert.rejects(hostInstall(reg, { ...settings, 'encryption.type': 'ipsec' }, 500), code('ALREADY_INSTALLED', /already installed with wireguard/));
+});
+
+test('a failed install on hosts takes back what it wrote: no settings (or the previous ones), what agents published removed; a lease kept too long is named', async () => {
+  const reg = t.registry('thostroll');
+  const wg = { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': 'wireguard' as const };
+  await registerNode(reg, config({ cluster: 'thostroll', podCIDRs: ['10.244.9.0/24'] }), underlay);
+  await reg.mutate('Node', 'host-a', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { [WG_PUBKEY_ANNOTATION]: 'k' } } });
+  // nobody answers: the wait fails, the settings go, and so does what the agent had published
+  await assert.rejects(hostInstallAtomic(reg, wg, 300, undefined, 2000), code('NOT_READY', /not ready after 0s on: host-a; the install was rolled back: its settings are removed/));
+  assert.equal(await readSettings(reg), undefined);
+  assert.equal((await reg.get('Node', 'host-a'))!.metadata.annotations?.[WG_PUBKEY_ANNOTATION], undefined);
+
+  // an agent that holds on to its lease: the error names it instead of removing what it published
+  const lease = await reg.holdLease('host-a', 15, { pid: 1 });
+  try {
+    await assert.rejects(hostInstallAtomic(reg, wg, 300, undefined, 500), code('NOT_READY', /the agents on host-a have not let go of their leases in 1s/));
+    assert.equal(await readSettings(reg), undefined);
+  } finally {
+    await lease.release();
+  }
+
+  // installed before: a failed re-install puts the previous settings back
+  await writeSettings(reg, { ...wg, 'agent.metricsPort': 9999 });
+  await assert.rejects(hostInstallAtomic(reg, { ...wg, 'agent.metricsPort': 9000 }, 300), code('NOT_READY', /the previous settings are back/));
+  assert.equal((await readSettings(reg))?.['agent.metricsPort'], 9999);
 });
