@@ -37,7 +37,7 @@ export class HealthProber {
   constructor(private readonly nodeName: string, private readonly localAddress: string, private readonly intervalMs: number) {}
 
   async start(): Promise<void> {
-    const s = createSocket({ type: 'udp4', reuseAddr: true });
+    const s = createSocket({ type: this.localAddress.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
     s.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address, rinfo.port));
     s.on('error', () => undefined);
     await new Promise<void>((resolve, reject) => {

@@ -7,7 +7,7 @@ import { mustRun, run } from '../util/exec.js';
 export interface TunnelDeviceOptions {
   name: string;
   mtu: number;
-  /** An address of this node inside the tunnel (its pod gateway), /32. */
+  /** An address of this node inside the tunnel (its pod gateway), /32 or /128. */
   address: string;
 }
 
@@ -27,7 +27,8 @@ export function openTunnelDevice(opts: TunnelDeviceOptions): TunDevice {
  */
 export function configureTunnelDevice(opts: TunnelDeviceOptions): void {
   mustRun(['ip', 'link', 'set', 'dev', opts.name, 'mtu', String(opts.mtu), 'txqueuelen', String(TUNNEL_QUEUE_LENGTH), 'up']);
-  mustRun(['ip', 'addr', 'replace', `${opts.address}/32`, 'dev', opts.name]);
+  // IPv6 (a node with an IPv6 pod CIDR alone): no duplicate address detection, the probes bind it at once.
+  mustRun(['ip', 'addr', 'replace', ...(opts.address.includes(':') ? [`${opts.address}/128`, 'dev', opts.name, 'nodad'] : [`${opts.address}/32`, 'dev', opts.name])]);
   // Decrypted packets come in with remote pod sources; strict reverse-path filtering must not drop them.
   run(['sysctl', '-q', '-w', `net.ipv4.conf.${opts.name}.rp_filter=0`]);
 }

@@ -6,7 +6,7 @@ import { command, group, UsageError } from './flags.js';
 import { currentCluster, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { LAB_DEFAULTS, labDown, labUp } from '../lab/lifecycle.js';
-import { ipv6PodRange, parseLabSubnet, type LabIpFamily } from '../lab/addressing.js';
+import { ipv6PodRange, ipv6Underlay, parseLabSubnet, type LabIpFamily } from '../lab/addressing.js';
 import { formatCidr } from '../net/cidr.js';
 import { createPod, deletePod, execInPod, execOnNode } from '../lab/pods.js';
 import { formatAge, nodeRoles, nodeSpec, podSpec } from '../lab/objects.js';
@@ -32,7 +32,7 @@ function etcdAuthFlag(on: boolean | undefined, off: boolean | undefined): boolea
 const up = command({
   name: 'veil lab up',
   summary: 'create a cluster (nodes, underlay, plaintext pod routing)',
-  usage: [`veil lab up [--name ${D.name}] [--nodes ${D.nodes}] [--mtu ${D.mtu}] [--underlay-subnet ${D.underlaySubnet}] [--pod-cidr ${D.podCIDR}] [--etcd-members 1|3] [--no-etcd-auth] [--ip-family ipv4|dual [--underlay-family ipv4|ipv6]]`],
+  usage: [`veil lab up [--name ${D.name}] [--nodes ${D.nodes}] [--mtu ${D.mtu}] [--underlay-subnet ${D.underlaySubnet}] [--pod-cidr ${D.podCIDR}] [--etcd-members 1|3] [--no-etcd-auth] [--ip-family ipv4|ipv6|dual [--underlay-family ipv4|ipv6]]`],
   about: `Creates nodes <name>-control-plane, <name>-worker, <name>-worker2, ... Each node is a network
 namespace with eth0 on a shared bridge; node i gets the (i+2)-th address of the underlay subnet and
 the i-th /24 of the pod CIDR (control-plane 10.244.0.0/24, worker 10.244.1.0/24, ...).
@@ -47,7 +47,9 @@ every object, and only the agents' peer admission (first claim kept) stands agai
 every pod an IPv6 address, all derived from the IPv4 subnets: underlay fd12:<underlay network>::/64,
 pods fd10:<pod network>:<node index>::/64 (worker of the defaults: fd10:af4:0:1::/64). The tunnels
 run between the nodes' IPv4 addresses and carry both families; with --underlay-family ipv6 between
-their IPv6 addresses (the control plane stays on IPv4).`,
+their IPv6 addresses (the control plane stays on IPv4).
+--ip-family ipv6 gives nodes, pods and etcd those IPv6 addresses alone: no IPv4 address anywhere (the
+IPv4 subnets only seed the IPv6 ones); the tunnels, etcd and the pods' traffic are IPv6.`,
   cluster: false,
   flags: {
     name: { type: 'string', value: 'NAME', help: `the cluster's name (default ${D.name})` },
@@ -58,7 +60,7 @@ their IPv6 addresses (the control plane stays on IPv4).`,
     'etcd-members': { type: 'string', value: 'N', help: `the control plane's etcd members, 1 or 3 (default ${D.etcdMembers})` },
     'etcd-auth': { type: 'boolean', help: "etcd with auth, every node's agent as its own user that may write only its own Node and Lease (the default)" },
     'no-etcd-auth': { type: 'boolean', help: 'etcd without auth: any process on a node may write every object' },
-    'ip-family': { type: 'string', value: 'ipv4|dual', help: `the address families of nodes and pods (default ${D.ipFamily})` },
+    'ip-family': { type: 'string', value: 'ipv4|ipv6|dual', help: `the address families of nodes and pods (default ${D.ipFamily})` },
     'underlay-family': { type: 'string', value: 'ipv4|ipv6', help: `with --ip-family dual: the family of the tunnels between the nodes (default ${D.underlayFamily})` },
   },
   examples: ['veil lab up', 'veil lab up --name demo --nodes 2 --mtu 9000 --underlay-subnet 172.30.0.0/24 --pod-cidr 10.30.0.0/16'],
@@ -74,7 +76,11 @@ their IPv6 addresses (the control plane stays on IPv4).`,
       ipFamily: values['ip-family'] as LabIpFamily | undefined,
       underlayFamily: values['underlay-family'] as 'ipv4' | 'ipv6' | undefined,
     });
-    console.log(`Lab cluster '${meta.name}' is up: ${meta.nodes} nodes, underlay ${meta.underlaySubnet} (MTU ${meta.mtu}), pods ${meta.podCIDR}${meta.ipFamily === 'dual' ? ` and IPv6 (dual stack: ${formatCidr(ipv6PodRange(parseLabSubnet(meta.podCIDR)))}, a /64 per node; tunnels over ${meta.underlayFamily === 'ipv6' ? 'IPv6' : 'IPv4'})` : ''}, etcd ${meta.etcdMembers === 1 ? '1 member' : `${meta.etcdMembers} members`}${meta.etcdAuth ? ' with auth (a user per node)' : ''}.`);
+    const pods6 = formatCidr(ipv6PodRange(parseLabSubnet(meta.podCIDR)));
+    const addressing = meta.ipFamily === 'ipv6'
+      ? `IPv6 only: underlay ${formatCidr(ipv6Underlay(parseLabSubnet(meta.underlaySubnet)))} (MTU ${meta.mtu}), pods ${pods6}, a /64 per node`
+      : `underlay ${meta.underlaySubnet} (MTU ${meta.mtu}), pods ${meta.podCIDR}${meta.ipFamily === 'dual' ? ` and IPv6 (dual stack: ${pods6}, a /64 per node; tunnels over ${meta.underlayFamily === 'ipv6' ? 'IPv6' : 'IPv4'})` : ''}`;
+    console.log(`Lab cluster '${meta.name}' is up: ${meta.nodes} nodes, ${addressing}, etcd ${meta.etcdMembers === 1 ? '1 member' : `${meta.etcdMembers} members`}${meta.etcdAuth ? ' with auth (a user per node)' : ''}.`);
     console.log(`Next: 'veil lab get nodes', 'veil lab pod create NAME --node ${meta.name}-worker'.`);
     return 0;
   },

@@ -12,6 +12,10 @@
 //                                pod CIDR      = fd10:<pod network as 8 hex digits>:<i>::/64
 //                                pod gateway   = ::1 of its pod CIDR
 //   a pod at IPv4 .n             IPv6          = ::n of its node's IPv6 pod CIDR (the IPv4 address is the reservation)
+// An IPv6-only lab (--ip-family ipv6) has these IPv6 addresses alone: the IPv4 subnets of its flags
+// only seed them (and keep labs apart); no IPv4 address is set anywhere. Its pods get ::2 upwards,
+// its etcd members the IPv6 address with the host number of their IPv4 one (172.18.255.254 of
+// a /16: host number 0xfffe, fd12:ac12::fffe).
 import { addressAt, cidrSize, formatCidr, parseCidr, parseIp, type Cidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 
@@ -28,8 +32,8 @@ export function parseLabSubnet(text: string, what = 'CIDR'): Cidr {
 }
 
 /** Which address families the lab's pods and nodes have (veil lab up --ip-family). */
-export type LabIpFamily = 'ipv4' | 'dual';
-export const LAB_IP_FAMILIES: readonly LabIpFamily[] = ['ipv4', 'dual'];
+export type LabIpFamily = 'ipv4' | 'ipv6' | 'dual';
+export const LAB_IP_FAMILIES: readonly LabIpFamily[] = ['ipv4', 'ipv6', 'dual'];
 
 /** The IPv6 prefix /`prefix` whose first 32 bits after `tag` are the IPv4 network's address. */
 function derivedIpv6(tag: number, v4: Cidr, prefix: number): Cidr {
@@ -99,20 +103,26 @@ export function nodeAddressing(index: number, underlay: Cidr, podCidr: Cidr): No
   };
 }
 
-/** The lab address of etcd member `index`: from the top of the underlay subnet, where no node is. */
-export function etcdMemberAddress(index: number, underlay: Cidr, nodes: number): string {
+/**
+ * The lab address of etcd member `index`: from the top of the underlay subnet, where no node is
+ * (an IPv6-only lab: the same host number in its IPv6 underlay).
+ */
+export function etcdMemberAddress(index: number, underlay: Cidr, nodes: number, family: 4 | 6 = 4): string {
   const at = cidrSize(underlay) - 2 - index;
   if (at < 2 + nodes) {
     throw new VeilError('SUBNET_TOO_SMALL', `underlay subnet ${formatCidr(underlay)} has no address for etcd member ${index + 1} beside ${nodes} nodes`, 'use a larger --underlay-subnet, fewer --nodes or fewer --etcd-members');
   }
-  return addressAt(underlay, at);
+  return addressAt(family === 6 ? ipv6Underlay(underlay) : underlay, at);
 }
 
-/** The lowest free pod address in a node's pod CIDR (.2 upwards), given the ones in use. */
+/** Pods a node's pod CIDR holds at most: an IPv4 /24's worth in an IPv6 /64 too. */
+const MAX_PODS_PER_NODE = 253;
+
+/** The lowest free pod address in a node's pod CIDR (.2 or ::2 upwards), given the ones in use. */
 export function allocatePodIP(nodePodCIDR: string, used: Iterable<string>): string {
-  const c = parseLabSubnet(nodePodCIDR, 'pod CIDR');
+  const c = parseCidr(nodePodCIDR, { strict: true });
   const taken = new Set(used);
-  for (let i = 2; i < cidrSize(c) - 1; i++) {
+  for (let i = 2; i < Math.min(cidrSize(c) - 1, MAX_PODS_PER_NODE + 2); i++) {
     const ip = addressAt(c, i);
     if (!taken.has(ip)) return ip;
   }

@@ -44,8 +44,9 @@ function writeAgentConfig(cluster: string, node: RegistryObject): void {
   const credentials = meta.etcdAuth ? { username: nodeUserName(cluster, name), passwordFile: labNodeEtcdPasswordFile(cluster, name) } : {};
   const config = {
     cluster, nodeName: name, etcd: { endpoints: labAgentEtcdEndpoints(meta), ...credentials },
-    // The tunnel end, when it is not the address the route to etcd would pick (IPv6 beside an IPv4 etcd).
-    underlay: { interface: nodeSpec(node).underlayInterface, ...(meta.underlayFamily === 'ipv6' ? { address: nodeSpec(node).internalIP } : {}) }, stateDir: dir, runDir: dir,
+    // The tunnel end, when it is not the address the route to etcd would pick (IPv6 beside an IPv4 etcd),
+    // and in an IPv6-only lab, where the interface has no IPv4 address to pick first.
+    underlay: { interface: nodeSpec(node).underlayInterface, ...(meta.underlayFamily === 'ipv6' || meta.ipFamily === 'ipv6' ? { address: nodeSpec(node).internalIP } : {}) }, stateDir: dir, runDir: dir,
   };
   const path = agentConfigPath(cluster, name);
   writePrivateFile(path, toYaml(config)); // a host's /etc/veil/agent.yaml: its etcd credentials

@@ -23,7 +23,7 @@ import { loadClusterConfig, removeClusterEntry, saveClusterEntry } from '../cont
 import { EtcdCluster } from './etcd-cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { cidrsOverlap, formatCidr } from '../net/cidr.js';
-import { LAB_IP_FAMILIES, etcdMemberAddress, nodeAddressing, nodeIpv6Addressing, parseLabSubnet, type LabIpFamily } from './addressing.js';
+import { LAB_IP_FAMILIES, etcdMemberAddress, ipv6Underlay, nodeAddressing, nodeIpv6Addressing, parseLabSubnet, type LabIpFamily } from './addressing.js';
 import { FABRIC_BRIDGE, UNDERLAY_IF, etcdFabricPort, etcdNetns, fabricNetns, fabricPort, netnsPrefix, nodeNames, nodeNetns } from './names.js';
 import { addNetns, deleteNetns, listNetns, netnsPids } from './netns.js';
 import { preflight, requireEtcd } from './preflight.js';
@@ -42,7 +42,8 @@ export interface LabUpOptions {
   /** etcd with auth (the default): the CLI as etcd's root, each node's agent as its own user that
    *  may write only its own Node and Lease (`veil cluster node-user`). false: no auth at all. */
   etcdAuth?: boolean;
-  /** 'dual': IPv6 node addresses and pod CIDRs beside the IPv4 ones (derived from them, see addressing.ts). */
+  /** 'dual': IPv6 node addresses and pod CIDRs beside the IPv4 ones (derived from them, see addressing.ts);
+   *  'ipv6': those IPv6 addresses alone (nodes, pods and etcd), the IPv4 subnets only their seed. */
   ipFamily?: LabIpFamily;
   /** With ipFamily 'dual': 'ipv6' makes the nodes' IPv6 address their tunnel end (first internal IP). */
   underlayFamily?: 'ipv4' | 'ipv6';
@@ -50,7 +51,7 @@ export interface LabUpOptions {
 
 export const LAB_DEFAULTS = { name: 'kind', nodes: 4, mtu: 1500, underlaySubnet: '172.18.0.0/16', podCIDR: '10.244.0.0/16', etcdMembers: 1, etcdAuth: true, ipFamily: 'ipv4' as LabIpFamily, underlayFamily: 'ipv4' as 'ipv4' | 'ipv6' } as const;
 /** IPv6 needs links of at least 1280 bytes: the tunnel device's MTU is the underlay's less the largest overhead (WireGuard's 80, IPsec's up to 73). */
-export const MIN_DUAL_STACK_MTU = 1280 + 80;
+export const MIN_IPV6_MTU = 1280 + 80;
 export const MAX_NODES = 100;
 
 /** Checks options without touching anything; returns the complete, normalised set. */
@@ -69,19 +70,20 @@ export function validateLabOptions(opts: LabUpOptions): Required<LabUpOptions> {
     throw new VeilError('SUBNET_OVERLAP', `--pod-cidr ${o.podCIDR} overlaps --underlay-subnet ${o.underlaySubnet}`, 'pick subnets that do not overlap, e.g. the defaults 10.244.0.0/16 and 172.18.0.0/16');
   }
   if (!LAB_IP_FAMILIES.includes(o.ipFamily)) {
-    const hint = (o.ipFamily as string) === 'ipv6'
-      ? 'an IPv6-only lab is not built yet: use --ip-family dual (IPv6 pods and node addresses beside IPv4)'
-      : `one of ${LAB_IP_FAMILIES.join(', ')}`;
-    throw new VeilError('BAD_FLAG', `--ip-family must be ${LAB_IP_FAMILIES.join(' or ')}, not '${o.ipFamily}'`, hint);
+    throw new VeilError('BAD_FLAG', `--ip-family must be ${LAB_IP_FAMILIES.join(', ')}, not '${o.ipFamily}'`, 'e.g. --ip-family dual');
   }
   if (o.underlayFamily !== 'ipv4' && o.underlayFamily !== 'ipv6') {
     throw new VeilError('BAD_FLAG', `--underlay-family must be ipv4 or ipv6, not '${o.underlayFamily}'`, 'e.g. --ip-family dual --underlay-family ipv6');
   }
-  if (o.underlayFamily === 'ipv6' && o.ipFamily !== 'dual') {
+  if (o.underlayFamily === 'ipv6' && o.ipFamily === 'ipv4') {
     throw new VeilError('BAD_FLAG', '--underlay-family ipv6 needs IPv6 node addresses', 'add --ip-family dual');
   }
-  if (o.ipFamily === 'dual' && o.mtu < MIN_DUAL_STACK_MTU) {
-    throw new VeilError('BAD_FLAG', `--mtu ${o.mtu} is too small for --ip-family dual: IPv6 needs 1280 bytes inside the tunnel`, `use --mtu ${MIN_DUAL_STACK_MTU} or more`);
+  if (o.ipFamily === 'ipv6' && opts.underlayFamily === 'ipv4') {
+    throw new VeilError('BAD_FLAG', '--underlay-family ipv4 needs IPv4 node addresses, and an IPv6-only lab has none', 'leave --underlay-family out, or use --ip-family dual');
+  }
+  if (o.ipFamily === 'ipv6') o.underlayFamily = 'ipv6'; // its only family
+  if (o.ipFamily !== 'ipv4' && o.mtu < MIN_IPV6_MTU) {
+    throw new VeilError('BAD_FLAG', `--mtu ${o.mtu} is too small for --ip-family ${o.ipFamily}: IPv6 needs 1280 bytes inside the tunnel`, `use --mtu ${MIN_IPV6_MTU} or more`);
   }
   if (o.etcdMembers !== 1 && o.etcdMembers !== 3) {
     throw new VeilError('BAD_FLAG', `--etcd-members must be 1 or 3, not '${o.etcdMembers}'`, 'e.g. --etcd-members 3');
@@ -124,7 +126,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabMeta> {
 
   const meta: LabMeta = {
     name: cluster, nodes: o.nodes, mtu: o.mtu, underlaySubnet: o.underlaySubnet, podCIDR: o.podCIDR, etcdMembers: o.etcdMembers,
-    ...(o.etcdAuth ? { etcdAuth: true } : {}), ...(o.ipFamily === 'dual' ? { ipFamily: 'dual' as const } : {}),
+    ...(o.etcdAuth ? { etcdAuth: true } : {}), ...(o.ipFamily !== 'ipv4' ? { ipFamily: o.ipFamily } : {}),
     ...(o.underlayFamily === 'ipv6' ? { underlayFamily: 'ipv6' as const } : {}), createdAt: new Date().toISOString(), state: 'creating' };
   ensurePrivateDir(clusterDir(cluster)); // its etcd's data (the secrets), the nodes' keys: root's alone
   writeLabMeta(meta); // from here on, lab down knows this cluster even if we crash
@@ -157,17 +159,18 @@ async function buildCluster(meta: LabMeta): Promise<void> {
     const names = nodeNames(cluster, meta.nodes);
     for (const [index, node] of names.entries()) {
       const ns = nodeNetns(cluster, node);
-      const addr = nodeAddressing(index, underlay, pods);
-      const addr6 = meta.ipFamily === 'dual' ? nodeIpv6Addressing(index, underlay, pods) : undefined;
+      const v4 = meta.ipFamily !== 'ipv6' ? nodeAddressing(index, underlay, pods) : undefined;
+      const addr6 = meta.ipFamily === 'dual' || meta.ipFamily === 'ipv6' ? nodeIpv6Addressing(index, underlay, pods) : undefined;
+      const addr = (v4 ?? addr6)!; // the first family: the node's internalIP, podCIDR and podGateway
       addNetns(ns);
-      mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      if (v4) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
       // IPv6 forwarding, and no duplicate address detection: an address is usable at once (every
       // address in the lab is unique by construction), so nothing waits or flakes on DAD.
       if (addr6) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
       const port = fabricPort(index);
       mustRun(['ip', '-n', fabric, 'link', 'add', port, 'mtu', mtu, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns, 'mtu', mtu]);
       mustRun(['ip', '-n', fabric, 'link', 'set', port, 'master', FABRIC_BRIDGE, 'up']);
-      mustRun(['ip', '-n', ns, 'addr', 'add', `${addr.internalIP}/${addr.underlayPrefix}`, 'dev', UNDERLAY_IF]);
+      if (v4) mustRun(['ip', '-n', ns, 'addr', 'add', `${v4.internalIP}/${v4.underlayPrefix}`, 'dev', UNDERLAY_IF]);
       if (addr6) mustRun(['ip', '-n', ns, 'addr', 'add', `${addr6.internalIP}/${addr6.underlayPrefix}`, 'dev', UNDERLAY_IF, 'nodad']);
       mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
 
@@ -176,11 +179,11 @@ async function buildCluster(meta: LabMeta): Promise<void> {
       writeFileSync(bootIDFile, randomUUID() + '\n');
 
       // The first internal IP is the tunnel end: IPv6 with --underlay-family ipv6.
-      const ips = !addr6 ? [addr.internalIP] : meta.underlayFamily === 'ipv6' ? [addr6.internalIP, addr.internalIP] : [addr.internalIP, addr6.internalIP];
+      const ips = !v4 || !addr6 ? [addr.internalIP] : meta.underlayFamily === 'ipv6' ? [addr6.internalIP, v4.internalIP] : [v4.internalIP, addr6.internalIP];
       const spec: NodeSpec = {
         internalIP: ips[0]!, podCIDR: addr.podCIDR, podGateway: addr.podGateway, netns: ns,
         underlayInterface: UNDERLAY_IF, underlayPrefix: addr.underlayPrefix, mtu: meta.mtu, bootIDFile, index,
-        ...(addr6 ? { internalIPs: ips, podCIDRs: [addr.podCIDR, addr6.podCIDR], podGateway6: addr6.podGateway } : {}),
+        ...(v4 && addr6 ? { internalIPs: ips, podCIDRs: [v4.podCIDR, addr6.podCIDR], podGateway6: addr6.podGateway } : {}),
       };
       const labels: Record<string, string> = { 'kubernetes.io/hostname': node, 'kubernetes.io/os': 'linux' };
       if (index === 0) labels[CONTROL_PLANE_LABEL] = '';
@@ -210,7 +213,17 @@ export function labEtcdDir(cluster: string): string {
 /** The etcd client URLs the lab's agents use: the members' lab addresses. */
 export function labAgentEtcdEndpoints(meta: LabMeta): string[] {
   const underlay = parseLabSubnet(meta.underlaySubnet);
-  return Array.from({ length: meta.etcdMembers }, (_, i) => `http://${etcdMemberAddress(i, underlay, meta.nodes)}:2379`);
+  return Array.from({ length: meta.etcdMembers }, (_, i) => `http://${urlHost(etcdMemberAddress(i, underlay, meta.nodes, labEtcdFamily(meta)))}:2379`);
+}
+
+/** etcd is on IPv4 unless the lab has no IPv4 (an IPv6-only lab). */
+function labEtcdFamily(meta: LabMeta): 4 | 6 {
+  return meta.ipFamily === 'ipv6' ? 6 : 4;
+}
+
+/** An address as a URL's host: IPv6 in brackets. */
+function urlHost(ip: string): string {
+  return ip.includes(':') ? `[${ip}]` : ip;
 }
 
 /** The etcd pid record of a member (lab down stops it by that pid). */
@@ -228,18 +241,21 @@ async function startEtcd(meta: LabMeta): Promise<EtcdCluster> {
   const underlay = parseLabSubnet(meta.underlaySubnet);
   const fabric = fabricNetns(cluster);
   const mtu = String(meta.mtu);
-  const address = (i: number) => etcdMemberAddress(i, underlay, meta.nodes);
+  const family = labEtcdFamily(meta);
+  const address = (i: number) => etcdMemberAddress(i, underlay, meta.nodes, family);
+  const prefix = family === 6 ? ipv6Underlay(underlay).prefixLength : underlay.prefixLength;
   for (let i = 0; i < meta.etcdMembers; i++) {
     const ns = etcdNetns(cluster, i);
     addNetns(ns);
+    if (family === 6) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
     mustRun(['ip', '-n', fabric, 'link', 'add', etcdFabricPort(i), 'mtu', mtu, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns, 'mtu', mtu]);
     mustRun(['ip', '-n', fabric, 'link', 'set', etcdFabricPort(i), 'master', FABRIC_BRIDGE, 'up']);
-    mustRun(['ip', '-n', ns, 'addr', 'add', `${address(i)}/${underlay.prefixLength}`, 'dev', UNDERLAY_IF]);
+    mustRun(['ip', '-n', ns, 'addr', 'add', `${address(i)}/${prefix}`, 'dev', UNDERLAY_IF, ...(family === 6 ? ['nodad'] : [])]);
     mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
   }
   const etcd = await EtcdCluster.start({ // its network URLs are labAgentEtcdEndpoints(meta)
     members: meta.etcdMembers, auth: meta.etcdAuth === true,
-    lab: { dir: labEtcdDir(cluster), netns: (i) => etcdNetns(cluster, i), address, spawned: (m, pid) => registerPid(cluster, etcdPidName(m.name), pid) },
+    lab: { dir: labEtcdDir(cluster), netns: (i) => etcdNetns(cluster, i), address: (i) => urlHost(address(i)), spawned: (m, pid) => registerPid(cluster, etcdPidName(m.name), pid) },
   });
   const admin = etcd.auth ? { username: 'root', passwordFile: etcd.auth.rootPasswordFile } : {};
   saveClusterEntry({ name: cluster, registry: { type: 'etcd', endpoints: etcd.endpoints, ...admin } });

@@ -1,7 +1,8 @@
 // Lab pods, CNI ptp style: the pod's own namespace, a veth to its node (pod side eth0 with a /32,
 // node side veil<hash> carrying the node's pod gateway .1/32), a /32 route per pod on the node,
 // and in the pod `default via <gateway> dev eth0 onlink`. In a dual-stack lab the same again for
-// IPv6 (/128s, the node's IPv6 pod gateway), without duplicate address detection: usable at once.
+// IPv6 (/128s, the node's IPv6 pod gateway), without duplicate address detection: usable at once;
+// in an IPv6-only lab the IPv6 addresses alone.
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { VeilError } from '../util/errors.js';
@@ -55,23 +56,22 @@ export async function createPod(cluster: string, name: string, node: string): Pr
     const pod = await reservePod(reg, cluster, name, node, { node, netns: ns, hostInterface: hostIf, gateway: n.podGateway });
     const { podIP } = podSpec(pod);
     const podIP6 = n.podCIDRs?.[1] && n.podGateway6 ? podIpv6(n.podCIDR, n.podCIDRs[1], podIP) : undefined;
+    // [pod address, its gateway] per family: the first is the node's podCIDR's (IPv6 in an IPv6-only lab)
+    const families: [string, string][] = [[podIP, n.podGateway], ...(podIP6 ? [[podIP6, n.podGateway6!] as [string, string]] : [])];
     try {
       deleteNetns(ns); // a leftover of a crashed create of the same name
       addNetns(ns);
-      if (podIP6) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
+      if (families.some(([ip]) => ip.includes(':'))) mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
       const mtu = String(n.mtu);
       mustRun(['ip', '-n', n.netns, 'link', 'add', hostIf, 'mtu', mtu, 'type', 'veth', 'peer', 'name', POD_IF, 'netns', ns, 'mtu', mtu]);
-      mustRun(['ip', '-n', n.netns, 'addr', 'add', `${n.podGateway}/32`, 'dev', hostIf]);
       mustRun(['ip', '-n', n.netns, 'link', 'set', hostIf, 'up']);
-      mustRun(['ip', '-n', n.netns, 'route', 'replace', `${podIP}/32`, 'dev', hostIf]);
-      mustRun(['ip', '-n', ns, 'addr', 'add', `${podIP}/32`, 'dev', POD_IF]);
       mustRun(['ip', '-n', ns, 'link', 'set', POD_IF, 'up']);
-      mustRun(['ip', '-n', ns, 'route', 'add', 'default', 'via', n.podGateway, 'dev', POD_IF, 'onlink']);
-      if (podIP6) {
-        mustRun(['ip', '-n', n.netns, 'addr', 'add', `${n.podGateway6}/128`, 'dev', hostIf, 'nodad']);
-        mustRun(['ip', '-n', n.netns, 'route', 'replace', `${podIP6}/128`, 'dev', hostIf]);
-        mustRun(['ip', '-n', ns, 'addr', 'add', `${podIP6}/128`, 'dev', POD_IF, 'nodad']);
-        mustRun(['ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', n.podGateway6!, 'dev', POD_IF, 'onlink']);
+      for (const [ip, gateway] of families) {
+        const [host, v6] = ip.includes(':') ? ['/128', ['nodad']] : ['/32', []];
+        mustRun(['ip', '-n', n.netns, 'addr', 'add', `${gateway}${host}`, 'dev', hostIf, ...v6]);
+        mustRun(['ip', '-n', n.netns, 'route', 'replace', `${ip}${host}`, 'dev', hostIf]);
+        mustRun(['ip', '-n', ns, 'addr', 'add', `${ip}${host}`, 'dev', POD_IF, ...v6]);
+        mustRun(['ip', '-n', ns, 'route', 'add', 'default', 'via', gateway, 'dev', POD_IF, 'onlink']);
       }
       const podIPs = podIP6 ? [podIP, podIP6] : undefined;
       return (await reg.mutate('Pod', name, (cur) => cur && {

@@ -4,6 +4,8 @@ import { mustRun } from '../util/exec.js';
 import { labNetnsPrefix, openRegistry } from '../control/cluster.js';
 import type { RegistryObject } from '../control/registry.js';
 import { nodeSpec, readLabMeta } from './objects.js';
+import { ipv6Underlay, parseLabSubnet } from './addressing.js';
+import { formatCidr } from '../net/cidr.js';
 
 export interface PlainRoute {
   /** Another node's pod CIDR. */
@@ -53,8 +55,12 @@ export async function installPlaintextRoutes(cluster: string): Promise<void> {
     for (const n of nodes) {
       const s = nodeSpec(n);
       if (!isLabNode(n, labNetnsPrefix(cluster))) continue;
-      const ipv4 = (s.internalIPs ?? [s.internalIP]).find((ip) => !ip.includes(':'));
+      const ips = s.internalIPs ?? [s.internalIP];
+      const ipv4 = ips.find((ip) => !ip.includes(':'));
       if (meta && ipv4) mustRun(['ip', '-n', s.netns, 'route', 'replace', meta.underlaySubnet, 'dev', s.underlayInterface, 'proto', 'kernel', 'scope', 'link', 'src', ipv4]);
+      if (meta && ips.some((ip) => ip.includes(':'))) {
+        mustRun(['ip', '-n', s.netns, '-6', 'route', 'replace', formatCidr(ipv6Underlay(parseLabSubnet(meta.underlaySubnet))), 'dev', s.underlayInterface, 'proto', 'kernel', 'metric', '256']);
+      }
       for (const r of plaintextRoutes(n, nodes)) {
         mustRun(['ip', '-n', nodeSpec(n).netns, 'route', 'replace', r.dst, 'via', r.via, 'dev', r.dev]);
       }

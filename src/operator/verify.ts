@@ -120,17 +120,17 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     // 3. a traffic probe per pod, each with a fresh marker per target
     const markers: Record<string, string> = {};
     const probes = nodes.map((n, i) => {
-      // Every family both pods have: a dual-stack lab proves IPv6 as well.
+      // Every family both pods have: a dual-stack lab proves IPv6 as well (an IPv6-only lab, IPv6 alone).
       const targets = nodes.filter((m) => m !== n).flatMap((m) => {
         const to = podIPs.get(m.name)!;
-        const ips: [string, 4 | 6][] = [[to.ip, 4], ...(to.ip6 && podIPs.get(n.name)!.ip6 ? [[to.ip6, 6] as [string, 6]] : [])];
+        const ips: [string, 4 | 6][] = [[to.ip, to.ip.includes(':') ? 6 : 4], ...(to.ip6 && podIPs.get(n.name)!.ip6 ? [[to.ip6, 6] as [string, 6]] : [])];
         return ips.map(([ip, family]): ProbeTarget => {
           const marker = randomBytes(16).toString('hex');
           markers[pairKey(n.name, m.name, family)] = marker;
           return { node: m.name, ip, marker, ...(family === 6 ? { family } : {}) };
         });
       });
-      const cfg: ProbeConfig = { port: VERIFY_PORT, timeoutMs, targets, ipv6: !!podIPs.get(n.name)!.ip6 };
+      const cfg: ProbeConfig = { port: VERIFY_PORT, timeoutMs, targets, ipv6: [podIPs.get(n.name)!.ip, podIPs.get(n.name)!.ip6].some((ip) => ip?.includes(':')) };
       const p = start(cluster, `verify-${runId}-probe-${i}`, ['ip', 'netns', 'exec', podIPs.get(n.name)!.netns, process.execPath, PROBE_JS, JSON.stringify(cfg)]);
       procs.push(p);
       return { node: n.name, proc: p };
@@ -161,7 +161,7 @@ export async function verifyEncryption(opts: VerifyOptions): Promise<VerifyRepor
     const peerIPs = peerObjects.map(externalPeerFromObject).flatMap((p) => typeof p === 'string' ? [] : [p.endpoint.address]);
     const nodeIPs = new Set([...nodes.flatMap((n) => n.internalIPs ?? [n.internalIP]), ...peerIPs]);
     const meta = readLabMeta(cluster);
-    const registryIPs = new Set(meta ? labAgentEtcdEndpoints(meta).map((u) => new URL(u).hostname) : []);
+    const registryIPs = new Set(meta ? labAgentEtcdEndpoints(meta).map((u) => new URL(u).hostname.replace(/^\[|\]$/g, '')) : []);
     const marks = Object.values(markers);
     const nodeCaptures: NodeCapture[] = captures.map((c) => {
       let raw: Buffer;

@@ -9,19 +9,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { ok } from './cli.js';
-import { TestLab, until } from './lab-harness.js';
+import { TestLab, until, verifyJson, type VerifyJson } from './lab-harness.js';
 
 const lab = new TestLab('tdual', 2);
 const [CP, W1] = lab.nodes as [string, string];
 let ipA6 = '', ipB6 = '', ipB4 = '';
 
-interface VerifyJson { ok: boolean; problems: string[]; pairs: { from: string; to: string; family?: 6; icmp: boolean; tcp: boolean; udp: boolean; leaked: number; outer: string[]; ok: boolean }[] }
-
-function verify(expectPass: boolean): VerifyJson {
-  const r = lab.veil('verify', '--timeout', '10s', '-o', 'json');
-  assert.equal(r.status, expectPass ? 0 : 1, `verify exit ${r.status}: ${r.stderr}\n${r.stdout.slice(0, 3000)}`);
-  return JSON.parse(r.stdout) as VerifyJson;
-}
+const verify = (expectPass: boolean): VerifyJson => verifyJson(lab, expectPass);
 
 /** ping -6 from pod A's namespace; the received count. */
 function ping6(dst: string, extra: string[] = []): { received: number; out: string } {

@@ -98,6 +98,16 @@ export async function until<T>(what: string, fn: () => T | undefined | false | P
   }
 }
 
+/** What `veil verify -o json` reports. */
+export interface VerifyJson { ok: boolean; problems: string[]; pairs: { from: string; to: string; family?: 6; icmp: boolean; tcp: boolean; udp: boolean; leaked: number; outer: string[]; ok: boolean }[] }
+
+/** veil verify on the lab, its exit status checked (0: passed, 1: failed); the report. */
+export function verifyJson(lab: TestLab, expectPass: boolean): VerifyJson {
+  const r = lab.veil('verify', '--timeout', '10s', '-o', 'json');
+  assert.equal(r.status, expectPass ? 0 : 1, `verify exit ${r.status}: ${r.stderr}\n${r.stdout.slice(0, 3000)}`);
+  return JSON.parse(r.stdout) as VerifyJson;
+}
+
 /** ping from a pod: the received count (0 when all are lost). */
 export function pingCount(lab: TestLab, pod: string, dst: string, count = 3): number {
   const r = lab.veil('lab', 'exec', pod, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst);

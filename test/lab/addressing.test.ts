@@ -24,11 +24,24 @@ test('dual stack: IPv6 prefixes derived from the IPv4 ones, a /64 per node, pods
   assert.equal(cidrsOverlap(ipv6PodRange(p), ipv6PodRange(parseLabSubnet('10.245.0.0/16'))), false);
   assert.equal(cidrsOverlap(ipv6Underlay(u), ipv6Underlay(parseLabSubnet('172.19.0.0/16'))), false);
   assert.equal(validateLabOptions({ ipFamily: 'dual' }).ipFamily, 'dual');
-  assert.throws(() => validateLabOptions({ ipFamily: 'ipv6' as 'dual' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /not built yet/.test(e.hint ?? ''));
+  assert.throws(() => validateLabOptions({ ipFamily: 'ipv5' as 'dual' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /ipv4, ipv6, dual/.test(e.message));
   assert.throws(() => validateLabOptions({ ipFamily: 'dual', mtu: 1300 }), (e: unknown) => isVeilError(e) && /IPv6 needs 1280/.test(e.message));
   assert.equal(validateLabOptions({ ipFamily: 'dual', underlayFamily: 'ipv6' }).underlayFamily, 'ipv6');
   assert.throws(() => validateLabOptions({ underlayFamily: 'ipv6' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /--ip-family dual/.test(e.hint ?? ''));
   assert.throws(() => validateLabOptions({ ipFamily: 'dual', underlayFamily: 'ip6' as 'ipv6' }), code('BAD_FLAG'));
+});
+
+test('IPv6 only: the tunnels are IPv6 (its only family), IPv6 MTU floor, etcd at the IPv4 host number in the IPv6 underlay, pods ::2 upwards', () => {
+  const o = validateLabOptions({ ipFamily: 'ipv6' });
+  assert.deepEqual([o.ipFamily, o.underlayFamily], ['ipv6', 'ipv6']);
+  assert.throws(() => validateLabOptions({ ipFamily: 'ipv6', underlayFamily: 'ipv4' }), (e: unknown) => isVeilError(e) && e.code === 'BAD_FLAG' && /IPv6-only lab has none/.test(e.message));
+  assert.throws(() => validateLabOptions({ ipFamily: 'ipv6', mtu: 1300 }), (e: unknown) => isVeilError(e) && /--ip-family ipv6: IPv6 needs 1280/.test(e.message));
+  const u = parseLabSubnet('172.18.0.0/16');
+  assert.deepEqual([0, 1].map((i) => etcdMemberAddress(i, u, 4, 6)), ['fd12:ac12::fffe', 'fd12:ac12::fffd']);
+  assert.equal(allocatePodIP('fd10:af4:0:1::/64', []), 'fd10:af4:0:1::2');
+  assert.equal(allocatePodIP('fd10:af4:0:1::/64', ['fd10:af4:0:1::2', 'fd10:af4:0:1::4']), 'fd10:af4:0:1::3');
+  const all = Array.from({ length: 253 }, (_, i) => `fd10:af4:0:1::${(i + 2).toString(16)}`);
+  assert.throws(() => allocatePodIP('fd10:af4:0:1::/64', all), code('POD_CIDR_FULL'), 'as many pods per node as an IPv4 /24 holds');
 });
 
 test('node addressing follows kind: .2 upwards on the underlay, one /24 per node', () => {
