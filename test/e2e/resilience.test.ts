@@ -67,10 +67,23 @@ test('e2e resilience: an install that fails on one node (UDP 4500 taken) is roll
   assert.equal(pingCount(lab, 'pa', POD_B), 3);
 });
 
+/** What the worker's agent publishes of its own supervision (restarts it counted, how its run before ended). */
+async function ownSupervision() {
+  const reg = openRegistry(lab.cluster);
+  try {
+    return agentStatusOf((await reg.get('Node', WORKER))!)?.supervision;
+  } finally {
+    reg.close();
+  }
+}
+
 test('e2e resilience: a kill -9ed agent counts as not ready while dead (its lease still lives), and its supervisor restarts it; status shows the restart', { timeout: 120_000 }, async () => {
   const supervisor = lab.recordedPid(`supervisor-${WORKER}`);
   assert.ok(supervisor, 'the lab supervises the agent');
   const dead = Number(ok(veil('agent', 'pid', WORKER)).trim());
+  // the agent's own count of restarts lives in its state dir and outlives an install: the tests before
+  // (an install rolled back, which its agents leave with exit 1) may have added to it
+  const ownBefore = await ownSupervision();
   process.kill(supervisor, 'SIGSTOP'); // hold the restart so the dead agent can be observed
   try {
     process.kill(dead, 'SIGKILL');
@@ -97,13 +110,9 @@ test('e2e resilience: a kill -9ed agent counts as not ready while dead (its leas
   // what a host's agent publishes of itself: the unit's ExecStopPost (`veil agent stopped`, which
   // the lab's supervisor runs with systemd's environment) recorded the SIGKILL, and the restarted
   // agent counted the restart from that record
-  const reg = openRegistry(lab.cluster);
-  try {
-    const own = agentStatusOf((await reg.get('Node', WORKER))!)?.supervision;
-    assert.deepEqual([own?.restarts, own?.state, own?.lastExit?.signal, own?.lastExit?.result], [1, 'running', 'SIGKILL', 'signal'], JSON.stringify(own));
-  } finally {
-    reg.close();
-  }
+  const own = await ownSupervision();
+  const restartsBefore = ownBefore?.restarts ?? 0;
+  assert.deepEqual([own?.restarts, own?.state, own?.lastExit?.signal, own?.lastExit?.result], [restartsBefore + 1, 'running', 'SIGKILL', 'signal'], `before the kill ${JSON.stringify(ownBefore)}, after ${JSON.stringify(own)}`);
   assert.match(ok(veil('status')), new RegExp(`^${WORKER}\\s+Available\\s+1\\s`, 'm'));
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${WORKER}\\s+Ready`, 'm'));
   // a restarted receiver refuses fresh ESP numbers under its persisted replay mark for a moment
