@@ -81,7 +81,6 @@ test('the fd store (systemd\'s protocol): fds stored on the way out come back to
 import { appendFileSync, readFileSync, writeSync, closeSync } from 'node:fs';
 const e = process.env, n = native();
 const got = e.LISTEN_FDS ? readFileSync('/proc/self/fd/3', 'utf8') : '-'; // from the start: the offset is shared
-appendFileSync(${JSON.stringify(seen)}, JSON.stringify({ fds: e.LISTEN_FDS ?? null, names: e.LISTEN_FDNAMES ?? null, pidOk: e.LISTEN_PID === String(process.pid), got }) + '\\n');
 process.on('SIGTERM', () => {
   const fd = n.memfdCreate('t');
   writeSync(fd, 'from ' + process.pid);
@@ -89,6 +88,8 @@ process.on('SIGTERM', () => {
   closeSync(fd);
   process.exit(0);
 });
+// written once the handler is in place: the test stops this start as soon as it reads the line
+appendFileSync(${JSON.stringify(seen)}, JSON.stringify({ fds: e.LISTEN_FDS ?? null, names: e.LISTEN_FDNAMES ?? null, pidOk: e.LISTEN_PID === String(process.pid), got }) + '\\n');
 setInterval(() => undefined, 1000);`);
     s = supervise(home, `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(agent)}`);
     const lines = () => readFileSync(seen, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { fds: string | null; names: string | null; pidOk: boolean; got: string });
