@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { EmbeddedRegistry, compactEvents } from '../../src/control/embedded-registry.js';
 import type { RegistryObject, WatchEvent } from '../../src/control/registry.js';
 import { isVeilError } from '../../src/util/errors.js';
+import { waitFor } from './etcd-helpers.js';
 
 const MODULE = resolve(fileURLToPath(import.meta.url), '../../../src/control/embedded-registry.js');
 const root = mkdtempSync(join(tmpdir(), 'veil-t-reg-'));
@@ -142,7 +143,8 @@ test('readers never see a torn object while writers in other processes rewrite i
 test('a writer killed mid-way leaves a readable store that others keep writing', async () => {
   const dir = freshDir();
   const victim = child(dir, `for (let i = 0; ; i++) await reg.mutate('ConfigMap', 'k', () => ({ kind: 'ConfigMap', metadata: { name: 'k' }, data: { v: String(i).repeat(50_000) } }));`);
-  await new Promise((r) => setTimeout(r, 700));
+  // killed once it has committed a few writes (a fixed 700 ms was not always past its start on a loaded machine)
+  await waitFor(() => { try { return logEvents(dir).length >= 3; } catch { return false; } }, 30_000, () => 'the writer to commit 3 writes');
   process.kill(victim.pid, 'SIGKILL');
   assert.equal((await victim).signal, 'SIGKILL');
   const reg = new EmbeddedRegistry(dir, { lockTimeoutMs: 5000 });
