@@ -23,12 +23,16 @@ let kubeconfig: string;
 
 interface Run { status: number | null; stdout: string; stderr: string }
 
-function run(cmd: string, args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+/** A command's end; output() is its stdout so far. */
+function run(cmd: string, args: string[]): Promise<Run> & { output: () => string } {
+  let out = '';
+  const done = new Promise<Run>((resolve) => {
+    const child = execFile(cmd, args, { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
+    child.stdout?.on('data', (d) => { out += d; });
   });
+  return Object.assign(done, { output: () => out });
 }
 const kubectl = (...a: string[]) => run(kubectlPath(), ['--kubeconfig', kubeconfig, ...a]);
 const veil = (...a: string[]) => run(process.execPath, ['dist/src/cli/main.js', ...a, '--kubeconfig', kubeconfig]);
@@ -102,7 +106,11 @@ test('install --kubernetes applies everything, waits with progress, converges on
     assert.ok(Date.now() < deadline, 'the DaemonSet was applied');
     await new Promise((r) => setTimeout(r, 100));
   }
-  await new Promise((r) => setTimeout(r, 1500)); // the installer reports the rollout at 0 first
+  // the installer reports the rollout at 0 first (a fixed 1.5 s was not always enough on a loaded machine)
+  while (!/Waiting for DaemonSet veil\/veil-agent: 0\/0 pods ready/.test(install.output())) {
+    assert.ok(Date.now() < deadline + 30_000, `the installer reported the rollout at 0: ${install.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await playControllerAndAgents();
   const r = await install;
   assert.equal(r.status, 0, r.stderr + r.stdout);
