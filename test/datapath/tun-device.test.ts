@@ -61,13 +61,15 @@ test('vnetHdr + TSO: super-packets are split on read and coalesced on write, TCP
     assert.equal(fwd.first['offloads'], 7, 'CSUM|TSO4|TSO6 accepted');
     // for each family: a server that hashes what it receives, a client that sends 48 MiB of known bytes
     for (const host of ['10.202.0.2', 'fd00:202::2']) {
+      let listening: () => void = () => undefined;
+      const ready = new Promise<void>((r) => { listening = r; });
       const server = new Promise<string>((resolve, reject) => {
         const p = spawn('ip', ['netns', 'exec', b, process.execPath, '-e', SERVER, host], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
-        p.stdout.on('data', (d) => { out += String(d); });
+        p.stdout.on('data', (d) => { out += String(d); if (out.includes('listening')) listening(); });
         p.on('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`server exited ${c}`))));
       });
-      await new Promise((r) => setTimeout(r, 400));
+      await Promise.race([ready, server]); // the client connects once the server listens (a fixed 400 ms was a guess)
       const sent = JSON.parse(await nodeIn(a, CLIENT, [host])) as { n: number; sha: string };
       const got = JSON.parse((await server).trim().split('\n').pop()!) as { n: number; sha: string };
       assert.equal(got.n, sent.n, host);
