@@ -12,8 +12,13 @@
 #include <string.h>
 
 // enc[0]/dec[0] belong to the calling thread; enc[t]/dec[t] to pool thread t, copied from [0]
-// by the caller (never while a batch runs) the first time thread t needs this key.
-typedef struct aead_ctx { EVP_CIPHER_CTX *enc[VEIL_MAX_CRYPTO_THREADS], *dec[VEIL_MAX_CRYPTO_THREADS]; int tag_len, cost; } aead_ctx;
+// by the caller (never while a batch runs) the first time thread t needs this key. A key made for
+// one direction has only that direction's contexts (an ESP SA seals or opens, never both): an
+// AES-GCM context holds ~1.5 KB of native memory, and an agent holds a key per SA per peer.
+typedef struct aead_ctx {
+  EVP_CIPHER_CTX *enc[VEIL_MAX_CRYPTO_THREADS], *dec[VEIL_MAX_CRYPTO_THREADS];
+  int tag_len, cost, pool_threads;
+} aead_ctx;
 
 // Work per byte that is worth sharing. AES-NI GCM (~27 Gbit/s on one core here) finishes a whole
 // batch faster than a helper wakes up (bench/aead-batch.ts: 0.87-0.95x with 2 threads), so it
@@ -21,6 +26,7 @@ typedef struct aead_ctx { EVP_CIPHER_CTX *enc[VEIL_MAX_CRYPTO_THREADS], *dec[VEI
 enum { COST_AES_GCM = 0, COST_CHACHA = 1 };
 
 enum { ALG_CHACHA20_POLY1305 = 0, ALG_AES_128_GCM = 1, ALG_AES_192_GCM = 2, ALG_AES_256_GCM = 3 };
+enum { USE_SEAL = 1, USE_OPEN = 2 };
 #define DESC_STRIDE 6 // ctx, dataOff, dataLen, nonceOff, aadOff, aadLen
 
 static void ctx_destroy(aead_ctx *c) {
@@ -46,13 +52,16 @@ static bool init_dir(EVP_CIPHER_CTX *x, const EVP_CIPHER *c, const uint8_t *key,
          EVP_CipherInit_ex(x, NULL, NULL, key, NULL, enc) == 1;
 }
 
-// aeadCreate(alg, key, tagLen) -> handle >= 0 | error (-EINVAL bad alg/key/tag, -ENOMEM)
+// aeadCreate(alg, key, tagLen, use) -> handle >= 0 | error (-EINVAL bad alg/key/tag/use, -ENOMEM).
+// use: USE_SEAL, USE_OPEN or both; a batch of the other direction fails the key's packets.
 napi_value aead_create(napi_env env, napi_callback_info info) {
-  GET_ARGS(3);
-  int32_t alg, tag; uint8_t *key; size_t klen;
+  GET_ARGS(4);
+  int32_t alg, tag, use; uint8_t *key; size_t klen;
   NEED(arg_int(env, argv[0], &alg, "alg"));
   NEED(arg_bytes(env, argv[1], &key, &klen, "key"));
   NEED(arg_int(env, argv[2], &tag, "tagLen"));
+  NEED(arg_int(env, argv[3], &use, "use"));
+  if (use < USE_SEAL || use > (USE_SEAL | USE_OPEN)) return ret_int(env, VEIL_ERR(STAGE_ARG, EINVAL));
   const EVP_CIPHER *c; size_t want;
   switch (alg) {
     case ALG_CHACHA20_POLY1305: c = EVP_chacha20_poly1305(); want = 32; break;
@@ -68,10 +77,11 @@ napi_value aead_create(napi_env env, napi_callback_info info) {
   if (!x) return ret_int(env, VEIL_ERR(STAGE_ARG, ENOMEM));
   x->tag_len = tag;
   x->cost = alg == ALG_CHACHA20_POLY1305 ? COST_CHACHA : COST_AES_GCM;
-  x->enc[0] = EVP_CIPHER_CTX_new(); x->dec[0] = EVP_CIPHER_CTX_new();
-  if (!x->enc[0] || !x->dec[0] || !init_dir(x->enc[0], c, key, 1) || !init_dir(x->dec[0], c, key, 0)) {
-    ctx_destroy(x); return ret_int(env, VEIL_ERR(STAGE_ARG, ENOMEM));
-  }
+  x->pool_threads = 1;
+  bool ok = true;
+  if (use & USE_SEAL) ok = (x->enc[0] = EVP_CIPHER_CTX_new()) && init_dir(x->enc[0], c, key, 1);
+  if (ok && (use & USE_OPEN)) ok = (x->dec[0] = EVP_CIPHER_CTX_new()) && init_dir(x->dec[0], c, key, 0);
+  if (!ok) { ctx_destroy(x); return ret_int(env, VEIL_ERR(STAGE_ARG, ENOMEM)); }
   int slot = -1;
   for (int i = 0; i < S->nctx; i++) if (!S->ctxs[i]) { slot = i; break; } // reuse freed handles
   if (slot < 0) {
@@ -148,16 +158,17 @@ static int crypt_range(void *j, int t, int begin, int end) {
 static bool contexts_for_pool(veil_state *S, const int32_t *d, int n, int threads) {
   for (int i = 0; i < n; i++) {
     aead_ctx *x = ctx_of(S, d[(size_t)i * DESC_STRIDE]);
-    if (!x || x->enc[threads - 1]) continue;
-    for (int t = 1; t < threads; t++) {
-      if (x->enc[t]) continue;
-      x->enc[t] = EVP_CIPHER_CTX_new(); x->dec[t] = EVP_CIPHER_CTX_new();
-      if (!x->enc[t] || !x->dec[t] || EVP_CIPHER_CTX_copy(x->enc[t], x->enc[0]) != 1 ||
-          EVP_CIPHER_CTX_copy(x->dec[t], x->dec[0]) != 1) {
+    if (!x || x->pool_threads >= threads) continue;
+    for (int t = x->pool_threads; t < threads; t++) {
+      bool ok = true;
+      if (x->enc[0]) ok = (x->enc[t] = EVP_CIPHER_CTX_new()) && EVP_CIPHER_CTX_copy(x->enc[t], x->enc[0]) == 1;
+      if (ok && x->dec[0]) ok = (x->dec[t] = EVP_CIPHER_CTX_new()) && EVP_CIPHER_CTX_copy(x->dec[t], x->dec[0]) == 1;
+      if (!ok) {
         EVP_CIPHER_CTX_free(x->enc[t]); EVP_CIPHER_CTX_free(x->dec[t]);
         x->enc[t] = x->dec[t] = NULL;
         return false;
       }
+      x->pool_threads = t + 1;
     }
   }
   return true;

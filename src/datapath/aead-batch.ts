@@ -4,7 +4,11 @@
 import { VeilError } from '../util/errors.js';
 import { AEAD_ALG, AEAD_DESC_STRIDE, AEAD_KEY_LENGTH, type AeadAlgorithm, native, nativeError } from '../native/addon.js';
 
-/** One key in one native cipher context (both directions). Free it when the key retires. */
+/** Which batches a key serves: seal (encrypt), open (decrypt) or both. */
+export type AeadUse = 'seal' | 'open' | 'both';
+const AEAD_USE: Record<AeadUse, number> = { seal: 1, open: 2, both: 3 }; // native/aead.c USE_SEAL, USE_OPEN
+
+/** One key in native cipher contexts (one per direction it serves). Free it when the key retires. */
 export class AeadKey {
   readonly algorithm: AeadAlgorithm;
   readonly tagLength: number;
@@ -16,14 +20,18 @@ export class AeadKey {
     this.#handle = handle;
   }
 
-  /** Creates the context. tagLength: 16 for ChaCha20-Poly1305; 8, 12 or 16 for AES-GCM (ESP ICV). */
-  static create(algorithm: AeadAlgorithm, key: Uint8Array, tagLength = 16): AeadKey {
+  /**
+   * Creates the context. tagLength: 16 for ChaCha20-Poly1305; 8, 12 or 16 for AES-GCM (ESP ICV).
+   * use: the direction(s) it serves; a key for one direction holds half the native memory (an
+   * AES-GCM context is ~1.5 KB, and an agent holds one per SA per peer), and fails batches of the other.
+   */
+  static create(algorithm: AeadAlgorithm, key: Uint8Array, tagLength = 16, use: AeadUse = 'both'): AeadKey {
     const want = AEAD_KEY_LENGTH[algorithm];
     if (want === undefined) throw new VeilError('AEAD_ALG', `unknown AEAD algorithm '${algorithm}'`, `use one of ${Object.keys(AEAD_ALG).join(', ')}`);
     if (key.length !== want) throw new VeilError('AEAD_KEY', `${algorithm} needs a ${want}-byte key, got ${key.length} bytes`);
     const tagOk = algorithm === 'chacha20-poly1305' ? tagLength === 16 : [8, 12, 16].includes(tagLength);
     if (!tagOk) throw new VeilError('AEAD_TAG', `${algorithm} does not support a ${tagLength}-byte tag`);
-    const h = native().aeadCreate(AEAD_ALG[algorithm], key, tagLength);
+    const h = native().aeadCreate(AEAD_ALG[algorithm], key, tagLength, AEAD_USE[use]);
     if (h < 0) throw nativeError(h, `cannot create a ${algorithm} context`);
     return new AeadKey(algorithm, tagLength, h);
   }

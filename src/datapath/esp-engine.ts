@@ -31,7 +31,8 @@ interface PeerState {
   ip: string;
   ipBytes: Uint8Array;
   family: 4 | 6;
-  outbound: Map<number, OutboundSa>;
+  /** One SA per key in force (one, two during a rotation): an array, not a Map of its own per peer. */
+  outbound: OutboundSa[];
   active: OutboundSa | null;
   /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
   prefixes: string[];
@@ -172,7 +173,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (!k) {
       const t = sa.transform;
       if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
-      k = AeadKey.create(gcmAlgorithm(t.key.length), t.key, t.icvLength);
+      // a copy: handing the SA's own key to native code would move it off the JS heap (security-association.ts)
+      k = AeadKey.create(gcmAlgorithm(t.key.length), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
       this.keys.set(sa, k);
     }
     return k;
@@ -385,7 +387,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const st = this.peers.get(ip);
       if (st) {
         this.releasePrefixes(st, st.prefixes);
-        for (const sa of st.outbound.values()) { this.freeKey(sa); this.outboundSas--; }
+        for (const sa of st.outbound) { this.freeKey(sa); this.outboundSas--; }
         this.peers.delete(ip);
       }
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa);
@@ -394,16 +396,18 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        st = { name: s.name, ip: s.ip, ipBytes: ip.bytes, family: ip.family, outbound: new Map(), active: null, prefixes: [] };
+        st = { name: s.name, ip: s.ip, ipBytes: ip.bytes, family: ip.family, outbound: [], active: null, prefixes: [] };
         this.peers.set(s.ip, st);
       }
       st.name = s.name;
-      for (const [spi, sa] of st.outbound) {
-        const keep = s.outbound.find((x) => x.spi === spi && sameTransform(x.transform, sa.transform));
-        if (!keep) { st.outbound.delete(spi); this.freeKey(sa); this.outboundSas--; }
+      const kept: OutboundSa[] = [];
+      for (const sa of st.outbound) {
+        const keep = s.outbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
+        if (keep) kept.push(sa); else { this.freeKey(sa); this.outboundSas--; }
       }
+      st.outbound = kept;
       for (const o of s.outbound) {
-        if (st.outbound.has(o.spi)) continue;
+        if (kept.some((sa) => sa.spi === o.spi)) continue;
         const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, s.ip)) ?? 0;
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
         const r = resumed?.get(saStateKey('out', o.spi, s.ip));
@@ -411,7 +415,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: s.ip, transform: o.transform, nowMs: now, sequence });
         if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
         created.push(sa);
-        st.outbound.set(o.spi, sa);
+        st.outbound.push(sa);
         this.outboundSas++;
       }
       for (const sa of this.inbound.ofSource(s.ip)) {
@@ -432,7 +436,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.inbound.add(sa);
         this.countInbound(x.spi, +1);
       }
-      st.active = st.outbound.get(s.activeSpi) ?? null;
+      st.active = st.outbound.find((sa) => sa.spi === s.activeSpi) ?? null;
       const want = new Set(s.allowedIPs);
       for (const p of want) this.allowed.insert(p, st); // add first, then remove: a prefix is never without an owner while it moves
       this.releasePrefixes(st, st.prefixes.filter((p) => !want.has(p)));
@@ -483,7 +487,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     });
     const sas: EspSaStatus[] = [];
     const peers = [...this.peers.values()].filter((p) => peer === undefined || p.name === peer);
-    for (const p of peers) for (const sa of p.outbound.values()) sas.push(describe(sa, p.name, sa === p.active));
+    for (const p of peers) for (const sa of p.outbound) sas.push(describe(sa, p.name, sa === p.active));
     const inbound = peer === undefined ? this.inbound.all() : peers.flatMap((p) => this.inbound.ofSource(p.ip));
     for (const sa of inbound) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
     const xfrm: Record<string, number> = {};
@@ -503,12 +507,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   exportState(): EspEngineState {
     const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: sa.transform });
     const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => ({
-      name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: [...p.outbound.values()].map(spec), activeSpi: p.active?.spi ?? 0,
+      name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: p.outbound.map(spec), activeSpi: p.active?.spi ?? 0,
       inbound: this.inbound.ofSource(p.ip).map(spec),
     }));
     const sas: EspSaState[] = [];
     for (const p of this.peers.values()) {
-      for (const sa of p.outbound.values()) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.counters.bytes, packets: sa.counters.packets });
+      for (const sa of p.outbound) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.counters.bytes, packets: sa.counters.packets });
     }
     for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.replay.save(), bytes: sa.counters.bytes, packets: sa.counters.packets });
     return { peers, sas };
@@ -521,7 +525,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       for (const sa of inbound) this.marks.set(this.replayIds.get(sa)!, sa.replay.top);
       try { writeSequenceMarks(this.init.marksFile, this.marks); } catch { /* the marks' leads stay: still no replay */ }
     }
-    for (const p of this.peers.values()) for (const sa of p.outbound.values()) this.freeKey(sa);
+    for (const p of this.peers.values()) for (const sa of p.outbound) this.freeKey(sa);
     for (const sa of this.inbound.all()) this.freeKey(sa);
   }
 }

@@ -48,7 +48,7 @@ interface KeyHandles {
 function handles(kp: Keypair): KeyHandles {
   let h = kp.nativeHandle as KeyHandles | null;
   if (!h) {
-    h = { send: AeadKey.create('chacha20-poly1305', kp.sendKey), receive: AeadKey.create('chacha20-poly1305', kp.receiveKey) };
+    h = { send: AeadKey.create('chacha20-poly1305', kp.sendKey, 16, 'seal'), receive: AeadKey.create('chacha20-poly1305', kp.receiveKey, 16, 'open') };
     kp.nativeHandle = h;
     kp.onZero = (dead) => {
       const x = dead.nativeHandle as KeyHandles | null;

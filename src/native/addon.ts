@@ -35,7 +35,8 @@ export interface NativeDatapath {
   /** A raw IP socket for `protocol` bound to addr (batches then go through udpRecvBatch/udpSendBatch). */
   rawOpen(addr: string, protocol: number): number;
   /** Handles belong to the thread (napi env) that created them. */
-  aeadCreate(alg: number, key: Uint8Array, tagLen: number): number;
+  /** use: AEAD_USE_SEAL | AEAD_USE_OPEN (the contexts made: one direction is half the native memory). */
+  aeadCreate(alg: number, key: Uint8Array, tagLen: number, use: number): number;
   aeadFree(handle: number): number;
   /** descs: AEAD_DESC_STRIDE int32 per packet (see AeadDesc); ok[i] = 1 when packet i succeeded. */
   sealBatch(buf: Uint8Array, n: number, descs: Int32Array, ok: Uint8Array): number;

@@ -100,6 +100,36 @@ test('one batch mixes keys and algorithms; a freed or bogus handle fails only it
   k2.free();
 });
 
+// An ESP SA seals or opens, never both: its key holds only that direction's context (half the
+// native memory). 3 threads: the pool's copies of a one-direction key are made for that direction.
+for (const threads of [1, 3]) test(`a seal-only and an open-only key, ${threads} crypto thread(s): each works its way and fails the other`, () => {
+  setCryptoThreads(threads);
+  const keyBytes = randomBytes(32);
+  const seal = AeadKey.create('chacha20-poly1305', keyBytes, 16, 'seal');
+  const open = AeadKey.create('chacha20-poly1305', keyBytes, 16, 'open');
+  const n = 160;
+  const { buf, slots } = layout(n, 8, LARGE_SIZES);
+  const original = Buffer.from(buf);
+  const batch = new AeadBatch(n);
+  const run = (key: AeadKey, how: 'seal' | 'open') => {
+    batch.clear();
+    for (const s of slots) batch.add(key, s.data, s.len, s.nonce, s.aad, s.aadLen);
+    return how === 'seal' ? batch.seal(buf) : batch.open(buf);
+  };
+  assert.equal(run(open, 'seal'), 0, 'an open-only key seals nothing');
+  assert.deepEqual(buf, original, 'and leaves the packets alone');
+  assert.equal(run(seal, 'seal'), n);
+  const s0 = slots[3]!;
+  assert.deepEqual(buf.subarray(s0.data, s0.data + s0.len + 16),
+    referenceSeal('chacha20-poly1305', keyBytes, original.subarray(s0.nonce, s0.nonce + 12), original.subarray(s0.aad, s0.aad + 8), original.subarray(s0.data, s0.data + s0.len), 16));
+  assert.equal(run(seal, 'open'), 0, 'a seal-only key opens nothing');
+  assert.equal(run(open, 'open'), n);
+  for (const s of slots) assert.deepEqual(buf.subarray(s.data, s.data + s.len), original.subarray(s.data, s.data + s.len));
+  setCryptoThreads(1);
+  seal.free();
+  open.free();
+});
+
 test('bad keys and tags are VeilErrors', () => {
   assert.throws(() => AeadKey.create('aes-128-gcm', new Uint8Array(32)), (e) => isVeilError(e) && /16-byte key/.test(e.message));
   assert.throws(() => AeadKey.create('chacha20-poly1305', new Uint8Array(32), 12), (e) => isVeilError(e) && /12-byte tag/.test(e.message));
