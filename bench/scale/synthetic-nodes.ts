@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Etcd3, Lease } from 'etcd3';
 import { loadClusterConfig } from '../../src/control/cluster-config.js';
-import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
+import { connectEtcd, type EtcdConnectionOptions } from '../../src/control/etcd/etcd-connection.js';
 import { encodeObject } from '../../src/control/etcd/object-codec.js';
 import { objectKey } from '../../src/control/etcd/keys.js';
 import type { RegistryObject } from '../../src/control/registry.js';
@@ -44,6 +44,11 @@ export class SyntheticNodes {
     if (!entry) throw new Error(`no cluster '${cluster}' in the cluster config`);
     if (entry.registry.type !== 'etcd') throw new Error(`cluster '${cluster}' has no etcd registry (${entry.registry.type})`);
     const { type: _type, ...conn } = entry.registry;
+    return SyntheticNodes.connect(cluster, conn, spi);
+  }
+
+  /** The same on an etcd given by its connection (the in-process memory bench starts its own). */
+  static async connect(cluster: string, conn: EtcdConnectionOptions, spi: number): Promise<SyntheticNodes> {
     const client = connectEtcd(conn);
     const lease = client.lease(30, { autoKeepAlive: true });
     const id = await lease.grant();
