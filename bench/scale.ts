@@ -36,6 +36,8 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
                  after each size, a V8 heap snapshot of the first agent's main thread in DIR (where the memory goes)
 Exit status: 0 when every correctness check passed, 1 otherwise, 130 when interrupted.`;
 
+/** keyRotationDuration of the bench's install: long past the rotation's last move (a few seconds). */
+const RETIRED_KEY_S = 30;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN_JS = join(ROOT, 'dist/src/cli/main.js');
 
@@ -62,6 +64,8 @@ interface SizeFigures {
 
 interface RotationFigures {
   peers: number;
+  /** The new key's SPI. */
+  spi: number;
   pingsSent: number;
   pingsLost: number;
   samples: number;
@@ -102,7 +106,9 @@ class ScaleLab {
   async create(): Promise<void> {
     this.up = true;
     await mustExec([process.execPath, MAIN_JS, 'lab', 'up', '--name', this.cluster, '--nodes', '2'], 180_000, { ...process.env, VEIL_HOME: this.home });
-    await this.veil(['install', '--encryption', 'ipsec', '--generate-key']);
+    // Retired keys go RETIRED_KEY_S after a rotation (default 5 min): the sizes after it then
+    // measure one key's SAs, as a cluster holds them between rotations, not two.
+    await this.veil(['install', '--encryption', 'ipsec', '--generate-key', '--set', `encryption.ipsec.keyRotationDuration=${RETIRED_KEY_S}s`]);
     const nodes = JSON.parse(await this.veil(['lab', 'get', 'nodes', '-o', 'json'])) as { items: { metadata: { name: string }; spec: Record<string, string> }[] };
     this.nodes = nodes.items.map((n) => ({ name: n.metadata.name, netns: n.spec['netns']!, internalIP: n.spec['internalIP']! }));
     for (const n of this.nodes) {
@@ -286,7 +292,14 @@ async function rotation(lab: ScaleLab, sim: SyntheticNodes, count: number): Prom
   check(sent - received === 0, `rotation: ${sent - received} of ${sent} pings lost between the real pair`);
   check(violations.length === 0, `rotation rule broken ${violations.length} times: ${violations.slice(0, 3).join('; ')}`);
   console.log(`rotation to SPI ${spi}: every peer moved ${doneAt ? doneAt - rotatedAt : 'never'} ms after the rotation; ${sent - received}/${sent} pings lost; ${samples} samples, ${violations.length} rule violations`);
-  return { peers: sim.size, pingsSent: sent, pingsLost: sent - received, samples, ruleViolations: violations.slice(0, 20), completedMs: doneAt ? doneAt - rotatedAt : -1 };
+  return { peers: sim.size, spi, pingsSent: sent, pingsLost: sent - received, samples, ruleViolations: violations.slice(0, 20), completedMs: doneAt ? doneAt - rotatedAt : -1 };
+}
+
+/** Waits until the agent holds SAs of the new key only (its retired key's expired): then a size measures one key's state. */
+async function retiredKeyGone(agent: AgentView, spi: number): Promise<void> {
+  const t0 = Date.now();
+  await waitUntil(`${agent.node} to drop the retired key's SAs`, async () => (await agent.sas()).sas.every((s) => s.spi === spi) || undefined, (RETIRED_KEY_S + 60) * 1000, 1000);
+  console.log(`the retired key's SAs gone ${Date.now() - t0} ms after the rotation's end`);
 }
 
 /** A heap snapshot of the agent's main thread (its NODE_OPTIONS name SIGUSR2), renamed after the size. */
@@ -352,10 +365,17 @@ async function main(): Promise<number> {
     const spi = ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
     sim = await SyntheticNodes.open(lab.cluster, spi);
     for (const size of sizes) {
-      if (rotationSize < size && !rot) { await sim.add(sim.size, rotationSize); rot = await rotation(lab, sim, pings); }
+      if (rotationSize < size && !rot) {
+        await sim.add(sim.size, rotationSize);
+        rot = await rotation(lab, sim, pings);
+        await retiredKeyGone(lab.agents[0]!, rot.spi);
+      }
       figures.push(await measureSize(lab, sim, size, o));
       if (snapshots) await heapSnapshot(lab.agents[0]!, snapshots, size);
-      if (rotationSize === size) rot = await rotation(lab, sim, pings);
+      if (rotationSize === size) {
+        rot = await rotation(lab, sim, pings);
+        if (size !== sizes.at(-1)) await retiredKeyGone(lab.agents[0]!, rot.spi);
+      }
     }
     if (!rot) rot = await rotation(lab, sim, pings);
     // Leaving: every synthetic node goes, and so do its routes and datapath entries.
