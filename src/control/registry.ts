@@ -31,6 +31,10 @@ export interface WatchEvent {
   type: WatchEventType;
   /** The store revision this event produced; strictly increasing across all kinds. */
   revision: number;
+  /**
+   * The object; for DELETED the object as it was, except after an etcd watch relisted (its revision
+   * compacted away): then its kind, name and last resourceVersion alone.
+   */
   object: RegistryObject;
 }
 

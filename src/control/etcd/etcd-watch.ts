@@ -15,6 +15,7 @@ import { prefixRange } from './etcd3-lib.js';
 import type { RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
 import type { VeilError } from '../../util/errors.js';
 import { decodeObject } from './object-codec.js';
+import { parseObjectKey } from './keys.js';
 
 export interface EtcdWatchDeps {
   client: Etcd3;
@@ -43,8 +44,12 @@ const STALL_MS = 3000;
 export class EtcdWatch implements Watch {
   /** The revision up to which every event has been delivered. */
   private last: number;
-  /** What this watch has delivered, by key: the base a relist diffs against. */
-  private readonly seen = new Map<string, RegistryObject>();
+  /**
+   * The version of what this watch has delivered, by key: the base a relist diffs against. Only
+   * the version: the objects were ~1.2 KB per peer (its Node and its Lease), kept for nothing but the rare
+   * deletion a relist finds (see gone()); a deletion the stream delivers carries the old object.
+   */
+  private readonly seen = new Map<string, number>();
   private stream: Stream | undefined;
   private stopped = false;
   private backoffMs = BACKOFF_MIN_MS;
@@ -99,7 +104,13 @@ export class EtcdWatch implements Watch {
 
   private remember(kv: IKeyValue): void {
     const dec = decodeObject(this.d.cluster, kv);
-    if (dec.ok) this.seen.set(dec.key, dec.object);
+    if (dec.ok) this.seen.set(dec.key, dec.object.metadata.resourceVersion!);
+  }
+
+  /** A deleted object as far as this watch knows it without its value: kind, name, last version. */
+  private gone(key: string, version: number): RegistryObject | undefined {
+    const where = parseObjectKey(this.d.cluster, key);
+    return where && { kind: where.kind, metadata: { name: where.name, resourceVersion: version } };
   }
 
   private open(): void {
@@ -196,7 +207,7 @@ export class EtcdWatch implements Watch {
     this.d.report(dec.key, dec.ok ? undefined : dec.reason);
     if (!dec.ok) return; // the watcher keeps the last good version it saw, if any
     const type: WatchEventType = this.seen.has(dec.key) ? 'MODIFIED' : 'ADDED';
-    this.seen.set(dec.key, dec.object);
+    this.seen.set(dec.key, rev);
     this.deliver({ type, revision: rev, object: dec.object });
   }
 
@@ -205,7 +216,7 @@ export class EtcdWatch implements Watch {
     const had = this.seen.get(key);
     this.d.report(key, undefined);
     const prevDec = prev ? decodeObject(this.d.cluster, prev) : undefined;
-    const object = had ?? (prevDec?.ok ? prevDec.object : undefined);
+    const object = prevDec?.ok ? prevDec.object : had !== undefined ? this.gone(key, had) : undefined;
     this.seen.delete(key);
     if (object) this.deliver({ type: 'DELETED', revision: rev, object });
   }
@@ -223,23 +234,28 @@ export class EtcdWatch implements Watch {
     if (this.stopped) return;
     this.relists++;
     const rev = Number(res.header.revision);
-    const now = new Map<string, RegistryObject>();
+    const now = new Map<string, number>();
+    const events: WatchEvent[] = [];
     for (const kv of res.kvs) {
       const dec = decodeObject(this.d.cluster, kv);
       this.d.report(dec.key, dec.ok ? undefined : dec.reason);
-      if (dec.ok) now.set(dec.key, dec.object);
-      else if (this.seen.has(dec.key)) now.set(dec.key, this.seen.get(dec.key)!); // keep the last good one
+      const had = this.seen.get(dec.key);
+      if (!dec.ok) {
+        if (had !== undefined) now.set(dec.key, had); // keep the last good one
+        continue;
+      }
+      const version = dec.object.metadata.resourceVersion!;
+      now.set(dec.key, version);
+      if (had === undefined) events.push({ type: 'ADDED', revision: version, object: dec.object });
+      else if (had !== version) events.push({ type: 'MODIFIED', revision: version, object: dec.object });
     }
-    const events: WatchEvent[] = [];
-    for (const [key, obj] of now) {
-      const had = this.seen.get(key);
-      if (!had) events.push({ type: 'ADDED', revision: obj.metadata.resourceVersion!, object: obj });
-      else if (had.metadata.resourceVersion !== obj.metadata.resourceVersion) events.push({ type: 'MODIFIED', revision: obj.metadata.resourceVersion!, object: obj });
+    for (const [key, version] of this.seen) {
+      const object = now.has(key) ? undefined : this.gone(key, version);
+      if (object) events.push({ type: 'DELETED', revision: rev, object });
     }
-    for (const [key, obj] of this.seen) if (!now.has(key)) events.push({ type: 'DELETED', revision: rev, object: obj });
     events.sort((a, b) => a.revision - b.revision);
     this.seen.clear();
-    for (const [k, o] of now) this.seen.set(k, o);
+    for (const [k, v] of now) this.seen.set(k, v);
     this.last = rev;
     for (const ev of events) this.deliver(ev);
     this.open();
