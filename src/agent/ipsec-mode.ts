@@ -30,14 +30,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   readonly device = IPSEC_DEVICE;
   private readonly loader = new IpsecKeyLoader();
   /**
-   * Each peer's derived SA keys, by key and tunnel ends: a pass derives only for a peer that is new,
-   * rebooted (a new boot id) or under a new key, not for every peer (two HMACs per key each).
-   */
-  private derived = new Map<string, { pass: number; list: { key: IpsecKey; ip: string; bootId: string; t: { out: EspTransform; in: EspTransform } }[] }>();
-  /**
    * Each peer's spec as the last pass made it, and from what: the same peer object (the node source
    * keeps it until the node changes), keys and published key id give the same spec object, which
    * the tunnel tells unchanged by identity (a pass over 5,000 peers builds and compares no spec).
+   * Its SA keys are derived again only for a peer that is new, rebooted (a new boot id) or under a
+   * new key (two hashes per key each): the spec's own transforms are reused, key i's at index i.
    */
   private specs = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec; pass: number }>();
   /**
@@ -154,25 +151,25 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       if (last && last.peer === p && last.localSpi === localSpi && sameKeys(last.keys, keys)) {
         specs.push(last.spec);
         last.pass = pass;
-        this.derived.get(p.name)!.pass = pass;
         continue;
       }
       if (p.external && !p.encryptionKey) {
         problems.set(`peer ${p.name}`, `peer ${p.name} has no IPsec configuration yet: run 'veil ipsec peer-config ${p.name}' and apply it there`);
         continue;
       }
-      const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: [...p.podCIDRs], outbound: [], inbound: [], activeSpi: 0 };
+      // The peer's allowed IPs are its pod CIDRs (the array is the peer object's, which nobody changes).
+      const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: p.podCIDRs, outbound: [], inbound: [], activeSpi: 0 };
       try {
-        const had = this.derived.get(p.name)?.list ?? [];
-        const now: typeof had = [];
+        const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
+        const fresh: { out: EspTransform; in: EspTransform }[] = [];
         for (const k of keys) {
-          const remote = { ip: p.internalIP, bootId: p.bootID };
-          const t = had.find((d) => d.key === k && d.ip === remote.ip && d.bootId === remote.bootId)?.t ?? deriveTunnelTransforms(k, local, remote);
-          now.push({ key: k, ...remote, t });
+          const j = same ? same.keys.indexOf(k) : -1;
+          const t = j >= 0 ? { out: same!.spec.outbound[j]!.transform, in: same!.spec.inbound[j]!.transform } : deriveTunnelTransforms(k, local, { ip: p.internalIP, bootId: p.bootID });
+          if (j < 0) fresh.push(t);
           spec.outbound.push({ spi: k.spi, transform: t.out });
           spec.inbound.push({ spi: k.spi, transform: t.in });
         }
-        this.derived.set(p.name, { pass, list: now });
+        packKeyMaterial(fresh);
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;
@@ -182,8 +179,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       specs.push(spec);
       this.specs.set(p.name, { peer: p, keys, localSpi, spec, pass });
     }
-    forgetUnmarked(this.derived, pass); // peers gone and keys retired are forgotten
-    forgetUnmarked(this.specs, pass);
+    forgetUnmarked(this.specs, pass); // peers gone are forgotten (and keys retired, with their specs)
     const routes: TunnelPrefix[] = [];
     const probes = new Map<string, string>();
     for (const p of peers) {
@@ -246,6 +242,24 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   stop(): void {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.secretWatch?.stop();
+  }
+}
+
+/**
+ * Moves the key material of a peer's newly derived transforms into one buffer. Sent to the datapath
+ * worker, every typed array moves off the JS heap into a buffer of its own (a backing store, its
+ * bookkeeping and a malloc'd block: ~0.2 KB each, four per key); views of one buffer share it.
+ */
+function packKeyMaterial(transforms: { out: EspTransform; in: EspTransform }[]): void {
+  const parts: Uint8Array[] = [];
+  for (const t of transforms) for (const x of [t.out, t.in]) parts.push(...(x.kind === 'aead' ? [x.key, x.salt] : [x.authKey, x.encKey]));
+  const buf = new Uint8Array(new ArrayBuffer(parts.reduce((n, a) => n + a.length, 0)));
+  let at = 0;
+  const view = (a: Uint8Array): Uint8Array => { buf.set(a, at); at += a.length; return buf.subarray(at - a.length, at); };
+  for (const t of transforms) {
+    for (const x of [t.out, t.in]) {
+      if (x.kind === 'aead') { x.key = view(x.key); x.salt = view(x.salt); } else { x.authKey = view(x.authKey); x.encKey = view(x.encKey); }
+    }
   }
 }
 
