@@ -62,8 +62,8 @@ function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: numbe
  * contained ones by a binary search in the ranges sorted by start.
  */
 class RangeIndex {
-  /** Ranges by family, length and start (almost always one: an array, not a Set, saves ~200 bytes a range). */
-  private readonly exact = new Map<string, Range[]>();
+  /** Ranges by family, length and start: almost always one, kept as itself (an array only for more; a Set was ~200 bytes a range). */
+  private readonly exact = new Map<string, Range | Range[]>();
   private readonly lengths = new Map<string, Map<number, number>>(); // family -> bits -> ranges of that length
   private readonly sorted = new Map<IpFamily, Range[]>();
 
@@ -74,7 +74,8 @@ class RangeIndex {
   add(r: Range): void {
     const k = RangeIndex.key(r.family, r.bits, r.start);
     const s = this.exact.get(k);
-    if (!s) this.exact.set(k, [r]);
+    if (!s) this.exact.set(k, r);
+    else if (!Array.isArray(s)) { if (s !== r) this.exact.set(k, [s, r]); }
     else if (!s.includes(r)) s.push(r);
     const lens = this.lengths.get(String(r.family)) ?? new Map<number, number>();
     this.lengths.set(String(r.family), lens);
@@ -87,9 +88,12 @@ class RangeIndex {
   remove(r: Range): void {
     const k = RangeIndex.key(r.family, r.bits, r.start);
     const s = this.exact.get(k);
-    const i = s ? s.indexOf(r) : -1;
-    if (i >= 0) s!.splice(i, 1);
-    if (s && !s.length) this.exact.delete(k);
+    if (s === r) this.exact.delete(k);
+    else if (Array.isArray(s)) {
+      const i = s.indexOf(r);
+      if (i >= 0) s.splice(i, 1);
+      if (s.length === 1) this.exact.set(k, s[0]!);
+    }
     const lens = this.lengths.get(String(r.family))!;
     const n = lens.get(r.bits)! - 1;
     if (n) lens.set(r.bits, n); else lens.delete(r.bits);
@@ -105,7 +109,9 @@ class RangeIndex {
     for (const bits of this.lengths.get(String(r.family))?.keys() ?? []) {
       if (bits > r.bits) continue;
       const k = RangeIndex.key(r.family, bits, hex(maskAddress(startBytes, bits)));
-      for (const x of this.exact.get(k) ?? []) into.add(x.owner);
+      const s = this.exact.get(k);
+      if (s && !Array.isArray(s)) into.add(s.owner);
+      else for (const x of s ?? []) into.add(x.owner);
     }
     const arr = this.sorted.get(r.family) ?? [];
     for (let i = lowerBound(arr, r.start); i < arr.length && arr[i]!.start <= r.end; i++) into.add(arr[i]!.owner);
@@ -129,7 +135,18 @@ function rangesOf(p: Parsed): Range[] {
   ];
 }
 
-interface Entry<T> { candidate: T; order: string; parsed: Parsed | string; ranges: Range[]; admitted: boolean; reason?: string }
+/**
+ * A candidate as admitted: its ranges in the index, and why it is unusable if it is. Its parsed
+ * claim is not kept (~0.7 KB a node: an object, a byte array and a buffer per address): decide()
+ * parses the two claims again only when it names a collision.
+ */
+interface Entry<T> { candidate: T; order: string; unusable?: string; ranges: Range[]; admitted: boolean; reason?: string }
+
+/** The entry of a candidate (parsed once, for its ranges). */
+function entryOf<T extends Claim>(candidate: T, order: string, admitted: boolean): Entry<T> {
+  const parsed = parse(candidate);
+  return typeof parsed === 'string' ? { candidate, order, unusable: parsed, ranges: [], admitted } : { candidate, order, ranges: rangesOf(parsed), admitted };
+}
 
 /** The key under which this node's own claim sorts: before every candidate. */
 const SELF_ORDER = '';
@@ -159,9 +176,8 @@ export class PeerAdmission<T extends Claim> {
   setSelf(self: Claim | undefined): Set<string> {
     const affected = new Set<string>();
     if (this.self) this.unindex(this.self, affected);
-    const parsed = self ? parse(self) : undefined;
-    this.self = self && parsed && typeof parsed !== 'string'
-      ? { candidate: self, order: SELF_ORDER, parsed, ranges: rangesOf(parsed), admitted: true } : undefined;
+    const e = self ? entryOf(self, SELF_ORDER, true) : undefined;
+    this.self = e && e.unusable === undefined ? e : undefined;
     if (this.self) this.indexEntry(this.self, affected);
     return this.redecide(affected);
   }
@@ -171,8 +187,7 @@ export class PeerAdmission<T extends Claim> {
     const affected = new Set<string>([candidate.name]);
     const was = this.entries.get(candidate.name);
     if (was) this.unindex(was, affected);
-    const parsed = parse(candidate);
-    const e: Entry<T> = { candidate, order, parsed, ranges: typeof parsed === 'string' ? [] : rangesOf(parsed), admitted: false };
+    const e = entryOf(candidate, order, false);
     this.entries.set(candidate.name, e);
     this.indexEntry(e, affected);
     const changed = this.redecide(affected);
@@ -232,8 +247,8 @@ export class PeerAdmission<T extends Claim> {
   private decide(e: Entry<T>): Set<string> {
     const name = e.candidate.name;
     const over = new Set<string>();
-    if (typeof e.parsed === 'string') {
-      this.setVerdict(e, false, `node object refused: ${e.parsed}`);
+    if (e.unusable !== undefined) {
+      this.setVerdict(e, false, `node object refused: ${e.unusable}`);
       return over;
     }
     for (const r of e.ranges) this.index.overlapping(r, over);
@@ -244,7 +259,8 @@ export class PeerAdmission<T extends Claim> {
       if (!h || !h.admitted || !(h.order < e.order)) continue;
       if (!first || h.order < first.order || (h.order === first.order && n < first.candidate.name)) first = h;
     }
-    const why = first && collision(e.parsed, first.parsed as Parsed, first === this.self ? `this node (${first.candidate.name})` : `node '${first.candidate.name}'`);
+    // Both parse (an unusable claim has no entry in the index, and this one is usable).
+    const why = first && collision(parse(e.candidate) as Parsed, parse(first.candidate) as Parsed, first === this.self ? `this node (${first.candidate.name})` : `node '${first.candidate.name}'`);
     if (why) this.setVerdict(e, false, `node object refused: ${why} (the first claim is kept)`);
     else this.setVerdict(e, true);
     return over;
