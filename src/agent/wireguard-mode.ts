@@ -7,7 +7,8 @@ import { hostPrefix } from '../net/cidr.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
-import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
+import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
+import { forgetUnmarked } from '../util/forget-unmarked.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireGuardEncryptStatus } from './api.js';
 import { WG_ACCEPTS_ANNOTATION, WG_NEXT_PUBKEY_ANNOTATION, WireGuardKeyRotation } from './wireguard-key-rotation.js';
@@ -30,6 +31,16 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
   readonly device = WG_DEVICE;
   /** The node's key pair and its rotation; unset until prepare() has loaded the key file (a start can fail before that). */
   private rotation?: WireGuardKeyRotation;
+  /**
+   * Kept and marked pass after pass (forget-unmarked.ts), as in the IPsec mode, so that a pass
+   * allocates nothing per unchanged peer: each peer's spec and what it was made from (the same
+   * spec object tells the tunnel it is unchanged), which peer holds each public key this pass
+   * (current and next keys: a key two peers publish is refused to the later one), each prefix's route.
+   */
+  private specs = new Map<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec; pass: number }>();
+  private holders = new Map<string, { name: string; pass: number }>();
+  private routeOf = new Map<string, { route: TunnelPrefix; pass: number }>();
+  private passes = 0;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -62,15 +73,23 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     const own = rotation.current.publicKeyBase64;
     const ownNext = rotation.nextPublicKey;
     const keepalive = Math.round(parseDuration(this.ctx.settings['encryption.wireguard.persistentKeepalive']) / 1000);
-    const specs: WireGuardPeerSpec[] = [];
+    const pass = ++this.passes;
+    const holder = (key: string): string | undefined => {
+      if (key === own || key === ownNext) return this.ctx.node.name;
+      const h = this.holders.get(key);
+      return h?.pass === pass ? h.name : undefined;
+    };
+    const hold = (key: string, name: string): void => {
+      const h = this.holders.get(key);
+      if (h) { h.name = name; h.pass = pass; } else this.holders.set(key, { name, pass });
+    };
     const problems = new Map<string, string>();
-    const byKey = new Map<string, string>();
     const keyed: PeerNode[] = [];
     for (const p of peers) {
       const key = p.annotations[WG_PUBKEY_ANNOTATION];
       if (!key) continue; // its agent has not published a key yet: its prefixes stay fail-closed
-      if (key === own || key === ownNext || byKey.has(key)) {
-        const other = key === own || key === ownNext ? this.ctx.node.name : byKey.get(key)!;
+      const other = holder(key);
+      if (other !== undefined) {
         problems.set(`peer ${p.name}`, `detected duplicate public key. node "${p.name}" uses same key as existing node "${other}"`);
         continue;
       }
@@ -78,36 +97,60 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
         problems.set(`peer ${p.name}`, `node "${p.name}" publishes an invalid public key`);
         continue;
       }
-      byKey.set(key, p.name);
+      hold(key, p.name);
       keyed.push(p);
-      specs.push({
-        name: p.name, publicKey: key, endpoint: { address: p.internalIP, port: p.external?.port ?? WG_PORT },
-        allowedIPs: [...p.podCIDRs, ...p.internalIPs.map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
-      });
     }
     // Next keys (their nodes rotate): accepted when no one else holds them; we say so in wg-accepts.
     const accepts: string[] = [];
-    const nextKeys = new Map(keyed.map((p) => [p.name, p.annotations[WG_NEXT_PUBKEY_ANNOTATION]]));
-    for (const s of specs) {
-      const next = nextKeys.get(s.name!); // a map, not a search per peer: O(N) per pass, not O(N^2)
-      if (!next || next === s.publicKey || !validKey(next) || next === own || next === ownNext || byKey.has(next)) continue;
-      byKey.set(next, s.name!);
-      s.nextPublicKey = next;
-      accepts.push(next);
+    const specs: WireGuardPeerSpec[] = [];
+    const nexts: (string | undefined)[] = [];
+    for (const p of keyed) {
+      const next = p.annotations[WG_NEXT_PUBKEY_ANNOTATION];
+      const ok = !!next && next !== p.annotations[WG_PUBKEY_ANNOTATION] && validKey(next) && holder(next) === undefined;
+      if (ok) { hold(next, p.name); accepts.push(next); }
+      nexts.push(ok ? next : undefined);
     }
-    rotation.observe(keyed.map((p) => ({ name: p.name, annotations: p.annotations })));
+    for (const [i, p] of keyed.entries()) {
+      const next = nexts[i];
+      const last = this.specs.get(p.name);
+      if (last && last.peer === p && last.keepalive === keepalive && last.next === next) {
+        last.pass = pass;
+        specs.push(last.spec);
+        continue;
+      }
+      const spec: WireGuardPeerSpec = {
+        name: p.name, publicKey: p.annotations[WG_PUBKEY_ANNOTATION]!, endpoint: { address: p.internalIP, port: p.external?.port ?? WG_PORT },
+        allowedIPs: [...p.podCIDRs, ...p.internalIPs.map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
+      };
+      if (next) spec.nextPublicKey = next;
+      this.specs.set(p.name, { peer: p, keepalive, next, spec, pass });
+      specs.push(spec);
+    }
+    forgetUnmarked(this.specs, pass);
+    forgetUnmarked(this.holders, pass);
+    rotation.observe(keyed); // a peer node is a RotationPeer (name, annotations)
     // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
-    // traffic stays node-to-node inside the tunnel.
-    const routes = new Map<string, string | undefined>();
+    // traffic stays node-to-node inside the tunnel. A prefix twice: once, its last source wins.
+    const routes: TunnelPrefix[] = [];
+    const route = (prefix: string, src: string | undefined): void => {
+      const r = this.routeOf.get(prefix);
+      if (r?.pass === pass) {
+        if (r.route.src !== src) routes[routes.indexOf(r.route)] = r.route = { prefix, src };
+        return;
+      }
+      if (r && r.route.src === src) r.pass = pass;
+      else this.routeOf.set(prefix, { route: { prefix, src }, pass });
+      routes.push(this.routeOf.get(prefix)!.route);
+    };
+    const probes = new Map<string, string>();
     for (const p of peers) {
-      for (const c of p.podCIDRs) routes.set(c, undefined);
-      if (this.nodeEncryption) for (const ip of p.internalIPs) routes.set(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
+      if (!p.external) probes.set(p.name, p.podGateway);
+      for (const c of p.podCIDRs) route(c, undefined);
+      if (this.nodeEncryption) for (const ip of p.internalIPs) route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
     }
+    forgetUnmarked(this.routeOf, pass);
     return {
-      datapathPeers: specs,
-      routes: [...routes].map(([prefix, src]) => ({ prefix, src })),
-      probes: new Map(peers.filter((p) => !p.external).map((p) => [p.name, p.podGateway])),
-      problems,
+      datapathPeers: specs, routes, probes, problems,
       publish: {
         annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
         encryptionKey: WG_ENCRYPTION_KEY,
