@@ -59,6 +59,8 @@ interface SizeFigures {
   /** Heap pages V8 held just before that collection (both threads), and their young generations. */
   heapTotalMB: number;
   youngMB: number;
+  /** RSS by mapping after the collection (MB): see AgentView.rssByMapping. */
+  rssByMapping: ReturnType<AgentView['rssByMapping']>;
   routes: number;
 }
 
@@ -226,10 +228,12 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const mem = {
     rssMB, rssPeakMB, rssCollectedMB: mb(live.rssBytes), liveHeapMainMB: mb(live.main.usedBytes), liveHeapWorkerMB: mb(live.datapath?.usedBytes),
     heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
+    rssByMapping: agent.rssByMapping(),
   };
   console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s; RSS median ${rssMB.toFixed(1)} MB, peak ${rssPeakMB.toFixed(1)} MB; ` +
     `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
-    `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB`);
+    `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB; ` +
+    `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
   return { size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent, steadyCpuPercent, ...mem, routes };
 }
 
@@ -404,7 +408,8 @@ function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): v
   if (lo && hi && hi !== lo) {
     const slope = (k: 'rssMB' | 'rssPeakMB' | 'rssCollectedMB' | 'liveHeapMainMB' | 'liveHeapWorkerMB') => ((((hi[k] - lo[k]) * 1e6) / (hi.size - lo.size)) / 1024).toFixed(2);
     console.log(`memory slope ${lo.size}->${hi.size}, KB per peer: RSS (median of the steady window) ${slope('rssMB')} [the target's figure], RSS peak ${slope('rssPeakMB')}, ` +
-      `RSS after a full collection ${slope('rssCollectedMB')}; live heap main ${slope('liveHeapMainMB')}, worker ${slope('liveHeapWorkerMB')}`);
+      `RSS after a full collection ${slope('rssCollectedMB')}; live heap main ${slope('liveHeapMainMB')}, worker ${slope('liveHeapWorkerMB')}; ` +
+      `RSS after the collection by mapping: ${Object.keys(hi.rssByMapping).map((k) => { const key = k as keyof SizeFigures['rssByMapping']; return `${k} ${((((hi.rssByMapping[key] - lo.rssByMapping[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}`);
   }
   if (rot) console.log(`rotation across ${rot.peers} peers: ${rot.pingsLost}/${rot.pingsSent} pings lost, ${rot.ruleViolations.length} rule violations in ${rot.samples} samples, all moved in ${rot.completedMs} ms`);
   if (failures.length) console.log(`\n${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);

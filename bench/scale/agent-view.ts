@@ -57,6 +57,36 @@ export class AgentView {
     return ['VmRSS', 'RssAnon', 'RssFile', 'VmData'].map((k) => `${k} ${new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? '?'} kB`).join(', ');
   }
 
+  /**
+   * Resident memory by mapping, from /proc/<pid>/smaps (MB): file-backed (code, libraries), the main
+   * malloc arena ([heap], brk), the other threads' malloc arenas (glibc maps each as a 64 MiB region
+   * aligned to 64 MiB: the part in use read-write, the rest PROT_NONE), thread stacks, and every
+   * other anonymous mapping (V8's heap pages above all; its code space, the addon's buffers).
+   */
+  rssByMapping(): { file: number; mallocMain: number; mallocArenas: number; stacks: number; otherAnon: number } {
+    const out = { file: 0, mallocMain: 0, mallocArenas: 0, stacks: 0, otherAnon: 0 };
+    const ARENA = 64 * 1024 * 1024;
+    const maps: { start: bigint; end: bigint; perms: string; path: string; rss: number }[] = [];
+    for (const line of readFileSync(`/proc/${this.pid}/smaps`, 'utf8').split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (m) { maps.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), perms: m[3]!, path: m[4]!, rss: 0 }); continue; }
+      const r = /^Rss:\s+(\d+) kB/.exec(line);
+      if (r && maps.length) maps[maps.length - 1]!.rss = Number(r[1]) / 1024;
+    }
+    for (const [i, m] of maps.entries()) {
+      const next = maps[i + 1];
+      const aligned = m.start % BigInt(ARENA) === 0n;
+      const arenaEnd = m.start + BigInt(ARENA);
+      const arena = !m.path && aligned && (m.end === arenaEnd || (next !== undefined && next.start === m.end && next.perms.startsWith('---') && next.end === arenaEnd));
+      if (m.path === '[heap]') out.mallocMain += m.rss;
+      else if (m.path.startsWith('[stack')) out.stacks += m.rss;
+      else if (m.path && !m.path.startsWith('[')) out.file += m.rss;
+      else if (arena) out.mallocArenas += m.rss;
+      else out.otherAnon += m.rss;
+    }
+    return out;
+  }
+
   /** Resident memory of the whole process, bytes. */
   rssBytes(): number {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
