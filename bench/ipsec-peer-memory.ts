@@ -3,8 +3,9 @@
 // A real etcd on loopback holds the peers as the scale bench writes them (Node objects and leases, as
 // real agents publish themselves); the agent's own objects follow them: the registry's watches and
 // the node source (main thread), the IPsec mode's desired state (main thread), and the ESP engine
-// given that state's specs through a structured clone, as the datapath worker receives them. After
-// a full collection, the live heap each layer adds per peer (V8 heap, external and array buffers).
+// in a worker thread, given that state's specs by postMessage as the datapath worker receives them.
+// After full collections, the live heap each layer adds per peer (V8 heap, external and array
+// buffers; the engine's in its own thread).
 // The real agent's figure is the scale bench's slope (README "Scale"); this says where it goes.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
