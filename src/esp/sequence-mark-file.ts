@@ -10,7 +10,7 @@ import { VeilError } from '../util/errors.js';
 
 /** The identity of an outbound SA's key for its mark: SPI and tunnel IPs (a jump forward is always safe). */
 export function sequenceMarkId(spi: number, src: string, dst: string): string {
-  return `${spi} ${src}>${dst}`;
+  return [spi, ' ', src, '>', dst].join(''); // one flat string: a template makes a tree of parts (kept per SA)
 }
 
 const REPLAY_PREFIX = 'in ';
@@ -23,7 +23,7 @@ export function replayMarkId(spi: number, src: string, dst: string, transform: E
   const h = createHash('sha256');
   if (transform.kind === 'aead') h.update(transform.key).update(transform.salt);
   else h.update(transform.encKey).update(transform.authKey);
-  return `${REPLAY_PREFIX}${spi} ${src}>${dst} ${h.digest('hex').slice(0, 16)}`;
+  return [REPLAY_PREFIX, spi, ' ', src, '>', dst, ' ', h.digest('hex').slice(0, 16)].join(''); // flat, as above
 }
 
 /** The SPI of a replay mark id, undefined for an outbound sequence mark. */
