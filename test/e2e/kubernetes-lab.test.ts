@@ -24,6 +24,8 @@ import { nodeSpec, readLabMeta } from '../../src/lab/objects.js';
 import { WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
 import { KubeLab } from '../kube-api/kube-lab.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
+import { pingUntilStopped } from './lab-harness.js';
+import { registerPid } from '../../src/lab/pids.js';
 
 const C = `tk8se2e-${process.pid}`; // a run cut off mid-test must not collide with the next
 const W1 = `${C}-worker`, W3 = `${C}-worker3`;
@@ -141,13 +143,20 @@ test('e2e kubernetes: IPsec from Nodes in the API converges, passes verify, and 
   assert.match(ok(lab.veil(['config', 'view'], kenv)), /enable-ipsec\s+true/);
   console.log(`# veil status through the Kubernetes API:\n${text.split('\n').map((l) => `#   ${l}`).join('\n')}`);
 
-  const ping = backgroundPing('pa', podB, 400);
+  // 20 pings/s from before the patch until IN_FLIGHT + 10 replies after every agent is on key 4
+  const IN_FLIGHT = 20; // a second of requests at the end, whose replies ping does not wait for
+  const ping = pingUntilStopped(`veil-${C}_pod_pa`, podB, 0.05, IN_FLIGHT);
+  registerPid(C, 'e2e-rotation-ping', ping.pid);
   await sleep(3000);
   lab.kubectlOk(['-n', 'veil', 'patch', 'secret', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: psk(4) } })]);
   const rot = await waitFor('every agent on key 4', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '4'), 30_000);
   console.log(`# IPsec: rotated to key 4 on every node ${rot} ms after kubectl patch secret`);
-  const summary = await ping;
-  assert.equal(lossOf(summary), 0, `no ping lost across the rotation: ${summary}`);
+  const rotated = ping.lastReplied();
+  await waitFor('pings past the rotation', () => ping.lastReplied() >= rotated + IN_FLIGHT + 10, 30_000);
+  const run = await ping.stop();
+  const summary = run.out.trim().split('\n').slice(-2).join(' ');
+  assert.ok(run.judged > rotated, `every request until every agent was on key 4 is judged: ${run.judged} of ${run.sent}, key 4 everywhere at icmp_seq ${rotated}`);
+  assert.deepEqual(run.missing, [], `no ping lost across the rotation: ${summary}`);
 });
 
 test('e2e kubernetes: WireGuard converges and passes verify; a key published while watches were held and cut with 410 arrives by relist; a deleted Node leaves its peers', { timeout: 240_000 }, async () => {

@@ -113,3 +113,44 @@ export function pingCount(lab: TestLab, pod: string, dst: string, count = 3): nu
   const r = lab.veil('lab', 'exec', pod, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst);
   return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
 }
+
+/** What a stopped ping sent and which of its judged requests got no reply. */
+export interface PingRun {
+  sent: number;
+  /** Requests 1..judged are judged: all but the last `inFlight`, whose replies ping did not wait for. */
+  judged: number;
+  /** icmp_seq -> the reply's time (ms since the epoch). */
+  replies: Map<number, number>;
+  /** The judged requests without a reply. */
+  missing: number[];
+  /** ping's output (with -D timestamps). */
+  out: string;
+}
+
+/**
+ * ping -D from a namespace every `intervalS` until stop() (SIGINT; -w 300 bounds a stop that never
+ * comes). ping does not wait for the replies in flight when it stops: its last `inFlight` requests
+ * are not judged. lastReplied() is the highest icmp_seq answered so far, to wait for traffic past a
+ * moment before stopping.
+ */
+export function pingUntilStopped(ns: string, dst: string, intervalS: number, inFlight: number): { pid: number; lastReplied: () => number; running: () => boolean; stop: () => Promise<PingRun> } {
+  const p = spawn('ip', ['netns', 'exec', ns, 'ping', '-D', '-i', String(intervalS), '-w', '300', dst], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let running = true;
+  p.stdout.on('data', (d) => { out += d; });
+  p.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise<void>((res) => p.on('exit', () => { running = false; res(); }));
+  const replies = () => new Map([...out.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((r) => [Number(r[2]), Number(r[1]) * 1000]));
+  return {
+    pid: p.pid!,
+    lastReplied: () => Math.max(0, ...replies().keys()),
+    running: () => running,
+    stop: async () => {
+      p.kill('SIGINT');
+      await exited;
+      const sent = Number(/(\d+) packets transmitted/.exec(out)?.[1] ?? 0), judged = Math.max(0, sent - inFlight);
+      const got = replies();
+      return { sent, judged, replies: got, missing: Array.from({ length: judged }, (_, k) => k + 1).filter((k) => !got.has(k)), out };
+    },
+  };
+}

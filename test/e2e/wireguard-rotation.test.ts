@@ -4,13 +4,13 @@
 // still answers for its old key, and `veil status` shows the rotations.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { ok, veilCli, sleep } from './cli.js';
+import { pingUntilStopped } from './lab-harness.js';
 
 const C = `twgrot-${process.pid}`; // a run cut off mid-test must not collide with the next
 const home = mkdtempSync(join(tmpdir(), 'veil-t-wgrot-'));
@@ -20,8 +20,14 @@ const veil = veilCli(env, 60_000);
 const NODES = [`${C}-control-plane`, `${C}-worker`, `${C}-worker2`, `${C}-worker3`];
 const podNs = (pod: string) => `veil-${C}_pod_${pod}`;
 const pods: { name: string; ip: string }[] = [];
-/** Pings per pair at `ping -i 0.01` (100/s asked; 60-70/s measured on a busy 2-core machine): 25-40 s, both rotations inside. */
-const PINGS = 2500;
+/**
+ * The pings (100/s asked with `ping -i 0.01`; 60-70/s on a busy 2-core machine) run from before the
+ * first rotation until each stream has sent UNJUDGED + 10 more after the last rotation ended, then
+ * stop on SIGINT. ping does not wait for the replies still in flight then: its last UNJUDGED
+ * requests (its last second at least, at one per 10 ms) are not judged; every earlier one, all
+ * those sent during the rotations among them, must have its reply.
+ */
+const UNJUDGED = 100;
 
 async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -37,34 +43,21 @@ const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', '
 const rotationOf = (node: string) => encryptStatus(node).wireguard['key-rotation'];
 const keyOf = (node: string) => encryptStatus(node).wireguard.interfaces[0]!['public-key'];
 
-// -c with -w: ping ends once every reply is in (or at the deadline); -c alone stops waiting two
-// average RTTs after the last request, so a last reply delayed by a load spike counted as lost.
-interface PingResult { sent: number; received: number; out: string; missing: string; missingAt: number[] }
-
-/** A ping stream from one pod to another: 100 a second; resolves with ping's summary and the replies that never came (with the time around them). */
-function pingStream(from: string, to: string): { done: Promise<PingResult>; running: () => boolean } {
-  const p = spawn('ip', ['netns', 'exec', podNs(from), 'ping', '-D', '-c', String(PINGS), '-i', '0.01', '-w', '150', pods.find((x) => x.name === to)!.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
-  registerPid(C, `e2e-ping-${from}-${to}`, p.pid!);
-  let out = '';
-  let running = true;
-  p.stdout.on('data', (d) => { out += d; });
-  p.stderr.on('data', (d) => { out += d; });
-  const done = new Promise<PingResult>((resolve) => p.on('exit', () => {
-    running = false;
-    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
-    const replies = new Map([...out.matchAll(/^\[(\d+\.\d+)\].*icmp_seq=(\d+)/gm)].map((r) => [Number(r[2]), Number(r[1])]));
-    const missing: string[] = [];
-    const missingAt: number[] = [];
-    for (let seq = 1; seq <= PINGS; seq++) {
-      if (replies.has(seq)) continue;
-      const near = replies.get(seq - 1) ?? replies.get(seq + 1);
-      missingAt.push(near ? near * 1000 : NaN);
-      missing.push(`icmp_seq=${seq} near ${near ? new Date(near * 1000).toISOString() : '?'}`);
-    }
-    const summary = out.trim().split('\n').slice(-3).join(' ');
-    resolve({ sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), out: `${from} -> ${to}: ${summary}`, missing: missing.join(', '), missingAt });
-  }));
-  return { done, running: () => running };
+/** A ping stream from one pod to another (100/s) until stop(): the judged requests that got no reply, with the time around them. */
+function pingStream(from: string, to: string) {
+  const ping = pingUntilStopped(podNs(from), pods.find((x) => x.name === to)!.ip, 0.01, UNJUDGED);
+  registerPid(C, `e2e-ping-${from}-${to}`, ping.pid);
+  const done = async () => {
+    const r = await ping.stop();
+    const near = (seq: number) => r.replies.get(seq - 1) ?? r.replies.get(seq + 1);
+    const summary = r.out.trim().split('\n').slice(-3).join(' ');
+    return {
+      sent: r.sent, judged: r.judged, out: `${from} -> ${to}: ${summary}`,
+      missing: r.missing.map((seq) => `icmp_seq=${seq} near ${near(seq) ? new Date(near(seq)!).toISOString() : '?'}`).join(', '),
+      missingAt: r.missing.map((seq) => near(seq) ?? NaN),
+    };
+  };
+  return { running: ping.running, lastReplied: ping.lastReplied, done };
 }
 
 before(() => {
@@ -116,10 +109,11 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
   });
   console.log(`all nodes rotated in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   assert.ok(streams.every((s) => s.running()), 'the pings still ran when the rotations ended (the rotations happened under traffic)');
-
-  const results = await Promise.all(streams.map((s) => s.done));
+  const rotationsEnd = streams.map((s) => s.lastReplied());
+  await waitFor('every stream to send past the rotations\' end by more than it leaves unjudged', () => streams.every((s, i) => s.lastReplied() >= rotationsEnd[i]! + UNJUDGED + 10), 30_000);
+  const results = await Promise.all(streams.map((s) => s.done()));
   for (const r of results) console.log(r.out);
-  const lost = results.filter((r) => r.received !== r.sent);
+  const lost = results.filter((r) => r.missingAt.length > 0);
   if (lost.length) {
     // Where they went: the missing replies' times against each node's rotation, and every drop counter.
     for (const r of lost) console.log(`lost: ${r.out}: ${r.missing}`);
@@ -129,14 +123,13 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
       console.log(`${n}: ${JSON.stringify(st.wireguard['key-rotation'])} drops ${JSON.stringify(nonzero(st.drops))} counters ${JSON.stringify(st.counters)}`);
     }
   }
-  for (const r of results) {
-    // with -w, ping sends until PINGS replies are in: each lost reply is one more request
-    assert.ok(r.sent >= PINGS && r.received === PINGS, `ping ran its course: ${r.out}`);
+  for (const [i, r] of results.entries()) {
+    assert.ok(r.judged > rotationsEnd[i]!, `every request up to the rotations' end is judged: ${r.judged} of ${r.sent}, the rotations ended at icmp_seq ${rotationsEnd[i]}: ${r.out}`);
     const beforeAllAtOnce = r.missingAt.filter((at) => !(at >= t1 - 500)); // unknown times count against the one-node phase
     assert.equal(beforeAllAtOnce.length, 0, `no ping lost before the all-at-once rotation (the one-node rotation): ${r.out}: ${r.missing}`);
   }
-  const sent = results.reduce((a, r) => a + r.sent, 0);
-  const lostAll = results.reduce((a, r) => a + (r.sent - r.received), 0);
+  const sent = results.reduce((a, r) => a + r.judged, 0);
+  const lostAll = results.reduce((a, r) => a + r.missingAt.length, 0);
   console.log(`all-nodes-at-once rotation: ${lostAll} of ${sent} pings lost`);
   assert.ok(lostAll <= ALL_AT_ONCE_MAX_LOSS * sent, `every pair stayed up through the all-at-once rotation: ${lostAll} of ${sent} lost`);
 
