@@ -11,6 +11,13 @@ export interface MeasureOptions {
   /** Offered UDP rate, iperf3 -b syntax (e.g. 400M). */
   udpRate: string;
   pings: number;
+  /**
+   * Pings sent (10 ms apart) and not counted before the idle RTT is measured, in every mode alike:
+   * veil's packet path runs V8's baseline-tier code until it has carried some packets, where
+   * wireguard-go (compiled) needs no warm-up, so without it the bench compares veil's first
+   * seconds with wireguard-go's steady state.
+   */
+  warmupPings: number;
   /** Search the highest UDP rate with < 1 % loss (skipped by --smoke). */
   udpSearch: boolean;
   /** Idle ping RTT only (--latency): no TCP, UDP or CPU figures (they stay NaN / null). */
@@ -33,6 +40,9 @@ export interface ModeFigures {
   udpLossPct: number;
   rttP50Us: number;
   rttP99Us: number;
+  /** The warm-up pings' RTT (the first seconds after the mode came up; NaN without a warm-up). */
+  rttWarmupP50Us: number;
+  rttWarmupP99Us: number;
   /** Ping RTT while the single TCP stream runs through the same pair. */
   rttLoadedP50Us: number;
   rttLoadedP99Us: number;
@@ -150,11 +160,13 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
     tcpSeconds[name] = r.seconds;
     return r.gbps;
   };
+  const warmup = opts.warmupPings > 0 ? await pingRtt(client, server, opts.warmupPings) : { p50: NaN, p99: NaN };
   const ping = await pingRtt(client, server, opts.pings);
   if (ping.received === 0) throw new Error('no ping answer');
   if (opts.latencyOnly) {
     return {
       tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: ping.p50, rttP99Us: ping.p99,
+      rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99,
       rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpTrials: [],
       cpuSecPerGB: null, peakRssMB: null,
     };
@@ -176,6 +188,7 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   return {
     tcp1Gbps, tcp1RGbps, tcp4Gbps, udpRxGbps: udp.gbps, udpLossPct: udp.lossPct,
     rttP50Us: ping.p50, rttP99Us: ping.p99,
+    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99,
     rttLoadedP50Us: loaded.p50, rttLoadedP99Us: loaded.p99,
     tcpSlowestSecondRatio: ratios.length ? Math.min(...ratios) : NaN,
     tcpSeconds,

@@ -25,6 +25,8 @@ const ROWS: Row[] = [
   { key: 'udpMaxRateMbps', label: 'UDP highest rate < 1 % loss Mbit/s', digits: 0 },
   { key: 'rttP50Us', label: 'ping RTT p50 µs', digits: 0 },
   { key: 'rttP99Us', label: 'ping RTT p99 µs', digits: 0 },
+  { key: 'rttWarmupP50Us', label: 'ping RTT p50 during the warm-up µs', digits: 0 },
+  { key: 'rttWarmupP99Us', label: 'ping RTT p99 during the warm-up µs', digits: 0 },
   { key: 'rttLoadedP50Us', label: 'ping RTT p50 under 1 TCP stream µs', digits: 0 },
   { key: 'rttLoadedP99Us', label: 'ping RTT p99 under 1 TCP stream µs', digits: 0 },
   { key: 'cpuSecPerGB', label: 'datapath CPU s/GB', digits: 2 },

@@ -12,7 +12,10 @@ import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } fr
 import { liveChildren } from './proc.js';
 import { formatTable, ratiosToWireGuardGo, stalls, summarize } from './report.js';
 
-const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--smoke | --latency] [--out FILE] [--name CLUSTER]
+/** Idle pings not counted before the RTT is measured (3 s: veil's packet path tiers up; every mode alike). */
+const WARMUP_PINGS = 300;
+
+const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--warmup-pings N] [--smoke | --latency] [--out FILE] [--name CLUSTER]
 
 Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
   --rounds N     rounds (default 3; the table shows the median per figure)
@@ -21,6 +24,10 @@ Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the ro
                  highest rate with < 1 % loss (doubling from 200M, then bisecting)
   --crypto-threads T
                  veil's datapath.cryptoThreads (default: the install default, 1)
+  --warmup-pings N
+                 idle pings sent and not counted before the RTT is measured, in every mode
+                 (default ${WARMUP_PINGS}: 3 s; veil's packet path is JIT-compiled while it works,
+                 wireguard-go needs no warm-up; 0 under --smoke)
   --smoke        1 round of 1-second tests, no UDP search or handshake figures: each mode must
                  pass traffic; no JSON unless --out
   --latency      idle ping RTT only (default 500 pings a mode and round, 10 ms apart, 5 rounds)
@@ -54,7 +61,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
-      smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'warmup-pings': { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -63,14 +70,16 @@ async function main(): Promise<number> {
   const rounds = Number(values.rounds ?? (smoke ? 1 : latencyOnly ? 5 : 3));
   const opts: MeasureOptions = {
     seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : latencyOnly ? 500 : 200,
+    warmupPings: smoke ? 0 : Number(values['warmup-pings'] ?? WARMUP_PINGS),
     udpSearch: !smoke && !latencyOnly, latencyOnly,
   };
   const modes = (values.modes ? values.modes.split(',') : [...MODES]) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
   const cryptoThreads = values['crypto-threads'] === undefined ? undefined : Number(values['crypto-threads']);
   const badThreads = cryptoThreads !== undefined && !(Number.isInteger(cryptoThreads) && cryptoThreads >= 1 && cryptoThreads <= 8);
-  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads) {
-    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : badThreads ? '--crypto-threads must be 1 to 8' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
+  const badWarmup = !(Number.isInteger(opts.warmupPings) && opts.warmupPings >= 0);
+  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads || badWarmup) {
+    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : badThreads ? '--crypto-threads must be 1 to 8' : badWarmup ? '--warmup-pings must be a whole number >= 0' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
     return 2;
   }
 
@@ -108,7 +117,8 @@ async function main(): Promise<number> {
           if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
           round[mode] = await measureMode(client, server, active.datapathPids, opts);
           const f = round[mode]!;
-          if (latencyOnly) console.error(`round ${r + 1}/${rounds} ${mode}: rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle`);
+          if (latencyOnly) console.error(`round ${r + 1}/${rounds} ${mode}: rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle ` +
+            `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)})`);
           else console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
             `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
             `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s, rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
