@@ -9,6 +9,7 @@
 #include <linux/virtio_net.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 enum {
   ST_READS, ST_GSO_IN, ST_SEGMENTS_OUT, ST_CSUM_COMPLETED, ST_DROP_MALFORMED, ST_DROP_TOO_BIG,
   ST_WRITES, ST_COALESCED_WRITES, ST_COALESCED_SEGMENTS, ST_WRITE_ERRORS, ST_LAST_ERRNO,
+  ST_YIELDS, // sched_yield() calls between the writes of a batch (yieldEvery)
   ST_DRAINED, // 1 when the last tunReadBatch found the device empty (so reading again is a wasted syscall)
   ST_COUNT
 };
@@ -303,12 +305,13 @@ static bool write_all(int fd, struct iovec *iov, int n, double *st) {
   }
 }
 
-// tunWriteBatch(fd, buf, n, offs, lens, mode, stats) -> packets written (coalesced ones count each).
-// Packets with lens[i] <= 0 are skipped. With coalescing the first packet of a run has its IP and
-// TCP headers rewritten in place.
+// tunWriteBatch(fd, buf, n, offs, lens, mode, stats, yieldEvery) -> packets written (coalesced ones
+// count each). Packets with lens[i] <= 0 are skipped. With coalescing the first packet of a run has
+// its IP and TCP headers rewritten in place. yieldEvery > 0: sched_yield() after every yieldEvery
+// writes when more follow (see TunWriteOptions.yieldEvery).
 napi_value tun_write_batch(napi_env env, napi_callback_info info) {
-  GET_ARGS(7);
-  int32_t fd, n, mode, *offs, *lens; uint8_t *buf; size_t blen, noffs, nlens, nst; double *st;
+  GET_ARGS(8);
+  int32_t fd, n, mode, yield_every, *offs, *lens; uint8_t *buf; size_t blen, noffs, nlens, nst; double *st;
   NEED(arg_int(env, argv[0], &fd, "fd"));
   NEED(arg_bytes(env, argv[1], &buf, &blen, "buf"));
   NEED(arg_int(env, argv[2], &n, "n"));
@@ -316,14 +319,17 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   NEED(arg_i32s(env, argv[4], &lens, &nlens, "lens"));
   NEED(arg_int(env, argv[5], &mode, "mode"));
   NEED(arg_f64s(env, argv[6], &st, &nst, "stats"));
+  NEED(arg_int(env, argv[7], &yield_every, "yieldEvery"));
   if (n < 0 || (size_t)n > noffs || (size_t)n > nlens || nst < ST_COUNT) return throw_range(env, "veil_datapath: tunWriteBatch n exceeds descriptors");
   bool vnet = mode & WRITE_VNET, coalesce = vnet && (mode & WRITE_COALESCE), trusted = mode & WRITE_CSUM_TRUSTED;
   struct iovec iov[MAX_GSO_SEGS + 2];
   struct virtio_net_hdr vh;
-  int written = 0;
+  int written = 0, since_yield = 0;
   for (int i = 0; i < n;) {
     int32_t off = offs[i], l = lens[i];
     if (l <= 0) { i++; continue; }
+    if (yield_every > 0 && since_yield >= yield_every) { sched_yield(); st[ST_YIELDS]++; since_yield = 0; }
+    since_yield++;
     if (off < 0 || (size_t)off + (size_t)l > blen) { st[ST_DROP_MALFORMED]++; i++; continue; }
     uint8_t *p = buf + off;
     if (!vnet) {

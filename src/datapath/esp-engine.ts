@@ -19,7 +19,7 @@ import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
-import type { TunDevice } from './tun-device.js';
+import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
 import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
@@ -323,7 +323,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.counters.rxPackets++;
       this.counters.rxBytes += payload;
     }
-    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true }); // AEAD-authenticated: merge TCP runs (GRO-like)
+    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY }); // AEAD-authenticated: merge TCP runs (GRO-like)
     return n;
   }
 

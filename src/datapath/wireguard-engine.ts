@@ -19,7 +19,7 @@ import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from 
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
-import type { TunDevice } from './tun-device.js';
+import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
 import { exportSessions, importSessions } from '../wireguard/session-snapshot.js';
@@ -221,7 +221,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.counters.rxPackets++;
       this.counters.rxBytes += inner;
     }
-    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true }); // AEAD-authenticated: merge TCP runs (GRO-like)
+    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY }); // AEAD-authenticated: merge TCP runs (GRO-like)
     for (const [kp, r] of this.received) {
       this.packetsOf(kp.peer).rx += r.packets;
       this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, r.source, r.bytes, r.packets));

@@ -17,7 +17,7 @@ export interface NativeDatapath {
     offs: Int32Array, lens: Int32Array, maxPkts: number, vnet: number, scratch: Uint8Array | null,
     stats: Float64Array): number;
   tunWriteBatch(fd: number, buf: Uint8Array, n: number, offs: Int32Array, lens: Int32Array, mode: number,
-    stats: Float64Array): number;
+    stats: Float64Array, yieldEvery: number): number;
   close(fd: number): number;
   /** Blocks up to timeoutMs (-1: forever); bit i set when fds[i] is readable. Worker threads only. */
   waitReadable(fds: Int32Array, count: number, timeoutMs: number): number;
@@ -93,11 +93,11 @@ export const TUN_WRITE = { VNET: 1, COALESCE: 2, CSUM_TRUSTED: 4 } as const;
 /** Slots of the Float64Array the TUN functions add their counters to. */
 export const TUN_STAT = {
   reads: 0, gsoIn: 1, segmentsOut: 2, checksumsCompleted: 3, dropMalformed: 4, dropTooBig: 5,
-  writes: 6, coalescedWrites: 7, coalescedSegments: 8, writeErrors: 9, lastErrno: 10,
+  writes: 6, coalescedWrites: 7, coalescedSegments: 8, writeErrors: 9, lastErrno: 10, yields: 11,
 } as const;
-export const TUN_STAT_COUNT = 12;
+export const TUN_STAT_COUNT = 13;
 /** Stats slot (not a counter): 1 when the last TUN read batch found the device empty. */
-export const TUN_DRAINED_SLOT = 11;
+export const TUN_DRAINED_SLOT = 12;
 /** udpSendBatch / udpSend mode bits. */
 export const UDP_MODE = { GSO: 1, SOCKET_V6: 2 } as const;
 /** Slots of the Float64Array the UDP functions add their counters to. */

@@ -94,6 +94,16 @@ test('vnetHdr + TSO: super-packets are split on read and coalesced on write, TCP
   }
 });
 
+test('writeBatch with yieldEvery gives up the CPU between every yieldEvery writes of a batch and delivers every packet', () => {
+  const ns = makeNetns('yield');
+  namespaces.push(ns);
+  const r = runScenario(ns, ['tun-yield', 'veil-tdy0']) as { writes: { written: number; yields: number }[]; ids: number[]; counters: Record<string, number> };
+  // 10 writes: a yield after the 4th and the 8th (none after the last); none without yieldEvery
+  assert.deepEqual(r.writes, [{ written: 10, yields: 2 }, { written: 10, yields: 0 }], JSON.stringify(r));
+  assert.deepEqual(r.ids, [...Array(10).keys(), ...Array(10).keys()], 'both batches arrived whole and in order');
+  assert.equal(r.counters['writeErrors'], 0);
+});
+
 test('a bad TUN name, or a name taken by another kind of link, is a VeilError', () => {
   assert.throws(() => TunDevice.open('this-name-is-far-too-long'), (e) => isVeilError(e) && e.code === 'TUN_NAME');
   assert.throws(() => TunDevice.open('lo'), (e) => isVeilError(e) && /cannot create TUN device lo/.test(e.message) && !!e.hint);
