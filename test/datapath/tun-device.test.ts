@@ -33,7 +33,7 @@ function nodeIn(ns: string, code: string, args: string[] = []): Promise<string> 
     let out = '', err = '';
     p.stdout.on('data', (d) => { out += String(d); });
     p.stderr.on('data', (d) => { err += String(d); });
-    p.on('exit', (c) => (c === 0 ? resolve(out.trim()) : reject(new Error(`node in ${ns} exited ${c}: ${err}`))));
+    p.on('close', (c) => (c === 0 ? resolve(out.trim()) : reject(new Error(`node in ${ns} exited ${c}: ${err}`))));
   });
 }
 
@@ -67,7 +67,7 @@ test('vnetHdr + TSO: super-packets are split on read and coalesced on write, TCP
         const p = spawn('ip', ['netns', 'exec', b, process.execPath, '-e', SERVER, host], { stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         p.stdout.on('data', (d) => { out += String(d); if (out.includes('listening')) listening(); });
-        p.on('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`server exited ${c}`))));
+        p.on('close', (c) => (c === 0 ? resolve(out) : reject(new Error(`server exited ${c}`)))); // 'close': its output read
       });
       await Promise.race([ready, server]); // the client connects once the server listens (a fixed 400 ms was a guess)
       const sent = JSON.parse(await nodeIn(a, CLIENT, [host])) as { n: number; sha: string };

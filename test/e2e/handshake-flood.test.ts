@@ -152,7 +152,7 @@ function pingFlow(count: number): Promise<{ sent: number; received: number; loss
   let out = '';
   p.stdout!.on('data', (d) => { out += d; });
   p.stderr!.on('data', (d) => { out += d; });
-  return new Promise((res) => p.on('exit', () => {
+  return new Promise((res) => p.on('close', () => { // 'close': the summary line read, not only the process gone
     const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
     const sent = Number(m?.[1] ?? 0), received = Number(m?.[2] ?? 0);
     res({ sent, received, loss: sent ? (sent - received) / sent : 1, out });
@@ -182,7 +182,7 @@ async function pingsUnderFlood(flooder: (pubB64: string) => ChildProcess, prepar
   let fout = '', ferr = '';
   f.stdout!.on('data', (d) => { fout += d; });
   f.stderr!.on('data', (d) => { ferr += d; });
-  const floodExit = new Promise<number | null>((r) => f.on('exit', (code) => r(code)));
+  const floodExit = new Promise<number | null>((r) => f.on('close', (code) => r(code))); // its output read
   const [ping, code] = await Promise.all([pings, floodExit]);
   assert.equal(code, 0, `flooder: ${ferr}`);
   const flood = JSON.parse(fout.trim().split('\n').at(-1)!) as FloodRun['flood'];

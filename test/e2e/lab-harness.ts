@@ -139,7 +139,9 @@ export function pingUntilStopped(ns: string, dst: string, intervalS: number, inF
   let running = true;
   p.stdout.on('data', (d) => { out += d; });
   p.stderr.on('data', (d) => { out += d; });
-  const exited = new Promise<void>((res) => p.on('exit', () => { running = false; res(); }));
+  p.on('exit', () => { running = false; });
+  // 'close', not 'exit': only then has everything ping wrote (its summary last) been read
+  const exited = new Promise<void>((res) => p.on('close', () => res()));
   const replies = () => new Map([...out.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((r) => [Number(r[2]), Number(r[1]) * 1000]));
   return {
     pid: p.pid!,

@@ -100,7 +100,7 @@ test('e2e lab: up, its etcd refusing a node another node\'s object, pods, plaint
   registerPid(CLUSTER, 'e2e-capture', cap.pid!);
   let capOut = '', capErr = '';
   cap.stdout.on('data', (d) => { capOut += d; });
-  const capDone = new Promise<void>((res) => cap.on('exit', () => res()));
+  const capDone = new Promise<void>((res) => cap.on('close', () => res())); // its output read
   await new Promise<void>((res, rej) => {
     const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${capErr}`)), 10_000);
     cap.stderr.on('data', (d) => { capErr += d; if (capErr.includes('listening on')) { clearTimeout(t); res(); } });

@@ -267,7 +267,7 @@ c.on('end',()=>{console.log(n+' '+h.digest('hex'));c.end();s.close();});});s.lis
   registerPid(C, 'e2e-tcp-receiver', recv.pid!);
   let got = '';
   recv.stdout!.on('data', (d) => { got += d; });
-  const recvDone = new Promise<void>((r) => recv.on('exit', () => r()));
+  const recvDone = new Promise<void>((r) => recv.on('close', () => r())); // its output read
   await waitFor('the receiver', () => got.includes('listening'));
   const t0 = Date.now();
   const send = veil('lab', 'exec', 'pa', '--', process.execPath, '-e',
