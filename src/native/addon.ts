@@ -35,7 +35,7 @@ export interface NativeDatapath {
   /** A raw IP socket for `protocol` bound to addr (batches then go through udpRecvBatch/udpSendBatch). */
   rawOpen(addr: string, protocol: number): number;
   /** Handles belong to the thread (napi env) that created them. */
-  /** use: AEAD_USE_SEAL | AEAD_USE_OPEN (the contexts made: one direction is half the native memory). */
+  /** use: 1 seal, 2 open, 3 both (AeadKey's AEAD_USE; the contexts made: one direction is half the native memory). */
   aeadCreate(alg: number, key: Uint8Array, tagLen: number, use: number): number;
   aeadFree(handle: number): number;
   /** descs: AEAD_DESC_STRIDE int32 per packet (see AeadDesc); ok[i] = 1 when packet i succeeded. */
