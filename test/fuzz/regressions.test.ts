@@ -1,8 +1,7 @@
 // Crashes the fuzz harnesses found, kept as tests (each failed before its fix).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IKeyValue } from 'etcd3';
 import { RegistryNodeSource } from '../../src/agent/registry-node-source.js';
@@ -12,6 +11,7 @@ import { decodeObject } from '../../src/control/etcd/object-codec.js';
 import { loadAgentConfig } from '../../src/host/agent-config.js';
 import type { Registry, RegistryObject } from '../../src/control/registry.js';
 import { VeilError } from '../../src/util/errors.js';
+import { scratchDir } from './harness.js';
 
 const kv = (key: string, value: unknown): IKeyValue =>
   ({ key: Buffer.from(key), value: Buffer.from(JSON.stringify(value)), mod_revision: '7', create_revision: '7', version: '1', lease: '0' });
@@ -46,7 +46,7 @@ test('registry fuzz: an etcd value whose metadata fields have the wrong types is
 
 test('config fuzz: a YAML alias bomb in the cluster config is a BAD_CLUSTER_CONFIG error, not a ReferenceError', () => {
   // Found: the yaml library's "Excessive alias count" ReferenceError escaped loadClusterConfig.
-  const path = join(mkdtempSync(join(tmpdir(), 'veil-regress-')), 'config.yaml');
+  const path = join(scratchDir('regress'), 'config.yaml');
   writeFileSync(path, 'a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\nd: &d [*c, *c]\ne: &e [*d, *d]\nf: &f [*e, *e]\n');
   assert.throws(() => loadClusterConfig(path), (e) => e instanceof VeilError && e.code === 'BAD_CLUSTER_CONFIG' && /Excessive alias count/.test(e.message));
 });
@@ -60,7 +60,7 @@ test('config fuzz: --set with a key of Object.prototype (valueOf, constructor, _
 
 test('config-roundtrip fuzz: an etcd endpoint on its scheme\'s default port (http://x:80, https://x:443) is kept, not refused as "no port"', () => {
   // Found: URL.port is '' for a default port even when written, and the check said "has no port".
-  const path = join(mkdtempSync(join(tmpdir(), 'veil-regress-')), 'agent.yaml');
+  const path = join(scratchDir('regress'), 'agent.yaml');
   writeFileSync(path, 'etcd:\n  endpoints: ["http://10.0.0.1:80", "http://[fd00::1]:2379"]\n');
   assert.deepEqual(loadAgentConfig({ file: path, env: {} }).etcd.endpoints, ['http://10.0.0.1:80', 'http://[fd00::1]:2379']);
   writeFileSync(path, 'etcd:\n  endpoints: https://etcd.example:443\n');
