@@ -18,13 +18,20 @@ export interface EtcdLeaseDeps {
   explain: (e: unknown, doing: string) => Promise<VeilError>;
 }
 
+/**
+ * After a failed renewal the next try comes this soon (jittered up to twice that; at most half a
+ * renewal interval), not a renewal interval later. A keepalive goes to one member picked at random
+ * and fails on a dead one; three failed renewals in a row spend the TTL, and after an etcd outage
+ * the members come back one by one: a lease lapsed so, and its node's peers dropped it for 1.5 s.
+ */
+const RETRY_AFTER_FAILURE_MS = 1000;
+
 export class EtcdLease implements LeaseHandle {
   private id = '0';
   private timer: NodeJS.Timeout | undefined;
   private lastRenewed = Date.now();
   private lostReported = false;
   private released = false;
-  private renewing = false;
 
   private constructor(private readonly d: EtcdLeaseDeps) {}
 
@@ -39,14 +46,14 @@ export class EtcdLease implements LeaseHandle {
     } catch (e) {
       throw await d.explain(e, `granting lease ${d.name}`);
     }
-    lease.timer = setInterval(() => void lease.renew(), (d.ttlSeconds * 1000) / 3);
+    lease.schedule(lease.intervalMs());
     return lease;
   }
 
   /** Stops renewing without deleting: etcd removes the object when the TTL runs out. */
   abandon(): void {
     this.released = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
   }
 
   async release(): Promise<void> {
@@ -73,26 +80,46 @@ export class EtcdLease implements LeaseHandle {
     this.lastRenewed = Date.now();
   }
 
+  private intervalMs(): number {
+    return (this.d.ttlSeconds * 1000) / 3;
+  }
+
+  /** One renewal at a time: the next is scheduled when this one ends. */
+  private schedule(ms: number): void {
+    if (!this.released) this.timer = setTimeout(() => void this.renew(), ms);
+  }
+
   private async renew(): Promise<void> {
-    if (this.renewing || this.released) return;
-    this.renewing = true;
+    let failed = false;
     try {
-      const ttl = await this.keepAliveOnce();
+      const ttl = await this.keepAliveWithFreshToken();
       if (this.released) return;
       if (ttl <= 0) await this.grant(); // expired while we could not reach etcd: hold it anew
       else this.lastRenewed = Date.now();
       this.lostReported = false;
     } catch (e) {
-      // A unary call re-authenticates if the token went stale (etcd3 does that for unary calls,
-      // not for the keepalive stream), so the next renewal can go through.
-      await this.d.client.leaseClient.leaseTimeToLive({ ID: this.id }).catch(() => undefined);
+      failed = true;
       if (!this.lostReported && Date.now() - this.lastRenewed > this.d.ttlSeconds * 1000) {
         this.lostReported = true;
         const err = await this.d.explain(e, `renewing lease ${this.d.name}`);
         this.d.onLost?.(new VeilError('LEASE_LOST', `lease ${this.d.name} was not renewed for over ${this.d.ttlSeconds} s: ${err.message}`, err.hint));
       }
     } finally {
-      this.renewing = false;
+      this.schedule(failed ? Math.min(this.intervalMs() / 2, RETRY_AFTER_FAILURE_MS * (1 + Math.random())) : this.intervalMs());
+    }
+  }
+
+  /**
+   * A keepalive; if it fails, a unary call, which re-authenticates where the token went stale (etcd3
+   * does that for unary calls, not for the keepalive stream; etcd forgets its tokens when it
+   * restarts), and a keepalive once more (on a member picked anew).
+   */
+  private async keepAliveWithFreshToken(): Promise<number> {
+    try {
+      return await this.keepAliveOnce();
+    } catch {
+      await this.d.client.leaseClient.leaseTimeToLive({ ID: this.id }).catch(() => undefined);
+      return this.keepAliveOnce();
     }
   }
 
