@@ -54,7 +54,21 @@ export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine:
     now = performance.now();
     if (ready > 0) {
       if (ready & 1) for (let i = 0; i < BURST && engine.fromTunnel(now) > 0 && !tun.drained; i++);
-      if (ready & 2) for (let i = 0; i < BURST && engine.fromNetwork(now) > 0 && !udp.drained; i++);
+      if (ready & 2) {
+        let received = 0;
+        for (let i = 0; i < BURST; i++) {
+          const got = engine.fromNetwork(now);
+          received += got;
+          if (got === 0 || udp.drained) break;
+        }
+        // What the TUN writes delivered is often answered before the write returns (a ping's
+        // echo reply, a TCP ACK: the kernel runs the pod's side in the writer's softirq), so the
+        // answer is queued now: read it in this wake-up instead of after another poll (once per
+        // wake-up, as when the poll had said so, so the directions keep their fair shares). One
+        // syscall fewer between a packet and its answer is one preemption point fewer: idle RTT
+        // p99 fell in every lab A/B pair (README Performance), p50 did not move.
+        if (received > 0 && !(ready & 1)) for (let i = 0; i < BURST && engine.fromTunnel(now) > 0 && !tun.drained; i++);
+      }
     }
     if (engine.nextDeadline() <= now) engine.tick(now);
   }
