@@ -6,7 +6,7 @@
 // of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
 import { formatIp, parseIp } from '../net/cidr.js';
-import { createInboundSa, createOutboundSa, InboundSaTable, type InboundSa, type OutboundSa } from '../esp/security-association.js';
+import { copyTransform, createInboundSa, createOutboundSa, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
 import { acceptEsp, acceptOpenedEsp, espSequence, newDropCounters, openEsp, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
@@ -23,7 +23,6 @@ import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
 import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
-import { EspReplayWindow } from '../esp/replay-window.js';
 import { VeilError } from '../util/errors.js';
 
 interface PeerState {
@@ -56,8 +55,14 @@ function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-2
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
 }
 
+function sameBytes(x: Uint8Array, y: Uint8Array): boolean {
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
 function sameTransform(a: EspTransform, b: EspTransform): boolean {
-  const eq = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
+  const eq = sameBytes; // no copies: every whole pass compares every SA's keys
   if (a.kind === 'aead' && b.kind === 'aead') return eq(a.key, b.key) && eq(a.salt, b.salt) && a.icvLength === b.icvLength;
   if (a.kind === 'authenc' && b.kind === 'authenc') return a.auth === b.auth && eq(a.authKey, b.authKey) && eq(a.encKey, b.encKey);
   return false;
@@ -73,6 +78,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The set of SPIs in force moved (or this is the first configuration): purge stale replay marks. */
   private spisMoved = true;
   private readonly keys = new WeakMap<object, AeadKey>();
+  /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
+  private readonly slabs = new SaSlabs();
+  private closed = false;
   private readonly marks: Map<string, number>;
   private readonly replayIds = new WeakMap<InboundSa, string>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
@@ -180,9 +188,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return k;
   }
 
-  private freeKey(sa: object): void {
+  /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
+  private retire(sa: OutboundSa | InboundSa): void {
     this.keys.get(sa)?.free();
     this.keys.delete(sa);
+    releaseSa(sa, this.slabs);
   }
 
   // ---- TUN -> network ---------------------------------------------------------------------------
@@ -387,7 +397,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const st = this.peers.get(ip);
       if (st) {
         this.releasePrefixes(st, st.prefixes);
-        for (const sa of st.outbound) { this.freeKey(sa); this.outboundSas--; }
+        for (const sa of st.outbound) { this.retire(sa); this.outboundSas--; }
         this.peers.delete(ip);
       }
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa);
@@ -403,16 +413,16 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const kept: OutboundSa[] = [];
       for (const sa of st.outbound) {
         const keep = s.outbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
-        if (keep) kept.push(sa); else { this.freeKey(sa); this.outboundSas--; }
+        if (keep) kept.push(sa); else { this.retire(sa); this.outboundSas--; }
       }
       st.outbound = kept;
       for (const o of s.outbound) {
         if (kept.some((sa) => sa.spi === o.spi)) continue;
-        const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, s.ip)) ?? 0;
+        const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, st.ip)) ?? 0;
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
-        const r = resumed?.get(saStateKey('out', o.spi, s.ip));
+        const r = resumed?.get(saStateKey('out', o.spi, st.ip));
         const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
-        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: s.ip, transform: o.transform, nowMs: now, sequence });
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: now, sequence }, this.slabs);
         if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
         created.push(sa);
         st.outbound.push(sa);
@@ -423,12 +433,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       for (const x of s.inbound) {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
-        const id = replayMarkId(x.spi, s.ip, this.init.localIp, x.transform);
-        const sa = createInboundSa({ spi: x.spi, src: s.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0 });
+        const id = replayMarkId(x.spi, st.ip, this.init.localIp, x.transform);
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
-        const r = resumed?.get(saStateKey('in', x.spi, s.ip));
-        const window = r?.replay && EspReplayWindow.restore(r.replay, sa.replayWindowSize);
-        if (window && window.top >= sa.replay.top) sa.replay = window;
+        const r = resumed?.get(saStateKey('in', x.spi, st.ip));
+        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
         if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
@@ -466,7 +474,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   private dropInbound(sa: InboundSa): void {
     this.inbound.remove(sa.src, sa.spi);
-    this.freeKey(sa);
+    this.retire(sa);
     this.countInbound(sa.spi, -1);
   }
 
@@ -505,7 +513,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** The peers as configured (the specs that make them again) and each SA's live numbers. */
   exportState(): EspEngineState {
-    const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: sa.transform });
+    // Copies: the SA's own arrays are slab slots (a message would carry their whole chunk) and close() wipes them.
+    const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: copyTransform(sa.transform) });
     const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => ({
       name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: p.outbound.map(spec), activeSpi: p.active?.spi ?? 0,
       inbound: this.inbound.ofSource(p.ip).map(spec),
@@ -520,13 +529,15 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** A clean stop: the exact replay tops replace the marks' leads, so the next start drops no fresh packet. */
   close(): void {
+    if (this.closed) return; // its SAs' slots are released once
+    this.closed = true;
     const inbound = this.inbound.all();
     if (inbound.length) {
       for (const sa of inbound) this.marks.set(this.replayIds.get(sa)!, sa.replay.top);
       try { writeSequenceMarks(this.init.marksFile, this.marks); } catch { /* the marks' leads stay: still no replay */ }
     }
-    for (const p of this.peers.values()) for (const sa of p.outbound) this.freeKey(sa);
-    for (const sa of this.inbound.all()) this.freeKey(sa);
+    for (const p of this.peers.values()) for (const sa of p.outbound) this.retire(sa);
+    for (const sa of this.inbound.all()) this.retire(sa);
   }
 }
 

@@ -24,12 +24,17 @@ export class EspReplayWindow {
    * so a receiver that restarts while its peer keeps sending above 2^32 must know roughly where the
    * sequence is to infer the high bits (and it refuses replays of anything up to that top).
    */
-  constructor(size = REPLAY_WINDOW_SIZE, resumeTop = 0) {
+  constructor(size = REPLAY_WINDOW_SIZE, resumeTop = 0, storage?: Uint32Array) {
     if (size <= 0 || size % 32 !== 0) throw new RangeError('replay window size must be a positive multiple of 32');
+    if (storage && storage.length !== size / 32) throw new RangeError(`a window of ${size} needs ${size / 32} words of storage`);
     this.size = size;
-    this.#bits = new Uint32Array(size / 32).fill(0xffffffff);
-    if (resumeTop === 0) this.#bits.fill(0);
+    this.#bits = (storage ?? new Uint32Array(size / 32)).fill(resumeTop === 0 ? 0 : 0xffffffff);
     this.#top = resumeTop;
+  }
+
+  /** The words the window lives in (`storage` as given, e.g. a slab slot to hand back when the SA retires). */
+  get storage(): Uint32Array {
+    return this.#bits;
   }
 
   /** The window as plain numbers, for a datapath handover. */
@@ -37,11 +42,11 @@ export class EspReplayWindow {
     return { top: this.#top, bits: Array.from(this.#bits) };
   }
 
-  /** A window exactly as saved, or undefined when `s` is not a window of this size. */
-  static restore(s: EspReplayWindowState, size = REPLAY_WINDOW_SIZE): EspReplayWindow | undefined {
+  /** A window exactly as saved (in `storage` if given), or undefined, `storage` untouched, when `s` is not a window of this size. */
+  static restore(s: EspReplayWindowState, size = REPLAY_WINDOW_SIZE, storage?: Uint32Array): EspReplayWindow | undefined {
     if (!Number.isSafeInteger(s.top) || s.top < 0 || !Array.isArray(s.bits) || s.bits.length !== size / 32) return undefined;
     if (!s.bits.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) return undefined;
-    const w = new EspReplayWindow(size, s.top);
+    const w = new EspReplayWindow(size, s.top, storage);
     w.#bits.set(s.bits);
     return w;
   }

@@ -2,9 +2,10 @@
 // Always ESN and a replay window of 1024 (Cilium's per-tunnel keys). Outbound SAs own their sequence
 // reservation, inbound SAs their replay window.
 import { AEAD_GCM, ENC_CBC_AES, type EspTransform } from './esp-transform.js';
-import { EspReplayWindow, REPLAY_WINDOW_SIZE } from './replay-window.js';
+import { EspReplayWindow, REPLAY_WINDOW_SIZE, type EspReplayWindowState } from './replay-window.js';
 import { OutboundSequence } from './sequence-store.js';
 import { ReplayMark } from './replay-mark.js';
+import { ByteSlabs, Slab } from '../util/slab.js';
 
 export interface SaCounters {
   /** Inner (plaintext) bytes and packets through this SA. */
@@ -50,14 +51,42 @@ export interface SaParams {
 }
 
 /**
- * The SA's own copy of its transform: key material in arrays of its own on the JS heap (V8 keeps a
- * typed array of up to 64 bytes there) and the names as constants. A transform as a worker message
- * delivers it has each key and salt in an ArrayBuffer of its own outside the heap (a backing store,
- * its bookkeeping and a malloc'd block each: ~0.5 KB per SA) and its own copies of the names.
+ * Where an engine's SAs keep their key material and replay windows: slots of shared slabs
+ * (util/slab.ts), wiped and taken back when the SA retires (releaseSa). Each in an array of its
+ * own, an SA's key, salt and window cost ~1.1 KB (typed arrays, ArrayBuffers, the window's
+ * malloc'd backing store) for 148 bytes of data.
  */
-function ownTransform(t: EspTransform): EspTransform {
-  if (t.kind === 'aead') return { kind: 'aead', name: AEAD_GCM, key: new Uint8Array(t.key), salt: new Uint8Array(t.salt), icvLength: t.icvLength };
-  return { kind: 'authenc', auth: t.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', authKey: new Uint8Array(t.authKey), enc: ENC_CBC_AES, encKey: new Uint8Array(t.encKey), icvLength: t.icvLength };
+export class SaSlabs {
+  readonly keys = new ByteSlabs();
+  readonly windows = new Slab<Uint32Array>((n) => new Uint32Array(n), REPLAY_WINDOW_SIZE / 32);
+
+  /** Slots held by SAs not yet released (key material and windows). */
+  get inUse(): number {
+    return this.keys.inUse + this.windows.inUse;
+  }
+}
+
+/**
+ * A copy of the transform: key material in slab slots (or, without slabs, arrays of its own) and
+ * the names as constants. An SA keeps its own: a transform as a worker message delivers it has each
+ * key and salt in an ArrayBuffer of its own outside the heap and its own copies of the names.
+ */
+export function copyTransform(t: EspTransform, slabs?: SaSlabs): EspTransform {
+  const copy = (b: Uint8Array) => (slabs ? slabs.keys.copy(b) : new Uint8Array(b));
+  if (t.kind === 'aead') return { kind: 'aead', name: AEAD_GCM, key: copy(t.key), salt: copy(t.salt), icvLength: t.icvLength };
+  return { kind: 'authenc', auth: t.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', authKey: copy(t.authKey), enc: ENC_CBC_AES, encKey: copy(t.encKey), icvLength: t.icvLength };
+}
+
+/**
+ * The SA retires: its key material is wiped (and its slots and window go back to `slabs`, which
+ * must be the slabs it was made with). Call it once, when the last table drops the SA: its key
+ * arrays are zero (or another SA's) afterwards.
+ */
+export function releaseSa(sa: SecurityAssociation, slabs?: SaSlabs): void {
+  const t = sa.transform;
+  const keys = t.kind === 'aead' ? [t.key, t.salt] : [t.authKey, t.encKey];
+  for (const k of keys) if (slabs) slabs.keys.release(k); else k.fill(0);
+  if (sa.direction === 'in' && slabs) slabs.windows.release(sa.replay.storage);
 }
 
 /** Counts one packet of `bytes` inner bytes through the SA (either direction). */
@@ -70,22 +99,33 @@ export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number
 // The SAs are object literals with every field in one order: thousands of them share one hidden
 // class. Made by spreading a common part, every SA got a V8 map of its own (~350 B each).
 
-/** `sequence` carries the persisted mark for this key (new OutboundSequence(mark)); nothing is sendable until a block is persisted. */
-export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }): OutboundSa {
-  const transform = ownTransform(p.transform);
+/**
+ * `sequence` carries the persisted mark for this key (new OutboundSequence(mark)); nothing is
+ * sendable until a block is persisted. `slabs`: where its key material lives (releaseSa gives it back).
+ */
+export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, slabs?: SaSlabs): OutboundSa {
+  const transform = copyTransform(p.transform, slabs);
   return {
     spi: p.spi, src: p.src, dst: p.dst, transform, icvLength: transform.icvLength, esn: true, replayWindowSize: REPLAY_WINDOW_SIZE,
     counters: { bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0 }, direction: 'out', sequence: p.sequence,
   };
 }
 
-/** `replayTop`: the replay mark persisted before an agent restart, if any (see replay-mark.ts): everything up to it counts as seen. */
-export function createInboundSa(p: SaParams & { replayTop?: number }): InboundSa {
+/**
+ * `replayTop`: the replay mark persisted before an agent restart, if any (see replay-mark.ts):
+ * everything up to it counts as seen. `window`: the exact window of a handed-over SA, taken when
+ * valid and not below that top (numbers below its top not yet seen stay acceptable, once).
+ * `slabs`: where its key material and window live (releaseSa gives them back).
+ */
+export function createInboundSa(p: SaParams & { replayTop?: number; window?: EspReplayWindowState }, slabs?: SaSlabs): InboundSa {
   const top = p.replayTop ?? 0;
-  const transform = ownTransform(p.transform);
+  const transform = copyTransform(p.transform, slabs);
+  const storage = slabs?.windows.take();
+  const resumed = p.window && EspReplayWindow.restore(p.window, REPLAY_WINDOW_SIZE, storage);
+  const replay = resumed && resumed.top >= top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, top, storage);
   return {
     spi: p.spi, src: p.src, dst: p.dst, transform, icvLength: transform.icvLength, esn: true, replayWindowSize: REPLAY_WINDOW_SIZE,
-    counters: { bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0 }, direction: 'in', replay: new EspReplayWindow(REPLAY_WINDOW_SIZE, top),
+    counters: { bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0 }, direction: 'in', replay,
     replayMark: new ReplayMark(top, p.nowMs),
   };
 }
