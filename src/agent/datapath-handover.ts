@@ -12,6 +12,7 @@ import { TunDevice } from '../datapath/tun-device.js';
 import { adoptUnderlaySocket } from '../datapath/raw-esp-socket.js';
 import type { UdpSocket } from '../datapath/udp-socket.js';
 import { decodeSnapshot, encodeSnapshot, type DatapathSnapshot } from '../datapath/datapath-snapshot.js';
+import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
 import type { EngineKind, WorkerInit } from '../datapath/messages.js';
 import { errorMessage } from '../util/errors.js';
@@ -133,7 +134,7 @@ export async function resumeHandedOverDatapath(env: NodeJS.ProcessEnv, notifySoc
   const clock = snapshot.kind === 'wireguard' ? { wallClockOffsetMs: performance.timeOrigin } : {};
   const init = { ...snapshot.engine, ...clock, tun: tun.describe(), udp: udp.describe(), resume: { state: snapshot.state, exportedAtUnixMs: snapshot.exportedAtUnixMs } } as WorkerInit;
   let fatal: Error | undefined;
-  const host = new DatapathHost<EngineKind>(init as Extract<WorkerInit, { kind: EngineKind }>, (e) => { fatal = e; }); // the snapshot's engine kind and its init
+  const host = new DatapathHost<EngineKind>(init as Extract<WorkerInit, { kind: EngineKind }>, (e) => { fatal = e; }, WORKER_YOUNG_GENERATION_MB); // the snapshot's engine kind and its init
   try {
     await host.whenReady();
   } catch (e) {

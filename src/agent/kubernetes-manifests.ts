@@ -8,6 +8,7 @@
 import { API_TOKEN_SECRET } from './api-token.js';
 import { AGENT_CONFIGMAP, INSTALL_CONFIGMAP } from './install-state.js';
 import { KUBE_PATHS } from './kube-paths.js';
+import { AGENT_NODE_OPTIONS } from './agent-heap.js';
 import { renderConfig, type Settings } from './settings.js';
 import { WG_PORT } from './wireguard-mode.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
@@ -98,6 +99,7 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
               env: [
                 { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
                 { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                { name: 'NODE_OPTIONS', value: AGENT_NODE_OPTIONS }, // agent-heap.ts: the young generation capped
               ],
               ports: [
                 { name: 'metrics', containerPort: s['agent.metricsPort'], protocol: 'TCP' },

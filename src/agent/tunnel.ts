@@ -10,6 +10,7 @@ import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
 import type { HeapFigures } from '../util/heap-figures.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
+import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
@@ -118,12 +119,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
         // takeOver() checked that the resumed datapath runs kind K.
         const same = sameEngineInit(resumed.snapshot.engine, Tunnel.engineInit(init));
         // Started again with what it ran with: the agent's own settings (a new key, MTU) take over by one more handover, in this process.
-        host = same ? resumed.host as unknown as DatapathHost<K> : new DatapathHost<K>({ ...init, resume: await resumed.host.handover() }, o.onWorkerError);
+        host = same ? resumed.host as unknown as DatapathHost<K> : new DatapathHost<K>({ ...init, resume: await resumed.host.handover() }, o.onWorkerError, WORKER_YOUNG_GENERATION_MB);
         host.onFatal = o.onWorkerError;
         await host.whenReady();
         o.onHandover?.({ resumed: true, gapMs: resumed.resumedAtUnixMs - resumed.snapshot.exportedAtUnixMs, restarted: !same });
       } else {
-        host = new DatapathHost<K>(init, o.onWorkerError);
+        host = new DatapathHost<K>(init, o.onWorkerError, WORKER_YOUNG_GENERATION_MB);
         await host.whenReady();
       }
       const prober = new HealthProber(node.name, node.podGateway, o.probeIntervalMs);

@@ -16,9 +16,13 @@ export class DatapathHost<K extends EngineKind> {
   private exited = false;
   private readonly ready: Promise<void>;
 
-  /** Starts the worker; `init` is its workerData (engine kind, fds, keys). `onFatal` may be replaced later (a datapath resumed before the agent took it). */
-  constructor(readonly init: Extract<WorkerInit, { kind: K }>, public onFatal: (e: Error) => void) {
-    this.worker = new Worker(WORKER_JS, { workerData: init, name: 'veil-datapath' });
+  /**
+   * Starts the worker; `init` is its workerData (engine kind, fds, keys). `onFatal` may be replaced
+   * later (a datapath resumed before the agent took it). `youngGenerationMb` caps the worker's V8
+   * young generation (absent: V8's own size).
+   */
+  constructor(readonly init: Extract<WorkerInit, { kind: K }>, public onFatal: (e: Error) => void, youngGenerationMb?: number) {
+    this.worker = new Worker(WORKER_JS, { workerData: init, name: 'veil-datapath', ...(youngGenerationMb && { resourceLimits: { maxYoungGenerationSizeMb: youngGenerationMb } }) });
     let readyResolve: () => void = () => undefined;
     let readyReject: (e: Error) => void = () => undefined;
     this.ready = new Promise((res, rej) => { readyResolve = res; readyReject = rej; });

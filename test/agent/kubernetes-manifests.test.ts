@@ -4,6 +4,7 @@
 // needs. `--dry-run -o yaml` prints exactly these objects.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { AGENT_NODE_OPTIONS } from '../../src/agent/agent-heap.js';
 import { spawnSync } from 'node:child_process';
 import { parseAllDocuments } from 'yaml';
 import { applySet, defaultSettings, type Settings } from '../../src/agent/settings.js';
@@ -97,7 +98,8 @@ test('the DaemonSet: host network, NET_ADMIN only (NET_RAW too for raw ESP), /de
     assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: s['agent.metricsPort'], scheme: 'HTTP' });
     assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
     assert.equal(ds.spec.updateStrategy.type, 'RollingUpdate');
-    assert.deepEqual(c.env.map((e: any) => e.valueFrom.fieldRef.fieldPath), ['spec.nodeName', 'metadata.namespace']);
+    assert.deepEqual(c.env.filter((e: any) => e.valueFrom).map((e: any) => e.valueFrom.fieldRef.fieldPath), ['spec.nodeName', 'metadata.namespace']);
+    assert.equal(c.env.find((e: any) => e.name === 'NODE_OPTIONS')?.value, AGENT_NODE_OPTIONS, 'the young generation capped (agent-heap.ts)');
   }
   // raw ESP: its raw socket needs CAP_NET_RAW, and there is no UDP tunnel port
   const raw = (renderManifests({ settings: settings('encryption.enabled=true', 'encryption.type=ipsec', 'encryption.ipsec.encapsulation=esp') }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0];

@@ -3,6 +3,7 @@
 // accepts the file (keys older systemd does not know are the backoff's, and only those).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { AGENT_NODE_OPTIONS } from '../../src/agent/agent-heap.js';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ test('the systemd unit restarts the agent on failure with a backoff and never gi
   assert.equal(keys.get('RestartSteps'), '5');
   assert.equal(keys.get('RestartMaxDelaySec'), '30s');
   assert.equal(keys.get('KillSignal'), 'SIGTERM');
+  assert.equal(keys.get('Environment'), `NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, 'the young generation capped as the lab and the DaemonSet cap it (agent-heap.ts)');
   const verify = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
   if (verify.status !== 0) return; // no systemd here: the keys above are what can be checked
   const dir = mkdtempSync(join(tmpdir(), 'veil-t-unit-'));
