@@ -24,6 +24,7 @@ import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket
 import type { DatapathEngine } from './engine.js';
 import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
 import { VeilError } from '../util/errors.js';
+import { constantTimeEqual } from '../crypto/util.js';
 
 interface PeerState {
   name: string;
@@ -55,14 +56,8 @@ function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-2
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
 }
 
-function sameBytes(x: Uint8Array, y: Uint8Array): boolean {
-  if (x.length !== y.length) return false;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
-}
-
 function sameTransform(a: EspTransform, b: EspTransform): boolean {
-  const eq = sameBytes; // no copies: every whole pass compares every SA's keys
+  const eq = constantTimeEqual; // key material: no copies (every whole pass compares every SA's keys), no early exit
   if (a.kind === 'aead' && b.kind === 'aead') return eq(a.key, b.key) && eq(a.salt, b.salt) && a.icvLength === b.icvLength;
   if (a.kind === 'authenc' && b.kind === 'authenc') return a.auth === b.auth && eq(a.authKey, b.authKey) && eq(a.encKey, b.encKey);
   return false;

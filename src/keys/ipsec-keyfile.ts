@@ -3,6 +3,7 @@
 // messages; veil's own refusals (where Cilium panics, accepts garbage, or names an algorithm veil
 // does not implement) come after them. Nothing here throws on bad input: every failure is a Result.
 import { VeilError } from '../util/errors.js';
+import { constantTimeEqual } from '../crypto/util.js';
 import {
   AEAD_GCM, AUTH_SHA256, AUTH_SHA512, ENC_CBC_AES, HMAC_KEY_MAX, HMAC_KEY_MIN, AES_KEY_LENGTHS,
   GCM_SALT_LENGTH, type AuthName,
@@ -244,16 +245,12 @@ export function parseKeyFile(text: string): Result<IpsecKey[]> {
   return ok(keys);
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0;
-}
-
 /** Same id and the same key material and algorithms (the `+` does not matter). */
 export function sameKey(a: IpsecKey, b: IpsecKey): boolean {
   if (a.spi !== b.spi) return false;
-  if (a.kind === 'aead' && b.kind === 'aead') return a.icvBits === b.icvBits && bytesEqual(a.key, b.key);
+  if (a.kind === 'aead' && b.kind === 'aead') return a.icvBits === b.icvBits && constantTimeEqual(a.key, b.key);
   if (a.kind === 'authenc' && b.kind === 'authenc') {
-    return a.auth === b.auth && bytesEqual(a.authKey, b.authKey) && bytesEqual(a.encKey, b.encKey);
+    return a.auth === b.auth && constantTimeEqual(a.authKey, b.authKey) && constantTimeEqual(a.encKey, b.encKey);
   }
   return false;
 }
