@@ -30,6 +30,8 @@ const IN_FLIGHT = 50;
 /** Replies per pair awaited across the cold start (lost ones are asked again: ping -w). */
 const COLD_PINGS = 500;
 const TCP_PORT = 7100;
+/** How long the traffic may go on after the restarts before it counts as stalled (then it is stopped and the test fails saying why). */
+const SETTLE_MS = 60_000;
 /** Each TCP stream sends 32 KiB every 50 ms (640 KB/s) until stopped, or for this long. */
 const COLD_TCP_SECONDS = 4;
 
@@ -70,10 +72,14 @@ after(() => lab.stop());
 const pairs = () => pods.flatMap((a, i) => pods.slice(i + 1).map((b) => [a, b] as const));
 
 interface Done { code: number | null; out: string }
+/** Every pod process of the traffic now running (a stalled run kills them). */
+const running = new Set<ChildProcess>();
 /** Runs argv in a pod (`ip netns exec` execs it: the child's pid is argv's); `started` gets the process. */
 function inPod(pod: string, argv: string[], started?: (c: ChildProcess) => void): Promise<Done> {
   const child = lab.spawn(['ip', 'netns', 'exec', podNs(pod), ...argv]);
   started?.(child);
+  running.add(child);
+  child.on('close', () => running.delete(child));
   let out = '';
   child.stdout!.on('data', (d) => { out += d; });
   child.stderr!.on('data', (d) => { out += d; });
@@ -156,7 +162,7 @@ interface TrafficRun { pings: Done[]; streams: Done[]; servers: Done[]; files: s
  * runs 2 s in. `pings`: that many replies awaited (a lost request is asked again: ping -w) and the
  * stream lasts `tcpSeconds`; without: both go on until TAIL_MS after `during` ended, then stop (SIGINT).
  */
-async function underTraffic(o: { pings?: number; tcpSeconds?: number; port: number }, during: () => Promise<void>): Promise<TrafficRun> {
+async function underTraffic(mode: 'wireguard' | 'ipsec', o: { pings?: number; tcpSeconds?: number; port: number }, during: () => Promise<void>): Promise<TrafficRun> {
   const caps = await Promise.all(lab.nodes.map((n) => captureSent(n)));
   const servers = pairs().map(([, b], i) => inPod(b.name, ['node', '-e', SERVER(o.port + i)]));
   await sleep(500); // the servers listen
@@ -171,7 +177,16 @@ async function underTraffic(o: { pings?: number; tcpSeconds?: number; port: numb
     await sleep(TAIL_MS);
     for (const c of stopped) c.kill('SIGINT');
   }
+  // A pair whose traffic never comes back would hold the test until its timeout, saying nothing:
+  // after SETTLE_MS the datapath's state is printed and the traffic's processes are killed, so the
+  // assertions below say which pair and what it got.
+  const settled = setTimeout(() => {
+    console.log(`# traffic still running ${SETTLE_MS} ms after the restarts: ${running.size} processes; the datapath now:`);
+    printDatapathState(mode);
+    for (const c of running) c.kill('SIGKILL');
+  }, SETTLE_MS);
   const run = { pings: await Promise.all(pingRuns), streams: await Promise.all(streams), servers: await Promise.all(servers), files: [] as string[] };
+  clearTimeout(settled);
   run.files = await Promise.all(caps.map((c) => c.stop()));
   return run;
 }
@@ -192,13 +207,20 @@ function explainLoss(mode: 'wireguard' | 'ipsec', p: Done, restarts: number[]): 
   const replies = new Map([...p.out.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((r) => [Number(r[2]), Number(r[1])]));
   const missing = unanswered(p, 0);
   console.log(`# missing: ${missing.map((k) => `${k} (near ${new Date((replies.get(k - 1) ?? 0) * 1000).toISOString()})`).join(', ')}`);
+  printDatapathState(mode);
+  console.log(`# restarts at ${restarts.map((t) => new Date(t).toISOString()).join(', ')}`);
+}
+
+/** Each node's agent status (peers, sessions, drops, counters, probes), routes and kernel counters. */
+function printDatapathState(mode: 'wireguard' | 'ipsec'): void {
   for (const n of lab.nodes) {
-    const st = JSON.parse(ok(veil('agent', 'encrypt', 'status', n, '-o', 'json'))) as Record<string, unknown>;
-    console.log(`# ${n}: ${JSON.stringify({ drops: st['drops'], counters: st['counters'] })}`);
+    const r = veil('agent', 'encrypt', 'status', n, '-o', 'json');
+    console.log(`# ${n}: ${r.status === 0 ? JSON.stringify(JSON.parse(r.stdout)) : r.stderr.trim()}`);
     const dev = mode === 'wireguard' ? 'veil_wg0' : 'cilium_vxlan';
     console.log(`# ${n} kernel: ${lab.onNode(n, 'ip', '-s', 'link', 'show', dev).stdout.replace(/\s+/g, ' ')} ${lab.onNode(n, 'nstat', '-az', 'UdpRcvbufErrors', 'UdpInErrors', 'UdpNoPorts').stdout.replace(/\s+/g, ' ')}`);
+    console.log(`# ${n} routes: ${lab.onNode(n, 'ip', 'route', 'show').stdout.replace(/\n/g, '; ')}`);
+    console.log(`# ${n} agent log, last lines:\n${veil('agent', 'logs', n).stdout.trim().split('\n').slice(-12).map((l) => `#   ${l}`).join('\n')}`);
   }
-  console.log(`# restarts at ${restarts.map((t) => new Date(t).toISOString()).join(', ')}`);
 }
 
 /** Every TCP stream arrived whole, on the one connection it started on; nothing in plaintext on any underlay, no (key, number) sent twice. */
@@ -228,7 +250,7 @@ async function restartsUnderTraffic(mode: 'wireguard' | 'ipsec'): Promise<void> 
   const before = agentVersion(n0);
   const at: number[] = [];
   let restartsDone = Infinity;
-  const run = await underTraffic({ port: TCP_PORT }, async () => {
+  const run = await underTraffic(mode, { port: TCP_PORT }, async () => {
     // An upgrade: a restart into another build (the same snapshot version).
     at.push(Date.now());
     assert.match(ok(veil('agent', 'restart', n0, '--build', upgrade.root)), new RegExp(`restarted .*veil ${upgrade.version.replace(/\./g, '\\.')}`));
@@ -275,7 +297,7 @@ async function restartsUnderTraffic(mode: 'wireguard' | 'ipsec'): Promise<void> 
 async function coldUpgradeUnderTraffic(mode: 'wireguard' | 'ipsec'): Promise<void> {
   const n1 = lab.nodes[1]!;
   let at = 0;
-  const run = await underTraffic({ pings: COLD_PINGS, tcpSeconds: COLD_TCP_SECONDS, port: TCP_PORT + 10 }, async () => {
+  const run = await underTraffic(mode, { pings: COLD_PINGS, tcpSeconds: COLD_TCP_SECONDS, port: TCP_PORT + 10 }, async () => {
     at = Date.now();
     assert.match(ok(veil('agent', 'restart', n1, '--build', otherSnapshot.root)), /restarted/);
     console.log(`# ${mode}: veil agent restart ${n1} --build (another snapshot version): ${Date.now() - at} ms`);
