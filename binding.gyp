@@ -13,6 +13,7 @@
         "native/noise-crypto.c",
         "native/noise-handshake.c",
         "native/x25519.c",
+        "native/x25519-ifma.c",
         "native/fdpass.c"
       ],
       "defines": ["NAPI_VERSION=8"],

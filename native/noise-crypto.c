@@ -321,9 +321,33 @@ static napi_value noise_x25519_generate(napi_env env, napi_callback_info info) {
   return ret_int(env, x25519_public(pk, sk) ? 1 : 0);
 }
 
+// noiseX25519Many(out, privateKeys, publicKeys): n = out.length / 32 (1 to 4) shared secrets in
+// one batch, as a handshake message computes them (x25519_many), out[32 i..] = X25519(private
+// key i, public key i). Returns 1, or 0 when a result is all zeros.
+static napi_value noise_x25519_many(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  static const char *const names[] = {"out", "privateKeys", "publicKeys"};
+  uint8_t *p[3]; size_t n[3];
+  NEED(byte_args(env, argv, 0, 3, p, n, names));
+  size_t count = n[0] / 32;
+  if (n[0] % 32 != 0 || count < 1 || count > X25519_MANY_MAX || n[1] != n[0] || n[2] != n[0])
+    return throw_range(env, "noiseX25519Many: out, privateKeys and publicKeys must be the same 32 to 128 bytes (1 to 4 keys)");
+  uint8_t *outs[X25519_MANY_MAX];
+  const uint8_t *privs[X25519_MANY_MAX], *pubs[X25519_MANY_MAX];
+  bool oks[X25519_MANY_MAX];
+  for (size_t i = 0; i < count; i++) { outs[i] = p[0] + 32 * i; privs[i] = p[1] + 32 * i; pubs[i] = p[2] + 32 * i; }
+  return ret_int(env, x25519_many(outs, privs, pubs, (int)count, oks) ? 1 : 0);
+}
+
+// noiseX25519IfmaBatches() -> how many batches so far ran their ladders as AVX-512 IFMA lanes.
+static napi_value noise_x25519_ifma_batches(napi_env env, napi_callback_info info) {
+  return ret_int(env, (int32_t)x25519_ifma_batch_count());
+}
+
 // noiseX25519Backend() -> bits: 1 when node's raw scalar multiplication serves shared secrets (0:
 // the EVP path), 2 when public keys come from the fixed-base comb on node's fe64 routines, 4 when
-// the handshake steps batch their results on the ladder of native/x25519.c (x25519_many).
+// the handshake steps batch their results on the ladder of native/x25519.c (x25519_many), 8 when
+// a batch's two or more ladders run as lanes of one AVX-512 IFMA ladder (native/x25519-ifma.c).
 static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
   return ret_int(env, x25519_backend());
 }
@@ -340,6 +364,8 @@ void noise_crypto_register(napi_env env, napi_value exports) {
     EXPORT("noiseX25519Public", noise_x25519_public),
     EXPORT("noiseX25519Generate", noise_x25519_generate),
     EXPORT("noiseX25519Backend", noise_x25519_backend),
+    EXPORT("noiseX25519Many", noise_x25519_many),
+    EXPORT("noiseX25519IfmaBatches", noise_x25519_ifma_batches),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   noise_handshake_register(env, exports);

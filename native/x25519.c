@@ -12,10 +12,15 @@
 // mixed additions and 4 doublings, all constant-time), then u = (Z + Y) / (Z - Y). The table is
 // built once per process from the base point.
 //
+// A message's two or more shared secrets (the response's ee and se on either side) run as parallel
+// lanes of one AVX-512 IFMA ladder where the CPU has it (native/x25519-ifma.c): four lanes cost
+// about what one scalar ladder does.
+//
 // Every fast path is checked against RFC 7748's test vectors (and the fixed base against OpenSSL's
 // own derivation) once; without the symbols (a node linking a shared libcrypto) or on a mismatch,
 // the EVP path or OpenSSL's derivation serves.
 #include "x25519.h"
+#include "x25519-ifma.h"
 #include <dlfcn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -292,6 +297,8 @@ static void fixed_base(uint8_t out[32], const uint8_t priv[32]) {
 
 static fe_sqr_fn mul121666; // h = 121666 f
 static bool ladder_ready;
+static bool ifma_ready;       // x25519_many's ladders as lanes of native/x25519-ifma.c
+static uint64_t ifma_batches; // how many x25519_many calls took the IFMA lanes (tests read it)
 
 static void fe_frombytes(fe h, const uint8_t s[32]) {
   for (int i = 0; i < 4; i++) {
@@ -382,6 +389,21 @@ static void fe_divide_many(uint8_t *const outs[], fe x[], fe z[], int n) {
   OPENSSL_cleanse(t, sizeof t);
 }
 
+// The m ladders of a batch: outputs x[i] / z[i] = X25519(privs[i], pubs[i]). Two or more share one
+// run of the IFMA lanes where that path passed its check; one runs alone on the fe64 routines.
+static void ladders(fe x[], fe z[], const uint8_t *const privs[], const uint8_t *const pubs[], int m) {
+  if (ifma_ready && m >= 2) {
+    uint64_t lx[X25519_MANY_MAX][4], lz[X25519_MANY_MAX][4];
+    x25519_ifma_ladders(lx, lz, privs, pubs, m);
+    for (int i = 0; i < m; i++) { fe_copy(x[i], lx[i]); fe_copy(z[i], lz[i]); }
+    OPENSSL_cleanse(lx, sizeof lx);
+    OPENSSL_cleanse(lz, sizeof lz);
+    __atomic_fetch_add(&ifma_batches, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  for (int i = 0; i < m; i++) ladder(x[i], z[i], privs[i], pubs[i]);
+}
+
 // ---- Resolution and self-checks ----------------------------------------------------------------
 
 static void unhex(uint8_t *p, const char *hex) {
@@ -439,6 +461,44 @@ static bool ladder_agrees(void) {
   return true;
 }
 
+
+// The IFMA lanes against OpenSSL's ladder: RFC 7748 §5.2's two vectors and §6.1's exchange (each
+// side's secret in one batch), then a fixed pseudo-random walk of keys and points in batches of 2
+// to X25519_MANY_MAX, some with u-coordinates above p and the ignored top bit set.
+static bool ifma_agrees(void) {
+  static const char *const rfc52[2][3] = {
+    {"a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4", "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+     "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"},
+    {"4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d", "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+     "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"},
+  };
+  uint8_t k[X25519_MANY_MAX][32], u[X25519_MANY_MAX][32], mine[X25519_MANY_MAX][32], want[X25519_MANY_MAX][32];
+  uint8_t *outs[X25519_MANY_MAX];
+  const uint8_t *ks[X25519_MANY_MAX], *us[X25519_MANY_MAX];
+  fe x[X25519_MANY_MAX], z[X25519_MANY_MAX];
+  for (int i = 0; i < X25519_MANY_MAX; i++) { outs[i] = mine[i]; ks[i] = k[i]; us[i] = u[i]; }
+  for (int i = 0; i < 2; i++) { unhex(k[i], rfc52[i][0]); unhex(u[i], rfc52[i][1]); unhex(want[i], rfc52[i][2]); }
+  unhex(k[2], RFC_A); unhex(u[2], RFC_BPUB); unhex(k[3], RFC_B); unhex(u[3], RFC_APUB);
+  x25519_ifma_ladders((uint64_t(*)[4])x, (uint64_t(*)[4])z, ks, us, 4);
+  fe_divide_many(outs, x, z, 4);
+  if (memcmp(mine[0], want[0], 32) != 0 || memcmp(mine[1], want[1], 32) != 0 || memcmp(mine[2], mine[3], 32) != 0) return false;
+  for (int round = 0; round < 24; round++) {
+    int n = 2 + round % (X25519_MANY_MAX - 1);
+    for (int i = 0; i < n; i++) {
+      for (int j = 0; j < 32; j++) {
+        k[i][j] = (uint8_t)(k[i][j] * 181u + 97u + (uint8_t)round + mine[i][j]);
+        u[i][j] = (uint8_t)(u[i][j] * 109u + 31u + (uint8_t)i + mine[i][31 - j]);
+      }
+      if (round % 6 == i) { memset(u[i], 0xff, 32); u[i][0] = (uint8_t)(0xef + round % 17); } // p + 2 .. p + 18, top bit set
+    }
+    x25519_ifma_ladders((uint64_t(*)[4])x, (uint64_t(*)[4])z, ks, us, n);
+    fe_divide_many(outs, x, z, n);
+    for (int i = 0; i < n; i++)
+      if (raw_x25519(want[i], k[i], u[i]) != 1 || memcmp(mine[i], want[i], 32) != 0) return false;
+  }
+  return true;
+}
+
 static void resolve(void) {
   x25519_fn f = (x25519_fn)dlsym(RTLD_DEFAULT, "ossl_x25519");
   x25519_base_fn b = (x25519_base_fn)dlsym(RTLD_DEFAULT, "ossl_x25519_public_from_private");
@@ -460,6 +520,7 @@ static void resolve(void) {
   fixed_base_ready = memcmp(apub, want, 32) == 0 && fixed_base_agrees();
   mul121666 = (fe_sqr_fn)dlsym(RTLD_DEFAULT, "x25519_fe64_mul121666");
   ladder_ready = fixed_base_ready && mul121666 && ladder_agrees();
+  ifma_ready = ladder_ready && x25519_ifma_supported() && ifma_agrees();
 }
 
 // ---- EVP fallbacks -----------------------------------------------------------------------------
@@ -516,12 +577,17 @@ bool x25519_many(uint8_t *const outs[], const uint8_t *const privs[], const uint
     for (int i = 0; i < n; i++) all &= (oks[i] = pubs[i] ? x25519_shared(outs[i], privs[i], pubs[i]) : x25519_public(outs[i], privs[i]));
     return all;
   }
+  // The ladders first (gathered, so that two or more run as lanes of one), then the public keys.
   fe x[X25519_MANY_MAX], z[X25519_MANY_MAX];
-  for (int i = 0; i < n; i++) {
-    if (pubs[i]) ladder(x[i], z[i], privs[i], pubs[i]);
-    else fixed_base_fraction(x[i], z[i], privs[i]);
-  }
-  fe_divide_many(outs, x, z, n);
+  const uint8_t *lprivs[X25519_MANY_MAX], *lpubs[X25519_MANY_MAX];
+  uint8_t *louts[X25519_MANY_MAX];
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (pubs[i]) { lprivs[m] = privs[i]; lpubs[m] = pubs[i]; louts[m++] = outs[i]; }
+  ladders(x, z, lprivs, lpubs, m);
+  for (int i = 0; i < n; i++)
+    if (!pubs[i]) { fixed_base_fraction(x[m], z[m], privs[i]); louts[m++] = outs[i]; }
+  fe_divide_many(louts, x, z, n);
   bool all = true;
   for (int i = 0; i < n; i++) {
     oks[i] = !pubs[i] || !all_zero(outs[i], 32);
@@ -534,5 +600,8 @@ bool x25519_many(uint8_t *const outs[], const uint8_t *const privs[], const uint
 
 int x25519_backend(void) {
   pthread_once(&resolve_once, resolve);
-  return (raw_x25519 ? X25519_RAW_LADDER : 0) | (fixed_base_ready ? X25519_FE64_FIXED_BASE : 0) | (ladder_ready ? X25519_FE64_LADDER : 0);
+  return (raw_x25519 ? X25519_RAW_LADDER : 0) | (fixed_base_ready ? X25519_FE64_FIXED_BASE : 0) | (ladder_ready ? X25519_FE64_LADDER : 0) |
+         (ifma_ready ? X25519_IFMA_LANES : 0);
 }
+
+uint64_t x25519_ifma_batch_count(void) { return __atomic_load_n(&ifma_batches, __ATOMIC_RELAXED); }

@@ -8,6 +8,8 @@ import {
   hashInto, kdfInto, aeadSealInto, aeadOpenInto, x25519Into, randomBytes, type CryptoBackend,
 } from '../../src/crypto/index.js';
 import { blake2s } from '@noble/hashes/blake2.js';
+import { readFileSync } from 'node:fs';
+import { native } from '../../src/native/addon.js';
 
 const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -55,6 +57,71 @@ test('X25519 public keys agree with the ladder on the base point and with node:c
     setCryptoBackend(initial);
   }
   t.diagnostic(`crypto backend ${initial}`);
+});
+
+// A handshake message's two or more shared secrets (x25519_many) run as lanes of one AVX-512 IFMA
+// ladder where the CPU has it (native/x25519-ifma.c). On such a CPU the path must be the one
+// taken (its load-time check passed, and every batch here went through it); on any CPU a batch
+// must agree with node:crypto's OpenSSL: RFC 7748 §5.2 and its 1,000-iteration vector, random
+// keys and points (some above p, some with the ignored top bit set) in batches of 2 to 4.
+test('X25519 batches (IFMA lanes where the CPU has them) agree with OpenSSL', (t) => {
+  let addon;
+  try {
+    addon = native();
+  } catch {
+    return t.skip('the native addon is not built');
+  }
+  const flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? [];
+  const cpuHasIfma = ['avx512ifma', 'avx512vl', 'avx512dq'].every((f) => flags.includes(f));
+  const bits = addon.noiseX25519Backend();
+  // The lanes need the batched ladder's fe64 division (bit 4): without node's fe64 routines, no lanes.
+  assert.equal(Boolean(bits & 8), cpuHasIfma && Boolean(bits & 4), `backend bits ${bits}, CPU IFMA ${cpuHasIfma}`);
+  const batchesBefore = addon.noiseX25519IfmaBatches();
+  let batches = 0;
+  const many = (keys: Uint8Array[], points: Uint8Array[]): Uint8Array[] => {
+    const out = new Uint8Array(32 * keys.length);
+    assert.equal(addon.noiseX25519Many(out, Buffer.concat(keys), Buffer.concat(points)), 1);
+    batches++;
+    return keys.map((_, i) => out.subarray(32 * i, 32 * i + 32));
+  };
+  const initial = cryptoBackend();
+  const openssl = (k: Uint8Array, u: Uint8Array) => {
+    setCryptoBackend('node');
+    try {
+      return toHex(x25519(new X25519PrivateKey(k), u)!);
+    } finally {
+      setCryptoBackend(initial);
+    }
+  };
+  const rfc = many(
+    [hex('a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4'), hex('4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d')],
+    [hex('e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c'), hex('e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493')],
+  );
+  assert.equal(toHex(rfc[0]!), 'c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552');
+  assert.equal(toHex(rfc[1]!), '95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957');
+  // §5.2 iterated: k, u = X25519(k, u), k; lane 0 iterates, lane 1 a random key and point each time.
+  let k = new Uint8Array(32), u = new Uint8Array(32);
+  k[0] = u[0] = 9;
+  for (let i = 1; i <= 1000; i++) {
+    const rk = randomBytes(32), ru = randomBytes(32);
+    const [next, other] = many([k, rk], [u, ru]);
+    assert.equal(toHex(other!), openssl(rk, ru), `iteration ${i}: the random lane`);
+    u = k;
+    k = Uint8Array.from(next!);
+    if (i === 1) assert.equal(toHex(k), '422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079');
+  }
+  assert.equal(toHex(k), '684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51');
+  for (let round = 0; round < 400; round++) {
+    const n = 2 + (round % 3);
+    const keys = Array.from({ length: n }, () => randomBytes(32));
+    const points = Array.from({ length: n }, () => randomBytes(32));
+    if (round % 5 === 0) points[round % n] = Uint8Array.from({ length: 32 }, (_, j) => (j === 0 ? 0xef + (round % 17) : 0xff)); // p + 2..18, top bit set
+    const got = many(keys, points);
+    for (let i = 0; i < n; i++) assert.equal(toHex(got[i]!), openssl(keys[i]!, points[i]!), `round ${round} lane ${i}`);
+  }
+  const ifmaBatches = addon.noiseX25519IfmaBatches() - batchesBefore;
+  assert.equal(ifmaBatches, bits & 8 ? batches : 0, 'every batch ran on the IFMA lanes exactly when the backend says so');
+  t.diagnostic(`backend bits ${bits}; ${ifmaBatches} of ${batches} batches on IFMA lanes`);
 });
 
 test('generated keys agree on the shared secret', () => {
