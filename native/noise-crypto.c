@@ -339,7 +339,8 @@ static napi_value noise_x25519_many(napi_env env, napi_callback_info info) {
   return ret_int(env, x25519_many(outs, privs, pubs, (int)count, oks) ? 1 : 0);
 }
 
-// noiseX25519IfmaBatches() -> how many batches so far ran their ladders as AVX-512 IFMA lanes.
+// noiseX25519IfmaBatches() -> how many batches (noiseX25519Many calls, handshake messages, single
+// shared secrets) so far ran on the AVX-512 IFMA ladders.
 static napi_value noise_x25519_ifma_batches(napi_env env, napi_callback_info info) {
   return ret_int(env, (int32_t)x25519_ifma_batch_count());
 }
@@ -347,7 +348,7 @@ static napi_value noise_x25519_ifma_batches(napi_env env, napi_callback_info inf
 // noiseX25519Backend() -> bits: 1 when node's raw scalar multiplication serves shared secrets (0:
 // the EVP path), 2 when public keys come from the fixed-base comb on node's fe64 routines, 4 when
 // the handshake steps batch their results on the ladder of native/x25519.c (x25519_many), 8 when
-// a batch's two or more ladders run as lanes of one AVX-512 IFMA ladder (native/x25519-ifma.c).
+// shared secrets (alone or a message's several) run on AVX-512 IFMA vector ladders (native/x25519-ifma.c).
 static napi_value noise_x25519_backend(napi_env env, napi_callback_info info) {
   return ret_int(env, x25519_backend());
 }

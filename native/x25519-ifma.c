@@ -1,5 +1,9 @@
-// X25519 Montgomery ladders (RFC 7748 §5) on AVX-512 IFMA, up to four at once, one per 64-bit
-// lane of 256-bit vectors (Zen 4 runs 512-bit IFMA as two 256-bit halves: ymm costs no lanes).
+// X25519 Montgomery ladders (RFC 7748 §5) on AVX-512 IFMA, up to four at once in the four 64-bit
+// lanes of 256-bit vectors (on Zen 4 a 512-bit vpmadd52 costs two 256-bit ones: ymm loses nothing).
+// One or two ladders (a lone shared secret, a handshake message's ee and se) take a pair of lanes
+// each, so that one step costs five vector multiplications (ladder2); three or four take a lane
+// each, nine multiplications a step (ladder4). A vector multiplication costs ~50 vpmadd52 whatever
+// the lanes hold: on the EPYC (Zen 4) here a pair of ladders takes ~24 us, one fe64 ladder ~30.
 //
 // Field elements mod p = 2^255 - 19 in radix 2^51: five limbs, limb i of the four lanes in one
 // vector. vpmadd52luq/huq multiply the low 52 bits of two limbs and add the low/high 52 bits of
@@ -7,10 +11,11 @@
 // 2^52 (a loose limb would be silently truncated): each function below states the bounds it takes
 // and gives, and every sum or difference is carried before it is multiplied.
 //
-// Constant time: the ladder runs all 255 steps for every lane; the only data-dependent operation
-// is the conditional swap, done with per-lane all-ones/all-zero masks (and, xor), never a branch
-// or a memory address that depends on a key bit. The field operations are straight-line vector
-// code with fixed shifts and multiplications whose timing does not depend on their operands.
+// Constant time: the ladders run all 255 steps for every lane, whatever the keys; the scalar bit
+// only ever becomes a per-lane all-ones/all-zero mask for the conditional swap (xor, and, shuffle,
+// blend), never a branch or a memory address. The field operations are straight-line vector code:
+// fixed shifts, adds, masks and vpmadd52/vpmullq multiplications, whose timing does not depend on
+// their operands; carries are always propagated in full, never "only when needed".
 #include "x25519-ifma.h"
 #include <openssl/crypto.h>
 #include <string.h>
@@ -129,21 +134,31 @@ static inline __attribute__((always_inline)) void fe4_cswap(fe4 *f, fe4 *g, v4 m
   }
 }
 
+// Lane l's clamped scalar as words[w] lane l = k[l][w].
+static inline __attribute__((always_inline)) void fe4_scalar_words(v4 words[4], const uint64_t k[4][4]) {
+  _Pragma("GCC unroll 16") for (int w = 0; w < 4; w++) words[w] = _mm256_set_epi64x((long long)k[3][w], (long long)k[2][w], (long long)k[1][w], (long long)k[0][w]);
+}
+
+// RFC 7748's swap for step pos: all ones in the lanes where bit pos of the scalar differs from the
+// bit before (kept in *prev), the only use a scalar bit is ever put to.
+static inline __attribute__((always_inline)) v4 swap_mask(const v4 words[4], int pos, v4 *prev) {
+  v4 bit = _mm256_and_si256(_mm256_srl_epi64(words[pos >> 6], _mm_cvtsi32_si128(pos & 63)), _mm256_set1_epi64x(1));
+  v4 mask = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_xor_si256(*prev, bit));
+  *prev = bit;
+  return mask;
+}
+
 __attribute__((noinline)) static void ladder4(fe4 *x2, fe4 *z2, const fe4 *x1, const uint64_t k[4][4]) {
   fe4 x3 = *x1, z3, a, b, c, d, da, cb, aa, bb, e, t;
   const v4 zero = _mm256_setzero_si256(), one = _mm256_set1_epi64x(1);
   _Pragma("GCC unroll 16") for (int i = 0; i < 5; i++) x2->l[i] = z2->l[i] = z3.l[i] = zero;
   x2->l[0] = z3.l[0] = one;
-  v4 words[4];
-  _Pragma("GCC unroll 16") for (int w = 0; w < 4; w++) words[w] = _mm256_set_epi64x((long long)k[3][w], (long long)k[2][w], (long long)k[1][w], (long long)k[0][w]);
-  v4 swap = zero;
+  v4 words[4], prev = zero;
+  fe4_scalar_words(words, k);
   for (int pos = 254; pos >= 0; pos--) {
-    v4 bit = _mm256_and_si256(_mm256_srl_epi64(words[pos >> 6], _mm_cvtsi32_si128(pos & 63)), one);
-    swap = _mm256_xor_si256(swap, bit);
-    v4 mask = _mm256_sub_epi64(zero, swap);
+    v4 mask = swap_mask(words, pos, &prev);
     fe4_cswap(x2, &x3, mask);
     fe4_cswap(z2, &z3, mask);
-    swap = bit;
     fe4_add(&a, x2, z2); fe4_carry(&a);
     fe4_sub(&b, x2, z2); fe4_carry(&b);
     fe4_add(&c, &x3, &z3); fe4_carry(&c);
@@ -160,7 +175,7 @@ __attribute__((noinline)) static void ladder4(fe4 *x2, fe4 *z2, const fe4 *x1, c
     fe4_add(&t, &t, &bb); fe4_carry(&t);
     fe4_mul(z2, &e, &t);
   }
-  v4 mask = _mm256_sub_epi64(zero, swap);
+  v4 mask = _mm256_sub_epi64(zero, prev);
   fe4_cswap(x2, &x3, mask);
   fe4_cswap(z2, &z3, mask);
   // Intermediate secrets off the stack (what the compiler kept there).
@@ -168,6 +183,70 @@ __attribute__((noinline)) static void ladder4(fe4 *x2, fe4 *z2, const fe4 *x1, c
   OPENSSL_cleanse(&a, sizeof a); OPENSSL_cleanse(&b, sizeof b); OPENSSL_cleanse(&c, sizeof c); OPENSSL_cleanse(&d, sizeof d);
   OPENSSL_cleanse(&da, sizeof da); OPENSSL_cleanse(&cb, sizeof cb); OPENSSL_cleanse(&aa, sizeof aa); OPENSSL_cleanse(&bb, sizeof bb);
   OPENSSL_cleanse(&e, sizeof e); OPENSSL_cleanse(&t, sizeof t); OPENSSL_cleanse(words, sizeof words);
+}
+
+
+// The lanes of one vector in pairs, (0, 1) and (2, 3): swaps each pair, or takes the odd lanes from g.
+static inline __attribute__((always_inline)) void fe4_swap_pairs(fe4 *h, const fe4 *f) {
+  _Pragma("GCC unroll 16") for (int i = 0; i < 5; i++) h->l[i] = _mm256_shuffle_epi32(f->l[i], 0x4e);
+}
+static inline __attribute__((always_inline)) void fe4_odd_from(fe4 *h, const fe4 *f, const fe4 *g) {
+  _Pragma("GCC unroll 16") for (int i = 0; i < 5; i++) h->l[i] = _mm256_blend_epi32(f->l[i], g->l[i], 0xcc);
+}
+
+// Two ladders, each on a pair of lanes: lane 2j holds ladder j's (x2 : z2), lane 2j + 1 its
+// (x3 : z3), so one step is five vector multiplications instead of nine (ladder4 runs nine with one
+// ladder a lane). The step, per pair [lane 0, lane 1]:
+//   S = X + Z = [A, C], B_D = X - Z = [B, D]; [DA, CB] = S [D, B]; [AA, BB] = [A, B]^2;
+//   [T, X3] = [DA - CB, DA + CB]^2; X2 = AA BB; E = AA - BB; G = BB + 121666 E;
+//   X = [X2, X3], Z = [E G, x1 T]   (RFC 7748 §5, with OpenSSL's BB + 121666 E form of z2).
+__attribute__((noinline)) static void ladder2(fe4 *xout, fe4 *zout, const fe4 *x1, const uint64_t k[4][4]) {
+  fe4 X, Z, Xs, t, s, bd, m1, m2, u, r, v, ev, g, p, q;
+  const v4 zero = _mm256_setzero_si256(), one = _mm256_set1_epi64x(1);
+  _Pragma("GCC unroll 16") for (int i = 0; i < 5; i++) {
+    X.l[i] = _mm256_blend_epi32(zero, x1->l[i], 0xcc); // [1, x1] (the 1 below)
+    Z.l[i] = zero;                                     // [0, 1] (the 1 below)
+  }
+  X.l[0] = _mm256_blend_epi32(X.l[0], one, 0x33);
+  Z.l[0] = _mm256_blend_epi32(zero, one, 0xcc);
+  v4 words[4], prev = zero;
+  fe4_scalar_words(words, k); // both lanes of a ladder hold its scalar: the same mask
+  for (int pos = 254; pos >= 0; pos--) {
+    v4 mask = swap_mask(words, pos, &prev);
+    fe4_swap_pairs(&Xs, &X); fe4_cswap(&X, &Xs, mask);
+    fe4_swap_pairs(&Xs, &Z); fe4_cswap(&Z, &Xs, mask);
+    fe4_add(&s, &X, &Z); fe4_carry(&s);         // [A, C]
+    fe4_sub(&bd, &X, &Z); fe4_carry(&bd);       // [B, D]
+    fe4_swap_pairs(&t, &bd);                    // [D, B]
+    fe4_mul(&m1, &s, &t);                       // [DA, CB]
+    _Pragma("GCC unroll 16") for (int i = 0; i < 5; i++) t.l[i] = _mm256_unpacklo_epi64(s.l[i], bd.l[i]); // [A, B]
+    fe4_sqr(&m2, &t);                           // [AA, BB]
+    fe4_swap_pairs(&t, &m1);                    // [CB, DA]
+    fe4_sub(&u, &m1, &t); fe4_add(&v, &m1, &t);
+    fe4_odd_from(&u, &u, &v); fe4_carry(&u);    // [DA - CB, DA + CB]
+    fe4_sqr(&r, &u);                            // [T, X3]
+    fe4_swap_pairs(&t, &m2);                    // [BB, AA]
+    fe4_mul(&v, &m2, &t);                       // [X2, .]
+    fe4_sub(&ev, &m2, &t); fe4_carry(&ev);      // [E, .]
+    fe4_mul121666(&g, &ev);
+    fe4_add(&g, &g, &t); fe4_carry(&g);         // [G, .]
+    fe4_odd_from(&p, &ev, x1);                  // [E, x1]
+    fe4_swap_pairs(&t, &r);                     // [X3, T]
+    fe4_odd_from(&q, &g, &t);                   // [G, T]
+    fe4_mul(&Z, &p, &q);                        // [E G, x1 T]
+    fe4_odd_from(&X, &v, &r);                   // [X2, X3]
+  }
+  v4 mask = _mm256_sub_epi64(zero, prev);
+  fe4_swap_pairs(&Xs, &X); fe4_cswap(&X, &Xs, mask);
+  fe4_swap_pairs(&Xs, &Z); fe4_cswap(&Z, &Xs, mask);
+  *xout = X;
+  *zout = Z;
+  OPENSSL_cleanse(&X, sizeof X); OPENSSL_cleanse(&Z, sizeof Z); OPENSSL_cleanse(&Xs, sizeof Xs);
+  OPENSSL_cleanse(&t, sizeof t); OPENSSL_cleanse(&s, sizeof s); OPENSSL_cleanse(&bd, sizeof bd);
+  OPENSSL_cleanse(&m1, sizeof m1); OPENSSL_cleanse(&m2, sizeof m2); OPENSSL_cleanse(&u, sizeof u);
+  OPENSSL_cleanse(&r, sizeof r); OPENSSL_cleanse(&v, sizeof v); OPENSSL_cleanse(&ev, sizeof ev);
+  OPENSSL_cleanse(&g, sizeof g); OPENSSL_cleanse(&p, sizeof p); OPENSSL_cleanse(&q, sizeof q);
+  OPENSSL_cleanse(words, sizeof words);
 }
 
 #pragma GCC pop_options
@@ -204,31 +283,37 @@ bool x25519_ifma_supported(void) {
 }
 
 void x25519_ifma_ladders(uint64_t x[][4], uint64_t z[][4], const uint8_t *const scalars[], const uint8_t *const points[], int n) {
+  // One or two ladders: a pair of lanes each (ladder2); three or four: a lane each (ladder4).
+  const bool paired = n <= 2;
   uint64_t k[4][4], u[5][4], out[5][4];
   fe4 x1, x2, z2;
   memset(k, 0, sizeof k);
   memset(u, 0, sizeof u);
-  for (int lane = 0; lane < n && lane < 4; lane++) {
+  for (int j = 0; j < n && j < 4; j++) {
     uint8_t e[32];
-    memcpy(e, scalars[lane], 32);
+    memcpy(e, scalars[j], 32);
     e[0] &= 248; e[31] &= 127; e[31] |= 64;
-    for (int w = 0; w < 4; w++) {
-      k[lane][w] = 0;
-      for (int j = 0; j < 8; j++) k[lane][w] |= (uint64_t)e[8 * w + j] << (8 * j);
+    uint64_t l[5];
+    limbs_from_bytes(l, points[j]);
+    for (int lane = paired ? 2 * j : j; lane <= (paired ? 2 * j + 1 : j); lane++) {
+      for (int w = 0; w < 4; w++) {
+        k[lane][w] = 0;
+        for (int b = 0; b < 8; b++) k[lane][w] |= (uint64_t)e[8 * w + b] << (8 * b);
+      }
+      for (int i = 0; i < 5; i++) u[i][lane] = l[i];
     }
     OPENSSL_cleanse(e, sizeof e);
-    uint64_t l[5];
-    limbs_from_bytes(l, points[lane]);
-    for (int i = 0; i < 5; i++) u[i][lane] = l[i];
   }
   for (int i = 0; i < 5; i++) memcpy(&x1.l[i], u[i], 32);
-  ladder4(&x2, &z2, &x1, (const uint64_t(*)[4])k);
-  for (int lane = 0; lane < n && lane < 4; lane++) {
+  if (paired) ladder2(&x2, &z2, &x1, (const uint64_t(*)[4])k);
+  else ladder4(&x2, &z2, &x1, (const uint64_t(*)[4])k);
+  for (int j = 0; j < n && j < 4; j++) {
+    int lane = paired ? 2 * j : j;
     uint64_t lx[5], lz[5];
     for (int i = 0; i < 5; i++) { memcpy(out[i], &x2.l[i], 32); lx[i] = out[i][lane]; }
-    limbs_to_words(x[lane], lx);
+    limbs_to_words(x[j], lx);
     for (int i = 0; i < 5; i++) { memcpy(out[i], &z2.l[i], 32); lz[i] = out[i][lane]; }
-    limbs_to_words(z[lane], lz);
+    limbs_to_words(z[j], lz);
   }
   OPENSSL_cleanse(k, sizeof k);
   OPENSSL_cleanse(&x2, sizeof x2); OPENSSL_cleanse(&z2, sizeof z2); OPENSSL_cleanse(out, sizeof out);

@@ -12,9 +12,8 @@
 // mixed additions and 4 doublings, all constant-time), then u = (Z + Y) / (Z - Y). The table is
 // built once per process from the base point.
 //
-// A message's two or more shared secrets (the response's ee and se on either side) run as parallel
-// lanes of one AVX-512 IFMA ladder where the CPU has it (native/x25519-ifma.c): four lanes cost
-// about what one scalar ladder does.
+// Where the CPU has AVX-512 IFMA, shared secrets run on vector ladders instead (native/x25519-ifma.c):
+// one or two (a message's ee and se) on pairs of lanes, in less time than one scalar ladder.
 //
 // Every fast path is checked against RFC 7748's test vectors (and the fixed base against OpenSSL's
 // own derivation) once; without the symbols (a node linking a shared libcrypto) or on a mismatch,
@@ -297,8 +296,8 @@ static void fixed_base(uint8_t out[32], const uint8_t priv[32]) {
 
 static fe_sqr_fn mul121666; // h = 121666 f
 static bool ladder_ready;
-static bool ifma_ready;       // x25519_many's ladders as lanes of native/x25519-ifma.c
-static uint64_t ifma_batches; // how many x25519_many calls took the IFMA lanes (tests read it)
+static bool ifma_ready;       // shared secrets on the vector ladders of native/x25519-ifma.c
+static uint64_t ifma_batches; // how many batches took them (tests read it)
 
 static void fe_frombytes(fe h, const uint8_t s[32]) {
   for (int i = 0; i < 4; i++) {
@@ -389,10 +388,10 @@ static void fe_divide_many(uint8_t *const outs[], fe x[], fe z[], int n) {
   OPENSSL_cleanse(t, sizeof t);
 }
 
-// The m ladders of a batch: outputs x[i] / z[i] = X25519(privs[i], pubs[i]). Two or more share one
-// run of the IFMA lanes where that path passed its check; one runs alone on the fe64 routines.
+// The m ladders of a batch: outputs x[i] / z[i] = X25519(privs[i], pubs[i]), all in one run of the
+// IFMA lanes where that path passed its check, else one after the other on the fe64 routines.
 static void ladders(fe x[], fe z[], const uint8_t *const privs[], const uint8_t *const pubs[], int m) {
-  if (ifma_ready && m >= 2) {
+  if (ifma_ready && m >= 1) {
     uint64_t lx[X25519_MANY_MAX][4], lz[X25519_MANY_MAX][4];
     x25519_ifma_ladders(lx, lz, privs, pubs, m);
     for (int i = 0; i < m; i++) { fe_copy(x[i], lx[i]); fe_copy(z[i], lz[i]); }
@@ -463,7 +462,7 @@ static bool ladder_agrees(void) {
 
 
 // The IFMA lanes against OpenSSL's ladder: RFC 7748 §5.2's two vectors and §6.1's exchange (each
-// side's secret in one batch), then a fixed pseudo-random walk of keys and points in batches of 2
+// side's secret in one batch), then a fixed pseudo-random walk of keys and points in batches of 1
 // to X25519_MANY_MAX, some with u-coordinates above p and the ignored top bit set.
 static bool ifma_agrees(void) {
   static const char *const rfc52[2][3] = {
@@ -483,7 +482,7 @@ static bool ifma_agrees(void) {
   fe_divide_many(outs, x, z, 4);
   if (memcmp(mine[0], want[0], 32) != 0 || memcmp(mine[1], want[1], 32) != 0 || memcmp(mine[2], mine[3], 32) != 0) return false;
   for (int round = 0; round < 24; round++) {
-    int n = 2 + round % (X25519_MANY_MAX - 1);
+    int n = 1 + round % X25519_MANY_MAX;
     for (int i = 0; i < n; i++) {
       for (int j = 0; j < 32; j++) {
         k[i][j] = (uint8_t)(k[i][j] * 181u + 97u + (uint8_t)round + mine[i][j]);
@@ -556,6 +555,12 @@ static bool all_zero(const uint8_t *p, size_t n) {
 
 bool x25519_shared(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]) {
   pthread_once(&resolve_once, resolve);
+  if (ifma_ready) { // the IFMA pair of lanes beats OpenSSL's ladder
+    uint8_t *outs[1] = {out};
+    const uint8_t *privs[1] = {priv}, *pubs[1] = {pub};
+    bool ok;
+    return x25519_many(outs, privs, pubs, 1, &ok);
+  }
   bool ok = raw_x25519 ? raw_x25519(out, priv, pub) == 1 : evp_x25519(out, priv, pub);
   ok = ok && !all_zero(out, 32);
   if (!ok) OPENSSL_cleanse(out, 32);
@@ -577,16 +582,25 @@ bool x25519_many(uint8_t *const outs[], const uint8_t *const privs[], const uint
     for (int i = 0; i < n; i++) all &= (oks[i] = pubs[i] ? x25519_shared(outs[i], privs[i], pubs[i]) : x25519_public(outs[i], privs[i]));
     return all;
   }
-  // The ladders first (gathered, so that two or more run as lanes of one), then the public keys.
+  // The ladders first (gathered: on the IFMA lanes they run together), then the public keys.
   fe x[X25519_MANY_MAX], z[X25519_MANY_MAX];
   const uint8_t *lprivs[X25519_MANY_MAX], *lpubs[X25519_MANY_MAX];
-  uint8_t *louts[X25519_MANY_MAX];
-  int m = 0;
+  uint8_t *louts[X25519_MANY_MAX] = {0};
+  // On the IFMA lanes one ladder costs what two do: a public key takes the free pair of lanes as
+  // the ladder on u = 9 (the base point), saving the comb (the initiation's ephemeral beside es).
+  static const uint8_t base_u[32] = {9};
+  const uint8_t *lanes[X25519_MANY_MAX];
+  int laddered = 0, m = 0;
+  for (int i = 0; i < n; i++) laddered += pubs[i] != NULL;
+  for (int i = 0; i < n; i++) {
+    lanes[i] = pubs[i] ? pubs[i] : ifma_ready && laddered < 2 ? base_u : NULL;
+    laddered += !pubs[i] && lanes[i];
+  }
   for (int i = 0; i < n; i++)
-    if (pubs[i]) { lprivs[m] = privs[i]; lpubs[m] = pubs[i]; louts[m++] = outs[i]; }
+    if (lanes[i]) { lprivs[m] = privs[i]; lpubs[m] = lanes[i]; louts[m++] = outs[i]; }
   ladders(x, z, lprivs, lpubs, m);
   for (int i = 0; i < n; i++)
-    if (!pubs[i]) { fixed_base_fraction(x[m], z[m], privs[i]); louts[m++] = outs[i]; }
+    if (!lanes[i]) { fixed_base_fraction(x[m], z[m], privs[i]); louts[m++] = outs[i]; }
   fe_divide_many(louts, x, z, n);
   bool all = true;
   for (int i = 0; i < n; i++) {

@@ -8,7 +8,7 @@
 #define X25519_RAW_LADDER 1       // node's OpenSSL scalar multiplication on raw keys (else EVP)
 #define X25519_FE64_FIXED_BASE 2  // public keys by the fixed-base comb on OpenSSL's fe64 routines
 #define X25519_FE64_LADDER 4      // x25519_many's own ladder on the fe64 routines (one inversion per batch)
-#define X25519_IFMA_LANES 8       // x25519_many's two or more ladders as lanes of one AVX-512 IFMA ladder
+#define X25519_IFMA_LANES 8       // shared secrets on AVX-512 IFMA vector ladders (native/x25519-ifma.c)
 
 #define X25519_MANY_MAX 4
 
@@ -21,6 +21,6 @@ bool x25519_public(uint8_t out[32], const uint8_t priv[32]);
 // (outs[i] zero) for an all-zero shared secret. True when every oks[i] is.
 bool x25519_many(uint8_t *const outs[], const uint8_t *const privs[], const uint8_t *const pubs[], int n, bool oks[]);
 int x25519_backend(void);
-// How many x25519_many calls have run their ladders on the IFMA lanes (this process).
+// How many batches (an x25519_many call or a shared secret) have run on the IFMA lanes (this process).
 uint64_t x25519_ifma_batch_count(void);
 #endif

@@ -69,12 +69,12 @@ export interface NativeDatapath {
    * Bits: 1 when node's raw OpenSSL scalar multiplication serves shared secrets (0: the EVP
    * fallback); 2 when public keys come from the fixed-base comb on node's fe64 field routines; 4
    * when the handshake steps' own ladder on those routines (one inversion per message) passed its check;
-   * 8 when a message's two or more ladders run as lanes of one AVX-512 IFMA ladder (checked likewise).
+   * 8 when shared secrets (alone or a message's several) run on AVX-512 IFMA vector ladders (checked likewise).
    */
   noiseX25519Backend(): number;
   /** out.length / 32 (1 to 4) shared secrets in one batch, as a handshake message computes them; 1 ok, 0 an all-zero result. */
   noiseX25519Many(out: Uint8Array, privateKeys: Uint8Array, publicKeys: Uint8Array): number;
-  /** How many batches so far ran their ladders as AVX-512 IFMA lanes (this process). */
+  /** How many batches (noiseX25519Many calls, handshake messages, single shared secrets) ran on the AVX-512 IFMA ladders. */
   noiseX25519IfmaBatches(): number;
   // The four handshake steps (native/noise-handshake.c), one crossing each, on a 256-byte work
   // slab (HandshakeWork in src/wireguard/noise-handshake.ts). Each returns 1, or 0 on a key that
