@@ -20,7 +20,7 @@
 #include <openssl/crypto.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) // GCC's target pragma; elsewhere the scalar path serves
 #include <immintrin.h>
 
 #pragma GCC push_options
