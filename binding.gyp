@@ -5,6 +5,7 @@
       "sources": [
         "native/module.c",
         "native/checksum.c",
+        "native/batch.c",
         "native/tun.c",
         "native/udp.c",
         "native/raw-ip.c",

@@ -47,6 +47,16 @@ typedef struct {
 veil_state *veil_get_state(napi_env env);
 void aead_free_all(veil_state *st);
 
+// A PacketBatch's buffers, registered once by batchBind (batch.c): slot i starts at i * slot, its
+// packet at + head with tail bytes kept free; cap descriptors (offs, lens, 16-byte addrs, fams, ports).
+typedef struct {
+  uint8_t *buf; size_t blen;
+  int32_t slot, head, tail, slots, cap;
+  int32_t *offs, *lens;
+  uint8_t *addrs, *fams;
+  uint16_t *ports;
+} veil_batch;
+
 // Argument helpers: each throws a TypeError naming the argument and returns false on mismatch.
 bool arg_int(napi_env env, napi_value v, int32_t *out, const char *what);
 bool arg_bytes(napi_env env, napi_value v, uint8_t **p, size_t *len, const char *what);
@@ -54,6 +64,7 @@ bool arg_i32s(napi_env env, napi_value v, int32_t **p, size_t *len, const char *
 bool arg_u16s(napi_env env, napi_value v, uint16_t **p, size_t *len, const char *what);
 bool arg_f64s(napi_env env, napi_value v, double **p, size_t *len, const char *what);
 bool arg_string(napi_env env, napi_value v, char *out, size_t cap, const char *what);
+bool arg_batch(napi_env env, napi_value v, veil_batch **out, const char *what); // batch.c
 napi_value ret_int(napi_env env, int64_t x);
 napi_value throw_range(napi_env env, const char *msg);
 
@@ -79,6 +90,7 @@ static inline uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (
 static inline void put32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v; }
 
 // Exported functions, one group per file.
+napi_value batch_bind(napi_env env, napi_callback_info info); // batch.c
 napi_value tun_open(napi_env env, napi_callback_info info);
 napi_value tun_set_offload(napi_env env, napi_callback_info info);
 napi_value tun_name(napi_env env, napi_callback_info info);

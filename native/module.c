@@ -82,6 +82,7 @@ static napi_value init(napi_env env, napi_value exports) {
     return NULL;
   }
   napi_property_descriptor d[] = {
+    EXPORT("batchBind", batch_bind),
     EXPORT("tunOpen", tun_open),
     EXPORT("tunSetOffload", tun_set_offload),
     EXPORT("tunName", tun_name),

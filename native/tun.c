@@ -191,28 +191,23 @@ static int vnet_split(read_ctx *c, const uint8_t *pkt, int plen) {
   return nseg;
 }
 
-// tunReadBatch(fd, buf, slotSize, headroom, tailroom, offs, lens, maxPkts, vnet, scratch, stats)
-//   -> packets read | error (only when nothing was read).
+// tunReadBatch(fd, batch, maxPkts, vnet, scratch, stats) -> packets read | error (only when nothing was read).
 // Reads until EAGAIN or the batch is full. Without vnet each read lands in its own slot. With vnet
 // each read goes to scratch (whose first 4 bytes keep a super-packet that did not fit yet, for the
 // next call) and is split into slots.
 napi_value tun_read_batch(napi_env env, napi_callback_info info) {
-  GET_ARGS(11);
+  GET_ARGS(6);
   read_ctx c;
-  int32_t fd, vnet; size_t noffs, nlens, sclen = 0, nst; uint8_t *scratch = NULL;
+  veil_batch *b;
+  int32_t fd, vnet; size_t sclen = 0, nst; uint8_t *scratch = NULL;
   NEED(arg_int(env, argv[0], &fd, "fd"));
-  NEED(arg_bytes(env, argv[1], &c.buf, &c.blen, "buf"));
-  NEED(arg_int(env, argv[2], &c.slot, "slotSize"));
-  NEED(arg_int(env, argv[3], &c.head, "headroom"));
-  NEED(arg_int(env, argv[4], &c.tail, "tailroom"));
-  NEED(arg_i32s(env, argv[5], &c.offs, &noffs, "offs"));
-  NEED(arg_i32s(env, argv[6], &c.lens, &nlens, "lens"));
-  NEED(arg_int(env, argv[7], &c.max, "maxPkts"));
-  NEED(arg_int(env, argv[8], &vnet, "vnet"));
-  if (vnet) NEED(arg_bytes(env, argv[9], &scratch, &sclen, "scratch"));
-  NEED(arg_f64s(env, argv[10], &c.st, &nst, "stats"));
-  if (c.slot <= 0 || c.head < 0 || c.tail < 0 || slot_room(&c) <= 0 || c.max < 0 ||
-      (size_t)c.max > noffs || (size_t)c.max > nlens || (size_t)c.max * (size_t)c.slot > c.blen || nst < ST_COUNT)
+  NEED(arg_batch(env, argv[1], &b, "batch"));
+  NEED(arg_int(env, argv[2], &c.max, "maxPkts"));
+  NEED(arg_int(env, argv[3], &vnet, "vnet"));
+  if (vnet) NEED(arg_bytes(env, argv[4], &scratch, &sclen, "scratch"));
+  NEED(arg_f64s(env, argv[5], &c.st, &nst, "stats"));
+  c.buf = b->buf; c.blen = b->blen; c.slot = b->slot; c.head = b->head; c.tail = b->tail; c.offs = b->offs; c.lens = b->lens;
+  if (c.max < 0 || c.max > b->cap || c.max > b->slots || slot_room(&c) <= 0 || nst < ST_COUNT)
     return throw_range(env, "veil_datapath: tunReadBatch layout does not fit the buffer");
   if (vnet && sclen < 4 + VNET_HDR_LEN + 65536) return throw_range(env, "veil_datapath: tunReadBatch scratch too small");
   c.n = 0;
@@ -305,22 +300,21 @@ static bool write_all(int fd, struct iovec *iov, int n, double *st) {
   }
 }
 
-// tunWriteBatch(fd, buf, n, offs, lens, mode, stats, yieldEvery) -> packets written (coalesced ones
-// count each). Packets with lens[i] <= 0 are skipped. With coalescing the first packet of a run has
-// its IP and TCP headers rewritten in place. yieldEvery > 0: sched_yield() after every yieldEvery
-// writes when more follow (see TunWriteOptions.yieldEvery).
+// tunWriteBatch(fd, batch, n, mode, stats, yieldEvery) -> packets written (coalesced ones count
+// each). Packets with lens[i] <= 0 are skipped. With coalescing the first packet of a run has its IP
+// and TCP headers rewritten in place. yieldEvery > 0: sched_yield() after every yieldEvery writes
+// when more follow (see TunWriteOptions.yieldEvery).
 napi_value tun_write_batch(napi_env env, napi_callback_info info) {
-  GET_ARGS(8);
-  int32_t fd, n, mode, yield_every, *offs, *lens; uint8_t *buf; size_t blen, noffs, nlens, nst; double *st;
+  GET_ARGS(6);
+  int32_t fd, n, mode, yield_every; veil_batch *b; size_t nst; double *st;
   NEED(arg_int(env, argv[0], &fd, "fd"));
-  NEED(arg_bytes(env, argv[1], &buf, &blen, "buf"));
+  NEED(arg_batch(env, argv[1], &b, "batch"));
   NEED(arg_int(env, argv[2], &n, "n"));
-  NEED(arg_i32s(env, argv[3], &offs, &noffs, "offs"));
-  NEED(arg_i32s(env, argv[4], &lens, &nlens, "lens"));
-  NEED(arg_int(env, argv[5], &mode, "mode"));
-  NEED(arg_f64s(env, argv[6], &st, &nst, "stats"));
-  NEED(arg_int(env, argv[7], &yield_every, "yieldEvery"));
-  if (n < 0 || (size_t)n > noffs || (size_t)n > nlens || nst < ST_COUNT) return throw_range(env, "veil_datapath: tunWriteBatch n exceeds descriptors");
+  NEED(arg_int(env, argv[3], &mode, "mode"));
+  NEED(arg_f64s(env, argv[4], &st, &nst, "stats"));
+  NEED(arg_int(env, argv[5], &yield_every, "yieldEvery"));
+  if (n < 0 || n > b->cap || nst < ST_COUNT) return throw_range(env, "veil_datapath: tunWriteBatch n exceeds descriptors");
+  int32_t *offs = b->offs, *lens = b->lens; uint8_t *buf = b->buf; size_t blen = b->blen;
   bool vnet = mode & WRITE_VNET, coalesce = vnet && (mode & WRITE_COALESCE), trusted = mode & WRITE_CSUM_TRUSTED;
   struct iovec iov[MAX_GSO_SEGS + 2];
   struct virtio_net_hdr vh;

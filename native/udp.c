@@ -123,30 +123,23 @@ static bool make_dest(struct sockaddr_storage *ss, socklen_t *sl, const uint8_t 
   *sl = sizeof *s; return true;
 }
 
-// udpRecvBatch(fd, buf, slotSize, headroom, maxMsgs, offs, lens, addrs, fams, ports, maxPkts, stats)
-//   -> packets | error (only when nothing was received). Datagram i lands at slot i + headroom; a
-//   GRO super-datagram yields one descriptor per segment, all with the same source.
+// udpRecvBatch(fd, batch, maxMsgs, maxPkts, stats) -> packets | error (only when nothing was
+//   received). Datagram i lands at slot i + headroom; a GRO super-datagram yields one descriptor per
+//   segment, all with the same source.
 napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
-  GET_ARGS(12);
-  int32_t fd, slot, head, maxm, maxp, *offs, *lens; uint8_t *buf, *addrs, *fams; uint16_t *ports; double *st;
-  size_t blen, no, nl, na, nf, np, nst;
+  GET_ARGS(5);
+  int32_t fd, maxm, maxp; veil_batch *b; double *st; size_t nst;
   NEED(arg_int(env, argv[0], &fd, "fd"));
-  NEED(arg_bytes(env, argv[1], &buf, &blen, "buf"));
-  NEED(arg_int(env, argv[2], &slot, "slotSize"));
-  NEED(arg_int(env, argv[3], &head, "headroom"));
-  NEED(arg_int(env, argv[4], &maxm, "maxMsgs"));
-  NEED(arg_i32s(env, argv[5], &offs, &no, "offs"));
-  NEED(arg_i32s(env, argv[6], &lens, &nl, "lens"));
-  NEED(arg_bytes(env, argv[7], &addrs, &na, "addrs"));
-  NEED(arg_bytes(env, argv[8], &fams, &nf, "families"));
-  NEED(arg_u16s(env, argv[9], &ports, &np, "ports"));
-  NEED(arg_int(env, argv[10], &maxp, "maxPkts"));
-  NEED(arg_f64s(env, argv[11], &st, &nst, "stats"));
+  NEED(arg_batch(env, argv[1], &b, "batch"));
+  NEED(arg_int(env, argv[2], &maxm, "maxMsgs"));
+  NEED(arg_int(env, argv[3], &maxp, "maxPkts"));
+  NEED(arg_f64s(env, argv[4], &st, &nst, "stats"));
   if (maxm > MAX_MSGS) maxm = MAX_MSGS;
-  if (slot <= 0 || head < 0 || head >= slot || maxm <= 0 || maxp <= 0 || (size_t)maxm * (size_t)slot > blen ||
-      (size_t)maxp > no || (size_t)maxp > nl || (size_t)maxp * 16 > na || (size_t)maxp > nf || (size_t)maxp > np || nst < US_COUNT)
+  if (maxm <= 0 || maxp <= 0 || maxm > b->slots || maxp > b->cap || nst < US_COUNT)
     return throw_range(env, "veil_datapath: udpRecvBatch layout does not fit the buffers");
   if (maxm > maxp) maxm = maxp;
+  int32_t slot = b->slot, head = b->head, *offs = b->offs, *lens = b->lens;
+  uint8_t *buf = b->buf, *addrs = b->addrs, *fams = b->fams; uint16_t *ports = b->ports;
   veil_state *S = veil_get_state(env);
   for (int i = 0; i < maxm; i++) {
     struct msghdr *h = &S->msgs[i].msg_hdr;
@@ -191,25 +184,21 @@ static bool same_dest(const uint8_t *addrs, const uint8_t *fams, const uint16_t 
   return fams[a] == fams[b] && ports[a] == ports[b] && !memcmp(addrs + (size_t)a * 16, addrs + (size_t)b * 16, fams[a] == 4 ? 4 : 16);
 }
 
-// udpSendBatch(fd, buf, n, offs, lens, addrs, fams, ports, mode, stats) -> packets handed to the kernel.
+// udpSendBatch(fd, batch, n, mode, stats) -> packets handed to the kernel.
 // Stops early only when the socket buffer is full (EAGAIN/ENOBUFS); a datagram the kernel refuses
 // for another reason is counted and skipped. lens[i] < 0 skips a packet.
 napi_value udp_send_batch(napi_env env, napi_callback_info info) {
-  GET_ARGS(10);
-  int32_t fd, n, mode, *offs, *lens; uint8_t *buf, *addrs, *fams; uint16_t *ports; double *st;
-  size_t blen, no, nl, na, nf, np, nst;
+  GET_ARGS(5);
+  int32_t fd, n, mode; veil_batch *b; double *st; size_t nst;
   NEED(arg_int(env, argv[0], &fd, "fd"));
-  NEED(arg_bytes(env, argv[1], &buf, &blen, "buf"));
+  NEED(arg_batch(env, argv[1], &b, "batch"));
   NEED(arg_int(env, argv[2], &n, "n"));
-  NEED(arg_i32s(env, argv[3], &offs, &no, "offs"));
-  NEED(arg_i32s(env, argv[4], &lens, &nl, "lens"));
-  NEED(arg_bytes(env, argv[5], &addrs, &na, "addrs"));
-  NEED(arg_bytes(env, argv[6], &fams, &nf, "families"));
-  NEED(arg_u16s(env, argv[7], &ports, &np, "ports"));
-  NEED(arg_int(env, argv[8], &mode, "mode"));
-  NEED(arg_f64s(env, argv[9], &st, &nst, "stats"));
-  if (n < 0 || (size_t)n > no || (size_t)n > nl || (size_t)n * 16 > na || (size_t)n > nf || (size_t)n > np || nst < US_COUNT)
+  NEED(arg_int(env, argv[3], &mode, "mode"));
+  NEED(arg_f64s(env, argv[4], &st, &nst, "stats"));
+  if (n < 0 || n > b->cap || nst < US_COUNT)
     return throw_range(env, "veil_datapath: udpSendBatch n exceeds the descriptor arrays");
+  int32_t *offs = b->offs, *lens = b->lens; uint8_t *buf = b->buf, *addrs = b->addrs, *fams = b->fams;
+  uint16_t *ports = b->ports; size_t blen = b->blen;
   veil_state *S = veil_get_state(env);
   bool gso = mode & SEND_GSO, sock6 = mode & SOCK_V6;
   int sent = 0, i = 0;

@@ -1,7 +1,9 @@
 // A batch of packets as the native layer sees it: one preallocated Buffer cut into slots, and per
 // packet an (offset, length) descriptor plus, for UDP, a peer address. Allocated once per worker and
-// reused for every batch, so the hot path allocates nothing.
+// reused for every batch, so the hot path allocates nothing. The addon holds the arrays from the
+// start (batchBind), so each batch I/O call passes one handle instead of re-checking every array.
 import { VeilError } from '../util/errors.js';
+import { native, type NativeBatch } from '../native/addon.js';
 
 export interface PacketBatchOptions {
   /** Descriptors (packets) per batch. */
@@ -30,6 +32,8 @@ export class PacketBatch {
   readonly addrs: Uint8Array;
   readonly families: Uint8Array;
   readonly ports: Uint16Array;
+  /** The arrays above as the addon holds them: what the batch I/O calls take. */
+  readonly handle: NativeBatch;
   /** Packets currently described. */
   count = 0;
 
@@ -55,6 +59,7 @@ export class PacketBatch {
     this.addrs = new Uint8Array(16 * capacity);
     this.families = new Uint8Array(capacity);
     this.ports = new Uint16Array(capacity);
+    this.handle = native().batchBind(this.buf, slotSize, headroom, tailroom, slots, this.offs, this.lens, this.addrs, this.families, this.ports);
   }
 
   /** Largest packet a slot holds between headroom and tailroom. */

@@ -118,8 +118,7 @@ export class TunDevice {
    * with a partial checksum come out with a complete one.
    */
   readBatch(batch: PacketBatch): number {
-    const r = native().tunReadBatch(this.fd, batch.buf, batch.slotSize, batch.headroom, batch.tailroom,
-      batch.offs, batch.lens, Math.min(batch.capacity, batch.slots), this.vnetHdr ? 1 : 0, this.#scratch, this.stats);
+    const r = native().tunReadBatch(this.fd, batch.handle, Math.min(batch.capacity, batch.slots), this.vnetHdr ? 1 : 0, this.#scratch, this.stats);
     if (r < 0) throw nativeError(r, `reading from TUN device ${this.name}`);
     batch.count = r;
     return r;
@@ -132,7 +131,7 @@ export class TunDevice {
   writeBatch(batch: PacketBatch, n = batch.count, opts: TunWriteOptions = {}): number {
     const mode = (this.vnetHdr ? TUN_WRITE.VNET : 0) | (opts.coalesce ? TUN_WRITE.COALESCE : 0) |
       (opts.checksumsTrusted ? TUN_WRITE.CSUM_TRUSTED : 0);
-    return native().tunWriteBatch(this.fd, batch.buf, n, batch.offs, batch.lens, mode, this.stats, opts.yieldEvery ?? 0);
+    return native().tunWriteBatch(this.fd, batch.handle, n, mode, this.stats, opts.yieldEvery ?? 0);
   }
 
   /** Blocks up to timeoutMs for a packet (worker threads only). */

@@ -106,8 +106,7 @@ export class UdpSocket {
     // A datagram taken from the socket must fit whole: segments beyond the batch's descriptors
     // would be lost (dropNoRoom), so with GRO take only as many as the worst case fits.
     const datagrams = this.gro ? Math.max(1, Math.min(batch.slots, Math.floor(batch.capacity / UDP_GRO_MAX_SEGMENTS))) : batch.slots;
-    const r = native().udpRecvBatch(this.fd, batch.buf, batch.slotSize, batch.headroom, datagrams,
-      batch.offs, batch.lens, batch.addrs, batch.families, batch.ports, batch.capacity, this.stats);
+    const r = native().udpRecvBatch(this.fd, batch.handle, datagrams, batch.capacity, this.stats);
     if (r < 0) throw nativeError(r, `receiving on UDP port ${this.port}`);
     batch.count = r;
     return r;
@@ -120,8 +119,7 @@ export class UdpSocket {
   sendBatch(batch: PacketBatch, n = batch.count): number {
     const fallbacks = this.stats[UDP_STAT.gsoFallback]!;
     const mode = (this.gso ? UDP_MODE.GSO : 0) | (this.family === 6 ? UDP_MODE.SOCKET_V6 : 0);
-    const sent = native().udpSendBatch(this.fd, batch.buf, n, batch.offs, batch.lens, batch.addrs,
-      batch.families, batch.ports, mode, this.stats);
+    const sent = native().udpSendBatch(this.fd, batch.handle, n, mode, this.stats);
     if (this.stats[UDP_STAT.gsoFallback]! > fallbacks) this.gso = false;
     return sent;
   }

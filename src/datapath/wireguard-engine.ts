@@ -60,6 +60,18 @@ function handles(kp: Keypair): KeyHandles {
   return h;
 }
 
+/** What one rx batch accepted under one keypair: one hook call per keypair and batch. */
+interface ReceivedRun {
+  readonly keypair: Keypair;
+  bytes: number;
+  packets: number;
+  /** The sender of the batch's first packet under this keypair (roaming). */
+  source: Endpoint | null;
+}
+
+/** Options of every received batch's TUN write (AEAD-authenticated: merge TCP runs, GRO-like). */
+const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY } as const;
+
 /** A peer's transport packets each way, and what the tx batch being built sends it. */
 interface PeerPackets {
   readonly peer: Peer;
@@ -89,12 +101,24 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly rxIndex = new Int32Array(RX_BATCH);
   private readonly rxKeypair: (Keypair | null)[] = new Array(RX_BATCH).fill(null);
   private readonly rxCounter = new Float64Array(RX_BATCH);
-  /** The peers the current tx batch sends to (their counters carry the batch's sums). */
-  private readonly batchPeers: PeerPackets[] = [];
+  /**
+   * The peers the current tx batch sends to (their counters carry the batch's sums), and the
+   * keypairs the current rx batch accepted packets under: fixed arrays with a count, reused batch
+   * after batch (a lone packet's path allocates nothing and never resizes an array).
+   */
+  private readonly batchPeers: (PeerPackets | null)[] = new Array(BATCH).fill(null);
+  private batchPeerCount = 0;
+  private readonly receivedRuns: (ReceivedRun | null)[] = new Array(RX_BATCH).fill(null);
+  private receivedRunCount = 0;
+  private readonly runOf = new WeakMap<Keypair, ReceivedRun>();
   /** Transport packets each way per peer (keepalives included), for status and metrics. */
   private readonly peerPackets = new WeakMap<Peer, PeerPackets>();
-  private readonly received = new Map<Keypair, { bytes: number; packets: number; source: Endpoint }>();
   private readonly endpointCache = new Map<string, Endpoint>();
+  /** The last sender sourceEndpoint() answered, by its bytes: the usual next answer, found without a string key. */
+  private lastSource: Endpoint | null = null;
+  private lastSourceFamily = 0;
+  private lastSourcePort = 0;
+  private readonly lastSourceAddr = new Uint8Array(16);
   private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
   readonly counters: WireGuardEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0,
@@ -149,7 +173,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       out++;
       if (last?.peer !== peer) {
         last = this.packetsOf(peer);
-        if (last.batchPackets === 0) this.batchPeers.push(last);
+        if (last.batchPackets === 0) this.batchPeers[this.batchPeerCount++] = last;
       }
       last.batchBytes += transportLength(padded);
       last.batchPackets++;
@@ -162,13 +186,15 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       if (sent < out) this.counters.sendFailed += out - sent;
       this.counters.txPackets += sent;
     }
-    for (const c of this.batchPeers) {
+    for (let k = 0; k < this.batchPeerCount; k++) {
+      const c = this.batchPeers[k]!;
+      this.batchPeers[k] = null;
       c.tx += c.batchPackets;
       const bytes = c.batchBytes;
       c.batchPackets = c.batchBytes = 0;
       this.perform(c.peer.onDataSent(now, bytes));
     }
-    this.batchPeers.length = 0;
+    this.batchPeerCount = 0;
     return n;
   }
 
@@ -200,18 +226,17 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     }
     if (ops === 0) return n;
     aead.open(buf);
-    this.received.clear();
     let out = 0;
+    let run: ReceivedRun | null = null; // most batches come under one keypair: one lookup per run of them
     for (let j = 0; j < ops; j++) {
       const kp = this.rxKeypair[j]!;
       this.rxKeypair[j] = null;
       if (!this.device.acceptTransport(kp, this.rxCounter[j]!, aead.ok[j] === 1)) continue;
       const i = this.rxIndex[j]!;
       const off = b.offs[i]! + HEADER, plain = b.lens[i]! - HEADER - TAG;
-      let r = this.received.get(kp);
-      if (!r) { r = { bytes: 0, packets: 0, source: this.sourceEndpoint(i) }; this.received.set(kp, r); }
-      r.bytes += plain;
-      r.packets++;
+      if (run?.keypair !== kp) run = this.receivedRun(kp, i);
+      run.bytes += plain;
+      run.packets++;
       if (plain === 0) continue; // keepalive
       const inner = this.device.innerPacket(buf, off, plain, kp.peer);
       if (inner < 0 || !this.sourceAllowed(buf, off, kp.peer)) continue;
@@ -221,12 +246,29 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.counters.rxPackets++;
       this.counters.rxBytes += inner;
     }
-    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY }); // AEAD-authenticated: merge TCP runs (GRO-like)
-    for (const [kp, r] of this.received) {
-      this.packetsOf(kp.peer).rx += r.packets;
-      this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, r.source, r.bytes, r.packets));
+    if (out > 0) this.tun.writeBatch(b, out, RX_WRITE);
+    for (let k = 0; k < this.receivedRunCount; k++) {
+      const r = this.receivedRuns[k]!;
+      this.receivedRuns[k] = null;
+      const { keypair: kp, bytes, packets, source } = r;
+      r.bytes = r.packets = 0;
+      r.source = null;
+      this.packetsOf(kp.peer).rx += packets;
+      this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, source!, bytes, packets));
     }
+    this.receivedRunCount = 0;
     return n;
+  }
+
+  /** The run of this rx batch under kp (joined by rx packet i, whose sender it keeps when it is the first). */
+  private receivedRun(kp: Keypair, i: number): ReceivedRun {
+    let r = this.runOf.get(kp);
+    if (!r) { r = { keypair: kp, bytes: 0, packets: 0, source: null }; this.runOf.set(kp, r); }
+    if (r.source === null) {
+      r.source = this.sourceEndpoint(i);
+      this.receivedRuns[this.receivedRunCount++] = r;
+    }
+    return r;
   }
 
   /** Cryptokey routing: the inner packet at buf[off] must come from an address of `peer`. */
@@ -247,7 +289,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private sourceEndpoint(i: number): Endpoint {
     const b = this.rx;
     const fam = b.families[i] === 6 ? 6 : 4;
-    const a = b.addrs.subarray(16 * i, 16 * i + (fam === 4 ? 4 : 16));
+    const width = fam === 4 ? 4 : 16;
+    if (this.lastSource !== null && fam === this.lastSourceFamily && b.ports[i] === this.lastSourcePort && this.sameSourceAddr(b.addrs, 16 * i, width)) {
+      return this.lastSource;
+    }
+    const a = b.addrs.subarray(16 * i, 16 * i + width);
     const key = `${fam === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : Buffer.from(a).toString('hex')}|${b.ports[i]}`;
     let e = this.endpointCache.get(key);
     if (!e) {
@@ -257,7 +303,16 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.endpointCache.set(key, e);
       this.destCache.set(e, { bytes: Uint8Array.from(a), family: fam });
     }
+    this.lastSource = e;
+    this.lastSourceFamily = fam;
+    this.lastSourcePort = b.ports[i]!;
+    this.lastSourceAddr.set(a);
     return e;
+  }
+
+  private sameSourceAddr(addrs: Uint8Array, at: number, width: number): boolean {
+    for (let k = 0; k < width; k++) if (addrs[at + k] !== this.lastSourceAddr[k]) return false;
+    return true;
   }
 
   private destination(e: Endpoint): { bytes: Uint8Array; family: 4 | 6 } {

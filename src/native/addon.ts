@@ -8,16 +8,23 @@ import { fileURLToPath } from 'node:url';
 import { getSystemErrorMap } from 'node:util';
 import { VeilError } from '../util/errors.js';
 
+/** A PacketBatch's buffers as the addon holds them (batchBind): opaque to TypeScript. */
+export type NativeBatch = { readonly __nativeBatch: unique symbol };
+
 /** The raw functions of the addon. Failures are negative numbers; see `nativeError`. */
 export interface NativeDatapath {
   tunOpen(name: string, flags: number): number;
   tunSetOffload(fd: number, tunFlags: number): number;
   tunName(fd: number): string | number;
-  tunReadBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, tailroom: number,
-    offs: Int32Array, lens: Int32Array, maxPkts: number, vnet: number, scratch: Uint8Array | null,
+  /**
+   * Registers a PacketBatch's buffers once (validated here) and answers the handle the batch I/O
+   * calls take instead of the arrays; the handle keeps them alive.
+   */
+  batchBind(buf: Uint8Array, slotSize: number, headroom: number, tailroom: number, slots: number,
+    offs: Int32Array, lens: Int32Array, addrs: Uint8Array, families: Uint8Array, ports: Uint16Array): NativeBatch;
+  tunReadBatch(fd: number, batch: NativeBatch, maxPkts: number, vnet: number, scratch: Uint8Array | null,
     stats: Float64Array): number;
-  tunWriteBatch(fd: number, buf: Uint8Array, n: number, offs: Int32Array, lens: Int32Array, mode: number,
-    stats: Float64Array, yieldEvery: number): number;
+  tunWriteBatch(fd: number, batch: NativeBatch, n: number, mode: number, stats: Float64Array, yieldEvery: number): number;
   close(fd: number): number;
   /** Blocks up to timeoutMs (-1: forever); bit i set when fds[i] is readable. Worker threads only. */
   waitReadable(fds: Int32Array, count: number, timeoutMs: number): number;
@@ -25,11 +32,8 @@ export interface NativeDatapath {
   udpSetGro(fd: number, on: number): number;
   udpSetBuffers(fd: number, bytes: number): number;
   udpLocalPort(fd: number): number;
-  udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, headroom: number, maxMsgs: number,
-    offs: Int32Array, lens: Int32Array, addrs: Uint8Array, families: Uint8Array, ports: Uint16Array,
-    maxPkts: number, stats: Float64Array): number;
-  udpSendBatch(fd: number, buf: Uint8Array, n: number, offs: Int32Array, lens: Int32Array, addrs: Uint8Array,
-    families: Uint8Array, ports: Uint16Array, mode: number, stats: Float64Array): number;
+  udpRecvBatch(fd: number, batch: NativeBatch, maxMsgs: number, maxPkts: number, stats: Float64Array): number;
+  udpSendBatch(fd: number, batch: NativeBatch, n: number, mode: number, stats: Float64Array): number;
   udpSend(fd: number, buf: Uint8Array, offset: number, length: number, addr: Uint8Array, family: number,
     port: number, mode: number): number;
   /** A raw IP socket for `protocol` bound to addr (batches then go through udpRecvBatch/udpSendBatch). */
