@@ -51,6 +51,17 @@ const RX_BATCH = UDP_GRO_MAX_SEGMENTS * GRO_SLOTS;
  * of slot 0 (every slot gets the same headroom; the kernel writes only after it).
  */
 const RX_SIDE = GCM_NONCE_AAD_LENGTH * RX_BATCH;
+/**
+ * An SA's native AES-GCM context (~2.2 KB of malloc) is kept only while the SA carries traffic.
+ * The health prober reaches every peer every 10-50 s (health-prober.ts), so an agent that kept a
+ * context per SA held one per peer: ~11 MB at 5,000 peers. A packet of an SA whose previous packet
+ * is older than AEAD_HOT_MS (a probe, the first packet of a flow) is sealed or opened with a
+ * context made for its batch and freed right after it (~1.5 µs; glibc reuses the chunks, so RSS
+ * does not grow); a second packet within AEAD_HOT_MS (in the same batch too) gives the SA a
+ * context of its own, freed after AEAD_IDLE_MS without a packet.
+ */
+export const AEAD_HOT_MS = 2_000;
+export const AEAD_IDLE_MS = 10_000;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
@@ -72,7 +83,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly inboundBySpi = new Map<number, number>();
   /** The set of SPIs in force moved (or this is the first configuration): purge stale replay marks. */
   private spisMoved = true;
-  private readonly keys = new WeakMap<object, AeadKey>();
+  /** The native contexts of the SAs that carry traffic (AEAD_HOT_MS, AEAD_IDLE_MS). */
+  private readonly keys = new Map<OutboundSa | InboundSa, AeadKey>();
+  /** Contexts made for one packet's batch (an SA without traffic): freed once the batch is sealed or opened. */
+  private readonly batchKeys = new Map<OutboundSa | InboundSa, AeadKey>();
+  private readonly aeadIdleMs: number;
+  private readonly aeadHotMs: number;
+  private sweepAt = 0;
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
   private closed = false;
@@ -101,6 +118,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   constructor(private readonly init: EspEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
     this.rawEsp = udp.describe().rawEsp === true;
     this.peerPort = this.rawEsp ? 0 : ESP_IN_UDP_PORT;
+    this.aeadIdleMs = init.aeadIdleMs ?? AEAD_IDLE_MS;
+    this.aeadHotMs = init.aeadHotMs ?? AEAD_HOT_MS;
     this.marks = new Map(Object.entries(init.marks ?? {}));
     this.single = new SinglePacketWriter(tun, init.mtu);
     this.rx = udp.gro
@@ -171,16 +190,33 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return seq;
   }
 
+  /**
+   * The SA's native context for this batch. Call it before the packet counts as a use (the SA's use
+   * time is then its previous packet's): a kept context, or one for this batch only when the SA
+   * carried no packet within aeadHotMs; its second packet (in this batch or within aeadHotMs)
+   * keeps it.
+   */
   private aeadKey(sa: OutboundSa | InboundSa): AeadKey {
-    let k = this.keys.get(sa);
-    if (!k) {
+    const kept = this.keys.get(sa);
+    if (kept) return kept;
+    let k = this.batchKeys.get(sa);
+    if (k) this.batchKeys.delete(sa);
+    else {
       const t = sa.transform;
       if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
       // a copy: handing the SA's own key to native code would move it off the JS heap (security-association.ts)
       k = AeadKey.create(gcmAlgorithm(t.key.length), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
-      this.keys.set(sa, k);
+      if (Date.now() - sa.counters.useTimeMs > this.aeadHotMs) { this.batchKeys.set(sa, k); return k; }
     }
+    this.keys.set(sa, k);
     return k;
+  }
+
+  /** After a batch is sealed or opened: the contexts made for it alone go (their key material wiped by OpenSSL). */
+  private freeBatchKeys(): void {
+    if (this.batchKeys.size === 0) return;
+    for (const k of this.batchKeys.values()) k.free();
+    this.batchKeys.clear();
   }
 
   /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
@@ -215,8 +251,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       if (seq === SEQ_NOT_RESERVED) { this.counters.sequenceWait++; continue; }
       if (seq === SEQ_EXHAUSTED) { this.counters.sequenceExhausted++; continue; }
       const nonceAad = off - TX_HEADROOM;
+      const key = this.aeadKey(sa); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
-      aead.add(this.aeadKey(sa), off, sealed, nonceAad, nonceAad + 12, 12);
+      aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
       b.setPeer(out, peer.ipBytes, peer.family, this.peerPort);
       b.offs[out] = off - ESP_GCM_PREFIX;
       b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
@@ -226,6 +263,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     if (out > 0) {
       aead.seal(buf);
+      this.freeBatchKeys();
       for (let j = 0; j < out; j++) if (!aead.ok[j]) b.lens[j] = -1;
       const sent = this.udp.sendBatch(b, out);
       if (sent < out) this.counters.sendFailed += out - sent;
@@ -312,6 +350,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     if (ops === 0) return n;
     aead.open(buf);
+    this.freeBatchKeys();
     const wall = Date.now(); // SA use time: one clock read per batch
     let out = 0;
     for (let j = 0; j < ops; j++) {
@@ -355,12 +394,20 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
 
-  tick(): void {
-    // ESP has no timers in the datapath: rotation and expiry are the agent's.
+  /** Frees the native contexts of SAs idle for aeadIdleMs (rotation and expiry are the agent's). */
+  tick(now: number): void {
+    if (now < this.sweepAt) return;
+    this.sweepAt = now + this.aeadIdleMs / 2;
+    const idleSince = Date.now() - this.aeadIdleMs; // SA use times are wall-clock
+    this.keys.forEach((k, sa) => {
+      if (sa.counters.useTimeMs >= idleSince) return;
+      k.free();
+      this.keys.delete(sa);
+    });
   }
 
   nextDeadline(): number {
-    return Infinity;
+    return this.sweepAt;
   }
 
   // ---- control ----------------------------------------------------------------------------------
@@ -500,7 +547,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
-      peerCount: this.peers.size,
+      peerCount: this.peers.size, aeadContexts: this.keys.size,
       peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: p.prefixes.filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };

@@ -35,6 +35,10 @@ export interface EspEngineInit {
   /** File of persisted sequence marks and inbound replay marks (JSON {markId: mark}), fsync'd before numbers are used or accepted. */
   marksFile: string;
   marks: Record<string, number>;
+  /** How long an SA's native AEAD context outlives its last packet (esp-engine.ts AEAD_IDLE_MS unless given). */
+  aeadIdleMs?: number;
+  /** A packet within this long of its SA's previous one gives the SA a native AEAD context of its own (AEAD_HOT_MS unless given). */
+  aeadHotMs?: number;
   /** The state of the datapath this one takes over from (a restart with handover), if any. */
   resume?: EngineResume<EspEngineState>;
 }
@@ -223,6 +227,8 @@ export interface EspEngineStatus {
   counters: EspEngineCounters;
   /** Peers in the engine (all of them, also when `peers` lists one). */
   peerCount: number;
+  /** Native AEAD contexts kept: one per SA that carries traffic (esp-engine.ts AEAD_HOT_MS, AEAD_IDLE_MS); a lone packet gets one for its batch only. */
+  aeadContexts: number;
   peers: EspPeerStatus[];
   tun: TunCounters;
   udp: UdpCounters;

@@ -13,9 +13,10 @@ after(() => { run(['ip', 'netns', 'del', ns]); });
 interface Result {
   sent: number; datagrams: number; rxPackets: number; groSplit: number; inboundTop: number; inboundPackets: number;
   drops: Record<string, number>; counters: Record<string, number>;
+  contexts: Record<string, number>; rxAfterIdle: number; txPackets: number;
 }
 
-test('ESP receive with UDP GRO: one super-datagram split and opened; an in-batch replay and a corrupted packet are dropped by reason', () => {
+test('ESP receive with UDP GRO: one super-datagram split and opened; an in-batch replay and a corrupted packet are dropped by reason; an SA keeps a native context only while it carries traffic', () => {
   mustRun(['ip', 'netns', 'add', ns]);
   const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO], { timeout: 60_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -30,4 +31,11 @@ test('ESP receive with UDP GRO: one super-datagram split and opened; an in-batch
   assert.equal(res.inboundTop, 40, 'the replay window moved to the highest authentic sequence number');
   assert.equal(res.counters['sourceNotAllowed'], 0);
   for (const reason of ['truncated', 'bad-length', 'no-state', 'bad-padding', 'bad-next-header']) assert.equal(res.drops[reason], 0, reason);
+  // A batch of many packets keeps a context; an idle sweep frees it; a lone packet (a probe) gets
+  // one for its batch only; a second one soon after keeps one: inbound, then outbound.
+  assert.deepEqual(res.contexts, {
+    afterBatch: 1, afterEarlySweep: 1, afterIdle: 0, afterLonePacket: 0, afterSecondPacket: 1, afterLoneOut: 1, afterSecondOut: 2,
+  }, 'native AEAD contexts held');
+  assert.equal(res.rxAfterIdle, 2, 'both packets after the idle time are opened and delivered');
+  assert.equal(res.txPackets, 2, 'both packets from the TUN device are sealed and sent');
 });
