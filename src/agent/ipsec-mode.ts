@@ -158,18 +158,24 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         continue;
       }
       // The peer's allowed IPs are its pod CIDRs (the array is the peer object's, which nobody changes).
-      const spec: EspPeerSpec = { name: p.name, ip: p.internalIP, allowedIPs: p.podCIDRs, outbound: [], inbound: [], activeSpi: 0 };
+      let spec: EspPeerSpec;
       try {
         const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
         const fresh: { out: EspTransform; in: EspTransform }[] = [];
-        for (const k of keys) {
+        const remote = { ip: p.internalIP, bootId: p.bootID };
+        const transforms = keys.map((k) => {
           const j = same ? same.keys.indexOf(k) : -1;
-          const t = j >= 0 ? { out: same!.spec.outbound[j]!.transform, in: same!.spec.inbound[j]!.transform } : deriveTunnelTransforms(k, local, { ip: p.internalIP, bootId: p.bootID });
+          const t = j >= 0 ? { out: same!.spec.outbound[j]!.transform, in: same!.spec.inbound[j]!.transform } : deriveTunnelTransforms(k, local, remote);
           if (j < 0) fresh.push(t);
-          spec.outbound.push({ spi: k.spi, transform: t.out });
-          spec.inbound.push({ spi: k.spi, transform: t.in });
-        }
+          return t;
+        });
         packKeyMaterial(fresh);
+        // Arrays made by map, not grown by push (which keeps 17 slots, 152 B each, for one or two SAs).
+        spec = {
+          name: p.name, ip: p.internalIP, allowedIPs: p.podCIDRs, activeSpi: 0,
+          outbound: keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out })),
+          inbound: keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in })),
+        };
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;

@@ -129,10 +129,9 @@ function lowerBound(arr: Range[], start: string): number {
 }
 
 function rangesOf(p: Parsed): Range[] {
-  return [
-    ...p.ips.map(({ ip }) => rangeOf(p.name, ip.family, ip.bytes, ip.bytes.length * 8)),
-    ...p.cidrs.map(({ cidr }) => rangeOf(p.name, cidr.family, cidr.bytes, cidr.prefixLength)),
-  ];
+  // concat: an array of exactly its ranges (a spread literal keeps ~20 slots, 168 B a node)
+  return p.ips.map(({ ip }) => rangeOf(p.name, ip.family, ip.bytes, ip.bytes.length * 8))
+    .concat(p.cidrs.map(({ cidr }) => rangeOf(p.name, cidr.family, cidr.bytes, cidr.prefixLength)));
 }
 
 /**

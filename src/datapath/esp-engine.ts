@@ -457,7 +457,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const keep = s.outbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
         if (keep) kept.push(sa); else { this.retire(sa); this.outboundSas--; }
       }
-      st.outbound = kept;
       for (const o of s.outbound) {
         if (kept.some((sa) => sa.spi === o.spi)) continue;
         const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, st.ip)) ?? 0;
@@ -467,9 +466,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: now, sequence }, this.slabs);
         if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
         created.push(sa);
-        st.outbound.push(sa);
+        kept.push(sa);
         this.outboundSas++;
       }
+      st.outbound = kept.slice(); // exact size: an array grown by push keeps 17 slots (152 B a peer)
       for (const sa of this.inbound.ofSource(s.ip)) {
         if (!s.inbound.some((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform))) this.dropInbound(sa);
       }
