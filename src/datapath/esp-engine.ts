@@ -5,6 +5,7 @@
 // replay), source-checked and written to the TUN device. CBC+HMAC SAs take the single-packet path
 // of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
+import { ByteSlabs } from '../util/slab.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import { copyTransform, createInboundSa, createOutboundSa, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
@@ -29,6 +30,7 @@ import { constantTimeEqual } from '../crypto/util.js';
 interface PeerState {
   name: string;
   ip: string;
+  /** A slot of the engine's ipSlabs (a typed array of its own was ~210 B a peer with its buffer). */
   ipBytes: Uint8Array;
   family: 4 | 6;
   /** One SA per key in force (one, two during a rotation): an array, not a Map of its own per peer. */
@@ -92,6 +94,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private sweepAt = 0;
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
+  /** Every peer's address as bytes (4 or 16), for the sends. */
+  private readonly ipSlabs = new ByteSlabs();
   private closed = false;
   private readonly marks: Map<string, number>;
   private readonly replayIds = new WeakMap<InboundSa, string>();
@@ -441,6 +445,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.releasePrefixes(st, st.prefixes);
         for (const sa of st.outbound) { this.retire(sa); this.outboundSas--; }
         this.peers.delete(ip);
+        this.ipSlabs.release(st.ipBytes);
       }
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa);
     }
@@ -448,7 +453,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        st = { name: s.name, ip: s.ip, ipBytes: ip.bytes, family: ip.family, outbound: [], active: null, prefixes: [] };
+        st = { name: s.name, ip: s.ip, ipBytes: this.ipSlabs.copy(ip.bytes), family: ip.family, outbound: [], active: null, prefixes: [] };
         this.peers.set(s.ip, st);
       }
       st.name = s.name;
