@@ -6,6 +6,7 @@
         "native/module.c",
         "native/checksum.c",
         "native/batch.c",
+        "native/thread-priority.c",
         "native/tun.c",
         "native/udp.c",
         "native/raw-ip.c",

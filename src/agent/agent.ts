@@ -236,7 +236,11 @@ export class Agent {
     const resumed = this.opts.resumed; // the tunnel takes it over; until it does, stop() stops it
     try {
       this.running = await openMode(ctx, {
-        cryptoThreads: settings['datapath.cryptoThreads'], replacedRoutesFile: replacedRoutesPath(stateDir), probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
+        cryptoThreads: settings['datapath.cryptoThreads'], priority: settings['datapath.priority'],
+        onPriorityRefused: (errno) => this.log.warn('datapath priority not raised: the worker runs at nice 0', {
+          wanted: settings['datapath.priority'], error: errno, hint: 'grant the agent CAP_SYS_NICE, or set datapath.priority=0 to silence this',
+        }),
+        replacedRoutesFile: replacedRoutesPath(stateDir), probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
         onWorkerError: (e) => { this.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); this.log.error('datapath worker failed', { error: errorMessage(e) }); },
         resumed,
         onHandover: (o) => {

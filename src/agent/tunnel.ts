@@ -22,7 +22,7 @@ import { ReplacedRoutes } from './replaced-routes.js';
 import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, steerIntoTunnel } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
-export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'mtu'>;
+export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'mtu'>;
 
 /** The engine's peers (what its setPeers request carries). */
 export type PeerSpecsOf<K extends EngineKind> = K extends 'wireguard' ? WireGuardPeerSpec[] : EspPeerSpec[];
@@ -72,6 +72,10 @@ export interface DesiredState<K extends EngineKind = EngineKind> {
 
 export interface TunnelOptions {
   cryptoThreads: number;
+  /** The datapath worker's nice value (datapath.priority). */
+  priority: number;
+  /** The worker could not raise its priority (errno name): it runs at the default one. */
+  onPriorityRefused?: (errno: string) => void;
   probeIntervalMs: number;
   /** The worker died: the agent reports it (the device stays, packets wait, nothing leaks). */
   onWorkerError: (e: unknown) => void;
@@ -114,7 +118,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       udp = resumed ? resumed.udp : p.rawEsp ? RawEspSocket.openEsp(localIp)
         : UdpSocket.open(localIp, p.port, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
       if (p.bypassUnderlay) keepTunnelTrafficOnUnderlay(p.port, node.underlayInterface);
-      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, mtu: p.mtu } as Extract<WorkerInit, { kind: K }>; // EngineParams<K> plus exactly the omitted fields
+      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, priority: o.priority, mtu: p.mtu } as Extract<WorkerInit, { kind: K }>; // EngineParams<K> plus exactly the omitted fields
       if (resumed) {
         // takeOver() checked that the resumed datapath runs kind K.
         const same = sameEngineInit(resumed.snapshot.engine, Tunnel.engineInit(init));
@@ -122,10 +126,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
         host = same ? resumed.host as unknown as DatapathHost<K> : new DatapathHost<K>({ ...init, resume: await resumed.host.handover() }, o.onWorkerError, WORKER_YOUNG_GENERATION_MB);
         host.onFatal = o.onWorkerError;
         await host.whenReady();
+        if (host.priorityRefused) o.onPriorityRefused?.(host.priorityRefused);
         o.onHandover?.({ resumed: true, gapMs: resumed.resumedAtUnixMs - resumed.snapshot.exportedAtUnixMs, restarted: !same });
       } else {
         host = new DatapathHost<K>(init, o.onWorkerError, WORKER_YOUNG_GENERATION_MB);
         await host.whenReady();
+        if (host.priorityRefused) o.onPriorityRefused?.(host.priorityRefused);
       }
       const prober = new HealthProber(node.name, node.podGateway, o.probeIntervalMs);
       await prober.start();

@@ -27,7 +27,7 @@ export class DatapathHost<K extends EngineKind> {
     let readyReject: (e: Error) => void = () => undefined;
     this.ready = new Promise((res, rej) => { readyResolve = res; readyReject = rej; });
     this.worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'ready') { readyResolve(); return; }
+      if (m.type === 'ready') { this.priorityRefused = m.priorityRefused; readyResolve(); return; }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -43,6 +43,9 @@ export class DatapathHost<K extends EngineKind> {
       this.pending.clear();
     });
   }
+
+  /** Why the worker runs at the default priority instead of init.priority (an errno name), if it does. */
+  priorityRefused: string | undefined;
 
   /** Resolves once the worker has set up its engine. */
   whenReady(): Promise<void> {

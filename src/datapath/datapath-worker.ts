@@ -5,6 +5,7 @@ import { TunDevice } from './tun-device.js';
 import { adoptUnderlaySocket } from './raw-esp-socket.js';
 import { runWorkerLoop } from './worker-loop.js';
 import { setCryptoThreads } from './aead-batch.js';
+import { decodeNativeError, native } from '../native/addon.js';
 import type { WorkerInit, WorkerMessage } from './messages.js';
 
 /** Bytes of bytecode run per tier-up tick (V8's --interrupt-budget; its default is 67584). */
@@ -22,7 +23,9 @@ const init = workerData as WorkerInit; // DatapathHost passes a WorkerInit as wo
 const tun = TunDevice.adopt(init.tun);
 const udp = adoptUnderlaySocket(init.udp);
 setCryptoThreads(init.cryptoThreads);
-const ready: WorkerMessage = { type: 'ready' };
+// Raised where the agent may (CAP_SYS_NICE): a refusal is reported with 'ready', the loop runs anyway.
+const nice = init.priority === 0 ? 0 : native().threadSetNice(init.priority);
+const ready: WorkerMessage = nice < 0 ? { type: 'ready', priorityRefused: decodeNativeError(nice).name } : { type: 'ready' };
 if (init.kind === 'wireguard') {
   const { WireGuardEngine } = await import('./wireguard-engine.js');
   const engine = new WireGuardEngine(init, tun, udp);

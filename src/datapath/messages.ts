@@ -17,6 +17,8 @@ interface WorkerIo {
   tun: TunQueueDescriptor;
   udp: UdpSocketDescriptor;
   cryptoThreads: number;
+  /** The worker thread's nice value (setting datapath.priority; 0 leaves it as it is). */
+  priority: number;
 }
 
 export interface WireGuardEngineInit {
@@ -302,6 +304,6 @@ export interface ControlError {
 
 /** Worker to agent: once 'ready' after the engine is built, then one reply per envelope. */
 export type WorkerMessage =
-  | { type: 'ready' }
+  | { type: 'ready'; /** The errno name when the worker's priority could not be raised (it runs at 0). */ priorityRefused?: string }
   | { type: 'reply'; id: number; ok: true; value: unknown }
   | { type: 'reply'; id: number; ok: false; error: ControlError };

@@ -1,4 +1,4 @@
-// Install settings: the datapath's crypto threads are validated and rendered like every other key.
+// Install settings: the datapath's crypto threads and priority are validated and rendered like every other key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { applySet, defaultSettings, renderConfig } from '../../src/agent/settings.js';
@@ -20,4 +20,17 @@ test('datapath.cryptoThreads defaults to 1, takes 1..8, and shows in the agent c
 test('a misspelt datapath key gets a suggestion', () => {
   assert.throws(() => applySet(defaultSettings(), 'datapath.cryptoThread=2'),
     (e) => isVeilError(e) && e.hint === 'did you mean "datapath.cryptoThreads"?');
+});
+
+test('datapath.priority defaults to nice -10, takes -20..19, and shows in the agent config', () => {
+  const s = defaultSettings();
+  assert.equal(s['datapath.priority'], -10);
+  applySet(s, 'datapath.priority=0');
+  assert.equal(s['datapath.priority'], 0);
+  assert.equal(renderConfig(s)['datapath-priority'], '0');
+  for (const bad of ['-21', '20', '-1.5', 'high', '']) {
+    assert.throws(() => applySet(s, `datapath.priority=${bad}`),
+      (e) => isVeilError(e) && e.message === `datapath.priority must be a whole number from -20 to 19 (a nice value), not "${bad}"`);
+  }
+  assert.equal(s['datapath.priority'], 0, 'a refused value leaves the old one');
 });

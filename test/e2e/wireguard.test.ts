@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
@@ -186,6 +186,16 @@ after(() => {
   rmSync(home, { recursive: true, force: true });
 });
 
+/** Each thread's nice value (field 19 of /proc/PID/task/TID/stat), by thread id. */
+function threadNices(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return out;
+}
+
 test('e2e wireguard: install on 4 nodes, nodes Ready, the status line, published keys, config view', async () => {
   const out = ok(veil('install', '--encryption', 'wireguard'));
   assert.match(out, /successfully installed.*4 nodes/);
@@ -203,6 +213,12 @@ test('e2e wireguard: install on 4 nodes, nodes Ready, the status line, published
     reg.close();
   }
   for (const n of NODES) assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${n}\\s+Ready\\s`, 'm'));
+  for (const n of items) {
+    // datapath.priority's default: the datapath worker thread at nice -10, the agent's main thread as started
+    const nices = threadNices(n.status!.agent!.pid);
+    assert.equal(nices.get(n.status!.agent!.pid), 0, `${n.metadata.name}: main thread at nice 0`);
+    assert.equal([...nices.values()].filter((x) => x === -10).length, 1, `${n.metadata.name}: one thread (the datapath worker) at nice -10: ${[...nices.values()]}`);
+  }
 
   console.log(`status reads after install that showed fewer than 3 peers: ${await allPeersConfigured()}`);
   const keys = annotations();
