@@ -103,6 +103,16 @@ k.setTimeout(30000, () => { console.log('timeout'); process.exit(1); });
 k.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
 k.on('close', () => console.log(JSON.stringify({ bytes: n, sha: h.digest('hex') })));`;
 
+/** Resolves once the child printed 'listening' (30 s at most; it fails the test if the child ends first). */
+function saysListening(c: ChildProcess, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`${what} did not listen within 30 s: ${out}`)), 30_000);
+    c.stdout!.on('data', (d) => { out += d; if (out.includes('listening')) { clearTimeout(t); resolve(); } });
+    c.on('close', () => { clearTimeout(t); reject(new Error(`${what} ended before it listened: ${out}`)); });
+  });
+}
+
 /** A capture of what a node sends on its underlay, headers only (the tunnel headers and any leaked inner header). */
 async function captureSent(node: string): Promise<{ stop(): Promise<string> }> {
   const file = join(lab.home, `cap-${node}-${Date.now()}.pcap`);
@@ -164,8 +174,11 @@ interface TrafficRun { pings: Done[]; streams: Done[]; servers: Done[]; files: s
  */
 async function underTraffic(mode: 'wireguard' | 'ipsec', o: { pings?: number; tcpSeconds?: number; port: number }, during: () => Promise<void>): Promise<TrafficRun> {
   const caps = await Promise.all(lab.nodes.map((n) => captureSent(n)));
-  const servers = pairs().map(([, b], i) => inPod(b.name, ['node', '-e', SERVER(o.port + i)]));
-  await sleep(500); // the servers listen
+  // Every server listens before its client connects: a client refused by a server still starting
+  // (a fixed 500 ms wait, on a loaded machine) exits, and its server then waits for it forever.
+  const listening: Promise<void>[] = [];
+  const servers = pairs().map(([, b], i) => inPod(b.name, ['node', '-e', SERVER(o.port + i)], (c) => listening.push(saysListening(c, `the TCP server on ${b.name}`))));
+  await Promise.all(listening);
   const stopped: ChildProcess[] = [];
   const inPodStoppable = (pod: string, argv: string[]) => inPod(pod, argv, (c) => stopped.push(c));
   const streams = pairs().map(([a, b], i) => inPodStoppable(a.name, ['node', '-e', CLIENT(b.ip, o.port + i, o.tcpSeconds ?? 120)]));
