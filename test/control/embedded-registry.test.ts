@@ -124,20 +124,32 @@ test('readers never see a torn object while writers in other processes rewrite i
   const dir = freshDir();
   const reg = new EmbeddedRegistry(dir);
   await reg.create({ kind: 'ConfigMap', metadata: { name: 'big' }, data: { v: 'x'.repeat(150_000) } });
-  const writers = [0, 1].map((i) => child(dir, `for (let i = 0; i < 25; i++) await reg.mutate('ConfigMap', 'big', () => ({ kind: 'ConfigMap', metadata: { name: 'big' }, data: { v: String(i % 10).repeat(150_000 + ${i} * 1000 + i) } }));`));
-  let reads = 0;
+  // writers rewrite until the reader has seen enough of their writes (a fixed count of writes raced a
+  // slow reader on a loaded machine: "only 9 reads overlapped"). The lock is not fair: two writers
+  // back to back with no pause can starve a third party, hence the pause between writes.
+  const stop = join(root, `stop-${seq}`);
+  const writers = [0, 1].map((w) => child(dir, `const { existsSync } = await import('node:fs');
+for (let i = 0; i < 25 || !existsSync(${JSON.stringify(stop)}); i++) {
+  await reg.mutate('ConfigMap', 'big', () => ({ kind: 'ConfigMap', metadata: { name: 'big' }, data: { v: String(i % 10).repeat(150_000 + ${w} * 100_000 + i) } }));
+  await new Promise((r) => setTimeout(r, Math.random() * 20)); // like real writers, not a lock held back to back
+}`));
   let finished = false;
   void Promise.all(writers).then(() => { finished = true; });
+  const versions = new Set<number>(); // each write has its own length: the distinct lengths read are writes overlapped
+  let reads = 0;
+  const deadline = Date.now() + 120_000;
   while (!finished) {
     const o = await reg.get('ConfigMap', 'big'); // JSON.parse would throw on a torn file
     const v = o!.data!['v']!;
     assert.ok(v.length >= 150_000 && new Set(v).size === 1, 'object content is whole');
     assert.equal((await reg.list('ConfigMap')).length, 1);
     reads++;
+    versions.add(v.length);
+    if ((versions.size >= 12 && reads >= 30) || Date.now() > deadline) writeFileSync(stop, '');
     await new Promise((r) => setImmediate(r));
   }
   for (const r of await Promise.all(writers)) assert.equal(r.code, 0, r.stderr);
-  assert.ok(reads > 10, `only ${reads} reads overlapped the writers`);
+  assert.ok(versions.size >= 12, `the reader saw only ${versions.size} versions in ${reads} reads in 2 minutes`);
 });
 
 test('a writer killed mid-way leaves a readable store that others keep writing', async () => {
