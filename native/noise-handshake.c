@@ -82,20 +82,30 @@ static napi_value create_initiation(napi_env env, napi_callback_info info) {
   return ret_int(env, ok ? 1 : 0);
 }
 
-// noiseConsumeInitiationStatic(work, msg, localPrivate, responderInitialHash, staticOut): the
-// first half of consuming an initiation, up to the sender's static key (the caller then finds
-// the peer). 1, or 0 when it does not decrypt.
+// noiseConsumeInitiationStatic(work, msg, localPrivate, responderInitialHash, staticOut, generate):
+// the first half of consuming an initiation, up to the sender's static key (the caller then finds
+// the peer). It also draws our ephemeral for the response (generate 0 keeps the private key
+// already in work: tests) and computes its public key beside es: es alone would leave a pair of
+// IFMA lanes idle, and the response's own batch (ee, se) fills them, so this saves the comb there.
+// 1, or 0 when it does not decrypt.
 static napi_value consume_initiation_static(napi_env env, napi_callback_info info) {
-  GET_ARGS(5);
+  GET_ARGS(6);
   static const char *const names[] = {"work", "msg", "localPrivate", "responderInitialHash", "staticOut"};
   static const size_t sizes[] = {WORK_SIZE, INIT_SIZE, 32, 32, 32};
-  uint8_t *p[5];
+  uint8_t *p[5]; int32_t generate;
   NEED(sized_args(env, argv, 5, p, sizes, names, NULL));
+  NEED(arg_int(env, argv[5], &generate, "generate"));
   uint8_t *w = p[0], *msg = p[1], *sk = p[2], *rih = p[3], *out = p[4];
   const uint8_t *eph = msg + INIT_EPH;
   noise_blake2s_raw(w + W_H, 32, NULL, 0, rih, 32, eph, 32, NULL, 0);
   noise_hkdf(w + W_CK, 32, initial_chain_key, eph, 32);
-  bool ok = x25519_shared(w + W_DH, sk, eph);
+  bool ok = ephemeral(w, generate);
+  if (ok) { // es, and our response ephemeral's public key: one batch, one inversion
+    uint8_t *outs[2] = {w + W_DH, w + W_EPH_PUB};
+    const uint8_t *privs[2] = {sk, w + W_EPH}, *pubs[2] = {eph, NULL};
+    bool oks[2];
+    ok = x25519_many(outs, privs, pubs, 2, oks);
+  }
   if (ok) {
     noise_hkdf(w + W_CK, 64, w + W_CK, w + W_DH, 32);
     ok = chacha_poly(0, out, 32, w + W_T1, ZERO_NONCE, w + W_H, 32, msg + INIT_STATIC, 48);
@@ -103,6 +113,7 @@ static napi_value consume_initiation_static(napi_env env, napi_callback_info inf
     memcpy(w + W_RE, eph, 32);
   }
   OPENSSL_cleanse(w + W_T1, W_RE - W_T1);
+  if (!ok) OPENSSL_cleanse(w + W_EPH, WORK_SIZE - W_EPH); // no response will use it
   return ret_int(env, ok ? 1 : 0);
 }
 
@@ -133,23 +144,24 @@ static void response_chain(uint8_t *w, const uint8_t *resp_eph, const uint8_t *e
   mix_hash(w, w + W_T1, 32);
 }
 
-// noiseCreateResponse(work, msg, remoteStatic, presharedKey, generate): after a consumed
-// initiation, fills msg's ephemeral and encrypted nothing. 1, or 0 on an unusable key.
+// noiseCreateResponse(work, msg, remoteStatic, presharedKey): after a consumed initiation (which
+// left our ephemeral key pair in work), fills msg's ephemeral and encrypted nothing. 1, or 0 on an
+// unusable key or a work slab without that ephemeral.
 static napi_value create_response(napi_env env, napi_callback_info info) {
-  GET_ARGS(5);
+  GET_ARGS(4);
   static const char *const names[] = {"work", "msg", "remoteStatic", "presharedKey"};
   static const size_t sizes[] = {WORK_SIZE, RESP_SIZE, 32, 32};
-  uint8_t *p[4]; int32_t generate;
+  uint8_t *p[4];
   NEED(sized_args(env, argv, 4, p, sizes, names, NULL));
-  NEED(arg_int(env, argv[4], &generate, "generate"));
   uint8_t *w = p[0], *msg = p[1], *rs = p[2], *psk = p[3];
-  uint8_t se[32];
-  bool ok = ephemeral(w, generate);
-  if (ok) { // our ephemeral's public key, ee and se: one inversion between them
-    uint8_t *outs[3] = {w + W_EPH_PUB, w + W_DH, se};
-    const uint8_t *privs[3] = {w + W_EPH, w + W_EPH, w + W_EPH}, *pubs[3] = {NULL, w + W_RE, rs};
-    bool oks[3];
-    ok = x25519_many(outs, privs, pubs, 3, oks);
+  uint8_t se[32], any = 0;
+  for (int i = 0; i < 32; i++) any |= w[W_EPH_PUB + i];
+  bool ok = any != 0;
+  if (ok) { // ee and se: one pair of lanes each, one inversion between them
+    uint8_t *outs[2] = {w + W_DH, se};
+    const uint8_t *privs[2] = {w + W_EPH, w + W_EPH}, *pubs[2] = {w + W_RE, rs};
+    bool oks[2];
+    ok = x25519_many(outs, privs, pubs, 2, oks);
   }
   if (ok) {
     memcpy(msg + RESP_EPH, w + W_EPH_PUB, 32);

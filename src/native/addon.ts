@@ -87,10 +87,12 @@ export interface NativeDatapath {
   // fails or a field that does not decrypt. generate 0 keeps the ephemeral already in work (tests).
   noiseCreateInitiation(work: Uint8Array, msg: Uint8Array, localPublic: Uint8Array, remoteStatic: Uint8Array,
     staticStatic: Uint8Array, timestamp: Uint8Array, generate: number): number;
+  /** Also draws the response's ephemeral into work (generate 0: keeps the one there) and its public key. */
   noiseConsumeInitiationStatic(work: Uint8Array, msg: Uint8Array, localPrivate: Uint8Array, responderInitialHash: Uint8Array,
-    staticOut: Uint8Array): number;
+    staticOut: Uint8Array, generate: number): number;
   noiseConsumeInitiationTimestamp(work: Uint8Array, msg: Uint8Array, staticStatic: Uint8Array, timestampOut: Uint8Array): number;
-  noiseCreateResponse(work: Uint8Array, msg: Uint8Array, remoteStatic: Uint8Array, presharedKey: Uint8Array, generate: number): number;
+  /** Uses the ephemeral key pair noiseConsumeInitiationStatic left in work. */
+  noiseCreateResponse(work: Uint8Array, msg: Uint8Array, remoteStatic: Uint8Array, presharedKey: Uint8Array): number;
   /** Leaves work untouched when the response does not authenticate. */
   noiseConsumeResponse(work: Uint8Array, msg: Uint8Array, localPrivate: Uint8Array, presharedKey: Uint8Array): number;
 }

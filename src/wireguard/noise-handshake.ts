@@ -300,7 +300,9 @@ export function consumeInitiation(
   const w = incoming;
   try {
     if (noise) {
-      if (noise.noiseConsumeInitiationStatic(w.slab, msg.bytes, local.privateKey.raw, local.responderInitialHash, incomingStatic) !== 1) {
+      // Natively our response's ephemeral is drawn here, its public key on lanes es leaves idle.
+      const generate = prepareEphemeral(w);
+      if (noise.noiseConsumeInitiationStatic(w.slab, msg.bytes, local.privateKey.raw, local.responderInitialHash, incomingStatic, generate) !== 1) {
         return 'handshakeDecryptFailed';
       }
     } else {
@@ -330,6 +332,8 @@ export function consumeInitiation(
     mine.h.set(w.h);
     mine.ck.set(w.ck);
     mine.remoteEphemeral.set(msg.ephemeral);
+    mine.ephemeral.set(w.ephemeral); // (zero on the primitives, which draw it in createResponse)
+    mine.ephemeralPublic.set(w.ephemeralPublic);
     hs.remoteIndex = msg.sender;
     hs.lastTimestamp.set(incomingTimestamp);
     hs.lastInitiationConsumption = now;
@@ -345,8 +349,7 @@ export function createResponse(hs: Handshake, senderIndex: number): Uint8Array |
   const w = hs.work;
   if (hs.state !== HandshakeState.InitiationConsumed || !w) return null;
   const { bytes: msg, fields } = newResponse(senderIndex, hs.remoteIndex);
-  const generate = prepareEphemeral(w);
-  if (noise ? noise.noiseCreateResponse(w.slab, msg, hs.remoteStatic, hs.presharedKey, generate) !== 1 : !responseOnPrimitives(hs, w, fields)) {
+  if (noise ? noise.noiseCreateResponse(w.slab, msg, hs.remoteStatic, hs.presharedKey) !== 1 : !responseOnPrimitives(hs, w, fields)) {
     return null;
   }
   hs.localIndex = senderIndex;
@@ -355,6 +358,7 @@ export function createResponse(hs: Handshake, senderIndex: number): Uint8Array |
 }
 
 function responseOnPrimitives(hs: Handshake, w: HandshakeWork, fields: ResponseMessage): boolean {
+  prepareEphemeral(w);
   const eph = ephemeralKey(w);
   fields.ephemeral.set(w.ephemeralPublic);
   hashInto(w.h, w.h, w.ephemeralPublic);
