@@ -20,6 +20,13 @@ export function cookieKey(publicKey: Uint8Array): Uint8Array {
   return hash(COOKIE_LABEL, publicKey);
 }
 
+/**
+ * Scratch for the mac1 we expect (public: a MAC of the message under a key derived from our public
+ * key). A fresh 16-byte array each check lived on V8's heap and had to be copied out of it for
+ * the native MAC: an allocation and a copy per handshake message.
+ */
+const expectedMac = new Uint8Array(16);
+
 /** Responder side, one per device (keys derive from our own public key). */
 export class CookieChecker {
   private readonly mac1Key: Uint8Array;
@@ -35,7 +42,7 @@ export class CookieChecker {
   /** True if the handshake message's mac1 is valid. */
   checkMac1(msg: Uint8Array): boolean {
     const end = msg.length - MAC1_FROM_END;
-    const expected = mac128(this.mac1Key, msg.subarray(0, end));
+    const expected = mac128(this.mac1Key, msg.subarray(0, end), expectedMac);
     return constantTimeEqual(expected, msg.subarray(end, end + 16));
   }
 

@@ -84,6 +84,8 @@ export class Device implements PeerHost {
   /** Peers by the next key their node announced (a rotation in progress). */
   private readonly peersByNextKey = new Map<string, Peer>();
   private cookieChecker: CookieChecker;
+  /** identity and cookieChecker as one object (what addressee() answers, no object per message). */
+  private addressed: { identity: StaticIdentity; checker: CookieChecker };
   /** During a static key rotation, the identity we rotated away from: initiations to it are still answered. */
   private retiring: { identity: StaticIdentity; checker: CookieChecker } | null = null;
   /** Scratch for a static-static DH computed on demand (rotation). */
@@ -99,6 +101,7 @@ export class Device implements PeerHost {
     this.publicKey = this.identity.publicKey;
     this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
     this.cookieChecker = new CookieChecker(this.publicKey);
+    this.addressed = { identity: this.identity, checker: this.cookieChecker };
     this.mtu = options.mtu ?? 1420;
     this.wallClockOffsetMs = options.wallClockOffsetMs ?? 0;
     this.random = options.random ?? Math.random;
@@ -260,6 +263,7 @@ export class Device implements PeerHost {
     this.publicKey = identity.publicKey;
     this.publicKeyBase64 = Buffer.from(this.publicKey).toString('base64');
     this.cookieChecker = new CookieChecker(this.publicKey);
+    this.addressed = { identity: this.identity, checker: this.cookieChecker };
     const out: Action[] = [];
     for (const p of this.peersByKey.values()) {
       p.handshake.resetStaticStatic(identity);
@@ -426,7 +430,7 @@ export class Device implements PeerHost {
    */
   private addressee(datagram: Uint8Array): { identity: StaticIdentity; checker: CookieChecker } {
     if (this.retiring && !this.cookieChecker.checkMac1(datagram) && this.retiring.checker.checkMac1(datagram)) return this.retiring;
-    return { identity: this.identity, checker: this.cookieChecker };
+    return this.addressed;
   }
 
   /**

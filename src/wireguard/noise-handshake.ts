@@ -432,7 +432,8 @@ export function deriveSessionKeys(hs: Handshake): SessionKeys | null {
   if (hs.state === HandshakeState.ResponseConsumed) isInitiator = true;
   else if (hs.state === HandshakeState.ResponseCreated) isInitiator = false;
   else return null;
-  const both = kdfInto(new Uint8Array(64), hs.work!.ck, EMPTY);
+  // Its own ArrayBuffer: a 64-byte typed array would start on V8's heap and be copied out of it for the KDF.
+  const both = kdfInto(new Uint8Array(new ArrayBuffer(64)), hs.work!.ck, EMPTY);
   const t1 = both.subarray(0, 32);
   const t2 = both.subarray(32, 64);
   const keys: SessionKeys = {
