@@ -78,6 +78,8 @@ export interface NativeDatapath {
    * 8 when shared secrets (alone or a message's several) run on AVX-512 IFMA vector ladders (checked likewise).
    */
   noiseX25519Backend(): number;
+  /** 1 when BLAKE2s compresses on AVX-512VL rows (checked against the scalar one at load), 0 scalar. */
+  noiseBlake2sBackend(): number;
   /** out.length / 32 (1 to 4) shared secrets in one batch, as a handshake message computes them; 1 ok, 0 an all-zero result. */
   noiseX25519Many(out: Uint8Array, privateKeys: Uint8Array, publicKeys: Uint8Array): number;
   /** How many batches (noiseX25519Many calls, handshake messages, single shared secrets) ran on the AVX-512 IFMA ladders. */

@@ -14,6 +14,16 @@ import { native } from '../../src/native/addon.js';
 const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const ascii = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
+/** The addon, or null when it is not built. */
+const builtAddon = () => {
+  try {
+    return native();
+  } catch {
+    return null;
+  }
+};
+/** This CPU's flags (/proc/cpuinfo): which vector paths must serve. */
+const cpuFlags = () => /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? [];
 
 test('X25519 RFC 7748 §6.1 vector', () => {
   const alice = new X25519PrivateKey(hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'));
@@ -66,13 +76,9 @@ test('X25519 public keys agree with the ladder on the base point and with node:c
 // node:crypto's OpenSSL: RFC 7748 §5.2 and its 1,000-iteration vector, random keys and points
 // (some above p, some with the ignored top bit set) in batches of 1 to 4.
 test('X25519 batches (IFMA lanes where the CPU has them) agree with OpenSSL', (t) => {
-  let addon;
-  try {
-    addon = native();
-  } catch {
-    return t.skip('the native addon is not built');
-  }
-  const flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? [];
+  const addon = builtAddon();
+  if (!addon) return t.skip('the native addon is not built');
+  const flags = cpuFlags();
   const cpuHasIfma = ['avx512ifma', 'avx512vl', 'avx512dq'].every((f) => flags.includes(f));
   const bits = addon.noiseX25519Backend();
   // The lanes need the batched ladder's fe64 division (bit 4): without node's fe64 routines, no lanes.
@@ -123,6 +129,40 @@ test('X25519 batches (IFMA lanes where the CPU has them) agree with OpenSSL', (t
   const ifmaBatches = addon.noiseX25519IfmaBatches() - batchesBefore;
   assert.equal(ifmaBatches, bits & 8 ? batches : 0, 'every batch ran on the IFMA lanes exactly when the backend says so');
   t.diagnostic(`backend bits ${bits}; ${ifmaBatches} of ${batches} batches on IFMA lanes`);
+});
+
+// Where the CPU has AVX-512VL the native BLAKE2s compresses on vector rows (native/noise-crypto.c):
+// it must serve there, and agree with @noble/hashes on every length around block edges, keyed or
+// not, and the KDF (all its HMACs) with node:crypto's HMAC-BLAKE2s.
+test('native BLAKE2s (AVX-512VL rows where the CPU has them) agrees with @noble/hashes and node:crypto', (t) => {
+  const addon = builtAddon();
+  if (!addon) return t.skip('the native addon is not built');
+  const flags = cpuFlags();
+  const cpuHasVl = process.arch === 'x64' && ['avx512f', 'avx512vl'].every((f) => flags.includes(f));
+  assert.equal(addon.noiseBlake2sBackend(), cpuHasVl ? 1 : 0, `CPU AVX-512VL ${cpuHasVl}`);
+  const empty = new Uint8Array(0);
+  for (let n = 0; n <= 260; n++) {
+    const input = randomBytes(n);
+    const key = randomBytes(1 + (n % 32));
+    const out = new Uint8Array(32);
+    addon.noiseBlake2s(out, empty, input, empty, empty);
+    assert.equal(toHex(out), toHex(blake2s(input)), `BLAKE2s of ${n} bytes`);
+    const mac = new Uint8Array(16);
+    addon.noiseBlake2s(mac, key, input.subarray(0, n >> 1), input.subarray(n >> 1), empty);
+    assert.equal(toHex(mac), toHex(blake2s(input, { key, dkLen: 16 })), `keyed BLAKE2s-128 of ${n} bytes`);
+  }
+  const initial = cryptoBackend();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const ck = randomBytes(32), input = randomBytes(i % 3 === 0 ? 0 : 32);
+      setCryptoBackend('native');
+      const mine = toHex(kdfInto(new Uint8Array(96), ck, input));
+      setCryptoBackend('node');
+      assert.equal(mine, toHex(kdfInto(new Uint8Array(96), ck, input)), 'KDF3');
+    }
+  } finally {
+    setCryptoBackend(initial);
+  }
 });
 
 test('generated keys agree on the shared secret', () => {
