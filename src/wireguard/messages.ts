@@ -60,57 +60,55 @@ function header(b: Uint8Array, type: number, size: number, exact: boolean, off =
   return null;
 }
 
-/** An initiation's fields as views into b (its layout, in one place). */
-function initiationFields(b: Uint8Array): InitiationMessage {
-  return {
-    bytes: b,
-    sender: view(b).getUint32(4, true),
-    ephemeral: b.subarray(8, 40),
-    encryptedStatic: b.subarray(40, 88),
-    encryptedTimestamp: b.subarray(88, 116),
-    mac1: b.subarray(116, 132),
-    mac2: b.subarray(132, 148),
-  };
+/**
+ * An initiation's fields as views into its bytes (its layout, in one place), each made when read:
+ * the native handshake steps take the whole message, so most are never read (a handshake made
+ * ~20 views and their objects before).
+ */
+class InitiationFields implements InitiationMessage {
+  constructor(readonly bytes: Uint8Array) {}
+  get sender(): number { return readU32le(this.bytes, 4); }
+  get ephemeral(): Uint8Array { return this.bytes.subarray(8, 40); }
+  get encryptedStatic(): Uint8Array { return this.bytes.subarray(40, 88); }
+  get encryptedTimestamp(): Uint8Array { return this.bytes.subarray(88, 116); }
+  get mac1(): Uint8Array { return this.bytes.subarray(116, 132); }
+  get mac2(): Uint8Array { return this.bytes.subarray(132, 148); }
 }
 
 export function parseInitiation(b: Uint8Array): InitiationMessage | DropReason {
-  return header(b, MESSAGE_INITIATION_TYPE, MESSAGE_INITIATION_SIZE, true) ?? initiationFields(b);
+  return header(b, MESSAGE_INITIATION_TYPE, MESSAGE_INITIATION_SIZE, true) ?? new InitiationFields(b);
 }
 
 /** A zeroed initiation with its header and sender written; the handshake fills the field views in place. */
 export function newInitiation(sender: number): { bytes: Uint8Array; fields: InitiationMessage } {
   const b = new Uint8Array(MESSAGE_INITIATION_SIZE);
   b[0] = MESSAGE_INITIATION_TYPE;
-  view(b).setUint32(4, sender, true);
-  return { bytes: b, fields: initiationFields(b) };
+  writeU32le(b, 4, sender);
+  return { bytes: b, fields: new InitiationFields(b) };
 }
 
-/** A response's fields as views into b. */
-function responseFields(b: Uint8Array): ResponseMessage {
-  const v = view(b);
-  return {
-    bytes: b,
-    sender: v.getUint32(4, true),
-    receiver: v.getUint32(8, true),
-    ephemeral: b.subarray(12, 44),
-    encryptedNothing: b.subarray(44, 60),
-    mac1: b.subarray(60, 76),
-    mac2: b.subarray(76, 92),
-  };
+/** A response's fields as views into its bytes, made when read (as InitiationFields). */
+class ResponseFields implements ResponseMessage {
+  constructor(readonly bytes: Uint8Array) {}
+  get sender(): number { return readU32le(this.bytes, 4); }
+  get receiver(): number { return readU32le(this.bytes, 8); }
+  get ephemeral(): Uint8Array { return this.bytes.subarray(12, 44); }
+  get encryptedNothing(): Uint8Array { return this.bytes.subarray(44, 60); }
+  get mac1(): Uint8Array { return this.bytes.subarray(60, 76); }
+  get mac2(): Uint8Array { return this.bytes.subarray(76, 92); }
 }
 
 export function parseResponse(b: Uint8Array): ResponseMessage | DropReason {
-  return header(b, MESSAGE_RESPONSE_TYPE, MESSAGE_RESPONSE_SIZE, true) ?? responseFields(b);
+  return header(b, MESSAGE_RESPONSE_TYPE, MESSAGE_RESPONSE_SIZE, true) ?? new ResponseFields(b);
 }
 
 /** A zeroed response with its header and indexes written; the handshake fills the field views in place. */
 export function newResponse(sender: number, receiver: number): { bytes: Uint8Array; fields: ResponseMessage } {
   const b = new Uint8Array(MESSAGE_RESPONSE_SIZE);
   b[0] = MESSAGE_RESPONSE_TYPE;
-  const v = view(b);
-  v.setUint32(4, sender, true);
-  v.setUint32(8, receiver, true);
-  return { bytes: b, fields: responseFields(b) };
+  writeU32le(b, 4, sender);
+  writeU32le(b, 8, receiver);
+  return { bytes: b, fields: new ResponseFields(b) };
 }
 
 export function parseCookieReply(b: Uint8Array): CookieReplyMessage | DropReason {
@@ -131,6 +129,13 @@ export function serializeCookieReply(m: CookieReplyMessage): Uint8Array {
 /** Checks the header and minimum size of the transport message at b[off..off+len); null when well formed. */
 export function checkTransport(b: Uint8Array, off = 0, len = b.length - off): DropReason | null {
   return header(b, MESSAGE_TRANSPORT_TYPE, MESSAGE_TRANSPORT_MIN_SIZE, false, off, len);
+}
+
+function writeU32le(b: Uint8Array, off: number, v: number): void {
+  b[off] = v & 0xff;
+  b[off + 1] = (v >>> 8) & 0xff;
+  b[off + 2] = (v >>> 16) & 0xff;
+  b[off + 3] = v >>> 24;
 }
 
 function readU32le(b: Uint8Array, off: number): number {

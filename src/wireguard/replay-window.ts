@@ -14,7 +14,11 @@ export interface ReplayWindowState {
 }
 
 export class ReplayWindow {
-  private readonly ring = new Uint32Array(RING_WORDS);
+  /**
+   * Made on the first accepted counter: a keypair that never receives (a responder's that a newer
+   * handshake replaces, one side of a crossing) then costs no 512-byte buffer.
+   */
+  private ring: Uint32Array | null = null;
   /** Highest counter accepted so far (-1 before the first). */
   private last = -1;
 
@@ -29,7 +33,7 @@ export class ReplayWindow {
     if (counter > this.last) return true;
     if (this.last - counter >= REPLAY_WINDOW_SIZE) return false;
     const word = Math.floor(counter / WORD_BITS) & (RING_WORDS - 1);
-    return (this.ring[word]! & (1 << (counter % WORD_BITS))) === 0;
+    return (this.ring![word]! & (1 << (counter % WORD_BITS))) === 0; // counter <= last: a check() made the ring
   }
 
   /**
@@ -39,38 +43,39 @@ export class ReplayWindow {
    */
   check(counter: number): boolean {
     if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
+    const ring = (this.ring ??= new Uint32Array(RING_WORDS));
     const index = Math.floor(counter / WORD_BITS);
     if (counter > this.last) {
       const current = this.last < 0 ? -1 : Math.floor(this.last / WORD_BITS);
       const advance = Math.min(index - current, RING_WORDS);
-      for (let i = 1; i <= advance; i++) this.ring[(current + i) & (RING_WORDS - 1)] = 0;
+      for (let i = 1; i <= advance; i++) ring[(current + i) & (RING_WORDS - 1)] = 0;
       this.last = counter;
     } else if (this.last - counter >= REPLAY_WINDOW_SIZE) {
       return false;
     }
     const word = index & (RING_WORDS - 1);
     const bit = 1 << (counter % WORD_BITS);
-    if ((this.ring[word]! & bit) !== 0) return false;
-    this.ring[word] = this.ring[word]! | bit;
+    if ((ring[word]! & bit) !== 0) return false;
+    ring[word] = ring[word]! | bit;
     return true;
   }
 
   /** The window as plain numbers, for a datapath handover (restore() takes it back). */
   save(): ReplayWindowState {
-    return { last: this.last, ring: Array.from(this.ring) };
+    return { last: this.last, ring: this.ring ? Array.from(this.ring) : new Array<number>(RING_WORDS).fill(0) };
   }
 
   /** Takes a saved window back; false (and nothing changed) when it is not one. */
   restore(s: ReplayWindowState): boolean {
     if (!Number.isSafeInteger(s.last) || s.last < -1 || !Array.isArray(s.ring) || s.ring.length !== RING_WORDS) return false;
     if (!s.ring.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) return false;
-    this.ring.set(s.ring);
+    (this.ring ??= new Uint32Array(RING_WORDS)).set(s.ring);
     this.last = s.last;
     return true;
   }
 
   reset(): void {
-    this.ring.fill(0);
+    this.ring?.fill(0);
     this.last = -1;
   }
 }

@@ -40,7 +40,8 @@ export function frameTransport(buf: Uint8Array, off: number, len: number, kp: Ke
 
 /** A single packet sealed under kp into a new datagram; null when kp has no counter left. */
 export function sealTransport(kp: Keypair, packet: Uint8Array, mtu: number): Uint8Array | null {
-  const out = new Uint8Array(transportLength(paddedLength(packet.length, mtu)));
+  // Its own ArrayBuffer: a keepalive's 32 bytes would start on V8's heap and be copied out for the AEAD.
+  const out = new Uint8Array(new ArrayBuffer(transportLength(paddedLength(packet.length, mtu))));
   out.set(packet, MESSAGE_TRANSPORT_HEADER_SIZE);
   const padded = frameTransport(out, MESSAGE_TRANSPORT_HEADER_SIZE, packet.length, kp, mtu, nonce, 0);
   if (padded < 0) return null;
