@@ -7,7 +7,9 @@
 import { AllowedIps } from '../net/allowed-ips.js';
 import { ByteSlabs } from '../util/slab.js';
 import { formatIp, parseIp } from '../net/cidr.js';
-import { copyTransform, createInboundSa, createOutboundSa, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa } from '../esp/security-association.js';
+import {
+  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, plainTransform, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
+} from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
 import { acceptEsp, acceptOpenedEsp, espSequence, newDropCounters, openEsp, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
@@ -15,7 +17,7 @@ import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
 } from '../esp/esp-packet.js';
-import { describeTransform, type EspTransform, type GcmTransform } from '../esp/esp-transform.js';
+import { describeTransform, type EspTransform } from '../esp/esp-transform.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
@@ -25,13 +27,17 @@ import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket
 import type { DatapathEngine } from './engine.js';
 import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
 import { VeilError } from '../util/errors.js';
-import { constantTimeEqual } from '../crypto/util.js';
 
 interface PeerState {
   name: string;
   ip: string;
-  /** A slot of the engine's ipSlabs (a typed array of its own was ~210 B a peer with its buffer). */
-  ipBytes: Uint8Array;
+  /**
+   * Its address as bytes (4 or 16) at ipAt in ipChunk, slot ipSlot of the engine's ipSlabs: a typed
+   * array of its own was ~210 B a peer with its buffer, a view of the slot ~96 B.
+   */
+  ipChunk: Uint8Array;
+  ipAt: number;
+  ipSlot: number;
   family: 4 | 6;
   /** One SA per key in force (one, two during a rotation): an array, not a Map of its own per peer. */
   outbound: OutboundSa[];
@@ -67,13 +73,6 @@ export const AEAD_IDLE_MS = 10_000;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
-}
-
-function sameTransform(a: EspTransform, b: EspTransform): boolean {
-  const eq = constantTimeEqual; // key material: no copies (every whole pass compares every SA's keys), no early exit
-  if (a.kind === 'aead' && b.kind === 'aead') return eq(a.key, b.key) && eq(a.salt, b.salt) && a.icvLength === b.icvLength;
-  if (a.kind === 'authenc' && b.kind === 'authenc') return a.auth === b.auth && eq(a.authKey, b.authKey) && eq(a.encKey, b.encKey);
-  return false;
 }
 
 export class EspEngine implements DatapathEngine<EspProtocol> {
@@ -171,7 +170,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const x of this.inbound.all()) {
       const top = x === sa ? seq : x.replay.top;
       if (!x.replayMark.movedSince(top)) continue;
-      const mark = x.replayMark.next(top, x.counters.packets, nowMs);
+      const mark = x.replayMark.next(top, x.packets, nowMs);
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
     }
     for (const [x, mark] of moved) this.marks.set(this.replayIds.get(x)!, mark);
@@ -181,7 +180,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.counters.replayMarkFailed++;
       return false;
     }
-    for (const [x, mark, top] of moved) x.replayMark.persisted(mark, top, x.counters.packets, nowMs);
+    for (const [x, mark, top] of moved) x.replayMark.persisted(mark, top, x.packets, nowMs);
     return true;
   }
 
@@ -209,8 +208,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const t = sa.transform;
       if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
       // a copy: handing the SA's own key to native code would move it off the JS heap (security-association.ts)
-      k = AeadKey.create(gcmAlgorithm(t.key.length), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
-      if (Date.now() - sa.counters.useTimeMs > this.aeadHotMs) { this.batchKeys.set(sa, k); return k; }
+      k = AeadKey.create(gcmAlgorithm(t.keyLength), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
+      if (Date.now() - sa.useTimeMs > this.aeadHotMs) { this.batchKeys.set(sa, k); return k; }
     }
     this.keys.set(sa, k);
     return k;
@@ -258,7 +257,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const key = this.aeadKey(sa); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
-      b.setPeer(out, peer.ipBytes, peer.family, this.peerPort);
+      b.setPeer(out, peer.ipChunk, peer.family, this.peerPort, peer.ipAt);
       b.offs[out] = off - ESP_GCM_PREFIX;
       b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
       out++;
@@ -281,7 +280,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (sa.sequence.durableEnd <= sa.sequence.last) this.reserve(sa);
     const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
-    if (!this.udp.sendTo(this.scratch, peer.ipBytes, this.peerPort, 0, r.length)) this.counters.sendFailed++;
+    if (!this.udp.sendTo(this.scratch, this.ipSlabs.of(peer.family === 4 ? 4 : 16).view(peer.ipSlot), this.peerPort, 0, r.length)) this.counters.sendFailed++;
     else { this.counters.txPackets++; this.counters.txBytes += len; }
     this.reserve(sa);
   }
@@ -341,9 +340,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       if (sa && sa.transform.kind !== 'aead') { this.receiveSingle(sa, i); continue; }
       const seq = espSequence(sa, buf, off, len, this.drops);
       if (typeof seq === 'string') continue;
-      const t = sa!.transform as GcmTransform; // espSequence() passes only a packet with an SA, an AES-GCM one here
+      const t = sa!.transform as SaGcmTransform; // espSequence() passes only a packet with an SA, an AES-GCM one here
       const nonceAad = GCM_NONCE_AAD_LENGTH * ops; // side area (slot 0's headroom)
-      writeGcmNonceAad(buf, nonceAad, t.salt, buf, off + ESP_HEADER_LENGTH, spi, seq);
+      writeGcmNonceAad(buf, nonceAad, t.material, t.saltAt, buf, off + ESP_HEADER_LENGTH, spi, seq);
       const encrypted = espEncryptedLength(t, len);
       aead.add(this.aeadKey(sa!), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
       this.rxIndex[ops] = i;
@@ -404,7 +403,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.sweepAt = now + this.aeadIdleMs / 2;
     const idleSince = Date.now() - this.aeadIdleMs; // SA use times are wall-clock
     this.keys.forEach((k, sa) => {
-      if (sa.counters.useTimeMs >= idleSince) return;
+      if (sa.useTimeMs >= idleSince) return;
       k.free();
       this.keys.delete(sa);
     });
@@ -445,7 +444,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.releasePrefixes(st, st.prefixes);
         for (const sa of st.outbound) { this.retire(sa); this.outboundSas--; }
         this.peers.delete(ip);
-        this.ipSlabs.release(st.ipBytes);
+        this.ipSlabs.of(st.family === 4 ? 4 : 16).release(st.ipSlot);
       }
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa);
     }
@@ -453,13 +452,15 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        st = { name: s.name, ip: s.ip, ipBytes: this.ipSlabs.copy(ip.bytes), family: ip.family, outbound: [], active: null, prefixes: [] };
+        const slab = this.ipSlabs.of(ip.bytes.length), ipSlot = slab.take(), ipChunk = slab.array(ipSlot), ipAt = slab.offset(ipSlot);
+        ipChunk.set(ip.bytes, ipAt);
+        st = { name: s.name, ip: s.ip, ipChunk, ipAt, ipSlot, family: ip.family, outbound: [], active: null, prefixes: [] };
         this.peers.set(s.ip, st);
       }
       st.name = s.name;
       const kept: OutboundSa[] = [];
       for (const sa of st.outbound) {
-        const keep = s.outbound.find((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform));
+        const keep = s.outbound.find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
         if (keep) kept.push(sa); else { this.retire(sa); this.outboundSas--; }
       }
       for (const o of s.outbound) {
@@ -469,14 +470,14 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const r = resumed?.get(saStateKey('out', o.spi, st.ip));
         const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
         const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: now, sequence }, this.slabs);
-        if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
+        if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         created.push(sa);
         kept.push(sa);
         this.outboundSas++;
       }
       st.outbound = kept.slice(); // exact size: an array grown by push keeps 17 slots (152 B a peer)
       for (const sa of this.inbound.ofSource(s.ip)) {
-        if (!s.inbound.some((x) => x.spi === sa.spi && sameTransform(x.transform, sa.transform))) this.dropInbound(sa);
+        if (!s.inbound.some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform))) this.dropInbound(sa);
       }
       for (const x of s.inbound) {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
@@ -484,7 +485,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
         const r = resumed?.get(saStateKey('in', x.spi, st.ip));
         const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
-        if (r) Object.assign(sa.counters, { bytes: r.bytes, packets: r.packets });
+        if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
         this.replayIds.set(sa, id);
@@ -536,7 +537,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: this.rawEsp ? 'none' : `espinudp ${ESP_IN_UDP_PORT}`,
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
       transform: sa.transform.kind === 'aead' ? { aead: sa.transform.name } : { auth: sa.transform.auth, enc: sa.transform.enc },
-      active, bytes: sa.counters.bytes, packets: sa.counters.packets, addTimeMs: sa.counters.addTimeMs, useTimeMs: sa.counters.useTimeMs,
+      active, bytes: sa.bytes, packets: sa.packets, addTimeMs: sa.addTimeMs, useTimeMs: sa.useTimeMs,
       sequence: sa.direction === 'out' ? sa.sequence.last : sa.replay.top,
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
     });
@@ -560,17 +561,17 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** The peers as configured (the specs that make them again) and each SA's live numbers. */
   exportState(): EspEngineState {
-    // Copies: the SA's own arrays are slab slots (a message would carry their whole chunk) and close() wipes them.
-    const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: copyTransform(sa.transform) });
+    // Copies: the SA's key material is in a slab chunk (a message would carry the whole chunk) and close() wipes it.
+    const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: plainTransform(sa.transform) });
     const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => ({
       name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: p.outbound.map(spec), activeSpi: p.active?.spi ?? 0,
       inbound: this.inbound.ofSource(p.ip).map(spec),
     }));
     const sas: EspSaState[] = [];
     for (const p of this.peers.values()) {
-      for (const sa of p.outbound) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.counters.bytes, packets: sa.counters.packets });
+      for (const sa of p.outbound) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.bytes, packets: sa.packets });
     }
-    for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.replay.save(), bytes: sa.counters.bytes, packets: sa.counters.packets });
+    for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.replay.save(), bytes: sa.bytes, packets: sa.packets });
     return { peers, sas };
   }
 

@@ -108,7 +108,7 @@ export function openEsp(sa: InboundSa | undefined, packet: Uint8Array, drops: Es
   let plain: Uint8Array | null = null;
   try {
     if (t.kind === 'aead') {
-      writeGcmNonceAad(nonceAad, 0, t.salt, packet, ESP_HEADER_LENGTH, sa!.spi, seq);
+      writeGcmNonceAad(nonceAad, 0, t.material, t.saltAt, packet, ESP_HEADER_LENGTH, sa!.spi, seq);
       const d = createDecipheriv(cipherName(t) as 'aes-128-gcm', t.key, nonceAad.subarray(0, 12), { authTagLength: t.icvLength });
       d.setAAD(nonceAad.subarray(12));
       d.setAuthTag(icv);

@@ -3,8 +3,8 @@
 // frameEspGcm() lays an AES-GCM packet out in place, allocation-free: the batch engine seals what
 // it framed natively, encodeEsp() here seals the same frame through node:crypto.
 import { createCipheriv, createHmac, randomFillSync } from 'node:crypto';
-import { countSaUse, type OutboundSa } from './security-association.js';
-import { cipherName, CBC_IV_LENGTH, paddingBlock, type GcmTransform } from './esp-transform.js';
+import { countSaUse, type OutboundSa, type SaGcmTransform } from './security-association.js';
+import { cipherName, CBC_IV_LENGTH, paddingBlock } from './esp-transform.js';
 import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, esnHighBytes, espPacketLength, espPadLength, nextHeaderFor,
   writeEspHeader, writeEspTrailer, writeGcmIv, writeGcmNonceAad,
@@ -27,14 +27,14 @@ const esnHigh = new Uint8Array(4);
  * the ICV follows it. Counts the packet on the SA.
  */
 export function frameEspGcm(
-  buf: Uint8Array, off: number, len: number, nextHeader: number, sa: OutboundSa, t: GcmTransform, seq: number,
+  buf: Uint8Array, off: number, len: number, nextHeader: number, sa: OutboundSa, t: SaGcmTransform, seq: number,
   nonceAadBuf: Uint8Array, at: number, nowMs: number,
 ): number {
   const h = off - ESP_GCM_PREFIX;
   writeEspHeader(buf, h, sa.spi, seq);
   writeGcmIv(buf, h + ESP_HEADER_LENGTH, seq);
   const sealed = len + writeEspTrailer(buf, off + len, espPadLength(len, paddingBlock(t)), nextHeader);
-  writeGcmNonceAad(nonceAadBuf, at, t.salt, buf, h + ESP_HEADER_LENGTH, sa.spi, seq);
+  writeGcmNonceAad(nonceAadBuf, at, t.material, t.saltAt, buf, h + ESP_HEADER_LENGTH, sa.spi, seq);
   countSaUse(sa, len, nowMs);
   return sealed;
 }

@@ -50,11 +50,11 @@ export function writeGcmIv(buf: Uint8Array, offset: number, seq: number): void {
 }
 
 /**
- * At out[at..at+24): the RFC 4106 nonce, salt (4) || the packet's explicit IV (8, read from
- * iv[ivOff..]), then the RFC 4106 §5 AAD with ESN, SPI || seq-high || seq-low.
+ * At out[at..at+24): the RFC 4106 nonce, salt (4, read from salt[saltOff..]) || the packet's explicit
+ * IV (8, read from iv[ivOff..]), then the RFC 4106 §5 AAD with ESN, SPI || seq-high || seq-low.
  */
-export function writeGcmNonceAad(out: Uint8Array, at: number, salt: Uint8Array, iv: Uint8Array, ivOff: number, spi: number, seq: number): void {
-  for (let k = 0; k < GCM_SALT_LENGTH; k++) out[at + k] = salt[k]!;
+export function writeGcmNonceAad(out: Uint8Array, at: number, salt: Uint8Array, saltOff: number, iv: Uint8Array, ivOff: number, spi: number, seq: number): void {
+  for (let k = 0; k < GCM_SALT_LENGTH; k++) out[at + k] = salt[saltOff + k]!;
   for (let k = 0; k < GCM_IV_LENGTH; k++) out[at + GCM_SALT_LENGTH + k] = iv[ivOff + k]!;
   writeU32(out, at + 12, spi >>> 0);
   writeU32(out, at + 16, seqHigh(seq));

@@ -16,38 +16,46 @@ export class EspReplayWindow {
   readonly size: number;
   /** Highest sequence number accepted so far (0 = none). */
   #top = 0;
-  /** Bit (seq mod size) set = that sequence number was seen; valid for seq in (top - size, top]. */
+  /**
+   * Bit (seq mod size) set = that sequence number was seen; valid for seq in (top - size, top]. The
+   * size / 32 words from #at in #bits: storage given (a slab chunk shared with other windows: a view
+   * of its own would cost ~96 B a window) or an array of its own.
+   */
   readonly #bits: Uint32Array;
+  readonly #at: number;
 
   /**
    * `resumeTop`: a persisted top from before an agent restart (0 = fresh). Only the low 32 bits travel,
    * so a receiver that restarts while its peer keeps sending above 2^32 must know roughly where the
    * sequence is to infer the high bits (and it refuses replays of anything up to that top).
+   * `storage`, `at`: the window lives in storage's size / 32 words from `at`.
    */
-  constructor(size = REPLAY_WINDOW_SIZE, resumeTop = 0, storage?: Uint32Array) {
+  constructor(size = REPLAY_WINDOW_SIZE, resumeTop = 0, storage?: Uint32Array, at = 0) {
     if (size <= 0 || size % 32 !== 0) throw new RangeError('replay window size must be a positive multiple of 32');
-    if (storage && storage.length !== size / 32) throw new RangeError(`a window of ${size} needs ${size / 32} words of storage`);
+    if (storage && (at < 0 || storage.length < at + size / 32)) throw new RangeError(`a window of ${size} needs ${size / 32} words of storage`);
     this.size = size;
-    this.#bits = (storage ?? new Uint32Array(size / 32)).fill(resumeTop === 0 ? 0 : 0xffffffff);
+    this.#bits = storage ?? new Uint32Array(size / 32);
+    this.#at = storage ? at : 0;
+    this.#bits.fill(resumeTop === 0 ? 0 : 0xffffffff, this.#at, this.#at + size / 32);
     this.#top = resumeTop;
   }
 
-  /** The words the window lives in (`storage` as given, e.g. a slab slot to hand back when the SA retires). */
+  /** A view of the words the window lives in (for tests and handovers; not to keep). */
   get storage(): Uint32Array {
-    return this.#bits;
+    return this.#bits.subarray(this.#at, this.#at + this.size / 32);
   }
 
   /** The window as plain numbers, for a datapath handover. */
   save(): EspReplayWindowState {
-    return { top: this.#top, bits: Array.from(this.#bits) };
+    return { top: this.#top, bits: Array.from(this.storage) };
   }
 
-  /** A window exactly as saved (in `storage` if given), or undefined, `storage` untouched, when `s` is not a window of this size. */
-  static restore(s: EspReplayWindowState, size = REPLAY_WINDOW_SIZE, storage?: Uint32Array): EspReplayWindow | undefined {
+  /** A window exactly as saved (in `storage` from `at` if given), or undefined, `storage` untouched, when `s` is not a window of this size. */
+  static restore(s: EspReplayWindowState, size = REPLAY_WINDOW_SIZE, storage?: Uint32Array, at = 0): EspReplayWindow | undefined {
     if (!Number.isSafeInteger(s.top) || s.top < 0 || !Array.isArray(s.bits) || s.bits.length !== size / 32) return undefined;
     if (!s.bits.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) return undefined;
-    const w = new EspReplayWindow(size, s.top, storage);
-    w.#bits.set(s.bits);
+    const w = new EspReplayWindow(size, s.top, storage, at);
+    w.#bits.set(s.bits, w.#at);
     return w;
   }
 
@@ -78,7 +86,7 @@ export class EspReplayWindow {
     if (seq > this.#top) return true;
     if (this.#top - seq >= this.size) return false;
     const bit = seq % this.size;
-    return (this.#bits[bit >>> 5]! & (1 << (bit & 31))) === 0;
+    return (this.#bits[this.#at + (bit >>> 5)]! & (1 << (bit & 31))) === 0;
   }
 
   /**
@@ -90,17 +98,17 @@ export class EspReplayWindow {
     if (seq > this.#top) {
       const diff = seq - this.#top;
       if (diff >= this.size) {
-        this.#bits.fill(0);
+        this.#bits.fill(0, this.#at, this.#at + this.size / 32);
       } else {
         for (let s = this.#top + 1; s <= seq; s++) {
           const bit = s % this.size;
-          this.#bits[bit >>> 5]! &= ~(1 << (bit & 31));
+          this.#bits[this.#at + (bit >>> 5)]! &= ~(1 << (bit & 31));
         }
       }
       this.#top = seq;
     }
     const bit = seq % this.size;
-    this.#bits[bit >>> 5]! |= 1 << (bit & 31);
+    this.#bits[this.#at + (bit >>> 5)]! |= 1 << (bit & 31);
     return true;
   }
 }

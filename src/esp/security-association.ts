@@ -1,12 +1,13 @@
 // A security association: one direction of one tunnel under one key, as `ip xfrm state` shows it.
 // Always ESN and a replay window of 1024 (Cilium's per-tunnel keys). Outbound SAs own their sequence
 // reservation, inbound SAs their replay window.
-import { AEAD_GCM, ENC_CBC_AES, type EspTransform } from './esp-transform.js';
+import { AEAD_GCM, ENC_CBC_AES, GCM_SALT_LENGTH, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform } from './esp-transform.js';
 import { EspReplayWindow, REPLAY_WINDOW_SIZE, type EspReplayWindowState } from './replay-window.js';
 import { OutboundSequence } from './sequence-store.js';
 import { ReplayMark } from './replay-mark.js';
 import { ByteSlabs, Slab } from '../util/slab.js';
 
+/** An SA's counters, in the SA itself (an object of their own was ~56 B an SA). */
 export interface SaCounters {
   /** Inner (plaintext) bytes and packets through this SA. */
   bytes: number;
@@ -16,16 +17,15 @@ export interface SaCounters {
   useTimeMs: number;
 }
 
-interface SaCommon {
+interface SaCommon extends SaCounters {
   spi: number;
   /** Outer (tunnel) addresses: src sends, dst receives. */
   src: string;
   dst: string;
-  transform: EspTransform;
+  transform: SaTransform;
   icvLength: number;
   esn: true;
   replayWindowSize: number;
-  counters: SaCounters;
 }
 
 export interface OutboundSa extends SaCommon {
@@ -38,6 +38,8 @@ export interface InboundSa extends SaCommon {
   replay: EspReplayWindow;
   /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable. */
   replayMark: ReplayMark;
+  /** The window's slot in its engine's slabs (-1: a window of its own). */
+  windowSlot: number;
 }
 
 export type SecurityAssociation = OutboundSa | InboundSa;
@@ -54,7 +56,7 @@ export interface SaParams {
  * Where an engine's SAs keep their key material and replay windows: slots of shared slabs
  * (util/slab.ts), wiped and taken back when the SA retires (releaseSa). Each in an array of its
  * own, an SA's key, salt and window cost ~1.1 KB (typed arrays, ArrayBuffers, the window's
- * malloc'd backing store) for 148 bytes of data.
+ * malloc'd backing store) for 148 bytes of data; as views into shared chunks still ~290 B.
  */
 export class SaSlabs {
   readonly keys = new ByteSlabs();
@@ -67,33 +69,112 @@ export class SaSlabs {
 }
 
 /**
- * A copy of the transform: key material in slab slots (or, without slabs, arrays of its own) and
- * the names as constants. An SA keeps its own: a transform as a worker message delivers it has each
- * key and salt in an ArrayBuffer of its own outside the heap and its own copies of the names.
+ * An SA's AES-GCM transform: key || salt at `at` in `material`, a slab chunk shared with other SAs
+ * (`slot` in SaSlabs) or an array of its own (slot -1). A typed array per key and per salt cost
+ * ~96 B each, four per peer, more than the bytes they hold. The per-packet paths read the salt in
+ * place (material, saltAt); `key` and `salt` are views made on demand for the cold ones (a native
+ * context's creation, node:crypto's single-packet path, status).
  */
-export function copyTransform(t: EspTransform, slabs?: SaSlabs): EspTransform {
-  const copy = (b: Uint8Array) => (slabs ? slabs.keys.copy(b) : new Uint8Array(b));
-  if (t.kind === 'aead') return { kind: 'aead', name: AEAD_GCM, key: copy(t.key), salt: copy(t.salt), icvLength: t.icvLength };
-  return { kind: 'authenc', auth: t.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', authKey: copy(t.authKey), enc: ENC_CBC_AES, encKey: copy(t.encKey), icvLength: t.icvLength };
+export class SaGcmTransform implements GcmTransform {
+  readonly kind = 'aead' as const;
+  readonly name = AEAD_GCM;
+  constructor(readonly material: Uint8Array, readonly at: number, readonly keyLength: number, readonly icvLength: 12 | 16, readonly slot: number) {}
+
+  get key(): Uint8Array {
+    return this.material.subarray(this.at, this.at + this.keyLength);
+  }
+
+  get salt(): Uint8Array {
+    return this.material.subarray(this.saltAt, this.saltAt + GCM_SALT_LENGTH);
+  }
+
+  get saltAt(): number {
+    return this.at + this.keyLength;
+  }
+
+  /** Bytes of key material (key and salt). */
+  get length(): number {
+    return this.keyLength + GCM_SALT_LENGTH;
+  }
+}
+
+/** An SA's CBC+HMAC transform: encryption key || authentication key at `at` in `material` (as SaGcmTransform). */
+export class SaCbcHmacTransform implements CbcHmacTransform {
+  readonly kind = 'authenc' as const;
+  readonly enc = ENC_CBC_AES;
+  constructor(
+    readonly auth: AuthName, readonly material: Uint8Array, readonly at: number, readonly encKeyLength: number, readonly authKeyLength: number,
+    readonly icvLength: 12 | 32, readonly slot: number,
+  ) {}
+
+  get encKey(): Uint8Array {
+    return this.material.subarray(this.at, this.at + this.encKeyLength);
+  }
+
+  get authKey(): Uint8Array {
+    return this.material.subarray(this.at + this.encKeyLength, this.at + this.length);
+  }
+
+  get length(): number {
+    return this.encKeyLength + this.authKeyLength;
+  }
+}
+
+export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
+
+/**
+ * The SA's own copy of a transform: its key material in one slot of `slabs` (without slabs, an array
+ * of its own) and the names as constants. A transform as a worker message delivers it has each key
+ * and salt in an ArrayBuffer of its own outside the heap and its own copies of the names.
+ */
+export function saTransform(t: EspTransform, slabs?: SaSlabs): SaTransform {
+  const [first, second] = t.kind === 'aead' ? [t.key, t.salt] : [t.encKey, t.authKey];
+  const length = first.length + second.length;
+  const slab = slabs?.keys.of(length);
+  const slot = slab ? slab.take() : -1;
+  const material = slab ? slab.array(slot) : new Uint8Array(length);
+  const at = slab ? slab.offset(slot) : 0;
+  material.set(first, at);
+  material.set(second, at + first.length);
+  if (t.kind === 'aead') return new SaGcmTransform(material, at, first.length, t.icvLength, slot);
+  return new SaCbcHmacTransform(t.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, at, first.length, second.length, t.icvLength, slot);
+}
+
+/** A plain copy of an SA's transform (arrays of its own), e.g. for a message: a slab slot's view would carry its whole chunk. */
+export function plainTransform(t: SaTransform): EspTransform {
+  if (t.kind === 'aead') return { kind: 'aead', name: AEAD_GCM, key: t.key.slice(), salt: t.salt.slice(), icvLength: t.icvLength };
+  return { kind: 'authenc', auth: t.auth, authKey: t.authKey.slice(), enc: ENC_CBC_AES, encKey: t.encKey.slice(), icvLength: t.icvLength };
+}
+
+/** The SA's transform holds exactly `t`'s keys (constant time over the key material, no copy: every whole pass compares every SA's). */
+export function holdsTransform(sa: SaTransform, t: EspTransform): boolean {
+  const [first, second] = t.kind === 'aead' ? [t.key, t.salt] : [t.encKey, t.authKey];
+  if (sa.kind !== t.kind || sa.icvLength !== t.icvLength || first.length + second.length !== sa.length) return false;
+  if (sa.kind === 'aead' ? first.length !== sa.keyLength : first.length !== sa.encKeyLength || (t as CbcHmacTransform).auth !== sa.auth) return false;
+  const m = sa.material, at = sa.at, cut = first.length;
+  let diff = 0; // no early exit: constant time over the key material
+  for (let i = 0; i < cut; i++) diff |= m[at + i]! ^ first[i]!;
+  for (let i = 0; i < second.length; i++) diff |= m[at + cut + i]! ^ second[i]!;
+  return diff === 0;
 }
 
 /**
  * The SA retires: its key material is wiped (and its slots and window go back to `slabs`, which
  * must be the slabs it was made with). Call it once, when the last table drops the SA: its key
- * arrays are zero (or another SA's) afterwards.
+ * material is zero (or another SA's) afterwards.
  */
 export function releaseSa(sa: SecurityAssociation, slabs?: SaSlabs): void {
   const t = sa.transform;
-  const keys = t.kind === 'aead' ? [t.key, t.salt] : [t.authKey, t.encKey];
-  for (const k of keys) if (slabs) slabs.keys.release(k); else k.fill(0);
-  if (sa.direction === 'in' && slabs) slabs.windows.release(sa.replay.storage);
+  if (slabs && t.slot >= 0) slabs.keys.of(t.length).release(t.slot);
+  else t.material.fill(0, t.at, t.at + t.length);
+  if (sa.direction === 'in' && slabs && sa.windowSlot >= 0) slabs.windows.release(sa.windowSlot);
 }
 
 /** Counts one packet of `bytes` inner bytes through the SA (either direction). */
 export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number): void {
-  sa.counters.bytes += bytes;
-  sa.counters.packets++;
-  sa.counters.useTimeMs = nowMs;
+  sa.bytes += bytes;
+  sa.packets++;
+  sa.useTimeMs = nowMs;
 }
 
 // The SAs are object literals with every field in one order: thousands of them share one hidden
@@ -104,10 +185,10 @@ export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number
  * sendable until a block is persisted. `slabs`: where its key material lives (releaseSa gives it back).
  */
 export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, slabs?: SaSlabs): OutboundSa {
-  const transform = copyTransform(p.transform, slabs);
+  const transform = saTransform(p.transform, slabs);
   return {
     spi: p.spi, src: p.src, dst: p.dst, transform, icvLength: transform.icvLength, esn: true, replayWindowSize: REPLAY_WINDOW_SIZE,
-    counters: { bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0 }, direction: 'out', sequence: p.sequence,
+    bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0, direction: 'out', sequence: p.sequence,
   };
 }
 
@@ -119,54 +200,68 @@ export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, s
  */
 export function createInboundSa(p: SaParams & { replayTop?: number; window?: EspReplayWindowState }, slabs?: SaSlabs): InboundSa {
   const top = p.replayTop ?? 0;
-  const transform = copyTransform(p.transform, slabs);
-  const storage = slabs?.windows.take();
-  const resumed = p.window && EspReplayWindow.restore(p.window, REPLAY_WINDOW_SIZE, storage);
-  const replay = resumed && resumed.top >= top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, top, storage);
+  const transform = saTransform(p.transform, slabs);
+  const windowSlot = slabs ? slabs.windows.take() : -1;
+  const storage = slabs?.windows.array(windowSlot), at = slabs ? slabs.windows.offset(windowSlot) : 0;
+  const resumed = p.window && EspReplayWindow.restore(p.window, REPLAY_WINDOW_SIZE, storage, at);
+  const replay = resumed && resumed.top >= top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, top, storage, at);
   return {
     spi: p.spi, src: p.src, dst: p.dst, transform, icvLength: transform.icvLength, esn: true, replayWindowSize: REPLAY_WINDOW_SIZE,
-    counters: { bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0 }, direction: 'in', replay,
-    replayMark: new ReplayMark(top, p.nowMs),
+    bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0, direction: 'in', replay,
+    replayMark: new ReplayMark(top, p.nowMs), windowSlot,
   };
 }
 
 /**
  * Inbound SAs by (outer source IP, SPI): every node uses the same SPI, so the SPI alone does not
  * pick the key; the sender's address does (Cilium does the same with node-id marks). A source has
- * one SA per key in force (one, two during a rotation): an array, not a Map of its own (~250 B each).
+ * one SA per key in force: the SA itself when one (an array of one was ~56 B a peer), an array of
+ * them during a rotation (not a Map of its own: ~250 B each).
  */
 export class InboundSaTable {
-  readonly #bySource = new Map<string, InboundSa[]>();
+  readonly #bySource = new Map<string, InboundSa | InboundSa[]>();
 
   /** Adds the SA, or replaces the one with its source and SPI. */
   add(sa: InboundSa): void {
-    const list = this.#bySource.get(sa.src);
-    if (!list) { this.#bySource.set(sa.src, [sa]); return; }
-    const i = list.findIndex((x) => x.spi === sa.spi);
-    if (i >= 0) list[i] = sa; else list.push(sa);
+    const had = this.#bySource.get(sa.src);
+    if (!had) { this.#bySource.set(sa.src, sa); return; }
+    if (!Array.isArray(had)) { this.#bySource.set(sa.src, had.spi === sa.spi ? sa : [had, sa]); return; }
+    const i = had.findIndex((x) => x.spi === sa.spi);
+    if (i >= 0) had[i] = sa; else had.push(sa);
   }
 
   remove(src: string, spi: number): boolean {
-    const list = this.#bySource.get(src);
-    const i = list ? list.findIndex((x) => x.spi === spi) : -1;
+    const had = this.#bySource.get(src);
+    if (!had) return false;
+    if (!Array.isArray(had)) {
+      if (had.spi !== spi) return false;
+      this.#bySource.delete(src);
+      return true;
+    }
+    const i = had.findIndex((x) => x.spi === spi);
     if (i < 0) return false;
-    if (list!.length === 1) this.#bySource.delete(src); else list!.splice(i, 1);
+    had.splice(i, 1);
+    if (had.length === 1) this.#bySource.set(src, had[0]!);
     return true;
   }
 
   /** The SAs from one source (a peer), without a walk over all of them. */
   ofSource(src: string): InboundSa[] {
-    return [...(this.#bySource.get(src) ?? [])];
+    const had = this.#bySource.get(src);
+    return !had ? [] : Array.isArray(had) ? [...had] : [had];
   }
 
   lookup(src: string, spi: number): InboundSa | undefined {
-    const list = this.#bySource.get(src);
-    if (!list) return undefined;
-    for (let i = 0; i < list.length; i++) if (list[i]!.spi === spi) return list[i]; // per packet run: no closure
+    const had = this.#bySource.get(src);
+    if (!had) return undefined;
+    if (!Array.isArray(had)) return had.spi === spi ? had : undefined;
+    for (let i = 0; i < had.length; i++) if (had[i]!.spi === spi) return had[i]; // per packet run: no closure
     return undefined;
   }
 
   all(): InboundSa[] {
-    return [...this.#bySource.values()].flat();
+    const out: InboundSa[] = [];
+    for (const had of this.#bySource.values()) if (Array.isArray(had)) out.push(...had); else out.push(had);
+    return out;
   }
 }

@@ -1,8 +1,9 @@
 // Fixed-size slots carved out of shared typed arrays. An agent holds thousands of small arrays of
-// the same size (an SA's key, its salt, its replay window): each one on its own costs a typed
-// array, an ArrayBuffer and, above 64 bytes, a malloc'd backing store, several times the bytes it
-// holds. A slot is a view into a chunk shared with the slots around it. A released slot is wiped
-// first (key material must not outlive its owner) and handed out again.
+// the same size (an SA's key material, its replay window, a peer's address): each one on its own
+// costs a typed array, an ArrayBuffer and, above 64 bytes, a malloc'd backing store, several times
+// the bytes it holds; even a view into a shared chunk costs ~96 B, more than a key. So a slot is a
+// number: its owner keeps the chunk (`array(slot)`) and the offset (`offset(slot)`) and reads there.
+// A released slot is wiped first (key material must not outlive its owner) and handed out again.
 
 const SLOTS_PER_CHUNK = 256;
 
@@ -10,35 +11,49 @@ type SlabArray = Uint8Array | Uint32Array;
 
 export class Slab<T extends SlabArray> {
   readonly #make: (length: number) => T;
-  readonly #slotLength: number;
-  #chunk: T | undefined;
-  #carved = SLOTS_PER_CHUNK;
-  readonly #free: T[] = [];
+  /** Elements per slot. */
+  readonly slotLength: number;
+  readonly #chunks: T[] = [];
+  #carved = 0;
+  readonly #free: number[] = [];
   #inUse = 0;
 
   /** `make(n)`: a zeroed array of n elements (e.g. `(n) => new Uint8Array(n)`); slots are `slotLength` elements. */
   constructor(make: (length: number) => T, slotLength: number) {
     if (!Number.isInteger(slotLength) || slotLength <= 0) throw new RangeError('slab slot length must be a positive whole number');
     this.#make = make;
-    this.#slotLength = slotLength;
+    this.slotLength = slotLength;
   }
 
   /** A zeroed slot, its own until release(). */
-  take(): T {
+  take(): number {
     this.#inUse++;
     const reused = this.#free.pop();
-    if (reused) return reused;
-    if (this.#carved === SLOTS_PER_CHUNK) {
-      this.#chunk = this.#make(this.#slotLength * SLOTS_PER_CHUNK);
-      this.#carved = 0;
-    }
-    const start = this.#carved++ * this.#slotLength;
-    return this.#chunk!.subarray(start, start + this.#slotLength) as T;
+    if (reused !== undefined) return reused;
+    if (this.#carved % SLOTS_PER_CHUNK === 0) this.#chunks.push(this.#make(this.slotLength * SLOTS_PER_CHUNK));
+    return this.#carved++;
   }
 
-  /** Wipes the slot and takes it back. The caller drops every reference it kept to it: a slot has one owner at a time. */
-  release(slot: T): void {
-    slot.fill(0);
+  /** The chunk the slot lives in (shared with other slots: read and write only at offset(slot)). */
+  array(slot: number): T {
+    return this.#chunks[(slot / SLOTS_PER_CHUNK) | 0]!;
+  }
+
+  /** Where the slot starts in array(slot). */
+  offset(slot: number): number {
+    return (slot % SLOTS_PER_CHUNK) * this.slotLength;
+  }
+
+  /** A view of the slot (a typed array of its own: for cold paths and tests, not to keep). */
+  view(slot: number): T {
+    const at = this.offset(slot);
+    return this.array(slot).subarray(at, at + this.slotLength) as T;
+  }
+
+  /** Wipes the slot and takes it back. The caller forgets the number: a slot has one owner at a time. */
+  release(slot: number): void {
+    const at = this.offset(slot);
+    this.array(slot).fill(0, at, at + this.slotLength);
     this.#free.push(slot);
     this.#inUse--;
   }
@@ -53,18 +68,11 @@ export class Slab<T extends SlabArray> {
 export class ByteSlabs {
   readonly #byLength = new Map<number, Slab<Uint8Array>>();
 
-  /** A slot holding a copy of `bytes`. */
-  copy(bytes: Uint8Array): Uint8Array {
-    let slab = this.#byLength.get(bytes.length);
-    if (!slab) this.#byLength.set(bytes.length, slab = new Slab((n) => new Uint8Array(n), bytes.length));
-    const slot = slab.take();
-    slot.set(bytes);
-    return slot;
-  }
-
-  /** Wipes a slot copy() handed out and takes it back. */
-  release(slot: Uint8Array): void {
-    this.#byLength.get(slot.length)!.release(slot);
+  /** The slab of `length`-byte slots. */
+  of(length: number): Slab<Uint8Array> {
+    let slab = this.#byLength.get(length);
+    if (!slab) this.#byLength.set(length, slab = new Slab((n) => new Uint8Array(n), length));
+    return slab;
   }
 
   /** Slots taken and not released, over every length. */

@@ -38,10 +38,10 @@ test('round trip: GCM 128/192/256 with ICV 12/16, CBC+SHA-256/512, IPv4 and IPv6
         assert.equal(r.nextHeader, inner[0]! >> 4 === 4 ? 4 : 41);
       }
     }
-    assert.equal(out.counters.packets, 80);
-    assert.equal(inSa.counters.packets, 80);
-    assert.equal(inSa.counters.bytes, out.counters.bytes);
-    assert.equal(inSa.counters.useTimeMs, 20);
+    assert.equal(out.packets, 80);
+    assert.equal(inSa.packets, 80);
+    assert.equal(inSa.bytes, out.bytes);
+    assert.equal(inSa.useTimeMs, 20);
     assert.equal(out.sequence.last, 80);
   }
 });
