@@ -13,7 +13,7 @@ import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspEngineStatus, EspPeerSpec } from '../datapath/messages.js';
-import type { EspTransform } from '../esp/esp-transform.js';
+import { keyParts, packTransforms, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
@@ -161,15 +161,18 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       let spec: EspPeerSpec;
       try {
         const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
-        const fresh: { out: EspTransform; in: EspTransform }[] = [];
         const remote = { ip: p.internalIP, bootId: p.bootID };
-        const transforms = keys.map((k) => {
+        const derived: EspTransform[] = [];
+        const kept = keys.map((k) => {
           const j = same ? same.keys.indexOf(k) : -1;
-          const t = j >= 0 ? { out: same!.spec.outbound[j]!.transform, in: same!.spec.inbound[j]!.transform } : deriveTunnelTransforms(k, local, remote);
-          if (j < 0) fresh.push(t);
-          return t;
+          if (j >= 0) return { out: same!.spec.outbound[j]!.transform, in: same!.spec.inbound[j]!.transform };
+          const t = deriveTunnelTransforms(k, local, remote);
+          derived.push(t.out, t.in);
+          return undefined;
         });
-        packKeyMaterial(fresh);
+        const packed = packKeyMaterial(derived);
+        let next = 0;
+        const transforms = kept.map((t) => t ?? { out: packed[next++]!, in: packed[next++]! });
         // Arrays made by map, not grown by push (which keeps 17 slots, 152 B each, for one or two SAs).
         spec = {
           name: p.name, ip: p.internalIP, allowedIPs: p.podCIDRs, activeSpi: 0,
@@ -252,21 +255,15 @@ export class IpsecMode implements EncryptionMode<'esp'> {
 }
 
 /**
- * Moves the key material of a peer's newly derived transforms into one buffer. Sent to the datapath
- * worker, every typed array moves off the JS heap into a buffer of its own (a backing store, its
- * bookkeeping and a malloc'd block: ~0.2 KB each, four per key); views of one buffer share it.
+ * The key material of a peer's newly derived transforms in one buffer (packed transforms), the
+ * derived arrays wiped. Sent to the datapath worker, every typed array moves off the JS heap into a
+ * buffer of its own (a backing store, its bookkeeping and a malloc'd block: ~0.2 KB each, four per
+ * key), and each one here is ~96 B even as a view of a shared buffer: one buffer, no view per key.
  */
-function packKeyMaterial(transforms: { out: EspTransform; in: EspTransform }[]): void {
-  const parts: Uint8Array[] = [];
-  for (const t of transforms) for (const x of [t.out, t.in]) parts.push(...(x.kind === 'aead' ? [x.key, x.salt] : [x.authKey, x.encKey]));
-  const buf = new Uint8Array(new ArrayBuffer(parts.reduce((n, a) => n + a.length, 0)));
-  let at = 0;
-  const view = (a: Uint8Array): Uint8Array => { buf.set(a, at); at += a.length; return buf.subarray(at - a.length, at); };
-  for (const t of transforms) {
-    for (const x of [t.out, t.in]) {
-      if (x.kind === 'aead') { x.key = view(x.key); x.salt = view(x.salt); } else { x.authKey = view(x.authKey); x.encKey = view(x.encKey); }
-    }
-  }
+function packKeyMaterial(derived: EspTransform[]): PackedTransform[] {
+  const packed = packTransforms(derived);
+  for (const t of derived) for (const part of keyParts(t)) part.fill(0);
+  return packed;
 }
 
 /** The same keys in the same order (a loop: a closure per peer and pass is garbage at 5,000 peers). */

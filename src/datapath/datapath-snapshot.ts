@@ -8,7 +8,7 @@ import type { TunQueueDescriptor } from './tun-device.js';
 import type { UdpSocketDescriptor } from './udp-socket.js';
 
 /** Bumped whenever the document or an engine's state changes shape: an older reader then refuses it. */
-export const DATAPATH_SNAPSHOT_VERSION = 1;
+export const DATAPATH_SNAPSHOT_VERSION = 2;
 const FORMAT = 'veil-datapath-handover';
 
 export interface DatapathSnapshot<K extends EngineKind = EngineKind> {

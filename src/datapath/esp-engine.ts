@@ -8,7 +8,7 @@ import { AllowedIps } from '../net/allowed-ips.js';
 import { ByteSlabs } from '../util/slab.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import {
-  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, plainTransform, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
+  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
@@ -17,7 +17,7 @@ import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
 } from '../esp/esp-packet.js';
-import { describeTransform, type EspTransform } from '../esp/esp-transform.js';
+import { describeTransform, packTransforms, type EspTransform } from '../esp/esp-transform.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
@@ -561,12 +561,16 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** The peers as configured (the specs that make them again) and each SA's live numbers. */
   exportState(): EspEngineState {
-    // Copies: the SA's key material is in a slab chunk (a message would carry the whole chunk) and close() wipes it.
-    const spec = (sa: OutboundSa | InboundSa) => ({ spi: sa.spi, transform: plainTransform(sa.transform) });
-    const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => ({
-      name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: p.outbound.map(spec), activeSpi: p.active?.spi ?? 0,
-      inbound: this.inbound.ofSource(p.ip).map(spec),
-    }));
+    // Copies, a peer's keys packed in a buffer of its own: the SAs' key material is in slab chunks (a message would carry whole chunks) and close() wipes it.
+    const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => {
+      const inbound = this.inbound.ofSource(p.ip);
+      const packed = packTransforms([...p.outbound, ...inbound].map((sa) => sa.transform));
+      const spec = (sa: OutboundSa | InboundSa, i: number) => ({ spi: sa.spi, transform: packed[i]! });
+      return {
+        name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: p.outbound.map(spec), activeSpi: p.active?.spi ?? 0,
+        inbound: inbound.map((sa, i) => spec(sa, p.outbound.length + i)),
+      };
+    });
     const sas: EspSaState[] = [];
     for (const p of this.peers.values()) {
       for (const sa of p.outbound) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.bytes, packets: sa.packets });

@@ -2,7 +2,7 @@
 // with, the control requests each engine answers, their replies and the status it reports. Both
 // sides import these types, so a field added on one side is a compile error on the other until it
 // is handled there too.
-import type { EspTransform } from '../esp/esp-transform.js';
+import type { PackedTransform } from '../esp/esp-transform.js';
 import type { EspDropCounters } from '../esp/esp-decoder.js';
 import type { DropReason } from '../wireguard/stats.js';
 import type { TunCounters, TunQueueDescriptor } from './tun-device.js';
@@ -70,7 +70,8 @@ export interface WireGuardPeerSpec {
 
 export interface EspSaSpec {
   spi: number;
-  transform: EspTransform;
+  /** Its keys packed: a peer's spec holds all of them in one buffer (esp-transform.ts). */
+  transform: PackedTransform;
 }
 
 export interface EspPeerSpec {

@@ -34,6 +34,67 @@ export interface CbcHmacTransform {
 
 export type EspTransform = GcmTransform | CbcHmacTransform;
 
+/**
+ * A transform with its key material at `at` in `material`, a buffer it may share with other
+ * transforms (AES-GCM: key || salt; CBC+HMAC: encryption key || authentication key). Peer specs
+ * carry keys so (one buffer per peer, not a typed array per key and salt: ~96 B each, four per peer
+ * and key, on both threads) and SAs keep them so (security-association.ts).
+ */
+export interface PackedGcmTransform {
+  kind: 'aead';
+  name: typeof AEAD_GCM;
+  icvLength: 12 | 16;
+  material: Uint8Array;
+  at: number;
+  keyLength: number;
+}
+
+export interface PackedCbcHmacTransform {
+  kind: 'authenc';
+  auth: AuthName;
+  enc: typeof ENC_CBC_AES;
+  icvLength: 12 | 32;
+  material: Uint8Array;
+  at: number;
+  encKeyLength: number;
+  authKeyLength: number;
+}
+
+export type PackedTransform = PackedGcmTransform | PackedCbcHmacTransform;
+
+/** The two parts of a transform's key material, in the order a packed transform holds them. */
+export function keyParts(t: EspTransform): [Uint8Array, Uint8Array] {
+  return t.kind === 'aead' ? [t.key, t.salt] : [t.encKey, t.authKey];
+}
+
+/** Bytes of key material a packed transform holds. */
+export function packedLength(t: PackedTransform): number {
+  return t.kind === 'aead' ? t.keyLength + GCM_SALT_LENGTH : t.encKeyLength + t.authKeyLength;
+}
+
+/** A packed transform's key material (a view into its buffer). */
+export function packedMaterial(t: PackedTransform): Uint8Array {
+  return t.material.subarray(t.at, t.at + packedLength(t));
+}
+
+/** Copies of the transforms with their key material packed one after the other into one new buffer. */
+export function packTransforms(ts: readonly EspTransform[]): PackedTransform[] {
+  let length = 0;
+  for (const t of ts) for (const part of keyParts(t)) length += part.length;
+  const material = new Uint8Array(length);
+  let at = 0;
+  return ts.map((t): PackedTransform => {
+    const [first, second] = keyParts(t);
+    material.set(first, at);
+    material.set(second, at + first.length);
+    const p: PackedTransform = t.kind === 'aead'
+      ? { kind: 'aead', name: AEAD_GCM, icvLength: t.icvLength, material, at, keyLength: first.length }
+      : { kind: 'authenc', auth: t.auth, enc: ENC_CBC_AES, icvLength: t.icvLength, material, at, encKeyLength: first.length, authKeyLength: second.length };
+    at += first.length + second.length;
+    return p;
+  });
+}
+
 export const GCM_SALT_LENGTH = 4;
 /** RFC 4106 explicit IV: 8 bytes on the wire (we put the 64-bit sequence number there). */
 export const GCM_IV_LENGTH = 8;

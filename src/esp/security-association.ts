@@ -1,7 +1,10 @@
 // A security association: one direction of one tunnel under one key, as `ip xfrm state` shows it.
 // Always ESN and a replay window of 1024 (Cilium's per-tunnel keys). Outbound SAs own their sequence
 // reservation, inbound SAs their replay window.
-import { AEAD_GCM, ENC_CBC_AES, GCM_SALT_LENGTH, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform } from './esp-transform.js';
+import {
+  AEAD_GCM, ENC_CBC_AES, GCM_SALT_LENGTH, packedLength, packTransforms, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform,
+  type PackedCbcHmacTransform, type PackedGcmTransform, type PackedTransform,
+} from './esp-transform.js';
 import { EspReplayWindow, REPLAY_WINDOW_SIZE, type EspReplayWindowState } from './replay-window.js';
 import { OutboundSequence } from './sequence-store.js';
 import { ReplayMark } from './replay-mark.js';
@@ -48,7 +51,8 @@ export interface SaParams {
   spi: number;
   src: string;
   dst: string;
-  transform: EspTransform;
+  /** Its keys: packed (as peer specs carry them) or plain; the SA keeps a copy. */
+  transform: PackedTransform | EspTransform;
   nowMs: number;
 }
 
@@ -75,7 +79,7 @@ export class SaSlabs {
  * place (material, saltAt); `key` and `salt` are views made on demand for the cold ones (a native
  * context's creation, node:crypto's single-packet path, status).
  */
-export class SaGcmTransform implements GcmTransform {
+export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
   readonly kind = 'aead' as const;
   readonly name = AEAD_GCM;
   constructor(readonly material: Uint8Array, readonly at: number, readonly keyLength: number, readonly icvLength: 12 | 16, readonly slot: number) {}
@@ -99,7 +103,7 @@ export class SaGcmTransform implements GcmTransform {
 }
 
 /** An SA's CBC+HMAC transform: encryption key || authentication key at `at` in `material` (as SaGcmTransform). */
-export class SaCbcHmacTransform implements CbcHmacTransform {
+export class SaCbcHmacTransform implements CbcHmacTransform, PackedCbcHmacTransform {
   readonly kind = 'authenc' as const;
   readonly enc = ENC_CBC_AES;
   constructor(
@@ -124,37 +128,29 @@ export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
 
 /**
  * The SA's own copy of a transform: its key material in one slot of `slabs` (without slabs, an array
- * of its own) and the names as constants. A transform as a worker message delivers it has each key
- * and salt in an ArrayBuffer of its own outside the heap and its own copies of the names.
+ * of its own) and the names as constants, not the spec's buffer (a worker message's, shared with
+ * the peer's other keys) nor its copies of the names.
  */
-export function saTransform(t: EspTransform, slabs?: SaSlabs): SaTransform {
-  const [first, second] = t.kind === 'aead' ? [t.key, t.salt] : [t.encKey, t.authKey];
-  const length = first.length + second.length;
+export function saTransform(t: PackedTransform | EspTransform, slabs?: SaSlabs): SaTransform {
+  const p = 'material' in t ? t : packTransforms([t])[0]!;
+  const length = packedLength(p);
   const slab = slabs?.keys.of(length);
   const slot = slab ? slab.take() : -1;
   const material = slab ? slab.array(slot) : new Uint8Array(length);
   const at = slab ? slab.offset(slot) : 0;
-  material.set(first, at);
-  material.set(second, at + first.length);
-  if (t.kind === 'aead') return new SaGcmTransform(material, at, first.length, t.icvLength, slot);
-  return new SaCbcHmacTransform(t.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, at, first.length, second.length, t.icvLength, slot);
-}
-
-/** A plain copy of an SA's transform (arrays of its own), e.g. for a message: a slab slot's view would carry its whole chunk. */
-export function plainTransform(t: SaTransform): EspTransform {
-  if (t.kind === 'aead') return { kind: 'aead', name: AEAD_GCM, key: t.key.slice(), salt: t.salt.slice(), icvLength: t.icvLength };
-  return { kind: 'authenc', auth: t.auth, authKey: t.authKey.slice(), enc: ENC_CBC_AES, encKey: t.encKey.slice(), icvLength: t.icvLength };
+  material.set(p.material.subarray(p.at, p.at + length), at);
+  if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
+  if (p.kind === 'aead') return new SaGcmTransform(material, at, p.keyLength, p.icvLength, slot);
+  return new SaCbcHmacTransform(p.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, at, p.encKeyLength, p.authKeyLength, p.icvLength, slot);
 }
 
 /** The SA's transform holds exactly `t`'s keys (constant time over the key material, no copy: every whole pass compares every SA's). */
-export function holdsTransform(sa: SaTransform, t: EspTransform): boolean {
-  const [first, second] = t.kind === 'aead' ? [t.key, t.salt] : [t.encKey, t.authKey];
-  if (sa.kind !== t.kind || sa.icvLength !== t.icvLength || first.length + second.length !== sa.length) return false;
-  if (sa.kind === 'aead' ? first.length !== sa.keyLength : first.length !== sa.encKeyLength || (t as CbcHmacTransform).auth !== sa.auth) return false;
-  const m = sa.material, at = sa.at, cut = first.length;
+export function holdsTransform(sa: SaTransform, t: PackedTransform): boolean {
+  if (sa.kind === 'aead' ? t.kind !== 'aead' || t.keyLength !== sa.keyLength : t.kind !== 'authenc' || t.auth !== sa.auth || t.encKeyLength !== sa.encKeyLength) return false;
+  if (sa.icvLength !== t.icvLength || sa.length !== packedLength(t)) return false;
+  const a = sa.material, b = t.material;
   let diff = 0; // no early exit: constant time over the key material
-  for (let i = 0; i < cut; i++) diff |= m[at + i]! ^ first[i]!;
-  for (let i = 0; i < second.length; i++) diff |= m[at + cut + i]! ^ second[i]!;
+  for (let i = 0; i < sa.length; i++) diff |= a[sa.at + i]! ^ b[t.at + i]!;
   return diff === 0;
 }
 

@@ -4,7 +4,7 @@
 // the new marks, never a torn file, and a mark the sender relies on is never lost.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { EspTransform } from './esp-transform.js';
+import { keyParts, packedMaterial, type EspTransform, type PackedTransform } from './esp-transform.js';
 import { writeFileDurable } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 
@@ -19,10 +19,10 @@ const REPLAY_PREFIX = 'in ';
  * The identity of an inbound SA's replay mark: SPI, tunnel IPs and a fingerprint of its key, since
  * a top means nothing for another key (a peer that rebooted derives new keys and starts at 1).
  */
-export function replayMarkId(spi: number, src: string, dst: string, transform: EspTransform): string {
-  const h = createHash('sha256');
-  if (transform.kind === 'aead') h.update(transform.key).update(transform.salt);
-  else h.update(transform.encKey).update(transform.authKey);
+export function replayMarkId(spi: number, src: string, dst: string, transform: EspTransform | PackedTransform): string {
+  const h = createHash('sha256'); // over key then salt (encryption then authentication key): packed or not, the same bytes
+  if ('material' in transform) h.update(packedMaterial(transform));
+  else for (const part of keyParts(transform)) h.update(part);
   return [REPLAY_PREFIX, spi, ' ', src, '>', dst, ' ', h.digest('hex').slice(0, 16)].join(''); // flat, as above
 }
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DATAPATH_SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot, makeSnapshot, sameEngineInit, type DatapathSnapshot } from '../../src/datapath/datapath-snapshot.js';
 import type { EspEngineState, WorkerInit } from '../../src/datapath/messages.js';
-import type { GcmTransform } from '../../src/esp/esp-transform.js';
+import { packTransforms, type PackedTransform } from '../../src/esp/esp-transform.js';
 import { OutboundSequence, SEQ_NOT_RESERVED } from '../../src/esp/sequence-store.js';
 import { EspReplayWindow } from '../../src/esp/replay-window.js';
 
@@ -17,7 +17,7 @@ const init: Extract<WorkerInit, { kind: 'esp' }> = {
   tun: { fd: 7, name: 'veil_ipsec0', vnetHdr: true, multiQueue: false, offloads: 7 },
   udp: { fd: 8, family: 4, address: '172.18.0.2', port: 4500, gro: true, gso: true, bufferBytes: 1 << 20 },
 };
-const gcm = (salt: number): GcmTransform => ({ kind: 'aead', name: 'rfc4106(gcm(aes))', key, salt: Uint8Array.of(salt, salt, salt, salt), icvLength: 16 });
+const gcm = (salt: number): PackedTransform => packTransforms([{ kind: 'aead', name: 'rfc4106(gcm(aes))', key, salt: Uint8Array.of(salt, salt, salt, salt), icvLength: 16 }])[0]!;
 const state: EspEngineState = {
   peers: [{
     name: 'w1', ip: '172.18.0.3', allowedIPs: ['10.244.1.0/24'], activeSpi: 3,
@@ -35,7 +35,7 @@ test('a snapshot round-trips: fds left out, keys back as bytes', () => {
   assert.ok(r.ok, !r.ok ? r.reason : '');
   const back = r.snapshot as DatapathSnapshot<'esp'>;
   assert.deepEqual(back, s);
-  assert.ok(back.state.peers[0]!.outbound[0]!.transform.kind === 'aead' && back.state.peers[0]!.outbound[0]!.transform.key instanceof Uint8Array);
+  assert.ok(back.state.peers[0]!.outbound[0]!.transform.kind === 'aead' && back.state.peers[0]!.outbound[0]!.transform.material instanceof Uint8Array);
   assert.ok(sameEngineInit(back.engine, { ...back.engine, marks: { a: 2 } } as typeof back.engine), 'newer marks are the same engine');
   assert.ok(!sameEngineInit(back.engine, { ...s.engine, mtu: 1300 }), 'another MTU is not');
 });

@@ -1,6 +1,6 @@
 // Test helpers: inner packets, SA pairs, pcap files with hand-built Ethernet/IPv4/UDP headers.
 import { createOutboundSa, createInboundSa, type InboundSa, type OutboundSa } from '../../src/esp/security-association.js';
-import type { EspTransform } from '../../src/esp/esp-transform.js';
+import { packTransforms, type EspTransform, type PackedTransform } from '../../src/esp/esp-transform.js';
 import { OutboundSequence } from '../../src/esp/sequence-store.js';
 import { ESP_IN_UDP_PORT } from '../../src/esp/udp-encap.js';
 
@@ -69,6 +69,11 @@ export function readySequence(persistedMark = 0): OutboundSequence {
   const s = new OutboundSequence(persistedMark);
   s.persisted(s.persistDue()!);
   return s;
+}
+
+/** The transform packed, as peer specs carry keys. */
+export function packed(t: EspTransform): PackedTransform {
+  return packTransforms([t])[0]!;
 }
 
 export function gcm(keyBytes = 16, icvLength: 12 | 16 = 16): EspTransform {
