@@ -57,12 +57,19 @@ interface Range { owner: string; family: IpFamily; bits: number; start: Bound; e
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const before = (a: Bound, b: Bound): boolean => (a as number) < (b as number); // both numbers or both strings (one family)
 
-/** The IPv4 address `a` (a number) masked to its first `bits` bits. */
-const maskV4 = (a: number, bits: number): number => (bits === 0 ? 0 : (a & (0xffffffff << (32 - bits))) >>> 0);
+/**
+ * An IPv4 address as a bound: its 32 bits with the top one flipped, a signed 32-bit number that
+ * orders as the address does and that V8 keeps as a small integer (an address above 2^31 as such
+ * was a 16-byte heap number, in the range and in the index).
+ */
+const v4Bound = (b: Uint8Array): number => ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) ^ 0x80000000;
+
+/** The IPv4 bound `a` masked to the address's first `bits` bits (a bound too: the flipped top bit is kept, or is the whole space's start). */
+const maskV4 = (a: number, bits: number): number => (bits === 0 ? -(2 ** 31) : a & (-1 << (32 - bits)));
 
 function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: number): Range {
   if (family === 4) {
-    const start = maskV4(((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0, bits);
+    const start = maskV4(v4Bound(bytes), bits);
     return { owner, family, bits, start, end: start + 2 ** (32 - bits) - 1 };
   }
   const start = maskAddress(bytes, bits);
@@ -71,48 +78,43 @@ function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: numbe
   return { owner, family, bits, start: hex(start), end: hex(end) };
 }
 
+/** The ranges of one family and length by start: almost always one, kept as itself (an array only for more; a Set was ~200 bytes a range). */
+type Starts = Map<Bound, Range | Range[]>;
+
 /**
  * Address ranges by owner. Prefixes are nested or disjoint, so a range overlaps another exactly when
  * one contains the other: the containing ones are found by one lookup per prefix length in use, the
  * contained ones by a binary search in the ranges sorted by start.
  */
 class RangeIndex {
-  /** Ranges by family, length and start: almost always one, kept as itself (an array only for more; a Set was ~200 bytes a range). */
-  private readonly exact = new Map<Bound, Range | Range[]>();
-  private readonly lengths = new Map<string, Map<number, number>>(); // family -> bits -> ranges of that length
+  /** family -> length -> start -> ranges; a length without ranges is dropped (the lengths in use are the keys). */
+  private readonly exact = new Map<IpFamily, Map<number, Starts>>();
   private readonly sorted = new Map<IpFamily, Range[]>();
 
-  /** IPv4: a number (length and start, below 2^38); IPv6: a string. */
-  private static key(family: IpFamily, bits: number, start: Bound): Bound {
-    return family === 4 ? bits * 2 ** 32 + (start as number) : `${family}/${bits}/${start}`;
-  }
-
   add(r: Range): void {
-    const k = RangeIndex.key(r.family, r.bits, r.start);
-    const s = this.exact.get(k);
-    if (!s) this.exact.set(k, r);
-    else if (!Array.isArray(s)) { if (s !== r) this.exact.set(k, [s, r]); }
+    let lengths = this.exact.get(r.family);
+    if (!lengths) this.exact.set(r.family, lengths = new Map());
+    let starts = lengths.get(r.bits);
+    if (!starts) lengths.set(r.bits, starts = new Map());
+    const s = starts.get(r.start);
+    if (!s) starts.set(r.start, r);
+    else if (!Array.isArray(s)) { if (s !== r) starts.set(r.start, [s, r]); }
     else if (!s.includes(r)) s.push(r);
-    const lens = this.lengths.get(String(r.family)) ?? new Map<number, number>();
-    this.lengths.set(String(r.family), lens);
-    lens.set(r.bits, (lens.get(r.bits) ?? 0) + 1);
     const arr = this.sorted.get(r.family) ?? [];
     this.sorted.set(r.family, arr);
     arr.splice(lowerBound(arr, r.start), 0, r);
   }
 
   remove(r: Range): void {
-    const k = RangeIndex.key(r.family, r.bits, r.start);
-    const s = this.exact.get(k);
-    if (s === r) this.exact.delete(k);
+    const lengths = this.exact.get(r.family), starts = lengths?.get(r.bits);
+    const s = starts?.get(r.start);
+    if (s === r) starts!.delete(r.start);
     else if (Array.isArray(s)) {
       const i = s.indexOf(r);
       if (i >= 0) s.splice(i, 1);
-      if (s.length === 1) this.exact.set(k, s[0]!);
+      if (s.length === 1) starts!.set(r.start, s[0]!);
     }
-    const lens = this.lengths.get(String(r.family))!;
-    const n = lens.get(r.bits)! - 1;
-    if (n) lens.set(r.bits, n); else lens.delete(r.bits);
+    if (starts && !starts.size) lengths!.delete(r.bits);
     const arr = this.sorted.get(r.family)!;
     for (let i = lowerBound(arr, r.start); i < arr.length && arr[i]!.start === r.start; i++) {
       if (arr[i] === r) { arr.splice(i, 1); break; }
@@ -122,10 +124,9 @@ class RangeIndex {
   /** The owners of ranges that overlap r (r's own owner included if it holds one). */
   overlapping(r: Range, into: Set<string>): void {
     const startBytes = r.family === 4 ? undefined : Buffer.from(r.start as string, 'hex');
-    for (const bits of this.lengths.get(String(r.family))?.keys() ?? []) {
+    for (const [bits, starts] of this.exact.get(r.family) ?? []) {
       if (bits > r.bits) continue;
-      const k = RangeIndex.key(r.family, bits, startBytes ? hex(maskAddress(startBytes, bits)) : maskV4(r.start as number, bits));
-      const s = this.exact.get(k);
+      const s = starts.get(startBytes ? hex(maskAddress(startBytes, bits)) : maskV4(r.start as number, bits));
       if (s && !Array.isArray(s)) into.add(s.owner);
       else for (const x of s ?? []) into.add(x.owner);
     }
