@@ -56,12 +56,17 @@ function nodeAddresses(obj: RegistryObject): NodeAddresses | string {
   return { internalIPs, podCIDRs, podGateway, underlayInterface, mtu };
 }
 
+/** The annotations of every peer without any: one object (an empty one per peer was ~56 B), frozen since it is shared. */
+const NO_ANNOTATIONS: Record<string, string> = Object.freeze({});
+
 /** The peer a usable Node object makes: only what peers need of it (the object itself is not kept). */
 function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
   const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
+  const annotations = n.metadata.annotations ?? {};
   return {
     name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
-    bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined, annotations: { ...(n.metadata.annotations ?? {}) },
+    bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined,
+    annotations: Object.keys(annotations).length ? { ...annotations } : NO_ANNOTATIONS,
   };
 }
 

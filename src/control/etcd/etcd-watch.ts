@@ -12,7 +12,7 @@
 //   the stream is closed and reopened (with backoff, on whichever member etcd3 picks).
 import type { IKeyValue, IWatchResponse, Etcd3 } from 'etcd3';
 import { prefixRange } from './etcd3-lib.js';
-import type { RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
+import type { Kind, RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
 import type { VeilError } from '../../util/errors.js';
 import { decodeObject } from './object-codec.js';
 import { parseObjectKey } from './keys.js';
@@ -34,6 +34,33 @@ export interface EtcdWatchDeps {
 
 type Stream = Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
 
+/**
+ * The versions a watch has delivered, by kind and name. The name is the string its decoded object
+ * holds (and that the node source keeps as the peer's name): keyed by the etcd key, every Node and
+ * Lease cost ~40 B more (a string of its own).
+ */
+class SeenVersions {
+  readonly #byKind = new Map<Kind, Map<string, number>>();
+
+  get(kind: Kind, name: string): number | undefined {
+    return this.#byKind.get(kind)?.get(name);
+  }
+
+  set(kind: Kind, name: string, version: number): void {
+    let m = this.#byKind.get(kind);
+    if (!m) this.#byKind.set(kind, m = new Map());
+    m.set(name, version);
+  }
+
+  delete(kind: Kind, name: string): void {
+    this.#byKind.get(kind)?.delete(name);
+  }
+
+  *entries(): IterableIterator<[Kind, string, number]> {
+    for (const [kind, m] of this.#byKind) for (const [name, version] of m) yield [kind, name, version];
+  }
+}
+
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
 /** The deadline of each try of open()'s unary call, and then for the stream's `created` response; how long a
@@ -49,7 +76,7 @@ export class EtcdWatch implements Watch {
    * the version: the objects were ~1.2 KB per peer (its Node and its Lease), kept for nothing but the rare
    * deletion a relist finds (see gone()); a deletion the stream delivers carries the old object.
    */
-  private readonly seen = new Map<string, number>();
+  private seen = new SeenVersions();
   private stream: Stream | undefined;
   private stopped = false;
   private backoffMs = BACKOFF_MIN_MS;
@@ -104,13 +131,12 @@ export class EtcdWatch implements Watch {
 
   private remember(kv: IKeyValue): void {
     const dec = decodeObject(this.d.cluster, kv);
-    if (dec.ok) this.seen.set(dec.key, dec.object.metadata.resourceVersion!);
+    if (dec.ok) this.seen.set(dec.object.kind, dec.object.metadata.name, dec.object.metadata.resourceVersion!);
   }
 
   /** A deleted object as far as this watch knows it without its value: kind, name, last version. */
-  private gone(key: string, version: number): RegistryObject | undefined {
-    const where = parseObjectKey(this.d.cluster, key);
-    return where && { kind: where.kind, metadata: { name: where.name, resourceVersion: version } };
+  private gone(kind: Kind, name: string, version: number): RegistryObject {
+    return { kind, metadata: { name, resourceVersion: version } };
   }
 
   private open(): void {
@@ -206,18 +232,20 @@ export class EtcdWatch implements Watch {
     const dec = decodeObject(this.d.cluster, kv);
     this.d.report(dec.key, dec.ok ? undefined : dec.reason);
     if (!dec.ok) return; // the watcher keeps the last good version it saw, if any
-    const type: WatchEventType = this.seen.has(dec.key) ? 'MODIFIED' : 'ADDED';
-    this.seen.set(dec.key, rev);
+    const { kind, metadata: { name } } = dec.object;
+    const type: WatchEventType = this.seen.get(kind, name) !== undefined ? 'MODIFIED' : 'ADDED';
+    this.seen.set(kind, name, rev);
     this.deliver({ type, revision: rev, object: dec.object });
   }
 
   private deleted(kv: IKeyValue, prev: IKeyValue | undefined, rev: number): void {
     const key = kv.key.toString();
-    const had = this.seen.get(key);
+    const where = parseObjectKey(this.d.cluster, key); // only an object's key was ever seen
+    const had = where && this.seen.get(where.kind, where.name);
     this.d.report(key, undefined);
     const prevDec = prev ? decodeObject(this.d.cluster, prev) : undefined;
-    const object = prevDec?.ok ? prevDec.object : had !== undefined ? this.gone(key, had) : undefined;
-    this.seen.delete(key);
+    const object = prevDec?.ok ? prevDec.object : had !== undefined ? this.gone(where!.kind, where!.name, had) : undefined;
+    if (where) this.seen.delete(where.kind, where.name);
     if (object) this.deliver({ type: 'DELETED', revision: rev, object });
   }
 
@@ -234,28 +262,27 @@ export class EtcdWatch implements Watch {
     if (this.stopped) return;
     this.relists++;
     const rev = Number(res.header.revision);
-    const now = new Map<string, number>();
+    const now = new SeenVersions();
     const events: WatchEvent[] = [];
     for (const kv of res.kvs) {
       const dec = decodeObject(this.d.cluster, kv);
       this.d.report(dec.key, dec.ok ? undefined : dec.reason);
-      const had = this.seen.get(dec.key);
+      const where = dec.ok ? { kind: dec.object.kind, name: dec.object.metadata.name } : parseObjectKey(this.d.cluster, dec.key);
+      const had = where && this.seen.get(where.kind, where.name);
       if (!dec.ok) {
-        if (had !== undefined) now.set(dec.key, had); // keep the last good one
+        if (had !== undefined) now.set(where!.kind, where!.name, had); // keep the last good one
         continue;
       }
       const version = dec.object.metadata.resourceVersion!;
-      now.set(dec.key, version);
+      now.set(where!.kind, where!.name, version);
       if (had === undefined) events.push({ type: 'ADDED', revision: version, object: dec.object });
       else if (had !== version) events.push({ type: 'MODIFIED', revision: version, object: dec.object });
     }
-    for (const [key, version] of this.seen) {
-      const object = now.has(key) ? undefined : this.gone(key, version);
-      if (object) events.push({ type: 'DELETED', revision: rev, object });
+    for (const [kind, name, version] of this.seen.entries()) {
+      if (now.get(kind, name) === undefined) events.push({ type: 'DELETED', revision: rev, object: this.gone(kind, name, version) });
     }
     events.sort((a, b) => a.revision - b.revision);
-    this.seen.clear();
-    for (const [k, v] of now) this.seen.set(k, v);
+    this.seen = now;
     this.last = rev;
     for (const ev of events) this.deliver(ev);
     this.open();
