@@ -65,12 +65,12 @@ const before = (a: Bound, b: Bound): boolean => (a as number) < (b as number); /
 const v4Bound = (b: Uint8Array): number => ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) ^ 0x80000000;
 
 /** The IPv4 bound `a` masked to the address's first `bits` bits (a bound too: the flipped top bit is kept, or is the whole space's start). */
-const maskV4 = (a: number, bits: number): number => (bits === 0 ? -(2 ** 31) : a & (-1 << (32 - bits)));
+const maskV4 = (a: number, bits: number): number => (bits === 0 ? 0x80000000 | 0 : a & (-1 << (32 - bits)));
 
 function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: number): Range {
   if (family === 4) {
     const start = maskV4(v4Bound(bytes), bits);
-    return { owner, family, bits, start, end: start + 2 ** (32 - bits) - 1 };
+    return { owner, family, bits, start, end: (start + 2 ** (32 - bits) - 1) | 0 }; // | 0: an integer V8 keeps small (a power's result is a heap number)
   }
   const start = maskAddress(bytes, bits);
   const end = Uint8Array.from(start);
