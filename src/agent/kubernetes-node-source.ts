@@ -117,7 +117,7 @@ export class KubernetesNodeSource implements NodeSource {
 
   private admit(): { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] } {
     const views = this.views().sort((x, y) => x.createdMs - y.createdMs || x.name.localeCompare(y.name));
-    const candidates: (PeerNode & { ips: string[] })[] = [];
+    const candidates: PeerNode[] = [];
     const unusable = new Map<string, string>();
     const live = new Set<string>();
     for (const v of views) {
@@ -132,17 +132,17 @@ export class KubernetesNodeSource implements NodeSource {
       if (Array.isArray(gw)) { refuse(gw[0]!); continue; }
       const agent = agentStatusAnnotation(v);
       candidates.push({
-        name: v.name, internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, ips: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
+        name: v.name, internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
         bootID: v.bootID ?? (typeof agent?.['bootID'] === 'string' ? agent['bootID'] : undefined),
         encryptionKey: encryptionKeyAnnotation(v), annotations: { ...v.annotations },
       });
     }
     const own = views.find((v) => v.name === this.o.nodeName);
-    const self = own ? { name: own.name, ips: own.internalIPs, podCIDRs: own.podCIDRs } : undefined;
+    const self = own ? { name: own.name, internalIPs: own.internalIPs, podCIDRs: own.podCIDRs } : undefined;
     const verdict = admitPeers(self, candidates);
     const refused = new Map([...verdict.refused].filter(([key]) => live.has(key.slice('peer '.length))));
     for (const [k, v] of unusable) refused.set(k, v);
-    const claims = verdict.admitted.map(({ ips: _ips, ...peer }) => peer);
+    const claims = verdict.admitted;
     return { admitted: claims.filter((p) => live.has(p.name)), refused, claims };
   }
 

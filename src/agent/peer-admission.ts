@@ -9,9 +9,10 @@
 // age order, each against the nodes admitted before it.
 import { cidrContains, cidrContainsCidr, cidrsOverlap, maskAddress, parseCidr, parseIp, type Cidr, type IpAddress, type IpFamily } from '../net/cidr.js';
 
+/** What a node claims: named as a peer's fields, so that a peer (PeerNode) is its own claim (a claim object per node was ~56 B). */
 export interface Claim {
   name: string;
-  ips: string[];
+  internalIPs: string[];
   podCIDRs: string[];
 }
 
@@ -20,7 +21,7 @@ interface Parsed { name: string; ips: { text: string; ip: IpAddress }[]; cidrs: 
 function parse(c: Claim): Parsed | string {
   const ips: Parsed['ips'] = [];
   const cidrs: Parsed['cidrs'] = [];
-  for (const text of c.ips) {
+  for (const text of c.internalIPs) {
     try { ips.push({ text, ip: parseIp(text) }); } catch { return `its address "${text}" is not an IP address`; }
   }
   for (const text of c.podCIDRs) {

@@ -8,7 +8,7 @@ import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/re
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
-import { PeerAdmission, type Claim } from './peer-admission.js';
+import { PeerAdmission } from './peer-admission.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
@@ -127,8 +127,6 @@ interface CachedNode {
   fingerprint?: string;
 }
 
-/** A peer candidate as the admission sees it. */
-interface Candidate extends Claim { peer: PeerNode }
 
 /**
  * The informer: one event costs that node's work (its admission, and the nodes whose claims overlap
@@ -142,7 +140,7 @@ export class RegistryNodeSource implements NodeSource {
   /** The live leases: name -> resourceVersion (-1: deleted at that version, kept to ignore older news). */
   private readonly leases = new Map<string, { rv: number; live: boolean; goneAt?: number }>();
   /** Who may be a peer, kept up to date one node at a time. */
-  private readonly admission = new PeerAdmission<Candidate>();
+  private readonly admission = new PeerAdmission<PeerNode>();
   /** What the admission holds per name (every node object's claim), or the reason a live node is unusable. */
   private readonly submitted = new Map<string, PeerNode>();
   /** The nodes whose agents are alive: of the admitted, only these are peers. */
@@ -187,22 +185,22 @@ export class RegistryNodeSource implements NodeSource {
     const list = [...this.peerList]; // a new array: a caller may hold the old one
     let rebuild = false;
     for (const name of this.stale) {
-      const now = this.live.has(name) ? this.admission.admitted.get(name)?.peer : undefined;
+      const now = this.live.has(name) ? this.admission.admitted.get(name) : undefined;
       const i = this.peerIndex.get(name);
       if (now && i !== undefined) list[i] = now; // changed in place: same order
       else if (now || i !== undefined) { rebuild = true; break; }
     }
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
-    const order = (c: Candidate) => this.nodes.get(c.name)?.order ?? '';
-    this.peerList = [...this.admission.admitted.values()].filter((c) => this.live.has(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0)).map((c) => c.peer);
+    const order = (c: PeerNode) => this.nodes.get(c.name)?.order ?? '';
+    this.peerList = [...this.admission.admitted.values()].filter((c) => this.live.has(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
     this.peerIndex.clear();
     this.peerList.forEach((p, i) => this.peerIndex.set(p.name, i));
     return this.peerList;
   }
 
   nodeClaims(): PeerNode[] {
-    return (this.claims ??= [...this.admission.admitted.values()].map((c) => c.peer));
+    return (this.claims ??= [...this.admission.admitted.values()]);
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
@@ -338,7 +336,7 @@ export class RegistryNodeSource implements NodeSource {
       this.selfFingerprint = n?.fingerprint;
       const a = n?.addresses;
       this.claims = undefined;
-      for (const c of this.admission.setSelf(a && typeof a !== 'string' ? { name, ips: a.internalIPs, podCIDRs: a.podCIDRs } : undefined)) this.pending.add(c);
+      for (const c of this.admission.setSelf(a && typeof a !== 'string' ? { name, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs } : undefined)) this.pending.add(c);
       return;
     }
     const live = n !== undefined && this.alive(name);
@@ -357,7 +355,7 @@ export class RegistryNodeSource implements NodeSource {
     if (claimChanged) {
       this.claims = undefined;
       const changed = claim
-        ? this.admission.upsert({ name, ips: claim.internalIPs, podCIDRs: claim.podCIDRs, peer: claim }, n!.order)
+        ? this.admission.upsert(claim, n!.order) // the peer is its own claim
         : this.admission.remove(name);
       if (claim) this.submitted.set(name, claim); else this.submitted.delete(name);
       for (const c of changed) this.pending.add(c);

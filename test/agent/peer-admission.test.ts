@@ -10,7 +10,7 @@ import { RegistryNodeSource } from '../../src/agent/registry-node-source.js';
 import type { RegistryObject } from '../../src/control/registry.js';
 import { etcdForTests } from '../control/etcd-helpers.js';
 
-const claim = (name: string, ip: string, cidr: string) => ({ name, ips: [ip], podCIDRs: [cidr] });
+const claim = (name: string, ip: string, cidr: string) => ({ name, internalIPs: [ip], podCIDRs: [cidr] });
 const self = claim('w1', '172.18.0.3', '10.244.1.0/24');
 
 test('collisions are refused naming both nodes; the first claim is kept', () => {
@@ -43,7 +43,7 @@ test('IPv6 and IPv4 claims do not collide across families; an unusable own objec
 /** The rule as first written (every candidate against every one admitted before it): the oracle. */
 function greedy(self: Claim | undefined, candidates: Claim[]): Set<string> {
   const range = (x: string) => parseCidr(x.includes('/') ? x : `${x}/${x.includes(':') ? 128 : 32}`);
-  const parsedOf = (c: Claim) => { try { return [...c.ips, ...c.podCIDRs].map(range); } catch { return undefined; } };
+  const parsedOf = (c: Claim) => { try { return [...c.internalIPs, ...c.podCIDRs].map(range); } catch { return undefined; } };
   const holders = self && parsedOf(self) ? [parsedOf(self)!] : [];
   const admitted = new Set<string>();
   for (const c of candidates) {
@@ -67,7 +67,7 @@ test('incremental admission equals admitting all nodes oldest first, after every
     // a small address space so claims collide often: addresses and /24../26 pod CIDRs, now and then a /16 or garbage
     const ip = () => (r(8) === 0 ? `10.9.${r(4)}.${r(8)}` : `172.18.0.${r(12)}`);
     const cidr = () => { const k = r(10); return k === 0 ? '172.18.0.0/16' : k === 1 ? 'nonsense' : k < 5 ? `10.9.${r(4)}.0/24` : `10.9.${r(4)}.${64 * r(4)}/26`; };
-    const self = r(3) ? { name: 's', ips: [ip()], podCIDRs: [cidr()] } : undefined;
+    const self = r(3) ? { name: 's', internalIPs: [ip()], podCIDRs: [cidr()] } : undefined;
     const inc = new PeerAdmission<Claim>();
     inc.setSelf(self);
     const live = new Map<string, { c: Claim; order: string }>();
@@ -75,7 +75,7 @@ test('incremental admission equals admitting all nodes oldest first, after every
       const name = `n${r(14)}`;
       if (live.has(name) && r(3) === 0) { live.delete(name); inc.remove(name); }
       else {
-        const c = { name, ips: r(3) ? [ip()] : [ip(), ip()], podCIDRs: r(4) ? [cidr()] : [cidr(), cidr()] }; // two claims chain verdicts
+        const c = { name, internalIPs: r(3) ? [ip()] : [ip(), ip()], podCIDRs: r(4) ? [cidr()] : [cidr(), cidr()] }; // two claims chain verdicts
         const order = live.get(name)?.order ?? `t${String(step).padStart(3, '0')}`; // an update keeps the creation time
         live.set(name, { c, order });
         inc.upsert(c, order);
@@ -99,9 +99,9 @@ test('a change re-decides only the nodes it overlaps: the holder leaving admits 
   assert.deepEqual([...a.admitted.keys()].sort(), ['thief', 'w3']);
   assert.equal(a.refused.size, 0);
   // a chain: x blocks y; y, once admitted, blocks z (which never overlapped x)
-  a.upsert({ name: 'x', ips: ['172.18.0.60'], podCIDRs: ['10.244.60.0/24'] }, '4');
-  a.upsert({ name: 'y', ips: ['172.18.0.61'], podCIDRs: ['10.244.60.0/25'] }, '5');
-  a.upsert({ name: 'z', ips: ['172.18.0.61'], podCIDRs: ['10.244.62.0/24'] }, '6');
+  a.upsert({ name: 'x', internalIPs: ['172.18.0.60'], podCIDRs: ['10.244.60.0/24'] }, '4');
+  a.upsert({ name: 'y', internalIPs: ['172.18.0.61'], podCIDRs: ['10.244.60.0/25'] }, '5');
+  a.upsert({ name: 'z', internalIPs: ['172.18.0.61'], podCIDRs: ['10.244.62.0/24'] }, '6');
   assert.deepEqual([...a.refused.keys()], ['peer y']);
   assert.deepEqual(new Set(a.remove('x')), new Set(['x', 'y', 'z']));
   assert.deepEqual([...a.refused.keys()], ['peer z']);

@@ -117,8 +117,8 @@ test('one event re-decides that node only, and the peers equal a decision over e
     const live = new Set((await reg.list('Lease')).map((l) => l.metadata.name));
     const nodes = (await reg.list('Node')).filter((n) => n.metadata.name !== 'self' && live.has(n.metadata.name))
       .sort((x, y) => String(x.metadata.creationTimestamp).localeCompare(String(y.metadata.creationTimestamp)) || x.metadata.name.localeCompare(y.metadata.name));
-    const claims = nodes.map((n) => ({ name: n.metadata.name, ips: [String(n.spec?.['internalIP'])], podCIDRs: [String(n.spec?.['podCIDR'])], key: n.metadata.annotations?.['k'] }));
-    const { admitted } = admitPeers({ name: 'self', ips: ['172.18.0.2'], podCIDRs: ['10.244.0.0/24'] }, claims);
+    const claims = nodes.map((n) => ({ name: n.metadata.name, internalIPs: [String(n.spec?.['internalIP'])], podCIDRs: [String(n.spec?.['podCIDR'])], key: n.metadata.annotations?.['k'] }));
+    const { admitted } = admitPeers({ name: 'self', internalIPs: ['172.18.0.2'], podCIDRs: ['10.244.0.0/24'] }, claims);
     return JSON.stringify(admitted.map((c) => [c.name, c.podCIDRs[0], c.key]));
   };
   const seen = () => JSON.stringify(src.peers().map((p) => [p.name, p.podCIDRs[0], p.annotations['k']]));

@@ -127,7 +127,7 @@ export const registryObjects = harness({
       seen.refusedPeers += refused.size;
       for (const [k, why] of refused) assert.ok(k.startsWith('peer ') && why.length > 0);
       // Admitted peers never claim each other's addresses or pod CIDRs.
-      const again = admitPeers(undefined, peers.map((p) => ({ name: p.name, ips: p.internalIPs, podCIDRs: p.podCIDRs })));
+      const again = admitPeers(undefined, peers.map((p) => ({ name: p.name, internalIPs: p.internalIPs, podCIDRs: p.podCIDRs })));
       assert.equal(again.admitted.length, peers.length, `admitted peers collide: ${[...again.refused.values()].join('; ')}`);
       for (const p of peers) assert.ok(p.internalIPs.every((ip) => parseIp(ip)) && sameAddr(p.internalIP, p.internalIPs[0]!));
       const wg = await wireguardMode();
