@@ -7,11 +7,14 @@
 // After full collections, the live heap each layer adds per peer (V8 heap, external and array
 // buffers; the engine's in its own thread).
 // The real agent's figure is the scale bench's slope (README "Scale"); this says where it goes.
+// `--heap-snapshots DIR`: V8 heap snapshots of the main thread and of the engine's thread after each
+// step (main-<peers>.heapsnapshot, engine-<peers>.heapsnapshot); bench/heap-diff.ts charges their
+// difference to the structures that hold it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { setFlagsFromString } from 'node:v8';
+import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { EtcdCluster } from '../src/lab/etcd-cluster.js';
 import { EtcdRegistry } from '../src/control/etcd/etcd-registry.js';
@@ -31,7 +34,10 @@ import { SyntheticNodes } from './scale/synthetic-nodes.js';
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-const N = Number(process.argv[2] ?? 2000);
+const args = process.argv.slice(2);
+const snapshotsAt = args.indexOf('--heap-snapshots');
+const SNAPSHOTS = snapshotsAt >= 0 ? args.splice(snapshotsAt, 2)[1] : undefined;
+const N = Number(args[0] ?? 2000);
 const WARM = 100; // first-use costs (code, hidden classes, map growth from empty) are not per peer
 const CLUSTER = 'pm';
 const SPI = 3;
@@ -54,7 +60,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 120_000): Pr
 
 type ThreadRequest =
   | { type: 'add'; count: number } | { type: 'removeAll' }
-  | { type: 'init'; init: unknown } | { type: 'updatePeers'; upsert: EspPeerSpec[] } | { type: 'heap' };
+  | { type: 'init'; init: unknown } | { type: 'updatePeers'; upsert: EspPeerSpec[] } | { type: 'heap' } | { type: 'snapshot'; file: string };
 
 /**
  * The bench's two threads. 'writer': the synthetic nodes' writer, in a heap of its own (what it
@@ -78,6 +84,7 @@ async function thread(role: 'writer' | 'engine', endpoints: string[]): Promise<v
         }
         case 'updatePeers': engine!.control({ type: 'updatePeers', upsert: m.upsert, remove: [] }); return 0;
         case 'heap': return heap();
+        case 'snapshot': heap(); writeHeapSnapshot(m.file); return 0;
       }
     })().then((r) => port.postMessage(r));
   });
@@ -133,6 +140,10 @@ async function main(): Promise<void> {
       for (let i = 0; i < fresh.length; i += 500) await engine.ask({ type: 'updatePeers', upsert: fresh.slice(i, i + 500) });
       const e1 = await engine.ask({ type: 'heap' });
       const h2 = heap(); // after the specs were sent: a message takes typed arrays off the heap (their own buffers)
+      if (SNAPSHOTS) {
+        writeHeapSnapshot(join(SNAPSHOTS, `main-${written}.heapsnapshot`));
+        await engine.ask({ type: 'snapshot', file: join(SNAPSHOTS, `engine-${written}.heapsnapshot`) });
+      }
       if (!measure) return;
       layers.nodeSource = (h1 - h0) / count;
       layers.mode = (h2 - h1) / count;
