@@ -2,7 +2,7 @@
 // Always ESN and a replay window of 1024 (Cilium's per-tunnel keys). Outbound SAs own their sequence
 // reservation, inbound SAs their replay window.
 import {
-  AEAD_GCM, ENC_CBC_AES, GCM_SALT_LENGTH, packedLength, packTransforms, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform,
+  AEAD_GCM, ENC_CBC_AES, GCM_SALT_LENGTH, packedLength, packedMaterial, packTransforms, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform,
   type PackedCbcHmacTransform, type PackedGcmTransform, type PackedTransform,
 } from './esp-transform.js';
 import { EspReplayWindow, REPLAY_WINDOW_SIZE, type EspReplayWindowState } from './replay-window.js';
@@ -98,7 +98,7 @@ export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
 
   /** Bytes of key material (key and salt). */
   get length(): number {
-    return this.keyLength + GCM_SALT_LENGTH;
+    return packedLength(this);
   }
 }
 
@@ -120,7 +120,7 @@ export class SaCbcHmacTransform implements CbcHmacTransform, PackedCbcHmacTransf
   }
 
   get length(): number {
-    return this.encKeyLength + this.authKeyLength;
+    return packedLength(this);
   }
 }
 
@@ -138,7 +138,7 @@ export function saTransform(t: PackedTransform | EspTransform, slabs?: SaSlabs):
   const slot = slab ? slab.take() : -1;
   const material = slab ? slab.array(slot) : new Uint8Array(length);
   const at = slab ? slab.offset(slot) : 0;
-  material.set(p.material.subarray(p.at, p.at + length), at);
+  material.set(packedMaterial(p), at);
   if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
   if (p.kind === 'aead') return new SaGcmTransform(material, at, p.keyLength, p.icvLength, slot);
   return new SaCbcHmacTransform(p.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, at, p.encKeyLength, p.authKeyLength, p.icvLength, slot);
