@@ -52,21 +52,28 @@ export class StaticIdentity {
  * The state of one handshake in flight, in one 256-byte slab (native/noise-handshake.c's layout):
  * hash h, then chaining key ck followed by the two KDF outputs after it (so KDF2/KDF3 write
  * ck || t1 || t2 in one call), a DH scratch, the remote ephemeral, and our ephemeral key pair.
+ * The fields are views made when read: the native steps take the whole slab, and ten views made
+ * with every slab were most of its cost (a burst of initiations outruns the spares below).
  */
 class HandshakeWork {
   readonly slab = new Uint8Array(256);
-  readonly h = this.slab.subarray(0, 32);
-  readonly ck = this.slab.subarray(32, 64);
-  readonly t1 = this.slab.subarray(64, 96);
-  readonly t2 = this.slab.subarray(96, 128);
-  readonly kdf2 = this.slab.subarray(32, 96); // ck || t1
-  readonly kdf3 = this.slab.subarray(32, 128); // ck || t1 || t2
-  readonly dh = this.slab.subarray(128, 160);
-  readonly remoteEphemeral = this.slab.subarray(160, 192);
-  readonly ephemeral = this.slab.subarray(192, 224);
-  readonly ephemeralPublic = this.slab.subarray(224, 256);
+  get h(): Uint8Array { return this.slab.subarray(0, 32); }
+  get ck(): Uint8Array { return this.slab.subarray(32, 64); }
+  get t1(): Uint8Array { return this.slab.subarray(64, 96); }
+  get t2(): Uint8Array { return this.slab.subarray(96, 128); }
+  get kdf2(): Uint8Array { return this.slab.subarray(32, 96); } // ck || t1
+  get kdf3(): Uint8Array { return this.slab.subarray(32, 128); } // ck || t1 || t2
+  get dh(): Uint8Array { return this.slab.subarray(128, 160); }
+  get remoteEphemeral(): Uint8Array { return this.slab.subarray(160, 192); }
+  get ephemeral(): Uint8Array { return this.slab.subarray(192, 224); }
+  get ephemeralPublic(): Uint8Array { return this.slab.subarray(224, 256); }
   /** True while it waits among the spares (a second release must never hand it out twice). */
   spare = false;
+}
+
+/** Copies slab bytes [from, to) of one work to the same place in another. */
+function copyWork(to: HandshakeWork, from: HandshakeWork, start: number, end: number): void {
+  to.slab.set(from.slab.subarray(start, end), start);
 }
 
 /**
@@ -329,11 +336,9 @@ export function consumeInitiation(
     if (!tai64nAfter(incomingTimestamp, hs.lastTimestamp)) return 'staleTimestamp';
     if (now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
     const mine = hs.begin();
-    mine.h.set(w.h);
-    mine.ck.set(w.ck);
+    copyWork(mine, w, 0, 64); // h, ck
     mine.remoteEphemeral.set(msg.ephemeral);
-    mine.ephemeral.set(w.ephemeral); // (zero on the primitives, which draw it in createResponse)
-    mine.ephemeralPublic.set(w.ephemeralPublic);
+    copyWork(mine, w, 192, 256); // our ephemeral pair (zero on the primitives, which draw it in createResponse)
     hs.remoteIndex = msg.sender;
     hs.lastTimestamp.set(incomingTimestamp);
     hs.lastInitiationConsumption = now;
