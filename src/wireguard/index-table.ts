@@ -5,10 +5,15 @@ import type { Handshake } from './noise-handshake.js';
 import type { Keypair } from './keypair.js';
 import type { Peer } from './peer.js';
 
-export interface IndexEntry {
-  peer: Peer;
-  handshake: Handshake | null;
-  keypair: Keypair | null;
+/**
+ * What an index names: a pending handshake, then the keypair it produced. A class, not an object
+ * literal: entries outlive young-generation GCs, and V8 then switches a literal's allocation site
+ * to old-space allocation and throws away every optimised function that inlined the literal (the
+ * handshake path, recompiled a few rounds into a burst of handshakes). Instances of a class carry
+ * no allocation site.
+ */
+export class IndexEntry {
+  constructor(readonly peer: Peer, public handshake: Handshake | null, public keypair: Keypair | null) {}
 }
 
 export class IndexTable {
@@ -19,7 +24,7 @@ export class IndexTable {
     for (;;) {
       const idx = randomUint32();
       if (idx === 0 || this.table.has(idx)) continue;
-      this.table.set(idx, { peer, handshake, keypair: null });
+      this.table.set(idx, new IndexEntry(peer, handshake, null));
       return idx;
     }
   }
@@ -36,7 +41,7 @@ export class IndexTable {
   /** Names a keypair handed over by a previous datapath under its own index; false when that index is taken. */
   restoreKeypair(idx: number, keypair: Keypair): boolean {
     if (idx === 0 || this.table.has(idx)) return false;
-    this.table.set(idx, { peer: keypair.peer, handshake: null, keypair });
+    this.table.set(idx, new IndexEntry(keypair.peer, null, keypair));
     return true;
   }
 
