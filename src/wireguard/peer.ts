@@ -13,7 +13,7 @@ import {
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
 } from './constants.js';
 import { COOKIE_STATE_SIZE, CookieGenerator } from './cookie.js';
-import { sameEndpoint, type Endpoint } from './endpoint.js';
+import { copyEndpoint, sameEndpoint, type Endpoint } from './endpoint.js';
 import type { IndexTable } from './index-table.js';
 import { Keypair } from './keypair.js';
 import { keylogLines } from './keylog.js';
@@ -221,7 +221,7 @@ export class Peer {
 
   /** @internal endpoint roaming: the source of any authenticated packet becomes the endpoint. */
   roam(source: Endpoint): void {
-    if (!sameEndpoint(this.endpoint, source)) this.endpoint = { address: source.address, port: source.port };
+    if (!sameEndpoint(this.endpoint, source)) this.endpoint = copyEndpoint(source);
   }
 
   /** @internal Stages (a copy of) a packet; drops the oldest when full. */
