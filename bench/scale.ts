@@ -58,7 +58,12 @@ interface SizeFigures {
   liveHeapWorkerMB: number;
   /** Heap pages V8 held just before that collection (both threads), and their young generations. */
   heapTotalMB: number;
+  /** Of heapTotalMB, the main thread's and the worker's. */
+  heapTotalMainMB: number;
+  heapTotalWorkerMB: number;
   youngMB: number;
+  /** The agent's heap compactions so far (src/util/heap-compaction.ts): main thread and worker, count and ms. */
+  compactions: { main: number; mainMs: number; worker: number; workerMs: number };
   /** RSS by mapping after the collection (MB): see AgentView.rssByMapping. */
   rssByMapping: ReturnType<AgentView['rssByMapping']>;
   routes: number;
@@ -227,12 +232,14 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const mb = (b: number | undefined) => (b ?? 0) / 1e6;
   const mem = {
     rssMB, rssPeakMB, rssCollectedMB: mb(live.rssBytes), liveHeapMainMB: mb(live.main.usedBytes), liveHeapWorkerMB: mb(live.datapath?.usedBytes),
-    heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
+    heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), heapTotalMainMB: mb(held.main.totalBytes), heapTotalWorkerMB: mb(held.datapath?.totalBytes), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
+    compactions: { main: held.main.compactions ?? 0, mainMs: held.main.compactionMs ?? 0, worker: held.datapath?.compactions ?? 0, workerMs: held.datapath?.compactionMs ?? 0 },
     rssByMapping: agent.rssByMapping(),
   };
   console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s; RSS median ${rssMB.toFixed(1)} MB, peak ${rssPeakMB.toFixed(1)} MB; ` +
-    `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
+    `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (main ${mem.heapTotalMainMB.toFixed(1)}, worker ${mem.heapTotalWorkerMB.toFixed(1)}; young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
     `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB; ` +
+    `heap compactions so far: main ${mem.compactions.main} (${mem.compactions.mainMs} ms), worker ${mem.compactions.worker} (${mem.compactions.workerMs} ms); ` +
     `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
   return { size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent, steadyCpuPercent, ...mem, routes };
 }

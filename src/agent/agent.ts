@@ -14,6 +14,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
 import type { AgentMemory, EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
 import { heapFigures } from '../util/heap-figures.js';
+import { compactWhenQuiet } from '../util/heap-compaction.js';
 import { RegistryNodeSource } from './registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
 import { ciliumModeName, parseDuration, type Settings } from './settings.js';
@@ -263,6 +264,7 @@ export class Agent {
 
     this.timers.push(setInterval(() => { void this.publish().catch((e) => this.log.warn('publish failed', { error: errorMessage(e) })); }, PUBLISH_CHECK_INTERVAL_MS));
     this.timers.push(setInterval(() => this.queueReconcile(), RESYNC_INTERVAL_MS));
+    this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count })));
   }
 
   /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */

@@ -3,6 +3,7 @@
 // live heap (what the state costs) rather than live heap plus garbage not yet collected.
 import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { performance } from 'node:perf_hooks';
 
 /** A thread's heap (bytes); after a full collection when `collected`. */
 export interface HeapFigures {
@@ -16,17 +17,37 @@ export interface HeapFigures {
   /** Memory outside the heap that V8 knows of: ArrayBuffers' backing stores, the isolate's own allocations. */
   externalBytes: number;
   mallocedBytes: number;
+  /** Compacting collections this thread ran since it started (heap-compaction.ts), and their time (ms). */
+  compactions: number;
+  compactionMs: number;
 }
 
 let collectGarbage: (() => void) | undefined;
+const compactions = { count: 0, ms: 0 };
 
-/** The isolate's gc(): exposed once (the flag is process-wide), taken from a fresh context, which then has it. */
-function fullCollection(): void {
+/**
+ * A full collection of this thread's heap, through the isolate's gc(): exposed once (the flag is
+ * process-wide), taken from a fresh context, which then has it. compact: every page's live objects
+ * moved together, so the emptied pages go back to the system (heap-compaction.ts). V8 11's gc()
+ * takes no option for that (`{type: 'major'}` ran a young collection), so the flag V8 reads at the
+ * start of each full collection is set around this one; a full collection that another thread
+ * starts in that instant compacts too, which costs it time, not correctness.
+ */
+export function fullCollection(compact = false): void {
   if (!collectGarbage) {
     setFlagsFromString('--expose-gc');
     collectGarbage = runInNewContext('gc') as () => void;
   }
-  collectGarbage();
+  if (!compact) return collectGarbage();
+  const start = performance.now();
+  setFlagsFromString('--compact-on-every-full-gc');
+  try {
+    collectGarbage();
+  } finally {
+    setFlagsFromString('--no-compact-on-every-full-gc');
+    compactions.count++;
+    compactions.ms += performance.now() - start;
+  }
 }
 
 export function heapFigures(collect: boolean): HeapFigures {
@@ -36,5 +57,6 @@ export function heapFigures(collect: boolean): HeapFigures {
     collected: collect, usedBytes: h.used_heap_size, totalBytes: h.total_heap_size,
     youngBytes: getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
     externalBytes: h.external_memory, mallocedBytes: h.malloced_memory,
+    compactions: compactions.count, compactionMs: Math.round(compactions.ms),
   };
 }

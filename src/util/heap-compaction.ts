@@ -1,0 +1,112 @@
+// A thread's V8 heap given back once a burst is over. A burst of peer work (convergence, a relist,
+// a whole pass, the worker's peer table) promotes its short-lived objects to the old generation,
+// and V8's own full collections free those objects but keep the pages they were on, partly empty,
+// with an allocation limit set from the burst's size: at 5,000 peers the agent's two heaps held
+// ~73 MB around ~47 MB of live objects, at 1,000 peers ~37 around ~30, so the slack grew with the
+// cluster and showed as memory per peer. Once the heap has grown well past its size after the last
+// compaction and the thread is quiet, one full collection that moves every live object together
+// gives the emptied pages back (at 5,000 peers ~100-150 ms on the main thread, 10-60 ms in the
+// datapath worker; a few times while a cluster grows, not in the steady state). The decision is
+// pure (CompactionPolicy); the collection itself is heap-figures.ts's.
+import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
+import { fullCollection } from './heap-figures.js';
+
+/** How far the heap may grow past its size after the last compaction before the next one. */
+export interface CompactionThresholds {
+  /** Growth as a factor of that size... */
+  growth: number;
+  /** ...and at least this many bytes (small heaps grow and shrink by a few MB in normal work). */
+  minGrowthBytes: number;
+  /** Heap size is checked at most this often (ms). */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_COMPACTION: CompactionThresholds = { growth: 1.25, minGrowthBytes: 4 << 20, checkIntervalMs: 2_000 };
+
+/**
+ * When to compact: at a check (every checkIntervalMs) where the thread was quiet since the check
+ * before (no burst under way: compacting in the middle of one would only free pages it fills again)
+ * and its heap (the pages V8 holds) has grown past the size after the last compaction by the thresholds.
+ */
+export class CompactionPolicy {
+  private floorBytes: number;
+  private nextCheckMs: number;
+
+  constructor(heapBytes: number, nowMs: number, private readonly thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
+    this.floorBytes = heapBytes;
+    this.nextCheckMs = nowMs + thresholds.checkIntervalMs;
+  }
+
+  /** Whether a check is due at nowMs (the caller then reads the heap and asks `due`). */
+  checkDue(nowMs: number): boolean {
+    return nowMs >= this.nextCheckMs;
+  }
+
+  /** At a check: whether to compact a heap of heapBytes now; quiet: nothing busy since the check before. */
+  due(nowMs: number, heapBytes: number, quiet: boolean): boolean {
+    this.nextCheckMs = nowMs + this.thresholds.checkIntervalMs;
+    return quiet && heapBytes > Math.max(this.floorBytes * this.thresholds.growth, this.floorBytes + this.thresholds.minGrowthBytes);
+  }
+
+  /** After a compaction: the heap's size then is what growth is measured from. */
+  compacted(heapBytes: number): void {
+    this.floorBytes = heapBytes;
+  }
+
+  /** The heap's size after the last compaction (or at the start). */
+  get floor(): number {
+    return this.floorBytes;
+  }
+}
+
+/** The pages this thread's V8 heap holds. */
+export function heapHeldBytes(): number {
+  return getHeapStatistics().total_heap_size;
+}
+
+/**
+ * This thread's heap compacted when the policy says so: call `check(nowMs, quiet)` often (a timer,
+ * a loop); it reads the heap only every checkIntervalMs. Returns whether it compacted.
+ */
+export class HeapCompactor {
+  readonly policy: CompactionPolicy;
+  /** Compactions this compactor ran (the thread's totals, with their time, are in heapFigures()). */
+  count = 0;
+
+  constructor(nowMs: number, thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
+    this.policy = new CompactionPolicy(heapHeldBytes(), nowMs, thresholds);
+  }
+
+  checkDue(nowMs: number): boolean {
+    return this.policy.checkDue(nowMs);
+  }
+
+  check(nowMs: number, quiet: boolean): boolean {
+    if (!this.policy.checkDue(nowMs) || !this.policy.due(nowMs, heapHeldBytes(), quiet)) return false;
+    fullCollection(true);
+    this.count++;
+    this.policy.compacted(heapHeldBytes());
+    return true;
+  }
+}
+
+/** A thread with an event loop is quiet when it was busy less than this share of the time since the check before. */
+export const QUIET_LOOP_UTILIZATION = 0.05;
+
+/**
+ * For a thread with an event loop (the agent's main thread): a timer that checks every
+ * checkIntervalMs, quiet meaning the loop's utilization over the interval stayed under
+ * QUIET_LOOP_UTILIZATION. Unref'd: it never keeps the process alive. Stop it with clearInterval.
+ */
+export function compactWhenQuiet(onCompacted: (c: HeapCompactor) => void, thresholds: CompactionThresholds = DEFAULT_COMPACTION): NodeJS.Timeout {
+  const compactor = new HeapCompactor(performance.now(), thresholds);
+  let since = performance.eventLoopUtilization();
+  const timer = setInterval(() => {
+    const quiet = performance.eventLoopUtilization(since).utilization < QUIET_LOOP_UTILIZATION;
+    if (compactor.check(performance.now(), quiet)) onCompacted(compactor);
+    since = performance.eventLoopUtilization(); // after the compaction: its own time is not the next interval's work
+  }, thresholds.checkIntervalMs);
+  timer.unref();
+  return timer;
+}

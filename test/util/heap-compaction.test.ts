@@ -1,0 +1,51 @@
+// The agent's heap compaction: when it decides to compact (pure, with a given clock and heap size),
+// and that a compacting collection gives back pages a full collection keeps (real V8).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { CompactionPolicy, HeapCompactor, heapHeldBytes } from '../../src/util/heap-compaction.js';
+import { fullCollection } from '../../src/util/heap-figures.js';
+
+const MB = 1 << 20;
+const thresholds = { growth: 1.25, minGrowthBytes: 4 * MB, checkIntervalMs: 10_000 };
+
+test('compaction policy: checks every interval, compacts a quiet heap grown past both thresholds, measures from the last compaction', () => {
+  const p = new CompactionPolicy(40 * MB, 0, thresholds);
+  assert.equal(p.checkDue(9_999), false);
+  assert.equal(p.checkDue(10_000), true);
+  assert.equal(p.due(10_000, 60 * MB, false), false, 'grown but busy: a burst under way');
+  assert.equal(p.checkDue(19_999), false, 'a check sets the next one an interval later');
+  assert.equal(p.due(20_000, 50 * MB, true), false, 'quiet, grown by 10 MB but not by 25 %');
+  assert.equal(p.due(30_000, 50.5 * MB, true), true, 'quiet and grown past 25 %');
+  p.compacted(42 * MB);
+  assert.equal(p.floor, 42 * MB);
+  assert.equal(p.due(40_000, 50.5 * MB, true), false, 'measured from the heap after the compaction');
+  const small = new CompactionPolicy(8 * MB, 0, thresholds);
+  assert.equal(small.due(10_000, 11.9 * MB, true), false, 'a small heap: 25 % is less than 4 MB');
+  assert.equal(small.due(20_000, 12.1 * MB, true), true);
+});
+
+test('heap compaction: a compacting collection gives back the old-generation pages a full collection keeps around scattered survivors', () => {
+  fullCollection(true);
+  const c = new HeapCompactor(0, { ...thresholds, checkIntervalMs: 0 }); // its floor: the heap before the burst
+  // A burst whose objects live long enough to reach the old generation, then mostly die: one in 16
+  // lives on, so every page it filled keeps a few.
+  const burst: ({ i: number; s: string; a: number[] } | undefined)[] = Array.from({ length: 1_000_000 }, (_, i) => ({ i, s: `peer-${i}`, a: [i, i + 1] }));
+  fullCollection();
+  for (let i = 0; i < burst.length; i++) if (i % 16 !== 0) burst[i] = undefined;
+  fullCollection();
+  const kept = oldSpace();
+  assert.equal(c.check(1, false), false, 'not while busy');
+  assert.equal(c.check(2, true), true, `held ${heapHeldBytes()} B, past the floor ${c.policy.floor} B`);
+  const compacted = oldSpace();
+  assert.equal(c.count, 1);
+  assert.equal(c.policy.floor, heapHeldBytes());
+  assert.ok(kept.held - kept.live > 30 * MB, `a full collection keeps the pages of scattered survivors (old space held ${kept.held} B, live ${kept.live} B)`);
+  assert.ok(compacted.held - compacted.live < (kept.held - kept.live) / 4, `compacted: old space held ${compacted.held} B around ${compacted.live} B (before: ${kept.held} around ${kept.live})`);
+  assert.equal(burst.filter(Boolean).length, 1_000_000 / 16);
+});
+
+function oldSpace(): { held: number; live: number } {
+  const s = getHeapSpaceStatistics().find((x) => x.space_name === 'old_space')!;
+  return { held: s.space_size, live: s.space_used_size };
+}
