@@ -26,7 +26,7 @@ export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine:
   const n = native();
   let running = true;
   // The peer table's updates are the bursts here (heap-compaction.ts); packets allocate little. A
-  // compaction holds packets for its time (10-60 ms at 5,000 peers), once after such a burst.
+  // compaction holds packets for its time (30-180 ms at 5,000 peers), once after such a burst.
   const compactor = new HeapCompactor(performance.now());
   let quiet = true;
   while (running) {

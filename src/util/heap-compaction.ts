@@ -5,7 +5,7 @@
 // ~73 MB around ~47 MB of live objects, at 1,000 peers ~37 around ~30, so the slack grew with the
 // cluster and showed as memory per peer. Once the heap has grown well past its size after the last
 // compaction and the thread is quiet, one full collection that moves every live object together
-// gives the emptied pages back (at 5,000 peers ~100-150 ms on the main thread, 10-60 ms in the
+// gives the emptied pages back (at 5,000 peers ~70-150 ms on the main thread, 30-180 ms in the
 // datapath worker; a few times while a cluster grows, not in the steady state). The decision is
 // pure (CompactionPolicy); the collection itself is heap-figures.ts's.
 import { performance } from 'node:perf_hooks';
@@ -20,18 +20,25 @@ export interface CompactionThresholds {
   minGrowthBytes: number;
   /** Heap size is checked at most this often (ms). */
   checkIntervalMs: number;
+  /**
+   * Checks in a row the thread must have been quiet at. V8 shrinks a young generation that a burst
+   * grew (to its cap: ~4 MB a thread, ~1.6 KB per peer of the 1,000 → 5,000 slope) only in a full
+   * collection that finds the allocation rate of the last 5 s low, so the compaction waits that long.
+   */
+  quietChecks: number;
 }
 
-export const DEFAULT_COMPACTION: CompactionThresholds = { growth: 1.25, minGrowthBytes: 4 << 20, checkIntervalMs: 2_000 };
+export const DEFAULT_COMPACTION: CompactionThresholds = { growth: 1.25, minGrowthBytes: 4 << 20, checkIntervalMs: 2_000, quietChecks: 3 };
 
 /**
- * When to compact: at a check (every checkIntervalMs) where the thread was quiet since the check
- * before (no burst under way: compacting in the middle of one would only free pages it fills again)
- * and its heap (the pages V8 holds) has grown past the size after the last compaction by the thresholds.
+ * When to compact: at a check (every checkIntervalMs) where the thread has been quiet for
+ * quietChecks checks in a row (no burst under way: compacting in the middle of one would only free
+ * pages it fills again) and its heap (the pages V8 holds) has grown past the size after the last compaction by the thresholds.
  */
 export class CompactionPolicy {
   private floorBytes: number;
   private nextCheckMs: number;
+  private quietInARow = 0;
 
   constructor(heapBytes: number, nowMs: number, private readonly thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
     this.floorBytes = heapBytes;
@@ -46,7 +53,9 @@ export class CompactionPolicy {
   /** At a check: whether to compact a heap of heapBytes now; quiet: nothing busy since the check before. */
   due(nowMs: number, heapBytes: number, quiet: boolean): boolean {
     this.nextCheckMs = nowMs + this.thresholds.checkIntervalMs;
-    return quiet && heapBytes > Math.max(this.floorBytes * this.thresholds.growth, this.floorBytes + this.thresholds.minGrowthBytes);
+    this.quietInARow = quiet ? this.quietInARow + 1 : 0;
+    return this.quietInARow >= this.thresholds.quietChecks &&
+      heapBytes > Math.max(this.floorBytes * this.thresholds.growth, this.floorBytes + this.thresholds.minGrowthBytes);
   }
 
   /** After a compaction: the heap's size then is what growth is measured from. */

@@ -7,7 +7,7 @@ import { CompactionPolicy, HeapCompactor, heapHeldBytes } from '../../src/util/h
 import { fullCollection } from '../../src/util/heap-figures.js';
 
 const MB = 1 << 20;
-const thresholds = { growth: 1.25, minGrowthBytes: 4 * MB, checkIntervalMs: 10_000 };
+const thresholds = { growth: 1.25, minGrowthBytes: 4 * MB, checkIntervalMs: 10_000, quietChecks: 1 };
 
 test('compaction policy: checks every interval, compacts a quiet heap grown past both thresholds, measures from the last compaction', () => {
   const p = new CompactionPolicy(40 * MB, 0, thresholds);
@@ -23,6 +23,16 @@ test('compaction policy: checks every interval, compacts a quiet heap grown past
   const small = new CompactionPolicy(8 * MB, 0, thresholds);
   assert.equal(small.due(10_000, 11.9 * MB, true), false, 'a small heap: 25 % is less than 4 MB');
   assert.equal(small.due(20_000, 12.1 * MB, true), true);
+});
+
+test('compaction policy: with quietChecks, only after that many quiet checks in a row', () => {
+  const p = new CompactionPolicy(40 * MB, 0, { ...thresholds, quietChecks: 3 });
+  assert.equal(p.due(10_000, 60 * MB, true), false, 'one quiet check');
+  assert.equal(p.due(20_000, 60 * MB, true), false, 'two');
+  assert.equal(p.due(30_000, 60 * MB, false), false, 'busy again: the count starts over');
+  assert.equal(p.due(40_000, 60 * MB, true), false);
+  assert.equal(p.due(50_000, 60 * MB, true), false);
+  assert.equal(p.due(60_000, 60 * MB, true), true, 'three quiet checks in a row');
 });
 
 test('heap compaction: a compacting collection gives back the old-generation pages a full collection keeps around scattered survivors', () => {
