@@ -16,7 +16,8 @@
         "native/noise-handshake.c",
         "native/x25519.c",
         "native/x25519-ifma.c",
-        "native/fdpass.c"
+        "native/fdpass.c",
+        "native/durable-writer.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

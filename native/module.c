@@ -110,6 +110,10 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("sendFds", send_fds),
     EXPORT("recvFds", recv_fds),
     EXPORT("memfdCreate", memfd_create_fd),
+    EXPORT("durableWriterOpen", durable_writer_open),
+    EXPORT("durableWriterSubmit", durable_writer_submit),
+    EXPORT("durableWriterState", durable_writer_state),
+    EXPORT("durableWriterClose", durable_writer_close),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   noise_crypto_register(env, exports);

@@ -11,7 +11,8 @@ import {
   createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
-import { replayMarkId, replayMarkSpi, sequenceMarkId, writeSequenceMarks } from '../esp/sequence-mark-file.js';
+import { replayMarkId, replayMarkSpi, sequenceMarkId } from '../esp/sequence-mark-file.js';
+import { SequenceMarkWriter } from '../esp/sequence-mark-writer.js';
 import { acceptEsp, acceptOpenedEsp, espSequence, newDropCounters, openEsp, XFRM_STAT_NAMES, type EspDropCounters } from '../esp/esp-decoder.js';
 import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
@@ -97,6 +98,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly ipSlabs = new ByteSlabs();
   private closed = false;
   private readonly marks: Map<string, number>;
+  /** Writes the marks file on a thread of its own; a mark counts once its write ended well. */
+  private readonly writer: SequenceMarkWriter;
+  /** Sequence marks being written: the SA, its mark, the write's generation. */
+  private readonly outPending = new Map<OutboundSa, { mark: number; gen: number }>();
+  /** Replay marks being written, with the top and count they were computed at (ReplayMark.persisted). */
+  private readonly inPending = new Map<InboundSa, { mark: number; top: number; packets: number; nowMs: number; gen: number }>();
   private readonly replayIds = new WeakMap<InboundSa, string>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
@@ -124,6 +131,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.aeadIdleMs = init.aeadIdleMs ?? AEAD_IDLE_MS;
     this.aeadHotMs = init.aeadHotMs ?? AEAD_HOT_MS;
     this.marks = new Map(Object.entries(init.marks ?? {}));
+    this.writer = new SequenceMarkWriter(init.marksFile, this.marks);
     this.single = new SinglePacketWriter(tun, init.mtu);
     this.rx = udp.gro
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_SIDE })
@@ -135,9 +143,16 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
 
-  /** Persists the SA's next block when its sequence asks for one (early: less than half a block left). */
+  /**
+   * Asks for the SA's next block when its sequence asks for one (early: less than half a block
+   * left), written off the packet path; takeSequence() waits for it only if the block ran out.
+   * Called after every packet: no allocation unless a mark is due.
+   */
   private reserve(sa: OutboundSa): void {
-    this.reserveAll([sa]);
+    const mark = sa.sequence.persistDue();
+    if (mark === undefined) return;
+    this.noteSequenceMark(sa, mark);
+    this.outPending.set(sa, { mark, gen: this.writer.submit() });
   }
 
   /** reserve() for many SAs with one write of the marks file (new peers arrive in batches). */
@@ -146,48 +161,94 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const sa of sas) {
       const mark = sa.sequence.persistDue();
       if (mark === undefined) continue;
-      const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
-      this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
+      this.noteSequenceMark(sa, mark);
       due.push([sa, mark]);
     }
     if (!due.length) return;
-    try {
-      writeSequenceMarks(this.init.marksFile, this.marks);
-      for (const [sa, mark] of due) sa.sequence.persisted(mark);
-    } catch {
-      for (const [sa] of due) sa.sequence.persistFailed();
+    const gen = this.writer.submit();
+    for (const [sa, mark] of due) this.outPending.set(sa, { mark, gen });
+  }
+
+  /** The SA's block ran out before its write ended (or was never asked for): ask, and wait for the write. */
+  private awaitBlock(sa: OutboundSa): void {
+    this.reserve(sa);
+    const p = this.outPending.get(sa);
+    if (p) this.settleMarks(p.gen);
+  }
+
+  private noteSequenceMark(sa: OutboundSa, mark: number): void {
+    const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
+    this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
+  }
+
+  /**
+   * Applies the marks whose writes have ended: durable ones may be used, failed ones are asked for
+   * again. waitFor: block until that write has ended (a packet needs its mark now).
+   */
+  private settleMarks(waitFor = 0): void {
+    if (this.outPending.size === 0 && this.inPending.size === 0) return;
+    const w = this.writer;
+    w.poll(waitFor);
+    for (const [sa, p] of this.outPending) {
+      const o = w.outcome(p.gen);
+      if (o === 'pending') continue;
+      if (o === 'durable') sa.sequence.persisted(p.mark); else sa.sequence.persistFailed();
+      this.outPending.delete(sa);
+    }
+    for (const [sa, p] of this.inPending) {
+      const o = w.outcome(p.gen);
+      if (o === 'pending') continue;
+      if (o === 'durable') sa.replayMark.persisted(p.mark, p.top, p.packets, p.nowMs);
+      this.inPending.delete(sa);
     }
   }
 
   /**
    * Makes `seq` acceptable on `sa` across a crash: a replay mark above it is durable before it is
-   * accepted (replay-mark.ts). The same write moves every other busy SA's mark ahead, so a busy
-   * cluster writes about once per lead, not once per tunnel. False: the write failed, drop it.
+   * accepted (replay-mark.ts). The next mark is written ahead of need, once 3/4 of the lead is used,
+   * so a packet waits for a write only when its tunnel outran the lead (or at its first packet).
+   * False: the write failed, drop it.
    */
   private replayDurable(sa: InboundSa, seq: number, nowMs: number): boolean {
-    if (seq <= sa.replayMark.durable) return true;
+    const m = sa.replayMark;
+    if (seq <= m.durable) {
+      if (m.refillDue(seq) && !this.inPending.has(sa) && m.next(seq, sa.packets, nowMs) > m.durable) this.writeReplayMarks(sa, seq, nowMs);
+      return true;
+    }
+    let p = this.inPending.get(sa);
+    if (!p || p.mark < seq) {
+      this.writeReplayMarks(sa, seq, nowMs);
+      p = this.inPending.get(sa);
+    }
+    if (p) this.settleMarks(p.gen);
+    if (seq <= m.durable) return true;
+    this.counters.replayMarkFailed++;
+    return false;
+  }
+
+  /**
+   * Queues a write of the replay marks that `seq` on `sa` moves, and every other busy SA's with it,
+   * so a busy cluster writes about once per lead, not once per tunnel.
+   */
+  private writeReplayMarks(sa: InboundSa, seq: number, nowMs: number): void {
     const moved: [InboundSa, number, number][] = [];
     for (const x of this.inbound.all()) {
+      if (x !== sa && this.inPending.has(x)) continue; // its next mark is on its way
       const top = x === sa ? seq : x.replay.top;
       if (!x.replayMark.movedSince(top)) continue;
       const mark = x.replayMark.next(top, x.packets, nowMs);
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
     }
+    if (!moved.length) return;
     for (const [x, mark] of moved) this.marks.set(this.replayIds.get(x)!, mark);
-    try {
-      writeSequenceMarks(this.init.marksFile, this.marks);
-    } catch {
-      this.counters.replayMarkFailed++;
-      return false;
-    }
-    for (const [x, mark, top] of moved) x.replayMark.persisted(mark, top, x.packets, nowMs);
-    return true;
+    const gen = this.writer.submit();
+    for (const [x, mark, top] of moved) this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
   }
 
   private takeSequence(sa: OutboundSa): number {
     let seq = sa.sequence.take();
     if (seq === SEQ_NOT_RESERVED) {
-      this.reserve(sa);
+      this.awaitBlock(sa);
       seq = sa.sequence.take();
     }
     return seq;
@@ -235,6 +296,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
+    if (this.outPending.size !== 0) this.settleMarks();
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
     const wall = Date.now(); // SA use time: one clock read per batch
     aead.clear();
@@ -277,7 +339,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** The slow path for CBC+HMAC SAs: one packet through node:crypto. */
   private sendSingle(sa: OutboundSa, peer: PeerState, off: number, len: number): void {
-    if (sa.sequence.durableEnd <= sa.sequence.last) this.reserve(sa);
+    if (sa.sequence.durableEnd <= sa.sequence.last) this.awaitBlock(sa);
     const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
     if (!this.udp.sendTo(this.scratch, this.ipSlabs.of(peer.family === 4 ? 4 : 16).view(peer.ipSlot), this.peerPort, 0, r.length)) this.counters.sendFailed++;
@@ -321,6 +383,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const b = this.rx;
     const n = this.udp.recvBatch(b);
     if (n === 0) return 0;
+    if (this.inPending.size !== 0) this.settleMarks();
     const buf = b.buf, aead = this.aead;
     aead.clear();
     let ops = 0, lastIndex = -1, lastSpi = 0;
@@ -399,6 +462,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** Frees the native contexts of SAs idle for aeadIdleMs (rotation and expiry are the agent's). */
   tick(now: number): void {
+    this.settleMarks();
     if (now < this.sweepAt) return;
     this.sweepAt = now + this.aeadIdleMs / 2;
     const idleSince = Date.now() - this.aeadIdleMs; // SA use times are wall-clock
@@ -553,7 +617,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
-      peerCount: this.peers.size, aeadContexts: this.keys.size,
+      peerCount: this.peers.size, aeadContexts: this.keys.size, marksPending: this.outPending.size + this.inPending.size,
       peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: p.prefixes.filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
@@ -586,8 +650,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const inbound = this.inbound.all();
     if (inbound.length) {
       for (const sa of inbound) this.marks.set(this.replayIds.get(sa)!, sa.replay.top);
-      try { writeSequenceMarks(this.init.marksFile, this.marks); } catch { /* the marks' leads stay: still no replay */ }
+      this.writer.writeNow(); // failed: the marks' leads stay, still no replay
     }
+    this.writer.close();
     for (const p of this.peers.values()) for (const sa of p.outbound) this.retire(sa);
     for (const sa of this.inbound.all()) this.retire(sa);
   }

@@ -232,6 +232,8 @@ export interface EspEngineStatus {
   peerCount: number;
   /** Native AEAD contexts kept: one per SA that carries traffic (esp-engine.ts AEAD_HOT_MS, AEAD_IDLE_MS); a lone packet gets one for its batch only. */
   aeadContexts: number;
+  /** SAs whose next sequence or replay mark is being written (sequence-mark-writer.ts): stays above 0 while the disk does not answer. */
+  marksPending: number;
   peers: EspPeerStatus[];
   tun: TunCounters;
   udp: UdpCounters;

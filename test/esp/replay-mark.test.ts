@@ -46,3 +46,22 @@ test('a busy tunnel whose writes come fast still reaches a second of its packets
   assert.ok(mark - top >= rate * 0.9, `lead ${mark - top} after ${writes} writes`);
   assert.ok(writes <= 20, `${writes} writes to grow the lead`);
 });
+
+test('a mark refilled ahead of need: past its first packet no packet of a steady tunnel waits for a write, and writes stay about one a second', () => {
+  // The engine writes the next mark once refillDue() says so, off the packet path; a packet above
+  // the durable mark would have to wait for a write (two fsyncs: milliseconds in its RTT).
+  for (const rate of [10, 100, 1000, 100_000]) {
+    const m = new ReplayMark(0, 0);
+    let writes = 0, waited = 0;
+    for (let seq = 1; seq <= rate * 10; seq++) {
+      const now = seq * 1000 / rate;
+      if (seq > m.durable) waited++;
+      if (seq > m.durable || m.refillDue(seq)) {
+        const mark = m.next(seq, seq - 1, now);
+        if (mark > m.durable) { writes++; m.persisted(mark, seq, seq - 1, now); }
+      }
+    }
+    assert.equal(waited, 1, `${rate}/s: only the first packet waits`);
+    assert.ok(writes <= 40, `${rate}/s: ${writes} writes in 10 s`);
+  }
+});
