@@ -100,6 +100,19 @@ export class HeapCompactor {
   }
 }
 
+/**
+ * The datapath worker is quiet when no control request arrived and it moved fewer packets than
+ * this per second since the check before: a compaction holds packets for its whole pause, so it
+ * waits for a tunnel that carries little (health probes, a ping), never a flow under way, which
+ * would feel it as a stall (V8's own collections keep a busy heap in bounds meanwhile).
+ */
+export const QUIET_PACKETS_PER_SECOND = 2_000;
+
+/** Whether the datapath worker was quiet over elapsedMs, in which it answered controlRequests and moved packets. */
+export function datapathQuiet(controlRequests: number, packets: number, elapsedMs: number): boolean {
+  return controlRequests === 0 && packets * 1000 < QUIET_PACKETS_PER_SECOND * Math.max(elapsedMs, 1);
+}
+
 /** A thread with an event loop is quiet when it was busy less than this share of the time since the check before. */
 export const QUIET_LOOP_UTILIZATION = 0.05;
 

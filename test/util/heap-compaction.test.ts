@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { CompactionPolicy, HeapCompactor, heapHeldBytes } from '../../src/util/heap-compaction.js';
+import { CompactionPolicy, HeapCompactor, QUIET_PACKETS_PER_SECOND, datapathQuiet, heapHeldBytes } from '../../src/util/heap-compaction.js';
 import { fullCollection } from '../../src/util/heap-figures.js';
 
 const MB = 1 << 20;
@@ -33,6 +33,16 @@ test('compaction policy: with quietChecks, only after that many quiet checks in 
   assert.equal(p.due(40_000, 60 * MB, true), false);
   assert.equal(p.due(50_000, 60 * MB, true), false);
   assert.equal(p.due(60_000, 60 * MB, true), true, 'three quiet checks in a row');
+});
+
+test('datapath worker: quiet only without control requests and while the tunnel carries little, never under a flow', () => {
+  assert.equal(datapathQuiet(0, 0, 2_000), true, 'idle');
+  assert.equal(datapathQuiet(0, 400, 2_000), true, 'health probes and a 100/s ping');
+  assert.equal(datapathQuiet(1, 0, 2_000), false, 'a peer table update: a burst under way');
+  assert.equal(datapathQuiet(0, 2 * QUIET_PACKETS_PER_SECOND, 2_000), false, 'a flow at the threshold');
+  assert.equal(datapathQuiet(0, 200_000, 2_000), false, 'one TCP stream: a compaction there would be a stall');
+  assert.equal(datapathQuiet(0, 2 * QUIET_PACKETS_PER_SECOND - 1, 2_000), true);
+  assert.equal(datapathQuiet(0, QUIET_PACKETS_PER_SECOND, 500), false, 'a rate, not a count: a short interval');
 });
 
 test('heap compaction: a compacting collection gives back the old-generation pages a full collection keeps around scattered survivors', () => {
