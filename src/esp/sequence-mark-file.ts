@@ -67,5 +67,13 @@ export async function readSequenceMarks(path: string): Promise<Map<string, numbe
  * number of a block before its mark is on disk.
  */
 export function writeSequenceMarks(path: string, marks: ReadonlyMap<string, number>): void {
-  writeFileDurable(path, JSON.stringify(Object.fromEntries(marks)) + '\n', { mode: 0o600 });
+  writeFileDurable(path, encodeSequenceMarks(marks), { mode: SEQUENCE_MARKS_MODE });
 }
+
+/** The file's contents for `marks` (what readSequenceMarks reads back). */
+export function encodeSequenceMarks(marks: ReadonlyMap<string, number>): string {
+  return JSON.stringify(Object.fromEntries(marks)) + '\n';
+}
+
+/** The file holds no key, but its marks say how far SAs got: the agent's alone. */
+export const SEQUENCE_MARKS_MODE = 0o600;

@@ -6,6 +6,7 @@
 // for the next mark ahead of need and counts a mark as durable only once its write has ended well;
 // a packet that does need it before that waits for it, as every packet did before.
 import { native, type NativeDurableWriter } from '../native/addon.js';
+import { encodeSequenceMarks, SEQUENCE_MARKS_MODE } from './sequence-mark-file.js';
 
 export type WriteOutcome = 'durable' | 'failed' | 'pending';
 
@@ -17,13 +18,12 @@ export class SequenceMarkWriter {
 
   /** marks: the file's contents, owned by the caller; every submit() writes all of them. */
   constructor(readonly path: string, readonly marks: Map<string, number>) {
-    this.#writer = native().durableWriterOpen(path, 0o600);
+    this.#writer = native().durableWriterOpen(path, SEQUENCE_MARKS_MODE);
   }
 
   /** Queues the marks as they are now; answers the write's generation (see outcome()). */
   submit(): number {
-    const text = JSON.stringify(Object.fromEntries(this.marks)) + '\n';
-    return native().durableWriterSubmit(this.#writer, Buffer.from(text));
+    return native().durableWriterSubmit(this.#writer, Buffer.from(encodeSequenceMarks(this.marks)));
   }
 
   /** Looks at the writes' progress (outcome() answers from the last look); wait: until generation `wait` has ended. */
