@@ -1,6 +1,7 @@
 // One mode's measurements between the two bench pods: iperf3 TCP (1 stream both ways, 4 streams)
 // with per-second throughput (stalls), ping RTT idle and while the single stream runs, UDP at a
-// fixed offered rate and the highest rate with < 1 % loss (doubling, then bisecting), and CPU
+// fixed offered rate and the highest rate with < 1 % loss (doubling, then bisecting; once with the
+// default socket buffers, once with 4 MiB ones so the receiving application is not the limit), and CPU
 // seconds of the datapath processes per GB.
 import type { LabPod } from './bench-lab.js';
 import { cpuSeconds, exec, peakRssBytes, sleep, startChild, stopChild } from './proc.js';
@@ -31,6 +32,15 @@ const UDP_SEARCH_CAP_MBPS = 12_800;
 /** Bisection steps after the doubling found a rate that loses too much. */
 const UDP_SEARCH_BISECT_STEPS = 3;
 const UDP_SEARCH_TRIAL_SECONDS = 2;
+/**
+ * The socket buffer (iperf3 -w: both ends) of the second search. With the default receive buffer
+ * (net.core.rmem_default, 208 KiB here) the receiving iperf3 itself overflows first: plain routing
+ * between two namespaces loses >= 1 % from ~650 Mbit/s on this machine, all of it the server
+ * socket's RcvbufErrors, so that search cannot tell a tunnel's ceiling from the application's.
+ * With 4 MiB (an application sized for bursts; capped by net.core.rmem_max) plain carries what
+ * one iperf3 sender can send (~1.7 Gbit/s here) without loss.
+ */
+export const UDP_TUNED_BUFFER = '4M';
 
 export interface ModeFigures {
   tcp1Gbps: number;
@@ -52,12 +62,31 @@ export interface ModeFigures {
   tcpSeconds: Record<string, number[]>;
   /** Highest offered UDP rate with < 1 % loss, Mbit/s (null: not searched). */
   udpMaxRateMbps: number | null;
-  /** Every UDP trial of the search: offered Mbit/s and loss %. */
-  udpTrials: { mbps: number; lossPct: number }[];
+  /** The same with a 4 MiB socket buffer at both ends (UDP_TUNED_BUFFER): the path's ceiling, not the receiver's. */
+  udpMaxRateTunedMbps: number | null;
+  /** Every UDP trial of both searches: offered and received Mbit/s, loss %, the socket buffer asked for. */
+  udpTrials: UdpTrial[];
   /** CPU seconds of the datapath processes per GB through TCP (null: no such process, plain). */
   cpuSecPerGB: number | null;
   /** Largest VmHWM among the datapath processes, MB (null for plain). */
   peakRssMB: number | null;
+}
+
+export interface UdpTrial {
+  mbps: number;
+  rxMbps: number;
+  lossPct: number;
+  /** iperf3 -w of the trial (null: the default buffers). */
+  buffer: string | null;
+}
+
+/**
+ * What a trial fell short by, in %: its loss, or the share of the offered rate that was never
+ * received when the sender itself could not send it (iperf3 counts loss of what it sent only, so
+ * an offered rate above what one sender makes would otherwise count as carried).
+ */
+export function udpShortfallPct(offeredMbps: number, rxMbps: number, lossPct: number): number {
+  return Math.max(lossPct, offeredMbps > 0 ? 100 * (1 - rxMbps / offeredMbps) : 0);
 }
 
 const IPERF_PORT = 5299;
@@ -129,7 +158,8 @@ export function slowestSecondRatio(seconds: number[]): number {
 /**
  * The highest offered rate (Mbit/s) that loses < UDP_MAX_LOSS_PCT: doubling from a start rate until
  * a rate loses more (or the cap), then bisecting between the last good and the first bad rate.
- * `trial` offers a rate and answers its loss %. Null when even the start rate loses too much.
+ * `trial` offers a rate and answers what it fell short by, in % (udpShortfallPct). Null when even
+ * the start rate falls short.
  */
 export async function searchUdpRate(trial: (mbps: number) => Promise<number>, start = UDP_SEARCH_START_MBPS, cap = UDP_SEARCH_CAP_MBPS, steps = UDP_SEARCH_BISECT_STEPS): Promise<number | null> {
   let good: number | null = null, bad: number | null = null;
@@ -167,7 +197,7 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
     return {
       tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: ping.p50, rttP99Us: ping.p99,
       rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99,
-      rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpTrials: [],
+      rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpMaxRateTunedMbps: null, udpTrials: [],
       cpuSecPerGB: null, peakRssMB: null,
     };
   }
@@ -178,12 +208,15 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   const tcp1RGbps = await tcp('tcp1R', ['-R']);
   const tcp4Gbps = await tcp('tcp4', ['-P', '4']);
   const udp = await iperf(client, server, opts.seconds, ['-u', '-b', opts.udpRate, '-l', '1360']);
-  const udpTrials: { mbps: number; lossPct: number }[] = [];
-  const udpMaxRateMbps = !opts.udpSearch ? null : await searchUdpRate(async (mbps) => {
-    const r = await iperf(client, server, Math.min(opts.seconds, UDP_SEARCH_TRIAL_SECONDS), ['-u', '-b', `${mbps}M`, '-l', '1360']);
-    udpTrials.push({ mbps, lossPct: r.lossPct });
-    return r.lossPct;
+  const udpTrials: UdpTrial[] = [];
+  const search = (buffer: string | null) => !opts.udpSearch ? Promise.resolve(null) : searchUdpRate(async (mbps) => {
+    const r = await iperf(client, server, Math.min(opts.seconds, UDP_SEARCH_TRIAL_SECONDS), ['-u', '-b', `${mbps}M`, '-l', '1360', ...(buffer ? ['-w', buffer] : [])]);
+    const rxMbps = r.gbps * 1000;
+    udpTrials.push({ mbps, rxMbps: Math.round(rxMbps), lossPct: r.lossPct, buffer });
+    return udpShortfallPct(mbps, rxMbps, r.lossPct);
   });
+  const udpMaxRateMbps = await search(null);
+  const udpMaxRateTunedMbps = await search(UDP_TUNED_BUFFER);
   const ratios = Object.values(tcpSeconds).map(slowestSecondRatio).filter((x) => Number.isFinite(x));
   return {
     tcp1Gbps, tcp1RGbps, tcp4Gbps, udpRxGbps: udp.gbps, udpLossPct: udp.lossPct,
@@ -192,7 +225,7 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
     rttLoadedP50Us: loaded.p50, rttLoadedP99Us: loaded.p99,
     tcpSlowestSecondRatio: ratios.length ? Math.min(...ratios) : NaN,
     tcpSeconds,
-    udpMaxRateMbps, udpTrials,
+    udpMaxRateMbps, udpMaxRateTunedMbps, udpTrials,
     cpuSecPerGB: pids.length ? cpuUsed / (bytes / 1e9) : null,
     peakRssMB: pids.length ? Math.max(...pids.map(peakRssBytes)) / (1 << 20) : null,
   };

@@ -23,6 +23,7 @@ const ROWS: Row[] = [
   { key: 'udpLossPct', label: 'UDP loss %', digits: 2 },
   { key: 'tcpSlowestSecondRatio', label: 'TCP slowest second ÷ median (worst round)', digits: 2, over: 'min' },
   { key: 'udpMaxRateMbps', label: 'UDP highest rate < 1 % loss Mbit/s', digits: 0 },
+  { key: 'udpMaxRateTunedMbps', label: 'UDP highest rate < 1 % loss, 4 MiB socket buffers, Mbit/s', digits: 0 },
   { key: 'rttP50Us', label: 'ping RTT p50 µs', digits: 0 },
   { key: 'rttP99Us', label: 'ping RTT p99 µs', digits: 0 },
   { key: 'rttWarmupP50Us', label: 'ping RTT p50 during the warm-up µs', digits: 0 },

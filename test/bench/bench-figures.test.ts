@@ -2,7 +2,7 @@
 // path with a known capacity, and the slowest-second ratio that flags a stall.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { searchUdpRate, slowestSecondRatio } from '../../bench/measure.js';
+import { searchUdpRate, slowestSecondRatio, udpShortfallPct } from '../../bench/measure.js';
 import { stalls } from '../../bench/report.js';
 import type { ModeFigures } from '../../bench/measure.js';
 
@@ -23,6 +23,16 @@ test('UDP search: doubles until a rate loses >= 1 %, then bisects between the la
   const fast = path(1e9);
   assert.equal(await searchUdpRate(fast.trial, 200, 1600), 1600, 'never lossy: the cap');
   assert.equal(await searchUdpRate(async () => 50), null, 'loses everything: no rate');
+});
+
+test('UDP search: a rate the sender cannot make counts as short by what never arrived', async () => {
+  assert.equal(udpShortfallPct(400, 399, 0.5), 0.5, 'sent what was offered: the loss');
+  assert.ok(Math.abs(udpShortfallPct(3200, 1700, 0) - 46.875) < 1e-9, 'one sender makes 1,700 of 3,200 without loss');
+  // a lossless path behind a sender that makes at most 1,700 Mbit/s: the search ends below 1,700
+  const offered: number[] = [];
+  const best = await searchUdpRate(async (mbps) => { offered.push(mbps); return udpShortfallPct(mbps, Math.min(mbps, 1700), 0); });
+  assert.deepEqual(offered, [200, 400, 800, 1600, 3200, 2400, 2000, 1800]);
+  assert.equal(best, 1600);
 });
 
 test('slowest second ÷ median second, and the rounds whose tests stalled', () => {
