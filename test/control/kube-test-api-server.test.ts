@@ -191,6 +191,27 @@ test('lease: created and renewed with MicroTime (as the API requires), released 
   assert.match((await kubectl('-n', 'veil', 'get', 'lease', 'kind-worker')).stderr, /NotFound/);
 });
 
+test('lease: a renewal the API server fails is tried again within a second, not a third of the duration later', async () => {
+  const kc = loadKubeConfig({ kubeconfig });
+  let lostError: Error | undefined;
+  // 15 s: renewed every 5 s; two failed tries in a row waited 10 s more before (two thirds of the lease)
+  const lease = await holdLease(kc, { namespace: 'veil', name: 'flaky-worker', holderIdentity: 'flaky-worker/1', durationSeconds: 15, onLost: (e) => { lostError = e; } });
+  const path = '/apis/coordination.k8s.io/v1/namespaces/veil/leases/flaky-worker';
+  const renewTime = () => (server.get('leases', 'veil', 'flaky-worker')?.['spec'] as { renewTime?: string }).renewTime;
+  try {
+    const taken = renewTime();
+    const tries = () => server.requests.filter((r) => r === `GET ${path}`).length;
+    const before = tries();
+    server.failNext(path, 2); // the next regular renewal's read fails, and so does the first retry
+    // the regular renewal comes at 5 s, its retries 0.2 and 0.4 s later; without retries the next try is at 15 s
+    await waitFor('the renewal after two failed tries', () => renewTime() !== taken, 11_000);
+    assert.equal(tries() - before, 3, 'two failed reads, then the read of the renewal that went through');
+    assert.equal(lostError, undefined, 'the lease was never lost');
+  } finally {
+    await lease.release();
+  }
+});
+
 test('ValidatingAdmissionPolicy as kube-apiserver applies it: objectSelector, matchConditions, variables, messageExpression, Deny (422 Invalid) and Warn, failurePolicy Fail and Ignore; paramKind refused', async () => {
   const rule = { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['configmaps'] };
   const policy = (name: string, spec: object) => ({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name }, spec: { matchConstraints: { resourceRules: [rule] }, ...spec } });

@@ -92,6 +92,8 @@ export class TestApiServer {
   private readonly custom = new Map<string, Resource>();
   /** Requests by method and path, for tests that check what a client did. */
   readonly requests: string[] = [];
+  /** Faults to answer: the next `count` requests to `path` (any method) get `code`. */
+  private readonly faults: { path: string; count: number; code: number }[] = [];
 
   constructor(private readonly opts: TestApiServerOptions = {}) {}
 
@@ -117,6 +119,15 @@ export class TestApiServer {
   }
 
   // ---- test controls ----
+
+  /**
+   * The next `count` requests to exactly `path` (any method) fail with `code`, as a real server
+   * answers while its etcd is unavailable or slow (500 InternalError, 503 ServiceUnavailable,
+   * 504 Timeout "etcdserver: request timed out"): the object is neither read nor written.
+   */
+  failNext(path: string, count: number, code: 500 | 503 | 504 = 504): void {
+    this.faults.push({ path, count, code });
+  }
 
   /** Forgets the history up to now: a watch from an older resourceVersion gets 410. */
   compact(): void {
@@ -367,6 +378,14 @@ export class TestApiServer {
     }
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (this.requests.length > 1000) this.requests.splice(0, 500);
+    const fault = this.faults.find((f) => f.path === url.pathname && f.count > 0);
+    if (fault) {
+      fault.count--;
+      const reason = { 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' }[fault.code as 500 | 503 | 504];
+      res.writeHead(fault.code, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(status(fault.code, reason, fault.code === 504 ? 'etcdserver: request timed out' : 'the server is currently unable to handle the request')));
+      return;
+    }
     const ctx: RequestContext = { user, sub: '', warnings: [], fieldValidation: url.searchParams.get('fieldValidation') ?? '' };
     const warning = (): Record<string, string[]> => (ctx.warnings.length ? { Warning: ctx.warnings.map((w) => `299 - ${JSON.stringify(w)}`) } : {});
     try {
