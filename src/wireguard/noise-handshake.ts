@@ -55,24 +55,29 @@ export class StaticIdentity {
  * The fields are views made when read: the native steps take the whole slab, and ten views made
  * with every slab were most of its cost (a burst of initiations outruns the spares below).
  */
+/** Where each field of a work slab starts (native/noise-handshake.c's layout); END is the slab's size. */
+const enum Work {
+  H = 0, CK = 32, T1 = 64, T2 = 96, DH = 128, REMOTE_EPHEMERAL = 160, EPHEMERAL = 192, EPHEMERAL_PUBLIC = 224, END = 256,
+}
+
 class HandshakeWork {
-  readonly slab = new Uint8Array(256);
-  get h(): Uint8Array { return this.slab.subarray(0, 32); }
-  get ck(): Uint8Array { return this.slab.subarray(32, 64); }
-  get t1(): Uint8Array { return this.slab.subarray(64, 96); }
-  get t2(): Uint8Array { return this.slab.subarray(96, 128); }
-  get kdf2(): Uint8Array { return this.slab.subarray(32, 96); } // ck || t1
-  get kdf3(): Uint8Array { return this.slab.subarray(32, 128); } // ck || t1 || t2
-  get dh(): Uint8Array { return this.slab.subarray(128, 160); }
-  get remoteEphemeral(): Uint8Array { return this.slab.subarray(160, 192); }
-  get ephemeral(): Uint8Array { return this.slab.subarray(192, 224); }
-  get ephemeralPublic(): Uint8Array { return this.slab.subarray(224, 256); }
+  readonly slab = new Uint8Array(Work.END);
+  get h(): Uint8Array { return this.slab.subarray(Work.H, Work.CK); }
+  get ck(): Uint8Array { return this.slab.subarray(Work.CK, Work.T1); }
+  get t1(): Uint8Array { return this.slab.subarray(Work.T1, Work.T2); }
+  get t2(): Uint8Array { return this.slab.subarray(Work.T2, Work.DH); }
+  get kdf2(): Uint8Array { return this.slab.subarray(Work.CK, Work.T2); } // ck || t1
+  get kdf3(): Uint8Array { return this.slab.subarray(Work.CK, Work.DH); } // ck || t1 || t2
+  get dh(): Uint8Array { return this.slab.subarray(Work.DH, Work.REMOTE_EPHEMERAL); }
+  get remoteEphemeral(): Uint8Array { return this.slab.subarray(Work.REMOTE_EPHEMERAL, Work.EPHEMERAL); }
+  get ephemeral(): Uint8Array { return this.slab.subarray(Work.EPHEMERAL, Work.EPHEMERAL_PUBLIC); }
+  get ephemeralPublic(): Uint8Array { return this.slab.subarray(Work.EPHEMERAL_PUBLIC, Work.END); }
   /** True while it waits among the spares (a second release must never hand it out twice). */
   spare = false;
 }
 
-/** Copies slab bytes [from, to) of one work to the same place in another. */
-function copyWork(to: HandshakeWork, from: HandshakeWork, start: number, end: number): void {
+/** Copies slab bytes [start, end) of one work to the same place in another. */
+function copyWork(to: HandshakeWork, from: HandshakeWork, start: Work, end: Work): void {
   to.slab.set(from.slab.subarray(start, end), start);
 }
 
@@ -336,9 +341,9 @@ export function consumeInitiation(
     if (!tai64nAfter(incomingTimestamp, hs.lastTimestamp)) return 'staleTimestamp';
     if (now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
     const mine = hs.begin();
-    copyWork(mine, w, 0, 64); // h, ck
+    copyWork(mine, w, Work.H, Work.T1); // h, ck
     mine.remoteEphemeral.set(msg.ephemeral);
-    copyWork(mine, w, 192, 256); // our ephemeral pair (zero on the primitives, which draw it in createResponse)
+    copyWork(mine, w, Work.EPHEMERAL, Work.END); // our ephemeral pair (zero on the primitives, which draw it in createResponse)
     hs.remoteIndex = msg.sender;
     hs.lastTimestamp.set(incomingTimestamp);
     hs.lastInitiationConsumption = now;
