@@ -10,7 +10,7 @@
 // pure (CompactionPolicy); the collection itself is heap-figures.ts's.
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { fullCollection } from './heap-figures.js';
+import { fullCollection, reportCompactionPending } from './heap-figures.js';
 
 /** How far the heap may grow past its size after the last compaction before the next one. */
 export interface CompactionThresholds {
@@ -54,8 +54,12 @@ export class CompactionPolicy {
   due(nowMs: number, heapBytes: number, quiet: boolean): boolean {
     this.nextCheckMs = nowMs + this.thresholds.checkIntervalMs;
     this.quietInARow = quiet ? this.quietInARow + 1 : 0;
-    return this.quietInARow >= this.thresholds.quietChecks &&
-      heapBytes > Math.max(this.floorBytes * this.thresholds.growth, this.floorBytes + this.thresholds.minGrowthBytes);
+    return this.quietInARow >= this.thresholds.quietChecks && this.grown(heapBytes);
+  }
+
+  /** Whether a heap of heapBytes has grown past the thresholds (it is compacted at the next quiet check). */
+  grown(heapBytes: number): boolean {
+    return heapBytes > Math.max(this.floorBytes * this.thresholds.growth, this.floorBytes + this.thresholds.minGrowthBytes);
   }
 
   /** After a compaction: the heap's size then is what growth is measured from. */
@@ -85,6 +89,7 @@ export class HeapCompactor {
 
   constructor(nowMs: number, thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
     this.policy = new CompactionPolicy(heapHeldBytes(), nowMs, thresholds);
+    reportCompactionPending(() => this.policy.grown(heapHeldBytes()));
   }
 
   checkDue(nowMs: number): boolean {

@@ -20,10 +20,23 @@ export interface HeapFigures {
   /** Compacting collections this thread ran since it started (heap-compaction.ts), and their time (ms). */
   compactions: number;
   compactionMs: number;
+  /**
+   * The heap has grown past its compaction threshold: a compaction runs once the thread is quiet
+   * (heap-compaction.ts). A burst's aftermath still to come; the scale bench waits for it to pass
+   * before it measures the steady state. Absent where the thread runs no compactor.
+   */
+  compactionPending?: boolean;
 }
 
 let collectGarbage: (() => void) | undefined;
 const compactions = { count: 0, ms: 0 };
+/** This thread's compactor, if it runs one: whether a compaction is due once the thread is quiet. */
+let compactionPending: (() => boolean) | undefined;
+
+/** Called by this thread's compactor (heap-compaction.ts): heapFigures() then reports whether a compaction is pending. */
+export function reportCompactionPending(pending: () => boolean): void {
+  compactionPending = pending;
+}
 
 /**
  * A full collection of this thread's heap, through the isolate's gc(): exposed once (the flag is
@@ -58,5 +71,6 @@ export function heapFigures(collect: boolean): HeapFigures {
     youngBytes: getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
     externalBytes: h.external_memory, mallocedBytes: h.malloced_memory,
     compactions: compactions.count, compactionMs: Math.round(compactions.ms),
+    ...(compactionPending && { compactionPending: compactionPending() }),
   };
 }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { CompactionPolicy, HeapCompactor, QUIET_PACKETS_PER_SECOND, datapathQuiet, heapHeldBytes } from '../../src/util/heap-compaction.js';
-import { fullCollection } from '../../src/util/heap-figures.js';
+import { fullCollection, heapFigures } from '../../src/util/heap-figures.js';
 
 const MB = 1 << 20;
 const thresholds = { growth: 1.25, minGrowthBytes: 4 * MB, checkIntervalMs: 10_000, quietChecks: 1 };
@@ -23,6 +23,18 @@ test('compaction policy: checks every interval, compacts a quiet heap grown past
   const small = new CompactionPolicy(8 * MB, 0, thresholds);
   assert.equal(small.due(10_000, 11.9 * MB, true), false, 'a small heap: 25 % is less than 4 MB');
   assert.equal(small.due(20_000, 12.1 * MB, true), true);
+});
+
+test('compaction pending: a heap grown past the thresholds, whether or not the thread is quiet yet; heapFigures reports it', () => {
+  const p = new CompactionPolicy(40 * MB, 0, thresholds);
+  assert.equal(p.grown(50 * MB), false);
+  assert.equal(p.grown(50.5 * MB), true, 'pending: it compacts at the next quiet check');
+  p.compacted(50.5 * MB);
+  assert.equal(p.grown(50.5 * MB), false, 'compacted: nothing pending');
+  assert.equal(heapFigures(false).compactionPending, undefined, 'no compactor on this thread yet');
+  const c = new HeapCompactor(0, { ...thresholds, minGrowthBytes: 1 << 40 });
+  assert.equal(heapFigures(false).compactionPending, false, 'a compactor whose heap has not grown');
+  assert.equal(c.count, 0);
 });
 
 test('compaction policy: with quietChecks, only after that many quiet checks in a row', () => {
