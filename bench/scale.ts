@@ -17,6 +17,7 @@ import { IpsecKeyLoader } from '../src/keys/ipsec-key-loader.js';
 import { deriveTunnelTransforms } from '../src/keys/ipsec-derive.js';
 import { DEFAULT_IPSEC_SECRET, IPSEC_SECRET_DATA_KEY } from '../src/keys/ipsec-key-secret.js';
 import { keyHex } from '../src/datapath/esp-engine.js';
+import type { AgentMemory } from '../src/agent/api.js';
 import { exec, liveChildren, mustExec, sleep } from './proc.js';
 import { AgentView } from './scale/agent-view.js';
 import { SyntheticNodes } from './scale/synthetic-nodes.js';
@@ -26,7 +27,9 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
   --sizes        synthetic node counts, ascending (default 100,1000,5000); nodes are added between sizes
   --changes N    key changes timed per size (default 100; the p99 needs 100)
   --events N     peer events for the CPU-per-event figure (default 1000)
-  --steady S     seconds of steady-state CPU per size (default 60: one safety-net resync and relist fall in it)
+  --steady S     seconds of steady-state CPU per size (default and least 60 but with --smoke: a whole cycle of
+                 the periodic work, two resync passes, one of them whole, and the relists); it starts once
+                 the agent has settled after the burst before (no heap compaction pending, 90 s at most)
   --rotation-size N
                  the size at which the IPsec rotation runs (default 1000)
   --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
@@ -36,6 +39,8 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
                  after each size, a V8 heap snapshot of the first agent's main thread in DIR (where the memory goes)
 Exit status: 0 when every correctness check passed, 1 otherwise, 130 when interrupted.`;
 
+/** The agent's periodic work repeats every 60 s (two resync passes, the second one whole): a shorter window misses or double-counts it. */
+const MIN_STEADY_S = 60;
 /** keyRotationDuration of the bench's install: long past the rotation's last move (a few seconds). */
 const RETIRED_KEY_S = 30;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -48,7 +53,17 @@ interface SizeFigures {
   keyChangeP99Ms: number;
   keyChangeMaxMs: number;
   cpuUsPerEvent: number;
+  /** From the end of the event burst until no heap compaction was pending (the burst's aftermath). */
+  settle: Settling;
+  steadySeconds: number;
+  /** The agent's threads over the steady window, % of one core: the target's figure. */
   steadyCpuPercent: number;
+  /** Of it by thread; `children`: its `ip` processes, on top (not in steadyCpuPercent). */
+  steadyByThread: { main: number; worker: number; helpers: number; children: number };
+  /** Compactions that ran inside the steady window (a heap grown again by the periodic work). */
+  steadyCompactions: Compactions;
+  /** CPU of the agent's threads in each second of the window (ms): the periodic passes show as peaks. */
+  steadyTimelineMs: number[];
   /** RSS over the steady window, sampled every second: median and peak. */
   rssMB: number;
   rssPeakMB: number;
@@ -63,10 +78,21 @@ interface SizeFigures {
   heapTotalWorkerMB: number;
   youngMB: number;
   /** The agent's heap compactions so far (src/util/heap-compaction.ts): main thread and worker, count and ms. */
-  compactions: { main: number; mainMs: number; worker: number; workerMs: number };
+  compactions: Compactions;
   /** RSS by mapping after the collection (MB): see AgentView.rssByMapping. */
   rssByMapping: ReturnType<AgentView['rssByMapping']>;
   routes: number;
+}
+
+interface Compactions { main: number; mainMs: number; worker: number; workerMs: number }
+
+interface Settling {
+  ms: number;
+  /** The agent's threads meanwhile, % of one core. */
+  cpuPercent: number;
+  compactions: Compactions;
+  /** A compaction was still pending at the deadline. */
+  timedOut: boolean;
 }
 
 interface RotationFigures {
@@ -98,6 +124,43 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | undefined> | T |
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+function compactionsOf(m: AgentMemory): Compactions {
+  return { main: m.main.compactions ?? 0, mainMs: m.main.compactionMs ?? 0, worker: m.datapath?.compactions ?? 0, workerMs: m.datapath?.compactionMs ?? 0 };
+}
+
+function compactionsSince(before: AgentMemory, after: AgentMemory): Compactions {
+  const a = compactionsOf(before), b = compactionsOf(after);
+  return { main: b.main - a.main, mainMs: b.mainMs - a.mainMs, worker: b.worker - a.worker, workerMs: b.workerMs - a.workerMs };
+}
+
+/** Settled: no compaction pending on either thread this long (a compaction waits for 3 quiet checks 2 s apart). */
+const SETTLE_QUIET_MS = 6_000;
+/** A burst's aftermath is over within this (else the steady window starts anyway, and says so). */
+const SETTLE_DEADLINE_MS = 90_000;
+
+/** Waits until the agent has nothing of the burst before left to do (heap compactions), with a deadline. */
+async function settleAfterBurst(agent: AgentView): Promise<Settling> {
+  const cpu0 = agent.cpuMicros(), t0 = performance.now();
+  const first = await agent.memory(false);
+  let quietSince: number | undefined;
+  let latest = first;
+  for (;;) {
+    const now = performance.now();
+    const pending = !!(latest.main.compactionPending || latest.datapath?.compactionPending);
+    if (pending) quietSince = undefined;
+    else quietSince ??= now;
+    if (quietSince !== undefined && now - quietSince >= SETTLE_QUIET_MS) break;
+    if (now - t0 > SETTLE_DEADLINE_MS) {
+      const ms = Math.round(now - t0);
+      return { ms, cpuPercent: ((agent.cpuMicros() - cpu0) / (ms * 1000)) * 100, compactions: compactionsSince(first, latest), timedOut: true };
+    }
+    await sleep(1000);
+    latest = await agent.memory(false);
+  }
+  const ms = Math.round(performance.now() - t0);
+  return { ms, cpuPercent: ((agent.cpuMicros() - cpu0) / (ms * 1000)) * 100, compactions: compactionsSince(first, latest), timedOut: false };
 }
 
 class ScaleLab {
@@ -217,15 +280,34 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const cpuUsPerEvent = Math.max(0, busy) / burst.length;
   console.log(`agent CPU per peer event: ${cpuUsPerEvent.toFixed(0)} µs (${burst.length} events; idle rate subtracted)`);
 
-  // Steady state: only leases (keepalives) and the agent's own timers.
-  // RSS read from /proc once a second (costs the agent nothing), the heaps once at the end.
-  const s0 = agent.cpuMicros(), st0 = performance.now();
+  // The burst's aftermath first: each thread compacts its heap once a burst is over
+  // (heap-compaction.ts), which is the burst's cost, not the steady state's. Settled: no compaction
+  // pending on either thread for SETTLE_QUIET_MS (or the deadline passed); what settling cost is
+  // reported beside the steady figure.
+  const settle = await settleAfterBurst(agent);
+  console.log(`settled ${settle.ms} ms after the burst${settle.timedOut ? ' (deadline: a compaction still pending)' : ''}: ` +
+    `${settle.cpuPercent.toFixed(2)} % of a core meanwhile; compactions then: main ${settle.compactions.main} (${settle.compactions.mainMs} ms), worker ${settle.compactions.worker} (${settle.compactions.workerMs} ms)`);
+
+  // Steady state: only leases (keepalives) and the agent's own timers, over a window that holds
+  // whole cycles of the periodic work (resync passes every 30 s, one whole pass every 60 s, the
+  // relist every 24-36 s). RSS read from /proc once a second (costs the agent nothing), the heaps
+  // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
+  const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
   const rss: number[] = [];
+  const timelineMs: number[] = [];
+  let last = agent.cpuMicros();
   while (performance.now() - st0 < o.steadyS * 1000) {
     rss.push(agent.rssBytes() / 1e6);
     await sleep(Math.min(1000, o.steadyS * 1000 - (performance.now() - st0)));
+    const now = agent.cpuMicros();
+    timelineMs.push(Math.round((now - last) / 100) / 10);
+    last = now;
   }
-  const steadyCpuPercent = ((agent.cpuMicros() - s0) / ((performance.now() - st0) * 1000)) * 100;
+  const steadyMs = performance.now() - st0;
+  const s1 = agent.cpuByThread(), c1 = agent.childrenCpuMicros();
+  const share = (us: number) => (us / (steadyMs * 1000)) * 100;
+  const steadyByThread = { main: share(s1.main - s0.main), worker: share(s1.worker - s0.worker), helpers: share(s1.helpers - s0.helpers), children: share(c1 - c0) };
+  const steadyCpuPercent = steadyByThread.main + steadyByThread.worker + steadyByThread.helpers;
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
   const live = await agent.memory(true);
@@ -233,15 +315,23 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const mem = {
     rssMB, rssPeakMB, rssCollectedMB: mb(live.rssBytes), liveHeapMainMB: mb(live.main.usedBytes), liveHeapWorkerMB: mb(live.datapath?.usedBytes),
     heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), heapTotalMainMB: mb(held.main.totalBytes), heapTotalWorkerMB: mb(held.datapath?.totalBytes), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
-    compactions: { main: held.main.compactions ?? 0, mainMs: held.main.compactionMs ?? 0, worker: held.datapath?.compactions ?? 0, workerMs: held.datapath?.compactionMs ?? 0 },
+    compactions: compactionsOf(held),
     rssByMapping: agent.rssByMapping(),
   };
-  console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s; RSS median ${rssMB.toFixed(1)} MB, peak ${rssPeakMB.toFixed(1)} MB; ` +
+  const steadyCompactions = compactionsSince(heap0, held);
+  const peaks = [...timelineMs].sort((a, b) => b - a).slice(0, 5);
+  console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s (main ${steadyByThread.main.toFixed(2)}, worker ${steadyByThread.worker.toFixed(2)}, ` +
+    `V8/libuv helpers ${steadyByThread.helpers.toFixed(2)}; child processes ${steadyByThread.children.toFixed(2)} more); busiest seconds ${peaks.join(', ')} ms; ` +
+    `compactions in the window: main ${steadyCompactions.main} (${steadyCompactions.mainMs} ms), worker ${steadyCompactions.worker} (${steadyCompactions.workerMs} ms)`);
+  console.log(`RSS median ${rssMB.toFixed(1)} MB, peak ${rssPeakMB.toFixed(1)} MB; ` +
     `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (main ${mem.heapTotalMainMB.toFixed(1)}, worker ${mem.heapTotalWorkerMB.toFixed(1)}; young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
     `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB; ` +
     `heap compactions so far: main ${mem.compactions.main} (${mem.compactions.mainMs} ms), worker ${mem.compactions.worker} (${mem.compactions.workerMs} ms); ` +
     `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
-  return { size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent, steadyCpuPercent, ...mem, routes };
+  return {
+    size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
+    settle, steadySeconds: o.steadyS, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, ...mem, routes,
+  };
 }
 
 /** A rotation with every synthetic node acting as a real agent: it publishes the new key id after its jitter. */
@@ -343,6 +433,10 @@ async function main(): Promise<number> {
   const sizes = (values.sizes ?? (smoke ? '200' : '100,1000,5000')).split(',').map(Number);
   const o = { changes: Number(values.changes ?? (smoke ? 10 : 100)), events: Number(values.events ?? (smoke ? 100 : 1000)), steadyS: Number(values.steady ?? (smoke ? 5 : 60)) };
   const rotationSize = Number(values['rotation-size'] ?? (smoke ? 200 : 1000));
+  if (!smoke && o.steadyS < MIN_STEADY_S) {
+    console.log(`--steady ${o.steadyS} is shorter than the periodic work's cycle: the window is ${MIN_STEADY_S} s`);
+    o.steadyS = MIN_STEADY_S;
+  }
   const pings = smoke ? 500 : 1000; // at 50/s: the rotation and its jitter fall well inside
   if (sizes.some((s, i) => !(Number.isInteger(s) && s > 0 && s <= 20_000 && (i === 0 || s > sizes[i - 1]!))) || !(o.changes >= 1 && o.events >= 1 && o.steadyS >= 1)) {
     console.error(`bad options: --sizes must be ascending whole numbers up to 20000; --changes, --events, --steady at least 1\n\n${HELP}`);

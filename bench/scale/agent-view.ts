@@ -4,6 +4,9 @@ import { request } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import { AGENT_API, type AgentMemory, type IpsecSasReport } from '../../src/agent/api.js';
 
+/** USER_HZ: Linux reports process times in /proc in these (100 on every architecture it runs on). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
 export class AgentView {
   constructor(readonly node: string, readonly pid: number, private readonly socketPath: string) {}
 
@@ -44,11 +47,37 @@ export class AgentView {
 
   /** CPU time of every thread of the agent (main, datapath worker, libuv), in µs. */
   cpuMicros(): number {
-    let ns = 0;
+    const t = this.cpuByThread();
+    return t.main + t.worker + t.helpers;
+  }
+
+  /**
+   * CPU time by thread (µs): the main thread (its tid is the pid), the agent's own other threads
+   * (named after the process: the datapath worker and its crypto threads), and Node's helpers
+   * (named `node`: V8's GC and compiler threads, libuv's pool), which do the main thread's garbage
+   * collection in parallel.
+   */
+  cpuByThread(): { main: number; worker: number; helpers: number } {
+    const out = { main: 0, worker: 0, helpers: 0 };
     for (const t of readdirSync(`/proc/${this.pid}/task`)) {
-      try { ns += Number(readFileSync(`/proc/${this.pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
+      try {
+        const us = Number(readFileSync(`/proc/${this.pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+        if (Number(t) === this.pid) out.main += us;
+        else if (readFileSync(`/proc/${this.pid}/task/${t}/comm`, 'utf8').trim() === 'node') out.helpers += us;
+        else out.worker += us;
+      } catch { /* the thread ended */ }
     }
-    return ns / 1000;
+    return out;
+  }
+
+  /**
+   * CPU time of the agent's child processes it waited for (the `ip` processes of its route
+   * updates and reads), in µs: from /proc/<pid>/stat (cutime + cstime, in clock ticks: 10 ms steps).
+   */
+  childrenCpuMicros(): number {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd on
+    return (Number(f[13]) + Number(f[14])) * (1e6 / CLOCK_TICKS_PER_SECOND);
   }
 
   /** The process's resident memory by kind (anonymous: heaps and native allocations; file: code), from /proc. */
