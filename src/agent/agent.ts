@@ -44,6 +44,12 @@ const PUBLISH_CHECK_INTERVAL_MS = 2_000;
  * desired state over every peer, so it is not frequent.
  */
 const RESYNC_INTERVAL_MS = 30_000;
+/**
+ * Every this many resyncs the pass is whole (the tunnel sends the worker its whole table and steers
+ * every route): every 60 s, on the resync's clock, so the safety net's cost recurs at a fixed
+ * period (it was "60 s after the last whole pass ended", which the 30 s resyncs made every 90 s).
+ */
+const WHOLE_PASS_EVERY_RESYNCS = 2;
 /** A failed pass is tried again after this, doubling up to RETRY_MAX_MS (the resync's interval before it went to 30 s). */
 const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 10_000;
@@ -263,7 +269,11 @@ export class Agent {
     this.log.info('agent ready', { device: this.running.mode.device });
 
     this.timers.push(setInterval(() => { void this.publish().catch((e) => this.log.warn('publish failed', { error: errorMessage(e) })); }, PUBLISH_CHECK_INTERVAL_MS));
-    this.timers.push(setInterval(() => this.queueReconcile(), RESYNC_INTERVAL_MS));
+    let resyncs = 0;
+    this.timers.push(setInterval(() => {
+      if (++resyncs % WHOLE_PASS_EVERY_RESYNCS === 0) this.running?.tunnel.wholeNext();
+      this.queueReconcile();
+    }, RESYNC_INTERVAL_MS));
     this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count })));
   }
 

@@ -32,8 +32,6 @@ function specId(spec: WireGuardPeerSpec | EspPeerSpec): string {
   return 'publicKey' in spec ? spec.publicKey : spec.ip;
 }
 
-/** A whole pass (every peer to the worker, every route) at most this long after the last one. */
-const WHOLE_PASS_INTERVAL_MS = 60_000;
 
 /** How a mode wants its tunnel opened. */
 export interface TunnelParams<K extends EngineKind> {
@@ -179,19 +177,28 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   private appliedPeers = new Map<string, { spec: WireGuardPeerSpec | EspPeerSpec; pass: number }>();
   private routed = new Map<string, { src: string | undefined; pass: number }>();
   private passes = 0;
-  /** When the last whole pass ran (0: one is due, e.g. after a failure). */
-  private wholeAt = 0;
+  /** The next pass is whole: the first, the one after a failure, and the one asked for (wholeNext). */
+  private wholeAsked = true;
+  private failed = false;
+
+  /**
+   * The next pass sends the whole table and steers every route (the safety net): the agent asks
+   * for it on a fixed cycle (every second resync), so its cost recurs at a known period.
+   */
+  wholeNext(): void {
+    this.wholeAsked = true;
+  }
 
   /**
    * Peers/SAs first (inbound keys in place before anything is published), then routes and probes.
    * Only what differs from the last pass is sent; a whole pass (the table, every route, the
-   * device's stale routes removed) runs first, after a failure and every WHOLE_PASS_INTERVAL_MS.
+   * device's stale routes removed) runs first, after a failure and when asked for (wholeNext).
    */
   async apply(d: DesiredState<K>): Promise<void> {
-    const lastWhole = this.wholeAt;
-    const whole = Date.now() - lastWhole >= WHOLE_PASS_INTERVAL_MS;
+    const whole = this.wholeAsked || this.failed;
+    this.wholeAsked = false;
     const pass = ++this.passes;
-    this.wholeAt = 0; // until this pass is through: a failure anywhere makes the next one whole
+    this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
     const upsert: (WireGuardPeerSpec | EspPeerSpec)[] = [];
     for (const spec of d.datapathPeers) {
       const id = specId(spec);
@@ -225,7 +232,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     if (whole) for (const p of prefixesOnDevice(this.device)) if (!this.routed.has(p)) stale.push(p);
     releasePrefixes([...new Set(stale)], this.device);
     this.prober.setPeers(d.probes);
-    this.wholeAt = whole ? Date.now() : lastWhole;
+    this.failed = false;
   }
 
   /** Sets the 'node-connectivity' check from the probes. */
