@@ -19,6 +19,11 @@ const INVALID_READ_INTERVAL_MS = 2_000;
 /** A relist reads the moved Node objects one by one up to this many, else lists them all. */
 const RELIST_READ_ONE_BY_ONE = 64;
 /**
+ * Where the registry can say what changed since a revision (etcd), a relist asks for that and the
+ * count only; every this many relists (~5 min) it lists every name and version all the same.
+ */
+const COMPLETE_RELIST_EVERY = 10;
+/**
  * A node stays a peer this long after its lease went. After a registry outage a lease can lapse in
  * the seconds before its holder's next renewal gets through (the holder then takes a new one): seen
  * as 16 pings lost at 50/s right after etcd came back from 60 s down. One renewal interval bridges
@@ -159,6 +164,9 @@ export class RegistryNodeSource implements NodeSource {
   private watch?: Watch;
   private leaseWatch?: Watch;
   private relistTimer?: NodeJS.Timeout;
+  /** Per kind, the revision the last relist brought the cache up to (what changed after it is asked for next). */
+  private readonly relistedAt = new Map<'Node' | 'Lease', number>();
+  private relists = 0;
   private invalidTimer?: NodeJS.Timeout;
   private readonly graceTimers = new Set<NodeJS.Timeout>();
   private onChange: () => void = () => undefined;
@@ -240,12 +248,18 @@ export class RegistryNodeSource implements NodeSource {
    * garbage each). Lease liveness needs nothing but names and versions.
    */
   private async relist(): Promise<void> {
-    const leases = await this.versionsOf('Lease');
+    const complete = ++this.relists % COMPLETE_RELIST_EVERY === 0;
+    const leaseNews = await this.changed('Lease', complete, (name) => this.leases.get(name)?.live === true, () => [...this.leases.values()].filter((l) => l.live).length);
+    const leases = leaseNews.versions;
     for (const [name, rv] of leases) this.cacheLease(name, rv, true);
-    for (const [name, l] of this.leases) if (l.live && !leases.has(name)) this.cacheLease(name, l.rv, false);
-    const versions = this.registry.versions ? await this.registry.versions('Node') : undefined;
+    if (leaseNews.complete) for (const [name, l] of this.leases) if (l.live && !leases.has(name)) this.cacheLease(name, l.rv, false);
+    const nodeNews = this.registry.versions || this.registry.changedSince
+      ? await this.changed('Node', complete, (name) => this.nodes.has(name), () => this.nodes.size)
+      : undefined;
+    const versions = nodeNews?.versions;
     const moved = [...(versions ?? [])].filter(([name, rv]) => rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)).map(([name]) => name);
-    let listed = new Set(versions?.keys());
+    // Only what changed was listed, and nothing went: every node the cache holds is still there.
+    let listed = new Set(nodeNews && !nodeNews.complete ? [...this.nodes.keys(), ...versions!.keys()] : versions?.keys());
     if (!versions || moved.length > RELIST_READ_ONE_BY_ONE) { // a registry that cannot list keys alone: the objects
       const all = await this.registry.list('Node');
       listed = new Set(all.map((n) => n.metadata.name)); // an unreadable object is not listed: it leaves, as the list always had it
@@ -257,8 +271,29 @@ export class RegistryNodeSource implements NodeSource {
       }
     }
     for (const name of [...this.nodes.keys()]) if (!listed.has(name) && !this.deleted.has(name)) { this.nodes.delete(name); this.sync(name); }
+    for (const [kind, news] of [['Lease', leaseNews], ['Node', nodeNews]] as const) if (news?.revision !== undefined) this.relistedAt.set(kind, news.revision);
     this.readInvalid();
     this.notify();
+  }
+
+  /**
+   * What a relist learns of a kind: where the registry can say what changed since the last relist,
+   * only that, when the count shows that nothing went (the objects the cache holds and the changed
+   * ones not among them add up to the count: an object gone, or one the cache lacks, makes them
+   * differ, and then every name is listed); else every name and version (`complete`).
+   * cached: whether the cache holds a name; cachedCount: how many it holds.
+   */
+  private async changed(kind: 'Node' | 'Lease', complete: boolean, cached: (name: string) => boolean, cachedCount: () => number): Promise<{ versions: Map<string, number>; complete: boolean; revision?: number }> {
+    const since = this.relistedAt.get(kind);
+    if (!this.registry.changedSince) return { versions: await this.versionsOf(kind), complete: true };
+    if (since !== undefined && !complete) {
+      const news = await this.registry.changedSince(kind, since);
+      let count = cachedCount();
+      for (const name of news.versions.keys()) if (!cached(name)) count++;
+      if (count === news.count) return { versions: news.versions, complete: false, revision: news.revision };
+    }
+    const all = await this.registry.changedSince(kind, undefined);
+    return { versions: all.versions, complete: true, revision: all.revision };
   }
 
   /** name -> resourceVersion of every object of a kind (the objects themselves only where the registry cannot list keys alone). */

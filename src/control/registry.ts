@@ -52,6 +52,16 @@ export interface RegistryMember {
   error?: string;
 }
 
+/** What Registry.changedSince answers. */
+export interface KindChanges {
+  /** The store's revision the answer is as of. */
+  revision: number;
+  /** Objects of the kind there are (unreadable ones too). */
+  count: number;
+  /** Name -> resourceVersion of each object changed after `since` (every object without it). */
+  versions: Map<string, number>;
+}
+
 export interface Registry {
   get(kind: Kind, name: string): Promise<RegistryObject | undefined>;
   list(kind: Kind): Promise<RegistryObject[]>;
@@ -73,6 +83,13 @@ export interface Registry {
    * alone): a relist that fetches only what moved. Objects it cannot read are listed too.
    */
   versions?(kind: Kind): Promise<Map<string, number>>;
+  /**
+   * The names and resourceVersions of the objects of a kind that changed after revision `since`
+   * (all of them when undefined), how many objects of the kind there are, and the revision the
+   * answer is as of, in one consistent read: a relist of an unchanged kind reads a count and no
+   * names (with the count, a cache tells whether anything went).
+   */
+  changedSince?(kind: Kind, since: number | undefined): Promise<KindChanges>;
   /**
    * Calls onEvent for every change after `sinceRevision` (0: from the start), in revision order,
    * never skipping one. kind undefined: all kinds.

@@ -1,7 +1,8 @@
 // The node source's relist on a real etcd, with no watch running (what it is for: changes a watch
 // missed): it lists names and versions, reads only the Node objects that moved, and ends where a
 // full list would (a changed node, a deleted one, a new one, a dead lease, an unreadable object);
-// with nothing changed it reads no object at all.
+// with nothing changed it reads no object at all, and on etcd lists no name either (what changed
+// since the last relist and the count: every name only when the count says something went).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,9 +25,12 @@ test('a relist reads only the Node objects that moved and ends where a full list
   for (const [i, n] of ['a', 'b', 'c'].entries()) await reg.create(node(n, i));
   const leases = { b: await reg.holdLease('b', 15, { pid: 2 }), c: await reg.holdLease('c', 15, { pid: 3 }) };
   let gets = 0, nodeLists = 0;
+  /** Relists that listed every name (per kind) and that asked for what changed only. */
+  const listings = { complete: 0, changes: 0 };
   const counting: Registry = Object.assign(Object.create(reg) as Registry, {
     get: (kind: 'Node', name: string) => { gets++; return reg.get(kind, name); },
     list: (kind: 'Node') => { if (kind === 'Node') nodeLists++; return reg.list(kind); },
+    changedSince: (kind: 'Node', since: number | undefined) => { listings[since === undefined ? 'complete' : 'changes']++; return reg.changedSince!(kind, since); },
     close: () => undefined,
   });
   const bootFile = join(root, 'boot_id');
@@ -41,8 +45,10 @@ test('a relist reads only the Node objects that moved and ends where a full list
     assert.equal(peers(), 'b:,c:');
     assert.deepEqual([gets, nodeLists], [2, 0], 'the two peers read one by one, no list');
 
+    assert.deepEqual(listings, { complete: 2, changes: 0 }, 'the first relist lists every name of both kinds');
     await relist();
     assert.deepEqual([gets, nodeLists], [2, 0], 'nothing moved: no object read');
+    assert.deepEqual(listings, { complete: 2, changes: 2 }, 'nothing moved: what changed asked for, no name listed');
 
     // What a missed watch would have said: b changed, c deleted, d new (and alive), e unreadable.
     await reg.mutate('Node', 'b', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { k: 'v2' } } });
@@ -53,6 +59,7 @@ test('a relist reads only the Node objects that moved and ends where a full list
     const eLease = await reg.holdLease('e', 15, { pid: 5 });
     await relist();
     assert.equal(peers(), 'b:v2,d:,e:', 'oldest first');
+    assert.deepEqual(listings, { complete: 3, changes: 4 }, 'a node gone: the count differs, every node name listed (the leases added up)');
     const before = gets;
     await t.etcd.etcdctl(['put', `veil/relist${process.pid}/nodes/e`, 'not json']);
     await relist();

@@ -5,7 +5,7 @@
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
 import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
-import type { Kind, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
+import type { Kind, KindChanges, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
 import { clusterPrefix, kindPrefix, objectKey, parseObjectKey } from './keys.js';
 import { decodeObject, encodeObject } from './object-codec.js';
@@ -83,13 +83,36 @@ export class EtcdRegistry implements Registry {
   }
 
   async versions(kind: Kind): Promise<Map<string, number>> {
+    return (await this.changedSince(kind, undefined)).versions;
+  }
+
+  async changedSince(kind: Kind, since: number | undefined): Promise<KindChanges> {
     checkKind(kind);
-    const out = new Map<string, number>();
-    for await (const kv of this.rangePages(kind, true)) {
-      const where = parseObjectKey(this.cluster, kv.key.toString());
-      if (where) out.set(where.name, Number(kv.mod_revision));
+    const versions = new Map<string, number>();
+    const add = (kvs: IKeyValue[]) => {
+      for (const kv of kvs) {
+        const where = parseObjectKey(this.cluster, kv.key.toString());
+        if (where) versions.set(where.name, Number(kv.mod_revision));
+      }
+    };
+    if (since === undefined) {
+      const at = { revision: 0 };
+      for await (const kv of this.rangePages(kind, true, at)) add([kv]);
+      return { revision: at.revision, count: versions.size, versions };
     }
-    return out;
+    // One transaction: the count and the keys that moved, as of one revision.
+    const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
+    const res = await this.call(`listing ${kind} objects changed since revision ${since}`, () => this.client.kv.txn({
+      compare: [],
+      success: [
+        { request_range: { key, range_end, count_only: true } },
+        { request_range: { key, range_end, keys_only: true, min_mod_revision: String(since + 1) } },
+      ],
+      failure: [],
+    }));
+    const [counted, moved] = res.responses.map((r) => r.response_range);
+    add(moved!.kvs);
+    return { revision: Number(res.header.revision), count: Number(counted!.count), versions };
   }
 
   async create(obj: RegistryObject): Promise<RegistryObject> {
@@ -250,13 +273,15 @@ export class EtcdRegistry implements Registry {
    * resets the connection, watches and lease keepalives with it.)
    */
   /** keysOnly: each key's versions without its value (etcd's keys_only). */
-  private async *rangePages(kind: Kind, keysOnly = false): AsyncGenerator<IKeyValue> {
+  /** Every object of a kind, page by page, all pages as of one revision (told in `at`). */
+  private async *rangePages(kind: Kind, keysOnly = false, at?: { revision: number }): AsyncGenerator<IKeyValue> {
     const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
     let from = key;
     let revision: string | undefined;
     for (;;) {
       const res: IRangeResponse = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: from, range_end, limit: keysOnly ? KEYS_PAGE : LIST_PAGE, ...(keysOnly ? { keys_only: true } : {}), ...(revision ? { revision } : {}) }));
       revision ??= res.header.revision;
+      if (at) at.revision = Number(revision);
       yield* res.kvs;
       if (!res.more || !res.kvs.length) return;
       from = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
