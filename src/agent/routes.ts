@@ -50,17 +50,39 @@ export function releasePrefixes(prefixes: string[], device: string, netns?: stri
 
 /** The prefixes currently routed through the device (for reconciling away stale ones). */
 export function prefixesOnDevice(device: string, netns?: string): string[] {
-  const out: string[] = [];
+  return [...tunnelRoutesNow(device, netns).routed.keys()];
+}
+
+/** What the routing table (main) holds of the tunnel's steering, read in one process per family. */
+export interface TunnelRoutesNow {
+  /** Each prefix routed through the device, and its preferred source (undefined: none). */
+  routed: Map<string, string | undefined>;
+  /** The prefixes with a fail-closed blackhole (FAIL_CLOSED_METRIC) under them. */
+  failClosed: Set<string>;
+}
+
+export function tunnelRoutesNow(device: string, netns?: string): TunnelRoutesNow {
+  const now: TunnelRoutesNow = { routed: new Map(), failClosed: new Set() };
   for (const fam of ['-4', '-6'] as const) {
     const ip = netns ? ['ip', '-n', netns, fam] : ['ip', fam];
-    const r = run([...ip, '-j', 'route', 'show', 'dev', device]);
+    const r = run([...ip, '-j', 'route', 'show', 'table', 'main']);
     if (r.status !== 0 || !r.stdout.trim()) continue;
-    for (const e of JSON.parse(r.stdout) as { dst: string }[]) {
+    for (const e of JSON.parse(r.stdout) as { dst: string; type?: string; dev?: string; prefsrc?: string; metric?: number }[]) {
       if (e.dst === 'default') continue;
-      out.push(e.dst.includes('/') ? e.dst : `${e.dst}/${fam === '-4' ? 32 : 128}`);
+      const prefix = e.dst.includes('/') ? e.dst : `${e.dst}/${fam === '-4' ? 32 : 128}`;
+      if (e.type === 'blackhole') { if (e.metric === FAIL_CLOSED_METRIC) now.failClosed.add(prefix); }
+      else if (e.dev === device) now.routed.set(prefix, e.prefsrc);
     }
   }
-  return out;
+  return now;
+}
+
+/**
+ * Of the routes a tunnel should hold, those the table does not hold as they should be: not through
+ * the device, with another preferred source, or without their fail-closed blackhole.
+ */
+export function routesToMend<R extends { prefix: string; src?: string }>(want: R[], now: TunnelRoutesNow): R[] {
+  return want.filter((r) => !now.failClosed.has(r.prefix) || !now.routed.has(r.prefix) || now.routed.get(r.prefix) !== r.src);
 }
 
 /** Routing table that keeps the tunnel's own datagrams on the underlay (Cilium's encrypt mark idea). */

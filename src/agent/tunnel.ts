@@ -19,7 +19,7 @@ import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
 import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
 import { makeSnapshot, sameEngineInit, type DatapathSnapshot, type EngineInitOf } from '../datapath/datapath-snapshot.js';
 import { ReplacedRoutes } from './replaced-routes.js';
-import { keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, steerIntoTunnel } from './routes.js';
+import { keepTunnelTrafficOnUnderlay, releasePrefixes, routesToMend, steerIntoTunnel, tunnelRoutesNow } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
 export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'mtu'>;
@@ -225,11 +225,15 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       else { had.src = r.src; had.pass = pass; } // a new source, or the prefix twice in this pass: the last one wins
       steer.push(r);
     }
-    const toSteer = whole ? d.routes : steer;
+    // A whole pass reads the table and mends what differs (a route gone, moved or without its
+    // blackhole), rather than steering every prefix again (at 5,000 peers 10,000 `ip` lines, ~135 ms
+    // of CPU a minute for routes that were all in place).
+    const table = whole ? tunnelRoutesNow(this.device) : undefined;
+    const toSteer = table ? routesToMend(d.routes, table) : steer;
     if (toSteer.length) this.replaced?.recordBefore(toSteer.map((r) => r.prefix)); // the routes a steer replaces, for an uninstall
     if (toSteer.length) steerIntoTunnel(toSteer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
     const stale = forgetUnmarked(this.routed, pass);
-    if (whole) for (const p of prefixesOnDevice(this.device)) if (!this.routed.has(p)) stale.push(p);
+    if (table) for (const p of table.routed.keys()) if (!this.routed.has(p)) stale.push(p);
     releasePrefixes([...new Set(stale)], this.device);
     this.prober.setPeers(d.probes);
     this.failed = false;

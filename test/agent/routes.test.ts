@@ -1,12 +1,13 @@
 // Steering routes in one `ip -batch` process, on a real routing table (a throwaway namespace): every
 // prefix of both families gets the tunnel route over its fail-closed blackhole, a line ip refuses
-// is reported without leaving the prefixes after it unrouted, and a release removes both routes.
+// is reported without leaving the prefixes after it unrouted, and a release removes both routes; a
+// whole pass's reading of the table finds exactly the routes to mend.
 // The tunnel's underlay bypass rule is set up again at every agent start without a moment missing.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mustRun, run } from '../../src/util/exec.js';
-import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, releaseTunnelBypass, steerIntoTunnel, TUNNEL_BYPASS_TABLE } from '../../src/agent/routes.js';
+import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, releaseTunnelBypass, routesToMend, steerIntoTunnel, tunnelRoutesNow, TUNNEL_BYPASS_TABLE } from '../../src/agent/routes.js';
 
 const ns = `veil-trt-${process.pid}`;
 const bypassNs = `veil-tbp-${process.pid}`;
@@ -28,6 +29,16 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   for (const p of ['10.1.0.0/24', '10.2.0.0/24']) assert.ok(v4.some((l) => l.startsWith(`blackhole ${p}`) && l.includes(`metric ${FAIL_CLOSED_METRIC}`)), `blackhole under ${p}: ${v4.join(' | ')}`);
   assert.ok(v4.some((l) => l.startsWith('10.2.0.0/24 dev veil-rt0') && l.includes('src 10.77.0.1')), v4.join(' | '));
   assert.ok(v6.some((l) => l.startsWith('blackhole fd00:1::/64') && l.includes(`metric ${FAIL_CLOSED_METRIC}`)), v6.join(' | '));
+
+  // A whole pass mends only what differs from the table: nothing here, then a blackhole gone, a source changed, a route gone.
+  const want = [{ prefix: '10.1.0.0/24' }, { prefix: '10.2.0.0/24', src: '10.77.0.1' }, { prefix: 'fd00:1::/64' }];
+  assert.deepEqual(routesToMend(want, tunnelRoutesNow(device, ns)), [], 'all in place: nothing to steer');
+  mustRun(['ip', '-n', ns, 'route', 'del', 'blackhole', '10.1.0.0/24', 'metric', String(FAIL_CLOSED_METRIC)]);
+  mustRun(['ip', '-n', ns, 'route', 'replace', '10.2.0.0/24', 'dev', device]);
+  mustRun(['ip', '-n', ns, '-6', 'route', 'del', 'fd00:1::/64', 'dev', device]);
+  assert.deepEqual(routesToMend(want, tunnelRoutesNow(device, ns)), want, 'each one mended');
+  steerIntoTunnel(want.map((r) => ({ ...r, device })), ns);
+  assert.deepEqual(routesToMend(want, tunnelRoutesNow(device, ns)), []);
 
   // A source address the node does not have: ip refuses that line; the prefixes after it are still routed.
   assert.throws(() => steerIntoTunnel([{ prefix: '10.3.0.0/24', device, src: '192.0.2.99' }, { prefix: '10.4.0.0/24', device }], ns),
