@@ -30,16 +30,46 @@ export function underlayFactsFrom(routes: RouteJson[], family: 4 | 6, tunnelDevi
   return facts;
 }
 
-/** The node's connected routes and gateways now (its own namespace), plus `extra` addresses. */
-export function readUnderlayFacts(tunnelDevices: readonly string[], extra: { ip: string; what: string }[] = []): UnderlayFacts {
+/**
+ * The node's connected routes and gateways now (its own namespace, or netns), plus `extra`
+ * addresses. The routes of every device but the tunnels are asked for, device by device in one
+ * process a family: the tunnels' own routes and their blackholes (two per peer: 10,000 at 5,000
+ * peers, ~1 MB of JSON a pass) are never read, which they were with the whole table.
+ */
+export function readUnderlayFacts(tunnelDevices: readonly string[], extra: { ip: string; what: string }[] = [], netns?: string): UnderlayFacts {
   const facts: UnderlayFacts = { connected: [], viaGateway: [], addresses: [...extra] };
+  const ip = netns ? ['ip', '-n', netns] : ['ip'];
+  const devices = linkNames(ip)?.filter((d) => !tunnelDevices.includes(d));
   for (const family of [4, 6] as const) {
-    const r = run(['ip', `-${family}`, '-j', 'route', 'show', 'table', 'main']);
-    if (r.status !== 0 || !r.stdout.trim()) continue;
-    const f = underlayFactsFrom(JSON.parse(r.stdout) as RouteJson[], family, tunnelDevices);
+    const routes = (devices && routesThrough(ip, devices, family)) ?? wholeTable(ip, family);
+    const f = underlayFactsFrom(routes, family, tunnelDevices);
     facts.connected.push(...f.connected);
     facts.viaGateway.push(...f.viaGateway);
     facts.addresses.push(...f.addresses);
   }
   return facts;
+}
+
+function linkNames(ip: string[]): string[] | undefined {
+  const r = run([...ip, '-j', 'link', 'show']);
+  if (r.status !== 0) return undefined;
+  return (JSON.parse(r.stdout) as { ifname?: string }[]).flatMap((l) => (l.ifname ? [l.ifname] : []));
+}
+
+/**
+ * Table main's routes through these devices, one `ip -batch` line a device (ip answers each with
+ * a JSON array, in order, without the device it was asked for). Undefined when the answers do not
+ * line up with the devices (one went meanwhile): the caller reads the whole table instead.
+ */
+function routesThrough(ip: string[], devices: string[], family: 4 | 6): RouteJson[] | undefined {
+  if (!devices.length) return [];
+  const r = run([...ip, `-${family}`, '-j', '-force', '-batch', '-'], { input: devices.map((d) => `route show table main dev ${d}`).join('\n') + '\n' });
+  const answers = r.stdout.split('\n').filter((l) => l.trim());
+  if (r.status !== 0 || answers.length !== devices.length) return undefined;
+  return answers.flatMap((a, i) => (JSON.parse(a) as RouteJson[]).map((route) => ({ ...route, dev: devices[i] })));
+}
+
+function wholeTable(ip: string[], family: 4 | 6): RouteJson[] {
+  const r = run([...ip, `-${family}`, '-j', 'route', 'show', 'table', 'main']);
+  return r.status !== 0 || !r.stdout.trim() ? [] : JSON.parse(r.stdout) as RouteJson[];
 }

@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UnderlayScreen, screenAgainstUnderlay } from '../../src/agent/peer-admission.js';
-import { underlayFactsFrom } from '../../src/agent/underlay-routes.js';
+import { readUnderlayFacts, underlayFactsFrom } from '../../src/agent/underlay-routes.js';
+import { TUNNEL_DEVICES } from '../../src/agent/installer.js';
+import { mustRun, run } from '../../src/util/exec.js';
 
 test('the routing table gives the connected routes and the gateways; veil tunnels and blackholes are not the underlay', () => {
   const facts = underlayFactsFrom([
@@ -73,4 +75,36 @@ test('the screen of every pass keeps a peer object\'s verdict until the underlay
   // a node changed: a new peer object, decided afresh
   const moved = peer('w2', '172.18.0.4', '172.18.254.0/24');
   assert.deepEqual(names(screen.screen([moved, services], before)), ['services']);
+});
+
+test('read from a real routing table device by device, the facts are those of the whole table, without reading the tunnels\' routes', { timeout: 60_000 }, () => {
+  const ns = `veil-tus-${process.pid}`;
+  const ipn = ['ip', '-n', ns];
+  try {
+    mustRun(['ip', 'netns', 'add', ns]);
+    mustRun([...ipn, 'link', 'add', 'veil-us0', 'type', 'veth', 'peer', 'name', 'veil-us1']);
+    mustRun([...ipn, 'link', 'add', 'veil_ipsec0', 'type', 'veth', 'peer', 'name', 'veil-us2']); // stands for the tunnel device
+    for (const l of ['lo', 'veil-us0', 'veil-us1', 'veil_ipsec0', 'veil-us2']) mustRun([...ipn, 'link', 'set', l, 'up']);
+    mustRun([...ipn, 'addr', 'add', '10.81.0.1/24', 'dev', 'veil-us0']);
+    mustRun([...ipn, '-6', 'addr', 'add', 'fd81::1/64', 'dev', 'veil-us0', 'nodad']);
+    mustRun([...ipn, 'route', 'add', 'default', 'via', '10.81.0.254']);
+    mustRun([...ipn, 'route', 'add', '10.90.0.0/16', 'via', '10.81.0.253']);
+    mustRun([...ipn, 'route', 'add', '10.91.0.0/24', 'dev', 'veil-us1']); // connected by hand, not the kernel's
+    for (let i = 0; i < 20; i++) { // the tunnel's steering: a route and a blackhole a peer
+      mustRun([...ipn, 'route', 'add', 'blackhole', `10.100.${i}.0/24`, 'metric', '4242']);
+      mustRun([...ipn, 'route', 'add', `10.100.${i}.0/24`, 'dev', 'veil_ipsec0']);
+    }
+    const whole = (family: 4 | 6) => underlayFactsFrom(JSON.parse(mustRun([...ipn, `-${family}`, '-j', 'route', 'show', 'table', 'main'])), family, TUNNEL_DEVICES);
+    const expected = [whole(4), whole(6)];
+    const got = readUnderlayFacts(TUNNEL_DEVICES, [{ ip: '10.81.0.9', what: 'the registry' }], ns);
+    const sorted = <T>(xs: T[]) => xs.map((x) => JSON.stringify(x)).sort();
+    assert.deepEqual(sorted(got.connected), sorted(expected.flatMap((f) => f.connected)));
+    assert.deepEqual(sorted(got.viaGateway), sorted(expected.flatMap((f) => f.viaGateway)));
+    assert.deepEqual(sorted(got.addresses), sorted([{ ip: '10.81.0.9', what: 'the registry' }, ...expected.flatMap((f) => f.addresses)]));
+    assert.ok(got.connected.some((c) => c.prefix === '10.91.0.0/24' && c.dev === 'veil-us1'), 'a connected route added by hand counts');
+    assert.ok(got.connected.some((c) => c.prefix === '10.81.0.0/24') && got.viaGateway.some((g) => g.prefix === '10.90.0.0/16'));
+    assert.ok(!got.connected.some((c) => c.prefix.startsWith('10.100.')), "the tunnel's routes are not the underlay");
+  } finally {
+    run(['ip', 'netns', 'del', ns]);
+  }
 });
