@@ -72,6 +72,46 @@ export function ratiosToWireGuardGo(summary: Summary): Partial<Record<Mode, Part
   return out;
 }
 
+/** A figure's ratio to wireguard-go's in each round that measured both, and their median. */
+export interface RoundRatios {
+  rounds: (number | null)[];
+  median: number | null;
+}
+
+/** Figures whose per-round ratios the JSON and the console show: the latency targets of issue #17. */
+const ROUND_RATIO_KEYS: Figure[] = ['rttP50Us', 'rttP99Us'];
+
+/**
+ * For the JSON: each veil mode's RTT ÷ wireguard-go's of the same round, round by round, and the
+ * median of those ratios. A round's modes run minutes apart at most, so the machine's drift (other
+ * load, hours apart) cancels within a round's ratio better than between the medians of all rounds.
+ */
+export function roundRatiosToWireGuardGo(rounds: Partial<Record<Mode, ModeFigures>>[]): Partial<Record<Mode, Partial<Record<Figure, RoundRatios>>>> {
+  const out: Partial<Record<Mode, Partial<Record<Figure, RoundRatios>>>> = {};
+  const modes = [...new Set(rounds.flatMap((r) => Object.keys(r) as Mode[]))].filter((m) => m !== 'plain' && m !== 'wireguard-go');
+  if (!rounds.some((r) => r['wireguard-go'])) return out;
+  for (const mode of modes) {
+    out[mode] = {};
+    for (const key of ROUND_RATIO_KEYS) {
+      const each = rounds.map((r) => quotient(r[mode]?.[key] as number | undefined, r['wireguard-go']?.[key] as number | undefined));
+      const known = each.filter((x): x is number => x !== null);
+      out[mode]![key] = { rounds: each, median: known.length ? median(known) : null };
+    }
+  }
+  return out;
+}
+
+/** Console lines of the per-round ratios: "veil-wireguard rttP50Us ÷ wg-go per round 0.91 0.85 – (median 0.88)". */
+export function formatRoundRatios(r: Partial<Record<Mode, Partial<Record<Figure, RoundRatios>>>>): string[] {
+  const lines: string[] = [];
+  for (const [mode, figures] of Object.entries(r)) {
+    for (const [key, { rounds, median: m }] of Object.entries(figures!) as [Figure, RoundRatios][]) {
+      lines.push(`${mode} ${key} ÷ wg-go per round ${rounds.map((x) => (x === null ? '–' : x.toFixed(2))).join(' ')} (median ${m === null ? '–' : m.toFixed(2)})`);
+    }
+  }
+  return lines;
+}
+
 /** Rounds in which a tunnel's slowest TCP second fell below half its median second: each one is a stall to look into. */
 export function stalls(rounds: Partial<Record<Mode, ModeFigures>>[]): { round: number; mode: Mode; test: string; seconds: number[] }[] {
   const out: { round: number; mode: Mode; test: string; seconds: number[] }[] = [];

@@ -10,7 +10,7 @@ import { run } from '../src/util/exec.js';
 import { BenchLab, MODES, type ActiveMode, type Mode } from './bench-lab.js';
 import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } from './measure.js';
 import { liveChildren } from './proc.js';
-import { formatTable, ratiosToWireGuardGo, stalls, summarize } from './report.js';
+import { formatRoundRatios, formatTable, ratiosToWireGuardGo, roundRatiosToWireGuardGo, stalls, summarize } from './report.js';
 
 /** Idle pings not counted before the RTT is measured (3 s: veil's packet path tiers up; every mode alike). */
 const WARMUP_PINGS = 300;
@@ -146,10 +146,13 @@ async function main(): Promise<number> {
   const table = formatTable(summary);
   const info = machine();
   const stalled = stalls(results);
+  const roundRatios = roundRatiosToWireGuardGo(results);
   const handshakes = smoke ? null : handshakeFigures();
   console.log(`\nveil bench ${started.toISOString().slice(0, 10)}: ${rounds} round(s) × ${opts.seconds} s, UDP offered ${opts.udpRate}; ` +
     `${info['nproc']} × ${info['cpu']}; medians over rounds (÷wg-go, ÷plain)\n`);
   console.log(table);
+  const roundLines = formatRoundRatios(roundRatios);
+  if (roundLines.length) console.log(`\n${roundLines.join('\n')}`);
   if (handshakes) console.log(`\nWireGuard handshakes on one core (node dist/bench/wireguard-handshake.js ${HANDSHAKE_ARGS.join(' ')}): ` +
     `${handshakes['fullHandshakesPerSecond']} full handshakes/s (both sides' work; ${handshakes['fullHandshakesPerCpuSecond']} per CPU second), ` +
     `${handshakes['responderPerSecond']} initiations answered/s; the warm-up rounds ${handshakes['warmupFullHandshakesPerCpuSecond']} per CPU second`);
@@ -161,7 +164,7 @@ async function main(): Promise<number> {
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, JSON.stringify({
       date: started.toISOString(), machine: info, options: { rounds, ...opts, modes, cryptoThreads: cryptoThreads ?? 'default' },
-      summary, ratiosToWireGuardGo: ratiosToWireGuardGo(summary), stalls: stalled, handshakes, rounds: results, failures, table,
+      summary, ratiosToWireGuardGo: ratiosToWireGuardGo(summary), roundRatiosToWireGuardGo: roundRatios, stalls: stalled, handshakes, rounds: results, failures, table,
     }, null, 2) + '\n');
     console.log(`\nJSON: ${file}`);
   }

@@ -1,9 +1,10 @@
 // The bench's derived figures: the UDP rate search (doubling, then bisecting) against a simulated
-// path with a known capacity, and the slowest-second ratio that flags a stall.
+// path with a known capacity, the slowest-second ratio that flags a stall, and the RTT ratios to
+// wireguard-go round by round.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { searchUdpRate, slowestSecondRatio, udpShortfallPct } from '../../bench/measure.js';
-import { stalls } from '../../bench/report.js';
+import { formatRoundRatios, roundRatiosToWireGuardGo, stalls } from '../../bench/report.js';
 import type { ModeFigures } from '../../bench/measure.js';
 
 /** A path that carries up to `capacity` Mbit/s and loses what is offered beyond it. */
@@ -42,4 +43,21 @@ test('slowest second ÷ median second, and the rounds whose tests stalled', () =
   const f = (tcpSeconds: Record<string, number[]>) => ({ tcpSeconds }) as unknown as ModeFigures;
   const found = stalls([{ 'veil-wireguard': f({ tcp1: [1.2, 1.3, 1.2] }) }, { 'veil-wireguard': f({ tcp1: [1.2, 0.48, 1.2], tcp4: [2, 2, 2] }) }]);
   assert.deepEqual(found, [{ round: 2, mode: 'veil-wireguard', test: 'tcp1', seconds: [1.2, 0.48, 1.2] }]);
+});
+
+test('RTT ÷ wireguard-go per round, and the median of those ratios (a failed round counts as none)', () => {
+  const f = (rttP50Us: number, rttP99Us: number) => ({ rttP50Us, rttP99Us }) as unknown as ModeFigures;
+  const r = roundRatiosToWireGuardGo([
+    { 'wireguard-go': f(500, 2000), 'veil-wireguard': f(400, 1000), 'veil-ipsec': f(450, 4000) },
+    { 'wireguard-go': f(400, 1000), 'veil-wireguard': f(400, 3000) },
+    { 'wireguard-go': f(600, 1000), 'veil-wireguard': f(300, NaN), 'veil-ipsec': f(300, 500) },
+  ]);
+  assert.deepEqual(r['veil-wireguard'], { rttP50Us: { rounds: [0.8, 1, 0.5], median: 0.8 }, rttP99Us: { rounds: [0.5, 3, null], median: 1.75 } });
+  assert.deepEqual(r['veil-ipsec'], { rttP50Us: { rounds: [0.9, null, 0.5], median: 0.7 }, rttP99Us: { rounds: [2, null, 0.5], median: 1.25 } });
+  assert.equal(r['wireguard-go'], undefined);
+  assert.deepEqual(formatRoundRatios({ 'veil-ipsec': r['veil-ipsec']! }), [
+    'veil-ipsec rttP50Us ÷ wg-go per round 0.90 – 0.50 (median 0.70)',
+    'veil-ipsec rttP99Us ÷ wg-go per round 2.00 – 0.50 (median 1.25)',
+  ]);
+  assert.deepEqual(roundRatiosToWireGuardGo([{ 'veil-wireguard': f(400, 1000) }]), {}, 'no wireguard-go: no ratios');
 });
