@@ -13,7 +13,8 @@ import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspEngineStatus, EspPeerSpec } from '../datapath/messages.js';
-import { keyParts, packTransforms, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
+import { keyParts, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
+import { KeyMaterialArena } from '../esp/key-material-arena.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
@@ -37,6 +38,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * new key (two hashes per key each): the spec's own transforms are reused, key i's at index i.
    */
   private specs = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec; pass: number }>();
+  /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
+  private readonly keyMaterial = new KeyMaterialArena();
   /**
    * The route object of each prefix. These three maps are kept and marked pass after pass
    * (forget-unmarked.ts), so a pass allocates nothing per unchanged peer: made anew, with the
@@ -170,7 +173,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
           derived.push(t.out, t.in);
           return undefined;
         });
-        const packed = packKeyMaterial(derived);
+        const packed = packKeyMaterial(this.keyMaterial, derived);
         let next = 0;
         const transforms = kept.map((t) => t ?? { out: packed[next++]!, in: packed[next++]! });
         // Arrays made by map, not grown by push (which keeps 17 slots, 152 B each, for one or two SAs).
@@ -255,13 +258,13 @@ export class IpsecMode implements EncryptionMode<'esp'> {
 }
 
 /**
- * The key material of a peer's newly derived transforms in one buffer (packed transforms), the
+ * The key material of a peer's newly derived transforms packed in the arena's shared chunks, the
  * derived arrays wiped. Sent to the datapath worker, every typed array moves off the JS heap into a
  * buffer of its own (a backing store, its bookkeeping and a malloc'd block: ~0.2 KB each, four per
- * key), and each one here is ~96 B even as a view of a shared buffer: one buffer, no view per key.
+ * key), and each one here is ~96 B even as a view of a shared buffer: no array per key nor per peer.
  */
-function packKeyMaterial(derived: EspTransform[]): PackedTransform[] {
-  const packed = packTransforms(derived);
+function packKeyMaterial(arena: KeyMaterialArena, derived: EspTransform[]): PackedTransform[] {
+  const packed = arena.pack(derived);
   for (const t of derived) for (const part of keyParts(t)) part.fill(0);
   return packed;
 }

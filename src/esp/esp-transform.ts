@@ -77,12 +77,15 @@ export function packedMaterial(t: PackedTransform): Uint8Array {
   return t.material.subarray(t.at, t.at + packedLength(t));
 }
 
-/** Copies of the transforms with their key material packed one after the other into one new buffer. */
-export function packTransforms(ts: readonly EspTransform[]): PackedTransform[] {
+/**
+ * Copies of the transforms with their key material packed one after the other into one new buffer,
+ * or into `into` from `from` on (key-material-arena.ts: a chunk shared with other peers' keys).
+ */
+export function packTransforms(ts: readonly EspTransform[], into?: Uint8Array, from = 0): PackedTransform[] {
   let length = 0;
   for (const t of ts) for (const part of keyParts(t)) length += part.length;
-  const material = new Uint8Array(length);
-  let at = 0;
+  const material = into ?? new Uint8Array(length);
+  let at = into ? from : 0;
   return ts.map((t): PackedTransform => {
     const [first, second] = keyParts(t);
     material.set(first, at);
