@@ -104,7 +104,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly outPending = new Map<OutboundSa, { mark: number; gen: number }>();
   /** Replay marks being written, with the top and count they were computed at (ReplayMark.persisted). */
   private readonly inPending = new Map<InboundSa, { mark: number; top: number; packets: number; nowMs: number; gen: number }>();
-  private readonly replayIds = new WeakMap<InboundSa, string>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
@@ -240,7 +239,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
     }
     if (!moved.length) return;
-    for (const [x, mark] of moved) this.marks.set(this.replayIds.get(x)!, mark);
+    for (const [x, mark] of moved) this.marks.set(replayIdOf(x), mark);
     const gen = this.writer.submit();
     for (const [x, mark, top] of moved) this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
   }
@@ -552,7 +551,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
-        this.replayIds.set(sa, id);
         this.inbound.add(sa);
         this.countInbound(x.spi, +1);
       }
@@ -649,13 +647,21 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.closed = true;
     const inbound = this.inbound.all();
     if (inbound.length) {
-      for (const sa of inbound) this.marks.set(this.replayIds.get(sa)!, sa.replay.top);
+      for (const sa of inbound) this.marks.set(replayIdOf(sa), sa.replay.top);
       this.writer.writeNow(); // failed: the marks' leads stay, still no replay
     }
     this.writer.close();
     for (const p of this.peers.values()) for (const sa of p.outbound) this.retire(sa);
     for (const sa of this.inbound.all()) this.retire(sa);
   }
+}
+
+/**
+ * The replay mark id of a live inbound SA (a hash of its keys): made when needed, at a write of its
+ * marks or a clean stop, not kept (a string per SA and a weak map entry were ~90 B a peer).
+ */
+function replayIdOf(sa: InboundSa): string {
+  return replayMarkId(sa.spi, sa.src, sa.dst, sa.transform);
 }
 
 function saStateKey(direction: 'in' | 'out', spi: number, peer: string): string {
