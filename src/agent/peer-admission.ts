@@ -187,6 +187,11 @@ export class PeerAdmission<T extends Claim> {
     return this.admittedSet;
   }
 
+  /** The candidate last upserted under this name (admitted or not), until it is removed. */
+  candidate(name: string): T | undefined {
+    return this.entries.get(name)?.candidate;
+  }
+
   /** Refused candidates: 'peer NAME' -> why. */
   get refused(): ReadonlyMap<string, string> {
     return this.refusedMap;

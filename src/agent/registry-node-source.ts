@@ -119,6 +119,9 @@ export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject
   return same ? undefined : next;
 }
 
+/** A deleted lease's entry from the version it was deleted at, and back (its own inverse: -1 - rv, never a live one's). */
+const leaseGone = (v: number): number => -1 - v;
+
 /** What the source keeps of a Node object: only what peers need (not the whole object: memory per peer). */
 interface CachedNode {
   rv: number;
@@ -142,12 +145,15 @@ export class RegistryNodeSource implements NodeSource {
   /** The Node objects as the watch delivered them (what peers need of them). */
   private readonly nodes = new Map<string, CachedNode>();
   private readonly deleted = new Map<string, number>();
-  /** The live leases: name -> resourceVersion (-1: deleted at that version, kept to ignore older news). */
-  private readonly leases = new Map<string, { rv: number; live: boolean; goneAt?: number }>();
+  /**
+   * The leases by name: a live one's resourceVersion, or leaseGone(version) for one deleted at that
+   * version (kept to ignore older news). A number, not an object per lease (~48 B a peer).
+   */
+  private readonly leases = new Map<string, number>();
+  /** When each lease that was live went (LEASE_GRACE_MS). */
+  private readonly leaseGoneAt = new Map<string, number>();
   /** Who may be a peer, kept up to date one node at a time. */
   private readonly admission = new PeerAdmission<PeerNode>();
-  /** What the admission holds per name (every node object's claim), or the reason a live node is unusable. */
-  private readonly submitted = new Map<string, PeerNode>();
   /** The nodes whose agents are alive: of the admitted, only these are peers. */
   private readonly live = new Set<string>();
   private readonly unusable = new Map<string, string>();
@@ -249,10 +255,10 @@ export class RegistryNodeSource implements NodeSource {
    */
   private async relist(): Promise<void> {
     const complete = ++this.relists % COMPLETE_RELIST_EVERY === 0;
-    const leaseNews = await this.changed('Lease', complete, (name) => this.leases.get(name)?.live === true, () => [...this.leases.values()].filter((l) => l.live).length);
+    const leaseNews = await this.changed('Lease', complete, (name) => (this.leases.get(name) ?? -1) >= 0, () => { let n = 0; for (const l of this.leases.values()) if (l >= 0) n++; return n; });
     const leases = leaseNews.versions;
     for (const [name, rv] of leases) this.cacheLease(name, rv, true);
-    if (leaseNews.complete) for (const [name, l] of this.leases) if (l.live && !leases.has(name)) this.cacheLease(name, l.rv, false);
+    if (leaseNews.complete) for (const [name, l] of this.leases) if (l >= 0 && !leases.has(name)) this.cacheLease(name, l, false);
     const nodeNews = this.registry.versions || this.registry.changedSince
       ? await this.changed('Node', complete, (name) => this.nodes.has(name), () => this.nodes.size)
       : undefined;
@@ -342,17 +348,20 @@ export class RegistryNodeSource implements NodeSource {
   }
 
   private cacheLease(name: string, rv: number, live: boolean): void {
-    const was = this.leases.get(name);
-    if (rv < (was?.rv ?? -1)) return; // never go back to an older version
+    const l = this.leases.get(name);
+    const wasLive = l === undefined ? undefined : l >= 0, wasRv = l === undefined ? -1 : l >= 0 ? l : leaseGone(l);
+    if (rv < wasRv) return; // never go back to an older version
     // A list answered before a deletion the watch already delivered names the lease at the version
     // that was deleted: not alive again (a lease taken again has a newer version).
-    if (live && was && !was.live && rv <= was.rv) return;
-    if (live || !was?.live) {
-      this.leases.set(name, { rv, live, goneAt: live ? undefined : was?.goneAt });
-      if (live !== was?.live) this.sync(name);
+    if (live && wasLive === false && rv <= wasRv) return;
+    if (live || !wasLive) {
+      this.leases.set(name, live ? rv : leaseGone(rv));
+      if (live) this.leaseGoneAt.delete(name);
+      if (live !== wasLive) this.sync(name);
       return;
     }
-    this.leases.set(name, { rv, live: false, goneAt: Date.now() });
+    this.leases.set(name, leaseGone(rv));
+    this.leaseGoneAt.set(name, Date.now());
     const t: NodeJS.Timeout = setTimeout(() => { this.graceTimers.delete(t); this.sync(name); this.notify(); }, LEASE_GRACE_MS + 100).unref();
     this.graceTimers.add(t);
   }
@@ -360,7 +369,9 @@ export class RegistryNodeSource implements NodeSource {
   /** Its agent holds its lease, or held it less than LEASE_GRACE_MS ago. */
   private alive(name: string): boolean {
     const l = this.leases.get(name);
-    return !!l && (l.live || (l.goneAt !== undefined && Date.now() - l.goneAt < LEASE_GRACE_MS));
+    if (l === undefined) return false;
+    const goneAt = this.leaseGoneAt.get(name);
+    return l >= 0 || (goneAt !== undefined && Date.now() - goneAt < LEASE_GRACE_MS);
   }
 
   /** Brings one node's admission up to date with its object and lease; only a change the modes see is pending. */
@@ -384,7 +395,7 @@ export class RegistryNodeSource implements NodeSource {
     // addresses and pod CIDR, so a later object claiming them stays refused instead of taking over
     // its pods while it is away. Only a live node is a peer.
     const claim = n?.peer;
-    const claimChanged = claim !== this.submitted.get(name);
+    const claimChanged = claim !== this.admission.candidate(name); // what the admission holds (a map of its own was ~45 B a peer)
     if (!claimChanged && live === this.live.has(name)) return;
     if (live) this.live.add(name); else this.live.delete(name);
     if (claimChanged) {
@@ -392,7 +403,6 @@ export class RegistryNodeSource implements NodeSource {
       const changed = claim
         ? this.admission.upsert(claim, n!.order) // the peer is its own claim
         : this.admission.remove(name);
-      if (claim) this.submitted.set(name, claim); else this.submitted.delete(name);
       for (const c of changed) this.pending.add(c);
     }
     // A new peer object is news for the modes even when no admission verdict moved (its published
