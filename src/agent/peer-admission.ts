@@ -79,59 +79,47 @@ function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: numbe
   return { owner, family, bits, start: hex(start), end: hex(end) };
 }
 
-/** The ranges of one family and length by start: almost always one, kept as itself (an array only for more; a Set was ~200 bytes a range). */
-type Starts = Map<Bound, Range | Range[]>;
-
 /**
  * Address ranges by owner. Prefixes are nested or disjoint, so a range overlaps another exactly when
- * one contains the other: the containing ones are found by one lookup per prefix length in use, the
- * contained ones by a binary search in the ranges sorted by start.
+ * one contains the other: the containing ones are found by one binary search per prefix length in
+ * use (the range's start masked to that length), the contained ones by a binary search too, all in
+ * the ranges sorted by start (a map by start per length as well was ~90 B a peer).
  */
 class RangeIndex {
-  /** family -> length -> start -> ranges; a length without ranges is dropped (the lengths in use are the keys). */
-  private readonly exact = new Map<IpFamily, Map<number, Starts>>();
+  /** family -> prefix length -> how many ranges have it (the lengths in use are the keys). */
+  private readonly lengths = new Map<IpFamily, Map<number, number>>();
   private readonly sorted = new Map<IpFamily, Range[]>();
 
   add(r: Range): void {
-    let lengths = this.exact.get(r.family);
-    if (!lengths) this.exact.set(r.family, lengths = new Map());
-    let starts = lengths.get(r.bits);
-    if (!starts) lengths.set(r.bits, starts = new Map());
-    const s = starts.get(r.start);
-    if (!s) starts.set(r.start, r);
-    else if (!Array.isArray(s)) { if (s !== r) starts.set(r.start, [s, r]); }
-    else if (!s.includes(r)) s.push(r);
+    let lengths = this.lengths.get(r.family);
+    if (!lengths) this.lengths.set(r.family, lengths = new Map());
+    lengths.set(r.bits, (lengths.get(r.bits) ?? 0) + 1);
     const arr = this.sorted.get(r.family) ?? [];
     this.sorted.set(r.family, arr);
     arr.splice(lowerBound(arr, r.start), 0, r);
   }
 
   remove(r: Range): void {
-    const lengths = this.exact.get(r.family), starts = lengths?.get(r.bits);
-    const s = starts?.get(r.start);
-    if (s === r) starts!.delete(r.start);
-    else if (Array.isArray(s)) {
-      const i = s.indexOf(r);
-      if (i >= 0) s.splice(i, 1);
-      if (s.length === 1) starts!.set(r.start, s[0]!);
-    }
-    if (starts && !starts.size) lengths!.delete(r.bits);
-    const arr = this.sorted.get(r.family)!;
+    const arr = this.sorted.get(r.family);
+    if (!arr) return;
     for (let i = lowerBound(arr, r.start); i < arr.length && arr[i]!.start === r.start; i++) {
-      if (arr[i] === r) { arr.splice(i, 1); break; }
+      if (arr[i] !== r) continue;
+      arr.splice(i, 1);
+      const lengths = this.lengths.get(r.family)!, n = lengths.get(r.bits)! - 1;
+      if (n > 0) lengths.set(r.bits, n); else lengths.delete(r.bits);
+      return;
     }
   }
 
   /** The owners of ranges that overlap r (r's own owner included if it holds one). */
   overlapping(r: Range, into: Set<string>): void {
-    const startBytes = r.family === 4 ? undefined : Buffer.from(r.start as string, 'hex');
-    for (const [bits, starts] of this.exact.get(r.family) ?? []) {
-      if (bits > r.bits) continue;
-      const s = starts.get(startBytes ? hex(maskAddress(startBytes, bits)) : maskV4(r.start as number, bits));
-      if (s && !Array.isArray(s)) into.add(s.owner);
-      else for (const x of s ?? []) into.add(x.owner);
-    }
     const arr = this.sorted.get(r.family) ?? [];
+    const startBytes = r.family === 4 ? undefined : Buffer.from(r.start as string, 'hex');
+    for (const bits of this.lengths.get(r.family)?.keys() ?? []) {
+      if (bits > r.bits) continue;
+      const start = startBytes ? hex(maskAddress(startBytes, bits)) : maskV4(r.start as number, bits);
+      for (let i = lowerBound(arr, start); i < arr.length && arr[i]!.start === start; i++) if (arr[i]!.bits === bits) into.add(arr[i]!.owner);
+    }
     for (let i = lowerBound(arr, r.start); i < arr.length && !before(r.end, arr[i]!.start); i++) into.add(arr[i]!.owner);
   }
 }
