@@ -133,6 +133,8 @@ interface CachedNode {
   peer?: PeerNode;
   /** This node's addresses as text, to tell a change of them from a rewrite of its status. */
   fingerprint?: string;
+  /** Where its peer is in the source's list of peers, -1 if it is not there (a map by name besides was ~45 B a peer). */
+  index: number;
 }
 
 
@@ -161,9 +163,8 @@ export class RegistryNodeSource implements NodeSource {
   private selfFingerprint?: string;
   /** Names whose peer or refusal changed since the last notification. */
   private readonly pending = new Set<string>();
-  /** The admitted peers oldest first, and where each is in it; names changed since it was built. */
+  /** The admitted peers oldest first (where each is in it: its node's `index`); names changed since it was built. */
   private peerList: PeerNode[] = [];
-  private readonly peerIndex = new Map<string, number>();
   private readonly stale = new Set<string>();
   /** nodeClaims() until the admission changes (the same array: WithExternalPeers tells by identity that no claim moved). */
   private claims?: PeerNode[];
@@ -200,16 +201,16 @@ export class RegistryNodeSource implements NodeSource {
     let rebuild = false;
     for (const name of this.stale) {
       const now = this.live.has(name) ? this.admission.admitted.get(name) : undefined;
-      const i = this.peerIndex.get(name);
-      if (now && i !== undefined) list[i] = now; // changed in place: same order
-      else if (now || i !== undefined) { rebuild = true; break; }
+      const i = this.nodes.get(name)?.index ?? -2; // -2: its node went, and with it where it was in the list
+      if (now && i >= 0) list[i] = now; // changed in place: same order
+      else if (now || i !== -1) { rebuild = true; break; }
     }
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
     const order = (c: PeerNode) => this.nodes.get(c.name)?.order ?? '';
     this.peerList = [...this.admission.admitted.values()].filter((c) => this.live.has(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
-    this.peerIndex.clear();
-    this.peerList.forEach((p, i) => this.peerIndex.set(p.name, i));
+    for (const n of this.nodes.values()) n.index = -1;
+    this.peerList.forEach((p, i) => { this.nodes.get(p.name)!.index = i; }); // an admitted peer's node is cached (its claim is its peer)
     return this.peerList;
   }
 
@@ -339,7 +340,7 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       this.nodes.set(name, {
-        rv, order: `${created}\u0000${name}`, peer,
+        rv, order: `${created}\u0000${name}`, peer, index: cached?.index ?? -1,
         ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
       });
       this.deleted.delete(name);
