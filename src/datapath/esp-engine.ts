@@ -40,11 +40,23 @@ interface PeerState {
   ipAt: number;
   ipSlot: number;
   family: 4 | 6;
-  /** One SA per key in force (one, two during a rotation): an array, not a Map of its own per peer. */
-  outbound: OutboundSa[];
+  /** One SA per key in force (one, two during a rotation): not a Map of its own per peer (listOf() reads it). */
+  outbound: OneOrMore<OutboundSa>;
   active: OutboundSa | null;
   /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
-  prefixes: string[];
+  prefixes: OneOrMore<string>;
+}
+
+/** A peer's SAs and prefixes: mostly one each, kept as itself (an array of one was ~56 B, two per peer). */
+type OneOrMore<T> = T | T[];
+
+function listOf<T>(x: OneOrMore<T>): T[] {
+  return Array.isArray(x) ? x : [x];
+}
+
+/** As a peer keeps it: the one element itself, else an array of exactly these (a copy). */
+function oneOrMore<T>(xs: T[]): OneOrMore<T> {
+  return xs.length === 1 ? xs[0]! : xs.slice(); // slice: exact size (an array grown by push keeps 17 slots, 152 B a peer)
 }
 
 const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV (16) before the packet
@@ -504,8 +516,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const ip of remove) {
       const st = this.peers.get(ip);
       if (st) {
-        this.releasePrefixes(st, st.prefixes);
-        for (const sa of st.outbound) { this.retire(sa); this.outboundSas--; }
+        this.releasePrefixes(st, listOf(st.prefixes));
+        for (const sa of listOf(st.outbound)) { this.retire(sa); this.outboundSas--; }
         this.peers.delete(ip);
         this.ipSlabs.of(st.family === 4 ? 4 : 16).release(st.ipSlot);
       }
@@ -522,7 +534,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       st.name = s.name;
       const kept: OutboundSa[] = [];
-      for (const sa of st.outbound) {
+      for (const sa of listOf(st.outbound)) {
         const keep = s.outbound.find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
         if (keep) kept.push(sa); else { this.retire(sa); this.outboundSas--; }
       }
@@ -538,7 +550,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         kept.push(sa);
         this.outboundSas++;
       }
-      st.outbound = kept.slice(); // exact size: an array grown by push keeps 17 slots (152 B a peer)
+      st.outbound = oneOrMore(kept);
       for (const sa of this.inbound.ofSource(s.ip)) {
         if (!s.inbound.some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform))) this.dropInbound(sa);
       }
@@ -554,11 +566,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.inbound.add(sa);
         this.countInbound(x.spi, +1);
       }
-      st.active = st.outbound.find((sa) => sa.spi === s.activeSpi) ?? null;
+      st.active = kept.find((sa) => sa.spi === s.activeSpi) ?? null;
       const want = new Set(s.allowedIPs);
       for (const p of want) this.allowed.insert(p, st); // add first, then remove: a prefix is never without an owner while it moves
-      this.releasePrefixes(st, st.prefixes.filter((p) => !want.has(p)));
-      st.prefixes = [...want];
+      this.releasePrefixes(st, listOf(st.prefixes).filter((p) => !want.has(p)));
+      st.prefixes = oneOrMore([...want]);
     }
     this.reserveAll(created);
     if (this.spisMoved) {
@@ -605,7 +617,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     });
     const sas: EspSaStatus[] = [];
     const peers = [...this.peers.values()].filter((p) => peer === undefined || p.name === peer);
-    for (const p of peers) for (const sa of p.outbound) sas.push(describe(sa, p.name, sa === p.active));
+    for (const p of peers) for (const sa of listOf(p.outbound)) sas.push(describe(sa, p.name, sa === p.active));
     const inbound = peer === undefined ? this.inbound.all() : peers.flatMap((p) => this.inbound.ofSource(p.ip));
     for (const sa of inbound) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
     const xfrm: Record<string, number> = {};
@@ -616,7 +628,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
       peerCount: this.peers.size, aeadContexts: this.keys.size, marksPending: this.outPending.size + this.inPending.size,
-      peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: p.prefixes.filter((x) => this.allowed.get(x) === p) })),
+      peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
@@ -626,16 +638,17 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     // Copies, a peer's keys packed in a buffer of its own: the SAs' key material is in slab chunks (a message would carry whole chunks) and close() wipes it.
     const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => {
       const inbound = this.inbound.ofSource(p.ip);
-      const packed = packTransforms([...p.outbound, ...inbound].map((sa) => sa.transform));
+      const outbound = listOf(p.outbound);
+      const packed = packTransforms([...outbound, ...inbound].map((sa) => sa.transform));
       const spec = (sa: OutboundSa | InboundSa, i: number) => ({ spi: sa.spi, transform: packed[i]! });
       return {
-        name: p.name, ip: p.ip, allowedIPs: [...p.prefixes], outbound: p.outbound.map(spec), activeSpi: p.active?.spi ?? 0,
-        inbound: inbound.map((sa, i) => spec(sa, p.outbound.length + i)),
+        name: p.name, ip: p.ip, allowedIPs: [...listOf(p.prefixes)], outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
+        inbound: inbound.map((sa, i) => spec(sa, outbound.length + i)),
       };
     });
     const sas: EspSaState[] = [];
     for (const p of this.peers.values()) {
-      for (const sa of p.outbound) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.bytes, packets: sa.packets });
+      for (const sa of listOf(p.outbound)) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.bytes, packets: sa.packets });
     }
     for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.replay.save(), bytes: sa.bytes, packets: sa.packets });
     return { peers, sas };
@@ -651,7 +664,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.writer.writeNow(); // failed: the marks' leads stay, still no replay
     }
     this.writer.close();
-    for (const p of this.peers.values()) for (const sa of p.outbound) this.retire(sa);
+    for (const p of this.peers.values()) for (const sa of listOf(p.outbound)) this.retire(sa);
     for (const sa of this.inbound.all()) this.retire(sa);
   }
 }
