@@ -10,8 +10,12 @@
 // each chunk its transforms use once (the structured clone keeps one copy of a buffer per message).
 import { keyParts, packTransforms, type EspTransform, type PackedTransform } from './esp-transform.js';
 
-/** 4 KB: ~100 peers' keys (one key: 2 × 20 bytes for AES-128-GCM), and what a one-peer message copies. */
-export const KEY_CHUNK_BYTES = 4096;
+/**
+ * 1 KB: ~25 peers' keys (one key: 2 × 20 bytes for AES-128-GCM), ~9 B a peer of chunk overhead, and
+ * what a one-peer message copies (a key change at a time: each one a backing store in the worker
+ * until its next collection).
+ */
+export const KEY_CHUNK_BYTES = 1024;
 
 export class KeyMaterialArena {
   #chunk: Uint8Array | undefined;
