@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { VeilError } from '../util/errors.js';
-import type { ControlEnvelope, EngineKind, EngineResume, EngineStateOf, HandoverRequest, MemoryRequest, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerInit, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EngineKind, EngineResume, EngineStateOf, HandoverRequest, MemoryRequest, ProtocolOf, ReplyTo, RequestOf, StopRequest, WorkerData, WorkerInit, WorkerMessage } from './messages.js';
+import { check, native } from '../native/addon.js';
 import type { HeapFigures } from '../util/heap-figures.js';
 
 const WORKER_JS = join(dirname(fileURLToPath(import.meta.url)), 'datapath-worker.js');
@@ -15,6 +16,8 @@ export class DatapathHost<K extends EngineKind> {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private exited = false;
   private readonly ready: Promise<void>;
+  /** Signalled after each request: the worker, blocked in poll(2), sees its port only when woken. */
+  private readonly wakeFd: number;
 
   /**
    * Starts the worker; `init` is its workerData (engine kind, fds, keys). `onFatal` may be replaced
@@ -22,7 +25,9 @@ export class DatapathHost<K extends EngineKind> {
    * young generation (absent: V8's own size).
    */
   constructor(readonly init: Extract<WorkerInit, { kind: K }>, public onFatal: (e: Error) => void, youngGenerationMb?: number) {
-    this.worker = new Worker(WORKER_JS, { workerData: init, name: 'veil-datapath', ...(youngGenerationMb && { resourceLimits: { maxYoungGenerationSizeMb: youngGenerationMb } }) });
+    this.wakeFd = check(native().wakeFdOpen(), 'opening the datapath worker\'s wake-up eventfd');
+    const workerData: WorkerData = { ...init, wakeFd: this.wakeFd };
+    this.worker = new Worker(WORKER_JS, { workerData, name: 'veil-datapath', ...(youngGenerationMb && { resourceLimits: { maxYoungGenerationSizeMb: youngGenerationMb } }) });
     let readyResolve: () => void = () => undefined;
     let readyReject: (e: Error) => void = () => undefined;
     this.ready = new Promise((res, rej) => { readyResolve = res; readyReject = rej; });
@@ -37,6 +42,7 @@ export class DatapathHost<K extends EngineKind> {
     this.worker.on('error', (e) => { readyReject(e); this.onFatal(e); });
     this.worker.on('exit', (code) => {
       this.exited = true;
+      native().close(this.wakeFd);
       const err = new VeilError('DATAPATH_EXITED', `the datapath worker exited (code ${code})`);
       readyReject(err);
       for (const p of this.pending.values()) p.reject(err);
@@ -70,6 +76,7 @@ export class DatapathHost<K extends EngineKind> {
       });
       const envelope: ControlEnvelope<RequestOf<ProtocolOf[K]>> = { id, request };
       this.worker.postMessage(envelope);
+      native().wakeFdSignal(this.wakeFd); // after the post: the woken worker finds it on its port
     });
   }
 

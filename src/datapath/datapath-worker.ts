@@ -6,7 +6,7 @@ import { adoptUnderlaySocket } from './raw-esp-socket.js';
 import { runWorkerLoop } from './worker-loop.js';
 import { setCryptoThreads } from './aead-batch.js';
 import { decodeNativeError, native } from '../native/addon.js';
-import type { WorkerInit, WorkerMessage } from './messages.js';
+import type { WorkerData, WorkerMessage } from './messages.js';
 
 /** Bytes of bytecode run per tier-up tick (V8's --interrupt-budget; its default is 67584). */
 const TIER_UP_BUDGET_BYTES = 4096;
@@ -19,7 +19,7 @@ const TIER_UP_BUDGET_BYTES = 4096;
 // is process-wide (V8 has none per isolate): the agent's own code also optimizes sooner.
 setFlagsFromString(`--interrupt-budget=${TIER_UP_BUDGET_BYTES}`);
 
-const init = workerData as WorkerInit; // DatapathHost passes a WorkerInit as workerData
+const init = workerData as WorkerData; // DatapathHost passes its init and wake-up fd as workerData
 const tun = TunDevice.adopt(init.tun);
 const udp = adoptUnderlaySocket(init.udp);
 setCryptoThreads(init.cryptoThreads);
@@ -30,10 +30,10 @@ if (init.kind === 'wireguard') {
   const { WireGuardEngine } = await import('./wireguard-engine.js');
   const engine = new WireGuardEngine(init, tun, udp);
   parentPort!.postMessage(ready);
-  runWorkerLoop(engine, tun, udp, parentPort!);
+  runWorkerLoop(engine, tun, udp, parentPort!, init.wakeFd);
 } else {
   const { EspEngine } = await import('./esp-engine.js');
   const engine = new EspEngine(init, tun, udp);
   parentPort!.postMessage(ready);
-  runWorkerLoop(engine, tun, udp, parentPort!);
+  runWorkerLoop(engine, tun, udp, parentPort!, init.wakeFd);
 }

@@ -51,6 +51,9 @@ export type WorkerInit =
 
 export type EngineKind = WorkerInit['kind'];
 
+/** The worker's workerData: its init and the eventfd its host signals after each request (native/wake-fd.c). */
+export type WorkerData = WorkerInit & { wakeFd: number };
+
 // ---- desired state the agent hands an engine ----------------------------------------------------
 
 export interface WireGuardPeerSpec {

@@ -1,6 +1,7 @@
-// The datapath worker's loop: wait for the TUN or the UDP socket, let the engine move batches,
-// run timers, answer control requests. It blocks in poll(2), so control messages are read
-// synchronously (receiveMessageOnPort) between waits.
+// The datapath worker's loop: wait for the TUN, the UDP socket or the host's wake-up eventfd, let
+// the engine move batches, run timers, answer control requests. It blocks in poll(2), so control
+// messages are read synchronously (receiveMessageOnPort) between waits; the host signals the
+// eventfd after each request, so an idle worker sleeps until a packet, a timer or a request.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/addon.js';
@@ -12,8 +13,14 @@ import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
 
-/** Longest a wait may block, so that control requests are answered promptly. */
-const MAX_WAIT_MS = 20;
+/**
+ * Longest a wait may block. Requests wake the worker through the eventfd; timers are the engine's
+ * nextDeadline(), which the WireGuard engine caches for up to 10 ms, so a timer set by a packet
+ * that came in under a cached later deadline fires at most this late (WireGuard's timers are
+ * seconds: REKEY_TIMEOUT 5 s, keepalives 10 s). Was 20 ms, the port's only chance to be seen:
+ * 50 wake-ups a second on an idle node (~0.5 % of a core here, issue #13's steady state).
+ */
+const MAX_WAIT_MS = 250;
 /**
  * Batches per readiness before looking at the other fd (fairness between directions). A batch
  * that found its queue empty ends the burst: another read would be a wasted syscall, and with
@@ -21,12 +28,12 @@ const MAX_WAIT_MS = 20;
  */
 const BURST = 8;
 
-export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort): void {
+export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort, wakeFd: number): void {
   // One wait and what it woke for per call: a function called again and again is optimized by
   // TurboFan as a whole. The loop's body inline in a function entered once ran on on-stack
   // replacement, and its frame was baseline code in 57 % of the workers' samples on lone pings
   // (README Performance).
-  const loop = new WorkerLoop(engine, tun, udp, port);
+  const loop = new WorkerLoop(engine, tun, udp, port, wakeFd);
   while (loop.turn()) { /* until a stop or a handover */ }
 }
 
@@ -42,8 +49,8 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
   private moved = 0;
   private intervalStart = performance.now();
 
-  constructor(private readonly engine: DatapathEngine<P>, private readonly tun: TunDevice, private readonly udp: UdpSocket, private readonly port: MessagePort) {
-    this.fds = Int32Array.of(tun.fd, udp.fd);
+  constructor(private readonly engine: DatapathEngine<P>, private readonly tun: TunDevice, private readonly udp: UdpSocket, private readonly port: MessagePort, private readonly wakeFd: number) {
+    this.fds = Int32Array.of(tun.fd, udp.fd, wakeFd);
   }
 
   /** Answers waiting control requests, waits for packets and moves them; false once stopped. */
@@ -63,7 +70,9 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
       this.intervalStart = performance.now();
     }
     const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline() - now)));
-    const ready = this.n.waitReadable(this.fds, 2, wait);
+    const ready = this.n.waitReadable(this.fds, 3, wait);
+    // A request came: drained here, read from the port at the next turn's start (right away).
+    if (ready & 4) this.n.wakeFdDrain(this.wakeFd);
     now = performance.now();
     if (ready > 0) {
       if (ready & 1) this.moved += tunnelBurst(engine, this.tun, now);

@@ -33,6 +33,11 @@ export interface NativeDatapath {
   close(fd: number): number;
   /** Blocks up to timeoutMs (-1: forever); bit i set when fds[i] is readable. Worker threads only. */
   waitReadable(fds: Int32Array, count: number, timeoutMs: number): number;
+  // The datapath worker's wake-up (native/wake-fd.c): an eventfd the host signals after a request.
+  wakeFdOpen(): number;
+  wakeFdSignal(fd: number): number;
+  /** Signals since the last drain (0: none); the fd is not readable after. */
+  wakeFdDrain(fd: number): number;
   udpOpen(addr: string, port: number, v6only: number): number;
   udpSetGro(fd: number, on: number): number;
   udpSetBuffers(fd: number, bytes: number): number;
