@@ -244,7 +244,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private writeReplayMarks(sa: InboundSa, seq: number, nowMs: number): void {
     const moved: [InboundSa, number, number][] = [];
     for (const x of this.inbound.all()) {
-      if (x !== sa && this.inPending.has(x)) continue; // its next mark is on its way
+      if (x !== sa && (!x.replayLive || this.inPending.has(x))) continue; // no packet yet: no mark to move; or its next mark is on its way
       const top = x === sa ? seq : x.replay.top;
       if (!x.replayMark.movedSince(top)) continue;
       const mark = x.replayMark.next(top, x.packets, nowMs);
@@ -612,7 +612,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       algorithm: describeTransform(sa.transform), icvBits: sa.icvLength * 8, replayWindow: sa.replayWindowSize, esn: true,
       transform: sa.transform.kind === 'aead' ? { aead: sa.transform.name } : { auth: sa.transform.auth, enc: sa.transform.enc },
       active, bytes: sa.bytes, packets: sa.packets, addTimeMs: sa.addTimeMs, useTimeMs: sa.useTimeMs,
-      sequence: sa.direction === 'out' ? sa.sequence.last : sa.replay.top,
+      sequence: sa.direction === 'out' ? sa.sequence.last : sa.replayTop,
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
     });
     const sas: EspSaStatus[] = [];
@@ -650,7 +650,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const p of this.peers.values()) {
       for (const sa of listOf(p.outbound)) sas.push({ direction: 'out', spi: sa.spi, peer: p.ip, last: sa.sequence.last, bytes: sa.bytes, packets: sa.packets });
     }
-    for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.replay.save(), bytes: sa.bytes, packets: sa.packets });
+    for (const sa of this.inbound.all()) sas.push({ direction: 'in', spi: sa.spi, peer: sa.src, replay: sa.saveReplay(), bytes: sa.bytes, packets: sa.packets });
     return { peers, sas };
   }
 
@@ -660,7 +660,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.closed = true;
     const inbound = this.inbound.all();
     if (inbound.length) {
-      for (const sa of inbound) this.marks.set(replayIdOf(sa), sa.replay.top);
+      for (const sa of inbound) this.marks.set(replayIdOf(sa), sa.replayTop);
       this.writer.writeNow(); // failed: the marks' leads stay, still no replay
     }
     this.writer.close();

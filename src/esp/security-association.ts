@@ -20,29 +20,96 @@ export interface SaCounters {
   useTimeMs: number;
 }
 
-interface SaCommon extends SaCounters {
-  spi: number;
-  /** Outer (tunnel) addresses: src sends, dst receives. */
-  src: string;
-  dst: string;
-  transform: SaTransform;
-  icvLength: number;
-  esn: true;
-  replayWindowSize: number;
+// The SAs are classes: what every SA has alike (its direction, ESN, the window size, the ICV length
+// its transform has) is on the prototype, not a field of each (8 B each, four per SA).
+
+/** One outbound SA: its sequence reservation (sequence-store.ts) and counters. */
+export class OutboundSa implements SaCounters {
+  bytes = 0;
+  packets = 0;
+  useTimeMs = 0;
+  constructor(
+    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, readonly sequence: OutboundSequence,
+    public addTimeMs: number,
+  ) {}
+
+  get direction(): 'out' { return 'out'; }
+  get esn(): true { return true; }
+  get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
+  get icvLength(): number { return this.transform.icvLength; }
 }
 
-export interface OutboundSa extends SaCommon {
-  direction: 'out';
-  sequence: OutboundSequence;
-}
+/**
+ * One inbound SA: its replay window and persisted replay mark (replay-mark.ts), made at its first
+ * packet (`replay`, `replayMark`): until then everything up to `replayTop` (the persisted mark)
+ * counts as seen, exactly what a window and mark made at once would hold, without their objects and
+ * the window's 128 bytes of slab (~270 B an SA; most of a large cluster's SAs carry no traffic at
+ * a given time). `replayTop` and `replayLive` read it without making them.
+ */
+export class InboundSa implements SaCounters {
+  bytes = 0;
+  packets = 0;
+  useTimeMs = 0;
+  /** The window's slot in its engine's slabs (-1: none yet, or a window of its own). */
+  windowSlot = -1;
+  #replay: EspReplayWindow | undefined;
+  #mark: ReplayMark | undefined;
+  /** The top to start from: the persisted replay mark (0 = none). */
+  readonly #top: number;
+  readonly #slabs: SaSlabs | undefined;
 
-export interface InboundSa extends SaCommon {
-  direction: 'in';
-  replay: EspReplayWindow;
-  /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable. */
-  replayMark: ReplayMark;
-  /** The window's slot in its engine's slabs (-1: a window of its own). */
-  windowSlot: number;
+  constructor(
+    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, public addTimeMs: number,
+    top: number, slabs: SaSlabs | undefined,
+  ) {
+    this.#top = top;
+    this.#slabs = slabs;
+  }
+
+  get direction(): 'in' { return 'in'; }
+  get esn(): true { return true; }
+  get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
+  get icvLength(): number { return this.transform.icvLength; }
+
+  /** The replay window (made now if this is its first use: the packet path's). */
+  get replay(): EspReplayWindow {
+    return this.#replay ?? this.#window();
+  }
+
+  /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable (made now on first use). */
+  get replayMark(): ReplayMark {
+    return this.#mark ??= new ReplayMark(this.#top, this.addTimeMs);
+  }
+
+  /** The window's top, without making a window. */
+  get replayTop(): number {
+    return this.#replay ? this.#replay.top : this.#top;
+  }
+
+  /** Its window and mark exist (a packet came, or it was handed over). */
+  get replayLive(): boolean {
+    return this.#replay !== undefined;
+  }
+
+  /** Makes the window, from the handed-over one when `saved` is valid and not below the persisted top. */
+  #window(saved?: EspReplayWindowState): EspReplayWindow {
+    const slabs = this.#slabs;
+    const slot = slabs ? slabs.windows.take() : -1;
+    const storage = slabs?.windows.array(slot), at = slabs ? slabs.windows.offset(slot) : 0;
+    const resumed = saved && EspReplayWindow.restore(saved, REPLAY_WINDOW_SIZE, storage, at);
+    this.windowSlot = slot;
+    return this.#replay = resumed && resumed.top >= this.#top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top, storage, at);
+  }
+
+  /** The window as plain numbers, for a datapath handover (without making one). */
+  saveReplay(): EspReplayWindowState {
+    return (this.#replay ?? new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top)).save();
+  }
+
+  /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
+  resumeWindow(saved: EspReplayWindowState): void {
+    if (!this.#replay) this.#window(saved);
+  }
 }
 
 export type SecurityAssociation = OutboundSa | InboundSa;
@@ -80,9 +147,11 @@ export class SaSlabs {
  * context's creation, node:crypto's single-packet path, status).
  */
 export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
-  readonly kind = 'aead' as const;
-  readonly name = AEAD_GCM;
   constructor(readonly material: Uint8Array, readonly at: number, readonly keyLength: number, readonly icvLength: 12 | 16, readonly slot: number) {}
+
+  // on the prototype, not a field of each (8 B each)
+  get kind(): 'aead' { return 'aead'; }
+  get name(): typeof AEAD_GCM { return AEAD_GCM; }
 
   get key(): Uint8Array {
     return this.material.subarray(this.at, this.at + this.keyLength);
@@ -104,12 +173,13 @@ export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
 
 /** An SA's CBC+HMAC transform: encryption key || authentication key at `at` in `material` (as SaGcmTransform). */
 export class SaCbcHmacTransform implements CbcHmacTransform, PackedCbcHmacTransform {
-  readonly kind = 'authenc' as const;
-  readonly enc = ENC_CBC_AES;
   constructor(
     readonly auth: AuthName, readonly material: Uint8Array, readonly at: number, readonly encKeyLength: number, readonly authKeyLength: number,
     readonly icvLength: 12 | 32, readonly slot: number,
   ) {}
+
+  get kind(): 'authenc' { return 'authenc'; }
+  get enc(): typeof ENC_CBC_AES { return ENC_CBC_AES; }
 
   get encKey(): Uint8Array {
     return this.material.subarray(this.at, this.at + this.encKeyLength);
@@ -173,19 +243,12 @@ export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number
   sa.useTimeMs = nowMs;
 }
 
-// The SAs are object literals with every field in one order: thousands of them share one hidden
-// class. Made by spreading a common part, every SA got a V8 map of its own (~350 B each).
-
 /**
  * `sequence` carries the persisted mark for this key (new OutboundSequence(mark)); nothing is
  * sendable until a block is persisted. `slabs`: where its key material lives (releaseSa gives it back).
  */
 export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, slabs?: SaSlabs): OutboundSa {
-  const transform = saTransform(p.transform, slabs);
-  return {
-    spi: p.spi, src: p.src, dst: p.dst, transform, icvLength: transform.icvLength, esn: true, replayWindowSize: REPLAY_WINDOW_SIZE,
-    bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0, direction: 'out', sequence: p.sequence,
-  };
+  return new OutboundSa(p.spi, p.src, p.dst, saTransform(p.transform, slabs), p.sequence, p.nowMs);
 }
 
 /**
@@ -195,17 +258,9 @@ export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, s
  * `slabs`: where its key material and window live (releaseSa gives them back).
  */
 export function createInboundSa(p: SaParams & { replayTop?: number; window?: EspReplayWindowState }, slabs?: SaSlabs): InboundSa {
-  const top = p.replayTop ?? 0;
-  const transform = saTransform(p.transform, slabs);
-  const windowSlot = slabs ? slabs.windows.take() : -1;
-  const storage = slabs?.windows.array(windowSlot), at = slabs ? slabs.windows.offset(windowSlot) : 0;
-  const resumed = p.window && EspReplayWindow.restore(p.window, REPLAY_WINDOW_SIZE, storage, at);
-  const replay = resumed && resumed.top >= top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, top, storage, at);
-  return {
-    spi: p.spi, src: p.src, dst: p.dst, transform, icvLength: transform.icvLength, esn: true, replayWindowSize: REPLAY_WINDOW_SIZE,
-    bytes: 0, packets: 0, addTimeMs: p.nowMs, useTimeMs: 0, direction: 'in', replay,
-    replayMark: new ReplayMark(top, p.nowMs), windowSlot,
-  };
+  const sa = new InboundSa(p.spi, p.src, p.dst, saTransform(p.transform, slabs), p.nowMs, p.replayTop ?? 0, slabs);
+  if (p.window) sa.resumeWindow(p.window);
+  return sa;
 }
 
 /**

@@ -10,7 +10,7 @@ import { decodeEsp, newDropCounters, XFRM_STAT_NAMES } from '../../src/esp/esp-d
 import { encodeEsp, sealEsp } from '../../src/esp/esp-encoder.js';
 import { espPacketLength, gcmAad, gcmNonce, readEspSeqLow, readEspSpi, writeEspHeader, writeEspTrailer, writeGcmIv } from '../../src/esp/esp-packet.js';
 import { OutboundSequence } from '../../src/esp/sequence-store.js';
-import { InboundSaTable, type OutboundSa } from '../../src/esp/security-association.js';
+import { InboundSaTable, OutboundSa } from '../../src/esp/security-association.js';
 import { classifyUdpEncap, decodeEspInUdp } from '../../src/esp/udp-encap.js';
 import { cbc, gcm, icmpEcho, ipv6Packet, saPair } from './esp-helpers.js';
 
@@ -205,7 +205,8 @@ test('encoder refusals: not an IP packet, sequence not reserved, buffer too smal
   assert.equal(sealEsp(out, new Uint8Array(0), 0), 'not-ip');
   const inner = icmpEcho('192.168.0.1', '192.168.0.2', 'x');
   assert.deepEqual(encodeEsp(out, inner, new Uint8Array(10), 0), { ok: false, reason: 'buffer-too-small' });
-  const unreserved = { ...saPair(gcm()).out, sequence: new OutboundSequence(0) };
+  const o = saPair(gcm()).out;
+  const unreserved = new OutboundSa(o.spi, o.src, o.dst, o.transform, new OutboundSequence(0), 0);
   assert.equal(sealEsp(unreserved, inner, 0), 'sequence-not-reserved');
   assert.equal(out.sequence.last, 0, 'refusals use no sequence number');
 });

@@ -16,12 +16,13 @@ test('a retired SA\'s key, salt and window are wiped and their slots serve the n
   const t1 = gcm(32) as GcmTransform, t2 = { ...gcm(32), key: new Uint8Array(32).fill(0x5a) } as GcmTransform;
   const out = createOutboundSa({ ...params(t1), sequence: new OutboundSequence(0) }, slabs);
   const inb = createInboundSa(params(t1), slabs);
-  assert.equal(slabs.inUse, 3, 'two slots of key || salt, one window');
+  assert.equal(slabs.inUse, 2, 'two slots of key || salt; the window comes with the first packet');
   const outKey = (out.transform as GcmTransform).key, inKey = (inb.transform as GcmTransform).key, inSalt = (inb.transform as GcmTransform).salt;
   assert.deepEqual([...outKey], [...t1.key]);
   assert.deepEqual([...inSalt], [...t1.salt]);
   assert.notEqual(outKey.buffer, t1.key.buffer, 'a copy, not the spec\'s array');
   const window = inb.replay.storage;
+  assert.equal(slabs.inUse, 3, 'and a window');
   assert.ok(inb.replay.accept(5) && inb.replay.accept(1000));
 
   releaseSa(inb, slabs);
@@ -62,4 +63,27 @@ test('a handed-over window resumes exactly in its slot when not below the persis
   const bad = createInboundSa({ ...params(gcm(16) as GcmTransform), replayTop: 4, window: { top: 9, bits: [1, 2] } }, slabs);
   assert.equal(bad.replay.top, 4, 'a window of another size is not taken');
   assert.equal(slabs.windows.inUse, 3);
+});
+
+test('an inbound SA makes its window and mark at first use, holding what they would have held from the start', () => {
+  const slabs = new SaSlabs();
+  const idle = createInboundSa({ ...params(gcm(16) as GcmTransform), replayTop: 40, nowMs: 7 }, slabs);
+  assert.equal(idle.replayLive, false);
+  assert.equal(idle.replayTop, 40, 'the persisted top, without a window');
+  assert.deepEqual(idle.saveReplay(), new EspReplayWindow(1024, 40).save(), 'a handover of it carries the persisted top');
+  assert.equal(idle.replayLive, false, 'saving made no window');
+  assert.equal(slabs.inUse, 1, 'its key only');
+  assert.deepEqual([1, 39, 40, 41].map((s) => idle.replay.check(s)), [false, false, false, true], 'up to the persisted top counts as seen');
+  assert.equal(idle.replayLive, true);
+  assert.equal(slabs.inUse, 2, 'a window slot at first use');
+  assert.equal(idle.replayMark.durable, 40, 'the mark starts at the persisted top');
+  assert.equal(idle.replayMark.movedSince(40), false);
+  assert.ok(idle.replay.accept(41));
+  assert.equal(idle.replayTop, 41);
+
+  const fresh = createInboundSa(params(gcm(16) as GcmTransform), slabs);
+  assert.equal(fresh.replayTop, 0);
+  releaseSa(fresh, slabs);
+  releaseSa(idle, slabs);
+  assert.equal(slabs.inUse, 0, 'a window never made is never released; a made one is');
 });
