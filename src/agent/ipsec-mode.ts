@@ -12,7 +12,7 @@ import { pairSpi } from '../keys/ipsec-spi.js';
 import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
-import type { EspEngineStatus, EspPeerSpec } from '../datapath/messages.js';
+import type { EspEngineStatus, EspPeerSpec, EspSaSpec } from '../datapath/messages.js';
 import { keyParts, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
 import { KeyMaterialArena } from '../esp/key-material-arena.js';
 import { VeilError, errorMessage } from '../util/errors.js';
@@ -37,7 +37,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * Its SA keys are derived again only for a peer that is new, rebooted (a new boot id) or under a
    * new key (two hashes per key each): the spec's own transforms are reused, key i's at index i.
    */
-  private specs = new Map<string, { peer: PeerNode; keys: IpsecKey[]; localSpi: number; spec: EspPeerSpec; pass: number }>();
+  private specs = new Map<string, KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
   private readonly keyMaterial = new KeyMaterialArena();
   /**
@@ -45,7 +45,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * (forget-unmarked.ts), so a pass allocates nothing per unchanged peer: made anew, with the
    * routes and probes, they were ~3 MB of garbage per event at 5,000 peers.
    */
-  private routeOf = new Map<string, { route: TunnelPrefix; pass: number }>();
+  private routeOf = new Map<string, KeptRoute>();
   private passes = 0;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
@@ -152,7 +152,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
       const last = this.specs.get(p.name);
       if (last && last.peer === p && last.localSpi === localSpi && sameKeys(last.keys, keys)) {
-        specs.push(last.spec);
+        specs.push(last);
         last.pass = pass;
         continue;
       }
@@ -161,14 +161,14 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         continue;
       }
       // The peer's allowed IPs are its pod CIDRs (the array is the peer object's, which nobody changes).
-      let spec: EspPeerSpec;
+      let spec: KeptSpec;
       try {
         const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
         const remote = { ip: p.internalIP, bootId: p.bootID };
         const derived: EspTransform[] = [];
         const kept = keys.map((k) => {
           const j = same ? same.keys.indexOf(k) : -1;
-          if (j >= 0) return { out: same!.spec.outbound[j]!.transform, in: same!.spec.inbound[j]!.transform };
+          if (j >= 0) return { out: same!.outbound[j]!.transform, in: same!.inbound[j]!.transform };
           const t = deriveTunnelTransforms(k, local, remote);
           derived.push(t.out, t.in);
           return undefined;
@@ -177,11 +177,12 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         let next = 0;
         const transforms = kept.map((t) => t ?? { out: packed[next++]!, in: packed[next++]! });
         // Arrays made by map, not grown by push (which keeps 17 slots, 152 B each, for one or two SAs).
-        spec = {
-          name: p.name, ip: p.internalIP, allowedIPs: p.podCIDRs, activeSpi: 0,
-          outbound: keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out })),
-          inbound: keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in })),
-        };
+        spec = new KeptSpec(
+          p.name, p.internalIP, p.podCIDRs,
+          keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out })),
+          keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in })),
+          p, keys, localSpi, pass,
+        );
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;
@@ -189,7 +190,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       const spi = pairSpi(localSpi, p.encryptionKey ?? 0);
       spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
       specs.push(spec);
-      this.specs.set(p.name, { peer: p, keys, localSpi, spec, pass });
+      this.specs.set(p.name, spec);
     }
     forgetUnmarked(this.specs, pass); // peers gone are forgotten (and keys retired, with their specs)
     const routes: TunnelPrefix[] = [];
@@ -200,8 +201,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         let r = this.routeOf.get(prefix);
         if (r?.pass === pass) continue; // a prefix twice: once
         if (r) r.pass = pass;
-        else this.routeOf.set(prefix, r = { route: { prefix }, pass });
-        routes.push(r.route);
+        else this.routeOf.set(prefix, r = new KeptRoute(prefix, pass));
+        routes.push(r);
       }
     }
     forgetUnmarked(this.routeOf, pass);
@@ -255,6 +256,49 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.secretWatch?.stop();
   }
+}
+
+/**
+ * A peer's spec as the last pass made it, and from what: the same peer object, keys and published
+ * key id give the same spec. What it was made from is in private fields, which a message to the
+ * worker does not carry (a structured clone takes own properties only), so the spec needs no
+ * record of its own beside it (~32 B a peer).
+ */
+class KeptSpec implements EspPeerSpec {
+  activeSpi = 0;
+  readonly #peer: PeerNode;
+  readonly #keys: IpsecKey[];
+  readonly #localSpi: number;
+  #pass: number;
+
+  constructor(
+    readonly name: string, readonly ip: string, readonly allowedIPs: string[], readonly outbound: EspSaSpec[], readonly inbound: EspSaSpec[],
+    peer: PeerNode, keys: IpsecKey[], localSpi: number, pass: number,
+  ) {
+    this.#peer = peer;
+    this.#keys = keys;
+    this.#localSpi = localSpi;
+    this.#pass = pass;
+  }
+
+  get peer(): PeerNode { return this.#peer; }
+  get keys(): IpsecKey[] { return this.#keys; }
+  get localSpi(): number { return this.#localSpi; }
+  /** The last pass that wanted it (forget-unmarked.ts). */
+  get pass(): number { return this.#pass; }
+  set pass(pass: number) { this.#pass = pass; }
+}
+
+/** A route and, private (not a field the tunnel sees), the last pass that wanted it: a record beside it was ~32 B a peer. */
+class KeptRoute implements TunnelPrefix {
+  #pass: number;
+
+  constructor(readonly prefix: string, pass: number) {
+    this.#pass = pass;
+  }
+
+  get pass(): number { return this.#pass; }
+  set pass(pass: number) { this.#pass = pass; }
 }
 
 /**
