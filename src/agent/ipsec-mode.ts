@@ -21,6 +21,7 @@ import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
+import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { IpsecEncryptStatus } from './api.js';
 
@@ -168,7 +169,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         const derived: EspTransform[] = [];
         const kept = keys.map((k) => {
           const j = same ? same.keys.indexOf(k) : -1;
-          if (j >= 0) return { out: same!.outbound[j]!.transform, in: same!.inbound[j]!.transform };
+          if (j >= 0) return { out: listOf(same!.outbound)[j]!.transform, in: listOf(same!.inbound)[j]!.transform };
           const t = deriveTunnelTransforms(k, local, remote);
           derived.push(t.out, t.in);
           return undefined;
@@ -176,11 +177,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         const packed = packKeyMaterial(this.keyMaterial, derived);
         let next = 0;
         const transforms = kept.map((t) => t ?? { out: packed[next++]!, in: packed[next++]! });
-        // Arrays made by map, not grown by push (which keeps 17 slots, 152 B each, for one or two SAs).
+        // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
         spec = new KeptSpec(
           p.name, p.internalIP, p.podCIDRs,
-          keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out })),
-          keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in })),
+          oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out }))),
+          oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in }))),
           p, keys, localSpi, pass,
         );
       } catch (e) {
@@ -272,7 +273,7 @@ class KeptSpec implements EspPeerSpec {
   #pass: number;
 
   constructor(
-    readonly name: string, readonly ip: string, readonly allowedIPs: string[], readonly outbound: EspSaSpec[], readonly inbound: EspSaSpec[],
+    readonly name: string, readonly ip: string, readonly allowedIPs: string[], readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
     peer: PeerNode, keys: IpsecKey[], localSpi: number, pass: number,
   ) {
     this.#peer = peer;

@@ -6,6 +6,7 @@
 // of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
 import { ByteSlabs } from '../util/slab.js';
+import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import {
   createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
@@ -45,18 +46,6 @@ interface PeerState {
   active: OutboundSa | null;
   /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
   prefixes: OneOrMore<string>;
-}
-
-/** A peer's SAs and prefixes: mostly one each, kept as itself (an array of one was ~56 B, two per peer). */
-type OneOrMore<T> = T | T[];
-
-function listOf<T>(x: OneOrMore<T>): T[] {
-  return Array.isArray(x) ? x : [x];
-}
-
-/** As a peer keeps it: the one element itself, else an array of exactly these (a copy). */
-function oneOrMore<T>(xs: T[]): OneOrMore<T> {
-  return xs.length === 1 ? xs[0]! : xs.slice(); // slice: exact size (an array grown by push keeps 17 slots, 152 B a peer)
 }
 
 const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV (16) before the packet
@@ -535,10 +524,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       st.name = s.name;
       const kept: OutboundSa[] = [];
       for (const sa of listOf(st.outbound)) {
-        const keep = s.outbound.find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
+        const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
         if (keep) kept.push(sa); else { this.retire(sa); this.outboundSas--; }
       }
-      for (const o of s.outbound) {
+      for (const o of listOf(s.outbound)) {
         if (kept.some((sa) => sa.spi === o.spi)) continue;
         const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, st.ip)) ?? 0;
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
@@ -552,9 +541,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       st.outbound = oneOrMore(kept);
       for (const sa of this.inbound.ofSource(s.ip)) {
-        if (!s.inbound.some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform))) this.dropInbound(sa);
+        if (!listOf(s.inbound).some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform))) this.dropInbound(sa);
       }
-      for (const x of s.inbound) {
+      for (const x of listOf(s.inbound)) {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
         const id = replayMarkId(x.spi, st.ip, this.init.localIp, x.transform);
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).

@@ -9,6 +9,7 @@ import type { TunCounters, TunQueueDescriptor } from './tun-device.js';
 import type { UdpCounters, UdpSocketDescriptor } from './udp-socket.js';
 import type { WireGuardSessions } from '../wireguard/session-snapshot.js';
 import type { EspReplayWindowState } from '../esp/replay-window.js';
+import type { OneOrMore } from '../util/one-or-more.js';
 
 // ---- what the worker starts with (its workerData) ------------------------------------------------
 
@@ -82,10 +83,14 @@ export interface EspPeerSpec {
   /** The peer's tunnel (node) IP: outer destination of outbound SAs, outer source of inbound. */
   ip: string;
   allowedIPs: string[];
-  /** Outbound SAs for every key in force; the one with activeSpi carries traffic (0: none yet). */
-  outbound: EspSaSpec[];
+  /**
+   * Outbound SAs for every key in force; the one with activeSpi carries traffic (0: none yet). One
+   * SA itself when one key is in force (the agent's specs: an array of one per direction was ~56 B
+   * a peer), an array during a rotation (and always in a handover's state).
+   */
+  outbound: OneOrMore<EspSaSpec>;
   activeSpi: number;
-  inbound: EspSaSpec[];
+  inbound: OneOrMore<EspSaSpec>;
 }
 
 // ---- the state one datapath hands the next (a restart or upgrade without loss) --------------------

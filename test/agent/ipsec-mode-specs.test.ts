@@ -16,6 +16,7 @@ import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
 import type { PeerNode } from '../../src/agent/node-source.js';
 import type { EspPeerSpec } from '../../src/datapath/messages.js';
 import { packedMaterial, type PackedTransform } from '../../src/esp/esp-transform.js';
+import { listOf } from '../../src/util/one-or-more.js';
 
 const root = mkdtempSync(join(tmpdir(), 'veil-t-ipsec-specs-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -31,7 +32,7 @@ const peer = (i: number, key = 3, boot = 'a'): PeerNode => ({ // boot ids are UU
 /** Specs with each transform's own key bytes in place of the shared chunk it sits in (its place there differs between modes). */
 const plain = (specs: EspPeerSpec[]) => specs.map((s) => {
   const keys = (x: { spi: number; transform: PackedTransform }) => ({ spi: x.spi, transform: { ...x.transform, material: [...packedMaterial(x.transform)], at: 0 } });
-  return { ...s, outbound: s.outbound.map(keys), inbound: s.inbound.map(keys) };
+  return { ...s, outbound: listOf(s.outbound).map(keys), inbound: listOf(s.inbound).map(keys) };
 });
 
 async function openMode(reg: EmbeddedRegistry, dir: string): Promise<IpsecMode> {
@@ -66,7 +67,7 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
   try {
     const peers = [peer(1), peer(2), peer(3)];
     const first = await check(peers, 3);
-    const material = first.flatMap((s) => [...s.outbound, ...s.inbound].map((x) => x.transform.material));
+    const material = first.flatMap((s) => [...listOf(s.outbound), ...listOf(s.inbound)].map((x) => x.transform.material));
     assert.ok(material.every((m) => m === material[0]), "every peer's keys in one shared chunk, not a buffer each");
     const firstKeys = plain([first[1]!]);
     const again = await check(peers, 3);
@@ -96,13 +97,13 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
     await reg.mutate('Secret', 'ipsec-keys', (cur) => cur && { ...cur, data: { keys: b64(KEY4) } });
     const deadline = Date.now() + 10_000;
     let rotated = mode.desired(moved, 3).datapathPeers;
-    while (rotated[0]!.outbound.length < 2) {
+    while (listOf(rotated[0]!.outbound).length < 2) {
       assert.ok(Date.now() < deadline, 'the new key loaded');
       await new Promise((r) => setTimeout(r, 50));
       rotated = mode.desired(moved, 3).datapathPeers;
     }
     assert.ok(rotated.every((s, i) => s !== published[i]));
-    assert.deepEqual(rotated.map((s) => [s.outbound.map((o) => o.spi), s.activeSpi]), [[[4, 3], 3], [[4, 3], 3], [[4, 3], 3]]);
+    assert.deepEqual(rotated.map((s) => [listOf(s.outbound).map((o) => o.spi), s.activeSpi]), [[[4, 3], 3], [[4, 3], 3], [[4, 3], 3]]);
   } finally {
     mode.stop();
     reg.close();

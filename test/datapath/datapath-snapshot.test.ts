@@ -10,6 +10,7 @@ import type { EspEngineState, WorkerInit } from '../../src/datapath/messages.js'
 import { packTransforms, type PackedTransform } from '../../src/esp/esp-transform.js';
 import { OutboundSequence, SEQ_NOT_RESERVED } from '../../src/esp/sequence-store.js';
 import { EspReplayWindow } from '../../src/esp/replay-window.js';
+import { listOf } from '../../src/util/one-or-more.js';
 
 const key = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
 const init: Extract<WorkerInit, { kind: 'esp' }> = {
@@ -35,7 +36,7 @@ test('a snapshot round-trips: fds left out, keys back as bytes', () => {
   assert.ok(r.ok, !r.ok ? r.reason : '');
   const back = r.snapshot as DatapathSnapshot<'esp'>;
   assert.deepEqual(back, s);
-  assert.ok(back.state.peers[0]!.outbound[0]!.transform.kind === 'aead' && back.state.peers[0]!.outbound[0]!.transform.material instanceof Uint8Array);
+  assert.ok(listOf(back.state.peers[0]!.outbound)[0]!.transform.kind === 'aead' && listOf(back.state.peers[0]!.outbound)[0]!.transform.material instanceof Uint8Array);
   assert.ok(sameEngineInit(back.engine, { ...back.engine, marks: { a: 2 } } as typeof back.engine), 'newer marks are the same engine');
   assert.ok(!sameEngineInit(back.engine, { ...s.engine, mtu: 1300 }), 'another MTU is not');
 });
