@@ -18,7 +18,8 @@
         "native/x25519-ifma.c",
         "native/fdpass.c",
         "native/durable-writer.c",
-        "native/wake-fd.c"
+        "native/wake-fd.c",
+        "native/malloc-trim.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

@@ -113,6 +113,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("wakeFdOpen", wake_fd_open),
     EXPORT("wakeFdSignal", wake_fd_signal),
     EXPORT("wakeFdDrain", wake_fd_drain),
+    EXPORT("mallocTrim", malloc_trim_all),
     EXPORT("durableWriterOpen", durable_writer_open),
     EXPORT("durableWriterSubmit", durable_writer_submit),
     EXPORT("durableWriterState", durable_writer_state),

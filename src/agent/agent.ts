@@ -15,6 +15,7 @@ import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js'
 import type { AgentMemory, EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
 import { heapFigures } from '../util/heap-figures.js';
 import { compactWhenQuiet } from '../util/heap-compaction.js';
+import { native } from '../native/addon.js';
 import { RegistryNodeSource } from './registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
 import { ciliumModeName, parseDuration, type Settings } from './settings.js';
@@ -274,7 +275,10 @@ export class Agent {
       if (++resyncs % WHOLE_PASS_EVERY_RESYNCS === 0) this.running?.tunnel.wholeNext();
       this.queueReconcile();
     }, RESYNC_INTERVAL_MS));
-    this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count })));
+    this.timers.push(compactWhenQuiet((c) => {
+      native().mallocTrim(); // the burst is over: what it freed in the threads' malloc arenas goes back too (native/malloc-trim.c)
+      this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count });
+    }));
   }
 
   /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */

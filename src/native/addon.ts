@@ -38,6 +38,8 @@ export interface NativeDatapath {
   wakeFdSignal(fd: number): number;
   /** Signals since the last drain (0: none); the fd is not readable after. */
   wakeFdDrain(fd: number): number;
+  /** Gives the free pages of every malloc arena back to the kernel (native/malloc-trim.c): 1 when it gave some. */
+  mallocTrim(): number;
   udpOpen(addr: string, port: number, v6only: number): number;
   udpSetGro(fd: number, on: number): number;
   udpSetBuffers(fd: number, bytes: number): number;
