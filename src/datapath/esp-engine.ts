@@ -460,7 +460,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
 
-  /** Frees the native contexts of SAs idle for aeadIdleMs (rotation and expiry are the agent's). */
+  /** Frees the native contexts and replay windows of SAs idle for aeadIdleMs (rotation and expiry are the agent's). */
   tick(now: number): void {
     this.settleMarks();
     if (now < this.sweepAt) return;
@@ -471,6 +471,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       k.free();
       this.keys.delete(sa);
     });
+    // Replay windows of inbound SAs idle as long go too (InboundSa.idleWindow: the top stays, ~180 B
+    // an SA); the next packet makes one. Not while the SA's mark is being written (it reads the top).
+    this.inbound.forEach((sa) => { if (sa.replayLive && sa.useTimeMs < idleSince && !this.inPending.has(sa)) sa.idleWindow(); });
   }
 
   nextDeadline(): number {

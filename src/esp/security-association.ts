@@ -44,7 +44,8 @@ export class OutboundSa implements SaCounters {
  * packet (`replay`, `replayMark`): until then everything up to `replayTop` (the persisted mark)
  * counts as seen, exactly what a window and mark made at once would hold, without their objects and
  * the window's 128 bytes of slab (~270 B an SA; most of a large cluster's SAs carry no traffic at
- * a given time). `replayTop` and `replayLive` read it without making them.
+ * a given time). `replayTop` and `replayLive` read it without making them. An SA idle for a while
+ * lets its window go again (idleWindow).
  */
 export class InboundSa implements SaCounters {
   bytes = 0;
@@ -54,8 +55,8 @@ export class InboundSa implements SaCounters {
   windowSlot = -1;
   #replay: EspReplayWindow | undefined;
   #mark: ReplayMark | undefined;
-  /** The top to start from: the persisted replay mark (0 = none). */
-  readonly #top: number;
+  /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
+  #top: number;
   readonly #slabs: SaSlabs | undefined;
 
   constructor(
@@ -86,7 +87,7 @@ export class InboundSa implements SaCounters {
     return this.#replay ? this.#replay.top : this.#top;
   }
 
-  /** Its window and mark exist (a packet came, or it was handed over). */
+  /** Its window exists (a packet came and it was not idle since, or it was handed over); its mark then does too. */
   get replayLive(): boolean {
     return this.#replay !== undefined;
   }
@@ -104,6 +105,21 @@ export class InboundSa implements SaCounters {
   /** The window as plain numbers, for a datapath handover (without making one). */
   saveReplay(): EspReplayWindowState {
     return (this.#replay ?? new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top)).save();
+  }
+
+  /**
+   * The SA carried no packet for a while (the engine's sweep): its window goes (its slot back to the
+   * slabs, wiped) and everything up to its top counts as seen, as after a clean restart; the next
+   * packet makes a window from that top. Stricter than the window (a number below the top not seen
+   * yet is no longer accepted: one that late is long stale), never looser; the mark stays as it is.
+   */
+  idleWindow(): void {
+    const w = this.#replay;
+    if (!w) return;
+    this.#top = w.top;
+    this.#replay = undefined;
+    if (this.#slabs && this.windowSlot >= 0) this.#slabs.windows.release(this.windowSlot);
+    this.windowSlot = -1;
   }
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
@@ -308,6 +324,11 @@ export class InboundSaTable {
     if (!Array.isArray(had)) return had.spi === spi ? had : undefined;
     for (let i = 0; i < had.length; i++) if (had[i]!.spi === spi) return had[i]; // per packet run: no closure
     return undefined;
+  }
+
+  /** Every SA, without an array of them (a sweep). */
+  forEach(fn: (sa: InboundSa) => void): void {
+    this.#bySource.forEach((had) => { if (Array.isArray(had)) had.forEach(fn); else fn(had); });
   }
 
   all(): InboundSa[] {

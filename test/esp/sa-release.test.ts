@@ -87,3 +87,25 @@ test('an inbound SA makes its window and mark at first use, holding what they wo
   releaseSa(idle, slabs);
   assert.equal(slabs.inUse, 0, 'a window never made is never released; a made one is');
 });
+
+test('an idle inbound SA lets its window go: its slot back wiped, its top kept, nothing up to it accepted again, its mark kept', () => {
+  const slabs = new SaSlabs();
+  const sa = createInboundSa(params(gcm(16) as GcmTransform), slabs);
+  assert.ok(sa.replay.accept(10) && sa.replay.accept(12));
+  const mark = sa.replayMark;
+  const window = sa.replay.storage;
+  assert.equal(slabs.inUse, 2);
+  sa.idleWindow();
+  assert.equal(sa.replayLive, false);
+  assert.equal(slabs.inUse, 1, 'the window slot went back');
+  assert.ok(window.every((w) => w === 0), 'wiped');
+  assert.equal(sa.replayTop, 12, 'the top stays');
+  assert.equal(sa.replayMark, mark, 'the mark stays');
+  assert.deepEqual([10, 11, 12, 13].map((s) => sa.replay.check(s)), [false, false, false, true], 'up to the top counts as seen (11 too: stricter, never looser)');
+  assert.equal(slabs.inUse, 2, 'the next packet makes a window');
+  assert.ok(sa.replay.accept(13) && !sa.replay.accept(13));
+  sa.idleWindow();
+  sa.idleWindow();
+  releaseSa(sa, slabs);
+  assert.equal(slabs.inUse, 0);
+});
