@@ -472,8 +472,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.keys.delete(sa);
     });
     // Replay windows of inbound SAs idle as long go too (InboundSa.idleWindow: the top stays, ~180 B
-    // an SA); the next packet makes one. Not while the SA's mark is being written (it reads the top).
-    this.inbound.forEach((sa) => { if (sa.replayLive && sa.useTimeMs < idleSince && !this.inPending.has(sa)) sa.idleWindow(); });
+    // an SA); the next packet makes one. Not while the SA's mark is being written, nor for an SA made
+    // (or handed over, with its exact window) within that time.
+    this.inbound.forEach((sa) => {
+      if (sa.replayLive && sa.useTimeMs < idleSince && sa.addTimeMs < idleSince && !this.inPending.has(sa)) sa.idleWindow();
+    });
   }
 
   nextDeadline(): number {
