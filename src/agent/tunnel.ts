@@ -11,6 +11,7 @@ import { DatapathHost } from '../datapath/datapath-host.js';
 import type { HeapFigures } from '../util/heap-figures.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
 import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
+import { espSpecsDigest } from '../datapath/esp-table-digest.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
@@ -196,6 +197,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
    */
   async apply(d: DesiredState<K>): Promise<void> {
     const whole = this.wholeAsked || this.failed;
+    const checkFirst = !this.failed && this.passes > 0;
     this.wholeAsked = false;
     const pass = ++this.passes;
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
@@ -213,7 +215,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       upsert.push(spec);
     }
     const remove = forgetUnmarked(this.appliedPeers, pass);
-    if (whole) await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    // The periodic whole pass asks first whether the datapath holds the table (a digest each side,
+    // esp-table-digest.ts) and sends it only if not: the first pass and one after a failure send it.
+    if (whole && (!checkFirst || !await this.datapathHolds(d.datapathPeers))) await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
     else if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
@@ -238,6 +242,27 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.prober.setPeers(d.probes);
     this.failed = false;
   }
+
+  /**
+   * Whether the datapath holds exactly these peers, by digest (ESP; WireGuard's engine moves its
+   * peers' keys and endpoints itself, so it is always sent the table). The worker makes its digest
+   * while this thread makes the specs'. A difference is drift: reported, and the caller resends.
+   */
+  private async datapathHolds(specs: PeerSpecsOf<K>): Promise<boolean> {
+    if (this.host.init.kind !== 'esp') return false;
+    const held = this.host.request({ type: 'digest' } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>; // K is 'esp': its digest reply
+    const wanted = espSpecsDigest(specs as EspPeerSpec[]);
+    const { digest } = await held;
+    if (digest === wanted) return true;
+    this.tablesResent++;
+    this.onDrift?.(digest, wanted);
+    return false;
+  }
+
+  /** Whole tables a periodic pass sent because the datapath's differed from the desired state. */
+  tablesResent = 0;
+  /** Told when a periodic pass found the datapath's table differing from the desired state (then resent). */
+  onDrift?: (held: string, wanted: string) => void;
 
   /** Sets the 'node-connectivity' check from the probes. */
   reportProbes(health: Health): void {
