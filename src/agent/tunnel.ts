@@ -183,8 +183,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   private failed = false;
 
   /**
-   * The next pass sends the whole table and steers every route (the safety net): the agent asks
-   * for it on a fixed cycle (every second resync), so its cost recurs at a known period.
+   * The next pass checks the whole table (ESP: by digest, sending it if it differs; WireGuard: sent)
+   * and mends the routes the table lacks (the safety net): the agent asks for it on a fixed cycle
+   * (every second resync), so its cost recurs at a known period.
    */
   wholeNext(): void {
     this.wholeAsked = true;
@@ -193,11 +194,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   /**
    * Peers/SAs first (inbound keys in place before anything is published), then routes and probes.
    * Only what differs from the last pass is sent; a whole pass (the table, every route, the
-   * device's stale routes removed) runs first, after a failure and when asked for (wholeNext).
+   * device's stale routes removed) runs first, after a failure and when asked for (wholeNext),
+   * where an ESP datapath is sent the table only if its digest shows it differs.
    */
   async apply(d: DesiredState<K>): Promise<void> {
     const whole = this.wholeAsked || this.failed;
-    const checkFirst = !this.failed && this.passes > 0;
+    const periodic = !this.failed && this.passes > 0; // asked for by wholeNext(), not a first pass nor a retry
     this.wholeAsked = false;
     const pass = ++this.passes;
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
@@ -215,10 +217,16 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       upsert.push(spec);
     }
     const remove = forgetUnmarked(this.appliedPeers, pass);
-    // The periodic whole pass asks first whether the datapath holds the table (a digest each side,
-    // esp-table-digest.ts) and sends it only if not: the first pass and one after a failure send it.
-    if (whole && (!checkFirst || !await this.datapathHolds(d.datapathPeers))) await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
-    else if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
+    // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
+    // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
+    // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
+    const check = whole && periodic && this.host.init.kind === 'esp';
+    const setPeers = () => this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    if (whole && !check) await setPeers();
+    else {
+      if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
+      if (check && !await this.datapathHolds(d.datapathPeers as EspPeerSpec[])) await setPeers();
+    }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
     const steer: TunnelPrefix[] = [];
@@ -244,14 +252,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   }
 
   /**
-   * Whether the datapath holds exactly these peers, by digest (ESP; WireGuard's engine moves its
-   * peers' keys and endpoints itself, so it is always sent the table). The worker makes its digest
-   * while this thread makes the specs'. A difference is drift: reported, and the caller resends.
+   * Whether the ESP datapath holds exactly these peers, by digest. The worker makes its digest while
+   * this thread makes the specs'. A difference is drift: reported, and the caller resends.
    */
-  private async datapathHolds(specs: PeerSpecsOf<K>): Promise<boolean> {
-    if (this.host.init.kind !== 'esp') return false;
-    const held = this.host.request({ type: 'digest' } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>; // K is 'esp': its digest reply
-    const wanted = espSpecsDigest(specs as EspPeerSpec[]);
+  private async datapathHolds(specs: EspPeerSpec[]): Promise<boolean> {
+    const held = this.host.request({ type: 'digest' } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>; // K is 'esp' (the caller checked): its digest reply
+    const wanted = espSpecsDigest(specs);
     const { digest } = await held;
     if (digest === wanted) return true;
     this.tablesResent++;
