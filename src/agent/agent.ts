@@ -262,6 +262,7 @@ export class Agent {
           else this.log.warn('datapath handover not used: cold start', { reason: o.reason });
         },
       });
+      this.running.tunnel.onDrift = (held, wanted) => this.log.warn("the datapath's peer table differed from the desired state: the whole table was sent again", { held, wanted });
       this.health.ok('datapath', `${this.running.mode.device} up`);
     } catch (e) {
       this.health.set('datapath', 'Failure', errorMessage(e));

@@ -11,6 +11,7 @@ import { DatapathHost } from '../datapath/datapath-host.js';
 import type { HeapFigures } from '../util/heap-figures.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
 import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
+import { espSpecsDigest } from '../datapath/esp-table-digest.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth } from './health-prober.js';
@@ -182,8 +183,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   private failed = false;
 
   /**
-   * The next pass sends the whole table and steers every route (the safety net): the agent asks
-   * for it on a fixed cycle (every second resync), so its cost recurs at a known period.
+   * The next pass checks the whole table (ESP: by digest, sending it if it differs; WireGuard: sent)
+   * and mends the routes the table lacks (the safety net): the agent asks for it on a fixed cycle
+   * (every second resync), so its cost recurs at a known period.
    */
   wholeNext(): void {
     this.wholeAsked = true;
@@ -192,10 +194,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   /**
    * Peers/SAs first (inbound keys in place before anything is published), then routes and probes.
    * Only what differs from the last pass is sent; a whole pass (the table, every route, the
-   * device's stale routes removed) runs first, after a failure and when asked for (wholeNext).
+   * device's stale routes removed) runs first, after a failure and when asked for (wholeNext),
+   * where an ESP datapath is sent the table only if its digest shows it differs.
    */
   async apply(d: DesiredState<K>): Promise<void> {
     const whole = this.wholeAsked || this.failed;
+    const periodic = !this.failed && this.passes > 0; // asked for by wholeNext(), not a first pass nor a retry
     this.wholeAsked = false;
     const pass = ++this.passes;
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
@@ -213,8 +217,16 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       upsert.push(spec);
     }
     const remove = forgetUnmarked(this.appliedPeers, pass);
-    if (whole) await this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
-    else if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
+    // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
+    // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
+    // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
+    const check = whole && periodic && this.host.init.kind === 'esp';
+    const setPeers = () => this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    if (whole && !check) await setPeers();
+    else {
+      if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
+      if (check && !await this.datapathHolds(d.datapathPeers as EspPeerSpec[])) await setPeers();
+    }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
     const steer: TunnelPrefix[] = [];
@@ -238,6 +250,25 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.prober.setPeers(d.probes);
     this.failed = false;
   }
+
+  /**
+   * Whether the ESP datapath holds exactly these peers, by digest. The worker makes its digest while
+   * this thread makes the specs'. A difference is drift: reported, and the caller resends.
+   */
+  private async datapathHolds(specs: EspPeerSpec[]): Promise<boolean> {
+    const held = this.host.request({ type: 'digest' } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>; // K is 'esp' (the caller checked): its digest reply
+    const wanted = espSpecsDigest(specs);
+    const { digest } = await held;
+    if (digest === wanted) return true;
+    this.tablesResent++;
+    this.onDrift?.(digest, wanted);
+    return false;
+  }
+
+  /** Whole tables a periodic pass sent because the datapath's differed from the desired state. */
+  tablesResent = 0;
+  /** Told when a periodic pass found the datapath's table differing from the desired state (then resent). */
+  onDrift?: (held: string, wanted: string) => void;
 
   /** Sets the 'node-connectivity' check from the probes. */
   reportProbes(health: Health): void {

@@ -7,7 +7,7 @@
 import { AllowedIps } from '../net/allowed-ips.js';
 import { ByteSlabs } from '../util/slab.js';
 import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
-import { formatIp, parseIp } from '../net/cidr.js';
+import { formatCidr, formatIp, maskAddress, parseCidr, parseIp } from '../net/cidr.js';
 import {
   createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
@@ -20,6 +20,7 @@ import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
 } from '../esp/esp-packet.js';
 import { describeTransform, packTransforms, type EspTransform } from '../esp/esp-transform.js';
+import { EspTableDigest } from './esp-table-digest.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
 import { PacketBatch } from './packet-batch.js';
@@ -489,6 +490,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     switch (req.type) {
       case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
+      case 'digest': return { digest: this.digest() };
       case 'status': return this.status(req.showKeys === true, req.peer);
       default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${(req as { type: string }).type}'`);
     }
@@ -498,7 +500,21 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private setPeers(specs: EspPeerSpec[]): { peers: number; sas: number } {
     const wanted = new Set(specs.map((s) => s.ip));
     const strays = new Set([...this.peers.keys(), ...this.inbound.all().map((sa) => sa.src)]);
-    return this.updatePeers(specs, [...strays].filter((ip) => !wanted.has(ip)));
+    const r = this.updatePeers(specs, [...strays].filter((ip) => !wanted.has(ip)));
+    this.dropUnownedPrefixes();
+    return r;
+  }
+
+  /** Trie entries no peer lists (drift a digest shows, which no peer's update would remove). */
+  private dropUnownedPrefixes(): void {
+    let owned = 0;
+    for (const st of this.peers.values()) for (const p of listOf(st.prefixes)) if (this.allowed.get(p) === st) owned++;
+    if (owned === this.allowed.size) return;
+    const canonical = (p: string) => { const c = parseCidr(p); return formatCidr({ ...c, bytes: maskAddress(c.bytes, c.prefixLength) }); };
+    for (const e of this.allowed.entries()) {
+      const st = e.value, prefix = formatCidr(e.cidr);
+      if (this.peers.get(st.ip) !== st || !listOf(st.prefixes).some((p) => canonical(p) === prefix)) this.allowed.remove(e.cidr);
+    }
   }
 
   /**
@@ -578,6 +594,24 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
     }
     return { peers: this.peers.size, sas: this.inboundSas + this.outboundSas };
+  }
+
+  /**
+   * The digest of what this engine holds (esp-table-digest.ts): equal to espSpecsDigest(specs) once
+   * it holds exactly the specs. The trie is read per prefix a peer names, and a trie entry no peer
+   * lists (a stray; setPeers drops them) spoils the digest.
+   */
+  private digest(): string {
+    const d = new EspTableDigest();
+    let owned = 0;
+    for (const st of this.peers.values()) {
+      d.peer(st.name, st.ip, st.active?.spi ?? 0);
+      for (const sa of listOf(st.outbound)) d.sa('o', st.ip, sa.spi, sa.transform);
+      for (const p of listOf(st.prefixes)) if (this.allowed.get(p) === st) { d.prefix(p, st.ip); owned++; }
+    }
+    for (const sa of this.inbound.all()) d.sa('i', sa.src, sa.spi, sa.transform);
+    if (owned !== this.allowed.size) d.stray(`${this.allowed.size - owned} allowed-ips entries no peer owns`);
+    return d.value;
   }
 
   /** Counts inbound SAs per SPI: a key coming into force or leaving it is when old replay marks can go. */

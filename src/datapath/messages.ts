@@ -273,6 +273,8 @@ export type WireGuardProtocol = {
 export type EspProtocol = {
   updatePeers: { request: PeerUpdate<EspPeerSpec>; reply: { peers: number; sas: number } };
   setPeers: { request: { type: 'setPeers'; peers: EspPeerSpec[] }; reply: { peers: number; sas: number } };
+  /** The digest of the table the engine holds (esp-table-digest.ts): the agent's whole pass compares it with its specs'. */
+  digest: { request: { type: 'digest' }; reply: { digest: string } };
   status: { request: { type: 'status'; showKeys?: boolean; peer?: string }; reply: EspEngineStatus };
 };
 

@@ -1,6 +1,7 @@
 // The datapath takes peer diffs (updatePeers) from the agent: at every step of a random run the
 // engines hold exactly what the whole table (setPeers) would give, for WireGuard and ESP, on real
-// TUN devices and sockets; an ESP handover keeps every SA and key; and a WireGuard key rotation
+// TUN devices and sockets; the ESP table's digest is its specs' (the agent's periodic pass sends the
+// table only when they differ) and every drift shows in it and is mended by the whole table; an ESP handover keeps every SA and key; and a WireGuard key rotation
 // sent as a diff keeps the peer (its sessions).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,13 +12,15 @@ const SCENARIO = fileURLToPath(new URL('./fixtures/peer-updates-scenario.js', im
 const ns = `veil-tpu-${process.pid}`;
 after(() => { run(['ip', 'netns', 'del', ns]); });
 
-test('peer diffs give the engines what the whole table gives; a rotation by diff keeps the WireGuard peer', { timeout: 120_000 }, () => {
+test('peer diffs give the engines what the whole table gives; ESP drift shows in the digest and the table mends it; a rotation by diff keeps the WireGuard peer', { timeout: 120_000 }, () => {
   mustRun(['ip', 'netns', 'add', ns]);
   const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO], { timeout: 100_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   assert.ok(r.status === 0 && line.startsWith('{'), `scenario failed (exit ${r.status}): ${r.stdout}${r.stderr}`);
-  const res = JSON.parse(line) as { seed: number; mismatches: string[]; handoverKeepsKeys: boolean; rotation: Record<string, boolean> };
+  const res = JSON.parse(line) as { seed: number; mismatches: string[]; drift: Record<string, boolean>; handoverKeepsKeys: boolean; rotation: Record<string, boolean> };
   assert.deepEqual(res.mismatches, [], `seed ${res.seed} (VEIL_TEST_SEED replays it)`);
+  assert.deepEqual(res.drift, { peerGone: true, keyChanged: true, activeMoved: true, strayPeer: true, prefixLost: true, strayPrefix: true },
+    `seed ${res.seed}: each drift of the ESP table changes its digest, and the whole table mends it`);
   assert.ok(res.handoverKeepsKeys, `seed ${res.seed}: an ESP engine resumed from a handover holds every SA and key of the one before (its export survives close())`);
   assert.deepEqual(res.rotation, { announcedKeptInPlace: true, removedAfterOwnSwitch: true, unannouncedRebuilt: true, prefixFollows: true });
 });
