@@ -94,6 +94,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly aeadIdleMs: number;
   private readonly aeadHotMs: number;
   private sweepAt = 0;
+  /**
+   * A replay mark due ahead of need (refillDue), written at the end of the worker's turn by tick()
+   * rather than in the packet's path: the marks' ids, their JSON and the submit took tens of µs,
+   * once a second per busy tunnel, before the packet reached the TUN and before its answer (a
+   * ping's echo reply) went back out. The packet itself is covered by the durable mark already.
+   */
+  private refill: { sa: InboundSa; seq: number; nowMs: number } | undefined;
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
   /** Every peer's address as bytes (4 or 16), for the sends. */
@@ -213,7 +220,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private replayDurable(sa: InboundSa, seq: number, nowMs: number): boolean {
     const m = sa.replayMark;
     if (seq <= m.durable) {
-      if (m.refillDue(seq) && !this.inPending.has(sa) && m.next(seq, sa.packets, nowMs) > m.durable) this.writeReplayMarks(sa, seq, nowMs);
+      if (m.refillDue(seq) && !this.inPending.has(sa) && m.next(seq, sa.packets, nowMs) > m.durable) this.refill = { sa, seq, nowMs };
       return true;
     }
     let p = this.inPending.get(sa);
@@ -464,6 +471,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** Frees the native contexts and replay windows of SAs idle for aeadIdleMs (rotation and expiry are the agent's). */
   tick(now: number): void {
     this.settleMarks();
+    const r = this.refill;
+    if (r) {
+      this.refill = undefined;
+      // Not when a packet that outran the lead has asked for it meanwhile, nor for an SA gone.
+      if (!this.inPending.has(r.sa) && this.inbound.lookup(r.sa.src, r.sa.spi) === r.sa) this.writeReplayMarks(r.sa, r.seq, r.nowMs);
+    }
     if (now < this.sweepAt) return;
     this.sweepAt = now + this.aeadIdleMs / 2;
     const idleSince = Date.now() - this.aeadIdleMs; // SA use times are wall-clock
@@ -481,7 +494,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
   nextDeadline(): number {
-    return this.sweepAt;
+    return this.refill ? -Infinity : this.sweepAt; // a mark due: tick() at the end of this turn
   }
 
   // ---- control ----------------------------------------------------------------------------------
