@@ -53,8 +53,8 @@ const RESYNC_INTERVAL_MS = 30_000;
 const WHOLE_PASS_EVERY_RESYNCS = 2;
 /**
  * How often the free pages of every malloc arena go back to the kernel (native/malloc-trim.c): what
- * a pass, a message to the worker or a relist freed there stayed resident (glibc returns only an
- * arena's top), ~1-2 KB per peer of the agent's RSS slope. A trim takes ~2-3 ms at 5,000 peers.
+ * a pass, a message to the worker, a relist or a heap compaction freed there stayed resident (glibc
+ * returns only an arena's top). A trim takes ~2-3 ms at 5,000 peers.
  */
 const MALLOC_TRIM_INTERVAL_MS = 20_000;
 /** A failed pass is tried again after this, doubling up to RETRY_MAX_MS (the resync's interval before it went to 30 s). */
@@ -282,11 +282,10 @@ export class Agent {
       if (++resyncs % WHOLE_PASS_EVERY_RESYNCS === 0) this.running?.tunnel.wholeNext();
       this.queueReconcile();
     }, RESYNC_INTERVAL_MS));
+    // One call trims every thread's arena (the datapath worker's and V8's helpers' too), so this timer
+    // is the only caller: what a compaction on either thread freed goes back within the interval.
     this.timers.push(setInterval(() => native().mallocTrim(), MALLOC_TRIM_INTERVAL_MS));
-    this.timers.push(compactWhenQuiet((c) => {
-      native().mallocTrim(); // the burst is over: what it freed in the threads' malloc arenas goes back too (native/malloc-trim.c)
-      this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count });
-    }));
+    this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count })));
   }
 
   /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */

@@ -64,8 +64,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     if (!this.running) return false;
     let now = performance.now();
     if (this.compactor.checkDue(now)) {
-      // compacted: what the burst freed in the malloc arenas goes back too (native/malloc-trim.c)
-      if (this.compactor.check(now, datapathQuiet(this.requests, this.moved, now - this.intervalStart))) this.n.mallocTrim();
+      this.compactor.check(now, datapathQuiet(this.requests, this.moved, now - this.intervalStart)); // malloc's arenas: the agent's trim timer (one call trims every thread's)
       this.requests = 0;
       this.moved = 0;
       this.intervalStart = performance.now();
