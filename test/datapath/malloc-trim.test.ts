@@ -29,5 +29,4 @@ test('mallocTrim gives the free pages between live blocks back, the live blocks 
   const after = rssAnonKb();
   assert.ok(before - after > 32 * 1024, `at least 32 of the 63 MB freed go back: RssAnon ${before} -> ${after} kB`);
   assert.ok(kept.every((b, j) => b.length === 8192 && b.every((x) => x === ((j * 64 + 63) & 0xff))), 'the live blocks are untouched');
-  assert.ok(n.mallocTrim() === 0 || n.mallocTrim() === 1);
 });
