@@ -173,6 +173,12 @@ function entryOf<T extends Claim>(candidate: T, order: string, admitted: boolean
   return { candidate, order, unusable: typeof parsed === 'string' ? parsed : undefined, admitted, reason: undefined };
 }
 
+/** The same addresses and pod CIDRs, in the same order. */
+function sameClaim(a: Claim, b: Claim): boolean {
+  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return same(a.internalIPs, b.internalIPs) && same(a.podCIDRs, b.podCIDRs);
+}
+
 /** The ranges an entry holds in the index (none when its claim is unusable). */
 function rangesOfEntry(e: Entry<Claim>): Range[] {
   if (e.unusable !== undefined) return [];
@@ -220,8 +226,14 @@ export class PeerAdmission<T extends Claim> {
 
   /** A candidate is new or changed. Returns the names whose admission (or its reason, or the candidate) changed. */
   upsert(candidate: T, order: string): Set<string> {
-    const affected = new Set<string>([candidate.name]);
     const was = this.entries.get(candidate.name);
+    if (was && was.order === order && sameClaim(was.candidate, candidate)) {
+      // The same claim (a reboot, a new key id): the same ranges and the same verdict, for the new object.
+      was.candidate = candidate;
+      if (was.admitted) this.admittedSet.set(candidate.name, candidate);
+      return new Set([candidate.name]);
+    }
+    const affected = new Set<string>([candidate.name]);
     if (was) this.unindex(was, affected);
     const e = entryOf(candidate, order, false);
     this.entries.set(candidate.name, e);
