@@ -52,7 +52,7 @@ function collision(candidate: Parsed, holder: Parsed, whose: string): string | u
  */
 type Bound = number | string;
 
-/** One claimed range (an address is a full-length range) in the index. */
+/** One claimed range (an address is a full-length range): made when needed, not kept (the index holds it as columns). */
 interface Range { owner: string; family: IpFamily; bits: number; start: Bound; end: Bound }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -80,6 +80,13 @@ function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: numbe
 }
 
 /**
+ * One family's ranges sorted by start, as columns (a struct of arrays): slot i is the range from
+ * starts[i] to ends[i], bits[i] long, of owners[i]. Four array slots a range (~32 B), where an
+ * object per range and an array of them per node were ~170 B a node.
+ */
+interface Sorted { starts: Bound[]; ends: Bound[]; bits: number[]; owners: string[] }
+
+/**
  * Address ranges by owner. Prefixes are nested or disjoint, so a range overlaps another exactly when
  * one contains the other: the containing ones are found by one binary search per prefix length in
  * use (the range's start masked to that length), the contained ones by a binary search too, all in
@@ -88,23 +95,35 @@ function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: numbe
 class RangeIndex {
   /** family -> prefix length -> how many ranges have it (the lengths in use are the keys). */
   private readonly lengths = new Map<IpFamily, Map<number, number>>();
-  private readonly sorted = new Map<IpFamily, Range[]>();
+  private readonly sorted = new Map<IpFamily, Sorted>();
+
+  private of(family: IpFamily): Sorted {
+    let s = this.sorted.get(family);
+    if (!s) this.sorted.set(family, s = { starts: [], ends: [], bits: [], owners: [] });
+    return s;
+  }
 
   add(r: Range): void {
     let lengths = this.lengths.get(r.family);
     if (!lengths) this.lengths.set(r.family, lengths = new Map());
     lengths.set(r.bits, (lengths.get(r.bits) ?? 0) + 1);
-    const arr = this.sorted.get(r.family) ?? [];
-    this.sorted.set(r.family, arr);
-    arr.splice(lowerBound(arr, r.start), 0, r);
+    const s = this.of(r.family), i = lowerBound(s.starts, r.start);
+    s.starts.splice(i, 0, r.start);
+    s.ends.splice(i, 0, r.end);
+    s.bits.splice(i, 0, r.bits);
+    s.owners.splice(i, 0, r.owner);
   }
 
+  /** Removes one range equal to r (its owner, start and length). */
   remove(r: Range): void {
-    const arr = this.sorted.get(r.family);
-    if (!arr) return;
-    for (let i = lowerBound(arr, r.start); i < arr.length && arr[i]!.start === r.start; i++) {
-      if (arr[i] !== r) continue;
-      arr.splice(i, 1);
+    const s = this.sorted.get(r.family);
+    if (!s) return;
+    for (let i = lowerBound(s.starts, r.start); i < s.starts.length && s.starts[i] === r.start; i++) {
+      if (s.owners[i] !== r.owner || s.bits[i] !== r.bits) continue;
+      s.starts.splice(i, 1);
+      s.ends.splice(i, 1);
+      s.bits.splice(i, 1);
+      s.owners.splice(i, 1);
       const lengths = this.lengths.get(r.family)!, n = lengths.get(r.bits)! - 1;
       if (n > 0) lengths.set(r.bits, n); else lengths.delete(r.bits);
       return;
@@ -113,47 +132,57 @@ class RangeIndex {
 
   /** The owners of ranges that overlap r (r's own owner included if it holds one). */
   overlapping(r: Range, into: Set<string>): void {
-    const arr = this.sorted.get(r.family) ?? [];
+    const s = this.sorted.get(r.family);
+    if (!s) return;
     const startBytes = r.family === 4 ? undefined : Buffer.from(r.start as string, 'hex');
     for (const bits of this.lengths.get(r.family)?.keys() ?? []) {
       if (bits > r.bits) continue;
       const start = startBytes ? hex(maskAddress(startBytes, bits)) : maskV4(r.start as number, bits);
-      for (let i = lowerBound(arr, start); i < arr.length && arr[i]!.start === start; i++) if (arr[i]!.bits === bits) into.add(arr[i]!.owner);
+      for (let i = lowerBound(s.starts, start); i < s.starts.length && s.starts[i] === start; i++) if (s.bits[i] === bits) into.add(s.owners[i]!);
     }
-    for (let i = lowerBound(arr, r.start); i < arr.length && !before(r.end, arr[i]!.start); i++) into.add(arr[i]!.owner);
+    for (let i = lowerBound(s.starts, r.start); i < s.starts.length && !before(r.end, s.starts[i]!); i++) into.add(s.owners[i]!);
   }
 }
 
-function lowerBound(arr: Range[], start: Bound): number {
+function lowerBound(starts: Bound[], start: Bound): number {
   let lo = 0;
-  let hi = arr.length;
+  let hi = starts.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (before(arr[mid]!.start, start)) lo = mid + 1; else hi = mid;
+    if (before(starts[mid]!, start)) lo = mid + 1; else hi = mid;
   }
   return lo;
 }
 
 function rangesOf(p: Parsed): Range[] {
-  // concat: an array of exactly its ranges (a spread literal keeps ~20 slots, 168 B a node)
   return p.ips.map(({ ip }) => rangeOf(p.name, ip.family, ip.bytes, ip.bytes.length * 8))
     .concat(p.cidrs.map(({ cidr }) => rangeOf(p.name, cidr.family, cidr.bytes, cidr.prefixLength)));
 }
 
 /**
- * A candidate as admitted: its ranges in the index, and why it is unusable if it is. Its parsed
- * claim is not kept (~0.7 KB a node: an object, a byte array and a buffer per address): decide()
- * parses the two claims again only when it names a collision.
+ * A candidate as admitted, and why it is unusable if it is. Neither its parsed claim (~0.7 KB a
+ * node: an object, a byte array and a buffer per address) nor its ranges (~170 B) are kept: they
+ * are made again from the candidate when it is decided or leaves the index (rangesOfEntry).
  */
-interface Entry<T> { candidate: T; order: string; unusable?: string; ranges: Range[]; admitted: boolean; reason?: string }
+interface Entry<T> { candidate: T; order: string; unusable?: string; admitted: boolean; reason?: string }
 
-/** The entry of a candidate (parsed once, for its ranges). */
+/** The entry of a candidate (parsed once, to tell whether it is usable). */
 function entryOf<T extends Claim>(candidate: T, order: string, admitted: boolean): Entry<T> {
   const parsed = parse(candidate);
   // every field in one order, `reason` too: one hidden class, no property array added at the first verdict (~40 B a node)
-  return typeof parsed === 'string'
-    ? { candidate, order, unusable: parsed, ranges: [], admitted, reason: undefined }
-    : { candidate, order, unusable: undefined, ranges: rangesOf(parsed), admitted, reason: undefined };
+  return { candidate, order, unusable: typeof parsed === 'string' ? parsed : undefined, admitted, reason: undefined };
+}
+
+/** The same addresses and pod CIDRs, in the same order. */
+function sameClaim(a: Claim, b: Claim): boolean {
+  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return same(a.internalIPs, b.internalIPs) && same(a.podCIDRs, b.podCIDRs);
+}
+
+/** The ranges an entry holds in the index (none when its claim is unusable). */
+function rangesOfEntry(e: Entry<Claim>): Range[] {
+  if (e.unusable !== undefined) return [];
+  return rangesOf(parse(e.candidate) as Parsed); // it parsed when its entry was made
 }
 
 /** The key under which this node's own claim sorts: before every candidate. */
@@ -197,8 +226,14 @@ export class PeerAdmission<T extends Claim> {
 
   /** A candidate is new or changed. Returns the names whose admission (or its reason, or the candidate) changed. */
   upsert(candidate: T, order: string): Set<string> {
-    const affected = new Set<string>([candidate.name]);
     const was = this.entries.get(candidate.name);
+    if (was && was.order === order && sameClaim(was.candidate, candidate)) {
+      // The same claim (a reboot, a new key id): the same ranges and the same verdict, for the new object.
+      was.candidate = candidate;
+      if (was.admitted) this.admittedSet.set(candidate.name, candidate);
+      return new Set([candidate.name]);
+    }
+    const affected = new Set<string>([candidate.name]);
     if (was) this.unindex(was, affected);
     const e = entryOf(candidate, order, false);
     this.entries.set(candidate.name, e);
@@ -224,11 +259,11 @@ export class PeerAdmission<T extends Claim> {
   }
 
   private indexEntry(e: Entry<Claim>, affected: Set<string>): void {
-    for (const r of e.ranges) { this.index.add(r); this.index.overlapping(r, affected); }
+    for (const r of rangesOfEntry(e)) { this.index.add(r); this.index.overlapping(r, affected); }
   }
 
   private unindex(e: Entry<Claim>, affected: Set<string>): void {
-    for (const r of e.ranges) { this.index.overlapping(r, affected); this.index.remove(r); }
+    for (const r of rangesOfEntry(e)) { this.index.overlapping(r, affected); this.index.remove(r); }
   }
 
   private entry(name: string): Entry<Claim> | undefined {
@@ -264,7 +299,7 @@ export class PeerAdmission<T extends Claim> {
       this.setVerdict(e, false, `node object refused: ${e.unusable}`);
       return over;
     }
-    for (const r of e.ranges) this.index.overlapping(r, over);
+    for (const r of rangesOfEntry(e)) this.index.overlapping(r, over);
     let first: Entry<Claim> | undefined;
     for (const n of over) {
       if (n === name) continue;

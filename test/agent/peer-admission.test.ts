@@ -75,7 +75,10 @@ test('incremental admission equals admitting all nodes oldest first, after every
       const name = `n${r(14)}`;
       if (live.has(name) && r(3) === 0) { live.delete(name); inc.remove(name); }
       else {
-        const c = { name, internalIPs: r(3) ? [ip()] : [ip(), ip()], podCIDRs: r(4) ? [cidr()] : [cidr(), cidr()] }; // two claims chain verdicts
+        const had = live.get(name)?.c;
+        const c = had && r(4) === 0
+          ? { name, internalIPs: [...had.internalIPs], podCIDRs: [...had.podCIDRs] } // the same claim, a new object (a reboot)
+          : { name, internalIPs: r(3) ? [ip()] : [ip(), ip()], podCIDRs: r(4) ? [cidr()] : [cidr(), cidr()] }; // two claims chain verdicts
         const order = live.get(name)?.order ?? `t${String(step).padStart(3, '0')}`; // an update keeps the creation time
         live.set(name, { c, order });
         inc.upsert(c, order);
@@ -84,6 +87,7 @@ test('incremental admission equals admitting all nodes oldest first, after every
       const want = greedy(self, byAge);
       assert.deepEqual(new Set(inc.admitted.keys()), want, `seed ${seed} step ${step}`);
       assert.equal(inc.refused.size, live.size - want.size, `seed ${seed} step ${step}: every other candidate is refused`);
+      for (const [n, { c }] of live) if (want.has(n)) assert.equal(inc.admitted.get(n), c, `seed ${seed} step ${step}: the newest object of ${n}`);
     }
   }
 });

@@ -121,3 +121,24 @@ test('a packet\'s destination and source pick their owners, IPv4 and IPv6, at an
   assert.equal(t.lookupSource(buf, 50), 'node2');
   assert.equal(t.lookupDestination(buf, 50), 'node1');
 });
+
+test('entries give back every prefix as inserted, across the key words, and removed nodes are taken again', () => {
+  const t = new AllowedIps<string>();
+  const prefixes = ['0.0.0.0/0', '255.255.255.255/32', '128.0.0.0/1', '10.1.2.128/25', '::/0', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127',
+    'fd00:1:2:3:8000::/65', 'fd00:1:2:3::/64', 'fd00:1::/33', '2001:db8::1/128'];
+  for (let round = 0; round < 50; round++) { // churn: the same table again and again from nodes released before
+    for (const p of prefixes) t.insert(p, p);
+    assert.deepEqual(t.entries().map((e) => formatCidr(e.cidr)).sort(), [...prefixes].sort());
+    for (const p of prefixes) assert.equal(t.get(p), p);
+    assert.equal(look(t, 'fd00:1:2:3:8000::9'), 'fd00:1:2:3:8000::/65');
+    assert.equal(look(t, 'fd00:1:2:3:7fff::9'), 'fd00:1:2:3::/64');
+    assert.equal(look(t, 'fd00:1:7fff::1'), 'fd00:1::/33');
+    assert.equal(look(t, 'fd00:1:8000::1'), '::/0');
+    assert.equal(look(t, '10.1.2.200'), '10.1.2.128/25');
+    assert.equal(look(t, '10.1.2.100'), '0.0.0.0/0');
+    assert.equal(look(t, '200.1.1.1'), '128.0.0.0/1');
+    for (const p of round % 2 ? [...prefixes].reverse() : prefixes) assert.ok(t.remove(p));
+    assert.equal(t.size, 0);
+    assert.equal(look(t, '10.1.2.200'), undefined);
+  }
+});
