@@ -19,7 +19,8 @@
         "native/fdpass.c",
         "native/durable-writer.c",
         "native/wake-fd.c",
-        "native/malloc-trim.c"
+        "native/malloc-trim.c",
+        "native/malloc-stats.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

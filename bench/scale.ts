@@ -81,6 +81,17 @@ interface SizeFigures {
   compactions: Compactions;
   /** RSS by mapping after the collection (MB): see AgentView.rssByMapping. */
   rssByMapping: ReturnType<AgentView['rssByMapping']>;
+  /**
+   * After the collection, off the V8 heap (MB): each thread's external memory (ArrayBuffers'
+   * backing stores, malloc'd) and V8's own malloc'd memory; the malloc arenas' live and free bytes,
+   * the main thread's (arena 0) and the other threads' (the agent's /memory malloc), and each arena's size.
+   */
+  /** Native AES-GCM contexts the ESP engine kept then (a context is made only for SAs that carry traffic). */
+  aeadContexts?: number;
+  native?: {
+    externalMainMB: number; externalWorkerMB: number; v8MallocMainMB: number; v8MallocWorkerMB: number;
+    arenaMainLiveMB: number; arenaMainFreeMB: number; arenasLiveMB: number; arenasFreeMB: number; arenaSizesMB: number[]; mmappedMB: number;
+  };
   routes: number;
 }
 
@@ -317,6 +328,8 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), heapTotalMainMB: mb(held.main.totalBytes), heapTotalWorkerMB: mb(held.datapath?.totalBytes), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
     compactions: compactionsOf(held),
     rssByMapping: agent.rssByMapping(),
+    aeadContexts: (await agent.sas('-')).aeadContexts,
+    ...(live.malloc && { native: nativeFigures(live) }),
   };
   const steadyCompactions = compactionsSince(heap0, held);
   const peaks = [...timelineMs].sort((a, b) => b - a).slice(0, 5);
@@ -327,7 +340,8 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (main ${mem.heapTotalMainMB.toFixed(1)}, worker ${mem.heapTotalWorkerMB.toFixed(1)}; young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
     `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB; ` +
     `heap compactions so far: main ${mem.compactions.main} (${mem.compactions.mainMs} ms), worker ${mem.compactions.worker} (${mem.compactions.workerMs} ms); ` +
-    `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+    `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}` +
+    `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
     size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
     settle, steadySeconds: o.steadyS, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, ...mem, routes,
@@ -499,6 +513,20 @@ async function main(): Promise<number> {
   return failures.length ? 1 : 0;
 }
 
+/** What the agent holds off the V8 heap after a collection (SizeFigures.native), MB. */
+function nativeFigures(m: AgentMemory): NonNullable<SizeFigures['native']> {
+  const mb = (b: number) => b / 1048576;
+  const arenas = m.malloc!.arenas, main = arenas.find((a) => a.nr === 0), rest = arenas.filter((a) => a.nr !== 0);
+  const sum = (as: typeof arenas, f: (a: (typeof arenas)[number]) => number) => mb(as.reduce((t, a) => t + f(a), 0));
+  return {
+    externalMainMB: mb(m.main.externalBytes), externalWorkerMB: mb(m.datapath?.externalBytes ?? 0),
+    v8MallocMainMB: mb(m.main.mallocedBytes), v8MallocWorkerMB: mb(m.datapath?.mallocedBytes ?? 0),
+    arenaMainLiveMB: main ? mb(main.systemBytes - main.freeBytes) : 0, arenaMainFreeMB: main ? mb(main.freeBytes) : 0,
+    arenasLiveMB: sum(rest, (a) => a.systemBytes - a.freeBytes), arenasFreeMB: sum(rest, (a) => a.freeBytes),
+    arenaSizesMB: rest.map((a) => mb(a.systemBytes)), mmappedMB: mb(m.malloc!.mmappedBytes),
+  };
+}
+
 function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): void {
   const base = figures[0];
   console.log('\nnodes  converge  key p50/p99 ms  CPU µs/event (× first)  steady %core  RSS MB');
@@ -511,6 +539,11 @@ function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): v
     console.log(`memory slope ${lo.size}->${hi.size}, KB per peer: RSS (median of the steady window) ${slope('rssMB')} [the target's figure], RSS peak ${slope('rssPeakMB')}, ` +
       `RSS after a full collection ${slope('rssCollectedMB')}; live heap main ${slope('liveHeapMainMB')}, worker ${slope('liveHeapWorkerMB')}; ` +
       `RSS after the collection by mapping: ${Object.keys(hi.rssByMapping).map((k) => { const key = k as keyof SizeFigures['rssByMapping']; return `${k} ${((((hi.rssByMapping[key] - lo.rssByMapping[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}`);
+    const a = lo.native, b = hi.native;
+    if (a && b) {
+      const keys = Object.keys(b).filter((k) => k !== 'arenaSizesMB') as (keyof typeof b)[];
+      console.log(`off the V8 heap after the collection, KB per peer: ${keys.map((k) => `${k.replace(/MB$/, '')} ${((((b[k] as number) - (a[k] as number)) * 1048576) / (hi.size - lo.size) / 1024).toFixed(2)}`).join(', ')}`);
+    }
   }
   if (rot) console.log(`rotation across ${rot.peers} peers: ${rot.pingsLost}/${rot.pingsSent} pings lost, ${rot.ruleViolations.length} rule violations in ${rot.samples} samples, all moved in ${rot.completedMs} ms`);
   if (failures.length) console.log(`\n${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);

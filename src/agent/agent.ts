@@ -16,6 +16,7 @@ import type { AgentMemory, EncryptStatus, Healthz, PublishedAgentStatus } from '
 import { heapFigures } from '../util/heap-figures.js';
 import { compactWhenQuiet } from '../util/heap-compaction.js';
 import { native } from '../native/addon.js';
+import { mallocStats } from '../native/malloc-stats.js';
 import { RegistryNodeSource } from './registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
 import { ciliumModeName, parseDuration, type Settings } from './settings.js';
@@ -349,7 +350,7 @@ export class Agent {
     const main = heapFigures(collect);
     const status = readFileSync('/proc/self/status', 'utf8');
     const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
-    return { rssBytes: kB('VmRSS'), rssAnonBytes: kB('RssAnon'), main, ...(datapath && { datapath }) };
+    return { rssBytes: kB('VmRSS'), rssAnonBytes: kB('RssAnon'), main, ...(datapath && { datapath }), malloc: mallocStats() };
   }
 
   mustTunnel(): Tunnel<'wireguard'> | Tunnel<'esp'> {

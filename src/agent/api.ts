@@ -10,6 +10,7 @@ import type { HealthCheck, HealthState } from './health.js';
 import type { PeerHealth } from './health-prober.js';
 import type { CiliumModeName } from './settings.js';
 import type { HeapFigures } from '../util/heap-figures.js';
+import type { MallocStats } from '../native/malloc-stats.js';
 
 export const AGENT_API = {
   healthz: '/healthz',
@@ -29,6 +30,8 @@ export interface AgentMemory {
   main: HeapFigures;
   /** Absent while no tunnel runs. */
   datapath?: HeapFigures;
+  /** Every thread's malloc arena, live and free bytes (read after the heaps, so after a collection's frees). Absent from agents before it. */
+  malloc?: MallocStats;
 }
 
 /** Cilium's spelling of the modes (`cilium encrypt status`), or none. */
@@ -155,4 +158,6 @@ export interface IpsecSasReport {
   peers: EspPeerStatus[];
   /** Peers in the datapath (all, also when ?peer= lists one). */
   peerCount: number;
+  /** Native AES-GCM contexts the engine keeps (EspEngineStatus.aeadContexts). Absent from agents before it. */
+  aeadContexts?: number;
 }

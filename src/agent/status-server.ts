@@ -74,7 +74,7 @@ export class StatusServer {
     // type 'ipsec': the IPsec mode over an ESP tunnel
     const st = await (mode as IpsecMode).engineStatus(this.agent.mustTunnel() as Tunnel<'esp'>, showKeys, peer);
     const node = this.agent.node!;
-    return { node: node.name, internalIP: node.internalIPs[0]!, podCIDR: node.podCIDRs[0]!, sas: st.sas, peers: st.peers, peerCount: st.peerCount };
+    return { node: node.name, internalIP: node.internalIPs[0]!, podCIDR: node.podCIDRs[0]!, sas: st.sas, peers: st.peers, peerCount: st.peerCount, aeadContexts: st.aeadContexts };
   }
 
 

@@ -16,7 +16,8 @@ import { formatEndpoint, type Endpoint } from '../wireguard/endpoint.js';
 import { frameTransport, transportLength } from '../wireguard/transport.js';
 import { transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
 import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
-import { AeadBatch, AeadKey } from './aead-batch.js';
+import { AeadBatch } from './aead-batch.js';
+import { KeypairContexts } from './keypair-contexts.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
@@ -39,26 +40,6 @@ const GRO_SLOTS = 4;
 const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
 /** How stale the cached earliest timer may be (see nextDeadline). */
 const DEADLINE_REFRESH_MS = 10;
-
-interface KeyHandles {
-  send: AeadKey;
-  receive: AeadKey;
-}
-
-function handles(kp: Keypair): KeyHandles {
-  let h = kp.nativeHandle as KeyHandles | null;
-  if (!h) {
-    h = { send: AeadKey.create('chacha20-poly1305', kp.sendKey, 16, 'seal'), receive: AeadKey.create('chacha20-poly1305', kp.receiveKey, 16, 'open') };
-    kp.nativeHandle = h;
-    kp.onZero = (dead) => {
-      const x = dead.nativeHandle as KeyHandles | null;
-      x?.send.free();
-      x?.receive.free();
-      dead.nativeHandle = null;
-    };
-  }
-  return h;
-}
 
 /** What one rx batch accepted under one keypair: one hook call per keypair and batch. */
 interface ReceivedRun {
@@ -96,6 +77,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
+  /** The keypairs' native contexts: made at a keypair's first packet each way, released when it idles. */
+  private readonly contexts = new KeypairContexts();
   private readonly single: SinglePacketWriter;
   /** Per rx AEAD op: the packet index and keypair/counter it belongs to. */
   private readonly rxIndex = new Int32Array(RX_BATCH);
@@ -164,7 +147,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
         this.perform(this.device.encapsulate(peer, buf.subarray(off, off + len), now));
         continue;
       }
-      aead.add(handles(kp).send, off, padded, nonce);
+      aead.add(this.contexts.send(kp, now), off, padded, nonce);
       const endpoint = peer.endpoint!; // sendingKeypair() answers only for a peer with an endpoint
       const dest = this.destination(endpoint);
       b.setPeer(out, dest.bytes, dest.family, endpoint.port);
@@ -219,7 +202,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const kp = this.device.transportKeypair(buf, off, len, now);
       if (!kp) continue;
       this.rxCounter[ops] = transportCounter(buf, off);
-      aead.add(handles(kp).receive, off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
+      aead.add(this.contexts.receive(kp, now), off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
       this.rxIndex[ops] = i;
       this.rxKeypair[ops] = kp;
       ops++;
@@ -359,6 +342,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   tick(now: number): void {
     this.perform(this.device.tick(now));
+    this.contexts.sweep(now);
     this.deadlineAt = -Infinity;
   }
 
@@ -370,7 +354,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   nextDeadline(): number {
     const now = performance.now();
     if (now - this.deadlineAt >= DEADLINE_REFRESH_MS || this.deadline <= now) {
-      this.deadline = this.device.nextDeadline() ?? Infinity;
+      this.deadline = Math.min(this.device.nextDeadline() ?? Infinity, this.contexts.nextSweep);
       this.deadlineAt = now;
     }
     return this.deadline;
@@ -501,7 +485,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       onCurrentKey: this.device.peerOnCurrentKey(p),
     }));
     return {
-      publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers,
+      publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers, aeadContexts: this.contexts.count,
       counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
@@ -518,6 +502,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   close(): void {
     for (const p of [...this.device.peers()]) this.device.removePeer(p.publicKey);
+    this.contexts.clear();
   }
 }
 

@@ -40,6 +40,8 @@ export interface NativeDatapath {
   wakeFdDrain(fd: number): number;
   /** Gives the free pages of every malloc arena back to the kernel (native/malloc-trim.c): 1 when it gave some. */
   mallocTrim(): number;
+  /** glibc malloc_info(0): every arena's system and free bytes, as XML (native/malloc-stats.c; read by malloc-stats.ts). */
+  mallocInfo(): string;
   udpOpen(addr: string, port: number, v6only: number): number;
   udpSetGro(fd: number, on: number): number;
   udpSetBuffers(fd: number, bytes: number): number;

@@ -1,0 +1,125 @@
+// A WireGuard keypair's native contexts (src/datapath/keypair-contexts.ts): made at its first packet
+// each way, released after the idle time (the key stays in the keypair), made again by the next
+// packet, which then seals and opens exactly as before; freed when the keypair dies. Native memory
+// for many idle keypairs is small.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { KeypairContexts } from '../../src/datapath/keypair-contexts.js';
+import { AeadBatch, type AeadKey } from '../../src/datapath/aead-batch.js';
+import { Keypair } from '../../src/wireguard/keypair.js';
+import type { Peer } from '../../src/wireguard/peer.js';
+import { native } from '../../src/native/addon.js';
+import { mallocStats } from '../../src/native/malloc-stats.js';
+
+const IDLE = 1000;
+
+/** Our keypair and the peer's for the same handshake: what one sends, the other receives. */
+function pair(): [Keypair, Keypair] {
+  const a = randomBytes(32), b = randomBytes(32);
+  const kp = (send: Buffer, receive: Buffer, isInitiator: boolean) =>
+    new Keypair({ sendKey: Uint8Array.from(send), receiveKey: Uint8Array.from(receive), localIndex: 1, remoteIndex: 2, isInitiator, createdAt: 0, peer: {} as Peer });
+  return [kp(a, b, true), kp(b, a, false)];
+}
+
+/** Seals `pt` with counter 7 (WireGuard's nonce: 0^4 || counter LE) in one batch; returns ciphertext || tag. */
+function seal(key: AeadKey, pt: Buffer): Buffer {
+  const buf = Buffer.alloc(12 + pt.length + 16);
+  buf.writeUInt32LE(7, 4);
+  pt.copy(buf, 12);
+  const b = new AeadBatch(1);
+  b.add(key, 12, pt.length, 0);
+  assert.equal(b.seal(buf), 1);
+  return buf.subarray(12);
+}
+
+function open(key: AeadKey, sealed: Buffer): Buffer | undefined {
+  const buf = Buffer.alloc(12 + sealed.length);
+  buf.writeUInt32LE(7, 4);
+  sealed.copy(buf, 12);
+  const b = new AeadBatch(1);
+  b.add(key, 12, sealed.length - 16, 0);
+  return b.open(buf) === 1 ? buf.subarray(12, buf.length - 16) : undefined;
+}
+
+test('a keypair gets a context each way at its first packet that way, the same one after', () => {
+  const c = new KeypairContexts(IDLE);
+  const [ours] = pair();
+  assert.equal(c.count, 0);
+  assert.equal(c.nextSweep, Infinity, 'nothing to sweep');
+  const s = c.send(ours, 0);
+  assert.equal(c.count, 1, 'only the way used');
+  assert.equal(c.send(ours, 10), s);
+  c.receive(ours, 20);
+  assert.equal(c.count, 2);
+  assert.equal(c.nextSweep, IDLE, 'a sweep due one idle time after the first context');
+  c.clear();
+  assert.equal(c.count, 0);
+  assert.equal(s.handle, -1, 'freed');
+});
+
+test('an idle keypair lets its contexts go, and its next packet seals and opens exactly as a never-released context does', () => {
+  const c = new KeypairContexts(IDLE);
+  const [ours, theirs] = pair();
+  const pt = randomBytes(1400);
+  const expected = (() => { // ChaCha20-Poly1305 by node:crypto under our send key
+    const nonce = Buffer.alloc(12); nonce.writeUInt32LE(7, 4);
+    const x = createCipheriv('chacha20-poly1305', ours.sendKey, nonce, { authTagLength: 16 });
+    return Buffer.concat([x.update(pt), x.final(), x.getAuthTag()]);
+  })();
+  const first = c.send(ours, 0);
+  assert.deepEqual(seal(first, pt), expected);
+  assert.deepEqual(open(c.receive(theirs, 0), expected), pt);
+
+  c.sweep(IDLE / 2);
+  assert.equal(c.count, 2, 'not idle long enough: kept');
+  c.send(ours, IDLE / 2); // ours is used again; theirs is not
+  c.sweep(IDLE);
+  assert.equal(c.count, 1, "the peer's unused keypair let its context go");
+  assert.equal(theirs.nativeHandle, null);
+  c.sweep(2 * IDLE);
+  assert.equal(c.count, 0, 'then ours');
+  assert.equal(first.handle, -1);
+  assert.equal(c.nextSweep, Infinity);
+
+  const again = c.send(ours, 3 * IDLE);
+  assert.deepEqual(seal(again, pt), expected, 'the same ciphertext after a release');
+  assert.deepEqual(open(c.receive(theirs, 3 * IDLE), expected), pt, 'and it opens');
+  const tampered = Buffer.from(expected); tampered[5]! ^= 1;
+  assert.equal(open(c.receive(theirs, 3 * IDLE), tampered), undefined, 'a forged packet still fails');
+  c.clear();
+});
+
+test('a dying keypair frees its contexts; a released handle is refused by the addon', () => {
+  const c = new KeypairContexts(IDLE);
+  const [ours] = pair();
+  const s = c.send(ours, 0), h = s.handle;
+  ours.zero();
+  assert.equal(c.count, 0);
+  assert.equal(s.handle, -1);
+  assert.ok(native().aeadFree(h) < 0, 'the native handle is gone: freeing it again is an error, not a double free');
+  const buf = Buffer.alloc(64), b = new AeadBatch(1);
+  b.descs[0] = h; b.descs[1] = 12; b.descs[2] = 16; b.descs[3] = 0; b.count = 1;
+  assert.equal(b.seal(buf), 0, 'a batch naming a freed handle fails its packet');
+  assert.equal(b.ok[0], 0);
+});
+
+test('native memory: 2,000 keypairs hold ~2 KB each while they carry packets and almost nothing once idle', () => {
+  const c = new KeypairContexts(IDLE);
+  const live = () => mallocStats().arenas.reduce((t, a) => t + a.systemBytes - a.freeBytes, 0);
+  const kps = Array.from({ length: 2000 }, () => pair()[0]);
+  const round = (at: number) => {
+    const before = live();
+    for (const kp of kps) { c.send(kp, at); c.receive(kp, at); }
+    const busy = (live() - before) / kps.length;
+    c.sweep(at + IDLE);
+    return { busy, idle: (live() - before) / kps.length };
+  };
+  round(0); // first-use growth (the handle table, the set) is not per context
+  const { busy, idle } = round(10 * IDLE);
+  assert.equal(c.count, 0);
+  // Generous: other threads' malloc (V8's helpers) moves the figure by a few hundred bytes a keypair.
+  assert.ok(busy > 1500, `two contexts a keypair while busy: ${busy.toFixed(0)} B`);
+  assert.ok(idle < busy / 3, `idle keypairs hold no context: ${idle.toFixed(0)} B a keypair left of ${busy.toFixed(0)}`);
+  assert.ok(kps.every((kp) => kp.isAlive && kp.sendKey.some((x) => x !== 0)), 'the keys stay in the keypairs');
+});
