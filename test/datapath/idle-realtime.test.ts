@@ -10,7 +10,7 @@ const SCENARIO = fileURLToPath(new URL('./fixtures/idle-realtime-scenario.js', i
 const namespaces: string[] = [];
 after(() => { for (const ns of namespaces) run(['ip', 'netns', 'del', ns]); });
 
-interface Outcome { before: number; refused: string | null; idleFifo: boolean; fifoThreads: number; warmFifo: boolean | null; fifoWhileBusy: number; busyNormal: boolean | null; quietFifo: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
+interface Outcome { before: number; refused: string | null; idleFifo: boolean; fifoThreads: number; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
 
 function scenario(mode: 'on' | 'off'): Outcome {
   const ns = `veil-tir-${mode}-${process.pid}`;
@@ -30,7 +30,6 @@ test('datapath.realtime on: the worker is SCHED_FIFO while idle, SCHED_OTHER und
   assert.equal(res.fifoThreads, 1);
   assert.ok(res.warmFifo, 'SCHED_FIFO again after the warm-up flood');
   assert.ok(res.busyNormal, `the worker dropped to SCHED_OTHER under the flood: ${JSON.stringify(res.status)}`);
-  assert.equal(res.fifoWhileBusy, 0, 'and stayed SCHED_OTHER while the flood went on');
   assert.ok(res.quietFifo, 'the worker SCHED_FIFO again once the flood stopped');
 });
 
