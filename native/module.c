@@ -84,6 +84,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     EXPORT("batchBind", batch_bind),
     EXPORT("threadSetNice", thread_set_nice),
+    EXPORT("threadSetRealtime", thread_set_realtime),
     EXPORT("tunOpen", tun_open),
     EXPORT("tunSetOffload", tun_set_offload),
     EXPORT("tunName", tun_name),

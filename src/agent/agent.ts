@@ -255,6 +255,10 @@ export class Agent {
         onPriorityRefused: (errno) => this.log.warn('datapath priority not raised: the worker runs at nice 0', {
           wanted: settings['datapath.priority'], error: errno, hint: 'grant the agent CAP_SYS_NICE, or set datapath.priority=0 to silence this',
         }),
+        realtime: settings['datapath.realtime'],
+        onRealtimeRefused: (errno) => this.log.warn('datapath worker not realtime while idle: it stays SCHED_OTHER', {
+          error: errno, hint: 'grant the agent CAP_SYS_NICE, or set datapath.realtime=false to silence this',
+        }),
         replacedRoutesFile: replacedRoutesPath(stateDir), probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
         onWorkerError: (e) => { this.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); this.log.error('datapath worker failed', { error: errorMessage(e) }); },
         resumed,

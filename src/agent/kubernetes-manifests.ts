@@ -111,8 +111,8 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
               resources: { requests: { cpu: '100m', memory: '128Mi' } },
               securityContext: {
                 // TUN, routes and rules: CAP_NET_ADMIN; raw ESP's socket: CAP_NET_RAW; the datapath
-                // worker's raised priority (datapath.priority < 0): CAP_SYS_NICE; nothing else
-                capabilities: { add: ['NET_ADMIN', ...(rawEsp ? ['NET_RAW'] : []), ...(s['datapath.priority'] < 0 ? ['SYS_NICE'] : [])], drop: ['ALL'] },
+                // worker's raised priority (datapath.priority < 0) and realtime class (datapath.realtime): CAP_SYS_NICE; nothing else
+                capabilities: { add: ['NET_ADMIN', ...(rawEsp ? ['NET_RAW'] : []), ...(s['datapath.priority'] < 0 || s['datapath.realtime'] ? ['SYS_NICE'] : [])], drop: ['ALL'] },
                 runAsUser: 0,
                 readOnlyRootFilesystem: true,
                 allowPrivilegeEscalation: false,

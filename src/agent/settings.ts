@@ -34,6 +34,7 @@ export interface Settings {
   'agent.healthProbeInterval': string;
   'datapath.cryptoThreads': number;
   'datapath.priority': number;
+  'datapath.realtime': boolean;
 }
 
 type Kind = 'bool' | 'duration' | 'string' | 'port' | 'threads' | 'nice' | { oneOf: readonly string[] };
@@ -62,6 +63,10 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   // -10 by default: woken by a lone packet, the worker then preempts what runs on its CPU instead of
   // waiting up to a scheduler tick (4 ms here) behind it; idle ping p99 fell in every lab A/B round.
   'datapath.priority': { kind: 'nice', default: -10, doc: "the datapath worker thread's nice value (-20..19; below 0 needs CAP_SYS_NICE, without it the worker runs at 0 and the agent warns; 0 leaves it alone)" },
+  // A woken realtime worker preempts any normal thread at once (idle ping p99 0.27x in the lab,
+  // idle-realtime.ts). Off by default: in two bench pairs its CPU per GB was 2-29 % higher (a worker
+  // that moves an ACK stream stays realtime under a quarter busy; docs/performance-log.md).
+  'datapath.realtime': { kind: 'bool', default: false, doc: 'the datapath worker runs SCHED_FIFO (priority 1) while it moves little traffic and drops to SCHED_OTHER at datapath.priority while busy; needs CAP_SYS_NICE, without it the agent warns and the worker stays SCHED_OTHER' },
 };
 
 export const SETTING_KEYS = Object.keys(SCHEMA) as (keyof Settings)[];
@@ -153,5 +158,6 @@ export function renderConfig(s: Settings): Record<string, string> {
   c['health-probe-interval'] = s['agent.healthProbeInterval'];
   c['datapath-crypto-threads'] = String(s['datapath.cryptoThreads']);
   c['datapath-priority'] = String(s['datapath.priority']);
+  c['datapath-realtime'] = String(s['datapath.realtime']);
   return c;
 }

@@ -23,7 +23,7 @@ import { ReplacedRoutes } from './replaced-routes.js';
 import { keepTunnelTrafficOnUnderlay, releasePrefixes, routesToMend, steerIntoTunnel, tunnelRoutesNow } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
-export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'mtu'>;
+export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'realtime' | 'mtu'>;
 
 /** The engine's peers (what its setPeers request carries). */
 export type PeerSpecsOf<K extends EngineKind> = K extends 'wireguard' ? WireGuardPeerSpec[] : EspPeerSpec[];
@@ -75,6 +75,10 @@ export interface TunnelOptions {
   priority: number;
   /** The worker could not raise its priority (errno name): it runs at the default one. */
   onPriorityRefused?: (errno: string) => void;
+  /** The worker runs SCHED_FIFO while it moves little (datapath.realtime). */
+  realtime: boolean;
+  /** The worker may not run SCHED_FIFO (errno name): it stays SCHED_OTHER. */
+  onRealtimeRefused?: (errno: string) => void;
   probeIntervalMs: number;
   /** The worker died: the agent reports it (the device stays, packets wait, nothing leaks). */
   onWorkerError: (e: unknown) => void;
@@ -117,7 +121,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       udp = resumed ? resumed.udp : p.rawEsp ? RawEspSocket.openEsp(localIp)
         : UdpSocket.open(localIp, p.port, { gso: true, gro: true }); // UDP_SEGMENT / UDP_GRO: one syscall per run of datagrams
       if (p.bypassUnderlay) keepTunnelTrafficOnUnderlay(p.port, node.underlayInterface);
-      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, priority: o.priority, mtu: p.mtu } as Extract<WorkerInit, { kind: K }>; // EngineParams<K> plus exactly the omitted fields
+      const init = { ...p.engine, tun: tun.describe(), udp: udp.describe(), cryptoThreads: o.cryptoThreads, priority: o.priority, realtime: o.realtime, mtu: p.mtu } as Extract<WorkerInit, { kind: K }>; // EngineParams<K> plus exactly the omitted fields
       if (resumed) {
         // takeOver() checked that the resumed datapath runs kind K.
         const same = sameEngineInit(resumed.snapshot.engine, Tunnel.engineInit(init));
@@ -125,12 +129,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
         host = same ? resumed.host as unknown as DatapathHost<K> : new DatapathHost<K>({ ...init, resume: await resumed.host.handover() }, o.onWorkerError, WORKER_YOUNG_GENERATION_MB);
         host.onFatal = o.onWorkerError;
         await host.whenReady();
-        if (host.priorityRefused) o.onPriorityRefused?.(host.priorityRefused);
+        Tunnel.reportRefusals(host, o);
         o.onHandover?.({ resumed: true, gapMs: resumed.resumedAtUnixMs - resumed.snapshot.exportedAtUnixMs, restarted: !same });
       } else {
         host = new DatapathHost<K>(init, o.onWorkerError, WORKER_YOUNG_GENERATION_MB);
         await host.whenReady();
-        if (host.priorityRefused) o.onPriorityRefused?.(host.priorityRefused);
+        Tunnel.reportRefusals(host, o);
       }
       const prober = new HealthProber(node.name, node.podGateway, o.probeIntervalMs);
       await prober.start();
@@ -142,6 +146,11 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       tun.close();
       throw e;
     }
+  }
+
+  private static reportRefusals(host: { priorityRefused?: string; realtimeRefused?: string }, o: TunnelOptions): void {
+    if (host.priorityRefused) o.onPriorityRefused?.(host.priorityRefused);
+    if (host.realtimeRefused) o.onRealtimeRefused?.(host.realtimeRefused);
   }
 
   private static engineInit<K extends EngineKind>(init: Extract<WorkerInit, { kind: K }>): EngineInitOf<K> {

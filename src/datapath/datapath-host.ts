@@ -32,7 +32,7 @@ export class DatapathHost<K extends EngineKind> {
     let readyReject: (e: Error) => void = () => undefined;
     this.ready = new Promise((res, rej) => { readyResolve = res; readyReject = rej; });
     this.worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'ready') { this.priorityRefused = m.priorityRefused; readyResolve(); return; }
+      if (m.type === 'ready') { this.priorityRefused = m.priorityRefused; this.realtimeRefused = m.realtimeRefused; readyResolve(); return; }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -52,6 +52,8 @@ export class DatapathHost<K extends EngineKind> {
 
   /** Why the worker runs at the default priority instead of init.priority (an errno name), if it does. */
   priorityRefused: string | undefined;
+  /** Why the worker never runs SCHED_FIFO though init.realtime asked for it (an errno name), if so. */
+  realtimeRefused: string | undefined;
 
   /** Resolves once the worker has set up its engine. */
   whenReady(): Promise<void> {

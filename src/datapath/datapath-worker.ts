@@ -4,9 +4,12 @@ import { setFlagsFromString } from 'node:v8';
 import { TunDevice } from './tun-device.js';
 import { adoptUnderlaySocket } from './raw-esp-socket.js';
 import { runWorkerLoop } from './worker-loop.js';
+import { IdleRealtime } from './idle-realtime.js';
 import { setCryptoThreads } from './aead-batch.js';
 import { decodeNativeError, native } from '../native/addon.js';
-import type { WorkerData, WorkerMessage } from './messages.js';
+import { performance } from 'node:perf_hooks';
+import type { DatapathEngine } from './engine.js';
+import type { EspProtocol, WireGuardProtocol, WorkerData, WorkerMessage } from './messages.js';
 
 /** Bytes of bytecode run per tier-up tick (V8's --interrupt-budget; its default is 67584). */
 const TIER_UP_BUDGET_BYTES = 4096;
@@ -25,15 +28,21 @@ const udp = adoptUnderlaySocket(init.udp);
 setCryptoThreads(init.cryptoThreads);
 // Raised where the agent may (CAP_SYS_NICE): a refusal is reported with 'ready', the loop runs anyway.
 const nice = init.priority === 0 ? 0 : native().threadSetNice(init.priority);
-const ready: WorkerMessage = nice < 0 ? { type: 'ready', priorityRefused: decodeNativeError(nice).name } : { type: 'ready' };
+// SCHED_FIFO while idle (datapath.realtime), once the engine's threads (crypto helpers, the marks
+// writer) have started at the worker's nice: a thread started while realtime starts normal.
+function run<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>): void {
+  const sched = IdleRealtime.start(init.realtime, performance.now());
+  parentPort!.postMessage({
+    type: 'ready',
+    ...(nice < 0 && { priorityRefused: decodeNativeError(nice).name }),
+    ...(sched.refused && { realtimeRefused: sched.refused }),
+  } satisfies WorkerMessage);
+  runWorkerLoop(engine, tun, udp, parentPort!, init.wakeFd, sched.policy);
+}
 if (init.kind === 'wireguard') {
   const { WireGuardEngine } = await import('./wireguard-engine.js');
-  const engine = new WireGuardEngine(init, tun, udp);
-  parentPort!.postMessage(ready);
-  runWorkerLoop(engine, tun, udp, parentPort!, init.wakeFd);
+  run(new WireGuardEngine(init, tun, udp));
 } else {
   const { EspEngine } = await import('./esp-engine.js');
-  const engine = new EspEngine(init, tun, udp);
-  parentPort!.postMessage(ready);
-  runWorkerLoop(engine, tun, udp, parentPort!, init.wakeFd);
+  run(new EspEngine(init, tun, udp));
 }

@@ -20,6 +20,8 @@ interface WorkerIo {
   cryptoThreads: number;
   /** The worker thread's nice value (setting datapath.priority; 0 leaves it as it is). */
   priority: number;
+  /** SCHED_FIFO while the worker moves little (setting datapath.realtime; idle-realtime.ts). */
+  realtime: boolean;
 }
 
 export interface WireGuardEngineInit {
@@ -319,6 +321,6 @@ export interface ControlError {
 
 /** Worker to agent: once 'ready' after the engine is built, then one reply per envelope. */
 export type WorkerMessage =
-  | { type: 'ready'; /** The errno name when the worker's priority could not be raised (it runs at 0). */ priorityRefused?: string }
+  | { type: 'ready'; /** The errno name when the worker's priority could not be raised (it runs at 0). */ priorityRefused?: string; /** The errno name when it may not run SCHED_FIFO (it stays SCHED_OTHER). */ realtimeRefused?: string }
   | { type: 'reply'; id: number; ok: true; value: unknown }
   | { type: 'reply'; id: number; ok: false; error: ControlError };

@@ -12,6 +12,7 @@ import { HeapCompactor, datapathQuiet } from '../util/heap-compaction.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
+import type { IdleRealtime } from './idle-realtime.js';
 
 /**
  * Longest a wait may block. Requests wake the worker through the eventfd; timers are the engine's
@@ -28,12 +29,12 @@ const MAX_WAIT_MS = 250;
  */
 const BURST = 8;
 
-export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort, wakeFd: number): void {
+export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort, wakeFd: number, sched: IdleRealtime): void {
   // One wait and what it woke for per call: a function called again and again is optimized by
   // TurboFan as a whole. The loop's body inline in a function entered once ran on on-stack
   // replacement, and its frame was baseline code in 57 % of the workers' samples on lone pings
   // (README Performance).
-  const loop = new WorkerLoop(engine, tun, udp, port, wakeFd);
+  const loop = new WorkerLoop(engine, tun, udp, port, wakeFd, sched);
   while (loop.turn()) { /* until a stop or a handover */ }
 }
 
@@ -49,7 +50,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
   private moved = 0;
   private intervalStart = performance.now();
 
-  constructor(private readonly engine: DatapathEngine<P>, private readonly tun: TunDevice, private readonly udp: UdpSocket, private readonly port: MessagePort, private readonly wakeFd: number) {
+  constructor(private readonly engine: DatapathEngine<P>, private readonly tun: TunDevice, private readonly udp: UdpSocket, private readonly port: MessagePort, private readonly wakeFd: number, private readonly sched: IdleRealtime) {
     this.fds = Int32Array.of(tun.fd, udp.fd, wakeFd);
   }
 
@@ -70,10 +71,12 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
       this.intervalStart = performance.now();
     }
     const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline() - now)));
+    this.sched.beforeWait(now);
     const ready = this.n.waitReadable(this.fds, 3, wait);
     // A request came: drained here, read from the port at the next turn's start (right away).
     if (ready & 4) this.n.wakeFdDrain(this.wakeFd);
     now = performance.now();
+    this.sched.afterWait(now);
     if (ready > 0) {
       if (ready & 1) this.moved += tunnelBurst(engine, this.tun, now);
       if (ready & 2) {

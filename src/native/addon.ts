@@ -27,6 +27,8 @@ export interface NativeDatapath {
     offs: Int32Array, lens: Int32Array, addrs: Uint8Array, families: Uint8Array, ports: Uint16Array): NativeBatch;
   /** The calling thread's nice value (-20..19; below 0 needs CAP_SYS_NICE). */
   threadSetNice(nice: number): number;
+  /** The calling thread to SCHED_FIFO at priority 1..99, or with 0 back to SCHED_OTHER at its nice (CAP_SYS_NICE). */
+  threadSetRealtime(priority: number): number;
   tunReadBatch(fd: number, batch: NativeBatch, maxPkts: number, vnet: number, scratch: Uint8Array | null,
     stats: Float64Array): number;
   tunWriteBatch(fd: number, batch: NativeBatch, n: number, mode: number, stats: Float64Array, yieldEvery: number): number;

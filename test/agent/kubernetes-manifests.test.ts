@@ -84,7 +84,7 @@ test('an admission policy holds the agent to its own Node\'s network.veil.io/ an
   }
 });
 
-test('the DaemonSet: host network, NET_ADMIN (NET_RAW too for raw ESP, SYS_NICE for a raised datapath priority) and nothing else, /dev/net/tun, /var/lib/veil, the key Secret as a volume, probes, every node, rolling update', () => {
+test('the DaemonSet: host network, NET_ADMIN (NET_RAW too for raw ESP, SYS_NICE for a raised datapath priority or its realtime class) and nothing else, /dev/net/tun, /var/lib/veil, the key Secret as a volume, probes, every node, rolling update', () => {
   for (const [name, s] of VARIANTS) {
     const ds = renderManifests({ settings: s }).find((m) => m.kind === 'DaemonSet')! as any;
     const pod = ds.spec.template.spec;
@@ -104,8 +104,9 @@ test('the DaemonSet: host network, NET_ADMIN (NET_RAW too for raw ESP, SYS_NICE 
   // raw ESP: its raw socket needs CAP_NET_RAW, and there is no UDP tunnel port
   const raw = (renderManifests({ settings: settings('encryption.enabled=true', 'encryption.type=ipsec', 'encryption.ipsec.encapsulation=esp') }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0];
   assert.deepEqual(raw.securityContext.capabilities, { add: ['NET_ADMIN', 'NET_RAW', 'SYS_NICE'], drop: ['ALL'] });
-  const plain = (renderManifests({ settings: settings('datapath.priority=0') }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0];
-  assert.deepEqual(plain.securityContext.capabilities, { add: ['NET_ADMIN'], drop: ['ALL'] }, 'no raised priority: no CAP_SYS_NICE');
+  const capsWith = (...sets: string[]) => (renderManifests({ settings: settings(...sets) }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0].securityContext.capabilities;
+  assert.deepEqual(capsWith('datapath.priority=0'), { add: ['NET_ADMIN'], drop: ['ALL'] }, 'no raised priority, never realtime: no CAP_SYS_NICE');
+  assert.deepEqual(capsWith('datapath.priority=0', 'datapath.realtime=true'), { add: ['NET_ADMIN', 'SYS_NICE'], drop: ['ALL'] }, 'realtime while idle alone needs CAP_SYS_NICE');
   assert.deepEqual(raw.ports.map((p: any) => p.name), ['metrics', 'api']);
   const cilium = renderManifests({ settings: VARIANTS[2]![1] });
   assert.ok(cilium.every((m) => m.kind === 'Namespace' ? false : !m.metadata.namespace || m.metadata.namespace === 'kube-system'), 'with Cilium\'s secret veil runs in kube-system, whose Namespace it does not own');

@@ -17,6 +17,15 @@ test('datapath.cryptoThreads defaults to 1, takes 1..8, and shows in the agent c
   assert.equal(s['datapath.cryptoThreads'], 4, 'a refused value leaves the old one');
 });
 
+test('datapath.realtime defaults to false, takes true or false, and shows in the agent config', () => {
+  const s = defaultSettings();
+  assert.equal(s['datapath.realtime'], false);
+  applySet(s, 'datapath.realtime=true');
+  assert.equal(s['datapath.realtime'], true);
+  assert.equal(renderConfig(s)['datapath-realtime'], 'true');
+  assert.throws(() => applySet(s, 'datapath.realtime=off'), (e) => isVeilError(e) && e.message === 'datapath.realtime must be true or false, not "off"');
+});
+
 test('a misspelt datapath key gets a suggestion', () => {
   assert.throws(() => applySet(defaultSettings(), 'datapath.cryptoThread=2'),
     (e) => isVeilError(e) && e.hint === 'did you mean "datapath.cryptoThreads"?');

@@ -14,7 +14,7 @@ import { listOf } from '../../src/util/one-or-more.js';
 
 const key = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
 const init: Extract<WorkerInit, { kind: 'esp' }> = {
-  kind: 'esp', localIp: '172.18.0.2', mtu: 1400, marksFile: '/x/marks.json', marks: { a: 1 }, cryptoThreads: 1, priority: -10,
+  kind: 'esp', localIp: '172.18.0.2', mtu: 1400, marksFile: '/x/marks.json', marks: { a: 1 }, cryptoThreads: 1, priority: -10, realtime: true,
   tun: { fd: 7, name: 'veil_ipsec0', vnetHdr: true, multiQueue: false, offloads: 7 },
   udp: { fd: 8, family: 4, address: '172.18.0.2', port: 4500, gro: true, gso: true, bufferBytes: 1 << 20 },
 };
