@@ -26,6 +26,12 @@ export function openTunnelDevice(opts: TunnelDeviceOptions): TunDevice {
  * datapath reads it (a datapath handover): at 10,000 it holds seconds of a busy node's pings.
  */
 export function configureTunnelDevice(opts: TunnelDeviceOptions): void {
+  // No IPv6 link-local address (set before the first up): with one the kernel sends router
+  // solicitations and MLD reports into the device seconds after it comes up. veil routes none of
+  // them (noRoute), but they woke the datapath and were the first IPv6 packets its code saw: V8
+  // deoptimized the packet path (the trie's IPv6 walk, fromTunnel's noRoute), and it ran as
+  // baseline code for ~8-10 s of a lone-packet flow. Pod IPv6 routes need no link-local address.
+  run(['ip', 'link', 'set', 'dev', opts.name, 'addrgenmode', 'none']);
   mustRun(['ip', 'link', 'set', 'dev', opts.name, 'mtu', String(opts.mtu), 'txqueuelen', String(TUNNEL_QUEUE_LENGTH), 'up']);
   // IPv6 (a node with an IPv6 pod CIDR alone): no duplicate address detection, the probes bind it at once.
   mustRun(['ip', 'addr', 'replace', ...(opts.address.includes(':') ? [`${opts.address}/128`, 'dev', opts.name, 'nodad'] : [`${opts.address}/32`, 'dev', opts.name])]);

@@ -131,7 +131,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
     aead.clear();
     let out = 0;
-    let last: PeerPackets | null = null; // most batches go to one peer: one lookup per run of them
+    // Most batches go to one peer: one lookup per run of them. The run's peer is a local, not
+    // last?.peer: with lone packets that load never ran, so TurboFan left it without feedback and
+    // the first batch of two deoptimized fromTunnel, which then ran as baseline code for seconds.
+    let last: PeerPackets | null = null, lastPeer: Peer | null = null;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
       if (ipFamilyOf(buf, off, len) === 0) { this.counters.malformed++; continue; }
@@ -154,12 +157,13 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       b.offs[out] = off - HEADER;
       b.lens[out] = transportLength(padded);
       out++;
-      if (last?.peer !== peer) {
+      if (lastPeer !== peer) { // a compare that runs for every packet (no second one: it would lack feedback too)
         last = this.packetsOf(peer);
+        lastPeer = peer;
         if (last.batchPackets === 0) this.batchPeers[this.batchPeerCount++] = last;
       }
-      last.batchBytes += transportLength(padded);
-      last.batchPackets++;
+      last!.batchBytes += transportLength(padded); // set with lastPeer
+      last!.batchPackets++;
       this.counters.txBytes += len;
     }
     if (out > 0) {
@@ -210,16 +214,21 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     if (ops === 0) return n;
     aead.open(buf);
     let out = 0;
-    let run: ReceivedRun | null = null; // most batches come under one keypair: one lookup per run of them
+    // Most batches come under one keypair: one lookup per run of them (its keypair a local, as
+    // fromTunnel's peer: run?.keypair deoptimized fromNetwork at the first batch of two).
+    let run: ReceivedRun | null = null, runKeypair: Keypair | null = null;
     for (let j = 0; j < ops; j++) {
       const kp = this.rxKeypair[j]!;
       this.rxKeypair[j] = null;
       if (!this.device.acceptTransport(kp, this.rxCounter[j]!, aead.ok[j] === 1)) continue;
       const i = this.rxIndex[j]!;
       const off = b.offs[i]! + HEADER, plain = b.lens[i]! - HEADER - TAG;
-      if (run?.keypair !== kp) run = this.receivedRun(kp, i);
-      run.bytes += plain;
-      run.packets++;
+      if (runKeypair !== kp) {
+        run = this.receivedRun(kp, i);
+        runKeypair = kp;
+      }
+      run!.bytes += plain; // set with runKeypair
+      run!.packets++;
       if (plain === 0) continue; // keepalive
       const inner = this.device.innerPacket(buf, off, plain, kp.peer);
       if (inner < 0 || !this.sourceAllowed(buf, off, kp.peer)) continue;

@@ -8,7 +8,7 @@ import { native } from '../native/addon.js';
 import type { DatapathEngine } from './engine.js';
 import type { ControlEnvelope, EspProtocol, HandoverRequest, MemoryRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
 import { heapFigures } from '../util/heap-figures.js';
-import { HeapCompactor, datapathQuiet } from '../util/heap-compaction.js';
+import { DEFAULT_COMPACTION, HeapCompactor, datapathQuiet } from '../util/heap-compaction.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
@@ -28,6 +28,8 @@ const MAX_WAIT_MS = 250;
  * sparse traffic (a ping, a lone ACK) every microsecond of a wake-up is latency.
  */
 const BURST = 8;
+/** The turn of the worker's first heap compaction check (see WorkerLoop.firstCheckIn). */
+const FIRST_CHECK_TURN = 16;
 
 export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort, wakeFd: number, sched: IdleRealtime): void {
   // One wait and what it woke for per call: a function called again and again is optimized by
@@ -45,7 +47,14 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
   // The peer table's updates are the bursts here (heap-compaction.ts); packets allocate little. A
   // compaction holds packets for its time (30-180 ms at 5,000 peers), once after such a burst, and
   // only while the tunnel carries little (datapathQuiet).
-  private readonly compactor = new HeapCompactor(performance.now());
+  private readonly compactor = new HeapCompactor(performance.now() - DEFAULT_COMPACTION.checkIntervalMs);
+  // The first compaction check runs at the FIRST_CHECK_TURN-th turn (then every checkIntervalMs):
+  // its code then has type feedback when TurboFan compiles turn(). First due 2 s in, after the
+  // compilation on a lone-ping flow, its loads deoptimized turn() (lab --trace-deopt, session 16:
+  // 'Insufficient type feedback'), which then ran as baseline code for seconds. Not at the first
+  // turn (nor after a time: an idle worker turns 4 times a second): V8 gives a function its
+  // feedback vector only after a few calls. A compaction needs quiet checks in a row first.
+  private firstCheckIn = FIRST_CHECK_TURN;
   private requests = 0;
   private moved = 0;
   private intervalStart = performance.now();
@@ -56,7 +65,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
 
   /** Answers waiting control requests, waits for packets and moves them; false once stopped. */
   turn(): boolean {
-    const engine = this.engine;
+    const engine = this.engine, tun = this.tun, udp = this.udp;
     for (;;) {
       const m = receiveMessageOnPort(this.port);
       if (!m) break;
@@ -64,7 +73,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     }
     if (!this.running) return false;
     let now = performance.now();
-    if (this.compactor.checkDue(now)) {
+    if (this.firstCheckIn > 0 ? --this.firstCheckIn === 0 : this.compactor.checkDue(now)) {
       this.compactor.check(now, datapathQuiet(this.requests, this.moved, now - this.intervalStart)); // malloc's arenas: the agent's trim timer (one call trims every thread's)
       this.requests = 0;
       this.moved = 0;
@@ -72,30 +81,31 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     }
     const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline() - now)));
     this.sched.beforeWait(now);
-    const ready = this.n.waitReadable(this.fds, 3, wait);
+    const polled = this.n.waitReadable(this.fds, 3, wait);
+    const ready = polled > 0 ? polled : 0; // bit i: fds[i] readable (an error is negative)
     // A request came: drained here, read from the port at the next turn's start (right away).
     if (ready & 4) this.n.wakeFdDrain(this.wakeFd);
     now = performance.now();
     this.sched.afterWait(now);
-    if (ready > 0) {
-      if (ready & 1) this.moved += tunnelBurst(engine, this.tun, now);
-      if (ready & 2) {
-        let received = 0;
-        for (let i = 0; i < BURST; i++) {
-          const got = engine.fromNetwork(now);
-          received += got;
-          if (got === 0 || this.udp.drained) break;
-        }
-        // What the TUN writes delivered is often answered before the write returns (a ping's
-        // echo reply, a TCP ACK: the kernel runs the pod's side in the writer's softirq), so the
-        // answer is queued now: read it in this wake-up instead of after another poll (once per
-        // wake-up, as when the poll had said so, so the directions keep their fair shares). One
-        // syscall fewer between a packet and its answer is one preemption point fewer: idle RTT
-        // p99 fell in every lab A/B pair (README Performance), p50 did not move.
-        this.moved += received;
-        if (received > 0 && !(ready & 1)) this.moved += tunnelBurst(engine, this.tun, now);
+    let moved = 0;
+    if (ready & 2) {
+      for (let i = 0; i < BURST; i++) {
+        const got = engine.fromNetwork(now);
+        moved += got;
+        if (got === 0 || udp.drained) break;
       }
     }
+    // The TUN when it is readable, and also after the network's packets: what the TUN writes
+    // delivered is often answered before the write returns (a ping's echo reply, a TCP ACK: the
+    // kernel runs the pod's side in the writer's softirq), so the answer is queued now: read it in
+    // this wake-up instead of after another poll (once per wake-up, as when the poll had said so,
+    // so the directions keep their fair shares). One syscall fewer between a packet and its answer
+    // is one preemption point fewer: idle RTT p99 fell in every lab A/B pair (README Performance).
+    // One call site for both, which every node runs from its first packet on: the answering node
+    // otherwise reached its own (ready & 1) branch first only after TurboFan had compiled turn()
+    // without feedback for it, and deoptimized there (lab --trace-deopt, session 16).
+    if ((ready & 1) !== 0 || moved > 0) moved += tunnelBurst(engine, tun, now);
+    this.moved += moved;
     if (engine.nextDeadline() <= now) engine.tick(now);
     return true;
   }
