@@ -23,6 +23,7 @@ import { describeTransform, packTransforms, type EspTransform } from '../esp/esp
 import { EspTableDigest } from './esp-table-digest.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
+import { AeadContexts } from './aead-contexts.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
@@ -87,12 +88,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly inboundBySpi = new Map<number, number>();
   /** The set of SPIs in force moved (or this is the first configuration): purge stale replay marks. */
   private spisMoved = true;
-  /** The native contexts of the SAs that carry traffic (AEAD_HOT_MS, AEAD_IDLE_MS). */
-  private readonly keys = new Map<OutboundSa | InboundSa, AeadKey>();
-  /** Contexts made for one packet's batch (an SA without traffic): freed once the batch is sealed or opened. */
-  private readonly batchKeys = new Map<OutboundSa | InboundSa, AeadKey>();
+  /** The native contexts of the SAs that carry traffic (AEAD_HOT_MS, AEAD_IDLE_MS); a lone packet's for its batch only. */
+  private readonly contexts: AeadContexts<OutboundSa | InboundSa>;
   private readonly aeadIdleMs: number;
-  private readonly aeadHotMs: number;
   private sweepAt = 0;
   /**
    * A replay mark due ahead of need (refillDue), written at the end of the worker's turn by tick()
@@ -137,7 +135,18 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.rawEsp = udp.describe().rawEsp === true;
     this.peerPort = this.rawEsp ? 0 : ESP_IN_UDP_PORT;
     this.aeadIdleMs = init.aeadIdleMs ?? AEAD_IDLE_MS;
-    this.aeadHotMs = init.aeadHotMs ?? AEAD_HOT_MS;
+    const hotMs = init.aeadHotMs ?? AEAD_HOT_MS;
+    this.contexts = new AeadContexts({
+      make: (sa) => {
+        const t = sa.transform;
+        if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
+        // a copy: handing the SA's own key to native code would move it off the JS heap (security-association.ts)
+        return AeadKey.create(gcmAlgorithm(t.keyLength), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
+      },
+      // Asked before the packet counts as a use: the SA's use time (wall-clock) is its previous packet's.
+      keeps: (sa) => Date.now() - sa.useTimeMs <= hotMs,
+      idleMs: this.aeadIdleMs,
+    });
     this.marks = new Map(Object.entries(init.marks ?? {}));
     this.writer = new SequenceMarkWriter(init.marksFile, this.marks);
     this.single = new SinglePacketWriter(tun, init.mtu);
@@ -262,45 +271,15 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return seq;
   }
 
-  /**
-   * The SA's native context for this batch. Call it before the packet counts as a use (the SA's use
-   * time is then its previous packet's): a kept context, or one for this batch only when the SA
-   * carried no packet within aeadHotMs; its second packet (in this batch or within aeadHotMs)
-   * keeps it.
-   */
-  private aeadKey(sa: OutboundSa | InboundSa): AeadKey {
-    const kept = this.keys.get(sa);
-    if (kept) return kept;
-    let k = this.batchKeys.get(sa);
-    if (k) this.batchKeys.delete(sa);
-    else {
-      const t = sa.transform;
-      if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
-      // a copy: handing the SA's own key to native code would move it off the JS heap (security-association.ts)
-      k = AeadKey.create(gcmAlgorithm(t.keyLength), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
-      if (Date.now() - sa.useTimeMs > this.aeadHotMs) { this.batchKeys.set(sa, k); return k; }
-    }
-    this.keys.set(sa, k);
-    return k;
-  }
-
-  /** After a batch is sealed or opened: the contexts made for it alone go (their key material wiped by OpenSSL). */
-  private freeBatchKeys(): void {
-    if (this.batchKeys.size === 0) return;
-    for (const k of this.batchKeys.values()) k.free();
-    this.batchKeys.clear();
-  }
-
   /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
   private retire(sa: OutboundSa | InboundSa): void {
-    this.keys.get(sa)?.free();
-    this.keys.delete(sa);
+    this.contexts.release(sa);
     releaseSa(sa, this.slabs);
   }
 
   // ---- TUN -> network ---------------------------------------------------------------------------
 
-  fromTunnel(_now: number): number { // ESP keeps no timers here; SA use times are wall-clock (Date.now())
+  fromTunnel(now: number): number { // SA use times are wall-clock (Date.now()); the contexts' idle times are the engine clock's
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
@@ -324,7 +303,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       if (seq === SEQ_NOT_RESERVED) { this.counters.sequenceWait++; continue; }
       if (seq === SEQ_EXHAUSTED) { this.counters.sequenceExhausted++; continue; }
       const nonceAad = off - TX_HEADROOM;
-      const key = this.aeadKey(sa); // before framing counts the packet as a use
+      const key = this.contexts.get(sa, 'seal', now); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
       b.setPeer(out, peer.ipChunk, peer.family, this.peerPort, peer.ipAt);
@@ -336,7 +315,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     if (out > 0) {
       aead.seal(buf);
-      this.freeBatchKeys();
+      this.contexts.endBatch();
       for (let j = 0; j < out; j++) if (!aead.ok[j]) b.lens[j] = -1;
       const sent = this.udp.sendBatch(b, out);
       if (sent < out) this.counters.sendFailed += out - sent;
@@ -387,7 +366,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return true;
   }
 
-  fromNetwork(_now: number): number {
+  fromNetwork(now: number): number {
     const b = this.rx;
     const n = this.udp.recvBatch(b);
     if (n === 0) return 0;
@@ -415,7 +394,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const nonceAad = GCM_NONCE_AAD_LENGTH * ops; // side area (slot 0's headroom)
       writeGcmNonceAad(buf, nonceAad, t.material, t.saltAt, buf, off + ESP_HEADER_LENGTH, spi, seq);
       const encrypted = espEncryptedLength(t, len);
-      aead.add(this.aeadKey(sa!), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
+      aead.add(this.contexts.get(sa!, 'open', now), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
       this.rxIndex[ops] = i;
       this.rxSa[ops] = sa!;
       this.rxSeq[ops] = seq;
@@ -424,7 +403,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     if (ops === 0) return n;
     aead.open(buf);
-    this.freeBatchKeys();
+    this.contexts.endBatch();
     const wall = Date.now(); // SA use time: one clock read per batch
     let out = 0;
     for (let j = 0; j < ops; j++) {
@@ -477,14 +456,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       // Not when a packet that outran the lead has asked for it meanwhile, nor for an SA gone.
       if (!this.inPending.has(r.sa) && this.inbound.lookup(r.sa.src, r.sa.spi) === r.sa) this.writeReplayMarks(r.sa, r.seq, r.nowMs);
     }
+    this.contexts.sweep(now);
     if (now < this.sweepAt) return;
     this.sweepAt = now + this.aeadIdleMs / 2;
     const idleSince = Date.now() - this.aeadIdleMs; // SA use times are wall-clock
-    this.keys.forEach((k, sa) => {
-      if (sa.useTimeMs >= idleSince) return;
-      k.free();
-      this.keys.delete(sa);
-    });
     // Replay windows of inbound SAs idle as long go too (InboundSa.idleWindow: the top stays, ~180 B
     // an SA); the next packet makes one. Not while the SA's mark is being written, nor for an SA made
     // (or handed over, with its exact window) within that time.
@@ -669,7 +644,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
-      peerCount: this.peers.size, aeadContexts: this.keys.size, marksPending: this.outPending.size + this.inPending.size,
+      peerCount: this.peers.size, aeadContexts: this.contexts.count, marksPending: this.outPending.size + this.inPending.size,
       peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };

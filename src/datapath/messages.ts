@@ -192,7 +192,7 @@ export interface WireGuardEngineStatus {
   retiringPublicKey: string | null;
   listenPort: number;
   peers: WireGuardPeerStatus[];
-  /** Native ChaCha20-Poly1305 contexts held (keypair-contexts.ts: each way of a keypair that carried a packet lately counts one). */
+  /** Native ChaCha20-Poly1305 contexts held (aead-contexts.ts: each way of a keypair that carried a packet lately counts one). */
   aeadContexts: number;
   counters: WireGuardEngineCounters;
   drops: Record<DropReason, number>;

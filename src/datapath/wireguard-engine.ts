@@ -16,8 +16,8 @@ import { formatEndpoint, type Endpoint } from '../wireguard/endpoint.js';
 import { frameTransport, transportLength } from '../wireguard/transport.js';
 import { transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
 import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
-import { AeadBatch } from './aead-batch.js';
-import { KeypairContexts } from './keypair-contexts.js';
+import { AeadBatch, AeadKey } from './aead-batch.js';
+import { AeadContexts } from './aead-contexts.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
@@ -77,8 +77,14 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
-  /** The keypairs' native contexts: made at a keypair's first packet each way, released when it idles. */
-  private readonly contexts = new KeypairContexts();
+  /** The keypairs' native contexts: made at a keypair's first packet each way, released when it idles or dies. */
+  private readonly contexts = new AeadContexts<Keypair>({
+    make: (kp, way) => {
+      kp.onZero ??= this.keypairDied;
+      return AeadKey.create('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
+    },
+  });
+  private readonly keypairDied = (kp: Keypair): void => this.contexts.release(kp);
   private readonly single: SinglePacketWriter;
   /** Per rx AEAD op: the packet index and keypair/counter it belongs to. */
   private readonly rxIndex = new Int32Array(RX_BATCH);
@@ -150,7 +156,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
         this.perform(this.device.encapsulate(peer, buf.subarray(off, off + len), now));
         continue;
       }
-      aead.add(this.contexts.send(kp, now), off, padded, nonce);
+      aead.add(this.contexts.get(kp, 'seal', now), off, padded, nonce);
       const endpoint = peer.endpoint!; // sendingKeypair() answers only for a peer with an endpoint
       const dest = this.destination(endpoint);
       b.setPeer(out, dest.bytes, dest.family, endpoint.port);
@@ -206,7 +212,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const kp = this.device.transportKeypair(buf, off, len, now);
       if (!kp) continue;
       this.rxCounter[ops] = transportCounter(buf, off);
-      aead.add(this.contexts.receive(kp, now), off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
+      aead.add(this.contexts.get(kp, 'open', now), off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
       this.rxIndex[ops] = i;
       this.rxKeypair[ops] = kp;
       ops++;

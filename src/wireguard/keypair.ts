@@ -1,7 +1,7 @@
 // A session keypair (wireguard-go's Keypair): the two transport keys of one completed handshake,
 // the indexes that name it on the wire, the send counter and the receive replay window.
-// The raw keys are exposed on purpose: the datapath hands them to a native batch AEAD and may
-// cache its own handle in `nativeHandle`; TypeScript keeps every protocol decision.
+// The raw keys are exposed on purpose: the datapath hands them to a native batch AEAD (and frees
+// its contexts through onZero); TypeScript keeps every protocol decision.
 import { zeroize } from '../crypto/index.js';
 import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME } from './constants.js';
 import { ReplayWindow } from './replay-window.js';
@@ -25,8 +25,6 @@ export class Keypair {
   readonly peer: Peer;
   /** Next send counter (nonce) to use. */
   sendCounter = 0;
-  /** Free slot for the datapath's native AEAD context; released by the datapath via onZero. */
-  nativeHandle: unknown = null;
   /** Called once when the keypair is destroyed (e.g. to free a native context). */
   onZero: ((kp: Keypair) => void) | null = null;
   private alive = true;

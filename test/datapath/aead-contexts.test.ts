@@ -1,18 +1,31 @@
-// A WireGuard keypair's native contexts (src/datapath/keypair-contexts.ts): made at its first packet
-// each way, released after the idle time (the key stays in the keypair), made again by the next
-// packet, which then seals and opens exactly as before; freed when the keypair dies. Native memory
-// for many idle keypairs is small.
+// Native AEAD contexts by use (src/datapath/aead-contexts.ts), as the WireGuard engine holds them for
+// keypairs: made at a keypair's first packet each way, released after the idle time (the key stays
+// in the keypair), made again by the next packet, which then seals and opens exactly as before;
+// freed when the keypair dies. Native memory for many idle keypairs is small. And as the ESP engine
+// holds them for SAs: a cold owner's context serves its batch only, a second packet keeps it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { KeypairContexts } from '../../src/datapath/keypair-contexts.js';
-import { AeadBatch, type AeadKey } from '../../src/datapath/aead-batch.js';
+import { AeadContexts } from '../../src/datapath/aead-contexts.js';
+import { AeadBatch, AeadKey } from '../../src/datapath/aead-batch.js';
 import { Keypair } from '../../src/wireguard/keypair.js';
 import type { Peer } from '../../src/wireguard/peer.js';
 import { native } from '../../src/native/addon.js';
 import { mallocStats } from '../../src/native/malloc-stats.js';
 
 const IDLE = 1000;
+
+/** The WireGuard engine's policy: every context kept, freed when its keypair dies. */
+function keypairContexts(): AeadContexts<Keypair> {
+  const c: AeadContexts<Keypair> = new AeadContexts<Keypair>({
+    make: (kp, way) => {
+      kp.onZero ??= (dead) => c.release(dead);
+      return AeadKey.create('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
+    },
+    idleMs: IDLE,
+  });
+  return c;
+}
 
 /** Our keypair and the peer's for the same handshake: what one sends, the other receives. */
 function pair(): [Keypair, Keypair] {
@@ -43,14 +56,14 @@ function open(key: AeadKey, sealed: Buffer): Buffer | undefined {
 }
 
 test('a keypair gets a context each way at its first packet that way, the same one after', () => {
-  const c = new KeypairContexts(IDLE);
+  const c = keypairContexts();
   const [ours] = pair();
   assert.equal(c.count, 0);
   assert.equal(c.nextSweep, Infinity, 'nothing to sweep');
-  const s = c.send(ours, 0);
+  const s = c.get(ours, 'seal', 0);
   assert.equal(c.count, 1, 'only the way used');
-  assert.equal(c.send(ours, 10), s);
-  c.receive(ours, 20);
+  assert.equal(c.get(ours, 'seal', 10), s);
+  c.get(ours, 'open', 20);
   assert.equal(c.count, 2);
   assert.equal(c.nextSweep, IDLE, 'a sweep due one idle time after the first context');
   c.clear();
@@ -59,7 +72,7 @@ test('a keypair gets a context each way at its first packet that way, the same o
 });
 
 test('an idle keypair lets its contexts go, and its next packet seals and opens exactly as a never-released context does', () => {
-  const c = new KeypairContexts(IDLE);
+  const c = keypairContexts();
   const [ours, theirs] = pair();
   const pt = randomBytes(1400);
   const expected = (() => { // ChaCha20-Poly1305 by node:crypto under our send key
@@ -67,33 +80,32 @@ test('an idle keypair lets its contexts go, and its next packet seals and opens 
     const x = createCipheriv('chacha20-poly1305', ours.sendKey, nonce, { authTagLength: 16 });
     return Buffer.concat([x.update(pt), x.final(), x.getAuthTag()]);
   })();
-  const first = c.send(ours, 0);
+  const first = c.get(ours, 'seal', 0);
   assert.deepEqual(seal(first, pt), expected);
-  assert.deepEqual(open(c.receive(theirs, 0), expected), pt);
+  assert.deepEqual(open(c.get(theirs, 'open', 0), expected), pt);
 
   c.sweep(IDLE / 2);
   assert.equal(c.count, 2, 'not idle long enough: kept');
-  c.send(ours, IDLE / 2); // ours is used again; theirs is not
+  c.get(ours, 'seal', IDLE / 2); // ours is used again; theirs is not
   c.sweep(IDLE);
   assert.equal(c.count, 1, "the peer's unused keypair let its context go");
-  assert.equal(theirs.nativeHandle, null);
   c.sweep(2 * IDLE);
   assert.equal(c.count, 0, 'then ours');
   assert.equal(first.handle, -1);
   assert.equal(c.nextSweep, Infinity);
 
-  const again = c.send(ours, 3 * IDLE);
+  const again = c.get(ours, 'seal', 3 * IDLE);
   assert.deepEqual(seal(again, pt), expected, 'the same ciphertext after a release');
-  assert.deepEqual(open(c.receive(theirs, 3 * IDLE), expected), pt, 'and it opens');
+  assert.deepEqual(open(c.get(theirs, 'open', 3 * IDLE), expected), pt, 'and it opens');
   const tampered = Buffer.from(expected); tampered[5]! ^= 1;
-  assert.equal(open(c.receive(theirs, 3 * IDLE), tampered), undefined, 'a forged packet still fails');
+  assert.equal(open(c.get(theirs, 'open', 3 * IDLE), tampered), undefined, 'a forged packet still fails');
   c.clear();
 });
 
 test('a dying keypair frees its contexts; a released handle is refused by the addon', () => {
-  const c = new KeypairContexts(IDLE);
+  const c = keypairContexts();
   const [ours] = pair();
-  const s = c.send(ours, 0), h = s.handle;
+  const s = c.get(ours, 'seal', 0), h = s.handle;
   ours.zero();
   assert.equal(c.count, 0);
   assert.equal(s.handle, -1);
@@ -105,12 +117,12 @@ test('a dying keypair frees its contexts; a released handle is refused by the ad
 });
 
 test('native memory: 2,000 keypairs hold ~2 KB each while they carry packets and almost nothing once idle', () => {
-  const c = new KeypairContexts(IDLE);
+  const c = keypairContexts();
   const live = () => mallocStats().arenas.reduce((t, a) => t + a.systemBytes - a.freeBytes, 0);
   const kps = Array.from({ length: 2000 }, () => pair()[0]);
   const round = (at: number) => {
     const before = live();
-    for (const kp of kps) { c.send(kp, at); c.receive(kp, at); }
+    for (const kp of kps) { c.get(kp, 'seal', at); c.get(kp, 'open', at); }
     const busy = (live() - before) / kps.length;
     c.sweep(at + IDLE);
     return { busy, idle: (live() - before) / kps.length };
@@ -122,4 +134,43 @@ test('native memory: 2,000 keypairs hold ~2 KB each while they carry packets and
   assert.ok(busy > 1500, `two contexts a keypair while busy: ${busy.toFixed(0)} B`);
   assert.ok(idle < busy / 3, `idle keypairs hold no context: ${idle.toFixed(0)} B a keypair left of ${busy.toFixed(0)}`);
   assert.ok(kps.every((kp) => kp.isAlive && kp.sendKey.some((x) => x !== 0)), 'the keys stay in the keypairs');
+});
+
+test("with a keeping rule (the ESP engine's): a cold owner's context serves its batch only, its second packet in the batch keeps it", () => {
+  const hot = new Set<object>();
+  let made = 0;
+  const c = new AeadContexts<{ key: Uint8Array }>({
+    make: (o, way) => { made++; return AeadKey.create('aes-128-gcm', o.key, 16, way); },
+    keeps: (o) => hot.has(o),
+    idleMs: IDLE,
+  });
+  const a = { key: randomBytes(16) }, b = { key: randomBytes(16) };
+  const once = c.get(a, 'seal', 0);
+  assert.equal(c.count, 0, 'a cold owner holds nothing beyond the batch');
+  c.endBatch();
+  assert.equal(once.handle, -1, 'freed with its batch');
+
+  const first = c.get(a, 'seal', 10), second = c.get(a, 'seal', 10);
+  assert.equal(second, first, "the batch's second packet reuses the batch's context");
+  assert.equal(c.count, 1, 'and keeps it');
+  c.endBatch();
+  assert.ok(first.handle >= 0, 'kept past the batch');
+  assert.equal(c.get(a, 'seal', 20), first);
+
+  hot.add(b);
+  const kb = c.get(b, 'open', 20);
+  assert.equal(c.count, 2, 'an owner the rule keeps holds its first context');
+  c.endBatch();
+  assert.ok(kb.handle >= 0);
+  assert.equal(made, 3);
+
+  c.release(a);
+  assert.equal(first.handle, -1, 'a released owner frees its context at once');
+  const again = c.get(a, 'seal', 30);
+  assert.notEqual(again, first, 'and the next packet makes a new one (no stale cached context)');
+  assert.ok(again.handle >= 0);
+  c.clear();
+  assert.equal(c.count, 0);
+  assert.equal(again.handle, -1, 'clear frees batch-only contexts too');
+  assert.equal(kb.handle, -1);
 });
