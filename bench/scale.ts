@@ -18,6 +18,7 @@ import { deriveTunnelTransforms } from '../src/keys/ipsec-derive.js';
 import { DEFAULT_IPSEC_SECRET, IPSEC_SECRET_DATA_KEY } from '../src/keys/ipsec-key-secret.js';
 import { keyHex } from '../src/datapath/esp-engine.js';
 import type { AgentMemory } from '../src/agent/api.js';
+import type { HeapFigures } from '../src/util/heap-figures.js';
 import { exec, liveChildren, mustExec, sleep } from './proc.js';
 import { AgentView } from './scale/agent-view.js';
 import { SyntheticNodes } from './scale/synthetic-nodes.js';
@@ -81,6 +82,11 @@ interface SizeFigures {
   compactions: Compactions;
   /** RSS by mapping after the collection (MB): see AgentView.rssByMapping. */
   rssByMapping: ReturnType<AgentView['rssByMapping']>;
+  /** The main thread's heap pages every 5 s of the steady window (MB). */
+  heldMainMB: number[];
+  /** Each V8 space at the window's end (heldSpaces) and after the full collection (liveSpaces), per thread. */
+  spacesHeld: { main?: HeapFigures['spaces']; worker?: HeapFigures['spaces'] };
+  spacesLive: { main?: HeapFigures['spaces']; worker?: HeapFigures['spaces'] };
   /**
    * After the collection, off the V8 heap (MB): each thread's external memory (ArrayBuffers'
    * backing stores, malloc'd) and V8's own malloc'd memory; the malloc arenas' live and free bytes,
@@ -305,10 +311,12 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
   const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
   const rss: number[] = [];
+  const heldMainMB: number[] = []; // every 5 s: the main thread's heap pages (the slack above its live heap moves with its collections)
   const timelineMs: number[] = [];
   let last = agent.cpuMicros();
   while (performance.now() - st0 < o.steadyS * 1000) {
     rss.push(agent.rssBytes() / 1e6);
+    if (rss.length % 5 === 1) heldMainMB.push(Math.round((await agent.memory(false)).main.totalBytes / 1e4) / 100);
     await sleep(Math.min(1000, o.steadyS * 1000 - (performance.now() - st0)));
     const now = agent.cpuMicros();
     timelineMs.push(Math.round((now - last) / 100) / 10);
@@ -328,6 +336,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), heapTotalMainMB: mb(held.main.totalBytes), heapTotalWorkerMB: mb(held.datapath?.totalBytes), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
     compactions: compactionsOf(held),
     rssByMapping: agent.rssByMapping(),
+    heldMainMB, spacesHeld: { main: held.main.spaces, worker: held.datapath?.spaces }, spacesLive: { main: live.main.spaces, worker: live.datapath?.spaces },
     aeadContexts: (await agent.sas('-')).aeadContexts,
     ...(live.malloc && { native: nativeFigures(live) }),
   };

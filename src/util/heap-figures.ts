@@ -26,6 +26,8 @@ export interface HeapFigures {
    * before it measures the steady state. Absent where the thread runs no compactor.
    */
   compactionPending?: boolean;
+  /** Each space's pages held and objects on them, and its resident pages (bytes; where the slack above the live heap is). */
+  spaces?: Record<string, { size: number; used: number; physical: number }>;
 }
 
 let collectGarbage: (() => void) | undefined;
@@ -66,11 +68,13 @@ export function fullCollection(compact = false): void {
 export function heapFigures(collect: boolean): HeapFigures {
   if (collect) fullCollection();
   const h = getHeapStatistics();
+  const spaces = getHeapSpaceStatistics();
   return {
     collected: collect, usedBytes: h.used_heap_size, totalBytes: h.total_heap_size,
-    youngBytes: getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
+    youngBytes: spaces.find((s) => s.space_name === 'new_space')?.space_size ?? 0,
     externalBytes: h.external_memory, mallocedBytes: h.malloced_memory,
     compactions: compactions.count, compactionMs: Math.round(compactions.ms),
     ...(compactionPending && { compactionPending: compactionPending() }),
+    spaces: Object.fromEntries(spaces.map((s) => [s.space_name, { size: s.space_size, used: s.space_used_size, physical: s.physical_space_size }])),
   };
 }
