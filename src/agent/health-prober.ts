@@ -27,10 +27,13 @@ export interface PeerHealth {
 export class HealthProber {
   private socket?: Socket;
   private timer?: NodeJS.Timeout;
-  private readonly peers = new Map<string, PeerHealth>();
+  /**
+   * The peers probed, by address (an ack names its sender by address only). One map: the name is in
+   * the entry (a map by name besides was ~45 B a peer).
+   */
   private readonly byAddress = new Map<string, PeerHealth>();
   /** Round-robin position: the peers probed next. */
-  private cursor: IterableIterator<PeerHealth> = this.peers.values();
+  private cursor: IterableIterator<PeerHealth> = this.byAddress.values();
   private seq = 0;
   readonly startedAt = Date.now();
 
@@ -51,32 +54,27 @@ export class HealthProber {
 
   /** The set of peers to probe: node name -> its pod gateway address. */
   setPeers(peers: Map<string, string>): void {
-    for (const name of [...this.peers.keys()]) if (!peers.has(name)) this.setPeer(name, undefined);
-    for (const [name, address] of peers) this.setPeer(name, address);
-  }
-
-  /** One peer to probe at this address (undefined: no longer). */
-  setPeer(name: string, address: string | undefined): void {
-    const p = this.peers.get(name);
-    if (p?.address === address) return;
-    if (p) { this.peers.delete(name); if (this.byAddress.get(p.address) === p) this.byAddress.delete(p.address); }
-    if (address === undefined) return;
-    const fresh = { node: name, address, sent: 0, acked: 0, lastAckMs: null, rttMs: null };
-    this.peers.set(name, fresh);
-    this.byAddress.set(address, fresh);
+    for (const p of this.byAddress.values()) if (peers.get(p.node) !== p.address) this.byAddress.delete(p.address); // gone, or moved (a Map's iteration survives deletes)
+    for (const [node, address] of peers) {
+      const had = this.byAddress.get(address);
+      // Kept: its own entry, or another peer's that still has this address (a forged podGateway:
+      // one address is one probe target, and its acks cannot be told apart anyway).
+      if (had && (had.node === node || peers.get(had.node) === address)) continue;
+      this.byAddress.set(address, { node, address, sent: 0, acked: 0, lastAckMs: null, rttMs: null });
+    }
   }
 
   /** How many intervals pass between two probes of the same peer. */
   private get rounds(): number {
-    return Math.max(1, Math.ceil(this.peers.size / MAX_PROBES_PER_INTERVAL));
+    return Math.max(1, Math.ceil(this.byAddress.size / MAX_PROBES_PER_INTERVAL));
   }
 
   private probeAll(): void {
     const now = Date.now();
-    const n = Math.min(this.peers.size, MAX_PROBES_PER_INTERVAL);
+    const n = Math.min(this.byAddress.size, MAX_PROBES_PER_INTERVAL);
     for (let i = 0; i < n; i++) {
       let next = this.cursor.next();
-      if (next.done) { this.cursor = this.peers.values(); next = this.cursor.next(); }
+      if (next.done) { this.cursor = this.byAddress.values(); next = this.cursor.next(); }
       if (next.done) return;
       const p = next.value;
       const msg = Buffer.from(`veil-probe ${this.nodeName} ${++this.seq} ${now}`);
@@ -104,7 +102,7 @@ export class HealthProber {
   unreachable(now = Date.now()): PeerHealth[] {
     const limit = 3 * this.intervalMs * this.rounds + 5000;
     if (now - this.startedAt < limit) return [];
-    return [...this.peers.values()].filter((p) => p.lastAckMs === null || now - p.lastAckMs > limit);
+    return [...this.byAddress.values()].filter((p) => p.lastAckMs === null || now - p.lastAckMs > limit);
   }
 
   /** Sets the agent's 'node-connectivity' check from the probes. */
@@ -117,7 +115,7 @@ export class HealthProber {
   }
 
   list(): PeerHealth[] {
-    return [...this.peers.values()];
+    return [...this.byAddress.values()];
   }
 
   stop(): void {
