@@ -103,7 +103,7 @@ function peerFacing(f: OwnFields): string {
 
 /** A mode and the tunnel it runs on, of the same engine kind. */
 class ModeOnTunnel<K extends EngineKind> {
-  /** The desired state of the latest pass that was applied. */
+  /** The desired state of the latest pass that was applied (without its routes and probes). */
   applied?: DesiredState<K>;
 
   private constructor(readonly mode: EncryptionMode<K>, readonly tunnel: Tunnel<K>) {
@@ -123,7 +123,9 @@ class ModeOnTunnel<K extends EngineKind> {
   async apply(peers: PeerNode[], publishedKey: number | undefined): Promise<DesiredState<K>> {
     const desired = this.mode.desired(peers, publishedKey);
     await this.tunnel.apply(desired);
-    this.applied = desired;
+    // Kept for what it publishes and its peers: its routes and probes are the tunnel's now (held
+    // here, a map and an array made each pass were ~55 B a peer).
+    this.applied = { ...desired, routes: [], probes: new Map() };
     return desired;
   }
 
