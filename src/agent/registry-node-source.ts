@@ -135,6 +135,13 @@ interface CachedNode {
   fingerprint?: string;
   /** Where its peer is in the source's list of peers, -1 if it is not there (a map by name besides was ~45 B a peer). */
   index: number;
+  /**
+   * Its agent is alive (its lease, or the grace after it), as its last sync saw it: of the admitted,
+   * only these are peers. A node that goes was not (a set of names besides was ~35 B a peer).
+   */
+  live: boolean;
+  /** Its lease (see RegistryNodeSource.lease), kept here while the node is cached (a map by name besides was ~45 B a peer). */
+  lease: number | undefined;
 }
 
 
@@ -148,16 +155,15 @@ export class RegistryNodeSource implements NodeSource {
   private readonly nodes = new Map<string, CachedNode>();
   private readonly deleted = new Map<string, number>();
   /**
-   * The leases by name: a live one's resourceVersion, or leaseGone(version) for one deleted at that
-   * version (kept to ignore older news). A number, not an object per lease (~48 B a peer).
+   * The leases of the names whose node the cache does not hold (a cached node's is in its record):
+   * a live one's resourceVersion, or leaseGone(version) for one deleted at that version (kept to
+   * ignore older news). A number, not an object per lease (~48 B a peer).
    */
-  private readonly leases = new Map<string, number>();
+  private readonly uncachedLeases = new Map<string, number>();
   /** When each lease that was live went (LEASE_GRACE_MS). */
   private readonly leaseGoneAt = new Map<string, number>();
   /** Who may be a peer, kept up to date one node at a time. */
   private readonly admission = new PeerAdmission<PeerNode>();
-  /** The nodes whose agents are alive: of the admitted, only these are peers. */
-  private readonly live = new Set<string>();
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
   private selfFingerprint?: string;
@@ -200,7 +206,7 @@ export class RegistryNodeSource implements NodeSource {
     const list = [...this.peerList]; // a new array: a caller may hold the old one
     let rebuild = false;
     for (const name of this.stale) {
-      const now = this.live.has(name) ? this.admission.admitted.get(name) : undefined;
+      const now = this.isLive(name) ? this.admission.admitted.get(name) : undefined;
       const i = this.nodes.get(name)?.index ?? -2; // -2: its node went, and with it where it was in the list
       if (now && i >= 0) list[i] = now; // changed in place: same order
       else if (now || i !== -1) { rebuild = true; break; }
@@ -208,7 +214,7 @@ export class RegistryNodeSource implements NodeSource {
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
     const order = (c: PeerNode) => this.nodes.get(c.name)?.order ?? '';
-    this.peerList = [...this.admission.admitted.values()].filter((c) => this.live.has(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
+    this.peerList = [...this.admission.admitted.values()].filter((c) => this.isLive(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
     for (const n of this.nodes.values()) n.index = -1;
     this.peerList.forEach((p, i) => { this.nodes.get(p.name)!.index = i; }); // an admitted peer's node is cached (its claim is its peer)
     return this.peerList;
@@ -219,7 +225,7 @@ export class RegistryNodeSource implements NodeSource {
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
-    const refused = [...this.admission.refused].filter(([key]) => this.live.has(key.slice('peer '.length))); // a dead node's refusal harms nobody
+    const refused = [...this.admission.refused].filter(([key]) => this.isLive(key.slice('peer '.length))); // a dead node's refusal harms nobody
     return new Map([...refused, ...this.unusable, ...this.invalid]);
   }
 
@@ -256,10 +262,10 @@ export class RegistryNodeSource implements NodeSource {
    */
   private async relist(): Promise<void> {
     const complete = ++this.relists % COMPLETE_RELIST_EVERY === 0;
-    const leaseNews = await this.changed('Lease', complete, (name) => (this.leases.get(name) ?? -1) >= 0, () => { let n = 0; for (const l of this.leases.values()) if (l >= 0) n++; return n; });
+    const leaseNews = await this.changed('Lease', complete, (name) => (this.lease(name) ?? -1) >= 0, () => this.liveLeaseCount());
     const leases = leaseNews.versions;
     for (const [name, rv] of leases) this.cacheLease(name, rv, true);
-    if (leaseNews.complete) for (const [name, l] of this.leases) if (l >= 0 && !leases.has(name)) this.cacheLease(name, l, false);
+    if (leaseNews.complete) for (const [name, l] of this.liveLeases()) if (!leases.has(name)) this.cacheLease(name, l, false);
     const nodeNews = this.registry.versions || this.registry.changedSince
       ? await this.changed('Node', complete, (name) => this.nodes.has(name), () => this.nodes.size)
       : undefined;
@@ -277,7 +283,7 @@ export class RegistryNodeSource implements NodeSource {
         if (obj) this.cache(obj); else listed.delete(name); // gone meanwhile, or unreadable: as a list would say
       }
     }
-    for (const name of [...this.nodes.keys()]) if (!listed.has(name) && !this.deleted.has(name)) { this.nodes.delete(name); this.sync(name); }
+    for (const name of [...this.nodes.keys()]) if (!listed.has(name) && !this.deleted.has(name)) { this.uncache(name); this.sync(name); }
     for (const [kind, news] of [['Lease', leaseNews], ['Node', nodeNews]] as const) if (news?.revision !== undefined) this.relistedAt.set(kind, news.revision);
     this.readInvalid();
     this.notify();
@@ -332,7 +338,7 @@ export class RegistryNodeSource implements NodeSource {
     // Never go back to an older version. The same one again is no news: a relist of what the cache
     // holds, or of the version whose deletion the watch delivered (the list was answered before it).
     if (rv < have || (rv === have && !deleted)) return;
-    if (deleted) { this.nodes.delete(name); this.deleted.set(name, rv); }
+    if (deleted) { this.uncache(name); this.deleted.set(name, rv); }
     else {
       const addresses = nodeAddresses(obj);
       const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses);
@@ -340,36 +346,76 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       this.nodes.set(name, {
-        rv, order: `${created}\u0000${name}`, peer, index: cached?.index ?? -1,
+        rv, order: `${created}\u0000${name}`, peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
         ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
       });
       this.deleted.delete(name);
+      if (!cached) this.uncachedLeases.delete(name);
     }
     this.sync(name);
   }
 
+  /** A node leaves the cache; its lease stays known. */
+  private uncache(name: string): void {
+    const l = this.nodes.get(name)?.lease;
+    if (this.nodes.delete(name) && l !== undefined) this.uncachedLeases.set(name, l);
+  }
+
+  /** A name's lease: a live one's resourceVersion, leaseGone(version) for one deleted at that version, or undefined. */
+  private lease(name: string): number | undefined {
+    const n = this.nodes.get(name);
+    return n ? n.lease : this.uncachedLeases.get(name);
+  }
+
+  private setLease(name: string, l: number): void {
+    const n = this.nodes.get(name);
+    if (n) n.lease = l;
+    else this.uncachedLeases.set(name, l);
+  }
+
+  /** Every live lease: name and resourceVersion. */
+  private liveLeases(): [string, number][] {
+    const live: [string, number][] = [];
+    for (const [name, n] of this.nodes) if (n.lease !== undefined && n.lease >= 0) live.push([name, n.lease]);
+    for (const [name, l] of this.uncachedLeases) if (l >= 0) live.push([name, l]);
+    return live;
+  }
+
+  /** How many leases are live (every relist asks: no list made). */
+  private liveLeaseCount(): number {
+    let count = 0;
+    for (const n of this.nodes.values()) if (n.lease !== undefined && n.lease >= 0) count++;
+    for (const l of this.uncachedLeases.values()) if (l >= 0) count++;
+    return count;
+  }
+
   private cacheLease(name: string, rv: number, live: boolean): void {
-    const l = this.leases.get(name);
+    const l = this.lease(name);
     const wasLive = l === undefined ? undefined : l >= 0, wasRv = l === undefined ? -1 : l >= 0 ? l : leaseGone(l);
     if (rv < wasRv) return; // never go back to an older version
     // A list answered before a deletion the watch already delivered names the lease at the version
     // that was deleted: not alive again (a lease taken again has a newer version).
     if (live && wasLive === false && rv <= wasRv) return;
     if (live || !wasLive) {
-      this.leases.set(name, live ? rv : leaseGone(rv));
+      this.setLease(name, live ? rv : leaseGone(rv));
       if (live) this.leaseGoneAt.delete(name);
       if (live !== wasLive) this.sync(name);
       return;
     }
-    this.leases.set(name, leaseGone(rv));
+    this.setLease(name, leaseGone(rv));
     this.leaseGoneAt.set(name, Date.now());
     const t: NodeJS.Timeout = setTimeout(() => { this.graceTimers.delete(t); this.sync(name); this.notify(); }, LEASE_GRACE_MS + 100).unref();
     this.graceTimers.add(t);
   }
 
+  /** Whether its node is cached and was alive at its last sync (see CachedNode.live). */
+  private isLive(name: string): boolean {
+    return this.nodes.get(name)?.live === true;
+  }
+
   /** Its agent holds its lease, or held it less than LEASE_GRACE_MS ago. */
   private alive(name: string): boolean {
-    const l = this.leases.get(name);
+    const l = this.lease(name);
     if (l === undefined) return false;
     const goneAt = this.leaseGoneAt.get(name);
     return l >= 0 || (goneAt !== undefined && Date.now() - goneAt < LEASE_GRACE_MS);
@@ -397,8 +443,8 @@ export class RegistryNodeSource implements NodeSource {
     // its pods while it is away. Only a live node is a peer.
     const claim = n?.peer;
     const claimChanged = claim !== this.admission.candidate(name); // what the admission holds (a map of its own was ~45 B a peer)
-    if (!claimChanged && live === this.live.has(name)) return;
-    if (live) this.live.add(name); else this.live.delete(name);
+    if (!claimChanged && live === (n?.live ?? false)) return;
+    if (n) n.live = live;
     if (claimChanged) {
       this.claims = undefined;
       const changed = claim
