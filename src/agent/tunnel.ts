@@ -185,7 +185,8 @@ export class Tunnel<K extends EngineKind = EngineKind> {
    * at 5,000 peers, the maps made anew each pass were ~2.3 MB of garbage per event.
    */
   private appliedPeers = new Map<string, { spec: WireGuardPeerSpec | EspPeerSpec; pass: number }>();
-  private routed = new Map<string, { src: string | undefined; pass: number }>();
+  /** The last pass that wanted a prefix, with its source where it has one (a record only then: IPsec's routes have none, and one each was ~40 B a peer). */
+  private routed = new Map<string, number | { src: string; pass: number }>();
   private passes = 0;
   /** The next pass is whole: the first, the one after a failure, and the one asked for (wholeNext). */
   private wholeAsked = true;
@@ -241,9 +242,11 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     const steer: TunnelPrefix[] = [];
     for (const r of d.routes) {
       const had = this.routed.get(r.prefix);
-      if (!had) this.routed.set(r.prefix, { src: r.src, pass });
-      else if (had.pass !== pass && had.src === r.src) { had.pass = pass; continue; } // routed so already
-      else { had.src = r.src; had.pass = pass; } // a new source, or the prefix twice in this pass: the last one wins
+      if (had !== undefined && routedPass(had) !== pass && routedSrc(had) === r.src) { // routed so already
+        if (typeof had === 'number') this.routed.set(r.prefix, pass); else had.pass = pass;
+        continue;
+      }
+      this.routed.set(r.prefix, r.src === undefined ? pass : { src: r.src, pass }); // new, a new source, or the prefix twice in this pass: the last one wins
       steer.push(r);
     }
     // A whole pass reads the table and mends what differs (a route gone, moved or without its
@@ -253,7 +256,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     const toSteer = table ? routesToMend(d.routes, table) : steer;
     if (toSteer.length) this.replaced?.recordBefore(toSteer.map((r) => r.prefix)); // the routes a steer replaces, for an uninstall
     if (toSteer.length) steerIntoTunnel(toSteer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
-    const stale = forgetUnmarked(this.routed, pass);
+    const stale = forgetUnmarked(this.routed, pass, routedPass);
     if (table) for (const p of table.routed.keys()) if (!this.routed.has(p)) stale.push(p);
     releasePrefixes([...new Set(stale)], this.device);
     this.prober.setPeers(d.probes);
@@ -312,3 +315,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.tun.close();
   }
 }
+
+/** A routed prefix's last pass and source (Tunnel.routed). */
+const routedPass = (v: number | { pass: number }): number => (typeof v === 'number' ? v : v.pass);
+const routedSrc = (v: number | { src: string }): string | undefined => (typeof v === 'number' ? undefined : v.src);
