@@ -125,7 +125,10 @@ const leaseGone = (v: number): number => -1 - v;
 /** What the source keeps of a Node object: only what peers need (not the whole object: memory per peer). */
 interface CachedNode {
   rv: number;
-  /** Who came first: creation time, then name. */
+  /**
+   * Who came first: creation time, then name. Made by join(), one flat string: a template literal
+   * made a cons string, which the first comparison flattened into a second (~20-30 B a node more).
+   */
   order: string;
   /** Why its addresses are unusable; for this node, its addresses (a peer's are in `peer`). */
   addresses?: NodeAddresses | string;
@@ -346,7 +349,7 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       this.nodes.set(name, {
-        rv, order: `${created}\u0000${name}`, peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
+        rv, order: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
         ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
       });
       this.deleted.delete(name);
