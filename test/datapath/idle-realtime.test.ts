@@ -106,13 +106,15 @@ const SCENARIO = fileURLToPath(new URL('./fixtures/idle-realtime-scenario.js', i
 const namespaces: string[] = [];
 after(() => { for (const ns of namespaces) run(['ip', 'netns', 'del', ns]); });
 
-interface Outcome { before: number; refused: string | null; idleFifo: boolean; fifoThreads: number; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
+interface Outcome { before: number; refused: string | null; priorityRefused: string | null; idleFifo: boolean; fifoThreads: number; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; fifoAfterControl: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
 
-function scenario(mode: 'on' | 'off'): Outcome {
+function scenario(mode: 'on' | 'off' | 'refused'): Outcome {
   const ns = `veil-tir-${mode}-${process.pid}`;
   namespaces.push(ns);
   mustRun(['ip', 'netns', 'add', ns]);
-  const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO, mode], { timeout: 150_000 });
+  // refused: root without CAP_SYS_NICE (out of the bounding set, so the exec'd node lacks it)
+  const drop = mode === 'refused' ? ['setpriv', '--bounding-set', '-sys_nice'] : [];
+  const r = run(['ip', 'netns', 'exec', ns, ...drop, process.execPath, SCENARIO, mode], { timeout: 150_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   assert.ok(r.status === 0 && line.startsWith('{'), `scenario failed (exit ${r.status}): ${r.stdout}${r.stderr}`);
   return JSON.parse(line) as Outcome;
@@ -127,12 +129,22 @@ test('datapath.realtime on: the worker is SCHED_FIFO while idle, SCHED_OTHER und
   assert.ok(res.warmFifo, 'SCHED_FIFO again after the warm-up flood');
   assert.ok(res.busyNormal, `the worker dropped to SCHED_OTHER under the flood: ${JSON.stringify(res.status)}`);
   assert.ok(res.quietFifo, 'the worker SCHED_FIFO again once the flood stopped');
+  assert.ok(res.fifoAfterControl, 'SCHED_FIFO again after control requests (they run SCHED_OTHER)');
 });
 
 test('datapath.realtime off: no thread leaves SCHED_OTHER, idle or under a flood', { timeout: 160_000 }, () => {
   const res = scenario('off');
   assert.equal(res.refused, null);
   assert.equal(res.idleFifo, false);
+  assert.equal(res.fifoThreads, 0);
+  assert.equal(res.notNormalSamples, 0, 'no sample saw a thread outside SCHED_OTHER');
+  assert.ok((res.status.drops?.['unknownReceiverIndex'] ?? 0) > 0, `the flood reached the worker: ${JSON.stringify(res.status)}`);
+});
+
+test('datapath.realtime on without CAP_SYS_NICE: the worker is refused (and reports it), stays SCHED_OTHER and moves packets', { timeout: 160_000 }, () => {
+  const res = scenario('refused');
+  assert.equal(res.refused, 'EPERM');
+  assert.equal(res.priorityRefused, 'EACCES', 'nice -10 is refused too (setpriority says EACCES): the agent warns once for both');
   assert.equal(res.fifoThreads, 0);
   assert.equal(res.notNormalSamples, 0, 'no sample saw a thread outside SCHED_OTHER');
   assert.ok((res.status.drops?.['unknownReceiverIndex'] ?? 0) > 0, `the flood reached the worker: ${JSON.stringify(res.status)}`);
