@@ -254,12 +254,11 @@ export class Agent {
     try {
       this.running = await openMode(ctx, {
         cryptoThreads: settings['datapath.cryptoThreads'], priority: settings['datapath.priority'],
-        onPriorityRefused: (errno) => this.log.warn('datapath priority not raised: the worker runs at nice 0', {
-          wanted: settings['datapath.priority'], error: errno, hint: 'grant the agent CAP_SYS_NICE, or set datapath.priority=0 to silence this',
-        }),
         realtime: settings['datapath.realtime'],
-        onRealtimeRefused: (errno) => this.log.warn('datapath worker not realtime while idle: it stays SCHED_OTHER', {
-          error: errno, hint: 'grant the agent CAP_SYS_NICE, or set datapath.realtime=false to silence this',
+        onSchedulingRefused: (refused) => this.log.warn(schedulingRefusedMessage(refused), {
+          ...(refused.priority && { wanted: settings['datapath.priority'], priorityError: refused.priority }),
+          ...(refused.realtime && { realtimeError: refused.realtime }),
+          hint: schedulingRefusedHint(refused),
         }),
         replacedRoutesFile: replacedRoutesPath(stateDir), probeIntervalMs: parseDuration(settings['agent.healthProbeInterval']),
         onWorkerError: (e) => { this.health.set('datapath', 'Failure', `datapath worker failed: ${errorMessage(e)}`); this.log.error('datapath worker failed', { error: errorMessage(e) }); },
@@ -554,4 +553,15 @@ export async function runAgent(opts: AgentOptions, source?: NodeSource): Promise
     return 1;
   }
   return finished;
+}
+
+/** One warning for what the kernel refused the datapath worker (both, without CAP_SYS_NICE). */
+function schedulingRefusedMessage(refused: { priority?: string; realtime?: string }): string {
+  if (refused.priority && refused.realtime) return 'datapath worker not raised: it runs at nice 0 and SCHED_OTHER, never realtime while idle';
+  return refused.priority ? 'datapath priority not raised: the worker runs at nice 0' : 'datapath worker not realtime while idle: it stays SCHED_OTHER';
+}
+
+function schedulingRefusedHint(refused: { priority?: string; realtime?: string }): string {
+  const silence = [...(refused.priority ? ['datapath.priority=0'] : []), ...(refused.realtime ? ['datapath.realtime=false'] : [])].join(' and ');
+  return `grant the agent CAP_SYS_NICE (the systemd unit and the DaemonSet do), or set ${silence} to silence this`;
 }

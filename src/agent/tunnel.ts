@@ -73,12 +73,13 @@ export interface TunnelOptions {
   cryptoThreads: number;
   /** The datapath worker's nice value (datapath.priority). */
   priority: number;
-  /** The worker could not raise its priority (errno name): it runs at the default one. */
-  onPriorityRefused?: (errno: string) => void;
   /** The worker runs SCHED_FIFO while it moves little (datapath.realtime). */
   realtime: boolean;
-  /** The worker may not run SCHED_FIFO (errno name): it stays SCHED_OTHER. */
-  onRealtimeRefused?: (errno: string) => void;
+  /**
+   * Once, when the kernel refused the worker its priority (it runs at nice 0) or SCHED_FIFO (it
+   * stays SCHED_OTHER), or both (no CAP_SYS_NICE): the errno names.
+   */
+  onSchedulingRefused?: (refused: { priority?: string; realtime?: string }) => void;
   probeIntervalMs: number;
   /** The worker died: the agent reports it (the device stays, packets wait, nothing leaks). */
   onWorkerError: (e: unknown) => void;
@@ -149,8 +150,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   }
 
   private static reportRefusals(host: { priorityRefused?: string; realtimeRefused?: string }, o: TunnelOptions): void {
-    if (host.priorityRefused) o.onPriorityRefused?.(host.priorityRefused);
-    if (host.realtimeRefused) o.onRealtimeRefused?.(host.realtimeRefused);
+    if (host.priorityRefused || host.realtimeRefused) {
+      o.onSchedulingRefused?.({ ...(host.priorityRefused && { priority: host.priorityRefused }), ...(host.realtimeRefused && { realtime: host.realtimeRefused }) });
+    }
   }
 
   private static engineInit<K extends EngineKind>(init: Extract<WorkerInit, { kind: K }>): EngineInitOf<K> {

@@ -1,5 +1,5 @@
 // The datapath worker's scheduling class (setting datapath.realtime): SCHED_FIFO while it moves
-// little, SCHED_OTHER at its nice (datapath.priority) while it is busy.
+// little, SCHED_OTHER at its nice (datapath.priority) while it is busy or does other work.
 //
 // Why: a lone packet's latency is mostly wake-ups. Under EEVDF a woken worker, even at nice -10,
 // waits behind a nice-0 thread that still has time left (the agent's main thread, etcd: idle ping
@@ -7,33 +7,52 @@
 // its waker's CPU, behind the waker's tail. A realtime thread preempts every normal thread at once,
 // and the RT scheduler wakes it on a CPU where it can run at once (its last CPU, else the lowest-
 // priority one). Busy, a realtime worker would starve the pods, the agent and the kernel's threads
-// (the RT throttle is a last resort), so it drops back as soon as it works much, and rises again
-// only after a quiet spell. Syscalls only at those transitions; the per-turn cost is a subtraction.
+// (the RT throttle is a last resort), so it drops back as soon as it works much or wakes often, and
+// rises again only after a quiet spell. Control requests and heap compactions (up to 180 ms) are
+// not packets: they run SCHED_OTHER (setAside()), and the worker rises again right after them.
+// Syscalls only at those transitions; the per-turn cost is a few subtractions.
 import { decodeNativeError, native } from '../native/addon.js';
 
 /** SCHED_FIFO priority: the lowest, above every normal thread, below the kernel's own RT threads. */
 const RT_PRIORITY = 1;
 /** Work (time between a wait's return and the next wait) is summed over windows this long. */
-const WINDOW_MS = 10;
+export const WINDOW_MS = 10;
 /** A window busier than this share of its time is load: the worker drops to SCHED_OTHER. */
-const BUSY_SHARE = 0.25;
-/** One stretch of work this long without a wait (a big burst, a long control request) drops it at once. */
-const LONG_WORK_MS = 2;
+export const BUSY_SHARE = 0.25;
+/**
+ * A window with more wake-ups than this per WINDOW_MS (2,000 a second) is a flow, not lone packets: each wake-up
+ * of a realtime thread preempts whatever ran there, and a flow gains more from batching than from
+ * the wake-up's latency. Idle pings wake it 1-2 times a window.
+ */
+export const BUSY_WAKEUPS = 20;
+/** One stretch of work this long without a wait (a big burst) drops it at once. */
+export const LONG_WORK_MS = 2;
 /** Back to SCHED_FIFO once no window was busy for this long. */
-const QUIET_MS = 500;
+export const QUIET_MS = 500;
+
+/** Puts the calling thread on SCHED_FIFO (true) or SCHED_OTHER (false); whether the kernel allowed it. */
+export type PolicySwitch = (realtime: boolean) => boolean;
+
+const nativeSwitch: PolicySwitch = (realtime) => native().threadSetRealtime(realtime ? RT_PRIORITY : 0) === 0;
 
 export class IdleRealtime {
-  private realtime = false;
+  /** SCHED_FIFO by the traffic rules (the thread is SCHED_FIFO when this holds and it is not aside). */
+  private realtime: boolean;
+  /** Set aside (SCHED_OTHER) for control work until the next wait. */
+  private aside = false;
+  /** Whether the time since `woke` is packet work (false once control work began). */
+  private counting = true;
   private windowStart: number;
   private worked = 0;
+  private wakeups = 0;
   private woke: number;
   private lastBusy = -Infinity;
-  private readonly n = native();
 
-  /** enabled false: the thread is never touched (SCHED_OTHER as started). */
-  private constructor(private readonly enabled: boolean, now: number) {
+  /** enabled false: the thread is never touched (SCHED_OTHER as started). realtime: it already runs SCHED_FIFO. */
+  constructor(private readonly enabled: boolean, now: number, realtime: boolean, private readonly setPolicy: PolicySwitch = nativeSwitch) {
     this.windowStart = now;
     this.woke = now;
+    this.realtime = enabled && realtime;
   }
 
   /**
@@ -41,44 +60,59 @@ export class IdleRealtime {
    * errno name when the kernel refused (no CAP_SYS_NICE): the policy then stays off.
    */
   static start(enabled: boolean, now: number): { policy: IdleRealtime; refused?: string } {
-    if (!enabled) return { policy: new IdleRealtime(false, now) };
+    if (!enabled) return { policy: new IdleRealtime(false, now, false) };
     const rc = native().threadSetRealtime(RT_PRIORITY);
-    if (rc < 0) return { policy: new IdleRealtime(false, now), refused: decodeNativeError(rc).name };
-    const policy = new IdleRealtime(true, now);
-    policy.realtime = true;
-    return { policy };
+    if (rc < 0) return { policy: new IdleRealtime(false, now, false), refused: decodeNativeError(rc).name };
+    return { policy: new IdleRealtime(true, now, true) };
   }
 
   /** Whether the thread runs SCHED_FIFO now. */
   get isRealtime(): boolean {
-    return this.realtime;
+    return this.realtime && !this.aside;
   }
 
-  /** Before the worker waits: the time since it woke was work. The only place it switches. */
+  /**
+   * Before work that is not packets (a control request, a heap compaction check): the work so far
+   * was packets; what follows, until the next wait, runs SCHED_OTHER and does not count as load.
+   */
+  setAside(now: number): void {
+    if (!this.enabled || !this.counting) return;
+    this.worked += now - this.woke;
+    this.counting = false;
+    if (this.realtime && !this.aside && this.setPolicy(false)) this.aside = true;
+  }
+
+  /** Before the worker waits: the packet work since it woke counts. The only place it rises. */
   beforeWait(now: number): void {
     if (!this.enabled) return;
-    const stretch = now - this.woke;
+    const stretch = this.counting ? now - this.woke : 0;
     this.worked += stretch;
     const span = now - this.windowStart;
-    if (span < WINDOW_MS && stretch < LONG_WORK_MS) return;
-    if (stretch >= LONG_WORK_MS || this.worked > BUSY_SHARE * span) {
-      this.lastBusy = now;
-      if (this.realtime) this.set(false);
-    } else if (!this.realtime && now - this.lastBusy >= QUIET_MS) {
-      this.set(true);
+    let busy = false, closed = false;
+    if (span >= WINDOW_MS || stretch >= LONG_WORK_MS) {
+      closed = true;
+      busy = stretch >= LONG_WORK_MS || this.worked > BUSY_SHARE * span || this.wakeups * WINDOW_MS > BUSY_WAKEUPS * span;
+      if (busy) this.lastBusy = now;
+      this.windowStart = now;
+      this.worked = 0;
+      this.wakeups = 0;
     }
-    this.windowStart = now;
-    this.worked = 0;
+    if (busy) {
+      if (this.realtime && !this.aside) this.setPolicy(false); // SCHED_OTHER is always allowed
+      this.realtime = this.aside = false;
+    } else if (this.aside || (closed && !this.realtime && now - this.lastBusy >= QUIET_MS)) {
+      // Control work done, or a quiet spell: SCHED_FIFO (a refusal, the capability dropped since
+      // the start, leaves it SCHED_OTHER until the next quiet spell).
+      this.realtime = this.setPolicy(true);
+      this.aside = false;
+      if (!this.realtime) this.lastBusy = now;
+    }
   }
 
   /** After the wait returned. */
   afterWait(now: number): void {
     this.woke = now;
-  }
-
-  private set(realtime: boolean): void {
-    // A refusal now (the capability dropped since the start) leaves the thread as it is: it was
-    // allowed before, and SCHED_OTHER is always allowed, so only a rise can fail; stay normal then.
-    if (this.n.threadSetRealtime(realtime ? RT_PRIORITY : 0) === 0) this.realtime = realtime;
+    this.counting = true;
+    this.wakeups++;
   }
 }

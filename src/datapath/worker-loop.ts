@@ -69,11 +69,13 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     for (;;) {
       const m = receiveMessageOnPort(this.port);
       if (!m) break;
+      this.sched.setAside(performance.now()); // control work runs SCHED_OTHER (datapath.realtime)
       this.control(m.message as ControlEnvelope<RequestOf<P>>); // DatapathHost<kind of this engine> sent it
     }
     if (!this.running) return false;
     let now = performance.now();
     if (this.firstCheckIn > 0 ? --this.firstCheckIn === 0 : this.compactor.checkDue(now)) {
+      this.sched.setAside(now); // a compaction (30-180 ms) runs SCHED_OTHER
       this.compactor.check(now, datapathQuiet(this.requests, this.moved, now - this.intervalStart)); // malloc's arenas: the agent's trim timer (one call trims every thread's)
       this.requests = 0;
       this.moved = 0;
