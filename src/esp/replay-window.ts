@@ -68,14 +68,14 @@ export class EspReplayWindow {
     const w = this.size;
     const tl = this.#top % TWO_32;
     const th = Math.floor(this.#top / TWO_32);
-    let high: number;
-    if (tl >= w - 1) {
-      // The window lies within one 2^32 subspace.
-      high = seqLow >= tl - w + 1 ? th : th + 1;
-    } else {
-      // The window spans two subspaces: low numbers near 2^32 belong to the previous one.
-      high = seqLow >= tl - w + 1 + TWO_32 ? th - 1 : th;
-    }
+    // Within one 2^32 subspace, a number below the window's lowest is of the next subspace; when
+    // the window spans two (its first 1023 packets too), a number above it is of the previous one.
+    // The same arithmetic either way, only constants picked: the first case runs first at packet
+    // 1024, after TurboFan compiled this, and a branch of its own deoptimized it then (lab
+    // --trace-deopt, 'Insufficient type feedback for binary operation').
+    const within = tl >= w - 1;
+    const lowest = tl - w + 1 + (within ? 0 : TWO_32);
+    const high = th + (seqLow >= lowest ? (within ? 0 : -1) : (within ? 1 : 0));
     if (high < 0) return -1;
     return high * TWO_32 + seqLow;
   }
