@@ -380,8 +380,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const kind = this.rawEsp ? (len < 8 ? 'truncated' : 'esp') : classifyUdpEncap(buf, off, len);
       if (kind !== 'esp') { this.drops[kind]++; continue; }
       const spi = readEspSpi(buf, off);
-      // GRO segments of one datagram share the sender: look the SA up once per run.
-      if (spi !== lastSpi || lastIndex < 0 || !this.sameSender(lastIndex, i)) {
+      // GRO segments of one datagram share the sender: look the SA up once per run. Every compare
+      // runs for every packet (the first compares its sender with itself): behind || they first
+      // ran at the first batch of two, after TurboFan had compiled this, and deoptimized it (lab
+      // --trace-deopt, 'Insufficient type feedback for compare operation').
+      const first = lastIndex < 0, sameSpi = spi === lastSpi;
+      const sameSource = this.sameSender(first ? i : lastIndex, i);
+      if (first || !sameSpi || !sameSource) {
         lastSa = this.inbound.lookup(this.sourceName(i), spi);
         lastSpi = spi;
       }
