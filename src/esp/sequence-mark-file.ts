@@ -66,12 +66,12 @@ export async function readSequenceMarks(path: string): Promise<Map<string, numbe
  * Replaces the file at `path` with `marks`, durably: synchronous, since the datapath may use no
  * number of a block before its mark is on disk.
  */
-export function writeSequenceMarks(path: string, marks: ReadonlyMap<string, number>): void {
+export function writeSequenceMarks(path: string, marks: Iterable<readonly [string, number]>): void {
   writeFileDurable(path, encodeSequenceMarks(marks), { mode: SEQUENCE_MARKS_MODE });
 }
 
 /** The file's contents for `marks` (what readSequenceMarks reads back). */
-export function encodeSequenceMarks(marks: ReadonlyMap<string, number>): string {
+export function encodeSequenceMarks(marks: Iterable<readonly [string, number]>): string {
   return JSON.stringify(Object.fromEntries(marks)) + '\n';
 }
 
