@@ -84,7 +84,7 @@ export class InboundSa implements SaCounters {
 
   /** The replay window (made now if this is its first use: the packet path's). */
   get replay(): EspReplayWindow {
-    return this.#replay ?? this.#window();
+    return this.#replay ?? this.makeWindow();
   }
 
   /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable (made now on first use). */
@@ -103,7 +103,7 @@ export class InboundSa implements SaCounters {
   }
 
   /** Makes the window, from the handed-over one when `saved` is valid and not below the persisted top. */
-  #window(saved?: EspReplayWindowState): EspReplayWindow {
+  private makeWindow(saved?: EspReplayWindowState): EspReplayWindow { // not a #method: that is a brand field in each SA (8 B)
     const slabs = this.#slabs;
     const slot = slabs ? slabs.windows.take() : -1;
     const storage = slabs?.windows.array(slot), at = slabs ? slabs.windows.offset(slot) : 0;
@@ -134,7 +134,7 @@ export class InboundSa implements SaCounters {
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
   resumeWindow(saved: EspReplayWindowState): void {
-    if (!this.#replay) this.#window(saved);
+    if (!this.#replay) this.makeWindow(saved);
   }
 }
 
@@ -173,7 +173,15 @@ export class SaSlabs {
  * context's creation, node:crypto's single-packet path, status).
  */
 export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
-  constructor(readonly material: Uint8Array, readonly keyLength: number, readonly icvLength: 12 | 16, readonly slot: number) {}
+  /** keyLength | icvLength << 8: one small integer, not a field each (8 B a transform). */
+  readonly #lengths: number;
+
+  constructor(readonly material: Uint8Array, keyLength: number, icvLength: 12 | 16, readonly slot: number) {
+    this.#lengths = keyLength | (icvLength << 8);
+  }
+
+  get keyLength(): number { return this.#lengths & 0xff; }
+  get icvLength(): 12 | 16 { return (this.#lengths >> 8) as 12 | 16; }
 
   // on the prototype, not a field of each (8 B each)
   get kind(): 'aead' { return 'aead'; }
