@@ -9,7 +9,7 @@ import { Slab } from '../util/slab.js';
 import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import { formatCidr, formatIp, maskAddress, parseCidr, parseIp } from '../net/cidr.js';
 import {
-  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
+  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, SaTime, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId } from '../esp/sequence-mark-file.js';
@@ -532,7 +532,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * (sequence, replay) whose key is unchanged: the cost is that of the peers named.
    */
   private updatePeers(upsert: EspPeerSpec[], remove: string[], resumed?: Map<string, EspSaState>): { peers: number; sas: number } {
-    const now = Date.now();
+    const now = Date.now(), made = new SaTime(now); // one add time for the SAs this update makes
     const created: OutboundSa[] = [];
     for (const ip of remove) {
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa); // before its peer state, where they hang
@@ -565,7 +565,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
         const r = resumed?.get(saStateKey('out', o.spi, st.ip));
         const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
-        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: now, sequence }, this.slabs);
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: made, sequence }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         this.marks.delete(markId); // the SA holds it now (made first: a failure leaves the entry in place)
         created.push(sa);
@@ -581,7 +581,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const id = replayMarkId(x.spi, st.ip, this.init.localIp, x.transform);
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
         const r = resumed?.get(saStateKey('in', x.spi, st.ip));
-        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
+        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: made, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);

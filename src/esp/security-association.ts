@@ -15,9 +15,21 @@ export interface SaCounters {
   /** Inner (plaintext) bytes and packets through this SA. */
   bytes: number;
   packets: number;
-  addTimeMs: number;
+  readonly addTimeMs: number;
   /** Last packet, 0 = never used. */
   useTimeMs: number;
+}
+
+/**
+ * When SAs were made (Unix ms), one object for the SAs made together (an engine's update): a time
+ * is no small integer, so a number field of each SA was a 16 B box of its own.
+ */
+export class SaTime {
+  constructor(readonly ms: number) {}
+
+  static of(t: SaTime | number): SaTime {
+    return typeof t === 'number' ? new SaTime(t) : t;
+  }
 }
 
 // The SAs are classes: what every SA has alike (its direction, ESN, the window size, the ICV length
@@ -34,11 +46,15 @@ export class OutboundSa extends OutboundSequence implements SaCounters {
   useTimeMs = 0;
   constructor(
     readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, sequence: OutboundSequence,
-    public addTimeMs: number,
+    added: SaTime | number,
   ) {
     super(0, sequence.blockSize);
     this.takeOver(sequence);
+    this.#added = SaTime.of(added);
   }
+
+  readonly #added: SaTime;
+  get addTimeMs(): number { return this.#added.ms; }
 
   /** Its sequence reservation: the SA itself. */
   get sequence(): OutboundSequence { return this; }
@@ -68,15 +84,18 @@ export class InboundSa implements SaCounters {
   /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
   #top: number;
   readonly #slabs: SaSlabs | undefined;
+  readonly #added: SaTime;
 
   constructor(
-    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, public addTimeMs: number,
+    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, added: SaTime | number,
     top: number, slabs: SaSlabs | undefined,
   ) {
+    this.#added = SaTime.of(added);
     this.#top = top;
     this.#slabs = slabs;
   }
 
+  get addTimeMs(): number { return this.#added.ms; }
   get direction(): 'in' { return 'in'; }
   get esn(): true { return true; }
   get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
@@ -146,7 +165,8 @@ export interface SaParams {
   dst: string;
   /** Its keys: packed (as peer specs carry them) or plain; the SA keeps a copy. */
   transform: PackedTransform | EspTransform;
-  nowMs: number;
+  /** When it is made: a time shared with the SAs made along with it (SaTime), or Unix ms. */
+  nowMs: SaTime | number;
 }
 
 /**
