@@ -72,7 +72,14 @@ export function writeSequenceMarks(path: string, marks: Iterable<readonly [strin
 
 /** The file's contents for `marks` (what readSequenceMarks reads back). */
 export function encodeSequenceMarks(marks: Iterable<readonly [string, number]>): string {
-  return JSON.stringify(Object.fromEntries(marks)) + '\n';
+  // Written out entry by entry, not through an object of them all (Object.fromEntries): at 5,000 peers
+  // a write's encoding took ~3 ms that way. Ids are unique (a Map's, or the engine's disjoint sets).
+  let out = '{', sep = '';
+  for (const [id, mark] of marks) {
+    out += sep + JSON.stringify(id) + ':' + mark;
+    sep = ',';
+  }
+  return out + '}\n';
 }
 
 /** The file holds no key, but its marks say how far SAs got: the agent's alone. */
