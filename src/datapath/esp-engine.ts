@@ -5,11 +5,11 @@
 // replay), source-checked and written to the TUN device. CBC+HMAC SAs take the single-packet path
 // of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
-import { ByteSlabs } from '../util/slab.js';
+import { Slab } from '../util/slab.js';
 import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import { formatCidr, formatIp, maskAddress, parseCidr, parseIp } from '../net/cidr.js';
 import {
-  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, type InboundSa, type OutboundSa, type SaGcmTransform,
+  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, SaTime, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId } from '../esp/sequence-mark-file.js';
@@ -32,15 +32,14 @@ import type { DatapathEngine } from './engine.js';
 import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
 import { VeilError } from '../util/errors.js';
 
-interface PeerState {
+interface PeerState extends InboundSlot {
   name: string;
   ip: string;
   /**
-   * Its address as bytes (4 or 16) at ipAt in ipChunk, slot ipSlot of the engine's ipSlabs: a typed
-   * array of its own was ~210 B a peer with its buffer, a view of the slot ~96 B.
+   * Its address as bytes (4 or 16): slot ipSlot of the engine's slab for its family (ipSlab()). A
+   * typed array of its own was ~210 B a peer with its buffer, a view of the slot ~96 B, the chunk
+   * and offset as fields 16 B.
    */
-  ipChunk: Uint8Array;
-  ipAt: number;
   ipSlot: number;
   family: 4 | 6;
   /** One SA per key in force (one, two during a rotation): not a Map of its own per peer (listOf() reads it). */
@@ -82,7 +81,8 @@ function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-2
 export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly allowed = new AllowedIps<PeerState>();
   private readonly peers = new Map<string, PeerState>();
-  private readonly inbound = new InboundSaTable();
+  /** The inbound SAs, each peer's in its state (`inbound`): a source without a peer has none. */
+  private readonly inbound = new InboundSaTable(this.peers);
   private inboundSas = 0;
   private outboundSas = 0;
   private readonly inboundBySpi = new Map<number, number>();
@@ -101,9 +101,16 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private refill: { sa: InboundSa; seq: number; nowMs: number } | undefined;
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
-  /** Every peer's address as bytes (4 or 16), for the sends. */
-  private readonly ipSlabs = new ByteSlabs();
+  /** Every peer's address as bytes (4 or 16), for the sends: by family (ipSlab()). */
+  private readonly ip4 = new Slab((n) => new Uint8Array(n), 4);
+  private readonly ip6 = new Slab((n) => new Uint8Array(n), 16);
   private closed = false;
+  /**
+   * The marks file's entries but those of the outbound SAs in force: each of those holds its own
+   * (OutboundSequence.mark), and its id is made when the file is written (markEntries), not kept (a
+   * string and a map entry were ~95 B a peer). An SA takes its entry out when it is made and puts
+   * it back when it retires (retireOutbound).
+   */
   private readonly marks: Map<string, number>;
   /** Writes the marks file on a thread of its own; a mark counts once its write ended well. */
   private readonly writer: SequenceMarkWriter;
@@ -148,7 +155,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       idleMs: this.aeadIdleMs,
     });
     this.marks = new Map(Object.entries(init.marks ?? {}));
-    this.writer = new SequenceMarkWriter(init.marksFile, this.marks);
+    this.writer = new SequenceMarkWriter(init.marksFile, { [Symbol.iterator]: () => this.markEntries() });
     this.single = new SinglePacketWriter(tun, init.mtu);
     this.rx = udp.gro
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_SIDE })
@@ -168,7 +175,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private reserve(sa: OutboundSa): void {
     const mark = sa.sequence.persistDue();
     if (mark === undefined) return;
-    this.noteSequenceMark(sa, mark);
     this.outPending.set(sa, { mark, gen: this.writer.submit() });
   }
 
@@ -178,7 +184,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const sa of sas) {
       const mark = sa.sequence.persistDue();
       if (mark === undefined) continue;
-      this.noteSequenceMark(sa, mark);
       due.push([sa, mark]);
     }
     if (!due.length) return;
@@ -193,9 +198,20 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (p) this.settleMarks(p.gen);
   }
 
-  private noteSequenceMark(sa: OutboundSa, mark: number): void {
-    const id = sequenceMarkId(sa.spi, sa.src, sa.dst);
-    this.marks.set(id, Math.max(mark, this.marks.get(id) ?? 0));
+  /** What the marks file holds: the marks kept, and each outbound SA's in force (its id made now). */
+  private *markEntries(): Generator<[string, number]> {
+    yield* this.marks;
+    for (const p of this.peers.values()) {
+      for (const sa of listOf(p.outbound)) if (sa.sequence.mark > 0) yield [sequenceMarkId(sa.spi, sa.src, sa.dst), sa.sequence.mark];
+    }
+  }
+
+  /** An outbound SA leaves its peer: its mark goes back among the kept ones (a later SA of its key goes on above it). */
+  private retireOutbound(sa: OutboundSa): void {
+    const id = sequenceMarkId(sa.spi, sa.src, sa.dst), mark = sa.sequence.mark;
+    if (mark > (this.marks.get(id) ?? 0)) this.marks.set(id, mark);
+    this.retire(sa);
+    this.outboundSas--;
   }
 
   /**
@@ -306,7 +322,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const key = this.contexts.get(sa, 'seal', now); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
-      b.setPeer(out, peer.ipChunk, peer.family, this.peerPort, peer.ipAt);
+      const ips = this.ipSlab(peer.family), ipSlot = peer.ipSlot;
+      b.setPeer(out, ips.array(ipSlot), peer.family, this.peerPort, ips.offset(ipSlot));
       b.offs[out] = off - ESP_GCM_PREFIX;
       b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
       out++;
@@ -329,9 +346,14 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (sa.sequence.durableEnd <= sa.sequence.last) this.awaitBlock(sa);
     const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
-    if (!this.udp.sendTo(this.scratch, this.ipSlabs.of(peer.family === 4 ? 4 : 16).view(peer.ipSlot), this.peerPort, 0, r.length)) this.counters.sendFailed++;
+    if (!this.udp.sendTo(this.scratch, this.ipSlab(peer.family).view(peer.ipSlot), this.peerPort, 0, r.length)) this.counters.sendFailed++;
     else { this.counters.txPackets++; this.counters.txBytes += len; }
     this.reserve(sa);
+  }
+
+  /** The slab of the addresses of a family (PeerState.ipSlot). */
+  private ipSlab(family: 4 | 6): Slab<Uint8Array> {
+    return family === 4 ? this.ip4 : this.ip6;
   }
 
   private answerTooBig(off: number, len: number): void {
@@ -515,41 +537,42 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * (sequence, replay) whose key is unchanged: the cost is that of the peers named.
    */
   private updatePeers(upsert: EspPeerSpec[], remove: string[], resumed?: Map<string, EspSaState>): { peers: number; sas: number } {
-    const now = Date.now();
+    const now = Date.now(), made = new SaTime(now); // one add time for the SAs this update makes
     const created: OutboundSa[] = [];
     for (const ip of remove) {
+      for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa); // before its peer state, where they hang
       const st = this.peers.get(ip);
       if (st) {
         this.releasePrefixes(st, listOf(st.prefixes));
-        for (const sa of listOf(st.outbound)) { this.retire(sa); this.outboundSas--; }
+        for (const sa of listOf(st.outbound)) this.retireOutbound(sa);
         this.peers.delete(ip);
-        this.ipSlabs.of(st.family === 4 ? 4 : 16).release(st.ipSlot);
+        this.ipSlab(st.family).release(st.ipSlot);
       }
-      for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa);
     }
     for (const s of upsert) {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        const slab = this.ipSlabs.of(ip.bytes.length), ipSlot = slab.take(), ipChunk = slab.array(ipSlot), ipAt = slab.offset(ipSlot);
-        ipChunk.set(ip.bytes, ipAt);
-        st = { name: s.name, ip: s.ip, ipChunk, ipAt, ipSlot, family: ip.family, outbound: [], active: null, prefixes: [] };
+        const slab = this.ipSlab(ip.family), ipSlot = slab.take();
+        slab.array(ipSlot).set(ip.bytes, slab.offset(ipSlot));
+        st = { name: s.name, ip: s.ip, ipSlot, family: ip.family, outbound: [], active: null, prefixes: [], inbound: undefined };
         this.peers.set(s.ip, st);
       }
       st.name = s.name;
       const kept: OutboundSa[] = [];
       for (const sa of listOf(st.outbound)) {
         const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
-        if (keep) kept.push(sa); else { this.retire(sa); this.outboundSas--; }
+        if (keep) kept.push(sa); else this.retireOutbound(sa);
       }
       for (const o of listOf(s.outbound)) {
         if (kept.some((sa) => sa.spi === o.spi)) continue;
-        const mark = this.marks.get(sequenceMarkId(o.spi, this.init.localIp, st.ip)) ?? 0;
+        const markId = sequenceMarkId(o.spi, this.init.localIp, st.ip), mark = this.marks.get(markId) ?? 0;
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
         const r = resumed?.get(saStateKey('out', o.spi, st.ip));
         const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
-        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: now, sequence }, this.slabs);
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: made, sequence }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
+        this.marks.delete(markId); // the SA holds it now (made first: a failure leaves the entry in place)
         created.push(sa);
         kept.push(sa);
         this.outboundSas++;
@@ -563,7 +586,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const id = replayMarkId(x.spi, st.ip, this.init.localIp, x.transform);
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
         const r = resumed?.get(saStateKey('in', x.spi, st.ip));
-        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: now, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
+        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: made, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);

@@ -8,30 +8,56 @@ import {
 import { EspReplayWindow, REPLAY_WINDOW_SIZE, type EspReplayWindowState } from './replay-window.js';
 import { OutboundSequence } from './sequence-store.js';
 import { ReplayMark } from './replay-mark.js';
-import { ByteSlabs, Slab } from '../util/slab.js';
+import { ByteSlabs, Slab, slotOffset } from '../util/slab.js';
 
 /** An SA's counters, in the SA itself (an object of their own was ~56 B an SA). */
 export interface SaCounters {
   /** Inner (plaintext) bytes and packets through this SA. */
   bytes: number;
   packets: number;
-  addTimeMs: number;
+  readonly addTimeMs: number;
   /** Last packet, 0 = never used. */
   useTimeMs: number;
+}
+
+/**
+ * When SAs were made (Unix ms), one object for the SAs made together (an engine's update): a time
+ * is no small integer, so a number field of each SA was a 16 B box of its own.
+ */
+export class SaTime {
+  constructor(readonly ms: number) {}
+
+  static of(t: SaTime | number): SaTime {
+    return typeof t === 'number' ? new SaTime(t) : t;
+  }
 }
 
 // The SAs are classes: what every SA has alike (its direction, ESN, the window size, the ICV length
 // its transform has) is on the prototype, not a field of each (8 B each, four per SA).
 
-/** One outbound SA: its sequence reservation (sequence-store.ts) and counters. */
-export class OutboundSa implements SaCounters {
+/**
+ * One outbound SA: its counters, and its sequence reservation (sequence-store.ts), which it is
+ * (`sequence` is the SA itself: an object of its own was a header and a pointer more, 32 B an SA).
+ * `sequence`: the reservation to start from (its state is taken over; do not use it afterwards).
+ */
+export class OutboundSa extends OutboundSequence implements SaCounters {
   bytes = 0;
   packets = 0;
   useTimeMs = 0;
   constructor(
-    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, readonly sequence: OutboundSequence,
-    public addTimeMs: number,
-  ) {}
+    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, sequence: OutboundSequence,
+    added: SaTime | number,
+  ) {
+    super(0, sequence.blockSize);
+    this.takeOver(sequence);
+    this.#added = SaTime.of(added);
+  }
+
+  readonly #added: SaTime;
+  get addTimeMs(): number { return this.#added.ms; }
+
+  /** Its sequence reservation: the SA itself. */
+  get sequence(): OutboundSequence { return this; }
 
   get direction(): 'out' { return 'out'; }
   get esn(): true { return true; }
@@ -58,15 +84,18 @@ export class InboundSa implements SaCounters {
   /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
   #top: number;
   readonly #slabs: SaSlabs | undefined;
+  readonly #added: SaTime;
 
   constructor(
-    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, public addTimeMs: number,
+    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, added: SaTime | number,
     top: number, slabs: SaSlabs | undefined,
   ) {
+    this.#added = SaTime.of(added);
     this.#top = top;
     this.#slabs = slabs;
   }
 
+  get addTimeMs(): number { return this.#added.ms; }
   get direction(): 'in' { return 'in'; }
   get esn(): true { return true; }
   get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
@@ -74,7 +103,7 @@ export class InboundSa implements SaCounters {
 
   /** The replay window (made now if this is its first use: the packet path's). */
   get replay(): EspReplayWindow {
-    return this.#replay ?? this.#window();
+    return this.#replay ?? this.makeWindow();
   }
 
   /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable (made now on first use). */
@@ -93,7 +122,7 @@ export class InboundSa implements SaCounters {
   }
 
   /** Makes the window, from the handed-over one when `saved` is valid and not below the persisted top. */
-  #window(saved?: EspReplayWindowState): EspReplayWindow {
+  private makeWindow(saved?: EspReplayWindowState): EspReplayWindow { // not a #method: that is a brand field in each SA (8 B)
     const slabs = this.#slabs;
     const slot = slabs ? slabs.windows.take() : -1;
     const storage = slabs?.windows.array(slot), at = slabs ? slabs.windows.offset(slot) : 0;
@@ -124,7 +153,7 @@ export class InboundSa implements SaCounters {
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
   resumeWindow(saved: EspReplayWindowState): void {
-    if (!this.#replay) this.#window(saved);
+    if (!this.#replay) this.makeWindow(saved);
   }
 }
 
@@ -136,7 +165,8 @@ export interface SaParams {
   dst: string;
   /** Its keys: packed (as peer specs carry them) or plain; the SA keeps a copy. */
   transform: PackedTransform | EspTransform;
-  nowMs: number;
+  /** When it is made: a time shared with the SAs made along with it (SaTime), or Unix ms. */
+  nowMs: SaTime | number;
 }
 
 /**
@@ -163,11 +193,24 @@ export class SaSlabs {
  * context's creation, node:crypto's single-packet path, status).
  */
 export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
-  constructor(readonly material: Uint8Array, readonly at: number, readonly keyLength: number, readonly icvLength: 12 | 16, readonly slot: number) {}
+  /** keyLength | icvLength << 8: one small integer, not a field each (8 B a transform). */
+  readonly #lengths: number;
+
+  constructor(readonly material: Uint8Array, keyLength: number, icvLength: 12 | 16, readonly slot: number) {
+    this.#lengths = keyLength | (icvLength << 8);
+  }
+
+  get keyLength(): number { return this.#lengths & 0xff; }
+  get icvLength(): 12 | 16 { return (this.#lengths >> 8) as 12 | 16; }
 
   // on the prototype, not a field of each (8 B each)
   get kind(): 'aead' { return 'aead'; }
   get name(): typeof AEAD_GCM { return AEAD_GCM; }
+
+  /** Where its key material starts in `material`: its slot's place in the chunk (slabOffset), 0 in an array of its own. */
+  get at(): number {
+    return slabOffset(this.slot, this.keyLength + GCM_SALT_LENGTH);
+  }
 
   get key(): Uint8Array {
     return this.material.subarray(this.at, this.at + this.keyLength);
@@ -190,12 +233,16 @@ export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
 /** An SA's CBC+HMAC transform: encryption key || authentication key at `at` in `material` (as SaGcmTransform). */
 export class SaCbcHmacTransform implements CbcHmacTransform, PackedCbcHmacTransform {
   constructor(
-    readonly auth: AuthName, readonly material: Uint8Array, readonly at: number, readonly encKeyLength: number, readonly authKeyLength: number,
+    readonly auth: AuthName, readonly material: Uint8Array, readonly encKeyLength: number, readonly authKeyLength: number,
     readonly icvLength: 12 | 32, readonly slot: number,
   ) {}
 
   get kind(): 'authenc' { return 'authenc'; }
   get enc(): typeof ENC_CBC_AES { return ENC_CBC_AES; }
+
+  get at(): number {
+    return slabOffset(this.slot, this.encKeyLength + this.authKeyLength);
+  }
 
   get encKey(): Uint8Array {
     return this.material.subarray(this.at, this.at + this.encKeyLength);
@@ -213,6 +260,14 @@ export class SaCbcHmacTransform implements CbcHmacTransform, PackedCbcHmacTransf
 export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
 
 /**
+ * Where a transform's key material starts: in its slot of a slab chunk (the slab's own rule, not a
+ * field: 8 B a transform), or at 0 in an array of its own (slot -1).
+ */
+function slabOffset(slot: number, length: number): number {
+  return slot < 0 ? 0 : slotOffset(slot, length);
+}
+
+/**
  * The SA's own copy of a transform: its key material in one slot of `slabs` (without slabs, an array
  * of its own) and the names as constants, not the spec's buffer (a worker message's, shared with
  * the peer's other keys) nor its copies of the names.
@@ -223,11 +278,10 @@ export function saTransform(t: PackedTransform | EspTransform, slabs?: SaSlabs):
   const slab = slabs?.keys.of(length);
   const slot = slab ? slab.take() : -1;
   const material = slab ? slab.array(slot) : new Uint8Array(length);
-  const at = slab ? slab.offset(slot) : 0;
-  material.set(packedMaterial(p), at);
+  material.set(packedMaterial(p), slabOffset(slot, length));
   if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
-  if (p.kind === 'aead') return new SaGcmTransform(material, at, p.keyLength, p.icvLength, slot);
-  return new SaCbcHmacTransform(p.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, at, p.encKeyLength, p.authKeyLength, p.icvLength, slot);
+  if (p.kind === 'aead') return new SaGcmTransform(material, p.keyLength, p.icvLength, slot);
+  return new SaCbcHmacTransform(p.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, p.encKeyLength, p.authKeyLength, p.icvLength, slot);
 }
 
 /** The SA's transform holds exactly `t`'s keys (constant time over the key material, no copy: every whole pass compares every SA's). */
@@ -279,47 +333,66 @@ export function createInboundSa(p: SaParams & { replayTop?: number; window?: Esp
   return sa;
 }
 
+/** Where one source's inbound SAs hang (InboundSaTable): the SA itself, an array of them during a rotation, or none. */
+export interface InboundSlot {
+  inbound: InboundSa | InboundSa[] | undefined;
+}
+
 /**
  * Inbound SAs by (outer source IP, SPI): every node uses the same SPI, so the SPI alone does not
  * pick the key; the sender's address does (Cilium does the same with node-id marks). A source has
  * one SA per key in force: the SA itself when one (an array of one was ~56 B a peer), an array of
  * them during a rotation (not a Map of its own: ~250 B each).
+ * `slots`: each source's slot, by source. An engine gives its peers (a slot is a field of its peer
+ * state: a map of its own was ~45 B a peer more); then an SA is added only for a source with a slot.
+ * Without, the table keeps slots of its own, made and dropped as sources come and go.
  */
-export class InboundSaTable {
-  readonly #bySource = new Map<string, InboundSa | InboundSa[]>();
+export class InboundSaTable<S extends InboundSlot = InboundSlot> {
+  readonly #bySource: Map<string, S>;
+  readonly #own: boolean;
+
+  constructor(slots?: Map<string, S>) {
+    this.#bySource = slots ?? new Map();
+    this.#own = slots === undefined;
+  }
 
   /** Adds the SA, or replaces the one with its source and SPI. */
   add(sa: InboundSa): void {
-    const had = this.#bySource.get(sa.src);
-    if (!had) { this.#bySource.set(sa.src, sa); return; }
-    if (!Array.isArray(had)) { this.#bySource.set(sa.src, had.spi === sa.spi ? sa : [had, sa]); return; }
+    let slot = this.#bySource.get(sa.src);
+    if (!slot) {
+      if (!this.#own) throw new RangeError(`no slot for the inbound SAs of ${sa.src}`);
+      this.#bySource.set(sa.src, slot = { inbound: undefined } as S);
+    }
+    const had = slot.inbound;
+    if (!had) { slot.inbound = sa; return; }
+    if (!Array.isArray(had)) { slot.inbound = had.spi === sa.spi ? sa : [had, sa]; return; }
     const i = had.findIndex((x) => x.spi === sa.spi);
     if (i >= 0) had[i] = sa; else had.push(sa);
   }
 
   remove(src: string, spi: number): boolean {
-    const had = this.#bySource.get(src);
+    const slot = this.#bySource.get(src), had = slot?.inbound;
     if (!had) return false;
     if (!Array.isArray(had)) {
       if (had.spi !== spi) return false;
-      this.#bySource.delete(src);
+      if (this.#own) this.#bySource.delete(src); else slot!.inbound = undefined;
       return true;
     }
     const i = had.findIndex((x) => x.spi === spi);
     if (i < 0) return false;
     had.splice(i, 1);
-    if (had.length === 1) this.#bySource.set(src, had[0]!);
+    if (had.length === 1) slot!.inbound = had[0]!;
     return true;
   }
 
   /** The SAs from one source (a peer), without a walk over all of them. */
   ofSource(src: string): InboundSa[] {
-    const had = this.#bySource.get(src);
+    const had = this.#bySource.get(src)?.inbound;
     return !had ? [] : Array.isArray(had) ? [...had] : [had];
   }
 
   lookup(src: string, spi: number): InboundSa | undefined {
-    const had = this.#bySource.get(src);
+    const had = this.#bySource.get(src)?.inbound;
     if (!had) return undefined;
     if (!Array.isArray(had)) return had.spi === spi ? had : undefined;
     for (let i = 0; i < had.length; i++) if (had[i]!.spi === spi) return had[i]; // per packet run: no closure
@@ -328,12 +401,12 @@ export class InboundSaTable {
 
   /** Every SA, without an array of them (a sweep). */
   forEach(fn: (sa: InboundSa) => void): void {
-    this.#bySource.forEach((had) => { if (Array.isArray(had)) had.forEach(fn); else fn(had); });
+    this.#bySource.forEach((slot) => { const had = slot.inbound; if (Array.isArray(had)) had.forEach(fn); else if (had) fn(had); });
   }
 
   all(): InboundSa[] {
     const out: InboundSa[] = [];
-    for (const had of this.#bySource.values()) if (Array.isArray(had)) out.push(...had); else out.push(had);
+    for (const { inbound: had } of this.#bySource.values()) if (Array.isArray(had)) out.push(...had); else if (had) out.push(had);
     return out;
   }
 }

@@ -66,13 +66,20 @@ export async function readSequenceMarks(path: string): Promise<Map<string, numbe
  * Replaces the file at `path` with `marks`, durably: synchronous, since the datapath may use no
  * number of a block before its mark is on disk.
  */
-export function writeSequenceMarks(path: string, marks: ReadonlyMap<string, number>): void {
+export function writeSequenceMarks(path: string, marks: Iterable<readonly [string, number]>): void {
   writeFileDurable(path, encodeSequenceMarks(marks), { mode: SEQUENCE_MARKS_MODE });
 }
 
 /** The file's contents for `marks` (what readSequenceMarks reads back). */
-export function encodeSequenceMarks(marks: ReadonlyMap<string, number>): string {
-  return JSON.stringify(Object.fromEntries(marks)) + '\n';
+export function encodeSequenceMarks(marks: Iterable<readonly [string, number]>): string {
+  // Written out entry by entry, not through an object of them all (Object.fromEntries): at 5,000 peers
+  // a write's encoding took ~3 ms that way. Ids are unique (a Map's, or the engine's disjoint sets).
+  let out = '{', sep = '';
+  for (const [id, mark] of marks) {
+    out += sep + JSON.stringify(id) + ':' + mark;
+    sep = ',';
+  }
+  return out + '}\n';
 }
 
 /** The file holds no key, but its marks say how far SAs got: the agent's alone. */

@@ -16,8 +16,8 @@ export class SequenceMarkWriter {
   readonly #state = new Int32Array(3);
   #closed = false;
 
-  /** marks: the file's contents, owned by the caller; every submit() writes all of them. */
-  constructor(readonly path: string, readonly marks: Map<string, number>) {
+  /** marks: the file's contents (id, mark), owned by the caller; every submit() writes all of them. */
+  constructor(readonly path: string, readonly marks: Iterable<readonly [string, number]>) {
     this.#writer = native().durableWriterOpen(path, SEQUENCE_MARKS_MODE);
   }
 

@@ -48,6 +48,21 @@ export class OutboundSequence {
     return this.#durableEnd;
   }
 
+  /**
+   * The mark the marks file holds for this key while it is in force: the one being written, else
+   * the durable one. Never below a number used (after a failed write: the durable one).
+   */
+  get mark(): number {
+    return this.#pending ?? this.#durableEnd;
+  }
+
+  /** Takes `s`'s state as its own (an SA that is its sequence, from one made for it: OutboundSa). */
+  protected takeOver(s: OutboundSequence): void {
+    this.#next = s.#next;
+    this.#durableEnd = s.#durableEnd;
+    this.#pending = s.#pending;
+  }
+
   /** The next sequence number; SEQ_NOT_RESERVED when the reservation is not persisted yet (hold the packet or drop it), SEQ_EXHAUSTED past SEQUENCE_LIMIT. */
   take(): number {
     const seq = this.#next;

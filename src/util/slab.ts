@@ -7,6 +7,11 @@
 
 const SLOTS_PER_CHUNK = 256;
 
+/** Where slot `slot` of a slab of `slotLength`-element slots starts in its chunk (Slab.offset, for owners that keep only the slot). */
+export function slotOffset(slot: number, slotLength: number): number {
+  return (slot % SLOTS_PER_CHUNK) * slotLength;
+}
+
 type SlabArray = Uint8Array | Uint32Array;
 
 export class Slab<T extends SlabArray> {
@@ -41,7 +46,7 @@ export class Slab<T extends SlabArray> {
 
   /** Where the slot starts in array(slot). */
   offset(slot: number): number {
-    return (slot % SLOTS_PER_CHUNK) * this.slotLength;
+    return slotOffset(slot, this.slotLength);
   }
 
   /** A view of the slot (a typed array of its own: for cold paths and tests, not to keep). */

@@ -107,8 +107,8 @@ test('restart: the sender resumes above the persisted mark, never reusing an IV;
 
     async function runSender(packets: number): Promise<void> {
       const marks = await readSequenceMarks(file);
-      const sequence = new OutboundSequence(marks.get(id) ?? 0, block);
-      const out = createOutboundSa({ spi: 3, src: '10.0.0.1', dst: '10.0.0.2', transform: t, nowMs: 0, sequence });
+      const out = createOutboundSa({ spi: 3, src: '10.0.0.1', dst: '10.0.0.2', transform: t, nowMs: 0, sequence: new OutboundSequence(marks.get(id) ?? 0, block) });
+      const sequence = out.sequence; // the SA's own (it took the one given over)
       for (let sent = 0; sent < packets;) {
         const due = sequence.persistDue();
         if (due !== undefined) {
