@@ -41,12 +41,6 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   private specs = new Map<string, KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
   private readonly keyMaterial = new KeyMaterialArena();
-  /**
-   * The route object of each prefix. These three maps are kept and marked pass after pass
-   * (forget-unmarked.ts), so a pass allocates nothing per unchanged peer: made anew, with the
-   * routes and probes, they were ~3 MB of garbage per event at 5,000 peers.
-   */
-  private routeOf = new Map<string, KeptRoute>();
   private passes = 0;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
@@ -194,19 +188,13 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       this.specs.set(p.name, spec);
     }
     forgetUnmarked(this.specs, pass); // peers gone are forgotten (and keys retired, with their specs)
+    // The routes are the pod CIDRs' own strings (a prefix twice is routed once by the tunnel): no object per route.
     const routes: TunnelPrefix[] = [];
     const probes = new Map<string, string>();
     for (const p of peers) {
       if (!p.external) probes.set(p.name, p.podGateway);
-      for (const prefix of p.podCIDRs) {
-        let r = this.routeOf.get(prefix);
-        if (r?.pass === pass) continue; // a prefix twice: once
-        if (r) r.pass = pass;
-        else this.routeOf.set(prefix, r = new KeptRoute(prefix, pass));
-        routes.push(r);
-      }
+      for (const prefix of p.podCIDRs) routes.push(prefix);
     }
-    forgetUnmarked(this.routeOf, pass);
     return {
       datapathPeers: specs, routes, probes, problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
@@ -286,18 +274,6 @@ class KeptSpec implements EspPeerSpec {
   get keys(): IpsecKey[] { return this.#keys; }
   get localSpi(): number { return this.#localSpi; }
   /** The last pass that wanted it (forget-unmarked.ts). */
-  get pass(): number { return this.#pass; }
-  set pass(pass: number) { this.#pass = pass; }
-}
-
-/** A route and, private (not a field the tunnel sees), the last pass that wanted it: a record beside it was ~32 B a peer. */
-class KeptRoute implements TunnelPrefix {
-  #pass: number;
-
-  constructor(readonly prefix: string, pass: number) {
-    this.#pass = pass;
-  }
-
   get pass(): number { return this.#pass; }
   set pass(pass: number) { this.#pass = pass; }
 }
