@@ -237,15 +237,17 @@ export class RegistryNodeSource implements NodeSource {
     // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
     const rev = await this.registry.revision();
     await this.relist();
+    // The watches read what the cache holds as what they delivered (the cache takes every event), where
+    // each kept a map by name of its own (~45 B a peer each).
     this.watch = this.registry.watch('Node', rev, (ev) => {
       this.cache(ev.object, ev.type === 'DELETED');
       if (ev.object.metadata.name === this.nodeName) this.reassert(ev.object);
       this.notify();
-    });
+    }, { version: (name) => this.nodes.get(name)?.rv, names: () => this.nodes.keys() });
     this.leaseWatch = this.registry.watch('Lease', rev, (ev) => {
       this.cacheLease(ev.object.metadata.name, ev.object.metadata.resourceVersion ?? 0, ev.type !== 'DELETED');
       this.notify();
-    });
+    }, { version: (name) => { const l = this.lease(name); return l !== undefined && l >= 0 ? l : undefined; }, names: () => this.liveLeases().map(([name]) => name) });
     this.scheduleRelist();
     this.invalidTimer = setInterval(() => { this.readInvalid(); this.notify(); }, INVALID_READ_INTERVAL_MS).unref();
   }
