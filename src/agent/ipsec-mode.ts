@@ -41,12 +41,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   private specs = new Map<string, KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
   private readonly keyMaterial = new KeyMaterialArena();
-  /**
-   * The route object of each prefix. These three maps are kept and marked pass after pass
-   * (forget-unmarked.ts), so a pass allocates nothing per unchanged peer: made anew, with the
-   * routes and probes, they were ~3 MB of garbage per event at 5,000 peers.
-   */
-  private routeOf = new Map<string, KeptRoute>();
+  /** The keys in force and published key id the last pass made specs under: one record its specs share. */
+  private under?: MadeUnder;
   private passes = 0;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
@@ -145,6 +141,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const keys = this.keysInForce();
     const current = this.loader.current!;
     const localSpi = publishedKey || current.spi;
+    const u = this.under;
+    const under = (this.under = u && u.localSpi === localSpi && sameKeys(u.keys, keys) ? u : { keys, localSpi });
     const local = { ip: this.ctx.node.internalIPs[0]!, bootId: this.ctx.node.bootID };
     const specs: EspPeerSpec[] = [];
     const problems = new Map<string, string>();
@@ -152,7 +150,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     for (const p of peers) {
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
       const last = this.specs.get(p.name);
-      if (last && last.peer === p && last.localSpi === localSpi && sameKeys(last.keys, keys)) {
+      if (last && last.peer === p && (last.under === under || (last.under.localSpi === localSpi && sameKeys(last.under.keys, keys)))) {
         specs.push(last);
         last.pass = pass;
         continue;
@@ -168,7 +166,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         const remote = { ip: p.internalIP, bootId: p.bootID };
         const derived: EspTransform[] = [];
         const kept = keys.map((k) => {
-          const j = same ? same.keys.indexOf(k) : -1;
+          const j = same ? same.under.keys.indexOf(k) : -1;
           if (j >= 0) return { out: listOf(same!.outbound)[j]!.transform, in: listOf(same!.inbound)[j]!.transform };
           const t = deriveTunnelTransforms(k, local, remote);
           derived.push(t.out, t.in);
@@ -182,7 +180,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
           p.name, p.internalIP, p.podCIDRs,
           oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out }))),
           oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in }))),
-          p, keys, localSpi, pass,
+          p, under, pass,
         );
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
@@ -194,19 +192,13 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       this.specs.set(p.name, spec);
     }
     forgetUnmarked(this.specs, pass); // peers gone are forgotten (and keys retired, with their specs)
+    // The routes are the pod CIDRs' own strings (a prefix twice is routed once by the tunnel): no object per route.
     const routes: TunnelPrefix[] = [];
     const probes = new Map<string, string>();
     for (const p of peers) {
       if (!p.external) probes.set(p.name, p.podGateway);
-      for (const prefix of p.podCIDRs) {
-        let r = this.routeOf.get(prefix);
-        if (r?.pass === pass) continue; // a prefix twice: once
-        if (r) r.pass = pass;
-        else this.routeOf.set(prefix, r = new KeptRoute(prefix, pass));
-        routes.push(r);
-      }
+      for (const prefix of p.podCIDRs) routes.push(prefix);
     }
-    forgetUnmarked(this.routeOf, pass);
     return {
       datapathPeers: specs, routes, probes, problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
@@ -259,6 +251,9 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 }
 
+/** The keys in force (current first) and the published key id a spec was made under. */
+interface MadeUnder { keys: IpsecKey[]; localSpi: number }
+
 /**
  * A peer's spec as the last pass made it, and from what: the same peer object, keys and published
  * key id give the same spec. What it was made from is in private fields, which a message to the
@@ -268,36 +263,22 @@ export class IpsecMode implements EncryptionMode<'esp'> {
 class KeptSpec implements EspPeerSpec {
   activeSpi = 0;
   readonly #peer: PeerNode;
-  readonly #keys: IpsecKey[];
-  readonly #localSpi: number;
+  readonly #under: MadeUnder;
   #pass: number;
 
   constructor(
     readonly name: string, readonly ip: string, readonly allowedIPs: string[], readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
-    peer: PeerNode, keys: IpsecKey[], localSpi: number, pass: number,
+    peer: PeerNode, under: MadeUnder, pass: number,
   ) {
     this.#peer = peer;
-    this.#keys = keys;
-    this.#localSpi = localSpi;
+    this.#under = under;
     this.#pass = pass;
   }
 
   get peer(): PeerNode { return this.#peer; }
-  get keys(): IpsecKey[] { return this.#keys; }
-  get localSpi(): number { return this.#localSpi; }
+  /** The keys and published key id it was made under (shared: a field each was 8 B a peer more). */
+  get under(): MadeUnder { return this.#under; }
   /** The last pass that wanted it (forget-unmarked.ts). */
-  get pass(): number { return this.#pass; }
-  set pass(pass: number) { this.#pass = pass; }
-}
-
-/** A route and, private (not a field the tunnel sees), the last pass that wanted it: a record beside it was ~32 B a peer. */
-class KeptRoute implements TunnelPrefix {
-  #pass: number;
-
-  constructor(readonly prefix: string, pass: number) {
-    this.#pass = pass;
-  }
-
   get pass(): number { return this.#pass; }
   set pass(pass: number) { this.#pass = pass; }
 }

@@ -209,7 +209,7 @@ export class RegistryNodeSource implements NodeSource {
     const list = [...this.peerList]; // a new array: a caller may hold the old one
     let rebuild = false;
     for (const name of this.stale) {
-      const now = this.isLive(name) ? this.admission.admitted.get(name) : undefined;
+      const now = this.isLive(name) ? this.admission.admitted(name) : undefined;
       const i = this.nodes.get(name)?.index ?? -2; // -2: its node went, and with it where it was in the list
       if (now && i >= 0) list[i] = now; // changed in place: same order
       else if (now || i !== -1) { rebuild = true; break; }
@@ -217,14 +217,14 @@ export class RegistryNodeSource implements NodeSource {
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
     const order = (c: PeerNode) => this.nodes.get(c.name)?.order ?? '';
-    this.peerList = [...this.admission.admitted.values()].filter((c) => this.isLive(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
+    this.peerList = [...this.admission.admittedCandidates()].filter((c) => this.isLive(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
     for (const n of this.nodes.values()) n.index = -1;
     this.peerList.forEach((p, i) => { this.nodes.get(p.name)!.index = i; }); // an admitted peer's node is cached (its claim is its peer)
     return this.peerList;
   }
 
   nodeClaims(): PeerNode[] {
-    return (this.claims ??= [...this.admission.admitted.values()]);
+    return (this.claims ??= [...this.admission.admittedCandidates()]);
   }
 
   refusedPeers(): ReadonlyMap<string, string> {
@@ -237,15 +237,17 @@ export class RegistryNodeSource implements NodeSource {
     // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
     const rev = await this.registry.revision();
     await this.relist();
+    // The watches read what the cache holds as what they delivered (the cache takes every event), where
+    // each kept a map by name of its own (~45 B a peer each).
     this.watch = this.registry.watch('Node', rev, (ev) => {
       this.cache(ev.object, ev.type === 'DELETED');
       if (ev.object.metadata.name === this.nodeName) this.reassert(ev.object);
       this.notify();
-    });
+    }, { version: (name) => this.nodes.get(name)?.rv, names: () => this.nodes.keys() });
     this.leaseWatch = this.registry.watch('Lease', rev, (ev) => {
       this.cacheLease(ev.object.metadata.name, ev.object.metadata.resourceVersion ?? 0, ev.type !== 'DELETED');
       this.notify();
-    });
+    }, { version: (name) => { const l = this.lease(name); return l !== undefined && l >= 0 ? l : undefined; }, names: () => this.liveLeases().map(([name]) => name) });
     this.scheduleRelist();
     this.invalidTimer = setInterval(() => { this.readInvalid(); this.notify(); }, INVALID_READ_INTERVAL_MS).unref();
   }

@@ -4,6 +4,7 @@
 // tunnel device vanishes (agent crash, restart), packets are dropped, never sent in plaintext.
 import { mustRun, run } from '../util/exec.js';
 import { VeilError } from '../util/errors.js';
+import type { TunnelPrefix } from './tunnel.js';
 
 /** Metric of the fail-closed blackhole under each encrypted prefix (higher = less preferred). */
 export const FAIL_CLOSED_METRIC = 4242;
@@ -81,9 +82,19 @@ export function tunnelRoutesNow(device: string, netns?: string): TunnelRoutesNow
  * Of the routes a tunnel should hold, those the table does not hold as they should be: not through
  * the device, with another preferred source, or without their fail-closed blackhole.
  */
-export function routesToMend<R extends { prefix: string; src?: string }>(want: R[], now: TunnelRoutesNow): R[] {
-  return want.filter((r) => !now.failClosed.has(r.prefix) || !now.routed.has(r.prefix) || now.routed.get(r.prefix) !== r.src);
+export function routesToMend(want: readonly TunnelPrefix[], now: TunnelRoutesNow): { prefix: string; src?: string }[] {
+  const mend: { prefix: string; src?: string }[] = [];
+  for (const r of want) {
+    const prefix = routePrefix(r), src = routeSource(r);
+    if (!now.failClosed.has(prefix) || !now.routed.has(prefix) || now.routed.get(prefix) !== src) mend.push(typeof r === 'string' ? { prefix } : r);
+  }
+  return mend;
 }
+
+/** A tunnel route's prefix (a prefix without a source is its string). */
+export const routePrefix = (r: TunnelPrefix): string => (typeof r === 'string' ? r : r.prefix);
+/** A tunnel route's preferred source, if it has one. */
+export const routeSource = (r: TunnelPrefix): string | undefined => (typeof r === 'string' ? undefined : r.src);
 
 /** Routing table that keeps the tunnel's own datagrams on the underlay (Cilium's encrypt mark idea). */
 export const TUNNEL_BYPASS_TABLE = 2005;

@@ -20,7 +20,7 @@ import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
 import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
 import { makeSnapshot, sameEngineInit, type DatapathSnapshot, type EngineInitOf } from '../datapath/datapath-snapshot.js';
 import { ReplacedRoutes } from './replaced-routes.js';
-import { keepTunnelTrafficOnUnderlay, releasePrefixes, routesToMend, steerIntoTunnel, tunnelRoutesNow } from './routes.js';
+import { keepTunnelTrafficOnUnderlay, releasePrefixes, routePrefix, routeSource, routesToMend, steerIntoTunnel, tunnelRoutesNow } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
 export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'realtime' | 'mtu'>;
@@ -48,18 +48,19 @@ export interface TunnelParams<K extends EngineKind> {
   bypassUnderlay?: boolean;
 }
 
-/** A route into the tunnel device. */
-export interface TunnelPrefix {
-  prefix: string;
-  /** Preferred source (node IPs keep the node's own IP, not the tunnel device's). */
-  src?: string;
-}
+/**
+ * A route into the tunnel device: its prefix, or the prefix with a preferred source (node IPs keep
+ * the node's own IP, not the tunnel device's). A prefix without a source is its string: IPsec's
+ * routes are its peers' pod CIDRs as they are, with no object per route nor a map to keep them
+ * from one pass to the next (~85 B a peer).
+ */
+export type TunnelPrefix = string | { prefix: string; src?: string };
 
 /** What the tunnel should hold for the current set of peers: a mode's pure answer. */
 export interface DesiredState<K extends EngineKind = EngineKind> {
   /** The engine's peers (WireGuard peers or ESP peers with their SAs). */
   datapathPeers: PeerSpecsOf<K>;
-  /** Every prefix routed into the tunnel (fail-closed); the device's other routes are removed. */
+  /** Every prefix routed into the tunnel (fail-closed); the device's other routes are removed. A prefix twice: routed once, its last source wins. */
   routes: TunnelPrefix[];
   /** Probe targets: peer name -> its pod gateway. */
   probes: Map<string, string>;
@@ -241,15 +242,17 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
-    const steer: TunnelPrefix[] = [];
+    const steer: { prefix: string; src?: string }[] = [];
     for (const r of d.routes) {
-      const had = this.routed.get(r.prefix);
-      if (had !== undefined && routedPass(had) !== pass && routedSrc(had) === r.src) { // routed so already
-        if (typeof had === 'number') this.routed.set(r.prefix, pass); else had.pass = pass;
+      const prefix = routePrefix(r), src = routeSource(r);
+      const had = this.routed.get(prefix);
+      if (had !== undefined && routedSrc(had) === src) { // routed so already, or earlier in this pass
+        if (routedPass(had) === pass) continue;
+        if (typeof had === 'number') this.routed.set(prefix, pass); else had.pass = pass;
         continue;
       }
-      this.routed.set(r.prefix, r.src === undefined ? pass : { src: r.src, pass }); // new, a new source, or the prefix twice in this pass: the last one wins
-      steer.push(r);
+      this.routed.set(prefix, src === undefined ? pass : { src, pass }); // new, or a new source (the prefix twice in this pass: the last one wins)
+      steer.push({ prefix, src });
     }
     // A whole pass reads the table and mends what differs (a route gone, moved or without its
     // blackhole), rather than steering every prefix again (at 5,000 peers 10,000 `ip` lines, ~135 ms

@@ -39,7 +39,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
    */
   private specs = new Map<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec; pass: number }>();
   private holders = new Map<string, { name: string; pass: number }>();
-  private routeOf = new Map<string, { route: TunnelPrefix; pass: number }>();
+  private routeOf = new Map<string, { route: { prefix: string; src?: string }; pass: number }>();
   private passes = 0;
 
   constructor(private readonly ctx: ModeContext) {}

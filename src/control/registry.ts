@@ -42,6 +42,16 @@ export interface Watch {
   stop(): void;
 }
 
+/**
+ * The objects of one kind a watcher holds: each one's resourceVersion by name (none for a deleted
+ * one). A watch given it tells ADDED from MODIFIED, names what a relist after compaction finds
+ * gone, and versions a deletion from it, where it kept a map by name of its own (~45 B an object).
+ */
+export interface HeldVersions {
+  version(name: string): number | undefined;
+  names(): Iterable<string>;
+}
+
 export interface LeaseHandle { /** Stops renewing and deletes the lease now (clean shutdown). */ release(): Promise<void>; }
 
 /** One server of the registry (an etcd member) as a client sees it. */
@@ -92,9 +102,11 @@ export interface Registry {
   changedSince?(kind: Kind, since: number | undefined): Promise<KindChanges>;
   /**
    * Calls onEvent for every change after `sinceRevision` (0: from the start), in revision order,
-   * never skipping one. kind undefined: all kinds.
+   * never skipping one. kind undefined: all kinds. held (with a kind): what the caller holds of the
+   * kind, kept up to date from the events and from lists it made at or after `sinceRevision`; the
+   * watch then keeps no record of its own of what it delivered (a backend that needs one: etcd).
    */
-  watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void): Watch;
+  watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void, held?: HeldVersions): Watch;
   /** Liveness apart from the node object: keeps Lease/<name> (spec = holder fields plus renewTime, ttlSeconds) present while renewed about every ttlSeconds/3; once the holder stops renewing, it is gone (absent from get/list; a DELETED watch event where the backend can) within ttlSeconds. onLost is called when renewal has failed for longer than the TTL. */
   holdLease(name: string, ttlSeconds: number, holder: Record<string, unknown>, onLost?: (e: Error) => void): Promise<LeaseHandle>;
   /** Each server of a replicated backend (etcd: every endpoint), asked alone; absent for a single store. */

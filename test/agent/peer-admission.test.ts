@@ -85,9 +85,9 @@ test('incremental admission equals admitting all nodes oldest first, after every
       }
       const byAge = [...live.values()].sort((a, b) => (a.order < b.order ? -1 : 1)).map((x) => x.c);
       const want = greedy(self, byAge);
-      assert.deepEqual(new Set(inc.admitted.keys()), want, `seed ${seed} step ${step}`);
+      assert.deepEqual(new Set([...inc.admittedCandidates()].map((c) => c.name)), want, `seed ${seed} step ${step}`);
       assert.equal(inc.refused.size, live.size - want.size, `seed ${seed} step ${step}: every other candidate is refused`);
-      for (const [n, { c }] of live) if (want.has(n)) assert.equal(inc.admitted.get(n), c, `seed ${seed} step ${step}: the newest object of ${n}`);
+      for (const [n, { c }] of live) if (want.has(n)) assert.equal(inc.admitted(n), c, `seed ${seed} step ${step}: the newest object of ${n}`);
     }
   }
 });
@@ -100,7 +100,7 @@ test('a change re-decides only the nodes it overlaps: the holder leaving admits 
   assert.deepEqual([...a.upsert(claim('w3', '172.18.0.5', '10.244.3.0/24'), '3')], ['w3'], 'an unrelated node touches nobody else');
   assert.ok(a.refused.has('peer thief'));
   assert.deepEqual(new Set(a.remove('w2')), new Set(['w2', 'thief']));
-  assert.deepEqual([...a.admitted.keys()].sort(), ['thief', 'w3']);
+  assert.deepEqual([...a.admittedCandidates()].map((c) => c.name).sort(), ['thief', 'w3']);
   assert.equal(a.refused.size, 0);
   // a chain: x blocks y; y, once admitted, blocks z (which never overlapped x)
   a.upsert({ name: 'x', internalIPs: ['172.18.0.60'], podCIDRs: ['10.244.60.0/24'] }, '4');

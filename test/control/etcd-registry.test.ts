@@ -171,3 +171,32 @@ test('a watch from a revision that was already compacted relists instead of fail
   w.stop();
   assert.equal(got[3]!.object.metadata.name, 'p4');
 });
+
+test('a watch given what its caller holds relists against that after a compaction: what changed, what went, nothing else', async () => {
+  const reg = freshRegistry();
+  const held = new Map<string, number>();
+  for (let i = 0; i < 4; i++) {
+    const o = await reg.create({ kind: 'Pod', metadata: { name: `p${i}` }, spec: { n: 0 } });
+    held.set(o.metadata.name, o.metadata.resourceVersion!);
+  }
+  const from = await reg.revision();
+  held.delete('p2'); // the caller does not hold it (its list missed it)
+  await reg.mutate('Pod', 'p0', (cur) => ({ ...cur!, spec: { n: 1 } }));
+  await reg.delete('Pod', 'p3');
+  const p3 = held.get('p3');
+  await t.etcd.etcdctl(['compact', String(await reg.revision())]);
+  const got: WatchEvent[] = [];
+  const w = reg.watch('Pod', from, (ev) => {
+    got.push(ev);
+    if (ev.type === 'DELETED') held.delete(ev.object.metadata.name); else held.set(ev.object.metadata.name, ev.object.metadata.resourceVersion!);
+  }, { version: (name) => held.get(name), names: () => held.keys() }) as EtcdWatch;
+  await waitFor(() => w.relists === 1 && got.length >= 3, 10_000, () => `relists=${w.relists}, ${got.length} events`);
+  assert.deepEqual(got.map((e) => `${e.type} ${e.object.metadata.name}`).sort(), ['ADDED p2', 'DELETED p3', 'MODIFIED p0'], 'p1 is held as it is: no event');
+  assert.equal(got.find((e) => e.type === 'DELETED')!.object.metadata.resourceVersion, p3, 'the deletion names the version the caller held');
+  // and it goes on from the list's revision, telling ADDED from MODIFIED by what the caller holds
+  await reg.create({ kind: 'Pod', metadata: { name: 'p4' } });
+  await reg.mutate('Pod', 'p1', (cur) => ({ ...cur!, spec: { n: 2 } }));
+  await waitFor(() => got.length === 5, 5000, () => 'the events after the relist');
+  w.stop();
+  assert.deepEqual(got.slice(3).map((e) => `${e.type} ${e.object.metadata.name}`), ['ADDED p4', 'MODIFIED p1']);
+});

@@ -5,7 +5,7 @@
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
 import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
-import type { Kind, KindChanges, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
+import type { HeldVersions, Kind, KindChanges, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
 import { clusterPrefix, kindPrefix, objectKey, parseObjectKey } from './keys.js';
 import { decodeObject, encodeObject } from './object-codec.js';
@@ -195,9 +195,10 @@ export class EtcdRegistry implements Registry {
     return Number(res.header.revision);
   }
 
-  watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void): Watch {
+  watch(kind: Kind | undefined, sinceRevision: number, onEvent: (ev: WatchEvent) => void, held?: HeldVersions): Watch {
     if (kind !== undefined) checkKind(kind);
     const w: EtcdWatch = new EtcdWatch({
+      held: kind !== undefined && held ? { kind, versions: held } : undefined,
       client: this.client,
       cluster: this.cluster,
       prefix: kindPrefix(this.cluster, kind),

@@ -12,7 +12,7 @@
 //   the stream is closed and reopened (with backoff, on whichever member etcd3 picks).
 import type { IKeyValue, IWatchResponse, Etcd3 } from 'etcd3';
 import { prefixRange } from './etcd3-lib.js';
-import type { Kind, RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
+import type { HeldVersions, Kind, RegistryObject, Watch, WatchEvent, WatchEventType } from '../registry.js';
 import type { VeilError } from '../../util/errors.js';
 import { decodeObject } from './object-codec.js';
 import { parseObjectKey } from './keys.js';
@@ -30,16 +30,26 @@ export interface EtcdWatchDeps {
   onStop: () => void;
   /** The watchdog's deadline (ms, default STALL_MS): see STALL_MS. */
   stallMs?: number;
+  /** What the watcher holds of the one kind watched (Registry.watch): the watch keeps no versions of its own. */
+  held?: { kind: Kind; versions: HeldVersions };
 }
 
 type Stream = Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
+
+/** The versions of what a watch delivered, by kind and name: its own record, or what the watcher holds. */
+interface Seen {
+  get(kind: Kind, name: string): number | undefined;
+  set(kind: Kind, name: string, version: number): void;
+  delete(kind: Kind, name: string): void;
+  entries(): IterableIterator<[Kind, string, number]>;
+}
 
 /**
  * The versions a watch has delivered, by kind and name. The name is the string its decoded object
  * holds (and that the node source keeps as the peer's name): keyed by the etcd key, every Node and
  * Lease cost ~40 B more (a string of its own).
  */
-class SeenVersions {
+class SeenVersions implements Seen {
   readonly #byKind = new Map<Kind, Map<string, number>>();
 
   get(kind: Kind, name: string): number | undefined {
@@ -61,6 +71,30 @@ class SeenVersions {
   }
 }
 
+/**
+ * What the watcher holds, read as what the watch delivered: the watcher caches every event it is
+ * given (and lists of its own, which are newer), so a relist's difference from it is what the
+ * watcher needs to hear. Writes are the watcher's own, from the events.
+ */
+class HeldSeen implements Seen {
+  constructor(private readonly kind: Kind, private readonly held: HeldVersions) {}
+
+  get(kind: Kind, name: string): number | undefined {
+    return kind === this.kind ? this.held.version(name) : undefined;
+  }
+
+  set(): void {}
+
+  delete(): void {}
+
+  *entries(): IterableIterator<[Kind, string, number]> {
+    for (const name of [...this.held.names()]) { // a copy: the watcher's cache moves as events are delivered
+      const version = this.held.version(name);
+      if (version !== undefined) yield [this.kind, name, version];
+    }
+  }
+}
+
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
 /** The deadline of each try of open()'s unary call, and then for the stream's `created` response; how long a
@@ -76,7 +110,7 @@ export class EtcdWatch implements Watch {
    * the version: the objects were ~1.2 KB per peer (its Node and its Lease), kept for nothing but the rare
    * deletion a relist finds (see gone()); a deletion the stream delivers carries the old object.
    */
-  private seen = new SeenVersions();
+  private seen: Seen;
   private stream: Stream | undefined;
   private stopped = false;
   private backoffMs = BACKOFF_MIN_MS;
@@ -94,6 +128,7 @@ export class EtcdWatch implements Watch {
   constructor(private readonly d: EtcdWatchDeps, sinceRevision: number) {
     this.last = sinceRevision;
     this.stallMs = d.stallMs ?? STALL_MS;
+    this.seen = d.held ? new HeldSeen(d.held.kind, d.held.versions) : new SeenVersions();
     void this.begin(sinceRevision);
   }
 
@@ -112,8 +147,8 @@ export class EtcdWatch implements Watch {
 
   private async begin(since: number): Promise<void> {
     // What the caller had at `since` (it listed at that revision), so that a relist after a
-    // compaction can also tell it what was deleted meanwhile.
-    if (since > 0) {
+    // compaction can also tell it what was deleted meanwhile (a caller that says what it holds: that).
+    if (since > 0 && !this.d.held) {
       try {
         const r = await this.d.client.kv.range({ ...this.range(), revision: since });
         for (const kv of r.kvs) this.remember(kv);
@@ -282,7 +317,7 @@ export class EtcdWatch implements Watch {
       if (now.get(kind, name) === undefined) events.push({ type: 'DELETED', revision: rev, object: this.gone(kind, name, version) });
     }
     events.sort((a, b) => a.revision - b.revision);
-    this.seen = now;
+    if (!this.d.held) this.seen = now;
     this.last = rev;
     for (const ev of events) this.deliver(ev);
     this.open();
