@@ -93,12 +93,23 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly aeadIdleMs: number;
   private sweepAt = 0;
   /**
+   * Wall-clock ms less the engine clock (performance.now(), the `now` the worker loop passes): SA
+   * use times are wall-clock, and a batch reads it as now + this, not Date.now(), which is a V8
+   * runtime call (~7 % of a lone packet's fromNetwork() in a profile, and it allocates a
+   * HeapNumber); WireGuard's path reads no second clock. Set again at every tick() (at least every
+   * aeadIdleMs / 2), so a clock step or slew shows within that.
+   */
+  private wallOffset = Date.now() - performance.now();
+  /**
    * A replay mark due ahead of need (refillDue), written at the end of the worker's turn by tick()
    * rather than in the packet's path: the marks' ids, their JSON and the submit took tens of µs,
    * once a second per busy tunnel, before the packet reached the TUN and before its answer (a
    * ping's echo reply) went back out. The packet itself is covered by the durable mark already.
+   * The packet path only notes it, without a branch (replayDurable()); tick() decides.
    */
-  private refill: { sa: InboundSa; seq: number; nowMs: number } | undefined;
+  private refillSa: InboundSa | null = null;
+  /** The noted refill's sequence number [0] and wall-clock ms [1] (a typed array: no field representation to change). */
+  private readonly refillAt = new Float64Array(2);
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
   /** Every peer's address as bytes (4 or 16), for the sends: by family (ipSlab()). */
@@ -245,7 +256,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private replayDurable(sa: InboundSa, seq: number, nowMs: number): boolean {
     const m = sa.replayMark;
     if (seq <= m.durable) {
-      if (m.refillDue(seq) && !this.inPending.has(sa) && m.next(seq, sa.packets, nowMs) > m.durable) this.refill = { sa, seq, nowMs };
+      // Only noted, and every load runs for every packet: behind && the inPending test first ran
+      // when the first refill was due, after TurboFan had compiled fromNetwork(), and deoptimized
+      // it (lab --trace-deopt, fromNetwork @26). tick() tests whether the mark is worth writing.
+      const due = m.refillDue(seq), at = this.refillAt;
+      this.refillSa = due ? sa : this.refillSa;
+      at[0] = due ? seq : at[0]!;
+      at[1] = due ? nowMs : at[1]!;
       return true;
     }
     let p = this.inPending.get(sa);
@@ -295,13 +312,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   // ---- TUN -> network ---------------------------------------------------------------------------
 
-  fromTunnel(now: number): number { // SA use times are wall-clock (Date.now()); the contexts' idle times are the engine clock's
+  fromTunnel(now: number): number { // SA use times are wall-clock (wallOffset); the contexts' idle times are the engine clock's
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
     if (this.outPending.size !== 0) this.settleMarks();
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
-    const wall = Date.now(); // SA use time: one clock read per batch
+    const wall = Math.floor(now + this.wallOffset); // SA use time (wallOffset)
     aead.clear();
     let out = 0;
     for (let i = 0; i < n; i++) {
@@ -431,7 +448,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (ops === 0) return n;
     aead.open(buf);
     this.contexts.endBatch();
-    const wall = Date.now(); // SA use time: one clock read per batch
+    const wall = Math.floor(now + this.wallOffset); // SA use time (wallOffset)
     let out = 0;
     for (let j = 0; j < ops; j++) {
       const sa = this.rxSa[j]!;
@@ -476,12 +493,17 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** Frees the native contexts and replay windows of SAs idle for aeadIdleMs (rotation and expiry are the agent's). */
   tick(now: number): void {
+    this.wallOffset = Date.now() - performance.now(); // not from `now`: a test may pass a made-up one here
     this.settleMarks();
-    const r = this.refill;
-    if (r) {
-      this.refill = undefined;
-      // Not when a packet that outran the lead has asked for it meanwhile, nor for an SA gone.
-      if (!this.inPending.has(r.sa) && this.inbound.lookup(r.sa.src, r.sa.spi) === r.sa) this.writeReplayMarks(r.sa, r.seq, r.nowMs);
+    const sa = this.refillSa;
+    if (sa) {
+      this.refillSa = null;
+      const seq = this.refillAt[0]!, nowMs = this.refillAt[1]!;
+      // Not while its mark is being written (a packet that outran the lead asked, or an earlier
+      // refill), nor for an SA gone, nor when the mark would not move.
+      if (!this.inPending.has(sa) && this.inbound.lookup(sa.src, sa.spi) === sa && sa.replayMark.next(seq, sa.packets, nowMs) > sa.replayMark.durable) {
+        this.writeReplayMarks(sa, seq, nowMs);
+      }
     }
     this.contexts.sweep(now);
     if (now < this.sweepAt) return;
@@ -496,7 +518,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
   nextDeadline(): number {
-    return this.refill ? -Infinity : this.sweepAt; // a mark due: tick() at the end of this turn
+    return this.refillSa ? -Infinity : this.sweepAt; // a mark due: tick() at the end of this turn
   }
 
   // ---- control ----------------------------------------------------------------------------------

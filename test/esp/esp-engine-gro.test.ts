@@ -14,7 +14,7 @@ interface Result {
   sent: number; datagrams: number; rxPackets: number; groSplit: number; inboundTop: number; inboundPackets: number;
   drops: Record<string, number>; counters: Record<string, number>;
   contexts: Record<string, number>; rxAfterIdle: number; txPackets: number;
-  lateAfterIdle: { accepted: number; replay: number }; replayDropsInBatch: number;
+  lateAfterIdle: { accepted: number; replay: number }; replayDropsInBatch: number; useTimeSkewMs: number;
 }
 
 test('ESP receive with UDP GRO: one super-datagram split and opened; an in-batch replay and a corrupted packet are dropped by reason; an SA keeps a native context and its replay window only while it carries traffic', () => {
@@ -30,6 +30,7 @@ test('ESP receive with UDP GRO: one super-datagram split and opened; an in-batch
   assert.equal(res.rxPackets, 39, 'every other packet reaches the TUN device');
   assert.equal(res.inboundPackets, 39);
   assert.equal(res.inboundTop, 40, 'the replay window moved to the highest authentic sequence number');
+  assert.ok(Math.abs(res.useTimeSkewMs) < 10_000, `the SA's use time is wall-clock (${res.useTimeSkewMs} ms from Date.now())`);
   assert.equal(res.counters['sourceNotAllowed'], 0);
   for (const reason of ['truncated', 'bad-length', 'no-state', 'bad-padding', 'bad-next-header']) assert.equal(res.drops[reason], 0, reason);
   // A batch of many packets keeps a context; an idle sweep frees it; a lone packet (a probe) gets

@@ -1,0 +1,88 @@
+// The ESP engine's replay mark refill (replay-mark.ts refillDue): the packet path only notes that a
+// mark is due, and tick() writes it, ahead of need. Real ESP packets (encoded by src/esp/) go
+// through the real engine and its real marks file; only the socket and the TUN device are stand-ins
+// (the socket hands the packets over as recvmmsg would, the TUN device takes what is written).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EspEngine } from '../../src/datapath/esp-engine.js';
+import type { EspEngineStatus, EspPeerSpec } from '../../src/datapath/messages.js';
+import type { PacketBatch } from '../../src/datapath/packet-batch.js';
+import type { TunDevice } from '../../src/datapath/tun-device.js';
+import type { UdpSocket } from '../../src/datapath/udp-socket.js';
+import { encodeEsp } from '../../src/esp/esp-encoder.js';
+import { readSequenceMarks, replayMarkId } from '../../src/esp/sequence-mark-file.js';
+import { ESP_IN_UDP_PORT } from '../../src/esp/udp-encap.js';
+import { gcm, icmpEcho, packed, saPair } from './esp-helpers.js';
+
+const LOCAL = '10.9.0.1', PEER = '10.9.0.2', SPI = 7;
+
+test('esp engine: a replay mark due ahead of need is written by tick(), so no later packet of a steady tunnel waits for a write', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'veil-trefill-'));
+  const file = join(dir, 'marks.json');
+  const queue: Uint8Array[] = [];
+  const udp = {
+    describe: () => ({}), gro: false, counters: () => ({}),
+    recvBatch(b: PacketBatch): number {
+      const n = queue.length;
+      queue.splice(0).forEach((p, i) => {
+        const off = b.slotOffset(i);
+        b.buf.set(p, off);
+        b.set(i, off, p.length);
+        b.setPeer(i, Uint8Array.of(10, 9, 0, 2), 4, ESP_IN_UDP_PORT);
+      });
+      b.count = n;
+      return n;
+    },
+  } as unknown as UdpSocket;
+  let delivered = 0;
+  const tun = { writeBatch: (_b: PacketBatch, n: number) => { delivered += n; return n; }, counters: () => ({}) } as unknown as TunDevice;
+  const transform = gcm();
+  const engine = new EspEngine({ localIp: LOCAL, mtu: 1400, marksFile: file, marks: {} }, tun, udp);
+  try {
+    const spec: EspPeerSpec = {
+      name: 'peer', ip: PEER, allowedIPs: ['10.98.0.0/24'], outbound: [{ spi: SPI, transform: packed(transform) }], activeSpi: SPI,
+      inbound: [{ spi: SPI, transform: packed(transform) }],
+    };
+    engine.control({ type: 'setPeers', peers: [spec] });
+    const { out } = saPair(transform, SPI, PEER, LOCAL);
+    const id = replayMarkId(SPI, PEER, LOCAL, transform);
+    const receive = (seq: number): void => {
+      const scratch = new Uint8Array(2048);
+      const r = encodeEsp(out, icmpEcho('10.98.0.5', '10.99.0.1', 'refill', seq), scratch, 0);
+      if (!r.ok) throw new Error(`encode failed: ${r.reason}`);
+      queue.push(scratch.slice(0, r.length));
+      engine.fromNetwork(performance.now());
+    };
+
+    // The first packet waits for its mark: the smallest lead (REPLAY_MIN_LEAD 8) above it, 9.
+    receive(1);
+    assert.equal((await readSequenceMarks(file)).get(id), 9, 'the first packet\'s mark is durable before it is accepted');
+    // Packets 2..7: 7 is three quarters into the lead, so a refill is due, noted and not yet written.
+    for (let seq = 2; seq <= 7; seq++) receive(seq);
+    assert.equal(delivered, 7);
+    assert.equal(engine.nextDeadline(), -Infinity, 'a refill is due: tick() at the end of this turn');
+    assert.equal((await readSequenceMarks(file)).get(id), 9, 'the packet path itself writes nothing');
+    engine.tick(performance.now());
+    assert.notEqual(engine.nextDeadline(), -Infinity, 'tick() took the refill');
+    const status = () => engine.control({ type: 'status' }) as EspEngineStatus;
+    let mark = 0;
+    for (const deadline = Date.now() + 30_000; (mark <= 9 || status().marksPending > 0) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      engine.tick(performance.now()); // settles the write
+      mark = (await readSequenceMarks(file)).get(id) ?? 0;
+    }
+    assert.ok(mark > 9, `tick() wrote the next mark ahead of need (${mark})`);
+    assert.equal(status().marksPending, 0);
+    // Packets above the old mark are accepted under the refilled one, without a write of their own.
+    for (let seq = 8; seq <= 12; seq++) receive(seq);
+    assert.equal(delivered, 12);
+    assert.equal(status().marksPending, 0, 'no packet past the old mark asked for a write');
+    assert.equal((await readSequenceMarks(file)).get(id), mark);
+    assert.equal(status().counters.replayMarkFailed, 0);
+  } finally {
+    engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
