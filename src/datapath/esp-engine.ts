@@ -9,7 +9,7 @@ import { Slab } from '../util/slab.js';
 import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import { formatCidr, formatIp, maskAddress, parseCidr, parseIp } from '../net/cidr.js';
 import {
-  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, SaTime, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
+  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaOrigin, SaSlabs, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId } from '../esp/sequence-mark-file.js';
@@ -537,7 +537,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * (sequence, replay) whose key is unchanged: the cost is that of the peers named.
    */
   private updatePeers(upsert: EspPeerSpec[], remove: string[], resumed?: Map<string, EspSaState>): { peers: number; sas: number } {
-    const now = Date.now(), made = new SaTime(now); // one add time for the SAs this update makes
+    const now = Date.now(), made = new SaOrigin(now, this.init.localIp, this.slabs); // what the SAs this update makes share
     const created: OutboundSa[] = [];
     for (const ip of remove) {
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa); // before its peer state, where they hang
