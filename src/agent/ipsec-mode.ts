@@ -13,7 +13,7 @@ import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspEngineStatus, EspPeerSpec, EspSaSpec } from '../datapath/messages.js';
-import { keyParts, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
+import { keyParts, packedSa, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
 import { KeyMaterialArena } from '../esp/key-material-arena.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
@@ -167,23 +167,19 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
         const remote = { ip: p.internalIP, bootId: p.bootID };
         const derived: EspTransform[] = [];
+        // A key the last spec had keeps its SA specs (the same objects: SPI and keys in one, EspSaSpec).
         const kept = keys.map((k) => {
           const j = same ? same.keys.indexOf(k) : -1;
-          if (j >= 0) return { out: listOf(same!.outbound)[j]!.transform, in: listOf(same!.inbound)[j]!.transform };
+          if (j >= 0) return { out: listOf(same!.outbound)[j]!, in: listOf(same!.inbound)[j]! };
           const t = deriveTunnelTransforms(k, local, remote);
           derived.push(t.out, t.in);
           return undefined;
         });
         const packed = packKeyMaterial(this.keyMaterial, derived);
         let next = 0;
-        const transforms = kept.map((t) => t ?? { out: packed[next++]!, in: packed[next++]! });
+        const sas = kept.map((t, i) => t ?? { out: packedSa(keys[i]!.spi, packed[next++]!), in: packedSa(keys[i]!.spi, packed[next++]!) });
         // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
-        spec = new KeptSpec(
-          p.name, p.internalIP, p.podCIDRs,
-          oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out }))),
-          oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in }))),
-          p, keys, localSpi, pass,
-        );
+        spec = new KeptSpec(p.name, p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, keys, localSpi, pass);
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;

@@ -19,7 +19,7 @@ import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
 } from '../esp/esp-packet.js';
-import { describeTransform, packTransforms, type EspTransform } from '../esp/esp-transform.js';
+import { describeTransform, packedSa, packTransforms, type EspTransform } from '../esp/esp-transform.js';
 import { EspTableDigest } from './esp-table-digest.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
@@ -29,7 +29,9 @@ import { SinglePacketWriter } from './single-packet-writer.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
-import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
+import type {
+  EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaSpec, EspSaState, EspSaStatus, EspStatePeer, EspStateSa, RequestOf, AnyReplyOf,
+} from './messages.js';
 import { VeilError } from '../util/errors.js';
 
 interface PeerState extends InboundSlot {
@@ -162,7 +164,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       : new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + SLOT, slots: BATCH, headroom: RX_SIDE });
     // A handover: the SAs of the datapath before (which stopped before exporting), their sequences and windows.
     const r = init.resume;
-    if (r) this.updatePeers(r.state.peers, [], new Map(r.state.sas.map((x) => [saStateKey(x.direction, x.spi, x.peer), x])));
+    if (r) this.updatePeers(r.state.peers.map(fromStatePeer), [], new Map(r.state.sas.map((x) => [saStateKey(x.direction, x.spi, x.peer), x])));
   }
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
@@ -561,7 +563,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       st.name = s.name;
       const kept: OutboundSa[] = [];
       for (const sa of listOf(st.outbound)) {
-        const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
+        const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x));
         if (keep) kept.push(sa); else this.retireOutbound(sa);
       }
       for (const o of listOf(s.outbound)) {
@@ -570,7 +572,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
         const r = resumed?.get(saStateKey('out', o.spi, st.ip));
         const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
-        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: made, sequence }, this.slabs);
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o, nowMs: made, sequence }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         this.marks.delete(markId); // the SA holds it now (made first: a failure leaves the entry in place)
         created.push(sa);
@@ -579,14 +581,14 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       st.outbound = oneOrMore(kept);
       for (const sa of this.inbound.ofSource(s.ip)) {
-        if (!listOf(s.inbound).some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform))) this.dropInbound(sa);
+        if (!listOf(s.inbound).some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x))) this.dropInbound(sa);
       }
       for (const x of listOf(s.inbound)) {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
-        const id = replayMarkId(x.spi, st.ip, this.init.localIp, x.transform);
+        const id = replayMarkId(x.spi, st.ip, this.init.localIp, x);
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
         const r = resumed?.get(saStateKey('in', x.spi, st.ip));
-        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: made, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
+        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x, nowMs: made, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
@@ -681,7 +683,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The peers as configured (the specs that make them again) and each SA's live numbers. */
   exportState(): EspEngineState {
     // Copies, a peer's keys packed in a buffer of its own: the SAs' key material is in slab chunks (a message would carry whole chunks) and close() wipes it.
-    const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => {
+    const peers: EspStatePeer[] = [...this.peers.values()].map((p) => {
       const inbound = this.inbound.ofSource(p.ip);
       const outbound = listOf(p.outbound);
       const packed = packTransforms([...outbound, ...inbound].map((sa) => sa.transform));
@@ -720,6 +722,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
  */
 function replayIdOf(sa: InboundSa): string {
   return replayMarkId(sa.spi, sa.src, sa.dst, sa.transform);
+}
+
+/** A handed-over peer as this engine's specs carry it: each SA one object (EspStatePeer). */
+function fromStatePeer(p: EspStatePeer): EspPeerSpec {
+  const sa = (x: EspStateSa | EspSaSpec) => ('transform' in x ? packedSa(x.spi, x.transform) : x); // either shape: what the state holds is not checked by type
+  return { ...p, outbound: oneOrMore(listOf(p.outbound).map(sa)), inbound: oneOrMore(listOf(p.inbound).map(sa)) };
 }
 
 function saStateKey(direction: 'in' | 'out', spi: number, peer: string): string {

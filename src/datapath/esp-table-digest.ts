@@ -100,8 +100,8 @@ export function espSpecsDigest(specs: readonly EspPeerSpec[]): string {
   for (const s of specs) {
     const outbound = listOf(s.outbound), inbound = listOf(s.inbound);
     d.peer(s.name, s.ip, outbound.some((o) => o.spi === s.activeSpi) ? s.activeSpi : 0);
-    outbound.forEach((o, i) => { if (outbound.findIndex((x) => x.spi === o.spi) === i) d.sa('o', s.ip, o.spi, o.transform); });
-    inbound.forEach((x, i) => { if (inbound.findIndex((y) => y.spi === x.spi) === i) d.sa('i', s.ip, x.spi, x.transform); });
+    outbound.forEach((o, i) => { if (outbound.findIndex((x) => x.spi === o.spi) === i) d.sa('o', s.ip, o.spi, o); });
+    inbound.forEach((x, i) => { if (inbound.findIndex((y) => y.spi === x.spi) === i) d.sa('i', s.ip, x.spi, x); });
     s.allowedIPs.forEach((p, i) => { if (s.allowedIPs.indexOf(p) === i) d.prefix(p, s.ip); });
   }
   return d.value;

@@ -62,6 +62,20 @@ export interface PackedCbcHmacTransform {
 
 export type PackedTransform = PackedGcmTransform | PackedCbcHmacTransform;
 
+/**
+ * An SA's SPI and its packed transform as one object: what the agent's peer specs carry to the
+ * datapath worker (messages.ts EspSaSpec). An object for the SPI and one for its transform were
+ * ~112 B an SA, on the agent's side and again in the worker's message.
+ */
+export type PackedSa = PackedTransform & { spi: number };
+
+/** The SA of `spi` under `t`'s keys (the same material, not a copy), its fields always in one order. */
+export function packedSa(spi: number, t: PackedTransform): PackedSa {
+  return t.kind === 'aead'
+    ? { spi, kind: 'aead', name: AEAD_GCM, icvLength: t.icvLength, material: t.material, at: t.at, keyLength: t.keyLength }
+    : { spi, kind: 'authenc', auth: t.auth, enc: ENC_CBC_AES, icvLength: t.icvLength, material: t.material, at: t.at, encKeyLength: t.encKeyLength, authKeyLength: t.authKeyLength };
+}
+
 /** The two parts of a transform's key material, in the order a packed transform holds them. */
 export function keyParts(t: EspTransform): [Uint8Array, Uint8Array] {
   return t.kind === 'aead' ? [t.key, t.salt] : [t.encKey, t.authKey];
