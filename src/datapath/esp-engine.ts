@@ -38,12 +38,12 @@ interface PeerState extends InboundSlot {
   name: string;
   ip: string;
   /**
-   * Its address as bytes (4 or 16): slot ipSlot of the engine's slab for its family (ipSlab()). A
+   * Its address as bytes (4 or 16): a slot of the engine's slab for its family (ipSlab()), an IPv4
+   * address's slot as it is, an IPv6 one's as ~slot (negative: the family without a field, 8 B). A
    * typed array of its own was ~210 B a peer with its buffer, a view of the slot ~96 B, the chunk
    * and offset as fields 16 B.
    */
   ipSlot: number;
-  family: 4 | 6;
   /** One SA per key in force (one, two during a rotation): not a Map of its own per peer (listOf() reads it). */
   outbound: OneOrMore<OutboundSa>;
   active: OutboundSa | null;
@@ -324,8 +324,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const key = this.contexts.get(sa, 'seal', now); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
-      const ips = this.ipSlab(peer.family), ipSlot = peer.ipSlot;
-      b.setPeer(out, ips.array(ipSlot), peer.family, this.peerPort, ips.offset(ipSlot));
+      const at = peer.ipSlot, family = at < 0 ? 6 : 4, ipSlot = at < 0 ? ~at : at, ips = this.ipSlab(family);
+      b.setPeer(out, ips.array(ipSlot), family, this.peerPort, ips.offset(ipSlot));
       b.offs[out] = off - ESP_GCM_PREFIX;
       b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
       out++;
@@ -348,7 +348,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (sa.sequence.durableEnd <= sa.sequence.last) this.awaitBlock(sa);
     const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
-    if (!this.udp.sendTo(this.scratch, this.ipSlab(peer.family).view(peer.ipSlot), this.peerPort, 0, r.length)) this.counters.sendFailed++;
+    const at = peer.ipSlot;
+    if (!this.udp.sendTo(this.scratch, this.ipSlab(at < 0 ? 6 : 4).view(at < 0 ? ~at : at), this.peerPort, 0, r.length)) this.counters.sendFailed++;
     else { this.counters.txPackets++; this.counters.txBytes += len; }
     this.reserve(sa);
   }
@@ -548,16 +549,16 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.releasePrefixes(st, listOf(st.prefixes));
         for (const sa of listOf(st.outbound)) this.retireOutbound(sa);
         this.peers.delete(ip);
-        this.ipSlab(st.family).release(st.ipSlot);
+        this.ipSlab(st.ipSlot < 0 ? 6 : 4).release(st.ipSlot < 0 ? ~st.ipSlot : st.ipSlot);
       }
     }
     for (const s of upsert) {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        const slab = this.ipSlab(ip.family), ipSlot = slab.take();
-        slab.array(ipSlot).set(ip.bytes, slab.offset(ipSlot));
-        st = { name: s.name, ip: s.ip, ipSlot, family: ip.family, outbound: [], active: null, prefixes: [], inbound: undefined };
+        const slab = this.ipSlab(ip.family), slot = slab.take();
+        slab.array(slot).set(ip.bytes, slab.offset(slot));
+        st = { name: s.name, ip: s.ip, ipSlot: ip.family === 4 ? slot : ~slot, outbound: [], active: null, prefixes: [], inbound: undefined };
         this.peers.set(s.ip, st);
       }
       st.name = s.name;

@@ -162,8 +162,6 @@ export class InboundSa implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
   useTimeMs = 0;
-  /** The window's slot in its engine's slabs (-1: none yet, or a window of its own). */
-  windowSlot = -1;
   #replay: EspReplayWindow | undefined;
   #mark: ReplayMark | undefined;
   /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
@@ -214,7 +212,6 @@ export class InboundSa implements SaCounters, SaKeys {
     const slot = slabs ? slabs.windows.take() : -1;
     const storage = slabs?.windows.array(slot), at = slabs ? slabs.windows.offset(slot) : 0;
     const resumed = saved && EspReplayWindow.restore(saved, REPLAY_WINDOW_SIZE, storage, at);
-    this.windowSlot = slot;
     return this.#replay = resumed && resumed.top >= this.#top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top, storage, at);
   }
 
@@ -234,9 +231,8 @@ export class InboundSa implements SaCounters, SaKeys {
     if (!w) return;
     this.#top = w.top;
     this.#replay = undefined;
-    const slabs = this.#origin.slabs;
-    if (slabs && this.windowSlot >= 0) slabs.windows.release(this.windowSlot);
-    this.windowSlot = -1;
+    // Its slot from the window's words (Slab.slotOf), not a field of every SA (8 B): once a window.
+    this.#origin.slabs?.windows.release(this.#origin.slabs.windows.slotOf(w.storage));
   }
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
@@ -329,7 +325,7 @@ export function releaseSa(sa: SecurityAssociation, slabs?: SaSlabs): void {
   const t = sa.transform;
   if (slabs && t.slot >= 0) slabs.keys.of(t.length).release(t.slot);
   else t.material.fill(0, t.at, t.at + t.length);
-  if (sa.direction === 'in' && slabs && sa.windowSlot >= 0) slabs.windows.release(sa.windowSlot);
+  if (sa.direction === 'in') sa.idleWindow(); // its window's slot back too
 }
 
 /** Counts one packet of `bytes` inner bytes through the SA (either direction). */

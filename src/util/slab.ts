@@ -55,6 +55,16 @@ export class Slab<T extends SlabArray> {
     return this.array(slot).subarray(at, at + this.slotLength) as T;
   }
 
+  /**
+   * The slot a view of it is (view(slot), or a view of the same words): for owners that keep the
+   * view's object rather than the number (a walk over the chunks: not for a per-packet path).
+   */
+  slotOf(view: T): number {
+    const i = this.#chunks.findIndex((c) => c.buffer === view.buffer);
+    if (i < 0) throw new RangeError('not a slot of this slab');
+    return i * SLOTS_PER_CHUNK + view.byteOffset / view.BYTES_PER_ELEMENT / this.slotLength;
+  }
+
   /** Wipes the slot and takes it back. The caller forgets the number: a slot has one owner at a time. */
   release(slot: number): void {
     const at = this.offset(slot);
