@@ -292,7 +292,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
   private retire(sa: OutboundSa | InboundSa): void {
     this.contexts.release(sa);
-    releaseSa(sa, this.slabs);
+    releaseSa(sa);
   }
 
   // ---- TUN -> network ---------------------------------------------------------------------------

@@ -27,20 +27,20 @@ export interface SaCounters {
  * and replay windows live in (8 B an inbound SA).
  */
 export class SaOrigin {
-  constructor(readonly ms: number, readonly local: string, readonly slabs?: SaSlabs) {}
+  /** `slabs`: the engine's; a slab of its own for SAs made without (a test's). */
+  constructor(readonly ms: number, readonly local: string, readonly slabs = new SaSlabs()) {}
 }
 
 /**
  * An SA's transform as fields of the SA itself (`transform` is the SA: an object of its own was a
- * header and a pointer more, 32 B an SA): the key material at `at` in `material`, a slab chunk
- * shared with other SAs (`slot` in SaSlabs) or an array of its own (slot -1), and the kind and
- * lengths in one small integer (`form`, KEYS_FORM). A typed array per key and per salt cost ~96 B
- * each, four per peer, more than the bytes they hold. The per-packet paths read the salt in place
- * (material, saltAt); `key`, `salt`, `encKey` and `authKey` are views made on demand for the cold
- * ones (a native context's creation, node:crypto's single-packet path, status).
+ * header and a pointer more, 32 B an SA): its key material in `slot` of its origin's slabs (the
+ * chunk is `material`, read from the slab: a field was 8 B an SA), and the kind and lengths in one
+ * small integer (`form`, keyForm()). A typed array per key and per salt cost ~96 B each, four per
+ * peer, more than the bytes they hold. The per-packet paths read the salt in place (material,
+ * saltAt); `key`, `salt`, `encKey` and `authKey` are views made on demand for the cold ones (a
+ * native context's creation, node:crypto's single-packet path, status).
  */
 export interface SaKeys {
-  material: Uint8Array;
   slot: number;
   /** Kind and lengths: keyForm(). */
   form: number;
@@ -58,23 +58,35 @@ function keyForm(t: PackedTransform): number {
 
 /** The transform an SA is: its key fields read as a GcmTransform or a CbcHmacTransform, by `kind`. */
 export interface SaGcmTransform extends GcmTransform, PackedGcmTransform, SaKeys {
+  readonly origin: SaOrigin;
   readonly saltAt: number;
   /** Bytes of key material (key and salt). */
   readonly length: number;
 }
 export interface SaCbcHmacTransform extends CbcHmacTransform, PackedCbcHmacTransform, SaKeys {
+  readonly origin: SaOrigin;
   readonly length: number;
 }
 export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
 
 /**
- * The transform's getters, on both SA classes' prototypes (keyedSa()): one definition for the two
- * directions, not a field of each SA. Each reads the SA's own key fields (SaKeys).
+ * What both SA classes read alike from their fields, on both prototypes (keyedSa()): one definition
+ * for the two directions, not a field of each SA. The transform's getters read its key fields
+ * (SaKeys); the times read its origin.
  */
-abstract class SaTransformGetters implements SaKeys {
-  declare readonly material: Uint8Array;
+abstract class SaGetters implements SaKeys {
   declare readonly slot: number;
   declare readonly form: number;
+  declare readonly origin: SaOrigin;
+  /** Its last packet: ms after its origin's time, plus 1 (0 = never). A small integer for 24 days: Unix ms in a field was a 16 B box of its own. */
+  declare lastUse: number;
+
+  get addTimeMs(): number { return this.origin.ms; }
+  /** Its last packet, Unix ms (0 = never used). */
+  get useTimeMs(): number { return this.lastUse === 0 ? 0 : this.origin.ms + this.lastUse - 1; }
+  set useTimeMs(ms: number) { this.lastUse = ms - this.origin.ms + 1; }
+  /** The slab chunk its key material is in (at `at`). */
+  get material(): Uint8Array { return this.origin.slabs.keys.of(this.length).array(this.slot); }
 
   /** The SA's transform: the SA itself. */
   get transform(): SaTransform { return this as unknown as SaTransform; }
@@ -91,8 +103,8 @@ abstract class SaTransformGetters implements SaKeys {
     const f = this.form;
     return (f & 0xff) + ((f & FORM_AUTHENC) === 0 ? GCM_SALT_LENGTH : (f >> 16) & 0xff);
   }
-  /** Where its key material starts in `material`: its slot's place in the chunk (slabOffset), 0 in an array of its own. */
-  get at(): number { return slabOffset(this.slot, this.length); }
+  /** Where its key material starts in `material`: its slot's place in the chunk. */
+  get at(): number { return slotOffset(this.slot, this.length); }
   get saltAt(): number { return this.at + (this.form & 0xff); }
   get key(): Uint8Array { return this.material.subarray(this.at, this.at + (this.form & 0xff)); }
   get salt(): Uint8Array { return this.material.subarray(this.saltAt, this.saltAt + GCM_SALT_LENGTH); }
@@ -100,12 +112,12 @@ abstract class SaTransformGetters implements SaKeys {
   get authKey(): Uint8Array { return this.material.subarray(this.at + (this.form & 0xff), this.at + this.length); }
 }
 
-/** The getters SaTransformGetters defines, as an SA class has them. */
-type SaTransformApi = Omit<SaTransformGetters, 'material' | 'slot' | 'form'>;
+/** The getters SaGetters defines, as an SA class has them. */
+type SaGettersApi = Omit<SaGetters, 'slot' | 'form' | 'origin' | 'lastUse'>;
 
-/** Puts the transform's getters on an SA class's prototype. */
+/** Puts SaGetters' getters on an SA class's prototype. */
 function keyedSa(c: { prototype: object }): void {
-  const getters = Object.getOwnPropertyDescriptors(SaTransformGetters.prototype);
+  const getters = Object.getOwnPropertyDescriptors(SaGetters.prototype);
   for (const [name, d] of Object.entries(getters)) if (name !== 'constructor') Object.defineProperty(c.prototype, name, d);
 }
 
@@ -121,24 +133,20 @@ function keyedSa(c: { prototype: object }): void {
 export class OutboundSa extends OutboundSequence implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
-  useTimeMs = 0;
-  readonly material: Uint8Array;
+  lastUse = 0;
   readonly slot: number;
   readonly form: number;
-  readonly #origin: SaOrigin;
 
-  constructor(readonly spi: number, readonly dst: string, keys: SaKeys, sequence: OutboundSequence, origin: SaOrigin) {
+  /** `keys`: a slot of origin's slabs (saKeys(); another SA's of the same slabs). */
+  constructor(readonly spi: number, readonly dst: string, keys: SaKeys, sequence: OutboundSequence, readonly origin: SaOrigin) {
     super(0, sequence.blockSize);
     this.takeOver(sequence);
-    this.material = keys.material;
     this.slot = keys.slot;
     this.form = keys.form;
-    this.#origin = origin;
   }
 
-  get addTimeMs(): number { return this.#origin.ms; }
   /** The local end (SaOrigin: shared with the SAs made along with it). */
-  get src(): string { return this.#origin.local; }
+  get src(): string { return this.origin.local; }
 
   /** Its sequence reservation: the SA itself. */
   get sequence(): OutboundSequence { return this; }
@@ -147,7 +155,7 @@ export class OutboundSa extends OutboundSequence implements SaCounters, SaKeys {
   get esn(): true { return true; }
   get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
 }
-export interface OutboundSa extends SaTransformApi {}
+export interface OutboundSa extends SaGettersApi {}
 keyedSa(OutboundSa);
 
 /**
@@ -161,27 +169,22 @@ keyedSa(OutboundSa);
 export class InboundSa implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
-  useTimeMs = 0;
+  lastUse = 0;
   #replay: EspReplayWindow | undefined;
   #mark: ReplayMark | undefined;
   /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
   #top: number;
-  readonly material: Uint8Array;
   readonly slot: number;
   readonly form: number;
-  /** When, the local end, the slabs (SaOrigin: shared with the SAs made along with it). */
-  readonly #origin: SaOrigin;
 
-  constructor(readonly spi: number, readonly src: string, keys: SaKeys, origin: SaOrigin, top: number) {
+  /** `origin`: when, the local end, the slabs (shared with the SAs made along with it). `keys`: as OutboundSa's. */
+  constructor(readonly spi: number, readonly src: string, keys: SaKeys, readonly origin: SaOrigin, top: number) {
     this.#top = top;
-    this.material = keys.material;
     this.slot = keys.slot;
     this.form = keys.form;
-    this.#origin = origin;
   }
 
-  get addTimeMs(): number { return this.#origin.ms; }
-  get dst(): string { return this.#origin.local; }
+  get dst(): string { return this.origin.local; }
   get direction(): 'in' { return 'in'; }
   get esn(): true { return true; }
   get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
@@ -208,9 +211,8 @@ export class InboundSa implements SaCounters, SaKeys {
 
   /** Makes the window, from the handed-over one when `saved` is valid and not below the persisted top. */
   private makeWindow(saved?: EspReplayWindowState): EspReplayWindow { // not a #method: that is a brand field in each SA (8 B)
-    const slabs = this.#origin.slabs;
-    const slot = slabs ? slabs.windows.take() : -1;
-    const storage = slabs?.windows.array(slot), at = slabs ? slabs.windows.offset(slot) : 0;
+    const windows = this.origin.slabs.windows, slot = windows.take();
+    const storage = windows.array(slot), at = windows.offset(slot);
     const resumed = saved && EspReplayWindow.restore(saved, REPLAY_WINDOW_SIZE, storage, at);
     return this.#replay = resumed && resumed.top >= this.#top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top, storage, at);
   }
@@ -232,7 +234,7 @@ export class InboundSa implements SaCounters, SaKeys {
     this.#top = w.top;
     this.#replay = undefined;
     // Its slot from the window's words (Slab.slotOf), not a field of every SA (8 B): once a window.
-    this.#origin.slabs?.windows.release(this.#origin.slabs.windows.slotOf(w.storage));
+    this.origin.slabs.windows.release(this.origin.slabs.windows.slotOf(w.storage));
   }
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
@@ -240,7 +242,7 @@ export class InboundSa implements SaCounters, SaKeys {
     if (!this.#replay) this.makeWindow(saved);
   }
 }
-export interface InboundSa extends SaTransformApi {}
+export interface InboundSa extends SaGettersApi {}
 keyedSa(InboundSa);
 
 export type SecurityAssociation = OutboundSa | InboundSa;
@@ -275,33 +277,23 @@ export class SaSlabs {
 }
 
 /**
- * Where a transform's key material starts: in its slot of a slab chunk (the slab's own rule, not a
- * field: 8 B a transform), or at 0 in an array of its own (slot -1).
+ * The SA's own copy of a transform's keys: its key material in one slot of `slabs`, not the spec's
+ * buffer (a worker message's, shared with the peer's other keys), and its names as the kind and
+ * lengths (SaKeys.form).
  */
-function slabOffset(slot: number, length: number): number {
-  return slot < 0 ? 0 : slotOffset(slot, length);
-}
-
-/**
- * The SA's own copy of a transform's keys: its key material in one slot of `slabs` (without slabs,
- * an array of its own), not the spec's buffer (a worker message's, shared with the peer's other
- * keys), and its names as the kind and lengths (SaKeys.form).
- */
-export function saKeys(t: PackedTransform | EspTransform, slabs?: SaSlabs): SaKeys {
+export function saKeys(t: PackedTransform | EspTransform, slabs: SaSlabs): SaKeys {
   const p = 'material' in t ? t : packTransforms([t])[0]!;
   const length = packedLength(p);
-  const slab = slabs?.keys.of(length);
-  const slot = slab ? slab.take() : -1;
-  const material = slab ? slab.array(slot) : new Uint8Array(length);
-  material.set(packedMaterial(p), slabOffset(slot, length));
+  const slab = slabs.keys.of(length), slot = slab.take();
+  slab.array(slot).set(packedMaterial(p), slab.offset(slot));
   if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
-  return { material, slot, form: keyForm(p) };
+  return { slot, form: keyForm(p) };
 }
 
 /** The origin of an SA made from `p` with its local end `local` (SaParams.nowMs). */
 function originOf(p: SaParams, local: string, slabs: SaSlabs | undefined): SaOrigin {
   const o = p.nowMs;
-  if (typeof o === 'number') return new SaOrigin(o, local, slabs);
+  if (typeof o === 'number') return new SaOrigin(o, local, slabs ?? new SaSlabs());
   if (o.local !== local || (slabs !== undefined && o.slabs !== slabs)) throw new RangeError(`an SA made at ${local} with the origin of SAs at ${o.local}, or with other slabs`);
   return o;
 }
@@ -317,14 +309,12 @@ export function holdsTransform(sa: SaTransform, t: PackedTransform): boolean {
 }
 
 /**
- * The SA retires: its key material is wiped (and its slots and window go back to `slabs`, which
- * must be the slabs it was made with). Call it once, when the last table drops the SA: its key
- * material is zero (or another SA's) afterwards.
+ * The SA retires: its key material is wiped and its slots and window go back to its slabs (its
+ * origin's). Call it once, when the last table drops the SA: its key material is zero (or another
+ * SA's) afterwards.
  */
-export function releaseSa(sa: SecurityAssociation, slabs?: SaSlabs): void {
-  const t = sa.transform;
-  if (slabs && t.slot >= 0) slabs.keys.of(t.length).release(t.slot);
-  else t.material.fill(0, t.at, t.at + t.length);
+export function releaseSa(sa: SecurityAssociation): void {
+  sa.origin.slabs.keys.of(sa.length).release(sa.slot);
   if (sa.direction === 'in') sa.idleWindow(); // its window's slot back too
 }
 
@@ -341,7 +331,7 @@ export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number
  */
 export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, slabs?: SaSlabs): OutboundSa {
   const origin = originOf(p, p.src, slabs);
-  return new OutboundSa(p.spi, p.dst, saKeys(p.transform, slabs ?? origin.slabs), p.sequence, origin);
+  return new OutboundSa(p.spi, p.dst, saKeys(p.transform, origin.slabs), p.sequence, origin);
 }
 
 /**

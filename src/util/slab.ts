@@ -81,19 +81,23 @@ export class Slab<T extends SlabArray> {
 
 /** Slabs of byte slots, one per length asked for (key material comes in a few lengths). */
 export class ByteSlabs {
-  readonly #byLength = new Map<number, Slab<Uint8Array>>();
+  /** By length: an array, not a Map (an SA reads its key material's chunk here per packet). */
+  readonly #byLength: (Slab<Uint8Array> | undefined)[] = [];
 
   /** The slab of `length`-byte slots. */
   of(length: number): Slab<Uint8Array> {
-    let slab = this.#byLength.get(length);
-    if (!slab) this.#byLength.set(length, slab = new Slab((n) => new Uint8Array(n), length));
-    return slab;
+    return this.#byLength[length] ?? this.make(length);
+  }
+
+  private make(length: number): Slab<Uint8Array> {
+    if (!Number.isInteger(length) || length <= 0 || length > 1024) throw new RangeError('byte slab slots are 1 to 1024 bytes');
+    return this.#byLength[length] = new Slab((n) => new Uint8Array(n), length);
   }
 
   /** Slots taken and not released, over every length. */
   get inUse(): number {
     let n = 0;
-    for (const s of this.#byLength.values()) n += s.inUse;
+    for (const s of this.#byLength) if (s) n += s.inUse;
     return n;
   }
 }
