@@ -57,13 +57,13 @@ function keyForm(t: PackedTransform): number {
 }
 
 /** The transform an SA is: its key fields read as a GcmTransform or a CbcHmacTransform, by `kind`. */
-export interface SaGcmTransform extends GcmTransform, PackedGcmTransform, SaKeys {
+export interface SaGcmTransform extends GcmTransform, Omit<PackedGcmTransform, 'name'>, SaKeys {
   readonly origin: SaOrigin;
   readonly saltAt: number;
   /** Bytes of key material (key and salt). */
   readonly length: number;
 }
-export interface SaCbcHmacTransform extends CbcHmacTransform, PackedCbcHmacTransform, SaKeys {
+export interface SaCbcHmacTransform extends CbcHmacTransform, Omit<PackedCbcHmacTransform, 'enc'>, SaKeys {
   readonly origin: SaOrigin;
   readonly length: number;
 }
