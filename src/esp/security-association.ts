@@ -34,13 +34,14 @@ export class SaOrigin {
 /**
  * An SA's transform as fields of the SA itself (`transform` is the SA: an object of its own was a
  * header and a pointer more, 32 B an SA): its key material in `slot` of its origin's slabs (the
- * chunk is `material`, read from the slab: a field was 8 B an SA), and the kind and lengths in one
- * small integer (`form`, keyForm()). A typed array per key and per salt cost ~96 B each, four per
+ * chunk is `material`: a field, since the per-packet paths read it; read from the slab it cost the
+ * framing of a packet ~10 ns), and the kind and lengths in one small integer (`form`, keyForm()). A typed array per key and per salt cost ~96 B each, four per
  * peer, more than the bytes they hold. The per-packet paths read the salt in place (material,
  * saltAt); `key`, `salt`, `encKey` and `authKey` are views made on demand for the cold ones (a
  * native context's creation, node:crypto's single-packet path, status).
  */
 export interface SaKeys {
+  material: Uint8Array;
   slot: number;
   /** Kind and lengths: keyForm(). */
   form: number;
@@ -75,6 +76,7 @@ export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
  * (SaKeys); the times read its origin.
  */
 abstract class SaGetters implements SaKeys {
+  declare readonly material: Uint8Array;
   declare readonly slot: number;
   declare readonly form: number;
   declare readonly origin: SaOrigin;
@@ -85,8 +87,6 @@ abstract class SaGetters implements SaKeys {
   /** Its last packet, Unix ms (0 = never used). */
   get useTimeMs(): number { return this.lastUse === 0 ? 0 : this.origin.ms + this.lastUse - 1; }
   set useTimeMs(ms: number) { this.lastUse = ms - this.origin.ms + 1; }
-  /** The slab chunk its key material is in (at `at`). */
-  get material(): Uint8Array { return this.origin.slabs.keys.of(this.length).array(this.slot); }
 
   /** The SA's transform: the SA itself. */
   get transform(): SaTransform { return this as unknown as SaTransform; }
@@ -113,7 +113,7 @@ abstract class SaGetters implements SaKeys {
 }
 
 /** The getters SaGetters defines, as an SA class has them. */
-type SaGettersApi = Omit<SaGetters, 'slot' | 'form' | 'origin' | 'lastUse'>;
+type SaGettersApi = Omit<SaGetters, 'material' | 'slot' | 'form' | 'origin' | 'lastUse'>;
 
 /** Puts SaGetters' getters on an SA class's prototype. */
 function keyedSa(c: { prototype: object }): void {
@@ -134,6 +134,7 @@ export class OutboundSa extends OutboundSequence implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
   lastUse = 0;
+  readonly material: Uint8Array;
   readonly slot: number;
   readonly form: number;
 
@@ -141,6 +142,7 @@ export class OutboundSa extends OutboundSequence implements SaCounters, SaKeys {
   constructor(readonly spi: number, readonly dst: string, keys: SaKeys, sequence: OutboundSequence, readonly origin: SaOrigin) {
     super(0, sequence.blockSize);
     this.takeOver(sequence);
+    this.material = keys.material;
     this.slot = keys.slot;
     this.form = keys.form;
   }
@@ -174,12 +176,14 @@ export class InboundSa implements SaCounters, SaKeys {
   #mark: ReplayMark | undefined;
   /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
   #top: number;
+  readonly material: Uint8Array;
   readonly slot: number;
   readonly form: number;
 
   /** `origin`: when, the local end, the slabs (shared with the SAs made along with it). `keys`: as OutboundSa's. */
   constructor(readonly spi: number, readonly src: string, keys: SaKeys, readonly origin: SaOrigin, top: number) {
     this.#top = top;
+    this.material = keys.material;
     this.slot = keys.slot;
     this.form = keys.form;
   }
@@ -287,7 +291,7 @@ export function saKeys(t: PackedTransform | EspTransform, slabs: SaSlabs): SaKey
   const slab = slabs.keys.of(length), slot = slab.take();
   slab.array(slot).set(packedMaterial(p), slab.offset(slot));
   if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
-  return { slot, form: keyForm(p) };
+  return { material: slab.array(slot), slot, form: keyForm(p) };
 }
 
 /** The origin of an SA made from `p` with its local end `local` (SaParams.nowMs). */

@@ -81,7 +81,7 @@ export class Slab<T extends SlabArray> {
 
 /** Slabs of byte slots, one per length asked for (key material comes in a few lengths). */
 export class ByteSlabs {
-  /** By length: an array, not a Map (an SA reads its key material's chunk here per packet). */
+  /** By length: an array, not a Map. */
   readonly #byLength: (Slab<Uint8Array> | undefined)[] = [];
 
   /** The slab of `length`-byte slots. */
