@@ -214,9 +214,16 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     return '';
   }
 
-  /** peer: that peer's SAs only. */
-  engineStatus(tunnel: Tunnel<'esp'>, showKeys = false, peer?: string): Promise<EspEngineStatus> {
-    return tunnel.request({ type: 'status', showKeys, ...(peer === undefined ? {} : { peer }) });
+  /**
+   * peer: that peer's SAs only. The datapath keeps no peer names (a string a peer): it is asked and
+   * answers by tunnel IP, and the peers are named here from the specs.
+   */
+  async engineStatus(tunnel: Tunnel<'esp'>, showKeys = false, peer?: string): Promise<EspEngineStatus> {
+    const ip = peer === undefined ? undefined : this.specs.get(peer)?.ip ?? peer;
+    const st = await tunnel.request({ type: 'status', showKeys, ...(ip === undefined ? {} : { peer: ip }) });
+    const names = new Map<string, string>();
+    for (const s of peer === undefined ? this.specs.values() : [this.specs.get(peer)]) if (s) names.set(s.ip, s.name);
+    return namePeers(st, names);
   }
 
   async encryptStatus(tunnel: Tunnel<'esp'>, publishedKey = 0): Promise<IpsecEncryptStatus> {
@@ -308,6 +315,13 @@ function packKeyMaterial(arena: KeyMaterialArena, derived: EspTransform[]): Pack
   const packed = arena.pack(derived);
   for (const t of derived) for (const part of keyParts(t)) part.fill(0);
   return packed;
+}
+
+/** The ESP engine's status with its peers named (it answers by tunnel IP): `names` by tunnel IP; a peer without one keeps its IP. */
+export function namePeers(st: EspEngineStatus, names: ReadonlyMap<string, string>): EspEngineStatus {
+  for (const sa of st.sas) sa.peer = names.get(sa.peer) ?? sa.peer;
+  for (const p of st.peers) p.name = names.get(p.ip) ?? p.ip;
+  return st;
 }
 
 /** The same keys in the same order (a loop: a closure per peer and pass is garbage at 5,000 peers). */

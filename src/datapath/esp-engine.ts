@@ -34,8 +34,11 @@ import type {
 } from './messages.js';
 import { VeilError } from '../util/errors.js';
 
+/**
+ * A peer, by its tunnel IP. Not its name (a string of its own, 40 B a peer): nothing here needs it;
+ * the agent names the peers of a status (IpsecMode.engineStatus).
+ */
 interface PeerState extends InboundSlot {
-  name: string;
   ip: string;
   /**
    * Its address as bytes (4 or 16): a slot of the engine's slab for its family (ipSlab()), an IPv4
@@ -558,10 +561,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const ip = parseIp(s.ip);
         const slab = this.ipSlab(ip.family), slot = slab.take();
         slab.array(slot).set(ip.bytes, slab.offset(slot));
-        st = { name: s.name, ip: s.ip, ipSlot: ip.family === 4 ? slot : ~slot, outbound: [], active: null, prefixes: [], inbound: undefined };
+        st = { ip: s.ip, ipSlot: ip.family === 4 ? slot : ~slot, outbound: [], active: null, prefixes: [], inbound: undefined };
         this.peers.set(s.ip, st);
       }
-      st.name = s.name;
       const kept: OutboundSa[] = [];
       for (const sa of listOf(st.outbound)) {
         const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x));
@@ -624,7 +626,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const d = new EspTableDigest();
     let owned = 0;
     for (const st of this.peers.values()) {
-      d.peer(st.name, st.ip, st.active?.spi ?? 0);
+      d.peer(st.ip, st.active?.spi ?? 0);
       for (const sa of listOf(st.outbound)) d.sa('o', st.ip, sa.spi, sa.transform);
       for (const p of listOf(st.prefixes)) if (this.allowed.get(p) === st) { d.prefix(p, st.ip); owned++; }
     }
@@ -653,7 +655,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const p of prefixes) if (this.allowed.get(p) === st) this.allowed.remove(p);
   }
 
-  /** peer: only that peer's SAs and entry (one peer of thousands, without listing them all). */
+  /**
+   * peer: only that peer's SAs and entry, by tunnel IP (one peer of thousands, without listing them
+   * all). Peers are named by their tunnel IP (PeerState: no names here).
+   */
   private status(showKeys: boolean, peer?: string): EspEngineStatus {
     const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean): EspSaStatus => ({
       peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: this.rawEsp ? 'none' : `espinudp ${ESP_IN_UDP_PORT}`,
@@ -664,10 +669,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
     });
     const sas: EspSaStatus[] = [];
-    const peers = [...this.peers.values()].filter((p) => peer === undefined || p.name === peer);
-    for (const p of peers) for (const sa of listOf(p.outbound)) sas.push(describe(sa, p.name, sa === p.active));
+    const peers = [...this.peers.values()].filter((p) => peer === undefined || p.ip === peer);
+    for (const p of peers) for (const sa of listOf(p.outbound)) sas.push(describe(sa, p.ip, sa === p.active));
     const inbound = peer === undefined ? this.inbound.all() : peers.flatMap((p) => this.inbound.ofSource(p.ip));
-    for (const sa of inbound) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
+    for (const sa of inbound) sas.push(describe(sa, sa.src, true));
     const xfrm: Record<string, number> = {};
     for (const [reason, count] of Object.entries(this.drops)) {
       const name = XFRM_STAT_NAMES[reason as keyof typeof XFRM_STAT_NAMES];
@@ -676,7 +681,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
       peerCount: this.peers.size, aeadContexts: this.contexts.count, marksPending: this.outPending.size + this.inPending.size,
-      peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
+      peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
@@ -690,7 +695,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const packed = packTransforms([...outbound, ...inbound].map((sa) => sa.transform));
       const spec = (sa: OutboundSa | InboundSa, i: number) => ({ spi: sa.spi, transform: packed[i]! });
       return {
-        name: p.name, ip: p.ip, allowedIPs: [...listOf(p.prefixes)], outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
+        // no name kept: the next agent's own specs name it (its first pass sends them)
+        name: p.ip, ip: p.ip, allowedIPs: [...listOf(p.prefixes)], outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
         inbound: inbound.map((sa, i) => spec(sa, outbound.length + i)),
       };
     });

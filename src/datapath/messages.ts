@@ -217,6 +217,7 @@ export interface WireGuardEngineStatus {
 
 /** One SA as the ESP engine reports it; `ip xfrm state` and the SA export are made from it. */
 export interface EspSaStatus {
+  /** Its peer's name (the engine answers its tunnel IP; IpsecMode.engineStatus names it). */
   peer: string;
   direction: 'in' | 'out';
   src: string;
@@ -243,6 +244,7 @@ export interface EspSaStatus {
 }
 
 export interface EspPeerStatus {
+  /** As EspSaStatus.peer. */
   name: string;
   ip: string;
   activeSpi: number;
