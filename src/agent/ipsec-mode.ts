@@ -13,7 +13,7 @@ import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspEngineStatus, EspPeerSpec, EspSaSpec } from '../datapath/messages.js';
-import { keyParts, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
+import { keyParts, packedSa, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
 import { KeyMaterialArena } from '../esp/key-material-arena.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
@@ -165,23 +165,19 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
         const remote = { ip: p.internalIP, bootId: p.bootID };
         const derived: EspTransform[] = [];
+        // A key the last spec had keeps its SA specs (the same objects: SPI and keys in one, EspSaSpec).
         const kept = keys.map((k) => {
           const j = same ? same.under.keys.indexOf(k) : -1;
-          if (j >= 0) return { out: listOf(same!.outbound)[j]!.transform, in: listOf(same!.inbound)[j]!.transform };
+          if (j >= 0) return { out: listOf(same!.outbound)[j]!, in: listOf(same!.inbound)[j]! };
           const t = deriveTunnelTransforms(k, local, remote);
           derived.push(t.out, t.in);
           return undefined;
         });
         const packed = packKeyMaterial(this.keyMaterial, derived);
         let next = 0;
-        const transforms = kept.map((t) => t ?? { out: packed[next++]!, in: packed[next++]! });
+        const sas = kept.map((t, i) => t ?? { out: packedSa(keys[i]!.spi, packed[next++]!), in: packedSa(keys[i]!.spi, packed[next++]!) });
         // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
-        spec = new KeptSpec(
-          p.name, p.internalIP, p.podCIDRs,
-          oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.out }))),
-          oneOrMore(keys.map((k, i) => ({ spi: k.spi, transform: transforms[i]!.in }))),
-          p, under, pass,
-        );
+        spec = new KeptSpec(p.name, p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
       } catch (e) {
         problems.set(`peer ${p.name}`, `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`);
         continue;
@@ -210,9 +206,16 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     return '';
   }
 
-  /** peer: that peer's SAs only. */
-  engineStatus(tunnel: Tunnel<'esp'>, showKeys = false, peer?: string): Promise<EspEngineStatus> {
-    return tunnel.request({ type: 'status', showKeys, ...(peer === undefined ? {} : { peer }) });
+  /**
+   * peer: that peer's SAs only. The datapath keeps no peer names (a string a peer): it is asked and
+   * answers by tunnel IP, and the peers are named here from the specs.
+   */
+  async engineStatus(tunnel: Tunnel<'esp'>, showKeys = false, peer?: string): Promise<EspEngineStatus> {
+    const ip = peer === undefined ? undefined : this.specs.get(peer)?.ip ?? peer;
+    const st = await tunnel.request({ type: 'status', showKeys, ...(ip === undefined ? {} : { peer: ip }) });
+    const names = new Map<string, string>();
+    for (const s of peer === undefined ? this.specs.values() : [this.specs.get(peer)]) if (s) names.set(s.ip, s.name);
+    return namePeers(st, names);
   }
 
   async encryptStatus(tunnel: Tunnel<'esp'>, publishedKey = 0): Promise<IpsecEncryptStatus> {
@@ -293,6 +296,13 @@ function packKeyMaterial(arena: KeyMaterialArena, derived: EspTransform[]): Pack
   const packed = arena.pack(derived);
   for (const t of derived) for (const part of keyParts(t)) part.fill(0);
   return packed;
+}
+
+/** The ESP engine's status with its peers named (it answers by tunnel IP): `names` by tunnel IP; a peer without one keeps its IP. */
+export function namePeers(st: EspEngineStatus, names: ReadonlyMap<string, string>): EspEngineStatus {
+  for (const sa of st.sas) sa.peer = names.get(sa.peer) ?? sa.peer;
+  for (const p of st.peers) p.name = names.get(p.ip) ?? p.ip;
+  return st;
 }
 
 /** The same keys in the same order (a loop: a closure per peer and pass is garbage at 5,000 peers). */

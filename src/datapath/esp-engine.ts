@@ -9,7 +9,7 @@ import { Slab } from '../util/slab.js';
 import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import { formatCidr, formatIp, maskAddress, parseCidr, parseIp } from '../net/cidr.js';
 import {
-  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaSlabs, SaTime, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
+  createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaOrigin, SaSlabs, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
 import { OutboundSequence, SEQ_EXHAUSTED, SEQ_NOT_RESERVED } from '../esp/sequence-store.js';
 import { replayMarkId, replayMarkSpi, sequenceMarkId } from '../esp/sequence-mark-file.js';
@@ -19,7 +19,7 @@ import { encodeEsp, frameEspGcm } from '../esp/esp-encoder.js';
 import {
   ESP_GCM_PREFIX, ESP_HEADER_LENGTH, GCM_NONCE_AAD_LENGTH, espEncryptedLength, nextHeaderFor, readEspSpi, writeGcmNonceAad,
 } from '../esp/esp-packet.js';
-import { describeTransform, packTransforms, type EspTransform } from '../esp/esp-transform.js';
+import { describeTransform, packedSa, packTransforms, type EspTransform } from '../esp/esp-transform.js';
 import { EspTableDigest } from './esp-table-digest.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import { AeadBatch, AeadKey } from './aead-batch.js';
@@ -29,19 +29,24 @@ import { SinglePacketWriter } from './single-packet-writer.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
-import type { EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaState, EspSaStatus, RequestOf, AnyReplyOf } from './messages.js';
+import type {
+  EspEngineCounters, EspEngineInit, EspEngineState, EspEngineStatus, EspPeerSpec, EspProtocol, EspSaSpec, EspSaState, EspSaStatus, EspStatePeer, EspStateSa, RequestOf, AnyReplyOf,
+} from './messages.js';
 import { VeilError } from '../util/errors.js';
 
+/**
+ * A peer, by its tunnel IP. Not its name (a string of its own, 40 B a peer): nothing here needs it;
+ * the agent names the peers of a status (IpsecMode.engineStatus).
+ */
 interface PeerState extends InboundSlot {
-  name: string;
   ip: string;
   /**
-   * Its address as bytes (4 or 16): slot ipSlot of the engine's slab for its family (ipSlab()). A
+   * Its address as bytes (4 or 16): a slot of the engine's slab for its family (ipSlab()), an IPv4
+   * address's slot as it is, an IPv6 one's as ~slot (negative: the family without a field, 8 B). A
    * typed array of its own was ~210 B a peer with its buffer, a view of the slot ~96 B, the chunk
    * and offset as fields 16 B.
    */
   ipSlot: number;
-  family: 4 | 6;
   /** One SA per key in force (one, two during a rotation): not a Map of its own per peer (listOf() reads it). */
   outbound: OneOrMore<OutboundSa>;
   active: OutboundSa | null;
@@ -173,7 +178,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       : new PacketBatch({ capacity: RX_BATCH, slotSize: RX_SIDE + SLOT, slots: BATCH, headroom: RX_SIDE });
     // A handover: the SAs of the datapath before (which stopped before exporting), their sequences and windows.
     const r = init.resume;
-    if (r) this.updatePeers(r.state.peers, [], new Map(r.state.sas.map((x) => [saStateKey(x.direction, x.spi, x.peer), x])));
+    if (r) this.updatePeers(r.state.peers.map(fromStatePeer), [], new Map(r.state.sas.map((x) => [saStateKey(x.direction, x.spi, x.peer), x])));
   }
 
   // ---- sequence marks: a block is durable before any of its numbers is used --------------------
@@ -307,7 +312,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
   private retire(sa: OutboundSa | InboundSa): void {
     this.contexts.release(sa);
-    releaseSa(sa, this.slabs);
+    releaseSa(sa);
   }
 
   // ---- TUN -> network ---------------------------------------------------------------------------
@@ -339,8 +344,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const key = this.contexts.get(sa, 'seal', now); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
-      const ips = this.ipSlab(peer.family), ipSlot = peer.ipSlot;
-      b.setPeer(out, ips.array(ipSlot), peer.family, this.peerPort, ips.offset(ipSlot));
+      const at = peer.ipSlot, family = at < 0 ? 6 : 4, ipSlot = at < 0 ? ~at : at, ips = this.ipSlab(family);
+      b.setPeer(out, ips.array(ipSlot), family, this.peerPort, ips.offset(ipSlot));
       b.offs[out] = off - ESP_GCM_PREFIX;
       b.lens[out] = ESP_GCM_PREFIX + sealed + t.icvLength;
       out++;
@@ -363,7 +368,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (sa.sequence.durableEnd <= sa.sequence.last) this.awaitBlock(sa);
     const r = encodeEsp(sa, this.tx.buf.subarray(off, off + len), this.scratch, Date.now()); // SA use time is wall-clock
     if (!r.ok) { this.counters.sequenceWait++; return; }
-    if (!this.udp.sendTo(this.scratch, this.ipSlab(peer.family).view(peer.ipSlot), this.peerPort, 0, r.length)) this.counters.sendFailed++;
+    const at = peer.ipSlot;
+    if (!this.udp.sendTo(this.scratch, this.ipSlab(at < 0 ? 6 : 4).view(at < 0 ? ~at : at), this.peerPort, 0, r.length)) this.counters.sendFailed++;
     else { this.counters.txPackets++; this.counters.txBytes += len; }
     this.reserve(sa);
   }
@@ -559,7 +565,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * (sequence, replay) whose key is unchanged: the cost is that of the peers named.
    */
   private updatePeers(upsert: EspPeerSpec[], remove: string[], resumed?: Map<string, EspSaState>): { peers: number; sas: number } {
-    const now = Date.now(), made = new SaTime(now); // one add time for the SAs this update makes
+    const now = Date.now(), made = new SaOrigin(now, this.init.localIp, this.slabs); // what the SAs this update makes share
     const created: OutboundSa[] = [];
     for (const ip of remove) {
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa); // before its peer state, where they hang
@@ -568,22 +574,21 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.releasePrefixes(st, listOf(st.prefixes));
         for (const sa of listOf(st.outbound)) this.retireOutbound(sa);
         this.peers.delete(ip);
-        this.ipSlab(st.family).release(st.ipSlot);
+        this.ipSlab(st.ipSlot < 0 ? 6 : 4).release(st.ipSlot < 0 ? ~st.ipSlot : st.ipSlot);
       }
     }
     for (const s of upsert) {
       let st = this.peers.get(s.ip);
       if (!st) {
         const ip = parseIp(s.ip);
-        const slab = this.ipSlab(ip.family), ipSlot = slab.take();
-        slab.array(ipSlot).set(ip.bytes, slab.offset(ipSlot));
-        st = { name: s.name, ip: s.ip, ipSlot, family: ip.family, outbound: [], active: null, prefixes: [], inbound: undefined };
+        const slab = this.ipSlab(ip.family), slot = slab.take();
+        slab.array(slot).set(ip.bytes, slab.offset(slot));
+        st = { ip: s.ip, ipSlot: ip.family === 4 ? slot : ~slot, outbound: [], active: null, prefixes: [], inbound: undefined };
         this.peers.set(s.ip, st);
       }
-      st.name = s.name;
       const kept: OutboundSa[] = [];
       for (const sa of listOf(st.outbound)) {
-        const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform));
+        const keep = listOf(s.outbound).find((x) => x.spi === sa.spi && holdsTransform(sa.transform, x));
         if (keep) kept.push(sa); else this.retireOutbound(sa);
       }
       for (const o of listOf(s.outbound)) {
@@ -592,7 +597,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         // Handed over: go on right after the last number the stopped datapath sent (its block is durable).
         const r = resumed?.get(saStateKey('out', o.spi, st.ip));
         const sequence = r?.last !== undefined ? OutboundSequence.resume(r.last, mark) : new OutboundSequence(mark);
-        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o.transform, nowMs: made, sequence }, this.slabs);
+        const sa = createOutboundSa({ spi: o.spi, src: this.init.localIp, dst: st.ip, transform: o, nowMs: made, sequence }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         this.marks.delete(markId); // the SA holds it now (made first: a failure leaves the entry in place)
         created.push(sa);
@@ -601,14 +606,14 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       st.outbound = oneOrMore(kept);
       for (const sa of this.inbound.ofSource(s.ip)) {
-        if (!listOf(s.inbound).some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x.transform))) this.dropInbound(sa);
+        if (!listOf(s.inbound).some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x))) this.dropInbound(sa);
       }
       for (const x of listOf(s.inbound)) {
         if (this.inbound.lookup(s.ip, x.spi)) continue;
-        const id = replayMarkId(x.spi, st.ip, this.init.localIp, x.transform);
+        const id = replayMarkId(x.spi, st.ip, this.init.localIp, x);
         // Handed over: the exact window (numbers below the top not yet seen stay acceptable, once).
         const r = resumed?.get(saStateKey('in', x.spi, st.ip));
-        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x.transform, nowMs: made, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
+        const sa = createInboundSa({ spi: x.spi, src: st.ip, dst: this.init.localIp, transform: x, nowMs: made, replayTop: this.marks.get(id) ?? 0, window: r?.replay }, this.slabs);
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
@@ -643,7 +648,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const d = new EspTableDigest();
     let owned = 0;
     for (const st of this.peers.values()) {
-      d.peer(st.name, st.ip, st.active?.spi ?? 0);
+      d.peer(st.ip, st.active?.spi ?? 0);
       for (const sa of listOf(st.outbound)) d.sa('o', st.ip, sa.spi, sa.transform);
       for (const p of listOf(st.prefixes)) if (this.allowed.get(p) === st) { d.prefix(p, st.ip); owned++; }
     }
@@ -672,7 +677,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const p of prefixes) if (this.allowed.get(p) === st) this.allowed.remove(p);
   }
 
-  /** peer: only that peer's SAs and entry (one peer of thousands, without listing them all). */
+  /**
+   * peer: only that peer's SAs and entry, by tunnel IP (one peer of thousands, without listing them
+   * all). Peers are named by their tunnel IP (PeerState: no names here).
+   */
   private status(showKeys: boolean, peer?: string): EspEngineStatus {
     const describe = (sa: OutboundSa | InboundSa, peer: string, active: boolean): EspSaStatus => ({
       peer, direction: sa.direction, src: sa.src, dst: sa.dst, spi: sa.spi, mode: 'tunnel', encap: this.rawEsp ? 'none' : `espinudp ${ESP_IN_UDP_PORT}`,
@@ -683,10 +691,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       ...(showKeys ? { key: keyHex(sa.transform) } : {}),
     });
     const sas: EspSaStatus[] = [];
-    const peers = [...this.peers.values()].filter((p) => peer === undefined || p.name === peer);
-    for (const p of peers) for (const sa of listOf(p.outbound)) sas.push(describe(sa, p.name, sa === p.active));
+    const peers = [...this.peers.values()].filter((p) => peer === undefined || p.ip === peer);
+    for (const p of peers) for (const sa of listOf(p.outbound)) sas.push(describe(sa, p.ip, sa === p.active));
     const inbound = peer === undefined ? this.inbound.all() : peers.flatMap((p) => this.inbound.ofSource(p.ip));
-    for (const sa of inbound) sas.push(describe(sa, this.peers.get(sa.src)?.name ?? sa.src, true));
+    for (const sa of inbound) sas.push(describe(sa, sa.src, true));
     const xfrm: Record<string, number> = {};
     for (const [reason, count] of Object.entries(this.drops)) {
       const name = XFRM_STAT_NAMES[reason as keyof typeof XFRM_STAT_NAMES];
@@ -695,7 +703,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
       peerCount: this.peers.size, aeadContexts: this.contexts.count, marksPending: this.outPending.size + this.inPending.size,
-      peers: peers.map((p) => ({ name: p.name, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
+      peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
@@ -703,13 +711,14 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The peers as configured (the specs that make them again) and each SA's live numbers. */
   exportState(): EspEngineState {
     // Copies, a peer's keys packed in a buffer of its own: the SAs' key material is in slab chunks (a message would carry whole chunks) and close() wipes it.
-    const peers: EspPeerSpec[] = [...this.peers.values()].map((p) => {
+    const peers: EspStatePeer[] = [...this.peers.values()].map((p) => {
       const inbound = this.inbound.ofSource(p.ip);
       const outbound = listOf(p.outbound);
       const packed = packTransforms([...outbound, ...inbound].map((sa) => sa.transform));
       const spec = (sa: OutboundSa | InboundSa, i: number) => ({ spi: sa.spi, transform: packed[i]! });
       return {
-        name: p.name, ip: p.ip, allowedIPs: [...listOf(p.prefixes)], outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
+        // no name kept: the next agent's own specs name it (its first pass sends them)
+        name: p.ip, ip: p.ip, allowedIPs: [...listOf(p.prefixes)], outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
         inbound: inbound.map((sa, i) => spec(sa, outbound.length + i)),
       };
     });
@@ -742,6 +751,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
  */
 function replayIdOf(sa: InboundSa): string {
   return replayMarkId(sa.spi, sa.src, sa.dst, sa.transform);
+}
+
+/** A handed-over peer as this engine's specs carry it: each SA one object (EspStatePeer). */
+function fromStatePeer(p: EspStatePeer): EspPeerSpec {
+  const sa = (x: EspStateSa | EspSaSpec) => ('transform' in x ? packedSa(x.spi, x.transform) : x); // either shape: what the state holds is not checked by type
+  return { ...p, outbound: oneOrMore(listOf(p.outbound).map(sa)), inbound: oneOrMore(listOf(p.inbound).map(sa)) };
 }
 
 function saStateKey(direction: 'in' | 'out', spi: number, peer: string): string {

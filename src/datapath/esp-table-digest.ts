@@ -25,9 +25,9 @@ export class EspTableDigest {
   private h1 = BASIS1;
   private h2 = BASIS2;
 
-  /** A peer as the engine keeps it: its name, address and the SPI of its active outbound SA (0: none). */
-  peer(name: string, ip: string, activeSpi: number): void {
-    this.text('p'); this.text(name); this.text(ip); this.num(activeSpi);
+  /** A peer as the engine keeps it: its address and the SPI of its active outbound SA (0: none); not its name, which the engine does not keep. */
+  peer(ip: string, activeSpi: number): void {
+    this.text('p'); this.text(ip); this.num(activeSpi);
     this.end();
   }
 
@@ -99,9 +99,9 @@ export function espSpecsDigest(specs: readonly EspPeerSpec[]): string {
   const d = new EspTableDigest();
   for (const s of specs) {
     const outbound = listOf(s.outbound), inbound = listOf(s.inbound);
-    d.peer(s.name, s.ip, outbound.some((o) => o.spi === s.activeSpi) ? s.activeSpi : 0);
-    outbound.forEach((o, i) => { if (outbound.findIndex((x) => x.spi === o.spi) === i) d.sa('o', s.ip, o.spi, o.transform); });
-    inbound.forEach((x, i) => { if (inbound.findIndex((y) => y.spi === x.spi) === i) d.sa('i', s.ip, x.spi, x.transform); });
+    d.peer(s.ip, outbound.some((o) => o.spi === s.activeSpi) ? s.activeSpi : 0);
+    outbound.forEach((o, i) => { if (outbound.findIndex((x) => x.spi === o.spi) === i) d.sa('o', s.ip, o.spi, o); });
+    inbound.forEach((x, i) => { if (inbound.findIndex((y) => y.spi === x.spi) === i) d.sa('i', s.ip, x.spi, x); });
     s.allowedIPs.forEach((p, i) => { if (s.allowedIPs.indexOf(p) === i) d.prefix(p, s.ip); });
   }
   return d.value;

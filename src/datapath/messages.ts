@@ -2,7 +2,7 @@
 // with, the control requests each engine answers, their replies and the status it reports. Both
 // sides import these types, so a field added on one side is a compile error on the other until it
 // is handled there too.
-import type { PackedTransform } from '../esp/esp-transform.js';
+import type { PackedSa, PackedTransform } from '../esp/esp-transform.js';
 import type { EspDropCounters } from '../esp/esp-decoder.js';
 import type { DropReason } from '../wireguard/stats.js';
 import type { TunCounters, TunQueueDescriptor } from './tun-device.js';
@@ -74,11 +74,11 @@ export interface WireGuardPeerSpec {
   nextPublicKey?: string;
 }
 
-export interface EspSaSpec {
-  spi: number;
-  /** Its keys packed: a peer's spec holds all of them in one buffer (esp-transform.ts). */
-  transform: PackedTransform;
-}
+/**
+ * An SA: its SPI and its keys packed, one object (esp-transform.ts PackedSa; a peer's keys share one
+ * buffer).
+ */
+export type EspSaSpec = PackedSa;
 
 export interface EspPeerSpec {
   name: string;
@@ -117,9 +117,24 @@ export interface EspSaState {
   packets: number;
 }
 
+/**
+ * A peer in a handover's state: as EspPeerSpec, with each SA as { spi, transform }, the shape the
+ * agents before the SA specs were one object (session 18) hand over and read: an agent hands over
+ * to the next version, and back to the last one.
+ */
+export interface EspStatePeer extends Omit<EspPeerSpec, 'outbound' | 'inbound'> {
+  outbound: OneOrMore<EspStateSa>;
+  inbound: OneOrMore<EspStateSa>;
+}
+
+export interface EspStateSa {
+  spi: number;
+  transform: PackedTransform;
+}
+
 /** An ESP engine's state: its peers (SAs with keys) as last set, and each SA's sequence or replay window. */
 export interface EspEngineState {
-  peers: EspPeerSpec[];
+  peers: EspStatePeer[];
   sas: EspSaState[];
 }
 
@@ -202,6 +217,7 @@ export interface WireGuardEngineStatus {
 
 /** One SA as the ESP engine reports it; `ip xfrm state` and the SA export are made from it. */
 export interface EspSaStatus {
+  /** Its peer's name (the engine answers its tunnel IP; IpsecMode.engineStatus names it). */
   peer: string;
   direction: 'in' | 'out';
   src: string;
@@ -228,6 +244,7 @@ export interface EspSaStatus {
 }
 
 export interface EspPeerStatus {
+  /** As EspSaStatus.peer. */
   name: string;
   ip: string;
   activeSpi: number;

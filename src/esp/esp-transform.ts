@@ -42,7 +42,8 @@ export type EspTransform = GcmTransform | CbcHmacTransform;
  */
 export interface PackedGcmTransform {
   kind: 'aead';
-  name: typeof AEAD_GCM;
+  /** Constant: packTransforms() writes it, an SA spec (packedSa) leaves it out (8 B an SA, both threads). */
+  name?: typeof AEAD_GCM;
   icvLength: 12 | 16;
   material: Uint8Array;
   at: number;
@@ -52,7 +53,8 @@ export interface PackedGcmTransform {
 export interface PackedCbcHmacTransform {
   kind: 'authenc';
   auth: AuthName;
-  enc: typeof ENC_CBC_AES;
+  /** As PackedGcmTransform.name. */
+  enc?: typeof ENC_CBC_AES;
   icvLength: 12 | 32;
   material: Uint8Array;
   at: number;
@@ -61,6 +63,20 @@ export interface PackedCbcHmacTransform {
 }
 
 export type PackedTransform = PackedGcmTransform | PackedCbcHmacTransform;
+
+/**
+ * An SA's SPI and its packed transform as one object: what the agent's peer specs carry to the
+ * datapath worker (messages.ts EspSaSpec). An object for the SPI and one for its transform were
+ * ~112 B an SA, on the agent's side and again in the worker's message.
+ */
+export type PackedSa = PackedTransform & { spi: number };
+
+/** The SA of `spi` under `t`'s keys (the same material, not a copy), its fields always in one order, without the constant names. */
+export function packedSa(spi: number, t: PackedTransform): PackedSa {
+  return t.kind === 'aead'
+    ? { spi, kind: 'aead', icvLength: t.icvLength, material: t.material, at: t.at, keyLength: t.keyLength }
+    : { spi, kind: 'authenc', auth: t.auth, icvLength: t.icvLength, material: t.material, at: t.at, encKeyLength: t.encKeyLength, authKeyLength: t.authKeyLength };
+}
 
 /** The two parts of a transform's key material, in the order a packed transform holds them. */
 export function keyParts(t: EspTransform): [Uint8Array, Uint8Array] {

@@ -2,7 +2,7 @@
 // Always ESN and a replay window of 1024 (Cilium's per-tunnel keys). Outbound SAs own their sequence
 // reservation, inbound SAs their replay window.
 import {
-  AEAD_GCM, ENC_CBC_AES, GCM_SALT_LENGTH, packedLength, packedMaterial, packTransforms, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform,
+  AEAD_GCM, AUTH_SHA256, AUTH_SHA512, ENC_CBC_AES, GCM_SALT_LENGTH, packedLength, packedMaterial, packTransforms, type AuthName, type CbcHmacTransform, type EspTransform, type GcmTransform,
   type PackedCbcHmacTransform, type PackedGcmTransform, type PackedTransform,
 } from './esp-transform.js';
 import { EspReplayWindow, REPLAY_WINDOW_SIZE, type EspReplayWindowState } from './replay-window.js';
@@ -21,40 +21,134 @@ export interface SaCounters {
 }
 
 /**
- * When SAs were made (Unix ms), one object for the SAs made together (an engine's update): a time
- * is no small integer, so a number field of each SA was a 16 B box of its own.
+ * What the SAs made together (an engine's update) share, one object for all of them: when they were
+ * made (Unix ms: no small integer, so a number field of each SA was a 16 B box of its own), the
+ * local end's address (an SA's source or destination: 8 B an SA) and the slabs their key material
+ * and replay windows live in (8 B an inbound SA).
  */
-export class SaTime {
-  constructor(readonly ms: number) {}
-
-  static of(t: SaTime | number): SaTime {
-    return typeof t === 'number' ? new SaTime(t) : t;
-  }
+export class SaOrigin {
+  /** `slabs`: the engine's; a slab of its own for SAs made without (a test's). */
+  constructor(readonly ms: number, readonly local: string, readonly slabs = new SaSlabs()) {}
 }
 
-// The SAs are classes: what every SA has alike (its direction, ESN, the window size, the ICV length
-// its transform has) is on the prototype, not a field of each (8 B each, four per SA).
+/**
+ * An SA's transform as fields of the SA itself (`transform` is the SA: an object of its own was a
+ * header and a pointer more, 32 B an SA): its key material in `slot` of its origin's slabs (the
+ * chunk is `material`: a field, since the per-packet paths read it; read from the slab it cost the
+ * framing of a packet ~10 ns), and the kind and lengths in one small integer (`form`, keyForm()). A typed array per key and per salt cost ~96 B each, four per
+ * peer, more than the bytes they hold. The per-packet paths read the salt in place (material,
+ * saltAt); `key`, `salt`, `encKey` and `authKey` are views made on demand for the cold ones (a
+ * native context's creation, node:crypto's single-packet path, status).
+ */
+export interface SaKeys {
+  material: Uint8Array;
+  slot: number;
+  /** Kind and lengths: keyForm(). */
+  form: number;
+}
+
+// form: bits 0-7 the key length (GCM) or the encryption key's (CBC), 8-15 the ICV length, 16-23 the
+// authentication key's length, then the kind and the HMAC's hash.
+const FORM_AUTHENC = 1 << 24;
+const FORM_SHA512 = 1 << 25;
+
+function keyForm(t: PackedTransform): number {
+  if (t.kind === 'aead') return t.keyLength | (t.icvLength << 8);
+  return t.encKeyLength | (t.icvLength << 8) | (t.authKeyLength << 16) | FORM_AUTHENC | (t.auth === AUTH_SHA512 ? FORM_SHA512 : 0);
+}
+
+/** The transform an SA is: its key fields read as a GcmTransform or a CbcHmacTransform, by `kind`. */
+export interface SaGcmTransform extends GcmTransform, Omit<PackedGcmTransform, 'name'>, SaKeys {
+  readonly origin: SaOrigin;
+  readonly saltAt: number;
+  /** Bytes of key material (key and salt). */
+  readonly length: number;
+}
+export interface SaCbcHmacTransform extends CbcHmacTransform, Omit<PackedCbcHmacTransform, 'enc'>, SaKeys {
+  readonly origin: SaOrigin;
+  readonly length: number;
+}
+export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
 
 /**
- * One outbound SA: its counters, and its sequence reservation (sequence-store.ts), which it is
- * (`sequence` is the SA itself: an object of its own was a header and a pointer more, 32 B an SA).
- * `sequence`: the reservation to start from (its state is taken over; do not use it afterwards).
+ * What both SA classes read alike from their fields, on both prototypes (keyedSa()): one definition
+ * for the two directions, not a field of each SA. The transform's getters read its key fields
+ * (SaKeys); the times read its origin.
  */
-export class OutboundSa extends OutboundSequence implements SaCounters {
+abstract class SaGetters implements SaKeys {
+  declare readonly material: Uint8Array;
+  declare readonly slot: number;
+  declare readonly form: number;
+  declare readonly origin: SaOrigin;
+  /** Its last packet: ms after its origin's time, plus 1 (0 = never). A small integer for 24 days: Unix ms in a field was a 16 B box of its own. */
+  declare lastUse: number;
+
+  get addTimeMs(): number { return this.origin.ms; }
+  /** Its last packet, Unix ms (0 = never used). */
+  get useTimeMs(): number { return this.lastUse === 0 ? 0 : this.origin.ms + this.lastUse - 1; }
+  set useTimeMs(ms: number) { this.lastUse = ms - this.origin.ms + 1; }
+
+  /** The SA's transform: the SA itself. */
+  get transform(): SaTransform { return this as unknown as SaTransform; }
+  get kind(): 'aead' | 'authenc' { return (this.form & FORM_AUTHENC) === 0 ? 'aead' : 'authenc'; }
+  get name(): typeof AEAD_GCM { return AEAD_GCM; }
+  get enc(): typeof ENC_CBC_AES { return ENC_CBC_AES; }
+  get auth(): AuthName { return (this.form & FORM_SHA512) === 0 ? AUTH_SHA256 : AUTH_SHA512; }
+  get keyLength(): number { return this.form & 0xff; }
+  get encKeyLength(): number { return this.form & 0xff; }
+  get authKeyLength(): number { return (this.form >> 16) & 0xff; }
+  get icvLength(): 12 | 16 | 32 { return ((this.form >> 8) & 0xff) as 12 | 16 | 32; }
+  /** Bytes of key material. */
+  get length(): number {
+    const f = this.form;
+    return (f & 0xff) + ((f & FORM_AUTHENC) === 0 ? GCM_SALT_LENGTH : (f >> 16) & 0xff);
+  }
+  /** Where its key material starts in `material`: its slot's place in the chunk. */
+  get at(): number { return slotOffset(this.slot, this.length); }
+  get saltAt(): number { return this.at + (this.form & 0xff); }
+  get key(): Uint8Array { return this.material.subarray(this.at, this.at + (this.form & 0xff)); }
+  get salt(): Uint8Array { return this.material.subarray(this.saltAt, this.saltAt + GCM_SALT_LENGTH); }
+  get encKey(): Uint8Array { return this.material.subarray(this.at, this.at + (this.form & 0xff)); }
+  get authKey(): Uint8Array { return this.material.subarray(this.at + (this.form & 0xff), this.at + this.length); }
+}
+
+/** The getters SaGetters defines, as an SA class has them. */
+type SaGettersApi = Omit<SaGetters, 'material' | 'slot' | 'form' | 'origin' | 'lastUse'>;
+
+/** Puts SaGetters' getters on an SA class's prototype. */
+function keyedSa(c: { prototype: object }): void {
+  const getters = Object.getOwnPropertyDescriptors(SaGetters.prototype);
+  for (const [name, d] of Object.entries(getters)) if (name !== 'constructor') Object.defineProperty(c.prototype, name, d);
+}
+
+// The SAs are classes: what every SA has alike (its direction, ESN, the window size) is on the
+// prototype, not a field of each (8 B each).
+
+/**
+ * One outbound SA: its counters, its keys (SaKeys: the SA is its transform) and its sequence
+ * reservation (sequence-store.ts), which it is (`sequence` is the SA itself: an object of its own
+ * was a header and a pointer more, 32 B an SA). `sequence`: the reservation to start from (its
+ * state is taken over; do not use it afterwards). `keys`: taken as they are (saKeys(); another SA).
+ */
+export class OutboundSa extends OutboundSequence implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
-  useTimeMs = 0;
-  constructor(
-    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, sequence: OutboundSequence,
-    added: SaTime | number,
-  ) {
+  lastUse = 0;
+  readonly material: Uint8Array;
+  readonly slot: number;
+  readonly form: number;
+
+  /** `keys`: a slot of origin's slabs (saKeys(); another SA's of the same slabs). */
+  constructor(readonly spi: number, readonly dst: string, keys: SaKeys, sequence: OutboundSequence, readonly origin: SaOrigin) {
     super(0, sequence.blockSize);
     this.takeOver(sequence);
-    this.#added = SaTime.of(added);
+    this.material = keys.material;
+    this.slot = keys.slot;
+    this.form = keys.form;
   }
 
-  readonly #added: SaTime;
-  get addTimeMs(): number { return this.#added.ms; }
+  /** The local end (SaOrigin: shared with the SAs made along with it). */
+  get src(): string { return this.origin.local; }
 
   /** Its sequence reservation: the SA itself. */
   get sequence(): OutboundSequence { return this; }
@@ -62,44 +156,42 @@ export class OutboundSa extends OutboundSequence implements SaCounters {
   get direction(): 'out' { return 'out'; }
   get esn(): true { return true; }
   get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
-  get icvLength(): number { return this.transform.icvLength; }
 }
+export interface OutboundSa extends SaGettersApi {}
+keyedSa(OutboundSa);
 
 /**
- * One inbound SA: its replay window and persisted replay mark (replay-mark.ts), made at its first
- * packet (`replay`, `replayMark`): until then everything up to `replayTop` (the persisted mark)
- * counts as seen, exactly what a window and mark made at once would hold, without their objects and
- * the window's 128 bytes of slab (~270 B an SA; most of a large cluster's SAs carry no traffic at
- * a given time). `replayTop` and `replayLive` read it without making them. An SA idle for a while
- * lets its window go again (idleWindow).
+ * One inbound SA: its keys (SaKeys, as OutboundSa), its replay window and persisted replay mark
+ * (replay-mark.ts), made at its first packet (`replay`, `replayMark`): until then everything up to
+ * `replayTop` (the persisted mark) counts as seen, exactly what a window and mark made at once
+ * would hold, without their objects and the window's 128 bytes of slab (~270 B an SA; most of a
+ * large cluster's SAs carry no traffic at a given time). `replayTop` and `replayLive` read it
+ * without making them. An SA idle for a while lets its window go again (idleWindow).
  */
-export class InboundSa implements SaCounters {
+export class InboundSa implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
-  useTimeMs = 0;
-  /** The window's slot in its engine's slabs (-1: none yet, or a window of its own). */
-  windowSlot = -1;
+  lastUse = 0;
   #replay: EspReplayWindow | undefined;
   #mark: ReplayMark | undefined;
   /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
   #top: number;
-  readonly #slabs: SaSlabs | undefined;
-  readonly #added: SaTime;
+  readonly material: Uint8Array;
+  readonly slot: number;
+  readonly form: number;
 
-  constructor(
-    readonly spi: number, readonly src: string, readonly dst: string, readonly transform: SaTransform, added: SaTime | number,
-    top: number, slabs: SaSlabs | undefined,
-  ) {
-    this.#added = SaTime.of(added);
+  /** `origin`: when, the local end, the slabs (shared with the SAs made along with it). `keys`: as OutboundSa's. */
+  constructor(readonly spi: number, readonly src: string, keys: SaKeys, readonly origin: SaOrigin, top: number) {
     this.#top = top;
-    this.#slabs = slabs;
+    this.material = keys.material;
+    this.slot = keys.slot;
+    this.form = keys.form;
   }
 
-  get addTimeMs(): number { return this.#added.ms; }
+  get dst(): string { return this.origin.local; }
   get direction(): 'in' { return 'in'; }
   get esn(): true { return true; }
   get replayWindowSize(): number { return REPLAY_WINDOW_SIZE; }
-  get icvLength(): number { return this.transform.icvLength; }
 
   /** The replay window (made now if this is its first use: the packet path's). */
   get replay(): EspReplayWindow {
@@ -123,11 +215,9 @@ export class InboundSa implements SaCounters {
 
   /** Makes the window, from the handed-over one when `saved` is valid and not below the persisted top. */
   private makeWindow(saved?: EspReplayWindowState): EspReplayWindow { // not a #method: that is a brand field in each SA (8 B)
-    const slabs = this.#slabs;
-    const slot = slabs ? slabs.windows.take() : -1;
-    const storage = slabs?.windows.array(slot), at = slabs ? slabs.windows.offset(slot) : 0;
+    const windows = this.origin.slabs.windows, slot = windows.take();
+    const storage = windows.array(slot), at = windows.offset(slot);
     const resumed = saved && EspReplayWindow.restore(saved, REPLAY_WINDOW_SIZE, storage, at);
-    this.windowSlot = slot;
     return this.#replay = resumed && resumed.top >= this.#top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top, storage, at);
   }
 
@@ -147,8 +237,8 @@ export class InboundSa implements SaCounters {
     if (!w) return;
     this.#top = w.top;
     this.#replay = undefined;
-    if (this.#slabs && this.windowSlot >= 0) this.#slabs.windows.release(this.windowSlot);
-    this.windowSlot = -1;
+    // Its slot from the window's words (Slab.slotOf), not a field of every SA (8 B): once a window.
+    this.origin.slabs.windows.release(this.origin.slabs.windows.slotOf(w.storage));
   }
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
@@ -156,6 +246,8 @@ export class InboundSa implements SaCounters {
     if (!this.#replay) this.makeWindow(saved);
   }
 }
+export interface InboundSa extends SaGettersApi {}
+keyedSa(InboundSa);
 
 export type SecurityAssociation = OutboundSa | InboundSa;
 
@@ -165,8 +257,11 @@ export interface SaParams {
   dst: string;
   /** Its keys: packed (as peer specs carry them) or plain; the SA keeps a copy. */
   transform: PackedTransform | EspTransform;
-  /** When it is made: a time shared with the SAs made along with it (SaTime), or Unix ms. */
-  nowMs: SaTime | number;
+  /**
+   * When it is made: Unix ms, or the origin of the SAs made along with it (SaOrigin: its local
+   * address must be this SA's local end, src outbound, dst inbound; its slabs those given).
+   */
+  nowMs: SaOrigin | number;
 }
 
 /**
@@ -186,102 +281,25 @@ export class SaSlabs {
 }
 
 /**
- * An SA's AES-GCM transform: key || salt at `at` in `material`, a slab chunk shared with other SAs
- * (`slot` in SaSlabs) or an array of its own (slot -1). A typed array per key and per salt cost
- * ~96 B each, four per peer, more than the bytes they hold. The per-packet paths read the salt in
- * place (material, saltAt); `key` and `salt` are views made on demand for the cold ones (a native
- * context's creation, node:crypto's single-packet path, status).
+ * The SA's own copy of a transform's keys: its key material in one slot of `slabs`, not the spec's
+ * buffer (a worker message's, shared with the peer's other keys), and its names as the kind and
+ * lengths (SaKeys.form).
  */
-export class SaGcmTransform implements GcmTransform, PackedGcmTransform {
-  /** keyLength | icvLength << 8: one small integer, not a field each (8 B a transform). */
-  readonly #lengths: number;
-
-  constructor(readonly material: Uint8Array, keyLength: number, icvLength: 12 | 16, readonly slot: number) {
-    this.#lengths = keyLength | (icvLength << 8);
-  }
-
-  get keyLength(): number { return this.#lengths & 0xff; }
-  get icvLength(): 12 | 16 { return (this.#lengths >> 8) as 12 | 16; }
-
-  // on the prototype, not a field of each (8 B each)
-  get kind(): 'aead' { return 'aead'; }
-  get name(): typeof AEAD_GCM { return AEAD_GCM; }
-
-  /** Where its key material starts in `material`: its slot's place in the chunk (slabOffset), 0 in an array of its own. */
-  get at(): number {
-    return slabOffset(this.slot, this.keyLength + GCM_SALT_LENGTH);
-  }
-
-  get key(): Uint8Array {
-    return this.material.subarray(this.at, this.at + this.keyLength);
-  }
-
-  get salt(): Uint8Array {
-    return this.material.subarray(this.saltAt, this.saltAt + GCM_SALT_LENGTH);
-  }
-
-  get saltAt(): number {
-    return this.at + this.keyLength;
-  }
-
-  /** Bytes of key material (key and salt). */
-  get length(): number {
-    return packedLength(this);
-  }
-}
-
-/** An SA's CBC+HMAC transform: encryption key || authentication key at `at` in `material` (as SaGcmTransform). */
-export class SaCbcHmacTransform implements CbcHmacTransform, PackedCbcHmacTransform {
-  constructor(
-    readonly auth: AuthName, readonly material: Uint8Array, readonly encKeyLength: number, readonly authKeyLength: number,
-    readonly icvLength: 12 | 32, readonly slot: number,
-  ) {}
-
-  get kind(): 'authenc' { return 'authenc'; }
-  get enc(): typeof ENC_CBC_AES { return ENC_CBC_AES; }
-
-  get at(): number {
-    return slabOffset(this.slot, this.encKeyLength + this.authKeyLength);
-  }
-
-  get encKey(): Uint8Array {
-    return this.material.subarray(this.at, this.at + this.encKeyLength);
-  }
-
-  get authKey(): Uint8Array {
-    return this.material.subarray(this.at + this.encKeyLength, this.at + this.length);
-  }
-
-  get length(): number {
-    return packedLength(this);
-  }
-}
-
-export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
-
-/**
- * Where a transform's key material starts: in its slot of a slab chunk (the slab's own rule, not a
- * field: 8 B a transform), or at 0 in an array of its own (slot -1).
- */
-function slabOffset(slot: number, length: number): number {
-  return slot < 0 ? 0 : slotOffset(slot, length);
-}
-
-/**
- * The SA's own copy of a transform: its key material in one slot of `slabs` (without slabs, an array
- * of its own) and the names as constants, not the spec's buffer (a worker message's, shared with
- * the peer's other keys) nor its copies of the names.
- */
-export function saTransform(t: PackedTransform | EspTransform, slabs?: SaSlabs): SaTransform {
+export function saKeys(t: PackedTransform | EspTransform, slabs: SaSlabs): SaKeys {
   const p = 'material' in t ? t : packTransforms([t])[0]!;
   const length = packedLength(p);
-  const slab = slabs?.keys.of(length);
-  const slot = slab ? slab.take() : -1;
-  const material = slab ? slab.array(slot) : new Uint8Array(length);
-  material.set(packedMaterial(p), slabOffset(slot, length));
+  const slab = slabs.keys.of(length), slot = slab.take();
+  slab.array(slot).set(packedMaterial(p), slab.offset(slot));
   if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
-  if (p.kind === 'aead') return new SaGcmTransform(material, p.keyLength, p.icvLength, slot);
-  return new SaCbcHmacTransform(p.auth === 'hmac(sha256)' ? 'hmac(sha256)' : 'hmac(sha512)', material, p.encKeyLength, p.authKeyLength, p.icvLength, slot);
+  return { material: slab.array(slot), slot, form: keyForm(p) };
+}
+
+/** The origin of an SA made from `p` with its local end `local` (SaParams.nowMs). */
+function originOf(p: SaParams, local: string, slabs: SaSlabs | undefined): SaOrigin {
+  const o = p.nowMs;
+  if (typeof o === 'number') return new SaOrigin(o, local, slabs ?? new SaSlabs());
+  if (o.local !== local || (slabs !== undefined && o.slabs !== slabs)) throw new RangeError(`an SA made at ${local} with the origin of SAs at ${o.local}, or with other slabs`);
+  return o;
 }
 
 /** The SA's transform holds exactly `t`'s keys (constant time over the key material, no copy: every whole pass compares every SA's). */
@@ -295,15 +313,13 @@ export function holdsTransform(sa: SaTransform, t: PackedTransform): boolean {
 }
 
 /**
- * The SA retires: its key material is wiped (and its slots and window go back to `slabs`, which
- * must be the slabs it was made with). Call it once, when the last table drops the SA: its key
- * material is zero (or another SA's) afterwards.
+ * The SA retires: its key material is wiped and its slots and window go back to its slabs (its
+ * origin's). Call it once, when the last table drops the SA: its key material is zero (or another
+ * SA's) afterwards.
  */
-export function releaseSa(sa: SecurityAssociation, slabs?: SaSlabs): void {
-  const t = sa.transform;
-  if (slabs && t.slot >= 0) slabs.keys.of(t.length).release(t.slot);
-  else t.material.fill(0, t.at, t.at + t.length);
-  if (sa.direction === 'in' && slabs && sa.windowSlot >= 0) slabs.windows.release(sa.windowSlot);
+export function releaseSa(sa: SecurityAssociation): void {
+  sa.origin.slabs.keys.of(sa.length).release(sa.slot);
+  if (sa.direction === 'in') sa.idleWindow(); // its window's slot back too
 }
 
 /** Counts one packet of `bytes` inner bytes through the SA (either direction). */
@@ -318,7 +334,8 @@ export function countSaUse(sa: SecurityAssociation, bytes: number, nowMs: number
  * sendable until a block is persisted. `slabs`: where its key material lives (releaseSa gives it back).
  */
 export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, slabs?: SaSlabs): OutboundSa {
-  return new OutboundSa(p.spi, p.src, p.dst, saTransform(p.transform, slabs), p.sequence, p.nowMs);
+  const origin = originOf(p, p.src, slabs);
+  return new OutboundSa(p.spi, p.dst, saKeys(p.transform, origin.slabs), p.sequence, origin);
 }
 
 /**
@@ -328,7 +345,8 @@ export function createOutboundSa(p: SaParams & { sequence: OutboundSequence }, s
  * `slabs`: where its key material and window live (releaseSa gives them back).
  */
 export function createInboundSa(p: SaParams & { replayTop?: number; window?: EspReplayWindowState }, slabs?: SaSlabs): InboundSa {
-  const sa = new InboundSa(p.spi, p.src, p.dst, saTransform(p.transform, slabs), p.nowMs, p.replayTop ?? 0, slabs);
+  const origin = originOf(p, p.dst, slabs);
+  const sa = new InboundSa(p.spi, p.src, saKeys(p.transform, origin.slabs), origin, p.replayTop ?? 0);
   if (p.window) sa.resumeWindow(p.window);
   return sa;
 }

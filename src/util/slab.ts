@@ -55,6 +55,16 @@ export class Slab<T extends SlabArray> {
     return this.array(slot).subarray(at, at + this.slotLength) as T;
   }
 
+  /**
+   * The slot a view of it is (view(slot), or a view of the same words): for owners that keep the
+   * view's object rather than the number (a walk over the chunks: not for a per-packet path).
+   */
+  slotOf(view: T): number {
+    const i = this.#chunks.findIndex((c) => c.buffer === view.buffer);
+    if (i < 0) throw new RangeError('not a slot of this slab');
+    return i * SLOTS_PER_CHUNK + view.byteOffset / view.BYTES_PER_ELEMENT / this.slotLength;
+  }
+
   /** Wipes the slot and takes it back. The caller forgets the number: a slot has one owner at a time. */
   release(slot: number): void {
     const at = this.offset(slot);
@@ -71,19 +81,23 @@ export class Slab<T extends SlabArray> {
 
 /** Slabs of byte slots, one per length asked for (key material comes in a few lengths). */
 export class ByteSlabs {
-  readonly #byLength = new Map<number, Slab<Uint8Array>>();
+  /** By length: an array, not a Map. */
+  readonly #byLength: (Slab<Uint8Array> | undefined)[] = [];
 
   /** The slab of `length`-byte slots. */
   of(length: number): Slab<Uint8Array> {
-    let slab = this.#byLength.get(length);
-    if (!slab) this.#byLength.set(length, slab = new Slab((n) => new Uint8Array(n), length));
-    return slab;
+    return this.#byLength[length] ?? this.make(length);
+  }
+
+  private make(length: number): Slab<Uint8Array> {
+    if (!Number.isInteger(length) || length <= 0 || length > 1024) throw new RangeError('byte slab slots are 1 to 1024 bytes');
+    return this.#byLength[length] = new Slab((n) => new Uint8Array(n), length);
   }
 
   /** Slots taken and not released, over every length. */
   get inUse(): number {
     let n = 0;
-    for (const s of this.#byLength.values()) n += s.inUse;
+    for (const s of this.#byLength) if (s) n += s.inUse;
     return n;
   }
 }

@@ -15,7 +15,7 @@ import { createLogger } from '../../src/util/log.js';
 import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
 import type { PeerNode } from '../../src/agent/node-source.js';
 import type { EspPeerSpec } from '../../src/datapath/messages.js';
-import { packedMaterial, type PackedTransform } from '../../src/esp/esp-transform.js';
+import { packedMaterial, type PackedSa } from '../../src/esp/esp-transform.js';
 import { listOf } from '../../src/util/one-or-more.js';
 
 const root = mkdtempSync(join(tmpdir(), 'veil-t-ipsec-specs-'));
@@ -31,7 +31,7 @@ const peer = (i: number, key = 3, boot = 'a'): PeerNode => ({ // boot ids are UU
 
 /** Specs with each transform's own key bytes in place of the shared chunk it sits in (its place there differs between modes). */
 const plain = (specs: EspPeerSpec[]) => specs.map((s) => {
-  const keys = (x: { spi: number; transform: PackedTransform }) => ({ spi: x.spi, transform: { ...x.transform, material: [...packedMaterial(x.transform)], at: 0 } });
+  const keys = (x: PackedSa) => ({ ...x, material: [...packedMaterial(x)], at: 0 });
   return { ...s, outbound: listOf(s.outbound).map(keys), inbound: listOf(s.inbound).map(keys) };
 });
 
@@ -67,7 +67,7 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
   try {
     const peers = [peer(1), peer(2), peer(3)];
     const first = await check(peers, 3);
-    const material = first.flatMap((s) => [...listOf(s.outbound), ...listOf(s.inbound)].map((x) => x.transform.material));
+    const material = first.flatMap((s) => [...listOf(s.outbound), ...listOf(s.inbound)].map((x) => x.material));
     assert.ok(material.every((m) => m === material[0]), "every peer's keys in one shared chunk, not a buffer each");
     const firstKeys = plain([first[1]!]);
     const again = await check(peers, 3);

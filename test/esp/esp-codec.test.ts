@@ -10,7 +10,7 @@ import { decodeEsp, newDropCounters, XFRM_STAT_NAMES } from '../../src/esp/esp-d
 import { encodeEsp, sealEsp } from '../../src/esp/esp-encoder.js';
 import { espPacketLength, gcmAad, gcmNonce, readEspSeqLow, readEspSpi, writeEspHeader, writeEspTrailer, writeGcmIv } from '../../src/esp/esp-packet.js';
 import { OutboundSequence } from '../../src/esp/sequence-store.js';
-import { InboundSaTable, OutboundSa } from '../../src/esp/security-association.js';
+import { InboundSaTable, OutboundSa, SaOrigin } from '../../src/esp/security-association.js';
 import { classifyUdpEncap, decodeEspInUdp } from '../../src/esp/udp-encap.js';
 import { cbc, gcm, icmpEcho, ipv6Packet, saPair } from './esp-helpers.js';
 
@@ -206,7 +206,7 @@ test('encoder refusals: not an IP packet, sequence not reserved, buffer too smal
   const inner = icmpEcho('192.168.0.1', '192.168.0.2', 'x');
   assert.deepEqual(encodeEsp(out, inner, new Uint8Array(10), 0), { ok: false, reason: 'buffer-too-small' });
   const o = saPair(gcm()).out;
-  const unreserved = new OutboundSa(o.spi, o.src, o.dst, o.transform, new OutboundSequence(0), 0);
+  const unreserved = new OutboundSa(o.spi, o.dst, o, new OutboundSequence(0), new SaOrigin(0, o.src, o.origin.slabs)); // o's keys, not yet reserved
   assert.equal(sealEsp(unreserved, inner, 0), 'sequence-not-reserved');
   assert.equal(out.sequence.last, 0, 'refusals use no sequence number');
 });

@@ -12,7 +12,7 @@ import type { EspPeerSpec } from '../../src/datapath/messages.js';
 import type { TunDevice } from '../../src/datapath/tun-device.js';
 import type { UdpSocket } from '../../src/datapath/udp-socket.js';
 import { randomBytes } from 'node:crypto';
-import { AEAD_GCM, packTransforms, type EspTransform } from '../../src/esp/esp-transform.js';
+import { AEAD_GCM, packedSa, packTransforms, type EspTransform } from '../../src/esp/esp-transform.js';
 import { readSequenceMarks, sequenceMarkId } from '../../src/esp/sequence-mark-file.js';
 import { SEQUENCE_BLOCK } from '../../src/esp/sequence-store.js';
 
@@ -22,7 +22,7 @@ const LOCAL = '10.9.0.1';
 function peer(name: string, ip: string, spi: number): EspPeerSpec {
   const fresh = (): EspTransform => ({ kind: 'aead', name: AEAD_GCM, key: randomBytes(16), salt: randomBytes(4), icvLength: 16 });
   const [o, i] = packTransforms([fresh(), fresh()]);
-  return { name, ip, allowedIPs: [`${ip}/32`], outbound: { spi, transform: o! }, activeSpi: spi, inbound: { spi, transform: i! } };
+  return { name, ip, allowedIPs: [`${ip}/32`], outbound: packedSa(spi, o!), activeSpi: spi, inbound: packedSa(spi, i!) };
 }
 
 async function marksUntil(file: string, want: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {

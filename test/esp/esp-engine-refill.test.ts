@@ -13,6 +13,7 @@ import type { PacketBatch } from '../../src/datapath/packet-batch.js';
 import type { TunDevice } from '../../src/datapath/tun-device.js';
 import type { UdpSocket } from '../../src/datapath/udp-socket.js';
 import { encodeEsp } from '../../src/esp/esp-encoder.js';
+import { packedSa } from '../../src/esp/esp-transform.js';
 import { readSequenceMarks, replayMarkId } from '../../src/esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../../src/esp/udp-encap.js';
 import { gcm, icmpEcho, packed, saPair } from './esp-helpers.js';
@@ -43,8 +44,8 @@ test('esp engine: a replay mark due ahead of need is written by tick(), so no la
   const engine = new EspEngine({ localIp: LOCAL, mtu: 1400, marksFile: file, marks: {} }, tun, udp);
   try {
     const spec: EspPeerSpec = {
-      name: 'peer', ip: PEER, allowedIPs: ['10.98.0.0/24'], outbound: [{ spi: SPI, transform: packed(transform) }], activeSpi: SPI,
-      inbound: [{ spi: SPI, transform: packed(transform) }],
+      name: 'peer', ip: PEER, allowedIPs: ['10.98.0.0/24'], outbound: [packedSa(SPI, packed(transform))], activeSpi: SPI,
+      inbound: [packedSa(SPI, packed(transform))],
     };
     engine.control({ type: 'setPeers', peers: [spec] });
     const { out } = saPair(transform, SPI, PEER, LOCAL);

@@ -18,6 +18,8 @@ test('a slab hands out zeroed, independent slots across chunks and wipes a relea
     slab.array(s).fill(i + 1, slab.offset(s), slab.offset(s) + 32);
   });
   slots.forEach((s, i) => assert.ok(slab.view(s).every((w) => w === i + 1), `slot ${i} kept its own words`));
+  assert.ok(slots.every((s) => slab.slotOf(slab.view(s)) === s), 'a view tells its slot (slotOf)');
+  assert.throws(() => slab.slotOf(new Uint32Array(32)), RangeError);
   const released = slots[7]!;
   const view = slab.view(released);
   slab.release(released);
