@@ -85,6 +85,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("batchBind", batch_bind),
     EXPORT("threadSetNice", thread_set_nice),
     EXPORT("threadSetRealtime", thread_set_realtime),
+    EXPORT("threadPinFirstCpu", thread_pin_first_cpu),
     EXPORT("tunOpen", tun_open),
     EXPORT("tunSetOffload", tun_set_offload),
     EXPORT("tunName", tun_name),

@@ -33,3 +33,33 @@ napi_value thread_set_realtime(napi_env env, napi_callback_info info) {
   if (sched_setscheduler(tid, prio > 0 ? (SCHED_FIFO | SCHED_RESET_ON_FORK) : SCHED_OTHER, &sp) < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
   return ret_int(env, 0);
 }
+
+// threadPinFirstCpu(pin) -> 0 | error: with true, the calling thread to the first CPU of the set it
+// may run on (kept, per thread); with false, back to that set. For the realtime worker: the RT
+// scheduler wakes it on its last CPU, so it stays on one CPU anyway; this chooses which, the same
+// on every node (idle-realtime.ts).
+static __thread cpu_set_t allowed;
+static __thread int pinned;
+napi_value thread_pin_first_cpu(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  bool pin;
+  if (napi_get_value_bool(env, argv[0], &pin) != napi_ok) {
+    napi_throw_type_error(env, NULL, "veil_datapath: pin must be a boolean");
+    return NULL;
+  }
+  if (pin == (pinned != 0)) return ret_int(env, 0);
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  if (pin) {
+    if (sched_getaffinity(tid, sizeof allowed, &allowed) < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+    int first = 0;
+    while (first < CPU_SETSIZE && !CPU_ISSET(first, &allowed)) first++;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    if (sched_setaffinity(tid, sizeof one, &one) < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+  } else if (sched_setaffinity(tid, sizeof allowed, &allowed) < 0) {
+    return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+  }
+  pinned = pin;
+  return ret_int(env, 0);
+}

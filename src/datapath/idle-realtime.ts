@@ -1,15 +1,15 @@
-// The datapath worker's scheduling class (setting datapath.realtime): SCHED_FIFO while it moves
-// little, SCHED_OTHER at its nice (datapath.priority) while it is busy or does other work.
+// The datapath worker's scheduling class (setting datapath.realtime): SCHED_FIFO on the first CPU
+// it may use while it moves little, SCHED_OTHER at its nice (datapath.priority) on all of them while
+// it is busy or does other work.
 //
 // Why: a lone packet's latency is mostly wake-ups. Under EEVDF a woken worker, even at nice -10,
-// waits behind a nice-0 thread that still has time left (the agent's main thread, etcd: idle ping
-// p99 2-4x wireguard-go's), and a socket wake-up is a sync wake-up, so CFS puts the woken worker on
-// its waker's CPU, behind the waker's tail. A realtime thread preempts every normal thread at once,
-// and the RT scheduler wakes it on a CPU where it can run at once (its last CPU, else the lowest-
-// priority one). Busy, a realtime worker would starve the pods, the agent and the kernel's threads
-// (the RT throttle is a last resort), so it drops back as soon as it works much or wakes often, and
-// rises again only after a quiet spell. Control requests and heap compactions (up to 180 ms) are
-// not packets: they run SCHED_OTHER (setAside()), and the worker rises again right after them.
+// waits behind a nice-0 thread that still has time left (the agent's main thread, etcd, another
+// process: idle ping p99 2-4x wireguard-go's on a loaded machine, in whole 4 ms ticks). A realtime
+// thread preempts every normal thread at once; where it runs, see toRealtime(). Busy, a realtime
+// worker would starve the pods, the agent and the kernel's threads (the RT throttle is a last
+// resort), so it drops back as soon as it works much or wakes often, and rises again only after a
+// quiet spell. Control requests and heap compactions (up to 180 ms) are not packets: they run
+// SCHED_OTHER (setAside()), and the worker rises again right after them.
 // Syscalls only at those transitions; the per-turn cost is a few subtractions.
 import { decodeNativeError, native } from '../native/addon.js';
 
@@ -33,7 +33,31 @@ export const QUIET_MS = 500;
 /** Puts the calling thread on SCHED_FIFO (true) or SCHED_OTHER (false); whether the kernel allowed it. */
 export type PolicySwitch = (realtime: boolean) => boolean;
 
-const nativeSwitch: PolicySwitch = (realtime) => native().threadSetRealtime(realtime ? RT_PRIORITY : 0) === 0;
+/**
+ * SCHED_FIFO on the first CPU the thread may use (0, or the refusal), and back: SCHED_OTHER on all
+ * of them. The RT scheduler wakes a realtime thread on its last CPU unless an RT thread of its
+ * priority or above runs there; then on an idle one. So it never migrates (session 17) and sits on
+ * whichever CPU it happened to be on, and in the lab, where both nodes' workers share two vCPUs,
+ * one worker woken by the other was sent to the other vCPU: a ping's four wake-ups (ping, worker,
+ * worker, ping) all crossed vCPUs, each an IPI to a halted vCPU (this VM does not poll when idle),
+ * 35-37 µs from wake-up to running where CFS took ~12 (perf trace, docs/performance-log.md, session
+ * 19): idle p50 +15-18 %. Pinned to the same CPU on every node they stay together, each woken
+ * behind the other's tail, and idle p50 is back at CFS's (the lab A/B, same log). On a real node, whose peer is another host, it only
+ * chooses the one CPU the worker stays on anyway. A busy RT thread of priority >= 1 on that CPU
+ * would hold it up (left to the scheduler it would have gone elsewhere); the affinity needs no
+ * capability, and a refused one leaves it where it is.
+ */
+function toRealtime(): number {
+  const rc = native().threadSetRealtime(RT_PRIORITY);
+  if (rc === 0) native().threadPinFirstCpu(true);
+  return rc;
+}
+
+const nativeSwitch: PolicySwitch = (realtime) => {
+  if (realtime) return toRealtime() === 0;
+  native().threadPinFirstCpu(false);
+  return native().threadSetRealtime(0) === 0;
+};
 
 export class IdleRealtime {
   /** SCHED_FIFO by the traffic rules (the thread is SCHED_FIFO when this holds and it is not aside). */
@@ -61,7 +85,7 @@ export class IdleRealtime {
    */
   static start(enabled: boolean, now: number): { policy: IdleRealtime; refused?: string } {
     if (!enabled) return { policy: new IdleRealtime(false, now, false) };
-    const rc = native().threadSetRealtime(RT_PRIORITY);
+    const rc = toRealtime();
     if (rc < 0) return { policy: new IdleRealtime(false, now, false), refused: decodeNativeError(rc).name };
     return { policy: new IdleRealtime(true, now, true) };
   }

@@ -29,6 +29,8 @@ export interface NativeDatapath {
   threadSetNice(nice: number): number;
   /** The calling thread to SCHED_FIFO at priority 1..99, or with 0 back to SCHED_OTHER at its nice (CAP_SYS_NICE). */
   threadSetRealtime(priority: number): number;
+  /** true: the calling thread to the first CPU it may run on; false: back to all of them (no capability needed). */
+  threadPinFirstCpu(pin: boolean): number;
   tunReadBatch(fd: number, batch: NativeBatch, maxPkts: number, vnet: number, scratch: Uint8Array | null,
     stats: Float64Array): number;
   tunWriteBatch(fd: number, batch: NativeBatch, n: number, mode: number, stats: Float64Array, yieldEvery: number): number;

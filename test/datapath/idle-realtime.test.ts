@@ -106,7 +106,7 @@ const SCENARIO = fileURLToPath(new URL('./fixtures/idle-realtime-scenario.js', i
 const namespaces: string[] = [];
 after(() => { for (const ns of namespaces) run(['ip', 'netns', 'del', ns]); });
 
-interface Outcome { before: number; refused: string | null; priorityRefused: string | null; idleFifo: boolean; fifoThreads: number; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; fifoAfterControl: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
+interface Outcome { before: number; refused: string | null; priorityRefused: string | null; idleFifo: boolean; fifoThreads: number; idlePinned: boolean | null; pinnedThreads: number; busyAllCpus: boolean | null; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; fifoAfterControl: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
 
 function scenario(mode: 'on' | 'off' | 'refused'): Outcome {
   const ns = `veil-tir-${mode}-${process.pid}`;
@@ -126,6 +126,9 @@ test('datapath.realtime on: the worker is SCHED_FIFO while idle, SCHED_OTHER und
   assert.equal(res.refused, null, 'the test runs as root: SCHED_FIFO is allowed');
   assert.ok(res.idleFifo, `one thread, the worker, SCHED_FIFO while idle (${res.fifoThreads} found)`);
   assert.equal(res.fifoThreads, 1);
+  assert.ok(res.idlePinned, 'the realtime worker on the first CPU the process may use');
+  assert.equal(res.pinnedThreads, 1, 'no other thread moved');
+  assert.ok(res.busyAllCpus, 'on every CPU again once it dropped to SCHED_OTHER');
   assert.ok(res.warmFifo, 'SCHED_FIFO again after the warm-up flood');
   assert.ok(res.busyNormal, `the worker dropped to SCHED_OTHER under the flood: ${JSON.stringify(res.status)}`);
   assert.ok(res.quietFifo, 'the worker SCHED_FIFO again once the flood stopped');
@@ -137,6 +140,7 @@ test('datapath.realtime off: no thread leaves SCHED_OTHER, idle or under a flood
   assert.equal(res.refused, null);
   assert.equal(res.idleFifo, false);
   assert.equal(res.fifoThreads, 0);
+  assert.equal(res.pinnedThreads, 0, 'no thread pinned to a CPU');
   assert.equal(res.notNormalSamples, 0, 'no sample saw a thread outside SCHED_OTHER');
   assert.ok((res.status.drops?.['unknownReceiverIndex'] ?? 0) > 0, `the flood reached the worker: ${JSON.stringify(res.status)}`);
 });
@@ -146,6 +150,7 @@ test('datapath.realtime on without CAP_SYS_NICE: the worker is refused (and repo
   assert.equal(res.refused, 'EPERM');
   assert.equal(res.priorityRefused, 'EACCES', 'nice -10 is refused too (setpriority says EACCES): the agent warns once for both');
   assert.equal(res.fifoThreads, 0);
+  assert.equal(res.pinnedThreads, 0, 'no thread pinned to a CPU');
   assert.equal(res.notNormalSamples, 0, 'no sample saw a thread outside SCHED_OTHER');
   assert.ok((res.status.drops?.['unknownReceiverIndex'] ?? 0) > 0, `the flood reached the worker: ${JSON.stringify(res.status)}`);
 });
