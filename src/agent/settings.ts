@@ -64,11 +64,11 @@ const SCHEMA: { [K in keyof Settings]: { kind: Kind; default: Settings[K]; doc: 
   // waiting up to a scheduler tick (4 ms here) behind it; idle ping p99 fell in every lab A/B round.
   'datapath.priority': { kind: 'nice', default: -10, doc: "the datapath worker thread's nice value (-20..19; below 0 needs CAP_SYS_NICE, without it the worker runs at 0 and the agent warns; 0 leaves it alone)" },
   // A woken realtime worker preempts any normal thread at once (idle ping p99 0.36x main's in the
-  // lab, idle-realtime.ts). Off by default: idle p50 rises 15-18 % with it (session 17: a realtime
-  // worker never migrates, so each lone packet wakes its halted vCPU; CFS moves it to the waker's).
-  // Under a flow the worker is SCHED_OTHER (sampled from /proc), and session 16's CPU per GB gap
-  // was the noise of single runs (docs/performance-log.md).
-  'datapath.realtime': { kind: 'bool', default: false, doc: 'the datapath worker runs SCHED_FIFO (priority 1) while it moves little traffic and drops to SCHED_OTHER at datapath.priority while busy or answering control requests; needs CAP_SYS_NICE, without it the agent warns once and the worker stays SCHED_OTHER' },
+  // lab, idle-realtime.ts). On by default since session 19: it cost 15-18 % of idle p50 while the
+  // RT scheduler left the two lab workers on different vCPUs (each hand-off woke a halted one); it
+  // now sits on the first CPU it may use. Under a flow the worker is SCHED_OTHER on every CPU
+  // (sampled from /proc), at the same throughput and CPU per GB (docs/performance-log.md).
+  'datapath.realtime': { kind: 'bool', default: true, doc: 'the datapath worker runs SCHED_FIFO (priority 1), on the first CPU it may use, while it moves little traffic and drops to SCHED_OTHER at datapath.priority on every CPU while busy or answering control requests; needs CAP_SYS_NICE, without it the agent warns once and the worker stays SCHED_OTHER' },
 };
 
 export const SETTING_KEYS = Object.keys(SCHEMA) as (keyof Settings)[];

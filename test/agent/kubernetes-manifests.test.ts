@@ -105,7 +105,7 @@ test('the DaemonSet: host network, NET_ADMIN (NET_RAW too for raw ESP, SYS_NICE 
   const raw = (renderManifests({ settings: settings('encryption.enabled=true', 'encryption.type=ipsec', 'encryption.ipsec.encapsulation=esp') }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0];
   assert.deepEqual(raw.securityContext.capabilities, { add: ['NET_ADMIN', 'NET_RAW', 'SYS_NICE'], drop: ['ALL'] });
   const capsWith = (...sets: string[]) => (renderManifests({ settings: settings(...sets) }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0].securityContext.capabilities;
-  assert.deepEqual(capsWith('datapath.priority=0'), { add: ['NET_ADMIN'], drop: ['ALL'] }, 'no raised priority, never realtime: no CAP_SYS_NICE');
+  assert.deepEqual(capsWith('datapath.priority=0', 'datapath.realtime=false'), { add: ['NET_ADMIN'], drop: ['ALL'] }, 'no raised priority, never realtime: no CAP_SYS_NICE');
   assert.deepEqual(capsWith('datapath.priority=0', 'datapath.realtime=true'), { add: ['NET_ADMIN', 'SYS_NICE'], drop: ['ALL'] }, 'realtime while idle alone needs CAP_SYS_NICE');
   assert.deepEqual(raw.ports.map((p: any) => p.name), ['metrics', 'api']);
   const cilium = renderManifests({ settings: VARIANTS[2]![1] });

@@ -17,12 +17,13 @@ test('datapath.cryptoThreads defaults to 1, takes 1..8, and shows in the agent c
   assert.equal(s['datapath.cryptoThreads'], 4, 'a refused value leaves the old one');
 });
 
-test('datapath.realtime defaults to false, takes true or false, and shows in the agent config', () => {
+test('datapath.realtime defaults to true, takes true or false, and shows in the agent config', () => {
   const s = defaultSettings();
-  assert.equal(s['datapath.realtime'], false);
-  applySet(s, 'datapath.realtime=true');
   assert.equal(s['datapath.realtime'], true);
   assert.equal(renderConfig(s)['datapath-realtime'], 'true');
+  applySet(s, 'datapath.realtime=false');
+  assert.equal(s['datapath.realtime'], false);
+  assert.equal(renderConfig(s)['datapath-realtime'], 'false');
   assert.throws(() => applySet(s, 'datapath.realtime=off'), (e) => isVeilError(e) && e.message === 'datapath.realtime must be true or false, not "off"');
 });
 
