@@ -247,7 +247,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const [sa, p] of this.inPending) {
       const o = w.outcome(p.gen);
       if (o === 'pending') continue;
-      if (o === 'durable') sa.replayMark.persisted(p.mark, p.top, p.packets, p.nowMs);
+      if (o === 'durable') sa.replayMark.persisted(p.mark, p.top, p.packets, p.nowMs); else sa.replayMark.writeFailed();
       this.inPending.delete(sa);
     }
   }
@@ -297,7 +297,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (!moved.length) return;
     for (const [x, mark] of moved) this.marks.set(replayIdOf(x), mark);
     const gen = this.writer.submit();
-    for (const [x, mark, top] of moved) this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
+    for (const [x, mark, top] of moved) {
+      this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
+      x.replayMark.writing(); // no packet notes a refill of it meanwhile
+    }
   }
 
   private takeSequence(sa: OutboundSa): number {

@@ -22,6 +22,8 @@ export class ReplayMark {
   #lastTop: number;
   #lastPackets = 0;
   #lastMs: number;
+  /** A write of the next mark is on its way (writing()): persisted() or writeFailed() ends it. */
+  #writing = false;
 
   /** `persisted`: the mark read from disk (0 = none); every number up to it counts as seen. */
   constructor(persisted: number, nowMs: number) {
@@ -41,9 +43,23 @@ export class ReplayMark {
    * at half: next() sizes a lead from what came since the last write (twice that within a second),
    * so a refill at half would keep a slow tunnel's lead at its first 8 numbers, and write every 4
    * packets; at three quarters the lead grows 1.5-fold a write up to about a second of packets.
+   * Not while a write is on its way: every packet of a busy tunnel noted the refill again until the
+   * write ended, and the engine looked at it once a turn (tick()) for nothing.
    */
   refillDue(top: number): boolean {
-    return this.#durable > this.#lastTop && 4 * (top - this.#lastTop) >= 3 * (this.#durable - this.#lastTop);
+    // #writing first: its load runs for every packet (a test behind && that first ran after the
+    // packet path was compiled deoptimized it, esp-engine.ts replayDurable()).
+    return !this.#writing && this.#durable > this.#lastTop && 4 * (top - this.#lastTop) >= 3 * (this.#durable - this.#lastTop);
+  }
+
+  /** A write of the next mark is on its way: no refill is due until it ends (persisted(), writeFailed()). */
+  writing(): void {
+    this.#writing = true;
+  }
+
+  /** The write on its way ended without making its mark durable: a refill may be due again. */
+  writeFailed(): void {
+    this.#writing = false;
   }
 
   /** The top moved since the last write (its mark may want moving too). */
@@ -72,6 +88,7 @@ export class ReplayMark {
 
   /** `mark` is durable (fsync'd), written at `nowMs` when the top was `top` and `packets` had been accepted. */
   persisted(mark: number, top: number, packets: number, nowMs: number): void {
+    this.#writing = false;
     if (mark > this.#durable) this.#durable = mark;
     this.#lastTop = top;
     this.#lastPackets = packets;

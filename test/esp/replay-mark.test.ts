@@ -65,3 +65,17 @@ test('a mark refilled ahead of need: past its first packet no packet of a steady
     assert.ok(writes <= 40, `${rate}/s: ${writes} writes in 10 s`);
   }
 });
+
+test('no refill is due while the next mark is being written, and one is again after that write failed', () => {
+  const m = new ReplayMark(0, 0);
+  m.persisted(m.next(100, 100, 1000), 100, 100, 1000); // 100 packets in a second: the mark 200
+  assert.ok(m.refillDue(175), 'three quarters of the lead used');
+  m.writing();
+  for (let top = 175; top <= 200; top++) assert.equal(m.refillDue(top), false, `${top}: the write on its way covers it`);
+  m.writeFailed();
+  assert.ok(m.refillDue(180), 'due again once the write failed');
+  m.writing();
+  m.persisted(m.next(180, 180, 1100), 180, 180, 1100);
+  assert.equal(m.refillDue(185), false, 'the new lead is not used up');
+  assert.ok(m.refillDue(m.durable), 'and due again at its end');
+});
