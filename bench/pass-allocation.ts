@@ -77,6 +77,7 @@ async function inner(n: number, profileFile?: string): Promise<void> {
   const reg = new EtcdRegistry({ cluster: CLUSTER, endpoints: etcd.endpoints });
   const sim = writerThread(etcd.endpoints);
   const quiet = createLogger({}, new Writable({ write(_c, _e, cb) { cb(); } }));
+  let close = () => reg.close(); // once the source and mode run: theirs (the source closes the registry)
   let gcs = 0;
   const obs = new PerformanceObserver((l) => { gcs += l.getEntries().length; });
   obs.observe({ entryTypes: ['gc'] });
@@ -85,11 +86,13 @@ async function inner(n: number, profileFile?: string): Promise<void> {
     await reg.create({ kind: 'Node', metadata: { name: 'self' }, spec: { internalIP: '172.18.0.2', podCIDR: '10.244.1.0/24', underlayInterface: 'eth0', mtu: 1500 }, status: {} });
     const nodeSource = new RegistryNodeSource(reg, 'self', '/proc/sys/kernel/random/boot_id');
     const source = new WithExternalPeers(nodeSource, new RegistryPeerObjects(reg));
+    close = () => source.close();
     const self = await source.self();
     let changes = 0;
     await source.watchPeers(() => { changes++; });
     const health = new Health();
     const mode = new IpsecMode({ node: { ...self, bootID: BOOT }, stateDir: dir, settings: defaultSettings(), secrets: registrySecrets(reg), log: quiet, health, requestReconcile: () => undefined });
+    close = () => { mode.stop(); source.close(); };
     await mode.prepare();
     // The datapath worker: answers at once (its digest never matches, so a whole pass sends the table, as after drift).
     const host = { init: { kind: 'esp' }, request: async (m: { type: string }) => (m.type === 'digest' ? { digest: '-' } : undefined) };
@@ -156,16 +159,12 @@ async function inner(n: number, profileFile?: string): Promise<void> {
     }
   } finally {
     obs.disconnect();
-    nodeSourceClose(reg);
+    close();
     await sim.ask({ type: 'remove' }).catch(() => undefined);
     await sim.stop();
     await etcd.stopAll();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function nodeSourceClose(reg: EtcdRegistry): void {
-  try { reg.close(); } catch { /* closed */ }
 }
 
 interface ProfileNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: ProfileNode[] }
