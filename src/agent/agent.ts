@@ -124,8 +124,8 @@ class ModeOnTunnel<K extends EngineKind> {
     const desired = this.mode.desired(peers, publishedKey);
     await this.tunnel.apply(desired);
     // Kept for what it publishes and its peers: its routes and probes are the tunnel's now (held
-    // here, a map and an array made each pass were ~55 B a peer).
-    this.applied = { ...desired, routes: [], probes: new Map() };
+    // here, they were ~55 B a peer).
+    this.applied = { ...desired, routes: [], probes: [] };
     return desired;
   }
 

@@ -4,6 +4,7 @@
 // the wire even with no pod traffic, as Cilium's health checks do).
 import { createSocket, type Socket } from 'node:dgram';
 import type { Health } from './health.js';
+import { forgetUnmarked } from '../util/forget-unmarked.js';
 
 export const HEALTH_PORT = 4240;
 /**
@@ -24,6 +25,37 @@ export interface PeerHealth {
   rttMs: number | null;
 }
 
+/** A peer to probe at its pod gateway; an external one (a Peer object, no agent there to answer) is not probed. */
+export interface ProbeTarget {
+  name: string;
+  podGateway: string;
+  external?: unknown;
+}
+
+/**
+ * A probed peer, and the last setPeers that wanted it (forget-unmarked.ts): kept from one pass to
+ * the next, so a pass makes no table of its targets. The mark is private: a status answer (JSON)
+ * carries the PeerHealth fields only.
+ */
+class ProbedPeer implements PeerHealth {
+  readonly node: string;
+  readonly address: string;
+  sent = 0;
+  acked = 0;
+  lastAckMs: number | null = null;
+  rttMs: number | null = null;
+  #pass: number;
+
+  constructor(node: string, address: string, pass: number) {
+    this.node = node;
+    this.address = address;
+    this.#pass = pass;
+  }
+
+  get pass(): number { return this.#pass; }
+  set pass(pass: number) { this.#pass = pass; }
+}
+
 export class HealthProber {
   private socket?: Socket;
   private timer?: NodeJS.Timeout;
@@ -31,10 +63,11 @@ export class HealthProber {
    * The peers probed, by address (an ack names its sender by address only). One map: the name is in
    * the entry (a map by name besides was ~45 B a peer).
    */
-  private readonly byAddress = new Map<string, PeerHealth>();
+  private readonly byAddress = new Map<string, ProbedPeer>();
   /** Round-robin position: the peers probed next. */
-  private cursor: IterableIterator<PeerHealth> = this.byAddress.values();
+  private cursor: IterableIterator<ProbedPeer> = this.byAddress.values();
   private seq = 0;
+  private passes = 0;
   readonly startedAt = Date.now();
 
   constructor(private readonly nodeName: string, private readonly localAddress: string, private readonly intervalMs: number) {}
@@ -52,16 +85,28 @@ export class HealthProber {
     this.timer.unref();
   }
 
-  /** The set of peers to probe: node name -> its pod gateway address. */
-  setPeers(peers: Map<string, string>): void {
-    for (const p of this.byAddress.values()) if (peers.get(p.node) !== p.address) this.byAddress.delete(p.address); // gone, or moved (a Map's iteration survives deletes)
-    for (const [node, address] of peers) {
-      const had = this.byAddress.get(address);
-      // Kept: its own entry, or another peer's that still has this address (a forged podGateway:
-      // one address is one probe target, and its acks cannot be told apart anyway).
-      if (had && (had.node === node || peers.get(had.node) === address)) continue;
-      this.byAddress.set(address, { node, address, sent: 0, acked: 0, lastAckMs: null, rttMs: null });
+  /**
+   * The peers to probe (every pass hands its peers as they are): an unchanged set costs a lookup per
+   * peer and allocates nothing, where a map of the targets made each pass was ~0.3 MB of garbage at
+   * 5,000 peers.
+   */
+  setPeers(peers: readonly ProbeTarget[]): void {
+    const pass = ++this.passes;
+    let unmatched: ProbeTarget[] | undefined; // new, moved, or at an address another peer's entry holds
+    for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage too
+      const p = peers[i]!;
+      if (p.external) continue;
+      const had = this.byAddress.get(p.podGateway);
+      if (had && had.node === p.name) had.pass = pass;
+      else (unmatched ??= []).push(p);
     }
+    if (unmatched) for (const p of unmatched) {
+      // An entry this pass already wants is kept: another peer's that still has this address (a
+      // forged podGateway: one address is one probe target, and its acks cannot be told apart anyway).
+      if (this.byAddress.get(p.podGateway)?.pass === pass) continue;
+      this.byAddress.set(p.podGateway, new ProbedPeer(p.name, p.podGateway, pass));
+    }
+    forgetUnmarked(this.byAddress, pass); // gone, or moved (a Map's iteration survives deletes)
   }
 
   /** How many intervals pass between two probes of the same peer. */
@@ -98,19 +143,23 @@ export class HealthProber {
     }
   }
 
-  /** Peers that did not answer recently (after a start-up grace period). */
-  unreachable(now = Date.now()): PeerHealth[] {
+  /**
+   * Sets the agent's 'node-connectivity' check from the probes: the peers that did not answer
+   * recently (after a start-up grace period), a few named and the rest counted. Every publish check
+   * asks (every 2 s): it makes no list of the peers (two arrays of every peer were ~0.2 MB each time at 5,000).
+   */
+  reportTo(health: Health, now = Date.now()): void {
     const limit = 3 * this.intervalMs * this.rounds + 5000;
-    if (now - this.startedAt < limit) return [];
-    return [...this.byAddress.values()].filter((p) => p.lastAckMs === null || now - p.lastAckMs > limit);
-  }
-
-  /** Sets the agent's 'node-connectivity' check from the probes. */
-  reportTo(health: Health): void {
-    const down = this.unreachable();
-    const named = down.slice(0, NAMED_IN_STATUS).map((d) => d.node).join(', ');
-    const more = down.length > NAMED_IN_STATUS ? ` and ${down.length - NAMED_IN_STATUS} more` : '';
-    if (down.length) health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${named}${more}`);
+    let down = 0;
+    const named: string[] = [];
+    if (now - this.startedAt >= limit) {
+      this.byAddress.forEach((p) => {
+        if (p.lastAckMs !== null && now - p.lastAckMs <= limit) return;
+        if (down++ < NAMED_IN_STATUS) named.push(p.node);
+      });
+    }
+    const more = down > NAMED_IN_STATUS ? ` and ${down - NAMED_IN_STATUS} more` : '';
+    if (down) health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${named.join(', ')}${more}`);
     else health.ok('node-connectivity');
   }
 

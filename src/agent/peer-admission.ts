@@ -399,15 +399,19 @@ function underlayCheck(u: Underlay): (p: ScreenedPeer) => string | undefined {
 
 type ScreenedPeer = { name: string; internalIPs: string[]; podCIDRs: string[] };
 
+/** admitted: `peers` itself while none is refused (every pass screens every peer: no copy of them each time), else a new array. */
 function screenWith<T extends ScreenedPeer>(peers: T[], why: (p: T) => string | undefined): { admitted: T[]; refused: Map<string, string> } {
-  const admitted: T[] = [];
+  let admitted: T[] | undefined; // from the first refusal on
   const refused = new Map<string, string>();
-  for (const p of peers) {
+  for (let i = 0; i < peers.length; i++) {
+    const p = peers[i]!;
     const reason = why(p);
-    if (reason) refused.set(`peer ${p.name}`, `node object refused: ${reason}: routing it into the tunnel would cut this node off its underlay`);
-    else admitted.push(p);
+    if (reason) {
+      refused.set(`peer ${p.name}`, `node object refused: ${reason}: routing it into the tunnel would cut this node off its underlay`);
+      admitted ??= peers.slice(0, i);
+    } else admitted?.push(p);
   }
-  return { admitted, refused };
+  return { admitted: admitted ?? peers, refused };
 }
 
 /**

@@ -268,16 +268,21 @@ export class RegistryNodeSource implements NodeSource {
   private async relist(): Promise<void> {
     const complete = ++this.relists % COMPLETE_RELIST_EVERY === 0;
     const leaseNews = await this.changed('Lease', complete, (name) => (this.lease(name) ?? -1) >= 0, () => this.liveLeaseCount());
+    // What every relist does is done without a list or a set of every name (forEach, not for-of: at
+    // 5,000 nodes a relist made ~0.8 MB of garbage that way); only what changed is collected.
     const leases = leaseNews.versions;
-    for (const [name, rv] of leases) this.cacheLease(name, rv, true);
-    if (leaseNews.complete) for (const [name, l] of this.liveLeases()) if (!leases.has(name)) this.cacheLease(name, l, false);
+    leases.forEach((rv, name) => this.cacheLease(name, rv, true));
+    if (leaseNews.complete) for (const [name, l] of this.liveLeases(leases)) this.cacheLease(name, l, false);
     const nodeNews = this.registry.versions || this.registry.changedSince
       ? await this.changed('Node', complete, (name) => this.nodes.has(name), () => this.nodes.size)
       : undefined;
     const versions = nodeNews?.versions;
-    const moved = [...(versions ?? [])].filter(([name, rv]) => rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)).map(([name]) => name);
-    // Only what changed was listed, and nothing went: every node the cache holds is still there.
-    let listed = new Set(nodeNews && !nodeNews.complete ? [...this.nodes.keys(), ...versions!.keys()] : versions?.keys());
+    const moved: string[] = [];
+    versions?.forEach((rv, name) => { if (rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)) moved.push(name); });
+    // The names listed: all of them (complete), or only what changed, and the count showed that nothing
+    // went: then every node the cache holds is still there.
+    let listed: { has(name: string): boolean } | undefined = nodeNews && !nodeNews.complete ? undefined : versions;
+    const unlisted = new Set<string>(); // moved, and gone meanwhile or unreadable: as a list would say
     if (!versions || moved.length > RELIST_READ_ONE_BY_ONE) { // a registry that cannot list keys alone: the objects
       const all = await this.registry.list('Node');
       listed = new Set(all.map((n) => n.metadata.name)); // an unreadable object is not listed: it leaves, as the list always had it
@@ -285,10 +290,12 @@ export class RegistryNodeSource implements NodeSource {
     } else {
       const unreadable = (e: unknown) => e instanceof VeilError && e.code === 'INVALID_OBJECT';
       for (const [name, obj] of await Promise.all(moved.map(async (name) => [name, await this.registry.get('Node', name).catch((e) => (unreadable(e) ? undefined : Promise.reject(e)))] as const))) {
-        if (obj) this.cache(obj); else listed.delete(name); // gone meanwhile, or unreadable: as a list would say
+        if (obj) this.cache(obj); else unlisted.add(name);
       }
     }
-    for (const name of [...this.nodes.keys()]) if (!listed.has(name) && !this.deleted.has(name)) { this.uncache(name); this.sync(name); }
+    const went: string[] = [];
+    this.nodes.forEach((_, name) => { if ((unlisted.has(name) || (listed && !listed.has(name))) && !this.deleted.has(name)) went.push(name); });
+    for (const name of went) { this.uncache(name); this.sync(name); }
     for (const [kind, news] of [['Lease', leaseNews], ['Node', nodeNews]] as const) if (news?.revision !== undefined) this.relistedAt.set(kind, news.revision);
     this.readInvalid();
     this.notify();
@@ -378,19 +385,19 @@ export class RegistryNodeSource implements NodeSource {
     else this.uncachedLeases.set(name, l);
   }
 
-  /** Every live lease: name and resourceVersion. */
-  private liveLeases(): [string, number][] {
+  /** Every live lease (but those `except` names): name and resourceVersion. */
+  private liveLeases(except?: ReadonlyMap<string, number>): [string, number][] {
     const live: [string, number][] = [];
-    for (const [name, n] of this.nodes) if (n.lease !== undefined && n.lease >= 0) live.push([name, n.lease]);
-    for (const [name, l] of this.uncachedLeases) if (l >= 0) live.push([name, l]);
+    this.nodes.forEach((n, name) => { if (n.lease !== undefined && n.lease >= 0 && !except?.has(name)) live.push([name, n.lease]); });
+    this.uncachedLeases.forEach((l, name) => { if (l >= 0 && !except?.has(name)) live.push([name, l]); });
     return live;
   }
 
   /** How many leases are live (every relist asks: no list made). */
   private liveLeaseCount(): number {
     let count = 0;
-    for (const n of this.nodes.values()) if (n.lease !== undefined && n.lease >= 0) count++;
-    for (const l of this.uncachedLeases.values()) if (l >= 0) count++;
+    this.nodes.forEach((n) => { if (n.lease !== undefined && n.lease >= 0) count++; });
+    this.uncachedLeases.forEach((l) => { if (l >= 0) count++; });
     return count;
   }
 

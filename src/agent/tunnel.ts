@@ -14,7 +14,7 @@ import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
 import { espSpecsDigest } from '../datapath/esp-table-digest.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
-import { HealthProber, type PeerHealth } from './health-prober.js';
+import { HealthProber, type PeerHealth, type ProbeTarget } from './health-prober.js';
 import type { OwnNode } from './node-source.js';
 import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
 import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
@@ -62,8 +62,8 @@ export interface DesiredState<K extends EngineKind = EngineKind> {
   datapathPeers: PeerSpecsOf<K>;
   /** Every prefix routed into the tunnel (fail-closed); the device's other routes are removed. A prefix twice: routed once, its last source wins. */
   routes: TunnelPrefix[];
-  /** Probe targets: peer name -> its pod gateway. */
-  probes: Map<string, string>;
+  /** Probe targets: the peers (each at its pod gateway; an external peer is not probed), the pass's own array: no table of them is made. */
+  probes: readonly ProbeTarget[];
   /** Per-peer problems ('peer NAME' -> reason); they replace the previous pass's. */
   problems: Map<string, string>;
   /** What this node publishes once the pass is applied (keys, key id). */
@@ -217,7 +217,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     const pass = ++this.passes;
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
     const upsert: (WireGuardPeerSpec | EspPeerSpec)[] = [];
-    for (const spec of d.datapathPeers) {
+    const specs: readonly (WireGuardPeerSpec | EspPeerSpec)[] = d.datapathPeers;
+    for (let i = 0; i < specs.length; i++) { // indexed loops: an iterator's results were garbage at every peer
+      const spec = specs[i]!;
       const id = specId(spec);
       const had = this.appliedPeers.get(id);
       if (!had) this.appliedPeers.set(id, { spec, pass });
@@ -243,7 +245,8 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
     const steer: { prefix: string; src?: string }[] = [];
-    for (const r of d.routes) {
+    for (let i = 0; i < d.routes.length; i++) {
+      const r = d.routes[i]!;
       const prefix = routePrefix(r), src = routeSource(r);
       const had = this.routed.get(prefix);
       if (had !== undefined && routedSrc(had) === src) { // routed so already, or earlier in this pass

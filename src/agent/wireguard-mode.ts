@@ -142,15 +142,13 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       else this.routeOf.set(prefix, { route: { prefix, src }, pass });
       routes.push(this.routeOf.get(prefix)!.route);
     };
-    const probes = new Map<string, string>();
     for (const p of peers) {
-      if (!p.external) probes.set(p.name, p.podGateway);
       for (const c of p.podCIDRs) route(c, undefined);
       if (this.nodeEncryption) for (const ip of p.internalIPs) route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
     }
     forgetUnmarked(this.routeOf, pass);
     return {
-      datapathPeers: specs, routes, probes, problems,
+      datapathPeers: specs, routes, probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
       publish: {
         annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
         encryptionKey: WG_ENCRYPTION_KEY,

@@ -16,8 +16,8 @@ test('probes: capped per interval, round robin over every peer, acks by address,
   await a.start();
   await b.start();
   try {
-    const peers = new Map([['b', '127.77.0.2']]);
-    for (let i = 0; i < 449; i++) peers.set(`x${i}`, `127.78.${i >> 8}.${(i & 255) + 1}`); // nothing answers there
+    const peers = [{ name: 'b', podGateway: '127.77.0.2' }];
+    for (let i = 0; i < 449; i++) peers.push({ name: `x${i}`, podGateway: `127.78.${i >> 8}.${(i & 255) + 1}` }); // nothing answers there
     a.setPeers(peers);
     const t0 = Date.now();
     await sleep(INTERVAL * 4.5);
@@ -45,4 +45,34 @@ test('probes: capped per interval, round robin over every peer, acks by address,
     a.stop();
     b.stop();
   }
+});
+
+test('setPeers: an entry kept while its peer keeps its address, moved and gone peers, a shared address, external peers', () => {
+  const p = new HealthProber('a', '127.77.0.1', 60_000);
+  const targets = (list: { name: string; podGateway: string; external?: unknown }[]) => list;
+  const view = () => p.list().map((e) => `${e.node}@${e.address}`).sort();
+  p.setPeers(targets([{ name: 'b', podGateway: '10.0.1.1' }, { name: 'c', podGateway: '10.0.2.1' }, { name: 'ext', podGateway: '10.0.9.1', external: {} }]));
+  assert.deepEqual(view(), ['b@10.0.1.1', 'c@10.0.2.1'], 'an external peer is not probed');
+  const b = p.list().find((e) => e.node === 'b')!;
+  b.sent = 7;
+  p.setPeers(targets([{ name: 'b', podGateway: '10.0.1.1' }, { name: 'c', podGateway: '10.0.2.1' }]));
+  assert.equal(p.list().find((e) => e.node === 'b'), b, 'the same entry, its counts kept');
+  assert.deepEqual(Object.keys(b), ['node', 'address', 'sent', 'acked', 'lastAckMs', 'rttMs'], 'a status answer carries the PeerHealth fields only');
+
+  // c moves, d takes c's old address, b goes.
+  p.setPeers(targets([{ name: 'd', podGateway: '10.0.2.1' }, { name: 'c', podGateway: '10.0.3.1' }]));
+  assert.deepEqual(view(), ['c@10.0.3.1', 'd@10.0.2.1']);
+  assert.equal(p.list().find((e) => e.node === 'd')!.sent, 0, "d's entry is its own, not c's");
+
+  // A forged podGateway: e claims d's address while d keeps it, before or after d in the list: d's entry stays.
+  const d = p.list().find((e) => e.node === 'd')!;
+  for (const order of [[{ name: 'e', podGateway: '10.0.2.1' }, { name: 'd', podGateway: '10.0.2.1' }], [{ name: 'd', podGateway: '10.0.2.1' }, { name: 'e', podGateway: '10.0.2.1' }]]) {
+    p.setPeers(targets([...order, { name: 'c', podGateway: '10.0.3.1' }]));
+    assert.equal(p.list().find((e) => e.address === '10.0.2.1'), d, 'one address, one target: the entry that had it');
+  }
+  // d goes: e has the address now.
+  p.setPeers(targets([{ name: 'e', podGateway: '10.0.2.1' }, { name: 'c', podGateway: '10.0.3.1' }]));
+  assert.deepEqual(view(), ['c@10.0.3.1', 'e@10.0.2.1']);
+  p.setPeers([]);
+  assert.deepEqual(view(), []);
 });

@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mustRun, run } from '../../src/util/exec.js';
-import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, prefixesOnDevice, releasePrefixes, releaseTunnelBypass, routesToMend, steerIntoTunnel, tunnelRoutesNow, TUNNEL_BYPASS_TABLE } from '../../src/agent/routes.js';
+import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, prefixesOnDevice, readTunnelRoutes, releasePrefixes, releaseTunnelBypass, routesToMend, steerIntoTunnel, tunnelRoutesNow, TUNNEL_BYPASS_TABLE, type TunnelRoutesNow } from '../../src/agent/routes.js';
 
 const ns = `veil-trt-${process.pid}`;
 const bypassNs = `veil-tbp-${process.pid}`;
@@ -50,6 +50,35 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   assert.deepEqual(prefixesOnDevice(device, ns).sort(), ['10.2.0.0/24', '10.4.0.0/24']);
   assert.ok(!routes('-4').some((l) => l.includes('10.1.0.0/24')), 'the blackhole went too');
   assert.ok(!routes('-6').some((l) => l.includes('fd00:1::/64')));
+});
+
+test("a whole pass reads ip's text: the device's routes with their source, the fail-closed blackholes, nothing else", () => {
+  // As iproute2 6.1 prints `route show table main dev D` and then `route show table main type blackhole`.
+  const v4 = [
+    '10.100.0.0/24 scope link linkdown ',
+    '10.100.1.0/24 scope link src 10.244.1.1 linkdown ',
+    '10.100.2.5 scope link linkdown mtu 1400 ',
+    '10.100.3.0/24 scope link metric 7 linkdown ',
+    'default scope link ',
+    'unreachable 10.100.8.0/24 ',
+    '10.100.9.0/24 proto static metric 5 ',
+    '\tnexthop via 172.18.0.9 weight 1 ',
+    'blackhole 10.9.0.0/16 ',
+    'blackhole 10.100.0.0/24 metric 4242 ',
+    'blackhole 10.100.1.0/24 proto static metric 4242 ',
+    'blackhole 10.100.4.0/24 metric 42420 ',
+    'blackhole 10.100.5.7 metric 4242 ',
+  ].join('\n') + '\n';
+  const v6 = 'fd00:1::/64 metric 1024 pref medium\nfd00:2::5 src fd00::1 metric 1024 pref medium\nblackhole fd00:1::/64 dev lo metric 4242 pref medium\n';
+  const now: TunnelRoutesNow = { routed: new Map(), failClosed: new Set() };
+  readTunnelRoutes(v4, '/32', now);
+  readTunnelRoutes(v6, '/128', now);
+  readTunnelRoutes('', '/32', now);
+  assert.deepEqual([...now.routed], [
+    ['10.100.0.0/24', undefined], ['10.100.1.0/24', '10.244.1.1'], ['10.100.2.5/32', undefined], ['10.100.3.0/24', undefined], ['10.100.9.0/24', undefined],
+    ['fd00:1::/64', undefined], ['fd00:2::5/128', 'fd00::1'],
+  ]);
+  assert.deepEqual([...now.failClosed], ['10.100.0.0/24', '10.100.1.0/24', '10.100.5.7/32', 'fd00:1::/64'], 'only the blackholes of FAIL_CLOSED_METRIC');
 });
 
 test('the underlay bypass rule (both families) is kept in place, never deleted and re-added, when the agent starts again', { timeout: 60_000 }, async () => {

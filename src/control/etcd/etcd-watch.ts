@@ -36,18 +36,16 @@ export interface EtcdWatchDeps {
 
 type Stream = Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
 
-/** The versions of what a watch delivered, by kind and name: its own record, or what the watcher holds. */
+/** The versions of what a watch delivered, by kind and name, as the watch reads them: its own record, or what the watcher holds. */
 interface Seen {
   get(kind: Kind, name: string): number | undefined;
-  set(kind: Kind, name: string, version: number): void;
-  delete(kind: Kind, name: string): void;
   entries(): IterableIterator<[Kind, string, number]>;
 }
 
 /**
- * The versions a watch has delivered, by kind and name. The name is the string its decoded object
- * holds (and that the node source keeps as the peer's name): keyed by the etcd key, every Node and
- * Lease cost ~40 B more (a string of its own).
+ * The versions a watch has delivered, by kind and name, as its own record (it writes it as it
+ * delivers). The name is the string its decoded object holds (and that the node source keeps as
+ * the peer's name): keyed by the etcd key, every Node and Lease cost ~40 B more (a string of its own).
  */
 class SeenVersions implements Seen {
   readonly #byKind = new Map<Kind, Map<string, number>>();
@@ -74,7 +72,7 @@ class SeenVersions implements Seen {
 /**
  * What the watcher holds, read as what the watch delivered: the watcher caches every event it is
  * given (and lists of its own, which are newer), so a relist's difference from it is what the
- * watcher needs to hear. Writes are the watcher's own, from the events.
+ * watcher needs to hear. The watch only reads it: the watcher writes it, from the events.
  */
 class HeldSeen implements Seen {
   constructor(private readonly kind: Kind, private readonly held: HeldVersions) {}
@@ -82,10 +80,6 @@ class HeldSeen implements Seen {
   get(kind: Kind, name: string): number | undefined {
     return kind === this.kind ? this.held.version(name) : undefined;
   }
-
-  set(): void {}
-
-  delete(): void {}
 
   *entries(): IterableIterator<[Kind, string, number]> {
     for (const name of [...this.held.names()]) { // a copy: the watcher's cache moves as events are delivered
@@ -111,6 +105,8 @@ export class EtcdWatch implements Watch {
    * deletion a relist finds (see gone()); a deletion the stream delivers carries the old object.
    */
   private seen: Seen;
+  /** The watch's own record (seen is it), written as events are delivered; none when the watcher holds the versions. */
+  private own?: SeenVersions;
   private stream: Stream | undefined;
   private stopped = false;
   private backoffMs = BACKOFF_MIN_MS;
@@ -128,7 +124,7 @@ export class EtcdWatch implements Watch {
   constructor(private readonly d: EtcdWatchDeps, sinceRevision: number) {
     this.last = sinceRevision;
     this.stallMs = d.stallMs ?? STALL_MS;
-    this.seen = d.held ? new HeldSeen(d.held.kind, d.held.versions) : new SeenVersions();
+    this.seen = d.held ? new HeldSeen(d.held.kind, d.held.versions) : (this.own = new SeenVersions());
     void this.begin(sinceRevision);
   }
 
@@ -148,7 +144,7 @@ export class EtcdWatch implements Watch {
   private async begin(since: number): Promise<void> {
     // What the caller had at `since` (it listed at that revision), so that a relist after a
     // compaction can also tell it what was deleted meanwhile (a caller that says what it holds: that).
-    if (since > 0 && !this.d.held) {
+    if (since > 0 && this.own) {
       try {
         const r = await this.d.client.kv.range({ ...this.range(), revision: since });
         for (const kv of r.kvs) this.remember(kv);
@@ -166,7 +162,7 @@ export class EtcdWatch implements Watch {
 
   private remember(kv: IKeyValue): void {
     const dec = decodeObject(this.d.cluster, kv);
-    if (dec.ok) this.seen.set(dec.object.kind, dec.object.metadata.name, dec.object.metadata.resourceVersion!);
+    if (dec.ok) this.own?.set(dec.object.kind, dec.object.metadata.name, dec.object.metadata.resourceVersion!);
   }
 
   /** A deleted object as far as this watch knows it without its value: kind, name, last version. */
@@ -269,7 +265,7 @@ export class EtcdWatch implements Watch {
     if (!dec.ok) return; // the watcher keeps the last good version it saw, if any
     const { kind, metadata: { name } } = dec.object;
     const type: WatchEventType = this.seen.get(kind, name) !== undefined ? 'MODIFIED' : 'ADDED';
-    this.seen.set(kind, name, rev);
+    this.own?.set(kind, name, rev);
     this.deliver({ type, revision: rev, object: dec.object });
   }
 
@@ -280,7 +276,7 @@ export class EtcdWatch implements Watch {
     this.d.report(key, undefined);
     const prevDec = prev ? decodeObject(this.d.cluster, prev) : undefined;
     const object = prevDec?.ok ? prevDec.object : had !== undefined ? this.gone(where!.kind, where!.name, had) : undefined;
-    if (where) this.seen.delete(where.kind, where.name);
+    if (where) this.own?.delete(where.kind, where.name);
     if (object) this.deliver({ type: 'DELETED', revision: rev, object });
   }
 
@@ -317,7 +313,7 @@ export class EtcdWatch implements Watch {
       if (now.get(kind, name) === undefined) events.push({ type: 'DELETED', revision: rev, object: this.gone(kind, name, version) });
     }
     events.sort((a, b) => a.revision - b.revision);
-    if (!this.d.held) this.seen = now;
+    if (this.own) this.seen = this.own = now;
     this.last = rev;
     for (const ev of events) this.deliver(ev);
     this.open();
