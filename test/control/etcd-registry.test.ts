@@ -200,3 +200,23 @@ test('a watch given what its caller holds relists against that after a compactio
   w.stop();
   assert.deepEqual(got.slice(3).map((e) => `${e.type} ${e.object.metadata.name}`), ['ADDED p4', 'MODIFIED p1']);
 });
+
+test('the names and versions of a kind, listed in pages, are what a list reads, as of one revision', async () => {
+  const reg = freshRegistry(undefined, { keysPage: 3 }); // 7 nodes: three pages, the last one short
+  const node = (name: string) => ({ kind: 'Node' as const, metadata: { name }, spec: { internalIP: '172.18.0.2', podCIDR: '10.244.1.0/24' } });
+  for (const name of ['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8']) await reg.create(node(name));
+  await reg.mutate('Node', 'n2', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { moved: 'yes' } } });
+  await reg.delete('Node', 'n5');
+  await reg.create({ kind: 'ConfigMap', metadata: { name: 'n9' }, data: {} }); // another kind: not listed
+  const all = await reg.changedSince!('Node', undefined);
+  const listed = (await reg.list('Node')).map((o) => [o.metadata.name, o.metadata.resourceVersion]);
+  assert.deepEqual([...all.versions], listed, 'every name once, in key order, with its mod_revision');
+  assert.equal(all.count, 7);
+  assert.equal(all.revision, await reg.revision());
+  // what changed since that revision: the one node written after it, and the count of all
+  await reg.mutate('Node', 'n7', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { moved: 'later' } } });
+  const news = await reg.changedSince!('Node', all.revision);
+  assert.deepEqual([...news.versions], [['n7', (await reg.get('Node', 'n7'))!.metadata.resourceVersion]]);
+  assert.equal(news.count, 7);
+  reg.close();
+});

@@ -3,7 +3,7 @@
 // create_revision == 0, update a compare-and-swap on mod_revision, mutate read + CAS retried.
 // Values that are not valid objects (someone else's garbage) are skipped by list and watch and
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
-import type { Etcd3, IKeyValue, IRangeResponse } from 'etcd3';
+import type { Etcd3, IKeyValue, IRangeRequest, IRangeResponse } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
 import type { HeldVersions, Kind, KindChanges, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
@@ -14,6 +14,7 @@ import { etcdError } from './etcd-errors.js';
 import { EtcdWatch, isCompacted } from './etcd-watch.js';
 import { EtcdLease } from './etcd-lease.js';
 import { prefixRange } from './etcd3-lib.js';
+import { readRangeKeys } from './range-key-versions.js';
 
 const MEMBER_CHECK_TIMEOUT_MS = 1500;
 /** Values per list page: 64 of etcd's largest (1.5 MiB by default) fit in MAX_RECEIVE_BYTES. */
@@ -28,6 +29,8 @@ export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   onInvalid?: (key: string, reason: string) => void;
   /** A watch lost its stream or was refused; it keeps retrying by itself. */
   onWatchError?: (e: VeilError) => void;
+  /** Keys per page of a listing of names and versions (default 4096; tests make pages small to cross their boundaries). */
+  keysPage?: number;
   /** Give up a mutate that keeps conflicting after this long (ms, default 30 s). */
   mutateTimeoutMs?: number;
   /** A watch stream silent this long is asked for progress, and reopened if it stays silent as
@@ -97,6 +100,7 @@ export class EtcdRegistry implements Registry {
     };
     if (since === undefined) {
       const at = { revision: 0 };
+      if (rawRangeInstalled(this.client)) return { revision: await this.keyVersionPages(kind, versions), count: versions.size, versions };
       for await (const kv of this.rangePages(kind, true, at)) add([kv]);
       return { revision: at.revision, count: versions.size, versions };
     }
@@ -280,12 +284,37 @@ export class EtcdRegistry implements Registry {
     let from = key;
     let revision: string | undefined;
     for (;;) {
-      const res: IRangeResponse = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: from, range_end, limit: keysOnly ? KEYS_PAGE : LIST_PAGE, ...(keysOnly ? { keys_only: true } : {}), ...(revision ? { revision } : {}) }));
+      const res: IRangeResponse = await this.call(`listing ${kind} objects`, () => this.client.kv.range({ key: from, range_end, limit: keysOnly ? this.opts.keysPage ?? KEYS_PAGE : LIST_PAGE, ...(keysOnly ? { keys_only: true } : {}), ...(revision ? { revision } : {}) }));
       revision ??= res.header.revision;
       if (at) at.revision = Number(revision);
       yield* res.kvs;
       if (!res.more || !res.kvs.length) return;
       from = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+    }
+  }
+
+  /**
+   * Every key of a kind and its mod_revision into versions, in pages read at one revision (which it
+   * returns), the answers read by readRangeKeys: a name and a number a key, no KeyValue objects.
+   */
+  private async keyVersionPages(kind: Kind, versions: Map<string, number>): Promise<number> {
+    const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
+    const pool = (this.client as unknown as { pool: { exec(service: string, method: string, req: IRangeRequest): Promise<Buffer> } }).pool;
+    const prefixBytes = key.length; // every key in the range starts with the kind's prefix: the rest is the name (as parseObjectKey reads it)
+    let lastStart = 0, lastEnd = 0;
+    const onKey = (buf: Buffer, start: number, end: number, modRevision: number) => {
+      if (end - start > prefixBytes) versions.set(buf.toString('utf8', start + prefixBytes, end), modRevision);
+      lastStart = start; lastEnd = end;
+    };
+    let from = key;
+    let revision: number | undefined;
+    for (;;) {
+      const req: IRangeRequest = { key: from, range_end, limit: this.opts.keysPage ?? KEYS_PAGE, keys_only: true, ...(revision ? { revision: String(revision) } : {}) };
+      const answer = await this.call(`listing ${kind} names`, () => pool.exec('KV', RAW_RANGE, req));
+      const page = readRangeKeys(answer, onKey);
+      revision ??= page.revision;
+      if (!page.more || !page.keys) return revision;
+      from = Buffer.concat([answer.subarray(lastStart, lastEnd), Buffer.from([0])]);
     }
   }
 
@@ -328,6 +357,38 @@ export class EtcdRegistry implements Registry {
     this.invalid.set(key, reason);
     if (!known) this.opts.onInvalid?.(key, reason);
   }
+}
+
+/** The KV client's method that answers a Range undecoded (installed by rawRangeInstalled). */
+const RAW_RANGE = 'veilRangeUndecoded';
+
+interface GrpcKvClient {
+  Range?: { path: string; requestSerialize: (req: unknown) => Buffer };
+  makeUnaryRequest?: (...args: unknown[]) => unknown;
+  [RAW_RANGE]?: (req: unknown, metadata: unknown, options: unknown, cb: unknown) => unknown;
+}
+
+/**
+ * Whether the etcd3 client can answer a Range as bytes: its KV service class (gRPC's) gets a method
+ * that is its Range with the answer left undecoded, so the call goes the library's whole way (auth,
+ * retries, deadlines, endpoint breakers, its errors) and only the decoding is ours. False where the
+ * library is not shaped as expected (another etcd3 version): then its own decoding is used.
+ */
+function rawRangeInstalled(client: Etcd3): boolean {
+  const pool = (client as unknown as { pool?: { hosts?: { getServiceClient(name: string): unknown }[] } }).pool;
+  let kv: GrpcKvClient | undefined;
+  try {
+    kv = pool?.hosts?.[0]?.getServiceClient('KV') as GrpcKvClient | undefined;
+  } catch {
+    return false; // closed
+  }
+  const proto = kv && (Object.getPrototypeOf(kv) as GrpcKvClient);
+  const range = proto?.Range;
+  if (!proto || !range?.path || typeof range.requestSerialize !== 'function' || typeof proto.makeUnaryRequest !== 'function') return false;
+  proto[RAW_RANGE] ??= function (this: GrpcKvClient, req: unknown, metadata: unknown, options: unknown, cb: unknown) {
+    return this.makeUnaryRequest!(range.path, range.requestSerialize, (answer: Buffer) => answer, req, metadata, options, cb);
+  };
+  return true;
 }
 
 function conflict(obj: RegistryObject, have: number, want: number): VeilError {
