@@ -5,7 +5,7 @@
 // resident memory; at the rotation size an IPsec key rotation with a ping between the real pair
 // (zero loss) and the rotation rule checked from published key ids and installed SAs. Correctness
 // failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import type { AgentMemory } from '../src/agent/api.js';
 import type { HeapFigures } from '../src/util/heap-figures.js';
 import { exec, liveChildren, mustExec, sleep } from './proc.js';
 import { AgentView } from './scale/agent-view.js';
+import { agentLogPath } from '../src/lab/agents.js';
 import { SyntheticNodes } from './scale/synthetic-nodes.js';
 
 const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--smoke] [--out FILE] [--name CLUSTER]
@@ -38,6 +39,8 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
   --name CLUSTER lab cluster name (default vs<pid>)
   --heap-snapshots DIR
                  after each size, a V8 heap snapshot of the first agent's main thread in DIR (where the memory goes)
+  --agent-logs DIR
+                 the agents' logs copied to DIR before the lab goes (with NODE_OPTIONS=--trace-gc: what ran in a costly second)
 Exit status: 0 when every correctness check passed, 1 otherwise, 130 when interrupted.`;
 
 /** The agent's periodic work repeats every 60 s (two resync passes, the second one whole): a shorter window misses or double-counts it. */
@@ -65,6 +68,8 @@ interface SizeFigures {
   steadyCompactions: Compactions;
   /** CPU of the agent's threads in each second of the window (ms): the periodic passes show as peaks. */
   steadyTimelineMs: number[];
+  /** When the steady window began (to place its costly seconds in the agents' logs). */
+  steadyStartedAt: string;
   /** RSS over the steady window, sampled every second: median and peak. */
   rssMB: number;
   rssPeakMB: number;
@@ -310,6 +315,8 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // relist every 24-36 s). RSS read from /proc once a second (costs the agent nothing), the heaps
   // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
   const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
+  const steadyStartedAt = new Date().toISOString();
+  console.log(`steady window from ${steadyStartedAt}`);
   const rss: number[] = [];
   const heldMainMB: number[] = []; // every 5 s: the main thread's heap pages (the slack above its live heap moves with its collections)
   const timelineMs: number[] = [];
@@ -353,7 +360,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
     size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
-    settle, steadySeconds: o.steadyS, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, ...mem, routes,
+    settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, ...mem, routes,
   };
 }
 
@@ -443,12 +450,24 @@ function machine(): Record<string, unknown> {
   return { nproc: cpus().length, cpu: model, kernel: release(), node: process.version, commit, load: readFileSync('/proc/loadavg', 'utf8').trim() };
 }
 
+/** The agents' logs (before the lab and its home go). */
+function copyAgentLogs(lab: ScaleLab, dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  for (const n of lab.nodes) {
+    try {
+      copyFileSync(agentLogPath(lab.cluster, n.name), join(dir, `${n.name}.log`));
+    } catch (e) {
+      console.error(`no log of ${n.name}: ${String(e)}`);
+    }
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
       smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      'heap-snapshots': { type: 'string' },
+      'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -480,6 +499,7 @@ async function main(): Promise<number> {
     for (const c of liveChildren) c.kill('SIGTERM');
     await sim?.removeAll().catch(() => undefined);
     await sim?.close().catch(() => undefined);
+    if (values['agent-logs']) copyAgentLogs(lab, resolve(values['agent-logs']));
     await lab.destroy();
     rmSync(home, { recursive: true, force: true });
   })());
