@@ -4,7 +4,7 @@
 // default socket buffers, once with 4 MiB ones so the receiving application is not the limit), and CPU
 // seconds of the datapath processes per GB.
 import type { LabPod } from './bench-lab.js';
-import { cpuSeconds, exec, peakRssBytes, sleep, startChild, stopChild } from './proc.js';
+import { cpuSeconds, exec, peakRssBytes, realtimeThreads, sleep, startChild, stopChild } from './proc.js';
 import { median } from './stats.js';
 
 export interface MeasureOptions {
@@ -53,6 +53,12 @@ export interface ModeFigures {
   /** The warm-up pings' RTT (the first seconds after the mode came up; NaN without a warm-up). */
   rttWarmupP50Us: number;
   rttWarmupP99Us: number;
+  /**
+   * Per datapath process, its realtime (SCHED_FIFO) threads when the idle RTT's pings began and
+   * when they ended: veil's worker is SCHED_FIFO while quiet (datapath.realtime), so a 0 in a veil
+   * mode says its worker measured (part of) that RTT as a normal thread. Empty for plain.
+   */
+  rttRealtimeThreads: { start: number[]; end: number[] };
   /** Ping RTT while the single TCP stream runs through the same pair. */
   rttLoadedP50Us: number;
   rttLoadedP99Us: number;
@@ -191,12 +197,14 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
     return r.gbps;
   };
   const warmup = opts.warmupPings > 0 ? await pingRtt(client, server, opts.warmupPings) : { p50: NaN, p99: NaN };
+  const rtStart = pids.map(realtimeThreads);
   const ping = await pingRtt(client, server, opts.pings);
+  const rttRealtimeThreads = { start: rtStart, end: pids.map(realtimeThreads) };
   if (ping.received === 0) throw new Error('no ping answer');
   if (opts.latencyOnly) {
     return {
       tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: ping.p50, rttP99Us: ping.p99,
-      rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99,
+      rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, rttRealtimeThreads,
       rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpMaxRateTunedMbps: null, udpTrials: [],
       cpuSecPerGB: null, peakRssMB: null,
     };
@@ -221,7 +229,7 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   return {
     tcp1Gbps, tcp1RGbps, tcp4Gbps, udpRxGbps: udp.gbps, udpLossPct: udp.lossPct,
     rttP50Us: ping.p50, rttP99Us: ping.p99,
-    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99,
+    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, rttRealtimeThreads,
     rttLoadedP50Us: loaded.p50, rttLoadedP99Us: loaded.p99,
     tcpSlowestSecondRatio: ratios.length ? Math.min(...ratios) : NaN,
     tcpSeconds,

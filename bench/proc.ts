@@ -1,7 +1,7 @@
 // Child processes for the bench (async, so that SIGINT/SIGTERM handlers still run while a
 // measurement is going on) and the /proc figures it reads: CPU ticks and peak RSS of a pid.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 export interface ExecResult {
   status: number;
@@ -68,6 +68,31 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** SCHED_FIFO and SCHED_RR, the realtime policies of /proc/<pid>/task/<tid>/stat's 41st field. */
+const REALTIME_POLICIES = new Set([1, 2]);
+
+/**
+ * How many threads of a process run a realtime policy now (veil's datapath worker while quiet,
+ * datapath.realtime); 0 when it is gone. A thread that ends while it is read is skipped.
+ */
+export function realtimeThreads(pid: number): number {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+      if (REALTIME_POLICIES.has(Number(f[41 - 3]))) n++;
+    } catch { /* the thread ended */ }
+  }
+  return n;
 }
 
 /** Peak resident set (VmHWM) of a process in bytes; 0 when it is gone. */

@@ -112,6 +112,26 @@ export function formatRoundRatios(r: Partial<Record<Mode, Partial<Record<Figure,
   return lines;
 }
 
+/**
+ * Console lines of whether the veil modes' datapath workers were realtime (datapath.realtime) when
+ * the idle RTT was measured: per round, the processes with a SCHED_FIFO thread at the pings' start
+ * and end, "veil-ipsec workers SCHED_FIFO at the idle pings' start→end per round 2/2→2/2 1/2→2/2".
+ * A veil worker not realtime there measured that round's RTT (in part) as a normal thread.
+ */
+export function formatRealtimeWorkers(rounds: Partial<Record<Mode, ModeFigures>>[]): string[] {
+  const lines: string[] = [];
+  const modes = [...new Set(rounds.flatMap((r) => Object.keys(r) as Mode[]))].filter((m) => m.startsWith('veil-'));
+  const share = (threads: number[]) => `${threads.filter((n) => n > 0).length}/${threads.length}`;
+  for (const mode of modes) {
+    const each = rounds.map((r) => {
+      const t = r[mode]?.rttRealtimeThreads;
+      return t ? `${share(t.start)}→${share(t.end)}` : '–';
+    });
+    lines.push(`${mode} workers SCHED_FIFO at the idle pings' start→end per round ${each.join(' ')}`);
+  }
+  return lines;
+}
+
 /** Rounds in which a tunnel's slowest TCP second fell below half its median second: each one is a stall to look into. */
 export function stalls(rounds: Partial<Record<Mode, ModeFigures>>[]): { round: number; mode: Mode; test: string; seconds: number[] }[] {
   const out: { round: number; mode: Mode; test: string; seconds: number[] }[] = [];

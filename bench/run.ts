@@ -10,7 +10,7 @@ import { run } from '../src/util/exec.js';
 import { BenchLab, MODES, type ActiveMode, type Mode } from './bench-lab.js';
 import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } from './measure.js';
 import { liveChildren } from './proc.js';
-import { formatRoundRatios, formatTable, ratiosToWireGuardGo, roundRatiosToWireGuardGo, stalls, summarize } from './report.js';
+import { formatRealtimeWorkers, formatRoundRatios, formatTable, ratiosToWireGuardGo, roundRatiosToWireGuardGo, stalls, summarize } from './report.js';
 
 /** Idle pings not counted before the RTT is measured (3 s: veil's packet path tiers up; every mode alike). */
 const WARMUP_PINGS = 300;
@@ -122,7 +122,8 @@ async function main(): Promise<number> {
           round[mode] = await measureMode(client, server, active.datapathPids, opts);
           const f = round[mode]!;
           if (latencyOnly) console.error(`round ${r + 1}/${rounds} ${mode}: rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle ` +
-            `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)})`);
+            `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)})` +
+            (mode.startsWith('veil-') ? `, realtime threads at its start→end ${f.rttRealtimeThreads.start.join('+')}→${f.rttRealtimeThreads.end.join('+')}` : ''));
           else console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
             `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
             `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s (${f.udpMaxRateTunedMbps ?? '–'} with 4 MiB buffers), rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
@@ -151,7 +152,7 @@ async function main(): Promise<number> {
   console.log(`\nveil bench ${started.toISOString().slice(0, 10)}: ${rounds} round(s) × ${opts.seconds} s, UDP offered ${opts.udpRate}; ` +
     `${info['nproc']} × ${info['cpu']}; medians over rounds (÷wg-go, ÷plain)\n`);
   console.log(table);
-  const roundLines = formatRoundRatios(roundRatios);
+  const roundLines = [...formatRoundRatios(roundRatios), ...formatRealtimeWorkers(results)];
   if (roundLines.length) console.log(`\n${roundLines.join('\n')}`);
   if (handshakes) console.log(`\nWireGuard handshakes on one core (node dist/bench/wireguard-handshake.js ${HANDSHAKE_ARGS.join(' ')}): ` +
     `${handshakes['fullHandshakesPerSecond']} full handshakes/s (both sides' work; ${handshakes['fullHandshakesPerCpuSecond']} per CPU second), ` +

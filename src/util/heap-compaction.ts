@@ -102,8 +102,10 @@ export class HeapCompactor {
     return this.policy.checkDue(nowMs);
   }
 
-  check(nowMs: number, quiet: boolean): boolean {
+  /** beforeCompaction: runs right before a compaction only (a check alone takes microseconds). */
+  check(nowMs: number, quiet: boolean, beforeCompaction?: () => void): boolean {
     if (!this.policy.checkDue(nowMs) || !this.policy.due(nowMs, heapHeldBytes(), quiet)) return false;
+    beforeCompaction?.();
     fullCollection(true);
     this.count++;
     this.policy.compacted(heapHeldBytes());

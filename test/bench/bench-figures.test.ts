@@ -1,10 +1,12 @@
 // The bench's derived figures: the UDP rate search (doubling, then bisecting) against a simulated
 // path with a known capacity, the slowest-second ratio that flags a stall, and the RTT ratios to
-// wireguard-go round by round.
+// wireguard-go round by round, and which datapath workers ran realtime during the idle pings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { searchUdpRate, slowestSecondRatio, udpShortfallPct } from '../../bench/measure.js';
-import { formatRoundRatios, roundRatiosToWireGuardGo, stalls } from '../../bench/report.js';
+import { formatRealtimeWorkers, formatRoundRatios, roundRatiosToWireGuardGo, stalls } from '../../bench/report.js';
+import { realtimeThreads } from '../../bench/proc.js';
+import { native } from '../../src/native/addon.js';
 import type { ModeFigures } from '../../bench/measure.js';
 
 /** A path that carries up to `capacity` Mbit/s and loses what is offered beyond it. */
@@ -60,4 +62,27 @@ test('RTT ÷ wireguard-go per round, and the median of those ratios (a failed ro
     'veil-ipsec rttP99Us ÷ wg-go per round 2.00 – 0.50 (median 1.25)',
   ]);
   assert.deepEqual(roundRatiosToWireGuardGo([{ 'veil-wireguard': f(400, 1000) }]), {}, 'no wireguard-go: no ratios');
+});
+
+test('realtime workers at the idle pings: per veil mode and round, the processes with a SCHED_FIFO thread at the start and the end', () => {
+  const f = (start: number[], end: number[]) => ({ rttRealtimeThreads: { start, end } }) as unknown as ModeFigures;
+  assert.deepEqual(formatRealtimeWorkers([
+    { 'wireguard-go': f([0, 0], [0, 0]), 'veil-wireguard': f([1, 1], [1, 1]), 'veil-ipsec': f([0, 1], [1, 1]) },
+    { 'wireguard-go': f([0, 0], [0, 0]), 'veil-wireguard': f([1, 0], [0, 0]) },
+  ]), [
+    "veil-wireguard workers SCHED_FIFO at the idle pings' start→end per round 2/2→2/2 1/2→0/2",
+    "veil-ipsec workers SCHED_FIFO at the idle pings' start→end per round 1/2→2/2 –",
+  ]);
+});
+
+test('realtimeThreads reads each thread\'s policy from /proc: SCHED_FIFO counts, SCHED_OTHER does not', (t) => {
+  const before = realtimeThreads(process.pid);
+  if (native().threadSetRealtime(1) !== 0) { t.skip('no CAP_SYS_NICE here'); return; }
+  try {
+    assert.equal(realtimeThreads(process.pid), before + 1);
+  } finally {
+    assert.equal(native().threadSetRealtime(0), 0);
+  }
+  assert.equal(realtimeThreads(process.pid), before);
+  assert.equal(realtimeThreads(2 ** 22 + 1), 0, 'no such process');
 });

@@ -67,8 +67,12 @@ test('heap compaction: a compacting collection gives back the old-generation pag
   for (let i = 0; i < burst.length; i++) if (i % 16 !== 0) burst[i] = undefined;
   fullCollection();
   const kept = oldSpace();
-  assert.equal(c.check(1, false), false, 'not while busy');
-  assert.equal(c.check(2, true), true, `held ${heapHeldBytes()} B, past the floor ${c.policy.floor} B`);
+  let told = 0;
+  const before = () => { told++; };
+  assert.equal(c.check(1, false, before), false, 'not while busy');
+  assert.equal(told, 0, 'a check that does not compact does not tell');
+  assert.equal(c.check(2, true, before), true, `held ${heapHeldBytes()} B, past the floor ${c.policy.floor} B`);
+  assert.equal(told, 1, 'told right before the compaction');
   const compacted = oldSpace();
   assert.equal(c.count, 1);
   assert.equal(c.policy.floor, heapHeldBytes());
