@@ -1,6 +1,6 @@
 // A TUN device (one queue = one fd): batched reads and writes through the native addon. With
 // vnetHdr the kernel hands over 64 KiB TCP super-packets (TSO) that the addon splits into MTU-sized
-// packets, and writes may coalesce TCP segments back into super-packets (GRO-like).
+// packets, and writes may coalesce TCP segments or UDP datagrams back into super-packets (GRO-like).
 import { VeilError } from '../util/errors.js';
 import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, TUN_F, TUN_DRAINED_SLOT, TUN_OPEN, TUN_STAT, TUN_STAT_COUNT, TUN_WRITE } from '../native/addon.js';
 import type { PacketBatch } from './packet-batch.js';
@@ -17,7 +17,11 @@ export interface TunOpenOptions {
 }
 
 export interface TunWriteOptions {
-  /** Merge consecutive in-order TCP segments of one flow into one super-packet (vnetHdr only). */
+  /**
+   * Merge consecutive in-order TCP segments of one flow into one super-packet (vnetHdr only); with
+   * checksumsTrusted also runs of UDP datagrams of one flow (at most yieldEvery of them: the
+   * receiving socket splits the super-packet and takes every datagram at once).
+   */
   coalesce?: boolean;
   /** The packets were authenticated by AEAD: skip the checksum checks (kernel and ours). */
   checksumsTrusted?: boolean;

@@ -104,6 +104,21 @@ test('writeBatch with yieldEvery gives up the CPU between every yieldEvery write
   assert.equal(r.counters['writeErrors'], 0);
 });
 
+test('vnetHdr writes coalesce a run of UDP datagrams of one flow (at most yieldEvery) and each arrives whole at a plain socket', () => {
+  const ns = makeNetns('udpco');
+  namespaces.push(ns);
+  type Got = [number, number][];
+  const r = runScenario(ns, ['tun-udp-coalesce', 'veil-tdu0']) as { results: { yieldEvery: number; written: number; coalescedWrites: number; coalescedSegments: number; got: { a: Got; b: Got; v6: Got } }[]; counters: Record<string, number> };
+  const a: Got = [...Array(10).keys()].map((i) => [i, i === 9 ? 50 : 100]);
+  for (const x of r.results) {
+    assert.equal(x.written, 16, JSON.stringify(x));
+    assert.deepEqual(x.got, { a, b: [[100, 100]], v6: [...Array(5).keys()].map((i) => [200 + i, 100]) }, 'every datagram arrived once, in order, with its own length');
+  }
+  // yieldEvery 4: the IPv4 run as 4 + 4 + 2, the IPv6 one as 4 + a lone datagram; yieldEvery 0: 10 and 5
+  assert.deepEqual(r.results.map((x) => [x.coalescedWrites, x.coalescedSegments]), [[4, 14], [2, 15]], JSON.stringify(r.results));
+  assert.equal(r.counters['writeErrors'], 0);
+});
+
 test('a bad TUN name, or a name taken by another kind of link, is a VeilError', () => {
   assert.throws(() => TunDevice.open('this-name-is-far-too-long'), (e) => isVeilError(e) && e.code === 'TUN_NAME');
   assert.throws(() => TunDevice.open('lo'), (e) => isVeilError(e) && /cannot create TUN device lo/.test(e.message) && !!e.hint);
