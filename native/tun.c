@@ -21,6 +21,7 @@
 #define WRITE_VNET 1
 #define WRITE_COALESCE 2
 #define WRITE_CSUM_TRUSTED 4   // caller vouches for the checksums (AEAD-authenticated): DATA_VALID
+#define WRITE_UDP_SEGMENTS 8   // the kernel takes VIRTIO_NET_HDR_GSO_UDP_L4 writes (Linux 6.2+): UDP runs may coalesce
 
 #ifndef VIRTIO_NET_HDR_GSO_UDP_L4
 #define VIRTIO_NET_HDR_GSO_UDP_L4 5
@@ -351,6 +352,8 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   if (n < 0 || n > b->cap || nst < ST_COUNT) return throw_range(env, "veil_datapath: tunWriteBatch n exceeds descriptors");
   int32_t *offs = b->offs, *lens = b->lens; uint8_t *buf = b->buf; size_t blen = b->blen;
   bool vnet = mode & WRITE_VNET, coalesce = vnet && (mode & WRITE_COALESCE), trusted = mode & WRITE_CSUM_TRUSTED;
+  // An older kernel refuses a UDP_L4 super-packet (EINVAL): the whole run would be lost.
+  bool coalesce_udp = coalesce && trusted && (mode & WRITE_UDP_SEGMENTS);
   struct iovec iov[MAX_GSO_SEGS + 2];
   struct virtio_net_hdr vh;
   int written = 0, since_yield = 0;
@@ -405,7 +408,7 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
       }
     }
     udp_dgram ua, ub;
-    if (coalesce && trusted && udp_run_max > 1 && udp_candidate(p, l, &ua)) {
+    if (coalesce_udp && udp_run_max > 1 && udp_candidate(p, l, &ua)) {
       int gso = ua.pay, tot = l;
       iov[1].iov_base = p; iov[1].iov_len = (size_t)l;
       while (j < n && cnt < udp_run_max) {

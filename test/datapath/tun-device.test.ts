@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { deleteNetns, makeNetns, runScenario, startScenario, stopScenario } from './fixtures/netns.js';
 import { run } from '../../src/util/exec.js';
-import { TunDevice } from '../../src/datapath/tun-device.js';
+import { kernelTakesUdpSegments, TunDevice } from '../../src/datapath/tun-device.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const namespaces: string[] = [];
@@ -122,4 +122,9 @@ test('vnetHdr writes coalesce a run of UDP datagrams of one flow (at most yieldE
 test('a bad TUN name, or a name taken by another kind of link, is a VeilError', () => {
   assert.throws(() => TunDevice.open('this-name-is-far-too-long'), (e) => isVeilError(e) && e.code === 'TUN_NAME');
   assert.throws(() => TunDevice.open('lo'), (e) => isVeilError(e) && /cannot create TUN device lo/.test(e.message) && !!e.hint);
+});
+
+test('UDP runs are coalesced only on kernels that take UDP_L4 super-packets (Linux 6.2 and later)', () => {
+  for (const r of ['6.2.0', '6.18.44-fc-v1272', '7.0.1', '10.1']) assert.equal(kernelTakesUdpSegments(r), true, r);
+  for (const r of ['6.1.0-28-cloud-amd64', '5.15.0-91-generic', '4.19.0', 'not-a-release', '']) assert.equal(kernelTakesUdpSegments(r), false, r);
 });
