@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EtcdWatch } from '../../src/control/etcd/etcd-watch.js';
 import type { WatchEvent } from '../../src/control/registry.js';
+import type { EtcdRegistry } from '../../src/control/etcd/etcd-registry.js';
 import { isVeilError } from '../../src/util/errors.js';
 import { etcd3 } from '../../src/control/etcd/etcd3-lib.js';
 import { MAX_OBJECT_BYTES } from '../../src/control/etcd/object-codec.js';
@@ -209,6 +210,7 @@ test('the names and versions of a kind, listed in pages, are what a list reads, 
   await reg.delete('Node', 'n5');
   await reg.create({ kind: 'ConfigMap', metadata: { name: 'n9' }, data: {} }); // another kind: not listed
   const all = await reg.changedSince!('Node', undefined);
+  assert.equal((reg as EtcdRegistry).listsNamesUndecoded, true, 'the listing reads etcd\'s answers undecoded: after an etcd3 upgrade, adapt rawRangeInstalled to it');
   const listed = (await reg.list('Node')).map((o) => [o.metadata.name, o.metadata.resourceVersion]);
   assert.deepEqual([...all.versions], listed, 'every name once, in key order, with its mod_revision');
   assert.equal(all.count, 7);
