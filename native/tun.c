@@ -1,6 +1,6 @@
 // TUN device I/O: open (optionally with IFF_VNET_HDR and offloads), batched reads that split
 // virtio-net GSO super-packets into MTU-sized packets, batched writes that can coalesce TCP segments
-// or UDP datagrams of one flow back into a GSO super-packet, and a blocking poll for worker threads.
+// of one flow back into a GSO super-packet, and a blocking poll for worker threads.
 #include "common.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -21,14 +21,6 @@
 #define WRITE_VNET 1
 #define WRITE_COALESCE 2
 #define WRITE_CSUM_TRUSTED 4   // caller vouches for the checksums (AEAD-authenticated): DATA_VALID
-#define WRITE_UDP_SEGMENTS 8   // the kernel takes VIRTIO_NET_HDR_GSO_UDP_L4 writes (Linux 6.2+): UDP runs may coalesce
-
-#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
-#define VIRTIO_NET_HDR_GSO_UDP_L4 5
-#endif
-// Datagrams in one coalesced UDP write. The receiving socket gets them all at once (it splits the
-// super-packet itself), so a run is kept as short as the yield interval: see tunWriteBatch.
-#define UDP_RUN_MAX 64
 
 // Counters the caller passes in (Float64Array), accumulated here. Keep in sync with native.ts.
 enum {
@@ -298,34 +290,6 @@ static bool same_flow(const uint8_t *p, const uint8_t *q, const tcp_seg *a, cons
          !memcmp(tp + 20, tq + 20, (size_t)(a->thl - 20));
 }
 
-typedef struct { bool v6; int l4, pay; } udp_dgram;
-
-// A plain UDP datagram (no IP options or extension headers, not a fragment, lengths consistent)
-// that may join a coalesced UDP super-packet.
-static bool udp_candidate(const uint8_t *p, int l, udp_dgram *u) {
-  if (l < 29) return false;
-  int v = p[0] >> 4;
-  if (v == 4) {
-    if ((p[0] & 0xf) != 5 || p[9] != IPPROTO_UDP || (get16(p + 6) & 0x3fff) != 0 || get16(p + 2) != l) return false;
-    u->v6 = false; u->l4 = 20;
-  } else if (v == 6) {
-    if (l < 49 || p[6] != IPPROTO_UDP || get16(p + 4) + 40 != l) return false;
-    u->v6 = true; u->l4 = 40;
-  } else return false;
-  if (get16(p + u->l4 + 4) != l - u->l4) return false;
-  u->pay = l - u->l4 - 8;
-  return u->pay > 0;
-}
-
-// Same flow and same headers apart from lengths, IPv4 id and checksums: the kernel's segmentation
-// of the super-packet reproduces q.
-static bool same_udp_flow(const uint8_t *p, const uint8_t *q, const udp_dgram *a, const udp_dgram *b) {
-  if (a->v6 != b->v6) return false;
-  if (a->v6) { if (memcmp(p, q, 4) || p[7] != q[7] || memcmp(p + 8, q + 8, 32)) return false; }
-  else if (p[1] != q[1] || p[6] != q[6] || p[8] != q[8] || memcmp(p + 12, q + 12, 8)) return false;
-  return !memcmp(p + a->l4, q + b->l4, 4);
-}
-
 static bool write_all(int fd, struct iovec *iov, int n, double *st) {
   for (;;) {
     ssize_t r = writev(fd, iov, n);
@@ -352,13 +316,9 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   if (n < 0 || n > b->cap || nst < ST_COUNT) return throw_range(env, "veil_datapath: tunWriteBatch n exceeds descriptors");
   int32_t *offs = b->offs, *lens = b->lens; uint8_t *buf = b->buf; size_t blen = b->blen;
   bool vnet = mode & WRITE_VNET, coalesce = vnet && (mode & WRITE_COALESCE), trusted = mode & WRITE_CSUM_TRUSTED;
-  // An older kernel refuses a UDP_L4 super-packet (EINVAL): the whole run would be lost.
-  bool coalesce_udp = coalesce && trusted && (mode & WRITE_UDP_SEGMENTS);
   struct iovec iov[MAX_GSO_SEGS + 2];
   struct virtio_net_hdr vh;
   int written = 0, since_yield = 0;
-  // A UDP run is delivered as a whole: keep it within one yield interval.
-  int udp_run_max = yield_every > 0 && yield_every < UDP_RUN_MAX ? yield_every : UDP_RUN_MAX;
   for (int i = 0; i < n;) {
     int32_t off = offs[i], l = lens[i];
     if (l <= 0) { i++; continue; }
@@ -404,38 +364,6 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
         vh.csum_start = (uint16_t)a.l4; vh.csum_offset = 16;
         iov[0].iov_base = &vh; iov[0].iov_len = sizeof vh;
         if (write_all(fd, iov, cnt + 1, st)) { written += cnt; st[ST_COALESCED_WRITES]++; st[ST_COALESCED_SEGMENTS] += cnt; st[ST_WRITES]++; }
-        i = j; continue;
-      }
-    }
-    udp_dgram ua, ub;
-    if (coalesce_udp && udp_run_max > 1 && udp_candidate(p, l, &ua)) {
-      int gso = ua.pay, tot = l;
-      iov[1].iov_base = p; iov[1].iov_len = (size_t)l;
-      while (j < n && cnt < udp_run_max) {
-        int32_t qo = offs[j], ql = lens[j];
-        if (ql <= 0 || qo < 0 || (size_t)qo + (size_t)ql > blen) break;
-        uint8_t *q = buf + qo;
-        if (!udp_candidate(q, ql, &ub) || !same_udp_flow(p, q, &ua, &ub) || ub.pay > gso || tot + ub.pay > 65535) break;
-        iov[1 + cnt].iov_base = q + ub.l4 + 8; iov[1 + cnt].iov_len = (size_t)ub.pay;
-        tot += ub.pay; cnt++; j++;
-        if (ub.pay < gso) break; // only the last segment may be shorter
-      }
-      if (cnt > 1) {
-        uint8_t *u = p + ua.l4;
-        if (ua.v6) put16(p + 4, (uint16_t)(tot - 40));
-        else { put16(p + 2, (uint16_t)tot); p[10] = p[11] = 0; put16(p + 10, (uint16_t)~csum_fold(csum_add(0, p, 20))); }
-        int ulen = tot - ua.l4;
-        put16(u + 4, (uint16_t)ulen);
-        uint64_t ps = (ua.v6 ? csum_add(0, p + 8, 32) : csum_add(0, p + 12, 8)) + IPPROTO_UDP + (uint32_t)ulen;
-        put16(u + 6, csum_fold(ps)); // partial: each segment's checksum is completed from it
-        memset(&vh, 0, sizeof vh);
-        vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-        vh.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
-        vh.hdr_len = (uint16_t)(ua.l4 + 8); vh.gso_size = (uint16_t)gso;
-        vh.csum_start = (uint16_t)ua.l4; vh.csum_offset = 6;
-        iov[0].iov_base = &vh; iov[0].iov_len = sizeof vh;
-        if (write_all(fd, iov, cnt + 1, st)) { written += cnt; st[ST_COALESCED_WRITES]++; st[ST_COALESCED_SEGMENTS] += cnt; st[ST_WRITES]++; }
-        since_yield += cnt - 1; // each datagram lands in the receiving socket on its own
         i = j; continue;
       }
     }

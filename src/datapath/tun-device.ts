@@ -1,7 +1,6 @@
 // A TUN device (one queue = one fd): batched reads and writes through the native addon. With
 // vnetHdr the kernel hands over 64 KiB TCP super-packets (TSO) that the addon splits into MTU-sized
-// packets, and writes may coalesce TCP segments or UDP datagrams back into super-packets (GRO-like).
-import { release } from 'node:os';
+// packets, and writes may coalesce TCP segments back into super-packets (GRO-like).
 import { VeilError } from '../util/errors.js';
 import { check, countersFrom, decodeNativeError, ERROR_STAGE, native, nativeError, TUN_F, TUN_DRAINED_SLOT, TUN_OPEN, TUN_STAT, TUN_STAT_COUNT, TUN_WRITE } from '../native/addon.js';
 import type { PacketBatch } from './packet-batch.js';
@@ -18,12 +17,7 @@ export interface TunOpenOptions {
 }
 
 export interface TunWriteOptions {
-  /**
-   * Merge consecutive in-order TCP segments of one flow into one super-packet (vnetHdr only); with
-   * checksumsTrusted also runs of UDP datagrams of one flow (at most yieldEvery of them: the
-   * receiving socket splits the super-packet and takes every datagram at once), on Linux 6.2 and
-   * later (kernelTakesUdpSegments).
-   */
+  /** Merge consecutive in-order TCP segments of one flow into one super-packet (vnetHdr only). */
   coalesce?: boolean;
   /** The packets were authenticated by AEAD: skip the checksum checks (kernel and ours). */
   checksumsTrusted?: boolean;
@@ -53,21 +47,6 @@ export type TunCounters = Record<keyof typeof TUN_STAT, number>;
  * and its reader, woken onto this CPU, runs only when the worker lets it. 8: bench, README.
  */
 export const TUN_YIELD_EVERY = 8;
-
-/**
- * Whether a kernel of this release (os.release()) takes UDP_L4 super-packets written to a TUN
- * (virtio_net_hdr_to_skb learnt VIRTIO_NET_HDR_GSO_UDP_L4 in Linux 6.2). An older one answers
- * EINVAL and the run is lost, so runs of UDP datagrams are coalesced only where it takes them; a
- * backport on an older release just goes without.
- */
-export function kernelTakesUdpSegments(kernelRelease: string): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(kernelRelease);
-  if (!m) return false;
-  const major = Number(m[1]), minor = Number(m[2]);
-  return major > 6 || (major === 6 && minor >= 2);
-}
-
-const UDP_SEGMENT_WRITES = kernelTakesUdpSegments(release()) ? TUN_WRITE.UDP_SEGMENTS : 0;
 
 export const DEFAULT_TUN_OFFLOADS = TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6;
 const VNET_SCRATCH = 4 + 10 + 65536 + 512;
@@ -150,7 +129,7 @@ export class TunDevice {
    * Coalescing rewrites the first packet of each merged run in place.
    */
   writeBatch(batch: PacketBatch, n = batch.count, opts: TunWriteOptions = {}): number {
-    const mode = (this.vnetHdr ? TUN_WRITE.VNET : 0) | (opts.coalesce ? TUN_WRITE.COALESCE | UDP_SEGMENT_WRITES : 0) |
+    const mode = (this.vnetHdr ? TUN_WRITE.VNET : 0) | (opts.coalesce ? TUN_WRITE.COALESCE : 0) |
       (opts.checksumsTrusted ? TUN_WRITE.CSUM_TRUSTED : 0);
     return native().tunWriteBatch(this.fd, batch.handle, n, mode, this.stats, opts.yieldEvery ?? 0);
   }

@@ -129,7 +129,7 @@ export const TUN_OPEN = { VNET_HDR: 1, MULTI_QUEUE: 2, PERSIST: 4 } as const;
 /** TUNSETOFFLOAD flags (linux/if_tun.h). */
 export const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, UFO: 0x10, USO4: 0x20, USO6: 0x40 } as const;
 /** tunWriteBatch mode bits. */
-export const TUN_WRITE = { VNET: 1, COALESCE: 2, CSUM_TRUSTED: 4, UDP_SEGMENTS: 8 } as const;
+export const TUN_WRITE = { VNET: 1, COALESCE: 2, CSUM_TRUSTED: 4 } as const;
 /** Slots of the Float64Array the TUN functions add their counters to. */
 export const TUN_STAT = {
   reads: 0, gsoIn: 1, segmentsOut: 2, checksumsCompleted: 3, dropMalformed: 4, dropTooBig: 5,

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { deleteNetns, makeNetns, runScenario, startScenario, stopScenario } from './fixtures/netns.js';
 import { run } from '../../src/util/exec.js';
-import { kernelTakesUdpSegments, TunDevice } from '../../src/datapath/tun-device.js';
+import { TunDevice } from '../../src/datapath/tun-device.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const namespaces: string[] = [];
@@ -104,27 +104,7 @@ test('writeBatch with yieldEvery gives up the CPU between every yieldEvery write
   assert.equal(r.counters['writeErrors'], 0);
 });
 
-test('vnetHdr writes coalesce a run of UDP datagrams of one flow (at most yieldEvery) and each arrives whole at a plain socket', () => {
-  const ns = makeNetns('udpco');
-  namespaces.push(ns);
-  type Got = [number, number][];
-  const r = runScenario(ns, ['tun-udp-coalesce', 'veil-tdu0']) as { results: { yieldEvery: number; written: number; coalescedWrites: number; coalescedSegments: number; got: { a: Got; b: Got; v6: Got } }[]; counters: Record<string, number> };
-  const a: Got = [...Array(10).keys()].map((i) => [i, i === 9 ? 50 : 100]);
-  for (const x of r.results) {
-    assert.equal(x.written, 16, JSON.stringify(x));
-    assert.deepEqual(x.got, { a, b: [[100, 100]], v6: [...Array(5).keys()].map((i) => [200 + i, 100]) }, 'every datagram arrived once, in order, with its own length');
-  }
-  // yieldEvery 4: the IPv4 run as 4 + 4 + 2, the IPv6 one as 4 + a lone datagram; yieldEvery 0: 10 and 5
-  assert.deepEqual(r.results.map((x) => [x.coalescedWrites, x.coalescedSegments]), [[4, 14], [2, 15]], JSON.stringify(r.results));
-  assert.equal(r.counters['writeErrors'], 0);
-});
-
 test('a bad TUN name, or a name taken by another kind of link, is a VeilError', () => {
   assert.throws(() => TunDevice.open('this-name-is-far-too-long'), (e) => isVeilError(e) && e.code === 'TUN_NAME');
   assert.throws(() => TunDevice.open('lo'), (e) => isVeilError(e) && /cannot create TUN device lo/.test(e.message) && !!e.hint);
-});
-
-test('UDP runs are coalesced only on kernels that take UDP_L4 super-packets (Linux 6.2 and later)', () => {
-  for (const r of ['6.2.0', '6.18.44-fc-v1272', '7.0.1', '10.1']) assert.equal(kernelTakesUdpSegments(r), true, r);
-  for (const r of ['6.1.0-28-cloud-amd64', '5.15.0-91-generic', '4.19.0', 'not-a-release', '']) assert.equal(kernelTakesUdpSegments(r), false, r);
 });
