@@ -3,6 +3,7 @@
 import { request } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import { AGENT_API, type AgentMemory, type IpsecSasReport } from '../../src/agent/api.js';
+import { statField } from '../../src/util/proc-stat.js';
 
 /** USER_HZ: Linux reports process times in /proc in these (100 on every architecture it runs on). */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -76,8 +77,7 @@ export class AgentView {
    */
   childrenCpuMicros(): number {
     const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd on
-    return (Number(f[13]) + Number(f[14])) * (1e6 / CLOCK_TICKS_PER_SECOND);
+    return (Number(statField(stat, 16)) + Number(statField(stat, 17))) * (1e6 / CLOCK_TICKS_PER_SECOND); // cutime + cstime
   }
 
   /** The process's resident memory by kind (anonymous: heaps and native allocations; file: code), from /proc. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { clusterDir } from '../util/paths.js';
 import { VeilError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/durable-file.js';
+import { readStatField } from '../util/proc-stat.js';
 
 export interface PidRecord {
   name: string;
@@ -19,12 +20,7 @@ export function pidDir(cluster: string): string {
 }
 
 function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
+  return readStatField(`/proc/${pid}/stat`, 22);
 }
 
 /** Records that process `pid` belongs to the cluster under `name` (e.g. 'agent-kind-worker'). */
@@ -79,12 +75,7 @@ export async function stopProcesses(pids: number[], graceMs = 3000): Promise<num
 }
 
 function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
+  return (readStatField(`/proc/${pid}/stat`, 3) ?? 'Z') === 'Z';
 }
 
 /** Stops every registered process of the cluster that is still the one registered. */

@@ -16,6 +16,7 @@ import { openRegistry } from '../../src/control/cluster.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 import { ok, veilCli, sleep } from './cli.js';
+import { readStatField } from '../../src/util/proc-stat.js';
 
 const C = `twge2e-${process.pid}`; // a run cut off mid-test must not collide with the next
 const WG_PORT = 51871;
@@ -190,8 +191,8 @@ after(() => {
 function threadNices(pid: number): Map<number, number> {
   const out = new Map<number, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    const nice = readStatField(`/proc/${pid}/task/${tid}/stat`, 19);
+    if (nice !== undefined) out.set(Number(tid), Number(nice));
   }
   return out;
 }
