@@ -296,14 +296,18 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.failed = false;
   }
 
+  private digestChecks = 0;
+
   /**
    * Whether the ESP datapath holds exactly the applied peers, by digest: the worker makes its own
-   * from what it holds; the specs' is kept as they change. When they differ the specs' is counted
+   * from what it holds after each peer update (and every FULL_DIGEST_EVERY-th check anyway); the
+   * specs' is kept as they change. When they differ the specs' is counted
    * again in full first (a slip in its keeping must not resend the table every minute). A
    * difference then is drift: reported, and the caller resends.
    */
   private async datapathHolds(): Promise<boolean> {
-    const { digest } = await (this.host.request({ type: 'digest' } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // K is 'esp' (the caller checked): its digest reply
+    const full = this.digestChecks++ % FULL_DIGEST_EVERY === 0;
+    const { digest } = await (this.host.request({ type: 'digest', full } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // K is 'esp' (the caller checked): its digest reply
     const kept = this.specsDigest!; // made by this pass (ESP)
     if (digest === kept.value) return true;
     kept.clear();
@@ -353,6 +357,13 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.tun.close();
   }
 }
+
+/**
+ * Every how many periodic checks the datapath makes its digest from its whole table even with no
+ * peer update since it last did: what no message changed (a slip in the engine's own code) is found
+ * within ~10 minutes, what a message changed at the next whole pass.
+ */
+const FULL_DIGEST_EVERY = 10;
 
 /** A routed prefix's last pass and source (Tunnel.routed). */
 const routedPass = (v: number | { pass: number }): number => (typeof v === 'number' ? v : v.pass);

@@ -11,7 +11,7 @@ const SCENARIO = fileURLToPath(new URL('./fixtures/whole-pass-drift.js', import.
 const ns = `veil-wpd-${process.pid}`;
 after(() => { run(['ip', 'netns', 'del', ns]); });
 
-test("a whole pass with nothing changed sends nothing; one after drift mends it: a route deleted, moved or without its blackhole, a foreign route, a released route put back, a peer or key the datapath lost", { timeout: 60_000 }, () => {
+test("a whole pass with nothing changed sends nothing; one after drift mends it: a route deleted, moved or without its blackhole, a foreign route, a released route put back, a peer or key the datapath lost, an entry gone from its trie", { timeout: 60_000 }, () => {
   mustRun(['ip', 'netns', 'add', ns]);
   const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO], { timeout: 50_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -19,6 +19,6 @@ test("a whole pass with nothing changed sends nothing; one after drift mends it:
   const { checks } = JSON.parse(line) as { checks: Record<string, boolean> };
   assert.deepEqual(checks, {
     firstPass: true, nothingChanged: true, routeDeleted: true, blackholeDeleted: true, routeMoved: true, foreignRoute: true,
-    releasedRouteBack: true, peerLost: true, keyLost: true, keyChangedByEvent: true,
+    releasedRouteBack: true, peerLost: true, keyLost: true, keyChangedByEvent: true, trieEntryLost: true,
   });
 });
