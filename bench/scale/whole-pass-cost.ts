@@ -5,7 +5,8 @@
 // and a fail-closed blackhole per pod CIDR, as at the scale bench's 5,000. Per round, the CPU of each
 // part of a whole pass with nothing changed, the way it was made until session 21 and the way it is
 // now: the specs' digest (the agent's main thread: hashed over every spec, or kept spec by spec and
-// read), the engine's digest (the datapath worker's), and the routing table's check (its `ip`
+// read), the engine's digest (the datapath worker's: made from its whole table, or the one held
+// since its last peer update), and the routing table's check (its `ip`
 // processes, as children's CPU from /proc; then either reading and comparing what they print, or
 // its fingerprint only, when the listing is the one found in place before).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -59,12 +60,15 @@ function inner(n: number): void {
     const kept = new EspSpecsDigest();
     for (const s of specs) kept.add(s);
     const inPlace = listTunnelRoutes(DEVICE).fingerprint;
-    const rows: Record<string, number[]> = { specsDigest: [], engineDigest: [], routesRead: [], routesIp: [], routesCompare: [], keptDigest: [], routesFingerprint: [], routesFingerprintIp: [] };
+    const rows: Record<string, number[]> = { specsDigest: [], engineDigest: [], routesRead: [], routesIp: [], routesCompare: [], keptDigest: [], engineDigestHeld: [], routesFingerprint: [], routesFingerprintIp: [] };
     for (let r = 0; r < ROUNDS + 2; r++) {
       const keep = r >= 2; // two rounds to warm up
       let wanted = '', held = '';
       const a = cpuMs(() => { wanted = espSpecsDigest(specs); });
-      const b = cpuMs(() => { held = (engine.control({ type: 'digest' }) as { digest: string }).digest; });
+      const b = cpuMs(() => { held = (engine.control({ type: 'digest', full: true }) as { digest: string }).digest; });
+      let heldAgain = '';
+      const b2 = cpuMs(() => { heldAgain = (engine.control({ type: 'digest' }) as { digest: string }).digest; });
+      if (heldAgain !== held) throw new Error(`the held digest differs: ${heldAgain} ${held}`);
       if (wanted !== held) throw new Error(`digests differ: ${wanted} ${held}`);
       const ch0 = childrenCpuMs();
       let table: ReturnType<typeof tunnelRoutesNow> | undefined;
@@ -82,7 +86,7 @@ function inner(n: number): void {
       if (fingerprint !== inPlace) throw new Error('the listing moved');
       if (keep) {
         rows.specsDigest!.push(a); rows.engineDigest!.push(b); rows.routesRead!.push(c); rows.routesIp!.push(ip); rows.routesCompare!.push(d);
-        rows.keptDigest!.push(e); rows.routesFingerprint!.push(f); rows.routesFingerprintIp!.push(ip2);
+        rows.keptDigest!.push(e); rows.engineDigestHeld!.push(b2); rows.routesFingerprint!.push(f); rows.routesFingerprintIp!.push(ip2);
       }
     }
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1] ?? NaN;
