@@ -2,8 +2,11 @@
 // netlink operation per prefix, all of a reconcile in one `ip -batch` process), so a prefix never falls back to the plaintext path while moving
 // to the tunnel. A blackhole route of lower priority stays under every encrypted prefix: if the
 // tunnel device vanishes (agent crash, restart), packets are dropped, never sent in plaintext.
-import { createHash } from 'node:crypto';
-import { mustRun, run } from '../util/exec.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mustRun, run, type RunResult } from '../util/exec.js';
 import { VeilError } from '../util/errors.js';
 import type { TunnelPrefix } from './tunnel.js';
 
@@ -90,7 +93,7 @@ export function listTunnelRoutes(device: string, netns?: string): TunnelRoutesLi
   for (const fam of ['-4', '-6'] as const) {
     const ip = netns ? ['ip', '-n', netns, fam] : ['ip', fam];
     // -force: a device that is gone fails its line, not the blackholes'.
-    const r = run([...ip, '-force', '-batch', '-'], { input: `route show table main dev ${device}\nroute show table main type blackhole\n` });
+    const r = runIntoFile([...ip, '-force', '-batch', '-'], `route show table main dev ${device}\nroute show table main type blackhole\n`);
     texts.push(r.stdout);
     hash.update(`${fam} ${r.status} ${r.stdout.length}\n`).update(r.stdout);
   }
@@ -103,6 +106,36 @@ export function listTunnelRoutes(device: string, netns?: string): TunnelRoutesLi
       return now;
     },
   };
+}
+
+/**
+ * Runs argv with its output into a temporary file (unlinked at once), read back when it is done:
+ * ip flushes its output after every route, which through a pipe woke this thread for each one (at
+ * 5,000 peers ~10,000 reads, ~30 ms of system time a listing); a file takes the writes without
+ * waking anyone. Without a temporary directory it can write to: through a pipe.
+ */
+function runIntoFile(argv: string[], input: string): RunResult {
+  let fd: number;
+  try {
+    const path = join(tmpdir(), `veil-listing-${process.pid}-${randomBytes(6).toString('hex')}`);
+    fd = openSync(path, 'wx+', 0o600);
+    unlinkSync(path);
+  } catch {
+    return run(argv, { input });
+  }
+  try {
+    const r = run(argv, { input, stdio: ['pipe', fd, 'pipe'] });
+    const out = Buffer.allocUnsafe(fstatSync(fd).size);
+    let at = 0;
+    while (at < out.length) {
+      const n = readSync(fd, out, at, out.length - at, at);
+      if (n === 0) break;
+      at += n;
+    }
+    return { ...r, stdout: out.toString('utf8', 0, at) };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

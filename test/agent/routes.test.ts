@@ -36,6 +36,9 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   // The listing's fingerprint: the same while nothing changes, another after each change (a periodic pass skips reading a listing found in place before).
   const inPlace = listTunnelRoutes(device, ns).fingerprint;
   assert.equal(listTunnelRoutes(device, ns).fingerprint, inPlace);
+  const tmp = process.env.TMPDIR;
+  process.env.TMPDIR = '/nonexistent-veil-tmp'; // no temporary file: the listing comes through a pipe, the same
+  try { assert.equal(listTunnelRoutes(device, ns).fingerprint, inPlace); } finally { if (tmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = tmp; }
   const seen = new Set([inPlace]);
   const changes: string[][] = [
     ['route', 'del', 'blackhole', '10.1.0.0/24', 'metric', String(FAIL_CLOSED_METRIC)],
