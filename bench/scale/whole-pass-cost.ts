@@ -6,9 +6,10 @@
 // part of a whole pass with nothing changed, the way it was made until session 21 and the way it is
 // now: the specs' digest (the agent's main thread: hashed over every spec, or kept spec by spec and
 // read), the engine's digest (the datapath worker's: made from its whole table, or the one held
-// since its last peer update), and the routing table's check (its `ip`
-// processes, as children's CPU from /proc; then either reading and comparing what they print, or
-// its fingerprint only, when the listing is the one found in place before).
+// since its last peer update), and the routing table's check (its `ip` processes, as children's CPU
+// from /proc; the listing through a pipe, read and compared, as it was; through a temporary file,
+// then its fingerprint only, when the listing is the one found in place before, or read and
+// compared when it is not).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,10 +21,20 @@ import { TunDevice } from '../../src/datapath/tun-device.js';
 import { UdpSocket } from '../../src/datapath/udp-socket.js';
 import { packedSa, packTransforms, AEAD_GCM } from '../../src/esp/esp-transform.js';
 import { EspSpecsDigest, espSpecsDigest } from '../../src/datapath/esp-table-digest.js';
-import { mustRun } from '../../src/util/exec.js';
-import { listTunnelRoutes, routesToMend, steerIntoTunnel, tunnelRoutesNow } from '../../src/agent/routes.js';
+import { mustRun, run } from '../../src/util/exec.js';
+import { listTunnelRoutes, readTunnelRoutes, routesToMend, steerIntoTunnel, tunnelRoutesNow, type TunnelRoutesNow } from '../../src/agent/routes.js';
 
 const DEVICE = 'veil-wpc0';
+
+/** The listing as it was read until session 21: through a pipe (ip flushes every route), then read. */
+function routesThroughPipe(device: string): TunnelRoutesNow {
+  const now: TunnelRoutesNow = { routed: new Map(), failClosed: new Set() };
+  for (const fam of ['-4', '-6'] as const) {
+    const r = run(['ip', fam, '-force', '-batch', '-'], { input: `route show table main dev ${device}\nroute show table main type blackhole\n` });
+    readTunnelRoutes(r.stdout, fam === '-4' ? '/32' : '/128', now);
+  }
+  return now;
+}
 const ROUNDS = 10;
 
 /** This process's children's CPU (utime + stime of the waited-for ones), ms. */
@@ -60,7 +71,7 @@ function inner(n: number): void {
     const kept = new EspSpecsDigest();
     for (const s of specs) kept.add(s);
     const inPlace = listTunnelRoutes(DEVICE).fingerprint;
-    const rows: Record<string, number[]> = { specsDigest: [], engineDigest: [], routesRead: [], routesIp: [], routesCompare: [], keptDigest: [], engineDigestHeld: [], routesFingerprint: [], routesFingerprintIp: [] };
+    const rows: Record<string, number[]> = { specsDigest: [], engineDigest: [], routesRead: [], routesIp: [], routesCompare: [], keptDigest: [], engineDigestHeld: [], routesFingerprint: [], routesFingerprintIp: [], routesFileReadCompare: [], routesFileIp: [] };
     for (let r = 0; r < ROUNDS + 2; r++) {
       const keep = r >= 2; // two rounds to warm up
       let wanted = '', held = '';
@@ -72,10 +83,14 @@ function inner(n: number): void {
       if (wanted !== held) throw new Error(`digests differ: ${wanted} ${held}`);
       const ch0 = childrenCpuMs();
       let table: ReturnType<typeof tunnelRoutesNow> | undefined;
-      const c = cpuMs(() => { table = tunnelRoutesNow(DEVICE); });
+      const c = cpuMs(() => { table = routesThroughPipe(DEVICE); });
       const ip = childrenCpuMs() - ch0;
       let mend = -1;
       const d = cpuMs(() => { mend = routesToMend(routes, table!).length; });
+      if (mend !== 0) throw new Error(`${mend} routes to mend`);
+      const ch2 = childrenCpuMs();
+      const g = cpuMs(() => { mend = routesToMend(routes, tunnelRoutesNow(DEVICE)).length; });
+      const ip3 = childrenCpuMs() - ch2;
       if (mend !== 0) throw new Error(`${mend} routes to mend`);
       let keptValue = '', fingerprint = '';
       const e = cpuMs(() => { keptValue = kept.value; });
@@ -86,7 +101,7 @@ function inner(n: number): void {
       if (fingerprint !== inPlace) throw new Error('the listing moved');
       if (keep) {
         rows.specsDigest!.push(a); rows.engineDigest!.push(b); rows.routesRead!.push(c); rows.routesIp!.push(ip); rows.routesCompare!.push(d);
-        rows.keptDigest!.push(e); rows.engineDigestHeld!.push(b2); rows.routesFingerprint!.push(f); rows.routesFingerprintIp!.push(ip2);
+        rows.keptDigest!.push(e); rows.engineDigestHeld!.push(b2); rows.routesFileReadCompare!.push(g); rows.routesFileIp!.push(ip3); rows.routesFingerprint!.push(f); rows.routesFingerprintIp!.push(ip2);
       }
     }
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1] ?? NaN;
