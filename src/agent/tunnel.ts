@@ -11,7 +11,7 @@ import { DatapathHost } from '../datapath/datapath-host.js';
 import type { HeapFigures } from '../util/heap-figures.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
 import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
-import { espSpecsDigest } from '../datapath/esp-table-digest.js';
+import { EspSpecsDigest } from '../datapath/esp-table-digest.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth, type ProbeTarget } from './health-prober.js';
@@ -20,7 +20,7 @@ import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
 import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
 import { makeSnapshot, sameEngineInit, type DatapathSnapshot, type EngineInitOf } from '../datapath/datapath-snapshot.js';
 import { ReplacedRoutes } from './replaced-routes.js';
-import { keepTunnelTrafficOnUnderlay, releasePrefixes, routePrefix, routeSource, routesToMend, steerIntoTunnel, tunnelRoutesNow } from './routes.js';
+import { keepTunnelTrafficOnUnderlay, listTunnelRoutes, releasePrefixes, routePrefix, routeSource, routesToMend, steerIntoTunnel } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
 export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'realtime' | 'mtu'>;
@@ -191,6 +191,10 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   /** The last pass that wanted a prefix, with its source where it has one (a record only then: IPsec's routes have none, and one each was ~40 B a peer). */
   private routed = new Map<string, number | { src: string; pass: number }>();
   private passes = 0;
+  /** ESP: the digest of the specs in appliedPeers, kept spec by spec as they come, change and go. */
+  private specsDigest?: EspSpecsDigest;
+  /** The fingerprint of the routing table's listing when a whole pass last found it in place; forgotten whenever a pass moves a route. */
+  private routesInPlace?: string;
   /** The next pass is whole: the first, the one after a failure, and the one asked for (wholeNext). */
   private wholeAsked = true;
   private failed = false;
@@ -218,20 +222,32 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
     const upsert: (WireGuardPeerSpec | EspPeerSpec)[] = [];
     const specs: readonly (WireGuardPeerSpec | EspPeerSpec)[] = d.datapathPeers;
+    const digest = this.host.init.kind === 'esp' ? (this.specsDigest ??= new EspSpecsDigest()) : undefined;
     for (let i = 0; i < specs.length; i++) { // indexed loops: an iterator's results were garbage at every peer
       const spec = specs[i]!;
       const id = specId(spec);
       const had = this.appliedPeers.get(id);
       if (!had) this.appliedPeers.set(id, { spec, pass });
       else {
-        if (had.spec !== spec && !isDeepStrictEqual(had.spec, spec)) upsert.push(spec);
+        if (had.spec !== spec && !isDeepStrictEqual(had.spec, spec)) {
+          upsert.push(spec);
+          digest?.remove(had.spec as EspPeerSpec);
+          digest?.add(spec as EspPeerSpec);
+        }
         had.spec = spec;
         had.pass = pass;
         continue;
       }
       upsert.push(spec);
+      digest?.add(spec as EspPeerSpec);
     }
-    const remove = forgetUnmarked(this.appliedPeers, pass);
+    const remove: string[] = [];
+    this.appliedPeers.forEach((v, id) => { // forgetUnmarked, taking each spec that went out of the digest
+      if (v.pass === pass) return;
+      remove.push(id);
+      digest?.remove(v.spec as EspPeerSpec);
+    });
+    for (let i = 0; i < remove.length; i++) this.appliedPeers.delete(remove[i]!);
     // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
     // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
     // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
@@ -240,7 +256,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     if (whole && !check) await setPeers();
     else {
       if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
-      if (check && !await this.datapathHolds(d.datapathPeers as EspPeerSpec[])) await setPeers();
+      if (check && !await this.datapathHolds()) await setPeers();
     }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
@@ -259,26 +275,44 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     }
     // A whole pass reads the table and mends what differs (a route gone, moved or without its
     // blackhole), rather than steering every prefix again (at 5,000 peers 10,000 `ip` lines, ~135 ms
-    // of CPU a minute for routes that were all in place).
-    const table = whole ? tunnelRoutesNow(this.device) : undefined;
+    // of CPU a minute for routes that were all in place). A periodic one whose listing is, byte for
+    // byte, the one an earlier pass found in place, with no route moved since, has nothing to mend
+    // and does not read it (~40 ms a minute warm at 5,000 peers, far more in a cold agent); any
+    // change to the table (a route deleted, replaced, added to the device) changes the listing.
+    const listing = whole ? listTunnelRoutes(this.device) : undefined;
+    const table = listing && !(periodic && listing.fingerprint === this.routesInPlace) ? listing.read() : undefined;
     const toSteer = table ? routesToMend(d.routes, table) : steer;
-    if (toSteer.length) this.replaced?.recordBefore(toSteer.map((r) => r.prefix)); // the routes a steer replaces, for an uninstall
-    if (toSteer.length) steerIntoTunnel(toSteer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
+    if (toSteer.length) {
+      this.routesInPlace = undefined;
+      this.replaced?.recordBefore(toSteer.map((r) => r.prefix)); // the routes a steer replaces, for an uninstall
+      steerIntoTunnel(toSteer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
+    }
     const stale = forgetUnmarked(this.routed, pass, routedPass);
     if (table) for (const p of table.routed.keys()) if (!this.routed.has(p)) stale.push(p);
+    if (stale.length) this.routesInPlace = undefined;
     releasePrefixes([...new Set(stale)], this.device);
+    if (table && !toSteer.length && !stale.length) this.routesInPlace = listing!.fingerprint; // read and found in place
     this.prober.setPeers(d.probes);
     this.failed = false;
   }
 
+  private digestChecks = 0;
+
   /**
-   * Whether the ESP datapath holds exactly these peers, by digest. The worker makes its digest while
-   * this thread makes the specs'. A difference is drift: reported, and the caller resends.
+   * Whether the ESP datapath holds exactly the applied peers, by digest: the worker makes its own
+   * from what it holds after each peer update (and every FULL_DIGEST_EVERY-th check anyway); the
+   * specs' is kept as they change. When they differ the specs' is counted
+   * again in full first (a slip in its keeping must not resend the table every minute). A
+   * difference then is drift: reported, and the caller resends.
    */
-  private async datapathHolds(specs: EspPeerSpec[]): Promise<boolean> {
-    const held = this.host.request({ type: 'digest' } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>; // K is 'esp' (the caller checked): its digest reply
-    const wanted = espSpecsDigest(specs);
-    const { digest } = await held;
+  private async datapathHolds(): Promise<boolean> {
+    const full = this.digestChecks++ % FULL_DIGEST_EVERY === 0;
+    const { digest } = await (this.host.request({ type: 'digest', full } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // K is 'esp' (the caller checked): its digest reply
+    const kept = this.specsDigest!; // made by this pass (ESP)
+    if (digest === kept.value) return true;
+    kept.clear();
+    this.appliedPeers.forEach((v) => kept.add(v.spec as EspPeerSpec));
+    const wanted = kept.value;
     if (digest === wanted) return true;
     this.tablesResent++;
     this.onDrift?.(digest, wanted);
@@ -323,6 +357,13 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.tun.close();
   }
 }
+
+/**
+ * Every how many periodic checks the datapath makes its digest from its whole table even with no
+ * peer update since it last did: what no message changed (a slip in the engine's own code) is found
+ * within ~10 minutes, what a message changed at the next whole pass.
+ */
+const FULL_DIGEST_EVERY = 10;
 
 /** A routed prefix's last pass and source (Tunnel.routed). */
 const routedPass = (v: number | { pass: number }): number => (typeof v === 'number' ? v : v.pass);

@@ -89,6 +89,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The inbound SAs, each peer's in its state (`inbound`): a source without a peer has none. */
   private readonly inbound = new InboundSaTable(this.peers);
   private inboundSas = 0;
+  /** The digest made since the last peer update (undefined: none yet); see digest(). */
+  private heldDigest?: string;
   private outboundSas = 0;
   private readonly inboundBySpi = new Map<number, number>();
   /** The set of SPIs in force moved (or this is the first configuration): purge stale replay marks. */
@@ -533,10 +535,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   // ---- control ----------------------------------------------------------------------------------
 
   control(req: RequestOf<EspProtocol>): AnyReplyOf<EspProtocol> {
+    if (req.type === 'updatePeers' || req.type === 'setPeers') this.heldDigest = undefined;
     switch (req.type) {
       case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
-      case 'digest': return { digest: this.digest() };
+      case 'digest': return { digest: req.full || this.heldDigest === undefined ? (this.heldDigest = this.digest()) : this.heldDigest };
       case 'status': return this.status(req.showKeys === true, req.peer);
       default: throw new VeilError('BAD_REQUEST', `unknown datapath request '${(req as { type: string }).type}'`);
     }

@@ -58,6 +58,19 @@ export class EspTableDigest {
     return `${this.entries}:${(this.sum1 >>> 0).toString(16)}:${(this.sum2 >>> 0).toString(16)}`;
   }
 
+  /** Adds (sign 1) or takes away (-1) another digest's entries: the sums wrap, so what was added is taken away exactly. */
+  addSums(other: EspTableDigest, sign: 1 | -1): void {
+    this.sum1 = (this.sum1 + sign * other.sum1) | 0;
+    this.sum2 = (this.sum2 + sign * other.sum2) | 0;
+    this.entries += sign * other.entries;
+  }
+
+  /** Back to no entries. */
+  reset(): void {
+    this.sum1 = 0; this.sum2 = 0; this.entries = 0;
+    this.h1 = BASIS1; this.h2 = BASIS2;
+  }
+
   private text(s: string): void {
     let h1 = this.h1, h2 = this.h2;
     for (let i = 0; i < s.length; i++) {
@@ -99,15 +112,40 @@ function fmix(h: number): number {
  */
 export function espSpecsDigest(specs: readonly EspPeerSpec[]): string {
   const d = new EspTableDigest();
-  for (let k = 0; k < specs.length; k++) {
-    const s = specs[k]!;
-    d.peer(s.ip, hasSpi(s.outbound, s.activeSpi) ? s.activeSpi : 0);
-    digestSas(d, 'o', s.ip, s.outbound);
-    digestSas(d, 'i', s.ip, s.inbound);
-    const a = s.allowedIPs;
-    for (let i = 0; i < a.length; i++) if (a.indexOf(a[i]!) === i) d.prefix(a[i]!, s.ip);
-  }
+  for (let k = 0; k < specs.length; k++) digestSpec(d, specs[k]!);
   return d.value;
+}
+
+/**
+ * espSpecsDigest of a set of specs kept up to date spec by spec: a spec's entries are added as it
+ * comes and taken away as it goes (the digest is a sum), so the agent's periodic check reads a
+ * value that a peer's event already paid for, where hashing every spec was ~3 ms warm and far
+ * more once a minute in a cold agent at 5,000 peers.
+ */
+export class EspSpecsDigest {
+  private readonly sums = new EspTableDigest();
+  private readonly one = new EspTableDigest();
+
+  add(spec: EspPeerSpec): void { this.move(spec, 1); }
+  remove(spec: EspPeerSpec): void { this.move(spec, -1); }
+  /** Back to no specs (the next table is counted from nothing). */
+  clear(): void { this.sums.reset(); }
+  get value(): string { return this.sums.value; }
+
+  private move(spec: EspPeerSpec, sign: 1 | -1): void {
+    this.one.reset();
+    digestSpec(this.one, spec);
+    this.sums.addSums(this.one, sign);
+  }
+}
+
+/** A spec's entries, as the engine keeps them (see espSpecsDigest). */
+function digestSpec(d: EspTableDigest, s: EspPeerSpec): void {
+  d.peer(s.ip, hasSpi(s.outbound, s.activeSpi) ? s.activeSpi : 0);
+  digestSas(d, 'o', s.ip, s.outbound);
+  digestSas(d, 'i', s.ip, s.inbound);
+  const a = s.allowedIPs;
+  for (let i = 0; i < a.length; i++) if (a.indexOf(a[i]!) === i) d.prefix(a[i]!, s.ip);
 }
 
 function hasSpi(sas: OneOrMore<EspSaSpec>, spi: number): boolean {

@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mustRun, run } from '../../src/util/exec.js';
-import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, prefixesOnDevice, readTunnelRoutes, releasePrefixes, releaseTunnelBypass, routesToMend, steerIntoTunnel, tunnelRoutesNow, TUNNEL_BYPASS_TABLE, type TunnelRoutesNow } from '../../src/agent/routes.js';
+import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, listTunnelRoutes, prefixesOnDevice, readTunnelRoutes, releasePrefixes, releaseTunnelBypass, routesToMend, steerIntoTunnel, tunnelRoutesNow, TUNNEL_BYPASS_TABLE, type TunnelRoutesNow } from '../../src/agent/routes.js';
 
 const ns = `veil-trt-${process.pid}`;
 const bypassNs = `veil-tbp-${process.pid}`;
@@ -33,12 +33,28 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   // A whole pass mends only what differs from the table: nothing here, then a blackhole gone, a source changed, a route gone.
   const want = [{ prefix: '10.1.0.0/24' }, { prefix: '10.2.0.0/24', src: '10.77.0.1' }, { prefix: 'fd00:1::/64' }];
   assert.deepEqual(routesToMend(want, tunnelRoutesNow(device, ns)), [], 'all in place: nothing to steer');
-  mustRun(['ip', '-n', ns, 'route', 'del', 'blackhole', '10.1.0.0/24', 'metric', String(FAIL_CLOSED_METRIC)]);
-  mustRun(['ip', '-n', ns, 'route', 'replace', '10.2.0.0/24', 'dev', device]);
-  mustRun(['ip', '-n', ns, '-6', 'route', 'del', 'fd00:1::/64', 'dev', device]);
+  // The listing's fingerprint: the same while nothing changes, another after each change (a periodic pass skips reading a listing found in place before).
+  const inPlace = listTunnelRoutes(device, ns).fingerprint;
+  assert.equal(listTunnelRoutes(device, ns).fingerprint, inPlace);
+  const tmp = process.env.TMPDIR;
+  process.env.TMPDIR = '/nonexistent-veil-tmp'; // no temporary file: the listing comes through a pipe, the same
+  try { assert.equal(listTunnelRoutes(device, ns).fingerprint, inPlace); } finally { if (tmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = tmp; }
+  const seen = new Set([inPlace]);
+  const changes: string[][] = [
+    ['route', 'del', 'blackhole', '10.1.0.0/24', 'metric', String(FAIL_CLOSED_METRIC)],
+    ['route', 'replace', '10.2.0.0/24', 'dev', device],
+    ['-6', 'route', 'del', 'fd00:1::/64', 'dev', device],
+  ];
+  for (const c of changes) {
+    mustRun(['ip', '-n', ns, ...c]);
+    const f = listTunnelRoutes(device, ns).fingerprint;
+    assert.ok(!seen.has(f), `the fingerprint moves with: ip ${c.join(' ')}`);
+    seen.add(f);
+  }
   assert.deepEqual(routesToMend(want, tunnelRoutesNow(device, ns)), want, 'each one mended');
   steerIntoTunnel(want.map((r) => ({ ...r, device })), ns);
   assert.deepEqual(routesToMend(want, tunnelRoutesNow(device, ns)), []);
+  assert.equal(listTunnelRoutes(device, ns).fingerprint, inPlace, 'mended: the listing is the one in place before');
 
   // A source address the node does not have: ip refuses that line; the prefixes after it are still routed.
   assert.throws(() => steerIntoTunnel([{ prefix: '10.3.0.0/24', device, src: '192.0.2.99' }, { prefix: '10.4.0.0/24', device }], ns),
