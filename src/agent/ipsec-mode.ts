@@ -50,6 +50,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   private passes = 0;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
+  private rotationMs = 0;
+  private stopped = false;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -83,15 +85,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     if (c.settings['encryption.ipsec.keyWatcher']) {
       this.secretWatch = await c.secrets.watch(this.secretName, (secret) => { void this.reloadKeys(secret ?? null); });
     }
-    // Retired keys expire on their own clock, not only when the cluster changes.
-    const rotation = parseDuration(c.settings['encryption.ipsec.keyRotationDuration']);
-    this.expiryTimer = setInterval(() => {
-      const expired = this.loader.expire(Date.now(), rotation);
-      if (!expired.length) return;
-      c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
-      c.requestReconcile();
-      void this.forgetRetiredKeys(expired.map((k) => k.spi));
-    }, 1000);
+    this.rotationMs = parseDuration(c.settings['encryption.ipsec.keyRotationDuration']);
+    this.armExpiry();
     return {
       device: IPSEC_DEVICE, mtu: ipsecTunnelMtu(c.node.underlayMtu, key).mtu, port: ESP_IN_UDP_PORT,
       rawEsp: c.settings['encryption.ipsec.encapsulation'] === 'esp',
@@ -133,7 +128,30 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     c.health.ok('ipsec-keys', `Watching keyfiles (key id ${r.value.current.spi})`);
     if (!r.value.changed) return;
     c.log.info('new IPsec key loaded', { spi: r.value.current.spi, rotatedFrom: r.value.rotatedFrom.map((k) => k.spi) });
+    this.armExpiry();
     c.requestReconcile();
+  }
+
+  /**
+   * Retired keys expire on their own clock, not only when the cluster changes: a timer at the
+   * first one's expiry, armed only while a key is retired (a 1-s interval woke an idle agent for
+   * nothing between rotations). Read again when it fires: the wall clock may have moved.
+   */
+  private armExpiry(): void {
+    if (this.expiryTimer || this.stopped) return;
+    let first: number | undefined;
+    for (const r of this.loader.retired()) if (first === undefined || r.sinceMs < first) first = r.sinceMs;
+    if (first === undefined) return;
+    const c = this.ctx;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      const expired = this.loader.expire(Date.now(), this.rotationMs);
+      this.armExpiry();
+      if (!expired.length) return;
+      c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
+      c.requestReconcile();
+      void this.forgetRetiredKeys(expired.map((k) => k.spi));
+    }, Math.max(0, first + this.rotationMs - Date.now()) + 1);
   }
 
   private keysInForce(): IpsecKey[] {
@@ -268,7 +286,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 
   stop(): void {
-    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.stopped = true;
+    clearTimeout(this.expiryTimer);
     this.secretWatch?.stop();
   }
 }
