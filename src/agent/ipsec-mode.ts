@@ -28,6 +28,9 @@ import type { IpsecEncryptStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
 
+/** The retired keys' expiry timer waits at most this long before it looks again. */
+const EXPIRY_RECHECK_MS = 60_000;
+
 export class IpsecMode implements EncryptionMode<'esp'> {
   readonly type = 'ipsec' as const;
   readonly device = IPSEC_DEVICE;
@@ -135,7 +138,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   /**
    * Retired keys expire on their own clock, not only when the cluster changes: a timer at the
    * first one's expiry, armed only while a key is retired (a 1-s interval woke an idle agent for
-   * nothing between rotations). Read again when it fires: the wall clock may have moved.
+   * nothing between rotations). Read again when it fires (the wall clock may have moved), and at
+   * least every EXPIRY_RECHECK_MS (a node timer cannot wait past ~24.8 days).
    */
   private armExpiry(): void {
     if (this.expiryTimer || this.stopped) return;
@@ -151,7 +155,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
       c.requestReconcile();
       void this.forgetRetiredKeys(expired.map((k) => k.spi));
-    }, Math.max(0, first + this.rotationMs - Date.now()) + 1);
+    }, Math.min(EXPIRY_RECHECK_MS, Math.max(0, first + this.rotationMs - Date.now()) + 1));
   }
 
   private keysInForce(): IpsecKey[] {
