@@ -20,7 +20,8 @@
         "native/durable-writer.c",
         "native/wake-fd.c",
         "native/malloc-trim.c",
-        "native/malloc-stats.c"
+        "native/malloc-stats.c",
+        "native/route-changes.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

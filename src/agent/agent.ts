@@ -29,7 +29,7 @@ import { loadOrCreateApiCertificate } from './api-certificate.js';
 import { ApiTokenSource } from './api-token.js';
 import { AgentMetrics, type ModeMetricsSnapshot } from './metrics.js';
 import { UnderlayScreen } from './peer-admission.js';
-import { readUnderlayFacts } from './underlay-routes.js';
+import { UnderlayFactsReader } from './underlay-routes.js';
 import { TUNNEL_DEVICES } from './installer.js';
 import type { AgentRuns } from './agent-runs.js';
 import { removeTunnelState } from './node-teardown.js';
@@ -197,6 +197,7 @@ export class Agent {
   private lastStatusWrite = 0;
   private reconciling: Promise<void> = Promise.resolve();
   private readonly underlayScreen = new UnderlayScreen<PeerNode>();
+  private readonly underlayFacts = new UnderlayFactsReader(TUNNEL_DEVICES);
   private stopped = false;
   private startError?: string;
   private inputs?: AgentInputs;
@@ -384,7 +385,7 @@ export class Agent {
   private async reconcileNow(): Promise<void> {
     const keyBefore = this.source.published()?.encryptionKey;
     // Read each pass: no peer's prefix may be routed over what the node itself stands on.
-    const screened = this.underlayScreen.screen(this.source.peers(), readUnderlayFacts(TUNNEL_DEVICES, this.opts.underlayAddresses));
+    const screened = this.underlayScreen.screen(this.source.peers(), this.underlayFacts.read(this.opts.underlayAddresses));
     let desired: DesiredState;
     try {
       desired = await this.mustRun().apply(screened.admitted, keyBefore);
@@ -470,6 +471,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.underlayFacts.close();
     this.uninstallWatch?.stop();
     await this.reconciling.catch(() => undefined);
     const handOver = opts.handOver && !opts.teardown && this.opts.notifySocket && this.running && !this.startError ? this.opts.notifySocket : undefined;

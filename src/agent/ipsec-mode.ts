@@ -28,6 +28,9 @@ import type { IpsecEncryptStatus } from './api.js';
 
 export const IPSEC_DEVICE = 'veil_ipsec0';
 
+/** The retired keys' expiry timer waits at most this long before it looks again. */
+const EXPIRY_RECHECK_MS = 60_000;
+
 export class IpsecMode implements EncryptionMode<'esp'> {
   readonly type = 'ipsec' as const;
   readonly device = IPSEC_DEVICE;
@@ -50,6 +53,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   private passes = 0;
   private secretWatch?: Watch;
   private expiryTimer?: NodeJS.Timeout;
+  private rotationMs = 0;
+  private stopped = false;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -83,15 +88,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     if (c.settings['encryption.ipsec.keyWatcher']) {
       this.secretWatch = await c.secrets.watch(this.secretName, (secret) => { void this.reloadKeys(secret ?? null); });
     }
-    // Retired keys expire on their own clock, not only when the cluster changes.
-    const rotation = parseDuration(c.settings['encryption.ipsec.keyRotationDuration']);
-    this.expiryTimer = setInterval(() => {
-      const expired = this.loader.expire(Date.now(), rotation);
-      if (!expired.length) return;
-      c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
-      c.requestReconcile();
-      void this.forgetRetiredKeys(expired.map((k) => k.spi));
-    }, 1000);
+    this.rotationMs = parseDuration(c.settings['encryption.ipsec.keyRotationDuration']);
+    this.armExpiry();
     return {
       device: IPSEC_DEVICE, mtu: ipsecTunnelMtu(c.node.underlayMtu, key).mtu, port: ESP_IN_UDP_PORT,
       rawEsp: c.settings['encryption.ipsec.encapsulation'] === 'esp',
@@ -133,7 +131,31 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     c.health.ok('ipsec-keys', `Watching keyfiles (key id ${r.value.current.spi})`);
     if (!r.value.changed) return;
     c.log.info('new IPsec key loaded', { spi: r.value.current.spi, rotatedFrom: r.value.rotatedFrom.map((k) => k.spi) });
+    this.armExpiry();
     c.requestReconcile();
+  }
+
+  /**
+   * Retired keys expire on their own clock, not only when the cluster changes: a timer at the
+   * first one's expiry, armed only while a key is retired (a 1-s interval woke an idle agent for
+   * nothing between rotations). Read again when it fires (the wall clock may have moved), and at
+   * least every EXPIRY_RECHECK_MS (a node timer cannot wait past ~24.8 days).
+   */
+  private armExpiry(): void {
+    if (this.expiryTimer || this.stopped) return;
+    let first: number | undefined;
+    for (const r of this.loader.retired()) if (first === undefined || r.sinceMs < first) first = r.sinceMs;
+    if (first === undefined) return;
+    const c = this.ctx;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      const expired = this.loader.expire(Date.now(), this.rotationMs);
+      this.armExpiry();
+      if (!expired.length) return;
+      c.log.info('removing SAs of retired IPsec keys', { spis: expired.map((k) => k.spi) });
+      c.requestReconcile();
+      void this.forgetRetiredKeys(expired.map((k) => k.spi));
+    }, Math.min(EXPIRY_RECHECK_MS, Math.max(0, first + this.rotationMs - Date.now()) + 1));
   }
 
   private keysInForce(): IpsecKey[] {
@@ -268,7 +290,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 
   stop(): void {
-    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.stopped = true;
+    clearTimeout(this.expiryTimer);
     this.secretWatch?.stop();
   }
 }

@@ -1,15 +1,22 @@
 // The agent's inputs as a Kubernetes pod gets them: the settings from the mounted ConfigMap
 // (settings.json) and each Secret as a directory of files, one per key. The kubelet updates a
 // mounted Secret by swapping a symlink (..data), never in place, so a read sees the old or the new
-// content whole; the directory is polled, which works on every volume type and catches the swap.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+// content whole. The directory is watched (inotify sees the swap's rename at once) and polled
+// slowly besides, which works on every volume type; with no watch (no such directory yet, a
+// volume without inotify) it is polled every second.
+import { readdirSync, readFileSync, statSync, watch as watchDir, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { RegistryObject, Watch } from '../control/registry.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { AgentInputs, SecretSource } from './agent-inputs.js';
 import { defaultSettings, type Settings } from './settings.js';
 
+/** The poll with no watch on the directory. */
 const POLL_MS = 1000;
+/** The poll beside a watch: a safety net (an idle agent woke every second for the poll alone). */
+const WATCHED_POLL_MS = 10_000;
+/** A swap is several directory events (new dir, symlink, rename, removal): one read after them. */
+const SETTLE_MS = 20;
 
 /** The secret in `dir` (one file per key; the kubelet's dot-entries skipped), or undefined if absent or empty. */
 export function readMountedSecret(name: string, dir: string): RegistryObject | undefined {
@@ -32,7 +39,7 @@ export function readMountedSecret(name: string, dir: string): RegistryObject | u
 }
 
 export class MountedSecrets implements SecretSource {
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly stops = new Set<() => void>();
 
   /** dirs: secret name -> the directory it is mounted at. */
   constructor(private readonly dirs: Record<string, string>) {}
@@ -49,7 +56,7 @@ export class MountedSecrets implements SecretSource {
   async watch(name: string, onChange: (secret: RegistryObject | undefined) => void): Promise<Watch> {
     const dir = this.dir(name);
     let last = JSON.stringify(dir ? readMountedSecret(name, dir)?.data ?? null : null);
-    const t = setInterval(() => {
+    const check = (): void => {
       if (!dir) return;
       let now: RegistryObject | undefined;
       try { now = readMountedSecret(name, dir); } catch { return; }
@@ -57,14 +64,25 @@ export class MountedSecrets implements SecretSource {
       if (text === last) return;
       last = text;
       onChange(now);
-    }, POLL_MS);
-    this.timers.add(t);
-    return { stop: () => { clearInterval(t); this.timers.delete(t); } };
+    };
+    let settling: NodeJS.Timeout | undefined;
+    let watcher: FSWatcher | undefined;
+    let poll: NodeJS.Timeout | undefined;
+    const pollEvery = (ms: number): void => { clearInterval(poll); poll = setInterval(check, ms); };
+    try {
+      if (dir) {
+        watcher = watchDir(dir, { persistent: false }, () => { settling ??= setTimeout(() => { settling = undefined; check(); }, SETTLE_MS); });
+        watcher.on('error', () => { watcher?.close(); watcher = undefined; pollEvery(POLL_MS); }); // the directory went: polled as without a watch
+      }
+    } catch { /* no such directory (yet), or no inotify there: the poll alone */ }
+    if (dir) pollEvery(watcher ? WATCHED_POLL_MS : POLL_MS);
+    const stop = (): void => { clearInterval(poll); clearTimeout(settling); watcher?.close(); this.stops.delete(stop); };
+    this.stops.add(stop);
+    return { stop };
   }
 
   close(): void {
-    for (const t of this.timers) clearInterval(t);
-    this.timers.clear();
+    for (const stop of [...this.stops]) stop();
   }
 }
 

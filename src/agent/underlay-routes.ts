@@ -4,6 +4,7 @@
 // would be routed over them into the tunnel is refused (peer-admission.ts): one forged node object
 // with the underlay as its pod CIDR would otherwise cut the whole cluster off, for good.
 import { run } from '../util/exec.js';
+import { native } from '../native/addon.js';
 
 export interface UnderlayFacts {
   /** Connected routes: a destination prefix and its device. */
@@ -48,6 +49,52 @@ export function readUnderlayFacts(tunnelDevices: readonly string[], extra: { ip:
     facts.addresses.push(...f.addresses);
   }
   return facts;
+}
+
+/** Read again after this even when no change was notified: a safety net, not the mechanism. */
+export const UNDERLAY_FACTS_MAX_AGE_MS = 300_000;
+
+/**
+ * readUnderlayFacts for every pass, asked again only when the node's links or routes moved since
+ * the last read (a netlink socket on link and route changes in this netns, native/route-changes.c;
+ * the agent's own tunnel routes and blackholes do not count), the extra addresses changed, or the
+ * last read is UNDERLAY_FACTS_MAX_AGE_MS old. The three `ip` processes a pass were each a fork of
+ * the whole agent: the largest part of an idle agent's child cost, and a pass's at every event.
+ * Without the socket every read asks ip, as before.
+ */
+export class UnderlayFactsReader {
+  private fd = -1;
+  private last?: { facts: UnderlayFacts; extra: string; atMs: number };
+
+  constructor(private readonly tunnelDevices: readonly string[], private readonly now: () => number = () => performance.now()) {
+    try {
+      const fd = native().routeChangesOpen();
+      if (fd >= 0) this.fd = fd;
+    } catch { /* no addon here: read every time */ }
+  }
+
+  /** Whether changes are watched (else every read asks ip). */
+  get watching(): boolean {
+    return this.fd >= 0;
+  }
+
+  read(extra: { ip: string; what: string }[] = []): UnderlayFacts {
+    const key = JSON.stringify(extra);
+    const now = this.now();
+    // Drained before the read: a change while ip runs is counted at the next read, never lost.
+    const changes = this.fd >= 0 ? native().routeChangesDrain(this.fd, this.tunnelDevices) : -1;
+    if (changes < 0) this.close();
+    else if (changes === 0 && this.last && this.last.extra === key && now - this.last.atMs < UNDERLAY_FACTS_MAX_AGE_MS) return this.last.facts;
+    const facts = readUnderlayFacts(this.tunnelDevices, extra);
+    if (this.fd >= 0) this.last = { facts, extra: key, atMs: now };
+    return facts;
+  }
+
+  close(): void {
+    if (this.fd >= 0) native().close(this.fd);
+    this.fd = -1;
+    this.last = undefined;
+  }
 }
 
 function linkNames(ip: string[]): string[] | undefined {

@@ -28,7 +28,10 @@ export const WG_NEXT_PUBKEY_ANNOTATION = 'network.veil.io/wg-next-pub-key';
 export const WG_ACCEPTS_ANNOTATION = 'network.veil.io/wg-accepts';
 export const ANNOUNCE_TIMEOUT_MS = 60_000;
 export const CONFIRM_TIMEOUT_MS = 120_000;
+/** While a rotation runs: how often its step looks at the peers' acceptance and handshakes. */
 const STEP_MS = 250;
+/** While idle, the schedule is looked at again at least this often (the wall clock may move). */
+const IDLE_RECHECK_MS = 60_000;
 
 export type RotationPhase = 'idle' | 'announced' | 'switched';
 
@@ -65,6 +68,7 @@ export class WireGuardKeyRotation {
   private timer?: NodeJS.Timeout;
   private watch?: Watch;
   private busy = false;
+  private stopped = false;
   private pendingRequest?: string;
   private phaseSince = Date.now();
 
@@ -127,7 +131,10 @@ export class WireGuardKeyRotation {
     this.tunnel = tunnel;
     const onRequest = (data: Record<string, string> | undefined): void => {
       const id = rotationRequestFor(data, this.node);
-      if (id && id !== this.record.request) this.pendingRequest = id;
+      if (id && id !== this.record.request) {
+        this.pendingRequest = id;
+        this.arm(0);
+      }
     };
     try {
       this.watch = await this.o.secrets.watch(WG_ROTATION_SECRET, (secret) => onRequest(secret?.data));
@@ -135,18 +142,38 @@ export class WireGuardKeyRotation {
     } catch (e) {
       this.o.log.warn('cannot follow WireGuard key rotation requests', { error: errorMessage(e) });
     }
-    this.timer = setInterval(() => { void this.step(); }, STEP_MS);
-    this.timer.unref();
+    this.arm(0);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    clearTimeout(this.timer);
     this.watch?.stop();
   }
 
-  /** One step of the state machine (serialized). */
-  private async step(): Promise<void> {
-    if (this.busy || !this.tunnel) return;
+  /** The next step in ms (one timer at a time; a step re-arms it when it ends). */
+  private arm(ms: number): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => { this.timer = undefined; void this.step().then((ran) => { if (ran) this.armNext(); }); }, ms);
+    this.timer.unref();
+  }
+
+  /**
+   * A rotation under way steps every STEP_MS; an idle one only when a request comes (onRequest
+   * arms it), when the schedule makes the key due, or IDLE_RECHECK_MS: an idle agent woke every
+   * 250 ms here, and stat'ed the key file each time.
+   */
+  private armNext(): void {
+    if (this.record.phase !== 'idle') return this.arm(STEP_MS);
+    if (this.pendingRequest) return this.arm(0);
+    if (this.o.intervalMs <= 0) return this.arm(IDLE_RECHECK_MS);
+    this.arm(Math.min(IDLE_RECHECK_MS, Math.max(0, this.keyBornAt() + this.o.intervalMs - Date.now()) + 1));
+  }
+
+  /** One step of the state machine (serialized): false when another one is under way (it re-arms when it ends). */
+  private async step(): Promise<boolean> {
+    if (this.busy || !this.tunnel) return false;
     this.busy = true;
     try {
       if (this.record.phase === 'idle') this.maybeStart();
@@ -157,6 +184,7 @@ export class WireGuardKeyRotation {
     } finally {
       this.busy = false;
     }
+    return true;
   }
 
   /** When the key was made (its last rotation, else the key file's age). */

@@ -44,6 +44,10 @@ export interface NativeDatapath {
   wakeFdDrain(fd: number): number;
   /** Gives the free pages of every malloc arena back to the kernel (native/malloc-trim.c): 1 when it gave some. */
   mallocTrim(): number;
+  /** A netlink socket on this netns's link and route changes (native/route-changes.c), non-blocking. */
+  routeChangesOpen(): number;
+  /** Changes since the last drain that can move the underlay (not through ignoredDevices, no blackholes; 0: none). */
+  routeChangesDrain(fd: number, ignoredDevices: readonly string[]): number;
   /** glibc malloc_info(0): every arena's system and free bytes, as XML (native/malloc-stats.c; read by malloc-stats.ts). */
   mallocInfo(): string;
   udpOpen(addr: string, port: number, v6only: number): number;

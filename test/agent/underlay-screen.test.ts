@@ -108,3 +108,50 @@ test('read from a real routing table device by device, the facts are those of th
     run(['ip', 'netns', 'del', ns]);
   }
 });
+
+test('the facts are read again only when the underlay moved: not for the tunnel\'s own routes and blackholes, but for a new connected route, a link, or other extra addresses', { timeout: 60_000 }, () => {
+  const ns = `veil-tuw-${process.pid}`;
+  const ipn = ['ip', '-n', ns];
+  try {
+    mustRun(['ip', 'netns', 'add', ns]);
+    // No IPv6 here: its link-local routes come when DAD ends, which would read as the underlay moving at any step.
+    mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    mustRun([...ipn, 'link', 'add', 'veil-uw0', 'type', 'veth', 'peer', 'name', 'veil-uw1']);
+    mustRun([...ipn, 'link', 'add', 'veil_ipsec0', 'type', 'veth', 'peer', 'name', 'veil-uw2']); // stands for the tunnel device
+    for (const l of ['lo', 'veil-uw0', 'veil-uw1', 'veil_ipsec0', 'veil-uw2']) mustRun([...ipn, 'link', 'set', l, 'up']);
+    mustRun([...ipn, 'addr', 'add', '10.82.0.1/24', 'dev', 'veil-uw0']);
+    // The reader watches its own netns: it runs in a node process inside it, which reports what each read returned.
+    const script = `
+      import { UnderlayFactsReader } from ${JSON.stringify(new URL('../../src/agent/underlay-routes.js', import.meta.url).href)};
+      import { TUNNEL_DEVICES } from ${JSON.stringify(new URL('../../src/agent/installer.js', import.meta.url).href)};
+      import { mustRun } from ${JSON.stringify(new URL('../../src/util/exec.js', import.meta.url).href)};
+      const r = new UnderlayFactsReader(TUNNEL_DEVICES);
+      const out = { watching: r.watching, steps: [] };
+      let last = r.read();
+      const step = (what, extra) => { const f = r.read(extra); out.steps.push({ what, reread: f !== last, connected: f.connected.map((c) => c.prefix) }); last = f; };
+      step('nothing moved');
+      mustRun(['ip', 'route', 'add', '10.100.1.0/24', 'dev', 'veil_ipsec0']);
+      mustRun(['ip', 'route', 'add', 'blackhole', '10.100.2.0/24', 'metric', '4242']);
+      mustRun(['ip', 'route', 'del', '10.100.1.0/24', 'dev', 'veil_ipsec0']);
+      step('the tunnel route and a blackhole');
+      mustRun(['ip', 'route', 'add', '10.92.0.0/24', 'dev', 'veil-uw1']);
+      step('a connected route');
+      step('nothing moved again');
+      mustRun(['ip', 'link', 'set', 'veil-uw1', 'down']);
+      step('a link down');
+      step('other extra addresses', [{ ip: '10.82.0.9', what: 'the registry' }]);
+      r.close();
+      console.log(JSON.stringify(out));`;
+    const out = JSON.parse(mustRun(['ip', 'netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script])) as
+      { watching: boolean; steps: { what: string; reread: boolean; connected: string[] }[] };
+    assert.ok(out.watching, 'the netlink socket opened');
+    assert.deepEqual(out.steps.map((s) => [s.what, s.reread]), [
+      ['nothing moved', false], ['the tunnel route and a blackhole', false], ['a connected route', true],
+      ['nothing moved again', false], ['a link down', true], ['other extra addresses', true],
+    ]);
+    assert.ok(out.steps[2]!.connected.includes('10.92.0.0/24'), 'the new connected route is in the facts');
+    assert.ok(!out.steps[4]!.connected.includes('10.92.0.0/24'), 'its link down took it away');
+  } finally {
+    run(['ip', 'netns', 'del', ns]);
+  }
+});

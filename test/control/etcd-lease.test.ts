@@ -88,3 +88,17 @@ test('a holder cut off from etcd past the TTL is told (onLost), and holds the le
   await h.release();
   assert.equal(await reg.get('Lease', 'node-d'), undefined);
 });
+
+test('renewals keep the registry\'s gRPC clients: closing our own keepalive stream is no failed member', async () => {
+  // etcd3 closes every client of a member it takes an error from (a stream still writable that errs);
+  // a keepalive closed by a bare cancel was taken so, and every renewal built the clients anew.
+  const host = (reg as unknown as { client: { pool: { hosts: { cachedServices: Record<string, unknown> }[] } } }).client.pool.hosts[0]!;
+  const lease = await reg.holdLease('node-k', TTL, { holderIdentity: 'node-k', bootID: 'b1' });
+  const held = [...(reg as unknown as { leases: Set<{ lastRenewed: number }> }).leases].at(-1)!;
+  const leaseClient = host.cachedServices['Lease'];
+  assert.ok(leaseClient, 'the Lease client is made for the grant');
+  const renewedBefore = Date.now();
+  await waitFor(() => held.lastRenewed > renewedBefore + 1000, 10_000, () => 'two renewals');
+  assert.equal(host.cachedServices['Lease'], leaseClient, 'the same Lease client after renewals');
+  await lease.release();
+});

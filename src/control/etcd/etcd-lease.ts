@@ -136,6 +136,10 @@ export class EtcdLease implements LeaseHandle {
       });
     } finally {
       stream.on('error', () => { /* cancelled below: expected */ });
+      // Half-closed first: etcd3 takes an error on a stream still writable for a failed member and
+      // closes all its clients of that member (the cancel's CANCELLED counted so), which made every
+      // keepalive, every 5 s, build the next call's gRPC clients and DNS resolver anew.
+      try { stream.end(); } catch { /* already closed */ }
       try { stream.cancel(); } catch { /* already closed */ }
     }
   }

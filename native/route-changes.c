@@ -1,0 +1,93 @@
+// Whether the node's own networking may have moved: a netlink socket subscribed to link and route
+// changes, drained when the agent is about to screen peers against its underlay. Nothing moved
+// since the last drain: the underlay facts read then still hold, and no `ip` process is spawned
+// (three a pass, each a fork of the whole agent: the largest part of an idle agent's child cost).
+// Changes the agent makes itself (routes through its tunnel devices, blackholes) are not counted.
+#include "common.h"
+#include <errno.h>
+#include <net/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_IGNORED 8
+
+// routeChangesOpen() -> fd | error: a non-blocking netlink socket on link and route changes (this netns).
+napi_value route_changes_open(napi_env env, napi_callback_info info) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+  struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE };
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int e = errno;
+    close(fd);
+    return ret_int(env, VEIL_ERR(STAGE_IO, e));
+  }
+  return ret_int(env, fd);
+}
+
+static bool ignored(int ifindex, const int *ignore, int n) {
+  for (int i = 0; i < n; i++) if (ignore[i] == ifindex) return true;
+  return false;
+}
+
+// Whether one message can move the underlay: a link change (not of an ignored device), or a unicast
+// route of table main not through an ignored device.
+static bool counts(const struct nlmsghdr *h, const int *ignore, int n) {
+  if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK) {
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) return true;
+    const struct ifinfomsg *ifi = NLMSG_DATA(h);
+    return !ignored(ifi->ifi_index, ignore, n);
+  }
+  if (h->nlmsg_type != RTM_NEWROUTE && h->nlmsg_type != RTM_DELROUTE) return false;
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg))) return true;
+  const struct rtmsg *rt = NLMSG_DATA(h);
+  if (rt->rtm_type != RTN_UNICAST) return false; // blackholes (veil's fail-closed ones), local, broadcast, ...
+  uint32_t table = rt->rtm_table;
+  int oif = 0;
+  int len = (int)RTM_PAYLOAD(h);
+  for (const struct rtattr *a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if (a->rta_type == RTA_TABLE && RTA_PAYLOAD(a) >= sizeof(uint32_t)) memcpy(&table, RTA_DATA(a), sizeof table);
+    else if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(int)) memcpy(&oif, RTA_DATA(a), sizeof oif);
+  }
+  if (table != RT_TABLE_MAIN) return false;
+  return !(oif && ignored(oif, ignore, n));
+}
+
+// routeChangesDrain(fd, ignoredDevices: string[]) -> changes since the last drain that can move the
+// underlay (0: none; a lost notification, ENOBUFS, counts as one) | error.
+napi_value route_changes_drain(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd;
+  NEED(arg_int(env, argv[0], &fd, "fd"));
+  uint32_t names = 0;
+  if (napi_get_array_length(env, argv[1], &names) != napi_ok) {
+    napi_throw_type_error(env, NULL, "veil_datapath: ignoredDevices must be an array of device names");
+    return NULL;
+  }
+  int ignore[MAX_IGNORED];
+  int n = 0;
+  for (uint32_t i = 0; i < names && n < MAX_IGNORED; i++) {
+    napi_value v;
+    char name[IF_NAMESIZE + 1];
+    if (napi_get_element(env, argv[1], i, &v) != napi_ok) return NULL;
+    NEED(arg_string(env, v, name, sizeof name, "ignoredDevices[i]"));
+    unsigned idx = if_nametoindex(name);
+    if (idx) ignore[n++] = (int)idx; // a device that is not there has no changes to ignore
+  }
+  static __thread char buf[64 * 1024] __attribute__((aligned(4)));
+  int64_t changes = 0;
+  for (;;) {
+    ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) { changes++; continue; }
+      if (errno == EAGAIN) break;
+      return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+    }
+    int len = (int)got;
+    for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
+      if (counts(h, ignore, n)) changes++;
+  }
+  return ret_int(env, changes > INT32_MAX ? INT32_MAX : changes);
+}
