@@ -8,8 +8,19 @@
 
 export const AGENT_SEMI_SPACE_MB = 2;
 
-/** What every launcher of `veil agent run` gives node (argv or NODE_OPTIONS). */
-export const AGENT_NODE_OPTIONS = `--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`;
+// Node's own text (V8's builtins, OpenSSL, libuv: most of what a lone packet runs through) on 2 MiB
+// pages where transparent huge pages allow it (`madvise` or `always`; silently not where `never`).
+// Why: on a VM whose platform runs DAMON (kdamond: every ~512 ms it clears the accessed bits of
+// sampled pages, through every mapping of shared file pages), the first packet after each pass ran
+// the datapath worker ~1.3 ms longer on 4 KiB text pages (docs/performance-log.md, session 21):
+// idle ping p99 0.62-0.94x main's with large pages in 8 of 8 alternated mode-rounds. Costs ~24 MB of
+// private memory per agent (the text is copied off the shared file mapping), ~10 MB of RSS.
+const LARGE_PAGES = '--use-largepages=silent';
+
+/** What every launcher of `veil agent run` gives node, one argument each (argv). */
+export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, LARGE_PAGES];
+/** The same as one NODE_OPTIONS value (the systemd unit, the DaemonSet). */
+export const AGENT_NODE_OPTIONS = AGENT_NODE_FLAGS.join(' ');
 
 /** The datapath worker's young generation (V8: two semi-spaces and a large-object space as big as one). */
 export const WORKER_YOUNG_GENERATION_MB = 3 * AGENT_SEMI_SPACE_MB;

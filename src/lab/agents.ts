@@ -6,7 +6,7 @@
 // lab makes per-node (lab nodes share one kernel) by bind-mounting the node's boot_id file over it
 // in the agent's own mount namespace.
 import { spawn } from 'node:child_process';
-import { AGENT_NODE_OPTIONS } from '../agent/agent-heap.js';
+import { AGENT_NODE_FLAGS } from '../agent/agent-heap.js';
 import { closeSync, openSync, rmSync } from 'node:fs';
 import { ensurePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { stringify as toYaml } from 'yaml';
@@ -91,7 +91,7 @@ export function agentSupervision(cluster: string, node: string): SupervisorState
 
 /** The command the supervisor runs (asked again at every start): exactly what a host's systemd unit runs (its NODE_OPTIONS too), from the node's build (agent-build.ts). */
 export function agentCommand(cluster: string, node: string): string[] {
-  return [process.execPath, AGENT_NODE_OPTIONS, buildMainJs(agentBuildOf(nodeStateDir(cluster, node))), 'agent', 'run', '--config', agentConfigPath(cluster, node)];
+  return [process.execPath, ...AGENT_NODE_FLAGS, buildMainJs(agentBuildOf(nodeStateDir(cluster, node))), 'agent', 'run', '--config', agentConfigPath(cluster, node)];
 }
 
 /** The unit's ExecStopPost= for the node, from the node's build: `veil agent stopped` on its config. */

@@ -20,7 +20,7 @@ test('the systemd unit restarts the agent on failure with a backoff and never gi
   assert.equal(keys.get('RestartSteps'), '5');
   assert.equal(keys.get('RestartMaxDelaySec'), '30s');
   assert.equal(keys.get('KillSignal'), 'SIGTERM');
-  assert.equal(keys.get('Environment'), `NODE_OPTIONS=${AGENT_NODE_OPTIONS}`, 'the young generation capped as the lab and the DaemonSet cap it (agent-heap.ts)');
+  assert.equal(keys.get('Environment'), `"NODE_OPTIONS=${AGENT_NODE_OPTIONS}"`, 'node flagged as the lab and the DaemonSet flag it (agent-heap.ts), quoted: the value has a space');
   const verify = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
   if (verify.status !== 0) return; // no systemd here: the keys above are what can be checked
   const dir = mkdtempSync(join(tmpdir(), 'veil-t-unit-'));
