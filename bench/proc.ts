@@ -2,6 +2,7 @@
 // measurement is going on) and the /proc figures it reads: CPU ticks and peak RSS of a pid.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import { statField } from '../src/util/proc-stat.js';
 
 export interface ExecResult {
   status: number;
@@ -63,8 +64,7 @@ const CLK_TCK = 100; // getconf CLK_TCK on Linux
 export function cpuSeconds(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    return (Number(statField(stat, 14)) + Number(statField(stat, 15))) / CLK_TCK; // utime + stime
   } catch {
     return 0;
   }
@@ -88,8 +88,7 @@ export function realtimeThreads(pid: number): number {
   for (const tid of tids) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-      if (REALTIME_POLICIES.has(Number(f[41 - 3]))) n++;
+      if (REALTIME_POLICIES.has(Number(statField(stat, 41)))) n++;
     } catch { /* the thread ended */ }
   }
   return n;
