@@ -3,8 +3,8 @@
 // peer events is one: at 1,000 peers it stays small, so the growth showed as memory per peer. With
 // 2 MB semi-spaces the young generation is ~6 MB per thread and is collected more often, which
 // costs little once a pass allocates only for what changed. The main thread's size is fixed when
-// V8 starts, so every launcher passes the flag: the lab's supervisor on the command line, the
-// systemd unit and the DaemonSet in NODE_OPTIONS; the datapath worker gets it as its resource limit.
+// V8 starts, so every launcher passes the flag on node's command line (the lab's supervisor, the
+// systemd unit, the DaemonSet); the datapath worker gets it as its resource limit.
 
 export const AGENT_SEMI_SPACE_MB = 2;
 
@@ -17,10 +17,16 @@ export const AGENT_SEMI_SPACE_MB = 2;
 // private memory per agent (the text is copied off the shared file mapping), ~10 MB of RSS.
 const LARGE_PAGES = '--use-largepages=silent';
 
-/** What every launcher of `veil agent run` gives node, one argument each (argv). */
-export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, LARGE_PAGES];
-/** The same as one NODE_OPTIONS value (the systemd unit, the DaemonSet). */
-export const AGENT_NODE_OPTIONS = AGENT_NODE_FLAGS.join(' ');
+// V8's memory reducer off. After a burst of allocation it runs up to three more full collections,
+// seconds apart, to shrink the heap; the agent already compacts each thread's heap once a burst is
+// over (src/util/heap-compaction.ts), so the reducer's collections were the same work again, in
+// what should be the steady state: at 5,000 peers 2.07 -> 1.56 % of a core in the scale bench's
+// steady window, RSS 110 -> 111 MB (docs/performance-log.md, session 21, idle21). V8 reads it once,
+// when the main thread's heap is made, and NODE_OPTIONS refuses it: hence the command line.
+const NO_MEMORY_REDUCER = '--no-memory-reducer';
+
+/** What every launcher of `veil agent run` gives node on its command line, one argument each. */
+export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, LARGE_PAGES, NO_MEMORY_REDUCER];
 
 /** The datapath worker's young generation (V8: two semi-spaces and a large-object space as big as one). */
 export const WORKER_YOUNG_GENERATION_MB = 3 * AGENT_SEMI_SPACE_MB;

@@ -8,7 +8,7 @@
 import { API_TOKEN_SECRET } from './api-token.js';
 import { AGENT_CONFIGMAP, INSTALL_CONFIGMAP } from './install-state.js';
 import { KUBE_PATHS } from './kube-paths.js';
-import { AGENT_NODE_OPTIONS } from './agent-heap.js';
+import { AGENT_NODE_FLAGS } from './agent-heap.js';
 import { renderConfig, type Settings } from './settings.js';
 import { WG_PORT } from './wireguard-mode.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
@@ -19,6 +19,8 @@ export const DEFAULT_NAMESPACE = 'veil';
 export const AGENT_NAME = 'veil-agent';
 export const FIELD_MANAGER = 'veil';
 export const DEFAULT_IMAGE = 'veil:0.1.0';
+/** Where the image (the repository's Dockerfile) puts veil's CLI; `veil` on its PATH links to it. */
+export const IMAGE_CLI = '/opt/veil/dist/src/cli/main.js';
 
 export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> } } & Record<string, unknown>;
 
@@ -95,11 +97,11 @@ export function renderManifests(o: ManifestOptions): Manifest[] {
               name: 'agent',
               image: o.image ?? DEFAULT_IMAGE,
               imagePullPolicy: 'IfNotPresent',
-              command: ['veil', 'agent', 'run', '--kubernetes'],
+              // node with the agent's flags on its command line (agent-heap.ts: NODE_OPTIONS refuses one)
+              command: ['node', ...AGENT_NODE_FLAGS, IMAGE_CLI, 'agent', 'run', '--kubernetes'],
               env: [
                 { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
                 { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-                { name: 'NODE_OPTIONS', value: AGENT_NODE_OPTIONS }, // agent-heap.ts: the young generation capped
               ],
               ports: [
                 { name: 'metrics', containerPort: s['agent.metricsPort'], protocol: 'TCP' },

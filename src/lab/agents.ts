@@ -89,7 +89,7 @@ export function agentSupervision(cluster: string, node: string): SupervisorState
   return readSupervisorState(nodeStateDir(cluster, node));
 }
 
-/** The command the supervisor runs (asked again at every start): exactly what a host's systemd unit runs (its NODE_OPTIONS too), from the node's build (agent-build.ts). */
+/** The command the supervisor runs (asked again at every start): exactly what a host's systemd unit runs (node with the agent's flags, agent-heap.ts), from the node's build (agent-build.ts). */
 export function agentCommand(cluster: string, node: string): string[] {
   return [process.execPath, ...AGENT_NODE_FLAGS, buildMainJs(agentBuildOf(nodeStateDir(cluster, node))), 'agent', 'run', '--config', agentConfigPath(cluster, node)];
 }

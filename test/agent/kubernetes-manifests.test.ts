@@ -4,11 +4,11 @@
 // needs. `--dry-run -o yaml` prints exactly these objects.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AGENT_NODE_OPTIONS } from '../../src/agent/agent-heap.js';
+import { AGENT_NODE_FLAGS } from '../../src/agent/agent-heap.js';
 import { spawnSync } from 'node:child_process';
 import { parseAllDocuments } from 'yaml';
 import { applySet, defaultSettings, type Settings } from '../../src/agent/settings.js';
-import { renderManifests, type Manifest } from '../../src/agent/kubernetes-manifests.js';
+import { IMAGE_CLI, renderManifests, type Manifest } from '../../src/agent/kubernetes-manifests.js';
 import { kubernetesAgentConfig } from '../../src/agent/kubernetes-agent.js';
 
 /** The Kubernetes versions README claims, and the schema package generated from each one's OpenAPI spec. */
@@ -99,7 +99,8 @@ test('the DaemonSet: host network, NET_ADMIN (NET_RAW too for raw ESP, SYS_NICE 
     assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
     assert.equal(ds.spec.updateStrategy.type, 'RollingUpdate');
     assert.deepEqual(c.env.filter((e: any) => e.valueFrom).map((e: any) => e.valueFrom.fieldRef.fieldPath), ['spec.nodeName', 'metadata.namespace']);
-    assert.equal(c.env.find((e: any) => e.name === 'NODE_OPTIONS')?.value, AGENT_NODE_OPTIONS, 'the young generation capped (agent-heap.ts)');
+    assert.deepEqual(c.command, ['node', ...AGENT_NODE_FLAGS, IMAGE_CLI, 'agent', 'run', '--kubernetes'], 'node with the agent flags (agent-heap.ts) on its command line');
+    assert.equal(c.env.find((e: any) => e.name === 'NODE_OPTIONS'), undefined, 'no NODE_OPTIONS: it refuses --no-memory-reducer');
   }
   // raw ESP: its raw socket needs CAP_NET_RAW, and there is no UDP tunnel port
   const raw = (renderManifests({ settings: settings('encryption.enabled=true', 'encryption.type=ipsec', 'encryption.ipsec.encapsulation=esp') }).find((m) => m.kind === 'DaemonSet') as any).spec.template.spec.containers[0];
@@ -131,7 +132,7 @@ test('veil install --kubernetes --dry-run -o yaml prints the objects; json too; 
 test('the DaemonSet gives the agent what `veil agent run --kubernetes` reads: NODE_NAME, POD_NAMESPACE and every default path mounted', () => {
   const ds = renderManifests({ settings: VARIANTS[0]![1] }).find((m) => m.kind === 'DaemonSet')! as any;
   const c = ds.spec.template.spec.containers[0];
-  assert.deepEqual(c.command, ['veil', 'agent', 'run', '--kubernetes']);
+  assert.deepEqual(c.command.slice(c.command.indexOf(IMAGE_CLI) + 1), ['agent', 'run', '--kubernetes']);
   const env = Object.fromEntries(c.env.map((e: any) => [e.name, 'from-pod']));
   const cfg = kubernetesAgentConfig({}, env);
   assert.deepEqual([cfg.nodeName, cfg.namespace], ['from-pod', 'from-pod'], 'node and namespace come from the pod');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { validate } from 'dockerfile-utils';
-import { renderManifests } from '../../src/agent/kubernetes-manifests.js';
+import { IMAGE_CLI, renderManifests } from '../../src/agent/kubernetes-manifests.js';
 import { defaultSettings } from '../../src/agent/settings.js';
 
 const TEXT = readFileSync('Dockerfile', 'utf8');
@@ -80,7 +80,7 @@ test('COPY takes what exists: repository files in the build stage, build outputs
   assert.ok(copied.some((a) => a.includes('/src/dist/src ')), 'the compiled agent');
 });
 
-test('the runtime installs every program the agent runs, and puts veil on the PATH for the DaemonSet', () => {
+test('the runtime installs every program the agent runs, has the CLI where the DaemonSet runs it, and veil on the PATH', () => {
   const runtime = stages(TEXT)[1]!;
   const installs = runtime.instructions.filter((i) => i.keyword === 'RUN' && /apt-get install/.test(i.args)).map((i) => i.args).join(' ');
   for (const prog of programsTheAgentRuns()) {
@@ -90,8 +90,12 @@ test('the runtime installs every program the agent runs, and puts veil on the PA
   }
   const link = /ln -s (\S+) \/usr\/local\/bin\/veil/.exec(runtime.instructions.map((i) => i.args).join('\n'));
   assert.ok(link, 'veil is linked into /usr/local/bin');
-  assert.equal(link![1], '/opt/veil/dist/src/cli/main.js');
+  assert.equal(link![1], IMAGE_CLI);
   assert.match(readFileSync('dist/src/cli/main.js', 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env node/);
+  const copies = runtime.instructions.filter((i) => i.keyword === 'COPY').map((i) => i.args.split(/\s+/).at(-1)!);
+  assert.ok(copies.includes('./dist/src') && /^WORKDIR \/opt\/veil$/m.test(TEXT), 'the compiled CLI lands under /opt/veil/dist/src');
   const ds = renderManifests({ settings: defaultSettings() }).find((m) => m.kind === 'DaemonSet') as unknown as { spec: { template: { spec: { containers: { command: string[] }[] } } } };
-  assert.equal(ds.spec.template.spec.containers[0]!.command[0], 'veil');
+  const command = ds.spec.template.spec.containers[0]!.command;
+  assert.equal(command[0], 'node', 'the Node image has node on its PATH');
+  assert.ok(command.includes(IMAGE_CLI), `the DaemonSet runs the image's CLI: ${command.join(' ')}`);
 });
