@@ -241,13 +241,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       upsert.push(spec);
       digest?.add(spec as EspPeerSpec);
     }
-    const remove: string[] = [];
-    this.appliedPeers.forEach((v, id) => { // forgetUnmarked, taking each spec that went out of the digest
-      if (v.pass === pass) return;
-      remove.push(id);
-      digest?.remove(v.spec as EspPeerSpec);
-    });
-    for (let i = 0; i < remove.length; i++) this.appliedPeers.delete(remove[i]!);
+    const remove = forgetUnmarked(this.appliedPeers, pass, undefined, digest && ((v) => digest.remove(v.spec as EspPeerSpec)));
     // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
     // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
     // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
