@@ -48,9 +48,14 @@ function readBody(res: IncomingMessage, where: string, resolve: (body: string) =
   });
 }
 
+/**
+ * A connection of its own per request (agent: false), never one kept alive from the last: a kept one
+ * may belong to an agent that has since stopped (`veil agent restart` then a read, in one process),
+ * and its first write fails with EPIPE although the new agent answers at the same path.
+ */
 function socketGet(socketPath: string, path: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => readBody(res, socketPath, resolve, reject));
+    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs, agent: false }, (res) => readBody(res, socketPath, resolve, reject));
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', (e) => reject(unreachable(socketPath, e, "is veil installed? check 'veil status' and 'veil agent logs NODE'")));
     req.end();

@@ -1,11 +1,12 @@
 // The agent API on the network, in-process on loopback: the certificate kept across restarts, the
-// token Secret, the constant-time bearer check, and the client's pinning (a wrong fingerprint
+// token Secret, the constant-time bearer check, the socket client across an agent restart, and the client's pinning (a wrong fingerprint
 // sends nothing), its 401 and unreachable errors. The lab version is test/e2e/agent-api.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:https';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
@@ -174,4 +175,33 @@ test('network API: an agent without its token (absent, or the registry failing) 
   const ep: AgentEndpoint = { kind: 'network', node: 'n1', url: closed, fingerprint256: 'AA', token: TOKEN };
   const e = await rejects(agentGet(ep, '/healthz', 2000), 'AGENT_UNREACHABLE', new RegExp(`cannot reach the agent at ${closed.replace(/[.]/g, '\\.')} \\(node n1\\)`));
   assert.match(e.hint!, /route to 127\.0\.0\.1 and that TCP port \d+ \(setting agent\.apiPort\)/);
+});
+
+test('socket API: a read right after the agent at the path was replaced (a restart) reaches the new one, from the same process', async () => {
+  // One process asks, the agent restarts (its server closes, a new one listens at the same path),
+  // the process asks again: with a kept-alive connection the second ask wrote to the closed one (EPIPE).
+  const dir = tempDir();
+  const socketPath = join(dir, 'agent.sock');
+  const serve = async (pid: number) => {
+    rmSync(socketPath, { force: true });
+    const server = createServer((_req, res) => res.end(JSON.stringify({ pid })));
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    return server;
+  };
+  const ep: AgentEndpoint = { kind: 'socket', socketPath };
+  try {
+    for (let restart = 1; restart <= 20; restart++) {
+      const before = await serve(restart);
+      assert.deepEqual(JSON.parse(await agentGet(ep, '/healthz')), { pid: restart });
+      await new Promise<void>((resolve) => before.close(() => resolve()));
+      const after = await serve(restart + 1000);
+      try {
+        assert.deepEqual(JSON.parse(await agentGet(ep, '/healthz')), { pid: restart + 1000 }, `restart ${restart}`);
+      } finally {
+        await new Promise<void>((resolve) => after.close(() => resolve()));
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
