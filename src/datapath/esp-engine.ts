@@ -78,16 +78,6 @@ const RX_SIDE = GCM_NONCE_AAD_LENGTH * RX_BATCH;
  */
 export const AEAD_HOT_MS = 2_000;
 export const AEAD_IDLE_MS = 10_000;
-/**
- * A replay mark refill is written this long after it was first noted, not at the end of the turn
- * that noted it: that turn just sent a packet's answer (a ping's echo reply), and whatever wakes for
- * the answer on this CPU (the peer's worker in a lab whose nodes share the CPUs, the local pod, the
- * next packet) waited behind the write, 0.35-0.7 ms on a slow machine (lat21's trace: IPsec's slow
- * idle pings outside the DAMON stall, docs/performance-log.md session 22). A refill is due with a
- * quarter of the lead left (about a quarter second of the tunnel's packets), so a millisecond later
- * costs no packet a wait; an idle tunnel writes it in the quiet after the answer instead.
- */
-export const REFILL_AFTER_MS = 1;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
@@ -118,18 +108,15 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    */
   private wallOffset = Date.now() - performance.now();
   /**
-   * A replay mark due ahead of need (refillDue), written by tick() REFILL_AFTER_MS after it was
-   * noted (at the end of a later turn, or when the worker's wait times out), not in the packet's
-   * path: the marks' ids, their JSON and the submit took tens of µs, once a second per busy tunnel,
-   * before the packet reached the TUN and before its answer (a ping's echo reply) went back out. The packet itself is covered by the durable mark already.
+   * A replay mark due ahead of need (refillDue), written at the end of the worker's turn by tick()
+   * rather than in the packet's path: the marks' ids, their JSON and the submit took tens of µs,
+   * once a second per busy tunnel, before the packet reached the TUN and before its answer (a
+   * ping's echo reply) went back out. The packet itself is covered by the durable mark already.
    * The packet path only notes it, without a branch (replayDurable()); tick() decides.
    */
   private refillSa: InboundSa | null = null;
-  /**
-   * The noted refill's sequence number [0], wall-clock ms [1], and when (engine clock, rounded up to
-   * the ms) the first packet since the last refill noted one [2] (a typed array: no field representation to change).
-   */
-  private readonly refillAt = new Float64Array(3);
+  /** The noted refill's sequence number [0] and wall-clock ms [1] (a typed array: no field representation to change). */
+  private readonly refillAt = new Float64Array(2);
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
   /** Every peer's address as bytes (4 or 16), for the sends: by family (ipSlab()). */
@@ -279,12 +266,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       // Only noted, and every load runs for every packet: behind && the inPending test first ran
       // when the first refill was due, after TurboFan had compiled fromNetwork(), and deoptimized
       // it (lab --trace-deopt, fromNetwork @26). tick() tests whether the mark is worth writing.
-      const due = m.refillDue(seq), at = this.refillAt, first = this.refillSa === null;
-      const engineMs = nowMs + 1 - this.wallOffset; // the end of the whole wall-clock ms it was noted in (nowMs is floored)
+      const due = m.refillDue(seq), at = this.refillAt;
       this.refillSa = due ? sa : this.refillSa;
       at[0] = due ? seq : at[0]!;
       at[1] = due ? nowMs : at[1]!;
-      at[2] = due && first ? engineMs : at[2]!; // every later packet notes it again: the first one sets the time
       return true;
     }
     let p = this.inPending.get(sa);
@@ -544,7 +529,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
   nextDeadline(): number {
-    return this.refillSa ? Math.min(this.sweepAt, this.refillAt[2]! + REFILL_AFTER_MS) : this.sweepAt; // a mark due: tick() REFILL_AFTER_MS after it was noted
+    return this.refillSa ? -Infinity : this.sweepAt; // a mark due: tick() at the end of this turn
   }
 
   // ---- control ----------------------------------------------------------------------------------
