@@ -25,8 +25,16 @@ const LARGE_PAGES = '--use-largepages=silent';
 // when the main thread's heap is made, and NODE_OPTIONS refuses it: hence the command line.
 const NO_MEMORY_REDUCER = '--no-memory-reducer';
 
+// V8's builtins run from node's text (on 2 MiB pages, above), not from a copy. By default V8 puts the
+// embedded builtins next to each thread's JIT code (short calls): a file mapping of node's binary,
+// or, once the text is on large pages (anonymous, no file left to map), a private copy on 4 KiB
+// pages, 1.6 MB per thread. The builtins (interpreter, ICs, typed arrays, Map lookups) are most of
+// a lone packet's code, so the copy brought back the 4 KiB pages a DAMON pass makes dear
+// (docs/performance-log.md, session 22); the price is a longer call from JIT code to a builtin.
+const BUILTINS_IN_TEXT = '--no-short-builtin-calls';
+
 /** What every launcher of `veil agent run` gives node on its command line, one argument each. */
-export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, LARGE_PAGES, NO_MEMORY_REDUCER];
+export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, LARGE_PAGES, NO_MEMORY_REDUCER, BUILTINS_IN_TEXT];
 
 /** The datapath worker's young generation (V8: two semi-spaces and a large-object space as big as one). */
 export const WORKER_YOUNG_GENERATION_MB = 3 * AGENT_SEMI_SPACE_MB;

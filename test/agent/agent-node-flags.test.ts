@@ -25,3 +25,15 @@ test('NODE_OPTIONS refuses --no-memory-reducer, which is why every launcher uses
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /--no-memory-reducer is not allowed in NODE_OPTIONS/);
 });
+
+// Executable mappings of 1 MiB or more outside node's image and its shared libraries: V8's copy (or
+// file mapping) of its embedded builtins beside each thread's JIT code, made per isolate.
+const BUILTIN_COPIES = "const { Worker } = require('worker_threads'); const w = new Worker('setTimeout(() => {}, 10000)', { eval: true }); w.on('online', () => { const maps = require('fs').readFileSync('/proc/self/maps', 'utf8').split('\\n').map((l) => l.split(/\\s+/)); const image = maps.filter((m) => m[5] === process.execPath).map((m) => m[0].split('-').map((x) => parseInt(x, 16))); const lo = Math.min(...image.map((r) => r[0])), hi = Math.max(...image.map((r) => r[1])); process.stdout.write(String(maps.filter((m) => m[1] && m[1][2] === 'x' && !(m[5] ?? '').includes('.so')).map((m) => m[0].split('-').map((x) => parseInt(x, 16))).filter(([a, b]) => b - a >= 1 << 20 && (a < lo || b > hi)).length)); void w.terminate(); });";
+
+test("V8's builtins run from node's own text under the agent's flags: no copy beside a thread's JIT code", (t) => {
+  const withFlags = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, '-e', BUILTIN_COPIES], { encoding: 'utf8' });
+  assert.equal(withFlags.status, 0, withFlags.stderr);
+  assert.equal(withFlags.stdout, '0', 'no executable mapping of the builtins outside node\'s image (main thread and a worker)');
+  const without = spawnSync(process.execPath, [...AGENT_NODE_FLAGS.filter((f) => f !== '--no-short-builtin-calls'), '-e', BUILTIN_COPIES], { encoding: 'utf8' });
+  t.diagnostic(`without --no-short-builtin-calls: ${without.stdout} such mappings (one per thread: the main thread and a worker)`);
+});
