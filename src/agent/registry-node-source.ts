@@ -8,7 +8,7 @@ import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/re
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
-import { PeerAdmission } from './peer-admission.js';
+import { PeerAdmission, type AdmissionEntries, type Entry } from './peer-admission.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
@@ -119,6 +119,20 @@ export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject
   return same ? undefined : next;
 }
 
+/**
+ * The admission's entries kept in the node source's records (CachedNode.entry): an entry is set only
+ * for a cached node (its claim is its peer), and a node leaves the cache only after its claim left
+ * the admission (uncache). values() yields them in the records' order.
+ */
+function entriesIn(nodes: Map<string, CachedNode>): AdmissionEntries<PeerNode> {
+  return {
+    get: (name) => nodes.get(name)?.entry,
+    set: (name, e) => { nodes.get(name)!.entry = e; },
+    delete: (name) => { const n = nodes.get(name); if (n) n.entry = undefined; },
+    *values() { for (const n of nodes.values()) if (n.entry) yield n.entry; },
+  };
+}
+
 /** A deleted lease's entry from the version it was deleted at, and back (its own inverse: -1 - rv, never a live one's). */
 const leaseGone = (v: number): number => -1 - v;
 
@@ -145,6 +159,8 @@ interface CachedNode {
   live: boolean;
   /** Its lease (see RegistryNodeSource.lease), kept here while the node is cached (a map by name besides was ~45 B a peer). */
   lease: number | undefined;
+  /** Its claim's entry in the admission, while it has one (the admission's own map by name was ~50 B a peer). */
+  entry: Entry<PeerNode> | undefined;
 }
 
 
@@ -165,8 +181,8 @@ export class RegistryNodeSource implements NodeSource {
   private readonly uncachedLeases = new Map<string, number>();
   /** When each lease that was live went (LEASE_GRACE_MS). */
   private readonly leaseGoneAt = new Map<string, number>();
-  /** Who may be a peer, kept up to date one node at a time. */
-  private readonly admission = new PeerAdmission<PeerNode>();
+  /** Who may be a peer, kept up to date one node at a time; its entries are in the nodes' records. */
+  private readonly admission = new PeerAdmission<PeerNode>(entriesIn(this.nodes));
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
   private selfFingerprint?: string;
@@ -358,7 +374,7 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       this.nodes.set(name, {
-        rv, order: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
+        rv, order: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name), entry: cached?.entry,
         ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
       });
       this.deleted.delete(name);
@@ -367,9 +383,14 @@ export class RegistryNodeSource implements NodeSource {
     this.sync(name);
   }
 
-  /** A node leaves the cache; its lease stays known. */
+  /** A node leaves the cache, and its claim the admission (its entry is in the record); its lease stays known. */
   private uncache(name: string): void {
-    const l = this.nodes.get(name)?.lease;
+    const n = this.nodes.get(name);
+    if (n?.entry) {
+      this.claims = undefined;
+      for (const c of this.admission.remove(name)) this.pending.add(c);
+    }
+    const l = n?.lease;
     if (this.nodes.delete(name) && l !== undefined) this.uncachedLeases.set(name, l);
   }
 
