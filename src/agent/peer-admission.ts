@@ -173,6 +173,7 @@ export interface Entry<T> { candidate: T; order: string; unusable?: string; admi
  */
 export interface AdmissionEntries<T> {
   get(name: string): Entry<T> | undefined;
+  /** Keeps e's fields under name (a store may copy them into a record of its own: the entry is read back by get()). */
   set(name: string, e: Entry<T>): void;
   delete(name: string): void;
   values(): IterableIterator<Entry<T>>;
@@ -255,9 +256,8 @@ export class PeerAdmission<T extends Claim> {
     }
     const affected = new Set<string>([candidate.name]);
     if (was) this.unindex(was, affected);
-    const e = entryOf(candidate, order, false);
-    this.entries.set(candidate.name, e);
-    this.indexEntry(e, affected);
+    this.entries.set(candidate.name, entryOf(candidate, order, false));
+    this.indexEntry(this.entries.get(candidate.name)!, affected);
     const changed = this.redecide(affected);
     changed.add(candidate.name);
     return changed;

@@ -120,16 +120,23 @@ export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject
 }
 
 /**
- * The admission's entries kept in the node source's records (CachedNode.entry): an entry is set only
- * for a cached node (its claim is its peer), and a node leaves the cache only after its claim left
- * the admission (uncache). values() yields them in the records' order.
+ * The admission's entries are the node source's records themselves (a record is its node's entry
+ * while `candidate` is set): an entry is set only for a cached node (its claim is its peer), and a
+ * node leaves the cache only after its claim left the admission (uncache). values() yields them in
+ * the records' order. An entry object and the admission's map by name were ~114 B a peer.
  */
 function entriesIn(nodes: Map<string, CachedNode>): AdmissionEntries<PeerNode> {
   return {
-    get: (name) => nodes.get(name)?.entry,
-    set: (name, e) => { nodes.get(name)!.entry = e; },
-    delete: (name) => { const n = nodes.get(name); if (n) n.entry = undefined; },
-    *values() { for (const n of nodes.values()) if (n.entry) yield n.entry; },
+    get: (name) => { const n = nodes.get(name); return n?.candidate ? n as Entry<PeerNode> : undefined; },
+    set: (name, e) => {
+      const n = nodes.get(name)!;
+      n.candidate = e.candidate; n.order = e.order; n.unusable = e.unusable; n.admitted = e.admitted; n.reason = e.reason;
+    },
+    delete: (name) => {
+      const n = nodes.get(name);
+      if (n) { n.candidate = undefined; n.order = ''; n.unusable = undefined; n.admitted = false; n.reason = undefined; }
+    },
+    *values() { for (const n of nodes.values()) if (n.candidate) yield n as Entry<PeerNode>; },
   };
 }
 
@@ -140,10 +147,11 @@ const leaseGone = (v: number): number => -1 - v;
 interface CachedNode {
   rv: number;
   /**
-   * Who came first: creation time, then name. Made by join(), one flat string: a template literal
-   * made a cons string, which the first comparison flattened into a second (~20-30 B a node more).
+   * Who came first: creation time, then name, as its object says (the admission's `order` is the one
+   * its claim was last decided under). Made by join(), one flat string: a template literal made a
+   * cons string, which the first comparison flattened into a second (~20-30 B a node more).
    */
-  order: string;
+  age: string;
   /** Why its addresses are unusable; for this node, its addresses (a peer's are in `peer`). */
   addresses?: NodeAddresses | string;
   /** The peer it makes (undefined for this node, or when its addresses are unusable). */
@@ -159,8 +167,13 @@ interface CachedNode {
   live: boolean;
   /** Its lease (see RegistryNodeSource.lease), kept here while the node is cached (a map by name besides was ~45 B a peer). */
   lease: number | undefined;
-  /** Its claim's entry in the admission, while it has one (the admission's own map by name was ~50 B a peer). */
-  entry: Entry<PeerNode> | undefined;
+  /** Its claim's entry in the admission, while it has one (entriesIn): the candidate admitted or refused, ... */
+  candidate: PeerNode | undefined;
+  /** ...the age it was decided under, and its verdict (see peer-admission.ts Entry). */
+  order: string;
+  unusable: string | undefined;
+  admitted: boolean;
+  reason: string | undefined;
 }
 
 
@@ -232,7 +245,7 @@ export class RegistryNodeSource implements NodeSource {
     }
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
-    const order = (c: PeerNode) => this.nodes.get(c.name)?.order ?? '';
+    const order = (c: PeerNode) => this.nodes.get(c.name)?.age ?? '';
     this.peerList = [...this.admission.admittedCandidates()].filter((c) => this.isLive(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
     for (const n of this.nodes.values()) n.index = -1;
     this.peerList.forEach((p, i) => { this.nodes.get(p.name)!.index = i; }); // an admitted peer's node is cached (its claim is its peer)
@@ -374,7 +387,8 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       this.nodes.set(name, {
-        rv, order: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name), entry: cached?.entry,
+        rv, age: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
+        candidate: cached?.candidate, order: cached?.order ?? '', unusable: cached?.unusable, admitted: cached?.admitted ?? false, reason: cached?.reason, // its admission entry, as it was
         ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
       });
       this.deleted.delete(name);
@@ -386,7 +400,7 @@ export class RegistryNodeSource implements NodeSource {
   /** A node leaves the cache, and its claim the admission (its entry is in the record); its lease stays known. */
   private uncache(name: string): void {
     const n = this.nodes.get(name);
-    if (n?.entry) {
+    if (n?.candidate) {
       this.claims = undefined;
       for (const c of this.admission.remove(name)) this.pending.add(c);
     }
@@ -481,7 +495,7 @@ export class RegistryNodeSource implements NodeSource {
     if (claimChanged) {
       this.claims = undefined;
       const changed = claim
-        ? this.admission.upsert(claim, n!.order) // the peer is its own claim
+        ? this.admission.upsert(claim, n!.age) // the peer is its own claim
         : this.admission.remove(name);
       for (const c of changed) this.pending.add(c);
     }
