@@ -8,7 +8,7 @@ import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/re
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
-import { PeerAdmission } from './peer-admission.js';
+import { PeerAdmission, type AdmissionEntries, type Entry } from './peer-admission.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
@@ -119,6 +119,27 @@ export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject
   return same ? undefined : next;
 }
 
+/**
+ * The admission's entries are the node source's records themselves (a record is its node's entry
+ * while `candidate` is set): an entry is set only for a cached node (its claim is its peer), and a
+ * node leaves the cache only after its claim left the admission (uncache). values() yields them in
+ * the records' order. An entry object and the admission's map by name were ~114 B a peer.
+ */
+function entriesIn(nodes: Map<string, CachedNode>): AdmissionEntries<PeerNode> {
+  return {
+    get: (name) => { const n = nodes.get(name); return n?.candidate ? n as Entry<PeerNode> : undefined; },
+    set: (name, e) => {
+      const n = nodes.get(name)!;
+      n.candidate = e.candidate; n.order = e.order; n.unusable = e.unusable; n.admitted = e.admitted; n.reason = e.reason;
+    },
+    delete: (name) => {
+      const n = nodes.get(name);
+      if (n) { n.candidate = undefined; n.order = ''; n.unusable = undefined; n.admitted = false; n.reason = undefined; }
+    },
+    *values() { for (const n of nodes.values()) if (n.candidate) yield n as Entry<PeerNode>; },
+  };
+}
+
 /** A deleted lease's entry from the version it was deleted at, and back (its own inverse: -1 - rv, never a live one's). */
 const leaseGone = (v: number): number => -1 - v;
 
@@ -126,10 +147,11 @@ const leaseGone = (v: number): number => -1 - v;
 interface CachedNode {
   rv: number;
   /**
-   * Who came first: creation time, then name. Made by join(), one flat string: a template literal
-   * made a cons string, which the first comparison flattened into a second (~20-30 B a node more).
+   * Who came first: creation time, then name, as its object says (the admission's `order` is the one
+   * its claim was last decided under). Made by join(), one flat string: a template literal made a
+   * cons string, which the first comparison flattened into a second (~20-30 B a node more).
    */
-  order: string;
+  age: string;
   /** Why its addresses are unusable; for this node, its addresses (a peer's are in `peer`). */
   addresses?: NodeAddresses | string;
   /** The peer it makes (undefined for this node, or when its addresses are unusable). */
@@ -145,6 +167,13 @@ interface CachedNode {
   live: boolean;
   /** Its lease (see RegistryNodeSource.lease), kept here while the node is cached (a map by name besides was ~45 B a peer). */
   lease: number | undefined;
+  /** Its claim's entry in the admission, while it has one (entriesIn): the candidate admitted or refused, ... */
+  candidate: PeerNode | undefined;
+  /** ...the age it was decided under, and its verdict (see peer-admission.ts Entry). */
+  order: string;
+  unusable: string | undefined;
+  admitted: boolean;
+  reason: string | undefined;
 }
 
 
@@ -165,8 +194,8 @@ export class RegistryNodeSource implements NodeSource {
   private readonly uncachedLeases = new Map<string, number>();
   /** When each lease that was live went (LEASE_GRACE_MS). */
   private readonly leaseGoneAt = new Map<string, number>();
-  /** Who may be a peer, kept up to date one node at a time. */
-  private readonly admission = new PeerAdmission<PeerNode>();
+  /** Who may be a peer, kept up to date one node at a time; its entries are in the nodes' records. */
+  private readonly admission = new PeerAdmission<PeerNode>(entriesIn(this.nodes));
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
   private selfFingerprint?: string;
@@ -216,7 +245,7 @@ export class RegistryNodeSource implements NodeSource {
     }
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
-    const order = (c: PeerNode) => this.nodes.get(c.name)?.order ?? '';
+    const order = (c: PeerNode) => this.nodes.get(c.name)?.age ?? '';
     this.peerList = [...this.admission.admittedCandidates()].filter((c) => this.isLive(c.name)).sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
     for (const n of this.nodes.values()) n.index = -1;
     this.peerList.forEach((p, i) => { this.nodes.get(p.name)!.index = i; }); // an admitted peer's node is cached (its claim is its peer)
@@ -358,7 +387,8 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       this.nodes.set(name, {
-        rv, order: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
+        rv, age: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
+        candidate: cached?.candidate, order: cached?.order ?? '', unusable: cached?.unusable, admitted: cached?.admitted ?? false, reason: cached?.reason, // its admission entry, as it was
         ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
       });
       this.deleted.delete(name);
@@ -367,9 +397,14 @@ export class RegistryNodeSource implements NodeSource {
     this.sync(name);
   }
 
-  /** A node leaves the cache; its lease stays known. */
+  /** A node leaves the cache, and its claim the admission (its entry is in the record); its lease stays known. */
   private uncache(name: string): void {
-    const l = this.nodes.get(name)?.lease;
+    const n = this.nodes.get(name);
+    if (n?.candidate) {
+      this.claims = undefined;
+      for (const c of this.admission.remove(name)) this.pending.add(c);
+    }
+    const l = n?.lease;
     if (this.nodes.delete(name) && l !== undefined) this.uncachedLeases.set(name, l);
   }
 
@@ -460,7 +495,7 @@ export class RegistryNodeSource implements NodeSource {
     if (claimChanged) {
       this.claims = undefined;
       const changed = claim
-        ? this.admission.upsert(claim, n!.order) // the peer is its own claim
+        ? this.admission.upsert(claim, n!.age) // the peer is its own claim
         : this.admission.remove(name);
       for (const c of changed) this.pending.add(c);
     }
