@@ -68,10 +68,13 @@ function veilAsync(...args: string[]): { child: ChildProcess; done: Promise<Resu
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let last: unknown;
   for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; } // e.g. an agent that is still starting: asked again
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(250);
   }
 }
@@ -123,18 +126,20 @@ function allPairs(): string[] {
 }
 
 interface StateEntry { src: string; dst: string; dir: 'in' | 'out'; spi: string; active: boolean; peer: string; aead?: { key?: string } }
-// What `veil ipsec state|agent encrypt status|agent status NODE -o json` print, asked of the agent's
-// API from this process as the CLI asks it: the polls below make no process start each (0.3-0.5 s
-// of CPU apiece on a 2-core CI machine, taken from the agents being waited for). The CLI's own
-// output of these is checked here (ipsec state and policy, agent status) and in the other e2e files.
+const ipsecState = (node: string): StateEntry[] => JSON.parse(ok(veil('ipsec', 'state', node, '-o', 'json'))) as StateEntry[];
+const encryptStatus = (node: string): IpsecEncryptStatus => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as IpsecEncryptStatus;
+const agentHealth = (node: string): Healthz => JSON.parse(ok(veil('agent', 'status', node, '-o', 'json'))) as Healthz;
+// The same, asked of the agent's API from this process as the CLI asks it, for the polls: a poll
+// then starts no process (0.3-0.5 s of CPU each on a 2-core CI machine, taken from the agents
+// being waited for). One-off reads keep the CLI.
 const agentApi = (node: string) => AgentClient.connect(CLUSTER, node);
-const ipsecState = async (node: string): Promise<StateEntry[]> => xfrmStateEntries(await (await agentApi(node)).ipsecSas());
-const encryptStatus = async (node: string): Promise<IpsecEncryptStatus> => (await (await agentApi(node)).encryptStatus()) as IpsecEncryptStatus;
-const agentHealth = async (node: string): Promise<Healthz> => (await agentApi(node)).healthz();
+const askIpsecState = async (node: string): Promise<StateEntry[]> => xfrmStateEntries(await (await agentApi(node)).ipsecSas());
+const askEncryptStatus = async (node: string): Promise<IpsecEncryptStatus> => (await (await agentApi(node)).encryptStatus()) as IpsecEncryptStatus;
+const askHealth = async (node: string): Promise<Healthz> => (await agentApi(node)).healthz();
 /** True when every node sends to every peer with `spi` (and only that SPI is active). */
 async function allActive(spi: number): Promise<boolean> {
   for (const n of NODES) {
-    const outs = (await ipsecState(n)).filter((e) => e.dir === 'out' && e.active);
+    const outs = (await askIpsecState(n)).filter((e) => e.dir === 'out' && e.active);
     if (outs.length !== NODES.length - 1 || !outs.every((e) => parseInt(e.spi, 16) === spi)) return false;
   }
   return true;
@@ -292,7 +297,7 @@ test('e2e ipsec: bad key files are refused by `veil secret patch` with the agent
     await writeKeysUnchecked(value);
     for (const n of NODES) {
       const check = await until(`${what}: degraded health on ${n}`, async () => {
-        const h = await agentHealth(n);
+        const h = await askHealth(n);
         const c = h.health.checks.find((x) => x.name === 'ipsec-keys');
         return c?.state === 'Degraded' && error.test(c.message) ? { h, c } : undefined;
       }, 10_000);
@@ -310,7 +315,7 @@ test('e2e ipsec: bad key files are refused by `veil secret patch` with the agent
   assert.ok(esp.length > 5);
   // the file as it was: healthy again, nothing rotated
   await writeKeysUnchecked(inForce);
-  await until('healthy ipsec-keys again', async () => (await Promise.all(NODES.map(agentHealth))).every((h) => h.health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000);
+  await until('healthy ipsec-keys again', async () => (await Promise.all(NODES.map(askHealth))).every((h) => h.health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000);
   assert.ok(await allActive(keyId));
 });
 
@@ -319,8 +324,8 @@ test('e2e ipsec: replayed, truncated, bit-flipped and unknown-SPI packets are dr
   const cap = await capture(netnsOf(WORKER), 'eth0', `src host ${src} and udp port 4500`);
   pingOk('pa', POD_B, 3);
   const file = await cap.stop();
-  const before = await encryptStatus(WORKER);
-  const pidBefore = (await agentHealth(WORKER)).pid;
+  const before = encryptStatus(WORKER);
+  const pidBefore = agentHealth(WORKER).pid;
   // from the sender node's namespace, with its address (its agent holds UDP 4500: raw sends)
   const r = spawnSync('ip', ['netns', 'exec', netnsOf(WORKER2), '/usr/bin/python3', '-c', `
 import sys
@@ -341,7 +346,7 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   const n = Number(r.stdout.trim());
   assert.equal(n, 3);
   const afterDrops = await until('the drops to be counted', async () => {
-    const s = await encryptStatus(WORKER);
+    const s = await askEncryptStatus(WORKER);
     return s.drops['no-state']! - before.drops['no-state']! >= n ? s : undefined;
   }, 5000);
   const delta = (k: keyof IpsecEncryptStatus['drops']) => afterDrops.drops[k] - before.drops[k];
@@ -350,7 +355,7 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   const xdelta = (k: string) => (afterDrops.ipsec['xfrm-errors'][k] ?? 0) - (before.ipsec['xfrm-errors'][k] ?? 0);
   assert.deepEqual(['XfrmInStateSeqError', 'XfrmInStateProtoError', 'XfrmInHdrError', 'XfrmInNoStates'].map(xdelta), [n, n, n, n]);
   assert.match(ok(veil('agent', 'encrypt', 'status', WORKER)), /^\tXfrmInNoStates: \d+/m);
-  const h = await agentHealth(WORKER);
+  const h = agentHealth(WORKER);
   assert.equal(h.pid, pidBefore, 'the agent kept running');
   assert.equal(h.health.checks.find((c) => c.name === 'datapath')?.state, 'Ok');
   pingOk('pa', POD_B);
@@ -409,11 +414,11 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
    * under a crashed receiver's mark count too), and not one echo reply reaches pod pa.
    */
   const refused = async (after: string) => {
-    const before = await encryptStatus(WORKER);
+    const before = encryptStatus(WORKER);
     const atPod = await capture(`veil-${CLUSTER}_pod_pa`, 'eth0', `icmp and src host ${POD_B}`);
     resend();
     const s = await until(`200 replay drops after ${after}`, async () => {
-      const st = await encryptStatus(WORKER);
+      const st = await askEncryptStatus(WORKER);
       return st.drops.replay - before.drops.replay >= 200 ? st : undefined;
     }, 15_000);
     await sleep(500);
@@ -427,7 +432,7 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   pingOk('pa', POD_B);
 
   // A crash: no clean stop, the receiver resumes from the mark it persisted ahead of its top.
-  const crashed = (await agentHealth(WORKER)).pid;
+  const crashed = agentHealth(WORKER).pid;
   process.kill(crashed, 'SIGKILL'); // the lab's supervisor starts it again, as systemd would
   await until('the supervisor to restart the agent', () => {
     const r = veil('agent', 'status', WORKER, '-o', 'json');
@@ -475,7 +480,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
     keyId = 4;
     await until('every node sending with key 4', () => allActive(4), 15_000); // 1-2 s here; a new key id undone for 10 s by its own agent's writer took 12-13 s
     const switchMs = Date.now() - rotatedAt;
-    const during = (await Promise.all(NODES.map(encryptStatus))).map((s) => s.ipsec['keys-in-use']);
+    const during = NODES.map((n) => encryptStatus(n).ipsec['keys-in-use']);
     assert.deepEqual(during, NODES.map(() => (NODES.length - 1) * 2 * 2), 'old and new SAs side by side while rotating');
     const underlay = await captureAll();
     await sleep(4500);
@@ -501,10 +506,10 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
     assert.match(c.stdout, /sent/);
     assert.match(s.stdout, new RegExp(`received ${blob.length} ${createHash('sha256').update(blob).digest('hex')}`), 'the transfer arrived whole');
 
-    await until('the old SAs to go', async () => (await Promise.all(NODES.map(encryptStatus))).every((s) => s.ipsec['keys-in-use'] === (NODES.length - 1) * 2), 20_000);
+    await until('the old SAs to go', async () => (await Promise.all(NODES.map(askEncryptStatus))).every((s) => s.ipsec['keys-in-use'] === (NODES.length - 1) * 2), 20_000);
     const goneMs = Date.now() - rotatedAt;
     assert.ok(goneMs >= ROTATION_S * 1000 - 1000, `old SAs kept for the rotation duration (gone after ${goneMs} ms)`);
-    for (const n of NODES) assert.ok((await ipsecState(n)).every((e) => e.spi === '0x00000004'), `only spi 4 left on ${n}`);
+    for (const n of NODES) assert.ok(ipsecState(n).every((e) => e.spi === '0x00000004'), `only spi 4 left on ${n}`);
     console.log(`# rotation 3->4: all senders switched in ${switchMs} ms, old SAs gone after ${goneMs} ms`);
 
     // the seed's way: patch the secret with the next key by hand
