@@ -16,6 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Healthz, IpsecEncryptStatus } from '../../src/agent/api.js';
 import { openRegistry } from '../../src/control/cluster.js';
+import { AgentClient } from '../../src/agent/agent-client.js';
+import { xfrmStateEntries } from '../../src/operator/ipsec-xfrm-view.js';
 
 // Unique per run: namespace names are machine-wide, and a second run of this file (another
 // checkout's test suite) must neither collide with this lab nor tear it down.
@@ -64,12 +66,15 @@ function veilAsync(...args: string[]): { child: ChildProcess; done: Promise<Resu
   return { child, done, stop: () => kill(child) };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs: number): Promise<T> {
+async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let last: unknown;
   for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; } // e.g. an agent that is still starting: asked again
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(250);
   }
 }
@@ -124,12 +129,20 @@ interface StateEntry { src: string; dst: string; dir: 'in' | 'out'; spi: string;
 const ipsecState = (node: string): StateEntry[] => JSON.parse(ok(veil('ipsec', 'state', node, '-o', 'json'))) as StateEntry[];
 const encryptStatus = (node: string): IpsecEncryptStatus => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as IpsecEncryptStatus;
 const agentHealth = (node: string): Healthz => JSON.parse(ok(veil('agent', 'status', node, '-o', 'json'))) as Healthz;
+// The same, asked of the agent's API from this process as the CLI asks it, for the polls: a poll
+// then starts no process (0.3-0.5 s of CPU each on a 2-core CI machine, taken from the agents
+// being waited for). One-off reads keep the CLI.
+const agentApi = (node: string) => AgentClient.connect(CLUSTER, node);
+const askIpsecState = async (node: string): Promise<StateEntry[]> => xfrmStateEntries(await (await agentApi(node)).ipsecSas());
+const askEncryptStatus = async (node: string): Promise<IpsecEncryptStatus> => (await (await agentApi(node)).encryptStatus()) as IpsecEncryptStatus;
+const askHealth = async (node: string): Promise<Healthz> => (await agentApi(node)).healthz();
 /** True when every node sends to every peer with `spi` (and only that SPI is active). */
-function allActive(spi: number): boolean {
-  return NODES.every((n) => {
-    const outs = ipsecState(n).filter((e) => e.dir === 'out' && e.active);
-    return outs.length === NODES.length - 1 && outs.every((e) => parseInt(e.spi, 16) === spi);
-  });
+async function allActive(spi: number): Promise<boolean> {
+  for (const n of NODES) {
+    const outs = (await askIpsecState(n)).filter((e) => e.dir === 'out' && e.active);
+    if (outs.length !== NODES.length - 1 || !outs.every((e) => parseInt(e.spi, 16) === spi)) return false;
+  }
+  return true;
 }
 function pingOk(from: string, to: string, count = 3): void {
   const out = ok(veil('lab', 'exec', from, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', to));
@@ -283,15 +296,15 @@ test('e2e ipsec: bad key files are refused by `veil secret patch` with the agent
   for (const [what, value, error] of cases) {
     await writeKeysUnchecked(value);
     for (const n of NODES) {
-      const check = await until(`${what}: degraded health on ${n}`, () => {
-        const h = agentHealth(n);
+      const check = await until(`${what}: degraded health on ${n}`, async () => {
+        const h = await askHealth(n);
         const c = h.health.checks.find((x) => x.name === 'ipsec-keys');
         return c?.state === 'Degraded' && error.test(c.message) ? { h, c } : undefined;
       }, 10_000);
       assert.match(check.c.message, /Failed to load keyfile "secret:ipsec-keys\/keys"/);
       assert.notEqual(check.h.health.state, 'Ok', `${what}: overall health on ${n}`);
     }
-    assert.ok(allActive(keyId), `${what}: key ${keyId} stays in force`);
+    assert.ok(await allActive(keyId), `${what}: key ${keyId} stays in force`);
     assert.match(ok(veil('agent', 'status', WORKER)), /ipsec-keys: Degraded \(Failed to load keyfile/);
     pingOk('pa', POD_B, 2);
   }
@@ -302,8 +315,8 @@ test('e2e ipsec: bad key files are refused by `veil secret patch` with the agent
   assert.ok(esp.length > 5);
   // the file as it was: healthy again, nothing rotated
   await writeKeysUnchecked(inForce);
-  await until('healthy ipsec-keys again', () => NODES.every((n) => agentHealth(n).health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000);
-  assert.ok(allActive(keyId));
+  await until('healthy ipsec-keys again', async () => (await Promise.all(NODES.map(askHealth))).every((h) => h.health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000);
+  assert.ok(await allActive(keyId));
 });
 
 test('e2e ipsec: replayed, truncated, bit-flipped and unknown-SPI packets are dropped and counted by reason', { timeout: 60_000 }, async () => {
@@ -332,8 +345,8 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const n = Number(r.stdout.trim());
   assert.equal(n, 3);
-  const afterDrops = await until('the drops to be counted', () => {
-    const s = encryptStatus(WORKER);
+  const afterDrops = await until('the drops to be counted', async () => {
+    const s = await askEncryptStatus(WORKER);
     return s.drops['no-state']! - before.drops['no-state']! >= n ? s : undefined;
   }, 5000);
   const delta = (k: keyof IpsecEncryptStatus['drops']) => afterDrops.drops[k] - before.drops[k];
@@ -404,8 +417,8 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
     const before = encryptStatus(WORKER);
     const atPod = await capture(`veil-${CLUSTER}_pod_pa`, 'eth0', `icmp and src host ${POD_B}`);
     resend();
-    const s = await until(`200 replay drops after ${after}`, () => {
-      const st = encryptStatus(WORKER);
+    const s = await until(`200 replay drops after ${after}`, async () => {
+      const st = await askEncryptStatus(WORKER);
       return st.drops.replay - before.drops.replay >= 200 ? st : undefined;
     }, 15_000);
     await sleep(500);
@@ -493,7 +506,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
     assert.match(c.stdout, /sent/);
     assert.match(s.stdout, new RegExp(`received ${blob.length} ${createHash('sha256').update(blob).digest('hex')}`), 'the transfer arrived whole');
 
-    await until('the old SAs to go', () => NODES.every((n) => encryptStatus(n)['ipsec']['keys-in-use'] === (NODES.length - 1) * 2), 20_000);
+    await until('the old SAs to go', async () => (await Promise.all(NODES.map(askEncryptStatus))).every((s) => s.ipsec['keys-in-use'] === (NODES.length - 1) * 2), 20_000);
     const goneMs = Date.now() - rotatedAt;
     assert.ok(goneMs >= ROTATION_S * 1000 - 1000, `old SAs kept for the rotation duration (gone after ${goneMs} ms)`);
     for (const n of NODES) assert.ok(ipsecState(n).every((e) => e.spi === '0x00000004'), `only spi 4 left on ${n}`);

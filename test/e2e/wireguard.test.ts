@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
+import { AgentClient } from '../../src/agent/agent-client.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 import { ok, veilCli, sleep } from './cli.js';
@@ -35,12 +36,12 @@ let podA = '', podB = ''; // pa on worker, pb on worker2
 // ---- CLI and process helpers --------------------------------------------------------------------
 
 const veil = veilCli(env, 60_000);
-async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000, everyMs = 200): Promise<T> {
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
-      const v = fn();
+      const v = await fn();
       if (v) return v;
     } catch (e) { last = e; }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
@@ -63,10 +64,20 @@ function statusLine(node: string): string {
   return ok(veil('agent', 'status', node)).split('\n').find((l) => l.startsWith('Encryption:')) ?? '';
 }
 const pubKeyOf = (node: string) => /Pubkey: ([A-Za-z0-9+/]{43}=)/.exec(statusLine(node))?.[1];
+// The same, asked of the agent's API from this process as the CLI asks it, for the polls: a poll
+// then starts no process (0.3-0.5 s of CPU each on a 2-core CI machine, taken from the agents
+// being waited for). One-off reads keep the CLI.
+const agentApi = (node: string) => AgentClient.connect(C, node);
+const askEncryptStatus = async (node: string) => (await (await agentApi(node)).encryptStatus()) as WireGuardEncryptStatus;
+/** What statusLine(node) says after "Encryption: ". */
+async function askEncryption(node: string): Promise<string> {
+  const h = await (await agentApi(node)).healthz();
+  return `${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`;
+}
 /** 'Ready' means each agent runs with the peers it knew; the keys of agents that started later arrive just after. */
 async function allPeersConfigured(): Promise<number> {
   let late = 0;
-  for (const n of NODES) await waitFor(`${n} to have 3 peers`, () => statusLine(n).endsWith('Peers: 3)]') || (late++, false), 5_000, 50);
+  for (const n of NODES) await waitFor(`${n} to have 3 peers`, async () => (await askEncryption(n)).endsWith('Peers: 3)]') || (late++, false), 5_000, 50);
   return late;
 }
 function annotations(): Record<string, string | undefined> {
@@ -227,6 +238,7 @@ test('e2e wireguard: install on 4 nodes, nodes Ready, the status line, published
     const line = statusLine(n);
     assert.match(line, /^Encryption: Wireguard \[NodeEncryption: Disabled, veil_wg0 \(Pubkey: [A-Za-z0-9+/]{43}=, Port: 51871, Peers: 3\)\]$/, `${n}: ${line}`);
     assert.equal(keys[n], pubKeyOf(n), `annotation of ${n} is its key`);
+    assert.equal(line, `Encryption: ${await askEncryption(n)}`, `${n}: the agent's API says what the CLI prints`);
     assert.equal(Buffer.from(keys[n]!, 'base64').length, 32);
   }
   assert.equal(new Set(Object.values(keys)).size, 4, 'four different keys');
@@ -238,8 +250,7 @@ test('e2e wireguard: a peer problem (a duplicate public key) is cleared once the
   // A node object that claims worker2's key: every agent reports it, and must stop reporting it
   // once the node publishes a key of its own (it was never cleared: only new problems were set).
   const impostor = `${C}-impostor`;
-  const check = () => ((JSON.parse(ok(veil('agent', 'status', W1, '-o', 'json'))) as { health: { checks: { name: string; state: string; message: string }[] } })
-    .health.checks.find((c) => c.name === `peer ${impostor}`));
+  const check = async () => (await (await agentApi(W1)).healthz()).health.checks.find((c) => c.name === `peer ${impostor}`);
   const reg = openRegistry(C);
   // a node is a peer only while an agent holds its liveness lease: the impostor's "agent" holds one
   const alive = await reg.holdLease(impostor, 15, { pid: process.pid });
@@ -250,8 +261,8 @@ test('e2e wireguard: a peer problem (a duplicate public key) is cleared once the
     assert.equal(dup.state, 'Degraded');
     assert.match(dup.message, new RegExp(`detected duplicate public key. node "${impostor}" uses same key as existing node "${W2}"`));
     await reg.mutate('Node', impostor, (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { 'network.veil.io/wg-pub-key': randomBytes(32).toString('base64') } } });
-    await waitFor('the fixed peer no longer reported', () => check() === undefined);
-    await waitFor(`${W1} to have the fixed peer`, () => statusLine(W1).endsWith('Peers: 4)]'));
+    await waitFor('the fixed peer no longer reported', async () => (await check()) === undefined);
+    await waitFor(`${W1} to have the fixed peer`, async () => (await askEncryption(W1)).endsWith('Peers: 4)]'));
   } finally {
     await reg.delete('Node', impostor);
     await alive.release();
@@ -323,8 +334,8 @@ test('e2e wireguard: an agent restart keeps its key and pods reconverge; a delet
   assert.equal(annotations()[W1], fresh, 'published');
   t0 = Date.now();
   for (const peer of [CP, W2, W3]) {
-    await waitFor(`${peer} to pick up the new key`, () => {
-      const iface = encryptStatus(peer).wireguard.interfaces[0]!;
+    await waitFor(`${peer} to pick up the new key`, async () => {
+      const iface = (await askEncryptStatus(peer)).wireguard.interfaces[0]!;
       const keys = iface.peers.filter((p) => p.node === W1).map((p) => p['public-key']);
       return iface['peer-count'] === 3 && keys.length === 1 && keys[0] === fresh;
     });
@@ -375,8 +386,8 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
     initiation, // replayed initiation (stale timestamp)
     Buffer.from(unknownKey.datagram), // handshake for an unknown key
   ]);
-  const after = await waitFor('the drops to be counted', () => {
-    const s = encryptStatus(W1);
+  const after = await waitFor('the drops to be counted', async () => {
+    const s = await askEncryptStatus(W1);
     return s.drops['staleTimestamp']! > before.drops['staleTimestamp']! && s.drops['handshakeForUnknownKey']! > before.drops['handshakeForUnknownKey']! ? s : undefined;
   });
   const moved = <K extends 'counters' | 'drops'>(k: K, name: keyof WireGuardEncryptStatus[K]) => (after[k][name] as number) - (before[k][name] as number);
