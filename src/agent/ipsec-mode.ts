@@ -234,7 +234,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       let next = 0;
       const sas = kept.map((t, i) => t ?? { out: packedSa(keys[i]!.spi, packed[next++]!), in: packedSa(keys[i]!.spi, packed[next++]!) });
       // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
-      spec = new KeptSpec(p.name, p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
+      spec = new KeptSpec(p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
     } catch (e) {
       return `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`;
     }
@@ -312,7 +312,7 @@ class KeptSpec implements EspPeerSpec {
   #pass: number;
 
   constructor(
-    readonly name: string, readonly ip: string, readonly allowedIPs: string[], readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
+    readonly ip: string, readonly allowedIPs: string[], readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
     peer: PeerNode, under: MadeUnder, pass: number,
   ) {
     this.#peer = peer;
@@ -321,6 +321,8 @@ class KeptSpec implements EspPeerSpec {
   }
 
   get peer(): PeerNode { return this.#peer; }
+  /** The peer's name, read from it: not a field (8 B a peer) and not sent (the datapath keeps no names). */
+  get name(): string { return this.#peer.name; }
   /** The keys and published key id it was made under (shared: a field each was 8 B a peer more). */
   get under(): MadeUnder { return this.#under; }
   /** The last pass that wanted it (forget-unmarked.ts). */

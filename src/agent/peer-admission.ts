@@ -82,10 +82,11 @@ function rangeOf(owner: string, family: IpFamily, bytes: Uint8Array, bits: numbe
 /**
  * One family's ranges sorted by start, as columns (a struct of arrays): slot i is the range at
  * starts[i], bits[i] long, of owners[i] (its end follows from those, and no search reads it: a
- * column of ends was ~20 B a peer). Three array slots a range (~24 B), where an object per range
- * and an array of them per node were ~170 B a node.
+ * column of ends was ~20 B a peer). Two array slots and a byte a range (~17 B), where an object per
+ * range and an array of them per node were ~170 B a node. The lengths are bytes (0-128), the first
+ * starts.length of them in use: an array of numbers was 8 B a range.
  */
-interface Sorted { starts: Bound[]; bits: number[]; owners: string[] }
+interface Sorted { starts: Bound[]; bits: Uint8Array; owners: string[] }
 
 /**
  * Address ranges by owner. Prefixes are nested or disjoint, so a range overlaps another exactly when
@@ -100,7 +101,7 @@ class RangeIndex {
 
   private of(family: IpFamily): Sorted {
     let s = this.sorted.get(family);
-    if (!s) this.sorted.set(family, s = { starts: [], bits: [], owners: [] });
+    if (!s) this.sorted.set(family, s = { starts: [], bits: new Uint8Array(16), owners: [] });
     return s;
   }
 
@@ -108,9 +109,15 @@ class RangeIndex {
     let lengths = this.lengths.get(r.family);
     if (!lengths) this.lengths.set(r.family, lengths = new Map());
     lengths.set(r.bits, (lengths.get(r.bits) ?? 0) + 1);
-    const s = this.of(r.family), i = lowerBound(s.starts, r.start);
+    const s = this.of(r.family), i = lowerBound(s.starts, r.start), n = s.starts.length;
+    if (n === s.bits.length) {
+      const grown = new Uint8Array(n * 2);
+      grown.set(s.bits);
+      s.bits = grown;
+    }
+    s.bits.copyWithin(i + 1, i, n);
+    s.bits[i] = r.bits;
     s.starts.splice(i, 0, r.start);
-    s.bits.splice(i, 0, r.bits);
     s.owners.splice(i, 0, r.owner);
   }
 
@@ -120,8 +127,8 @@ class RangeIndex {
     if (!s) return;
     for (let i = lowerBound(s.starts, r.start); i < s.starts.length && s.starts[i] === r.start; i++) {
       if (s.owners[i] !== r.owner || s.bits[i] !== r.bits) continue;
+      s.bits.copyWithin(i, i + 1, s.starts.length);
       s.starts.splice(i, 1);
-      s.bits.splice(i, 1);
       s.owners.splice(i, 1);
       const lengths = this.lengths.get(r.family)!, n = lengths.get(r.bits)! - 1;
       if (n > 0) lengths.set(r.bits, n); else lengths.delete(r.bits);

@@ -386,11 +386,14 @@ export class RegistryNodeSource implements NodeSource {
       // A rewrite of its status only (health, heartbeat) keeps the peer object: the modes and the tunnel tell it unchanged by identity.
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
-      this.nodes.set(name, {
+      const record: CachedNode = {
         rv, age: [created, name].join('\u0000'), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
         candidate: cached?.candidate, order: cached?.order ?? '', unusable: cached?.unusable, admitted: cached?.admitted ?? false, reason: cached?.reason, // its admission entry, as it was
-        ...(name === this.nodeName ? { addresses, fingerprint: JSON.stringify(addresses) } : typeof addresses === 'string' ? { addresses } : {}),
-      });
+      };
+      // Set after, not spread into the literal: a literal with a spread had a spare slot in every record (8 B a peer).
+      if (name === this.nodeName) { record.addresses = addresses; record.fingerprint = JSON.stringify(addresses); }
+      else if (typeof addresses === 'string') record.addresses = addresses;
+      this.nodes.set(name, record);
       this.deleted.delete(name);
       if (!cached) this.uncachedLeases.delete(name);
     }

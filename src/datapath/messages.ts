@@ -81,7 +81,8 @@ export interface WireGuardPeerSpec {
 export type EspSaSpec = PackedSa;
 
 export interface EspPeerSpec {
-  name: string;
+  /** Not sent by the agent (the engine keeps no names: it answers by tunnel IP). */
+  name?: string;
   /** The peer's tunnel (node) IP: outer destination of outbound SAs, outer source of inbound. */
   ip: string;
   allowedIPs: string[];
