@@ -3,6 +3,7 @@
 // and a mark was 40 B (a header and two fields); the columns are ~18 B an entry with their spare
 // capacity (heap snapshots at 1,000 and 5,000 entries). The keys are the map's only (a column of
 // them was 11 B an entry more).
+import { forgetUnmarked } from './forget-unmarked.js';
 
 export class MarkedTable<K, V> {
   /** Each key's slot. */
@@ -54,15 +55,10 @@ export class MarkedTable<K, V> {
 
   /** Deletes the entries that pass `pass` did not mark and returns their keys; onForget: told each value forgotten. */
   forgetUnmarked(pass: number, onForget?: (v: V) => void): K[] {
-    const out: K[] = [];
-    this.slots.forEach((s, key) => { // for-of would make an entry array per entry
-      if (this.marks[s] === pass) return;
-      out.push(key);
+    return forgetUnmarked(this.slots, pass, (s) => this.marks[s]!, (s) => {
       onForget?.(this.values[s]!);
       this.values[s] = undefined;
       this.free.push(s);
     });
-    for (const key of out) this.slots.delete(key);
-    return out;
   }
 }
