@@ -76,6 +76,11 @@ export interface PublishedAgentStatus {
   supervision?: { restarts: number; state: 'running' | 'backoff' | 'stopped'; lastExit?: AgentExit };
 }
 
+/** What `veil agent status` prints after "Encryption: ": the mode and its detail. */
+export function encryptionLine(e: Healthz['encryption']): string {
+  return `${e.mode}${e.detail ? ` ${e.detail}` : ''}`;
+}
+
 // ---- GET /encrypt: Cilium's EncryptionStatus, plus veil's details
 
 export interface WireGuardPeerJson {

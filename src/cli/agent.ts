@@ -5,7 +5,7 @@ import { openRegistry } from '../control/cluster.js';
 import { KUBE_PATHS } from '../agent/kube-paths.js';
 import { CONFIG_FLAGS, DEFAULT_AGENT_CONFIG, loadAgentConfig, type ConfigField } from '../host/agent-config.js';
 import { AgentClient } from '../agent/agent-client.js';
-import type { Healthz } from '../agent/api.js';
+import { encryptionLine, type Healthz } from '../agent/api.js';
 import { agentLogPath, agentPid, restartAgent, startAgent, stopAgent, waitAgentReady } from '../lab/agents.js';
 import { VeilError } from '../util/errors.js';
 import { checkBuild } from '../lab/agent-build.js';
@@ -124,7 +124,7 @@ const status = agentReport('status', {
     `Node: ${h.node}`,
     `Agent: ${h.health.state} (pid ${h.pid}, veil ${h.version ?? 'unknown'}, up since ${h.startedAt})`,
     ...h.health.checks.map((c) => `  ${c.name}: ${c.state}${c.message && c.message !== 'OK' ? ` (${c.message})` : ''}`),
-    `Encryption: ${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`,
+    `Encryption: ${encryptionLine(h.encryption)}`,
     '',
   ].join('\n'),
 });

@@ -1,7 +1,9 @@
 // The veil CLI as the end-to-end tests run it: a child process with the test's environment, and
-// the check that a run succeeded (its output and error in the failure message).
+// the check that a run succeeded (its output and error in the failure message); and the agent API
+// the CLI asks, from the test's own process.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { AgentClient } from '../../src/agent/agent-client.js';
 
 export const MAIN = 'dist/src/cli/main.js';
 
@@ -17,6 +19,13 @@ export function ok(r: Result): string {
   assert.equal(r.status, 0, `exit ${r.status}: ${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
+
+/**
+ * The node's agent API, asked from this process as the CLI asks it: for polls, which then start no
+ * process (0.3-0.5 s of CPU each on a 2-core CI machine, taken from the agents being waited for).
+ * One-off reads keep the CLI.
+ */
+export const agentApi = (cluster: string, node: string): Promise<AgentClient> => AgentClient.connect(cluster, node);
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

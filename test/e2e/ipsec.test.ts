@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Healthz, IpsecEncryptStatus } from '../../src/agent/api.js';
 import { openRegistry } from '../../src/control/cluster.js';
-import { AgentClient } from '../../src/agent/agent-client.js';
 import { xfrmStateEntries } from '../../src/operator/ipsec-xfrm-view.js';
+import { agentApi as agentApiOf } from './cli.js';
 
 // Unique per run: namespace names are machine-wide, and a second run of this file (another
 // checkout's test suite) must neither collide with this lab nor tear it down.
@@ -129,10 +129,8 @@ interface StateEntry { src: string; dst: string; dir: 'in' | 'out'; spi: string;
 const ipsecState = (node: string): StateEntry[] => JSON.parse(ok(veil('ipsec', 'state', node, '-o', 'json'))) as StateEntry[];
 const encryptStatus = (node: string): IpsecEncryptStatus => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as IpsecEncryptStatus;
 const agentHealth = (node: string): Healthz => JSON.parse(ok(veil('agent', 'status', node, '-o', 'json'))) as Healthz;
-// The same, asked of the agent's API from this process as the CLI asks it, for the polls: a poll
-// then starts no process (0.3-0.5 s of CPU each on a 2-core CI machine, taken from the agents
-// being waited for). One-off reads keep the CLI.
-const agentApi = (node: string) => AgentClient.connect(CLUSTER, node);
+// The same, asked of the agent's API from this process (agentApi), for the polls.
+const agentApi = (node: string) => agentApiOf(CLUSTER, node);
 const askIpsecState = async (node: string): Promise<StateEntry[]> => xfrmStateEntries(await (await agentApi(node)).ipsecSas());
 const askEncryptStatus = async (node: string): Promise<IpsecEncryptStatus> => (await (await agentApi(node)).encryptStatus()) as IpsecEncryptStatus;
 const askHealth = async (node: string): Promise<Healthz> => (await agentApi(node)).healthz();

@@ -10,13 +10,12 @@ import { randomBytes, createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
+import { encryptionLine, type WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { openRegistry } from '../../src/control/cluster.js';
-import { AgentClient } from '../../src/agent/agent-client.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
-import { ok, veilCli, sleep } from './cli.js';
+import { ok, veilCli, sleep, agentApi as agentApiOf } from './cli.js';
 import { readStatField } from '../../src/util/proc-stat.js';
 
 const C = `twge2e-${process.pid}`; // a run cut off mid-test must not collide with the next
@@ -64,15 +63,12 @@ function statusLine(node: string): string {
   return ok(veil('agent', 'status', node)).split('\n').find((l) => l.startsWith('Encryption:')) ?? '';
 }
 const pubKeyOf = (node: string) => /Pubkey: ([A-Za-z0-9+/]{43}=)/.exec(statusLine(node))?.[1];
-// The same, asked of the agent's API from this process as the CLI asks it, for the polls: a poll
-// then starts no process (0.3-0.5 s of CPU each on a 2-core CI machine, taken from the agents
-// being waited for). One-off reads keep the CLI.
-const agentApi = (node: string) => AgentClient.connect(C, node);
+// The same, asked of the agent's API from this process (agentApi), for the polls.
+const agentApi = (node: string) => agentApiOf(C, node);
 const askEncryptStatus = async (node: string) => (await (await agentApi(node)).encryptStatus()) as WireGuardEncryptStatus;
 /** What statusLine(node) says after "Encryption: ". */
 async function askEncryption(node: string): Promise<string> {
-  const h = await (await agentApi(node)).healthz();
-  return `${h.encryption.mode}${h.encryption.detail ? ` ${h.encryption.detail}` : ''}`;
+  return encryptionLine((await (await agentApi(node)).healthz()).encryption);
 }
 /** 'Ready' means each agent runs with the peers it knew; the keys of agents that started later arrive just after. */
 async function allPeersConfigured(): Promise<number> {
