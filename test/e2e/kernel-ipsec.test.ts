@@ -61,8 +61,8 @@ function encryptStatus(node: string): IpsecEncryptStatus {
  * count taken once every node held every SA: until then a packet may meet a node that has not
  * installed its sender's SA yet, and is dropped as no-state; that is an install, not an error).
  */
-function veilDrops(node: string, since: Record<string, number> = {}): Record<string, number> {
-  return Object.fromEntries(Object.entries(encryptStatus(node).drops)
+function veilDrops(node: string, since: Record<string, number> = {}, st = encryptStatus(node)): Record<string, number> {
+  return Object.fromEntries(Object.entries(st.drops)
     .map(([r, n]): [string, number] => [r, n - (since[r] ?? 0)])
     .filter(([r, n]) => n > 0 && r !== 'keepalive' && r !== 'ike'));
 }
@@ -74,7 +74,7 @@ async function dropsOnceInstalled(spi: number): Promise<Record<string, Record<st
     await waitFor(`${n}: inbound SAs on key ${spi} from every other node and the VM`, () => {
       const st = encryptStatus(n);
       const from = new Set(st.sas.filter((sa) => sa.direction === 'in' && sa.spi === spi).map((sa) => sa.src));
-      return from.size === NODES.length && (since[n] = veilDrops(n), true);
+      return from.size === NODES.length && (since[n] = veilDrops(n, {}, st), true);
     }, 60_000, 500);
   }
   const logged = NODES.filter((n) => Object.keys(since[n]!).length);
