@@ -40,14 +40,6 @@ export class MarkedTable<K, V> {
     this.marks[s] = pass;
   }
 
-  /** Marks `key` with `pass` if it is in the table; whether it is. */
-  mark(key: K, pass: number): boolean {
-    const s = this.slots.get(key);
-    if (s === undefined) return false;
-    this.marks[s] = pass;
-    return true;
-  }
-
   /** Each entry's value and key, in the order the keys came. */
   forEach(f: (value: V, key: K) => void): void {
     this.slots.forEach((s, key) => f(this.values[s]!, key));
