@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Registry, RegistryObject, Watch } from '../control/registry.js';
 import { cidrContains, cidrsOverlap, formatCidr, parseCidr, parseIp, type Cidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
+import { listOf, type OneOrMore } from '../util/one-or-more.js';
 import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
 import type { LeaseHandle } from '../control/registry.js';
 
@@ -107,7 +108,7 @@ export function externalPeerFromObject(obj: RegistryObject): ExternalPeer | stri
 }
 
 /** What a node holds that a peer must not claim. */
-export interface NodeClaim { name: string; ips: string[]; podCIDRs: string[]; publicKey?: string }
+export interface NodeClaim { name: string; ips: OneOrMore<string>; podCIDRs: OneOrMore<string>; publicKey?: string }
 
 /**
  * Why `p` collides with a node or an earlier peer, or undefined: its allowed IPs overlap a node's
@@ -123,11 +124,11 @@ export function peerCollision(p: ExternalPeer, nodes: NodeClaim[], peers: Extern
   for (const n of nodes) {
     if (n.name === p.name) return `its name is that of node '${n.name}'`;
     if (p.publicKey && n.publicKey === p.publicKey) return `its public key is that of node '${n.name}'`;
-    for (const c of n.podCIDRs) {
+    for (const c of listOf(n.podCIDRs)) {
       const why = overlap(c, parseCidr(c), `node '${n.name}' (its pod CIDR)`);
       if (why) return why;
     }
-    for (const ip of n.ips) {
+    for (const ip of listOf(n.ips)) {
       const addr = parseIp(ip);
       for (const m of mine) if (cidrContains(m.cidr, addr)) return `its allowed IPs ${m.text} contain the address ${ip} of node '${n.name}'`;
     }

@@ -200,8 +200,9 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const routes = this.routeList;
     routes.start();
     for (let i = 0; i < peers.length; i++) {
-      const cidrs = peers[i]!.podCIDRs;
-      for (let j = 0; j < cidrs.length; j++) routes.add(cidrs[j]!);
+      const cidrs = peers[i]!.podCIDRs; // one-or-more: no array made for a peer's one prefix
+      if (Array.isArray(cidrs)) for (let j = 0; j < cidrs.length; j++) routes.add(cidrs[j]!);
+      else routes.add(cidrs);
     }
     return {
       // The probes are the peers themselves (the prober skips external ones).
@@ -234,7 +235,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       let next = 0;
       const sas = kept.map((t, i) => t ?? { out: packedSa(keys[i]!.spi, packed[next++]!), in: packedSa(keys[i]!.spi, packed[next++]!) });
       // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
-      spec = new KeptSpec(p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
+      spec = new KeptSpec(p.internalIP, listOf(p.podCIDRs), oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
     } catch (e) {
       return `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`;
     }

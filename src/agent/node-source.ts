@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { LeaseHandle } from '../control/registry.js';
 import type { PublishedAgentStatus } from './api.js';
 import { VeilError, errorMessage } from '../util/errors.js';
+import type { OneOrMore } from '../util/one-or-more.js';
 
 /** The kernel's id of this boot: it changes on every reboot (Cilium derives IPsec keys from it). */
 export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -30,8 +31,13 @@ export interface PeerNode {
   name: string;
   /** The tunnel endpoint (the first internal IP). */
   internalIP: string;
-  internalIPs: string[];
-  podCIDRs: string[];
+  /**
+   * Its addresses and pod CIDRs: the one itself, an array only when there are more or none
+   * (util/one-or-more.ts; an array of one was ~60 B, two a peer). A string is iterable too: read
+   * them with listOf(), never by a loop over the field itself.
+   */
+  internalIPs: OneOrMore<string>;
+  podCIDRs: OneOrMore<string>;
   /** Its pod gateway (on the node side of its pods, and on its tunnel device): health probes go there. */
   podGateway: string;
   /** Published by its agent; absent until its agent ran. */

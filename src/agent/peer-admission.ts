@@ -8,12 +8,16 @@
 // of an event does not grow with the cluster. The result is the same as admitting every node in
 // age order, each against the nodes admitted before it.
 import { cidrContains, cidrContainsCidr, cidrsOverlap, maskAddress, parseCidr, parseIp, type Cidr, type IpAddress, type IpFamily } from '../net/cidr.js';
+import { listOf, sameElements, type OneOrMore } from '../util/one-or-more.js';
 
-/** What a node claims: named as a peer's fields, so that a peer (PeerNode) is its own claim (a claim object per node was ~56 B). */
+/**
+ * What a node claims: named as a peer's fields, so that a peer (PeerNode) is its own claim (a claim
+ * object per node was ~56 B). One address or pod CIDR is the string itself (util/one-or-more.ts).
+ */
 export interface Claim {
   name: string;
-  internalIPs: string[];
-  podCIDRs: string[];
+  internalIPs: OneOrMore<string>;
+  podCIDRs: OneOrMore<string>;
 }
 
 interface Parsed { name: string; ips: { text: string; ip: IpAddress }[]; cidrs: { text: string; cidr: Cidr }[] }
@@ -21,10 +25,10 @@ interface Parsed { name: string; ips: { text: string; ip: IpAddress }[]; cidrs: 
 function parse(c: Claim): Parsed | string {
   const ips: Parsed['ips'] = [];
   const cidrs: Parsed['cidrs'] = [];
-  for (const text of c.internalIPs) {
+  for (const text of listOf(c.internalIPs)) {
     try { ips.push({ text, ip: parseIp(text) }); } catch { return `its address "${text}" is not an IP address`; }
   }
-  for (const text of c.podCIDRs) {
+  for (const text of listOf(c.podCIDRs)) {
     try { cidrs.push({ text, cidr: parseCidr(text, { strict: true }) }); } catch { return `its pod CIDR "${text}" is not a CIDR`; }
   }
   return { name: c.name, ips, cidrs };
@@ -195,8 +199,7 @@ function entryOf<T extends Claim>(candidate: T, order: string, admitted: boolean
 
 /** The same addresses and pod CIDRs, in the same order. */
 function sameClaim(a: Claim, b: Claim): boolean {
-  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return same(a.internalIPs, b.internalIPs) && same(a.podCIDRs, b.podCIDRs);
+  return sameElements(a.internalIPs, b.internalIPs) && sameElements(a.podCIDRs, b.podCIDRs);
 }
 
 /** The ranges an entry holds in the index (none when its claim is unusable). */
@@ -379,7 +382,7 @@ const parsedIp = (text: string): IpAddress | undefined => { try { return parseIp
  * one of those (node encryption routes it into the tunnel), or the gateway of routes to more than
  * its own pods. refused: 'peer NAME' -> the reason.
  */
-export function screenAgainstUnderlay<T extends { name: string; internalIPs: string[]; podCIDRs: string[] }>(peers: T[], u: Underlay): { admitted: T[]; refused: Map<string, string> } {
+export function screenAgainstUnderlay<T extends ScreenedPeer>(peers: T[], u: Underlay): { admitted: T[]; refused: Map<string, string> } {
   return screenWith(peers, underlayCheck(u));
 }
 
@@ -391,10 +394,10 @@ function underlayCheck(u: Underlay): (p: ScreenedPeer) => string | undefined {
   return (p: ScreenedPeer): string | undefined => {
     const cidrs: { text: string; cidr: Cidr }[] = [];
     const ips: { text: string; ip: IpAddress }[] = [];
-    for (const text of p.podCIDRs) {
+    for (const text of listOf(p.podCIDRs)) {
       try { cidrs.push({ text, cidr: parseCidr(text, { strict: true }) }); } catch { return `its pod CIDR "${text}" is not a CIDR`; }
     }
-    for (const text of p.internalIPs) {
+    for (const text of listOf(p.internalIPs)) {
       const ip = parsedIp(text);
       if (!ip) return `its address "${text}" is not an IP address`;
       ips.push({ text, ip });
@@ -418,7 +421,7 @@ function underlayCheck(u: Underlay): (p: ScreenedPeer) => string | undefined {
   };
 }
 
-type ScreenedPeer = { name: string; internalIPs: string[]; podCIDRs: string[] };
+type ScreenedPeer = Claim;
 
 /** admitted: `peers` itself while none is refused (every pass screens every peer: no copy of them each time), else a new array. */
 function screenWith<T extends ScreenedPeer>(peers: T[], why: (p: T) => string | undefined): { admitted: T[]; refused: Map<string, string> } {

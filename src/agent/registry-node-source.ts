@@ -6,6 +6,7 @@
 // current. A lease renewal is a keepalive, not a write: it never wakes a watcher.
 import type { LeaseHandle, Registry, RegistryObject, Watch } from '../control/registry.js';
 import { addressAt, parseCidr } from '../net/cidr.js';
+import { oneOrMore, sameElements } from '../util/one-or-more.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
 import { PeerAdmission, type AdmissionEntries, type Entry } from './peer-admission.js';
@@ -69,7 +70,7 @@ function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
   const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
   const annotations = n.metadata.annotations ?? {};
   return {
-    name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs, podGateway: a.podGateway,
+    name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: oneOrMore(a.internalIPs), podCIDRs: oneOrMore(a.podCIDRs), podGateway: a.podGateway,
     bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined,
     annotations: Object.keys(annotations).length ? { ...annotations } : NO_ANNOTATIONS,
   };
@@ -77,9 +78,8 @@ function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
 
 /** Whether two peers say the same (a Node object rewritten with only its status changed). */
 function samePeer(a: PeerNode, b: PeerNode): boolean {
-  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
   const ak = Object.keys(a.annotations), bk = Object.keys(b.annotations);
-  return a.name === b.name && a.internalIP === b.internalIP && same(a.internalIPs, b.internalIPs) && same(a.podCIDRs, b.podCIDRs)
+  return a.name === b.name && a.internalIP === b.internalIP && sameElements(a.internalIPs, b.internalIPs) && sameElements(a.podCIDRs, b.podCIDRs)
     && a.podGateway === b.podGateway && a.bootID === b.bootID && a.encryptionKey === b.encryptionKey
     && ak.length === bk.length && ak.every((k) => a.annotations[k] === b.annotations[k]);
 }

@@ -9,6 +9,7 @@ import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
+import { eachOf, listOf } from '../util/one-or-more.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireGuardEncryptStatus } from './api.js';
 import { WG_ACCEPTS_ANNOTATION, WG_NEXT_PUBKEY_ANNOTATION, WireGuardKeyRotation } from './wireguard-key-rotation.js';
@@ -120,7 +121,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       }
       const spec: WireGuardPeerSpec = {
         name: p.name, publicKey: p.annotations[WG_PUBKEY_ANNOTATION]!, endpoint: { address: p.internalIP, port: p.external?.port ?? WG_PORT },
-        allowedIPs: [...p.podCIDRs, ...p.internalIPs.map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
+        allowedIPs: [...listOf(p.podCIDRs), ...listOf(p.internalIPs).map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
       };
       if (next) spec.nextPublicKey = next;
       this.specs.set(p.name, { peer: p, keepalive, next, spec, pass });
@@ -142,9 +143,10 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       else this.routeOf.set(prefix, { route: { prefix, src }, pass });
       routes.push(this.routeOf.get(prefix)!.route);
     };
+    const podRoute = (c: string) => route(c, undefined); // one closure a pass, not one a peer
     for (const p of peers) {
-      for (const c of p.podCIDRs) route(c, undefined);
-      if (this.nodeEncryption) for (const ip of p.internalIPs) route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
+      eachOf(p.podCIDRs, podRoute);
+      if (this.nodeEncryption) eachOf(p.internalIPs, (ip) => route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':'))));
     }
     forgetUnmarked(this.routeOf, pass);
     return {

@@ -18,6 +18,7 @@ import type { Kind, Registry, RegistryObject } from '../../src/control/registry.
 import type { SecretSource } from '../../src/agent/agent-inputs.js';
 import { parseIp } from '../../src/net/cidr.js';
 import { createLogger } from '../../src/util/log.js';
+import { listOf } from '../../src/util/one-or-more.js';
 import { harness, scratchDir } from './harness.js';
 
 const CLUSTER = 'fuzz';
@@ -129,7 +130,7 @@ export const registryObjects = harness({
       // Admitted peers never claim each other's addresses or pod CIDRs.
       const again = admitPeers(undefined, peers.map((p) => ({ name: p.name, internalIPs: p.internalIPs, podCIDRs: p.podCIDRs })));
       assert.equal(again.admitted.length, peers.length, `admitted peers collide: ${[...again.refused.values()].join('; ')}`);
-      for (const p of peers) assert.ok(p.internalIPs.every((ip) => parseIp(ip)) && sameAddr(p.internalIP, p.internalIPs[0]!));
+      for (const p of peers) assert.ok(listOf(p.internalIPs).every((ip) => parseIp(ip)) && sameAddr(p.internalIP, listOf(p.internalIPs)[0]!));
       const wg = await wireguardMode();
       const desired = wg.desired(peers);
       const keys = desired.datapathPeers.map((s) => s.publicKey);
