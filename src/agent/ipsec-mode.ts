@@ -235,7 +235,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
       let next = 0;
       const sas = kept.map((t, i) => t ?? { out: packedSa(keys[i]!.spi, packed[next++]!), in: packedSa(keys[i]!.spi, packed[next++]!) });
       // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
-      spec = new KeptSpec(p.internalIP, listOf(p.podCIDRs), oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
+      spec = new KeptSpec(p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
     } catch (e) {
       return `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`;
     }
@@ -313,7 +313,7 @@ class KeptSpec implements EspPeerSpec {
   #pass: number;
 
   constructor(
-    readonly ip: string, readonly allowedIPs: string[], readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
+    readonly ip: string, readonly allowedIPs: OneOrMore<string>, readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
     peer: PeerNode, under: MadeUnder, pass: number,
   ) {
     this.#peer = peer;

@@ -627,7 +627,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.countInbound(x.spi, +1);
       }
       st.active = kept.find((sa) => sa.spi === s.activeSpi) ?? null;
-      const want = new Set(s.allowedIPs);
+      const want = new Set(listOf(s.allowedIPs)); // listOf: a string is one prefix, not its characters
       for (const p of want) this.allowed.insert(p, st); // add first, then remove: a prefix is never without an owner while it moves
       this.releasePrefixes(st, listOf(st.prefixes).filter((p) => !want.has(p)));
       st.prefixes = oneOrMore([...want]);

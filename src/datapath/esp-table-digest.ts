@@ -145,6 +145,7 @@ function digestSpec(d: EspTableDigest, s: EspPeerSpec): void {
   digestSas(d, 'o', s.ip, s.outbound);
   digestSas(d, 'i', s.ip, s.inbound);
   const a = s.allowedIPs;
+  if (!Array.isArray(a)) return d.prefix(a, s.ip);
   for (let i = 0; i < a.length; i++) if (a.indexOf(a[i]!) === i) d.prefix(a[i]!, s.ip);
 }
 

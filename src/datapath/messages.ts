@@ -85,7 +85,8 @@ export interface EspPeerSpec {
   name?: string;
   /** The peer's tunnel (node) IP: outer destination of outbound SAs, outer source of inbound. */
   ip: string;
-  allowedIPs: string[];
+  /** Its prefixes: the one itself (the agent's specs share their peer's one pod CIDR: an array of one was ~60 B a peer), or an array. */
+  allowedIPs: OneOrMore<string>;
   /**
    * Outbound SAs for every key in force; the one with activeSpi carries traffic (0: none yet). One
    * SA itself when one key is in force (the agent's specs: an array of one per direction was ~56 B
