@@ -174,7 +174,7 @@ function rangesOf(p: Parsed): Range[] {
  * node: an object, a byte array and a buffer per address) nor its ranges (~170 B) are kept: they
  * are made again from the candidate when it is decided or leaves the index (rangesOfEntry).
  */
-export interface Entry<T> { candidate: T; order: string; unusable?: string; admitted: boolean; reason?: string }
+export interface Entry<T> { candidate: T; order: Order; unusable?: string; admitted: boolean; reason?: string }
 
 /**
  * Where the admission keeps its entries, by name: a map of its own unless the caller keeps a record
@@ -191,7 +191,7 @@ export interface AdmissionEntries<T> {
 }
 
 /** The entry of a candidate (parsed once, to tell whether it is usable). */
-function entryOf<T extends Claim>(candidate: T, order: string, admitted: boolean): Entry<T> {
+function entryOf<T extends Claim>(candidate: T, order: Order, admitted: boolean): Entry<T> {
   const parsed = parse(candidate);
   // every field in one order, `reason` too: one hidden class, no property array added at the first verdict (~40 B a node)
   return { candidate, order, unusable: typeof parsed === 'string' ? parsed : undefined, admitted, reason: undefined };
@@ -208,8 +208,48 @@ function rangesOfEntry(e: Entry<Claim>): Range[] {
   return rangesOf(parse(e.candidate) as Parsed); // it parsed when its entry was made
 }
 
-/** The key under which this node's own claim sorts: before every candidate. */
-const SELF_ORDER = '';
+/**
+ * Who came first: a candidate's order, then its name (orderBefore). The node source's is its
+ * object's creation time: a timestamp in the registry's own form as its milliseconds
+ * (creationOrder: a number, 16 B, where the text joined with the name was a ~56 B string a node),
+ * any other text as it is.
+ */
+export type Order = string | number;
+
+/** The key under which this node's own claim sorts: before every candidate (whatever its order, '' too). */
+const SELF_ORDER = -Infinity;
+
+/** A creation time as Date.toISOString() writes it (the registry's, object-checks.ts): what creationOrder() keeps as a number. */
+const CANONICAL_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/**
+ * A creation timestamp as an order: its milliseconds when it is in toISOString()'s form
+ * (2026-12-05T12:08:15.123Z), else its text (Kubernetes' 2026-12-05T12:08:15Z too). Both order as
+ * the texts do: the numbers of texts of that one form order as the texts, and a number meets a
+ * text as its own text (orderText).
+ */
+export function creationOrder(created: string): Order {
+  if (!CANONICAL_TIME.test(created)) return created;
+  const ms = Date.parse(created);
+  return Number.isFinite(ms) && orderText(ms) === created ? ms : created; // not a real date (02-30): the text
+}
+
+/** An order as the text it was made from. */
+function orderText(o: Order): string {
+  return typeof o === 'string' ? o : new Date(o).toISOString();
+}
+
+/** Whether `a` (named aName) came before `b` (named bName): by order as the texts order, then by name. */
+export function orderBefore(a: Order, aName: string, b: Order, bName: string): boolean {
+  if (a === b) return aName < bName;
+  if (a === SELF_ORDER || b === SELF_ORDER) return a === SELF_ORDER;
+  if (typeof a === typeof b) return a < b;
+  const ta = orderText(a), tb = orderText(b); // a number and a text (no canonical text is kept as text: never equal)
+  return ta < tb || (ta === tb && aName < bName);
+}
+
+/** Whether entry `a` came before entry `b` (orderBefore). */
+const entryBefore = (a: Entry<Claim>, b: Entry<Claim>): boolean => orderBefore(a.order, a.candidate.name, b.order, b.candidate.name);
 
 /**
  * The admission of every candidate, kept up to date one change at a time. `order` says who came
@@ -257,7 +297,7 @@ export class PeerAdmission<T extends Claim> {
   }
 
   /** A candidate is new or changed. Returns the names whose admission (or its reason, or the candidate) changed. */
-  upsert(candidate: T, order: string): Set<string> {
+  upsert(candidate: T, order: Order): Set<string> {
     const was = this.entries.get(candidate.name);
     if (was && was.order === order && sameClaim(was.candidate, candidate)) {
       // The same claim (a reboot, a new key id): the same ranges and the same verdict, for the new object.
@@ -305,7 +345,7 @@ export class PeerAdmission<T extends Claim> {
     const queue = [...affected].map((n) => this.entries.get(n)).filter((e): e is Entry<T> => !!e);
     const queued = new Set(queue.map((e) => e.candidate.name));
     while (queue.length) {
-      queue.sort((a, b) => (a.order < b.order ? 1 : a.order > b.order ? -1 : 0)); // oldest last: pop() takes it
+      queue.sort((a, b) => (entryBefore(a, b) ? 1 : entryBefore(b, a) ? -1 : 0)); // oldest last: pop() takes it
       const e = queue.pop()!;
       queued.delete(e.candidate.name);
       const [wasAdmitted, wasReason] = [e.admitted, e.reason];
@@ -314,7 +354,7 @@ export class PeerAdmission<T extends Claim> {
       if (e.admitted === wasAdmitted) continue; // same verdict: nobody younger is affected
       for (const n of over) {
         const y = this.entries.get(n);
-        if (y && y !== e && y.order > e.order && !queued.has(n)) { queue.push(y); queued.add(n); }
+        if (y && y !== e && entryBefore(e, y) && !queued.has(n)) { queue.push(y); queued.add(n); }
       }
     }
     return changed;
@@ -333,8 +373,8 @@ export class PeerAdmission<T extends Claim> {
     for (const n of over) {
       if (n === name) continue;
       const h = this.entry(n);
-      if (!h || !h.admitted || !(h.order < e.order)) continue;
-      if (!first || h.order < first.order || (h.order === first.order && n < first.candidate.name)) first = h;
+      if (!h || !h.admitted || !entryBefore(h, e)) continue;
+      if (!first || entryBefore(h, first)) first = h;
     }
     // Both parse (an unusable claim has no entry in the index, and this one is usable).
     const why = first && collision(parse(e.candidate) as Parsed, parse(first.candidate) as Parsed, first === this.self ? `this node (${first.candidate.name})` : `node '${first.candidate.name}'`);

@@ -4,7 +4,7 @@
 // peers and each is named, and a node whose agent is away keeps its claim.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { admitPeers, PeerAdmission, type Claim } from '../../src/agent/peer-admission.js';
+import { admitPeers, creationOrder, orderBefore, PeerAdmission, type Claim } from '../../src/agent/peer-admission.js';
 import { cidrsOverlap, parseCidr } from '../../src/net/cidr.js';
 import { RegistryNodeSource } from '../../src/agent/registry-node-source.js';
 import type { RegistryObject } from '../../src/control/registry.js';
@@ -165,5 +165,24 @@ test('on real etcd: a forged node object and a garbage value are refused by the 
   } finally {
     for (const l of leases) await l.release();
     src.close();
+  }
+});
+
+test('a creation time kept as its seconds orders as its text joined with the name did', () => {
+  assert.equal(creationOrder('2026-12-05T12:08:15.123Z'), Date.UTC(2026, 11, 5, 12, 8, 15, 123));
+  assert.equal(creationOrder(new Date(0).toISOString()), 0);
+  for (const text of ['', '2026-12-05T12:08:15Z', '2026-12-05T12:08:15.5Z', '2026-02-30T00:00:00.000Z', '2026-12-05 12:08:15.000Z', '2026-12-05T12:08:15.000+01:00', 'garbage']) {
+    assert.equal(creationOrder(text), text, `${JSON.stringify(text)} is kept as text`);
+  }
+  // Every pair, as the node source ordered them before: by `${created}\0${name}` as text.
+  const times = ['', '1', '2026-12-05T12:08:15.123Z', '2026-12-05T12:08:15.124Z', '2026-12-05T12:08:15.000Z', '2026-12-05T12:08:15Z', '2026-12-05T12:08:15.5Z',
+    '2026-12-05T12:08:16.000Z', '2026-12-05T12:08:15.12', '2026-12-05T12:08:15.123', '2026-12-05T12:08:15.123Zz', '2025-01-01T00:00:00.000Z', '2038-01-19T03:14:08.000Z',
+    '1969-12-31T23:59:59.999Z', '2026-02-30T00:00:00.000Z', '2026-12-05T12:08:15.000+01:00', 'zz'];
+  const nodes = times.flatMap((t) => ['a', 'node-1', 'node-10', 'b'].map((name) => ({ t, name })));
+  for (const x of nodes) {
+    for (const y of nodes) {
+      const was = `${x.t}\u0000${x.name}` < `${y.t}\u0000${y.name}`;
+      assert.equal(orderBefore(creationOrder(x.t), x.name, creationOrder(y.t), y.name), was, `${x.t}/${x.name} before ${y.t}/${y.name}`);
+    }
   }
 });
