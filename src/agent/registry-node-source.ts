@@ -130,7 +130,8 @@ function entriesIn(nodes: Map<string, CachedNode>): AdmissionEntries<PeerNode> {
     get: (name) => { const n = nodes.get(name); return n?.candidate ? n as Entry<PeerNode> : undefined; },
     set: (name, e) => {
       const n = nodes.get(name)!;
-      n.candidate = e.candidate; n.order = e.order; n.unusable = e.unusable; n.admitted = e.admitted; n.reason = e.reason;
+      // The order a claim is decided under is mostly its node's age: then the age's own number object (a copy was 16 B a node).
+      n.candidate = e.candidate; n.order = e.order === n.age ? n.age : e.order; n.unusable = e.unusable; n.admitted = e.admitted; n.reason = e.reason;
     },
     delete: (name) => {
       const n = nodes.get(name);
@@ -387,9 +388,12 @@ export class RegistryNodeSource implements NodeSource {
       const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
       const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
       const record: CachedNode = {
-        rv, age: creationOrder(created), peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
+        rv, age: '', peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
         candidate: cached?.candidate, order: cached?.order ?? '', unusable: cached?.unusable, admitted: cached?.admitted ?? false, reason: cached?.reason, // its admission entry, as it was
       };
+      // Set after a text: the field then holds the number object itself, which the admission's `order`
+      // shares (a field first given a number boxes it anew at every read: a second 16 B number a node).
+      record.age = creationOrder(created);
       // Set after, not spread into the literal: a literal with a spread had a spare slot in every record (8 B a peer).
       if (name === this.nodeName) { record.addresses = addresses; record.fingerprint = JSON.stringify(addresses); }
       else if (typeof addresses === 'string') record.addresses = addresses;
