@@ -34,7 +34,7 @@ test('compaction pending: a heap grown past the thresholds, whether or not the t
   p.compacted(50.5 * MB);
   assert.equal(p.grown(50.5 * MB), false, 'compacted: nothing pending');
   assert.equal(heapFigures(false).compactionPending, undefined, 'no compactor on this thread yet');
-  const c = new HeapCompactor(0, { ...thresholds, minGrowthBytes: 1 << 40 });
+  const c = new HeapCompactor(0, { ...thresholds, minGrowthBytes: 2 ** 40 });
   assert.equal(heapFigures(false).compactionPending, false, 'a compactor whose heap has not grown');
   assert.equal(c.count, 0);
 });
