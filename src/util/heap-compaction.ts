@@ -123,7 +123,11 @@ export class HeapCompactor {
   count = 0;
 
   constructor(nowMs: number, thresholds: CompactionThresholds = DEFAULT_COMPACTION, private readonly giveBack: () => void = returnFreedMalloc) {
-    this.policy = new CompactionPolicy(heapHeldBytes(), nowMs, thresholds);
+    // The floor is what the heap's objects take now, not the pages it holds: a thread's start (code
+    // compiled, the first pass) leaves its heap holding ~5-7 MB above that, and from a floor of what
+    // it held a heap that stays under it + minGrowthBytes (an agent of up to ~1,000 peers) was never
+    // compacted and kept that slack for good (docs/performance-log.md, session 22, mem22).
+    this.policy = new CompactionPolicy(getHeapStatistics().used_heap_size, nowMs, thresholds);
     reportCompactionPending(() => this.policy.grown(heapHeldBytes()));
   }
 
