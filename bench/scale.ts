@@ -73,6 +73,11 @@ interface SizeFigures {
   /** RSS over the steady window, sampled every second: median and peak. */
   rssMB: number;
   rssPeakMB: number;
+  /**
+   * Those samples in order (MB, one a second): where in the window RSS steps down (a compaction, a
+   * malloc trim) decides the median, so a run's figure can be read against its timeline.
+   */
+  rssTimelineMB: number[];
   /** After a full collection on both threads (the agent's /memory?collect=1): RSS, and the live heaps. */
   rssCollectedMB: number;
   liveHeapMainMB: number;
@@ -339,7 +344,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const live = await agent.memory(true);
   const mb = (b: number | undefined) => (b ?? 0) / 1e6;
   const mem = {
-    rssMB, rssPeakMB, rssCollectedMB: mb(live.rssBytes), liveHeapMainMB: mb(live.main.usedBytes), liveHeapWorkerMB: mb(live.datapath?.usedBytes),
+    rssMB, rssPeakMB, rssTimelineMB: rss.map((x) => Math.round(x * 10) / 10), rssCollectedMB: mb(live.rssBytes), liveHeapMainMB: mb(live.main.usedBytes), liveHeapWorkerMB: mb(live.datapath?.usedBytes),
     heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), heapTotalMainMB: mb(held.main.totalBytes), heapTotalWorkerMB: mb(held.datapath?.totalBytes), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
     compactions: compactionsOf(held),
     rssByMapping: agent.rssByMapping(),

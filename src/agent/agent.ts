@@ -289,8 +289,8 @@ export class Agent {
       if (++resyncs % WHOLE_PASS_EVERY_RESYNCS === 0) this.running?.tunnel.wholeNext();
       this.queueReconcile();
     }, RESYNC_INTERVAL_MS));
-    // One call trims every thread's arena (the datapath worker's and V8's helpers' too), so this timer
-    // is the only caller: what a compaction on either thread freed goes back within the interval.
+    // One call trims every thread's arena (the datapath worker's and V8's helpers' too): what the
+    // steady state's work frees goes back within the interval; a compaction's, at the compactor's next quiet check (heap-compaction.ts).
     this.timers.push(setInterval(() => native().mallocTrim(), MALLOC_TRIM_INTERVAL_MS));
     this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count })));
   }

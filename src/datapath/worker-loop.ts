@@ -82,7 +82,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
       // aside for every check, the worker dropped to SCHED_OTHER right after a packet, and on a
       // loaded machine waited there behind other threads for ms while the answer to that packet
       // arrived (idle ping p99 ~2 ms, README Performance).
-      this.compactor.check(now, datapathQuiet(this.requests, this.moved, now - this.intervalStart), this.asideForCompaction); // malloc's arenas: the agent's trim timer (one call trims every thread's)
+      this.compactor.check(now, datapathQuiet(this.requests, this.moved, now - this.intervalStart), this.asideForCompaction); // and malloc's arenas trimmed at the next quiet check
       this.requests = 0;
       this.moved = 0;
       this.intervalStart = performance.now();

@@ -6,10 +6,12 @@
 // cluster and showed as memory per peer. Once the heap has grown well past its size after the last
 // compaction and the thread is quiet, one full collection that moves every live object together
 // gives the emptied pages back (at 5,000 peers ~70-150 ms on the main thread, 30-180 ms in the
-// datapath worker; a few times while a cluster grows, not in the steady state). The decision is
-// pure (CompactionPolicy); the collection itself is heap-figures.ts's.
+// datapath worker; a few times while a cluster grows, not in the steady state). What the compaction
+// freed off the V8 heap then goes back to the kernel too, at the next quiet check (returnFreedMalloc).
+// The decisions are pure (CompactionPolicy); the collection itself is heap-figures.ts's.
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
+import { native } from '../native/addon.js';
 import { fullCollection, reportCompactionPending } from './heap-figures.js';
 
 /** How far the heap may grow past its size after the last compaction before the next one. */
@@ -45,6 +47,7 @@ export class CompactionPolicy {
   private floorBytes: number;
   private nextCheckMs: number;
   private quietInARow = 0;
+  private freedSinceTrim = false;
 
   constructor(heapBytes: number, nowMs: number, private readonly thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
     this.floorBytes = heapBytes;
@@ -71,6 +74,20 @@ export class CompactionPolicy {
   /** After a compaction: the heap's size then is what growth is measured from. */
   compacted(heapBytes: number): void {
     this.floorBytes = heapBytes;
+    this.freedSinceTrim = true;
+  }
+
+  /**
+   * At a check that does not compact: whether to give back what the last compaction freed off the V8
+   * heap now. Once per compaction, at the first quiet check after it, not right after it: V8 frees
+   * dead ArrayBuffers' memory on a helper thread after the collection (a trim right after one gave
+   * back 0-30 of 63 freed MB in-process, one 200 ms later all of it); and a quiet one, since the
+   * trim holds the thread for a few ms.
+   */
+  trimDue(quiet: boolean): boolean {
+    if (!quiet || !this.freedSinceTrim) return false;
+    this.freedSinceTrim = false;
+    return true;
   }
 
   /** The heap's size after the last compaction (or at the start). */
@@ -85,16 +102,32 @@ export function heapHeldBytes(): number {
 }
 
 /**
+ * Freed malloc'd memory given back to the kernel: the free pages of every thread's arena, between
+ * live blocks too (native/malloc-trim.c). A compaction frees what the burst's dead objects held off
+ * the V8 heap (ArrayBuffers' backing stores, V8's own malloc'd tables), and glibc keeps it resident;
+ * the agent's 20-s trim timer gave it back up to 20 s later, inside the scale bench's steady window.
+ * A trim takes 2-3 ms at 5,000 peers and runs once per compaction. Whether any memory went back.
+ */
+export function returnFreedMalloc(): boolean {
+  return native().mallocTrim() === 1;
+}
+
+/**
  * This thread's heap compacted when the policy says so: call `check(nowMs, quiet)` often (a timer,
- * a loop); it reads the heap only every checkIntervalMs. Returns whether it compacted.
+ * a loop); it reads the heap only every checkIntervalMs. Returns whether it compacted. At the
+ * first quiet check after a compaction, giveBack runs (returnFreedMalloc unless told otherwise).
  */
 export class HeapCompactor {
   readonly policy: CompactionPolicy;
   /** Compactions this compactor ran (the thread's totals, with their time, are in heapFigures()). */
   count = 0;
 
-  constructor(nowMs: number, thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
-    this.policy = new CompactionPolicy(heapHeldBytes(), nowMs, thresholds);
+  constructor(nowMs: number, thresholds: CompactionThresholds = DEFAULT_COMPACTION, private readonly giveBack: () => void = returnFreedMalloc) {
+    // The floor is what the heap's objects take now, not the pages it holds: a thread's start (code
+    // compiled, the first pass) leaves its heap holding ~5-7 MB above that, and from a floor of what
+    // it held a heap that stays under it + minGrowthBytes (an agent of up to ~1,000 peers) was never
+    // compacted and kept that slack for good (docs/performance-log.md, session 22, mem22).
+    this.policy = new CompactionPolicy(getHeapStatistics().used_heap_size, nowMs, thresholds);
     reportCompactionPending(() => this.policy.grown(heapHeldBytes()));
   }
 
@@ -104,7 +137,11 @@ export class HeapCompactor {
 
   /** beforeCompaction: runs right before a compaction only (a check alone takes microseconds). */
   check(nowMs: number, quiet: boolean, beforeCompaction?: () => void): boolean {
-    if (!this.policy.checkDue(nowMs) || !this.policy.due(nowMs, heapHeldBytes(), quiet)) return false;
+    if (!this.policy.checkDue(nowMs)) return false;
+    if (!this.policy.due(nowMs, heapHeldBytes(), quiet)) {
+      if (this.policy.trimDue(quiet)) this.giveBack();
+      return false;
+    }
     beforeCompaction?.();
     fullCollection(true);
     this.count++;

@@ -1,9 +1,11 @@
 // The agent's heap compaction: when it decides to compact (pure, with a given clock and heap size),
-// and that a compacting collection gives back pages a full collection keeps (real V8).
+// that a compacting collection gives back pages a full collection keeps (real V8), and that what it
+// freed off the heap goes back to the kernel at the next quiet check (real glibc).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { CompactionPolicy, HeapCompactor, QUIET_PACKETS_PER_SECOND, datapathQuiet, heapHeldBytes } from '../../src/util/heap-compaction.js';
+import { CompactionPolicy, HeapCompactor, QUIET_PACKETS_PER_SECOND, datapathQuiet, heapHeldBytes, returnFreedMalloc } from '../../src/util/heap-compaction.js';
 import { fullCollection, heapFigures } from '../../src/util/heap-figures.js';
 
 const MB = 1 << 20;
@@ -32,7 +34,7 @@ test('compaction pending: a heap grown past the thresholds, whether or not the t
   p.compacted(50.5 * MB);
   assert.equal(p.grown(50.5 * MB), false, 'compacted: nothing pending');
   assert.equal(heapFigures(false).compactionPending, undefined, 'no compactor on this thread yet');
-  const c = new HeapCompactor(0, { ...thresholds, minGrowthBytes: 1 << 40 });
+  const c = new HeapCompactor(0, { ...thresholds, minGrowthBytes: 2 ** 40 });
   assert.equal(heapFigures(false).compactionPending, false, 'a compactor whose heap has not grown');
   assert.equal(c.count, 0);
 });
@@ -84,4 +86,44 @@ test('heap compaction: a compacting collection gives back the old-generation pag
 function oldSpace(): { held: number; live: number } {
   const s = getHeapSpaceStatistics().find((x) => x.space_name === 'old_space')!;
   return { held: s.space_size, live: s.space_used_size };
+}
+
+test('malloc trim: once per compaction, at the first quiet check after it, never at a busy one', () => {
+  const p = new CompactionPolicy(40 * MB, 0, thresholds);
+  assert.equal(p.trimDue(true), false, 'nothing compacted yet: nothing to give back');
+  p.compacted(42 * MB);
+  assert.equal(p.trimDue(false), false, 'busy: waits');
+  assert.equal(p.trimDue(true), true, 'the first quiet check');
+  assert.equal(p.trimDue(true), false, 'once per compaction');
+  p.compacted(42 * MB);
+  p.compacted(42 * MB);
+  assert.equal(p.trimDue(true), true, 'two compactions before a quiet check: one trim');
+  assert.equal(p.trimDue(true), false);
+});
+
+test('heap compaction: what it freed off the V8 heap goes back to the kernel at the next quiet check (malloc trimmed)', () => {
+  fullCollection(true);
+  returnFreedMalloc(); // from a trimmed start
+  const c = new HeapCompactor(0, { growth: 1, minGrowthBytes: 8 * MB, checkIntervalMs: 0, quietChecks: 1 });
+  // The burst: 64 MB of ArrayBuffers (malloc'd, 8 KB blocks, resident), every 64th living on (the
+  // compaction's collection frees the rest, glibc keeps the holes between the survivors), and
+  // enough objects on the V8 heap that it grows past the compaction's threshold.
+  let blocks: Uint8Array[] | undefined = Array.from({ length: 8192 }, (_, i) => new Uint8Array(8192).fill(i & 0xff));
+  const kept = blocks.filter((_, i) => i % 64 === 63);
+  blocks = undefined;
+  const onHeap = Array.from({ length: 400_000 }, (_, i) => ({ i, s: `peer-${i}` }));
+  const before = rssAnonKb();
+  assert.equal(c.check(1, true), true, `compacted: held ${heapHeldBytes()} B, floor ${c.policy.floor} B`);
+  assert.equal(c.check(2, false), false);
+  assert.ok(rssAnonKb() - before > -16 * 1024, 'a busy check gives nothing back');
+  fullCollection(); // by the next full collection V8's helper thread has freed the dead buffers' memory
+  assert.equal(c.check(3, true), false, 'a quiet check: the trim, no compaction');
+  const after = rssAnonKb();
+  assert.ok(before - after > 32 * 1024, `at least 32 of the 63 MB freed go back: RssAnon ${before} -> ${after} kB`);
+  assert.ok(kept.every((b, j) => b.every((x) => x === ((j * 64 + 63) & 0xff))), 'the survivors are untouched');
+  assert.equal(onHeap.length, 400_000);
+});
+
+function rssAnonKb(): number {
+  return Number(/RssAnon:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
 }
