@@ -17,7 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ok, sleep } from './cli.js';
-import { TestLab, until, type Capture } from './lab-harness.js';
+import { TestLab, type Capture } from './lab-harness.js';
+import { waitFor } from '../wait-for.js';
 import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
 import type { LeaseHandle, Registry } from '../../src/control/registry.js';
 import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
@@ -170,10 +171,10 @@ async function leaveAndRejoin(i: number, reg: Registry, mode: 'ipsec' | 'wiregua
   const leftAt = Date.now();
   const sup = lab.recordedPid(`supervisor-${node}`);
   if (sup) process.kill(sup, 'SIGTERM');
-  await until(`${node}'s agent to stop`, () => !agentPid(i), 20_000);
+  await waitFor(`${node}'s agent to stop`, () => !agentPid(i), 20_000);
   await reg.delete('Lease', node); // what its lease running out does, TTL seconds later
   const others = [...Array(N).keys()].filter((k) => k !== i);
-  await until(`every peer to drop ${node}`, () => others.every((k) => {
+  await waitFor(`every peer to drop ${node}`, () => others.every((k) => {
     if (mode === 'wireguard') {
       const r = veil('agent', 'encrypt', 'status', lab.nodes[k]!, '-o', 'json');
       return r.status === 0 && !(JSON.parse(r.stdout) as WireGuardEncryptStatus).wireguard.interfaces[0]!.peers.some((p) => p.node === node);
@@ -236,9 +237,9 @@ async function chaosRun(mode: 'ipsec' | 'wireguard', reg: Registry): Promise<voi
       await sleep(1500 + random() * 3000);
     }
     // every agent back and ready, every pair answering
-    await until('every agent ready again', () => { const s = status(); return s.agents.ready === N && s; }, 60_000);
+    await waitFor('every agent ready again', () => { const s = status(); return s.agents.ready === N && s; }, 60_000);
     const settledAt = Date.now();
-    await until('every pair to answer again', () => pingers.every((p) => replies(p).times.some((t) => t > settledAt)), 30_000);
+    await waitFor('every pair to answer again', () => pingers.every((p) => replies(p).times.some((t) => t > settledAt)), 30_000);
     await sleep(1000);
   } finally {
     await stopPingers(pingers);

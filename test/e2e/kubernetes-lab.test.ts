@@ -24,6 +24,7 @@ import { nodeSpec, readLabMeta } from '../../src/lab/objects.js';
 import { WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
 import { KubeLab } from '../kube-api/kube-lab.js';
 import { MAIN, ok, veilCli, sleep } from './cli.js';
+import { timedWaitFor, waitFor } from '../wait-for.js';
 import { pingUntilStopped } from './lab-harness.js';
 import { registerPid } from '../../src/lab/pids.js';
 
@@ -40,14 +41,6 @@ let nodes: RegistryObject[] = [];
 const pids = new Map<string, number>();
 let podB = '';
 
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 60_000): Promise<number> {
-  const t0 = Date.now();
-  while (!(await fn())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(250);
-  }
-  return Date.now() - t0;
-}
 
 function settingsFor(mode: 'ipsec' | 'wireguard'): Settings {
   return { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': mode };
@@ -121,7 +114,7 @@ after(async () => {
 
 test('e2e kubernetes: IPsec from Nodes in the API converges, passes verify, and rotates by kubectl patch secret with no ping lost', { timeout: 240_000 }, async () => {
   await startAgents('ipsec');
-  const ms = await waitFor('every agent ready with key 3', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '3'));
+  const ms = await timedWaitFor('every agent ready with key 3', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '3'), 60_000);
   console.log(`# IPsec: 4 agents ready through the API in ${ms} ms`);
   const leases = JSON.parse(lab.kubectlOk(['-n', 'veil', 'get', 'leases.coordination.k8s.io', '-o', 'json'])) as { items: { metadata: { name: string } }[] };
   assert.deepEqual(leases.items.map((l) => l.metadata.name).sort(), nodes.map((n) => n.metadata.name).sort(), 'one liveness Lease per node');
@@ -149,7 +142,7 @@ test('e2e kubernetes: IPsec from Nodes in the API converges, passes verify, and 
   registerPid(C, 'e2e-rotation-ping', ping.pid);
   await sleep(3000);
   lab.kubectlOk(['-n', 'veil', 'patch', 'secret', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: psk(4) } })]);
-  const rot = await waitFor('every agent on key 4', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '4'), 30_000);
+  const rot = await timedWaitFor('every agent on key 4', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '4'), 30_000);
   console.log(`# IPsec: rotated to key 4 on every node ${rot} ms after kubectl patch secret`);
   const rotated = ping.lastReplied();
   await waitFor('pings past the rotation', () => ping.lastReplied() >= rotated + IN_FLIGHT + 10, 30_000);
@@ -165,10 +158,10 @@ test('e2e kubernetes: WireGuard converges and passes verify; a key published whi
   await waitFor('the settings volume', async () => {
     const { readFileSync } = await import('node:fs');
     try { return JSON.parse(readFileSync(join(lab.dir, 'pods', W1, 'install', 'settings.json'), 'utf8'))['encryption.type'] === 'wireguard'; } catch { return false; }
-  }, 10_000);
+  });
   await startAgents('wireguard');
-  await waitFor('every agent ready with a public key', () => allReady((a) => !!a[WG_PUBKEY_ANNOTATION]));
-  await waitFor('3 WireGuard peers on every node', () => nodes.every((n) => wgPeerKeys(n.metadata.name).size === 3));
+  await waitFor('every agent ready with a public key', () => allReady((a) => !!a[WG_PUBKEY_ANNOTATION]), 60_000);
+  await waitFor('3 WireGuard peers on every node', () => nodes.every((n) => wgPeerKeys(n.metadata.name).size === 3), 60_000);
   verifyPasses('Wireguard');
 
   // Every open Node watch stops delivering (Lease watches go on: peers stay alive); worker3's agent
@@ -185,7 +178,7 @@ test('e2e kubernetes: WireGuard converges and passes verify; a key published whi
   assert.equal(wgPeerKeys(W1).get(W3), oldKey, 'worker did not hear of the new key: its watch is held');
   // The API server cuts every watch with 410 Gone (its history compacted): the informers relist.
   await lab.control('expire-watches');
-  const relist = await waitFor('worker configured with the new key', () => wgPeerKeys(W1).get(W3) === newKey, 20_000);
+  const relist = await timedWaitFor('worker configured with the new key', () => wgPeerKeys(W1).get(W3) === newKey, 20_000);
   console.log(`# WireGuard: the new key reached worker by relist ${relist} ms after the 410`);
   const ping = await backgroundPing('pa', podB, 20);
   assert.equal(lossOf(ping), 0, `pods talk over the new key: ${ping}`);
@@ -200,7 +193,7 @@ test('e2e kubernetes: a Peer added through the API is configured on every agent;
   const kenv = { ...env, VEIL_CLUSTER: 'k8s' };
   const key = `${'p'.repeat(42)}A=`;
   ok(lab.veil(['peer', 'add', 'laptop', '--public-key', key, '--endpoint', '192.0.2.10:51820', '--allowed-ips', '10.250.0.1/32'], kenv));
-  const ms = await waitFor('laptop on every agent', () => live.every((n) => wgPeerKeys(n).get('laptop') === key), 30_000);
+  const ms = await timedWaitFor('laptop on every agent', () => live.every((n) => wgPeerKeys(n).get('laptop') === key), 30_000);
   console.log(`# Peer: configured on ${live.length} agents ${ms} ms after veil peer add`);
   // written past the CLI's checks (kubectl): its allowed IPs are worker's pods; every agent refuses it
   const podCidr = nodeSpec(nodes.find((n) => n.metadata.name === W1)!).podCIDR;

@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ok, sleep, veilCli, type Result } from './cli.js';
+import { ok, veilCli, type Result } from './cli.js';
 
 export interface Capture { file: string; stop(): Promise<string> }
 
@@ -84,17 +84,6 @@ export class TestLab {
   /** The pid recorded under `name` in the lab's pid records (e.g. supervisor-NODE). */
   recordedPid(name: string): number | undefined {
     try { return (JSON.parse(readFileSync(join(this.home, 'clusters', this.cluster, 'pids', `${name}.pid`), 'utf8')) as { pid: number }).pid; } catch { return undefined; }
-  }
-}
-
-/** Polls fn every 250 ms until it returns something truthy; fails naming `what` after timeoutMs. */
-export async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(250);
   }
 }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
 import { ok, veilCli, sleep } from './cli.js';
+import { waitFor } from '../wait-for.js';
 import { pingUntilStopped } from './lab-harness.js';
 
 const C = `twgrot-${process.pid}`; // a run cut off mid-test must not collide with the next
@@ -29,15 +30,6 @@ const pods: { name: string; ip: string }[] = [];
  */
 const UNJUDGED = 100;
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WireGuardEncryptStatus;
 const rotationOf = (node: string) => encryptStatus(node).wireguard['key-rotation'];
