@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { ok, veilCli, MAIN } from './cli.js';
+import { agentApi, ok, veilCli, MAIN } from './cli.js';
 import type { KernelVm } from '../kernel-vm/kernel-vm.js';
 import { TapCapture, bootLabVm, linkControl, skipReason } from '../kernel-vm/lab-vm.js';
 import { waitFor } from '../wait-for.js';
@@ -56,6 +56,8 @@ async function kernelStates(): Promise<{ text: string; counters: { replay: numbe
 function encryptStatus(node: string): IpsecEncryptStatus {
   return JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as IpsecEncryptStatus;
 }
+/** The same, asked of the agent's API from this process: for polls, which then start no CLI. */
+const askEncryptStatus = async (node: string): Promise<IpsecEncryptStatus> => (await (await agentApi(C, node)).encryptStatus()) as IpsecEncryptStatus;
 
 /**
  * veil's ESP drops on a node (keepalives and IKE are no errors), less those counted by `since` (a
@@ -72,8 +74,8 @@ function veilDrops(node: string, since: Record<string, number> = {}, st = encryp
 async function dropsOnceInstalled(spi: number): Promise<Record<string, Record<string, number>>> {
   const since: Record<string, Record<string, number>> = {};
   for (const n of NODES) {
-    await waitFor(`${n}: inbound SAs on key ${spi} from every other node and the VM`, () => {
-      const st = encryptStatus(n);
+    await waitFor(`${n}: inbound SAs on key ${spi} from every other node and the VM`, async () => {
+      const st = await askEncryptStatus(n);
       const from = new Set(st.sas.filter((sa) => sa.direction === 'in' && sa.spi === spi).map((sa) => sa.src));
       return from.size === NODES.length && (since[n] = veilDrops(n, {}, st), true);
     }, 60_000, { everyMs: 500, retryErrors: true });
