@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { podNetns } from '../../src/lab/names.js';
 import { ok, veilCli, type Result } from './cli.js';
 
 export interface Capture { file: string; stop(): Promise<string> }
@@ -97,9 +98,9 @@ export function verifyJson(lab: TestLab, expectPass: boolean): VerifyJson {
   return JSON.parse(r.stdout) as VerifyJson;
 }
 
-/** ping from a pod: the received count (0 when all are lost). */
+/** ping from a pod (in its namespace, as `veil lab exec` runs it, without a CLI start: it is polled): the received count (0 when all are lost). */
 export function pingCount(lab: TestLab, pod: string, dst: string, count = 3): number {
-  const r = lab.veil('lab', 'exec', pod, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst);
+  const r = spawnSync('ip', ['netns', 'exec', podNetns(lab.cluster, pod), 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst], { encoding: 'utf8', timeout: 30_000 });
   return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
 }
 
