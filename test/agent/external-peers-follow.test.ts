@@ -11,17 +11,11 @@ import { EmbeddedRegistry } from '../../src/control/embedded-registry.js';
 import type { RegistryObject } from '../../src/control/registry.js';
 import { RegistryNodeSource } from '../../src/agent/registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers, externalPeerObject, newExternalPeer } from '../../src/agent/external-peers.js';
+import { waitFor } from '../wait-for.js';
 
 const root = mkdtempSync(join(tmpdir(), 'veil-t-extpeers-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what: string, fn: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 const node = (name: string, i: number, podCIDR = `10.244.${i}.0/24`): RegistryObject => ({
   kind: 'Node', metadata: { name }, spec: { internalIP: `172.18.0.${2 + i}`, podCIDR, underlayInterface: 'eth0', mtu: 1500 }, status: {},
 });
@@ -39,28 +33,28 @@ test('Peer objects follow node claims: re-admitted when a claim or a Peer moves,
   try {
     await s.self();
     await s.watchPeers(() => undefined);
-    await waitFor('b a peer', () => s.peers().length === 1);
+    await waitFor('b a peer', () => s.peers().length === 1, 10_000, { everyMs: 20 });
     assert.equal(s.peers(), inner.peers(), 'no Peer object: the node source\'s own array, not a copy per pass');
 
     const laptop = newExternalPeer('laptop', { endpoint: '192.0.2.10:51820', allowedIPs: ['10.250.0.0/24'] });
     await reg.create(externalPeerObject(laptop));
-    await waitFor('the Peer admitted', () => s.peers().some((p) => p.name === 'laptop'));
+    await waitFor('the Peer admitted', () => s.peers().some((p) => p.name === 'laptop'), 10_000, { everyMs: 20 });
     assert.equal(s.peers(), s.peers(), 'nothing changed: the same array');
     assert.deepEqual(s.peers().map((p) => p.name), ['b', 'laptop']);
 
     // A node (its agent away: its claim counts all the same) takes the Peer's range: refused.
     await reg.create(node('c', 2, '10.250.0.0/24'));
-    await waitFor('the Peer refused', () => /overlap 10.250.0.0\/24 of node 'c'/.test(s.refusedPeers().get('peer laptop') ?? ''));
+    await waitFor('the Peer refused', () => /overlap 10.250.0.0\/24 of node 'c'/.test(s.refusedPeers().get('peer laptop') ?? ''), 10_000, { everyMs: 20 });
     assert.deepEqual(s.peers().map((p) => p.name), ['b']);
     // The node goes: admitted again.
     await reg.delete('Node', 'c');
-    await waitFor('the Peer admitted again', () => s.peers().some((p) => p.name === 'laptop') && !s.refusedPeers().has('peer laptop'));
+    await waitFor('the Peer admitted again', () => s.peers().some((p) => p.name === 'laptop') && !s.refusedPeers().has('peer laptop'), 10_000, { everyMs: 20 });
     // A second Peer on the first one's range: the older keeps it.
     await sleep(10); // a later creation time
     await reg.create(externalPeerObject(newExternalPeer('phone', { endpoint: '192.0.2.11:51820', allowedIPs: ['10.250.0.7/32'] })));
-    await waitFor('the later Peer refused', () => /overlap 10.250.0.0\/24 of peer 'laptop'/.test(s.refusedPeers().get('peer phone') ?? ''));
+    await waitFor('the later Peer refused', () => /overlap 10.250.0.0\/24 of peer 'laptop'/.test(s.refusedPeers().get('peer phone') ?? ''), 10_000, { everyMs: 20 });
     await reg.delete('Peer', 'laptop');
-    await waitFor('the remaining Peer admitted', () => s.peers().map((p) => p.name).join() === 'b,phone' && s.refusedPeers().size === 0);
+    await waitFor('the remaining Peer admitted', () => s.peers().map((p) => p.name).join() === 'b,phone' && s.refusedPeers().size === 0, 10_000, { everyMs: 20 });
   } finally {
     await bAlive.release();
     s.close();

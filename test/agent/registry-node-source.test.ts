@@ -14,17 +14,11 @@ import type { RegistryObject } from '../../src/control/registry.js';
 import { LEASE_GRACE_MS, RegistryNodeSource, withOwnFields } from '../../src/agent/registry-node-source.js';
 import type { OwnFields } from '../../src/agent/node-source.js';
 import { listOf } from '../../src/util/one-or-more.js';
+import { waitFor } from '../wait-for.js';
 
 const root = mkdtempSync(join(tmpdir(), 'veil-t-nodesource-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 const bootIDFile = (): string => { const f = join(root, 'boot_id'); writeFileSync(f, 'D1C8A8E9-1111-2222-3333-444455556666\n'); return f; };
 const node = (name: string, i: number, extra: Record<string, unknown> = {}): RegistryObject => ({
@@ -70,20 +64,20 @@ test('own node, peers, publish only on change, re-assert after a clobber, livene
   await sleep(700); // two lease renewals and the health write delivered by the watch
   assert.equal(changes, afterList, 'no reconcile for a heartbeat or a health report');
   await reg.mutate('Node', 'b', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { 'network.veil.io/wg-pub-key': 'KB' } } });
-  await waitFor('the peer change', () => changes === afterList + 1);
+  await waitFor('the peer change', () => changes === afterList + 1, 5000, { everyMs: 20 });
   assert.equal(src.peers()[0]!.annotations['network.veil.io/wg-pub-key'], 'KB');
   await bAlive.release();
   await lease.release();
   // b's agent is gone: b leaves the peers; back when a lease of b lives again
   const leaseGone = Date.now();
-  await waitFor('b gone with its lease', () => src.peers().length === 0, LEASE_GRACE_MS + 5000);
+  await waitFor('b gone with its lease', () => src.peers().length === 0, LEASE_GRACE_MS + 5000, { everyMs: 20 });
   assert.ok(Date.now() - leaseGone >= LEASE_GRACE_MS - 100, 'a peer outlives its lease by the grace (a lapse after a registry outage is bridged)');
   const bBack = await reg.holdLease('b', 15, { pid: 3 });
-  await waitFor('b back with a new lease', () => src.peers().map((p) => p.name).join() === 'b');
+  await waitFor('b back with a new lease', () => src.peers().map((p) => p.name).join() === 'b', 5000, { everyMs: 20 });
 
   // someone rewrites our fields (e.g. an old uninstall): the source writes them again
   await reg.mutate('Node', 'a', (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: {} } });
-  await waitFor('the own fields re-asserted', async () => (await reg.get('Node', 'a'))?.metadata.annotations?.['network.veil.io/wg-pub-key'] === 'K1');
+  await waitFor('the own fields re-asserted', async () => (await reg.get('Node', 'a'))?.metadata.annotations?.['network.veil.io/wg-pub-key'] === 'K1', 5000, { everyMs: 20 });
 
   // liveness: the lease names the node and carries the holder's fields
   const mine = await src.holdLiveness(15, { pid: 7 }, () => undefined);
@@ -151,7 +145,7 @@ test('one event re-decides that node only, and the peers equal a decision over e
       if (before) assert.equal(src.peers().find((p) => p.name === name), before, 'a status-only write leaves the peer object as it was');
     }
     const want = await fromScratch();
-    await waitFor(`step ${step}: peers as decided from scratch ${want}`, async () => seen() === want || seen() === await fromScratch(), LEASE_GRACE_MS + 10_000);
+    await waitFor(`step ${step}: peers as decided from scratch ${want}`, async () => seen() === want || seen() === await fromScratch(), LEASE_GRACE_MS + 10_000, { everyMs: 20 });
   }
   for (const l of leases.values()) await l.release();
   src.close();
@@ -188,11 +182,11 @@ test('a relist answered before a deletion the watch delivered brings neither the
     assert.deepEqual(src.peers().map((p) => p.name), ['b', 'c']);
     await leaseB.release();
     await reg.delete('Node', 'c');
-    await waitFor('c gone (its node deleted)', () => !src.peers().some((p) => p.name === 'c'));
+    await waitFor('c gone (its node deleted)', () => !src.peers().some((p) => p.name === 'c'), 5000, { everyMs: 20 });
     useStale = true;
     await (src as unknown as { relist(): Promise<void> }).relist(); // the safety net, with the old answer
     assert.ok(!src.peers().some((p) => p.name === 'c'), 'the deleted node stays deleted');
-    await waitFor('b gone after its lease and the grace', () => src.peers().length === 0, LEASE_GRACE_MS + 5000);
+    await waitFor('b gone after its lease and the grace', () => src.peers().length === 0, LEASE_GRACE_MS + 5000, { everyMs: 20 });
     await (src as unknown as { relist(): Promise<void> }).relist();
     assert.deepEqual(src.peers(), [], 'the lease deleted stays deleted');
   } finally {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { before, after } from 'node:test';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../../src/control/etcd/etcd-registry.js';
 import { EtcdCluster, type EtcdClusterOptions } from '../../src/lab/etcd-cluster.js';
+import { waitFor as poll } from '../wait-for.js';
 
 const MODULE = resolve(fileURLToPath(import.meta.url), '../../../src/control/etcd/etcd-registry.js');
 
@@ -25,13 +26,9 @@ reg.close();`;
   return Object.assign(done, { pid: p.pid!, stdout: () => stdout });
 }
 
-/** Resolves when cond() is true; rejects with what() after timeoutMs. */
+/** Resolves when cond() is true; fails with what() (asked then, to tell the state reached) after timeoutMs. */
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await poll(what, cond, timeoutMs, { everyMs: 20 });
 }
 
 /** Registry options for a cluster name on this etcd, with the cluster's credentials. */

@@ -6,18 +6,15 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { mustRun, run } from '../../src/util/exec.js';
+import { deleteNetns, makeNetns, runScenario } from './fixtures/netns.js';
 
 const SCENARIO = fileURLToPath(new URL('./fixtures/peer-updates-scenario.js', import.meta.url));
-const ns = `veil-tpu-${process.pid}`;
-after(() => { run(['ip', 'netns', 'del', ns]); });
+let ns: string | undefined;
+after(() => { if (ns) deleteNetns(ns); });
 
 test('peer diffs give the engines what the whole table gives; ESP drift shows in the digest and the table mends it; a rotation by diff keeps the WireGuard peer', { timeout: 120_000 }, () => {
-  mustRun(['ip', 'netns', 'add', ns]);
-  const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO], { timeout: 100_000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  assert.ok(r.status === 0 && line.startsWith('{'), `scenario failed (exit ${r.status}): ${r.stdout}${r.stderr}`);
-  const res = JSON.parse(line) as { seed: number; mismatches: string[]; drift: Record<string, boolean>; handoverKeepsKeys: boolean; rotation: Record<string, boolean> };
+  ns = makeNetns('pu');
+  const res = runScenario(ns, [], SCENARIO, 100_000) as unknown as { seed: number; mismatches: string[]; drift: Record<string, boolean>; handoverKeepsKeys: boolean; rotation: Record<string, boolean> };
   assert.deepEqual(res.mismatches, [], `seed ${res.seed} (VEIL_TEST_SEED replays it)`);
   assert.deepEqual(res.drift, { peerGone: true, keyChanged: true, activeMoved: true, strayPeer: true, prefixLost: true, strayPrefix: true },
     `seed ${res.seed}: each drift of the ESP table changes its digest, and the whole table mends it`);

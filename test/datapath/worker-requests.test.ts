@@ -5,18 +5,15 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { mustRun, run } from '../../src/util/exec.js';
+import { deleteNetns, makeNetns, runScenario } from './fixtures/netns.js';
 
 const SCENARIO = fileURLToPath(new URL('./fixtures/worker-requests-scenario.js', import.meta.url));
-const ns = `veil-twr-${process.pid}`;
-after(() => { run(['ip', 'netns', 'del', ns]); });
+let ns: string | undefined;
+after(() => { if (ns) deleteNetns(ns); });
 
 test('the datapath worker answers every request: after idle waits, in a burst, and while packets come', { timeout: 120_000 }, () => {
-  mustRun(['ip', 'netns', 'add', ns]);
-  const r = run(['ip', 'netns', 'exec', ns, process.execPath, SCENARIO], { timeout: 100_000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  assert.ok(r.status === 0 && line.startsWith('{'), `scenario failed (exit ${r.status}): ${r.stdout}${r.stderr}`);
-  const res = JSON.parse(line) as { single: number; burst: number; duringPackets: number; staged: number; peers: number };
+  ns = makeNetns('wr');
+  const res = runScenario(ns, [], SCENARIO, 100_000) as unknown as { single: number; burst: number; duringPackets: number; staged: number; peers: number };
   assert.equal(res.single, 5);
   assert.equal(res.burst, 200);
   assert.equal(res.duringPackets, 50);

@@ -16,8 +16,11 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ok, sleep } from './cli.js';
-import { TestLab, until, type Capture } from './lab-harness.js';
+import { agentApi, clusterStatusReport, ok, sleep } from './cli.js';
+import { agentPid as labAgentPid } from '../../src/lab/agents.js';
+import { xfrmStateEntries } from '../../src/operator/ipsec-xfrm-view.js';
+import { TestLab, type Capture } from './lab-harness.js';
+import { waitFor } from '../wait-for.js';
 import { clusterEtcdOptions, openRegistry } from '../../src/control/cluster.js';
 import type { LeaseHandle, Registry } from '../../src/control/registry.js';
 import { connectEtcd } from '../../src/control/etcd/etcd-connection.js';
@@ -97,13 +100,22 @@ function replies(p: Pinger): { times: number[]; dups: number } {
 
 interface Fault { at: number; kind: string; node?: number; detail?: string }
 
-function agentPid(i: number): number | undefined {
-  const r = veil('agent', 'pid', lab.nodes[i]!);
-  return r.status === 0 ? Number(r.stdout.trim()) : undefined;
-}
+/** Node i's running agent, from the lab's pid records as `veil agent pid` reads them (in this process: it is asked often). */
+const agentPid = (i: number): number | undefined => labAgentPid(lab.cluster, lab.nodes[i]!);
 
 function status(): StatusReport {
   return JSON.parse(veil('status', '-o', 'json').stdout) as StatusReport;
+}
+
+/** Whether node k's agent no longer has `node` as a peer, asked of its API from this process (an unreachable agent: not yet). */
+async function peerDropped(k: number, node: string, mode: 'ipsec' | 'wireguard'): Promise<boolean> {
+  try {
+    const api = await agentApi(lab.cluster, lab.nodes[k]!);
+    if (mode === 'wireguard') return !(await api.encryptStatus() as WireGuardEncryptStatus).wireguard.interfaces[0]!.peers.some((p) => p.node === node);
+    return !xfrmStateEntries(await api.ipsecSas()).some((e) => e.peer === node);
+  } catch {
+    return false;
+  }
 }
 
 /** kill -9 of node i's agent (its supervisor restarts it). */
@@ -170,17 +182,10 @@ async function leaveAndRejoin(i: number, reg: Registry, mode: 'ipsec' | 'wiregua
   const leftAt = Date.now();
   const sup = lab.recordedPid(`supervisor-${node}`);
   if (sup) process.kill(sup, 'SIGTERM');
-  await until(`${node}'s agent to stop`, () => !agentPid(i), 20_000);
+  await waitFor(`${node}'s agent to stop`, () => !agentPid(i), 20_000);
   await reg.delete('Lease', node); // what its lease running out does, TTL seconds later
   const others = [...Array(N).keys()].filter((k) => k !== i);
-  await until(`every peer to drop ${node}`, () => others.every((k) => {
-    if (mode === 'wireguard') {
-      const r = veil('agent', 'encrypt', 'status', lab.nodes[k]!, '-o', 'json');
-      return r.status === 0 && !(JSON.parse(r.stdout) as WireGuardEncryptStatus).wireguard.interfaces[0]!.peers.some((p) => p.node === node);
-    }
-    const r = veil('ipsec', 'state', lab.nodes[k]!, '-o', 'json');
-    return r.status === 0 && !(JSON.parse(r.stdout) as { peer: string }[]).some((e) => e.peer === node);
-  }), 30_000);
+  await waitFor(`every peer to drop ${node}`, async () => (await Promise.all(others.map((k) => peerDropped(k, node, mode)))).every(Boolean), 30_000);
   const rejoinAt = Date.now();
   ok(veil('agent', 'restart', node));
   return { leftAt, rejoinAt };
@@ -236,9 +241,9 @@ async function chaosRun(mode: 'ipsec' | 'wireguard', reg: Registry): Promise<voi
       await sleep(1500 + random() * 3000);
     }
     // every agent back and ready, every pair answering
-    await until('every agent ready again', () => { const s = status(); return s.agents.ready === N && s; }, 60_000);
+    await waitFor('every agent ready again', async () => { const s = await clusterStatusReport(lab.cluster); return s.agents.ready === N && s; }, 60_000);
     const settledAt = Date.now();
-    await until('every pair to answer again', () => pingers.every((p) => replies(p).times.some((t) => t > settledAt)), 30_000);
+    await waitFor('every pair to answer again', () => pingers.every((p) => replies(p).times.some((t) => t > settledAt)), 30_000);
     await sleep(1000);
   } finally {
     await stopPingers(pingers);

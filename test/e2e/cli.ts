@@ -1,9 +1,12 @@
 // The veil CLI as the end-to-end tests run it: a child process with the test's environment, and
 // the check that a run succeeded (its output and error in the failure message); and the agent API
-// the CLI asks, from the test's own process.
+// and cluster status the CLI asks, from the test's own process.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { AgentClient } from '../../src/agent/agent-client.js';
+import { openRegistry } from '../../src/control/cluster.js';
+import { clusterStatus } from '../../src/operator/observe.js';
+import type { StatusReport } from '../../src/operator/cluster-status.js';
 
 export const MAIN = 'dist/src/cli/main.js';
 
@@ -26,6 +29,16 @@ export function ok(r: Result): string {
  * One-off reads keep the CLI.
  */
 export const agentApi = (cluster: string, node: string): Promise<AgentClient> => AgentClient.connect(cluster, node);
+
+/** What `veil status -o json` reports, computed in this process as the CLI computes it: for polls, as agentApi. */
+export async function clusterStatusReport(cluster: string): Promise<StatusReport> {
+  const reg = openRegistry(cluster);
+  try {
+    return await clusterStatus(cluster, reg);
+  } finally {
+    reg.close();
+  }
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -9,7 +9,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { ok } from './cli.js';
-import { TestLab, until, verifyJson, type VerifyJson } from './lab-harness.js';
+import { TestLab, verifyJson, type VerifyJson } from './lab-harness.js';
+import { waitFor } from '../wait-for.js';
 
 const lab = new TestLab('tdual', 2);
 const [CP, W1] = lab.nodes as [string, string];
@@ -61,7 +62,7 @@ test('e2e dual stack: WireGuard carries IPv6 pod traffic; allowed IPs of both fa
   ok(lab.veil('status', '--wait', '--wait-duration', '30s'));
   const st = JSON.parse(ok(lab.veil('agent', 'encrypt', 'status', CP, '-o', 'json'))) as { wireguard: { interfaces: { peers: { 'allowed-ips': string[] }[] }[] } };
   assert.deepEqual([...st.wireguard.interfaces[0]!.peers[0]!['allowed-ips']].sort(), ['10.229.1.0/24', '172.29.0.3/32', 'fd10:ae5:0:1::/64', 'fd12:ac1d::3/128']);
-  await until('an IPv6 ping through WireGuard', () => ping6(ipB6).received === 3, 20_000);
+  await waitFor('an IPv6 ping through WireGuard', () => ping6(ipB6).received === 3, 20_000);
   // The tunnel device's MTU is 1420: a 1500-byte IPv6 packet that may not be fragmented gets an
   // ICMPv6 Packet Too Big, and the pod's path MTU follows it.
   const big = ping6(ipB6, ['-M', 'do', '-s', '1452', '-c', '1']);
@@ -83,7 +84,7 @@ test('e2e dual stack, tunnels over IPv6 (--underlay-family ipv6): IPsec SAs betw
     assert.deepEqual(st.sas.map((x) => `${x.direction} ${x.src}>${x.dst}`).sort(), ['in fd12:ac1d:100::3>fd12:ac1d:100::2', 'out fd12:ac1d:100::2>fd12:ac1d:100::3']);
     const pod6 = (dst: string) => spawnSync('ip', ['netns', 'exec', `veil-${lab6.cluster}_pod_pa`, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', dst], { encoding: 'utf8', timeout: 30_000 });
     const cap = await lab6.capture(lab6.nodes[0]!, 'eth0', 'udp port 4500');
-    await until('IPv6 and IPv4 pings through IPsec over IPv6', () => /3 received/.test(pod6('fd10:ae6:0:1::2').stdout) && /3 received/.test(pod6('10.230.1.2').stdout), 20_000);
+    await waitFor('IPv6 and IPv4 pings through IPsec over IPv6', () => /3 received/.test(pod6('fd10:ae6:0:1::2').stdout) && /3 received/.test(pod6('10.230.1.2').stdout), 20_000);
     const lines = spawnSync('tcpdump', ['-nr', await cap.stop()], { encoding: 'utf8' }).stdout.trim().split('\n');
     assert.ok(lines.length >= 12 && lines.every((l) => / IP6 fd12:ac1d:100::[23]\.4500 > fd12:ac1d:100::[23]\.4500: /.test(l)), lines.slice(0, 5).join('\n'));
     assertBothFamiliesPass(JSON.parse(lab6.veil('verify', '--timeout', '10s', '-o', 'json').stdout) as VerifyJson, 'ESP-in-UDP');

@@ -10,13 +10,15 @@
 // no number twice.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parsePcap } from '../../src/operator/pcap.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { DATAPATH_SNAPSHOT_VERSION } from '../../src/datapath/datapath-snapshot.js';
-import { TestLab, until } from './lab-harness.js';
+import { TestLab } from './lab-harness.js';
+import { waitFor } from '../wait-for.js';
+import { agentPid as labAgentPid } from '../../src/lab/agents.js';
 import { ok, sleep } from './cli.js';
 
 const lab = new TestLab('thitless', 3);
@@ -258,7 +260,7 @@ function assertStreamsAndWire(mode: 'wireguard' | 'ipsec', run: TrafficRun, minT
 
 /** An upgrade, a restart and a SIGTERM + restart, one per node, under traffic: nothing lost. */
 async function restartsUnderTraffic(mode: 'wireguard' | 'ipsec'): Promise<void> {
-  await until('every pod pair to answer', () => pairs().every(([a, b]) => veil('lab', 'exec', a.name, '--', 'ping', '-c', '1', '-W', '1', b.ip).status === 0), 60_000);
+  await waitFor('every pod pair to answer', () => pairs().every(([a, b]) => spawnSync('ip', ['netns', 'exec', podNs(a.name), 'ping', '-c', '1', '-W', '1', b.ip], { timeout: 10_000 }).status === 0), 60_000); // as `veil lab exec` runs it, without a CLI start per poll
   const [n0, n1, n2] = lab.nodes as [string, string, string];
   const before = agentVersion(n0);
   const at: number[] = [];
@@ -277,7 +279,7 @@ async function restartsUnderTraffic(mode: 'wireguard' | 'ipsec'): Promise<void> 
     // SIGTERM to the agent (as systemd's or a package upgrade's stop), then a start.
     at.push(Date.now());
     process.kill(Number(ok(veil('agent', 'pid', n2)).trim()), 'SIGTERM');
-    await until(`${n2}'s agent to exit`, () => veil('agent', 'pid', n2).status !== 0, 20_000);
+    await waitFor(`${n2}'s agent to exit`, () => !labAgentPid(lab.cluster, n2), 20_000); // the pid records, as `veil agent pid` reads them
     assert.match(ok(veil('agent', 'restart', n2)), /restarted/);
     console.log(`# ${mode}: SIGTERM + restart ${n2}: ${Date.now() - at[2]!} ms`);
     restartsDone = Date.now();

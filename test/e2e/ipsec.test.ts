@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import type { Healthz, IpsecEncryptStatus } from '../../src/agent/api.js';
 import { openRegistry } from '../../src/control/cluster.js';
 import { xfrmStateEntries } from '../../src/operator/ipsec-xfrm-view.js';
-import { agentApi as agentApiOf } from './cli.js';
+import { agentApi as agentApiOf, sleep } from './cli.js';
+import { waitFor, type WaitOptions } from '../wait-for.js';
 
 // Unique per run: namespace names are machine-wide, and a second run of this file (another
 // checkout's test suite) must neither collide with this lab nor tear it down.
@@ -65,19 +66,8 @@ function veilAsync(...args: string[]): { child: ChildProcess; done: Promise<Resu
   const done = new Promise<Result>((res) => child.on('close', (status) => { children.delete(child); res({ status, stdout, stderr }); }));
   return { child, done, stop: () => kill(child) };
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; } // e.g. an agent that is still starting: asked again
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(250);
-  }
-}
+/** This file's polls ask again after an error (an agent restarting is not there for a moment). */
+const POLL: WaitOptions = { retryErrors: true };
 
 /** tcpdump -w on a device inside a namespace; stop() ends it and returns the file. */
 async function capture(ns: string, dev: string, filter: string): Promise<{ file: string; stop(): Promise<string> }> {
@@ -235,7 +225,7 @@ test('e2e ipsec: seed flow: secret, install, config, status; the underlay carrie
   console.log(`# install: ${Date.now() - t0} ms`);
   assert.match(ok(veil('config', 'view')), /^enable-ipsec\s+true$/m);
   for (const n of NODES) assert.match(ok(veil('agent', 'status', n)), /^Encryption: IPsec/m);
-  await until('every node sending with key 3', () => allActive(3), 15_000);
+  await waitFor('every node sending with key 3', () => allActive(3), 15_000, POLL);
 
   const underlay = await captureAll();
   const tunnel = await capture(netnsOf(WORKER), 'veil_ipsec0', 'icmp'); // positive control for the marker search
@@ -294,11 +284,11 @@ test('e2e ipsec: bad key files are refused by `veil secret patch` with the agent
   for (const [what, value, error] of cases) {
     await writeKeysUnchecked(value);
     for (const n of NODES) {
-      const check = await until(`${what}: degraded health on ${n}`, async () => {
+      const check = await waitFor(`${what}: degraded health on ${n}`, async () => {
         const h = await askHealth(n);
         const c = h.health.checks.find((x) => x.name === 'ipsec-keys');
         return c?.state === 'Degraded' && error.test(c.message) ? { h, c } : undefined;
-      }, 10_000);
+      }, 10_000, POLL);
       assert.match(check.c.message, /Failed to load keyfile "secret:ipsec-keys\/keys"/);
       assert.notEqual(check.h.health.state, 'Ok', `${what}: overall health on ${n}`);
     }
@@ -313,7 +303,7 @@ test('e2e ipsec: bad key files are refused by `veil secret patch` with the agent
   assert.ok(esp.length > 5);
   // the file as it was: healthy again, nothing rotated
   await writeKeysUnchecked(inForce);
-  await until('healthy ipsec-keys again', async () => (await Promise.all(NODES.map(askHealth))).every((h) => h.health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000);
+  await waitFor('healthy ipsec-keys again', async () => (await Promise.all(NODES.map(askHealth))).every((h) => h.health.checks.find((x) => x.name === 'ipsec-keys')?.state === 'Ok'), 10_000, POLL);
   assert.ok(await allActive(keyId));
 });
 
@@ -343,10 +333,10 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const n = Number(r.stdout.trim());
   assert.equal(n, 3);
-  const afterDrops = await until('the drops to be counted', async () => {
+  const afterDrops = await waitFor('the drops to be counted', async () => {
     const s = await askEncryptStatus(WORKER);
     return s.drops['no-state']! - before.drops['no-state']! >= n ? s : undefined;
-  }, 5000);
+  }, 5000, POLL);
   const delta = (k: keyof IpsecEncryptStatus['drops']) => afterDrops.drops[k] - before.drops[k];
   assert.deepEqual({ replay: delta('replay'), 'auth-failed': delta('auth-failed'), truncated: delta('truncated'), 'no-state': delta('no-state') },
     { replay: n, 'auth-failed': n, truncated: n, 'no-state': n });
@@ -415,10 +405,10 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
     const before = encryptStatus(WORKER);
     const atPod = await capture(`veil-${CLUSTER}_pod_pa`, 'eth0', `icmp and src host ${POD_B}`);
     resend();
-    const s = await until(`200 replay drops after ${after}`, async () => {
+    const s = await waitFor(`200 replay drops after ${after}`, async () => {
       const st = await askEncryptStatus(WORKER);
       return st.drops.replay - before.drops.replay >= 200 ? st : undefined;
-    }, 15_000);
+    }, 15_000, POLL);
     await sleep(500);
     const delivered = readPcap(await atPod.stop()).split('\n').filter(Boolean);
     assert.deepEqual(delivered, [], `no captured datagram delivered again after ${after}`);
@@ -432,10 +422,10 @@ print(len(payloads))`, file, src, dst], { encoding: 'utf8' });
   // A crash: no clean stop, the receiver resumes from the mark it persisted ahead of its top.
   const crashed = agentHealth(WORKER).pid;
   process.kill(crashed, 'SIGKILL'); // the lab's supervisor starts it again, as systemd would
-  await until('the supervisor to restart the agent', () => {
+  await waitFor('the supervisor to restart the agent', () => {
     const r = veil('agent', 'status', WORKER, '-o', 'json');
     return r.status === 0 && (JSON.parse(r.stdout) as Healthz).pid !== crashed;
-  }, 30_000);
+  }, 30_000, POLL);
   ok(veil('status', '--wait', '--wait-duration', '30s'));
   await refused('a kill -9');
   // Fresh numbers under the crashed receiver's mark are dropped too (about a second of traffic): push past them.
@@ -458,7 +448,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
   let ping: ReturnType<typeof veilAsync> | undefined;
   let client: ReturnType<typeof veilAsync> | undefined;
   try {
-    await until('the TCP server', () => spawnSync('ip', ['netns', 'exec', `veil-${CLUSTER}_pod_pb`, 'ss', '-ltn'], { encoding: 'utf8' }).stdout.includes(`${POD_B}:5201`), 10_000);
+    await waitFor('the TCP server', () => spawnSync('ip', ['netns', 'exec', `veil-${CLUSTER}_pod_pb`, 'ss', '-ltn'], { encoding: 'utf8' }).stdout.includes(`${POD_B}:5201`), 10_000, POLL);
     ping = veilAsync('lab', 'exec', 'pa', '--', 'ping', '-q', '-i', '0.01', '-c', '1200', '-W', '1', POD_B);
     // paced so that the transfer spans the rotation: 320 chunks of 64 KiB, one per 20 ms
     client = veilAsync('lab', 'exec', 'pa', '--', process.execPath, '-e', `
@@ -476,7 +466,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
     const rotatedAt = Date.now();
     assert.match(ok(veil('encryption', 'rotate-key')), /^IPsec key successfully rotated, new key SPI: 4$/m);
     keyId = 4;
-    await until('every node sending with key 4', () => allActive(4), 15_000); // 1-2 s here; a new key id undone for 10 s by its own agent's writer took 12-13 s
+    await waitFor('every node sending with key 4', () => allActive(4), 15_000, POLL); // 1-2 s here; a new key id undone for 10 s by its own agent's writer took 12-13 s
     const switchMs = Date.now() - rotatedAt;
     const during = NODES.map((n) => encryptStatus(n).ipsec['keys-in-use']);
     assert.deepEqual(during, NODES.map(() => (NODES.length - 1) * 2 * 2), 'old and new SAs side by side while rotating');
@@ -504,7 +494,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
     assert.match(c.stdout, /sent/);
     assert.match(s.stdout, new RegExp(`received ${blob.length} ${createHash('sha256').update(blob).digest('hex')}`), 'the transfer arrived whole');
 
-    await until('the old SAs to go', async () => (await Promise.all(NODES.map(askEncryptStatus))).every((s) => s.ipsec['keys-in-use'] === (NODES.length - 1) * 2), 20_000);
+    await waitFor('the old SAs to go', async () => (await Promise.all(NODES.map(askEncryptStatus))).every((s) => s.ipsec['keys-in-use'] === (NODES.length - 1) * 2), 20_000, POLL);
     const goneMs = Date.now() - rotatedAt;
     assert.ok(goneMs >= ROTATION_S * 1000 - 1000, `old SAs kept for the rotation duration (gone after ${goneMs} ms)`);
     for (const n of NODES) assert.ok(ipsecState(n).every((e) => e.spi === '0x00000004'), `only spi 4 left on ${n}`);
@@ -513,7 +503,7 @@ test('e2e ipsec: rotation under load: 100 pings/s and a 20 MB TCP transfer, zero
     // the seed's way: patch the secret with the next key by hand
     patchKeys(keyLine(5));
     keyId = 5;
-    await until('every node sending with key 5', () => allActive(5), 15_000);
+    await waitFor('every node sending with key 5', () => allActive(5), 15_000, POLL);
     pingOk('pa', POD_B);
     // The last test of the file: nothing after it counts SAs, so key 4's are left to go with the lab.
   } finally {

@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { ok } from './cli.js';
-import { TestLab, pingCount, until, verifyJson, type VerifyJson } from './lab-harness.js';
+import { TestLab, pingCount, verifyJson, type VerifyJson } from './lab-harness.js';
+import { waitFor } from '../wait-for.js';
 
 const lab = new TestLab('tv6', 2);
 const [CP, W1] = lab.nodes as [string, string];
@@ -56,7 +57,7 @@ test('e2e IPv6 only: WireGuard with node encryption between IPv6 node addresses;
   assert.equal(peer.endpoint, `[${W1_IP}]:51871`);
   // Node to node goes into the tunnel (node encryption); the tunnel's own datagrams to the same
   // address must not: without the IPv6 bypass rule no handshake completes.
-  await until('node-to-node IPv6 ping through WireGuard', () => nodePing(CP, W1_IP) === 3, 20_000);
+  await waitFor('node-to-node IPv6 ping through WireGuard', () => nodePing(CP, W1_IP) === 3, 20_000);
   const route = spawnSync('ip', ['-n', lab.netns(CP), 'route', 'get', W1_IP], { encoding: 'utf8' }).stdout;
   assert.match(route, /dev veil_wg0/, route);
   assertPasses(verify(true), 'WireGuard');
@@ -69,7 +70,7 @@ test('e2e IPv6 only: IPsec as raw ESP (IP protocol 50) between IPv6 node address
   const st = JSON.parse(ok(lab.veil('agent', 'encrypt', 'status', CP, '-o', 'json'))) as { sas: { direction: string; src: string; dst: string }[] };
   assert.deepEqual(st.sas.map((x) => `${x.direction} ${x.src}>${x.dst}`).sort(), [`in ${W1_IP}>${CP_IP}`, `out ${CP_IP}>${W1_IP}`]);
   const cap = await lab.capture(CP, 'eth0', 'ip6 proto 50');
-  await until('an IPv6 pod ping through raw ESP', () => pingCount(lab, 'pa', POD_B) === 3, 20_000);
+  await waitFor('an IPv6 pod ping through raw ESP', () => pingCount(lab, 'pa', POD_B) === 3, 20_000);
   const lines = spawnSync('tcpdump', ['-nr', await cap.stop()], { encoding: 'utf8' }).stdout.trim().split('\n');
   assert.ok(lines.length >= 6 && lines.every((l) => /IP6 fd12:ac1d:200::[23] > fd12:ac1d:200::[23]: ESP\(spi=/.test(l)), lines.slice(0, 5).join('\n'));
   assertPasses(verify(true), 'ESP');

@@ -14,9 +14,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { ok, veilCli, MAIN } from './cli.js';
+import { agentApi, ok, veilCli, MAIN } from './cli.js';
 import type { KernelVm } from '../kernel-vm/kernel-vm.js';
-import { TapCapture, bootLabVm, linkControl, skipReason, waitFor } from '../kernel-vm/lab-vm.js';
+import { TapCapture, bootLabVm, linkControl, skipReason } from '../kernel-vm/lab-vm.js';
+import { waitFor } from '../wait-for.js';
 import type { IpsecEncryptStatus } from '../../src/agent/api.js';
 import { podNetns } from '../../src/lab/names.js';
 
@@ -55,6 +56,8 @@ async function kernelStates(): Promise<{ text: string; counters: { replay: numbe
 function encryptStatus(node: string): IpsecEncryptStatus {
   return JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as IpsecEncryptStatus;
 }
+/** The same, asked of the agent's API from this process: for polls, which then start no CLI. */
+const askEncryptStatus = async (node: string): Promise<IpsecEncryptStatus> => (await (await agentApi(C, node)).encryptStatus()) as IpsecEncryptStatus;
 
 /**
  * veil's ESP drops on a node (keepalives and IKE are no errors), less those counted by `since` (a
@@ -71,11 +74,11 @@ function veilDrops(node: string, since: Record<string, number> = {}, st = encryp
 async function dropsOnceInstalled(spi: number): Promise<Record<string, Record<string, number>>> {
   const since: Record<string, Record<string, number>> = {};
   for (const n of NODES) {
-    await waitFor(`${n}: inbound SAs on key ${spi} from every other node and the VM`, () => {
-      const st = encryptStatus(n);
+    await waitFor(`${n}: inbound SAs on key ${spi} from every other node and the VM`, async () => {
+      const st = await askEncryptStatus(n);
       const from = new Set(st.sas.filter((sa) => sa.direction === 'in' && sa.spi === spi).map((sa) => sa.src));
       return from.size === NODES.length && (since[n] = veilDrops(n, {}, st), true);
-    }, 60_000, 500);
+    }, 60_000, { everyMs: 500, retryErrors: true });
   }
   const logged = NODES.filter((n) => Object.keys(since[n]!).length);
   if (logged.length) console.log(`# key ${spi}: drops before every SA was in place: ${logged.map((n) => `${n} ${JSON.stringify(since[n])}`).join('; ')}`);
@@ -84,8 +87,8 @@ async function dropsOnceInstalled(spi: number): Promise<Record<string, Record<st
 
 async function allTraffic(): Promise<void> {
   for (const p of pods) {
-    await waitFor(`${p.name} -> VM`, () => podPing(p.name), 60_000, 300);
-    await waitFor(`VM -> ${p.name}`, () => vmPing(p.ip), 30_000, 300);
+    await waitFor(`${p.name} -> VM`, () => podPing(p.name), 60_000, { everyMs: 300, retryErrors: true });
+    await waitFor(`VM -> ${p.name}`, () => vmPing(p.ip), 30_000, { everyMs: 300, retryErrors: true });
   }
 }
 
@@ -108,7 +111,7 @@ before(async () => {
   console.log(`# kernel VM up in ${vm.bootMs} ms (${Date.now() - started} ms with the lab)`);
   // ESP in UDP reaches the kernel's xfrm only through a socket with UDP_ENCAP_ESPINUDP (an IKE daemon's job)
   await vm.sh('udp-encap-socket 4500 > /tmp/encap.log 2>&1 &');
-  await waitFor('the encap socket', async () => (await vm!.sh('cat /tmp/encap.log')).includes('encap-ready'), 60_000, 200);
+  await waitFor('the encap socket', async () => (await vm!.sh('cat /tmp/encap.log')).includes('encap-ready'), 60_000, { everyMs: 200, retryErrors: true });
 }, { timeout: 300_000 });
 
 after(async () => {
@@ -126,7 +129,7 @@ test('kernel IPsec peer: xfrm from veil ipsec peer-config, traffic both ways wit
   const script = await waitFor('peer-config with all four nodes', () => {
     const s = ok(veil('ipsec', 'peer-config', 'kvm'));
     return (s.match(/^ip xfrm state add /gm) ?? []).length === 8 && s;
-  });
+  }, 60_000, { everyMs: 500, retryErrors: true });
   assert.match(script, new RegExp(`^ip xfrm state add src ${VM_IP} dst 172\\.28\\.\\d+\\.\\d+ proto esp spi 3 reqid 1 mode tunnel aead 'rfc4106\\(gcm\\(aes\\)\\)' 0x[0-9a-f]{40} 128 flag esn replay-window 1024 encap espinudp 4500 4500 0\\.0\\.0\\.0$`, 'm'));
   assert.match(script, new RegExp(`^ip xfrm state add src 172\\.28\\.\\d+\\.\\d+ dst ${VM_IP} proto esp spi 3 .* flag esn replay-window 1024 mark 0x[0-9a-f]+d00 mask 0xffff0f00 encap`, 'm'));
   const since = await dropsOnceInstalled(3);
@@ -156,7 +159,7 @@ test('kernel IPsec peer: a veil sender above 2^32 is accepted by the kernel (ESN
   await vm!.sh(`ip xfrm state deleteall src ${nodeIP[p.node]} dst ${VM_IP} proto esp spi 3`);
   await vm!.sh(line.replace(' flag esn ', ' replay-seq 0xfffffff0 flag esn '));
   ok(veil('agent', 'restart', p.node, '--cold')); // no handover: the sender resumes above its persisted mark
-  await waitFor('pod -> VM after the restart', () => podPing(p.name), 60_000, 300);
+  await waitFor('pod -> VM after the restart', () => podPing(p.name), 60_000, { everyMs: 300, retryErrors: true });
   assert.ok(podPing(p.name, 20), '20 more pings across 2^32');
   const st = await vm!.sh(`ip -s xfrm state list src ${nodeIP[p.node]} dst ${VM_IP} proto esp spi 3`);
   assert.match(st, /seq-hi 0x1\b/, `the kernel's window moved into the high half:\n${st}`);
@@ -188,7 +191,7 @@ test("kernel IPsec peer: raw ESP (IP protocol 50, no UDP) with Cilium's CBC+HMAC
   ok(veil('secret', 'create', 'ipsec-keys', `--from-literal=keys=4+ hmac(sha256) ${randomBytes(16).toString('hex')} cbc(aes) ${randomBytes(16).toString('hex')}`));
   ok(veil('install', '--encryption', 'ipsec', '--set', 'encryption.ipsec.encapsulation=esp'));
   await vm!.sh('ip xfrm state flush && ip xfrm policy flush');
-  await waitFor('peer-config with all four nodes on key 4', () => (ok(veil('ipsec', 'peer-config', 'kvm')).match(/^ip xfrm state add .* spi 4 /gm) ?? []).length === 8);
+  await waitFor('peer-config with all four nodes on key 4', () => (ok(veil('ipsec', 'peer-config', 'kvm')).match(/^ip xfrm state add .* spi 4 /gm) ?? []).length === 8, 60_000, { everyMs: 500, retryErrors: true });
   dropsBefore = await dropsOnceInstalled(4);
   const cap = await TapCapture.start(C, home);
   const script = await applyPeerConfig();
@@ -201,7 +204,7 @@ test("kernel IPsec peer: raw ESP (IP protocol 50, no UDP) with Cilium's CBC+HMAC
   let capOut = '';
   capture.stdout!.on('data', (d) => { capOut += d; });
   const captured = new Promise<void>((r) => capture.on('exit', () => r()));
-  await waitFor('4 ESP packets in veil capture', () => { podPing(pods[0]!.name, 1, pods[1]!.ip); return capture.exitCode !== null || capture.signalCode !== null; }, 30_000, 100)
+  await waitFor('4 ESP packets in veil capture', () => { podPing(pods[0]!.name, 1, pods[1]!.ip); return capture.exitCode !== null || capture.signalCode !== null; }, 30_000, { everyMs: 100, retryErrors: true })
     .finally(() => capture.kill('SIGINT'));
   await captured;
   // veil verify on raw ESP while the kernel peer talks to a pod: the peer's ESP is tunnel traffic, not a leak

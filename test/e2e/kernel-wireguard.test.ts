@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ok, veilCli, sleep } from './cli.js';
 import type { KernelVm } from '../kernel-vm/kernel-vm.js';
-import { TapCapture, bootLabVm, linkControl, skipReason, waitFor } from '../kernel-vm/lab-vm.js';
+import { TapCapture, bootLabVm, linkControl, skipReason } from '../kernel-vm/lab-vm.js';
+import { waitFor } from '../wait-for.js';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { podNetns } from '../../src/lab/names.js';
 
@@ -95,7 +96,7 @@ before(async () => {
   vmPub = spawnSync('wg', ['pubkey'], { input: priv, encoding: 'utf8' }).stdout.trim();
   ok(veil('peer', 'add', 'kvm', '--public-key', vmPub, '--endpoint', `${VM_IP}:51871`, '--allowed-ips', `${VM_TUN}/32`));
   // every node published its key and took the peer (the config lists them all)
-  await waitFor('every node in the peer config', () => { wgConf = ok(veil('peer', 'config', 'kvm')); return (wgConf.match(/^\[Peer\]$/gm) ?? []).length === 4; });
+  await waitFor('every node in the peer config', () => { wgConf = ok(veil('peer', 'config', 'kvm')); return (wgConf.match(/^\[Peer\]$/gm) ?? []).length === 4; }, 60_000, { everyMs: 500, retryErrors: true });
   for (const m of wgConf.matchAll(/# node (\S+)\nPublicKey = (\S+)/g)) nodeKey[m[1]!] = m[2]!;
   vm = await vmBoot;
   console.log(`# kernel VM up in ${vm.bootMs} ms (lab and install took ${Date.now() - started} ms in all)`);
@@ -135,22 +136,22 @@ test('kernel WireGuard peer: handshakes initiated by each side, pings both ways 
   // 1. The kernel initiates: veil's initiations are dropped on their way into the VM.
   const [first, second] = [pods[1]!, pods[2]!];
   await tcDropInitiations('ingress');
-  await waitFor(`VM -> ${first.name} (kernel-initiated)`, () => vmPing(first.ip), 60_000, 200);
+  await waitFor(`VM -> ${first.name} (kernel-initiated)`, () => vmPing(first.ip), 60_000, { everyMs: 200, retryErrors: true });
   assert.ok((await vmHandshakes())[first.node]! > 0, 'the kernel completed a handshake it initiated');
   assert.ok(veilPeerView(first.node).handshakeMs > 0, `${first.node} answered the kernel's initiation`);
   assert.ok(podPing(first.name, VM_TUN), `${first.name} -> VM on the kernel's session`);
   await tcClear();
   // 2. veil initiates: the kernel's initiations are dropped on their way out of the VM.
   await tcDropInitiations('egress');
-  await waitFor(`${second.name} -> VM (veil-initiated)`, () => podPing(second.name, VM_TUN), 60_000, 200);
+  await waitFor(`${second.name} -> VM (veil-initiated)`, () => podPing(second.name, VM_TUN), 60_000, { everyMs: 200, retryErrors: true });
   assert.equal(await tcDropped('egress'), 0, 'the kernel never had to initiate towards that node');
   assert.ok((await vmHandshakes())[second.node]! > 0, 'the kernel answered veil\'s initiation');
   assert.ok(await vmPing(second.ip), `VM -> ${second.name} on veil's session`);
   await tcClear();
   // 3. Everyone both ways.
   for (const p of pods) {
-    await waitFor(`${p.name} -> VM`, () => podPing(p.name, VM_TUN), 30_000, 200);
-    await waitFor(`VM -> ${p.name}`, () => vmPing(p.ip), 30_000, 200);
+    await waitFor(`${p.name} -> VM`, () => podPing(p.name, VM_TUN), 30_000, { everyMs: 200, retryErrors: true });
+    await waitFor(`VM -> ${p.name}`, () => vmPing(p.ip), 30_000, { everyMs: 200, retryErrors: true });
   }
   const { frames, pcap } = await cap.stop();
   const data = frames.filter((f) => !linkControl(f));
@@ -171,14 +172,14 @@ test('kernel WireGuard peer: handshakes initiated by each side, pings both ways 
 
 test('kernel WireGuard peer: a new handshake on a live session, initiated by either side, seen from both; traffic goes on', { skip: SKIP, ...T }, async () => {
   const p = pods[3]!;
-  await waitFor(`${p.name} <-> VM`, async () => podPing(p.name, VM_TUN) && await vmPing(p.ip), 30_000, 200);
+  await waitFor(`${p.name} <-> VM`, async () => podPing(p.name, VM_TUN) && await vmPing(p.ip), 30_000, { everyMs: 200, retryErrors: true });
   // The kernel starts over with that node (its peer removed and set again): veil answers on a live session.
   const before = { vm: (await vmHandshakes())[p.node]!, veil: veilPeerView(p.node).handshakeMs };
   await sleep(1100); // handshake times have one-second resolution in the VM
   const peerLine = (await vm!.sh(`wg showconf wg0`)).split('[Peer]').find((s) => s.includes(nodeKey[p.node]!))!;
   const endpoint = /Endpoint = (\S+)/.exec(peerLine)![1]!, allowed = /AllowedIPs = (.*)/.exec(peerLine)![1]!.replace(/\s/g, '');
   await vm!.sh(`wg set wg0 peer ${nodeKey[p.node]} remove && wg set wg0 peer ${nodeKey[p.node]} endpoint ${endpoint} allowed-ips ${allowed} && ip route replace ${allowed.split(',')[0]} dev wg0`);
-  await waitFor('VM -> pod after the kernel re-handshook', () => vmPing(p.ip), 30_000, 200);
+  await waitFor('VM -> pod after the kernel re-handshook', () => vmPing(p.ip), 30_000, { everyMs: 200, retryErrors: true });
   const mid = { vm: (await vmHandshakes())[p.node]!, veil: veilPeerView(p.node).handshakeMs };
   assert.ok(mid.vm > before.vm, `the kernel's handshake is newer: ${JSON.stringify({ before, mid })}`);
   assert.ok(mid.veil > before.veil, `veil saw the kernel's new handshake: ${JSON.stringify({ before, mid })}`);
@@ -186,7 +187,7 @@ test('kernel WireGuard peer: a new handshake on a live session, initiated by eit
   // veil starts over (its agent restarted, sessions gone): the kernel answers on its live session.
   await sleep(1100);
   ok(veil('agent', 'restart', p.node, '--cold')); // no handover: a fresh datapath, sessions gone
-  await waitFor('pod -> VM after the agent restart', () => podPing(p.name, VM_TUN), 60_000, 200);
+  await waitFor('pod -> VM after the agent restart', () => podPing(p.name, VM_TUN), 60_000, { everyMs: 200, retryErrors: true });
   const after = { vm: (await vmHandshakes())[p.node]!, veil: veilPeerView(p.node).handshakeMs };
   assert.ok(after.vm > mid.vm && after.veil > mid.veil, `both saw veil's new handshake: ${JSON.stringify({ mid, after })}`);
   assert.ok(await vmPing(p.ip, 3), 'VM -> pod on the new session');
@@ -194,7 +195,7 @@ test('kernel WireGuard peer: a new handshake on a live session, initiated by eit
 
 test('kernel WireGuard peer: REKEY_AFTER_TIME under steady traffic, seen from both sides, no ping lost (VEIL_KERNEL_VM_LONG=1)', { skip: SKIP ?? (process.env['VEIL_KERNEL_VM_LONG'] ? false : 'long form: set VEIL_KERNEL_VM_LONG=1 (about 140 s)'), timeout: 400_000 }, async () => {
   const p = pods[0]!;
-  await waitFor('pod <-> VM', async () => podPing(p.name, VM_TUN) && await vmPing(p.ip), 30_000, 200);
+  await waitFor('pod <-> VM', async () => podPing(p.name, VM_TUN) && await vmPing(p.ip), 30_000, { everyMs: 200, retryErrors: true });
   const start = { vm: (await vmHandshakes())[p.node]!, veil: veilPeerView(p.node).handshakeMs };
   // from the pod's namespace, with room beyond its 140 s (the CLI's own 120 s limit cut it short before)
   const r = spawnSync('ip', ['netns', 'exec', podNetns(C, p.name), 'ping', '-c', '140', '-i', '1', '-W', '2', VM_TUN], { encoding: 'utf8', timeout: 200_000 });

@@ -23,7 +23,8 @@ import { labAgentEtcdEndpoints } from '../../src/lab/lifecycle.js';
 import { nodeSpec, readLabMeta } from '../../src/lab/objects.js';
 import { WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
 import { KubeLab } from '../kube-api/kube-lab.js';
-import { MAIN, ok, veilCli, sleep } from './cli.js';
+import { MAIN, agentApi, ok, veilCli, sleep } from './cli.js';
+import { timedWaitFor, waitFor } from '../wait-for.js';
 import { pingUntilStopped } from './lab-harness.js';
 import { registerPid } from '../../src/lab/pids.js';
 
@@ -40,14 +41,6 @@ let nodes: RegistryObject[] = [];
 const pids = new Map<string, number>();
 let podB = '';
 
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 60_000): Promise<number> {
-  const t0 = Date.now();
-  while (!(await fn())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(250);
-  }
-  return Date.now() - t0;
-}
 
 function settingsFor(mode: 'ipsec' | 'wireguard'): Settings {
   return { ...defaultSettings(), 'encryption.enabled': true, 'encryption.type': mode };
@@ -62,9 +55,19 @@ function allReady(check: (annotations: Record<string, string>) => boolean = () =
   });
 }
 
+type WgEncryptStatus = { wireguard?: { interfaces?: { peers?: { node?: string; 'public-key'?: string }[] }[] } };
+const peerKeys = (st: WgEncryptStatus) => new Map((st.wireguard?.interfaces?.[0]?.peers ?? []).map((p) => [p.node ?? '?', p['public-key'] ?? '']));
+/** A node's WireGuard peers (name -> public key), as `veil agent encrypt status` prints them. */
 function wgPeerKeys(node: string): Map<string, string> {
-  const st = JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as { wireguard?: { interfaces?: { peers?: { node?: string; 'public-key'?: string }[] }[] } };
-  return new Map((st.wireguard?.interfaces?.[0]?.peers ?? []).map((p) => [p.node ?? '?', p['public-key'] ?? '']));
+  return peerKeys(JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WgEncryptStatus);
+}
+/** The same, asked of the agent's API from this process: for polls, which then start no CLI. */
+async function askWgPeerKeys(node: string): Promise<Map<string, string>> {
+  return peerKeys(await (await agentApi(C, node)).encryptStatus() as WgEncryptStatus);
+}
+/** Whether every one of `nodes` passes `check` on its WireGuard peers (asked in-process, all at once). */
+async function everyPeerList(nodes: string[], check: (peers: Map<string, string>) => boolean): Promise<boolean> {
+  return (await Promise.all(nodes.map(askWgPeerKeys))).every(check);
 }
 
 function verifyPasses(mode: string): void {
@@ -121,7 +124,7 @@ after(async () => {
 
 test('e2e kubernetes: IPsec from Nodes in the API converges, passes verify, and rotates by kubectl patch secret with no ping lost', { timeout: 240_000 }, async () => {
   await startAgents('ipsec');
-  const ms = await waitFor('every agent ready with key 3', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '3'));
+  const ms = await timedWaitFor('every agent ready with key 3', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '3'), 60_000);
   console.log(`# IPsec: 4 agents ready through the API in ${ms} ms`);
   const leases = JSON.parse(lab.kubectlOk(['-n', 'veil', 'get', 'leases.coordination.k8s.io', '-o', 'json'])) as { items: { metadata: { name: string } }[] };
   assert.deepEqual(leases.items.map((l) => l.metadata.name).sort(), nodes.map((n) => n.metadata.name).sort(), 'one liveness Lease per node');
@@ -149,7 +152,7 @@ test('e2e kubernetes: IPsec from Nodes in the API converges, passes verify, and 
   registerPid(C, 'e2e-rotation-ping', ping.pid);
   await sleep(3000);
   lab.kubectlOk(['-n', 'veil', 'patch', 'secret', 'ipsec-keys', '-p', JSON.stringify({ stringData: { keys: psk(4) } })]);
-  const rot = await waitFor('every agent on key 4', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '4'), 30_000);
+  const rot = await timedWaitFor('every agent on key 4', () => allReady((a) => a[ENCRYPTION_KEY_ANNOTATION] === '4'), 30_000);
   console.log(`# IPsec: rotated to key 4 on every node ${rot} ms after kubectl patch secret`);
   const rotated = ping.lastReplied();
   await waitFor('pings past the rotation', () => ping.lastReplied() >= rotated + IN_FLIGHT + 10, 30_000);
@@ -165,10 +168,10 @@ test('e2e kubernetes: WireGuard converges and passes verify; a key published whi
   await waitFor('the settings volume', async () => {
     const { readFileSync } = await import('node:fs');
     try { return JSON.parse(readFileSync(join(lab.dir, 'pods', W1, 'install', 'settings.json'), 'utf8'))['encryption.type'] === 'wireguard'; } catch { return false; }
-  }, 10_000);
+  });
   await startAgents('wireguard');
-  await waitFor('every agent ready with a public key', () => allReady((a) => !!a[WG_PUBKEY_ANNOTATION]));
-  await waitFor('3 WireGuard peers on every node', () => nodes.every((n) => wgPeerKeys(n.metadata.name).size === 3));
+  await waitFor('every agent ready with a public key', () => allReady((a) => !!a[WG_PUBKEY_ANNOTATION]), 60_000);
+  await waitFor('3 WireGuard peers on every node', () => everyPeerList(nodes.map((n) => n.metadata.name), (peers) => peers.size === 3), 60_000);
   verifyPasses('Wireguard');
 
   // Every open Node watch stops delivering (Lease watches go on: peers stay alive); worker3's agent
@@ -185,14 +188,14 @@ test('e2e kubernetes: WireGuard converges and passes verify; a key published whi
   assert.equal(wgPeerKeys(W1).get(W3), oldKey, 'worker did not hear of the new key: its watch is held');
   // The API server cuts every watch with 410 Gone (its history compacted): the informers relist.
   await lab.control('expire-watches');
-  const relist = await waitFor('worker configured with the new key', () => wgPeerKeys(W1).get(W3) === newKey, 20_000);
+  const relist = await timedWaitFor('worker configured with the new key', async () => (await askWgPeerKeys(W1)).get(W3) === newKey, 20_000);
   console.log(`# WireGuard: the new key reached worker by relist ${relist} ms after the 410`);
   const ping = await backgroundPing('pa', podB, 20);
   assert.equal(lossOf(ping), 0, `pods talk over the new key: ${ping}`);
 
   ok(veil('lab', 'pod', 'delete', 'pb'));
   lab.kubectlOk(['delete', 'node', W3]);
-  await waitFor('worker3 gone from every peer list', () => nodes.filter((n) => n.metadata.name !== W3).every((n) => !wgPeerKeys(n.metadata.name).has(W3)), 20_000);
+  await waitFor('worker3 gone from every peer list', () => everyPeerList(nodes.map((n) => n.metadata.name).filter((n) => n !== W3), (peers) => !peers.has(W3)), 20_000);
 });
 
 test('e2e kubernetes: a Peer added through the API is configured on every agent; a hostile one is refused in their status; deleted, it leaves', { timeout: 120_000 }, async () => {
@@ -200,15 +203,19 @@ test('e2e kubernetes: a Peer added through the API is configured on every agent;
   const kenv = { ...env, VEIL_CLUSTER: 'k8s' };
   const key = `${'p'.repeat(42)}A=`;
   ok(lab.veil(['peer', 'add', 'laptop', '--public-key', key, '--endpoint', '192.0.2.10:51820', '--allowed-ips', '10.250.0.1/32'], kenv));
-  const ms = await waitFor('laptop on every agent', () => live.every((n) => wgPeerKeys(n).get('laptop') === key), 30_000);
+  const ms = await timedWaitFor('laptop on every agent', () => everyPeerList(live, (peers) => peers.get('laptop') === key), 30_000);
   console.log(`# Peer: configured on ${live.length} agents ${ms} ms after veil peer add`);
   // written past the CLI's checks (kubectl): its allowed IPs are worker's pods; every agent refuses it
   const podCidr = nodeSpec(nodes.find((n) => n.metadata.name === W1)!).podCIDR;
   lab.kubectlOk(['create', '--validate=false', '-f', '-'], JSON.stringify({ apiVersion: 'network.veil.io/v1alpha1', kind: 'Peer', metadata: { name: 'evil' }, spec: { endpoint: { address: '192.0.2.66', port: 51820 }, allowedIPs: [podCidr] } }));
-  const refused = new RegExp(`peer evil: Degraded \\(peer object refused: its allowed IPs ${podCidr.replace(/[./]/g, '\\$&')} overlap ${podCidr.replace(/[./]/g, '\\$&')} of node '${W1}'`);
-  await waitFor('evil refused in the status of every agent', () => live.every((n) => refused.test(lab.veil(['agent', 'status', n], kenv).stdout)), 30_000);
+  const cidr = podCidr.replace(/[./]/g, '\\$&');
+  const why = `peer object refused: its allowed IPs ${cidr} overlap ${cidr} of node '${W1}'`;
+  // polled in the agents' health from this process; then what `veil agent status` prints of it, once each
+  await waitFor('evil refused in the health of every agent', async () => (await Promise.all(live.map(async (n) => (await (await agentApi(C, n)).healthz()).health.checks.find((c) => c.name === 'peer evil'))))
+    .every((c) => c?.state === 'Degraded' && new RegExp(why).test(c.message)), 30_000);
+  for (const n of live) assert.match(lab.veil(['agent', 'status', n], kenv).stdout, new RegExp(`peer evil: Degraded \\(${why}`), `${n}'s status names evil refused`);
   assert.ok(live.every((n) => !wgPeerKeys(n).has('evil')), 'configured nowhere');
   lab.kubectlOk(['delete', 'peer', 'evil']);
   ok(lab.veil(['peer', 'delete', 'laptop'], kenv));
-  await waitFor('laptop gone from every agent', () => live.every((n) => !wgPeerKeys(n).has('laptop')), 30_000);
+  await waitFor('laptop gone from every agent', () => everyPeerList(live, (peers) => !peers.has('laptop')), 30_000);
 });

@@ -6,7 +6,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ok, sleep, veilCli, type Result } from './cli.js';
+import { podNetns } from '../../src/lab/names.js';
+import { ok, veilCli, type Result } from './cli.js';
 
 export interface Capture { file: string; stop(): Promise<string> }
 
@@ -87,17 +88,6 @@ export class TestLab {
   }
 }
 
-/** Polls fn every 250 ms until it returns something truthy; fails naming `what` after timeoutMs. */
-export async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(250);
-  }
-}
-
 /** What `veil verify -o json` reports. */
 export interface VerifyJson { ok: boolean; problems: string[]; pairs: { from: string; to: string; family?: 6; icmp: boolean; tcp: boolean; udp: boolean; leaked: number; outer: string[]; ok: boolean }[] }
 
@@ -108,9 +98,9 @@ export function verifyJson(lab: TestLab, expectPass: boolean): VerifyJson {
   return JSON.parse(r.stdout) as VerifyJson;
 }
 
-/** ping from a pod: the received count (0 when all are lost). */
+/** ping from a pod (in its namespace, as `veil lab exec` runs it, without a CLI start: it is polled): the received count (0 when all are lost). */
 export function pingCount(lab: TestLab, pod: string, dst: string, count = 3): number {
-  const r = lab.veil('lab', 'exec', pod, '--', 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst);
+  const r = spawnSync('ip', ['netns', 'exec', podNetns(lab.cluster, pod), 'ping', '-c', String(count), '-i', '0.2', '-W', '2', dst], { encoding: 'utf8', timeout: 30_000 });
   return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
 }
 

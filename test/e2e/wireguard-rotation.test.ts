@@ -4,17 +4,20 @@
 // still answers for its old key, and `veil status` shows the rotations.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { registerPid } from '../../src/lab/pids.js';
-import { ok, veilCli, sleep } from './cli.js';
+import { agentApi, ok, veilCli, sleep } from './cli.js';
+import { waitFor } from '../wait-for.js';
 import { pingUntilStopped } from './lab-harness.js';
 
 const C = `twgrot-${process.pid}`; // a run cut off mid-test must not collide with the next
 const home = mkdtempSync(join(tmpdir(), 'veil-t-wgrot-'));
 const env: NodeJS.ProcessEnv = { ...process.env, VEIL_HOME: home };
+process.env['VEIL_HOME'] = home; // the agents' sockets (agentApi) and the pid records (registerPid, which lab down reads) are found there
 delete env['VEIL_CLUSTER'];
 const veil = veilCli(env, 60_000);
 const NODES = [`${C}-control-plane`, `${C}-worker`, `${C}-worker2`, `${C}-worker3`];
@@ -29,18 +32,13 @@ const pods: { name: string; ip: string }[] = [];
  */
 const UNJUDGED = 100;
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 const encryptStatus = (node: string) => JSON.parse(ok(veil('agent', 'encrypt', 'status', node, '-o', 'json'))) as WireGuardEncryptStatus;
 const rotationOf = (node: string) => encryptStatus(node).wireguard['key-rotation'];
+/** The same, asked of the agent's API from this process: for polls, which then start no CLI beside the pings. */
+const askRotationOf = async (node: string) => ((await (await agentApi(C, node)).encryptStatus()) as WireGuardEncryptStatus).wireguard['key-rotation'];
+/** One ping from pod a to pod b, in a's namespace (as `veil lab exec` runs it; no CLI start: it is polled). */
+const pingOnce = (a: string, ip: string) => spawnSync('ip', ['netns', 'exec', podNs(a), 'ping', '-c', '1', '-W', '1', ip], { timeout: 10_000 }).status === 0;
 const keyOf = (node: string) => encryptStatus(node).wireguard.interfaces[0]!['public-key'];
 
 /** A ping stream from one pod to another (100/s) until stop(): the judged requests that got no reply, with the time around them. */
@@ -79,8 +77,7 @@ after(() => {
 const ALL_AT_ONCE_MAX_LOSS = 0.005;
 
 test('e2e wireguard key rotation: one node (no ping lost), then all nodes at once (every pair stays up), under 100 pings/s on every node pair; old keys gone everywhere', async () => {
-  await waitFor('every pod pair to answer', () => pods.every((a) => pods.every((b) => a === b ||
-    veil('lab', 'exec', a.name, '--', 'ping', '-c', '1', '-W', '1', b.ip).status === 0)), 60_000);
+  await waitFor('every pod pair to answer', () => pods.every((a) => pods.every((b) => a === b || pingOnce(a.name, b.ip))), 60_000);
   const oldKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
   const streams = pods.flatMap((a, i) => pods.slice(i + 1).map((b) => pingStream(a.name, b.name)));
   assert.equal(streams.length, 6);
@@ -90,7 +87,7 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
   const one = NODES[1]!;
   assert.match(ok(veil('encryption', 'rotate-key', '--wireguard', '--node', one)), /WireGuard key rotation requested on 1 node/);
   const t0 = Date.now();
-  await waitFor(`${one} to finish its rotation`, () => rotationOf(one)?.retiredAt && rotationOf(one)!.phase === 'idle', 40_000);
+  await waitFor(`${one} to finish its rotation`, async () => { const r = await askRotationOf(one); return r?.retiredAt && r.phase === 'idle'; }, 40_000);
   console.log(`one node rotated in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${JSON.stringify(rotationOf(one))}`);
   const afterOne = keyOf(one);
   assert.notEqual(afterOne, oldKeys[one]);
@@ -99,10 +96,8 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
   await sleep(1000);
   assert.match(ok(veil('encryption', 'rotate-key', '--wireguard')), /WireGuard key rotation requested on 4 nodes/);
   const t1 = Date.now();
-  await waitFor('every node to finish its rotation', () => NODES.every((n) => {
-    const r = rotationOf(n);
-    return r?.phase === 'idle' && r.retiredAt && Date.parse(r.retiredAt) >= t1 - 1000;
-  }), 60_000).catch((e) => {
+  await waitFor('every node to finish its rotation', async () => (await Promise.all(NODES.map(askRotationOf))).every((r) =>
+    r?.phase === 'idle' && r.retiredAt && Date.parse(r.retiredAt) >= t1 - 1000), 60_000).catch((e) => {
     for (const n of NODES) console.log(`${n}: ${JSON.stringify(rotationOf(n))} ${JSON.stringify(encryptStatus(n).drops)}`);
     for (const n of NODES) console.log(veil('agent', 'logs', n).stdout.split('\n').filter((l) => /rotation|WireGuard|warn|error/i.test(l)).slice(-15).join('\n'));
     throw e;

@@ -16,6 +16,7 @@ import { openRegistry } from '../../src/control/cluster.js';
 import { Device } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 import { ok, veilCli, sleep, agentApi as agentApiOf } from './cli.js';
+import { waitFor, type WaitOptions } from '../wait-for.js';
 import { readStatField } from '../../src/util/proc-stat.js';
 
 const C = `twge2e-${process.pid}`; // a run cut off mid-test must not collide with the next
@@ -35,18 +36,8 @@ let podA = '', podB = ''; // pa on worker, pb on worker2
 // ---- CLI and process helpers --------------------------------------------------------------------
 
 const veil = veilCli(env, 60_000);
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(everyMs);
-  }
-}
+/** This file's polls ask again after an error (an agent restarting is not there for a moment). */
+const POLL: WaitOptions = { everyMs: 200, retryErrors: true };
 const marker = () => randomBytes(16);
 /** One ping; -p fills the payload with the 16-byte marker (it appears whole from payload byte 16). */
 function ping(where: string[], dst: string, mark: Buffer, count = 2) {
@@ -73,7 +64,7 @@ async function askEncryption(node: string): Promise<string> {
 /** 'Ready' means each agent runs with the peers it knew; the keys of agents that started later arrive just after. */
 async function allPeersConfigured(): Promise<number> {
   let late = 0;
-  for (const n of NODES) await waitFor(`${n} to have 3 peers`, async () => (await askEncryption(n)).endsWith('Peers: 3)]') || (late++, false), 5_000, 50);
+  for (const n of NODES) await waitFor(`${n} to have 3 peers`, async () => (await askEncryption(n)).endsWith('Peers: 3)]') || (late++, false), 5_000, { everyMs: 50, retryErrors: true });
   return late;
 }
 function annotations(): Record<string, string | undefined> {
@@ -253,12 +244,12 @@ test('e2e wireguard: a peer problem (a duplicate public key) is cleared once the
   try {
     await reg.create({ kind: 'Node', metadata: { name: impostor, annotations: { 'network.veil.io/wg-pub-key': pubKeyOf(W2)! } },
       spec: { internalIP: '172.18.0.99', podCIDR: '10.244.99.0/24', podGateway: '10.244.99.1', underlayInterface: 'eth0', mtu: 1500 }, status: {} });
-    const dup = await waitFor('the duplicate key reported', check);
+    const dup = await waitFor('the duplicate key reported', check, 10_000, POLL);
     assert.equal(dup.state, 'Degraded');
     assert.match(dup.message, new RegExp(`detected duplicate public key. node "${impostor}" uses same key as existing node "${W2}"`));
     await reg.mutate('Node', impostor, (cur) => cur && { ...cur, metadata: { ...cur.metadata, annotations: { 'network.veil.io/wg-pub-key': randomBytes(32).toString('base64') } } });
-    await waitFor('the fixed peer no longer reported', async () => (await check()) === undefined);
-    await waitFor(`${W1} to have the fixed peer`, async () => (await askEncryption(W1)).endsWith('Peers: 4)]'));
+    await waitFor('the fixed peer no longer reported', async () => (await check()) === undefined, 10_000, POLL);
+    await waitFor(`${W1} to have the fixed peer`, async () => (await askEncryption(W1)).endsWith('Peers: 4)]'), 10_000, POLL);
   } finally {
     await reg.delete('Node', impostor);
     await alive.release();
@@ -292,7 +283,7 @@ c.on('end',()=>{console.log(n+' '+h.digest('hex'));c.end();s.close();});});s.lis
   let got = '';
   recv.stdout!.on('data', (d) => { got += d; });
   const recvDone = new Promise<void>((r) => recv.on('close', () => r())); // its output read
-  await waitFor('the receiver', () => got.includes('listening'));
+  await waitFor('the receiver', () => got.includes('listening'), 10_000, POLL);
   const t0 = Date.now();
   const send = veil('lab', 'exec', 'pa', '--', process.execPath, '-e',
     `const s=require('net').connect(5001,'${podB}',()=>require('fs').createReadStream('${file}').pipe(s));s.on('data',()=>{});s.on('close',()=>process.exit(0));`);
@@ -319,7 +310,7 @@ test('e2e wireguard: an agent restart keeps its key and pods reconverge; a delet
   assert.notEqual(ok(veil('agent', 'pid', W1)).trim(), pid, 'a new process');
   assert.equal(pubKeyOf(W1), key, 'same key after a restart');
   let t0 = Date.now();
-  await waitFor('ping after the restart', () => pingWorks('pa', podB), 10_000);
+  await waitFor('ping after the restart', () => pingWorks('pa', podB), 10_000, POLL);
   console.log(`ping works ${Date.now() - t0} ms after the restart`);
 
   rmSync(join(home, 'clusters', C, 'nodes', W1, 'veil_wg0.key'));
@@ -334,9 +325,9 @@ test('e2e wireguard: an agent restart keeps its key and pods reconverge; a delet
       const iface = (await askEncryptStatus(peer)).wireguard.interfaces[0]!;
       const keys = iface.peers.filter((p) => p.node === W1).map((p) => p['public-key']);
       return iface['peer-count'] === 3 && keys.length === 1 && keys[0] === fresh;
-    });
+    }, 10_000, POLL);
   }
-  await waitFor('ping with the new key', () => pingWorks('pa', podB) && pingWorks('pb', podA), 10_000);
+  await waitFor('ping with the new key', () => pingWorks('pa', podB) && pingWorks('pb', podA), 10_000, POLL);
   console.log(`peers and ping converge ${Date.now() - t0} ms after the key change`);
 });
 
@@ -349,8 +340,8 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
   const cap = await Capture.start(nsOf(W1), 'eth0');
   const killed = Number(ok(veil('agent', 'pid', W2)).trim());
   process.kill(killed, 'SIGKILL');
-  await waitFor('worker2\'s agent to start again', () => { const r = veil('agent', 'pid', W2); return r.status === 0 && Number(r.stdout.trim()) !== killed; }, 20_000);
-  await waitFor('ping after worker2 restarted', () => pingWorks('pb', podA), 10_000);
+  await waitFor('worker2\'s agent to start again', () => { const r = veil('agent', 'pid', W2); return r.status === 0 && Number(r.stdout.trim()) !== killed; }, 20_000, POLL);
+  await waitFor('ping after worker2 restarted', () => pingWorks('pb', podA), 10_000, POLL);
   ok(podPing('pb', podA, marker()));
   const wire = udpDatagrams(await cap.stop()).filter((d) => d.src === nodeIP[W2] && d.dst === target);
   const initiation = wire.find((d) => d.payload[0] === 1 && d.payload.length === 148)?.payload;
@@ -385,7 +376,7 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
   const after = await waitFor('the drops to be counted', async () => {
     const s = await askEncryptStatus(W1);
     return s.drops['staleTimestamp']! > before.drops['staleTimestamp']! && s.drops['handshakeForUnknownKey']! > before.drops['handshakeForUnknownKey']! ? s : undefined;
-  });
+  }, 10_000, POLL);
   const moved = <K extends 'counters' | 'drops'>(k: K, name: keyof WireGuardEncryptStatus[K]) => (after[k][name] as number) - (before[k][name] as number);
   // The core judges every datagram, batched or not: 3 shorter than their header + 2 initiations of the wrong length.
   assert.ok(moved('drops', 'badLength') >= 5, `badLength +${moved('drops', 'badLength')}`);
@@ -421,7 +412,7 @@ test('e2e wireguard: garbage, truncated, forged and replayed datagrams are count
   rmSync(keyFile);
   ok(veil('install', '--encryption', 'wireguard'));
   await allPeersConfigured();
-  await waitFor('ping after the reinstall', () => pingWorks('pa', podB), 10_000);
+  await waitFor('ping after the reinstall', () => pingWorks('pa', podB), 10_000, POLL);
 });
 
 test('e2e wireguard: while an agent is down nothing leaves in plaintext; its supervisor\'s restart recovers', async () => {
@@ -432,7 +423,7 @@ test('e2e wireguard: while an agent is down nothing leaves in plaintext; its sup
   process.kill(supervisor, 'SIGSTOP');
   try {
     process.kill(pid, 'SIGKILL');
-    await waitFor('the agent to be gone', () => veil('agent', 'pid', W1).status === 1);
+    await waitFor('the agent to be gone', () => veil('agent', 'pid', W1).status === 1, 10_000, POLL);
     const mark = marker();
     assert.notEqual(podPing('pa', podB, mark, 3).status, 0, 'no answer while the tunnel is down');
     assert.notEqual(podPing('pb', podA, mark, 3).status, 0);
@@ -450,7 +441,7 @@ test('e2e wireguard: while an agent is down nothing leaves in plaintext; its sup
     process.kill(supervisor, 'SIGCONT');
   }
   const t0 = Date.now();
-  await waitFor('ping after the outage', () => pingWorks('pa', podB) && pingWorks('pb', podA), 20_000);
+  await waitFor('ping after the outage', () => pingWorks('pa', podB) && pingWorks('pb', podA), 20_000, POLL);
   console.log(`traffic back ${Date.now() - t0} ms after the supervisor resumed`);
   assert.notEqual(Number(ok(veil('agent', 'pid', W1)).trim()), pid, 'a new agent');
 });
@@ -464,7 +455,7 @@ test('e2e wireguard: node encryption puts node-to-node traffic into WireGuard to
   const mark = marker();
   const under = await Capture.start(nsOf(W1), 'eth0');
   const inner = await Capture.start(nsOf(W1), 'veil_wg0');
-  await waitFor('node-to-node ping', () => nodePing(W1, nodeIP[W2]!, mark, 1).status === 0, 10_000);
+  await waitFor('node-to-node ping', () => nodePing(W1, nodeIP[W2]!, mark, 1).status === 0, 10_000, POLL);
   ok(nodePing(W1, nodeIP[W2]!, mark));
   ok(nodePing(W2, nodeIP[W1]!, mark));
   ok(podPing('pa', podB, mark)); // pods too

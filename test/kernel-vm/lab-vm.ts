@@ -10,20 +10,6 @@ import { FABRIC_BRIDGE, fabricNetns } from '../../src/lab/names.js';
 import { KernelVm } from './kernel-vm.js';
 import { qemuMissing } from './image.js';
 
-/** Polls fn until it returns something truthy (errors count as not yet) or the deadline passes. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 500): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** Boots the VM on the lab's underlay at `address` (with prefix). */
 export function bootLabVm(cluster: string, address: string): Promise<KernelVm> {
   return KernelVm.boot({

@@ -1,10 +1,7 @@
-// Waits for a condition the API stand-in's watchers bring about, failing with what was awaited.
-import assert from 'node:assert/strict';
+// Waits for a condition the API stand-in's watchers bring about, failing with what was awaited:
+// the shared poll (../wait-for.ts), asked every 50 ms.
+import { waitFor as poll } from '../wait-for.js';
 
 export async function waitFor(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await poll(what, cond, ms, { everyMs: 50 });
 }

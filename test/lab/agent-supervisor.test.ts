@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSupervisorState, restartDelayMs, RESTART_BASE_MS, RESTART_MAX_MS } from '../../src/lab/agent-supervisor.js';
+import { waitFor } from '../wait-for.js';
 
 const MODULE = resolve(fileURLToPath(import.meta.url), '../../../src/lab/agent-supervisor.js');
 
@@ -28,15 +29,6 @@ process.exitCode = await superviseAgent({ cluster: 'tsup', node: 'n', nodeDir: $
   return { child, exited, dir };
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('a dying child is restarted with backoff and its last words kept; SIGTERM stops it; a clean exit ends the supervision', async () => {
   const home = mkdtempSync(join(tmpdir(), 'veil-t-sup-'));
@@ -47,11 +39,11 @@ test('a dying child is restarted with backoff and its last words kept; SIGTERM s
     writeFileSync(flag, '');
     const script = `echo x >> ${flag}; n=$(wc -l < ${flag}); if [ "$n" -le 3 ]; then echo "refused: port taken ($n)"; exit 3; fi; trap 'exit 0' TERM; while :; do sleep 0.05; done`;
     const s = supervise(home, script);
-    const st = await until('the fourth start', () => { const x = readSupervisorState(s.dir); return x?.state === 'running' && x.restarts === 3 && x; });
+    const st = await waitFor('the fourth start', () => { const x = readSupervisorState(s.dir); return x?.state === 'running' && x.restarts === 3 && x; }, 10_000, { everyMs: 50 });
     assert.deepEqual({ code: st.lastExit?.code, signal: st.lastExit?.signal, lastLine: st.lastExit?.lastLine }, { code: 3, signal: null, lastLine: 'refused: port taken (3)' });
     const pid = st.agentPid!;
     process.kill(pid, 'SIGKILL'); // a kill -9: restarted again
-    await until('the restart after kill -9', () => { const x = readSupervisorState(s.dir); return x?.state === 'running' && x.restarts === 4 && x.lastExit?.signal === 'SIGKILL' && x.agentPid !== pid; });
+    await waitFor('the restart after kill -9', () => { const x = readSupervisorState(s.dir); return x?.state === 'running' && x.restarts === 4 && x.lastExit?.signal === 'SIGKILL' && x.agentPid !== pid; }, 10_000, { everyMs: 50 });
     s.child.kill('SIGTERM');
     assert.equal(await s.exited, 0);
     assert.equal(readSupervisorState(s.dir)?.state, 'stopped');
@@ -94,19 +86,19 @@ setInterval(() => undefined, 1000);`);
     s = supervise(home, `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(agent)}`);
     const lines = () => readFileSync(seen, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { fds: string | null; names: string | null; pidOk: boolean; got: string });
     const sup = s;
-    const first = await until('the first start', () => { const x = readSupervisorState(sup.dir); return x?.state === 'running' && lines().length === 1 && x; });
+    const first = await waitFor('the first start', () => { const x = readSupervisorState(sup.dir); return x?.state === 'running' && lines().length === 1 && x; }, 10_000, { everyMs: 50 });
     assert.deepEqual(lines()[0], { fds: null, names: null, pidOk: false, got: '-' }, 'nothing stored yet');
     process.kill(sup.child.pid!, 'SIGHUP'); // veil agent restart
-    await until('the restart with the stored fd', () => lines().length === 2);
+    await waitFor('the restart with the stored fd', () => lines().length === 2, 10_000, { everyMs: 50 });
     assert.deepEqual(lines()[1], { fds: '1', names: 'veil-datapath', pidOk: true, got: `from ${first.agentPid}` });
-    const second = await until('the second agent', () => { const x = readSupervisorState(sup.dir); return x?.state === 'running' && x.agentPid !== first.agentPid && x; });
+    const second = await waitFor('the second agent', () => { const x = readSupervisorState(sup.dir); return x?.state === 'running' && x.agentPid !== first.agentPid && x; }, 10_000, { everyMs: 50 });
     assert.equal(second.restarts, 0, 'a restart asked for is not a failure');
     // SIGTERM to the agent itself: a clean exit with fds stored: the supervisor keeps them for a start.
     process.kill(second.agentPid!, 'SIGTERM');
-    const waiting = await until('the stored fds to wait', () => { const x = readSupervisorState(sup.dir); return x?.state === 'stopped' && x.storedFds === 1 && x; });
+    const waiting = await waitFor('the stored fds to wait', () => { const x = readSupervisorState(sup.dir); return x?.state === 'stopped' && x.storedFds === 1 && x; }, 10_000, { everyMs: 50 });
     assert.equal(waiting.lastExit?.code, 0);
     process.kill(sup.child.pid!, 'SIGHUP'); // a start
-    await until('the start with the fd stored by the second agent', () => lines().length === 3);
+    await waitFor('the start with the fd stored by the second agent', () => lines().length === 3, 10_000, { everyMs: 50 });
     assert.equal(lines()[2]!.got, `from ${second.agentPid}`, 'each stored fd is handed over once, to the next start');
     s.child.kill('SIGTERM');
     assert.equal(await s.exited, 0);
