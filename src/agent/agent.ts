@@ -15,7 +15,7 @@ import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js'
 import type { AgentMemory, EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
 import { heapFigures } from '../util/heap-figures.js';
 import { compactWhenQuiet } from '../util/heap-compaction.js';
-import { native } from '../native/addon.js';
+import { returnFreedMalloc } from '../native/malloc-trim.js';
 import { mallocStats } from '../native/malloc-stats.js';
 import { RegistryNodeSource } from './registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
@@ -291,8 +291,8 @@ export class Agent {
     }, RESYNC_INTERVAL_MS));
     // One call trims every thread's arena (the datapath worker's and V8's helpers' too): what the
     // steady state's work frees goes back within the interval; a compaction's, at the compactor's next quiet check (heap-compaction.ts).
-    this.timers.push(setInterval(() => native().mallocTrim(), MALLOC_TRIM_INTERVAL_MS));
-    this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count })));
+    this.timers.push(setInterval(returnFreedMalloc, MALLOC_TRIM_INTERVAL_MS));
+    this.timers.push(compactWhenQuiet((c) => this.log.debug('heap compacted', { heapMB: +(c.policy.floor / 1048576).toFixed(1), compactions: c.count }), returnFreedMalloc));
   }
 
   /** The status API over HTTPS on the node IP, for a CLI elsewhere; like metrics, a failure degrades health. */

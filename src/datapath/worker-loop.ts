@@ -9,6 +9,7 @@ import type { DatapathEngine } from './engine.js';
 import type { ControlEnvelope, EspProtocol, HandoverRequest, MemoryRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
 import { heapFigures } from '../util/heap-figures.js';
 import { DEFAULT_COMPACTION, HeapCompactor, datapathQuiet } from '../util/heap-compaction.js';
+import { returnFreedMalloc } from '../native/malloc-trim.js';
 import type { TunDevice } from './tun-device.js';
 import type { UdpSocket } from './udp-socket.js';
 import { isVeilError, errorMessage } from '../util/errors.js';
@@ -47,7 +48,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
   // The peer table's updates are the bursts here (heap-compaction.ts); packets allocate little. A
   // compaction holds packets for its time (30-180 ms at 5,000 peers), once after such a burst, and
   // only while the tunnel carries little (datapathQuiet).
-  private readonly compactor = new HeapCompactor(performance.now() - DEFAULT_COMPACTION.checkIntervalMs);
+  private readonly compactor = new HeapCompactor(performance.now() - DEFAULT_COMPACTION.checkIntervalMs, returnFreedMalloc);
   // The first compaction check runs at the FIRST_CHECK_TURN-th turn (then every checkIntervalMs):
   // its code then has type feedback when TurboFan compiles turn(). First due 2 s in, after the
   // compilation on a lone-ping flow, its loads deoptimized turn() (lab --trace-deopt, session 16:

@@ -7,11 +7,11 @@
 // compaction and the thread is quiet, one full collection that moves every live object together
 // gives the emptied pages back (at 5,000 peers ~70-150 ms on the main thread, 30-180 ms in the
 // datapath worker; a few times while a cluster grows, not in the steady state). What the compaction
-// freed off the V8 heap then goes back to the kernel too, at the next quiet check (returnFreedMalloc).
+// freed off the V8 heap then goes back to the kernel too, at the next quiet check (the caller's
+// giveBack: src/native/malloc-trim.ts's returnFreedMalloc; util does not reach the addon itself).
 // The decisions are pure (CompactionPolicy); the collection itself is heap-figures.ts's.
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { native } from '../native/addon.js';
 import { fullCollection, reportCompactionPending } from './heap-figures.js';
 
 /** How far the heap may grow past its size after the last compaction before the next one. */
@@ -102,27 +102,16 @@ export function heapHeldBytes(): number {
 }
 
 /**
- * Freed malloc'd memory given back to the kernel: the free pages of every thread's arena, between
- * live blocks too (native/malloc-trim.c). A compaction frees what the burst's dead objects held off
- * the V8 heap (ArrayBuffers' backing stores, V8's own malloc'd tables), and glibc keeps it resident;
- * the agent's 20-s trim timer gave it back up to 20 s later, inside the scale bench's steady window.
- * A trim takes 2-3 ms at 5,000 peers and runs once per compaction. Whether any memory went back.
- */
-export function returnFreedMalloc(): boolean {
-  return native().mallocTrim() === 1;
-}
-
-/**
  * This thread's heap compacted when the policy says so: call `check(nowMs, quiet)` often (a timer,
  * a loop); it reads the heap only every checkIntervalMs. Returns whether it compacted. At the
- * first quiet check after a compaction, giveBack runs (returnFreedMalloc unless told otherwise).
+ * first quiet check after a compaction, giveBack runs (the agent's: src/native/malloc-trim.ts returnFreedMalloc).
  */
 export class HeapCompactor {
   readonly policy: CompactionPolicy;
   /** Compactions this compactor ran (the thread's totals, with their time, are in heapFigures()). */
   count = 0;
 
-  constructor(nowMs: number, thresholds: CompactionThresholds = DEFAULT_COMPACTION, private readonly giveBack: () => void = returnFreedMalloc) {
+  constructor(nowMs: number, private readonly giveBack: () => void, thresholds: CompactionThresholds = DEFAULT_COMPACTION) {
     // The floor is what the heap's objects take now, not the pages it holds: a thread's start (code
     // compiled, the first pass) leaves its heap holding ~5-7 MB above that, and from a floor of what
     // it held a heap that stays under it + minGrowthBytes (an agent of up to ~1,000 peers) was never
@@ -171,8 +160,8 @@ export const QUIET_LOOP_UTILIZATION = 0.05;
  * checkIntervalMs, quiet meaning the loop's utilization over the interval stayed under
  * QUIET_LOOP_UTILIZATION. Unref'd: it never keeps the process alive. Stop it with clearInterval.
  */
-export function compactWhenQuiet(onCompacted: (c: HeapCompactor) => void, thresholds: CompactionThresholds = DEFAULT_COMPACTION): NodeJS.Timeout {
-  const compactor = new HeapCompactor(performance.now(), thresholds);
+export function compactWhenQuiet(onCompacted: (c: HeapCompactor) => void, giveBack: () => void, thresholds: CompactionThresholds = DEFAULT_COMPACTION): NodeJS.Timeout {
+  const compactor = new HeapCompactor(performance.now(), giveBack, thresholds);
   let since = performance.eventLoopUtilization();
   const timer = setInterval(() => {
     const quiet = performance.eventLoopUtilization(since).utilization < QUIET_LOOP_UTILIZATION;

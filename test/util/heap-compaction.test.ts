@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { CompactionPolicy, HeapCompactor, QUIET_PACKETS_PER_SECOND, datapathQuiet, heapHeldBytes, returnFreedMalloc } from '../../src/util/heap-compaction.js';
+import { CompactionPolicy, HeapCompactor, QUIET_PACKETS_PER_SECOND, datapathQuiet, heapHeldBytes } from '../../src/util/heap-compaction.js';
+import { returnFreedMalloc } from '../../src/native/malloc-trim.js';
 import { fullCollection, heapFigures } from '../../src/util/heap-figures.js';
 
 const MB = 1 << 20;
@@ -34,7 +35,7 @@ test('compaction pending: a heap grown past the thresholds, whether or not the t
   p.compacted(50.5 * MB);
   assert.equal(p.grown(50.5 * MB), false, 'compacted: nothing pending');
   assert.equal(heapFigures(false).compactionPending, undefined, 'no compactor on this thread yet');
-  const c = new HeapCompactor(0, { ...thresholds, minGrowthBytes: 2 ** 40 });
+  const c = new HeapCompactor(0, returnFreedMalloc, { ...thresholds, minGrowthBytes: 2 ** 40 });
   assert.equal(heapFigures(false).compactionPending, false, 'a compactor whose heap has not grown');
   assert.equal(c.count, 0);
 });
@@ -61,7 +62,7 @@ test('datapath worker: quiet only without control requests and while the tunnel 
 
 test('heap compaction: a compacting collection gives back the old-generation pages a full collection keeps around scattered survivors', () => {
   fullCollection(true);
-  const c = new HeapCompactor(0, { ...thresholds, checkIntervalMs: 0 }); // its floor: the heap before the burst
+  const c = new HeapCompactor(0, returnFreedMalloc, { ...thresholds, checkIntervalMs: 0 }); // its floor: the heap before the burst
   // A burst whose objects live long enough to reach the old generation, then mostly die: one in 16
   // lives on, so every page it filled keeps a few.
   const burst: ({ i: number; s: string; a: number[] } | undefined)[] = Array.from({ length: 1_000_000 }, (_, i) => ({ i, s: `peer-${i}`, a: [i, i + 1] }));
@@ -104,7 +105,7 @@ test('malloc trim: once per compaction, at the first quiet check after it, never
 test('heap compaction: what it freed off the V8 heap goes back to the kernel at the next quiet check (malloc trimmed)', () => {
   fullCollection(true);
   returnFreedMalloc(); // from a trimmed start
-  const c = new HeapCompactor(0, { growth: 1, minGrowthBytes: 8 * MB, checkIntervalMs: 0, quietChecks: 1 });
+  const c = new HeapCompactor(0, returnFreedMalloc, { growth: 1, minGrowthBytes: 8 * MB, checkIntervalMs: 0, quietChecks: 1 });
   // The burst: 64 MB of ArrayBuffers (malloc'd, 8 KB blocks, resident), every 64th living on (the
   // compaction's collection frees the rest, glibc keeps the holes between the survivors), and
   // enough objects on the V8 heap that it grows past the compaction's threshold.
