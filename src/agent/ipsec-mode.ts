@@ -21,7 +21,7 @@ import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
-import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
+import { eachOf, listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
 import { KeptList } from '../util/kept-list.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { IpsecEncryptStatus } from './api.js';
@@ -199,11 +199,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     // The routes are the pod CIDRs' own strings (a prefix twice is routed once by the tunnel): no object per route.
     const routes = this.routeList;
     routes.start();
-    for (let i = 0; i < peers.length; i++) {
-      const cidrs = peers[i]!.podCIDRs; // one-or-more: no array made for a peer's one prefix
-      if (Array.isArray(cidrs)) for (let j = 0; j < cidrs.length; j++) routes.add(cidrs[j]!);
-      else routes.add(cidrs);
-    }
+    const addRoute = (c: string) => routes.add(c); // one closure a pass, not one a peer
+    for (let i = 0; i < peers.length; i++) eachOf(peers[i]!.podCIDRs, addRoute);
     return {
       // The probes are the peers themselves (the prober skips external ones).
       datapathPeers: specs.end(), routes: routes.end(), probes: peers, problems,

@@ -143,10 +143,12 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       else this.routeOf.set(prefix, { route: { prefix, src }, pass });
       routes.push(this.routeOf.get(prefix)!.route);
     };
-    const podRoute = (c: string) => route(c, undefined); // one closure a pass, not one a peer
+    // One closure of each a pass, not one a peer.
+    const podRoute = (c: string) => route(c, undefined);
+    const nodeRoute = (ip: string) => route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
     for (const p of peers) {
       eachOf(p.podCIDRs, podRoute);
-      if (this.nodeEncryption) eachOf(p.internalIPs, (ip) => route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':'))));
+      if (this.nodeEncryption) eachOf(p.internalIPs, nodeRoute);
     }
     forgetUnmarked(this.routeOf, pass);
     return {
