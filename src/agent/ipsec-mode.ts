@@ -357,13 +357,11 @@ class KeptSpec implements EspPeerSpec {
   get outbound(): OneOrMore<EspSaSpec> { return this.sas(0); }
   get inbound(): OneOrMore<EspSaSpec> { return this.sas(1); }
 
+  /** Direction 0 out, 1 in (right after out). Under one key no object but the SA spec itself: a table resent reads every spec's. */
   private sas(direction: 0 | 1): OneOrMore<EspSaSpec> {
-    const keys = this.#under.keys;
-    const sa = (i: number) => {
-      const { material, at } = this.placeOf(i);
-      return derivedSaSpec(keys[i]!, material, at + direction * derivedMaterialLength(keys[i]!));
-    };
-    return keys.length === 1 ? sa(0) : keys.map((_, i) => sa(i));
+    const keys = this.#under.keys, m = this.#material;
+    if (m instanceof Uint8Array) return derivedSaSpec(keys[0]!, m, this.#at + direction * derivedMaterialLength(keys[0]!));
+    return keys.map((k, i) => derivedSaSpec(k, m[i]!.material, m[i]!.at + direction * derivedMaterialLength(k)));
   }
 
   /** What the datapath worker is sent: a plain object (a structured clone carries own data properties only, not these getters). */
