@@ -4,7 +4,7 @@
 // the wire even with no pod traffic, as Cilium's health checks do).
 import { createSocket, type Socket } from 'node:dgram';
 import type { Health } from './health.js';
-import { forgetUnmarked } from '../util/forget-unmarked.js';
+import { MarkedTable } from '../util/marked-table.js';
 
 export const HEALTH_PORT = 4240;
 /**
@@ -32,40 +32,26 @@ export interface ProbeTarget {
   external?: unknown;
 }
 
-/**
- * A probed peer, and the last setPeers that wanted it (forget-unmarked.ts): kept from one pass to
- * the next, so a pass makes no table of its targets. The mark is private: a status answer (JSON)
- * carries the PeerHealth fields only.
- */
-class ProbedPeer implements PeerHealth {
-  readonly node: string;
-  readonly address: string;
-  sent = 0;
-  acked = 0;
-  lastAckMs: number | null = null;
-  rttMs: number | null = null;
-  #pass: number;
-
-  constructor(node: string, address: string, pass: number) {
-    this.node = node;
-    this.address = address;
-    this.#pass = pass;
-  }
-
-  get pass(): number { return this.#pass; }
-  set pass(pass: number) { this.#pass = pass; }
-}
+/** Slots the count columns start with (they double when full). */
+const INITIAL_SLOTS = 64;
 
 export class HealthProber {
   private socket?: Socket;
   private timer?: NodeJS.Timeout;
   /**
-   * The peers probed, by address (an ack names its sender by address only). One map: the name is in
-   * the entry (a map by name besides was ~45 B a peer).
+   * The peers probed: each one's name by its address (an ack names its sender by address only),
+   * kept and marked pass after pass (marked-table.ts); its address and counts are columns by its
+   * slot. An object per peer (a ProbedPeer, and its last ack time a heap number) was ~96 B a peer.
    */
-  private readonly byAddress = new Map<string, ProbedPeer>();
-  /** Round-robin position: the peers probed next. */
-  private cursor: IterableIterator<ProbedPeer> = this.byAddress.values();
+  private readonly probed = new MarkedTable<string, string>();
+  private addresses: (string | undefined)[] = [];
+  private sent = new Uint32Array(INITIAL_SLOTS);
+  private acked = new Uint32Array(INITIAL_SLOTS);
+  /** NaN: no ack yet. */
+  private lastAckMs = new Float64Array(INITIAL_SLOTS);
+  private rttMs = new Float64Array(INITIAL_SLOTS);
+  /** Round-robin position: the slot probed next. */
+  private cursor = 0;
   private seq = 0;
   private passes = 0;
   readonly startedAt = Date.now();
@@ -96,35 +82,53 @@ export class HealthProber {
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage too
       const p = peers[i]!;
       if (p.external) continue;
-      const had = this.byAddress.get(p.podGateway);
-      if (had && had.node === p.name) had.pass = pass;
+      const slot = this.probed.slotOf(p.podGateway);
+      if (slot !== undefined && this.probed.at(slot) === p.name) this.probed.markAt(slot, pass);
       else (unmatched ??= []).push(p);
     }
     if (unmatched) for (const p of unmatched) {
       // An entry this pass already wants is kept: another peer's that still has this address (a
       // forged podGateway: one address is one probe target, and its acks cannot be told apart anyway).
-      if (this.byAddress.get(p.podGateway)?.pass === pass) continue;
-      this.byAddress.set(p.podGateway, new ProbedPeer(p.name, p.podGateway, pass));
+      if (this.probed.marked(p.podGateway, pass)) continue;
+      this.resetSlot(this.probed.set(p.podGateway, p.name, pass), p.podGateway); // new here: a moved peer's counts are not its successor's
     }
-    forgetUnmarked(this.byAddress, pass); // gone, or moved (a Map's iteration survives deletes)
+    this.probed.forgetUnmarked(pass); // gone, or moved (a freed slot's address stays until the slot is handed out again: a string its peer held)
+  }
+
+  /** A slot's peer is new there: its address, no probes yet (the columns grown to hold it). */
+  private resetSlot(slot: number, address: string): void {
+    if (slot >= this.sent.length) {
+      const size = Math.max(this.sent.length * 2, slot + 1);
+      const grow = <T extends Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => { const b = make(size); b.set(a); return b; };
+      this.sent = grow(this.sent, (n) => new Uint32Array(n));
+      this.acked = grow(this.acked, (n) => new Uint32Array(n));
+      this.lastAckMs = grow(this.lastAckMs, (n) => new Float64Array(n));
+      this.rttMs = grow(this.rttMs, (n) => new Float64Array(n));
+    }
+    this.addresses[slot] = address;
+    this.sent[slot] = 0;
+    this.acked[slot] = 0;
+    this.lastAckMs[slot] = NaN;
+    this.rttMs[slot] = NaN;
   }
 
   /** How many intervals pass between two probes of the same peer. */
   private get rounds(): number {
-    return Math.max(1, Math.ceil(this.byAddress.size / MAX_PROBES_PER_INTERVAL));
+    return Math.max(1, Math.ceil(this.probed.size / MAX_PROBES_PER_INTERVAL));
   }
 
   private probeAll(): void {
     const now = Date.now();
-    const n = Math.min(this.byAddress.size, MAX_PROBES_PER_INTERVAL);
-    for (let i = 0; i < n; i++) {
-      let next = this.cursor.next();
-      if (next.done) { this.cursor = this.byAddress.values(); next = this.cursor.next(); }
-      if (next.done) return;
-      const p = next.value;
+    const slots = this.probed.slotCount;
+    let n = Math.min(this.probed.size, MAX_PROBES_PER_INTERVAL);
+    for (let k = 0; k < slots && n > 0; k++) { // the slots in turn from the cursor, free ones skipped
+      if (this.cursor >= slots) this.cursor = 0;
+      const slot = this.cursor++;
+      if (this.probed.at(slot) === undefined) continue;
+      n--;
       const msg = Buffer.from(`veil-probe ${this.nodeName} ${++this.seq} ${now}`);
-      p.sent++;
-      this.socket?.send(msg, HEALTH_PORT, p.address, () => undefined);
+      this.sent[slot]!++;
+      this.socket?.send(msg, HEALTH_PORT, this.addresses[slot]!, () => undefined);
     }
   }
 
@@ -134,12 +138,13 @@ export class HealthProber {
     if (parts[0] === 'veil-probe' && parts.length === 4) {
       this.socket?.send(Buffer.from(`veil-ack ${this.nodeName} ${parts[2]} ${parts[3]}`), port, address, () => undefined);
     } else if (parts[0] === 'veil-ack' && parts.length === 4) {
-      const p = this.byAddress.get(address);
+      const slot = this.probed.slotOf(address);
       const sentAt = Number(parts[3]);
-      if (!p || !Number.isFinite(sentAt)) return;
-      p.acked++;
-      p.lastAckMs = Date.now();
-      p.rttMs = p.lastAckMs - sentAt;
+      if (slot === undefined || !Number.isFinite(sentAt)) return;
+      const now = Date.now();
+      this.acked[slot]!++;
+      this.lastAckMs[slot] = now;
+      this.rttMs[slot] = now - sentAt;
     }
   }
 
@@ -153,18 +158,27 @@ export class HealthProber {
     let down = 0;
     const named: string[] = [];
     if (now - this.startedAt >= limit) {
-      this.byAddress.forEach((p) => {
-        if (p.lastAckMs !== null && now - p.lastAckMs <= limit) return;
-        if (down++ < NAMED_IN_STATUS) named.push(p.node);
-      });
+      for (let slot = 0; slot < this.probed.slotCount; slot++) {
+        const node = this.probed.at(slot);
+        if (node === undefined || now - this.lastAckMs[slot]! <= limit) continue; // NaN (no ack yet) is not <=
+        if (down++ < NAMED_IN_STATUS) named.push(node);
+      }
     }
     const more = down > NAMED_IN_STATUS ? ` and ${down - NAMED_IN_STATUS} more` : '';
     if (down) health.set('node-connectivity', 'Degraded', `no probe answer through the tunnel from ${named.join(', ')}${more}`);
     else health.ok('node-connectivity');
   }
 
+  /** Each probed peer's counts (a status answer: made when asked). */
   list(): PeerHealth[] {
-    return [...this.byAddress.values()];
+    const out: PeerHealth[] = [];
+    for (let slot = 0; slot < this.probed.slotCount; slot++) {
+      const node = this.probed.at(slot);
+      if (node === undefined) continue;
+      const lastAckMs = this.lastAckMs[slot]!, rttMs = this.rttMs[slot]!;
+      out.push({ node, address: this.addresses[slot]!, sent: this.sent[slot]!, acked: this.acked[slot]!, lastAckMs: Number.isNaN(lastAckMs) ? null : lastAckMs, rttMs: Number.isNaN(rttMs) ? null : rttMs });
+    }
+    return out;
   }
 
   stop(): void {

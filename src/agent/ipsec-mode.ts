@@ -7,13 +7,13 @@ import type { RegistryObject, Watch } from '../control/registry.js';
 import { IpsecKeyLoader } from '../keys/ipsec-key-loader.js';
 import { IPSEC_SECRET_DATA_KEY } from '../keys/ipsec-key-secret.js';
 import type { IpsecKey } from '../keys/ipsec-keyfile.js';
-import { deriveTunnelTransforms } from '../keys/ipsec-derive.js';
+import { deriveTunnelTransforms, derivedMaterialLength, derivedSaSpec } from '../keys/ipsec-derive.js';
 import { pairSpi } from '../keys/ipsec-spi.js';
 import { ipsecTunnelMtu } from '../keys/ipsec-mtu.js';
 import { readSequenceMarks } from '../esp/sequence-mark-file.js';
 import { ESP_IN_UDP_PORT } from '../esp/udp-encap.js';
 import type { EspEngineStatus, EspPeerSpec, EspSaSpec } from '../datapath/messages.js';
-import { keyParts, packedSa, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
+import { keyParts, type EspTransform, type PackedTransform } from '../esp/esp-transform.js';
 import { KeyMaterialArena } from '../esp/key-material-arena.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { EncryptionMode, ModeContext } from './encryption-mode.js';
@@ -21,7 +21,7 @@ import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
-import { eachOf, listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
+import { eachOf, type OneOrMore } from '../util/one-or-more.js';
 import { KeptList } from '../util/kept-list.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { IpsecEncryptStatus } from './api.js';
@@ -40,7 +40,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * keeps it until the node changes), keys and published key id give the same spec object, which
    * the tunnel tells unchanged by identity (a pass over 5,000 peers builds and compares no spec).
    * Its SA keys are derived again only for a peer that is new, rebooted (a new boot id) or under a
-   * new key (two hashes per key each): the spec's own transforms are reused, key i's at index i.
+   * new key (two hashes per key each): a key the last spec had keeps its material where it is.
    */
   private specs = new Map<string, KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
@@ -203,7 +203,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     for (let i = 0; i < peers.length; i++) eachOf(peers[i]!.podCIDRs, addRoute);
     return {
       // The probes are the peers themselves (the prober skips external ones).
-      datapathPeers: specs.end(), routes: routes.end(), probes: peers, problems,
+      datapathPeers: specs.end(), messageOf: specMessage, routes: routes.end(), probes: peers, problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
       publish: { annotations: {}, encryptionKey: current.spi },
     };
@@ -214,25 +214,31 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * every peer made that loop's body allocate a context at each peer, ~0.2 MB a pass at 5,000.
    */
   private makeSpec(p: PeerNode, last: KeptSpec | undefined, keys: IpsecKey[], under: MadeUnder, local: { ip: string; bootId: string }, pass: number): KeptSpec | string {
-    // The peer's allowed IPs are its pod CIDRs (the array is the peer object's, which nobody changes).
     let spec: KeptSpec;
     try {
       const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
       const remote = { ip: p.internalIP, bootId: p.bootID! }; // the caller passes only peers with a boot id
       const derived: EspTransform[] = [];
-      // A key the last spec had keeps its SA specs (the same objects: SPI and keys in one, EspSaSpec).
+      // A key the last spec had keeps its key material (the same place: the same bytes, append only).
       const kept = keys.map((k) => {
         const j = same ? same.under.keys.indexOf(k) : -1;
-        if (j >= 0) return { out: listOf(same!.outbound)[j]!, in: listOf(same!.inbound)[j]! };
+        if (j >= 0) return same!.placeOf(j);
         const t = deriveTunnelTransforms(k, local, remote);
         derived.push(t.out, t.in);
         return undefined;
       });
       const packed = packKeyMaterial(this.keyMaterial, derived);
       let next = 0;
-      const sas = kept.map((t, i) => t ?? { out: packedSa(keys[i]!.spi, packed[next++]!), in: packedSa(keys[i]!.spi, packed[next++]!) });
-      // One SA spec itself under one key (util/one-or-more.ts); during a rotation arrays made by map, not grown by push (17 slots).
-      spec = new KeptSpec(p.internalIP, p.podCIDRs, oneOrMore(sas.map((s) => s.out)), oneOrMore(sas.map((s) => s.in)), p, under, pass);
+      // Each new key's out and in transforms were packed one after the other: the place of the first is the key's.
+      const places = kept.map((place) => {
+        if (place) return place;
+        const out = packed[next]!;
+        next += 2;
+        return out;
+      });
+      spec = places.length === 1
+        ? new KeptSpec(p, under, pass, places[0]!.material, places[0]!.at)
+        : new KeptSpec(p, under, pass, places.map((t) => ({ material: t.material, at: t.at })), 0);
     } catch (e) {
       return `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`;
     }
@@ -294,38 +300,74 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 }
 
+/** A kept spec's message to the datapath worker (one function, not a closure a pass). */
+const specMessage = (s: EspPeerSpec): EspPeerSpec => (s as KeptSpec).message();
+
 /** The keys in force (current first) and the published key id a spec was made under. */
 interface MadeUnder { keys: IpsecKey[]; localSpi: number }
 
+/** Where a key's material for one peer sits: its out transform's at `at` of `material`, its in transform's right after. */
+interface KeyPlace { material: Uint8Array; at: number }
+
 /**
  * A peer's spec as the last pass made it, and from what: the same peer object, keys and published
- * key id give the same spec. What it was made from is in private fields, which a message to the
- * worker does not carry (a structured clone takes own properties only), so the spec needs no
- * record of its own beside it (~32 B a peer).
+ * key id give the same spec. It keeps what its message cannot be made without: the peer (its tunnel
+ * IP and pod CIDRs are the peer's), the keys it was made under, and where each key's material
+ * sits; its SA specs are made from these when read, and its message (message()) when it is sent
+ * (the tunnel's DesiredState.messageOf): an SA spec object per direction kept per peer, and the
+ * IP and prefixes besides, were ~160 B a peer. What a pass reads of an unchanged peer (its peer,
+ * under, pass) are fields: no getter allocates on a pass.
  */
 class KeptSpec implements EspPeerSpec {
   activeSpi = 0;
   readonly #peer: PeerNode;
   readonly #under: MadeUnder;
   #pass: number;
+  /** Under one key its material's chunk (the place is #at); under more, each key's place, in the order of #under.keys. */
+  readonly #material: Uint8Array | KeyPlace[];
+  readonly #at: number;
 
-  constructor(
-    readonly ip: string, readonly allowedIPs: OneOrMore<string>, readonly outbound: OneOrMore<EspSaSpec>, readonly inbound: OneOrMore<EspSaSpec>,
-    peer: PeerNode, under: MadeUnder, pass: number,
-  ) {
+  constructor(peer: PeerNode, under: MadeUnder, pass: number, material: Uint8Array | KeyPlace[], at: number) {
     this.#peer = peer;
     this.#under = under;
     this.#pass = pass;
+    this.#material = material;
+    this.#at = at;
   }
 
   get peer(): PeerNode { return this.#peer; }
   /** The peer's name, read from it: not a field (8 B a peer) and not sent (the datapath keeps no names). */
   get name(): string { return this.#peer.name; }
+  get ip(): string { return this.#peer.internalIP; }
+  /** The peer's allowed IPs are its pod CIDRs (the array is the peer object's, which nobody changes). */
+  get allowedIPs(): OneOrMore<string> { return this.#peer.podCIDRs; }
   /** The keys and published key id it was made under (shared: a field each was 8 B a peer more). */
   get under(): MadeUnder { return this.#under; }
   /** The last pass that wanted it (forget-unmarked.ts). */
   get pass(): number { return this.#pass; }
   set pass(pass: number) { this.#pass = pass; }
+
+  /** Where key i's (of under.keys) material sits. */
+  placeOf(i: number): KeyPlace {
+    const m = this.#material;
+    return m instanceof Uint8Array ? { material: m, at: this.#at } : m[i]!;
+  }
+
+  /** Its outbound SA specs (made when read: one per key, one itself under one key). */
+  get outbound(): OneOrMore<EspSaSpec> { return this.sas(0); }
+  get inbound(): OneOrMore<EspSaSpec> { return this.sas(1); }
+
+  /** Direction 0 out, 1 in (right after out). Under one key no object but the SA spec itself: a table resent reads every spec's. */
+  private sas(direction: 0 | 1): OneOrMore<EspSaSpec> {
+    const keys = this.#under.keys, m = this.#material;
+    if (m instanceof Uint8Array) return derivedSaSpec(keys[0]!, m, this.#at + direction * derivedMaterialLength(keys[0]!));
+    return keys.map((k, i) => derivedSaSpec(k, m[i]!.material, m[i]!.at + direction * derivedMaterialLength(k)));
+  }
+
+  /** What the datapath worker is sent: a plain object (a structured clone carries own data properties only, not these getters). */
+  message(): EspPeerSpec {
+    return { ip: this.ip, allowedIPs: this.allowedIPs, outbound: this.outbound, activeSpi: this.activeSpi, inbound: this.inbound };
+  }
 }
 
 /**

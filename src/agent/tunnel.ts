@@ -61,6 +61,12 @@ export type TunnelPrefix = string | { prefix: string; src?: string };
 export interface DesiredState<K extends EngineKind = EngineKind> {
   /** The engine's peers (WireGuard peers or ESP peers with their SAs). */
   datapathPeers: PeerSpecsOf<K>;
+  /**
+   * A spec as the worker is sent it, where a mode keeps its specs in a form a message does not carry
+   * whole (IPsec's make their SAs when read: a structured clone takes own data properties only);
+   * also what two specs are compared by. None: the spec itself.
+   */
+  messageOf?(spec: PeerSpecsOf<K>[number]): PeerSpecsOf<K>[number];
   /** Every prefix routed into the tunnel (fail-closed); the device's other routes are removed. A prefix twice: routed once, its last source wins. */
   routes: TunnelPrefix[];
   /** Probe targets: the peers (each at its pod gateway; an external peer is not probed), the pass's own array: no table of them is made. */
@@ -223,29 +229,28 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
     const upsert: (WireGuardPeerSpec | EspPeerSpec)[] = [];
     const specs: readonly (WireGuardPeerSpec | EspPeerSpec)[] = d.datapathPeers;
+    const message = (d.messageOf ?? sameSpec) as (s: WireGuardPeerSpec | EspPeerSpec) => WireGuardPeerSpec | EspPeerSpec;
     const digest = this.host.init.kind === 'esp' ? (this.specsDigest ??= new EspSpecsDigest()) : undefined;
     for (let i = 0; i < specs.length; i++) { // indexed loops: an iterator's results were garbage at every peer
       const spec = specs[i]!;
       const id = specId(spec);
       const had = this.appliedPeers.get(id);
       this.appliedPeers.set(id, spec, pass);
+      if (had === spec) continue;
+      const sent = message(spec);
       if (had) {
-        if (had !== spec && !isDeepStrictEqual(had, spec)) {
-          upsert.push(spec);
-          digest?.remove(had as EspPeerSpec);
-          digest?.add(spec as EspPeerSpec);
-        }
-        continue;
+        if (isDeepStrictEqual(message(had), sent)) continue;
+        digest?.remove(had as EspPeerSpec);
       }
-      upsert.push(spec);
-      digest?.add(spec as EspPeerSpec);
+      upsert.push(sent);
+      digest?.add(sent as EspPeerSpec);
     }
     const remove = this.appliedPeers.forgetUnmarked(pass, digest && ((v) => digest.remove(v as EspPeerSpec)));
     // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
     // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
     // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
     const check = whole && periodic && this.host.init.kind === 'esp';
-    const setPeers = () => this.host.request({ type: 'setPeers', peers: d.datapathPeers } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    const setPeers = () => this.host.request({ type: 'setPeers', peers: d.messageOf ? specs.map(message) : specs } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
     if (whole && !check) await setPeers();
     else {
       if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
@@ -357,6 +362,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
  * within ~10 minutes, what a message changed at the next whole pass.
  */
 const FULL_DIGEST_EVERY = 10;
+
+/** A spec that is its own message (DesiredState.messageOf's default). */
+const sameSpec = <S>(spec: S): S => spec;
 
 /** A routed prefix's last pass and source (Tunnel.routed). */
 const routedPass = (v: number | { pass: number }): number => (typeof v === 'number' ? v : v.pass);

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { tryParseIp } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import type { IpsecKey } from './ipsec-keyfile.js';
-import { ENC_CBC_AES, GCM_SALT_LENGTH, hmacIcvLength, type EspTransform } from '../esp/esp-transform.js';
+import { ENC_CBC_AES, GCM_SALT_LENGTH, hmacIcvLength, type EspTransform, type PackedSa } from '../esp/esp-transform.js';
 
 export const BOOT_ID_LENGTH = 36;
 
@@ -59,7 +59,7 @@ export function deriveSaTransform(key: IpsecKey, sender: TunnelEnd, receiver: Tu
   if (key.kind === 'aead') {
     const blob = derive(key.key);
     const cut = blob.length - GCM_SALT_LENGTH; // the salt is the last 4 bytes of the derived blob
-    return { kind: 'aead', name: key.name, key: blob.slice(0, cut), salt: blob.slice(cut), icvLength: key.icvBits === 96 ? 12 : 16 };
+    return { kind: 'aead', name: key.name, key: blob.slice(0, cut), salt: blob.slice(cut), icvLength: gcmIcvLength(key) };
   }
   return {
     kind: 'authenc', auth: key.auth, authKey: derive(key.authKey), enc: ENC_CBC_AES, encKey: derive(key.encKey),
@@ -70,4 +70,23 @@ export function deriveSaTransform(key: IpsecKey, sender: TunnelEnd, receiver: Tu
 /** On node `local` with peer `peer`: OUT(local→peer) and IN(peer→local). local's OUT equals peer's IN. */
 export function deriveTunnelTransforms(key: IpsecKey, local: TunnelEnd, peer: TunnelEnd): { out: EspTransform; in: EspTransform } {
   return { out: deriveSaTransform(key, local, peer), in: deriveSaTransform(key, peer, local) };
+}
+
+const gcmIcvLength = (key: { icvBits: 96 | 128 }): 12 | 16 => (key.icvBits === 96 ? 12 : 16);
+
+/**
+ * The SA spec of key `key` whose derived transform (deriveSaTransform's) sits packed at `at` of
+ * `material`: what packedSa(key.spi, t) makes of it, from the key alone, since a derived transform
+ * has the key's own sizes. The IPsec mode keeps a peer's key material's place only and makes its SA
+ * specs when they are sent (two objects a peer less, ~144 B).
+ */
+export function derivedSaSpec(key: IpsecKey, material: Uint8Array, at: number): PackedSa {
+  return key.kind === 'aead'
+    ? { spi: key.spi, kind: 'aead', icvLength: gcmIcvLength(key), material, at, keyLength: key.key.length - GCM_SALT_LENGTH }
+    : { spi: key.spi, kind: 'authenc', auth: key.auth, icvLength: hmacIcvLength(key.auth), material, at, encKeyLength: key.encKey.length, authKeyLength: key.authKey.length };
+}
+
+/** Bytes of key material one transform derived under `key` packs (packedLength of it). */
+export function derivedMaterialLength(key: IpsecKey): number {
+  return key.kind === 'aead' ? key.key.length : key.encKey.length + key.authKey.length;
 }

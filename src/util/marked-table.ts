@@ -23,8 +23,39 @@ export class MarkedTable<K, V> {
     return s === undefined ? undefined : this.values[s];
   }
 
-  /** Sets `key`'s value and marks it with `pass` (a pass number > 0). */
-  set(key: K, value: V, pass: number): void {
+  /** Whether pass `pass` marked `key`'s entry. */
+  marked(key: K, pass: number): boolean {
+    const s = this.slots.get(key);
+    return s !== undefined && this.marks[s] === pass;
+  }
+
+  /**
+   * `key`'s slot: an entry keeps its slot while it stays, a slot freed is handed out again. A
+   * caller may keep columns of its own by slot (0 <= slot < slotCount).
+   */
+  slotOf(key: K): number | undefined {
+    return this.slots.get(key);
+  }
+
+  /** The slots handed out so far (some may be free: at() is undefined there). */
+  get slotCount(): number {
+    return this.values.length;
+  }
+
+  /** The value in `slot`, undefined if the slot is free. */
+  at(slot: number): V | undefined {
+    return this.values[slot];
+  }
+
+  /** Marks the entry in `slot` (one in use) with `pass`: what set() does to a value unchanged, without a second lookup. */
+  markAt(slot: number, pass: number): void {
+    if (!(pass > 0)) throw new RangeError(`a pass number must be positive, not ${pass}`);
+    if (this.values[slot] === undefined) throw new RangeError(`slot ${slot} is free`);
+    this.marks[slot] = pass;
+  }
+
+  /** Sets `key`'s value and marks it with `pass` (a pass number > 0); returns its slot. */
+  set(key: K, value: V, pass: number): number {
     if (!(pass > 0)) throw new RangeError(`a pass number must be positive, not ${pass}`);
     let s = this.slots.get(key);
     if (s === undefined) {
@@ -38,6 +69,7 @@ export class MarkedTable<K, V> {
     }
     this.values[s] = value;
     this.marks[s] = pass;
+    return s;
   }
 
   /** Each entry's value and key, in the order the keys came. */

@@ -53,11 +53,12 @@ test('setPeers: an entry kept while its peer keeps its address, moved and gone p
   const view = () => p.list().map((e) => `${e.node}@${e.address}`).sort();
   p.setPeers(targets([{ name: 'b', podGateway: '10.0.1.1' }, { name: 'c', podGateway: '10.0.2.1' }, { name: 'ext', podGateway: '10.0.9.1', external: {} }]));
   assert.deepEqual(view(), ['b@10.0.1.1', 'c@10.0.2.1'], 'an external peer is not probed');
-  const b = p.list().find((e) => e.node === 'b')!;
-  b.sent = 7;
+  const sentTo = (node: string) => p.list().find((e) => e.node === node)?.sent;
+  (p as unknown as { probeAll(): void }).probeAll(); // one probe each (not started: counted, nothing sent)
+  assert.deepEqual([sentTo('b'), sentTo('c')], [1, 1]);
   p.setPeers(targets([{ name: 'b', podGateway: '10.0.1.1' }, { name: 'c', podGateway: '10.0.2.1' }]));
-  assert.equal(p.list().find((e) => e.node === 'b'), b, 'the same entry, its counts kept');
-  assert.deepEqual(Object.keys(b), ['node', 'address', 'sent', 'acked', 'lastAckMs', 'rttMs'], 'a status answer carries the PeerHealth fields only');
+  assert.deepEqual([sentTo('b'), sentTo('c')], [1, 1], 'the same entries, their counts kept');
+  assert.deepEqual(Object.keys(p.list()[0]!), ['node', 'address', 'sent', 'acked', 'lastAckMs', 'rttMs'], 'a status answer carries the PeerHealth fields only');
 
   // c moves, d takes c's old address, b goes.
   p.setPeers(targets([{ name: 'd', podGateway: '10.0.2.1' }, { name: 'c', podGateway: '10.0.3.1' }]));
@@ -65,14 +66,22 @@ test('setPeers: an entry kept while its peer keeps its address, moved and gone p
   assert.equal(p.list().find((e) => e.node === 'd')!.sent, 0, "d's entry is its own, not c's");
 
   // A forged podGateway: e claims d's address while d keeps it, before or after d in the list: d's entry stays.
-  const d = p.list().find((e) => e.node === 'd')!;
   for (const order of [[{ name: 'e', podGateway: '10.0.2.1' }, { name: 'd', podGateway: '10.0.2.1' }], [{ name: 'd', podGateway: '10.0.2.1' }, { name: 'e', podGateway: '10.0.2.1' }]]) {
     p.setPeers(targets([...order, { name: 'c', podGateway: '10.0.3.1' }]));
-    assert.equal(p.list().find((e) => e.address === '10.0.2.1'), d, 'one address, one target: the entry that had it');
+    assert.equal(p.list().find((e) => e.address === '10.0.2.1')?.node, 'd', 'one address, one target: the entry that had it');
   }
   // d goes: e has the address now.
   p.setPeers(targets([{ name: 'e', podGateway: '10.0.2.1' }, { name: 'c', podGateway: '10.0.3.1' }]));
   assert.deepEqual(view(), ['c@10.0.3.1', 'e@10.0.2.1']);
   p.setPeers([]);
   assert.deepEqual(view(), []);
+  // Slots freed are handed out again, each new entry's counts from nothing; more peers than the columns first hold.
+  const many = Array.from({ length: 200 }, (_, i) => ({ name: `m${i}`, podGateway: `10.1.${i >> 8}.${i & 255}` }));
+  p.setPeers(many);
+  (p as unknown as { probeAll(): void }).probeAll();
+  assert.equal(p.list().length, 200);
+  assert.ok(p.list().every((e) => e.sent === 1 && e.acked === 0 && e.lastAckMs === null && e.rttMs === null), 'every peer probed once in a round of 200');
+  p.setPeers(many.slice(100));
+  p.setPeers([...many.slice(100), { name: 'z', podGateway: '10.2.0.1' }]);
+  assert.deepEqual(p.list().map((e) => e.sent).sort(), [0, ...Array<number>(100).fill(1)], "a reused slot's new entry starts at 0");
 });

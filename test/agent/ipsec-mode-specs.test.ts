@@ -30,7 +30,9 @@ const peer = (i: number, key = 3, boot = 'a'): PeerNode => ({ // boot ids are UU
 });
 
 /** Specs with each transform's own key bytes in place of the shared chunk it sits in (its place there differs between modes). */
-const plain = (specs: EspPeerSpec[]) => specs.map((s) => {
+let messageOf: (spec: EspPeerSpec) => EspPeerSpec = (s) => s;
+const plain = (specs: EspPeerSpec[]) => specs.map((spec) => {
+  const s = messageOf(spec); // as the tunnel sends it
   const keys = (x: PackedSa) => ({ ...x, material: [...packedMaterial(x)], at: 0 });
   return { ...s, outbound: listOf(s.outbound).map(keys), inbound: listOf(s.inbound).map(keys) };
 });
@@ -55,6 +57,13 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
     const d = mode.desired(peers, published);
     assert.deepEqual([...d.problems], []);
     assert.equal(d.datapathPeers.length, peers.length, 'a spec per peer');
+    messageOf = d.messageOf!;
+    for (const spec of d.datapathPeers) {
+      const m = messageOf(spec);
+      assert.deepEqual(structuredClone(m), m, 'a message goes whole to the worker (own data properties only)');
+      assert.deepEqual(Object.keys(m).sort(), ['activeSpi', 'allowedIPs', 'inbound', 'ip', 'outbound']);
+      assert.deepEqual([spec.ip, spec.allowedIPs, spec.outbound, spec.activeSpi, spec.inbound], [m.ip, m.allowedIPs, m.outbound, m.activeSpi, m.inbound], 'the kept spec reads as its message');
+    }
     const f = await fresh();
     try {
       const scratch = f.desired(peers, published);

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { canonicalTunnelIp, deriveTunnelKey, deriveTunnelTransforms } from '../../src/keys/ipsec-derive.js';
+import { canonicalTunnelIp, deriveTunnelKey, deriveTunnelTransforms, derivedMaterialLength, derivedSaSpec } from '../../src/keys/ipsec-derive.js';
+import { packTransforms, packedLength, packedSa } from '../../src/esp/esp-transform.js';
 import { parseKeyLine, type IpsecKey } from '../../src/keys/ipsec-keyfile.js';
 import { nextKeyId, pairSpi } from '../../src/keys/ipsec-spi.js';
 import { isVeilError } from '../../src/util/errors.js';
@@ -93,6 +94,21 @@ test('auth+enc keys: each blob derived separately with the same inputs', () => {
   assert.ok(t512.out.kind === 'authenc');
   assert.equal(hex(t512.out.authKey), pythonDerive('33'.repeat(64), '10.0.0.1', '10.0.0.2', BOOT_L, BOOT_R));
   assert.equal(t512.out.icvLength, 32);
+});
+
+test("an SA spec from the key alone is packedSa of the transform derived under it, for every family and size", () => {
+  const lines = [
+    `3+ rfc4106(gcm(aes)) ${'01'.repeat(20)} 128`, `5+ rfc4106(gcm(aes)) ${'02'.repeat(36)} 96`,
+    `4+ hmac(sha256) ${'11'.repeat(32)} cbc(aes) ${'22'.repeat(16)}`, `7+ hmac(sha512) ${'33'.repeat(64)} cbc(aes) ${'44'.repeat(32)}`,
+  ];
+  for (const line of lines) {
+    const key = parse(line);
+    const t = deriveTunnelTransforms(key, { ip: '10.0.0.1', bootId: BOOT_L }, { ip: '10.0.0.2', bootId: BOOT_R });
+    const [out, inb] = packTransforms([t.out, t.in], new Uint8Array(512), 100);
+    assert.equal(derivedMaterialLength(key), packedLength(out!), line);
+    assert.deepEqual(derivedSaSpec(key, out!.material, out!.at), packedSa(key.spi, out!), line);
+    assert.deepEqual(derivedSaSpec(key, out!.material, out!.at + derivedMaterialLength(key)), packedSa(key.spi, inb!), `${line}: the in transform right after`);
+  }
 });
 
 test('bad inputs: short boot id (exact Cilium message), psk over 64 bytes, bad IP', () => {

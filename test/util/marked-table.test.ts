@@ -45,3 +45,19 @@ test('random passes: the same keys and values as forgetUnmarked over a Map of re
     assert.equal(t.size, m.size);
   }
 });
+
+test('by slot: an entry keeps its slot while it stays, a pass may mark it there, a freed slot reads empty until handed out again', () => {
+  const t = new MarkedTable<string, string>();
+  const a = t.set('a', 'A', 1), b = t.set('b', 'B', 1);
+  assert.deepEqual([a, b, t.slotCount], [0, 1, 2]);
+  assert.equal(t.set('a', 'A2', 1), a, 'set again: the same slot');
+  assert.deepEqual([t.slotOf('b'), t.at(b), t.slotOf('x')], [b, 'B', undefined]);
+  t.markAt(b, 2);
+  assert.deepEqual([t.marked('b', 2), t.marked('a', 2), t.marked('x', 2)], [true, false, false]);
+  assert.deepEqual(t.forgetUnmarked(2), ['a'], 'a mark made by slot counts as one made by set');
+  assert.equal(t.at(a), undefined, 'a freed slot');
+  assert.throws(() => t.markAt(a, 3), /slot 0 is free/);
+  assert.throws(() => t.markAt(b, 0), /pass number must be positive/);
+  assert.equal(t.set('c', 'C', 3), a, "c takes a's slot");
+  assert.equal(t.slotCount, 2);
+});
