@@ -50,9 +50,17 @@ interface PeerState extends InboundSlot {
   /** One SA per key in force (one, two during a rotation): not a Map of its own per peer (listOf() reads it). */
   outbound: OneOrMore<OutboundSa>;
   active: OutboundSa | null;
-  /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
-  prefixes: OneOrMore<string>;
+  /**
+   * Its allowed IPs as configured (the trie answers by address; this answers by peer without a
+   * walk): each one it owns as its trie handle (AllowedIps.insert: a small integer, not a string of
+   * 32 B a peer) when the trie's text of it is the one given, else (not owned: another peer took it;
+   * or given in another spelling) the text as given. PrefixRef.
+   */
+  prefixes: OneOrMore<PrefixRef>;
 }
+
+/** An allowed IP as a peer lists it (PeerState.prefixes): a trie handle, only while the peer owns it, or its text. */
+type PrefixRef = number | string;
 
 const TX_HEADROOM = 48; // nonce (12) + AAD (12) at the slot start, ESP header + IV (16) before the packet
 const TX_TAILROOM = 48; // padding (<= 3), pad length, next header, ICV (<= 16)
@@ -132,8 +140,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly marks: Map<string, number>;
   /** Writes the marks file on a thread of its own; a mark counts once its write ended well. */
   private readonly writer: SequenceMarkWriter;
-  /** Sequence marks being written: the SA, its mark, the write's generation. */
-  private readonly outPending = new Map<OutboundSa, { mark: number; gen: number }>();
+  /**
+   * Sequence marks being written: the SA and the write's generation. The mark is the SA's own
+   * (`sequence.mark`: its pending one, which stays until the write ends): an object of the two was
+   * 40 B an SA more while 5,000 new SAs' first blocks were written.
+   */
+  private readonly outPending = new Map<OutboundSa, number>();
   /** Replay marks being written, with the top and count they were computed at (ReplayMark.persisted). */
   private readonly inPending = new Map<InboundSa, { mark: number; top: number; packets: number; nowMs: number; gen: number }>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
@@ -193,27 +205,23 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private reserve(sa: OutboundSa): void {
     const mark = sa.sequence.persistDue();
     if (mark === undefined) return;
-    this.outPending.set(sa, { mark, gen: this.writer.submit() });
+    this.outPending.set(sa, this.writer.submit());
   }
 
   /** reserve() for many SAs with one write of the marks file (new peers arrive in batches). */
   private reserveAll(sas: OutboundSa[]): void {
-    const due: [OutboundSa, number][] = [];
-    for (const sa of sas) {
-      const mark = sa.sequence.persistDue();
-      if (mark === undefined) continue;
-      due.push([sa, mark]);
-    }
+    const due: OutboundSa[] = [];
+    for (const sa of sas) if (sa.sequence.persistDue() !== undefined) due.push(sa);
     if (!due.length) return;
     const gen = this.writer.submit();
-    for (const [sa, mark] of due) this.outPending.set(sa, { mark, gen });
+    for (const sa of due) this.outPending.set(sa, gen);
   }
 
   /** The SA's block ran out before its write ended (or was never asked for): ask, and wait for the write. */
   private awaitBlock(sa: OutboundSa): void {
     this.reserve(sa);
-    const p = this.outPending.get(sa);
-    if (p) this.settleMarks(p.gen);
+    const gen = this.outPending.get(sa);
+    if (gen !== undefined) this.settleMarks(gen);
   }
 
   /** What the marks file holds: the marks kept, and each outbound SA's in force (its id made now). */
@@ -240,10 +248,10 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (this.outPending.size === 0 && this.inPending.size === 0) return;
     const w = this.writer;
     w.poll(waitFor);
-    for (const [sa, p] of this.outPending) {
-      const o = w.outcome(p.gen);
+    for (const [sa, gen] of this.outPending) {
+      const o = w.outcome(gen);
       if (o === 'pending') continue;
-      if (o === 'durable') sa.sequence.persisted(p.mark); else sa.sequence.persistFailed();
+      if (o === 'durable') sa.sequence.persisted(sa.sequence.mark); else sa.sequence.persistFailed(); // mark: the pending one (persistDue())
       this.outPending.delete(sa);
     }
     for (const [sa, p] of this.inPending) {
@@ -557,12 +565,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** Trie entries no peer lists (drift a digest shows, which no peer's update would remove). */
   private dropUnownedPrefixes(): void {
     let owned = 0;
-    for (const st of this.peers.values()) for (const p of listOf(st.prefixes)) if (this.allowed.get(p) === st) owned++;
+    for (const st of this.peers.values()) for (const p of listOf(st.prefixes)) if (this.owns(st, p)) owned++;
     if (owned === this.allowed.size) return;
     const canonical = (p: string) => { const c = parseCidr(p); return formatCidr({ ...c, bytes: maskAddress(c.bytes, c.prefixLength) }); };
     for (const e of this.allowed.entries()) {
       const st = e.value, prefix = formatCidr(e.cidr);
-      if (this.peers.get(st.ip) !== st || !listOf(st.prefixes).some((p) => canonical(p) === prefix)) this.allowed.remove(e.cidr);
+      if (this.peers.get(st.ip) !== st || !listOf(st.prefixes).some((p) => canonical(this.prefixText(p)) === prefix)) this.allowed.remove(e.cidr);
     }
   }
 
@@ -628,9 +636,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       }
       st.active = kept.find((sa) => sa.spi === s.activeSpi) ?? null;
       const want = new Set(listOf(s.allowedIPs)); // listOf: a string is one prefix, not its characters
-      for (const p of want) this.allowed.insert(p, st); // add first, then remove: a prefix is never without an owner while it moves
-      this.releasePrefixes(st, listOf(st.prefixes).filter((p) => !want.has(p)));
-      st.prefixes = oneOrMore([...want]);
+      const held: PrefixRef[] = [], handles: number[] = [];
+      for (const p of want) held.push(this.hold(st, p, handles)); // add first, then remove: a prefix is never without an owner while it moves
+      // those whose trie entry it did not just hold (one held again in another spelling stays)
+      this.releasePrefixes(st, listOf(st.prefixes).filter((p) => !handles.includes(typeof p === 'number' ? p : this.allowed.handleOf(p) ?? NaN)));
+      st.prefixes = oneOrMore(held);
     }
     this.reserveAll(created);
     if (this.spisMoved) {
@@ -656,7 +666,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const st of this.peers.values()) {
       d.peer(st.ip, st.active?.spi ?? 0);
       for (const sa of listOf(st.outbound)) d.sa('o', st.ip, sa.spi, sa.transform);
-      for (const p of listOf(st.prefixes)) if (this.allowed.get(p) === st) { d.prefix(p, st.ip); owned++; }
+      for (const p of listOf(st.prefixes)) if (this.owns(st, p)) { d.prefix(this.prefixText(p), st.ip); owned++; }
     }
     for (const sa of this.inbound.all()) d.sa('i', sa.src, sa.spi, sa.transform);
     if (owned !== this.allowed.size) d.stray(`${this.allowed.size - owned} allowed-ips entries no peer owns`);
@@ -678,9 +688,38 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.countInbound(sa.spi, -1);
   }
 
+  /**
+   * Maps the prefix to the peer (its handle added to `handles`); returns how the peer lists it
+   * (PrefixRef): its handle when the trie spells it as given, else the text. A peer that owned it before lists it as text from now
+   * on (a handle names a prefix only while its owner holds it: the node may go and come back as another).
+   */
+  private hold(st: PeerState, prefix: string, handles: number[]): PrefixRef {
+    const before = this.allowed.get(prefix);
+    const handle = this.allowed.insert(prefix, st);
+    handles.push(handle);
+    if (before !== undefined && before !== st) {
+      const refs = listOf(before.prefixes), i = refs.indexOf(handle);
+      if (i >= 0) { refs[i] = this.allowed.prefixAt(handle); before.prefixes = oneOrMore(refs); }
+    }
+    return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
+  }
+
+  /** The prefix a peer lists, as text. */
+  private prefixText(p: PrefixRef): string {
+    return typeof p === 'number' ? this.allowed.prefixAt(p) : p;
+  }
+
+  /** The peer owns the trie's entry of the prefix it lists (another peer may have taken it). */
+  private owns(st: PeerState, p: PrefixRef): boolean {
+    return (typeof p === 'number' ? this.allowed.valueAt(p) : this.allowed.get(p)) === st;
+  }
+
   /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
-  private releasePrefixes(st: PeerState, prefixes: string[]): void {
-    for (const p of prefixes) if (this.allowed.get(p) === st) this.allowed.remove(p);
+  private releasePrefixes(st: PeerState, prefixes: PrefixRef[]): void {
+    for (const p of prefixes) {
+      if (!this.owns(st, p)) continue;
+      if (typeof p === 'number') this.allowed.removeAt(p); else this.allowed.remove(p);
+    }
   }
 
   /**
@@ -709,7 +748,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
       peerCount: this.peers.size, aeadContexts: this.contexts.count, marksPending: this.outPending.size + this.inPending.size,
-      peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.allowed.get(x) === p) })),
+      peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.owns(p, x)).map((x) => this.prefixText(x)) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
@@ -724,7 +763,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const spec = (sa: OutboundSa | InboundSa, i: number) => ({ spi: sa.spi, transform: packed[i]! });
       return {
         // no name kept: the next agent's own specs name it (its first pass sends them)
-        name: p.ip, ip: p.ip, allowedIPs: [...listOf(p.prefixes)], outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
+        name: p.ip, ip: p.ip, allowedIPs: listOf(p.prefixes).map((x) => this.prefixText(x)), outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
         inbound: inbound.map((sa, i) => spec(sa, outbound.length + i)),
       };
     });

@@ -42,9 +42,11 @@ export class SaOrigin {
  */
 export interface SaKeys {
   material: Uint8Array;
-  slot: number;
-  /** Kind and lengths: keyForm(). */
-  form: number;
+  /**
+   * Its slot and its form in one small integer ((slot << FORM_BITS) | the form's number, formOf()): the
+   * form is one of a few, and two fields were 8 B an SA more.
+   */
+  keyRef: number;
 }
 
 // form: bits 0-7 the key length (GCM) or the encryption key's (CBC), 8-15 the ICV length, 16-23 the
@@ -55,6 +57,30 @@ const FORM_SHA512 = 1 << 25;
 function keyForm(t: PackedTransform): number {
   if (t.kind === 'aead') return t.keyLength | (t.icvLength << 8);
   return t.encKeyLength | (t.icvLength << 8) | (t.authKeyLength << 16) | FORM_AUTHENC | (t.auth === AUTH_SHA512 ? FORM_SHA512 : 0);
+}
+
+/**
+ * The forms in use, numbered in the order they first came (a process sees a handful: the key
+ * lengths and ICVs of the GCM and CBC+HMAC transforms). At most FORMS of them; a slot then stays a
+ * small integer below 2^31 / FORMS (~33 M SAs).
+ */
+const FORMS = 64;
+const FORM_BITS = 6;
+const forms: number[] = [];
+
+/** The number of a form (keyForm()): its place in `forms`, added there when new. */
+function formNumber(form: number): number {
+  let i = forms.indexOf(form);
+  if (i < 0) {
+    if (forms.length === FORMS) throw new RangeError(`more than ${FORMS} ESP key forms`);
+    i = forms.push(form) - 1;
+  }
+  return i;
+}
+
+/** The form (keyForm()) of a keyRef. */
+function formOf(keyRef: number): number {
+  return forms[keyRef & (FORMS - 1)]!;
 }
 
 /** The transform an SA is: its key fields read as a GcmTransform or a CbcHmacTransform, by `kind`. */
@@ -77,8 +103,7 @@ export type SaTransform = SaGcmTransform | SaCbcHmacTransform;
  */
 abstract class SaGetters implements SaKeys {
   declare readonly material: Uint8Array;
-  declare readonly slot: number;
-  declare readonly form: number;
+  declare readonly keyRef: number;
   declare readonly origin: SaOrigin;
   /** Its last packet: ms after its origin's time, plus 1 (0 = never). A small integer for 24 days: Unix ms in a field was a 16 B box of its own. */
   declare lastUse: number;
@@ -87,6 +112,11 @@ abstract class SaGetters implements SaKeys {
   /** Its last packet, Unix ms (0 = never used). */
   get useTimeMs(): number { return this.lastUse === 0 ? 0 : this.origin.ms + this.lastUse - 1; }
   set useTimeMs(ms: number) { this.lastUse = ms - this.origin.ms + 1; }
+
+  /** Its key material's slot in its origin's slabs (SaKeys.keyRef). */
+  get slot(): number { return this.keyRef >> FORM_BITS; }
+  /** Kind and lengths: keyForm(). */
+  get form(): number { return formOf(this.keyRef); }
 
   /** The SA's transform: the SA itself. */
   get transform(): SaTransform { return this as unknown as SaTransform; }
@@ -113,7 +143,7 @@ abstract class SaGetters implements SaKeys {
 }
 
 /** The getters SaGetters defines, as an SA class has them. */
-type SaGettersApi = Omit<SaGetters, 'material' | 'slot' | 'form' | 'origin' | 'lastUse'>;
+type SaGettersApi = Omit<SaGetters, 'material' | 'keyRef' | 'origin' | 'lastUse'>;
 
 /** Puts SaGetters' getters on an SA class's prototype. */
 function keyedSa(c: { prototype: object }): void {
@@ -135,16 +165,14 @@ export class OutboundSa extends OutboundSequence implements SaCounters, SaKeys {
   packets = 0;
   lastUse = 0;
   readonly material: Uint8Array;
-  readonly slot: number;
-  readonly form: number;
+  readonly keyRef: number;
 
   /** `keys`: a slot of origin's slabs (saKeys(); another SA's of the same slabs). */
   constructor(readonly spi: number, readonly dst: string, keys: SaKeys, sequence: OutboundSequence, readonly origin: SaOrigin) {
     super(0, sequence.blockSize);
     this.takeOver(sequence);
     this.material = keys.material;
-    this.slot = keys.slot;
-    this.form = keys.form;
+    this.keyRef = keys.keyRef;
   }
 
   /** The local end (SaOrigin: shared with the SAs made along with it). */
@@ -172,20 +200,21 @@ export class InboundSa implements SaCounters, SaKeys {
   bytes = 0;
   packets = 0;
   lastUse = 0;
-  #replay: EspReplayWindow | undefined;
+  /**
+   * Its replay window once made, else the top to start one from: the persisted replay mark (0 =
+   * none), or the top of the window idleWindow() let go. One field for the two (8 B an SA): the
+   * top is needed only while there is no window, and the window's own top then.
+   */
+  #window: EspReplayWindow | number;
   #mark: ReplayMark | undefined;
-  /** The top to start from: the persisted replay mark (0 = none), or the top of the window idleWindow() let go. */
-  #top: number;
   readonly material: Uint8Array;
-  readonly slot: number;
-  readonly form: number;
+  readonly keyRef: number;
 
   /** `origin`: when, the local end, the slabs (shared with the SAs made along with it). `keys`: as OutboundSa's. */
   constructor(readonly spi: number, readonly src: string, keys: SaKeys, readonly origin: SaOrigin, top: number) {
-    this.#top = top;
+    this.#window = top;
     this.material = keys.material;
-    this.slot = keys.slot;
-    this.form = keys.form;
+    this.keyRef = keys.keyRef;
   }
 
   get dst(): string { return this.origin.local; }
@@ -195,35 +224,43 @@ export class InboundSa implements SaCounters, SaKeys {
 
   /** The replay window (made now if this is its first use: the packet path's). */
   get replay(): EspReplayWindow {
-    return this.#replay ?? this.makeWindow();
+    const w = this.#window;
+    return typeof w === 'number' ? this.makeWindow(w) : w;
   }
 
-  /** The persisted replay mark: no number above `replayMark.durable` is accepted before a higher mark is durable (made now on first use). */
+  /**
+   * The persisted replay mark: no number above `replayMark.durable` is accepted before a higher
+   * mark is durable (made with the window, or now on first use: the window's top is not the mark's).
+   */
   get replayMark(): ReplayMark {
-    return this.#mark ??= new ReplayMark(this.#top, this.addTimeMs);
+    return this.#mark ??= new ReplayMark(this.replayTop, this.addTimeMs); // no window yet: one made its mark (makeWindow)
   }
 
   /** The window's top, without making a window. */
   get replayTop(): number {
-    return this.#replay ? this.#replay.top : this.#top;
+    const w = this.#window;
+    return typeof w === 'number' ? w : w.top;
   }
 
   /** Its window exists (a packet came and it was not idle since, or it was handed over); its mark then does too. */
   get replayLive(): boolean {
-    return this.#replay !== undefined;
+    return typeof this.#window !== 'number';
   }
 
-  /** Makes the window, from the handed-over one when `saved` is valid and not below the persisted top. */
-  private makeWindow(saved?: EspReplayWindowState): EspReplayWindow { // not a #method: that is a brand field in each SA (8 B)
+  /** Makes the window from `top`, or from the handed-over one when `saved` is valid and not below `top`. */
+  private makeWindow(top: number, saved?: EspReplayWindowState): EspReplayWindow { // not a #method: that is a brand field in each SA (8 B)
     const windows = this.origin.slabs.windows, slot = windows.take();
     const storage = windows.array(slot), at = windows.offset(slot);
     const resumed = saved && EspReplayWindow.restore(saved, REPLAY_WINDOW_SIZE, storage, at);
-    return this.#replay = resumed && resumed.top >= this.#top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top, storage, at);
+    // The mark from the top before the window (a handed-over window's own top may be above what is durable).
+    this.#mark ??= new ReplayMark(top, this.addTimeMs);
+    return this.#window = resumed && resumed.top >= top ? resumed : new EspReplayWindow(REPLAY_WINDOW_SIZE, top, storage, at);
   }
 
   /** The window as plain numbers, for a datapath handover (without making one). */
   saveReplay(): EspReplayWindowState {
-    return (this.#replay ?? new EspReplayWindow(REPLAY_WINDOW_SIZE, this.#top)).save();
+    const w = this.#window;
+    return (typeof w === 'number' ? new EspReplayWindow(REPLAY_WINDOW_SIZE, w) : w).save();
   }
 
   /**
@@ -233,17 +270,17 @@ export class InboundSa implements SaCounters, SaKeys {
    * yet is no longer accepted: one that late is long stale), never looser; the mark stays as it is.
    */
   idleWindow(): void {
-    const w = this.#replay;
-    if (!w) return;
-    this.#top = w.top;
-    this.#replay = undefined;
+    const w = this.#window;
+    if (typeof w === 'number') return;
+    this.#window = w.top;
     // Its slot from the window's words (Slab.slotOf), not a field of every SA (8 B): once a window.
     this.origin.slabs.windows.release(this.origin.slabs.windows.slotOf(w.storage));
   }
 
   /** A handed-over SA's exact window (numbers below its top not yet seen stay acceptable, once), made now. */
   resumeWindow(saved: EspReplayWindowState): void {
-    if (!this.#replay) this.makeWindow(saved);
+    const w = this.#window;
+    if (typeof w === 'number') this.makeWindow(w, saved);
   }
 }
 export interface InboundSa extends SaGettersApi {}
@@ -291,7 +328,7 @@ export function saKeys(t: PackedTransform | EspTransform, slabs: SaSlabs): SaKey
   const slab = slabs.keys.of(length), slot = slab.take();
   slab.array(slot).set(packedMaterial(p), slab.offset(slot));
   if (p !== t) p.material.fill(0); // the temporary packing of a plain transform
-  return { material: slab.array(slot), slot, form: keyForm(p) };
+  return { material: slab.array(slot), keyRef: (slot << FORM_BITS) | formNumber(keyForm(p)) };
 }
 
 /** The origin of an SA made from `p` with its local end `local` (SaParams.nowMs). */

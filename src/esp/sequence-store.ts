@@ -13,7 +13,6 @@ export const SEQ_NOT_RESERVED = 0;
 export const SEQ_EXHAUSTED = -1;
 
 export class OutboundSequence {
-  readonly blockSize: number;
   #next: number;
   #durableEnd: number;
   #pending: number | undefined;
@@ -21,9 +20,18 @@ export class OutboundSequence {
   /** `persistedMark`: the last mark persisted for this key (0 if none): every number up to it may have been used. */
   constructor(persistedMark = 0, blockSize = SEQUENCE_BLOCK) {
     if (!Number.isSafeInteger(persistedMark) || persistedMark < 0) throw new RangeError('persisted sequence mark must be a non-negative integer');
-    this.blockSize = blockSize;
     this.#next = persistedMark + 1;
     this.#durableEnd = persistedMark;
+    // Only another size is a field of its own: every SA's is SEQUENCE_BLOCK, and a field was 8 B an SA.
+    if (blockSize !== SEQUENCE_BLOCK) {
+      if (!Number.isSafeInteger(blockSize) || blockSize < 2) throw new RangeError('sequence block size must be an integer of at least 2');
+      Object.defineProperty(this, 'blockSize', { value: blockSize, enumerable: true });
+    }
+  }
+
+  /** Numbers a persisted mark reserves ahead. */
+  get blockSize(): number {
+    return SEQUENCE_BLOCK;
   }
 
   /**

@@ -120,10 +120,13 @@ class FamilyTrie<T> {
     this.set(child, this.PARENT, parent);
   }
 
-  /** Maps the first `len` bits of `words` to value; true when the prefix is new. */
-  insert(words: Int32Array, len: number, value: T): boolean {
+  /**
+   * Maps the first `len` bits of `words` to value; returns its node, ~node when the prefix is new.
+   * A node keeps its number while it has a value (nodes are added around it, never moved).
+   */
+  insert(words: Int32Array, len: number, value: T): number {
     let n = this.root;
-    if (n === NONE) { this.root = this.node(words, len, value); return true; }
+    if (n === NONE) return ~(this.root = this.node(words, len, value));
     for (;;) {
       const nodeLen = this.len(n);
       const common = this.common(n, words, Math.min(nodeLen, len));
@@ -131,10 +134,10 @@ class FamilyTrie<T> {
         if (nodeLen === len) {
           const fresh = this.values[n] === undefined;
           this.values[n] = value;
-          return fresh;
+          return fresh ? ~n : n;
         }
         const next = wordBit(words, 0, nodeLen) ? this.one(n) : this.zero(n);
-        if (next === NONE) { this.attach(n, this.node(words, len, value)); return true; }
+        if (next === NONE) { const leaf = this.node(words, len, value); this.attach(n, leaf); return ~leaf; }
         n = next;
         continue;
       }
@@ -149,8 +152,18 @@ class FamilyTrie<T> {
         this.attach(fork, n);
         this.attach(fork, fresh);
       }
-      return true;
+      return ~fresh;
     }
+  }
+
+  /** Node n's prefix (its key and length). */
+  cidrOf(n: number): Cidr {
+    const bytes = new Uint8Array(this.width * 4);
+    for (let j = 0; j < this.width; j++) {
+      const w = this.nodes[n * this.stride + j]!;
+      bytes.set([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff], 4 * j);
+    }
+    return { family: this.family, bytes, prefixLength: this.len(n) };
   }
 
   /** The node of exactly this prefix, or NONE. */
@@ -219,14 +232,7 @@ class FamilyTrie<T> {
     const walk = (n: number): void => {
       if (n === NONE) return;
       const v = this.values[n];
-      if (v !== undefined && (value === undefined || v === value)) {
-        const bytes = new Uint8Array(this.width * 4);
-        for (let j = 0; j < this.width; j++) {
-          const w = this.nodes[n * this.stride + j]!;
-          bytes.set([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff], 4 * j);
-        }
-        out.push({ cidr: { family: this.family, bytes, prefixLength: this.len(n) }, value: v });
-      }
+      if (v !== undefined && (value === undefined || v === value)) out.push({ cidr: this.cidrOf(n), value: v });
       walk(this.zero(n));
       walk(this.one(n));
     };
@@ -253,11 +259,43 @@ export class AllowedIps<T> {
     return family === 4 ? this.#v4 : this.#v6;
   }
 
-  /** Maps the prefix (a Cidr or its text) to value, replacing what it mapped to before. */
-  insert(prefix: Cidr | string, value: T): void {
+  /**
+   * Maps the prefix (a Cidr or its text) to value, replacing what it mapped to before. Returns its
+   * handle (valueAt, prefixAt, removeAt): a small integer, its node's number (~number for IPv6),
+   * the same for as long as the prefix stays mapped; afterwards it may name another prefix.
+   */
+  insert(prefix: Cidr | string, value: T): number {
     if (value === undefined) throw new VeilError('ALLOWED_IPS_VALUE', 'allowed-ips values cannot be undefined');
     const c = typeof prefix === 'string' ? parseCidr(prefix) : prefix;
-    if (this.#trie(c.family).insert(toWords(maskAddress(c.bytes, c.prefixLength)), c.prefixLength, value)) this.#size++;
+    let n = this.#trie(c.family).insert(toWords(maskAddress(c.bytes, c.prefixLength)), c.prefixLength, value);
+    if (n < 0) { n = ~n; this.#size++; }
+    return c.family === 4 ? n : ~n;
+  }
+
+  /** The handle of exactly this prefix (insert()), or undefined when it is not mapped. */
+  handleOf(prefix: Cidr | string): number | undefined {
+    const { trie, node } = this.#find(prefix);
+    if (trie.valueOf(node) === undefined) return undefined;
+    return trie === this.#v4 ? node : ~node;
+  }
+
+  /** The value of the prefix with this handle (insert()). */
+  valueAt(handle: number): T | undefined {
+    return handle >= 0 ? this.#v4.valueOf(handle) : this.#v6.valueOf(~handle);
+  }
+
+  /** The prefix with this handle (insert()), as text ("10.0.0.0/24": its address masked). */
+  prefixAt(handle: number): string {
+    return formatCidr(handle >= 0 ? this.#v4.cidrOf(handle) : this.#v6.cidrOf(~handle));
+  }
+
+  /** Removes the prefix with this handle (insert()); returns whether it was mapped. */
+  removeAt(handle: number): boolean {
+    const trie = handle >= 0 ? this.#v4 : this.#v6, node = handle >= 0 ? handle : ~handle;
+    if (trie.valueOf(node) === undefined) return false;
+    trie.clearValue(node);
+    this.#size--;
+    return true;
   }
 
   #find(prefix: Cidr | string): { trie: FamilyTrie<T>; node: number } {

@@ -142,3 +142,25 @@ test('entries give back every prefix as inserted, across the key words, and remo
     assert.equal(look(t, '10.1.2.200'), undefined);
   }
 });
+
+test('a handle names its prefix while the prefix is mapped, whatever is added or removed around it', () => {
+  const t = new AllowedIps<string>();
+  const a = t.insert('10.1.0.0/16', 'a'), b = t.insert('10.1.2.0/24', 'b'), six = t.insert('fd00:1::/64', 'c');
+  assert.ok(a >= 0 && b >= 0 && six < 0, 'IPv4 handles are >= 0, IPv6 ones < 0');
+  t.insert('10.0.0.0/8', 'd'); // above a: a fork or a parent is added, a keeps its node
+  t.insert('10.1.3.0/24', 'e');
+  t.remove('10.1.3.0/24');
+  assert.equal(t.insert('10.1.0.9/16', 'a2'), a, 'the same prefix (another spelling) has the same handle');
+  assert.deepEqual([t.prefixAt(a), t.valueAt(a)], ['10.1.0.0/16', 'a2']);
+  assert.deepEqual([t.prefixAt(b), t.valueAt(b)], ['10.1.2.0/24', 'b']);
+  assert.deepEqual([t.prefixAt(six), t.valueAt(six)], ['fd00:1::/64', 'c']);
+  assert.equal(t.handleOf('10.1.2.7/24'), b);
+  assert.equal(t.removeAt(b), true);
+  assert.equal(t.valueAt(b), undefined);
+  assert.equal(t.handleOf('10.1.2.0/24'), undefined);
+  assert.equal(t.removeAt(b), false, 'once');
+  assert.equal(t.get('10.1.2.0/24'), undefined);
+  assert.equal(t.removeAt(six), true);
+  assert.equal(t.size, 2);
+  assert.equal(look(t, '10.1.2.3'), 'a2');
+});
