@@ -79,7 +79,7 @@ test('without the CRD: the peer commands say the cluster does not serve Peers, a
   assert.equal((await failure(registry().create({ kind: 'Peer', metadata: { name: 'x' }, spec: {} }))).code, 'NO_PEER_CRD');
 });
 
-test('veil peer add/list/config/delete and ipsec peer-config through the API; kubectl sees the same objects', { timeout: 60_000 }, async () => {
+test('veil peer add/list/config/delete and ipsec peer-config through the API; kubectl sees the same objects', { timeout: 180_000 }, async () => {
   const crd = renderManifests({ settings: defaultSettings() }).find((m) => m.kind === 'CustomResourceDefinition')!;
   await create([crd]);
   await kubectlOk('wait', '--for', 'condition=established', '--timeout', '20s', `crd/${PEER_CRD_NAME}`);
