@@ -239,8 +239,9 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       if (had === spec) continue;
       const sent = message(spec);
       if (had) {
-        if (isDeepStrictEqual(message(had), sent)) continue;
-        digest?.remove(had as EspPeerSpec);
+        const was = message(had);
+        if (isDeepStrictEqual(was, sent)) continue;
+        digest?.remove(was as EspPeerSpec); // the message: a kept spec's getters would make its SAs again
       }
       upsert.push(sent);
       digest?.add(sent as EspPeerSpec);
