@@ -161,7 +161,10 @@ class FamilyTrie<T> {
     const bytes = new Uint8Array(this.width * 4);
     for (let j = 0; j < this.width; j++) {
       const w = this.nodes[n * this.stride + j]!;
-      bytes.set([w >>> 24, (w >>> 16) & 0xff, (w >>> 8) & 0xff, w & 0xff], 4 * j);
+      bytes[4 * j] = w >>> 24; // a Uint8Array keeps the low byte of each
+      bytes[4 * j + 1] = w >>> 16;
+      bytes[4 * j + 2] = w >>> 8;
+      bytes[4 * j + 3] = w;
     }
     return { family: this.family, bytes, prefixLength: this.len(n) };
   }
