@@ -103,3 +103,37 @@ export class Pair {
     return this.wire.slice(since).filter((w) => w.from === from && w.datagram[0] === type).map((w) => w.datagram);
   }
 }
+
+/**
+ * Holds every datagram of a Pair on two FIFO links (a -> b, b -> a) until deliver() hands the
+ * oldest one on: deterministic schedules with packets in flight while handshakes cross.
+ */
+export class Links {
+  readonly inFlight: Record<Side, Uint8Array[]> = { a: [], b: [] };
+
+  constructor(readonly pair: Pair) {
+    pair.filter = (from, datagram) => { this.inFlight[from].push(datagram); return false; };
+  }
+
+  /** Delivers the oldest datagram `from` sent (what the receiver sends back is held too); false when none is in flight. */
+  deliver(from: Side): boolean {
+    const datagram = this.inFlight[from].shift();
+    if (!datagram) return false;
+    const to: Side = from === 'a' ? 'b' : 'a';
+    this.pair.run(to, this.pair.device(to).decapsulate(datagram, this.pair.at[from], this.pair.now));
+    return true;
+  }
+
+  /** Delivers everything in flight, the two links taking turns, until both are empty. */
+  drain(): void {
+    while (this.inFlight.a.length + this.inFlight.b.length > 0) {
+      this.deliver('a');
+      this.deliver('b');
+    }
+  }
+
+  /** Back to immediate delivery (nothing may be in flight). */
+  release(): void {
+    this.pair.filter = () => true;
+  }
+}

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generatePrivateKey, X25519PrivateKey } from '../../src/crypto/index.js';
-import { Pair, ipv4Packet, type Side } from './harness.js';
+import { LINGER_MS, type Keypair } from '../../src/wireguard/index.js';
+import { Links, Pair, ipv4Packet, type Side } from './harness.js';
 
 function newKey(): { priv: Uint8Array; pub: Uint8Array } {
   const k = generatePrivateKey();
@@ -109,6 +110,91 @@ test('both sides rotate at once (each announced to the other first): no packet l
   pair.advance(130_000, 1000);
   bothWays(pair, 'after a rekey');
 });
+
+/**
+ * Every node switching at once (the all-at-once rotation): A switches, B switches `bSwitchesAfter`
+ * deliveries later (0: at the same moment, their initiations cross; later: B has answered A's
+ * initiation, perhaps had its first packet under it, and initiates within that round trip). Both
+ * send a packet before every delivery, `schedule` says which link delivers next ('a': A's
+ * datagrams to B), then everything in flight arrives. Returns what each side sent and received.
+ */
+function switchTogether(greater: Side, bSwitchesAfter: number, schedule: string, rotate: boolean) {
+  const pair = new Pair({ greater });
+  bothWays(pair, 'before');
+  const na = newKey(), nb = newKey();
+  if (rotate) {
+    pair.b.setPeerNextKey(pair.peerA, na.pub);
+    pair.a.setPeerNextKey(pair.peerB, nb.pub);
+  }
+  const links = new Links(pair);
+  const sent: Record<Side, string[]> = { a: [], b: [] };
+  /** Every keypair either side held in a slot at some point. */
+  const seen = new Set<Keypair>();
+  const look = () => { for (const p of [pair.peerA, pair.peerB]) for (const k of [p.current, p.previous, p.next]) if (k) seen.add(k); };
+  const received = (side: Side) => pair.tunnel[side].map((p) => Buffer.from(p.subarray(20)).toString());
+  const start = { a: pair.tunnel.a.length, b: pair.tunnel.b.length };
+  // Without a rotation, the same crossing from a forced rekey on both ends (initiateHandshake).
+  const switchNow = (side: Side) => pair.run(side, rotate
+    ? pair.device(side).setStaticKey((side === 'a' ? na : nb).priv, pair.now)
+    : pair.device(side).initiateHandshake(side === 'a' ? pair.peerB : pair.peerA, pair.now));
+  pair.now += 1000;
+  switchNow('a');
+  for (let step = 0; step <= schedule.length; step++) {
+    if (step === bSwitchesAfter) switchNow('b');
+    for (const side of ['a', 'b'] as Side[]) {
+      const text = `${side} ${step}`;
+      sent[side].push(text);
+      pair.send(side, ipv4Packet(text));
+    }
+    look();
+    if (step < schedule.length) links.deliver(schedule[step] as Side);
+    look();
+  }
+  links.drain();
+  look();
+  links.release();
+  return { pair, sent, got: { a: received('a').slice(start.a), b: received('b').slice(start.b) }, na, nb, seen };
+}
+
+/** Every delivery order of n steps: 'aa..a' to 'bb..b'. */
+const orders = (n: number) => Array.from({ length: 2 ** n }, (_, i) => i.toString(2).padStart(n, '0').replace(/0/g, 'a').replace(/1/g, 'b'));
+
+for (const rotate of [true, false]) {
+  const what = rotate ? 'both ends switch static keys' : 'both ends rekey (no rotation)';
+  test(`${what} within a round trip, packets in flight both ways, every delivery order: no packet lost, the keypairs pushed out are erased ${LINGER_MS} ms later`, () => {
+    let runs = 0;
+    let lingered = 0;
+    for (const greater of ['a', 'b'] as Side[]) {
+      for (let bSwitchesAfter = 0; bSwitchesAfter <= 3; bSwitchesAfter++) {
+        for (const schedule of orders(6)) {
+          const { pair, sent, got, na, nb, seen } = switchTogether(greater, bSwitchesAfter, schedule, rotate);
+          const where = `${greater}'s key greater, B switches after ${bSwitchesAfter} deliveries, order ${schedule}`;
+          assert.deepEqual(got.b, sent.a, `A -> B lost or reordered a packet: ${where}: ${JSON.stringify(pair.b.stats.drops)}`);
+          assert.deepEqual(got.a, sent.b, `B -> A lost or reordered a packet: ${where}: ${JSON.stringify(pair.a.stats.drops)}`);
+          assert.equal(pair.a.stats.totalDrops() + pair.b.stats.totalDrops(), 0, where);
+          if (rotate) {
+            assert.equal(hex(pair.peerA.publicKey), hex(na.pub), where);
+            assert.equal(hex(pair.peerB.publicKey), hex(nb.pub), where);
+          }
+          bothWays(pair, `after: ${where}`);
+          // Nothing pushed out of the slots outlives LINGER_MS: erased, and its index free.
+          pair.advance(LINGER_MS, 1000);
+          const held = new Set([pair.peerA, pair.peerB].flatMap((p) => [p.current, p.previous, p.next]));
+          for (const k of seen) {
+            if (held.has(k)) continue;
+            assert.equal(k.isAlive, false, `a keypair pushed out ${LINGER_MS} ms ago is erased: ${where}`);
+            assert.equal(k.peer === pair.peerA ? pair.b.indexes.get(k.localIndex) : pair.a.indexes.get(k.localIndex), undefined, where);
+          }
+          lingered += seen.size - [...seen].filter((k) => held.has(k)).length;
+          bothWays(pair, `${LINGER_MS} ms later: ${where}`);
+          runs++;
+        }
+      }
+    }
+    assert.equal(runs, 2 * 4 * 64);
+    assert.ok(lingered > 0, 'keypairs were pushed out while the peer sent under them');
+  });
+}
 
 test('rotation API refusals: a key another peer holds, our own key, a zero key', () => {
   const pair = new Pair();
