@@ -69,14 +69,11 @@ after(() => {
   rmSync(home, { recursive: true, force: true });
 });
 
-// The one-node rotation must lose nothing. The all-nodes-at-once rotation is asserted to keep every
-// pair up (at most 0.5 % lost) and its losses are printed: of 4 runs that got to the count, 2 lost
-// no ping (24,000 and 15,000), one lost 1 of 15,000 (ping -c alone, which may stop waiting for a late
-// reply), and one lost 8 of 15,000 between the first and last switch (unknownReceiverIndex at the
-// receivers: a session's keypair went while its sender still used it). Zero there is open (#15).
-const ALL_AT_ONCE_MAX_LOSS = 0.005;
-
-test('e2e wireguard key rotation: one node (no ping lost), then all nodes at once (every pair stays up), under 100 pings/s on every node pair; old keys gone everywhere', async () => {
+// Neither rotation may lose a ping. The all-nodes-at-once one lost a few (8 of 15,000 in one run,
+// unknownReceiverIndex at the receivers) until a keypair that a crossing handshake pushes out
+// lingered receive-only (src/wireguard/peer.ts, linger(); the unit test that reproduces it is in
+// test/wireguard/key-rotation.test.ts): every node initiates to every peer at its switch.
+test('e2e wireguard key rotation: one node, then all nodes at once, under 100 pings/s on every node pair: no ping lost; old keys gone everywhere', async () => {
   await waitFor('every pod pair to answer', () => pods.every((a) => pods.every((b) => a === b || pingOnce(a.name, b.ip))), 60_000);
   const oldKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
   const streams = pods.flatMap((a, i) => pods.slice(i + 1).map((b) => pingStream(a.name, b.name)));
@@ -126,7 +123,7 @@ test('e2e wireguard key rotation: one node (no ping lost), then all nodes at onc
   const sent = results.reduce((a, r) => a + r.judged, 0);
   const lostAll = results.reduce((a, r) => a + r.missingAt.length, 0);
   console.log(`all-nodes-at-once rotation: ${lostAll} of ${sent} pings lost`);
-  assert.ok(lostAll <= ALL_AT_ONCE_MAX_LOSS * sent, `every pair stayed up through the all-at-once rotation: ${lostAll} of ${sent} lost`);
+  assert.equal(lostAll, 0, `no ping lost in the all-nodes-at-once rotation: ${lost.map((r) => `${r.out}: ${r.missing}`).join('; ')}`);
 
   // Afterwards: every peer holds each node's new key, none holds an old one, nothing is retiring.
   const newKeys = Object.fromEntries(NODES.map((n) => [n, keyOf(n)]));
