@@ -18,6 +18,7 @@ import { CookieChecker } from './cookie.js';
 import { endpointBytes, type Endpoint } from './endpoint.js';
 import { HandshakeLimiter } from './handshake-limiter.js';
 import { IndexTable } from './index-table.js';
+import { LingeringKeypairs } from './lingering-keypairs.js';
 import type { Keypair } from './keypair.js';
 import {
   MAC2_FROM_END, checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
@@ -71,6 +72,8 @@ export class Device implements PeerHost {
   readonly stats = new DeviceStats();
   /** @internal receiver index -> handshake/keypair */
   readonly indexes = new IndexTable();
+  /** @internal PeerHost: keypairs pushed out by newer handshakes, receivable for LINGER_MS. */
+  readonly lingering = new LingeringKeypairs(this.indexes);
   readonly mtu: number;
   keylog: boolean;
   /** @internal PeerHost */
@@ -221,13 +224,14 @@ export class Device implements PeerHost {
   /** Fires every expired timer of every peer: retransmits, keepalives, rekeys, key erasure. */
   tick(now: number): Action[] {
     const out: Action[] = [];
+    this.lingering.expire(now);
     for (const peer of this.peersByKey.values()) peer.tick(now, out);
     return out;
   }
 
   /** Earliest timer deadline over all peers (device clock), null when all are idle. */
   nextDeadline(): number | null {
-    let d: number | null = null;
+    let d: number | null = this.lingering.nextDeadline;
     for (const peer of this.peersByKey.values()) {
       const p = peer.nextDeadline();
       if (p !== null && (d === null || p < d)) d = p;

@@ -5,6 +5,7 @@ export * from './device.js';
 export * from './endpoint.js';
 export * from './keypair.js';
 export * from './keylog.js';
+export { LINGER_MS } from './lingering-keypairs.js';
 export * from './messages.js';
 export * from './peer.js';
 export * from './replay-window.js';

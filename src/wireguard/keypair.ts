@@ -25,11 +25,6 @@ export class Keypair {
   readonly peer: Peer;
   /** Next send counter (nonce) to use. */
   sendCounter = 0;
-  /**
-   * Device-clock ms after which data under it is refused: set when a newer handshake displaced it
-   * while the peer may still send under it (Peer.linger). Infinity otherwise.
-   */
-  receiveUntil = Infinity;
   /** Called once when the keypair is destroyed (e.g. to free a native context). */
   onZero: ((kp: Keypair) => void) | null = null;
   private alive = true;
@@ -56,9 +51,9 @@ export class Keypair {
     return this.alive && now - this.createdAt < REJECT_AFTER_TIME && this.sendCounter < REJECT_AFTER_MESSAGES;
   }
 
-  /** True if data under it may still be accepted (younger than REJECT_AFTER_TIME, not past a linger). */
+  /** True if data under it may still be accepted (younger than REJECT_AFTER_TIME). */
   canReceive(now: number): boolean {
-    return this.alive && now - this.createdAt < REJECT_AFTER_TIME && now < this.receiveUntil;
+    return this.alive && now - this.createdAt < REJECT_AFTER_TIME;
   }
 
   /**

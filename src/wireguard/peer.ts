@@ -8,11 +8,8 @@
 //  - Responder: the new keypair waits in `next` and is not used for sending until the first
 //    transport message arrives under it (key confirmation); then next -> current,
 //    current -> previous. Until then the responder keeps sending with its old current.
-//  - But a keypair a new handshake pushes out of the three is not erased at once when the peer
-//    may still send under it (it has not seen the new session yet, or its packets are in flight):
-//    it lingers, receive-only, for LINGER_MS (see linger()). wireguard-go erases it, and loses those
-//    packets whenever initiations cross or follow each other within a round trip (every node of a
-//    cluster rotating its static key at once initiates to every peer at the same moment).
+//  - Unlike wireguard-go, a keypair a new handshake pushes out of the three is not erased at
+//    once: the peer may still send under it. It lingers, receive-only (lingering-keypairs.ts).
 import {
   KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
@@ -20,6 +17,7 @@ import {
 import { COOKIE_STATE_SIZE, CookieGenerator } from './cookie.js';
 import { copyEndpoint, sameEndpoint, type Endpoint } from './endpoint.js';
 import type { IndexTable } from './index-table.js';
+import type { LingeringKeypairs } from './lingering-keypairs.js';
 import { Keypair } from './keypair.js';
 import { keylogLines } from './keylog.js';
 import { HANDSHAKE_STATE_SIZE, Handshake, createInitiation, deriveSessionKeys, type StaticIdentity } from './noise-handshake.js';
@@ -32,13 +30,6 @@ import { NO_ACTIONS, type Action } from './actions.js';
 
 /** Our next initiation's timestamp (createInitiation encrypts it at once; the core is synchronous). */
 const timestampScratch = new Uint8Array(TAI64N_SIZE);
-
-/**
- * How long a keypair pushed out by a newer handshake still opens what the peer sends under it:
- * the peer moves off it once our response or our first packet under a newer keypair arrives, a
- * round trip; if those are lost, its next initiation comes within REKEY_TIMEOUT.
- */
-export const LINGER_MS = REKEY_TIMEOUT;
 
 /** Bytes of a peer's slot in PeerHost.peerSlots: public key, handshake state, cookie state. */
 export const PEER_SLOT_SIZE = 32 + HANDSHAKE_STATE_SIZE + COOKIE_STATE_SIZE;
@@ -60,6 +51,8 @@ export interface PeerHost {
   readonly identity: StaticIdentity;
   readonly stats: DeviceStats;
   readonly indexes: IndexTable;
+  /** Keypairs pushed out by newer handshakes, still receivable for a while. */
+  readonly lingering: LingeringKeypairs;
   readonly keylog: boolean;
   /** Tunnel MTU used to cap padding (0 = none). */
   readonly mtu: number;
@@ -97,8 +90,6 @@ export class Peer {
   previous: Keypair | null = null;
   /** Responder side: the new keypair awaiting its first received packet. */
   next: Keypair | null = null;
-  /** Keypairs pushed out by newer handshakes that the peer may still send under (receive-only; see linger()). */
-  private lingering: Keypair[] | null = null;
   /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. */
   readonly staged: Uint8Array[] = [];
 
@@ -208,11 +199,7 @@ export class Peer {
 
   /** Earliest timer deadline of this peer (device clock), null if idle. */
   nextDeadline(): number | null {
-    const d = this.timers.nextDeadline();
-    const l = this.lingering;
-    if (l === null) return d;
-    const until = l[0]!.receiveUntil; // the first to end: they are kept in the order they came
-    return d === null || until < d ? until : d;
+    return this.timers.nextDeadline();
   }
 
   // ---- protocol internals (called by Device) ---------------------------------------------------
@@ -403,7 +390,6 @@ export class Peer {
 
   /** @internal Fires every expired timer (wireguard-go's expired* functions). */
   tick(now: number, out: Action[]): void {
-    if (this.lingering !== null) this.endLingering(now);
     const t = this.timers;
     if (t.retransmitHandshake !== null && t.retransmitHandshake <= now) {
       t.retransmitHandshake = null;
@@ -433,7 +419,7 @@ export class Peer {
 
   /** @internal Erases every key and staged packet (3 * REJECT_AFTER_TIME without a new session, or removal). */
   zeroAndFlushAll(): void {
-    this.endLingering(Infinity);
+    this.host.lingering.dropPeer(this);
     this.deleteKeypair(this.previous);
     this.deleteKeypair(this.current);
     this.deleteKeypair(this.next);
@@ -501,25 +487,14 @@ export class Peer {
   }
 
   /**
-   * A keypair pushed out of current/previous/next by a newer handshake: it opens what the peer
-   * sends under it for LINGER_MS more, then is erased (tick). The peer may still send under it:
-   * as responder, until our first packet under the new keypair reaches it; as initiator of a
-   * keypair waiting in `next`, from the moment our response reaches it until its own newer
-   * initiation completes. Never sent under again.
+   * A keypair pushed out of current/previous/next by a newer handshake: never sent under again,
+   * but it opens what the peer still sends under it for LINGER_MS (as responder the peer sends
+   * under its old current until our first packet under the new keypair reaches it; as initiator
+   * of a keypair waiting in our `next`, from when our response reaches it until its own newer
+   * initiation completes).
    */
   private linger(kp: Keypair | null, now: number): void {
-    if (!kp || !kp.isAlive) return;
-    this.endLingering(now);
-    kp.receiveUntil = now + LINGER_MS;
-    (this.lingering ??= []).push(kp);
-  }
-
-  /** Erases the lingering keypairs whose time is up (all of them with Infinity). */
-  private endLingering(now: number): void {
-    const l = this.lingering;
-    if (l === null) return;
-    while (l.length > 0 && (l[0]!.receiveUntil <= now || !l[0]!.isAlive)) this.deleteKeypair(l.shift()!);
-    if (l.length === 0) this.lingering = null;
+    this.host.lingering.add(kp, now);
   }
 
   private deleteKeypair(kp: Keypair | null): void {

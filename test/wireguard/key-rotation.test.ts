@@ -196,6 +196,17 @@ for (const rotate of [true, false]) {
   });
 }
 
+test('a removed peer\'s lingering keypairs are erased at once, not LINGER_MS later', () => {
+  const { pair, seen } = switchTogether('a', 0, 'aaaaaa', false);
+  const lingering = pair.a.lingering.size + pair.b.lingering.size;
+  assert.ok(lingering > 0, 'the crossing pushed keypairs out');
+  assert.ok(pair.a.removePeer(pair.peerB.publicKey));
+  assert.ok(pair.b.removePeer(pair.peerA.publicKey));
+  assert.equal(pair.a.lingering.size + pair.b.lingering.size, 0);
+  for (const k of seen) assert.equal(k.isAlive, false, 'every keypair of the removed peers is erased');
+  assert.equal(pair.a.indexes.size + pair.b.indexes.size, 0, 'no index names them');
+});
+
 test('rotation API refusals: a key another peer holds, our own key, a zero key', () => {
   const pair = new Pair();
   const other = newKey();

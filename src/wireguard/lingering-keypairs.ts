@@ -1,0 +1,62 @@
+// Keypairs a newer handshake pushed out of a peer's current/previous/next while the peer may still
+// send under them: they stay in the index table, receive-only, for LINGER_MS, then are erased.
+// The peer moves off such a keypair once our response or our first packet under a newer keypair
+// reaches it, a round trip; were those lost, its next initiation comes within REKEY_TIMEOUT.
+// wireguard-go erases them at once and loses what the peer still sends under them whenever
+// initiations cross or follow each other within a round trip (every node of a cluster rotating
+// its static key at once initiates to every peer at the same moment). One list for the device,
+// in the order they came (each lingers as long): no per-peer field for a state that is rare.
+import { REKEY_TIMEOUT } from './constants.js';
+import type { IndexTable } from './index-table.js';
+import type { Keypair } from './keypair.js';
+import type { Peer } from './peer.js';
+
+export const LINGER_MS = REKEY_TIMEOUT;
+
+interface Lingering {
+  keypair: Keypair;
+  /** Device-clock ms when it is erased. */
+  until: number;
+}
+
+export class LingeringKeypairs {
+  private readonly list: Lingering[] = [];
+
+  constructor(private readonly indexes: IndexTable) {}
+
+  /** Keeps a pushed-out keypair receivable for LINGER_MS from `now` (a dead one is ignored). */
+  add(keypair: Keypair | null, now: number): void {
+    if (!keypair || !keypair.isAlive) return;
+    this.list.push({ keypair, until: now + LINGER_MS });
+  }
+
+  /** Erases those whose time is up. */
+  expire(now: number): void {
+    let n = 0;
+    while (n < this.list.length && this.list[n]!.until <= now) this.erase(this.list[n++]!.keypair);
+    if (n > 0) this.list.splice(0, n);
+  }
+
+  /** Erases the peer's at once (the peer is removed, or its keys flushed). */
+  dropPeer(peer: Peer): void {
+    if (this.list.length === 0) return;
+    for (const l of this.list) if (l.keypair.peer === peer) this.erase(l.keypair);
+    const kept = this.list.filter((l) => l.keypair.isAlive);
+    this.list.length = 0;
+    this.list.push(...kept);
+  }
+
+  /** When expire() has work next (device clock), null when nothing lingers. */
+  get nextDeadline(): number | null {
+    return this.list.length > 0 ? this.list[0]!.until : null;
+  }
+
+  get size(): number {
+    return this.list.length;
+  }
+
+  private erase(kp: Keypair): void {
+    this.indexes.delete(kp.localIndex);
+    kp.zero();
+  }
+}
