@@ -350,10 +350,10 @@ export class Peer {
       this.deleteKeypair(kp);
       return current;
     }
-    // What leaves the three slots lingers: the peer may still be sending under any of them.
+    // What leaves the three slots lingers while the peer may still be sending under it.
     if (keys.isInitiator && next && this.peerWinsCrossings()) {
       this.previous = current;
-      this.linger(previous, now);
+      this.pushOutPrevious(previous, current, now);
       this.current = kp;
     } else if (keys.isInitiator) {
       if (next) {
@@ -363,13 +363,13 @@ export class Peer {
       } else {
         this.previous = current;
       }
-      this.linger(previous, now);
+      this.pushOutPrevious(previous, current, now);
       this.current = kp;
     } else {
       this.next = kp;
       this.linger(next, now);
       this.previous = null;
-      this.linger(previous, now);
+      this.pushOutPrevious(previous, current, now);
     }
     this.timers.sessionDerived(now);
     return kp;
@@ -495,6 +495,15 @@ export class Peer {
    */
   private linger(kp: Keypair | null, now: number): void {
     this.host.lingering.add(kp, now);
+  }
+
+  /**
+   * The previous keypair, pushed out: erased at once when the peer has sent under current since
+   * (it moved on: a rekey's usual case, as before), else it lingers (current is ours, unconfirmed).
+   */
+  private pushOutPrevious(previous: Keypair | null, current: Keypair | null, now: number): void {
+    if (current && current.replay.receivedAny) this.deleteKeypair(previous);
+    else this.linger(previous, now);
   }
 
   private deleteKeypair(kp: Keypair | null): void {

@@ -74,6 +74,17 @@ test('rekey after REKEY_AFTER_TIME (initiator), traffic continues, previous keyp
   assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('new session'));
   assert.equal(p.tunnel.b.length, 121 + 1);
   assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
+  // The next rekey pushes `first` out: both sides have had packets under the session after it, so
+  // nobody sends under it any more and it is erased at once, as wireguard-go does (nothing lingers).
+  for (let s = 1; s <= 121; s++) {
+    p.advance(1000);
+    p.send('a', ipv4Packet(`u${s}`));
+    p.send('b', ipv4Packet(`v${s}`));
+  }
+  assert.equal(p.sent('a', INIT).length, 3, 'a third handshake');
+  assert.equal(first.isAlive, false);
+  assert.equal(p.a.lingering.size + p.b.lingering.size, 0);
+  assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
 });
 
 /** A's packet waits (queued) for the new handshake A starts at once; once it completes, B gets it. */
