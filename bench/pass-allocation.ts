@@ -7,7 +7,8 @@
 // that answers at once) and the health report. Per kind of work, the bytes it allocates on the V8
 // heap (heapUsed before and after, with a young generation large enough that no collection runs
 // between them; a run where one did is retried): a resync pass with nothing changed, a whole pass,
-// one peer's event (a new boot id) and its pass, a relist, the health report of the probes.
+// one peer's event (a new boot id) and its pass, a relist, the health report of the probes. Beside
+// it the process CPU each takes (µs, median; an event's: its pass only, the wait for the watch left out).
 // `--profile FILE`: a sampling heap profile (objects collected since included) over the same work,
 // with a summary of its top allocation sites by self size.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -102,12 +103,19 @@ async function inner(n: number, profileFile?: string): Promise<void> {
     const tunnel = new TunnelCtor(IPSEC_DEVICE, {}, {}, host, prober);
     const screen = new UnderlayScreen<PeerNode>();
     let applied: DesiredState | undefined;
+    let passCpuUs = 0; // the last pass's CPU (an event's figure: not its wait for the watch)
+    // Read once, as the agent reads them only when a link or route moved (UnderlayFactsReader): an
+    // `ip` process per pass here was most of a pass's CPU, which the agent does not spend.
+    const facts = readUnderlayFacts(TUNNEL_DEVICES);
     const pass = async () => {
-      const screened = screen.screen(source.peers(), readUnderlayFacts(TUNNEL_DEVICES));
+      const cpu0 = process.cpuUsage();
+      const screened = screen.screen(source.peers(), facts);
       const d = mode.desired(screened.admitted, SPI);
       await tunnel.apply(d);
       applied = { ...d, routes: [], probes: [] };
       health.replaceGroup('peer ', new Map([...source.refusedPeers(), ...screened.refused, ...d.problems]));
+      const cpu = process.cpuUsage(cpu0);
+      passCpuUs = cpu.user + cpu.system;
     };
 
     await sim.ask({ type: 'add', count: n });
@@ -135,13 +143,16 @@ async function inner(n: number, profileFile?: string): Promise<void> {
       await session.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
     }
     const out: Record<string, number[]> = {};
+    const cpuUs: Record<string, number[]> = {};
     for (const [kind, f] of Object.entries(work)) {
       out[kind] = [];
+      cpuUs[kind] = [];
       for (let r = 0, tries = 0; r < ROUNDS && tries < ROUNDS * 4; tries++) {
         await new Promise((res) => setTimeout(res, 50));
-        const g = gcs, h0 = process.memoryUsage().heapUsed;
+        const g = gcs, h0 = process.memoryUsage().heapUsed, cpu0 = process.cpuUsage();
         await f();
-        const h1 = process.memoryUsage().heapUsed;
+        const h1 = process.memoryUsage().heapUsed, cpu = process.cpuUsage(cpu0);
+        cpuUs[kind]!.push(kind === 'event' ? passCpuUs : cpu.user + cpu.system);
         await new Promise((res) => setImmediate(res)); // gc entries are delivered asynchronously
         if (gcs !== g) continue;
         out[kind]!.push(h1 - h0);
@@ -151,6 +162,7 @@ async function inner(n: number, profileFile?: string): Promise<void> {
     const kb = (xs: number[]) => xs.map((x) => Math.round(x / 1024));
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
     console.log(JSON.stringify({ peers: n, allocatedKB: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { median: Math.round(median(v) / 1024), runs: kb(v) }])) }));
+    console.log(JSON.stringify({ peers: n, cpuUs: Object.fromEntries(Object.entries(cpuUs).map(([k, v]) => [k, { median: median(v), runs: v }])) }));
     if (session) {
       const { profile } = await session.post('HeapProfiler.stopSampling') as unknown as { profile: ProfileNode & { head: ProfileNode } };
       writeFileSync(profileFile!, JSON.stringify(profile));

@@ -174,12 +174,15 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     specs.start();
     const problems = new Map<string, string>();
     const pass = ++this.passes;
+    let marked = 0; // specs this pass marked: all of them, in most passes, and then none is to be forgotten
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage at every peer
       const p = peers[i]!;
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
       const last = this.specs.get(p.name);
+      const counted = last !== undefined && last.pass === pass; // a name twice: its entry counts once
       if (last && last.peer === p && (last.under === under || (last.under.localSpi === localSpi && sameKeys(last.under.keys, keys)))) {
         specs.add(last);
+        if (!counted) marked++;
         last.pass = pass;
         continue;
       }
@@ -193,9 +196,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         continue;
       }
       specs.add(spec);
+      if (!counted) marked++;
       this.specs.set(p.name, spec);
     }
-    forgetUnmarked(this.specs, pass); // peers gone are forgotten (and keys retired, with their specs)
+    // Peers gone are forgotten (and keys retired, with their specs): a walk of every spec only when one is.
+    if (marked !== this.specs.size) forgetUnmarked(this.specs, pass);
     // The routes are the pod CIDRs' own strings (a prefix twice is routed once by the tunnel): no object per route.
     const routes = this.routeList;
     routes.start();

@@ -234,9 +234,15 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     for (let i = 0; i < specs.length; i++) { // indexed loops: an iterator's results were garbage at every peer
       const spec = specs[i]!;
       const id = specId(spec);
-      const had = this.appliedPeers.get(id);
+      // An unchanged spec (nearly every one, every pass) is marked where it is: one map lookup a
+      // peer, where a get and a set were two (a pass is per event batch, over every peer).
+      const slot = this.appliedPeers.slotOf(id);
+      const had = slot === undefined ? undefined : this.appliedPeers.at(slot);
+      if (had === spec) {
+        this.appliedPeers.markAt(slot!, pass);
+        continue;
+      }
       this.appliedPeers.set(id, spec, pass);
-      if (had === spec) continue;
       const sent = message(spec);
       if (had) {
         const was = message(had);

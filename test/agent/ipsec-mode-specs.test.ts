@@ -93,6 +93,8 @@ test('an unchanged peer keeps its spec object; a new peer object, published key 
     assert.equal((await check([moved[0]!, moved[2]!], 3)).length, 2);
     const back = await check(moved, 3);
     assert.ok(back[1] !== next[1], 'a peer that went is made anew when it comes back');
+    await check([moved[0]!, moved[2]!, peer(5)], 3); // one peer gone and one new in one pass: as many specs as before
+    assert.ok((await check(moved, 3))[1] !== back[1], 'a peer that went while another came is forgotten all the same');
     const shared = { ...peer(4), podCIDRs: [...peer(1).podCIDRs, '10.99.0.0/24'] };
     await check([...moved, shared], 3);
     assert.deepEqual(mode.desired([...moved, shared], 3).routes, [...moved.map((p) => p.podCIDRs[0]), ...shared.podCIDRs]);
