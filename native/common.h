@@ -124,6 +124,7 @@ napi_value wake_fd_open(napi_env env, napi_callback_info info); // wake-fd.c
 napi_value wake_fd_signal(napi_env env, napi_callback_info info);
 napi_value wake_fd_drain(napi_env env, napi_callback_info info);
 napi_value malloc_trim_all(napi_env env, napi_callback_info info); // malloc-trim.c
+napi_value malloc_mmap_threshold(napi_env env, napi_callback_info info);
 napi_value route_changes_open(napi_env env, napi_callback_info info);  // route-changes.c
 napi_value route_changes_drain(napi_env env, napi_callback_info info);
 napi_value malloc_info_xml(napi_env env, napi_callback_info info); // malloc-stats.c

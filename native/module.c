@@ -116,6 +116,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("wakeFdSignal", wake_fd_signal),
     EXPORT("wakeFdDrain", wake_fd_drain),
     EXPORT("mallocTrim", malloc_trim_all),
+    EXPORT("mallocMmapThreshold", malloc_mmap_threshold),
     EXPORT("routeChangesOpen", route_changes_open),
     EXPORT("routeChangesDrain", route_changes_drain),
     EXPORT("mallocInfo", malloc_info_xml),

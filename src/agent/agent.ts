@@ -15,7 +15,7 @@ import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js'
 import type { AgentMemory, EncryptStatus, Healthz, PublishedAgentStatus } from './api.js';
 import { heapFigures } from '../util/heap-figures.js';
 import { compactWhenQuiet } from '../util/heap-compaction.js';
-import { returnFreedMalloc } from '../native/malloc-trim.js';
+import { mapLargeMallocBlocks, returnFreedMalloc } from '../native/malloc-trim.js';
 import { mallocStats } from '../native/malloc-stats.js';
 import { RegistryNodeSource } from './registry-node-source.js';
 import { RegistryPeerObjects, WithExternalPeers } from './external-peers.js';
@@ -220,6 +220,7 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    mapLargeMallocBlocks(); // before the first burst's messages (native/malloc-trim.c)
     this.inputs = this.opts.openInputs?.() ?? registryInputs(this.mustOpenRegistry());
     this.self = await this.source.self();
     try {

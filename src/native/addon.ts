@@ -44,6 +44,8 @@ export interface NativeDatapath {
   wakeFdDrain(fd: number): number;
   /** Gives the free pages of every malloc arena back to the kernel (native/malloc-trim.c): 1 when it gave some. */
   mallocTrim(): number;
+  /** Blocks of at least bytes mapped on their own, the threshold fixed (native/malloc-trim.c): 1 when glibc took it. */
+  mallocMmapThreshold(bytes: number): number;
   /** A netlink socket on this netns's link and route changes (native/route-changes.c), non-blocking. */
   routeChangesOpen(): number;
   /** Changes since the last drain that can move the underlay (not through ignoredDevices, no blackholes; 0: none). */

@@ -12,3 +12,18 @@ import { native } from './addon.js';
 export function returnFreedMalloc(): boolean {
   return native().mallocTrim() === 1;
 }
+
+/**
+ * glibc's own default (128 KB), fixed: a block that large is mapped on its own and goes back to the
+ * kernel when freed, not into an arena where it stays resident until the next trim.
+ */
+export const MALLOC_MMAP_THRESHOLD_BYTES = 128 << 10;
+
+/**
+ * Large blocks mapped on their own for good (native/malloc-trim.c's mallocMmapThreshold): the
+ * messages of a burst (a whole ESP table to the worker, a relist) give their memory back when freed.
+ * Process-wide; the agent sets it once at its start. Whether glibc took it.
+ */
+export function mapLargeMallocBlocks(): boolean {
+  return native().mallocMmapThreshold(MALLOC_MMAP_THRESHOLD_BYTES) === 1;
+}
