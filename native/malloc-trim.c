@@ -14,10 +14,10 @@ napi_value malloc_trim_all(napi_env env, napi_callback_info info) {
 
 // mallocMmapThreshold(bytes) -> 1 when glibc took it, else 0. Blocks of at least bytes are mapped
 // on their own and unmapped when freed. glibc's default threshold (128 KB) rises to the size of each
-// mapped block freed, up to 32 MB, and its trim threshold with it: after the agent's first large
-// messages (a whole ESP table to the worker, a relist's answer) such blocks came from the arenas, and
-// what they freed stayed resident until the next trim (20 s; the scale bench's steady window reads
-// it). Set, the threshold stays fixed: glibc's MALLOC_MMAP_THRESHOLD_, from inside the process.
+// mapped block freed, up to 32 MB, and its trim threshold (what an arena's top may keep free) with
+// it: in the agent the threads' arenas then kept 7-9 MB free, 8-10 MB resident around ~3 MB of live
+// blocks, the amount moving between runs. Set, both stay fixed (glibc's MALLOC_MMAP_THRESHOLD_, from
+// inside the process): the arenas kept ~3.5 MB free (docs/performance-log.md, session 25).
 napi_value malloc_mmap_threshold(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   int32_t bytes;

@@ -14,10 +14,13 @@ export function returnFreedMalloc(): boolean {
 }
 
 /**
- * glibc's own default (128 KB), fixed: a block that large is mapped on its own and goes back to the
- * kernel when freed, not into an arena where it stays resident until the next trim.
+ * 1 MB, fixed: a block that large is mapped on its own and goes back to the kernel when freed, and
+ * glibc's trim threshold stays at its default. glibc's own 128 KB, fixed, cost the steady state:
+ * V8's helper threads' blocks of 128 KB-1 MB became an mmap, page faults and an munmap each cycle
+ * (steady CPU at 5,000 peers 1.29-1.72x in the scale bench); with 1 MB the threads' arenas held
+ * 4.6-5.2 MB resident against 7.8-8.4, CPU 1.04x (one pair; docs/performance-log.md, session 25).
  */
-export const MALLOC_MMAP_THRESHOLD_BYTES = 128 << 10;
+export const MALLOC_MMAP_THRESHOLD_BYTES = 1 << 20;
 
 /**
  * Large blocks mapped on their own for good (native/malloc-trim.c's mallocMmapThreshold): the

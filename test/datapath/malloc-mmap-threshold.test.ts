@@ -23,7 +23,7 @@ test('mapLargeMallocBlocks: large blocks are mapped on their own and go back whe
   const start = mapped();
   let blocks: Uint8Array[] | undefined = Array.from({ length: 32 }, (_, i) => new Uint8Array(MALLOC_MMAP_THRESHOLD_BYTES * 2).fill(i));
   const held = mapped();
-  assert.ok(held - start >= 32 * MALLOC_MMAP_THRESHOLD_BYTES * 2, `32 blocks of 256 KB mapped on their own: ${start} -> ${held} B`);
+  assert.ok(held - start >= 32 * MALLOC_MMAP_THRESHOLD_BYTES * 2, `32 blocks of twice the threshold mapped on their own: ${start} -> ${held} B`);
   assert.ok(blocks.every((b, i) => b[0] === i));
   blocks = undefined;
   for (let k = 0; k < 3; k++) gc();
