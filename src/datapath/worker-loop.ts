@@ -82,7 +82,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     let now = performance.now();
     const warm = this.warmTurns > 0;
     if (warm) this.warmTurns--;
-    if (this.compactor.checkDue(now) || warm) { // checkDue first: it too runs in the warm turns
+    if (warm || this.compactor.checkDue(now)) {
       // A compaction (30-180 ms) runs SCHED_OTHER; the check alone (every 2 s) stays realtime: set
       // aside for every check, the worker dropped to SCHED_OTHER right after a packet, and on a
       // loaded machine waited there behind other threads for ms while the answer to that packet
