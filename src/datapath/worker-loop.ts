@@ -29,8 +29,8 @@ const MAX_WAIT_MS = 250;
  * sparse traffic (a ping, a lone ACK) every microsecond of a wake-up is latency.
  */
 const BURST = 8;
-/** The turn of the worker's first heap compaction check (see WorkerLoop.firstCheckIn). */
-const FIRST_CHECK_TURN = 16;
+/** The worker's first turns, in which every rare branch of turn() runs (see WorkerLoop.warmTurns). */
+const WARM_TURNS = 64;
 
 export function runWorkerLoop<P extends WireGuardProtocol | EspProtocol>(engine: DatapathEngine<P>, tun: TunDevice, udp: UdpSocket, port: MessagePort, wakeFd: number, sched: IdleRealtime): void {
   // One wait and what it woke for per call: a function called again and again is optimized by
@@ -49,13 +49,15 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
   // compaction holds packets for its time (30-180 ms at 5,000 peers), once after such a burst, and
   // only while the tunnel carries little (datapathQuiet).
   private readonly compactor = new HeapCompactor(performance.now() - DEFAULT_COMPACTION.checkIntervalMs, returnFreedMalloc);
-  // The first compaction check runs at the FIRST_CHECK_TURN-th turn (then every checkIntervalMs):
-  // its code then has type feedback when TurboFan compiles turn(). First due 2 s in, after the
-  // compilation on a lone-ping flow, its loads deoptimized turn() (lab --trace-deopt, session 16:
-  // 'Insufficient type feedback'), which then ran as baseline code for seconds. Not at the first
-  // turn (nor after a time: an idle worker turns 4 times a second): V8 gives a function its
-  // feedback vector only after a few calls. A compaction needs quiet checks in a row first.
-  private firstCheckIn = FIRST_CHECK_TURN;
+  // In the first WARM_TURNS turns the rare branches of turn() run whether due or not: the compaction
+  // check (it reads the heap only when due), draining the wake-up eventfd (non-blocking) and the
+  // engine's timers (they act only when due). TurboFan compiles turn() after some hundreds of
+  // turns, and a branch that had not run since V8 gave turn() its feedback vector (after about 8
+  // turns) was compiled as a deoptimization: the first control request, compaction check or timer
+  // after the compilation threw turn() back to baseline code until it was compiled again, seconds
+  // later on a lone-ping flow (lab --trace-deopt: sessions 16, 24 and 25). One turn was not enough
+  // (a check at turn 16 or 64 still deoptimized in the lab): every one of these turns runs them.
+  private warmTurns = WARM_TURNS;
   private requests = 0;
   private moved = 0;
   private intervalStart = performance.now();
@@ -78,7 +80,9 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     }
     if (!this.running) return false;
     let now = performance.now();
-    if (this.firstCheckIn > 0 ? --this.firstCheckIn === 0 : this.compactor.checkDue(now)) {
+    const warm = this.warmTurns > 0;
+    if (warm) this.warmTurns--;
+    if (warm || this.compactor.checkDue(now)) {
       // A compaction (30-180 ms) runs SCHED_OTHER; the check alone (every 2 s) stays realtime: set
       // aside for every check, the worker dropped to SCHED_OTHER right after a packet, and on a
       // loaded machine waited there behind other threads for ms while the answer to that packet
@@ -93,7 +97,8 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     const polled = this.n.waitReadable(this.fds, 3, wait);
     const ready = polled > 0 ? polled : 0; // bit i: fds[i] readable (an error is negative)
     // A request came: drained here, read from the port at the next turn's start (right away).
-    if (ready & 4) this.n.wakeFdDrain(this.wakeFd);
+    // (Drained also while warm: a request is on the port before its signal, so none is missed.)
+    if ((ready & 4) !== 0 || warm) this.n.wakeFdDrain(this.wakeFd);
     now = performance.now();
     this.sched.afterWait(now);
     let moved = 0;
@@ -115,7 +120,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     // without feedback for it, and deoptimized there (lab --trace-deopt, session 16).
     if ((ready & 1) !== 0 || moved > 0) moved += tunnelBurst(engine, tun, now);
     this.moved += moved;
-    if (engine.nextDeadline() <= now) engine.tick(now);
+    if (warm || engine.nextDeadline() <= now) engine.tick(now);
     return true;
   }
 
