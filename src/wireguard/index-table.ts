@@ -53,6 +53,12 @@ export class IndexTable {
     if (idx !== 0) this.table.delete(idx);
   }
 
+  /** A keypair gone for good: its index freed and its keys zeroed (a peer's slots, or a lingering one expired). */
+  eraseKeypair(kp: Keypair): void {
+    this.delete(kp.localIndex);
+    kp.zero();
+  }
+
   get size(): number {
     return this.table.size;
   }

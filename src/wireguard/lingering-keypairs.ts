@@ -22,7 +22,7 @@ interface Lingering {
 }
 
 export class LingeringKeypairs {
-  private readonly list: Lingering[] = [];
+  private list: Lingering[] = [];
 
   constructor(private readonly indexes: IndexTable) {}
 
@@ -35,17 +35,15 @@ export class LingeringKeypairs {
   /** Erases those whose time is up. */
   expire(now: number): void {
     let n = 0;
-    while (n < this.list.length && this.list[n]!.until <= now) this.erase(this.list[n++]!.keypair);
+    while (n < this.list.length && this.list[n]!.until <= now) this.indexes.eraseKeypair(this.list[n++]!.keypair);
     if (n > 0) this.list.splice(0, n);
   }
 
   /** Erases the peer's at once (the peer is removed, or its keys flushed). */
   dropPeer(peer: Peer): void {
     if (this.list.length === 0) return;
-    for (const l of this.list) if (l.keypair.peer === peer) this.erase(l.keypair);
-    const kept = this.list.filter((l) => l.keypair.isAlive);
-    this.list.length = 0;
-    this.list.push(...kept);
+    for (const l of this.list) if (l.keypair.peer === peer) this.indexes.eraseKeypair(l.keypair);
+    this.list = this.list.filter((l) => l.keypair.isAlive);
   }
 
   /** When expire() has work next (device clock), null when nothing lingers. */
@@ -55,10 +53,5 @@ export class LingeringKeypairs {
 
   get size(): number {
     return this.list.length;
-  }
-
-  private erase(kp: Keypair): void {
-    this.indexes.delete(kp.localIndex);
-    kp.zero();
   }
 }

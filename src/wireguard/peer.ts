@@ -507,8 +507,6 @@ export class Peer {
   }
 
   private deleteKeypair(kp: Keypair | null): void {
-    if (!kp) return;
-    this.host.indexes.delete(kp.localIndex);
-    kp.zero();
+    if (kp) this.host.indexes.eraseKeypair(kp);
   }
 }
