@@ -18,7 +18,8 @@ export function returnFreedMalloc(): boolean {
  * glibc's trim threshold stays at its default. glibc's own 128 KB, fixed, cost the steady state:
  * V8's helper threads' blocks of 128 KB-1 MB became an mmap, page faults and an munmap each cycle
  * (steady CPU at 5,000 peers 1.29-1.72x in the scale bench); with 1 MB the threads' arenas held
- * 4.6-5.2 MB resident against 7.8-8.4, CPU 1.04x (one pair; docs/performance-log.md, session 25).
+ * 4.6-5.2 MB resident against 7.8-8.4, and the steady CPU was as without it (four pairs;
+ * docs/performance-log.md, session 25).
  */
 export const MALLOC_MMAP_THRESHOLD_BYTES = 1 << 20;
 
