@@ -7,7 +7,11 @@ import type { EngineKind, EngineStateOf, WorkerInit } from './messages.js';
 import type { TunQueueDescriptor } from './tun-device.js';
 import type { UdpSocketDescriptor } from './udp-socket.js';
 
-/** Bumped whenever the document or an engine's state changes shape: an older reader then refuses it. */
+/**
+ * Bumped whenever the document or an engine's state changes shape: an older reader then refuses it.
+ * Not for an optional field an older reader may safely go without (WireGuard's lingering keypairs,
+ * receive-only): the upgrade across it keeps its handover.
+ */
 export const DATAPATH_SNAPSHOT_VERSION = 2;
 const FORMAT = 'veil-datapath-handover';
 

@@ -15,10 +15,10 @@ import type { Peer } from './peer.js';
 
 export const LINGER_MS = REKEY_TIMEOUT;
 
-interface Lingering {
-  keypair: Keypair;
+export interface Lingering {
+  readonly keypair: Keypair;
   /** Device-clock ms when it is erased. */
-  until: number;
+  readonly until: number;
 }
 
 export class LingeringKeypairs {
@@ -30,6 +30,21 @@ export class LingeringKeypairs {
   add(keypair: Keypair | null, now: number): void {
     if (!keypair || !keypair.isAlive) return;
     this.list.push({ keypair, until: now + LINGER_MS });
+  }
+
+  /**
+   * Keeps a handed-over keypair (a datapath handover) receivable until `until`, the deadline it
+   * had in the datapath before on this device's clock. The caller drops one whose time is up.
+   */
+  restore(keypair: Keypair, until: number): void {
+    let i = this.list.length;
+    while (i > 0 && this.list[i - 1]!.until > until) i--;
+    this.list.splice(i, 0, { keypair, until }); // kept in deadline order: expire() reads from the front
+  }
+
+  /** Each lingering keypair with its deadline, soonest first (a handover exports them). */
+  entries(): readonly Lingering[] {
+    return this.list;
   }
 
   /** Erases those whose time is up. */

@@ -4,8 +4,11 @@
 // Times travel as ages, since each process has its own monotonic clock. Handshakes in flight and
 // staged packets do not travel: a peer without a session simply handshakes again. The previous
 // datapath must have stopped before the export (it never sends under these counters again).
+// Keypairs lingering after a crossing (lingering-keypairs.ts) travel with the time they have left,
+// so a handover within LINGER_MS of a crossing still opens what the peer sends under them.
 import type { Endpoint } from './endpoint.js';
 import { Keypair } from './keypair.js';
+import { LINGER_MS } from './lingering-keypairs.js';
 import type { Peer } from './peer.js';
 import type { Device } from './device.js';
 import type { ReplayWindowState } from './replay-window.js';
@@ -20,6 +23,12 @@ export interface KeypairState {
   ageMs: number;
   sendCounter: number;
   replay: ReplayWindowState;
+}
+
+/** A keypair pushed out by a newer handshake and still receivable (receive-only). */
+export interface LingeringKeypairState extends KeypairState {
+  /** ms until it is erased. */
+  leftMs: number;
 }
 
 /** Pending timers as the time left (ms), null when not armed. */
@@ -39,6 +48,11 @@ export interface PeerSessionState {
   current: KeypairState | null;
   previous: KeypairState | null;
   next: KeypairState | null;
+  /**
+   * Absent when none lingers. Optional, so snapshot version 2 stays readable both ways: a reader
+   * without it drops these receive-only keys (packets lost, as before; no nonce used twice).
+   */
+  lingering?: LingeringKeypairState[];
   lastHandshakeAgeMs: number | null;
   lastHandshakeUnixMs: number | null;
   onCurrentKey: boolean;
@@ -65,14 +79,30 @@ function keypairState(kp: Keypair | null, now: number): KeypairState | null {
 
 const left = (deadline: number | null, now: number) => (deadline === null ? null : Math.max(0, deadline - now));
 
+/** The device's lingering keypairs by peer, those with time left at `now` (usually none). */
+function lingeringByPeer(device: Device, now: number): Map<Peer, LingeringKeypairState[]> {
+  const byPeer = new Map<Peer, LingeringKeypairState[]>();
+  for (const { keypair, until } of device.lingering.entries()) {
+    const state = keypairState(keypair, now);
+    if (!state || until <= now) continue;
+    const list = byPeer.get(keypair.peer) ?? [];
+    list.push({ ...state, leftMs: until - now });
+    byPeer.set(keypair.peer, list);
+  }
+  return byPeer;
+}
+
 /** Every peer's sessions at `now` (device clock). */
 export function exportSessions(device: Device, now: number): WireGuardSessions {
   const peers: PeerSessionState[] = [];
+  const lingering = lingeringByPeer(device, now);
   for (const p of device.peers()) {
     const t = p.timers;
+    const lingeringHere = lingering.get(p);
     peers.push({
       publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null,
       current: keypairState(p.current, now), previous: keypairState(p.previous, now), next: keypairState(p.next, now),
+      ...(lingeringHere ? { lingering: lingeringHere } : {}),
       lastHandshakeAgeMs: p.stats.lastHandshakeAt === null ? null : now - p.stats.lastHandshakeAt,
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs, onCurrentKey: device.peerOnCurrentKey(p),
       rxBytes: p.stats.rxBytes, txBytes: p.stats.txBytes,
@@ -86,6 +116,7 @@ export function exportSessions(device: Device, now: number): WireGuardSessions {
 }
 
 function key32(s: string): Uint8Array | undefined {
+  if (typeof s !== 'string') return undefined; // a damaged snapshot
   const k = Buffer.from(s, 'base64');
   return k.length === 32 ? new Uint8Array(k) : undefined;
 }
@@ -104,6 +135,19 @@ function restoreKeypair(device: Device, peer: Peer, s: KeypairState | null, now:
 }
 
 /**
+ * The peer's lingering keypairs back, each until the deadline it had (never later than LINGER_MS
+ * after the export): one whose time ran out during the handover is not restored.
+ */
+function restoreLingering(device: Device, peer: Peer, states: LingeringKeypairState[], at: number, now: number): void {
+  for (const s of states) {
+    const until = at + Math.min(Number(s?.leftMs), LINGER_MS);
+    if (!(until > now)) continue; // also a leftMs that is not a number
+    const kp = restoreKeypair(device, peer, s, at);
+    if (kp) device.lingering.restore(kp, until);
+  }
+}
+
+/**
  * Gives the device's peers (already added, by public key) their sessions back, aged by `elapsedMs`
  * (the time between export and now, when no packet moved). A peer with no state, or a keypair that
  * does not read back, starts without it and handshakes. Returns how many peers got sessions.
@@ -118,6 +162,7 @@ export function importSessions(device: Device, sessions: WireGuardSessions, now:
     peer.current = restoreKeypair(device, peer, s.current, at);
     peer.previous = restoreKeypair(device, peer, s.previous, at);
     peer.next = restoreKeypair(device, peer, s.next, at);
+    if (Array.isArray(s.lingering)) restoreLingering(device, peer, s.lingering, at, now);
     if (s.endpoint && !peer.endpoint) peer.endpoint = { address: s.endpoint.address, port: s.endpoint.port };
     if (s.lastHandshakeAgeMs !== null) {
       peer.stats.lastHandshakeAt = at - s.lastHandshakeAgeMs;

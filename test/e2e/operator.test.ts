@@ -21,12 +21,11 @@ interface VerifyJson { ok: boolean; mode: string; pairs: { from: string; to: str
 
 function verify(expectPass: boolean): VerifyJson {
   const t0 = Date.now();
-  const r = veil('verify', '--timeout', '10s', '-o', 'json');
-  const elapsed = Date.now() - t0;
-  assert.equal(r.status, expectPass ? 0 : 1, `verify exit ${r.status}: ${r.stderr}\n${r.stdout.slice(0, 3000)}`);
+  const r = veil('verify', '--timeout', '10s', '-o', 'json'); // killed after veilCli's 90 s: the deadline
+  console.log(`# verify took ${Date.now() - t0} ms`); // a figure, not an assertion: timing belongs in the bench
+  assert.equal(r.status, expectPass ? 0 : 1, r.status === null ? 'verify did not finish within 90 s' : `verify exit ${r.status}: ${r.stderr}\n${r.stdout.slice(0, 3000)}`);
   const rep = JSON.parse(r.stdout) as VerifyJson;
   assert.equal(rep.pairs.length, 12, 'every ordered pair of 4 nodes');
-  assert.ok(elapsed < 30_000, `verify took ${elapsed} ms`);
   const pods = JSON.parse(ok(veil('lab', 'get', 'pods', '-o', 'json'))).items.map((p: { metadata: { name: string } }) => p.metadata.name);
   assert.deepEqual(pods.filter((n: string) => n.startsWith('veil-verify-')), [], 'verify removed its pods');
   return rep;

@@ -6,8 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Device } from '../../src/wireguard/device.js';
 import { exportSessions, importSessions, type WireGuardSessions } from '../../src/wireguard/session-snapshot.js';
-import { transportCounter } from '../../src/wireguard/messages.js';
-import { EP_B, Pair, ipv4Packet } from './harness.js';
+import { transportCounter, transportReceiver } from '../../src/wireguard/messages.js';
+import { LINGER_MS } from '../../src/wireguard/lingering-keypairs.js';
+import { EP_B, Links, Pair, ipv4Packet } from './harness.js';
 
 /** A and B with a session, some traffic both ways, and a datagram B sent that A accepted. */
 function established(): { pair: Pair; fromB: Uint8Array } {
@@ -81,4 +82,84 @@ test('state that does not read back is skipped: a peer the device does not have,
   // The sender side handshakes again, as without a handover.
   const out = a2.encapsulate(a2.peer(pair.b.publicKey)!, ipv4Packet('x'), pair.now);
   assert.ok(out.some((x) => x.kind === 'network' && (x as { datagram: Uint8Array }).datagram[0] === 1), 'a handshake initiation instead');
+});
+
+/**
+ * A keypair lingering on A when its datapath stops, and a datagram B sent under it still in flight:
+ * B initiates, A answers (A's `next`), B sends under it, and B's second initiation overtakes that
+ * datagram, so A's answer pushes the first keypair out of `next` while B still sends under it.
+ */
+function lingeringAtHandover(): { pair: Pair; inFlight: Uint8Array[]; lingering: number } {
+  const { pair } = established();
+  const links = new Links(pair);
+  pair.now += 1000;
+  pair.run('b', pair.b.initiateHandshake(pair.peerA, pair.now));
+  links.deliver('b'); // A answers: its next
+  links.deliver('a'); // B takes the response: B's current from now on
+  pair.send('b', ipv4Packet('under the first'));
+  pair.send('b', ipv4Packet('under the first, later'));
+  pair.now += 1000;
+  pair.run('b', pair.b.initiateHandshake(pair.peerA, pair.now));
+  const initiation = links.inFlight.b.pop()!;
+  assert.equal(initiation[0], 1);
+  links.inFlight.b.unshift(initiation); // reordered on the way
+  links.deliver('b'); // A answers again: the first keypair leaves `next` and lingers
+  assert.equal(pair.a.lingering.size, 1, 'the keypair B sends under lingers on A');
+  const lingering = pair.a.lingering.entries()[0]!.keypair.localIndex;
+  const inFlight = links.inFlight.b.filter((d) => d[0] === 4 && d.length > 32); // the two packets, not the keepalive
+  assert.equal(inFlight.length, 2);
+  for (const d of inFlight) assert.equal(transportReceiver(d), lingering, 'sent under the lingering keypair');
+  return { pair, inFlight, lingering };
+}
+
+const tunnelled = (device: Device, datagram: Uint8Array, pair: Pair) =>
+  device.decapsulate(datagram, pair.at.b, pair.now).filter((x) => x.kind === 'tunnel').length;
+
+test('a keypair lingering at the handover travels with its time left: what the peer sent under it is accepted after the restore, not after its deadline', () => {
+  const { pair, inFlight, lingering } = lingeringAtHandover();
+  pair.now += 1000;
+  const sessions = exportSessions(pair.a, pair.now);
+  const exported = sessions.peers[0]!.lingering!;
+  assert.equal(exported.length, 1);
+  assert.equal(exported[0]!.localIndex, lingering);
+  assert.equal(exported[0]!.leftMs, LINGER_MS - 1000, 'it lingered 1 s before the export');
+
+  const { a2 } = successor(pair, sessions, 500);
+  pair.now += 500;
+  assert.equal(a2.lingering.size, 1, 'restored');
+  assert.equal(a2.lingering.entries()[0]!.until, pair.now + LINGER_MS - 1500, 'the deadline it had, on this clock');
+  assert.equal(a2.nextDeadline()! <= pair.now + LINGER_MS - 1500, true, 'the device wakes for it');
+  assert.equal(tunnelled(a2, inFlight[0]!, pair), 1, 'accepted under the lingering keypair after the handover');
+  assert.equal(a2.stats.totalDrops(), 0);
+
+  pair.now += LINGER_MS - 1500;
+  a2.tick(pair.now);
+  assert.equal(a2.lingering.size, 0, 'erased at its deadline');
+  assert.equal(a2.indexes.get(lingering), undefined, 'its index freed');
+  assert.equal(tunnelled(a2, inFlight[1]!, pair), 0, 'refused past the deadline');
+  assert.equal(a2.stats.drops.unknownReceiverIndex, 1);
+});
+
+test('a lingering keypair whose time runs out during the handover is not restored, and none lives longer than LINGER_MS', () => {
+  const { pair, inFlight, lingering } = lingeringAtHandover();
+  const sessions = exportSessions(pair.a, pair.now);
+  assert.equal(sessions.peers[0]!.lingering![0]!.leftMs, LINGER_MS);
+  const { a2, restored } = successor(pair, sessions, LINGER_MS);
+  assert.equal(restored, 1, 'the sessions themselves come back');
+  assert.equal(a2.lingering.size, 0);
+  assert.equal(a2.indexes.get(lingering), undefined);
+  pair.now += LINGER_MS;
+  assert.equal(tunnelled(a2, inFlight[0]!, pair), 0, 'refused: its deadline passed during the handover');
+
+  // A damaged or foreign snapshot cannot stretch the deadline, nor stop the import with a bad entry.
+  const stretched = JSON.parse(JSON.stringify(sessions)) as WireGuardSessions;
+  stretched.peers[0]!.lingering![0]!.leftMs = 10 * LINGER_MS;
+  stretched.peers[0]!.lingering!.push(null as never, { ...stretched.peers[0]!.lingering![0]!, leftMs: 'soon' as never, localIndex: 7 });
+  const { a2: a3 } = successor(pair, stretched, 1000);
+  assert.deepEqual(a3.lingering.entries().map((l) => [l.keypair.localIndex, l.until]), [[lingering, pair.now + LINGER_MS]], 'LINGER_MS from the export at most');
+});
+
+test('a device with nothing lingering exports no lingering field (the snapshot stays as small)', () => {
+  const { pair } = established();
+  assert.equal('lingering' in exportSessions(pair.a, pair.now).peers[0]!, false);
 });
