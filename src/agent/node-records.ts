@@ -7,8 +7,13 @@
 import type { PeerNode } from './node-source.js';
 import type { AdmissionEntries, Entry, Order } from './peer-admission.js';
 
-/** Slots the columns start with (they double when full). */
+/** Slots the columns start with. */
 const INITIAL_SLOTS = 64;
+/**
+ * Full columns grow by half, not double: the typed ones are 29 B a slot, and a doubling leaves more
+ * of them unused (5,000 nodes in 8,192 slots: ~19 B a node; by half, 5,540 slots: ~3 B).
+ */
+const growth = (slots: number): number => slots + (slots >> 1);
 
 /** Flags by slot. */
 const LIVE = 1, ADMITTED = 2, ORDER_IS_AGE = 4;
@@ -85,7 +90,7 @@ export class NodeRecords {
   }
 
   private grow(): void {
-    const size = this.rvs.length * 2;
+    const size = growth(this.rvs.length);
     const grown = <T extends Float64Array | Int32Array | Uint8Array>(a: T, make: (n: number) => T): T => { const b = make(size); b.set(a); return b; };
     this.rvs = grown(this.rvs, (n) => new Float64Array(n));
     this.ages = grown(this.ages, (n) => new Float64Array(n));
