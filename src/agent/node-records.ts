@@ -5,7 +5,7 @@
 // peers; the columns are ~45 B. What few nodes have (a refusal's reason, an order other than the
 // node's age, an age that is not a canonical timestamp) is kept by slot in maps of its own.
 import type { PeerNode } from './node-source.js';
-import type { AdmissionEntries, Entry, Order } from './peer-admission.js';
+import { orderBefore, type AdmissionEntries, type Entry, type Order } from './peer-admission.js';
 
 /** Slots the columns start with. */
 const INITIAL_SLOTS = 64;
@@ -106,6 +106,17 @@ export class NodeRecords {
   age(slot: number): Order {
     const ms = this.ages[slot]!;
     return Number.isNaN(ms) ? this.ageTexts.get(slot) ?? '' : ms;
+  }
+
+  /**
+   * Whether the node in slot a (named aName) came before the one in slot b (orderBefore on their
+   * ages): two canonical times compared as the column's numbers (age() makes a heap number of each,
+   * 16 B a read: ~2 MB for a sort of 5,000 peers).
+   */
+  ageBefore(a: number, aName: string, b: number, bName: string): boolean {
+    const x = this.ages[a]!, y = this.ages[b]!;
+    if (Number.isNaN(x) || Number.isNaN(y)) return orderBefore(this.age(a), aName, this.age(b), bName);
+    return x === y ? aName < bName : x < y;
   }
 
   setAge(slot: number, age: Order): void {

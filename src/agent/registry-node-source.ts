@@ -9,7 +9,7 @@ import { addressAt, parseCidr } from '../net/cidr.js';
 import { oneOrMore, sameElements } from '../util/one-or-more.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
-import { PeerAdmission, creationOrder, orderBefore } from './peer-admission.js';
+import { PeerAdmission, creationOrder } from './peer-admission.js';
 import { NodeRecords } from './node-records.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
@@ -199,11 +199,11 @@ export class RegistryNodeSource implements NodeSource {
     }
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
-    const age = (name: string) => { const slot = this.nodes.slotOf(name); return slot === undefined ? '' : this.nodes.age(slot); };
-    const before = (x: PeerNode, y: PeerNode) => orderBefore(age(x.name), x.name, age(y.name), y.name);
+    // an admitted peer's node is cached (its claim is its peer)
+    const before = (x: PeerNode, y: PeerNode) => this.nodes.ageBefore(this.nodes.slotOf(x.name)!, x.name, this.nodes.slotOf(y.name)!, y.name);
     this.peerList = [...this.admission.admittedCandidates()].filter((c) => this.isLive(c.name)).sort((x, y) => (before(x, y) ? -1 : before(y, x) ? 1 : 0));
     this.nodes.clearIndexes();
-    this.peerList.forEach((p, i) => this.nodes.setIndex(this.nodes.slotOf(p.name)!, i)); // an admitted peer's node is cached (its claim is its peer)
+    this.peerList.forEach((p, i) => this.nodes.setIndex(this.nodes.slotOf(p.name)!, i));
     return this.peerList;
   }
 

@@ -1,10 +1,11 @@
 // The node source's records as columns by slot: each column reads back what was set, a freed slot
-// is handed out again blank, the columns grow past their first size, and the admission's entries
-// kept in the slots decide as a map of entries does (the view it is handed writes through).
+// is handed out again blank, the columns grow past their first size, slots order by age as their
+// ages do, and the admission's entries kept in the slots decide as a map of entries does (the view
+// it is handed writes through).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NodeRecords } from '../../src/agent/node-records.js';
-import { PeerAdmission, creationOrder } from '../../src/agent/peer-admission.js';
+import { PeerAdmission, creationOrder, orderBefore } from '../../src/agent/peer-admission.js';
 import type { PeerNode } from '../../src/agent/node-source.js';
 
 const peer = (name: string, ip: string, cidr: string): PeerNode =>
@@ -25,6 +26,18 @@ test('each column reads back what was set; a new slot is blank', () => {
   assert.equal(r.lease(s), undefined);
   r.clearIndexes();
   assert.equal(r.index(s), -1);
+});
+
+test('ageBefore orders slots as orderBefore orders their ages', () => {
+  const r = new NodeRecords();
+  const ages = ['2026-12-05T12:08:15.123Z', '2026-12-05T12:08:15.123Z', '2026-12-05T12:08:15Z', '2026-12-05T12:08:16.000Z', '', 'zz'].map(creationOrder);
+  const names = ['b', 'a', 'c', 'd', 'e', 'f'];
+  const slots = names.map((n, i) => { const s = r.slotFor(n); r.setAge(s, ages[i]!); return s; });
+  for (let i = 0; i < names.length; i++) {
+    for (let j = 0; j < names.length; j++) {
+      assert.equal(r.ageBefore(slots[i]!, names[i]!, slots[j]!, names[j]!), orderBefore(ages[i]!, names[i]!, ages[j]!, names[j]!), `${names[i]} before ${names[j]}`);
+    }
+  }
 });
 
 test('a deleted name frees its slot, which is handed out again blank; the columns grow', () => {
