@@ -2,7 +2,7 @@
 // (as the health prober's and the tunnel's peers are): its version, age, lease, place in the peer
 // list, liveness, the peer it makes, and its claim's entry in the admission. A record object per
 // node (eleven fields, and its creation time a heap number of its own) was ~128 B a peer at 5,000
-// peers; the columns are ~45 B. What few nodes have (a refusal's reason, an order other than the
+// peers; the columns are ~50 B. What few nodes have (a refusal's reason, an order other than the
 // node's age, an age that is not a canonical timestamp) is kept by slot in maps of its own.
 import type { PeerNode } from './node-source.js';
 import { orderBefore, type AdmissionEntries, type Entry, type Order } from './peer-admission.js';

@@ -140,14 +140,14 @@ export class RegistryNodeSource implements NodeSource {
   private selfCached?: { addresses: NodeAddresses | string; fingerprint: string };
   private readonly deleted = new Map<string, number>();
   /**
-   * The leases of the names whose node the cache does not hold (a cached node's is in its record):
+   * The leases of the names whose node the cache does not hold (a cached node's is in its slot):
    * a live one's resourceVersion, or leaseGone(version) for one deleted at that version (kept to
    * ignore older news). A number, not an object per lease (~48 B a peer).
    */
   private readonly uncachedLeases = new Map<string, number>();
   /** When each lease that was live went (LEASE_GRACE_MS). */
   private readonly leaseGoneAt = new Map<string, number>();
-  /** Who may be a peer, kept up to date one node at a time; its entries are in the nodes' records. */
+  /** Who may be a peer, kept up to date one node at a time; its entries are in the nodes' slots. */
   private readonly admission = new PeerAdmission<PeerNode>(this.nodes.entries());
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
