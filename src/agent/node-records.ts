@@ -119,7 +119,12 @@ export class NodeRecords {
     return x === y ? aName < bName : x < y;
   }
 
+  /** A new age; a claim decided under the old one keeps that as its order (the admission tells the change by it). */
   setAge(slot: number, age: Order): void {
+    if (this.candidates[slot] && (this.flags[slot]! & ORDER_IS_AGE) !== 0) {
+      const was = this.age(slot);
+      if (was !== age) { this.orders.set(slot, was); this.setFlag(slot, ORDER_IS_AGE, false); }
+    }
     if (typeof age === 'number') { this.ages[slot] = age; this.ageTexts.delete(slot); }
     else { this.ages[slot] = NaN; this.ageTexts.set(slot, age); }
   }

@@ -87,6 +87,14 @@ test('the admission decides the same with its entries in the slots as in a map o
   assert.deepEqual(verdicts(inSlots), verdicts(inMap));
   assert.deepEqual(verdicts(inSlots).admitted, ['thief', 'w3']);
   assert.equal(records.reason(records.slotOf('thief')!), undefined);
+  // A node whose age changes (its object recreated between two lists) keeps the order its claim was
+  // decided under until the claim is decided again: the admission tells the change by it.
+  const w3 = records.slotOf('w3')!, w3Peer = records.candidate(w3)!;
+  records.setAge(w3, 99);
+  assert.equal(records.order(w3), 2);
+  assert.deepEqual([...inSlots.upsert(w3Peer, 99)].sort(), [...inMap.upsert(w3Peer, 99)].sort());
+  assert.deepEqual([records.order(w3), records.age(w3)], [99, 99]);
+  assert.deepEqual(verdicts(inSlots), verdicts(inMap));
   // A candidate decided under an order that is not its node's age keeps that order.
   const slot = records.slotOf('twin')!;
   inSlots.upsert(peer('twin', '172.18.0.9', '10.244.7.0/24'), 'zz');
