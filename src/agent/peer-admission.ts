@@ -177,16 +177,18 @@ function rangesOf(p: Parsed): Range[] {
 export interface Entry<T> { candidate: T; order: Order; unusable?: string; admitted: boolean; reason?: string }
 
 /**
- * Where the admission keeps its entries, by name: a map of its own unless the caller keeps a record
- * per name already (the node source: a second map by name was ~50 B a peer at 5,000 peers). values()
- * yields every entry in an order that moves only as entries come and go (a map's: the order names
- * were first set; the node source's: its records').
+ * Where the admission keeps its entries, by name: a map of its own unless the caller keeps a slot
+ * per name already (the node source's columns, node-records.ts: a second map by name was ~50 B a
+ * peer at 5,000 peers). values() yields every entry in an order that moves only as entries come and
+ * go (a map's: the order names were first set; the node source's: the order its nodes were cached).
  */
 export interface AdmissionEntries<T> {
+  /** The entry, or a view of it whose writes land where it is kept. */
   get(name: string): Entry<T> | undefined;
-  /** Keeps e's fields under name (a store may copy them into a record of its own: the entry is read back by get()). */
+  /** Keeps e's fields under name (a store may copy them into its own columns: the entry is read back by get()). */
   set(name: string, e: Entry<T>): void;
   delete(name: string): void;
+  /** Every entry; an entry yielded may be a view moved on at the next step: read it before then, keep none. */
   values(): IterableIterator<Entry<T>>;
 }
 

@@ -9,7 +9,8 @@ import { addressAt, parseCidr } from '../net/cidr.js';
 import { oneOrMore, sameElements } from '../util/one-or-more.js';
 import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
-import { PeerAdmission, creationOrder, orderBefore, type AdmissionEntries, type Entry, type Order } from './peer-admission.js';
+import { PeerAdmission, creationOrder } from './peer-admission.js';
+import { NodeRecords } from './node-records.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
 
@@ -119,64 +120,8 @@ export function withOwnFields(cur: RegistryObject, f: OwnFields): RegistryObject
   return same ? undefined : next;
 }
 
-/**
- * The admission's entries are the node source's records themselves (a record is its node's entry
- * while `candidate` is set): an entry is set only for a cached node (its claim is its peer), and a
- * node leaves the cache only after its claim left the admission (uncache). values() yields them in
- * the records' order. An entry object and the admission's map by name were ~114 B a peer.
- */
-function entriesIn(nodes: Map<string, CachedNode>): AdmissionEntries<PeerNode> {
-  return {
-    get: (name) => { const n = nodes.get(name); return n?.candidate ? n as Entry<PeerNode> : undefined; },
-    set: (name, e) => {
-      const n = nodes.get(name)!;
-      // The order a claim is decided under is mostly its node's age: then the age's own number object (a copy was 16 B a node).
-      n.candidate = e.candidate; n.order = e.order === n.age ? n.age : e.order; n.unusable = e.unusable; n.admitted = e.admitted; n.reason = e.reason;
-    },
-    delete: (name) => {
-      const n = nodes.get(name);
-      if (n) { n.candidate = undefined; n.order = ''; n.unusable = undefined; n.admitted = false; n.reason = undefined; }
-    },
-    *values() { for (const n of nodes.values()) if (n.candidate) yield n as Entry<PeerNode>; },
-  };
-}
-
 /** A deleted lease's entry from the version it was deleted at, and back (its own inverse: -1 - rv, never a live one's). */
 const leaseGone = (v: number): number => -1 - v;
-
-/** What the source keeps of a Node object: only what peers need (not the whole object: memory per peer). */
-interface CachedNode {
-  rv: number;
-  /**
-   * Who came first: creation time as its object says, then name (orderBefore; the admission's
-   * `order` is the one its claim was last decided under). A canonical timestamp is kept as its
-   * seconds (creationOrder): the text joined with the name was a ~56 B string a node.
-   */
-  age: Order;
-  /** Why its addresses are unusable; for this node, its addresses (a peer's are in `peer`). */
-  addresses?: NodeAddresses | string;
-  /** The peer it makes (undefined for this node, or when its addresses are unusable). */
-  peer?: PeerNode;
-  /** This node's addresses as text, to tell a change of them from a rewrite of its status. */
-  fingerprint?: string;
-  /** Where its peer is in the source's list of peers, -1 if it is not there (a map by name besides was ~45 B a peer). */
-  index: number;
-  /**
-   * Its agent is alive (its lease, or the grace after it), as its last sync saw it: of the admitted,
-   * only these are peers. A node that goes was not (a set of names besides was ~35 B a peer).
-   */
-  live: boolean;
-  /** Its lease (see RegistryNodeSource.lease), kept here while the node is cached (a map by name besides was ~45 B a peer). */
-  lease: number | undefined;
-  /** Its claim's entry in the admission, while it has one (entriesIn): the candidate admitted or refused, ... */
-  candidate: PeerNode | undefined;
-  /** ...the age it was decided under, and its verdict (see peer-admission.ts Entry). */
-  order: Order;
-  unusable: string | undefined;
-  admitted: boolean;
-  reason: string | undefined;
-}
-
 
 /**
  * The informer: one event costs that node's work (its admission, and the nodes whose claims overlap
@@ -184,19 +129,26 @@ interface CachedNode {
  * changes, so the modes and the tunnel can tell an unchanged peer by identity.
  */
 export class RegistryNodeSource implements NodeSource {
-  /** The Node objects as the watch delivered them (what peers need of them). */
-  private readonly nodes = new Map<string, CachedNode>();
+  /**
+   * The Node objects as the watch delivered them: what peers need of them, as columns by slot
+   * (node-records.ts), with the admission's entries in the same slots.
+   */
+  private readonly nodes = new NodeRecords();
+  /** Why a cached node's addresses are unusable (few have this: not a column). */
+  private readonly unusableAddresses = new Map<string, string>();
+  /** This node's addresses as its cached object says (or why they are unusable), and as text to tell a change of them from a rewrite of its status. */
+  private selfCached?: { addresses: NodeAddresses | string; fingerprint: string };
   private readonly deleted = new Map<string, number>();
   /**
-   * The leases of the names whose node the cache does not hold (a cached node's is in its record):
+   * The leases of the names whose node the cache does not hold (a cached node's is in its slot):
    * a live one's resourceVersion, or leaseGone(version) for one deleted at that version (kept to
    * ignore older news). A number, not an object per lease (~48 B a peer).
    */
   private readonly uncachedLeases = new Map<string, number>();
   /** When each lease that was live went (LEASE_GRACE_MS). */
   private readonly leaseGoneAt = new Map<string, number>();
-  /** Who may be a peer, kept up to date one node at a time; its entries are in the nodes' records. */
-  private readonly admission = new PeerAdmission<PeerNode>(entriesIn(this.nodes));
+  /** Who may be a peer, kept up to date one node at a time; its entries are in the nodes' slots. */
+  private readonly admission = new PeerAdmission<PeerNode>(this.nodes.entries());
   private readonly unusable = new Map<string, string>();
   private invalid = new Map<string, string>();
   private selfFingerprint?: string;
@@ -240,16 +192,18 @@ export class RegistryNodeSource implements NodeSource {
     let rebuild = false;
     for (const name of this.stale) {
       const now = this.isLive(name) ? this.admission.admitted(name) : undefined;
-      const i = this.nodes.get(name)?.index ?? -2; // -2: its node went, and with it where it was in the list
+      const slot = this.nodes.slotOf(name);
+      const i = slot === undefined ? -2 : this.nodes.index(slot); // -2: its node went, and with it where it was in the list
       if (now && i >= 0) list[i] = now; // changed in place: same order
       else if (now || i !== -1) { rebuild = true; break; }
     }
     this.stale.clear();
     if (!rebuild) return (this.peerList = list);
-    const before = (x: PeerNode, y: PeerNode) => orderBefore(this.nodes.get(x.name)?.age ?? '', x.name, this.nodes.get(y.name)?.age ?? '', y.name);
+    // an admitted peer's node is cached (its claim is its peer)
+    const before = (x: PeerNode, y: PeerNode) => this.nodes.ageBefore(this.nodes.slotOf(x.name)!, x.name, this.nodes.slotOf(y.name)!, y.name);
     this.peerList = [...this.admission.admittedCandidates()].filter((c) => this.isLive(c.name)).sort((x, y) => (before(x, y) ? -1 : before(y, x) ? 1 : 0));
-    for (const n of this.nodes.values()) n.index = -1;
-    this.peerList.forEach((p, i) => { this.nodes.get(p.name)!.index = i; }); // an admitted peer's node is cached (its claim is its peer)
+    this.nodes.clearIndexes();
+    this.peerList.forEach((p, i) => this.nodes.setIndex(this.nodes.slotOf(p.name)!, i));
     return this.peerList;
   }
 
@@ -273,7 +227,7 @@ export class RegistryNodeSource implements NodeSource {
       this.cache(ev.object, ev.type === 'DELETED');
       if (ev.object.metadata.name === this.nodeName) this.reassert(ev.object);
       this.notify();
-    }, { version: (name) => this.nodes.get(name)?.rv, names: () => this.nodes.keys() });
+    }, { version: (name) => this.version(name), names: () => this.nodes.names() });
     this.leaseWatch = this.registry.watch('Lease', rev, (ev) => {
       this.cacheLease(ev.object.metadata.name, ev.object.metadata.resourceVersion ?? 0, ev.type !== 'DELETED');
       this.notify();
@@ -308,7 +262,7 @@ export class RegistryNodeSource implements NodeSource {
       : undefined;
     const versions = nodeNews?.versions;
     const moved: string[] = [];
-    versions?.forEach((rv, name) => { if (rv > (this.nodes.get(name)?.rv ?? this.deleted.get(name) ?? -1)) moved.push(name); });
+    versions?.forEach((rv, name) => { if (rv > (this.version(name) ?? this.deleted.get(name) ?? -1)) moved.push(name); });
     // The names listed: all of them (complete), or only what changed, and the count showed that nothing
     // went: then every node the cache holds is still there.
     let listed: { has(name: string): boolean } | undefined = nodeNews && !nodeNews.complete ? undefined : versions;
@@ -372,11 +326,17 @@ export class RegistryNodeSource implements NodeSource {
     this.invalid = invalid;
   }
 
+  /** The resourceVersion of a cached node's object. */
+  private version(name: string): number | undefined {
+    const slot = this.nodes.slotOf(name);
+    return slot === undefined ? undefined : this.nodes.rv(slot);
+  }
+
   private cache(obj: RegistryObject, deleted = false): void {
     const name = obj.metadata.name;
     const rv = obj.metadata.resourceVersion ?? 0;
-    const cached = this.nodes.get(name);
-    const have = cached?.rv ?? this.deleted.get(name) ?? -1;
+    const cached = this.nodes.slotOf(name);
+    const have = cached === undefined ? this.deleted.get(name) ?? -1 : this.nodes.rv(cached);
     // Never go back to an older version. The same one again is no news: a relist of what the cache
     // holds, or of the version whose deletion the watch delivered (the list was answered before it).
     if (rv < have || (rv === have && !deleted)) return;
@@ -384,53 +344,56 @@ export class RegistryNodeSource implements NodeSource {
     else {
       const addresses = nodeAddresses(obj);
       const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses);
+      const was = cached === undefined ? undefined : this.nodes.peer(cached);
       // A rewrite of its status only (health, heartbeat) keeps the peer object: the modes and the tunnel tell it unchanged by identity.
-      const peer = made && cached?.peer && samePeer(cached.peer, made) ? cached.peer : made;
-      const created = String(obj.metadata.creationTimestamp ?? ''); // String(): a backend may hand over any JSON
-      const record: CachedNode = {
-        rv, age: '', peer, index: cached?.index ?? -1, live: cached?.live ?? false, lease: cached ? cached.lease : this.uncachedLeases.get(name),
-        candidate: cached?.candidate, order: cached?.order ?? '', unusable: cached?.unusable, admitted: cached?.admitted ?? false, reason: cached?.reason, // its admission entry, as it was
-      };
-      // Set after a text: the field then holds the number object itself, which the admission's `order`
-      // shares (a field first given a number boxes it anew at every read: a second 16 B number a node).
-      record.age = creationOrder(created);
-      // Set after, not spread into the literal: a literal with a spread had a spare slot in every record (8 B a peer).
-      if (name === this.nodeName) { record.addresses = addresses; record.fingerprint = JSON.stringify(addresses); }
-      else if (typeof addresses === 'string') record.addresses = addresses;
-      this.nodes.set(name, record);
+      const peer = made && was && samePeer(was, made) ? was : made;
+      const slot = this.nodes.slotFor(name); // a new one: not live, no admission entry yet; a cached one keeps its entry as it was
+      this.nodes.setRv(slot, rv);
+      this.nodes.setPeer(slot, peer);
+      this.nodes.setAge(slot, creationOrder(String(obj.metadata.creationTimestamp ?? ''))); // String(): a backend may hand over any JSON
+      if (name === this.nodeName) this.selfCached = { addresses, fingerprint: JSON.stringify(addresses) };
+      else if (typeof addresses === 'string') this.unusableAddresses.set(name, addresses);
+      else this.unusableAddresses.delete(name);
       this.deleted.delete(name);
-      if (!cached) this.uncachedLeases.delete(name);
+      if (cached === undefined) {
+        this.nodes.setLease(slot, this.uncachedLeases.get(name));
+        this.uncachedLeases.delete(name);
+      }
     }
     this.sync(name);
   }
 
-  /** A node leaves the cache, and its claim the admission (its entry is in the record); its lease stays known. */
+  /** A node leaves the cache, and its claim the admission (its entry is in its slot); its lease stays known. */
   private uncache(name: string): void {
-    const n = this.nodes.get(name);
-    if (n?.candidate) {
+    const slot = this.nodes.slotOf(name);
+    if (slot === undefined) return;
+    if (this.nodes.candidate(slot)) {
       this.claims = undefined;
       for (const c of this.admission.remove(name)) this.pending.add(c);
     }
-    const l = n?.lease;
-    if (this.nodes.delete(name) && l !== undefined) this.uncachedLeases.set(name, l);
+    const l = this.nodes.lease(slot);
+    this.nodes.delete(name);
+    this.unusableAddresses.delete(name);
+    if (name === this.nodeName) this.selfCached = undefined;
+    if (l !== undefined) this.uncachedLeases.set(name, l);
   }
 
   /** A name's lease: a live one's resourceVersion, leaseGone(version) for one deleted at that version, or undefined. */
   private lease(name: string): number | undefined {
-    const n = this.nodes.get(name);
-    return n ? n.lease : this.uncachedLeases.get(name);
+    const slot = this.nodes.slotOf(name);
+    return slot === undefined ? this.uncachedLeases.get(name) : this.nodes.lease(slot);
   }
 
   private setLease(name: string, l: number): void {
-    const n = this.nodes.get(name);
-    if (n) n.lease = l;
+    const slot = this.nodes.slotOf(name);
+    if (slot !== undefined) this.nodes.setLease(slot, l);
     else this.uncachedLeases.set(name, l);
   }
 
   /** Every live lease (but those `except` names): name and resourceVersion. */
   private liveLeases(except?: ReadonlyMap<string, number>): [string, number][] {
     const live: [string, number][] = [];
-    this.nodes.forEach((n, name) => { if (n.lease !== undefined && n.lease >= 0 && !except?.has(name)) live.push([name, n.lease]); });
+    this.nodes.forEach((slot, name) => { const l = this.nodes.lease(slot); if (l !== undefined && l >= 0 && !except?.has(name)) live.push([name, l]); });
     this.uncachedLeases.forEach((l, name) => { if (l >= 0 && !except?.has(name)) live.push([name, l]); });
     return live;
   }
@@ -438,7 +401,7 @@ export class RegistryNodeSource implements NodeSource {
   /** How many leases are live (every relist asks: no list made). */
   private liveLeaseCount(): number {
     let count = 0;
-    this.nodes.forEach((n) => { if (n.lease !== undefined && n.lease >= 0) count++; });
+    this.nodes.forEach((slot) => { if ((this.nodes.lease(slot) ?? -1) >= 0) count++; });
     this.uncachedLeases.forEach((l) => { if (l >= 0) count++; });
     return count;
   }
@@ -462,9 +425,10 @@ export class RegistryNodeSource implements NodeSource {
     this.graceTimers.add(t);
   }
 
-  /** Whether its node is cached and was alive at its last sync (see CachedNode.live). */
+  /** Whether its node is cached and was alive at its last sync (of the admitted, only these are peers; a node that goes was not). */
   private isLive(name: string): boolean {
-    return this.nodes.get(name)?.live === true;
+    const slot = this.nodes.slotOf(name);
+    return slot !== undefined && this.nodes.live(slot);
   }
 
   /** Its agent holds its lease, or held it less than LEASE_GRACE_MS ago. */
@@ -477,17 +441,19 @@ export class RegistryNodeSource implements NodeSource {
 
   /** Brings one node's admission up to date with its object and lease; only a change the modes see is pending. */
   private sync(name: string): void {
-    const n = this.nodes.get(name);
     if (name === this.nodeName) {
-      if (n?.fingerprint === this.selfFingerprint) return;
-      this.selfFingerprint = n?.fingerprint;
-      const a = n?.addresses;
+      const own = this.selfCached;
+      if (own?.fingerprint === this.selfFingerprint) return;
+      this.selfFingerprint = own?.fingerprint;
+      const a = own?.addresses;
       this.claims = undefined;
       for (const c of this.admission.setSelf(a && typeof a !== 'string' ? { name, internalIPs: a.internalIPs, podCIDRs: a.podCIDRs } : undefined)) this.pending.add(c);
       return;
     }
-    const live = n !== undefined && this.alive(name);
-    const bad = live && typeof n.addresses === 'string' ? `node object refused: ${n.addresses}` : undefined; // its prefixes are not routed to it
+    const slot = this.nodes.slotOf(name);
+    const live = slot !== undefined && this.alive(name);
+    const unusable = live ? this.unusableAddresses.get(name) : undefined;
+    const bad = unusable !== undefined ? `node object refused: ${unusable}` : undefined; // its prefixes are not routed to it
     if (bad !== this.unusable.get(`peer ${name}`)) {
       if (bad) this.unusable.set(`peer ${name}`, bad); else this.unusable.delete(`peer ${name}`);
       this.pending.add(name);
@@ -495,14 +461,14 @@ export class RegistryNodeSource implements NodeSource {
     // A claim holds while its object exists, lease or not: a node whose agent is down keeps its
     // addresses and pod CIDR, so a later object claiming them stays refused instead of taking over
     // its pods while it is away. Only a live node is a peer.
-    const claim = n?.peer;
-    const claimChanged = claim !== this.admission.candidate(name); // what the admission holds (a map of its own was ~45 B a peer)
-    if (!claimChanged && live === (n?.live ?? false)) return;
-    if (n) n.live = live;
+    const claim = slot === undefined ? undefined : this.nodes.peer(slot);
+    const claimChanged = claim !== (slot === undefined ? undefined : this.nodes.candidate(slot)); // what the admission holds (its entry is in the slot)
+    if (!claimChanged && live === (slot !== undefined && this.nodes.live(slot))) return;
+    if (slot !== undefined) this.nodes.setLive(slot, live);
     if (claimChanged) {
       this.claims = undefined;
       const changed = claim
-        ? this.admission.upsert(claim, n!.age) // the peer is its own claim
+        ? this.admission.upsert(claim, this.nodes.age(slot!)) // the peer is its own claim
         : this.admission.remove(name);
       for (const c of changed) this.pending.add(c);
     }
