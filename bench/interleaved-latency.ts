@@ -7,7 +7,7 @@
 // and those of the order cancel.
 import type { ActiveMode, BenchLab, Mode } from './bench-lab.js';
 import { idleRttFigures, percentile, pingRtts, waitForTraffic, type ModeFigures } from './measure.js';
-import { realtimeThreads } from './proc.js';
+import { cpuSeconds, machineTicks, realtimeThreads } from './proc.js';
 import { median } from './stats.js';
 
 /** One round's arrangement, as indices into the modes. */
@@ -94,12 +94,22 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       const rtStart = new Map([...up].map(([m, a]) => [m, a.datapathPids.map(realtimeThreads)]));
       const samples = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchP50 = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const batchMax = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      // what else ran while a mode's batches did: the machine (both cores) and the other modes' datapath processes
+      const load = new Map<number, { busy: number; total: number; othersCpu: number; seconds: number }>([...up.keys()].map((m) => [m, { busy: 0, total: 0, othersCpu: 0, seconds: 0 }]));
       for (const order of plan.batchOrders) {
         for (const m of order) {
           if (!up.has(m)) continue;
+          const others = [...up].filter(([o]) => o !== m).flatMap(([, a]) => a.datapathPids);
+          const othersCpu = () => others.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+          const [t0, c0, w0] = [machineTicks(), othersCpu(), performance.now()];
           const rtts = await pingRtts(...pair(labOf(m)), opts.batch);
+          const [t1, c1, w1] = [machineTicks(), othersCpu(), performance.now()];
+          const l = load.get(m)!;
+          l.busy += t1.busy - t0.busy; l.total += t1.total - t0.total; l.othersCpu += c1 - c0; l.seconds += (w1 - w0) / 1000;
           samples.get(m)!.push(...rtts);
           batchP50.get(m)!.push(median(rtts));
+          batchMax.get(m)!.push(Math.max(...rtts));
         }
       }
       for (const [m, a] of up) {
@@ -109,13 +119,14 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
         round[modes[m]!] = {
           ...idleRttFigures({ p50: percentile(rtts, 50), p99: percentile(rtts, 99) }, { p50: percentile(w, 50), p99: percentile(w, 99) },
             { start: rtStart.get(m)!, end: a.datapathPids.map(realtimeThreads) }),
-          rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)),
+          rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)), rttBatchMaxUs: batchMax.get(m)!.map((x) => Math.round(x)),
+          rttLoad: loadShares(load.get(m)!),
         };
       }
       for (const m of plan.installOrder) {
         const f = round[modes[m]!];
         if (f) log(`round ${r + 1}/${opts.rounds} ${modes[m]} (lab ${f.rttLab}): rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle ` +
-          `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)})` +
+          `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)}; machine ${f.rttLoad!.machineBusy} busy, the others' datapath ${f.rttLoad!.othersCores} cores)` +
           (modes[m]!.startsWith('veil-') ? `, realtime threads at its start→end ${f.rttRealtimeThreads.start.join('+')}→${f.rttRealtimeThreads.end.join('+')}` : ''));
       }
     } finally {
@@ -127,6 +138,11 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
     run.rounds.push(round);
   }
   return run;
+}
+
+/** The machine's busy share (of both cores) and the other modes' datapath CPU (cores) over a mode's batches. */
+function loadShares(l: { busy: number; total: number; othersCpu: number; seconds: number }): { machineBusy: number; othersCores: number } {
+  return { machineBusy: +(l.busy / Math.max(1, l.total)).toFixed(3), othersCores: +(l.othersCpu / Math.max(1e-9, l.seconds)).toFixed(3) };
 }
 
 function pair(lab: BenchLab): [BenchLab['pods'][0], BenchLab['pods'][0]] {

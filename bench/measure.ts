@@ -76,9 +76,15 @@ export interface ModeFigures {
   cpuSecPerGB: number | null;
   /** Largest VmHWM among the datapath processes, MB (null for plain). */
   peakRssMB: number | null;
-  /** --latency (interleaved): the lab the mode ran in this round, and the median RTT of each of its batches, µs. */
+  /** --latency (interleaved): the lab the mode ran in this round, and the median and highest RTT of each of its batches, µs. */
   rttLab?: number;
   rttBatchP50Us?: number[];
+  rttBatchMaxUs?: number[];
+  /**
+   * --latency: over the mode's batches, the machine's busy share (of all cores) and the CPU the
+   * other modes' datapath processes used (in cores): the others are up while a mode is measured.
+   */
+  rttLoad?: { machineBusy: number; othersCores: number };
 }
 
 export interface UdpTrial {
