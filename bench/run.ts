@@ -134,35 +134,36 @@ async function main(): Promise<number> {
       results = run.rounds;
       failures.push(...run.failures);
       plans = run.plans;
-    }
-    const lab = labs[0]!;
-    const [client, server] = lab.pods as [typeof lab.pods[0], typeof lab.pods[0]];
-    for (let r = 0; r < (latencyOnly ? 0 : rounds); r++) {
-      const round: Partial<Record<Mode, ModeFigures>> = {};
-      for (const mode of modes) {
-        const t0 = Date.now();
-        let active: ActiveMode | undefined;
-        try {
-          active = await lab.activate(mode, home);
-          actives.add(active);
-          if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
-          round[mode] = await measureMode(client, server, active.datapathPids, opts);
-          const f = round[mode]!;
-          console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
-            `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
-            `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s (${f.udpMaxRateTunedMbps ?? '–'} with 4 MiB buffers), rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-        } catch (e) {
-          const error = e instanceof Error ? e.message : String(e);
-          failures.push({ round: r + 1, mode, error });
-          console.error(`round ${r + 1}/${rounds} ${mode}: FAILED: ${error}`);
-        } finally {
-          if (active) {
-            actives.delete(active);
-            await active.teardown();
+    } else {
+      const lab = labs[0]!;
+      const [client, server] = lab.pods as [typeof lab.pods[0], typeof lab.pods[0]];
+      for (let r = 0; r < rounds; r++) {
+        const round: Partial<Record<Mode, ModeFigures>> = {};
+        for (const mode of modes) {
+          const t0 = Date.now();
+          let active: ActiveMode | undefined;
+          try {
+            active = await lab.activate(mode, home);
+            actives.add(active);
+            if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
+            round[mode] = await measureMode(client, server, active.datapathPids, opts);
+            const f = round[mode]!;
+            console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
+              `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
+              `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s (${f.udpMaxRateTunedMbps ?? '–'} with 4 MiB buffers), rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+          } catch (e) {
+            const error = e instanceof Error ? e.message : String(e);
+            failures.push({ round: r + 1, mode, error });
+            console.error(`round ${r + 1}/${rounds} ${mode}: FAILED: ${error}`);
+          } finally {
+            if (active) {
+              actives.delete(active);
+              await active.teardown();
+            }
           }
         }
+        results.push(round);
       }
-      results.push(round);
     }
   } finally {
     await cleanup();
