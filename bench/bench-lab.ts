@@ -30,6 +30,18 @@ export interface LabPod {
   ip: string;
 }
 
+/** A lab's own underlay and pod subnets, so that several labs can be up at once (the interleaved latency bench). */
+export interface LabSubnets {
+  underlay: string;
+  pods: string;
+}
+
+/** Lab i's subnets: 172.18+i.0.0/16 and 10.244+i.0.0/16 (lab 0 has `veil lab up`'s defaults). */
+export function benchLabSubnets(i: number): LabSubnets {
+  if (!(Number.isInteger(i) && i >= 0 && i < 10)) throw new Error(`bench lab index ${i}: 0 to 9`);
+  return { underlay: `172.${18 + i}.0.0/16`, pods: `10.${244 + i}.0.0/16` };
+}
+
 export interface ActiveMode {
   mode: Mode;
   /** Processes that move the packets (agents or wireguard-go), for CPU and memory. */
@@ -43,8 +55,11 @@ export class BenchLab {
   pods: LabPod[] = [];
   private up = false;
 
-  /** cryptoThreads: veil's datapath.cryptoThreads for both veil modes (undefined: the default). */
-  constructor(readonly cluster: string, readonly home: string, readonly cryptoThreads?: number) {}
+  /**
+   * cryptoThreads: veil's datapath.cryptoThreads for both veil modes (undefined: the default).
+   * subnets: the lab's own (undefined: `veil lab up`'s defaults).
+   */
+  constructor(readonly cluster: string, readonly home: string, readonly cryptoThreads?: number, readonly subnets?: LabSubnets) {}
 
   private veil(args: string[], timeoutMs = 180_000): Promise<string> {
     return mustExec([process.execPath, MAIN_JS, ...args], timeoutMs, { ...process.env, VEIL_HOME: this.home });
@@ -52,7 +67,8 @@ export class BenchLab {
 
   async create(): Promise<void> {
     this.up = true;
-    await this.veil(['lab', 'up', '--name', this.cluster, '--nodes', '2']);
+    const subnets = this.subnets ? ['--underlay-subnet', this.subnets.underlay, '--pod-cidr', this.subnets.pods] : [];
+    await this.veil(['lab', 'up', '--name', this.cluster, '--nodes', '2', ...subnets]);
     const nodes = JSON.parse(await this.veil(['lab', 'get', 'nodes', '-o', 'json', '--cluster', this.cluster])) as { items: { metadata: { name: string }; spec: Record<string, string> }[] };
     this.nodes = nodes.items.map((n) => ({ name: n.metadata.name, netns: n.spec['netns']!, internalIP: n.spec['internalIP']!, podCIDR: n.spec['podCIDR']! }));
     for (const [i, node] of this.nodes.entries()) {
@@ -108,7 +124,7 @@ export class BenchLab {
     try {
       const keys = this.nodes.map((_, i) => {
         const priv = run(['wg', 'genkey']).stdout.trim();
-        const file = join(workDir, `wg-go-${i}.key`);
+        const file = join(workDir, `wg-go-${this.cluster}-${i}.key`); // labs up at once share workDir
         writeFileSync(file, priv + '\n', { mode: 0o600 });
         return { file, pub: run(['wg', 'pubkey'], { input: priv + '\n' }).stdout.trim() };
       });

@@ -76,6 +76,15 @@ export interface ModeFigures {
   cpuSecPerGB: number | null;
   /** Largest VmHWM among the datapath processes, MB (null for plain). */
   peakRssMB: number | null;
+  /** --latency (interleaved): the lab the mode ran in this round, and the median and highest RTT of each of its batches, µs. */
+  rttLab?: number;
+  rttBatchP50Us?: number[];
+  rttBatchMaxUs?: number[];
+  /**
+   * --latency: over the mode's batches, the machine's busy share (of all cores) and the CPU the
+   * other modes' datapath processes used (in cores): the others are up while a mode is measured.
+   */
+  rttLoad?: { machineBusy: number; othersCores: number };
 }
 
 export interface UdpTrial {
@@ -131,15 +140,20 @@ async function iperf(client: LabPod, server: LabPod, seconds: number, extra: str
   }
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function pingRtt(client: LabPod, server: LabPod, count: number): Promise<{ p50: number; p99: number; received: number }> {
+/** `count` pings 10 ms apart from client to server: the RTT of each answer, µs, in the order sent. */
+export async function pingRtts(client: LabPod, server: LabPod, count: number): Promise<number[]> {
   // -c with -w: wait for every reply (-c alone stops two RTTs after the last request)
   const r = await exec(['ip', 'netns', 'exec', client.netns, 'ping', '-n', '-c', String(count), '-i', '0.01', '-W', '1', '-w', String(Math.ceil(count / 100) + 5), server.ip], 60_000);
-  const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+  return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+}
+
+async function pingRtt(client: LabPod, server: LabPod, count: number): Promise<{ p50: number; p99: number; received: number }> {
+  const rtts = (await pingRtts(client, server, count)).sort((a, b) => a - b);
   return { p50: percentile(rtts, 50), p99: percentile(rtts, 99), received: rtts.length };
 }
 
@@ -184,6 +198,16 @@ export async function searchUdpRate(trial: (mbps: number) => Promise<number>, st
   return lo > 0 ? lo : null;
 }
 
+/** A mode's figures when only the idle RTT was measured (--latency): the others NaN or null. */
+export function idleRttFigures(idle: { p50: number; p99: number }, warmup: { p50: number; p99: number }, rttRealtimeThreads: ModeFigures['rttRealtimeThreads']): ModeFigures {
+  return {
+    tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: idle.p50, rttP99Us: idle.p99,
+    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, rttRealtimeThreads,
+    rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpMaxRateTunedMbps: null, udpTrials: [],
+    cpuSecPerGB: null, peakRssMB: null,
+  };
+}
+
 export async function measureMode(client: LabPod, server: LabPod, pids: number[], opts: MeasureOptions): Promise<ModeFigures> {
   const cpu = () => pids.reduce((s, p) => s + cpuSeconds(p), 0);
   let cpuUsed = 0, bytes = 0;
@@ -201,14 +225,7 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   const ping = await pingRtt(client, server, opts.pings);
   const rttRealtimeThreads = { start: rtStart, end: pids.map(realtimeThreads) };
   if (ping.received === 0) throw new Error('no ping answer');
-  if (opts.latencyOnly) {
-    return {
-      tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: ping.p50, rttP99Us: ping.p99,
-      rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, rttRealtimeThreads,
-      rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpMaxRateTunedMbps: null, udpTrials: [],
-      cpuSecPerGB: null, peakRssMB: null,
-    };
-  }
+  if (opts.latencyOnly) return idleRttFigures(ping, warmup, rttRealtimeThreads);
   // RTT under load: pings at 100/s while the single stream runs (from a fifth of it, or 1 s, on).
   const startMs = Math.min(1000, opts.seconds * 200);
   const loadedPings = Math.max(10, Math.floor((opts.seconds * 1000 - startMs - 200) / 10));

@@ -103,3 +103,10 @@ export function peakRssBytes(pid: number): number {
     return 0;
   }
 }
+
+/** The machine's CPU time so far from /proc/stat's first line, in ticks: busy (all but idle and iowait) and total. */
+export function machineTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}

@@ -5,7 +5,7 @@ import type { Mode } from './bench-lab.js';
 import { median } from './stats.js';
 
 /** The figures of a mode that are single numbers (the table's rows). */
-type Figure = { [K in keyof ModeFigures]: ModeFigures[K] extends number | null ? K : never }[keyof ModeFigures];
+type Figure = { [K in keyof ModeFigures]-?: ModeFigures[K] extends number | null ? K : never }[keyof ModeFigures];
 
 interface Row {
   key: Figure;

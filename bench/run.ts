@@ -1,5 +1,7 @@
 // `npm run bench`: plain / wireguard-go / veil WireGuard / veil IPsec on a 2-node lab, rounds
 // interleaved so that drift hits every mode alike; one table with ratios, JSON in bench/results/.
+// --latency measures the modes' idle RTT side by side instead, each in its own lab
+// (interleaved-latency.ts): one after the other, each mode's slot carried its own load.
 // Cleans up (veil uninstall, wireguard-go, lab down, temp VEIL_HOME) also on SIGINT/SIGTERM.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, release } from 'node:os';
@@ -7,15 +9,18 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { run } from '../src/util/exec.js';
-import { BenchLab, MODES, type ActiveMode, type Mode } from './bench-lab.js';
+import { BenchLab, MODES, benchLabSubnets, type ActiveMode, type Mode } from './bench-lab.js';
+import { measureLatencyInterleaved, type LatencyRoundPlan } from './interleaved-latency.js';
 import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } from './measure.js';
 import { liveChildren } from './proc.js';
 import { formatRealtimeWorkers, formatRoundRatios, formatTable, ratiosToWireGuardGo, roundRatiosToWireGuardGo, stalls, summarize } from './report.js';
 
 /** Idle pings not counted before the RTT is measured (3 s: veil's packet path tiers up; every mode alike). */
 const WARMUP_PINGS = 300;
+/** --latency: pings per batch, the modes taking turns (short enough that a few seconds' load hits every mode). */
+const LATENCY_BATCH = 50;
 
-const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--warmup-pings N] [--smoke | --latency] [--out FILE] [--name CLUSTER]
+const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--warmup-pings N] [--smoke | --latency [--batch N]] [--out FILE] [--name CLUSTER]
 
 Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
   --rounds N     rounds (default 3; the table shows the median per figure)
@@ -32,7 +37,11 @@ Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the ro
   --smoke        1 round of 1-second tests, no UDP search or handshake figures: each mode must
                  pass traffic; no JSON unless --out
   --latency      idle ping RTT only (default 500 pings a mode and round, 10 ms apart, 5 rounds)
-                 and the handshake figures: the quick check of a latency change
+                 and the handshake figures: the quick check of a latency change. The modes are
+                 up at once, each in its own lab (CLUSTER-0, -1, ...: 172.18+i.0.0/16, pods
+                 10.244+i.0.0/16), and take turns in batches of pings; lab, install order and
+                 batch order rotate by round
+  --batch N      --latency: pings per batch (default ${LATENCY_BATCH})
   --out FILE     where the JSON goes (default bench/results/<date>.json)
   --name CLUSTER lab cluster name (default vb<pid>)
 Exit status: 0 when every mode passed traffic in every round, 1 otherwise, 130 when interrupted.`;
@@ -65,7 +74,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
-      'warmup-pings': { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'warmup-pings': { type: 'string' }, batch: { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -82,19 +91,25 @@ async function main(): Promise<number> {
   const cryptoThreads = values['crypto-threads'] === undefined ? undefined : Number(values['crypto-threads']);
   const badThreads = cryptoThreads !== undefined && !(Number.isInteger(cryptoThreads) && cryptoThreads >= 1 && cryptoThreads <= 8);
   const badWarmup = !(Number.isInteger(opts.warmupPings) && opts.warmupPings >= 0);
-  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads || badWarmup) {
-    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : badThreads ? '--crypto-threads must be 1 to 8' : badWarmup ? '--warmup-pings must be a whole number >= 0' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
+  const batch = Number(values.batch ?? LATENCY_BATCH);
+  const badBatch = !(Number.isInteger(batch) && batch >= 1);
+  const badLabs = latencyOnly && (new Set(modes).size !== modes.length || modes.length > 10);
+  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads || badWarmup || badBatch || badLabs) {
+    console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : badThreads ? '--crypto-threads must be 1 to 8' : badWarmup ? '--warmup-pings must be a whole number >= 0'
+      : badBatch ? '--batch must be a whole number >= 1' : badLabs ? '--latency: each mode once (a lab each)' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
     return 2;
   }
 
   const home = mkdtempSync(join(tmpdir(), 'veil-bench-'));
   process.env['VEIL_HOME'] = home; // for the registry reads (agent pids) in this process
-  const lab = new BenchLab(values.name ?? `vb${process.pid}`, home, cryptoThreads);
-  let active: ActiveMode | undefined;
+  const name = values.name ?? `vb${process.pid}`;
+  // --latency: a lab per mode, all up at once; otherwise one lab that the modes take in turn
+  const labs = latencyOnly ? modes.map((_, i) => new BenchLab(`${name}-${i}`, home, cryptoThreads, benchLabSubnets(i))) : [new BenchLab(name, home, cryptoThreads)];
+  const actives = new Set<ActiveMode>();
   let cleaning: Promise<void> | undefined;
   const cleanup = () => cleaning ??= (async () => {
-    await active?.teardown().catch(() => undefined);
-    await lab.destroy();
+    for (const a of actives) await a.teardown().catch(() => undefined);
+    for (const lab of labs) await lab.destroy();
     rmSync(home, { recursive: true, force: true });
   })();
   const onSignal = (sig: NodeJS.Signals) => {
@@ -105,39 +120,50 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const results: Partial<Record<Mode, ModeFigures>>[] = [];
+  let results: Partial<Record<Mode, ModeFigures>>[] = [];
   const failures: { round: number; mode: Mode; error: string }[] = [];
+  let plans: LatencyRoundPlan[] | undefined;
   const started = new Date();
   try {
-    console.error(`creating lab ${lab.cluster} (VEIL_HOME=${home})`);
-    await lab.create();
-    const [client, server] = lab.pods as [typeof lab.pods[0], typeof lab.pods[0]];
-    for (let r = 0; r < rounds; r++) {
-      const round: Partial<Record<Mode, ModeFigures>> = {};
-      for (const mode of modes) {
-        const t0 = Date.now();
-        try {
-          active = await lab.activate(mode, home);
-          if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
-          round[mode] = await measureMode(client, server, active.datapathPids, opts);
-          const f = round[mode]!;
-          if (latencyOnly) console.error(`round ${r + 1}/${rounds} ${mode}: rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle ` +
-            `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)})` +
-            (mode.startsWith('veil-') ? `, realtime threads at its start→end ${f.rttRealtimeThreads.start.join('+')}→${f.rttRealtimeThreads.end.join('+')}` : ''));
-          else console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
-            `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
-            `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s (${f.udpMaxRateTunedMbps ?? '–'} with 4 MiB buffers), rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
-        } catch (e) {
-          const error = e instanceof Error ? e.message : String(e);
-          failures.push({ round: r + 1, mode, error });
-          console.error(`round ${r + 1}/${rounds} ${mode}: FAILED: ${error}`);
-        } finally {
-          const a = active;
-          active = undefined;
-          await a?.teardown();
+    for (const lab of labs) {
+      console.error(`creating lab ${lab.cluster} (VEIL_HOME=${home})`);
+      await lab.create();
+    }
+    if (latencyOnly) {
+      const run = await measureLatencyInterleaved(labs, modes, home, { rounds, pings: opts.pings, batch, warmupPings: opts.warmupPings }, actives, (l) => console.error(l));
+      results = run.rounds;
+      failures.push(...run.failures);
+      plans = run.plans;
+    } else {
+      const lab = labs[0]!;
+      const [client, server] = lab.pods as [typeof lab.pods[0], typeof lab.pods[0]];
+      for (let r = 0; r < rounds; r++) {
+        const round: Partial<Record<Mode, ModeFigures>> = {};
+        for (const mode of modes) {
+          const t0 = Date.now();
+          let active: ActiveMode | undefined;
+          try {
+            active = await lab.activate(mode, home);
+            actives.add(active);
+            if (!(await waitForTraffic(client, server))) throw new Error(`no traffic passes from ${client.ip} to ${server.ip}`);
+            round[mode] = await measureMode(client, server, active.datapathPids, opts);
+            const f = round[mode]!;
+            console.error(`round ${r + 1}/${rounds} ${mode}: tcp ${f.tcp1Gbps.toFixed(2)} / -R ${f.tcp1RGbps.toFixed(2)} / -P4 ${f.tcp4Gbps.toFixed(2)} Gbit/s ` +
+              `(slowest second ${f.tcpSlowestSecondRatio.toFixed(2)}× median), udp ${f.udpRxGbps.toFixed(3)} (${f.udpLossPct.toFixed(1)} % lost), ` +
+              `< 1 % loss up to ${f.udpMaxRateMbps ?? '–'} Mbit/s (${f.udpMaxRateTunedMbps ?? '–'} with 4 MiB buffers), rtt p50 ${f.rttP50Us.toFixed(0)} µs idle / ${f.rttLoadedP50Us.toFixed(0)} µs loaded (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+          } catch (e) {
+            const error = e instanceof Error ? e.message : String(e);
+            failures.push({ round: r + 1, mode, error });
+            console.error(`round ${r + 1}/${rounds} ${mode}: FAILED: ${error}`);
+          } finally {
+            if (active) {
+              actives.delete(active);
+              await active.teardown();
+            }
+          }
         }
+        results.push(round);
       }
-      results.push(round);
     }
   } finally {
     await cleanup();
@@ -165,6 +191,9 @@ async function main(): Promise<number> {
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, JSON.stringify({
       date: started.toISOString(), machine: info, options: { rounds, ...opts, modes, cryptoThreads: cryptoThreads ?? 'default' },
+      method: latencyOnly
+        ? { kind: 'interleaved', labs: labs.map((l) => ({ cluster: l.cluster, ...l.subnets })), batch, batchesPerRound: Math.ceil(opts.pings / batch), plans }
+        : { kind: 'sequential', lab: labs[0]!.cluster },
       summary, ratiosToWireGuardGo: ratiosToWireGuardGo(summary), roundRatiosToWireGuardGo: roundRatios, stalls: stalled, handshakes, rounds: results, failures, table,
     }, null, 2) + '\n');
     console.log(`\nJSON: ${file}`);
