@@ -20,7 +20,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
-import { MarkedTable } from '../util/marked-table.js';
+import { SlottedTable, type Slotted } from '../util/slotted-table.js';
 import { eachOf, type OneOrMore } from '../util/one-or-more.js';
 import { KeptList } from '../util/kept-list.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
@@ -43,7 +43,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * new key (two hashes per key each): a key the last spec had keeps its material where it is.
    * Its slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
    */
-  private specs = new MarkedTable<string, KeptSpec>();
+  private specs = new SlottedTable<string, KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
   private readonly keyMaterial = new KeyMaterialArena();
   /** The keys in force and published key id the last pass made specs under: one record its specs share. */
@@ -179,13 +179,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage at every peer
       const p = peers[i]!;
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
-      const slot = table.slotOf(p.name);
-      const last = slot === undefined ? undefined : table.at(slot);
-      // A name twice: its first spec stands (the tunnel holds one spec a slot).
-      if (slot !== undefined && table.markedAt(slot, pass)) continue;
+      const last = table.get(p.name);
+      if (last && table.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
       if (last && last.peer === p && (last.under === under || (last.under.localSpi === localSpi && sameKeys(last.under.keys, keys)))) {
         specs.add(last);
-        table.markAt(slot!, pass);
+        table.mark(last, pass);
         continue;
       }
       if (p.external && !p.encryptionKey) {
@@ -209,7 +207,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     for (let i = 0; i < peers.length; i++) eachOf(peers[i]!.podCIDRs, addRoute);
     return {
       // The probes are the peers themselves (the prober skips external ones).
-      datapathPeers: specs.end(), slotOf: this.slotOf, messageOf: specMessage, routes: routes.end(), probes: peers, problems,
+      datapathPeers: specs.end(), slotOf: specSlot, messageOf: specMessage, routes: routes.end(), probes: peers, problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
       publish: { annotations: {}, encryptionKey: current.spi },
     };
@@ -252,9 +250,6 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     spec.activeSpi = keys.some((k) => k.spi === spi) ? spi : 0;
     return spec;
   }
-
-  /** A spec's slot in the table (DesiredState.slotOf): every spec handed out is in it. One function, not a closure a pass. */
-  private readonly slotOf = (s: EspPeerSpec): number => this.specs.slotOf((s as KeptSpec).name)!;
 
   statusDetail(): string {
     return '';
@@ -310,6 +305,9 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 }
 
+/** A kept spec's slot in the mode's table (DesiredState.slotOf): read off the spec, no lookup. */
+const specSlot = (s: EspPeerSpec): number => (s as KeptSpec).slot;
+
 /** A kept spec's message to the datapath worker (one function, not a closure a pass). */
 const specMessage = (s: EspPeerSpec): EspPeerSpec => (s as KeptSpec).message();
 
@@ -328,8 +326,10 @@ interface KeyPlace { material: Uint8Array; at: number }
  * IP and prefixes besides, were ~160 B a peer. What a pass reads of an unchanged peer (its peer,
  * under) are fields: no getter allocates on a pass. Its pass mark is the table's (a column).
  */
-class KeptSpec implements EspPeerSpec {
+class KeptSpec implements EspPeerSpec, Slotted {
   activeSpi = 0;
+  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
+  slot = -1;
   readonly #peer: PeerNode;
   readonly #under: MadeUnder;
   /** Under one key its material's chunk (the place is #at); under more, each key's place, in the order of #under.keys. */

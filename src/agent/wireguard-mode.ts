@@ -9,7 +9,7 @@ import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
-import { MarkedTable } from '../util/marked-table.js';
+import { SlottedTable } from '../util/slotted-table.js';
 import { eachOf, listOf } from '../util/one-or-more.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireGuardEncryptStatus } from './api.js';
@@ -40,12 +40,12 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
    * (current and next keys: a key two peers publish is refused to the later one), each prefix's route.
    * The specs' slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
    */
-  private specs = new MarkedTable<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec }>();
+  private specs = new SlottedTable<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec; slot: number }>();
   private holders = new Map<string, { name: string; pass: number }>();
   private routeOf = new Map<string, { route: { prefix: string; src?: string }; pass: number }>();
   private passes = 0;
   /** A spec's slot in the table (DesiredState.slotOf): every spec handed out is in it, by its peer's name. */
-  private readonly slotOf = (s: WireGuardPeerSpec): number => this.specs.slotOf(s.name!)!;
+  private readonly slotOf = (s: WireGuardPeerSpec): number => this.specs.get(s.name!)!.slot;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -117,11 +117,10 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     }
     for (const [i, p] of keyed.entries()) {
       const next = nexts[i];
-      const slot = this.specs.slotOf(p.name);
-      if (slot !== undefined && this.specs.markedAt(slot, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
-      const last = slot === undefined ? undefined : this.specs.at(slot);
+      const last = this.specs.get(p.name);
+      if (last && this.specs.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
       if (last && last.peer === p && last.keepalive === keepalive && last.next === next) {
-        this.specs.markAt(slot!, pass);
+        this.specs.mark(last, pass);
         specs.push(last.spec);
         continue;
       }
@@ -130,7 +129,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
         allowedIPs: [...listOf(p.podCIDRs), ...listOf(p.internalIPs).map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
       };
       if (next) spec.nextPublicKey = next;
-      this.specs.set(p.name, { peer: p, keepalive, next, spec }, pass);
+      this.specs.set(p.name, { peer: p, keepalive, next, spec, slot: -1 }, pass);
       specs.push(spec);
     }
     this.specs.forgetUnmarked(pass);

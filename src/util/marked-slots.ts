@@ -27,11 +27,7 @@ export class MarkedSlots<V> {
   set(slot: number, value: V, pass: number): void {
     checkPass(pass);
     if (!(Number.isInteger(slot) && slot >= 0)) throw new RangeError(`a slot must be an integer >= 0, not ${slot}`);
-    if (slot >= this.marks.length) {
-      const grown = new Uint32Array(Math.max(this.marks.length * 2, slot + 1));
-      grown.set(this.marks);
-      this.marks = grown;
-    }
+    this.marks = growMarks(this.marks, slot);
     this.values[slot] = value;
     this.marks[slot] = pass;
   }
@@ -74,6 +70,15 @@ export class MarkedSlots<V> {
   }
 }
 
-function checkPass(pass: number): void {
+/** A marks column that has `slot`: `marks` itself, or a copy twice as long (or long enough). */
+export function growMarks(marks: Uint32Array<ArrayBuffer>, slot: number): Uint32Array<ArrayBuffer> {
+  if (slot < marks.length) return marks;
+  const grown = new Uint32Array(Math.max(marks.length * 2, slot + 1));
+  grown.set(marks);
+  return grown;
+}
+
+/** A pass number is > 0 (a mark of 0 is no pass). */
+export function checkPass(pass: number): void {
   if (!(pass > 0)) throw new RangeError(`a pass number must be positive, not ${pass}`);
 }

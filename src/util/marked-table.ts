@@ -4,7 +4,7 @@
 // capacity (heap snapshots at 1,000 and 5,000 entries). The keys are the map's only (a column of
 // them was 11 B an entry more).
 import { forgetUnmarked } from './forget-unmarked.js';
-import { MarkedSlots } from './marked-slots.js';
+import { MarkedSlots, checkPass } from './marked-slots.js';
 
 export class MarkedTable<K, V> {
   /** Each key's slot. */
@@ -37,11 +37,6 @@ export class MarkedTable<K, V> {
     return this.slots.get(key);
   }
 
-  /** Whether pass `pass` marked the entry in `slot`. */
-  markedAt(slot: number, pass: number): boolean {
-    return this.columns.marked(slot, pass);
-  }
-
   /** The slots handed out so far (some may be free: at() is undefined there). */
   get slotCount(): number {
     return this.columns.length;
@@ -59,7 +54,7 @@ export class MarkedTable<K, V> {
 
   /** Sets `key`'s value and marks it with `pass` (a pass number > 0); returns its slot. */
   set(key: K, value: V, pass: number): number {
-    if (!(pass > 0)) throw new RangeError(`a pass number must be positive, not ${pass}`); // before a free slot is taken
+    checkPass(pass); // before a free slot is taken
     let s = this.slots.get(key);
     if (s === undefined) {
       s = this.free.pop() ?? this.columns.length;
