@@ -55,9 +55,4 @@ export class AppliedPeers<S extends object> {
     });
     return { upsert, remove };
   }
-
-  /** Each spec applied. */
-  forEach(f: (spec: S) => void): void {
-    this.applied.forEach((spec) => f(spec));
-  }
 }

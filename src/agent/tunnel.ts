@@ -241,11 +241,16 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
     // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
     const check = whole && periodic && this.host.init.kind === 'esp';
-    const setPeers = () => this.host.request({ type: 'setPeers', peers: d.messageOf ? specs.map(message) : specs } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    // The table as the worker is sent it, made at most once a pass: a periodic pass that counts its
+    // digest again reads the messages a resend then sends (each spec's SAs were made twice, and a
+    // whole-table resend at 5,000 peers allocated ~2.5 MB).
+    let messages: readonly (WireGuardPeerSpec | EspPeerSpec)[] | undefined;
+    const tableNow = () => (messages ??= d.messageOf ? specs.map(message) : specs);
+    const setPeers = () => this.host.request({ type: 'setPeers', peers: tableNow() } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
     if (whole && !check) await setPeers();
     else {
       if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
-      if (check && !await this.datapathHolds()) await setPeers();
+      if (check && !await this.datapathHolds(tableNow as () => readonly EspPeerSpec[])) await setPeers();
     }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
@@ -291,16 +296,18 @@ export class Tunnel<K extends EngineKind = EngineKind> {
    * Whether the ESP datapath holds exactly the applied peers, by digest: the worker makes its own
    * from what it holds after each peer update (and every FULL_DIGEST_EVERY-th check anyway); the
    * specs' is kept as they change. When they differ the specs' is counted
-   * again in full first (a slip in its keeping must not resend the table every minute). A
-   * difference then is drift: reported, and the caller resends.
+   * again in full first, from `table` (the applied specs as the worker is sent them: a slip in its
+   * keeping must not resend the table every minute). A difference then is drift: reported, and the
+   * caller resends.
    */
-  private async datapathHolds(): Promise<boolean> {
+  private async datapathHolds(table: () => readonly EspPeerSpec[]): Promise<boolean> {
     const full = this.digestChecks++ % FULL_DIGEST_EVERY === 0;
     const { digest } = await (this.host.request({ type: 'digest', full } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // K is 'esp' (the caller checked): its digest reply
     const kept = this.specsDigest!; // made by this pass (ESP)
     if (digest === kept.value) return true;
     kept.clear();
-    this.appliedPeers.forEach((v) => kept.add(v as EspPeerSpec));
+    const messages = table();
+    for (let i = 0; i < messages.length; i++) kept.add(messages[i]!);
     const wanted = kept.value;
     if (digest === wanted) return true;
     this.tablesResent++;
