@@ -2,7 +2,8 @@
 // `node dist/bench/ipsec-peer-memory.js [peers]` (default 2000).
 // A real etcd on loopback holds the peers as the scale bench writes them (Node objects and leases, as
 // real agents publish themselves); the agent's own objects follow them: the registry's watches and
-// the node source (main thread), the IPsec mode's desired state (main thread), and the ESP engine
+// the node source (main thread), the IPsec mode's desired state and what the tunnel keeps of it
+// (main thread), and the ESP engine
 // in a worker thread, given that state's specs by postMessage as the datapath worker receives them.
 // After full collections, the live heap each layer adds per peer (V8 heap, external and array
 // buffers; the engine's in its own thread).
@@ -20,6 +21,7 @@ import { EtcdCluster } from '../src/lab/etcd-cluster.js';
 import { EtcdRegistry } from '../src/control/etcd/etcd-registry.js';
 import { RegistryNodeSource } from '../src/agent/registry-node-source.js';
 import { IpsecMode } from '../src/agent/ipsec-mode.js';
+import { AppliedPeers } from '../src/agent/applied-peers.js';
 import { registrySecrets } from '../src/agent/agent-inputs.js';
 import { defaultSettings } from '../src/agent/settings.js';
 import { Health } from '../src/agent/health.js';
@@ -125,9 +127,13 @@ async function main(): Promise<void> {
     const params = await mode.prepare();
     await engine.ask({ type: 'init', init: { ...params.engine, mtu: params.mtu } });
     const applied = new Map<string, unknown>(); // what the agent keeps of a pass: its desired state
+    // What the tunnel keeps of what it applied (tunnel.ts): the specs by the mode's slots.
+    const tunnelApplied = new AppliedPeers<EspPeerSpec>((s) => s.ip);
+    let passes = 0;
+    const applyToTunnel = (d: ReturnType<IpsecMode['desired']>, message: (s: EspPeerSpec) => EspPeerSpec) => void tunnelApplied.update(d.datapathPeers, d.slotOf, message, ++passes);
 
     // Every layer gets WARM peers first, then N more; the per-peer figure is the second step's.
-    const layers = { nodeSource: 0, mode: 0, engine: 0 };
+    const layers = { nodeSource: 0, mode: 0, tunnel: 0, engine: 0 };
     const step = async (count: number, measure: boolean) => {
       const h0 = heap();
       written = await sim.ask({ type: 'add', count });
@@ -141,6 +147,8 @@ async function main(): Promise<void> {
       for (let i = 0; i < fresh.length; i += 500) await engine.ask({ type: 'updatePeers', upsert: fresh.slice(i, i + 500).map(message) });
       const e1 = await engine.ask({ type: 'heap' });
       const h2 = heap(); // after the specs were sent: a message takes typed arrays off the heap (their own buffers)
+      applyToTunnel(d, message);
+      const h3 = heap();
       if (SNAPSHOTS) {
         writeHeapSnapshot(join(SNAPSHOTS, `main-${written}.heapsnapshot`));
         await engine.ask({ type: 'snapshot', file: join(SNAPSHOTS, `engine-${written}.heapsnapshot`) });
@@ -148,14 +156,15 @@ async function main(): Promise<void> {
       if (!measure) return;
       layers.nodeSource = (h1 - h0) / count;
       layers.mode = (h2 - h1) / count;
+      layers.tunnel = (h3 - h2) / count;
       layers.engine = (e1 - e0) / count;
     };
     await step(WARM, false);
     await step(N, true);
-    const total = layers.nodeSource + layers.mode + layers.engine;
+    const total = layers.nodeSource + layers.mode + layers.tunnel + layers.engine;
     console.log(JSON.stringify({
       peers: N, heapBytesPerPeer: Math.round(total),
-      nodeSourceBytes: Math.round(layers.nodeSource), modeBytes: Math.round(layers.mode), engineBytes: Math.round(layers.engine),
+      nodeSourceBytes: Math.round(layers.nodeSource), modeBytes: Math.round(layers.mode), tunnelBytes: Math.round(layers.tunnel), engineBytes: Math.round(layers.engine),
       rssMB: Number((process.memoryUsage().rss / (1 << 20)).toFixed(1)),
     }));
   } finally {

@@ -20,7 +20,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
-import { forgetUnmarked } from '../util/forget-unmarked.js';
+import { SlottedTable, type Slotted } from '../util/slotted-table.js';
 import { eachOf, type OneOrMore } from '../util/one-or-more.js';
 import { KeptList } from '../util/kept-list.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
@@ -41,8 +41,9 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * the tunnel tells unchanged by identity (a pass over 5,000 peers builds and compares no spec).
    * Its SA keys are derived again only for a peer that is new, rebooted (a new boot id) or under a
    * new key (two hashes per key each): a key the last spec had keeps its material where it is.
+   * Its slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
    */
-  private specs = new Map<string, KeptSpec>();
+  private specs = new SlottedTable<string, KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
   private readonly keyMaterial = new KeyMaterialArena();
   /** The keys in force and published key id the last pass made specs under: one record its specs share. */
@@ -174,33 +175,31 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     specs.start();
     const problems = new Map<string, string>();
     const pass = ++this.passes;
-    let marked = 0; // specs this pass marked: all of them, in most passes, and then none is to be forgotten
+    const table = this.specs;
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage at every peer
       const p = peers[i]!;
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
-      const last = this.specs.get(p.name);
-      const counted = last !== undefined && last.pass === pass; // a name twice: its entry counts once
+      const last = table.get(p.name);
+      if (last && table.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
       if (last && last.peer === p && (last.under === under || (last.under.localSpi === localSpi && sameKeys(last.under.keys, keys)))) {
         specs.add(last);
-        if (!counted) marked++;
-        last.pass = pass;
+        table.mark(last, pass);
         continue;
       }
       if (p.external && !p.encryptionKey) {
         problems.set(`peer ${p.name}`, `peer ${p.name} has no IPsec configuration yet: run 'veil ipsec peer-config ${p.name}' and apply it there`);
         continue;
       }
-      const spec = this.makeSpec(p, last, keys, under, local, pass);
+      const spec = this.makeSpec(p, last, keys, under, local);
       if (typeof spec === 'string') {
         problems.set(`peer ${p.name}`, spec);
         continue;
       }
       specs.add(spec);
-      if (!counted) marked++;
-      this.specs.set(p.name, spec);
+      table.set(p.name, spec, pass);
     }
     // Peers gone are forgotten (and keys retired, with their specs): a walk of every spec only when one is.
-    if (marked !== this.specs.size) forgetUnmarked(this.specs, pass);
+    table.forgetUnmarked(pass);
     // The routes are the pod CIDRs' own strings (a prefix twice is routed once by the tunnel): no object per route.
     const routes = this.routeList;
     routes.start();
@@ -208,7 +207,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     for (let i = 0; i < peers.length; i++) eachOf(peers[i]!.podCIDRs, addRoute);
     return {
       // The probes are the peers themselves (the prober skips external ones).
-      datapathPeers: specs.end(), messageOf: specMessage, routes: routes.end(), probes: peers, problems,
+      datapathPeers: specs.end(), slotOf: specSlot, messageOf: specMessage, routes: routes.end(), probes: peers, problems,
       // Applied, this pass installed inbound SAs for every key in force: the current SPI may be published.
       publish: { annotations: {}, encryptionKey: current.spi },
     };
@@ -218,7 +217,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * A new or changed peer's spec, or why it has none. Its own method: a closure in the loop over
    * every peer made that loop's body allocate a context at each peer, ~0.2 MB a pass at 5,000.
    */
-  private makeSpec(p: PeerNode, last: KeptSpec | undefined, keys: IpsecKey[], under: MadeUnder, local: { ip: string; bootId: string }, pass: number): KeptSpec | string {
+  private makeSpec(p: PeerNode, last: KeptSpec | undefined, keys: IpsecKey[], under: MadeUnder, local: { ip: string; bootId: string }): KeptSpec | string {
     let spec: KeptSpec;
     try {
       const same = last && last.peer.internalIP === p.internalIP && last.peer.bootID === p.bootID ? last : undefined;
@@ -242,8 +241,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         return out;
       });
       spec = places.length === 1
-        ? new KeptSpec(p, under, pass, places[0]!.material, places[0]!.at)
-        : new KeptSpec(p, under, pass, places.map((t) => ({ material: t.material, at: t.at })), 0);
+        ? new KeptSpec(p, under, places[0]!.material, places[0]!.at)
+        : new KeptSpec(p, under, places.map((t) => ({ material: t.material, at: t.at })), 0);
     } catch (e) {
       return `cannot derive IPsec keys for ${p.name}: ${errorMessage(e)}`;
     }
@@ -264,7 +263,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     const ip = peer === undefined ? undefined : this.specs.get(peer)?.ip ?? peer;
     const st = await tunnel.request({ type: 'status', showKeys, ...(ip === undefined ? {} : { peer: ip }) });
     const names = new Map<string, string>();
-    for (const s of peer === undefined ? this.specs.values() : [this.specs.get(peer)]) if (s) names.set(s.ip, s.name);
+    if (peer === undefined) this.specs.forEach((s) => names.set(s.ip, s.name));
+    else { const s = this.specs.get(peer); if (s) names.set(s.ip, s.name); }
     return namePeers(st, names);
   }
 
@@ -305,6 +305,9 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 }
 
+/** A kept spec's slot in the mode's table (DesiredState.slotOf): read off the spec, no lookup. */
+const specSlot = (s: EspPeerSpec): number => (s as KeptSpec).slot;
+
 /** A kept spec's message to the datapath worker (one function, not a closure a pass). */
 const specMessage = (s: EspPeerSpec): EspPeerSpec => (s as KeptSpec).message();
 
@@ -321,21 +324,21 @@ interface KeyPlace { material: Uint8Array; at: number }
  * sits; its SA specs are made from these when read, and its message (message()) when it is sent
  * (the tunnel's DesiredState.messageOf): an SA spec object per direction kept per peer, and the
  * IP and prefixes besides, were ~160 B a peer. What a pass reads of an unchanged peer (its peer,
- * under, pass) are fields: no getter allocates on a pass.
+ * under) are fields: no getter allocates on a pass. Its pass mark is the table's (a column).
  */
-class KeptSpec implements EspPeerSpec {
+class KeptSpec implements EspPeerSpec, Slotted {
   activeSpi = 0;
+  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
+  slot = -1;
   readonly #peer: PeerNode;
   readonly #under: MadeUnder;
-  #pass: number;
   /** Under one key its material's chunk (the place is #at); under more, each key's place, in the order of #under.keys. */
   readonly #material: Uint8Array | KeyPlace[];
   readonly #at: number;
 
-  constructor(peer: PeerNode, under: MadeUnder, pass: number, material: Uint8Array | KeyPlace[], at: number) {
+  constructor(peer: PeerNode, under: MadeUnder, material: Uint8Array | KeyPlace[], at: number) {
     this.#peer = peer;
     this.#under = under;
-    this.#pass = pass;
     this.#material = material;
     this.#at = at;
   }
@@ -348,9 +351,6 @@ class KeptSpec implements EspPeerSpec {
   get allowedIPs(): OneOrMore<string> { return this.#peer.podCIDRs; }
   /** The keys and published key id it was made under (shared: a field each was 8 B a peer more). */
   get under(): MadeUnder { return this.#under; }
-  /** The last pass that wanted it (forget-unmarked.ts). */
-  get pass(): number { return this.#pass; }
-  set pass(pass: number) { this.#pass = pass; }
 
   /** Where key i's (of under.keys) material sits. */
   placeOf(i: number): KeyPlace {

@@ -3,14 +3,13 @@
 // the device. A mode only says what it should hold (DesiredState); apply() makes it so, by
 // difference: the worker gets the peers that changed, the routes that moved go in one `ip -batch`,
 // so an event costs what changed, not the cluster. A whole pass now and then is the safety net.
-import { isDeepStrictEqual } from 'node:util';
 import { UdpSocket } from '../datapath/udp-socket.js';
 import { RawEspSocket } from '../datapath/raw-esp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
 import type { HeapFigures } from '../util/heap-figures.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
-import { MarkedTable } from '../util/marked-table.js';
+import { AppliedPeers, type AppliedSpecsObserver } from './applied-peers.js';
 import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
 import { EspSpecsDigest } from '../datapath/esp-table-digest.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
@@ -61,6 +60,12 @@ export type TunnelPrefix = string | { prefix: string; src?: string };
 export interface DesiredState<K extends EngineKind = EngineKind> {
   /** The engine's peers (WireGuard peers or ESP peers with their SAs). */
   datapathPeers: PeerSpecsOf<K>;
+  /**
+   * A spec's slot in the mode's own table of its specs (slotted-table.ts): a peer keeps its slot while
+   * it stays, two peers of one pass never share one. The tunnel keeps what it applied by these
+   * slots, not in a map of its own that held the same peers again (~46 B a peer).
+   */
+  slotOf(spec: PeerSpecsOf<K>[number]): number;
   /**
    * A spec as the worker is sent it, where a mode keeps its specs in a form a message does not carry
    * whole (IPsec's make their SAs when read: a structured clone takes own data properties only);
@@ -190,11 +195,12 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   }
 
   /**
-   * What the worker and the routing table hold, as last applied: spec by identity, route source by
-   * prefix, kept and marked pass after pass (forget-unmarked.ts; what no pass marked is what went):
-   * at 5,000 peers, the maps made anew each pass were ~2.3 MB of garbage per event.
+   * What the worker and the routing table hold, as last applied: spec by the mode's slot
+   * (DesiredState.slotOf), route source by prefix, kept and marked pass after pass
+   * (forget-unmarked.ts; what no pass marked is what went): at 5,000 peers, the maps made anew each
+   * pass were ~2.3 MB of garbage per event.
    */
-  private appliedPeers = new MarkedTable<string, WireGuardPeerSpec | EspPeerSpec>(); // the pass in a column, not a {spec, pass} record each (22 B a peer less)
+  private appliedPeers = new AppliedPeers<WireGuardPeerSpec | EspPeerSpec>(specId);
   /** The last pass that wanted a prefix, with its source where it has one (a record only then: IPsec's routes have none, and one each was ~40 B a peer). */
   private routed = new Map<string, number | { src: string; pass: number }>();
   private passes = 0;
@@ -227,41 +233,24 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.wholeAsked = false;
     const pass = ++this.passes;
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
-    const upsert: (WireGuardPeerSpec | EspPeerSpec)[] = [];
     const specs: readonly (WireGuardPeerSpec | EspPeerSpec)[] = d.datapathPeers;
     const message = (d.messageOf ?? sameSpec) as (s: WireGuardPeerSpec | EspPeerSpec) => WireGuardPeerSpec | EspPeerSpec;
     const digest = this.host.init.kind === 'esp' ? (this.specsDigest ??= new EspSpecsDigest()) : undefined;
-    for (let i = 0; i < specs.length; i++) { // indexed loops: an iterator's results were garbage at every peer
-      const spec = specs[i]!;
-      const id = specId(spec);
-      // An unchanged spec (nearly every one, every pass) is marked where it is: one map lookup a
-      // peer, where a get and a set were two (a pass is per event batch, over every peer).
-      const slot = this.appliedPeers.slotOf(id);
-      const had = slot === undefined ? undefined : this.appliedPeers.at(slot);
-      if (had === spec) {
-        this.appliedPeers.markAt(slot!, pass);
-        continue;
-      }
-      this.appliedPeers.set(id, spec, pass);
-      const sent = message(spec);
-      if (had) {
-        const was = message(had);
-        if (isDeepStrictEqual(was, sent)) continue;
-        digest?.remove(was as EspPeerSpec); // the message: a kept spec's getters would make its SAs again
-      }
-      upsert.push(sent);
-      digest?.add(sent as EspPeerSpec);
-    }
-    const remove = this.appliedPeers.forgetUnmarked(pass, digest && ((v) => digest.remove(v as EspPeerSpec)));
+    const { upsert, remove } = this.appliedPeers.update(specs, d.slotOf as (s: WireGuardPeerSpec | EspPeerSpec) => number, message, pass, digest as AppliedSpecsObserver<WireGuardPeerSpec | EspPeerSpec> | undefined);
     // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
     // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
     // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
     const check = whole && periodic && this.host.init.kind === 'esp';
-    const setPeers = () => this.host.request({ type: 'setPeers', peers: d.messageOf ? specs.map(message) : specs } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
+    // The table as the worker is sent it, made at most once a pass: a periodic pass that counts its
+    // digest again reads the messages a resend then sends (each spec's SAs were made twice, and a
+    // whole-table resend at 5,000 peers allocated ~2.5 MB).
+    let messages: readonly (WireGuardPeerSpec | EspPeerSpec)[] | undefined;
+    const tableNow = () => (messages ??= d.messageOf ? specs.map(message) : specs);
+    const setPeers = () => this.host.request({ type: 'setPeers', peers: tableNow() } as unknown as RequestOf<ProtocolOf[K]>); // PeerSpecsOf<K> is K's setPeers payload
     if (whole && !check) await setPeers();
     else {
       if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
-      if (check && !await this.datapathHolds()) await setPeers();
+      if (check && !await this.datapathHolds(tableNow as () => readonly EspPeerSpec[])) await setPeers();
     }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
@@ -307,16 +296,18 @@ export class Tunnel<K extends EngineKind = EngineKind> {
    * Whether the ESP datapath holds exactly the applied peers, by digest: the worker makes its own
    * from what it holds after each peer update (and every FULL_DIGEST_EVERY-th check anyway); the
    * specs' is kept as they change. When they differ the specs' is counted
-   * again in full first (a slip in its keeping must not resend the table every minute). A
-   * difference then is drift: reported, and the caller resends.
+   * again in full first, from `table` (the applied specs as the worker is sent them: a slip in its
+   * keeping must not resend the table every minute). A difference then is drift: reported, and the
+   * caller resends.
    */
-  private async datapathHolds(): Promise<boolean> {
+  private async datapathHolds(table: () => readonly EspPeerSpec[]): Promise<boolean> {
     const full = this.digestChecks++ % FULL_DIGEST_EVERY === 0;
     const { digest } = await (this.host.request({ type: 'digest', full } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // K is 'esp' (the caller checked): its digest reply
     const kept = this.specsDigest!; // made by this pass (ESP)
     if (digest === kept.value) return true;
     kept.clear();
-    this.appliedPeers.forEach((v) => kept.add(v as EspPeerSpec));
+    const messages = table();
+    for (let i = 0; i < messages.length; i++) kept.add(messages[i]!);
     const wanted = kept.value;
     if (digest === wanted) return true;
     this.tablesResent++;

@@ -9,6 +9,7 @@ import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
 import { forgetUnmarked } from '../util/forget-unmarked.js';
+import { SlottedTable } from '../util/slotted-table.js';
 import { eachOf, listOf } from '../util/one-or-more.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireGuardEncryptStatus } from './api.js';
@@ -37,11 +38,14 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
    * allocates nothing per unchanged peer: each peer's spec and what it was made from (the same
    * spec object tells the tunnel it is unchanged), which peer holds each public key this pass
    * (current and next keys: a key two peers publish is refused to the later one), each prefix's route.
+   * The specs' slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
    */
-  private specs = new Map<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec; pass: number }>();
+  private specs = new SlottedTable<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec; slot: number }>();
   private holders = new Map<string, { name: string; pass: number }>();
   private routeOf = new Map<string, { route: { prefix: string; src?: string }; pass: number }>();
   private passes = 0;
+  /** A spec's slot in the table (DesiredState.slotOf): every spec handed out is in it, by its peer's name. */
+  private readonly slotOf = (s: WireGuardPeerSpec): number => this.specs.get(s.name!)!.slot;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -114,8 +118,9 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     for (const [i, p] of keyed.entries()) {
       const next = nexts[i];
       const last = this.specs.get(p.name);
+      if (last && this.specs.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
       if (last && last.peer === p && last.keepalive === keepalive && last.next === next) {
-        last.pass = pass;
+        this.specs.mark(last, pass);
         specs.push(last.spec);
         continue;
       }
@@ -124,10 +129,10 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
         allowedIPs: [...listOf(p.podCIDRs), ...listOf(p.internalIPs).map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
       };
       if (next) spec.nextPublicKey = next;
-      this.specs.set(p.name, { peer: p, keepalive, next, spec, pass });
+      this.specs.set(p.name, { peer: p, keepalive, next, spec, slot: -1 }, pass);
       specs.push(spec);
     }
-    forgetUnmarked(this.specs, pass);
+    this.specs.forgetUnmarked(pass);
     forgetUnmarked(this.holders, pass);
     rotation.observe(keyed); // a peer node is a RotationPeer (name, annotations)
     // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
@@ -152,7 +157,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     }
     forgetUnmarked(this.routeOf, pass);
     return {
-      datapathPeers: specs, routes, probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
+      datapathPeers: specs, slotOf: this.slotOf, routes, probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
       publish: {
         annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
         encryptionKey: WG_ENCRYPTION_KEY,

@@ -4,13 +4,13 @@
 // capacity (heap snapshots at 1,000 and 5,000 entries). The keys are the map's only (a column of
 // them was 11 B an entry more).
 import { forgetUnmarked } from './forget-unmarked.js';
+import { MarkedSlots, checkPass } from './marked-slots.js';
 
 export class MarkedTable<K, V> {
   /** Each key's slot. */
   private readonly slots = new Map<K, number>();
-  private readonly values: (V | undefined)[] = [];
-  /** The last pass that marked each slot. */
-  private marks = new Uint32Array(64);
+  /** Each slot's value and mark. */
+  private readonly columns = new MarkedSlots<V>();
   /** Slots given back, reused first. */
   private readonly free: number[] = [];
 
@@ -20,13 +20,13 @@ export class MarkedTable<K, V> {
 
   get(key: K): V | undefined {
     const s = this.slots.get(key);
-    return s === undefined ? undefined : this.values[s];
+    return s === undefined ? undefined : this.columns.at(s);
   }
 
   /** Whether pass `pass` marked `key`'s entry. */
   marked(key: K, pass: number): boolean {
     const s = this.slots.get(key);
-    return s !== undefined && this.marks[s] === pass;
+    return s !== undefined && this.columns.marked(s, pass);
   }
 
   /**
@@ -39,59 +39,45 @@ export class MarkedTable<K, V> {
 
   /** The slots handed out so far (some may be free: at() is undefined there). */
   get slotCount(): number {
-    return this.values.length;
+    return this.columns.length;
   }
 
   /** The value in `slot`, undefined if the slot is free. */
   at(slot: number): V | undefined {
-    return this.values[slot];
+    return this.columns.at(slot);
   }
 
   /** Marks the entry in `slot` (one in use) with `pass`: what set() does to a value unchanged, without a second lookup. */
   markAt(slot: number, pass: number): void {
-    if (!(pass > 0)) throw new RangeError(`a pass number must be positive, not ${pass}`);
-    if (this.values[slot] === undefined) throw new RangeError(`slot ${slot} is free`);
-    this.marks[slot] = pass;
+    this.columns.mark(slot, pass);
   }
 
   /** Sets `key`'s value and marks it with `pass` (a pass number > 0); returns its slot. */
   set(key: K, value: V, pass: number): number {
-    if (!(pass > 0)) throw new RangeError(`a pass number must be positive, not ${pass}`);
+    checkPass(pass); // before a free slot is taken
     let s = this.slots.get(key);
     if (s === undefined) {
-      s = this.free.pop() ?? this.values.length;
-      if (s >= this.marks.length) {
-        const grown = new Uint32Array(this.marks.length * 2);
-        grown.set(this.marks);
-        this.marks = grown;
-      }
+      s = this.free.pop() ?? this.columns.length;
+      this.columns.set(s, value, pass);
       this.slots.set(key, s);
-    }
-    this.values[s] = value;
-    this.marks[s] = pass;
+    } else this.columns.set(s, value, pass);
     return s;
   }
 
   /** Each entry's value and key, in the order the keys came. */
   forEach(f: (value: V, key: K) => void): void {
-    this.slots.forEach((s, key) => f(this.values[s]!, key));
+    this.slots.forEach((s, key) => f(this.columns.at(s)!, key));
   }
 
   /** Deletes the entries that pass `pass` did not mark and returns their keys; onForget: told each value forgotten. */
   forgetUnmarked(pass: number, onForget?: (v: V) => void): K[] {
     // Most passes forget nothing: the columns tell, without a walk of the map and a call per entry.
-    if (!this.anyUnmarked(pass)) return [];
-    return forgetUnmarked(this.slots, pass, (s) => this.marks[s]!, (s) => {
-      onForget?.(this.values[s]!);
-      this.values[s] = undefined;
+    if (!this.columns.anyUnmarked(pass)) return [];
+    const columns = this.columns;
+    return forgetUnmarked(this.slots, pass, (s) => (columns.marked(s, pass) ? pass : 0), (s) => {
+      onForget?.(columns.at(s)!);
+      columns.delete(s);
       this.free.push(s);
     });
-  }
-
-  /** Whether an entry in use is not marked with `pass`. */
-  private anyUnmarked(pass: number): boolean {
-    const values = this.values, marks = this.marks;
-    for (let s = 0; s < values.length; s++) if (marks[s] !== pass && values[s] !== undefined) return true;
-    return false;
   }
 }
