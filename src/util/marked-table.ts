@@ -58,9 +58,9 @@ export class MarkedTable<K, V> {
     let s = this.slots.get(key);
     if (s === undefined) {
       s = this.free.pop() ?? this.columns.length;
-      this.columns.set(s, value, pass);
       this.slots.set(key, s);
-    } else this.columns.set(s, value, pass);
+    }
+    this.columns.set(s, value, pass);
     return s;
   }
 
