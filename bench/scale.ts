@@ -94,6 +94,14 @@ interface SizeFigures {
   rssByMapping: ReturnType<AgentView['rssByMapping']>;
   /** The main thread's heap pages every 5 s of the steady window (MB). */
   heldMainMB: number[];
+  /** The datapath worker's heap pages at the same moments (MB). */
+  heldWorkerMB: number[];
+  /**
+   * RSS by mapping over the steady window (MB, sampled with heldMainMB), each category's median: the
+   * judged figure's own parts, where rssByMapping is after the collection. Which part carries the
+   * run-to-run spread (session 27, mem34): compare these across runs of one build.
+   */
+  rssByMappingSteady: ReturnType<AgentView['rssByMapping']>;
   /** Each V8 space at the window's end (heldSpaces) and after the full collection (liveSpaces), per thread. */
   spacesHeld: { main?: HeapFigures['spaces']; worker?: HeapFigures['spaces'] };
   spacesLive: { main?: HeapFigures['spaces']; worker?: HeapFigures['spaces'] };
@@ -324,11 +332,18 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   console.log(`steady window from ${steadyStartedAt}`);
   const rss: number[] = [];
   const heldMainMB: number[] = []; // every 5 s: the main thread's heap pages (the slack above its live heap moves with its collections)
+  const heldWorkerMB: number[] = []; // and the worker's
+  const mappings: ReturnType<AgentView['rssByMapping']>[] = []; // and RSS by mapping (smaps: read by this process, not the agent)
   const timelineMs: number[] = [];
   let last = agent.cpuMicros();
   while (performance.now() - st0 < o.steadyS * 1000) {
     rss.push(agent.rssBytes() / 1e6);
-    if (rss.length % 5 === 1) heldMainMB.push(Math.round((await agent.memory(false)).main.totalBytes / 1e4) / 100);
+    if (rss.length % 5 === 1) {
+      const m = await agent.memory(false);
+      heldMainMB.push(Math.round(m.main.totalBytes / 1e4) / 100);
+      heldWorkerMB.push(Math.round((m.datapath?.totalBytes ?? 0) / 1e4) / 100);
+      mappings.push(agent.rssByMapping());
+    }
     await sleep(Math.min(1000, o.steadyS * 1000 - (performance.now() - st0)));
     const now = agent.cpuMicros();
     timelineMs.push(Math.round((now - last) / 100) / 10);
@@ -348,7 +363,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     heapTotalMB: mb(held.main.totalBytes + (held.datapath?.totalBytes ?? 0)), heapTotalMainMB: mb(held.main.totalBytes), heapTotalWorkerMB: mb(held.datapath?.totalBytes), youngMB: mb(held.main.youngBytes + (held.datapath?.youngBytes ?? 0)),
     compactions: compactionsOf(held),
     rssByMapping: agent.rssByMapping(),
-    heldMainMB, spacesHeld: { main: held.main.spaces, worker: held.datapath?.spaces }, spacesLive: { main: live.main.spaces, worker: live.datapath?.spaces },
+    heldMainMB, heldWorkerMB, rssByMappingSteady: medianByKey(mappings), spacesHeld: { main: held.main.spaces, worker: held.datapath?.spaces }, spacesLive: { main: live.main.spaces, worker: live.datapath?.spaces },
     aeadContexts: (await agent.sas('-')).aeadContexts,
     ...(live.malloc && { native: nativeFigures(live) }),
   };
@@ -361,6 +376,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (main ${mem.heapTotalMainMB.toFixed(1)}, worker ${mem.heapTotalWorkerMB.toFixed(1)}; young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
     `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB; ` +
     `heap compactions so far: main ${mem.compactions.main} (${mem.compactions.mainMs} ms), worker ${mem.compactions.worker} (${mem.compactions.workerMs} ms); ` +
+    `RSS by mapping over the window, medians (MB): ${Object.entries(mem.rssByMappingSteady).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}; ` +
     `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}` +
     `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
@@ -547,6 +563,13 @@ async function main(): Promise<number> {
   return failures.length ? 1 : 0;
 }
 
+/** Each key's median over samples of the same shape. */
+function medianByKey<T extends Record<string, number>>(samples: T[]): T {
+  const first = samples[0];
+  if (!first) throw new Error('no samples');
+  return Object.fromEntries(Object.keys(first).map((k) => [k, percentile(samples.map((x) => x[k]!), 50)])) as T;
+}
+
 /** What the agent holds off the V8 heap after a collection (SizeFigures.native), MB. */
 function nativeFigures(m: AgentMemory): NonNullable<SizeFigures['native']> {
   const mb = (b: number) => b / 1048576;
@@ -572,7 +595,8 @@ function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): v
     const slope = (k: 'rssMB' | 'rssPeakMB' | 'rssCollectedMB' | 'liveHeapMainMB' | 'liveHeapWorkerMB') => ((((hi[k] - lo[k]) * 1e6) / (hi.size - lo.size)) / 1024).toFixed(2);
     console.log(`memory slope ${lo.size}->${hi.size}, KB per peer: RSS (median of the steady window) ${slope('rssMB')} [the target's figure], RSS peak ${slope('rssPeakMB')}, ` +
       `RSS after a full collection ${slope('rssCollectedMB')}; live heap main ${slope('liveHeapMainMB')}, worker ${slope('liveHeapWorkerMB')}; ` +
-      `RSS after the collection by mapping: ${Object.keys(hi.rssByMapping).map((k) => { const key = k as keyof SizeFigures['rssByMapping']; return `${k} ${((((hi.rssByMapping[key] - lo.rssByMapping[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}`);
+      `RSS after the collection by mapping: ${Object.keys(hi.rssByMapping).map((k) => { const key = k as keyof SizeFigures['rssByMapping']; return `${k} ${((((hi.rssByMapping[key] - lo.rssByMapping[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}; ` +
+      `the window's RSS by mapping (medians): ${Object.keys(hi.rssByMappingSteady).map((k) => { const key = k as keyof SizeFigures['rssByMappingSteady']; return `${k} ${((((hi.rssByMappingSteady[key] - lo.rssByMappingSteady[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}`);
     const a = lo.native, b = hi.native;
     if (a && b) {
       const keys = Object.keys(b).filter((k) => k !== 'arenaSizesMB') as (keyof typeof b)[];
