@@ -8,14 +8,6 @@
 
 export const AGENT_SEMI_SPACE_MB = 2;
 
-// The young generation's floor at that size too. V8 starts a thread's new space at a quarter of its
-// cap, grows it under a burst and shrinks it back in a full collection that finds the allocation
-// rate low: from run to run the scale bench found each thread's new space anywhere from 1 to 4 MB,
-// and while small it promotes the steady state's short-lived objects sooner (old-generation garbage
-// until the next compaction). Both move the RSS the memory target reads (session 27, mem34,
-// docs/performance-log.md). Process-wide: the datapath worker's heap gets it too.
-const FIXED_YOUNG_GENERATION = `--min-semi-space-size=${AGENT_SEMI_SPACE_MB}`;
-
 // Node's own text (V8's builtins, OpenSSL, libuv: most of what a lone packet runs through) on 2 MiB
 // pages where transparent huge pages allow it (`madvise` or `always`; silently not where `never`).
 // Why: on a VM whose platform runs DAMON (kdamond: every ~512 ms it clears the accessed bits of
@@ -42,7 +34,7 @@ const NO_MEMORY_REDUCER = '--no-memory-reducer';
 const BUILTINS_IN_TEXT = '--no-short-builtin-calls';
 
 /** What every launcher of `veil agent run` gives node on its command line, one argument each. */
-export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, FIXED_YOUNG_GENERATION, LARGE_PAGES, NO_MEMORY_REDUCER, BUILTINS_IN_TEXT];
+export const AGENT_NODE_FLAGS: readonly string[] = [`--max-semi-space-size=${AGENT_SEMI_SPACE_MB}`, LARGE_PAGES, NO_MEMORY_REDUCER, BUILTINS_IN_TEXT];
 
 /** The datapath worker's young generation (V8: two semi-spaces and a large-object space as big as one). */
 export const WORKER_YOUNG_GENERATION_MB = 3 * AGENT_SEMI_SPACE_MB;

@@ -5,9 +5,9 @@
 // which a busy machine may not have; the flag's effect is the bench's to show).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { AGENT_NODE_FLAGS, AGENT_SEMI_SPACE_MB, WORKER_YOUNG_GENERATION_MB } from '../../src/agent/agent-heap.js';
+import { AGENT_NODE_FLAGS } from '../../src/agent/agent-heap.js';
 
 const PROBE = "process.stdout.write(/AnonHugePages:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/smaps_rollup', 'utf8'))[1])";
 const thpOff = /\[never\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'));
@@ -20,10 +20,10 @@ test("node takes the agent's flags on its command line", (t) => {
   t.diagnostic(thpOff ? 'transparent huge pages off here' : `AnonHugePages ${r.stdout} kB (node's text on 2 MiB pages when ≥ 2048)`);
 });
 
-test('NODE_OPTIONS refuses --no-memory-reducer and --min-semi-space-size, which is why every launcher uses the command line', () => {
+test('NODE_OPTIONS refuses --no-memory-reducer, which is why every launcher uses the command line', () => {
   const r = spawnSync(process.execPath, ['-e', '0'], { env: { ...process.env, NODE_OPTIONS: AGENT_NODE_FLAGS.join(' ') }, encoding: 'utf8' });
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr, /(--no-memory-reducer|--min-semi-space-size=) is not allowed in NODE_OPTIONS/);
+  assert.match(r.stderr, /--no-memory-reducer is not allowed in NODE_OPTIONS/);
 });
 
 // Executable mappings of 1 MiB or more outside node's image and its shared libraries: V8's copy (or
@@ -36,34 +36,4 @@ test("V8's builtins run from node's own text under the agent's flags: no copy be
   assert.equal(withFlags.stdout, '0', 'no executable mapping of the builtins outside node\'s image (main thread and a worker)');
   const without = spawnSync(process.execPath, [...AGENT_NODE_FLAGS.filter((f) => f !== '--no-short-builtin-calls'), '-e', BUILTIN_COPIES], { encoding: 'utf8' });
   t.diagnostic(`without --no-short-builtin-calls: ${without.stdout} such mappings (one per thread: the main thread and a worker)`);
-});
-
-// A burst of short-lived objects grows a thread's young generation; full collections afterwards
-// (allocation rate low) shrink it again. Under the agent's flags it never holds less than
-// AGENT_SEMI_SPACE_MB, on the main thread and in a worker with the datapath's limit: MB of new space
-// at the start, after the burst and after the collections, main thread then worker.
-const YOUNG_PROBE = `const { Worker, isMainThread, parentPort } = require('worker_threads');
-const young = () => require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size / 1048576;
-const probe = (done) => { const start = young(); let keep = []; for (let i = 0; i < 3e6; i++) { keep.push({ i }); if (keep.length > 20000) keep = []; } const grown = young(); keep = undefined; setTimeout(() => { gc(); gc(); done([start, grown, young()]); }, 3000); };
-if (isMainThread) probe((main) => new Worker(PROBE_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: ${WORKER_YOUNG_GENERATION_MB} } }).on('message', (w) => process.stdout.write(JSON.stringify([main, w]))));
-else probe((w) => parentPort.postMessage(w));`;
-
-async function youngGeneration(flags: readonly string[]): Promise<{ main: number[]; worker: number[]; out: string }> {
-  const child = spawn(process.execPath, [...flags, '--expose-gc', '-e', `const PROBE_SOURCE = ${JSON.stringify(YOUNG_PROBE)}; ${YOUNG_PROBE}`]);
-  let out = '', err = '';
-  child.stdout.on('data', (b: Buffer) => { out += b; });
-  child.stderr.on('data', (b: Buffer) => { err += b; });
-  const code = await new Promise((r) => child.on('close', r));
-  assert.equal(code, 0, err);
-  const [main, worker] = JSON.parse(out) as [number[], number[]];
-  return { main, worker, out };
-}
-
-test("the agent's flags keep each thread's young generation at its size, from the start and after a burst", async (t) => {
-  const [fixed, free] = await Promise.all([youngGeneration(AGENT_NODE_FLAGS), youngGeneration(AGENT_NODE_FLAGS.filter((f) => !f.startsWith('--min-semi-space-size')))]);
-  for (const [thread, sizes] of [['main', fixed.main], ['worker', fixed.worker]] as const) {
-    assert.ok(sizes.every((mb) => mb >= AGENT_SEMI_SPACE_MB), `${thread}: new space MB at the start, after the burst, after the collections: ${fixed.out}`);
-  }
-  assert.ok(free.main[0]! < AGENT_SEMI_SPACE_MB, `without --min-semi-space-size the main thread starts smaller: ${free.out}`);
-  t.diagnostic(`new space MB (start, burst, collected), main / worker: with the flags ${fixed.out}, without the fixed size ${free.out}`);
 });
