@@ -6,7 +6,7 @@
 // order the modes are installed in and the order of each batch rotate, so the labs' own differences
 // and those of the order cancel.
 import type { ActiveMode, BenchLab, Mode } from './bench-lab.js';
-import { idleRttFigures, percentile, pingRtts, waitForTraffic, type ModeFigures } from './measure.js';
+import { idleRttFigures, percentile, pingRtts, pingRttsBySeq, waitForTraffic, type ModeFigures } from './measure.js';
 import { cpuSeconds, machineTicks, realtimeThreads } from './proc.js';
 import { median } from './stats.js';
 
@@ -45,6 +45,8 @@ export interface InterleavedLatencyOptions {
   batch: number;
   /** Pings per mode not counted, after all modes are up and before the batches. */
   warmupPings: number;
+  /** Pings at the start of every batch not counted (every mode alike), before the batch's counted ones. */
+  batchWarmupPings: number;
 }
 
 export interface InterleavedLatencyRun {
@@ -95,6 +97,9 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       const samples = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchP50 = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchMax = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const batchPings = new Map<number, (number | null)[][]>([...up.keys()].map((m) => [m, []]));
+      const batchStart = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const roundStart = performance.now();
       // what else ran while a mode's batches did: the machine (both cores) and the other modes' datapath processes
       const load = new Map<number, { busy: number; total: number; othersCpu: number; seconds: number }>([...up.keys()].map((m) => [m, { busy: 0, total: 0, othersCpu: 0, seconds: 0 }]));
       for (const order of plan.batchOrders) {
@@ -103,10 +108,13 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           const others = [...up].filter(([o]) => o !== m).flatMap(([, a]) => a.datapathPids);
           const othersCpu = () => others.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
           const [t0, c0, w0] = [machineTicks(), othersCpu(), performance.now()];
-          const rtts = await pingRtts(...pair(labOf(m)), opts.batch);
+          const pings = await pingRttsBySeq(...pair(labOf(m)), opts.batchWarmupPings + opts.batch);
           const [t1, c1, w1] = [machineTicks(), othersCpu(), performance.now()];
+          const rtts = pings.slice(opts.batchWarmupPings).filter((x): x is number => x !== null);
           const l = load.get(m)!;
           l.busy += t1.busy - t0.busy; l.total += t1.total - t0.total; l.othersCpu += c1 - c0; l.seconds += (w1 - w0) / 1000;
+          batchPings.get(m)!.push(pings.map((x) => x === null ? null : Math.round(x)));
+          batchStart.get(m)!.push(Math.round(w0 - roundStart));
           samples.get(m)!.push(...rtts);
           batchP50.get(m)!.push(median(rtts));
           batchMax.get(m)!.push(Math.max(...rtts));
@@ -120,6 +128,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           ...idleRttFigures({ p50: percentile(rtts, 50), p99: percentile(rtts, 99) }, { p50: percentile(w, 50), p99: percentile(w, 99) },
             { start: rtStart.get(m)!, end: a.datapathPids.map(realtimeThreads) }),
           rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)), rttBatchMaxUs: batchMax.get(m)!.map((x) => Math.round(x)),
+          rttBatchUs: batchPings.get(m)!, rttBatchStartMs: batchStart.get(m)!,
           rttLoad: loadShares(load.get(m)!),
         };
       }
