@@ -7,7 +7,7 @@
 // and those of the order cancel.
 import type { ActiveMode, BenchLab, Mode } from './bench-lab.js';
 import { idleRttFigures, percentile, pingRtts, pingRttsBySeq, waitForTraffic, type ModeFigures } from './measure.js';
-import { cpuSeconds, machineTicks, realtimeThreads } from './proc.js';
+import { cpuSeconds, machineTicks, realtimeThreads, runQueueWaitSeconds } from './proc.js';
 import { median } from './stats.js';
 
 /** One round's arrangement, as indices into the modes. */
@@ -99,6 +99,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       const batchMax = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchPings = new Map<number, (number | null)[][]>([...up.keys()].map((m) => [m, []]));
       const batchStart = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const batchWait = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const roundStart = performance.now();
       // what else ran while a mode's batches did: the machine (both cores) and the other modes' datapath processes
       const load = new Map<number, { busy: number; total: number; othersCpu: number; seconds: number }>([...up.keys()].map((m) => [m, { busy: 0, total: 0, othersCpu: 0, seconds: 0 }]));
@@ -107,14 +108,16 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           if (!up.has(m)) continue;
           const others = [...up].filter(([o]) => o !== m).flatMap(([, a]) => a.datapathPids);
           const othersCpu = () => others.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-          const [t0, c0, w0] = [machineTicks(), othersCpu(), performance.now()];
+          const ownWait = () => up.get(m)!.datapathPids.reduce((sum, pid) => sum + runQueueWaitSeconds(pid), 0);
+          const [t0, c0, q0, w0] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
           const pings = await pingRttsBySeq(...pair(labOf(m)), opts.batchWarmupPings + opts.batch);
-          const [t1, c1, w1] = [machineTicks(), othersCpu(), performance.now()];
+          const [t1, c1, q1, w1] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
           const rtts = pings.slice(opts.batchWarmupPings).filter((x): x is number => x !== null);
           const l = load.get(m)!;
           l.busy += t1.busy - t0.busy; l.total += t1.total - t0.total; l.othersCpu += c1 - c0; l.seconds += (w1 - w0) / 1000;
           batchPings.get(m)!.push(pings.map((x) => x === null ? null : Math.round(x)));
           batchStart.get(m)!.push(Math.round(w0 - roundStart));
+          batchWait.get(m)!.push(Math.round((q1 - q0) * 1e6));
           samples.get(m)!.push(...rtts);
           batchP50.get(m)!.push(median(rtts));
           batchMax.get(m)!.push(Math.max(...rtts));
@@ -128,7 +131,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           ...idleRttFigures({ p50: percentile(rtts, 50), p99: percentile(rtts, 99) }, { p50: percentile(w, 50), p99: percentile(w, 99) },
             { start: rtStart.get(m)!, end: a.datapathPids.map(realtimeThreads) }),
           rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)), rttBatchMaxUs: batchMax.get(m)!.map((x) => Math.round(x)),
-          rttBatchUs: batchPings.get(m)!, rttBatchStartMs: batchStart.get(m)!,
+          rttBatchUs: batchPings.get(m)!, rttBatchStartMs: batchStart.get(m)!, rttBatchRunQueueWaitUs: batchWait.get(m)!,
           rttLoad: loadShares(load.get(m)!),
         };
       }

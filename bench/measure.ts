@@ -88,6 +88,11 @@ export interface ModeFigures {
   rttBatchUs?: (number | null)[][];
   rttBatchStartMs?: number[];
   /**
+   * --latency: per batch, how long the mode's own datapath threads waited on a run queue (runnable,
+   * not running), µs in all: a thread woken by a packet while the CPU runs other work waits here.
+   */
+  rttBatchRunQueueWaitUs?: number[];
+  /**
    * --latency: over the mode's batches, the machine's busy share (of all cores) and the CPU the
    * other modes' datapath processes used (in cores): the others are up while a mode is measured.
    */

@@ -70,6 +70,27 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * How long the threads of a process have waited on a run queue, runnable but not running, in
+ * seconds (the sum of /proc/<pid>/task/<tid>/schedstat's second field); 0 when it is gone. A
+ * thread that ends between two reads takes its share with it, so a difference may undercount.
+ */
+export function runQueueWaitSeconds(pid: number): number {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let ns = 0;
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    } catch { /* the thread ended */ }
+  }
+  return ns / 1e9;
+}
+
 /** SCHED_FIFO and SCHED_RR, the realtime policies of /proc/<pid>/task/<tid>/stat's 41st field. */
 const REALTIME_POLICIES = new Set([1, 2]);
 

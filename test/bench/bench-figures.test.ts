@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parsePingReplies, searchUdpRate, slowestSecondRatio, udpShortfallPct } from '../../bench/measure.js';
 import { formatRealtimeWorkers, formatRoundRatios, roundRatiosToWireGuardGo, stalls } from '../../bench/report.js';
-import { realtimeThreads } from '../../bench/proc.js';
+import { realtimeThreads, runQueueWaitSeconds } from '../../bench/proc.js';
+import { readFileSync } from 'node:fs';
 import { native } from '../../src/native/addon.js';
 import type { ModeFigures } from '../../bench/measure.js';
 
@@ -97,4 +98,12 @@ test('ping replies: each request keeps its place in the batch, a lost one is nul
     'rtt min/avg/max/mdev = 0.600/1.940/4.310/1.681 ms'].join('\n');
   assert.deepEqual(parsePingReplies(out, 4).map((x) => x === null ? null : Math.round(x)), [912, null, 4310, 600]);
   assert.deepEqual(parsePingReplies(out, 2).map((x) => x === null ? null : Math.round(x)), [912, null], 'a reply beyond the count asked for is ignored');
+});
+
+test('runQueueWaitSeconds sums every thread\'s run-queue wait from /proc: at least the main thread\'s, never falling; 0 for no process', () => {
+  const mainThread = Number(readFileSync(`/proc/${process.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  const first = runQueueWaitSeconds(process.pid);
+  assert.ok(first >= mainThread, `all threads ${first} s, the main thread alone ${mainThread} s`);
+  assert.ok(runQueueWaitSeconds(process.pid) >= first);
+  assert.equal(runQueueWaitSeconds(2 ** 22 + 1), 0, 'no such process');
 });
