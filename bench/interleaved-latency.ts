@@ -138,7 +138,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       for (const m of plan.installOrder) {
         const f = round[modes[m]!];
         if (f) log(`round ${r + 1}/${opts.rounds} ${modes[m]} (lab ${f.rttLab}): rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle ` +
-          `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)}; machine ${f.rttLoad!.machineBusy} busy, the others' datapath ${f.rttLoad!.othersCores} cores)` +
+          `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)}; machine ${f.rttLoad!.machineBusy} busy, the others' datapath ${f.rttLoad!.othersCores} cores; its own datapath waited on a run queue ${waitPerPing(f)} µs a ping)` +
           (modes[m]!.startsWith('veil-') ? `, realtime threads at its start→end ${f.rttRealtimeThreads.start.join('+')}→${f.rttRealtimeThreads.end.join('+')}` : ''));
       }
     } finally {
@@ -150,6 +150,12 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
     run.rounds.push(round);
   }
   return run;
+}
+
+/** The mode's datapath threads' run-queue wait over its batches ÷ the pings sent in them, µs. */
+function waitPerPing(f: ModeFigures): string {
+  const pings = (f.rttBatchUs ?? []).reduce((n, b) => n + b.length, 0);
+  return ((f.rttBatchRunQueueWaitUs ?? []).reduce((a, w) => a + w, 0) / Math.max(1, pings)).toFixed(0);
 }
 
 /** The machine's busy share (of both cores) and the other modes' datapath CPU (cores) over a mode's batches. */

@@ -19,8 +19,13 @@ import { formatRealtimeWorkers, formatRoundRatios, formatTable, ratiosToWireGuar
 const WARMUP_PINGS = 300;
 /** --latency: pings per batch, the modes taking turns (short enough that a few seconds' load hits every mode). */
 const LATENCY_BATCH = 50;
-/** --latency: pings at the start of each batch not counted (every mode alike). */
-const LATENCY_BATCH_WARMUP = 0;
+/**
+ * --latency: pings at the start of each batch not counted (every mode alike). After the ~1-2 s a
+ * mode waits while the others are pinged, the first ping of its batch read 1.3-1.6x the median RTT
+ * in every mode (the second on no longer differed; session 27, lat28), and 10 such pings of 500
+ * sit at the p99: they measured the interleaving, not the mode.
+ */
+const LATENCY_BATCH_WARMUP = 1;
 
 const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--warmup-pings N] [--smoke | --latency [--batch N] [--batch-warmup N]] [--out FILE] [--name CLUSTER]
 
