@@ -45,8 +45,8 @@ export interface InterleavedLatencyOptions {
   batch: number;
   /** Pings per mode not counted, after all modes are up and before the batches. */
   warmupPings: number;
-  /** Pings at the start of every batch not counted (every mode alike), before the batch's counted ones. */
-  batchWarmupPings: number;
+  /** Pings at the start of every batch not counted (every mode alike), before the batch's counted ones (default 0). */
+  batchWarmupPings?: number;
 }
 
 export interface InterleavedLatencyRun {
@@ -64,6 +64,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
   actives: Set<ActiveMode>, log: (line: string) => void): Promise<InterleavedLatencyRun> {
   if (labs.length !== modes.length) throw new Error(`interleaved latency: ${modes.length} modes need as many labs (got ${labs.length})`);
   const batches = Math.ceil(opts.pings / opts.batch);
+  const batchWarmup = opts.batchWarmupPings ?? 0;
   const run: InterleavedLatencyRun = { rounds: [], failures: [], plans: [] };
   for (let r = 0; r < opts.rounds; r++) {
     const plan = latencyRoundPlan(modes.length, r, batches);
@@ -110,9 +111,9 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           const othersCpu = () => others.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
           const ownWait = () => up.get(m)!.datapathPids.reduce((sum, pid) => sum + runQueueWaitSeconds(pid), 0);
           const [t0, c0, q0, w0] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
-          const pings = await pingRttsBySeq(...pair(labOf(m)), opts.batchWarmupPings + opts.batch);
+          const pings = await pingRttsBySeq(...pair(labOf(m)), batchWarmup + opts.batch);
           const [t1, c1, q1, w1] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
-          const rtts = pings.slice(opts.batchWarmupPings).filter((x): x is number => x !== null);
+          const rtts = pings.slice(batchWarmup).filter((x): x is number => x !== null);
           const l = load.get(m)!;
           l.busy += t1.busy - t0.busy; l.total += t1.total - t0.total; l.othersCpu += c1 - c0; l.seconds += (w1 - w0) / 1000;
           batchPings.get(m)!.push(pings.map((x) => x === null ? null : Math.round(x)));
