@@ -6,8 +6,8 @@
 // order the modes are installed in and the order of each batch rotate, so the labs' own differences
 // and those of the order cancel.
 import type { ActiveMode, BenchLab, Mode } from './bench-lab.js';
-import { idleRttFigures, percentile, pingRtts, waitForTraffic, type ModeFigures } from './measure.js';
-import { cpuSeconds, machineTicks, realtimeThreads } from './proc.js';
+import { idleRttFigures, percentile, pingRtts, pingRttsBySeq, waitForTraffic, type ModeFigures } from './measure.js';
+import { cpuSeconds, machineTicks, realtimeThreads, runQueueWaitSeconds } from './proc.js';
 import { median } from './stats.js';
 
 /** One round's arrangement, as indices into the modes. */
@@ -45,6 +45,8 @@ export interface InterleavedLatencyOptions {
   batch: number;
   /** Pings per mode not counted, after all modes are up and before the batches. */
   warmupPings: number;
+  /** Pings at the start of every batch not counted (every mode alike), before the batch's counted ones (default 0). */
+  batchWarmupPings?: number;
 }
 
 export interface InterleavedLatencyRun {
@@ -62,6 +64,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
   actives: Set<ActiveMode>, log: (line: string) => void): Promise<InterleavedLatencyRun> {
   if (labs.length !== modes.length) throw new Error(`interleaved latency: ${modes.length} modes need as many labs (got ${labs.length})`);
   const batches = Math.ceil(opts.pings / opts.batch);
+  const batchWarmup = opts.batchWarmupPings ?? 0;
   const run: InterleavedLatencyRun = { rounds: [], failures: [], plans: [] };
   for (let r = 0; r < opts.rounds; r++) {
     const plan = latencyRoundPlan(modes.length, r, batches);
@@ -95,6 +98,10 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       const samples = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchP50 = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchMax = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const batchPings = new Map<number, (number | null)[][]>([...up.keys()].map((m) => [m, []]));
+      const batchStart = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const batchWait = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const roundStart = performance.now();
       // what else ran while a mode's batches did: the machine (both cores) and the other modes' datapath processes
       const load = new Map<number, { busy: number; total: number; othersCpu: number; seconds: number }>([...up.keys()].map((m) => [m, { busy: 0, total: 0, othersCpu: 0, seconds: 0 }]));
       for (const order of plan.batchOrders) {
@@ -102,11 +109,16 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           if (!up.has(m)) continue;
           const others = [...up].filter(([o]) => o !== m).flatMap(([, a]) => a.datapathPids);
           const othersCpu = () => others.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-          const [t0, c0, w0] = [machineTicks(), othersCpu(), performance.now()];
-          const rtts = await pingRtts(...pair(labOf(m)), opts.batch);
-          const [t1, c1, w1] = [machineTicks(), othersCpu(), performance.now()];
+          const ownWait = () => up.get(m)!.datapathPids.reduce((sum, pid) => sum + runQueueWaitSeconds(pid), 0);
+          const [t0, c0, q0, w0] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
+          const pings = await pingRttsBySeq(...pair(labOf(m)), batchWarmup + opts.batch);
+          const [t1, c1, q1, w1] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
+          const rtts = pings.slice(batchWarmup).filter((x): x is number => x !== null);
           const l = load.get(m)!;
           l.busy += t1.busy - t0.busy; l.total += t1.total - t0.total; l.othersCpu += c1 - c0; l.seconds += (w1 - w0) / 1000;
+          batchPings.get(m)!.push(pings.map((x) => x === null ? null : Math.round(x)));
+          batchStart.get(m)!.push(Math.round(w0 - roundStart));
+          batchWait.get(m)!.push(Math.round((q1 - q0) * 1e6));
           samples.get(m)!.push(...rtts);
           batchP50.get(m)!.push(median(rtts));
           batchMax.get(m)!.push(Math.max(...rtts));
@@ -120,13 +132,14 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           ...idleRttFigures({ p50: percentile(rtts, 50), p99: percentile(rtts, 99) }, { p50: percentile(w, 50), p99: percentile(w, 99) },
             { start: rtStart.get(m)!, end: a.datapathPids.map(realtimeThreads) }),
           rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)), rttBatchMaxUs: batchMax.get(m)!.map((x) => Math.round(x)),
+          rttBatchUs: batchPings.get(m)!, rttBatchStartMs: batchStart.get(m)!, rttBatchRunQueueWaitUs: batchWait.get(m)!,
           rttLoad: loadShares(load.get(m)!),
         };
       }
       for (const m of plan.installOrder) {
         const f = round[modes[m]!];
         if (f) log(`round ${r + 1}/${opts.rounds} ${modes[m]} (lab ${f.rttLab}): rtt p50 ${f.rttP50Us.toFixed(0)} µs, p99 ${f.rttP99Us.toFixed(0)} µs idle ` +
-          `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)}; machine ${f.rttLoad!.machineBusy} busy, the others' datapath ${f.rttLoad!.othersCores} cores)` +
+          `(during the warm-up: p50 ${f.rttWarmupP50Us.toFixed(0)}, p99 ${f.rttWarmupP99Us.toFixed(0)}; machine ${f.rttLoad!.machineBusy} busy, the others' datapath ${f.rttLoad!.othersCores} cores; its own datapath waited on a run queue ${waitPerPing(f)} µs a ping)` +
           (modes[m]!.startsWith('veil-') ? `, realtime threads at its start→end ${f.rttRealtimeThreads.start.join('+')}→${f.rttRealtimeThreads.end.join('+')}` : ''));
       }
     } finally {
@@ -138,6 +151,12 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
     run.rounds.push(round);
   }
   return run;
+}
+
+/** The mode's datapath threads' run-queue wait over its batches ÷ the pings sent in them, µs. */
+function waitPerPing(f: ModeFigures): string {
+  const pings = (f.rttBatchUs ?? []).reduce((n, b) => n + b.length, 0);
+  return ((f.rttBatchRunQueueWaitUs ?? []).reduce((a, w) => a + w, 0) / Math.max(1, pings)).toFixed(0);
 }
 
 /** The machine's busy share (of both cores) and the other modes' datapath CPU (cores) over a mode's batches. */

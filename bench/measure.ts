@@ -81,6 +81,18 @@ export interface ModeFigures {
   rttBatchP50Us?: number[];
   rttBatchMaxUs?: number[];
   /**
+   * --latency: each batch's pings in the order sent, µs (null: no answer), the uncounted ones at
+   * its start included (the run's `method.batchWarmupPings`), and when each batch began, ms after
+   * the round's first batch: where in a batch, and how long after the mode's previous batch, a slow ping falls.
+   */
+  rttBatchUs?: (number | null)[][];
+  rttBatchStartMs?: number[];
+  /**
+   * --latency: per batch, how long the mode's own datapath threads waited on a run queue (runnable,
+   * not running), µs in all: a thread woken by a packet while the CPU runs other work waits here.
+   */
+  rttBatchRunQueueWaitUs?: number[];
+  /**
    * --latency: over the mode's batches, the machine's busy share (of all cores) and the CPU the
    * other modes' datapath processes used (in cores): the others are up while a mode is measured.
    */
@@ -147,9 +159,24 @@ export function percentile(sorted: number[], p: number): number {
 
 /** `count` pings 10 ms apart from client to server: the RTT of each answer, µs, in the order sent. */
 export async function pingRtts(client: LabPod, server: LabPod, count: number): Promise<number[]> {
+  return (await pingRttsBySeq(client, server, count)).filter((x): x is number => x !== null);
+}
+
+/** As pingRtts, but each ping in its own place (index = its number in the run - 1): null where no answer came. */
+export async function pingRttsBySeq(client: LabPod, server: LabPod, count: number): Promise<(number | null)[]> {
   // -c with -w: wait for every reply (-c alone stops two RTTs after the last request)
   const r = await exec(['ip', 'netns', 'exec', client.netns, 'ping', '-n', '-c', String(count), '-i', '0.01', '-W', '1', '-w', String(Math.ceil(count / 100) + 5), server.ip], 60_000);
-  return [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+  return parsePingReplies(r.stdout, count);
+}
+
+/** ping's output to the RTT (µs) of each of `count` requests by icmp_seq (1-based); null: no answer, a duplicate counts once. */
+export function parsePingReplies(stdout: string, count: number): (number | null)[] {
+  const rtts: (number | null)[] = Array(count).fill(null);
+  for (const m of stdout.matchAll(/icmp_seq=(\d+)\b.*?time=([\d.]+) ms/g)) {
+    const i = Number(m[1]) - 1;
+    if (i >= 0 && i < count && rtts[i] === null) rtts[i] = Number(m[2]) * 1000;
+  }
+  return rtts;
 }
 
 async function pingRtt(client: LabPod, server: LabPod, count: number): Promise<{ p50: number; p99: number; received: number }> {

@@ -70,28 +70,41 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** Each live thread's /proc/<pid>/task/<tid>/<file>; none when the process is gone, a thread that ends while it is read skipped. */
+function threadFiles(pid: number, file: string): string[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const tid of tids) {
+    try {
+      out.push(readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8'));
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
+/**
+ * How long the threads of a process have waited on a run queue, runnable but not running, in
+ * seconds (the sum of each thread's schedstat second field); 0 when it is gone. A thread that
+ * ends between two reads takes its share with it, so a difference may undercount.
+ */
+export function runQueueWaitSeconds(pid: number): number {
+  return threadFiles(pid, 'schedstat').reduce((ns, s) => ns + Number(s.split(' ')[1]), 0) / 1e9;
+}
+
 /** SCHED_FIFO and SCHED_RR, the realtime policies of /proc/<pid>/task/<tid>/stat's 41st field. */
 const REALTIME_POLICIES = new Set([1, 2]);
 
 /**
  * How many threads of a process run a realtime policy now (veil's datapath worker while quiet,
- * datapath.realtime); 0 when it is gone. A thread that ends while it is read is skipped.
+ * datapath.realtime); 0 when it is gone.
  */
 export function realtimeThreads(pid: number): number {
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return 0;
-  }
-  let n = 0;
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      if (REALTIME_POLICIES.has(Number(statField(stat, 41)))) n++;
-    } catch { /* the thread ended */ }
-  }
-  return n;
+  return threadFiles(pid, 'stat').filter((stat) => REALTIME_POLICIES.has(Number(statField(stat, 41)))).length;
 }
 
 /** Peak resident set (VmHWM) of a process in bytes; 0 when it is gone. */

@@ -3,9 +3,10 @@
 // wireguard-go round by round, and which datapath workers ran realtime during the idle pings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { searchUdpRate, slowestSecondRatio, udpShortfallPct } from '../../bench/measure.js';
+import { parsePingReplies, searchUdpRate, slowestSecondRatio, udpShortfallPct } from '../../bench/measure.js';
 import { formatRealtimeWorkers, formatRoundRatios, roundRatiosToWireGuardGo, stalls } from '../../bench/report.js';
-import { realtimeThreads } from '../../bench/proc.js';
+import { realtimeThreads, runQueueWaitSeconds } from '../../bench/proc.js';
+import { readFileSync } from 'node:fs';
 import { native } from '../../src/native/addon.js';
 import type { ModeFigures } from '../../bench/measure.js';
 
@@ -85,4 +86,24 @@ test('realtimeThreads reads each thread\'s policy from /proc: SCHED_FIFO counts,
   }
   assert.equal(realtimeThreads(process.pid), before);
   assert.equal(realtimeThreads(2 ** 22 + 1), 0, 'no such process');
+});
+
+test('ping replies: each request keeps its place in the batch, a lost one is null, a duplicate counts once', () => {
+  const out = ['PING 10.245.1.2 (10.245.1.2) 56(84) bytes of data.',
+    '64 bytes from 10.245.1.2: icmp_seq=1 ttl=62 time=0.912 ms',
+    '64 bytes from 10.245.1.2: icmp_seq=3 ttl=62 time=4.31 ms',
+    '64 bytes from 10.245.1.2: icmp_seq=3 ttl=62 time=9.99 ms (DUP!)',
+    '64 bytes from 10.245.1.2: icmp_seq=4 ttl=62 time=0.6 ms',
+    '', '--- 10.245.1.2 ping statistics ---', '4 packets transmitted, 3 received, 25% packet loss, time 31ms',
+    'rtt min/avg/max/mdev = 0.600/1.940/4.310/1.681 ms'].join('\n');
+  assert.deepEqual(parsePingReplies(out, 4).map((x) => x === null ? null : Math.round(x)), [912, null, 4310, 600]);
+  assert.deepEqual(parsePingReplies(out, 2).map((x) => x === null ? null : Math.round(x)), [912, null], 'a reply beyond the count asked for is ignored');
+});
+
+test('runQueueWaitSeconds sums every thread\'s run-queue wait from /proc: at least the main thread\'s, never falling; 0 for no process', () => {
+  const mainThread = Number(readFileSync(`/proc/${process.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  const first = runQueueWaitSeconds(process.pid);
+  assert.ok(first >= mainThread, `all threads ${first} s, the main thread alone ${mainThread} s`);
+  assert.ok(runQueueWaitSeconds(process.pid) >= first);
+  assert.equal(runQueueWaitSeconds(2 ** 22 + 1), 0, 'no such process');
 });
