@@ -94,14 +94,8 @@ export const AEAD_IDLE_MS = 10_000;
  * pings) refilled after ~1 packet in 7: IPsec's idle p50 above WireGuard's in every round (lat29).
  */
 export const REFILL_QUIET_MS = 1;
-/**
- * Only a sparse tunnel's refill waits (its packet came this long after the one before): a dense
- * one's is written at once, as its lead's last quarter may last about as long as the write (at a
- * flow's start, lead 8: deferred, such flows waited for writes 8 times against 3 in lat29's harness).
- */
-export const REFILL_SPARSE_MS = 2;
-/** Longest a sparse tunnel's refill waits for that quiet (other tunnels may keep the worker busy): under its lead's last quarter, >= 2 packets >= 2 ms apart. */
-export const REFILL_MAX_DELAY_MS = 3;
+/** Longest a refill waits for that quiet (a steady flow has none); its lead still has a quarter left. */
+export const REFILL_MAX_DELAY_MS = 10;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
@@ -139,15 +133,12 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * The packet path only notes it, without a branch (replayDurable()); tick() decides.
    */
   private refillSa: InboundSa | null = null;
-  /**
-   * The noted refill's sequence number [0], wall-clock ms [1] and ms since its SA's packet before
-   * [2] (REFILL_SPARSE_MS) (a typed array: no field representation to change).
-   */
-  private readonly refillAt = new Float64Array(3);
+  /** The noted refill's sequence number [0] and wall-clock ms [1] (a typed array: no field representation to change). */
+  private readonly refillAt = new Float64Array(2);
   /**
    * Engine clock: [0] the batch after which the loop first saw the pending refill (Infinity: none;
    * set by refillDueAt(), not on the packet path), [1] the last batch moved either way. The refill
-   * of a sparse tunnel waits for a quiet spell (REFILL_QUIET_MS) or REFILL_MAX_DELAY_MS.
+   * waits for a quiet spell (REFILL_QUIET_MS) or REFILL_MAX_DELAY_MS.
    */
   private readonly refillClock = Float64Array.of(Infinity, -Infinity);
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
@@ -303,7 +294,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.refillSa = due ? sa : this.refillSa;
       at[0] = due ? seq : at[0]!;
       at[1] = due ? nowMs : at[1]!;
-      at[2] = due ? nowMs - sa.useTimeMs : at[2]!; // its previous packet's use time (acceptEsp counts this one)
       return true;
     }
     let p = this.inPending.get(sa);
@@ -569,9 +559,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return this.refillSa ? Math.min(this.sweepAt, this.refillDueAt()) : this.sweepAt;
   }
 
-  /** When the noted refill is written: a dense tunnel's now; a sparse one's after a quiet spell, or at the latest REFILL_MAX_DELAY_MS after it was noted. */
+  /** When the noted refill is written: after a quiet spell, or at the latest REFILL_MAX_DELAY_MS after it was noted. */
   private refillDueAt(): number {
-    if (this.refillAt[2]! < REFILL_SPARSE_MS) return -Infinity;
     const c = this.refillClock;
     if (c[0] === Infinity) c[0] = c[1]!; // the loop asks at the end of the turn that noted it
     return Math.min(c[1]! + REFILL_QUIET_MS, c[0]! + REFILL_MAX_DELAY_MS);
