@@ -86,16 +86,6 @@ const RX_SIDE = GCM_NONCE_AAD_LENGTH * RX_BATCH;
  */
 export const AEAD_HOT_MS = 2_000;
 export const AEAD_IDLE_MS = 10_000;
-/**
- * A replay mark refill (tick()) waits for this long without a packet, so that it does not run
- * between a packet and its answer: at the end of the turn that forwarded a ping, its ~100 µs of JS
- * (the marks' ids hashed, the file encoded, the writer woken) held up the answer's way back (in the
- * lab the other node's worker shares the CPU), and a tunnel of bursts (the bench's batches of 50
- * pings) refilled after ~1 packet in 7: IPsec's idle p50 above WireGuard's in every round (lat29).
- */
-export const REFILL_QUIET_MS = 1;
-/** Longest a refill waits for that quiet (a steady flow has none); its lead still has a quarter left. */
-export const REFILL_MAX_DELAY_MS = 10;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
@@ -135,12 +125,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private refillSa: InboundSa | null = null;
   /** The noted refill's sequence number [0] and wall-clock ms [1] (a typed array: no field representation to change). */
   private readonly refillAt = new Float64Array(2);
-  /**
-   * Engine clock: [0] the batch after which the loop first saw the pending refill (Infinity: none;
-   * set by refillDueAt(), not on the packet path), [1] the last batch moved either way. The refill
-   * waits for a quiet spell (REFILL_QUIET_MS) or REFILL_MAX_DELAY_MS.
-   */
-  private readonly refillClock = Float64Array.of(Infinity, -Infinity);
   /** Every SA's key material and replay window: slab slots, wiped when the SA retires. */
   private readonly slabs = new SaSlabs();
   /** Every peer's address as bytes (4 or 16), for the sends: by family (ipSlab()). */
@@ -350,7 +334,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
-    this.refillClock[1] = now;
     if (this.outPending.size !== 0) this.settleMarks();
     const buf = b.buf, aead = this.aead, mtu = this.init.mtu;
     const wall = Math.floor(now + this.wallOffset); // SA use time (wallOffset)
@@ -445,7 +428,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const b = this.rx;
     const n = this.udp.recvBatch(b);
     if (n === 0) return 0;
-    this.refillClock[1] = now;
     if (this.inPending.size !== 0) this.settleMarks();
     const buf = b.buf, aead = this.aead;
     aead.clear();
@@ -533,9 +515,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.wallOffset = Date.now() - performance.now(); // not from `now`: a test may pass a made-up one here
     this.settleMarks();
     const sa = this.refillSa;
-    if (sa && now >= this.refillDueAt()) {
+    if (sa) {
       this.refillSa = null;
-      this.refillClock[0] = Infinity;
       const seq = this.refillAt[0]!, nowMs = this.refillAt[1]!;
       // Not while its mark is being written (a packet that outran the lead asked, or an earlier
       // refill), nor for an SA gone, nor when the mark would not move.
@@ -556,14 +537,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   }
 
   nextDeadline(): number {
-    return this.refillSa ? Math.min(this.sweepAt, this.refillDueAt()) : this.sweepAt;
-  }
-
-  /** When the noted refill is written: after a quiet spell, or at the latest REFILL_MAX_DELAY_MS after it was noted. */
-  private refillDueAt(): number {
-    const c = this.refillClock;
-    if (c[0] === Infinity) c[0] = c[1]!; // the loop asks at the end of the turn that noted it
-    return Math.min(c[1]! + REFILL_QUIET_MS, c[0]! + REFILL_MAX_DELAY_MS);
+    return this.refillSa ? -Infinity : this.sweepAt; // a mark due: tick() at the end of this turn
   }
 
   // ---- control ----------------------------------------------------------------------------------
