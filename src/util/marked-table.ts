@@ -4,15 +4,14 @@
 // capacity (heap snapshots at 1,000 and 5,000 entries). The keys are the map's only (a column of
 // them was 11 B an entry more).
 import { forgetUnmarked } from './forget-unmarked.js';
-import { MarkedSlots, checkPass } from './marked-slots.js';
+import { MarkedSlots } from './marked-slots.js';
+import { checkPass } from './slot-marks.js';
 
 export class MarkedTable<K, V> {
   /** Each key's slot. */
   private readonly slots = new Map<K, number>();
-  /** Each slot's value and mark. */
+  /** Each slot's value and mark (and the slots given back, reused first). */
   private readonly columns = new MarkedSlots<V>();
-  /** Slots given back, reused first. */
-  private readonly free: number[] = [];
 
   get size(): number {
     return this.slots.size;
@@ -57,7 +56,7 @@ export class MarkedTable<K, V> {
     checkPass(pass); // before a free slot is taken
     let s = this.slots.get(key);
     if (s === undefined) {
-      s = this.free.pop() ?? this.columns.length;
+      s = this.columns.take();
       this.slots.set(key, s);
     }
     this.columns.set(s, value, pass);
@@ -76,8 +75,7 @@ export class MarkedTable<K, V> {
     const columns = this.columns;
     return forgetUnmarked(this.slots, pass, (s) => (columns.marked(s, pass) ? pass : 0), (s) => {
       onForget?.(columns.at(s)!);
-      columns.delete(s);
-      this.free.push(s);
+      columns.release(s);
     });
   }
 }

@@ -4,18 +4,15 @@
 // the same slots, read off the spec without a lookup (DesiredState.slotOf), and the spec's slot
 // field replaces the pass field a record kept before (no byte more a peer).
 import { forgetUnmarked } from './forget-unmarked.js';
-import { checkPass, growMarks } from './marked-slots.js';
+import { SlotMarks, checkPass } from './slot-marks.js';
 
 /** A value that knows its slot in its table (set by the table; -1 until it is in one). */
 export interface Slotted { slot: number }
 
 export class SlottedTable<K, V extends Slotted> {
   private readonly byKey = new Map<K, V>();
-  /** The last pass that marked each slot; 0: the slot is free. */
-  private marks = new Uint32Array(64);
-  /** Slots given back, reused first. */
-  private readonly free: number[] = [];
-  private slotCount = 0;
+  /** The last pass that marked each slot (0: the slot is free), and the slots given back. */
+  private readonly marks = new SlotMarks();
 
   get size(): number {
     return this.byKey.size;
@@ -27,14 +24,14 @@ export class SlottedTable<K, V extends Slotted> {
 
   /** Whether pass `pass` marked `value` (one in the table). */
   marked(value: V, pass: number): boolean {
-    return this.marks[value.slot] === pass;
+    return this.marks.marked(value.slot, pass);
   }
 
   /** Marks `value` (one in the table) with `pass`: what set() does to a value unchanged. */
   mark(value: V, pass: number): void {
     checkPass(pass);
-    if (value.slot < 0 || this.marks[value.slot] === 0) throw new RangeError(`slot ${value.slot} is free`);
-    this.marks[value.slot] = pass;
+    if (!this.marks.inUse(value.slot)) throw new RangeError(`slot ${value.slot} is free`);
+    this.marks.mark(value.slot, pass);
   }
 
   /**
@@ -45,13 +42,12 @@ export class SlottedTable<K, V extends Slotted> {
     checkPass(pass);
     const had = this.byKey.get(key);
     if (had === value) {
-      this.marks[value.slot] = pass;
+      this.marks.mark(value.slot, pass);
       return;
     }
-    const slot = had ? had.slot : this.free.pop() ?? this.slotCount++;
-    this.marks = growMarks(this.marks, slot);
+    const slot = had ? had.slot : this.marks.take();
     value.slot = slot;
-    this.marks[slot] = pass;
+    this.marks.mark(slot, pass);
     this.byKey.set(key, value);
   }
 
@@ -63,18 +59,11 @@ export class SlottedTable<K, V extends Slotted> {
   /** Deletes the entries that pass `pass` did not mark and returns their keys. */
   forgetUnmarked(pass: number): K[] {
     // Most passes forget nothing: the marks column tells, without a walk of the map and a call per entry.
-    if (!this.anyUnmarked(pass)) return [];
     const marks = this.marks;
-    return forgetUnmarked(this.byKey, pass, (v) => marks[v.slot]!, (v) => {
-      marks[v.slot] = 0;
-      this.free.push(v.slot);
+    if (!marks.anyUnmarked(pass)) return [];
+    return forgetUnmarked(this.byKey, pass, (v) => (marks.marked(v.slot, pass) ? pass : 0), (v) => {
+      marks.release(v.slot);
       v.slot = -1;
     });
-  }
-
-  private anyUnmarked(pass: number): boolean {
-    const marks = this.marks;
-    for (let s = 0; s < this.slotCount; s++) if (marks[s] !== pass && marks[s] !== 0) return true;
-    return false;
   }
 }
