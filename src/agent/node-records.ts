@@ -82,9 +82,8 @@ export class NodeRecords {
     if (slot === undefined) return false;
     this.slots.delete(name);
     this.peers[slot] = undefined;
-    this.candidates[slot] = undefined;
     this.ageTexts.delete(slot);
-    this.clearEntry(slot);
+    this.clearEntry(slot); // the candidate with the rest of its admission entry
     this.free.push(slot);
     return true;
   }
