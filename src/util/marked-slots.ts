@@ -2,7 +2,7 @@
 // forget-unmarked.ts, without a map): whoever hands out the slots keys them. MarkedTable keys its
 // own by a map; the tunnel keeps what it applied by the slots its mode's table hands out, so the
 // same peers are not held by two maps (~46 B a peer at 5,000).
-import { SlotMarks, checkPass } from './slot-marks.js';
+import { SlotMarks } from './slot-marks.js';
 
 export class MarkedSlots<V> {
   private readonly values: (V | undefined)[] = [];
@@ -26,7 +26,6 @@ export class MarkedSlots<V> {
 
   /** Puts `value` in `slot` (any slot >= 0) and marks it with `pass` (a pass number > 0). */
   set(slot: number, value: V, pass: number): void {
-    checkPass(pass);
     if (!(Number.isInteger(slot) && slot >= 0)) throw new RangeError(`a slot must be an integer >= 0, not ${slot}`);
     this.marks.mark(slot, pass);
     this.values[slot] = value;
@@ -34,7 +33,6 @@ export class MarkedSlots<V> {
 
   /** Marks the value in `slot` (one that holds a value) with `pass`: what set() does to a value unchanged. */
   mark(slot: number, pass: number): void {
-    checkPass(pass);
     if (!this.marks.inUse(slot)) throw new RangeError(`slot ${slot} is free`);
     this.marks.mark(slot, pass);
   }
