@@ -376,8 +376,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `V8 heaps held ${mem.heapTotalMB.toFixed(1)} MB (main ${mem.heapTotalMainMB.toFixed(1)}, worker ${mem.heapTotalWorkerMB.toFixed(1)}; young ${mem.youngMB.toFixed(1)}); after a full collection: RSS ${mem.rssCollectedMB.toFixed(1)} MB, ` +
     `live heap main ${mem.liveHeapMainMB.toFixed(1)} MB, worker ${mem.liveHeapWorkerMB.toFixed(1)} MB; ` +
     `heap compactions so far: main ${mem.compactions.main} (${mem.compactions.mainMs} ms), worker ${mem.compactions.worker} (${mem.compactions.workerMs} ms); ` +
-    `RSS by mapping over the window, medians (MB): ${Object.entries(mem.rssByMappingSteady).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}; ` +
-    `RSS by mapping then (MB): ${Object.entries(mem.rssByMapping).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}` +
+    `RSS by mapping over the window, medians (MB): ${formatMB(mem.rssByMappingSteady)}; RSS by mapping then (MB): ${formatMB(mem.rssByMapping)}` +
     `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
     size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
@@ -570,6 +569,17 @@ function medianByKey<T extends Record<string, number>>(samples: T[]): T {
   return Object.fromEntries(Object.keys(first).map((k) => [k, percentile(samples.map((x) => x[k]!), 50)])) as T;
 }
 
+/** A record of MB figures as "key value, …". */
+function formatMB(r: Record<string, number>): string {
+  return Object.entries(r).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+}
+
+/** Each mapping category's RSS slope from size lo to size hi, KB per peer. */
+function mappingSlopes(lo: SizeFigures, hi: SizeFigures, field: 'rssByMapping' | 'rssByMappingSteady'): string {
+  const a = lo[field], b = hi[field];
+  return (Object.keys(b) as (keyof typeof b)[]).map((k) => `${k} ${((((b[k] - a[k]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`).join(', ');
+}
+
 /** What the agent holds off the V8 heap after a collection (SizeFigures.native), MB. */
 function nativeFigures(m: AgentMemory): NonNullable<SizeFigures['native']> {
   const mb = (b: number) => b / 1048576;
@@ -595,8 +605,7 @@ function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): v
     const slope = (k: 'rssMB' | 'rssPeakMB' | 'rssCollectedMB' | 'liveHeapMainMB' | 'liveHeapWorkerMB') => ((((hi[k] - lo[k]) * 1e6) / (hi.size - lo.size)) / 1024).toFixed(2);
     console.log(`memory slope ${lo.size}->${hi.size}, KB per peer: RSS (median of the steady window) ${slope('rssMB')} [the target's figure], RSS peak ${slope('rssPeakMB')}, ` +
       `RSS after a full collection ${slope('rssCollectedMB')}; live heap main ${slope('liveHeapMainMB')}, worker ${slope('liveHeapWorkerMB')}; ` +
-      `RSS after the collection by mapping: ${Object.keys(hi.rssByMapping).map((k) => { const key = k as keyof SizeFigures['rssByMapping']; return `${k} ${((((hi.rssByMapping[key] - lo.rssByMapping[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}; ` +
-      `the window's RSS by mapping (medians): ${Object.keys(hi.rssByMappingSteady).map((k) => { const key = k as keyof SizeFigures['rssByMappingSteady']; return `${k} ${((((hi.rssByMappingSteady[key] - lo.rssByMappingSteady[key]) * 1048576) / (hi.size - lo.size)) / 1024).toFixed(2)}`; }).join(', ')}`);
+      `RSS after the collection by mapping: ${mappingSlopes(lo, hi, 'rssByMapping')}; the window's RSS by mapping (medians): ${mappingSlopes(lo, hi, 'rssByMappingSteady')}`);
     const a = lo.native, b = hi.native;
     if (a && b) {
       const keys = Object.keys(b).filter((k) => k !== 'arenaSizesMB') as (keyof typeof b)[];
