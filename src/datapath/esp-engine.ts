@@ -86,6 +86,10 @@ const RX_SIDE = GCM_NONCE_AAD_LENGTH * RX_BATCH;
  */
 export const AEAD_HOT_MS = 2_000;
 export const AEAD_IDLE_MS = 10_000;
+/** The receive path's TUN writes: AEAD-authenticated, so TCP runs merge (GRO-like); one object, not one a batch. */
+const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY } as const;
+/** Replay mark ids kept (EspEngine.replayIds): a few KB at most, whatever the peers. */
+const REPLAY_IDS = 256;
 
 function gcmAlgorithm(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm';
@@ -146,6 +150,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * 40 B an SA more while 5,000 new SAs' first blocks were written.
    */
   private readonly outPending = new Map<OutboundSa, number>();
+  /**
+   * The replay mark ids of the SAs whose marks were written lately: a tunnel's refills write the
+   * same few busy SAs' marks again and again, and the id's hash of the key took ~40 % of a cold
+   * refill (~190 µs, between a ping and its answer: lat31). At most REPLAY_IDS of them, not one per
+   * SA (a string per SA was ~90 B a peer: replayIdOf()).
+   */
+  private readonly replayIds = new Map<InboundSa, string>();
   /** Replay marks being written, with the top and count they were computed at (ReplayMark.persisted). */
   private readonly inPending = new Map<InboundSa, { mark: number; top: number; packets: number; nowMs: number; gen: number }>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
@@ -305,12 +316,22 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
     }
     if (!moved.length) return;
-    for (const [x, mark] of moved) this.marks.set(replayIdOf(x), mark);
+    for (const [x, mark] of moved) this.marks.set(this.replayId(x), mark);
     const gen = this.writer.submit();
     for (const [x, mark, top] of moved) {
       this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
       x.replayMark.writing(); // no packet notes a refill of it meanwhile
     }
+  }
+
+  /** The SA's replay mark id, kept while it is among the REPLAY_IDS written last (replayIds). */
+  private replayId(sa: InboundSa): string {
+    let id = this.replayIds.get(sa);
+    if (id === undefined) {
+      if (this.replayIds.size >= REPLAY_IDS) this.replayIds.clear();
+      this.replayIds.set(sa, id = replayIdOf(sa));
+    }
+    return id;
   }
 
   private takeSequence(sa: OutboundSa): number {
@@ -325,6 +346,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
   private retire(sa: OutboundSa | InboundSa): void {
     this.contexts.release(sa);
+    if (sa.direction === 'in') this.replayIds.delete(sa);
     releaseSa(sa);
   }
 
@@ -483,7 +505,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       this.counters.rxPackets++;
       this.counters.rxBytes += payload;
     }
-    if (out > 0) this.tun.writeBatch(b, out, { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY }); // AEAD-authenticated: merge TCP runs (GRO-like)
+    if (out > 0) this.tun.writeBatch(b, out, RX_WRITE);
     return n;
   }
 

@@ -2,7 +2,7 @@
 // marks (replay-mark.ts): one JSON file of
 // { "<sa id>": mark }, replaced durably (util/durable-file.ts), so a crash leaves either the old or
 // the new marks, never a torn file, and a mark the sender relies on is never lost.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { keyParts, packedMaterial, type EspTransform, type PackedTransform } from './esp-transform.js';
 import { writeFileDurable } from '../util/durable-file.js';
@@ -20,10 +20,10 @@ const REPLAY_PREFIX = 'in ';
  * a top means nothing for another key (a peer that rebooted derives new keys and starts at 1).
  */
 export function replayMarkId(spi: number, src: string, dst: string, transform: EspTransform | PackedTransform): string {
-  const h = createHash('sha256'); // over key then salt (encryption then authentication key): packed or not, the same bytes
-  if ('material' in transform) h.update(packedMaterial(transform));
-  else for (const part of keyParts(transform)) h.update(part);
-  return [REPLAY_PREFIX, spi, ' ', src, '>', dst, ' ', h.digest('hex').slice(0, 16)].join(''); // flat, as above
+  // over key then salt (encryption then authentication key): packed or not, the same bytes. One-shot
+  // hash(), not a Hash object: a refill made one per SA it wrote, ~40 % of its ~190 µs (lat31).
+  const key = 'material' in transform ? packedMaterial(transform) : Buffer.concat(keyParts(transform));
+  return [REPLAY_PREFIX, spi, ' ', src, '>', dst, ' ', hash('sha256', key, 'hex').slice(0, 16)].join(''); // flat, as above
 }
 
 /** The SPI of a replay mark id, undefined for an outbound sequence mark. */

@@ -2,12 +2,14 @@
 // across restarts, including a receiver that keeps running while its sender restarts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EspReplayWindow } from '../../src/esp/replay-window.js';
 import { OutboundSequence, SEQ_NOT_RESERVED, SEQUENCE_BLOCK } from '../../src/esp/sequence-store.js';
-import { readSequenceMarks, sequenceMarkId, writeSequenceMarks } from '../../src/esp/sequence-mark-file.js';
+import { readSequenceMarks, replayMarkId, sequenceMarkId, writeSequenceMarks } from '../../src/esp/sequence-mark-file.js';
+import { AEAD_GCM, packTransforms, type EspTransform } from '../../src/esp/esp-transform.js';
 import { createOutboundSa } from '../../src/esp/security-association.js';
 import { decodeEsp, newDropCounters } from '../../src/esp/esp-decoder.js';
 import { sealEsp } from '../../src/esp/esp-encoder.js';
@@ -156,4 +158,12 @@ test('mark file: missing file is empty, round trip, corrupt file is a clear erro
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('replay mark id: the key\'s fingerprint as files already hold it (an id that changed would lose every persisted top)', () => {
+  const t: EspTransform = { kind: 'aead', name: AEAD_GCM, key: Uint8Array.from({ length: 16 }, (_, i) => i), salt: Uint8Array.of(0xa0, 0xa1, 0xa2, 0xa3), icvLength: 16 };
+  // SHA-256 of key then salt, its first 16 hex digits, as written by every earlier build
+  const id = 'in 7 10.0.0.2>10.0.0.1 ' + createHash('sha256').update(t.key).update(t.salt).digest('hex').slice(0, 16);
+  assert.equal(replayMarkId(7, '10.0.0.2', '10.0.0.1', t), id);
+  assert.equal(replayMarkId(7, '10.0.0.2', '10.0.0.1', packTransforms([t])[0]!), id, 'packed or not, the same id');
 });
