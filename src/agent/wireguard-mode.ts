@@ -109,6 +109,8 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
    */
   private routeOf = new MarkedTable<string, TunnelPrefix>();
   private readonly routeList = new KeptList<TunnelPrefix>();
+  /** The peers with a usable key, as the last pass listed them (the rotation keeps the list it is given: never changed after). */
+  private readonly keyedList = new KeptList<PeerNode>();
   /** The specs of the last pass, handed back while a pass makes the same (kept-list.ts). */
   private readonly specList = new KeptList<WireGuardPeerSpec>();
   private passes = 0;
@@ -155,7 +157,8 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     };
     const hold = (key: string, name: string): void => void holders.set(key, name, pass);
     const problems = new Map<string, string>();
-    const keyed: PeerNode[] = [];
+    const keyedList = this.keyedList;
+    keyedList.start();
     for (let i = 0; i < peers.length; i++) { // indexed, as every loop over the peers here: an iterator's results were garbage at every peer
       const p = peers[i]!;
       const key = p.annotations[WG_PUBKEY_ANNOTATION];
@@ -170,21 +173,19 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
         continue;
       }
       hold(key, p.name);
-      keyed.push(p);
+      keyedList.add(p);
     }
     // Next keys (their nodes rotate): accepted when no one else holds them; we say so in wg-accepts.
     const accepts: string[] = [];
     const specs = this.specList;
     specs.start();
-    const nexts: (string | undefined)[] = [];
+    const keyed = keyedList.end();
+    // One loop: a peer's next key is decided before its spec, in the keyed order (every current key is held by now).
     for (let i = 0; i < keyed.length; i++) {
-      const p = keyed[i]!, next = p.annotations[WG_NEXT_PUBKEY_ANNOTATION];
-      const ok = !!next && next !== p.annotations[WG_PUBKEY_ANNOTATION] && validKey(next) && holder(next) === undefined;
-      if (ok) { hold(next, p.name); accepts.push(next); }
-      nexts.push(ok ? next : undefined);
-    }
-    for (let i = 0; i < keyed.length; i++) {
-      const p = keyed[i]!, next = nexts[i];
+      const p = keyed[i]!, announced = p.annotations[WG_NEXT_PUBKEY_ANNOTATION];
+      const ok = !!announced && announced !== p.annotations[WG_PUBKEY_ANNOTATION] && validKey(announced) && holder(announced) === undefined;
+      if (ok) { hold(announced, p.name); accepts.push(announced); }
+      const next = ok ? announced : undefined;
       const last = this.specs.get(p.name);
       if (last && this.specs.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
       if (last && last.peer === p && last.keepalive === keepalive && last.nextPublicKey === next) {
