@@ -8,9 +8,11 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
-import { forgetUnmarked } from '../util/forget-unmarked.js';
-import { SlottedTable } from '../util/slotted-table.js';
-import { eachOf, listOf } from '../util/one-or-more.js';
+import { SlottedTable, type Slotted } from '../util/slotted-table.js';
+import { MarkedTable } from '../util/marked-table.js';
+import { KeptList } from '../util/kept-list.js';
+import { eachOf, type OneOrMore } from '../util/one-or-more.js';
+import { routePrefix, routeSource } from './routes.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
 import type { WireGuardEncryptStatus } from './api.js';
 import { WG_ACCEPTS_ANNOTATION, WG_NEXT_PUBKEY_ANNOTATION, WireGuardKeyRotation } from './wireguard-key-rotation.js';
@@ -23,9 +25,66 @@ export const WG_PUBKEY_ANNOTATION = 'network.veil.io/wg-pub-key';
 /** The encryption key id a WireGuard node publishes (spec.encryption.key), as Cilium's nodes do. */
 export const WG_ENCRYPTION_KEY = 255;
 
-/** Standard base64 of 32 bytes, not all zero. */
+const BASE64_KEY = /^[A-Za-z0-9+/]{43}=$/;
+const ZERO_KEY = /^A{43}=$/;
+
+/** Standard base64 of 32 bytes, not all zero. The patterns are made once (a literal here made two RegExp objects a call: every peer, every pass). */
 function validKey(key: string): boolean {
-  return /^[A-Za-z0-9+/]{43}=$/.test(key) && !/^A{43}=$/.test(key);
+  return BASE64_KEY.test(key) && !ZERO_KEY.test(key);
+}
+
+/**
+ * A peer's allowed IPs: its pod CIDRs and its node IPs as host prefixes, in an array of exactly
+ * these (a spread of the two grew one of 17 slots: ~170 B a peer).
+ */
+function allowedIPsOf(podCIDRs: OneOrMore<string>, internalIPs: OneOrMore<string>): string[] {
+  if (!Array.isArray(podCIDRs) && !Array.isArray(internalIPs)) return [podCIDRs, hostPrefix(internalIPs)];
+  const out: string[] = [];
+  eachOf(podCIDRs, (c) => out.push(c));
+  eachOf(internalIPs, (ip) => out.push(hostPrefix(ip)));
+  return out.slice(); // exact size
+}
+
+/**
+ * A peer's spec as the last pass made it, and from what: the same peer object, keepalive setting
+ * and accepted next key give the same spec, which the tunnel tells unchanged by identity. What it
+ * was made from and its slot in the mode's table are private fields, so the spec is its own
+ * message: a structured clone carries own data properties only (a record of these beside the spec
+ * was 64 B a peer). The next key is the spec's nextPublicKey.
+ */
+class KeptWgSpec implements WireGuardPeerSpec, Slotted {
+  name: string;
+  publicKey: string;
+  endpoint: { address: string; port: number };
+  allowedIPs: string[];
+  persistentKeepalive: number;
+  declare nextPublicKey?: string;
+  readonly #peer: PeerNode;
+  /** The mode's keepalive setting it was made under (an external peer's own one wins in persistentKeepalive). */
+  readonly #keepalive: number;
+  #slot = -1;
+
+  constructor(p: PeerNode, keepalive: number, next: string | undefined) {
+    this.name = p.name;
+    this.publicKey = p.annotations[WG_PUBKEY_ANNOTATION]!;
+    this.endpoint = { address: p.internalIP, port: p.external?.port ?? WG_PORT };
+    this.allowedIPs = allowedIPsOf(p.podCIDRs, p.internalIPs);
+    this.persistentKeepalive = p.external?.persistentKeepalive || keepalive;
+    if (next) this.nextPublicKey = next; // absent, not undefined, without one (as sent)
+    this.#peer = p;
+    this.#keepalive = keepalive;
+  }
+
+  get peer(): PeerNode { return this.#peer; }
+  get keepalive(): number { return this.#keepalive; }
+  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
+  get slot(): number { return this.#slot; }
+  set slot(slot: number) { this.#slot = slot; }
+}
+
+/** A route into the tunnel: the prefix itself without a source, else an object. */
+function routeTo(prefix: string, src: string | undefined): TunnelPrefix {
+  return src === undefined ? prefix : { prefix, src };
 }
 
 export class WireGuardMode implements EncryptionMode<'wireguard'> {
@@ -40,12 +99,23 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
    * (current and next keys: a key two peers publish is refused to the later one), each prefix's route.
    * The specs' slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
    */
-  private specs = new SlottedTable<string, { peer: PeerNode; keepalive: number; next: string | undefined; spec: WireGuardPeerSpec; slot: number }>();
-  private holders = new Map<string, { name: string; pass: number }>();
-  private routeOf = new Map<string, { route: { prefix: string; src?: string }; pass: number }>();
+  private specs = new SlottedTable<string, KeptWgSpec>();
+  /** Each public key's holder's name (a record of name and pass per key was 40 B a peer: the name and mark are columns). */
+  private holders = new MarkedTable<string, string>();
+  /**
+   * Each prefix's route: a pod CIDR's is the prefix string itself (no object), a node IP's the
+   * { prefix, src } object, kept while its source is the same (a record and a route object per
+   * prefix were ~80 B). The pass's list is kept too: a pass that routes the same makes no array.
+   */
+  private routeOf = new MarkedTable<string, TunnelPrefix>();
+  private readonly routeList = new KeptList<TunnelPrefix>();
+  /** The peers with a usable key, as the last pass listed them (the rotation keeps the list it is given: never changed after). */
+  private readonly keyedList = new KeptList<PeerNode>();
+  /** The specs of the last pass, handed back while a pass makes the same (kept-list.ts). */
+  private readonly specList = new KeptList<WireGuardPeerSpec>();
   private passes = 0;
   /** A spec's slot in the table (DesiredState.slotOf): every spec handed out is in it, by its peer's name. */
-  private readonly slotOf = (s: WireGuardPeerSpec): number => this.specs.get(s.name!)!.slot;
+  private readonly slotOf = (s: WireGuardPeerSpec): number => (s as KeptWgSpec).slot;
 
   constructor(private readonly ctx: ModeContext) {}
 
@@ -79,18 +149,18 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     const ownNext = rotation.nextPublicKey;
     const keepalive = Math.round(parseDuration(this.ctx.settings['encryption.wireguard.persistentKeepalive']) / 1000);
     const pass = ++this.passes;
+    const holders = this.holders;
     const holder = (key: string): string | undefined => {
       if (key === own || key === ownNext) return this.ctx.node.name;
-      const h = this.holders.get(key);
-      return h?.pass === pass ? h.name : undefined;
+      const slot = holders.slotOf(key);
+      return slot !== undefined && holders.markedAt(slot, pass) ? holders.at(slot) : undefined;
     };
-    const hold = (key: string, name: string): void => {
-      const h = this.holders.get(key);
-      if (h) { h.name = name; h.pass = pass; } else this.holders.set(key, { name, pass });
-    };
+    const hold = (key: string, name: string): void => void holders.set(key, name, pass);
     const problems = new Map<string, string>();
-    const keyed: PeerNode[] = [];
-    for (const p of peers) {
+    const keyedList = this.keyedList;
+    keyedList.start();
+    for (let i = 0; i < peers.length; i++) { // indexed, as every loop over the peers here: an iterator's results were garbage at every peer
+      const p = peers[i]!;
       const key = p.annotations[WG_PUBKEY_ANNOTATION];
       if (!key) continue; // its agent has not published a key yet: its prefixes stay fail-closed
       const other = holder(key);
@@ -103,61 +173,72 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
         continue;
       }
       hold(key, p.name);
-      keyed.push(p);
+      keyedList.add(p);
     }
     // Next keys (their nodes rotate): accepted when no one else holds them; we say so in wg-accepts.
     const accepts: string[] = [];
-    const specs: WireGuardPeerSpec[] = [];
-    const nexts: (string | undefined)[] = [];
-    for (const p of keyed) {
-      const next = p.annotations[WG_NEXT_PUBKEY_ANNOTATION];
-      const ok = !!next && next !== p.annotations[WG_PUBKEY_ANNOTATION] && validKey(next) && holder(next) === undefined;
-      if (ok) { hold(next, p.name); accepts.push(next); }
-      nexts.push(ok ? next : undefined);
-    }
-    for (const [i, p] of keyed.entries()) {
-      const next = nexts[i];
+    const specs = this.specList;
+    specs.start();
+    const keyed = keyedList.end();
+    // One loop: a peer's next key is decided before its spec, in the keyed order (every current key is held by now).
+    for (let i = 0; i < keyed.length; i++) {
+      const p = keyed[i]!, announced = p.annotations[WG_NEXT_PUBKEY_ANNOTATION];
+      const ok = !!announced && announced !== p.annotations[WG_PUBKEY_ANNOTATION] && validKey(announced) && holder(announced) === undefined;
+      if (ok) { hold(announced, p.name); accepts.push(announced); }
+      const next = ok ? announced : undefined;
       const last = this.specs.get(p.name);
       if (last && this.specs.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
-      if (last && last.peer === p && last.keepalive === keepalive && last.next === next) {
+      if (last && last.peer === p && last.keepalive === keepalive && last.nextPublicKey === next) {
         this.specs.mark(last, pass);
-        specs.push(last.spec);
+        specs.add(last);
         continue;
       }
-      const spec: WireGuardPeerSpec = {
-        name: p.name, publicKey: p.annotations[WG_PUBKEY_ANNOTATION]!, endpoint: { address: p.internalIP, port: p.external?.port ?? WG_PORT },
-        allowedIPs: [...listOf(p.podCIDRs), ...listOf(p.internalIPs).map(hostPrefix)], persistentKeepalive: p.external?.persistentKeepalive || keepalive,
-      };
-      if (next) spec.nextPublicKey = next;
-      this.specs.set(p.name, { peer: p, keepalive, next, spec, slot: -1 }, pass);
-      specs.push(spec);
+      const spec = new KeptWgSpec(p, keepalive, next);
+      this.specs.set(p.name, spec, pass);
+      specs.add(spec);
     }
     this.specs.forgetUnmarked(pass);
-    forgetUnmarked(this.holders, pass);
+    holders.forgetUnmarked(pass);
     rotation.observe(keyed); // a peer node is a RotationPeer (name, annotations)
     // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
-    // traffic stays node-to-node inside the tunnel. A prefix twice: once, its last source wins.
-    const routes: TunnelPrefix[] = [];
+    // traffic stays node-to-node inside the tunnel. A prefix twice: once, at its first place, its last source wins.
+    const routeOf = this.routeOf, list = this.routeList;
+    list.start();
+    let moved = false; // a prefix twice in this pass with another source: the list is made again at the end
     const route = (prefix: string, src: string | undefined): void => {
-      const r = this.routeOf.get(prefix);
-      if (r?.pass === pass) {
-        if (r.route.src !== src) routes[routes.indexOf(r.route)] = r.route = { prefix, src };
+      const slot = routeOf.slotOf(prefix);
+      if (slot !== undefined && routeOf.markedAt(slot, pass)) {
+        if (routeSource(routeOf.at(slot)!) !== src) { routeOf.set(prefix, routeTo(prefix, src), pass); moved = true; }
         return;
       }
-      if (r && r.route.src === src) r.pass = pass;
-      else this.routeOf.set(prefix, { route: { prefix, src }, pass });
-      routes.push(this.routeOf.get(prefix)!.route);
+      let r = slot === undefined ? undefined : routeOf.at(slot)!;
+      if (r !== undefined && routeSource(r) === src) routeOf.markAt(slot!, pass);
+      else routeOf.set(prefix, r = routeTo(prefix, src), pass);
+      list.add(r);
     };
     // One closure of each a pass, not one a peer.
     const podRoute = (c: string) => route(c, undefined);
-    const nodeRoute = (ip: string) => route(hostPrefix(ip), this.ctx.node.internalIPs.find((own) => own.includes(':') === ip.includes(':')));
-    for (const p of peers) {
+    const ownIPs = this.ctx.node.internalIPs;
+    const ownV4 = ownIPs.find((own) => !own.includes(':')), ownV6 = ownIPs.find((own) => own.includes(':')); // the source: the first own IP of the family
+    const nodeRoute = (ip: string) => route(hostPrefix(ip), ip.includes(':') ? ownV6 : ownV4);
+    const nodeEncryption = this.nodeEncryption;
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i]!;
       eachOf(p.podCIDRs, podRoute);
-      if (this.nodeEncryption) eachOf(p.internalIPs, nodeRoute);
+      if (!nodeEncryption) continue;
+      // A peer's spec made from this peer object holds its node IPs' host prefixes last: routed by
+      // those strings (none made again each pass: a parse and a string a node IP), else made here.
+      const spec = this.specs.get(p.name);
+      if (spec?.peer !== p) { eachOf(p.internalIPs, nodeRoute); continue; }
+      const a = spec.allowedIPs;
+      for (let j = a.length - (Array.isArray(p.internalIPs) ? p.internalIPs.length : 1); j < a.length; j++) route(a[j]!, a[j]!.includes(':') ? ownV6 : ownV4);
     }
-    forgetUnmarked(this.routeOf, pass);
+    routeOf.forgetUnmarked(pass);
+    let routes = list.end();
+    // Rare (a prefix two peers route, with two sources): each at its first place with its last source, in an array of its own (the kept one is never changed).
+    if (moved) routes = routes.map((r) => routeOf.get(routePrefix(r))!);
     return {
-      datapathPeers: specs, slotOf: this.slotOf, routes, probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
+      datapathPeers: specs.end(), slotOf: this.slotOf, routes, probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
       publish: {
         annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
         encryptionKey: WG_ENCRYPTION_KEY,

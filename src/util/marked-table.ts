@@ -46,6 +46,11 @@ export class MarkedTable<K, V> {
     return this.columns.at(slot);
   }
 
+  /** Whether pass `pass` marked the entry in `slot` (slotOf's): marked() without a second lookup. */
+  markedAt(slot: number, pass: number): boolean {
+    return this.columns.marked(slot, pass);
+  }
+
   /** Marks the entry in `slot` (one in use) with `pass`: what set() does to a value unchanged, without a second lookup. */
   markAt(slot: number, pass: number): void {
     this.columns.mark(slot, pass);

@@ -48,7 +48,8 @@ for (const nodeEncryption of [false, true]) {
     const own = mode.desired([]).publish.annotations[WG_PUBKEY_ANNOTATION]!;
     // Few keys and prefixes, so that peers collide: the later of two peers with one key is refused.
     const keys = [...Array.from({ length: 6 }, () => Buffer.from(generatePrivateKey().publicKey).toString('base64')), own, 'not a key'];
-    const prefixes = ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24', '10.244.5.0/24'];
+    // One pod CIDR is a peer's node IP as a host prefix: with node encryption, a prefix routed twice with two sources.
+    const prefixes = ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24', '10.244.5.0/24', '172.18.0.12/32'];
     const peers = new Map<string, PeerNode>();
     let kept = 0;
     let last = new Map<string, unknown>();
@@ -82,3 +83,26 @@ for (const nodeEncryption of [false, true]) {
     mode.stop();
   });
 }
+
+test('a spec is its own message: what the datapath worker gets is the spec fields only, the next key only when accepted', async () => {
+  const mode = await openMode(false, mkdtempSync(join(root, 'state-')));
+  const [k1, k2] = Array.from({ length: 2 }, () => Buffer.from(generatePrivateKey().publicKey).toString('base64'));
+  const peer = (name: string, i: number, annotations: Record<string, string>): PeerNode => ({
+    name, internalIP: `172.18.0.${i}`, internalIPs: `172.18.0.${i}`, podCIDRs: `10.244.${i}.0/24`, podGateway: `10.244.${i}.1`, annotations,
+  });
+  const peers = [peer('a', 10, { [WG_PUBKEY_ANNOTATION]: k1! }), peer('b', 11, { [WG_PUBKEY_ANNOTATION]: k2!, [WG_NEXT_PUBKEY_ANNOTATION]: k1! })];
+  const d = mode.desired(peers);
+  // b's next key is a's key: refused (held), so b's spec has no nextPublicKey at all
+  assert.deepEqual(d.datapathPeers.map((s) => structuredClone(s)), [
+    { name: 'a', publicKey: k1, endpoint: { address: '172.18.0.10', port: 51871 }, allowedIPs: ['10.244.10.0/24', '172.18.0.10/32'], persistentKeepalive: 0 },
+    { name: 'b', publicKey: k2, endpoint: { address: '172.18.0.11', port: 51871 }, allowedIPs: ['10.244.11.0/24', '172.18.0.11/32'], persistentKeepalive: 0 },
+  ]);
+  assert.deepEqual(d.datapathPeers.map((s) => Object.keys(s)), [0, 1].map(() => ['name', 'publicKey', 'endpoint', 'allowedIPs', 'persistentKeepalive']));
+  assert.deepEqual(JSON.parse(JSON.stringify(d.datapathPeers[0])), structuredClone(d.datapathPeers[0]));
+  const [k3] = [Buffer.from(generatePrivateKey().publicKey).toString('base64')];
+  const e = mode.desired([peers[0]!, peer('b', 11, { [WG_PUBKEY_ANNOTATION]: k2!, [WG_NEXT_PUBKEY_ANNOTATION]: k3! })]);
+  assert.equal(e.datapathPeers[0], d.datapathPeers[0], 'an unchanged peer keeps its spec object');
+  assert.deepEqual(structuredClone(e.datapathPeers[1]), { name: 'b', publicKey: k2, endpoint: { address: '172.18.0.11', port: 51871 }, allowedIPs: ['10.244.11.0/24', '172.18.0.11/32'], persistentKeepalive: 0, nextPublicKey: k3 });
+  assert.deepEqual(e.slotOf && e.datapathPeers.map(e.slotOf), d.datapathPeers.map(d.slotOf), 'a changed peer keeps its slot');
+  mode.stop();
+});

@@ -55,6 +55,7 @@ test('by slot: an entry keeps its slot while it stays, a pass may mark it there,
   assert.deepEqual([t.slotOf('b'), t.at(b), t.slotOf('x')], [b, 'B', undefined]);
   t.markAt(b, 2);
   assert.deepEqual([t.marked('b', 2), t.marked('a', 2), t.marked('x', 2)], [true, false, false]);
+  assert.deepEqual([t.markedAt(b, 2), t.markedAt(a, 2), t.markedAt(a, 1), t.markedAt(99, 2)], [true, false, true, false], 'markedAt: marked() by slot');
   assert.deepEqual(t.forgetUnmarked(2), ['a'], 'a mark made by slot counts as one made by set');
   assert.equal(t.at(a), undefined, 'a freed slot');
   assert.throws(() => t.markAt(a, 3), /slot 0 is free/);
