@@ -6,7 +6,8 @@
 // order the modes are installed in and the order of each batch rotate, so the labs' own differences
 // and those of the order cancel.
 import type { ActiveMode, BenchLab, Mode } from './bench-lab.js';
-import { idleRttFigures, percentile, pingRtts, pingRttsBySeq, waitForTraffic, type ModeFigures } from './measure.js';
+import { measureColdPings } from './cold-ping.js';
+import { coldFigures, idleRttFigures, percentile, pingRtts, pingRttsBySeq, waitForTraffic, type ModeFigures } from './measure.js';
 import { cpuSeconds, machineTicks, realtimeThreads, runQueueWaitSeconds } from './proc.js';
 import { median } from './stats.js';
 
@@ -47,6 +48,8 @@ export interface InterleavedLatencyOptions {
   warmupPings: number;
   /** Pings at the start of every batch not counted (every mode alike), before the batch's counted ones (default 0). */
   batchWarmupPings?: number;
+  /** Cold pings per mode and round, after the warm-up and before the batches (cold-ping.ts; 0 or absent: none). */
+  coldPings?: number;
 }
 
 export interface InterleavedLatencyRun {
@@ -94,6 +97,12 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       for (const m of plan.installOrder) {
         if (up.has(m) && opts.warmupPings > 0) warmup.set(m, (await pingRtts(...pair(labOf(m)), opts.warmupPings)).sort((a, b) => a - b));
       }
+      // each mode's cold pings while the other labs are idle (only its own processes are cleared)
+      const cold = new Map<number, ReturnType<typeof coldFigures>>();
+      for (const m of plan.installOrder) {
+        const a = up.get(m);
+        if (a && opts.coldPings && a.datapathPids.length) cold.set(m, coldFigures(await measureColdPings(...pair(labOf(m)), a.datapathPids, opts.coldPings)));
+      }
       const rtStart = new Map([...up].map(([m, a]) => [m, a.datapathPids.map(realtimeThreads)]));
       const samples = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchP50 = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
@@ -133,7 +142,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
             { start: rtStart.get(m)!, end: a.datapathPids.map(realtimeThreads) }),
           rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)), rttBatchMaxUs: batchMax.get(m)!.map((x) => Math.round(x)),
           rttBatchUs: batchPings.get(m)!, rttBatchStartMs: batchStart.get(m)!, rttBatchRunQueueWaitUs: batchWait.get(m)!,
-          rttLoad: loadShares(load.get(m)!),
+          rttLoad: loadShares(load.get(m)!), ...cold.get(m),
         };
       }
       for (const m of plan.installOrder) {

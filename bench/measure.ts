@@ -6,6 +6,7 @@
 import type { LabPod } from './bench-lab.js';
 import { cpuSeconds, exec, peakRssBytes, realtimeThreads, sleep, startChild, stopChild } from './proc.js';
 import { median } from './stats.js';
+import { measureColdPings, type ColdPingFigures } from './cold-ping.js';
 
 export interface MeasureOptions {
   seconds: number;
@@ -23,6 +24,8 @@ export interface MeasureOptions {
   udpSearch: boolean;
   /** Idle ping RTT only (--latency): no TCP, UDP or CPU figures (they stay NaN / null). */
   latencyOnly?: boolean;
+  /** Cold pings per mode and round after the idle RTT (cold-ping.ts; 0 or absent: none). */
+  coldPings?: number;
 }
 
 /** Loss below which an offered UDP rate counts as carried. */
@@ -53,6 +56,12 @@ export interface ModeFigures {
   /** The warm-up pings' RTT (the first seconds after the mode came up; NaN without a warm-up). */
   rttWarmupP50Us: number;
   rttWarmupP99Us: number;
+  /** Median RTT of a lone ping right after the datapath's accessed bits were cleared (cold-ping.ts; NaN: not measured). */
+  coldPingUs: number;
+  /** Median KB the datapath processes marked referenced from that clear to after the ping (NaN: not measured). */
+  coldPagesTouchedKB: number;
+  /** The cold-ping measure in full (by mapping kind, the control, each repetition); absent when not measured. */
+  coldPing?: ColdPingFigures;
   /**
    * Per datapath process, its realtime (SCHED_FIFO) threads when the idle RTT's pings began and
    * when they ended: veil's worker is SCHED_FIFO while quiet (datapath.realtime), so a 0 in a veil
@@ -225,11 +234,16 @@ export async function searchUdpRate(trial: (mbps: number) => Promise<number>, st
   return lo > 0 ? lo : null;
 }
 
+/** The cold-ping measure as a mode's figures. */
+export function coldFigures(c: ColdPingFigures): Pick<ModeFigures, 'coldPingUs' | 'coldPagesTouchedKB' | 'coldPing'> {
+  return { coldPingUs: c.coldPingUs, coldPagesTouchedKB: c.coldPagesTouchedKB, coldPing: c };
+}
+
 /** A mode's figures when only the idle RTT was measured (--latency): the others NaN or null. */
 export function idleRttFigures(idle: { p50: number; p99: number }, warmup: { p50: number; p99: number }, rttRealtimeThreads: ModeFigures['rttRealtimeThreads']): ModeFigures {
   return {
     tcp1Gbps: NaN, tcp1RGbps: NaN, tcp4Gbps: NaN, udpRxGbps: NaN, udpLossPct: NaN, rttP50Us: idle.p50, rttP99Us: idle.p99,
-    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, rttRealtimeThreads,
+    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, coldPingUs: NaN, coldPagesTouchedKB: NaN, rttRealtimeThreads,
     rttLoadedP50Us: NaN, rttLoadedP99Us: NaN, tcpSlowestSecondRatio: NaN, tcpSeconds: {}, udpMaxRateMbps: null, udpMaxRateTunedMbps: null, udpTrials: [],
     cpuSecPerGB: null, peakRssMB: null,
   };
@@ -252,7 +266,8 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   const ping = await pingRtt(client, server, opts.pings);
   const rttRealtimeThreads = { start: rtStart, end: pids.map(realtimeThreads) };
   if (ping.received === 0) throw new Error('no ping answer');
-  if (opts.latencyOnly) return idleRttFigures(ping, warmup, rttRealtimeThreads);
+  const cold = opts.coldPings && pids.length ? coldFigures(await measureColdPings(client, server, pids, opts.coldPings)) : {};
+  if (opts.latencyOnly) return { ...idleRttFigures(ping, warmup, rttRealtimeThreads), ...cold };
   // RTT under load: pings at 100/s while the single stream runs (from a fifth of it, or 1 s, on).
   const startMs = Math.min(1000, opts.seconds * 200);
   const loadedPings = Math.max(10, Math.floor((opts.seconds * 1000 - startMs - 200) / 10));
@@ -273,7 +288,7 @@ export async function measureMode(client: LabPod, server: LabPod, pids: number[]
   return {
     tcp1Gbps, tcp1RGbps, tcp4Gbps, udpRxGbps: udp.gbps, udpLossPct: udp.lossPct,
     rttP50Us: ping.p50, rttP99Us: ping.p99,
-    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, rttRealtimeThreads,
+    rttWarmupP50Us: warmup.p50, rttWarmupP99Us: warmup.p99, coldPingUs: NaN, coldPagesTouchedKB: NaN, ...cold, rttRealtimeThreads,
     rttLoadedP50Us: loaded.p50, rttLoadedP99Us: loaded.p99,
     tcpSlowestSecondRatio: ratios.length ? Math.min(...ratios) : NaN,
     tcpSeconds,

@@ -28,6 +28,8 @@ const ROWS: Row[] = [
   { key: 'rttP99Us', label: 'ping RTT p99 µs', digits: 0 },
   { key: 'rttWarmupP50Us', label: 'ping RTT p50 during the warm-up µs', digits: 0 },
   { key: 'rttWarmupP99Us', label: 'ping RTT p99 during the warm-up µs', digits: 0 },
+  { key: 'coldPingUs', label: 'ping RTT right after clear_refs (cold) µs', digits: 0 },
+  { key: 'coldPagesTouchedKB', label: 'KB touched from clear_refs through one cold ping', digits: 0 },
   { key: 'rttLoadedP50Us', label: 'ping RTT p50 under 1 TCP stream µs', digits: 0 },
   { key: 'rttLoadedP99Us', label: 'ping RTT p99 under 1 TCP stream µs', digits: 0 },
   { key: 'cpuSecPerGB', label: 'datapath CPU s/GB', digits: 2 },

@@ -27,7 +27,7 @@ const LATENCY_BATCH = 50;
  */
 const LATENCY_BATCH_WARMUP = 1;
 
-const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--warmup-pings N] [--smoke | --latency [--batch N] [--batch-warmup N]] [--out FILE] [--name CLUSTER]
+const HELP = `Usage: node dist/bench/run.js [--rounds N] [--seconds S] [--modes a,b] [--udp-rate R] [--crypto-threads T] [--warmup-pings N] [--smoke | --latency [--batch N] [--batch-warmup N]] [--cold N] [--out FILE] [--name CLUSTER]
 
 Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the rounds).
   --rounds N     rounds (default 3; the table shows the median per figure)
@@ -52,6 +52,11 @@ Modes: ${MODES.join(', ')} (default: all, in that order, interleaved over the ro
   --batch-warmup N
                  --latency: pings sent at the start of each batch and not counted, in every
                  mode alike (default ${LATENCY_BATCH_WARMUP})
+  --cold N       N cold pings per mode and round (default 0: none), after the warm-up: each
+                 right after the mode's datapath processes' accessed bits were cleared
+                 (/proc/PID/clear_refs, what this machine's DAMON passes do to the pages they
+                 sample), with the KB those processes touched by mapping kind, a warm ping
+                 and a control ping inside the client pod each time (bench/cold-ping.ts)
   --out FILE     where the JSON goes (default bench/results/<date>.json)
   --name CLUSTER lab cluster name (default vb<pid>)
 Exit status: 0 when every mode passed traffic in every round, 1 otherwise, 130 when interrupted.`;
@@ -84,7 +89,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
-      'warmup-pings': { type: 'string' }, batch: { type: 'string' }, 'batch-warmup': { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'warmup-pings': { type: 'string' }, batch: { type: 'string' }, 'batch-warmup': { type: 'string' }, cold: { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -94,7 +99,7 @@ async function main(): Promise<number> {
   const opts: MeasureOptions = {
     seconds: Number(values.seconds ?? (smoke ? 1 : 5)), udpRate: values['udp-rate'] ?? '400M', pings: smoke ? 20 : latencyOnly ? 500 : 200,
     warmupPings: smoke ? 0 : Number(values['warmup-pings'] ?? WARMUP_PINGS),
-    udpSearch: !smoke && !latencyOnly, latencyOnly,
+    udpSearch: !smoke && !latencyOnly, latencyOnly, coldPings: Number(values.cold ?? 0),
   };
   const modes = (values.modes ? values.modes.split(',') : [...MODES]) as Mode[];
   const bad = modes.filter((m) => !MODES.includes(m));
@@ -105,10 +110,11 @@ async function main(): Promise<number> {
   const batchWarmupPings = Number(values['batch-warmup'] ?? LATENCY_BATCH_WARMUP);
   const badBatch = !(Number.isInteger(batch) && batch >= 1);
   const badBatchWarmup = !(Number.isInteger(batchWarmupPings) && batchWarmupPings >= 0);
+  const badCold = !(Number.isInteger(opts.coldPings) && opts.coldPings! >= 0);
   const badLabs = latencyOnly && (new Set(modes).size !== modes.length || modes.length > 10);
-  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads || badWarmup || badBatch || badBatchWarmup || badLabs) {
+  if (bad.length || !(rounds >= 1) || !(opts.seconds >= 1) || badThreads || badWarmup || badBatch || badBatchWarmup || badCold || badLabs) {
     console.error(`bad options: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : badThreads ? '--crypto-threads must be 1 to 8' : badWarmup ? '--warmup-pings must be a whole number >= 0'
-      : badBatch ? '--batch must be a whole number >= 1' : badBatchWarmup ? '--batch-warmup must be a whole number >= 0' : badLabs ? '--latency: each mode once (a lab each)' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
+      : badBatch ? '--batch must be a whole number >= 1' : badBatchWarmup ? '--batch-warmup must be a whole number >= 0' : badCold ? '--cold must be a whole number >= 0' : badLabs ? '--latency: each mode once (a lab each)' : '--rounds and --seconds must be >= 1'}\n\n${HELP}`);
     return 2;
   }
 
@@ -142,7 +148,7 @@ async function main(): Promise<number> {
       await lab.create();
     }
     if (latencyOnly) {
-      const run = await measureLatencyInterleaved(labs, modes, home, { rounds, pings: opts.pings, batch, warmupPings: opts.warmupPings, batchWarmupPings }, actives, (l) => console.error(l));
+      const run = await measureLatencyInterleaved(labs, modes, home, { rounds, pings: opts.pings, batch, warmupPings: opts.warmupPings, batchWarmupPings, coldPings: opts.coldPings }, actives, (l) => console.error(l));
       results = run.rounds;
       failures.push(...run.failures);
       plans = run.plans;
