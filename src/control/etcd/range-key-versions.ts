@@ -19,7 +19,7 @@ const VARINT = 0, FIXED64 = 1, LEN = 2, FIXED32 = 5;
 
 /** A cursor over protobuf's wire format (only what RangeResponse uses, and skipping what it does not know). */
 class Wire {
-  constructor(readonly buf: Buffer, public at: number, readonly end: number, readonly what: string) {}
+  constructor(readonly buf: Buffer, public at: number, public end: number, readonly what: string) {}
 
   done(): boolean {
     return this.at >= this.end;
@@ -38,17 +38,32 @@ class Wire {
     throw malformed(this.what, 'a varint longer than 10 bytes');
   }
 
-  /** A length-delimited field's [start, end). */
-  span(): [number, number] {
+  /** Past a varint, its value not made (a lease id's would be a heap number). */
+  skipVarint(): void {
+    for (let i = 0; i < 10; i++) {
+      if (this.at >= this.end) throw malformed(this.what, 'a varint runs past its end');
+      if (this.buf[this.at++]! < 0x80) return;
+    }
+    throw malformed(this.what, 'a varint longer than 10 bytes');
+  }
+
+  /** The end of the field span() last read. */
+  spanEnd = 0;
+
+  /**
+   * A length-delimited field's start (its end in spanEnd): no [start, end] pair, whose array and
+   * destructuring iterator were ~0.4 KB a key of a relist's answer in code that runs too seldom to be optimized.
+   */
+  span(): number {
     const len = this.varint();
     const start = this.at, end = start + len;
     if (end > this.end) throw malformed(this.what, 'a field runs past its message');
-    this.at = end;
-    return [start, end];
+    this.at = this.spanEnd = end;
+    return start;
   }
 
   skip(wireType: number): void {
-    if (wireType === VARINT) this.varint();
+    if (wireType === VARINT) this.skipVarint();
     else if (wireType === LEN) this.span();
     else if (wireType === FIXED64 || wireType === FIXED32) {
       this.at += wireType === FIXED64 ? 8 : 4;
@@ -87,15 +102,15 @@ export function readTxnRanges(buf: Buffer, onKey: (buf: Buffer, start: number, e
   while (!w.done()) {
     const tag = w.varint(), field = Math.floor(tag / 8), type = tag & 7;
     if (field === 1 && type === LEN) { // header: ResponseHeader
-      const [start, end] = w.span();
+      const start = w.span(), end = w.spanEnd;
       out.revision = headerRevision(buf, start, end, 'TxnResponse');
     } else if (field === 3 && type === LEN) { // responses: ResponseOp
-      const [start, end] = w.span();
+      const start = w.span(), end = w.spanEnd;
       const op = new Wire(buf, start, end, 'TxnResponse');
       while (!op.done()) {
         const t = op.varint();
         if (t !== (1 << 3 | LEN)) { op.skip(t & 7); continue; } // response_range; another operation is not a range
-        const [rs, re] = op.span();
+        const rs = op.span(), re = op.spanEnd;
         const range = out.ranges.length;
         out.ranges.push(readRange(buf, rs, re, (b, s, e, rev) => onKey(b, s, e, rev, range), 'TxnResponse'));
       }
@@ -121,18 +136,19 @@ function headerRevision(buf: Buffer, start: number, end: number, what: string): 
 function readRange(buf: Buffer, from: number, to: number, onKey: OnKey, what = 'RangeResponse'): RangeKeysSummary {
   const out: RangeKeysSummary = { revision: 0, more: false, count: 0, keys: 0 };
   const w = new Wire(buf, from, to, what);
+  const kv = new Wire(buf, from, from, what); // each KeyValue in turn: one cursor, not one a key
   while (!w.done()) {
     const tag = w.varint(), field = Math.floor(tag / 8), type = tag & 7;
     if (field === 1 && type === LEN) { // header: ResponseHeader
-      const [start, end] = w.span();
+      const start = w.span(), end = w.spanEnd;
       out.revision = headerRevision(buf, start, end, what);
     } else if (field === 2 && type === LEN) { // kvs: KeyValue
-      const [start, end] = w.span();
-      const kv = new Wire(buf, start, end, what);
+      kv.at = w.span();
+      kv.end = w.spanEnd;
       let keyStart = -1, keyEnd = -1, modRevision = 0;
       while (!kv.done()) {
         const t = kv.varint();
-        if (t === (1 << 3 | LEN)) [keyStart, keyEnd] = kv.span();
+        if (t === (1 << 3 | LEN)) { keyStart = kv.span(); keyEnd = kv.spanEnd; }
         else if (t === (3 << 3 | VARINT)) modRevision = kv.varint();
         else kv.skip(t & 7);
       }
