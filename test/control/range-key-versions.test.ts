@@ -4,13 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { readRangeKeys } from '../../src/control/etcd/range-key-versions.js';
+import { readRangeKeys, readTxnRanges } from '../../src/control/etcd/range-key-versions.js';
 import { isVeilError } from '../../src/util/errors.js';
 
 const require = createRequire(import.meta.url);
 const protobuf = require('protobufjs') as typeof import('protobufjs');
 const root = new protobuf.Root().loadSync(require.resolve('etcd3/proto/rpc.proto'), { keepCase: true }); // etcd's field names, as the client loads them
 const RangeResponse = root.lookupType('etcdserverpb.RangeResponse');
+const TxnResponse = root.lookupType('etcdserverpb.TxnResponse');
 
 const encode = (msg: Record<string, unknown>) => Buffer.from(RangeResponse.encode(RangeResponse.fromObject(msg)).finish());
 const read = (buf: Buffer) => {
@@ -54,4 +55,23 @@ test('a broken answer is refused, not misread', () => {
   for (const bad of [good.subarray(0, good.length - 3), Buffer.from([0x12, 0x02, 0x18, 0x05]) /* a KeyValue without a key */, Buffer.from([0x08, 0xff]), Buffer.from([0x0b])]) {
     assert.throws(() => read(bad), (e) => isVeilError(e) && e.code === 'ETCD_BAD_ANSWER' && /not a RangeResponse/.test(e.message), bad.toString('hex'));
   }
+});
+
+test('a transaction of ranges: its revision, each range\'s count and keys, other operations skipped', () => {
+  const big = 2 ** 40 + 5;
+  const buf = Buffer.from(TxnResponse.encode(TxnResponse.fromObject({
+    header: { cluster_id: '14841639068965178418', revision: String(big + 9), raft_term: '7' },
+    succeeded: true,
+    responses: [
+      { response_range: { header: { revision: String(big + 9) }, count: '5000' } },
+      { response_put: { header: { revision: '3' } } },
+      { response_range: { header: { revision: String(big + 9) }, kvs: [{ key: Buffer.from('veil/c/nodes/a'), mod_revision: String(big), create_revision: '2', version: '4' }, { key: Buffer.from('veil/c/nodes/b'), mod_revision: '8' }], count: '5000' } },
+    ],
+  })).finish());
+  const keys: [string, number, number][] = [];
+  const summary = readTxnRanges(buf, (b, start, end, rev, range) => keys.push([b.toString('utf8', start, end), rev, range]));
+  assert.deepEqual(keys, [['veil/c/nodes/a', big, 1], ['veil/c/nodes/b', 8, 1]]);
+  assert.deepEqual(summary, { revision: big + 9, ranges: [{ revision: big + 9, more: false, count: 5000, keys: 0 }, { revision: big + 9, more: false, count: 5000, keys: 2 }] });
+  const broken = buf.subarray(0, buf.length - 3);
+  assert.throws(() => readTxnRanges(broken, () => undefined), (e) => isVeilError(e) && e.code === 'ETCD_BAD_ANSWER' && /to a transaction is not a TxnResponse/.test(e.message));
 });

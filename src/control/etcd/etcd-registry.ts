@@ -3,7 +3,7 @@
 // create_revision == 0, update a compare-and-swap on mod_revision, mutate read + CAS retried.
 // Values that are not valid objects (someone else's garbage) are skipped by list and watch and
 // reported by onInvalid / invalidObjects(), so an agent can name them in its status.
-import type { Etcd3, IKeyValue, IRangeRequest, IRangeResponse } from 'etcd3';
+import type { Etcd3, IKeyValue, IRangeRequest, IRangeResponse, ITxnRequest } from 'etcd3';
 import { VeilError } from '../../util/errors.js';
 import type { HeldVersions, Kind, KindChanges, LeaseHandle, Registry, RegistryMember, RegistryObject, Watch, WatchEvent } from '../registry.js';
 import { checkKind, checkName, checkObject, withCreation } from '../object-checks.js';
@@ -14,7 +14,7 @@ import { etcdError } from './etcd-errors.js';
 import { EtcdWatch, isCompacted } from './etcd-watch.js';
 import { EtcdLease } from './etcd-lease.js';
 import { prefixRange } from './etcd3-lib.js';
-import { readRangeKeys } from './range-key-versions.js';
+import { readRangeKeys, readTxnRanges } from './range-key-versions.js';
 
 const MEMBER_CHECK_TIMEOUT_MS = 1500;
 /** Values per list page: 64 of etcd's largest (1.5 MiB by default) fit in MAX_RECEIVE_BYTES. */
@@ -106,14 +106,25 @@ export class EtcdRegistry implements Registry {
     }
     // One transaction: the count and the keys that moved, as of one revision.
     const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
-    const res = await this.call(`listing ${kind} objects changed since revision ${since}`, () => this.client.kv.txn({
+    const req: ITxnRequest = {
       compare: [],
       success: [
         { request_range: { key, range_end, count_only: true } },
         { request_range: { key, range_end, keys_only: true, min_mod_revision: String(since + 1) } },
       ],
       failure: [],
-    }));
+    };
+    const what = `listing ${kind} objects changed since revision ${since}`;
+    if (rawRangeInstalled(this.client)) { // read undecoded: a name and a number a moved key
+      const prefixBytes = key.length;
+      const answer = await this.call(what, () => this.pool().exec('KV', RAW_TXN, req));
+      const res = readTxnRanges(answer, (buf, start, end, modRevision, range) => {
+        if (range === 1 && end - start > prefixBytes) versions.set(buf.toString('utf8', start + prefixBytes, end), modRevision);
+      });
+      if (res.ranges.length !== 2) throw new VeilError('ETCD_BAD_ANSWER', `etcd answered ${res.ranges.length} ranges to a transaction of 2`, 'check that the endpoint is etcd v3');
+      return { revision: res.revision, count: res.ranges[0]!.count, versions };
+    }
+    const res = await this.call(what, () => this.client.kv.txn(req));
     const [counted, moved] = res.responses.map((r) => r.response_range);
     add(moved!.kvs);
     return { revision: Number(res.header.revision), count: Number(counted!.count), versions };
@@ -306,9 +317,14 @@ export class EtcdRegistry implements Registry {
     return rawRangeInstalled(this.client);
   }
 
+  /** The etcd3 client's connection pool: its exec calls a method of the gRPC service client (the undecoded ones installed by rawRangeInstalled). */
+  private pool(): { exec(service: string, method: string, req: IRangeRequest | ITxnRequest): Promise<Buffer> } {
+    return (this.client as unknown as { pool: { exec(service: string, method: string, req: IRangeRequest | ITxnRequest): Promise<Buffer> } }).pool;
+  }
+
   private async keyVersionPages(kind: Kind, versions: Map<string, number>): Promise<number> {
     const { key, range_end } = prefixRange(kindPrefix(this.cluster, kind));
-    const pool = (this.client as unknown as { pool: { exec(service: string, method: string, req: IRangeRequest): Promise<Buffer> } }).pool;
+    const pool = this.pool();
     const prefixBytes = key.length; // every key in the range starts with the kind's prefix: the rest is the name (as parseObjectKey reads it)
     let lastStart = 0, lastEnd = 0;
     const onKey = (buf: Buffer, start: number, end: number, modRevision: number) => {
@@ -368,13 +384,19 @@ export class EtcdRegistry implements Registry {
   }
 }
 
-/** The KV client's method that answers a Range undecoded (installed by rawRangeInstalled). */
+/** The KV client's methods that answer a Range and a Txn undecoded (installed by rawRangeInstalled). */
 const RAW_RANGE = 'veilRangeUndecoded';
+const RAW_TXN = 'veilTxnUndecoded';
+
+type GrpcMethod = { path: string; requestSerialize: (req: unknown) => Buffer };
+type UnaryCall = (req: unknown, metadata: unknown, options: unknown, cb: unknown) => unknown;
 
 interface GrpcKvClient {
-  Range?: { path: string; requestSerialize: (req: unknown) => Buffer };
+  Range?: GrpcMethod;
+  Txn?: GrpcMethod;
   makeUnaryRequest?: (...args: unknown[]) => unknown;
-  [RAW_RANGE]?: (req: unknown, metadata: unknown, options: unknown, cb: unknown) => unknown;
+  [RAW_RANGE]?: UnaryCall;
+  [RAW_TXN]?: UnaryCall;
 }
 
 /**
@@ -392,11 +414,14 @@ function rawRangeInstalled(client: Etcd3): boolean {
     return false; // closed
   }
   const proto = kv && (Object.getPrototypeOf(kv) as GrpcKvClient);
-  const range = proto?.Range;
-  if (!proto || !range?.path || typeof range.requestSerialize !== 'function' || typeof proto.makeUnaryRequest !== 'function') return false;
-  proto[RAW_RANGE] ??= function (this: GrpcKvClient, req: unknown, metadata: unknown, options: unknown, cb: unknown) {
-    return this.makeUnaryRequest!(range.path, range.requestSerialize, (answer: Buffer) => answer, req, metadata, options, cb);
+  const range = proto?.Range, txn = proto?.Txn;
+  const usable = (m: GrpcMethod | undefined): m is GrpcMethod => !!m?.path && typeof m.requestSerialize === 'function';
+  if (!proto || !usable(range) || !usable(txn) || typeof proto.makeUnaryRequest !== 'function') return false;
+  const undecoded = (m: GrpcMethod): UnaryCall => function (this: GrpcKvClient, req, metadata, options, cb) {
+    return this.makeUnaryRequest!(m.path, m.requestSerialize, (answer: Buffer) => answer, req, metadata, options, cb);
   };
+  proto[RAW_RANGE] ??= undecoded(range);
+  proto[RAW_TXN] ??= undecoded(txn);
   return true;
 }
 
