@@ -3,7 +3,9 @@
 // convergence after the last node is written, a node's key change (a reboot: new boot id, new
 // derived keys) reaching the real agent's datapath, agent CPU per peer event, steady-state CPU and
 // resident memory; at the rotation size an IPsec key rotation with a ping between the real pair
-// (zero loss) and the rotation rule checked from published key ids and installed SAs. Correctness
+// (zero loss) and the rotation rule checked from published key ids and installed SAs. With
+// --encryption wireguard the lab runs WireGuard: the synthetic nodes publish X25519 public keys, a
+// key change is a new public key, and the rotation (IPsec's SPI rule) is skipped. Correctness
 // failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -22,9 +24,10 @@ import type { HeapFigures } from '../src/util/heap-figures.js';
 import { exec, liveChildren, mustExec, sleep } from './proc.js';
 import { AgentView } from './scale/agent-view.js';
 import { agentLogPath } from '../src/lab/agents.js';
-import { SyntheticNodes } from './scale/synthetic-nodes.js';
+import { SyntheticNodes, wireGuardPublicKey, type SyntheticEncryption } from './scale/synthetic-nodes.js';
+import { WG_DEVICE, WG_ENCRYPTION_KEY } from '../src/agent/wireguard-mode.js';
 
-const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--smoke] [--out FILE] [--name CLUSTER]
+const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--encryption ipsec|wireguard] [--smoke] [--out FILE] [--name CLUSTER]
 
   --sizes        synthetic node counts, ascending (default 100,1000,5000); nodes are added between sizes
   --changes N    key changes timed per size (default 100; the p99 needs 100)
@@ -34,6 +37,8 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
                  the agent has settled after the burst before (no heap compaction pending, 90 s at most)
   --rotation-size N
                  the size at which the IPsec rotation runs (default 1000)
+  --encryption M ipsec (default) or wireguard: the lab's mode, and what the synthetic nodes publish; with
+                 wireguard a key change is a new public key, and the IPsec rotation is skipped (rotation: null)
   --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
   --out FILE     JSON results (default bench/results/scale-<date>.json; --smoke: none unless given)
   --name CLUSTER lab cluster name (default vs<pid>)
@@ -52,6 +57,8 @@ const MAIN_JS = join(ROOT, 'dist/src/cli/main.js');
 
 interface SizeFigures {
   size: number;
+  /** What a timed key change was: a reboot (new boot id: IPsec's derived keys) or a new WireGuard public key. */
+  keyChange: 'bootID' | 'publicKey';
   convergenceMs: number;
   keyChangeP50Ms: number;
   keyChangeP99Ms: number;
@@ -202,7 +209,22 @@ class ScaleLab {
   agents: AgentView[] = [];
   nodes: { name: string; netns: string; internalIP: string }[] = [];
   private up = false;
-  constructor(readonly cluster: string, readonly home: string) {}
+  constructor(readonly cluster: string, readonly home: string, readonly encryption: SyntheticEncryption) {}
+
+  get device(): string {
+    return this.encryption === 'wireguard' ? WG_DEVICE : 'veil_ipsec0';
+  }
+
+  /** Peers in the first agent's datapath (IPsec: the ESP engine's count; WireGuard: its peer list). */
+  async datapathPeers(): Promise<number> {
+    const agent = this.agents[0]!;
+    return this.encryption === 'wireguard' ? (await agent.wireGuardPeers()).length : agent.datapathPeers();
+  }
+
+  /** A WireGuard peer's public key in the first agent's datapath (one GET /encrypt: every peer listed). */
+  async wireGuardKey(name: string): Promise<string | undefined> {
+    return (await this.agents[0]!.wireGuardPeers()).find((p) => p.node === name)?.publicKey;
+  }
 
   veil(args: string[], timeoutMs = 180_000): Promise<string> {
     return mustExec([process.execPath, MAIN_JS, ...args, '--cluster', this.cluster], timeoutMs, { ...process.env, VEIL_HOME: this.home });
@@ -213,7 +235,8 @@ class ScaleLab {
     await mustExec([process.execPath, MAIN_JS, 'lab', 'up', '--name', this.cluster, '--nodes', '2'], 180_000, { ...process.env, VEIL_HOME: this.home });
     // Retired keys go RETIRED_KEY_S after a rotation (default 5 min): the sizes after it then
     // measure one key's SAs, as a cluster holds them between rotations, not two.
-    await this.veil(['install', '--encryption', 'ipsec', '--generate-key', '--set', `encryption.ipsec.keyRotationDuration=${RETIRED_KEY_S}s`]);
+    await this.veil(this.encryption === 'wireguard' ? ['install', '--encryption', 'wireguard']
+      : ['install', '--encryption', 'ipsec', '--generate-key', '--set', `encryption.ipsec.keyRotationDuration=${RETIRED_KEY_S}s`]);
     const nodes = JSON.parse(await this.veil(['lab', 'get', 'nodes', '-o', 'json'])) as { items: { metadata: { name: string }; spec: Record<string, string> }[] };
     this.nodes = nodes.items.map((n) => ({ name: n.metadata.name, netns: n.spec['netns']!, internalIP: n.spec['internalIP']! }));
     for (const n of this.nodes) {
@@ -232,7 +255,7 @@ class ScaleLab {
 
   /** Routes into the tunnel on a node. */
   routes(node: { netns: string }): number {
-    const out = run(['ip', '-n', node.netns, 'route', 'show', 'dev', 'veil_ipsec0']).stdout.trim();
+    const out = run(['ip', '-n', node.netns, 'route', 'show', 'dev', this.device]).stdout.trim();
     return out ? out.split('\n').length : 0;
   }
 }
@@ -258,8 +281,10 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const realPeers = lab.agents.length - 1;
   console.log(`\n== ${size} synthetic nodes`);
   // Convergence: every new node written as fast as etcd takes them; the clock starts at the last write.
+  const wg = lab.encryption === 'wireguard';
   const lastWrite = await sim.add(sim.size, size);
-  await waitUntil(`${size + realPeers} peers in ${agent.node}'s datapath`, async () => (await agent.datapathPeers()) === size + realPeers || undefined, 120_000, 20);
+  // WireGuard's peer count is a whole peer list (GET /encrypt): asked every 50 ms, not 20.
+  await waitUntil(`${size + realPeers} peers in ${agent.node}'s datapath`, async () => (await lab.datapathPeers()) === size + realPeers || undefined, 120_000, wg ? 50 : 20);
   await waitUntil(`${size + realPeers} routes on ${agent.node}`, () => lab.routes(lab.nodes[0]!) === size + realPeers || undefined, 60_000, 20);
   const convergenceMs = Date.now() - lastWrite;
   const routes = lab.routes(lab.nodes[0]!);
@@ -268,9 +293,23 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   await sleep(2000);
 
   // A node's key change (reboot: a new boot id) until the real agent's datapath holds the new inbound key.
+  // WireGuard: a new public key until the datapath's peer holds it (each check lists every peer: the
+  // latency includes up to one such answer).
   const names = sim.names();
   const latencies: number[] = [];
-  for (let c = 0; c < o.changes; c++) {
+  for (let c = 0; c < o.changes && wg; c++) {
+    const name = names[Math.floor(Math.random() * names.length)]!;
+    const want = wireGuardPublicKey();
+    const t0 = Date.now();
+    await sim.setPublicKey(name, want);
+    try {
+      await waitUntil(`${name}'s new public key in ${agent.node}'s datapath`, async () => (await lab.wireGuardKey(name)) === want || undefined, 30_000, 2);
+      latencies.push(Date.now() - t0);
+    } catch (e) {
+      check(false, `${size}: ${String(e)}`);
+    }
+  }
+  for (let c = 0; c < o.changes && !wg; c++) {
     const name = names[Math.floor(Math.random() * names.length)]!;
     const boot = randomUUID();
     const ip = (await agent.sas(name)).peers[0]?.ip;
@@ -292,28 +331,42 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const p50 = percentile(latencies, 50), p99 = percentile(latencies, 99);
   console.log(`key change to datapath: p50 ${p50} ms, p99 ${p99} ms, max ${Math.max(...latencies)} ms over ${latencies.length}`);
 
-  // CPU per peer event: key changes at 200/s, against the idle rate just before.
+  // CPU per peer event: key changes at 200/s, against the idle rate just before. WireGuard: the
+  // checks for the last event list every peer; their CPU (one measured here) is taken off too.
   await sleep(1000);
+  let pollUs = 0;
+  if (wg) {
+    const c0 = agent.cpuMicros();
+    await agent.wireGuardPeers();
+    pollUs = agent.cpuMicros() - c0;
+    await sleep(500);
+  }
+  let polls = 0;
   const idle0 = agent.cpuMicros(), idleT0 = performance.now();
   await sleep(5000);
   const idleRate = (agent.cpuMicros() - idle0) / (performance.now() - idleT0); // µs of CPU per ms
   const burst = names.slice(0, Math.min(o.events, names.length));
   while (burst.length < o.events) burst.push(names[burst.length % names.length]!);
   const cpu0 = agent.cpuMicros(), t0 = performance.now();
-  let lastBoot = '';
+  let lastPublished = '';
   for (let i = 0; i < burst.length; i++) {
-    lastBoot = await sim.setBootID(burst[i]!);
+    lastPublished = wg ? await sim.setPublicKey(burst[i]!) : await sim.setBootID(burst[i]!);
     const due = t0 + (i + 1) * 5;
     if (performance.now() < due) await sleep(due - performance.now());
   }
   const lastName = burst.at(-1)!;
-  const lastIp = (await agent.sas(lastName)).peers[0]!.ip;
-  const lastKey = await expectedInboundKey(lab, agent, lastIp, lastBoot);
-  await waitUntil('the last event in the datapath', async () => (await agent.sas(lastName, true)).sas.some((s) => s.key?.encryption === lastKey) || undefined, 60_000, 20);
+  if (wg) {
+    await waitUntil('the last event in the datapath', async () => { polls++; return (await lab.wireGuardKey(lastName)) === lastPublished || undefined; }, 60_000, 250);
+  } else {
+    const lastIp = (await agent.sas(lastName)).peers[0]!.ip;
+    const want = await expectedInboundKey(lab, agent, lastIp, lastPublished);
+    await waitUntil('the last event in the datapath', async () => (await agent.sas(lastName, true)).sas.some((s) => s.key?.encryption === want) || undefined, 60_000, 20);
+  }
   await sleep(1000); // the tail of the watch
-  const busy = agent.cpuMicros() - cpu0 - idleRate * (performance.now() - t0);
+  const busy = agent.cpuMicros() - cpu0 - idleRate * (performance.now() - t0) - polls * pollUs;
   const cpuUsPerEvent = Math.max(0, busy) / burst.length;
-  console.log(`agent CPU per peer event: ${cpuUsPerEvent.toFixed(0)} µs (${burst.length} events; idle rate subtracted)`);
+  console.log(`agent CPU per peer event: ${cpuUsPerEvent.toFixed(0)} µs (${burst.length} ${wg ? 'public key' : 'boot id'} changes; idle rate subtracted` +
+    (wg ? `; and ${polls} peer lists of ${(pollUs / 1000).toFixed(1)} ms each` : '') + ')');
 
   // The burst's aftermath first: each thread compacts its heap once a burst is over
   // (heap-compaction.ts), which is the burst's cost, not the steady state's. Settled: no compaction
@@ -364,7 +417,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     compactions: compactionsOf(held),
     rssByMapping: agent.rssByMapping(),
     heldMainMB, heldWorkerMB, rssByMappingSteady: medianByKey(mappings), spacesHeld: { main: held.main.spaces, worker: held.datapath?.spaces }, spacesLive: { main: live.main.spaces, worker: live.datapath?.spaces },
-    aeadContexts: (await agent.sas('-')).aeadContexts,
+    aeadContexts: wg ? undefined : (await agent.sas('-')).aeadContexts,
     ...(live.malloc && { native: nativeFigures(live) }),
   };
   const steadyCompactions = compactionsSince(heap0, held);
@@ -379,7 +432,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `RSS by mapping over the window, medians (MB): ${formatMB(mem.rssByMappingSteady)}; RSS by mapping then (MB): ${formatMB(mem.rssByMapping)}` +
     `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
-    size, convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
+    size, keyChange: wg ? 'publicKey' : 'bootID', convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
     settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, ...mem, routes,
   };
 }
@@ -487,7 +540,7 @@ async function main(): Promise<number> {
     options: {
       sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
       smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' },
+      'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' }, encryption: { type: 'string' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -499,6 +552,12 @@ async function main(): Promise<number> {
     console.log(`--steady ${o.steadyS} is shorter than the periodic work's cycle: the window is ${MIN_STEADY_S} s`);
     o.steadyS = MIN_STEADY_S;
   }
+  const encryption = values.encryption ?? 'ipsec';
+  if (encryption !== 'ipsec' && encryption !== 'wireguard') {
+    console.error(`bad option: --encryption must be ipsec or wireguard, not '${encryption}'\n\n${HELP}`);
+    return 2;
+  }
+  const wg = encryption === 'wireguard';
   const pings = smoke ? 500 : 1000; // at 50/s: the rotation and its jitter fall well inside
   if (sizes.some((s, i) => !(Number.isInteger(s) && s > 0 && s <= 20_000 && (i === 0 || s > sizes[i - 1]!))) || !(o.changes >= 1 && o.events >= 1 && o.steadyS >= 1)) {
     console.error(`bad options: --sizes must be ascending whole numbers up to 20000; --changes, --events, --steady at least 1\n\n${HELP}`);
@@ -512,7 +571,7 @@ async function main(): Promise<number> {
   }
   const home = mkdtempSync(join(tmpdir(), 'veil-scale-'));
   process.env['VEIL_HOME'] = home; // the cluster config this process reads (etcd endpoints)
-  const lab = new ScaleLab(values.name ?? `vs${process.pid}`, home);
+  const lab = new ScaleLab(values.name ?? `vs${process.pid}`, home, encryption);
   let sim: SyntheticNodes | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () => (cleaning ??= (async () => {
@@ -530,32 +589,33 @@ async function main(): Promise<number> {
   const started = Date.now();
   try {
     await lab.create();
-    const spi = ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
-    sim = await SyntheticNodes.open(lab.cluster, spi);
+    const spi = wg ? WG_ENCRYPTION_KEY : ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
+    sim = await SyntheticNodes.open(lab.cluster, spi, encryption);
+    if (wg) console.log('WireGuard: the IPsec key rotation (its SPI rule) is IPsec-only: skipped (rotation: null in the JSON)');
     for (const size of sizes) {
-      if (rotationSize < size && !rot) {
+      if (!wg && rotationSize < size && !rot) {
         await sim.add(sim.size, rotationSize);
         rot = await rotation(lab, sim, pings);
         await retiredKeyGone(lab.agents[0]!, rot.spi);
       }
       figures.push(await measureSize(lab, sim, size, o));
       if (snapshots) await heapSnapshot(lab.agents[0]!, snapshots, size);
-      if (rotationSize === size) {
+      if (!wg && rotationSize === size) {
         rot = await rotation(lab, sim, pings);
         if (size !== sizes.at(-1)) await retiredKeyGone(lab.agents[0]!, rot.spi);
       }
     }
-    if (!rot) rot = await rotation(lab, sim, pings);
+    if (!wg && !rot) rot = await rotation(lab, sim, pings);
     // Leaving: every synthetic node goes, and so do its routes and datapath entries.
     await sim.removeAll();
-    await waitUntil('the synthetic peers gone from the datapath', async () => (await lab.agents[0]!.datapathPeers()) === lab.agents.length - 1 || undefined, 60_000 + 5000, 50);
+    await waitUntil('the synthetic peers gone from the datapath', async () => (await lab.datapathPeers()) === lab.agents.length - 1 || undefined, 60_000 + 5000, 50);
     await waitUntil('their routes gone', () => lab.routes(lab.nodes[0]!) === lab.agents.length - 1 || undefined, 30_000, 50);
   } catch (e) {
     check(false, `scale bench aborted: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
   }
   await cleanup();
 
-  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize }, sizes: figures, rotation: rot, failures };
+  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize: wg ? null : rotationSize, encryption }, sizes: figures, rotation: rot ?? null, failures };
   printTable(figures, rot);
   const out = values.out ?? (smoke ? undefined : join(ROOT, 'bench/results', `scale-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`));
   if (out) { mkdirSync(dirname(out), { recursive: true }); writeFileSync(out, JSON.stringify(result, null, 2) + '\n'); console.log(`results: ${out}`); }
@@ -612,6 +672,7 @@ function printTable(figures: SizeFigures[], rot: RotationFigures | undefined): v
       console.log(`off the V8 heap after the collection, KB per peer: ${keys.map((k) => `${k.replace(/MB$/, '')} ${((((b[k] as number) - (a[k] as number)) * 1048576) / (hi.size - lo.size) / 1024).toFixed(2)}`).join(', ')}`);
     }
   }
+  if (!rot) console.log('rotation: none (IPsec-only; skipped with WireGuard)');
   if (rot) console.log(`rotation across ${rot.peers} peers: ${rot.pingsLost}/${rot.pingsSent} pings lost, ${rot.ruleViolations.length} rule violations in ${rot.samples} samples, all moved in ${rot.completedMs} ms`);
   if (failures.length) console.log(`\n${failures.length} check(s) failed:\n  ${failures.join('\n  ')}`);
 }

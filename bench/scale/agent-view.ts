@@ -2,7 +2,7 @@
 // `veil` reads them), and from /proc its CPU time (every thread, nanoseconds) and resident memory.
 import { request } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
-import { AGENT_API, type AgentMemory, type IpsecSasReport } from '../../src/agent/api.js';
+import { AGENT_API, type AgentMemory, type IpsecSasReport, type WireGuardEncryptStatus } from '../../src/agent/api.js';
 import { statField } from '../../src/util/proc-stat.js';
 
 /** USER_HZ: Linux reports process times in /proc in these (100 on every architecture it runs on). */
@@ -34,6 +34,12 @@ export class AgentView {
     if (keys) q.set('keys', '1');
     if (peer) q.set('peer', peer);
     return this.get(`/ipsec/sas?${q}`);
+  }
+
+  /** The WireGuard datapath's peers (GET /encrypt, as `veil encrypt status`): each peer's node name and public key. */
+  async wireGuardPeers(): Promise<{ node?: string; publicKey: string }[]> {
+    const st = await this.get<WireGuardEncryptStatus>(AGENT_API.encrypt);
+    return (st.wireguard.interfaces[0]?.peers ?? []).map((p) => ({ node: p.node, publicKey: p['public-key'] }));
   }
 
   /** The agent's RSS and both threads' heaps; `collect`: after a full garbage collection on both. */

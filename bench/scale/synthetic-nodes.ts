@@ -1,16 +1,18 @@
 // Synthetic nodes for the scale bench: Node objects and liveness leases written to the cluster's
 // real etcd exactly as `lab up` registers a node and its agent publishes itself (addresses, pod
-// CIDR, boot id, the IPsec key id, a ready status; the lease object under the node's name), so the
-// real agents under test cannot tell them from real nodes. Their addresses lie inside the lab's
+// CIDR, boot id, the IPsec key id, a ready status; the lease object under the node's name; in
+// WireGuard mode a real X25519 public key annotation and key id 255 instead), so the real agents
+// under test cannot tell them from real nodes. Their addresses lie inside the lab's
 // underlay subnet (the lab bridge: nothing sent to them leaves the lab's namespaces). All leases
 // hang off one etcd lease kept alive by this process, so heartbeats cost etcd one keepalive.
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import type { Etcd3, Lease } from 'etcd3';
 import { loadClusterConfig } from '../../src/control/cluster-config.js';
 import { connectEtcd, type EtcdConnectionOptions } from '../../src/control/etcd/etcd-connection.js';
 import { encodeObject } from '../../src/control/etcd/object-codec.js';
 import { objectKey } from '../../src/control/etcd/keys.js';
 import type { RegistryObject } from '../../src/control/registry.js';
+import { WG_DEVICE, WG_ENCRYPTION_KEY, WG_PUBKEY_ANNOTATION } from '../../src/agent/wireguard-mode.js';
 
 /** etcd's default --max-txn-ops is 128. */
 const PUTS_PER_TXN = 100;
@@ -29,6 +31,15 @@ export function syntheticAddresses(i: number): SyntheticAddresses {
   };
 }
 
+/** A fresh X25519 public key in standard base64, as a WireGuard agent publishes its own. */
+export function wireGuardPublicKey(): string {
+  const jwk = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' });
+  return Buffer.from(jwk.x!, 'base64url').toString('base64');
+}
+
+/** Which encryption the synthetic agents run: what they publish (the real agents' mode). */
+export type SyntheticEncryption = 'ipsec' | 'wireguard';
+
 export const syntheticName = (i: number) => `sim-${String(i).padStart(5, '0')}`;
 
 export class SyntheticNodes {
@@ -36,23 +47,23 @@ export class SyntheticNodes {
   /** When each node's current encryption key id was accepted by etcd (ms, this process's clock). */
   readonly spiPublishedAt = new Map<string, Map<number, number>>();
 
-  private constructor(readonly cluster: string, private readonly client: Etcd3, private readonly lease: Lease, private readonly leaseId: string, private spi: number) {}
+  private constructor(readonly cluster: string, private readonly client: Etcd3, private readonly lease: Lease, private readonly leaseId: string, private spi: number, readonly encryption: SyntheticEncryption) {}
 
   /** Connects to the cluster's etcd as its config says; spi: the key id synthetic agents publish at first. */
-  static async open(cluster: string, spi: number): Promise<SyntheticNodes> {
+  static async open(cluster: string, spi: number, encryption: SyntheticEncryption = 'ipsec'): Promise<SyntheticNodes> {
     const entry = loadClusterConfig().clusters.find((c) => c.name === cluster);
     if (!entry) throw new Error(`no cluster '${cluster}' in the cluster config`);
     if (entry.registry.type !== 'etcd') throw new Error(`cluster '${cluster}' has no etcd registry (${entry.registry.type})`);
     const { type: _type, ...conn } = entry.registry;
-    return SyntheticNodes.connect(cluster, conn, spi);
+    return SyntheticNodes.connect(cluster, conn, spi, encryption);
   }
 
   /** The same on an etcd given by its connection (the in-process memory bench starts its own). */
-  static async connect(cluster: string, conn: EtcdConnectionOptions, spi: number): Promise<SyntheticNodes> {
+  static async connect(cluster: string, conn: EtcdConnectionOptions, spi: number, encryption: SyntheticEncryption = 'ipsec'): Promise<SyntheticNodes> {
     const client = connectEtcd(conn);
     const lease = client.lease(30, { autoKeepAlive: true });
     const id = await lease.grant();
-    return new SyntheticNodes(cluster, client, lease, id, spi);
+    return new SyntheticNodes(cluster, client, lease, id, spi, encryption);
   }
 
   get size(): number {
@@ -72,10 +83,11 @@ export class SyntheticNodes {
       const name = syntheticName(i);
       const a = syntheticAddresses(i);
       const bootID = randomUUID();
+      const wg = this.encryption === 'wireguard';
       const obj: RegistryObject = {
-        kind: 'Node', metadata: { name, creationTimestamp: now, labels: { 'veil.io/synthetic': 'true' }, annotations: {} },
-        spec: { ...a, underlayInterface: 'eth0', underlayPrefix: 16, mtu: 1500, index: 1000 + i, encryption: { key: this.spi } },
-        status: { agent: { ready: true, pid: 100_000 + i, bootID, startedAt: now, health: { state: 'Ok', problems: [] }, encryption: { mode: 'IPsec', device: 'veil_ipsec0', detail: '' } } },
+        kind: 'Node', metadata: { name, creationTimestamp: now, labels: { 'veil.io/synthetic': 'true' }, annotations: wg ? { [WG_PUBKEY_ANNOTATION]: wireGuardPublicKey() } : {} },
+        spec: { ...a, underlayInterface: 'eth0', underlayPrefix: 16, mtu: 1500, index: 1000 + i, encryption: { key: wg ? WG_ENCRYPTION_KEY : this.spi } },
+        status: { agent: { ready: true, pid: 100_000 + i, bootID, startedAt: now, health: { state: 'Ok', problems: [] }, encryption: wg ? { mode: 'Wireguard', device: WG_DEVICE, detail: '' } : { mode: 'IPsec', device: 'veil_ipsec0', detail: '' } } },
       };
       this.objects.set(name, obj);
       this.recordSpi(name, this.spi);
@@ -93,6 +105,14 @@ export class SyntheticNodes {
     (obj.status!['agent'] as Record<string, unknown>)['bootID'] = bootID;
     await this.putAll([obj], false);
     return bootID;
+  }
+
+  /** The node's WireGuard agent publishes a new public key (a new key pair, as after its state was lost). Resolves when etcd accepted it. */
+  async setPublicKey(name: string, key = wireGuardPublicKey()): Promise<string> {
+    const obj = this.mustGet(name);
+    obj.metadata.annotations = { ...obj.metadata.annotations, [WG_PUBKEY_ANNOTATION]: key };
+    await this.putAll([obj], false);
+    return key;
   }
 
   /** The node's agent publishes a new IPsec key id (it installed the inbound SAs first, as real agents do). */
