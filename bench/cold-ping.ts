@@ -10,9 +10,10 @@
 // control (clear, then a ping that stays inside the client pod: same process start and timing, no
 // tunnel packet), whose pages are what the processes touch anyway in that window. Each ping is its
 // own `ping -c 1`; only the datapath processes of the mode under test are cleared.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { LabPod } from './bench-lab.js';
-import { exec, sleep } from './proc.js';
+import { pingRttsBySeq } from './measure.js';
+import { sleep, threadReads } from './proc.js';
 import { median } from './stats.js';
 
 export interface ColdPingFigures {
@@ -76,14 +77,9 @@ export function readSmaps(pid: number): Mapping[] {
 /** Each thread's stack pointer (from /proc/PID/task/TID/syscall while it waits in a syscall) with its name. */
 function threadStacks(pid: number): { sp: number; name: string }[] {
   const out: { sp: number; name: string }[] = [];
-  let tids: string[] = [];
-  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
-  for (const tid of tids) {
-    try {
-      const f = readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').trim().split(' ');
-      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      if (f.length >= 3 && f[0] !== 'running') out.push({ sp: parseInt(f[f.length - 2]!, 16), name });
-    } catch { /* the thread ended */ }
+  for (const [syscall, comm] of threadReads(pid, ['syscall', 'comm'])) {
+    const f = syscall!.trim().split(' ');
+    if (f.length >= 3 && f[0] !== 'running') out.push({ sp: parseInt(f[f.length - 2]!, 16), name: comm!.trim() });
   }
   return out;
 }
@@ -127,15 +123,11 @@ function touched(pids: number[]): { total: number; byKind: Record<string, number
 function threadRuns(pids: number[]): Record<string, number> {
   const out: Record<string, number> = { '': 0 };
   for (const pid of pids) {
-    let tids: string[] = [];
-    try { tids = readdirSync(`/proc/${pid}/task`); } catch { continue; }
-    for (const tid of tids) {
-      try {
-        const [ns, , runs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
-        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-        out[name] = (out[name] ?? 0) + runs!;
-        out['']! += ns!;
-      } catch { /* the thread ended */ }
+    for (const [schedstat, comm] of threadReads(pid, ['schedstat', 'comm'])) {
+      const [ns, , runs] = schedstat!.trim().split(' ').map(Number);
+      const name = comm!.trim();
+      out[name] = (out[name] ?? 0) + runs!;
+      out['']! += ns!;
     }
   }
   return out;
@@ -153,11 +145,9 @@ function clearRefs(pids: number[]): void {
   }
 }
 
-/** One `ping -c 1` from the pod to ip: its RTT in µs, null when no answer came. */
-async function onePing(from: LabPod, ip: string): Promise<number | null> {
-  const r = await exec(['ip', 'netns', 'exec', from.netns, 'ping', '-n', '-c', '1', '-W', '1', ip], 10_000);
-  const m = /time=([\d.]+) ms/.exec(r.stdout);
-  return m ? Number(m[1]) * 1000 : null;
+/** One ping from the pod to another (or to itself): its RTT in µs, null when no answer came. */
+async function onePing(from: LabPod, to: LabPod): Promise<number | null> {
+  return (await pingRttsBySeq(from, to, 1))[0]!;
 }
 
 function medianOfKeys(rows: Record<string, number>[]): Record<string, number> {
@@ -177,7 +167,7 @@ export async function measureColdPings(client: LabPod, server: LabPod, pids: num
   const coldRuns: Record<string, number>[] = [], idleRuns: Record<string, number>[] = [];
   for (let i = 0; i < repetitions; i++) {
     const w0 = threadRuns(pids);
-    const warmUs = await onePing(client, server.ip);
+    const warmUs = await onePing(client, server);
     const warmCpuUs = diffRuns(w0, threadRuns(pids)).cpuUs;
     await sleep(gapMs);
     // the control first every other repetition, so neither always follows the warm ping
@@ -186,7 +176,7 @@ export async function measureColdPings(client: LabPod, server: LabPod, pids: num
     for (const kind of order) {
       const r0 = threadRuns(pids);
       clearRefs(pids);
-      const rtt = await onePing(client, kind === 'cold' ? server.ip : client.ip);
+      const rtt = await onePing(client, kind === 'cold' ? server : client);
       const t = touched(pids);
       const { runs, cpuUs } = diffRuns(r0, threadRuns(pids));
       if (kind === 'cold') { coldUs = rtt; coldKB = t.total; coldCpuUs = cpuUs; cold.push(t.byKind); coldRuns.push(runs); }

@@ -26,6 +26,8 @@ import type { UdpSocket } from '../src/datapath/udp-socket.js';
 import { generatePrivateKey } from '../src/crypto/x25519.js';
 import { AEAD_GCM, packedSa, packTransforms } from '../src/esp/esp-transform.js';
 import { percentile as sortedPercentile } from './measure.js';
+import { sleep } from './proc.js';
+import { internetChecksum, writeIpv4HeaderChecksum } from '../src/net/ip-packet.js';
 
 const percentile = (xs: number[], p: number): number => sortedPercentile([...xs].sort((x, y) => x - y), p);
 
@@ -85,21 +87,13 @@ function ipBytes(ip: string): Uint8Array {
   return Uint8Array.from(ip.split('.').map(Number));
 }
 
-function checksum(b: Uint8Array, from: number, to: number): number {
-  let sum = 0;
-  for (let i = from; i + 1 < to; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
-  if ((to - from) % 2) sum += b[to - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
 /** An IPv4 ICMP echo request (type 8) or reply (0) of 56 bytes of data, as ping sends. */
 function icmp(src: string, dst: string, type: 0 | 8, seq: number): Uint8Array {
   const p = new Uint8Array(20 + 8 + 56), v = new DataView(p.buffer);
   p[0] = 0x45; v.setUint16(2, p.length); v.setUint16(4, seq & 0xffff); p[8] = 64; p[9] = 1;
-  p.set(ipBytes(src), 12); p.set(ipBytes(dst), 16); v.setUint16(10, checksum(p, 0, 20));
+  p.set(ipBytes(src), 12); p.set(ipBytes(dst), 16); writeIpv4HeaderChecksum(p, 0);
   p[20] = type; v.setUint16(24, 0x1234); v.setUint16(26, seq & 0xffff);
-  v.setUint16(22, checksum(p, 20, p.length));
+  v.setUint16(22, internetChecksum(p, 20, p.length - 20));
   return p;
 }
 
@@ -184,8 +178,6 @@ async function connect(p: Pair): Promise<void> {
   }
   throw new Error(`the ${p.name} pair carried no ping`);
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface ModeSummary { hopsUs: Record<Hop, { p50: number; p90: number }>; roundTripUs: { p50: number; p90: number; mean: number }; ticks: number; tickUsMedian: number; tickUsMax: number; lost: number }
 

@@ -70,21 +70,28 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** Each live thread's /proc/<pid>/task/<tid>/<file>; none when the process is gone, a thread that ends while it is read skipped. */
-function threadFiles(pid: number, file: string): string[] {
+/**
+ * Each live thread's /proc/<pid>/task/<tid>/<file> for each of `files`, in that order; none when
+ * the process is gone, a thread that ends while it is read skipped.
+ */
+export function threadReads(pid: number, files: string[]): string[][] {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
     return [];
   }
-  const out: string[] = [];
+  const out: string[][] = [];
   for (const tid of tids) {
     try {
-      out.push(readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8'));
+      out.push(files.map((file) => readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8')));
     } catch { /* the thread ended */ }
   }
   return out;
+}
+
+function threadFiles(pid: number, file: string): string[] {
+  return threadReads(pid, [file]).map(([text]) => text!);
 }
 
 /**
