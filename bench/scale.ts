@@ -297,32 +297,30 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // latency includes up to one such answer).
   const names = sim.names();
   const latencies: number[] = [];
-  for (let c = 0; c < o.changes && wg; c++) {
-    const name = names[Math.floor(Math.random() * names.length)]!;
-    const want = wireGuardPublicKey();
-    const t0 = Date.now();
-    await sim.setPublicKey(name, want);
-    try {
-      await waitUntil(`${name}'s new public key in ${agent.node}'s datapath`, async () => (await lab.wireGuardKey(name)) === want || undefined, 30_000, 2);
-      latencies.push(Date.now() - t0);
-    } catch (e) {
-      check(false, `${size}: ${String(e)}`);
+  /** A key change of one synthetic node in the lab's mode: what it publishes, and whether the real agent's datapath holds it yet. */
+  const keyChange = async (name: string): Promise<{ what: string; publish: () => Promise<unknown>; arrived: () => Promise<boolean> } | undefined> => {
+    if (wg) {
+      const want = wireGuardPublicKey();
+      return { what: 'public key', publish: () => sim.setPublicKey(name, want), arrived: async () => (await lab.wireGuardKey(name)) === want };
     }
-  }
-  for (let c = 0; c < o.changes && !wg; c++) {
-    const name = names[Math.floor(Math.random() * names.length)]!;
     const boot = randomUUID();
     const ip = (await agent.sas(name)).peers[0]?.ip;
     check(ip !== undefined, `${size}: ${name} is a peer of ${agent.node}`);
-    if (!ip) continue;
+    if (!ip) return undefined;
     const want = await expectedInboundKey(lab, agent, ip, boot);
+    return {
+      what: 'key', publish: () => sim.setBootID(name, boot),
+      arrived: async () => (await agent.sas(name, true)).sas.some((s) => s.direction === 'in' && s.key?.encryption === want),
+    };
+  };
+  for (let c = 0; c < o.changes; c++) {
+    const name = names[Math.floor(Math.random() * names.length)]!;
+    const change = await keyChange(name);
+    if (!change) continue;
     const t0 = Date.now();
-    await sim.setBootID(name, boot);
+    await change.publish();
     try {
-      await waitUntil(`${name}'s new key in ${agent.node}'s datapath`, async () => {
-        const r = await agent.sas(name, true);
-        return r.sas.some((s) => s.direction === 'in' && s.key?.encryption === want) || undefined;
-      }, 30_000, 2);
+      await waitUntil(`${name}'s new ${change.what} in ${agent.node}'s datapath`, async () => (await change.arrived()) || undefined, 30_000, 2);
       latencies.push(Date.now() - t0);
     } catch (e) {
       check(false, `${size}: ${String(e)}`);

@@ -5,7 +5,8 @@
 // under test cannot tell them from real nodes. Their addresses lie inside the lab's
 // underlay subnet (the lab bridge: nothing sent to them leaves the lab's namespaces). All leases
 // hang off one etcd lease kept alive by this process, so heartbeats cost etcd one keepalive.
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { generatePrivateKey } from '../../src/crypto/x25519.js';
 import type { Etcd3, Lease } from 'etcd3';
 import { loadClusterConfig } from '../../src/control/cluster-config.js';
 import { connectEtcd, type EtcdConnectionOptions } from '../../src/control/etcd/etcd-connection.js';
@@ -33,8 +34,7 @@ export function syntheticAddresses(i: number): SyntheticAddresses {
 
 /** A fresh X25519 public key in standard base64, as a WireGuard agent publishes its own. */
 export function wireGuardPublicKey(): string {
-  const jwk = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' });
-  return Buffer.from(jwk.x!, 'base64url').toString('base64');
+  return Buffer.from(generatePrivateKey().publicKey).toString('base64');
 }
 
 /** Which encryption the synthetic agents run: what they publish (the real agents' mode). */
