@@ -15,8 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { writeHeapSnapshot } from 'node:v8';
 import { EtcdCluster } from '../src/lab/etcd-cluster.js';
 import { EtcdRegistry } from '../src/control/etcd/etcd-registry.js';
 import { RegistryNodeSource } from '../src/agent/registry-node-source.js';
@@ -32,9 +31,7 @@ import type { TunDevice } from '../src/datapath/tun-device.js';
 import type { UdpSocket } from '../src/datapath/udp-socket.js';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SyntheticNodes } from './scale/synthetic-nodes.js';
-
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
+import { liveHeapBytes as heap } from './live-heap.js';
 
 const args = process.argv.slice(2);
 const snapshotsAt = args.indexOf('--heap-snapshots');
@@ -45,12 +42,6 @@ const CLUSTER = 'pm';
 const SPI = 3;
 const KEYS = '3+ rfc4106(gcm(aes)) 0123456789abcdef0123456789abcdef01234567 128';
 const BOOT = 'f0f0f0f0-1111-2222-3333-444455556666';
-
-function heap(): number {
-  for (let k = 0; k < 3; k++) gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.external + m.arrayBuffers;
-}
 
 async function until(what: string, cond: () => boolean, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

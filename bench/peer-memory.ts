@@ -2,14 +2,10 @@
 // Adds peers to a Device and their prefixes (a /24 pod CIDR and a /32 node IP, as the agent does)
 // to an AllowedIps trie; prints the heap and RSS growth per peer after a full GC, in total and
 // split into the two parts. Target: < 2 KB in total.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { liveHeapBytes } from './live-heap.js';
 import { Device, type Peer } from '../src/wireguard/index.js';
 import { AllowedIps } from '../src/net/allowed-ips.js';
 import { generatePrivateKey } from '../src/crypto/index.js';
-
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 
 const N = Number(process.argv[2] ?? 1000);
 const WARM = 10;
@@ -27,9 +23,8 @@ function addPrefixes(i: number): void {
 }
 
 function sample(): { heap: number; rss: number } {
-  for (let k = 0; k < 3; k++) gc();
-  const m = process.memoryUsage();
-  return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+  const heap = liveHeapBytes();
+  return { heap, rss: process.memoryUsage().rss };
 }
 
 for (let i = 0; i < WARM; i++) { addPeer(i); addPrefixes(i); } // first-use costs (code, hidden classes) are not per peer

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { WG_PUBKEY_ANNOTATION, WireGuardMode } from '../src/agent/wireguard-mode.js';
 import { AppliedPeers } from '../src/agent/applied-peers.js';
 import { defaultSettings } from '../src/agent/settings.js';
@@ -25,10 +24,10 @@ import { generatePrivateKey } from '../src/crypto/index.js';
 import type { SecretSource } from '../src/agent/agent-inputs.js';
 import type { PeerNode } from '../src/agent/node-source.js';
 import type { WireGuardPeerSpec } from '../src/datapath/messages.js';
+import { gc, liveHeapBytes as heap } from './live-heap.js';
+import { median } from './stats.js';
 
-setFlagsFromString('--expose-gc');
 setFlagsFromString('--max-semi-space-size=256'); // no scavenge inside a measured pass (set before the young generation grows)
-const gc = runInNewContext('gc') as () => void;
 
 const args = process.argv.slice(2);
 const snapshotsAt = args.indexOf('--heap-snapshots');
@@ -49,19 +48,11 @@ class PeerHolder {
 let collections = 0;
 new PerformanceObserver((l) => { collections += l.getEntries().length; }).observe({ entryTypes: ['gc'] });
 
-function heap(): number {
-  for (let k = 0; k < 3; k++) gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.external + m.arrayBuffers;
-}
-
 const key = (): string => Buffer.from(generatePrivateKey().publicKey).toString('base64');
 function peerOf(i: number, publicKey: string): PeerNode {
   const ip = `172.18.${i >> 8}.${i & 255}`;
   return { name: `node-${i}`, internalIP: ip, internalIPs: ip, podCIDRs: `10.${(i >> 8) & 255}.${i & 255}.0/24`, podGateway: `10.${(i >> 8) & 255}.${i & 255}.1`, annotations: { [WG_PUBKEY_ANNOTATION]: publicKey } };
 }
-
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!;
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'veil-wgm-'));
