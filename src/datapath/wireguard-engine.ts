@@ -108,7 +108,15 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private lastSourceFamily = 0;
   private lastSourcePort = 0;
   private readonly lastSourceAddr = new Uint8Array(16);
-  private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
+  /**
+   * Each endpoint's address as the socket takes it: IPv4 as one int32 (a Smi in the table), IPv6 as
+   * its bytes. An array and an object for every endpoint were ~300 B a peer (~550 once a peer's
+   * packets came in: the source endpoint too).
+   */
+  private readonly dest4 = new WeakMap<Endpoint, number>();
+  private readonly dest6 = new WeakMap<Endpoint, Uint8Array>();
+  /** An IPv4 destination's bytes for sendTo (the socket copies them at once). */
+  private readonly dest4Bytes = new Uint8Array(4);
   readonly counters: WireGuardEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0,
     malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
@@ -157,9 +165,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
         continue;
       }
       aead.add(this.contexts.get(kp, 'seal', now), off, padded, nonce);
-      const endpoint = peer.endpoint!; // sendingKeypair() answers only for a peer with an endpoint
-      const dest = this.destination(endpoint);
-      b.setPeer(out, dest.bytes, dest.family, endpoint.port);
+      this.setDestination(b, out, peer.endpoint!); // sendingKeypair() answers only for a peer with an endpoint
       b.offs[out] = off - HEADER;
       b.lens[out] = transportLength(padded);
       out++;
@@ -299,7 +305,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const address = fam === 4 ? key.slice(0, key.indexOf('|')) : formatIp(a, 6);
       e = { address, port: b.ports[i]! };
       this.endpointCache.set(key, e);
-      this.destCache.set(e, { bytes: Uint8Array.from(a), family: fam });
+      if (fam === 4) this.dest4.set(e, (a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!);
+      else this.dest6.set(e, Uint8Array.from(a));
     }
     this.lastSource = e;
     this.lastSourceFamily = fam;
@@ -313,14 +320,34 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return true;
   }
 
-  private destination(e: Endpoint): { bytes: Uint8Array; family: 4 | 6 } {
-    let d = this.destCache.get(e);
-    if (!d) {
-      const ip = parseIp(e.address);
-      d = { bytes: ip.bytes, family: ip.family };
-      this.destCache.set(e, d);
-    }
-    return d;
+  /** Endpoint e's IPv4 address as an int32, or undefined for an IPv6 one (its bytes then in dest6). */
+  private ipv4Of(e: Endpoint): number | undefined {
+    const v4 = this.dest4.get(e);
+    if (v4 !== undefined || this.dest6.has(e)) return v4;
+    const ip = parseIp(e.address);
+    if (ip.family === 6) { this.dest6.set(e, ip.bytes); return undefined; }
+    const b = ip.bytes, n = (b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!;
+    this.dest4.set(e, n);
+    return n;
+  }
+
+  /** Makes endpoint e tx packet i's destination in b. */
+  private setDestination(b: PacketBatch, i: number, e: Endpoint): void {
+    const v4 = this.ipv4Of(e);
+    if (v4 === undefined) { b.setPeer(i, this.dest6.get(e)!, 6, e.port); return; }
+    const a = b.addrs, at = 16 * i;
+    a[at] = v4 >>> 24; a[at + 1] = v4 >>> 16; a[at + 2] = v4 >>> 8; a[at + 3] = v4;
+    b.families[i] = 4;
+    b.ports[i] = e.port;
+  }
+
+  /** Endpoint e's address bytes, as sendTo takes them (an IPv4 one in a scratch array). */
+  private destinationBytes(e: Endpoint): Uint8Array {
+    const v4 = this.ipv4Of(e);
+    if (v4 === undefined) return this.dest6.get(e)!;
+    const a = this.dest4Bytes;
+    a[0] = v4 >>> 24; a[1] = v4 >>> 16; a[2] = v4 >>> 8; a[3] = v4;
+    return a;
   }
 
   // ---- actions, timers --------------------------------------------------------------------------
@@ -329,8 +356,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const a of actions) {
       switch (a.kind) {
         case 'network': {
-          const d = this.destination(a.endpoint);
-          if (!this.udp.sendTo(a.datagram, d.bytes, a.endpoint.port)) this.counters.sendFailed++;
+          if (!this.udp.sendTo(a.datagram, this.destinationBytes(a.endpoint), a.endpoint.port)) this.counters.sendFailed++;
           else if (a.datagram[0] === MESSAGE_TRANSPORT_TYPE) {
             this.counters.txPackets++;
             if (a.peer) this.packetsOf(a.peer).tx++;
