@@ -102,12 +102,6 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly runOf = new WeakMap<Keypair, ReceivedRun>();
   /** Transport packets each way per peer (keepalives included), for status and metrics. */
   private readonly peerPackets = new WeakMap<Peer, PeerPackets>();
-  private readonly endpointCache = new Map<string, Endpoint>();
-  /** The last sender sourceEndpoint() answered, by its bytes: the usual next answer, found without a string key. */
-  private lastSource: Endpoint | null = null;
-  private lastSourceFamily = 0;
-  private lastSourcePort = 0;
-  private readonly lastSourceAddr = new Uint8Array(16);
   /**
    * Each endpoint's address as the socket takes it: IPv4 as one int32 (a Smi in the table), IPv6 as
    * its bytes. An array and an object for every endpoint were ~300 B a peer (~550 once a peer's
@@ -269,7 +263,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     let r = this.runOf.get(kp);
     if (!r) { r = { keypair: kp, bytes: 0, packets: 0, source: null }; this.runOf.set(kp, r); }
     if (r.source === null) {
-      r.source = this.sourceEndpoint(i);
+      r.source = this.sourceEndpoint(i, kp.peer);
       this.receivedRuns[this.receivedRunCount++] = r;
     }
     return r;
@@ -286,37 +280,30 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private handshakeMessage(i: number, now: number): void {
     const b = this.rx;
     const datagram = Uint8Array.prototype.slice.call(b.buf, b.offs[i]!, b.offs[i]! + b.lens[i]!);
-    this.perform(this.device.decapsulate(datagram, this.sourceEndpoint(i), now));
+    this.perform(this.device.decapsulate(datagram, this.sourceEndpoint(i, null), now));
   }
 
-  /** The sender of rx packet i as an Endpoint, cached so that roaming checks compare cheaply. */
-  private sourceEndpoint(i: number): Endpoint {
+  /**
+   * The sender of rx packet i as an Endpoint: `peer`'s own endpoint when the packet came from there
+   * (the usual case: nothing made or kept, and roaming's check is one compare), else a new one (a
+   * handshake message's sender, a peer roaming: the core keeps a copy if it roams).
+   */
+  private sourceEndpoint(i: number, peer: Peer | null): Endpoint {
     const b = this.rx;
+    const e = peer?.endpoint;
+    if (e && b.ports[i] === e.port && this.sentFrom(i, e)) return e;
     const fam = b.families[i] === 6 ? 6 : 4;
-    const width = fam === 4 ? 4 : 16;
-    if (this.lastSource !== null && fam === this.lastSourceFamily && b.ports[i] === this.lastSourcePort && this.sameSourceAddr(b.addrs, 16 * i, width)) {
-      return this.lastSource;
-    }
-    const a = b.addrs.subarray(16 * i, 16 * i + width);
-    const key = `${fam === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : Buffer.from(a).toString('hex')}|${b.ports[i]}`;
-    let e = this.endpointCache.get(key);
-    if (!e) {
-      if (this.endpointCache.size > 4096) this.endpointCache.clear();
-      const address = fam === 4 ? key.slice(0, key.indexOf('|')) : formatIp(a, 6);
-      e = { address, port: b.ports[i]! };
-      this.endpointCache.set(key, e);
-      if (fam === 4) this.dest4.set(e, (a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!);
-      else this.dest6.set(e, Uint8Array.from(a));
-    }
-    this.lastSource = e;
-    this.lastSourceFamily = fam;
-    this.lastSourcePort = b.ports[i]!;
-    this.lastSourceAddr.set(a);
-    return e;
+    return { address: formatIp(b.addrs, fam, 16 * i), port: b.ports[i]! };
   }
 
-  private sameSourceAddr(addrs: Uint8Array, at: number, width: number): boolean {
-    for (let k = 0; k < width; k++) if (addrs[at + k] !== this.lastSourceAddr[k]) return false;
+  /** True when rx packet i came from endpoint e's address. */
+  private sentFrom(i: number, e: Endpoint): boolean {
+    const b = this.rx, a = b.addrs, at = 16 * i;
+    const v4 = this.ipv4Of(e);
+    if (v4 !== undefined) return b.families[i] === 4 && ((a[at]! << 24) | (a[at + 1]! << 16) | (a[at + 2]! << 8) | a[at + 3]!) === v4;
+    if (b.families[i] !== 6) return false;
+    const v6 = this.dest6.get(e)!;
+    for (let k = 0; k < 16; k++) if (a[at + k] !== v6[k]) return false;
     return true;
   }
 

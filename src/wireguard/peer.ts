@@ -135,8 +135,9 @@ export class Peer {
   /** mac1/mac2 for what we send this peer, and the cookies it gives us. */
   get cookieGenerator(): CookieGenerator {
     if (!this.cookies) {
-      const offset = this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE; // the slot's cookie state
-      this.cookies = new CookieGenerator(this.key, new Uint8Array(this.key.buffer), offset);
+      // The slot's cookie state, in the chunk the handshake's view already is (a view of its own was 96 B a peer).
+      const offset = this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE;
+      this.cookies = new CookieGenerator(this.key, this.handshake.stateSlab, offset);
     }
     return this.cookies;
   }
