@@ -41,39 +41,46 @@ const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
 /** How stale the cached earliest timer may be (see nextDeadline). */
 const DEADLINE_REFRESH_MS = 10;
 
-/** What one rx batch accepted under one keypair: one hook call per keypair and batch. */
-interface ReceivedRun {
-  readonly keypair: Keypair;
-  bytes: number;
-  packets: number;
+/** What one rx batch accepted under one keypair: one hook call per keypair and batch. Pooled: kept by no keypair. */
+class ReceivedRun {
+  keypair: Keypair | null = null;
+  bytes = 0;
+  packets = 0;
   /** The sender of the batch's first packet under this keypair (roaming). */
-  source: Endpoint | null;
+  source: Endpoint | null = null;
 }
 
 /** Options of every received batch's TUN write (AEAD-authenticated: merge TCP runs, GRO-like). */
 const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY } as const;
 
-/** A peer's transport packets each way, and what the tx batch being built sends it. */
-interface PeerPackets {
-  readonly peer: Peer;
-  tx: number;
-  rx: number;
-  batchBytes: number;
-  batchPackets: number;
+/**
+ * What the engine keeps of a peer, in one object under one map entry (five maps of the peers were
+ * ~500 B a peer): its labels, its allowed IPs as configured, its transport packets each way, and
+ * what the tx batch being built sends it.
+ */
+class PeerRecord {
+  /** A name for status (the node). */
+  name: string | undefined = undefined;
+  /** The public key the agent last gave it (its identity in updatePeers' remove). */
+  givenKey: string | undefined = undefined;
+  /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
+  prefixes: string[] = [];
+  tx = 0;
+  rx = 0;
+  batchBytes = 0;
+  batchPackets = 0;
+  constructor(readonly peer: Peer) {}
 }
 
 export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
-  private readonly names = new Map<Peer, string>();
+  private readonly records = new Map<Peer, PeerRecord>();
+  /** The peers by their records' name and given key. */
   private readonly byName = new Map<string, Peer>();
-  /** The public key the agent last gave each peer (its identity in updatePeers' remove), both ways. */
-  private readonly keyGiven = new Map<Peer, string>();
   private readonly givenKey = new Map<string, Peer>();
   private deadline = Infinity;
   private deadlineAt = -Infinity;
-  /** Each peer's allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
-  private readonly prefixes = new Map<Peer, string[]>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
@@ -95,13 +102,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * keypairs the current rx batch accepted packets under: fixed arrays with a count, reused batch
    * after batch (a lone packet's path allocates nothing and never resizes an array).
    */
-  private readonly batchPeers: (PeerPackets | null)[] = new Array(BATCH).fill(null);
+  private readonly batchPeers: (PeerRecord | null)[] = new Array(BATCH).fill(null);
   private batchPeerCount = 0;
-  private readonly receivedRuns: (ReceivedRun | null)[] = new Array(RX_BATCH).fill(null);
+  private readonly receivedRuns: ReceivedRun[] = Array.from({ length: RX_BATCH }, () => new ReceivedRun());
   private receivedRunCount = 0;
-  private readonly runOf = new WeakMap<Keypair, ReceivedRun>();
-  /** Transport packets each way per peer (keepalives included), for status and metrics. */
-  private readonly peerPackets = new WeakMap<Peer, PeerPackets>();
   /**
    * Each endpoint's address as the socket takes it: IPv4 as one int32 (a Smi in the table), IPv6 as
    * its bytes. An array and an object for every endpoint were ~300 B a peer (~550 once a peer's
@@ -142,7 +146,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     // Most batches go to one peer: one lookup per run of them. The run's peer is a local, not
     // last?.peer: with lone packets that load never ran, so TurboFan left it without feedback and
     // the first batch of two deoptimized fromTunnel, which then ran as baseline code for seconds.
-    let last: PeerPackets | null = null, lastPeer: Peer | null = null;
+    let last: PeerRecord | null = null, lastPeer: Peer | null = null;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
       if (ipFamilyOf(buf, off, len) === 0) { this.counters.malformed++; continue; }
@@ -247,10 +251,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     if (out > 0) this.tun.writeBatch(b, out, RX_WRITE);
     for (let k = 0; k < this.receivedRunCount; k++) {
       const r = this.receivedRuns[k]!;
-      this.receivedRuns[k] = null;
-      const { keypair: kp, bytes, packets, source } = r;
+      const kp = r.keypair!, bytes = r.bytes, packets = r.packets, source = r.source;
+      r.keypair = r.source = null;
       r.bytes = r.packets = 0;
-      r.source = null;
       this.packetsOf(kp.peer).rx += packets;
       this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, source!, bytes, packets));
     }
@@ -258,14 +261,18 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return n;
   }
 
-  /** The run of this rx batch under kp (joined by rx packet i, whose sender it keeps when it is the first). */
+  /**
+   * The run of this rx batch under kp (joined by rx packet i, whose sender it keeps when it is the
+   * first). Found by a walk over the batch's runs, newest first: the caller asks only when the
+   * keypair changes from one packet to the next, and a batch holds few keypairs (a map from every
+   * keypair to its run was ~80 B a peer).
+   */
   private receivedRun(kp: Keypair, i: number): ReceivedRun {
-    let r = this.runOf.get(kp);
-    if (!r) { r = { keypair: kp, bytes: 0, packets: 0, source: null }; this.runOf.set(kp, r); }
-    if (r.source === null) {
-      r.source = this.sourceEndpoint(i, kp.peer);
-      this.receivedRuns[this.receivedRunCount++] = r;
-    }
+    const runs = this.receivedRuns;
+    for (let k = this.receivedRunCount - 1; k >= 0; k--) if (runs[k]!.keypair === kp) return runs[k]!;
+    const r = runs[this.receivedRunCount++]!;
+    r.keypair = kp;
+    r.source = this.sourceEndpoint(i, kp.peer);
     return r;
   }
 
@@ -453,31 +460,33 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   private applyPeers(specs: WireGuardPeerSpec[], gone: Peer[]): { peers: number } {
     for (const p of gone) {
-      this.releasePrefixes(p, this.prefixes.get(p) ?? []);
-      this.prefixes.delete(p);
-      this.setName(p, undefined);
-      this.setGivenKey(p, undefined);
+      const r = this.records.get(p);
+      if (r) {
+        this.releasePrefixes(p, r.prefixes);
+        relabel(this.byName, p, r.name, undefined);
+        relabel(this.givenKey, p, r.givenKey, undefined);
+        this.records.delete(p);
+      }
       this.device.removePeer(p.publicKey);
     }
     for (const s of specs) {
       const key = Buffer.from(s.publicKey, 'base64');
       const peer = this.device.addPeer({ publicKey: key, endpoint: s.endpoint, persistentKeepalive: s.persistentKeepalive });
-      this.setName(peer, s.name);
-      this.setGivenKey(peer, s.publicKey);
+      let r = this.records.get(peer);
+      if (!r) this.records.set(peer, r = new PeerRecord(peer));
+      relabel(this.byName, peer, r.name, r.name = s.name);
+      relabel(this.givenKey, peer, r.givenKey, r.givenKey = s.publicKey);
       const next = s.nextPublicKey && this.keyFree(s.nextPublicKey, peer) ? Buffer.from(s.nextPublicKey, 'base64') : null;
       this.device.setPeerNextKey(peer, next);
-      const have = this.prefixes.get(peer) ?? [];
+      const have = r.prefixes;
       const want = new Set(s.allowedIPs);
       // Add first, then remove: a prefix is never without an owner while it moves.
       for (const pfx of want) this.allowed.insert(pfx, peer);
       this.releasePrefixes(peer, have.filter((p) => !want.has(p)));
-      this.prefixes.set(peer, [...want]);
+      r.prefixes = [...want];
     }
     return { peers: this.device.peerCount };
   }
-
-  private setName(peer: Peer, name: string | undefined): void { relabel(this.names, this.byName, peer, name); }
-  private setGivenKey(peer: Peer, key: string | undefined): void { relabel(this.keyGiven, this.givenKey, peer, key); }
 
   /** No other peer holds (or announced) this key, and it is not ours. */
   private keyFree(key: string, peer: Peer): boolean {
@@ -490,18 +499,17 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const pfx of prefixes) if (this.allowed.get(pfx) === peer) this.allowed.remove(pfx);
   }
 
-  private packetsOf(peer: Peer): PeerPackets {
-    let c = this.peerPackets.get(peer);
-    if (!c) { c = { peer, tx: 0, rx: 0, batchBytes: 0, batchPackets: 0 }; this.peerPackets.set(peer, c); }
-    return c;
+  /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
+  private packetsOf(peer: Peer): PeerRecord {
+    return this.records.get(peer) ?? new PeerRecord(peer);
   }
 
   private status(): WireGuardEngineStatus {
     const peers = [...this.device.peers()].map((p): WireGuardPeerStatus => ({
-      name: this.names.get(p) ?? null,
+      name: this.packetsOf(p).name ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
-      allowedIPs: (this.prefixes.get(p) ?? []).filter((x) => this.allowed.get(x) === p),
+      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.allowed.get(x) === p),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,
@@ -521,8 +529,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
   exportState(now: number): WireGuardEngineState {
     const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => ({
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: [...(this.prefixes.get(p) ?? [])],
-      persistentKeepalive: p.persistentKeepalive, ...(this.names.has(p) ? { name: this.names.get(p)! } : {}),
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: [...this.packetsOf(p).prefixes],
+      persistentKeepalive: p.persistentKeepalive, ...(this.packetsOf(p).name !== undefined ? { name: this.packetsOf(p).name! } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
     }));
     return { peers, sessions: exportSessions(this.device, now) };
@@ -534,11 +542,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   }
 }
 
-/** A peer's label in a two-way index (peer -> label, label -> peer): the old label freed if still its own. */
-function relabel(labelOf: Map<Peer, string>, peerOf: Map<string, Peer>, peer: Peer, label: string | undefined): void {
-  const had = labelOf.get(peer);
+/** A peer's label (name, given key) changes from `had` to `label` in the label -> peer index: the old one freed if still its own. */
+function relabel(peerOf: Map<string, Peer>, peer: Peer, had: string | undefined, label: string | undefined): void {
   if (had !== undefined && peerOf.get(had) === peer) peerOf.delete(had);
-  if (label === undefined) { labelOf.delete(peer); return; }
-  labelOf.set(peer, label);
-  peerOf.set(label, peer);
+  if (label !== undefined) peerOf.set(label, peer);
 }
