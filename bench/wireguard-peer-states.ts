@@ -166,9 +166,18 @@ function establish(from: number, to: number, privateKeys: Uint8Array[]): void {
 const states = ['configured', 'initiated', 'retrying', 'gaveUp', 'zeroed', 'established', 'idle'] as const;
 type State = typeof states[number];
 
+/**
+ * Gives the engine peers [from, to) as the worker gets them: specs structured-cloned (a postMessage),
+ * made and dropped in this frame (a caller's frame would keep them alive through the measure).
+ */
+function configure(from: number, to: number): void {
+  const upsert = structuredClone(Array.from({ length: to - from }, (_, k) => spec(from + k)));
+  engine.control({ type: 'updatePeers', upsert, remove: [] });
+}
+
 /** Takes peers [from, to) through every state, calling at(state) in each. */
 function walk(from: number, to: number, privateKeys: Uint8Array[], at: (s: State) => void): void {
-  engine.control({ type: 'updatePeers', upsert: Array.from({ length: to - from }, (_, k) => spec(from + k)), remove: [] });
+  configure(from, to);
   at('configured');
   sendOne(from, to);
   at('initiated');

@@ -50,6 +50,9 @@ class ReceivedRun {
   source: Endpoint | null = null;
 }
 
+/** A peer's allowed IP as its record lists it: its trie handle (AllowedIps.insert), or its text. */
+type PrefixRef = number | string;
+
 /** Options of every received batch's TUN write (AEAD-authenticated: merge TCP runs, GRO-like). */
 const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY } as const;
 
@@ -63,8 +66,12 @@ class PeerRecord {
   name: string | undefined = undefined;
   /** The public key the agent last gave it (its identity in updatePeers' remove). */
   givenKey: string | undefined = undefined;
-  /** Its allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
-  prefixes: string[] = [];
+  /**
+   * Its allowed IPs as configured (the trie answers by address; this answers by peer without a
+   * walk): each its trie handle while the peer holds it and the trie spells it as given, else its
+   * text (a string of its own was ~60 B a prefix).
+   */
+  prefixes: PrefixRef[] = [];
   tx = 0;
   rx = 0;
   batchBytes = 0;
@@ -481,9 +488,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const have = r.prefixes;
       const want = new Set(s.allowedIPs);
       // Add first, then remove: a prefix is never without an owner while it moves.
-      for (const pfx of want) this.allowed.insert(pfx, peer);
-      this.releasePrefixes(peer, have.filter((p) => !want.has(p)));
-      r.prefixes = [...want];
+      const refs: PrefixRef[] = new Array(want.size), handles: number[] = [];
+      let k = 0;
+      for (const pfx of want) refs[k++] = this.hold(peer, pfx, handles);
+      this.releasePrefixes(peer, have.filter((p) => !handles.includes(typeof p === 'number' ? p : this.allowed.handleOf(p) ?? NaN)));
+      r.prefixes = refs;
     }
     return { peers: this.device.peerCount };
   }
@@ -494,9 +503,40 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return (!holder || holder === peer) && key !== this.device.publicKeyBase64;
   }
 
+  /**
+   * Maps the prefix to the peer (its handle added to `handles`); returns how the peer lists it: its
+   * handle when the trie spells it as given, else the text. A peer that held it before lists it as
+   * text from now on (a handle names a prefix only while its holder keeps it: the node may be
+   * freed and made again for another prefix). As the ESP engine's hold().
+   */
+  private hold(peer: Peer, prefix: string, handles: number[]): PrefixRef {
+    const before = this.allowed.get(prefix);
+    const handle = this.allowed.insert(prefix, peer);
+    handles.push(handle);
+    const had = before !== undefined && before !== peer ? this.records.get(before) : undefined;
+    if (had) {
+      const i = had.prefixes.indexOf(handle);
+      if (i >= 0) had.prefixes[i] = this.allowed.prefixAt(handle);
+    }
+    return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
+  }
+
+  /** The prefix a peer lists, as text. */
+  private prefixText(p: PrefixRef): string {
+    return typeof p === 'number' ? this.allowed.prefixAt(p) : p;
+  }
+
+  /** The peer holds the trie's entry of the prefix it lists (another peer may have taken it). */
+  private owns(peer: Peer, p: PrefixRef): boolean {
+    return (typeof p === 'number' ? this.allowed.valueAt(p) : this.allowed.get(p)) === peer;
+  }
+
   /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
-  private releasePrefixes(peer: Peer, prefixes: string[]): void {
-    for (const pfx of prefixes) if (this.allowed.get(pfx) === peer) this.allowed.remove(pfx);
+  private releasePrefixes(peer: Peer, prefixes: PrefixRef[]): void {
+    for (const p of prefixes) {
+      if (!this.owns(peer, p)) continue;
+      if (typeof p === 'number') this.allowed.removeAt(p); else this.allowed.remove(p);
+    }
   }
 
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
@@ -509,7 +549,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       name: this.packetsOf(p).name ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
-      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.allowed.get(x) === p),
+      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.owns(p, x)).map((x) => this.prefixText(x)),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,
@@ -529,7 +569,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
   exportState(now: number): WireGuardEngineState {
     const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => ({
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: [...this.packetsOf(p).prefixes],
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: this.packetsOf(p).prefixes.map((x) => this.prefixText(x)),
       persistentKeepalive: p.persistentKeepalive, ...(this.packetsOf(p).name !== undefined ? { name: this.packetsOf(p).name! } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
     }));
