@@ -5,7 +5,7 @@
 // this file only does I/O and bookkeeping for it, without allocating per packet on the data path.
 import { performance } from 'node:perf_hooks';
 import { appendFileSync } from 'node:fs';
-import { AllowedIps } from '../net/allowed-ips.js';
+import { AllowedIps, type PrefixRef } from '../net/allowed-ips.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import { ipFamilyOf } from '../net/ip-packet.js';
 import { Device } from '../wireguard/device.js';
@@ -49,9 +49,6 @@ class ReceivedRun {
   /** The sender of the batch's first packet under this keypair (roaming). */
   source: Endpoint | null = null;
 }
-
-/** A peer's allowed IP as its record lists it: its trie handle (AllowedIps.insert), or its text. */
-type PrefixRef = number | string;
 
 /** Options of every received batch's TUN write (AEAD-authenticated: merge TCP runs, GRO-like). */
 const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY } as const;
@@ -521,22 +518,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
   }
 
-  /** The prefix a peer lists, as text. */
-  private prefixText(p: PrefixRef): string {
-    return typeof p === 'number' ? this.allowed.prefixAt(p) : p;
-  }
-
-  /** The peer holds the trie's entry of the prefix it lists (another peer may have taken it). */
-  private owns(peer: Peer, p: PrefixRef): boolean {
-    return (typeof p === 'number' ? this.allowed.valueAt(p) : this.allowed.get(p)) === peer;
-  }
-
   /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
   private releasePrefixes(peer: Peer, prefixes: PrefixRef[]): void {
-    for (const p of prefixes) {
-      if (!this.owns(peer, p)) continue;
-      if (typeof p === 'number') this.allowed.removeAt(p); else this.allowed.remove(p);
-    }
+    for (const p of prefixes) if (this.allowed.valueOfRef(p) === peer) this.allowed.removeRef(p);
   }
 
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
@@ -549,7 +533,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       name: this.packetsOf(p).name ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
-      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.owns(p, x)).map((x) => this.prefixText(x)),
+      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.allowed.valueOfRef(x) === p).map((x) => this.allowed.textOf(x)),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,
@@ -569,7 +553,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
   exportState(now: number): WireGuardEngineState {
     const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => ({
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: this.packetsOf(p).prefixes.map((x) => this.prefixText(x)),
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: this.packetsOf(p).prefixes.map((x) => this.allowed.textOf(x)),
       persistentKeepalive: p.persistentKeepalive, ...(this.packetsOf(p).name !== undefined ? { name: this.packetsOf(p).name! } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
     }));
