@@ -5,7 +5,7 @@
 // this file only does I/O and bookkeeping for it, without allocating per packet on the data path.
 import { performance } from 'node:perf_hooks';
 import { appendFileSync } from 'node:fs';
-import { AllowedIps } from '../net/allowed-ips.js';
+import { AllowedIps, type PrefixRef } from '../net/allowed-ips.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import { ipFamilyOf } from '../net/ip-packet.js';
 import { Device } from '../wireguard/device.js';
@@ -41,39 +41,50 @@ const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
 /** How stale the cached earliest timer may be (see nextDeadline). */
 const DEADLINE_REFRESH_MS = 10;
 
-/** What one rx batch accepted under one keypair: one hook call per keypair and batch. */
-interface ReceivedRun {
-  readonly keypair: Keypair;
-  bytes: number;
-  packets: number;
+/** What one rx batch accepted under one keypair: one hook call per keypair and batch. Pooled: kept by no keypair. */
+class ReceivedRun {
+  keypair: Keypair | null = null;
+  bytes = 0;
+  packets = 0;
   /** The sender of the batch's first packet under this keypair (roaming). */
-  source: Endpoint | null;
+  source: Endpoint | null = null;
 }
 
 /** Options of every received batch's TUN write (AEAD-authenticated: merge TCP runs, GRO-like). */
 const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD_EVERY } as const;
 
-/** A peer's transport packets each way, and what the tx batch being built sends it. */
-interface PeerPackets {
-  readonly peer: Peer;
-  tx: number;
-  rx: number;
-  batchBytes: number;
-  batchPackets: number;
+/**
+ * What the engine keeps of a peer, in one object under one map entry (five maps of the peers were
+ * ~500 B a peer): its labels, its allowed IPs as configured, its transport packets each way, and
+ * what the tx batch being built sends it.
+ */
+class PeerRecord {
+  /** A name for status (the node). */
+  name: string | undefined = undefined;
+  /** The public key the agent last gave it (its identity in updatePeers' remove). */
+  givenKey: string | undefined = undefined;
+  /**
+   * Its allowed IPs as configured (the trie answers by address; this answers by peer without a
+   * walk): each its trie handle while the peer holds it and the trie spells it as given, else its
+   * text (a string of its own was ~60 B a prefix).
+   */
+  prefixes: PrefixRef[] = [];
+  tx = 0;
+  rx = 0;
+  batchBytes = 0;
+  batchPackets = 0;
+  constructor(readonly peer: Peer) {}
 }
 
 export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
-  private readonly names = new Map<Peer, string>();
+  private readonly records = new Map<Peer, PeerRecord>();
+  /** The peers by their records' name and given key. */
   private readonly byName = new Map<string, Peer>();
-  /** The public key the agent last gave each peer (its identity in updatePeers' remove), both ways. */
-  private readonly keyGiven = new Map<Peer, string>();
   private readonly givenKey = new Map<string, Peer>();
   private deadline = Infinity;
   private deadlineAt = -Infinity;
-  /** Each peer's allowed IPs as configured (the trie answers by address; this answers by peer without a walk). */
-  private readonly prefixes = new Map<Peer, string[]>();
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
@@ -95,20 +106,19 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * keypairs the current rx batch accepted packets under: fixed arrays with a count, reused batch
    * after batch (a lone packet's path allocates nothing and never resizes an array).
    */
-  private readonly batchPeers: (PeerPackets | null)[] = new Array(BATCH).fill(null);
+  private readonly batchPeers: (PeerRecord | null)[] = new Array(BATCH).fill(null);
   private batchPeerCount = 0;
-  private readonly receivedRuns: (ReceivedRun | null)[] = new Array(RX_BATCH).fill(null);
+  private readonly receivedRuns: ReceivedRun[] = Array.from({ length: RX_BATCH }, () => new ReceivedRun());
   private receivedRunCount = 0;
-  private readonly runOf = new WeakMap<Keypair, ReceivedRun>();
-  /** Transport packets each way per peer (keepalives included), for status and metrics. */
-  private readonly peerPackets = new WeakMap<Peer, PeerPackets>();
-  private readonly endpointCache = new Map<string, Endpoint>();
-  /** The last sender sourceEndpoint() answered, by its bytes: the usual next answer, found without a string key. */
-  private lastSource: Endpoint | null = null;
-  private lastSourceFamily = 0;
-  private lastSourcePort = 0;
-  private readonly lastSourceAddr = new Uint8Array(16);
-  private readonly destCache = new WeakMap<Endpoint, { bytes: Uint8Array; family: 4 | 6 }>();
+  /**
+   * Each endpoint's address as the socket takes it: IPv4 as one int32 (a Smi in the table), IPv6 as
+   * its bytes. An array and an object for every endpoint were ~300 B a peer (~550 once a peer's
+   * packets came in: the source endpoint too).
+   */
+  private readonly dest4 = new WeakMap<Endpoint, number>();
+  private readonly dest6 = new WeakMap<Endpoint, Uint8Array>();
+  /** An IPv4 destination's bytes for sendTo (the socket copies them at once). */
+  private readonly dest4Bytes = new Uint8Array(4);
   readonly counters: WireGuardEngineCounters = {
     txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, noRoute: 0, sourceNotAllowed: 0,
     malformed: 0, tooBig: 0, sendFailed: 0, staged: 0,
@@ -140,7 +150,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     // Most batches go to one peer: one lookup per run of them. The run's peer is a local, not
     // last?.peer: with lone packets that load never ran, so TurboFan left it without feedback and
     // the first batch of two deoptimized fromTunnel, which then ran as baseline code for seconds.
-    let last: PeerPackets | null = null, lastPeer: Peer | null = null;
+    let last: PeerRecord | null = null, lastPeer: Peer | null = null;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
       if (ipFamilyOf(buf, off, len) === 0) { this.counters.malformed++; continue; }
@@ -157,9 +167,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
         continue;
       }
       aead.add(this.contexts.get(kp, 'seal', now), off, padded, nonce);
-      const endpoint = peer.endpoint!; // sendingKeypair() answers only for a peer with an endpoint
-      const dest = this.destination(endpoint);
-      b.setPeer(out, dest.bytes, dest.family, endpoint.port);
+      this.setDestination(b, out, peer.endpoint!); // sendingKeypair() answers only for a peer with an endpoint
       b.offs[out] = off - HEADER;
       b.lens[out] = transportLength(padded);
       out++;
@@ -247,10 +255,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     if (out > 0) this.tun.writeBatch(b, out, RX_WRITE);
     for (let k = 0; k < this.receivedRunCount; k++) {
       const r = this.receivedRuns[k]!;
-      this.receivedRuns[k] = null;
-      const { keypair: kp, bytes, packets, source } = r;
+      const kp = r.keypair!, bytes = r.bytes, packets = r.packets, source = r.source;
+      r.keypair = r.source = null;
       r.bytes = r.packets = 0;
-      r.source = null;
       this.packetsOf(kp.peer).rx += packets;
       this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, source!, bytes, packets));
     }
@@ -258,14 +265,18 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return n;
   }
 
-  /** The run of this rx batch under kp (joined by rx packet i, whose sender it keeps when it is the first). */
+  /**
+   * The run of this rx batch under kp (joined by rx packet i, whose sender it keeps when it is the
+   * first). Found by a walk over the batch's runs, newest first: the caller asks only when the
+   * keypair changes from one packet to the next, and a batch holds few keypairs (a map from every
+   * keypair to its run was ~80 B a peer).
+   */
   private receivedRun(kp: Keypair, i: number): ReceivedRun {
-    let r = this.runOf.get(kp);
-    if (!r) { r = { keypair: kp, bytes: 0, packets: 0, source: null }; this.runOf.set(kp, r); }
-    if (r.source === null) {
-      r.source = this.sourceEndpoint(i);
-      this.receivedRuns[this.receivedRunCount++] = r;
-    }
+    const runs = this.receivedRuns;
+    for (let k = this.receivedRunCount - 1; k >= 0; k--) if (runs[k]!.keypair === kp) return runs[k]!;
+    const r = runs[this.receivedRunCount++]!;
+    r.keypair = kp;
+    r.source = this.sourceEndpoint(i, kp.peer);
     return r;
   }
 
@@ -280,47 +291,61 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private handshakeMessage(i: number, now: number): void {
     const b = this.rx;
     const datagram = Uint8Array.prototype.slice.call(b.buf, b.offs[i]!, b.offs[i]! + b.lens[i]!);
-    this.perform(this.device.decapsulate(datagram, this.sourceEndpoint(i), now));
+    this.perform(this.device.decapsulate(datagram, this.sourceEndpoint(i, null), now));
   }
 
-  /** The sender of rx packet i as an Endpoint, cached so that roaming checks compare cheaply. */
-  private sourceEndpoint(i: number): Endpoint {
+  /**
+   * The sender of rx packet i as an Endpoint: `peer`'s own endpoint when the packet came from there
+   * (the usual case: nothing made or kept, and roaming's check is one compare), else a new one (a
+   * handshake message's sender, a peer roaming: the core keeps a copy if it roams).
+   */
+  private sourceEndpoint(i: number, peer: Peer | null): Endpoint {
     const b = this.rx;
+    const e = peer?.endpoint;
+    if (e && b.ports[i] === e.port && this.sentFrom(i, e)) return e;
     const fam = b.families[i] === 6 ? 6 : 4;
-    const width = fam === 4 ? 4 : 16;
-    if (this.lastSource !== null && fam === this.lastSourceFamily && b.ports[i] === this.lastSourcePort && this.sameSourceAddr(b.addrs, 16 * i, width)) {
-      return this.lastSource;
-    }
-    const a = b.addrs.subarray(16 * i, 16 * i + width);
-    const key = `${fam === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : Buffer.from(a).toString('hex')}|${b.ports[i]}`;
-    let e = this.endpointCache.get(key);
-    if (!e) {
-      if (this.endpointCache.size > 4096) this.endpointCache.clear();
-      const address = fam === 4 ? key.slice(0, key.indexOf('|')) : formatIp(a, 6);
-      e = { address, port: b.ports[i]! };
-      this.endpointCache.set(key, e);
-      this.destCache.set(e, { bytes: Uint8Array.from(a), family: fam });
-    }
-    this.lastSource = e;
-    this.lastSourceFamily = fam;
-    this.lastSourcePort = b.ports[i]!;
-    this.lastSourceAddr.set(a);
-    return e;
+    return { address: formatIp(b.addrs, fam, 16 * i), port: b.ports[i]! };
   }
 
-  private sameSourceAddr(addrs: Uint8Array, at: number, width: number): boolean {
-    for (let k = 0; k < width; k++) if (addrs[at + k] !== this.lastSourceAddr[k]) return false;
+  /** True when rx packet i came from endpoint e's address. */
+  private sentFrom(i: number, e: Endpoint): boolean {
+    const b = this.rx, a = b.addrs, at = 16 * i;
+    const v4 = this.ipv4Of(e);
+    if (v4 !== undefined) return b.families[i] === 4 && ((a[at]! << 24) | (a[at + 1]! << 16) | (a[at + 2]! << 8) | a[at + 3]!) === v4;
+    if (b.families[i] !== 6) return false;
+    const v6 = this.dest6.get(e)!;
+    for (let k = 0; k < 16; k++) if (a[at + k] !== v6[k]) return false;
     return true;
   }
 
-  private destination(e: Endpoint): { bytes: Uint8Array; family: 4 | 6 } {
-    let d = this.destCache.get(e);
-    if (!d) {
-      const ip = parseIp(e.address);
-      d = { bytes: ip.bytes, family: ip.family };
-      this.destCache.set(e, d);
-    }
-    return d;
+  /** Endpoint e's IPv4 address as an int32, or undefined for an IPv6 one (its bytes then in dest6). */
+  private ipv4Of(e: Endpoint): number | undefined {
+    const v4 = this.dest4.get(e);
+    if (v4 !== undefined || this.dest6.has(e)) return v4;
+    const ip = parseIp(e.address);
+    if (ip.family === 6) { this.dest6.set(e, ip.bytes); return undefined; }
+    const b = ip.bytes, n = (b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!;
+    this.dest4.set(e, n);
+    return n;
+  }
+
+  /** Makes endpoint e tx packet i's destination in b. */
+  private setDestination(b: PacketBatch, i: number, e: Endpoint): void {
+    const v4 = this.ipv4Of(e);
+    if (v4 === undefined) { b.setPeer(i, this.dest6.get(e)!, 6, e.port); return; }
+    const a = b.addrs, at = 16 * i;
+    a[at] = v4 >>> 24; a[at + 1] = v4 >>> 16; a[at + 2] = v4 >>> 8; a[at + 3] = v4;
+    b.families[i] = 4;
+    b.ports[i] = e.port;
+  }
+
+  /** Endpoint e's address bytes, as sendTo takes them (an IPv4 one in a scratch array). */
+  private destinationBytes(e: Endpoint): Uint8Array {
+    const v4 = this.ipv4Of(e);
+    if (v4 === undefined) return this.dest6.get(e)!;
+    const a = this.dest4Bytes;
+    a[0] = v4 >>> 24; a[1] = v4 >>> 16; a[2] = v4 >>> 8; a[3] = v4;
+    return a;
   }
 
   // ---- actions, timers --------------------------------------------------------------------------
@@ -329,8 +354,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const a of actions) {
       switch (a.kind) {
         case 'network': {
-          const d = this.destination(a.endpoint);
-          if (!this.udp.sendTo(a.datagram, d.bytes, a.endpoint.port)) this.counters.sendFailed++;
+          if (!this.udp.sendTo(a.datagram, this.destinationBytes(a.endpoint), a.endpoint.port)) this.counters.sendFailed++;
           else if (a.datagram[0] === MESSAGE_TRANSPORT_TYPE) {
             this.counters.txPackets++;
             if (a.peer) this.packetsOf(a.peer).tx++;
@@ -440,31 +464,35 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   private applyPeers(specs: WireGuardPeerSpec[], gone: Peer[]): { peers: number } {
     for (const p of gone) {
-      this.releasePrefixes(p, this.prefixes.get(p) ?? []);
-      this.prefixes.delete(p);
-      this.setName(p, undefined);
-      this.setGivenKey(p, undefined);
+      const r = this.records.get(p);
+      if (r) {
+        this.releasePrefixes(p, r.prefixes);
+        relabel(this.byName, p, r.name, undefined);
+        relabel(this.givenKey, p, r.givenKey, undefined);
+        this.records.delete(p);
+      }
       this.device.removePeer(p.publicKey);
     }
     for (const s of specs) {
       const key = Buffer.from(s.publicKey, 'base64');
       const peer = this.device.addPeer({ publicKey: key, endpoint: s.endpoint, persistentKeepalive: s.persistentKeepalive });
-      this.setName(peer, s.name);
-      this.setGivenKey(peer, s.publicKey);
+      let r = this.records.get(peer);
+      if (!r) this.records.set(peer, r = new PeerRecord(peer));
+      relabel(this.byName, peer, r.name, r.name = s.name);
+      relabel(this.givenKey, peer, r.givenKey, r.givenKey = s.publicKey);
       const next = s.nextPublicKey && this.keyFree(s.nextPublicKey, peer) ? Buffer.from(s.nextPublicKey, 'base64') : null;
       this.device.setPeerNextKey(peer, next);
-      const have = this.prefixes.get(peer) ?? [];
+      const have = r.prefixes;
       const want = new Set(s.allowedIPs);
       // Add first, then remove: a prefix is never without an owner while it moves.
-      for (const pfx of want) this.allowed.insert(pfx, peer);
-      this.releasePrefixes(peer, have.filter((p) => !want.has(p)));
-      this.prefixes.set(peer, [...want]);
+      const refs: PrefixRef[] = new Array(want.size), handles: number[] = [];
+      let k = 0;
+      for (const pfx of want) refs[k++] = this.hold(peer, pfx, handles);
+      this.releasePrefixes(peer, have.filter((p) => !handles.includes(typeof p === 'number' ? p : this.allowed.handleOf(p) ?? NaN)));
+      r.prefixes = refs;
     }
     return { peers: this.device.peerCount };
   }
-
-  private setName(peer: Peer, name: string | undefined): void { relabel(this.names, this.byName, peer, name); }
-  private setGivenKey(peer: Peer, key: string | undefined): void { relabel(this.keyGiven, this.givenKey, peer, key); }
 
   /** No other peer holds (or announced) this key, and it is not ours. */
   private keyFree(key: string, peer: Peer): boolean {
@@ -472,23 +500,40 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return (!holder || holder === peer) && key !== this.device.publicKeyBase64;
   }
 
-  /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
-  private releasePrefixes(peer: Peer, prefixes: string[]): void {
-    for (const pfx of prefixes) if (this.allowed.get(pfx) === peer) this.allowed.remove(pfx);
+  /**
+   * Maps the prefix to the peer (its handle added to `handles`); returns how the peer lists it: its
+   * handle when the trie spells it as given, else the text. A peer that held it before lists it as
+   * text from now on (a handle names a prefix only while its holder keeps it: the node may be
+   * freed and made again for another prefix). As the ESP engine's hold().
+   */
+  private hold(peer: Peer, prefix: string, handles: number[]): PrefixRef {
+    const before = this.allowed.get(prefix);
+    const handle = this.allowed.insert(prefix, peer);
+    handles.push(handle);
+    const had = before !== undefined && before !== peer ? this.records.get(before) : undefined;
+    if (had) {
+      const i = had.prefixes.indexOf(handle);
+      if (i >= 0) had.prefixes[i] = this.allowed.prefixAt(handle);
+    }
+    return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
   }
 
-  private packetsOf(peer: Peer): PeerPackets {
-    let c = this.peerPackets.get(peer);
-    if (!c) { c = { peer, tx: 0, rx: 0, batchBytes: 0, batchPackets: 0 }; this.peerPackets.set(peer, c); }
-    return c;
+  /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
+  private releasePrefixes(peer: Peer, prefixes: PrefixRef[]): void {
+    for (const p of prefixes) if (this.allowed.valueOfRef(p) === peer) this.allowed.removeRef(p);
+  }
+
+  /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
+  private packetsOf(peer: Peer): PeerRecord {
+    return this.records.get(peer) ?? new PeerRecord(peer);
   }
 
   private status(): WireGuardEngineStatus {
     const peers = [...this.device.peers()].map((p): WireGuardPeerStatus => ({
-      name: this.names.get(p) ?? null,
+      name: this.packetsOf(p).name ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
-      allowedIPs: (this.prefixes.get(p) ?? []).filter((x) => this.allowed.get(x) === p),
+      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.allowed.valueOfRef(x) === p).map((x) => this.allowed.textOf(x)),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,
@@ -508,8 +553,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
   exportState(now: number): WireGuardEngineState {
     const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => ({
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: [...(this.prefixes.get(p) ?? [])],
-      persistentKeepalive: p.persistentKeepalive, ...(this.names.has(p) ? { name: this.names.get(p)! } : {}),
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: this.packetsOf(p).prefixes.map((x) => this.allowed.textOf(x)),
+      persistentKeepalive: p.persistentKeepalive, ...(this.packetsOf(p).name !== undefined ? { name: this.packetsOf(p).name! } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
     }));
     return { peers, sessions: exportSessions(this.device, now) };
@@ -521,11 +566,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   }
 }
 
-/** A peer's label in a two-way index (peer -> label, label -> peer): the old label freed if still its own. */
-function relabel(labelOf: Map<Peer, string>, peerOf: Map<string, Peer>, peer: Peer, label: string | undefined): void {
-  const had = labelOf.get(peer);
+/** A peer's label (name, given key) changes from `had` to `label` in the label -> peer index: the old one freed if still its own. */
+function relabel(peerOf: Map<string, Peer>, peer: Peer, had: string | undefined, label: string | undefined): void {
   if (had !== undefined && peerOf.get(had) === peer) peerOf.delete(had);
-  if (label === undefined) { labelOf.delete(peer); return; }
-  labelOf.set(peer, label);
-  peerOf.set(label, peer);
+  if (label !== undefined) peerOf.set(label, peer);
 }

@@ -248,6 +248,12 @@ export interface AllowedIpEntry<T> {
   value: T;
 }
 
+/**
+ * A prefix as its holder lists it: its handle (insert()) while the holder keeps it and the trie
+ * spells it as given (a number, not a string of its own), else its text.
+ */
+export type PrefixRef = number | string;
+
 export class AllowedIps<T> {
   #v4 = new FamilyTrie<T>(4);
   #v6 = new FamilyTrie<T>(6);
@@ -320,6 +326,21 @@ export class AllowedIps<T> {
     trie.clearValue(node);
     this.#size--;
     return true;
+  }
+
+  /** The value the prefix a holder lists (PrefixRef) maps to now. */
+  valueOfRef(p: PrefixRef): T | undefined {
+    return typeof p === 'number' ? this.valueAt(p) : this.get(p);
+  }
+
+  /** The prefix a holder lists (PrefixRef), as text. */
+  textOf(p: PrefixRef): string {
+    return typeof p === 'number' ? this.prefixAt(p) : p;
+  }
+
+  /** Removes the prefix a holder lists (PrefixRef); returns whether it was mapped. */
+  removeRef(p: PrefixRef): boolean {
+    return typeof p === 'number' ? this.removeAt(p) : this.remove(p);
   }
 
   /** The value of the longest prefix containing the family-sized address at buf[off..]. */

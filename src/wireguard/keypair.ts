@@ -8,10 +8,12 @@ import { ReplayWindow } from './replay-window.js';
 import type { Peer } from './peer.js';
 
 export class Keypair {
-  /** ChaCha20-Poly1305 key for what we send (32 bytes). Zeroed when the keypair dies. */
-  readonly sendKey: Uint8Array;
-  /** ChaCha20-Poly1305 key for what we receive (32 bytes). */
-  readonly receiveKey: Uint8Array;
+  /**
+   * Both keys in one 64-byte array (the KDF's output as it came: one view, not two, ~90 B a
+   * keypair), the send key at sendAt. Zeroed when the keypair dies.
+   */
+  private readonly keys: Uint8Array;
+  private readonly sendAt: number;
   /** Our index: the receiver field of data the peer sends us. */
   readonly localIndex: number;
   /** The peer's index: the receiver field of data we send. */
@@ -29,17 +31,42 @@ export class Keypair {
   onZero: ((kp: Keypair) => void) | null = null;
   private alive = true;
 
+  /**
+   * The key arrays given become the keypair's: the two halves of one 64-byte buffer are kept as
+   * they are (deriveSessionKeys' output), any other two are copied into one and zeroed.
+   */
   constructor(init: {
     sendKey: Uint8Array; receiveKey: Uint8Array; localIndex: number; remoteIndex: number;
     isInitiator: boolean; createdAt: number; peer: Peer;
   }) {
-    this.sendKey = init.sendKey;
-    this.receiveKey = init.receiveKey;
+    const { sendKey, receiveKey } = init;
+    const buffer = sendKey.buffer;
+    if (buffer === receiveKey.buffer && buffer.byteLength === 64 && sendKey.length === 32 && receiveKey.length === 32
+      && sendKey.byteOffset + receiveKey.byteOffset === 32) {
+      this.keys = new Uint8Array(buffer);
+      this.sendAt = sendKey.byteOffset;
+    } else {
+      this.keys = new Uint8Array(64);
+      this.keys.set(sendKey, 0);
+      this.keys.set(receiveKey, 32);
+      this.sendAt = 0;
+      zeroize(sendKey, receiveKey);
+    }
     this.localIndex = init.localIndex;
     this.remoteIndex = init.remoteIndex;
     this.isInitiator = init.isInitiator;
     this.createdAt = init.createdAt;
     this.peer = init.peer;
+  }
+
+  /** ChaCha20-Poly1305 key for what we send (32 bytes): a view made on each call (a context's making, a lone packet's seal). */
+  get sendKey(): Uint8Array {
+    return this.keys.subarray(this.sendAt, this.sendAt + 32);
+  }
+
+  /** ChaCha20-Poly1305 key for what we receive (32 bytes), a view as sendKey. */
+  get receiveKey(): Uint8Array {
+    return this.keys.subarray(32 - this.sendAt, 64 - this.sendAt);
   }
 
   get isAlive(): boolean {
@@ -71,7 +98,7 @@ export class Keypair {
   zero(): void {
     if (!this.alive) return;
     this.alive = false;
-    zeroize(this.sendKey, this.receiveKey);
+    zeroize(this.keys);
     const cb = this.onZero;
     this.onZero = null;
     cb?.(this);

@@ -200,6 +200,11 @@ export class Handshake {
     this.staticStaticOk = x25519Into(this.slab.subarray(this.offset, this.offset + 32), local.privateKey, this.remoteStatic);
   }
 
+  /** @internal The slab its long-lived state is in (shared: the peers' slots chunk). */
+  get stateSlab(): Uint8Array {
+    return this.slab;
+  }
+
   /** DH(our static, peer static), computed once; null when the peer key is unusable. */
   get precomputedStaticStatic(): Uint8Array | null {
     return this.staticStaticOk ? this.slab.subarray(this.offset, this.offset + 32) : null;

@@ -28,6 +28,14 @@ import type { Slot, SlotAllocator } from './slot-allocator.js';
 import { sealTransport } from './transport.js';
 import { NO_ACTIONS, type Action } from './actions.js';
 
+/**
+ * Every peer's staged queue while empty (never pushed to: stageOne() gives a peer its own array).
+ * An array per peer, kept after its first packets, was 32-60 B a peer. Made as a queue's arrays
+ * are (objects once pushed), so Device.sendingKeypair()'s length check sees one array map.
+ */
+const NO_STAGED: Uint8Array[] = [new Uint8Array(0)];
+NO_STAGED.pop();
+
 /** Our next initiation's timestamp (createInitiation encrypts it at once; the core is synchronous). */
 const timestampScratch = new Uint8Array(TAI64N_SIZE);
 
@@ -90,8 +98,8 @@ export class Peer {
   previous: Keypair | null = null;
   /** Responder side: the new keypair awaiting its first received packet. */
   next: Keypair | null = null;
-  /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. */
-  readonly staged: Uint8Array[] = [];
+  /** Packets waiting for a usable keypair (oldest first). Empty array = keepalive. Read-only outside. */
+  staged: Uint8Array[] = NO_STAGED;
 
   /**
    * The key this peer will switch to (its node announced it, WireGuard static key rotation): an
@@ -135,8 +143,9 @@ export class Peer {
   /** mac1/mac2 for what we send this peer, and the cookies it gives us. */
   get cookieGenerator(): CookieGenerator {
     if (!this.cookies) {
-      const offset = this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE; // the slot's cookie state
-      this.cookies = new CookieGenerator(this.key, new Uint8Array(this.key.buffer), offset);
+      // The slot's cookie state, in the chunk the handshake's view already is (a view of its own was 96 B a peer).
+      const offset = this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE;
+      this.cookies = new CookieGenerator(this.key, this.handshake.stateSlab, offset);
     }
     return this.cookies;
   }
@@ -236,7 +245,12 @@ export class Peer {
       this.host.stats.drop('stagedQueueFull');
       out.push({ kind: 'drop', reason: 'stagedQueueFull', peer: this });
     }
-    this.staged.push(Uint8Array.from(packet));
+    this.stageOne(Uint8Array.from(packet));
+  }
+
+  private stageOne(packet: Uint8Array): void {
+    if (this.staged === NO_STAGED) this.staged = [];
+    this.staged.push(packet);
   }
 
   /** @internal Sends what is staged if a keypair is usable, else starts a handshake. */
@@ -261,6 +275,7 @@ export class Peer {
         return;
       }
       const packet = this.staged.shift()!;
+      if (this.staged.length === 0) this.staged = NO_STAGED; // an emptied array keeps its store
       if (packet.length === 0) this.host.stats.keepalivesSent++;
       else {
         this.host.stats.dataPacketsSent++;
@@ -275,7 +290,7 @@ export class Peer {
 
   /** @internal Queues a keepalive (empty packet) unless something is staged, then sends. */
   sendKeepalive(now: number, out: Action[]): void {
-    if (this.staged.length === 0) this.staged.push(new Uint8Array(0));
+    if (this.staged.length === 0) this.stageOne(new Uint8Array(0));
     this.sendStaged(now, out);
   }
 
@@ -426,7 +441,7 @@ export class Peer {
     this.previous = this.current = this.next = null;
     this.host.indexes.delete(this.handshake.localIndex);
     this.handshake.clear();
-    this.staged.length = 0;
+    this.staged = NO_STAGED;
   }
 
   private expiredRetransmitHandshake(now: number, out: Action[]): void {
@@ -445,7 +460,7 @@ export class Peer {
   private dropStaged(reason: 'handshakeGaveUp' | 'noEndpoint', out: Action[]): void {
     if (this.staged.length === 0) return;
     for (let i = 0; i < this.staged.length; i++) this.host.stats.drop(reason);
-    this.staged.length = 0;
+    this.staged = NO_STAGED;
     out.push({ kind: 'drop', reason, peer: this });
   }
 

@@ -15,8 +15,9 @@ export interface ReplayWindowState {
 
 export class ReplayWindow {
   /**
-   * Made on the first accepted counter: a keypair that never receives (a responder's that a newer
-   * handshake replaces, one side of a crossing) then costs no 512-byte buffer.
+   * Made at the first counter that does not follow the one before (a gap or a reordering): while
+   * every counter 0..last arrived, in order, the window is all set below last and needs no bits
+   * (a session's usual case: a keypair then costs no 512-byte ring).
    */
   private ring: Uint32Array | null = null;
   /** Highest counter accepted so far (-1 before the first). */
@@ -36,9 +37,9 @@ export class ReplayWindow {
   wouldAccept(counter: number): boolean {
     if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
     if (counter > this.last) return true;
-    if (this.last - counter >= REPLAY_WINDOW_SIZE) return false;
+    if (this.last - counter >= REPLAY_WINDOW_SIZE || this.ring === null) return false; // no ring: every counter up to last arrived
     const word = Math.floor(counter / WORD_BITS) & (RING_WORDS - 1);
-    return (this.ring![word]! & (1 << (counter % WORD_BITS))) === 0; // counter <= last: a check() made the ring
+    return (this.ring[word]! & (1 << (counter % WORD_BITS))) === 0;
   }
 
   /**
@@ -48,7 +49,12 @@ export class ReplayWindow {
    */
   check(counter: number): boolean {
     if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
-    const ring = (this.ring ??= new Uint32Array(RING_WORDS));
+    if (this.ring === null) {
+      if (counter === this.last + 1) { this.last = counter; return true; }
+      if (counter <= this.last) return false;
+      this.ring = this.filledRing();
+    }
+    const ring = this.ring;
     const index = Math.floor(counter / WORD_BITS);
     if (counter > this.last) {
       const current = this.last < 0 ? -1 : Math.floor(this.last / WORD_BITS);
@@ -65,9 +71,23 @@ export class ReplayWindow {
     return true;
   }
 
+  /**
+   * The ring of a window that has every counter 0..last: all bits up to last set. The words past
+   * last's (counters not yet seen, or before 0) are set too: check() clears a word before the
+   * window moves into it, and reads none of them before.
+   */
+  private filledRing(): Uint32Array {
+    const ring = new Uint32Array(RING_WORDS);
+    if (this.last < 0) return ring;
+    ring.fill(0xffffffff);
+    const bits = (this.last % WORD_BITS) + 1;
+    ring[Math.floor(this.last / WORD_BITS) & (RING_WORDS - 1)] = bits === WORD_BITS ? 0xffffffff : (2 ** bits - 1);
+    return ring;
+  }
+
   /** The window as plain numbers, for a datapath handover (restore() takes it back). */
   save(): ReplayWindowState {
-    return { last: this.last, ring: this.ring ? Array.from(this.ring) : new Array<number>(RING_WORDS).fill(0) };
+    return { last: this.last, ring: Array.from(this.ring ?? this.filledRing()) };
   }
 
   /** Takes a saved window back; false (and nothing changed) when it is not one. */
@@ -80,7 +100,7 @@ export class ReplayWindow {
   }
 
   reset(): void {
-    this.ring?.fill(0);
+    this.ring = null;
     this.last = -1;
   }
 }

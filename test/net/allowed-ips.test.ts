@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AllowedIps } from '../../src/net/allowed-ips.js';
+import { AllowedIps, type PrefixRef } from '../../src/net/allowed-ips.js';
 import { formatCidr, maskAddress, parseCidr, parseIp, type Cidr } from '../../src/net/cidr.js';
 
 function look<T>(t: AllowedIps<T>, addr: string): T | undefined {
@@ -163,4 +163,20 @@ test('a handle names its prefix while the prefix is mapped, whatever is added or
   assert.equal(t.removeAt(six), true);
   assert.equal(t.size, 2);
   assert.equal(look(t, '10.1.2.3'), 'a2');
+});
+
+test('prefix refs: a handle or the text reads, spells and removes the same entry', () => {
+  const t = new AllowedIps<string>();
+  const h = t.insert('10.1.2.0/24', 'a');
+  const refs: PrefixRef[] = [h, '10.1.2.0/24', '10.1.2.7/24']; // a handle, the text, another spelling of it
+  for (const r of refs) assert.equal(t.valueOfRef(r), 'a');
+  assert.deepEqual(refs.map((r) => t.textOf(r)), ['10.1.2.0/24', '10.1.2.0/24', '10.1.2.7/24']);
+  const v6 = t.insert('fd00::/64', 'b');
+  assert.equal(t.textOf(v6), 'fd00::/64');
+  assert.equal(t.valueOfRef(v6), 'b');
+  assert.ok(t.removeRef(h));
+  for (const r of refs) assert.equal(t.valueOfRef(r), undefined);
+  assert.equal(t.removeRef('10.1.2.0/24'), false);
+  assert.ok(t.removeRef(v6));
+  assert.equal(t.size, 0);
 });

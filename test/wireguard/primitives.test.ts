@@ -54,6 +54,36 @@ test('replay window: every permutation inside a 2048 block accepted exactly once
   for (const c of order) assert.equal(w.check(c), false);
 });
 
+test('replay window: in-order runs without a ring decide as the ring does (gaps, reordering, replays, a handover)', () => {
+  // The model: a counter is accepted once, when below the limit and not REPLAY_WINDOW_SIZE or more behind the highest.
+  let seed = 11;
+  const rand = (n: number) => { seed = (seed * 48271) % 2147483647; return seed % n; };
+  for (let round = 0; round < 40; round++) {
+    const w = new ReplayWindow();
+    const seen = new Set<number>();
+    let top = -1;
+    const inOrder = rand(3) === 0 ? rand(40) * 32 + rand(32) : rand(5000); // sometimes a run ending on a word's last bit
+    const counters: number[] = [];
+    for (let c = 0; c < inOrder; c++) counters.push(c);
+    for (let k = 0; k < 3000; k++) {
+      const last = counters.length ? counters[counters.length - 1]! : 0;
+      const r = rand(10);
+      counters.push(r < 5 ? last + 1 : r < 7 ? last + 1 + rand(5000) : r < 9 ? Math.max(0, last - rand(REPLAY_WINDOW_SIZE + 64)) : rand(last + 1));
+    }
+    for (const [k, c] of counters.entries()) {
+      if (k === inOrder) { // a handover mid-way: the saved window decides as the one it was saved from
+        const moved = new ReplayWindow();
+        assert.ok(moved.restore(JSON.parse(JSON.stringify(w.save()))));
+        for (let back = 0; back <= REPLAY_WINDOW_SIZE + 40 && back <= top + 40; back += 7) assert.equal(moved.wouldAccept(top - back + 20), w.wouldAccept(top - back + 20));
+      }
+      const expect = c >= 0 && !seen.has(c) && (c > top || top - c < REPLAY_WINDOW_SIZE);
+      assert.equal(w.wouldAccept(c), expect, `round ${round}: wouldAccept(${c}) after top ${top}`);
+      assert.equal(w.check(c), expect, `round ${round}: check(${c}) after top ${top}`);
+      if (expect) { seen.add(c); top = Math.max(top, c); }
+    }
+  }
+});
+
 test('message parsers: strict sizes and types, round trips', () => {
   const { bytes: init, fields } = newInitiation(0xdeadbeef);
   fields.ephemeral.fill(1);
