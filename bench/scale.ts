@@ -30,6 +30,7 @@ import { SyntheticNodes, type SyntheticEncryption } from './scale/synthetic-node
 import { ResponderHost } from './scale/responder-host.js';
 import { generatePrivateKey } from '../src/crypto/x25519.js';
 import type { WireGuardEncryptStatus } from '../src/agent/api.js';
+import { WIREGUARD_ENGINE_DROPS } from '../src/datapath/messages.js';
 import { WG_DEVICE, WG_ENCRYPTION_KEY, WG_PORT } from '../src/agent/wireguard-mode.js';
 
 const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--encryption ipsec|wireguard] [--silent-peers] [--smoke] [--out FILE] [--name CLUSTER]
@@ -545,7 +546,7 @@ async function startResponder(lab: ScaleLab, answer: boolean): Promise<Responder
   const agents = [];
   for (const [i, a] of lab.agents.entries()) agents.push({ publicKey: (await a.encryptStatus()).wireguard.interfaces[0]!['public-key'], address: lab.nodes[i]!.internalIP, port: WG_PORT });
   console.log(`WireGuard: the synthetic peers ${answer ? 'answer handshakes and health probes' : 'never answer (--silent-peers)'}`);
-  return ResponderHost.start(lab.cluster, agents, answer);
+  return ResponderHost.start(lab.cluster, agents, lab.nodes.map((n) => n.netns), answer);
 }
 
 /** What the first agent and the responder counted so far (one GET /encrypt: every peer listed). */
@@ -580,6 +581,8 @@ interface WireGuardTraffic {
   responderResponsesPerS: number;
   responderProbesPerS: number;
   responderCpuPercent: number;
+  /** Its engine's and core's drops over the window, by reason (the non-zero ones). */
+  drops: Record<string, number>;
 }
 
 /** agentIP: the first agent's underlay address (the synthetic peers count by sender). */
@@ -596,6 +599,10 @@ function wireGuardTraffic(a: TrafficSample, b: TrafficSample, agentIP: string): 
     initiationsPerS: rate(from(a).initiations, from(b).initiations), transportPerS: rate(from(a).transport, from(b).transport),
     responderResponsesPerS: rate(a.responder.handshakeResponses, b.responder.handshakeResponses), responderProbesPerS: rate(a.responder.probesAnswered, b.responder.probesAnswered),
     responderCpuPercent: Math.round(((b.responderCpuUs - a.responderCpuUs) / (s * 1e6)) * 1e4) / 100,
+    drops: Object.fromEntries([
+      ...WIREGUARD_ENGINE_DROPS.map((k) => [k, b.status.counters[k] - a.status.counters[k]] as const),
+      ...Object.entries(b.status.drops).map(([k, v]) => [k, v - (a.status.drops[k as keyof typeof a.status.drops] ?? 0)] as const),
+    ].filter(([, v]) => v !== 0)),
   };
 }
 

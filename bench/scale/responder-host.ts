@@ -33,8 +33,11 @@ export class ResponderHost {
     createInterface({ input: child.stdout! }).on('line', (line) => this.waiting.shift()?.(line));
   }
 
-  /** agents: each real agent's WireGuard public key (base64) and endpoint; answer false: count only (silent peers). */
-  static start(cluster: string, agents: { publicKey: string; address: string; port: number }[], answer: boolean): ResponderHost {
+  /**
+   * agents: each real agent's WireGuard public key (base64) and endpoint; nodeNetns: the real nodes'
+   * namespaces; answer false: count only (silent peers).
+   */
+  static start(cluster: string, agents: { publicKey: string; address: string; port: number }[], nodeNetns: string[], answer: boolean): ResponderHost {
     const ns = `${labNetnsPrefix(cluster)}synthetic`;
     addNetns(ns);
     const fabric = fabricNetns(cluster);
@@ -44,6 +47,10 @@ export class ResponderHost {
     mustRun(['ip', '-n', ns, 'addr', 'add', OWN_ADDRESS, 'dev', UNDERLAY_IF]);
     mustRun(['ip', '-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
     for (const r of SYNTHETIC_RANGES) mustRun(['ip', '-n', ns, 'route', 'add', 'local', r, 'dev', UNDERLAY_IF]);
+    // The real nodes reach the synthetic ones through this namespace's own address: one neighbour
+    // entry, not one a peer. The kernel's ARP table is one for every namespace (gc_thresh3 1024 by
+    // default): 5,000 entries overflow it and most packets to the synthetic peers would be dropped.
+    for (const node of nodeNetns) for (const r of SYNTHETIC_RANGES) mustRun(['ip', '-n', node, 'route', 'add', r, 'via', OWN_ADDRESS.split('/')[0]!, 'dev', UNDERLAY_IF]);
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PROCESS_JS], { stdio: ['pipe', 'pipe', 'inherit'] });
     const host = new ResponderHost(ns, child);
     host.write({ op: 'agents', agents, answer });
