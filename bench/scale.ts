@@ -5,7 +5,9 @@
 // resident memory; at the rotation size an IPsec key rotation with a ping between the real pair
 // (zero loss) and the rotation rule checked from published key ids and installed SAs. With
 // --encryption wireguard the lab runs WireGuard: the synthetic nodes publish X25519 public keys, a
-// key change is a new public key, and the rotation (IPsec's SPI rule) is skipped. Correctness
+// key change is a new public key, and the rotation (IPsec's SPI rule) is skipped; the synthetic
+// peers answer as live peers do (handshakes and health probes: scale/wireguard-responder.ts, in a
+// process and namespace of its own), unless --silent-peers. Correctness
 // failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -24,10 +26,14 @@ import type { HeapFigures } from '../src/util/heap-figures.js';
 import { exec, liveChildren, mustExec, sleep } from './proc.js';
 import { AgentView } from './scale/agent-view.js';
 import { agentLogPath } from '../src/lab/agents.js';
-import { SyntheticNodes, wireGuardPublicKey, type SyntheticEncryption } from './scale/synthetic-nodes.js';
-import { WG_DEVICE, WG_ENCRYPTION_KEY } from '../src/agent/wireguard-mode.js';
+import { SyntheticNodes, type SyntheticEncryption } from './scale/synthetic-nodes.js';
+import { ResponderHost } from './scale/responder-host.js';
+import { generatePrivateKey } from '../src/crypto/x25519.js';
+import type { WireGuardEncryptStatus } from '../src/agent/api.js';
+import { WIREGUARD_ENGINE_DROPS } from '../src/datapath/messages.js';
+import { WG_DEVICE, WG_ENCRYPTION_KEY, WG_PORT } from '../src/agent/wireguard-mode.js';
 
-const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--encryption ipsec|wireguard] [--smoke] [--out FILE] [--name CLUSTER]
+const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes N] [--events N] [--steady S] [--rotation-size N] [--encryption ipsec|wireguard] [--silent-peers] [--smoke] [--out FILE] [--name CLUSTER]
 
   --sizes        synthetic node counts, ascending (default 100,1000,5000); nodes are added between sizes
   --changes N    key changes timed per size (default 100; the p99 needs 100)
@@ -38,7 +44,10 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
   --rotation-size N
                  the size at which the IPsec rotation runs (default 1000)
   --encryption M ipsec (default) or wireguard: the lab's mode, and what the synthetic nodes publish; with
-                 wireguard a key change is a new public key, and the IPsec rotation is skipped (rotation: null)
+                 wireguard a key change is a new public key, and the IPsec rotation is skipped (rotation: null);
+                 the synthetic peers answer handshakes and health probes with their own keys, as live peers do
+                 (a responder process in veil-<cluster>_synthetic: its CPU is reported, not counted as the agent's)
+  --silent-peers with wireguard: the synthetic peers never answer (the responder only counts what reaches them)
   --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
   --out FILE     JSON results (default bench/results/scale-<date>.json; --smoke: none unless given)
   --name CLUSTER lab cluster name (default vs<pid>)
@@ -75,6 +84,8 @@ interface SizeFigures {
   steadyCompactions: Compactions;
   /** CPU of the agent's threads in each second of the window (ms): the periodic passes show as peaks. */
   steadyTimelineMs: number[];
+  /** WireGuard: the first agent's handshakes and probes over the steady window (wireGuardTraffic()). */
+  wireGuard?: WireGuardTraffic;
   /** When the steady window began (to place its costly seconds in the agents' logs). */
   steadyStartedAt: string;
   /** RSS over the steady window, sampled every second: median and peak. */
@@ -208,6 +219,8 @@ async function settleAfterBurst(agent: AgentView): Promise<Settling> {
 class ScaleLab {
   agents: AgentView[] = [];
   nodes: { name: string; netns: string; internalIP: string }[] = [];
+  /** WireGuard: the synthetic peers' responder (answering, or counting only). */
+  responder?: ResponderHost;
   private up = false;
   constructor(readonly cluster: string, readonly home: string, readonly encryption: SyntheticEncryption) {}
 
@@ -248,6 +261,7 @@ class ScaleLab {
   async destroy(): Promise<void> {
     if (!this.up) return;
     this.up = false;
+    this.responder?.stop();
     await this.veil(['uninstall']).catch(() => undefined);
     await mustExec([process.execPath, MAIN_JS, 'lab', 'down', '--name', this.cluster], 120_000, { ...process.env, VEIL_HOME: this.home })
       .catch((e) => console.error(`lab down failed: ${String(e)}`));
@@ -300,8 +314,9 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   /** A key change of one synthetic node in the lab's mode: what it publishes, and whether the real agent's datapath holds it yet. */
   const keyChange = async (name: string): Promise<{ what: string; publish: () => Promise<unknown>; arrived: () => Promise<boolean> } | undefined> => {
     if (wg) {
-      const want = wireGuardPublicKey();
-      return { what: 'public key', publish: () => sim.setPublicKey(name, want), arrived: async () => (await lab.wireGuardKey(name)) === want };
+      const key = generatePrivateKey();
+      const want = Buffer.from(key.publicKey).toString('base64');
+      return { what: 'public key', publish: () => sim.setPublicKey(name, key), arrived: async () => (await lab.wireGuardKey(name)) === want };
     }
     const boot = randomUUID();
     const ip = (await agent.sas(name)).peers[0]?.ip;
@@ -378,6 +393,8 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // whole cycles of the periodic work (resync passes every 30 s, one whole pass every 60 s, the
   // relist every 24-36 s). RSS read from /proc once a second (costs the agent nothing), the heaps
   // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
+  const traffic0 = wg ? await trafficNow(lab) : undefined;
+  if (traffic0) await sleep(1000); // that answer's cost (a list of every peer) is not the steady state's
   const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
   const steadyStartedAt = new Date().toISOString();
   console.log(`steady window from ${steadyStartedAt}`);
@@ -407,6 +424,9 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const steadyCpuPercent = steadyByThread.main + steadyByThread.worker + steadyByThread.helpers;
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
+  const traffic1 = wg ? await trafficNow(lab) : undefined;
+  const wireGuard = traffic0 && traffic1 ? wireGuardTraffic(traffic0, traffic1, lab.nodes[0]!.internalIP) : undefined;
+  if (wireGuard) console.log(`WireGuard over the window: ${JSON.stringify(wireGuard)}`);
   const live = await agent.memory(true);
   const mb = (b: number | undefined) => (b ?? 0) / 1e6;
   const mem = {
@@ -431,7 +451,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
     size, keyChange: wg ? 'publicKey' : 'bootID', convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
-    settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, ...mem, routes,
+    settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, wireGuard, ...mem, routes,
   };
 }
 
@@ -521,6 +541,71 @@ function machine(): Record<string, unknown> {
   return { nproc: cpus().length, cpu: model, kernel: release(), node: process.version, commit, load: readFileSync('/proc/loadavg', 'utf8').trim() };
 }
 
+/** The synthetic peers' responder, every real agent its peer (their public keys from their datapaths). */
+async function startResponder(lab: ScaleLab, answer: boolean): Promise<ResponderHost> {
+  const agents = [];
+  for (const [i, a] of lab.agents.entries()) agents.push({ publicKey: (await a.encryptStatus()).wireguard.interfaces[0]!['public-key'], address: lab.nodes[i]!.internalIP, port: WG_PORT });
+  console.log(`WireGuard: the synthetic peers ${answer ? 'answer handshakes and health probes' : 'never answer (--silent-peers)'}`);
+  return ResponderHost.start(lab.cluster, agents, lab.nodes.map((n) => n.netns), answer);
+}
+
+/** What the first agent and the responder counted so far (one GET /encrypt: every peer listed). */
+interface TrafficSample {
+  at: number;
+  status: WireGuardEncryptStatus;
+  responder: Awaited<ReturnType<ResponderHost['counts']>>;
+  responderCpuUs: number;
+}
+
+async function trafficNow(lab: ScaleLab): Promise<TrafficSample> {
+  const status = await lab.agents[0]!.encryptStatus();
+  const responder = await lab.responder!.counts();
+  return { at: performance.now(), status, responder, responderCpuUs: lab.responder!.cpuMicros() };
+}
+
+interface WireGuardTraffic {
+  seconds: number;
+  /** The first agent's probes sent and acked, a second (its prober: health-prober.ts). */
+  probesSentPerS: number;
+  probesAckedPerS: number;
+  /** Its peers with an ack at the end (of all it probes). */
+  peersAcked: number;
+  peersProbed: number;
+  /** Its packets staged for a handshake, and dropped because one never completed, a second. */
+  stagedPerS: number;
+  handshakeGaveUpPerS: number;
+  /** Initiations from it that reached the synthetic peers, and transport datagrams, a second. */
+  initiationsPerS: number;
+  transportPerS: number;
+  /** The responder: handshake responses sent (to both agents) and probes answered, a second; its own CPU (% of a core, not the agent's). */
+  responderResponsesPerS: number;
+  responderProbesPerS: number;
+  responderCpuPercent: number;
+  /** Its engine's and core's drops over the window, by reason (the non-zero ones). */
+  drops: Record<string, number>;
+}
+
+/** agentIP: the first agent's underlay address (the synthetic peers count by sender). */
+function wireGuardTraffic(a: TrafficSample, b: TrafficSample, agentIP: string): WireGuardTraffic {
+  const s = (b.at - a.at) / 1000;
+  const rate = (x: number, y: number) => Math.round(((y - x) / s) * 10) / 10;
+  const sum = (st: WireGuardEncryptStatus, f: 'sent' | 'acked') => (st.probes ?? []).reduce((n, p) => n + p[f], 0);
+  const from = (t: TrafficSample) => t.responder.bySource[agentIP] ?? { initiations: 0, transport: 0 };
+  return {
+    seconds: Math.round(s * 10) / 10,
+    probesSentPerS: rate(sum(a.status, 'sent'), sum(b.status, 'sent')), probesAckedPerS: rate(sum(a.status, 'acked'), sum(b.status, 'acked')),
+    peersAcked: (b.status.probes ?? []).filter((p) => p.acked > 0).length, peersProbed: (b.status.probes ?? []).length,
+    stagedPerS: rate(a.status.counters.staged, b.status.counters.staged), handshakeGaveUpPerS: rate(a.status.drops.handshakeGaveUp, b.status.drops.handshakeGaveUp),
+    initiationsPerS: rate(from(a).initiations, from(b).initiations), transportPerS: rate(from(a).transport, from(b).transport),
+    responderResponsesPerS: rate(a.responder.handshakeResponses, b.responder.handshakeResponses), responderProbesPerS: rate(a.responder.probesAnswered, b.responder.probesAnswered),
+    responderCpuPercent: Math.round(((b.responderCpuUs - a.responderCpuUs) / (s * 1e6)) * 1e4) / 100,
+    drops: Object.fromEntries([
+      ...WIREGUARD_ENGINE_DROPS.map((k) => [k, b.status.counters[k] - a.status.counters[k]] as const),
+      ...Object.entries(b.status.drops).map(([k, v]) => [k, v - (a.status.drops[k as keyof typeof a.status.drops] ?? 0)] as const),
+    ].filter(([, v]) => v !== 0)),
+  };
+}
+
 /** The agents' logs (before the lab and its home go). */
 function copyAgentLogs(lab: ScaleLab, dir: string): void {
   mkdirSync(dir, { recursive: true });
@@ -538,7 +623,7 @@ async function main(): Promise<number> {
     options: {
       sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
       smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' }, encryption: { type: 'string' },
+      'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' }, encryption: { type: 'string' }, 'silent-peers': { type: 'boolean' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -589,6 +674,10 @@ async function main(): Promise<number> {
     await lab.create();
     const spi = wg ? WG_ENCRYPTION_KEY : ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
     sim = await SyntheticNodes.open(lab.cluster, spi, encryption);
+    if (wg) {
+      const responder = lab.responder = await startResponder(lab, !values['silent-peers']);
+      sim.onKeys = (keys) => responder.set(keys);
+    }
     if (wg) console.log('WireGuard: the IPsec key rotation (its SPI rule) is IPsec-only: skipped (rotation: null in the JSON)');
     for (const size of sizes) {
       if (!wg && rotationSize < size && !rot) {
@@ -613,7 +702,7 @@ async function main(): Promise<number> {
   }
   await cleanup();
 
-  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize: wg ? null : rotationSize, encryption }, sizes: figures, rotation: rot ?? null, failures };
+  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize: wg ? null : rotationSize, encryption, peers: wg ? (values['silent-peers'] ? 'silent' : 'answering') : undefined }, sizes: figures, rotation: rot ?? null, failures };
   printTable(figures, rot);
   const out = values.out ?? (smoke ? undefined : join(ROOT, 'bench/results', `scale-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`));
   if (out) { mkdirSync(dirname(out), { recursive: true }); writeFileSync(out, JSON.stringify(result, null, 2) + '\n'); console.log(`results: ${out}`); }

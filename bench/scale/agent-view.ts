@@ -36,9 +36,14 @@ export class AgentView {
     return this.get(`/ipsec/sas?${q}`);
   }
 
-  /** The WireGuard datapath's peers (GET /encrypt, as `veil encrypt status`): each peer's node name and public key. */
+  /** The WireGuard datapath's status (GET /encrypt, as `veil encrypt status`): every peer listed, its counters and probes. */
+  encryptStatus(): Promise<WireGuardEncryptStatus> {
+    return this.get<WireGuardEncryptStatus>(AGENT_API.encrypt);
+  }
+
+  /** The WireGuard datapath's peers: each peer's node name and public key. */
   async wireGuardPeers(): Promise<{ node?: string; publicKey: string }[]> {
-    const st = await this.get<WireGuardEncryptStatus>(AGENT_API.encrypt);
+    const st = await this.encryptStatus();
     return (st.wireguard.interfaces[0]?.peers ?? []).map((p) => ({ node: p.node, publicKey: p['public-key'] }));
   }
 

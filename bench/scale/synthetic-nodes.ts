@@ -32,10 +32,17 @@ export function syntheticAddresses(i: number): SyntheticAddresses {
   };
 }
 
-/** A fresh X25519 public key in standard base64, as a WireGuard agent publishes its own. */
-export function wireGuardPublicKey(): string {
-  return Buffer.from(generatePrivateKey().publicKey).toString('base64');
+/** A synthetic WireGuard node's static key: what it answers handshakes with (wireguard-responder.ts). */
+export interface SyntheticKey {
+  name: string;
+  address: string;
+  privateKey: Uint8Array;
 }
+
+/** Told each synthetic node's private key before its public key is published (awaited). */
+export type KeyListener = (keys: SyntheticKey[]) => Promise<unknown>;
+
+const base64 = (key: Uint8Array) => Buffer.from(key).toString('base64');
 
 /** Which encryption the synthetic agents run: what they publish (the real agents' mode). */
 export type SyntheticEncryption = 'ipsec' | 'wireguard';
@@ -46,6 +53,9 @@ export class SyntheticNodes {
   private readonly objects = new Map<string, RegistryObject>();
   /** When each node's current encryption key id was accepted by etcd (ms, this process's clock). */
   readonly spiPublishedAt = new Map<string, Map<number, number>>();
+
+  /** WireGuard: where each node's private key goes (the answering peers), if anywhere. */
+  onKeys?: KeyListener;
 
   private constructor(readonly cluster: string, private readonly client: Etcd3, private readonly lease: Lease, private readonly leaseId: string, private spi: number, readonly encryption: SyntheticEncryption) {}
 
@@ -79,13 +89,16 @@ export class SyntheticNodes {
     const now = new Date().toISOString();
     const nodes: RegistryObject[] = [];
     const leases: RegistryObject[] = [];
+    const keys: SyntheticKey[] = [];
     for (let i = from; i < to; i++) {
       const name = syntheticName(i);
       const a = syntheticAddresses(i);
       const bootID = randomUUID();
       const wg = this.encryption === 'wireguard';
+      const key = wg ? generatePrivateKey() : undefined;
+      if (key) keys.push({ name, address: a.internalIP, privateKey: key.raw });
       const obj: RegistryObject = {
-        kind: 'Node', metadata: { name, creationTimestamp: now, labels: { 'veil.io/synthetic': 'true' }, annotations: wg ? { [WG_PUBKEY_ANNOTATION]: wireGuardPublicKey() } : {} },
+        kind: 'Node', metadata: { name, creationTimestamp: now, labels: { 'veil.io/synthetic': 'true' }, annotations: key ? { [WG_PUBKEY_ANNOTATION]: base64(key.publicKey) } : {} },
         spec: { ...a, underlayInterface: 'eth0', underlayPrefix: 16, mtu: 1500, index: 1000 + i, encryption: { key: wg ? WG_ENCRYPTION_KEY : this.spi } },
         status: { agent: { ready: true, pid: 100_000 + i, bootID, startedAt: now, health: { state: 'Ok', problems: [] }, encryption: wg ? { mode: 'Wireguard', device: WG_DEVICE, detail: '' } : { mode: 'IPsec', device: 'veil_ipsec0', detail: '' } } },
       };
@@ -94,6 +107,7 @@ export class SyntheticNodes {
       nodes.push(obj);
       leases.push({ kind: 'Lease', metadata: { name, creationTimestamp: now }, spec: { node: name, pid: 100_000 + i, bootID, startedAt: now, renewTime: now, ttlSeconds: 30 } });
     }
+    if (keys.length) await this.onKeys?.(keys);
     await this.putAll(leases, true); // alive first: a node is a peer once both are there
     await this.putAll(nodes, false);
     return Date.now();
@@ -107,12 +121,17 @@ export class SyntheticNodes {
     return bootID;
   }
 
-  /** The node's WireGuard agent publishes a new public key (a new key pair, as after its state was lost). Resolves when etcd accepted it. */
-  async setPublicKey(name: string, key = wireGuardPublicKey()): Promise<string> {
+  /**
+   * The node's WireGuard agent publishes a new public key (a new key pair, as after its state was
+   * lost): its private key goes to onKeys first. Resolves with the public key (base64) when etcd accepted it.
+   */
+  async setPublicKey(name: string, key = generatePrivateKey()): Promise<string> {
     const obj = this.mustGet(name);
-    obj.metadata.annotations = { ...obj.metadata.annotations, [WG_PUBKEY_ANNOTATION]: key };
+    const pub = base64(key.publicKey);
+    await this.onKeys?.([{ name, address: String(obj.spec!['internalIP']), privateKey: key.raw }]);
+    obj.metadata.annotations = { ...obj.metadata.annotations, [WG_PUBKEY_ANNOTATION]: pub };
     await this.putAll([obj], false);
-    return key;
+    return pub;
   }
 
   /** The node's agent publishes a new IPsec key id (it installed the inbound SAs first, as real agents do). */
