@@ -57,8 +57,8 @@ export interface DeviceOptions {
   keylog?: boolean;
   /**
    * Handshake messages a second above which the device is under load (mac2 required, per-source
-   * rate limits; see handshake-limiter.ts). Default LOAD_THRESHOLD (100); benchmarks of raw
-   * handshake cost pass Infinity.
+   * rate limits; see handshake-limiter.ts) with few peers: more peers raise it (their own rekeys).
+   * Default LOAD_THRESHOLD (100); benchmarks of raw handshake cost pass Infinity.
    */
   handshakeLoadThreshold?: number;
 }
@@ -414,12 +414,12 @@ export class Device implements PeerHost {
 
   /**
    * Admission before any parsing or crypto, device-wide only: under load (the caller's flag, or more
-   * than LOAD_THRESHOLD handshake messages a second), once the cookie-reply budget is spent a message
+   * handshake messages a second than the limiter's threshold for this many peers), once the cookie-reply budget is spent a message
    * without mac2 (it could only earn a cookie reply) is dropped unread. Nothing here is charged to a
    * source address: a forged message carries any address it likes (see checkMacs).
    */
   private admitHandshake(datagram: Uint8Array, source: Endpoint, now: number, out: Action[]): boolean {
-    const loaded = this.limiter.arrive(now) || this.underLoad;
+    const loaded = this.limiter.arrive(now, this.peerCount) || this.underLoad;
     this.loaded = loaded;
     if (loaded && this.limiter.cookieBudgetSpent(now) && noMac2(datagram)) {
       this.dropped('handshakeRateLimited', null, out);

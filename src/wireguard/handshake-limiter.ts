@@ -1,7 +1,8 @@
 // Admission control for handshake messages, so that a flood of them cannot take the CPU that
 // established sessions need (the kernel's ratelimiter.c and its under-load test, sans-I/O):
-//  - load: more than LOAD_THRESHOLD handshake messages in the current or the previous second
-//    puts the device under load at once (no waiting for a window to close);
+//  - load: more than LOAD_THRESHOLD handshake messages (more with many peers: their own rekeys)
+//    in the current or the previous second puts the device under load at once (no waiting for a
+//    window to close);
 //  - cookie replies, under load: a device-wide budget (COOKIE_REPLY_RATE/s), so that a flood
 //    from many addresses costs at most that many replies a second; once it is spent, a message
 //    without mac2 (which could only earn a cookie reply) is dropped before any MAC is computed;
@@ -12,8 +13,23 @@
 //    is refused before it can spend that address's budget.
 // Every decision reads only the `now` passed in.
 
-/** Handshake messages per second above which the device is under load. */
+/** Handshake messages per second above which the device is under load (a device with few peers). */
 export const LOAD_THRESHOLD = 100;
+/**
+ * Peers whose own rekeys may bring one handshake message a second without meaning load. Each
+ * session is renewed every REKEY_AFTER_TIME (120 s) from either side: ~2 messages in per peer per
+ * 120 s, and sessions made together (a cluster's start) come due together. At 5,000 peers a fixed
+ * 100 a second was crossed by the cluster's own rekeys: responses dropped for mac2, every one a
+ * cookie round trip and a retry 5 s later (the scale bench, session 29). So the threshold is
+ * max(LOAD_THRESHOLD, peers / PEERS_PER_MESSAGE_PER_SECOND): 333 a second at 5,000 peers, ~4x the
+ * steady rate; a flood still meets it (and what it admits is bounded by the per-source rate).
+ */
+export const PEERS_PER_MESSAGE_PER_SECOND = 15;
+
+/** Handshake messages a second above which a device with this many peers is under load. */
+export function handshakeLoadThreshold(peers: number, base = LOAD_THRESHOLD): number {
+  return Math.max(base, peers / PEERS_PER_MESSAGE_PER_SECOND);
+}
 /** Handshake messages per second one source address may have processed under load (as the kernel's ratelimiter). */
 export const PER_SOURCE_RATE = 20;
 export const PER_SOURCE_BURST = 5;
@@ -51,15 +67,16 @@ export class HandshakeLimiter {
   private readonly sources = new Map<string, Bucket>();
   private readonly cookies: Bucket = { tokens: COOKIE_REPLY_RATE, at: 0 };
 
-  /** Counts one handshake message; true when the device is under load. */
-  arrive(now: number): boolean {
+  /** Counts one handshake message; true when the device is under load. peers: how many the device has. */
+  arrive(now: number, peers = 0): boolean {
     if (now - this.windowStart >= 1000) {
       this.inPreviousWindow = now - this.windowStart < 2000 ? this.inWindow : 0;
       this.windowStart = now;
       this.inWindow = 0;
     }
     this.inWindow++;
-    return this.inWindow > this.threshold || this.inPreviousWindow > this.threshold;
+    const threshold = handshakeLoadThreshold(peers, this.threshold);
+    return this.inWindow > threshold || this.inPreviousWindow > threshold;
   }
 
   /** Under load: may this source address have one more handshake message processed? */

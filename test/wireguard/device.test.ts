@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pair, ipv4Packet, EP_A, EP_B } from './harness.js';
+import { PEERS_PER_MESSAGE_PER_SECOND, handshakeLoadThreshold } from '../../src/wireguard/handshake-limiter.js';
 import { generatePrivateKey, aeadSeal, aeadOpen, counterNonce, isAllZero } from '../../src/crypto/index.js';
 import {
   Device, REKEY_AFTER_MESSAGES, REJECT_AFTER_MESSAGES, MESSAGE_TRANSPORT_HEADER_SIZE, writeTransportHeader,
@@ -550,6 +551,29 @@ test('peers share slab chunks: a removed peer keeps its own bytes, its slot serv
   // The pair's own peers, sharing chunks with all these, still handshake and carry data.
   p.send('a', ipv4Packet('after churn'));
   assert.deepEqual(p.tunnel.b, [ipv4Packet('after churn')]);
+});
+
+test('many peers raise the load threshold: 5,000 peers\' own rekeys (200 initiations in a second) are worked on, not answered with cookies; a flood past the raised threshold still is', () => {
+  const p = new Pair();
+  for (let i = 0; i < 5000; i++) p.b.addPeer({ publicKey: generatePrivateKey().publicKey, endpoint: null });
+  assert.equal(p.b.peerCount, 5001);
+  assert.equal(handshakeLoadThreshold(p.b.peerCount), 5001 / PEERS_PER_MESSAGE_PER_SECOND);
+  const stranger = () => new Device({ privateKey: generatePrivateKey().raw });
+  const inits = Array.from({ length: 400 }, () => {
+    const c = stranger();
+    const a = c.initiateHandshake(c.addPeer({ publicKey: p.b.publicKey, endpoint: EP_B }), p.now).find((x) => x.kind === 'network')!;
+    assert.ok(a.kind === 'network');
+    return a.datagram;
+  });
+  const from = { address: '198.51.100.9', port: 40000 };
+  for (const d of inits.slice(0, 200)) p.b.decapsulate(d, from, p.now);
+  const drops = p.b.stats.drops;
+  assert.equal(drops.handshakeForUnknownKey, 200, 'all 200 worked on');
+  assert.equal(drops.mac2Required, 0, 'no cookie asked for');
+  // Past 5,001 / 15 = 333 in the same second the device is under load, as with few peers past 100.
+  for (const d of inits.slice(200)) p.b.decapsulate(d, from, p.now);
+  assert.equal(drops.handshakeForUnknownKey, 333);
+  assert.equal(drops.mac2Required, 67);
 });
 
 test('handshake flood: past 100 a second the device is under load; cookie replies within a device-wide budget, a source that proves its address (mac2) gets only its own rate, a real peer gets through', () => {
