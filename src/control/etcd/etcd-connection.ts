@@ -98,15 +98,30 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
 }
 
 /**
+ * etcd refused a call because the auth store changed between the call's check and its apply (a
+ * user or role was added meanwhile, or the member that took the call had not yet applied the last
+ * auth change): nothing was applied, and the same call again succeeds. etcd's own Go client retries
+ * it; etcd3 (npm) only retries an invalid token.
+ */
+export function isOldAuthRevision(e: unknown): boolean {
+  return /revision of auth store is old/.test((e as Error)?.message ?? '');
+}
+
+/** The errors a call is retried on (up to 3 times after it failed): etcd3's recoverable ones, and an old auth revision. */
+export function isRetriedEtcdError(e: Error): boolean {
+  return etcd3().isRecoverableError(e) || isOldAuthRevision(e);
+}
+
+/**
  * etcd3's defaults, but an endpoint that failed 3 times in a row is skipped for 1 s rather than 5
  * (with one endpoint, or all of them down a moment, the client would otherwise refuse every call
- * for 5 s after etcd came back), by a breaker that never makes a call wait (endpoint-breaker.ts).
+ * for 5 s after etcd came back), by a breaker that never makes a call wait (endpoint-breaker.ts),
+ * and a call refused for an old auth revision is made again (isOldAuthRevision).
  */
-function faultHandling(): IOptions['faultHandling'] {
+export function faultHandling(): NonNullable<IOptions['faultHandling']> {
   const { handleWhen, retry } = faultPolicies();
-  const { isRecoverableError } = etcd3();
   return {
     host: () => endpointBreaker(),
-    global: retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
+    global: retry(handleWhen(isRetriedEtcdError), { maxAttempts: 3 }),
   };
 }
