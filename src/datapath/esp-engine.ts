@@ -592,7 +592,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     const canonical = (p: string) => { const c = parseCidr(p); return formatCidr({ ...c, bytes: maskAddress(c.bytes, c.prefixLength) }); };
     for (const e of this.allowed.entries()) {
       const st = e.value, prefix = formatCidr(e.cidr);
-      if (this.peers.get(st.ip) !== st || !listOf(st.prefixes).some((p) => canonical(this.prefixText(p)) === prefix)) this.allowed.remove(e.cidr);
+      if (this.peers.get(st.ip) !== st || !listOf(st.prefixes).some((p) => canonical(this.allowed.textOf(p)) === prefix)) this.allowed.remove(e.cidr);
     }
   }
 
@@ -607,7 +607,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       for (const sa of this.inbound.ofSource(ip)) this.dropInbound(sa); // before its peer state, where they hang
       const st = this.peers.get(ip);
       if (st) {
-        this.releasePrefixes(st, listOf(st.prefixes));
+        this.allowed.releaseRefs(st, listOf(st.prefixes));
         for (const sa of listOf(st.outbound)) this.retireOutbound(sa);
         this.peers.delete(ip);
         this.ipSlab(st.ipSlot < 0 ? 6 : 4).release(st.ipSlot < 0 ? ~st.ipSlot : st.ipSlot);
@@ -661,7 +661,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const held: PrefixRef[] = [], handles: number[] = [];
       for (const p of want) held.push(this.hold(st, p, handles)); // add first, then remove: a prefix is never without an owner while it moves
       // those whose trie entry it did not just hold (one held again in another spelling stays)
-      this.releasePrefixes(st, listOf(st.prefixes).filter((p) => !handles.includes(typeof p === 'number' ? p : this.allowed.handleOf(p) ?? NaN)));
+      this.allowed.releaseRefs(st, this.allowed.refsOutside(listOf(st.prefixes), handles));
       st.prefixes = oneOrMore(held);
     }
     this.reserveAll(created);
@@ -688,7 +688,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const st of this.peers.values()) {
       d.peer(st.ip, st.active?.spi ?? 0);
       for (const sa of listOf(st.outbound)) d.sa('o', st.ip, sa.spi, sa.transform);
-      for (const p of listOf(st.prefixes)) if (this.owns(st, p)) { d.prefix(this.prefixText(p), st.ip); owned++; }
+      for (const p of listOf(st.prefixes)) if (this.owns(st, p)) { d.prefix(this.allowed.textOf(p), st.ip); owned++; }
     }
     for (const sa of this.inbound.all()) d.sa('i', sa.src, sa.spi, sa.transform);
     if (owned !== this.allowed.size) d.stray(`${this.allowed.size - owned} allowed-ips entries no peer owns`);
@@ -726,22 +726,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
   }
 
-  /** The prefix a peer lists, as text. */
-  private prefixText(p: PrefixRef): string {
-    return typeof p === 'number' ? this.allowed.prefixAt(p) : p;
-  }
-
   /** The peer owns the trie's entry of the prefix it lists (another peer may have taken it). */
   private owns(st: PeerState, p: PrefixRef): boolean {
-    return (typeof p === 'number' ? this.allowed.valueAt(p) : this.allowed.get(p)) === st;
-  }
-
-  /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
-  private releasePrefixes(st: PeerState, prefixes: PrefixRef[]): void {
-    for (const p of prefixes) {
-      if (!this.owns(st, p)) continue;
-      if (typeof p === 'number') this.allowed.removeAt(p); else this.allowed.remove(p);
-    }
+    return this.allowed.valueOfRef(p) === st;
   }
 
   /**
@@ -770,7 +757,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
       peerCount: this.peers.size, aeadContexts: this.contexts.count, marksPending: this.outPending.size + this.inPending.size,
-      peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.owns(p, x)).map((x) => this.prefixText(x)) })),
+      peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.owns(p, x)).map((x) => this.allowed.textOf(x)) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
@@ -785,7 +772,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const spec = (sa: OutboundSa | InboundSa, i: number) => ({ spi: sa.spi, transform: packed[i]! });
       return {
         // no name kept: the next agent's own specs name it (its first pass sends them)
-        name: p.ip, ip: p.ip, allowedIPs: listOf(p.prefixes).map((x) => this.prefixText(x)), outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
+        name: p.ip, ip: p.ip, allowedIPs: listOf(p.prefixes).map((x) => this.allowed.textOf(x)), outbound: outbound.map(spec), activeSpi: p.active?.spi ?? 0,
         inbound: inbound.map((sa, i) => spec(sa, outbound.length + i)),
       };
     });

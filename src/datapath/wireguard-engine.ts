@@ -466,7 +466,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const p of gone) {
       const r = this.records.get(p);
       if (r) {
-        this.releasePrefixes(p, r.prefixes);
+        this.allowed.releaseRefs(p, r.prefixes);
         relabel(this.byName, p, r.name, undefined);
         relabel(this.givenKey, p, r.givenKey, undefined);
         this.records.delete(p);
@@ -488,7 +488,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const refs: PrefixRef[] = new Array(want.size), handles: number[] = [];
       let k = 0;
       for (const pfx of want) refs[k++] = this.hold(peer, pfx, handles);
-      this.releasePrefixes(peer, have.filter((p) => !handles.includes(typeof p === 'number' ? p : this.allowed.handleOf(p) ?? NaN)));
+      this.allowed.releaseRefs(peer, this.allowed.refsOutside(have, handles));
       r.prefixes = refs;
     }
     return { peers: this.device.peerCount };
@@ -518,32 +518,27 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
   }
 
-  /** Drops the peer's own entries among these prefixes (another peer may own one by now). */
-  private releasePrefixes(peer: Peer, prefixes: PrefixRef[]): void {
-    for (const p of prefixes) if (this.allowed.valueOfRef(p) === peer) this.allowed.removeRef(p);
-  }
-
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
   private packetsOf(peer: Peer): PeerRecord {
     return this.records.get(peer) ?? new PeerRecord(peer);
   }
 
   private status(): WireGuardEngineStatus {
-    const peers = [...this.device.peers()].map((p): WireGuardPeerStatus => ({
-      name: this.packetsOf(p).name ?? null,
+    const peers = [...this.device.peers()].map((p): WireGuardPeerStatus => { const r = this.packetsOf(p); return {
+      name: r.name ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
-      allowedIPs: this.packetsOf(p).prefixes.filter((x) => this.allowed.valueOfRef(x) === p).map((x) => this.allowed.textOf(x)),
+      allowedIPs: r.prefixes.filter((x) => this.allowed.valueOfRef(x) === p).map((x) => this.allowed.textOf(x)),
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs,
       rxBytes: p.stats.rxBytes,
       txBytes: p.stats.txBytes,
-      rxPackets: this.packetsOf(p).rx,
-      txPackets: this.packetsOf(p).tx,
+      rxPackets: r.rx,
+      txPackets: r.tx,
       keypairs: [p.current, p.previous, p.next].filter((k) => k && k.isAlive).length,
       persistentKeepalive: p.persistentKeepalive,
       nextPublicKey: p.nextPublicKey ? Buffer.from(p.nextPublicKey).toString('base64') : null,
       onCurrentKey: this.device.peerOnCurrentKey(p),
-    }));
+    }; });
     return {
       publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers, aeadContexts: this.contexts.count,
       counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
@@ -552,11 +547,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
   exportState(now: number): WireGuardEngineState {
-    const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => ({
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: this.packetsOf(p).prefixes.map((x) => this.allowed.textOf(x)),
-      persistentKeepalive: p.persistentKeepalive, ...(this.packetsOf(p).name !== undefined ? { name: this.packetsOf(p).name! } : {}),
+    const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => { const r = this.packetsOf(p); return {
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: r.prefixes.map((x) => this.allowed.textOf(x)),
+      persistentKeepalive: p.persistentKeepalive, ...(r.name !== undefined ? { name: r.name } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
-    }));
+    }; });
     return { peers, sessions: exportSessions(this.device, now) };
   }
 

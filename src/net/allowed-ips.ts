@@ -343,6 +343,19 @@ export class AllowedIps<T> {
     return typeof p === 'number' ? this.removeAt(p) : this.remove(p);
   }
 
+  /** Removes those of a holder's prefixes that still map to it (another holder may own one by now). */
+  releaseRefs(holder: T, refs: readonly PrefixRef[]): void {
+    for (const p of refs) if (this.valueOfRef(p) === holder) this.removeRef(p);
+  }
+
+  /**
+   * A holder's earlier prefixes whose trie entry is none of `handles` (those it just held again):
+   * what it let go. One held again in another spelling is the same entry and stays.
+   */
+  refsOutside(refs: readonly PrefixRef[], handles: readonly number[]): PrefixRef[] {
+    return refs.filter((p) => !handles.includes(typeof p === 'number' ? p : this.handleOf(p) ?? NaN));
+  }
+
   /** The value of the longest prefix containing the family-sized address at buf[off..]. */
   lookup(buf: Uint8Array, off: number, family: IpFamily): T | undefined {
     return family === 4 ? this.#v4.lookup4(buf, off) : this.#v6.lookup6(buf, off);
