@@ -10,7 +10,7 @@ import type { Endpoint } from '../../src/wireguard/endpoint.js';
 import type { Action } from '../../src/wireguard/actions.js';
 import type { Peer } from '../../src/wireguard/peer.js';
 import { MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE } from '../../src/wireguard/constants.js';
-import { HEALTH_PORT } from '../../src/agent/health-prober.js';
+import { HEALTH_PORT, ackOfProbe } from '../../src/agent/health-prober.js';
 import { IPPROTO, internetChecksum, pseudoHeaderSum, writeIpv4HeaderChecksum } from '../../src/net/ip-packet.js';
 
 /** A real agent: its static public key and its WireGuard endpoint (internalIP:WG_PORT). */
@@ -50,7 +50,6 @@ interface Synthetic {
   device: Device;
 }
 
-const PROBE = 'veil-probe ';
 const IPV4_HEADER = 20;
 const UDP_HEADER = 8;
 
@@ -149,11 +148,9 @@ export function probeAck(packet: Uint8Array, node: string): Uint8Array | null {
   if ((b.readUInt16BE(6) & 0x3fff) !== 0) return null; // a fragment
   const total = b.readUInt16BE(2);
   if (total > b.length || b.readUInt16BE(IPV4_HEADER + 2) !== HEALTH_PORT) return null;
-  const text = b.toString('latin1', IPV4_HEADER + UDP_HEADER, total);
-  if (!text.startsWith(PROBE)) return null;
-  const parts = text.split(' ');
-  if (parts.length !== 4) return null;
-  const payload = Buffer.from(`veil-ack ${node} ${parts[2]} ${parts[3]}`, 'latin1');
+  const ack = ackOfProbe(b.toString('latin1', IPV4_HEADER + UDP_HEADER, total).split(' '), node);
+  if (ack === null) return null;
+  const payload = Buffer.from(ack, 'latin1');
   const len = IPV4_HEADER + UDP_HEADER + payload.length;
   const r = Buffer.alloc(len);
   r[0] = 0x45;

@@ -25,6 +25,14 @@ export interface PeerHealth {
   rttMs: number | null;
 }
 
+/**
+ * The ack a node sends for a probe (the probe's text split at spaces: `veil-probe <node> <seq>
+ * <sentMs>`): `veil-ack <this node> <seq> <sentMs>`; null when it is not a probe.
+ */
+export function ackOfProbe(parts: readonly string[], node: string): string | null {
+  return parts[0] === 'veil-probe' && parts.length === 4 ? `veil-ack ${node} ${parts[2]} ${parts[3]}` : null;
+}
+
 /** A peer to probe at its pod gateway; an external one (a Peer object, no agent there to answer) is not probed. */
 export interface ProbeTarget {
   name: string;
@@ -135,8 +143,9 @@ export class HealthProber {
   private onMessage(msg: Buffer, address: string, port: number): void {
     const text = msg.toString('latin1', 0, Math.min(msg.length, 200));
     const parts = text.split(' ');
-    if (parts[0] === 'veil-probe' && parts.length === 4) {
-      this.socket?.send(Buffer.from(`veil-ack ${this.nodeName} ${parts[2]} ${parts[3]}`), port, address, () => undefined);
+    const ack = ackOfProbe(parts, this.nodeName);
+    if (ack !== null) {
+      this.socket?.send(Buffer.from(ack), port, address, () => undefined);
     } else if (parts[0] === 'veil-ack' && parts.length === 4) {
       const slot = this.probed.slotOf(address);
       const sentAt = Number(parts[3]);
