@@ -7,7 +7,8 @@
 // --encryption wireguard the lab runs WireGuard: the synthetic nodes publish X25519 public keys, a
 // key change is a new public key, and the rotation (IPsec's SPI rule) is skipped; the synthetic
 // peers answer as live peers do (handshakes and health probes: scale/wireguard-responder.ts, in a
-// process and namespace of its own), unless --silent-peers. Correctness
+// process of its own), unless --silent-peers. In both modes the synthetic addresses belong to a
+// namespace of their own that the real nodes route them through (scale/synthetic-underlay.ts). Correctness
 // failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -28,6 +29,7 @@ import { AgentView } from './scale/agent-view.js';
 import { agentLogPath } from '../src/lab/agents.js';
 import { SyntheticNodes, type SyntheticEncryption } from './scale/synthetic-nodes.js';
 import { ResponderHost } from './scale/responder-host.js';
+import { SyntheticUnderlay } from './scale/synthetic-underlay.js';
 import { generatePrivateKey } from '../src/crypto/x25519.js';
 import type { WireGuardEncryptStatus } from '../src/agent/api.js';
 import { WIREGUARD_ENGINE_DROPS } from '../src/datapath/messages.js';
@@ -219,7 +221,9 @@ async function settleAfterBurst(agent: AgentView): Promise<Settling> {
 class ScaleLab {
   agents: AgentView[] = [];
   nodes: { name: string; netns: string; internalIP: string }[] = [];
-  /** WireGuard: the synthetic peers' responder (answering, or counting only). */
+  /** The synthetic nodes' namespace, which owns their addresses (both modes). */
+  underlay?: SyntheticUnderlay;
+  /** WireGuard: the synthetic peers' responder in it (answering, or counting only). */
   responder?: ResponderHost;
   private up = false;
   constructor(readonly cluster: string, readonly home: string, readonly encryption: SyntheticEncryption) {}
@@ -262,6 +266,7 @@ class ScaleLab {
     if (!this.up) return;
     this.up = false;
     this.responder?.stop();
+    this.underlay?.destroy();
     await this.veil(['uninstall']).catch(() => undefined);
     await mustExec([process.execPath, MAIN_JS, 'lab', 'down', '--name', this.cluster], 120_000, { ...process.env, VEIL_HOME: this.home })
       .catch((e) => console.error(`lab down failed: ${String(e)}`));
@@ -546,7 +551,7 @@ async function startResponder(lab: ScaleLab, answer: boolean): Promise<Responder
   const agents = [];
   for (const [i, a] of lab.agents.entries()) agents.push({ publicKey: (await a.encryptStatus()).wireguard.interfaces[0]!['public-key'], address: lab.nodes[i]!.internalIP, port: WG_PORT });
   console.log(`WireGuard: the synthetic peers ${answer ? 'answer handshakes and health probes' : 'never answer (--silent-peers)'}`);
-  return ResponderHost.start(lab.cluster, agents, lab.nodes.map((n) => n.netns), answer);
+  return ResponderHost.start(lab.underlay!, agents, answer);
 }
 
 /** What the first agent and the responder counted so far (one GET /encrypt: every peer listed). */
@@ -674,6 +679,7 @@ async function main(): Promise<number> {
     await lab.create();
     const spi = wg ? WG_ENCRYPTION_KEY : ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
     sim = await SyntheticNodes.open(lab.cluster, spi, encryption);
+    lab.underlay = SyntheticUnderlay.create(lab.cluster, lab.nodes.map((n) => n.netns));
     if (wg) {
       const responder = lab.responder = await startResponder(lab, !values['silent-peers']);
       sim.onKeys = (keys) => responder.set(keys);
