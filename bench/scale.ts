@@ -7,8 +7,10 @@
 // --encryption wireguard the lab runs WireGuard: the synthetic nodes publish X25519 public keys, a
 // key change is a new public key, and the rotation (IPsec's SPI rule) is skipped; the synthetic
 // peers answer as live peers do (handshakes and health probes: scale/wireguard-responder.ts, in a
-// process of its own), unless --silent-peers. In both modes the synthetic addresses belong to a
-// namespace of their own that the real nodes route them through (scale/synthetic-underlay.ts). Correctness
+// process of its own), unless --silent-peers; in IPsec mode they answer health probes with keys
+// derived as agents derive them (scale/esp-responder.ts). In both modes the synthetic addresses
+// belong to a namespace of their own that the real nodes route them through
+// (scale/synthetic-underlay.ts). Correctness
 // failures make it exit 1 (the CI smoke run at 200 nodes asserts them); timings are only reported.
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -47,9 +49,10 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
                  the size at which the IPsec rotation runs (default 1000)
   --encryption M ipsec (default) or wireguard: the lab's mode, and what the synthetic nodes publish; with
                  wireguard a key change is a new public key, and the IPsec rotation is skipped (rotation: null);
-                 the synthetic peers answer handshakes and health probes with their own keys, as live peers do
-                 (a responder process in veil-<cluster>_synthetic: its CPU is reported, not counted as the agent's)
-  --silent-peers with wireguard: the synthetic peers never answer (the responder only counts what reaches them)
+                 the synthetic peers answer (WireGuard: handshakes and health probes with their own keys; IPsec:
+                 health probes, keys derived as agents derive them), as live peers do (a responder process in
+                 veil-<cluster>_synthetic: its CPU is reported, not counted as the agent's)
+  --silent-peers the synthetic peers never answer (the responder only counts what reaches them)
   --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
   --out FILE     JSON results (default bench/results/scale-<date>.json; --smoke: none unless given)
   --name CLUSTER lab cluster name (default vs<pid>)
@@ -88,6 +91,8 @@ interface SizeFigures {
   steadyTimelineMs: number[];
   /** WireGuard: the first agent's handshakes and probes over the steady window (wireGuardTraffic()). */
   wireGuard?: WireGuardTraffic;
+  /** IPsec: what the synthetic peers' responder saw of the first agent over the steady window (ipsecPeersTraffic()). */
+  ipsecPeers?: IpsecPeersTraffic;
   /** When the steady window began (to place its costly seconds in the agents' logs). */
   steadyStartedAt: string;
   /** RSS over the steady window, sampled every second: median and peak. */
@@ -400,6 +405,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
   const traffic0 = wg ? await trafficNow(lab) : undefined;
   if (traffic0) await sleep(1000); // that answer's cost (a list of every peer) is not the steady state's
+  const esp0 = !wg && lab.responder ? await responderNow(lab.responder) : undefined;
   const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
   const steadyStartedAt = new Date().toISOString();
   console.log(`steady window from ${steadyStartedAt}`);
@@ -432,6 +438,8 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const traffic1 = wg ? await trafficNow(lab) : undefined;
   const wireGuard = traffic0 && traffic1 ? wireGuardTraffic(traffic0, traffic1, lab.nodes[0]!.internalIP) : undefined;
   if (wireGuard) console.log(`WireGuard over the window: ${JSON.stringify(wireGuard)}`);
+  const ipsecPeers = esp0 ? ipsecPeersTraffic(esp0, await responderNow(lab.responder!), lab.nodes[0]!.internalIP) : undefined;
+  if (ipsecPeers) console.log(`IPsec peers over the window: ${JSON.stringify(ipsecPeers)}`);
   const live = await agent.memory(true);
   const mb = (b: number | undefined) => (b ?? 0) / 1e6;
   const mem = {
@@ -456,7 +464,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     `; native AES-GCM contexts ${mem.aeadContexts ?? '?'}` + (mem.native ? `; off the V8 heap (MB): ${Object.entries(mem.native).map(([k, v]) => `${k} ${Array.isArray(v) ? v.map((x) => x.toFixed(1)).join('/') : v.toFixed(1)}`).join(', ')}` : ''));
   return {
     size, keyChange: wg ? 'publicKey' : 'bootID', convergenceMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
-    settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, wireGuard, ...mem, routes,
+    settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, wireGuard, ipsecPeers, ...mem, routes,
   };
 }
 
@@ -473,6 +481,8 @@ async function rotation(lab: ScaleLab, sim: SyntheticNodes, count: number): Prom
   const spi = Number(/new key SPI: (\d+)/.exec(out)?.[1]);
   check(Number.isInteger(spi), `rotate-key said: ${out}`);
   const rotatedAt = Date.now();
+  // The synthetic peers install the new key before any of them publishes it, as agents do.
+  if (lab.responder) check((await lab.responder.setKeys(await ipsecKeyFile(lab))).includes(spi), `the responder did not take key ${spi}`);
   // Synthetic agents: each publishes the new key id at a random moment within the jitter real agents use.
   const spread = Math.min(5000, sim.size);
   const schedule = sim.names().map((n) => ({ n, at: rotatedAt + 50 + Math.random() * spread })).sort((x, y) => x.at - y.at);
@@ -546,12 +556,30 @@ function machine(): Record<string, unknown> {
   return { nproc: cpus().length, cpu: model, kernel: release(), node: process.version, commit, load: readFileSync('/proc/loadavg', 'utf8').trim() };
 }
 
-/** The synthetic peers' responder, every real agent its peer (their public keys from their datapaths). */
+/** The synthetic peers' responder, every real agent its peer (WireGuard: their public keys from their datapaths; IPsec: their boot ids and the cluster's key). */
 async function startResponder(lab: ScaleLab, answer: boolean): Promise<ResponderHost> {
+  if (lab.encryption === 'ipsec') {
+    const nodes = JSON.parse(await lab.veil(['lab', 'get', 'nodes', '-o', 'json'])) as { items: { metadata: { name: string }; status?: { agent?: { bootID?: string } } }[] };
+    const agents = lab.nodes.map((n) => {
+      const bootId = nodes.items.find((o) => o.metadata.name === n.name)?.status?.agent?.bootID;
+      check(typeof bootId === 'string', `${n.name} publishes no boot id`);
+      return { address: n.internalIP, bootId: bootId! };
+    });
+    console.log(`IPsec: the synthetic peers ${answer ? 'answer health probes (keys derived from the cluster key and both boot ids)' : 'never answer (--silent-peers)'}`);
+    return ResponderHost.start(lab.underlay!, { mode: 'ipsec', agents, keys: await ipsecKeyFile(lab) }, answer);
+  }
   const agents = [];
   for (const [i, a] of lab.agents.entries()) agents.push({ publicKey: (await a.encryptStatus()).wireguard.interfaces[0]!['public-key'], address: lab.nodes[i]!.internalIP, port: WG_PORT });
   console.log(`WireGuard: the synthetic peers ${answer ? 'answer handshakes and health probes' : 'never answer (--silent-peers)'}`);
-  return ResponderHost.start(lab.underlay!, agents, answer);
+  return ResponderHost.start(lab.underlay!, { mode: 'wireguard', agents }, answer);
+}
+
+/** The cluster's IPsec key file, as its secret holds it. */
+async function ipsecKeyFile(lab: ScaleLab): Promise<string> {
+  const secret = JSON.parse(await lab.veil(['secret', 'get', DEFAULT_IPSEC_SECRET, '-o', 'json'])) as { data?: Record<string, string> };
+  const data = secret.data?.[IPSEC_SECRET_DATA_KEY];
+  check(typeof data === 'string', `secret ${DEFAULT_IPSEC_SECRET} holds no ${IPSEC_SECRET_DATA_KEY}`);
+  return Buffer.from(data!, 'base64').toString('utf8');
 }
 
 /** What the first agent and the responder counted so far (one GET /encrypt: every peer listed). */
@@ -608,6 +636,43 @@ function wireGuardTraffic(a: TrafficSample, b: TrafficSample, agentIP: string): 
       ...WIREGUARD_ENGINE_DROPS.map((k) => [k, b.status.counters[k] - a.status.counters[k]] as const),
       ...Object.entries(b.status.drops).map(([k, v]) => [k, v - (a.status.drops[k as keyof typeof a.status.drops] ?? 0)] as const),
     ].filter(([, v]) => v !== 0)),
+  };
+}
+
+/** The responder's counts and CPU at one moment. */
+interface ResponderSample {
+  at: number;
+  counts: Awaited<ReturnType<ResponderHost['counts']>>;
+  cpuUs: number;
+}
+
+async function responderNow(responder: ResponderHost): Promise<ResponderSample> {
+  return { at: performance.now(), counts: await responder.counts(), cpuUs: responder.cpuMicros() };
+}
+
+interface IpsecPeersTraffic {
+  seconds: number;
+  /** ESP datagrams from the first agent that reached the synthetic peers, a second (its probes). */
+  transportPerS: number;
+  /** Probes the responder acked (from both agents), a second; its own CPU (% of a core, not the agent's). */
+  responderProbesPerS: number;
+  responderCpuPercent: number;
+  /** What the responder could not open or answer over the window (by the ESP decoder's reasons, the non-zero ones). */
+  drops: number;
+  espDrops: Record<string, number>;
+}
+
+function ipsecPeersTraffic(a: ResponderSample, b: ResponderSample, agentIP: string): IpsecPeersTraffic {
+  const s = (b.at - a.at) / 1000;
+  const rate = (x: number, y: number) => Math.round(((y - x) / s) * 10) / 10;
+  const from = (t: ResponderSample) => t.counts.bySource[agentIP]?.transport ?? 0;
+  return {
+    seconds: Math.round(s * 10) / 10,
+    transportPerS: rate(from(a), from(b)),
+    responderProbesPerS: rate(a.counts.probesAnswered, b.counts.probesAnswered),
+    responderCpuPercent: Math.round(((b.cpuUs - a.cpuUs) / (s * 1e6)) * 1e4) / 100,
+    drops: b.counts.drops - a.counts.drops,
+    espDrops: Object.fromEntries(Object.entries(b.counts.espDrops ?? {}).map(([k, v]) => [k, v - (a.counts.espDrops?.[k] ?? 0)] as const).filter(([, v]) => v !== 0)),
   };
 }
 
@@ -680,10 +745,8 @@ async function main(): Promise<number> {
     const spi = wg ? WG_ENCRYPTION_KEY : ((await lab.agents[0]!.sas()).sas[0]?.spi) ?? 3;
     sim = await SyntheticNodes.open(lab.cluster, spi, encryption);
     lab.underlay = SyntheticUnderlay.create(lab.cluster, lab.nodes.map((n) => n.netns));
-    if (wg) {
-      const responder = lab.responder = await startResponder(lab, !values['silent-peers']);
-      sim.onKeys = (keys) => responder.set(keys);
-    }
+    const responder = lab.responder = await startResponder(lab, !values['silent-peers']);
+    sim.onKeys = (keys) => responder.set(keys);
     if (wg) console.log('WireGuard: the IPsec key rotation (its SPI rule) is IPsec-only: skipped (rotation: null in the JSON)');
     for (const size of sizes) {
       if (!wg && rotationSize < size && !rot) {
@@ -708,7 +771,7 @@ async function main(): Promise<number> {
   }
   await cleanup();
 
-  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize: wg ? null : rotationSize, encryption, peers: wg ? (values['silent-peers'] ? 'silent' : 'answering') : undefined }, sizes: figures, rotation: rot ?? null, failures };
+  const result = { date: new Date().toISOString(), machine: machine(), wallSeconds: Math.round((Date.now() - started) / 1000), options: { sizes, ...o, rotationSize: wg ? null : rotationSize, encryption, peers: values['silent-peers'] ? 'silent' : 'answering' }, sizes: figures, rotation: rot ?? null, failures };
   printTable(figures, rot);
   const out = values.out ?? (smoke ? undefined : join(ROOT, 'bench/results', `scale-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`));
   if (out) { mkdirSync(dirname(out), { recursive: true }); writeFileSync(out, JSON.stringify(result, null, 2) + '\n'); console.log(`results: ${out}`); }

@@ -32,14 +32,13 @@ export function syntheticAddresses(i: number): SyntheticAddresses {
   };
 }
 
-/** A synthetic WireGuard node's static key: what it answers handshakes with (wireguard-responder.ts). */
-export interface SyntheticKey {
-  name: string;
-  address: string;
-  privateKey: Uint8Array;
-}
+/**
+ * What a synthetic node answers its peers with (synthetic-responder.ts): in WireGuard its static
+ * private key, in IPsec its boot id (the pair's keys are derived from both ends' boot ids).
+ */
+export type SyntheticKey = { name: string; address: string } & ({ privateKey: Uint8Array } | { bootId: string });
 
-/** Told each synthetic node's private key before its public key is published (awaited). */
+/** Told each synthetic node's private key or boot id before it is published (awaited). */
 export type KeyListener = (keys: SyntheticKey[]) => Promise<unknown>;
 
 const base64 = (key: Uint8Array) => Buffer.from(key).toString('base64');
@@ -54,7 +53,7 @@ export class SyntheticNodes {
   /** When each node's current encryption key id was accepted by etcd (ms, this process's clock). */
   readonly spiPublishedAt = new Map<string, Map<number, number>>();
 
-  /** WireGuard: where each node's private key goes (the answering peers), if anywhere. */
+  /** Where each node's private key or boot id goes (the answering peers), if anywhere. */
   onKeys?: KeyListener;
 
   private constructor(readonly cluster: string, private readonly client: Etcd3, private readonly lease: Lease, private readonly leaseId: string, private spi: number, readonly encryption: SyntheticEncryption) {}
@@ -96,7 +95,7 @@ export class SyntheticNodes {
       const bootID = randomUUID();
       const wg = this.encryption === 'wireguard';
       const key = wg ? generatePrivateKey() : undefined;
-      if (key) keys.push({ name, address: a.internalIP, privateKey: key.raw });
+      keys.push(key ? { name, address: a.internalIP, privateKey: key.raw } : { name, address: a.internalIP, bootId: bootID });
       const obj: RegistryObject = {
         kind: 'Node', metadata: { name, creationTimestamp: now, labels: { 'veil.io/synthetic': 'true' }, annotations: key ? { [WG_PUBKEY_ANNOTATION]: base64(key.publicKey) } : {} },
         spec: { ...a, underlayInterface: 'eth0', underlayPrefix: 16, mtu: 1500, index: 1000 + i, encryption: { key: wg ? WG_ENCRYPTION_KEY : this.spi } },
@@ -116,6 +115,7 @@ export class SyntheticNodes {
   /** The node rebooted: a new boot id (IPsec keys are derived from it). Resolves when etcd accepted it. */
   async setBootID(name: string, bootID = randomUUID()): Promise<string> {
     const obj = this.mustGet(name);
+    if (this.encryption === 'ipsec') await this.onKeys?.([{ name, address: String(obj.spec!['internalIP']), bootId: bootID }]);
     (obj.status!['agent'] as Record<string, unknown>)['bootID'] = bootID;
     await this.putAll([obj], false);
     return bootID;

@@ -10,8 +10,8 @@ import type { Endpoint } from '../../src/wireguard/endpoint.js';
 import type { Action } from '../../src/wireguard/actions.js';
 import type { Peer } from '../../src/wireguard/peer.js';
 import { MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_TYPE } from '../../src/wireguard/constants.js';
-import { HEALTH_PORT, ackOfProbe } from '../../src/agent/health-prober.js';
-import { IPPROTO, internetChecksum, pseudoHeaderSum, writeIpv4HeaderChecksum } from '../../src/net/ip-packet.js';
+import type { SyntheticKey } from './synthetic-nodes.js';
+import { newResponderCounts, probeAck, type Outgoing, type ResponderCounts, type SyntheticResponder } from './synthetic-responder.js';
 
 /** A real agent: its static public key and its WireGuard endpoint (internalIP:WG_PORT). */
 export interface RealAgent {
@@ -19,43 +19,14 @@ export interface RealAgent {
   endpoint: Endpoint;
 }
 
-/** A datagram to send from the synthetic address `from` to `to`. */
-export interface Outgoing {
-  from: string;
-  to: Endpoint;
-  datagram: Uint8Array;
-}
-
-/** What the responder did (summed over every synthetic peer, key changes included). */
-export interface ResponderCounts {
-  datagramsIn: number;
-  /** Handshake initiations and transport datagrams received, by sender address (answering or not). */
-  bySource: Record<string, { initiations: number; transport: number }>;
-  datagramsOut: number;
-  /** Handshake responses sent (one per initiation answered). */
-  handshakeResponses: number;
-  /** Handshake initiations the synthetic peers sent themselves (a session of theirs expired). */
-  handshakeInitiations: number;
-  probesAnswered: number;
-  /** Decrypted packets that were not a health probe (dropped). */
-  otherPackets: number;
-  /** Datagrams at an address no synthetic peer holds. */
-  unknownAddress: number;
-  /** Datagrams the core dropped (bad MACs, replays, unknown indexes, ...). */
-  drops: number;
-}
-
 interface Synthetic {
   name: string;
   device: Device;
 }
 
-const IPV4_HEADER = 20;
-const UDP_HEADER = 8;
-
-export class WireGuardResponder {
+export class WireGuardResponder implements SyntheticResponder {
   private readonly peers = new Map<string, Synthetic>();
-  readonly counts: ResponderCounts = { datagramsIn: 0, bySource: {}, datagramsOut: 0, handshakeResponses: 0, handshakeInitiations: 0, probesAnswered: 0, otherPackets: 0, unknownAddress: 0, drops: 0 };
+  readonly counts: ResponderCounts = newResponderCounts();
 
   /**
    * agents: the real agents every synthetic peer talks to; wallClockOffsetMs: as Device takes it;
@@ -71,13 +42,14 @@ export class WireGuardResponder {
   }
 
   /**
-   * The synthetic node `name` at underlay `address` holds `privateKey` (raw 32 bytes) from now on: a
-   * new peer, or a key change (its sessions with the old key end, as a restarted agent's would).
+   * The synthetic node holds its private key (raw 32 bytes) from now on: a new peer, or a key
+   * change (its sessions with the old key end, as a restarted agent's would).
    */
-  set(address: string, name: string, privateKey: Uint8Array): void {
-    const device = new Device({ privateKey, wallClockOffsetMs: this.wallClockOffsetMs, handshakeLoadThreshold: Infinity });
+  set(key: SyntheticKey): void {
+    if (!('privateKey' in key)) throw new TypeError(`${key.name}: a WireGuard peer needs its private key`);
+    const device = new Device({ privateKey: key.privateKey, wallClockOffsetMs: this.wallClockOffsetMs, handshakeLoadThreshold: Infinity });
     for (const a of this.agents) device.addPeer({ publicKey: a.publicKey, endpoint: a.endpoint });
-    this.peers.set(address, { name, device });
+    this.peers.set(key.address, { name: key.name, device });
   }
 
   /** A datagram from `source` arrived at the synthetic address `local`: what to send back. */
@@ -135,36 +107,4 @@ export class WireGuardResponder {
     this.counts.probesAnswered++;
     this.perform(local, p, p.device.encapsulate(peer, ack, now), now, out);
   }
-}
-
-/**
- * The ack a node's prober (health-prober.ts) sends for an IPv4 probe packet: `veil-ack <node> <seq>
- * <sent>` from the probed address and port back to the prober's, as a whole IPv4/UDP packet with
- * its checksums; null for anything that is not a probe.
- */
-export function probeAck(packet: Uint8Array, node: string): Uint8Array | null {
-  if (packet.length < IPV4_HEADER + UDP_HEADER || packet[0] !== 0x45 || packet[9] !== IPPROTO.UDP) return null;
-  const b = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
-  if ((b.readUInt16BE(6) & 0x3fff) !== 0) return null; // a fragment
-  const total = b.readUInt16BE(2);
-  if (total > b.length || b.readUInt16BE(IPV4_HEADER + 2) !== HEALTH_PORT) return null;
-  const ack = ackOfProbe(b.toString('latin1', IPV4_HEADER + UDP_HEADER, total).split(' '), node);
-  if (ack === null) return null;
-  const payload = Buffer.from(ack, 'latin1');
-  const len = IPV4_HEADER + UDP_HEADER + payload.length;
-  const r = Buffer.alloc(len);
-  r[0] = 0x45;
-  r.writeUInt16BE(len, 2);
-  r[8] = 64; // TTL
-  r[9] = IPPROTO.UDP;
-  b.copy(r, 12, 16, 20); // source: the probed address
-  b.copy(r, 16, 12, 16); // destination: the prober's
-  writeIpv4HeaderChecksum(r, 0);
-  r.writeUInt16BE(HEALTH_PORT, IPV4_HEADER);
-  r.writeUInt16BE(b.readUInt16BE(IPV4_HEADER), IPV4_HEADER + 2);
-  r.writeUInt16BE(UDP_HEADER + payload.length, IPV4_HEADER + 4);
-  payload.copy(r, IPV4_HEADER + UDP_HEADER);
-  const sum = internetChecksum(r, IPV4_HEADER, UDP_HEADER + payload.length, pseudoHeaderSum(r, 0, IPPROTO.UDP, UDP_HEADER + payload.length));
-  r.writeUInt16BE(sum === 0 ? 0xffff : sum, IPV4_HEADER + 6);
-  return new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
 }

@@ -8,31 +8,15 @@ import { Device } from '../../src/wireguard/device.js';
 import type { Action } from '../../src/wireguard/actions.js';
 import type { Peer } from '../../src/wireguard/peer.js';
 import { generatePrivateKey } from '../../src/crypto/x25519.js';
-import { IPPROTO, IpHeader, ipv4HeaderChecksumValid, parseIpHeader, transportChecksumValid } from '../../src/net/ip-packet.js';
+import { assertAck, probe, udp } from './probe-packets.js';
 import { HEALTH_PORT } from '../../src/agent/health-prober.js';
 import { WG_PORT } from '../../src/agent/wireguard-mode.js';
-import { WireGuardResponder, probeAck, type Outgoing } from '../../bench/scale/wireguard-responder.js';
+import { WireGuardResponder } from '../../bench/scale/wireguard-responder.js';
+import { probeAck, type Outgoing } from '../../bench/scale/synthetic-responder.js';
 
 const AGENT = { address: '172.18.0.2', port: WG_PORT };
 const SYNTH = '172.18.100.2';
 const NOW = 1_000_000;
-
-/** An IPv4/UDP packet from src:sport to dst:dport. */
-function udp(src: string, dst: string, sport: number, dport: number, text: string): Uint8Array {
-  const payload = Buffer.from(text, 'latin1');
-  const b = Buffer.alloc(28 + payload.length);
-  b[0] = 0x45;
-  b.writeUInt16BE(b.length, 2);
-  b[8] = 64;
-  b[9] = IPPROTO.UDP;
-  Buffer.from(src.split('.').map(Number)).copy(b, 12);
-  Buffer.from(dst.split('.').map(Number)).copy(b, 16);
-  b.writeUInt16BE(sport, 20);
-  b.writeUInt16BE(dport, 22);
-  b.writeUInt16BE(8 + payload.length, 24);
-  payload.copy(b, 28);
-  return new Uint8Array(b);
-}
 
 function networkOf(actions: readonly Action[]): Uint8Array[] {
   return actions.flatMap((a) => (a.kind === 'network' ? [a.datagram] : []));
@@ -45,16 +29,16 @@ function setup(answer = true) {
   const agent = new Device({ privateKey: agentKey.raw });
   const peer: Peer = agent.addPeer({ publicKey: synthKey.publicKey, endpoint: { address: SYNTH, port: WG_PORT } });
   const responder = new WireGuardResponder([{ publicKey: agentKey.publicKey, endpoint: AGENT }], 0, answer);
-  responder.set(SYNTH, 'sim-00000', synthKey.raw);
+  responder.set({ address: SYNTH, name: 'sim-00000', privateKey: synthKey.raw });
   return { agent, peer, responder };
 }
 
 test('a synthetic peer answers the agent core\'s initiation with its own key, and acks a health probe through the tunnel', () => {
   const { agent, peer, responder } = setup();
-  const probe = udp('10.0.0.1', '10.100.0.1', HEALTH_PORT, HEALTH_PORT, 'veil-probe control-plane 7 12345');
+  const probePacket = probe('veil-probe control-plane 7 12345');
 
   // The probe waits for a session: the agent's core sends an initiation.
-  const [initiation] = networkOf(agent.encapsulate(peer, probe, NOW));
+  const [initiation] = networkOf(agent.encapsulate(peer, probePacket, NOW));
   assert.ok(initiation);
   const response = responder.receive(SYNTH, initiation, AGENT, NOW);
   assert.equal(response.length, 1);
@@ -71,15 +55,7 @@ test('a synthetic peer answers the agent core\'s initiation with its own key, an
   const back = agent.decapsulate(acks[0]!.datagram, { address: SYNTH, port: WG_PORT }, NOW);
   const tunnel = back.find((a) => a.kind === 'tunnel');
   assert.ok(tunnel && tunnel.kind === 'tunnel', 'the ack decrypts at the agent');
-  const h = new IpHeader();
-  assert.ok(parseIpHeader(tunnel.packet, 0, tunnel.packet.length, h));
-  assert.ok(ipv4HeaderChecksumValid(tunnel.packet, 0));
-  assert.ok(transportChecksumValid(tunnel.packet, 0, h));
-  const b = Buffer.from(tunnel.packet);
-  assert.equal(`${b[12]}.${b[13]}.${b[14]}.${b[15]} -> ${b[16]}.${b[17]}.${b[18]}.${b[19]}`, '10.100.0.1 -> 10.0.0.1');
-  assert.equal(b.readUInt16BE(20), HEALTH_PORT);
-  assert.equal(b.readUInt16BE(22), HEALTH_PORT);
-  assert.equal(b.toString('latin1', 28), 'veil-ack sim-00000 7 12345', 'the ack the prober matches: its sequence and send time back');
+  assertAck(tunnel.packet, 'veil-ack sim-00000 7 12345');
 
   assert.equal(responder.counts.handshakeResponses, 1);
   assert.equal(responder.counts.probesAnswered, 1);
@@ -88,15 +64,15 @@ test('a synthetic peer answers the agent core\'s initiation with its own key, an
 
 test('a synthetic peer with a new key refuses initiations to its old one; silent peers and unknown addresses only count', () => {
   const { agent, peer, responder } = setup();
-  responder.set(SYNTH, 'sim-00000', generatePrivateKey().raw); // a key change the agent has not learnt yet
-  const [initiation] = networkOf(agent.encapsulate(peer, udp('10.0.0.1', '10.100.0.1', HEALTH_PORT, HEALTH_PORT, 'veil-probe a 1 2'), NOW));
+  responder.set({ address: SYNTH, name: 'sim-00000', privateKey: generatePrivateKey().raw }); // a key change the agent has not learnt yet
+  const [initiation] = networkOf(agent.encapsulate(peer, probe('veil-probe a 1 2'), NOW));
   assert.deepEqual(responder.receive(SYNTH, initiation!, AGENT, NOW), []);
   assert.equal(responder.counts.drops, 1);
   assert.deepEqual(responder.receive('172.18.100.3', initiation!, AGENT, NOW), []);
   assert.equal(responder.counts.unknownAddress, 1);
 
   const silent = setup(false);
-  const [init2] = networkOf(silent.agent.encapsulate(silent.peer, udp('10.0.0.1', '10.100.0.1', HEALTH_PORT, HEALTH_PORT, 'veil-probe a 1 2'), NOW));
+  const [init2] = networkOf(silent.agent.encapsulate(silent.peer, probe('veil-probe a 1 2'), NOW));
   assert.deepEqual(silent.responder.receive(SYNTH, init2!, AGENT, NOW), []);
   assert.deepEqual(silent.responder.counts.bySource[AGENT.address], { initiations: 1, transport: 0 });
   assert.equal(silent.responder.counts.handshakeResponses, 0);
