@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EspEngine } from '../../src/datapath/esp-engine.js';
 import type { EspEngineStatus, EspPeerSpec } from '../../src/datapath/messages.js';
+import type { OutboundSa } from '../../src/esp/security-association.js';
 import type { PacketBatch } from '../../src/datapath/packet-batch.js';
 import type { TunDevice } from '../../src/datapath/tun-device.js';
 import type { UdpSocket } from '../../src/datapath/udp-socket.js';
@@ -20,9 +21,8 @@ import { gcm, icmpEcho, packed, saPair } from './esp-helpers.js';
 
 const LOCAL = '10.9.0.1', PEER = '10.9.0.2', SPI = 7;
 
-test('esp engine: a replay mark due ahead of need is written by tick(), so no later packet of a steady tunnel waits for a write', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'veil-trefill-'));
-  const file = join(dir, 'marks.json');
+/** The real engine on a stand-in socket (receive(): a packet as recvmmsg hands it over) and TUN device (counts what is delivered). */
+function engineOnStandIns(file: string) {
   const queue: Uint8Array[] = [];
   const udp = {
     describe: () => ({}), gro: false, counters: () => ({}),
@@ -38,10 +38,31 @@ test('esp engine: a replay mark due ahead of need is written by tick(), so no la
       return n;
     },
   } as unknown as UdpSocket;
-  let delivered = 0;
-  const tun = { writeBatch: (_b: PacketBatch, n: number) => { delivered += n; return n; }, counters: () => ({}) } as unknown as TunDevice;
-  const transform = gcm();
+  const counts = { delivered: 0 };
+  const tun = { writeBatch: (_b: PacketBatch, n: number) => { counts.delivered += n; return n; }, counters: () => ({}) } as unknown as TunDevice;
   const engine = new EspEngine({ localIp: LOCAL, mtu: 1400, marksFile: file, marks: {} }, tun, udp);
+  /** Packet `seq` from PEER under `out` (the peer's outbound SA), through the engine's network path. */
+  const receive = (out: OutboundSa, seq: number): void => {
+    const scratch = new Uint8Array(2048);
+    const r = encodeEsp(out, icmpEcho('10.98.0.5', '10.99.0.1', 'refill', seq), scratch, 0);
+    if (!r.ok) throw new Error(`encode failed: ${r.reason}`);
+    queue.push(scratch.slice(0, r.length));
+    engine.fromNetwork(performance.now());
+  };
+  const status = () => engine.control({ type: 'status' }) as EspEngineStatus;
+  /** Ticks until no mark is being written (the writer thread's fsyncs: a generous deadline). */
+  const settle = async (): Promise<void> => {
+    for (const deadline = Date.now() + 30_000; status().marksPending > 0 && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) engine.tick(performance.now());
+    assert.equal(status().marksPending, 0, 'the marks were written');
+  };
+  return { engine, receive, status, settle, counts };
+}
+
+test('esp engine: a replay mark due ahead of need is written by tick(), so no later packet of a steady tunnel waits for a write', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'veil-trefill-'));
+  const file = join(dir, 'marks.json');
+  const { engine, status, counts, receive: receiveUnder } = engineOnStandIns(file);
+  const transform = gcm();
   try {
     const spec: EspPeerSpec = {
       name: 'peer', ip: PEER, allowedIPs: ['10.98.0.0/24'], outbound: [packedSa(SPI, packed(transform))], activeSpi: SPI,
@@ -50,20 +71,14 @@ test('esp engine: a replay mark due ahead of need is written by tick(), so no la
     engine.control({ type: 'setPeers', peers: [spec] });
     const { out } = saPair(transform, SPI, PEER, LOCAL);
     const id = replayMarkId(SPI, PEER, LOCAL, transform);
-    const receive = (seq: number): void => {
-      const scratch = new Uint8Array(2048);
-      const r = encodeEsp(out, icmpEcho('10.98.0.5', '10.99.0.1', 'refill', seq), scratch, 0);
-      if (!r.ok) throw new Error(`encode failed: ${r.reason}`);
-      queue.push(scratch.slice(0, r.length));
-      engine.fromNetwork(performance.now());
-    };
+    const receive = (seq: number): void => receiveUnder(out, seq);
 
     // The first packet waits for its mark: the smallest lead (REPLAY_MIN_LEAD 8) above it, 9.
     receive(1);
     assert.equal((await readSequenceMarks(file)).get(id), 9, 'the first packet\'s mark is durable before it is accepted');
     // Packets 2..7: 7 is three quarters into the lead, so a refill is due, noted and not yet written.
     for (let seq = 2; seq <= 7; seq++) receive(seq);
-    assert.equal(delivered, 7);
+    assert.equal(counts.delivered, 7);
     assert.equal(engine.nextDeadline(), -Infinity, 'a refill is due: tick() at the end of this turn');
     assert.equal((await readSequenceMarks(file)).get(id), 9, 'the packet path itself writes nothing');
     engine.tick(performance.now());
@@ -73,7 +88,6 @@ test('esp engine: a replay mark due ahead of need is written by tick(), so no la
     // every turn for nothing; once the write ended, the new lead is far from used up.
     receive(8);
     assert.notEqual(engine.nextDeadline(), -Infinity, 'a packet while the refill is being written notes no refill');
-    const status = () => engine.control({ type: 'status' }) as EspEngineStatus;
     let mark = 0;
     for (const deadline = Date.now() + 30_000; (mark <= 9 || status().marksPending > 0) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
       engine.tick(performance.now()); // settles the write
@@ -83,9 +97,42 @@ test('esp engine: a replay mark due ahead of need is written by tick(), so no la
     assert.equal(status().marksPending, 0);
     // Packets above the old mark (9) are accepted under the refilled one, without a write of their own.
     for (let seq = 9; seq <= 12; seq++) receive(seq);
-    assert.equal(delivered, 12);
+    assert.equal(counts.delivered, 12);
     assert.equal(status().marksPending, 0, 'no packet past the old mark asked for a write');
     assert.equal((await readSequenceMarks(file)).get(id), mark);
+    assert.equal(status().counters.replayMarkFailed, 0);
+  } finally {
+    engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('esp engine: a new key\'s SA of a tunnel that carries packets has its first replay mark written with the update, so its first packet waits for no write', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'veil-tfirstmark-'));
+  const file = join(dir, 'marks.json');
+  const { engine, receive, status, settle, counts } = engineOnStandIns(file);
+  const oldKey = gcm(), newKey = gcm(32);
+  const spec = (inbound: number[], ip = PEER): EspPeerSpec => ({
+    name: ip, ip, allowedIPs: [ip === PEER ? '10.98.0.0/24' : '10.97.0.0/24'], outbound: [packedSa(SPI, packed(oldKey))], activeSpi: SPI,
+    inbound: inbound.map((spi) => packedSa(spi, packed(spi === SPI ? oldKey : newKey))),
+  });
+  try {
+    engine.control({ type: 'setPeers', peers: [spec([SPI])] });
+    receive(saPair(oldKey, SPI, PEER, LOCAL).out, 1); // the tunnel carries packets under the old key
+    await settle();
+    // The rotation: the new key's inbound SA comes in force beside the old one, for PEER (whose
+    // tunnel carries packets) and for a peer with no packet yet.
+    engine.control({ type: 'updatePeers', upsert: [spec([SPI, SPI + 1]), spec([SPI + 1], '10.9.0.3')], remove: [] });
+    const newId = replayMarkId(SPI + 1, PEER, LOCAL, newKey);
+    assert.equal(status().marksPending, 2, 'written with the update: the new peer\'s first sequence block and the busy tunnel\'s new SA\'s first replay mark (the quiet peer\'s waits for its first packet)');
+    await settle();
+    assert.equal((await readSequenceMarks(file)).get(newId), 8, 'the least lead above nothing seen (REPLAY_MIN_LEAD)');
+    assert.equal((await readSequenceMarks(file)).get(replayMarkId(SPI + 1, '10.9.0.3', LOCAL, newKey)), undefined);
+    // Its first packets are covered by that mark: accepted with no write on the packet path.
+    const sender = saPair(newKey, SPI + 1, PEER, LOCAL).out;
+    for (let seq = 1; seq <= 5; seq++) receive(sender, seq);
+    assert.equal(counts.delivered, 6);
+    assert.equal(status().marksPending, 0, 'no packet asked for a write');
     assert.equal(status().counters.replayMarkFailed, 0);
   } finally {
     engine.close();
