@@ -70,6 +70,8 @@ export interface PeerHost {
   wallClock(now: number): number;
   /** Where peers keep their bytes (slots of PEER_SLOT_SIZE). */
   readonly peerSlots: SlotAllocator;
+  /** Where keypairs keep their keys (slots of KEYPAIR_SLOT_SIZE). */
+  readonly keySlots: SlotAllocator;
 }
 
 export interface PeerStats {
@@ -311,7 +313,7 @@ export class Peer {
     hs.lastSentHandshake = now;
     this.initiatedAt = now;
     this.host.indexes.delete(hs.localIndex);
-    const index = this.host.indexes.newIndexForHandshake(this, hs);
+    const index = this.host.indexes.newIndexForHandshake(this);
     const msg = createInitiation(this.host.identity, hs, index, tai64nInto(timestampScratch, this.host.wallClock(now)));
     if (!msg) {
       this.host.indexes.delete(index);
@@ -357,7 +359,7 @@ export class Peer {
     // Named fields, not a spread of keys: V8 made a map transition for each spread (~1 % of a handshake).
     const kp = new Keypair({
       sendKey: keys.sendKey, receiveKey: keys.receiveKey, localIndex: keys.localIndex, remoteIndex: keys.remoteIndex,
-      isInitiator: keys.isInitiator, createdAt: now, peer: this,
+      isInitiator: keys.isInitiator, createdAt: now, peer: this, slots: this.host.keySlots,
     });
     this.host.indexes.swapIndexForKeypair(keys.localIndex, kp);
     const { previous, next, current } = this;
