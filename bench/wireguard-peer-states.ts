@@ -9,7 +9,9 @@
 //   zeroed      10 min later (3 * REJECT_AFTER_TIME without a session: its key material erased);
 //   established a handshake answered by the peer (a Device of its own, dropped after), the staged
 //               packet sent, and one packet back from the peer;
-//   idle        15 s later (the peer's native AEAD contexts swept, a keepalive sent).
+//   idle        15 s later (the peer's native AEAD contexts swept, a keepalive sent);
+//   rekeyed     REKEY_AFTER_TIME later a packet to each peer: its session renewed (a handshake
+//               answered as above), the old one kept as `previous` (a live peer's usual state).
 // The clock is the bench's (the core is sans-I/O): every state is reached without waiting.
 // Prints the live heap (V8 heap, external, array buffers after full collections) each state adds a
 // peer over the same engine without the peers. `--heap-snapshots DIR`: <state>-<count>.heapsnapshot
@@ -23,6 +25,7 @@ import type { TunDevice } from '../src/datapath/tun-device.js';
 import type { UdpSocket } from '../src/datapath/udp-socket.js';
 import type { WireGuardPeerSpec } from '../src/datapath/messages.js';
 import { Device } from '../src/wireguard/device.js';
+import { REKEY_AFTER_TIME } from '../src/wireguard/constants.js';
 import { generatePrivateKey } from '../src/crypto/index.js';
 import { writeIpv4HeaderChecksum } from '../src/net/ip-packet.js';
 import { liveHeapBytes as heap } from './live-heap.js';
@@ -159,11 +162,11 @@ function establish(from: number, to: number, privateKeys: Uint8Array[]): void {
     for (const d of udp.outbox.splice(0)) theirs(d.bytes); // our staged packets: confirm their session
     for (const a of them.encapsulate(us, udpPacket([...podNet(i), 1], ourPodIp), now)) if (a.kind === 'network') deliver(Uint8Array.from(a.datagram));
     udp.outbox = [];
-    if (!peer.current) throw new Error(`peer ${i}: no session`);
+    if (!peer.current || peer.current.createdAt !== now) throw new Error(`peer ${i}: no new session`);
   }
 }
 
-const states = ['configured', 'initiated', 'retrying', 'gaveUp', 'zeroed', 'established', 'idle'] as const;
+const states = ['configured', 'initiated', 'retrying', 'gaveUp', 'zeroed', 'established', 'idle', 'rekeyed'] as const;
 type State = typeof states[number];
 
 /**
@@ -191,6 +194,9 @@ function walk(from: number, to: number, privateKeys: Uint8Array[], at: (s: State
   at('established');
   advance(15_000);
   at('idle');
+  advance(REKEY_AFTER_TIME);
+  establish(from, to, privateKeys);
+  at('rekeyed');
 }
 
 const privateKeys: Uint8Array[] = [];

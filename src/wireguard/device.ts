@@ -19,7 +19,7 @@ import { endpointBytes, type Endpoint } from './endpoint.js';
 import { HandshakeLimiter } from './handshake-limiter.js';
 import { IndexTable } from './index-table.js';
 import { LingeringKeypairs } from './lingering-keypairs.js';
-import type { Keypair } from './keypair.js';
+import { KEYPAIR_SLOT_SIZE, type Keypair } from './keypair.js';
 import {
   MAC2_FROM_END, checkTransport, messageType, parseCookieReply, parseInitiation, parseResponse, transportCounter, transportReceiver,
   type InitiationMessage, type ResponseMessage,
@@ -78,6 +78,8 @@ export class Device implements PeerHost {
   keylog: boolean;
   /** @internal PeerHost */
   readonly peerSlots = new SlotAllocator(PEER_SLOT_SIZE);
+  /** @internal PeerHost */
+  readonly keySlots = new SlotAllocator(KEYPAIR_SLOT_SIZE, 128);
   /**
    * Set by the caller when it is overloaded (e.g. its handshake queue is long): handshake messages
    * then need a valid mac2, and senders without one get a cookie reply.
@@ -343,7 +345,7 @@ export class Device implements PeerHost {
 
   /** The live keypair our index `idx` names (the receiver field of a transport message), or undefined. */
   keypairByReceiverIndex(idx: number): Keypair | undefined {
-    const kp = this.indexes.get(idx)?.keypair;
+    const kp = this.indexes.keypair(idx);
     return kp && kp.isAlive ? kp : undefined;
   }
 
@@ -513,7 +515,7 @@ export class Device implements PeerHost {
     p.timers.anyAuthenticatedPacketTraversal(now, p.persistentKeepalive * 1000);
     p.timers.anyAuthenticatedPacketReceived();
     p.roam(source);
-    const index = this.indexes.newIndexForHandshake(p, hs);
+    const index = this.indexes.newIndexForHandshake(p);
     const response = createResponse(hs, index);
     if (!response) {
       this.indexes.delete(index);
@@ -534,10 +536,9 @@ export class Device implements PeerHost {
     const msg: ResponseMessage | DropReason = parseResponse(datagram);
     if (typeof msg === 'string') return this.dropped(msg, null, out);
     if (!this.checkMacs(datagram, msg.sender, source, now, out, this.addressee(datagram).checker)) return;
-    const entry = this.indexes.get(msg.receiver);
-    if (!entry || !entry.handshake) return this.dropped('unknownReceiverIndex', null, out);
-    const peer = entry.peer;
-    const bad = consumeResponse(this.identity, entry.handshake, msg);
+    const peer = this.indexes.handshakePeer(msg.receiver);
+    if (!peer) return this.dropped('unknownReceiverIndex', null, out);
+    const bad = consumeResponse(this.identity, peer.handshake, msg);
     if (bad) return this.dropped(bad, peer, out);
     peer.timers.anyAuthenticatedPacketTraversal(now, peer.persistentKeepalive * 1000);
     peer.timers.anyAuthenticatedPacketReceived();
@@ -554,9 +555,9 @@ export class Device implements PeerHost {
   private receiveCookieReply(datagram: Uint8Array, now: number, out: Action[]): void {
     const msg = parseCookieReply(datagram);
     if (typeof msg === 'string') return this.dropped(msg, null, out);
-    const entry = this.indexes.get(msg.receiver);
-    if (!entry) return this.dropped('unknownReceiverIndex', null, out);
-    if (!entry.peer.cookieGenerator.consumeReply(msg, now)) return this.dropped('cookieDecryptFailed', entry.peer, out);
+    const peer = this.indexes.peerOf(msg.receiver);
+    if (!peer) return this.dropped('unknownReceiverIndex', null, out);
+    if (!peer.cookieGenerator.consumeReply(msg, now)) return this.dropped('cookieDecryptFailed', peer, out);
     this.stats.cookieRepliesReceived++;
   }
 }

@@ -1,52 +1,61 @@
 // Receiver index -> handshake or keypair (wireguard-go's IndexTable). Indexes are random 32-bit
 // values so they reveal nothing; the wire's receiver field is looked up here.
 import { randomUint32 } from '../crypto/index.js';
-import type { Handshake } from './noise-handshake.js';
-import type { Keypair } from './keypair.js';
+import { Keypair } from './keypair.js';
 import type { Peer } from './peer.js';
 
 /**
- * What an index names: a pending handshake, then the keypair it produced. A class, not an object
- * literal: entries outlive young-generation GCs, and V8 then switches a literal's allocation site
- * to old-space allocation and throws away every optimised function that inlined the literal (the
- * handshake path, recompiled a few rounds into a burst of handshakes). Instances of a class carry
- * no allocation site.
+ * What an index names: a peer's pending handshake (the Peer: a peer has one handshake), then the
+ * keypair it produced. The values themselves, not an entry object holding them (~50 B a keypair).
  */
-export class IndexEntry {
-  constructor(readonly peer: Peer, public handshake: Handshake | null, public keypair: Keypair | null) {}
-}
+export type Indexed = Peer | Keypair;
 
 export class IndexTable {
-  private readonly table = new Map<number, IndexEntry>();
+  private readonly table = new Map<number, Indexed>();
 
-  /** Allocates a fresh non-zero index for a pending handshake. */
-  newIndexForHandshake(peer: Peer, handshake: Handshake): number {
+  /** Allocates a fresh non-zero index for peer's pending handshake. */
+  newIndexForHandshake(peer: Peer): number {
     for (;;) {
       const idx = randomUint32();
       if (idx === 0 || this.table.has(idx)) continue;
-      this.table.set(idx, new IndexEntry(peer, handshake, null));
+      this.table.set(idx, peer);
       return idx;
     }
   }
 
   /** Re-points a handshake's index at the keypair it produced. */
   swapIndexForKeypair(idx: number, keypair: Keypair): void {
-    const e = this.table.get(idx);
-    if (e) {
-      e.handshake = null;
-      e.keypair = keypair;
-    }
+    if (this.table.has(idx)) this.table.set(idx, keypair);
   }
 
   /** Names a keypair handed over by a previous datapath under its own index; false when that index is taken. */
   restoreKeypair(idx: number, keypair: Keypair): boolean {
     if (idx === 0 || this.table.has(idx)) return false;
-    this.table.set(idx, new IndexEntry(keypair.peer, null, keypair));
+    this.table.set(idx, keypair);
     return true;
   }
 
-  get(idx: number): IndexEntry | undefined {
+  /** What idx names, if anything. */
+  get(idx: number): Indexed | undefined {
     return this.table.get(idx);
+  }
+
+  /** The keypair idx names (undefined for none or a pending handshake). */
+  keypair(idx: number): Keypair | undefined {
+    const v = this.table.get(idx);
+    return v instanceof Keypair ? v : undefined;
+  }
+
+  /** The peer whose pending handshake idx names (undefined for none or a keypair). */
+  handshakePeer(idx: number): Peer | undefined {
+    const v = this.table.get(idx);
+    return v === undefined || v instanceof Keypair ? undefined : v;
+  }
+
+  /** The peer idx belongs to, by handshake or keypair. */
+  peerOf(idx: number): Peer | undefined {
+    const v = this.table.get(idx);
+    return v instanceof Keypair ? v.peer : v;
   }
 
   delete(idx: number): void {

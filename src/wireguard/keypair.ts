@@ -6,14 +6,23 @@ import { zeroize } from '../crypto/index.js';
 import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME } from './constants.js';
 import { ReplayWindow } from './replay-window.js';
 import type { Peer } from './peer.js';
+import { SlotAllocator } from './slot-allocator.js';
+
+/** Bytes of a keypair's slot (Device.keySlots): the send key, then the receive key. */
+export const KEYPAIR_SLOT_SIZE = 64;
+
+/** What a dead keypair's keys read as (they were zeroed; its slot may hold another's now). */
+const DEAD_KEY = new Uint8Array(32);
 
 export class Keypair {
   /**
-   * Both keys in one 64-byte array (the KDF's output as it came: one view, not two, ~90 B a
-   * keypair), the send key at sendAt. Zeroed when the keypair dies.
+   * Both keys in a slot of the device's shared chunks (an ArrayBuffer and view of its own were
+   * ~240 B of heap and a backing store's malloc a keypair, and a live peer holds one to three),
+   * send key first, at `at`. The slot is zeroed and freed when the keypair dies.
    */
-  private readonly keys: Uint8Array;
-  private readonly sendAt: number;
+  private readonly slots: SlotAllocator;
+  private readonly chunk: Uint8Array;
+  private readonly at: number;
   /** Our index: the receiver field of data the peer sends us. */
   readonly localIndex: number;
   /** The peer's index: the receiver field of data we send. */
@@ -31,27 +40,19 @@ export class Keypair {
   onZero: ((kp: Keypair) => void) | null = null;
   private alive = true;
 
-  /**
-   * The key arrays given become the keypair's: the two halves of one 64-byte buffer are kept as
-   * they are (deriveSessionKeys' output), any other two are copied into one and zeroed.
-   */
+  /** The key arrays given are copied into a slot of `slots` (KEYPAIR_SLOT_SIZE) and zeroed. */
   constructor(init: {
     sendKey: Uint8Array; receiveKey: Uint8Array; localIndex: number; remoteIndex: number;
-    isInitiator: boolean; createdAt: number; peer: Peer;
+    isInitiator: boolean; createdAt: number; peer: Peer; slots: SlotAllocator;
   }) {
     const { sendKey, receiveKey } = init;
-    const buffer = sendKey.buffer;
-    if (buffer === receiveKey.buffer && buffer.byteLength === 64 && sendKey.length === 32 && receiveKey.length === 32
-      && sendKey.byteOffset + receiveKey.byteOffset === 32) {
-      this.keys = new Uint8Array(buffer);
-      this.sendAt = sendKey.byteOffset;
-    } else {
-      this.keys = new Uint8Array(64);
-      this.keys.set(sendKey, 0);
-      this.keys.set(receiveKey, 32);
-      this.sendAt = 0;
-      zeroize(sendKey, receiveKey);
-    }
+    this.slots = init.slots;
+    const { chunk, offset } = this.slots.alloc();
+    chunk.set(sendKey, offset);
+    chunk.set(receiveKey, offset + 32);
+    zeroize(sendKey, receiveKey);
+    this.chunk = chunk;
+    this.at = offset;
     this.localIndex = init.localIndex;
     this.remoteIndex = init.remoteIndex;
     this.isInitiator = init.isInitiator;
@@ -59,14 +60,17 @@ export class Keypair {
     this.peer = init.peer;
   }
 
-  /** ChaCha20-Poly1305 key for what we send (32 bytes): a view made on each call (a context's making, a lone packet's seal). */
+  /**
+   * ChaCha20-Poly1305 key for what we send (32 bytes): a view made on each call (a context's
+   * making, a lone packet's seal); all zero once the keypair is dead.
+   */
   get sendKey(): Uint8Array {
-    return this.keys.subarray(this.sendAt, this.sendAt + 32);
+    return this.alive ? this.chunk.subarray(this.at, this.at + 32) : DEAD_KEY;
   }
 
   /** ChaCha20-Poly1305 key for what we receive (32 bytes), a view as sendKey. */
   get receiveKey(): Uint8Array {
-    return this.keys.subarray(32 - this.sendAt, 64 - this.sendAt);
+    return this.alive ? this.chunk.subarray(this.at + 32, this.at + 64) : DEAD_KEY;
   }
 
   get isAlive(): boolean {
@@ -98,7 +102,7 @@ export class Keypair {
   zero(): void {
     if (!this.alive) return;
     this.alive = false;
-    zeroize(this.keys);
+    this.slots.release({ chunk: this.chunk, offset: this.at }); // zeroes it
     const cb = this.onZero;
     this.onZero = null;
     cb?.(this);

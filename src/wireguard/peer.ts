@@ -70,6 +70,8 @@ export interface PeerHost {
   wallClock(now: number): number;
   /** Where peers keep their bytes (slots of PEER_SLOT_SIZE). */
   readonly peerSlots: SlotAllocator;
+  /** Where keypairs keep their keys (slots of KEYPAIR_SLOT_SIZE). */
+  readonly keySlots: SlotAllocator;
 }
 
 export interface PeerStats {
@@ -82,7 +84,7 @@ export interface PeerStats {
   lastHandshakeUnixMs: number | null;
 }
 
-export class Peer {
+export class Peer implements PeerStats {
   /** Current outer address; updated from the source of every authenticated packet. */
   endpoint: Endpoint | null;
   /** Persistent keepalive interval in seconds (0 = off). */
@@ -91,7 +93,10 @@ export class Peer {
   /** Made on first use: a peer that never handshakes does not pay for it. */
   private cookies: CookieGenerator | null = null;
   readonly timers = new PeerTimers();
-  readonly stats: PeerStats = { rxBytes: 0, txBytes: 0, lastHandshakeAt: null, lastHandshakeUnixMs: null };
+  rxBytes = 0;
+  txBytes = 0;
+  lastHandshakeAt: number | null = null;
+  lastHandshakeUnixMs: number | null = null;
   /** The keypair we send with. */
   current: Keypair | null = null;
   /** The keypair before current, still accepted on receive (packets in flight during rekey). */
@@ -123,6 +128,11 @@ export class Peer {
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
     this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey, slab, offset + 32);
+  }
+
+  /** Its counters: the peer's own fields (an object of their own was 56 B a peer). */
+  get stats(): PeerStats {
+    return this;
   }
 
   /** The peer's X25519 public key, 32 bytes. */
@@ -311,7 +321,7 @@ export class Peer {
     hs.lastSentHandshake = now;
     this.initiatedAt = now;
     this.host.indexes.delete(hs.localIndex);
-    const index = this.host.indexes.newIndexForHandshake(this, hs);
+    const index = this.host.indexes.newIndexForHandshake(this);
     const msg = createInitiation(this.host.identity, hs, index, tai64nInto(timestampScratch, this.host.wallClock(now)));
     if (!msg) {
       this.host.indexes.delete(index);
@@ -357,7 +367,7 @@ export class Peer {
     // Named fields, not a spread of keys: V8 made a map transition for each spread (~1 % of a handshake).
     const kp = new Keypair({
       sendKey: keys.sendKey, receiveKey: keys.receiveKey, localIndex: keys.localIndex, remoteIndex: keys.remoteIndex,
-      isInitiator: keys.isInitiator, createdAt: now, peer: this,
+      isInitiator: keys.isInitiator, createdAt: now, peer: this, slots: this.host.keySlots,
     });
     this.host.indexes.swapIndexForKeypair(keys.localIndex, kp);
     const { previous, next, current } = this;

@@ -127,7 +127,7 @@ function restoreKeypair(device: Device, peer: Peer, s: KeypairState | null, now:
   if (!sendKey || !receiveKey || !Number.isSafeInteger(s.sendCounter) || s.sendCounter < 0 || !(s.ageMs >= 0)) return null;
   const kp = new Keypair({
     sendKey, receiveKey, localIndex: s.localIndex >>> 0, remoteIndex: s.remoteIndex >>> 0, isInitiator: !!s.isInitiator,
-    createdAt: now - s.ageMs, peer,
+    createdAt: now - s.ageMs, peer, slots: device.keySlots,
   });
   kp.sendCounter = s.sendCounter;
   if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(); return null; }

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { AeadContexts } from '../../src/datapath/aead-contexts.js';
 import { AeadBatch, AeadKey } from '../../src/datapath/aead-batch.js';
-import { Keypair } from '../../src/wireguard/keypair.js';
+import { KEYPAIR_SLOT_SIZE, Keypair } from '../../src/wireguard/keypair.js';
+import { SlotAllocator } from '../../src/wireguard/slot-allocator.js';
 import type { Peer } from '../../src/wireguard/peer.js';
 import { native } from '../../src/native/addon.js';
 import { mallocStats } from '../../src/native/malloc-stats.js';
@@ -27,11 +28,13 @@ function keypairContexts(): AeadContexts<Keypair> {
   return c;
 }
 
+const slots = new SlotAllocator(KEYPAIR_SLOT_SIZE);
+
 /** Our keypair and the peer's for the same handshake: what one sends, the other receives. */
 function pair(): [Keypair, Keypair] {
   const a = randomBytes(32), b = randomBytes(32);
   const kp = (send: Buffer, receive: Buffer, isInitiator: boolean) =>
-    new Keypair({ sendKey: Uint8Array.from(send), receiveKey: Uint8Array.from(receive), localIndex: 1, remoteIndex: 2, isInitiator, createdAt: 0, peer: {} as Peer });
+    new Keypair({ sendKey: Uint8Array.from(send), receiveKey: Uint8Array.from(receive), localIndex: 1, remoteIndex: 2, isInitiator, createdAt: 0, peer: {} as Peer, slots });
   return [kp(a, b, true), kp(b, a, false)];
 }
 
