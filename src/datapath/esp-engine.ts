@@ -221,11 +221,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /**
    * reserve() for many SAs with one write of the marks file (new peers arrive in batches); in the
-   * same write, the first replay marks of `firstMarks` (new inbound SAs of tunnels that carry
-   * packets). Left to its first packet, each such SA waited for a write of its own, the whole file
-   * each time, on the packet path: a rotation with 5,000 peers that answer probes made 5,000 of
-   * them within seconds, and the worker dropped 22 % of the real pair's pings meanwhile (the scale
-   * bench with answering IPsec peers, session 30).
+   * same write, the first replay marks of `firstMarks` (the new inbound SAs). Left to its first
+   * packet, each one waited for a write of its own, the whole file each time, on the packet path:
+   * with 5,000 peers that answer the health prober, 5,000 such writes within a minute after the
+   * peers came (a worker busy for 70-90 s) and after a rotation (22 % of the real pair's pings
+   * lost meanwhile; the scale bench with answering IPsec peers, session 30).
    */
   private reserveAll(sas: OutboundSa[], firstMarks: InboundSa[], nowMs: number): void {
     const due: OutboundSa[] = [];
@@ -327,8 +327,11 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private writeReplayMarks(sa: InboundSa, seq: number, nowMs: number): void {
     const moved: [InboundSa, number, number][] = [];
     for (const x of this.inbound.all()) {
-      if (x !== sa && (!x.replayLive || this.inPending.has(x))) continue; // no packet yet: no mark to move; or its next mark is on its way
-      const top = x === sa ? seq : x.replay.top;
+      // Its next mark is on its way; or no packet yet (no mark to move). An SA whose window went
+      // idle (idleWindow) moves too: skipped, each slow tunnel (a health probe every 50 s) wrote
+      // its own refill every 6 packets, the whole file each time (~17 writes a second at 5,000 peers).
+      if (x !== sa && (this.inPending.has(x) || (x.packets === 0 && !x.replayLive))) continue;
+      const top = x === sa ? seq : x.replayTop;
       if (!x.replayMark.movedSince(top)) continue;
       const mark = x.replayMark.next(top, x.packets, nowMs);
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
@@ -660,9 +663,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.outboundSas++;
       }
       st.outbound = oneOrMore(kept);
-      // Its tunnel carries packets (an SA of it had some): a new SA's first mark goes with this update's write.
-      let carries = false;
-      for (const sa of this.inbound.ofSource(s.ip)) carries ||= sa.packets > 0;
       for (const sa of this.inbound.ofSource(s.ip)) {
         if (!listOf(s.inbound).some((x) => x.spi === sa.spi && holdsTransform(sa.transform, x))) this.dropInbound(sa);
       }
@@ -675,7 +675,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         if (r) { sa.bytes = r.bytes; sa.packets = r.packets; }
         // the mark's lead counts packets since its last write: from the handed-over count, not 0 (else a lead of up to 2^20 after a hitless restart, and a later crash dropped every fresh packet under it)
         if (r) sa.replayMark.persisted(sa.replayMark.durable, this.marks.get(id) ?? 0, r.packets, now);
-        else if (carries) firstMarks.push(sa);
+        else firstMarks.push(sa);
         this.inbound.add(sa);
         this.countInbound(x.spi, +1);
       }
