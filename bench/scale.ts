@@ -385,6 +385,10 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // (heap-compaction.ts), which is the burst's cost, not the steady state's. Settled: no compaction
   // pending on either thread for SETTLE_QUIET_MS (or the deadline passed); what settling cost is
   // reported beside the steady figure.
+  // WireGuard: the agent's status (a list of every peer, for the window's probe and drop counts) is
+  // read before settling, not just before the window: at 5,000 peers that answer grew both threads'
+  // heaps past their compaction thresholds, and the compactions then fell in the window (~6 s in).
+  const status0 = wg ? await statusNow(lab) : undefined;
   const settle = await settleAfterBurst(agent);
   console.log(`settled ${settle.ms} ms after the burst${settle.timedOut ? ' (deadline: a compaction still pending)' : ''}: ` +
     `${settle.cpuPercent.toFixed(2)} % of a core meanwhile; compactions then: main ${settle.compactions.main} (${settle.compactions.mainMs} ms), worker ${settle.compactions.worker} (${settle.compactions.workerMs} ms)`);
@@ -393,8 +397,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // whole cycles of the periodic work (resync passes every 30 s, one whole pass every 60 s, the
   // relist every 24-36 s). RSS read from /proc once a second (costs the agent nothing), the heaps
   // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
-  const traffic0 = wg ? await trafficNow(lab) : undefined;
-  if (traffic0) await sleep(1000); // that answer's cost (a list of every peer) is not the steady state's
+  const traffic0 = status0 ? await trafficNow(lab, status0) : undefined; // the responder's counts (cheap) from here
   const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
   const steadyStartedAt = new Date().toISOString();
   console.log(`steady window from ${steadyStartedAt}`);
@@ -550,52 +553,65 @@ async function startResponder(lab: ScaleLab, answer: boolean): Promise<Responder
 }
 
 /** What the first agent and the responder counted so far (one GET /encrypt: every peer listed). */
-interface TrafficSample {
-  at: number;
+interface StatusSample {
+  statusAt: number;
   status: WireGuardEncryptStatus;
+}
+
+interface TrafficSample extends StatusSample {
+  at: number;
   responder: Awaited<ReturnType<ResponderHost['counts']>>;
   responderCpuUs: number;
 }
 
-async function trafficNow(lab: ScaleLab): Promise<TrafficSample> {
+async function statusNow(lab: ScaleLab): Promise<StatusSample> {
   const status = await lab.agents[0]!.encryptStatus();
+  return { statusAt: performance.now(), status };
+}
+
+/** The responder's counts now, with the agent's status sample (by default one taken now). */
+async function trafficNow(lab: ScaleLab, status?: StatusSample): Promise<TrafficSample> {
+  const st = status ?? await statusNow(lab);
   const responder = await lab.responder!.counts();
-  return { at: performance.now(), status, responder, responderCpuUs: lab.responder!.cpuMicros() };
+  return { ...st, at: performance.now(), responder, responderCpuUs: lab.responder!.cpuMicros() };
 }
 
 interface WireGuardTraffic {
   seconds: number;
-  /** The first agent's probes sent and acked, a second (its prober: health-prober.ts). */
+  /** What the agent's status counts (probes, staged, gave up, drops) is over: from before the settling to the window's end. */
+  statusSeconds: number;
+  /** The first agent's probes sent and acked, a second over statusSeconds (its prober: health-prober.ts). */
   probesSentPerS: number;
   probesAckedPerS: number;
   /** Its peers with an ack at the end (of all it probes). */
   peersAcked: number;
   peersProbed: number;
-  /** Its packets staged for a handshake, and dropped because one never completed, a second. */
+  /** Its packets staged for a handshake, and dropped because one never completed, a second over statusSeconds. */
   stagedPerS: number;
   handshakeGaveUpPerS: number;
-  /** Initiations from it that reached the synthetic peers, and transport datagrams, a second. */
+  /** Initiations from it that reached the synthetic peers, and transport datagrams, a second over the window. */
   initiationsPerS: number;
   transportPerS: number;
   /** The responder: handshake responses sent (to both agents) and probes answered, a second; its own CPU (% of a core, not the agent's). */
   responderResponsesPerS: number;
   responderProbesPerS: number;
   responderCpuPercent: number;
-  /** Its engine's and core's drops over the window, by reason (the non-zero ones). */
+  /** Its engine's and core's drops over statusSeconds, by reason (the non-zero ones). */
   drops: Record<string, number>;
 }
 
 /** agentIP: the first agent's underlay address (the synthetic peers count by sender). */
 function wireGuardTraffic(a: TrafficSample, b: TrafficSample, agentIP: string): WireGuardTraffic {
-  const s = (b.at - a.at) / 1000;
+  const s = (b.at - a.at) / 1000, ss = (b.statusAt - a.statusAt) / 1000;
   const rate = (x: number, y: number) => Math.round(((y - x) / s) * 10) / 10;
+  const statusRate = (x: number, y: number) => Math.round(((y - x) / ss) * 10) / 10;
   const sum = (st: WireGuardEncryptStatus, f: 'sent' | 'acked') => (st.probes ?? []).reduce((n, p) => n + p[f], 0);
   const from = (t: TrafficSample) => t.responder.bySource[agentIP] ?? { initiations: 0, transport: 0 };
   return {
-    seconds: Math.round(s * 10) / 10,
-    probesSentPerS: rate(sum(a.status, 'sent'), sum(b.status, 'sent')), probesAckedPerS: rate(sum(a.status, 'acked'), sum(b.status, 'acked')),
+    seconds: Math.round(s * 10) / 10, statusSeconds: Math.round(ss * 10) / 10,
+    probesSentPerS: statusRate(sum(a.status, 'sent'), sum(b.status, 'sent')), probesAckedPerS: statusRate(sum(a.status, 'acked'), sum(b.status, 'acked')),
     peersAcked: (b.status.probes ?? []).filter((p) => p.acked > 0).length, peersProbed: (b.status.probes ?? []).length,
-    stagedPerS: rate(a.status.counters.staged, b.status.counters.staged), handshakeGaveUpPerS: rate(a.status.drops.handshakeGaveUp, b.status.drops.handshakeGaveUp),
+    stagedPerS: statusRate(a.status.counters.staged, b.status.counters.staged), handshakeGaveUpPerS: statusRate(a.status.drops.handshakeGaveUp, b.status.drops.handshakeGaveUp),
     initiationsPerS: rate(from(a).initiations, from(b).initiations), transportPerS: rate(from(a).transport, from(b).transport),
     responderResponsesPerS: rate(a.responder.handshakeResponses, b.responder.handshakeResponses), responderProbesPerS: rate(a.responder.probesAnswered, b.responder.probesAnswered),
     responderCpuPercent: Math.round(((b.responderCpuUs - a.responderCpuUs) / (s * 1e6)) * 1e4) / 100,
