@@ -584,16 +584,13 @@ async function ipsecKeyFile(lab: ScaleLab): Promise<string> {
 
 /** What the first agent and the responder counted so far (one GET /encrypt: every peer listed). */
 interface TrafficSample {
-  at: number;
   status: WireGuardEncryptStatus;
-  responder: Awaited<ReturnType<ResponderHost['counts']>>;
-  responderCpuUs: number;
+  responder: ResponderSample;
 }
 
 async function trafficNow(lab: ScaleLab): Promise<TrafficSample> {
   const status = await lab.agents[0]!.encryptStatus();
-  const responder = await lab.responder!.counts();
-  return { at: performance.now(), status, responder, responderCpuUs: lab.responder!.cpuMicros() };
+  return { status, responder: await responderNow(lab.responder!) };
 }
 
 interface WireGuardTraffic {
@@ -620,18 +617,17 @@ interface WireGuardTraffic {
 
 /** agentIP: the first agent's underlay address (the synthetic peers count by sender). */
 function wireGuardTraffic(a: TrafficSample, b: TrafficSample, agentIP: string): WireGuardTraffic {
-  const s = (b.at - a.at) / 1000;
-  const rate = (x: number, y: number) => Math.round(((y - x) / s) * 10) / 10;
+  const w = responderWindow(a.responder, b.responder, agentIP), rate = w.rate;
   const sum = (st: WireGuardEncryptStatus, f: 'sent' | 'acked') => (st.probes ?? []).reduce((n, p) => n + p[f], 0);
-  const from = (t: TrafficSample) => t.responder.bySource[agentIP] ?? { initiations: 0, transport: 0 };
+  const from = (t: TrafficSample) => t.responder.counts.bySource[agentIP] ?? { initiations: 0, transport: 0 };
   return {
-    seconds: Math.round(s * 10) / 10,
+    seconds: w.seconds,
     probesSentPerS: rate(sum(a.status, 'sent'), sum(b.status, 'sent')), probesAckedPerS: rate(sum(a.status, 'acked'), sum(b.status, 'acked')),
     peersAcked: (b.status.probes ?? []).filter((p) => p.acked > 0).length, peersProbed: (b.status.probes ?? []).length,
     stagedPerS: rate(a.status.counters.staged, b.status.counters.staged), handshakeGaveUpPerS: rate(a.status.drops.handshakeGaveUp, b.status.drops.handshakeGaveUp),
-    initiationsPerS: rate(from(a).initiations, from(b).initiations), transportPerS: rate(from(a).transport, from(b).transport),
-    responderResponsesPerS: rate(a.responder.handshakeResponses, b.responder.handshakeResponses), responderProbesPerS: rate(a.responder.probesAnswered, b.responder.probesAnswered),
-    responderCpuPercent: Math.round(((b.responderCpuUs - a.responderCpuUs) / (s * 1e6)) * 1e4) / 100,
+    initiationsPerS: rate(from(a).initiations, from(b).initiations), transportPerS: w.transportPerS,
+    responderResponsesPerS: rate(a.responder.counts.handshakeResponses, b.responder.counts.handshakeResponses),
+    responderProbesPerS: w.responderProbesPerS, responderCpuPercent: w.responderCpuPercent,
     drops: Object.fromEntries([
       ...WIREGUARD_ENGINE_DROPS.map((k) => [k, b.status.counters[k] - a.status.counters[k]] as const),
       ...Object.entries(b.status.drops).map(([k, v]) => [k, v - (a.status.drops[k as keyof typeof a.status.drops] ?? 0)] as const),
@@ -662,15 +658,23 @@ interface IpsecPeersTraffic {
   espDrops: Record<string, number>;
 }
 
-function ipsecPeersTraffic(a: ResponderSample, b: ResponderSample, agentIP: string): IpsecPeersTraffic {
+/** The window between two responder samples: its length, a rate helper, what the responder did for the agent at agentIP. */
+function responderWindow(a: ResponderSample, b: ResponderSample, agentIP: string) {
   const s = (b.at - a.at) / 1000;
   const rate = (x: number, y: number) => Math.round(((y - x) / s) * 10) / 10;
   const from = (t: ResponderSample) => t.counts.bySource[agentIP]?.transport ?? 0;
   return {
-    seconds: Math.round(s * 10) / 10,
+    seconds: Math.round(s * 10) / 10, rate,
     transportPerS: rate(from(a), from(b)),
     responderProbesPerS: rate(a.counts.probesAnswered, b.counts.probesAnswered),
     responderCpuPercent: Math.round(((b.cpuUs - a.cpuUs) / (s * 1e6)) * 1e4) / 100,
+  };
+}
+
+function ipsecPeersTraffic(a: ResponderSample, b: ResponderSample, agentIP: string): IpsecPeersTraffic {
+  const { seconds, transportPerS, responderProbesPerS, responderCpuPercent } = responderWindow(a, b, agentIP);
+  return {
+    seconds, transportPerS, responderProbesPerS, responderCpuPercent,
     drops: b.counts.drops - a.counts.drops,
     espDrops: Object.fromEntries(Object.entries(b.counts.espDrops ?? {}).map(([k, v]) => [k, v - (a.counts.espDrops?.[k] ?? 0)] as const).filter(([, v]) => v !== 0)),
   };
