@@ -12,7 +12,7 @@ import { decodeEsp, newDropCounters, type EspDropCounters } from '../../src/esp/
 import { sealEsp } from '../../src/esp/esp-encoder.js';
 import { readEspSpi } from '../../src/esp/esp-packet.js';
 import { classifyUdpEncap, ESP_IN_UDP_PORT } from '../../src/esp/udp-encap.js';
-import { deriveSaTransform, type TunnelEnd } from '../../src/keys/ipsec-derive.js';
+import { deriveTunnelTransforms, type TunnelEnd } from '../../src/keys/ipsec-derive.js';
 import { parseKeyFile, type IpsecKey } from '../../src/keys/ipsec-keyfile.js';
 import type { Endpoint } from '../../src/wireguard/endpoint.js';
 import type { SyntheticKey } from './synthetic-nodes.js';
@@ -116,10 +116,10 @@ export class EspResponder implements SyntheticResponder {
     const agent = this.agents.get(agentIP);
     const key = this.keys.get(spi);
     if (!agent || !key) return undefined;
-    const sequence = new OutboundSequence(0);
+    const derived = deriveTunnelTransforms(key, p.end, agent); // as the agent derives them, from this end
     t = {
-      in: createInboundSa({ spi, src: agentIP, dst: p.end.ip, transform: deriveSaTransform(key, agent, p.end), nowMs: now }),
-      out: createOutboundSa({ spi, src: p.end.ip, dst: agentIP, transform: deriveSaTransform(key, p.end, agent), nowMs: now, sequence }),
+      in: createInboundSa({ spi, src: agentIP, dst: p.end.ip, transform: derived.in, nowMs: now }),
+      out: createOutboundSa({ spi, src: p.end.ip, dst: agentIP, transform: derived.out, nowMs: now, sequence: new OutboundSequence(0) }),
     };
     p.tunnels.set(id, t);
     return t;

@@ -75,6 +75,10 @@ const RX_BATCH = UDP_GRO_MAX_SEGMENTS * GRO_SLOTS;
  * of slot 0 (every slot gets the same headroom; the kernel writes only after it).
  */
 const RX_SIDE = GCM_NONCE_AAD_LENGTH * RX_BATCH;
+
+/** An inbound SA's replay mark to write: the SA, its next mark, and the top it was computed at. */
+type MovedMark = [sa: InboundSa, mark: number, top: number];
+
 /**
  * An SA's native AES-GCM context (~2.2 KB of malloc) is kept only while the SA carries traffic.
  * The health prober reaches every peer every 10-50 s (health-prober.ts), so an agent that kept a
@@ -230,19 +234,26 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private reserveAll(sas: OutboundSa[], firstMarks: InboundSa[], nowMs: number): void {
     const due: OutboundSa[] = [];
     for (const sa of sas) if (sa.sequence.persistDue() !== undefined) due.push(sa);
-    const first: [InboundSa, number][] = [];
+    const first: MovedMark[] = [];
     for (const sa of firstMarks) {
-      const mark = sa.replayMark.next(sa.replayTop, 0, nowMs); // the least lead: nothing came under this key yet
-      if (mark <= sa.replayMark.durable) continue;
-      this.marks.set(this.replayId(sa), mark);
-      first.push([sa, mark]);
+      const top = sa.replayTop, mark = sa.replayMark.next(top, 0, nowMs); // the least lead: nothing came under this key yet
+      if (mark > sa.replayMark.durable) first.push([sa, mark, top]);
     }
-    if (!due.length && !first.length) return;
+    this.submitMarks(due, first, nowMs);
+  }
+
+  /**
+   * One write of the marks file for the outbound SAs' next blocks (`due`) and the inbound SAs'
+   * replay marks (`moved`); each counts once its write has ended (settleMarks).
+   */
+  private submitMarks(due: OutboundSa[], moved: MovedMark[], nowMs: number): void {
+    if (!due.length && !moved.length) return;
+    for (const [x, mark] of moved) this.marks.set(this.replayId(x), mark);
     const gen = this.writer.submit();
     for (const sa of due) this.outPending.set(sa, gen);
-    for (const [sa, mark] of first) {
-      this.inPending.set(sa, { mark, top: sa.replayTop, packets: 0, nowMs, gen });
-      sa.replayMark.writing();
+    for (const [x, mark, top] of moved) {
+      this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
+      x.replayMark.writing(); // no packet notes a refill of it meanwhile
     }
   }
 
@@ -325,7 +336,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
    * so a busy cluster writes about once per lead, not once per tunnel.
    */
   private writeReplayMarks(sa: InboundSa, seq: number, nowMs: number): void {
-    const moved: [InboundSa, number, number][] = [];
+    const moved: MovedMark[] = [];
     for (const x of this.inbound.all()) {
       // Its next mark is on its way; or no packet yet (no mark to move). An SA whose window went
       // idle (idleWindow) moves too: skipped, each slow tunnel (a health probe every 50 s) wrote
@@ -336,13 +347,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const mark = x.replayMark.next(top, x.packets, nowMs);
       if (mark > x.replayMark.durable) moved.push([x, mark, top]);
     }
-    if (!moved.length) return;
-    for (const [x, mark] of moved) this.marks.set(this.replayId(x), mark);
-    const gen = this.writer.submit();
-    for (const [x, mark, top] of moved) {
-      this.inPending.set(x, { mark, top, packets: x.packets, nowMs, gen });
-      x.replayMark.writing(); // no packet notes a refill of it meanwhile
-    }
+    this.submitMarks([], moved, nowMs);
   }
 
   /** The SA's replay mark id, kept while it is among the REPLAY_IDS written last (replayIds). */
