@@ -228,7 +228,7 @@ class ScaleLab {
   nodes: { name: string; netns: string; internalIP: string }[] = [];
   /** The synthetic nodes' namespace, which owns their addresses (both modes). */
   underlay?: SyntheticUnderlay;
-  /** WireGuard: the synthetic peers' responder in it (answering, or counting only). */
+  /** The synthetic peers' responder in it, either mode (answering, or counting only). */
   responder?: ResponderHost;
   private up = false;
   constructor(readonly cluster: string, readonly home: string, readonly encryption: SyntheticEncryption) {}
