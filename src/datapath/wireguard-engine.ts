@@ -134,13 +134,14 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     if (init.resume) {
       // A handover: the peers and sessions of the datapath before, which stopped before exporting them.
       this.updatePeers(init.resume.state.peers, []);
-      importSessions(this.device, init.resume.state.sessions, performance.now(), Date.now() - init.resume.exportedAtUnixMs);
+      importSessions(this.device, init.resume.state.sessions, wholeMs(performance.now()), Date.now() - init.resume.exportedAtUnixMs);
     }
   }
 
   // ---- TUN -> network -------------------------------------------------------------------------
 
-  fromTunnel(now: number): number {
+  fromTunnel(at: number): number {
+    const now = wholeMs(at);
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
@@ -206,7 +207,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   // ---- network -> TUN -------------------------------------------------------------------------
 
-  fromNetwork(now: number): number {
+  fromNetwork(at: number): number {
+    const now = wholeMs(at);
     const b = this.rx;
     const n = this.udp.recvBatch(b);
     if (n === 0) return 0;
@@ -379,7 +381,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   }
 
 
-  tick(now: number): void {
+  tick(at: number): void {
+    const now = wholeMs(at);
     this.perform(this.device.tick(now));
     this.contexts.sweep(now);
     this.deadlineAt = -Infinity;
@@ -408,7 +411,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       case 'setPeers': return this.setPeers(req.peers);
       case 'status': return this.status();
       case 'rotateKey': {
-        this.perform(this.device.setStaticKey(Uint8Array.from(req.privateKey), performance.now())); // the worker loop's clock
+        this.perform(this.device.setStaticKey(Uint8Array.from(req.privateKey), wholeMs(performance.now()))); // the worker loop's clock
         return { publicKey: this.device.publicKeyBase64 };
       }
       case 'retireKey': return { retired: this.device.retirePreviousKey() };
@@ -562,13 +565,22 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       persistentKeepalive: p.persistentKeepalive, ...(r.name !== undefined ? { name: r.name } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
     }; });
-    return { peers, sessions: exportSessions(this.device, now) };
+    return { peers, sessions: exportSessions(this.device, wholeMs(now)) };
   }
 
   close(): void {
     for (const p of [...this.device.peers()]) this.device.removePeer(p.publicKey);
     this.contexts.clear();
   }
+}
+
+/**
+ * The device's clock: the worker loop's performance.now() in whole ms. Every time a peer, handshake,
+ * keypair and timer keeps is then a Smi (below 2^31 ms of uptime, ~24 days), where a fractional
+ * time is a 16-B heap number a field (~100-150 B a live peer); WireGuard's times are seconds long.
+ */
+function wholeMs(now: number): number {
+  return Math.floor(now);
 }
 
 /** A peer's label (name, given key) changes from `had` to `label` in the label -> peer index: the old one freed if still its own. */

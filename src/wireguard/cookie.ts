@@ -84,7 +84,8 @@ const macKeyScratch = new Uint8Array(32);
 export class CookieGenerator {
   private remotePublicKey: Uint8Array;
   private cookie: Uint8Array | null = null;
-  private cookieSetAt = Number.NEGATIVE_INFINITY;
+  /** Read only while a cookie is held (0, not -Infinity: a heap number would box the field in every peer). */
+  private cookieSetAt = 0;
   private hasLastMac1 = false;
   private slab: Uint8Array;
   private offset: number;

@@ -244,7 +244,7 @@ export class Device implements PeerHost {
   /** Starts a handshake with `peer` now, ignoring the REKEY_TIMEOUT rate limit (forced rekey). */
   initiateHandshake(peer: Peer, now: number): Action[] {
     const out: Action[] = [];
-    peer.handshake.lastSentHandshake = Number.NEGATIVE_INFINITY;
+    peer.handshake.lastSentHandshake = null;
     peer.sendHandshakeInitiation(now, false, out);
     return out;
   }

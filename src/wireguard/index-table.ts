@@ -1,5 +1,5 @@
-// Receiver index -> handshake or keypair (wireguard-go's IndexTable). Indexes are random 32-bit
-// values so they reveal nothing; the wire's receiver field is looked up here.
+// Receiver index -> handshake or keypair (wireguard-go's IndexTable). Indexes are random (31 bits of
+// the wire's 32) so they reveal nothing; the wire's receiver field is looked up here.
 import { randomUint32 } from '../crypto/index.js';
 import { Keypair } from './keypair.js';
 import type { Peer } from './peer.js';
@@ -13,10 +13,11 @@ export type Indexed = Peer | Keypair;
 export class IndexTable {
   private readonly table = new Map<number, Indexed>();
 
-  /** Allocates a fresh non-zero index for peer's pending handshake. */
+  /** Allocates a fresh non-zero index (below 2^31) for peer's pending handshake. */
   newIndexForHandshake(peer: Peer): number {
     for (;;) {
-      const idx = randomUint32();
+      // 31 random bits: a Smi in every field and map that holds it (a uint32 above 2^31 is a 16-B heap number each).
+      const idx = randomUint32() >>> 1;
       if (idx === 0 || this.table.has(idx)) continue;
       this.table.set(idx, peer);
       return idx;

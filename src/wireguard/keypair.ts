@@ -14,7 +14,12 @@ export const KEYPAIR_SLOT_SIZE = 64;
 /** What a dead keypair's keys read as (they were zeroed; its slot may hold another's now). */
 const DEAD_KEY = new Uint8Array(32);
 
-export class Keypair {
+/**
+ * The receive replay window is the keypair's own fields (`replay` is the keypair itself), as
+ * wireguard-go's Keypair embeds its replay filter: an object of its own was 32 B more a keypair
+ * (its header and the field naming it), and a live peer holds two.
+ */
+export class Keypair extends ReplayWindow {
   /**
    * Both keys in a slot of the device's shared chunks (an ArrayBuffer and view of its own were
    * ~240 B of heap and a backing store's malloc a keypair, and a live peer holds one to three),
@@ -31,8 +36,6 @@ export class Keypair {
   readonly createdAt: number;
   /** True if we initiated this handshake (only the initiator rekeys on REKEY_AFTER_TIME). */
   readonly isInitiator: boolean;
-  /** Receive-side replay window (Device.transportKeypair() and acceptTransport() consult it). */
-  readonly replay = new ReplayWindow(REJECT_AFTER_MESSAGES);
   readonly peer: Peer;
   /** Next send counter (nonce) to use. */
   sendCounter = 0;
@@ -45,6 +48,7 @@ export class Keypair {
     sendKey: Uint8Array; receiveKey: Uint8Array; localIndex: number; remoteIndex: number;
     isInitiator: boolean; createdAt: number; peer: Peer; slots: SlotAllocator;
   }) {
+    super();
     const { sendKey, receiveKey } = init;
     this.slots = init.slots;
     const { chunk, offset } = this.slots.alloc();
@@ -71,6 +75,11 @@ export class Keypair {
   /** ChaCha20-Poly1305 key for what we receive (32 bytes), a view as sendKey. */
   get receiveKey(): Uint8Array {
     return this.alive ? this.chunk.subarray(this.at + 32, this.at + 64) : DEAD_KEY;
+  }
+
+  /** Receive-side replay window (Device.transportKeypair() and acceptTransport() consult it): the keypair's own. */
+  get replay(): ReplayWindow {
+    return this;
   }
 
   get isAlive(): boolean {

@@ -166,8 +166,12 @@ export class Handshake {
   /** The peer's static public key (by reference). */
   remoteStatic: Uint8Array;
   presharedKey: Uint8Array;
-  lastInitiationConsumption = Number.NEGATIVE_INFINITY;
-  lastSentHandshake = Number.NEGATIVE_INFINITY;
+  /**
+   * Device-clock times, null for never: a -Infinity (a heap number) would make the field a double,
+   * boxed in a heap number of its own in every handshake (16 B each); null and whole ms are not.
+   */
+  lastInitiationConsumption: number | null = null;
+  lastSentHandshake: number | null = null;
   private slab: Uint8Array;
   private offset: number;
   private staticStaticOk: boolean;
@@ -344,7 +348,7 @@ export function consumeInitiation(
       hashInto(w.h, w.h, msg.encryptedTimestamp);
     }
     if (!tai64nAfter(incomingTimestamp, hs.lastTimestamp)) return 'staleTimestamp';
-    if (now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
+    if (hs.lastInitiationConsumption !== null && now - hs.lastInitiationConsumption <= HANDSHAKE_INITIATION_RATE) return 'handshakeFlood';
     const mine = hs.begin();
     copyWork(mine, w, Work.H, Work.T1); // h, ck
     mine.remoteEphemeral.set(msg.ephemeral);

@@ -114,8 +114,8 @@ export class Peer implements PeerStats {
   /** Our public key (by reference) when this peer last authenticated us under our current key. */
   ourKeyAtHandshake: Uint8Array | null = null;
 
-  /** When we created our latest initiation (device clock). */
-  private initiatedAt = Number.NEGATIVE_INFINITY;
+  /** When we created our latest initiation (device clock), null for never (not -Infinity: see Handshake's times). */
+  private initiatedAt: number | null = null;
   /** A view of the peer's slot (its first 32 bytes): where the slot is, too. */
   private key: Uint8Array;
 
@@ -311,7 +311,7 @@ export class Peer implements PeerStats {
   sendHandshakeInitiation(now: number, isRetry: boolean, out: Action[]): void {
     if (!isRetry) this.timers.handshakeAttempts = 0;
     const hs = this.handshake;
-    if (now - hs.lastSentHandshake < REKEY_TIMEOUT) return;
+    if (hs.lastSentHandshake !== null && now - hs.lastSentHandshake < REKEY_TIMEOUT) return;
     const endpoint = this.endpoint;
     if (!endpoint) {
       this.host.stats.drop('noEndpoint');
@@ -371,7 +371,7 @@ export class Peer implements PeerStats {
     });
     this.host.indexes.swapIndexForKeypair(keys.localIndex, kp);
     const { previous, next, current } = this;
-    if (keys.isInitiator && this.peerWinsCrossings() && current && !current.isInitiator && current.createdAt >= this.initiatedAt) {
+    if (keys.isInitiator && this.peerWinsCrossings() && current && !current.isInitiator && (this.initiatedAt === null || current.createdAt >= this.initiatedAt)) {
       this.deleteKeypair(kp);
       return current;
     }

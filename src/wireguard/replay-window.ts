@@ -23,7 +23,15 @@ export class ReplayWindow {
   /** Highest counter accepted so far (-1 before the first). */
   private last = -1;
 
-  constructor(private readonly limit: number = REJECT_AFTER_MESSAGES) {}
+  /**
+   * The counter limit, null for REJECT_AFTER_MESSAGES (every keypair's): that limit is no Smi, and
+   * the field would hold a heap number of its own in every window (16 B).
+   */
+  private readonly limit: number | null;
+
+  constructor(limit: number = REJECT_AFTER_MESSAGES) {
+    this.limit = limit === REJECT_AFTER_MESSAGES ? null : limit;
+  }
 
   /** True once a counter was accepted: the peer has sent under this keypair. */
   get receivedAny(): boolean {
@@ -35,7 +43,7 @@ export class ReplayWindow {
    * decryption. The authoritative call is check(), after the packet authenticated.
    */
   wouldAccept(counter: number): boolean {
-    if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
+    if (!(counter >= 0 && counter < (this.limit ?? REJECT_AFTER_MESSAGES) && counter <= Number.MAX_SAFE_INTEGER)) return false;
     if (counter > this.last) return true;
     if (this.last - counter >= REPLAY_WINDOW_SIZE || this.ring === null) return false; // no ring: every counter up to last arrived
     const word = Math.floor(counter / WORD_BITS) & (RING_WORDS - 1);
@@ -47,8 +55,11 @@ export class ReplayWindow {
    * a counter too old, or one at or beyond the limit. Call only after authentication, so a forger
    * cannot move the window.
    */
-  check(counter: number): boolean {
-    if (!(counter >= 0 && counter < this.limit && counter <= Number.MAX_SAFE_INTEGER)) return false;
+  check(at: number): boolean {
+    if (!(at >= 0 && at < (this.limit ?? REJECT_AFTER_MESSAGES) && at <= Number.MAX_SAFE_INTEGER)) return false;
+    // A Smi while it fits: a datapath reads counters as doubles (64-bit on the wire), and one stored
+    // as such makes `last` a double field, a 16-B heap number in every window.
+    const counter = at <= 0x7fffffff ? at | 0 : at;
     if (this.ring === null) {
       if (counter === this.last + 1) { this.last = counter; return true; }
       if (counter <= this.last) return false;

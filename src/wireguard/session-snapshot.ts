@@ -69,6 +69,12 @@ export interface WireGuardSessions {
 
 const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');
 
+/**
+ * A restored time, in whole ms (at most 1 ms early): an exporter's fractional ages would make the
+ * fields doubles (a heap number each, in every keypair and peer, for the process's life).
+ */
+const wholeMs = (t: number) => Math.floor(t);
+
 function keypairState(kp: Keypair | null, now: number): KeypairState | null {
   if (!kp || !kp.isAlive) return null;
   return {
@@ -127,7 +133,7 @@ function restoreKeypair(device: Device, peer: Peer, s: KeypairState | null, now:
   if (!sendKey || !receiveKey || !Number.isSafeInteger(s.sendCounter) || s.sendCounter < 0 || !(s.ageMs >= 0)) return null;
   const kp = new Keypair({
     sendKey, receiveKey, localIndex: s.localIndex >>> 0, remoteIndex: s.remoteIndex >>> 0, isInitiator: !!s.isInitiator,
-    createdAt: now - s.ageMs, peer, slots: device.keySlots,
+    createdAt: wholeMs(now - s.ageMs), peer, slots: device.keySlots,
   });
   kp.sendCounter = s.sendCounter;
   if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(); return null; }
@@ -165,14 +171,14 @@ export function importSessions(device: Device, sessions: WireGuardSessions, now:
     if (Array.isArray(s.lingering)) restoreLingering(device, peer, s.lingering, at, now);
     if (s.endpoint && !peer.endpoint) peer.endpoint = { address: s.endpoint.address, port: s.endpoint.port };
     if (s.lastHandshakeAgeMs !== null) {
-      peer.stats.lastHandshakeAt = at - s.lastHandshakeAgeMs;
+      peer.stats.lastHandshakeAt = wholeMs(at - s.lastHandshakeAgeMs);
       peer.stats.lastHandshakeUnixMs = s.lastHandshakeUnixMs;
     }
     if (s.onCurrentKey && s.publicKey && sessions.publicKey === device.publicKeyBase64) peer.ourKeyAtHandshake = device.publicKey;
     peer.stats.rxBytes = s.rxBytes;
     peer.stats.txBytes = s.txBytes;
     const t = peer.timers, st = s.timers;
-    const due = (x: number | null) => (x === null ? null : at + x);
+    const due = (x: number | null) => (x === null ? null : wholeMs(at + x));
     t.sendKeepalive = due(st.sendKeepalive);
     t.newHandshake = due(st.newHandshake);
     t.zeroKeyMaterial = due(st.zeroKeyMaterial);
