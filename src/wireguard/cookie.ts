@@ -77,7 +77,16 @@ export const COOKIE_STATE_SIZE = 16;
 const macKeyScratch = new Uint8Array(32);
 
 /**
- * Initiator side, one per peer. Its keys derive from the peer's public key and are recomputed on
+ * Writes mac1 of a serialized handshake message for `remotePublicKey` in place, and keeps a copy in
+ * lastMac1 (a cookie reply to the message is sealed with it as AAD).
+ */
+export function writeMac1(msg: Uint8Array, remotePublicKey: Uint8Array, lastMac1: Uint8Array): void {
+  const m1 = msg.length - MAC1_FROM_END;
+  lastMac1.set(mac128(hashInto(macKeyScratch, MAC1_LABEL, remotePublicKey), msg.subarray(0, m1), msg.subarray(m1, m1 + 16)));
+}
+
+/**
+ * Initiator side, one per peer that was sent a cookie (Peer writes mac1 alone until then). Its keys derive from the peer's public key and are recomputed on
  * use (a hash per handshake message) rather than kept: a peer stays small. The last mac1 lives in
  * the caller's slab at `offset`.
  */
@@ -90,11 +99,12 @@ export class CookieGenerator {
   private slab: Uint8Array;
   private offset: number;
 
-  /** remotePublicKey is kept by reference. */
-  constructor(remotePublicKey: Uint8Array, slab: Uint8Array = new Uint8Array(COOKIE_STATE_SIZE), offset = 0) {
+  /** remotePublicKey is kept by reference; hasLastMac1 when slab at offset holds the mac1 of a message sent already. */
+  constructor(remotePublicKey: Uint8Array, slab: Uint8Array = new Uint8Array(COOKIE_STATE_SIZE), offset = 0, hasLastMac1 = false) {
     this.remotePublicKey = remotePublicKey;
     this.slab = slab;
     this.offset = offset;
+    this.hasLastMac1 = hasLastMac1;
   }
 
   /** @internal Moves the state to slab at offset (copied there first by the caller). */
@@ -110,9 +120,7 @@ export class CookieGenerator {
 
   /** Writes mac1 and (with a fresh cookie) mac2 into a serialized handshake message, in place. */
   addMacs(msg: Uint8Array, now: number): void {
-    const m1 = msg.length - MAC1_FROM_END;
-    const mac1 = mac128(hashInto(macKeyScratch, MAC1_LABEL, this.remotePublicKey), msg.subarray(0, m1), msg.subarray(m1, m1 + 16));
-    this.lastMac1.set(mac1);
+    writeMac1(msg, this.remotePublicKey, this.lastMac1);
     this.hasLastMac1 = true;
     const m2 = msg.length - MAC2_FROM_END;
     if (this.cookie && now - this.cookieSetAt <= COOKIE_REFRESH_TIME) {

@@ -522,7 +522,7 @@ export class Device implements PeerHost {
       hs.clear();
       return this.dropped('handshakeDecryptFailed', p, out);
     }
-    p.cookieGenerator.addMacs(response, now);
+    p.addMacs(response, now);
     hs.lastSentHandshake = now;
     if (this.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: p.keylogText(hs.localEphemeral) });
     p.beginSymmetricSession(now);

@@ -14,7 +14,7 @@ import {
   KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
 } from './constants.js';
-import { COOKIE_STATE_SIZE, CookieGenerator } from './cookie.js';
+import { COOKIE_STATE_SIZE, CookieGenerator, writeMac1 } from './cookie.js';
 import { copyEndpoint, sameEndpoint, type Endpoint } from './endpoint.js';
 import type { IndexTable } from './index-table.js';
 import type { LingeringKeypairs } from './lingering-keypairs.js';
@@ -25,6 +25,7 @@ import type { DeviceStats } from './stats.js';
 import { TAI64N_SIZE, tai64nInto } from './tai64n.js';
 import { PeerTimers } from './timers.js';
 import type { Slot, SlotAllocator } from './slot-allocator.js';
+import { MAC2_FROM_END } from './messages.js';
 import { sealTransport } from './transport.js';
 import { NO_ACTIONS, type Action } from './actions.js';
 
@@ -90,8 +91,13 @@ export class Peer implements PeerStats {
   /** Persistent keepalive interval in seconds (0 = off). */
   persistentKeepalive: number;
   readonly handshake: Handshake;
-  /** Made on first use: a peer that never handshakes does not pay for it. */
+  /**
+   * Made when the peer sends us a cookie reply (under load): until then addMacs() writes mac1 alone
+   * and needs no object (72 B a peer that handshakes).
+   */
   private cookies: CookieGenerator | null = null;
+  /** True once a handshake message we sent has its mac1 in the slot (what a cookie reply answers). */
+  private sentMac1 = false;
   readonly timers = new PeerTimers();
   rxBytes = 0;
   txBytes = 0;
@@ -150,14 +156,27 @@ export class Peer implements PeerStats {
     if (this.nextPublicKey && Buffer.compare(this.nextPublicKey, publicKey) === 0) this.nextPublicKey = null;
   }
 
-  /** mac1/mac2 for what we send this peer, and the cookies it gives us. */
+  /** mac1/mac2 for what we send this peer, and the cookies it gives us (made on first use). */
   get cookieGenerator(): CookieGenerator {
     if (!this.cookies) {
       // The slot's cookie state, in the chunk the handshake's view already is (a view of its own was 96 B a peer).
-      const offset = this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE;
-      this.cookies = new CookieGenerator(this.key, this.handshake.stateSlab, offset);
+      this.cookies = new CookieGenerator(this.key, this.handshake.stateSlab, this.cookieStateAt, this.sentMac1);
     }
     return this.cookies;
+  }
+
+  /** Where the slot's cookie state (the last mac1) is in the handshake's chunk. */
+  private get cookieStateAt(): number {
+    return this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE;
+  }
+
+  /** @internal Writes mac1, and mac2 once the peer gave us a fresh cookie, into a handshake message we send it. */
+  addMacs(msg: Uint8Array, now: number): void {
+    if (this.cookies) return this.cookies.addMacs(msg, now);
+    const at = this.cookieStateAt;
+    writeMac1(msg, this.key, this.handshake.stateSlab.subarray(at, at + COOKIE_STATE_SIZE));
+    this.sentMac1 = true;
+    msg.fill(0, msg.length - MAC2_FROM_END); // no cookie: mac2 zero
   }
 
   /** The public key in standard base64 (made on each call: peers do not keep the string). */
@@ -329,7 +348,7 @@ export class Peer implements PeerStats {
       out.push({ kind: 'drop', reason: 'handshakeDecryptFailed', peer: this });
       return;
     }
-    this.cookieGenerator.addMacs(msg, now);
+    this.addMacs(msg, now);
     if (this.host.keylog && hs.localEphemeral) out.push({ kind: 'keylog', text: this.keylogText(hs.localEphemeral) });
     this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
     this.timers.anyAuthenticatedPacketSent();
