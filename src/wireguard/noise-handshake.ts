@@ -147,7 +147,7 @@ export interface PendingInitiation {
   readonly localIndex: number;
 }
 
-/** Bytes of a peer's long-lived handshake state: DH(static, static) then the latest TAI64N. */
+/** Bytes of a peer's long-lived handshake state (after its static key): DH(static, static) then the latest TAI64N. */
 export const HANDSHAKE_STATE_SIZE = 32 + TAI64N_SIZE;
 
 /**
@@ -163,8 +163,6 @@ export class Handshake {
   localIndex = 0;
   /** The peer's index: the receiver field of what we send. */
   remoteIndex = 0;
-  /** The peer's static public key (by reference). */
-  remoteStatic: Uint8Array;
   presharedKey: Uint8Array;
   /**
    * Device-clock times, null for never: a -Infinity (a heap number) would make the field a double,
@@ -172,28 +170,42 @@ export class Handshake {
    */
   lastInitiationConsumption: number | null = null;
   lastSentHandshake: number | null = null;
+  /** Where the peer's static key is (its 32 bytes at offset), the long-lived state after it. */
   private slab: Uint8Array;
   private offset: number;
   private staticStaticOk: boolean;
 
   /**
-   * remoteStatic is kept by reference (the peer's own copy); presharedKey is copied. slab/offset:
-   * where to keep HANDSHAKE_STATE_SIZE bytes (default: a slab of its own).
+   * remoteStatic is copied to slab at offset (a Peer's slot has it there already), the
+   * HANDSHAKE_STATE_SIZE bytes after it are the handshake's (default: a slab of its own);
+   * presharedKey is copied.
    */
   constructor(local: StaticIdentity, remoteStatic: Uint8Array, presharedKey?: Uint8Array,
-    slab: Uint8Array = new Uint8Array(HANDSHAKE_STATE_SIZE), offset = 0) {
-    this.remoteStatic = remoteStatic;
+    slab: Uint8Array = new Uint8Array(32 + HANDSHAKE_STATE_SIZE), offset = 0) {
+    slab.set(remoteStatic, offset);
     this.presharedKey = presharedKey ? Uint8Array.from(presharedKey) : NO_PRESHARED_KEY;
     this.slab = slab;
     this.offset = offset;
-    this.staticStaticOk = x25519Into(slab.subarray(offset, offset + 32), local.privateKey, remoteStatic);
+    this.staticStaticOk = x25519Into(slab.subarray(offset + 32, offset + 64), local.privateKey, remoteStatic);
   }
 
-  /** @internal Moves the long-lived state to slab at offset (copied there first by the caller). */
-  rehome(slab: Uint8Array, offset: number, remoteStatic: Uint8Array): void {
+  /** @internal Moves the key and long-lived state to slab at offset (copied there first by the caller). */
+  rehome(slab: Uint8Array, offset: number): void {
     this.slab = slab;
     this.offset = offset;
-    this.remoteStatic = remoteStatic;
+  }
+
+  /**
+   * The peer's static public key: a view of the slab made on each call (writes go to the slab).
+   * A Peer keeps no view of its own (96 B a peer): its publicKey is this.
+   */
+  get remoteStatic(): Uint8Array {
+    return this.slab.subarray(this.offset, this.offset + 32);
+  }
+
+  /** @internal Where the key is in stateSlab (a Peer's slot starts there). */
+  get keyOffset(): number {
+    return this.offset;
   }
 
   /**
@@ -201,7 +213,7 @@ export class Handshake {
    * rotation); the in-flight handshake and the replay timestamp are kept.
    */
   resetStaticStatic(local: StaticIdentity): void {
-    this.staticStaticOk = x25519Into(this.slab.subarray(this.offset, this.offset + 32), local.privateKey, this.remoteStatic);
+    this.staticStaticOk = x25519Into(this.slab.subarray(this.offset + 32, this.offset + 64), local.privateKey, this.remoteStatic);
   }
 
   /** @internal The slab its long-lived state is in (shared: the peers' slots chunk). */
@@ -211,12 +223,12 @@ export class Handshake {
 
   /** DH(our static, peer static), computed once; null when the peer key is unusable. */
   get precomputedStaticStatic(): Uint8Array | null {
-    return this.staticStaticOk ? this.slab.subarray(this.offset, this.offset + 32) : null;
+    return this.staticStaticOk ? this.slab.subarray(this.offset + 32, this.offset + 64) : null;
   }
 
   /** Latest TAI64N accepted from the peer: initiations not newer than this are replays. */
   get lastTimestamp(): Uint8Array {
-    return this.slab.subarray(this.offset + 32, this.offset + HANDSHAKE_STATE_SIZE);
+    return this.slab.subarray(this.offset + 64, this.offset + 32 + HANDSHAKE_STATE_SIZE);
   }
 
   /** Our ephemeral private key of the handshake in flight (key log), or null. */

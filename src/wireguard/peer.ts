@@ -122,18 +122,15 @@ export class Peer implements PeerStats {
 
   /** When we created our latest initiation (device clock), null for never (not -Infinity: see Handshake's times). */
   private initiatedAt: number | null = null;
-  /** A view of the peer's slot (its first 32 bytes): where the slot is, too. */
-  private key: Uint8Array;
 
   /** @internal created by Device.addPeer */
   constructor(private readonly host: PeerHost, config: PeerConfig) {
     // Every byte a peer keeps (public key, handshake state, last mac1) in one slot of a shared chunk.
+    // The handshake keeps the slot (the public key first): the peer reads its key through it.
     const { chunk: slab, offset } = host.peerSlots.alloc();
-    this.key = slab.subarray(offset, offset + 32);
-    this.key.set(config.publicKey);
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
-    this.handshake = new Handshake(host.identity, this.publicKey, config.presharedKey, slab, offset + 32);
+    this.handshake = new Handshake(host.identity, config.publicKey, config.presharedKey, slab, offset);
   }
 
   /** Its counters: the peer's own fields (an object of their own was 56 B a peer). */
@@ -141,9 +138,9 @@ export class Peer implements PeerStats {
     return this;
   }
 
-  /** The peer's X25519 public key, 32 bytes. */
+  /** The peer's X25519 public key, 32 bytes: a view of its slot made on each call (a view kept was 96 B a peer). */
   get publicKey(): Uint8Array {
-    return this.key;
+    return this.handshake.remoteStatic;
   }
 
   /**
@@ -151,7 +148,7 @@ export class Peer implements PeerStats {
    * sessions, endpoint, timers and counters stay: they do not depend on static keys.
    */
   changeKey(publicKey: Uint8Array): void {
-    this.key.set(publicKey);
+    this.publicKey.set(publicKey);
     this.handshake.resetStaticStatic(this.host.identity);
     if (this.nextPublicKey && Buffer.compare(this.nextPublicKey, publicKey) === 0) this.nextPublicKey = null;
   }
@@ -160,28 +157,28 @@ export class Peer implements PeerStats {
   get cookieGenerator(): CookieGenerator {
     if (!this.cookies) {
       // The slot's cookie state, in the chunk the handshake's view already is (a view of its own was 96 B a peer).
-      this.cookies = new CookieGenerator(this.key, this.handshake.stateSlab, this.cookieStateAt, this.sentMac1);
+      this.cookies = new CookieGenerator(this.publicKey, this.handshake.stateSlab, this.cookieStateAt, this.sentMac1);
     }
     return this.cookies;
   }
 
   /** Where the slot's cookie state (the last mac1) is in the handshake's chunk. */
   private get cookieStateAt(): number {
-    return this.key.byteOffset + 32 + HANDSHAKE_STATE_SIZE;
+    return this.handshake.keyOffset + 32 + HANDSHAKE_STATE_SIZE;
   }
 
   /** @internal Writes mac1, and mac2 once the peer gave us a fresh cookie, into a handshake message we send it. */
   addMacs(msg: Uint8Array, now: number): void {
     if (this.cookies) return this.cookies.addMacs(msg, now);
     const at = this.cookieStateAt;
-    writeMac1(msg, this.key, this.handshake.stateSlab.subarray(at, at + COOKIE_STATE_SIZE));
+    writeMac1(msg, this.publicKey, this.handshake.stateSlab.subarray(at, at + COOKIE_STATE_SIZE));
     this.sentMac1 = true;
     msg.fill(0, msg.length - MAC2_FROM_END); // no cookie: mac2 zero
   }
 
   /** The public key in standard base64 (made on each call: peers do not keep the string). */
   get publicKeyBase64(): string {
-    return Buffer.from(this.key).toString('base64');
+    return Buffer.from(this.publicKey).toString('base64');
   }
 
   /**
@@ -189,12 +186,11 @@ export class Peer implements PeerStats {
    * stays readable) and returns its shared slot for reuse.
    */
   leaveSlot(): Slot {
-    const old: Slot = { chunk: new Uint8Array(this.key.buffer), offset: this.key.byteOffset };
+    const old: Slot = { chunk: this.handshake.stateSlab, offset: this.handshake.keyOffset };
     const own = new Uint8Array(PEER_SLOT_SIZE);
     own.set(old.chunk.subarray(old.offset, old.offset + PEER_SLOT_SIZE));
-    this.key = own.subarray(0, 32);
-    this.handshake.rehome(own, 32, this.key);
-    this.cookies?.rehome(own, 32 + HANDSHAKE_STATE_SIZE, this.key);
+    this.handshake.rehome(own, 0);
+    this.cookies?.rehome(own, 32 + HANDSHAKE_STATE_SIZE, own.subarray(0, 32));
     return old;
   }
 
@@ -421,7 +417,7 @@ export class Peer implements PeerStats {
 
   /** True when the peer's public key is the greater: its session wins a crossing. */
   private peerWinsCrossings(): boolean {
-    return Buffer.compare(this.key, this.host.identity.publicKey) > 0;
+    return Buffer.compare(this.publicKey, this.host.identity.publicKey) > 0;
   }
 
   /** @internal Records a completed handshake for status and emits the event. */
