@@ -23,7 +23,7 @@ import { SinglePacketWriter } from './single-packet-writer.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
-import { exportSessions, importSessions } from '../wireguard/session-snapshot.js';
+import { exportSessions, importSessions, wholeMs } from '../wireguard/session-snapshot.js';
 import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineState, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
 
@@ -141,7 +141,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   // ---- TUN -> network -------------------------------------------------------------------------
 
   fromTunnel(at: number): number {
-    const now = wholeMs(at);
+    const now = wholeMs(at); // the device's clock is whole ms: the times it keeps stay Smis (wholeMs)
     const b = this.tx;
     const n = this.tun.readBatch(b);
     if (n === 0) return 0;
@@ -572,15 +572,6 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const p of [...this.device.peers()]) this.device.removePeer(p.publicKey);
     this.contexts.clear();
   }
-}
-
-/**
- * The device's clock: the worker loop's performance.now() in whole ms. Every time a peer, handshake,
- * keypair and timer keeps is then a Smi (below 2^31 ms of uptime, ~24 days), where a fractional
- * time is a 16-B heap number a field (~100-150 B a live peer); WireGuard's times are seconds long.
- */
-function wholeMs(now: number): number {
-  return Math.floor(now);
 }
 
 /** A peer's label (name, given key) changes from `had` to `label` in the label -> peer index: the old one freed if still its own. */

@@ -70,10 +70,14 @@ export interface WireGuardSessions {
 const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');
 
 /**
- * A restored time, in whole ms (at most 1 ms early): an exporter's fractional ages would make the
- * fields doubles (a heap number each, in every keypair and peer, for the process's life).
+ * A time on the device's clock in whole ms (the datapath's clock; restored times at most 1 ms early):
+ * a fractional time is a heap number in every field that keeps it (16 B each, and one double
+ * makes the field a double in every keypair or peer for the process's life); a whole one is a Smi
+ * below 2^31 ms (~24 days of uptime).
  */
-const wholeMs = (t: number) => Math.floor(t);
+export function wholeMs(t: number): number {
+  return Math.floor(t);
+}
 
 function keypairState(kp: Keypair | null, now: number): KeypairState | null {
   if (!kp || !kp.isAlive) return null;
