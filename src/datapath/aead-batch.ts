@@ -29,7 +29,7 @@ export class AeadKey {
     const want = AEAD_KEY_LENGTH[algorithm];
     if (want === undefined) throw new VeilError('AEAD_ALG', `unknown AEAD algorithm '${algorithm}'`, `use one of ${Object.keys(AEAD_ALG).join(', ')}`);
     if (key.length !== want) throw new VeilError('AEAD_KEY', `${algorithm} needs a ${want}-byte key, got ${key.length} bytes`);
-    const tagOk = algorithm === 'chacha20-poly1305' ? tagLength === 16 : [8, 12, 16].includes(tagLength);
+    const tagOk = algorithm === 'chacha20-poly1305' ? tagLength === 16 : tagLength === 8 || tagLength === 12 || tagLength === 16; // no array literal: a lone packet's key is made per batch
     if (!tagOk) throw new VeilError('AEAD_TAG', `${algorithm} does not support a ${tagLength}-byte tag`);
     const h = native().aeadCreate(AEAD_ALG[algorithm], key, tagLength, AEAD_USE[use]);
     if (h < 0) throw nativeError(h, `cannot create a ${algorithm} context`);

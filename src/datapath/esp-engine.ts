@@ -179,6 +179,15 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     malformed: 0, tooBig: 0, sendFailed: 0, sequenceWait: 0, sequenceExhausted: 0, replayMarkFailed: 0,
   };
 
+  /** A key's copy for its native context (contexts' make): one buffer per key length, wiped after each use. */
+  private readonly keyScratches = new Map<number, Buffer>();
+
+  private keyScratch(length: number): Buffer {
+    let b = this.keyScratches.get(length);
+    if (b === undefined) this.keyScratches.set(length, b = Buffer.alloc(length));
+    return b;
+  }
+
   /** ESP in UDP: the peers' port 4500 (ours too). Raw ESP (IP protocol 50): no port, and no non-ESP markers. */
   private readonly peerPort: number;
   private readonly rawEsp: boolean;
@@ -192,8 +201,17 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       make: (sa) => {
         const t = sa.transform;
         if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
-        // a copy: handing the SA's own key to native code would move it off the JS heap (security-association.ts)
-        return AeadKey.create(gcmAlgorithm(t.keyLength), Buffer.from(t.key), t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
+        // A copy (handing the SA's own key to native code would move it off the JS heap,
+        // security-association.ts) into a buffer kept for it and wiped after: a probe's SA makes
+        // a context for its lone packet each time (~200 a second at 5,000 peers, acks included),
+        // and a view and a buffer of each key were garbage every time.
+        const len = t.keyLength, key = this.keyScratch(len), m = t.material, at = t.at;
+        for (let i = 0; i < len; i++) key[i] = m[at + i]!;
+        try {
+          return AeadKey.create(gcmAlgorithm(len), key, t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
+        } finally {
+          key.fill(0);
+        }
       },
       // Asked before the packet counts as a use: the SA's use time (wall-clock) is its previous packet's.
       keeps: (sa) => Date.now() - sa.useTimeMs <= hotMs,

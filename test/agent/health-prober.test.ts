@@ -85,3 +85,47 @@ test('setPeers: an entry kept while its peer keeps its address, moved and gone p
   p.setPeers([...many.slice(100), { name: 'z', podGateway: '10.2.0.1' }]);
   assert.deepEqual(p.list().map((e) => e.sent).sort(), [0, ...Array<number>(100).fill(1)], "a reused slot's new entry starts at 0");
 });
+
+test("acks: read from their bytes, counted and timed by the probe's sentMs; other shapes as the text reads them", { timeout: 30_000 }, async () => {
+  const { createSocket } = await import('node:dgram');
+  const { HEALTH_PORT } = await import('../../src/agent/health-prober.js');
+  const p = new HealthProber('a', '127.77.1.1', 60_000);
+  await p.start();
+  const peer = createSocket({ type: 'udp4', reuseAddr: true });
+  await new Promise<void>((resolve) => peer.bind(HEALTH_PORT, '127.77.1.2', resolve));
+  const stranger = createSocket('udp4');
+  await new Promise<void>((resolve) => stranger.bind(0, '127.77.1.3', resolve));
+  try {
+    p.setPeers([{ name: 'b', podGateway: '127.77.1.2' }]);
+    const of = () => p.list().find((e) => e.node === 'b')!;
+    const sendFrom = (s: typeof peer, text: string) => new Promise<void>((resolve) => s.send(Buffer.from(text, 'latin1'), HEALTH_PORT, '127.77.1.1', () => resolve()));
+    const settle = async (acked: number) => { for (let i = 0; i < 200 && of().acked !== acked; i++) await sleep(5); };
+
+    const sentAt = Date.now() - 250;
+    await sendFrom(peer, `veil-ack b 7 ${sentAt}`);
+    await settle(1);
+    assert.equal(of().acked, 1, 'an ack from the peer is counted');
+    assert.ok(of().rttMs! >= 250 && of().rttMs! < 5_000, `its RTT from the probe's sentMs (${of().rttMs})`);
+    assert.ok(of().lastAckMs! >= sentAt + 250);
+
+    // Shapes the bytes do not settle take the text's path, with its answer: Number() of the last field.
+    await sendFrom(peer, `veil-ack b 8 ${sentAt}.0`); // not digits only: still an ack (Number reads it)
+    await settle(2);
+    assert.equal(of().acked, 2, 'a sentMs the bytes do not read is read by the text');
+    await sendFrom(peer, 'veil-ack b 9 soon'); // not a number: no ack
+    await sendFrom(peer, `veil-ack b 9 ${sentAt} extra`); // five fields: no ack
+    await sendFrom(peer, `veil-ack b ${sentAt}`); // three fields: no ack
+    await sendFrom(peer, `veil-ack b 10 1234567890123456`); // 16 digits: the text's path, an ack
+    await settle(3);
+    assert.equal(of().acked, 3, 'only the well-formed ones count');
+    await sendFrom(stranger, `veil-ack x 1 ${Date.now()}`); // from an address not probed: ignored
+    await sendFrom(peer, `veil-ack b 11 ${Date.now()}`);
+    await settle(4);
+    assert.equal(of().acked, 4);
+    assert.equal(p.list().length, 1, 'a stranger gets no entry');
+  } finally {
+    p.stop();
+    peer.close();
+    stranger.close();
+  }
+});
