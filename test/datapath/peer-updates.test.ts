@@ -21,7 +21,7 @@ test('peer diffs give the engines what the whole table gives; drift shows in eit
     `seed ${res.seed}: each drift of the ESP table changes its digest, and the whole table mends it`);
   assert.deepEqual(res.wgDrift, {
     peerGone: true, endpointChanged: true, endpointNone: true, keepaliveChanged: true, nameChanged: true, nextKeyChanged: true, keyChanged: true,
-    strayPeer: true, prefixLost: true, strayPrefix: true, tableLost: true, roamNoDrift: true, roamKept: true, movedSet: true,
+    strayPeer: true, prefixLost: true, strayPrefix: true, prefixMoved: true, tableLost: true, roamNoDrift: true, roamKept: true, movedSet: true,
   }, `seed ${res.seed}: each drift of the WireGuard table as given changes its digest and the whole table mends it; a roam is no drift, and a resend keeps it`);
   assert.ok(res.handoverKeepsKeys, `seed ${res.seed}: an ESP engine resumed from a handover holds every SA and key of the one before (its export survives close())`);
   assert.deepEqual(res.rotation, { announcedKeptInPlace: true, ownSwitchNoDrift: true, ownSwitchResent: true, removedAfterOwnSwitch: true, unannouncedRebuilt: true, prefixFollows: true });
