@@ -55,6 +55,27 @@ export class TableDigest {
     this.h2 = Math.imul(h2 ^ 0xffff, P2);
   }
 
+  /**
+   * The text of a number (0 or more, an integer) as text() would hash its decimal digits, without
+   * the separator: an entry spelled in parts (codes, decimal, then textEnd()) hashes as its text.
+   */
+  protected decimal(n: number): void {
+    if (n >= 10) this.decimal(Math.floor(n / 10));
+    this.code(48 + (n % 10));
+  }
+
+  /** One code unit of a text spelled in parts. */
+  protected code(c: number): void {
+    this.h1 = Math.imul(this.h1 ^ c, P1);
+    this.h2 = Math.imul(this.h2 ^ c, P2);
+  }
+
+  /** The end of a text spelled in parts (text()'s separator). */
+  protected textEnd(): void {
+    this.h1 = Math.imul(this.h1 ^ 0xffff, P1);
+    this.h2 = Math.imul(this.h2 ^ 0xffff, P2);
+  }
+
   /** A number of the entry being made. */
   protected num(n: number): void {
     this.h1 = Math.imul(this.h1 ^ n, P1);

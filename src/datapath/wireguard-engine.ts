@@ -580,7 +580,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const r = this.records.get(p);
       if (!r || r.givenKey === undefined) { d.stray(`peer ${p.publicKeyBase64} not given`); continue; }
       d.peer(r.givenKey, r.name, r.givenEndpoint, p.persistentKeepalive, r.givenNext);
-      for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) { d.prefix(this.allowed.textOf(x), r.givenKey); owned++; }
+      for (const x of r.prefixes) {
+        if (this.allowed.valueOfRef(x) !== p) continue;
+        owned++;
+        if (typeof x === 'number' && x >= 0) d.prefixIpv4(this.allowed.ipv4At(x), this.allowed.lengthAt(x), r.givenKey); // spelled as given (PrefixRef)
+        else d.prefix(this.allowed.textOf(x), r.givenKey);
+      }
     }
     if (owned !== this.allowed.size) d.stray(`${this.allowed.size - owned} allowed-ips entries no peer owns`);
     return d.value;

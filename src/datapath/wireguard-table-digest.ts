@@ -26,6 +26,23 @@ export class WireGuardTableDigest extends TableDigest {
     this.end();
   }
 
+  /**
+   * prefix() of an IPv4 prefix given as its address's 32-bit word and its length (the trie's own
+   * form): hashed as its text "a.b.c.d/len" is, without making it (the engine's digest at 5,000
+   * peers made ~4.7 MB of garbage formatting every prefix).
+   */
+  prefixIpv4(word: number, length: number, publicKey: string): void {
+    this.text('a');
+    for (let shift = 24; shift >= 0; shift -= 8) {
+      this.decimal((word >>> shift) & 0xff);
+      this.code(shift ? 0x2e : 0x2f); // '.', then '/'
+    }
+    this.decimal(length);
+    this.textEnd();
+    this.text(publicKey);
+    this.end();
+  }
+
   /** A string that may be absent (absent is not the empty string). */
   private optional(s: string | undefined): void {
     if (s === undefined) this.num(0);
