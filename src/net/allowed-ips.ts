@@ -302,9 +302,15 @@ export class AllowedIps<T> {
     return handle >= 0 ? this.#v4.valueOf(handle) : this.#v6.valueOf(~handle);
   }
 
-  /** The prefix with this handle (insert()), as text ("10.0.0.0/24": its address masked). */
+  /**
+   * The prefix with this handle (insert()), as text ("10.0.0.0/24": its address masked). IPv4's
+   * from its word, as formatCidr spells it, without the Cidr and its bytes (a WireGuard status
+   * read formats every peer's prefixes: ~0.4 KB of garbage a prefix that way).
+   */
   prefixAt(handle: number): string {
-    return formatCidr(handle >= 0 ? this.#v4.cidrOf(handle) : this.#v6.cidrOf(~handle));
+    if (handle < 0) return formatCidr(this.#v6.cidrOf(~handle));
+    const w = this.#v4.wordOf(handle, 0);
+    return `${w >>> 24}.${(w >>> 16) & 0xff}.${(w >>> 8) & 0xff}.${w & 0xff}/${this.#v4.lengthOf(handle)}`;
   }
 
   /**
