@@ -6,7 +6,7 @@
 import { packedLength, type PackedTransform } from '../esp/esp-transform.js';
 import type { OneOrMore } from '../util/one-or-more.js';
 import type { EspPeerSpec, EspSaSpec } from './messages.js';
-import { KeptSpecsDigest, TableDigest } from './table-digest.js';
+import { KeptSpecsDigest, specsDigest, TableDigest } from './table-digest.js';
 
 /** An ESP table's entries: a peer, an SA, a prefix and its owner (table-digest.ts sums them). */
 export class EspTableDigest extends TableDigest {
@@ -42,9 +42,7 @@ export class EspTableDigest extends TableDigest {
  * ~2 MB of garbage at 5,000 peers.
  */
 export function espSpecsDigest(specs: readonly EspPeerSpec[]): string {
-  const d = new EspTableDigest();
-  for (let k = 0; k < specs.length; k++) digestSpec(d, specs[k]!);
-  return d.value;
+  return specsDigest(specs, () => new EspTableDigest(), digestSpec);
 }
 
 /** espSpecsDigest of a set of specs kept up to date spec by spec (table-digest.ts KeptSpecsDigest). */

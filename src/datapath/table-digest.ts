@@ -99,6 +99,13 @@ function fmix(h: number): number {
   return h ^ (h >>> 16);
 }
 
+/** The digest of the table these specs make, counted whole (what a KeptSpecsDigest of them reads). */
+export function specsDigest<S, D extends TableDigest>(specs: readonly S[], make: () => D, entriesOf: (d: D, spec: S) => void): string {
+  const d = make();
+  for (let k = 0; k < specs.length; k++) entriesOf(d, specs[k]!);
+  return d.value;
+}
+
 /**
  * The digest of a set of specs kept up to date spec by spec: a spec's entries are added as it
  * comes and taken away as it goes (the digest is a sum), so the agent's periodic check reads a

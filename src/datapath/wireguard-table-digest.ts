@@ -7,7 +7,7 @@
 // roamed to another endpoint, or moved to the next key its node announced, still holds what it
 // was given, and a resend would not undo the roam (WireGuardEngine.applyPeers).
 import type { WireGuardPeerSpec } from './messages.js';
-import { KeptSpecsDigest, TableDigest } from './table-digest.js';
+import { KeptSpecsDigest, specsDigest, TableDigest } from './table-digest.js';
 
 /** A WireGuard table's entries: a peer as given, a prefix and its owner's given key. */
 export class WireGuardTableDigest extends TableDigest {
@@ -55,9 +55,7 @@ export class WireGuardTableDigest extends TableDigest {
  * it was given exactly them): a prefix named twice by a peer counts once, as the engine keeps it.
  */
 export function wireGuardSpecsDigest(specs: readonly WireGuardPeerSpec[]): string {
-  const d = new WireGuardTableDigest();
-  for (let k = 0; k < specs.length; k++) digestSpec(d, specs[k]!);
-  return d.value;
+  return specsDigest(specs, () => new WireGuardTableDigest(), digestSpec);
 }
 
 /** wireGuardSpecsDigest of a set of specs kept up to date spec by spec (table-digest.ts KeptSpecsDigest). */
