@@ -47,8 +47,8 @@ const PUBLISH_CHECK_INTERVAL_MS = 2_000;
  */
 const RESYNC_INTERVAL_MS = 30_000;
 /**
- * Every this many resyncs the pass is whole (the tunnel sends the worker its whole table and steers
- * every route): every 60 s, on the resync's clock, so the safety net's cost recurs at a fixed
+ * Every this many resyncs the pass is whole (the tunnel checks the worker's table by digest, sending
+ * it whole only when it differs, and mends the routes the table lacks): every 60 s, on the resync's clock, so the safety net's cost recurs at a fixed
  * period (it was "60 s after the last whole pass ended", which the 30 s resyncs made every 90 s).
  */
 const WHOLE_PASS_EVERY_RESYNCS = 2;

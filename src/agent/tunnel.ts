@@ -12,6 +12,7 @@ import { forgetUnmarked } from '../util/forget-unmarked.js';
 import { AppliedPeers, type AppliedSpecsObserver } from './applied-peers.js';
 import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
 import { EspSpecsDigest } from '../datapath/esp-table-digest.js';
+import { WireGuardSpecsDigest } from '../datapath/wireguard-table-digest.js';
 import type { EngineKind, EspPeerSpec, ProtocolOf, ReplyTo, RequestOf, WireGuardPeerSpec, WorkerInit } from '../datapath/messages.js';
 import type { Health } from './health.js';
 import { HealthProber, type PeerHealth, type ProbeTarget } from './health-prober.js';
@@ -204,8 +205,8 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   /** The last pass that wanted a prefix, with its source where it has one (a record only then: IPsec's routes have none, and one each was ~40 B a peer). */
   private routed = new Map<string, number | { src: string; pass: number }>();
   private passes = 0;
-  /** ESP: the digest of the specs in appliedPeers, kept spec by spec as they come, change and go. */
-  private specsDigest?: EspSpecsDigest;
+  /** The digest of the specs in appliedPeers (the engine's kind's), kept spec by spec as they come, change and go. */
+  private specsDigest?: EspSpecsDigest | WireGuardSpecsDigest;
   /** The fingerprint of the routing table's listing when a whole pass last found it in place; forgotten whenever a pass moves a route. */
   private routesInPlace?: string;
   /** The next pass is whole: the first, the one after a failure, and the one asked for (wholeNext). */
@@ -213,7 +214,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   private failed = false;
 
   /**
-   * The next pass checks the whole table (ESP: by digest, sending it if it differs; WireGuard: sent)
+   * The next pass checks the whole table (by digest, sending it if it differs)
    * and mends the routes the table lacks (the safety net): the agent asks for it on a fixed cycle
    * (every second resync), so its cost recurs at a known period.
    */
@@ -225,7 +226,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
    * Peers/SAs first (inbound keys in place before anything is published), then routes and probes.
    * Only what differs from the last pass is sent; a whole pass (the table, every route, the
    * device's stale routes removed) runs first, after a failure and when asked for (wholeNext),
-   * where an ESP datapath is sent the table only if its digest shows it differs.
+   * where the datapath is sent the table only if its digest shows it differs.
    */
   async apply(d: DesiredState<K>): Promise<void> {
     const whole = this.wholeAsked || this.failed;
@@ -235,12 +236,13 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     this.failed = true; // until this pass is through: a failure anywhere makes the next one whole
     const specs: readonly (WireGuardPeerSpec | EspPeerSpec)[] = d.datapathPeers;
     const message = (d.messageOf ?? sameSpec) as (s: WireGuardPeerSpec | EspPeerSpec) => WireGuardPeerSpec | EspPeerSpec;
-    const digest = this.host.init.kind === 'esp' ? (this.specsDigest ??= new EspSpecsDigest()) : undefined;
-    const { upsert, remove } = this.appliedPeers.update(specs, d.slotOf as (s: WireGuardPeerSpec | EspPeerSpec) => number, message, pass, digest as AppliedSpecsObserver<WireGuardPeerSpec | EspPeerSpec> | undefined);
-    // The periodic whole pass of an ESP datapath sends what changed, then asks whether the datapath
-    // holds the table (a digest each side, esp-table-digest.ts) and sends it only if not. The first
-    // pass, one after a failure and WireGuard's (its engine moves keys and endpoints itself) send it.
-    const check = whole && periodic && this.host.init.kind === 'esp';
+    const digest = this.specsDigest ??= this.host.init.kind === 'esp' ? new EspSpecsDigest() : new WireGuardSpecsDigest();
+    const { upsert, remove } = this.appliedPeers.update(specs, d.slotOf as (s: WireGuardPeerSpec | EspPeerSpec) => number, message, pass, digest as AppliedSpecsObserver<WireGuardPeerSpec | EspPeerSpec>);
+    // The periodic whole pass sends what changed, then asks whether the datapath holds the table (a
+    // digest each side: esp-table-digest.ts, wireguard-table-digest.ts, of the table as given, which
+    // a WireGuard engine's own key moves and roaming leave as it is) and sends it only if not. The
+    // first pass and one after a failure send it.
+    const check = whole && periodic;
     // The table as the worker is sent it, made at most once a pass: a periodic pass that counts its
     // digest again reads the messages a resend then sends (each spec's SAs were made twice, and a
     // whole-table resend at 5,000 peers allocated ~2.5 MB).
@@ -250,7 +252,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     if (whole && !check) await setPeers();
     else {
       if (upsert.length || remove.length) await this.host.request({ type: 'updatePeers', upsert, remove } as unknown as RequestOf<ProtocolOf[K]>);
-      if (check && !await this.datapathHolds(tableNow as () => readonly EspPeerSpec[])) await setPeers();
+      if (check && !await this.datapathHolds(tableNow)) await setPeers();
     }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
@@ -293,17 +295,17 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   private digestChecks = 0;
 
   /**
-   * Whether the ESP datapath holds exactly the applied peers, by digest: the worker makes its own
+   * Whether the datapath holds exactly the applied peers, by digest: the worker makes its own
    * from what it holds after each peer update (and every FULL_DIGEST_EVERY-th check anyway); the
    * specs' is kept as they change. When they differ the specs' is counted
    * again in full first, from `table` (the applied specs as the worker is sent them: a slip in its
    * keeping must not resend the table every minute). A difference then is drift: reported, and the
    * caller resends.
    */
-  private async datapathHolds(table: () => readonly EspPeerSpec[]): Promise<boolean> {
+  private async datapathHolds(table: () => readonly (WireGuardPeerSpec | EspPeerSpec)[]): Promise<boolean> {
     const full = this.digestChecks++ % FULL_DIGEST_EVERY === 0;
-    const { digest } = await (this.host.request({ type: 'digest', full } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // K is 'esp' (the caller checked): its digest reply
-    const kept = this.specsDigest!; // made by this pass (ESP)
+    const { digest } = await (this.host.request({ type: 'digest', full } as unknown as RequestOf<ProtocolOf[K]>) as Promise<{ digest: string }>); // both engines answer a digest request
+    const kept = this.specsDigest! as AppliedSpecsObserver<WireGuardPeerSpec | EspPeerSpec> & { clear(): void; readonly value: string }; // made by this pass, of the engine's kind
     if (digest === kept.value) return true;
     kept.clear();
     const messages = table();

@@ -287,6 +287,11 @@ export type WireGuardProtocol = {
   updatePeers: { request: PeerUpdate<WireGuardPeerSpec>; reply: { peers: number } };
   /** The whole table at once (tests, tools): peers not in it are removed. */
   setPeers: { request: { type: 'setPeers'; peers: WireGuardPeerSpec[] }; reply: { peers: number } };
+  /**
+   * The digest of the table as the engine was given it (wireguard-table-digest.ts), as EspProtocol's:
+   * made after a peer update, else the one made then; full: made from the whole table anyway.
+   */
+  digest: { request: { type: 'digest'; full?: boolean }; reply: { digest: string } };
   status: { request: { type: 'status' }; reply: WireGuardEngineStatus };
   /** Switches the static key (raw 32-byte private key); the old one is answered until retireKey. */
   rotateKey: { request: { type: 'rotateKey'; privateKey: Uint8Array }; reply: { publicKey: string } };

@@ -12,7 +12,7 @@ import { Device } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
-import { formatEndpoint, type Endpoint } from '../wireguard/endpoint.js';
+import { formatEndpoint, sameEndpoint, type Endpoint } from '../wireguard/endpoint.js';
 import { frameTransport, transportLength } from '../wireguard/transport.js';
 import { transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
 import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
@@ -26,6 +26,7 @@ import type { DatapathEngine } from './engine.js';
 import { exportSessions, importSessions, wholeMs } from '../wireguard/session-snapshot.js';
 import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineState, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
+import { WireGuardTableDigest } from './wireguard-table-digest.js';
 
 /** Bytes before a TUN packet: the 12-byte nonce at the slot start, then the 16-byte header. */
 const TX_HEADROOM = 32;
@@ -61,8 +62,16 @@ const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD
 class PeerRecord {
   /** A name for status (the node). */
   name: string | undefined = undefined;
-  /** The public key the agent last gave it (its identity in updatePeers' remove). */
+  /** The public key the agent last gave it (its identity in updatePeers' remove), as given: not the next key a rotation moved it to. */
   givenKey: string | undefined = undefined;
+  /**
+   * The endpoint the agent last gave it (the object the peer was given: no copy while it has not
+   * roamed), and its announced next key as given (the device may refuse it or have moved to it):
+   * what the table digest names (wireguard-table-digest.ts), and what tells a new endpoint from
+   * one given again.
+   */
+  givenEndpoint: WireGuardPeerSpec['endpoint'] = null;
+  givenNext: string | undefined = undefined;
   /**
    * Its allowed IPs as configured (the trie answers by address; this answers by peer without a
    * walk): each its trie handle while the peer holds it and the trie spells it as given, else its
@@ -85,6 +94,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly givenKey = new Map<string, Peer>();
   private deadline = Infinity;
   private deadlineAt = -Infinity;
+  /** The digest made since the last peer update (undefined: none yet); see digest(). */
+  private heldDigest?: string;
   private readonly tx = new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: TX_HEADROOM, tailroom: TX_TAILROOM });
   private readonly rx: PacketBatch;
   private readonly aead = new AeadBatch(RX_BATCH);
@@ -406,9 +417,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   control(req: RequestOf<WireGuardProtocol>): AnyReplyOf<WireGuardProtocol> {
     this.deadlineAt = -Infinity; // peers come and go
+    if (req.type === 'updatePeers' || req.type === 'setPeers') this.heldDigest = undefined;
     switch (req.type) {
       case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
+      case 'digest': return { digest: req.full || this.heldDigest === undefined ? (this.heldDigest = this.digest()) : this.heldDigest };
       case 'status': return this.status();
       case 'rotateKey': {
         this.perform(this.device.setStaticKey(Uint8Array.from(req.privateKey), wholeMs(performance.now()))); // the worker loop's clock
@@ -421,12 +434,27 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /**
    * Makes the device's peers and allowed IPs exactly `specs` (the whole table: tests, the agent's
-   * safety net). A named peer that moves to the next key its node announced keeps its sessions.
+   * safety net when the digests differ). A named peer that moves to the next key its node announced keeps its sessions.
    */
   private setPeers(wanted: WireGuardPeerSpec[]): { peers: number } {
     const specs = this.followRotations(wanted);
     const keep = new Set(specs.map((s) => s.publicKey));
-    return this.applyPeers(specs, [...this.device.peers()].filter((p) => !keep.has(p.publicKeyBase64)));
+    const r = this.applyPeers(specs, wanted, [...this.device.peers()].filter((p) => !keep.has(p.publicKeyBase64)));
+    this.dropUnownedPrefixes();
+    return r;
+  }
+
+  /**
+   * Trie entries no peer lists (drift the digest shows, which no peer's update would remove): they
+   * would send a prefix's packets to a peer the agent never gave it.
+   */
+  private dropUnownedPrefixes(): void {
+    let owned = 0;
+    for (const [p, r] of this.records) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) owned++;
+    if (owned === this.allowed.size) return;
+    const listed = new Set<number>();
+    for (const [p, r] of this.records) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) listed.add(typeof x === 'number' ? x : this.allowed.handleOf(x)!);
+    for (const e of this.allowed.entries()) if (!listed.has(this.allowed.handleOf(e.cidr)!)) this.allowed.remove(e.cidr);
   }
 
   /**
@@ -443,7 +471,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const p = this.givenKey.get(key) ?? this.device.peer(key);
       if (p && !keep.has(p.publicKeyBase64)) gone.push(p);
     }
-    return this.applyPeers(specs, gone);
+    return this.applyPeers(specs, upsert, gone);
   }
 
   /**
@@ -465,7 +493,14 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     return specs;
   }
 
-  private applyPeers(specs: WireGuardPeerSpec[], gone: Peer[]): { peers: number } {
+  /**
+   * specs: what the device is to hold (followRotations' answer), given[i] what the agent sent for
+   * specs[i]. An endpoint is set when the peer is new or the agent gives another one than it last
+   * did: one given again (every spec of a whole table) leaves a peer that roamed where it roamed
+   * to (WireGuard's roaming: the source of its authenticated packets), as a new keepalive or
+   * prefix does; the agent sends a moved node's new endpoint as a change.
+   */
+  private applyPeers(specs: WireGuardPeerSpec[], given: WireGuardPeerSpec[], gone: Peer[]): { peers: number } {
     for (const p of gone) {
       const r = this.records.get(p);
       if (r) {
@@ -476,13 +511,17 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       }
       this.device.removePeer(p.publicKey);
     }
-    for (const s of specs) {
+    for (let i = 0; i < specs.length; i++) {
+      const s = specs[i]!, g = given[i]!;
       const key = Buffer.from(s.publicKey, 'base64');
-      const peer = this.device.addPeer({ publicKey: key, endpoint: s.endpoint, persistentKeepalive: s.persistentKeepalive });
+      const peer = this.device.addPeer({ publicKey: key, persistentKeepalive: s.persistentKeepalive });
       let r = this.records.get(peer);
+      const fresh = !r;
       if (!r) this.records.set(peer, r = new PeerRecord(peer));
+      if (fresh || !sameEndpoint(r.givenEndpoint, s.endpoint)) r.givenEndpoint = peer.endpoint = s.endpoint;
       relabel(this.byName, peer, r.name, r.name = s.name);
-      relabel(this.givenKey, peer, r.givenKey, r.givenKey = s.publicKey);
+      relabel(this.givenKey, peer, r.givenKey, r.givenKey = g.publicKey);
+      r.givenNext = g.nextPublicKey;
       const next = s.nextPublicKey && this.keyFree(s.nextPublicKey, peer) ? Buffer.from(s.nextPublicKey, 'base64') : null;
       this.device.setPeerNextKey(peer, next);
       const have = r.prefixes;
@@ -529,6 +568,30 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       if (i >= 0) had.prefixes[i] = this.allowed.prefixAt(handle);
     }
     return this.allowed.prefixAt(handle) === prefix ? handle : prefix;
+  }
+
+  /**
+   * The digest of the table as this engine was given it (wireguard-table-digest.ts): equal to
+   * wireGuardSpecsDigest(specs) once it was given exactly the specs, whatever its peers did on their
+   * own since (roamed, moved to their next key). The trie is read per prefix a peer lists; a
+   * device peer without a record, or a trie entry no peer lists, spoils it.
+   */
+  private digest(): string {
+    const d = new WireGuardTableDigest();
+    let owned = 0;
+    for (const p of this.device.peers()) {
+      const r = this.records.get(p);
+      if (!r || r.givenKey === undefined) { d.stray(`peer ${p.publicKeyBase64} not given`); continue; }
+      d.peer(r.givenKey, r.name, r.givenEndpoint, p.persistentKeepalive, r.givenNext);
+      for (const x of r.prefixes) {
+        if (this.allowed.valueOfRef(x) !== p) continue;
+        owned++;
+        if (typeof x === 'number' && x >= 0) d.prefixIpv4(this.allowed.ipv4At(x), this.allowed.lengthAt(x), r.givenKey); // spelled as given (PrefixRef)
+        else d.prefix(this.allowed.textOf(x), r.givenKey);
+      }
+    }
+    if (owned !== this.allowed.size) d.stray(`${this.allowed.size - owned} allowed-ips entries no peer owns`);
+    return d.value;
   }
 
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
