@@ -2,7 +2,8 @@
 // changes, drained when the agent is about to screen peers against its underlay. Nothing moved
 // since the last drain: the underlay facts read then still hold, and no `ip` process is spawned
 // (three a pass, each a fork of the whole agent: the largest part of an idle agent's child cost).
-// Changes the agent makes itself (routes through its tunnel devices, blackholes) are not counted.
+// Changes the agent makes itself (routes through its tunnel devices, its fail-closed blackholes) are
+// not counted. The replaced-routes record reads the table again on the same signal.
 #include "common.h"
 #include <errno.h>
 #include <net/if.h>
@@ -31,9 +32,11 @@ static bool ignored(int ifindex, const int *ignore, int n) {
   return false;
 }
 
-// Whether one message can move the underlay: a link change (not of an ignored device), or a unicast
-// route of table main not through an ignored device.
-static bool counts(const struct nlmsghdr *h, const int *ignore, int n) {
+// Whether one message can move the underlay or the host's own routes: a link change (not of an
+// ignored device), a unicast route of table main not through an ignored device, or another route
+// of table main (a blackhole, unreachable, ...) but the agent's own fail-closed blackholes, which
+// are the ones at ownMetric (the replaced-routes record keeps the host's blackholes too).
+static bool counts(const struct nlmsghdr *h, const int *ignore, int n, uint32_t own_metric) {
   if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK) {
     if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) return true;
     const struct ifinfomsg *ifi = NLMSG_DATA(h);
@@ -42,24 +45,27 @@ static bool counts(const struct nlmsghdr *h, const int *ignore, int n) {
   if (h->nlmsg_type != RTM_NEWROUTE && h->nlmsg_type != RTM_DELROUTE) return false;
   if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg))) return true;
   const struct rtmsg *rt = NLMSG_DATA(h);
-  if (rt->rtm_type != RTN_UNICAST) return false; // blackholes (veil's fail-closed ones), local, broadcast, ...
-  uint32_t table = rt->rtm_table;
+  uint32_t table = rt->rtm_table, priority = 0;
   int oif = 0;
   int len = (int)RTM_PAYLOAD(h);
   for (const struct rtattr *a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
     if (a->rta_type == RTA_TABLE && RTA_PAYLOAD(a) >= sizeof(uint32_t)) memcpy(&table, RTA_DATA(a), sizeof table);
     else if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(int)) memcpy(&oif, RTA_DATA(a), sizeof oif);
+    else if (a->rta_type == RTA_PRIORITY && RTA_PAYLOAD(a) >= sizeof(uint32_t)) memcpy(&priority, RTA_DATA(a), sizeof priority);
   }
-  if (table != RT_TABLE_MAIN) return false;
+  if (table != RT_TABLE_MAIN) return false; // local, broadcast and other tables' routes
+  if (rt->rtm_type != RTN_UNICAST) return priority != own_metric;
   return !(oif && ignored(oif, ignore, n));
 }
 
-// routeChangesDrain(fd, ignoredDevices: string[]) -> changes since the last drain that can move the
-// underlay (0: none; a lost notification, ENOBUFS, counts as one) | error.
+// routeChangesDrain(fd, ignoredDevices: string[], ownBlackholeMetric) -> changes since the last drain
+// that can move the underlay or the host's routes (0: none; a lost notification, ENOBUFS, counts as
+// one) | error.
 napi_value route_changes_drain(napi_env env, napi_callback_info info) {
-  GET_ARGS(2);
-  int32_t fd;
+  GET_ARGS(3);
+  int32_t fd, own_metric;
   NEED(arg_int(env, argv[0], &fd, "fd"));
+  NEED(arg_int(env, argv[2], &own_metric, "ownBlackholeMetric"));
   uint32_t names = 0;
   if (napi_get_array_length(env, argv[1], &names) != napi_ok) {
     napi_throw_type_error(env, NULL, "veil_datapath: ignoredDevices must be an array of device names");
@@ -87,7 +93,7 @@ napi_value route_changes_drain(napi_env env, napi_callback_info info) {
     }
     int len = (int)got;
     for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
-      if (counts(h, ignore, n)) changes++;
+      if (counts(h, ignore, n, (uint32_t)own_metric)) changes++;
   }
   return ret_int(env, changes > INT32_MAX ? INT32_MAX : changes);
 }

@@ -3,12 +3,15 @@
 // from the table. Before a prefix is first steered, its routes are recorded in the state dir
 // (replaced-routes.json, kept across restarts: a restarted agent finds its own routes there, and
 // the record of the first run stays), so that an uninstall can give the host its plaintext routing
-// back exactly as it was.
+// back exactly as it was. The table is read once and kept (the host's routes only) while a netlink
+// socket reports no change to them: a burst of new peers (a cluster's first convergence) steers
+// in several passes, and each read the whole table (two `ip` processes, ~2 routes a peer as JSON).
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { writeFileAtomic } from '../util/durable-file.js';
 import { FAIL_CLOSED_METRIC } from './routes.js';
+import { native } from '../native/addon.js';
 
 /** A route as `ip -j route show` prints it (the fields a replace needs). */
 export interface ShownRoute {
@@ -52,9 +55,24 @@ function mainTable(netns?: string): ShownRoute[] {
   return out;
 }
 
+/** The host's routes are read again after this even when no change was notified: a safety net, not the mechanism. */
+export const HOST_ROUTES_MAX_AGE_MS = 300_000;
+
 /** Records, once per prefix, the routes that steering `prefixes` into `device` replaces. */
 export class ReplacedRoutes {
-  constructor(private readonly file: string, private readonly device: string) {}
+  /** A netlink socket on route and link changes (native/route-changes.c), -1 without one: then every read asks ip. */
+  private fd = -1;
+  /** The main table's routes that are the host's (not through the device, not its fail-closed blackholes), by prefix, as last read. */
+  private host?: { byPrefix: Map<string, ShownRoute[]>; atMs: number };
+  /** Reads of the routing table so far. */
+  tableReads = 0;
+
+  constructor(private readonly file: string, private readonly device: string, private readonly now: () => number = () => performance.now()) {
+    try {
+      const fd = native().routeChangesOpen();
+      if (fd >= 0) this.fd = fd;
+    } catch { /* no addon here: read every time */ }
+  }
 
   /**
    * Before steering: the record is read, and the table only when a prefix is not in it yet. No set
@@ -66,13 +84,37 @@ export class ReplacedRoutes {
     const record = readRecord(this.file);
     const fresh = prefixes.filter((p) => !Object.hasOwn(record, p)); // recorded by this run or a run before it
     if (!fresh.length) return;
-    const table = mainTable();
-    for (const p of fresh) {
-      if (Object.hasOwn(record, p)) continue; // listed twice
-      // veil's own routes (an agent restarted over its device's routes) are no host route to give back
-      record[p] = table.filter((r) => r.dst === p && r.dev !== this.device && !(r.type === 'blackhole' && r.metric === FAIL_CLOSED_METRIC));
-    }
+    const host = this.hostRoutes();
+    for (const p of fresh) if (!Object.hasOwn(record, p)) record[p] = host.get(p) ?? []; // (a prefix listed twice: once)
     writeFileAtomic(this.file, JSON.stringify(record) + '\n', { mode: 0o600 });
+  }
+
+  /**
+   * The host's routes by prefix: as last read while nothing but the agent's own steering changed the
+   * table since (drained before the read: a change while ip runs is counted at the next one). veil's
+   * own routes (an agent restarted over its device's routes) are no host route to give back.
+   */
+  private hostRoutes(): Map<string, ShownRoute[]> {
+    const now = this.now();
+    const changes = this.fd >= 0 ? native().routeChangesDrain(this.fd, [this.device], FAIL_CLOSED_METRIC) : -1;
+    if (changes < 0) this.close();
+    else if (changes === 0 && this.host && now - this.host.atMs < HOST_ROUTES_MAX_AGE_MS) return this.host.byPrefix;
+    this.tableReads++;
+    const byPrefix = new Map<string, ShownRoute[]>();
+    for (const r of mainTable()) {
+      if (r.dev === this.device || (r.type === 'blackhole' && r.metric === FAIL_CLOSED_METRIC)) continue;
+      const had = byPrefix.get(r.dst);
+      if (had) had.push(r); else byPrefix.set(r.dst, [r]);
+    }
+    if (this.fd >= 0) this.host = { byPrefix, atMs: now };
+    return byPrefix;
+  }
+
+  /** Closes the change socket (the tunnel's stop). */
+  close(): void {
+    if (this.fd >= 0) native().close(this.fd);
+    this.fd = -1;
+    this.host = undefined;
   }
 }
 

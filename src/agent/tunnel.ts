@@ -345,6 +345,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   close(): void {
     this.udp.close();
     this.tun.close();
+    this.replaced?.close();
   }
 
   /** Stops the worker; device and routes stay, so a restart loses nothing and leaks nothing. */
@@ -353,6 +354,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     await this.host.stop();
     this.udp.close();
     this.tun.close();
+    this.replaced?.close();
   }
 }
 

@@ -5,6 +5,7 @@
 // with the underlay as its pod CIDR would otherwise cut the whole cluster off, for good.
 import { run } from '../util/exec.js';
 import { native } from '../native/addon.js';
+import { FAIL_CLOSED_METRIC } from './routes.js';
 
 export interface UnderlayFacts {
   /** Connected routes: a destination prefix and its device. */
@@ -82,7 +83,7 @@ export class UnderlayFactsReader {
     const key = JSON.stringify(extra);
     const now = this.now();
     // Drained before the read: a change while ip runs is counted at the next read, never lost.
-    const changes = this.fd >= 0 ? native().routeChangesDrain(this.fd, this.tunnelDevices) : -1;
+    const changes = this.fd >= 0 ? native().routeChangesDrain(this.fd, this.tunnelDevices, FAIL_CLOSED_METRIC) : -1;
     if (changes < 0) this.close();
     else if (changes === 0 && this.last && this.last.extra === key && now - this.last.atMs < UNDERLAY_FACTS_MAX_AGE_MS) return this.last.facts;
     const facts = readUnderlayFacts(this.tunnelDevices, extra);

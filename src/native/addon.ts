@@ -48,8 +48,8 @@ export interface NativeDatapath {
   mallocMmapThreshold(bytes: number): number;
   /** A netlink socket on this netns's link and route changes (native/route-changes.c), non-blocking. */
   routeChangesOpen(): number;
-  /** Changes since the last drain that can move the underlay (not through ignoredDevices, no blackholes; 0: none). */
-  routeChangesDrain(fd: number, ignoredDevices: readonly string[]): number;
+  /** Changes since the last drain that can move the underlay or the host's routes (not through ignoredDevices, not the fail-closed blackholes at ownBlackholeMetric; 0: none). */
+  routeChangesDrain(fd: number, ignoredDevices: readonly string[], ownBlackholeMetric: number): number;
   /** glibc malloc_info(0): every arena's system and free bytes, as XML (native/malloc-stats.c; read by malloc-stats.ts). */
   mallocInfo(): string;
   udpOpen(addr: string, port: number, v6only: number): number;

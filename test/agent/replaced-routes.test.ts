@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mustRun } from '../../src/util/exec.js';
+import { mustRun, run } from '../../src/util/exec.js';
 import { ReplacedRoutes, type ShownRoute } from '../../src/agent/replaced-routes.js';
 
 test('each prefix recorded once, from the table, across restarts; a prefix the record holds reads nothing and writes nothing', (t) => {
@@ -38,4 +38,59 @@ test('each prefix recorded once, from the table, across restarts; a prefix the r
   assert.deepEqual(last[none[2]!], [], 'a new prefix recorded');
   assert.deepEqual(last[none[1]!], [{ dst: none[1]!, gateway: '192.0.2.9', dev: 'eth9' }], 'the earlier run\'s record kept');
   assert.deepEqual(Object.keys(last).sort(), [...(held ? [held.dst] : []), ...none].sort());
+});
+
+test('the table is read once for many steers and again only when the host\'s routes moved: a new host route or blackhole, not the tunnel\'s routes and fail-closed blackholes', { timeout: 60_000 }, () => {
+  const ns = `veil-trr-${process.pid}`;
+  const ipn = ['ip', '-n', ns];
+  const dir = mkdtempSync(join(tmpdir(), 'veil-rr-'));
+  try {
+    mustRun(['ip', 'netns', 'add', ns]);
+    // No IPv6 here: its link-local routes come when DAD ends, which would read as the table moving at any step.
+    mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    mustRun([...ipn, 'link', 'add', 'veil-rr0', 'type', 'veth', 'peer', 'name', 'veil-rr1']);
+    mustRun([...ipn, 'link', 'add', 'veil_ipsec0', 'type', 'veth', 'peer', 'name', 'veil-rr2']); // stands for the tunnel device
+    for (const l of ['lo', 'veil-rr0', 'veil-rr1', 'veil_ipsec0', 'veil-rr2']) mustRun([...ipn, 'link', 'set', l, 'up']);
+    mustRun([...ipn, 'addr', 'add', '10.83.0.1/24', 'dev', 'veil-rr0']);
+    // The record watches its own netns: it runs in a node process inside it, which reports each step.
+    const script = `
+      import { ReplacedRoutes } from ${JSON.stringify(new URL('../../src/agent/replaced-routes.js', import.meta.url).href)};
+      import { steerIntoTunnel } from ${JSON.stringify(new URL('../../src/agent/routes.js', import.meta.url).href)};
+      import { mustRun } from ${JSON.stringify(new URL('../../src/util/exec.js', import.meta.url).href)};
+      import { readFileSync } from 'node:fs';
+      const file = ${JSON.stringify(join(dir, 'replaced-routes.json'))};
+      const r = new ReplacedRoutes(file, 'veil_ipsec0');
+      const out = { steps: [] };
+      const step = (what, prefixes) => {
+        const before = r.tableReads;
+        r.recordBefore(prefixes);
+        steerIntoTunnel(prefixes.map((prefix) => ({ prefix, device: 'veil_ipsec0' })));
+        out.steps.push({ what, read: r.tableReads > before });
+      };
+      step('the first steer', ['10.101.1.0/24', '10.101.2.0/24']);
+      step('more peers, nothing else moved', ['10.101.3.0/24']);
+      mustRun(['ip', 'route', 'add', '10.101.4.0/24', 'via', '10.83.0.9']);
+      step('a host route for the next prefix', ['10.101.4.0/24']);
+      mustRun(['ip', 'route', 'add', 'blackhole', '10.101.5.0/24', 'metric', '7']);
+      step('a host blackhole for the next prefix', ['10.101.5.0/24']);
+      mustRun(['ip', 'route', 'add', '10.101.9.0/24', 'dev', 'veil_ipsec0']);
+      mustRun(['ip', 'route', 'add', 'blackhole', '10.101.9.0/24', 'metric', '4242']);
+      step('only the tunnel\\'s own routes moved', ['10.101.6.0/24']);
+      r.close();
+      out.record = JSON.parse(readFileSync(file, 'utf8'));
+      console.log(JSON.stringify(out));`;
+    const out = JSON.parse(mustRun(['ip', 'netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script])) as
+      { steps: { what: string; read: boolean }[]; record: Record<string, ShownRoute[]> };
+    assert.deepEqual(out.steps.map((s) => [s.what, s.read]), [
+      ['the first steer', true], ['more peers, nothing else moved', false], ['a host route for the next prefix', true],
+      ['a host blackhole for the next prefix', true], ['only the tunnel\'s own routes moved', false],
+    ]);
+    assert.deepEqual(out.record['10.101.3.0/24'], [], 'a prefix with no host route, recorded from the kept table');
+    assert.ok(out.record['10.101.4.0/24']!.some((r) => r.gateway === '10.83.0.9'), `the new host route recorded: ${JSON.stringify(out.record['10.101.4.0/24'])}`);
+    assert.ok(out.record['10.101.5.0/24']!.some((r) => r.type === 'blackhole' && r.metric === 7), `the host's blackhole recorded: ${JSON.stringify(out.record['10.101.5.0/24'])}`);
+    assert.deepEqual(Object.keys(out.record).sort(), ['10.101.1.0/24', '10.101.2.0/24', '10.101.3.0/24', '10.101.4.0/24', '10.101.5.0/24', '10.101.6.0/24']);
+  } finally {
+    run(['ip', 'netns', 'del', ns]);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
