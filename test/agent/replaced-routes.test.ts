@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mustRun, run } from '../../src/util/exec.js';
+import { mustRun } from '../../src/util/exec.js';
+import { routeWatchNetns } from './fixtures/route-watch-netns.js';
 import { ReplacedRoutes, type ShownRoute } from '../../src/agent/replaced-routes.js';
 
 test('each prefix recorded once, from the table, across restarts; a prefix the record holds reads nothing and writes nothing', (t) => {
@@ -41,17 +42,9 @@ test('each prefix recorded once, from the table, across restarts; a prefix the r
 });
 
 test('the table is read once for many steers and again only when the host\'s routes moved: a new host route or blackhole, not the tunnel\'s routes and fail-closed blackholes', { timeout: 60_000 }, () => {
-  const ns = `veil-trr-${process.pid}`;
-  const ipn = ['ip', '-n', ns];
   const dir = mkdtempSync(join(tmpdir(), 'veil-rr-'));
+  const net = routeWatchNetns('rr', 83);
   try {
-    mustRun(['ip', 'netns', 'add', ns]);
-    // No IPv6 here: its link-local routes come when DAD ends, which would read as the table moving at any step.
-    mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-    mustRun([...ipn, 'link', 'add', 'veil-rr0', 'type', 'veth', 'peer', 'name', 'veil-rr1']);
-    mustRun([...ipn, 'link', 'add', 'veil_ipsec0', 'type', 'veth', 'peer', 'name', 'veil-rr2']); // stands for the tunnel device
-    for (const l of ['lo', 'veil-rr0', 'veil-rr1', 'veil_ipsec0', 'veil-rr2']) mustRun([...ipn, 'link', 'set', l, 'up']);
-    mustRun([...ipn, 'addr', 'add', '10.83.0.1/24', 'dev', 'veil-rr0']);
     // The record watches its own netns: it runs in a node process inside it, which reports each step.
     const script = `
       import { ReplacedRoutes } from ${JSON.stringify(new URL('../../src/agent/replaced-routes.js', import.meta.url).href)};
@@ -79,8 +72,7 @@ test('the table is read once for many steers and again only when the host\'s rou
       r.close();
       out.record = JSON.parse(readFileSync(file, 'utf8'));
       console.log(JSON.stringify(out));`;
-    const out = JSON.parse(mustRun(['ip', 'netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script])) as
-      { steps: { what: string; read: boolean }[]; record: Record<string, ShownRoute[]> };
+    const out = net.runIn<{ steps: { what: string; read: boolean }[]; record: Record<string, ShownRoute[]> }>(script);
     assert.deepEqual(out.steps.map((s) => [s.what, s.read]), [
       ['the first steer', true], ['more peers, nothing else moved', false], ['a host route for the next prefix', true],
       ['a host blackhole for the next prefix', true], ['only the tunnel\'s own routes moved', false],
@@ -90,7 +82,7 @@ test('the table is read once for many steers and again only when the host\'s rou
     assert.ok(out.record['10.101.5.0/24']!.some((r) => r.type === 'blackhole' && r.metric === 7), `the host's blackhole recorded: ${JSON.stringify(out.record['10.101.5.0/24'])}`);
     assert.deepEqual(Object.keys(out.record).sort(), ['10.101.1.0/24', '10.101.2.0/24', '10.101.3.0/24', '10.101.4.0/24', '10.101.5.0/24', '10.101.6.0/24']);
   } finally {
-    run(['ip', 'netns', 'del', ns]);
+    net.remove();
     rmSync(dir, { recursive: true, force: true });
   }
 });

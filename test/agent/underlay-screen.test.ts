@@ -8,6 +8,7 @@ import { UnderlayScreen, screenAgainstUnderlay } from '../../src/agent/peer-admi
 import { readUnderlayFacts, underlayFactsFrom } from '../../src/agent/underlay-routes.js';
 import { TUNNEL_DEVICES } from '../../src/agent/installer.js';
 import { mustRun, run } from '../../src/util/exec.js';
+import { routeWatchNetns } from './fixtures/route-watch-netns.js';
 
 test('the routing table gives the connected routes and the gateways; veil tunnels and blackholes are not the underlay', () => {
   const facts = underlayFactsFrom([
@@ -110,16 +111,8 @@ test('read from a real routing table device by device, the facts are those of th
 });
 
 test('the facts are read again only when the underlay moved: not for the tunnel\'s own routes and blackholes, but for a new connected route, a link, or other extra addresses', { timeout: 60_000 }, () => {
-  const ns = `veil-tuw-${process.pid}`;
-  const ipn = ['ip', '-n', ns];
+  const net = routeWatchNetns('uw', 82);
   try {
-    mustRun(['ip', 'netns', 'add', ns]);
-    // No IPv6 here: its link-local routes come when DAD ends, which would read as the underlay moving at any step.
-    mustRun(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-    mustRun([...ipn, 'link', 'add', 'veil-uw0', 'type', 'veth', 'peer', 'name', 'veil-uw1']);
-    mustRun([...ipn, 'link', 'add', 'veil_ipsec0', 'type', 'veth', 'peer', 'name', 'veil-uw2']); // stands for the tunnel device
-    for (const l of ['lo', 'veil-uw0', 'veil-uw1', 'veil_ipsec0', 'veil-uw2']) mustRun([...ipn, 'link', 'set', l, 'up']);
-    mustRun([...ipn, 'addr', 'add', '10.82.0.1/24', 'dev', 'veil-uw0']);
     // The reader watches its own netns: it runs in a node process inside it, which reports what each read returned.
     const script = `
       import { UnderlayFactsReader } from ${JSON.stringify(new URL('../../src/agent/underlay-routes.js', import.meta.url).href)};
@@ -142,8 +135,7 @@ test('the facts are read again only when the underlay moved: not for the tunnel\
       step('other extra addresses', [{ ip: '10.82.0.9', what: 'the registry' }]);
       r.close();
       console.log(JSON.stringify(out));`;
-    const out = JSON.parse(mustRun(['ip', 'netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script])) as
-      { watching: boolean; steps: { what: string; reread: boolean; connected: string[] }[] };
+    const out = net.runIn<{ watching: boolean; steps: { what: string; reread: boolean; connected: string[] }[] }>(script);
     assert.ok(out.watching, 'the netlink socket opened');
     assert.deepEqual(out.steps.map((s) => [s.what, s.reread]), [
       ['nothing moved', false], ['the tunnel route and a blackhole', false], ['a connected route', true],
@@ -152,6 +144,6 @@ test('the facts are read again only when the underlay moved: not for the tunnel\
     assert.ok(out.steps[2]!.connected.includes('10.92.0.0/24'), 'the new connected route is in the facts');
     assert.ok(!out.steps[4]!.connected.includes('10.92.0.0/24'), 'its link down took it away');
   } finally {
-    run(['ip', 'netns', 'del', ns]);
+    net.remove();
   }
 });
