@@ -117,6 +117,10 @@ test('e2e resilience: a kill -9ed agent counts as not ready while dead (its leas
   const own = await ownSupervision();
   const restartsBefore = ownBefore?.restarts ?? 0;
   assert.deepEqual([own?.restarts, own?.state, own?.lastExit?.signal, own?.lastExit?.result], [restartsBefore + 1, 'running', 'SIGKILL', 'signal'], `before the kill ${JSON.stringify(ownBefore)}, after ${JSON.stringify(own)}`);
+  // The other nodes' probes went unanswered while the agent was dead: their node-connectivity is
+  // Degraded until an ack comes back through the restarted agent (its replay mark refuses the first
+  // fresh ESP numbers for a moment), and `veil status` exits 1 until then.
+  await waitFor('every node\'s probes answered again', async () => (await askStatus()).errors.length === 0, 60_000);
   assert.match(ok(veil('status')), new RegExp(`^${WORKER}\\s+Available\\s+1\\s`, 'm'));
   assert.match(ok(veil('lab', 'get', 'nodes')), new RegExp(`^${WORKER}\\s+Ready`, 'm'));
   // a restarted receiver refuses fresh ESP numbers under its persisted replay mark for a moment
