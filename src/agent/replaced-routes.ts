@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { writeFileAtomic } from '../util/durable-file.js';
 import { FAIL_CLOSED_METRIC } from './routes.js';
-import { native } from '../native/addon.js';
+import { RouteChangeWatch } from './route-change-watch.js';
 
 /** A route as `ip -j route show` prints it (the fields a replace needs). */
 export interface ShownRoute {
@@ -60,18 +60,14 @@ export const HOST_ROUTES_MAX_AGE_MS = 300_000;
 
 /** Records, once per prefix, the routes that steering `prefixes` into `device` replaces. */
 export class ReplacedRoutes {
-  /** A netlink socket on route and link changes (native/route-changes.c), -1 without one: then every read asks ip. */
-  private fd = -1;
+  private readonly watch: RouteChangeWatch;
   /** The main table's routes that are the host's (not through the device, not its fail-closed blackholes), by prefix, as last read. */
-  private host?: { byPrefix: Map<string, ShownRoute[]>; atMs: number };
+  private host?: Map<string, ShownRoute[]>;
   /** Reads of the routing table so far. */
   tableReads = 0;
 
-  constructor(private readonly file: string, private readonly device: string, private readonly now: () => number = () => performance.now()) {
-    try {
-      const fd = native().routeChangesOpen();
-      if (fd >= 0) this.fd = fd;
-    } catch { /* no addon here: read every time */ }
+  constructor(private readonly file: string, private readonly device: string, now: () => number = () => performance.now()) {
+    this.watch = new RouteChangeWatch([device], HOST_ROUTES_MAX_AGE_MS, now);
   }
 
   /**
@@ -95,10 +91,7 @@ export class ReplacedRoutes {
    * own routes (an agent restarted over its device's routes) are no host route to give back.
    */
   private hostRoutes(): Map<string, ShownRoute[]> {
-    const now = this.now();
-    const changes = this.fd >= 0 ? native().routeChangesDrain(this.fd, [this.device], FAIL_CLOSED_METRIC) : -1;
-    if (changes < 0) this.close();
-    else if (changes === 0 && this.host && now - this.host.atMs < HOST_ROUTES_MAX_AGE_MS) return this.host.byPrefix;
+    if (this.watch.unchanged() && this.host) return this.host;
     this.tableReads++;
     const byPrefix = new Map<string, ShownRoute[]>();
     for (const r of mainTable()) {
@@ -106,14 +99,13 @@ export class ReplacedRoutes {
       const had = byPrefix.get(r.dst);
       if (had) had.push(r); else byPrefix.set(r.dst, [r]);
     }
-    if (this.fd >= 0) this.host = { byPrefix, atMs: now };
+    this.host = this.watch.markRead() ? byPrefix : undefined;
     return byPrefix;
   }
 
-  /** Closes the change socket (the tunnel's stop). */
+  /** Closes the change watch (the tunnel's stop). */
   close(): void {
-    if (this.fd >= 0) native().close(this.fd);
-    this.fd = -1;
+    this.watch.close();
     this.host = undefined;
   }
 }

@@ -4,8 +4,7 @@
 // would be routed over them into the tunnel is refused (peer-admission.ts): one forged node object
 // with the underlay as its pod CIDR would otherwise cut the whole cluster off, for good.
 import { run } from '../util/exec.js';
-import { native } from '../native/addon.js';
-import { FAIL_CLOSED_METRIC } from './routes.js';
+import { RouteChangeWatch } from './route-change-watch.js';
 
 export interface UnderlayFacts {
   /** Connected routes: a destination prefix and its device. */
@@ -64,36 +63,28 @@ export const UNDERLAY_FACTS_MAX_AGE_MS = 300_000;
  * Without the socket every read asks ip, as before.
  */
 export class UnderlayFactsReader {
-  private fd = -1;
-  private last?: { facts: UnderlayFacts; extra: string; atMs: number };
+  private readonly watch: RouteChangeWatch;
+  private last?: { facts: UnderlayFacts; extra: string };
 
-  constructor(private readonly tunnelDevices: readonly string[], private readonly now: () => number = () => performance.now()) {
-    try {
-      const fd = native().routeChangesOpen();
-      if (fd >= 0) this.fd = fd;
-    } catch { /* no addon here: read every time */ }
+  constructor(private readonly tunnelDevices: readonly string[], now: () => number = () => performance.now()) {
+    this.watch = new RouteChangeWatch(tunnelDevices, UNDERLAY_FACTS_MAX_AGE_MS, now);
   }
 
   /** Whether changes are watched (else every read asks ip). */
   get watching(): boolean {
-    return this.fd >= 0;
+    return this.watch.watching;
   }
 
   read(extra: { ip: string; what: string }[] = []): UnderlayFacts {
     const key = JSON.stringify(extra);
-    const now = this.now();
-    // Drained before the read: a change while ip runs is counted at the next read, never lost.
-    const changes = this.fd >= 0 ? native().routeChangesDrain(this.fd, this.tunnelDevices, FAIL_CLOSED_METRIC) : -1;
-    if (changes < 0) this.close();
-    else if (changes === 0 && this.last && this.last.extra === key && now - this.last.atMs < UNDERLAY_FACTS_MAX_AGE_MS) return this.last.facts;
+    if (this.watch.unchanged() && this.last && this.last.extra === key) return this.last.facts;
     const facts = readUnderlayFacts(this.tunnelDevices, extra);
-    if (this.fd >= 0) this.last = { facts, extra: key, atMs: now };
+    this.last = this.watch.markRead() ? { facts, extra: key } : undefined;
     return facts;
   }
 
   close(): void {
-    if (this.fd >= 0) native().close(this.fd);
-    this.fd = -1;
+    this.watch.close();
     this.last = undefined;
   }
 }
