@@ -156,13 +156,8 @@ export class HealthProber {
     if (ack !== null) {
       this.socket?.send(Buffer.from(ack), port, address, () => undefined);
     } else if (parts[0] === 'veil-ack' && parts.length === 4) {
-      const slot = this.probed.slotOf(address);
       const sentAt = Number(parts[3]);
-      if (slot === undefined || !Number.isFinite(sentAt)) return;
-      const now = Date.now();
-      this.acked[slot]!++;
-      this.lastAckMs[slot] = now;
-      this.rttMs[slot] = now - sentAt;
+      if (Number.isFinite(sentAt)) this.countAck(address, sentAt);
     }
   }
 
@@ -184,13 +179,18 @@ export class HealthProber {
       if (d < 0 || d > 9) return false;
       sentAt = sentAt * 10 + d;
     }
+    this.countAck(address, sentAt);
+    return true;
+  }
+
+  /** An ack from address for the probe sent at sentAt (ms): counted and timed; from an address not probed, ignored. */
+  private countAck(address: string, sentAt: number): void {
     const slot = this.probed.slotOf(address);
-    if (slot === undefined) return true; // not a peer probed: ignored, as the text's path ignores it
+    if (slot === undefined) return;
     const now = Date.now();
     this.acked[slot]!++;
     this.lastAckMs[slot] = now;
     this.rttMs[slot] = now - sentAt;
-    return true;
   }
 
   /**
