@@ -112,6 +112,8 @@ napi_value udp_local_port(napi_env env, napi_callback_info info);
 napi_value udp_recv_batch(napi_env env, napi_callback_info info);
 napi_value udp_send_batch(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);
+napi_value udp_set_recv_stamps(napi_env env, napi_callback_info info);
+napi_value udp_recv_stamped(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value aead_create(napi_env env, napi_callback_info info);
 napi_value aead_free(napi_env env, napi_callback_info info);

@@ -100,6 +100,8 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("udpRecvBatch", udp_recv_batch),
     EXPORT("udpSendBatch", udp_send_batch),
     EXPORT("udpSend", udp_send),
+    EXPORT("udpSetRecvStamps", udp_set_recv_stamps),
+    EXPORT("udpRecvStamped", udp_recv_stamped),
     EXPORT("rawOpen", raw_open),
     EXPORT("aeadCreate", aead_create),
     EXPORT("aeadFree", aead_free),

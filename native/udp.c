@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <math.h>
+#include <time.h>
 #include <unistd.h>
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -284,4 +286,59 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   ssize_t r;
   do r = sendto(fd, buf + off, (size_t)len, 0, (struct sockaddr *)&ss, sl); while (r < 0 && errno == EINTR);
   return ret_int(env, r < 0 ? VEIL_ERR(STAGE_IO, errno) : r);
+}
+
+// udpSetRecvStamps(fd) -> 0 | error. The kernel stamps each datagram as it is queued (SO_TIMESTAMPNS,
+// CLOCK_REALTIME), so a reader that drains the socket only now and then still learns when each came.
+napi_value udp_set_recv_stamps(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t fd;
+  NEED(arg_int(env, argv[0], &fd, "fd"));
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+  return ret_int(env, 0);
+}
+
+// udpRecvStamped(fd, buf, slot, lens, addrs, fams, stamps) -> datagrams | error (only when nothing was
+//   received). Datagram i lands at buf[i * slot], its length in lens[i] (-1: truncated), its source in
+//   addrs[16 i..] / fams[i] (4|6), its arrival (ms since the epoch, the kernel's stamp; NaN without one)
+//   in stamps[i]. As many as lens holds, at most MAX_MSGS.
+napi_value udp_recv_stamped(napi_env env, napi_callback_info info) {
+  GET_ARGS(7);
+  int32_t fd, slot, *lens; uint8_t *buf, *addrs, *fams; double *stamps; size_t blen, nl, na, nf, ns;
+  NEED(arg_int(env, argv[0], &fd, "fd"));
+  NEED(arg_bytes(env, argv[1], &buf, &blen, "buf"));
+  NEED(arg_int(env, argv[2], &slot, "slot"));
+  NEED(arg_i32s(env, argv[3], &lens, &nl, "lens"));
+  NEED(arg_bytes(env, argv[4], &addrs, &na, "addrs"));
+  NEED(arg_bytes(env, argv[5], &fams, &nf, "fams"));
+  NEED(arg_f64s(env, argv[6], &stamps, &ns, "stamps"));
+  size_t maxm = nl < MAX_MSGS ? nl : MAX_MSGS;
+  if (slot <= 0 || maxm == 0 || blen / (size_t)slot < maxm || na < maxm * 16 || nf < maxm || ns < maxm)
+    return throw_range(env, "veil_datapath: udpRecvStamped layout does not fit the buffers");
+  veil_state *S = veil_get_state(env);
+  for (size_t i = 0; i < maxm; i++) {
+    struct msghdr *h = &S->msgs[i].msg_hdr;
+    memset(h, 0, sizeof *h);
+    S->iov[i].iov_base = buf + i * (size_t)slot; S->iov[i].iov_len = (size_t)slot;
+    h->msg_iov = &S->iov[i]; h->msg_iovlen = 1;
+    h->msg_name = &S->names[i]; h->msg_namelen = sizeof S->names[i];
+    h->msg_control = S->ctl[i]; h->msg_controllen = sizeof S->ctl[i];
+  }
+  int r;
+  do r = recvmmsg(fd, S->msgs, (unsigned)maxm, MSG_DONTWAIT, NULL); while (r < 0 && errno == EINTR);
+  if (r < 0) return ret_int(env, errno == EAGAIN ? 0 : VEIL_ERR(STAGE_IO, errno));
+  for (int i = 0; i < r; i++) {
+    struct msghdr *h = &S->msgs[i].msg_hdr;
+    uint16_t port;
+    lens[i] = h->msg_flags & MSG_TRUNC ? -1 : (int32_t)S->msgs[i].msg_len;
+    put_peer(&S->names[i], addrs + (size_t)i * 16, fams + i, &port);
+    stamps[i] = NAN;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm))
+      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+        struct timespec ts; memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+        stamps[i] = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+      }
+  }
+  return ret_int(env, r);
 }

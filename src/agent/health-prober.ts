@@ -5,6 +5,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { Health } from './health.js';
 import { MarkedTable } from '../util/marked-table.js';
+import { ProbeSocket } from './probe-socket.js';
 
 export const HEALTH_PORT = 4240;
 /**
@@ -45,11 +46,19 @@ const ACK_PREFIX = Buffer.from('veil-ack ', 'latin1');
 const SPACE = 0x20;
 const DIGIT_0 = 0x30;
 
+/** A datagram's first 200 bytes as text, split at spaces. */
+function fieldsOf(buf: Buffer, offset: number, length: number): string[] {
+  return buf.toString('latin1', offset, offset + Math.min(length, 200)).split(' ');
+}
+
 /** Slots the count columns start with (they double when full). */
 const INITIAL_SLOTS = 64;
 
 export class HealthProber {
+  /** Port 4240: answers the peers' probes as they come (their RTTs are theirs to time). */
   private socket?: Socket;
+  /** This prober's probes and their acks, read when used (probe-socket.ts). */
+  private probes?: ProbeSocket;
   private timer?: NodeJS.Timeout;
   /**
    * The peers probed: each one's name by its address (an ack names its sender by address only),
@@ -80,6 +89,12 @@ export class HealthProber {
       s.bind(HEALTH_PORT, this.localAddress, () => { s.off('error', reject); resolve(); });
     });
     this.socket = s;
+    try {
+      this.probes = ProbeSocket.open(this.localAddress);
+    } catch (e) {
+      s.close();
+      throw e;
+    }
     this.timer = setInterval(() => this.probeAll(), this.intervalMs);
     this.timer.unref();
   }
@@ -90,6 +105,7 @@ export class HealthProber {
    * 5,000 peers.
    */
   setPeers(peers: readonly ProbeTarget[]): void {
+    this.readAcks(); // acks that came before a peer moves are counted for the peer that was probed
     const pass = ++this.passes;
     let unmatched: ProbeTarget[] | undefined; // new, moved, or at an address another peer's entry holds
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage too
@@ -131,6 +147,7 @@ export class HealthProber {
   }
 
   private probeAll(): void {
+    this.readAcks();
     const now = Date.now();
     const slots = this.probed.slotCount;
     let n = Math.min(this.probed.size, MAX_PROBES_PER_INTERVAL);
@@ -141,24 +158,37 @@ export class HealthProber {
       n--;
       const msg = Buffer.from(`veil-probe ${this.nodeName} ${++this.seq} ${now}`);
       this.sent[slot]!++;
-      this.socket?.send(msg, HEALTH_PORT, this.addresses[slot]!, () => undefined);
+      this.probes?.send(msg, this.addresses[slot]!, HEALTH_PORT);
     }
   }
 
+  /** A datagram on port 4240: a peer's probe is answered at once; an ack is counted. */
   private onMessage(msg: Buffer, address: string, port: number): void {
-    // An ack (~100 a second at 5,000 peers) is read from its bytes: its text and the split's
-    // strings and array were garbage on every one. Anything else, or an ack the bytes' reading
-    // does not settle, takes the text's path below, which gives the same answer.
-    if (this.onAck(msg, address)) return;
-    const text = msg.toString('latin1', 0, Math.min(msg.length, 200));
-    const parts = text.split(' ');
+    const now = Date.now();
+    if (this.onAck(msg, 0, msg.length, address, now)) return;
+    const parts = fieldsOf(msg, 0, msg.length);
     const ack = ackOfProbe(parts, this.nodeName);
-    if (ack !== null) {
-      this.socket?.send(Buffer.from(ack), port, address, () => undefined);
-    } else if (parts[0] === 'veil-ack' && parts.length === 4) {
-      const sentAt = Number(parts[3]);
-      if (Number.isFinite(sentAt)) this.countAck(address, sentAt);
-    }
+    if (ack !== null) this.socket?.send(Buffer.from(ack), port, address, () => undefined);
+    else this.onTextAck(parts, address, now);
+  }
+
+  /**
+   * A datagram on the probes' socket, arrived at `at`: an ack is counted (a probe is not answered
+   * there: peers probe port 4240).
+   */
+  private readonly onProbeReply = (buf: Buffer, offset: number, length: number, source: string, at: number): void => {
+    if (!this.onAck(buf, offset, length, source, at)) this.onTextAck(fieldsOf(buf, offset, length), source, at);
+  };
+
+  /**
+   * An ack (~100 a second at 5,000 peers) is read from its bytes by onAck: its text and the split's
+   * strings and array were garbage on every one. An ack the bytes' reading does not settle is read
+   * here from its text, which gives the same answer.
+   */
+  private onTextAck(parts: readonly string[], address: string, now: number): void {
+    if (parts[0] !== 'veil-ack' || parts.length !== 4) return;
+    const sentAt = Number(parts[3]);
+    if (Number.isFinite(sentAt)) this.countAck(address, sentAt, now);
   }
 
   /**
@@ -166,12 +196,12 @@ export class HealthProber {
    * prober sends: Date.now()), counted as the text's path counts it; false for anything else (not
    * an ack, another shape, other digits), which that path then reads as before.
    */
-  private onAck(msg: Buffer, address: string): boolean {
-    const end = Math.min(msg.length, 200); // the text's path reads the first 200 bytes as well
-    if (end < ACK_PREFIX.length + 5) return false;
-    for (let i = 0; i < ACK_PREFIX.length; i++) if (msg[i] !== ACK_PREFIX[i]) return false;
+  private onAck(msg: Buffer, start: number, length: number, address: string, now: number): boolean {
+    const end = start + Math.min(length, 200); // the text's path reads the first 200 bytes as well
+    if (end - start < ACK_PREFIX.length + 5) return false;
+    for (let i = 0; i < ACK_PREFIX.length; i++) if (msg[start + i] !== ACK_PREFIX[i]) return false;
     let spaces = 0, last = -1; // the fields after the prefix: node, seq, sentMs
-    for (let i = ACK_PREFIX.length; i < end; i++) if (msg[i] === SPACE) { spaces++; last = i; }
+    for (let i = start + ACK_PREFIX.length; i < end; i++) if (msg[i] === SPACE) { spaces++; last = i; }
     if (spaces !== 2 || end - last - 1 < 1 || end - last - 1 > 15) return false;
     let sentAt = 0;
     for (let i = last + 1; i < end; i++) {
@@ -179,15 +209,23 @@ export class HealthProber {
       if (d < 0 || d > 9) return false;
       sentAt = sentAt * 10 + d;
     }
-    this.countAck(address, sentAt);
+    this.countAck(address, sentAt, now);
     return true;
   }
 
-  /** An ack from address for the probe sent at sentAt (ms): counted and timed; from an address not probed, ignored. */
-  private countAck(address: string, sentAt: number): void {
+  /**
+   * The acks waiting on the probes' socket, each counted at its arrival (the kernel's stamp): read
+   * where the counts are used, so ~100 a second at 5,000 peers cost a read now and then, not a
+   * wake-up each.
+   */
+  private readAcks(): void {
+    this.probes?.drain(this.onProbeReply);
+  }
+
+  /** An ack from address for the probe sent at sentAt (ms), arrived at now: counted and timed; from an address not probed, ignored. */
+  private countAck(address: string, sentAt: number, now: number): void {
     const slot = this.probed.slotOf(address);
     if (slot === undefined) return;
-    const now = Date.now();
     this.acked[slot]!++;
     this.lastAckMs[slot] = now;
     this.rttMs[slot] = now - sentAt;
@@ -199,6 +237,7 @@ export class HealthProber {
    * asks (every 2 s): it makes no list of the peers (two arrays of every peer were ~0.2 MB each time at 5,000).
    */
   reportTo(health: Health, now = Date.now()): void {
+    this.readAcks();
     const limit = 3 * this.intervalMs * this.rounds + 5000;
     let down = 0;
     const named: string[] = [];
@@ -216,6 +255,7 @@ export class HealthProber {
 
   /** Each probed peer's counts (a status answer: made when asked). */
   list(): PeerHealth[] {
+    this.readAcks();
     const out: PeerHealth[] = [];
     for (let slot = 0; slot < this.probed.slotCount; slot++) {
       const node = this.probed.at(slot);
@@ -229,5 +269,6 @@ export class HealthProber {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.socket?.close();
+    this.probes?.close();
   }
 }

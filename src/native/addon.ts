@@ -60,6 +60,15 @@ export interface NativeDatapath {
   udpSendBatch(fd: number, batch: NativeBatch, n: number, mode: number, stats: Float64Array): number;
   udpSend(fd: number, buf: Uint8Array, offset: number, length: number, addr: Uint8Array, family: number,
     port: number, mode: number): number;
+  /** SO_TIMESTAMPNS: the kernel stamps each datagram as it is queued (read by udpRecvStamped). */
+  udpSetRecvStamps(fd: number): number;
+  /**
+   * Datagrams waiting (recvmmsg, non-blocking): datagram i at buf[i * slot], its length in lens[i]
+   * (-1: truncated), its source in addrs[16 i..] and fams[i] (4|6), its arrival in ms since the
+   * epoch in stamps[i] (the kernel's stamp; NaN without one). At most lens.length (and 256).
+   */
+  udpRecvStamped(fd: number, buf: Uint8Array, slot: number, lens: Int32Array, addrs: Uint8Array, fams: Uint8Array,
+    stamps: Float64Array): number;
   /** A raw IP socket for `protocol` bound to addr (batches then go through udpRecvBatch/udpSendBatch). */
   rawOpen(addr: string, protocol: number): number;
   /** Handles belong to the thread (napi env) that created them. */

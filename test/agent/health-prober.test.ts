@@ -129,3 +129,39 @@ test("acks: read from their bytes, counted and timed by the probe's sentMs; othe
     stranger.close();
   }
 });
+
+test("the probes' socket: probes leave from its own port, and their acks wait there until read, each counted at its arrival", { timeout: 30_000 }, async () => {
+  const { createSocket } = await import('node:dgram');
+  const { HEALTH_PORT } = await import('../../src/agent/health-prober.js');
+  const p = new HealthProber('a', '127.77.2.1', 60_000);
+  await p.start();
+  const peer = createSocket({ type: 'udp4', reuseAddr: true }); // a peer that answers late, many times
+  await new Promise<void>((resolve) => peer.bind(HEALTH_PORT, '127.77.2.2', resolve));
+  try {
+    p.setPeers([{ name: 'b', podGateway: '127.77.2.2' }, { name: 'c', podGateway: 'not-an-address' }]);
+    const probe = new Promise<{ text: string; port: number }>((resolve) => peer.once('message', (m, r) => resolve({ text: m.toString('latin1'), port: r.port })));
+    (p as unknown as { probeAll(): void }).probeAll(); // a peer whose address is none: a lost probe, no throw
+    const got = await probe;
+    const [kind, node, seq, sentMs] = got.text.split(' ');
+    assert.deepEqual([kind, node, seq], ['veil-probe', 'a', '1']);
+    assert.notEqual(got.port, HEALTH_PORT, 'a probe leaves from the probes\' own port, not 4240');
+
+    // More acks than one read takes (64), all before anything reads them; one the text reads.
+    const ACKS = 300;
+    const send = (text: string) => new Promise<void>((resolve) => peer.send(Buffer.from(text, 'latin1'), got.port, '127.77.2.1', () => resolve()));
+    for (let i = 0; i < ACKS - 1; i++) await send(`veil-ack b ${seq} ${sentMs}`);
+    await send(`veil-ack b ${seq} ${sentMs}.0`);
+    await send(`veil-probe x 1 ${sentMs}`); // a probe here is not answered, nor counted
+    const lastSent = Date.now(); // loopback delivers within the send: every ack arrived before this
+    await sleep(300);
+    const b = p.list().find((e) => e.node === 'b')!;
+    assert.equal(b.acked, ACKS, 'every ack waiting was read and counted');
+    assert.ok(b.lastAckMs! <= lastSent, `counted at its arrival (${b.lastAckMs}), not when read (after ${lastSent})`);
+    assert.ok(b.lastAckMs! >= Number(sentMs));
+    assert.equal(b.rttMs, b.lastAckMs! - Number(sentMs), "its RTT from the probe's sentMs to its arrival");
+    assert.equal(p.list().find((e) => e.node === 'c')!.acked, 0);
+  } finally {
+    p.stop();
+    peer.close();
+  }
+});
