@@ -34,53 +34,63 @@ function validKey(key: string): boolean {
 }
 
 /**
- * A peer's allowed IPs: its pod CIDRs and its node IPs as host prefixes, in an array of exactly
- * these (a spread of the two grew one of 17 slots: ~170 B a peer).
+ * A peer's allowed IPs: its pod CIDRs and its node IPs as host prefixes (given, else made), in an
+ * array of exactly these (a spread of the two grew one of 17 slots: ~170 B a peer).
  */
-function allowedIPsOf(podCIDRs: OneOrMore<string>, internalIPs: OneOrMore<string>): string[] {
-  if (!Array.isArray(podCIDRs) && !Array.isArray(internalIPs)) return [podCIDRs, hostPrefix(internalIPs)];
+function allowedIPsOf(podCIDRs: OneOrMore<string>, internalIPs: OneOrMore<string>, hostPrefixes: OneOrMore<string> | undefined): string[] {
+  if (!Array.isArray(podCIDRs) && !Array.isArray(internalIPs)) return [podCIDRs, hostPrefixes === undefined ? hostPrefix(internalIPs) : hostPrefixes as string];
   const out: string[] = [];
   eachOf(podCIDRs, (c) => out.push(c));
-  eachOf(internalIPs, (ip) => out.push(hostPrefix(ip)));
+  if (hostPrefixes === undefined) eachOf(internalIPs, (ip) => out.push(hostPrefix(ip)));
+  else eachOf(hostPrefixes, (h) => out.push(h));
   return out.slice(); // exact size
 }
 
 /**
  * A peer's spec as the last pass made it, and from what: the same peer object, keepalive setting
- * and accepted next key give the same spec, which the tunnel tells unchanged by identity. What it
- * was made from and its slot in the mode's table are private fields, so the spec is its own
- * message: a structured clone carries own data properties only (a record of these beside the spec
- * was 64 B a peer). The next key is the spec's nextPublicKey.
+ * and accepted next key give the same spec, which the tunnel tells unchanged by identity. It keeps
+ * only what its message cannot be made without (the peer, the keepalive setting, the next key);
+ * the message itself (message(), the tunnel's DesiredState.messageOf) is made when it is sent, as
+ * IPsec's KeptSpec: the endpoint object, the allowed-IPs array and the node IP's host prefix kept
+ * per peer were ~170 B a peer, for a message sent only when the peer changes.
  */
 class KeptWgSpec implements WireGuardPeerSpec, Slotted {
-  name: string;
-  publicKey: string;
-  endpoint: { address: string; port: number };
-  allowedIPs: string[];
-  persistentKeepalive: number;
-  declare nextPublicKey?: string;
+  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
+  slot = -1;
   readonly #peer: PeerNode;
   /** The mode's keepalive setting it was made under (an external peer's own one wins in persistentKeepalive). */
   readonly #keepalive: number;
-  #slot = -1;
+  readonly #next: string | undefined;
+  /** With node encryption, its node IPs' host prefixes, routed pass after pass by these strings (none made again each pass); else undefined. */
+  readonly #hostPrefixes: OneOrMore<string> | undefined;
 
-  constructor(p: PeerNode, keepalive: number, next: string | undefined) {
-    this.name = p.name;
-    this.publicKey = p.annotations[WG_PUBKEY_ANNOTATION]!;
-    this.endpoint = { address: p.internalIP, port: p.external?.port ?? WG_PORT };
-    this.allowedIPs = allowedIPsOf(p.podCIDRs, p.internalIPs);
-    this.persistentKeepalive = p.external?.persistentKeepalive || keepalive;
-    if (next) this.nextPublicKey = next; // absent, not undefined, without one (as sent)
+  constructor(p: PeerNode, keepalive: number, next: string | undefined, nodeEncryption: boolean) {
     this.#peer = p;
     this.#keepalive = keepalive;
+    this.#next = next;
+    this.#hostPrefixes = nodeEncryption ? (Array.isArray(p.internalIPs) ? p.internalIPs.map(hostPrefix) : hostPrefix(p.internalIPs as string)) : undefined;
   }
 
   get peer(): PeerNode { return this.#peer; }
   get keepalive(): number { return this.#keepalive; }
-  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
-  get slot(): number { return this.#slot; }
-  set slot(slot: number) { this.#slot = slot; }
+  get hostPrefixes(): OneOrMore<string> | undefined { return this.#hostPrefixes; }
+  get name(): string { return this.#peer.name; }
+  get publicKey(): string { return this.#peer.annotations[WG_PUBKEY_ANNOTATION]!; }
+  get nextPublicKey(): string | undefined { return this.#next; }
+  get endpoint(): { address: string; port: number } { return { address: this.#peer.internalIP, port: this.#peer.external?.port ?? WG_PORT }; }
+  get allowedIPs(): string[] { return allowedIPsOf(this.#peer.podCIDRs, this.#peer.internalIPs, this.#hostPrefixes); }
+  get persistentKeepalive(): number { return this.#peer.external?.persistentKeepalive || this.#keepalive; }
+
+  /** What the datapath worker is sent: a plain object (a structured clone carries own data properties only, not these getters); nextPublicKey absent without one. */
+  message(): WireGuardPeerSpec {
+    const m: WireGuardPeerSpec = { name: this.name, publicKey: this.publicKey, endpoint: this.endpoint, allowedIPs: this.allowedIPs, persistentKeepalive: this.persistentKeepalive };
+    if (this.#next) m.nextPublicKey = this.#next;
+    return m;
+  }
 }
+
+/** A kept spec's message (one function, not a closure a pass). */
+const specMessage = (s: WireGuardPeerSpec): WireGuardPeerSpec => (s as KeptWgSpec).message();
 
 /** A route into the tunnel: the prefix itself without a source, else an object. */
 function routeTo(prefix: string, src: string | undefined): TunnelPrefix {
@@ -103,9 +113,10 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
   /** Each public key's holder's name (a record of name and pass per key was 40 B a peer: the name and mark are columns). */
   private holders = new MarkedTable<string, string>();
   /**
-   * Each prefix's route: a pod CIDR's is the prefix string itself (no object), a node IP's the
-   * { prefix, src } object, kept while its source is the same (a record and a route object per
-   * prefix were ~80 B). The pass's list is kept too: a pass that routes the same makes no array.
+   * With node encryption, each prefix's route: a pod CIDR's is the prefix string itself (no
+   * object), a node IP's the { prefix, src } object, kept while its source is the same (a record
+   * and a route object per prefix were ~80 B). Without it, empty (routes()). The pass's list is
+   * kept too: a pass that routes the same makes no array.
    */
   private routeOf = new MarkedTable<string, TunnelPrefix>();
   private readonly routeList = new KeptList<TunnelPrefix>();
@@ -157,6 +168,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     };
     const hold = (key: string, name: string): void => void holders.set(key, name, pass);
     const problems = new Map<string, string>();
+    const nodeEncryption = this.nodeEncryption;
     const keyedList = this.keyedList;
     keyedList.start();
     for (let i = 0; i < peers.length; i++) { // indexed, as every loop over the peers here: an iterator's results were garbage at every peer
@@ -188,22 +200,42 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       const next = ok ? announced : undefined;
       const last = this.specs.get(p.name);
       if (last && this.specs.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
-      if (last && last.peer === p && last.keepalive === keepalive && last.nextPublicKey === next) {
+      if (last && last.peer === p && last.keepalive === keepalive && last.nextPublicKey === next && (last.hostPrefixes !== undefined) === nodeEncryption) {
         this.specs.mark(last, pass);
         specs.add(last);
         continue;
       }
-      const spec = new KeptWgSpec(p, keepalive, next);
+      const spec = new KeptWgSpec(p, keepalive, next, nodeEncryption);
       this.specs.set(p.name, spec, pass);
       specs.add(spec);
     }
     this.specs.forgetUnmarked(pass);
     holders.forgetUnmarked(pass);
     rotation.observe(keyed); // a peer node is a RotationPeer (name, annotations)
-    // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
-    // traffic stays node-to-node inside the tunnel. A prefix twice: once, at its first place, its last source wins.
+    return {
+      datapathPeers: specs.end(), slotOf: this.slotOf, messageOf: specMessage, routes: this.routes(peers, pass, nodeEncryption), probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
+      publish: {
+        annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
+        encryptionKey: WG_ENCRYPTION_KEY,
+      },
+    };
+  }
+
+  /**
+   * The pass's routes. Without node encryption, as IPsec's: the pod CIDRs' own strings, a prefix
+   * twice routed once by the tunnel (all without a source): no map of them (~45 B a peer).
+   */
+  private routes(peers: PeerNode[], pass: number, nodeEncryption: boolean): TunnelPrefix[] {
     const routeOf = this.routeOf, list = this.routeList;
     list.start();
+    if (!nodeEncryption) {
+      const podRoute = (c: string) => list.add(c); // one closure a pass, not one a peer
+      for (let i = 0; i < peers.length; i++) eachOf(peers[i]!.podCIDRs, podRoute);
+      routeOf.forgetUnmarked(pass); // empty unless node encryption was on
+      return list.end();
+    }
+    // Node IPs keep the node IP as source (not veil_wg0's pod gateway address): node-to-node
+    // traffic stays node-to-node inside the tunnel. A prefix twice: once, at its first place, its last source wins.
     let moved = false; // a prefix twice in this pass with another source: the list is made again at the end
     const route = (prefix: string, src: string | undefined): void => {
       const slot = routeOf.slotOf(prefix);
@@ -221,29 +253,22 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     const ownIPs = this.ctx.node.internalIPs;
     const ownV4 = ownIPs.find((own) => !own.includes(':')), ownV6 = ownIPs.find((own) => own.includes(':')); // the source: the first own IP of the family
     const nodeRoute = (ip: string) => route(hostPrefix(ip), ip.includes(':') ? ownV6 : ownV4);
-    const nodeEncryption = this.nodeEncryption;
+    const hostRoute = (h: string) => route(h, h.includes(':') ? ownV6 : ownV4);
     for (let i = 0; i < peers.length; i++) {
       const p = peers[i]!;
       eachOf(p.podCIDRs, podRoute);
-      if (!nodeEncryption) continue;
-      // A peer's spec made from this peer object holds its node IPs' host prefixes last: routed by
+      // A peer's spec made from this peer object holds its node IPs' host prefixes: routed by
       // those strings (none made again each pass: a parse and a string a node IP), else made here.
       const spec = this.specs.get(p.name);
-      if (spec?.peer !== p) { eachOf(p.internalIPs, nodeRoute); continue; }
-      const a = spec.allowedIPs;
-      for (let j = a.length - (Array.isArray(p.internalIPs) ? p.internalIPs.length : 1); j < a.length; j++) route(a[j]!, a[j]!.includes(':') ? ownV6 : ownV4);
+      const hosts = spec?.peer === p ? spec.hostPrefixes : undefined;
+      if (hosts === undefined) eachOf(p.internalIPs, nodeRoute);
+      else eachOf(hosts, hostRoute);
     }
     routeOf.forgetUnmarked(pass);
     let routes = list.end();
     // Rare (a prefix two peers route, with two sources): each at its first place with its last source, in an array of its own (the kept one is never changed).
     if (moved) routes = routes.map((r) => routeOf.get(routePrefix(r))!);
-    return {
-      datapathPeers: specs.end(), slotOf: this.slotOf, routes, probes: peers, problems, // the probes: the peers themselves (the prober skips external ones)
-      publish: {
-        annotations: { [WG_PUBKEY_ANNOTATION]: own, [WG_NEXT_PUBKEY_ANNOTATION]: ownNext ?? null, [WG_ACCEPTS_ANNOTATION]: accepts.sort().join(' ') || null },
-        encryptionKey: WG_ENCRYPTION_KEY,
-      },
-    };
+    return routes;
   }
 
   statusDetail(applied: DesiredState<'wireguard'> | undefined): string {
