@@ -140,6 +140,8 @@ out:
   int one = 1;
   setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one); // acks without the request echoed
   setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one); // the kernel's own text on a failure
+  int room = 1 << 20; // a chunk's acks fit the default buffer; room to spare where a host set it lower (CAP_NET_ADMIN, else kept)
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &room, sizeof room);
   struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     e = errno;

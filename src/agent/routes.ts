@@ -37,7 +37,7 @@ function writeRoutes(release: boolean, device: string, prefixes: readonly string
   const failed = native().routesWrite(netns ?? '', device, release ? 1 : 0, FAIL_CLOSED_METRIC, prefixes, mtus, sources, errors, texts);
   if (failed < 0) {
     const d = decodeNativeError(failed);
-    return [`no route written (the netlink socket${netns ? ` in netns ${netns}` : ''}): ${d.text} (${d.name})`];
+    return [`the netlink exchange${netns ? ` in netns ${netns}` : ''}: ${d.text} (${d.name})`];
   }
   const report: string[] = [];
   for (let i = 0; failed && i < prefixes.length; i++) { // a prefix once, with its first failed message

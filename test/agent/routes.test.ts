@@ -157,7 +157,7 @@ test('the table written through netlink is exactly what ip wrote: steer, replace
   releasePrefixes(many.map((r) => r.prefix), 'veil-st0', nl);
   assert.deepEqual(main('-4'), ['']);
   assert.throws(() => steerIntoTunnel([{ prefix: '10.1.0.0/24', device: 'veil-st0' }], `veil-none-${process.pid}`),
-    /no route written \(the netlink socket in netns veil-none-\d+\): no such file or directory \(ENOENT\)/);
+    /the netlink exchange in netns veil-none-\d+: no such file or directory \(ENOENT\)/);
 });
 
 test("a whole pass reads ip's text: the device's routes with their source, the fail-closed blackholes, nothing else", () => {
