@@ -21,7 +21,8 @@
         "native/wake-fd.c",
         "native/malloc-trim.c",
         "native/malloc-stats.c",
-        "native/route-changes.c"
+        "native/route-changes.c",
+        "native/route-steer.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

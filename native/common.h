@@ -129,6 +129,7 @@ napi_value malloc_trim_all(napi_env env, napi_callback_info info); // malloc-tri
 napi_value malloc_mmap_threshold(napi_env env, napi_callback_info info);
 napi_value route_changes_open(napi_env env, napi_callback_info info);  // route-changes.c
 napi_value route_changes_drain(napi_env env, napi_callback_info info);
+napi_value routes_write(napi_env env, napi_callback_info info);  // route-steer.c
 napi_value malloc_info_xml(napi_env env, napi_callback_info info); // malloc-stats.c
 napi_value durable_writer_open(napi_env env, napi_callback_info info); // durable-writer.c
 napi_value durable_writer_submit(napi_env env, napi_callback_info info);

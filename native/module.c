@@ -121,6 +121,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("mallocMmapThreshold", malloc_mmap_threshold),
     EXPORT("routeChangesOpen", route_changes_open),
     EXPORT("routeChangesDrain", route_changes_drain),
+    EXPORT("routesWrite", routes_write),
     EXPORT("mallocInfo", malloc_info_xml),
     EXPORT("durableWriterOpen", durable_writer_open),
     EXPORT("durableWriterSubmit", durable_writer_submit),

@@ -1,8 +1,9 @@
 // The node's tunnel, the same for every encryption mode: the persistent TUN device, the UDP
 // socket, the datapath worker, the health prober and the routes that steer remote prefixes into
 // the device. A mode only says what it should hold (DesiredState); apply() makes it so, by
-// difference: the worker gets the peers that changed, the routes that moved go in one `ip -batch`,
-// so an event costs what changed, not the cluster. A whole pass now and then is the safety net.
+// difference: the worker gets the peers that changed, the routes that moved go in one netlink
+// exchange from the addon, so an event costs what changed, not the cluster. A whole pass now and
+// then is the safety net.
 import { UdpSocket } from '../datapath/udp-socket.js';
 import { RawEspSocket } from '../datapath/raw-esp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';

@@ -50,6 +50,15 @@ export interface NativeDatapath {
   routeChangesOpen(): number;
   /** Changes since the last drain that can move the underlay or the host's routes (not through ignoredDevices, not the fail-closed blackholes at ownBlackholeMetric; 0: none). */
   routeChangesDrain(fd: number, ignoredDevices: readonly string[], ownBlackholeMetric: number): number;
+  /**
+   * The tunnel's steering through netlink (native/route-steer.c), in netns ('': this thread's own):
+   * per prefix two messages, steer (release 0) the blackhole at metric then the route through the
+   * device, release (1) the device's route then the blackhole. errors[2i + k] gets 0 or that
+   * message's errno, texts[2i + k] the kernel's text where it gave one. Returns the failed
+   * messages, or a negative error when nothing could be sent (the namespace, the socket).
+   */
+  routesWrite(netns: string, device: string, release: number, metric: number, prefixes: readonly string[],
+    mtus: Int32Array | null, sources: readonly (string | undefined)[] | null, errors: Int32Array, texts: (string | undefined)[]): number;
   /** glibc malloc_info(0): every arena's system and free bytes, as XML (native/malloc-stats.c; read by malloc-stats.ts). */
   mallocInfo(): string;
   udpOpen(addr: string, port: number, v6only: number): number;

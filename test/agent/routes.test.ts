@@ -1,7 +1,8 @@
-// Steering routes in one `ip -batch` process, on a real routing table (a throwaway namespace): every
-// prefix of both families gets the tunnel route over its fail-closed blackhole, a line ip refuses
-// is reported without leaving the prefixes after it unrouted, and a release removes both routes; a
-// whole pass's reading of the table finds exactly the routes to mend.
+// Steering routes through netlink from the addon, on a real routing table (a throwaway namespace):
+// every prefix of both families gets the tunnel route over its fail-closed blackhole, a route the
+// kernel refuses is reported without leaving the prefixes after it unrouted, and a release removes
+// both routes; the table written is exactly the one `ip -batch` wrote (a twin namespace); a whole
+// pass's reading of the table finds exactly the routes to mend.
 // The tunnel's underlay bypass rule is set up again at every agent start without a moment missing.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,13 +12,14 @@ import { FAIL_CLOSED_METRIC, keepTunnelTrafficOnUnderlay, listTunnelRoutes, pref
 
 const ns = `veil-trt-${process.pid}`;
 const bypassNs = `veil-tbp-${process.pid}`;
-after(() => { run(['ip', 'netns', 'del', ns]); run(['ip', 'netns', 'del', bypassNs]); });
+const twins = [`veil-tnl-${process.pid}`, `veil-tip-${process.pid}`]; // netlink from the addon, ip
+after(() => { for (const n of [ns, bypassNs, ...twins]) run(['ip', 'netns', 'del', n]); });
 
 function routes(fam: '-4' | '-6'): string[] {
   return mustRun(['ip', '-n', ns, fam, 'route', 'show']).trim().split('\n').filter(Boolean);
 }
 
-test('steer and release in one ip -batch: both families, fail-closed, a bad line reported', { timeout: 60_000 }, () => {
+test('steer and release: both families, fail-closed, a refused route reported', { timeout: 60_000 }, () => {
   mustRun(['ip', 'netns', 'add', ns]);
   mustRun(['ip', '-n', ns, 'link', 'add', 'veil-rt0', 'type', 'veth', 'peer', 'name', 'veil-rt1']);
   for (const l of ['veil-rt0', 'veil-rt1']) mustRun(['ip', '-n', ns, 'link', 'set', l, 'addrgenmode', 'none', 'up']); // no link-local route
@@ -58,7 +60,7 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
 
   // A source address the node does not have: ip refuses that line; the prefixes after it are still routed.
   assert.throws(() => steerIntoTunnel([{ prefix: '10.3.0.0/24', device, src: '192.0.2.99' }, { prefix: '10.4.0.0/24', device }], ns),
-    (e: Error) => /routing 2 prefix\(es\) into the tunnel failed/.test(e.message));
+    (e: Error) => /routing 2 prefix\(es\) into the tunnel failed for 1: 10\.3\.0\.0\/24 \(dev veil-rt0 src 192\.0\.2\.99\): .*\(EINVAL\)$/.test(e.message));
   assert.ok(prefixesOnDevice(device, ns).includes('10.4.0.0/24'), 'the line after the refused one ran');
   assert.ok(routes('-4').some((l) => l.startsWith('blackhole 10.3.0.0/24')), 'the refused prefix keeps its blackhole: fail-closed');
 
@@ -66,6 +68,96 @@ test('steer and release in one ip -batch: both families, fail-closed, a bad line
   assert.deepEqual(prefixesOnDevice(device, ns).sort(), ['10.2.0.0/24', '10.4.0.0/24']);
   assert.ok(!routes('-4').some((l) => l.includes('10.1.0.0/24')), 'the blackhole went too');
   assert.ok(!routes('-6').some((l) => l.includes('fd00:1::/64')));
+});
+
+/** A namespace with the device veil-st0 (10.77.0.1, fd77::1) and veil-st2, no IPv6 link-local routes. */
+function steerNs(name: string): void {
+  mustRun(['ip', 'netns', 'add', name]);
+  mustRun(['ip', '-n', name, 'link', 'add', 'veil-st0', 'type', 'veth', 'peer', 'name', 'veil-st1']);
+  mustRun(['ip', '-n', name, 'link', 'add', 'veil-st2', 'type', 'veth', 'peer', 'name', 'veil-st3']);
+  for (const l of ['veil-st0', 'veil-st1', 'veil-st2', 'veil-st3']) mustRun(['ip', '-n', name, 'link', 'set', l, 'addrgenmode', 'none', 'up']);
+  mustRun(['ip', '-n', name, 'addr', 'add', '10.77.0.1/32', 'dev', 'veil-st0']);
+  mustRun(['ip', '-n', name, '-6', 'addr', 'add', 'fd77::1/128', 'dev', 'veil-st0', 'nodad']);
+}
+
+/** Every route of both families in every table, with protocol, scope, metric and metrics (ip -d). */
+const wholeTable = (name: string): string[] => ['-4', '-6'].flatMap((fam) => mustRun(['ip', '-n', name, '-d', fam, 'route', 'show', 'table', 'all']).trim().split('\n')).sort();
+
+test('the table written through netlink is exactly what ip wrote: steer, replace (source, mtu), release, both families, a refused route', { timeout: 60_000 }, () => {
+  const [nl, ip] = twins as [string, string];
+  for (const n of twins) steerNs(n);
+  const ipBatch = (lines: string[]) => run(['ip', '-n', ip, '-force', '-batch', '-'], { input: lines.join('\n') + '\n' });
+  const steerLines = (rs: { prefix: string; device: string; mtu?: number; src?: string }[]) => rs.flatMap((r) => [
+    `route replace blackhole ${r.prefix} metric ${FAIL_CLOSED_METRIC}`,
+    `route replace ${r.prefix} dev ${r.device}${r.mtu ? ` mtu ${r.mtu}` : ''}${r.src ? ` src ${r.src}` : ''}`]);
+  const releaseLines = (ps: string[], device: string) => ps.flatMap((p) => [`route del ${p} dev ${device}`, `route del blackhole ${p} metric ${FAIL_CLOSED_METRIC}`]);
+  const steps: { steer?: { prefix: string; device: string; mtu?: number; src?: string }[]; release?: string[]; refused?: string[] }[] = [
+    { steer: [ // both families mixed, host routes, a source, an mtu, two devices
+      { prefix: '10.1.0.0/24', device: 'veil-st0' }, { prefix: 'fd00:1::/64', device: 'veil-st0', src: 'fd77::1' },
+      { prefix: '10.2.0.5', device: 'veil-st0', src: '10.77.0.1', mtu: 1380 }, { prefix: 'fd00:2::5/128', device: 'veil-st2', mtu: 1400 },
+      { prefix: '10.3.0.0/16', device: 'veil-st2' }] },
+    { steer: [ // replaced in place: a source added and dropped, an mtu changed, a device moved
+      { prefix: '10.1.0.0/24', device: 'veil-st0', src: '10.77.0.1' }, { prefix: 'fd00:1::/64', device: 'veil-st0', mtu: 1300 },
+      { prefix: '10.2.0.5', device: 'veil-st0', mtu: 1420 }, { prefix: '10.3.0.0/16', device: 'veil-st0' }] },
+    { release: ['10.3.0.0/16', 'fd00:2::5/128', '10.9.0.0/24'] }, // 10.9: never routed, fine; 10.3 moved to veil-st0: its route stays (the blackhole goes)
+    { steer: [ // refused: a source the node lacks, a device that is not there; the others still written
+      { prefix: '10.4.0.0/24', device: 'veil-st0', src: '192.0.2.99' }, { prefix: '10.5.0.0/24', device: 'veil-st0' },
+      { prefix: 'fd00:6::/64', device: 'veil-nodev' }, { prefix: 'fd00:7::/64', device: 'veil-st2' }],
+    refused: ['10.4.0.0/24', 'fd00:6::/64'] },
+  ];
+  for (const step of steps) {
+    if (step.steer && step.refused) {
+      assert.throws(() => steerIntoTunnel(step.steer!, nl), (e: Error) => {
+        assert.match(e.message, /routing 4 prefix\(es\) into the tunnel failed for 2: /);
+        assert.match(e.message, /10\.4\.0\.0\/24 \(dev veil-st0 src 192\.0\.2\.99\): .*\(EINVAL\)/);
+        assert.match(e.message, /fd00:6::\/64 \(dev veil-nodev\): no such device \(ENODEV\)/);
+        return true;
+      });
+      assert.notEqual(ipBatch(steerLines(step.steer)).status, 0, 'ip refused them too');
+    } else if (step.steer) {
+      steerIntoTunnel(step.steer, nl);
+      assert.equal(ipBatch(steerLines(step.steer)).status, 0);
+    } else {
+      releasePrefixes(step.release!, 'veil-st2', nl);
+      ipBatch(releaseLines(step.release!, 'veil-st2'));
+    }
+    assert.deepEqual(wholeTable(nl), wholeTable(ip), `after ${JSON.stringify(step)}`);
+  }
+  // The table itself, as ip lists it: each prefix's route over its blackhole, the refused ones fail-closed.
+  const main = (fam: string) => mustRun(['ip', '-n', nl, fam, 'route', 'show', 'table', 'main']).trim().split('\n').map((l) => l.trim()).sort();
+  assert.deepEqual(main('-4'), [
+    '10.1.0.0/24 dev veil-st0 scope link src 10.77.0.1',
+    '10.2.0.5 dev veil-st0 scope link mtu 1420',
+    '10.3.0.0/16 dev veil-st0 scope link',
+    '10.5.0.0/24 dev veil-st0 scope link',
+    'blackhole 10.1.0.0/24 metric 4242',
+    'blackhole 10.2.0.5 metric 4242',
+    'blackhole 10.4.0.0/24 metric 4242',
+    'blackhole 10.5.0.0/24 metric 4242',
+  ]);
+  assert.deepEqual(main('-6'), [
+    'blackhole fd00:1::/64 dev lo metric 4242 pref medium',
+    'blackhole fd00:6::/64 dev lo metric 4242 pref medium',
+    'blackhole fd00:7::/64 dev lo metric 4242 pref medium',
+    'fd00:1::/64 dev veil-st0 metric 1024 mtu 1300 pref medium',
+    'fd00:7::/64 dev veil-st2 metric 1024 pref medium',
+    'fd77::1 dev veil-st0 proto kernel metric 256 pref medium',
+  ]);
+  // Released on their own device: everything of the steering goes, the host's own route stays.
+  releasePrefixes(['10.1.0.0/24', '10.2.0.5', '10.3.0.0/16', '10.4.0.0/24', '10.5.0.0/24', 'fd00:1::/64', 'fd00:6::/64'], 'veil-st0', nl);
+  releasePrefixes(['fd00:7::/64'], 'veil-st2', nl);
+  assert.deepEqual(main('-4'), ['']);
+  assert.deepEqual(main('-6'), ['fd77::1 dev veil-st0 proto kernel metric 256 pref medium']);
+  // Many to a sendmsg (several exchanges here): every one written, the refused one in the middle reported alone.
+  const many = Array.from({ length: 300 }, (_, i) => ({ prefix: i % 2 ? `10.${100 + (i >> 8)}.${i & 255}.0/24` : `fd00:a:${i.toString(16)}::/64`, device: 'veil-st0', src: i === 151 ? '192.0.2.99' : undefined }));
+  assert.throws(() => steerIntoTunnel(many, nl), /failed for 1: 10\.100\.151\.0\/24 \(dev veil-st0 src 192\.0\.2\.99\)/);
+  const listed = [...main('-4'), ...main('-6')];
+  assert.equal(listed.filter((l) => l.startsWith('blackhole ')).length, 300);
+  assert.equal(listed.filter((l) => / dev veil-st0 /.test(l) && !l.startsWith('fd77::1')).length, 299);
+  releasePrefixes(many.map((r) => r.prefix), 'veil-st0', nl);
+  assert.deepEqual(main('-4'), ['']);
+  assert.throws(() => steerIntoTunnel([{ prefix: '10.1.0.0/24', device: 'veil-st0' }], `veil-none-${process.pid}`),
+    /the netlink exchange in netns veil-none-\d+: no such file or directory \(ENOENT\)/);
 });
 
 test("a whole pass reads ip's text: the device's routes with their source, the fail-closed blackholes, nothing else", () => {
