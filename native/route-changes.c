@@ -13,12 +13,21 @@
 #include <unistd.h>
 
 #define MAX_IGNORED 8
+// The socket's receive buffer (the kernel doubles it): a pass that steers 1,000 prefixes makes ~2,000
+// notifications of the agent's own (~1 KB each as the kernel counts them). With the default 208 KB a
+// pass of more than ~100 prefixes overflowed it, and a lost notification (ENOBUFS) must count as a
+// change: every such pass read the whole routing table again (`ip`, O(routes)), as did the underlay
+// reader. Memory is charged only while notifications wait; the readers drain each pass.
+#define RECEIVE_BUFFER (4 << 20)
 
 // routeChangesOpen() -> fd | error: a non-blocking netlink socket on link and route changes (this netns).
 napi_value route_changes_open(napi_env env, napi_callback_info info) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
   struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE };
+  int bytes = RECEIVE_BUFFER;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) < 0) // CAP_NET_ADMIN, which the agent has
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);       // else as far as rmem_max allows
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     int e = errno;
     close(fd);

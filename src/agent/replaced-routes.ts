@@ -103,6 +103,11 @@ export class ReplacedRoutes {
     return byPrefix;
   }
 
+  /** After the tunnel's own route writes: their notifications read off the change socket now (RouteChangeWatch.drain). */
+  afterSteering(): void {
+    this.watch.drain();
+  }
+
   /** Closes the change watch (the tunnel's stop). */
   close(): void {
     this.watch.close();

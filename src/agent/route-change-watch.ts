@@ -9,6 +9,8 @@ import { FAIL_CLOSED_METRIC } from './routes.js';
 export class RouteChangeWatch {
   #fd = -1;
   #readAtMs: number | undefined;
+  /** A change was drained since the last read marked (drain() keeps the socket's queue short between reads). */
+  #changed = false;
 
   /** maxAgeMs: a read older than this is made again even with no change notified (a safety net, not the mechanism). */
   constructor(private readonly ignoredDevices: readonly string[], private readonly maxAgeMs: number, private readonly now: () => number = () => performance.now()) {
@@ -28,14 +30,26 @@ export class RouteChangeWatch {
    * lost): true when nothing moved since the last read marked (markRead) and it is not too old.
    */
   unchanged(): boolean {
-    const changes = this.#fd >= 0 ? native().routeChangesDrain(this.#fd, this.ignoredDevices, FAIL_CLOSED_METRIC) : -1;
+    this.drain();
+    return this.#fd >= 0 && !this.#changed && this.#readAtMs !== undefined && this.now() - this.#readAtMs < this.maxAgeMs;
+  }
+
+  /**
+   * Reads what the socket holds now, remembering whether anything counted: called after the agent's
+   * own route writes, whose notifications (not counted, but queued) would otherwise fill the socket
+   * until the next read and, lost, count as a change.
+   */
+  drain(): void {
+    if (this.#fd < 0) return;
+    const changes = native().routeChangesDrain(this.#fd, this.ignoredDevices, FAIL_CLOSED_METRIC);
     if (changes < 0) this.close();
-    return changes === 0 && this.#readAtMs !== undefined && this.now() - this.#readAtMs < this.maxAgeMs;
+    else if (changes > 0) this.#changed = true;
   }
 
   /** A read was just made: whether it may be kept (only while changes are watched). */
   markRead(): boolean {
     if (this.#fd < 0) return false;
+    this.#changed = false;
     this.#readAtMs = this.now();
     return true;
   }

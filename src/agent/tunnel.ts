@@ -288,6 +288,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     if (table) for (const p of table.routed.keys()) if (!this.routed.has(p)) stale.push(p);
     if (stale.length) this.routesInPlace = undefined;
     releasePrefixes([...new Set(stale)], this.device);
+    if (toSteer.length || stale.length) this.replaced?.afterSteering();
     if (table && !toSteer.length && !stale.length) this.routesInPlace = listing!.fingerprint; // read and found in place
     this.prober.setPeers(d.probes);
     this.failed = false;
