@@ -319,7 +319,10 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   await waitUntil(`${size + realPeers} peers in ${agent.node}'s datapath`, async () => (await lab.datapathPeers()) === size + realPeers || undefined, 120_000, wg ? 50 : 20);
   await waitUntil(`${size + realPeers} routes on ${agent.node}`, () => lab.routes(lab.nodes[0]!) === size + realPeers || undefined, 60_000, 20);
   const convergenceMs = Date.now() - lastWrite;
-  const convergenceCpuMs = lab.agents.map((a, i) => cpuSince(agentCpu(a), cpuBefore[i]!));
+  const convergenceCpuMs = lab.agents.map((a, i) => {
+    const used = cpuSince(agentCpu(a), cpuBefore[i]!);
+    return { main: Math.round(used.main / 1000), worker: Math.round(used.worker / 1000), helpers: Math.round(used.helpers / 1000), children: Math.round(used.children / 1000) };
+  });
   const routes = lab.routes(lab.nodes[0]!);
   check(routes === size + realPeers, `${size}: ${routes} routes into the tunnel, want ${size + realPeers}`);
   console.log(`converged ${convergenceMs} ms after the last node was written (${routes} routes); agents' CPU from the first write: ` +
@@ -416,7 +419,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const traffic0 = wg ? await trafficNow(lab) : undefined;
   if (traffic0) await sleep(1000); // that answer's cost (a list of every peer) is not the steady state's
   const esp0 = !wg && lab.responder ? await responderNow(lab.responder) : undefined;
-  const s0 = agent.cpuByThread(), c0 = agent.childrenCpuMicros(), heap0 = await agent.memory(false), st0 = performance.now();
+  const steadyCpu0 = agentCpu(agent), heap0 = await agent.memory(false), st0 = performance.now();
   const steadyStartedAt = new Date().toISOString();
   console.log(`steady window from ${steadyStartedAt}`);
   const rss: number[] = [];
@@ -439,9 +442,9 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     last = now;
   }
   const steadyMs = performance.now() - st0;
-  const s1 = agent.cpuByThread(), c1 = agent.childrenCpuMicros();
+  const used = cpuSince(agentCpu(agent), steadyCpu0);
   const share = (us: number) => (us / (steadyMs * 1000)) * 100;
-  const steadyByThread = { main: share(s1.main - s0.main), worker: share(s1.worker - s0.worker), helpers: share(s1.helpers - s0.helpers), children: share(c1 - c0) };
+  const steadyByThread = { main: share(used.main), worker: share(used.worker), helpers: share(used.helpers), children: share(used.children) };
   const steadyCpuPercent = steadyByThread.main + steadyByThread.worker + steadyByThread.helpers;
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
@@ -483,10 +486,9 @@ function agentCpu(a: AgentView): { main: number; worker: number; helpers: number
   return { ...a.cpuByThread(), children: a.childrenCpuMicros() };
 }
 
-/** CPU between two agentCpu readings, in whole ms. */
+/** CPU between two agentCpu readings (µs). */
 function cpuSince(now: ReturnType<typeof agentCpu>, before: ReturnType<typeof agentCpu>): ReturnType<typeof agentCpu> {
-  const ms = (k: keyof ReturnType<typeof agentCpu>) => Math.round((now[k] - before[k]) / 1000);
-  return { main: ms('main'), worker: ms('worker'), helpers: ms('helpers'), children: ms('children') };
+  return { main: now.main - before.main, worker: now.worker - before.worker, helpers: now.helpers - before.helpers, children: now.children - before.children };
 }
 
 /** A rotation with every synthetic node acting as a real agent: it publishes the new key id after its jitter. */
