@@ -17,7 +17,7 @@
         "native/x25519.c",
         "native/x25519-ifma.c",
         "native/fdpass.c",
-        "native/durable-writer.c",
+        "native/file-replacer.c",
         "native/wake-fd.c",
         "native/malloc-trim.c",
         "native/malloc-stats.c",

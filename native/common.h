@@ -131,8 +131,8 @@ napi_value route_changes_open(napi_env env, napi_callback_info info);  // route-
 napi_value route_changes_drain(napi_env env, napi_callback_info info);
 napi_value routes_write(napi_env env, napi_callback_info info);  // route-steer.c
 napi_value malloc_info_xml(napi_env env, napi_callback_info info); // malloc-stats.c
-napi_value durable_writer_open(napi_env env, napi_callback_info info); // durable-writer.c
-napi_value durable_writer_submit(napi_env env, napi_callback_info info);
-napi_value durable_writer_state(napi_env env, napi_callback_info info);
-napi_value durable_writer_close(napi_env env, napi_callback_info info);
+napi_value file_replacer_open(napi_env env, napi_callback_info info); // file-replacer.c
+napi_value file_replacer_submit(napi_env env, napi_callback_info info);
+napi_value file_replacer_state(napi_env env, napi_callback_info info);
+napi_value file_replacer_close(napi_env env, napi_callback_info info);
 #endif

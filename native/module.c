@@ -123,10 +123,10 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("routeChangesDrain", route_changes_drain),
     EXPORT("routesWrite", routes_write),
     EXPORT("mallocInfo", malloc_info_xml),
-    EXPORT("durableWriterOpen", durable_writer_open),
-    EXPORT("durableWriterSubmit", durable_writer_submit),
-    EXPORT("durableWriterState", durable_writer_state),
-    EXPORT("durableWriterClose", durable_writer_close),
+    EXPORT("fileReplacerOpen", file_replacer_open),
+    EXPORT("fileReplacerSubmit", file_replacer_submit),
+    EXPORT("fileReplacerState", file_replacer_state),
+    EXPORT("fileReplacerClose", file_replacer_close),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   noise_crypto_register(env, exports);

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=(iproute2 iputils-ping procps tcpdump tshark iperf3 ethtool wireguard-go wireguard-tools python3 python3-scapy openssl make g++ etcd-server etcd-client qemu-system-x86)
+PACKAGES=(iproute2 iputils-ping procps strace tcpdump tshark iperf3 ethtool wireguard-go wireguard-tools python3 python3-scapy openssl make g++ etcd-server etcd-client qemu-system-x86)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

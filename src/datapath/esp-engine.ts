@@ -309,13 +309,13 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     for (const [sa, gen] of this.outPending) {
       const o = w.outcome(gen);
       if (o === 'pending') continue;
-      if (o === 'durable') sa.sequence.persisted(sa.sequence.mark); else sa.sequence.persistFailed(); // mark: the pending one (persistDue())
+      if (o === 'written') sa.sequence.persisted(sa.sequence.mark); else sa.sequence.persistFailed(); // mark: the pending one (persistDue())
       this.outPending.delete(sa);
     }
     for (const [sa, p] of this.inPending) {
       const o = w.outcome(p.gen);
       if (o === 'pending') continue;
-      if (o === 'durable') sa.replayMark.persisted(p.mark, p.top, p.packets, p.nowMs); else sa.replayMark.writeFailed();
+      if (o === 'written') sa.replayMark.persisted(p.mark, p.top, p.packets, p.nowMs); else sa.replayMark.writeFailed();
       this.inPending.delete(sa);
     }
   }

@@ -2,7 +2,7 @@
 // agent (same boot ids, same PSK), so a receiver that restarts with an empty replay window would
 // accept every captured datagram again. The receiver therefore persists a mark above its window
 // top, and never accepts a sequence number above the persisted mark before a higher mark is
-// durable: after a crash it resumes with everything up to the mark counted as seen, so no packet
+// written (to a file that outlives the agent; a reboot needs none: the keys mix in the boot ids): after a crash it resumes with everything up to the mark counted as seen, so no packet
 // it ever accepted is accepted twice. The price of a crash is the fresh packets between the real
 // top and the mark (the lead): sized to about LEAD_SECONDS of the tunnel's own rate, so a write
 // happens about once per LEAD_SECONDS per busy tunnel and a crash drops about that much traffic.
@@ -86,7 +86,7 @@ export class ReplayMark {
     return Math.max(this.#durable, top + Math.min(REPLAY_MAX_LEAD, Math.max(REPLAY_MIN_LEAD, lead)));
   }
 
-  /** `mark` is durable (fsync'd), written at `nowMs` when the top was `top` and `packets` had been accepted. */
+  /** `mark` is persisted (written; it outlives the agent), written at `nowMs` when the top was `top` and `packets` had been accepted. */
   persisted(mark: number, top: number, packets: number, nowMs: number): void {
     this.#writing = false;
     if (mark > this.#durable) this.#durable = mark;

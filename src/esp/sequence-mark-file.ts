@@ -1,11 +1,12 @@
-// A small durable store for outbound sequence marks (see sequence-store.ts) and inbound replay
-// marks (replay-mark.ts): one JSON file of
-// { "<sa id>": mark }, replaced durably (util/durable-file.ts), so a crash leaves either the old or
-// the new marks, never a torn file, and a mark the sender relies on is never lost.
+// A small store for outbound sequence marks (see sequence-store.ts) and inbound replay marks
+// (replay-mark.ts) that outlives the agent: one JSON file of { "<sa id>": mark }, replaced
+// atomically, so an agent killed at any moment leaves either the old or the new marks, never a torn
+// file, and a mark the sender relies on is never lost. Not fsync'd (native/file-replacer.c): what
+// loses the page cache gives the machine a new boot id, and every key a mark guards is derived from it.
 import { hash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { keyParts, packedMaterial, type EspTransform, type PackedTransform } from './esp-transform.js';
-import { writeFileDurable } from '../util/durable-file.js';
+import { writeFileAtomic } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 
 /** The identity of an outbound SA's key for its mark: SPI and tunnel IPs (a jump forward is always safe). */
@@ -62,12 +63,9 @@ export async function readSequenceMarks(path: string): Promise<Map<string, numbe
   return marks;
 }
 
-/**
- * Replaces the file at `path` with `marks`, durably: synchronous, since the datapath may use no
- * number of a block before its mark is on disk.
- */
+/** Replaces the file at `path` with `marks` (synchronous; the engine's writes go through SequenceMarkWriter). */
 export function writeSequenceMarks(path: string, marks: Iterable<readonly [string, number]>): void {
-  writeFileDurable(path, encodeSequenceMarks(marks), { mode: SEQUENCE_MARKS_MODE });
+  writeFileAtomic(path, encodeSequenceMarks(marks), { mode: SEQUENCE_MARKS_MODE });
 }
 
 /** The file's contents for `marks` (what readSequenceMarks reads back). */

@@ -1,7 +1,8 @@
 // Outbound sequence numbers that never repeat for a key, also across an agent restart or crash: the
 // sequence number is the AES-GCM IV, and a repeated (key, IV) pair gives the key away. Per-tunnel
 // keys survive an agent restart (same boot ids, same PSK), so the sender reserves numbers in blocks
-// and a block's end must be durably persisted before its first number is used. After a restart the
+// and a block's end must be persisted before its first number is used (in a file that outlives the
+// agent; a reboot needs no mark, since every per-tunnel key mixes in the boot ids). After a restart the
 // sender resumes above the persisted mark; receivers simply see a jump forward.
 // This is the pure policy; the agent does the writing (sequence-mark-file.ts is a small file store).
 
@@ -37,7 +38,7 @@ export class OutboundSequence {
   /**
    * The sequence of a running SA handed over by the agent before this one (datapath handover): it
    * goes on right after `last`, the last number that agent's datapath used (it stopped before the
-   * handover, so it never sends another), with the marks up to `durableEnd` already on disk.
+   * handover, so it never sends another), with the marks up to `durableEnd` already written.
    */
   static resume(last: number, durableEnd: number, blockSize = SEQUENCE_BLOCK): OutboundSequence {
     if (!Number.isSafeInteger(last) || last < 0) throw new RangeError('resumed sequence number must be a non-negative integer');
@@ -91,7 +92,7 @@ export class OutboundSequence {
     return this.#pending;
   }
 
-  /** The agent wrote `mark` durably (fsync'd): numbers up to it may be used. */
+  /** The agent wrote `mark` (it outlives the agent): numbers up to it may be used. */
   persisted(mark: number): void {
     if (mark > this.#durableEnd) this.#durableEnd = mark;
     if (this.#pending !== undefined && mark >= this.#pending) this.#pending = undefined;

@@ -11,8 +11,8 @@ import { VeilError } from '../util/errors.js';
 /** A PacketBatch's buffers as the addon holds them (batchBind): opaque to TypeScript. */
 export type NativeBatch = { readonly __nativeBatch: unique symbol };
 
-/** A durable file writer thread (durableWriterOpen): opaque to TypeScript. */
-export type NativeDurableWriter = { readonly __nativeDurableWriter: unique symbol };
+/** A file replacer thread (fileReplacerOpen): opaque to TypeScript. */
+export type NativeFileReplacer = { readonly __nativeFileReplacer: unique symbol };
 
 /** The raw functions of the addon. Failures are negative numbers; see `nativeError`. */
 export interface NativeDatapath {
@@ -100,15 +100,15 @@ export interface NativeDatapath {
   /** One datagram: its text length; the fds received go to fds[] (-1 after the last). EAGAIN when none waits. */
   recvFds(fd: number, text: Uint8Array, fds: Int32Array): number;
   memfdCreate(name: string): number;
-  // A file replaced durably on a thread of its own (native/durable-writer.c): the ESP marks.
+  // A file replaced atomically on a thread of its own (native/file-replacer.c): the ESP marks.
   /** Starts the thread for the file at path (created with mode); the handle stops it when collected. */
-  durableWriterOpen(path: string, mode: number): NativeDurableWriter;
+  fileReplacerOpen(path: string, mode: number): NativeFileReplacer;
   /** Queues a complete snapshot of the file (copied; replaces one not yet started): its generation. */
-  durableWriterSubmit(writer: NativeDurableWriter, bytes: Uint8Array): number;
-  /** out = [newest generation durable, newest ended, errno of the last failure]; waitFor > 0 blocks until that one ended. */
-  durableWriterState(writer: NativeDurableWriter, out: Int32Array, waitFor: number): number;
+  fileReplacerSubmit(writer: NativeFileReplacer, bytes: Uint8Array): number;
+  /** out = [newest generation written, newest ended, errno of the last failure]; waitFor > 0 blocks until that one ended. */
+  fileReplacerState(writer: NativeFileReplacer, out: Int32Array, waitFor: number): number;
   /** Writes what is pending, then stops the thread. */
-  durableWriterClose(writer: NativeDurableWriter): number;
+  fileReplacerClose(writer: NativeFileReplacer): number;
   // Handshake crypto (native/noise-crypto.c), used by src/crypto when the addon is built.
   /** BLAKE2s of a||b||c into out (1..32 bytes), keyed when key is not empty. */
   noiseBlake2s(out: Uint8Array, key: Uint8Array, a: Uint8Array, b: Uint8Array, c: Uint8Array): number;

@@ -14,7 +14,7 @@ export interface ReplaceOptions {
 
 /**
  * Replaces `path` with `content` and makes it durable (file and directory fsync'd): for state
- * whose loss in a machine crash does harm (e.g. ESP sequence marks: a lost mark repeats an IV).
+ * whose loss in a machine crash does harm (the cluster's config, the embedded registry's events).
  */
 export function writeFileDurable(path: string, content: string | Uint8Array, options: ReplaceOptions = {}): void {
   replaceFile(path, content, options.mode ?? 0o666, true);
