@@ -2,7 +2,8 @@
 // port of the pod gateway address that nothing polls. The acks wait in the kernel, each stamped as it
 // arrived (SO_TIMESTAMPNS), until the prober reads them all at once where it uses them (a probe
 // round, a status): at 5,000 peers ~100 acks a second no longer wake the main thread one by one, and
-// the kernel path that delivers each (the worker's TUN write) wakes no one.
+// the kernel path that delivers each (the worker's TUN write) wakes no one. A round's probes are
+// queued and leave in one sendmmsg (flush()), so the worker reads them from the TUN in a few batches.
 import { check, native, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from '../native/addon.js';
 import { formatIp, parseIp, tryParseIp } from '../net/cidr.js';
 import { PacketBatch } from '../datapath/packet-batch.js';
