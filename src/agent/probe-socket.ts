@@ -2,9 +2,11 @@
 // port of the pod gateway address that nothing polls. The acks wait in the kernel, each stamped as it
 // arrived (SO_TIMESTAMPNS), until the prober reads them all at once where it uses them (a probe
 // round, a status): at 5,000 peers ~100 acks a second no longer wake the main thread one by one, and
-// the kernel path that delivers each (the worker's TUN write) wakes no one.
-import { check, native, UDP_MODE } from '../native/addon.js';
+// the kernel path that delivers each (the worker's TUN write) wakes no one. A round's probes are
+// queued and leave in one sendmmsg (flush()), so the worker reads them from the TUN in a few batches.
+import { check, native, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from '../native/addon.js';
 import { formatIp, parseIp, tryParseIp } from '../net/cidr.js';
+import { PacketBatch } from '../datapath/packet-batch.js';
 
 /** Bytes read of a datagram: an ack is ~40-80 B; a longer datagram is no ack (read as truncated). */
 const SLOT = 256;
@@ -12,6 +14,12 @@ const SLOT = 256;
 const BATCH = 64;
 /** Receive buffer: a round's acks (200, ~1 KB each as the kernel counts them) between two reads. */
 const RECEIVE_BUFFER = 1 << 20;
+
+/** A ProbeSocket's send queue: datagrams between two flushes, and their average length in bytes. */
+export interface ProbeQueue {
+  datagrams: number;
+  bytes: number;
+}
 
 /** A datagram read: its bytes are buf[offset, offset + length); `at` is its arrival, whole ms since the epoch. */
 export type ProbeDatagram = (buf: Buffer, offset: number, length: number, source: string, at: number) => void;
@@ -25,23 +33,36 @@ export class ProbeSocket {
   readonly #addrs = new Uint8Array(16 * BATCH);
   readonly #fams = new Uint8Array(BATCH);
   readonly #stamps = new Float64Array(BATCH);
+  /**
+   * The datagrams queued to go in one sendmmsg (flush()): a round's 200 probes sent one syscall each
+   * woke the datapath worker about once a probe, each reaching the TUN alone.
+   */
+  readonly #out: PacketBatch;
+  /** Where the next queued datagram's bytes go in #out's buffer (packed, not slotted). */
+  #outAt = 0;
+  /** The addon's send counters (UDP_STAT): sendCalls are the sendmmsg calls. */
+  readonly #stats = new Float64Array(UDP_STAT_COUNT);
   #closed = false;
 
-  private constructor(fd: number, v6: boolean) {
+  private constructor(fd: number, v6: boolean, queue: ProbeQueue) {
     this.#fd = fd;
     this.#mode = v6 ? UDP_MODE.SOCKET_V6 : 0;
     this.port = native().udpLocalPort(fd);
+    this.#out = new PacketBatch({ capacity: queue.datagrams, slotSize: Math.max(64, queue.bytes) });
   }
 
-  /** A socket on an ephemeral port of address (throws a VeilError when it cannot be bound). */
-  static open(address: string): ProbeSocket {
+  /**
+   * A socket on an ephemeral port of address (throws a VeilError when it cannot be bound), with room
+   * to queue `queue.datagrams` datagrams of `queue.bytes` bytes on average between two flushes.
+   */
+  static open(address: string, queue: ProbeQueue = { datagrams: BATCH, bytes: 128 }): ProbeSocket {
     const n = native();
     const v6 = parseIp(address).family === 6;
     const fd = check(n.udpOpen(address, 0, v6 ? 1 : 0), `opening the health probes' socket on ${address}`);
     try {
       n.udpSetBuffers(fd, RECEIVE_BUFFER);
       check(n.udpSetRecvStamps(fd), "stamping the health probes' acks");
-      return new ProbeSocket(fd, v6);
+      return new ProbeSocket(fd, v6, queue);
     } catch (e) {
       n.close(fd);
       throw e;
@@ -49,13 +70,40 @@ export class ProbeSocket {
   }
 
   /**
-   * Sends payload to address:port; an error, or an address that is none, is dropped as a lost probe
-   * is (the peer goes unanswered).
+   * Queues payload[0, length) for address:port, sent at the next flush() (now, when the queue is
+   * full). An address that is none is dropped as a lost probe is (the peer goes unanswered).
    */
-  send(payload: Uint8Array, address: string, port: number): void {
+  queue(payload: Uint8Array, length: number, address: string, port: number): void {
     const a = tryParseIp(address);
     if (this.#closed || !a) return;
-    native().udpSend(this.#fd, payload, 0, payload.length, a.bytes, a.family, port, this.#mode);
+    const out = this.#out;
+    if (out.count === out.capacity || this.#outAt + length > out.buf.length) this.flush();
+    if (length > out.buf.length) { // larger than the whole queue: alone
+      native().udpSend(this.#fd, payload, 0, length, a.bytes, a.family, port, this.#mode);
+      return;
+    }
+    out.buf.set(length === payload.length ? payload : payload.subarray(0, length), this.#outAt);
+    const i = out.count;
+    out.set(i, this.#outAt, length);
+    out.setPeer(i, a.bytes, a.family === 6 ? 6 : 4, port);
+    this.#outAt += length;
+  }
+
+  /**
+   * Sends what is queued, in one sendmmsg (256 at most a call); returns how many the kernel took. An
+   * error drops the rest as lost probes are.
+   */
+  flush(): number {
+    const out = this.#out, n = out.count;
+    out.count = 0;
+    this.#outAt = 0;
+    if (this.#closed || n === 0) return 0;
+    return native().udpSendBatch(this.#fd, out.handle, n, this.#mode, this.#stats);
+  }
+
+  /** The sendmmsg calls made so far (UDP_STAT.sendCalls). */
+  get sendCalls(): number {
+    return this.#stats[UDP_STAT.sendCalls]!;
   }
 
   /** Every datagram waiting, in arrival order, each handed to `on`; returns how many. */

@@ -165,3 +165,47 @@ test("the probes' socket: probes leave from its own port, and their acks wait th
     peer.close();
   }
 });
+
+test("a round's probes go out in one sendmmsg, each with its own text and number; their acks counted", { timeout: 30_000 }, async () => {
+  const { createSocket } = await import('node:dgram');
+  const { HEALTH_PORT } = await import('../../src/agent/health-prober.js');
+  const NODE = 'node-with-a-long-name-0123456789.example.internal';
+  const p = new HealthProber(NODE, '127.77.3.1', 60_000);
+  await p.start();
+  const peers = Array.from({ length: MAX_PROBES_PER_INTERVAL }, (_, i) => ({ name: `q${i}`, podGateway: `127.77.${4 + (i >> 7)}.${(i & 127) + 1}` }));
+  const got: { text: string; port: number }[] = [];
+  const sockets = await Promise.all(peers.map((peer) => new Promise<ReturnType<typeof createSocket>>((resolve) => {
+    const s = createSocket({ type: 'udp4', reuseAddr: true });
+    s.on('message', (m, r) => {
+      const text = m.toString('latin1');
+      got.push({ text, port: r.port });
+      const [, , seq, sentMs] = text.split(' ');
+      s.send(Buffer.from(`veil-ack ${peer.name} ${seq} ${sentMs}`), r.port, r.address);
+    });
+    s.bind(HEALTH_PORT, peer.podGateway, () => resolve(s));
+  })));
+  try {
+    p.setPeers(peers);
+    const probes = (p as unknown as { probes: { sendCalls: number } }).probes;
+    const callsBefore = probes.sendCalls;
+    const before = Date.now();
+    for (let round = 0; round < 2; round++) (p as unknown as { probeAll(): void }).probeAll();
+    const after = Date.now();
+    assert.equal(probes.sendCalls - callsBefore, 2, 'one sendmmsg a round');
+    for (const until = Date.now() + 10_000; got.length < 2 * peers.length && Date.now() < until;) await sleep(10);
+    assert.equal(got.length, 2 * peers.length, 'every probe of both rounds arrived');
+    const seqs = got.map((g) => {
+      const m = /^veil-probe (\S+) (\d+) (\d+)$/.exec(g.text);
+      assert.ok(m, `a probe's text: ${g.text}`);
+      assert.equal(m[1], NODE);
+      assert.ok(Number(m[3]) >= before && Number(m[3]) <= after, `its sentMs is the round's time (${m[3]})`);
+      return Number(m[2]);
+    }).sort((x, y) => x - y);
+    assert.deepEqual(seqs, Array.from({ length: 2 * peers.length }, (_, i) => i + 1), 'each probe its own number, 1, 2, ... (1-3 digits)');
+    for (const until = Date.now() + 10_000; p.list().some((e) => e.acked < 2) && Date.now() < until;) await sleep(10);
+    assert.ok(p.list().every((e) => e.sent === 2 && e.acked === 2 && e.rttMs !== null && e.rttMs >= 0), 'every peer probed twice, both acks counted and timed');
+  } finally {
+    p.stop();
+    for (const s of sockets) s.close();
+  }
+});
