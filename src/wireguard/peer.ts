@@ -10,6 +10,8 @@
 //    current -> previous. Until then the responder keeps sending with its old current.
 //  - Unlike wireguard-go, a keypair a new handshake pushes out of the three is not erased at
 //    once: the peer may still send under it. It lingers, receive-only (lingering-keypairs.ts).
+//  - Unlike wireguard-go, `previous` is not kept until the next handshake: once the peer sends
+//    under current it lingers the same way and goes (letGoPrevious).
 import {
   KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
@@ -105,7 +107,10 @@ export class Peer implements PeerStats {
   lastHandshakeUnixMs: number | null = null;
   /** The keypair we send with. */
   current: Keypair | null = null;
-  /** The keypair before current, still accepted on receive (packets in flight during rekey). */
+  /**
+   * The keypair before current, still accepted on receive (packets in flight during rekey) until
+   * the peer sends under current; then it lingers (letGoPrevious).
+   */
   previous: Keypair | null = null;
   /** Responder side: the new keypair awaiting its first received packet. */
   next: Keypair | null = null;
@@ -245,6 +250,7 @@ export class Peer implements PeerStats {
       this.markHandshake(now, out);
       this.sendStaged(now, out);
     }
+    if (this.previous !== null && keypair === this.current) this.letGoPrevious(now);
     this.keepKeyFreshReceiving(now, out);
     this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
     this.timers.anyAuthenticatedPacketReceived();
@@ -535,6 +541,19 @@ export class Peer implements PeerStats {
    */
   private linger(kp: Keypair | null, now: number): void {
     this.host.lingering.add(kp, now);
+  }
+
+  /**
+   * The peer sent under current: it has moved off previous and sends nothing new under it (a
+   * peer's sending keypair only ever moves to a newer one). Previous lingers, receive-only, for
+   * what it sent before and is still in flight (LINGER_MS, a REKEY_TIMEOUT), then is erased.
+   * wireguard-go and the kernel keep it until the next handshake (up to REKEY_AFTER_TIME, 2 min)
+   * for the same stragglers; here its keypair, key slot and index entry (~250 B) are not kept
+   * by every live peer for a state that lasts a round trip.
+   */
+  private letGoPrevious(now: number): void {
+    this.linger(this.previous, now);
+    this.previous = null;
   }
 
   /**
