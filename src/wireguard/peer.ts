@@ -87,7 +87,11 @@ export interface PeerStats {
   lastHandshakeUnixMs: number | null;
 }
 
-export class Peer implements PeerStats {
+/**
+ * A peer's timers are its own fields (Peer extends PeerTimers, as wireguard-go's Peer embeds its
+ * timers): an object of their own was 88 B a peer, and every peer has them.
+ */
+export class Peer extends PeerTimers implements PeerStats {
   /** Current outer address; updated from the source of every authenticated packet. */
   endpoint: Endpoint | null;
   /** Persistent keepalive interval in seconds (0 = off). */
@@ -100,7 +104,6 @@ export class Peer implements PeerStats {
   private cookies: CookieGenerator | null = null;
   /** True once a handshake message we sent has its mac1 in the slot (what a cookie reply answers). */
   private sentMac1 = false;
-  readonly timers = new PeerTimers();
   rxBytes = 0;
   txBytes = 0;
   lastHandshakeAt: number | null = null;
@@ -125,17 +128,29 @@ export class Peer implements PeerStats {
   /** Our public key (by reference) when this peer last authenticated us under our current key. */
   ourKeyAtHandshake: Uint8Array | null = null;
 
+  /**
+   * The datapath's own record of this peer (name, prefixes, counts); the core never reads it. A
+   * field, not the datapath's map by peer (~45 B a peer).
+   */
+  record: object | undefined = undefined;
+
   /** When we created our latest initiation (device clock), null for never (not -Infinity: see Handshake's times). */
   private initiatedAt: number | null = null;
 
   /** @internal created by Device.addPeer */
   constructor(private readonly host: PeerHost, config: PeerConfig) {
+    super();
     // Every byte a peer keeps (public key, handshake state, last mac1) in one slot of a shared chunk.
     // The handshake keeps the slot (the public key first): the peer reads its key through it.
     const { chunk: slab, offset } = host.peerSlots.alloc();
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
     this.handshake = new Handshake(host.identity, config.publicKey, config.presharedKey, slab, offset);
+  }
+
+  /** Its timers: the peer's own fields (see the class). */
+  get timers(): PeerTimers {
+    return this;
   }
 
   /** Its counters: the peer's own fields (an object of their own was 56 B a peer). */
@@ -238,7 +253,7 @@ export class Peer implements PeerStats {
 
   /** Earliest timer deadline of this peer (device clock), null if idle. */
   nextDeadline(): number | null {
-    return this.timers.nextDeadline();
+    return this.earliestDeadline();
   }
 
   // ---- protocol internals (called by Device) ---------------------------------------------------
@@ -437,28 +452,28 @@ export class Peer implements PeerStats {
   /** @internal Fires every expired timer (wireguard-go's expired* functions). */
   tick(now: number, out: Action[]): void {
     const t = this.timers;
-    if (t.retransmitHandshake !== null && t.retransmitHandshake <= now) {
-      t.retransmitHandshake = null;
+    if (t.retransmitHandshakeAt !== null && t.retransmitHandshakeAt <= now) {
+      t.retransmitHandshakeAt = null;
       this.expiredRetransmitHandshake(now, out);
     }
-    if (t.sendKeepalive !== null && t.sendKeepalive <= now) {
-      t.sendKeepalive = null;
+    if (t.sendKeepaliveAt !== null && t.sendKeepaliveAt <= now) {
+      t.sendKeepaliveAt = null;
       this.sendKeepalive(now, out);
       if (t.needAnotherKeepalive) {
         t.needAnotherKeepalive = false;
-        t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
+        t.sendKeepaliveAt = now + KEEPALIVE_TIMEOUT;
       }
     }
-    if (t.newHandshake !== null && t.newHandshake <= now) {
-      t.newHandshake = null;
+    if (t.newHandshakeAt !== null && t.newHandshakeAt <= now) {
+      t.newHandshakeAt = null;
       this.sendHandshakeInitiation(now, false, out);
     }
-    if (t.zeroKeyMaterial !== null && t.zeroKeyMaterial <= now) {
-      t.zeroKeyMaterial = null;
+    if (t.zeroKeyMaterialAt !== null && t.zeroKeyMaterialAt <= now) {
+      t.zeroKeyMaterialAt = null;
       this.zeroAndFlushAll();
     }
-    if (t.persistentKeepalive !== null && t.persistentKeepalive <= now) {
-      t.persistentKeepalive = null;
+    if (t.persistentKeepaliveAt !== null && t.persistentKeepaliveAt <= now) {
+      t.persistentKeepaliveAt = null;
       if (this.persistentKeepalive > 0) this.sendKeepalive(now, out);
     }
   }
@@ -479,9 +494,9 @@ export class Peer implements PeerStats {
     const t = this.timers;
     if (t.handshakeAttempts > MAX_TIMER_HANDSHAKES) {
       // Give up: drop what waited for this handshake; erase partial state later.
-      t.sendKeepalive = null;
+      t.sendKeepaliveAt = null;
       this.dropStaged('handshakeGaveUp', out);
-      if (t.zeroKeyMaterial === null) t.zeroKeyMaterial = now + 3 * REJECT_AFTER_TIME;
+      if (t.zeroKeyMaterialAt === null) t.zeroKeyMaterialAt = now + 3 * REJECT_AFTER_TIME;
       return;
     }
     t.handshakeAttempts++;

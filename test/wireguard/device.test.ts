@@ -461,7 +461,7 @@ test('batched datapath API: packets framed in place by the core, accepted by the
   const rk = p.a.keypairByReceiverIndex(transportReceiver(datagrams[0]!))!;
   const acts: readonly Action[] = rk.peer.onAuthenticatedDataReceived(rk, p.now, EP_B, plaintextBytes, 3);
   assert.deepEqual(acts, []);
-  assert.ok(p.peerB.timers.sendKeepalive !== null, 'passive keepalive armed by the hook');
+  assert.ok(p.peerB.timers.sendKeepaliveAt !== null, 'passive keepalive armed by the hook');
   assert.equal(p.a.stats.dataPacketsReceived, 1 + 3);
   // the single-packet path continues after the batch's counters
   p.send('b', ipv4Packet('after batch'));
