@@ -11,7 +11,9 @@
 //               packet sent, and one packet back from the peer;
 //   idle        15 s later (the peer's native AEAD contexts swept, a keepalive sent);
 //   rekeyed     REKEY_AFTER_TIME later a packet to each peer: its session renewed (a handshake
-//               answered as above), the old one kept as `previous` (a live peer's usual state).
+//               answered as above) and a packet back under it;
+//   settled     LINGER_MS + 1 s later (what a rekey pushed out is erased; the AEAD contexts still
+//               held: a live peer's usual state between rekeys).
 // The clock is the bench's (the core is sans-I/O): every state is reached without waiting.
 // Prints the live heap (V8 heap, external, array buffers after full collections) each state adds a
 // peer over the same engine without the peers. `--heap-snapshots DIR`: <state>-<count>.heapsnapshot
@@ -26,6 +28,7 @@ import type { UdpSocket } from '../src/datapath/udp-socket.js';
 import type { WireGuardPeerSpec } from '../src/datapath/messages.js';
 import { Device } from '../src/wireguard/device.js';
 import { REKEY_AFTER_TIME } from '../src/wireguard/constants.js';
+import { LINGER_MS } from '../src/wireguard/lingering-keypairs.js';
 import { generatePrivateKey } from '../src/crypto/index.js';
 import { writeIpv4HeaderChecksum } from '../src/net/ip-packet.js';
 import { liveHeapBytes as heap } from './live-heap.js';
@@ -167,7 +170,7 @@ function establish(from: number, to: number, privateKeys: Uint8Array[]): void {
   }
 }
 
-const states = ['configured', 'initiated', 'retrying', 'gaveUp', 'zeroed', 'established', 'idle', 'rekeyed'] as const;
+const states = ['configured', 'initiated', 'retrying', 'gaveUp', 'zeroed', 'established', 'idle', 'rekeyed', 'settled'] as const;
 type State = typeof states[number];
 
 /**
@@ -198,6 +201,8 @@ function walk(from: number, to: number, privateKeys: Uint8Array[], at: (s: State
   advance(REKEY_AFTER_TIME);
   establish(from, to, privateKeys);
   at('rekeyed');
+  advance(LINGER_MS + 1000);
+  at('settled');
 }
 
 const privateKeys: Uint8Array[] = [];

@@ -85,11 +85,17 @@ class PeerRecord {
   constructor(readonly peer: Peer) {}
 }
 
+/** The engine's record of a peer (its `record` field: only this engine sets it). */
+function recordOf(peer: Peer): PeerRecord | undefined {
+  return peer.record as PeerRecord | undefined;
+}
+
 export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   readonly device: Device;
   private readonly allowed = new AllowedIps<Peer>();
-  /** Each peer's record. A peer is found by its name or given key through the device's key map and this (givenPeer, namedHolder): maps by name and by given key were ~45 B a peer each. */
-  private readonly records = new Map<Peer, PeerRecord>();
+  // Each peer's record is the peer's `record` field (recordOf), not a map by peer (~45 B a peer). A
+  // peer is found by its name or given key through the device's key map and its record (givenPeer,
+  // namedHolder): maps by name and by given key were ~45 B a peer each.
   private deadline = Infinity;
   private deadlineAt = -Infinity;
   /** The digest made since the last peer update (undefined: none yet); see digest(). */
@@ -448,10 +454,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    */
   private dropUnownedPrefixes(): void {
     let owned = 0;
-    for (const [p, r] of this.records) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) owned++;
+    for (const [p, r] of this.records()) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) owned++;
     if (owned === this.allowed.size) return;
     const listed = new Set<number>();
-    for (const [p, r] of this.records) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) listed.add(typeof x === 'number' ? x : this.allowed.handleOf(x)!);
+    for (const [p, r] of this.records()) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) listed.add(typeof x === 'number' ? x : this.allowed.handleOf(x)!);
     for (const e of this.allowed.entries()) if (!listed.has(this.allowed.handleOf(e.cidr)!)) this.allowed.remove(e.cidr);
   }
 
@@ -498,8 +504,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    */
   private givenPeer(key: string): Peer | undefined {
     const p = this.device.peer(key);
-    if (p && this.records.get(p)?.givenKey === key) return p;
-    for (const [q, r] of this.records) if (r.givenKey === key) return q;
+    if (p && recordOf(p)?.givenKey === key) return p;
+    for (const [q, r] of this.records()) if (r.givenKey === key) return q;
     return p;
   }
 
@@ -507,7 +513,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private namedHolder(name: string | undefined, key: string | undefined): Peer | undefined {
     if (name === undefined || !key) return undefined;
     const p = this.device.peer(key);
-    return p && this.records.get(p)?.name === name ? p : undefined;
+    return p && recordOf(p)?.name === name ? p : undefined;
   }
 
   /**
@@ -519,10 +525,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    */
   private applyPeers(specs: WireGuardPeerSpec[], given: WireGuardPeerSpec[], gone: Peer[]): { peers: number } {
     for (const p of gone) {
-      const r = this.records.get(p);
+      const r = recordOf(p);
       if (r) {
         this.allowed.releaseRefs(p, r.prefixes);
-        this.records.delete(p);
+        p.record = undefined;
       }
       this.device.removePeer(p.publicKey);
     }
@@ -530,9 +536,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const s = specs[i]!, g = given[i]!;
       const key = Buffer.from(s.publicKey, 'base64');
       const peer = this.device.addPeer({ publicKey: key, persistentKeepalive: s.persistentKeepalive });
-      let r = this.records.get(peer);
+      let r = recordOf(peer);
       const fresh = !r;
-      if (!r) this.records.set(peer, r = new PeerRecord(peer));
+      if (!r) peer.record = r = new PeerRecord(peer);
       if (fresh || !sameEndpoint(r.givenEndpoint, s.endpoint)) r.givenEndpoint = peer.endpoint = s.endpoint;
       r.name = s.name;
       r.givenKey = g.publicKey;
@@ -577,7 +583,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     const before = this.allowed.get(prefix);
     const handle = this.allowed.insert(prefix, peer);
     handles.push(handle);
-    const had = before !== undefined && before !== peer ? this.records.get(before) : undefined;
+    const had = before !== undefined && before !== peer ? recordOf(before) : undefined;
     if (had) {
       const i = had.prefixes.indexOf(handle);
       if (i >= 0) had.prefixes[i] = this.allowed.prefixAt(handle);
@@ -595,7 +601,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     const d = new WireGuardTableDigest();
     let owned = 0;
     for (const p of this.device.peers()) {
-      const r = this.records.get(p);
+      const r = recordOf(p);
       if (!r || r.givenKey === undefined) { d.stray(`peer ${p.publicKeyBase64} not given`); continue; }
       d.peer(r.givenKey, r.name, r.givenEndpoint, p.persistentKeepalive, r.givenNext);
       for (const x of r.prefixes) {
@@ -611,7 +617,15 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
   private packetsOf(peer: Peer): PeerRecord {
-    return this.records.get(peer) ?? new PeerRecord(peer);
+    return recordOf(peer) ?? new PeerRecord(peer);
+  }
+
+  /** Each device peer with its record (a peer without one, given by nobody, is left out). */
+  private *records(): Generator<[Peer, PeerRecord]> {
+    for (const p of this.device.peers()) {
+      const r = recordOf(p);
+      if (r) yield [p, r];
+    }
   }
 
   private status(): WireGuardEngineStatus {

@@ -4,10 +4,10 @@
 // reaches it, a round trip; were those lost, its next initiation comes within REKEY_TIMEOUT.
 // wireguard-go erases them at once and loses what the peer still sends under them whenever
 // initiations cross or follow each other within a round trip (every node of a cluster rotating
-// its static key at once initiates to every peer at the same moment). A previous keypair the
-// peer has moved off (packets came under current since) is still erased at once (Peer.pushOutPrevious):
-// a plain rekey leaves nothing here. One list for the device, in the order they came (each
-// lingers as long): no per-peer field for a state that is rare.
+// its static key at once initiates to every peer at the same moment). A previous keypair comes
+// here when the peer first sends under current (Peer.letGoPrevious): a plain rekey leaves it here
+// for LINGER_MS, not in the peer until the next handshake. One list for the device, in the order
+// they came (each lingers as long): no per-peer field for a state that lasts a round trip.
 import { REKEY_TIMEOUT } from './constants.js';
 import type { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';

@@ -10,6 +10,8 @@
 //    current -> previous. Until then the responder keeps sending with its old current.
 //  - Unlike wireguard-go, a keypair a new handshake pushes out of the three is not erased at
 //    once: the peer may still send under it. It lingers, receive-only (lingering-keypairs.ts).
+//  - Unlike wireguard-go, `previous` is not kept until the next handshake: once the peer sends
+//    under current it lingers the same way and goes (letGoPrevious).
 import {
   KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME, REKEY_TIMEOUT, MESSAGE_TRANSPORT_MIN_SIZE,
@@ -85,7 +87,11 @@ export interface PeerStats {
   lastHandshakeUnixMs: number | null;
 }
 
-export class Peer implements PeerStats {
+/**
+ * A peer's timers are its own fields (Peer extends PeerTimers, as wireguard-go's Peer embeds its
+ * timers): an object of their own was 88 B a peer, and every peer has them.
+ */
+export class Peer extends PeerTimers implements PeerStats {
   /** Current outer address; updated from the source of every authenticated packet. */
   endpoint: Endpoint | null;
   /** Persistent keepalive interval in seconds (0 = off). */
@@ -98,14 +104,16 @@ export class Peer implements PeerStats {
   private cookies: CookieGenerator | null = null;
   /** True once a handshake message we sent has its mac1 in the slot (what a cookie reply answers). */
   private sentMac1 = false;
-  readonly timers = new PeerTimers();
   rxBytes = 0;
   txBytes = 0;
   lastHandshakeAt: number | null = null;
   lastHandshakeUnixMs: number | null = null;
   /** The keypair we send with. */
   current: Keypair | null = null;
-  /** The keypair before current, still accepted on receive (packets in flight during rekey). */
+  /**
+   * The keypair before current, still accepted on receive (packets in flight during rekey) until
+   * the peer sends under current; then it lingers (letGoPrevious).
+   */
   previous: Keypair | null = null;
   /** Responder side: the new keypair awaiting its first received packet. */
   next: Keypair | null = null;
@@ -120,17 +128,29 @@ export class Peer implements PeerStats {
   /** Our public key (by reference) when this peer last authenticated us under our current key. */
   ourKeyAtHandshake: Uint8Array | null = null;
 
+  /**
+   * The datapath's own record of this peer (name, prefixes, counts); the core never reads it. A
+   * field, not the datapath's map by peer (~45 B a peer).
+   */
+  record: object | undefined = undefined;
+
   /** When we created our latest initiation (device clock), null for never (not -Infinity: see Handshake's times). */
   private initiatedAt: number | null = null;
 
   /** @internal created by Device.addPeer */
   constructor(private readonly host: PeerHost, config: PeerConfig) {
+    super();
     // Every byte a peer keeps (public key, handshake state, last mac1) in one slot of a shared chunk.
     // The handshake keeps the slot (the public key first): the peer reads its key through it.
     const { chunk: slab, offset } = host.peerSlots.alloc();
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
     this.handshake = new Handshake(host.identity, config.publicKey, config.presharedKey, slab, offset);
+  }
+
+  /** Its timers: the peer's own fields (see the class). */
+  get timers(): PeerTimers {
+    return this;
   }
 
   /** Its counters: the peer's own fields (an object of their own was 56 B a peer). */
@@ -233,7 +253,7 @@ export class Peer implements PeerStats {
 
   /** Earliest timer deadline of this peer (device clock), null if idle. */
   nextDeadline(): number | null {
-    return this.timers.nextDeadline();
+    return this.earliestDeadline();
   }
 
   // ---- protocol internals (called by Device) ---------------------------------------------------
@@ -245,6 +265,7 @@ export class Peer implements PeerStats {
       this.markHandshake(now, out);
       this.sendStaged(now, out);
     }
+    if (this.previous !== null && keypair === this.current) this.letGoPrevious(now);
     this.keepKeyFreshReceiving(now, out);
     this.timers.anyAuthenticatedPacketTraversal(now, this.persistentKeepalive * 1000);
     this.timers.anyAuthenticatedPacketReceived();
@@ -431,28 +452,28 @@ export class Peer implements PeerStats {
   /** @internal Fires every expired timer (wireguard-go's expired* functions). */
   tick(now: number, out: Action[]): void {
     const t = this.timers;
-    if (t.retransmitHandshake !== null && t.retransmitHandshake <= now) {
-      t.retransmitHandshake = null;
+    if (t.retransmitHandshakeAt !== null && t.retransmitHandshakeAt <= now) {
+      t.retransmitHandshakeAt = null;
       this.expiredRetransmitHandshake(now, out);
     }
-    if (t.sendKeepalive !== null && t.sendKeepalive <= now) {
-      t.sendKeepalive = null;
+    if (t.sendKeepaliveAt !== null && t.sendKeepaliveAt <= now) {
+      t.sendKeepaliveAt = null;
       this.sendKeepalive(now, out);
       if (t.needAnotherKeepalive) {
         t.needAnotherKeepalive = false;
-        t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
+        t.sendKeepaliveAt = now + KEEPALIVE_TIMEOUT;
       }
     }
-    if (t.newHandshake !== null && t.newHandshake <= now) {
-      t.newHandshake = null;
+    if (t.newHandshakeAt !== null && t.newHandshakeAt <= now) {
+      t.newHandshakeAt = null;
       this.sendHandshakeInitiation(now, false, out);
     }
-    if (t.zeroKeyMaterial !== null && t.zeroKeyMaterial <= now) {
-      t.zeroKeyMaterial = null;
+    if (t.zeroKeyMaterialAt !== null && t.zeroKeyMaterialAt <= now) {
+      t.zeroKeyMaterialAt = null;
       this.zeroAndFlushAll();
     }
-    if (t.persistentKeepalive !== null && t.persistentKeepalive <= now) {
-      t.persistentKeepalive = null;
+    if (t.persistentKeepaliveAt !== null && t.persistentKeepaliveAt <= now) {
+      t.persistentKeepaliveAt = null;
       if (this.persistentKeepalive > 0) this.sendKeepalive(now, out);
     }
   }
@@ -473,9 +494,9 @@ export class Peer implements PeerStats {
     const t = this.timers;
     if (t.handshakeAttempts > MAX_TIMER_HANDSHAKES) {
       // Give up: drop what waited for this handshake; erase partial state later.
-      t.sendKeepalive = null;
+      t.sendKeepaliveAt = null;
       this.dropStaged('handshakeGaveUp', out);
-      if (t.zeroKeyMaterial === null) t.zeroKeyMaterial = now + 3 * REJECT_AFTER_TIME;
+      if (t.zeroKeyMaterialAt === null) t.zeroKeyMaterialAt = now + 3 * REJECT_AFTER_TIME;
       return;
     }
     t.handshakeAttempts++;
@@ -535,6 +556,19 @@ export class Peer implements PeerStats {
    */
   private linger(kp: Keypair | null, now: number): void {
     this.host.lingering.add(kp, now);
+  }
+
+  /**
+   * The peer sent under current: it has moved off previous and sends nothing new under it (a
+   * peer's sending keypair only ever moves to a newer one). Previous lingers, receive-only, for
+   * what it sent before and is still in flight (LINGER_MS, a REKEY_TIMEOUT), then is erased.
+   * wireguard-go and the kernel keep it until the next handshake (up to REKEY_AFTER_TIME, 2 min)
+   * for the same stragglers; here its keypair, key slot and index entry (~250 B) are not kept
+   * by every live peer for a state that lasts a round trip.
+   */
+  private letGoPrevious(now: number): void {
+    this.linger(this.previous, now);
+    this.previous = null;
   }
 
   /**

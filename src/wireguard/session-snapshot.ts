@@ -117,8 +117,8 @@ export function exportSessions(device: Device, now: number): WireGuardSessions {
       lastHandshakeUnixMs: p.stats.lastHandshakeUnixMs, onCurrentKey: device.peerOnCurrentKey(p),
       rxBytes: p.stats.rxBytes, txBytes: p.stats.txBytes,
       timers: {
-        sendKeepalive: left(t.sendKeepalive, now), newHandshake: left(t.newHandshake, now), zeroKeyMaterial: left(t.zeroKeyMaterial, now),
-        persistentKeepalive: left(t.persistentKeepalive, now), needAnotherKeepalive: t.needAnotherKeepalive, sentLastMinuteHandshake: t.sentLastMinuteHandshake,
+        sendKeepalive: left(t.sendKeepaliveAt, now), newHandshake: left(t.newHandshakeAt, now), zeroKeyMaterial: left(t.zeroKeyMaterialAt, now),
+        persistentKeepalive: left(t.persistentKeepaliveAt, now), needAnotherKeepalive: t.needAnotherKeepalive, sentLastMinuteHandshake: t.sentLastMinuteHandshake,
       },
     });
   }
@@ -183,10 +183,10 @@ export function importSessions(device: Device, sessions: WireGuardSessions, now:
     peer.stats.txBytes = s.txBytes;
     const t = peer.timers, st = s.timers;
     const due = (x: number | null) => (x === null ? null : wholeMs(at + x));
-    t.sendKeepalive = due(st.sendKeepalive);
-    t.newHandshake = due(st.newHandshake);
-    t.zeroKeyMaterial = due(st.zeroKeyMaterial);
-    t.persistentKeepalive = due(st.persistentKeepalive);
+    t.sendKeepaliveAt = due(st.sendKeepalive);
+    t.newHandshakeAt = due(st.newHandshake);
+    t.zeroKeyMaterialAt = due(st.zeroKeyMaterial);
+    t.persistentKeepaliveAt = due(st.persistentKeepalive);
     t.needAnotherKeepalive = st.needAnotherKeepalive;
     t.sentLastMinuteHandshake = st.sentLastMinuteHandshake;
     if (peer.current || peer.next) restored++;

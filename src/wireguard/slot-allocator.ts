@@ -7,25 +7,38 @@ export interface Slot {
 }
 
 export class SlotAllocator {
-  private chunk: Uint8Array | null = null;
+  private readonly chunks: Uint8Array[] = [];
+  /** Each chunk's place in `chunks` (release() is given the chunk). */
+  private readonly chunkNumbers = new Map<Uint8Array, number>();
+  /** Slots handed out of the last chunk. */
   private used = 0;
-  private readonly free: Slot[] = [];
+  /**
+   * Freed slots by number (chunk * slotsPerChunk + slot): a Smi each. A Slot object each was ~48 B a
+   * freed slot, and a rekey frees one a peer.
+   */
+  private readonly free: number[] = [];
 
   constructor(readonly slotSize: number, readonly slotsPerChunk = 64) {}
 
   alloc(): Slot {
     const reused = this.free.pop();
-    if (reused) return reused;
-    if (!this.chunk || this.used === this.slotsPerChunk) {
-      this.chunk = new Uint8Array(this.slotSize * this.slotsPerChunk);
+    if (reused !== undefined) {
+      return { chunk: this.chunks[Math.floor(reused / this.slotsPerChunk)]!, offset: (reused % this.slotsPerChunk) * this.slotSize };
+    }
+    if (this.chunks.length === 0 || this.used === this.slotsPerChunk) {
+      const chunk = new Uint8Array(this.slotSize * this.slotsPerChunk);
+      this.chunkNumbers.set(chunk, this.chunks.length);
+      this.chunks.push(chunk);
       this.used = 0;
     }
-    return { chunk: this.chunk, offset: this.slotSize * this.used++ };
+    return { chunk: this.chunks[this.chunks.length - 1]!, offset: this.slotSize * this.used++ };
   }
 
   /** Zeroes the slot and makes it available again; its holder must no longer use it. */
   release(slot: Slot): void {
+    const n = this.chunkNumbers.get(slot.chunk);
+    if (n === undefined || slot.offset % this.slotSize !== 0) throw new Error('SlotAllocator.release: not a slot of this allocator');
     slot.chunk.fill(0, slot.offset, slot.offset + this.slotSize);
-    this.free.push(slot);
+    this.free.push(n * this.slotsPerChunk + slot.offset / this.slotSize);
   }
 }

@@ -53,7 +53,7 @@ test('transport format: padding to 16, counter nonce, keepalive is 32 bytes', ()
   assert.equal(keepalives.length, 1, 'passive keepalive after KEEPALIVE_TIMEOUT');
 });
 
-test('rekey after REKEY_AFTER_TIME (initiator), traffic continues, previous keypair kept', () => {
+test('rekey after REKEY_AFTER_TIME (initiator), traffic continues, previous keypair kept until the peer sends under the new one', () => {
   const p = new Pair();
   p.send('a', ipv4Packet('start'));
   const first = p.peerB.current!;
@@ -75,18 +75,83 @@ test('rekey after REKEY_AFTER_TIME (initiator), traffic continues, previous keyp
   assert.deepEqual(p.tunnel.b.at(-1), ipv4Packet('new session'));
   assert.equal(p.tunnel.b.length, 121 + 1);
   assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
-  // The next rekey pushes `first` out: both sides have had packets under the session after it, so
-  // nobody sends under it any more and it is erased at once, as wireguard-go does (nothing lingers).
+  // B's packets under the new session let `first` go: it lingers LINGER_MS and is erased, before
+  // the third handshake (wireguard-go keeps it until then).
   for (let s = 1; s <= 121; s++) {
     p.advance(1000);
     p.send('a', ipv4Packet(`u${s}`));
     p.send('b', ipv4Packet(`v${s}`));
+    if (s === 6) assert.equal(first.isAlive, false, 'erased LINGER_MS after B moved');
   }
   assert.equal(p.sent('a', INIT).length, 3, 'a third handshake');
-  assert.equal(first.isAlive, false);
+  p.advance(REKEY_TIMEOUT);
   assert.equal(p.a.lingering.size + p.b.lingering.size, 0);
   assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 0);
 });
+
+test('after a rekey, previous is let go once the peer sends under current: a straggler under it is still taken for LINGER_MS, then it is erased', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  const firstA = p.peerB.current!; // A's view; B holds the same session as its current
+  const firstB = p.peerA.current!;
+  p.advance(121_000, 1000);
+  p.send('a', ipv4Packet('rekey')); // A initiates; its staged packet under the new session confirms B's next
+  assert.notEqual(p.peerB.current, firstA);
+  assert.equal(p.peerB.previous, firstA, 'A: B has not sent under the new session yet, previous kept');
+  assert.equal(p.peerA.previous, null, 'B: it received under the new session at once, previous let go');
+  assert.equal(firstB.isAlive, true, 'B: lingering, not erased');
+  // A straggler B sealed under the old session before it moved (delivered late) is still taken by A.
+  const straggler = sealUnder(firstB, ipv4Packet('straggler'));
+  // B sends under the new session: A lets previous go (it lingers).
+  p.send('b', ipv4Packet('on new'));
+  assert.equal(p.peerB.previous, null);
+  assert.equal(firstA.isAlive, true);
+  assert.equal(p.a.lingering.size, 1);
+  p.advance(REKEY_TIMEOUT - 1000, 1000);
+  p.run('a', p.a.decapsulate(straggler, EP_B, p.now));
+  assert.deepEqual(p.tunnel.a.at(-1), ipv4Packet('straggler'), 'taken while it lingers');
+  p.advance(2000, 1000);
+  assert.equal(firstA.isAlive, false, 'erased LINGER_MS after the peer moved');
+  assert.equal(firstB.isAlive, false);
+  assert.equal(p.a.lingering.size + p.b.lingering.size, 0);
+  const late = sealUnder(firstB, ipv4Packet('too late'), 1 << 20);
+  const drops = p.a.stats.drops.unknownReceiverIndex;
+  p.run('a', p.a.decapsulate(late, EP_B, p.now));
+  assert.equal(p.a.stats.drops.unknownReceiverIndex, drops + 1);
+  assert.equal(p.a.stats.totalDrops() + p.b.stats.totalDrops(), 1);
+});
+
+test('after a rekey, previous is kept while the peer still sends under it (its confirmation lost), past LINGER_MS', () => {
+  const p = new Pair();
+  p.send('a', ipv4Packet('start'));
+  p.send('b', ipv4Packet('ack'));
+  const first = p.peerB.current!;
+  p.advance(121_000, 1000);
+  p.filter = (from, d) => !(from === 'a' && d[0] === DATA); // A's packets under the new session are lost
+  p.send('a', ipv4Packet('rekey'));
+  assert.notEqual(p.peerB.current, first);
+  assert.ok(p.peerA.next, 'B waits for confirmation, still sends under the old session');
+  const received = p.tunnel.a.length;
+  // 10 s: longer than LINGER_MS, shorter than B's own new handshake for want of an answer (15 s).
+  for (let s = 1; s <= 10; s++) {
+    p.advance(1000, 1000);
+    p.send('b', ipv4Packet(`old ${s}`));
+  }
+  assert.equal(p.tunnel.a.length, received + 10, 'every packet B sent under the old session arrived');
+  assert.equal(p.peerB.previous, first, 'kept: the peer has not moved');
+  assert.equal(p.a.stats.totalDrops(), 0);
+});
+
+function sealUnder(kp: { reserveSendCounters(n?: number): number; sendKey: Uint8Array; remoteIndex: number }, packet: Uint8Array, skip = 0): Uint8Array {
+  if (skip) kp.reserveSendCounters(skip);
+  const counter = kp.reserveSendCounters(1);
+  const sealed = aeadSeal(kp.sendKey, counterNonce(counter), packet);
+  const datagram = new Uint8Array(16 + sealed.length);
+  writeTransportHeader(datagram, kp.remoteIndex, counter);
+  datagram.set(sealed, 16);
+  return datagram;
+}
 
 /** A's packet waits (queued) for the new handshake A starts at once; once it completes, B gets it. */
 function queuedUntilRekeyed(p: Pair, text: string): void {
@@ -396,7 +461,7 @@ test('batched datapath API: packets framed in place by the core, accepted by the
   const rk = p.a.keypairByReceiverIndex(transportReceiver(datagrams[0]!))!;
   const acts: readonly Action[] = rk.peer.onAuthenticatedDataReceived(rk, p.now, EP_B, plaintextBytes, 3);
   assert.deepEqual(acts, []);
-  assert.ok(p.peerB.timers.sendKeepalive !== null, 'passive keepalive armed by the hook');
+  assert.ok(p.peerB.timers.sendKeepaliveAt !== null, 'passive keepalive armed by the hook');
   assert.equal(p.a.stats.dataPacketsReceived, 1 + 3);
   // the single-packet path continues after the batch's counters
   p.send('b', ipv4Packet('after batch'));
