@@ -39,8 +39,18 @@ const SLOT = 2048;
 /** Receive slots with UDP GRO (each up to 64 KiB), and descriptors for every segment they may hold. */
 const GRO_SLOTS = 4;
 const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
-/** How stale the cached earliest timer may be (see nextDeadline). */
-const DEADLINE_REFRESH_MS = 10;
+/**
+ * How late a peer timer may fire, ms: the engine wakes for timers on a grid of this step, so the
+ * timers that come due within one step fire in one tick (one wake-up, one walk of the peers), and
+ * the cached earliest timer is refreshed at most this often. At 5,000 peers the health prober
+ * keeps every session in use, and each of its ~100 acks a second arms a passive keepalive 10 s
+ * later: fired one by one, each was a wake-up and two walks over every peer (~20 % of the worker's
+ * samples; docs/performance-log.md, session 33). Linux's timer wheel lets WireGuard's 5-15 s timers
+ * run 256-512 ms late; every timer armed is ≥ 1 s away (a persistent keepalive's least), so a
+ * refresh this often still sees it before it is due. Never early: a timer fires at the first grid
+ * step at or after its deadline.
+ */
+export const TIMER_SLACK_MS = 100;
 
 /** What one rx batch accepted under one keypair: one hook call per keypair and batch. Pooled: kept by no keypair. */
 class ReceivedRun {
@@ -404,14 +414,13 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   }
 
   /**
-   * The earliest peer timer, recomputed at most every DEADLINE_REFRESH_MS: it is a walk over every
-   * peer and the loop asks before each wait. A timer armed meanwhile fires at most that much late
-   * (WireGuard's timers are seconds long).
+   * The earliest peer timer (or context sweep) rounded up to the TIMER_SLACK_MS grid, recomputed at
+   * most every TIMER_SLACK_MS: it is a walk over every peer and the loop asks before each wait.
    */
   nextDeadline(): number {
     const now = performance.now();
-    if (now - this.deadlineAt >= DEADLINE_REFRESH_MS || this.deadline <= now) {
-      this.deadline = Math.min(this.device.nextDeadline() ?? Infinity, this.contexts.nextSweep);
+    if (now - this.deadlineAt >= TIMER_SLACK_MS || this.deadline <= now) {
+      this.deadline = Math.ceil(Math.min(this.device.nextDeadline() ?? Infinity, this.contexts.nextSweep) / TIMER_SLACK_MS) * TIMER_SLACK_MS;
       this.deadlineAt = now;
     }
     return this.deadline;

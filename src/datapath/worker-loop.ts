@@ -17,9 +17,8 @@ import type { IdleRealtime } from './idle-realtime.js';
 
 /**
  * Longest a wait may block. Requests wake the worker through the eventfd; timers are the engine's
- * nextDeadline(), which the WireGuard engine caches for up to 10 ms, so a timer set by a packet
- * that came in under a cached later deadline fires at most this late (WireGuard's timers are
- * seconds: REKEY_TIMEOUT 5 s, keepalives 10 s). Was 20 ms, the port's only chance to be seen:
+ * nextDeadline(), which the WireGuard engine rounds up to its TIMER_SLACK_MS grid (WireGuard's
+ * timers are seconds: REKEY_TIMEOUT 5 s, keepalives 10 s). Was 20 ms, the port's only chance to be seen:
  * 50 wake-ups a second on an idle node (~0.5 % of a core here, issue #13's steady state).
  */
 const MAX_WAIT_MS = 250;
