@@ -10,6 +10,7 @@ import type { Endpoint } from './endpoint.js';
 import { Keypair } from './keypair.js';
 import { LINGER_MS } from './lingering-keypairs.js';
 import type { Peer } from './peer.js';
+import { wholeMs } from './whole-ms.js';
 import type { Device } from './device.js';
 import type { ReplayWindowState } from './replay-window.js';
 
@@ -68,16 +69,6 @@ export interface WireGuardSessions {
 }
 
 const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');
-
-/**
- * A time on the device's clock in whole ms (the datapath's clock; restored times at most 1 ms early):
- * a fractional time is a heap number in every field that keeps it (16 B each, and one double
- * makes the field a double in every keypair or peer for the process's life); a whole one is a Smi
- * below 2^31 ms (~24 days of uptime).
- */
-export function wholeMs(t: number): number {
-  return Math.floor(t);
-}
 
 function keypairState(kp: Keypair | null, now: number): KeypairState | null {
   if (!kp || !kp.isAlive) return null;
