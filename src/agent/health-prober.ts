@@ -193,14 +193,13 @@ export class HealthProber {
     return writeDecimal(this.probe, at + 1, sentMs);
   }
 
-  /** A datagram on port 4240: a peer's probe is answered at once; an ack is counted. */
+  /**
+   * A datagram on port 4240: a peer's probe is answered at once, to the port it came from. Acks do
+   * not come here: this node's probes leave from the probes' own socket, and peers answer there.
+   */
   private onMessage(msg: Buffer, address: string, port: number): void {
-    const now = Date.now();
-    if (this.onAck(msg, 0, msg.length, address, now)) return;
-    const parts = fieldsOf(msg, 0, msg.length);
-    const ack = ackOfProbe(parts, this.nodeName);
+    const ack = ackOfProbe(fieldsOf(msg, 0, msg.length), this.nodeName);
     if (ack !== null) this.socket?.send(Buffer.from(ack), port, address, () => undefined);
-    else this.onTextAck(parts, address, now);
   }
 
   /**

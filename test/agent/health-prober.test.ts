@@ -89,16 +89,18 @@ test('setPeers: an entry kept while its peer keeps its address, moved and gone p
 test("acks: read from their bytes, counted and timed by the probe's sentMs; other shapes as the text reads them", { timeout: 30_000 }, async () => {
   const { createSocket } = await import('node:dgram');
   const { HEALTH_PORT } = await import('../../src/agent/health-prober.js');
-  const p = new HealthProber('a', '127.77.1.1', 60_000);
+  const p = new HealthProber('a', '127.77.1.1', 200);
   await p.start();
   const peer = createSocket({ type: 'udp4', reuseAddr: true });
   await new Promise<void>((resolve) => peer.bind(HEALTH_PORT, '127.77.1.2', resolve));
   const stranger = createSocket('udp4');
   await new Promise<void>((resolve) => stranger.bind(0, '127.77.1.3', resolve));
   try {
+    const probed = new Promise<number>((resolve) => peer.once('message', (_m, from) => resolve(from.port)));
     p.setPeers([{ name: 'b', podGateway: '127.77.1.2' }]);
+    const probePort = await probed; // acks go where the probes come from: the probes' own socket
     const of = () => p.list().find((e) => e.node === 'b')!;
-    const sendFrom = (s: typeof peer, text: string) => new Promise<void>((resolve) => s.send(Buffer.from(text, 'latin1'), HEALTH_PORT, '127.77.1.1', () => resolve()));
+    const sendFrom = (s: typeof peer, text: string, port = probePort) => new Promise<void>((resolve) => s.send(Buffer.from(text, 'latin1'), port, '127.77.1.1', () => resolve()));
     const settle = async (acked: number) => { for (const until = Date.now() + 10_000; of().acked !== acked && Date.now() < until;) await sleep(5); }; // a generous deadline: a loaded machine delays the delivery
 
     const sentAt = Date.now() - 250;
@@ -123,6 +125,16 @@ test("acks: read from their bytes, counted and timed by the probe's sentMs; othe
     await settle(4);
     assert.equal(of().acked, 4);
     assert.equal(p.list().length, 1, 'a stranger gets no entry');
+    // An ack sent to 4240 is not read as one: 4240 answers probes only. A probe sent after it on the
+    // same socket is answered once 4240 has read both.
+    const answered = new Promise<void>((resolve) => peer.on('message', (m) => { if (m.toString('latin1').startsWith('veil-ack a 99 ')) resolve(); }));
+    await sendFrom(peer, `veil-ack b 12 ${Date.now()}`, HEALTH_PORT);
+    await sendFrom(peer, `veil-probe b 99 ${Date.now()}`, HEALTH_PORT);
+    await answered;
+    assert.equal(of().acked, 4, 'the ack sent to 4240 is not counted');
+    await sendFrom(peer, `veil-ack b 13 ${Date.now()}`);
+    await settle(5);
+    assert.equal(of().acked, 5, 'the next ack to the probes\' socket is');
   } finally {
     p.stop();
     peer.close();
