@@ -6,7 +6,6 @@
 import { hash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { keyParts, packedMaterial, type EspTransform, type PackedTransform } from './esp-transform.js';
-import { writeFileAtomic } from '../util/durable-file.js';
 import { VeilError } from '../util/errors.js';
 
 /** The identity of an outbound SA's key for its mark: SPI and tunnel IPs (a jump forward is always safe). */
@@ -61,11 +60,6 @@ export async function readSequenceMarks(path: string): Promise<Map<string, numbe
       'rotate the IPsec key (`veil encryption rotate-key`) so that fresh keys are used, then delete the file');
   }
   return marks;
-}
-
-/** Replaces the file at `path` with `marks` (synchronous; the engine's writes go through SequenceMarkWriter). */
-export function writeSequenceMarks(path: string, marks: Iterable<readonly [string, number]>): void {
-  writeFileAtomic(path, encodeSequenceMarks(marks), { mode: SEQUENCE_MARKS_MODE });
 }
 
 /** The file's contents for `marks` (what readSequenceMarks reads back). */

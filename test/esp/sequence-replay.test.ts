@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EspReplayWindow } from '../../src/esp/replay-window.js';
 import { OutboundSequence, SEQ_NOT_RESERVED, SEQUENCE_BLOCK } from '../../src/esp/sequence-store.js';
-import { readSequenceMarks, replayMarkId, sequenceMarkId, writeSequenceMarks } from '../../src/esp/sequence-mark-file.js';
+import { readSequenceMarks, replayMarkId, sequenceMarkId } from '../../src/esp/sequence-mark-file.js';
+import { SequenceMarkWriter } from '../../src/esp/sequence-mark-writer.js';
 import { AEAD_GCM, packTransforms, type EspTransform } from '../../src/esp/esp-transform.js';
 import { createOutboundSa } from '../../src/esp/security-association.js';
 import { decodeEsp, newDropCounters } from '../../src/esp/esp-decoder.js';
@@ -17,6 +18,16 @@ import { isVeilError } from '../../src/util/errors.js';
 import { gcm, icmpEcho, saPair } from './esp-helpers.js';
 
 const TWO_32 = 2 ** 32;
+
+/** The marks written as the engine writes them (its writer thread), waited for. */
+function writeMarks(file: string, marks: Map<string, number>): void {
+  const writer = new SequenceMarkWriter(file, marks);
+  try {
+    assert.ok(writer.writeNow(), `the marks written to ${file}`);
+  } finally {
+    writer.close();
+  }
+}
 
 function accept(w: EspReplayWindow, low: number): number {
   const seq = w.infer(low);
@@ -115,7 +126,7 @@ test('restart: the sender resumes above the persisted mark, never reusing an IV;
         const due = sequence.persistDue();
         if (due !== undefined) {
           marks.set(id, due);
-          await writeSequenceMarks(file, marks);
+          writeMarks(file, marks);
           sequence.persisted(due);
         }
         const p = sealEsp(out, inner, 0);
@@ -148,7 +159,7 @@ test('mark file: missing file is empty, round trip, corrupt file is a clear erro
   try {
     const file = join(dir, 'marks.json');
     assert.equal((await readSequenceMarks(file)).size, 0);
-    await writeSequenceMarks(file, new Map([['a', 5], ['b', 2 ** 40]]));
+    writeMarks(file, new Map([['a', 5], ['b', 2 ** 40]]));
     assert.deepEqual([...(await readSequenceMarks(file))], [['a', 5], ['b', 2 ** 40]]);
     assert.match(readFileSync(file, 'utf8'), /"b":1099511627776/);
     for (const bad of ['{', '[]', '{"a":-1}', '{"a":"5"}', 'null']) {
