@@ -408,6 +408,11 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // (heap-compaction.ts), which is the burst's cost, not the steady state's. Settled: no compaction
   // pending on either thread for SETTLE_QUIET_MS (or the deadline passed); what settling cost is
   // reported beside the steady figure.
+  // WireGuard: the first agent's own counts (a status: every peer listed) are read before the
+  // settling, so that the collections the read's garbage brings are the settling's too. Read just
+  // before the window, at 5,000 peers it pushed both threads' heaps over their compaction threshold
+  // in 27 of 31 windows (docs/performance-log.md, session 34, wgh44), where IPsec's reads nothing.
+  const traffic0 = wg ? await trafficNow(lab) : undefined;
   const settle = await settleAfterBurst(agent);
   console.log(`settled ${settle.ms} ms after the burst${settle.timedOut ? ' (deadline: a compaction still pending)' : ''}: ` +
     `${settle.cpuPercent.toFixed(2)} % of a core meanwhile; compactions then: main ${settle.compactions.main} (${settle.compactions.mainMs} ms), worker ${settle.compactions.worker} (${settle.compactions.workerMs} ms)`);
@@ -416,9 +421,8 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   // whole cycles of the periodic work (resync passes every 30 s, one whole pass every 60 s, the
   // relist every 24-36 s). RSS read from /proc once a second (costs the agent nothing), the heaps
   // once at the end; CPU per thread, of the agent's child processes (`ip`), and per second.
-  const traffic0 = wg ? await trafficNow(lab) : undefined;
-  if (traffic0) await sleep(1000); // that answer's cost (a list of every peer) is not the steady state's
-  const esp0 = !wg && lab.responder ? await responderNow(lab.responder) : undefined;
+  const responder0 = lab.responder ? await responderNow(lab.responder) : undefined; // its own process: costs the agent nothing
+  const esp0 = !wg ? responder0 : undefined;
   const steadyCpu0 = agentCpu(agent), heap0 = await agent.memory(false), st0 = performance.now();
   const steadyStartedAt = new Date().toISOString();
   console.log(`steady window from ${steadyStartedAt}`);
@@ -449,7 +453,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
   const traffic1 = wg ? await trafficNow(lab) : undefined;
-  const wireGuard = traffic0 && traffic1 ? wireGuardTraffic(traffic0, traffic1, lab.nodes[0]!.internalIP) : undefined;
+  const wireGuard = traffic0 && traffic1 && responder0 ? wireGuardTraffic(traffic0, responder0, traffic1, lab.nodes[0]!.internalIP) : undefined;
   if (wireGuard) console.log(`WireGuard over the window: ${JSON.stringify(wireGuard)}`);
   const ipsecPeers = esp0 ? ipsecPeersTraffic(esp0, await responderNow(lab.responder!), lab.nodes[0]!.internalIP) : undefined;
   if (ipsecPeers) console.log(`IPsec peers over the window: ${JSON.stringify(ipsecPeers)}`);
@@ -617,7 +621,13 @@ async function trafficNow(lab: ScaleLab): Promise<TrafficSample> {
 }
 
 interface WireGuardTraffic {
+  /** The window: what the responder counted (initiations, transport, its answers and CPU) is over it. */
   seconds: number;
+  /**
+   * What the first agent counted itself (probes, staged packets, drops) is over this: its status is
+   * read before the settling that precedes the window, and at the window's end.
+   */
+  agentSeconds: number;
   /** The first agent's probes sent and acked, a second (its prober: health-prober.ts). */
   probesSentPerS: number;
   probesAckedPerS: number;
@@ -634,22 +644,27 @@ interface WireGuardTraffic {
   responderResponsesPerS: number;
   responderProbesPerS: number;
   responderCpuPercent: number;
-  /** Its engine's and core's drops over the window, by reason (the non-zero ones). */
+  /** Its engine's and core's drops over agentSeconds, by reason (the non-zero ones). */
   drops: Record<string, number>;
 }
 
-/** agentIP: the first agent's underlay address (the synthetic peers count by sender). */
-function wireGuardTraffic(a: TrafficSample, b: TrafficSample, agentIP: string): WireGuardTraffic {
-  const w = responderWindow(a.responder, b.responder, agentIP), rate = w.rate;
+/**
+ * a: before the settling, windowStart: the responder at the window's start, b: at its end.
+ * agentIP: the first agent's underlay address (the synthetic peers count by sender).
+ */
+function wireGuardTraffic(a: TrafficSample, windowStart: ResponderSample, b: TrafficSample, agentIP: string): WireGuardTraffic {
+  const w = responderWindow(windowStart, b.responder, agentIP), rate = w.rate;
+  const agentS = (b.responder.at - a.responder.at) / 1000;
+  const agentRate = (x: number, y: number) => Math.round(((y - x) / agentS) * 10) / 10;
   const sum = (st: WireGuardEncryptStatus, f: 'sent' | 'acked') => (st.probes ?? []).reduce((n, p) => n + p[f], 0);
-  const from = (t: TrafficSample) => t.responder.counts.bySource[agentIP] ?? { initiations: 0, transport: 0 };
+  const from = (t: ResponderSample) => t.counts.bySource[agentIP] ?? { initiations: 0, transport: 0 };
   return {
-    seconds: w.seconds,
-    probesSentPerS: rate(sum(a.status, 'sent'), sum(b.status, 'sent')), probesAckedPerS: rate(sum(a.status, 'acked'), sum(b.status, 'acked')),
+    seconds: w.seconds, agentSeconds: Math.round(agentS * 10) / 10,
+    probesSentPerS: agentRate(sum(a.status, 'sent'), sum(b.status, 'sent')), probesAckedPerS: agentRate(sum(a.status, 'acked'), sum(b.status, 'acked')),
     peersAcked: (b.status.probes ?? []).filter((p) => p.acked > 0).length, peersProbed: (b.status.probes ?? []).length,
-    stagedPerS: rate(a.status.counters.staged, b.status.counters.staged), handshakeGaveUpPerS: rate(a.status.drops.handshakeGaveUp, b.status.drops.handshakeGaveUp),
-    initiationsPerS: rate(from(a).initiations, from(b).initiations), transportPerS: w.transportPerS,
-    responderResponsesPerS: rate(a.responder.counts.handshakeResponses, b.responder.counts.handshakeResponses),
+    stagedPerS: agentRate(a.status.counters.staged, b.status.counters.staged), handshakeGaveUpPerS: agentRate(a.status.drops.handshakeGaveUp, b.status.drops.handshakeGaveUp),
+    initiationsPerS: rate(from(windowStart).initiations, from(b.responder).initiations), transportPerS: w.transportPerS,
+    responderResponsesPerS: rate(windowStart.counts.handshakeResponses, b.responder.counts.handshakeResponses),
     responderProbesPerS: w.responderProbesPerS, responderCpuPercent: w.responderCpuPercent,
     drops: Object.fromEntries([
       ...WIREGUARD_ENGINE_DROPS.map((k) => [k, b.status.counters[k] - a.status.counters[k]] as const),
