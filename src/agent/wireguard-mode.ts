@@ -285,7 +285,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
   /** The peers come from the worker as their JSON text (raw-json.ts): the status server writes it in place (jsonBody). */
   async encryptStatus(tunnel: Tunnel<'wireguard'>): Promise<WireGuardEncryptStatus> {
     const st = await this.engineStatus(tunnel, true);
-    const peers = new RawJson(st.peersJson!.json) as unknown as WireGuardPeerJson[]; // JSON.stringify alone refuses it
+    const peers = new RawJson(st.peersJson!.chunks) as unknown as WireGuardPeerJson[]; // JSON.stringify alone refuses it
     return {
       mode: ciliumModeName(this.type),
       wireguard: {

@@ -209,8 +209,8 @@ export interface WireGuardEngineStatus {
   retiringPublicKey: string | null;
   listenPort: number;
   peers: WireGuardPeerStatus[];
-  /** With apiPeers: the peers' JSON array in the agent API's shape (WireGuardPeerJson), UTF-8, and how many. */
-  peersJson?: { json: Uint8Array; count: number };
+  /** With apiPeers: the peers' JSON array in the agent API's shape (WireGuardPeerJson), UTF-8 in chunks (raw-json.ts, transferred), and how many. */
+  peersJson?: { chunks: Uint8Array[]; count: number };
   /** Native ChaCha20-Poly1305 contexts held (aead-contexts.ts: each way of a keypair that carried a packet lately counts one). */
   aeadContexts: number;
   counters: WireGuardEngineCounters;

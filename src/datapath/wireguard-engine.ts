@@ -29,7 +29,7 @@ import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineIni
 import { VeilError } from '../util/errors.js';
 import { WireGuardTableDigest } from './wireguard-table-digest.js';
 import { wireGuardPeerJson } from './wireguard-peer-json.js';
-import { JsonArrayWriter } from '../util/raw-json.js';
+import { JsonArrayWriter, chunksOf } from '../util/raw-json.js';
 
 /** Bytes before a TUN packet: the 12-byte nonce at the slot start, then the 16-byte header. */
 const TX_HEADROOM = 32;
@@ -645,7 +645,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     if (apiPeers) {
       const list = new JsonArrayWriter(); // each peer's objects die young (raw-json.ts)
       for (const p of this.device.peers()) list.add(wireGuardPeerJson(this.peerStatus(p)));
-      peersJson = { count: list.count, json: list.end().bytes };
+      peersJson = { count: list.count, chunks: [...list.end().chunks] };
     } else {
       peers = [...this.device.peers()].map((p) => this.peerStatus(p));
     }
@@ -653,6 +653,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers, ...(peersJson && { peersJson }),
       aeadContexts: this.contexts.count, counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
     };
+  }
+
+  /** A status's peer list moves to the host, not copied: the worker keeps none of it (raw-json.ts). */
+  transferOf(reply: AnyReplyOf<WireGuardProtocol>): ArrayBuffer[] | undefined {
+    const json = (reply as Partial<WireGuardEngineStatus>).peersJson;
+    return json && chunksOf(json.chunks);
   }
 
   private peerStatus(p: Peer): WireGuardPeerStatus {

@@ -13,9 +13,9 @@ const MARK_IN_TEXT = JSON.stringify(MARK);
 /** The RawJsons met by the jsonBody() under way (JSON.stringify calls toJSON; synchronous, so one at a time). */
 let met: RawJson[] | undefined;
 
-/** A JSON value as its UTF-8 text, written ahead; only jsonBody() places it. */
+/** A JSON value as its UTF-8 text, written ahead (in one or more pieces, in order); only jsonBody() places it. */
 export class RawJson {
-  constructor(readonly bytes: Uint8Array) {}
+  constructor(readonly chunks: readonly Uint8Array[]) {}
 
   toJSON(): string {
     if (!met) throw new Error('a RawJson is placed by jsonBody(), not JSON.stringify alone');
@@ -37,17 +37,24 @@ export function jsonBody(value: unknown): string | Buffer {
   if (raws.length === 0) return text;
   const parts = text.split(MARK_IN_TEXT);
   const chunks: Uint8Array[] = [];
-  for (let i = 0; i < raws.length; i++) chunks.push(Buffer.from(parts[i]!), raws[i]!.bytes);
+  for (let i = 0; i < raws.length; i++) chunks.push(Buffer.from(parts[i]!), ...raws[i]!.chunks);
   chunks.push(Buffer.from(parts[raws.length]!));
   return Buffer.concat(chunks);
 }
 
-/** Bytes the writer starts with; it doubles as needed (a 5,000-peer list is ~1.5 MB). */
-const START_BYTES = 64 * 1024;
+/**
+ * A chunk's bytes. Chunks, not one buffer grown by copies: a writer's buffers live through the
+ * young generation's collections while a long list is written, so they are promoted, and a promoted
+ * ArrayBuffer's memory goes back only at a full collection; grown by doubling, a 5,000-peer list left
+ * ~3 MB of them held in the worker (in-process). The chunks are moved to the reader (transferred,
+ * not copied: chunksOf), which frees them young; a fresh ArrayBuffer each (Buffer's pool cannot move).
+ */
+const CHUNK_BYTES = 256 * 1024;
 
-/** A JSON array written entry by entry into a Buffer: add() each value, then end(). */
+/** A JSON array written entry by entry into chunks off the V8 heap: add() each value, then end(). */
 export class JsonArrayWriter {
-  private buf = Buffer.allocUnsafeSlow(START_BYTES);
+  private readonly done: Uint8Array[] = [];
+  private buf = Buffer.allocUnsafeSlow(CHUNK_BYTES);
   private length = 1;
   /** Values added so far. */
   count = 0;
@@ -66,13 +73,20 @@ export class JsonArrayWriter {
   end(): RawJson {
     this.room(1);
     this.buf[this.length++] = 0x5d; // ]
-    return new RawJson(this.buf.subarray(0, this.length));
+    this.done.push(this.buf.subarray(0, this.length));
+    return new RawJson(this.done);
   }
 
+  /** A new chunk when this one cannot hold `bytes` more (an entry is never split). */
   private room(bytes: number): void {
     if (this.length + bytes <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.length + bytes));
-    this.buf.copy(bigger, 0, 0, this.length);
-    this.buf = bigger;
+    this.done.push(this.buf.subarray(0, this.length));
+    this.buf = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, bytes));
+    this.length = 0;
   }
+}
+
+/** The ArrayBuffers under a RawJson's chunks: what a thread posting it transfers (each chunk has its own). */
+export function chunksOf(json: RawJson | readonly Uint8Array[]): ArrayBuffer[] {
+  return (json instanceof RawJson ? json.chunks : json).map((c) => c.buffer as ArrayBuffer);
 }

@@ -44,7 +44,10 @@ test('GET /encrypt over the network API: the worker\'s peer list as bytes, read 
   });
   await mode.prepare();
   const probes = [{ node: 'node-1', address: '172.18.0.1', sent: 3, acked: 2, lastAckMs: null, rttMs: 0.4 }];
-  const tunnel = { request: async (req: never) => structuredClone(engine.control(req)), probes: () => probes } as unknown as Tunnel<'wireguard'>;
+  // As the worker posts a reply: the peer list's chunks transferred (the worker keeps none of it).
+  const sent: unknown[] = [];
+  const post = (reply: ReturnType<typeof engine.control>) => { sent.push(reply); return structuredClone(reply, { transfer: engine.transferOf(reply) }); };
+  const tunnel = { request: async (req: never) => post(engine.control(req)), probes: () => probes } as unknown as Tunnel<'wireguard'>;
   const cert = await loadOrCreateApiCertificate(dir, 'n1', '127.0.0.1');
   const server = new ApiServer({
     host: '127.0.0.1', port: 0, certificate: cert, log: quiet(), token: async () => TOKEN,
@@ -66,6 +69,8 @@ test('GET /encrypt over the network API: the worker\'s peer list as bytes, read 
     assert.equal(got.mode, 'Wireguard');
     assert.equal(wg['public-key'], (engine.control({ type: 'status' }) as { publicKey: string }).publicKey);
     assert.deepEqual(got.probes, probes);
+    const chunks = (sent[0] as { peersJson: { chunks: Uint8Array[] } }).peersJson.chunks;
+    assert.ok(chunks.length > 1 && chunks.every((c) => c.byteLength === 0), 'the worker\'s chunks moved to the host');
   } finally {
     await server.close();
     rmSync(dir, { recursive: true, force: true });
