@@ -657,7 +657,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /** A status's peer list moves to the host, not copied: the worker keeps none of it (raw-json.ts). */
   transferOf(reply: AnyReplyOf<WireGuardProtocol>): ArrayBuffer[] | undefined {
-    const json = (reply as Partial<WireGuardEngineStatus>).peersJson;
+    const json = (reply as Partial<WireGuardEngineStatus> | null)?.peersJson; // a stop's reply is null
     return json && chunksOf(json.chunks);
   }
 
