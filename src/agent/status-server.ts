@@ -11,13 +11,11 @@ import type { Agent } from './agent.js';
 import type { IpsecMode } from './ipsec-mode.js';
 import type { Tunnel } from './tunnel.js';
 import { AGENT_API, type Healthz, type IpsecSasReport } from './api.js';
-import { jsonBody } from '../util/raw-json.js';
 
 /** One answer of the API: its content type and body. */
 export interface ApiAnswer {
   type: string;
-  /** Bytes when a JSON answer holds text made ahead (raw-json.ts). */
-  body: string | Uint8Array;
+  body: string;
 }
 
 /** Writes an answer, or the error it failed with as JSON (500), to res. */
@@ -46,7 +44,7 @@ export class StatusServer {
   /** The answer to GET url (also what the network API serves once the caller is authenticated). */
   async answer(url: string): Promise<ApiAnswer> {
     const [path, query] = url.split('?');
-    const json = (value: object) => ({ type: 'application/json', body: jsonBody(value) });
+    const json = (value: object) => ({ type: 'application/json', body: JSON.stringify(value) });
     switch (path) {
       case AGENT_API.metrics: return { type: prometheusContentType, body: await this.agent.metrics() };
       case AGENT_API.encrypt: return json(await this.agent.encryptStatus());

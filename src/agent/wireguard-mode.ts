@@ -14,8 +14,7 @@ import { KeptList } from '../util/kept-list.js';
 import { eachOf, type OneOrMore } from '../util/one-or-more.js';
 import { routePrefix, routeSource } from './routes.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
-import type { WireGuardEncryptStatus, WireGuardPeerJson } from './api.js';
-import { RawJson } from '../util/raw-json.js';
+import type { WireGuardEncryptStatus } from './api.js';
 import { WG_ACCEPTS_ANNOTATION, WG_NEXT_PUBKEY_ANNOTATION, WireGuardKeyRotation } from './wireguard-key-rotation.js';
 
 export const WG_DEVICE = 'veil_wg0';
@@ -278,18 +277,23 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
     return `[NodeEncryption: ${this.nodeEncryption ? 'Enabled' : 'Disabled'}, ${WG_DEVICE} (Pubkey: ${this.rotation.current.publicKeyBase64}, Port: ${WG_PORT}, Peers: ${applied?.datapathPeers.length ?? 0})${rotation ? `, ${rotation}` : ''}]`;
   }
 
-  private engineStatus(tunnel: Tunnel<'wireguard'>, apiPeers = false): Promise<WireGuardEngineStatus> {
-    return tunnel.request({ type: 'status', apiPeers });
+  private engineStatus(tunnel: Tunnel<'wireguard'>): Promise<WireGuardEngineStatus> {
+    return tunnel.request({ type: 'status' });
   }
 
-  /** The peers come from the worker as their JSON text (raw-json.ts): the status server writes it in place (jsonBody). */
   async encryptStatus(tunnel: Tunnel<'wireguard'>): Promise<WireGuardEncryptStatus> {
-    const st = await this.engineStatus(tunnel, true);
-    const peers = new RawJson(st.peersJson!.chunks) as unknown as WireGuardPeerJson[]; // JSON.stringify alone refuses it
+    const st = await this.engineStatus(tunnel);
     return {
       mode: ciliumModeName(this.type),
       wireguard: {
-        interfaces: [{ name: WG_DEVICE, 'listen-port': st.listenPort, 'public-key': st.publicKey, 'peer-count': st.peersJson!.count, peers }],
+        interfaces: [{
+          name: WG_DEVICE, 'listen-port': st.listenPort, 'public-key': st.publicKey, 'peer-count': st.peers.length,
+          peers: st.peers.map((p) => ({
+            node: p.name ?? undefined, 'public-key': p.publicKey, endpoint: p.endpoint ?? undefined, 'allowed-ips': p.allowedIPs,
+            'last-handshake-time': p.lastHandshakeUnixMs ? new Date(p.lastHandshakeUnixMs).toISOString() : '0001-01-01T00:00:00.000Z',
+            'transfer-rx': p.rxBytes, 'transfer-tx': p.txBytes,
+          })),
+        }],
         'node-encryption': this.nodeEncryption ? 'Enabled' : 'Disabled',
         ...(this.rotation ? { 'key-rotation': { ...this.rotation.status, retiringKey: st.retiringPublicKey } } : {}),
       },

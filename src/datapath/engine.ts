@@ -13,8 +13,6 @@ export interface DatapathEngine<P extends WireGuardProtocol | EspProtocol> {
   nextDeadline(): number;
   /** A control request of the engine's protocol (messages.ts); the reply is posted back. */
   control(request: RequestOf<P>): AnyReplyOf<P>;
-  /** ArrayBuffers of a reply that move to the host with it (transferred, not copied); none: copied whole. */
-  transferOf?(reply: AnyReplyOf<P>): ArrayBuffer[] | undefined;
   /** The state a next datapath resumes from (after the loop stopped: nothing is sent after it). */
   exportState(now: number): P extends WireGuardProtocol ? WireGuardEngineState : EspEngineState;
   close(): void;

@@ -209,8 +209,6 @@ export interface WireGuardEngineStatus {
   retiringPublicKey: string | null;
   listenPort: number;
   peers: WireGuardPeerStatus[];
-  /** With apiPeers: the peers' JSON array in the agent API's shape (WireGuardPeerJson), UTF-8 in chunks (raw-json.ts, transferred), and how many. */
-  peersJson?: { chunks: Uint8Array[]; count: number };
   /** Native ChaCha20-Poly1305 contexts held (aead-contexts.ts: each way of a keypair that carried a packet lately counts one). */
   aeadContexts: number;
   counters: WireGuardEngineCounters;
@@ -294,8 +292,7 @@ export type WireGuardProtocol = {
    * made after a peer update, else the one made then; full: made from the whole table anyway.
    */
   digest: { request: { type: 'digest'; full?: boolean }; reply: { digest: string } };
-  /** apiPeers: the peers as GET /encrypt lists them, JSON bytes in peersJson (raw-json.ts), and peers empty. */
-  status: { request: { type: 'status'; apiPeers?: boolean }; reply: WireGuardEngineStatus };
+  status: { request: { type: 'status' }; reply: WireGuardEngineStatus };
   /** Switches the static key (raw 32-byte private key); the old one is answered until retireKey. */
   rotateKey: { request: { type: 'rotateKey'; privateKey: Uint8Array }; reply: { publicKey: string } };
   retireKey: { request: { type: 'retireKey' }; reply: { retired: boolean } };

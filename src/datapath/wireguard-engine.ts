@@ -28,8 +28,6 @@ import { wholeMs } from '../wireguard/whole-ms.js';
 import type { AnyReplyOf, RequestOf, WireGuardEngineCounters, WireGuardEngineInit, WireGuardEngineState, WireGuardEngineStatus, WireGuardPeerSpec, WireGuardPeerStatus, WireGuardProtocol } from './messages.js';
 import { VeilError } from '../util/errors.js';
 import { WireGuardTableDigest } from './wireguard-table-digest.js';
-import { wireGuardPeerJson } from './wireguard-peer-json.js';
-import { JsonArrayWriter, chunksOf } from '../util/raw-json.js';
 
 /** Bytes before a TUN packet: the 12-byte nonce at the slot start, then the 16-byte header. */
 const TX_HEADROOM = 32;
@@ -438,7 +436,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
       case 'setPeers': return this.setPeers(req.peers);
       case 'digest': return { digest: req.full || this.heldDigest === undefined ? (this.heldDigest = this.digest()) : this.heldDigest };
-      case 'status': return this.status(req.apiPeers === true);
+      case 'status': return this.status();
       case 'rotateKey': {
         this.perform(this.device.setStaticKey(Uint8Array.from(req.privateKey), wholeMs(performance.now()))); // the worker loop's clock
         return { publicKey: this.device.publicKeyBase64 };
@@ -640,30 +638,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     }
   }
 
-  private status(apiPeers: boolean): WireGuardEngineStatus {
-    let peers: WireGuardPeerStatus[] = [], peersJson: WireGuardEngineStatus['peersJson'];
-    if (apiPeers) {
-      const list = new JsonArrayWriter(); // each peer's objects die young (raw-json.ts)
-      for (const p of this.device.peers()) list.add(wireGuardPeerJson(this.peerStatus(p)));
-      peersJson = { count: list.count, chunks: [...list.end().chunks] };
-    } else {
-      peers = [...this.device.peers()].map((p) => this.peerStatus(p));
-    }
-    return {
-      publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers, ...(peersJson && { peersJson }),
-      aeadContexts: this.contexts.count, counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
-    };
-  }
-
-  /** A status's peer list moves to the host, not copied: the worker keeps none of it (raw-json.ts). */
-  transferOf(reply: AnyReplyOf<WireGuardProtocol>): ArrayBuffer[] | undefined {
-    const json = (reply as Partial<WireGuardEngineStatus> | null)?.peersJson; // a stop's reply is null
-    return json && chunksOf(json.chunks);
-  }
-
-  private peerStatus(p: Peer): WireGuardPeerStatus {
-    const r = this.packetsOf(p);
-    return {
+  private status(): WireGuardEngineStatus {
+    const peers = [...this.device.peers()].map((p): WireGuardPeerStatus => { const r = this.packetsOf(p); return {
       name: r.name ?? null,
       publicKey: p.publicKeyBase64,
       endpoint: p.endpoint ? formatEndpoint(p.endpoint) : null,
@@ -677,6 +653,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       persistentKeepalive: p.persistentKeepalive,
       nextPublicKey: p.nextPublicKey ? Buffer.from(p.nextPublicKey).toString('base64') : null,
       onCurrentKey: this.device.peerOnCurrentKey(p),
+    }; });
+    return {
+      publicKey: this.device.publicKeyBase64, retiringPublicKey: this.device.retiringPublicKeyBase64, listenPort: this.udp.port, peers, aeadContexts: this.contexts.count,
+      counters: { ...this.counters }, drops: { ...this.device.stats.drops }, tun: this.tun.counters(), udp: this.udp.counters(),
     };
   }
 

@@ -6,7 +6,7 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { native } from '../native/addon.js';
 import type { DatapathEngine } from './engine.js';
-import type { AnyReplyOf, ControlEnvelope, EspProtocol, HandoverRequest, MemoryRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
+import type { ControlEnvelope, EspProtocol, HandoverRequest, MemoryRequest, RequestOf, StopRequest, WireGuardProtocol, WorkerMessage } from './messages.js';
 import { heapFigures } from '../util/heap-figures.js';
 import { DEFAULT_COMPACTION, HeapCompactor, datapathQuiet } from '../util/heap-compaction.js';
 import { returnFreedMalloc } from '../native/malloc-trim.js';
@@ -141,8 +141,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
       this.engine.close();
     }
     this.requests++;
-    const reply = answer(this.engine, env);
-    this.port.postMessage(reply, reply.type === 'reply' && reply.ok ? this.engine.transferOf?.(reply.value as AnyReplyOf<P>) : undefined);
+    this.port.postMessage(answer(this.engine, env));
   }
 }
 
