@@ -419,19 +419,23 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     this.perform(this.device.tick(now));
     this.sends.flush(); // every keepalive and initiation the tick's timers made, in one sendmmsg
     this.contexts.sweep(now);
-    this.deadlineAt = -Infinity;
+    this.setDeadline(this.device.deadlineAfterTick, now); // the tick's walk found it
+  }
+
+  private setDeadline(device: number | null, now: number): void {
+    this.deadline = Math.ceil(Math.min(device ?? Infinity, this.contexts.nextSweep) / TIMER_SLACK_MS) * TIMER_SLACK_MS;
+    this.deadlineAt = now;
   }
 
   /**
    * The earliest peer timer (or context sweep) rounded up to the TIMER_SLACK_MS grid, recomputed at
-   * most every TIMER_SLACK_MS: it is a walk over every peer and the loop asks before each wait.
+   * most every TIMER_SLACK_MS: it is a walk over every peer and the loop asks before each wait. A
+   * deadline due is answered as it is: the loop ticks for it, and the tick's walk gives the next
+   * (a timer stopped meanwhile costs one tick that fires nothing, as the walk to find that did).
    */
   nextDeadline(): number {
     const now = performance.now();
-    if (now - this.deadlineAt >= TIMER_SLACK_MS || this.deadline <= now) {
-      this.deadline = Math.ceil(Math.min(this.device.nextDeadline() ?? Infinity, this.contexts.nextSweep) / TIMER_SLACK_MS) * TIMER_SLACK_MS;
-      this.deadlineAt = now;
-    }
+    if (this.deadline > now && now - this.deadlineAt >= TIMER_SLACK_MS) this.setDeadline(this.device.nextDeadline(), now);
     return this.deadline;
   }
 
