@@ -20,6 +20,7 @@ import { AeadBatch, AeadKey } from './aead-batch.js';
 import { AeadContexts } from './aead-contexts.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
+import { DatagramQueue } from './datagram-queue.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
@@ -123,6 +124,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   });
   private readonly keypairDied = (kp: Keypair): void => this.contexts.release(kp);
   private readonly single: SinglePacketWriter;
+  /** The core's datagrams of one entry point, sent together at its end (datagram-queue.ts). */
+  private readonly sends: DatagramQueue;
   /** Per rx AEAD op: the packet index and keypair/counter it belongs to. */
   private readonly rxIndex = new Int32Array(RX_BATCH);
   private readonly rxKeypair: (Keypair | null)[] = new Array(RX_BATCH).fill(null);
@@ -152,6 +155,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   constructor(private readonly init: WireGuardEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
     this.single = new SinglePacketWriter(tun, init.mtu);
+    this.sends = new DatagramQueue(udp, (peer) => {
+      this.counters.txPackets++;
+      if (peer) this.packetsOf(peer).tx++;
+    }, (n) => { this.counters.sendFailed += n; });
     // With UDP GRO a slot takes a coalesced super-datagram (up to 64 KiB) split into many packets.
     this.rx = udp.gro
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
@@ -223,6 +230,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.perform(c.peer.onDataSent(now, bytes));
     }
     this.batchPeerCount = 0;
+    this.sends.flush();
     return n;
   }
 
@@ -253,7 +261,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.rxKeypair[ops] = kp;
       ops++;
     }
-    if (ops === 0) return n;
+    if (ops === 0) {
+      this.sends.flush(); // handshake messages' answers
+      return n;
+    }
     aead.open(buf);
     let out = 0;
     // Most batches come under one keypair: one lookup per run of them (its keypair a local, as
@@ -290,6 +301,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.perform(kp.peer.onAuthenticatedDataReceived(kp, now, source!, bytes, packets));
     }
     this.receivedRunCount = 0;
+    this.sends.flush();
     return n;
   }
 
@@ -381,14 +393,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private perform(actions: readonly Action[]): void {
     for (const a of actions) {
       switch (a.kind) {
-        case 'network': {
-          if (!this.udp.sendTo(a.datagram, this.destinationBytes(a.endpoint), a.endpoint.port)) this.counters.sendFailed++;
-          else if (a.datagram[0] === MESSAGE_TRANSPORT_TYPE) {
-            this.counters.txPackets++;
-            if (a.peer) this.packetsOf(a.peer).tx++;
-          }
+        case 'network': // sent at the entry point's end (flushSends)
+          this.sends.add(a.datagram, this.destinationBytes(a.endpoint), a.endpoint.port, a.datagram[0] === MESSAGE_TRANSPORT_TYPE ? a.peer : undefined);
           break;
-        }
         case 'tunnel': // a whole inner packet, accepted by the core
           if (!this.sourceAllowed(a.packet, 0, a.peer)) break;
           this.single.write(a.packet);
@@ -410,20 +417,25 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   tick(at: number): void {
     const now = wholeMs(at);
     this.perform(this.device.tick(now));
+    this.sends.flush(); // every keepalive and initiation the tick's timers made, in one sendmmsg
     this.contexts.sweep(now);
-    this.deadlineAt = -Infinity;
+    this.setDeadline(this.device.deadlineAfterTick, now); // the tick's walk found it
+  }
+
+  private setDeadline(device: number | null, now: number): void {
+    this.deadline = Math.ceil(Math.min(device ?? Infinity, this.contexts.nextSweep) / TIMER_SLACK_MS) * TIMER_SLACK_MS;
+    this.deadlineAt = now;
   }
 
   /**
    * The earliest peer timer (or context sweep) rounded up to the TIMER_SLACK_MS grid, recomputed at
-   * most every TIMER_SLACK_MS: it is a walk over every peer and the loop asks before each wait.
+   * most every TIMER_SLACK_MS: it is a walk over every peer and the loop asks before each wait. A
+   * deadline due is answered as it is: the loop ticks for it, and the tick's walk gives the next
+   * (a timer stopped meanwhile costs one tick that fires nothing, as the walk to find that did).
    */
   nextDeadline(): number {
     const now = performance.now();
-    if (now - this.deadlineAt >= TIMER_SLACK_MS || this.deadline <= now) {
-      this.deadline = Math.ceil(Math.min(this.device.nextDeadline() ?? Infinity, this.contexts.nextSweep) / TIMER_SLACK_MS) * TIMER_SLACK_MS;
-      this.deadlineAt = now;
-    }
+    if (this.deadline > now && now - this.deadlineAt >= TIMER_SLACK_MS) this.setDeadline(this.device.nextDeadline(), now);
     return this.deadline;
   }
 
@@ -439,6 +451,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       case 'status': return this.status();
       case 'rotateKey': {
         this.perform(this.device.setStaticKey(Uint8Array.from(req.privateKey), wholeMs(performance.now()))); // the worker loop's clock
+        this.sends.flush();
         return { publicKey: this.device.publicKeyBase64 };
       }
       case 'retireKey': return { retired: this.device.retirePreviousKey() };
