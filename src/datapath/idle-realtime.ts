@@ -126,7 +126,8 @@ export class IdleRealtime {
     this.wakeups = closed ? 0 : wakeups;
     // Busy: SCHED_OTHER (always allowed). Control work done, or a quiet spell: SCHED_FIFO (a
     // refusal, the capability dropped since the start, leaves it SCHED_OTHER until the next quiet spell).
-    const rise = !busy && (aside || (closed && !realtime && now - lastBusy >= QUIET_MS));
+    const quiet = now - lastBusy >= QUIET_MS;
+    const rise = !busy && (aside || (closed && !realtime && quiet));
     const switched = (busy && realtime && !aside) || rise ? this.setPolicy(rise) : false;
     const changed = busy || rise;
     this.realtime = changed ? rise && switched : realtime;
