@@ -109,30 +109,28 @@ export class IdleRealtime {
   /** Before the worker waits: the packet work since it woke counts. The only place it rises. */
   beforeWait(now: number): void {
     if (!this.enabled) return;
-    // Straight-line: every load, store and the one policy call run at every window's end whichever
-    // way it goes. beforeWait() is inlined into the worker loop's turn(), and a branch first taken
-    // after TurboFan compiled turn() deoptimizes it: the first busy window (a 2-ms stretch: a DAMON
-    // pass, the vCPU stolen) threw turn() back to baseline code, in every agent of both modes, for
-    // up to ~20 s at lone-ping rates (lab --trace-deopt-verbose: 'Insufficient type feedback' at
-    // `this.lastBusy = now`; docs/performance-log.md, session 34).
-    const realtime = this.realtime, aside = this.aside, lastBusy = this.lastBusy, wakeups = this.wakeups;
     const stretch = this.counting ? now - this.woke : 0;
-    const worked = this.worked + stretch;
+    this.worked += stretch;
     const span = now - this.windowStart;
-    const closed = span >= WINDOW_MS || stretch >= LONG_WORK_MS;
-    const busy = closed && (stretch >= LONG_WORK_MS || worked > BUSY_SHARE * span || wakeups * WINDOW_MS > BUSY_WAKEUPS * span);
-    this.windowStart = closed ? now : this.windowStart;
-    this.worked = closed ? 0 : worked;
-    this.wakeups = closed ? 0 : wakeups;
-    // Busy: SCHED_OTHER (always allowed). Control work done, or a quiet spell: SCHED_FIFO (a
-    // refusal, the capability dropped since the start, leaves it SCHED_OTHER until the next quiet spell).
-    const quiet = now - lastBusy >= QUIET_MS;
-    const rise = !busy && (aside || (closed && !realtime && quiet));
-    const switched = (busy && realtime && !aside) || rise ? this.setPolicy(rise) : false;
-    const changed = busy || rise;
-    this.realtime = changed ? rise && switched : realtime;
-    this.aside = changed ? false : aside;
-    this.lastBusy = busy || (rise && !switched) ? now : lastBusy;
+    let busy = false, closed = false;
+    if (span >= WINDOW_MS || stretch >= LONG_WORK_MS) {
+      closed = true;
+      busy = stretch >= LONG_WORK_MS || this.worked > BUSY_SHARE * span || this.wakeups * WINDOW_MS > BUSY_WAKEUPS * span;
+      if (busy) this.lastBusy = now;
+      this.windowStart = now;
+      this.worked = 0;
+      this.wakeups = 0;
+    }
+    if (busy) {
+      if (this.realtime && !this.aside) this.setPolicy(false); // SCHED_OTHER is always allowed
+      this.realtime = this.aside = false;
+    } else if (this.aside || (closed && !this.realtime && now - this.lastBusy >= QUIET_MS)) {
+      // Control work done, or a quiet spell: SCHED_FIFO (a refusal, the capability dropped since
+      // the start, leaves it SCHED_OTHER until the next quiet spell).
+      this.realtime = this.setPolicy(true);
+      this.aside = false;
+      if (!this.realtime) this.lastBusy = now;
+    }
   }
 
   /** After the wait returned. */

@@ -92,10 +92,6 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
       this.intervalStart = performance.now();
     }
     const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline() - now)));
-    // While warm, as after a control request: set aside, so beforeWait() rises again through its one
-    // policy call, whose first run after TurboFan compiled turn() (the first busy window's drop, or a
-    // rise) deoptimized it (lab --trace-deopt-verbose, session 34).
-    if (warm) this.sched.setAside(now);
     this.sched.beforeWait(now);
     const polled = this.n.waitReadable(this.fds, 3, wait);
     const ready = polled > 0 ? polled : 0; // bit i: fds[i] readable (an error is negative)
