@@ -393,7 +393,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private perform(actions: readonly Action[]): void {
     for (const a of actions) {
       switch (a.kind) {
-        case 'network': // sent at the entry point's end (flushSends)
+        case 'network': // sent at the entry point's end (this.sends.flush())
           this.sends.add(a.datagram, this.destinationBytes(a.endpoint), a.endpoint.port, a.datagram[0] === MESSAGE_TRANSPORT_TYPE ? a.peer : undefined);
           break;
         case 'tunnel': // a whole inner packet, accepted by the core
