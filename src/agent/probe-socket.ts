@@ -6,7 +6,7 @@
 // queued and leave in one sendmmsg (flush()), so the worker reads them from the TUN in a few batches.
 import { check, native, UDP_MODE, UDP_STAT, UDP_STAT_COUNT } from '../native/addon.js';
 import { formatIp, parseIp, tryParseIp } from '../net/cidr.js';
-import { PacketBatch } from '../datapath/packet-batch.js';
+import { SendQueue, type DatagramSender } from '../datapath/send-queue.js';
 
 /** Bytes read of a datagram: an ack is ~40-80 B; a longer datagram is no ack (read as truncated). */
 const SLOT = 256;
@@ -37,9 +37,13 @@ export class ProbeSocket {
    * The datagrams queued to go in one sendmmsg (flush()): a round's 200 probes sent one syscall each
    * woke the datapath worker about once a probe, each reaching the TUN alone.
    */
-  readonly #out: PacketBatch;
-  /** Where the next queued datagram's bytes go in #out's buffer (packed, not slotted). */
-  #outAt = 0;
+  readonly #out: SendQueue;
+  /** Where the queue's datagrams go: this socket's fd (nothing once closed: they are dropped as lost probes are). */
+  readonly #sender: DatagramSender = {
+    sendBatch: (batch, n) => this.#closed ? 0 : native().udpSendBatch(this.#fd, batch.handle, n, this.#mode, this.#stats),
+    sendTo: (data, addr, port, offset, length) =>
+      !this.#closed && native().udpSend(this.#fd, data, offset, length, addr, addr.length === 4 ? 4 : 6, port, this.#mode) >= 0,
+  };
   /** The addon's send counters (UDP_STAT): sendCalls are the sendmmsg calls. */
   readonly #stats = new Float64Array(UDP_STAT_COUNT);
   #closed = false;
@@ -48,7 +52,7 @@ export class ProbeSocket {
     this.#fd = fd;
     this.#mode = v6 ? UDP_MODE.SOCKET_V6 : 0;
     this.port = native().udpLocalPort(fd);
-    this.#out = new PacketBatch({ capacity: queue.datagrams, slotSize: Math.max(64, queue.bytes) });
+    this.#out = new SendQueue(this.#sender, { datagrams: queue.datagrams, bytes: queue.datagrams * Math.max(64, queue.bytes) });
   }
 
   /**
@@ -75,18 +79,7 @@ export class ProbeSocket {
    */
   queue(payload: Uint8Array, length: number, address: string, port: number): void {
     const a = tryParseIp(address);
-    if (this.#closed || !a) return;
-    const out = this.#out;
-    if (out.count === out.capacity || this.#outAt + length > out.buf.length) this.flush();
-    if (length > out.buf.length) { // larger than the whole queue: alone
-      native().udpSend(this.#fd, payload, 0, length, a.bytes, a.family, port, this.#mode);
-      return;
-    }
-    out.buf.set(length === payload.length ? payload : payload.subarray(0, length), this.#outAt);
-    const i = out.count;
-    out.set(i, this.#outAt, length);
-    out.setPeer(i, a.bytes, a.family === 6 ? 6 : 4, port);
-    this.#outAt += length;
+    if (!this.#closed && a) this.#out.add(payload, length, a.bytes, port);
   }
 
   /**
@@ -94,11 +87,7 @@ export class ProbeSocket {
    * error drops the rest as lost probes are.
    */
   flush(): number {
-    const out = this.#out, n = out.count;
-    out.count = 0;
-    this.#outAt = 0;
-    if (this.#closed || n === 0) return 0;
-    return native().udpSendBatch(this.#fd, out.handle, n, this.#mode, this.#stats);
+    return this.#out.flush();
   }
 
   /** The sendmmsg calls made so far (UDP_STAT.sendCalls). */

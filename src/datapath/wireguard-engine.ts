@@ -20,7 +20,7 @@ import { AeadBatch, AeadKey } from './aead-batch.js';
 import { AeadContexts } from './aead-contexts.js';
 import { PacketBatch } from './packet-batch.js';
 import { SinglePacketWriter } from './single-packet-writer.js';
-import { DatagramQueue } from './datagram-queue.js';
+import { SendQueue } from './send-queue.js';
 import { TUN_YIELD_EVERY, type TunDevice } from './tun-device.js';
 import { UDP_GRO_MAX_SEGMENTS, UDP_GRO_SLOT, type UdpSocket } from './udp-socket.js';
 import type { DatapathEngine } from './engine.js';
@@ -41,6 +41,11 @@ const SLOT = 2048;
 /** Receive slots with UDP GRO (each up to 64 KiB), and descriptors for every segment they may hold. */
 const GRO_SLOTS = 4;
 const RX_BATCH = GRO_SLOTS * UDP_GRO_MAX_SEGMENTS;
+/**
+ * The core's own datagrams queued before a send: more than a tick fires at 5,000 peers (~10-15), in
+ * 256 bytes each on average (an initiation is 148, a keepalive 32; a staged packet takes more).
+ */
+const SENDS_QUEUED = 64;
 /**
  * How late a peer timer may fire, ms: the engine wakes for timers on a grid of this step, so the
  * timers that come due within one step fire in one tick (one wake-up, one walk of the peers), and
@@ -124,8 +129,11 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   });
   private readonly keypairDied = (kp: Keypair): void => this.contexts.release(kp);
   private readonly single: SinglePacketWriter;
-  /** The core's datagrams of one entry point, sent together at its end (datagram-queue.ts). */
-  private readonly sends: DatagramQueue;
+  /**
+   * The core's datagrams of one entry point, sent together at its end (send-queue.ts); a transport
+   * datagram (a keepalive, a staged packet) is tagged with its peer (null: none known) to be counted.
+   */
+  private readonly sends: SendQueue<Peer | null>;
   /** Per rx AEAD op: the packet index and keypair/counter it belongs to. */
   private readonly rxIndex = new Int32Array(RX_BATCH);
   private readonly rxKeypair: (Keypair | null)[] = new Array(RX_BATCH).fill(null);
@@ -155,10 +163,15 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   constructor(private readonly init: WireGuardEngineInit, private readonly tun: TunDevice, private readonly udp: UdpSocket) {
     this.single = new SinglePacketWriter(tun, init.mtu);
-    this.sends = new DatagramQueue(udp, (peer) => {
-      this.counters.txPackets++;
-      if (peer) this.packetsOf(peer).tx++;
-    }, (n) => { this.counters.sendFailed += n; });
+    this.sends = new SendQueue<Peer | null>(udp, {
+      datagrams: SENDS_QUEUED,
+      bytes: SENDS_QUEUED * 256,
+      sent: (peer) => {
+        this.counters.txPackets++;
+        if (peer) this.packetsOf(peer).tx++;
+      },
+      failed: (n) => { this.counters.sendFailed += n; },
+    });
     // With UDP GRO a slot takes a coalesced super-datagram (up to 64 KiB) split into many packets.
     this.rx = udp.gro
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
@@ -394,7 +407,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     for (const a of actions) {
       switch (a.kind) {
         case 'network': // sent at the entry point's end (this.sends.flush())
-          this.sends.add(a.datagram, this.destinationBytes(a.endpoint), a.endpoint.port, a.datagram[0] === MESSAGE_TRANSPORT_TYPE ? a.peer : undefined);
+          this.sends.add(a.datagram, a.datagram.length, this.destinationBytes(a.endpoint), a.endpoint.port, a.datagram[0] === MESSAGE_TRANSPORT_TYPE ? a.peer : undefined);
           break;
         case 'tunnel': // a whole inner packet, accepted by the core
           if (!this.sourceAllowed(a.packet, 0, a.peer)) break;

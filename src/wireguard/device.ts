@@ -228,7 +228,10 @@ export class Device implements PeerHost {
    * after it; null: all idle), found in the tick's own walk: a second walk over every peer for it
    * read each peer again from memory (at 5,000 peers the walks were ~10 % of the datapath worker).
    */
-  deadlineAfterTick: number | null = null;
+  get deadlineAfterTick(): number | null {
+    return this.afterTick;
+  }
+  private afterTick: number | null = null;
 
   /** Fires every expired timer of every peer: retransmits, keepalives, rekeys, key erasure. */
   tick(now: number): Action[] {
@@ -241,7 +244,7 @@ export class Device implements PeerHost {
       if (p !== null && (d === null || p < d)) d = p;
     }
     const l = this.lingering.nextDeadline; // after the walk: a peer's tick may leave a keypair lingering
-    this.deadlineAfterTick = l !== null && (d === null || l < d) ? l : d;
+    this.afterTick = l !== null && (d === null || l < d) ? l : d;
     return out;
   }
 

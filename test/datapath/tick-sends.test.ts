@@ -1,4 +1,4 @@
-// The keepalives and initiations one timer tick makes leave in one sendmmsg (datagram-queue.ts),
+// The keepalives and initiations one timer tick makes leave in one sendmmsg (send-queue.ts),
 // not one sendto each; one the kernel refuses (no route) is counted and the others still go. A
 // real engine, TUN device and sockets in a throwaway namespace.
 import { test, after } from 'node:test';
