@@ -646,6 +646,8 @@ interface WireGuardTraffic {
   responderCpuPercent: number;
   /** Its engine's and core's drops over agentSeconds, by reason (the non-zero ones). */
   drops: Record<string, number>;
+  /** Its engine's native AEAD contexts held at the window's start (the read before the settling) and end. */
+  aeadContexts: [number | null, number | null];
 }
 
 /**
@@ -670,6 +672,7 @@ function wireGuardTraffic(a: TrafficSample, windowStart: ResponderSample, b: Tra
       ...WIREGUARD_ENGINE_DROPS.map((k) => [k, b.status.counters[k] - a.status.counters[k]] as const),
       ...Object.entries(b.status.drops).map(([k, v]) => [k, v - (a.status.drops[k as keyof typeof a.status.drops] ?? 0)] as const),
     ].filter(([, v]) => v !== 0)),
+    aeadContexts: [a.status.aeadContexts ?? null, b.status.aeadContexts ?? null],
   };
 }
 

@@ -7,7 +7,9 @@
 #include "common.h"
 #include "crypto-pool.h"
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,10 +17,26 @@
 // by the caller (never while a batch runs) the first time thread t needs this key. A key made for
 // one direction has only that direction's contexts (an ESP SA seals or opens, never both): an
 // AES-GCM context holds ~1.5 KB of native memory, and an agent holds a key per SA per peer.
+// A ChaCha20-Poly1305 key has no contexts of its own: its key schedule is the key itself, so the
+// thread's shared context for its way takes the key at the packet (~1.3 KB of malloc a context kept
+// per key and way otherwise, and a WireGuard agent keeps thousands: a peer's keypair both ways while
+// it carries probes and keepalives). `id` says which key a shared context holds (ids are not reused,
+// addresses are), so a batch of one key's packets sets it once.
+// A shared key is allocated without enc/dec (offsetof: 80 B of malloc instead of 208).
 typedef struct aead_ctx {
-  EVP_CIPHER_CTX *enc[VEIL_MAX_CRYPTO_THREADS], *dec[VEIL_MAX_CRYPTO_THREADS];
   int tag_len, cost, pool_threads;
+  bool shared;
+  int use; // a shared key's ways (USE_SEAL, USE_OPEN)
+  uint64_t id;
+  uint8_t key[32];
+  EVP_CIPHER_CTX *enc[VEIL_MAX_CRYPTO_THREADS], *dec[VEIL_MAX_CRYPTO_THREADS]; // last: see above
 } aead_ctx;
+
+struct aead_shared {
+  EVP_CIPHER_CTX *ctx[2][VEIL_MAX_CRYPTO_THREADS]; // [enc][thread]
+  uint64_t holds[2][VEIL_MAX_CRYPTO_THREADS];      // the id of the key each has now (0: none)
+  uint64_t next_id;
+};
 
 // Work per byte that is worth sharing. AES-NI GCM (~27 Gbit/s on one core here) finishes a whole
 // batch faster than a helper wakes up (bench/aead-batch.ts: 0.87-0.95x with 2 threads), so it
@@ -31,16 +49,23 @@ enum { USE_SEAL = 1, USE_OPEN = 2 };
 
 static void ctx_destroy(aead_ctx *c) {
   if (!c) return;
-  for (int t = 0; t < VEIL_MAX_CRYPTO_THREADS; t++) {
+  for (int t = 0; !c->shared && t < VEIL_MAX_CRYPTO_THREADS; t++) {
     EVP_CIPHER_CTX_free(c->enc[t]);
     EVP_CIPHER_CTX_free(c->dec[t]);
   }
+  OPENSSL_cleanse(c->key, sizeof c->key);
   free(c);
 }
 
 void aead_free_all(veil_state *st) {
   crypto_pool_destroy(st->pool);
   st->pool = NULL;
+  if (st->shared) {
+    for (int e = 0; e < 2; e++)
+      for (int t = 0; t < VEIL_MAX_CRYPTO_THREADS; t++) EVP_CIPHER_CTX_free(st->shared->ctx[e][t]);
+    free(st->shared);
+    st->shared = NULL;
+  }
   for (int i = 0; i < st->nctx; i++) ctx_destroy(st->ctxs[i]);
   free(st->ctxs);
   st->ctxs = NULL; st->nctx = st->cap = 0;
@@ -73,14 +98,23 @@ napi_value aead_create(napi_env env, napi_callback_info info) {
   bool tag_ok = alg == ALG_CHACHA20_POLY1305 ? tag == 16 : (tag == 8 || tag == 12 || tag == 16);
   if (klen != want || !tag_ok || !c) return ret_int(env, VEIL_ERR(STAGE_ARG, EINVAL));
   veil_state *S = veil_get_state(env);
-  aead_ctx *x = calloc(1, sizeof *x);
+  aead_ctx *x = calloc(1, alg == ALG_CHACHA20_POLY1305 ? offsetof(aead_ctx, enc) : sizeof *x);
   if (!x) return ret_int(env, VEIL_ERR(STAGE_ARG, ENOMEM));
   x->tag_len = tag;
+  x->shared = alg == ALG_CHACHA20_POLY1305;
   x->cost = alg == ALG_CHACHA20_POLY1305 ? COST_CHACHA : COST_AES_GCM;
   x->pool_threads = 1;
   bool ok = true;
-  if (use & USE_SEAL) ok = (x->enc[0] = EVP_CIPHER_CTX_new()) && init_dir(x->enc[0], c, key, 1);
-  if (ok && (use & USE_OPEN)) ok = (x->dec[0] = EVP_CIPHER_CTX_new()) && init_dir(x->dec[0], c, key, 0);
+  if (alg == ALG_CHACHA20_POLY1305) {
+    if (!S->shared && !(S->shared = calloc(1, sizeof *S->shared))) { ctx_destroy(x); return ret_int(env, VEIL_ERR(STAGE_ARG, ENOMEM)); }
+    x->id = ++S->shared->next_id;
+    memcpy(x->key, key, 32);
+    x->pool_threads = VEIL_MAX_CRYPTO_THREADS; // nothing to copy for the pool
+    x->use = use;
+  } else {
+    if (use & USE_SEAL) ok = (x->enc[0] = EVP_CIPHER_CTX_new()) && init_dir(x->enc[0], c, key, 1);
+    if (ok && (use & USE_OPEN)) ok = (x->dec[0] = EVP_CIPHER_CTX_new()) && init_dir(x->dec[0], c, key, 0);
+  }
   if (!ok) { ctx_destroy(x); return ret_int(env, VEIL_ERR(STAGE_ARG, ENOMEM)); }
   int slot = -1;
   for (int i = 0; i < S->nctx; i++) if (!S->ctxs[i]) { slot = i; break; } // reuse freed handles
@@ -113,14 +147,33 @@ static bool in_buf(int32_t off, int32_t len, size_t blen) {
   return off >= 0 && len >= 0 && (size_t)off + (size_t)len <= blen;
 }
 
-static bool crypt_one(aead_ctx *x, int t, bool enc, uint8_t *buf, size_t blen, const int32_t *d) {
+// Thread t's shared ChaCha20-Poly1305 context for one way, holding x's key (made at its first use:
+// thread t alone touches slot t while a batch runs).
+static EVP_CIPHER_CTX *shared_for(struct aead_shared *sh, aead_ctx *x, int t, bool enc, const uint8_t **key) {
+  EVP_CIPHER_CTX **c = &sh->ctx[enc][t];
+  if (!*c) {
+    if (!(*c = EVP_CIPHER_CTX_new())) return NULL;
+    if (!init_dir(*c, EVP_chacha20_poly1305(), x->key, enc)) { EVP_CIPHER_CTX_free(*c); *c = NULL; return NULL; }
+    sh->holds[enc][t] = x->id;
+  }
+  *key = sh->holds[enc][t] == x->id ? NULL : x->key;
+  sh->holds[enc][t] = x->id;
+  return *c;
+}
+
+static bool crypt_one(veil_state *S, aead_ctx *x, int t, bool enc, uint8_t *buf, size_t blen, const int32_t *d) {
   int32_t off = d[1], len = d[2], noff = d[3], aoff = d[4], alen = d[5];
   if (!in_buf(off, len + x->tag_len, blen) || !in_buf(noff, 12, blen) || !in_buf(aoff, alen, blen)) return false;
-  EVP_CIPHER_CTX *c = enc ? x->enc[t] : x->dec[t];
+  const uint8_t *key = NULL;
+  if (x->shared && !(x->use & (enc ? USE_SEAL : USE_OPEN))) return false;
+  EVP_CIPHER_CTX *c = x->shared ? shared_for(S->shared, x, t, enc, &key) : enc ? x->enc[t] : x->dec[t];
   if (!c) return false;
   uint8_t *p = buf + off, *tag = p + len;
   int outl;
-  if (EVP_CipherInit_ex(c, NULL, NULL, NULL, buf + noff, enc) != 1) return false;
+  if (EVP_CipherInit_ex(c, NULL, NULL, key, buf + noff, enc) != 1) {
+    if (x->shared) S->shared->holds[enc][t] = 0;
+    return false;
+  }
   if (alen > 0 && EVP_CipherUpdate(c, NULL, &outl, buf + aoff, alen) != 1) return false;
   if (len > 0 && EVP_CipherUpdate(c, p, &outl, p, len) != 1) return false;
   if (enc) {
@@ -148,7 +201,7 @@ static int crypt_range(void *j, int t, int begin, int end) {
   for (int i = begin; i < end; i++) {
     const int32_t *di = b->d + (size_t)i * DESC_STRIDE;
     aead_ctx *x = ctx_of(b->S, di[0]);
-    b->ok[i] = x && crypt_one(x, t, b->enc, b->buf, b->blen, di) ? 1 : 0;
+    b->ok[i] = x && crypt_one(b->S, x, t, b->enc, b->buf, b->blen, di) ? 1 : 0;
     good += b->ok[i];
   }
   return good;

@@ -34,8 +34,10 @@ enum veil_stage {
 
 // Per-thread (per napi_env) state: AEAD context table and syscall scratch, so worker threads never share.
 struct aead_ctx;
+struct aead_shared;
 typedef struct {
   struct aead_ctx **ctxs;
+  struct aead_shared *shared; // ChaCha20-Poly1305's cipher contexts, one a thread and way (aead.c)
   struct crypto_pool *pool; // crypto threads helping this worker with large batches (NULL: none)
   double pool_batches;      // batches shared with the pool so far
   int32_t nctx, cap;

@@ -136,6 +136,8 @@ export interface WireGuardEncryptStatus extends CiliumEncryptionStatus {
   /** The WireGuard core's drops by reason. */
   drops: Record<DropReason, number>;
   probes?: PeerHealth[];
+  /** Native ChaCha20-Poly1305 contexts the engine keeps (WireGuardEngineStatus.aeadContexts). Absent from agents before it. */
+  aeadContexts?: number;
 }
 
 export interface IpsecEncryptStatus extends CiliumEncryptionStatus {

@@ -300,6 +300,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       counters: st.counters,
       drops: st.drops,
       probes: tunnel.probes(),
+      aeadContexts: st.aeadContexts,
     };
   }
 

@@ -148,3 +148,57 @@ test('crypto thread counts outside 1..8 are VeilErrors', () => {
   assert.throws(() => setCryptoThreads(0), (e) => isVeilError(e) && /from 1 to 8/.test(e.message));
   assert.throws(() => setCryptoThreads(2.5), (e) => isVeilError(e) && /whole number/.test(e.message));
 });
+
+// A ChaCha20-Poly1305 key has no cipher context of its own: each thread's shared context takes the
+// key at the packet. Keys interleaved packet by packet and in runs, on 1 and 3 threads, seal and
+// open as node:crypto does, each under its own key.
+for (const threads of [1, 3]) test(`ChaCha20-Poly1305 keys interleaved in one batch, ${threads} crypto thread(s): each packet under its own key`, () => {
+  setCryptoThreads(threads);
+  const keyBytes = Array.from({ length: 5 }, () => randomBytes(32));
+  const keys = keyBytes.map((k) => AeadKey.create('chacha20-poly1305', k));
+  const n = 160;
+  const { buf, slots } = layout(n, 0, LARGE_SIZES);
+  const original = Buffer.from(buf);
+  // packets 0-79 alternate keys one by one; 80-159 come in runs of 16 a key
+  const which = (i: number) => (i < 80 ? i % keys.length : Math.floor((i - 80) / 16) % keys.length);
+  const batch = new AeadBatch(n);
+  slots.forEach((s, i) => batch.add(keys[which(i)]!, s.data, s.len, s.nonce, 0, 0));
+  assert.equal(batch.seal(buf), n);
+  slots.forEach((s, i) => {
+    const want = referenceSeal('chacha20-poly1305', keyBytes[which(i)]!, original.subarray(s.nonce, s.nonce + 12), Buffer.alloc(0), original.subarray(s.data, s.data + s.len), 16);
+    assert.deepEqual(buf.subarray(s.data, s.data + s.len + 16), want, `packet ${i} under key ${which(i)}`);
+  });
+  assert.equal(batch.open(buf), n);
+  for (const s of slots) assert.deepEqual(buf.subarray(s.data, s.data + s.len), original.subarray(s.data, s.data + s.len));
+  // a packet under the wrong key fails alone
+  batch.clear();
+  slots.forEach((s, i) => batch.add(keys[which(i)]!, s.data, s.len, s.nonce, 0, 0));
+  batch.seal(buf);
+  batch.descs[5 * 6] = keys[(which(5) + 1) % keys.length]!.handle;
+  assert.equal(batch.open(buf), n - 1);
+  assert.equal(batch.ok[5], 0);
+  setCryptoThreads(1);
+  for (const k of keys) k.free();
+});
+
+test('a freed ChaCha20-Poly1305 key\'s handle reused by a new key: the new key seals, not the old one', () => {
+  const b1 = randomBytes(32), b2 = randomBytes(32);
+  const { buf, slots } = layout(1, 0, [64]);
+  const original = Buffer.from(buf);
+  const s = slots[0]!;
+  const batch = new AeadBatch(1);
+  const k1 = AeadKey.create('chacha20-poly1305', b1);
+  batch.add(k1, s.data, s.len, s.nonce, 0, 0);
+  assert.equal(batch.seal(buf), 1);
+  const h = k1.handle;
+  k1.free();
+  const k2 = AeadKey.create('chacha20-poly1305', b2);
+  assert.equal(k2.handle, h, 'the handle is reused');
+  original.copy(buf);
+  batch.clear();
+  batch.add(k2, s.data, s.len, s.nonce, 0, 0);
+  assert.equal(batch.seal(buf), 1);
+  assert.deepEqual(buf.subarray(s.data, s.data + s.len + 16),
+    referenceSeal('chacha20-poly1305', b2, original.subarray(s.nonce, s.nonce + 12), Buffer.alloc(0), original.subarray(s.data, s.data + s.len), 16));
+  k2.free();
+});
