@@ -9,7 +9,7 @@
 // ESP's replay-mark lead, and so how often its refill runs).
 // Prints µs per hop (median, p90) per mode and ESP ÷ WireGuard, and the ticks' cost; `--out` a JSON.
 //
-//   node dist/bench/lone-packet-hops.js [--pings 300] [--gap-ms 10] [--warmup 3000] [--burst 50] [--pause-ms 1500] [--out f.json]
+//   node dist/bench/lone-packet-hops.js [--pings 300] [--gap-ms 10] [--warmup 3000] [--burst 50] [--pause-ms 1500] [--thrash-kb 0] [--out f.json]
 // Judges by time: under the lock (HELPERS.md), or many repetitions and the ratio only.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -179,11 +179,12 @@ async function connect(p: Pair): Promise<void> {
   throw new Error(`the ${p.name} pair carried no ping`);
 }
 
-interface ModeSummary { hopsUs: Record<Hop, { p50: number; p90: number }>; roundTripUs: { p50: number; p90: number; mean: number }; ticks: number; tickUsMedian: number; tickUsMax: number; lost: number }
+interface ModeSummary { hopsUs: Record<Hop, { p50: number; p90: number; mean: number }>; roundTripUs: { p50: number; p90: number; mean: number }; ticks: number; tickUsMedian: number; tickUsMax: number; lost: number }
 
 function summarize(rows: PingTimes[], lost: number): ModeSummary {
   const q = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p90: round(percentile(xs, 90)) });
-  const hopsUs = Object.fromEntries(HOPS.map((h) => [h, q(rows.map((r) => r.hops[h]))])) as ModeSummary['hopsUs'];
+  const mean = (xs: number[]) => round(xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length));
+  const hopsUs = Object.fromEntries(HOPS.map((h) => { const xs = rows.map((r) => r.hops[h]); return [h, { ...q(xs), mean: mean(xs) }]; })) as ModeSummary['hopsUs'];
   const rt = rows.map((r) => HOPS.reduce((s, h) => s + r.hops[h], 0));
   const ticks = rows.filter((r) => r.ticks > 0).map((r) => r.tickUs);
   return {
@@ -195,9 +196,12 @@ function summarize(rows: PingTimes[], lost: number): ModeSummary {
 const round = (x: number): number => Math.round(x * 100) / 100;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { pings: { type: 'string', default: '300' }, 'gap-ms': { type: 'string', default: '10' }, warmup: { type: 'string', default: '3000' }, burst: { type: 'string', default: '50' }, 'pause-ms': { type: 'string', default: '1500' }, out: { type: 'string' } } });
+  const { values } = parseArgs({ options: { pings: { type: 'string', default: '300' }, 'gap-ms': { type: 'string', default: '10' }, warmup: { type: 'string', default: '3000' }, burst: { type: 'string', default: '50' }, 'pause-ms': { type: 'string', default: '1500' }, 'thrash-kb': { type: 'string', default: '0' }, out: { type: 'string' } } });
   const pings = Number(values.pings), gapMs = Number(values['gap-ms']), warmup = Number(values.warmup);
   const burst = Number(values.burst), pauseMs = Number(values['pause-ms']);
+  // --thrash-kb: before each ping, writes a line of every 64 B of that many KB: the caches as the
+  // lab's ping finds them (other processes ran, every syscall flushed the TLB), not warm from the last.
+  const thrash = new Uint8Array(Number(values['thrash-kb']) * 1024);
   if (!(pings > 0 && gapMs >= 0 && warmup >= 0 && burst > 0 && pauseMs >= 0)) throw new Error('--pings > 0, --gap-ms >= 0, --warmup >= 0, --burst > 0, --pause-ms >= 0');
   const dir = mkdtempSync(join(tmpdir(), 'veil-hops-'));
   let pairs: Pair[] = [];
@@ -217,6 +221,7 @@ async function main(): Promise<void> {
       const order = i % 2 ? [1, 0] : [0, 1];
       for (const m of order) {
         if (gapMs > 0) await sleep(gapMs);
+        for (let k = 0; k < thrash.length; k += 64) thrash[k]!++;
         const r = ping(pairs[m]!, warmup + i);
         if (r) rows[m]!.push(r); else lost[m]!++;
       }
@@ -224,7 +229,7 @@ async function main(): Promise<void> {
     const [esp, wg] = pairs.map((_, m) => summarize(rows[m]!, lost[m]!)) as [ModeSummary, ModeSummary];
     const ratio = (x: number, y: number) => round(x / y);
     const result = {
-      pings, gapMs, warmup, burst, pauseMs, loadavg: loadavg()[0], esp, wireguard: wg,
+      pings, gapMs, warmup, burst, pauseMs, thrashKb: thrash.length / 1024, loadavg: loadavg()[0], esp, wireguard: wg,
       espOverWireguard: {
         roundTripP50: ratio(esp.roundTripUs.p50, wg.roundTripUs.p50), roundTripP90: ratio(esp.roundTripUs.p90, wg.roundTripUs.p90), roundTripMean: ratio(esp.roundTripUs.mean, wg.roundTripUs.mean),
         ...Object.fromEntries(HOPS.map((h) => [`${h}P50`, ratio(esp.hopsUs[h].p50, wg.hopsUs[h].p50)])),
