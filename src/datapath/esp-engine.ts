@@ -111,23 +111,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   private readonly inboundBySpi = new Map<number, number>();
   /** The set of SPIs in force moved (or this is the first configuration): purge stale replay marks. */
   private spisMoved = true;
-  /**
-   * The native contexts of the SAs that carry traffic (AEAD_HOT_MS, AEAD_IDLE_MS); a lone packet's
-   * for its batch only. Two sets, the sending SAs' and the receiving ones': each remembers the last
-   * SA it served, and a ping's turns alternate open and seal under two SAs, so one set missed that
-   * at every packet and looked the SA up in its map (WireGuard's keypair seals and opens: it hits).
-   */
-  private readonly sealContexts: AeadContexts<OutboundSa>;
-  private readonly openContexts: AeadContexts<InboundSa>;
-  /**
-   * The inbound SA the last ESP packet was matched to, by its sender's IPv4 address (as a uint32;
-   * -1: none, or an IPv6 sender) and SPI: a tunnel's next packet, in the next batch too, skips
-   * the sender's name and two map lookups (sourceName(), InboundSaTable.lookup()). Cleared by
-   * every control request and when an SA retires (forgetInbound()).
-   */
-  private lastSrc4 = -1;
-  private lastSpi = 0;
-  private lastSa: InboundSa | undefined = undefined;
+  /** The native contexts of the SAs that carry traffic (AEAD_HOT_MS, AEAD_IDLE_MS); a lone packet's for its batch only. */
+  private readonly contexts: AeadContexts<OutboundSa | InboundSa>;
   private readonly aeadIdleMs: number;
   private sweepAt = 0;
   /**
@@ -212,8 +197,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     this.peerPort = this.rawEsp ? 0 : ESP_IN_UDP_PORT;
     this.aeadIdleMs = init.aeadIdleMs ?? AEAD_IDLE_MS;
     const hotMs = init.aeadHotMs ?? AEAD_HOT_MS;
-    const policy = {
-      make: (sa: OutboundSa | InboundSa) => {
+    this.contexts = new AeadContexts({
+      make: (sa) => {
         const t = sa.transform;
         if (t.kind !== 'aead') throw new VeilError('ESP_INTERNAL', 'not an AEAD SA');
         // A copy (handing the SA's own key to native code would move it off the JS heap,
@@ -229,11 +214,9 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         }
       },
       // Asked before the packet counts as a use: the SA's use time (wall-clock) is its previous packet's.
-      keeps: (sa: OutboundSa | InboundSa) => Date.now() - sa.useTimeMs <= hotMs,
+      keeps: (sa) => Date.now() - sa.useTimeMs <= hotMs,
       idleMs: this.aeadIdleMs,
-    };
-    this.sealContexts = new AeadContexts<OutboundSa>(policy);
-    this.openContexts = new AeadContexts<InboundSa>(policy);
+    });
     this.marks = new Map(Object.entries(init.marks ?? {}));
     this.writer = new SequenceMarkWriter(init.marksFile, { [Symbol.iterator]: () => this.markEntries() });
     this.single = new SinglePacketWriter(tun, init.mtu);
@@ -406,11 +389,8 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** The SA left every table: its native key goes, its key material is wiped and its slots go back. */
   private retire(sa: OutboundSa | InboundSa): void {
-    if (sa.direction === 'in') {
-      this.openContexts.release(sa);
-      this.replayIds.delete(sa);
-      if (sa === this.lastSa) this.forgetInbound();
-    } else this.sealContexts.release(sa);
+    this.contexts.release(sa);
+    if (sa.direction === 'in') this.replayIds.delete(sa);
     releaseSa(sa);
   }
 
@@ -440,7 +420,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       if (seq === SEQ_NOT_RESERVED) { this.counters.sequenceWait++; continue; }
       if (seq === SEQ_EXHAUSTED) { this.counters.sequenceExhausted++; continue; }
       const nonceAad = off - TX_HEADROOM;
-      const key = this.sealContexts.get(sa, 'seal', now); // before framing counts the packet as a use
+      const key = this.contexts.get(sa, 'seal', now); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
       aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
       const at = peer.ipSlot, family = at < 0 ? 6 : 4, ipSlot = at < 0 ? ~at : at, ips = this.ipSlab(family);
@@ -453,7 +433,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     if (out > 0) {
       aead.seal(buf);
-      this.sealContexts.endBatch();
+      this.contexts.endBatch();
       for (let j = 0; j < out; j++) if (!aead.ok[j]) b.lens[j] = -1;
       const sent = this.udp.sendBatch(b, out);
       if (sent < out) this.counters.sendFailed += out - sent;
@@ -501,20 +481,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     return formatIp(b.addrs.subarray(a, a + 16), 6);
   }
 
-  /** The sender of packet i of the receive batch as a uint32 when it is an IPv4 address, else -1. */
-  private source4(i: number): number {
-    const b = this.rx, a = 16 * i, x = b.addrs;
-    const v4 = ((x[a]! << 24) | (x[a + 1]! << 16) | (x[a + 2]! << 8) | x[a + 3]!) >>> 0;
-    return b.families[i] === 4 ? v4 : -1;
-  }
-
-  /** No packet is matched through the last one's SA (lastSa): the table may have changed. */
-  private forgetInbound(): void {
-    this.lastSrc4 = -1;
-    this.lastSpi = 0;
-    this.lastSa = undefined;
-  }
-
   /** Packets i and j of the receive batch came from the same address (ports do not pick SAs). */
   private sameSender(i: number, j: number): boolean {
     const b = this.rx, f = b.families[i]!;
@@ -531,27 +497,25 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     if (this.inPending.size !== 0) this.settleMarks();
     const buf = b.buf, aead = this.aead;
     aead.clear();
-    let ops = 0, lastIndex = -1;
+    let ops = 0, lastIndex = -1, lastSpi = 0;
+    let lastSa: InboundSa | undefined;
     for (let i = 0; i < n; i++) {
       const off = b.offs[i]!, len = b.lens[i]!;
       const kind = this.rawEsp ? (len < 8 ? 'truncated' : 'esp') : classifyUdpEncap(buf, off, len);
       if (kind !== 'esp') { this.drops[kind]++; continue; }
       const spi = readEspSpi(buf, off);
-      const src4 = this.source4(i);
-      // The last packet's SA (lastSa), in this batch or an earlier one: an IPv4 sender's address is
-      // one compare. An IPv6 sender's is 16 (sameSender(), within the batch: GRO segments of one
-      // datagram; an underlay is of one family: IPv4's never runs it). The compares run for every
-      // packet: behind || they first ran at the first batch of two, after TurboFan had compiled
-      // this, and deoptimized it (lab --trace-deopt, 'Insufficient type feedback for compare operation').
-      const sameSpi = spi === this.lastSpi, same4 = src4 === this.lastSrc4 && src4 >= 0;
-      const same6 = src4 < 0 && lastIndex >= 0 && this.sameSender(lastIndex, i);
-      if (!sameSpi || !(same4 || same6)) {
-        this.lastSa = this.inbound.lookup(this.sourceName(i), spi);
-        this.lastSpi = spi;
-        this.lastSrc4 = src4;
+      // GRO segments of one datagram share the sender: look the SA up once per run. Every compare
+      // runs for every packet (the first compares its sender with itself): behind || they first
+      // ran at the first batch of two, after TurboFan had compiled this, and deoptimized it (lab
+      // --trace-deopt, 'Insufficient type feedback for compare operation').
+      const first = lastIndex < 0, sameSpi = spi === lastSpi;
+      const sameSource = this.sameSender(first ? i : lastIndex, i);
+      if (first || !sameSpi || !sameSource) {
+        lastSa = this.inbound.lookup(this.sourceName(i), spi);
+        lastSpi = spi;
       }
       lastIndex = i;
-      const sa = this.lastSa;
+      const sa = lastSa;
       if (sa && sa.transform.kind !== 'aead') { this.receiveSingle(sa, i); continue; }
       const seq = espSequence(sa, buf, off, len, this.drops);
       if (typeof seq === 'string') continue;
@@ -559,7 +523,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const nonceAad = GCM_NONCE_AAD_LENGTH * ops; // side area (slot 0's headroom)
       writeGcmNonceAad(buf, nonceAad, t.material, t.saltAt, buf, off + ESP_HEADER_LENGTH, spi, seq);
       const encrypted = espEncryptedLength(t, len);
-      aead.add(this.openContexts.get(sa!, 'open', now), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
+      aead.add(this.contexts.get(sa!, 'open', now), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
       this.rxIndex[ops] = i;
       this.rxSa[ops] = sa!;
       this.rxSeq[ops] = seq;
@@ -568,7 +532,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     if (ops === 0) return n;
     aead.open(buf);
-    this.openContexts.endBatch();
+    this.contexts.endBatch();
     const wall = Math.floor(now + this.wallOffset); // SA use time (wallOffset)
     let out = 0;
     for (let j = 0; j < ops; j++) {
@@ -626,8 +590,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         this.writeReplayMarks(sa, seq, nowMs);
       }
     }
-    this.sealContexts.sweep(now);
-    this.openContexts.sweep(now);
+    this.contexts.sweep(now);
     if (now < this.sweepAt) return;
     this.sweepAt = now + this.aeadIdleMs / 2;
     const idleSince = Date.now() - this.aeadIdleMs; // SA use times are wall-clock
@@ -646,7 +609,6 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
   // ---- control ----------------------------------------------------------------------------------
 
   control(req: RequestOf<EspProtocol>): AnyReplyOf<EspProtocol> {
-    this.forgetInbound(); // whatever the request changes, no packet is matched through a stale SA
     if (req.type === 'updatePeers' || req.type === 'setPeers') this.heldDigest = undefined;
     switch (req.type) {
       case 'updatePeers': return this.updatePeers(req.upsert, req.remove);
@@ -840,7 +802,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
     }
     return {
       sas, drops: { ...this.drops }, xfrmErrors: xfrm, counters: { ...this.counters },
-      peerCount: this.peers.size, aeadContexts: this.sealContexts.count + this.openContexts.count, marksPending: this.outPending.size + this.inPending.size,
+      peerCount: this.peers.size, aeadContexts: this.contexts.count, marksPending: this.outPending.size + this.inPending.size,
       peers: peers.map((p) => ({ name: p.ip, ip: p.ip, activeSpi: p.active?.spi ?? 0, allowedIPs: listOf(p.prefixes).filter((x) => this.owns(p, x)).map((x) => this.allowed.textOf(x)) })),
       tun: this.tun.counters(), udp: this.udp.counters(),
     };
