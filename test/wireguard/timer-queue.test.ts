@@ -1,0 +1,110 @@
+// The device's timer queue: a tick visits the peers whose timers are due, not every peer, and
+// fires every timer a walk over all peers would have fired.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Device, type Action, type Endpoint, type Peer } from '../../src/wireguard/index.js';
+import { generatePrivateKey } from '../../src/crypto/index.js';
+import { TimerQueue, NOT_QUEUED, RETIRED } from '../../src/wireguard/timer-queue.js';
+import { ipv4Packet } from './harness.js';
+
+const HUB: Endpoint = { address: '192.0.2.1', port: 51820 };
+const spokeEndpoint = (i: number): Endpoint => ({ address: `198.51.100.${i + 1}`, port: 51820 });
+
+function seeded(seed: number): () => number {
+  return () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+}
+
+test('the queue pops items by deadline, skips stale entries and never requeues a retired item', () => {
+  const q = new TimerQueue<{ queuedAt: number; name: string }>();
+  const items = Array.from({ length: 50 }, (_, i) => ({ queuedAt: NOT_QUEUED, name: `i${i}` }));
+  const random = seeded(7);
+  const want = new Map<string, number>();
+  for (const it of items) {
+    const at = Math.floor(random() * 1000);
+    q.schedule(it, at);
+    q.schedule(it, at + 500); // later: no new entry, the earlier one stands
+    want.set(it.name, at);
+  }
+  q.schedule(items[3]!, 0); // earlier: the old entry goes stale
+  want.set('i3', 0);
+  items[4]!.queuedAt = RETIRED;
+  q.schedule(items[4]!, 1);
+  want.delete('i4');
+  const popped: [string, number][] = [];
+  let last = -1;
+  for (let now = 0; now <= 1000; now += 10) {
+    for (let it = q.takeDue(now); it !== null; it = q.takeDue(now)) {
+      popped.push([it.name, now]);
+      assert.ok(want.get(it.name)! <= now && want.get(it.name)! > last, `${it.name} popped at its step`);
+    }
+    last = now;
+  }
+  assert.equal(popped.length, want.size, 'each live item popped once');
+  assert.equal(q.peek(), null);
+});
+
+test('a tick visits only the due peers, and after it no peer has a timer due (random traffic and loss against a walk)', () => {
+  const random = seeded(42);
+  const hub = new Device({ privateKey: generatePrivateKey().raw, random });
+  const N = 40;
+  const spokes = Array.from({ length: N }, () => new Device({ privateKey: generatePrivateKey().raw, random }));
+  const peers: Peer[] = spokes.map((s, i) => hub.addPeer({ publicKey: s.publicKey, endpoint: spokeEndpoint(i), persistentKeepalive: i % 7 === 0 ? 3 : 0 }));
+  const hubOn = spokes.map((s) => s.addPeer({ publicKey: hub.publicKey, endpoint: HUB }));
+  const byAddress = new Map(spokes.map((s, i) => [spokeEndpoint(i).address, i]));
+  // 200 idle peers besides: a walk would visit them at every tick.
+  const idle = Array.from({ length: 200 }, () => hub.addPeer({ publicKey: generatePrivateKey().publicKey }));
+  let now = 1_000;
+
+  // Datagrams in flight, delivered in order with 10 % lost.
+  const wire: { to: 'hub' | number; from: Endpoint; datagram: Uint8Array }[] = [];
+  const send = (fromSpoke: number | null, acts: readonly Action[]): void => {
+    for (const a of acts) {
+      if (a.kind !== 'network' || random() < 0.1) continue;
+      if (fromSpoke === null) wire.push({ to: byAddress.get(a.endpoint.address)!, from: HUB, datagram: a.datagram });
+      else wire.push({ to: 'hub', from: spokeEndpoint(fromSpoke), datagram: a.datagram });
+    }
+  };
+  const deliver = (): void => {
+    while (wire.length) {
+      const d = wire.shift()!;
+      if (d.to === 'hub') send(null, hub.decapsulate(d.datagram, d.from, now));
+      else send(d.to, spokes[d.to]!.decapsulate(d.datagram, HUB, now));
+    }
+  };
+
+  let ticks = 0, fired = 0;
+  for (let step = 0; step < 3000; step++) {
+    now += Math.floor(random() * 400);
+    const i = Math.floor(random() * N);
+    const r = random();
+    if (r < 0.3) send(null, hub.encapsulate(peers[i]!, ipv4Packet(`probe ${step}`), now));
+    else if (r < 0.5) send(i, spokes[i]!.encapsulate(hubOn[i]!, ipv4Packet(`ack ${step}`), now));
+    deliver();
+    for (const s of spokes) send(spokes.indexOf(s), s.tick(now));
+    const before = hub.peersTicked;
+    const acts = hub.tick(now);
+    fired += acts.filter((a) => a.kind === 'network').length;
+    ticks++;
+    assert.ok(hub.peersTicked - before <= N, 'only peers with timers are visited (never the idle ones)');
+    send(null, acts);
+    deliver();
+    for (const p of [...peers, ...idle]) {
+      const d = p.nextDeadline();
+      assert.ok(d === null || d > now, `after a tick at ${now} no timer of any peer is due (one at ${d})`);
+    }
+    const brute = [...peers, ...idle].map((p) => p.nextDeadline()).filter((d): d is number => d !== null);
+    const next = hub.nextDeadline();
+    if (brute.length) assert.ok(next !== null && next <= Math.min(...brute), 'the next deadline is never later than the earliest timer');
+  }
+  assert.ok(fired > 100, `timers fired keepalives, retransmits and rekeys (${fired} datagrams from ${ticks} ticks)`);
+  assert.ok(hub.peersTicked < ticks * 10, `a tick visits few peers (${hub.peersTicked} visits in ${ticks} ticks; a walk: ${ticks * (N + 200)})`);
+
+  // A removed peer is never ticked again.
+  const gone = peers[1]!;
+  hub.removePeer(gone.publicKey);
+  send(null, hub.encapsulate(peers[2]!, ipv4Packet('x'), now));
+  for (let k = 0; k < 50; k++) {
+    now += 1000;
+    for (const a of hub.tick(now)) assert.ok(a.kind !== 'network' || a.peer !== gone, 'nothing sent for a removed peer');
+  }
+});
