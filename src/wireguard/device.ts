@@ -26,7 +26,7 @@ import {
 } from './messages.js';
 import { StaticIdentity, consumeInitiation, consumeResponse, createResponse, staticStaticInto, type Handshake, type PendingInitiation } from './noise-handshake.js';
 import { PEER_SLOT_SIZE, Peer, type PeerConfig, type PeerHost } from './peer.js';
-import { RETIRED, TimerQueue } from './timer-queue.js';
+import { TimerQueue } from './timer-queue.js';
 import { SlotAllocator } from './slot-allocator.js';
 import { DeviceStats, type DropReason } from './stats.js';
 import { innerPacketLength, openTransport, sealTransport } from './transport.js';
@@ -158,7 +158,7 @@ export class Device implements PeerHost {
     if (!peer) return false;
     peer.zeroAndFlushAll();
     peer.timers.stopAll();
-    peer.queuedAt = RETIRED; // its entries are stale now, and it is never queued again (the walk read only peersByKey)    this.forgetKeys(peer);
+    this.timerQueue.retire(peer); // its entries are stale now, and it is never queued again (the walk read only peersByKey)    this.forgetKeys(peer);
     this.peersByKey.delete(key);
     this.peerSlots.release(peer.leaveSlot());
     return true;

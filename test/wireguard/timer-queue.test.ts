@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Device, type Action, type Endpoint, type Peer } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
-import { TimerQueue, NOT_QUEUED, RETIRED } from '../../src/wireguard/timer-queue.js';
+import { TimerQueue, NOT_QUEUED } from '../../src/wireguard/timer-queue.js';
 import { ipv4Packet } from './harness.js';
 
 const HUB: Endpoint = { address: '192.0.2.1', port: 51820 };
@@ -27,7 +27,7 @@ test('the queue pops items by deadline, skips stale entries and never requeues a
   }
   q.schedule(items[3]!, 0); // earlier: the old entry goes stale
   want.set('i3', 0);
-  items[4]!.queuedAt = RETIRED;
+  q.retire(items[4]!);
   q.schedule(items[4]!, 1);
   want.delete('i4');
   const popped: [string, number][] = [];
@@ -41,6 +41,21 @@ test('the queue pops items by deadline, skips stale entries and never requeues a
   }
   assert.equal(popped.length, want.size, 'each live item popped once');
   assert.equal(q.peek(), null);
+});
+
+test('stale and repeated entries never outnumber the live ones for long: peers requeued at their far key-erasure deadline, then armed earlier, each at its own time', () => {
+  const q = new TimerQueue<{ queuedAt: number }>();
+  const items = Array.from({ length: 1000 }, () => ({ queuedAt: NOT_QUEUED }));
+  for (const it of items) q.schedule(it, 540_000);
+  for (let now = 0; now < 300_000; now += 1000) {
+    // A tenth of the peers get a packet each second: a keepalive armed 10 s out, under the far entry.
+    for (let i = (now / 1000) % 10; i < items.length; i += 10) q.schedule(items[i]!, now + 10_000);
+    // The due ones fire and are requeued at their next deadline, the same far one (until a new session).
+    const due = [];
+    for (let it = q.takeDue(now); it !== null; it = q.takeDue(now)) due.push(it);
+    for (const it of due) q.schedule(it, 540_000);
+    assert.ok(q.size <= 2 * items.length + 64, `at ${now} ms: ${q.size} entries for ${items.length} items`);
+  }
 });
 
 test('a tick visits only the due peers, and after it no peer has a timer due (random traffic and loss against a walk)', () => {
