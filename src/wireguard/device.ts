@@ -252,8 +252,24 @@ export class Device implements PeerHost {
   /** Earliest timer deadline over all peers (device clock), null when all are idle. */
   nextDeadline(): number | null {
     const l = this.lingering.nextDeadline;
-    const p = this.timerQueue.peek();
+    const p = this.earliestTimer();
     return l !== null && (p === null || l < p) ? l : p;
+  }
+
+  /**
+   * The queue's top made exact: a peer queued earlier than its timers now are (one stopped, as a
+   * probe sent stops the keepalive its last ack armed) is requeued at its real deadline, so the
+   * loop does not wake for a tick that fires nothing (as the walk's deadline never did).
+   */
+  private earliestTimer(): number | null {
+    const q = this.timerQueue;
+    for (let peer = q.top(); peer !== null; peer = q.top()) {
+      const at = peer.queuedAt, real = peer.nextDeadline();
+      if (real === at) return at;
+      q.takeDue(at);
+      if (real !== null) q.schedule(peer, real);
+    }
+    return null;
   }
 
   /** @internal PeerHost: a timer was armed; the peer is queued by it unless it is already as early. */

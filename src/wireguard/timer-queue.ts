@@ -53,6 +53,11 @@ export class TimerQueue<T extends Queued> {
     return null;
   }
 
+  /** The item of the earliest live entry (the one peek() answers), or null. */
+  top(): T | null {
+    return this.peek() === null ? null : this.items[0]!;
+  }
+
   /** The item whose live deadline is earliest if it is <= now (no longer queued), else null. */
   takeDue(now: number): T | null {
     const at = this.peek();

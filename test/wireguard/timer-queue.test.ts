@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Device, type Action, type Endpoint, type Peer } from '../../src/wireguard/index.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
 import { TimerQueue, NOT_QUEUED } from '../../src/wireguard/timer-queue.js';
-import { ipv4Packet } from './harness.js';
+import { Pair, ipv4Packet } from './harness.js';
 
 const HUB: Endpoint = { address: '192.0.2.1', port: 51820 };
 const spokeEndpoint = (i: number): Endpoint => ({ address: `198.51.100.${i + 1}`, port: 51820 });
@@ -122,4 +122,15 @@ test('a tick visits only the due peers, and after it no peer has a timer due (ra
     now += 1000;
     for (const a of hub.tick(now)) assert.ok(a.kind !== 'network' || a.peer !== gone, 'nothing sent for a removed peer');
   }
+});
+
+test('a timer stopped before it fires does not leave an earlier next deadline (no wake-up for a tick that fires nothing)', () => {
+  const pair = new Pair();
+  pair.send('a', ipv4Packet('probe')); // handshake, then the probe: b received data, its keepalive armed 10 s out
+  pair.advance(1_000);
+  const b = pair.b, armedAt = pair.now;
+  pair.send('b', ipv4Packet('ack')); // b sends: its keepalive stops; a new-handshake timer 15 s (+ jitter) out
+  const next = b.nextDeadline();
+  assert.ok(next !== null && next >= armedAt + 14_000, `b's next deadline is its real earliest timer (${next === null ? null : next - armedAt} ms out), not the stopped keepalive's`);
+  assert.equal(next, b.peers().next().value!.nextDeadline(), 'the same as the peer itself answers');
 });
