@@ -26,6 +26,7 @@ import { HANDSHAKE_STATE_SIZE, Handshake, createInitiation, deriveSessionKeys, t
 import type { DeviceStats } from './stats.js';
 import { TAI64N_SIZE, tai64nInto } from './tai64n.js';
 import { PeerTimers } from './timers.js';
+import { NOT_QUEUED } from './timer-queue.js';
 import type { Slot, SlotAllocator } from './slot-allocator.js';
 import { MAC2_FROM_END } from './messages.js';
 import { sealTransport } from './transport.js';
@@ -75,6 +76,8 @@ export interface PeerHost {
   readonly peerSlots: SlotAllocator;
   /** Where keypairs keep their keys (slots of KEYPAIR_SLOT_SIZE). */
   readonly keySlots: SlotAllocator;
+  /** A timer of `peer` was armed at `at` (device clock): the device queues the peer by it. */
+  timerArmed(peer: Peer, at: number): void;
 }
 
 export interface PeerStats {
@@ -137,6 +140,9 @@ export class Peer extends PeerTimers implements PeerStats {
   /** When we created our latest initiation (device clock), null for never (not -Infinity: see Handshake's times). */
   private initiatedAt: number | null = null;
 
+  /** @internal The deadline of this peer's live entry in the device's timer queue (timer-queue.ts). */
+  queuedAt = NOT_QUEUED;
+
   /** @internal created by Device.addPeer */
   constructor(private readonly host: PeerHost, config: PeerConfig) {
     super();
@@ -146,6 +152,10 @@ export class Peer extends PeerTimers implements PeerStats {
     this.endpoint = config.endpoint ?? null;
     this.persistentKeepalive = config.persistentKeepalive ?? 0;
     this.handshake = new Handshake(host.identity, config.publicKey, config.presharedKey, slab, offset);
+  }
+
+  protected override armed(at: number): void {
+    this.host.timerArmed(this, at);
   }
 
   /** Its timers: the peer's own fields (see the class). */

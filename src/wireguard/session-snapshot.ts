@@ -180,6 +180,8 @@ export function importSessions(device: Device, sessions: WireGuardSessions, now:
     t.persistentKeepaliveAt = due(st.persistentKeepalive);
     t.needAnotherKeepalive = st.needAnotherKeepalive;
     t.sentLastMinuteHandshake = st.sentLastMinuteHandshake;
+    const d = peer.nextDeadline(); // set above, not armed: queue the peer by them
+    if (d !== null) device.timerArmed(peer, d);
     if (peer.current || peer.next) restored++;
   }
   return restored;

@@ -22,14 +22,20 @@ export class PeerTimers {
   needAnotherKeepalive = false;
   sentLastMinuteHandshake = false;
 
+  /**
+   * Called with each deadline a timer is armed at (not for those armed inside Peer.tick, whose
+   * caller asks for the earliest after it): the device queues the peer by it (timer-queue.ts).
+   */
+  protected armed(_at: number): void { /* a PeerTimers of its own has no queue */ }
+
   /** After an authenticated data packet (not a keepalive) is sent. */
   dataSent(now: number, jitter: number): void {
-    if (this.newHandshakeAt === null) this.newHandshakeAt = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter;
+    if (this.newHandshakeAt === null) this.armed(this.newHandshakeAt = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter);
   }
 
   /** After an authenticated data packet (not a keepalive) is received. */
   dataReceived(now: number): void {
-    if (this.sendKeepaliveAt === null) this.sendKeepaliveAt = now + KEEPALIVE_TIMEOUT;
+    if (this.sendKeepaliveAt === null) this.armed(this.sendKeepaliveAt = now + KEEPALIVE_TIMEOUT);
     else this.needAnotherKeepalive = true;
   }
 
@@ -45,7 +51,7 @@ export class PeerTimers {
 
   /** After a handshake initiation is sent. */
   handshakeInitiated(now: number, jitter: number): void {
-    this.retransmitHandshakeAt = now + REKEY_TIMEOUT + jitter;
+    this.armed(this.retransmitHandshakeAt = now + REKEY_TIMEOUT + jitter);
   }
 
   /** After a response is consumed, or the responder's first data with the new keypair arrives. */
@@ -57,12 +63,12 @@ export class PeerTimers {
 
   /** After new session keys are derived (either side). */
   sessionDerived(now: number): void {
-    this.zeroKeyMaterialAt = now + 3 * REJECT_AFTER_TIME;
+    this.armed(this.zeroKeyMaterialAt = now + 3 * REJECT_AFTER_TIME);
   }
 
   /** Before any authenticated packet is sent or after one is received. */
   anyAuthenticatedPacketTraversal(now: number, persistentKeepaliveMs: number): void {
-    if (persistentKeepaliveMs > 0) this.persistentKeepaliveAt = now + persistentKeepaliveMs;
+    if (persistentKeepaliveMs > 0) this.armed(this.persistentKeepaliveAt = now + persistentKeepaliveMs);
   }
 
   /** Earliest pending deadline, or null when all are idle (no array: the engine asks for every peer). */

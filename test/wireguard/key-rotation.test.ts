@@ -223,3 +223,21 @@ test('rotation API refusals: a key another peer holds, our own key, a zero key',
   assert.deepEqual(pair.a.setStaticKey(pair.a.identity.privateKey.raw, pair.now), [], 'the same key is no rotation');
   assert.equal(pair.a.retirePreviousKey(), false);
 });
+
+test('a peer removed while its next key is announced is gone under that key too: its initiation finds no peer', () => {
+  const pair = new Pair();
+  bothWays(pair, 'before');
+  const oldA = Uint8Array.from(pair.a.publicKey);
+  const next = newKey();
+  pair.b.setPeerNextKey(pair.peerA, next.pub);
+  assert.equal(pair.b.peer(next.pub), pair.peerA, 'announced: found by its next key');
+  assert.equal(pair.b.removePeer(oldA), true);
+  assert.equal(pair.b.peer(oldA), undefined, 'gone under its key');
+  assert.equal(pair.b.peer(next.pub), undefined, 'gone under its announced next key');
+  const completed = pair.b.stats.handshakesCompleted;
+  pair.now += 1000;
+  pair.run('a', pair.a.setStaticKey(next.priv, pair.now)); // A switches and initiates under the next key
+  pair.now += 10_000;
+  pair.run('a', pair.a.initiateHandshake(pair.peerB, pair.now));
+  assert.equal(pair.b.stats.handshakesCompleted, completed, 'B completed no handshake with a removed peer');
+});
