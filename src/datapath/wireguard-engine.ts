@@ -432,7 +432,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     this.perform(this.device.tick(now));
     this.sends.flush(); // every keepalive and initiation the tick's timers made, in one sendmmsg
     this.contexts.sweep(now);
-    this.setDeadline(this.device.deadlineAfterTick, now); // the tick's walk found it
+    this.setDeadline(this.device.nextDeadline(), now); // the timer queue's top, after the tick's timers re-armed
   }
 
   private setDeadline(device: number | null, now: number): void {
@@ -442,9 +442,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /**
    * The earliest peer timer (or context sweep) rounded up to the TIMER_SLACK_MS grid, recomputed at
-   * most every TIMER_SLACK_MS: it is a walk over every peer and the loop asks before each wait. A
-   * deadline due is answered as it is: the loop ticks for it, and the tick's walk gives the next
-   * (a timer stopped meanwhile costs one tick that fires nothing, as the walk to find that did).
+   * most every TIMER_SLACK_MS (the loop asks before each wait; the device's timer queue answers, and
+   * drops the entries of timers stopped meanwhile). A deadline due is answered as it is: the loop
+   * ticks for it, and the tick gives the next.
    */
   nextDeadline(): number {
     const now = performance.now();

@@ -229,15 +229,6 @@ export class Device implements PeerHost {
     return out;
   }
 
-  /**
-   * The earliest timer deadline as the last tick() left it (what nextDeadline() would answer right
-   * after it; null: all idle).
-   */
-  get deadlineAfterTick(): number | null {
-    return this.afterTick;
-  }
-  private afterTick: number | null = null;
-
   /** Fires every expired timer of every peer: retransmits, keepalives, rekeys, key erasure. */
   tick(now: number): Action[] {
     const out: Action[] = [];
@@ -249,7 +240,6 @@ export class Device implements PeerHost {
       const p = peer.nextDeadline(); // after its own timers fired: a peer's tick arms only its own
       if (p !== null) this.timerQueue.schedule(peer, Math.max(p, now + 1)); // never due again in this tick
     }
-    this.afterTick = this.nextDeadline(); // after the peers: a peer's tick may leave a keypair lingering
     return out;
   }
 
