@@ -6,8 +6,8 @@
 // of src/esp/. Every SA decision (which keys, which SPI) is the agent's; this file only applies them.
 import { AllowedIps } from '../net/allowed-ips.js';
 import { Slab } from '../util/slab.js';
-import { listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
-import { formatCidr, formatIp, maskAddress, parseCidr, parseIp } from '../net/cidr.js';
+import { eachOf, listOf, oneOrMore, type OneOrMore } from '../util/one-or-more.js';
+import { formatIp, parseIp } from '../net/cidr.js';
 import {
   createInboundSa, createOutboundSa, holdsTransform, InboundSaTable, releaseSa, SaOrigin, SaSlabs, type InboundSa, type InboundSlot, type OutboundSa, type SaGcmTransform,
 } from '../esp/security-association.js';
@@ -630,14 +630,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
 
   /** Trie entries no peer lists (drift a digest shows, which no peer's update would remove). */
   private dropUnownedPrefixes(): void {
-    let owned = 0;
-    for (const st of this.peers.values()) for (const p of listOf(st.prefixes)) if (this.owns(st, p)) owned++;
-    if (owned === this.allowed.size) return;
-    const canonical = (p: string) => { const c = parseCidr(p); return formatCidr({ ...c, bytes: maskAddress(c.bytes, c.prefixLength) }); };
-    for (const e of this.allowed.entries()) {
-      const st = e.value, prefix = formatCidr(e.cidr);
-      if (this.peers.get(st.ip) !== st || !listOf(st.prefixes).some((p) => canonical(this.allowed.textOf(p)) === prefix)) this.allowed.remove(e.cidr);
-    }
+    this.allowed.removeUnlisted((visit) => { for (const st of this.peers.values()) eachOf(st.prefixes, (p) => visit(st, p)); });
   }
 
   /**

@@ -489,12 +489,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * would send a prefix's packets to a peer the agent never gave it.
    */
   private dropUnownedPrefixes(): void {
-    let owned = 0;
-    for (const [p, r] of this.records()) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) owned++;
-    if (owned === this.allowed.size) return;
-    const listed = new Set<number>();
-    for (const [p, r] of this.records()) for (const x of r.prefixes) if (this.allowed.valueOfRef(x) === p) listed.add(typeof x === 'number' ? x : this.allowed.handleOf(x)!);
-    for (const e of this.allowed.entries()) if (!listed.has(this.allowed.handleOf(e.cidr)!)) this.allowed.remove(e.cidr);
+    this.allowed.removeUnlisted((visit) => { for (const [p, r] of this.records()) for (const x of r.prefixes) visit(p, x); });
   }
 
   /**

@@ -378,6 +378,23 @@ export class AllowedIps<T> {
   }
 
   /**
+   * Removes the entries no holder lists (drift a digest shows, which no holder's own update would
+   * remove: a prefix's packets would go to a peer never given it). `forEachListed(visit)` calls visit
+   * with each holder and each prefix it lists; a listed prefix counts while it maps to that holder.
+   * When nothing is stray (a resync's usual case) this counts and allocates nothing. Returns how many went.
+   */
+  removeUnlisted(forEachListed: (visit: (holder: T, p: PrefixRef) => void) => void): number {
+    let owned = 0;
+    forEachListed((holder, p) => { if (this.valueOfRef(p) === holder) owned++; });
+    if (owned === this.#size) return 0;
+    const listed = new Set<number>();
+    forEachListed((holder, p) => { if (this.valueOfRef(p) === holder) listed.add(typeof p === 'number' ? p : this.handleOf(p)!); });
+    let removed = 0;
+    for (const e of this.entries()) if (!listed.has(this.handleOf(e.cidr)!) && this.remove(e.cidr)) removed++;
+    return removed;
+  }
+
+  /**
    * A holder's earlier prefixes whose trie entry is none of `handles` (those it just held again):
    * what it let go. One held again in another spelling is the same entry and stays.
    */

@@ -180,3 +180,18 @@ test('prefix refs: a handle or the text reads, spells and removes the same entry
   assert.ok(t.removeRef(v6));
   assert.equal(t.size, 0);
 });
+
+test('removeUnlisted drops exactly the entries no holder lists as its own, whatever the spelling', () => {
+  const a = { name: 'A' }, b = { name: 'B' };
+  const t = new AllowedIps<object>();
+  const a4 = t.insert('10.0.1.0/24', a), a6 = t.insert('fd00:a::/64', a);
+  t.insert('10.0.2.0/24', b);
+  t.insert('10.0.3.0/24', b); // a stray: B lists it under no spelling
+  t.insert('10.0.9.0/24', a); // a stray: listed only by B, whom it does not map to
+  const listed = new Map<object, PrefixRef[]>([[a, [a4, a6]], [b, ['10.0.2.7/24', '10.0.9.0/24']]]); // B's first spelled unmasked
+  const each = (visit: (h: object, p: PrefixRef) => void) => { for (const [h, refs] of listed) for (const p of refs) visit(h, p); };
+  assert.equal(t.removeUnlisted(each), 2);
+  assert.deepEqual(t.entries().map((e) => formatCidr(e.cidr)).sort(), ['10.0.1.0/24', '10.0.2.0/24', 'fd00:a::/64']);
+  assert.equal(t.removeUnlisted(each), 0, 'nothing stray: nothing removed');
+  assert.equal(t.size, 3);
+});
