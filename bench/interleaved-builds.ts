@@ -11,10 +11,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchFlags } from './bench-flags.js';
 import { MODES, benchLabSubnets, type ActiveMode, type BenchLab, type Mode } from './bench-lab.js';
 import { measureLatencyInterleaved } from './interleaved-latency.js';
 import { liveChildren } from './proc.js';
+
+const USAGE = `Usage: node dist/bench/interleaved-builds.js --entry LABEL=BUILD_DIR:MODE --entry … (two or more)
+  [--rounds 4] [--pings 500] [--batch 50] [--warmup-pings 300] [--batch-warmup 1] [--out FILE]
+  MODE: ${MODES.join(', ')}; BUILD_DIR: a built clone (its dist/). Measures time: run it under the lock.`;
 
 interface Entry { label: string; build: string; mode: Mode }
 
@@ -27,14 +31,18 @@ function parseEntry(s: string): Entry {
 type LabClass = typeof BenchLab;
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      entry: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, pings: { type: 'string', default: '500' },
-      batch: { type: 'string', default: '50' }, 'warmup-pings': { type: 'string', default: '300' }, 'batch-warmup': { type: 'string', default: '1' }, out: { type: 'string' },
-    },
-  });
-  const entries = (values.entry ?? []).map(parseEntry);
-  if (entries.length < 2 || new Set(entries.map((e) => e.label)).size !== entries.length) throw new Error('at least two --entry, each label once');
+  const values = benchFlags({
+    entry: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, pings: { type: 'string', default: '500' },
+    batch: { type: 'string', default: '50' }, 'warmup-pings': { type: 'string', default: '300' }, 'batch-warmup': { type: 'string', default: '1' }, out: { type: 'string' },
+  }, USAGE);
+  let entries: Entry[];
+  try {
+    entries = (values.entry ?? []).map(parseEntry);
+    if (entries.length < 2 || new Set(entries.map((e) => e.label)).size !== entries.length) throw new Error('at least two --entry, each label once');
+  } catch (e) {
+    console.error(`bad option: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
   const builds = [...new Set(entries.map((e) => e.build))];
   const classes = new Map<string, LabClass>();
   for (const b of builds) classes.set(b, (await import(join(b, 'dist/bench/bench-lab.js')) as { BenchLab: LabClass }).BenchLab);

@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { benchFlags } from './bench-flags.js';
 import { EspEngine } from '../src/datapath/esp-engine.js';
 import { WireGuardEngine } from '../src/datapath/wireguard-engine.js';
 import type { DatapathEngine } from '../src/datapath/engine.js';
@@ -196,7 +196,10 @@ function summarize(rows: PingTimes[], lost: number): ModeSummary {
 const round = (x: number): number => Math.round(x * 100) / 100;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { pings: { type: 'string', default: '300' }, 'gap-ms': { type: 'string', default: '10' }, warmup: { type: 'string', default: '3000' }, burst: { type: 'string', default: '50' }, 'pause-ms': { type: 'string', default: '1500' }, 'thrash-kb': { type: 'string', default: '0' }, out: { type: 'string' } } });
+  const values = benchFlags({
+    pings: { type: 'string', default: '300' }, 'gap-ms': { type: 'string', default: '10' }, warmup: { type: 'string', default: '3000' }, burst: { type: 'string', default: '50' },
+    'pause-ms': { type: 'string', default: '1500' }, 'thrash-kb': { type: 'string', default: '0' }, out: { type: 'string' },
+  }, 'Usage: node dist/bench/lone-packet-hops.js [--pings 300] [--gap-ms 10] [--warmup 3000] [--burst 50] [--pause-ms 1500] [--thrash-kb 0] [--out FILE]');
   const pings = Number(values.pings), gapMs = Number(values['gap-ms']), warmup = Number(values.warmup);
   const burst = Number(values.burst), pauseMs = Number(values['pause-ms']);
   // --thrash-kb: before each ping, writes a line of every 64 B of that many KB: the caches as the

@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { run } from '../src/util/exec.js';
+import { benchFlags } from './bench-flags.js';
 import { BenchLab, MODES, benchLabSubnets, type ActiveMode, type Mode } from './bench-lab.js';
 import { measureLatencyInterleaved, type LatencyRoundPlan } from './interleaved-latency.js';
 import { measureMode, waitForTraffic, type MeasureOptions, type ModeFigures } from './measure.js';
@@ -86,13 +86,10 @@ function handshakeFigures(): Record<string, number> | null {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
-      'warmup-pings': { type: 'string' }, batch: { type: 'string' }, 'batch-warmup': { type: 'string' }, cold: { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) { console.log(HELP); return 0; }
+  const values = benchFlags({
+    rounds: { type: 'string' }, seconds: { type: 'string' }, modes: { type: 'string' }, 'udp-rate': { type: 'string' }, 'crypto-threads': { type: 'string' },
+    'warmup-pings': { type: 'string' }, batch: { type: 'string' }, 'batch-warmup': { type: 'string' }, cold: { type: 'string' }, smoke: { type: 'boolean' }, latency: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' },
+  }, HELP);
   const smoke = !!values.smoke;
   const latencyOnly = !smoke && !!values.latency;
   const rounds = Number(values.rounds ?? (smoke ? 1 : latencyOnly ? 5 : 3));

@@ -16,7 +16,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rename
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchFlags } from './bench-flags.js';
 import { randomUUID } from 'node:crypto';
 import { run } from '../src/util/exec.js';
 import { openRegistry } from '../src/control/cluster.js';
@@ -734,14 +734,11 @@ function copyAgentLogs(lab: ScaleLab, dir: string): void {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
-      smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' }, encryption: { type: 'string' }, 'silent-peers': { type: 'boolean' },
-    },
-  });
-  if (values.help) { console.log(HELP); return 0; }
+  const values = benchFlags({
+    sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
+    smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' },
+    'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' }, encryption: { type: 'string' }, 'silent-peers': { type: 'boolean' },
+  }, HELP);
   const smoke = !!values.smoke;
   const sizes = (values.sizes ?? (smoke ? '200' : '100,1000,5000')).split(',').map(Number);
   const o = { changes: Number(values.changes ?? (smoke ? 10 : 100)), events: Number(values.events ?? (smoke ? 100 : 1000)), steadyS: Number(values.steady ?? (smoke ? 5 : 60)) };
