@@ -13,7 +13,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { LabPod } from './bench-lab.js';
 import { pingRttsBySeq } from './measure.js';
-import { sleep, threadReads } from './proc.js';
+import { schedByThread, sleep, threadReads } from './proc.js';
 import { median } from './stats.js';
 
 export interface ColdPingFigures {
@@ -122,13 +122,9 @@ function touched(pids: number[]): { total: number; byKind: Record<string, number
 /** Times each thread has run so far (schedstat's third field), summed by thread name over the processes; '' holds their on-CPU ns. */
 function threadRuns(pids: number[]): Record<string, number> {
   const out: Record<string, number> = { '': 0 };
-  for (const pid of pids) {
-    for (const [schedstat, comm] of threadReads(pid, ['schedstat', 'comm'])) {
-      const [ns, , runs] = schedstat!.trim().split(' ').map(Number);
-      const name = comm!.trim();
-      out[name] = (out[name] ?? 0) + runs!;
-      out['']! += ns!;
-    }
+  for (const [name, t] of schedByThread(pids)) {
+    out[name] = t.runs;
+    out['']! += t.cpuUs * 1000;
   }
   return out;
 }

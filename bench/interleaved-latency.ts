@@ -8,7 +8,7 @@
 import type { ActiveMode, BenchLab, Mode } from './bench-lab.js';
 import { measureColdPings } from './cold-ping.js';
 import { coldFigures, idleRttFigures, percentile, pingRtts, pingRttsBySeq, waitForTraffic, type ModeFigures } from './measure.js';
-import { cpuSeconds, machineTicks, realtimeThreads, runQueueWaitSeconds } from './proc.js';
+import { cpuSeconds, machineTicks, realtimeThreads, runQueueWaitSeconds, schedByThread } from './proc.js';
 import { median } from './stats.js';
 
 /** One round's arrangement, as indices into the modes. */
@@ -110,6 +110,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
       const batchPings = new Map<number, (number | null)[][]>([...up.keys()].map((m) => [m, []]));
       const batchStart = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
       const batchWait = new Map<number, number[]>([...up.keys()].map((m) => [m, []]));
+      const byThread = new Map<number, Map<string, { cpuUs: number; waitUs: number; runs: number }>>([...up.keys()].map((m) => [m, new Map()]));
       const roundStart = performance.now();
       // what else ran while a mode's batches did: the machine (both cores) and the other modes' datapath processes
       const load = new Map<number, { busy: number; total: number; othersCpu: number; seconds: number }>([...up.keys()].map((m) => [m, { busy: 0, total: 0, othersCpu: 0, seconds: 0 }]));
@@ -119,9 +120,16 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
           const others = [...up].filter(([o]) => o !== m).flatMap(([, a]) => a.datapathPids);
           const othersCpu = () => others.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
           const ownWait = () => up.get(m)!.datapathPids.reduce((sum, pid) => sum + runQueueWaitSeconds(pid), 0);
+          const th0 = schedByThread(up.get(m)!.datapathPids);
           const [t0, c0, q0, w0] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
           const pings = await pingRttsBySeq(...pair(labOf(m)), batchWarmup + opts.batch);
           const [t1, c1, q1, w1] = [machineTicks(), othersCpu(), ownWait(), performance.now()];
+          const acc = byThread.get(m)!;
+          for (const [name, t] of schedByThread(up.get(m)!.datapathPids)) {
+            const a = acc.get(name) ?? { cpuUs: 0, waitUs: 0, runs: 0 }, b = th0.get(name) ?? { cpuUs: 0, waitUs: 0, runs: 0 };
+            a.cpuUs += t.cpuUs - b.cpuUs; a.waitUs += t.waitUs - b.waitUs; a.runs += t.runs - b.runs;
+            acc.set(name, a);
+          }
           const rtts = pings.slice(batchWarmup).filter((x): x is number => x !== null);
           const l = load.get(m)!;
           l.busy += t1.busy - t0.busy; l.total += t1.total - t0.total; l.othersCpu += c1 - c0; l.seconds += (w1 - w0) / 1000;
@@ -142,6 +150,7 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
             { start: rtStart.get(m)!, end: a.datapathPids.map(realtimeThreads) }),
           rttLab: plan.labOf[m]!, rttBatchP50Us: batchP50.get(m)!.map((x) => Math.round(x)), rttBatchMaxUs: batchMax.get(m)!.map((x) => Math.round(x)),
           rttBatchUs: batchPings.get(m)!, rttBatchStartMs: batchStart.get(m)!, rttBatchRunQueueWaitUs: batchWait.get(m)!,
+          rttThreadsPerPing: perPing(byThread.get(m)!, batchPings.get(m)!),
           rttLoad: loadShares(load.get(m)!), ...cold.get(m),
         };
       }
@@ -160,6 +169,13 @@ export async function measureLatencyInterleaved(labs: BenchLab[], modes: Mode[],
     run.rounds.push(round);
   }
   return run;
+}
+
+/** Each thread name's wait and runs over the batches ÷ the pings sent in them (names that never ran left out). */
+function perPing(acc: Map<string, { cpuUs: number; waitUs: number; runs: number }>, batches: (number | null)[][]): Record<string, { cpuUs: number; waitUs: number; runs: number }> {
+  const pings = Math.max(1, batches.reduce((n, b) => n + b.length, 0));
+  return Object.fromEntries([...acc].filter(([, t]) => t.runs > 0).map(([name, t]) =>
+    [name, { cpuUs: +(t.cpuUs / pings).toFixed(1), waitUs: +(t.waitUs / pings).toFixed(1), runs: +(t.runs / pings).toFixed(3) }]));
 }
 
 /** The mode's datapath threads' run-queue wait over its batches ÷ the pings sent in them, µs. */

@@ -101,6 +101,8 @@ export interface ModeFigures {
    * not running), µs in all: a thread woken by a packet while the CPU runs other work waits here.
    */
   rttBatchRunQueueWaitUs?: number[];
+  /** Per datapath thread name over the batches, a ping: on-CPU and run-queue wait (µs), times put on a CPU. */
+  rttThreadsPerPing?: Record<string, { cpuUs: number; waitUs: number; runs: number }>;
   /**
    * --latency: over the mode's batches, the machine's busy share (of all cores) and the CPU the
    * other modes' datapath processes used (in cores): the others are up while a mode is measured.

@@ -103,6 +103,24 @@ export function runQueueWaitSeconds(pid: number): number {
   return threadFiles(pid, 'schedstat').reduce((ns, s) => ns + Number(s.split(' ')[1]), 0) / 1e9;
 }
 
+/**
+ * Per thread name, summed over the processes: how long its threads have run and waited on a run
+ * queue (µs) and how often they were put on a CPU (schedstat's three fields). Which thread a lone
+ * packet wakes, and which one waits: the sum alone does not say.
+ */
+export function schedByThread(pids: readonly number[]): Map<string, { cpuUs: number; waitUs: number; runs: number }> {
+  const out = new Map<string, { cpuUs: number; waitUs: number; runs: number }>();
+  for (const pid of pids) {
+    for (const [schedstat, comm] of threadReads(pid, ['schedstat', 'comm'])) {
+      const [cpu, wait, runs] = schedstat!.trim().split(' ').map(Number);
+      const name = comm!.trim(), t = out.get(name) ?? { cpuUs: 0, waitUs: 0, runs: 0 };
+      t.cpuUs += cpu! / 1000; t.waitUs += wait! / 1000; t.runs += runs!;
+      out.set(name, t);
+    }
+  }
+  return out;
+}
+
 /** SCHED_FIFO and SCHED_RR, the realtime policies of /proc/<pid>/task/<tid>/stat's 41st field. */
 const REALTIME_POLICIES = new Set([1, 2]);
 
