@@ -94,6 +94,7 @@ static inline void put32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[
 // Exported functions, one group per file.
 napi_value batch_bind(napi_env env, napi_callback_info info); // batch.c
 napi_value thread_set_nice(napi_env env, napi_callback_info info); // thread-priority.c
+napi_value thread_set_name(napi_env env, napi_callback_info info); // thread-priority.c
 napi_value thread_set_realtime(napi_env env, napi_callback_info info); // thread-priority.c
 napi_value thread_pin_first_cpu(napi_env env, napi_callback_info info); // thread-priority.c
 napi_value tun_open(napi_env env, napi_callback_info info);

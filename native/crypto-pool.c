@@ -3,6 +3,8 @@
 // index), so a helper that wakes late for an old generation can never claim a newer batch's items.
 #include "crypto-pool.h"
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/prctl.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -52,6 +54,9 @@ static void *helper_main(void *a) {
   helper_arg *h = a;
   crypto_pool *p = h->pool;
   uint32_t seen = 0;
+  char name[16];
+  snprintf(name, sizeof name, "veil-crypto-%d", h->t); // named apart from the datapath worker that started it
+  prctl(PR_SET_NAME, name, 0, 0, 0);
   pthread_mutex_lock(&p->mu);
   for (;;) {
     while (p->gen == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define WRITER_MAGIC 0x76647772u // "vdwr"
@@ -60,6 +61,7 @@ static int replace_atomically(file_replacer *w, const uint8_t *p, size_t n) {
 
 static void *writer_main(void *arg) {
   file_replacer *w = arg;
+  prctl(PR_SET_NAME, "veil-writer", 0, 0, 0); // named apart from the thread that started it
   pthread_mutex_lock(&w->mu);
   for (;;) {
     while (!w->pending && !w->stop) pthread_cond_wait(&w->work, &w->mu);

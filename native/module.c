@@ -84,6 +84,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
     EXPORT("batchBind", batch_bind),
     EXPORT("threadSetNice", thread_set_nice),
+    EXPORT("threadSetName", thread_set_name),
     EXPORT("threadSetRealtime", thread_set_realtime),
     EXPORT("threadPinFirstCpu", thread_pin_first_cpu),
     EXPORT("tunOpen", tun_open),

@@ -4,6 +4,7 @@
 #include "common.h"
 #include <errno.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -19,6 +20,22 @@ napi_value thread_set_nice(napi_env env, napi_callback_info info) {
   return ret_int(env, 0);
 }
 
+
+// threadSetName(name) -> 0 | error: the calling thread's name (/proc/<pid>/task/<tid>/comm, top -H,
+// schedstat by thread): at most 15 bytes. Threads started later keep their own (pthreads copy it at
+// creation, so the datapath worker names itself, not the agent's threads after it).
+napi_value thread_set_name(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char name[64]; // room to see a name too long (the copy is cut at the buffer's size)
+  size_t len;
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "veil_datapath: a thread name is a string");
+    return NULL;
+  }
+  if (len == 0 || len > 15) return throw_range(env, "veil_datapath: a thread name is 1..15 bytes");
+  if (prctl(PR_SET_NAME, name, 0, 0, 0) < 0) return ret_int(env, VEIL_ERR(STAGE_IO, errno));
+  return ret_int(env, 0);
+}
 
 // threadSetRealtime(priority) -> 0 | error: the calling thread to SCHED_FIFO at priority 1..99, or
 // with 0 back to SCHED_OTHER (its nice is kept: the kernel holds it apart from the RT priority).

@@ -23,6 +23,8 @@ const TIER_UP_BUDGET_BYTES = 4096;
 setFlagsFromString(`--interrupt-budget=${TIER_UP_BUDGET_BYTES}`);
 
 const init = workerData as WorkerData; // DatapathHost passes its init and wake-up fd as workerData
+// Its own name (top -H, /proc's comm, the latency bench's threads): pthreads gave it the agent's.
+native().threadSetName('veil-datapath');
 const tun = TunDevice.adopt(init.tun);
 const udp = adoptUnderlaySocket(init.udp);
 setCryptoThreads(init.cryptoThreads);

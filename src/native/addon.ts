@@ -27,6 +27,8 @@ export interface NativeDatapath {
     offs: Int32Array, lens: Int32Array, addrs: Uint8Array, families: Uint8Array, ports: Uint16Array): NativeBatch;
   /** The calling thread's nice value (-20..19; below 0 needs CAP_SYS_NICE). */
   threadSetNice(nice: number): number;
+  /** The calling thread's name (1..15 bytes; /proc's comm): 0 | error. */
+  threadSetName(name: string): number;
   /** The calling thread to SCHED_FIFO at priority 1..99, or with 0 back to SCHED_OTHER at its nice (CAP_SYS_NICE). */
   threadSetRealtime(priority: number): number;
   /** true: the calling thread to the first CPU it may run on; false: back to all of them (no capability needed). */

@@ -106,7 +106,7 @@ const SCENARIO = fileURLToPath(new URL('./fixtures/idle-realtime-scenario.js', i
 const namespaces: string[] = [];
 after(() => { for (const ns of namespaces) run(['ip', 'netns', 'del', ns]); });
 
-interface Outcome { before: number; refused: string | null; priorityRefused: string | null; idleFifo: boolean; fifoThreads: number; idlePinned: boolean | null; pinnedThreads: number; busyAllCpus: boolean | null; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; fifoAfterControl: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
+interface Outcome { before: number; refused: string | null; priorityRefused: string | null; idleFifo: boolean; fifoThreads: number; workerName: string | null; idlePinned: boolean | null; pinnedThreads: number; busyAllCpus: boolean | null; warmFifo: boolean | null; busyNormal: boolean | null; quietFifo: boolean | null; fifoAfterControl: boolean | null; notNormalSamples: number; status: { counters: { rxPackets: number }; drops?: Record<string, number> } }
 
 function scenario(mode: 'on' | 'off' | 'refused'): Outcome {
   const ns = `veil-tir-${mode}-${process.pid}`;
@@ -126,6 +126,7 @@ test('datapath.realtime on: the worker is SCHED_FIFO while idle, SCHED_OTHER und
   assert.equal(res.refused, null, 'the test runs as root: SCHED_FIFO is allowed');
   assert.ok(res.idleFifo, `one thread, the worker, SCHED_FIFO while idle (${res.fifoThreads} found)`);
   assert.equal(res.fifoThreads, 1);
+  assert.equal(res.workerName, 'veil-datapath', 'the realtime thread is the datapath worker, by its name');
   assert.ok(res.idlePinned, 'the realtime worker on the first CPU the process may use');
   assert.equal(res.pinnedThreads, 1, 'no other thread moved');
   assert.ok(res.busyAllCpus, 'on every CPU again once it dropped to SCHED_OTHER');
