@@ -461,11 +461,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     timelineMs.push(Math.round((now - last) / 100) / 10);
     last = now;
   }
-  const steadyMs = performance.now() - st0;
-  const used = cpuSince(agentCpu(agent), steadyCpu0);
-  const share = (us: number) => (us / (steadyMs * 1000)) * 100;
-  const steadyByThread = { main: share(used.main), worker: share(used.worker), helpers: share(used.helpers), children: share(used.children) };
-  const steadyCpuPercent = steadyByThread.main + steadyByThread.worker + steadyByThread.helpers;
+  const { byThread: steadyByThread, percent: steadyCpuPercent } = cpuShares(cpuSince(agentCpu(agent), steadyCpu0), performance.now() - st0);
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
   const traffic1 = wg ? await trafficNow(lab) : undefined;
@@ -550,17 +546,20 @@ async function cycleWindow(lab: ScaleLab, agent: AgentView, seconds: number): Pr
       lastInitiations = n;
     }
   }
-  const ms = performance.now() - st0;
-  const used = cpuSince(agentCpu(agent), cpu0);
-  const share = (us: number) => (us / (ms * 1000)) * 100;
-  const byThread = { main: share(used.main), worker: share(used.worker), helpers: share(used.helpers), children: share(used.children) };
-  const cpuPercent = byThread.main + byThread.worker + byThread.helpers;
+  const { byThread, percent: cpuPercent } = cpuShares(cpuSince(agentCpu(agent), cpu0), performance.now() - st0);
   const compactions = compactionsSince(heap0, await agent.memory(false));
   const wireGuard = wireGuardTraffic(traffic0, responder0, await trafficNow(lab), ip);
   console.log(`cycle window: ${cpuPercent.toFixed(2)} % of a core over ${seconds} s (main ${byThread.main.toFixed(2)}, worker ${byThread.worker.toFixed(2)}, ` +
     `V8/libuv helpers ${byThread.helpers.toFixed(2)}); ${wireGuard.initiationsPerS} initiations/s; compactions main ${compactions.main}, worker ${compactions.worker}; ` +
     `initiations every 5 s ${initiationsEvery5s.join(' ')}`);
   return { seconds, startedAt, settle, cpuPercent, byThread, compactions, timelineMs, initiationsEvery5s, wireGuard };
+}
+
+/** CPU used over a window of ms, by thread as % of one core; percent: the agent's threads (children on top). */
+function cpuShares(used: ReturnType<typeof agentCpu>, ms: number): { byThread: ReturnType<typeof agentCpu>; percent: number } {
+  const share = (us: number) => (us / (ms * 1000)) * 100;
+  const byThread = { main: share(used.main), worker: share(used.worker), helpers: share(used.helpers), children: share(used.children) };
+  return { byThread, percent: byThread.main + byThread.worker + byThread.helpers };
 }
 
 /** An agent's CPU so far by thread and in its waited-for child processes (µs). */
