@@ -53,6 +53,11 @@ const HELP = `Usage: node dist/bench/scale.js [--sizes 100,1000,5000] [--changes
                  health probes, keys derived as agents derive them), as live peers do (a responder process in
                  veil-<cluster>_synthetic: its CPU is reported, not counted as the agent's)
   --silent-peers the synthetic peers never answer (the responder only counts what reaches them)
+  --cycle S      WireGuard: at the largest size, after the steady window and its memory reads, a second
+                 window of S seconds (0: none, the default), preceded by its own settling. Give it one whole
+                 rekey cycle (each session is renewed at its first probe past REKEY_AFTER_TIME, 120 s; at
+                 5,000 peers a peer is probed every 50 s, so every 150 s): it then holds each peer's rekey
+                 once, where the steady window holds the part of a wave its phase gives it (cycleWindow)
   --smoke        CI: 200 nodes, 10 changes, 100 events, 5 s steady, rotation at 200; asserts correctness only
   --out FILE     JSON results (default bench/results/scale-<date>.json; --smoke: none unless given)
   --name CLUSTER lab cluster name (default vs<pid>)
@@ -102,6 +107,10 @@ interface SizeFigures {
   ipsecPeers?: IpsecPeersTraffic;
   /** When the steady window began (to place its costly seconds in the agents' logs). */
   steadyStartedAt: string;
+  /** Initiations from the first agent that reached the synthetic peers in each 5 s of the steady window (WireGuard). */
+  steadyInitiationsEvery5s?: number[];
+  /** WireGuard, --cycle at the largest size: the second window, over one rekey cycle (cycleWindow()). */
+  cycle?: CycleWindow;
   /** RSS over the steady window, sampled every second: median and peak. */
   rssMB: number;
   rssPeakMB: number;
@@ -307,7 +316,7 @@ async function expectedInboundKey(lab: ScaleLab, agent: AgentView, peerIP: strin
   }
 }
 
-async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: { changes: number; events: number; steadyS: number }): Promise<SizeFigures> {
+async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: { changes: number; events: number; steadyS: number; cycleS: number; largest: number }): Promise<SizeFigures> {
   const agent = lab.agents[0]!;
   const realPeers = lab.agents.length - 1;
   console.log(`\n== ${size} synthetic nodes`);
@@ -431,9 +440,16 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const heldWorkerMB: number[] = []; // and the worker's
   const mappings: ReturnType<AgentView['rssByMapping']>[] = []; // and RSS by mapping (smaps: read by this process, not the agent)
   const timelineMs: number[] = [];
+  const initiations5s: number[] = [];
+  let lastInitiations = responder0 && wg ? initiationsFrom(responder0, lab.nodes[0]!.internalIP) : 0;
   let last = agent.cpuMicros();
   while (performance.now() - st0 < o.steadyS * 1000) {
     rss.push(agent.rssBytes() / 1e6);
+    if (rss.length % 5 === 1 && rss.length > 1 && wg && lab.responder) { // the responder's own process: costs the agent nothing
+      const n = initiationsFrom(await responderNow(lab.responder), lab.nodes[0]!.internalIP);
+      initiations5s.push(n - lastInitiations);
+      lastInitiations = n;
+    }
     if (rss.length % 5 === 1) {
       const m = await agent.memory(false);
       heldMainMB.push(Math.round(m.main.totalBytes / 1e4) / 100);
@@ -445,11 +461,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     timelineMs.push(Math.round((now - last) / 100) / 10);
     last = now;
   }
-  const steadyMs = performance.now() - st0;
-  const used = cpuSince(agentCpu(agent), steadyCpu0);
-  const share = (us: number) => (us / (steadyMs * 1000)) * 100;
-  const steadyByThread = { main: share(used.main), worker: share(used.worker), helpers: share(used.helpers), children: share(used.children) };
-  const steadyCpuPercent = steadyByThread.main + steadyByThread.worker + steadyByThread.helpers;
+  const { byThread: steadyByThread, percent: steadyCpuPercent } = cpuShares(cpuSince(agentCpu(agent), steadyCpu0), performance.now() - st0);
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
   const traffic1 = wg ? await trafficNow(lab) : undefined;
@@ -469,6 +481,7 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
     ...(live.malloc && { native: nativeFigures(live) }),
   };
   const steadyCompactions = compactionsSince(heap0, held);
+  const cycle = wg && o.cycleS > 0 && size === o.largest ? await cycleWindow(lab, agent, o.cycleS) : undefined;
   const peaks = [...timelineMs].sort((a, b) => b - a).slice(0, 5);
   console.log(`steady state: ${steadyCpuPercent.toFixed(2)} % of a core over ${o.steadyS} s (main ${steadyByThread.main.toFixed(2)}, worker ${steadyByThread.worker.toFixed(2)}, ` +
     `V8/libuv helpers ${steadyByThread.helpers.toFixed(2)}; child processes ${steadyByThread.children.toFixed(2)} more); busiest seconds ${peaks.join(', ')} ms; ` +
@@ -482,7 +495,71 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   return {
     size, keyChange: wg ? 'publicKey' : 'bootID', convergenceMs, convergenceCpuMs, keyChangeP50Ms: p50, keyChangeP99Ms: p99, keyChangeMaxMs: Math.max(...latencies), cpuUsPerEvent,
     settle, steadySeconds: o.steadyS, steadyStartedAt, steadyCpuPercent, steadyByThread, steadyCompactions, steadyTimelineMs: timelineMs, wireGuard, ipsecPeers, ...mem, routes,
+    ...(wg && { steadyInitiationsEvery5s: initiations5s }), ...(cycle && { cycle }),
   };
+}
+
+/** The initiations from agentIP that reached the synthetic peers so far. */
+function initiationsFrom(t: ResponderSample, agentIP: string): number {
+  return t.counts.bySource[agentIP]?.initiations ?? 0;
+}
+
+/** WireGuard's second window (--cycle): the first agent over one rekey cycle, measured as the steady window is. */
+interface CycleWindow {
+  seconds: number;
+  startedAt: string;
+  settle: Settling;
+  cpuPercent: number;
+  byThread: { main: number; worker: number; helpers: number; children: number };
+  compactions: Compactions;
+  timelineMs: number[];
+  initiationsEvery5s: number[];
+  wireGuard: WireGuardTraffic;
+}
+
+/**
+ * A window over one whole rekey cycle. The steady window starts ~30 s after the largest size's new
+ * peers were added, while the prober still reaches them for the first time (one 2-s round of ~200
+ * peers at a time), so its handshakes are the part of that wave its phase gives it (one round more or
+ * less is ~3.3 initiations a second in 60 s). By the end of the steady window every peer has a session;
+ * a window of one cycle then holds each session's renewal once, wherever it falls. Its own status read
+ * comes before its own settling, as the steady window's does (wgh44, session 34).
+ */
+async function cycleWindow(lab: ScaleLab, agent: AgentView, seconds: number): Promise<CycleWindow> {
+  const traffic0 = await trafficNow(lab);
+  const settle = await settleAfterBurst(agent);
+  const responder0 = await responderNow(lab.responder!);
+  const ip = lab.nodes[0]!.internalIP;
+  const cpu0 = agentCpu(agent), heap0 = await agent.memory(false), st0 = performance.now();
+  const startedAt = new Date().toISOString();
+  console.log(`cycle window (${seconds} s) from ${startedAt}, after ${settle.ms} ms of settling`);
+  const timelineMs: number[] = [], initiationsEvery5s: number[] = [];
+  let last = agent.cpuMicros(), lastInitiations = initiationsFrom(responder0, ip), ticks = 0;
+  while (performance.now() - st0 < seconds * 1000) {
+    await sleep(Math.min(1000, seconds * 1000 - (performance.now() - st0)));
+    const now = agent.cpuMicros();
+    timelineMs.push(Math.round((now - last) / 100) / 10);
+    last = now;
+    if (++ticks % 5 === 0) {
+      const n = initiationsFrom(await responderNow(lab.responder!), ip);
+      initiationsEvery5s.push(n - lastInitiations);
+      lastInitiations = n;
+    }
+  }
+  const { byThread, percent: cpuPercent } = cpuShares(cpuSince(agentCpu(agent), cpu0), performance.now() - st0);
+  const compactions = compactionsSince(heap0, await agent.memory(false));
+  const wireGuard = wireGuardTraffic(traffic0, responder0, await trafficNow(lab), ip);
+  console.log(`cycle window: ${cpuPercent.toFixed(2)} % of a core over ${seconds} s (main ${byThread.main.toFixed(2)}, worker ${byThread.worker.toFixed(2)}, ` +
+    `V8/libuv helpers ${byThread.helpers.toFixed(2)}); ${wireGuard.initiationsPerS} initiations/s; compactions main ${compactions.main}, worker ${compactions.worker}; ` +
+    `initiations every 5 s ${initiationsEvery5s.join(' ')}`);
+  return { seconds, startedAt, settle, cpuPercent, byThread, compactions, timelineMs, initiationsEvery5s, wireGuard };
+}
+
+/** CPU used over a window of ms, by thread as % of one core; percent: the agent's threads (children on top). */
+function cpuShares(used: ReturnType<typeof agentCpu>, ms: number): { byThread: ReturnType<typeof agentCpu>; percent: number } {
+  const share = (us: number) => (us / (ms * 1000)) * 100;
+  const byThread = { main: share(used.main), worker: share(used.worker), helpers: share(used.helpers), children: share(used.children) };
+  return { byThread, percent: byThread.main + byThread.worker + byThread.helpers };
 }
 
 /** An agent's CPU so far by thread and in its waited-for child processes (µs). */
@@ -738,10 +815,14 @@ async function main(): Promise<number> {
     sizes: { type: 'string' }, changes: { type: 'string' }, events: { type: 'string' }, steady: { type: 'string' }, 'rotation-size': { type: 'string' },
     smoke: { type: 'boolean' }, out: { type: 'string' }, name: { type: 'string' },
     'heap-snapshots': { type: 'string' }, 'agent-logs': { type: 'string' }, encryption: { type: 'string' }, 'silent-peers': { type: 'boolean' },
+    cycle: { type: 'string' },
   }, HELP);
   const smoke = !!values.smoke;
   const sizes = (values.sizes ?? (smoke ? '200' : '100,1000,5000')).split(',').map(Number);
-  const o = { changes: Number(values.changes ?? (smoke ? 10 : 100)), events: Number(values.events ?? (smoke ? 100 : 1000)), steadyS: Number(values.steady ?? (smoke ? 5 : 60)) };
+  const o = {
+    changes: Number(values.changes ?? (smoke ? 10 : 100)), events: Number(values.events ?? (smoke ? 100 : 1000)), steadyS: Number(values.steady ?? (smoke ? 5 : 60)),
+    cycleS: Number(values.cycle ?? 0), largest: Math.max(...sizes),
+  };
   const rotationSize = Number(values['rotation-size'] ?? (smoke ? 200 : 1000));
   if (!smoke && o.steadyS < MIN_STEADY_S) {
     console.log(`--steady ${o.steadyS} is shorter than the periodic work's cycle: the window is ${MIN_STEADY_S} s`);
@@ -754,8 +835,8 @@ async function main(): Promise<number> {
   }
   const wg = encryption === 'wireguard';
   const pings = smoke ? 500 : 1000; // at 50/s: the rotation and its jitter fall well inside
-  if (sizes.some((s, i) => !(Number.isInteger(s) && s > 0 && s <= 20_000 && (i === 0 || s > sizes[i - 1]!))) || !(o.changes >= 1 && o.events >= 1 && o.steadyS >= 1)) {
-    console.error(`bad options: --sizes must be ascending whole numbers up to 20000; --changes, --events, --steady at least 1\n\n${HELP}`);
+  if (sizes.some((s, i) => !(Number.isInteger(s) && s > 0 && s <= 20_000 && (i === 0 || s > sizes[i - 1]!))) || !(o.changes >= 1 && o.events >= 1 && o.steadyS >= 1 && o.cycleS >= 0)) {
+    console.error(`bad options: --sizes must be ascending whole numbers up to 20000; --changes, --events, --steady at least 1; --cycle not negative\n\n${HELP}`);
     return 2;
   }
   const snapshots = values['heap-snapshots'] && resolve(values['heap-snapshots']);
