@@ -7,7 +7,8 @@
 // ping by ping; `--gap-ms` apart (idle pings: caches cold) or back to back (`--gap-ms 0`), and in
 // bursts of `--burst` with `--pause-ms` between them, as --latency's batches (the pattern that sets
 // ESP's replay-mark lead, and so how often its refill runs).
-// Prints µs per hop (median, p90) per mode and ESP ÷ WireGuard, and the ticks' cost; `--out` a JSON.
+// Prints µs per hop (median, p90) per mode and ESP ÷ WireGuard, the ticks' cost, and the bytes each hop's
+// engine call allocates (allocatedBytes: the garbage a lone packet leaves); `--out` a JSON.
 //
 //   node dist/bench/lone-packet-hops.js [--pings 300] [--gap-ms 10] [--warmup 3000] [--burst 50] [--pause-ms 1500] [--thrash-kb 0] [--out f.json]
 // Judges by time: under the lock (HELPERS.md), or many repetitions and the ratio only.
@@ -15,6 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
 import { benchFlags } from './bench-flags.js';
 import { EspEngine } from '../src/datapath/esp-engine.js';
 import { WireGuardEngine } from '../src/datapath/wireguard-engine.js';
@@ -141,14 +143,19 @@ function endTurn(e: DatapathEngine<never>): number {
 
 interface PingTimes { hops: Record<Hop, number>; ticks: number; tickUs: number }
 
-/** One ping and its reply through a pair; each hop's engine call timed, its tick() apart. */
-function ping(p: Pair, seq: number): PingTimes | null {
+/** What a hop's figure is: µs by the clock, or bytes by V8's used heap (what the call allocated: garbage for the young generation). */
+interface Meter { read(): number; scale: number }
+const CLOCK: Meter = { read: () => performance.now(), scale: 1000 };
+const HEAP: Meter = { read: () => getHeapStatistics().used_heap_size, scale: 1 };
+
+/** One ping and its reply through a pair; each hop's engine call measured (µs, or bytes with HEAP), its tick() apart. */
+function ping(p: Pair, seq: number, meter = CLOCK): PingTimes | null {
   const hops = {} as Record<Hop, number>;
   let ticks = 0, tickUs = 0;
   const step = (hop: Hop, e: DatapathEngine<never>, call: 'fromTunnel' | 'fromNetwork'): void => {
-    const t0 = performance.now();
-    e[call](t0);
-    hops[hop] = (performance.now() - t0) * 1000;
+    const m0 = meter.read();
+    e[call](performance.now());
+    hops[hop] = (meter.read() - m0) * meter.scale;
     const t = endTurn(e);
     if (t > 0) { ticks++; tickUs += t; }
   };
@@ -195,6 +202,24 @@ function summarize(rows: PingTimes[], lost: number): ModeSummary {
 
 const round = (x: number): number => Math.round(x * 100) / 100;
 
+/**
+ * Bytes each hop's engine call allocates (median over 400 pings a mode, alternated, back to back),
+ * less what reading the heap allocates itself: the garbage a lone packet leaves for V8's young
+ * generation, whose collections run on its helper threads. A collection inside a call reads low or
+ * negative, and the median passes over it.
+ */
+function allocatedBytes(pairs: Pair[], seq: number): Record<Pair['name'], Record<Hop | 'ping', number>> {
+  const own: number[] = [];
+  for (let i = 0; i < 400; i++) { const m0 = HEAP.read(); own.push(HEAP.read() - m0); }
+  const base = percentile(own, 50);
+  const rows: PingTimes[][] = pairs.map(() => []);
+  for (let i = 0; i < 400; i++) for (const m of i % 2 ? [1, 0] : [0, 1]) { const r = ping(pairs[m]!, seq + i, HEAP); if (r) rows[m]!.push(r); }
+  return Object.fromEntries(pairs.map((p, m) => {
+    const hops = HOPS.map((h) => Math.max(0, percentile(rows[m]!.map((r) => r.hops[h]), 50) - base));
+    return [p.name, { ...Object.fromEntries(HOPS.map((h, k) => [h, hops[k]!])), ping: hops.reduce((a, b) => a + b, 0) }];
+  })) as Record<Pair['name'], Record<Hop | 'ping', number>>;
+}
+
 async function main(): Promise<void> {
   const values = benchFlags({
     pings: { type: 'string', default: '300' }, 'gap-ms': { type: 'string', default: '10' }, warmup: { type: 'string', default: '3000' }, burst: { type: 'string', default: '50' },
@@ -230,9 +255,10 @@ async function main(): Promise<void> {
       }
     }
     const [esp, wg] = pairs.map((_, m) => summarize(rows[m]!, lost[m]!)) as [ModeSummary, ModeSummary];
+    const allocated = allocatedBytes(pairs, warmup + pings);
     const ratio = (x: number, y: number) => round(x / y);
     const result = {
-      pings, gapMs, warmup, burst, pauseMs, thrashKb: thrash.length / 1024, loadavg: loadavg()[0], esp, wireguard: wg,
+      pings, gapMs, warmup, burst, pauseMs, thrashKb: thrash.length / 1024, loadavg: loadavg()[0], esp, wireguard: wg, allocatedBytes: allocated,
       espOverWireguard: {
         roundTripP50: ratio(esp.roundTripUs.p50, wg.roundTripUs.p50), roundTripP90: ratio(esp.roundTripUs.p90, wg.roundTripUs.p90), roundTripMean: ratio(esp.roundTripUs.mean, wg.roundTripUs.mean),
         ...Object.fromEntries(HOPS.map((h) => [`${h}P50`, ratio(esp.hopsUs[h].p50, wg.hopsUs[h].p50)])),
