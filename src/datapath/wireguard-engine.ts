@@ -404,7 +404,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   // ---- actions, timers --------------------------------------------------------------------------
 
   private perform(actions: readonly Action[]): void {
-    for (const a of actions) {
+    // Indexed, not for-of: a lone packet's turn calls this two or three times, nearly always with
+    // no action, and for-of's iterator and its results were ~170 B of garbage a call (heap sampling).
+    for (let i = 0; i < actions.length; i++) {
+      const a = actions[i]!;
       switch (a.kind) {
         case 'network': // sent at the entry point's end (this.sends.flush())
           this.sends.add(a.datagram, a.datagram.length, this.destinationBytes(a.endpoint), a.endpoint.port, a.datagram[0] === MESSAGE_TRANSPORT_TYPE ? a.peer : undefined);
