@@ -123,7 +123,9 @@ test('a dying keypair frees its contexts; a released handle is refused by the ad
 // (~1.2 KB each way, which a WireGuard agent held for thousands of keypairs: ~2.4 KB a busy keypair).
 test('native memory: 2,000 keypairs hold under 600 B each while they carry packets and almost nothing once idle', () => {
   const c = keypairContexts();
-  const live = () => mallocStats().arenas.reduce((t, a) => t + a.systemBytes - a.freeBytes, 0);
+  // The main thread's arena (nr 0), where the addon allocates for this thread: V8's helper threads
+  // malloc in arenas of their own, and counting them moved the figure with whatever they did.
+  const live = () => mallocStats().arenas.filter((a) => a.nr === 0).reduce((t, a) => t + a.systemBytes - a.freeBytes, 0);
   const kps = Array.from({ length: 2000 }, () => pair()[0]);
   const round = (at: number) => {
     const before = live();
@@ -133,11 +135,14 @@ test('native memory: 2,000 keypairs hold under 600 B each while they carry packe
     return { busy, idle: (live() - before) / kps.length };
   };
   round(0); // first-use growth (the handle table, the set) is not per context
-  const { busy, idle } = round(10 * IDLE);
+  // The median of five rounds: the main thread's own V8 work (a compile's zone) mallocs or frees
+  // in some of them; one such round must neither fail the bounds nor hide a key kept.
+  const rounds = [1, 2, 3, 4, 5].map((k) => round(10 * k * IDLE));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[2]!;
+  const busy = median(rounds.map((r) => r.busy)), idle = median(rounds.map((r) => r.idle));
   assert.equal(c.count, 0);
-  // Generous: other threads' malloc (V8's helpers) moves the figure by a few hundred bytes a keypair.
-  assert.ok(busy < 600, `two keys a keypair while busy: ${busy.toFixed(0)} B`);
-  assert.ok(idle < 100, `idle keypairs hold no key: ${idle.toFixed(0)} B a keypair left of ${busy.toFixed(0)}`);
+  assert.ok(busy < 600, `two keys a keypair while busy: ${busy.toFixed(0)} B (rounds ${JSON.stringify(rounds)})`);
+  assert.ok(idle < 100, `idle keypairs hold no key: ${idle.toFixed(0)} B a keypair left of ${busy.toFixed(0)} (rounds ${JSON.stringify(rounds)})`);
   assert.ok(kps.every((kp) => kp.isAlive && kp.sendKey.some((x) => x !== 0)), 'the keys stay in the keypairs');
 });
 
