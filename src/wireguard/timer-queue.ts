@@ -28,19 +28,9 @@ export class TimerQueue<T extends Queued> {
     return this.items.length;
   }
 
-  /**
-   * Queues `item` at `at` unless its live entry is already as early. The check alone is the common
-   * case (every data packet re-arms a timer later than the peer's entry): small enough to be inlined
-   * into the packet path, the push apart.
-   */
+  /** Queues `item` at `at` unless its live entry is already as early. */
   schedule(item: T, at: number): void {
-    const q = item.queuedAt;
-    if (q <= at && q !== NOT_QUEUED) return; // a live entry as early, or RETIRED (below every deadline)
-    this.enqueue(item, at);
-  }
-
-  private enqueue(item: T, at: number): void {
-    if (item.queuedAt === RETIRED) return; // only with a negative deadline (none: they are >= 0)
+    if (item.queuedAt === RETIRED || (item.queuedAt !== NOT_QUEUED && item.queuedAt <= at)) return;
     if (item.queuedAt === NOT_QUEUED) this.live++;
     item.queuedAt = at;
     this.push(at, item);
