@@ -9,8 +9,8 @@ export interface DatapathEngine<P extends WireGuardProtocol | EspProtocol> {
   fromNetwork(now: number): number;
   /** Runs due timers. */
   tick(now: number): void;
-  /** When tick() next has work (same clock as now), or Infinity. */
-  nextDeadline(): number;
+  /** When tick() next has work (same clock as now), or Infinity; `now`: the loop's clock (read when absent). */
+  nextDeadline(now?: number): number;
   /** A control request of the engine's protocol (messages.ts); the reply is posted back. */
   control(request: RequestOf<P>): AnyReplyOf<P>;
   /** The state a next datapath resumes from (after the loop stopped: nothing is sent after it). */

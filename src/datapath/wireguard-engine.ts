@@ -447,10 +447,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * The earliest peer timer (or context sweep) rounded up to the TIMER_SLACK_MS grid, recomputed at
    * most every TIMER_SLACK_MS (the loop asks before each wait; the device's timer queue answers, and
    * drops the entries of timers stopped meanwhile). A deadline due is answered as it is: the loop
-   * ticks for it, and the tick gives the next.
+   * ticks for it, and the tick gives the next. `now` is the worker loop's clock, read once a turn: a
+   * clock read here for each of the loop's two calls a turn was ~45 ns each, ~4 ns with it given.
    */
-  nextDeadline(): number {
-    const now = performance.now();
+  nextDeadline(now = performance.now()): number {
     if (this.deadline > now && now - this.deadlineAt >= TIMER_SLACK_MS) this.setDeadline(this.device.nextDeadline(), now);
     return this.deadline;
   }

@@ -91,7 +91,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
       this.moved = 0;
       this.intervalStart = performance.now();
     }
-    const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline() - now)));
+    const wait = Math.max(0, Math.min(MAX_WAIT_MS, Math.ceil(engine.nextDeadline(now) - now)));
     this.sched.beforeWait(now);
     const polled = this.n.waitReadable(this.fds, 3, wait);
     const ready = polled > 0 ? polled : 0; // bit i: fds[i] readable (an error is negative)
@@ -119,7 +119,7 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     // without feedback for it, and deoptimized there (lab --trace-deopt, session 16).
     if ((ready & 1) !== 0 || moved > 0) moved += tunnelBurst(engine, tun, now);
     this.moved += moved;
-    if (warm || engine.nextDeadline() <= now) engine.tick(now);
+    if (warm || engine.nextDeadline(now) <= now) engine.tick(now); // the turn's clock: no second read
     return true;
   }
 
