@@ -8,7 +8,7 @@ import { appendFileSync } from 'node:fs';
 import { AllowedIps, type PrefixRef } from '../net/allowed-ips.js';
 import { formatIp, parseIp } from '../net/cidr.js';
 import { ipFamilyOf } from '../net/ip-packet.js';
-import { Device } from '../wireguard/device.js';
+import { Device, mapKey } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
@@ -79,7 +79,12 @@ const RX_WRITE = { checksumsTrusted: true, coalesce: true, yieldEvery: TUN_YIELD
 class PeerRecord {
   /** A name for status (the node). */
   name: string | undefined = undefined;
-  /** The public key the agent last gave it (its identity in updatePeers' remove), as given: not the next key a rotation moved it to. */
+  /**
+   * The public key the agent last gave it (its identity in updatePeers' remove): not the next key a
+   * rotation moved it to. As the device's key map names it (the peer's keyName while it holds that
+   * key: one string, not a base64 copy of its own, 64 B a peer), or as given when that name does
+   * not spell it back (not standard base64: the digest hashes what was given). See givenKeyOf.
+   */
   givenKey: string | undefined = undefined;
   /**
    * The endpoint the agent last gave it (the object the peer was given: no copy while it has not
@@ -100,6 +105,15 @@ class PeerRecord {
   batchBytes = 0;
   batchPackets = 0;
   constructor(readonly peer: Peer) {}
+}
+
+/**
+ * The given key as a record keeps it: its key name (`name`, mapKey's) when the name spells it back,
+ * as every key an agent gives does (standard base64), else the text as given (a digest of the
+ * table hashes the given text: WireGuardTableDigest reads a 32-character key as a name).
+ */
+function givenKeyOf(given: string, name: string): string {
+  return given.length === 44 && Buffer.from(name, 'latin1').toString('base64') === given ? name : given;
 }
 
 /** The engine's record of a peer (its `record` field: only this engine sets it). */
@@ -537,9 +551,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * says so; else the device's holder of the key, given it or not.
    */
   private givenPeer(key: string): Peer | undefined {
-    const p = this.device.peer(key);
-    if (p && recordOf(p)?.givenKey === key) return p;
-    for (const [q, r] of this.records()) if (r.givenKey === key) return q;
+    const p = this.device.peer(key), name = mapKey(key);
+    const given = (r: PeerRecord | undefined) => r?.givenKey === name || r?.givenKey === key;
+    if (p && given(recordOf(p))) return p;
+    for (const [q, r] of this.records()) if (given(r)) return q;
     return p;
   }
 
@@ -575,7 +590,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       if (!r) peer.record = r = new PeerRecord(peer);
       if (fresh || !sameEndpoint(r.givenEndpoint, s.endpoint)) r.givenEndpoint = peer.endpoint = s.endpoint;
       r.name = s.name;
-      r.givenKey = g.publicKey;
+      r.givenKey = givenKeyOf(g.publicKey, g.publicKey === s.publicKey ? peer.keyName : mapKey(g.publicKey));
       r.givenNext = g.nextPublicKey;
       const next = s.nextPublicKey && this.keyFree(s.nextPublicKey, peer) ? Buffer.from(s.nextPublicKey, 'base64') : null;
       this.device.setPeerNextKey(peer, next);

@@ -9,10 +9,14 @@
 import type { WireGuardPeerSpec } from './messages.js';
 import { KeptSpecsDigest, specsDigest, TableDigest } from './table-digest.js';
 
+/** Standard base64's alphabet, as character codes. */
+const B64 = Uint8Array.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/', (c) => c.charCodeAt(0));
+
 /** A WireGuard table's entries: a peer as given, a prefix and its owner's given key. */
 export class WireGuardTableDigest extends TableDigest {
+  /** publicKey (here and in prefix()): its standard base64 text, or its 32 bytes as a Latin-1 string, hashed as that text (see key()). */
   peer(publicKey: string, name: string | undefined, endpoint: WireGuardPeerSpec['endpoint'], keepalive: number, next: string | undefined): void {
-    this.text('w'); this.text(publicKey);
+    this.text('w'); this.key(publicKey);
     this.optional(name);
     if (endpoint) { this.num(1); this.text(endpoint.address); this.num(endpoint.port); } else this.num(0);
     this.num(keepalive);
@@ -22,7 +26,7 @@ export class WireGuardTableDigest extends TableDigest {
 
   /** An allowed-IPs prefix owned by the peer given this key. */
   prefix(prefix: string, publicKey: string): void {
-    this.text('a'); this.text(prefix); this.text(publicKey);
+    this.text('a'); this.text(prefix); this.key(publicKey);
     this.end();
   }
 
@@ -39,8 +43,25 @@ export class WireGuardTableDigest extends TableDigest {
     }
     this.decimal(length);
     this.textEnd();
-    this.text(publicKey);
+    this.key(publicKey);
     this.end();
+  }
+
+  /**
+   * A public key as text() hashes its standard base64: a key of 32 characters is its bytes as a
+   * Latin-1 string (the engine keeps given keys so, Device's key names: 64 B a peer less than the
+   * text), spelled in base64 here without making the text; any other string is text.
+   */
+  private key(k: string): void {
+    if (k.length !== 32) { this.text(k); return; }
+    let i = 0;
+    for (; i + 3 <= 32; i += 3) {
+      const n = (k.charCodeAt(i) << 16) | (k.charCodeAt(i + 1) << 8) | k.charCodeAt(i + 2);
+      this.code(B64[n >>> 18]!); this.code(B64[(n >>> 12) & 63]!); this.code(B64[(n >>> 6) & 63]!); this.code(B64[n & 63]!);
+    }
+    const n = (k.charCodeAt(i) << 16) | (k.charCodeAt(i + 1) << 8); // 32 = 30 + 2: one '='
+    this.code(B64[n >>> 18]!); this.code(B64[(n >>> 12) & 63]!); this.code(B64[(n >>> 6) & 63]!); this.code(0x3d);
+    this.textEnd();
   }
 
   /** A string that may be absent (absent is not the empty string). */

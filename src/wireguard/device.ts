@@ -36,7 +36,7 @@ import type { Action } from './actions.js';
  * The peers map's key for a public key (raw bytes or standard base64): its 32 bytes as a Latin-1
  * string, the smallest string that names it (48 bytes of heap, base64 would take ~120).
  */
-function mapKey(publicKey: Uint8Array | string): string {
+export function mapKey(publicKey: Uint8Array | string): string {
   return (typeof publicKey === 'string' ? Buffer.from(publicKey, 'base64') : Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength)).toString('latin1');
 }
 
@@ -147,7 +147,7 @@ export class Device implements PeerHost {
       return existing;
     }
     const peer = new Peer(this, config);
-    this.peersByKey.set(mapKey(peer.publicKey), peer);
+    this.peersByKey.set(peer.keyName = mapKey(peer.publicKey), peer);
     return peer;
   }
 
@@ -335,7 +335,7 @@ export class Device implements PeerHost {
     this.checkNewPeerKey(publicKey, peer);
     this.forgetKeys(peer);
     peer.changeKey(publicKey);
-    this.peersByKey.set(mapKey(peer.publicKey), peer);
+    this.peersByKey.set(peer.keyName = mapKey(peer.publicKey), peer);
     if (peer.nextPublicKey) this.peersByNextKey.set(mapKey(peer.nextPublicKey), peer);
   }
 
@@ -357,7 +357,7 @@ export class Device implements PeerHost {
 
   /** Removes the peer's keys (its own and its next one) from the key map. */
   private forgetKeys(peer: Peer): void {
-    this.peersByKey.delete(mapKey(peer.publicKey));
+    this.peersByKey.delete(peer.keyName);
     if (peer.nextPublicKey) this.peersByNextKey.delete(mapKey(peer.nextPublicKey));
   }
 

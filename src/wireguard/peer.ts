@@ -140,6 +140,13 @@ export class Peer extends PeerTimers implements PeerStats {
   /** When we created our latest initiation (device clock), null for never (not -Infinity: see Handshake's times). */
   private initiatedAt: number | null = null;
 
+  /**
+   * @internal Its public key as the device's key map names it (mapKey: the 32 bytes as a Latin-1
+   * string), set by the device. One string a peer: the datapath's record keeps this one for the
+   * key it was given, not a base64 copy (64 B a peer).
+   */
+  keyName = '';
+
   /** @internal The deadline of this peer's live entry in the device's timer queue (timer-queue.ts). */
   queuedAt = NOT_QUEUED;
 

@@ -1,8 +1,10 @@
 // The digest of a WireGuard table as the agent gave it (wireguard-table-digest.ts): the same for
 // the same specs in any order, kept spec by spec or counted whole; another for any field given;
-// an IPv4 prefix hashed from the trie's form (no text made) as its text. The engine's side, its
+// an IPv4 prefix hashed from the trie's form (no text made) as its text, and a key given as its
+// bytes in Latin-1 (the engine's) as its base64 text. The engine's side, its
 // drift and its mending on real engines: peer-updates.test.ts, whole-pass-drift.test.ts.
 import { test } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { WireGuardSpecsDigest, WireGuardTableDigest, wireGuardSpecsDigest } from '../../src/datapath/wireguard-table-digest.js';
 import type { WireGuardPeerSpec } from '../../src/datapath/messages.js';
@@ -48,4 +50,21 @@ test("an IPv4 prefix from the trie's form hashes as its text", () => {
     b.prefixIpv4(trie.ipv4At(h), trie.lengthAt(h), KEY(1));
     assert.equal(b.value, a.value, p);
   }
+});
+
+test('a key given as its 32 bytes in Latin-1 (the engine keeps given keys so) hashes as its base64 text', () => {
+  for (let i = 0; i < 64; i++) {
+    const bytes = randomBytes(32), text = bytes.toString('base64'), name = bytes.toString('latin1');
+    const a = new WireGuardTableDigest(), b = new WireGuardTableDigest();
+    a.peer(text, 'n', { address: '10.0.0.1', port: 1 }, 0, undefined); a.prefix('10.1.0.0/24', text); a.prefixIpv4(0x0a000001, 32, text);
+    b.peer(name, 'n', { address: '10.0.0.1', port: 1 }, 0, undefined); b.prefix('10.1.0.0/24', name); b.prefixIpv4(0x0a000001, 32, name);
+    assert.equal(b.value, a.value, text);
+  }
+  const other = new WireGuardTableDigest(), one = new WireGuardTableDigest();
+  other.peer(KEY(2), 'n', null, 0, undefined); // KEY(2): 32 bytes of 3
+  one.peer(Buffer.alloc(32, 3).toString('latin1'), 'n', null, 0, undefined);
+  const third = new WireGuardTableDigest();
+  third.peer(Buffer.alloc(32, 4).toString('latin1'), 'n', null, 0, undefined);
+  assert.equal(one.value, other.value);
+  assert.notEqual(third.value, other.value, 'another key, another digest');
 });
