@@ -99,8 +99,8 @@ export class Device implements PeerHost {
   private readonly limiter: HandshakeLimiter;
   /** The peers by their earliest timer deadline (tick() visits the due ones, not every peer). */
   private readonly timerQueue = new TimerQueue<Peer>();
-  /** Peers tick() visited, since the device was made (a count for tests and benches). */
-  peersTicked = 0;
+  /** Peers tick() visited, since the device was made (peersTicked). */
+  private ticked = 0;
   /** Whether the handshake message being handled arrived under load (set by admitHandshake). */
   private loaded = false;
   private readonly wallClockOffsetMs: number;
@@ -235,12 +235,17 @@ export class Device implements PeerHost {
     this.lingering.expire(now);
     // Only the peers queued at a deadline <= now (timer-queue.ts): every armed timer queued its peer.
     for (let peer = this.timerQueue.takeDue(now); peer !== null; peer = this.timerQueue.takeDue(now)) {
-      this.peersTicked++;
+      this.ticked++;
       peer.tick(now, out);
       const p = peer.nextDeadline(); // after its own timers fired: a peer's tick arms only its own
       if (p !== null) this.timerQueue.schedule(peer, Math.max(p, now + 1)); // never due again in this tick
     }
     return out;
+  }
+
+  /** Peers tick() visited since the device was made (for tests and benches: a tick visits the due ones only). */
+  get peersTicked(): number {
+    return this.ticked;
   }
 
   /** Earliest timer deadline over all peers (device clock), null when all are idle. */
