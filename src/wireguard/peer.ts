@@ -428,10 +428,12 @@ export class Peer extends PeerTimers implements PeerStats {
       this.deleteKeypair(kp);
       return current;
     }
-    // What leaves the three slots lingers while the peer may still be sending under it.
+    // What leaves the three slots lingers while the peer may still be sending under it. A previous
+    // keypair here is one the peer has not sent under current since (letGoPrevious would have
+    // taken it): it may still send under it.
     if (keys.isInitiator && next && this.peerWinsCrossings()) {
       this.previous = current;
-      this.pushOutPrevious(previous, current, now);
+      this.linger(previous, now);
       this.current = kp;
     } else if (keys.isInitiator) {
       if (next) {
@@ -441,13 +443,13 @@ export class Peer extends PeerTimers implements PeerStats {
       } else {
         this.previous = current;
       }
-      this.pushOutPrevious(previous, current, now);
+      this.linger(previous, now);
       this.current = kp;
     } else {
       this.next = kp;
       this.linger(next, now);
       this.previous = null;
-      this.pushOutPrevious(previous, current, now);
+      this.linger(previous, now);
     }
     this.timers.sessionDerived(now);
     return kp;
@@ -586,15 +588,6 @@ export class Peer extends PeerTimers implements PeerStats {
   private letGoPrevious(now: number): void {
     this.linger(this.previous, now);
     this.previous = null;
-  }
-
-  /**
-   * The previous keypair, pushed out: erased at once when the peer has sent under current since
-   * (it moved on: a rekey's usual case, as before), else it lingers (current is ours, unconfirmed).
-   */
-  private pushOutPrevious(previous: Keypair | null, current: Keypair | null, now: number): void {
-    if (current && current.replay.receivedAny) this.deleteKeypair(previous);
-    else this.linger(previous, now);
   }
 
   private deleteKeypair(kp: Keypair | null): void {

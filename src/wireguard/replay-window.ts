@@ -33,11 +33,6 @@ export class ReplayWindow {
     this.limit = limit === REJECT_AFTER_MESSAGES ? null : limit;
   }
 
-  /** True once a counter was accepted: the peer has sent under this keypair. */
-  get receivedAny(): boolean {
-    return this.last >= 0;
-  }
-
   /**
    * True if `counter` could be accepted now, without recording it: a cheap pre-check before
    * decryption. The authoritative call is check(), after the packet authenticated.
