@@ -439,28 +439,18 @@ async function measureSize(lab: ScaleLab, sim: SyntheticNodes, size: number, o: 
   const heldMainMB: number[] = []; // every 5 s: the main thread's heap pages (the slack above its live heap moves with its collections)
   const heldWorkerMB: number[] = []; // and the worker's
   const mappings: ReturnType<AgentView['rssByMapping']>[] = []; // and RSS by mapping (smaps: read by this process, not the agent)
-  const timelineMs: number[] = [];
-  const initiations5s: number[] = [];
-  let lastInitiations = responder0 && wg ? initiationsFrom(responder0, lab.nodes[0]!.internalIP) : 0;
-  let last = agent.cpuMicros();
+  const sampler = new WindowSampler(agent, wg ? lab.responder : undefined, responder0, lab.nodes[0]!.internalIP);
   while (performance.now() - st0 < o.steadyS * 1000) {
     rss.push(agent.rssBytes() / 1e6);
-    if (rss.length % 5 === 1 && rss.length > 1 && wg && lab.responder) { // the responder's own process: costs the agent nothing
-      const n = initiationsFrom(await responderNow(lab.responder), lab.nodes[0]!.internalIP);
-      initiations5s.push(n - lastInitiations);
-      lastInitiations = n;
-    }
     if (rss.length % 5 === 1) {
       const m = await agent.memory(false);
       heldMainMB.push(Math.round(m.main.totalBytes / 1e4) / 100);
       heldWorkerMB.push(Math.round((m.datapath?.totalBytes ?? 0) / 1e4) / 100);
       mappings.push(agent.rssByMapping());
     }
-    await sleep(Math.min(1000, o.steadyS * 1000 - (performance.now() - st0)));
-    const now = agent.cpuMicros();
-    timelineMs.push(Math.round((now - last) / 100) / 10);
-    last = now;
+    await sampler.second(st0, o.steadyS);
   }
+  const { timelineMs, initiationsEvery5s: initiations5s } = sampler;
   const { byThread: steadyByThread, percent: steadyCpuPercent } = cpuShares(cpuSince(agentCpu(agent), steadyCpu0), performance.now() - st0);
   const rssMB = percentile(rss, 50), rssPeakMB = Math.max(...rss);
   const held = await agent.memory(false);
@@ -504,6 +494,36 @@ function initiationsFrom(t: ResponderSample, agentIP: string): number {
   return t.counts.bySource[agentIP]?.initiations ?? 0;
 }
 
+/**
+ * A window's samples, one call a second: the agent's CPU in that second, and every 5 s the
+ * WireGuard initiations from the agent that reached the synthetic peers (read from the responder's
+ * own process: costs the agent nothing; none without a responder, as in IPsec mode).
+ */
+class WindowSampler {
+  readonly timelineMs: number[] = [];
+  readonly initiationsEvery5s: number[] = [];
+  private last: number;
+  private lastInitiations: number;
+  private seconds = 0;
+
+  constructor(private readonly agent: AgentView, private readonly responder: ResponderHost | undefined, start: ResponderSample | undefined, private readonly agentIP: string) {
+    this.last = agent.cpuMicros();
+    this.lastInitiations = start ? initiationsFrom(start, agentIP) : 0;
+  }
+
+  /** Sleeps to the next whole second of a window that began at st0 and lasts windowS, then samples. */
+  async second(st0: number, windowS: number): Promise<void> {
+    await sleep(Math.min(1000, windowS * 1000 - (performance.now() - st0)));
+    const now = this.agent.cpuMicros();
+    this.timelineMs.push(Math.round((now - this.last) / 100) / 10);
+    this.last = now;
+    if (++this.seconds % 5 !== 0 || !this.responder) return;
+    const n = initiationsFrom(await responderNow(this.responder), this.agentIP);
+    this.initiationsEvery5s.push(n - this.lastInitiations);
+    this.lastInitiations = n;
+  }
+}
+
 /** WireGuard's second window (--cycle): the first agent over one rekey cycle, measured as the steady window is. */
 interface CycleWindow {
   seconds: number;
@@ -533,19 +553,9 @@ async function cycleWindow(lab: ScaleLab, agent: AgentView, seconds: number): Pr
   const cpu0 = agentCpu(agent), heap0 = await agent.memory(false), st0 = performance.now();
   const startedAt = new Date().toISOString();
   console.log(`cycle window (${seconds} s) from ${startedAt}, after ${settle.ms} ms of settling`);
-  const timelineMs: number[] = [], initiationsEvery5s: number[] = [];
-  let last = agent.cpuMicros(), lastInitiations = initiationsFrom(responder0, ip), ticks = 0;
-  while (performance.now() - st0 < seconds * 1000) {
-    await sleep(Math.min(1000, seconds * 1000 - (performance.now() - st0)));
-    const now = agent.cpuMicros();
-    timelineMs.push(Math.round((now - last) / 100) / 10);
-    last = now;
-    if (++ticks % 5 === 0) {
-      const n = initiationsFrom(await responderNow(lab.responder!), ip);
-      initiationsEvery5s.push(n - lastInitiations);
-      lastInitiations = n;
-    }
-  }
+  const sampler = new WindowSampler(agent, lab.responder, responder0, ip);
+  while (performance.now() - st0 < seconds * 1000) await sampler.second(st0, seconds);
+  const { timelineMs, initiationsEvery5s } = sampler;
   const { byThread, percent: cpuPercent } = cpuShares(cpuSince(agentCpu(agent), cpu0), performance.now() - st0);
   const compactions = compactionsSince(heap0, await agent.memory(false));
   const wireGuard = wireGuardTraffic(traffic0, responder0, await trafficNow(lab), ip);

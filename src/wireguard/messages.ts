@@ -102,6 +102,18 @@ export function parseResponse(b: Uint8Array): ResponseMessage | DropReason {
   return header(b, MESSAGE_RESPONSE_TYPE, MESSAGE_RESPONSE_SIZE, true) ?? new ResponseFields(b);
 }
 
+/**
+ * One of each message class kept for the process's life. V8 holds the map that a constructor's
+ * property writes lead to only weakly (a transition), so a full collection that found no live
+ * instance collected it and threw away every optimized function that makes one (--trace-deopt:
+ * "marking dependent code ... reason: weak objects"). Messages die at once, and the rekeys come
+ * as a wave every ~150 s with a compaction between: the handshake path was compiled again at each
+ * wave (docs/performance-log.md, session 37, wgs37).
+ */
+export const KEPT_MESSAGE_SHAPES: readonly object[] = [
+  new InitiationFields(Buffer.alloc(MESSAGE_INITIATION_SIZE)), new ResponseFields(Buffer.alloc(MESSAGE_RESPONSE_SIZE)),
+];
+
 /** A zeroed response with its header and indexes written; the handshake fills the field views in place. */
 export function newResponse(sender: number, receiver: number): { bytes: Uint8Array; fields: ResponseMessage } {
   const b = new Uint8Array(MESSAGE_RESPONSE_SIZE);
