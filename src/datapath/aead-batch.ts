@@ -26,6 +26,14 @@ export class AeadKey {
    * AES-GCM context is ~1.5 KB, and an agent holds one per SA per peer), and fails batches of the other.
    */
   static create(algorithm: AeadAlgorithm, key: Uint8Array, tagLength = 16, use: AeadUse = 'both'): AeadKey {
+    return new AeadKey(algorithm, tagLength, AeadKey.createHandle(algorithm, key, tagLength, use));
+  }
+
+  /**
+   * create()'s native key without the object around it: its handle, for AeadBatch.addHandle and
+   * freeHandle (AeadContexts keeps thousands, made and freed at the prober's rate, as numbers).
+   */
+  static createHandle(algorithm: AeadAlgorithm, key: Uint8Array, tagLength = 16, use: AeadUse = 'both'): number {
     const want = AEAD_KEY_LENGTH[algorithm];
     if (want === undefined) throw new VeilError('AEAD_ALG', `unknown AEAD algorithm '${algorithm}'`, `use one of ${Object.keys(AEAD_ALG).join(', ')}`);
     if (key.length !== want) throw new VeilError('AEAD_KEY', `${algorithm} needs a ${want}-byte key, got ${key.length} bytes`);
@@ -33,7 +41,12 @@ export class AeadKey {
     if (!tagOk) throw new VeilError('AEAD_TAG', `${algorithm} does not support a ${tagLength}-byte tag`);
     const h = native().aeadCreate(AEAD_ALG[algorithm], key, tagLength, AEAD_USE[use]);
     if (h < 0) throw nativeError(h, `cannot create a ${algorithm} context`);
-    return new AeadKey(algorithm, tagLength, h);
+    return h;
+  }
+
+  /** Frees a handle createHandle made (once: a freed handle may name another key later). */
+  static freeHandle(handle: number): void {
+    native().aeadFree(handle);
   }
 
   /** The native handle to put in descriptors; -1 once freed. */
@@ -86,9 +99,14 @@ export class AeadBatch {
    * after it, 12-byte nonce at nonceOffset, AAD at aadOffset (aadLength may be 0). Returns its index.
    */
   add(key: AeadKey, dataOffset: number, dataLength: number, nonceOffset: number, aadOffset = 0, aadLength = 0): number {
+    return this.addHandle(key.handle, dataOffset, dataLength, nonceOffset, aadOffset, aadLength);
+  }
+
+  /** add() by a key's native handle (AeadKey.createHandle, AeadContexts.get). */
+  addHandle(handle: number, dataOffset: number, dataLength: number, nonceOffset: number, aadOffset = 0, aadLength = 0): number {
     const i = this.count++;
     const d = this.descs, b = i * AEAD_DESC_STRIDE;
-    d[b] = key.handle;
+    d[b] = handle;
     d[b + 1] = dataOffset;
     d[b + 2] = dataLength;
     d[b + 3] = nonceOffset;

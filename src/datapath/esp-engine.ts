@@ -208,7 +208,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
         const len = t.keyLength, key = this.keyScratch(len), m = t.material, at = t.at;
         for (let i = 0; i < len; i++) key[i] = m[at + i]!;
         try {
-          return AeadKey.create(gcmAlgorithm(len), key, t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
+          return AeadKey.createHandle(gcmAlgorithm(len), key, t.icvLength, sa.direction === 'out' ? 'seal' : 'open');
         } finally {
           key.fill(0);
         }
@@ -422,7 +422,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const nonceAad = off - TX_HEADROOM;
       const key = this.contexts.get(sa, 'seal', now); // before framing counts the packet as a use
       const sealed = frameEspGcm(buf, off, len, nextHeader, sa, t, seq, buf, nonceAad, wall);
-      aead.add(key, off, sealed, nonceAad, nonceAad + 12, 12);
+      aead.addHandle(key, off, sealed, nonceAad, nonceAad + 12, 12);
       const at = peer.ipSlot, family = at < 0 ? 6 : 4, ipSlot = at < 0 ? ~at : at, ips = this.ipSlab(family);
       b.setPeer(out, ips.array(ipSlot), family, this.peerPort, ips.offset(ipSlot));
       b.offs[out] = off - ESP_GCM_PREFIX;
@@ -523,7 +523,7 @@ export class EspEngine implements DatapathEngine<EspProtocol> {
       const nonceAad = GCM_NONCE_AAD_LENGTH * ops; // side area (slot 0's headroom)
       writeGcmNonceAad(buf, nonceAad, t.material, t.saltAt, buf, off + ESP_HEADER_LENGTH, spi, seq);
       const encrypted = espEncryptedLength(t, len);
-      aead.add(this.contexts.get(sa!, 'open', now), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
+      aead.addHandle(this.contexts.get(sa!, 'open', now), off + ESP_GCM_PREFIX, encrypted, nonceAad, nonceAad + 12, 12);
       this.rxIndex[ops] = i;
       this.rxSa[ops] = sa!;
       this.rxSeq[ops] = seq;

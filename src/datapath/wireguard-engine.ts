@@ -138,8 +138,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   private readonly contexts = new AeadContexts<Keypair>({
     make: (kp, way) => {
       kp.onZero ??= this.keypairDied;
-      return AeadKey.create('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
+      return AeadKey.createHandle('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
     },
+    rowInOwner: true,
   });
   private readonly keypairDied = (kp: Keypair): void => this.contexts.release(kp);
   private readonly single: SinglePacketWriter;
@@ -227,7 +228,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
         this.perform(this.device.encapsulate(peer, buf.subarray(off, off + len), now));
         continue;
       }
-      aead.add(this.contexts.get(kp, 'seal', now), off, padded, nonce);
+      aead.addHandle(this.contexts.get(kp, 'seal', now), off, padded, nonce);
       this.setDestination(b, out, peer.endpoint!); // sendingKeypair() answers only for a peer with an endpoint
       b.offs[out] = off - HEADER;
       b.lens[out] = transportLength(padded);
@@ -283,7 +284,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const kp = this.device.transportKeypair(buf, off, len, now);
       if (!kp) continue;
       this.rxCounter[ops] = transportCounter(buf, off);
-      aead.add(this.contexts.get(kp, 'open', now), off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
+      aead.addHandle(this.contexts.get(kp, 'open', now), off + HEADER, len - HEADER - TAG, transportNonceInPlace(buf, off));
       this.rxIndex[ops] = i;
       this.rxKeypair[ops] = kp;
       ops++;

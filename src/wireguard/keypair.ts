@@ -39,6 +39,8 @@ export class Keypair extends ReplayWindow {
   readonly peer: Peer;
   /** Next send counter (nonce) to use. */
   sendCounter = 0;
+  /** Its row of native contexts in the engine's AeadContexts (AeadOwner; -1: none): no map entry a context. */
+  aeadRow = -1;
   /** Called once when the keypair is destroyed (e.g. to free a native context). */
   onZero: ((kp: Keypair) => void) | null = null;
   private alive = true;
