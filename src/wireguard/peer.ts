@@ -37,6 +37,8 @@ import { NO_ACTIONS, type Action } from './actions.js';
  * An array per peer, kept after its first packets, was 32-60 B a peer. Made as a queue's arrays
  * are (objects once pushed), so Device.sendingKeypair()'s length check sees one array map.
  */
+/** A keepalive's payload: nothing. One for every keepalive: staged packets are only read (sealTransport copies). */
+const KEEPALIVE_PAYLOAD = new Uint8Array(0);
 const NO_STAGED: Uint8Array[] = [new Uint8Array(0)];
 NO_STAGED.pop();
 
@@ -332,28 +334,45 @@ export class Peer extends PeerTimers implements PeerStats {
     let bytes = 0;
     let allKeepalive = true;
     while (this.staged.length) {
-      const datagram = sealTransport(kp, this.staged[0]!, this.host.mtu);
-      if (!datagram) {
+      const sent = this.sealAndSend(kp, endpoint, this.staged[0]!, out);
+      if (sent < 0) {
         this.sendHandshakeInitiation(now, false, out);
         return;
       }
       const packet = this.staged.shift()!;
       if (this.staged.length === 0) this.staged = NO_STAGED; // an emptied array keeps its store
-      if (packet.length === 0) this.host.stats.keepalivesSent++;
-      else {
-        this.host.stats.dataPacketsSent++;
-        allKeepalive = false;
-      }
-      bytes += datagram.length;
-      out.push({ kind: 'network', peer: this, endpoint, datagram });
+      if (packet.length !== 0) allKeepalive = false;
+      bytes += sent;
     }
     this.afterSend(now, bytes, allKeepalive);
     this.keepKeyFreshSending(now, out);
   }
 
+  /** Seals `packet` under kp and emits it to endpoint: its datagram's length, or -1 when kp can seal no more. */
+  private sealAndSend(kp: Keypair, endpoint: Endpoint, packet: Uint8Array, out: Action[]): number {
+    const datagram = sealTransport(kp, packet, this.host.mtu);
+    if (!datagram) return -1;
+    if (packet.length === 0) this.host.stats.keepalivesSent++;
+    else this.host.stats.dataPacketsSent++;
+    out.push({ kind: 'network', peer: this, endpoint, datagram });
+    return datagram.length;
+  }
+
   /** @internal Queues a keepalive (empty packet) unless something is staged, then sends. */
   sendKeepalive(now: number, out: Action[]): void {
-    if (this.staged.length === 0) this.stageOne(new Uint8Array(0));
+    if (this.staged.length === 0) {
+      // Nothing staged: sealed and sent at once when it can be, with no staging array and no packet
+      // of its own (a passive keepalive follows every probe's ack: ~100 a second at 5,000 peers, and
+      // their garbage was promoted in the rekey wave's scavenges). Else staged, as any packet.
+      const kp = this.currentSendKeypair(now), endpoint = this.endpoint;
+      const sent = kp !== null && endpoint !== null ? this.sealAndSend(kp, endpoint, KEEPALIVE_PAYLOAD, out) : -1;
+      if (sent >= 0) {
+        this.afterSend(now, sent, true);
+        this.keepKeyFreshSending(now, out);
+        return;
+      }
+      this.stageOne(KEEPALIVE_PAYLOAD);
+    }
     this.sendStaged(now, out);
   }
 
