@@ -32,13 +32,14 @@ import { MAC2_FROM_END } from './messages.js';
 import { sealTransport } from './transport.js';
 import { NO_ACTIONS, type Action } from './actions.js';
 
+/** A keepalive's payload: nothing. One for every keepalive: staged packets are only read (sealTransport copies). */
+const KEEPALIVE_PAYLOAD = new Uint8Array(0);
+
 /**
  * Every peer's staged queue while empty (never pushed to: stageOne() gives a peer its own array).
  * An array per peer, kept after its first packets, was 32-60 B a peer. Made as a queue's arrays
  * are (objects once pushed), so Device.sendingKeypair()'s length check sees one array map.
  */
-/** A keepalive's payload: nothing. One for every keepalive: staged packets are only read (sealTransport copies). */
-const KEEPALIVE_PAYLOAD = new Uint8Array(0);
 const NO_STAGED: Uint8Array[] = [new Uint8Array(0)];
 NO_STAGED.pop();
 
@@ -358,7 +359,7 @@ export class Peer extends PeerTimers implements PeerStats {
     return datagram.length;
   }
 
-  /** @internal Queues a keepalive (empty packet) unless something is staged, then sends. */
+  /** @internal A keepalive: sent at once when nothing is staged and a keypair can seal it; else staged (unless something is), then what is staged is sent. */
   sendKeepalive(now: number, out: Action[]): void {
     if (this.staged.length === 0) {
       // Nothing staged: sealed and sent at once when it can be, with no staging array and no packet
