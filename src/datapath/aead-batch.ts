@@ -55,7 +55,7 @@ export class AeadKey {
   }
 
   free(): void {
-    if (this.#handle >= 0) native().aeadFree(this.#handle);
+    if (this.#handle >= 0) AeadKey.freeHandle(this.#handle);
     this.#handle = -1;
   }
 }
