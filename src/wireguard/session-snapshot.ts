@@ -166,8 +166,7 @@ export function importSessions(device: Device, sessions: WireGuardSessions, now:
     if (Array.isArray(s.lingering)) restoreLingering(device, peer, s.lingering, at, now);
     if (s.endpoint && !peer.endpoint) peer.endpoint = compactEndpoint(s.endpoint);
     if (s.lastHandshakeAgeMs !== null) {
-      peer.stats.lastHandshakeAt = wholeMs(at - s.lastHandshakeAgeMs);
-      peer.stats.lastHandshakeUnixMs = s.lastHandshakeUnixMs;
+      peer.stats.lastHandshakeAt = wholeMs(at - s.lastHandshakeAgeMs); // its Unix time read through this device's clock
     }
     if (s.onCurrentKey && s.publicKey && sessions.publicKey === device.publicKeyBase64) peer.ourKeyAtHandshake = device.publicKey;
     peer.stats.rxBytes = s.rxBytes;
