@@ -104,7 +104,7 @@ class PeerRecord {
   rx = 0;
   batchBytes = 0;
   batchPackets = 0;
-  constructor(readonly peer: Peer) {}
+  // Not its peer: the peer names the record (its `record` field), and the tx batch keeps both.
 }
 
 /**
@@ -143,12 +143,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The keypairs' native contexts: made at a keypair's first packet each way, released when it idles or dies. */
   private readonly contexts = new AeadContexts<Keypair>({
     make: (kp, way) => {
-      kp.onZero ??= this.keypairDied;
       return AeadKey.createHandle('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
     },
     rowInOwner: true,
   });
-  private readonly keypairDied = (kp: Keypair): void => this.contexts.release(kp);
   private readonly single: SinglePacketWriter;
   /**
    * The core's datagrams of one entry point, sent together at its end (send-queue.ts); a transport
@@ -164,7 +162,8 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * keypairs the current rx batch accepted packets under: fixed arrays with a count, reused batch
    * after batch (a lone packet's path allocates nothing and never resizes an array).
    */
-  private readonly batchPeers: (PeerRecord | null)[] = new Array(BATCH).fill(null);
+  private readonly batchPeers: (Peer | null)[] = new Array(BATCH).fill(null);
+  private readonly batchRecords: (PeerRecord | null)[] = new Array(BATCH).fill(null);
   private batchPeerCount = 0;
   private readonly receivedRuns: ReceivedRun[] = Array.from({ length: RX_BATCH }, () => new ReceivedRun());
   private receivedRunCount = 0;
@@ -196,6 +195,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
       : new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
     this.device = new Device({ privateKey: init.privateKey, mtu: init.mtu, wallClockOffsetMs: init.wallClockOffsetMs, keylog: !!init.keylogFile });
+    this.device.indexes.onKeypairErased = (kp) => this.contexts.release(kp); // a dead keypair's contexts go with it
     if (init.resume) {
       // A handover: the peers and sessions of the datapath before, which stopped before exporting them.
       this.updatePeers(init.resume.state.peers, []);
@@ -240,7 +240,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       if (lastPeer !== peer) { // a compare that runs for every packet (no second one: it would lack feedback too)
         last = this.packetsOf(peer);
         lastPeer = peer;
-        if (last.batchPackets === 0) this.batchPeers[this.batchPeerCount++] = last;
+        if (last.batchPackets === 0) {
+          this.batchRecords[this.batchPeerCount] = last;
+          this.batchPeers[this.batchPeerCount++] = peer;
+        }
       }
       last!.batchBytes += transportLength(padded); // set with lastPeer
       last!.batchPackets++;
@@ -254,12 +257,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.counters.txPackets += sent;
     }
     for (let k = 0; k < this.batchPeerCount; k++) {
-      const c = this.batchPeers[k]!;
-      this.batchPeers[k] = null;
+      const c = this.batchRecords[k]!, peer = this.batchPeers[k]!;
+      this.batchRecords[k] = this.batchPeers[k] = null;
       c.tx += c.batchPackets;
       const bytes = c.batchBytes;
       c.batchPackets = c.batchBytes = 0;
-      this.perform(c.peer.onDataSent(now, bytes));
+      this.perform(peer.onDataSent(now, bytes));
     }
     this.batchPeerCount = 0;
     this.sends.flush();
@@ -605,7 +608,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const peer = this.device.addPeer({ publicKey: key, persistentKeepalive: s.persistentKeepalive });
       let r = recordOf(peer);
       const fresh = !r;
-      if (!r) peer.record = r = new PeerRecord(peer);
+      if (!r) peer.record = r = new PeerRecord();
       // Kept as compactEndpoint makes it (an IPv4 one as two numbers), given and current one object until it roams.
       if (fresh || !sameEndpoint(r.givenEndpoint, s.endpoint)) r.givenEndpoint = peer.endpoint = s.endpoint && compactEndpoint(s.endpoint);
       r.name = s.name;
@@ -685,7 +688,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
   private packetsOf(peer: Peer): PeerRecord {
-    return recordOf(peer) ?? new PeerRecord(peer);
+    return recordOf(peer) ?? new PeerRecord();
   }
 
   /** Each device peer with its record (a peer without one, given by nobody, is left out). */

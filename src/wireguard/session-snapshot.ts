@@ -131,7 +131,7 @@ function restoreKeypair(device: Device, peer: Peer, s: KeypairState | null, now:
     createdAt: wholeMs(now - s.ageMs), peer, slots: device.keySlots,
   });
   kp.sendCounter = s.sendCounter;
-  if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(); return null; }
+  if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(device.keySlots); return null; }
   return kp;
 }
 
