@@ -6,7 +6,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WireGuardEngine } from '../../src/datapath/wireguard-engine.js';
-import type { PacketBatch } from '../../src/datapath/packet-batch.js';
 import type { TunDevice } from '../../src/datapath/tun-device.js';
 import type { UdpSocket } from '../../src/datapath/udp-socket.js';
 import type { WireGuardEngineStatus, WireGuardPeerSpec } from '../../src/datapath/messages.js';
@@ -14,60 +13,12 @@ import { wireGuardSpecsDigest } from '../../src/datapath/wireguard-table-digest.
 import { Device } from '../../src/wireguard/device.js';
 import { Ipv4Endpoint, type Endpoint } from '../../src/wireguard/endpoint.js';
 import { generatePrivateKey } from '../../src/crypto/index.js';
+import { StandInTun, StandInUdp } from '../../bench/stand-in-io.js';
 import { formatIp, parseIp } from '../../src/net/cidr.js';
 import { writeIpv4HeaderChecksum } from '../../src/net/ip-packet.js';
 
+/** A datagram as the test reads it: its address as text. */
 interface Datagram { bytes: Uint8Array; address: string; port: number }
-
-class StandInTun {
-  readonly reads: Uint8Array[] = [];
-  readonly written: Uint8Array[] = [];
-  readBatch(b: PacketBatch): number {
-    const p = this.reads.shift();
-    if (!p) return 0;
-    const off = b.slotOffset(0);
-    b.buf.set(p, off);
-    b.set(0, off, p.length);
-    b.count = 1;
-    return 1;
-  }
-  writeBatch(b: PacketBatch, n: number): number {
-    for (let i = 0; i < n; i++) this.written.push(b.buf.slice(b.offs[i]!, b.offs[i]! + b.lens[i]!));
-    return n;
-  }
-  write(p: Uint8Array): void { this.written.push(Uint8Array.from(p)); }
-  counters(): object { return {}; }
-}
-
-class StandInUdp {
-  readonly gro = false;
-  readonly port = 51820;
-  readonly inbox: Datagram[] = [];
-  outbox: Datagram[] = [];
-  recvBatch(b: PacketBatch): number {
-    const d = this.inbox.shift();
-    if (!d) return 0;
-    const off = b.slotOffset(0);
-    b.buf.set(d.bytes, off);
-    b.set(0, off, d.bytes.length);
-    b.count = 1;
-    const ip = parseIp(d.address);
-    b.setPeer(0, ip.bytes, ip.family, d.port);
-    return 1;
-  }
-  sendBatch(b: PacketBatch, n: number): number {
-    for (let i = 0; i < n; i++) {
-      const family = b.families[i] === 6 ? 6 : 4;
-      this.outbox.push({ bytes: b.buf.slice(b.offs[i]!, b.offs[i]! + b.lens[i]!), address: formatIp(b.addrs, family, 16 * i), port: b.ports[i]! });
-    }
-    return n;
-  }
-  sendTo(data: Uint8Array, address: Uint8Array, port: number): boolean {
-    this.outbox.push({ bytes: Uint8Array.from(data), address: formatIp(address), port });
-    return true;
-  }
-  counters(): object { return {}; }
-}
 
 /** An IPv4 UDP packet from src to dst. */
 function packet(src: number[], dst: number[]): Uint8Array {
@@ -83,7 +34,7 @@ const OUR_POD = [10, 244, 0, 1];
 
 /** An engine and the far side of each of its peers: a Device of the peer's own. */
 function lab(endpoints: Endpoint[]) {
-  const tun = new StandInTun(), udp = new StandInUdp();
+  const tun = new StandInTun(), udp = new StandInUdp(51820);
   const ours = generatePrivateKey();
   const engine = new WireGuardEngine({ privateKey: ours.raw, mtu: 1420, wallClockOffsetMs: 0 }, tun as unknown as TunDevice, udp as unknown as UdpSocket);
   const peers = endpoints.map((endpoint, i) => {
@@ -108,9 +59,9 @@ function lab(endpoints: Endpoint[]) {
     // what the peer answers comes from `from`.
     const sent: Datagram[] = [];
     for (let d = udp.outbox.shift(); d; d = udp.outbox.shift()) {
-      sent.push(d);
+      sent.push({ bytes: d.bytes, address: formatIp(d.address), port: d.port });
       for (const a of p.device.decapsulate(d.bytes, { address: '10.99.0.1', port: 51820 }, now)) {
-        if (a.kind === 'network') { udp.inbox.push({ bytes: Uint8Array.from(a.datagram), address: from.address, port: from.port }); engine.fromNetwork(now); }
+        if (a.kind === 'network') { udp.inbox.push({ bytes: Uint8Array.from(a.datagram), address: parseIp(from.address).bytes, port: from.port }); engine.fromNetwork(now); }
       }
     }
     return sent;
@@ -120,7 +71,7 @@ function lab(endpoints: Endpoint[]) {
     const p = peers[i]!;
     now += 10;
     for (const a of p.device.encapsulate(p.us, packet(p.pod, OUR_POD), now)) {
-      if (a.kind === 'network') { udp.inbox.push({ bytes: Uint8Array.from(a.datagram), address: from.address, port: from.port }); engine.fromNetwork(now); }
+      if (a.kind === 'network') { udp.inbox.push({ bytes: Uint8Array.from(a.datagram), address: parseIp(from.address).bytes, port: from.port }); engine.fromNetwork(now); }
     }
   };
   const status = () => engine.control({ type: 'status' }) as WireGuardEngineStatus;
@@ -137,7 +88,7 @@ test('an IPv4 peer keeps its endpoint as numbers; IPv4 and IPv6 peers are sent t
     const out = l.send(i);
     assert.ok(out.length >= 2, 'an initiation, then the packet');
     for (const d of out) assert.deepEqual([d.address, d.port], [address, port]);
-    assert.equal(l.tun.written.length, 0);
+    assert.equal(l.tun.written, 0);
   }
   assert.deepEqual(l.status().peers.map((p) => p.endpoint).sort(), ['192.0.2.7:51820', '[fd00::7]:51821']);
   const exported = l.engine.exportState(l.now()).peers.map((p) => p.endpoint);
@@ -152,7 +103,7 @@ test('a peer that sends from another address is followed there (IPv4 and IPv6), 
   l.send(1);
   l.receive(0, { address: '198.51.100.9', port: 40000 });
   l.receive(1, { address: 'fd00::9', port: 40001 });
-  assert.equal(l.tun.written.length, 2, 'both packets delivered');
+  assert.equal(l.tun.written, 2, 'both packets delivered');
   const after = l.send(0).concat(l.send(1));
   assert.deepEqual(after.map((d) => `${d.address} ${d.port}`), ['198.51.100.9 40000', 'fd00::9 40001']);
   assert.deepEqual(l.status().peers.map((p) => p.endpoint).sort(), ['198.51.100.9:40000', '[fd00::9]:40001']);
