@@ -27,6 +27,7 @@ import type { UdpSocket } from '../src/datapath/udp-socket.js';
 import type { WireGuardPeerSpec } from '../src/datapath/messages.js';
 import { Device } from '../src/wireguard/device.js';
 import { REKEY_AFTER_TIME } from '../src/wireguard/constants.js';
+import { wholeMs } from '../src/wireguard/whole-ms.js';
 import { LINGER_MS } from '../src/wireguard/lingering-keypairs.js';
 import { generatePrivateKey } from '../src/crypto/index.js';
 import { writeIpv4HeaderChecksum } from '../src/net/ip-packet.js';
@@ -62,8 +63,9 @@ function udpPacket(src: number[], dst: number[]): Uint8Array {
 const ourKey = generatePrivateKey();
 const ourPodIp = [10, 244, 1, 1];
 const tun = new StandInTun(), udp = new StandInUdp(PORT);
-const engine = new WireGuardEngine({ privateKey: ourKey.raw, mtu: 1420, wallClockOffsetMs: 0 }, tun as unknown as TunDevice, udp as unknown as UdpSocket);
-/** The worker's clock is performance.now(): fractional ms (a time field then holds a heap number, as in the agent). */
+// The wall clock's offset as the agent gives it (wireguard-mode.ts): fractional, so a Unix time a peer kept would be a heap number, as there.
+const engine = new WireGuardEngine({ privateKey: ourKey.raw, mtu: 1420, wallClockOffsetMs: Date.now() - performance.now() }, tun as unknown as TunDevice, udp as unknown as UdpSocket);
+/** The worker's clock is performance.now(): fractional ms (the engine keeps whole ms of it, as in the agent). */
 let now = 1_000_000.375;
 
 const keys: Uint8Array[] = [];
@@ -108,7 +110,7 @@ function establish(from: number, to: number, privateKeys: Uint8Array[]): void {
     engine.fromTunnel(now);
     let initiation = udp.outbox.find((d) => d.bytes[0] === 1);
     if (!initiation) {
-      for (const a of engine.device.initiateHandshake(peer, now)) if (a.kind === 'network') udp.outbox.push({ bytes: Uint8Array.from(a.datagram), address: Uint8Array.from(nodeIp(i)), port: PORT });
+      for (const a of engine.device.initiateHandshake(peer, wholeMs(now))) /* the device's clock, as the engine gives it */ if (a.kind === 'network') udp.outbox.push({ bytes: Uint8Array.from(a.datagram), address: Uint8Array.from(nodeIp(i)), port: PORT });
       initiation = udp.outbox.find((d) => d.bytes[0] === 1);
     }
     udp.outbox = [];
