@@ -22,16 +22,17 @@
 import { writeHeapSnapshot } from 'node:v8';
 import { join } from 'node:path';
 import { WireGuardEngine } from '../src/datapath/wireguard-engine.js';
-import type { PacketBatch } from '../src/datapath/packet-batch.js';
 import type { TunDevice } from '../src/datapath/tun-device.js';
 import type { UdpSocket } from '../src/datapath/udp-socket.js';
 import type { WireGuardPeerSpec } from '../src/datapath/messages.js';
 import { Device } from '../src/wireguard/device.js';
 import { REKEY_AFTER_TIME } from '../src/wireguard/constants.js';
+import { wholeMs } from '../src/wireguard/whole-ms.js';
 import { LINGER_MS } from '../src/wireguard/lingering-keypairs.js';
 import { generatePrivateKey } from '../src/crypto/index.js';
 import { writeIpv4HeaderChecksum } from '../src/net/ip-packet.js';
 import { liveHeapBytes as heap } from './live-heap.js';
+import { StandInTun, StandInUdp } from './stand-in-io.js';
 
 const args = process.argv.slice(2);
 const snapshotsAt = args.indexOf('--heap-snapshots');
@@ -44,53 +45,6 @@ if (!(Number.isInteger(N) && N > 0)) {
 }
 const PORT = 51871;
 const PROBE_BYTES = 60; // an IPv4 UDP packet the size of a health probe
-
-/** A datagram on the stand-in wire: from or to `address`:`port`. */
-interface Datagram { bytes: Uint8Array; address: Uint8Array; port: number }
-
-/** The TUN device: hands the engine the packets queued in `reads`, takes what it writes. */
-class BenchTun {
-  readonly reads: Uint8Array[] = [];
-  written = 0;
-  readBatch(b: PacketBatch): number {
-    const p = this.reads.shift();
-    if (!p) return 0;
-    const off = b.slotOffset(0);
-    b.buf.set(p, off);
-    b.set(0, off, p.length);
-    b.count = 1;
-    return 1;
-  }
-  writeBatch(_b: PacketBatch, n: number): number { this.written += n; return n; }
-  counters(): object { return {}; }
-}
-
-/** The UDP socket: hands the engine the datagrams in `inbox`, keeps what it sends in `outbox`. */
-class BenchUdp {
-  readonly gro = false;
-  readonly port = PORT;
-  readonly inbox: Datagram[] = [];
-  outbox: Datagram[] = [];
-  recvBatch(b: PacketBatch): number {
-    const d = this.inbox.shift();
-    if (!d) return 0;
-    const off = b.slotOffset(0);
-    b.buf.set(d.bytes, off);
-    b.set(0, off, d.bytes.length);
-    b.count = 1;
-    b.setPeer(0, d.address, 4, d.port);
-    return 1;
-  }
-  sendBatch(b: PacketBatch, n: number): number {
-    for (let i = 0; i < n; i++) this.outbox.push({ bytes: b.buf.slice(b.offs[i]!, b.offs[i]! + b.lens[i]!), address: b.addrs.slice(16 * i, 16 * i + 4), port: b.ports[i]! });
-    return n;
-  }
-  sendTo(data: Uint8Array, address: Uint8Array, port: number): boolean {
-    this.outbox.push({ bytes: Uint8Array.from(data), address: Uint8Array.from(address), port });
-    return true;
-  }
-  counters(): object { return {}; }
-}
 
 /** Peer i's underlay address and pod CIDR (as the agent's specs: a /24 and the node's /32). */
 const nodeIp = (i: number): number[] => [172, 18, (i >> 8) & 255, i & 255];
@@ -108,9 +62,10 @@ function udpPacket(src: number[], dst: number[]): Uint8Array {
 
 const ourKey = generatePrivateKey();
 const ourPodIp = [10, 244, 1, 1];
-const tun = new BenchTun(), udp = new BenchUdp();
-const engine = new WireGuardEngine({ privateKey: ourKey.raw, mtu: 1420, wallClockOffsetMs: 0 }, tun as unknown as TunDevice, udp as unknown as UdpSocket);
-/** The worker's clock is performance.now(): fractional ms (a time field then holds a heap number, as in the agent). */
+const tun = new StandInTun(), udp = new StandInUdp(PORT);
+// The wall clock's offset as the agent gives it (wireguard-mode.ts): fractional, so a Unix time a peer kept would be a heap number, as there.
+const engine = new WireGuardEngine({ privateKey: ourKey.raw, mtu: 1420, wallClockOffsetMs: Date.now() - performance.now() }, tun as unknown as TunDevice, udp as unknown as UdpSocket);
+/** The worker's clock is performance.now(): fractional ms (the engine keeps whole ms of it, as in the agent). */
 let now = 1_000_000.375;
 
 const keys: Uint8Array[] = [];
@@ -155,7 +110,7 @@ function establish(from: number, to: number, privateKeys: Uint8Array[]): void {
     engine.fromTunnel(now);
     let initiation = udp.outbox.find((d) => d.bytes[0] === 1);
     if (!initiation) {
-      for (const a of engine.device.initiateHandshake(peer, now)) if (a.kind === 'network') udp.outbox.push({ bytes: Uint8Array.from(a.datagram), address: Uint8Array.from(nodeIp(i)), port: PORT });
+      for (const a of engine.device.initiateHandshake(peer, wholeMs(now))) /* the device's clock, as the engine gives it */ if (a.kind === 'network') udp.outbox.push({ bytes: Uint8Array.from(a.datagram), address: Uint8Array.from(nodeIp(i)), port: PORT });
       initiation = udp.outbox.find((d) => d.bytes[0] === 1);
     }
     udp.outbox = [];

@@ -12,7 +12,7 @@ import { Device, mapKey } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import type { Keypair } from '../wireguard/keypair.js';
 import type { Action } from '../wireguard/actions.js';
-import { formatEndpoint, sameEndpoint, type Endpoint } from '../wireguard/endpoint.js';
+import { compactEndpoint, formatEndpoint, Ipv4Endpoint, plainEndpoint, sameEndpoint, type Endpoint } from '../wireguard/endpoint.js';
 import { frameTransport, transportLength } from '../wireguard/transport.js';
 import { transportCounter, transportNonceInPlace } from '../wireguard/messages.js';
 import { MESSAGE_TRANSPORT_HEADER_SIZE as HEADER, MESSAGE_TRANSPORT_TYPE } from '../wireguard/constants.js';
@@ -104,7 +104,7 @@ class PeerRecord {
   rx = 0;
   batchBytes = 0;
   batchPackets = 0;
-  constructor(readonly peer: Peer) {}
+  // Not its peer: the peer names the record (its `record` field), and the tx batch keeps both.
 }
 
 /**
@@ -114,6 +114,12 @@ class PeerRecord {
  */
 function givenKeyOf(given: string, name: string): string {
   return given.length === 44 && Buffer.from(name, 'latin1').toString('base64') === given ? name : given;
+}
+
+/** A plain IPv4 endpoint's address as an int32: one the engine did not make (rare: parsed at each use). */
+function ipv4Number(address: string): number {
+  const b = parseIp(address).bytes;
+  return (b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!;
 }
 
 /** The engine's record of a peer (its `record` field: only this engine sets it). */
@@ -137,12 +143,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The keypairs' native contexts: made at a keypair's first packet each way, released when it idles or dies. */
   private readonly contexts = new AeadContexts<Keypair>({
     make: (kp, way) => {
-      kp.onZero ??= this.keypairDied;
       return AeadKey.createHandle('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
     },
     rowInOwner: true,
   });
-  private readonly keypairDied = (kp: Keypair): void => this.contexts.release(kp);
   private readonly single: SinglePacketWriter;
   /**
    * The core's datagrams of one entry point, sent together at its end (send-queue.ts); a transport
@@ -158,16 +162,15 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
    * keypairs the current rx batch accepted packets under: fixed arrays with a count, reused batch
    * after batch (a lone packet's path allocates nothing and never resizes an array).
    */
-  private readonly batchPeers: (PeerRecord | null)[] = new Array(BATCH).fill(null);
+  private readonly batchPeers: (Peer | null)[] = new Array(BATCH).fill(null);
+  private readonly batchRecords: (PeerRecord | null)[] = new Array(BATCH).fill(null);
   private batchPeerCount = 0;
   private readonly receivedRuns: ReceivedRun[] = Array.from({ length: RX_BATCH }, () => new ReceivedRun());
   private receivedRunCount = 0;
   /**
-   * Each endpoint's address as the socket takes it: IPv4 as one int32 (a Smi in the table), IPv6 as
-   * its bytes. An array and an object for every endpoint were ~300 B a peer (~550 once a peer's
-   * packets came in: the source endpoint too).
+   * An IPv6 endpoint's address as the socket takes it, its bytes (an IPv4 endpoint is an
+   * Ipv4Endpoint: its address a number already).
    */
-  private readonly dest4 = new WeakMap<Endpoint, number>();
   private readonly dest6 = new WeakMap<Endpoint, Uint8Array>();
   /** An IPv4 destination's bytes for sendTo (the socket copies them at once). */
   private readonly dest4Bytes = new Uint8Array(4);
@@ -192,6 +195,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       ? new PacketBatch({ capacity: RX_BATCH, slotSize: RX_HEADROOM + UDP_GRO_SLOT, slots: GRO_SLOTS, headroom: RX_HEADROOM })
       : new PacketBatch({ capacity: BATCH, slotSize: SLOT, headroom: RX_HEADROOM });
     this.device = new Device({ privateKey: init.privateKey, mtu: init.mtu, wallClockOffsetMs: init.wallClockOffsetMs, keylog: !!init.keylogFile });
+    this.device.indexes.onKeypairErased = (kp) => this.contexts.release(kp); // a dead keypair's contexts go with it
     if (init.resume) {
       // A handover: the peers and sessions of the datapath before, which stopped before exporting them.
       this.updatePeers(init.resume.state.peers, []);
@@ -236,7 +240,10 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       if (lastPeer !== peer) { // a compare that runs for every packet (no second one: it would lack feedback too)
         last = this.packetsOf(peer);
         lastPeer = peer;
-        if (last.batchPackets === 0) this.batchPeers[this.batchPeerCount++] = last;
+        if (last.batchPackets === 0) {
+          this.batchRecords[this.batchPeerCount] = last;
+          this.batchPeers[this.batchPeerCount++] = peer;
+        }
       }
       last!.batchBytes += transportLength(padded); // set with lastPeer
       last!.batchPackets++;
@@ -250,12 +257,12 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       this.counters.txPackets += sent;
     }
     for (let k = 0; k < this.batchPeerCount; k++) {
-      const c = this.batchPeers[k]!;
-      this.batchPeers[k] = null;
+      const c = this.batchRecords[k]!, peer = this.batchPeers[k]!;
+      this.batchRecords[k] = this.batchPeers[k] = null;
       c.tx += c.batchPackets;
       const bytes = c.batchBytes;
       c.batchPackets = c.batchBytes = 0;
-      this.perform(c.peer.onDataSent(now, bytes));
+      this.perform(peer.onDataSent(now, bytes));
     }
     this.batchPeerCount = 0;
     this.sends.flush();
@@ -371,49 +378,62 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
     const b = this.rx;
     const e = peer?.endpoint;
     if (e && b.ports[i] === e.port && this.sentFrom(i, e)) return e;
-    const fam = b.families[i] === 6 ? 6 : 4;
-    return { address: formatIp(b.addrs, fam, 16 * i), port: b.ports[i]! };
+    if (b.families[i] !== 6) return new Ipv4Endpoint(this.rxIpv4(i), b.ports[i]!);
+    return { address: formatIp(b.addrs, 6, 16 * i), port: b.ports[i]! };
+  }
+
+  /** Rx packet i's IPv4 source address as an int32 (as Ipv4Endpoint keeps it). */
+  private rxIpv4(i: number): number {
+    const a = this.rx.addrs, at = 16 * i;
+    return (a[at]! << 24) | (a[at + 1]! << 16) | (a[at + 2]! << 8) | a[at + 3]!;
   }
 
   /** True when rx packet i came from endpoint e's address. */
   private sentFrom(i: number, e: Endpoint): boolean {
-    const b = this.rx, a = b.addrs, at = 16 * i;
-    const v4 = this.ipv4Of(e);
-    if (v4 !== undefined) return b.families[i] === 4 && ((a[at]! << 24) | (a[at + 1]! << 16) | (a[at + 2]! << 8) | a[at + 3]!) === v4;
+    const b = this.rx;
+    if (e instanceof Ipv4Endpoint) return b.families[i] === 4 && this.rxIpv4(i) === e.ipv4;
+    const v6 = this.ipv6Of(e);
+    if (v6 === undefined) return b.families[i] === 4 && this.rxIpv4(i) === ipv4Number(e.address);
     if (b.families[i] !== 6) return false;
-    const v6 = this.dest6.get(e)!;
+    const a = b.addrs, at = 16 * i;
     for (let k = 0; k < 16; k++) if (a[at + k] !== v6[k]) return false;
     return true;
   }
 
-  /** Endpoint e's IPv4 address as an int32, or undefined for an IPv6 one (its bytes then in dest6). */
-  private ipv4Of(e: Endpoint): number | undefined {
-    const v4 = this.dest4.get(e);
-    if (v4 !== undefined || this.dest6.has(e)) return v4;
+  /**
+   * A plain endpoint's IPv6 address bytes (kept while the endpoint lives), or undefined for an IPv4
+   * one: one the engine did not make (compactEndpoint makes an Ipv4Endpoint of every canonical one).
+   */
+  private ipv6Of(e: Endpoint): Uint8Array | undefined {
+    const known = this.dest6.get(e);
+    if (known) return known;
     const ip = parseIp(e.address);
-    if (ip.family === 6) { this.dest6.set(e, ip.bytes); return undefined; }
-    const b = ip.bytes, n = (b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!;
-    this.dest4.set(e, n);
-    return n;
+    if (ip.family !== 6) return undefined;
+    this.dest6.set(e, ip.bytes);
+    return ip.bytes;
   }
 
   /** Makes endpoint e tx packet i's destination in b. */
   private setDestination(b: PacketBatch, i: number, e: Endpoint): void {
-    const v4 = this.ipv4Of(e);
-    if (v4 === undefined) { b.setPeer(i, this.dest6.get(e)!, 6, e.port); return; }
-    const a = b.addrs, at = 16 * i;
-    a[at] = v4 >>> 24; a[at + 1] = v4 >>> 16; a[at + 2] = v4 >>> 8; a[at + 3] = v4;
+    const v4 = e instanceof Ipv4Endpoint ? e.ipv4 : undefined;
+    const v6 = v4 === undefined ? this.ipv6Of(e) : undefined;
+    if (v6) { b.setPeer(i, v6, 6, e.port); return; }
+    this.writeIpv4(b.addrs, 16 * i, v4 ?? ipv4Number(e.address));
     b.families[i] = 4;
     b.ports[i] = e.port;
   }
 
   /** Endpoint e's address bytes, as sendTo takes them (an IPv4 one in a scratch array). */
   private destinationBytes(e: Endpoint): Uint8Array {
-    const v4 = this.ipv4Of(e);
-    if (v4 === undefined) return this.dest6.get(e)!;
-    const a = this.dest4Bytes;
-    a[0] = v4 >>> 24; a[1] = v4 >>> 16; a[2] = v4 >>> 8; a[3] = v4;
-    return a;
+    const v4 = e instanceof Ipv4Endpoint ? e.ipv4 : undefined;
+    const v6 = v4 === undefined ? this.ipv6Of(e) : undefined;
+    if (v6) return v6;
+    this.writeIpv4(this.dest4Bytes, 0, v4 ?? ipv4Number(e.address));
+    return this.dest4Bytes;
+  }
+
+  private writeIpv4(a: Uint8Array, at: number, v4: number): void {
+    a[at] = v4 >>> 24; a[at + 1] = v4 >>> 16; a[at + 2] = v4 >>> 8; a[at + 3] = v4;
   }
 
   // ---- actions, timers --------------------------------------------------------------------------
@@ -588,8 +608,9 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
       const peer = this.device.addPeer({ publicKey: key, persistentKeepalive: s.persistentKeepalive });
       let r = recordOf(peer);
       const fresh = !r;
-      if (!r) peer.record = r = new PeerRecord(peer);
-      if (fresh || !sameEndpoint(r.givenEndpoint, s.endpoint)) r.givenEndpoint = peer.endpoint = s.endpoint;
+      if (!r) peer.record = r = new PeerRecord();
+      // Kept as compactEndpoint makes it (an IPv4 one as two numbers), given and current one object until it roams.
+      if (fresh || !sameEndpoint(r.givenEndpoint, s.endpoint)) r.givenEndpoint = peer.endpoint = s.endpoint && compactEndpoint(s.endpoint);
       r.name = s.name;
       r.givenKey = givenKeyOf(g.publicKey, g.publicKey === s.publicKey ? peer.keyName : mapKey(g.publicKey));
       r.givenNext = g.nextPublicKey;
@@ -667,7 +688,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
 
   /** The peer's record (a peer removed meanwhile: one that counts for nothing). */
   private packetsOf(peer: Peer): PeerRecord {
-    return recordOf(peer) ?? new PeerRecord(peer);
+    return recordOf(peer) ?? new PeerRecord();
   }
 
   /** Each device peer with its record (a peer without one, given by nobody, is left out). */
@@ -703,7 +724,7 @@ export class WireGuardEngine implements DatapathEngine<WireGuardProtocol> {
   /** The peers as configured (the specs that make them again, under the keys they hold now) and their sessions. */
   exportState(now: number): WireGuardEngineState {
     const peers = [...this.device.peers()].map((p): WireGuardPeerSpec => { const r = this.packetsOf(p); return {
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null, allowedIPs: r.prefixes.map((x) => this.allowed.textOf(x)),
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? plainEndpoint(p.endpoint) : null, allowedIPs: r.prefixes.map((x) => this.allowed.textOf(x)),
       persistentKeepalive: p.persistentKeepalive, ...(r.name !== undefined ? { name: r.name } : {}),
       ...(p.nextPublicKey ? { nextPublicKey: Buffer.from(p.nextPublicKey).toString('base64') } : {}),
     }; });

@@ -71,16 +71,16 @@ export class Device implements PeerHost {
   publicKey: Uint8Array;
   publicKeyBase64: string;
   readonly stats = new DeviceStats();
-  /** @internal receiver index -> handshake/keypair */
-  readonly indexes = new IndexTable();
-  /** @internal PeerHost: keypairs pushed out by newer handshakes, receivable for LINGER_MS. */
-  readonly lingering = new LingeringKeypairs(this.indexes);
-  readonly mtu: number;
-  keylog: boolean;
   /** @internal PeerHost */
   readonly peerSlots = new SlotAllocator(PEER_SLOT_SIZE);
   /** @internal PeerHost */
   readonly keySlots = new SlotAllocator(KEYPAIR_SLOT_SIZE, 128);
+  /** @internal receiver index -> handshake/keypair (its onKeypairErased: the datapath's hook) */
+  readonly indexes = new IndexTable(this.keySlots);
+  /** @internal PeerHost: keypairs pushed out by newer handshakes, receivable for LINGER_MS. */
+  readonly lingering = new LingeringKeypairs(this.indexes);
+  readonly mtu: number;
+  keylog: boolean;
   /**
    * Set by the caller when it is overloaded (e.g. its handshake queue is long): handshake messages
    * then need a valid mac2, and senders without one get a cookie reply.

@@ -3,6 +3,7 @@
 import { randomUint32 } from '../crypto/index.js';
 import { Keypair } from './keypair.js';
 import type { Peer } from './peer.js';
+import type { SlotAllocator } from './slot-allocator.js';
 
 /**
  * What an index names: a peer's pending handshake (the Peer: a peer has one handshake), then the
@@ -12,6 +13,14 @@ export type Indexed = Peer | Keypair;
 
 export class IndexTable {
   private readonly table = new Map<number, Indexed>();
+  /**
+   * Called with every keypair erased (eraseKeypair: where every live keypair dies), e.g. so a
+   * datapath frees what it made for it. One hook a device, not a field in every keypair.
+   */
+  onKeypairErased: ((kp: Keypair) => void) | null = null;
+
+  /** keySlots: where the keypairs named here keep their keys (Device.keySlots). */
+  constructor(private readonly keySlots: SlotAllocator) {}
 
   /** Allocates a fresh non-zero index (below 2^31) for peer's pending handshake. */
   newIndexForHandshake(peer: Peer): number {
@@ -66,7 +75,7 @@ export class IndexTable {
   /** A keypair gone for good: its index freed and its keys zeroed (a peer's slots, or a lingering one expired). */
   eraseKeypair(kp: Keypair): void {
     this.delete(kp.localIndex);
-    kp.zero();
+    if (kp.zero(this.keySlots)) this.onKeypairErased?.(kp);
   }
 
   get size(): number {

@@ -1,7 +1,7 @@
 // A session keypair (wireguard-go's Keypair): the two transport keys of one completed handshake,
 // the indexes that name it on the wire, the send counter and the receive replay window.
 // The raw keys are exposed on purpose: the datapath hands them to a native batch AEAD (and frees
-// its contexts through onZero); TypeScript keeps every protocol decision.
+// its contexts through IndexTable.onKeypairErased); TypeScript keeps every protocol decision.
 import { zeroize } from '../crypto/index.js';
 import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME } from './constants.js';
 import { ReplayWindow } from './replay-window.js';
@@ -25,7 +25,6 @@ export class Keypair extends ReplayWindow {
    * ~240 B of heap and a backing store's malloc a keypair, and a live peer holds one to three),
    * send key first, at `at`. The slot is zeroed and freed when the keypair dies.
    */
-  private readonly slots: SlotAllocator;
   private readonly chunk: Uint8Array;
   private readonly at: number;
   /** Our index: the receiver field of data the peer sends us. */
@@ -42,7 +41,6 @@ export class Keypair extends ReplayWindow {
   /** Its row of native contexts in the engine's AeadContexts (AeadOwner; -1: none): no map entry a context. */
   aeadRow = -1;
   /** Called once when the keypair is destroyed (e.g. to free a native context). */
-  onZero: ((kp: Keypair) => void) | null = null;
   private alive = true;
 
   /** The key arrays given are copied into a slot of `slots` (KEYPAIR_SLOT_SIZE) and zeroed. */
@@ -52,8 +50,7 @@ export class Keypair extends ReplayWindow {
   }) {
     super();
     const { sendKey, receiveKey } = init;
-    this.slots = init.slots;
-    const { chunk, offset } = this.slots.alloc();
+    const { chunk, offset } = init.slots.alloc();
     chunk.set(sendKey, offset);
     chunk.set(receiveKey, offset + 32);
     zeroize(sendKey, receiveKey);
@@ -109,13 +106,14 @@ export class Keypair extends ReplayWindow {
     return first;
   }
 
-  /** Overwrites the keys; the keypair can no longer send or receive. */
-  zero(): void {
-    if (!this.alive) return;
+  /**
+   * Overwrites the keys and gives their slot back to `slots` (the allocator it was made from: the
+   * device's, not kept in every keypair); it can no longer send or receive. False when it was dead already.
+   */
+  zero(slots: SlotAllocator): boolean {
+    if (!this.alive) return false;
     this.alive = false;
-    this.slots.release({ chunk: this.chunk, offset: this.at }); // zeroes it
-    const cb = this.onZero;
-    this.onZero = null;
-    cb?.(this);
+    slots.release({ chunk: this.chunk, offset: this.at }); // zeroes it
+    return true;
   }
 }

@@ -90,7 +90,7 @@ export interface PeerStats {
   /** Device-clock ms of the latest completed handshake, null if none. */
   lastHandshakeAt: number | null;
   /** Unix ms of the latest completed handshake, null if none. */
-  lastHandshakeUnixMs: number | null;
+  readonly lastHandshakeUnixMs: number | null;
 }
 
 /**
@@ -113,7 +113,6 @@ export class Peer extends PeerTimers implements PeerStats {
   rxBytes = 0;
   txBytes = 0;
   lastHandshakeAt: number | null = null;
-  lastHandshakeUnixMs: number | null = null;
   /** The keypair we send with. */
   current: Keypair | null = null;
   /**
@@ -171,6 +170,15 @@ export class Peer extends PeerTimers implements PeerStats {
   /** Its timers: the peer's own fields (see the class). */
   get timers(): PeerTimers {
     return this;
+  }
+
+  /**
+   * Unix ms of the latest completed handshake: read from lastHandshakeAt through the device's wall
+   * clock, not kept (a Unix time in ms is no small integer: a field of its own held a heap number,
+   * 24 B a peer).
+   */
+  get lastHandshakeUnixMs(): number | null {
+    return this.lastHandshakeAt === null ? null : this.host.wallClock(this.lastHandshakeAt);
   }
 
   /** Its counters: the peer's own fields (an object of their own was 56 B a peer). */
@@ -483,7 +491,6 @@ export class Peer extends PeerTimers implements PeerStats {
   /** @internal Records a completed handshake for status and emits the event. */
   markHandshake(now: number, out: Action[]): void {
     this.stats.lastHandshakeAt = now;
-    this.stats.lastHandshakeUnixMs = this.host.wallClock(now);
     this.host.stats.handshakesCompleted++;
     out.push({ kind: 'handshakeComplete', peer: this });
   }

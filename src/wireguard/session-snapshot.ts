@@ -6,7 +6,7 @@
 // datapath must have stopped before the export (it never sends under these counters again).
 // Keypairs lingering after a crossing (lingering-keypairs.ts) travel with the time they have left,
 // so a handover within LINGER_MS of a crossing still opens what the peer sends under them.
-import type { Endpoint } from './endpoint.js';
+import { compactEndpoint, plainEndpoint, type Endpoint } from './endpoint.js';
 import { Keypair } from './keypair.js';
 import { LINGER_MS } from './lingering-keypairs.js';
 import type { Peer } from './peer.js';
@@ -101,7 +101,7 @@ export function exportSessions(device: Device, now: number): WireGuardSessions {
     const t = p.timers;
     const lingeringHere = lingering.get(p);
     peers.push({
-      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? { ...p.endpoint } : null,
+      publicKey: p.publicKeyBase64, endpoint: p.endpoint ? plainEndpoint(p.endpoint) : null,
       current: keypairState(p.current, now), previous: keypairState(p.previous, now), next: keypairState(p.next, now),
       ...(lingeringHere ? { lingering: lingeringHere } : {}),
       lastHandshakeAgeMs: p.stats.lastHandshakeAt === null ? null : now - p.stats.lastHandshakeAt,
@@ -131,7 +131,7 @@ function restoreKeypair(device: Device, peer: Peer, s: KeypairState | null, now:
     createdAt: wholeMs(now - s.ageMs), peer, slots: device.keySlots,
   });
   kp.sendCounter = s.sendCounter;
-  if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(); return null; }
+  if (!kp.replay.restore(s.replay) || !device.indexes.restoreKeypair(kp.localIndex, kp)) { kp.zero(device.keySlots); return null; }
   return kp;
 }
 
@@ -164,10 +164,9 @@ export function importSessions(device: Device, sessions: WireGuardSessions, now:
     peer.previous = restoreKeypair(device, peer, s.previous, at);
     peer.next = restoreKeypair(device, peer, s.next, at);
     if (Array.isArray(s.lingering)) restoreLingering(device, peer, s.lingering, at, now);
-    if (s.endpoint && !peer.endpoint) peer.endpoint = { address: s.endpoint.address, port: s.endpoint.port };
+    if (s.endpoint && !peer.endpoint) peer.endpoint = compactEndpoint(s.endpoint);
     if (s.lastHandshakeAgeMs !== null) {
-      peer.stats.lastHandshakeAt = wholeMs(at - s.lastHandshakeAgeMs);
-      peer.stats.lastHandshakeUnixMs = s.lastHandshakeUnixMs;
+      peer.stats.lastHandshakeAt = wholeMs(at - s.lastHandshakeAgeMs); // its Unix time read through this device's clock
     }
     if (s.onCurrentKey && s.publicKey && sessions.publicKey === device.publicKeyBase64) peer.ourKeyAtHandshake = device.publicKey;
     peer.stats.rxBytes = s.rxBytes;

@@ -11,6 +11,7 @@ import { AeadContexts } from '../../src/datapath/aead-contexts.js';
 import { AeadBatch, AeadKey } from '../../src/datapath/aead-batch.js';
 import { KEYPAIR_SLOT_SIZE, Keypair } from '../../src/wireguard/keypair.js';
 import { SlotAllocator } from '../../src/wireguard/slot-allocator.js';
+import { IndexTable } from '../../src/wireguard/index-table.js';
 import type { Peer } from '../../src/wireguard/peer.js';
 import { mallocStats } from '../../src/native/malloc-stats.js';
 
@@ -23,20 +24,22 @@ function freed(handle: number): boolean {
   return b.seal(buf) === 0;
 }
 
+const slots = new SlotAllocator(KEYPAIR_SLOT_SIZE);
+/** Where a keypair dies (eraseKeypair), as the device's. */
+const indexes = new IndexTable(slots);
+
 /** The WireGuard engine's policy: every context kept, freed when its keypair dies. */
 function keypairContexts(): AeadContexts<Keypair> {
   const c: AeadContexts<Keypair> = new AeadContexts<Keypair>({
     make: (kp, way) => {
-      kp.onZero ??= (dead) => c.release(dead);
       return AeadKey.createHandle('chacha20-poly1305', way === 'seal' ? kp.sendKey : kp.receiveKey, 16, way);
     },
     rowInOwner: true,
     idleMs: IDLE,
   });
+  indexes.onKeypairErased = (dead) => c.release(dead);
   return c;
 }
-
-const slots = new SlotAllocator(KEYPAIR_SLOT_SIZE);
 
 /** Our keypair and the peer's for the same handshake: what one sends, the other receives. */
 function pair(): [Keypair, Keypair] {
@@ -117,7 +120,7 @@ test('a dying keypair frees its contexts; a released handle is refused by the ad
   const c = keypairContexts();
   const [ours] = pair();
   const h = c.get(ours, 'seal', 0);
-  ours.zero();
+  indexes.eraseKeypair(ours);
   assert.equal(c.count, 0);
   assert.ok(freed(h), 'the native handle is gone: freeing it again is an error, not a double free');
   const buf = Buffer.alloc(64), b = new AeadBatch(1);
