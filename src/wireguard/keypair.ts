@@ -40,7 +40,7 @@ export class Keypair extends ReplayWindow {
   sendCounter = 0;
   /** Its row of native contexts in the engine's AeadContexts (AeadOwner; -1: none): no map entry a context. */
   aeadRow = -1;
-  /** Called once when the keypair is destroyed (e.g. to free a native context). */
+  /** False once zeroed: a keypair dies once (IndexTable.eraseKeypair, or a restore refused). */
   private alive = true;
 
   /** The key arrays given are copied into a slot of `slots` (KEYPAIR_SLOT_SIZE) and zeroed. */
