@@ -97,6 +97,7 @@ napi_value thread_set_nice(napi_env env, napi_callback_info info); // thread-pri
 napi_value thread_set_name(napi_env env, napi_callback_info info); // thread-priority.c
 napi_value thread_set_realtime(napi_env env, napi_callback_info info); // thread-priority.c
 napi_value thread_pin_first_cpu(napi_env env, napi_callback_info info); // thread-priority.c
+napi_value thread_yield(napi_env env, napi_callback_info info); // thread-priority.c
 napi_value tun_open(napi_env env, napi_callback_info info);
 napi_value tun_set_offload(napi_env env, napi_callback_info info);
 napi_value tun_name(napi_env env, napi_callback_info info);

@@ -87,6 +87,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("threadSetName", thread_set_name),
     EXPORT("threadSetRealtime", thread_set_realtime),
     EXPORT("threadPinFirstCpu", thread_pin_first_cpu),
+    EXPORT("threadYield", thread_yield),
     EXPORT("tunOpen", tun_open),
     EXPORT("tunSetOffload", tun_set_offload),
     EXPORT("tunName", tun_name),

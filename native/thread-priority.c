@@ -80,3 +80,12 @@ napi_value thread_pin_first_cpu(napi_env env, napi_callback_info info) {
   pinned = pin;
   return ret_int(env, 0);
 }
+
+// threadYield() -> 0: sched_yield(). For the realtime worker: a thread of its priority on its CPU
+// that it woke (the other node's worker in a lab, woken by the packet just sent) runs first; with
+// none waiting it returns at once (idle-realtime.ts yieldToWoken).
+napi_value thread_yield(napi_env env, napi_callback_info info) {
+  (void)info;
+  sched_yield();
+  return ret_int(env, 0);
+}

@@ -33,6 +33,11 @@ export const QUIET_MS = 500;
 /** Puts the calling thread on SCHED_FIFO (true) or SCHED_OTHER (false); whether the kernel allowed it. */
 export type PolicySwitch = (realtime: boolean) => boolean;
 
+/** Lets the threads of the calling thread's priority that wait for its CPU run first (sched_yield). */
+export type Yield = () => void;
+
+const nativeYield: Yield = () => { native().threadYield(); };
+
 /**
  * SCHED_FIFO on the first CPU the thread may use (0, or the refusal), and back: SCHED_OTHER on all
  * of them. The RT scheduler wakes a realtime thread on its last CPU unless an RT thread of its
@@ -73,7 +78,8 @@ export class IdleRealtime {
   private lastBusy = -Infinity;
 
   /** enabled false: the thread is never touched (SCHED_OTHER as started). realtime: it already runs SCHED_FIFO. */
-  constructor(private readonly enabled: boolean, now: number, realtime: boolean, private readonly setPolicy: PolicySwitch = nativeSwitch) {
+  constructor(private readonly enabled: boolean, now: number, realtime: boolean, private readonly setPolicy: PolicySwitch = nativeSwitch,
+    private readonly yieldCpu: Yield = nativeYield) {
     this.windowStart = now;
     this.woke = now;
     this.realtime = enabled && realtime;
@@ -104,6 +110,18 @@ export class IdleRealtime {
     this.worked += now - this.woke;
     this.counting = false;
     if (this.realtime && !this.aside && this.setPolicy(false)) this.aside = true;
+  }
+
+  /**
+   * Before work a turn's packets do not wait for (ESP's replay-mark refill, timers), after the turn
+   * sent packets: a realtime thread those packets woke on this CPU runs first. Same-priority FIFO
+   * threads do not preempt each other, and every node's worker is pinned to the same first CPU
+   * (toRealtime), so in a lab the peer's worker, woken by the answer just sent, waited for that
+   * work (a refill ~100 µs) before it could take the answer. SCHED_OTHER: nothing (a yield there
+   * would give up the thread's share to normal threads).
+   */
+  yieldToWoken(): void {
+    if (this.isRealtime) this.yieldCpu();
   }
 
   /** Before the worker waits: the packet work since it woke counts. The only place it rises. */

@@ -119,7 +119,13 @@ class WorkerLoop<P extends WireGuardProtocol | EspProtocol> {
     // without feedback for it, and deoptimized there (lab --trace-deopt, session 16).
     if ((ready & 1) !== 0 || moved > 0) moved += tunnelBurst(engine, tun, now);
     this.moved += moved;
-    if (warm || engine.nextDeadline(now) <= now) engine.tick(now); // the turn's clock: no second read
+    if (warm || engine.nextDeadline(now) <= now) {
+      // The tick's work (ESP's replay-mark refill: a write of the marks file handed to its thread)
+      // is no packet's: after a turn that sent packets, the realtime thread they woke goes first.
+      // (Also in the warm turns: its call is compiled with feedback, no deoptimization at the first.)
+      if (warm || moved > 0) this.sched.yieldToWoken();
+      engine.tick(now); // the turn's clock: no second read
+    }
     return true;
   }
 

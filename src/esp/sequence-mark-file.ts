@@ -68,10 +68,15 @@ export function encodeSequenceMarks(marks: Iterable<readonly [string, number]>):
   // a write's encoding took ~3 ms that way. Ids are unique (a Map's, or the engine's disjoint sets).
   let out = '{', sep = '';
   for (const [id, mark] of marks) {
-    out += sep + JSON.stringify(id) + ':' + mark;
+    out += sep + markEntryText(id, mark);
     sep = ',';
   }
   return out + '}\n';
+}
+
+/** One entry of the file's text, as encodeSequenceMarks writes it (for a writer that walks its marks itself). */
+export function markEntryText(id: string, mark: number): string {
+  return JSON.stringify(id) + ':' + mark;
 }
 
 /** The file holds no key, but its marks say how far SAs got: the agent's alone. */

@@ -17,14 +17,20 @@ export class SequenceMarkWriter {
   readonly #state = new Int32Array(3);
   #closed = false;
 
-  /** marks: the file's contents (id, mark), owned by the caller; every submit() writes all of them. */
-  constructor(readonly path: string, readonly marks: Iterable<readonly [string, number]>) {
+  readonly #text: () => string;
+
+  /**
+   * marks: the file's contents (id, mark), owned by the caller, or a function that answers their text
+   * (encodeSequenceMarks' format); every submit() writes all of them.
+   */
+  constructor(readonly path: string, marks: Iterable<readonly [string, number]> | (() => string)) {
+    this.#text = typeof marks === 'function' ? marks : () => encodeSequenceMarks(marks);
     this.#writer = native().fileReplacerOpen(path, SEQUENCE_MARKS_MODE);
   }
 
   /** Queues the marks as they are now; answers the write's generation (see outcome()). */
   submit(): number {
-    return native().fileReplacerSubmit(this.#writer, Buffer.from(encodeSequenceMarks(this.marks)));
+    return native().fileReplacerSubmit(this.#writer, Buffer.from(this.#text()));
   }
 
   /** Looks at the writes' progress (outcome() answers from the last look); wait: until generation `wait` has ended. */

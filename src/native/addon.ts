@@ -33,6 +33,8 @@ export interface NativeDatapath {
   threadSetRealtime(priority: number): number;
   /** true: the calling thread to the first CPU it may run on; false: back to all of them (no capability needed). */
   threadPinFirstCpu(pin: boolean): number;
+  /** sched_yield() for the calling thread: 0. */
+  threadYield(): number;
   tunReadBatch(fd: number, batch: NativeBatch, maxPkts: number, vnet: number, scratch: Uint8Array | null,
     stats: Float64Array): number;
   tunWriteBatch(fd: number, batch: NativeBatch, n: number, mode: number, stats: Float64Array, yieldEvery: number): number;
