@@ -9,8 +9,8 @@ import { RawEspSocket } from '../datapath/raw-esp-socket.js';
 import type { TunDevice } from '../datapath/tun-device.js';
 import { DatapathHost } from '../datapath/datapath-host.js';
 import type { HeapFigures } from '../util/heap-figures.js';
-import { forgetUnmarked } from '../util/forget-unmarked.js';
 import { AppliedPeers, type AppliedSpecsObserver } from './applied-peers.js';
+import { RoutedPrefixes } from './routed-prefixes.js';
 import { WORKER_YOUNG_GENERATION_MB } from './agent-heap.js';
 import { EspSpecsDigest } from '../datapath/esp-table-digest.js';
 import { WireGuardSpecsDigest } from '../datapath/wireguard-table-digest.js';
@@ -22,7 +22,7 @@ import { configureTunnelDevice, openTunnelDevice } from './tunnel-device.js';
 import { handoverMismatch, type ResumedDatapath } from './datapath-handover.js';
 import { makeSnapshot, sameEngineInit, type DatapathSnapshot, type EngineInitOf } from '../datapath/datapath-snapshot.js';
 import { ReplacedRoutes } from './replaced-routes.js';
-import { keepTunnelTrafficOnUnderlay, listTunnelRoutes, releasePrefixes, routePrefix, routeSource, routesToMend, steerIntoTunnel } from './routes.js';
+import { keepTunnelTrafficOnUnderlay, listTunnelRoutes, releasePrefixes, routesToMend, steerIntoTunnel } from './routes.js';
 
 /** The worker's init message of engine K without what the tunnel adds (its device, socket, MTU). */
 export type EngineParams<K extends EngineKind> = Omit<Extract<WorkerInit, { kind: K }>, 'tun' | 'udp' | 'cryptoThreads' | 'priority' | 'realtime' | 'mtu'>;
@@ -197,14 +197,13 @@ export class Tunnel<K extends EngineKind = EngineKind> {
   }
 
   /**
-   * What the worker and the routing table hold, as last applied: spec by the mode's slot
-   * (DesiredState.slotOf), route source by prefix, kept and marked pass after pass
-   * (forget-unmarked.ts; what no pass marked is what went): at 5,000 peers, the maps made anew each
-   * pass were ~2.3 MB of garbage per event.
+   * What the worker holds, as last applied: spec by the mode's slot (DesiredState.slotOf), kept
+   * and marked pass after pass (what no pass marked is what went): at 5,000 peers, the maps made
+   * anew each pass were ~2.3 MB of garbage per event.
    */
   private appliedPeers = new AppliedPeers<WireGuardPeerSpec | EspPeerSpec>(specId);
-  /** The last pass that wanted a prefix, with its source where it has one (a record only then: IPsec's routes have none, and one each was ~40 B a peer). */
-  private routed = new Map<string, number | { src: string; pass: number }>();
+  /** The prefixes routed, as the last pass listed them (routed-prefixes.ts). */
+  private readonly routed = new RoutedPrefixes();
   private passes = 0;
   /** The digest of the specs in appliedPeers (the engine's kind's), kept spec by spec as they come, change and go. */
   private specsDigest?: EspSpecsDigest | WireGuardSpecsDigest;
@@ -257,19 +256,7 @@ export class Tunnel<K extends EngineKind = EngineKind> {
     }
     // Steer every remote node's prefixes into the tunnel whether or not its peer is configured yet:
     // traffic to a node without a peer is dropped in the datapath, never sent in plaintext.
-    const steer: { prefix: string; src?: string }[] = [];
-    for (let i = 0; i < d.routes.length; i++) {
-      const r = d.routes[i]!;
-      const prefix = routePrefix(r), src = routeSource(r);
-      const had = this.routed.get(prefix);
-      if (had !== undefined && routedSrc(had) === src) { // routed so already, or earlier in this pass
-        if (routedPass(had) === pass) continue;
-        if (typeof had === 'number') this.routed.set(prefix, pass); else had.pass = pass;
-        continue;
-      }
-      this.routed.set(prefix, src === undefined ? pass : { src, pass }); // new, or a new source (the prefix twice in this pass: the last one wins)
-      steer.push({ prefix, src });
-    }
+    const { steer, stale } = this.routed.update(d.routes);
     // A whole pass reads the table and mends what differs (a route gone, moved or without its
     // blackhole), rather than steering every prefix again (at 5,000 peers 10,000 `ip` lines, ~135 ms
     // of CPU a minute for routes that were all in place). A periodic one whose listing is, byte for
@@ -284,8 +271,10 @@ export class Tunnel<K extends EngineKind = EngineKind> {
       this.replaced?.recordBefore(toSteer.map((r) => r.prefix)); // the routes a steer replaces, for an uninstall
       steerIntoTunnel(toSteer.map((r) => ({ prefix: r.prefix, device: this.device, src: r.src })));
     }
-    const stale = forgetUnmarked(this.routed, pass, routedPass);
-    if (table) for (const p of table.routed.keys()) if (!this.routed.has(p)) stale.push(p);
+    if (table) {
+      const wanted = this.routed.prefixes();
+      for (const p of table.routed.keys()) if (!wanted.has(p)) stale.push(p);
+    }
     if (stale.length) this.routesInPlace = undefined;
     releasePrefixes([...new Set(stale)], this.device);
     if (toSteer.length || stale.length) this.replaced?.afterSteering();
@@ -370,6 +359,3 @@ const FULL_DIGEST_EVERY = 10;
 /** A spec that is its own message (DesiredState.messageOf's default). */
 const sameSpec = <S>(spec: S): S => spec;
 
-/** A routed prefix's last pass and source (Tunnel.routed). */
-const routedPass = (v: number | { pass: number }): number => (typeof v === 'number' ? v : v.pass);
-const routedSrc = (v: number | { src: string }): string | undefined => (typeof v === 'number' ? undefined : v.src);
