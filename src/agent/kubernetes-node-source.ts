@@ -15,6 +15,7 @@ import { underlayWithAddress, type Underlay } from '../host/underlay.js';
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { admitPeers } from './peer-admission.js';
+import { SlotPool } from '../util/slot-pool.js';
 import { OwnFieldsWriter, PeerViewFilter } from './own-fields-writer.js';
 import { LEASE_GRACE_MS } from './registry-node-source.js';
 import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
@@ -61,6 +62,9 @@ export class KubernetesNodeSource implements NodeSource {
   private livenessTimer?: NodeJS.Timeout;
   private lease?: KubeLeaseHandle;
   private readonly peerView = new PeerViewFilter();
+  readonly slots = new SlotPool();
+  /** Each node's slot (PeerNode.slot), while the informer holds its object. */
+  private readonly slotOfNode = new Map<string, number>();
   private admitted?: { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] };
   private readonly writer = new OwnFieldsWriter((fields) => this.writeAnnotations(fields));
 
@@ -119,6 +123,7 @@ export class KubernetesNodeSource implements NodeSource {
     const views = this.views().sort((x, y) => x.createdMs - y.createdMs || x.name.localeCompare(y.name));
     const candidates: PeerNode[] = [];
     const unusable = new Map<string, string>();
+    const slot = this.nodeSlots(views);
     const live = new Set<string>();
     for (const v of views) {
       if (v.name === this.o.nodeName) continue;
@@ -132,7 +137,7 @@ export class KubernetesNodeSource implements NodeSource {
       if (Array.isArray(gw)) { refuse(gw[0]!); continue; }
       const agent = agentStatusAnnotation(v);
       candidates.push({
-        name: v.name, internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
+        name: v.name, slot: slot(v.name), internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
         bootID: v.bootID ?? (typeof agent?.['bootID'] === 'string' ? agent['bootID'] : undefined),
         encryptionKey: encryptionKeyAnnotation(v), annotations: { ...v.annotations },
       });
@@ -144,6 +149,17 @@ export class KubernetesNodeSource implements NodeSource {
     for (const [k, v] of unusable) refused.set(k, v);
     const claims = verdict.admitted;
     return { admitted: claims.filter((p) => live.has(p.name)), refused, claims };
+  }
+
+  /** Slots for these nodes (a node keeps its own while it stays); the slots of nodes gone are given back. */
+  private nodeSlots(views: KubeNodeView[]): (name: string) => number {
+    const names = new Set(views.map((v) => v.name));
+    for (const [name, slot] of this.slotOfNode) if (!names.has(name)) { this.slotOfNode.delete(name); this.slots.release(slot); }
+    return (name) => {
+      let slot = this.slotOfNode.get(name);
+      if (slot === undefined) this.slotOfNode.set(name, slot = this.slots.take());
+      return slot;
+    };
   }
 
   /** Its lease was renewed (as seen here) within its duration plus the grace. */

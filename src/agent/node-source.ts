@@ -8,6 +8,7 @@ import type { LeaseHandle } from '../control/registry.js';
 import type { PublishedAgentStatus } from './api.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { OneOrMore } from '../util/one-or-more.js';
+import type { SlotPool } from '../util/slot-pool.js';
 
 /** The kernel's id of this boot: it changes on every reboot (Cilium derives IPsec keys from it). */
 export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -29,6 +30,12 @@ export interface OwnNode {
 /** A remote node as the agent sees it: its addresses and what its agent published. */
 export interface PeerNode {
   name: string;
+  /**
+   * Its slot (source.slots): every layer keeps what it holds of the peer in columns by it, not in a
+   * map of its own keyed by the peer (~50 B a map a peer). A node keeps it while it is cached; a slot
+   * given back is handed to another peer later: a layer tells its peer changed by the object or its name.
+   */
+  slot: number;
   /** The tunnel endpoint (the first internal IP). */
   internalIP: string;
   /**
@@ -59,6 +66,8 @@ export interface OwnFields {
 }
 
 export interface NodeSource {
+  /** Where its peers' slots come from (PeerNode.slot): a source that adds peers to another's takes theirs from it. */
+  readonly slots: SlotPool;
   /** This node; fails with a VeilError saying what is missing. */
   self(): Promise<OwnNode>;
   /** The peers as last seen (every node but this one with addresses). */
