@@ -9,7 +9,7 @@ import { cidrContains, cidrsOverlap, formatCidr, parseCidr, parseIp, type Cidr }
 import { VeilError } from '../util/errors.js';
 import { listOf, type OneOrMore } from '../util/one-or-more.js';
 import type { SlotPool } from '../util/slot-pool.js';
-import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
+import type { NodeSource, OwnFields, OwnNode, PeerNode, PeersRead } from './node-source.js';
 import type { LeaseHandle } from '../control/registry.js';
 
 /** What the agent sends a peer when its endpoint names no port: veil's own (WireGuard) port. */
@@ -295,8 +295,8 @@ export class WithExternalPeers implements NodeSource {
     return { peers, refused: a.refused };
   }
 
-  async watchPeers(onChange: () => void): Promise<void> {
-    await this.inner.watchPeers(onChange);
+  async watchPeers(onChange: () => void, read?: PeersRead): Promise<void> {
+    await this.inner.watchPeers(onChange, read);
     await this.peerObjects.follow(onChange);
     onChange();
   }

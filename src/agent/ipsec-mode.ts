@@ -34,6 +34,8 @@ const EXPIRY_RECHECK_MS = 60_000;
 export class IpsecMode implements EncryptionMode<'esp'> {
   readonly type = 'ipsec' as const;
   readonly device = IPSEC_DEVICE;
+  /** Its SA keys are derived from each peer's boot id (as Cilium's). */
+  readonly readsBootIDs = true;
   private readonly loader = new IpsecKeyLoader();
   /**
    * Each peer's spec as the last pass made it, and from what: the same peer object (the node source

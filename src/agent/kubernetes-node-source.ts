@@ -18,7 +18,7 @@ import { admitPeers } from './peer-admission.js';
 import { SlotPool } from '../util/slot-pool.js';
 import { OwnFieldsWriter, PeerViewFilter } from './own-fields-writer.js';
 import { LEASE_GRACE_MS } from './registry-node-source.js';
-import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
+import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode, type PeersRead } from './node-source.js';
 
 /** The field manager veil's agent writes as (kubectl shows it in managedFields). */
 export const AGENT_FIELD_MANAGER = 'veil-agent';
@@ -63,6 +63,8 @@ export class KubernetesNodeSource implements NodeSource {
   private lease?: KubeLeaseHandle;
   private readonly peerView = new PeerViewFilter();
   readonly slots = new SlotPool();
+  /** Whether the peers carry their boot ids (watchPeers' PeersRead). */
+  private bootIDs = true;
   /** Each node's slot (PeerNode.slot), while the informer holds its object. */
   private readonly slotOfNode = new Map<string, number>();
   private admitted?: { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] };
@@ -138,7 +140,7 @@ export class KubernetesNodeSource implements NodeSource {
       const agent = agentStatusAnnotation(v);
       candidates.push({
         name: v.name, slot: slot(v.name), internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
-        bootID: v.bootID ?? (typeof agent?.['bootID'] === 'string' ? agent['bootID'] : undefined),
+        bootID: !this.bootIDs ? undefined : v.bootID ?? (typeof agent?.['bootID'] === 'string' ? agent['bootID'] : undefined),
         encryptionKey: encryptionKeyAnnotation(v), annotations: { ...v.annotations },
       });
     }
@@ -180,8 +182,9 @@ export class KubernetesNodeSource implements NodeSource {
     this.leases.set(name, { renewedAt, observedAt, durationMs: leaseDurationMs(obj), holder });
   }
 
-  async watchPeers(onChange: () => void): Promise<void> {
+  async watchPeers(onChange: () => void, read?: PeersRead): Promise<void> {
     this.peerView.onChange = onChange;
+    this.bootIDs = read?.bootIDs ?? true;
     const log = (m: string) => this.o.log?.(m);
     this.nodeInformer = new Informer(this.o.kc, { apiVersion: 'v1', kind: 'Node', path: '/api/v1/nodes' }, {
       upsert: (o) => { if (o.metadata?.name === this.o.nodeName) this.reassert(kubeNodeView(o)); this.notify(); },

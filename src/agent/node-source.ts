@@ -56,6 +56,16 @@ export interface PeerNode {
   external?: { port: number; persistentKeepalive: number };
 }
 
+/** What the follower of the peers reads of them, of what not every follower needs. */
+export interface PeersRead {
+  /**
+   * Their agents' boot ids (PeerNode.bootID); default true. A follower that does not read them (one
+   * that derives no keys from them: EncryptionMode.readsBootIDs) gets peers without, and a reboot
+   * alone changes none of them (a boot id was ~60 B a peer).
+   */
+  bootIDs?: boolean;
+}
+
 /** The agent's own published fields. Each is written only when it differs from what is stored. */
 export interface OwnFields {
   agent: PublishedAgentStatus;
@@ -79,8 +89,11 @@ export interface NodeSource {
   nodeClaims(): PeerNode[];
   /** Nodes refused as peers ('peer NAME' -> why: an unusable object, or one claiming what another node holds). */
   refusedPeers(): ReadonlyMap<string, string>;
-  /** Follows the peers: onChange runs when anything the modes use changed (not on liveness or health). */
-  watchPeers(onChange: () => void): Promise<void>;
+  /**
+   * Follows the peers: onChange runs when anything the modes use changed (not on liveness or health).
+   * What its follower reads of them (PeersRead): what it does not is not kept, nor followed.
+   */
+  watchPeers(onChange: () => void, read?: PeersRead): Promise<void>;
   /** Writes the own fields, and nothing when they are unchanged. */
   publish(fields: OwnFields): Promise<void>;
   /** The fields as last published (undefined before the first publish). */

@@ -13,7 +13,7 @@ import { PeerAdmission, creationOrder } from './peer-admission.js';
 import { NodeRecords } from './node-records.js';
 import { SlotPool } from '../util/slot-pool.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
-import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
+import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode, type PeersRead } from './node-source.js';
 
 /** The relist behind the watches (they have their own watchdog): jittered ±20 %, cheap when nothing changed. */
 const RELIST_INTERVAL_MS = 30_000;
@@ -68,12 +68,12 @@ function nodeAddresses(obj: RegistryObject): NodeAddresses | string {
 const NO_ANNOTATIONS: Record<string, string> = Object.freeze({});
 
 /** The peer a usable Node object makes: only what peers need of it (the object itself is not kept). */
-function peerOf(n: RegistryObject, a: NodeAddresses, slot: number): PeerNode {
+function peerOf(n: RegistryObject, a: NodeAddresses, slot: number, bootIDs: boolean): PeerNode {
   const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
   const annotations = n.metadata.annotations ?? {};
   return {
     name: n.metadata.name, slot, internalIP: a.internalIPs[0]!, internalIPs: oneOrMore(a.internalIPs), podCIDRs: oneOrMore(a.podCIDRs), podGateway: a.podGateway,
-    bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined,
+    bootID: bootIDs ? agentStatusOf(n)?.bootID : undefined, encryptionKey: typeof key === 'number' ? key : undefined,
     annotations: Object.keys(annotations).length ? { ...annotations } : NO_ANNOTATIONS,
   };
 }
@@ -135,6 +135,8 @@ export class RegistryNodeSource implements NodeSource {
    * (node-records.ts), with the admission's entries in the same slots.
    */
   readonly slots = new SlotPool();
+  /** Whether the peers carry their boot ids (watchPeers' PeersRead). */
+  private bootIDs = true;
   private readonly nodes = new NodeRecords(this.slots);
   /** Why a cached node's addresses are unusable (few have this: not a column). */
   private readonly unusableAddresses = new Map<string, string>();
@@ -218,8 +220,9 @@ export class RegistryNodeSource implements NodeSource {
     return new Map([...refused, ...this.unusable, ...this.invalid]);
   }
 
-  async watchPeers(onChange: () => void): Promise<void> {
+  async watchPeers(onChange: () => void, read?: PeersRead): Promise<void> {
     this.onChange = onChange;
+    this.bootIDs = read?.bootIDs ?? true; // before the list: every peer made from here on
     // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
     const rev = await this.registry.revision();
     await this.relist();
@@ -346,7 +349,7 @@ export class RegistryNodeSource implements NodeSource {
     else {
       const addresses = nodeAddresses(obj);
       const slot = this.nodes.slotFor(name); // a new one: not live, no admission entry yet; a cached one keeps its entry as it was
-      const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses, slot);
+      const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses, slot, this.bootIDs);
       const was = cached === undefined ? undefined : this.nodes.peer(cached);
       // A rewrite of its status only (health, heartbeat) keeps the peer object: the modes and the tunnel tell it unchanged by identity.
       const peer = made && was && samePeer(was, made) ? was : made;

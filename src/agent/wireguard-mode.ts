@@ -100,6 +100,8 @@ function routeTo(prefix: string, src: string | undefined): TunnelPrefix {
 export class WireGuardMode implements EncryptionMode<'wireguard'> {
   readonly type = 'wireguard' as const;
   readonly device = WG_DEVICE;
+  /** Its keys are the nodes' own, published: a peer's boot id is not read. */
+  readonly readsBootIDs = false;
   /** The node's key pair and its rotation; unset until prepare() has loaded the key file (a start can fail before that). */
   private rotation?: WireGuardKeyRotation;
   /**
