@@ -51,7 +51,7 @@ new PerformanceObserver((l) => { collections += l.getEntries().length; }).observ
 const key = (): string => Buffer.from(generatePrivateKey().publicKey).toString('base64');
 function peerOf(i: number, publicKey: string): PeerNode {
   const ip = `172.18.${i >> 8}.${i & 255}`;
-  return { name: `node-${i}`, internalIP: ip, internalIPs: ip, podCIDRs: `10.${(i >> 8) & 255}.${i & 255}.0/24`, podGateway: `10.${(i >> 8) & 255}.${i & 255}.1`, annotations: { [WG_PUBKEY_ANNOTATION]: publicKey } };
+  return { name: `node-${i}`, slot: i, internalIP: ip, internalIPs: ip, podCIDRs: `10.${(i >> 8) & 255}.${i & 255}.0/24`, podGateway: `10.${(i >> 8) & 255}.${i & 255}.1`, annotations: { [WG_PUBKEY_ANNOTATION]: publicKey } };
 }
 
 async function main(): Promise<void> {

@@ -279,7 +279,7 @@ export class Agent {
     // Alive before the first pass: peers take a node as a peer only while its lease lives.
     this.lease = await this.source.holdLiveness(LIVENESS_TTL_SECONDS, { pid: process.pid, bootID: self.bootID, startedAt: this.startedAt.toISOString() },
       (e) => this.log.error('cannot renew the liveness lease: peers will see this node as gone', { error: errorMessage(e) }));
-    await this.source.watchPeers(() => this.queueReconcile());
+    await this.source.watchPeers(() => this.queueReconcile(), { bootIDs: this.running.mode.readsBootIDs });
     await this.reconcileNow();
     this.uninstallWatch = await inputs.watchUninstall?.(() => this.onUninstalled?.());
     this.log.info('agent ready', { device: this.running.mode.device });

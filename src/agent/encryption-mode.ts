@@ -28,6 +28,8 @@ export interface EncryptionMode<K extends EngineKind = EngineKind> {
   readonly type: EncryptionType;
   /** The tunnel device name. */
   readonly device: string;
+  /** Whether desired() reads the peers' boot ids (PeerNode.bootID): the node source keeps them only then (PeersRead). */
+  readonly readsBootIDs: boolean;
   /** Loads the keys and says how to open the tunnel; fails with a VeilError the agent reports. */
   prepare(): Promise<TunnelParams<K>>;
   /**

@@ -8,7 +8,8 @@ import type { Registry, RegistryObject, Watch } from '../control/registry.js';
 import { cidrContains, cidrsOverlap, formatCidr, parseCidr, parseIp, type Cidr } from '../net/cidr.js';
 import { VeilError } from '../util/errors.js';
 import { listOf, type OneOrMore } from '../util/one-or-more.js';
-import type { NodeSource, OwnFields, OwnNode, PeerNode } from './node-source.js';
+import type { SlotPool } from '../util/slot-pool.js';
+import type { NodeSource, OwnFields, OwnNode, PeerNode, PeersRead } from './node-source.js';
 import type { LeaseHandle } from '../control/registry.js';
 
 /** What the agent sends a peer when its endpoint names no port: veil's own (WireGuard) port. */
@@ -145,9 +146,9 @@ export function peerCollision(p: ExternalPeer, nodes: NodeClaim[], peers: Extern
 }
 
 /** A peer as the encryption modes take it: no node IPs to encrypt, no pod gateway to probe. */
-export function externalPeerNode(p: ExternalPeer): PeerNode {
+export function externalPeerNode(p: ExternalPeer, slot: number): PeerNode {
   return {
-    name: p.name, internalIP: p.endpoint.address, internalIPs: [], podCIDRs: p.allowedIPs, podGateway: '',
+    name: p.name, slot, internalIP: p.endpoint.address, internalIPs: [], podCIDRs: p.allowedIPs, podGateway: '',
     bootID: p.bootID, encryptionKey: p.ipsecKeyId,
     annotations: p.publicKey ? { 'network.veil.io/wg-pub-key': p.publicKey } : {},
     external: { port: p.endpoint.port, persistentKeepalive: p.persistentKeepalive },
@@ -219,8 +220,14 @@ export class WithExternalPeers implements NodeSource {
   private last?: { claims: PeerNode[]; objects: RegistryObject[]; own?: OwnNode; result: Admission };
   /** peers() as last made, and from what. */
   private lastPeers?: { nodes: PeerNode[]; result: Admission; peers: PeerNode[] };
+  /** Each admitted Peer object's slot, from the node source's pool (PeerNode.slot), while it stays admitted. */
+  private readonly slotOfPeer = new Map<string, number>();
 
   constructor(private readonly inner: NodeSource, private readonly peerObjects: PeerObjects) {}
+
+  get slots(): SlotPool {
+    return this.inner.slots;
+  }
 
   async self(): Promise<OwnNode> {
     this.own = await this.inner.self();
@@ -255,7 +262,7 @@ export class WithExternalPeers implements NodeSource {
    */
   private admission(): Admission {
     const objects = this.peerObjects.objects();
-    if (!objects.length) return NO_PEER_OBJECTS;
+    if (!objects.length) return this.slotOfPeer.size ? this.slotted({ peers: [], refused: NO_PEER_OBJECTS.refused }) : NO_PEER_OBJECTS;
     const nodes = this.inner.nodeClaims();
     const l = this.last;
     if (l?.objects === objects && l.claims === nodes && l.own === this.own) return l.result;
@@ -270,13 +277,26 @@ export class WithExternalPeers implements NodeSource {
       if (why) refused.set(`peer ${o.metadata.name}`, `peer object refused: ${why}`);
       else admitted.push(p as ExternalPeer);
     }
-    const result = { peers: admitted.map(externalPeerNode), refused };
+    const result = this.slotted({ peers: admitted, refused });
     this.last = { claims: nodes, objects, own: this.own, result };
     return result;
   }
 
-  async watchPeers(onChange: () => void): Promise<void> {
-    await this.inner.watchPeers(onChange);
+  /** The admitted peers as PeerNodes, each with its slot (a Peer object keeps its own while admitted; the slots of those gone are given back). */
+  private slotted(a: { peers: ExternalPeer[]; refused: ReadonlyMap<string, string> }): Admission {
+    const pool = this.inner.slots, slots = this.slotOfPeer;
+    const names = new Set(a.peers.map((p) => p.name));
+    for (const [name, slot] of slots) if (!names.has(name)) { slots.delete(name); pool.release(slot); }
+    const peers = a.peers.map((p) => {
+      let slot = slots.get(p.name);
+      if (slot === undefined) slots.set(p.name, slot = pool.take());
+      return externalPeerNode(p, slot);
+    });
+    return { peers, refused: a.refused };
+  }
+
+  async watchPeers(onChange: () => void, read?: PeersRead): Promise<void> {
+    await this.inner.watchPeers(onChange, read);
     await this.peerObjects.follow(onChange);
     onChange();
   }

@@ -4,7 +4,7 @@
 // the wire even with no pod traffic, as Cilium's health checks do).
 import { createSocket, type Socket } from 'node:dgram';
 import type { Health } from './health.js';
-import { MarkedTable } from '../util/marked-table.js';
+import { MarkedSlots } from '../util/marked-slots.js';
 import { ProbeSocket } from './probe-socket.js';
 
 export const HEALTH_PORT = 4240;
@@ -37,6 +37,8 @@ export function ackOfProbe(parts: readonly string[], node: string): string | nul
 /** A peer to probe at its pod gateway; an external one (a Peer object, no agent there to answer) is not probed. */
 export interface ProbeTarget {
   name: string;
+  /** Its slot (PeerNode.slot): two targets of one pass never share one. */
+  slot: number;
   podGateway: string;
   external?: unknown;
 }
@@ -66,6 +68,14 @@ function fieldsOf(buf: Buffer, offset: number, length: number): string[] {
 
 /** Slots the count columns start with (they double when full). */
 const INITIAL_SLOTS = 64;
+/** A probe's sequence number is its slot's generation times this, plus its slot (both below 2^53 together). */
+const SLOT_SPACE = 2 ** 24;
+const MAX_GENERATION = 2 ** 28;
+
+/** The sequence number a probe to `slot` carries, which its ack echoes: the slot, and the slot's generation. */
+function probeSeq(slot: number, generation: number): number {
+  return generation * SLOT_SPACE + slot;
+}
 
 export class HealthProber {
   /** Port 4240: answers the peers' probes as they come (their RTTs are theirs to time). */
@@ -74,12 +84,20 @@ export class HealthProber {
   private probes?: ProbeSocket;
   private timer?: NodeJS.Timeout;
   /**
-   * The peers probed: each one's name by its address (an ack names its sender by address only),
-   * kept and marked pass after pass (marked-table.ts); its address and counts are columns by its
-   * slot. An object per peer (a ProbedPeer, and its last ack time a heap number) was ~96 B a peer.
+   * The peers probed, each in its own slot (ProbeTarget.slot, the node source's: no map of them by
+   * address, ~50 B a peer), kept and marked pass after pass (marked-slots.ts); its counts and its
+   * generation are columns by slot. An object per peer (a ProbedPeer, and its last ack time a heap
+   * number) was ~96 B a peer.
    */
-  private readonly probed = new MarkedTable<string, string>();
-  private addresses: (string | undefined)[] = [];
+  private readonly probed = new MarkedSlots<ProbeTarget>();
+  /** How many slots hold a peer. */
+  private size = 0;
+  /**
+   * Bumped each time a slot's peer is new or gone: a probe's sequence number carries its slot and
+   * the slot's generation (probeSeq), so a late ack for a peer gone is never counted for the next
+   * one to hold the slot.
+   */
+  private generations = new Uint32Array(INITIAL_SLOTS);
   private sent = new Uint32Array(INITIAL_SLOTS);
   private acked = new Uint32Array(INITIAL_SLOTS);
   /** NaN: no ack yet. */
@@ -87,7 +105,6 @@ export class HealthProber {
   private rttMs = new Float64Array(INITIAL_SLOTS);
   /** Round-robin position: the slot probed next. */
   private cursor = 0;
-  private seq = 0;
   private passes = 0;
   readonly startedAt = Date.now();
   /**
@@ -131,34 +148,45 @@ export class HealthProber {
   setPeers(peers: readonly ProbeTarget[]): void {
     this.readAcks(); // acks that came before a peer moves are counted for the peer that was probed
     const pass = ++this.passes;
-    let unmatched: ProbeTarget[] | undefined; // new, moved, or at an address another peer's entry holds
+    const probed = this.probed;
+    let unmatched: ProbeTarget[] | undefined; // new, moved, or in a slot another peer held
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage too
       const p = peers[i]!;
       if (p.external) continue;
-      const slot = this.probed.slotOf(p.podGateway);
-      if (slot !== undefined && this.probed.at(slot) === p.name) this.probed.markAt(slot, pass);
-      else (unmatched ??= []).push(p);
+      const had = probed.at(p.slot);
+      if (had !== undefined && had.name === p.name && had.podGateway === p.podGateway) {
+        if (had !== p && !probed.marked(p.slot, pass)) probed.set(p.slot, p, pass); // the same peer, its object anew: its counts kept
+        else probed.mark(p.slot, pass);
+      } else (unmatched ??= []).push(p);
     }
-    if (unmatched) for (const p of unmatched) {
-      // An entry this pass already wants is kept: another peer's that still has this address (a
-      // forged podGateway: one address is one probe target, and its acks cannot be told apart anyway).
-      if (this.probed.marked(p.podGateway, pass)) continue;
-      this.resetSlot(this.probed.set(p.podGateway, p.name, pass), p.podGateway); // new here: a moved peer's counts are not its successor's
+    if (unmatched) {
+      // One address is one probe target: an address an entry this pass wants already holds (a
+      // forged podGateway) is not probed again. Made only on a pass that brings new targets.
+      const wanted = new Set<string>();
+      probed.forEach((t, slot) => { if (probed.marked(slot, pass)) wanted.add(t.podGateway); });
+      for (const p of unmatched) {
+        if (wanted.has(p.podGateway) || probed.marked(p.slot, pass)) continue; // a slot twice in a pass: its first peer stands
+        wanted.add(p.podGateway);
+        if (probed.at(p.slot) === undefined) this.size++;
+        this.resetSlot(p.slot);
+        probed.set(p.slot, p, pass); // new here: a moved peer's counts are not its successor's
+      }
     }
-    this.probed.forgetUnmarked(pass); // gone, or moved (a freed slot's address stays until the slot is handed out again: a string its peer held)
+    probed.forgetUnmarked(pass, (_, slot) => { this.size--; this.generations[slot] = (this.generations[slot]! + 1) % MAX_GENERATION; }); // gone: its late acks no longer match
   }
 
-  /** A slot's peer is new there: its address, no probes yet (the columns grown to hold it). */
-  private resetSlot(slot: number, address: string): void {
+  /** A slot's peer is new there: a new generation, no probes yet (the columns grown to hold it). */
+  private resetSlot(slot: number): void {
     if (slot >= this.sent.length) {
       const size = Math.max(this.sent.length * 2, slot + 1);
       const grow = <T extends Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => { const b = make(size); b.set(a); return b; };
+      this.generations = grow(this.generations, (n) => new Uint32Array(n));
       this.sent = grow(this.sent, (n) => new Uint32Array(n));
       this.acked = grow(this.acked, (n) => new Uint32Array(n));
       this.lastAckMs = grow(this.lastAckMs, (n) => new Float64Array(n));
       this.rttMs = grow(this.rttMs, (n) => new Float64Array(n));
     }
-    this.addresses[slot] = address;
+    this.generations[slot] = (this.generations[slot]! + 1) % MAX_GENERATION;
     this.sent[slot] = 0;
     this.acked[slot] = 0;
     this.lastAckMs[slot] = NaN;
@@ -167,21 +195,22 @@ export class HealthProber {
 
   /** How many intervals pass between two probes of the same peer. */
   private get rounds(): number {
-    return Math.max(1, Math.ceil(this.probed.size / MAX_PROBES_PER_INTERVAL));
+    return Math.max(1, Math.ceil(this.size / MAX_PROBES_PER_INTERVAL));
   }
 
   private probeAll(): void {
     this.readAcks();
     const now = Date.now();
-    const slots = this.probed.slotCount;
-    let n = Math.min(this.probed.size, MAX_PROBES_PER_INTERVAL);
+    const slots = this.probed.length;
+    let n = Math.min(this.size, MAX_PROBES_PER_INTERVAL);
     for (let k = 0; k < slots && n > 0; k++) { // the slots in turn from the cursor, free ones skipped
       if (this.cursor >= slots) this.cursor = 0;
       const slot = this.cursor++;
-      if (this.probed.at(slot) === undefined) continue;
+      const target = this.probed.at(slot);
+      if (target === undefined) continue;
       n--;
       this.sent[slot]!++;
-      this.probes?.queue(this.probe, this.probeBytes(++this.seq, now), this.addresses[slot]!, HEALTH_PORT);
+      this.probes?.queue(this.probe, this.probeBytes(probeSeq(slot, this.generations[slot]!), now), target.podGateway, HEALTH_PORT);
     }
     this.probes?.flush(); // the round in one sendmmsg: the worker reads it from the TUN in a few batches, not a wake-up a probe
   }
@@ -217,8 +246,8 @@ export class HealthProber {
    */
   private onTextAck(parts: readonly string[], address: string, now: number): void {
     if (parts[0] !== 'veil-ack' || parts.length !== 4) return;
-    const sentAt = Number(parts[3]);
-    if (Number.isFinite(sentAt)) this.countAck(address, sentAt, now);
+    const seq = Number(parts[2]), sentAt = Number(parts[3]);
+    if (Number.isFinite(sentAt)) this.countAck(seq, address, sentAt, now);
   }
 
   /**
@@ -230,16 +259,22 @@ export class HealthProber {
     const end = start + Math.min(length, 200); // the text's path reads the first 200 bytes as well
     if (end - start < ACK_PREFIX.length + 5) return false;
     for (let i = 0; i < ACK_PREFIX.length; i++) if (msg[start + i] !== ACK_PREFIX[i]) return false;
-    let spaces = 0, last = -1; // the fields after the prefix: node, seq, sentMs
-    for (let i = start + ACK_PREFIX.length; i < end; i++) if (msg[i] === SPACE) { spaces++; last = i; }
-    if (spaces !== 2 || end - last - 1 < 1 || end - last - 1 > 15) return false;
+    let spaces = 0, first = -1, last = -1; // the fields after the prefix: node, seq, sentMs
+    for (let i = start + ACK_PREFIX.length; i < end; i++) if (msg[i] === SPACE) { spaces++; if (first < 0) first = i; last = i; }
+    if (spaces !== 2 || end - last - 1 < 1 || end - last - 1 > 15 || last - first - 1 < 1 || last - first - 1 > 15) return false;
+    let seq = 0;
+    for (let i = first + 1; i < last; i++) {
+      const d = msg[i]! - DIGIT_0;
+      if (d < 0 || d > 9) return false;
+      seq = seq * 10 + d;
+    }
     let sentAt = 0;
     for (let i = last + 1; i < end; i++) {
       const d = msg[i]! - DIGIT_0;
       if (d < 0 || d > 9) return false;
       sentAt = sentAt * 10 + d;
     }
-    this.countAck(address, sentAt, now);
+    this.countAck(seq, address, sentAt, now);
     return true;
   }
 
@@ -252,10 +287,16 @@ export class HealthProber {
     this.probes?.drain(this.onProbeReply);
   }
 
-  /** An ack from address for the probe sent at sentAt (ms), arrived at now: counted and timed; from an address not probed, ignored. */
-  private countAck(address: string, sentAt: number, now: number): void {
-    const slot = this.probed.slotOf(address);
-    if (slot === undefined) return;
+  /**
+   * An ack from address for probe `seq`, sent at sentAt (ms), arrived at now: counted and timed for
+   * the peer the probe went to. One for a slot whose peer has gone or changed since (another
+   * generation), or from another address than the slot's peer's, is ignored.
+   */
+  private countAck(seq: number, address: string, sentAt: number, now: number): void {
+    if (!Number.isSafeInteger(seq) || seq < 0) return;
+    const slot = seq % SLOT_SPACE;
+    const target = this.probed.at(slot);
+    if (target === undefined || target.podGateway !== address || this.generations[slot] !== Math.floor(seq / SLOT_SPACE)) return;
     this.acked[slot]!++;
     this.lastAckMs[slot] = now;
     this.rttMs[slot] = now - sentAt;
@@ -272,8 +313,8 @@ export class HealthProber {
     let down = 0;
     const named: string[] = [];
     if (now - this.startedAt >= limit) {
-      for (let slot = 0; slot < this.probed.slotCount; slot++) {
-        const node = this.probed.at(slot);
+      for (let slot = 0; slot < this.probed.length; slot++) {
+        const node = this.probed.at(slot)?.name;
         if (node === undefined || now - this.lastAckMs[slot]! <= limit) continue; // NaN (no ack yet) is not <=
         if (down++ < NAMED_IN_STATUS) named.push(node);
       }
@@ -287,11 +328,11 @@ export class HealthProber {
   list(): PeerHealth[] {
     this.readAcks();
     const out: PeerHealth[] = [];
-    for (let slot = 0; slot < this.probed.slotCount; slot++) {
-      const node = this.probed.at(slot);
-      if (node === undefined) continue;
+    for (let slot = 0; slot < this.probed.length; slot++) {
+      const target = this.probed.at(slot);
+      if (target === undefined) continue;
       const lastAckMs = this.lastAckMs[slot]!, rttMs = this.rttMs[slot]!;
-      out.push({ node, address: this.addresses[slot]!, sent: this.sent[slot]!, acked: this.acked[slot]!, lastAckMs: Number.isNaN(lastAckMs) ? null : lastAckMs, rttMs: Number.isNaN(rttMs) ? null : rttMs });
+      out.push({ node: target.name, address: target.podGateway, sent: this.sent[slot]!, acked: this.acked[slot]!, lastAckMs: Number.isNaN(lastAckMs) ? null : lastAckMs, rttMs: Number.isNaN(rttMs) ? null : rttMs });
     }
     return out;
   }

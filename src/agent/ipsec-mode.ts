@@ -20,7 +20,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams } from './tunnel.js';
-import { SlottedTable, type Slotted } from '../util/slotted-table.js';
+import { MarkedSlots } from '../util/marked-slots.js';
 import { eachOf, type OneOrMore } from '../util/one-or-more.js';
 import { KeptList } from '../util/kept-list.js';
 import type { ModeMetricsSnapshot } from './metrics.js';
@@ -34,6 +34,8 @@ const EXPIRY_RECHECK_MS = 60_000;
 export class IpsecMode implements EncryptionMode<'esp'> {
   readonly type = 'ipsec' as const;
   readonly device = IPSEC_DEVICE;
+  /** Its SA keys are derived from each peer's boot id (as Cilium's). */
+  readonly readsBootIDs = true;
   private readonly loader = new IpsecKeyLoader();
   /**
    * Each peer's spec as the last pass made it, and from what: the same peer object (the node source
@@ -41,9 +43,10 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * the tunnel tells unchanged by identity (a pass over 5,000 peers builds and compares no spec).
    * Its SA keys are derived again only for a peer that is new, rebooted (a new boot id) or under a
    * new key (two hashes per key each): a key the last spec had keeps its material where it is.
-   * Its slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
+   * Kept by its peer's slot (PeerNode.slot), which the tunnel keeps what it applied by too
+   * (DesiredState.slotOf): no map of the peers (a map by name was ~50 B a peer).
    */
-  private specs = new SlottedTable<string, KeptSpec>();
+  private specs = new MarkedSlots<KeptSpec>();
   /** The derived keys of every spec, packed in shared chunks (a buffer per peer was ~224 B for 40 bytes of keys). */
   private readonly keyMaterial = new KeyMaterialArena();
   /** The keys in force and published key id the last pass made specs under: one record its specs share. */
@@ -179,11 +182,11 @@ export class IpsecMode implements EncryptionMode<'esp'> {
     for (let i = 0; i < peers.length; i++) { // indexed: an iterator's results were garbage at every peer
       const p = peers[i]!;
       if (!p.bootID) continue; // no boot id published yet: no SA, its pods stay fail-closed
-      const last = table.get(p.name);
-      if (last && table.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
+      if (table.marked(p.slot, pass)) continue; // a peer twice: its first spec stands (the tunnel holds one spec a slot)
+      const last = table.at(p.slot); // a slot given to another peer since: its spec's peer is not this one
       if (last && last.peer === p && (last.under === under || (last.under.localSpi === localSpi && sameKeys(last.under.keys, keys)))) {
         specs.add(last);
-        table.mark(last, pass);
+        table.mark(p.slot, pass);
         continue;
       }
       if (p.external && !p.encryptionKey) {
@@ -196,7 +199,7 @@ export class IpsecMode implements EncryptionMode<'esp'> {
         continue;
       }
       specs.add(spec);
-      table.set(p.name, spec, pass);
+      table.set(p.slot, spec, pass);
     }
     // Peers gone are forgotten (and keys retired, with their specs): a walk of every spec only when one is.
     table.forgetUnmarked(pass);
@@ -260,12 +263,20 @@ export class IpsecMode implements EncryptionMode<'esp'> {
    * answers by tunnel IP, and the peers are named here from the specs.
    */
   async engineStatus(tunnel: Tunnel<'esp'>, showKeys = false, peer?: string): Promise<EspEngineStatus> {
-    const ip = peer === undefined ? undefined : this.specs.get(peer)?.ip ?? peer;
+    const named = peer === undefined ? undefined : this.specNamed(peer);
+    const ip = peer === undefined ? undefined : named?.ip ?? peer;
     const st = await tunnel.request({ type: 'status', showKeys, ...(ip === undefined ? {} : { peer: ip }) });
     const names = new Map<string, string>();
     if (peer === undefined) this.specs.forEach((s) => names.set(s.ip, s.name));
-    else { const s = this.specs.get(peer); if (s) names.set(s.ip, s.name); }
+    else if (named) names.set(named.ip, named.name);
     return namePeers(st, names);
+  }
+
+  /** The spec of the peer named so (a status asks for one: a walk, the specs are kept by slot). */
+  private specNamed(name: string): KeptSpec | undefined {
+    let found: KeptSpec | undefined;
+    this.specs.forEach((s) => { if (found === undefined && s.name === name) found = s; });
+    return found;
   }
 
   async encryptStatus(tunnel: Tunnel<'esp'>, publishedKey = 0): Promise<IpsecEncryptStatus> {
@@ -305,8 +316,8 @@ export class IpsecMode implements EncryptionMode<'esp'> {
   }
 }
 
-/** A kept spec's slot in the mode's table (DesiredState.slotOf): read off the spec, no lookup. */
-const specSlot = (s: EspPeerSpec): number => (s as KeptSpec).slot;
+/** A kept spec's slot (DesiredState.slotOf): its peer's, which the mode's table keeps it by. */
+const specSlot = (s: EspPeerSpec): number => (s as KeptSpec).peer.slot;
 
 /** A kept spec's message to the datapath worker (one function, not a closure a pass). */
 const specMessage = (s: EspPeerSpec): EspPeerSpec => (s as KeptSpec).message();
@@ -326,10 +337,8 @@ interface KeyPlace { material: Uint8Array; at: number }
  * IP and prefixes besides, were ~160 B a peer. What a pass reads of an unchanged peer (its peer,
  * under) are fields: no getter allocates on a pass. Its pass mark is the table's (a column).
  */
-class KeptSpec implements EspPeerSpec, Slotted {
+class KeptSpec implements EspPeerSpec {
   activeSpi = 0;
-  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
-  slot = -1;
   readonly #peer: PeerNode;
   readonly #under: MadeUnder;
   /** Under one key its material's chunk (the place is #at); under more, each key's place, in the order of #under.keys. */

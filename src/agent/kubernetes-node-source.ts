@@ -15,9 +15,10 @@ import { underlayWithAddress, type Underlay } from '../host/underlay.js';
 import { addressAt, parseCidr } from '../net/cidr.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import { admitPeers } from './peer-admission.js';
+import { SlotPool } from '../util/slot-pool.js';
 import { OwnFieldsWriter, PeerViewFilter } from './own-fields-writer.js';
 import { LEASE_GRACE_MS } from './registry-node-source.js';
-import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
+import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode, type PeersRead } from './node-source.js';
 
 /** The field manager veil's agent writes as (kubectl shows it in managedFields). */
 export const AGENT_FIELD_MANAGER = 'veil-agent';
@@ -61,6 +62,11 @@ export class KubernetesNodeSource implements NodeSource {
   private livenessTimer?: NodeJS.Timeout;
   private lease?: KubeLeaseHandle;
   private readonly peerView = new PeerViewFilter();
+  readonly slots = new SlotPool();
+  /** Whether the peers carry their boot ids (watchPeers' PeersRead). */
+  private bootIDs = true;
+  /** Each node's slot (PeerNode.slot), while the informer holds its object. */
+  private readonly slotOfNode = new Map<string, number>();
   private admitted?: { admitted: PeerNode[]; refused: Map<string, string>; claims: PeerNode[] };
   private readonly writer = new OwnFieldsWriter((fields) => this.writeAnnotations(fields));
 
@@ -119,6 +125,7 @@ export class KubernetesNodeSource implements NodeSource {
     const views = this.views().sort((x, y) => x.createdMs - y.createdMs || x.name.localeCompare(y.name));
     const candidates: PeerNode[] = [];
     const unusable = new Map<string, string>();
+    const slot = this.nodeSlots(views);
     const live = new Set<string>();
     for (const v of views) {
       if (v.name === this.o.nodeName) continue;
@@ -132,8 +139,8 @@ export class KubernetesNodeSource implements NodeSource {
       if (Array.isArray(gw)) { refuse(gw[0]!); continue; }
       const agent = agentStatusAnnotation(v);
       candidates.push({
-        name: v.name, internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
-        bootID: v.bootID ?? (typeof agent?.['bootID'] === 'string' ? agent['bootID'] : undefined),
+        name: v.name, slot: slot(v.name), internalIP: v.internalIPs[0]!, internalIPs: v.internalIPs, podCIDRs: v.podCIDRs, podGateway: gw,
+        bootID: !this.bootIDs ? undefined : v.bootID ?? (typeof agent?.['bootID'] === 'string' ? agent['bootID'] : undefined),
         encryptionKey: encryptionKeyAnnotation(v), annotations: { ...v.annotations },
       });
     }
@@ -144,6 +151,17 @@ export class KubernetesNodeSource implements NodeSource {
     for (const [k, v] of unusable) refused.set(k, v);
     const claims = verdict.admitted;
     return { admitted: claims.filter((p) => live.has(p.name)), refused, claims };
+  }
+
+  /** Slots for these nodes (a node keeps its own while it stays); the slots of nodes gone are given back. */
+  private nodeSlots(views: KubeNodeView[]): (name: string) => number {
+    const names = new Set(views.map((v) => v.name));
+    for (const [name, slot] of this.slotOfNode) if (!names.has(name)) { this.slotOfNode.delete(name); this.slots.release(slot); }
+    return (name) => {
+      let slot = this.slotOfNode.get(name);
+      if (slot === undefined) this.slotOfNode.set(name, slot = this.slots.take());
+      return slot;
+    };
   }
 
   /** Its lease was renewed (as seen here) within its duration plus the grace. */
@@ -164,8 +182,9 @@ export class KubernetesNodeSource implements NodeSource {
     this.leases.set(name, { renewedAt, observedAt, durationMs: leaseDurationMs(obj), holder });
   }
 
-  async watchPeers(onChange: () => void): Promise<void> {
+  async watchPeers(onChange: () => void, read?: PeersRead): Promise<void> {
     this.peerView.onChange = onChange;
+    this.bootIDs = read?.bootIDs ?? true;
     const log = (m: string) => this.o.log?.(m);
     this.nodeInformer = new Informer(this.o.kc, { apiVersion: 'v1', kind: 'Node', path: '/api/v1/nodes' }, {
       upsert: (o) => { if (o.metadata?.name === this.o.nodeName) this.reassert(kubeNodeView(o)); this.notify(); },

@@ -5,6 +5,7 @@
 // peers; the columns are ~50 B. What few nodes have (a refusal's reason, an order other than the
 // node's age, an age that is not a canonical timestamp) is kept by slot in maps of its own.
 import type { PeerNode } from './node-source.js';
+import { SlotPool } from '../util/slot-pool.js';
 import { orderBefore, type AdmissionEntries, type Entry, type Order } from './peer-admission.js';
 
 /** Slots the columns start with. */
@@ -19,9 +20,10 @@ const growth = (slots: number): number => slots + (slots >> 1);
 const LIVE = 1, ADMITTED = 2, ORDER_IS_AGE = 4;
 
 export class NodeRecords {
+  /** pool: where the slots come from (the node source's, which its peers carry: PeerNode.slot). */
+  constructor(private readonly pool = new SlotPool()) {}
+
   private readonly slots = new Map<string, number>();
-  private readonly free: number[] = [];
-  private carved = 0;
   private rvs = new Float64Array(INITIAL_SLOTS);
   /** A canonical creation time's milliseconds (creationOrder), NaN when the age is a text (ageTexts). */
   private ages = new Float64Array(INITIAL_SLOTS);
@@ -63,7 +65,7 @@ export class NodeRecords {
   slotFor(name: string): number {
     const had = this.slots.get(name);
     if (had !== undefined) return had;
-    const slot = this.free.pop() ?? this.carved++;
+    const slot = this.pool.take();
     if (slot >= this.rvs.length) this.grow();
     this.rvs[slot] = 0;
     this.ages[slot] = NaN;
@@ -84,7 +86,7 @@ export class NodeRecords {
     this.peers[slot] = undefined;
     this.ageTexts.delete(slot);
     this.clearEntry(slot); // the candidate with the rest of its admission entry
-    this.free.push(slot);
+    this.pool.release(slot);
     return true;
   }
 

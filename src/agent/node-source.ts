@@ -8,6 +8,7 @@ import type { LeaseHandle } from '../control/registry.js';
 import type { PublishedAgentStatus } from './api.js';
 import { VeilError, errorMessage } from '../util/errors.js';
 import type { OneOrMore } from '../util/one-or-more.js';
+import type { SlotPool } from '../util/slot-pool.js';
 
 /** The kernel's id of this boot: it changes on every reboot (Cilium derives IPsec keys from it). */
 export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -29,6 +30,12 @@ export interface OwnNode {
 /** A remote node as the agent sees it: its addresses and what its agent published. */
 export interface PeerNode {
   name: string;
+  /**
+   * Its slot (source.slots): every layer keeps what it holds of the peer in columns by it, not in a
+   * map of its own keyed by the peer (~50 B a map a peer). A node keeps it while it is cached; a slot
+   * given back is handed to another peer later: a layer tells its peer changed by the object or its name.
+   */
+  slot: number;
   /** The tunnel endpoint (the first internal IP). */
   internalIP: string;
   /**
@@ -49,6 +56,16 @@ export interface PeerNode {
   external?: { port: number; persistentKeepalive: number };
 }
 
+/** What the follower of the peers reads of them, of what not every follower needs. */
+export interface PeersRead {
+  /**
+   * Their agents' boot ids (PeerNode.bootID); default true. A follower that does not read them (one
+   * that derives no keys from them: EncryptionMode.readsBootIDs) gets peers without, and a reboot
+   * alone changes none of them (a boot id was ~60 B a peer).
+   */
+  bootIDs?: boolean;
+}
+
 /** The agent's own published fields. Each is written only when it differs from what is stored. */
 export interface OwnFields {
   agent: PublishedAgentStatus;
@@ -59,6 +76,8 @@ export interface OwnFields {
 }
 
 export interface NodeSource {
+  /** Where its peers' slots come from (PeerNode.slot): a source that adds peers to another's takes theirs from it. */
+  readonly slots: SlotPool;
   /** This node; fails with a VeilError saying what is missing. */
   self(): Promise<OwnNode>;
   /** The peers as last seen (every node but this one with addresses). */
@@ -70,8 +89,11 @@ export interface NodeSource {
   nodeClaims(): PeerNode[];
   /** Nodes refused as peers ('peer NAME' -> why: an unusable object, or one claiming what another node holds). */
   refusedPeers(): ReadonlyMap<string, string>;
-  /** Follows the peers: onChange runs when anything the modes use changed (not on liveness or health). */
-  watchPeers(onChange: () => void): Promise<void>;
+  /**
+   * Follows the peers: onChange runs when anything the modes use changed (not on liveness or health).
+   * What its follower reads of them (PeersRead): what it does not is not kept, nor followed.
+   */
+  watchPeers(onChange: () => void, read?: PeersRead): Promise<void>;
   /** Writes the own fields, and nothing when they are unchanged. */
   publish(fields: OwnFields): Promise<void>;
   /** The fields as last published (undefined before the first publish). */

@@ -485,22 +485,56 @@ function screenWith<T extends ScreenedPeer>(peers: T[], why: (p: T) => string | 
  * so a pass costs a lookup per peer, not parsing every peer's prefixes (~9 ms at 5,000 peers). The
  * node source hands out the same object until that node changes.
  */
-export class UnderlayScreen<T extends ScreenedPeer> {
+/** A peer the screen of every pass keeps a verdict for by its slot (PeerNode.slot). */
+type SlottedPeer = ScreenedPeer & { slot: number };
+
+export class UnderlayScreen<T extends SlottedPeer> {
   private underlay = '';
   private check: (p: ScreenedPeer) => string | undefined = () => undefined;
-  private verdicts = new WeakMap<T, string | null>();
+  /**
+   * By slot, the peer object its verdict is for (a slot given to another peer, or a peer object
+   * anew, is checked again), and the few refusals; the last pass that saw each slot, so a peer gone
+   * is let go. A WeakMap by the peer object was ~25 B a peer.
+   */
+  private checked: (T | undefined)[] = [];
+  private refusals = new Map<number, string>();
+  private seen = new Uint32Array(64);
+  private passes = 0;
+  private held = 0;
 
   screen(peers: T[], u: Underlay): { admitted: T[]; refused: Map<string, string> } {
     const text = JSON.stringify(u);
     if (text !== this.underlay) {
       this.underlay = text;
       this.check = underlayCheck(u);
-      this.verdicts = new WeakMap();
+      this.checked = [];
+      this.refusals = new Map();
+      this.held = 0;
     }
-    return screenWith(peers, (p) => {
-      let v = this.verdicts.get(p);
-      if (v === undefined) this.verdicts.set(p, v = this.check(p) ?? null);
-      return v ?? undefined;
+    const pass = ++this.passes;
+    const result = screenWith(peers, (p) => {
+      const slot = p.slot;
+      if (slot >= this.seen.length) { const grown = new Uint32Array(Math.max(this.seen.length * 2, slot + 1)); grown.set(this.seen); this.seen = grown; }
+      this.seen[slot] = pass;
+      if (this.checked[slot] !== p) {
+        if (this.checked[slot] === undefined) this.held++;
+        this.checked[slot] = p;
+        const why = this.check(p);
+        if (why === undefined) this.refusals.delete(slot); else this.refusals.set(slot, why);
+      }
+      return this.refusals.get(slot);
     });
+    if (this.held > peers.length) this.letGo(pass); // a peer gone (a walk of the slots only then)
+    return result;
+  }
+
+  /** The verdicts of slots no peer of pass `pass` holds. */
+  private letGo(pass: number): void {
+    for (let slot = 0; slot < this.checked.length; slot++) {
+      if (this.checked[slot] === undefined || this.seen[slot] === pass) continue;
+      this.checked[slot] = undefined;
+      this.refusals.delete(slot);
+      this.held--;
+    }
   }
 }

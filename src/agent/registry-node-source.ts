@@ -11,8 +11,9 @@ import { VeilError } from '../util/errors.js';
 import type { PublishedAgentStatus } from './api.js';
 import { PeerAdmission, creationOrder } from './peer-admission.js';
 import { NodeRecords } from './node-records.js';
+import { SlotPool } from '../util/slot-pool.js';
 import { OwnFieldsWriter } from './own-fields-writer.js';
-import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode } from './node-source.js';
+import { BOOT_ID_FILE, readBootID, type NodeSource, type OwnFields, type OwnNode, type PeerNode, type PeersRead } from './node-source.js';
 
 /** The relist behind the watches (they have their own watchdog): jittered ±20 %, cheap when nothing changed. */
 const RELIST_INTERVAL_MS = 30_000;
@@ -67,12 +68,12 @@ function nodeAddresses(obj: RegistryObject): NodeAddresses | string {
 const NO_ANNOTATIONS: Record<string, string> = Object.freeze({});
 
 /** The peer a usable Node object makes: only what peers need of it (the object itself is not kept). */
-function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
+function peerOf(n: RegistryObject, a: NodeAddresses, slot: number, bootIDs: boolean): PeerNode {
   const key = (n.spec?.['encryption'] as { key?: unknown } | undefined)?.key;
   const annotations = n.metadata.annotations ?? {};
   return {
-    name: n.metadata.name, internalIP: a.internalIPs[0]!, internalIPs: oneOrMore(a.internalIPs), podCIDRs: oneOrMore(a.podCIDRs), podGateway: a.podGateway,
-    bootID: agentStatusOf(n)?.bootID, encryptionKey: typeof key === 'number' ? key : undefined,
+    name: n.metadata.name, slot, internalIP: a.internalIPs[0]!, internalIPs: oneOrMore(a.internalIPs), podCIDRs: oneOrMore(a.podCIDRs), podGateway: a.podGateway,
+    bootID: bootIDs ? agentStatusOf(n)?.bootID : undefined, encryptionKey: typeof key === 'number' ? key : undefined,
     annotations: Object.keys(annotations).length ? { ...annotations } : NO_ANNOTATIONS,
   };
 }
@@ -80,7 +81,7 @@ function peerOf(n: RegistryObject, a: NodeAddresses): PeerNode {
 /** Whether two peers say the same (a Node object rewritten with only its status changed). */
 function samePeer(a: PeerNode, b: PeerNode): boolean {
   const ak = Object.keys(a.annotations), bk = Object.keys(b.annotations);
-  return a.name === b.name && a.internalIP === b.internalIP && sameElements(a.internalIPs, b.internalIPs) && sameElements(a.podCIDRs, b.podCIDRs)
+  return a.name === b.name && a.slot === b.slot && a.internalIP === b.internalIP && sameElements(a.internalIPs, b.internalIPs) && sameElements(a.podCIDRs, b.podCIDRs)
     && a.podGateway === b.podGateway && a.bootID === b.bootID && a.encryptionKey === b.encryptionKey
     && ak.length === bk.length && ak.every((k) => a.annotations[k] === b.annotations[k]);
 }
@@ -133,7 +134,10 @@ export class RegistryNodeSource implements NodeSource {
    * The Node objects as the watch delivered them: what peers need of them, as columns by slot
    * (node-records.ts), with the admission's entries in the same slots.
    */
-  private readonly nodes = new NodeRecords();
+  readonly slots = new SlotPool();
+  /** Whether the peers carry their boot ids (watchPeers' PeersRead). */
+  private bootIDs = true;
+  private readonly nodes = new NodeRecords(this.slots);
   /** Why a cached node's addresses are unusable (few have this: not a column). */
   private readonly unusableAddresses = new Map<string, string>();
   /** This node's addresses as its cached object says (or why they are unusable), and as text to tell a change of them from a rewrite of its status. */
@@ -216,8 +220,9 @@ export class RegistryNodeSource implements NodeSource {
     return new Map([...refused, ...this.unusable, ...this.invalid]);
   }
 
-  async watchPeers(onChange: () => void): Promise<void> {
+  async watchPeers(onChange: () => void, read?: PeersRead): Promise<void> {
     this.onChange = onChange;
+    this.bootIDs = read?.bootIDs ?? true; // before the list: every peer made from here on
     // Watch from before the list: a peer that publishes meanwhile is not missed until the next relist.
     const rev = await this.registry.revision();
     await this.relist();
@@ -343,11 +348,11 @@ export class RegistryNodeSource implements NodeSource {
     if (deleted) { this.uncache(name); this.deleted.set(name, rv); }
     else {
       const addresses = nodeAddresses(obj);
-      const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses);
+      const slot = this.nodes.slotFor(name); // a new one: not live, no admission entry yet; a cached one keeps its entry as it was
+      const made = name === this.nodeName || typeof addresses === 'string' ? undefined : peerOf(obj, addresses, slot, this.bootIDs);
       const was = cached === undefined ? undefined : this.nodes.peer(cached);
       // A rewrite of its status only (health, heartbeat) keeps the peer object: the modes and the tunnel tell it unchanged by identity.
       const peer = made && was && samePeer(was, made) ? was : made;
-      const slot = this.nodes.slotFor(name); // a new one: not live, no admission entry yet; a cached one keeps its entry as it was
       this.nodes.setRv(slot, rv);
       this.nodes.setPeer(slot, peer);
       this.nodes.setAge(slot, creationOrder(String(obj.metadata.creationTimestamp ?? ''))); // String(): a backend may hand over any JSON

@@ -63,8 +63,8 @@ export interface DesiredState<K extends EngineKind = EngineKind> {
   /** The engine's peers (WireGuard peers or ESP peers with their SAs). */
   datapathPeers: PeerSpecsOf<K>;
   /**
-   * A spec's slot in the mode's own table of its specs (slotted-table.ts): a peer keeps its slot while
-   * it stays, two peers of one pass never share one. The tunnel keeps what it applied by these
+   * A spec's slot: its peer's (PeerNode.slot), which the mode keeps its specs by too: a peer keeps
+   * its slot while it stays, two peers of one pass never share one. The tunnel keeps what it applied by these
    * slots, not in a map of its own that held the same peers again (~46 B a peer).
    */
   slotOf(spec: PeerSpecsOf<K>[number]): number;

@@ -8,7 +8,7 @@ import type { EncryptionMode, ModeContext } from './encryption-mode.js';
 import type { PeerNode } from './node-source.js';
 import { ciliumModeName, parseDuration } from './settings.js';
 import type { DesiredState, Tunnel, TunnelParams, TunnelPrefix } from './tunnel.js';
-import { SlottedTable, type Slotted } from '../util/slotted-table.js';
+import { MarkedSlots } from '../util/marked-slots.js';
 import { MarkedTable } from '../util/marked-table.js';
 import { KeptList } from '../util/kept-list.js';
 import { eachOf, type OneOrMore } from '../util/one-or-more.js';
@@ -54,9 +54,7 @@ function allowedIPsOf(podCIDRs: OneOrMore<string>, internalIPs: OneOrMore<string
  * IPsec's KeptSpec: the endpoint object, the allowed-IPs array and the node IP's host prefix kept
  * per peer were ~170 B a peer, for a message sent only when the peer changes.
  */
-class KeptWgSpec implements WireGuardPeerSpec, Slotted {
-  /** Its slot in the mode's table (slotted-table.ts), which the tunnel keeps what it applied by. */
-  slot = -1;
+class KeptWgSpec implements WireGuardPeerSpec {
   readonly #peer: PeerNode;
   /** The mode's keepalive setting it was made under (an external peer's own one wins in persistentKeepalive). */
   readonly #keepalive: number;
@@ -72,6 +70,8 @@ class KeptWgSpec implements WireGuardPeerSpec, Slotted {
   }
 
   get peer(): PeerNode { return this.#peer; }
+  /** Its peer's slot (PeerNode.slot): the mode's table and the tunnel keep it by that. */
+  get slot(): number { return this.#peer.slot; }
   get keepalive(): number { return this.#keepalive; }
   get hostPrefixes(): OneOrMore<string> | undefined { return this.#hostPrefixes; }
   get name(): string { return this.#peer.name; }
@@ -100,6 +100,8 @@ function routeTo(prefix: string, src: string | undefined): TunnelPrefix {
 export class WireGuardMode implements EncryptionMode<'wireguard'> {
   readonly type = 'wireguard' as const;
   readonly device = WG_DEVICE;
+  /** Its keys are the nodes' own, published: a peer's boot id is not read. */
+  readonly readsBootIDs = false;
   /** The node's key pair and its rotation; unset until prepare() has loaded the key file (a start can fail before that). */
   private rotation?: WireGuardKeyRotation;
   /**
@@ -107,9 +109,10 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
    * allocates nothing per unchanged peer: each peer's spec and what it was made from (the same
    * spec object tells the tunnel it is unchanged), which peer holds each public key this pass
    * (current and next keys: a key two peers publish is refused to the later one), each prefix's route.
-   * The specs' slots are the tunnel's too (DesiredState.slotOf): one map of the peers, not two.
+   * The specs are kept by their peers' slots (PeerNode.slot), which the tunnel keeps what it applied
+   * by too (DesiredState.slotOf): no map of the peers (a map by name was ~50 B a peer).
    */
-  private specs = new SlottedTable<string, KeptWgSpec>();
+  private specs = new MarkedSlots<KeptWgSpec>();
   /** Each public key's holder's name (a record of name and pass per key was 40 B a peer: the name and mark are columns). */
   private holders = new MarkedTable<string, string>();
   /**
@@ -125,7 +128,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
   /** The specs of the last pass, handed back while a pass makes the same (kept-list.ts). */
   private readonly specList = new KeptList<WireGuardPeerSpec>();
   private passes = 0;
-  /** A spec's slot in the table (DesiredState.slotOf): every spec handed out is in it, by its peer's name. */
+  /** A spec's slot (DesiredState.slotOf): its peer's, which the table keeps it by. */
   private readonly slotOf = (s: WireGuardPeerSpec): number => (s as KeptWgSpec).slot;
 
   constructor(private readonly ctx: ModeContext) {}
@@ -198,15 +201,15 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       const ok = !!announced && announced !== p.annotations[WG_PUBKEY_ANNOTATION] && validKey(announced) && holder(announced) === undefined;
       if (ok) { hold(announced, p.name); accepts.push(announced); }
       const next = ok ? announced : undefined;
-      const last = this.specs.get(p.name);
-      if (last && this.specs.marked(last, pass)) continue; // a name twice: its first spec stands (the tunnel holds one spec a slot)
+      if (this.specs.marked(p.slot, pass)) continue; // a peer twice: its first spec stands (the tunnel holds one spec a slot)
+      const last = this.specs.at(p.slot); // a slot given to another peer since: its spec's peer is not this one
       if (last && last.peer === p && last.keepalive === keepalive && last.nextPublicKey === next && (last.hostPrefixes !== undefined) === nodeEncryption) {
-        this.specs.mark(last, pass);
+        this.specs.mark(p.slot, pass);
         specs.add(last);
         continue;
       }
       const spec = new KeptWgSpec(p, keepalive, next, nodeEncryption);
-      this.specs.set(p.name, spec, pass);
+      this.specs.set(p.slot, spec, pass);
       specs.add(spec);
     }
     this.specs.forgetUnmarked(pass);
@@ -259,7 +262,7 @@ export class WireGuardMode implements EncryptionMode<'wireguard'> {
       eachOf(p.podCIDRs, podRoute);
       // A peer's spec made from this peer object holds its node IPs' host prefixes: routed by
       // those strings (none made again each pass: a parse and a string a node IP), else made here.
-      const spec = this.specs.get(p.name);
+      const spec = this.specs.at(p.slot);
       const hosts = spec?.peer === p ? spec.hostPrefixes : undefined;
       if (hosts === undefined) eachOf(p.internalIPs, nodeRoute);
       else eachOf(hosts, hostRoute);

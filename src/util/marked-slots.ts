@@ -66,13 +66,13 @@ export class MarkedSlots<V> {
   }
 
   /** Empties the slots that pass `pass` did not mark, telling onForget each value and slot first. */
-  forgetUnmarked(pass: number, onForget: (value: V, slot: number) => void): void {
+  forgetUnmarked(pass: number, onForget?: (value: V, slot: number) => void): void {
     // Most passes forget nothing: the marks tell, without a call per slot.
     if (!this.marks.anyUnmarked(pass)) return;
     const values = this.values, marks = this.marks;
     for (let s = 0; s < values.length; s++) {
       if (values[s] === undefined || marks.marked(s, pass)) continue;
-      onForget(values[s]!, s);
+      onForget?.(values[s]!, s);
       values[s] = undefined;
       marks.clear(s);
     }

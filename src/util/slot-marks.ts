@@ -1,7 +1,7 @@
 // The pass marks of values kept across passes in slots (as forget-unmarked.ts, without a map): the
 // last pass that marked each slot, 0 for a slot that holds nothing, and the slots given back to hand
-// out again. The tables that keep values by slot (marked-slots.ts, slotted-table.ts, and through
-// the first marked-table.ts) keep their marks so, rather than each its own column and free list.
+// out again. The tables that keep values by slot (marked-slots.ts, and through it
+// marked-table.ts) keep their marks so, rather than each its own column and free list.
 
 export class SlotMarks {
   private marks = new Uint32Array(64);

@@ -63,8 +63,8 @@ test('collisions: a node\'s pod CIDR or address, another peer\'s allowed IPs or 
 });
 
 test('the modes see a peer with its own port and keepalive, its allowed IPs as prefixes, no node IPs and nothing to probe', () => {
-  const n = externalPeerNode({ ...newExternalPeer('vm1', { publicKey: KEY, endpoint: '192.0.2.10:51820', allowedIPs: ['10.250.0.1/32'], keepalive: 25 }), ipsecKeyId: 4 });
-  assert.deepEqual([n.internalIP, n.internalIPs, n.podCIDRs, n.podGateway, n.encryptionKey], ['192.0.2.10', [], ['10.250.0.1/32'], '', 4]);
+  const n = externalPeerNode({ ...newExternalPeer('vm1', { publicKey: KEY, endpoint: '192.0.2.10:51820', allowedIPs: ['10.250.0.1/32'], keepalive: 25 }), ipsecKeyId: 4 }, 7);
+  assert.deepEqual([n.slot, n.internalIP, n.internalIPs, n.podCIDRs, n.podGateway, n.encryptionKey], [7, '192.0.2.10', [], ['10.250.0.1/32'], '', 4]);
   assert.deepEqual(n.external, { port: 51820, persistentKeepalive: 25 });
   assert.equal(n.annotations['network.veil.io/wg-pub-key'], KEY);
 });

@@ -16,8 +16,8 @@ test('probes: capped per interval, round robin over every peer, acks by address,
   await a.start();
   await b.start();
   try {
-    const peers = [{ name: 'b', podGateway: '127.77.0.2' }];
-    for (let i = 0; i < 449; i++) peers.push({ name: `x${i}`, podGateway: `127.78.${i >> 8}.${(i & 255) + 1}` }); // nothing answers there
+    const peers = [{ name: 'b', slot: 0, podGateway: '127.77.0.2' }];
+    for (let i = 0; i < 449; i++) peers.push({ name: `x${i}`, slot: i + 1, podGateway: `127.78.${i >> 8}.${(i & 255) + 1}` }); // nothing answers there
     a.setPeers(peers);
     const t0 = Date.now();
     await sleep(INTERVAL * 4.5);
@@ -49,7 +49,8 @@ test('probes: capped per interval, round robin over every peer, acks by address,
 
 test('setPeers: an entry kept while its peer keeps its address, moved and gone peers, a shared address, external peers', () => {
   const p = new HealthProber('a', '127.77.0.1', 60_000);
-  const targets = (list: { name: string; podGateway: string; external?: unknown }[]) => list;
+  const slots = new Map<string, number>(); // as a node source: a name keeps its slot
+  const targets = (list: { name: string; podGateway: string; external?: unknown }[]) => list.map((t) => ({ ...t, slot: slots.get(t.name) ?? slots.set(t.name, slots.size).size - 1 }));
   const view = () => p.list().map((e) => `${e.node}@${e.address}`).sort();
   p.setPeers(targets([{ name: 'b', podGateway: '10.0.1.1' }, { name: 'c', podGateway: '10.0.2.1' }, { name: 'ext', podGateway: '10.0.9.1', external: {} }]));
   assert.deepEqual(view(), ['b@10.0.1.1', 'c@10.0.2.1'], 'an external peer is not probed');
@@ -76,13 +77,13 @@ test('setPeers: an entry kept while its peer keeps its address, moved and gone p
   p.setPeers([]);
   assert.deepEqual(view(), []);
   // Slots freed are handed out again, each new entry's counts from nothing; more peers than the columns first hold.
-  const many = Array.from({ length: 200 }, (_, i) => ({ name: `m${i}`, podGateway: `10.1.${i >> 8}.${i & 255}` }));
+  const many = targets(Array.from({ length: 200 }, (_, i) => ({ name: `m${i}`, podGateway: `10.1.${i >> 8}.${i & 255}` })));
   p.setPeers(many);
   (p as unknown as { probeAll(): void }).probeAll();
   assert.equal(p.list().length, 200);
   assert.ok(p.list().every((e) => e.sent === 1 && e.acked === 0 && e.lastAckMs === null && e.rttMs === null), 'every peer probed once in a round of 200');
   p.setPeers(many.slice(100));
-  p.setPeers([...many.slice(100), { name: 'z', podGateway: '10.2.0.1' }]);
+  p.setPeers([...many.slice(100), { name: 'z', slot: many[0]!.slot, podGateway: '10.2.0.1' }]); // a slot given back, handed to another peer
   assert.deepEqual(p.list().map((e) => e.sent).sort(), [0, ...Array<number>(100).fill(1)], "a reused slot's new entry starts at 0");
 });
 
@@ -96,43 +97,44 @@ test("acks: read from their bytes, counted and timed by the probe's sentMs; othe
   const stranger = createSocket('udp4');
   await new Promise<void>((resolve) => stranger.bind(0, '127.77.1.3', resolve));
   try {
-    const probed = new Promise<number>((resolve) => peer.once('message', (_m, from) => resolve(from.port)));
-    p.setPeers([{ name: 'b', podGateway: '127.77.1.2' }]);
-    const probePort = await probed; // acks go where the probes come from: the probes' own socket
+    const probed = new Promise<{ port: number; seq: string }>((resolve) => peer.once('message', (m, from) => resolve({ port: from.port, seq: m.toString('latin1').split(' ')[2]! })));
+    p.setPeers([{ name: 'b', slot: 0, podGateway: '127.77.1.2' }]);
+    (p as unknown as { probeAll(): void }).probeAll();
+    const { port: probePort, seq } = await probed; // acks go where the probes come from: the probes' own socket, with the probe's sequence number
     const of = () => p.list().find((e) => e.node === 'b')!;
     const sendFrom = (s: typeof peer, text: string, port = probePort) => new Promise<void>((resolve) => s.send(Buffer.from(text, 'latin1'), port, '127.77.1.1', () => resolve()));
     const settle = async (acked: number) => { for (const until = Date.now() + 10_000; of().acked !== acked && Date.now() < until;) await sleep(5); }; // a generous deadline: a loaded machine delays the delivery
 
     const sentAt = Date.now() - 250;
-    await sendFrom(peer, `veil-ack b 7 ${sentAt}`);
+    await sendFrom(peer, `veil-ack b ${seq} ${sentAt}`);
     await settle(1);
     assert.equal(of().acked, 1, 'an ack from the peer is counted');
     assert.ok(of().rttMs! >= 250 && of().rttMs! < 5_000, `its RTT from the probe's sentMs (${of().rttMs})`);
     assert.ok(of().lastAckMs! >= sentAt + 250);
 
     // Shapes the bytes do not settle take the text's path, with its answer: Number() of the last field.
-    await sendFrom(peer, `veil-ack b 8 ${sentAt}.0`); // not digits only: still an ack (Number reads it)
+    await sendFrom(peer, `veil-ack b ${seq} ${sentAt}.0`); // not digits only: still an ack (Number reads it)
     await settle(2);
     assert.equal(of().acked, 2, 'a sentMs the bytes do not read is read by the text');
     await sendFrom(peer, 'veil-ack b 9 soon'); // not a number: no ack
     await sendFrom(peer, `veil-ack b 9 ${sentAt} extra`); // five fields: no ack
     await sendFrom(peer, `veil-ack b ${sentAt}`); // three fields: no ack
-    await sendFrom(peer, `veil-ack b 10 1234567890123456`); // 16 digits: the text's path, an ack
+    await sendFrom(peer, `veil-ack b ${seq} 1234567890123456`); // 16 digits: the text's path, an ack
     await settle(3);
     assert.equal(of().acked, 3, 'only the well-formed ones count');
-    await sendFrom(stranger, `veil-ack x 1 ${Date.now()}`); // from an address not probed: ignored
-    await sendFrom(peer, `veil-ack b 11 ${Date.now()}`);
+    await sendFrom(stranger, `veil-ack x ${seq} ${Date.now()}`); // from an address not probed: ignored (its sequence number a probed slot's)
+    await sendFrom(peer, `veil-ack b ${seq} ${Date.now()}`);
     await settle(4);
     assert.equal(of().acked, 4);
     assert.equal(p.list().length, 1, 'a stranger gets no entry');
     // An ack sent to 4240 is not read as one: 4240 answers probes only. A probe sent after it on the
     // same socket is answered once 4240 has read both.
     const answered = new Promise<void>((resolve) => peer.on('message', (m) => { if (m.toString('latin1').startsWith('veil-ack a 99 ')) resolve(); }));
-    await sendFrom(peer, `veil-ack b 12 ${Date.now()}`, HEALTH_PORT);
+    await sendFrom(peer, `veil-ack b ${seq} ${Date.now()}`, HEALTH_PORT);
     await sendFrom(peer, `veil-probe b 99 ${Date.now()}`, HEALTH_PORT);
     await answered;
     assert.equal(of().acked, 4, 'the ack sent to 4240 is not counted');
-    await sendFrom(peer, `veil-ack b 13 ${Date.now()}`);
+    await sendFrom(peer, `veil-ack b ${seq} ${Date.now()}`);
     await settle(5);
     assert.equal(of().acked, 5, 'the next ack to the probes\' socket is');
   } finally {
@@ -150,12 +152,13 @@ test("the probes' socket: probes leave from its own port, and their acks wait th
   const peer = createSocket({ type: 'udp4', reuseAddr: true }); // a peer that answers late, many times
   await new Promise<void>((resolve) => peer.bind(HEALTH_PORT, '127.77.2.2', resolve));
   try {
-    p.setPeers([{ name: 'b', podGateway: '127.77.2.2' }, { name: 'c', podGateway: 'not-an-address' }]);
+    p.setPeers([{ name: 'b', slot: 0, podGateway: '127.77.2.2' }, { name: 'c', slot: 1, podGateway: 'not-an-address' }]);
     const probe = new Promise<{ text: string; port: number }>((resolve) => peer.once('message', (m, r) => resolve({ text: m.toString('latin1'), port: r.port })));
     (p as unknown as { probeAll(): void }).probeAll(); // a peer whose address is none: a lost probe, no throw
     const got = await probe;
     const [kind, node, seq, sentMs] = got.text.split(' ');
-    assert.deepEqual([kind, node, seq], ['veil-probe', 'a', '1']);
+    assert.deepEqual([kind, node], ['veil-probe', 'a']);
+    assert.match(seq!, /^\d+$/, 'its sequence number: its slot and generation, in decimal');
     assert.notEqual(got.port, HEALTH_PORT, 'a probe leaves from the probes\' own port, not 4240');
 
     // More acks than one read takes (64), all before anything reads them; one the text reads.
@@ -184,7 +187,7 @@ test("a round's probes go out in one sendmmsg, each with its own text and number
   const NODE = 'node-with-a-long-name-0123456789.example.internal';
   const p = new HealthProber(NODE, '127.77.3.1', 60_000);
   await p.start();
-  const peers = Array.from({ length: MAX_PROBES_PER_INTERVAL }, (_, i) => ({ name: `q${i}`, podGateway: `127.77.${4 + (i >> 7)}.${(i & 127) + 1}` }));
+  const peers = Array.from({ length: MAX_PROBES_PER_INTERVAL }, (_, i) => ({ name: `q${i}`, slot: i, podGateway: `127.77.${4 + (i >> 7)}.${(i & 127) + 1}` }));
   const got: { text: string; port: number }[] = [];
   const sockets = await Promise.all(peers.map((peer) => new Promise<ReturnType<typeof createSocket>>((resolve) => {
     const s = createSocket({ type: 'udp4', reuseAddr: true });
@@ -213,7 +216,8 @@ test("a round's probes go out in one sendmmsg, each with its own text and number
       assert.ok(Number(m[3]) >= before && Number(m[3]) <= after, `its sentMs is the round's time (${m[3]})`);
       return Number(m[2]);
     }).sort((x, y) => x - y);
-    assert.deepEqual(seqs, Array.from({ length: 2 * peers.length }, (_, i) => i + 1), 'each probe its own number, 1, 2, ... (1-3 digits)');
+    // A probe's number is its peer's slot and the slot's generation (the first: 1): the same for both rounds' probes of a peer.
+    assert.deepEqual(seqs, Array.from({ length: 2 * peers.length }, (_, i) => 2 ** 24 + (i >> 1)), "each probe its peer's slot, in the slot's first generation");
     for (const until = Date.now() + 10_000; p.list().some((e) => e.acked < 2) && Date.now() < until;) await sleep(10);
     assert.ok(p.list().every((e) => e.sent === 2 && e.acked === 2 && e.rttMs !== null && e.rttMs >= 0), 'every peer probed twice, both acks counted and timed');
   } finally {

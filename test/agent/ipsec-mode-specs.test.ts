@@ -25,7 +25,7 @@ const KEY3 = '3+ rfc4106(gcm(aes)) 0123456789abcdef0123456789abcdef01234567 128'
 const KEY4 = '4+ rfc4106(gcm(aes)) 89abcdef0123456789abcdef0123456789abcdef 128';
 
 const peer = (i: number, key = 3, boot = 'a'): PeerNode => ({ // boot ids are UUIDs (Cilium derives from them)
-  name: `n${i}`, internalIP: `172.18.0.${10 + i}`, internalIPs: [`172.18.0.${10 + i}`], podCIDRs: [`10.244.${10 + i}.0/24`],
+  name: `n${i}`, slot: i, internalIP: `172.18.0.${10 + i}`, internalIPs: [`172.18.0.${10 + i}`], podCIDRs: [`10.244.${10 + i}.0/24`],
   podGateway: `10.244.${10 + i}.1`, bootID: `${boot.repeat(8)}-1111-2222-3333-${String(i).padStart(12, '0')}`, encryptionKey: key, annotations: {},
 });
 

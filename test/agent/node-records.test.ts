@@ -9,7 +9,7 @@ import { PeerAdmission, creationOrder, orderBefore } from '../../src/agent/peer-
 import type { PeerNode } from '../../src/agent/node-source.js';
 
 const peer = (name: string, ip: string, cidr: string): PeerNode =>
-  ({ name, internalIP: ip, internalIPs: ip, podCIDRs: cidr, podGateway: cidr.replace(/0\/\d+$/, '1'), annotations: {} });
+  ({ name, slot: 0, internalIP: ip, internalIPs: ip, podCIDRs: cidr, podGateway: cidr.replace(/0\/\d+$/, '1'), annotations: {} });
 
 test('each column reads back what was set; a new slot is blank', () => {
   const r = new NodeRecords();

@@ -195,3 +195,38 @@ test('a relist answered before a deletion the watch delivered brings neither the
   }
   reg.close();
 });
+
+test("peers' slots: a node keeps its own, one gone gives it back to the next; boot ids only for a follower that reads them", { timeout: 60_000 }, async () => {
+  for (const bootIDs of [true, false]) {
+    const dir = join(root, `reg-slots-${bootIDs}`);
+    const reg = new EmbeddedRegistry(dir);
+    await reg.create(node('self', 0));
+    const withBoot = (name: string, i: number, boot: string): RegistryObject => ({ ...node(name, i), status: { agent: { ready: true, bootID: boot } } });
+    await reg.create(withBoot('b', 1, 'boot-b1'));
+    await reg.create(withBoot('c', 2, 'boot-c1'));
+    const leases = [await reg.holdLease('b', 30, {}), await reg.holdLease('c', 30, {})];
+    const src = new RegistryNodeSource(new EmbeddedRegistry(dir), 'self', bootIDFile());
+    await src.self();
+    await src.watchPeers(() => undefined, { bootIDs });
+    const peer = (name: string) => src.peers().find((p) => p.name === name);
+    assert.deepEqual(src.peers().map((p) => p.bootID), bootIDs ? ['boot-b1', 'boot-c1'] : [undefined, undefined], 'boot ids as asked');
+    const slots = src.peers().map((p) => p.slot);
+    assert.equal(new Set(slots).size, 2, 'two peers, two slots');
+    // b reboots (a new boot id), then c's node object goes: once c is gone, b's rewrite was seen (the watch delivers in order).
+    const b = peer('b')!, cSlot = peer('c')!.slot;
+    await reg.mutate('Node', 'b', (cur) => cur && { ...cur, status: { agent: { ready: true, bootID: 'boot-b2' } } });
+    await reg.delete('Node', 'c');
+    await waitFor('c gone', () => peer('c') === undefined);
+    assert.equal(peer('b') === b, !bootIDs, bootIDs ? 'a reboot is a new peer' : 'a reboot alone changes nothing the follower reads');
+    assert.equal(peer('b')!.bootID, bootIDs ? 'boot-b2' : undefined);
+    assert.equal(peer('b')!.slot, b.slot, 'b keeps its slot');
+    // d comes: it is handed the slot c gave back.
+    await reg.create(withBoot('d', 3, 'boot-d1'));
+    leases.push(await reg.holdLease('d', 30, {}));
+    await waitFor('d a peer', () => peer('d') !== undefined);
+    assert.equal(peer('d')!.slot, cSlot, "the slot c gave back is d's");
+    assert.notEqual(peer('d')!.slot, peer('b')!.slot);
+    src.close();
+    for (const l of leases) await l.release();
+  }
+});

@@ -56,7 +56,8 @@ test('peers over the underlay are refused with the route they would cut; a peer 
 });
 
 test('the screen of every pass keeps a peer object\'s verdict until the underlay changes, and decides as the one-off screen', () => {
-  const peer = (name: string, ip: string, cidr: string) => ({ name, internalIPs: [ip], podCIDRs: [cidr] });
+  const slots = new Map<string, number>(); // as a node source: a name keeps its slot
+  const peer = (name: string, ip: string, cidr: string) => ({ name, slot: slots.get(name) ?? slots.set(name, slots.size).size - 1, internalIPs: [ip], podCIDRs: [cidr] });
   const w2 = peer('w2', '172.18.0.4', '10.244.2.0/24');
   const etcdnet = peer('etcdnet', '172.18.0.250', '172.18.255.0/24');
   const services = peer('services', '172.18.0.253', '10.96.0.0/16');

@@ -60,7 +60,7 @@ for (const nodeEncryption of [false, true]) {
         const i = Number(name.slice(1));
         const next = rand() < 0.3 ? pick(keys) : undefined;
         peers.set(name, {
-          name, internalIP: `172.18.0.${10 + i}`, internalIPs: [`172.18.0.${10 + i}`], podCIDRs: [pick(prefixes)], podGateway: `10.244.${10 + i}.1`,
+          name, slot: i, internalIP: `172.18.0.${10 + i}`, internalIPs: [`172.18.0.${10 + i}`], podCIDRs: [pick(prefixes)], podGateway: `10.244.${10 + i}.1`,
           annotations: { ...(rand() < 0.9 ? { [WG_PUBKEY_ANNOTATION]: pick(keys) } : {}), ...(next ? { [WG_NEXT_PUBKEY_ANNOTATION]: next } : {}) },
           ...(rand() < 0.1 ? { external: { port: 51000 + i, persistentKeepalive: 25 } } : {}),
         });
@@ -92,7 +92,7 @@ test('a spec\'s message: what the datapath worker gets is the spec fields only, 
   const mode = await openMode(false, mkdtempSync(join(root, 'state-')));
   const [k1, k2] = Array.from({ length: 2 }, () => Buffer.from(generatePrivateKey().publicKey).toString('base64'));
   const peer = (name: string, i: number, annotations: Record<string, string>): PeerNode => ({
-    name, internalIP: `172.18.0.${i}`, internalIPs: `172.18.0.${i}`, podCIDRs: `10.244.${i}.0/24`, podGateway: `10.244.${i}.1`, annotations,
+    name, slot: i, internalIP: `172.18.0.${i}`, internalIPs: `172.18.0.${i}`, podCIDRs: `10.244.${i}.0/24`, podGateway: `10.244.${i}.1`, annotations,
   });
   const peers = [peer('a', 10, { [WG_PUBKEY_ANNOTATION]: k1! }), peer('b', 11, { [WG_PUBKEY_ANNOTATION]: k2!, [WG_NEXT_PUBKEY_ANNOTATION]: k1! })];
   const d = mode.desired(peers);
