@@ -480,14 +480,14 @@ function screenWith<T extends ScreenedPeer>(peers: T[], why: (p: T) => string | 
   return { admitted: admitted ?? peers, refused };
 }
 
+/** A peer the screen of every pass keeps a verdict for by its slot (PeerNode.slot). */
+type SlottedPeer = ScreenedPeer & { slot: number };
+
 /**
  * screenAgainstUnderlay for every pass: a peer object's verdict is kept until the underlay changes,
  * so a pass costs a lookup per peer, not parsing every peer's prefixes (~9 ms at 5,000 peers). The
  * node source hands out the same object until that node changes.
  */
-/** A peer the screen of every pass keeps a verdict for by its slot (PeerNode.slot). */
-type SlottedPeer = ScreenedPeer & { slot: number };
-
 export class UnderlayScreen<T extends SlottedPeer> {
   private underlay = '';
   private check: (p: ScreenedPeer) => string | undefined = () => undefined;
