@@ -9,6 +9,7 @@
 // age order, each against the nodes admitted before it.
 import { cidrContains, cidrContainsCidr, cidrsOverlap, maskAddress, parseCidr, parseIp, type Cidr, type IpAddress, type IpFamily } from '../net/cidr.js';
 import { listOf, sameElements, type OneOrMore } from '../util/one-or-more.js';
+import { MarkedSlots } from '../util/marked-slots.js';
 
 /**
  * What a node claims: named as a peer's fields, so that a peer (PeerNode) is its own claim (a claim
@@ -493,48 +494,33 @@ export class UnderlayScreen<T extends SlottedPeer> {
   private check: (p: ScreenedPeer) => string | undefined = () => undefined;
   /**
    * By slot, the peer object its verdict is for (a slot given to another peer, or a peer object
-   * anew, is checked again), and the few refusals; the last pass that saw each slot, so a peer gone
-   * is let go. A WeakMap by the peer object was ~25 B a peer.
+   * anew, is checked again), marked by the last pass that saw it, so a peer gone is let go
+   * (marked-slots.ts); and the few refusals. A WeakMap by the peer object was ~25 B a peer.
    */
-  private checked: (T | undefined)[] = [];
+  private checked = new MarkedSlots<T>();
   private refusals = new Map<number, string>();
-  private seen = new Uint32Array(64);
   private passes = 0;
-  private held = 0;
 
   screen(peers: T[], u: Underlay): { admitted: T[]; refused: Map<string, string> } {
     const text = JSON.stringify(u);
     if (text !== this.underlay) {
       this.underlay = text;
       this.check = underlayCheck(u);
-      this.checked = [];
+      this.checked = new MarkedSlots<T>();
       this.refusals = new Map();
-      this.held = 0;
     }
-    const pass = ++this.passes;
+    const pass = ++this.passes, checked = this.checked;
     const result = screenWith(peers, (p) => {
       const slot = p.slot;
-      if (slot >= this.seen.length) { const grown = new Uint32Array(Math.max(this.seen.length * 2, slot + 1)); grown.set(this.seen); this.seen = grown; }
-      this.seen[slot] = pass;
-      if (this.checked[slot] !== p) {
-        if (this.checked[slot] === undefined) this.held++;
-        this.checked[slot] = p;
+      if (checked.at(slot) === p) checked.mark(slot, pass);
+      else {
+        checked.set(slot, p, pass);
         const why = this.check(p);
         if (why === undefined) this.refusals.delete(slot); else this.refusals.set(slot, why);
       }
       return this.refusals.get(slot);
     });
-    if (this.held > peers.length) this.letGo(pass); // a peer gone (a walk of the slots only then)
+    checked.forgetUnmarked(pass, (_, slot) => this.refusals.delete(slot)); // a peer gone
     return result;
-  }
-
-  /** The verdicts of slots no peer of pass `pass` holds. */
-  private letGo(pass: number): void {
-    for (let slot = 0; slot < this.checked.length; slot++) {
-      if (this.checked[slot] === undefined || this.seen[slot] === pass) continue;
-      this.checked[slot] = undefined;
-      this.refusals.delete(slot);
-      this.held--;
-    }
   }
 }
